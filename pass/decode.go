@@ -1,0 +1,84 @@
+package pass
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// Document is a wire document that can check itself.
+type Document interface {
+	Validate() error
+}
+
+// MaxDocumentSize is the largest document Decode accepts (64 KiB, gap G-27).
+const MaxDocumentSize = 64 << 10
+
+// Decode parses one JSON document into doc and validates it.
+//
+// Unknown members are ignored (X-VER-3). A body whose only member is
+// "request" or "response" is unwrapped first, since the spec's schemas wrap
+// documents that peers send bare (gap G-5); a body that mixes the envelope
+// with other members is rejected. Trailing data after the document, a body
+// over [MaxDocumentSize] and a JSON null are errors. Every error matches
+// [ErrInvalidDocument], or [ErrUnsupportedVersion] for a configuration with
+// an unknown major version.
+func Decode(data []byte, doc Document) error {
+	if len(data) > MaxDocumentSize {
+		return invalid("body", "larger than 64 KiB")
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return invalid("body", "must be a JSON object")
+	}
+	if inner, ok, err := unwrapEnvelope(data); err != nil {
+		return err
+	} else if ok {
+		data = inner
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(doc); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return err
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return invalid(te.Field, "has the wrong JSON type")
+		}
+		return &FieldError{Field: "body", Reason: "malformed JSON", Err: err}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("body", "unexpected data after the JSON document")
+	}
+	return doc.Validate()
+}
+
+// unwrapEnvelope returns the inner object of {"request": {...}} or
+// {"response": {...}}.
+func unwrapEnvelope(data []byte) ([]byte, bool, error) {
+	// Cheap pre-check: documents without these keys skip the map decode.
+	if !bytes.Contains(data, []byte(`"request"`)) && !bytes.Contains(data, []byte(`"response"`)) {
+		return nil, false, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, false, &FieldError{Field: "body", Reason: "malformed JSON", Err: err}
+	}
+	for _, k := range []string{"request", "response"} {
+		inner, ok := m[k]
+		if !ok {
+			continue
+		}
+		if len(m) != 1 {
+			return nil, false, invalid(k, "an envelope must be the only member of the body")
+		}
+		inner = bytes.TrimSpace(inner)
+		if len(inner) == 0 || inner[0] != '{' {
+			return nil, false, invalid(k, "must be a JSON object")
+		}
+		return inner, true, nil
+	}
+	return nil, false, nil
+}

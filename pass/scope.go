@@ -1,0 +1,160 @@
+package pass
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+)
+
+// Wildcard is the scope value meaning "every scope the User holds at the
+// Service" (§2.1).
+const Wildcard = "*"
+
+// Scope is a list of opaque, Service-defined scope identifiers, always a JSON
+// array of strings on the wire. The value [Wildcard] stands for every scope
+// the User holds. A nil Scope encodes as [] (never null).
+//
+// Methods never modify their receiver and return new slices.
+type Scope []string
+
+// MarshalJSON encodes a nil Scope as an empty array.
+func (s Scope) MarshalJSON() ([]byte, error) {
+	if s == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal([]string(s))
+}
+
+// UnmarshalJSON accepts only a JSON array of strings (X-SCOPE-1): a string,
+// an object or null is an error rather than an empty scope.
+func (s *Scope) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return invalid("scope", "must be an array of strings, not null")
+	}
+	var v []string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return invalid("scope", "must be an array of strings")
+	}
+	if v == nil {
+		v = []string{}
+	}
+	*s = v
+	return nil
+}
+
+// HasWildcard reports whether s contains [Wildcard].
+func (s Scope) HasWildcard() bool { return slices.Contains(s, Wildcard) }
+
+// Has reports whether s literally contains v (no wildcard expansion).
+func (s Scope) Has(v string) bool { return slices.Contains(s, v) }
+
+// Allows reports whether s grants v: s contains v, or s contains the wildcard.
+func (s Scope) Allows(v string) bool { return s.Has(v) || s.HasWildcard() }
+
+// AllowsAll reports whether s grants every value of want.
+func (s Scope) AllowsAll(want ...string) bool {
+	for _, w := range want {
+		if !s.Allows(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// Missing returns the values of want that s does not grant, in order.
+func (s Scope) Missing(want ...string) []string {
+	var m []string
+	for _, w := range want {
+		if !s.Allows(w) {
+			m = append(m, w)
+		}
+	}
+	return m
+}
+
+// SubsetOf reports whether every value of s is granted by other. A wildcard in
+// s is a subset only of a scope that also holds the wildcard.
+func (s Scope) SubsetOf(other Scope) bool {
+	if other.HasWildcard() {
+		return true
+	}
+	for _, v := range s {
+		if !other.Has(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// Intersect returns the values granted by both s and other, in the order of s
+// (or of other when s is the wildcard), without duplicates. The wildcard on one
+// side yields the other side; on both sides it yields ["*"]. Expand the
+// wildcard first with [Scope.Expand] where concrete values are needed.
+func (s Scope) Intersect(other Scope) Scope {
+	sw, ow := s.HasWildcard(), other.HasWildcard()
+	switch {
+	case sw && ow:
+		return Scope{Wildcard}
+	case sw:
+		return other.Dedupe()
+	case ow:
+		return s.Dedupe()
+	}
+	out := Scope{}
+	for _, v := range s {
+		if other.Has(v) && !out.Has(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Dedupe returns s without repeated values, keeping first occurrences in
+// order. A nil s yields an empty, non-nil Scope.
+func (s Scope) Dedupe() Scope {
+	out := make(Scope, 0, len(s))
+	for _, v := range s {
+		if !out.Has(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Expand replaces the wildcard with all, the concrete scopes the User holds,
+// and returns the deduplicated result. Without a wildcard it returns s
+// deduplicated.
+func (s Scope) Expand(all []string) Scope {
+	if !s.HasWildcard() {
+		return s.Dedupe()
+	}
+	out := make(Scope, 0, len(all)+len(s))
+	for _, v := range s {
+		if v != Wildcard {
+			out = append(out, v)
+		}
+	}
+	out = append(out, all...)
+	return out.Dedupe()
+}
+
+// IsEmpty reports whether s grants nothing. An empty intersection is detected
+// with Intersect(...).IsEmpty().
+func (s Scope) IsEmpty() bool { return len(s) == 0 }
+
+// Equal reports whether s and other hold the same values, ignoring order and
+// duplicates.
+func (s Scope) Equal(other Scope) bool {
+	a, b := s.Dedupe(), other.Dedupe()
+	return len(a) == len(b) && a.SubsetOf(b) && b.SubsetOf(a) && a.HasWildcard() == b.HasWildcard()
+}
+
+// validate rejects empty scope values, which no Service can define.
+func (s Scope) validate(field string) error {
+	for _, v := range s {
+		if v == "" {
+			return invalid(field, "scope values must be non-empty strings")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package pass
+
+import "time"
+
+// ValidationRequest is the body of POST {agentpass_validate_url} (§5.4.1).
+type ValidationRequest struct {
+	AgentPass PassValue `json:"agentpass"`
+}
+
+// PassValue carries only a pass value. The value is a secret: never log it.
+type PassValue struct {
+	Value string `json:"value"`
+}
+
+// Validate checks agentpass.value (A-VAL-4).
+func (r *ValidationRequest) Validate() error {
+	if r.AgentPass.Value == "" {
+		return missing("agentpass.value")
+	}
+	return nil
+}
+
+// ValidationResponse is an Authority's answer to a successful validation: the
+// delegation details (§5.4.1).
+type ValidationResponse struct {
+	AuthorizationID string         `json:"authorization_id"`
+	User            User           `json:"user"`
+	Agent           Agent          `json:"agent"`
+	Scope           Scope          `json:"scope"`
+	Type            PassType       `json:"type"`
+	DestinationURL  string         `json:"destination_url,omitempty"`
+	Cnf             *Cnf           `json:"cnf,omitempty"`
+	Task            *ValidatedTask `json:"task,omitempty"`
+	// AuthorizationExpiresAt is the delegation's absolute end (hardening
+	// draft je.fix-expires-at); nil from a plain v0.1 Authority.
+	AuthorizationExpiresAt *time.Time `json:"authorization_expires_at,omitempty"`
+	// Harness is an extension (gap G-3): the harness.id of the issuance
+	// request, which a Service compares with the proof's iss when present.
+	Harness *HarnessRef `json:"harness,omitempty"`
+}
+
+// HarnessRef names a Harness by its self-declared id.
+type HarnessRef struct {
+	ID string `json:"id"`
+}
+
+// ValidatedTask is the task context an Authority returns at validation.
+type ValidatedTask struct {
+	ID          string `json:"id,omitempty"`
+	Description string `json:"description,omitempty"`
+	Attested    bool   `json:"attested,omitempty"`
+}
+
+// Validate checks the response against the authority-validate schema
+// (A-VAL-9, A-VAL-10, X-SCOPE-1).
+func (r *ValidationResponse) Validate() error {
+	if r.AuthorizationID == "" {
+		return missing("authorization_id")
+	}
+	if err := checkEmail("user.email", r.User.Email); err != nil {
+		return err
+	}
+	if r.Agent.ID == "" {
+		return missing("agent.id")
+	}
+	if r.Scope == nil {
+		return missing("scope")
+	}
+	if err := r.Scope.validate("scope"); err != nil {
+		return err
+	}
+	if err := checkType("type", r.Type); err != nil {
+		return err
+	}
+	if err := checkOptionalURL("destination_url", r.DestinationURL); err != nil {
+		return err
+	}
+	if r.Cnf != nil {
+		if err := r.Cnf.validate("cnf"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AuthorizationCheckRequest is the body of POST
+// {agentpass_authorization_check_url} (§5.5.1).
+type AuthorizationCheckRequest struct {
+	AuthorizationID string `json:"authorization_id"`
+}
+
+// Validate checks authorization_id (A-AUTHZ-2).
+func (r *AuthorizationCheckRequest) Validate() error {
+	if r.AuthorizationID == "" {
+		return missing("authorization_id")
+	}
+	return nil
+}
+
+// AuthorizationCheckResponse is the answer for an active delegation.
+type AuthorizationCheckResponse struct {
+	Scope Scope `json:"scope"`
+	// AuthorizationExpiresAt: see ValidationResponse.
+	AuthorizationExpiresAt *time.Time `json:"authorization_expires_at,omitempty"`
+}
+
+// Validate checks scope (A-AUTHZ-3).
+func (r *AuthorizationCheckResponse) Validate() error {
+	if r.Scope == nil {
+		return missing("scope")
+	}
+	return r.Scope.validate("scope")
+}
+
+// CloseAction is how a Service ends a delegation (hardening draft
+// je.authorization-close).
+type CloseAction string
+
+// Close actions.
+const (
+	CloseComplete CloseAction = "complete"
+	CloseRevoke   CloseAction = "revoke"
+)
+
+// AuthorizationCloseRequest is the body of POST
+// {agentpass_authorization_close_url}.
+type AuthorizationCloseRequest struct {
+	AuthorizationID string      `json:"authorization_id"`
+	Action          CloseAction `json:"action"`
+	Reason          string      `json:"reason,omitempty"`
+}
+
+// Validate checks authorization_id and action.
+func (r *AuthorizationCloseRequest) Validate() error {
+	if r.AuthorizationID == "" {
+		return missing("authorization_id")
+	}
+	if r.Action == "" {
+		return missing("action")
+	}
+	if r.Action != CloseComplete && r.Action != CloseRevoke {
+		return invalid("action", `must be "complete" or "revoke"`)
+	}
+	if len(r.Reason) > 1024 {
+		return invalid("reason", "longer than 1024 bytes")
+	}
+	return nil
+}
+
+// DelegationState is the lifecycle state of a delegation.
+type DelegationState string
+
+// Delegation states. Only Active answers 200 at an authorization check.
+const (
+	DelegationActive    DelegationState = "active"
+	DelegationSuspended DelegationState = "suspended"
+	DelegationCompleted DelegationState = "completed"
+	DelegationRevoked   DelegationState = "revoked"
+	DelegationExpired   DelegationState = "expired"
+)
+
+// AuthorizationCloseResponse is the answer of the close endpoint.
+type AuthorizationCloseResponse struct {
+	Status   DelegationState `json:"status"`
+	ClosedAt time.Time       `json:"closed_at"`
+}
+
+// Validate checks status and closed_at.
+func (r *AuthorizationCloseResponse) Validate() error {
+	if r.Status != DelegationCompleted && r.Status != DelegationRevoked {
+		return invalid("status", `must be "completed" or "revoked"`)
+	}
+	if r.ClosedAt.IsZero() {
+		return missing("closed_at")
+	}
+	return nil
+}
