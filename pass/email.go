@@ -31,6 +31,11 @@ func CanonicalDomain(domain string) (string, error) {
 		return "", invalid("domain", "not a valid domain name")
 	}
 	a = strings.ToLower(a)
+	// The A-label form must itself be valid and stable: otherwise two parties
+	// could derive different DNS names from one address.
+	if again, err := dnsProfile.ToASCII(a); err != nil || again != a {
+		return "", invalid("domain", "not a valid internationalised domain name")
+	}
 	if !strings.Contains(a, ".") {
 		return "", invalid("domain", "must have at least two labels")
 	}

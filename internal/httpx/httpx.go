@@ -1,0 +1,187 @@
+// Package httpx is the JSON-over-HTTPS plumbing shared by the role packages:
+// bounded, validated request decoding and structured error answers on the
+// server side, and bounded, validated calls on the client side.
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// MaxBody is the largest request or response body accepted (64 KiB).
+const MaxBody = pass.MaxDocumentSize
+
+// ReadRequest decodes a POSTed JSON document into doc and validates it. It
+// answers the classic failures as *pass.Error: wrong content type (415),
+// body over 64 KiB (413), malformed or invalid document (400).
+func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) error {
+	if !IsJSON(r.Header.Get("Content-Type")) {
+		return pass.NewError(http.StatusUnsupportedMediaType, pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return pass.NewError(http.StatusRequestEntityTooLarge, pass.CodeRequestTooLarge, "request body exceeds 64 KiB")
+		}
+		return pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "could not read request body").WithCause(err)
+	}
+	if err := pass.Decode(body, doc); err != nil {
+		return InvalidRequest(err)
+	}
+	return nil
+}
+
+// InvalidRequest turns a decoding or validation error into a 400 whose
+// message names the offending member (the FieldError text is safe to send:
+// it never contains the member's value).
+func InvalidRequest(err error) *pass.Error {
+	msg := "invalid request"
+	var fe *pass.FieldError
+	if errors.As(err, &fe) {
+		msg = "invalid " + fe.Field + ": " + fe.Reason
+	}
+	return pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, msg).WithCause(err)
+}
+
+// IsJSON reports whether a Content-Type header names application/json (with
+// optional parameters).
+func IsJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+// WriteJSON writes v as a JSON response with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(pass.NewError(status, pass.CodeInternal, "internal error").Body())
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// WriteError answers with the structured error body of err. An error that is
+// not a *pass.Error becomes a 500 whose cause stays out of the response; it
+// is logged to logger when one is given.
+func WriteError(w http.ResponseWriter, logger *slog.Logger, err error) {
+	var pe *pass.Error
+	if !errors.As(err, &pe) {
+		if logger != nil {
+			logger.Error("internal error", "error", err)
+		}
+		pe = pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "internal error")
+	}
+	if pe.Status == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	WriteJSON(w, pe.Status, pe.Body())
+}
+
+// MethodNotAllowed is the 405 answer; allow lists the accepted methods.
+func MethodNotAllowed(w http.ResponseWriter, allow ...string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	WriteError(w, nil, pass.NewError(http.StatusMethodNotAllowed, pass.CodeMethodNotAllowed, "method not allowed"))
+}
+
+// BearerToken returns the token of an "Authorization: Bearer" header, or "".
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// Call describes one JSON request to a peer.
+type Call struct {
+	Method string // default POST when Body is set, GET otherwise
+	URL    string
+	Bearer string      // sent as Authorization: Bearer when set
+	Header http.Header // extra headers
+	Body   any         // JSON-encoded when non-nil
+}
+
+// Do performs the call and decodes a 2xx answer into out (validated). A
+// non-2xx answer returns a *pass.Error built from the peer's error body; a
+// transport failure returns a *pass.Error with code authority_unavailable
+// wrapping the cause (it matches pass.ErrUnavailable). The answer's headers
+// are returned for callers that read them. Bodies are read up to 64 KiB.
+func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (http.Header, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	method := c.Method
+	var body io.Reader
+	if c.Body != nil {
+		b, err := json.Marshal(c.Body)
+		if err != nil {
+			return nil, fmt.Errorf("httpx: encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+		if method == "" {
+			method = http.MethodPost
+		}
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
+	if err != nil {
+		return nil, fmt.Errorf("httpx: %w", err)
+	}
+	for k, vs := range c.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Bearer)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "peer unreachable").WithCause(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil {
+		return resp.Header, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "reading peer response failed").WithCause(err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.Header, pass.ErrorFromResponse(resp.StatusCode, raw)
+	}
+	if len(raw) > MaxBody {
+		return resp.Header, fmt.Errorf("httpx: %s %s: response larger than 64 KiB: %w", method, c.URL, pass.ErrInvalidDocument)
+	}
+	if out == nil {
+		return resp.Header, nil
+	}
+	if !IsJSON(resp.Header.Get("Content-Type")) {
+		return resp.Header, fmt.Errorf("httpx: %s %s: response is not application/json: %w", method, c.URL, pass.ErrInvalidDocument)
+	}
+	if err := pass.Decode(raw, out); err != nil {
+		return resp.Header, fmt.Errorf("httpx: %s %s: invalid response: %w", method, c.URL, err)
+	}
+	return resp.Header, nil
+}

@@ -1,0 +1,133 @@
+package httpx
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+func echoServer(t *testing.T) *httptest.Server {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			MethodNotAllowed(w, http.MethodPost)
+			return
+		}
+		var req pass.AuthorizationCheckRequest
+		if err := ReadRequest(w, r, &req); err != nil {
+			WriteError(w, nil, err)
+			return
+		}
+		if req.AuthorizationID == "boom" {
+			WriteError(w, nil, errors.New("secret database detail"))
+			return
+		}
+		if req.AuthorizationID == "gone" {
+			WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown"))
+			return
+		}
+		WriteJSON(w, http.StatusOK, pass.AuthorizationCheckResponse{Scope: pass.Scope{"a"}})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestServerRejections: X-ERR-1, X-ERR-2 for the classic failures.
+func TestServerRejections(t *testing.T) {
+	srv := echoServer(t)
+	cases := []struct {
+		name, method, ctype, body string
+		status                    int
+		code                      pass.Code
+	}{
+		{"wrong method", http.MethodGet, "", "", 405, pass.CodeMethodNotAllowed},
+		{"wrong content type", http.MethodPost, "text/plain", `{"authorization_id":"x"}`, 415, pass.CodeUnsupportedMediaType},
+		{"too large", http.MethodPost, "application/json", `{"authorization_id":"` + strings.Repeat("x", MaxBody) + `"}`, 413, pass.CodeRequestTooLarge},
+		{"malformed", http.MethodPost, "application/json", `{"authorization_id":`, 400, pass.CodeInvalidRequest},
+		{"missing member", http.MethodPost, "application/json; charset=utf-8", `{}`, 400, pass.CodeInvalidRequest},
+		{"internal error hidden", http.MethodPost, "application/json", `{"authorization_id":"boom"}`, 500, pass.CodeInternal},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(c.method, srv.URL, strings.NewReader(c.body))
+			if c.ctype != "" {
+				req.Header.Set("Content-Type", c.ctype)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var buf strings.Builder
+			_, _ = readAll(&buf, resp)
+			if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("status %d content-type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			var body pass.ErrorResponse
+			if err := pass.Decode([]byte(buf.String()), &body); err != nil || body.Error.Code != c.code {
+				t.Fatalf("body %s: %v", buf.String(), err)
+			}
+			if strings.Contains(buf.String(), "secret database detail") {
+				t.Error("internal cause leaked")
+			}
+		})
+	}
+}
+
+func readAll(b *strings.Builder, resp *http.Response) (int64, error) {
+	buf := make([]byte, 4096)
+	var n int64
+	for {
+		k, err := resp.Body.Read(buf)
+		b.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			return n, nil
+		}
+	}
+}
+
+func TestDo(t *testing.T) {
+	srv := echoServer(t)
+	ctx := context.Background()
+	var out pass.AuthorizationCheckResponse
+	if _, err := Do(ctx, srv.Client(), Call{URL: srv.URL, Body: pass.AuthorizationCheckRequest{AuthorizationID: "x"}}, &out); err != nil || !out.Scope.Has("a") {
+		t.Fatalf("Do: %v %+v", err, out)
+	}
+	_, err := Do(ctx, srv.Client(), Call{URL: srv.URL, Body: pass.AuthorizationCheckRequest{AuthorizationID: "gone"}}, &out)
+	var pe *pass.Error
+	if !errors.As(err, &pe) || pe.Status != 404 || !errors.Is(err, pass.ErrRevoked) {
+		t.Fatalf("404 answer: %v", err)
+	}
+	// Transport failure: matches ErrUnavailable.
+	dead := httptest.NewTLSServer(http.NotFoundHandler())
+	client := dead.Client()
+	dead.Close()
+	if _, err := Do(ctx, client, Call{URL: dead.URL, Body: struct{}{}}, &out); !errors.Is(err, pass.ErrUnavailable) {
+		t.Fatalf("dead peer: %v", err)
+	}
+	// 2xx with an invalid document is an error, not a success.
+	bad := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, 200, map[string]any{"scope": "not-an-array"})
+	}))
+	defer bad.Close()
+	if _, err := Do(ctx, bad.Client(), Call{URL: bad.URL}, &out); !errors.Is(err, pass.ErrInvalidDocument) {
+		t.Fatalf("invalid 2xx: %v", err)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "bearer abc ")
+	if BearerToken(r) != "abc" {
+		t.Error("case-insensitive scheme")
+	}
+	r.Header.Set("Authorization", "Basic abc")
+	if BearerToken(r) != "" {
+		t.Error("basic accepted")
+	}
+}

@@ -1,0 +1,48 @@
+// Package secret makes and handles the opaque secrets of the protocol:
+// AgentPass values, request ids, bearer tokens, initialization tokens.
+//
+// Secrets come from crypto/rand; stores keep only their SHA-256 digest, so a
+// leaked database does not leak usable credentials; comparisons are constant
+// time.
+package secret
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+)
+
+// Sizes in bytes of the values this module mints.
+const (
+	TokenBytes = 32 // 256 bits: passes, bearer tokens
+	IDBytes    = 16 // 128 bits: request ids, authorization ids, init tokens
+)
+
+// New returns prefix followed by n random bytes in unpadded base64url.
+// It panics only if the system's random source fails, as crypto/rand does.
+func New(prefix string, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("secret: crypto/rand failed: " + err.Error())
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Token returns a new 256-bit secret with the given prefix.
+func Token(prefix string) string { return New(prefix, TokenBytes) }
+
+// ID returns a new 128-bit identifier with the given prefix.
+func ID(prefix string) string { return New(prefix, IDBytes) }
+
+// Hash returns the lowercase hex SHA-256 of a secret: the form stores keep.
+func Hash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Equal compares two secrets in constant time (for equal lengths).
+func Equal(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
