@@ -1,0 +1,303 @@
+package dpop
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// maxJTIBytes bounds the jti we accept.
+const maxJTIBytes = 256
+
+// ProofParams describes a harness proof to create.
+type ProofParams struct {
+	// HarnessID is harness.id, the proof's iss. Required.
+	HarnessID string
+	// Audience is the Service origin, the proof's aud. Required; it is
+	// serialised as an origin (lower-case scheme and host, no default port,
+	// no path).
+	Audience string
+	// Method is the HTTP method of the redemption request (htm), e.g.
+	// "POST". Optional, but our Harness always sets it.
+	Method string
+	// URL is the redemption URL (htu); query and fragment are dropped.
+	// Optional, but our Harness always sets it.
+	URL string
+	// AgentPass is the pass value being redeemed; the proof carries its
+	// hash (aph), never the value. Optional, but our Harness always sets it.
+	AgentPass string
+	// TTL is exp - iat. Zero means DefaultProofTTL (60 s).
+	TTL time.Duration
+	// Now is the proof's iat. Zero means time.Now().
+	Now time.Time
+}
+
+// ProofClaims are the verified claims of a harness proof.
+type ProofClaims struct {
+	Issuer, Audience, JTI, HTM, HTU, APH string
+	IssuedAt, Expiry                     time.Time
+}
+
+// proofWire is the payload of a harness proof we create.
+type proofWire struct {
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"`
+	IssuedAt int64  `json:"iat"`
+	Expiry   int64  `json:"exp"`
+	JTI      string `json:"jti"`
+	HTM      string `json:"htm,omitempty"`
+	HTU      string `json:"htu,omitempty"`
+	APH      string `json:"aph,omitempty"`
+}
+
+// HarnessProof creates a harness_proof JWT (§3.1.1, HB-4..HB-6, plus htm,
+// htu and aph of je.harden-holder-binding) signed with k, with typ
+// [TypeProof] and a fresh random jti. Send a new proof with every
+// redemption request.
+func (k *Key) HarnessProof(p ProofParams) (string, error) {
+	if p.HarnessID == "" {
+		return "", fmt.Errorf("dpop: harness proof: empty harness id")
+	}
+	aud, err := pass.Origin(p.Audience)
+	if err != nil {
+		return "", fmt.Errorf("dpop: harness proof: audience: %w", err)
+	}
+	w := proofWire{Issuer: p.HarnessID, Audience: aud, HTM: p.Method}
+	if p.URL != "" {
+		if w.HTU, err = NormalizeHTU(p.URL); err != nil {
+			return "", fmt.Errorf("dpop: harness proof: %w", err)
+		}
+	}
+	if p.AgentPass != "" {
+		w.APH = PassHash(p.AgentPass)
+	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	w.IssuedAt = now.Unix()
+	w.Expiry = now.Add(orDefault(p.TTL, DefaultProofTTL)).Unix()
+	if w.JTI, err = newJTI(); err != nil {
+		return "", err
+	}
+	return k.sign(TypeProof, false, w)
+}
+
+// ProofRequest is what the Service knows about the redemption request a
+// harness proof must match.
+type ProofRequest struct {
+	// Method is the HTTP method of the request, compared with htm.
+	Method string
+	// URL is the URL the request was sent to, compared with htu after
+	// normalisation (RFC 9449 §4.3: no query or fragment, lower-case scheme
+	// and host, no default port).
+	URL string
+	// AgentPass is the presented pass value, compared with aph.
+	AgentPass string
+	// HarnessID, when set (from an Authority that reports harness.id, G-3),
+	// must equal iss.
+	HarnessID string
+}
+
+// ProofVerifier verifies harness proofs at a Service (HB-7, G-3, G-8,
+// je.harden-holder-binding). Its fields are read on every call and must
+// not change while it is in use; it is safe for concurrent use if Replay
+// is.
+type ProofVerifier struct {
+	// Audience is this Service's origin. Required: an empty Audience is a
+	// configuration error, not "skip the check".
+	Audience string
+	// Strict requires htm, htu and aph. When false they are checked only
+	// when present (a plain v0.1 Harness does not send them).
+	Strict bool
+	// Skew is the clock leeway for exp and iat. Zero means DefaultSkew
+	// (60 s).
+	Skew time.Duration
+	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime (300 s).
+	MaxLifetime time.Duration
+	// Replay records (iss, jti) until exp + Skew. Required: use
+	// NewMemoryReplayCache for one process, a shared store for replicas.
+	Replay ReplayCache
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verify checks a harness proof against cnf (the holder-binding JWK from
+// the validation response) and the request it came with, in this order:
+// header (alg allow-list, no jku/x5u/x5c/jwk, typ absent, "JWT" or
+// TypeProof), signature by cnf.jwk, claims (iss, aud, jti present, no
+// task attestation claims), times (exp, iat within Skew, lifetime at most
+// MaxLifetime), aud equal to Audience as an origin, iss equal to
+// req.HarnessID when set, htm/htu/aph when present (required when Strict),
+// and finally jti unseen. Only a proof that passes every other check is
+// recorded in the replay cache.
+//
+// Failures match ErrInvalidProof (a replay also matches ErrReplay); a
+// misconfigured verifier returns ErrInvalidConfig; a replay cache failure
+// is returned wrapped and matches neither.
+func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
+	if v.Replay == nil {
+		return nil, newErr(ErrInvalidConfig, "ProofVerifier.Replay is nil")
+	}
+	if v.Audience == "" {
+		return nil, newErr(ErrInvalidConfig, "ProofVerifier.Audience is empty")
+	}
+	wantAud, err := pass.Origin(v.Audience)
+	if err != nil {
+		return nil, wrapErr(ErrInvalidConfig, "ProofVerifier.Audience is not an origin", err)
+	}
+	skew := orDefault(v.Skew, DefaultSkew)
+	maxLife := orDefault(v.MaxLifetime, DefaultMaxLifetime)
+	now := nowFunc(v.Now)
+
+	key, err := ParsePublicJWK(cnf)
+	if err != nil {
+		return nil, wrapErr(ErrInvalidProof, "cnf.jwk", err)
+	}
+	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidProof, typ: TypeProof})
+	if err != nil {
+		return nil, err
+	}
+	payload, err := tok.verify(key, ErrInvalidProof)
+	if err != nil {
+		return nil, err
+	}
+	c, err := decodeClaims(payload, ErrInvalidProof)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Issuer == "":
+		return nil, newErr(ErrInvalidProof, "missing iss")
+	case len(c.Audience) == 0:
+		return nil, newErr(ErrInvalidProof, "missing aud")
+	case c.ID == "":
+		return nil, newErr(ErrInvalidProof, "missing jti")
+	case len(c.ID) > maxJTIBytes:
+		return nil, newErr(ErrInvalidProof, "jti too long")
+	case c.TaskID != nil || c.TaskDescriptionHash != nil:
+		return nil, newErr(ErrInvalidProof, "task attestation claims in a proof")
+	}
+	if err := checkTimes(c, ErrInvalidProof, now, skew, maxLife); err != nil {
+		return nil, err
+	}
+	if len(c.Audience) != 1 {
+		return nil, newErr(ErrInvalidProof, "aud must name exactly one Service")
+	}
+	if gotAud, err := pass.Origin(c.Audience[0]); err != nil || gotAud != wantAud {
+		return nil, newErr(ErrInvalidProof, "aud mismatch")
+	}
+	if req.HarnessID != "" && c.Issuer != req.HarnessID {
+		return nil, newErr(ErrInvalidProof, "iss mismatch")
+	}
+	if err := checkBinding(c, req, v.Strict); err != nil {
+		return nil, err
+	}
+	exp := c.Expiry.Time()
+	replayed, err := v.Replay.Seen(ctx, c.Issuer, c.ID, exp.Add(skew))
+	if err != nil {
+		return nil, fmt.Errorf("dpop: replay check: %w", err)
+	}
+	if replayed {
+		return nil, wrapErr(ErrInvalidProof, "jti replayed", ErrReplay)
+	}
+	out := &ProofClaims{
+		Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID,
+		HTM: c.HTM, HTU: c.HTU, APH: c.APH,
+		IssuedAt: c.IssuedAt.Time(), Expiry: exp,
+	}
+	return out, nil
+}
+
+// checkBinding compares htm, htu and aph with the request.
+func checkBinding(c *claims, req ProofRequest, strict bool) error {
+	if strict {
+		switch {
+		case c.HTM == "":
+			return newErr(ErrInvalidProof, "missing htm (strict)")
+		case c.HTU == "":
+			return newErr(ErrInvalidProof, "missing htu (strict)")
+		case c.APH == "":
+			return newErr(ErrInvalidProof, "missing aph (strict)")
+		}
+	}
+	if c.HTM != "" && (req.Method == "" || c.HTM != req.Method) {
+		return newErr(ErrInvalidProof, "htm mismatch")
+	}
+	if c.HTU != "" && !SameHTU(c.HTU, req.URL) {
+		return newErr(ErrInvalidProof, "htu mismatch")
+	}
+	if c.APH != "" {
+		if req.AgentPass == "" || subtle.ConstantTimeCompare([]byte(c.APH), []byte(PassHash(req.AgentPass))) != 1 {
+			return newErr(ErrInvalidProof, "aph mismatch")
+		}
+	}
+	return nil
+}
+
+// PassHash returns the aph value for an AgentPass value: base64url (no
+// padding) of the SHA-256 of its bytes.
+func PassHash(agentPass string) string {
+	sum := sha256.Sum256([]byte(agentPass))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// NormalizeHTU returns the form of an http(s) URL used for htu: lower-case
+// scheme and host, no default port, no user information, query or
+// fragment, an empty path written "/", and percent-encoding normalised
+// (RFC 9449 §4.3, RFC 3986 §6.2.2). Dot segments are not removed.
+func NormalizeHTU(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("htu: not a URL")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme != "https" && scheme != "http") || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("htu: not an absolute http(s) URL")
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {
+		host += ":" + port
+	}
+	p := u.Path
+	if p == "" {
+		p = "/"
+	}
+	norm := url.URL{Scheme: scheme, Host: host, Path: p}
+	return norm.String(), nil
+}
+
+// SameHTU reports whether two URLs are equal after NormalizeHTU. Invalid
+// URLs are never equal.
+func SameHTU(a, b string) bool {
+	na, err := NormalizeHTU(a)
+	if err != nil {
+		return false
+	}
+	nb, err := NormalizeHTU(b)
+	if err != nil {
+		return false
+	}
+	return na == nb
+}
+
+// newJTI returns 128 random bits, base64url.
+func newJTI() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("dpop: random jti: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}

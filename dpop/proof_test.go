@@ -1,0 +1,341 @@
+package dpop
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func baseProofClaims() map[string]any {
+	return map[string]any{
+		"iss": harnessID, "aud": svcOrigin,
+		"iat": t0.Unix(), "exp": t0.Add(60 * time.Second).Unix(), "jti": "jti-1",
+		"htm": "POST", "htu": redeemURL, "aph": PassHash(passValue),
+	}
+}
+
+var proofHeader = map[string]any{"typ": TypeProof}
+
+func newProofVerifier(now time.Time) *ProofVerifier {
+	return &ProofVerifier{
+		Audience: svcOrigin,
+		Replay:   NewMemoryReplayCache(100, fixed(now)),
+		Now:      fixed(now),
+	}
+}
+
+var proofReq = ProofRequest{Method: "POST", URL: redeemURL, AgentPass: passValue, HarnessID: harnessID}
+
+// HB-4, HB-5, HB-6: a proof made by HarnessProof carries every claim and
+// verifies with the key sent at issuance.
+func TestHarnessProofRoundTrip(t *testing.T) {
+	for _, alg := range []string{"ES256", "EdDSA", "ES384", "PS256"} {
+		t.Run(alg, func(t *testing.T) {
+			k := mustKey(t, alg)
+			tok, err := k.HarnessProof(ProofParams{
+				HarnessID: harnessID, Audience: "https://SERVICE.example:443",
+				Method: "POST", URL: redeemURL + "?q=1#f", AgentPass: passValue, Now: t0,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := newProofVerifier(t0.Add(5 * time.Second))
+			v.Strict = true
+			got, err := v.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.JTI) < 22 {
+				t.Errorf("jti %q shorter than 128 bits", got.JTI)
+			}
+			want := &ProofClaims{
+				Issuer: harnessID, Audience: svcOrigin, JTI: got.JTI,
+				HTM: "POST", HTU: redeemURL, APH: PassHash(passValue),
+				IssuedAt: t0, Expiry: t0.Add(DefaultProofTTL),
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("claims (-want +got):\n%s", diff)
+			}
+			tok2, _ := k.HarnessProof(ProofParams{HarnessID: harnessID, Audience: svcOrigin, Now: t0})
+			got2, err := newProofVerifier(t0).Verify(context.Background(), tok2, k.PublicJSON(), ProofRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got2.JTI == got.JTI {
+				t.Error("two proofs share a jti (HB-4)")
+			}
+		})
+	}
+}
+
+// One row per rejection, plus the accepting cases (HB-7, G-3, G-6, G-7,
+// G-8, je.harden-holder-binding).
+func TestProofVerify(t *testing.T) {
+	k := mustKey(t, "ES256")
+	other := mustKey(t, "ES256")
+	ed := mustKey(t, "EdDSA")
+	good := func(t *testing.T) string { return craft(t, k, proofHeader, baseProofClaims(), nil) }
+	tests := []struct {
+		name   string
+		token  func(t *testing.T) string
+		cnf    json.RawMessage // k's key when nil
+		now    time.Time       // t0 when zero
+		req    *ProofRequest   // proofReq when nil
+		strict bool
+		twice  bool   // verify once before (replay)
+		reason string // "" = accept
+		also   error  // an additional sentinel the error must match
+	}{
+		// Accepting cases.
+		{name: "accept: full proof, strict", token: good, strict: true},
+		{name: "accept: v0.1 proof without htm/htu/aph/typ", token: func(t *testing.T) string {
+			return craft(t, k, nil, with(baseProofClaims(), "htm", nil, "htu", nil, "aph", nil), nil)
+		}},
+		{name: "accept: generic typ JWT", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"typ": "JWT"}, baseProofClaims(), nil)
+		}},
+		{name: "accept: EdDSA holder key", cnf: ed.PublicJSON(), token: func(t *testing.T) string {
+			return craft(t, ed, proofHeader, baseProofClaims(), nil)
+		}},
+		{name: "accept: aud in another serialisation of the origin", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aud", []string{"https://Service.Example:443/"}), nil)
+		}},
+		{name: "accept: request URL with query", req: &ProofRequest{Method: "POST", URL: redeemURL + "?x=1", AgentPass: passValue}, token: good},
+		{name: "accept: iat within skew in the future", now: t0.Add(-50 * time.Second), token: good},
+		{name: "accept: expired but within skew", now: t0.Add(90 * time.Second), token: good},
+		// Rejections.
+		{name: "wrong key", cnf: other.PublicJSON(), token: good, reason: "bad signature"},
+		{name: "alg fits another key type", cnf: ed.PublicJSON(), token: good, reason: "does not fit"},
+		{name: "tampered payload", token: func(t *testing.T) string { return tamper(good(t)) }, reason: ""},
+		{name: "wrong aud", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aud", "https://other.example"), nil)
+		}, reason: "aud mismatch"},
+		{name: "two audiences", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aud", []string{svcOrigin, "https://other.example"}), nil)
+		}, reason: "exactly one"},
+		{name: "expired", now: t0.Add(121 * time.Second), token: good, reason: "expired"},
+		{name: "future iat", now: t0.Add(-61 * time.Second), token: good, reason: "iat in the future"},
+		{name: "lifetime above 300 s", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "exp", t0.Add(301*time.Second).Unix()), nil)
+		}, reason: "lifetime"},
+		{name: "exp before iat", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "exp", t0.Add(-time.Second).Unix()), nil)
+		}, now: t0.Add(-30 * time.Second), reason: "exp not after iat"},
+		{name: "replayed jti", token: good, twice: true, reason: "replayed", also: ErrReplay},
+		{name: "alg none", token: func(t *testing.T) string {
+			return craft(t, nil, map[string]any{"alg": "none"}, baseProofClaims(), nil)
+		}, reason: "not allowed"},
+		{name: "HS256 signed with the public key bytes", token: func(t *testing.T) string {
+			return craft(t, nil, map[string]any{"alg": "HS256"}, baseProofClaims(), k.PublicJSON())
+		}, reason: "not allowed"},
+		{name: "wrong htu", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "htu", "https://service.example/other"), nil)
+		}, reason: "htu mismatch"},
+		{name: "wrong htm", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "htm", "GET"), nil)
+		}, reason: "htm mismatch"},
+		{name: "wrong aph", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aph", PassHash("ap_other")), nil)
+		}, reason: "aph mismatch"},
+		{name: "aph present but pass unknown", req: &ProofRequest{Method: "POST", URL: redeemURL}, token: good, reason: "aph mismatch"},
+		{name: "iss mismatch", req: &ProofRequest{Method: "POST", URL: redeemURL, AgentPass: passValue, HarnessID: "other-harness"}, token: good, reason: "iss mismatch"},
+		{name: "strict: missing htm", strict: true, token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "htm", nil), nil)
+		}, reason: "missing htm"},
+		{name: "strict: missing htu", strict: true, token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "htu", nil), nil)
+		}, reason: "missing htu"},
+		{name: "strict: missing aph", strict: true, token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aph", nil), nil)
+		}, reason: "missing aph"},
+		{name: "missing jti", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "jti", nil), nil)
+		}, reason: "missing jti"},
+		{name: "missing aud", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "aud", nil), nil)
+		}, reason: "missing aud"},
+		{name: "missing iss", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "iss", nil), nil)
+		}, reason: "missing iss"},
+		{name: "missing exp", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "exp", nil), nil)
+		}, reason: "missing exp"},
+		{name: "iss not a string", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "iss", 7), nil)
+		}, reason: "malformed claims"},
+		{name: "kind confusion: task_id in a proof", token: func(t *testing.T) string {
+			return craft(t, k, proofHeader, with(baseProofClaims(), "task_id", "t1"), nil)
+		}, reason: "task attestation claims"},
+		{name: "kind confusion: task attestation typ", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"typ": TypeTaskAttestation}, baseProofClaims(), nil)
+		}, reason: "wrong typ"},
+		{name: "kind confusion: DPoP typ", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"typ": TypeDPoP}, baseProofClaims(), nil)
+		}, reason: "wrong typ"},
+		{name: "jku header", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"jku": "https://evil.example/jwks"}, baseProofClaims(), nil)
+		}, reason: "forbidden header jku"},
+		{name: "x5u header", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"x5u": "https://evil.example/cert"}, baseProofClaims(), nil)
+		}, reason: "forbidden header x5u"},
+		{name: "jwk header", token: func(t *testing.T) string {
+			var jwk map[string]any
+			_ = json.Unmarshal(k.PublicJSON(), &jwk)
+			return craft(t, k, map[string]any{"jwk": jwk}, baseProofClaims(), nil)
+		}, reason: "forbidden header jwk"},
+		{name: "crit header", token: func(t *testing.T) string {
+			return craft(t, k, map[string]any{"crit": []string{"exp"}}, baseProofClaims(), nil)
+		}, reason: "forbidden header crit"},
+		{name: "cnf with private key", cnf: json.RawMessage(`{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}`), token: good, reason: "cnf.jwk", also: ErrInvalidKey},
+		{name: "cnf symmetric", cnf: json.RawMessage(`{"kty":"oct","k":"c2VjcmV0"}`), token: good, reason: "cnf.jwk", also: ErrInvalidKey},
+		{name: "not a JWS", token: func(*testing.T) string { return "a.b" }, reason: "not a compact JWS"},
+		{name: "empty", token: func(*testing.T) string { return "" }, reason: "empty token"},
+		{name: "too large", token: func(*testing.T) string { return strings.Repeat("a", maxTokenBytes+1) }, reason: "too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			if now.IsZero() {
+				now = t0
+			}
+			v := newProofVerifier(now)
+			v.Strict = tt.strict
+			cnf := tt.cnf
+			if cnf == nil {
+				cnf = k.PublicJSON()
+			}
+			req := proofReq
+			if tt.req != nil {
+				req = *tt.req
+			}
+			tok := tt.token(t)
+			if tt.twice {
+				if _, err := v.Verify(context.Background(), tok, cnf, req); err != nil {
+					t.Fatalf("first use rejected: %v", err)
+				}
+			}
+			got, err := v.Verify(context.Background(), tok, cnf, req)
+			if strings.HasPrefix(tt.name, "accept") {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				if got.Issuer != harnessID || got.JTI != "jti-1" {
+					t.Errorf("claims = %+v", got)
+				}
+				return
+			}
+			wantReason(t, err, ErrInvalidProof, tt.reason)
+			if tt.also != nil && !errors.Is(err, tt.also) {
+				t.Errorf("err = %v, want it to match %v too", err, tt.also)
+			}
+			if got != nil {
+				t.Errorf("claims returned with an error: %+v", got)
+			}
+		})
+	}
+}
+
+// A rejected proof does not burn its jti; only accepted proofs are recorded.
+func TestProofRejectedNotRecorded(t *testing.T) {
+	k := mustKey(t, "")
+	v := newProofVerifier(t0)
+	tok := craft(t, k, proofHeader, baseProofClaims(), nil)
+	if _, err := v.Verify(context.Background(), tok, k.PublicJSON(), ProofRequest{Method: "GET", URL: redeemURL, AgentPass: passValue}); err == nil {
+		t.Fatal("wrong method accepted")
+	}
+	if _, err := v.Verify(context.Background(), tok, k.PublicJSON(), proofReq); err != nil {
+		t.Fatalf("valid proof rejected after an unrelated failure: %v", err)
+	}
+}
+
+// Verifiers refuse empty expectations.
+func TestProofVerifierConfig(t *testing.T) {
+	k := mustKey(t, "")
+	tok := craft(t, k, proofHeader, baseProofClaims(), nil)
+	tests := []struct {
+		name string
+		v    ProofVerifier
+	}{
+		{"empty audience", ProofVerifier{Replay: NewMemoryReplayCache(1, nil)}},
+		{"audience not an origin", ProofVerifier{Audience: "service.example", Replay: NewMemoryReplayCache(1, nil)}},
+		{"no replay cache", ProofVerifier{Audience: svcOrigin}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.v.Now = fixed(t0)
+			_, err := tt.v.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
+			wantReason(t, err, ErrInvalidConfig, "")
+		})
+	}
+}
+
+// A replay cache failure rejects the proof and is not reported as an
+// invalid proof (fail closed, answer 503).
+func TestProofReplayCacheFull(t *testing.T) {
+	k := mustKey(t, "")
+	v := newProofVerifier(t0)
+	v.Replay = NewMemoryReplayCache(1, fixed(t0))
+	first := craft(t, k, proofHeader, baseProofClaims(), nil)
+	second := craft(t, k, proofHeader, with(baseProofClaims(), "jti", "jti-2"), nil)
+	if _, err := v.Verify(context.Background(), first, k.PublicJSON(), proofReq); err != nil {
+		t.Fatal(err)
+	}
+	_, err := v.Verify(context.Background(), second, k.PublicJSON(), proofReq)
+	if !errors.Is(err, ErrReplayCacheFull) || errors.Is(err, ErrInvalidProof) {
+		t.Errorf("err = %v, want ErrReplayCacheFull and not ErrInvalidProof", err)
+	}
+}
+
+func TestHarnessProofParams(t *testing.T) {
+	k := mustKey(t, "")
+	tests := []struct {
+		name string
+		p    ProofParams
+	}{
+		{"no harness id", ProofParams{Audience: svcOrigin}},
+		{"audience not https", ProofParams{HarnessID: harnessID, Audience: "http://service.example"}},
+		{"bad URL", ProofParams{HarnessID: harnessID, Audience: svcOrigin, URL: "ftp://x/y"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := k.HarnessProof(tt.p); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+func TestNormalizeHTU(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://Service.Example/a/b?q=1#frag", "https://service.example/a/b"},
+		{"HTTPS://service.example:443", "https://service.example/"},
+		{"http://service.example:80/x", "http://service.example/x"},
+		{"https://service.example:8443/x", "https://service.example:8443/x"},
+		{"https://service.example/%7Euser", "https://service.example/~user"},
+		{"https://[::1]:8443/p", "https://[::1]:8443/p"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizeHTU(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("NormalizeHTU(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "/relative", "mailto:a@b", "ftp://h/x", "https://", "::"} {
+		if _, err := NormalizeHTU(bad); err == nil {
+			t.Errorf("NormalizeHTU(%q) accepted", bad)
+		}
+	}
+	if SameHTU("https://a.example/x", "https://a.example/y") || !SameHTU("https://A.example/x?1", "https://a.example/x") {
+		t.Error("SameHTU")
+	}
+}
