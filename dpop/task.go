@@ -1,0 +1,111 @@
+package dpop
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// DescriptionHash returns task_description_hash for a task description:
+// the lower-case hex SHA-256 of its exact UTF-8 bytes, with no trimming or
+// normalisation (TATT-2, G-22).
+func DescriptionHash(description string) string {
+	sum := sha256.Sum256([]byte(description))
+	return hex.EncodeToString(sum[:])
+}
+
+type taskWire struct {
+	Issuer   string `json:"iss"`
+	TaskID   string `json:"task_id"`
+	Hash     string `json:"task_description_hash"`
+	IssuedAt int64  `json:"iat"`
+	Expiry   int64  `json:"exp"`
+}
+
+// TaskAttestation creates a task attestation JWT (§3.1.3, TATT-2..TATT-4)
+// signed with the holder-binding key k, with typ [TypeTaskAttestation]:
+// iss = harnessID, task_id = taskID, task_description_hash =
+// DescriptionHash(description), iat = now, exp = now + ttl. A zero ttl
+// means DefaultProofTTL (60 s); a zero now means time.Now().
+func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Duration, now time.Time) (string, error) {
+	if harnessID == "" || taskID == "" {
+		return "", fmt.Errorf("dpop: task attestation: empty harness id or task id")
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return k.sign(TypeTaskAttestation, false, taskWire{
+		Issuer:   harnessID,
+		TaskID:   taskID,
+		Hash:     DescriptionHash(description),
+		IssuedAt: now.Unix(),
+		Expiry:   now.Add(orDefault(ttl, DefaultProofTTL)).Unix(),
+	})
+}
+
+// VerifyTaskAttestation runs every verification step of §3.1.3 on a task
+// attestation from an issuance request, failing on the first that does not
+// hold:
+//
+//  1. holder binding is present: cnf (harness.cnf.jwk) is a valid public
+//     JWK (TATT-5);
+//  2. the signature verifies with cnf, under the algorithm allow-list and
+//     header rules (TATT-6, G-6; typ absent, "JWT" or TypeTaskAttestation);
+//  3. task_id equals taskID (TATT-7);
+//  4. task_description_hash equals DescriptionHash(description), compared
+//     case-insensitively in constant time (TATT-8, G-22);
+//  5. iss equals harnessID (TATT-9);
+//  6. it is not expired, iat is not beyond skew in the future, and exp - iat
+//     is at most DefaultMaxLifetime (TATT-10, G-7).
+//
+// A zero now means time.Now(); a zero skew means DefaultSkew. Errors match
+// ErrInvalidTaskAttestation.
+func VerifyTaskAttestation(jwt string, cnf json.RawMessage, harnessID, taskID, description string, now time.Time, skew time.Duration) error {
+	if len(cnf) == 0 {
+		return newErr(ErrInvalidTaskAttestation, "no harness.cnf: task attestation requires holder binding")
+	}
+	if harnessID == "" || taskID == "" {
+		return newErr(ErrInvalidTaskAttestation, "empty harness id or task id")
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	skew = orDefault(skew, DefaultSkew)
+	key, err := ParsePublicJWK(cnf)
+	if err != nil {
+		return wrapErr(ErrInvalidTaskAttestation, "harness.cnf.jwk", err)
+	}
+	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidTaskAttestation, typ: TypeTaskAttestation})
+	if err != nil {
+		return err
+	}
+	payload, err := tok.verify(key, ErrInvalidTaskAttestation)
+	if err != nil {
+		return err
+	}
+	c, err := decodeClaims(payload, ErrInvalidTaskAttestation)
+	if err != nil {
+		return err
+	}
+	if c.TaskID == nil || c.TaskDescriptionHash == nil {
+		return newErr(ErrInvalidTaskAttestation, "missing task_id or task_description_hash")
+	}
+	if subtle.ConstantTimeCompare([]byte(*c.TaskID), []byte(taskID)) != 1 {
+		return newErr(ErrInvalidTaskAttestation, "task_id mismatch")
+	}
+	got := strings.ToLower(*c.TaskDescriptionHash)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(DescriptionHash(description))) != 1 {
+		return newErr(ErrInvalidTaskAttestation, "task_description_hash mismatch")
+	}
+	if c.Issuer == "" {
+		return newErr(ErrInvalidTaskAttestation, "missing iss")
+	}
+	if c.Issuer != harnessID {
+		return newErr(ErrInvalidTaskAttestation, "iss mismatch")
+	}
+	return checkTimes(c, ErrInvalidTaskAttestation, now, skew, DefaultMaxLifetime)
+}
