@@ -1,0 +1,180 @@
+package assertion
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentpass-go/agentpass/dpop"
+)
+
+// jwksFinder serves keys from a key set's published JWKS, as the discovery
+// client would after fetching jwks_uri.
+type jwksFinder struct {
+	url  string
+	keys *dpop.KeySet
+}
+
+func (f jwksFinder) LookupKey(_ context.Context, url, kid string) (*jose.JSONWebKey, error) {
+	if url != f.url {
+		return nil, errors.New("unknown JWKS URL")
+	}
+	k, ok := f.keys.PublicKey(kid)
+	if !ok {
+		return nil, errors.New("unknown kid")
+	}
+	return &k, nil
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+const (
+	jwksURL = "https://svc.example.com/jwks.json"
+	svc     = "https://svc.example.com"
+	auth    = "https://ap.example.com"
+)
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TestVerify covers S-RED-2, S-AUTHZ-2, A-VAL-1..3, A-SCOPE-1..3, S-SCOPE-2..3
+// and the G-6/G-7 hardening: one row per rejection.
+func TestVerify(t *testing.T) {
+	ks, err := dpop.GenerateKeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := dpop.GenerateKey("")
+	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
+	good, err := Sign(ks.Current(), svc, auth, 0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), good, jwksURL, svc, auth)
+	if err != nil {
+		t.Fatalf("valid assertion rejected: %v", err)
+	}
+	if c.Issuer != svc || c.Audience != auth || c.JTI == "" || c.Expiry.Sub(c.IssuedAt) != DefaultTTL {
+		t.Errorf("claims %+v", c)
+	}
+	if iss, err := PeekIssuer(good); err != nil || iss != svc {
+		t.Errorf("PeekIssuer = %q, %v", iss, err)
+	}
+
+	signWith := func(k *dpop.Key, claims map[string]any) string {
+		s, err := dpop.SignJWT(k, Type, claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	claims := func(mod func(map[string]any)) map[string]any {
+		m := map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(time.Minute).Unix(), "jti": "j"}
+		if mod != nil {
+			mod(m)
+		}
+		return m
+	}
+	// A foreign key with our kid: signature must fail.
+	impostor, _ := dpop.NewKey(other.Signer(), "", ks.Current().KeyID())
+	pubBytes, _ := json.Marshal(ks.Current().Public())
+	hsHeader := b64(map[string]any{"alg": "HS256", "kid": ks.Current().KeyID()})
+	hsBody := b64(claims(nil))
+	mac := hmac.New(sha256.New, pubBytes)
+	mac.Write([]byte(hsHeader + "." + hsBody))
+	hs256 := hsHeader + "." + hsBody + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	none := b64(map[string]any{"alg": "none", "kid": ks.Current().KeyID()}) + "." + hsBody + "."
+	parts := strings.Split(good, ".")
+	tampered := parts[0] + "." + b64(claims(func(m map[string]any) { m["iss"] = "https://evil.example.com" })) + "." + parts[2]
+
+	cases := []struct {
+		name, token, iss, aud string
+	}{
+		{"wrong key", signWith(impostor, claims(nil)), svc, auth},
+		{"wrong issuer expected", good, "https://other.example.com", auth},
+		{"wrong audience", good, svc, "https://other-ap.example.com"},
+		{"expired", signWith(ks.Current(), claims(func(m map[string]any) {
+			m["iat"] = t0.Add(-10 * time.Minute).Unix()
+			m["exp"] = t0.Add(-5 * time.Minute).Unix()
+		})), svc, auth},
+		{"issued in the future", signWith(ks.Current(), claims(func(m map[string]any) {
+			m["iat"] = t0.Add(5 * time.Minute).Unix()
+			m["exp"] = t0.Add(6 * time.Minute).Unix()
+		})), svc, auth},
+		{"lifetime too long", signWith(ks.Current(), claims(func(m map[string]any) { m["exp"] = t0.Add(time.Hour).Unix() })), svc, auth},
+		{"no exp", signWith(ks.Current(), claims(func(m map[string]any) { delete(m, "exp") })), svc, auth},
+		{"aud array of two", signWith(ks.Current(), claims(func(m map[string]any) { m["aud"] = []string{auth, svc} })), svc, auth},
+		{"alg none", none, svc, auth},
+		{"HS256 with the public key bytes", hs256, svc, auth},
+		{"tampered payload", tampered, "https://evil.example.com", auth},
+		{"unknown kid", signWith(other, claims(nil)), svc, auth},
+		{"garbage", "not.a.jwt", svc, auth},
+		{"empty", "", svc, auth},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := v.Verify(context.Background(), c.token, jwksURL, c.iss, c.aud); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("accepted or wrong error: %v", err)
+			}
+		})
+	}
+
+	// Embedded jwk and jku headers are refused even when the signature is good.
+	for _, hdr := range []string{"jwk", "jku", "x5u"} {
+		h := map[string]any{"alg": "ES256", "kid": ks.Current().KeyID(), hdr: "x"}
+		tok := b64(h) + "." + hsBody + ".sig"
+		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+			t.Errorf("header %s accepted: %v", hdr, err)
+		}
+	}
+	// Another kind's typ is refused (G-8); "JWT" from a plain v0.1 peer is fine.
+	for typ, ok := range map[string]bool{dpop.TypeProof: false, "JWT": true} {
+		tok, _ := dpop.SignJWT(ks.Current(), typ, claims(nil))
+		_, err := v.Verify(context.Background(), tok, jwksURL, svc, auth)
+		if (err == nil) != ok {
+			t.Errorf("typ %q: %v", typ, err)
+		}
+	}
+	// Empty expectations are a programming error, never "skip".
+	if _, err := v.Verify(context.Background(), good, jwksURL, "", auth); err == nil {
+		t.Error("empty issuer expectation accepted")
+	}
+}
+
+// TestRotation: an assertion signed by a retiring key still verifies
+// (issue 5 item 9).
+func TestRotation(t *testing.T) {
+	ks, _ := dpop.GenerateKeySet()
+	old := ks.Current()
+	tok, _ := Sign(old, svc, auth, time.Minute, t0)
+	next, _ := dpop.GenerateKey("")
+	ks.Rotate(next)
+	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
+	if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); err != nil {
+		t.Fatalf("assertion from the retiring key rejected: %v", err)
+	}
+}
+
+func FuzzPeekIssuer(f *testing.F) {
+	ks, _ := dpop.GenerateKeySet()
+	tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
+	f.Add(tok)
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = PeekIssuer(s)
+		v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
+		if c, err := v.Verify(context.Background(), s, jwksURL, svc, auth); err == nil && (c.Issuer != svc || c.Audience != auth) {
+			t.Fatalf("accepted wrong claims %+v", c)
+		}
+	})
+}
