@@ -1,0 +1,304 @@
+// Package testnet runs a whole AgentPass network on loopback: a real DNS
+// server, a throwaway certificate authority, and TLS servers reachable under
+// real host names ("https://todo.test") with full certificate verification.
+//
+// Tests, the demo and the devnet use it so every party talks to every other
+// exactly as in production: DNS TXT discovery, HTTPS with hostname checks,
+// JSON over the wire. Only name resolution of the served hosts is local: the
+// network's HTTP client dials "host:443" to the loopback port the host's
+// server listens on, and refuses every other destination.
+package testnet
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/discovery/dnstest"
+)
+
+// Network is a loopback AgentPass network. It is safe for concurrent use.
+type Network struct {
+	DNS *dnstest.Server
+
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	caPEM  []byte
+	pool   *x509.CertPool
+
+	mu      sync.Mutex
+	hosts   map[string]*host // lower-case host name -> server
+	client  *http.Client
+	closers []func()
+}
+
+type host struct {
+	addr    string
+	server  *http.Server
+	handler *swapHandler
+}
+
+// swapHandler lets a host's handler be replaced while it serves.
+type swapHandler struct {
+	mu sync.RWMutex
+	h  http.Handler
+}
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.RLock()
+	h := s.h
+	s.mu.RUnlock()
+	h.ServeHTTP(w, r)
+}
+
+// New starts a network for a test; it is closed when the test ends.
+func New(t testing.TB) *Network {
+	t.Helper()
+	n, err := newNetwork(dnstest.NewServer(t))
+	if err != nil {
+		t.Fatalf("testnet: %v", err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func newNetwork(dns *dnstest.Server) (*Network, error) {
+	n := &Network{DNS: dns, hosts: map[string]*host{}}
+	if err := n.makeCA(); err != nil {
+		return nil, err
+	}
+	n.client = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12},
+			DialContext:         n.dial,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+	return n, nil
+}
+
+func (n *Network) makeCA() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "AgentPass testnet CA (throwaway)"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	n.caCert, _ = x509.ParseCertificate(der)
+	n.caKey = key
+	n.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	n.pool = x509.NewCertPool()
+	n.pool.AddCert(n.caCert)
+	return nil
+}
+
+func serial() *big.Int {
+	s, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return s
+}
+
+func (n *Network) leaf(hostname string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hostname},
+		DNSNames:     []string{hostname},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, n.caCert, &key.PublicKey, n.caKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// Serve starts an HTTPS server for hostname with a certificate from the
+// network's CA and returns its origin, "https://hostname". Serving a host
+// again replaces its handler.
+func (n *Network) Serve(hostname string, h http.Handler) string {
+	origin, err := n.serve(hostname, h, "127.0.0.1:0")
+	if err != nil {
+		panic("testnet: " + err.Error())
+	}
+	return origin
+}
+
+// ServeAt is Serve on a chosen loopback address ("127.0.0.1:8443"), for the
+// devnet's fixed ports.
+func (n *Network) ServeAt(hostname, addr string, h http.Handler) (string, error) {
+	return n.serve(hostname, h, addr)
+}
+
+func (n *Network) serve(hostname string, h http.Handler, addr string) (string, error) {
+	hostname = strings.ToLower(hostname)
+	n.mu.Lock()
+	if existing, ok := n.hosts[hostname]; ok {
+		n.mu.Unlock()
+		existing.handler.mu.Lock()
+		existing.handler.h = h
+		existing.handler.mu.Unlock()
+		return "https://" + hostname, nil
+	}
+	n.mu.Unlock()
+	cert, err := n.leaf(hostname)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	sh := &swapHandler{h: h}
+	srv := &http.Server{
+		Handler:           sh,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(discard{}, "", 0),
+	}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	n.mu.Lock()
+	n.hosts[hostname] = &host{addr: ln.Addr().String(), server: srv, handler: sh}
+	n.mu.Unlock()
+	return "https://" + hostname, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Stop shuts a host's server down, so the host becomes unreachable (for
+// "Authority down" tests). Its name stays mapped: connections are refused.
+func (n *Network) Stop(hostname string) {
+	n.mu.Lock()
+	h := n.hosts[strings.ToLower(hostname)]
+	n.mu.Unlock()
+	if h != nil {
+		_ = h.server.Close()
+	}
+}
+
+// Addr returns the loopback address hostname is served on.
+func (n *Network) Addr(hostname string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h := n.hosts[strings.ToLower(hostname)]; h != nil {
+		return h.addr
+	}
+	return ""
+}
+
+func (n *Network) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	hostname, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	h := n.hosts[strings.ToLower(hostname)]
+	n.mu.Unlock()
+	if h == nil || port != "443" {
+		return nil, fmt.Errorf("testnet: %s is not a host of this network", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, h.addr)
+}
+
+// Client returns an HTTP client that trusts only the network's CA and
+// reaches only the network's hosts.
+func (n *Network) Client() *http.Client { return n.client }
+
+// CAPEM returns the CA certificate in PEM form (the devnet writes it to a
+// file for users' own tools).
+func (n *Network) CAPEM() []byte { return n.caPEM }
+
+// CertPool returns a pool holding the network's CA.
+func (n *Network) CertPool() *x509.CertPool { return n.pool }
+
+// DiscoveryConfig returns a discovery configuration for this network: its DNS
+// server, its HTTP client, and private addresses allowed (the servers are on
+// loopback). Callers may set more fields (Now, Logger) before discovery.New.
+func (n *Network) DiscoveryConfig() discovery.Config {
+	return discovery.Config{
+		Nameservers:                  []string{n.DNS.Addr()},
+		HTTPClient:                   n.client,
+		InsecureAllowPrivateNetworks: true,
+	}
+}
+
+// Discovery returns a new discovery client for this network.
+func (n *Network) Discovery() *discovery.Client {
+	c, err := discovery.New(n.DiscoveryConfig())
+	if err != nil {
+		panic("testnet: " + err.Error())
+	}
+	return c
+}
+
+// SetTXT sets the TXT record of name (TTL 60 s).
+func (n *Network) SetTXT(name string, values ...string) { n.DNS.SetTXT(name, 60, values...) }
+
+// PublishService points _agentpass-service.{host} at a Service's
+// configuration URL.
+func (n *Network) PublishService(hostname, configURL string) {
+	n.SetTXT("_agentpass-service."+hostname, configURL)
+}
+
+// PublishEnterprise points _agentpass.{domain} at an Enterprise Authority's
+// configuration URL, or at "none".
+func (n *Network) PublishEnterprise(domain, configURLOrNone string) {
+	n.SetTXT("_agentpass."+domain, configURLOrNone)
+}
+
+// Close stops every server of the network.
+func (n *Network) Close() {
+	n.mu.Lock()
+	hosts := n.hosts
+	n.hosts = map[string]*host{}
+	closers := n.closers
+	n.mu.Unlock()
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = h.server.Shutdown(ctx)
+		cancel()
+	}
+	for _, c := range closers {
+		c()
+	}
+	if t, ok := n.client.Transport.(*http.Transport); ok {
+		t.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,58 @@
+package testnet
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// TestDiscoverServiceOverNetwork: a Service published in the network's DNS
+// is discovered over verified TLS by host name (H-DISC-1, X-DNS-1, X-DNS-14).
+func TestDiscoverServiceOverNetwork(t *testing.T) {
+	n := New(t)
+	cfg := pass.ServiceConfiguration{
+		Version: pass.Version, Kind: pass.KindService, Service: pass.ServiceInfo{Origin: "https://todo.test"},
+		JWKSURI: "https://todo.test/jwks.json",
+		Endpoints: pass.ServiceEndpoints{
+			ResolveAuthorities: "https://todo.test/r", RedeemBrowserSession: "https://todo.test/b",
+			RedeemBearerToken: "https://todo.test/t", AvailableScopes: "https://todo.test/s",
+		},
+	}
+	origin := n.Serve("todo.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, 200, cfg)
+	}))
+	if origin != "https://todo.test" {
+		t.Fatalf("origin %q", origin)
+	}
+	n.PublishService("todo.test", "https://todo.test/config")
+	d := n.Discovery()
+	info, err := d.DiscoverService(context.Background(), origin)
+	if err != nil {
+		t.Fatalf("DiscoverService: %v", err)
+	}
+	if info.ConfigurationURL != "https://todo.test/config" || info.Configuration.Service.Origin != origin {
+		t.Errorf("info %+v", info)
+	}
+
+	// A client that does not trust the network's CA fails the handshake.
+	plain := &http.Client{Transport: &http.Transport{DialContext: n.dial, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}
+	if _, err := plain.Get(origin); err == nil {
+		t.Error("untrusted CA accepted")
+	}
+	// Hosts outside the network are unreachable.
+	if _, err := n.Client().Get("https://example.com"); err == nil {
+		t.Error("foreign host reached")
+	}
+	// A stopped host is unreachable and discovery says so (not "no record").
+	n.Stop("todo.test")
+	d2 := n.Discovery()
+	if _, err := d2.DiscoverService(context.Background(), origin); !errors.Is(err, discovery.ErrFetchFailed) {
+		t.Errorf("stopped host: %v", err)
+	}
+}
