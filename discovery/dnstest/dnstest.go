@@ -285,8 +285,9 @@ func (s *Server) SetNegativeTTL(ttl uint32) {
 	s.mu.Unlock()
 }
 
-// SetAuthenticated sets the AD (authenticated data) bit in every answer, as a
-// validating resolver does for a signed zone.
+// SetAuthenticated sets the AD (authenticated data) bit in the answers to
+// queries that ask for it with the AD bit or the EDNS0 DO bit, as a
+// validating resolver does for a signed zone (RFC 6840 §5.7).
 func (s *Server) SetAuthenticated(ad bool) {
 	s.mu.Lock()
 	s.ad = ad
@@ -349,7 +350,9 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = true
-	m.AuthenticatedData = ad
+	// A validating resolver sets AD only for clients that ask for it with
+	// the DO or the AD bit (RFC 6840 §5.7).
+	m.AuthenticatedData = ad && (r.AuthenticatedData || r.IsEdns0() != nil && r.IsEdns0().Do())
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(dns.DefaultMsgSize, opt.Do())
 	}

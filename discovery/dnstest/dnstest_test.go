@@ -157,8 +157,16 @@ func TestFaults(t *testing.T) {
 	srv.SetFault(name, dnstest.FaultNone)
 	srv.SetAuthenticated(true)
 	r, err = query(t, srv, "udp", name)
+	if err != nil || r.AuthenticatedData || len(r.Answer) != 1 {
+		t.Errorf("AD without DO: %v %v", r, err)
+	}
+	c := &dns.Client{Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+	m.SetEdns0(1232, true)
+	r, _, err = c.Exchange(m, srv.Addr())
 	if err != nil || !r.AuthenticatedData || len(r.Answer) != 1 {
-		t.Errorf("normal with AD: %v %v", r, err)
+		t.Errorf("AD with DO: %v %v", r, err)
 	}
 }
 

@@ -1,0 +1,73 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// ServiceInfo is a discovered Service.
+type ServiceInfo struct {
+	ConfigurationURL string
+	Configuration    *pass.ServiceConfiguration
+}
+
+// AuthorityInfo is a discovered Enterprise Authority.
+type AuthorityInfo struct {
+	ConfigurationURL string
+	Configuration    *pass.AuthorityConfiguration
+}
+
+// DiscoverService finds the Service at origin (an https:// origin such as a
+// Service assertion's iss): the TXT record _agentpass-service.{host}, then
+// the configuration it points to, whose service.origin must equal origin
+// after ASCII serialisation (G-9, G-24); otherwise the error is a
+// [*MismatchError].
+func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceInfo, error) {
+	if err := pass.CheckOrigin(origin); err != nil {
+		return nil, fmt.Errorf("%w: origin: %w", ErrInvalidName, err)
+	}
+	want, err := pass.Origin(origin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: origin: %w", ErrInvalidName, err)
+	}
+	host, err := pass.Host(origin)
+	if err != nil {
+		return nil, fmt.Errorf("%w: origin: %w", ErrInvalidName, err)
+	}
+	u, err := c.LookupServiceTXT(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := c.ServiceConfiguration(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	got, _ := pass.Origin(cfg.Service.Origin) // validated by Decode
+	if got != want {
+		return nil, &MismatchError{URL: u, Field: "service.origin", Got: cfg.Service.Origin, Want: want}
+	}
+	return &ServiceInfo{ConfigurationURL: u, Configuration: cfg}, nil
+}
+
+// DiscoverEnterprise finds the Enterprise Authority of an e-mail domain: the
+// TXT record _agentpass.{domain}, then the Authority configuration it points
+// to, whose trust_mode must be "enterprise" (G-31); otherwise the error is a
+// [*MismatchError]. A "none" record gives [ErrDelegationDisabled] and no
+// record [ErrNoRecord]; every other error is a discovery failure that must
+// not fall back to other Authorities (G-10, G-11).
+func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*AuthorityInfo, error) {
+	u, err := c.LookupEnterpriseTXT(ctx, emailDomain)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := c.AuthorityConfiguration(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TrustMode != pass.TrustEnterprise {
+		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(cfg.TrustMode), Want: string(pass.TrustEnterprise)}
+	}
+	return &AuthorityInfo{ConfigurationURL: u, Configuration: cfg}, nil
+}

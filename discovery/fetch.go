@@ -1,0 +1,384 @@
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// maxRedirects is the number of same-origin redirects a fetch follows.
+const maxRedirects = 3
+
+var errRedirect = errors.New("redirect refused")
+
+// newHTTPClient derives the fetching client from the caller's, without
+// modifying it (see Config.HTTPClient).
+func (c *Client) newHTTPClient(base *http.Client) (*http.Client, error) {
+	var tr *http.Transport
+	var rt http.RoundTripper
+	if base != nil {
+		rt = base.Transport
+	}
+	switch t := rt.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // a library reads no environment variables
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return nil, fmt.Errorf("discovery: Config.HTTPClient.Transport is a %T; it must be an *http.Transport or nil so that TLS and address checks can be enforced", rt)
+	}
+	tlsCfg := &tls.Config{}
+	if tr.TLSClientConfig != nil {
+		tlsCfg = tr.TLSClientConfig.Clone()
+	}
+	if tlsCfg.InsecureSkipVerify {
+		return nil, errors.New("discovery: Config.HTTPClient has InsecureSkipVerify set; certificates are always verified (X-DNS-14)")
+	}
+	if tlsCfg.MinVersion < tls.VersionTLS12 {
+		tlsCfg.MinVersion = tls.VersionTLS12 // X-DNS-13
+	}
+	if tlsCfg.MaxVersion != 0 && tlsCfg.MaxVersion < tls.VersionTLS12 {
+		return nil, errors.New("discovery: Config.HTTPClient allows only TLS versions below 1.2 (X-DNS-13)")
+	}
+	tr.TLSClientConfig = tlsCfg
+	tr.ForceAttemptHTTP2 = true
+	tr.ResponseHeaderTimeout = c.fetchTimeout
+
+	if !c.allowPrivateIP {
+		// G-27: refuse non-public destinations when connecting, after name
+		// resolution, so that DNS rebinding cannot get around the check.
+		if inner := tr.DialContext; inner != nil {
+			tr.DialContext = checkedDial(inner)
+		} else {
+			d := &net.Dialer{Timeout: c.fetchTimeout, KeepAlive: 30 * time.Second, Control: dialControl}
+			tr.DialContext = d.DialContext
+		}
+		if inner := tr.DialTLSContext; inner != nil {
+			tr.DialTLSContext = checkedDial(inner)
+		}
+		//lint:ignore SA1019 a deprecated dialer set by the caller would bypass the check.
+		tr.Dial, tr.DialTLS = nil, nil
+	}
+
+	hc := &http.Client{Transport: tr, Timeout: c.fetchTimeout, CheckRedirect: checkRedirect}
+	return hc, nil
+}
+
+// checkRedirect follows at most maxRedirects redirects, each to the https
+// origin of the original request (G-27).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", errRedirect, maxRedirects)
+	}
+	if req.URL.Scheme != "https" || !pass.SameOrigin(req.URL.String(), via[0].URL.String()) {
+		return fmt.Errorf("%w: to another origin", errRedirect)
+	}
+	return nil
+}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// checkedDial wraps a caller's dialer: the connection is closed unless its
+// remote address is public. Nothing has been sent on it yet.
+func checkedDial(inner dialFunc) dialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := inner(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkAddr(conn.RemoteAddr().String()); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+func dialControl(_, address string, _ syscall.RawConn) error { return checkAddr(address) }
+
+func checkAddr(address string) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrForbiddenAddress, address)
+	}
+	if !publicAddr(ap.Addr()) {
+		return fmt.Errorf("%w: %s", ErrForbiddenAddress, ap.Addr())
+	}
+	return nil
+}
+
+// nonPublic lists the ranges refused besides those netip classifies
+// (loopback, private, link-local, multicast, unspecified).
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, broadcast
+	netip.MustParsePrefix("100::/64"),        // discard
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+}
+
+// nat64 is the well-known NAT64 prefix, whose addresses embed an IPv4 one.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// publicAddr reports whether a is a globally routable unicast address.
+func publicAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() ||
+		a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// mediaJSON and mediaJWKS are the accepted Content-Types.
+const (
+	mediaJSON = "application/json"
+	mediaJWKS = "application/jwk-set+json"
+)
+
+// fetched is a fetched body and how long it may be cached.
+type fetched struct {
+	body     []byte
+	lifetime time.Duration
+}
+
+// fetch GETs rawURL over HTTPS with the hygiene of G-27: https only, TLS 1.2
+// or newer, verified certificates, no cross-origin redirects, a timeout, a
+// bounded body, an allowed Content-Type and, unless allowed, no private
+// destinations. Only status 200 is accepted.
+func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (*fetched, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, &FetchError{URL: rawURL, Err: err}
+	}
+	req.Header.Set("Accept", strings.Join(media, ", "))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &FetchError{URL: rawURL, Err: stripURLError(err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &FetchError{URL: rawURL, StatusCode: resp.StatusCode, Reason: "unexpected status"}
+	}
+	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		return nil, &FetchError{URL: rawURL, Reason: "not TLS 1.2 or newer"}
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || !contains(media, mt) {
+		reason := "missing or malformed Content-Type"
+		if err == nil {
+			reason = fmt.Sprintf("Content-Type %q is not %s", trunc(mt, 64), strings.Join(media, " or "))
+		}
+		return nil, &FetchError{URL: rawURL, StatusCode: resp.StatusCode, Reason: reason}
+	}
+	if resp.ContentLength > c.maxBody {
+		return nil, &FetchError{URL: rawURL, Reason: fmt.Sprintf("body larger than %d bytes", c.maxBody)}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, &FetchError{URL: rawURL, Reason: "reading the body", Err: err}
+	}
+	if int64(len(body)) > c.maxBody {
+		return nil, &FetchError{URL: rawURL, Reason: fmt.Sprintf("body larger than %d bytes", c.maxBody)}
+	}
+	return &fetched{body: body, lifetime: c.lifetime(resp.Header)}, nil
+}
+
+// lifetime is how long a response may be cached: Cache-Control max-age minus
+// Age, DefaultMaxAge without max-age, the MinTTL floor for "no-store" and
+// "no-cache", all bounded by [MinTTL, MaxAge] (X-DNS-9, X-DNS-10, G-28).
+func (c *Client) lifetime(h http.Header) time.Duration {
+	d := c.defaultMaxAge
+	for _, line := range h.Values("Cache-Control") {
+		for _, dir := range strings.Split(line, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(dir), "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "no-store", "no-cache":
+				return c.minTTL
+			case "max-age":
+				n, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(val), `"`), 10, 64)
+				if err != nil || n < 0 {
+					return c.minTTL // a malformed directive is treated as stale
+				}
+				d = time.Duration(min(n, int64(c.maxAge/time.Second))) * time.Second
+			}
+		}
+	}
+	if age, err := strconv.ParseInt(h.Get("Age"), 10, 64); err == nil && age > 0 {
+		d -= time.Duration(min(age, int64(c.maxAge/time.Second))) * time.Second
+	}
+	return clamp(d, c.minTTL, c.maxAge)
+}
+
+// stripURLError removes the *url.Error layer, whose text repeats the URL.
+func stripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// checkFetchURL checks a URL before any fetch and returns its cache key
+// (scheme and host lower-cased).
+func checkFetchURL(rawURL string) (string, error) {
+	if err := pass.CheckHTTPSURL(rawURL); err != nil {
+		return "", fmt.Errorf("%w: %q: %w", ErrInvalidName, trunc(rawURL, 256), err)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %w", ErrInvalidName, trunc(rawURL, 256), err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	return u.String(), nil
+}
+
+// cachedFetch returns the decoded document at rawURL from the cache, or
+// fetches, decodes and caches it. Concurrent calls share one fetch. A failed
+// fetch is not cached, and an expired document is never served.
+func (c *Client) cachedFetch(ctx context.Context, kind, rawURL string, media []string, decode func([]byte) (any, error)) (any, error) {
+	key, err := checkFetchURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	key = kind + " " + key
+	if v, ok := c.docCache.get(key, c.now()); ok {
+		return v, nil
+	}
+	v, err := c.flight(ctx, key, c.fetchTimeout+time.Second, func(ctx context.Context) (any, error) {
+		if v, ok := c.docCache.get(key, c.now()); ok {
+			return v, nil
+		}
+		f, err := c.fetch(ctx, rawURL, media...)
+		if err != nil {
+			c.log.LogAttrs(ctx, levelWarn, "discovery: fetch failed", strAttr("url", rawURL), errAttr(err))
+			return nil, err
+		}
+		doc, err := decode(f.body)
+		if err != nil {
+			c.log.LogAttrs(ctx, levelWarn, "discovery: invalid document", strAttr("url", rawURL), errAttr(err))
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidDocument, rawURL, err)
+		}
+		c.docCache.put(key, doc, c.now().Add(f.lifetime))
+		return doc, nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrFetchFailed) && !errors.Is(err, ErrInvalidDocument) {
+			err = &FetchError{URL: rawURL, Err: err} // the caller's context ended
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// ServiceConfiguration fetches, validates and caches the Service
+// configuration at configURL (§4.1). The document must pass
+// pass.ServiceConfiguration.Validate: version with a supported major
+// (X-VER-1; unknown members and higher minors are accepted, X-VER-2), kind
+// "service", https:// URLs. It does not check service.origin; see
+// [Client.DiscoverService]. The result is a copy the caller may modify.
+func (c *Client) ServiceConfiguration(ctx context.Context, configURL string) (*pass.ServiceConfiguration, error) {
+	v, err := c.cachedFetch(ctx, "service", configURL, []string{mediaJSON}, func(b []byte) (any, error) {
+		doc := new(pass.ServiceConfiguration)
+		if err := pass.Decode(b, doc); err != nil {
+			return nil, err
+		}
+		return doc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cloneServiceConfiguration(v.(*pass.ServiceConfiguration)), nil
+}
+
+// AuthorityConfiguration fetches, validates and caches the Authority
+// configuration at configURL (§5.2), as [Client.ServiceConfiguration] does.
+// It does not check trust_mode; see [Client.DiscoverEnterprise].
+func (c *Client) AuthorityConfiguration(ctx context.Context, configURL string) (*pass.AuthorityConfiguration, error) {
+	v, err := c.cachedFetch(ctx, "authority", configURL, []string{mediaJSON}, func(b []byte) (any, error) {
+		doc := new(pass.AuthorityConfiguration)
+		if err := pass.Decode(b, doc); err != nil {
+			return nil, err
+		}
+		return doc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cloneAuthorityConfiguration(v.(*pass.AuthorityConfiguration)), nil
+}
+
+func cloneServiceConfiguration(in *pass.ServiceConfiguration) *pass.ServiceConfiguration {
+	out := *in
+	if in.Trust.TrustedFederatedAuthorities != nil {
+		out.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), in.Trust.TrustedFederatedAuthorities...)
+	}
+	if in.Trust.ServiceAuthority != nil {
+		sa := *in.Trust.ServiceAuthority
+		out.Trust.ServiceAuthority = &sa
+	}
+	return &out
+}
+
+func cloneAuthorityConfiguration(in *pass.AuthorityConfiguration) *pass.AuthorityConfiguration {
+	out := *in
+	if in.Policy != nil {
+		p := *in.Policy
+		if p.AllowServiceAuthorities != nil {
+			b := *p.AllowServiceAuthorities
+			p.AllowServiceAuthorities = &b
+		}
+		out.Policy = &p
+	}
+	if in.Approval != nil {
+		a := *in.Approval
+		a.Modes = append([]string(nil), a.Modes...)
+		out.Approval = &a
+	}
+	return &out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
