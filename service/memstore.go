@@ -1,0 +1,344 @@
+package service
+
+import (
+	"container/heap"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// DefaultMemoryStoreLimit is the default bound of a [MemoryStore]: the most
+// unexpired credentials plus initialization tokens, the most delegations,
+// and the most remembered proofs, each.
+const DefaultMemoryStoreLimit = 100_000
+
+// initRetention is how long a used or expired initialization token is
+// remembered after its expiry, so that a late visit answers 410 (used or
+// expired) rather than 404 (unknown).
+const initRetention = 10 * time.Minute
+
+// pruneEvery is how many writes pass between two sweeps of expired
+// records (a sweep also runs whenever a table is full).
+const pruneEvery = 1024
+
+// MemoryStore is the in-memory [Store]: one process, bounded, with expired
+// records pruned as writes happen. It is safe for concurrent use. State is
+// lost when the process ends; replicas need a shared store.
+type MemoryStore struct {
+	limit int
+
+	mu          sync.RWMutex
+	delegations map[string]*memDelegation
+	creds       map[string]*CredentialRecord
+	inits       map[string]*InitRecord
+	proofs      map[proofKey]time.Time
+	proofExp    proofHeap
+	writes      int
+}
+
+type memDelegation struct {
+	rec  DelegationRecord
+	refs int // credentials and init tokens that name it
+}
+
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*MemoryStore)
+
+// WithLimit bounds each table of the store to n records (n <= 0 means
+// DefaultMemoryStoreLimit). A full table makes writes fail with
+// ErrStoreFull rather than drop live state.
+func WithLimit(n int) MemoryOption {
+	return func(s *MemoryStore) {
+		if n > 0 {
+			s.limit = n
+		}
+	}
+}
+
+// NewMemoryStore returns an empty in-memory store.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	s := &MemoryStore{
+		limit:       DefaultMemoryStoreLimit,
+		delegations: make(map[string]*memDelegation),
+		creds:       make(map[string]*CredentialRecord),
+		inits:       make(map[string]*InitRecord),
+		proofs:      make(map[proofKey]time.Time),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// Redeem implements Store.
+func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *CredentialRecord, init *InitRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d == nil || d.AuthorizationID == "" || (cred == nil) == (init == nil) {
+		return fmt.Errorf("service: MemoryStore.Redeem: need a delegation and exactly one of credential or init token")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maybePrune(d.CreatedAt, len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit)
+	if _, ok := s.delegations[d.AuthorizationID]; ok {
+		return fmt.Errorf("service: delegation %w", ErrConflict)
+	}
+	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
+		return ErrStoreFull
+	}
+	if cred != nil {
+		if _, ok := s.creds[cred.Hash]; ok {
+			return fmt.Errorf("service: credential %w", ErrConflict)
+		}
+		c := cred.clone()
+		c.AuthorizationID = d.AuthorizationID
+		s.creds[c.Hash] = c
+	} else {
+		if _, ok := s.inits[init.Hash]; ok {
+			return fmt.Errorf("service: initialization token %w", ErrConflict)
+		}
+		r := init.clone()
+		r.AuthorizationID = d.AuthorizationID
+		s.inits[r.Hash] = r
+	}
+	s.delegations[d.AuthorizationID] = &memDelegation{rec: *d.clone(), refs: 1}
+	return nil
+}
+
+// ConsumeInit implements Store.
+func (s *MemoryStore) ConsumeInit(ctx context.Context, hash string, now time.Time) (*InitRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.inits[hash]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if r.Used {
+		return nil, ErrInitUsed
+	}
+	r.Used = true
+	if !r.ExpiresAt.After(now) {
+		return nil, ErrInitExpired
+	}
+	return r.clone(), nil
+}
+
+// AddCredential implements Store.
+func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maybePrune(c.CreatedAt, len(s.creds)+len(s.inits) >= s.limit)
+	d, ok := s.delegations[c.AuthorizationID]
+	if !ok {
+		return ErrNotFound
+	}
+	if d.rec.Invalidated {
+		return fmt.Errorf("service: delegation invalidated: %w", ErrConflict)
+	}
+	if _, ok := s.creds[c.Hash]; ok {
+		return fmt.Errorf("service: credential %w", ErrConflict)
+	}
+	if len(s.creds)+len(s.inits) >= s.limit {
+		return ErrStoreFull
+	}
+	s.creds[c.Hash] = c.clone()
+	d.refs++
+	return nil
+}
+
+// Credential implements Store.
+func (s *MemoryStore) Credential(ctx context.Context, hash string, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.creds[hash]
+	if !ok || !c.ExpiresAt.After(now) {
+		return nil, nil, ErrNotFound
+	}
+	d, ok := s.delegations[c.AuthorizationID]
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	return c.clone(), d.rec.clone(), nil
+}
+
+// Delegation implements Store.
+func (s *MemoryStore) Delegation(ctx context.Context, authorizationID string) (*DelegationRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, ok := s.delegations[authorizationID]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return d.rec.clone(), nil
+}
+
+// RecordCheck implements Store.
+func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, at time.Time, scope pass.Scope, expiresAt time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[authorizationID]
+	if !ok {
+		return ErrNotFound
+	}
+	if d.rec.Invalidated {
+		return nil
+	}
+	if at.After(d.rec.CheckedAt) {
+		d.rec.CheckedAt = at
+	}
+	d.rec.CurrentScope = cloneScope(scope)
+	if !expiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || expiresAt.Before(d.rec.ExpiresAt)) {
+		d.rec.ExpiresAt = expiresAt
+	}
+	return nil
+}
+
+// Invalidate implements Store.
+func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[authorizationID]
+	if !ok {
+		return ErrNotFound
+	}
+	if !d.rec.Invalidated {
+		d.rec.Invalidated = true
+		d.rec.InvalidatedAt = at
+		d.rec.InvalidReason = reason
+	}
+	return nil
+}
+
+// SeenProof implements Store.
+func (s *MemoryStore) SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	k := makeProofKey(issuer, jti)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.proofExp) > 0 && !s.proofExp[0].exp.After(now) {
+		it := heap.Pop(&s.proofExp).(proofItem)
+		if e, ok := s.proofs[it.key]; ok && !e.After(now) {
+			delete(s.proofs, it.key)
+		}
+	}
+	if e, ok := s.proofs[k]; ok && e.After(now) {
+		return true, nil
+	}
+	if !exp.After(now) {
+		return false, nil
+	}
+	if len(s.proofs) >= s.limit {
+		return false, ErrStoreFull
+	}
+	s.proofs[k] = exp
+	heap.Push(&s.proofExp, proofItem{key: k, exp: exp})
+	return false, nil
+}
+
+// Len reports the number of delegations, credentials, initialization
+// tokens and remembered proofs currently held, expired or not (for tests
+// and metrics).
+func (s *MemoryStore) Len() (delegations, credentials, inits, proofs int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.delegations), len(s.creds), len(s.inits), len(s.proofs)
+}
+
+// maybePrune sweeps expired records every pruneEvery writes, or at once
+// when force is set. The caller holds s.mu.
+func (s *MemoryStore) maybePrune(now time.Time, force bool) {
+	s.writes++
+	if !force && s.writes%pruneEvery != 0 {
+		return
+	}
+	if now.IsZero() {
+		return
+	}
+	for h, c := range s.creds {
+		if !c.ExpiresAt.After(now) {
+			delete(s.creds, h)
+			s.release(c.AuthorizationID)
+		}
+	}
+	for h, r := range s.inits {
+		if !r.ExpiresAt.Add(initRetention).After(now) {
+			delete(s.inits, h)
+			s.release(r.AuthorizationID)
+		}
+	}
+}
+
+// release drops one reference to a delegation and forgets the delegation
+// when nothing names it any more.
+func (s *MemoryStore) release(id string) {
+	d, ok := s.delegations[id]
+	if !ok {
+		return
+	}
+	d.refs--
+	if d.refs <= 0 {
+		delete(s.delegations, id)
+	}
+}
+
+type proofKey [sha256.Size]byte
+
+// makeProofKey hashes the length-prefixed issuer and jti, so ("a", "bc")
+// and ("ab", "c") differ and entries have a fixed size.
+func makeProofKey(issuer, jti string) proofKey {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(issuer)))
+	h.Write(n[:])
+	h.Write([]byte(issuer))
+	h.Write([]byte(jti))
+	var k proofKey
+	h.Sum(k[:0])
+	return k
+}
+
+type proofItem struct {
+	key proofKey
+	exp time.Time
+}
+
+type proofHeap []proofItem
+
+func (h proofHeap) Len() int           { return len(h) }
+func (h proofHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
+func (h proofHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *proofHeap) Push(x any)        { *h = append(*h, x.(proofItem)) }
+func (h *proofHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

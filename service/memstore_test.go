@@ -1,0 +1,59 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
+	"github.com/agentpass-go/agentpass/service/servicetest"
+)
+
+func TestMemoryStore(t *testing.T) {
+	servicetest.TestStore(t, func(t *testing.T) service.Store { return service.NewMemoryStore() })
+}
+
+// The memory store is bounded: a full table refuses new records instead of
+// dropping live ones, and expired records make room again.
+func TestMemoryStoreBounded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := service.NewMemoryStore(service.WithLimit(2))
+	redeem := func(id string, at time.Time) error {
+		return s.Redeem(ctx,
+			&service.DelegationRecord{AuthorizationID: id, Scope: pass.Scope{"a"}, CreatedAt: at, CheckedAt: at},
+			&service.CredentialRecord{Hash: "h-" + id, Kind: service.KindBearer, CreatedAt: at, ExpiresAt: at.Add(time.Minute)},
+			nil)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := redeem(id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := redeem("c", now); !errors.Is(err, service.ErrStoreFull) {
+		t.Fatalf("third Redeem into a store of 2 = %v, want ErrStoreFull", err)
+	}
+	if _, _, err := s.Credential(ctx, "h-a", now); err != nil {
+		t.Errorf("a live credential was dropped: %v", err)
+	}
+	// After the first two expire, a write sweeps them.
+	if err := redeem("c", now.Add(2*time.Minute)); err != nil {
+		t.Fatalf("Redeem after expiry: %v", err)
+	}
+	if d, c, _, _ := s.Len(); d != 1 || c != 1 {
+		t.Errorf("after sweep: %d delegations, %d credentials; want 1, 1", d, c)
+	}
+	for i := range 2 {
+		if _, err := s.SeenProof(ctx, "iss", string(rune('x'+i)), now.Add(time.Minute), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.SeenProof(ctx, "iss", "z", now.Add(time.Minute), now); !errors.Is(err, service.ErrStoreFull) {
+		t.Errorf("proof into a full cache = %v, want ErrStoreFull", err)
+	}
+	if replayed, err := s.SeenProof(ctx, "iss", "z", now.Add(3*time.Minute), now.Add(2*time.Minute)); err != nil || replayed {
+		t.Errorf("proof after expiry of the others = %v, %v", replayed, err)
+	}
+}

@@ -1,0 +1,215 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Store keeps the state of a Service: delegations (one per redeemed
+// AgentPass, keyed by the Authority's authorization_id), credentials
+// (bearer tokens and browser sessions, keyed by the SHA-256 of their
+// secret), one-time initialization tokens, and the harness-proof replay
+// cache. Replicas that share one Store share single-use, revocation and the
+// authorization-check cache.
+//
+// Every method receives the current time from the Service, so stores need
+// no clock of their own and SQL stores can compare with a parameter
+// instead of the database's now(). Implementations must be safe for
+// concurrent use; the operations documented as atomic must be atomic
+// across every replica sharing the store (one conditional statement, or a
+// transaction, in SQL). The in-memory implementation is [NewMemoryStore];
+// package servicetest holds a conformance suite every implementation must
+// pass.
+//
+// Errors: [ErrNotFound], [ErrConflict], [ErrInitUsed], [ErrInitExpired] and
+// [ErrStoreFull] as documented per method (wrapped is fine); any other
+// error is an internal failure, and the Service then fails closed.
+type Store interface {
+	// Redeem stores a new delegation together with exactly one of cred (a
+	// bearer token) or init (an initialization token), atomically: either
+	// both records exist afterwards or neither does. A delegation with the
+	// same AuthorizationID that already exists (even invalidated) makes it
+	// return ErrConflict and store nothing.
+	Redeem(ctx context.Context, d *DelegationRecord, cred *CredentialRecord, init *InitRecord) error
+
+	// ConsumeInit atomically marks the initialization token with the given
+	// hash as used and returns it, so that of any number of concurrent
+	// calls at most one succeeds. It returns ErrNotFound for an unknown
+	// hash, ErrInitUsed when the token was already consumed (successfully
+	// or not) and ErrInitExpired when ExpiresAt is not after now; in the
+	// last case the token is marked used as well.
+	ConsumeInit(ctx context.Context, hash string, now time.Time) (*InitRecord, error)
+
+	// AddCredential stores a credential (a browser session after
+	// initialization) for an existing delegation. It returns ErrNotFound
+	// when the delegation does not exist and ErrConflict when it was
+	// invalidated or the hash is taken.
+	AddCredential(ctx context.Context, c *CredentialRecord) error
+
+	// Credential returns the credential with the given hash and its
+	// delegation in one read. It returns ErrNotFound for an unknown hash
+	// and for a credential whose ExpiresAt is not after now. An invalidated
+	// delegation is returned as such (Invalidated set): the caller decides.
+	Credential(ctx context.Context, hash string, now time.Time) (*CredentialRecord, *DelegationRecord, error)
+
+	// Delegation returns the delegation with the given authorization id,
+	// or ErrNotFound.
+	Delegation(ctx context.Context, authorizationID string) (*DelegationRecord, error)
+
+	// RecordCheck stores the result of a successful authorization check:
+	// CheckedAt = at, CurrentScope = scope (the caller has already
+	// intersected it with the redemption-time Scope), and ExpiresAt =
+	// expiresAt when expiresAt is not zero and earlier than the stored
+	// value (an expiry only ever moves earlier). It does nothing to an
+	// invalidated delegation and returns ErrNotFound for an unknown one.
+	RecordCheck(ctx context.Context, authorizationID string, at time.Time, scope pass.Scope, expiresAt time.Time) error
+
+	// Invalidate marks the delegation invalid, which at once invalidates
+	// every credential and initialization token of it: Credential reports
+	// the delegation as Invalidated from then on, for every replica. It is
+	// idempotent (the first reason and time are kept) and returns
+	// ErrNotFound for an unknown id.
+	Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error
+
+	// SeenProof records the pair (issuer, jti) until exp and reports
+	// whether it was already recorded and unexpired at now. Of two
+	// concurrent calls with the same pair exactly one reports false (a
+	// unique key in SQL). A pair whose exp is not after now is not
+	// recorded. It returns ErrStoreFull when it cannot record the pair.
+	SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (replayed bool, err error)
+}
+
+// Store errors.
+var (
+	// ErrNotFound: no such record (or, for Credential, an expired one).
+	ErrNotFound = errors.New("service: not found")
+	// ErrConflict: the record exists already, or its delegation was
+	// invalidated.
+	ErrConflict = errors.New("service: conflict")
+	// ErrInitUsed: the initialization token was already consumed.
+	ErrInitUsed = errors.New("service: initialization token already used")
+	// ErrInitExpired: the initialization token expired.
+	ErrInitExpired = errors.New("service: initialization token expired")
+	// ErrStoreFull: a bounded store refused a new record rather than drop
+	// live state.
+	ErrStoreFull = errors.New("service: store full")
+)
+
+// CredentialKind says what a credential is.
+type CredentialKind string
+
+// Credential kinds.
+const (
+	// KindBearer is a bearer token sent as "Authorization: Bearer".
+	KindBearer CredentialKind = "bearer"
+	// KindDPoP is a DPoP-bound token sent as "Authorization: DPoP" with a
+	// DPoP proof of the key whose thumbprint is JKT (RFC 9449).
+	KindDPoP CredentialKind = "dpop"
+	// KindSession is a browser session cookie.
+	KindSession CredentialKind = "session"
+)
+
+// DelegationRecord is the Service's record of one redeemed AgentPass: the
+// delegation as validated by the Authority, and the state of its
+// continuous validation. It is a plain value for Store implementations.
+type DelegationRecord struct {
+	// AuthorizationID is the Authority's handle of the delegation (unique
+	// key).
+	AuthorizationID string
+	// Authority is the Authority identifier (configuration "authority").
+	Authority string
+	// ConfigurationURL is where the Authority's configuration was found.
+	ConfigurationURL string
+	// TrustMode is how the Authority was trusted.
+	TrustMode pass.TrustMode
+	// User is the validated user.email; Agent the validated agent.id.
+	User, Agent string
+	// HarnessID is the harness.id reported by the Authority, if any.
+	HarnessID string
+	// Task is the validated task context; zero when absent.
+	Task pass.ValidatedTask
+	// Scope is the effective scope granted at redemption (approved,
+	// expanded, intersected with requested_scope). It is the upper bound
+	// of the delegation forever.
+	Scope pass.Scope
+	// CurrentScope is Scope narrowed by the last authorization check.
+	CurrentScope pass.Scope
+	// ExpiresAt is authorization_expires_at; zero when the Authority does
+	// not send it.
+	ExpiresAt time.Time
+	// CreatedAt is the redemption time; CheckedAt the time of the last
+	// successful validation or authorization check.
+	CreatedAt, CheckedAt time.Time
+	// Invalidated is set once the delegation was revoked, closed or found
+	// inactive; InvalidatedAt and InvalidReason say when and why.
+	Invalidated   bool
+	InvalidatedAt time.Time
+	InvalidReason string
+}
+
+// CredentialRecord is a bearer token or a browser session, stored by the
+// hash of its secret (the secret itself is never stored).
+type CredentialRecord struct {
+	// Hash is the lowercase hex SHA-256 of the secret (unique key).
+	Hash string
+	// Kind is bearer, DPoP-bound or session.
+	Kind CredentialKind
+	// AuthorizationID names the delegation.
+	AuthorizationID string
+	// Scope is the scope granted to this credential (⊆ the delegation's
+	// Scope).
+	Scope pass.Scope
+	// JKT is the RFC 7638 thumbprint of the DPoP key (KindDPoP only).
+	JKT string
+	// CreatedAt and ExpiresAt bound the credential's life.
+	CreatedAt, ExpiresAt time.Time
+}
+
+// InitRecord is a one-time browser-session initialization token, stored
+// by the hash of its secret.
+type InitRecord struct {
+	// Hash is the lowercase hex SHA-256 of the token (unique key).
+	Hash string
+	// AuthorizationID names the delegation.
+	AuthorizationID string
+	// Scope is the scope the session will carry.
+	Scope pass.Scope
+	// Destination is the absolute URL to redirect to after
+	// initialization; it was checked at redemption.
+	Destination string
+	// CreatedAt and ExpiresAt bound the token's life.
+	CreatedAt, ExpiresAt time.Time
+	// Used is set by ConsumeInit.
+	Used bool
+}
+
+// clone helpers: stores hand out copies so callers cannot mutate state.
+
+func cloneScope(s pass.Scope) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	return append(pass.Scope{}, s...)
+}
+
+func (d *DelegationRecord) clone() *DelegationRecord {
+	c := *d
+	c.Scope = cloneScope(d.Scope)
+	c.CurrentScope = cloneScope(d.CurrentScope)
+	return &c
+}
+
+func (c *CredentialRecord) clone() *CredentialRecord {
+	o := *c
+	o.Scope = cloneScope(c.Scope)
+	return &o
+}
+
+func (r *InitRecord) clone() *InitRecord {
+	o := *r
+	o.Scope = cloneScope(r.Scope)
+	return &o
+}
