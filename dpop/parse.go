@@ -30,6 +30,8 @@ type token struct {
 	kid string
 	typ string
 	jwk *jose.JSONWebKey
+	// jwkRaw is the raw jwk header member (DPoP only).
+	jwkRaw json.RawMessage
 }
 
 // forbiddenHeaders are header members we never honour (G-6): keys come only
@@ -79,7 +81,7 @@ func parseToken(raw string, r parseRules) (*token, error) {
 		// Covers "none" and every HMAC algorithm.
 		return nil, newErr(r.kind, fmt.Sprintf("alg %q not allowed", truncate(alg, 16)))
 	}
-	t := &token{alg: jose.SignatureAlgorithm(alg)}
+	t := &token{alg: jose.SignatureAlgorithm(alg), jwkRaw: header["jwk"]}
 	if v, ok := header["typ"]; ok {
 		if err := json.Unmarshal(v, &t.typ); err != nil {
 			return nil, newErr(r.kind, "typ is not a string")
