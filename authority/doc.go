@@ -1,0 +1,2 @@
+// Package authority provides the primitives to run an AgentPass Authority.
+package authority

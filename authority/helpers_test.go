@@ -1,0 +1,5 @@
+package authority_test
+
+import "context"
+
+var ctx = context.Background()

@@ -1,0 +1,381 @@
+package authority
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Store errors. Every Store implementation returns errors that match one of
+// these with errors.Is; the Authority maps them to wire statuses (404, 409,
+// 410, 403) in one place.
+var (
+	// ErrNotFound: no such request, pass or authorization, or an
+	// authorization that belongs to another Service (G-16).
+	ErrNotFound = errors.New("authority: not found")
+	// ErrConflict: a record with the same id exists.
+	ErrConflict = errors.New("authority: record already exists")
+	// ErrNotPending: a decision on a request that is no longer pending;
+	// terminal states never change.
+	ErrNotPending = errors.New("authority: request is not pending")
+	// ErrExpired: the request, the pass or the authorization has expired.
+	ErrExpired = errors.New("authority: expired")
+	// ErrConsumed: the pass was already consumed.
+	ErrConsumed = errors.New("authority: agentpass already consumed")
+	// ErrWrongAudience: the Service presenting the pass is not the one it
+	// was issued for. The pass is not consumed (G-1).
+	ErrWrongAudience = errors.New("authority: agentpass issued for another service")
+	// ErrState: the authorization's state does not allow the change.
+	ErrState = errors.New("authority: authorization state does not allow this change")
+	// ErrScopeWiden: a scope change that is not a narrowing.
+	ErrScopeWiden = errors.New("authority: scope can only be narrowed")
+	// ErrStoreFull: the store refuses new records (a bound was reached).
+	ErrStoreFull = errors.New("authority: store full")
+)
+
+// Store keeps issuance requests, passes (as hashes) and authorizations.
+//
+// Every state transition is ONE conditional operation, so that several
+// Authority replicas sharing a store (for example PostgreSQL, where each
+// method is one UPDATE ... WHERE ... RETURNING or one short transaction)
+// never double-consume a pass or change a terminal state. Implementations
+// must be safe for concurrent use, must return copies (callers may modify
+// what they get), must compare times only with the now they are given, and
+// must pass the conformance suite authoritytest.TestStore.
+type Store interface {
+	// CreateRequest stores a new request, pending or already decided (an
+	// immediate decision), with its pass hash when approved. A request with
+	// the same id gives ErrConflict.
+	CreateRequest(ctx context.Context, r *Request) error
+
+	// Request returns the request with the given id, or ErrNotFound.
+	Request(ctx context.Context, id string) (*Request, error)
+
+	// PendingRequests lists requests that are pending and unexpired at
+	// opts.Now, oldest first.
+	PendingRequests(ctx context.Context, opts ListOptions) ([]*Request, error)
+
+	// DecideRequest records a terminal decision on a request that is
+	// pending and unexpired at now, and returns the updated request. The
+	// decision's Status must be approved, denied or canceled. Errors:
+	// ErrNotFound, ErrNotPending (already terminal; nothing changes),
+	// ErrExpired (the pending request expired).
+	DecideRequest(ctx context.Context, id string, d Evidence, now time.Time) (*Request, error)
+
+	// RotatePass replaces the pass hash of an approved request whose pass
+	// is unconsumed and unexpired at now; the previous pass stops working.
+	// Errors: ErrNotFound, ErrNotPending (the request is not approved),
+	// ErrConsumed, ErrExpired.
+	RotatePass(ctx context.Context, id, passHash string, now time.Time) (*Request, error)
+
+	// ConsumePass atomically looks up the pass by hash, checks that the
+	// request's Service is audience, that the pass is unconsumed and
+	// unexpired at now, marks it consumed, and creates the authorization
+	// (see Request.Authorize) with the given id. Errors, in this order:
+	// ErrNotFound, ErrWrongAudience (nothing changes), ErrConsumed,
+	// ErrExpired.
+	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error)
+
+	// Authorization returns the authorization with the given id, whatever
+	// its state, or ErrNotFound.
+	Authorization(ctx context.Context, id string) (*Authorization, error)
+
+	// Authorizations lists authorizations that are active or suspended and
+	// unexpired at opts.Now, newest first.
+	Authorizations(ctx context.Context, opts ListOptions) ([]*Authorization, error)
+
+	// UpdateAuthorization applies u to the authorization if it exists (and
+	// belongs to u.Service when set), is unexpired at now and its state is
+	// one of u.From, and returns the updated authorization. Revoking also
+	// revokes every live descendant (ParentID). Errors, in this order:
+	// ErrNotFound, ErrExpired, ErrState, ErrScopeWiden.
+	UpdateAuthorization(ctx context.Context, id string, u AuthorizationUpdate, now time.Time) (*Authorization, error)
+}
+
+// ListOptions filter the listings of a Store.
+type ListOptions struct {
+	// Now is the time against which expiry is judged. Required.
+	Now time.Time
+	// User, when set, keeps records of this user e-mail
+	// (case-insensitive).
+	User string
+	// Service, when set, keeps records for this Service origin.
+	Service string
+	// Limit bounds the result; zero means 100, at most 1000.
+	Limit int
+}
+
+// Limit returns the effective limit of o.
+func (o ListOptions) limit() int {
+	switch {
+	case o.Limit <= 0:
+		return 100
+	case o.Limit > 1000:
+		return 1000
+	}
+	return o.Limit
+}
+
+// Request is an issuance request and everything the Authority learned and
+// decided about it.
+type Request struct {
+	// ID is the request id, 128 random bits; it is the {id} of the status
+	// URL and acts as a bearer secret for polling.
+	ID string
+	// Status is the stored status. A pending request past ExpiresAt is
+	// expired: use StatusAt.
+	Status    pass.Status
+	CreatedAt time.Time
+	// ExpiresAt is when a pending request expires (Config.RequestTTL).
+	ExpiresAt time.Time
+
+	Type pass.PassType
+	// Service is the Service origin (serialised), the pass's audience.
+	Service string
+	// User is user.email as requested.
+	User string
+	// HarnessID is harness.id as requested (self-asserted).
+	HarnessID string
+	// Cnf is harness.cnf.jwk, nil without holder binding.
+	Cnf json.RawMessage
+	// AgentID is the agent identity the Authority vouches for (G-23).
+	AgentID string
+	// Tier is the trust tier reached (§3.1.4).
+	Tier dpop.Tier
+	// AttestationIssuer is the attester of a TierAttested harness.
+	AttestationIssuer string
+
+	TaskID          string
+	TaskDescription string
+	// TaskAttested is true only when a task attestation verified.
+	TaskAttested bool
+	// DestinationURL is intent.destination_url (browser sessions only),
+	// same-origin with Service.
+	DestinationURL string
+
+	// AvailableScope is what the Service's available_scopes endpoint
+	// returned.
+	AvailableScope pass.Scope
+	// ProposedScope is a scope an Approver suggested while leaving the
+	// request pending; a human approval without a scope grants it.
+	ProposedScope pass.Scope
+	// ProposedBy names who proposed it (a rule name).
+	ProposedBy string
+	// ParentAuthorizationID is reserved for sub-delegation: the
+	// authorization this request derives from.
+	ParentAuthorizationID string
+
+	// Decision is the evidence of the terminal decision, nil while pending.
+	Decision *Evidence
+
+	// PassHash is secret.Hash of the current pass value (approved only).
+	PassHash string
+	// ConsumedAt is when the pass was consumed; zero before.
+	ConsumedAt time.Time
+	// AuthorizationID is the authorization created at consumption.
+	AuthorizationID string
+}
+
+// StatusAt returns the status at now: a pending request past its expiry is
+// expired.
+func (r *Request) StatusAt(now time.Time) pass.Status {
+	if r.Status == pass.StatusPending && !now.Before(r.ExpiresAt) {
+		return pass.StatusExpired
+	}
+	return r.Status
+}
+
+// Clone returns a deep copy of r.
+func (r *Request) Clone() *Request {
+	c := *r
+	c.Cnf = cloneRaw(r.Cnf)
+	c.AvailableScope = cloneScope(r.AvailableScope)
+	c.ProposedScope = cloneScope(r.ProposedScope)
+	if r.Decision != nil {
+		d := r.Decision.Clone()
+		c.Decision = &d
+	}
+	return &c
+}
+
+// Authorize returns the authorization that consuming r's pass creates, with
+// the given id, at now. Store implementations call it inside ConsumePass.
+func (r *Request) Authorize(id string, now time.Time) *Authorization {
+	a := &Authorization{
+		ID:              id,
+		RequestID:       r.ID,
+		ParentID:        r.ParentAuthorizationID,
+		State:           pass.DelegationActive,
+		Service:         r.Service,
+		Type:            r.Type,
+		User:            r.User,
+		AgentID:         r.AgentID,
+		HarnessID:       r.HarnessID,
+		Cnf:             cloneRaw(r.Cnf),
+		Tier:            r.Tier,
+		TaskID:          r.TaskID,
+		TaskDescription: r.TaskDescription,
+		TaskAttested:    r.TaskAttested,
+		DestinationURL:  r.DestinationURL,
+		CreatedAt:       now,
+		UpdatedAt:       now,
+	}
+	if r.Decision != nil {
+		a.Approval = r.Decision.Clone()
+		a.GrantedScope = cloneScope(r.Decision.Scope)
+		a.Scope = cloneScope(r.Decision.Scope)
+		a.ExpiresAt = r.Decision.AuthorizationExpiresAt
+	}
+	return a
+}
+
+// Evidence records a decision: who or which rule decided, when, why, and
+// what was granted. Together with the request's AvailableScope, Tier and
+// TaskAttested it is the record an auditor asks for.
+type Evidence struct {
+	// Status is approved, denied or canceled.
+	Status pass.Status
+	// DecidedBy names the decider, e.g. "rule:read-only" or
+	// "human:alex@corp.example".
+	DecidedBy string
+	DecidedAt time.Time
+	Reason    string
+	// Scope is the granted scope (approved only).
+	Scope pass.Scope
+	// PassExpiresAt is when the pass stops being redeemable (approved only).
+	PassExpiresAt time.Time
+	// AuthorizationExpiresAt is the delegation's end (approved only).
+	AuthorizationExpiresAt time.Time
+}
+
+// Clone returns a deep copy of e.
+func (e Evidence) Clone() Evidence {
+	e.Scope = cloneScope(e.Scope)
+	return e
+}
+
+// Authorization is a delegation created when a pass was consumed: the
+// durable handle behind authorization_id.
+type Authorization struct {
+	ID        string
+	RequestID string
+	// ParentID is reserved for sub-delegation: revoking the parent revokes
+	// this authorization.
+	ParentID string
+	// State is the stored state; an active or suspended authorization past
+	// ExpiresAt is expired: use StateAt.
+	State pass.DelegationState
+	// Service is the origin of the Service that redeemed the pass; only it
+	// may check or close the authorization.
+	Service         string
+	Type            pass.PassType
+	User            string
+	AgentID         string
+	HarnessID       string
+	Cnf             json.RawMessage
+	Tier            dpop.Tier
+	TaskID          string
+	TaskDescription string
+	TaskAttested    bool
+	DestinationURL  string
+	// GrantedScope is the scope at approval; Scope is the current scope
+	// (narrowed by NarrowScope).
+	GrantedScope pass.Scope
+	Scope        pass.Scope
+	// CreatedAt is the redemption time.
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// Approval is the evidence of the approval.
+	Approval Evidence
+	// UpdatedAt, StateBy and StateReason describe the last change.
+	UpdatedAt   time.Time
+	StateBy     string
+	StateReason string
+	// ClosedAt is when it was completed or revoked; zero before.
+	ClosedAt time.Time
+}
+
+// StateAt returns the state at now: a live authorization past its expiry is
+// expired.
+func (a *Authorization) StateAt(now time.Time) pass.DelegationState {
+	if (a.State == pass.DelegationActive || a.State == pass.DelegationSuspended) && !now.Before(a.ExpiresAt) {
+		return pass.DelegationExpired
+	}
+	return a.State
+}
+
+// Clone returns a deep copy of a.
+func (a *Authorization) Clone() *Authorization {
+	c := *a
+	c.Cnf = cloneRaw(a.Cnf)
+	c.GrantedScope = cloneScope(a.GrantedScope)
+	c.Scope = cloneScope(a.Scope)
+	c.Approval = a.Approval.Clone()
+	return &c
+}
+
+// AuthorizationUpdate is one conditional change of an authorization.
+type AuthorizationUpdate struct {
+	// From lists the states the change applies to. Required.
+	From []pass.DelegationState
+	// To is the new state; empty keeps the state.
+	To pass.DelegationState
+	// Scope, when not nil, is the new scope; it must be a subset of the
+	// current scope (ErrScopeWiden otherwise).
+	Scope pass.Scope
+	// Service, when set, must be the authorization's Service (ErrNotFound
+	// otherwise, G-16).
+	Service string
+	// By and Reason are recorded as StateBy and StateReason.
+	By     string
+	Reason string
+}
+
+// Apply checks u against a at now and applies it in place. Store
+// implementations may use it inside their atomic section; it returns the
+// errors listed at Store.UpdateAuthorization.
+func (u AuthorizationUpdate) Apply(a *Authorization, now time.Time) error {
+	if u.Service != "" && a.Service != u.Service {
+		return ErrNotFound
+	}
+	if a.StateAt(now) == pass.DelegationExpired {
+		return ErrExpired
+	}
+	if !slices.Contains(u.From, a.State) {
+		return ErrState
+	}
+	if u.Scope != nil && !u.Scope.SubsetOf(a.Scope) {
+		return ErrScopeWiden
+	}
+	if u.Scope != nil {
+		a.Scope = cloneScope(u.Scope)
+	}
+	if u.To != "" {
+		a.State = u.To
+		if u.To == pass.DelegationCompleted || u.To == pass.DelegationRevoked {
+			a.ClosedAt = now
+		}
+	}
+	a.UpdatedAt = now
+	a.StateBy, a.StateReason = u.By, u.Reason
+	return nil
+}
+
+func cloneRaw(b json.RawMessage) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return append(json.RawMessage(nil), b...)
+}
+
+func cloneScope(s pass.Scope) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	return append(pass.Scope{}, s...)
+}
