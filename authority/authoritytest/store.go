@@ -69,6 +69,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 		{"RaceConsume", testRaceConsume},
 		{"RaceDecide", testRaceDecide},
 		{"RaceCloseAndNarrow", testRaceUpdate},
+		{"TwoAuthoritiesValidateRaceHTTPS", testTwoAuthorities},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

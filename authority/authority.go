@@ -1,0 +1,436 @@
+package authority
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Defaults and limits of Config.
+const (
+	DefaultPassTTL          = 5 * time.Minute
+	MaxPassTTL              = 5 * time.Minute // G-7
+	DefaultRequestTTL       = 10 * time.Minute
+	MaxRequestTTL           = 24 * time.Hour
+	DefaultAuthorizationTTL = 8 * time.Hour
+	MaxAuthorizationTTL     = 90 * 24 * time.Hour
+	DefaultPollAfter        = 2 * time.Second
+	// DefaultScopesTimeout bounds the call to a Service's available_scopes
+	// endpoint.
+	DefaultScopesTimeout = 10 * time.Second
+)
+
+// Paths of the endpoints, relative to the path of Config.BaseURL.
+const (
+	PathConfiguration      = "/configuration"
+	PathJWKS               = "/jwks.json"
+	PathIssuance           = "/requests"
+	PathIssuanceStatus     = "/requests/{id}"
+	PathValidate           = "/validate"
+	PathAuthorizationCheck = "/authorization-check"
+	PathAuthorizationClose = "/authorization-close"
+)
+
+// ProofHeader is the request header carrying the holder proof needed to read
+// an approved issuance status when the request carried harness.cnf (G-2
+// extension): a dpop harness proof with aud = the Authority identifier's
+// origin, htm "GET", htu = the status URL and aph = base64url(SHA-256(request
+// id)), signed with the harness.cnf key.
+const ProofHeader = "AgentPass-Proof"
+
+// ErrInvalidConfig: Config is not valid; the error says which field.
+var ErrInvalidConfig = errors.New("authority: invalid configuration")
+
+// Config configures an Authority. It is read once, by New, and validated
+// completely there.
+type Config struct {
+	// Identifier is the authority identifier, the configuration's
+	// "authority" and the iss of the Authority's assertions: an https:// URL
+	// without query or fragment; it may have a path
+	// ("https://idp.corp.example/agentpass"). It is compared as an exact
+	// string (G-24). Required.
+	Identifier string
+
+	// BaseURL is the https:// URL under which the endpoints are served; its
+	// path is the prefix of every route (see the Path constants), so the
+	// Authority can be mounted under a prefix of a larger server. If empty,
+	// Identifier.
+	BaseURL string
+
+	// TrustMode is the published trust_mode. Required.
+	TrustMode pass.TrustMode
+
+	// Keys signs the Authority's assertions; all its public keys are
+	// published at the JWKS endpoint, so rotation never breaks an assertion
+	// in flight. Required (see dpop.LoadKeySet, dpop.GenerateKeySet).
+	Keys *dpop.KeySet
+
+	// Store keeps requests, passes and authorizations. If nil, a new
+	// NewMemoryStore, which suits one process; replicas need a shared
+	// store.
+	Store Store
+
+	// Approver decides issuance requests. If nil, Manual: every request
+	// stays pending until a person calls Authority.Decide (see OnPending
+	// and ApprovalURL).
+	Approver Approver
+
+	// AcceptedTiers are the harness trust tiers accepted (ATT-11, ATT-12);
+	// a request below them is refused with 403 trust_tier_rejected. If
+	// empty, all three tiers (attested, registered, unverified) are
+	// accepted, and Rules can still tell them apart.
+	AcceptedTiers []dpop.Tier
+
+	// Attesters are the trusted harness attestation issuers with pinned
+	// keys or a pinned JWKS URL (G-21). An attestation from any other
+	// issuer is refused without a network call. If empty, every
+	// attestation is refused, and harnesses reach at most the registered
+	// tier.
+	Attesters []dpop.Attester
+
+	// RegisteredHarnessKeys maps RFC 7638 thumbprints of holder keys
+	// registered out of band to agent ids (the registered tier). May be
+	// nil.
+	RegisteredHarnessKeys map[string]string
+
+	// PassTTL is how long an approved pass can be redeemed, counted from
+	// the approval. If zero, DefaultPassTTL (5 min); at most MaxPassTTL.
+	PassTTL time.Duration
+
+	// RequestTTL is how long a request may stay pending before it expires.
+	// If zero, DefaultRequestTTL (10 min); at most MaxRequestTTL. It is
+	// published as approval.default_ttl_seconds.
+	RequestTTL time.Duration
+
+	// AuthorizationTTL is the delegation lifetime, counted from the
+	// approval: the authorization_expires_at of validation and
+	// authorization-check answers. A Decision may ask for less, never more.
+	// If zero, DefaultAuthorizationTTL (8 h); at most MaxAuthorizationTTL.
+	AuthorizationTTL time.Duration
+
+	// PollAfter is the poll_after_ms hint of pending answers. If zero,
+	// DefaultPollAfter (2 s).
+	PollAfter time.Duration
+
+	// AllowServiceAuthorities is the published
+	// policy.allow_service_authorities. Only an Enterprise Authority may set
+	// it; if nil the member is omitted, which means true.
+	AllowServiceAuthorities *bool
+
+	// ScopeWildcardAllowed lets an approval grant "*" as such. If false
+	// (the default), "*" in an approval is replaced by the explicit list of
+	// available scopes.
+	ScopeWildcardAllowed bool
+
+	// RequireEnterpriseDomain makes issuance refuse a user whose e-mail
+	// domain's _agentpass TXT record does not point to ConfigurationURL
+	// (G-32). If nil, true for TrustEnterprise and false otherwise; true
+	// is an error for other trust modes.
+	RequireEnterpriseDomain *bool
+
+	// Discovery finds Services (issuance and assertion checks) and
+	// enterprise records. If nil, discovery.New with HTTPClient, Now and
+	// Logger and the system's resolvers (/etc/resolv.conf).
+	Discovery *discovery.Client
+
+	// HTTPClient calls the Services' available_scopes endpoints. If nil, a
+	// client with the default transport; each call is also bounded by
+	// DefaultScopesTimeout.
+	HTTPClient *http.Client
+
+	// ReplayCache records the holder proofs of status reads. If nil, a
+	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries.
+	ReplayCache dpop.ReplayCache
+
+	// Now is the clock. If nil, time.Now.
+	Now func() time.Time
+
+	// Logger receives the audit log. If nil, nothing is logged. Pass
+	// values, assertions, proofs and keys are never logged.
+	Logger *slog.Logger
+
+	// OnPending, if set, is called after a request was stored as pending,
+	// so an application can notify a person (mail, chat, page). It runs
+	// synchronously in the issuance request: hand slow work to a
+	// goroutine.
+	OnPending func(ctx context.Context, r Request)
+
+	// ApprovalURL, if set, returns the page where a person can approve the
+	// request with the given id; it is shown to the Harness as
+	// links.approval while the request is pending.
+	ApprovalURL func(id string) string
+}
+
+// Authority is an AgentPass Authority: an http.Handler serving the
+// configuration, JWKS, issuance, issuance status, validation, authorization
+// check and authorization close endpoints, plus the operator API (Decide,
+// Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
+// concurrent use.
+type Authority struct {
+	id         string
+	base       string // BaseURL without trailing slash
+	mode       pass.TrustMode
+	keys       *dpop.KeySet
+	store      Store
+	approver   Approver
+	tiers      []dpop.Tier
+	attest     *dpop.AttestationVerifier
+	passTTL    time.Duration
+	reqTTL     time.Duration
+	authzTTL   time.Duration
+	pollAfter  time.Duration
+	wildcard   bool
+	domainGate bool
+	disc       *discovery.Client
+	client     *http.Client
+	replay     dpop.ReplayCache
+	verifier   *assertion.Verifier
+	now        func() time.Time
+	log        *slog.Logger
+	onPending  func(context.Context, Request)
+	approval   func(string) string
+
+	config     pass.AuthorityConfiguration
+	configJSON []byte
+	mux        *http.ServeMux
+}
+
+// New validates cfg and returns an Authority.
+func New(cfg Config) (*Authority, error) {
+	a := &Authority{
+		id: cfg.Identifier, mode: cfg.TrustMode, keys: cfg.Keys, store: cfg.Store, approver: cfg.Approver,
+		wildcard: cfg.ScopeWildcardAllowed, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
+		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
+	}
+	if err := checkIdentifier("Identifier", cfg.Identifier); err != nil {
+		return nil, err
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = cfg.Identifier
+	}
+	if err := checkIdentifier("BaseURL", base); err != nil {
+		return nil, err
+	}
+	a.base = strings.TrimSuffix(base, "/")
+	prefix := mustPath(a.base)
+	for _, c := range prefix {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~/", c)) {
+			return nil, fmt.Errorf("%w: BaseURL path may only contain letters, digits and -._~/", ErrInvalidConfig)
+		}
+	}
+	if !cfg.TrustMode.Valid() {
+		return nil, fmt.Errorf("%w: TrustMode must be enterprise, federated or service", ErrInvalidConfig)
+	}
+	if cfg.Keys == nil {
+		return nil, fmt.Errorf("%w: Keys is required", ErrInvalidConfig)
+	}
+	if a.store == nil {
+		a.store = NewMemoryStore()
+	}
+	if a.approver == nil {
+		a.approver = Manual{}
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.client == nil {
+		a.client = &http.Client{}
+	}
+	var err error
+	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, DefaultPassTTL, MaxPassTTL); err != nil {
+		return nil, err
+	}
+	if a.reqTTL, err = duration("RequestTTL", cfg.RequestTTL, DefaultRequestTTL, MaxRequestTTL); err != nil {
+		return nil, err
+	}
+	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, DefaultAuthorizationTTL, MaxAuthorizationTTL); err != nil {
+		return nil, err
+	}
+	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, DefaultPollAfter, time.Hour); err != nil {
+		return nil, err
+	}
+	a.tiers = slices.Clone(cfg.AcceptedTiers)
+	if len(a.tiers) == 0 {
+		a.tiers = []dpop.Tier{dpop.TierAttested, dpop.TierRegistered, dpop.TierUnverified}
+	}
+	for _, t := range a.tiers {
+		if t != dpop.TierAttested && t != dpop.TierRegistered && t != dpop.TierUnverified {
+			return nil, fmt.Errorf("%w: AcceptedTiers: unknown tier %q", ErrInvalidConfig, t)
+		}
+	}
+	if cfg.AllowServiceAuthorities != nil && cfg.TrustMode != pass.TrustEnterprise {
+		return nil, fmt.Errorf("%w: AllowServiceAuthorities is only meaningful for an enterprise Authority", ErrInvalidConfig)
+	}
+	a.domainGate = cfg.TrustMode == pass.TrustEnterprise
+	if cfg.RequireEnterpriseDomain != nil {
+		a.domainGate = *cfg.RequireEnterpriseDomain
+		if a.domainGate && cfg.TrustMode != pass.TrustEnterprise {
+			return nil, fmt.Errorf("%w: RequireEnterpriseDomain needs TrustMode enterprise", ErrInvalidConfig)
+		}
+	}
+	registered := map[string]string{}
+	for k, v := range cfg.RegisteredHarnessKeys {
+		if k == "" || v == "" {
+			return nil, fmt.Errorf("%w: RegisteredHarnessKeys: empty thumbprint or agent id", ErrInvalidConfig)
+		}
+		registered[k] = v
+	}
+	if a.disc == nil {
+		if a.disc, err = discovery.New(discovery.Config{HTTPClient: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("%w: Discovery: %w", ErrInvalidConfig, err)
+		}
+	}
+	a.attest = &dpop.AttestationVerifier{
+		Attesters: slices.Clone(cfg.Attesters), Fetcher: a.disc, Registered: registered, Now: a.now,
+	}
+	// Verify runs the verifier's own configuration check first; a harness
+	// without key or attestation exercises nothing else.
+	if _, err := a.attest.Verify(context.Background(), pass.HarnessInfo{ID: "config-check"}); err != nil {
+		return nil, fmt.Errorf("%w: Attesters: %w", ErrInvalidConfig, err)
+	}
+	if a.replay == nil {
+		a.replay = dpop.NewMemoryReplayCache(dpop.DefaultReplayCacheSize, a.now)
+	}
+	a.verifier = &assertion.Verifier{Keys: a.disc, Now: a.now}
+
+	a.config = pass.AuthorityConfiguration{
+		Version:   "0.1",
+		Authority: a.id,
+		TrustMode: a.mode,
+		JWKSURI:   a.base + PathJWKS,
+		Endpoints: pass.AuthorityEndpoints{
+			Issuance:           a.base + PathIssuance,
+			IssuanceStatus:     a.base + PathIssuanceStatus,
+			Validate:           a.base + PathValidate,
+			AuthorizationCheck: a.base + PathAuthorizationCheck,
+			AuthorizationClose: a.base + PathAuthorizationClose,
+		},
+		Approval: &pass.ApprovalHints{Modes: []string{"poll"}, DefaultTTLSeconds: int(a.reqTTL / time.Second)},
+	}
+	if cfg.AllowServiceAuthorities != nil {
+		v := *cfg.AllowServiceAuthorities
+		a.config.Policy = &pass.AuthorityPolicy{AllowServiceAuthorities: &v}
+	}
+	if err := a.config.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if a.configJSON, err = json.Marshal(a.config); err != nil {
+		return nil, fmt.Errorf("authority: encoding configuration: %w", err)
+	}
+	a.mux = a.routes(prefix)
+	return a, nil
+}
+
+func checkIdentifier(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: %s is required", ErrInvalidConfig, field)
+	}
+	if err := pass.CheckHTTPSURL(s); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidConfig, field, err)
+	}
+	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery {
+		return fmt.Errorf("%w: %s must not have a query", ErrInvalidConfig, field)
+	}
+	return nil
+}
+
+func mustPath(base string) string {
+	u, _ := url.Parse(base)
+	return strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+func duration(field string, v, def, maxV time.Duration) (time.Duration, error) {
+	switch {
+	case v < 0:
+		return 0, fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, field)
+	case v == 0:
+		return def, nil
+	case v > maxV:
+		return 0, fmt.Errorf("%w: %s must be at most %s", ErrInvalidConfig, field, maxV)
+	}
+	return v, nil
+}
+
+// ConfigurationURL returns the Authority Configuration URL, where the
+// configuration document is served: the value for an enterprise _agentpass
+// TXT record or a Service's trust configuration.
+func (a *Authority) ConfigurationURL() string { return a.base + PathConfiguration }
+
+// Identifier returns the authority identifier.
+func (a *Authority) Identifier() string { return a.id }
+
+// Configuration returns a copy of the configuration document served.
+func (a *Authority) Configuration() pass.AuthorityConfiguration {
+	c := a.config
+	if c.Policy != nil {
+		p := *c.Policy
+		c.Policy = &p
+	}
+	if c.Approval != nil {
+		h := *c.Approval
+		h.Modes = slices.Clone(h.Modes)
+		c.Approval = &h
+	}
+	return c
+}
+
+// StatusURL returns the issuance status URL of request id.
+func (a *Authority) StatusURL(id string) string { return a.config.StatusURL(id) }
+
+// ServeHTTP serves the Authority's endpoints.
+func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *Authority) routes(p string) *http.ServeMux {
+	mux := http.NewServeMux()
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+p+path, h)
+		allow := method
+		if method == http.MethodGet {
+			allow = "GET, HEAD"
+		}
+		mux.HandleFunc(p+path, func(w http.ResponseWriter, r *http.Request) { httpx.MethodNotAllowed(w, allow) })
+	}
+	route(http.MethodGet, PathConfiguration, a.serveConfiguration)
+	route(http.MethodGet, PathJWKS, a.serveJWKS)
+	route(http.MethodPost, PathIssuance, a.serveIssuance)
+	route(http.MethodGet, PathIssuanceStatus, a.serveStatus)
+	route(http.MethodPost, PathValidate, a.serveValidate)
+	route(http.MethodPost, PathAuthorizationCheck, a.serveCheck)
+	route(http.MethodPost, PathAuthorizationClose, a.serveClose)
+	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+	})
+	return mux
+}
+
+// serveConfiguration serves the configuration document (A-CFG-1..4).
+func (a *Authority) serveConfiguration(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(a.configJSON)
+}
+
+// serveJWKS serves the public keys of Keys (A-CFG-5): the current signing
+// key and the retiring ones.
+func (a *Authority) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	httpx.WriteJSON(w, http.StatusOK, a.keys.JWKS())
+}

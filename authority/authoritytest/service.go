@@ -1,0 +1,206 @@
+package authoritytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Service is a minimal real AgentPass Service for Authority tests: it
+// serves a Service configuration, its JWKS and an available_scopes endpoint
+// that verifies the Authority's assertion (§4.3) against the JWKS of the one
+// Authority it trusts, and signs Service assertions for validation calls.
+// It is served on a testnet host and published in the network's DNS.
+type Service struct {
+	Origin     string
+	ConfigURL  string
+	Keys       *dpop.KeySet
+	disc       *discovery.Client
+	trustedCfg string
+	now        func() time.Time
+
+	mu      sync.Mutex
+	scopes  []pass.ScopeInfo
+	fail    int // status to answer available_scopes with, 0 = normal
+	calls   int
+	last    pass.AvailableScopesRequest
+	claims  *assertion.Claims
+	lastErr error
+}
+
+// NewService serves a Service on host (e.g. "todo.test") in n, publishes
+// _agentpass-service.{host}, and trusts the Authority whose configuration
+// is at authorityConfigURL. now is the clock (nil: time.Now).
+func NewService(n *testnet.Network, host, authorityConfigURL string, now func() time.Time) *Service {
+	ks, err := dpop.GenerateKeySet()
+	if err != nil {
+		panic(err)
+	}
+	dc := n.DiscoveryConfig()
+	dc.Now = now
+	disc, err := discovery.New(dc)
+	if err != nil {
+		panic(err)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{
+		Origin: "https://" + host, ConfigURL: "https://" + host + "/agentpass-service.json", Keys: ks, disc: disc,
+		trustedCfg: authorityConfigURL, now: now,
+		scopes: []pass.ScopeInfo{{Name: "tickets:read", Description: "Read tickets"}, {Name: "tickets:write"}, {Name: "admin"}},
+	}
+	n.Serve(host, s)
+	n.PublishService(host, s.ConfigURL)
+	return s
+}
+
+// SetScopes sets the scopes the available_scopes endpoint offers.
+func (s *Service) SetScopes(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = nil
+	for _, n := range names {
+		s.scopes = append(s.scopes, pass.ScopeInfo{Name: n})
+	}
+}
+
+// FailScopes makes available_scopes answer status (0 restores it).
+func (s *Service) FailScopes(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = status
+}
+
+// ScopeCalls returns how many authenticated available_scopes calls
+// arrived, the last body and the last verified assertion claims.
+func (s *Service) ScopeCalls() (int, pass.AvailableScopesRequest, *assertion.Claims) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, s.last, s.claims
+}
+
+// LastError returns the last assertion verification failure.
+func (s *Service) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
+}
+
+// Assertion returns a Service assertion for aud (an Authority identifier).
+func (s *Service) Assertion(aud string) string {
+	tok, err := assertion.Sign(s.Keys.Current(), s.Origin, aud, 0, s.now())
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// Configuration returns the Service configuration document.
+func (s *Service) Configuration() pass.ServiceConfiguration {
+	return pass.ServiceConfiguration{
+		Version: "0.1", Kind: pass.KindService,
+		Service: pass.ServiceInfo{Origin: s.Origin, Name: "Test Service"},
+		JWKSURI: s.Origin + "/jwks.json",
+		Trust:   pass.ServiceTrust{TrustedFederatedAuthorities: []pass.AuthorityRef{{Authority: "https://placeholder.test", AuthorityConfigurationURL: s.trustedCfg}}},
+		Endpoints: pass.ServiceEndpoints{
+			ResolveAuthorities: s.Origin + "/resolve", RedeemBrowserSession: s.Origin + "/redeem/browser",
+			RedeemBearerToken: s.Origin + "/redeem/bearer", AvailableScopes: s.Origin + "/available-scopes",
+		},
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/agentpass-service.json":
+		httpx.WriteJSON(w, http.StatusOK, s.Configuration())
+	case "/jwks.json":
+		httpx.WriteJSON(w, http.StatusOK, s.Keys.JWKS())
+	case "/available-scopes":
+		s.serveScopes(w, r)
+	default:
+		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+	}
+}
+
+func (s *Service) serveScopes(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		httpx.MethodNotAllowed(w, http.MethodPost)
+		return
+	}
+	claims, err := s.verify(r.Context(), httpx.BearerToken(r))
+	if err != nil {
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
+		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion"))
+		return
+	}
+	var in pass.AvailableScopesRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		httpx.WriteError(w, nil, err)
+		return
+	}
+	s.mu.Lock()
+	s.calls++
+	s.last, s.claims = in, claims
+	fail, scopes := s.fail, append([]pass.ScopeInfo{}, s.scopes...)
+	s.mu.Unlock()
+	if fail != 0 {
+		httpx.WriteError(w, nil, pass.NewError(fail, pass.CodeInternal, "failing on purpose"))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, pass.AvailableScopesResponse{Scopes: scopes})
+}
+
+// verify checks an Authority assertion: iss must be the trusted
+// Authority's identifier, keys from its jwks_uri, aud this Service.
+func (s *Service) verify(ctx context.Context, tok string) (*assertion.Claims, error) {
+	iss, err := assertion.PeekIssuer(tok)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := s.disc.AuthorityConfiguration(ctx, s.trustedCfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Authority != iss {
+		return nil, assertion.ErrInvalid
+	}
+	v := assertion.Verifier{Keys: s.disc, Now: s.now}
+	return v.Verify(ctx, tok, cfg.JWKSURI, iss, s.Origin)
+}
+
+// Post sends a JSON body with the Service's assertion for aud to url and
+// returns the status and body.
+func (s *Service) Post(client *http.Client, url, aud string, body any) (int, []byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.Assertion(aud))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, raw, err
+}

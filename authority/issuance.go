@@ -1,0 +1,345 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Prefixes of the secrets and ids the Authority mints.
+const (
+	requestIDPrefix       = "req_"
+	passPrefix            = "ap_"
+	authorizationIDPrefix = "authz_"
+	maxIDLength           = 128
+)
+
+// serveIssuance is POST {issuance} (§5.3.1).
+func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var in pass.IssuanceRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		a.reject(w, "issuance", err, slog.String("service", "-"))
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("user", in.User.Email), slog.String("harness", in.Harness.ID),
+		slog.String("task", in.Task.ID), slog.String("service", in.Service.Origin),
+	}
+	req, value, err := a.issue(r.Context(), &in)
+	if err != nil {
+		a.reject(w, "issuance", err, attrs...)
+		return
+	}
+	attrs = append(attrs, slog.String("request_id", logID(req.ID)), slog.String("agent", req.AgentID),
+		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
+		slog.String("outcome", string(req.Status)))
+	if req.Decision != nil {
+		attrs = append(attrs, slog.String("decided_by", req.Decision.DecidedBy), slog.Any("scope", req.Decision.Scope))
+	}
+	a.log.LogAttrs(r.Context(), slog.LevelInfo, "agentpass issuance", attrs...)
+	if req.Status == pass.StatusPending && a.onPending != nil {
+		a.onPending(r.Context(), *req.Clone())
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, a.statusBody(req, value, a.now()))
+}
+
+// issue verifies an issuance request, asks the Approver and stores the
+// request. It returns the pass value when the request was approved at once.
+func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Request, string, error) {
+	now := a.now()
+	origin, err := pass.Origin(in.Service.Origin)
+	if err != nil {
+		return nil, "", httpx.InvalidRequest(err)
+	}
+	// TATT-5..11: a task attestation must verify before anything else.
+	attested := false
+	if in.Task.Attestation != nil {
+		var cnf []byte
+		if in.Harness.Cnf != nil {
+			cnf = in.Harness.Cnf.JWK
+		}
+		if err := dpop.VerifyTaskAttestation(in.Task.Attestation.JWT, cnf, in.Harness.ID, in.Task.ID, in.Task.Description, now, 0); err != nil {
+			return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidTaskAttest, "task attestation failed verification").WithCause(err)
+		}
+		attested = true
+	}
+	// ATT-*, G-21, G-23: harness identity and trust tier.
+	ident, err := a.attest.Verify(ctx, in.Harness)
+	switch {
+	case errors.Is(err, dpop.ErrUntrustedAttester):
+		return nil, "", pass.NewError(http.StatusForbidden, pass.CodeInvalidAttestation, "the attestation issuer is not trusted by this Authority").WithCause(err)
+	case errors.Is(err, dpop.ErrInvalidConfig):
+		return nil, "", err
+	case err != nil:
+		return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAttestation, "harness attestation failed verification").WithCause(err)
+	}
+	if !slices.Contains(a.tiers, ident.Tier) {
+		return nil, "", pass.Errorf(http.StatusForbidden, pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
+	}
+	// G-32: an Enterprise Authority serves only the domains that name it.
+	if a.domainGate {
+		if err := a.checkDomain(ctx, in.User.Email); err != nil {
+			return nil, "", err
+		}
+	}
+	// G-32: the Service must be discoverable and describe itself.
+	svc, err := a.disc.DiscoverService(ctx, origin)
+	if err != nil {
+		return nil, "", discoveryError(err, "the Service could not be discovered")
+	}
+	dest := ""
+	if in.Type == pass.BrowserSession && in.Intent != nil && in.Intent.DestinationURL != "" {
+		if !pass.SameOrigin(in.Intent.DestinationURL, origin) {
+			return nil, "", pass.NewError(http.StatusForbidden, pass.CodeDestinationNotAllowed, "intent.destination_url must be same-origin with service.origin")
+		}
+		dest = in.Intent.DestinationURL
+	}
+	// A-ISS-4, A-SCOPE-*: ask the Service which scopes it offers.
+	avail, err := a.availableScopes(ctx, svc.Configuration, origin, in.User.Email, ident.AgentID, in.Task)
+	if err != nil {
+		return nil, "", err
+	}
+	req := &Request{
+		ID: secret.ID(requestIDPrefix), Status: pass.StatusPending, CreatedAt: now, ExpiresAt: now.Add(a.reqTTL),
+		Type: in.Type, Service: origin, User: in.User.Email, HarnessID: in.Harness.ID,
+		AgentID: ident.AgentID, Tier: ident.Tier, AttestationIssuer: ident.Issuer,
+		TaskID: in.Task.ID, TaskDescription: in.Task.Description, TaskAttested: attested,
+		DestinationURL: dest, AvailableScope: avail,
+	}
+	if in.Harness.Cnf != nil {
+		req.Cnf = cloneRaw(in.Harness.Cnf.JWK)
+	}
+	d := a.decide(ctx, req)
+	value := ""
+	switch d.Outcome {
+	case Pending:
+		if d.Scope != nil {
+			if s, err := a.grantScope(req, d.Scope); err == nil {
+				req.ProposedScope, req.ProposedBy = s, d.DecidedBy
+			}
+		}
+	default:
+		e, err := a.evidence(req, d, now)
+		if err != nil {
+			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass approver decision unusable; request left pending",
+				slog.String("request_id", logID(req.ID)), slog.String("reason", err.Error()))
+			break
+		}
+		req.Status, req.Decision = e.Status, &e
+		if e.Status == pass.StatusApproved {
+			value = secret.Token(passPrefix)
+			req.PassHash = secret.Hash(value)
+		}
+	}
+	if err := a.store.CreateRequest(ctx, req); err != nil {
+		if errors.Is(err, ErrStoreFull) {
+			return nil, "", pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "too many requests in flight").WithCause(err)
+		}
+		return nil, "", err
+	}
+	return req, value, nil
+}
+
+// decide asks the Approver; an error or panic-free misuse leaves the request
+// pending. A Service offering nothing is denied at once.
+func (a *Authority) decide(ctx context.Context, req *Request) Decision {
+	if len(req.AvailableScope) == 0 {
+		return Decision{Outcome: Deny, DecidedBy: "authority", Reason: "the Service offers no scopes for this user and agent"}
+	}
+	d, err := a.approver.Decide(ctx, req.Clone())
+	if err != nil {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass approver failed; request left pending",
+			slog.String("request_id", logID(req.ID)), slog.String("reason", err.Error()))
+		return Decision{Outcome: Pending}
+	}
+	if d.Outcome == Cancel {
+		d.Outcome = Deny
+	}
+	if d.DecidedBy == "" {
+		d.DecidedBy = "approver"
+	}
+	return d
+}
+
+// checkDomain refuses a user whose domain's _agentpass record does not
+// point to this Authority (G-32).
+func (a *Authority) checkDomain(ctx context.Context, email string) error {
+	domain, err := pass.EmailDomain(email)
+	if err != nil {
+		return httpx.InvalidRequest(err)
+	}
+	u, err := a.disc.LookupEnterpriseTXT(ctx, domain)
+	switch {
+	case errors.Is(err, discovery.ErrDelegationDisabled):
+		return pass.NewError(http.StatusForbidden, pass.CodeDelegationDisabled, "the user's domain has disabled agent delegation").WithCause(err)
+	case errors.Is(err, discovery.ErrNoRecord) || errors.Is(err, discovery.ErrInvalidRecord):
+		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain").WithCause(err)
+	case err != nil:
+		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, "enterprise discovery for the user's domain failed").WithCause(err)
+	case u != a.ConfigurationURL():
+		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain")
+	}
+	return nil
+}
+
+// discoveryError maps a Service discovery failure: transient failures are
+// 502, a Service that does not exist or misdescribes itself is 422.
+func discoveryError(err error, msg string) *pass.Error {
+	if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
+		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, msg).WithCause(err)
+	}
+	return pass.NewError(http.StatusUnprocessableEntity, pass.CodeServiceUnverified, msg).WithCause(err)
+}
+
+// availableScopes calls the Service's available_scopes endpoint with a
+// signed assertion (§4.3, A-SCOPE-1..5).
+func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfiguration, origin, email, agentID string, task pass.Task) (pass.Scope, error) {
+	now := a.now()
+	tok, err := assertion.Sign(a.keys.Current(), a.id, origin, assertion.DefaultTTL, now)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, DefaultScopesTimeout)
+	defer cancel()
+	body := pass.AvailableScopesRequest{
+		User: pass.User{Email: email}, Agent: pass.Agent{ID: agentID},
+		Task: &pass.TaskInfo{ID: task.ID, Description: task.Description},
+	}
+	var out pass.AvailableScopesResponse
+	_, err = httpx.Do(ctx, a.client, httpx.Call{URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
+	if err != nil {
+		var pe *pass.Error
+		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
+			return nil, pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "the Service does not accept this Authority").WithCause(err)
+		}
+		return nil, pass.NewError(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
+	}
+	return out.Names(), nil
+}
+
+// serveStatus is GET {issuance_status} (§5.3.2, G-2, G-20, G-34).
+func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	id := r.PathValue("id")
+	if id == "" || len(id) > maxIDLength {
+		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		return
+	}
+	ctx := r.Context()
+	req, err := a.store.Request(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		return
+	} else if err != nil {
+		a.reject(w, "status", err)
+		return
+	}
+	now := a.now()
+	value := ""
+	if req.StatusAt(now) == pass.StatusApproved {
+		if req.Cnf != nil {
+			if err := a.checkStatusProof(ctx, r, req); err != nil {
+				a.reject(w, "status", err, slog.String("request_id", logID(id)), slog.String("harness", req.HarnessID))
+				return
+			}
+		}
+		value = secret.Token(passPrefix)
+		req, err = a.store.RotatePass(ctx, id, secret.Hash(value), now)
+		switch {
+		case errors.Is(err, ErrConsumed):
+			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"))
+			return
+		case errors.Is(err, ErrExpired):
+			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request has expired"))
+			return
+		case err != nil:
+			a.reject(w, "status", err)
+			return
+		}
+		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delivered", slog.String("request_id", logID(id)),
+			slog.String("user", req.User), slog.String("agent", req.AgentID), slog.String("service", req.Service),
+			slog.String("task", req.TaskID), slog.String("outcome", "ok"))
+	}
+	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, value, now))
+}
+
+// checkStatusProof requires the holder proof of ProofHeader (G-2).
+func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request) error {
+	proof := r.Header.Get(ProofHeader)
+	if proof == "" {
+		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+	}
+	v := dpop.ProofVerifier{Audience: a.id, Strict: true, Replay: a.replay, Now: a.now}
+	_, err := v.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
+		Method: http.MethodGet, URL: a.StatusURL(req.ID), AgentPass: req.ID, HarnessID: req.HarnessID,
+	})
+	if err != nil {
+		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)
+	}
+	return nil
+}
+
+// statusBody renders the issuance-status document of req at now; value is
+// the pass value to deliver (approved only).
+func (a *Authority) statusBody(req *Request, value string, now time.Time) *pass.IssuanceStatus {
+	st := &pass.IssuanceStatus{ID: req.ID, Status: req.StatusAt(now), Type: req.Type, Links: &pass.Links{Self: a.StatusURL(req.ID)}}
+	switch st.Status {
+	case pass.StatusPending:
+		ms := a.pollAfter.Milliseconds()
+		st.PollAfterMS = &ms
+		exp := req.ExpiresAt.UTC()
+		st.ExpiresAt = &exp
+		if a.approval != nil {
+			st.Links.Approval = a.approval(req.ID)
+		}
+	case pass.StatusApproved:
+		exp := req.Decision.PassExpiresAt.UTC()
+		st.ExpiresAt = &exp
+		st.AgentPass = &pass.AgentPass{Type: req.Type, Value: value}
+	case pass.StatusExpired:
+		st.Reason = "the request was not decided in time"
+	default:
+		if req.Decision != nil {
+			st.Reason = req.Decision.Reason
+		}
+	}
+	return st
+}
+
+// reject answers err as a structured error and logs it.
+func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs ...slog.Attr) {
+	var pe *pass.Error
+	if errors.As(err, &pe) {
+		attrs = append(attrs, slog.String("outcome", "rejected"), slog.String("code", string(pe.Code)), slog.Int("status", pe.Status))
+		if pe.Err != nil {
+			attrs = append(attrs, slog.String("reason", pe.Err.Error()))
+		} else {
+			attrs = append(attrs, slog.String("reason", pe.Message))
+		}
+		a.log.LogAttrs(context.Background(), slog.LevelInfo, "agentpass "+event, attrs...)
+	} else {
+		attrs = append(attrs, slog.String("outcome", "error"), slog.String("reason", err.Error()))
+		a.log.LogAttrs(context.Background(), slog.LevelError, "agentpass "+event, attrs...)
+	}
+	httpx.WriteError(w, nil, err)
+}
+
+// logID shortens a request id for logs: enough to correlate, not enough to
+// poll the status (the id is a bearer secret for polling).
+func logID(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
+}

@@ -1,0 +1,206 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+var errNoAssertion = pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "missing Authorization: Bearer assertion")
+
+// authenticate verifies a Service assertion (§5.4.1, A-VAL-1..3, G-9) and
+// returns the Service origin. The keys come only from the configuration
+// found by Service discovery on the assertion's iss; no URL is taken from
+// the token.
+func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, error) {
+	tok := httpx.BearerToken(r)
+	if tok == "" {
+		return "", errNoAssertion
+	}
+	iss, err := assertion.PeekIssuer(tok)
+	if err != nil {
+		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+	}
+	if err := pass.CheckOrigin(iss); err != nil {
+		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+	}
+	origin, _ := pass.Origin(iss)
+	info, err := a.disc.DiscoverService(ctx, origin)
+	if err != nil {
+		if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
+			return "", pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
+		}
+		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
+	}
+	if _, err := a.verifier.Verify(ctx, tok, info.Configuration.JWKSURI, iss, a.id); err != nil {
+		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+	}
+	return origin, nil
+}
+
+// serveValidate is POST {validate} (§5.4.1, A-VAL-*, G-1, G-20, G-33).
+func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	ctx := r.Context()
+	if httpx.BearerToken(r) == "" {
+		a.reject(w, "validation", errNoAssertion)
+		return
+	}
+	var in pass.ValidationRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		a.reject(w, "validation", err)
+		return
+	}
+	svc, err := a.authenticate(ctx, r)
+	if err != nil {
+		a.reject(w, "validation", err)
+		return
+	}
+	az, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
+	if err != nil {
+		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
+		return
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass validation",
+		slog.String("outcome", "ok"), slog.String("service", svc), slog.String("authorization_id", az.ID),
+		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),
+		slog.String("harness", az.HarnessID), slog.String("request_id", logID(az.RequestID)), slog.Any("scope", az.Scope))
+	httpx.WriteJSON(w, http.StatusOK, validationBody(az))
+}
+
+func consumeError(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return pass.NewError(http.StatusNotFound, pass.CodeAgentPassInvalid, "unknown AgentPass")
+	case errors.Is(err, ErrWrongAudience):
+		return pass.NewError(http.StatusForbidden, pass.CodeAudienceMismatch, "the AgentPass was issued for another Service")
+	case errors.Is(err, ErrConsumed):
+		return pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "the AgentPass was already used")
+	case errors.Is(err, ErrExpired):
+		return pass.NewError(http.StatusGone, pass.CodeAgentPassExpired, "the AgentPass has expired")
+	}
+	return err
+}
+
+// validationBody renders the validation response (A-VAL-9, A-VAL-10,
+// TATT-12, G-3, G-33).
+func validationBody(az *Authorization) *pass.ValidationResponse {
+	exp := az.ExpiresAt.UTC()
+	out := &pass.ValidationResponse{
+		AuthorizationID: az.ID, User: pass.User{Email: az.User}, Agent: pass.Agent{ID: az.AgentID},
+		Scope: cloneScope(az.Scope), Type: az.Type,
+		Task:                   &pass.ValidatedTask{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
+		AuthorizationExpiresAt: &exp,
+		Harness:                &pass.HarnessRef{ID: az.HarnessID},
+	}
+	if out.Scope == nil {
+		out.Scope = pass.Scope{}
+	}
+	if az.Type == pass.BrowserSession {
+		out.DestinationURL = az.DestinationURL
+	}
+	if az.Cnf != nil {
+		out.Cnf = &pass.Cnf{JWK: cloneRaw(az.Cnf)}
+	}
+	return out
+}
+
+var errUnknownAuthorization = pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown or inactive authorization")
+
+// serveCheck is POST {authorization_check} (§5.5.1, A-AUTHZ-*, G-16).
+func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	ctx := r.Context()
+	if httpx.BearerToken(r) == "" {
+		a.reject(w, "authorization check", errNoAssertion)
+		return
+	}
+	var in pass.AuthorizationCheckRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		a.reject(w, "authorization check", err)
+		return
+	}
+	svc, err := a.authenticate(ctx, r)
+	if err != nil {
+		a.reject(w, "authorization check", err)
+		return
+	}
+	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID)}
+	az, err := a.store.Authorization(ctx, in.AuthorizationID)
+	if errors.Is(err, ErrNotFound) || err == nil && (az.Service != svc || az.StateAt(a.now()) != pass.DelegationActive) {
+		if err == nil && az.Service == svc {
+			attrs = append(attrs, slog.String("state", string(az.StateAt(a.now()))))
+		}
+		a.reject(w, "authorization check", errUnknownAuthorization, attrs...)
+		return
+	} else if err != nil {
+		a.reject(w, "authorization check", err, attrs...)
+		return
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass authorization check", append(attrs, slog.String("outcome", "ok"),
+		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID))...)
+	exp := az.ExpiresAt.UTC()
+	scope := cloneScope(az.Scope)
+	if scope == nil {
+		scope = pass.Scope{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, &pass.AuthorizationCheckResponse{Scope: scope, AuthorizationExpiresAt: &exp})
+}
+
+var liveStates = []pass.DelegationState{pass.DelegationActive, pass.DelegationSuspended}
+
+// serveClose is POST {authorization_close} (hardening draft
+// je.authorization-close): the redeeming Service completes or revokes the
+// delegation. Closing a closed delegation answers its current state again.
+func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	ctx := r.Context()
+	if httpx.BearerToken(r) == "" {
+		a.reject(w, "authorization close", errNoAssertion)
+		return
+	}
+	var in pass.AuthorizationCloseRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		a.reject(w, "authorization close", err)
+		return
+	}
+	svc, err := a.authenticate(ctx, r)
+	if err != nil {
+		a.reject(w, "authorization close", err)
+		return
+	}
+	to := pass.DelegationCompleted
+	if in.Action == pass.CloseRevoke {
+		to = pass.DelegationRevoked
+	}
+	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID), slog.String("action", string(in.Action))}
+	az, err := a.store.UpdateAuthorization(ctx, in.AuthorizationID, AuthorizationUpdate{
+		From: liveStates, To: to, Service: svc, By: "service:" + svc, Reason: in.Reason,
+	}, a.now())
+	if errors.Is(err, ErrState) {
+		// Idempotent: an already closed delegation answers how it ended.
+		cur, gerr := a.store.Authorization(ctx, in.AuthorizationID)
+		if gerr == nil && cur.Service == svc && (cur.State == pass.DelegationCompleted || cur.State == pass.DelegationRevoked) {
+			az, err = cur, nil
+		}
+	}
+	switch {
+	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrExpired) || errors.Is(err, ErrState):
+		a.reject(w, "authorization close", errUnknownAuthorization, attrs...)
+		return
+	case err != nil:
+		a.reject(w, "authorization close", err, attrs...)
+		return
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass authorization close", append(attrs, slog.String("outcome", "ok"),
+		slog.String("state", string(az.State)), slog.String("user", az.User), slog.String("agent", az.AgentID),
+		slog.String("task", az.TaskID), slog.String("reason", in.Reason))...)
+	httpx.WriteJSON(w, http.StatusOK, &pass.AuthorizationCloseResponse{Status: az.State, ClosedAt: az.ClosedAt.UTC()})
+}
