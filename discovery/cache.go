@@ -70,6 +70,13 @@ func (c *cache[V]) len() int {
 	return c.ll.Len()
 }
 
+func (c *cache[V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ll.Init()
+	clear(c.m)
+}
+
 // clamp bounds d to [lo, hi].
 func clamp(d, lo, hi time.Duration) time.Duration {
 	return max(lo, min(d, hi))

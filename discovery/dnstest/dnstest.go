@@ -28,6 +28,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -113,15 +114,17 @@ type Server struct {
 // registers its Close with t.Cleanup. It fails the test if it cannot start.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
+	s, err := Start()
 	if err != nil {
-		t.Fatalf("dnstest: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
 	return s
 }
 
-func start() (*Server, error) {
+// Start starts a server on 127.0.0.1 outside a test (for examples and local
+// development networks). The caller must Close it.
+func Start() (*Server, error) {
 	s := &Server{
 		nodes:      map[string]*node{},
 		faults:     map[string]Fault{},
@@ -141,7 +144,7 @@ func start() (*Server, error) {
 	for range 20 {
 		ln, err = net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dnstest: %w", err)
 		}
 		pc, err = net.ListenPacket("udp4", ln.Addr().String())
 		if err == nil {
@@ -151,7 +154,7 @@ func start() (*Server, error) {
 		ln = nil
 	}
 	if ln == nil {
-		return nil, errors.New("cannot bind UDP and TCP on one loopback port: " + err.Error())
+		return nil, errors.New("dnstest: cannot bind UDP and TCP on one loopback port: " + err.Error())
 	}
 	s.addr = ln.Addr().String()
 
@@ -169,11 +172,11 @@ func start() (*Server, error) {
 		case err := <-errc:
 			pc.Close()
 			ln.Close()
-			return nil, err
+			return nil, fmt.Errorf("dnstest: %w", err)
 		case <-time.After(5 * time.Second):
 			pc.Close()
 			ln.Close()
-			return nil, errors.New("server did not start")
+			return nil, errors.New("dnstest: server did not start")
 		}
 	}
 	return s, nil
