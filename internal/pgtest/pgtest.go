@@ -1,13 +1,25 @@
 // Package pgtest gives tests an isolated PostgreSQL schema on the server
 // named by AGENTPASS_TEST_POSTGRES (".ci/postgres.sh start" prints it).
+//
+// Tests of several packages share one server and `go test ./...` runs the
+// packages in parallel processes, so a test that restarts the server must
+// have it to itself: [Pool] holds a shared lock on the server (a flock(2)
+// on a file named after the DSN, plus an in-process lock) for the test's
+// lifetime, and [ExclusivePool] waits for every other holder, in any
+// process, and holds them off until its test ends. [Restart] is allowed
+// only in a test that holds the exclusive lock.
 package pgtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +51,41 @@ func DSN(t testing.TB) string {
 func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	dsn := DSN(t)
+	if !holdsExclusive(t) {
+		lockShared(t, dsn)
+	}
+	return newSchemaPool(t, dsn)
+}
+
+// ExclusivePool is Pool for a test that restarts the server: it first waits
+// until no other test, in this process or another, uses the server, and
+// keeps them waiting until the test ends. Call it before any Pool or
+// SharedPool in the test; its subtests share the exclusivity.
+func ExclusivePool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	dsn := DSN(t)
+	lockExclusive(t, dsn)
+	return newSchemaPool(t, dsn)
+}
+
+// SharedPool opens a second, independent pool on the schema of pool (same
+// configuration and search_path), as a second replica of a service would:
+// its connections, prepared statements and reconnections are its own. It
+// is closed when the test ends, before the schema is dropped.
+func SharedPool(t testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := pgxpool.NewWithConfig(ctx, pool.Config())
+	if err != nil {
+		t.Fatalf("pgtest: second pool: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func newSchemaPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
 	schema := "t_" + strings.ToLower(strings.NewReplacer("-", "_").Replace(secret.New("", 8)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -71,15 +118,74 @@ func Pool(t testing.TB) *pgxpool.Pool {
 }
 
 // Restart restarts the test server with the command in AGENTPASS_TEST_PG_RESTART,
-// or skips the test when it is not set.
+// or skips the test when it is not set. The test must hold the server
+// exclusively (see ExclusivePool).
 func Restart(t testing.TB) {
 	t.Helper()
 	cmd := os.Getenv(EnvRestart)
 	if cmd == "" {
 		t.Skipf("fault tests need %s; run: eval \"$(.ci/postgres.sh start)\"", EnvRestart)
 	}
+	if !holdsExclusive(t) {
+		t.Fatalf("pgtest: Restart needs the server to itself: open the test's pool with ExclusivePool")
+	}
 	out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pgtest: restart: %v: %s", err, out)
 	}
+}
+
+// Locking: an in-process RWMutex orders the tests of this binary, a flock
+// on a file named after the DSN orders the test binaries.
+var (
+	procLock  sync.RWMutex
+	holderMu  sync.Mutex
+	holderFor string // name of the test holding the exclusive lock
+)
+
+func lockPath(dsn string) string {
+	sum := sha256.Sum256([]byte(dsn))
+	return filepath.Join(os.TempDir(), "agentpass-pgtest-"+hex.EncodeToString(sum[:8])+".lock")
+}
+
+// holdsExclusive reports whether t or one of its parents holds the
+// exclusive lock.
+func holdsExclusive(t testing.TB) bool {
+	holderMu.Lock()
+	defer holderMu.Unlock()
+	return holderFor != "" && (t.Name() == holderFor || strings.HasPrefix(t.Name(), holderFor+"/"))
+}
+
+func lockShared(t testing.TB, dsn string) {
+	t.Helper()
+	procLock.RLock()
+	unlock, err := flockFile(lockPath(dsn), false)
+	if err != nil {
+		procLock.RUnlock()
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { unlock(); procLock.RUnlock() })
+}
+
+func lockExclusive(t testing.TB, dsn string) {
+	t.Helper()
+	if holdsExclusive(t) {
+		return
+	}
+	procLock.Lock()
+	unlock, err := flockFile(lockPath(dsn), true)
+	if err != nil {
+		procLock.Unlock()
+		t.Fatalf("pgtest: %v", err)
+	}
+	holderMu.Lock()
+	holderFor = t.Name()
+	holderMu.Unlock()
+	t.Cleanup(func() {
+		holderMu.Lock()
+		holderFor = ""
+		holderMu.Unlock()
+		unlock()
+		procLock.Unlock()
+	})
 }
