@@ -1,0 +1,240 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Defaults of [Config].
+const (
+	// DefaultMinPoll is the default floor between two status polls.
+	DefaultMinPoll = 250 * time.Millisecond
+	// MinPollFloor is the smallest MinPoll accepted: the Harness never polls
+	// in a tight loop (H-POLL-5), whatever the Authority's poll_after_ms.
+	MinPollFloor = 100 * time.Millisecond
+	// DefaultMaxPoll caps the backoff between polls when the Authority gives
+	// no poll_after_ms.
+	DefaultMaxPoll = 10 * time.Second
+	// MaxPollAfter caps how long an Authority's poll_after_ms can make the
+	// Harness wait between two polls.
+	MaxPollAfter = 5 * time.Minute
+	// DefaultMaxRetryWait bounds how long a 429 answer's Retry-After makes
+	// the Harness wait before retrying a redemption or a poll.
+	DefaultMaxRetryWait = 30 * time.Second
+	// DefaultHTTPTimeout is the timeout of the default HTTP client.
+	DefaultHTTPTimeout = 30 * time.Second
+	// DefaultTaskAttestationTTL is the lifetime of task attestations and of
+	// harness proofs the Client makes (G-7 recommends at most 300 s).
+	DefaultTaskAttestationTTL = 60 * time.Second
+)
+
+// Config configures a [Client]. Only HarnessID is required; every other
+// field has a documented default.
+type Config struct {
+	// HarnessID is harness.id, the identifier of this Harness (for example
+	// "claude-code" or "acme-build-bot"). Required.
+	HarnessID string
+
+	// HTTPClient sends every request to Services and Authorities. The
+	// Client never follows a redirect with it (a redemption body carries a
+	// pass), so its CheckRedirect is replaced in a copy; the original is
+	// not modified. If nil, a client with http.DefaultTransport's settings
+	// (without proxy: a library reads no environment variables) and a
+	// DefaultHTTPTimeout timeout.
+	HTTPClient *http.Client
+
+	// Discovery finds Services (DNS TXT and configuration) and fetches
+	// Authority configurations. If nil, discovery.New with HTTPClient, Now
+	// and Logger and the system's nameservers; HTTPClient's Transport must
+	// then be an *http.Transport or nil.
+	Discovery *discovery.Client
+
+	// Keys returns the holder-binding key for one Acquire (harness.cnf,
+	// §3.1.1). It is called once per Acquire and should return a fresh key
+	// each time, so that two tasks never share a key (HB-2). If nil, a new
+	// ES256 key per Acquire.
+	Keys func() (*dpop.Key, error)
+
+	// Attestation, when set, returns a harness attestation JWT signed by
+	// the Harness's vendor for the given holder key (harness.attestation,
+	// §3.1.2), or "" to send none. It is called once per Acquire.
+	Attestation func(ctx context.Context, key *dpop.Key) (string, error)
+
+	// ChooseAuthority chooses one Authority when the Service offers trusted
+	// federated Authorities (with or without its own Service Authority),
+	// typically by asking a person. It must return one of options; anything
+	// else fails the Acquire (H-RES-6). If nil, and no preferred Authority
+	// on offer is configured, Acquire fails with a [*ChoiceRequiredError]
+	// listing the options: the Client never picks silently, not even the
+	// only federated Authority on offer, since a federated Authority is a
+	// third party that learns about the User and the task.
+	ChooseAuthority func(ctx context.Context, options []pass.AuthorityRef) (pass.AuthorityRef, error)
+
+	// PreferredAuthority is the Authority identifier (the "authority"
+	// member, compared exactly, G-24) to use when the Service offers a
+	// choice and it is on offer. A preferred Authority that is not on offer
+	// is never used (H-RES-6); when the Service names a single Enterprise
+	// or Service Authority it is ignored (H-RES-3, H-RES-4).
+	// Request.Authority overrides it for one Acquire.
+	PreferredAuthority string
+
+	// MinPoll is the least time between two status polls; an Authority's
+	// poll_after_ms below it is raised to it. If zero, DefaultMinPoll; below
+	// MinPollFloor is an error.
+	MinPoll time.Duration
+
+	// MaxPoll caps the exponential backoff (with jitter) used between polls
+	// when the Authority gives no poll_after_ms. If zero, DefaultMaxPoll;
+	// it must not be below MinPoll.
+	MaxPoll time.Duration
+
+	// MaxRetryWait bounds the wait a 429 answer's Retry-After asks for; an
+	// answer asking for longer ends the redemption (or the polling) with
+	// the error. If zero, DefaultMaxRetryWait.
+	MaxRetryWait time.Duration
+
+	// Now is the clock for proofs, attestations and expiry. If nil,
+	// time.Now.
+	Now func() time.Time
+
+	// Logger receives one record per step (service, authority, user, task,
+	// outcome); never a pass, token, proof, request id or status URL. If
+	// nil, nothing is logged.
+	Logger *slog.Logger
+
+	// Progress, when set, is called synchronously at each step of Acquire
+	// and redemption, for example to tell the User where to approve the
+	// request. It must return quickly.
+	Progress func(Progress)
+}
+
+// Client acquires AgentPasses and redeems them. It is safe for concurrent
+// use; each Acquire is independent.
+type Client struct {
+	harnessID    string
+	http         *http.Client
+	disc         *discovery.Client
+	keys         func() (*dpop.Key, error)
+	attestation  func(context.Context, *dpop.Key) (string, error)
+	chooser      func(context.Context, []pass.AuthorityRef) (pass.AuthorityRef, error)
+	preferred    string
+	minPoll      time.Duration
+	maxPoll      time.Duration
+	maxRetryWait time.Duration
+	now          func() time.Time
+	log          *slog.Logger
+	progress     func(Progress)
+
+	// sleep waits d or until ctx ends; tests replace it.
+	sleep func(ctx context.Context, d time.Duration) error
+	// jitter returns a number in [0, 1); tests replace it.
+	jitter func() float64
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.HarnessID == "" {
+		return nil, errors.New("harness: Config.HarnessID is required")
+	}
+	c := &Client{
+		harnessID:    cfg.HarnessID,
+		keys:         cfg.Keys,
+		attestation:  cfg.Attestation,
+		chooser:      cfg.ChooseAuthority,
+		preferred:    cfg.PreferredAuthority,
+		minPoll:      cfg.MinPoll,
+		maxPoll:      cfg.MaxPoll,
+		maxRetryWait: cfg.MaxRetryWait,
+		now:          cfg.Now,
+		log:          cfg.Logger,
+		progress:     cfg.Progress,
+		sleep:        sleepCtx,
+		jitter:       randFloat,
+	}
+	if c.minPoll == 0 {
+		c.minPoll = DefaultMinPoll
+	}
+	if c.minPoll < MinPollFloor {
+		return nil, fmt.Errorf("harness: Config.MinPoll %v is below %v (H-POLL-5)", c.minPoll, MinPollFloor)
+	}
+	if c.maxPoll == 0 {
+		c.maxPoll = max(DefaultMaxPoll, c.minPoll)
+	}
+	if c.maxPoll < c.minPoll {
+		return nil, fmt.Errorf("harness: Config.MaxPoll %v is below MinPoll %v", c.maxPoll, c.minPoll)
+	}
+	if c.maxRetryWait == 0 {
+		c.maxRetryWait = DefaultMaxRetryWait
+	}
+	if c.maxRetryWait < 0 {
+		return nil, errors.New("harness: Config.MaxRetryWait is negative")
+	}
+	if cfg.PreferredAuthority != "" {
+		if err := pass.CheckHTTPSURL(cfg.PreferredAuthority); err != nil {
+			return nil, fmt.Errorf("harness: Config.PreferredAuthority: %w", err)
+		}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.keys == nil {
+		c.keys = func() (*dpop.Key, error) { return dpop.GenerateKey("ES256") }
+	}
+	base := cfg.HTTPClient
+	if base == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		base = &http.Client{Transport: tr, Timeout: DefaultHTTPTimeout}
+	}
+	hc := *base
+	hc.CheckRedirect = noRedirects
+	c.http = &hc
+	c.disc = cfg.Discovery
+	if c.disc == nil {
+		d, err := discovery.New(discovery.Config{HTTPClient: base, Now: cfg.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("harness: default discovery client: %w", err)
+		}
+		c.disc = d
+	}
+	return c, nil
+}
+
+// noRedirects makes the HTTP client return a redirect answer as is; the
+// protocol's JSON endpoints never redirect, and following one could carry a
+// pass to another server.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// HarnessID returns the configured harness.id.
+func (c *Client) HarnessID() string { return c.harnessID }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (c *Client) emit(p Progress) {
+	if c.progress != nil {
+		c.progress(p)
+	}
+}

@@ -1,0 +1,279 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// maxAPIErrorBody bounds the error body CheckResponse reads.
+const maxAPIErrorBody = 64 << 10
+
+func dpopProof(k *dpop.Key, method, rawURL, token, nonce string, now time.Time) (string, error) {
+	if k == nil {
+		return "", errors.New("harness: no key for DPoP")
+	}
+	return k.DPoPProof(method, rawURL, token, nonce, now)
+}
+
+// SetAuthHeader sets the Authorization header of r for the token (and, for a
+// DPoP token, a fresh DPoP proof for r's method and URL). It refuses, with
+// ErrCrossOrigin, a request to any origin other than the token's Service.
+func (t *Token) SetAuthHeader(r *http.Request) error {
+	if !pass.SameOrigin(r.URL.String(), t.Service) {
+		return fmt.Errorf("%w: %s is not %s", ErrCrossOrigin, originOf(r), t.Service)
+	}
+	if t.Type != "DPoP" {
+		r.Header.Set("Authorization", "Bearer "+t.value) // H-RED-10
+		return nil
+	}
+	nonce := ""
+	if p := t.nonce.Load(); p != nil {
+		nonce = *p
+	}
+	proof, err := dpopProof(t.key, r.Method, r.URL.String(), t.value, nonce, t.now())
+	if err != nil {
+		return fmt.Errorf("harness: DPoP proof: %w", err)
+	}
+	r.Header.Set("Authorization", "DPoP "+t.value)
+	r.Header.Set("DPoP", proof)
+	return nil
+}
+
+func originOf(r *http.Request) string {
+	if r.URL == nil {
+		return "(no URL)"
+	}
+	return r.URL.Scheme + "://" + r.URL.Host
+}
+
+// Transport returns an http.RoundTripper that adds the token to every
+// request sent through base (http.DefaultTransport when nil): an
+// "Authorization: Bearer" header (H-RED-10), or for a DPoP token
+// "Authorization: DPoP" and a fresh DPoP proof bound to the token (ath).
+// A request to another origin, or over plain http, fails with
+// ErrCrossOrigin and is not sent, so redirects cannot carry the token away.
+// A Service's DPoP-Nonce is remembered, and a request refused with
+// use_dpop_nonce is retried once with it when its body can be replayed.
+//
+// The transport never interprets other answers: use CheckResponse to turn
+// a 401 or 403 into an *APIError. It never re-acquires a pass by itself.
+func (t *Token) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &tokenTransport{tok: t, base: base}
+}
+
+// HTTPClient returns a copy of base (a new client when nil) whose transport
+// is t.Transport(base.Transport).
+func (t *Token) HTTPClient(base *http.Client) *http.Client {
+	var c http.Client
+	if base != nil {
+		c = *base
+	}
+	c.Transport = t.Transport(c.Transport)
+	return &c
+}
+
+type tokenTransport struct {
+	tok  *Token
+	base http.RoundTripper
+}
+
+func (tr *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if err := tr.tok.SetAuthHeader(r); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := tr.base.RoundTrip(r)
+	if err != nil || tr.tok.Type != "DPoP" {
+		return resp, err
+	}
+	n := resp.Header.Get("DPoP-Nonce")
+	if n == "" {
+		return resp, nil
+	}
+	tr.tok.nonce.Store(&n)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce") {
+		return resp, nil
+	}
+	// RFC 9449 §8: retry once with the nonce, if the body can be sent again.
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return resp, nil
+	}
+	r2 := req.Clone(req.Context())
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		r2.Body = body
+	}
+	if err := tr.tok.SetAuthHeader(r2); err != nil {
+		return resp, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAPIErrorBody))
+	resp.Body.Close()
+	return tr.base.RoundTrip(r2)
+}
+
+// CheckResponse returns nil for an answer below 400. Otherwise it reads the
+// body (at most 64 KiB), closes it, and returns an *APIError with the status,
+// the wire error code and message when the body is an AgentPass error
+// document (or the WWW-Authenticate error parameter), and the
+// WWW-Authenticate header. A 401 matches ErrTokenRejected, a 403
+// ErrForbidden. Re-acquiring a pass after a 401 is up to the caller.
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	e := &APIError{StatusCode: resp.StatusCode, WWWAuthenticate: resp.Header.Get("WWW-Authenticate")}
+	if resp.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAPIErrorBody))
+		resp.Body.Close()
+		var er pass.ErrorResponse
+		if pass.Decode(body, &er) == nil {
+			e.Code = er.Error.Code
+			e.Message = truncate(er.Error.Message, maxReasonLen)
+			e.Err = &pass.Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+		}
+	}
+	if e.Code == "" {
+		e.Code = pass.Code(authParam(e.WWWAuthenticate, "error"))
+	}
+	return e
+}
+
+// authParam returns the value of a parameter of a WWW-Authenticate header,
+// e.g. error="invalid_token" (quoted or token form), or "".
+func authParam(h, name string) string {
+	for h != "" {
+		i := strings.Index(strings.ToLower(h), name+"=")
+		if i < 0 {
+			return ""
+		}
+		if i > 0 && !strings.ContainsRune(" ,\t", rune(h[i-1])) {
+			h = h[i+len(name)+1:]
+			continue
+		}
+		v := h[i+len(name)+1:]
+		if strings.HasPrefix(v, `"`) {
+			v = v[1:]
+			if j := strings.IndexByte(v, '"'); j >= 0 {
+				return truncate(v[:j], 64)
+			}
+			return ""
+		}
+		if j := strings.IndexAny(v, " ,\t"); j >= 0 {
+			v = v[:j]
+		}
+		return truncate(v, 64)
+	}
+	return ""
+}
+
+// TokenSourceOptions configure a [TokenSource].
+type TokenSourceOptions struct {
+	// Redeem are the redemption options.
+	Redeem RedeemOptions
+	// Reacquire allows the source to run a new Acquire (possibly waiting
+	// for a person's approval again) when its token has expired or was
+	// invalidated. Off by default: the source then fails with
+	// ErrTokenExpired, and re-acquiring stays an explicit decision.
+	Reacquire bool
+	// EarlyExpiry treats a token as expired this long before its
+	// ExpiresAt. If zero, 10 s.
+	EarlyExpiry time.Duration
+}
+
+// TokenSource acquires and redeems a bearer token for one Request on first
+// use and hands it out until it expires. It is safe for concurrent use.
+type TokenSource struct {
+	c    *Client
+	req  Request
+	opts TokenSourceOptions
+
+	mu  sync.Mutex
+	tok *Token
+	n   int // Acquires made
+}
+
+// TokenSource returns a source of bearer tokens for req (whose Type must be
+// empty or pass.BearerToken). Nothing is sent before the first Token call.
+func (c *Client) TokenSource(req Request, opts TokenSourceOptions) *TokenSource {
+	if opts.EarlyExpiry == 0 {
+		opts.EarlyExpiry = 10 * time.Second
+	}
+	return &TokenSource{c: c, req: req, opts: opts}
+}
+
+// Token returns the current token, acquiring and redeeming a pass on the
+// first call. Once the token has expired (or after Invalidate), it fails
+// with ErrTokenExpired unless Reacquire is set.
+func (s *TokenSource) Token(ctx context.Context) (*Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != nil && (s.tok.ExpiresAt.IsZero() || s.c.now().Before(s.tok.ExpiresAt.Add(-s.opts.EarlyExpiry))) {
+		return s.tok, nil
+	}
+	if s.n > 0 && !s.opts.Reacquire {
+		return nil, ErrTokenExpired
+	}
+	if s.req.Type != "" && s.req.Type != pass.BearerToken {
+		return nil, fmt.Errorf("%w: a TokenSource is for bearer tokens", ErrInvalidRequest)
+	}
+	s.n++
+	g, err := s.c.Acquire(ctx, s.req)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.c.RedeemBearerToken(ctx, g, s.opts.Redeem)
+	if err != nil {
+		return nil, err
+	}
+	s.tok = tok
+	return tok, nil
+}
+
+// Invalidate drops the current token, for example after the Service
+// answered 401; the next Token call re-acquires only if Reacquire is set.
+func (s *TokenSource) Invalidate() {
+	s.mu.Lock()
+	s.tok = nil
+	s.mu.Unlock()
+}
+
+// Transport returns an http.RoundTripper that gets its token from the
+// source for every request (so the first request may wait for an Acquire
+// and a person's approval) and sends it as Token.Transport does.
+func (s *TokenSource) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		tok, err := s.Token(req.Context())
+		if err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		return tok.Transport(base).RoundTrip(req)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
