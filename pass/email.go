@@ -23,23 +23,31 @@ func CanonicalDomain(domain string) (string, error) {
 	if strings.HasPrefix(d, "[") {
 		return "", invalid("domain", "IP literals are not allowed")
 	}
-	if _, err := netip.ParseAddr(d); err == nil {
-		return "", invalid("domain", "IP literals are not allowed")
+	if mayBeIPv4(d) {
+		if _, err := netip.ParseAddr(d); err == nil {
+			return "", invalid("domain", "IP literals are not allowed")
+		}
 	}
-	a, err := dnsProfile.ToASCII(d)
-	if err != nil {
-		return "", invalid("domain", "not a valid domain name")
+	a := d
+	if !plainLDH(d) {
+		var err error
+		a, err = dnsProfile.ToASCII(d)
+		if err != nil {
+			return "", invalid("domain", "not a valid domain name")
+		}
+		a = strings.ToLower(a)
+		// The A-label form must itself be valid and stable: otherwise two
+		// parties could derive different DNS names from one address.
+		if again, err := dnsProfile.ToASCII(a); err != nil || again != a {
+			return "", invalid("domain", "not a valid internationalised domain name")
+		}
 	}
-	a = strings.ToLower(a)
-	// The A-label form must itself be valid and stable: otherwise two parties
-	// could derive different DNS names from one address.
-	if again, err := dnsProfile.ToASCII(a); err != nil || again != a {
-		return "", invalid("domain", "not a valid internationalised domain name")
-	}
-	if !strings.Contains(a, ".") {
+	if !strings.Contains(a, ".") || strings.HasSuffix(a, ".") || strings.HasPrefix(a, ".") {
 		return "", invalid("domain", "must have at least two labels")
 	}
-	for _, label := range strings.Split(a, ".") {
+	for rest := a; rest != ""; {
+		var label string
+		label, rest, _ = strings.Cut(rest, ".")
 		if label == "" || len(label) > 63 {
 			return "", invalid("domain", "empty or over-long label")
 		}
@@ -54,6 +62,36 @@ func CanonicalDomain(domain string) (string, error) {
 		}
 	}
 	return a, nil
+}
+
+// mayBeIPv4 reports whether d ends in an all-digit label, the only case in
+// which it can parse as an IPv4 address (IPv6 literals contain ':' and fail
+// the label rules anyway).
+func mayBeIPv4(d string) bool {
+	last := d[strings.LastIndexByte(d, '.')+1:]
+	if last == "" {
+		return false
+	}
+	for i := 0; i < len(last); i++ {
+		if last[i] < '0' || last[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainLDH reports whether d is already in canonical form: lower-case ASCII
+// letters, digits, hyphens and dots, with no A-label ("xn--") that IDNA would
+// have to check. Such names skip the IDNA conversion, which dominates the
+// cost of a cached DNS lookup.
+func plainLDH(d string) bool {
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return !strings.Contains(d, "xn--")
 }
 
 // SplitEmail validates an e-mail address and returns its local part and its

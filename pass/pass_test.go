@@ -380,7 +380,7 @@ func TestEmail(t *testing.T) {
 			t.Errorf("EmailDomain(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "nope", "@example.com", "alex@", "alex@localhost", "alex@[127.0.0.1]", "alex@127.0.0.1", "al ex@example.com", "alex@exa mple.com", "alex@example..com", "alex@-bad.example", "a\x00@example.com", "alex@exa_mple.com"} {
+	for _, in := range []string{"", "nope", "@example.com", "alex@", "alex@localhost", "alex@[127.0.0.1]", "alex@127.0.0.1", "al ex@example.com", "alex@exa mple.com", "alex@example..com", "alex@example.com..", "alex@.example.com", "alex@192.168.1.1", "alex@-bad.example", "a\x00@example.com", "alex@exa_mple.com"} {
 		if _, err := pass.EmailDomain(in); err == nil {
 			t.Errorf("EmailDomain(%q) accepted", in)
 		}
