@@ -77,6 +77,22 @@ func New(t testing.TB) *Network {
 	return n
 }
 
+// Start starts a network outside a test (the demo, the devnet). The caller
+// must Close it.
+func Start() (*Network, error) {
+	dns, err := dnstest.Start()
+	if err != nil {
+		return nil, err
+	}
+	n, err := newNetwork(dns)
+	if err != nil {
+		dns.Close()
+		return nil, err
+	}
+	n.closers = append(n.closers, dns.Close)
+	return n, nil
+}
+
 func newNetwork(dns *dnstest.Server) (*Network, error) {
 	n := &Network{DNS: dns, hosts: map[string]*host{}}
 	if err := n.makeCA(); err != nil {

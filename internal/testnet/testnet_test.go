@@ -56,3 +56,20 @@ func TestDiscoverServiceOverNetwork(t *testing.T) {
 		t.Errorf("stopped host: %v", err)
 	}
 }
+
+func TestStartOutsideTests(t *testing.T) {
+	n, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := n.Serve("a.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	resp, err := n.Client().Get(origin)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("GET %s: %v", origin, err)
+	}
+	resp.Body.Close()
+	n.Close()
+	if _, err := n.Client().Get(origin); err == nil {
+		t.Error("host still served after Close")
+	}
+}
