@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -261,11 +262,14 @@ func NormalizeHTU(raw string) (string, error) {
 		return "", fmt.Errorf("htu: not a URL")
 	}
 	scheme := strings.ToLower(u.Scheme)
-	if (scheme != "https" && scheme != "http") || u.Host == "" || u.Opaque != "" {
+	if (scheme != "https" && scheme != "http") || u.Hostname() == "" || u.Opaque != "" {
 		return "", fmt.Errorf("htu: not an absolute http(s) URL")
 	}
 	host := strings.ToLower(u.Hostname())
 	if strings.Contains(host, ":") {
+		if net.ParseIP(host) == nil {
+			return "", fmt.Errorf("htu: bad IPv6 host")
+		}
 		host = "[" + host + "]"
 	}
 	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {

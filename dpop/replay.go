@@ -49,7 +49,9 @@ type replayKey [sha256.Size]byte
 
 // NewMemoryReplayCache returns a cache holding at most maxEntries unexpired
 // pairs (DefaultReplayCacheSize if maxEntries <= 0). now is the clock; nil
-// means time.Now.
+// means time.Now. Give it the same clock as the verifiers that use it: the
+// cache forgets a pair once its own clock passes exp, so a cache clock
+// running ahead of the verifier's would let replays through.
 func NewMemoryReplayCache(maxEntries int, now func() time.Time) *MemoryReplayCache {
 	if maxEntries <= 0 {
 		maxEntries = DefaultReplayCacheSize
