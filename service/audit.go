@@ -1,0 +1,104 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Audit events (the log message of each record).
+const (
+	eventResolve    = "agentpass resolve"
+	eventScopes     = "agentpass available scopes"
+	eventRedeem     = "agentpass redemption"
+	eventInitialize = "agentpass initialization"
+	eventRequest    = "agentpass request rejected"
+	eventCheck      = "agentpass authorization check"
+	eventClose      = "agentpass authorization close"
+)
+
+// audit collects the attributes of one audit record (S-AUD-1, S-AUD-2).
+// It never holds a secret: no pass value, token, proof or cookie.
+type audit struct {
+	event           string
+	endpoint        string
+	user            string // validated user.email once known, else the request's
+	agent           string
+	task            string
+	harness         string
+	authority       string
+	authorizationID string
+	requestID       string
+}
+
+func (a *audit) fromDelegation(d *DelegationRecord) {
+	a.user, a.agent, a.task, a.harness = d.User, d.Agent, d.Task.ID, d.HarnessID
+	a.authority, a.authorizationID = d.Authority, d.AuthorizationID
+}
+
+func (a *audit) attrs(outcome string) []slog.Attr {
+	attrs := make([]slog.Attr, 0, 12)
+	add := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	add("endpoint", a.endpoint)
+	add("user", a.user)
+	add("agent", a.agent)
+	add("task", a.task)
+	add("harness", a.harness)
+	add("authority", a.authority)
+	add("authorization_id", a.authorizationID)
+	add("request_id", a.requestID)
+	add("outcome", outcome)
+	return attrs
+}
+
+// ok logs a success.
+func (s *Service) auditOK(ctx context.Context, a *audit, extra ...slog.Attr) {
+	s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("ok"), extra...)...)
+}
+
+// fail logs a rejection and answers it. err is a *pass.Error or an internal
+// error (answered as 500 without detail).
+func (s *Service) fail(w http.ResponseWriter, r *http.Request, a *audit, err error) {
+	s.auditReject(r.Context(), a, err)
+	var pe *pass.Error
+	if !errors.As(err, &pe) {
+		err = pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "internal error").WithCause(err)
+	}
+	httpx.WriteError(w, nil, err)
+}
+
+func (s *Service) auditReject(ctx context.Context, a *audit, err error) {
+	attrs := a.attrs("rejected")
+	level := slog.LevelWarn
+	var pe *pass.Error
+	if errors.As(err, &pe) {
+		attrs = append(attrs, slog.Int("status", pe.Status), slog.String("code", string(pe.Code)))
+		if pe.Status >= 500 {
+			level = slog.LevelError
+		}
+	} else {
+		level = slog.LevelError
+	}
+	attrs = append(attrs, slog.String("reason", err.Error()))
+	s.cfg.Logger.LogAttrs(ctx, level, a.event, attrs...)
+}
+
+// requestID returns a caller-supplied request id for correlation, bounded
+// and printable, or "".
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if len(id) > 128 || hasControl(id) {
+		return ""
+	}
+	return id
+}
+
+const levelDebug = slog.LevelDebug

@@ -1,0 +1,432 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Defaults and limits of [Config].
+const (
+	DefaultTokenTTL      = time.Hour
+	DefaultSessionTTL    = time.Hour
+	DefaultInitTTL       = 60 * time.Second
+	MaxInitTTL           = 5 * time.Minute
+	DefaultCheckInterval = 30 * time.Second
+	// MaxCheckInterval bounds CheckInterval: revocation must take effect
+	// within a minute (gap G-15 of the requirements).
+	MaxCheckInterval    = 60 * time.Second
+	DefaultCheckTimeout = 5 * time.Second
+	DefaultCallTimeout  = 10 * time.Second
+	DefaultPrefix       = "/agentpass"
+	// ConfigurationMaxAge is the Cache-Control max-age of the
+	// configuration and JWKS documents (X-DNS-11).
+	ConfigurationMaxAge = 5 * time.Minute
+	// SessionCookie is the name of the browser-session cookie. The
+	// __Host- prefix makes browsers require Secure, Path=/ and no Domain.
+	SessionCookie = "__Host-agentpass_session"
+	// InitTokenField is the form field (POST) and query parameter (GET)
+	// that carries the initialization token.
+	InitTokenField = "initialization_token"
+)
+
+// Config configures a [Service]. Origin, Keys and Scopes are required;
+// every other field has the default its comment states. The Service keeps
+// a copy: changing a Config after New has no effect (slices and callbacks
+// are shared, so do not mutate those).
+type Config struct {
+	// Origin is the Service origin, "https://host[:port]", the service.origin
+	// of the configuration and the audience of assertions and harness
+	// proofs. Required.
+	Origin string
+
+	// Name is the human-readable service.name. Optional.
+	Name string
+
+	// BaseURL is where the Service's handler is reachable: the endpoint
+	// URLs are BaseURL followed by the Paths. It must have the same origin
+	// as Origin (the session cookie is set by the initialization endpoint
+	// for the application's host) and may carry a path when the handler is
+	// mounted under one with http.StripPrefix. If empty, Origin.
+	BaseURL string
+
+	// Paths are the endpoint paths the handler serves. Empty fields take
+	// the defaults documented on [Paths].
+	Paths Paths
+
+	// Keys signs the Service's assertions to Authorities and is published
+	// as the JWKS. Required.
+	Keys *dpop.KeySet
+
+	// ServiceAuthority is this Service's own Authority (trust_mode
+	// "service"), published as trust.service_authority. Optional.
+	ServiceAuthority *pass.AuthorityRef
+
+	// TrustedFederated lists the Federated Authorities the Service trusts,
+	// published as trust.trusted_federated_authorities. Only these are
+	// ever returned or accepted (S-RES-14). Optional.
+	TrustedFederated []pass.AuthorityRef
+
+	// PreferServiceAuthority selects the Service Authority whenever it is
+	// permitted and another choice exists: when an Enterprise Authority
+	// allows Service Authorities (S-RES-6), and when the user's domain has
+	// no Enterprise Authority but Federated Authorities are available. When
+	// the Service Authority is the only choice it is selected anyway. If
+	// false, the Enterprise or Federated Authorities are returned instead.
+	PreferServiceAuthority bool
+
+	// OfferServiceAndFederated answers resolution with service_authority
+	// and trusted_federated_authorities together when the user's domain
+	// has no Enterprise Authority and both exist (the two-field shape of
+	// je.authority-resolution-followup; plain v0.1 Harnesses expect one
+	// field). If false, one field.
+	OfferServiceAndFederated bool
+
+	// RequireServiceAuthority accepts only passes from the Service
+	// Authority. When a user's Enterprise Authority forbids Service
+	// Authorities, resolution and redemption answer 403 agents_unsupported
+	// (je.authority-resolution-followup). Requires ServiceAuthority.
+	RequireServiceAuthority bool
+
+	// FederatedPolicy narrows the trusted Federated Authorities for one
+	// user (for example by plan or by tenant). It receives a copy of
+	// TrustedFederated and returns the entries to offer; entries not in
+	// TrustedFederated are ignored. It is consulted at resolution,
+	// available-scopes and redemption alike. If nil, every trusted entry is
+	// offered.
+	FederatedPolicy func(ctx context.Context, email string, options []pass.AuthorityRef) []pass.AuthorityRef
+
+	// Scopes are the scopes the Service defines. Approved scopes outside
+	// this list are refused at redemption (G-14). Required, non-empty,
+	// names unique and not "*".
+	Scopes []pass.ScopeInfo
+
+	// AvailableScopes answers the available-scopes endpoint for a user,
+	// agent and task, after the calling Authority was authenticated. It
+	// should return a subset of Scopes; others are dropped. If nil, Scopes
+	// restricted to UserScopes (when set).
+	AvailableScopes func(ctx context.Context, q ScopeQuery) ([]pass.ScopeInfo, error)
+
+	// UserScopes returns the scopes the user holds at the Service. An
+	// approved "*" is expanded to them (X-SCOPE-2), and no credential ever
+	// carries a scope outside them. If nil, every scope of Scopes.
+	UserScopes func(ctx context.Context, email string) ([]string, error)
+
+	// OnDelegation is called once per successful redemption, after every
+	// check and before any credential is minted: the place to find or
+	// create the user's account (automated signup). An error rejects the
+	// redemption; a *pass.Error is sent as is, any other error as 403
+	// delegation_rejected (its text is logged, not sent). If nil, every
+	// delegation is accepted.
+	OnDelegation func(ctx context.Context, d *Delegation) error
+
+	// AllowedDestinations reports whether a browser session may be
+	// redirected to dest, an absolute https URL from the Authority's
+	// validation response (G-30). If nil, only URLs with the same origin
+	// as Origin are allowed.
+	AllowedDestinations func(dest string) bool
+
+	// DefaultDestination is the path (on Origin) a new browser session is
+	// redirected to when the Authority names no destination. If empty, "/".
+	DefaultDestination string
+
+	// Store keeps tokens, sessions, initialization tokens, the proof replay
+	// cache and the delegation records. If nil, a new [MemoryStore].
+	Store Store
+
+	// Discovery performs enterprise discovery and fetches Authority
+	// configurations and keys. If nil, discovery.New with HTTPClient, Now
+	// and Logger (and the system's resolvers).
+	Discovery *discovery.Client
+
+	// HTTPClient calls Authorities' validate, authorization-check and
+	// close endpoints. It is copied with redirects disabled. If nil, a
+	// client with TLS 1.2 or later and a DefaultCallTimeout timeout.
+	HTTPClient *http.Client
+
+	// Now is the clock. If nil, time.Now.
+	Now func() time.Time
+
+	// Logger receives the audit log (one record per redemption,
+	// initialization and rejection; never a secret). If nil, nothing is
+	// logged.
+	Logger *slog.Logger
+
+	// TokenTTL is the lifetime of a bearer token; a token never outlives
+	// authorization_expires_at. If zero, DefaultTokenTTL (1 h).
+	TokenTTL time.Duration
+
+	// SessionTTL is the lifetime of a browser session, also bounded by
+	// authorization_expires_at. If zero, DefaultSessionTTL (1 h).
+	SessionTTL time.Duration
+
+	// InitTTL is the lifetime of an initialization token (G-29). If zero,
+	// DefaultInitTTL (60 s); at most MaxInitTTL.
+	InitTTL time.Duration
+
+	// CheckInterval is how old a successful authorization check may be
+	// before a request triggers a new one (S-AUTHZ-5). If zero,
+	// DefaultCheckInterval (30 s); at most MaxCheckInterval.
+	CheckInterval time.Duration
+
+	// CheckTimeout bounds one authorization check call. If zero,
+	// DefaultCheckTimeout (5 s).
+	CheckTimeout time.Duration
+
+	// UnreachableGrace lets requests through for this long past
+	// CheckInterval while the Authority cannot be reached (S-AUTHZ-7). If
+	// zero, an unreachable Authority rejects requests at once (fail
+	// closed). A 404 from the Authority is never graced.
+	UnreachableGrace time.Duration
+
+	// AllowUnboundProofs accepts harness proofs without htm, htu and aph
+	// (plain v0.1 Harnesses); they are still checked when present. If
+	// false, they are required (je.harden-holder-binding).
+	AllowUnboundProofs bool
+}
+
+// Paths are the endpoint paths the Service handler serves, each
+// absolute ("/..."). An empty field is Prefix followed by the default
+// name shown.
+type Paths struct {
+	// Prefix is prepended to the default names. If empty, DefaultPrefix
+	// ("/agentpass").
+	Prefix string
+
+	Configuration        string // Prefix + "/configuration"
+	JWKS                 string // Prefix + "/jwks.json"
+	ResolveAuthorities   string // Prefix + "/resolve-authorities"
+	AvailableScopes      string // Prefix + "/available-scopes"
+	RedeemBearerToken    string // Prefix + "/redeem-bearer-token"
+	RedeemBrowserSession string // Prefix + "/redeem-browser-session"
+	Initialize           string // Prefix + "/initialize"
+}
+
+// ScopeQuery is what the available-scopes endpoint knows about a request.
+type ScopeQuery struct {
+	// User is user.email; Agent is agent.id, vouched for by the Authority.
+	User, Agent string
+	// Task is the task context, when the Authority sent it.
+	Task *pass.TaskInfo
+	// Authority is the authenticated Authority identifier and TrustMode
+	// how it is trusted for this user.
+	Authority string
+	TrustMode pass.TrustMode
+}
+
+// errConfig formats a configuration error.
+func errConfig(format string, args ...any) error {
+	return fmt.Errorf("service: Config."+format, args...)
+}
+
+// settings is the validated, defaulted configuration.
+type settings struct {
+	Config
+	origin    string // serialised origin
+	base      string // BaseURL without trailing slash
+	paths     Paths
+	supported map[string]bool
+	defDest   string // absolute default destination
+}
+
+func (cfg Config) validate() (*settings, error) {
+	s := &settings{Config: cfg}
+	if cfg.Origin == "" {
+		return nil, errConfig("Origin is required")
+	}
+	if err := pass.CheckOrigin(cfg.Origin); err != nil {
+		return nil, errConfig("Origin: %w", err)
+	}
+	s.origin, _ = pass.Origin(cfg.Origin)
+	base := cfg.BaseURL
+	if base == "" {
+		base = s.origin
+	}
+	if err := pass.CheckHTTPSURL(base); err != nil {
+		return nil, errConfig("BaseURL: %w", err)
+	}
+	if u, _ := url.Parse(base); u.RawQuery != "" || u.ForceQuery {
+		return nil, errConfig("BaseURL must not have a query")
+	}
+	if !pass.SameOrigin(base, s.origin) {
+		return nil, errConfig("BaseURL must have the same origin as Origin")
+	}
+	s.base = strings.TrimSuffix(base, "/")
+	if u, _ := url.Parse(s.base); u.Path == "" {
+		s.base = s.origin
+	}
+
+	if cfg.Keys == nil {
+		return nil, errConfig("Keys is required")
+	}
+	if err := s.validatePaths(); err != nil {
+		return nil, err
+	}
+	if err := s.validateTrust(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Scopes) == 0 {
+		return nil, errConfig("Scopes must name at least one scope")
+	}
+	s.supported = make(map[string]bool, len(cfg.Scopes))
+	for _, sc := range cfg.Scopes {
+		switch {
+		case sc.Name == "" || sc.Name == pass.Wildcard:
+			return nil, errConfig("Scopes: a scope name must be non-empty and not %q", pass.Wildcard)
+		case s.supported[sc.Name]:
+			return nil, errConfig("Scopes: %q is listed twice", sc.Name)
+		}
+		s.supported[sc.Name] = true
+	}
+
+	dest := cfg.DefaultDestination
+	if dest == "" {
+		dest = "/"
+	}
+	if !strings.HasPrefix(dest, "/") || strings.HasPrefix(dest, "//") || strings.ContainsAny(dest, "\\#") || hasControl(dest) {
+		return nil, errConfig("DefaultDestination must be a path starting with a single \"/\"")
+	}
+	s.defDest = s.origin + dest
+
+	durations := []struct {
+		name     string
+		v        *time.Duration
+		def, max time.Duration
+	}{
+		{"TokenTTL", &s.TokenTTL, DefaultTokenTTL, 0},
+		{"SessionTTL", &s.SessionTTL, DefaultSessionTTL, 0},
+		{"InitTTL", &s.InitTTL, DefaultInitTTL, MaxInitTTL},
+		{"CheckInterval", &s.CheckInterval, DefaultCheckInterval, MaxCheckInterval},
+		{"CheckTimeout", &s.CheckTimeout, DefaultCheckTimeout, 0},
+		{"UnreachableGrace", &s.UnreachableGrace, 0, 0},
+	}
+	for _, d := range durations {
+		switch {
+		case *d.v < 0:
+			return nil, errConfig("%s is negative", d.name)
+		case *d.v == 0:
+			*d.v = d.def
+		case d.max > 0 && *d.v > d.max:
+			return nil, errConfig("%s is %v, more than %v", d.name, *d.v, d.max)
+		}
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Store == nil {
+		s.Store = NewMemoryStore()
+	}
+	if s.HTTPClient == nil {
+		s.HTTPClient = &http.Client{
+			Timeout: DefaultCallTimeout,
+			Transport: &http.Transport{
+				Proxy:               nil,
+				TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 16,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		}
+	} else {
+		c := *s.HTTPClient
+		s.HTTPClient = &c
+	}
+	s.HTTPClient.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirect }
+	if s.Discovery == nil {
+		d, err := discovery.New(discovery.Config{HTTPClient: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("service: default discovery client: %w", err)
+		}
+		s.Discovery = d
+	}
+	return s, nil
+}
+
+var errNoRedirect = errors.New("service: redirects from an Authority are not followed")
+
+func (s *settings) validatePaths() error {
+	p := s.Paths
+	if p.Prefix == "" {
+		p.Prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") {
+		return errConfig("Paths.Prefix must start and not end with \"/\"")
+	}
+	fields := []struct {
+		name string
+		v    *string
+		def  string
+	}{
+		{"Configuration", &p.Configuration, "/configuration"},
+		{"JWKS", &p.JWKS, "/jwks.json"},
+		{"ResolveAuthorities", &p.ResolveAuthorities, "/resolve-authorities"},
+		{"AvailableScopes", &p.AvailableScopes, "/available-scopes"},
+		{"RedeemBearerToken", &p.RedeemBearerToken, "/redeem-bearer-token"},
+		{"RedeemBrowserSession", &p.RedeemBrowserSession, "/redeem-browser-session"},
+		{"Initialize", &p.Initialize, "/initialize"},
+	}
+	seen := map[string]bool{}
+	for _, f := range fields {
+		if *f.v == "" {
+			*f.v = p.Prefix + f.def
+		}
+		v := *f.v
+		if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.ContainsAny(v, "?#{}\\ ") || hasControl(v) {
+			return errConfig("Paths.%s %q must be an absolute path without query, fragment or pattern", f.name, v)
+		}
+		if seen[v] {
+			return errConfig("Paths.%s %q is used twice", f.name, v)
+		}
+		seen[v] = true
+	}
+	s.paths = p
+	return nil
+}
+
+func (s *settings) validateTrust() error {
+	if sa := s.ServiceAuthority; sa != nil {
+		if err := sa.Validate(); err != nil {
+			return errConfig("ServiceAuthority: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range s.TrustedFederated {
+		r := &s.TrustedFederated[i]
+		if err := r.Validate(); err != nil {
+			return errConfig("TrustedFederated[%d]: %w", i, err)
+		}
+		if seen[r.Authority] {
+			return errConfig("TrustedFederated: authority %q is listed twice", r.Authority)
+		}
+		if s.ServiceAuthority != nil && s.ServiceAuthority.Authority == r.Authority {
+			return errConfig("TrustedFederated: %q is also the ServiceAuthority", r.Authority)
+		}
+		seen[r.Authority] = true
+	}
+	if s.RequireServiceAuthority && s.ServiceAuthority == nil {
+		return errConfig("RequireServiceAuthority needs a ServiceAuthority")
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}

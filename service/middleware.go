@@ -1,0 +1,261 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Delegation is a live agent delegation as the application sees it: who
+// the agent acts for, which agent, for which task, with which scope. The
+// middleware puts it in the request context ([DelegationFrom]); the
+// OnDelegation callback receives it before the first credential exists.
+type Delegation struct {
+	// AuthorizationID is the Authority's handle of the delegation; pass it
+	// to [Service.Close].
+	AuthorizationID string
+	// Authority is the Authority identifier and TrustMode how it is
+	// trusted (enterprise, federated or service).
+	Authority string
+	TrustMode pass.TrustMode
+	// User is the validated user.email: the account the agent acts for.
+	User string
+	// Agent is the validated agent.id.
+	Agent string
+	// HarnessID is the harness id reported by the Authority or proven by
+	// the harness proof, when known.
+	HarnessID string
+	// Task is the validated task context, nil when the Authority sent none.
+	Task *pass.ValidatedTask
+	// Scope is the effective scope now: what the credential was granted,
+	// narrowed by the latest authorization check (never widened, G-15).
+	Scope pass.Scope
+	// AuthorizationExpiresAt is the delegation's end, zero when the
+	// Authority does not say.
+	AuthorizationExpiresAt time.Time
+	// Credential is how the request authenticated: bearer, DPoP-bound
+	// token or browser session. Empty in OnDelegation.
+	Credential CredentialKind
+	// ExpiresAt is when the credential expires. Zero in OnDelegation.
+	ExpiresAt time.Time
+}
+
+// Allows reports whether the delegation's scope grants every given scope.
+func (d *Delegation) Allows(scopes ...string) bool { return d.Scope.AllowsAll(scopes...) }
+
+func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
+	d := &Delegation{
+		AuthorizationID:        r.AuthorizationID,
+		Authority:              r.Authority,
+		TrustMode:              r.TrustMode,
+		User:                   r.User,
+		Agent:                  r.Agent,
+		HarnessID:              r.HarnessID,
+		Scope:                  cloneScope(r.CurrentScope),
+		AuthorizationExpiresAt: r.ExpiresAt,
+	}
+	if r.Task != (pass.ValidatedTask{}) {
+		t := r.Task
+		d.Task = &t
+	}
+	if c != nil {
+		d.Scope = c.Scope.Intersect(r.CurrentScope)
+		d.Credential = c.Kind
+		d.ExpiresAt = c.ExpiresAt
+	}
+	return d
+}
+
+type ctxKey struct{}
+
+// DelegationFrom returns the delegation the middleware authenticated for
+// the request whose context is ctx.
+func DelegationFrom(ctx context.Context) (*Delegation, bool) {
+	d, ok := ctx.Value(ctxKey{}).(*Delegation)
+	return d, ok
+}
+
+// WithDelegation returns a context carrying d, for tests of handlers that
+// read DelegationFrom.
+func WithDelegation(ctx context.Context, d *Delegation) context.Context {
+	return context.WithValue(ctx, ctxKey{}, d)
+}
+
+// ErrNoCredential is returned by Check for a request that carries no
+// AgentPass credential at all (no Bearer or DPoP authorization, no session
+// cookie). Applications that serve humans and agents on the same routes
+// can pass such requests on to their own authentication.
+var ErrNoCredential = errors.New("service: no AgentPass credential")
+
+// Middleware authenticates agent requests before next: a bearer token
+// ("Authorization: Bearer"), a DPoP-bound token ("Authorization: DPoP"
+// with a DPoP proof) or the browser-session cookie. It re-checks the
+// delegation with its Authority when the last check is older than
+// CheckInterval (S-AUTHZ-1..8), puts the [Delegation] in the request
+// context and calls next. Otherwise it answers 401 invalid_token or
+// delegation_revoked, or 503 authority_unavailable when the Authority
+// cannot be reached (fail closed), with a WWW-Authenticate header.
+//
+// Sessions ride on a SameSite=Lax cookie: protect state-changing routes
+// against cross-site requests (for example with http.CrossOriginProtection).
+func (s *Service) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.Check(r)
+		if err != nil {
+			s.deny(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
+	})
+}
+
+// Check authenticates r as Middleware does and returns its delegation, or
+// an error: ErrNoCredential when r carries no AgentPass credential, a
+// *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
+// pass.ErrUnavailable) otherwise. It is safe for concurrent use.
+func (s *Service) Check(r *http.Request) (*Delegation, error) {
+	ctx := r.Context()
+	kind, tok, err := credentialOf(r)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	c, rec, err := s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, errInvalidToken("unknown or expired credential")
+		}
+		return nil, err
+	}
+	switch {
+	case kind == KindSession && c.Kind != KindSession,
+		kind != KindSession && c.Kind == KindSession:
+		return nil, errInvalidToken("credential presented the wrong way")
+	case c.Kind == KindDPoP && kind != KindDPoP:
+		return nil, errInvalidToken("DPoP-bound token presented as a bearer token")
+	case c.Kind == KindBearer && kind == KindDPoP:
+		return nil, errInvalidToken("bearer token presented as a DPoP token")
+	}
+	if c.Kind == KindDPoP {
+		if err := s.checkDPoP(r, tok, c.JKT); err != nil {
+			return nil, err
+		}
+	}
+	rec, err = s.fresh(ctx, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	return rec.delegation(c), nil
+}
+
+// credentialOf extracts the credential of a request.
+func credentialOf(r *http.Request) (CredentialKind, string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, _ := strings.Cut(h, " ")
+		tok = strings.TrimSpace(tok)
+		if tok == "" || len(tok) > 512 {
+			return "", "", errInvalidToken("malformed Authorization header")
+		}
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
+			return KindBearer, tok, nil
+		case strings.EqualFold(scheme, "DPoP"):
+			return KindDPoP, tok, nil
+		}
+		// Another scheme: not ours; a session cookie may still be present.
+	}
+	if ck, err := r.Cookie(SessionCookie); err == nil && ck.Value != "" {
+		if len(ck.Value) > 512 {
+			return "", "", errInvalidToken("malformed session cookie")
+		}
+		return KindSession, ck.Value, nil
+	}
+	return "", "", ErrNoCredential
+}
+
+// checkDPoP verifies the DPoP proof of a request made with a DPoP-bound
+// token (RFC 9449 §7): htm and htu of this request, ath of the token, the
+// token's key.
+func (s *Service) checkDPoP(r *http.Request, tok, jkt string) error {
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) != 1 {
+		return pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "exactly one DPoP proof is required").WithCause(errDPoP)
+	}
+	if _, err := s.dpop.Verify(r.Context(), proofs[0], r.Method, s.requestURL(r), tok, jkt); err != nil {
+		pe := proofError(err, pass.CodeInvalidToken, "invalid DPoP proof", errDPoP)
+		return pe
+	}
+	return nil
+}
+
+// requestURL is the URL of r as the client addressed it: the Service
+// origin plus the path (query and fragment are not part of htu).
+func (s *Service) requestURL(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	return s.cfg.origin + p
+}
+
+func errInvalidToken(msg string) error {
+	return pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, msg)
+}
+
+// deny answers a failed Check.
+func (s *Service) deny(w http.ResponseWriter, r *http.Request, err error) {
+	a := &audit{event: eventRequest, endpoint: "middleware", requestID: requestID(r)}
+	if errors.Is(err, ErrNoCredential) {
+		err = pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "an AgentPass credential is required").WithCause(err)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
+		httpx.WriteError(w, nil, err)
+		return
+	}
+	var pe *pass.Error
+	if errors.As(err, &pe) {
+		scheme := "Bearer"
+		if errors.Is(err, errDPoP) {
+			scheme = "DPoP"
+		}
+		switch pe.Status {
+		case http.StatusUnauthorized, http.StatusConflict:
+			w.Header().Set("WWW-Authenticate", scheme+` realm="agentpass", error="invalid_token", error_description="`+string(pe.Code)+`"`)
+		case http.StatusServiceUnavailable:
+			w.Header().Set("Retry-After", strconv.Itoa(5))
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.fail(w, r, a, err)
+}
+
+// RequireScope returns middleware that lets a request through only when
+// the delegation in its context (set by [Service.Middleware]) grants every
+// given scope; otherwise it answers 403 insufficient_scope naming the first
+// missing scope, or 401 when no delegation is present (the scope middleware
+// was mounted without the authentication middleware).
+func RequireScope(scopes ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d, ok := DelegationFrom(r.Context())
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
+				httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "an AgentPass credential is required"))
+				return
+			}
+			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
+				httpx.WriteError(w, nil, pass.Errorf(http.StatusForbidden, pass.CodeInsufficientScope,
+					"the delegation lacks scope %q", missing[0]))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,0 +1,436 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Wire codes this package sends that the pass package does not define.
+const (
+	// CodeDelegationRejected (403): the application's OnDelegation
+	// callback refused the delegation.
+	CodeDelegationRejected pass.Code = "delegation_rejected"
+	// CodeInvalidDPoPProof (401): a DPoP proof is missing or invalid
+	// (RFC 9449 §7.1 uses the same name).
+	CodeInvalidDPoPProof pass.Code = "invalid_dpop_proof"
+)
+
+// Secret prefixes: they make leaked secrets recognisable to scanners.
+const (
+	prefixToken   = "apt_"
+	prefixSession = "aps_"
+	prefixInit    = "api_"
+)
+
+// redemption is the outcome of a successful redemption.
+type redemption struct {
+	rec    *DelegationRecord
+	bearer *pass.BearerTokenResponse
+	init   *pass.BrowserSessionResponse
+}
+
+// serveRedeem answers POST redeem-bearer-token and redeem-browser-session
+// (§4.4, §4.5, §4.6).
+func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.PassType) {
+	a := &audit{event: eventRedeem, endpoint: string(typ), requestID: requestID(r)}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if r.Method != http.MethodPost {
+		httpx.MethodNotAllowed(w, http.MethodPost)
+		return
+	}
+	var req pass.RedemptionRequest
+	if err := httpx.ReadRequest(w, r, &req); err != nil {
+		s.fail(w, r, a, err)
+		return
+	}
+	a.user, a.authority = req.User.Email, req.Authority
+	if err := req.ValidateFor(typ); err != nil {
+		s.fail(w, r, a, httpx.InvalidRequest(err))
+		return
+	}
+	out, err := s.redeem(r.Context(), r, typ, &req, a)
+	if err != nil {
+		if errors.Is(err, errDPoP) {
+			h.Set("WWW-Authenticate", `DPoP error="invalid_dpop_proof", algs="ES256 ES384 EdDSA RS256 PS256"`)
+		}
+		s.fail(w, r, a, err)
+		return
+	}
+	s.auditOK(r.Context(), a)
+	if out.bearer != nil {
+		httpx.WriteJSON(w, http.StatusOK, out.bearer)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, out.init)
+}
+
+var errDPoP = errors.New("service: invalid DPoP proof")
+
+// redeem runs the validation algorithm of §4.4 (steps 1–8 with the gaps
+// and hardening drafts) and mints the credential. Nothing is minted unless
+// every check passed (S-RED-13, S-RED-15, S-RED-16).
+func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType, req *pass.RedemptionRequest, a *audit) (*redemption, error) {
+	endpoint := s.urls.bearer
+	if typ == pass.BrowserSession {
+		endpoint = s.urls.browser
+	}
+
+	// RFC 9449 binding request: checked before the pass is consumed, so a
+	// bad DPoP proof does not burn it.
+	var jkt string
+	if typ == pass.BearerToken {
+		if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
+			if len(proofs) > 1 {
+				return nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "more than one DPoP header")
+			}
+			c, err := s.dpop.Verify(ctx, proofs[0], http.MethodPost, endpoint, "", "")
+			if err != nil {
+				return nil, proofError(err, CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
+			}
+			jkt = c.JKT
+		}
+	}
+
+	// Steps 2–3: trust and precedence for the request's user (S-RED-6..8).
+	set, err := s.trustFor(ctx, req.User.Email)
+	if err != nil {
+		return nil, err
+	}
+	src, err := s.accept(ctx, set, req.Authority)
+	if err != nil {
+		return nil, err
+	}
+
+	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
+	vr, err := s.validatePass(ctx, src, req.AgentPass.Value)
+	if err != nil {
+		return nil, err
+	}
+	a.user, a.agent, a.authorizationID = vr.User.Email, vr.Agent.ID, vr.AuthorizationID
+	if vr.Task != nil {
+		a.task = vr.Task.ID
+	}
+	if vr.Harness != nil {
+		a.harness = vr.Harness.ID
+	}
+	now := s.cfg.Now()
+
+	// G-13: the pass must be of the endpoint's type.
+	if vr.Type != typ {
+		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeTypeMismatch,
+			"the AgentPass is not a "+string(typ)+" pass")
+	}
+	// G-12: the validated user is the request's user, and precedence holds
+	// for the validated user's domain too.
+	if !pass.SameEmail(vr.User.Email, req.User.Email) {
+		return nil, pass.NewError(http.StatusForbidden, pass.CodeUserMismatch,
+			"the AgentPass was issued for another user")
+	}
+	set2, err := s.trustFor(ctx, vr.User.Email)
+	if err != nil {
+		return nil, err
+	}
+	src2, err := s.accept(ctx, set2, req.Authority)
+	if err != nil {
+		return nil, err
+	}
+	if src2.ref != src.ref || src2.mode != src.mode {
+		return nil, pass.NewError(http.StatusForbidden, pass.CodePrecedenceViolation,
+			"the Authority is not the one governing the validated user")
+	}
+	if vr.AuthorizationExpiresAt != nil && !vr.AuthorizationExpiresAt.After(now) {
+		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeAgentPassExpired,
+			"the delegation has already expired")
+	}
+
+	// Step 7: holder binding (HB-7, HB-8, HB-9, G-3, G-4).
+	if vr.Cnf != nil {
+		if req.HarnessProof == nil {
+			return nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidHarnessProof,
+				"the AgentPass is holder-bound: harness_proof is required")
+		}
+		preq := dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value}
+		if vr.Harness != nil {
+			preq.HarnessID = vr.Harness.ID
+		}
+		claims, err := s.proofs.Verify(ctx, req.HarnessProof.JWT, vr.Cnf.JWK, preq)
+		if err != nil {
+			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
+		}
+		if a.harness == "" {
+			a.harness = claims.Issuer
+		}
+	} else if req.HarnessProof != nil {
+		s.cfg.Logger.LogAttrs(ctx, levelDebug, "agentpass: harness_proof ignored: the Authority returned no cnf", a.attrs("ignored")...)
+	}
+
+	// Steps 5–6: supported scopes, "*" expansion, requested_scope (G-14).
+	scope, err := s.grantScope(ctx, vr.Scope, req.RequestedScope, vr.User.Email)
+	if err != nil {
+		return nil, err
+	}
+
+	// Step 8: destination (browser sessions only, G-30).
+	dest := ""
+	if typ == pass.BrowserSession {
+		dest = s.cfg.defDest
+		if vr.DestinationURL != "" {
+			if !s.destinationAllowed(vr.DestinationURL) {
+				return nil, pass.NewError(http.StatusForbidden, pass.CodeDestinationNotAllowed,
+					"the approved destination is not allowed by this Service")
+			}
+			dest = vr.DestinationURL
+		}
+	}
+
+	rec := &DelegationRecord{
+		AuthorizationID:  vr.AuthorizationID,
+		Authority:        src.cfg.Authority,
+		ConfigurationURL: src.ref.AuthorityConfigurationURL,
+		TrustMode:        src.mode,
+		User:             vr.User.Email,
+		Agent:            vr.Agent.ID,
+		Scope:            scope,
+		CurrentScope:     scope,
+		CreatedAt:        now,
+		CheckedAt:        now,
+	}
+	if vr.Harness != nil {
+		rec.HarnessID = vr.Harness.ID
+	}
+	if vr.Task != nil {
+		rec.Task = *vr.Task
+	}
+	if vr.AuthorizationExpiresAt != nil {
+		rec.ExpiresAt = *vr.AuthorizationExpiresAt
+	}
+	if s.cfg.OnDelegation != nil {
+		if err := s.cfg.OnDelegation(ctx, rec.delegation(nil)); err != nil {
+			return nil, appError(err, http.StatusForbidden, CodeDelegationRejected, "the Service refused this delegation")
+		}
+	}
+
+	if typ == pass.BearerToken {
+		return s.mintToken(ctx, rec, jkt, now)
+	}
+	return s.mintInit(ctx, rec, dest, req.InitializationMethods, now)
+}
+
+// validatePass calls the Authority's validate endpoint with a signed Service
+// assertion (S-RED-2..4) and maps its refusals (S-RED-9, G-20).
+func (s *Service) validatePass(ctx context.Context, src *source, value string) (*pass.ValidationResponse, error) {
+	tok, err := assertion.Sign(s.cfg.Keys.Current(), s.cfg.origin, src.cfg.Authority, 0, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	var vr pass.ValidationResponse
+	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{
+		URL:    src.cfg.Endpoints.Validate,
+		Bearer: tok,
+		Body:   pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
+	}, &vr)
+	if err == nil {
+		return &vr, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var pe *pass.Error
+	if !errors.As(err, &pe) {
+		// A 2xx answer that is not a valid validation response (wrong
+		// types, a scope string, X-SCOPE-1): the pass may be consumed, but
+		// nothing is minted.
+		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable,
+			"the Authority's validation response is invalid").WithCause(err)
+	}
+	switch {
+	case pe.Status == http.StatusConflict:
+		return nil, pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "the AgentPass was already used").WithCause(err)
+	case pe.Status == http.StatusGone:
+		return nil, pass.NewError(http.StatusGone, pass.CodeAgentPassExpired, "the AgentPass expired").WithCause(err)
+	case pe.Status == http.StatusForbidden:
+		return nil, pass.NewError(http.StatusForbidden, pass.CodeAudienceMismatch, "the Authority refused this Service for the AgentPass").WithCause(err)
+	case pe.Status == http.StatusNotFound, pe.Status == http.StatusBadRequest, pe.Status == http.StatusUnprocessableEntity:
+		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(err)
+	default: // 401 (our assertion refused), 429, 5xx, transport failures
+		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "the Authority could not validate the AgentPass").WithCause(err)
+	}
+}
+
+// grantScope computes the effective scope (§4.4 steps 5–6, G-14,
+// X-SCOPE-2): approved must be non-empty and made of defined scopes or
+// "*"; "*" expands to the user's scopes; nothing outside the user's scopes
+// is granted; requested_scope narrows ("*" in it means all approved); an
+// empty result is refused.
+func (s *Service) grantScope(ctx context.Context, approved, requested pass.Scope, email string) (pass.Scope, error) {
+	if len(approved) == 0 {
+		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeScopeUnsupported, "the approved scope is empty")
+	}
+	for _, v := range approved {
+		if v != pass.Wildcard && !s.cfg.supported[v] {
+			return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeScopeUnsupported,
+				"the approved scope contains a scope this Service does not define")
+		}
+	}
+	user, err := s.userScopes(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	eff := approved.Expand(user).Intersect(user)
+	if eff.IsEmpty() {
+		return nil, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty, "the user holds none of the approved scopes")
+	}
+	if requested != nil && !requested.HasWildcard() {
+		eff = eff.Intersect(requested)
+		if eff.IsEmpty() {
+			return nil, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty,
+				"requested_scope and the approved scope have nothing in common")
+		}
+	}
+	return eff, nil
+}
+
+// userScopes returns the user's scopes at the Service, restricted to the
+// defined scopes.
+func (s *Service) userScopes(ctx context.Context, email string) (pass.Scope, error) {
+	if s.cfg.UserScopes == nil {
+		out := make(pass.Scope, 0, len(s.cfg.Scopes))
+		for _, sc := range s.cfg.Scopes {
+			out = append(out, sc.Name)
+		}
+		return out, nil
+	}
+	got, err := s.cfg.UserScopes(ctx, email)
+	if err != nil {
+		return nil, appError(err, http.StatusInternalServerError, pass.CodeInternal, "the user's scopes are unavailable")
+	}
+	out := make(pass.Scope, 0, len(got))
+	for _, v := range got {
+		if s.cfg.supported[v] && !out.Has(v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// destinationAllowed applies the allow-policy to an absolute destination
+// (S-RED-14, G-30).
+func (s *Service) destinationAllowed(dest string) bool {
+	if pass.CheckHTTPSURL(dest) != nil || hasControl(dest) {
+		return false
+	}
+	if s.cfg.AllowedDestinations != nil {
+		return s.cfg.AllowedDestinations(dest)
+	}
+	return pass.SameOrigin(dest, s.cfg.origin)
+}
+
+// mintToken stores and returns a bearer token (S-TOK-1..3).
+func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt string, now time.Time) (*redemption, error) {
+	tok := secret.Token(prefixToken)
+	exp := capAt(now.Add(s.cfg.TokenTTL), rec.ExpiresAt)
+	c := &CredentialRecord{
+		Hash: secret.Hash(tok), Kind: KindBearer, AuthorizationID: rec.AuthorizationID,
+		Scope: rec.Scope, CreatedAt: now, ExpiresAt: exp,
+	}
+	tokenType := "Bearer"
+	if jkt != "" {
+		c.Kind, c.JKT, tokenType = KindDPoP, jkt, "DPoP"
+	}
+	if err := s.cfg.Store.Redeem(ctx, rec, c, nil); err != nil {
+		return nil, storeError(err)
+	}
+	secs := int64(exp.Sub(now) / time.Second)
+	return &redemption{rec: rec, bearer: &pass.BearerTokenResponse{
+		BearerToken: tok, Scope: rec.Scope, ExpiresIn: &secs, TokenType: tokenType,
+	}}, nil
+}
+
+// mintInit stores an initialization token together with the delegation, in
+// one atomic step (S-BRW-6), and returns how to use it: a form POST for
+// Harnesses that list "POST" (je.browser-bootstrap-hardening), else a GET
+// URL carrying the token (plain v0.1).
+func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest string, methods []string, now time.Time) (*redemption, error) {
+	tok := secret.Token(prefixInit)
+	exp := capAt(now.Add(s.cfg.InitTTL), rec.ExpiresAt)
+	in := &InitRecord{
+		Hash: secret.Hash(tok), AuthorizationID: rec.AuthorizationID, Scope: rec.Scope,
+		Destination: dest, CreatedAt: now, ExpiresAt: exp,
+	}
+	if err := s.cfg.Store.Redeem(ctx, rec, nil, in); err != nil {
+		return nil, storeError(err)
+	}
+	oneTime := true
+	expUTC := exp.UTC()
+	resp := &pass.BrowserSessionResponse{ExpiresAt: &expUTC, OneTime: &oneTime}
+	if slices.Contains(methods, http.MethodPost) {
+		resp.InitializationURL = s.urls.initialize
+		resp.InitializationRequest = &pass.InitializationRequest{
+			Method:     http.MethodPost,
+			FormFields: map[string]string{InitTokenField: tok},
+		}
+	} else {
+		resp.InitializationURL = s.urls.initialize + "?" + url.Values{"token": {tok}}.Encode()
+	}
+	return &redemption{rec: rec, init: resp}, nil
+}
+
+// capAt returns t, or limit when limit is set and earlier.
+func capAt(t, limit time.Time) time.Time {
+	if !limit.IsZero() && limit.Before(t) {
+		return limit
+	}
+	return t
+}
+
+// storeError maps a store failure at minting time.
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, ErrConflict):
+		return pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed,
+			"this delegation was already redeemed").WithCause(err)
+	case errors.Is(err, ErrStoreFull):
+		return pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "the Service is busy").WithCause(err)
+	}
+	return err
+}
+
+// proofError maps a harness-proof or DPoP verification failure: a replay
+// is 409, any other failure 401, a replay-cache failure 503 (fail closed).
+func proofError(err error, code pass.Code, msg string, mark error) error {
+	var pe *pass.Error
+	switch {
+	case errors.Is(err, dpop.ErrReplay):
+		pe = pass.NewError(http.StatusConflict, code, msg+": replayed")
+	case errors.Is(err, dpop.ErrInvalidProof), errors.Is(err, dpop.ErrInvalidDPoP):
+		pe = pass.NewError(http.StatusUnauthorized, code, msg)
+	default:
+		return pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "the Service cannot check proofs now").WithCause(err)
+	}
+	if mark != nil {
+		return pe.WithCause(errors.Join(mark, err))
+	}
+	return pe.WithCause(err)
+}
+
+// appError passes a *pass.Error from the application through and wraps any
+// other error.
+func appError(err error, status int, code pass.Code, msg string) error {
+	var pe *pass.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return pass.NewError(status, code, msg).WithCause(err)
+}

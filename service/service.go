@@ -1,0 +1,209 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Service is an AgentPass Service: an http.Handler serving the Service
+// endpoints, plus the middleware that authenticates agent requests. It is
+// safe for concurrent use.
+type Service struct {
+	cfg       *settings
+	mux       *http.ServeMux
+	urls      endpointURLs
+	configDoc []byte
+	verifier  assertion.Verifier
+	proofs    dpop.ProofVerifier
+	dpop      dpop.DPoPVerifier
+	checks    singleflight.Group
+}
+
+type endpointURLs struct {
+	configuration, jwks, resolve, scopes, bearer, browser, initialize string
+}
+
+// New validates cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	st, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: st}
+	p := st.paths
+	s.urls = endpointURLs{
+		configuration: st.base + p.Configuration,
+		jwks:          st.base + p.JWKS,
+		resolve:       st.base + p.ResolveAuthorities,
+		scopes:        st.base + p.AvailableScopes,
+		bearer:        st.base + p.RedeemBearerToken,
+		browser:       st.base + p.RedeemBrowserSession,
+		initialize:    st.base + p.Initialize,
+	}
+	doc := pass.ServiceConfiguration{
+		Version: pass.Version,
+		Kind:    pass.KindService,
+		Service: pass.ServiceInfo{Origin: st.origin, Name: st.Name},
+		JWKSURI: s.urls.jwks,
+		Trust: pass.ServiceTrust{
+			ServiceAuthority: st.ServiceAuthority,
+		},
+		Endpoints: pass.ServiceEndpoints{
+			ResolveAuthorities:   s.urls.resolve,
+			RedeemBrowserSession: s.urls.browser,
+			RedeemBearerToken:    s.urls.bearer,
+			AvailableScopes:      s.urls.scopes,
+		},
+	}
+	if len(st.TrustedFederated) > 0 {
+		doc.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), st.TrustedFederated...)
+	}
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("service: configuration document: %w", err)
+	}
+	if s.configDoc, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("service: configuration document: %w", err)
+	}
+	s.verifier = assertion.Verifier{Keys: st.Discovery, Now: st.Now}
+	s.proofs = dpop.ProofVerifier{
+		Audience: st.origin,
+		Strict:   !st.AllowUnboundProofs,
+		Replay:   replayAdapter{store: st.Store, now: st.Now, namespace: "harness-proof:"},
+		Now:      st.Now,
+	}
+	s.dpop = dpop.DPoPVerifier{
+		Replay: replayAdapter{store: st.Store, now: st.Now, namespace: "dpop:"},
+		Now:    st.Now,
+	}
+
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc(p.Configuration, s.serveConfiguration)
+	s.mux.HandleFunc(p.JWKS, s.serveJWKS)
+	s.mux.HandleFunc(p.ResolveAuthorities, s.serveResolve)
+	s.mux.HandleFunc(p.AvailableScopes, s.serveAvailableScopes)
+	s.mux.HandleFunc(p.RedeemBearerToken, func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BearerToken) })
+	s.mux.HandleFunc(p.RedeemBrowserSession, func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BrowserSession) })
+	s.mux.HandleFunc(p.Initialize, s.serveInitialize)
+	return s, nil
+}
+
+// ServeHTTP serves the Service endpoints at their Paths and answers 404
+// with a JSON error body for every other path. Mount it on the
+// application's mux at the Paths (or at Paths.Prefix + "/"), for example
+// mux.Handle("/agentpass/", svc).
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// ConfigurationURL returns the URL of the Service configuration document:
+// the value to publish in the _agentpass-service.{host} TXT record (S-CFG-1).
+func (s *Service) ConfigurationURL() string { return s.urls.configuration }
+
+// Origin returns the Service origin in its serialised form.
+func (s *Service) Origin() string { return s.cfg.origin }
+
+// Configuration returns a copy of the Service configuration document.
+func (s *Service) Configuration() *pass.ServiceConfiguration {
+	var doc pass.ServiceConfiguration
+	_ = json.Unmarshal(s.configDoc, &doc)
+	return &doc
+}
+
+// serveConfiguration answers GET with the configuration document
+// (S-CFG-2, X-DNS-11, S-CFG-5).
+func (s *Service) serveConfiguration(w http.ResponseWriter, r *http.Request) {
+	s.serveDocument(w, r, s.configDoc)
+}
+
+// serveJWKS answers GET with the public signing keys (S-CFG-4). Rotated
+// keys stay published while they are retiring.
+func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	b, err := json.Marshal(s.cfg.Keys.JWKS())
+	if err != nil {
+		httpx.WriteError(w, s.cfg.Logger, fmt.Errorf("service: encode JWKS: %w", err))
+		return
+	}
+	s.serveDocument(w, r, b)
+}
+
+func (s *Service) serveDocument(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		httpx.MethodNotAllowed(w, http.MethodGet, http.MethodHead)
+		return
+	}
+	if !acceptsJSON(r.Header.Values("Accept")) {
+		httpx.WriteError(w, nil, pass.NewError(http.StatusNotAcceptable, pass.CodeNotAcceptable, "only application/json is available"))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(ConfigurationMaxAge/time.Second)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
+}
+
+// acceptsJSON reports whether an Accept header admits application/json.
+// No header, */* and application/* do; a q=0 entry does not.
+func acceptsJSON(values []string) bool {
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			if q, ok := qValue(params); ok && q == 0 {
+				continue
+			}
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "application/json", "application/*", "*/*":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// qValue returns the q parameter of an Accept entry's parameters.
+func qValue(params string) (float64, bool) {
+	for _, p := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return q, err == nil
+		}
+	}
+	return 0, false
+}
+
+// replayAdapter makes the Store the replay cache of the proof verifiers.
+// The namespace keeps harness proofs and DPoP proofs apart.
+type replayAdapter struct {
+	store     Store
+	now       func() time.Time
+	namespace string
+}
+
+func (a replayAdapter) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
+	return a.store.SeenProof(ctx, a.namespace+issuer, jti, exp, a.now())
+}
