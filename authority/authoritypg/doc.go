@@ -1,0 +1,66 @@
+// Package authoritypg is an [authority.Store] on PostgreSQL (driver
+// github.com/jackc/pgx/v5), so that several Authority replicas behind a
+// load balancer share issuance requests, passes and authorizations, and a
+// pass stays single-use whichever replica validates it. Applications that
+// do not want PostgreSQL do not import this package, and so not pgx.
+//
+// # Overview
+//
+// Each state transition is one conditional statement, never a read
+// followed by a write:
+//
+//   - ConsumePass is one UPDATE ... WHERE pass_hash = $1 AND service = $2
+//     AND status = 'approved' AND consumed_at IS NULL AND pass_expires_at
+//     > $now RETURNING, with the INSERT of the authorization in the same
+//     statement (a data-modifying CTE). When it claims nothing, a read
+//     that changes nothing says why: ErrNotFound, ErrWrongAudience (the
+//     pass is not burnt, G-1), ErrConsumed or ErrExpired.
+//   - DecideRequest is UPDATE ... WHERE status = 'pending' AND expires_at >
+//     $now RETURNING; RotatePass likewise.
+//   - UpdateAuthorization locks the row (SELECT ... FOR UPDATE), applies
+//     [authority.AuthorizationUpdate.Apply] and, for a revocation, revokes
+//     every live descendant in the same short transaction.
+//
+// Passes are stored only as their hash (unique index). Scopes are text[],
+// the holder key (cnf) is a json column (its exact bytes), times are
+// timestamptz: PostgreSQL keeps microseconds, and truncation errs on the
+// side of expired. Listings filter users case-insensitively through an
+// index on lower(user_email). Every time comes from the caller (the
+// Authority's Config.Now), never from the database's clock.
+//
+// Records that can no longer change are deleted by [Store.Prune] once
+// they ended more than the retention ago (WithRetention, default one
+// hour, as the in-memory store), in bounded batches; [Store.RunJanitor]
+// calls it on a ticker.
+//
+// The schema is created by [Store.Migrate] from migrations embedded in the
+// package (versioned, applied once under an advisory lock, recorded in
+// agentpass_schema_migrations); the tables are named agentpass_authority_*.
+//
+// # Usage
+//
+// Open one pgxpool per process, migrate once at start-up (every replica
+// may do it; it is idempotent), pass the store in the Config, and run the
+// janitor for as long as the Authority serves:
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	if err != nil {
+//		return err
+//	}
+//	defer pool.Close()
+//	store := authoritypg.New(pool, authoritypg.WithLogger(logger))
+//	if err := store.Migrate(ctx); err != nil {
+//		return err
+//	}
+//	go store.RunJanitor(ctx, time.Minute, 1000) // returns when ctx ends
+//	a, err := authority.New(authority.Config{
+//		Identifier: "https://idp.corp.example",
+//		Store:      store,
+//		// ...
+//	})
+//
+// A database error fails the operation closed: the Authority answers with
+// an error, never with a success it did not store. pgxpool replaces broken
+// connections by itself, so after a PostgreSQL restart the same Store
+// works again.
+package authoritypg

@@ -1,0 +1,62 @@
+package authoritypg
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Conversions between Go values and columns. Zero times, nil scopes, nil
+// JSON and empty optional strings are stored as NULL and read back as the
+// same zero values, so a record round-trips unchanged.
+
+func ts(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+func tm(v pgtype.Timestamptz) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return v.Time.UTC()
+}
+
+func scopeArg(s pass.Scope) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string{}, s...)
+}
+
+func scopeOf(s []string) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	return pass.Scope(s)
+}
+
+// jsonArg passes raw JSON as the bytes of a json column (which keeps them
+// exactly, unlike jsonb); nil or empty is NULL.
+func jsonArg(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return []byte(b)
+}
+
+func cnfOf(b []byte) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
+}
+
+func textArg(s string) pgtype.Text {
+	return pgtype.Text{String: s, Valid: s != ""}
+}
+
+func tierOf(s string) dpop.Tier { return dpop.Tier(s) }
