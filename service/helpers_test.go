@@ -103,6 +103,14 @@ type env struct {
 // mutate adjusts the Service configuration before New.
 func newEnv(t *testing.T, mutate func(*service.Config)) *env {
 	t.Helper()
+	e := newNet(t)
+	e.start(mutate)
+	return e
+}
+
+// newNet starts the network and the fake Authorities, without the Service.
+func newNet(t *testing.T) *env {
+	t.Helper()
 	e := &env{t: t, net: testnet.New(t), clock: newClock(), logs: &syncBuffer{}}
 	// Without keep-alives the network shuts down at once at the end of the
 	// test instead of waiting for idle connections.
@@ -115,7 +123,13 @@ func newEnv(t *testing.T, mutate func(*service.Config)) *env {
 	e.sa = e.newAuthority(saHost, pass.TrustService)
 	e.rogue = e.newAuthority(rogue, pass.TrustFederated)
 	e.net.PublishEnterprise("corp.test", e.idp.configURL)
+	return e
+}
 
+// start configures (mutate, optional) and serves the Service at app.test.
+func (e *env) start(mutate func(*service.Config)) {
+	t := e.t
+	t.Helper()
 	keys, err := dpop.GenerateKeySet()
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +169,6 @@ func newEnv(t *testing.T, mutate func(*service.Config)) *env {
 	mux.Handle("/", e.svc.Middleware(api))
 	e.net.Serve(appHost, mux)
 	e.net.PublishService(appHost, e.svc.ConfigurationURL())
-	return e
 }
 
 func (e *env) discovery() *discovery.Client {
