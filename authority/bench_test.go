@@ -38,7 +38,9 @@ func BenchmarkValidateHTTPS(b *testing.B) {
 	store := authority.NewMemoryStore()
 	e := newEnv(b, func(c *authority.Config) { c.Store = store })
 	values := storePasses(b, store, e.svc.Origin, b.N)
-	body := func(v string) pass.ValidationRequest { return pass.ValidationRequest{AgentPass: pass.PassValue{Value: v}} }
+	body := func(v string) pass.ValidationRequest {
+		return pass.ValidationRequest{AgentPass: pass.PassValue{Value: v}}
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {

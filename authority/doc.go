@@ -1,2 +1,115 @@
-// Package authority provides the primitives to run an AgentPass Authority.
+// Package authority provides the primitives to run an AgentPass Authority:
+// the party that decides whether an agent may act for a user at a Service,
+// issues the single-use AgentPass, validates it for the Service, and keeps
+// the delegation revocable afterwards (AgentPass v0.1 §5).
+//
+// # Overview
+//
+// An [Authority] is an [net/http.Handler] built from a [Config]. It serves,
+// under the path of Config.BaseURL:
+//
+//	GET  /configuration          the Authority configuration (Cache-Control: max-age=300)
+//	GET  /jwks.json              public keys of Config.Keys (current and retiring)
+//	POST /requests               issuance: verify, ask the Service, decide, 202 + status
+//	GET  /requests/{id}          issuance status (no-store; poll_after_ms while pending)
+//	POST /validate               a Service redeems a pass: one atomic consume
+//	POST /authorization-check    a Service re-checks a delegation
+//	POST /authorization-close    a Service completes or revokes a delegation
+//
+// Issuance runs in this order, and any failure is a structured error with
+// nothing stored: the request document is validated; a task attestation is
+// verified against harness.cnf (TATT); a harness attestation is verified
+// against the pinned Config.Attesters (an unknown issuer is refused without
+// a network call), giving the trust tier and the agent id (attested sub,
+// registered name, or harness.id); the tier must be in
+// Config.AcceptedTiers; an Enterprise Authority checks that the user's
+// domain names it in DNS; the Service is discovered through
+// _agentpass-service.{host} and must describe service.origin;
+// intent.destination_url must be on that origin; the Service's
+// available_scopes endpoint is called with a signed Authority assertion.
+// Then the [Approver] decides: approve (a subset of the available scopes),
+// deny, or pending for a person.
+//
+// The pass is 256 random bits and only its hash is stored. It is handed
+// out in the issuance answer when approved at once, otherwise at the first
+// status poll after approval. Every approved poll mints a fresh value and
+// retires the previous one, so only the latest value works; a pass lives
+// Config.PassTTL (at most five minutes) from the approval. When the request
+// carried harness.cnf, an approved status is only served with a holder
+// proof in the [ProofHeader] header: a dpop harness proof with aud = the
+// Authority, htm GET, htu = the status URL and aph = hash of the request id
+// (dpop.Key.HarnessProof with AgentPass set to the request id). A plain
+// v0.1 harness without cnf needs no proof. After the pass was redeemed or
+// has expired, the status answers 410.
+//
+// Validation authenticates the Service by its assertion (keys found only
+// through Service discovery of the assertion's iss), then makes ONE store
+// call that checks the pass exists, belongs to that Service, is unconsumed
+// and unexpired, marks it consumed and creates the authorization. A wrong
+// Service gets 403 and does not burn the pass; unknown is 404, consumed
+// 409, expired 410. The answer always echoes cnf when the request carried
+// harness.cnf, plus authorization_expires_at and harness.id.
+//
+// Authorization checks and closes answer only the Service that redeemed
+// the delegation; every other caller, and every inactive delegation
+// (revoked, completed, suspended, expired), gets 404.
+//
+// State lives in a [Store]: every transition is one conditional operation,
+// so replicas sharing a store (for example PostgreSQL) stay correct. The
+// default is [NewMemoryStore]. Any store must pass the conformance suite
+// authoritytest.TestStore.
+//
+// # Usage
+//
+// Build an Authority, mount it, and publish its configuration URL (in the
+// _agentpass TXT record of each user domain for an Enterprise Authority, or
+// out of band for a Federated one):
+//
+//	keys, err := dpop.LoadKeySet("/etc/agentpass/current.pem", "/etc/agentpass/previous.jwk")
+//	a, err := authority.New(authority.Config{
+//		Identifier: "https://idp.corp.example",
+//		TrustMode:  pass.TrustEnterprise,
+//		Keys:       keys,
+//		Attesters:  []dpop.Attester{{Issuer: "https://vendor.example", JWKSURL: "https://vendor.example/jwks.json"}},
+//		Approver: authority.Rules(
+//			authority.Rule{Name: "attested-read", Tiers: []dpop.Tier{dpop.TierAttested},
+//				Outcome: authority.Approve, Grant: authority.ScopesWithSuffix(":read")},
+//		), // anything else stays pending for a person
+//		OnPending:   func(ctx context.Context, r authority.Request) { go notify(r) },
+//		ApprovalURL: func(id string) string { return "https://idp.corp.example/approve/" + id },
+//		Logger:      slog.Default(),
+//	})
+//	mux.Handle("/", a)
+//	// TXT _agentpass.corp.example = a.ConfigurationURL()
+//
+// Decisions are made in this order of precedence:
+//
+//  1. Checks no policy can override: attestation, tier, domain, Service
+//     discovery, destination origin. A Service offering no scope is denied.
+//  2. The Approver, once, when the request arrives. [Rules] applies the
+//     first matching [Rule]; when none matches the request stays pending. An
+//     Approver error leaves the request pending; an approval of a scope the
+//     Service did not offer is unusable and leaves it pending too.
+//  3. A person, through [Authority.Decide], while the request is pending and
+//     unexpired: Approve (optionally narrowing the scope), Deny or Cancel.
+//     Terminal states never change.
+//
+// The approval UI lists [Authority.Pending] and calls [Authority.Decide];
+// an admin console lists [Authority.Authorizations] and calls
+// [Authority.Revoke], [Authority.Suspend], [Authority.Resume] or
+// [Authority.NarrowScope], which Services see at their next check. These
+// methods are not exposed over HTTP: the application authenticates its
+// operators and records who they are in DecidedBy or by.
+//
+// Every decision keeps its evidence ([Evidence] on the [Request], copied to
+// the [Authorization]): who or which rule decided, when, why, the available
+// and granted scopes, the trust tier and whether the task was attested. The
+// audit log (Config.Logger) records every issuance, decision, delivery,
+// validation, check, close and operator action with the attribute keys
+// user, agent, task, harness, service, authorization_id, request_id
+// (shortened), outcome, reason and code; it never contains a pass value,
+// an assertion, a proof or a key.
+//
+// Wildcards: an approval of "*" is replaced by the explicit list of
+// available scopes unless Config.ScopeWildcardAllowed is set.
 package authority
