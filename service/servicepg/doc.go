@@ -1,0 +1,67 @@
+// Package servicepg is a [service.Store] on PostgreSQL (driver
+// github.com/jackc/pgx/v5), so that several Service replicas behind a load
+// balancer share delegations, bearer tokens, browser sessions, one-time
+// initialization tokens and the harness-proof replay cache. Applications
+// that do not want PostgreSQL do not import this package, and so not pgx.
+//
+// # Overview
+//
+// Every operation that must be atomic across replicas is one statement:
+//
+//   - Redeem inserts the delegation and its credential (or initialization
+//     token) in one statement (a data-modifying CTE); the unique key on
+//     authorization_id makes a second redemption fail with
+//     service.ErrConflict and store nothing.
+//   - ConsumeInit is UPDATE ... SET used = true WHERE hash = $1 AND NOT
+//     used RETURNING: of any number of concurrent visits one gets the
+//     token. Its expiry is judged from the returned row (an expired token
+//     is used up too, service.ErrInitExpired); when nothing is returned, a
+//     read tells service.ErrNotFound from service.ErrInitUsed.
+//   - SeenProof is INSERT ... ON CONFLICT on a primary key: one of two
+//     concurrent presentations of a proof is fresh, the other a replay.
+//   - Invalidate flips the delegation row; Credential reads a credential
+//     JOINed with its delegation, so an invalidation is seen at once by
+//     every replica for every credential and session of the delegation.
+//   - AddCredential, RecordCheck and Invalidate each test their condition
+//     and report whether the delegation exists in the same statement.
+//
+// Secrets are stored only as the hashes the Service computes. Scopes are
+// text[]; times are timestamptz, kept to the microsecond (truncation errs
+// on the side of expired). Every time comes from the caller (the Service's
+// Config.Now), never from the database's clock.
+//
+// [Store.Prune] deletes, in bounded batches, expired credentials and
+// proofs, initialization tokens InitRetention after their expiry, and the
+// delegations nothing refers to any more; [Store.RunJanitor] calls it on a
+// ticker.
+//
+// The schema is created by [Store.Migrate] from migrations embedded in the
+// package (versioned, applied once under an advisory lock, recorded in
+// agentpass_schema_migrations); the tables are named agentpass_service_*.
+//
+// # Usage
+//
+// Open one pgxpool per process, migrate once at start-up (every replica
+// may do it; it is idempotent), pass the store in the Config, and run the
+// janitor for as long as the Service serves:
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	if err != nil {
+//		return err
+//	}
+//	defer pool.Close()
+//	store := servicepg.New(pool, servicepg.WithLogger(logger))
+//	if err := store.Migrate(ctx); err != nil {
+//		return err
+//	}
+//	go store.RunJanitor(ctx, time.Minute, 1000) // returns when ctx ends
+//	svc, err := service.New(service.Config{
+//		Store: store,
+//		// ...
+//	})
+//
+// A database error fails the operation closed: the Service refuses the
+// request rather than accept a token it could not check. pgxpool replaces
+// broken connections by itself, so after a PostgreSQL restart the same
+// Store works again.
+package servicepg

@@ -1,0 +1,464 @@
+package servicepg
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpass-go/agentpass/internal/pgutil"
+	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// component names this package's migrations in agentpass_schema_migrations.
+const component = "service"
+
+// InitRetention is how long Prune keeps an initialization token after its
+// expiry, so that a late visit is told "used or expired" rather than
+// "unknown" (as service.MemoryStore does).
+const InitRetention = 10 * time.Minute
+
+// DefaultPruneLimit is the per-table batch of Prune when given zero.
+const DefaultPruneLimit = 1000
+
+// Store is a service.Store on PostgreSQL. Every replica of a Service may
+// hold its own Store on its own pool over the same database: single use of
+// initialization tokens and proofs, redemption and invalidation are each
+// one statement, so they hold across replicas. It is safe for concurrent
+// use.
+//
+// Times are stored as timestamptz, with microsecond precision: a time is
+// truncated to the microsecond, which for every "unexpired" comparison errs
+// on the side of expired.
+type Store struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+var _ service.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithLogger sets where RunJanitor reports failed prunes (default: nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) {
+		if l != nil {
+			s.logger = l
+		}
+	}
+}
+
+// WithNow sets the clock RunJanitor passes to Prune (default time.Now).
+// Every other method takes the time from its caller.
+func WithNow(now func() time.Time) Option {
+	return func(s *Store) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
+
+// New returns a Store on pool. Call Migrate once (from any replica) before
+// use. The pool stays the caller's: Store never closes it.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Migrate creates or upgrades the store's tables from the migrations
+// embedded in the package. It is idempotent and safe to run from several
+// replicas at once (pgutil.Migrate holds an advisory lock).
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := pgutil.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("servicepg: %w", err)
+	}
+	if err := pgutil.Migrate(ctx, s.pool, component, ms); err != nil {
+		return fmt.Errorf("servicepg: %w", err)
+	}
+	return nil
+}
+
+const (
+	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
+		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
+		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason`
+	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
+
+	// insertDelegation is the first half of Redeem: $1..$18.
+	insertDelegation = `
+		WITH d AS (
+			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
+				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
+				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+			RETURNING authorization_id
+		)`
+)
+
+// Redeem implements service.Store: the delegation and its credential or
+// initialization token are inserted by ONE statement (a data-modifying
+// CTE), so both exist afterwards or neither does. A taken authorization id
+// or hash violates a unique key and gives service.ErrConflict.
+func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *service.CredentialRecord, init *service.InitRecord) error {
+	if d == nil || d.AuthorizationID == "" || (cred == nil) == (init == nil) {
+		return errors.New("servicepg: Redeem: need a delegation and exactly one of credential or init token")
+	}
+	args := []any{d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
+		d.User, d.Agent, d.HarnessID, d.Task.ID, d.Task.Description, d.Task.Attested, scopeArg(d.Scope), scopeArg(d.CurrentScope),
+		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason}
+	var sql string
+	if cred != nil {
+		sql = insertDelegation + `
+			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
+			SELECT $19::text, $20::text, d.authorization_id, $21::text[], $22::text, $23::timestamptz, $24::timestamptz FROM d`
+		args = append(args, cred.Hash, string(cred.Kind), scopeArg(cred.Scope), cred.JKT, cred.CreatedAt, cred.ExpiresAt)
+	} else {
+		sql = insertDelegation + `
+			INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
+			SELECT $19::text, d.authorization_id, $20::text[], $21::text, $22::timestamptz, $23::timestamptz, $24::boolean FROM d`
+		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
+	}
+	_, err := s.pool.Exec(ctx, sql, args...)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("servicepg: Redeem: %w", service.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("servicepg: Redeem: %w", err)
+	}
+	return nil
+}
+
+// ConsumeInit implements service.Store with ONE conditional UPDATE that
+// marks the token used (so at most one of any number of concurrent callers
+// gets it); expiry is judged from the returned row, so an expired token is
+// used up as well. When the UPDATE matches nothing, a read tells an unknown
+// token from a used one.
+func (s *Store) ConsumeInit(ctx context.Context, hash string, now time.Time) (*service.InitRecord, error) {
+	r := service.InitRecord{Hash: hash, Used: true}
+	var scope []string
+	err := s.pool.QueryRow(ctx, `
+		UPDATE agentpass_service_init_tokens SET used = true WHERE hash = $1 AND NOT used
+		RETURNING authorization_id, scope, destination, created_at, expires_at`, hash).
+		Scan(&r.AuthorizationID, &scope, &r.Destination, &r.CreatedAt, &r.ExpiresAt)
+	switch {
+	case err == nil:
+		r.Scope = scopeOf(scope)
+		r.CreatedAt, r.ExpiresAt = r.CreatedAt.UTC(), r.ExpiresAt.UTC()
+		if !r.ExpiresAt.After(now) {
+			return nil, service.ErrInitExpired
+		}
+		return &r, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("servicepg: ConsumeInit: %w", err)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agentpass_service_init_tokens WHERE hash = $1)`, hash).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("servicepg: ConsumeInit: %w", err)
+	}
+	if exists {
+		return nil, service.ErrInitUsed
+	}
+	return nil, service.ErrNotFound
+}
+
+// AddCredential implements service.Store in one statement: the INSERT
+// selects from the delegation, so it happens only when the delegation
+// exists and is not invalidated; the same statement reports whether the
+// delegation exists, to tell ErrNotFound from ErrConflict.
+func (s *Store) AddCredential(ctx context.Context, c *service.CredentialRecord) error {
+	if c == nil || c.Hash == "" {
+		return errors.New("servicepg: AddCredential: empty credential hash")
+	}
+	var inserted, exists bool
+	err := s.pool.QueryRow(ctx, `
+		WITH ins AS (
+			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
+			SELECT $1::text, $2::text, authorization_id, $4::text[], $5::text, $6::timestamptz, $7::timestamptz
+			FROM agentpass_service_delegations WHERE authorization_id = $3::text AND NOT invalidated
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM ins),
+			EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $3::text)`,
+		c.Hash, string(c.Kind), c.AuthorizationID, scopeArg(c.Scope), c.JKT, c.CreatedAt, c.ExpiresAt).Scan(&inserted, &exists)
+	switch {
+	case isUniqueViolation(err):
+		return fmt.Errorf("servicepg: credential %w", service.ErrConflict)
+	case err != nil:
+		return fmt.Errorf("servicepg: AddCredential: %w", err)
+	case inserted:
+		return nil
+	case exists:
+		return fmt.Errorf("servicepg: delegation invalidated: %w", service.ErrConflict)
+	}
+	return service.ErrNotFound
+}
+
+// Credential implements service.Store: the credential and its delegation
+// in one query (a JOIN), so an invalidation made by any replica is seen at
+// once.
+func (s *Store) Credential(ctx context.Context, hash string, now time.Time) (*service.CredentialRecord, *service.DelegationRecord, error) {
+	var c service.CredentialRecord
+	var kind string
+	var scope []string
+	d, err := scanDelegation(s.pool.QueryRow(ctx, `
+		SELECT `+credentialColumns+`, `+delegationColumns+`
+		FROM agentpass_service_credentials c
+		JOIN agentpass_service_delegations d ON d.authorization_id = c.authorization_id
+		WHERE c.hash = $1 AND c.expires_at > $2`, hash, now),
+		&c.Hash, &kind, &c.AuthorizationID, &scope, &c.JKT, &c.CreatedAt, &c.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, service.ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("servicepg: Credential: %w", err)
+	}
+	c.Kind, c.Scope = service.CredentialKind(kind), scopeOf(scope)
+	c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+	return &c, d, nil
+}
+
+// Delegation implements service.Store.
+func (s *Store) Delegation(ctx context.Context, authorizationID string) (*service.DelegationRecord, error) {
+	d, err := scanDelegation(s.pool.QueryRow(ctx, `
+		SELECT `+delegationColumns+` FROM agentpass_service_delegations d WHERE d.authorization_id = $1`, authorizationID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, service.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("servicepg: Delegation: %w", err)
+	}
+	return d, nil
+}
+
+// RecordCheck implements service.Store in one statement: a conditional
+// UPDATE of a delegation that is not invalidated (CheckedAt only moves
+// later, ExpiresAt only earlier), and whether the delegation exists.
+func (s *Store) RecordCheck(ctx context.Context, authorizationID string, at time.Time, scope pass.Scope, expiresAt time.Time) error {
+	var exists bool
+	err := s.pool.QueryRow(ctx, `
+		WITH u AS (
+			UPDATE agentpass_service_delegations
+			SET checked_at = greatest(checked_at, $2::timestamptz),
+				current_scope = $3::text[],
+				expires_at = CASE
+					WHEN $4::timestamptz IS NULL THEN expires_at
+					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
+					ELSE expires_at END
+			WHERE authorization_id = $1 AND NOT invalidated
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $1)`,
+		authorizationID, ts(at), scopeArg(scope), ts(expiresAt)).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("servicepg: RecordCheck: %w", err)
+	}
+	if !exists {
+		return service.ErrNotFound
+	}
+	return nil
+}
+
+// Invalidate implements service.Store: one statement flips the delegation
+// row (keeping the first reason and time), which every credential lookup
+// joins, so every credential and initialization token of the delegation
+// stops working at once for every replica.
+func (s *Store) Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error {
+	var exists bool
+	err := s.pool.QueryRow(ctx, `
+		WITH u AS (
+			UPDATE agentpass_service_delegations
+			SET invalidated = true, invalidated_at = $2, invalid_reason = $3
+			WHERE authorization_id = $1 AND NOT invalidated
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $1)`,
+		authorizationID, ts(at), reason).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("servicepg: Invalidate: %w", err)
+	}
+	if !exists {
+		return service.ErrNotFound
+	}
+	return nil
+}
+
+// SeenProof implements service.Store with one statement relying on the
+// table's primary key: INSERT ... ON CONFLICT claims the pair, or reclaims
+// it when the recorded one has expired, or finds it recorded and unexpired
+// (a replay). A pair already expired at now is not recorded; it is only
+// looked up.
+func (s *Store) SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (bool, error) {
+	key := proofKey(issuer, jti)
+	if !exp.After(now) {
+		var seen bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agentpass_service_proofs WHERE key = $1 AND expires_at > $2)`,
+			key, now).Scan(&seen)
+		if err != nil {
+			return false, fmt.Errorf("servicepg: SeenProof: %w", err)
+		}
+		return seen, nil
+	}
+	var claimed int
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO agentpass_service_proofs (key, expires_at) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+			WHERE agentpass_service_proofs.expires_at <= $3
+		RETURNING 1`, key, exp, now).Scan(&claimed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, nil // an unexpired row holds the pair: a replay
+	}
+	if err != nil {
+		return false, fmt.Errorf("servicepg: SeenProof: %w", err)
+	}
+	return false, nil
+}
+
+// Prune deletes, at most limit rows per table per call (zero means
+// DefaultPruneLimit), so a janitor's work per tick is bounded: credentials
+// expired at now, initialization tokens expired more than InitRetention
+// before now, proofs expired at now, and the delegations those credentials
+// and tokens belonged to once nothing refers to them any more (as
+// service.MemoryStore does). It reports how many rows it deleted.
+func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		limit = DefaultPruneLimit
+	}
+	var total int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		total = 0
+		var ids []string
+		for _, q := range []struct {
+			table  string
+			cutoff time.Time
+		}{
+			{"agentpass_service_credentials", now},
+			{"agentpass_service_init_tokens", now.Add(-InitRetention)},
+		} {
+			rows, err := tx.Query(ctx, `
+				DELETE FROM `+q.table+` WHERE expires_at <= $1 AND hash IN (
+					SELECT hash FROM `+q.table+` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+				RETURNING authorization_id`, q.cutoff, limit)
+			if err != nil {
+				return err
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			ids = append(ids, got...)
+			total += int64(len(got))
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `
+			DELETE FROM agentpass_service_delegations d
+			WHERE d.authorization_id = ANY($1::text[])
+				AND NOT EXISTS (SELECT 1 FROM agentpass_service_credentials c WHERE c.authorization_id = d.authorization_id)
+				AND NOT EXISTS (SELECT 1 FROM agentpass_service_init_tokens i WHERE i.authorization_id = d.authorization_id)`, ids)
+		total += tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("servicepg: Prune: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM agentpass_service_proofs WHERE expires_at <= $1 AND key IN (
+			SELECT key FROM agentpass_service_proofs WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`, now, limit)
+	if err != nil {
+		return total, fmt.Errorf("servicepg: Prune: %w", err)
+	}
+	return total + tag.RowsAffected(), nil
+}
+
+// RunJanitor calls Prune(ctx, now, limit) at once and then every interval
+// (zero means one minute) until ctx is done, and returns ctx's error. A
+// failing prune is logged (WithLogger) and retried at the next tick.
+// Concurrent janitors on several replicas are safe, merely redundant.
+func (s *Store) RunJanitor(ctx context.Context, interval time.Duration, limit int) error {
+	return pgutil.RunJanitor(ctx, interval, s.logger, component, func(ctx context.Context) (int64, error) {
+		return s.Prune(ctx, s.now(), limit)
+	})
+}
+
+// scanDelegation scans the delegation columns after the given leading
+// destinations.
+func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error) {
+	var (
+		d                                      service.DelegationRecord
+		trust                                  string
+		scope, current                         []string
+		expires, created, checked, invalidated pgtype.Timestamptz
+	)
+	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
+		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
+		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	d.TrustMode = pass.TrustMode(trust)
+	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
+	d.ExpiresAt, d.CreatedAt, d.CheckedAt, d.InvalidatedAt = tm(expires), tm(created), tm(checked), tm(invalidated)
+	return &d, nil
+}
+
+// proofKey hashes the length-prefixed issuer and jti, so ("a", "bc") and
+// ("ab", "c") differ and keys have a fixed size.
+func proofKey(issuer, jti string) []byte {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(issuer)))
+	h.Write(n[:])
+	h.Write([]byte(issuer))
+	h.Write([]byte(jti))
+	return h.Sum(nil)
+}
+
+func ts(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+func tm(v pgtype.Timestamptz) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return v.Time.UTC()
+}
+
+func scopeArg(s pass.Scope) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string{}, s...)
+}
+
+func scopeOf(s []string) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	return pass.Scope(s)
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
