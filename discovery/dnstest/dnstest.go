@@ -88,6 +88,7 @@ func (f Fault) String() string {
 type node struct {
 	ttl   uint32
 	txt   [][]string // raw character-strings of each TXT RR
+	a     []net.IP   // IPv4 addresses (A records)
 	cname string     // canonical target when the name is an alias
 }
 
@@ -232,8 +233,32 @@ func (s *Server) SetTXTStrings(name string, ttl uint32, rrs [][]string) {
 		n.txt = append(n.txt, strs)
 	}
 	s.mu.Lock()
+	if old := s.nodes[Key(name)]; old != nil && old.cname == "" {
+		n.a = old.a // A records are kept (see SetA)
+	}
 	s.nodes[Key(name)] = n
 	s.mu.Unlock()
+}
+
+// SetA publishes A records (IPv4 addresses) at name, keeping its TXT
+// records and replacing a CNAME, so tools can resolve a test network's
+// host names through the server. With no addresses the A records are
+// removed. An AAAA query for the name answers NODATA.
+func (s *Server) SetA(name string, ttl uint32, ips ...net.IP) {
+	var v4 []net.IP
+	for _, ip := range ips {
+		if ip4 := ip.To4(); ip4 != nil {
+			v4 = append(v4, ip4)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[Key(name)]
+	if n == nil || n.cname != "" {
+		n = &node{ttl: ttl}
+		s.nodes[Key(name)] = n
+	}
+	n.a = v4
 }
 
 // SetNoData makes name exist without TXT records: queries get NOERROR with an
@@ -431,6 +456,14 @@ func (s *Server) answer(m *dns.Msg, name string, qtype uint16, negTTL uint32) {
 				m.Answer = append(m.Answer, &dns.TXT{
 					Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: n.ttl},
 					Txt: esc,
+				})
+			}
+		}
+		if qtype == dns.TypeA || qtype == dns.TypeANY {
+			for _, ip := range n.a {
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: n.ttl},
+					A:   ip,
 				})
 			}
 		}

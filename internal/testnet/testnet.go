@@ -49,6 +49,8 @@ type Network struct {
 
 type host struct {
 	addr    string
+	origin  string // "https://host" (Serve) or "https://host:port" (ServePort)
+	port    string // the port the network's client dials: "443" or the real port
 	server  *http.Server
 	handler *swapHandler
 }
@@ -167,7 +169,7 @@ func (n *Network) leaf(hostname string) (tls.Certificate, error) {
 // network's CA and returns its origin, "https://hostname". Serving a host
 // again replaces its handler.
 func (n *Network) Serve(hostname string, h http.Handler) string {
-	origin, err := n.serve(hostname, h, "127.0.0.1:0")
+	origin, err := n.serve(hostname, h, "127.0.0.1:0", false)
 	if err != nil {
 		panic("testnet: " + err.Error())
 	}
@@ -177,10 +179,21 @@ func (n *Network) Serve(hostname string, h http.Handler) string {
 // ServeAt is Serve on a chosen loopback address ("127.0.0.1:8443"), for the
 // devnet's fixed ports.
 func (n *Network) ServeAt(hostname, addr string, h http.Handler) (string, error) {
-	return n.serve(hostname, h, addr)
+	return n.serve(hostname, h, addr, false)
 }
 
-func (n *Network) serve(hostname string, h http.Handler, addr string) (string, error) {
+// ServePort starts an HTTPS server for hostname on a loopback address
+// ("127.0.0.1:8443", or "127.0.0.1:0" for a free port) and returns an
+// origin with that explicit port, "https://hostname:8443", which tools
+// outside the process can reach once hostname resolves to 127.0.0.1. The
+// network's client dials "hostname:port", and the network's DNS server
+// answers A queries for hostname with 127.0.0.1. Serving a host again
+// replaces its handler and returns its origin.
+func (n *Network) ServePort(hostname, addr string, h http.Handler) (string, error) {
+	return n.serve(hostname, h, addr, true)
+}
+
+func (n *Network) serve(hostname string, h http.Handler, addr string, explicitPort bool) (string, error) {
 	hostname = strings.ToLower(hostname)
 	n.mu.Lock()
 	if existing, ok := n.hosts[hostname]; ok {
@@ -188,7 +201,7 @@ func (n *Network) serve(hostname string, h http.Handler, addr string) (string, e
 		existing.handler.mu.Lock()
 		existing.handler.h = h
 		existing.handler.mu.Unlock()
-		return "https://" + hostname, nil
+		return existing.origin, nil
 	}
 	n.mu.Unlock()
 	cert, err := n.leaf(hostname)
@@ -207,10 +220,16 @@ func (n *Network) serve(hostname string, h http.Handler, addr string) (string, e
 		ErrorLog:          log.New(discard{}, "", 0),
 	}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	hs := &host{addr: ln.Addr().String(), origin: "https://" + hostname, port: "443", server: srv, handler: sh}
+	if explicitPort {
+		_, hs.port, _ = net.SplitHostPort(hs.addr)
+		hs.origin = "https://" + net.JoinHostPort(hostname, hs.port)
+		n.DNS.SetA(hostname, 60, net.IPv4(127, 0, 0, 1))
+	}
 	n.mu.Lock()
-	n.hosts[hostname] = &host{addr: ln.Addr().String(), server: srv, handler: sh}
+	n.hosts[hostname] = hs
 	n.mu.Unlock()
-	return "https://" + hostname, nil
+	return hs.origin, nil
 }
 
 type discard struct{}
@@ -238,6 +257,29 @@ func (n *Network) Addr(hostname string) string {
 	return ""
 }
 
+// Hosts returns every served host name with the loopback address its
+// server listens on.
+func (n *Network) Hosts() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]string, len(n.hosts))
+	for name, h := range n.hosts {
+		out[name] = h.addr
+	}
+	return out
+}
+
+// Origin returns the origin a served host was given ("https://host" or
+// "https://host:port"), or "".
+func (n *Network) Origin(hostname string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h := n.hosts[strings.ToLower(hostname)]; h != nil {
+		return h.origin
+	}
+	return ""
+}
+
 func (n *Network) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	hostname, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -246,7 +288,7 @@ func (n *Network) dial(ctx context.Context, network, addr string) (net.Conn, err
 	n.mu.Lock()
 	h := n.hosts[strings.ToLower(hostname)]
 	n.mu.Unlock()
-	if h == nil || port != "443" {
+	if h == nil || port != h.port {
 		return nil, fmt.Errorf("testnet: %s is not a host of this network", addr)
 	}
 	var d net.Dialer
