@@ -146,10 +146,20 @@ type Config struct {
 	// Logger and the system's resolvers (/etc/resolv.conf).
 	Discovery *discovery.Client
 
-	// HTTPClient calls the Services' available_scopes endpoints. If nil, a
-	// client with the default transport; each call is also bounded by
-	// DefaultScopesTimeout.
+	// HTTPClient calls the Services' available_scopes endpoints; it is
+	// copied, never modified. Its Transport must be an *http.Transport (or
+	// nil for the default transport without proxy) for the address check
+	// below to apply; any other RoundTripper is used as given. Redirects are
+	// never followed, and each call is bounded by DefaultScopesTimeout.
 	HTTPClient *http.Client
+
+	// InsecureAllowPrivateNetworks allows available_scopes calls to
+	// loopback, private and other non-public addresses. Without it such
+	// destinations are refused when connecting (G-27), because the URL comes
+	// from a configuration chosen by whoever controls the requested
+	// service.origin. Only tests and local development networks need it.
+	// It does not change Discovery, which has its own setting.
+	InsecureAllowPrivateNetworks bool
 
 	// ReplayCache records the holder proofs of status reads. If nil, a
 	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries.
@@ -250,9 +260,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	if a.client == nil {
-		a.client = &http.Client{}
-	}
+	a.client = scopesClient(cfg.HTTPClient, cfg.InsecureAllowPrivateNetworks)
 	var err error
 	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, DefaultPassTTL, MaxPassTTL); err != nil {
 		return nil, err

@@ -52,11 +52,12 @@ func Example() {
 
 	keys, _ := dpop.GenerateKeySet()
 	a, err := authority.New(authority.Config{
-		Identifier: "https://idp.corp.test",
-		TrustMode:  pass.TrustEnterprise,
-		Keys:       keys,
-		Discovery:  n.Discovery(),
-		HTTPClient: n.Client(),
+		Identifier:                   "https://idp.corp.test",
+		TrustMode:                    pass.TrustEnterprise,
+		Keys:                         keys,
+		Discovery:                    n.Discovery(),
+		HTTPClient:                   n.Client(),
+		InsecureAllowPrivateNetworks: true, // the loopback network of this example
 		OnPending: func(_ context.Context, r authority.Request) {
 			fmt.Println("notify approver:", r.User, "wants", r.AgentID, "on", r.Service)
 		},

@@ -110,7 +110,7 @@ func newEnv(t testing.TB, opts ...func(*authority.Config)) *env {
 	cfg := authority.Config{
 		Identifier: authID, TrustMode: pass.TrustEnterprise, Keys: ks,
 		Attesters: []dpop.Attester{{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{vendor.Public()}}}},
-		Discovery: disc, HTTPClient: e.net.Client(), Now: e.clock.Now,
+		Discovery: disc, HTTPClient: e.net.Client(), InsecureAllowPrivateNetworks: true, Now: e.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnPending: func(_ context.Context, r authority.Request) {
 			e.mu.Lock()

@@ -473,3 +473,16 @@ func TestWildcardPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestScopesCallRefusesPrivateAddresses: G-27 — without
+// InsecureAllowPrivateNetworks, the Authority never connects to a
+// non-public address for available_scopes, even when DNS and the Service
+// configuration say so.
+func TestScopesCallRefusesPrivateAddresses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveAll, func(c *authority.Config) { c.InsecureAllowPrivateNetworks = false })
+	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.plainHarness().req, nil), 502, pass.CodeServiceUnverified)
+	if n, _, _ := e.svc.ScopeCalls(); n != 0 {
+		t.Fatalf("the Service on loopback was reached %d times", n)
+	}
+}
