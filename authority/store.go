@@ -110,7 +110,7 @@ type ListOptions struct {
 	Limit int
 }
 
-// Limit returns the effective limit of o.
+// limit returns the effective limit of o.
 func (o ListOptions) limit() int {
 	switch {
 	case o.Limit <= 0:
