@@ -7,15 +7,13 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -61,17 +59,7 @@ func (c *Client) newHTTPClient(base *http.Client) (*http.Client, error) {
 	if !c.allowPrivateIP {
 		// G-27: refuse non-public destinations when connecting, after name
 		// resolution, so that DNS rebinding cannot get around the check.
-		if inner := tr.DialContext; inner != nil {
-			tr.DialContext = checkedDial(inner)
-		} else {
-			d := &net.Dialer{Timeout: c.fetchTimeout, KeepAlive: 30 * time.Second, Control: dialControl}
-			tr.DialContext = d.DialContext
-		}
-		if inner := tr.DialTLSContext; inner != nil {
-			tr.DialTLSContext = checkedDial(inner)
-		}
-		//lint:ignore SA1019 a deprecated dialer set by the caller would bypass the check.
-		tr.Dial, tr.DialTLS = nil, nil
+		netguard.Guard{Err: ErrForbiddenAddress}.Protect(tr, c.fetchTimeout)
 	}
 
 	hc := &http.Client{Transport: tr, Timeout: c.fetchTimeout, CheckRedirect: checkRedirect}
@@ -88,74 +76,6 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("%w: to another origin", errRedirect)
 	}
 	return nil
-}
-
-type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// checkedDial wraps a caller's dialer: the connection is closed unless its
-// remote address is public. Nothing has been sent on it yet.
-func checkedDial(inner dialFunc) dialFunc {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := inner(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkAddr(conn.RemoteAddr().String()); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return conn, nil
-	}
-}
-
-func dialControl(_, address string, _ syscall.RawConn) error { return checkAddr(address) }
-
-func checkAddr(address string) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("%w: %s", ErrForbiddenAddress, address)
-	}
-	if !publicAddr(ap.Addr()) {
-		return fmt.Errorf("%w: %s", ErrForbiddenAddress, ap.Addr())
-	}
-	return nil
-}
-
-// nonPublic lists the ranges refused besides those netip classifies
-// (loopback, private, link-local, multicast, unspecified).
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
-	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
-	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
-	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
-	netip.MustParsePrefix("198.51.100.0/24"), // documentation
-	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
-	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, broadcast
-	netip.MustParsePrefix("100::/64"),        // discard
-	netip.MustParsePrefix("2001:db8::/32"),   // documentation
-}
-
-// nat64 is the well-known NAT64 prefix, whose addresses embed an IPv4 one.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
-
-// publicAddr reports whether a is a globally routable unicast address.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
-	}
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() ||
-		a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
 }
 
 // mediaJSON and mediaJWKS are the accepted Content-Types.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -319,7 +320,7 @@ func TestPublicAddr(t *testing.T) {
 		"203.0.113.9":                 false,
 		"2001:4860:4860:0:0:0:0:8888": true,
 	} {
-		if got := publicAddr(netip.MustParseAddr(addr)); got != want {
+		if got := netguard.PublicAddr(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("publicAddr(%s) = %v, want %v", addr, got, want)
 		}
 	}
