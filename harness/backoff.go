@@ -37,8 +37,8 @@ func (c *Client) pollDelay(pollAfterMS *int64, b *backoff) time.Duration {
 	return d
 }
 
-// retryAfter parses a Retry-After header (delay-seconds or an HTTP date);
-// it returns 0 when the header is absent or invalid.
+// retryAfter parses a Retry-After header (delay-seconds or an HTTP date),
+// capped at 24 hours; it returns 0 when the header is absent or invalid.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
@@ -55,7 +55,7 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, 24*time.Hour)
 		}
 	}
 	return 0

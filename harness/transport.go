@@ -157,18 +157,22 @@ func CheckResponse(resp *http.Response) error {
 }
 
 // authParam returns the value of a parameter of a WWW-Authenticate header,
-// e.g. error="invalid_token" (quoted or token form), or "".
+// e.g. error="invalid_token" (quoted or token form), or "". The name is
+// matched case-insensitively (ASCII only, so byte offsets never shift).
 func authParam(h, name string) string {
-	for h != "" {
-		i := strings.Index(strings.ToLower(h), name+"=")
+	lower := asciiLower(h)
+	key := asciiLower(name) + "="
+	for off := 0; off < len(h); {
+		i := strings.Index(lower[off:], key)
 		if i < 0 {
 			return ""
 		}
+		i += off
+		off = i + len(key)
 		if i > 0 && !strings.ContainsRune(" ,\t", rune(h[i-1])) {
-			h = h[i+len(name)+1:]
 			continue
 		}
-		v := h[i+len(name)+1:]
+		v := h[off:]
 		if strings.HasPrefix(v, `"`) {
 			v = v[1:]
 			if j := strings.IndexByte(v, '"'); j >= 0 {
@@ -182,6 +186,16 @@ func authParam(h, name string) string {
 		return truncate(v, 64)
 	}
 	return ""
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // TokenSourceOptions configure a [TokenSource].

@@ -91,29 +91,65 @@ func (e *Env) Authority(id string) *authority.Authority {
 
 // Discovery returns a new discovery client for the network, on the shared
 // clock.
-func (e *Env) Discovery(t testing.TB) *discovery.Client {
+func (e *Env) Discovery(testing.TB) *discovery.Client { return e.NewDiscovery() }
+
+// NewDiscovery returns a new discovery client for the network, on the
+// shared clock.
+func (e *Env) NewDiscovery() *discovery.Client {
 	cfg := e.Net.DiscoveryConfig()
 	cfg.HTTPClient = e.Client
 	cfg.Now = e.Clock.Now
 	d, err := discovery.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		panic("e2e: " + err.Error()) // the configuration is fixed: a bug
 	}
 	return d
 }
 
-// New starts the network for a test.
+// New starts the network for a test; it stops when the test ends.
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
-	e := &Env{Net: testnet.New(t), Clock: &Clock{t: time.Now().Truncate(time.Second)}}
+	e, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// Close stops the network.
+func (e *Env) Close() { e.Net.Close() }
+
+// Start starts the network (for Examples); Close stops it.
+func Start(opts Options) (e *Env, err error) {
+	n, err := testnet.Start()
+	if err != nil {
+		return nil, err
+	}
+	e = &Env{Net: n, Clock: &Clock{t: time.Now().Truncate(time.Second)}}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
 	tr := e.Net.Client().Transport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
 	e.Client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
-	e.Enterprise = e.newAuthority(t, opts, EnterpriseID, pass.TrustEnterprise)
-	e.ServiceAuthority = e.newAuthority(t, opts, ServiceAuthID, pass.TrustService)
-	e.Federated = e.newAuthority(t, opts, FederatedID, pass.TrustFederated)
-	e.Federated2 = e.newAuthority(t, opts, Federated2ID, pass.TrustFederated)
+	for _, a := range []struct {
+		dst  **authority.Authority
+		id   string
+		mode pass.TrustMode
+	}{
+		{&e.Enterprise, EnterpriseID, pass.TrustEnterprise},
+		{&e.ServiceAuthority, ServiceAuthID, pass.TrustService},
+		{&e.Federated, FederatedID, pass.TrustFederated},
+		{&e.Federated2, Federated2ID, pass.TrustFederated},
+	} {
+		if *a.dst, err = e.newAuthority(opts, a.id, a.mode); err != nil {
+			return nil, err
+		}
+	}
 	e.Net.PublishEnterprise("corp.test", e.Enterprise.ConfigurationURL())
 	e.Net.PublishEnterprise("none.test", "none")
 	e.Net.Serve("broken-idp.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +160,7 @@ func New(t testing.TB, opts Options) *Env {
 
 	keys, err := dpop.GenerateKeySet()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg := service.Config{
 		Origin:           AppOrigin,
@@ -136,16 +172,15 @@ func New(t testing.TB, opts Options) *Env {
 			{Authority: Federated2ID, AuthorityConfigurationURL: e.Federated2.ConfigurationURL()},
 		},
 		Scopes:     Scopes,
-		Discovery:  e.Discovery(t),
+		Discovery:  e.NewDiscovery(),
 		HTTPClient: e.Client,
 		Now:        e.Clock.Now,
 	}
 	if opts.Service != nil {
 		opts.Service(&cfg)
 	}
-	e.Service, err = service.New(cfg)
-	if err != nil {
-		t.Fatalf("service.New: %v", err)
+	if e.Service, err = service.New(cfg); err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/agentpass/", e.Service)
@@ -162,14 +197,13 @@ func New(t testing.TB, opts Options) *Env {
 	})))
 	e.Net.Serve(AppHost, mux)
 	e.Net.PublishService(AppHost, e.Service.ConfigurationURL())
-	return e
+	return e, nil
 }
 
-func (e *Env) newAuthority(t testing.TB, opts Options, id string, mode pass.TrustMode) *authority.Authority {
-	t.Helper()
+func (e *Env) newAuthority(opts Options, id string, mode pass.TrustMode) (*authority.Authority, error) {
 	ks, err := dpop.GenerateKeySet()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	approver := opts.Approver
 	if approver == nil {
@@ -178,24 +212,26 @@ func (e *Env) newAuthority(t testing.TB, opts Options, id string, mode pass.Trus
 		})
 	}
 	cfg := authority.Config{
-		Identifier:  id,
-		TrustMode:   mode,
-		Keys:        ks,
-		Approver:    approver,
-		Discovery:   e.Discovery(t),
-		HTTPClient:  e.Client,
-		Now:         e.Clock.Now,
-		PollAfter:   100 * time.Millisecond,
-		ApprovalURL: func(rid string) string { return id + "/approve/" + rid },
+		Identifier: id,
+		TrustMode:  mode,
+		Keys:       ks,
+		Approver:   approver,
+		Discovery:  e.NewDiscovery(),
+		HTTPClient: e.Client,
+		Now:        e.Clock.Now,
+		PollAfter:  100 * time.Millisecond,
+		// The network is on loopback.
+		InsecureAllowPrivateNetworks: true,
+		ApprovalURL:                  func(rid string) string { return id + "/approve/" + rid },
 	}
 	if opts.Authority != nil {
 		opts.Authority(&cfg)
 	}
 	a, err := authority.New(cfg)
 	if err != nil {
-		t.Fatalf("authority.New(%s): %v", id, err)
+		return nil, fmt.Errorf("authority.New(%s): %w", id, err)
 	}
 	host, _ := pass.Host(id)
 	e.Net.Serve(host, a)
-	return a
+	return a, nil
 }
