@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -150,8 +151,11 @@ type Config struct {
 	Discovery *discovery.Client
 
 	// HTTPClient calls Authorities' validate, authorization-check and
-	// close endpoints. It is copied with redirects disabled. If nil, a
-	// client with TLS 1.2 or later and a DefaultCallTimeout timeout.
+	// close endpoints. It is copied, never modified: redirects are
+	// disabled, TLS 1.2 is the minimum and non-public destinations are
+	// refused (see InsecureAllowPrivateNetworks) when its Transport is an
+	// *http.Transport. If nil, the default transport without proxy and a
+	// DefaultCallTimeout timeout.
 	HTTPClient *http.Client
 
 	// Now is the clock. If nil, time.Now.
@@ -188,6 +192,14 @@ type Config struct {
 	// zero, an unreachable Authority rejects requests at once (fail
 	// closed). A 404 from the Authority is never graced.
 	UnreachableGrace time.Duration
+
+	// InsecureAllowPrivateNetworks allows calls to Authorities at
+	// loopback, private and other non-public addresses. Without it such
+	// destinations are refused when connecting (G-27): an Enterprise
+	// Authority's endpoints are chosen by whoever controls a user's e-mail
+	// domain. Only tests and local development networks need it. It does
+	// not change Discovery, which has its own setting.
+	InsecureAllowPrivateNetworks bool
 
 	// AllowUnboundProofs accepts harness proofs without htm, htu and aph
 	// (plain v0.1 Harnesses); they are still checked when present. If
@@ -329,22 +341,7 @@ func (cfg Config) validate() (*settings, error) {
 	if s.Store == nil {
 		s.Store = NewMemoryStore()
 	}
-	if s.HTTPClient == nil {
-		s.HTTPClient = &http.Client{
-			Timeout: DefaultCallTimeout,
-			Transport: &http.Transport{
-				Proxy:               nil,
-				TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-				ForceAttemptHTTP2:   true,
-				MaxIdleConnsPerHost: 16,
-				IdleConnTimeout:     90 * time.Second,
-			},
-		}
-	} else {
-		c := *s.HTTPClient
-		s.HTTPClient = &c
-	}
-	s.HTTPClient.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirect }
+	s.HTTPClient = authorityClient(cfg.HTTPClient, cfg.InsecureAllowPrivateNetworks)
 	if s.Discovery == nil {
 		d, err := discovery.New(discovery.Config{HTTPClient: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
 		if err != nil {
@@ -356,6 +353,48 @@ func (cfg Config) validate() (*settings, error) {
 }
 
 var errNoRedirect = errors.New("service: redirects from an Authority are not followed")
+
+// errForbiddenAddress: a call to an Authority would connect to a loopback,
+// private or otherwise non-public address (G-27).
+var errForbiddenAddress = errors.New("service: destination address not allowed")
+
+// authorityClient derives the client that calls Authorities' validate,
+// check and close endpoints. Their URLs come from configurations published
+// by whoever controls a user's e-mail domain, so redirects are refused, TLS
+// 1.2 is the minimum and, unless allowPrivate, connections to non-public
+// addresses are refused after name resolution (G-27). A Transport that is
+// not an *http.Transport is used as given.
+func authorityClient(base *http.Client, allowPrivate bool) *http.Client {
+	c := &http.Client{Timeout: DefaultCallTimeout}
+	if base != nil {
+		*c = *base
+		c.Jar = nil
+	}
+	var tr *http.Transport
+	switch t := c.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // a library reads no environment variables
+	case *http.Transport:
+		tr = t.Clone()
+	}
+	if tr != nil {
+		tlsCfg := &tls.Config{}
+		if tr.TLSClientConfig != nil {
+			tlsCfg = tr.TLSClientConfig.Clone()
+		}
+		if tlsCfg.MinVersion < tls.VersionTLS12 {
+			tlsCfg.MinVersion = tls.VersionTLS12
+		}
+		tr.TLSClientConfig = tlsCfg
+		if !allowPrivate {
+			netguard.Guard{Err: errForbiddenAddress}.Protect(tr, DefaultCallTimeout)
+		}
+		c.Transport = tr
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirect }
+	return c
+}
 
 func (s *settings) validatePaths() error {
 	p := s.Paths

@@ -1,4 +1,131 @@
-// Package service lets an application accept AgentPasses: it serves the
-// Service endpoints of the AgentPass protocol, redeems passes at their
-// Authority, and authenticates agent requests with middleware.
+// Package service lets an application accept AgentPasses (AgentPass v0.1,
+// §4 of the specification): it serves the Service endpoints, redeems passes
+// at their Authority, mints bearer tokens and browser sessions, and wraps
+// the application's handlers with middleware that lets only live, correctly
+// scoped delegations through.
+//
+// # Overview
+//
+// A [Service] is built from a [Config] by [New] and is an http.Handler for
+// seven endpoints, by default under "/agentpass" (see [Paths]):
+//
+//   - GET configuration: the Service configuration document; publish its
+//     URL, [Service.ConfigurationURL], in the TXT record
+//     _agentpass-service.{host}.
+//   - GET jwks.json: the public keys of [Config.Keys], which sign the
+//     Service's assertions to Authorities.
+//   - POST resolve-authorities: which Authority a user should get a pass
+//     from (§4.2).
+//   - POST available-scopes: called by Authorities during issuance (§4.3).
+//   - POST redeem-bearer-token and redeem-browser-session: redemption (§4.4–4.6).
+//   - GET or POST initialize: the one-time browser-session initialization URL.
+//
+// [Service.Middleware] authenticates agent requests (bearer token, DPoP-bound
+// token, or session cookie) and puts the [Delegation] in the request context
+// ([DelegationFrom]); [RequireScope] enforces scopes per route.
+//
+// Which Authority is trusted for a user follows one precedence function,
+// used for resolution, available scopes and redemption alike:
+//
+//  1. Enterprise discovery: the TXT record _agentpass.{domain of user.email}.
+//  2. "none": delegation is disabled for the domain: 403, and no other
+//     Authority is ever accepted.
+//  3. A URL whose configuration cannot be fetched or validated, or whose
+//     trust_mode is not "enterprise", and any DNS failure other than a clean
+//     "no record" (SERVFAIL, timeout, invalid record): 502, fail closed,
+//     never a fallback.
+//  4. An Enterprise Authority: only it, or the Service's own Authority when
+//     the Enterprise Authority's policy.allow_service_authorities is true
+//     or absent ([Config.PreferServiceAuthority] picks which one resolution
+//     returns; [Config.RequireServiceAuthority] accepts only the Service
+//     Authority).
+//  5. No record: the Service Authority ([Config.ServiceAuthority]) and the
+//     configured Federated Authorities ([Config.TrustedFederated], narrowed
+//     per user by [Config.FederatedPolicy]); with neither, 404.
+//
+// Redemption then calls the Authority's validate endpoint with a signed
+// Service assertion and rejects, minting nothing, when: the pass type
+// differs from the endpoint; the validated user differs from the request's
+// (or precedence fails for the validated user's domain); the approved
+// scope is empty or holds scopes the Service does not define ("*" expands
+// to [Config.UserScopes]); requested_scope leaves nothing; the validation
+// returned cnf and the harness proof is missing, invalid, for another
+// request or replayed (proofs carry htm, htu and aph unless
+// [Config.AllowUnboundProofs]); the browser destination is not allowed
+// ([Config.AllowedDestinations], default same origin); or the application's
+// [Config.OnDelegation] refuses.
+//
+// Credentials are opaque 256-bit secrets stored only as SHA-256 hashes in
+// the [Store]. Bearer tokens last [Config.TokenTTL] and are DPoP-bound (RFC
+// 9449) when the redemption carries a DPoP header. Browser sessions start
+// from a single-use initialization token (60 s by default) consumed
+// atomically; the session cookie is __Host-agentpass_session (Secure,
+// HttpOnly, SameSite=Lax). Nothing outlives the delegation's
+// authorization_expires_at.
+//
+// Every delegation is re-checked with its Authority when the last check is
+// older than [Config.CheckInterval] (30 s): concurrent requests share one
+// check; a 404 invalidates every token and session of the delegation at
+// once; a narrower scope applies immediately and a wider one never widens
+// the redemption-time scope; an unreachable Authority rejects requests (503)
+// unless [Config.UnreachableGrace] says otherwise. [Service.Close] ends a
+// delegation on behalf of the application.
+//
+// Every redemption, initialization and rejection is logged to
+// [Config.Logger] with the attributes user, agent, task, harness,
+// authority, authorization_id, request_id, outcome and, for rejections,
+// code and reason. Pass values, tokens, proofs and cookies are never
+// logged.
+//
+// # Usage
+//
+// Create the signing keys once and keep them (dpop.LoadKeySet), describe
+// the scopes, and say which Authorities to trust besides the Enterprise
+// Authorities found by DNS:
+//
+//	keys, err := dpop.LoadKeySet("/etc/tickets/agentpass-key.pem")
+//	...
+//	svc, err := service.New(service.Config{
+//		Origin: "https://tickets.example.com",
+//		Name:   "Tickets",
+//		Keys:   keys,
+//		Scopes: []pass.ScopeInfo{{Name: "tickets:read"}, {Name: "tickets:write"}},
+//		TrustedFederated: []pass.AuthorityRef{{
+//			Authority:                 "https://approve.example.net",
+//			AuthorityConfigurationURL: "https://approve.example.net/agentpass/configuration",
+//		}},
+//		UserScopes: func(ctx context.Context, email string) ([]string, error) {
+//			return app.ScopesOf(ctx, email) // what the human may do
+//		},
+//		OnDelegation: func(ctx context.Context, d *service.Delegation) error {
+//			_, err := app.FindOrCreateUser(ctx, d.User) // automated signup
+//			return err
+//		},
+//		Logger: slog.Default(),
+//	})
+//
+// Mount the endpoints and protect the routes agents may use:
+//
+//	mux.Handle("/agentpass/", svc)
+//	mux.Handle("GET /api/tickets", svc.Middleware(service.RequireScope("tickets:read")(listTickets)))
+//	mux.Handle("POST /api/tickets", svc.Middleware(service.RequireScope("tickets:write")(createTicket)))
+//
+// and read the delegation in the handler:
+//
+//	d, _ := service.DelegationFrom(r.Context())
+//	log.Printf("%s acting for %s on task %v", d.Agent, d.User, d.Task)
+//
+// Publish the configuration URL in DNS:
+//
+//	_agentpass-service.tickets.example.com. TXT "https://tickets.example.com/agentpass/configuration"
+//
+// When the agent's task is done, end the delegation:
+//
+//	err := svc.Close(ctx, d.AuthorizationID, pass.CloseComplete, "task finished")
+//
+// Browser sessions ride on a SameSite=Lax cookie: protect state-changing
+// routes against cross-site requests, for example with
+// http.CrossOriginProtection. With several replicas, give them one shared
+// [Store] (package servicepg); the default [MemoryStore] serves one process.
+// A Store implementation must pass servicetest.TestStore.
 package service

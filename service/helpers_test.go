@@ -84,7 +84,7 @@ var testScopes = []pass.ScopeInfo{
 
 // env is a Service on a loopback network with fake Authorities.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	net   *testnet.Network
 	clock *clock
 	logs  *syncBuffer
@@ -109,7 +109,7 @@ func newEnv(t *testing.T, mutate func(*service.Config)) *env {
 }
 
 // newNet starts the network and the fake Authorities, without the Service.
-func newNet(t *testing.T) *env {
+func newNet(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, net: testnet.New(t), clock: newClock(), logs: &syncBuffer{}}
 	// Without keep-alives the network shuts down at once at the end of the
@@ -148,8 +148,10 @@ func (e *env) start(mutate func(*service.Config)) {
 		Store:      e.store,
 		Discovery:  e.discovery(),
 		HTTPClient: e.client,
-		Now:        e.clock.Now,
-		Logger:     slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Every host of the test network is on loopback.
+		InsecureAllowPrivateNetworks: true,
+		Now:                          e.clock.Now,
+		Logger:                       slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if mutate != nil {
 		mutate(&e.cfg)
@@ -397,7 +399,7 @@ type harness struct {
 	key *dpop.Key
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	k, err := dpop.GenerateKey("ES256")
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +410,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) cnf() *pass.Cnf { return &pass.Cnf{JWK: h.key.PublicJSON()} }
 
 // proof makes a harness proof for a redemption at endpoint.
-func (h *harness) proof(t *testing.T, e *env, endpoint, value string) *pass.JWTContainer {
+func (h *harness) proof(t testing.TB, e *env, endpoint, value string) *pass.JWTContainer {
 	t.Helper()
 	jwt, err := h.key.HarnessProof(dpop.ProofParams{
 		HarnessID: h.id, Audience: appURL, Method: http.MethodPost, URL: endpoint, AgentPass: value, Now: e.clock.Now(),
@@ -440,7 +442,7 @@ func (r *response) errorCode() pass.Code {
 	return er.Error.Code
 }
 
-func (r *response) decode(t *testing.T, v any) {
+func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)

@@ -56,9 +56,10 @@ func (e *env) realAuthority(host string, mode pass.TrustMode) *authority.Authori
 		Approver: authority.ApproverFunc(func(ctx context.Context, r *authority.Request) (authority.Decision, error) {
 			return authority.Decision{Outcome: authority.Approve, DecidedBy: "test"}, nil
 		}),
-		Discovery:  e.authorityDiscovery(),
-		HTTPClient: e.client,
-		Now:        e.clock.Now,
+		Discovery:                    e.authorityDiscovery(),
+		HTTPClient:                   e.client,
+		InsecureAllowPrivateNetworks: true,
+		Now:                          e.clock.Now,
 	})
 	if err != nil {
 		e.t.Fatalf("authority.New: %v", err)

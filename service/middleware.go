@@ -58,7 +58,6 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		User:                   r.User,
 		Agent:                  r.Agent,
 		HarnessID:              r.HarnessID,
-		Scope:                  cloneScope(r.CurrentScope),
 		AuthorizationExpiresAt: r.ExpiresAt,
 	}
 	if r.Task != (pass.ValidatedTask{}) {
@@ -69,6 +68,8 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		d.Scope = c.Scope.Intersect(r.CurrentScope)
 		d.Credential = c.Kind
 		d.ExpiresAt = c.ExpiresAt
+	} else {
+		d.Scope = cloneScope(r.CurrentScope)
 	}
 	return d
 }

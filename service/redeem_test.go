@@ -414,7 +414,7 @@ func TestTokenScopeEnforced(t *testing.T) {
 }
 
 // bearerToken redeems a fresh pass of the Enterprise Authority.
-func (e *env) bearerToken(t *testing.T, user string, scope ...string) string {
+func (e *env) bearerToken(t testing.TB, user string, scope ...string) string {
 	t.Helper()
 	value := e.idp.issue(validation(user, pass.BearerToken, scope...))
 	r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, user, value), nil)
@@ -650,5 +650,23 @@ func TestMiddlewareUnauthenticated(t *testing.T) {
 	tok := e.bearerToken(t, corpUser)
 	if r := e.get("/api/tickets", http.Header{"Cookie": {service.SessionCookie + "=" + tok}}); r.status != http.StatusUnauthorized {
 		t.Errorf("bearer token as a cookie: %d, want 401", r.status)
+	}
+}
+
+// G-27: without InsecureAllowPrivateNetworks, the Service refuses to call an
+// Authority whose endpoints resolve to a loopback address; nothing is
+// minted and the pass is not even sent.
+func TestAuthorityOnPrivateAddressRefused(t *testing.T) {
+	e := newEnv(t, func(c *service.Config) { c.InsecureAllowPrivateNetworks = false })
+	value := e.idp.issue(validation(corpUser, pass.BearerToken))
+	r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, value), nil)
+	if r.status != http.StatusBadGateway || r.errorCode() != pass.CodeAuthorityUnavailable {
+		t.Fatalf("redeem: %d %s, want 502 authority_unavailable", r.status, r.body)
+	}
+	if n := e.idp.validateCalls.Load(); n != 0 {
+		t.Errorf("%d validate calls reached a loopback Authority", n)
+	}
+	if c, _ := e.minted(); c != 0 {
+		t.Errorf("%d credentials minted", c)
 	}
 }
