@@ -438,11 +438,15 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 		limit = DefaultPruneLimit
 	}
 	cutoff := now.Add(-s.retention)
+	// "= ANY (ARRAY (subquery))" makes the planner fetch the batch by
+	// the ends_at index and delete it by primary key: the work is bounded
+	// by limit, however large the backlog. (A row that ended cannot
+	// change any more, so it needs no re-check.)
 	var total int64
 	for _, table := range []string{"agentpass_authority_requests", "agentpass_authority_authorizations"} {
 		tag, err := s.pool.Exec(ctx, `
-			DELETE FROM `+table+` WHERE ends_at < $1 AND id IN (
-				SELECT id FROM `+table+` WHERE ends_at < $1 ORDER BY ends_at LIMIT $2)`, cutoff, limit)
+			DELETE FROM `+table+` WHERE id = ANY (ARRAY (
+				SELECT id FROM `+table+` WHERE ends_at < $1 ORDER BY ends_at LIMIT $2))`, cutoff, limit)
 		if err != nil {
 			return total, fmt.Errorf("authoritypg: Prune: %w", err)
 		}

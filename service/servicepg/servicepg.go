@@ -342,6 +342,11 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	if limit <= 0 {
 		limit = DefaultPruneLimit
 	}
+	// Each batch is fetched by the expiry index and deleted by primary key
+	// ("= ANY (ARRAY (subquery))"), so the work is bounded by limit however
+	// large the backlog. Credentials and tokens never get a later expiry,
+	// so an expired row needs no re-check; a proof can be reclaimed with a
+	// new expiry by SeenProof, hence its re-check.
 	var total int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		total = 0
@@ -354,8 +359,8 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 			{"agentpass_service_init_tokens", now.Add(-InitRetention)},
 		} {
 			rows, err := tx.Query(ctx, `
-				DELETE FROM `+q.table+` WHERE expires_at <= $1 AND hash IN (
-					SELECT hash FROM `+q.table+` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+				DELETE FROM `+q.table+` WHERE hash = ANY (ARRAY (
+					SELECT hash FROM `+q.table+` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))
 				RETURNING authorization_id`, q.cutoff, limit)
 			if err != nil {
 				return err
@@ -382,8 +387,8 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 		return 0, fmt.Errorf("servicepg: Prune: %w", err)
 	}
 	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM agentpass_service_proofs WHERE expires_at <= $1 AND key IN (
-			SELECT key FROM agentpass_service_proofs WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)`, now, limit)
+		DELETE FROM agentpass_service_proofs WHERE expires_at <= $1 AND key = ANY (ARRAY (
+			SELECT key FROM agentpass_service_proofs WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))`, now, limit)
 	if err != nil {
 		return total, fmt.Errorf("servicepg: Prune: %w", err)
 	}
