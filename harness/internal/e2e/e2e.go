@@ -171,10 +171,12 @@ func Start(opts Options) (e *Env, err error) {
 			{Authority: FederatedID, AuthorityConfigurationURL: e.Federated.ConfigurationURL()},
 			{Authority: Federated2ID, AuthorityConfigurationURL: e.Federated2.ConfigurationURL()},
 		},
-		Scopes:     Scopes,
-		Discovery:  e.NewDiscovery(),
-		HTTPClient: e.Client,
-		Now:        e.Clock.Now,
+		Scopes: Scopes,
+		// The network is on loopback.
+		InsecureAllowPrivateNetworks: true,
+		Discovery:                    e.NewDiscovery(),
+		HTTPClient:                   e.Client,
+		Now:                          e.Clock.Now,
 	}
 	if opts.Service != nil {
 		opts.Service(&cfg)
