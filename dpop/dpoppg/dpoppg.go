@@ -80,11 +80,13 @@ func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Tim
 }
 
 // Prune deletes at most limit expired rows and reports how many it deleted,
-// so a janitor's work per tick is bounded.
+// so a janitor's work per tick is bounded. (The "= ANY (ARRAY (...))" form
+// keeps the plan to one batch; "IN (SELECT ... LIMIT n)" was planned as a
+// scan of the whole table.)
 func (c *ReplayCache) Prune(ctx context.Context, limit int) (int64, error) {
 	tag, err := c.pool.Exec(ctx, `
-		DELETE FROM agentpass_proof_replay WHERE key IN (
-			SELECT key FROM agentpass_proof_replay WHERE expires_at <= $1 LIMIT $2)`, c.now(), limit)
+		DELETE FROM agentpass_proof_replay WHERE key = ANY (ARRAY (
+			SELECT key FROM agentpass_proof_replay WHERE expires_at <= $1 LIMIT $2))`, c.now(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("dpoppg: prune: %w", err)
 	}
