@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/examples/internal/approvalpage"
 	"github.com/agentpass-go/agentpass/examples/internal/todoapp"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass"
@@ -58,7 +60,30 @@ type Options struct {
 	// OnPending is called for every request left to a person, by any
 	// Authority of the sandbox.
 	OnPending func(a *authority.Authority, r authority.Request)
+
+	// ExplicitPorts serves every host on its own loopback port with the
+	// port in its origin ("https://todo.test:8443"), and answers A queries
+	// for the hosts with 127.0.0.1 in the network's DNS server, so tools
+	// outside the process can reach them (the devnet). If false, origins
+	// are "https://host", reachable only through the network's client.
+	ExplicitPorts bool
+	// Addrs chooses the listen address of a host ("127.0.0.1:8443") when
+	// ExplicitPorts is set; a host missing from it gets "127.0.0.1:0".
+	Addrs map[string]string
+
+	// ApprovalPages mounts an approval page (package approvalpage) for
+	// every Authority at {identifier}/approvals and sets the Authority's
+	// ApprovalURL, so Harnesses show its link while a request is pending.
+	ApprovalPages bool
+	// AdminToken enables the approval pages' admin JSON API.
+	AdminToken string
+	// PollAfter is the Authorities' poll_after_ms hint; zero means
+	// authority.DefaultPollAfter. Tests shorten it.
+	PollAfter time.Duration
 }
+
+// Hosts lists the host names the sandbox serves.
+var Hosts = []string{TodoHost, EnterpriseHost, FederatedHost, BrokenHost}
 
 // Sandbox is the running example network.
 type Sandbox struct {
@@ -73,6 +98,16 @@ type Sandbox struct {
 
 	// Origins and configuration URLs, for the manifest.
 	TodoOrigin string
+	// Origins maps each host of Hosts to its origin.
+	Origins map[string]string
+	// Pages maps an Authority identifier to its approval page
+	// (Options.ApprovalPages).
+	Pages map[string]*approvalpage.Page
+}
+
+// ApprovalPage returns a's approval page, or nil.
+func (s *Sandbox) ApprovalPage(a *authority.Authority) *approvalpage.Page {
+	return s.Pages[a.Identifier()]
 }
 
 // Authorities returns every Authority of the sandbox.
@@ -122,7 +157,32 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{Net: n}
+	s := &Sandbox{Net: n, Origins: map[string]string{}, Pages: map[string]*approvalpage.Page{}}
+	// Serve every host first (with a placeholder), so its origin is known
+	// before the parties that name it are built; the real handlers replace
+	// the placeholders below.
+	serve := func(host string, h http.Handler) (string, error) {
+		if !opts.ExplicitPorts {
+			return n.Serve(host, h), nil
+		}
+		addr := opts.Addrs[host]
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		o, err := n.ServePort(host, addr, h)
+		if err != nil {
+			return "", fmt.Errorf("sandbox: serving %s on %s: %w", host, addr, err)
+		}
+		return o, nil
+	}
+	for _, h := range Hosts {
+		o, err := serve(h, http.NotFoundHandler())
+		if err != nil {
+			return nil, err
+		}
+		s.Origins[h] = o
+	}
+	approvalBase := func(id string) string { return id + "/approvals" }
 	onPending := func(a **authority.Authority) func(context.Context, authority.Request) {
 		return func(_ context.Context, r authority.Request) {
 			if opts.OnPending != nil {
@@ -135,7 +195,13 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		if err != nil {
 			return err
 		}
+		var approvalURL func(string) string
+		if opts.ApprovalPages {
+			approvalURL = func(rid string) string { return approvalpage.RequestURL(approvalBase(id), rid) }
+		}
 		a, err := authority.New(authority.Config{
+			ApprovalURL:             approvalURL,
+			PollAfter:               opts.PollAfter,
 			Identifier:              id,
 			TrustMode:               mode,
 			Keys:                    keys,
@@ -144,27 +210,39 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			AllowServiceAuthorities: allowSA,
 			Discovery:               disc,
 			HTTPClient:              n.Client(),
-			Now:                     now,
-			Logger:                  logger.With("party", id),
-			OnPending:               onPending(target),
+			// Every party of the sandbox listens on loopback.
+			InsecureAllowPrivateNetworks: true,
+			Now:                          now,
+			Logger:                       logger.With("party", id),
+			OnPending:                    onPending(target),
 		})
 		if err != nil {
 			return fmt.Errorf("sandbox: authority %s: %w", id, err)
 		}
 		*target = a
+		if opts.ApprovalPages {
+			page, err := approvalpage.New(approvalpage.Config{
+				Authority: a, BaseURL: approvalBase(id), Title: "Approvals · " + strings.TrimPrefix(id, "https://"),
+				AdminToken: opts.AdminToken, Now: now, Logger: logger.With("party", id, "component", "approvals"),
+			})
+			if err != nil {
+				return fmt.Errorf("sandbox: approval page of %s: %w", id, err)
+			}
+			s.Pages[id] = page
+		}
 		return nil
 	}
 	yes, no := true, false
-	if err := newAuthority(&s.Enterprise, "https://"+EnterpriseHost+"/corp", pass.TrustEnterprise, &yes, opts.EnterpriseStore); err != nil {
+	if err := newAuthority(&s.Enterprise, s.Origins[EnterpriseHost]+"/corp", pass.TrustEnterprise, &yes, opts.EnterpriseStore); err != nil {
 		return nil, err
 	}
-	if err := newAuthority(&s.EnterpriseStrict, "https://"+EnterpriseHost+"/strict", pass.TrustEnterprise, &no, opts.EnterpriseStore); err != nil {
+	if err := newAuthority(&s.EnterpriseStrict, s.Origins[EnterpriseHost]+"/strict", pass.TrustEnterprise, &no, opts.EnterpriseStore); err != nil {
 		return nil, err
 	}
-	if err := newAuthority(&s.Federated, "https://"+FederatedHost, pass.TrustFederated, nil, opts.FederatedStore); err != nil {
+	if err := newAuthority(&s.Federated, s.Origins[FederatedHost], pass.TrustFederated, nil, opts.FederatedStore); err != nil {
 		return nil, err
 	}
-	if err := newAuthority(&s.ServiceAuthority, "https://"+TodoHost+"/authority", pass.TrustService, nil, opts.ServiceAuthorityStore); err != nil {
+	if err := newAuthority(&s.ServiceAuthority, s.Origins[TodoHost]+"/authority", pass.TrustService, nil, opts.ServiceAuthorityStore); err != nil {
 		return nil, err
 	}
 
@@ -179,7 +257,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		{Name: todoapp.ScopeDelete, Description: "Delete to-do items"},
 	}
 	svc, err := service.New(service.Config{
-		Origin:                 "https://" + TodoHost,
+		Origin:                 s.Origins[TodoHost],
 		Name:                   "To-do (AgentPass sandbox)",
 		Keys:                   keys,
 		ServiceAuthority:       &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
@@ -190,9 +268,11 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Store:                  opts.ServiceStore,
 		Discovery:              disc,
 		HTTPClient:             n.Client(),
-		Now:                    now,
-		Logger:                 logger.With("party", "https://"+TodoHost),
-		CheckInterval:          opts.CheckInterval,
+		// The Authorities of the sandbox listen on loopback.
+		InsecureAllowPrivateNetworks: true,
+		Now:                          now,
+		Logger:                       logger.With("party", s.Origins[TodoHost]),
+		CheckInterval:                opts.CheckInterval,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: service: %w", err)
@@ -209,24 +289,52 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	todoMux := http.NewServeMux()
 	todoMux.Handle("/agentpass/", svc)
 	todoMux.Handle("/authority/", s.ServiceAuthority)
+	s.mountPage(todoMux, s.ServiceAuthority)
 	s.Todos.Routes(todoMux, svc.Middleware, func(scopes ...string) func(http.Handler) http.Handler { return service.RequireScope(scopes...) })
 	todoMux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/app", http.StatusSeeOther) })
-	s.TodoOrigin = n.Serve(TodoHost, todoMux)
+	s.TodoOrigin = s.Origins[TodoHost]
+	if _, err := serve(TodoHost, todoMux); err != nil {
+		return nil, err
+	}
 
 	idpMux := http.NewServeMux()
 	idpMux.Handle("/corp/", s.Enterprise)
 	idpMux.Handle("/strict/", s.EnterpriseStrict)
-	n.Serve(EnterpriseHost, idpMux)
-	n.Serve(FederatedHost, s.Federated)
-	n.Serve(BrokenHost, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"version":"0.1","authority":"https://broken.test","trust_mode":"enterprise"}`)) // no endpoints
-	}))
+	s.mountPage(idpMux, s.Enterprise)
+	s.mountPage(idpMux, s.EnterpriseStrict)
+	fedMux := http.NewServeMux()
+	fedMux.Handle("/", s.Federated)
+	s.mountPage(fedMux, s.Federated)
+	brokenConfig := []byte(`{"version":"0.1","authority":"` + s.Origins[BrokenHost] + `","trust_mode":"enterprise"}`) // no endpoints
+	for host, h := range map[string]http.Handler{
+		EnterpriseHost: idpMux,
+		FederatedHost:  fedMux,
+		BrokenHost: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(brokenConfig)
+		}),
+	} {
+		if _, err := serve(host, h); err != nil {
+			return nil, err
+		}
+	}
 
 	n.PublishService(TodoHost, svc.ConfigurationURL())
 	n.PublishEnterprise("corp.test", s.Enterprise.ConfigurationURL())
 	n.PublishEnterprise("strict.test", s.EnterpriseStrict.ConfigurationURL())
 	n.PublishEnterprise("locked.test", "none")
-	n.PublishEnterprise("broken.test", "https://"+BrokenHost+"/agentpass/configuration")
+	n.PublishEnterprise("broken.test", s.Origins[BrokenHost]+"/agentpass/configuration")
 	return s, nil
+}
+
+// mountPage mounts a's approval page on mux, when there is one.
+func (s *Sandbox) mountPage(mux *http.ServeMux, a *authority.Authority) {
+	page := s.ApprovalPage(a)
+	if page == nil {
+		return
+	}
+	u, _ := url.Parse(page.URL())
+	path := strings.TrimSuffix(u.Path, "/")
+	mux.Handle(path, page)
+	mux.Handle(path+"/", page)
 }

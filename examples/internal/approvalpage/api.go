@@ -1,0 +1,238 @@
+package approvalpage
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// APIRequest is an issuance request as the admin API shows it.
+type APIRequest struct {
+	ID             string        `json:"id"`
+	Status         pass.Status   `json:"status"`
+	User           string        `json:"user"`
+	HarnessID      string        `json:"harness_id"`
+	AgentID        string        `json:"agent_id,omitempty"`
+	Tier           dpop.Tier     `json:"tier"`
+	TaskID         string        `json:"task_id,omitempty"`
+	Task           string        `json:"task"`
+	TaskAttested   bool          `json:"task_attested"`
+	Type           pass.PassType `json:"type"`
+	Service        string        `json:"service"`
+	DestinationURL string        `json:"destination_url,omitempty"`
+	AvailableScope pass.Scope    `json:"available_scope"`
+	ProposedScope  pass.Scope    `json:"proposed_scope,omitempty"`
+	CreatedAt      time.Time     `json:"created_at"`
+	ExpiresAt      time.Time     `json:"expires_at"`
+	ApprovalURL    string        `json:"approval_url"`
+	Decision       *APIDecision  `json:"decision,omitempty"`
+}
+
+// APIDecision is the evidence of a decision.
+type APIDecision struct {
+	Status    pass.Status `json:"status"`
+	DecidedBy string      `json:"decided_by"`
+	DecidedAt time.Time   `json:"decided_at"`
+	Reason    string      `json:"reason,omitempty"`
+	Scope     pass.Scope  `json:"scope,omitempty"`
+}
+
+// APIAuthorization is a live delegation as the admin API shows it.
+type APIAuthorization struct {
+	ID           string               `json:"id"`
+	RequestID    string               `json:"request_id"`
+	State        pass.DelegationState `json:"state"`
+	User         string               `json:"user"`
+	HarnessID    string               `json:"harness_id"`
+	AgentID      string               `json:"agent_id,omitempty"`
+	Tier         dpop.Tier            `json:"tier"`
+	Service      string               `json:"service"`
+	Type         pass.PassType        `json:"type"`
+	Task         string               `json:"task"`
+	Scope        pass.Scope           `json:"scope"`
+	GrantedScope pass.Scope           `json:"granted_scope"`
+	ApprovedBy   string               `json:"approved_by"`
+	CreatedAt    time.Time            `json:"created_at"`
+	ExpiresAt    time.Time            `json:"expires_at"`
+	StateBy      string               `json:"state_by,omitempty"`
+	StateReason  string               `json:"state_reason,omitempty"`
+}
+
+// DecideRequest is the body of POST {base}/api/decide.
+type DecideRequest struct {
+	ID      string     `json:"id"`
+	Outcome string     `json:"outcome"` // approve, deny, cancel
+	Scope   pass.Scope `json:"scope,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	By      string     `json:"by,omitempty"` // recorded as DecidedBy; default "admin-api"
+}
+
+// RevokeRequest is the body of POST {base}/api/revoke.
+type RevokeRequest struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (p *Page) apiRequest(r *authority.Request) APIRequest {
+	now := p.now()
+	out := APIRequest{
+		ID: r.ID, Status: r.StatusAt(now), User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID, Tier: r.Tier,
+		TaskID: r.TaskID, Task: r.TaskDescription, TaskAttested: r.TaskAttested, Type: r.Type, Service: r.Service,
+		DestinationURL: r.DestinationURL, AvailableScope: r.AvailableScope, ProposedScope: r.ProposedScope,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, ApprovalURL: RequestURL(p.baseURL, r.ID),
+	}
+	if d := r.Decision; d != nil {
+		out.Decision = &APIDecision{Status: d.Status, DecidedBy: d.DecidedBy, DecidedAt: d.DecidedAt, Reason: d.Reason, Scope: d.Scope}
+	}
+	return out
+}
+
+func apiAuthorization(a *authority.Authorization, now time.Time) APIAuthorization {
+	return APIAuthorization{
+		ID: a.ID, RequestID: a.RequestID, State: a.StateAt(now), User: a.User, HarnessID: a.HarnessID, AgentID: a.AgentID,
+		Tier: a.Tier, Service: a.Service, Type: a.Type, Task: a.TaskDescription, Scope: a.Scope, GrantedScope: a.GrantedScope,
+		ApprovedBy: a.Approval.DecidedBy, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, StateBy: a.StateBy, StateReason: a.StateReason,
+	}
+}
+
+func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
+	list, err := p.a.Pending(r.Context(), authority.ListOptions{Now: p.now()})
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
+	out := struct {
+		Pending []APIRequest `json:"pending"`
+	}{Pending: []APIRequest{}}
+	for _, req := range list {
+		out.Pending = append(out.Pending, p.apiRequest(req))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (p *Page) apiAuthorizations(w http.ResponseWriter, r *http.Request) {
+	now := p.now()
+	list, err := p.a.Authorizations(r.Context(), authority.ListOptions{Now: now})
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
+	out := struct {
+		Authorizations []APIAuthorization `json:"authorizations"`
+	}{Authorizations: []APIAuthorization{}}
+	for _, a := range list {
+		out.Authorizations = append(out.Authorizations, apiAuthorization(a, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeJSON(w, http.StatusUnsupportedMediaType, apiError{"unsupported_media_type", "send application/json"})
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", "invalid JSON body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func (p *Page) apiDecide(w http.ResponseWriter, r *http.Request) {
+	var in DecideRequest
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	by := in.By
+	if by == "" {
+		by = "admin-api"
+	}
+	d := authority.Decision{Scope: in.Scope, Reason: in.Reason, DecidedBy: by}
+	switch in.Outcome {
+	case "approve":
+		d.Outcome = authority.Approve
+	case "deny":
+		d.Outcome = authority.Deny
+	case "cancel":
+		d.Outcome = authority.Cancel
+	default:
+		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", `outcome must be "approve", "deny" or "cancel"`})
+		return
+	}
+	if in.Scope != nil && len(in.Scope) == 0 {
+		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", "an empty scope grants nothing: omit it for the proposal, or deny"})
+		return
+	}
+	req, err := p.a.Decide(r.Context(), in.ID, d)
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
+	p.log.Info("admin API: decision", "request_id", short(in.ID), "user", req.User, "outcome", string(req.Status), "decided_by", by)
+	writeJSON(w, http.StatusOK, struct {
+		Request APIRequest `json:"request"`
+	}{p.apiRequest(req)})
+}
+
+func (p *Page) apiRevoke(w http.ResponseWriter, r *http.Request) {
+	var in RevokeRequest
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	by := in.By
+	if by == "" {
+		by = "admin-api"
+	}
+	if in.Reason == "" {
+		in.Reason = "revoked through the admin API"
+	}
+	a, err := p.a.Revoke(r.Context(), in.ID, by, in.Reason)
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
+	p.log.Info("admin API: revoked", "authorization_id", short(in.ID), "user", a.User, "by", by)
+	writeJSON(w, http.StatusOK, struct {
+		Authorization APIAuthorization `json:"authorization"`
+	}{apiAuthorization(a, p.now())})
+}
+
+func (p *Page) apiFail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, authority.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, apiError{"not_found", "no such request or authorization"})
+	case errors.Is(err, authority.ErrNotPending):
+		writeJSON(w, http.StatusConflict, apiError{"not_pending", "the request was already decided"})
+	case errors.Is(err, authority.ErrExpired):
+		writeJSON(w, http.StatusConflict, apiError{"expired", "the request expired"})
+	case errors.Is(err, authority.ErrState):
+		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization is no longer live"})
+	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
+		writeJSON(w, http.StatusBadRequest, apiError{"invalid_decision", err.Error()})
+	default:
+		p.log.Error("admin API", "err", err)
+		writeJSON(w, http.StatusInternalServerError, apiError{"internal", "internal error; see the devnet's log"})
+	}
+}

@@ -1,0 +1,157 @@
+package approvalpage_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/harness/browser"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// chromium returns the Chromium executable ($AGENTPASS_TEST_CHROMIUM,
+// /usr/bin/chromium, or chromium on the PATH) and skips the test only when
+// there is none.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("AGENTPASS_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium"
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	t.Skip("Chromium is not installed (apt-get install chromium, or set AGENTPASS_TEST_CHROMIUM): skipping the approval page test in a real browser")
+	return ""
+}
+
+// artifactDir is where screenshots go: $AGENTPASS_ARTIFACTS, or the
+// package's testdata/artifacts (gitignored).
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("AGENTPASS_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("testdata", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestApproveInChromium: a person opens the approval link the Harness was
+// given, in real headless Chromium, names themself, unticks todos:delete and
+// clicks Approve; the Harness's token carries exactly the narrowed scope,
+// and the evidence names the person. Screenshots are saved as artifacts.
+func TestApproveInChromium(t *testing.T) {
+	exe := chromium(t)
+	e := newEnv(t, true) // origins with explicit ports, as in the devnet
+	req, done := e.pending("Add 'Water the plants' to my list")
+	link := e.approvalURL(req.ID)
+	if !strings.HasPrefix(link, e.sb.Origins[sandbox.EnterpriseHost]+"/corp/approvals/requests/") {
+		t.Fatalf("approval link %q is not on the Enterprise Authority's page", link)
+	}
+
+	// Chromium reaches idp.corp.test on its real port and accepts exactly
+	// that server's throwaway certificate.
+	addr := e.n.Addr(sandbox.EnterpriseHost)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sandbox.EnterpriseHost, RootCAs: e.n.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := browser.SPKIHash(conn.ConnectionState().PeerCertificates[0])
+	conn.Close()
+	host, _, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sess, err := browser.Launch(ctx, browser.Options{
+		ExecPath:            exe,
+		InsecureTrustedSPKI: []string{spki},
+		Flags: map[string]any{
+			"host-resolver-rules": "MAP " + sandbox.EnterpriseHost + " " + host + ", MAP * ~NOTFOUND",
+			"window-size":         "1100,900",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	tab, cancelTab := context.WithTimeout(sess.Context(), 45*time.Second)
+	defer cancelTab()
+
+	form := `form[data-request="` + req.ID + `"]`
+	shoot := func(name string) {
+		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Errorf("screenshot: %v", err)
+			return
+		}
+		p := filepath.Join(artifactDir(t), name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Error(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(form),
+		chromedp.SetValue(`#name`, "Robin"),
+		chromedp.Click(`form.whoami button`),
+		chromedp.WaitVisible(`.notice-ok`),
+		chromedp.WaitVisible(form+` input[value="todos:delete"]`),
+		chromedp.Click(form+` input[value="todos:delete"]`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checked, err := chromedp.Run(tab, chromedp.Evaluate[[]bool](`[...document.querySelectorAll('`+form+` input[name=scope]')].map(i => i.checked)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]bool{true, true, false}, checked); diff != "" {
+		t.Errorf("checkboxes read, write, delete after unticking delete (-want +got):\n%s", diff)
+	}
+	shoot("approval-page-before.png")
+	if err := chromedp.Do(tab,
+		chromedp.Click(form+` button[value="approve"]`),
+		chromedp.WaitVisible(`article.status-approved`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-approved.png")
+	text, err := chromedp.Run(tab, chromedp.Text(`main`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Approved") || !strings.Contains(text, "human:Robin") {
+		t.Errorf("page after approving says:\n%s", text)
+	}
+
+	a := e.wait(done)
+	if a.err != nil {
+		t.Fatalf("Acquire: %v", a.err)
+	}
+	tok, err := e.agent.RedeemBearerToken(context.Background(), a.grant, harness.RedeemOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(pass.Scope{"todos:read", "todos:write"}, tok.Scope); diff != "" {
+		t.Errorf("the Harness's token scope (-want +got):\n%s", diff)
+	}
+	r, _ := e.sb.Enterprise.Request(context.Background(), req.ID)
+	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin" {
+		t.Errorf("evidence %+v, want DecidedBy human:Robin", r.Decision)
+	}
+}

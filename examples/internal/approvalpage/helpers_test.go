@@ -1,0 +1,199 @@
+package approvalpage_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/internal/testnet"
+)
+
+const adminToken = "test-admin-token-0123456789"
+
+// env is a sandbox with approval pages and a Harness.
+type env struct {
+	t     *testing.T
+	n     *testnet.Network
+	sb    *sandbox.Sandbox
+	agent *harness.Client
+
+	mu       sync.Mutex
+	progress []harness.Progress
+}
+
+func newEnv(t *testing.T, explicitPorts bool) *env {
+	t.Helper()
+	n := testnet.New(t)
+	sb, err := sandbox.Build(n, sandbox.Options{
+		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
+		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, n: n, sb: sb}
+	e.agent, err = harness.New(harness.Config{
+		HarnessID: "test-agent", HTTPClient: n.Client(), Discovery: n.Discovery(), MinPoll: 100 * time.Millisecond,
+		Progress: func(p harness.Progress) {
+			e.mu.Lock()
+			e.progress = append(e.progress, p)
+			e.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// acquired is the outcome of an Acquire running in the background.
+type acquired struct {
+	grant *harness.Grant
+	err   error
+}
+
+// pending starts an Acquire that the sandbox policy leaves to a person
+// (the task adds an item) and waits until the Enterprise Authority lists it.
+func (e *env) pending(task string) (*authority.Request, <-chan acquired) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	e.t.Cleanup(cancel)
+	done := make(chan acquired, 1)
+	go func() {
+		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		done <- acquired{g, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := e.sb.Enterprise.Pending(ctx, authority.ListOptions{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, r := range list {
+			if r.TaskDescription == task {
+				return r, done
+			}
+		}
+		select {
+		case a := <-done:
+			e.t.Fatalf("Acquire ended before the request was pending: %v", a.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	e.t.Fatal("the request never became pending")
+	return nil, nil
+}
+
+func (e *env) wait(done <-chan acquired) acquired {
+	e.t.Helper()
+	select {
+	case a := <-done:
+		return a
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("Acquire did not finish")
+	}
+	return acquired{}
+}
+
+func (e *env) approvalURL(requestID string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.progress {
+		if p.Event == harness.EventRequestCreated && p.RequestID == requestID {
+			return p.ApprovalURL
+		}
+	}
+	return ""
+}
+
+// browser is a cookie-keeping HTTP client that does not follow redirects.
+type webClient struct {
+	t      *testing.T
+	client *http.Client
+}
+
+func (e *env) web() *webClient {
+	jar, _ := cookiejar.New(nil)
+	return &webClient{t: e.t, client: &http.Client{
+		Transport: e.n.Client().Transport, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// get loads a page and returns its status, body and form token.
+func (b *webClient) get(u string) (int, string, string) {
+	b.t.Helper()
+	resp, err := b.client.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	tok := ""
+	if m := csrfRE.FindStringSubmatch(string(body)); m != nil {
+		tok = m[1]
+	}
+	return resp.StatusCode, string(body), tok
+}
+
+// post submits a form as a same-origin browser would (Origin and
+// Sec-Fetch-Site headers), unless headers override them.
+func (b *webClient) post(u string, form url.Values, headers map[string]string) *http.Response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	pu, _ := url.Parse(u)
+	req.Header.Set("Origin", pu.Scheme+"://"+pu.Host)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// api calls the admin API.
+func (e *env) api(method, u, token, body string) (int, string) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := e.n.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (e *env) page() string { return e.sb.ApprovalPage(e.sb.Enterprise).URL() }

@@ -1,0 +1,392 @@
+package approvalpage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// view is what page.html renders.
+type view struct {
+	Title     string
+	Authority string
+	Base      string
+	Approver  string
+	CSRF      string
+	Notice    *notice
+	Detail    *requestView // the request page; nil on the list
+	Pending   []requestView
+	Active    []authzView
+	Refresh   bool // nothing pending: refresh every few seconds
+	Generated string
+}
+
+type notice struct {
+	Kind string // ok, warn, error
+	Text string
+}
+
+type scopeView struct {
+	Name    string
+	Checked bool
+}
+
+type requestView struct {
+	ID, Short                 string
+	User, HarnessID, AgentID  string
+	Tier, TierClass, TierNote string
+	Task, TaskID              string
+	TaskAttested              bool
+	Type, Service, Dest       string
+	Created, CreatedAbs       string
+	Expires, ExpiresAbs       string
+	Scopes                    []scopeView
+	Status, StatusClass       string
+	Pending                   bool
+	DecidedBy, Decided        string
+	Reason                    string
+	Granted                   pass.Scope
+}
+
+type authzView struct {
+	ID, Short           string
+	User, AgentID       string
+	HarnessID           string
+	Tier, TierClass     string
+	Service, Type, Task string
+	Scope               pass.Scope
+	State, StateClass   string
+	Created, CreatedAbs string
+	Expires, ExpiresAbs string
+	ApprovedBy          string
+}
+
+// Error codes of the ?error= notice: fixed texts, never echoed input.
+var errorTexts = map[string]string{
+	"noscope":    "Choose at least one scope to approve, or deny the request.",
+	"notpending": "That request was already decided.",
+	"expired":    "That request expired before your decision.",
+	"notfound":   "That request or authorization no longer exists.",
+	"scope":      "A chosen scope is not one the Service offered.",
+	"action":     "Unknown action.",
+	"state":      "That authorization is no longer live.",
+	"internal":   "Something went wrong; see the devnet's log.",
+}
+
+func (p *Page) index(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	now := p.now()
+	v := p.newView(w, r)
+	pending, err := p.a.Pending(ctx, authority.ListOptions{Now: now})
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	for _, req := range pending {
+		v.Pending = append(v.Pending, p.requestView(req, now))
+	}
+	auths, err := p.a.Authorizations(ctx, authority.ListOptions{Now: now})
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	for _, a := range auths {
+		v.Active = append(v.Active, authzViewOf(a, now))
+	}
+	v.Refresh = len(v.Pending) == 0
+	p.notice(ctx, r, v)
+	p.render(w, v)
+}
+
+func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
+	now := p.now()
+	req, err := p.a.Request(r.Context(), r.PathValue("id"))
+	if errors.Is(err, authority.ErrNotFound) {
+		v := p.newView(w, r)
+		v.Notice = &notice{"warn", "This request is unknown here: it may have expired and been removed."}
+		w.WriteHeader(http.StatusNotFound)
+		p.render(w, v)
+		return
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	v := p.newView(w, r)
+	rv := p.requestView(req, now)
+	v.Detail = &rv
+	p.notice(r.Context(), r, v)
+	p.render(w, v)
+}
+
+func (p *Page) newView(w http.ResponseWriter, r *http.Request) *view {
+	return &view{
+		Title:     p.title,
+		Authority: p.a.Identifier(),
+		Base:      p.base,
+		Approver:  approver(r),
+		CSRF:      p.csrfToken(w, r),
+		Generated: p.now().UTC().Format("15:04:05 UTC"),
+	}
+}
+
+// notice fills the banner from ?decided=, ?revoked=, ?named= or ?error=,
+// always from the store or fixed texts.
+func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
+	q := r.URL.Query()
+	switch {
+	case q.Get("error") != "":
+		if t, ok := errorTexts[q.Get("error")]; ok {
+			v.Notice = &notice{"error", t}
+		}
+	case q.Get("decided") != "":
+		req, err := p.a.Request(ctx, q.Get("decided"))
+		if err != nil || req.Decision == nil {
+			return
+		}
+		switch req.Decision.Status {
+		case pass.StatusApproved:
+			v.Notice = &notice{"ok", fmt.Sprintf("Approved %s for %s with %s. The agent receives its pass at its next poll.", short(req.ID), req.User, strings.Join(req.Decision.Scope, ", "))}
+		case pass.StatusDenied:
+			v.Notice = &notice{"warn", fmt.Sprintf("Denied %s for %s.", short(req.ID), req.User)}
+		default:
+			v.Notice = &notice{"warn", fmt.Sprintf("Request %s is %s.", short(req.ID), req.Decision.Status)}
+		}
+	case q.Get("revoked") != "":
+		a, err := p.a.Authorization(ctx, q.Get("revoked"))
+		if err == nil {
+			v.Notice = &notice{"warn", fmt.Sprintf("Revoked %s: %s's agent at %s is refused at the Service's next check.", short(a.ID), a.User, a.Service)}
+		}
+	case q.Get("named") != "":
+		v.Notice = &notice{"ok", "Your decisions are now recorded as human:" + v.Approver + "."}
+	}
+}
+
+func (p *Page) render(w http.ResponseWriter, v *view) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := tmpl.Execute(w, v); err != nil {
+		p.log.Error("approval page: render", "err", err)
+	}
+}
+
+func (p *Page) fail(w http.ResponseWriter, err error) {
+	p.log.Error("approval page", "err", err)
+	http.Error(w, "Internal error; see the devnet's log.", http.StatusInternalServerError)
+}
+
+// back redirects after a form: to the request page when the form came from
+// it, else to the list; with a query naming the outcome.
+func (p *Page) back(w http.ResponseWriter, r *http.Request, id, key, val string) {
+	target := p.base + "/"
+	if r.PostFormValue("from") == "detail" && id != "" {
+		target = p.base + "/requests/" + url.PathEscape(id)
+	}
+	http.Redirect(w, r, target+"?"+url.Values{key: {val}}.Encode(), http.StatusSeeOther)
+}
+
+func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
+	id := r.PostFormValue("id")
+	by := "human:" + approver(r)
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	var d authority.Decision
+	switch r.PostFormValue("action") {
+	case "approve":
+		scope := pass.Scope(r.PostForm["scope"]).Dedupe()
+		if len(scope) == 0 {
+			p.back(w, r, id, "error", "noscope")
+			return
+		}
+		d = authority.Decision{Outcome: authority.Approve, Scope: scope, Reason: reason, DecidedBy: by}
+	case "deny":
+		if reason == "" {
+			reason = "denied by " + by
+		}
+		d = authority.Decision{Outcome: authority.Deny, Reason: reason, DecidedBy: by}
+	default:
+		p.back(w, r, id, "error", "action")
+		return
+	}
+	req, err := p.a.Decide(r.Context(), id, d)
+	if err != nil {
+		p.back(w, r, id, "error", errorCode(err))
+		return
+	}
+	p.log.Info("approval page: decision", "request_id", short(id), "user", req.User, "outcome", string(req.Status), "decided_by", by)
+	p.back(w, r, id, "decided", id)
+}
+
+func (p *Page) revoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PostFormValue("id")
+	by := "human:" + approver(r)
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		reason = "revoked on the approval page"
+	}
+	a, err := p.a.Revoke(r.Context(), id, by, reason)
+	if err != nil {
+		p.back(w, r, "", "error", errorCode(err))
+		return
+	}
+	p.log.Info("approval page: revoked", "authorization_id", short(id), "user", a.User, "by", by, slog.String("reason", reason))
+	p.back(w, r, "", "revoked", id)
+}
+
+func (p *Page) whoami(w http.ResponseWriter, r *http.Request) {
+	name := cleanName(r.PostFormValue("name"))
+	if name == "" {
+		name = DefaultApprover
+	}
+	http.SetCookie(w, &http.Cookie{Name: ApproverCookie, Value: url.QueryEscape(name), Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+	id := r.PostFormValue("id")
+	p.back(w, r, id, "named", "1")
+}
+
+func errorCode(err error) string {
+	switch {
+	case errors.Is(err, authority.ErrNotFound):
+		return "notfound"
+	case errors.Is(err, authority.ErrNotPending):
+		return "notpending"
+	case errors.Is(err, authority.ErrExpired):
+		return "expired"
+	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
+		return "scope"
+	case errors.Is(err, authority.ErrState):
+		return "state"
+	}
+	return "internal"
+}
+
+func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
+	status := r.StatusAt(now)
+	v := requestView{
+		ID: r.ID, Short: short(r.ID),
+		User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID,
+		Tier: string(r.Tier), TierClass: tierClass(r.Tier), TierNote: tierNote(r.Tier),
+		Task: r.TaskDescription, TaskID: r.TaskID, TaskAttested: r.TaskAttested,
+		Type: typeLabel(r.Type), Service: r.Service, Dest: r.DestinationURL,
+		Created: ago(r.CreatedAt, now), CreatedAbs: abs(r.CreatedAt),
+		Expires: ago(r.ExpiresAt, now), ExpiresAbs: abs(r.ExpiresAt),
+		Status: string(status), StatusClass: "status-" + string(status),
+		Pending: status == pass.StatusPending,
+	}
+	if v.AgentID == v.HarnessID {
+		v.AgentID = ""
+	}
+	checked := r.ProposedScope
+	if len(checked) == 0 {
+		checked = r.AvailableScope
+	}
+	for _, s := range r.AvailableScope.Dedupe() {
+		v.Scopes = append(v.Scopes, scopeView{Name: s, Checked: slices.Contains(checked, s)})
+	}
+	if d := r.Decision; d != nil {
+		v.DecidedBy, v.Decided, v.Reason, v.Granted = d.DecidedBy, ago(d.DecidedAt, now), d.Reason, d.Scope
+	}
+	return v
+}
+
+func authzViewOf(a *authority.Authorization, now time.Time) authzView {
+	state := a.StateAt(now)
+	v := authzView{
+		ID: a.ID, Short: short(a.ID), User: a.User, AgentID: a.AgentID, HarnessID: a.HarnessID,
+		Tier: string(a.Tier), TierClass: tierClass(a.Tier),
+		Service: a.Service, Type: typeLabel(a.Type), Task: a.TaskDescription, Scope: a.Scope,
+		State: string(state), StateClass: "status-" + string(state),
+		Created: ago(a.CreatedAt, now), CreatedAbs: abs(a.CreatedAt),
+		Expires: ago(a.ExpiresAt, now), ExpiresAbs: abs(a.ExpiresAt),
+		ApprovedBy: a.Approval.DecidedBy,
+	}
+	if v.AgentID == v.HarnessID {
+		v.AgentID = ""
+	}
+	return v
+}
+
+func tierClass(t dpop.Tier) string {
+	switch t {
+	case dpop.TierAttested:
+		return "tier-attested"
+	case dpop.TierRegistered:
+		return "tier-registered"
+	}
+	return "tier-unverified"
+}
+
+func tierNote(t dpop.Tier) string {
+	switch t {
+	case dpop.TierAttested:
+		return "the harness vendor vouches for this agent"
+	case dpop.TierRegistered:
+		return "the harness key was registered with this Authority"
+	}
+	return "the harness id is self-asserted: nobody vouches for it"
+}
+
+func typeLabel(t pass.PassType) string {
+	switch t {
+	case pass.BrowserSession:
+		return "browser session"
+	case pass.BearerToken:
+		return "API token"
+	}
+	return string(t)
+}
+
+// short abbreviates an id for display.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
+}
+
+func abs(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// ago says how far t is from now: "just now", "2 min ago", "in 9 min".
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	d := now.Sub(t)
+	future := d < 0
+	if future {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < 5*time.Second:
+		if future {
+			return "in a moment"
+		}
+		return "just now"
+	case d < time.Minute:
+		s = fmt.Sprintf("%d s", int(d/time.Second))
+	case d < time.Hour:
+		s = fmt.Sprintf("%d min", int(d/time.Minute))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%d h", int(d/time.Hour))
+	default:
+		s = fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	if future {
+		return "in " + s
+	}
+	return s + " ago"
+}
