@@ -292,3 +292,31 @@ func TestSessionBoundToDelegation(t *testing.T) {
 		t.Errorf("session after the delegation's end: %d, want 401", r.status)
 	}
 }
+
+// S-BRW-6: 20 parallel redemptions of one browser pass mint at most one
+// initialization URL.
+func TestConcurrentBrowserRedemptions(t *testing.T) {
+	e := newEnv(t, nil)
+	value := e.idp.issue(validation(corpUser, pass.BrowserSession))
+	req := redemption(e.idp, pass.BrowserSession, corpUser, value)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.redeem(pass.BrowserSession, req, nil)
+			mu.Lock()
+			codes[r.status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[200] != 1 || codes[409] != 19 {
+		t.Errorf("statuses = %v, want one 200 and nineteen 409", codes)
+	}
+	if _, i := e.minted(); i != 1 {
+		t.Errorf("%d init tokens, want 1", i)
+	}
+}

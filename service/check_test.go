@@ -64,6 +64,17 @@ func TestRevocationAfterCheckInterval(t *testing.T) {
 	if err != nil || !d.Invalidated {
 		t.Errorf("delegation not invalidated in the store: %+v %v", d, err)
 	}
+	// The rejection is audited with the delegation's attribution.
+	recs := e.logs.records("agentpass request rejected")
+	if len(recs) == 0 {
+		t.Fatal("no audit record of the rejection")
+	}
+	last := recs[len(recs)-1]
+	for k, v := range map[string]string{"user": corpUser, "agent": "agent-7", "authorization_id": id, "outcome": "rejected", "code": string(pass.CodeDelegationRevoked)} {
+		if last[k] != v {
+			t.Errorf("audit %s = %v, want %s", k, last[k], v)
+		}
+	}
 }
 
 // S-AUTHZ-7: Authority down → rejected (fail closed), unless a grace is

@@ -106,11 +106,14 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 //
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
 // against cross-site requests (for example with http.CrossOriginProtection).
+// DPoP proofs are checked against Origin plus r.URL.Path: mount the
+// middleware where it sees the full request path (outside any
+// http.StripPrefix).
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.Check(r)
+		d, rec, err := s.check(r)
 		if err != nil {
-			s.deny(w, r, err)
+			s.deny(w, r, rec, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
@@ -122,38 +125,45 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
 // pass.ErrUnavailable) otherwise. It is safe for concurrent use.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
+	d, _, err := s.check(r)
+	return d, err
+}
+
+// check is Check that also returns the delegation record, when one was
+// found, for the audit of a rejection.
+func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
 	ctx := r.Context()
 	kind, tok, err := credentialOf(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.cfg.Now()
 	c, rec, err := s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, errInvalidToken("unknown or expired credential")
+			return nil, nil, errInvalidToken("unknown or expired credential")
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case kind == KindSession && c.Kind != KindSession,
 		kind != KindSession && c.Kind == KindSession:
-		return nil, errInvalidToken("credential presented the wrong way")
+		return nil, rec, errInvalidToken("credential presented the wrong way")
 	case c.Kind == KindDPoP && kind != KindDPoP:
-		return nil, errInvalidToken("DPoP-bound token presented as a bearer token")
+		return nil, rec, errInvalidToken("DPoP-bound token presented as a bearer token")
 	case c.Kind == KindBearer && kind == KindDPoP:
-		return nil, errInvalidToken("bearer token presented as a DPoP token")
+		return nil, rec, errInvalidToken("bearer token presented as a DPoP token")
 	}
 	if c.Kind == KindDPoP {
 		if err := s.checkDPoP(r, tok, c.JKT); err != nil {
-			return nil, err
+			return nil, rec, err
 		}
 	}
-	rec, err = s.fresh(ctx, rec, now)
+	fresh, err := s.fresh(ctx, rec, now)
 	if err != nil {
-		return nil, err
+		return nil, rec, err
 	}
-	return rec.delegation(c), nil
+	return fresh.delegation(c), fresh, nil
 }
 
 // credentialOf extracts the credential of a request.
@@ -210,9 +220,13 @@ func errInvalidToken(msg string) error {
 	return pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, msg)
 }
 
-// deny answers a failed Check.
-func (s *Service) deny(w http.ResponseWriter, r *http.Request, err error) {
+// deny answers a failed Check; rec, when known, names the delegation in
+// the audit record.
+func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRecord, err error) {
 	a := &audit{event: eventRequest, endpoint: "middleware", requestID: requestID(r)}
+	if rec != nil {
+		a.fromDelegation(rec)
+	}
 	if errors.Is(err, ErrNoCredential) {
 		err = pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "an AgentPass credential is required").WithCause(err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
