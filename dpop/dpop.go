@@ -146,7 +146,10 @@ func (v *DPoPVerifier) Verify(ctx context.Context, proof, method, url, accessTok
 	if iat.After(now.Add(skew)) {
 		return nil, newErr(ErrInvalidDPoP, "iat in the future")
 	}
-	if iat.Add(maxAge + skew).Before(now) {
+	// Accepted only strictly before iat + maxAge + skew, the instant the
+	// replay record below expires; at that instant the cache would neither
+	// find nor keep the record.
+	if !now.Before(iat.Add(maxAge + skew)) {
 		return nil, newErr(ErrInvalidDPoP, "proof too old")
 	}
 	if c.Expiry != nil && !now.Before(c.Expiry.Time().Add(skew)) {

@@ -255,3 +255,31 @@ func TestDPoPVerifierConfig(t *testing.T) {
 		t.Error("sentinel lacks prefix")
 	}
 }
+
+// TestDPoPReplayAtAgeBoundary: RFC 9449 §11.1, G-3, G-7 — a proof is
+// accepted only while its replay record can still be held. At exactly
+// iat + MaxAge + Skew the replay cache treats the record as expired (and
+// does not store it), so the verifier must already reject the proof as too
+// old; otherwise it can be replayed any number of times at that instant.
+func TestDPoPReplayAtAgeBoundary(t *testing.T) {
+	k := mustKey(t, "")
+	proof, err := k.DPoPProof("GET", apiURL, accessToken, "", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newDPoPVerifier(t0.Add(DefaultMaxLifetime + DefaultSkew))
+	for i := range 2 {
+		_, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint())
+		if !errors.Is(err, ErrInvalidDPoP) {
+			t.Fatalf("verify #%d at iat+MaxAge+Skew: err = %v, want ErrInvalidDPoP", i+1, err)
+		}
+	}
+	// One second earlier it is accepted once, then refused as a replay.
+	v = newDPoPVerifier(t0.Add(DefaultMaxLifetime + DefaultSkew - time.Second))
+	if _, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint()); err != nil {
+		t.Fatalf("first verify: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint()); !errors.Is(err, ErrReplay) {
+		t.Fatalf("second verify: err = %v, want ErrReplay", err)
+	}
+}
