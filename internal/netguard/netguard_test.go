@@ -41,4 +41,3 @@ func TestProtect(t *testing.T) {
 		}
 	}
 }
-
