@@ -717,3 +717,27 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// G-27: endpoint URLs come from third-party documents, so by default the
+// Harness refuses to connect to non-public addresses (here, the loopback
+// fake Service's resolve endpoint), and nothing is sent.
+func TestPrivateAddressesRefused(t *testing.T) {
+	f := newFake(t)
+	dc := f.net.DiscoveryConfig()
+	dc.HTTPClient = f.httpClient()
+	d, err := discovery.New(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{HarnessID: harnessID, HTTPClient: f.httpClient(), Discovery: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Acquire(context.Background(), bearerRequest())
+	if !errors.Is(err, ErrForbiddenAddress) {
+		t.Fatalf("err = %v, want ErrForbiddenAddress", err)
+	}
+	if n := len(f.callsTo(svcOrigin + "/resolve")); n != 0 {
+		t.Errorf("the resolve endpoint received %d requests", n)
+	}
+}

@@ -32,6 +32,8 @@ func network(opts e2e.Options) (*e2e.Env, harness.Config) {
 		HTTPClient: n.Client,
 		Discovery:  n.NewDiscovery(),
 		MinPoll:    harness.MinPollFloor,
+		// The example network is on loopback.
+		InsecureAllowPrivateNetworks: true,
 	}
 }
 

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -43,13 +45,25 @@ type Config struct {
 	// "claude-code" or "acme-build-bot"). Required.
 	HarnessID string
 
-	// HTTPClient sends every request to Services and Authorities. The
-	// Client never follows a redirect with it (a redemption body carries a
-	// pass), so its CheckRedirect is replaced in a copy; the original is
-	// not modified. If nil, a client with http.DefaultTransport's settings
+	// HTTPClient sends every request to Services and Authorities. It is
+	// copied, never modified: the copy follows no redirect (a redemption
+	// body carries a pass), and when its Transport is an *http.Transport
+	// (or nil) the copy requires TLS 1.2 and refuses non-public addresses
+	// (see InsecureAllowPrivateNetworks); any other Transport is used as
+	// given. If nil, a client with http.DefaultTransport's settings
 	// (without proxy: a library reads no environment variables) and a
 	// DefaultHTTPTimeout timeout.
 	HTTPClient *http.Client
+
+	// InsecureAllowPrivateNetworks allows requests to loopback, private,
+	// link-local and other non-public addresses. Without it such
+	// destinations are refused when connecting, after name resolution
+	// (G-27): the endpoint URLs come from documents published by Services
+	// and Authorities, which must not be able to point the Harness at its
+	// own internal network. Only tests and local development networks need
+	// it. It does not apply to Token.Transport, whose destination the agent
+	// chooses.
+	InsecureAllowPrivateNetworks bool
 
 	// Discovery finds Services (DNS TXT and configuration) and fetches
 	// Authority configurations. If nil, discovery.New with HTTPClient, Now
@@ -197,9 +211,7 @@ func New(cfg Config) (*Client, error) {
 		tr.Proxy = nil
 		base = &http.Client{Transport: tr, Timeout: DefaultHTTPTimeout}
 	}
-	hc := *base
-	hc.CheckRedirect = noRedirects
-	c.http = &hc
+	c.http = peerClient(base, cfg.InsecureAllowPrivateNetworks)
 	c.disc = cfg.Discovery
 	if c.disc == nil {
 		d, err := discovery.New(discovery.Config{HTTPClient: base, Now: cfg.Now, Logger: cfg.Logger})
@@ -209,6 +221,40 @@ func New(cfg Config) (*Client, error) {
 		c.disc = d
 	}
 	return c, nil
+}
+
+// ErrForbiddenAddress: a request to a Service or Authority endpoint would
+// connect to a loopback, private or otherwise non-public address (G-27; see
+// Config.InsecureAllowPrivateNetworks). Nothing was sent.
+var ErrForbiddenAddress = errors.New("harness: destination address not allowed")
+
+// peerClient derives the client for protocol calls from the caller's.
+func peerClient(base *http.Client, allowPrivate bool) *http.Client {
+	hc := *base
+	hc.CheckRedirect = noRedirects
+	hc.Jar = nil
+	tr, ok := hc.Transport.(*http.Transport)
+	if hc.Transport == nil {
+		tr, ok = http.DefaultTransport.(*http.Transport), true
+	}
+	if !ok {
+		return &hc
+	}
+	tr = tr.Clone()
+	if hc.Transport == nil {
+		tr.Proxy = nil // a library reads no environment variables
+	}
+	tlsCfg := &tls.Config{}
+	if tr.TLSClientConfig != nil {
+		tlsCfg = tr.TLSClientConfig.Clone()
+	}
+	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
+	tr.TLSClientConfig = tlsCfg
+	if !allowPrivate {
+		netguard.Guard{Err: ErrForbiddenAddress}.Protect(tr, 10*time.Second)
+	}
+	hc.Transport = tr
+	return &hc
 }
 
 // noRedirects makes the HTTP client return a redirect answer as is; the

@@ -24,6 +24,8 @@ func browserInit(t *testing.T, e *e2e.Env) *harness.Initialization {
 		Discovery:  e.Discovery(t),
 		Now:        e.Clock.Now,
 		MinPoll:    harness.MinPollFloor,
+		// The network is on loopback.
+		InsecureAllowPrivateNetworks: true,
 	})
 	if err != nil {
 		t.Fatal(err)
