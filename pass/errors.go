@@ -55,6 +55,8 @@ const (
 	CodeAuthorizationUnknown  Code = "authorization_unknown"    // 404: unknown, inactive or foreign authorization_id
 	CodeInvalidToken          Code = "invalid_token"            // 401: bearer token or session unknown or expired
 	CodeDelegationRevoked     Code = "delegation_revoked"       // 401: the Authority no longer vouches for the delegation
+	CodeDelegationRejected    Code = "delegation_rejected"      // 403: the Service application refused the delegation
+	CodeInvalidDPoPProof      Code = "invalid_dpop_proof"       // 401: DPoP proof missing or invalid (RFC 9449 §7.1)
 )
 
 // Sentinel errors. An [*Error] matches the sentinel of its code with
@@ -91,6 +93,8 @@ var codeSentinels = map[Code][]error{
 	CodeInvalidTaskAttest:     {ErrUnauthenticated},
 	CodeProofRequired:         {ErrUnauthenticated},
 	CodeInvalidToken:          {ErrUnauthenticated},
+	CodeInvalidDPoPProof:      {ErrUnauthenticated},
+	CodeDelegationRejected:    {ErrForbidden},
 	CodeUntrustedAuthority:    {ErrForbidden},
 	CodePrecedenceViolation:   {ErrForbidden},
 	CodeDelegationDisabled:    {ErrForbidden},

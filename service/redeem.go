@@ -15,16 +15,6 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// Wire codes this package sends that the pass package does not define.
-const (
-	// CodeDelegationRejected (403): the application's OnDelegation
-	// callback refused the delegation.
-	CodeDelegationRejected pass.Code = "delegation_rejected"
-	// CodeInvalidDPoPProof (401): a DPoP proof is missing or invalid
-	// (RFC 9449 §7.1 uses the same name).
-	CodeInvalidDPoPProof pass.Code = "invalid_dpop_proof"
-)
-
 // Secret prefixes: they make leaked secrets recognisable to scanners.
 const (
 	prefixToken   = "apt_"
@@ -97,7 +87,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 			}
 			c, err := s.dpop.Verify(ctx, proofs[0], http.MethodPost, endpoint, "", "")
 			if err != nil {
-				return nil, proofError(err, CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
+				return nil, proofError(err, pass.CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
 			}
 			jkt = c.JKT
 		}
@@ -218,7 +208,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	}
 	if s.cfg.OnDelegation != nil {
 		if err := s.cfg.OnDelegation(ctx, rec.delegation(nil)); err != nil {
-			return nil, appError(err, http.StatusForbidden, CodeDelegationRejected, "the Service refused this delegation")
+			return nil, appError(err, http.StatusForbidden, pass.CodeDelegationRejected, "the Service refused this delegation")
 		}
 	}
 

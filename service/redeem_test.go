@@ -305,7 +305,7 @@ func TestRedeemRejections(t *testing.T) {
 		// Step 8 and the application.
 		{name: "application refuses the delegation", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error { return errors.New("signups closed") }
-		}, setup: bearerFrom(idp, corpUser, nil), status: 403, code: service.CodeDelegationRejected, validateCall: true},
+		}, setup: bearerFrom(idp, corpUser, nil), status: 403, code: pass.CodeDelegationRejected, validateCall: true},
 		{name: "application answers its own error", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error {
 				return pass.NewError(http.StatusPaymentRequired, "plan_required", "upgrade")
@@ -316,7 +316,7 @@ func TestRedeemRejections(t *testing.T) {
 			k, _ := dpop.GenerateKey("ES256")
 			proof, _ := k.DPoPProof("POST", e.endpoint(pass.BrowserSession), "", "", e.clock.Now())
 			return typ, req, http.Header{"Dpop": {proof}}
-		}, status: 401, code: service.CodeInvalidDPoPProof, validateCall: false},
+		}, status: 401, code: pass.CodeInvalidDPoPProof, validateCall: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
