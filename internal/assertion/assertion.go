@@ -11,10 +11,15 @@ package assertion
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +41,11 @@ const (
 	DefaultMaxLifetime = 300 * time.Second
 	maxTokenBytes      = 8 << 10
 )
+
+// algorithms is the allow-list verification uses: this package's own copy
+// of dpop.Algorithms (asymmetric only, gap G-6), taken at initialisation so
+// that a program changing the exported slice cannot weaken verification.
+var algorithms = slices.Clone(dpop.Algorithms)
 
 // ErrInvalid is matched by every verification failure.
 var ErrInvalid = errors.New("assertion: invalid")
@@ -85,7 +95,7 @@ func parse(token string) (*jwt.JSONWebToken, error) {
 	if len(token) > maxTokenBytes {
 		return nil, invalidf("too large")
 	}
-	tok, err := jwt.ParseSigned(token, dpop.Algorithms)
+	tok, err := jwt.ParseSigned(token, algorithms)
 	if err != nil {
 		return nil, invalidf("malformed or disallowed algorithm: %v", err)
 	}
@@ -96,8 +106,14 @@ func parse(token string) (*jwt.JSONWebToken, error) {
 	if err := checkRawHeader(token); err != nil {
 		return nil, err
 	}
-	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok && typ != Type && !strings.EqualFold(typ, "JWT") {
-		return nil, invalidf("wrong typ %q", typ)
+	if v, present := h.ExtraHeaders[jose.HeaderType]; present {
+		typ, ok := v.(string)
+		if !ok {
+			return nil, invalidf("typ is not a string")
+		}
+		if typ != Type && !strings.EqualFold(typ, "JWT") {
+			return nil, invalidf("wrong typ %q", trunc(typ, 40))
+		}
 	}
 	return tok, nil
 }
@@ -171,8 +187,8 @@ func (v *Verifier) Verify(ctx context.Context, token, jwksURL, wantIss, wantAud 
 	if err != nil {
 		return nil, fmt.Errorf("%w: signing key %q not found: %w", ErrInvalid, h.KeyID, err)
 	}
-	if !key.IsPublic() || (key.Algorithm != "" && key.Algorithm != h.Algorithm) {
-		return nil, invalidf("key does not fit the token's algorithm")
+	if err := checkKey(key, h.Algorithm); err != nil {
+		return nil, err
 	}
 	var c wireClaims
 	if err := tok.Claims(key.Key, &c); err != nil {
@@ -211,4 +227,40 @@ func (v *Verifier) Verify(ctx context.Context, token, jwksURL, wantIss, wantAud 
 		return nil, invalidf("exp is not after iat")
 	}
 	return &Claims{Issuer: c.Issuer, Audience: c.Audience, JTI: c.JTI, IssuedAt: iat, Expiry: exp}, nil
+}
+
+// checkKey applies the key rules of gap G-6 to the key a KeyFinder
+// returned, before it verifies anything: a public signing key of a
+// supported type and size (P-256, P-384, Ed25519, RSA of at least
+// dpop.MinRSABits) that fits the token's algorithm and the key's own alg.
+func checkKey(key *jose.JSONWebKey, alg string) error {
+	if key == nil || !key.IsPublic() {
+		return invalidf("no public key for the token's kid")
+	}
+	if key.Use != "" && key.Use != "sig" {
+		return invalidf("key is not a signing key")
+	}
+	if key.Algorithm != "" && key.Algorithm != alg {
+		return invalidf("key does not fit the token's algorithm")
+	}
+	fits := false
+	switch p := key.Key.(type) {
+	case *ecdsa.PublicKey:
+		fits = alg == string(jose.ES256) && p.Curve == elliptic.P256() || alg == string(jose.ES384) && p.Curve == elliptic.P384()
+	case ed25519.PublicKey:
+		fits = alg == string(jose.EdDSA) && len(p) == ed25519.PublicKeySize
+	case *rsa.PublicKey:
+		fits = (alg == string(jose.RS256) || alg == string(jose.PS256)) && p.N != nil && p.N.BitLen() >= dpop.MinRSABits
+	}
+	if !fits {
+		return invalidf("key type or size does not fit the token's algorithm")
+	}
+	return nil
+}
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

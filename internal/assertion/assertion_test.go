@@ -2,7 +2,10 @@ package assertion
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -175,6 +178,101 @@ func FuzzPeekIssuer(f *testing.F) {
 		v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
 		if c, err := v.Verify(context.Background(), s, jwksURL, svc, auth); err == nil && (c.Issuer != svc || c.Audience != auth) {
 			t.Fatalf("accepted wrong claims %+v", c)
+		}
+	})
+}
+
+// keyFinderFunc adapts a function to KeyFinder.
+type keyFinderFunc func(ctx context.Context, url, kid string) (*jose.JSONWebKey, error)
+
+func (f keyFinderFunc) LookupKey(ctx context.Context, url, kid string) (*jose.JSONWebKey, error) {
+	return f(ctx, url, kid)
+}
+
+// joseSign signs claims with any go-jose key, bypassing dpop's key checks,
+// to build tokens our own signer would refuse to make.
+func joseSign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, header map[string]any, claims any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithHeader("kid", kid)
+	for k, v := range header {
+		opts = opts.WithHeader(jose.HeaderKey(k), v)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	obj, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestVerifyKeyHardening: G-6 — the key a KeyFinder returns is checked
+// before use: a missing key is an error (never a panic), an RSA key
+// shorter than dpop.MinRSABits or a key of an unsupported type is refused,
+// a typ that is not a string is refused (G-8), and the algorithm
+// allow-list is this package's own, not the exported, mutable
+// dpop.Algorithms.
+func TestVerifyKeyHardening(t *testing.T) {
+	claims := map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(time.Minute).Unix(), "jti": "j"}
+	now := func() time.Time { return t0 }
+
+	t.Run("nil key without error", func(t *testing.T) {
+		ks, _ := dpop.GenerateKeySet()
+		tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
+		v := &Verifier{Keys: keyFinderFunc(func(context.Context, string, string) (*jose.JSONWebKey, error) { return nil, nil }), Now: now}
+		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("err = %v, want ErrInvalid", err)
+		}
+	})
+
+	t.Run("RSA key below MinRSABits", func(t *testing.T) {
+		weak, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := joseSign(t, jose.RS256, weak, "weak", map[string]any{"typ": Type}, claims)
+		v := &Verifier{Keys: keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
+			return &jose.JSONWebKey{Key: &weak.PublicKey, KeyID: kid, Use: "sig"}, nil
+		}), Now: now}
+		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("1024-bit RSA key accepted: %v", err)
+		}
+	})
+
+	ks, _ := dpop.GenerateKeySet()
+	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: now}
+	signer, ok := ks.Current().Signer().(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatal("GenerateKeySet is not ECDSA")
+	}
+
+	t.Run("typ not a string", func(t *testing.T) {
+		tok := joseSign(t, jose.ES256, signer, ks.Current().KeyID(), map[string]any{"typ": 7}, claims)
+		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("numeric typ accepted: %v", err)
+		}
+	})
+
+	t.Run("dpop.Algorithms mutated", func(t *testing.T) {
+		saved := dpop.Algorithms
+		t.Cleanup(func() { dpop.Algorithms = saved })
+		dpop.Algorithms = append([]jose.SignatureAlgorithm{jose.HS256}, saved...)
+		mac := hmac.New(sha256.New, []byte("shared"))
+		input := b64(map[string]any{"alg": "HS256", "kid": "h"}) + "." + b64(claims)
+		mac.Write([]byte(input))
+		tok := input + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		hv := &Verifier{Keys: keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
+			return &jose.JSONWebKey{Key: []byte("shared"), KeyID: kid}, nil
+		}), Now: now}
+		if _, err := hv.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("HS256 accepted after dpop.Algorithms was changed: %v", err)
 		}
 	})
 }
