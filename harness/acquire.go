@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -550,9 +551,32 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 	var st pass.IssuanceStatus
 	hdr, err := httpx.Do(ctx, c.http, call, &st)
 	if err != nil {
-		return nil, hdr, err
+		return nil, hdr, redactStatusURL(err, g.AuthorityConfiguration.Endpoints.IssuanceStatus)
 	}
 	return &st, hdr, nil
+}
+
+// redactStatusURL keeps the status URL, which holds the request id (a
+// bearer secret at a plain v0.1 Authority, G-2), out of error texts: a
+// transport error names the URL template instead, and an invalid answer
+// keeps only the document error.
+func redactStatusURL(err error, template string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = template
+	}
+	var pe *pass.Error
+	if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var fe *pass.FieldError
+	if errors.As(err, &fe) {
+		return fe
+	}
+	if errors.Is(err, pass.ErrInvalidDocument) {
+		return fmt.Errorf("invalid status answer: %w", pass.ErrInvalidDocument)
+	}
+	return errors.New("harness: status request failed")
 }
 
 // peerError classifies a failed call: the context's error as is, a wire

@@ -567,6 +567,9 @@ func TestPollingOutcomes(t *testing.T) {
 			if len(f.callsTo(svcOrigin+"/redeem-")) != 0 {
 				t.Error("a redemption was sent")
 			}
+			if err != nil && strings.Contains(err.Error(), requestID) {
+				t.Errorf("error text shows the request id (G-2): %v", err)
+			}
 		})
 	}
 }
