@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/agentpass-go/agentpass/pass"
@@ -121,6 +122,10 @@ type Call struct {
 // transport failure returns a *pass.Error with code authority_unavailable
 // wrapping the cause (it matches pass.ErrUnavailable). The answer's headers
 // are returned for callers that read them. Bodies are read up to 64 KiB.
+//
+// Errors name the peer by origin only, never by the URL's path or query: a
+// status URL carries the request id, a bearer secret for polling (G-2), and
+// callers log these errors.
 func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (http.Header, error) {
 	if client == nil {
 		client = http.DefaultClient
@@ -140,9 +145,10 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	if method == "" {
 		method = http.MethodGet
 	}
+	where := method + " " + redactURL(c.URL)
 	req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
 	if err != nil {
-		return nil, fmt.Errorf("httpx: %w", err)
+		return nil, fmt.Errorf("httpx: %s: invalid URL", where)
 	}
 	for k, vs := range c.Header {
 		for _, v := range vs {
@@ -161,27 +167,53 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "peer unreachable").WithCause(err)
+		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "peer unreachable").
+			WithCause(fmt.Errorf("httpx: %s: %w", where, stripURLError(err)))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
-		return resp.Header, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "reading peer response failed").WithCause(err)
+		return resp.Header, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "reading peer response failed").
+			WithCause(fmt.Errorf("httpx: %s: %w", where, stripURLError(err)))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp.Header, pass.ErrorFromResponse(resp.StatusCode, raw)
 	}
 	if len(raw) > MaxBody {
-		return resp.Header, fmt.Errorf("httpx: %s %s: response larger than 64 KiB: %w", method, c.URL, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where, pass.ErrInvalidDocument)
 	}
 	if out == nil {
 		return resp.Header, nil
 	}
 	if !IsJSON(resp.Header.Get("Content-Type")) {
-		return resp.Header, fmt.Errorf("httpx: %s %s: response is not application/json: %w", method, c.URL, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response is not application/json: %w", where, pass.ErrInvalidDocument)
 	}
 	if err := pass.Decode(raw, out); err != nil {
-		return resp.Header, fmt.Errorf("httpx: %s %s: invalid response: %w", method, c.URL, err)
+		return resp.Header, fmt.Errorf("httpx: %s: invalid response: %w", where, err)
 	}
 	return resp.Header, nil
+}
+
+// redactURL returns the origin of raw followed by "/…" when raw has more
+// (path, query), or "<invalid URL>": the form of a URL errors may carry.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "<invalid URL>"
+	}
+	out := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
+}
+
+// stripURLError removes the *url.Error layer, whose text repeats the full
+// URL; its cause (dial, TLS, timeout, context errors) stays matchable.
+func stripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

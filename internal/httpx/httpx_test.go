@@ -131,3 +131,52 @@ func TestBearerToken(t *testing.T) {
 		t.Error("basic accepted")
 	}
 }
+
+// TestDoErrorsHideURLPath: G-2 — a status URL carries the request id, a
+// bearer secret for polling ("never log status URLs"), and callers log the
+// errors Do returns. Whatever goes wrong, the error names the peer's origin
+// but never the path, so the id cannot reach a log through it.
+func TestDoErrorsHideURLPath(t *testing.T) {
+	const id = "req_S3cretRequestId0123456789"
+	ctx := context.Background()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("case") {
+		case "text":
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write([]byte("hello"))
+		case "large":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"scope":["` + strings.Repeat("a", MaxBody) + `"]}`))
+		default:
+			WriteJSON(w, 200, map[string]any{"scope": "not-an-array"})
+		}
+	}))
+	defer srv.Close()
+	dead := httptest.NewTLSServer(http.NotFoundHandler())
+	deadClient := dead.Client()
+	dead.Close()
+
+	cases := []struct {
+		name   string
+		client *http.Client
+		url    string
+	}{
+		{"not json", srv.Client(), srv.URL + "/requests/" + id + "?case=text"},
+		{"too large", srv.Client(), srv.URL + "/requests/" + id + "?case=large"},
+		{"invalid document", srv.Client(), srv.URL + "/requests/" + id},
+		{"unreachable", deadClient, dead.URL + "/requests/" + id},
+		{"malformed url", srv.Client(), "https://[::1/requests/" + id},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out pass.AuthorizationCheckResponse
+			_, err := Do(ctx, c.client, Call{Method: http.MethodGet, URL: c.url}, &out)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), id) {
+				t.Fatalf("error reveals the request id: %v", err)
+			}
+		})
+	}
+}
