@@ -125,7 +125,11 @@ func NewServer(t testing.TB) *Server {
 
 // Start starts a server on 127.0.0.1 outside a test (for examples and local
 // development networks). The caller must Close it.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartAt("127.0.0.1:0") }
+
+// StartAt is Start on a chosen address ("127.0.0.1:5353"), UDP and TCP; port
+// 0 picks a free port. The caller must Close it.
+func StartAt(addr string) (*Server, error) {
 	s := &Server{
 		nodes:      map[string]*node{},
 		faults:     map[string]Fault{},
@@ -142,8 +146,16 @@ func Start() (*Server, error) {
 	)
 	// Bind TCP on an ephemeral port, then UDP on the same port; another
 	// process may hold that UDP port, so retry a few times.
-	for range 20 {
-		ln, err = net.Listen("tcp4", "127.0.0.1:0")
+	_, port, perr := net.SplitHostPort(addr)
+	if perr != nil {
+		return nil, fmt.Errorf("dnstest: %w", perr)
+	}
+	tries := 20
+	if port != "0" {
+		tries = 1
+	}
+	for range tries {
+		ln, err = net.Listen("tcp4", addr)
 		if err != nil {
 			return nil, fmt.Errorf("dnstest: %w", err)
 		}

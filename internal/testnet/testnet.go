@@ -81,8 +81,12 @@ func New(t testing.TB) *Network {
 
 // Start starts a network outside a test (the demo, the devnet). The caller
 // must Close it.
-func Start() (*Network, error) {
-	dns, err := dnstest.Start()
+func Start() (*Network, error) { return StartAt("127.0.0.1:0") }
+
+// StartAt is Start with the DNS server on a chosen address
+// ("127.0.0.1:5353"; port 0 picks a free port), for the devnet's -dns-addr.
+func StartAt(dnsAddr string) (*Network, error) {
+	dns, err := dnstest.StartAt(dnsAddr)
 	if err != nil {
 		return nil, err
 	}

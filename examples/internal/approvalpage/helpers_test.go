@@ -44,6 +44,7 @@ func newEnv(t *testing.T, explicitPorts bool) *env {
 	e := &env{t: t, n: n, sb: sb}
 	e.agent, err = harness.New(harness.Config{
 		HarnessID: "test-agent", HTTPClient: n.Client(), Discovery: n.Discovery(), MinPoll: 100 * time.Millisecond,
+		InsecureAllowPrivateNetworks: true, // the sandbox lives on loopback
 		Progress: func(p harness.Progress) {
 			e.mu.Lock()
 			e.progress = append(e.progress, p)

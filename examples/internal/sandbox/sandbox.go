@@ -49,14 +49,21 @@ type Options struct {
 	// PreferServiceAuthority makes the Service offer its own Authority
 	// where policy allows it.
 	PreferServiceAuthority bool
+	// OfferServiceAndFederated makes the Service answer a user without an
+	// Enterprise Authority with both its own Authority and the Federated
+	// one, for the Harness to choose (service.Config.OfferServiceAndFederated).
+	OfferServiceAndFederated bool
 	// Logger receives every party's audit log; nil discards.
 	Logger *slog.Logger
 	// Now is the clock of every party; nil means time.Now.
 	Now func() time.Time
-	// EnterpriseStore, FederatedStore, ServiceAuthorityStore and
-	// ServiceStore replace the in-memory stores (the devnet's -postgres).
-	EnterpriseStore, FederatedStore, ServiceAuthorityStore authority.Store
-	ServiceStore                                           service.Store
+	// EnterpriseStore (corp.test), EnterpriseStrictStore (strict.test),
+	// FederatedStore, ServiceAuthorityStore and ServiceStore replace the
+	// in-memory stores (the devnet's -postgres); nil means a new in-memory
+	// store. Each Authority needs a store of its own: a store's listings
+	// (Pending, Authorizations) do not tell Authorities apart.
+	EnterpriseStore, EnterpriseStrictStore, FederatedStore, ServiceAuthorityStore authority.Store
+	ServiceStore                                                                  service.Store
 	// OnPending is called for every request left to a person, by any
 	// Authority of the sandbox.
 	OnPending func(a *authority.Authority, r authority.Request)
@@ -236,7 +243,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	if err := newAuthority(&s.Enterprise, s.Origins[EnterpriseHost]+"/corp", pass.TrustEnterprise, &yes, opts.EnterpriseStore); err != nil {
 		return nil, err
 	}
-	if err := newAuthority(&s.EnterpriseStrict, s.Origins[EnterpriseHost]+"/strict", pass.TrustEnterprise, &no, opts.EnterpriseStore); err != nil {
+	if err := newAuthority(&s.EnterpriseStrict, s.Origins[EnterpriseHost]+"/strict", pass.TrustEnterprise, &no, opts.EnterpriseStrictStore); err != nil {
 		return nil, err
 	}
 	if err := newAuthority(&s.Federated, s.Origins[FederatedHost], pass.TrustFederated, nil, opts.FederatedStore); err != nil {
@@ -257,17 +264,18 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		{Name: todoapp.ScopeDelete, Description: "Delete to-do items"},
 	}
 	svc, err := service.New(service.Config{
-		Origin:                 s.Origins[TodoHost],
-		Name:                   "To-do (AgentPass sandbox)",
-		Keys:                   keys,
-		ServiceAuthority:       &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
-		TrustedFederated:       []pass.AuthorityRef{{Authority: s.Federated.Identifier(), AuthorityConfigurationURL: s.Federated.ConfigurationURL()}},
-		PreferServiceAuthority: opts.PreferServiceAuthority,
-		Scopes:                 scopes,
-		DefaultDestination:     "/app",
-		Store:                  opts.ServiceStore,
-		Discovery:              disc,
-		HTTPClient:             n.Client(),
+		Origin:                   s.Origins[TodoHost],
+		Name:                     "To-do (AgentPass sandbox)",
+		Keys:                     keys,
+		ServiceAuthority:         &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
+		TrustedFederated:         []pass.AuthorityRef{{Authority: s.Federated.Identifier(), AuthorityConfigurationURL: s.Federated.ConfigurationURL()}},
+		PreferServiceAuthority:   opts.PreferServiceAuthority,
+		OfferServiceAndFederated: opts.OfferServiceAndFederated,
+		Scopes:                   scopes,
+		DefaultDestination:       "/app",
+		Store:                    opts.ServiceStore,
+		Discovery:                disc,
+		HTTPClient:               n.Client(),
 		// The Authorities of the sandbox listen on loopback.
 		InsecureAllowPrivateNetworks: true,
 		Now:                          now,

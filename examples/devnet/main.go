@@ -1,0 +1,262 @@
+// Command devnet runs a local AgentPass network that stays up until Ctrl-C:
+// a DNS server, an Enterprise Authority for two domains (corp.test allows
+// Service Authorities, strict.test forbids them), a Federated Authority, a
+// Service Authority, the to-do Service, a domain whose record is "none" and
+// one whose enterprise configuration is broken. Every Authority serves an
+// approval page. It writes manifest.json and ca.pem so your own harness,
+// service or tools can use it; see README.md.
+//
+//	go run ./examples/devnet [-dir DIR] [-dns-addr 127.0.0.1:5353] [-port 8443] [-admin-token T] [-postgres DSN] [-v]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// config is the command line.
+type config struct {
+	dir        string
+	dnsAddr    string
+	ports      string
+	adminToken string
+	postgres   string
+	verbose    bool
+	preferSA   bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("devnet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.dir, "dir", "", "directory for manifest.json and ca.pem (default: a new temporary directory)")
+	fs.StringVar(&c.dnsAddr, "dns-addr", "127.0.0.1:0", "address of the DNS server (UDP and TCP)")
+	fs.StringVar(&c.ports, "port", "", "base port (hosts get base, base+1, ... in the order todo.test, idp.corp.test, approvals.test, broken.test),\nor per-host ports: todo.test=8443,idp.corp.test=8444 (default: ports chosen by the OS)")
+	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token of the approval pages' admin API (default: random, printed)")
+	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL connection string: keep the Authorities' and the Service's state there\n(one schema per party, agentpass_devnet_*; migrated at start)")
+	fs.BoolVar(&c.preferSA, "prefer-service-authority", false, "make the Service name its own Authority wherever policy allows it\n(alex@corp.test and kim@gmail.test then resolve to the Service Authority)")
+	fs.BoolVar(&c.verbose, "v", false, "print every party's structured audit log to stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./examples/devnet [flags]\n\nA local AgentPass network that stays up until Ctrl-C. Flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "devnet:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := start(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "devnet:", err)
+		return 1
+	}
+	d.printSummary(stdout)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nShutting down…")
+	d.Close()
+	return 0
+}
+
+// devnet is the running network.
+type devnet struct {
+	net      *testnet.Network
+	sb       *sandbox.Sandbox
+	manifest Manifest
+	closers  []func()
+}
+
+// Close stops every server and closes the database pools.
+func (d *devnet) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// hostAddrs turns the -port flag into listen addresses.
+func hostAddrs(spec string) (map[string]string, error) {
+	addrs := map[string]string{}
+	if spec == "" {
+		return addrs, nil
+	}
+	if !strings.Contains(spec, "=") {
+		base, err := strconv.Atoi(spec)
+		if err != nil || base <= 0 || base+len(sandbox.Hosts) > 65536 {
+			return nil, fmt.Errorf("-port %q: want a base port or host=port pairs", spec)
+		}
+		for i, h := range sandbox.Hosts {
+			addrs[h] = net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
+		}
+		return addrs, nil
+	}
+	for part := range strings.SplitSeq(spec, ",") {
+		host, port, ok := strings.Cut(strings.TrimSpace(part), "=")
+		p, err := strconv.Atoi(port)
+		if !ok || err != nil || p < 0 || p > 65535 || !slices.Contains(sandbox.Hosts, host) {
+			return nil, fmt.Errorf("-port: %q is not host=port with a host among %s", part, strings.Join(sandbox.Hosts, ", "))
+		}
+		addrs[host] = net.JoinHostPort("127.0.0.1", port)
+	}
+	return addrs, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// start builds the network and writes the manifest and the CA file. ctx
+// bounds the database janitors; Close stops everything.
+func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err error) {
+	addrs, err := hostAddrs(cfg.ports)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.adminToken == "" {
+		cfg.adminToken = randomToken()
+	}
+	if cfg.dir == "" {
+		if cfg.dir, err = os.MkdirTemp("", "agentpass-devnet-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(cfg.dir, 0o755); err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if cfg.verbose {
+		logger = slog.New(slog.NewTextHandler(logw, nil))
+	}
+
+	n, err := testnet.StartAt(cfg.dnsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("DNS server on %s: %w", cfg.dnsAddr, err)
+	}
+	d := &devnet{net: n, closers: []func(){n.Close}}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	opts := sandbox.Options{
+		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
+		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
+		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
+	}
+	store := "memory"
+	if cfg.postgres != "" {
+		if err := d.usePostgres(ctx, cfg.postgres, logger, &opts); err != nil {
+			return nil, err
+		}
+		store = "postgres"
+	}
+	d.sb, err = sandbox.Build(n, opts)
+	if err != nil {
+		return nil, err
+	}
+	d.manifest, err = d.buildManifest(ctx, cfg, store)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.manifest.CAFile, n.CAPEM(), 0o644); err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(d.manifest, "", "  ")
+	// The manifest holds the admin token: readable by its owner only.
+	if err := os.WriteFile(d.manifest.ManifestFile, append(b, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// resolution asks the Service which Authority governs user, as a Harness
+// does (POST resolve_authorities), and names the branch or the refusal.
+func resolution(ctx context.Context, d *devnet, user string) (branch string, refs []pass.AuthorityRef, refusal *pass.Error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cfg := d.sb.Service.Configuration()
+	var out pass.ResolutionResponse
+	_, err := httpx.Do(ctx, d.net.Client(), httpx.Call{URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &out)
+	if err != nil {
+		var pe *pass.Error
+		if errors.As(err, &pe) {
+			return "refused", nil, pe
+		}
+		return "refused", nil, &pass.Error{Message: err.Error()}
+	}
+	switch {
+	case out.EnterpriseAuthority != nil:
+		return "enterprise", []pass.AuthorityRef{*out.EnterpriseAuthority}, nil
+	case out.ServiceAuthority != nil && out.TrustedFederatedAuthorities != nil:
+		return "service_or_federated", append([]pass.AuthorityRef{*out.ServiceAuthority}, out.TrustedFederatedAuthorities...), nil
+	case out.ServiceAuthority != nil:
+		return "service", []pass.AuthorityRef{*out.ServiceAuthority}, nil
+	}
+	return "federated", out.TrustedFederatedAuthorities, nil
+}
+
+func (d *devnet) printSummary(w io.Writer) {
+	m := d.manifest
+	fmt.Fprintf(w, "AgentPass devnet is up. Ctrl-C stops it.\n\n")
+	fmt.Fprintf(w, "  manifest     %s\n  CA file      %s\n  DNS server   %s  (TXT discovery records; A records: every host → 127.0.0.1)\n  admin token  %s\n  store        %s\n\n",
+		m.ManifestFile, m.CAFile, m.DNS, m.AdminToken, m.Store)
+	fmt.Fprintf(w, "Hosts (for /etc/hosts, curl --resolve, or resolve through the DNS server):\n")
+	for _, h := range sandbox.Hosts {
+		fmt.Fprintf(w, "  %-16s %s\n", h, m.Hosts[h])
+	}
+	fmt.Fprintf(w, "\nService  %s\n  app %s   API %s   configuration %s\n", m.Service.Origin, m.Service.App, m.Service.API, m.Service.ConfigurationURL)
+	fmt.Fprintf(w, "\nAuthorities and their approval pages:\n")
+	for _, a := range m.Authorities {
+		fmt.Fprintf(w, "  %-28s %s\n  %-28s %s\n", a.Name, a.Identifier, "", a.ApprovalPage)
+	}
+	fmt.Fprintf(w, "\nTest users (one per resolution branch):\n")
+	for _, u := range m.Users {
+		b := u.Branch
+		if u.Error != "" {
+			b += " (" + u.Error + ")"
+		}
+		fmt.Fprintf(w, "  %-17s %-30s %s\n", u.Email, b, u.Expect)
+	}
+	fmt.Fprintf(w, "\nTry:\n  go run ./examples/agentpass -ca %s -dns %s token %s %s -task 'Add milk to my list'\n",
+		m.CAFile, m.DNS, m.Service.Origin, sandbox.UserEnterprise)
+	fmt.Fprintf(w, "  (then approve it at %s)\n", m.Authorities[0].ApprovalPage)
+	fmt.Fprintf(w, "  curl --cacert %s --resolve %s %s\n", m.CAFile, m.Curl[sandbox.TodoHost], m.Service.ConfigurationURL)
+}
