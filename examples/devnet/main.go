@@ -47,6 +47,8 @@ type config struct {
 	postgres   string
 	verbose    bool
 	preferSA   bool
+	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
+	pgSchemaPrefix string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -183,7 +185,7 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	}
 	store := "memory"
 	if cfg.postgres != "" {
-		if err := d.usePostgres(ctx, cfg.postgres, logger, &opts); err != nil {
+		if err := d.usePostgres(ctx, cfg.postgres, cfg.pgSchemaPrefix, logger, &opts); err != nil {
 			return nil, err
 		}
 		store = "postgres"

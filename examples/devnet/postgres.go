@@ -17,7 +17,10 @@ import (
 // usePostgres gives every party a store in a schema of its own
 // (agentpass_devnet_corp, ..._strict, ..._federated, ..._service_authority,
 // ..._service), migrates them and runs their janitors until ctx ends.
-func (d *devnet) usePostgres(ctx context.Context, dsn string, logger *slog.Logger, opts *sandbox.Options) error {
+func (d *devnet) usePostgres(ctx context.Context, dsn, prefix string, logger *slog.Logger, opts *sandbox.Options) error {
+	if prefix == "" {
+		prefix = "agentpass_devnet"
+	}
 	pool := func(schema string) (*pgxpool.Pool, error) {
 		cfg, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
@@ -48,10 +51,10 @@ func (d *devnet) usePostgres(ctx context.Context, dsn string, logger *slog.Logge
 		schema string
 		dst    *authority.Store
 	}{
-		{"agentpass_devnet_corp", &opts.EnterpriseStore},
-		{"agentpass_devnet_strict", &opts.EnterpriseStrictStore},
-		{"agentpass_devnet_federated", &opts.FederatedStore},
-		{"agentpass_devnet_service_authority", &opts.ServiceAuthorityStore},
+		{prefix + "_corp", &opts.EnterpriseStore},
+		{prefix + "_strict", &opts.EnterpriseStrictStore},
+		{prefix + "_federated", &opts.FederatedStore},
+		{prefix + "_service_authority", &opts.ServiceAuthorityStore},
 	} {
 		p, err := pool(t.schema)
 		if err != nil {
@@ -64,13 +67,13 @@ func (d *devnet) usePostgres(ctx context.Context, dsn string, logger *slog.Logge
 		go func() { _ = s.RunJanitor(jctx, time.Minute, 1000) }()
 		*t.dst = s
 	}
-	p, err := pool("agentpass_devnet_service")
+	p, err := pool(prefix + "_service")
 	if err != nil {
 		return err
 	}
 	s := servicepg.New(p, servicepg.WithLogger(logger))
 	if err := s.Migrate(ctx); err != nil {
-		return fmt.Errorf("-postgres: migrating agentpass_devnet_service: %w", err)
+		return fmt.Errorf("-postgres: migrating %s_service: %w", prefix, err)
 	}
 	go func() { _ = s.RunJanitor(jctx, time.Minute, 1000) }()
 	opts.ServiceStore = s

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/harness"
+)
+
+// TestDevnetPostgres runs the devnet on the PostgreSQL stores (issue 9):
+// a read-only task is approved, redeemed and used, and the delegation is
+// in the Enterprise Authority's schema. Needs AGENTPASS_TEST_POSTGRES.
+func TestDevnetPostgres(t *testing.T) {
+	dsn := os.Getenv("AGENTPASS_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("needs AGENTPASS_TEST_POSTGRES; run: eval \"$(.ci/postgres.sh start)\" (CI does)")
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "devnet_test_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t.Cleanup(func() {
+		pool, err := pgxpool.New(context.Background(), dsn)
+		if err != nil {
+			return
+		}
+		defer pool.Close()
+		for _, s := range []string{"corp", "strict", "federated", "service_authority", "service"} {
+			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+prefix+"_"+s+" CASCADE")
+		}
+	})
+	d, err := start(ctx, config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", postgres: dsn, pgSchemaPrefix: prefix}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.manifest.Store != "postgres" {
+		t.Errorf("store = %q", d.manifest.Store)
+	}
+	agent, err := harness.New(harness.Config{HarnessID: "pg-test", HTTPClient: d.net.Client(), Discovery: d.net.Discovery(), InsecureAllowPrivateNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := agent.Acquire(ctx, harness.Request{Service: d.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: "Summarise my to-do list"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := agent.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tok.HTTPClient(d.net.Client()).Get(d.sb.TodoOrigin + "/api/todos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /api/todos = %d", resp.StatusCode)
+	}
+	auths, err := d.sb.Enterprise.Authorizations(ctx, authority.ListOptions{})
+	if err != nil || len(auths) != 1 {
+		t.Fatalf("Enterprise authorizations = %d, %v; want 1", len(auths), err)
+	}
+	if other, _ := d.sb.EnterpriseStrict.Authorizations(ctx, authority.ListOptions{}); len(other) != 0 {
+		t.Errorf("the strict.test Authority lists %d authorizations of corp.test (shared schema?)", len(other))
+	}
+}
