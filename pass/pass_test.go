@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -537,5 +538,38 @@ func TestAgentPassStringHidesValue(t *testing.T) {
 	p := pass.AgentPass{Type: pass.BearerToken, Value: "ap_secret"}
 	if strings.Contains(p.String(), "secret") {
 		t.Error("String leaks the value")
+	}
+}
+
+// TestScopeLargeInputs: input bounds — a scope list fills at most one
+// 64 KiB document, but that is ~10,000 values, and an Authority receives
+// such a list from any Service a Harness names (available_scopes). Dedupe,
+// Intersect, SubsetOf and Equal must stay near linear on it (they were
+// quadratic: about a second of CPU per document), and keep their results.
+func TestScopeLargeInputs(t *testing.T) {
+	const n = 20_000
+	big := make(pass.Scope, 0, 2*n)
+	for i := range n {
+		big = append(big, strconv.Itoa(i))
+	}
+	big = append(big, big...) // every value twice
+	half := big[:n/2]
+	start := time.Now()
+	d := big.Dedupe()
+	in := big.Intersect(half)
+	sub := half.SubsetOf(big)
+	notSub := append(pass.Scope{"missing"}, big...).SubsetOf(half)
+	eq := big.Equal(big[:n])
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("scope operations on %d values took %v", len(big), elapsed)
+	}
+	if len(d) != n || d[0] != "0" || d[n-1] != strconv.Itoa(n-1) {
+		t.Errorf("Dedupe: %d values, first %q", len(d), d[0])
+	}
+	if len(in) != n/2 || in[0] != "0" || in[n/2-1] != strconv.Itoa(n/2-1) {
+		t.Errorf("Intersect: %d values", len(in))
+	}
+	if !sub || notSub || !eq {
+		t.Errorf("SubsetOf = %v, %v; Equal = %v", sub, notSub, eq)
 	}
 }

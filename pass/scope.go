@@ -78,12 +78,31 @@ func (s Scope) SubsetOf(other Scope) bool {
 	if other.HasWildcard() {
 		return true
 	}
+	has := other.contains()
 	for _, v := range s {
-		if !other.Has(v) {
+		if !has(v) {
 			return false
 		}
 	}
 	return true
+}
+
+// smallScope is the size up to which membership is tested by scanning;
+// larger scopes use a set, so that operations on hostile, document-sized
+// lists (~10,000 values) stay linear rather than quadratic.
+const smallScope = 16
+
+// contains returns a membership test for s: a scan for small scopes, a set
+// lookup otherwise.
+func (s Scope) contains() func(string) bool {
+	if len(s) <= smallScope {
+		return s.Has
+	}
+	set := make(map[string]struct{}, len(s))
+	for _, v := range s {
+		set[v] = struct{}{}
+	}
+	return func(v string) bool { _, ok := set[v]; return ok }
 }
 
 // Intersect returns the values granted by both s and other, in the order of s
@@ -100,9 +119,10 @@ func (s Scope) Intersect(other Scope) Scope {
 	case ow:
 		return s.Dedupe()
 	}
+	inOther := other.contains()
 	out := Scope{}
-	for _, v := range s {
-		if other.Has(v) && !out.Has(v) {
+	for _, v := range s.Dedupe() {
+		if inOther(v) {
 			out = append(out, v)
 		}
 	}
@@ -113,8 +133,18 @@ func (s Scope) Intersect(other Scope) Scope {
 // order. A nil s yields an empty, non-nil Scope.
 func (s Scope) Dedupe() Scope {
 	out := make(Scope, 0, len(s))
+	if len(s) <= smallScope {
+		for _, v := range s {
+			if !out.Has(v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	seen := make(map[string]struct{}, len(s))
 	for _, v := range s {
-		if !out.Has(v) {
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
 			out = append(out, v)
 		}
 	}
