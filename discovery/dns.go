@@ -17,7 +17,8 @@ import (
 // value, which avoids IP fragmentation).
 const ednsSize = 1232
 
-// maxCNAMEs bounds the CNAME chain followed inside one answer.
+// maxCNAMEs bounds the CNAME chain followed inside one answer: a chain of
+// this many links or more is a lookup failure.
 const maxCNAMEs = 8
 
 // txtResult is the cached outcome of a TXT lookup: a URL, or one of
@@ -161,10 +162,11 @@ func (c *Client) queryOne(ctx context.Context, m *dns.Msg, qname, ns string) (*t
 	}
 
 	// Follow a CNAME chain inside the answer, then take the TXT records of
-	// its last name.
+	// its last name. A chain of maxCNAMEs links or more (a loop, or one a
+	// resolver may have cut short) is a failure, never "no record" (G-10).
 	ans := &txtAnswer{ttl: c.maxTTL}
 	target := qname
-	for range maxCNAMEs {
+	for hops := 0; ; hops++ {
 		next := ""
 		for _, rr := range r.Answer {
 			if cn, ok := rr.(*dns.CNAME); ok && strings.EqualFold(cn.Hdr.Name, target) {
@@ -175,6 +177,9 @@ func (c *Client) queryOne(ctx context.Context, m *dns.Msg, qname, ns string) (*t
 		}
 		if next == "" {
 			break
+		}
+		if hops+1 >= maxCNAMEs {
+			return nil, fail(-1, "CNAME chain too long or looping", nil)
 		}
 		target = next
 	}

@@ -449,3 +449,29 @@ func TestNewValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupCNAMELoopIsFailure: G-10 — a CNAME chain that loops, or is
+// longer than the client follows, is a DNS failure, never "no record":
+// read as no record it would let a Service fall back from the domain's
+// Enterprise Authority to Service or federated Authorities.
+func TestLookupCNAMELoopIsFailure(t *testing.T) {
+	srv := dnstest.NewServer(t)
+	c, _ := newTestClient(t, srv, nil)
+	loop := EnterprisePrefix + "loop.example"
+	srv.SetCNAME(loop, 60, "a.loop.example")
+	srv.SetCNAME("a.loop.example", 60, loop)
+	long := EnterprisePrefix + "long.example"
+	prev := long
+	for i := range maxCNAMEs + 1 {
+		next := fmt.Sprintf("hop%d.long.example", i)
+		srv.SetCNAME(prev, 60, next)
+		prev = next
+	}
+	srv.SetTXT(prev, 60, "https://ap.example.com/config")
+	for _, domain := range []string{"loop.example", "long.example"} {
+		_, err := c.LookupEnterpriseTXT(bg(), domain)
+		if got := outcome(t, err); got != "lookup-failed" {
+			t.Errorf("%s: outcome %s (%v), want lookup-failed", domain, got, err)
+		}
+	}
+}
