@@ -30,7 +30,7 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 	if !rec.ExpiresAt.IsZero() && !rec.ExpiresAt.After(now) {
 		return nil, errDelegationRevoked("the delegation has expired")
 	}
-	if now.Sub(rec.CheckedAt) < s.cfg.CheckInterval {
+	if checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval) {
 		return rec, nil
 	}
 	// Concurrent requests of one delegation share one check; the check
@@ -50,6 +50,16 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 		}
 		return res.Val.(*DelegationRecord), nil
 	}
+}
+
+// checkedWithin reports whether a check made at checkedAt is less than d
+// old at now. A check time in the future (a replica whose clock runs ahead
+// wrote it to the shared store, or the clock was stepped back) is never
+// fresh: otherwise the cached result would be used for as long as the skew,
+// past CheckInterval (S-AUTHZ-5).
+func checkedWithin(checkedAt, now time.Time, d time.Duration) bool {
+	age := now.Sub(checkedAt)
+	return age >= 0 && age < d
 }
 
 // checkNow calls the Authority's authorization check endpoint and applies
@@ -92,7 +102,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, a.attrs("revoked")...)
 		return nil, errDelegationRevoked("the Authority no longer vouches for the delegation")
 	default:
-		if g := s.cfg.UnreachableGrace; g > 0 && now.Sub(rec.CheckedAt) < s.cfg.CheckInterval+g {
+		if g := s.cfg.UnreachableGrace; g > 0 && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval+g) {
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("grace"), slog.String("reason", err.Error()))...)
 			return rec, nil
 		}

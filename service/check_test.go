@@ -217,3 +217,33 @@ func TestClose(t *testing.T) {
 		t.Errorf("after local Close: %d, want 401", r.status)
 	}
 }
+
+// S-AUTHZ-5, G-15: a last-check time in the future (written by a replica
+// whose clock runs ahead, since RecordCheck only moves CheckedAt forward,
+// or left behind by a clock stepped back) is not a fresh check: the cached
+// result must not be used for longer than CheckInterval, and the grace for
+// an unreachable Authority must not stretch either.
+func TestS_AUTHZ_5_CheckedAtInTheFuture(t *testing.T) {
+	t.Run("revoked delegation", func(t *testing.T) {
+		e := newEnv(t, nil)
+		tok, id := e.issueToken(t)
+		e.idp.setAuthz(id, nil) // revoked at the Authority
+		e.clock.Advance(-10 * time.Minute)
+		r := e.get("/", bearer(tok))
+		if r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeDelegationRevoked {
+			t.Errorf("last check 10 min in the future: %d %s, want 401 delegation_revoked", r.status, r.body)
+		}
+		if n := e.idp.checkCalls.Load(); n != 1 {
+			t.Errorf("%d checks, want 1", n)
+		}
+	})
+	t.Run("grace", func(t *testing.T) {
+		e := newEnv(t, func(c *service.Config) { c.UnreachableGrace = time.Minute })
+		tok, _ := e.issueToken(t)
+		e.idp.setDown(true)
+		e.clock.Advance(-10 * time.Minute)
+		if r := e.get("/", bearer(tok)); r.status != http.StatusServiceUnavailable {
+			t.Errorf("Authority down, last check 10 min in the future: %d, want 503", r.status)
+		}
+	})
+}
