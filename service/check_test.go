@@ -247,3 +247,23 @@ func TestS_AUTHZ_5_CheckedAtInTheFuture(t *testing.T) {
 		}
 	})
 }
+
+// G-14, G-15: an authorization check that narrows the delegation to
+// nothing (scope []) leaves no authority to act: requests are refused, as
+// an empty scope is refused at redemption, even on routes that check no
+// particular scope. The delegation is not invalidated: a later check may
+// restore scope within the redemption scope.
+func TestG15_EmptyScopeAfterCheck(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, id := e.issueToken(t)
+	e.idp.setAuthz(id, &pass.AuthorizationCheckResponse{Scope: pass.Scope{}})
+	e.clock.Advance(31 * time.Second)
+	if r := e.get("/", bearer(tok)); r.status != http.StatusForbidden || r.errorCode() != pass.CodeScopeEmpty {
+		t.Errorf("after a check with an empty scope: %d %s, want 403 scope_empty", r.status, r.body)
+	}
+	e.idp.setAuthz(id, &pass.AuthorizationCheckResponse{Scope: pass.Scope{"tickets:read"}})
+	e.clock.Advance(31 * time.Second)
+	if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusOK {
+		t.Errorf("after the Authority restores the scope: %d %s, want 200", r.status, r.body)
+	}
+}

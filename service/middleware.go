@@ -101,7 +101,8 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 // delegation with its Authority when the last check is older than
 // CheckInterval (S-AUTHZ-1..8), puts the [Delegation] in the request
 // context and calls next. Otherwise it answers 401 invalid_token or
-// delegation_revoked, or 503 authority_unavailable when the Authority
+// delegation_revoked, 403 scope_empty when an authorization check narrowed
+// the delegation to no scope at all, or 503 authority_unavailable when the Authority
 // cannot be reached (fail closed), with a WWW-Authenticate header.
 //
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
@@ -123,7 +124,8 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 // Check authenticates r as Middleware does and returns its delegation, or
 // an error: ErrNoCredential when r carries no AgentPass credential, a
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
-// pass.ErrUnavailable) otherwise. It is safe for concurrent use.
+// pass.ErrUnavailable, or a 403 scope_empty when an authorization check
+// left the delegation no scope) otherwise. It is safe for concurrent use.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
 	d, _, err := s.check(r)
 	return d, err
@@ -163,7 +165,13 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 	if err != nil {
 		return nil, rec, err
 	}
-	return fresh.delegation(c), fresh, nil
+	d := fresh.delegation(c)
+	if d.Scope.IsEmpty() {
+		// A check narrowed the delegation to nothing (G-15): no authority
+		// is left, as an empty scope is refused at redemption (G-14).
+		return nil, fresh, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty, "the delegation grants no scope now")
+	}
+	return d, fresh, nil
 }
 
 // credentialOf extracts the credential of a request.
