@@ -1,0 +1,285 @@
+// Command agentpass is a small developer tool for AgentPass: discover a
+// Service and a user's resolution, acquire and redeem a token (waiting for
+// a person's approval, with the approval page's link), call an API with
+// it, or open a browser session in Chromium.
+//
+//	go run ./examples/agentpass [global flags] <command> [arguments] [flags]
+//
+//	discover <service-origin> [email]            the Service's configuration; with an email, its resolution answer
+//	token    <service-origin> <email>            acquire and redeem a bearer token  [-task T] [-scope a,b] [-authority ID]
+//	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
+//	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
+//
+// Global flags (also accepted after the command): -ca FILE (extra PEM roots,
+// e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
+// for resolving every host name when dialing; loopback and private
+// addresses are then allowed), -json (machine-readable output on stdout),
+// -harness-id ID.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/examples/internal/devclient"
+	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit status: 0 success, 1
+// failure (the error is printed), 2 usage error.
+func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr, os.Getenv)
+}
+
+const usage = `usage: agentpass [-ca FILE] [-dns HOST:PORT] [-json] [-harness-id ID] <command> [arguments] [flags]
+
+commands:
+  discover <service-origin> [email]   show the Service's configuration and, with an email, the resolution answer
+  token <service-origin> <email>      acquire and redeem a bearer token   [-task T] [-scope a,b] [-authority ID] [-timeout D]
+  call <URL>                          call an API with a token             [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
+                                      (the token comes from -token or $AGENTPASS_TOKEN)
+  browser <service-origin> <email>    acquire, redeem a browser session and open it in Chromium
+                                      [-dest URL] [-headless] [-chromium PATH] [-task T] [-authority ID]
+
+global flags (accepted before or after the command):
+  -ca FILE          extra root certificates (PEM), e.g. the devnet's ca.pem
+  -dns HOST:PORT    nameserver for discovery and for resolving host names when dialing
+                    (loopback and private addresses are then allowed, as on the devnet)
+  -json             machine-readable output on stdout
+  -harness-id ID    harness.id to send (default agentpass-cli)
+`
+
+// cli is one invocation.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	ca, dns, harnessID string
+	json               bool
+
+	client *http.Client
+	disc   *discovery.Client
+
+	mu sync.Mutex // progress is reported from the harness
+}
+
+// flags returns a flag set with the global flags.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.ca, "ca", c.ca, "")
+	fs.StringVar(&c.dns, "dns", c.dns, "")
+	fs.BoolVar(&c.json, "json", c.json, "")
+	fs.StringVar(&c.harnessID, "harness-id", c.harnessID, "")
+	return fs
+}
+
+// parse parses flags interspersed with positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, harnessID: "agentpass-cli"}
+	fs := c.flags("agentpass")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "agentpass: %v\n\n%s", err, usage)
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd := rest[0]; cmd {
+	case "discover":
+		err = c.discover(ctx, rest[1:])
+	case "token":
+		err = c.token(ctx, rest[1:])
+	case "call":
+		err = c.call(ctx, rest[1:])
+	case "browser":
+		err = c.browser(ctx, rest[1:])
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = &usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stderr, "agentpass: %v\n\n%s", err, usage)
+		return 2
+	case errors.Is(err, errReported):
+		return 1
+	}
+	if c.json {
+		c.printJSON(map[string]any{"error": errorJSON(err)})
+	} else {
+		fmt.Fprintf(stderr, "agentpass: %v\n", err)
+	}
+	return 1
+}
+
+// errReported is a failure whose output was already written.
+var errReported = errors.New("reported")
+
+// setup builds the HTTP client and the discovery client from the flags.
+func (c *cli) setup() error {
+	cfg := devclient.Config{CAFile: c.ca, DNS: c.dns}
+	client, err := devclient.HTTPClient(cfg)
+	if err != nil {
+		return err
+	}
+	c.client = client
+	c.disc, err = discovery.New(devclient.DiscoveryConfig(cfg, client))
+	return err
+}
+
+func (c *cli) harness() (*harness.Client, error) {
+	return harness.New(harness.Config{
+		HarnessID:                    c.harnessID,
+		HTTPClient:                   c.client,
+		Discovery:                    c.disc,
+		InsecureAllowPrivateNetworks: c.dns != "",
+		Progress:                     c.progress(),
+	})
+}
+
+// progress reports the steps of an Acquire on stderr: the approval page and
+// how long the request has been waiting.
+func (c *cli) progress() func(harness.Progress) {
+	var last time.Duration
+	var link string
+	return func(p harness.Progress) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		w := c.stderr
+		switch p.Event {
+		case harness.EventServiceDiscovered:
+			fmt.Fprintf(w, "· discovered %s\n", p.Service)
+		case harness.EventAuthorityResolved:
+			fmt.Fprintf(w, "· resolution for %s: %s\n", p.User, p.Branch)
+		case harness.EventAuthorityChosen:
+			fmt.Fprintf(w, "· asking %s\n", p.Authority)
+		case harness.EventRequestCreated:
+			link = p.ApprovalURL
+			if p.Status == pass.StatusPending {
+				if link != "" {
+					fmt.Fprintf(w, "· waiting for approval: %s\n", link)
+				} else {
+					fmt.Fprintf(w, "· waiting for approval (the Authority gave no approval page)\n")
+				}
+			}
+		case harness.EventPending:
+			if p.Elapsed-last >= 5*time.Second {
+				last = p.Elapsed
+				fmt.Fprintf(w, "  … still pending after %s  %s\n", p.Elapsed.Round(time.Second), link)
+			}
+		case harness.EventApproved:
+			fmt.Fprintf(w, "· approved\n")
+		case harness.EventDenied:
+			fmt.Fprintf(w, "· denied: %s\n", p.Reason)
+		case harness.EventExpired, harness.EventCanceled:
+			fmt.Fprintf(w, "· %s\n", p.Event)
+		case harness.EventRedeemed:
+			fmt.Fprintf(w, "· redeemed at %s\n", p.Service)
+		}
+	}
+}
+
+func (c *cli) printJSON(v any) {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// errorJSON describes an error for -json output.
+func errorJSON(err error) map[string]any {
+	out := map[string]any{"message": err.Error()}
+	var pe *pass.Error
+	if errors.As(err, &pe) {
+		out["status"], out["code"] = pe.Status, pe.Code
+	}
+	var choice *harness.ChoiceRequiredError
+	if errors.As(err, &choice) {
+		var ids []string
+		for _, o := range choice.Options {
+			ids = append(ids, o.Authority)
+		}
+		out["code"], out["options"] = "choice_required", ids
+	}
+	var denied *harness.DeniedError
+	if errors.As(err, &denied) {
+		out["code"], out["reason"] = "denied", denied.Reason
+	}
+	return out
+}
+
+// explain adds a hint to errors a developer can act on.
+func explain(err error) error {
+	var choice *harness.ChoiceRequiredError
+	if errors.As(err, &choice) {
+		var b strings.Builder
+		b.WriteString("the Service offers a choice of Authorities; rerun with -authority <identifier>:")
+		for _, o := range choice.Options {
+			b.WriteString("\n  " + o.Authority)
+		}
+		return fmt.Errorf("%w\n%s", err, b.String())
+	}
+	return err
+}
+
+func splitScopes(s string) pass.Scope {
+	if s == "" {
+		return nil
+	}
+	var out pass.Scope
+	for f := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// env is the sandbox as the devnet serves it (explicit ports, A records),
+// reached by the CLI only through -ca and -dns, like an outside tool.
+type env struct {
+	t      *testing.T
+	sb     *sandbox.Sandbox
+	global []string
+}
+
+func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request)) *env {
+	t.Helper()
+	n := testnet.New(t)
+	sb, err := sandbox.Build(n, sandbox.Options{
+		ExplicitPorts: true, ApprovalPages: true, OfferServiceAndFederated: true,
+		PollAfter: 100 * time.Millisecond, OnPending: onPending,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, n.CAPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, sb: sb, global: []string{"-ca", ca, "-dns", n.DNS.Addr()}}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// run runs the CLI with the global flags and returns the exit code, stdout
+// and stderr.
+func (e *env) run(envVars map[string]string, args ...string) (int, string, string) {
+	e.t.Helper()
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := runContext(ctx, append(append([]string{}, e.global...), args...), &stdout, &stderr, func(k string) string { return envVars[k] })
+	return code, stdout.String(), stderr.String()
+}
+
+func decode[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, s)
+	}
+	return v
+}
+
+// TestDiscover: the Service's configuration and each user's resolution
+// branch, as the JSON output reports them; a refused resolution exits 1.
+func TestDiscover(t *testing.T) {
+	e := newEnv(t, nil)
+	tests := []struct {
+		user, branch, code string
+		exit, authorities  int
+	}{
+		{sandbox.UserEnterprise, "enterprise", "", 0, 1},
+		{sandbox.UserStrict, "enterprise", "", 0, 1},
+		{sandbox.UserNoRecord, "service_or_federated", "", 0, 2},
+		{sandbox.UserNone, "", "delegation_disabled", 1, 0},
+		{sandbox.UserBroken, "", "discovery_failed", 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			code, out, stderr := e.run(nil, "-json", "discover", e.sb.TodoOrigin, tt.user)
+			if code != tt.exit {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tt.exit, stderr)
+			}
+			got := decode[discoverOutput](t, out)
+			if got.Service.Origin != e.sb.TodoOrigin || got.Service.ConfigurationURL != e.sb.Service.ConfigurationURL() {
+				t.Errorf("service %+v", got.Service)
+			}
+			r := got.Resolution
+			if r.Branch != tt.branch || len(r.Authorities) != tt.authorities {
+				t.Errorf("branch %q with %d authorities, want %q with %d", r.Branch, len(r.Authorities), tt.branch, tt.authorities)
+			}
+			if c, _ := r.Error["code"].(string); c != tt.code {
+				t.Errorf("error code %q, want %q", c, tt.code)
+			}
+			for _, a := range r.Authorities {
+				if a.TrustMode == "" {
+					t.Errorf("authority %s without trust mode: %s", a.Authority, a.Error)
+				}
+			}
+		})
+	}
+	// Human output, without an email.
+	code, out, _ := e.run(nil, "discover", e.sb.TodoOrigin)
+	if code != 0 || !strings.Contains(out, "resolve_authorities") || !strings.Contains(out, e.sb.Federated.Identifier()) {
+		t.Errorf("discover (text) = %d:\n%s", code, out)
+	}
+}
+
+// TestTokenAndCall: a read-only task is approved by policy; the token
+// carries todos:read and works with call; a call outside the scope fails
+// with exit 1 and the Service's 403.
+func TestTokenAndCall(t *testing.T) {
+	e := newEnv(t, nil)
+	code, out, stderr := e.run(nil, "token", e.sb.TodoOrigin, sandbox.UserEnterprise, "-json", "-task", "Summarise my to-do list")
+	if code != 0 {
+		t.Fatalf("token: exit %d\n%s", code, stderr)
+	}
+	tok := decode[tokenOutput](t, out)
+	if tok.Token == "" || tok.TokenType != "Bearer" || tok.Branch != "enterprise" || tok.Authority != e.sb.Enterprise.Identifier() || tok.ExpiresAt == nil {
+		t.Errorf("token output %+v", tok)
+	}
+	if diff := cmp.Diff(pass.Scope{"todos:read"}, tok.Scope); diff != "" {
+		t.Errorf("scope (-want +got):\n%s", diff)
+	}
+
+	vars := map[string]string{"AGENTPASS_TOKEN": tok.Token}
+	code, out, _ = e.run(vars, "call", "-json", e.sb.TodoOrigin+"/api/todos")
+	res := decode[callOutput](t, out)
+	if code != 0 || res.Status != 200 || !strings.Contains(out, "Renew the passport") {
+		t.Errorf("call GET: exit %d %s", code, out)
+	}
+	code, out, _ = e.run(nil, "call", "-json", "-token", tok.Token, "-X", "DELETE", e.sb.TodoOrigin+"/api/todos/1")
+	res = decode[callOutput](t, out)
+	if code != 1 || res.Status != 403 || !strings.Contains(res.Headers["Www-Authenticate"], "insufficient_scope") {
+		t.Errorf("call DELETE: exit %d %s", code, out)
+	}
+	code, out, stderr = e.run(nil, "call", e.sb.TodoOrigin+"/api/todos", "-d", `{"title":"x"}`, "-token", tok.Token)
+	if code != 1 || !strings.Contains(stderr, "403") || !strings.Contains(out, "todos:write") {
+		t.Errorf("call POST (text): exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if code, _, _ = e.run(nil, "call", e.sb.TodoOrigin+"/api/todos"); code != 2 {
+		t.Errorf("call without a token: exit %d, want 2", code)
+	}
+	if code, out, _ = e.run(vars, "call", "-json", "-token", "apt_not-a-token", e.sb.TodoOrigin+"/api/todos"); code != 1 || decode[callOutput](t, out).Status != 401 {
+		t.Errorf("call with a bad token: exit %d %s", code, out)
+	}
+}
+
+// TestTokenWaitsForApproval: a task that changes data waits for a person;
+// the CLI shows the approval page's link, and prints exactly the scope the
+// person granted narrowed by -scope.
+func TestTokenWaitsForApproval(t *testing.T) {
+	e := newEnv(t, func(a *authority.Authority, r authority.Request) {
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_, _ = a.Decide(context.Background(), r.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"todos:read", "todos:write"}, DecidedBy: "human:test"})
+		}()
+	})
+	code, out, stderr := e.run(nil, "-json", "-harness-id", "ci-bot", "token", e.sb.TodoOrigin, sandbox.UserEnterprise, "-task", "Add milk to my list", "-scope", "todos:write,todos:delete")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	page := e.sb.ApprovalPage(e.sb.Enterprise).URL() + "requests/"
+	if !strings.Contains(stderr, "waiting for approval: "+page) {
+		t.Errorf("stderr does not show the approval page %s:\n%s", page, stderr)
+	}
+	if diff := cmp.Diff(pass.Scope{"todos:write"}, decode[tokenOutput](t, out).Scope); diff != "" {
+		t.Errorf("scope (-want +got):\n%s", diff)
+	}
+	auths, _ := e.sb.Enterprise.Authorizations(context.Background(), authority.ListOptions{})
+	if len(auths) != 1 || auths[0].HarnessID != "ci-bot" {
+		t.Errorf("authorizations %v, want one for harness ci-bot", auths)
+	}
+}
+
+// TestTokenChoice: a user without an Enterprise Authority is offered the
+// Service Authority and the Federated one; without -authority the CLI lists
+// them and fails, with -authority it uses the one chosen.
+func TestTokenChoice(t *testing.T) {
+	e := newEnv(t, nil)
+	code, out, _ := e.run(nil, "-json", "token", e.sb.TodoOrigin, sandbox.UserNoRecord)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	got := decode[map[string]map[string]any](t, out)["error"]
+	if got["code"] != "choice_required" || len(got["options"].([]any)) != 2 {
+		t.Errorf("error %v", got)
+	}
+	code, out, stderr := e.run(nil, "-json", "token", e.sb.TodoOrigin, sandbox.UserNoRecord, "-authority", e.sb.Federated.Identifier())
+	if code != 0 {
+		t.Fatalf("with -authority: exit %d\n%s", code, stderr)
+	}
+	if tok := decode[tokenOutput](t, out); tok.Authority != e.sb.Federated.Identifier() || tok.Branch != "federated" {
+		t.Errorf("token %+v", tok)
+	}
+	code, _, stderr = e.run(nil, "token", e.sb.TodoOrigin, sandbox.UserNoRecord)
+	if code != 1 || !strings.Contains(stderr, "-authority") || !strings.Contains(stderr, e.sb.ServiceAuthority.Identifier()) {
+		t.Errorf("text: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, args := range [][]string{{}, {"frobnicate"}, {"token", e.sb.TodoOrigin}, {"discover"}, {"-nope"}, {"call", "http://todo.test/x", "-token", "t"}} {
+		if code, _, _ := e.run(nil, args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+	if code := run([]string{"help"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
+		t.Errorf("help: exit %d", code)
+	}
+}
+
+// TestBrowser: a browser session opened in headless Chromium lands on the
+// to-do page signed in. Skipped only when Chromium is not installed.
+func TestBrowser(t *testing.T) {
+	if findChromium(os.Getenv) == "" {
+		if _, err := exec.LookPath("chromium"); err != nil {
+			t.Skip("Chromium is not installed (apt-get install chromium): skipping the browser command")
+		}
+	}
+	e := newEnv(t, nil)
+	code, out, stderr := e.run(nil, "-json", "browser", e.sb.TodoOrigin, sandbox.UserEnterprise, "-headless", "-task", "Show my to-do list", "-dest", e.sb.TodoOrigin+"/app")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	got := decode[browserOutput](t, out)
+	if got.URL != e.sb.TodoOrigin+"/app" || got.Status != 200 || !strings.Contains(got.Title, sandbox.UserEnterprise) {
+		t.Errorf("browser output %+v", got)
+	}
+}
