@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,7 +50,15 @@ type config struct {
 	preferSA   bool
 	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
 	pgSchemaPrefix string
+	externals      listFlag // host=127.0.0.1:port
+	txts           listFlag // name=value
 }
+
+// listFlag is a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -61,6 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token of the approval pages' admin API (default: random, printed)")
 	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL connection string: keep the Authorities' and the Service's state there\n(one schema per party, agentpass_devnet_*; migrated at start)")
 	fs.BoolVar(&c.preferSA, "prefer-service-authority", false, "make the Service name its own Authority wherever policy allows it\n(alex@corp.test and kim@gmail.test then resolve to the Service Authority)")
+	fs.Var(&c.externals, "external", "host=127.0.0.1:PORT: make your own server a host of the devnet (repeatable): the devnet's parties\nreach it, its DNS answers A queries for it, and DIR/HOST.pem and DIR/HOST-key.pem hold its certificate from the devnet's CA")
+	fs.Var(&c.txts, "txt", "name=value: publish a TXT record (repeatable), e.g. _agentpass-service.mine.test=https://mine.test:9443/agentpass/configuration")
 	fs.BoolVar(&c.verbose, "v", false, "print every party's structured audit log to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./examples/devnet [flags]\n\nA local AgentPass network that stays up until Ctrl-C. Flags:")
@@ -198,6 +209,9 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	if err != nil {
 		return nil, err
 	}
+	if err := d.addExternals(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(d.manifest.CAFile, n.CAPEM(), 0o644); err != nil {
 		return nil, err
 	}
@@ -207,6 +221,42 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		return nil, err
 	}
 	return d, nil
+}
+
+// addExternals serves the -external and -txt flags.
+func (d *devnet) addExternals(cfg config) error {
+	for _, e := range cfg.externals {
+		host, addr, ok := strings.Cut(e, "=")
+		if !ok || host == "" || strings.ContainsAny(host, "/\\ :") {
+			return fmt.Errorf("-external %q: want host=127.0.0.1:PORT", e)
+		}
+		origin, certPEM, keyPEM, err := d.net.AddExternal(host, addr)
+		if err != nil {
+			return fmt.Errorf("-external %q: %w", e, err)
+		}
+		x := ManifestExternal{Host: host, Addr: addr, Origin: origin,
+			CertFile: filepath.Join(cfg.dir, host+".pem"), KeyFile: filepath.Join(cfg.dir, host+"-key.pem")}
+		if err := os.WriteFile(x.CertFile, certPEM, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(x.KeyFile, keyPEM, 0o600); err != nil {
+			return err
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		d.manifest.External = append(d.manifest.External, x)
+		d.manifest.Hosts[host] = addr
+		d.manifest.EtcHosts = append(d.manifest.EtcHosts, "127.0.0.1 "+host)
+		d.manifest.Curl[host] = host + ":" + port + ":127.0.0.1"
+	}
+	for _, t := range cfg.txts {
+		name, value, ok := strings.Cut(t, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("-txt %q: want name=value", t)
+		}
+		d.net.SetTXT(name, value)
+		d.manifest.DNSRecords[name] = value
+	}
+	return nil
 }
 
 // resolution asks the Service which Authority governs user, as a Harness

@@ -35,6 +35,17 @@ type Manifest struct {
 	Service     ManifestService     `json:"service"`
 	Authorities []ManifestAuthority `json:"authorities"`
 	Users       []ManifestUser      `json:"users"`
+	// External lists your own servers added with -external.
+	External []ManifestExternal `json:"external,omitempty"`
+}
+
+// ManifestExternal is a server of yours that the devnet reaches.
+type ManifestExternal struct {
+	Host     string `json:"host"`
+	Addr     string `json:"addr"`
+	Origin   string `json:"origin"`
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
 }
 
 // ManifestService describes the to-do Service.

@@ -68,3 +68,42 @@ func TestServePort(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// TestAddExternal: a server the network did not start, presenting the
+// certificate AddExternal issued, is reached by the network's client under
+// its host name.
+func TestAddExternal(t *testing.T) {
+	n := New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, certPEM, keyPEM, err := n.AddExternal("mine.test", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "mine") }),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	go srv.ServeTLS(ln, "", "")
+	defer srv.Close()
+	resp, err := n.Client().Get(origin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "mine" {
+		t.Errorf("body %q", b)
+	}
+	if _, _, _, err := n.AddExternal("mine.test", "127.0.0.1:1"); err == nil {
+		t.Error("adding a host twice succeeded")
+	}
+	n.Close() // must not touch the external server
+	if _, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "mine.test", RootCAs: n.CertPool()}); err != nil {
+		t.Errorf("the external server was stopped by Close: %v", err)
+	}
+}

@@ -368,3 +368,43 @@ func (n *Network) Close() {
 		t.CloseIdleConnections()
 	}
 }
+
+// AddExternal makes a server outside the network a host of it, for the
+// devnet's users who run their own Service or Harness-side server: the
+// network's client dials "hostname:port" (port of addr) to addr, the DNS
+// server answers A queries for hostname with addr's IP, and a certificate
+// for hostname from the network's CA is returned in PEM form (certificate,
+// then PKCS#8 private key) for that server to present. It returns the
+// host's origin, "https://hostname:port".
+func (n *Network) AddExternal(hostname, addr string) (origin string, certPEM, keyPEM []byte, err error) {
+	hostname = strings.ToLower(hostname)
+	ip, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("testnet: %w", err)
+	}
+	parsed := net.ParseIP(ip)
+	if parsed == nil || parsed.To4() == nil {
+		return "", nil, nil, fmt.Errorf("testnet: %q is not an IPv4 address and port", addr)
+	}
+	cert, err := n.leaf(hostname)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	origin = "https://" + net.JoinHostPort(hostname, port)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.hosts[hostname]; ok {
+		return "", nil, nil, fmt.Errorf("testnet: %s is already a host of this network", hostname)
+	}
+	// A stopped server: Close and Stop leave it alone; the dialer only
+	// needs addr and port.
+	n.hosts[hostname] = &host{addr: addr, origin: origin, port: port, server: &http.Server{}, handler: &swapHandler{h: http.NotFoundHandler()}}
+	n.DNS.SetA(hostname, 60, parsed)
+	return origin, certPEM, keyPEM, nil
+}
