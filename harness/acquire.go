@@ -490,7 +490,11 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 			// The Authority no longer knows the request (G-20, G-34).
 			return nil, c.terminal(g, pass.StatusExpired, fmt.Errorf("harness: issuance request unknown at %s: %w: %w", g.Authority, ErrExpired, pe))
 		case pe.Status == http.StatusTooManyRequests:
-			extra := min(retryAfter(hdr, c.now()), MaxPollAfter)
+			extra := retryAfter(hdr, c.now())
+			if extra > c.maxRetryWait {
+				// Config.MaxRetryWait: a longer wait ends the polling.
+				return nil, fmt.Errorf("harness: issuance status at %s: %w", g.Authority, pe)
+			}
 			if extra > 0 {
 				if err := c.sleep(ctx, extra); err != nil {
 					return nil, fmt.Errorf("harness: waiting for approval at %s: %w", g.Authority, err)

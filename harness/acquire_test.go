@@ -744,3 +744,35 @@ func TestPrivateAddressesRefused(t *testing.T) {
 		t.Errorf("the resolve endpoint received %d requests", n)
 	}
 }
+
+// G-37, H-POLL-4: a 429 whose Retry-After asks for more than
+// Config.MaxRetryWait ends the polling with the error, as documented, instead
+// of waiting up to MaxPollAfter and polling again, forever.
+func TestG37_PollRetryAfterBeyondMaxRetryWait(t *testing.T) {
+	f := newFake(t)
+	f.status = func(w http.ResponseWriter, n int, _ *http.Request) {
+		w.Header().Set("Retry-After", "3600")
+		writeErr(w, 429, pass.CodeRateLimited)
+	}
+	c, rec := f.client(Config{MaxRetryWait: 10 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec.onCall = func(n int) {
+		if n >= 20 { // the unfixed loop never ends by itself
+			cancel()
+		}
+	}
+	g, err := c.Acquire(ctx, bearerRequest())
+	var pe *pass.Error
+	if g != nil || !errors.As(err, &pe) || pe.Code != pass.CodeRateLimited {
+		t.Fatalf("Acquire = %v, %v; want the 429 rate_limited error", g, err)
+	}
+	if n := len(f.callsTo(authSvc + "/status/" + requestID)); n != 1 {
+		t.Errorf("status GETs = %d, want 1", n)
+	}
+	for _, d := range rec.all() {
+		if d > 10*time.Second {
+			t.Errorf("waited %v, more than MaxRetryWait", d)
+		}
+	}
+}
