@@ -62,6 +62,13 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	if err != nil {
 		return nil, "", httpx.InvalidRequest(err)
 	}
+	// Bound what one unauthenticated request can make the store keep.
+	switch {
+	case len(in.Task.Description) > MaxTaskDescription:
+		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
+		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
+	}
 	// TATT-5..11: a task attestation must verify before anything else.
 	attested := false
 	if in.Task.Attestation != nil {
@@ -225,8 +232,29 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 		}
 		return nil, pass.NewError(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
 	}
-	return out.Names(), nil
+	names := out.Names()
+	if len(names) > MaxAvailableScopes {
+		return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
+	}
+	for _, n := range names {
+		if len(n) > maxScopeName {
+			return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
+		}
+	}
+	return names, nil
 }
+
+// Bounds on what an issuance request and a Service's scope list may make an
+// Authority store, so the memory a record costs stays small whatever a
+// caller or a Service sends.
+const (
+	// MaxTaskDescription is the longest task.description accepted (bytes).
+	MaxTaskDescription = 4096
+	// MaxAvailableScopes is the most scopes kept from available_scopes;
+	// a Service offering more fails the issuance (502).
+	MaxAvailableScopes = 256
+	maxScopeName       = 256
+)
 
 // serveStatus is GET {issuance_status} (§5.3.2, G-2, G-20, G-34).
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -484,5 +485,35 @@ func TestScopesCallRefusesPrivateAddresses(t *testing.T) {
 	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.plainHarness().req, nil), 502, pass.CodeServiceUnverified)
 	if n, _, _ := e.svc.ScopeCalls(); n != 0 {
 		t.Fatalf("the Service on loopback was reached %d times", n)
+	}
+}
+
+// TestIssuanceBounds: an unauthenticated request and a Service's scope list
+// cannot make the Authority keep unbounded data (memory per record stays
+// small: security review finding on the memory store's byte budget).
+func TestIssuanceBounds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveAll)
+	h := e.newHarness()
+	h.req.Task.Attestation = nil
+	h.req.Task.Description = strings.Repeat("x", authority.MaxTaskDescription+1)
+	r, _ := e.issue(h.req)
+	wantError(t, r, 400, pass.CodeInvalidRequest)
+
+	h = e.newHarness()
+	h.req.Harness.Attestation, h.req.Task.Attestation = nil, nil
+	h.req.Harness.ID = strings.Repeat("h", 200)
+	r, _ = e.issue(h.req)
+	wantError(t, r, 400, pass.CodeInvalidRequest)
+
+	many := make([]string, authority.MaxAvailableScopes+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("s%d:read", i)
+	}
+	e.svc.SetScopes(many...)
+	r, _ = e.issue(e.newHarness().req)
+	wantError(t, r, 502, pass.CodeServiceUnverified)
+	if got, _ := e.auth.Pending(context.Background(), authority.ListOptions{Now: e.clock.Now()}); len(got) != 0 {
+		t.Fatalf("a rejected issuance was stored: %d pending", len(got))
 	}
 }
