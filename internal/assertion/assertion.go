@@ -64,11 +64,30 @@ type Claims struct {
 }
 
 type wireClaims struct {
-	Issuer   string `json:"iss"`
-	Audience string `json:"aud"`
-	IssuedAt int64  `json:"iat"`
-	Expiry   int64  `json:"exp"`
-	JTI      string `json:"jti"`
+	Issuer   string   `json:"iss"`
+	Audience audience `json:"aud"`
+	IssuedAt int64    `json:"iat"`
+	Expiry   int64    `json:"exp"`
+	JTI      string   `json:"jti"`
+}
+
+// audience is the aud claim: a string, or (as JWT libraries often write it)
+// an array holding exactly one string. Several audiences are refused: an
+// assertion names one recipient.
+type audience string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = audience(s)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil || len(list) != 1 {
+		return errors.New("aud must be a string or an array of one string")
+	}
+	*a = audience(list[0])
+	return nil
 }
 
 // Sign returns an assertion from iss to aud signed with key, valid for ttl
@@ -84,7 +103,7 @@ func Sign(key *dpop.Key, iss, aud string, ttl time.Duration, now time.Time) (str
 		ttl = DefaultMaxLifetime
 	}
 	return dpop.SignJWT(key, Type, wireClaims{
-		Issuer: iss, Audience: aud, IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(), JTI: secret.ID(""),
+		Issuer: iss, Audience: audience(aud), IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(), JTI: secret.ID(""),
 	})
 }
 
@@ -197,7 +216,7 @@ func (v *Verifier) Verify(ctx context.Context, token, jwksURL, wantIss, wantAud 
 	if c.Issuer != wantIss {
 		return nil, invalidf("iss %q is not %q", c.Issuer, wantIss)
 	}
-	if c.Audience != wantAud {
+	if string(c.Audience) != wantAud {
 		return nil, invalidf("aud is not %q", wantAud)
 	}
 	if c.IssuedAt == 0 || c.Expiry == 0 {
@@ -226,7 +245,7 @@ func (v *Verifier) Verify(ctx context.Context, token, jwksURL, wantIss, wantAud 
 	case !exp.After(iat):
 		return nil, invalidf("exp is not after iat")
 	}
-	return &Claims{Issuer: c.Issuer, Audience: c.Audience, JTI: c.JTI, IssuedAt: iat, Expiry: exp}, nil
+	return &Claims{Issuer: c.Issuer, Audience: string(c.Audience), JTI: c.JTI, IssuedAt: iat, Expiry: exp}, nil
 }
 
 // checkKey applies the key rules of gap G-6 to the key a KeyFinder

@@ -148,6 +148,12 @@ func TestVerify(t *testing.T) {
 			t.Errorf("typ %q: %v", typ, err)
 		}
 	}
+	// A one-element aud array (as many JWT libraries write it) is the same
+	// audience; plain v0.1 peers may send it.
+	arr, _ := dpop.SignJWT(ks.Current(), Type, claims(func(m map[string]any) { m["aud"] = []string{auth} }))
+	if _, err := v.Verify(context.Background(), arr, jwksURL, svc, auth); err != nil {
+		t.Errorf("one-element aud array rejected: %v", err)
+	}
 	// Empty expectations are a programming error, never "skip".
 	if _, err := v.Verify(context.Background(), good, jwksURL, "", auth); err == nil {
 		t.Error("empty issuer expectation accepted")
