@@ -105,9 +105,11 @@ func run(out io.Writer, verbose bool) error {
 	d.agent, err = harness.New(harness.Config{
 		HarnessID:  "demo-agent",
 		HTTPClient: n.Client(),
-		Discovery:  n.Discovery(),
-		Logger:     logger,
-		Progress:   d.progress,
+		// Every party of the demo listens on loopback.
+		InsecureAllowPrivateNetworks: true,
+		Discovery:                    n.Discovery(),
+		Logger:                       logger,
+		Progress:                     d.progress,
 		ChooseAuthority: func(_ context.Context, options []pass.AuthorityRef) (pass.AuthorityRef, error) {
 			d.say("   [operator] is offered %d federated Authorit%s and picks %s", len(options), plural(len(options)), options[0].Authority)
 			return options[0], nil
