@@ -80,7 +80,10 @@ type Config struct {
 
 	// Store keeps requests, passes and authorizations. If nil, a new
 	// NewMemoryStore, which suits one process; replicas need a shared
-	// store.
+	// store. A store belongs to ONE Authority identifier (its replicas
+	// share it): records carry no Authority, so two different Authorities
+	// sharing a store would list, decide and revoke each other's requests.
+	// Give each Authority its own store (or PostgreSQL schema).
 	Store Store
 
 	// Approver decides issuance requests. If nil, Manual: every request

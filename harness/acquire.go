@@ -72,12 +72,15 @@ type Grant struct {
 	// "authority" member), sent as "authority" at redemption (H-RED-4).
 	Authority              string
 	AuthorityConfiguration *pass.AuthorityConfiguration
-	Branch                 Branch
-	HarnessID              string
-	User                   string
-	Task                   Task
-	RequestID              string
-	Destination            string
+	// Branch is the kind of Authority the grant came from: enterprise,
+	// service or federated. After a "service_or_federated" resolution
+	// (reported as such in Progress) it says which of the two was chosen.
+	Branch      Branch
+	HarnessID   string
+	User        string
+	Task        Task
+	RequestID   string
+	Destination string
 	// ExpiresAt is the status document's expires_at, or zero.
 	ExpiresAt time.Time
 	// Key is the holder-binding key whose public half was sent as
