@@ -122,8 +122,10 @@ type Options struct {
 	// Hosts maps host names to loopback addresses ("todo.test" ->
 	// "127.0.0.1:41234") with Chromium's --host-resolver-rules, so that a
 	// host reached on port 443 goes to that address, for test networks
-	// whose servers listen on loopback ports. Every other name then fails
-	// to resolve, so a test browser cannot wander onto the Internet.
+	// whose servers listen on loopback ports. A key with a port
+	// ("todo.test:8443") maps that port instead, for origins with explicit
+	// ports. Every other name then fails to resolve, so a test browser
+	// cannot wander onto the Internet.
 	Hosts map[string]string
 
 	// InsecureTrustedSPKI lists base64 SHA-256 hashes of certificate
@@ -237,19 +239,11 @@ func allocatorOptions(opts Options) ([]chromedp.ExecAllocatorOption, error) {
 		o = append(o, chromedp.Flag("headless", false), chromedp.Flag("hide-scrollbars", false), chromedp.Flag("mute-audio", false))
 	}
 	if len(opts.Hosts) > 0 {
-		rules := make([]string, 0, len(opts.Hosts)+1)
-		for host, addr := range opts.Hosts {
-			if strings.ContainsAny(host, " ,") || host == "" {
-				return nil, fmt.Errorf("browser: invalid host %q in Options.Hosts", host)
-			}
-			if _, _, err := net.SplitHostPort(addr); err != nil || strings.ContainsAny(addr, " ,") {
-				return nil, fmt.Errorf("browser: invalid address %q for %s in Options.Hosts", addr, host)
-			}
-			rules = append(rules, "MAP "+host+":443 "+addr)
+		rules, err := resolverRules(opts.Hosts)
+		if err != nil {
+			return nil, err
 		}
-		slices.Sort(rules)
-		rules = append(rules, "MAP * ~NOTFOUND")
-		o = append(o, chromedp.Flag("host-resolver-rules", strings.Join(rules, ", ")))
+		o = append(o, chromedp.Flag("host-resolver-rules", rules))
 	}
 	if len(opts.InsecureTrustedSPKI) > 0 {
 		for _, h := range opts.InsecureTrustedSPKI {
@@ -389,4 +383,26 @@ func (s *Session) Close() error {
 	s.cancelTab()
 	s.cancelAlloc()
 	return nil
+}
+
+// resolverRules builds Chromium's --host-resolver-rules from Options.Hosts:
+// each host (on port 443 unless its key names a port) maps to its address,
+// and every other name fails to resolve.
+func resolverRules(hosts map[string]string) (string, error) {
+	rules := make([]string, 0, len(hosts)+1)
+	for host, addr := range hosts {
+		if strings.ContainsAny(host, " ,") || host == "" {
+			return "", fmt.Errorf("browser: invalid host %q in Options.Hosts", host)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil || strings.ContainsAny(addr, " ,") {
+			return "", fmt.Errorf("browser: invalid address %q for %s in Options.Hosts", addr, host)
+		}
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			host += ":443"
+		}
+		rules = append(rules, "MAP "+host+" "+addr)
+	}
+	slices.Sort(rules)
+	rules = append(rules, "MAP * ~NOTFOUND")
+	return strings.Join(rules, ", "), nil
 }
