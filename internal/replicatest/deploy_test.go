@@ -335,7 +335,7 @@ func (d *deployment) redemption(g *harness.Grant) (pass.RedemptionRequest, error
 		Method:    http.MethodPost,
 		URL:       g.ServiceConfiguration.Endpoints.RedeemBearerToken,
 		AgentPass: g.AgentPass().Value,
-		TTL:       5 * time.Minute,
+		TTL:       2 * time.Minute, // at most the verifier's 5 min
 		Now:       d.clock.Now(),
 	})
 	if err != nil {
