@@ -63,10 +63,14 @@ type proofWire struct {
 // HarnessProof creates a harness_proof JWT (§3.1.1, HB-4..HB-6, plus htm,
 // htu and aph of je.harden-holder-binding) signed with k, with typ
 // [TypeProof] and a fresh random jti. Send a new proof with every
-// redemption request.
+// redemption request. A TTL above [DefaultMaxLifetime] is refused: every
+// verifier with default settings would reject the proof (G-7).
 func (k *Key) HarnessProof(p ProofParams) (string, error) {
 	if p.HarnessID == "" {
 		return "", fmt.Errorf("dpop: harness proof: empty harness id")
+	}
+	if p.TTL > DefaultMaxLifetime {
+		return "", fmt.Errorf("dpop: harness proof: TTL %s exceeds %s, which verifiers refuse", p.TTL, DefaultMaxLifetime)
 	}
 	aud, err := pass.Origin(p.Audience)
 	if err != nil {
@@ -176,31 +180,7 @@ func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMess
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case c.Issuer == "":
-		return nil, newErr(ErrInvalidProof, "missing iss")
-	case len(c.Audience) == 0:
-		return nil, newErr(ErrInvalidProof, "missing aud")
-	case c.ID == "":
-		return nil, newErr(ErrInvalidProof, "missing jti")
-	case len(c.ID) > maxJTIBytes:
-		return nil, newErr(ErrInvalidProof, "jti too long")
-	case c.TaskID != nil || c.TaskDescriptionHash != nil:
-		return nil, newErr(ErrInvalidProof, "task attestation claims in a proof")
-	}
-	if err := checkTimes(c, ErrInvalidProof, now, skew, maxLife); err != nil {
-		return nil, err
-	}
-	if len(c.Audience) != 1 {
-		return nil, newErr(ErrInvalidProof, "aud must name exactly one Service")
-	}
-	if gotAud, err := pass.Origin(c.Audience[0]); err != nil || gotAud != wantAud {
-		return nil, newErr(ErrInvalidProof, "aud mismatch")
-	}
-	if req.HarnessID != "" && c.Issuer != req.HarnessID {
-		return nil, newErr(ErrInvalidProof, "iss mismatch")
-	}
-	if err := checkBinding(c, req, v.Strict); err != nil {
+	if err := checkProofClaims(c, req, v.Strict, now, skew, maxLife, wantAud); err != nil {
 		return nil, err
 	}
 	exp := c.Expiry.Time()
@@ -217,6 +197,62 @@ func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMess
 		IssuedAt: c.IssuedAt.Time(), Expiry: exp,
 	}
 	return out, nil
+}
+
+// checkProofClaims runs every claim check of a harness proof: presence,
+// kind (G-8), times, audience, issuer and the htm/htu/aph binding.
+func checkProofClaims(c *claims, req ProofRequest, strict bool, now time.Time, skew, maxLife time.Duration, wantAud string) error {
+	switch {
+	case c.Issuer == "":
+		return newErr(ErrInvalidProof, "missing iss")
+	case len(c.Audience) == 0:
+		return newErr(ErrInvalidProof, "missing aud")
+	case c.ID == "":
+		return newErr(ErrInvalidProof, "missing jti")
+	case len(c.ID) > maxJTIBytes:
+		return newErr(ErrInvalidProof, "jti too long")
+	case c.TaskID != nil || c.TaskDescriptionHash != nil:
+		return newErr(ErrInvalidProof, "task attestation claims in a proof")
+	}
+	if err := checkTimes(c, ErrInvalidProof, now, skew, maxLife); err != nil {
+		return err
+	}
+	if len(c.Audience) != 1 {
+		return newErr(ErrInvalidProof, "aud must name exactly one Service")
+	}
+	if gotAud, err := pass.Origin(c.Audience[0]); err != nil || gotAud != wantAud {
+		return newErr(ErrInvalidProof, "aud mismatch")
+	}
+	if req.HarnessID != "" && c.Issuer != req.HarnessID {
+		return newErr(ErrInvalidProof, "iss mismatch")
+	}
+	return checkBinding(c, req, strict)
+}
+
+// Precheck runs, on the UNVERIFIED claims of a harness proof, every check
+// of Verify that needs neither the holder key nor the replay cache: header
+// rules, claim presence and kind, times and lifetime, aud, iss (when
+// req.HarnessID is set) and htm/htu/aph. A Service calls it before it asks
+// the Authority to validate (and so consume) the pass, so that a proof
+// that can never succeed does not cost the pass. It records nothing and
+// never replaces Verify, which must still run once cnf is known.
+func (v *ProofVerifier) Precheck(jwt string, req ProofRequest) error {
+	if v.Audience == "" {
+		return newErr(ErrInvalidConfig, "ProofVerifier.Audience is empty")
+	}
+	wantAud, err := pass.Origin(v.Audience)
+	if err != nil {
+		return wrapErr(ErrInvalidConfig, "ProofVerifier.Audience is not an origin", err)
+	}
+	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidProof, typ: TypeProof})
+	if err != nil {
+		return err
+	}
+	c, err := decodeClaims(tok.jws.UnsafePayloadWithoutVerification(), ErrInvalidProof)
+	if err != nil {
+		return err
+	}
+	return checkProofClaims(c, req, v.Strict, nowFunc(v.Now), orDefault(v.Skew, DefaultSkew), orDefault(v.MaxLifetime, DefaultMaxLifetime), wantAud)
 }
 
 // checkBinding compares htm, htu and aph with the request.

@@ -339,3 +339,55 @@ func TestNormalizeHTU(t *testing.T) {
 		t.Error("SameHTU")
 	}
 }
+
+// TestProofPrecheck: Precheck refuses, without the holder key, every proof
+// whose unverified claims can never pass Verify, records nothing, and
+// accepts a proof Verify would accept (so a Service can check before it
+// consumes the pass).
+func TestProofPrecheck(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	k, err := GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const svc, url, ap = "https://svc.example.com", "https://svc.example.com/agentpass/redeem-bearer-token", "ap_value"
+	replay := NewMemoryReplayCache(10, func() time.Time { return now })
+	v := &ProofVerifier{Audience: svc, Strict: true, Replay: replay, Now: func() time.Time { return now }}
+	req := ProofRequest{Method: "POST", URL: url, AgentPass: ap}
+	mk := func(p ProofParams) string {
+		p.HarnessID, p.Now = "h1", now
+		if p.Audience == "" {
+			p.Audience = svc
+		}
+		s, err := k.HarnessProof(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	good := mk(ProofParams{Method: "POST", URL: url, AgentPass: ap})
+	if err := v.Precheck(good, req); err != nil {
+		t.Fatalf("good proof refused: %v", err)
+	}
+	if replay.Len() != 0 {
+		t.Fatal("Precheck recorded a jti")
+	}
+	if _, err := v.Verify(context.Background(), good, k.PublicJSON(), req); err != nil {
+		t.Fatalf("Verify after Precheck: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"wrong htu":      mk(ProofParams{Method: "POST", URL: svc + "/other", AgentPass: ap}),
+		"wrong htm":      mk(ProofParams{Method: "PUT", URL: url, AgentPass: ap}),
+		"wrong aph":      mk(ProofParams{Method: "POST", URL: url, AgentPass: "other"}),
+		"wrong aud":      mk(ProofParams{Audience: "https://other.example.com", Method: "POST", URL: url, AgentPass: ap}),
+		"strict missing": mk(ProofParams{Method: "POST"}),
+		"garbage":        "a.b.c",
+	} {
+		if err := v.Precheck(bad, req); !errors.Is(err, ErrInvalidProof) {
+			t.Errorf("%s: Precheck = %v, want ErrInvalidProof", name, err)
+		}
+	}
+	if _, err := k.HarnessProof(ProofParams{HarnessID: "h1", Audience: svc, TTL: 10 * time.Minute, Now: now}); err == nil {
+		t.Error("HarnessProof made a proof no default verifier accepts")
+	}
+}
