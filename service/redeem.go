@@ -103,6 +103,18 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, err
 	}
 
+	// A proof whose claims can never verify (wrong htu, htm, aud or aph,
+	// bad times) is refused before the Authority consumes the pass, so an
+	// honest but misconfigured Harness keeps its pass. Presence rules
+	// (strict mode) and the signature wait for cnf, in step 7.
+	if req.HarnessProof != nil {
+		pre := s.proofs
+		pre.Strict = false
+		if err := pre.Precheck(req.HarnessProof.JWT, dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value}); err != nil {
+			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
+		}
+	}
+
 	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
 	vr, err := s.validatePass(ctx, src, req.AgentPass.Value)
 	if err != nil {

@@ -278,17 +278,17 @@ func TestRedeemRejections(t *testing.T) {
 			p := baseProof(e, h, v)
 			p.Audience = "https://other.test"
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
 		{name: "proof for another endpoint", ids: "je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			p := baseProof(e, h, v)
 			p.URL = e.endpoint(pass.BrowserSession)
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
 		{name: "proof for another pass", ids: "je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			p := baseProof(e, h, v)
 			p.AgentPass = "another-pass"
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
 		{name: "proof without htm/htu/aph (strict)", ids: "je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			return dpop.ProofParams{HarnessID: h.id, Audience: appURL, Now: e.clock.Now()}
 		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
@@ -301,7 +301,7 @@ func TestRedeemRejections(t *testing.T) {
 			p := baseProof(e, h, v)
 			p.Now = e.clock.Now().Add(-10 * time.Minute)
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
 		// Step 8 and the application.
 		{name: "application refuses the delegation", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error { return errors.New("signups closed") }
@@ -428,15 +428,22 @@ func (e *env) bearerToken(t testing.TB, user string, scope ...string) string {
 
 // HB-9 with a proof but no cnf: the proof is ignored (G-4) and the
 // redemption succeeds.
-func TestProofWithoutCnfIgnored(t *testing.T) {
+// TestInvalidProofKeepsThePass: a proof that can never verify is refused
+// before the Authority is asked, so the pass is not consumed and a
+// corrected redemption succeeds (G-4 refined: "ignored when there is no
+// cnf" can only be known after consumption, so a malformed proof is
+// refused up front instead, at no cost to the Harness).
+func TestInvalidProofKeepsThePass(t *testing.T) {
 	e := newEnv(t, nil)
-	h := newHarness(t)
 	value := e.idp.issue(validation(corpUser, pass.BearerToken))
 	req := redemption(e.idp, pass.BearerToken, corpUser, value)
 	req.HarnessProof = &pass.JWTContainer{JWT: "not.a.jwt"}
-	_ = h
+	if r := e.redeem(pass.BearerToken, req, nil); r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeInvalidHarnessProof {
+		t.Fatalf("malformed proof: %d %s", r.status, r.body)
+	}
+	req.HarnessProof = nil // HB-9: no cnf, no proof needed
 	if r := e.redeem(pass.BearerToken, req, nil); r.status != http.StatusOK {
-		t.Fatalf("redeem: %d %s", r.status, r.body)
+		t.Fatalf("the pass was burned by the refused proof: %d %s", r.status, r.body)
 	}
 }
 
