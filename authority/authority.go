@@ -164,6 +164,11 @@ type Config struct {
 	// It does not change Discovery, which has its own setting.
 	InsecureAllowPrivateNetworks bool
 
+	// RateLimits bounds the issuance and status endpoints per client and
+	// issuance per user (G-2, G-32). The zero value is on with the
+	// defaults documented on RateLimits; set Key behind a reverse proxy.
+	RateLimits RateLimits
+
 	// ReplayCache records the holder proofs of status reads. If nil, a
 	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries.
 	ReplayCache dpop.ReplayCache
@@ -215,6 +220,7 @@ type Authority struct {
 	log        *slog.Logger
 	onPending  func(context.Context, Request)
 	approval   func(string) string
+	limits     limiters
 
 	config     pass.AuthorityConfiguration
 	configJSON []byte
@@ -320,6 +326,9 @@ func New(cfg Config) (*Authority, error) {
 		a.replay = dpop.NewMemoryReplayCache(dpop.DefaultReplayCacheSize, a.now)
 	}
 	a.verifier = &assertion.Verifier{Keys: a.disc, Now: a.now}
+	if a.limits, err = newLimiters(cfg.RateLimits, a.now); err != nil {
+		return nil, err
+	}
 
 	a.config = pass.AuthorityConfiguration{
 		Version:   "0.1",

@@ -25,11 +25,20 @@ const (
 )
 
 // serveIssuance is POST {issuance} (§5.3.1).
+// A client over RateLimits.Issuance is refused before its body is read, a
+// user over RateLimits.IssuancePerUser before anything is verified or
+// stored (G-32, A-ISS-12).
 func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allow(w, a.limits.issuance, "issuance", a.limits.key(r)) {
+		return
+	}
 	var in pass.IssuanceRequest
 	if err := httpx.ReadRequest(w, r, &in); err != nil {
 		a.reject(w, "issuance", err, slog.String("service", "-"))
+		return
+	}
+	if !a.allow(w, a.limits.user, "issuance", userKey(in.User.Email)) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -256,9 +265,13 @@ const (
 	maxScopeName       = 256
 )
 
-// serveStatus is GET {issuance_status} (§5.3.2, G-2, G-20, G-34).
+// serveStatus is GET {issuance_status} (§5.3.2, G-2, G-20, G-34); a client
+// over RateLimits.Status is refused before the store is read (A-STAT-5).
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allow(w, a.limits.status, "status", a.limits.key(r)) {
+		return
+	}
 	id := r.PathValue("id")
 	if id == "" || len(id) > maxIDLength {
 		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))

@@ -1,0 +1,237 @@
+package authority_test
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// clientHeader names the client in these tests: RateLimits.Key reads it,
+// as a deployment behind a proxy reads the address the proxy forwards.
+const clientHeader = "X-Test-Client"
+
+func byHeader(r *http.Request) string { return r.Header.Get(clientHeader) }
+
+func client(name string) http.Header { return http.Header{clientHeader: {name}} }
+
+func limits(rl authority.RateLimits) func(*authority.Config) {
+	return func(c *authority.Config) {
+		rl.Key = byHeader
+		c.RateLimits = rl
+	}
+}
+
+var off = authority.RateLimit{PerSecond: -1}
+
+// wantLimited checks a 429 answer: Retry-After in whole seconds and the
+// schema-valid rate_limited error body (A-ISS-12, A-STAT-5, G-18).
+func wantLimited(t *testing.T, r response, retryAfter string) {
+	t.Helper()
+	wantError(t, r, http.StatusTooManyRequests, pass.CodeRateLimited)
+	if got := r.header.Get("Retry-After"); got != retryAfter {
+		t.Errorf("Retry-After %q, want %q", got, retryAfter)
+	}
+}
+
+func (e *env) pendingCount() int {
+	e.t.Helper()
+	list, err := e.auth.Pending(ctx, authority.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(list)
+}
+
+// G-32, A-ISS-12: issuance per client. Over the burst a client gets 429
+// before anything is verified or stored (no request, no OnPending), other
+// clients are unaffected, and the bucket refills with time.
+func TestRateLimitIssuancePerClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, limits(authority.RateLimits{Issuance: authority.RateLimit{PerSecond: 0.5, Burst: 2}, IssuancePerUser: off, Status: off}))
+	h := e.newHarness()
+	post := func(who string) response {
+		return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client(who))
+	}
+	for i := range 2 {
+		if r := post("a"); r.status != http.StatusAccepted {
+			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
+		}
+	}
+	wantLimited(t, post("a"), "2")
+	// Even a malformed body is refused the same way: the limit comes first.
+	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, "{", client("a")), "2")
+	if n := e.pendingCount(); n != 2 {
+		t.Errorf("%d pending requests after the refusals, want 2", n)
+	}
+	e.mu.Lock()
+	if len(e.pended) != 2 {
+		t.Errorf("OnPending called %d times, want 2", len(e.pended))
+	}
+	e.mu.Unlock()
+	if r := post("b"); r.status != http.StatusAccepted {
+		t.Fatalf("another client: %d %s", r.status, r.body)
+	}
+	e.clock.Advance(2 * time.Second)
+	if r := post("a"); r.status != http.StatusAccepted {
+		t.Fatalf("after refill: %d %s", r.status, r.body)
+	}
+	wantLimited(t, post("a"), "2")
+}
+
+// G-32: issuance per user, whatever the client: a second request for the
+// same mailbox (however spelled) is refused from another client too; other
+// users are unaffected.
+func TestRateLimitIssuancePerUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, limits(authority.RateLimits{Issuance: off, IssuancePerUser: authority.RateLimit{PerSecond: 1, Burst: 1}, Status: off}))
+	h := e.newHarness()
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
+		t.Fatalf("first issuance: %d %s", r.status, r.body)
+	}
+	again := h.req
+	again.User.Email = "ALEX@Corp.Test"
+	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, again, client("b")), "1")
+	if n := e.pendingCount(); n != 1 {
+		t.Errorf("%d pending requests, want 1", n)
+	}
+	other := e.newHarness()
+	other.req.User.Email = "sam@corp.test"
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("a")); r.status != http.StatusAccepted {
+		t.Fatalf("another user: %d %s", r.status, r.body)
+	}
+}
+
+// G-2, A-STAT-5: status polling per client. A refused poll of an approved
+// request has no effect: the holder proof it carried was not even checked
+// (it is accepted, not a replay, once the bucket refills) and no pass was
+// minted for it.
+func TestRateLimitStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveAll, limits(authority.RateLimits{Status: authority.RateLimit{PerSecond: 1, Burst: 2}}))
+	h := e.newHarness()
+	r, st := e.issue(h.req)
+	if st == nil || st.Status != pass.StatusApproved {
+		t.Fatalf("issuance: %d %s", r.status, r.body)
+	}
+	get := func(who, proof string) response {
+		hd := client(who)
+		hd.Set(authority.ProofHeader, proof)
+		return e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, hd)
+	}
+	for i := range 2 {
+		if r := get("a", h.statusProof(e, st.ID)); r.status != http.StatusOK {
+			t.Fatalf("poll %d: %d %s", i, r.status, r.body)
+		}
+	}
+	proof := h.statusProof(e, st.ID)
+	wantLimited(t, get("a", proof), "1")
+	// An unknown id is refused the same way: no store lookup, no oracle.
+	wantLimited(t, e.do(http.MethodGet, e.auth.StatusURL("req_unknown"), nil, client("a")), "1")
+	if r := get("b", h.statusProof(e, st.ID)); r.status != http.StatusOK {
+		t.Fatalf("another client: %d %s", r.status, r.body)
+	}
+	e.clock.Advance(time.Second)
+	if r := get("a", proof); r.status != http.StatusOK {
+		t.Fatalf("the proof of the refused poll, after refill: %d %s (it was consumed by the refused poll?)", r.status, r.body)
+	}
+}
+
+// The endpoints Services call with an assertion are never limited, however
+// tight the limits: replicated Services and benchmarks call them at any rate.
+func TestRateLimitSparesServiceEndpoints(t *testing.T) {
+	t.Parallel()
+	tiny := authority.RateLimit{PerSecond: 0.001, Burst: 1}
+	e := newEnv(t, limits(authority.RateLimits{Issuance: tiny, IssuancePerUser: tiny, Status: tiny}))
+	for i := range 5 {
+		r, _ := e.validate(e.svc, "ap_unknown")
+		wantError(t, r, http.StatusNotFound, pass.CodeAgentPassInvalid)
+		c, _ := e.check(e.svc, "authz_unknown")
+		if c.status == http.StatusTooManyRequests {
+			t.Fatalf("authorization check %d limited", i)
+		}
+		x, _ := e.closeAuthz(e.svc, "authz_unknown", pass.CloseRevoke)
+		if x.status == http.StatusTooManyRequests {
+			t.Fatalf("authorization close %d limited", i)
+		}
+	}
+}
+
+// A negative PerSecond turns a limit off: 300 polls and 150 issuances for
+// one user from one client on a frozen clock all pass.
+func TestRateLimitDisabled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, limits(authority.RateLimits{Issuance: off, IssuancePerUser: off, Status: off}))
+	h := e.plainHarness()
+	for i := range 150 {
+		if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil); r.status != http.StatusAccepted {
+			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
+		}
+	}
+	_, st := e.issue(h.req)
+	for i := range 300 {
+		if r, _ := e.poll(st.ID, ""); r.status != http.StatusOK {
+			t.Fatalf("poll %d: %d %s", i, r.status, r.body)
+		}
+	}
+}
+
+// The limits are on by default (per remote IP: every test client is
+// 127.0.0.1): on a frozen clock the status burst is 250 and the issuance
+// burst 100 per client and per user.
+func TestRateLimitDefaults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := e.plainHarness()
+	for i := range 100 {
+		if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil); r.status != http.StatusAccepted {
+			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
+		}
+	}
+	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil), "1")
+	list, _ := e.auth.Pending(ctx, authority.ListOptions{Limit: 1})
+	id := list[0].ID
+	for i := range 250 {
+		if r, _ := e.poll(id, ""); r.status != http.StatusOK {
+			t.Fatalf("poll %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r, _ := e.poll(id, "")
+	wantLimited(t, r, "1")
+}
+
+func TestRateLimitConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		rl   authority.RateLimits
+	}{
+		{"NaN rate", authority.RateLimits{Status: authority.RateLimit{PerSecond: math.NaN()}}},
+		{"infinite rate", authority.RateLimits{Issuance: authority.RateLimit{PerSecond: math.Inf(1)}}},
+		{"negative burst", authority.RateLimits{IssuancePerUser: authority.RateLimit{Burst: -1}}},
+		{"negative MaxKeys", authority.RateLimits{MaxKeys: -1}},
+	}
+	ks, err := dpop.GenerateKeySet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.New(discovery.Config{Nameservers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := authority.Config{Identifier: authID, TrustMode: pass.TrustFederated, Keys: ks, Discovery: disc}
+			cfg.RateLimits = tt.rl
+			if _, err := authority.New(cfg); !errors.Is(err, authority.ErrInvalidConfig) {
+				t.Errorf("New = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
