@@ -201,6 +201,12 @@ type Config struct {
 	// not change Discovery, which has its own setting.
 	InsecureAllowPrivateNetworks bool
 
+	// RateLimits bounds resolution and browser initialization per client
+	// (G-35), and redemption when configured. The zero value is on with
+	// the defaults documented on [RateLimits]; set Key behind a reverse
+	// proxy.
+	RateLimits RateLimits
+
 	// AllowUnboundProofs accepts harness proofs without htm, htu and aph
 	// (plain v0.1 Harnesses); they are still checked when present. If
 	// false, they are required (je.harden-holder-binding).

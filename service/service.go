@@ -29,6 +29,7 @@ type Service struct {
 	proofs    dpop.ProofVerifier
 	dpop      dpop.DPoPVerifier
 	checks    singleflight.Group
+	limits    limiters
 }
 
 type endpointURLs struct {
@@ -88,14 +89,20 @@ func New(cfg Config) (*Service, error) {
 		Now:    st.Now,
 	}
 
+	if s.limits, err = newLimiters(st.RateLimits, st.Now); err != nil {
+		return nil, err
+	}
+
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(p.Configuration, s.serveConfiguration)
 	s.mux.HandleFunc(p.JWKS, s.serveJWKS)
-	s.mux.HandleFunc(p.ResolveAuthorities, s.serveResolve)
+	s.mux.HandleFunc(p.ResolveAuthorities, s.limited(s.limits.resolve, "resolve_authorities", s.serveResolve))
 	s.mux.HandleFunc(p.AvailableScopes, s.serveAvailableScopes)
-	s.mux.HandleFunc(p.RedeemBearerToken, func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BearerToken) })
-	s.mux.HandleFunc(p.RedeemBrowserSession, func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BrowserSession) })
-	s.mux.HandleFunc(p.Initialize, s.serveInitialize)
+	s.mux.HandleFunc(p.RedeemBearerToken, s.limited(s.limits.redeem, string(pass.BearerToken),
+		func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BearerToken) }))
+	s.mux.HandleFunc(p.RedeemBrowserSession, s.limited(s.limits.redeem, string(pass.BrowserSession),
+		func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BrowserSession) }))
+	s.mux.HandleFunc(p.Initialize, s.limited(s.limits.initialize, "initialize", s.serveInitialize))
 	return s, nil
 }
 
