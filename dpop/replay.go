@@ -1,13 +1,12 @@
 package dpop
 
 import (
-	"container/heap"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/agentpass-go/agentpass/internal/expiryset"
 )
 
 // ReplayCache remembers (issuer, jti) pairs until they expire, so a proof
@@ -38,14 +37,11 @@ const DefaultReplayCacheSize = 100_000
 // entry costs about 64 bytes whatever the size of issuer and jti, which are
 // stored as a SHA-256 digest. It is safe for concurrent use.
 type MemoryReplayCache struct {
-	mu      sync.Mutex
-	max     int
-	now     func() time.Time
-	entries map[replayKey]time.Time
-	byExp   expiryHeap
+	mu  sync.Mutex
+	max int
+	now func() time.Time
+	set *expiryset.Set
 }
-
-type replayKey [sha256.Size]byte
 
 // NewMemoryReplayCache returns a cache holding at most maxEntries unexpired
 // pairs (DefaultReplayCacheSize if maxEntries <= 0). now is the clock; nil
@@ -59,7 +55,7 @@ func NewMemoryReplayCache(maxEntries int, now func() time.Time) *MemoryReplayCac
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryReplayCache{max: maxEntries, now: now, entries: make(map[replayKey]time.Time)}
+	return &MemoryReplayCache{max: maxEntries, now: now, set: expiryset.New()}
 }
 
 // Seen implements ReplayCache. Expired entries are evicted first; when the
@@ -69,69 +65,21 @@ func (c *MemoryReplayCache) Seen(ctx context.Context, issuer, jti string, exp ti
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	k := makeReplayKey(issuer, jti)
+	k := expiryset.KeyOf(issuer, jti)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
-	c.evictExpired(now)
-	if _, ok := c.entries[k]; ok {
+	switch c.set.Add(k, exp, c.now(), c.max) {
+	case expiryset.Present:
 		return true, nil
-	}
-	if !exp.After(now) {
-		return false, nil
-	}
-	if len(c.entries) >= c.max {
+	case expiryset.Full:
 		return false, ErrReplayCacheFull
 	}
-	c.entries[k] = exp
-	heap.Push(&c.byExp, expiryItem{key: k, exp: exp})
-	return false, nil
+	return false, nil // Added, or already expired and not stored
 }
 
 // Len returns the number of entries, expired or not, currently held.
 func (c *MemoryReplayCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.entries)
-}
-
-// evictExpired drops every entry whose exp is not after now. The heap is
-// ordered by exp, so all expired entries are at its top.
-func (c *MemoryReplayCache) evictExpired(now time.Time) {
-	for len(c.byExp) > 0 && !c.byExp[0].exp.After(now) {
-		it := heap.Pop(&c.byExp).(expiryItem)
-		delete(c.entries, it.key)
-	}
-}
-
-// makeReplayKey hashes the length-prefixed issuer and jti, so ("a", "bc")
-// and ("ab", "c") differ.
-func makeReplayKey(issuer, jti string) replayKey {
-	h := sha256.New()
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(issuer)))
-	h.Write(n[:])
-	h.Write([]byte(issuer))
-	h.Write([]byte(jti))
-	var k replayKey
-	h.Sum(k[:0])
-	return k
-}
-
-type expiryItem struct {
-	key replayKey
-	exp time.Time
-}
-
-type expiryHeap []expiryItem
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+	return c.set.Len()
 }

@@ -1,14 +1,12 @@
 package service
 
 import (
-	"container/heap"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/expiryset"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -36,8 +34,7 @@ type MemoryStore struct {
 	delegations map[string]*memDelegation
 	creds       map[string]*CredentialRecord
 	inits       map[string]*InitRecord
-	proofs      map[proofKey]time.Time
-	proofExp    proofHeap
+	proofs      *expiryset.Set
 	writes      int
 }
 
@@ -67,7 +64,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		delegations: make(map[string]*memDelegation),
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),
-		proofs:      make(map[proofKey]time.Time),
+		proofs:      expiryset.New(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -240,26 +237,15 @@ func (s *MemoryStore) SeenProof(ctx context.Context, issuer, jti string, exp, no
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	k := makeProofKey(issuer, jti)
+	k := expiryset.KeyOf(issuer, jti)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.proofExp) > 0 && !s.proofExp[0].exp.After(now) {
-		it := heap.Pop(&s.proofExp).(proofItem)
-		if e, ok := s.proofs[it.key]; ok && !e.After(now) {
-			delete(s.proofs, it.key)
-		}
-	}
-	if e, ok := s.proofs[k]; ok && e.After(now) {
+	switch s.proofs.Add(k, exp, now, s.limit) {
+	case expiryset.Present:
 		return true, nil
-	}
-	if !exp.After(now) {
-		return false, nil
-	}
-	if len(s.proofs) >= s.limit {
+	case expiryset.Full:
 		return false, ErrStoreFull
 	}
-	s.proofs[k] = exp
-	heap.Push(&s.proofExp, proofItem{key: k, exp: exp})
 	return false, nil
 }
 
@@ -269,7 +255,7 @@ func (s *MemoryStore) SeenProof(ctx context.Context, issuer, jti string, exp, no
 func (s *MemoryStore) Len() (delegations, credentials, inits, proofs int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.delegations), len(s.creds), len(s.inits), len(s.proofs)
+	return len(s.delegations), len(s.creds), len(s.inits), s.proofs.Len()
 }
 
 // maybePrune sweeps expired records every pruneEvery writes, or at once
@@ -307,38 +293,4 @@ func (s *MemoryStore) release(id string) {
 	if d.refs <= 0 {
 		delete(s.delegations, id)
 	}
-}
-
-type proofKey [sha256.Size]byte
-
-// makeProofKey hashes the length-prefixed issuer and jti, so ("a", "bc")
-// and ("ab", "c") differ and entries have a fixed size.
-func makeProofKey(issuer, jti string) proofKey {
-	h := sha256.New()
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(issuer)))
-	h.Write(n[:])
-	h.Write([]byte(issuer))
-	h.Write([]byte(jti))
-	var k proofKey
-	h.Sum(k[:0])
-	return k
-}
-
-type proofItem struct {
-	key proofKey
-	exp time.Time
-}
-
-type proofHeap []proofItem
-
-func (h proofHeap) Len() int           { return len(h) }
-func (h proofHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
-func (h proofHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *proofHeap) Push(x any)        { *h = append(*h, x.(proofItem)) }
-func (h *proofHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
 }
