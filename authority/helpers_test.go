@@ -7,15 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/spectest"
 	"github.com/go-jose/go-jose/v4"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
@@ -364,49 +362,9 @@ func wantError(t testing.TB, r response, status int, code pass.Code) {
 	validateSchema(t, "error-response.schema.json", "", r.body)
 }
 
-var (
-	schemaMu    sync.Mutex
-	schemaCache = map[string]*jsonschema.Schema{}
-)
-
 // validateSchema validates a body against a spec schema (sub = "request"
 // or "response" for wrapped schemas).
 func validateSchema(t testing.TB, name, sub string, body []byte) {
 	t.Helper()
-	dir := os.Getenv("AGENTPASS_SPEC_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "spec")
-	}
-	path, err := filepath.Abs(filepath.Join(dir, "schemas", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Logf("schema %s not found (set AGENTPASS_SPEC_DIR); not validating", name)
-		return
-	}
-	loc := "file://" + filepath.ToSlash(path)
-	if sub != "" {
-		loc += "#/properties/" + sub
-	}
-	schemaMu.Lock()
-	s, ok := schemaCache[loc]
-	if !ok {
-		c := jsonschema.NewCompiler()
-		c.AssertFormat()
-		var err error
-		if s, err = c.Compile(loc); err != nil {
-			schemaMu.Unlock()
-			t.Fatalf("schema %s: %v", loc, err)
-		}
-		schemaCache[loc] = s
-	}
-	schemaMu.Unlock()
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Validate(v); err != nil {
-		t.Errorf("%s does not validate against %s: %v", body, name, err)
-	}
+	spectest.Validate(t, body, name, sub)
 }

@@ -3,53 +3,17 @@ package harness
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/agentpass-go/agentpass/internal/spectest"
 
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// specDir is the folder of the spec's schemas; the test skips when it is
-// absent (set AGENTPASS_SPEC_DIR).
-func specDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("AGENTPASS_SPEC_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "spec")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "schemas")); err != nil {
-		t.Skipf("spec folder not found at %s: set AGENTPASS_SPEC_DIR", dir)
-	}
-	return dir
-}
-
+// validate checks a body against the spec's schema (spectest).
 func validate(t *testing.T, body []byte, name, sub string) {
 	t.Helper()
-	path, err := filepath.Abs(filepath.Join(specDir(t), "schemas", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	loc := "file://" + filepath.ToSlash(path)
-	if sub != "" {
-		loc += "#/properties/" + sub
-	}
-	s, err := c.Compile(loc)
-	if err != nil {
-		t.Fatalf("compile %s: %v", loc, err)
-	}
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("not JSON: %v", err)
-	}
-	if err := s.Validate(v); err != nil {
-		t.Errorf("%s does not validate against %s %s: %v", body, name, sub, err)
-	}
+	spectest.Validate(t, body, name, sub)
 }
 
 // H-ISS-2, H-RED-2, H-RED-3, H-RES-1: every body the Harness sends

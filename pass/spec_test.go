@@ -4,29 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
+	"github.com/agentpass-go/agentpass/internal/spectest"
 	"github.com/google/go-cmp/cmp"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentpass-go/agentpass/pass"
 )
-
-// specDir returns the folder holding the spec's schemas and examples, from
-// AGENTPASS_SPEC_DIR or ../../shared/spec relative to this package, and skips
-// the test when it is absent so a clone outside the workspace still passes.
-func specDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("AGENTPASS_SPEC_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "spec")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "schemas")); err != nil {
-		t.Skipf("spec folder not found at %s: set AGENTPASS_SPEC_DIR to the folder holding schemas/ and examples/", dir)
-	}
-	return dir
-}
 
 func readJSON(t *testing.T, path string) map[string]json.RawMessage {
 	t.Helper()
@@ -58,7 +42,7 @@ func equivalentJSON(t *testing.T, want, got []byte) string {
 // TestExamplesRoundTrip decodes every example of the spec into its type and
 // re-encodes it to equivalent JSON (X-VER-3 tolerance aside, nothing is lost).
 func TestExamplesRoundTrip(t *testing.T) {
-	dir := specDir(t)
+	dir := spectest.Dir(t)
 	type part struct {
 		member string // "" for a bare document, else "request"/"response"
 		doc    func() pass.Document
@@ -125,45 +109,20 @@ func TestWrappedExampleDecodes(t *testing.T) {
 	}
 }
 
-func compileSchema(t *testing.T, dir, name string, sub string) *jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	path, err := filepath.Abs(filepath.Join(dir, "schemas", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := "file://" + filepath.ToSlash(path)
-	if sub != "" {
-		loc += "#/properties/" + sub
-	}
-	s, err := c.Compile(loc)
-	if err != nil {
-		t.Fatalf("compile %s: %v", loc, err)
-	}
-	return s
-}
-
-func validateAgainst(t *testing.T, s *jsonschema.Schema, doc any) {
+func validateAgainst(t *testing.T, name, sub string, doc any) {
 	t.Helper()
 	b, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Validate(v); err != nil {
-		t.Errorf("document %s does not validate: %v", b, err)
-	}
+	spectest.Validate(t, b, name, sub)
 }
 
 // TestProducedDocumentsValidate encodes one document of every type, as this
 // module produces them, and validates it against the spec's schema
 // (H-ISS-2, H-RED-2, H-RED-3, S-CFG-2, A-CFG-2, A-VAL-9, S-RED-18, X-ERR-2).
 func TestProducedDocumentsValidate(t *testing.T) {
-	dir := specDir(t)
+	spectest.Dir(t) // skip without the spec folder: every row below validates
 	yes := true
 	poll := int64(1000)
 	expiresIn := int64(600)
@@ -203,9 +162,9 @@ func TestProducedDocumentsValidate(t *testing.T) {
 			if err := c.doc.Validate(); err != nil {
 				t.Fatalf("our own document does not pass Validate: %v", err)
 			}
-			validateAgainst(t, compileSchema(t, dir, c.schema, c.sub), c.doc)
+			validateAgainst(t, c.schema, c.sub, c.doc)
 		})
 	}
 	// A nil Scope must still encode as an array (X-SCOPE-1).
-	validateAgainst(t, compileSchema(t, dir, "authority-authorization-check.schema.json", "response"), &pass.AuthorizationCheckResponse{})
+	validateAgainst(t, "authority-authorization-check.schema.json", "response", &pass.AuthorizationCheckResponse{})
 }
