@@ -104,8 +104,8 @@ func (m *MemoryStore) PendingRequests(ctx context.Context, opts ListOptions) ([]
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	if len(out) > opts.limit() {
-		out = out[:opts.limit()]
+	if len(out) > opts.EffectiveLimit() {
+		out = out[:opts.EffectiveLimit()]
 	}
 	return out, nil
 }
@@ -231,8 +231,8 @@ func (m *MemoryStore) Authorizations(ctx context.Context, opts ListOptions) ([]*
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	if len(out) > opts.limit() {
-		out = out[:opts.limit()]
+	if len(out) > opts.EffectiveLimit() {
+		out = out[:opts.EffectiveLimit()]
 	}
 	return out, nil
 }
@@ -291,7 +291,7 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 	m.lastPrune = now
 	cutoff := now.Add(-MemoryStoreRetention)
 	for id, r := range m.requests {
-		if requestEnd(r).Before(cutoff) {
+		if r.EndsAt().Before(cutoff) {
 			delete(m.requests, id)
 			if r.PassHash != "" {
 				delete(m.passes, r.PassHash)
@@ -307,23 +307,6 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 			delete(m.authz, id)
 			delete(m.children, id)
 		}
-	}
-}
-
-// requestEnd returns when r stopped (or will stop) changing.
-func requestEnd(r *Request) time.Time {
-	switch {
-	case r.Status == pass.StatusPending:
-		return r.ExpiresAt
-	case r.Decision == nil:
-		return r.CreatedAt
-	case r.Status == pass.StatusApproved:
-		if !r.ConsumedAt.IsZero() {
-			return r.ConsumedAt
-		}
-		return r.Decision.PassExpiresAt
-	default:
-		return r.Decision.DecidedAt
 	}
 }
 

@@ -110,8 +110,10 @@ type ListOptions struct {
 	Limit int
 }
 
-// limit returns the effective limit of o.
-func (o ListOptions) limit() int {
+// EffectiveLimit returns the number of records a listing with o returns
+// at most: Limit, or 100 when zero, capped at 1000. Store implementations
+// use it so every store pages alike.
+func (o ListOptions) EffectiveLimit() int {
 	switch {
 	case o.Limit <= 0:
 		return 100
@@ -188,6 +190,25 @@ func (r *Request) StatusAt(now time.Time) pass.Status {
 		return pass.StatusExpired
 	}
 	return r.Status
+}
+
+// EndsAt returns when r stopped (or will stop) changing: its expiry while
+// pending, its consumption or pass expiry when approved, its decision time
+// otherwise. Stores count their retention of finished records from it.
+func (r *Request) EndsAt() time.Time {
+	switch {
+	case r.Status == pass.StatusPending:
+		return r.ExpiresAt
+	case r.Decision == nil:
+		return r.CreatedAt
+	case r.Status == pass.StatusApproved:
+		if !r.ConsumedAt.IsZero() {
+			return r.ConsumedAt
+		}
+		return r.Decision.PassExpiresAt
+	default:
+		return r.Decision.DecidedAt
+	}
 }
 
 // Clone returns a deep copy of r.

@@ -150,7 +150,7 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentAuthorizationID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
-		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID), requestEnd(r))
+		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt())
 	if isUniqueViolation(err) {
 		return authority.ErrConflict
 	}
@@ -176,7 +176,7 @@ func (s *Store) Request(ctx context.Context, id string) (*authority.Request, err
 func (s *Store) PendingRequests(ctx context.Context, opts authority.ListOptions) ([]*authority.Request, error) {
 	where, args := listFilter(opts, `status = 'pending' AND expires_at > $1`)
 	rows, err := s.pool.Query(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
-		WHERE `+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(listLimit(opts)), args...)
+		WHERE `+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(opts.EffectiveLimit()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("authoritypg: PendingRequests: %w", err)
 	}
@@ -358,7 +358,7 @@ func (s *Store) Authorization(ctx context.Context, id string) (*authority.Author
 func (s *Store) Authorizations(ctx context.Context, opts authority.ListOptions) ([]*authority.Authorization, error) {
 	where, args := listFilter(opts, `state IN ('active', 'suspended') AND expires_at > $1`)
 	rows, err := s.pool.Query(ctx, `SELECT `+authorizationColumns+` FROM agentpass_authority_authorizations
-		WHERE `+where+` ORDER BY created_at DESC, id LIMIT `+strconv.Itoa(listLimit(opts)), args...)
+		WHERE `+where+` ORDER BY created_at DESC, id LIMIT `+strconv.Itoa(opts.EffectiveLimit()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("authoritypg: Authorizations: %w", err)
 	}
@@ -466,24 +466,6 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration, limit in
 	})
 }
 
-// requestEnd returns when r stopped (or will stop) changing, as
-// authority.MemoryStore judges it.
-func requestEnd(r *authority.Request) time.Time {
-	switch {
-	case r.Status == pass.StatusPending:
-		return r.ExpiresAt
-	case r.Decision == nil:
-		return r.CreatedAt
-	case r.Status == pass.StatusApproved:
-		if !r.ConsumedAt.IsZero() {
-			return r.ConsumedAt
-		}
-		return r.Decision.PassExpiresAt
-	default:
-		return r.Decision.DecidedAt
-	}
-}
-
 // listFilter returns the WHERE clause and arguments of a listing: base
 // (which uses $1 = opts.Now) and the optional user and Service filters. The
 // clause is built rather than parameterised with "$2 = ” OR ...", so the
@@ -500,18 +482,6 @@ func listFilter(opts authority.ListOptions, base string) (string, []any) {
 		where = append(where, "service = $"+strconv.Itoa(len(args)))
 	}
 	return strings.Join(where, " AND "), args
-}
-
-// listLimit mirrors authority.ListOptions' documented limit: zero means
-// 100, at most 1000.
-func listLimit(o authority.ListOptions) int {
-	switch {
-	case o.Limit <= 0:
-		return 100
-	case o.Limit > 1000:
-		return 1000
-	}
-	return o.Limit
 }
 
 func scanRequest(row pgx.Row) (*authority.Request, error) {
