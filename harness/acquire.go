@@ -255,20 +255,10 @@ func (c *Client) newAcquisition(req Request) (*acquisition, error) {
 // Authority (§3.2.2).
 func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef, error) {
 	g := a.grant
-	scfg := g.ServiceConfiguration
-	endpoint := scfg.Endpoints.ResolveAuthorities
-	var res pass.ResolutionResponse
-	_, err := httpx.Do(ctx, c.http, httpx.Call{
-		URL:  endpoint,
-		Body: pass.ResolutionRequest{User: pass.User{Email: g.User}},
-	}, &res)
+	res, options, branch, err := c.askService(ctx, g.ServiceConfiguration, g.User)
 	if err != nil {
-		return pass.AuthorityRef{}, c.peerError(ctx, "service", endpoint, ErrResolution, err)
-	}
-	if err := checkOffered(&res, scfg, endpoint); err != nil {
 		return pass.AuthorityRef{}, err
 	}
-	options, branch := offered(&res)
 	g.Branch = branch
 	c.emit(Progress{Event: EventAuthorityResolved, Service: g.Service, User: g.User, TaskID: g.Task.ID, Branch: branch, Options: append([]pass.AuthorityRef(nil), options...)})
 	if branch == BranchEnterprise || branch == BranchService {
@@ -291,6 +281,60 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 		}
 	}
 	return ref, nil
+}
+
+// askService POSTs the user to the Service's resolve_authorities endpoint
+// and checks the answer (H-RES-1, H-RES-2, §4.1 subset rule).
+func (c *Client) askService(ctx context.Context, scfg *pass.ServiceConfiguration, user string) (*pass.ResolutionResponse, []pass.AuthorityRef, Branch, error) {
+	endpoint := scfg.Endpoints.ResolveAuthorities
+	var res pass.ResolutionResponse
+	_, err := httpx.Do(ctx, c.http, httpx.Call{
+		URL:  endpoint,
+		Body: pass.ResolutionRequest{User: pass.User{Email: user}},
+	}, &res)
+	if err != nil {
+		return nil, nil, "", c.peerError(ctx, "service", endpoint, ErrResolution, err)
+	}
+	if err := checkOffered(&res, scfg, endpoint); err != nil {
+		return nil, nil, "", err
+	}
+	options, branch := offered(&res)
+	return &res, options, branch, nil
+}
+
+// Resolution is a Service's answer to "which Authorities may govern this
+// user": the branch of the precedence rules that applied and the
+// Authorities on offer (one, except for a federated choice).
+type Resolution struct {
+	Service              string // the Service origin
+	ServiceConfiguration *pass.ServiceConfiguration
+	User                 string
+	Branch               Branch
+	Options              []pass.AuthorityRef
+}
+
+// Resolve runs the first two steps of Acquire, Service discovery and
+// Authority resolution, and requests nothing: for a CLI's "discover", or an
+// application that shows a federated choice before asking for a pass. The
+// answer is checked as Acquire checks it (shape, and Authorities declared
+// in the Service's configuration).
+func (c *Client) Resolve(ctx context.Context, service, user string) (*Resolution, error) {
+	origin, err := pass.Origin(service)
+	if err != nil {
+		return nil, fmt.Errorf("%w: service %q: %w", ErrInvalidRequest, service, err)
+	}
+	if _, _, err := pass.SplitEmail(user); err != nil {
+		return nil, fmt.Errorf("%w: user: %w", ErrInvalidRequest, err)
+	}
+	info, err := c.disc.DiscoverService(ctx, origin)
+	if err != nil {
+		return nil, fmt.Errorf("harness: discovering %s: %w", origin, err)
+	}
+	_, options, branch, err := c.askService(ctx, info.Configuration, user)
+	if err != nil {
+		return nil, err
+	}
+	return &Resolution{Service: origin, ServiceConfiguration: info.Configuration, User: user, Branch: branch, Options: options}, nil
 }
 
 // offered lists the Authorities of a validated resolution answer, with the

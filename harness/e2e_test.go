@@ -404,3 +404,31 @@ func TestE2EDPoPAndRevocation(t *testing.T) {
 		t.Errorf("acquires = %d, want 1 (no silent re-acquire)", acquires)
 	}
 }
+
+// TestE2EResolve: Resolve reports the branch and the Authorities on offer
+// without creating any issuance request (H-DISC-1, H-RES-1..5), and a
+// refusal is an ErrResolution error like Acquire's (S-RES-7).
+func TestE2EResolve(t *testing.T) {
+	e := e2e.New(t, e2e.Options{Service: func(c *service.Config) { c.ServiceAuthority = nil }})
+	c := newClient(t, e, nil)
+	ctx := context.Background()
+	r, err := c.Resolve(ctx, e2e.AppOrigin, e2e.EnterpriseUser)
+	if err != nil || r.Branch != harness.BranchEnterprise || len(r.Options) != 1 || r.Options[0].Authority != e2e.EnterpriseID {
+		t.Fatalf("enterprise user: %+v, %v", r, err)
+	}
+	r, err = c.Resolve(ctx, e2e.AppOrigin, e2e.SoloUser)
+	if err != nil || r.Branch != harness.BranchFederated || len(r.Options) != 2 {
+		t.Fatalf("user without a record: %+v, %v", r, err)
+	}
+	if _, err := c.Resolve(ctx, e2e.AppOrigin, e2e.NoneUser); !errors.Is(err, harness.ErrResolution) || !errors.Is(err, pass.ErrForbidden) {
+		t.Fatalf("none domain: %v", err)
+	}
+	if _, err := c.Resolve(ctx, "http://app.test", e2e.EnterpriseUser); !errors.Is(err, harness.ErrInvalidRequest) {
+		t.Fatalf("http origin: %v", err)
+	}
+	for _, id := range []string{e2e.EnterpriseID, e2e.FederatedID, e2e.Federated2ID} {
+		if p, _ := e.Authority(id).Pending(ctx, authority.ListOptions{Now: e.Clock.Now()}); len(p) != 0 {
+			t.Fatalf("Resolve created a request at %s", id)
+		}
+	}
+}

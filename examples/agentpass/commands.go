@@ -20,7 +20,6 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/devclient"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/browser"
-	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -69,7 +68,7 @@ func (c *cli) discover(ctx context.Context, args []string) error {
 	out.Service.Configuration = info.Configuration
 	failed := false
 	if len(pos) == 2 {
-		out.Resolution = c.resolve(ctx, info.Configuration, pos[1])
+		out.Resolution = c.resolve(ctx, info.Configuration.Service.Origin, pos[1])
 		failed = out.Resolution.Error != nil
 	}
 	if c.json {
@@ -83,27 +82,22 @@ func (c *cli) discover(ctx context.Context, args []string) error {
 	return nil
 }
 
-// resolve asks the Service which Authority governs user (§3.2.2), as a
-// Harness does, and fetches each Authority's configuration.
-func (c *cli) resolve(ctx context.Context, cfg *pass.ServiceConfiguration, user string) *resolutionOutput {
+// resolve asks the Service which Authority governs user (§3.2.2) through
+// harness.Client.Resolve, and fetches each Authority's configuration.
+func (c *cli) resolve(ctx context.Context, service, user string) *resolutionOutput {
 	out := &resolutionOutput{User: user}
-	var res pass.ResolutionResponse
-	_, err := httpx.Do(ctx, c.client, httpx.Call{URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &res)
+	agent, err := c.harness()
 	if err != nil {
 		out.Error = errorJSON(err)
 		return out
 	}
-	var refs []pass.AuthorityRef
-	switch {
-	case res.EnterpriseAuthority != nil:
-		out.Branch, refs = string(harness.BranchEnterprise), []pass.AuthorityRef{*res.EnterpriseAuthority}
-	case res.ServiceAuthority != nil && res.TrustedFederatedAuthorities != nil:
-		out.Branch, refs = string(harness.BranchServiceOrFederated), append([]pass.AuthorityRef{*res.ServiceAuthority}, res.TrustedFederatedAuthorities...)
-	case res.ServiceAuthority != nil:
-		out.Branch, refs = string(harness.BranchService), []pass.AuthorityRef{*res.ServiceAuthority}
-	default:
-		out.Branch, refs = string(harness.BranchFederated), res.TrustedFederatedAuthorities
+	res, err := agent.Resolve(ctx, service, user)
+	if err != nil {
+		out.Error = errorJSON(err)
+		return out
 	}
+	out.Branch = string(res.Branch)
+	refs := res.Options
 	for _, r := range refs {
 		a := authorityOutput{Authority: r.Authority, ConfigurationURL: r.AuthorityConfigurationURL}
 		if ac, err := c.disc.AuthorityConfiguration(ctx, r.AuthorityConfigurationURL); err != nil {
