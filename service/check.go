@@ -71,6 +71,17 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	a := &audit{event: eventCheck}
 	a.fromDelegation(rec)
 	now := s.cfg.Now()
+	// S-RED-7 at every check: the user's domain may have published "none",
+	// or an Enterprise Authority, since the redemption.
+	if reason, err := s.stillTrusted(ctx, rec); err != nil {
+		return s.unverifiable(ctx, a, rec, now, err)
+	} else if reason != "" {
+		if err := s.cfg.Store.Invalidate(ctx, rec.AuthorizationID, now, "precedence: "+reason); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("service: invalidate delegation: %w", err)
+		}
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("revoked"), slog.String("reason", "precedence: "+reason))...)
+		return nil, errDelegationRevoked("the user's domain no longer permits this delegation")
+	}
 	var resp pass.AuthorizationCheckResponse
 	err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationCheck },
 		pass.AuthorizationCheckRequest{AuthorizationID: rec.AuthorizationID}, &resp)
@@ -102,14 +113,45 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, a.attrs("revoked")...)
 		return nil, errDelegationRevoked("the Authority no longer vouches for the delegation")
 	default:
-		if g := s.cfg.UnreachableGrace; g > 0 && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval+g) {
-			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("grace"), slog.String("reason", err.Error()))...)
-			return rec, nil
-		}
-		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("unreachable"), slog.String("reason", err.Error()))...)
-		return nil, pass.NewError(http.StatusServiceUnavailable, pass.CodeAuthorityUnavailable,
-			"the delegation cannot be verified now").WithCause(err)
+		return s.unverifiable(ctx, a, rec, now, err)
 	}
+}
+
+// unverifiable answers a check that could not be made (Authority or DNS
+// unreachable): the request is refused unless UnreachableGrace allows the
+// last result; the delegation itself is kept (G-15).
+func (s *Service) unverifiable(ctx context.Context, a *audit, rec *DelegationRecord, now time.Time, err error) (*DelegationRecord, error) {
+	if g := s.cfg.UnreachableGrace; g > 0 && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval+g) {
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("grace"), slog.String("reason", err.Error()))...)
+		return rec, nil
+	}
+	s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("unreachable"), slog.String("reason", err.Error()))...)
+	return nil, pass.NewError(http.StatusServiceUnavailable, pass.CodeAuthorityUnavailable,
+		"the delegation cannot be verified now").WithCause(err)
+}
+
+// stillTrusted re-applies the precedence rules of redemption to a live
+// delegation. It returns a reason when they now refuse it (the domain
+// publishes "none", an Enterprise Authority other than the delegation's
+// now governs the user, or that Enterprise Authority forbids Service
+// Authorities), and an error when it cannot tell (a DNS or configuration
+// failure), which the caller treats like an unreachable Authority.
+func (s *Service) stillTrusted(ctx context.Context, rec *DelegationRecord) (string, error) {
+	set, err := s.trustFor(ctx, rec.User)
+	if err == nil {
+		var src *source
+		if src, err = s.accept(ctx, set, rec.Authority); err == nil {
+			if src.mode != rec.TrustMode {
+				return "the Authority is no longer trusted as " + string(rec.TrustMode), nil
+			}
+			return "", nil
+		}
+	}
+	var pe *pass.Error
+	if errors.As(err, &pe) && pe.Status == http.StatusForbidden {
+		return pe.Message, nil
+	}
+	return "", err
 }
 
 // callAuthority POSTs body to an endpoint of the delegation's Authority

@@ -2,10 +2,12 @@ package service_test
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -265,5 +267,79 @@ func TestG15_EmptyScopeAfterCheck(t *testing.T) {
 	e.clock.Advance(31 * time.Second)
 	if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusOK {
 		t.Errorf("after the Authority restores the scope: %d %s, want 200", r.status, r.body)
+	}
+}
+
+// issueFederated redeems a bearer token for user through the Federated
+// Authority fed.test (the user's domain must have no enterprise record).
+func (e *env) issueFederated(t *testing.T, user string) (string, string) {
+	t.Helper()
+	vr := validation(user, pass.BearerToken)
+	vr.AuthorizationID = "authz-" + randomID()
+	value := e.fed.issue(vr)
+	r := e.redeem(pass.BearerToken, redemption(e.fed, pass.BearerToken, user, value), nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	var resp pass.BearerTokenResponse
+	r.decode(t, &resp)
+	return resp.BearerToken, vr.AuthorizationID
+}
+
+// TestPrecedenceRecheckedAtEveryCheck: S-RED-7 holds for the whole life of
+// a delegation, not only at redemption. A domain that later publishes
+// "none" (X-DNS-7), or adopts an Enterprise Authority (S-RES-12), ends the
+// federated delegations of its users at the next check, although the
+// Federated Authority still vouches for them.
+func TestPrecedenceRecheckedAtEveryCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name, record string
+	}{
+		{"domain publishes none", "none"},
+		{"domain adopts an Enterprise Authority", ""}, // filled with idp's configuration URL
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			user := "kim@solo.test"
+			tok, id := e.issueFederated(t, user)
+			if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusOK {
+				t.Fatalf("before: %d %s", r.status, r.body)
+			}
+			record := tc.record
+			if record == "" {
+				record = e.idp.configURL
+			}
+			e.net.PublishEnterprise("solo.test", record)
+			e.clock.Advance(10 * time.Minute) // past the check interval and the negative DNS cache
+			r := e.get("/api/tickets", bearer(tok))
+			if r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeDelegationRevoked {
+				t.Fatalf("after the domain changed: %d %s, want 401 delegation_revoked", r.status, r.body)
+			}
+			d, err := e.store.Delegation(t.Context(), id)
+			if err != nil || !d.Invalidated || !strings.HasPrefix(d.InvalidReason, "precedence: ") {
+				t.Fatalf("delegation: %+v %v", d, err)
+			}
+		})
+	}
+}
+
+// TestPrecedenceRecheckDNSFailure: when the precedence re-check cannot
+// reach DNS, the request is refused (fail closed, G-10) but the delegation
+// survives, exactly as when the Authority is unreachable (G-15).
+func TestPrecedenceRecheckDNSFailure(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, id := e.issueToken(t)
+	e.clock.Advance(10 * time.Minute)
+	e.net.DNS.SetFault("_agentpass.corp.test", dnstest.FaultServFail)
+	r := e.get("/api/tickets", bearer(tok))
+	if r.status != http.StatusServiceUnavailable || r.errorCode() != pass.CodeAuthorityUnavailable {
+		t.Fatalf("DNS down: %d %s, want 503 authority_unavailable", r.status, r.body)
+	}
+	if d, err := e.store.Delegation(t.Context(), id); err != nil || d.Invalidated {
+		t.Fatalf("a DNS failure invalidated the delegation: %+v %v", d, err)
+	}
+	e.net.DNS.SetFault("_agentpass.corp.test", dnstest.FaultNone)
+	if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusOK {
+		t.Fatalf("DNS back: %d %s", r.status, r.body)
 	}
 }
