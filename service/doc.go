@@ -68,8 +68,11 @@
 // check; a 404 invalidates every token and session of the delegation at
 // once; a narrower scope applies immediately and a wider one never widens
 // the redemption-time scope; an unreachable Authority rejects requests (503)
-// unless [Config.UnreachableGrace] says otherwise. [Service.Close] ends a
-// delegation on behalf of the application.
+// unless [Config.UnreachableGrace] says otherwise. Each check also re-applies
+// the precedence rules to the delegation's user, so a domain that starts
+// publishing "none" or an Enterprise Authority ends the other delegations
+// of its users at their next check. [Service.Close] ends a delegation on
+// behalf of the application.
 //
 // Resolution and browser initialization are rate-limited per client
 // ([Config.RateLimits], on by default; G-35): a refused request gets 429
