@@ -169,8 +169,11 @@ type Config struct {
 	// defaults documented on RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
-	// ReplayCache records the holder proofs of status reads. If nil, a
-	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries.
+	// ReplayCache records the holder proofs of status reads and the jti of
+	// every Service assertion, so neither can be used twice. If nil, a
+	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries;
+	// replicas should share one (dpop/dpoppg), or a proof or assertion
+	// replayed at another replica goes unnoticed.
 	ReplayCache dpop.ReplayCache
 
 	// Now is the clock. If nil, time.Now.

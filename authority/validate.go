@@ -39,8 +39,20 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 		}
 		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
-	if _, err := a.verifier.Verify(ctx, tok, info.Configuration.JWKSURI, iss, a.id); err != nil {
+	claims, err := a.verifier.Verify(ctx, tok, info.Configuration.JWKSURI, iss, a.id)
+	if err != nil {
 		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+	}
+	// G-8: our Services put a fresh jti in every assertion, so a repeated
+	// one is a replay; a plain v0.1 Service without jti cannot be checked.
+	if claims.JTI != "" {
+		replayed, err := a.replay.Seen(ctx, "assertion:"+claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew))
+		if err != nil {
+			return "", pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err)
+		}
+		if replayed {
+			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed")
+		}
 	}
 	return origin, nil
 }

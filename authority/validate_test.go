@@ -153,3 +153,26 @@ func TestAuditLog(t *testing.T) {
 		t.Errorf("too few log lines:\n%s", logs)
 	}
 }
+
+// TestAssertionReplay: a captured Service assertion cannot be used twice
+// (G-8: every assertion of our Services carries a fresh jti). The replayed
+// call consumes nothing; a fresh assertion validates the pass.
+func TestAssertionReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveAll)
+	first, _ := e.approvedPass(e.newHarness())
+	second, _ := e.approvedPass(e.newHarness())
+	tok := e.svc.Assertion(authID)
+	call := func(value string) response {
+		h := http.Header{}
+		h.Set("Authorization", "Bearer "+tok)
+		return e.do(http.MethodPost, e.base+authority.PathValidate, pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}, h)
+	}
+	if r := call(first); r.status != http.StatusOK {
+		t.Fatalf("first use: %d %s", r.status, r.body)
+	}
+	wantError(t, call(second), http.StatusUnauthorized, pass.CodeInvalidAssertion)
+	if r, _ := e.validate(e.svc, second); r.status != http.StatusOK {
+		t.Fatalf("the replay consumed the second pass: %d %s", r.status, r.body)
+	}
+}

@@ -52,7 +52,8 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, a, err)
 		return
 	}
-	if _, err := s.verifier.Verify(ctx, token, src.cfg.JWKSURI, src.cfg.Authority, s.cfg.origin); err != nil {
+	claims, err := s.verifier.Verify(ctx, token, src.cfg.JWKSURI, src.cfg.Authority, s.cfg.origin)
+	if err != nil {
 		if ctx.Err() != nil {
 			s.fail(w, r, a, ctx.Err())
 			return
@@ -60,6 +61,20 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
 		return
+	}
+	// G-8: every assertion of our Authorities carries a fresh jti, so a
+	// repeated one is a replay (shared by replicas through the Store).
+	if claims.JTI != "" {
+		replayed, err := s.cfg.Store.SeenProof(ctx, "assertion:"+claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew), s.cfg.Now())
+		if err != nil {
+			s.fail(w, r, a, pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err))
+			return
+		}
+		if replayed {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed"))
+			return
+		}
 	}
 	q := ScopeQuery{User: req.User.Email, Agent: req.Agent.ID, Task: req.Task, Authority: src.ref.Authority, TrustMode: src.mode}
 	scopes, err := s.availableScopes(r, q)

@@ -122,3 +122,22 @@ func TestAvailableScopes(t *testing.T) {
 		t.Errorf("query (-want +got):\n%s", diff)
 	}
 }
+
+// TestAvailableScopesAssertionReplay: an Authority assertion is accepted
+// once; the same token presented again is refused (G-8: jti), while a fresh
+// assertion from the same Authority still works.
+func TestAvailableScopesAssertionReplay(t *testing.T) {
+	e := newEnv(t, nil)
+	e.scenarios()
+	body := pass.AvailableScopesRequest{User: pass.User{Email: corpUser}, Agent: pass.Agent{ID: "agent-7"}}
+	tok := e.idp.sign(t, appURL, e.clock.Now())
+	if r := e.scopesCall(tok, body); r.status != http.StatusOK {
+		t.Fatalf("first use: %d %s", r.status, r.body)
+	}
+	if r := e.scopesCall(tok, body); r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeInvalidAssertion {
+		t.Fatalf("replayed assertion: %d %s, want 401 invalid_assertion", r.status, r.body)
+	}
+	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusOK {
+		t.Fatalf("fresh assertion: %d %s", r.status, r.body)
+	}
+}
