@@ -100,11 +100,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 // embedded in the package. It is idempotent and safe to run from several
 // replicas at once (pgutil.Migrate holds an advisory lock).
 func (s *Store) Migrate(ctx context.Context) error {
-	ms, err := pgutil.LoadMigrations(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("authoritypg: %w", err)
-	}
-	if err := pgutil.Migrate(ctx, s.pool, component, ms); err != nil {
+	if err := pgutil.MigrateFS(ctx, s.pool, component, migrationFS, "migrations"); err != nil {
 		return fmt.Errorf("authoritypg: %w", err)
 	}
 	return nil

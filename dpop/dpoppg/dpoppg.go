@@ -47,11 +47,7 @@ func New(pool *pgxpool.Pool, now func() time.Time) *ReplayCache {
 // Migrate creates or upgrades the cache's table. It is idempotent and safe
 // to run from several replicas at once.
 func (c *ReplayCache) Migrate(ctx context.Context) error {
-	ms, err := pgutil.LoadMigrations(migrationFS, "migrations")
-	if err != nil {
-		return err
-	}
-	return pgutil.Migrate(ctx, c.pool, "dpop_replay", ms)
+	return pgutil.MigrateFS(ctx, c.pool, "dpop_replay", migrationFS, "migrations")
 }
 
 func replayKey(issuer, jti string) []byte {

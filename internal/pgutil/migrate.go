@@ -108,3 +108,13 @@ func advisoryKey(component string) int64 {
 	h.Write([]byte("agentpass:" + component))
 	return int64(h.Sum64())
 }
+
+// MigrateFS loads the migrations in dir of fsys (see LoadMigrations) and
+// applies them for component (see Migrate): what each store's Migrate does.
+func MigrateFS(ctx context.Context, pool *pgxpool.Pool, component string, fsys fs.FS, dir string) error {
+	ms, err := LoadMigrations(fsys, dir)
+	if err != nil {
+		return err
+	}
+	return Migrate(ctx, pool, component, ms)
+}
