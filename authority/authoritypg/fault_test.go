@@ -109,11 +109,13 @@ func TestRestartMidRun(t *testing.T) {
 				}
 				cancel()
 				switch {
-				case err == nil:
+				case err == nil || sentinel(err):
+					// The database answered (a sentinel is an answer too:
+					// the finite workload runs out of successes, so only
+					// counting successes made recovery depend on timing).
 					if restarted.Load() {
 						okAfter[replica].Add(1)
 					}
-				case sentinel(err):
 				default:
 					downErrs.Add(1)
 					time.Sleep(2 * time.Millisecond)
@@ -130,7 +132,7 @@ func TestRestartMidRun(t *testing.T) {
 		if time.Now().After(deadline) {
 			close(stop)
 			wg.Wait()
-			t.Fatalf("no recovery within 30s: successes after restart %d, %d", okAfter[0].Load(), okAfter[1].Load())
+			t.Fatalf("no recovery within 30s: answers after restart %d, %d", okAfter[0].Load(), okAfter[1].Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
