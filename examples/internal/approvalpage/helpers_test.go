@@ -106,13 +106,19 @@ func (e *env) wait(done <-chan acquired) acquired {
 	return acquired{}
 }
 
+// approvalURL returns the approval link the Harness reported for the
+// request. The Authority stores a request before its 202 reaches the
+// Harness, so the Progress event may trail what pending saw: wait for it.
 func (e *env) approvalURL(requestID string) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, p := range e.progress {
-		if p.Event == harness.EventRequestCreated && p.RequestID == requestID {
-			return p.ApprovalURL
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		e.mu.Lock()
+		for _, p := range e.progress {
+			if p.Event == harness.EventRequestCreated && p.RequestID == requestID {
+				e.mu.Unlock()
+				return p.ApprovalURL
+			}
 		}
+		e.mu.Unlock()
 	}
 	return ""
 }
