@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -91,7 +92,7 @@ func FuzzUnescapeTXT(f *testing.F) {
 		if len(raw) > 255 {
 			raw = raw[:255]
 		}
-		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{escapeForTest(raw)}}
+		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{dnstest.Escape(raw)}}
 		buf := make([]byte, 2048)
 		off, err := dns.PackRR(rr, buf, 0, nil, false)
 		if err != nil {
@@ -105,27 +106,6 @@ func FuzzUnescapeTXT(f *testing.F) {
 			t.Fatalf("round trip %q -> %q", raw, got)
 		}
 	})
-}
-
-// escapeForTest is dnstest's escaping: raw bytes to miekg's presentation form.
-func escapeForTest(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c > '~':
-			b.WriteByte('\\')
-			b.WriteByte('0' + c/100)
-			b.WriteByte('0' + c/10%10)
-			b.WriteByte('0' + c%10)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 // FuzzParseJWKS: no panic, and an accepted set holds only valid public keys.

@@ -463,7 +463,7 @@ func (s *Server) answer(m *dns.Msg, name string, qtype uint16, negTTL uint32) {
 			for _, strs := range n.txt {
 				esc := make([]string, len(strs))
 				for i, str := range strs {
-					esc[i] = escape(str)
+					esc[i] = Escape(str)
 				}
 				m.Answer = append(m.Answer, &dns.TXT{
 					Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: n.ttl},
@@ -516,9 +516,11 @@ func split255(v string) []string {
 	return append(out, v)
 }
 
-// escape converts raw bytes to the presentation form miekg/dns packs: a
-// backslash before '"' and '\\', \DDD for bytes outside printable ASCII.
-func escape(raw string) string {
+// Escape converts raw bytes to the presentation form miekg/dns packs in a
+// TXT character-string: a backslash before '"' and '\\', \DDD for bytes
+// outside printable ASCII. SetTXT applies it; tests that build dns.TXT
+// records themselves use it so a value reaches the wire byte for byte.
+func Escape(raw string) string {
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
