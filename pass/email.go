@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -96,8 +97,10 @@ func plainLDH(d string) bool {
 
 // SplitEmail validates an e-mail address and returns its local part and its
 // domain in canonical DNS form (see [CanonicalDomain]). It splits at the last
-// "@" and rejects empty parts, white space, control characters and IP-literal
-// domains (gap G-25).
+// "@" and rejects empty parts, IP-literal domains, and any white space,
+// control, format (invisible, such as U+200B or U+00AD), private-use or
+// unassigned code point anywhere in the address: two addresses that look
+// alike must not silently name one mailbox, nor two different ones.
 func SplitEmail(email string) (local, domain string, err error) {
 	if email == "" {
 		return "", "", invalid("email", "empty")
@@ -105,9 +108,12 @@ func SplitEmail(email string) (local, domain string, err error) {
 	if len(email) > 254 {
 		return "", "", invalid("email", "longer than 254 bytes")
 	}
+	if !utf8.ValidString(email) {
+		return "", "", invalid("email", "not valid UTF-8")
+	}
 	for _, r := range email {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return "", "", invalid("email", "contains white space or control characters")
+		if r >= utf8.RuneSelf && !visibleRune(r) || r < utf8.RuneSelf && (r <= ' ' || r == 0x7f) {
+			return "", "", invalid("email", "contains white space, control or invisible characters")
 		}
 	}
 	at := strings.LastIndexByte(email, '@')
@@ -118,11 +124,65 @@ func SplitEmail(email string) (local, domain string, err error) {
 	if len(local) > 64 || strings.ContainsAny(local, "@<>()[]\\,;:\"") {
 		return "", "", invalid("email", "invalid local part")
 	}
-	domain, err = CanonicalDomain(email[at+1:])
+	raw := email[at+1:]
+	domain, err = CanonicalDomain(raw)
 	if err != nil {
 		return "", "", invalid("email", "invalid domain")
 	}
+	if !plainLDH(raw) && !sameLabels(raw, domain) {
+		// IDNA's lookup mapping folds full-width letters, compatibility
+		// characters (the Kelvin sign) and the like onto other code points:
+		// accepted silently, "ｃｏｒｐ.example" would be governed by
+		// corp.example's Authority while the address shown to a person
+		// differs. Only a domain that is already in its own Unicode form
+		// (up to case) is accepted.
+		return "", "", invalid("email", "domain is not in canonical Unicode form")
+	}
 	return local, domain, nil
+}
+
+// visibleRune reports whether a non-ASCII code point may appear in an
+// address: letters, marks, digits, punctuation and symbols that are
+// assigned, but no separator, control, format, surrogate or private-use
+// code point.
+func visibleRune(r rune) bool {
+	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) && !unicode.Is(unicode.Co, r)
+}
+
+// sameLabels reports whether raw (a domain as written) is, label by label,
+// either the A-label or the Unicode form of the canonical domain, ignoring
+// case: ASCII letters are compared case-insensitively, other letters after
+// Unicode lowering, but a non-ASCII code point that lowers to ASCII (U+212A
+// KELVIN SIGN to k, U+0130 to i) never matches.
+func sameLabels(raw, canonical string) bool {
+	u, err := dnsProfile.ToUnicode(canonical)
+	if err != nil {
+		return false
+	}
+	raw = strings.TrimSuffix(raw, ".")
+	var b strings.Builder
+	for _, r := range raw {
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteByte(byte(unicode.ToLower(r)))
+		default:
+			l := unicode.ToLower(r)
+			if l < utf8.RuneSelf {
+				return false
+			}
+			b.WriteRune(l)
+		}
+	}
+	got, alabels, ulabels := strings.Split(b.String(), "."), strings.Split(canonical, "."), strings.Split(u, ".")
+	if len(got) != len(alabels) || len(got) != len(ulabels) {
+		return false
+	}
+	for i, l := range got {
+		if l != alabels[i] && l != ulabels[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // EmailDomain returns the canonical DNS domain of an e-mail address, the
@@ -132,13 +192,44 @@ func EmailDomain(email string) (string, error) {
 	return d, err
 }
 
+// CanonicalEmail returns the one form under which an address is stored,
+// compared and shown to an application: the local part with its ASCII
+// letters lower-cased (other characters unchanged) and the domain in
+// canonical DNS form. Two addresses name the same mailbox exactly when
+// their canonical forms are equal (see [SameEmail]).
+func CanonicalEmail(email string) (string, error) {
+	local, domain, err := SplitEmail(email)
+	if err != nil {
+		return "", err
+	}
+	return asciiLower(local) + "@" + domain, nil
+}
+
 // SameEmail reports whether two addresses name the same mailbox: the local
-// parts compared case-insensitively (as G-12 recommends) and the domains in
-// canonical form.
+// parts compared case-insensitively in ASCII only (the common practice for
+// mailboxes; Unicode case folding would make U+212A KELVIN SIGN equal to
+// "k"), and the domains in canonical form.
 func SameEmail(a, b string) bool {
-	la, da, err1 := SplitEmail(a)
-	lb, db, err2 := SplitEmail(b)
-	return err1 == nil && err2 == nil && da == db && strings.EqualFold(la, lb)
+	ca, err1 := CanonicalEmail(a)
+	cb, err2 := CanonicalEmail(b)
+	return err1 == nil && err2 == nil && ca == cb
+}
+
+// asciiLower lower-cases the ASCII letters of s and leaves every other
+// byte as it is.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func checkEmail(field, email string) error {

@@ -93,7 +93,7 @@ func FuzzValidationResponse(f *testing.F) {
 }
 
 func FuzzEmailDomain(f *testing.F) {
-	for _, s := range []string{"alex@example.com", "x@bücher.example", "a@[::1]", "a@@b.c", "\u00ad@xn--.com"} {
+	for _, s := range []string{"alex@example.com", "x@bücher.example", "a@[::1]", "a@@b.c", "\u00ad@xn--.com", "K@\u212a.example", "x@\uff43.example", "A@XN--BCHER-KVA.example"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -103,6 +103,16 @@ func FuzzEmailDomain(f *testing.F) {
 		}
 		if d2, err := pass.CanonicalDomain(d); err != nil || d2 != d {
 			t.Fatalf("canonical domain %q not stable: %q %v", d, d2, err)
+		}
+		c, err := pass.CanonicalEmail(s)
+		if err != nil {
+			t.Fatalf("EmailDomain accepted %q but CanonicalEmail refused it: %v", s, err)
+		}
+		if c2, err := pass.CanonicalEmail(c); err != nil || c2 != c {
+			t.Fatalf("canonical e-mail %q not stable: %q %v", c, c2, err)
+		}
+		if !pass.SameEmail(s, c) {
+			t.Fatalf("SameEmail(%q, its canonical form %q) = false", s, c)
 		}
 	})
 }

@@ -391,6 +391,54 @@ func TestEmail(t *testing.T) {
 	}
 }
 
+// TestEmailLookalikes pins the #14 finding 9 fix (G-12, G-25): invisible
+// and control code points are refused, domains written in a form that IDNA
+// would silently fold onto another domain are refused, and local parts are
+// compared in ASCII only, so that no two addresses that differ on the wire
+// name one mailbox.
+func TestEmailLookalikes(t *testing.T) {
+	for _, in := range []string{
+		"alex@corp\u200b.example",               // zero-width space in the domain
+		"al\u200bex@corp.example",               // ... and in the local part
+		"alex@cor\u00adp.example",               // soft hyphen
+		"alex\u2060@corp.example",               // word joiner
+		"alex@\uff43\uff4f\uff52\uff50.example", // full-width "corp"
+		"alex@\u212aorp.example",                // KELVIN SIGN, folds to k
+		"alex@corp.\u2460example",               // circled digit one, folds to 1
+		"alex\u00a0@corp.example",               // no-break space
+		"alex@corp.example\u200e",               // left-to-right mark
+		"\ue000@corp.example",                   // private use
+		"alex@corp.ex\xffample",                 // invalid UTF-8
+	} {
+		if got, err := pass.EmailDomain(in); err == nil {
+			t.Errorf("EmailDomain(%+q) = %q, want an error", in, got)
+		}
+		if _, err := pass.CanonicalEmail(in); err == nil {
+			t.Errorf("CanonicalEmail(%+q) accepted", in)
+		}
+	}
+	canon := map[string]string{
+		"Alex@Corp.Example":      "alex@corp.example",
+		"ALEX@BÜCHER.example":    "alex@xn--bcher-kva.example",
+		"Ünïcode@bücher.example": "Ünïcode@xn--bcher-kva.example",
+		"a.b+C@corp.example.":    "a.b+c@corp.example",
+	}
+	for in, want := range canon {
+		if got, err := pass.CanonicalEmail(in); err != nil || got != want {
+			t.Errorf("CanonicalEmail(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if pass.SameEmail("\u212aate@corp.example", "kate@corp.example") {
+		t.Error("SameEmail folded KELVIN SIGN onto k in the local part")
+	}
+	if pass.SameEmail("straße@corp.example", "strasse@corp.example") {
+		t.Error("SameEmail folded ß onto ss")
+	}
+	if !pass.SameEmail("KATE@corp.example", "kate@CORP.example") {
+		t.Error("SameEmail is not ASCII case-insensitive")
+	}
+}
+
 func TestOrigin(t *testing.T) {
 	cases := map[string]string{
 		"https://API.Example.com":         "https://api.example.com",

@@ -25,7 +25,9 @@ type Delegation struct {
 	// trusted (enterprise, federated or service).
 	Authority string
 	TrustMode pass.TrustMode
-	// User is the validated user.email: the account the agent acts for.
+	// User is the validated user.email in canonical form (ASCII letters of
+	// the local part lower-cased, the domain in DNS form, see
+	// pass.CanonicalEmail): the account the agent acts for.
 	User string
 	// Agent is the validated agent.id.
 	Agent string

@@ -144,6 +144,14 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	if err != nil {
 		return nil, err
 	}
+	// The delegation keeps the one canonical form of the address, so that an
+	// application comparing Delegation.User with its own accounts never sees
+	// two spellings of one mailbox. SameEmail above proved it parses.
+	user, err := pass.CanonicalEmail(vr.User.Email)
+	if err != nil {
+		return nil, pass.NewError(http.StatusForbidden, pass.CodeUserMismatch,
+			"the AgentPass was issued for another user")
+	}
 	src2, err := s.accept(ctx, set2, req.Authority)
 	if err != nil {
 		return nil, err
@@ -202,7 +210,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		Authority:        src.cfg.Authority,
 		ConfigurationURL: src.ref.AuthorityConfigurationURL,
 		TrustMode:        src.mode,
-		User:             vr.User.Email,
+		User:             user,
 		Agent:            vr.Agent.ID,
 		Scope:            scope,
 		CurrentScope:     scope,

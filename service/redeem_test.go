@@ -677,3 +677,23 @@ func TestAuthorityOnPrivateAddressRefused(t *testing.T) {
 		t.Errorf("%d credentials minted", c)
 	}
 }
+
+// The delegation carries the canonical form of the validated address, not
+// whatever spelling the Authority echoed (#14 finding 9, G-12).
+func TestDelegationUserCanonical(t *testing.T) {
+	var got *service.Delegation
+	e := newEnv(t, func(c *service.Config) {
+		c.OnDelegation = func(_ context.Context, d *service.Delegation) error {
+			got = d
+			return nil
+		}
+	})
+	value := e.idp.issue(validation("Alex@CORP.test.", pass.BearerToken, "tickets:read"))
+	req := redemption(e.idp, pass.BearerToken, "ALEX@corp.test", value)
+	if r := e.redeem(pass.BearerToken, req, nil); r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	if got == nil || got.User != corpUser {
+		t.Fatalf("Delegation.User = %v, want %q", got, corpUser)
+	}
+}

@@ -125,7 +125,8 @@ type DelegationRecord struct {
 	ConfigurationURL string
 	// TrustMode is how the Authority was trusted.
 	TrustMode pass.TrustMode
-	// User is the validated user.email; Agent the validated agent.id.
+	// User is the validated user.email in canonical form (see
+	// pass.CanonicalEmail); Agent the validated agent.id.
 	User, Agent string
 	// HarnessID is the harness.id reported by the Authority, if any.
 	HarnessID string
