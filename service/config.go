@@ -36,8 +36,9 @@ const (
 	// SessionCookie is the name of the browser-session cookie. The
 	// __Host- prefix makes browsers require Secure, Path=/ and no Domain.
 	SessionCookie = "__Host-agentpass_session"
-	// InitTokenField is the form field (POST) and query parameter (GET)
-	// that carries the initialization token.
+	// InitTokenField is the form field that carries the initialization
+	// token in the form-POST construction. (The plain v0.1 GET construction
+	// carries it in the "token" query parameter instead.)
 	InitTokenField = "initialization_token"
 )
 

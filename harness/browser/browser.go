@@ -25,8 +25,7 @@
 //	init, err := client.RedeemBrowserSession(ctx, grant, harness.RedeemOptions{})
 //	sess, err := browser.Open(ctx, init, browser.Options{})
 //	defer sess.Close()
-//	var title string
-//	err = chromedp.Run(sess.Context(), chromedp.Title(&title))
+//	title, err := chromedp.Run(sess.Context(), chromedp.Title())
 //
 // The browser is a fresh, headless Chromium with a throwaway profile
 // (removed by Close). Options.Hosts and Options.InsecureTrustedSPKI exist

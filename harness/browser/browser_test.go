@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,22 +19,15 @@ import (
 	"github.com/agentpass-go/agentpass/internal/testnet"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
 // needChromium skips the test only when Chromium is not installed (CI
-// installs the Debian chromium package).
-func needChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("Chromium not installed at %s (apt-get install chromium): %v", chromiumPath, err)
-	}
-}
+// installs the Debian chromium package and sets AGENTPASS_TEST_CHROMIUM).
+func needChromium(t *testing.T) { testnet.Chromium(t) }
 
 // browserOptions returns options that reach the network's hosts by name and
 // accept exactly their certificates.
 func browserOptions(t *testing.T, n *testnet.Network, hosts ...string) browser.Options {
 	t.Helper()
-	opts := browser.Options{ExecPath: chromiumPath, Hosts: map[string]string{}, Timeout: 20 * time.Second}
+	opts := browser.Options{ExecPath: testnet.Chromium(t), Hosts: map[string]string{}, Timeout: 20 * time.Second}
 	for _, h := range hosts {
 		addr := n.Addr(h)
 		conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: h, RootCAs: n.CertPool()})

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,26 +16,9 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/browser"
+	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass"
 )
-
-// chromium returns the Chromium executable ($AGENTPASS_TEST_CHROMIUM,
-// /usr/bin/chromium, or chromium on the PATH) and skips the test only when
-// there is none.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("AGENTPASS_TEST_CHROMIUM"); p != "" {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	t.Skip("Chromium is not installed (apt-get install chromium, or set AGENTPASS_TEST_CHROMIUM): skipping the approval page test in a real browser")
-	return ""
-}
 
 // artifactDir is where screenshots go: $AGENTPASS_ARTIFACTS, or the
 // package's testdata/artifacts (gitignored).
@@ -57,7 +39,7 @@ func artifactDir(t *testing.T) string {
 // clicks Approve; the Harness's token carries exactly the narrowed scope,
 // and the evidence names the person. Screenshots are saved as artifacts.
 func TestApproveInChromium(t *testing.T) {
-	exe := chromium(t)
+	exe := testnet.Chromium(t)
 	e := newEnv(t, true) // origins with explicit ports, as in the devnet
 	req, done := e.pending("Add 'Water the plants' to my list")
 	link := e.approvalURL(req.ID)
