@@ -257,8 +257,8 @@ func New(cfg Config) (*Authority, error) {
 	if !cfg.TrustMode.Valid() {
 		return nil, fmt.Errorf("%w: TrustMode must be enterprise, federated or service", ErrInvalidConfig)
 	}
-	if cfg.Keys == nil {
-		return nil, fmt.Errorf("%w: Keys is required", ErrInvalidConfig)
+	if cfg.Keys == nil || cfg.Keys.Current() == nil {
+		return nil, fmt.Errorf("%w: Keys is required and must hold a current signing key", ErrInvalidConfig)
 	}
 	if a.store == nil {
 		a.store = NewMemoryStore()
@@ -418,7 +418,13 @@ func (a *Authority) Configuration() pass.AuthorityConfiguration {
 func (a *Authority) StatusURL(id string) string { return a.config.StatusURL(id) }
 
 // ServeHTTP serves the Authority's endpoints.
-func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.ready() != nil {
+		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "authority not configured"))
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
 func (a *Authority) routes(p string) *http.ServeMux {
 	mux := http.NewServeMux()

@@ -12,14 +12,32 @@ import (
 // calls. None of it is reachable over the Authority's HTTP endpoints; the
 // application puts its own authentication in front of it.
 
+// errNotNew is returned by every method of an Authority that was not made
+// by New (the zero value): it has no store and no keys to act with.
+var errNotNew = fmt.Errorf("%w: the Authority was not created with New", ErrInvalidConfig)
+
+// ready reports errNotNew for a zero or nil Authority.
+func (a *Authority) ready() error {
+	if a == nil || a.store == nil {
+		return errNotNew
+	}
+	return nil
+}
+
 // Request returns the issuance request with the given id (ErrNotFound).
 func (a *Authority) Request(ctx context.Context, id string) (*Request, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	return a.store.Request(ctx, id)
 }
 
 // Pending lists the requests waiting for a decision, oldest first. A zero
 // opts.Now means the Authority's clock.
 func (a *Authority) Pending(ctx context.Context, opts ListOptions) ([]*Request, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	if opts.Now.IsZero() {
 		opts.Now = a.now()
 	}
@@ -29,6 +47,9 @@ func (a *Authority) Pending(ctx context.Context, opts ListOptions) ([]*Request, 
 // Authorizations lists the live (active or suspended) delegations, newest
 // first. A zero opts.Now means the Authority's clock.
 func (a *Authority) Authorizations(ctx context.Context, opts ListOptions) ([]*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	if opts.Now.IsZero() {
 		opts.Now = a.now()
 	}
@@ -38,6 +59,9 @@ func (a *Authority) Authorizations(ctx context.Context, opts ListOptions) ([]*Au
 // Authorization returns the delegation with the given id, whatever its
 // state (ErrNotFound).
 func (a *Authority) Authorization(ctx context.Context, id string) (*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	return a.store.Authorization(ctx, id)
 }
 
@@ -48,6 +72,9 @@ func (a *Authority) Authorization(ctx context.Context, id string) (*Authorizatio
 // terminal states never change), ErrExpired, ErrInvalidDecision,
 // ErrScopeNotAvailable.
 func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	if d.Outcome == Pending {
 		return nil, fmt.Errorf("%w: Decide needs Approve, Deny or Cancel", ErrInvalidDecision)
 	}
@@ -89,23 +116,35 @@ func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request
 // Service sees 404 at its next authorization check (A-AUTHZ-4). by names
 // the operator for the evidence.
 func (a *Authority) Revoke(ctx context.Context, id, by, reason string) (*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	return a.update(ctx, "revoke", id, AuthorizationUpdate{From: liveStates, To: pass.DelegationRevoked, By: by, Reason: reason})
 }
 
 // Suspend pauses an active delegation: authorization checks answer 404
 // until Resume.
 func (a *Authority) Suspend(ctx context.Context, id, by, reason string) (*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	return a.update(ctx, "suspend", id, AuthorizationUpdate{From: []pass.DelegationState{pass.DelegationActive}, To: pass.DelegationSuspended, By: by, Reason: reason})
 }
 
 // Resume reactivates a suspended delegation that has not expired.
 func (a *Authority) Resume(ctx context.Context, id, by string) (*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	return a.update(ctx, "resume", id, AuthorizationUpdate{From: []pass.DelegationState{pass.DelegationSuspended}, To: pass.DelegationActive, By: by})
 }
 
 // NarrowScope replaces a live delegation's scope by a subset of it; a wider
 // scope is refused with ErrScopeWiden. Services see it at their next check.
 func (a *Authority) NarrowScope(ctx context.Context, id, by string, scope pass.Scope) (*Authorization, error) {
+	if err := a.ready(); err != nil {
+		return nil, err
+	}
 	if scope == nil {
 		scope = pass.Scope{}
 	}

@@ -159,6 +159,9 @@ var (
 	// ErrForbiddenAddress: a fetch would connect to a loopback, private or
 	// otherwise non-public address (G-27).
 	ErrForbiddenAddress = errors.New("discovery: destination address not allowed")
+	// ErrInvalidConfig: New was given an invalid Config, or a method was
+	// called on a Client that New did not make (the zero value).
+	ErrInvalidConfig = errors.New("discovery: invalid configuration")
 )
 
 // LookupError is a failed DNS lookup. It matches [ErrLookupFailed] and its
@@ -401,4 +404,16 @@ func nameservers(list []string) ([]string, error) {
 		out = append(out, net.JoinHostPort(host, port))
 	}
 	return out, nil
+}
+
+// errNotNew is what every lookup of a Client not made by New returns.
+var errNotNew = fmt.Errorf("%w: the Client was not created with New", ErrInvalidConfig)
+
+// ready reports errNotNew for a zero or nil Client, which has no caches,
+// no resolver and no HTTP client to work with.
+func (c *Client) ready() error {
+	if c == nil || c.txtCache == nil {
+		return errNotNew
+	}
+	return nil
 }

@@ -55,6 +55,9 @@ func (c *Client) LookupEnterpriseTXT(ctx context.Context, domain string) (config
 }
 
 func (c *Client) lookup(ctx context.Context, prefix, domain string, kind recordKind) (string, error) {
+	if err := c.ready(); err != nil {
+		return "", err
+	}
 	d, err := pass.CanonicalDomain(domain)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidName, err)

@@ -186,6 +186,9 @@ func checkFetchURL(rawURL string) (string, error) {
 // fetches, decodes and caches it. Concurrent calls share one fetch. A failed
 // fetch is not cached, and an expired document is never served.
 func (c *Client) cachedFetch(ctx context.Context, kind, rawURL string, media []string, decode func([]byte) (any, error)) (any, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	key, err := checkFetchURL(rawURL)
 	if err != nil {
 		return nil, err

@@ -131,6 +131,9 @@ func findKey(set *jose.JSONWebKeySet, kid string) *jose.JSONWebKey {
 // jwks returns the cached entry for jwksURL, or fetches it. With force the
 // cache is bypassed (the caller has checked the refetch cooldown).
 func (c *Client) jwks(ctx context.Context, jwksURL string, force bool) (*jwksEntry, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	key, err := checkFetchURL(jwksURL)
 	if err != nil {
 		return nil, err

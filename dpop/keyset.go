@@ -28,7 +28,9 @@ const maxKeyFileBytes = 1 << 20
 // keys. JWKS publishes all of them, so assertions signed just before a
 // rotation still verify until their keys are removed.
 //
-// A KeySet is safe for concurrent use.
+// A KeySet is safe for concurrent use. The zero KeySet has no key: it
+// publishes an empty JWKS and cannot sign until Rotate gives it one, and
+// the roles' New refuses it.
 type KeySet struct {
 	mu       sync.RWMutex
 	current  *Key
@@ -111,7 +113,9 @@ func (s *KeySet) JWKS() jose.JSONWebKeySet {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	keys := make([]jose.JSONWebKey, 0, 1+len(s.retiring))
-	keys = append(keys, s.current.Public())
+	if s.current != nil {
+		keys = append(keys, s.current.Public())
+	}
 	keys = append(keys, s.retiring...)
 	return jose.JSONWebKeySet{Keys: keys}
 }
@@ -120,7 +124,7 @@ func (s *KeySet) JWKS() jose.JSONWebKeySet {
 func (s *KeySet) PublicKey(kid string) (jose.JSONWebKey, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.current.kid == kid {
+	if s.current != nil && s.current.kid == kid {
 		return s.current.Public(), true
 	}
 	for _, k := range s.retiring {
@@ -142,8 +146,8 @@ func (s *KeySet) Rotate(next *Key) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if next.kid == s.current.kid {
-		s.current = next
+	if s.current == nil || next.kid == s.current.kid {
+		s.current = next // the zero KeySet gets its first key
 		return
 	}
 	prev := s.current.Public()

@@ -122,6 +122,9 @@ type acquisition struct {
 // the protocol, such as an approved status without a pass (H-POLL-6).
 // Cancelling ctx stops polling; the error then matches ctx.Err().
 func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	a, err := c.newAcquisition(req)
 	if err != nil {
 		return nil, err
@@ -319,6 +322,9 @@ type Resolution struct {
 // answer is checked as Acquire checks it (shape, and Authorities declared
 // in the Service's configuration).
 func (c *Client) Resolve(ctx context.Context, service, user string) (*Resolution, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	origin, err := pass.Origin(service)
 	if err != nil {
 		return nil, fmt.Errorf("%w: service %q: %w", ErrInvalidRequest, service, err)

@@ -19,6 +19,9 @@ var (
 	// configuration that does not name the resolved Authority, ...). The
 	// error is a [*ProtocolError].
 	ErrProtocol = errors.New("harness: protocol violation")
+	// ErrInvalidConfig: New was given an invalid Config, or a method was
+	// called on a Client that New did not make (the zero value).
+	ErrInvalidConfig = errors.New("harness: invalid configuration")
 	// ErrResolution: the Service refused to resolve an Authority for the
 	// User (no Authority, delegation disabled by the domain with "none",
 	// enterprise discovery failed). The *pass.Error is wrapped.
@@ -228,4 +231,15 @@ func (e *APIError) Unwrap() error {
 		return nil
 	}
 	return e.Err
+}
+
+// errNotNew is what every call on a Client that New did not make returns.
+var errNotNew = fmt.Errorf("%w: the Client was not created with New", ErrInvalidConfig)
+
+// ready reports errNotNew for a zero or nil Client.
+func (c *Client) ready() error {
+	if c == nil || c.disc == nil || c.http == nil {
+		return errNotNew
+	}
+	return nil
 }

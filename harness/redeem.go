@@ -262,6 +262,9 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 // redeem posts the redemption with the G-37 retry policy and decodes the
 // answer into out. It returns when the answer was received.
 func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts RedeemOptions, initMethods []string, extra func(time.Time) (http.Header, error), out pass.Document) (time.Time, error) {
+	if err := c.ready(); err != nil {
+		return time.Time{}, err
+	}
 	log := c.log.With("harness", g.HarnessID, "service", g.Service, "user", g.User, "task", g.Task.ID, "authority", g.Authority)
 	retried, rateWaits := false, 0
 	for {

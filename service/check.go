@@ -188,6 +188,9 @@ var errNotAdvertised = errors.New("service: the Authority does not advertise thi
 // a plain v0.1 Authority is not. The local invalidation happens even when
 // the call to the Authority fails, whose error is then returned.
 func (s *Service) Close(ctx context.Context, authorizationID string, action pass.CloseAction, reason string) error {
+	if s == nil || s.cfg == nil {
+		return errNotNew
+	}
 	req := pass.AuthorizationCloseRequest{AuthorizationID: authorizationID, Action: action, Reason: reason}
 	if err := req.Validate(); err != nil {
 		return fmt.Errorf("service: Close: %w", err)

@@ -243,9 +243,17 @@ type ScopeQuery struct {
 	TrustMode pass.TrustMode
 }
 
-// errConfig formats a configuration error.
+// ErrInvalidConfig is matched by every error of New: a Config field is
+// missing or invalid.
+var ErrInvalidConfig = errors.New("service: invalid configuration")
+
+// errNotNew is what a Service that New did not make (the zero value)
+// answers: it has no store, keys or Authority settings to act with.
+var errNotNew = fmt.Errorf("%w: the Service was not created with New", ErrInvalidConfig)
+
+// errConfig formats a configuration error wrapping ErrInvalidConfig.
 func errConfig(format string, args ...any) error {
-	return fmt.Errorf("service: Config."+format, args...)
+	return fmt.Errorf("%w: Config."+format, append([]any{ErrInvalidConfig}, args...)...)
 }
 
 // settings is the validated, defaulted configuration.
@@ -285,8 +293,8 @@ func (cfg Config) validate() (*settings, error) {
 		s.base = s.origin
 	}
 
-	if cfg.Keys == nil {
-		return nil, errConfig("Keys is required")
+	if cfg.Keys == nil || cfg.Keys.Current() == nil {
+		return nil, errConfig("Keys is required and must hold a current signing key")
 	}
 	if err := s.validatePaths(); err != nil {
 		return nil, err

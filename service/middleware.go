@@ -136,6 +136,9 @@ func (s *Service) Check(r *http.Request) (*Delegation, error) {
 // check is Check that also returns the delegation record, when one was
 // found, for the audit of a rejection.
 func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
+	if s == nil || s.cfg == nil {
+		return nil, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "service not configured").WithCause(errNotNew)
+	}
 	ctx := r.Context()
 	kind, tok, err := credentialOf(r)
 	if err != nil {
@@ -233,6 +236,11 @@ func errInvalidToken(msg string) error {
 // deny answers a failed Check; rec, when known, names the delegation in
 // the audit record.
 func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRecord, err error) {
+	if errors.Is(err, errNotNew) {
+		w.Header().Set("Cache-Control", "no-store")
+		httpx.WriteError(w, nil, err)
+		return
+	}
 	a := &audit{event: eventRequest, endpoint: "middleware", requestID: requestID(r)}
 	if rec != nil {
 		a.fromDelegation(rec)

@@ -111,6 +111,10 @@ func New(cfg Config) (*Service, error) {
 // application's mux at the Paths (or at Paths.Prefix + "/"), for example
 // mux.Handle("/agentpass/", svc).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s == nil || s.mux == nil {
+		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "service not configured"))
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
@@ -124,7 +128,12 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Service) ConfigurationURL() string { return s.urls.configuration }
 
 // Origin returns the Service origin in its serialised form.
-func (s *Service) Origin() string { return s.cfg.origin }
+func (s *Service) Origin() string {
+	if s == nil || s.cfg == nil {
+		return ""
+	}
+	return s.cfg.origin
+}
 
 // Configuration returns a copy of the Service configuration document.
 func (s *Service) Configuration() *pass.ServiceConfiguration {
