@@ -5,14 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/spectest"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -40,8 +39,8 @@ func fuzzService(f *testing.F) *service.Service {
 
 func exampleBody(f *testing.F, name, member string) []byte {
 	f.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "shared", "spec", "examples", name))
-	if err != nil {
+	b, ok := spectest.Example(name)
+	if !ok {
 		return nil
 	}
 	var m map[string]json.RawMessage

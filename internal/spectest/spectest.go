@@ -31,6 +31,18 @@ func Dir(t testing.TB) string {
 	return dir
 }
 
+// Example returns the bytes of the spec example file name (for example
+// "service-redeem-bearer-token.json"), for seeding fuzz targets; ok is false
+// when the spec folder or the file is absent.
+func Example(name string) (b []byte, ok bool) {
+	dir, found := find()
+	if !found {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "examples", name))
+	return b, err == nil
+}
+
 func find() (string, bool) {
 	dir := os.Getenv(EnvDir)
 	if dir == "" {
