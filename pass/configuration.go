@@ -29,6 +29,9 @@ type AuthorityConfiguration struct {
 	Endpoints AuthorityEndpoints `json:"endpoints"`
 	Policy    *AuthorityPolicy   `json:"policy,omitempty"`
 	Approval  *ApprovalHints     `json:"approval,omitempty"`
+	// Extensions lists the extensions the Authority implements (absent at
+	// plain v0.1 Authorities; see [Extensions] for the lenient parsing).
+	Extensions Extensions `json:"extensions,omitzero"`
 }
 
 // AuthorityEndpoints lists an Authority's endpoints. IssuanceStatus is a
@@ -131,6 +134,9 @@ type ServiceConfiguration struct {
 	JWKSURI   string           `json:"jwks_uri"`
 	Trust     ServiceTrust     `json:"trust"`
 	Endpoints ServiceEndpoints `json:"endpoints"`
+	// Extensions lists the extensions the Service implements (absent at
+	// plain v0.1 Services; see [Extensions] for the lenient parsing).
+	Extensions Extensions `json:"extensions,omitzero"`
 }
 
 // KindService is the only value of ServiceConfiguration.Kind.

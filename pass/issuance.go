@@ -93,6 +93,10 @@ type HarnessInfo struct {
 	ID          string        `json:"id"`
 	Cnf         *Cnf          `json:"cnf,omitempty"`
 	Attestation *JWTContainer `json:"attestation,omitempty"`
+	// Extensions lists the extension URIs the Harness speaks (an extension
+	// member; plain v0.1 Authorities ignore it). ExtHolderBinding here
+	// makes the pass require hardened holder proofs.
+	Extensions HarnessExtensions `json:"extensions,omitempty"`
 }
 
 // Task is the task a pass is requested for.
