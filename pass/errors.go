@@ -57,6 +57,13 @@ const (
 	CodeDelegationRevoked     Code = "delegation_revoked"       // 401: the Authority no longer vouches for the delegation
 	CodeDelegationRejected    Code = "delegation_rejected"      // 403: the Service application refused the delegation
 	CodeInvalidDPoPProof      Code = "invalid_dpop_proof"       // 401: DPoP proof missing or invalid (RFC 9449 §7.1)
+
+	// Mission extension (ExtMission).
+	CodeMissionUnknown   Code = "mission_unknown"    // 404: unknown, foreign or wrong-key mission id
+	CodeMissionTerminal  Code = "mission_terminal"   // 409: the mission has ended
+	CodeMissionNotActive Code = "mission_not_active" // 409: the transition needs another state
+	CodeStaleVersion     Code = "stale_version"      // 409: expected_version is not the current one
+	CodeMissionSuspended Code = "mission_suspended"  // 403: the mission (or an ancestor) is suspended
 )
 
 // Sentinel errors. An [*Error] matches the sentinel of its code with
@@ -108,11 +115,18 @@ var codeSentinels = map[Code][]error{
 	CodeInsufficientScope:     {ErrScope},
 	CodeScopeEmpty:            {ErrScope},
 	CodeScopeUnsupported:      {ErrScope},
+	CodeMissionUnknown:        {ErrUnknown},
+	CodeMissionTerminal:       {ErrRevoked},
+	CodeMissionSuspended:      {ErrRevoked},
 }
 
 // ErrorResponse is the wire error body: {"error":{"code","message"}}.
 type ErrorResponse struct {
 	Error ErrorBody `json:"error"`
+	// Mission is an extension (ExtMission): a suspended mission's state,
+	// sent next to the error of an authorization check only to the
+	// redeeming Service when it advertises the extension.
+	Mission *MissionInfo `json:"mission,omitempty"`
 }
 
 // ErrorBody is the inner object of [ErrorResponse].

@@ -197,6 +197,10 @@ type IssuanceStatus struct {
 	Links       *Links     `json:"links,omitempty"`
 	Reason      string     `json:"reason,omitempty"`
 	AgentPass   *AgentPass `json:"agentpass,omitempty"`
+	// Mission is an extension (ExtMission): the request's mission, from
+	// the first answer on. Status freezes at approved once approved, while
+	// Mission.State carries the live state.
+	Mission *MissionInfo `json:"mission,omitempty"`
 }
 
 // Links are related URLs of an issuance request.
@@ -247,5 +251,13 @@ func (s *IssuanceStatus) Validate() error {
 	if s.Status == StatusApproved && s.AgentPass == nil {
 		return missing("agentpass")
 	}
-	return nil
+	return checkMission(s.Mission)
+}
+
+// checkMission validates an optional mission member.
+func checkMission(m *MissionInfo) error {
+	if m == nil {
+		return nil
+	}
+	return m.Validate()
 }

@@ -37,11 +37,17 @@ type ValidationResponse struct {
 	// Harness is an extension (gap G-3): the harness.id of the issuance
 	// request, which a Service compares with the proof's iss when present.
 	Harness *HarnessRef `json:"harness,omitempty"`
+	// Mission is an extension (ExtMission): the pass's mission.
+	Mission *MissionInfo `json:"mission,omitempty"`
 }
 
 // HarnessRef names a Harness by its self-declared id.
 type HarnessRef struct {
 	ID string `json:"id"`
+	// Extensions echoes harness.extensions of the issuance request, so the
+	// Service knows which hardening the Harness opted into: with
+	// ExtHolderBinding the pass is redeemable only with a hardened proof.
+	Extensions HarnessExtensions `json:"extensions,omitempty"`
 }
 
 // ValidatedTask is the task context an Authority returns at validation.
@@ -80,7 +86,7 @@ func (r *ValidationResponse) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return checkMission(r.Mission)
 }
 
 // AuthorizationCheckRequest is the body of POST
@@ -102,6 +108,9 @@ type AuthorizationCheckResponse struct {
 	Scope Scope `json:"scope"`
 	// AuthorizationExpiresAt: see ValidationResponse.
 	AuthorizationExpiresAt *time.Time `json:"authorization_expires_at,omitempty"`
+	// Mission is an extension (ExtMission): the mission's current version
+	// and stage.
+	Mission *MissionInfo `json:"mission,omitempty"`
 }
 
 // Validate checks scope (A-AUTHZ-3).
@@ -109,7 +118,10 @@ func (r *AuthorizationCheckResponse) Validate() error {
 	if r.Scope == nil {
 		return missing("scope")
 	}
-	return r.Scope.validate("scope")
+	if err := r.Scope.validate("scope"); err != nil {
+		return err
+	}
+	return checkMission(r.Mission)
 }
 
 // CloseAction is how a Service ends a delegation (hardening draft
