@@ -350,7 +350,7 @@ func TestPrune(t *testing.T) {
 	now = now.Add(2 * time.Hour) // "recent" and "fresh" have ended now
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond, 10) }()
+	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := s.Request(ctx, "recent"); errors.Is(err, authority.ErrNotFound) {

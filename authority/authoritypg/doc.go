@@ -52,7 +52,7 @@
 //	if err := store.Migrate(ctx); err != nil {
 //		return err
 //	}
-//	go store.RunJanitor(ctx, time.Minute, 1000) // returns when ctx ends
+//	go store.RunJanitor(ctx, time.Minute) // returns when ctx ends
 //	a, err := authority.New(authority.Config{
 //		Identifier: "https://idp.corp.example",
 //		Store:      store,

@@ -138,8 +138,8 @@ func TestRoundTrip(t *testing.T) {
 
 // TestReplicas: two Service replicas on two pools share single use and
 // invalidation. 20 concurrent ConsumeInit of one token over both → one
-// success (S-BRW-8); 20 concurrent SeenProof of one proof → one fresh (G-3);
-// 20 concurrent Redeem of one authorization id → one; an invalidation made
+// success (S-BRW-8); 20 concurrent Redeem of one authorization id → one;
+// an invalidation made
 // through one replica is seen by the other at its next lookup (S-AUTHZ-6).
 func TestReplicas(t *testing.T) {
 	s1, s2 := twoReplicas(t)
@@ -148,11 +148,11 @@ func TestReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 20
-	var inits, fresh, redeemed atomic.Int32
+	var inits, redeemed atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
-		wg.Add(3)
+		wg.Add(2)
 		s := stores[i%2]
 		go func() {
 			defer wg.Done()
@@ -163,16 +163,6 @@ func TestReplicas(t *testing.T) {
 				inits.Add(1)
 			case !errors.Is(err, service.ErrInitUsed):
 				t.Errorf("ConsumeInit: %v", err)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			<-start
-			replayed, err := s.SeenProof(ctx, "harness", "jti-1", base.Add(time.Minute), base)
-			if err != nil {
-				t.Errorf("SeenProof: %v", err)
-			} else if !replayed {
-				fresh.Add(1)
 			}
 		}()
 		go func() {
@@ -189,8 +179,8 @@ func TestReplicas(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if inits.Load() != 1 || fresh.Load() != 1 || redeemed.Load() != 1 {
-		t.Fatalf("successes: ConsumeInit %d, fresh SeenProof %d, Redeem %d; want 1 each", inits.Load(), fresh.Load(), redeemed.Load())
+	if inits.Load() != 1 || redeemed.Load() != 1 {
+		t.Fatalf("successes: ConsumeInit %d, Redeem %d; want 1 each", inits.Load(), redeemed.Load())
 	}
 	sess := bearer("a1", "session-1", base.Add(time.Hour))
 	sess.Kind = service.KindSession
@@ -208,7 +198,7 @@ func TestReplicas(t *testing.T) {
 	}
 }
 
-// TestPrune: expired credentials and proofs go at once, initialization
+// TestPrune: expired credentials go at once, initialization
 // tokens InitRetention after their expiry, and a delegation when nothing
 // refers to it any more; at most limit rows per table per call.
 func TestPrune(t *testing.T) {
@@ -239,13 +229,7 @@ func TestPrune(t *testing.T) {
 	if err := s.Redeem(ctx, delegation("i2"), nil, initToken("i2", "i2", now.Add(-time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SeenProof(ctx, "h", "old", now.Add(-time.Second), now.Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SeenProof(ctx, "h", "live", now.Add(time.Minute), now); err != nil {
-		t.Fatal(err)
-	}
-	// Limit 2: 2 credentials, 1 init token, their orphaned delegations, 1 proof.
+	// Limit 2: 2 credentials, 1 init token, their orphaned delegations.
 	n, err := s.Prune(ctx, now, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -254,8 +238,8 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 expired credentials + 1 init token + 4 delegations (a2, a3, a4, i2) + 1 proof.
-	if n+m != 10 || n > 2+1+2+1+1 {
+	// 4 expired credentials + 1 init token + 4 delegations (a2, a3, a4, i2).
+	if n+m != 9 || n > 2+1+2+1 {
 		t.Fatalf("Prune deleted %d then %d rows; want 10 in all, bounded per table", n, m)
 	}
 	if k, _ := s.Prune(ctx, now, 100); k != 0 {
@@ -277,14 +261,11 @@ func TestPrune(t *testing.T) {
 	if _, err := s.ConsumeInit(ctx, "i1", now); !errors.Is(err, service.ErrInitExpired) {
 		t.Errorf("recently expired init token: %v, want ErrInitExpired", err)
 	}
-	if replayed, _ := s.SeenProof(ctx, "h", "live", now.Add(time.Minute), now); !replayed {
-		t.Error("live proof pruned")
-	}
 
 	now = now.Add(time.Hour)
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond, 10) }()
+	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := s.Delegation(ctx, "i1"); errors.Is(err, service.ErrNotFound) {
