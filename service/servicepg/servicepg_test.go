@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/internal/pgutil"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 	"github.com/agentpass-go/agentpass/service/servicepg"
@@ -279,5 +280,87 @@ func TestPrune(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunJanitor = %v, want context.Canceled", err)
+	}
+}
+
+// TestMigrateDropsProofs: a database at schema version 1, with rows in
+// every table including the old proofs table, upgrades: the proofs table
+// is gone (jtis now live in dpoppg's table) and every other row is kept.
+func TestMigrateDropsProofs(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ms, err := pgutil.LoadMigrations(servicepg.Migrations, "migrations")
+	if err != nil || len(ms) < 2 {
+		t.Fatalf("LoadMigrations = %d migrations, %v", len(ms), err)
+	}
+	if err := pgutil.Migrate(ctx, pool, "service", ms[:1]); err != nil {
+		t.Fatal(err)
+	}
+	s := servicepg.New(pool)
+	if err := s.Redeem(ctx, delegation("a1"), bearer("a1", "c1", base.Add(time.Hour)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Redeem(ctx, delegation("a2"), nil, initToken("a2", "i1", base.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO agentpass_service_proofs (key, expires_at) VALUES ('\x01', $1)`, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var gone bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('agentpass_service_proofs') IS NULL`).Scan(&gone); err != nil || !gone {
+		t.Fatalf("proofs table still there: %v, %v", gone, err)
+	}
+	if _, d, err := s.Credential(ctx, "c1", base); err != nil || d.AuthorizationID != "a1" {
+		t.Errorf("credential after the upgrade: %+v, %v", d, err)
+	}
+	if r, err := s.ConsumeInit(ctx, "i1", base); err != nil || r.AuthorizationID != "a2" {
+		t.Errorf("init token after the upgrade: %+v, %v", r, err)
+	}
+	var version int
+	if err := pool.QueryRow(ctx, `SELECT max(version) FROM agentpass_schema_migrations WHERE component = 'service'`).Scan(&version); err != nil || version != len(ms) {
+		t.Errorf("schema version %d, %v; want %d", version, err, len(ms))
+	}
+}
+
+// TestJanitorCatchesUp: one janitor tick deletes 5,000 expired credentials
+// and their delegations, five times the per-statement batch (the old
+// janitor deleted one batch a minute and fell behind for good).
+func TestJanitorCatchesUp(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ticks := pgtest.NewTicks()
+	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return base }), servicepg.WithLogger(ticks.Logger()))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	if _, err := pool.Exec(ctx, `
+		WITH d AS (
+			INSERT INTO agentpass_service_delegations (authorization_id)
+			SELECT 'old-' || i FROM generate_series(1, $1) AS i RETURNING authorization_id
+		)
+		INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, created_at, expires_at)
+		SELECT 'h-' || authorization_id, 'bearer', authorization_id, $2, $2 FROM d`, n, base.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Redeem(ctx, delegation("live"), bearer("live", "live", base.Add(time.Hour)), nil); err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.RunJanitor(jctx, time.Hour) }()
+	got := ticks.Wait(t, 0, 1)
+	cancel()
+	<-done
+	if got[0] != 2*n {
+		t.Errorf("first tick deleted %d rows, want %d", got[0], 2*n)
+	}
+	var creds, dels int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM agentpass_service_credentials), (SELECT count(*) FROM agentpass_service_delegations)`).Scan(&creds, &dels); err != nil {
+		t.Fatal(err)
+	}
+	if creds != 1 || dels != 1 {
+		t.Errorf("after one tick: %d credentials, %d delegations; want the live 1, 1", creds, dels)
 	}
 }
