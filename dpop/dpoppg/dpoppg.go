@@ -10,6 +10,11 @@
 // already claimed and unexpired. Expired rows are reclaimed in the same
 // statement and deleted by [ReplayCache.RunJanitor], batch after batch, so
 // the table holds about rate × lifetime rows however high the rate.
+//
+// Unlike dpop.MemoryReplayCache the table has no per-issuer share: disk,
+// not a fixed capacity, is its bound, and one issuer's rows never refuse
+// another's. What bounds the rate is the verifiers' order (a pair is
+// recorded only after every trust check passed) and the rate limits.
 package dpoppg
 
 import (
