@@ -55,8 +55,9 @@
 //  6. Empty expectations are configuration errors ([ErrInvalidConfig]),
 //     never "skip the check".
 //  7. A replay cache that cannot record a jti rejects the proof; the
-//     in-memory cache refuses new proofs when full rather than forget an
-//     unexpired jti.
+//     in-memory cache evicts expired jtis first, keeps a share of its room
+//     for each issuer, and refuses new proofs when full rather than forget
+//     an unexpired jti.
 //
 // Errors match one sentinel with [errors.Is] ([ErrInvalidProof],
 // [ErrInvalidTaskAttestation], [ErrInvalidAttestation],

@@ -142,9 +142,20 @@ type Config struct {
 	// redirected to when the Authority names no destination. If empty, "/".
 	DefaultDestination string
 
-	// Store keeps tokens, sessions, initialization tokens, the proof replay
-	// cache and the delegation records. If nil, a new [MemoryStore].
+	// Store keeps tokens, sessions, initialization tokens and the
+	// delegation records. If nil, a new [MemoryStore].
 	Store Store
+
+	// ReplayCache records the jti of every harness proof, DPoP proof and
+	// Authority assertion the Service accepts, so none is accepted twice.
+	// The Service prefixes each issuer with its kind, so one cache may
+	// serve all three and be shared with an Authority (dpop/dpoppg).
+	// Replicas must share one, or a proof replayed at another replica goes
+	// unnoticed. If nil, one dpop.MemoryReplayCache per kind, each sized
+	// as rate × the 7 minutes a pair is kept: 10,000 DPoP-bound requests,
+	// 1,000 redemptions and 1,000 available-scopes calls a second; a flood
+	// of one kind so never refuses the others.
+	ReplayCache dpop.ReplayCache
 
 	// Discovery performs enterprise discovery and fetches Authority
 	// configurations and keys. If nil, discovery.New with HTTPClient, Now

@@ -135,6 +135,8 @@
 // Browser sessions ride on a SameSite=Lax cookie: protect state-changing
 // routes against cross-site requests, for example with
 // http.CrossOriginProtection. With several replicas, give them one shared
-// [Store] (package servicepg); the default [MemoryStore] serves one process.
+// [Store] (package servicepg) and one shared Config.ReplayCache (package
+// dpop/dpoppg, the table an Authority may use too); the defaults serve one
+// process.
 // A Store implementation must pass servicetest.TestStore.
 package service

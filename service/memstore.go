@@ -6,13 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentpass-go/agentpass/internal/expiryset"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
 // DefaultMemoryStoreLimit is the default bound of a [MemoryStore]: the most
-// unexpired credentials plus initialization tokens, the most delegations,
-// and the most remembered proofs, each.
+// unexpired credentials plus initialization tokens, and the most
+// delegations, each.
 const DefaultMemoryStoreLimit = 100_000
 
 // initRetention is how long a used or expired initialization token is
@@ -34,7 +33,6 @@ type MemoryStore struct {
 	delegations map[string]*memDelegation
 	creds       map[string]*CredentialRecord
 	inits       map[string]*InitRecord
-	proofs      *expiryset.Set
 	writes      int
 }
 
@@ -64,7 +62,6 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		delegations: make(map[string]*memDelegation),
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),
-		proofs:      expiryset.New(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -232,30 +229,12 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 	return nil
 }
 
-// SeenProof implements Store.
-func (s *MemoryStore) SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	k := expiryset.KeyOf(issuer, jti)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch s.proofs.Add(k, exp, now, s.limit) {
-	case expiryset.Present:
-		return true, nil
-	case expiryset.Full:
-		return false, ErrStoreFull
-	}
-	return false, nil
-}
-
-// Len reports the number of delegations, credentials, initialization
-// tokens and remembered proofs currently held, expired or not (for tests
-// and metrics).
-func (s *MemoryStore) Len() (delegations, credentials, inits, proofs int) {
+// Len reports the number of delegations, credentials and initialization
+// tokens currently held, expired or not (for tests and metrics).
+func (s *MemoryStore) Len() (delegations, credentials, inits int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.delegations), len(s.creds), len(s.inits), s.proofs.Len()
+	return len(s.delegations), len(s.creds), len(s.inits)
 }
 
 // maybePrune sweeps expired records every pruneEvery writes, or at once

@@ -21,7 +21,7 @@ const corpUser = "alex@corp.test"
 
 // minted reports the credentials and init tokens in the store.
 func (e *env) minted() (creds, inits int) {
-	_, c, i, _ := e.store.Len()
+	_, c, i := e.store.Len()
 	return c, i
 }
 

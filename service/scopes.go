@@ -63,9 +63,9 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// G-8: every assertion of our Authorities carries a fresh jti, so a
-	// repeated one is a replay (shared by replicas through the Store).
+	// repeated one is a replay (shared by replicas through the ReplayCache).
 	if claims.JTI != "" {
-		replayed, err := s.cfg.Store.SeenProof(ctx, "assertion:"+claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew), s.cfg.Now())
+		replayed, err := s.replay.assertion.Seen(ctx, claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew))
 		if err != nil {
 			s.fail(w, r, a, pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err))
 			return

@@ -28,6 +28,7 @@ type Service struct {
 	verifier  assertion.Verifier
 	proofs    dpop.ProofVerifier
 	dpop      dpop.DPoPVerifier
+	replay    replayCaches
 	checks    singleflight.Group
 	limits    limiters
 }
@@ -77,15 +78,16 @@ func New(cfg Config) (*Service, error) {
 	if s.configDoc, err = json.Marshal(doc); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}
+	s.replay = newReplayCaches(st.ReplayCache, st.Now)
 	s.verifier = assertion.Verifier{Keys: st.Discovery, Now: st.Now}
 	s.proofs = dpop.ProofVerifier{
 		Audience: st.origin,
 		Strict:   !st.AllowUnboundProofs,
-		Replay:   replayAdapter{store: st.Store, now: st.Now, namespace: "harness-proof:"},
+		Replay:   s.replay.harness,
 		Now:      st.Now,
 	}
 	s.dpop = dpop.DPoPVerifier{
-		Replay: replayAdapter{store: st.Store, now: st.Now, namespace: "dpop:"},
+		Replay: s.replay.dpop,
 		Now:    st.Now,
 	}
 
@@ -212,14 +214,62 @@ func qValue(params string) (float64, bool) {
 	return 0, false
 }
 
-// replayAdapter makes the Store the replay cache of the proof verifiers.
-// The namespace keeps harness proofs and DPoP proofs apart.
-type replayAdapter struct {
-	store     Store
-	now       func() time.Time
-	namespace string
+// Default replay-cache sizes, each rate × the longest a verifier keeps a
+// pair (a lifetime of DefaultMaxLifetime plus the skew on each side).
+const (
+	replayLifetime       = dpop.DefaultMaxLifetime + 2*dpop.DefaultSkew
+	harnessReplayEntries = 1_000 * int(replayLifetime/time.Second)
+	dpopReplayEntries    = 10_000 * int(replayLifetime/time.Second)
+	assertReplayEntries  = 1_000 * int(replayLifetime/time.Second)
+)
+
+// replayCaches are the replay caches of the three kinds of jti the Service
+// records. Each kind has its own issuer prefix, so a cache shared with
+// other kinds (or with an Authority) never confuses them; by default each
+// kind also has its own cache, so a flood of one kind (self-signed DPoP
+// proofs, say) cannot fill the others.
+type replayCaches struct {
+	harness, dpop, assertion dpop.ReplayCache
 }
 
-func (a replayAdapter) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
-	return a.store.SeenProof(ctx, a.namespace+issuer, jti, exp, a.now())
+func newReplayCaches(shared dpop.ReplayCache, now func() time.Time) replayCaches {
+	cache := func(size int) dpop.ReplayCache {
+		if shared != nil {
+			return shared
+		}
+		return dpop.NewMemoryReplayCache(size, now)
+	}
+	return replayCaches{
+		harness:   namespaced(cache(harnessReplayEntries), "service:harness-proof:"),
+		dpop:      namespaced(cache(dpopReplayEntries), "service:dpop:"),
+		assertion: namespaced(cache(assertReplayEntries), "service:assertion:"),
+	}
+}
+
+// namespaced prefixes every issuer with ns. The result implements
+// dpop.ReplayLookup when c does.
+func namespaced(c dpop.ReplayCache, ns string) dpop.ReplayCache {
+	p := prefixed{c: c, ns: ns}
+	if l, ok := c.(dpop.ReplayLookup); ok {
+		return prefixedLookup{p, l}
+	}
+	return p
+}
+
+type prefixed struct {
+	c  dpop.ReplayCache
+	ns string
+}
+
+func (p prefixed) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
+	return p.c.Seen(ctx, p.ns+issuer, jti, exp)
+}
+
+type prefixedLookup struct {
+	prefixed
+	l dpop.ReplayLookup
+}
+
+func (p prefixedLookup) Contains(ctx context.Context, issuer, jti string) (bool, error) {
+	return p.l.Contains(ctx, p.ns+issuer, jti)
 }

@@ -11,9 +11,9 @@ import (
 // Store keeps the state of a Service: delegations (one per redeemed
 // AgentPass, keyed by the Authority's authorization_id), credentials
 // (bearer tokens and browser sessions, keyed by the SHA-256 of their
-// secret), one-time initialization tokens, and the harness-proof replay
-// cache. Replicas that share one Store share single-use, revocation and the
-// authorization-check cache.
+// secret) and one-time initialization tokens. Replicas that share one Store
+// share single-use, revocation and the authorization-check cache. (Proof
+// and assertion jtis are kept by Config.ReplayCache.)
 //
 // Every method receives the current time from the Service, so stores need
 // no clock of their own and SQL stores can compare with a parameter
@@ -73,13 +73,6 @@ type Store interface {
 	// idempotent (the first reason and time are kept) and returns
 	// ErrNotFound for an unknown id.
 	Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error
-
-	// SeenProof records the pair (issuer, jti) until exp and reports
-	// whether it was already recorded and unexpired at now. Of two
-	// concurrent calls with the same pair exactly one reports false (a
-	// unique key in SQL). A pair whose exp is not after now is not
-	// recorded. It returns ErrStoreFull when it cannot record the pair.
-	SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (replayed bool, err error)
 }
 
 // Store errors.

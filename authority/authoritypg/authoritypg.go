@@ -20,8 +20,13 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
+// Migrations holds the schema as files migrations/NNN_description.sql, to
+// be applied in order, for operators who run their own migration tool
+// instead of Migrate (which applies them and records them in
+// agentpass_schema_migrations under the component "authority").
+//
 //go:embed migrations/*.sql
-var migrationFS embed.FS
+var Migrations embed.FS
 
 // component names this package's migrations in agentpass_schema_migrations.
 const component = "authority"
@@ -33,7 +38,8 @@ const component = "authority"
 // authority.MemoryStoreRetention.
 const DefaultRetention = time.Hour
 
-// DefaultPruneLimit is the per-table batch of Prune when given zero.
+// DefaultPruneLimit is the per-table batch of Prune when given zero (the
+// batch RunJanitor uses too).
 const DefaultPruneLimit = 1000
 
 // Store is an authority.Store on PostgreSQL. Every replica of an Authority
@@ -100,7 +106,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 // embedded in the package. It is idempotent and safe to run from several
 // replicas at once (pgutil.Migrate holds an advisory lock).
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := pgutil.MigrateFS(ctx, s.pool, component, migrationFS, "migrations"); err != nil {
+	if err := pgutil.MigrateFS(ctx, s.pool, component, Migrations, "migrations"); err != nil {
 		return fmt.Errorf("authoritypg: %w", err)
 	}
 	return nil
@@ -451,13 +457,16 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	return total, nil
 }
 
-// RunJanitor calls Prune(ctx, now, limit) at once and then every interval
-// (zero means one minute) until ctx is done, and returns ctx's error. A
-// failing prune is logged (WithLogger) and retried at the next tick. Run it
-// in one goroutine per replica, or in one replica only: concurrent
-// janitors are safe, merely redundant.
-func (s *Store) RunJanitor(ctx context.Context, interval time.Duration, limit int) error {
-	return pgutil.RunJanitor(ctx, interval, s.logger, component, func(ctx context.Context) (int64, error) {
+// RunJanitor prunes at once and then every interval (zero means one
+// minute) until ctx is done, and returns ctx's error. Each tick calls Prune
+// batch after batch until the backlog is gone or the tick has run for
+// interval, so the janitor keeps up with any number of records ending per
+// second (one batch per tick would fall behind for good). A failing prune,
+// or a tick that did not catch up, is logged (WithLogger). Run it in one
+// goroutine per replica, or in one replica only: concurrent janitors are
+// safe, merely redundant.
+func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) error {
+	return pgutil.RunJanitor(ctx, interval, s.logger, component, func(ctx context.Context, limit int) (int64, error) {
 		return s.Prune(ctx, s.now(), limit)
 	})
 }

@@ -350,7 +350,7 @@ func TestPrune(t *testing.T) {
 	now = now.Add(2 * time.Hour) // "recent" and "fresh" have ended now
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond, 10) }()
+	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := s.Request(ctx, "recent"); errors.Is(err, authority.ErrNotFound) {
@@ -364,5 +364,48 @@ func TestPrune(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunJanitor = %v, want context.Canceled", err)
+	}
+}
+
+// TestJanitorCatchesUp: one janitor tick deletes 5,000 ended requests and
+// 5,000 ended authorizations, five times the per-statement batch (the old
+// janitor deleted one batch a minute and fell behind for good).
+func TestJanitorCatchesUp(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ticks := pgtest.NewTicks()
+	now := t0.Add(3 * time.Hour)
+	s := authoritypg.New(pool, authoritypg.WithNow(func() time.Time { return now }), authoritypg.WithLogger(ticks.Logger()))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	for _, q := range []string{
+		`INSERT INTO agentpass_authority_requests (id, status, ends_at) SELECT 'r-' || i, 'expired', $2 FROM generate_series(1, $1) AS i`,
+		`INSERT INTO agentpass_authority_authorizations (id, state, ends_at) SELECT 'a-' || i, 'expired', $2 FROM generate_series(1, $1) AS i`,
+	} {
+		if _, err := pool.Exec(ctx, q, n, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := authoritytest.NewRequest("live")
+	live.CreatedAt, live.ExpiresAt = now, now.Add(time.Minute)
+	if err := s.CreateRequest(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.RunJanitor(jctx, time.Hour) }()
+	got := ticks.Wait(t, 0, 1)
+	cancel()
+	<-done
+	if got[0] != 2*n {
+		t.Errorf("first tick deleted %d rows, want %d", got[0], 2*n)
+	}
+	var reqs, authzs int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM agentpass_authority_requests), (SELECT count(*) FROM agentpass_authority_authorizations)`).Scan(&reqs, &authzs); err != nil {
+		t.Fatal(err)
+	}
+	if reqs != 1 || authzs != 0 {
+		t.Errorf("after one tick: %d requests, %d authorizations; want the live 1, 0", reqs, authzs)
 	}
 }

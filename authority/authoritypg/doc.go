@@ -31,11 +31,12 @@
 // Records that can no longer change are deleted by [Store.Prune] once
 // they ended more than the retention ago (WithRetention, default one
 // hour, as the in-memory store), in bounded batches; [Store.RunJanitor]
-// calls it on a ticker.
+// calls it on a ticker, batch after batch until the backlog is gone.
 //
 // The schema is created by [Store.Migrate] from migrations embedded in the
 // package (versioned, applied once under an advisory lock, recorded in
 // agentpass_schema_migrations); the tables are named agentpass_authority_*.
+// Operators with their own migration tool apply [Migrations] instead.
 //
 // # Usage
 //
@@ -52,7 +53,7 @@
 //	if err := store.Migrate(ctx); err != nil {
 //		return err
 //	}
-//	go store.RunJanitor(ctx, time.Minute, 1000) // returns when ctx ends
+//	go store.RunJanitor(ctx, time.Minute) // returns when ctx ends
 //	a, err := authority.New(authority.Config{
 //		Identifier: "https://idp.corp.example",
 //		Store:      store,

@@ -32,7 +32,7 @@ func Example() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	go store.RunJanitor(ctx, time.Minute, 1000) // bounded batches; stops with ctx
+	go store.RunJanitor(ctx, time.Minute) // keeps up with the backlog; stops with ctx
 
 	keys, err := dpop.GenerateKeySet()
 	if err != nil {

@@ -1,11 +1,20 @@
-// Package dpoppg is a dpop.ReplayCache on PostgreSQL, so every replica of a
-// Service sees every proof's jti: a proof accepted by one replica is a replay
-// at all the others (hardening draft je.harden-holder-binding).
+// Package dpoppg is a dpop.ReplayCache on PostgreSQL: the one replay table
+// of every role. The replicas of a Service (harness proofs, DPoP proofs,
+// Authority assertions) and of an Authority (status-read proofs, Service
+// assertions) may all share it, so a proof or assertion accepted by one
+// replica is a replay at every other. Each role keeps its kinds apart by
+// prefixing the issuer, so one table serves them all.
 //
 // Single use rests on the table's primary key: Seen is one INSERT ... ON
 // CONFLICT statement that either claims the (issuer, jti) pair or finds it
 // already claimed and unexpired. Expired rows are reclaimed in the same
-// statement and pruned in bounded batches by [ReplayCache.Prune].
+// statement and deleted by [ReplayCache.RunJanitor], batch after batch, so
+// the table holds about rate × lifetime rows however high the rate.
+//
+// Unlike dpop.MemoryReplayCache the table has no per-issuer share: disk,
+// not a fixed capacity, is its bound, and one issuer's rows never refuse
+// another's. What bounds the rate is the verifiers' order (a pair is
+// recorded only after every trust check passed) and the rate limits.
 package dpoppg
 
 import (
@@ -14,6 +23,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,31 +33,68 @@ import (
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 )
 
+// Migrations holds the schema as files migrations/NNN_description.sql, to
+// be applied in order, for operators who run their own migration tool
+// instead of Migrate (which applies them and records them in
+// agentpass_schema_migrations under the component "dpop_replay").
+//
 //go:embed migrations/*.sql
-var migrationFS embed.FS
+var Migrations embed.FS
 
-// ReplayCache implements dpop.ReplayCache on a PostgreSQL pool. It is safe
-// for concurrent use by any number of processes sharing the database.
+const component = "dpop_replay"
+
+// DefaultPruneLimit is the batch of Prune when given zero, and the batch
+// RunJanitor uses.
+const DefaultPruneLimit = pgutil.JanitorBatch
+
+// ReplayCache implements dpop.ReplayCache and dpop.ReplayLookup on a
+// PostgreSQL pool. It is safe for concurrent use by any number of
+// processes sharing the database.
 type ReplayCache struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	logger *slog.Logger
 }
 
-var _ dpop.ReplayCache = (*ReplayCache)(nil)
+var (
+	_ dpop.ReplayCache  = (*ReplayCache)(nil)
+	_ dpop.ReplayLookup = (*ReplayCache)(nil)
+)
 
-// New returns a cache on pool; now is the clock (nil means time.Now). Call
-// Migrate once before use.
-func New(pool *pgxpool.Pool, now func() time.Time) *ReplayCache {
+// Option configures a ReplayCache.
+type Option func(*ReplayCache)
+
+// WithLogger sets where RunJanitor reports failed prunes (default:
+// nowhere). Nothing else is logged, and never a jti.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *ReplayCache) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// New returns a cache on pool; now is the clock (nil means time.Now): give
+// it the verifiers' clock. Call Migrate once before use. The pool stays the
+// caller's: the cache never closes it.
+func New(pool *pgxpool.Pool, now func() time.Time, opts ...Option) *ReplayCache {
 	if now == nil {
 		now = time.Now
 	}
-	return &ReplayCache{pool: pool, now: now}
+	c := &ReplayCache{pool: pool, now: now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Migrate creates or upgrades the cache's table. It is idempotent and safe
 // to run from several replicas at once.
 func (c *ReplayCache) Migrate(ctx context.Context) error {
-	return pgutil.MigrateFS(ctx, c.pool, "dpop_replay", migrationFS, "migrations")
+	if err := pgutil.MigrateFS(ctx, c.pool, component, Migrations, "migrations"); err != nil {
+		return fmt.Errorf("dpoppg: %w", err)
+	}
+	return nil
 }
 
 func replayKey(issuer, jti string) []byte {
@@ -57,15 +104,20 @@ func replayKey(issuer, jti string) []byte {
 }
 
 // Seen implements dpop.ReplayCache with one atomic statement. On any
-// database error it returns the error, and callers reject the proof.
+// database error it returns the error, and callers reject the proof. A
+// pair whose exp is already past is only looked up, not stored.
 func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
 	now := c.now()
+	key := replayKey(issuer, jti)
+	if !exp.After(now) {
+		return c.contains(ctx, key, now)
+	}
 	var claimed int
 	err := c.pool.QueryRow(ctx, `
 		INSERT INTO agentpass_proof_replay (key, expires_at) VALUES ($1, $2)
 		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
 			WHERE agentpass_proof_replay.expires_at <= $3
-		RETURNING 1`, replayKey(issuer, jti), exp, now).Scan(&claimed)
+		RETURNING 1`, key, exp, now).Scan(&claimed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil // an unexpired row holds the pair: a replay
 	}
@@ -75,16 +127,47 @@ func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Tim
 	return false, nil
 }
 
-// Prune deletes at most limit expired rows and reports how many it deleted,
-// so a janitor's work per tick is bounded. (The "= ANY (ARRAY (...))" form
-// keeps the plan to one batch; "IN (SELECT ... LIMIT n)" was planned as a
-// scan of the whole table.)
+// Contains implements dpop.ReplayLookup with one read.
+func (c *ReplayCache) Contains(ctx context.Context, issuer, jti string) (bool, error) {
+	return c.contains(ctx, replayKey(issuer, jti), c.now())
+}
+
+func (c *ReplayCache) contains(ctx context.Context, key []byte, now time.Time) (bool, error) {
+	var held bool
+	err := c.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM agentpass_proof_replay WHERE key = $1 AND expires_at > $2)`, key, now).Scan(&held)
+	if err != nil {
+		return false, fmt.Errorf("dpoppg: %w", err)
+	}
+	return held, nil
+}
+
+// Prune deletes at most limit expired rows (zero or less means
+// DefaultPruneLimit) and reports how many it deleted, so one statement's
+// work is bounded. (The "= ANY (ARRAY (...))" form keeps the plan to one
+// batch fetched by the expiry index; "IN (SELECT ... LIMIT n)" was planned
+// as a scan of the whole table. The outer expiry test skips a row Seen
+// reclaimed meanwhile.)
 func (c *ReplayCache) Prune(ctx context.Context, limit int) (int64, error) {
+	if limit <= 0 {
+		limit = DefaultPruneLimit
+	}
 	tag, err := c.pool.Exec(ctx, `
-		DELETE FROM agentpass_proof_replay WHERE key = ANY (ARRAY (
-			SELECT key FROM agentpass_proof_replay WHERE expires_at <= $1 LIMIT $2))`, c.now(), limit)
+		DELETE FROM agentpass_proof_replay WHERE expires_at <= $1 AND key = ANY (ARRAY (
+			SELECT key FROM agentpass_proof_replay WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))`, c.now(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("dpoppg: prune: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// RunJanitor deletes expired rows at once and then every interval (zero
+// means one minute) until ctx is done, and returns ctx's error. Each tick
+// calls Prune batch after batch until the backlog is gone or the tick has
+// run for interval, so the table stays at about rate × lifetime rows even
+// at thousands of proofs a second. A failing prune, or a tick that did not
+// catch up, is logged (WithLogger). Concurrent janitors on several
+// replicas are safe, merely redundant.
+func (c *ReplayCache) RunJanitor(ctx context.Context, interval time.Duration) error {
+	return pgutil.RunJanitor(ctx, interval, c.logger, component, c.Prune)
 }

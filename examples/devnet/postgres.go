@@ -10,13 +10,16 @@ import (
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritypg"
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/service/servicepg"
 )
 
 // usePostgres gives every party a store in a schema of its own
 // (agentpass_devnet_corp, ..._strict, ..._federated, ..._service_authority,
-// ..._service), migrates them and runs their janitors until ctx ends.
+// ..._service), and all of them one replay table (..._replay), as replicas
+// of every role would share it; it migrates them and runs their janitors
+// until ctx ends.
 func (d *devnet) usePostgres(ctx context.Context, dsn, prefix string, logger *slog.Logger, opts *sandbox.Options) error {
 	if prefix == "" {
 		prefix = "agentpass_devnet"
@@ -64,7 +67,7 @@ func (d *devnet) usePostgres(ctx context.Context, dsn, prefix string, logger *sl
 		if err := s.Migrate(ctx); err != nil {
 			return fmt.Errorf("-postgres: migrating %s: %w", t.schema, err)
 		}
-		go func() { _ = s.RunJanitor(jctx, time.Minute, 1000) }()
+		go func() { _ = s.RunJanitor(jctx, time.Minute) }()
 		*t.dst = s
 	}
 	p, err := pool(prefix + "_service")
@@ -75,7 +78,17 @@ func (d *devnet) usePostgres(ctx context.Context, dsn, prefix string, logger *sl
 	if err := s.Migrate(ctx); err != nil {
 		return fmt.Errorf("-postgres: migrating %s_service: %w", prefix, err)
 	}
-	go func() { _ = s.RunJanitor(jctx, time.Minute, 1000) }()
+	go func() { _ = s.RunJanitor(jctx, time.Minute) }()
 	opts.ServiceStore = s
+
+	if p, err = pool(prefix + "_replay"); err != nil {
+		return err
+	}
+	rc := dpoppg.New(p, opts.Now, dpoppg.WithLogger(logger))
+	if err := rc.Migrate(ctx); err != nil {
+		return fmt.Errorf("-postgres: migrating %s_replay: %w", prefix, err)
+	}
+	go func() { _ = rc.RunJanitor(jctx, time.Minute) }()
+	opts.ReplayCache = rc
 	return nil
 }

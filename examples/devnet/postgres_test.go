@@ -35,7 +35,7 @@ func TestDevnetPostgres(t *testing.T) {
 			return
 		}
 		defer pool.Close()
-		for _, s := range []string{"corp", "strict", "federated", "service_authority", "service"} {
+		for _, s := range []string{"corp", "strict", "federated", "service_authority", "service", "replay"} {
 			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+prefix+"_"+s+" CASCADE")
 		}
 	})
@@ -73,5 +73,16 @@ func TestDevnetPostgres(t *testing.T) {
 	}
 	if other, _ := d.sb.EnterpriseStrict.Authorizations(ctx, authority.ListOptions{}); len(other) != 0 {
 		t.Errorf("the strict.test Authority lists %d authorizations of corp.test (shared schema?)", len(other))
+	}
+	// Both roles record in the one replay table: at least the Service's
+	// harness proof and the Authority's validate assertion (G-3, G-8).
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var rows int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+prefix+"_replay.agentpass_proof_replay").Scan(&rows); err != nil || rows < 2 {
+		t.Errorf("shared replay table: %d rows, %v; want at least 2", rows, err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package expiryset is a set of fixed-size keys that each expire at their
-// own time, with expired keys evicted in order: the core of the in-memory
-// proof replay caches (dpop.MemoryReplayCache and the service's memory
-// store). It is not safe for concurrent use; callers hold their own lock.
+// own time, with expired keys evicted first and a per-owner quota: the core
+// of dpop.MemoryReplayCache. It is not safe for concurrent use; callers
+// hold their own lock.
 package expiryset
 
 import (
@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-// Key is the SHA-256 of length-prefixed parts (see KeyOf).
-type Key [sha256.Size]byte
+// Key is the first 128 bits of the SHA-256 of length-prefixed parts (see
+// KeyOf). Two distinct pairs collide with probability about n/2^128 for n
+// held keys; a collision can only make a fresh pair look recorded, so a
+// replay cache errs on the side of refusing.
+type Key [16]byte
 
 // KeyOf hashes the parts with each length prefixed, so ("a", "bc") and
 // ("ab", "c") give different keys, and entries have a fixed size whatever
@@ -25,66 +28,113 @@ func KeyOf(parts ...string) Key {
 		h.Write(n[:])
 		h.Write([]byte(p))
 	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
 	var k Key
-	h.Sum(k[:0])
+	copy(k[:], sum[:])
 	return k
+}
+
+// Limits bound a Set. Max is the most keys held at once. PerOwner is how
+// many keys one owner may hold once fewer than Reserve free places are
+// left, so that one owner (or a few) filling the set still leaves Reserve
+// places for the others, while a lone owner may use Max - Reserve.
+type Limits struct {
+	Max, PerOwner, Reserve int
 }
 
 // Set holds keys until their expiry. The zero value is not usable; call New.
 type Set struct {
-	entries map[Key]time.Time
+	entries map[Key]entry
+	owners  map[Key]int // unexpired-or-not-yet-evicted keys per owner
 	byExp   expiryHeap
 }
 
+type entry struct {
+	exp   int64 // Unix nanoseconds
+	owner Key
+}
+
 // New returns an empty set.
-func New() *Set { return &Set{entries: make(map[Key]time.Time)} }
+func New() *Set { return &Set{entries: make(map[Key]entry), owners: make(map[Key]int)} }
 
 // Outcome is what Add did.
 type Outcome int
 
 // Outcomes of Add.
 const (
-	Added   Outcome = iota // the key was recorded until its expiry
-	Present                // the key is held and unexpired: a replay
-	Expired                // exp is not after now: nothing recorded
-	Full                   // the set holds max unexpired keys: nothing recorded
+	Added     Outcome = iota // the key was recorded until its expiry
+	Present                  // the key is held and unexpired: a replay
+	Expired                  // exp is not after now: nothing recorded
+	Full                     // the set holds Max keys: nothing recorded
+	OverQuota                // the owner holds PerOwner keys and the reserve is reached: nothing recorded
 )
 
-// Add evicts the keys expired at now, then records k until exp unless it is
-// already held, already expired, or the set holds max keys.
-func (s *Set) Add(k Key, exp, now time.Time, max int) Outcome {
-	for len(s.byExp) > 0 && !s.byExp[0].exp.After(now) {
-		it := heap.Pop(&s.byExp).(expiryItem)
-		if e, ok := s.entries[it.key]; ok && !e.After(now) {
-			delete(s.entries, it.key)
-		}
-	}
-	if e, ok := s.entries[k]; ok && e.After(now) {
+// Add evicts the keys expired at now, then records k for owner until exp
+// unless it is already held, already expired, or the limits refuse it.
+func (s *Set) Add(k, owner Key, exp, now time.Time, lim Limits) Outcome {
+	n := now.UnixNano()
+	s.evict(n)
+	if e, ok := s.entries[k]; ok && e.exp > n {
 		return Present
 	}
-	if !exp.After(now) {
+	e := exp.UnixNano()
+	if e <= n {
 		return Expired
 	}
-	if len(s.entries) >= max {
+	held := len(s.entries)
+	switch {
+	case held >= lim.Max:
 		return Full
+	case held >= lim.Max-lim.Reserve && s.owners[owner] >= lim.PerOwner:
+		return OverQuota
 	}
-	s.entries[k] = exp
-	heap.Push(&s.byExp, expiryItem{key: k, exp: exp})
+	s.entries[k] = entry{exp: e, owner: owner}
+	s.owners[owner]++
+	heap.Push(&s.byExp, expiryItem{key: k, exp: e})
 	return Added
+}
+
+// Contains reports whether k is held and unexpired at now. It changes
+// nothing.
+func (s *Set) Contains(k Key, now time.Time) bool {
+	e, ok := s.entries[k]
+	return ok && e.exp > now.UnixNano()
+}
+
+// evict removes every key whose expiry is not after n, earliest first.
+func (s *Set) evict(n int64) {
+	for len(s.byExp) > 0 && s.byExp[0].exp <= n {
+		it := heap.Pop(&s.byExp).(expiryItem)
+		e, ok := s.entries[it.key]
+		if !ok || e.exp != it.exp {
+			continue
+		}
+		delete(s.entries, it.key)
+		if c := s.owners[e.owner] - 1; c > 0 {
+			s.owners[e.owner] = c
+		} else {
+			delete(s.owners, e.owner)
+		}
+	}
 }
 
 // Len is the number of keys held, expired or not yet evicted.
 func (s *Set) Len() int { return len(s.entries) }
 
+// OwnerLen is the number of keys held for owner, expired or not yet
+// evicted.
+func (s *Set) OwnerLen(owner Key) int { return s.owners[owner] }
+
 type expiryItem struct {
 	key Key
-	exp time.Time
+	exp int64
 }
 
 type expiryHeap []expiryItem
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].exp.Before(h[j].exp) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].exp < h[j].exp }
 func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
 func (h *expiryHeap) Pop() any {

@@ -1,36 +1,100 @@
 package expiryset
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
 
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func TestAdd(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := New()
+	o := KeyOf("iss")
 	a, b := KeyOf("iss", "j1"), KeyOf("iss", "j2")
 	if KeyOf("a", "bc") == KeyOf("ab", "c") {
 		t.Fatal("length prefix missing")
 	}
+	lim := func(max int) Limits { return Limits{Max: max, PerOwner: max} }
 	steps := []struct {
 		k    Key
 		exp  time.Time
 		now  time.Time
-		max  int
+		lim  Limits
 		want Outcome
 	}{
-		{a, t0.Add(time.Minute), t0, 10, Added},
-		{a, t0.Add(time.Minute), t0.Add(time.Second), 10, Present},
-		{b, t0, t0, 10, Expired},
-		{b, t0.Add(time.Minute), t0, 1, Full},
-		{a, t0.Add(2 * time.Minute), t0.Add(time.Minute), 1, Added}, // a expired at exactly its exp, so reusable
+		{a, t0.Add(time.Minute), t0, lim(10), Added},
+		{a, t0.Add(time.Minute), t0.Add(time.Second), lim(10), Present},
+		{b, t0, t0, lim(10), Expired},
+		{b, t0.Add(time.Minute), t0, lim(1), Full},
+		{a, t0.Add(2 * time.Minute), t0.Add(time.Minute), lim(1), Added}, // a expired at exactly its exp, so reusable
 	}
 	for i, st := range steps {
-		if got := s.Add(st.k, st.exp, st.now, st.max); got != st.want {
+		if got := s.Add(st.k, o, st.exp, st.now, st.lim); got != st.want {
 			t.Fatalf("step %d: Add = %d, want %d", i, got, st.want)
 		}
 	}
-	if s.Len() != 1 {
-		t.Fatalf("Len = %d after eviction", s.Len())
+	if s.Len() != 1 || s.OwnerLen(o) != 1 {
+		t.Fatalf("Len = %d, OwnerLen = %d after eviction; want 1, 1", s.Len(), s.OwnerLen(o))
+	}
+	if !s.Contains(a, t0.Add(time.Minute)) || s.Contains(a, t0.Add(2*time.Minute)) || s.Contains(b, t0) {
+		t.Error("Contains disagrees with the expiry of the held keys")
+	}
+}
+
+// An owner past its quota is refused only once the reserve is reached;
+// others keep the reserve; expired keys are evicted before any refusal and
+// their owners' counts drop with them.
+func TestQuota(t *testing.T) {
+	s := New()
+	lim := Limits{Max: 10, PerOwner: 2, Reserve: 4}
+	a, b := KeyOf("a"), KeyOf("b")
+	add := func(owner Key, name string, i int, exp time.Time, now time.Time) Outcome {
+		return s.Add(KeyOf(name, fmt.Sprint(i)), owner, exp, now, lim)
+	}
+	// A lone owner may use Max - Reserve places.
+	for i := range 6 {
+		if got := add(a, "a", i, t0.Add(time.Duration(i+1)*time.Second), t0); got != Added {
+			t.Fatalf("a's key %d: %d, want Added", i, got)
+		}
+	}
+	if got := add(a, "a", 6, t0.Add(time.Hour), t0); got != OverQuota {
+		t.Fatalf("a past Max-Reserve: %d, want OverQuota", got)
+	}
+	// b, under its quota, still gets in; past its quota, it is refused too.
+	for i := range 2 {
+		if got := add(b, "b", i, t0.Add(time.Hour), t0); got != Added {
+			t.Fatalf("b's key %d: %d, want Added", i, got)
+		}
+	}
+	if got := add(b, "b", 2, t0.Add(time.Hour), t0); got != OverQuota {
+		t.Fatalf("b past its quota under pressure: %d, want OverQuota", got)
+	}
+	// Two more owners fill the set: then everyone is refused.
+	for _, o := range []string{"c", "d"} {
+		if got := add(KeyOf(o), o, 0, t0.Add(time.Hour), t0); got != Added {
+			t.Fatalf("%s: %d, want Added", o, got)
+		}
+	}
+	if got := add(KeyOf("e"), "e", 0, t0.Add(time.Hour), t0); got != Full {
+		t.Fatalf("full set: %d, want Full", got)
+	}
+	// Three of a's keys expire: they go first, and a's count drops.
+	now := t0.Add(3 * time.Second)
+	if got := add(KeyOf("e"), "e", 0, t0.Add(time.Hour), now); got != Added {
+		t.Fatalf("after expiry: %d, want Added", got)
+	}
+	if s.OwnerLen(a) != 3 || s.Len() != 8 {
+		t.Fatalf("after eviction: OwnerLen(a) = %d, Len = %d; want 3, 8", s.OwnerLen(a), s.Len())
+	}
+	for i := 3; i < 6; i++ {
+		if !s.Contains(KeyOf("a", fmt.Sprint(i)), now) {
+			t.Errorf("unexpired key a/%d was evicted", i)
+		}
+	}
+	// Every key expired: the owner table empties too.
+	s.Add(KeyOf("z"), KeyOf("z"), t0.Add(2*time.Hour), t0.Add(time.Hour), lim)
+	if s.Len() != 1 || len(s.owners) != 1 {
+		t.Fatalf("after expiry of all: Len = %d, owners = %d; want 1, 1", s.Len(), len(s.owners))
 	}
 }

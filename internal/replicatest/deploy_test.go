@@ -245,7 +245,13 @@ func deploy(t testing.TB, o options) *deployment {
 			if err := st.Migrate(ctx); err != nil {
 				t.Fatalf("service replica %d: migrate: %v", i, err)
 			}
-			cfg.Store = st
+			// The same replay table as the Authority replicas: one for
+			// every role.
+			rc := dpoppg.New(pools[o.replicas+i], d.clock.Now)
+			if err := rc.Migrate(ctx); err != nil {
+				t.Fatalf("service replica %d: migrate replay cache: %v", i, err)
+			}
+			cfg.Store, cfg.ReplayCache = st, rc
 		}
 		svc, err := service.New(cfg)
 		if err != nil {

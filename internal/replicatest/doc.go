@@ -7,7 +7,9 @@
 // DNS and TLS), two Authority replicas (package authority, same Identifier
 // and KeySet, each on its own authoritypg.Store and pool) and two Service
 // replicas (package service, same Origin and KeySet, each on its own
-// servicepg.Store and pool), all on one schema. Each pair is served behind
+// servicepg.Store and pool), all on one schema, where every replica of both
+// roles records its proofs and assertions in the one dpoppg replay table.
+// Each pair is served behind
 // one host name by a round-robin load balancer, and a real Harness (package
 // harness) acquires passes from them. They check that single use holds
 // across replicas (passes, initialization tokens) and that a revocation made

@@ -1,8 +1,9 @@
 // Package servicepg is a [service.Store] on PostgreSQL (driver
 // github.com/jackc/pgx/v5), so that several Service replicas behind a load
-// balancer share delegations, bearer tokens, browser sessions, one-time
-// initialization tokens and the harness-proof replay cache. Applications
-// that do not want PostgreSQL do not import this package, and so not pgx.
+// balancer share delegations, bearer tokens, browser sessions and one-time
+// initialization tokens. (Their replay cache of proof and assertion jtis is
+// package dpop/dpoppg, on the same database.) Applications that do not
+// want PostgreSQL do not import this package, and so not pgx.
 //
 // # Overview
 //
@@ -17,8 +18,6 @@
 //     token. Its expiry is judged from the returned row (an expired token
 //     is used up too, service.ErrInitExpired); when nothing is returned, a
 //     read tells service.ErrNotFound from service.ErrInitUsed.
-//   - SeenProof is INSERT ... ON CONFLICT on a primary key: one of two
-//     concurrent presentations of a proof is fresh, the other a replay.
 //   - Invalidate flips the delegation row; Credential reads a credential
 //     JOINed with its delegation, so an invalidation is seen at once by
 //     every replica for every credential and session of the delegation.
@@ -30,20 +29,21 @@
 // on the side of expired). Every time comes from the caller (the Service's
 // Config.Now), never from the database's clock.
 //
-// [Store.Prune] deletes, in bounded batches, expired credentials and
-// proofs, initialization tokens InitRetention after their expiry, and the
+// [Store.Prune] deletes, in bounded batches, expired credentials,
+// initialization tokens InitRetention after their expiry, and the
 // delegations nothing refers to any more; [Store.RunJanitor] calls it on a
-// ticker.
+// ticker, batch after batch until the backlog is gone.
 //
 // The schema is created by [Store.Migrate] from migrations embedded in the
 // package (versioned, applied once under an advisory lock, recorded in
 // agentpass_schema_migrations); the tables are named agentpass_service_*.
+// Operators with their own migration tool apply [Migrations] instead.
 //
 // # Usage
 //
 // Open one pgxpool per process, migrate once at start-up (every replica
-// may do it; it is idempotent), pass the store in the Config, and run the
-// janitor for as long as the Service serves:
+// may do it; it is idempotent), pass the store and a dpoppg replay cache
+// in the Config, and run their janitors for as long as the Service serves:
 //
 //	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	if err != nil {
@@ -54,9 +54,15 @@
 //	if err := store.Migrate(ctx); err != nil {
 //		return err
 //	}
-//	go store.RunJanitor(ctx, time.Minute, 1000) // returns when ctx ends
+//	replay := dpoppg.New(pool, nil, dpoppg.WithLogger(logger))
+//	if err := replay.Migrate(ctx); err != nil {
+//		return err
+//	}
+//	go store.RunJanitor(ctx, time.Minute)  // returns when ctx ends
+//	go replay.RunJanitor(ctx, time.Minute) // likewise
 //	svc, err := service.New(service.Config{
-//		Store: store,
+//		Store:       store,
+//		ReplayCache: replay,
 //		// ...
 //	})
 //

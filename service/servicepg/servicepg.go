@@ -2,9 +2,7 @@ package servicepg
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +18,13 @@ import (
 	"github.com/agentpass-go/agentpass/service"
 )
 
+// Migrations holds the schema as files migrations/NNN_description.sql, to
+// be applied in order, for operators who run their own migration tool
+// instead of Migrate (which applies them and records them in
+// agentpass_schema_migrations under the component "service").
+//
 //go:embed migrations/*.sql
-var migrationFS embed.FS
+var Migrations embed.FS
 
 // component names this package's migrations in agentpass_schema_migrations.
 const component = "service"
@@ -31,13 +34,14 @@ const component = "service"
 // "unknown" (as service.MemoryStore does).
 const InitRetention = 10 * time.Minute
 
-// DefaultPruneLimit is the per-table batch of Prune when given zero.
+// DefaultPruneLimit is the per-table batch of Prune when given zero (the
+// batch RunJanitor uses too).
 const DefaultPruneLimit = 1000
 
 // Store is a service.Store on PostgreSQL. Every replica of a Service may
 // hold its own Store on its own pool over the same database: single use of
-// initialization tokens and proofs, redemption and invalidation are each
-// one statement, so they hold across replicas. It is safe for concurrent
+// initialization tokens, redemption and invalidation are each one
+// statement, so they hold across replicas. It is safe for concurrent
 // use.
 //
 // Times are stored as timestamptz, with microsecond precision: a time is
@@ -87,7 +91,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 // embedded in the package. It is idempotent and safe to run from several
 // replicas at once (pgutil.Migrate holds an advisory lock).
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := pgutil.MigrateFS(ctx, s.pool, component, migrationFS, "migrations"); err != nil {
+	if err := pgutil.MigrateFS(ctx, s.pool, component, Migrations, "migrations"); err != nil {
 		return fmt.Errorf("servicepg: %w", err)
 	}
 	return nil
@@ -297,43 +301,12 @@ func (s *Store) Invalidate(ctx context.Context, authorizationID string, at time.
 	return nil
 }
 
-// SeenProof implements service.Store with one statement relying on the
-// table's primary key: INSERT ... ON CONFLICT claims the pair, or reclaims
-// it when the recorded one has expired, or finds it recorded and unexpired
-// (a replay). A pair already expired at now is not recorded; it is only
-// looked up.
-func (s *Store) SeenProof(ctx context.Context, issuer, jti string, exp, now time.Time) (bool, error) {
-	key := proofKey(issuer, jti)
-	if !exp.After(now) {
-		var seen bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agentpass_service_proofs WHERE key = $1 AND expires_at > $2)`,
-			key, now).Scan(&seen)
-		if err != nil {
-			return false, fmt.Errorf("servicepg: SeenProof: %w", err)
-		}
-		return seen, nil
-	}
-	var claimed int
-	err := s.pool.QueryRow(ctx, `
-		INSERT INTO agentpass_service_proofs (key, expires_at) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-			WHERE agentpass_service_proofs.expires_at <= $3
-		RETURNING 1`, key, exp, now).Scan(&claimed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return true, nil // an unexpired row holds the pair: a replay
-	}
-	if err != nil {
-		return false, fmt.Errorf("servicepg: SeenProof: %w", err)
-	}
-	return false, nil
-}
-
 // Prune deletes, at most limit rows per table per call (zero means
-// DefaultPruneLimit), so a janitor's work per tick is bounded: credentials
+// DefaultPruneLimit), so each statement's work is bounded: credentials
 // expired at now, initialization tokens expired more than InitRetention
-// before now, proofs expired at now, and the delegations those credentials
-// and tokens belonged to once nothing refers to them any more (as
-// service.MemoryStore does). It reports how many rows it deleted.
+// before now, and the delegations those credentials and tokens belonged to
+// once nothing refers to them any more (as service.MemoryStore does). It
+// reports how many rows it deleted.
 func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, error) {
 	if limit <= 0 {
 		limit = DefaultPruneLimit
@@ -341,8 +314,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	// Each batch is fetched by the expiry index and deleted by primary key
 	// ("= ANY (ARRAY (subquery))"), so the work is bounded by limit however
 	// large the backlog. Credentials and tokens never get a later expiry,
-	// so an expired row needs no re-check; a proof can be reclaimed with a
-	// new expiry by SeenProof, hence its re-check.
+	// so an expired row needs no re-check.
 	var total int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		total = 0
@@ -382,21 +354,18 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	if err != nil {
 		return 0, fmt.Errorf("servicepg: Prune: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM agentpass_service_proofs WHERE expires_at <= $1 AND key = ANY (ARRAY (
-			SELECT key FROM agentpass_service_proofs WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))`, now, limit)
-	if err != nil {
-		return total, fmt.Errorf("servicepg: Prune: %w", err)
-	}
-	return total + tag.RowsAffected(), nil
+	return total, nil
 }
 
-// RunJanitor calls Prune(ctx, now, limit) at once and then every interval
-// (zero means one minute) until ctx is done, and returns ctx's error. A
-// failing prune is logged (WithLogger) and retried at the next tick.
+// RunJanitor prunes at once and then every interval (zero means one
+// minute) until ctx is done, and returns ctx's error. Each tick calls Prune
+// batch after batch until the backlog is gone or the tick has run for
+// interval, so the janitor keeps up with any number of credentials
+// expiring per second (one batch per tick would fall behind for good). A
+// failing prune, or a tick that did not catch up, is logged (WithLogger).
 // Concurrent janitors on several replicas are safe, merely redundant.
-func (s *Store) RunJanitor(ctx context.Context, interval time.Duration, limit int) error {
-	return pgutil.RunJanitor(ctx, interval, s.logger, component, func(ctx context.Context) (int64, error) {
+func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) error {
+	return pgutil.RunJanitor(ctx, interval, s.logger, component, func(ctx context.Context, limit int) (int64, error) {
 		return s.Prune(ctx, s.now(), limit)
 	})
 }
@@ -420,18 +389,6 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
 	d.ExpiresAt, d.CreatedAt, d.CheckedAt, d.InvalidatedAt = tm(expires), tm(created), tm(checked), tm(invalidated)
 	return &d, nil
-}
-
-// proofKey hashes the length-prefixed issuer and jti, so ("a", "bc") and
-// ("ab", "c") differ and keys have a fixed size.
-func proofKey(issuer, jti string) []byte {
-	h := sha256.New()
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(issuer)))
-	h.Write(n[:])
-	h.Write([]byte(issuer))
-	h.Write([]byte(jti))
-	return h.Sum(nil)
 }
 
 func ts(t time.Time) pgtype.Timestamptz {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/internal/pgutil"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 	"github.com/agentpass-go/agentpass/service/servicepg"
@@ -138,8 +139,8 @@ func TestRoundTrip(t *testing.T) {
 
 // TestReplicas: two Service replicas on two pools share single use and
 // invalidation. 20 concurrent ConsumeInit of one token over both → one
-// success (S-BRW-8); 20 concurrent SeenProof of one proof → one fresh (G-3);
-// 20 concurrent Redeem of one authorization id → one; an invalidation made
+// success (S-BRW-8); 20 concurrent Redeem of one authorization id → one;
+// an invalidation made
 // through one replica is seen by the other at its next lookup (S-AUTHZ-6).
 func TestReplicas(t *testing.T) {
 	s1, s2 := twoReplicas(t)
@@ -148,11 +149,11 @@ func TestReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 20
-	var inits, fresh, redeemed atomic.Int32
+	var inits, redeemed atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
-		wg.Add(3)
+		wg.Add(2)
 		s := stores[i%2]
 		go func() {
 			defer wg.Done()
@@ -163,16 +164,6 @@ func TestReplicas(t *testing.T) {
 				inits.Add(1)
 			case !errors.Is(err, service.ErrInitUsed):
 				t.Errorf("ConsumeInit: %v", err)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			<-start
-			replayed, err := s.SeenProof(ctx, "harness", "jti-1", base.Add(time.Minute), base)
-			if err != nil {
-				t.Errorf("SeenProof: %v", err)
-			} else if !replayed {
-				fresh.Add(1)
 			}
 		}()
 		go func() {
@@ -189,8 +180,8 @@ func TestReplicas(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if inits.Load() != 1 || fresh.Load() != 1 || redeemed.Load() != 1 {
-		t.Fatalf("successes: ConsumeInit %d, fresh SeenProof %d, Redeem %d; want 1 each", inits.Load(), fresh.Load(), redeemed.Load())
+	if inits.Load() != 1 || redeemed.Load() != 1 {
+		t.Fatalf("successes: ConsumeInit %d, Redeem %d; want 1 each", inits.Load(), redeemed.Load())
 	}
 	sess := bearer("a1", "session-1", base.Add(time.Hour))
 	sess.Kind = service.KindSession
@@ -208,7 +199,7 @@ func TestReplicas(t *testing.T) {
 	}
 }
 
-// TestPrune: expired credentials and proofs go at once, initialization
+// TestPrune: expired credentials go at once, initialization
 // tokens InitRetention after their expiry, and a delegation when nothing
 // refers to it any more; at most limit rows per table per call.
 func TestPrune(t *testing.T) {
@@ -239,13 +230,7 @@ func TestPrune(t *testing.T) {
 	if err := s.Redeem(ctx, delegation("i2"), nil, initToken("i2", "i2", now.Add(-time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SeenProof(ctx, "h", "old", now.Add(-time.Second), now.Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SeenProof(ctx, "h", "live", now.Add(time.Minute), now); err != nil {
-		t.Fatal(err)
-	}
-	// Limit 2: 2 credentials, 1 init token, their orphaned delegations, 1 proof.
+	// Limit 2: 2 credentials, 1 init token, their orphaned delegations.
 	n, err := s.Prune(ctx, now, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -254,8 +239,8 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 expired credentials + 1 init token + 4 delegations (a2, a3, a4, i2) + 1 proof.
-	if n+m != 10 || n > 2+1+2+1+1 {
+	// 4 expired credentials + 1 init token + 4 delegations (a2, a3, a4, i2).
+	if n+m != 9 || n > 2+1+2+1 {
 		t.Fatalf("Prune deleted %d then %d rows; want 10 in all, bounded per table", n, m)
 	}
 	if k, _ := s.Prune(ctx, now, 100); k != 0 {
@@ -277,14 +262,11 @@ func TestPrune(t *testing.T) {
 	if _, err := s.ConsumeInit(ctx, "i1", now); !errors.Is(err, service.ErrInitExpired) {
 		t.Errorf("recently expired init token: %v, want ErrInitExpired", err)
 	}
-	if replayed, _ := s.SeenProof(ctx, "h", "live", now.Add(time.Minute), now); !replayed {
-		t.Error("live proof pruned")
-	}
 
 	now = now.Add(time.Hour)
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond, 10) }()
+	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := s.Delegation(ctx, "i1"); errors.Is(err, service.ErrNotFound) {
@@ -298,5 +280,87 @@ func TestPrune(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunJanitor = %v, want context.Canceled", err)
+	}
+}
+
+// TestMigrateDropsProofs: a database at schema version 1, with rows in
+// every table including the old proofs table, upgrades: the proofs table
+// is gone (jtis now live in dpoppg's table) and every other row is kept.
+func TestMigrateDropsProofs(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ms, err := pgutil.LoadMigrations(servicepg.Migrations, "migrations")
+	if err != nil || len(ms) < 2 {
+		t.Fatalf("LoadMigrations = %d migrations, %v", len(ms), err)
+	}
+	if err := pgutil.Migrate(ctx, pool, "service", ms[:1]); err != nil {
+		t.Fatal(err)
+	}
+	s := servicepg.New(pool)
+	if err := s.Redeem(ctx, delegation("a1"), bearer("a1", "c1", base.Add(time.Hour)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Redeem(ctx, delegation("a2"), nil, initToken("a2", "i1", base.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO agentpass_service_proofs (key, expires_at) VALUES ('\x01', $1)`, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var gone bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('agentpass_service_proofs') IS NULL`).Scan(&gone); err != nil || !gone {
+		t.Fatalf("proofs table still there: %v, %v", gone, err)
+	}
+	if _, d, err := s.Credential(ctx, "c1", base); err != nil || d.AuthorizationID != "a1" {
+		t.Errorf("credential after the upgrade: %+v, %v", d, err)
+	}
+	if r, err := s.ConsumeInit(ctx, "i1", base); err != nil || r.AuthorizationID != "a2" {
+		t.Errorf("init token after the upgrade: %+v, %v", r, err)
+	}
+	var version int
+	if err := pool.QueryRow(ctx, `SELECT max(version) FROM agentpass_schema_migrations WHERE component = 'service'`).Scan(&version); err != nil || version != len(ms) {
+		t.Errorf("schema version %d, %v; want %d", version, err, len(ms))
+	}
+}
+
+// TestJanitorCatchesUp: one janitor tick deletes 5,000 expired credentials
+// and their delegations, five times the per-statement batch (the old
+// janitor deleted one batch a minute and fell behind for good).
+func TestJanitorCatchesUp(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ticks := pgtest.NewTicks()
+	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return base }), servicepg.WithLogger(ticks.Logger()))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	if _, err := pool.Exec(ctx, `
+		WITH d AS (
+			INSERT INTO agentpass_service_delegations (authorization_id)
+			SELECT 'old-' || i FROM generate_series(1, $1) AS i RETURNING authorization_id
+		)
+		INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, created_at, expires_at)
+		SELECT 'h-' || authorization_id, 'bearer', authorization_id, $2, $2 FROM d`, n, base.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Redeem(ctx, delegation("live"), bearer("live", "live", base.Add(time.Hour)), nil); err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.RunJanitor(jctx, time.Hour) }()
+	got := ticks.Wait(t, 0, 1)
+	cancel()
+	<-done
+	if got[0] != 2*n {
+		t.Errorf("first tick deleted %d rows, want %d", got[0], 2*n)
+	}
+	var creds, dels int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM agentpass_service_credentials), (SELECT count(*) FROM agentpass_service_delegations)`).Scan(&creds, &dels); err != nil {
+		t.Fatal(err)
+	}
+	if creds != 1 || dels != 1 {
+		t.Errorf("after one tick: %d credentials, %d delegations; want the live 1, 1", creds, dels)
 	}
 }

@@ -342,61 +342,6 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		}
 	})
 
-	t.Run("ProofReplay", func(t *testing.T) { // G-3, je.harden-holder-binding
-		s := newStore(t)
-		iss, jti := uniq("harness"), uniq("jti")
-		exp := base.Add(time.Minute)
-		if replayed, err := s.SeenProof(ctx, iss, jti, exp, base); err != nil || replayed {
-			t.Fatalf("first SeenProof = %v, %v; want false, nil", replayed, err)
-		}
-		if replayed, err := s.SeenProof(ctx, iss, jti, exp, base.Add(time.Second)); err != nil || !replayed {
-			t.Fatalf("second SeenProof = %v, %v; want true, nil", replayed, err)
-		}
-		if replayed, err := s.SeenProof(ctx, uniq("harness"), jti, exp, base); err != nil || replayed {
-			t.Errorf("same jti, other issuer = %v, %v; want false", replayed, err)
-		}
-		// Expired pairs are not recorded.
-		old := uniq("jti")
-		if replayed, err := s.SeenProof(ctx, iss, old, base, base); err != nil || replayed {
-			t.Fatalf("expired pair = %v, %v", replayed, err)
-		}
-		if replayed, _ := s.SeenProof(ctx, iss, old, base, base); replayed {
-			t.Errorf("an expired pair was recorded")
-		}
-	})
-
-	t.Run("ProofReplayConcurrent", func(t *testing.T) {
-		s := newStore(t)
-		iss, jti := uniq("harness"), uniq("jti")
-		const n = 20
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		fresh := 0
-		start := make(chan struct{})
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				replayed, err := s.SeenProof(ctx, iss, jti, base.Add(time.Minute), base)
-				if err != nil {
-					t.Errorf("SeenProof: %v", err)
-					return
-				}
-				if !replayed {
-					mu.Lock()
-					fresh++
-					mu.Unlock()
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		if fresh != 1 {
-			t.Errorf("%d concurrent SeenProof of one jti: %d reported fresh, want 1", n, fresh)
-		}
-	})
-
 	t.Run("ConcurrentRedeemOneAuthorization", func(t *testing.T) {
 		s := newStore(t)
 		id := uniq("authz")

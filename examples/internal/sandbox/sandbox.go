@@ -64,6 +64,10 @@ type Options struct {
 	// (Pending, Authorizations) do not tell Authorities apart.
 	EnterpriseStore, EnterpriseStrictStore, FederatedStore, ServiceAuthorityStore authority.Store
 	ServiceStore                                                                  service.Store
+	// ReplayCache is the replay cache of every party, Authorities and
+	// Service alike (the devnet's -postgres: one dpoppg table); nil means
+	// each party's in-memory default.
+	ReplayCache dpop.ReplayCache
 	// OnPending is called for every request left to a person, by any
 	// Authority of the sandbox.
 	OnPending func(a *authority.Authority, r authority.Request)
@@ -213,6 +217,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			TrustMode:               mode,
 			Keys:                    keys,
 			Store:                   store,
+			ReplayCache:             opts.ReplayCache,
 			Approver:                Rules(),
 			AllowServiceAuthorities: allowSA,
 			Discovery:               disc,
@@ -274,6 +279,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Scopes:                   scopes,
 		DefaultDestination:       "/app",
 		Store:                    opts.ServiceStore,
+		ReplayCache:              opts.ReplayCache,
 		Discovery:                disc,
 		HTTPClient:               n.Client(),
 		// The Authorities of the sandbox listen on loopback.
