@@ -282,3 +282,24 @@ func (h *HarnessExtensions) UnmarshalJSON(b []byte) error {
 
 // Has reports whether the Harness listed uri.
 func (h HarnessExtensions) Has(uri string) bool { return slices.Contains(h, uri) }
+
+// Equal reports whether x and y hold the same extensions with the same
+// members (the ignored entries do not count). go-cmp uses it.
+func (x Extensions) Equal(y Extensions) bool {
+	if len(x.entries) != len(y.entries) {
+		return false
+	}
+	for uri, a := range x.entries {
+		if b, ok := y.entries[uri]; !ok || !a.Equal(b) {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether e and f have the same version, endpoints and
+// members. go-cmp uses it.
+func (e Extension) Equal(f Extension) bool {
+	return e.Version == f.Version && maps.Equal(e.Endpoints, f.Endpoints) &&
+		maps.EqualFunc(e.members, f.members, func(p, q json.RawMessage) bool { return bytes.Equal(p, q) })
+}
