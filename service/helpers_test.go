@@ -299,18 +299,25 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Authenticate the Service like a real Authority (A-VAL-1..3, S-RED-2).
 	tok := httpx.BearerToken(r)
-	iss, err := assertion.PeekIssuer(tok)
+	parsed, err := assertion.Parse(tok)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "no assertion"))
 		return
 	}
+	iss := parsed.Issuer()
 	info, err := a.e.authorityDiscovery().DiscoverService(r.Context(), iss)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "unknown service"))
 		return
 	}
-	v := assertion.Verifier{Keys: a.e.authorityDiscovery(), Now: a.e.clock.Now}
-	claims, err := v.Verify(r.Context(), tok, info.Configuration.JWKSURI, iss, cfg.Authority)
+	v, err := assertion.NewVerifier(assertion.Config{
+		Keys: a.e.authorityDiscovery(), Audience: cfg.Authority,
+		Replay: dpop.NewMemoryReplayCache(0, a.e.clock.Now), Now: a.e.clock.Now,
+	})
+	if err != nil {
+		panic(err)
+	}
+	claims, err := v.Verify(r.Context(), parsed, info.Configuration.JWKSURI, iss)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, err.Error()))
 		return

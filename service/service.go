@@ -25,9 +25,9 @@ type Service struct {
 	mux       *http.ServeMux
 	urls      endpointURLs
 	configDoc []byte
-	verifier  assertion.Verifier
-	proofs    dpop.ProofVerifier
-	dpop      dpop.DPoPVerifier
+	verifier  *assertion.Verifier
+	proofs    *dpop.ProofVerifier
+	dpop      *dpop.DPoPVerifier
 	checks    singleflight.Group
 	limits    limiters
 }
@@ -77,16 +77,26 @@ func New(cfg Config) (*Service, error) {
 	if s.configDoc, err = json.Marshal(doc); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}
-	s.verifier = assertion.Verifier{Keys: st.Discovery, Now: st.Now}
-	s.proofs = dpop.ProofVerifier{
+	// Assertion replay entries keep their "assertion:"+iss key: the
+	// verifier adds the prefix.
+	if s.verifier, err = assertion.NewVerifier(assertion.Config{
+		Keys: st.Discovery, Audience: st.origin,
+		Replay: replayAdapter{store: st.Store, now: st.Now}, Now: st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if s.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{
 		Audience: st.origin,
-		Strict:   !st.AllowUnboundProofs,
 		Replay:   replayAdapter{store: st.Store, now: st.Now, namespace: "harness-proof:"},
 		Now:      st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
-	s.dpop = dpop.DPoPVerifier{
+	if s.dpop, err = dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{
 		Replay: replayAdapter{store: st.Store, now: st.Now, namespace: "dpop:"},
 		Now:    st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
 
 	if s.limits, err = newLimiters(st.RateLimits, st.Now); err != nil {
@@ -203,8 +213,9 @@ func qValue(params string) (float64, bool) {
 	return 0, false
 }
 
-// replayAdapter makes the Store the replay cache of the proof verifiers.
-// The namespace keeps harness proofs and DPoP proofs apart.
+// replayAdapter makes the Store the replay cache of the verifiers. The
+// namespace keeps harness proofs and DPoP proofs apart (assertions carry
+// their own prefix).
 type replayAdapter struct {
 	store     Store
 	now       func() time.Time
