@@ -223,7 +223,10 @@ func (v *AttestationVerifier) checkClaims(tok *jwtcheck.Token, harnessID, thumb 
 	if subtle.ConstantTimeCompare([]byte(att), []byte(thumb)) != 1 {
 		return newErr(ErrInvalidAttestation, "attestation for another key: cnf.jwk differs from harness.cnf.jwk")
 	}
-	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxLifetime: v.maxLife}); err != nil {
+	// Defaults again here, so that a zero value can never accept a token
+	// with unbounded times.
+	rules := jwtcheck.TimeRules{Skew: orDefault(v.skew, DefaultSkew), MaxLifetime: orDefault(v.maxLife, DefaultAttestationMaxLifetime)}
+	if err := jwtcheck.CheckTimes(tok, nowOr(v.now)(), rules); err != nil {
 		return checkErr(ErrInvalidAttestation, err)
 	}
 	return nil
