@@ -219,6 +219,7 @@ type Authority struct {
 	client     *http.Client
 	replay     dpop.ReplayCache
 	verifier   *assertion.Verifier
+	proofs     *dpop.ProofVerifier // holder proofs of the status endpoint
 	now        func() time.Time
 	log        *slog.Logger
 	onPending  func(context.Context, Request)
@@ -317,18 +318,20 @@ func New(cfg Config) (*Authority, error) {
 			return nil, fmt.Errorf("%w: Discovery: %w", ErrInvalidConfig, err)
 		}
 	}
-	a.attest = &dpop.AttestationVerifier{
-		Attesters: slices.Clone(cfg.Attesters), Fetcher: a.disc, Registered: registered, Now: a.now,
-	}
-	// Verify runs the verifier's own configuration check first; a harness
-	// without key or attestation exercises nothing else.
-	if _, err := a.attest.Verify(context.Background(), pass.HarnessInfo{ID: "config-check"}); err != nil {
+	if a.attest, err = dpop.NewAttestationVerifier(dpop.AttestationVerifierConfig{
+		Attesters: cfg.Attesters, Fetcher: a.disc, Registered: registered, Now: a.now,
+	}); err != nil {
 		return nil, fmt.Errorf("%w: Attesters: %w", ErrInvalidConfig, err)
 	}
 	if a.replay == nil {
 		a.replay = dpop.NewMemoryReplayCache(dpop.DefaultReplayCacheSize, a.now)
 	}
-	a.verifier = &assertion.Verifier{Keys: a.disc, Now: a.now}
+	if a.verifier, err = assertion.NewVerifier(assertion.Config{Keys: a.disc, Audience: a.id, Replay: a.replay, Now: a.now}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if a.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: a.id, Replay: a.replay, Now: a.now}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if a.limits, err = newLimiters(cfg.RateLimits, a.now); err != nil {
 		return nil, err
 	}

@@ -321,9 +321,9 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 	if proof == "" {
 		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
 	}
-	v := dpop.ProofVerifier{Audience: a.id, Strict: true, Replay: a.replay, Now: a.now}
-	_, err := v.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
+	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(req.ID), AgentPass: req.ID, HarnessID: req.HarnessID,
+		RequireBinding: true,
 	})
 	if err != nil {
 		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)

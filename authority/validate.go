@@ -24,10 +24,11 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 	if tok == "" {
 		return "", errNoAssertion
 	}
-	iss, err := assertion.PeekIssuer(tok)
+	parsed, err := assertion.Parse(tok)
 	if err != nil {
 		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
+	iss := parsed.Issuer()
 	if err := pass.CheckOrigin(iss); err != nil {
 		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
 	}
@@ -39,20 +40,17 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 		}
 		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
-	claims, err := a.verifier.Verify(ctx, tok, info.Configuration.JWKSURI, iss, a.id)
-	if err != nil {
-		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
-	}
-	// G-8: our Services put a fresh jti in every assertion, so a repeated
-	// one is a replay; a plain v0.1 Service without jti cannot be checked.
-	if claims.JTI != "" {
-		replayed, err := a.replay.Seen(ctx, "assertion:"+claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew))
-		if err != nil {
-			return "", pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err)
+	// The verifier ends with the jti replay step: our Services put a fresh
+	// jti in every assertion, so a repeated one is a replay; a plain v0.1
+	// Service without jti cannot be checked.
+	if _, err := a.verifier.Verify(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
+		switch {
+		case errors.Is(err, assertion.ErrReplay):
+			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed").WithCause(err)
+		case errors.Is(err, assertion.ErrInvalid):
+			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 		}
-		if replayed {
-			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed")
-		}
+		return "", pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err)
 	}
 	return origin, nil
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
-	"github.com/agentpass-go/agentpass/pass"
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // Tier is a trust tier of §3.1.4: how much the Authority knows about who
@@ -68,10 +71,8 @@ type Identity struct {
 	KeyThumbprint string
 }
 
-// AttestationVerifier verifies harness attestations at an Authority and
-// assigns a trust tier. Its fields are read on every call and must not
-// change while it is in use; it is safe for concurrent use if Fetcher is.
-type AttestationVerifier struct {
+// AttestationVerifierConfig configures [NewAttestationVerifier].
+type AttestationVerifierConfig struct {
 	// Attesters is the trust list. An attestation from an issuer not in it
 	// is rejected with ErrUntrustedAttester before any network call.
 	Attesters []Attester
@@ -88,6 +89,47 @@ type AttestationVerifier struct {
 	Skew time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// AttestationVerifier verifies harness attestations at an Authority and
+// assigns a trust tier. Create it with [NewAttestationVerifier]; the zero
+// value trusts no attester and registers no key, so it only ever reaches
+// TierUnverified. It is safe for concurrent use if its Fetcher is.
+type AttestationVerifier struct {
+	attesters  []Attester
+	fetcher    KeyFetcher
+	registered map[string]string
+	maxLife    time.Duration
+	skew       time.Duration
+	now        func() time.Time
+}
+
+// NewAttestationVerifier validates cfg (every attester names an issuer
+// once and pins exactly one of Keys and an https JWKSURL, which needs a
+// Fetcher) and returns a verifier holding copies of the trust list and the
+// registered keys. Errors match ErrInvalidConfig.
+func NewAttestationVerifier(cfg AttestationVerifierConfig) (*AttestationVerifier, error) {
+	if err := checkAttesters(cfg.Attesters, cfg.Fetcher); err != nil {
+		return nil, err
+	}
+	if cfg.Skew < 0 || cfg.MaxLifetime < 0 {
+		return nil, newErr(ErrInvalidConfig, "negative Skew or MaxLifetime")
+	}
+	registered := make(map[string]string, len(cfg.Registered))
+	for k, id := range cfg.Registered {
+		if k == "" || id == "" {
+			return nil, newErr(ErrInvalidConfig, "Registered: empty thumbprint or agent id")
+		}
+		registered[k] = id
+	}
+	return &AttestationVerifier{
+		attesters:  slices.Clone(cfg.Attesters),
+		fetcher:    cfg.Fetcher,
+		registered: registered,
+		maxLife:    orDefault(cfg.MaxLifetime, DefaultAttestationMaxLifetime),
+		skew:       orDefault(cfg.Skew, DefaultSkew),
+		now:        nowOr(cfg.Now),
+	}, nil
 }
 
 // Verify establishes the identity of the Harness of an issuance request.
@@ -110,8 +152,8 @@ type AttestationVerifier struct {
 // harness.cnf.jwk also matches ErrInvalidKey; a misconfigured verifier
 // returns ErrInvalidConfig.
 func (v *AttestationVerifier) Verify(ctx context.Context, harness pass.HarnessInfo) (Identity, error) {
-	if err := v.checkConfig(); err != nil {
-		return Identity{}, err
+	if v == nil {
+		return Identity{}, newErr(ErrInvalidConfig, "nil AttestationVerifier")
 	}
 	var (
 		holder *jose.JSONWebKey
@@ -127,7 +169,7 @@ func (v *AttestationVerifier) Verify(ctx context.Context, harness pass.HarnessIn
 		}
 	}
 	if harness.Attestation == nil {
-		if id, ok := v.Registered[thumb]; ok && thumb != "" {
+		if id, ok := v.registered[thumb]; ok && thumb != "" {
 			return Identity{AgentID: id, Tier: TierRegistered, KeyThumbprint: thumb}, nil
 		}
 		return Identity{AgentID: harness.ID, Tier: TierUnverified, KeyThumbprint: thumb}, nil
@@ -138,17 +180,14 @@ func (v *AttestationVerifier) Verify(ctx context.Context, harness pass.HarnessIn
 	if harness.ID == "" {
 		return Identity{}, newErr(ErrInvalidAttestation, "empty harness.id")
 	}
-	tok, err := parseToken(harness.Attestation.JWT, parseRules{kind: ErrInvalidAttestation, typ: TypeAttestation})
+	tok, err := jwtcheck.Parse(harness.Attestation.JWT, jwtcheck.HarnessAttestation)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, checkErr(ErrInvalidAttestation, err)
 	}
-	// Read the claims before verifying, only to find the issuer and to run
-	// the cheap checks that need no key; nothing is trusted until the
+	// The claims are read before verifying, only to find the issuer and to
+	// run the cheap checks that need no key; nothing is trusted until the
 	// signature verifies below.
-	c, err := decodeClaims(tok.jws.UnsafePayloadWithoutVerification(), ErrInvalidAttestation)
-	if err != nil {
-		return Identity{}, err
-	}
+	c := &tok.Claims
 	if c.Issuer == "" {
 		return Identity{}, newErr(ErrInvalidAttestation, "missing iss")
 	}
@@ -156,17 +195,18 @@ func (v *AttestationVerifier) Verify(ctx context.Context, harness pass.HarnessIn
 	if att == nil {
 		return Identity{}, newErr(ErrUntrustedAttester, fmt.Sprintf("issuer %q not trusted", truncate(c.Issuer, 100)))
 	}
-	if err := v.checkClaims(c, harness.ID, thumb); err != nil {
+	if err := v.checkClaims(tok, harness.ID, thumb); err != nil {
 		return Identity{}, err
 	}
 	// The signature covers exactly the payload decoded above.
-	if _, err := v.verifySignature(ctx, tok, att, thumb); err != nil {
+	if err := v.verifySignature(ctx, tok, att, thumb); err != nil {
 		return Identity{}, err
 	}
 	return Identity{AgentID: c.Subject, Tier: TierAttested, Issuer: att.Issuer, KeyThumbprint: thumb}, nil
 }
 
-func (v *AttestationVerifier) checkClaims(c *claims, harnessID, thumb string) error {
+func (v *AttestationVerifier) checkClaims(tok *jwtcheck.Token, harnessID, thumb string) error {
+	c := &tok.Claims
 	if c.Subject == "" {
 		return newErr(ErrInvalidAttestation, "missing sub")
 	}
@@ -183,65 +223,70 @@ func (v *AttestationVerifier) checkClaims(c *claims, harnessID, thumb string) er
 	if subtle.ConstantTimeCompare([]byte(att), []byte(thumb)) != 1 {
 		return newErr(ErrInvalidAttestation, "attestation for another key: cnf.jwk differs from harness.cnf.jwk")
 	}
-	return checkTimes(c, ErrInvalidAttestation, nowFunc(v.Now),
-		orDefault(v.Skew, DefaultSkew), orDefault(v.MaxLifetime, DefaultAttestationMaxLifetime))
+	// Defaults again here, so that a zero value can never accept a token
+	// with unbounded times.
+	rules := jwtcheck.TimeRules{Skew: orDefault(v.skew, DefaultSkew), MaxLifetime: orDefault(v.maxLife, DefaultAttestationMaxLifetime)}
+	if err := jwtcheck.CheckTimes(tok, nowOr(v.now)(), rules); err != nil {
+		return checkErr(ErrInvalidAttestation, err)
+	}
+	return nil
 }
 
 // verifySignature finds the attester key for tok and verifies with it.
-func (v *AttestationVerifier) verifySignature(ctx context.Context, tok *token, att *Attester, holderThumb string) ([]byte, error) {
+func (v *AttestationVerifier) verifySignature(ctx context.Context, tok *jwtcheck.Token, att *Attester, holderThumb string) error {
 	var candidates []jose.JSONWebKey
 	if att.Keys != nil {
-		if tok.kid != "" {
-			candidates = att.Keys.Key(tok.kid)
+		if tok.Kid != "" {
+			candidates = att.Keys.Key(tok.Kid)
 		} else {
 			candidates = att.Keys.Keys
 		}
 	} else {
-		if tok.kid == "" {
-			return nil, newErr(ErrInvalidAttestation, "missing kid (attester pinned by JWKS URL)")
+		if tok.Kid == "" {
+			return newErr(ErrInvalidAttestation, "missing kid (attester pinned by JWKS URL)")
 		}
-		k, err := v.Fetcher.LookupKey(ctx, att.JWKSURL, tok.kid)
+		k, err := v.fetcher.LookupKey(ctx, att.JWKSURL, tok.Kid)
 		if err != nil {
-			return nil, wrapErr(ErrInvalidAttestation, "fetching attester key", err)
+			return wrapErr(ErrInvalidAttestation, "fetching attester key", err)
 		}
 		if k == nil {
-			return nil, newErr(ErrInvalidAttestation, "attester key not found")
+			return newErr(ErrInvalidAttestation, "attester key not found")
 		}
 		candidates = []jose.JSONWebKey{*k}
 	}
 	tried := false
 	for i := range candidates {
 		k := candidates[i].Public()
-		if checkPublicJWK(&k) != nil || !algFits(k.Key, tok.alg) {
+		if checkPublicJWK(&k) != nil || jwtcheck.CheckKey(&k, tok.Alg) != nil {
 			continue
 		}
 		if t, err := Thumbprint(&k); err != nil || t == holderThumb {
-			continue // ATT-5: never signed by the Harness key
+			continue // never signed by the Harness key itself
 		}
 		tried = true
-		if payload, err := tok.verify(&k, ErrInvalidAttestation); err == nil {
-			return payload, nil
+		if tok.Verify(&k) == nil {
+			return nil
 		}
 	}
 	if !tried {
-		return nil, newErr(ErrInvalidAttestation, "no attester key for kid and alg")
+		return newErr(ErrInvalidAttestation, "no attester key for kid and alg")
 	}
-	return nil, newErr(ErrInvalidAttestation, "bad signature")
+	return newErr(ErrInvalidAttestation, "bad signature")
 }
 
 func (v *AttestationVerifier) attester(iss string) *Attester {
-	for i := range v.Attesters {
-		if v.Attesters[i].Issuer == iss {
-			return &v.Attesters[i]
+	for i := range v.attesters {
+		if v.attesters[i].Issuer == iss {
+			return &v.attesters[i]
 		}
 	}
 	return nil
 }
 
-// checkConfig validates the trust list.
-func (v *AttestationVerifier) checkConfig() error {
+// checkAttesters validates the trust list.
+func checkAttesters(attesters []Attester, fetcher KeyFetcher) error {
 	seen := map[string]bool{}
-	for i, a := range v.Attesters {
+	for i, a := range attesters {
 		switch {
 		case a.Issuer == "":
 			return newErr(ErrInvalidConfig, fmt.Sprintf("Attesters[%d]: empty Issuer", i))
@@ -251,7 +296,7 @@ func (v *AttestationVerifier) checkConfig() error {
 			return newErr(ErrInvalidConfig, fmt.Sprintf("Attesters[%d]: set exactly one of Keys and JWKSURL", i))
 		case a.Keys != nil && len(a.Keys.Keys) == 0:
 			return newErr(ErrInvalidConfig, fmt.Sprintf("Attesters[%d]: empty Keys", i))
-		case a.JWKSURL != "" && v.Fetcher == nil:
+		case a.JWKSURL != "" && fetcher == nil:
 			return newErr(ErrInvalidConfig, fmt.Sprintf("Attesters[%d]: JWKSURL needs a Fetcher", i))
 		}
 		if a.JWKSURL != "" {

@@ -95,10 +95,10 @@ func TestAttestationRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &AttestationVerifier{
+	v := mustAttestationVerifier(t, AttestationVerifierConfig{
 		Attesters: []Attester{{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{vendor.Public()}}}},
 		Now:       fixed(t0.Add(time.Minute)),
-	}
+	})
 	got, err := v.Verify(context.Background(), harnessWith(holder, tok))
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestAttestationVerify(t *testing.T) {
 	const remoteIss = "https://remote-vendor.example"
 	fetcher := httpFetcher{client: srv.Client()}
 	newVerifier := func(now time.Time) *AttestationVerifier {
-		return &AttestationVerifier{
+		return mustAttestationVerifier(t, AttestationVerifierConfig{
 			Attesters: []Attester{
 				{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{vendor.Public()}}},
 				{Issuer: remoteIss, JWKSURL: srv.URL + "/jwks.json"},
@@ -131,7 +131,7 @@ func TestAttestationVerify(t *testing.T) {
 			Fetcher:    fetcher,
 			Registered: map[string]string{otherHolder.Thumbprint(): "registered-bot"},
 			Now:        fixed(now),
-		}
+		})
 	}
 	kidHeader := func(k *Key) map[string]any { return map[string]any{"kid": k.KeyID(), "typ": TypeAttestation} }
 	good := func(t *testing.T) string { return craft(t, vendor, kidHeader(vendor), baseAttClaims(t, holder), nil) }
@@ -276,11 +276,11 @@ func TestAttestationJWKSDown(t *testing.T) {
 	client := srv.Client()
 	url := srv.URL + "/jwks.json"
 	srv.Close()
-	v := &AttestationVerifier{
+	v := mustAttestationVerifier(t, AttestationVerifierConfig{
 		Attesters: []Attester{{Issuer: vendorIss, JWKSURL: url}},
 		Fetcher:   httpFetcher{client: client},
 		Now:       fixed(t0),
-	}
+	})
 	tok := craft(t, remote, map[string]any{"kid": remote.KeyID()}, baseAttClaims(t, holder), nil)
 	_, err := v.Verify(context.Background(), harnessWith(holder, tok))
 	wantReason(t, err, ErrInvalidAttestation, "fetching attester key")
@@ -292,23 +292,30 @@ func TestAttestationVerifierConfig(t *testing.T) {
 	f := httpFetcher{client: http.DefaultClient}
 	tests := []struct {
 		name string
-		v    AttestationVerifier
+		cfg  AttestationVerifierConfig
 	}{
-		{"empty issuer", AttestationVerifier{Attesters: []Attester{{Keys: keys}}}},
-		{"duplicate issuer", AttestationVerifier{Attesters: []Attester{{Issuer: "a", Keys: keys}, {Issuer: "a", Keys: keys}}}},
-		{"keys and URL", AttestationVerifier{Fetcher: f, Attesters: []Attester{{Issuer: "a", Keys: keys, JWKSURL: "https://a.example/jwks"}}}},
-		{"neither keys nor URL", AttestationVerifier{Attesters: []Attester{{Issuer: "a"}}}},
-		{"empty keys", AttestationVerifier{Attesters: []Attester{{Issuer: "a", Keys: &jose.JSONWebKeySet{}}}}},
-		{"http JWKS URL", AttestationVerifier{Fetcher: f, Attesters: []Attester{{Issuer: "a", JWKSURL: "http://a.example/jwks"}}}},
-		{"JWKS URL without fetcher", AttestationVerifier{Attesters: []Attester{{Issuer: "a", JWKSURL: "https://a.example/jwks"}}}},
+		{"empty issuer", AttestationVerifierConfig{Attesters: []Attester{{Keys: keys}}}},
+		{"duplicate issuer", AttestationVerifierConfig{Attesters: []Attester{{Issuer: "a", Keys: keys}, {Issuer: "a", Keys: keys}}}},
+		{"keys and URL", AttestationVerifierConfig{Fetcher: f, Attesters: []Attester{{Issuer: "a", Keys: keys, JWKSURL: "https://a.example/jwks"}}}},
+		{"neither keys nor URL", AttestationVerifierConfig{Attesters: []Attester{{Issuer: "a"}}}},
+		{"empty keys", AttestationVerifierConfig{Attesters: []Attester{{Issuer: "a", Keys: &jose.JSONWebKeySet{}}}}},
+		{"http JWKS URL", AttestationVerifierConfig{Fetcher: f, Attesters: []Attester{{Issuer: "a", JWKSURL: "http://a.example/jwks"}}}},
+		{"JWKS URL without fetcher", AttestationVerifierConfig{Attesters: []Attester{{Issuer: "a", JWKSURL: "https://a.example/jwks"}}}},
+		{"empty registered id", AttestationVerifierConfig{Registered: map[string]string{k.Thumbprint(): ""}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.v.Verify(context.Background(), pass.HarnessInfo{ID: harnessID})
-			if !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("err = %v, want ErrInvalidConfig", err)
+			v, err := NewAttestationVerifier(tt.cfg)
+			if !errors.Is(err, ErrInvalidConfig) || v != nil {
+				t.Errorf("NewAttestationVerifier = %v, %v; want ErrInvalidConfig", v, err)
 			}
 		})
+	}
+	// The zero value trusts nobody: an attestation is refused, a bare
+	// harness is unverified.
+	var zero AttestationVerifier
+	if id, err := zero.Verify(context.Background(), pass.HarnessInfo{ID: harnessID}); err != nil || id.Tier != TierUnverified {
+		t.Errorf("zero value, no attestation: %+v, %v", id, err)
 	}
 }
 
@@ -316,10 +323,10 @@ func TestAttestationVerifierConfig(t *testing.T) {
 // attestation signed by the Harness key is refused.
 func TestAttestationSelfSigned(t *testing.T) {
 	holder := mustKey(t, "")
-	v := &AttestationVerifier{
+	v := mustAttestationVerifier(t, AttestationVerifierConfig{
 		Attesters: []Attester{{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{holder.Public()}}}},
 		Now:       fixed(t0),
-	}
+	})
 	tok := craft(t, holder, map[string]any{"kid": holder.KeyID()}, baseAttClaims(t, holder), nil)
 	_, err := v.Verify(context.Background(), harnessWith(holder, tok))
 	wantReason(t, err, ErrInvalidAttestation, "no attester key")

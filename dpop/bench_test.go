@@ -68,11 +68,35 @@ func BenchmarkHarnessProofVerify(b *testing.B) {
 	k := mustKey(b, "")
 	tok, _ := k.HarnessProof(benchProofParams())
 	cnf := k.PublicJSON()
-	v := &ProofVerifier{Audience: svcOrigin, Strict: true, Replay: freshReplay{}, Now: fixed(t0)}
+	v := mustProofVerifier(b, ProofVerifierConfig{Audience: svcOrigin, Replay: freshReplay{}, Now: fixed(t0)})
+	req := proofReq
+	req.RequireBinding = true
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.Verify(ctx, tok, cnf, proofReq); err != nil {
+		if _, err := v.Verify(ctx, tok, cnf, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkServiceHarnessProof is the Service's redemption path: Precheck
+// before the pass is consumed, Complete once cnf is known, one parse.
+func BenchmarkServiceHarnessProof(b *testing.B) {
+	k := mustKey(b, "")
+	tok, _ := k.HarnessProof(benchProofParams())
+	cnf := k.PublicJSON()
+	v := mustProofVerifier(b, ProofVerifierConfig{Audience: svcOrigin, Replay: freshReplay{}, Now: fixed(t0)})
+	req := proofReq
+	req.RequireBinding = true
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := v.Precheck(tok, proofReq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.Complete(ctx, p, cnf, req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -113,7 +137,7 @@ func BenchmarkDPoPCreate(b *testing.B) {
 func BenchmarkDPoPVerify(b *testing.B) {
 	k := mustKey(b, "")
 	tok, _ := k.DPoPProof("GET", apiURL, accessToken, "", t0)
-	v := &DPoPVerifier{Replay: freshReplay{}, Now: fixed(t0)}
+	v := mustDPoPVerifier(b, DPoPVerifierConfig{Replay: freshReplay{}, Now: fixed(t0)})
 	jkt := k.Thumbprint()
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -127,10 +151,10 @@ func BenchmarkDPoPVerify(b *testing.B) {
 func BenchmarkAttestationVerify(b *testing.B) {
 	vendor, holder := mustKey(b, ""), mustKey(b, "")
 	tok, _ := vendor.HarnessAttestation(vendorIss, harnessID, holder.PublicJSON(), 0, t0)
-	v := &AttestationVerifier{
+	v := mustAttestationVerifier(b, AttestationVerifierConfig{
 		Attesters: []Attester{{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{vendor.Public()}}}},
 		Now:       fixed(t0),
-	}
+	})
 	h := harnessWith(holder, tok)
 	ctx := context.Background()
 	b.ReportAllocs()

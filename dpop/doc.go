@@ -58,6 +58,9 @@
 //     in-memory cache evicts expired jtis first, keeps a share of its room
 //     for each issuer, and refuses new proofs when full rather than forget
 //     an unexpired jti.
+//  8. The replay step comes last: a jti is recorded only once the
+//     signature and every other check passed, so forged or mismatched
+//     proofs take no space in the cache.
 //
 // Errors match one sentinel with [errors.Is] ([ErrInvalidProof],
 // [ErrInvalidTaskAttestation], [ErrInvalidAttestation],
@@ -91,13 +94,16 @@
 //
 // A Service verifies the proof against the cnf of the validation response:
 //
-//	v := &dpop.ProofVerifier{Audience: origin, Strict: true,
-//		Replay: dpop.NewMemoryReplayCache(0, nil)} // or dpoppg for replicas
+//	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: origin,
+//		Replay: dpop.NewMemoryReplayCache(0, nil)}) // or dpoppg for replicas
 //	claims, err := v.Verify(ctx, redemption.HarnessProof.JWT, validation.Cnf.JWK,
-//		dpop.ProofRequest{Method: r.Method, URL: redeemURL, AgentPass: passValue})
+//		dpop.ProofRequest{Method: r.Method, URL: redeemURL, AgentPass: passValue,
+//			RequireBinding: true})
 //
-// Verifiers are plain structs read on every call; set their fields once and
-// share them. The package never logs, and never makes a network call except
-// through the [KeyFetcher] of an [AttestationVerifier], for issuers pinned
-// by JWKS URL.
+// Build each verifier once with its constructor, which refuses an
+// incomplete configuration at startup, and share it; the zero values
+// refuse every proof (the zero AttestationVerifier trusts no attester).
+// The package never logs, and never makes a network call except through
+// the [KeyFetcher] of an [AttestationVerifier], for issuers pinned by JWKS
+// URL.
 package dpop

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"time"
+
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 type dpopWire struct {
@@ -55,11 +57,8 @@ type DPoPClaims struct {
 	JKT string
 }
 
-// DPoPVerifier verifies RFC 9449 DPoP proofs, so a Service can issue and
-// accept sender-constrained bearer tokens (cnf.jkt). Its fields are read on
-// every call and must not change while it is in use; it is safe for
-// concurrent use if Replay and Nonce are.
-type DPoPVerifier struct {
+// DPoPVerifierConfig configures [NewDPoPVerifier].
+type DPoPVerifierConfig struct {
 	// Replay records (key thumbprint, jti) for as long as a proof is
 	// acceptable. Required.
 	Replay ReplayCache
@@ -76,61 +75,98 @@ type DPoPVerifier struct {
 	Now func() time.Time
 }
 
+// DPoPVerifier verifies RFC 9449 DPoP proofs, so a Service can issue and
+// accept sender-constrained bearer tokens (cnf.jkt). Create it with
+// [NewDPoPVerifier]; the zero value refuses every proof. It is safe for
+// concurrent use if its replay cache and nonce function are.
+type DPoPVerifier struct {
+	replay ReplayCache
+	skew   time.Duration
+	maxAge time.Duration
+	nonce  func(string) error
+	now    func() time.Time
+}
+
+// NewDPoPVerifier validates cfg and returns a verifier. Errors match
+// ErrInvalidConfig.
+func NewDPoPVerifier(cfg DPoPVerifierConfig) (*DPoPVerifier, error) {
+	if cfg.Replay == nil {
+		return nil, newErr(ErrInvalidConfig, "DPoPVerifierConfig.Replay is nil")
+	}
+	if cfg.Skew < 0 || cfg.MaxAge < 0 {
+		return nil, newErr(ErrInvalidConfig, "negative Skew or MaxAge")
+	}
+	return &DPoPVerifier{
+		replay: cfg.Replay,
+		skew:   orDefault(cfg.Skew, DefaultSkew),
+		maxAge: orDefault(cfg.MaxAge, DefaultMaxLifetime),
+		nonce:  cfg.Nonce,
+		now:    nowOr(cfg.Now),
+	}, nil
+}
+
+// DPoPProof is a DPoP proof that passed every check of
+// [DPoPVerifier.Check]; only its replay step is left.
+type DPoPProof struct {
+	tok    *jwtcheck.Token
+	claims DPoPClaims
+}
+
+// Claims returns the proof's verified claims.
+func (p *DPoPProof) Claims() *DPoPClaims {
+	c := p.claims
+	return &c
+}
+
 // Verify checks a DPoP proof (the DPoP header value) for a request with the
-// given method and URL, following RFC 9449 §4.3: a compact JWS with typ
-// dpop+jwt and an allow-listed algorithm; a public asymmetric jwk header
-// (no kid, jku, x5u or x5c) that verifies the signature; jti, htm, htu and
-// iat present; htm equal to method; htu equal to url after NormalizeHTU;
-// the nonce accepted by Nonce when set; iat no more than Skew in the future
-// and no older than MaxAge + Skew; when accessToken is not empty, ath equal
-// to TokenHash(accessToken) and the key's thumbprint equal to wantJKT (the
-// token's cnf.jkt, required with a token); and finally (jkt, jti) unseen.
+// given method and URL and records its jti: Check, then Record.
 //
 // At a token endpoint, pass an empty accessToken and wantJKT and bind the
 // new token to the returned JKT. Failures match ErrInvalidDPoP (a replay
 // also matches ErrReplay); a replay cache failure is returned wrapped and
 // does not match ErrInvalidDPoP.
 func (v *DPoPVerifier) Verify(ctx context.Context, proof, method, url, accessToken, wantJKT string) (*DPoPClaims, error) {
+	p, err := v.Check(proof, method, url, accessToken, wantJKT)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Record(ctx, p); err != nil {
+		return nil, err
+	}
+	return p.Claims(), nil
+}
+
+// Check runs every check of RFC 9449 §4.3 except the replay step: a
+// compact JWS with typ dpop+jwt and an allow-listed algorithm; a public
+// asymmetric jwk header (no kid, jku, x5u or x5c) that verifies the
+// signature; jti, htm, htu and iat present; htm equal to method; htu equal
+// to url after NormalizeHTU; iat no more than Skew in the future and no
+// older than MaxAge + Skew; when accessToken is not empty, ath equal to
+// TokenHash(accessToken) and the key's thumbprint equal to wantJKT (the
+// token's cnf.jkt, required with a token); and the nonce accepted when the
+// verifier has a Nonce function. It records nothing: call Record once
+// every other check of the request has passed, so that proofs which fail
+// them take no space in the replay cache.
+func (v *DPoPVerifier) Check(proof, method, url, accessToken, wantJKT string) (*DPoPProof, error) {
 	switch {
-	case v.Replay == nil:
-		return nil, newErr(ErrInvalidConfig, "DPoPVerifier.Replay is nil")
+	case v == nil || v.replay == nil:
+		return nil, newErr(ErrInvalidConfig, "DPoPVerifier not made by NewDPoPVerifier")
 	case method == "" || url == "":
 		return nil, newErr(ErrInvalidConfig, "empty method or url")
 	case accessToken != "" && wantJKT == "":
 		return nil, newErr(ErrInvalidConfig, "wantJKT is required with an access token")
 	}
-	skew := orDefault(v.Skew, DefaultSkew)
-	maxAge := orDefault(v.MaxAge, DefaultMaxLifetime)
-	now := nowFunc(v.Now)
-
-	tok, err := parseToken(proof, parseRules{kind: ErrInvalidDPoP, typ: TypeDPoP, requireTyp: true, allowJWK: true})
+	tok, err := jwtcheck.Parse(proof, jwtcheck.DPoP)
 	if err != nil {
-		return nil, err
+		return nil, checkErr(ErrInvalidDPoP, err)
 	}
-	if tok.kid != "" {
+	if tok.Kid != "" {
 		return nil, newErr(ErrInvalidDPoP, "kid header with jwk")
 	}
-	key, err := ParsePublicJWK(tok.jwkRaw)
-	if err != nil {
-		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
-	}
-	jkt, err := Thumbprint(key)
-	if err != nil {
-		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
-	}
-	payload, err := tok.verify(key, ErrInvalidDPoP)
-	if err != nil {
-		return nil, err
-	}
-	c, err := decodeClaims(payload, ErrInvalidDPoP)
-	if err != nil {
-		return nil, err
-	}
+	c := &tok.Claims
 	switch {
 	case c.ID == "":
 		return nil, newErr(ErrInvalidDPoP, "missing jti")
-	case len(c.ID) > maxJTIBytes:
-		return nil, newErr(ErrInvalidDPoP, "jti too long")
 	case c.HTM == "":
 		return nil, newErr(ErrInvalidDPoP, "missing htm")
 	case c.HTU == "":
@@ -142,18 +178,19 @@ func (v *DPoPVerifier) Verify(ctx context.Context, proof, method, url, accessTok
 	case !SameHTU(c.HTU, url):
 		return nil, newErr(ErrInvalidDPoP, "htu mismatch")
 	}
-	iat := c.IssuedAt.Time()
-	if iat.After(now.Add(skew)) {
-		return nil, newErr(ErrInvalidDPoP, "iat in the future")
+	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxAge: v.maxAge}); err != nil {
+		return nil, checkErr(ErrInvalidDPoP, err)
 	}
-	// Accepted only strictly before iat + maxAge + skew, the instant the
-	// replay record below expires; at that instant the cache would neither
-	// find nor keep the record.
-	if !now.Before(iat.Add(maxAge + skew)) {
-		return nil, newErr(ErrInvalidDPoP, "proof too old")
+	key, err := ParsePublicJWK(tok.JWK)
+	if err != nil {
+		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
 	}
-	if c.Expiry != nil && !now.Before(c.Expiry.Time().Add(skew)) {
-		return nil, newErr(ErrInvalidDPoP, "expired")
+	jkt, err := Thumbprint(key)
+	if err != nil {
+		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
+	}
+	if err := tok.Verify(key); err != nil {
+		return nil, checkErr(ErrInvalidDPoP, err)
 	}
 	if accessToken != "" {
 		if c.ATH == "" {
@@ -166,20 +203,30 @@ func (v *DPoPVerifier) Verify(ctx context.Context, proof, method, url, accessTok
 	if wantJKT != "" && subtle.ConstantTimeCompare([]byte(jkt), []byte(wantJKT)) != 1 {
 		return nil, newErr(ErrInvalidDPoP, "key does not match the token's cnf.jkt")
 	}
-	if v.Nonce != nil {
-		if err := v.Nonce(c.Nonce); err != nil {
+	if v.nonce != nil {
+		if err := v.nonce(c.Nonce); err != nil {
 			return nil, wrapErr(ErrInvalidDPoP, "nonce not accepted", ErrUseDPoPNonce)
 		}
 	}
-	replayed, err := v.Replay.Seen(ctx, "dpop:"+jkt, c.ID, iat.Add(maxAge+skew))
-	if err != nil {
-		return nil, fmt.Errorf("dpop: replay check: %w", err)
-	}
-	if replayed {
-		return nil, wrapErr(ErrInvalidDPoP, "jti replayed", ErrReplay)
-	}
-	return &DPoPClaims{
+	return &DPoPProof{tok: tok, claims: DPoPClaims{
 		JTI: c.ID, HTM: c.HTM, HTU: c.HTU, ATH: c.ATH, Nonce: c.Nonce,
-		IssuedAt: iat, JKT: jkt,
-	}, nil
+		IssuedAt: c.IssuedAt.Time(), JKT: jkt,
+	}}, nil
+}
+
+// Record is the replay step of a checked proof: it records (key
+// thumbprint, jti) until the proof could no longer be accepted, and fails
+// with ErrReplay when the pair was already recorded.
+func (v *DPoPVerifier) Record(ctx context.Context, p *DPoPProof) error {
+	if v == nil || v.replay == nil {
+		return newErr(ErrInvalidConfig, "DPoPVerifier not made by NewDPoPVerifier")
+	}
+	if p == nil || p.tok == nil {
+		return newErr(ErrInvalidDPoP, "no checked proof")
+	}
+	until := p.claims.IssuedAt.Add(v.maxAge + v.skew)
+	if err := p.tok.Record(ctx, v.replay, "dpop:"+p.claims.JKT, until); err != nil {
+		return checkErr(ErrInvalidDPoP, err)
+	}
+	return nil
 }

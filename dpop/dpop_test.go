@@ -33,8 +33,8 @@ func baseDPoPClaims() map[string]any {
 	}
 }
 
-func newDPoPVerifier(now time.Time) *DPoPVerifier {
-	return &DPoPVerifier{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now)}
+func newDPoPVerifier(t testing.TB, now time.Time) *DPoPVerifier {
+	return mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now)})
 }
 
 // RFC 9449 §4.2: the proof DPoPProof makes verifies, and binds to the
@@ -55,13 +55,13 @@ func TestDPoPRoundTrip(t *testing.T) {
 			if h.ExtraHeaders["typ"] != TypeDPoP || h.JSONWebKey == nil || h.KeyID != "" {
 				t.Errorf("header = %+v", h)
 			}
-			v := newDPoPVerifier(t0.Add(2 * time.Second))
-			v.Nonce = func(n string) error {
+			at := t0.Add(2 * time.Second)
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(at)), Now: fixed(at), Nonce: func(n string) error {
 				if n != "n-1" {
 					return errors.New("stale")
 				}
 				return nil
-			}
+			}})
 			got, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint())
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +80,7 @@ func TestDPoPRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := newDPoPVerifier(t0).Verify(context.Background(), proof, "POST", "https://service.example/token", "", "")
+	got, err := newDPoPVerifier(t, t0).Verify(context.Background(), proof, "POST", "https://service.example/token", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +196,7 @@ func TestDPoPVerify(t *testing.T) {
 			if now.IsZero() {
 				now = t0
 			}
-			v := newDPoPVerifier(now)
-			v.Nonce = tt.nonce
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now), Nonce: tt.nonce})
 			method, url, jkt, at := "GET", apiURL, k.Thumbprint(), accessToken
 			if tt.method != "" {
 				method = tt.method
@@ -243,11 +242,14 @@ func TestDPoPVerify(t *testing.T) {
 func TestDPoPVerifierConfig(t *testing.T) {
 	k := mustKey(t, "")
 	proof, _ := k.DPoPProof("GET", apiURL, "", "", t0)
-	v := &DPoPVerifier{Now: fixed(t0)}
-	if _, err := v.Verify(context.Background(), proof, "GET", apiURL, "", ""); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewDPoPVerifier(DPoPVerifierConfig{Now: fixed(t0)}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("nil Replay: err = %v", err)
 	}
-	v.Replay = NewMemoryReplayCache(1, fixed(t0))
+	var zero DPoPVerifier
+	if _, err := zero.Verify(context.Background(), proof, "GET", apiURL, "", ""); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("zero value: err = %v", err)
+	}
+	v := newDPoPVerifier(t, t0)
 	if _, err := v.Verify(context.Background(), proof, "", apiURL, "", ""); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("empty method: err = %v", err)
 	}
@@ -267,7 +269,7 @@ func TestDPoPReplayAtAgeBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newDPoPVerifier(t0.Add(DefaultMaxLifetime + DefaultSkew))
+	v := newDPoPVerifier(t, t0.Add(DefaultMaxLifetime+DefaultSkew))
 	for i := range 2 {
 		_, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint())
 		if !errors.Is(err, ErrInvalidDPoP) {
@@ -275,7 +277,7 @@ func TestDPoPReplayAtAgeBoundary(t *testing.T) {
 		}
 	}
 	// One second earlier it is accepted once, then refused as a replay.
-	v = newDPoPVerifier(t0.Add(DefaultMaxLifetime + DefaultSkew - time.Second))
+	v = newDPoPVerifier(t, t0.Add(DefaultMaxLifetime+DefaultSkew-time.Second))
 	if _, err := v.Verify(context.Background(), proof, "GET", apiURL, accessToken, k.Thumbprint()); err != nil {
 		t.Fatalf("first verify: %v", err)
 	}

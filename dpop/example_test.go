@@ -39,16 +39,19 @@ func Example() {
 
 	// Service: verify against cnf.jwk from the validation response.
 	clock := func() time.Time { return now.Add(2 * time.Second) }
-	v := &dpop.ProofVerifier{
+	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{
 		Audience: "https://api.example.com",
-		Strict:   true,
 		Replay:   dpop.NewMemoryReplayCache(0, clock), // same clock as the verifier
 		Now:      clock,
+	})
+	if err != nil {
+		panic(err)
 	}
 	req := dpop.ProofRequest{
-		Method:    "POST",
-		URL:       "https://api.example.com/agentpass/redeem-bearer-token",
-		AgentPass: "ap_8f3a1b2c4d5e",
+		Method:         "POST",
+		URL:            "https://api.example.com/agentpass/redeem-bearer-token",
+		AgentPass:      "ap_8f3a1b2c4d5e",
+		RequireBinding: true,
 	}
 	claims, err := v.Verify(context.Background(), proof, cnf, req)
 	if err != nil {
@@ -95,12 +98,15 @@ func ExampleAttestationVerifier_Verify() {
 	holder, _ := dpop.GenerateKey("")      // the Harness's holder key
 	attestation, _ := vendor.HarnessAttestation("https://vendor.example", "build-bot-7f2c", holder.PublicJSON(), 0, now)
 
-	v := &dpop.AttestationVerifier{
+	v, err := dpop.NewAttestationVerifier(dpop.AttestationVerifierConfig{
 		Attesters: []dpop.Attester{{
 			Issuer: "https://vendor.example",
 			Keys:   &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{vendor.Public()}},
 		}},
 		Now: func() time.Time { return now },
+	})
+	if err != nil {
+		panic(err)
 	}
 	id, err := v.Verify(context.Background(), pass.HarnessInfo{
 		ID:          "build-bot-7f2c",
@@ -126,7 +132,10 @@ func ExampleDPoPVerifier_Verify() {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	key, _ := dpop.GenerateKey("")
 	clock := func() time.Time { return now }
-	v := &dpop.DPoPVerifier{Replay: dpop.NewMemoryReplayCache(0, clock), Now: clock}
+	v, err := dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{Replay: dpop.NewMemoryReplayCache(0, clock), Now: clock})
+	if err != nil {
+		panic(err)
+	}
 
 	// Token endpoint: no token yet; bind the new token to the proof's key.
 	proof, _ := key.DPoPProof("POST", "https://api.example.com/token", "", "", now)

@@ -105,9 +105,10 @@ func FuzzProofVerify(f *testing.F) {
 	f.Add(tok)
 	addTokenSeeds(f, fk.holder, proofHeader, baseProofClaims())
 	f.Fuzz(func(t *testing.T, tok string) {
-		v := newProofVerifier(t0)
-		v.Strict = true
-		c, err := v.Verify(context.Background(), tok, fk.holder.PublicJSON(), proofReq)
+		v := newProofVerifier(t, t0)
+		req := proofReq
+		req.RequireBinding = true
+		c, err := v.Verify(context.Background(), tok, fk.holder.PublicJSON(), req)
 		if err != nil {
 			return
 		}
@@ -144,10 +145,10 @@ func FuzzAttestationVerify(f *testing.F) {
 	}
 	f.Add(tok)
 	addTokenSeeds(f, fk.vendor, map[string]any{"kid": fk.vendor.KeyID()}, baseAttClaims(f, fk.holder))
-	v := &AttestationVerifier{
+	v := mustAttestationVerifier(f, AttestationVerifierConfig{
 		Attesters: []Attester{{Issuer: vendorIss, Keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{fk.vendor.Public()}}}},
 		Now:       fixed(t0),
-	}
+	})
 	f.Fuzz(func(t *testing.T, tok string) {
 		h := harnessWith(fk.holder, "")
 		h.Attestation = &pass.JWTContainer{JWT: tok}
@@ -170,7 +171,7 @@ func FuzzDPoPVerify(f *testing.F) {
 	f.Add(tok)
 	addTokenSeeds(f, fk.holder, map[string]any{"typ": TypeDPoP, "jwk": jwkMap(f, fk.holder)}, baseDPoPClaims())
 	f.Fuzz(func(t *testing.T, tok string) {
-		v := newDPoPVerifier(t0.Add(time.Second))
+		v := newDPoPVerifier(t, t0.Add(time.Second))
 		c, err := v.Verify(context.Background(), tok, "GET", apiURL, accessToken, fk.holder.Thumbprint())
 		if err != nil {
 			return

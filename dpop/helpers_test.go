@@ -26,6 +26,33 @@ const (
 
 func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
 
+func mustProofVerifier(t testing.TB, cfg ProofVerifierConfig) *ProofVerifier {
+	t.Helper()
+	v, err := NewProofVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func mustDPoPVerifier(t testing.TB, cfg DPoPVerifierConfig) *DPoPVerifier {
+	t.Helper()
+	v, err := NewDPoPVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func mustAttestationVerifier(t testing.TB, cfg AttestationVerifierConfig) *AttestationVerifier {
+	t.Helper()
+	v, err := NewAttestationVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func b64JSON(t testing.TB, v any) string {

@@ -1,11 +1,10 @@
 package dpop
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 // JWT "typ" header values, one per kind of token (G-8). Our senders always
@@ -13,10 +12,10 @@ import (
 // "JWT", from a plain v0.1 peer, but never a token carrying another kind's
 // typ. DPoP proofs must carry [TypeDPoP] (RFC 9449 §4.2).
 const (
-	TypeProof           = "agentpass-proof+jwt"
-	TypeTaskAttestation = "agentpass-task+jwt"
-	TypeAttestation     = "agentpass-attestation+jwt"
-	TypeDPoP            = "dpop+jwt"
+	TypeProof           = jwtcheck.TypeProof
+	TypeTaskAttestation = jwtcheck.TypeTaskAttestation
+	TypeAttestation     = jwtcheck.TypeAttestation
+	TypeDPoP            = jwtcheck.TypeDPoP
 )
 
 // Defaults, applied when the matching field or argument is zero (G-7).
@@ -33,46 +32,26 @@ const (
 	DefaultAttestationMaxLifetime = time.Hour
 )
 
-// sign serialises claims as the JWS payload and signs it with k. The kid
-// header is set unless the public key is embedded (DPoP), in which case the
-// jwk header carries the key.
+// sign signs claims with k through the module's one signing path, which
+// always sets typ and a jti.
 func (k *Key) sign(typ string, embedJWK bool, claims any) (string, error) {
-	payload, err := json.Marshal(claims)
+	s, err := jwtcheck.Sign(jwtcheck.Signer{Key: k.opaque, Alg: k.alg, KeyID: k.kid}, typ, embedJWK, claims)
 	if err != nil {
-		return "", fmt.Errorf("dpop: encoding claims: %w", err)
-	}
-	if len(payload) == 0 || payload[0] != '{' {
-		return "", fmt.Errorf("dpop: claims must encode as a JSON object")
-	}
-	opts := &jose.SignerOptions{EmbedJWK: embedJWK}
-	if typ != "" {
-		opts = opts.WithType(jose.ContentType(typ))
-	}
-	if !embedJWK && k.kid != "" {
-		opts = opts.WithHeader("kid", k.kid)
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.opaque}, opts)
-	if err != nil {
-		return "", fmt.Errorf("dpop: creating signer: %w", err)
-	}
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("dpop: signing: %w", err)
-	}
-	s, err := obj.CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("dpop: serialising: %w", err)
+		return "", fmt.Errorf("dpop: %w", err)
 	}
 	return s, nil
 }
 
 // SignJWT signs claims (anything that encodes as a JSON object) as a compact
-// JWT with k, setting the kid header and, when typ is not empty, the typ
-// header. It is the building block for Service and Authority assertions;
-// callers choose and check the claims.
+// JWT with k, with the kid and typ headers ("JWT" when typ is empty) and a
+// random jti claim unless claims carry one. It is the building block for
+// Service and Authority assertions; callers choose and check the claims.
 func SignJWT(k *Key, typ string, claims any) (string, error) {
 	if k == nil {
 		return "", newErr(ErrInvalidKey, "nil key")
+	}
+	if typ == "" {
+		typ = "JWT"
 	}
 	return k.sign(typ, false, claims)
 }

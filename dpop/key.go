@@ -12,10 +12,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 // Algorithms lists the JWS algorithms this package signs with and accepts
@@ -23,9 +24,6 @@ import (
 // the one every peer must support. It is informational: verifiers use their
 // own copy, so changing this slice cannot weaken them.
 var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256}
-
-// allowedAlgs is the allow-list verifiers actually use.
-var allowedAlgs = slices.Clone(Algorithms)
 
 // MinRSABits is the smallest RSA modulus accepted for signing or verifying.
 const MinRSABits = 2048
@@ -296,17 +294,9 @@ func checkKeyAlg(pub crypto.PublicKey, alg jose.SignatureAlgorithm) error {
 	return nil
 }
 
+// algFits and allowed apply the module's one allow-list and key-fit rule.
 func algFits(pub crypto.PublicKey, alg jose.SignatureAlgorithm) bool {
-	switch p := pub.(type) {
-	case *ecdsa.PublicKey:
-		return (alg == jose.ES256 && p.Curve == elliptic.P256()) ||
-			(alg == jose.ES384 && p.Curve == elliptic.P384())
-	case ed25519.PublicKey:
-		return alg == jose.EdDSA
-	case *rsa.PublicKey:
-		return alg == jose.RS256 || alg == jose.PS256
-	}
-	return false
+	return jwtcheck.KeyFits(pub, alg)
 }
 
-func allowed(alg jose.SignatureAlgorithm) bool { return slices.Contains(allowedAlgs, alg) }
+func allowed(alg jose.SignatureAlgorithm) bool { return jwtcheck.Allowed(alg) }

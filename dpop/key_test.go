@@ -281,10 +281,35 @@ func TestSignJWT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(`{"iss":"https://a.example","n":1}`, string(payload)); diff != "" {
+			// Every token we send carries a jti, added when claims lack one.
+			var got map[string]any
+			if err := json.Unmarshal(payload, &got); err != nil {
+				t.Fatal(err)
+			}
+			jti, _ := got["jti"].(string)
+			if len(jti) < 22 {
+				t.Errorf("jti %q shorter than 128 bits", jti)
+			}
+			want := map[string]any{"iss": "https://a.example", "n": float64(1), "jti": jti}
+			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("payload (-want +got):\n%s", diff)
 			}
 		})
+	}
+	// A jti the caller chose is kept; no typ means "JWT".
+	tok, err := SignJWT(mustKey(t, ""), "", map[string]any{"jti": "mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSignedCompact(tok, Algorithms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := jws.Signatures[0].Header.ExtraHeaders["typ"]; typ != "JWT" {
+		t.Errorf("typ = %v, want JWT", typ)
+	}
+	if p := string(jws.UnsafePayloadWithoutVerification()); p != `{"jti":"mine"}` {
+		t.Errorf("payload = %s", p)
 	}
 	k := mustKey(t, "")
 	if _, err := SignJWT(k, "", []string{"not", "an", "object"}); err == nil {

@@ -2,7 +2,6 @@ package dpop
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -13,11 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 	"github.com/agentpass-go/agentpass/pass"
 )
-
-// maxJTIBytes bounds the jti we accept.
-const maxJTIBytes = 256
 
 // ProofParams describes a harness proof to create.
 type ProofParams struct {
@@ -108,22 +105,21 @@ type ProofRequest struct {
 	URL string
 	// AgentPass is the presented pass value, compared with aph.
 	AgentPass string
-	// HarnessID, when set (from an Authority that reports harness.id, G-3),
+	// HarnessID, when set (from an Authority that reports harness.id),
 	// must equal iss.
 	HarnessID string
+	// RequireBinding requires htm, htu and aph. When false they are
+	// checked only when present, because a plain v0.1 Harness does not
+	// send them. It is an input of each verification, not a setting of
+	// the verifier, so the requirement can follow the pass being redeemed.
+	RequireBinding bool
 }
 
-// ProofVerifier verifies harness proofs at a Service (HB-7, G-3, G-8,
-// je.harden-holder-binding). Its fields are read on every call and must
-// not change while it is in use; it is safe for concurrent use if Replay
-// is.
-type ProofVerifier struct {
+// ProofVerifierConfig configures [NewProofVerifier].
+type ProofVerifierConfig struct {
 	// Audience is this Service's origin. Required: an empty Audience is a
 	// configuration error, not "skip the check".
 	Audience string
-	// Strict requires htm, htu and aph. When false they are checked only
-	// when present (a plain v0.1 Harness does not send them).
-	Strict bool
 	// Skew is the clock leeway for exp and iat. Zero means DefaultSkew
 	// (60 s).
 	Skew time.Duration
@@ -136,72 +132,131 @@ type ProofVerifier struct {
 	Now func() time.Time
 }
 
+// ProofVerifier verifies harness proofs at a Service (or at an Authority
+// for its status endpoint). Create it with [NewProofVerifier]; the zero
+// value refuses every proof. It is safe for concurrent use if its replay
+// cache is.
+type ProofVerifier struct {
+	aud     string
+	skew    time.Duration
+	maxLife time.Duration
+	replay  ReplayCache
+	now     func() time.Time
+}
+
+// NewProofVerifier validates cfg and returns a verifier. Errors match
+// ErrInvalidConfig.
+func NewProofVerifier(cfg ProofVerifierConfig) (*ProofVerifier, error) {
+	if cfg.Replay == nil {
+		return nil, newErr(ErrInvalidConfig, "ProofVerifierConfig.Replay is nil")
+	}
+	if cfg.Audience == "" {
+		return nil, newErr(ErrInvalidConfig, "ProofVerifierConfig.Audience is empty")
+	}
+	aud, err := pass.Origin(cfg.Audience)
+	if err != nil {
+		return nil, wrapErr(ErrInvalidConfig, "ProofVerifierConfig.Audience is not an origin", err)
+	}
+	if cfg.Skew < 0 || cfg.MaxLifetime < 0 {
+		return nil, newErr(ErrInvalidConfig, "negative Skew or MaxLifetime")
+	}
+	return &ProofVerifier{
+		aud:     aud,
+		skew:    orDefault(cfg.Skew, DefaultSkew),
+		maxLife: orDefault(cfg.MaxLifetime, DefaultMaxLifetime),
+		replay:  cfg.Replay,
+		now:     nowOr(cfg.Now),
+	}, nil
+}
+
+// Proof is a harness proof parsed once by [ProofVerifier.Precheck], waiting
+// for the holder key that [ProofVerifier.Complete] verifies it with.
+type Proof struct {
+	tok *jwtcheck.Token
+}
+
 // Verify checks a harness proof against cnf (the holder-binding JWK from
-// the validation response) and the request it came with, in this order:
-// header (alg allow-list, no jku/x5u/x5c/jwk, typ absent, "JWT" or
-// TypeProof), signature by cnf.jwk, claims (iss, aud, jti present, no
-// task attestation claims), times (exp, iat within Skew, lifetime at most
-// MaxLifetime), aud equal to Audience as an origin, iss equal to
-// req.HarnessID when set, htm/htu/aph when present (required when Strict),
-// and finally jti unseen. Only a proof that passes every other check is
-// recorded in the replay cache.
+// the validation response) and the request it came with: Precheck, then
+// Complete. Only a proof that passes every other check is recorded in the
+// replay cache.
 //
 // Failures match ErrInvalidProof (a replay also matches ErrReplay); a
-// misconfigured verifier returns ErrInvalidConfig; a replay cache failure
-// is returned wrapped and matches neither.
+// verifier not made by NewProofVerifier returns ErrInvalidConfig; a replay
+// cache failure is returned wrapped and matches neither.
 func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
-	if v.Replay == nil {
-		return nil, newErr(ErrInvalidConfig, "ProofVerifier.Replay is nil")
-	}
-	if v.Audience == "" {
-		return nil, newErr(ErrInvalidConfig, "ProofVerifier.Audience is empty")
-	}
-	wantAud, err := pass.Origin(v.Audience)
+	p, err := v.Precheck(jwt, req)
 	if err != nil {
-		return nil, wrapErr(ErrInvalidConfig, "ProofVerifier.Audience is not an origin", err)
+		return nil, err
 	}
-	skew := orDefault(v.Skew, DefaultSkew)
-	maxLife := orDefault(v.MaxLifetime, DefaultMaxLifetime)
-	now := nowFunc(v.Now)
+	return v.Complete(ctx, p, cnf, req)
+}
 
+// Precheck parses a harness proof and runs, on its UNVERIFIED claims,
+// every check that needs neither the holder key nor the replay cache:
+// header rules, claim presence and kind, times and lifetime, aud, iss
+// (when req.HarnessID is set) and htm/htu/aph. A Service calls it before it
+// asks the Authority to validate (and so consume) the pass, so that a
+// proof that can never succeed does not cost the pass. It records nothing;
+// pass the returned Proof to Complete once cnf is known.
+func (v *ProofVerifier) Precheck(jwt string, req ProofRequest) (*Proof, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	tok, err := jwtcheck.Parse(jwt, jwtcheck.HarnessProof)
+	if err != nil {
+		return nil, checkErr(ErrInvalidProof, err)
+	}
+	if err := v.checkClaims(tok, req); err != nil {
+		return nil, err
+	}
+	return &Proof{tok: tok}, nil
+}
+
+// Complete finishes the verification of a prechecked proof: the claim
+// checks again with req (which may now name the harness and require the
+// binding), the signature by cnf, and last the replay step.
+func (v *ProofVerifier) Complete(ctx context.Context, p *Proof, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
+	if p == nil || p.tok == nil {
+		return nil, newErr(ErrInvalidProof, "no prechecked proof")
+	}
 	key, err := ParsePublicJWK(cnf)
 	if err != nil {
 		return nil, wrapErr(ErrInvalidProof, "cnf.jwk", err)
 	}
-	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidProof, typ: TypeProof})
-	if err != nil {
+	tok := p.tok
+	if err := v.checkClaims(tok, req); err != nil {
 		return nil, err
 	}
-	payload, err := tok.verify(key, ErrInvalidProof)
-	if err != nil {
-		return nil, err
+	if err := tok.Verify(key); err != nil {
+		return nil, checkErr(ErrInvalidProof, err)
 	}
-	c, err := decodeClaims(payload, ErrInvalidProof)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkProofClaims(c, req, v.Strict, now, skew, maxLife, wantAud); err != nil {
-		return nil, err
-	}
+	c := &tok.Claims
 	exp := c.Expiry.Time()
-	replayed, err := v.Replay.Seen(ctx, c.Issuer, c.ID, exp.Add(skew))
-	if err != nil {
-		return nil, fmt.Errorf("dpop: replay check: %w", err)
+	if err := tok.Record(ctx, v.replay, c.Issuer, exp.Add(v.skew)); err != nil {
+		return nil, checkErr(ErrInvalidProof, err)
 	}
-	if replayed {
-		return nil, wrapErr(ErrInvalidProof, "jti replayed", ErrReplay)
-	}
-	out := &ProofClaims{
+	return &ProofClaims{
 		Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID,
 		HTM: c.HTM, HTU: c.HTU, APH: c.APH,
 		IssuedAt: c.IssuedAt.Time(), Expiry: exp,
-	}
-	return out, nil
+	}, nil
 }
 
-// checkProofClaims runs every claim check of a harness proof: presence,
-// kind (G-8), times, audience, issuer and the htm/htu/aph binding.
-func checkProofClaims(c *claims, req ProofRequest, strict bool, now time.Time, skew, maxLife time.Duration, wantAud string) error {
+func (v *ProofVerifier) check() error {
+	if v == nil || v.replay == nil || v.aud == "" {
+		return newErr(ErrInvalidConfig, "ProofVerifier not made by NewProofVerifier")
+	}
+	return nil
+}
+
+// checkClaims runs every claim check of a harness proof: presence, kind (a
+// task attestation is not a proof), times, audience, issuer and the
+// htm/htu/aph binding.
+func (v *ProofVerifier) checkClaims(tok *jwtcheck.Token, req ProofRequest) error {
+	c := &tok.Claims
 	switch {
 	case c.Issuer == "":
 		return newErr(ErrInvalidProof, "missing iss")
@@ -209,62 +264,34 @@ func checkProofClaims(c *claims, req ProofRequest, strict bool, now time.Time, s
 		return newErr(ErrInvalidProof, "missing aud")
 	case c.ID == "":
 		return newErr(ErrInvalidProof, "missing jti")
-	case len(c.ID) > maxJTIBytes:
-		return newErr(ErrInvalidProof, "jti too long")
 	case c.TaskID != nil || c.TaskDescriptionHash != nil:
 		return newErr(ErrInvalidProof, "task attestation claims in a proof")
 	}
-	if err := checkTimes(c, ErrInvalidProof, now, skew, maxLife); err != nil {
-		return err
+	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxLifetime: v.maxLife}); err != nil {
+		return checkErr(ErrInvalidProof, err)
 	}
 	if len(c.Audience) != 1 {
 		return newErr(ErrInvalidProof, "aud must name exactly one Service")
 	}
-	if gotAud, err := pass.Origin(c.Audience[0]); err != nil || gotAud != wantAud {
+	if gotAud, err := pass.Origin(c.Audience[0]); err != nil || gotAud != v.aud {
 		return newErr(ErrInvalidProof, "aud mismatch")
 	}
 	if req.HarnessID != "" && c.Issuer != req.HarnessID {
 		return newErr(ErrInvalidProof, "iss mismatch")
 	}
-	return checkBinding(c, req, strict)
-}
-
-// Precheck runs, on the UNVERIFIED claims of a harness proof, every check
-// of Verify that needs neither the holder key nor the replay cache: header
-// rules, claim presence and kind, times and lifetime, aud, iss (when
-// req.HarnessID is set) and htm/htu/aph. A Service calls it before it asks
-// the Authority to validate (and so consume) the pass, so that a proof
-// that can never succeed does not cost the pass. It records nothing and
-// never replaces Verify, which must still run once cnf is known.
-func (v *ProofVerifier) Precheck(jwt string, req ProofRequest) error {
-	if v.Audience == "" {
-		return newErr(ErrInvalidConfig, "ProofVerifier.Audience is empty")
-	}
-	wantAud, err := pass.Origin(v.Audience)
-	if err != nil {
-		return wrapErr(ErrInvalidConfig, "ProofVerifier.Audience is not an origin", err)
-	}
-	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidProof, typ: TypeProof})
-	if err != nil {
-		return err
-	}
-	c, err := decodeClaims(tok.jws.UnsafePayloadWithoutVerification(), ErrInvalidProof)
-	if err != nil {
-		return err
-	}
-	return checkProofClaims(c, req, v.Strict, nowFunc(v.Now), orDefault(v.Skew, DefaultSkew), orDefault(v.MaxLifetime, DefaultMaxLifetime), wantAud)
+	return checkBinding(c, req)
 }
 
 // checkBinding compares htm, htu and aph with the request.
-func checkBinding(c *claims, req ProofRequest, strict bool) error {
-	if strict {
+func checkBinding(c *claims, req ProofRequest) error {
+	if req.RequireBinding {
 		switch {
 		case c.HTM == "":
-			return newErr(ErrInvalidProof, "missing htm (strict)")
+			return newErr(ErrInvalidProof, "missing htm (binding required)")
 		case c.HTU == "":
-			return newErr(ErrInvalidProof, "missing htu (strict)")
+			return newErr(ErrInvalidProof, "missing htu (binding required)")
 		case c.APH == "":
-			return newErr(ErrInvalidProof, "missing aph (strict)")
+			return newErr(ErrInvalidProof, "missing aph (binding required)")
 		}
 	}
 	if c.HTM != "" && (req.Method == "" || c.HTM != req.Method) {
@@ -335,9 +362,9 @@ func SameHTU(a, b string) bool {
 
 // newJTI returns 128 random bits, base64url.
 func newJTI() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("dpop: random jti: %w", err)
+	id, err := jwtcheck.NewJTI()
+	if err != nil {
+		return "", fmt.Errorf("dpop: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return id, nil
 }

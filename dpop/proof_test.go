@@ -1,6 +1,8 @@
 package dpop
 
 import (
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,12 +23,12 @@ func baseProofClaims() map[string]any {
 
 var proofHeader = map[string]any{"typ": TypeProof}
 
-func newProofVerifier(now time.Time) *ProofVerifier {
-	return &ProofVerifier{
+func newProofVerifier(t testing.TB, now time.Time) *ProofVerifier {
+	return mustProofVerifier(t, ProofVerifierConfig{
 		Audience: svcOrigin,
 		Replay:   NewMemoryReplayCache(100, fixed(now)),
 		Now:      fixed(now),
-	}
+	})
 }
 
 var proofReq = ProofRequest{Method: "POST", URL: redeemURL, AgentPass: passValue, HarnessID: harnessID}
@@ -44,9 +46,10 @@ func TestHarnessProofRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := newProofVerifier(t0.Add(5 * time.Second))
-			v.Strict = true
-			got, err := v.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
+			v := newProofVerifier(t, t0.Add(5*time.Second))
+			req := proofReq
+			req.RequireBinding = true
+			got, err := v.Verify(context.Background(), tok, k.PublicJSON(), req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +65,7 @@ func TestHarnessProofRoundTrip(t *testing.T) {
 				t.Errorf("claims (-want +got):\n%s", diff)
 			}
 			tok2, _ := k.HarnessProof(ProofParams{HarnessID: harnessID, Audience: svcOrigin, Now: t0})
-			got2, err := newProofVerifier(t0).Verify(context.Background(), tok2, k.PublicJSON(), ProofRequest{})
+			got2, err := newProofVerifier(t, t0).Verify(context.Background(), tok2, k.PublicJSON(), ProofRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +198,7 @@ func TestProofVerify(t *testing.T) {
 		{name: "cnf symmetric", cnf: json.RawMessage(`{"kty":"oct","k":"c2VjcmV0"}`), token: good, reason: "cnf.jwk", also: ErrInvalidKey},
 		{name: "not a JWS", token: func(*testing.T) string { return "a.b" }, reason: "not a compact JWS"},
 		{name: "empty", token: func(*testing.T) string { return "" }, reason: "empty token"},
-		{name: "too large", token: func(*testing.T) string { return strings.Repeat("a", maxTokenBytes+1) }, reason: "too large"},
+		{name: "too large", token: func(*testing.T) string { return strings.Repeat("a", jwtcheck.HarnessProof.MaxBytes+1) }, reason: "too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,8 +206,7 @@ func TestProofVerify(t *testing.T) {
 			if now.IsZero() {
 				now = t0
 			}
-			v := newProofVerifier(now)
-			v.Strict = tt.strict
+			v := newProofVerifier(t, now)
 			cnf := tt.cnf
 			if cnf == nil {
 				cnf = k.PublicJSON()
@@ -213,6 +215,7 @@ func TestProofVerify(t *testing.T) {
 			if tt.req != nil {
 				req = *tt.req
 			}
+			req.RequireBinding = tt.strict
 			tok := tt.token(t)
 			if tt.twice {
 				if _, err := v.Verify(context.Background(), tok, cnf, req); err != nil {
@@ -243,7 +246,7 @@ func TestProofVerify(t *testing.T) {
 // A rejected proof does not burn its jti; only accepted proofs are recorded.
 func TestProofRejectedNotRecorded(t *testing.T) {
 	k := mustKey(t, "")
-	v := newProofVerifier(t0)
+	v := newProofVerifier(t, t0)
 	tok := craft(t, k, proofHeader, baseProofClaims(), nil)
 	if _, err := v.Verify(context.Background(), tok, k.PublicJSON(), ProofRequest{Method: "GET", URL: redeemURL, AgentPass: passValue}); err == nil {
 		t.Fatal("wrong method accepted")
@@ -259,18 +262,29 @@ func TestProofVerifierConfig(t *testing.T) {
 	tok := craft(t, k, proofHeader, baseProofClaims(), nil)
 	tests := []struct {
 		name string
-		v    ProofVerifier
+		cfg  ProofVerifierConfig
 	}{
-		{"empty audience", ProofVerifier{Replay: NewMemoryReplayCache(1, nil)}},
-		{"audience not an origin", ProofVerifier{Audience: "service.example", Replay: NewMemoryReplayCache(1, nil)}},
-		{"no replay cache", ProofVerifier{Audience: svcOrigin}},
+		{"empty audience", ProofVerifierConfig{Replay: NewMemoryReplayCache(1, nil)}},
+		{"audience not an origin", ProofVerifierConfig{Audience: "service.example", Replay: NewMemoryReplayCache(1, nil)}},
+		{"no replay cache", ProofVerifierConfig{Audience: svcOrigin}},
+		{"negative skew", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), Skew: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.v.Now = fixed(t0)
-			_, err := tt.v.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
+			tt.cfg.Now = fixed(t0)
+			v, err := NewProofVerifier(tt.cfg)
 			wantReason(t, err, ErrInvalidConfig, "")
+			if v != nil {
+				t.Error("verifier returned with an error")
+			}
 		})
+	}
+	// The zero value refuses every proof.
+	var zero ProofVerifier
+	_, err := zero.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
+	wantReason(t, err, ErrInvalidConfig, "")
+	if _, err := zero.Precheck(tok, proofReq); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("zero Precheck: err = %v", err)
 	}
 }
 
@@ -278,8 +292,7 @@ func TestProofVerifierConfig(t *testing.T) {
 // invalid proof (fail closed, answer 503).
 func TestProofReplayCacheFull(t *testing.T) {
 	k := mustKey(t, "")
-	v := newProofVerifier(t0)
-	v.Replay = NewMemoryReplayCache(1, fixed(t0))
+	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, fixed(t0)), Now: fixed(t0)})
 	first := craft(t, k, proofHeader, baseProofClaims(), nil)
 	second := craft(t, k, proofHeader, with(baseProofClaims(), "jti", "jti-2"), nil)
 	if _, err := v.Verify(context.Background(), first, k.PublicJSON(), proofReq); err != nil {
@@ -352,8 +365,8 @@ func TestProofPrecheck(t *testing.T) {
 	}
 	const svc, url, ap = "https://svc.example.com", "https://svc.example.com/agentpass/redeem-bearer-token", "ap_value"
 	replay := NewMemoryReplayCache(10, func() time.Time { return now })
-	v := &ProofVerifier{Audience: svc, Strict: true, Replay: replay, Now: func() time.Time { return now }}
-	req := ProofRequest{Method: "POST", URL: url, AgentPass: ap}
+	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svc, Replay: replay, Now: func() time.Time { return now }})
+	req := ProofRequest{Method: "POST", URL: url, AgentPass: ap, RequireBinding: true}
 	mk := func(p ProofParams) string {
 		p.HarnessID, p.Now = "h1", now
 		if p.Audience == "" {
@@ -366,7 +379,7 @@ func TestProofPrecheck(t *testing.T) {
 		return s
 	}
 	good := mk(ProofParams{Method: "POST", URL: url, AgentPass: ap})
-	if err := v.Precheck(good, req); err != nil {
+	if _, err := v.Precheck(good, req); err != nil {
 		t.Fatalf("good proof refused: %v", err)
 	}
 	if replay.Len() != 0 {
@@ -383,7 +396,7 @@ func TestProofPrecheck(t *testing.T) {
 		"strict missing": mk(ProofParams{Method: "POST"}),
 		"garbage":        "a.b.c",
 	} {
-		if err := v.Precheck(bad, req); !errors.Is(err, ErrInvalidProof) {
+		if _, err := v.Precheck(bad, req); !errors.Is(err, ErrInvalidProof) {
 			t.Errorf("%s: Precheck = %v, want ErrInvalidProof", name, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 // DescriptionHash returns task_description_hash for a task description:
@@ -59,8 +61,8 @@ func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Du
 //  4. task_description_hash equals DescriptionHash(description), compared
 //     case-insensitively in constant time (TATT-8, G-22);
 //  5. iss equals harnessID (TATT-9);
-//  6. it is not expired, iat is not beyond skew in the future, and exp - iat
-//     is at most DefaultMaxLifetime (TATT-10, G-7).
+//  6. it is not expired, iat and nbf are not beyond skew in the future, and
+//     exp - iat is at most DefaultMaxLifetime (TATT-10, G-7).
 //
 // A zero now means time.Now(); a zero skew means DefaultSkew. Errors match
 // ErrInvalidTaskAttestation.
@@ -79,18 +81,14 @@ func VerifyTaskAttestation(jwt string, cnf json.RawMessage, harnessID, taskID, d
 	if err != nil {
 		return wrapErr(ErrInvalidTaskAttestation, "harness.cnf.jwk", err)
 	}
-	tok, err := parseToken(jwt, parseRules{kind: ErrInvalidTaskAttestation, typ: TypeTaskAttestation})
+	tok, err := jwtcheck.Parse(jwt, jwtcheck.TaskAttestation)
 	if err != nil {
-		return err
+		return checkErr(ErrInvalidTaskAttestation, err)
 	}
-	payload, err := tok.verify(key, ErrInvalidTaskAttestation)
-	if err != nil {
-		return err
+	if err := tok.Verify(key); err != nil {
+		return checkErr(ErrInvalidTaskAttestation, err)
 	}
-	c, err := decodeClaims(payload, ErrInvalidTaskAttestation)
-	if err != nil {
-		return err
-	}
+	c := &tok.Claims
 	if c.TaskID == nil || c.TaskDescriptionHash == nil {
 		return newErr(ErrInvalidTaskAttestation, "missing task_id or task_description_hash")
 	}
@@ -107,5 +105,8 @@ func VerifyTaskAttestation(jwt string, cnf json.RawMessage, harnessID, taskID, d
 	if c.Issuer != harnessID {
 		return newErr(ErrInvalidTaskAttestation, "iss mismatch")
 	}
-	return checkTimes(c, ErrInvalidTaskAttestation, now, skew, DefaultMaxLifetime)
+	if err := jwtcheck.CheckTimes(tok, now, jwtcheck.TimeRules{Skew: skew, MaxLifetime: DefaultMaxLifetime}); err != nil {
+		return checkErr(ErrInvalidTaskAttestation, err)
+	}
+	return nil
 }

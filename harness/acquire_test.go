@@ -116,9 +116,12 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
-	pv := &dpop.ProofVerifier{Audience: authSvc, Strict: true, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow}
+	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, cl := range f.callsTo(statusURL) {
-		if _, err := pv.Verify(ctx, cl.Header.Get(ProofHeader), ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "GET", URL: statusURL, AgentPass: requestID, HarnessID: harnessID}); err != nil {
+		if _, err := pv.Verify(ctx, cl.Header.Get(ProofHeader), ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "GET", URL: statusURL, AgentPass: requestID, HarnessID: harnessID, RequireBinding: true}); err != nil {
 			t.Errorf("status proof: %v", err)
 		}
 	}
@@ -162,8 +165,11 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Fatal("no harness_proof (H-RED-5)")
 	}
 	// HB-4..6 with the holder-binding extension (htm, htu, aph).
-	sv := &dpop.ProofVerifier{Audience: svcOrigin, Strict: true, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow}
-	if _, err := sv.Verify(ctx, rb.HarnessProof.JWT, ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "POST", URL: svcOrigin + "/redeem-bearer-token", AgentPass: passValue, HarnessID: harnessID}); err != nil {
+	sv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svcOrigin, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sv.Verify(ctx, rb.HarnessProof.JWT, ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "POST", URL: svcOrigin + "/redeem-bearer-token", AgentPass: passValue, HarnessID: harnessID, RequireBinding: true}); err != nil {
 		t.Errorf("harness proof (HB-6): %v", err)
 	}
 	pc := claimsOf(t, rb.HarnessProof.JWT)

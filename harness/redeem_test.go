@@ -168,7 +168,10 @@ func TestDPoPToken(t *testing.T) {
 	f := newFake(t)
 	ctx := context.Background()
 	replay := dpop.NewMemoryReplayCache(100, fixedNow)
-	dv := &dpop.DPoPVerifier{Replay: replay, Now: fixedNow}
+	dv, err := dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{Replay: replay, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var jkt string
 	f.redeem = func(w http.ResponseWriter, _ int, r *http.Request, _ []byte) {
 		claims, err := dv.Verify(ctx, r.Header.Get("DPoP"), "POST", svcOrigin+"/redeem-bearer-token", "", "")

@@ -89,8 +89,11 @@ type env struct {
 	clock *clock
 	logs  *syncBuffer
 	store *service.MemoryStore
-	svc   *service.Service
-	cfg   service.Config
+	// replay is the Service's replay cache (every kind, prefixed), so
+	// tests can count its entries.
+	replay *dpop.MemoryReplayCache
+	svc    *service.Service
+	cfg    service.Config
 	// client reaches the network's hosts without keep-alives.
 	client *http.Client
 
@@ -135,7 +138,9 @@ func (e *env) start(mutate func(*service.Config)) {
 		t.Fatal(err)
 	}
 	e.store = service.NewMemoryStore()
+	e.replay = dpop.NewMemoryReplayCache(0, e.clock.Now)
 	e.cfg = service.Config{
+		ReplayCache:      e.replay,
 		Origin:           appURL,
 		Name:             "Tickets",
 		Keys:             keys,
@@ -299,18 +304,25 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Authenticate the Service like a real Authority (A-VAL-1..3, S-RED-2).
 	tok := httpx.BearerToken(r)
-	iss, err := assertion.PeekIssuer(tok)
+	parsed, err := assertion.Parse(tok)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "no assertion"))
 		return
 	}
+	iss := parsed.Issuer()
 	info, err := a.e.authorityDiscovery().DiscoverService(r.Context(), iss)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "unknown service"))
 		return
 	}
-	v := assertion.Verifier{Keys: a.e.authorityDiscovery(), Now: a.e.clock.Now}
-	claims, err := v.Verify(r.Context(), tok, info.Configuration.JWKSURI, iss, cfg.Authority)
+	v, err := assertion.NewVerifier(assertion.Config{
+		Keys: a.e.authorityDiscovery(), Audience: cfg.Authority,
+		Replay: dpop.NewMemoryReplayCache(0, a.e.clock.Now), Now: a.e.clock.Now,
+	})
+	if err != nil {
+		panic(err)
+	}
+	claims, err := v.Verify(r.Context(), parsed, info.Configuration.JWKSURI, iss)
 	if err != nil {
 		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, err.Error()))
 		return

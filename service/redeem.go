@@ -78,18 +78,23 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	}
 
 	// RFC 9449 binding request: checked before the pass is consumed, so a
-	// bad DPoP proof does not burn it.
-	var jkt string
+	// bad DPoP proof does not burn it; its jti is recorded only once the
+	// pass and the holder proof have been accepted (below), so proofs
+	// without a valid pass take no space in the replay store.
+	var (
+		jkt       string
+		dpopProof *dpop.DPoPProof
+	)
 	if typ == pass.BearerToken {
 		if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
 			if len(proofs) > 1 {
 				return nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "more than one DPoP header")
 			}
-			c, err := s.dpop.Verify(ctx, proofs[0], http.MethodPost, endpoint, "", "")
+			p, err := s.dpop.Check(proofs[0], http.MethodPost, endpoint, "", "")
 			if err != nil {
 				return nil, proofError(err, pass.CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
 			}
-			jkt = c.JKT
+			dpopProof, jkt = p, p.Claims().JKT
 		}
 	}
 
@@ -105,14 +110,15 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 
 	// A proof whose claims can never verify (wrong htu, htm, aud or aph,
 	// bad times) is refused before the Authority consumes the pass, so an
-	// honest but misconfigured Harness keeps its pass. Presence rules
-	// (strict mode) and the signature wait for cnf, in step 7.
+	// honest but misconfigured Harness keeps its pass. Presence rules and
+	// the signature wait for cnf, in step 7, which completes this parse.
+	var proof *dpop.Proof
 	if req.HarnessProof != nil {
-		pre := s.proofs
-		pre.Strict = false
-		if err := pre.Precheck(req.HarnessProof.JWT, dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value}); err != nil {
+		p, err := s.proofs.Precheck(req.HarnessProof.JWT, dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value})
+		if err != nil {
 			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
 		}
+		proof = p
 	}
 
 	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
@@ -171,11 +177,14 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 			return nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidHarnessProof,
 				"the AgentPass is holder-bound: harness_proof is required")
 		}
-		preq := dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value}
+		preq := dpop.ProofRequest{
+			Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value,
+			RequireBinding: !s.cfg.AllowUnboundProofs,
+		}
 		if vr.Harness != nil {
 			preq.HarnessID = vr.Harness.ID
 		}
-		claims, err := s.proofs.Verify(ctx, req.HarnessProof.JWT, vr.Cnf.JWK, preq)
+		claims, err := s.proofs.Complete(ctx, proof, vr.Cnf.JWK, preq)
 		if err != nil {
 			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
 		}
@@ -232,6 +241,13 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		}
 	}
 
+	// The last step of the DPoP proof's verification: every trust check
+	// has passed, so its jti may now take space in the replay store.
+	if dpopProof != nil {
+		if err := s.dpop.Record(ctx, dpopProof); err != nil {
+			return nil, proofError(err, pass.CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
+		}
+	}
 	if typ == pass.BearerToken {
 		return s.mintToken(ctx, rec, jkt, now)
 	}

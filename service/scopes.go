@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/agentpass-go/agentpass/internal/assertion"
@@ -34,12 +35,13 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 	if req.Task != nil {
 		a.task = req.Task.ID
 	}
-	iss, err := assertion.PeekIssuer(token)
+	tok, err := assertion.Parse(token)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
 		return
 	}
+	iss := tok.Issuer()
 	a.authority = iss
 	ctx := r.Context()
 	set, err := s.trustFor(ctx, req.User.Email)
@@ -52,29 +54,23 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, a, err)
 		return
 	}
-	claims, err := s.verifier.Verify(ctx, token, src.cfg.JWKSURI, src.cfg.Authority, s.cfg.origin)
-	if err != nil {
-		if ctx.Err() != nil {
+	// The verifier ends with the jti replay step, shared by replicas
+	// through the Store: every assertion of our Authorities carries a
+	// fresh jti, so a repeated one is a replay.
+	if _, err := s.verifier.Verify(ctx, tok, src.cfg.JWKSURI, src.cfg.Authority); err != nil {
+		switch {
+		case ctx.Err() != nil:
 			s.fail(w, r, a, ctx.Err())
-			return
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
-		return
-	}
-	// G-8: every assertion of our Authorities carries a fresh jti, so a
-	// repeated one is a replay (shared by replicas through the ReplayCache).
-	if claims.JTI != "" {
-		replayed, err := s.replay.assertion.Seen(ctx, claims.Issuer, claims.JTI, claims.Expiry.Add(assertion.DefaultSkew))
-		if err != nil {
-			s.fail(w, r, a, pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err))
-			return
-		}
-		if replayed {
+		case errors.Is(err, assertion.ErrReplay):
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed"))
-			return
+			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed").WithCause(err))
+		case errors.Is(err, assertion.ErrInvalid):
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
+		default:
+			s.fail(w, r, a, pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err))
 		}
+		return
 	}
 	q := ScopeQuery{User: req.User.Email, Agent: req.Agent.ID, Task: req.Task, Authority: src.ref.Authority, TrustMode: src.mode}
 	scopes, err := s.availableScopes(r, q)

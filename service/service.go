@@ -25,9 +25,9 @@ type Service struct {
 	mux       *http.ServeMux
 	urls      endpointURLs
 	configDoc []byte
-	verifier  assertion.Verifier
-	proofs    dpop.ProofVerifier
-	dpop      dpop.DPoPVerifier
+	verifier  *assertion.Verifier
+	proofs    *dpop.ProofVerifier
+	dpop      *dpop.DPoPVerifier
 	replay    replayCaches
 	checks    singleflight.Group
 	limits    limiters
@@ -79,16 +79,26 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}
 	s.replay = newReplayCaches(st.ReplayCache, st.Now)
-	s.verifier = assertion.Verifier{Keys: st.Discovery, Now: st.Now}
-	s.proofs = dpop.ProofVerifier{
+	// Assertion replay entries keep their "assertion:"+iss key: the
+	// verifier adds the prefix.
+	if s.verifier, err = assertion.NewVerifier(assertion.Config{
+		Keys: st.Discovery, Audience: st.origin,
+		Replay: s.replay.assertion, Now: st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if s.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{
 		Audience: st.origin,
-		Strict:   !st.AllowUnboundProofs,
 		Replay:   s.replay.harness,
 		Now:      st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
-	s.dpop = dpop.DPoPVerifier{
+	if s.dpop, err = dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{
 		Replay: s.replay.dpop,
 		Now:    st.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("service: %w", err)
 	}
 
 	if s.limits, err = newLimiters(st.RateLimits, st.Now); err != nil {
@@ -240,9 +250,10 @@ func newReplayCaches(shared dpop.ReplayCache, now func() time.Time) replayCaches
 		return dpop.NewMemoryReplayCache(size, now)
 	}
 	return replayCaches{
-		harness:   namespaced(cache(harnessReplayEntries), "service:harness-proof:"),
-		dpop:      namespaced(cache(dpopReplayEntries), "service:dpop:"),
-		assertion: namespaced(cache(assertReplayEntries), "service:assertion:"),
+		harness: namespaced(cache(harnessReplayEntries), "service:harness-proof:"),
+		dpop:    namespaced(cache(dpopReplayEntries), "service:dpop:"),
+		// The assertion verifier prefixes its issuers with "assertion:".
+		assertion: namespaced(cache(assertReplayEntries), "service:"),
 	}
 }
 

@@ -29,6 +29,7 @@ type Service struct {
 	disc       *discovery.Client
 	trustedCfg string
 	now        func() time.Time
+	verifier   *assertion.Verifier
 
 	mu      sync.Mutex
 	scopes  []pass.ScopeInfo
@@ -60,6 +61,12 @@ func NewService(n *testnet.Network, host, authorityConfigURL string, now func() 
 		Origin: "https://" + host, ConfigURL: "https://" + host + "/agentpass-service.json", Keys: ks, disc: disc,
 		trustedCfg: authorityConfigURL, now: now,
 		scopes: []pass.ScopeInfo{{Name: "tickets:read", Description: "Read tickets"}, {Name: "tickets:write"}, {Name: "admin"}},
+	}
+	// The verifier records each assertion's jti, as a Service does.
+	if s.verifier, err = assertion.NewVerifier(assertion.Config{
+		Keys: disc, Audience: s.Origin, Replay: dpop.NewMemoryReplayCache(0, now), Now: now,
+	}); err != nil {
+		panic(err)
 	}
 	n.Serve(host, s)
 	n.PublishService(host, s.ConfigURL)
@@ -168,7 +175,7 @@ func (s *Service) serveScopes(w http.ResponseWriter, r *http.Request) {
 // verify checks an Authority assertion: iss must be the trusted
 // Authority's identifier, keys from its jwks_uri, aud this Service.
 func (s *Service) verify(ctx context.Context, tok string) (*assertion.Claims, error) {
-	iss, err := assertion.PeekIssuer(tok)
+	parsed, err := assertion.Parse(tok)
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +183,10 @@ func (s *Service) verify(ctx context.Context, tok string) (*assertion.Claims, er
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Authority != iss {
+	if cfg.Authority != parsed.Issuer() {
 		return nil, assertion.ErrInvalid
 	}
-	v := assertion.Verifier{Keys: s.disc, Now: s.now}
-	return v.Verify(ctx, tok, cfg.JWKSURI, iss, s.Origin)
+	return s.verifier.Verify(ctx, parsed, cfg.JWKSURI, parsed.Issuer())
 }
 
 // Post sends a JSON body with the Service's assertion for aud to url and

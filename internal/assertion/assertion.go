@@ -11,47 +11,49 @@ package assertion
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/agentpass-go/agentpass/dpop"
-	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 // Type is the typ header our assertions carry. Verifiers also accept a
 // missing typ or "JWT" from plain v0.1 peers, but never another kind's typ.
-const Type = "agentpass-assertion+jwt"
+const Type = jwtcheck.TypeAssertion
 
-// Defaults (gap G-7).
+// Defaults: short lifetimes, because an assertion authenticates one call.
 const (
 	DefaultTTL         = 60 * time.Second
 	DefaultSkew        = 60 * time.Second
 	DefaultMaxLifetime = 300 * time.Second
-	maxTokenBytes      = 8 << 10
 )
-
-// algorithms is the allow-list verification uses: this package's own copy
-// of dpop.Algorithms (asymmetric only, gap G-6), taken at initialisation so
-// that a program changing the exported slice cannot weaken verification.
-var algorithms = slices.Clone(dpop.Algorithms)
 
 // ErrInvalid is matched by every verification failure.
 var ErrInvalid = errors.New("assertion: invalid")
 
+// ErrReplay is matched, with ErrInvalid, by an assertion whose jti was
+// already accepted.
+var ErrReplay = errors.New("assertion: replayed jti")
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// fromCheck maps a failure of the shared pipeline to ErrInvalid; a replay
+// cache failure stays outside ErrInvalid (the caller answers "try again").
+func fromCheck(err error) error {
+	var e *jwtcheck.Error
+	switch {
+	case !errors.As(err, &e):
+		return fmt.Errorf("assertion: %w", err)
+	case errors.Is(err, jwtcheck.ErrReplay):
+		return fmt.Errorf("%w: %w", ErrInvalid, ErrReplay)
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, e.Reason)
 }
 
 // Claims are the verified claims of an assertion.
@@ -64,34 +66,15 @@ type Claims struct {
 }
 
 type wireClaims struct {
-	Issuer   string   `json:"iss"`
-	Audience audience `json:"aud"`
-	IssuedAt int64    `json:"iat"`
-	Expiry   int64    `json:"exp"`
-	JTI      string   `json:"jti"`
-}
-
-// audience is the aud claim: a string, or (as JWT libraries often write it)
-// an array holding exactly one string. Several audiences are refused: an
-// assertion names one recipient.
-type audience string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*a = audience(s)
-		return nil
-	}
-	var list []string
-	if err := json.Unmarshal(b, &list); err != nil || len(list) != 1 {
-		return errors.New("aud must be a string or an array of one string")
-	}
-	*a = audience(list[0])
-	return nil
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"`
+	IssuedAt int64  `json:"iat"`
+	Expiry   int64  `json:"exp"`
 }
 
 // Sign returns an assertion from iss to aud signed with key, valid for ttl
-// (DefaultTTL when zero, at most DefaultMaxLifetime) from now.
+// (DefaultTTL when zero, at most DefaultMaxLifetime) from now, with a fresh
+// jti.
 func Sign(key *dpop.Key, iss, aud string, ttl time.Duration, now time.Time) (string, error) {
 	if key == nil || iss == "" || aud == "" {
 		return "", errors.New("assertion: Sign needs a key, an issuer and an audience")
@@ -103,77 +86,37 @@ func Sign(key *dpop.Key, iss, aud string, ttl time.Duration, now time.Time) (str
 		ttl = DefaultMaxLifetime
 	}
 	return dpop.SignJWT(key, Type, wireClaims{
-		Issuer: iss, Audience: audience(aud), IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(), JTI: secret.ID(""),
+		Issuer: iss, Audience: aud, IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(),
 	})
 }
 
-func parse(token string) (*jwt.JSONWebToken, error) {
+// Token is an assertion parsed once: its header passed the shared rules
+// and its claims are decoded, but nothing in it is trusted until
+// [Verifier.Verify] succeeds.
+type Token struct {
+	tok *jwtcheck.Token
+}
+
+// Parse decodes an assertion and checks everything that needs no key. The
+// caller reads the UNVERIFIED [Token.Issuer] to choose which of its own
+// trust sources to consult, then calls Verify with the same Token.
+func Parse(token string) (*Token, error) {
 	if token == "" {
 		return nil, invalidf("missing")
 	}
-	if len(token) > maxTokenBytes {
-		return nil, invalidf("too large")
-	}
-	tok, err := jwt.ParseSigned(token, algorithms)
+	t, err := jwtcheck.Parse(token, jwtcheck.Assertion)
 	if err != nil {
-		return nil, invalidf("malformed or disallowed algorithm: %v", err)
+		return nil, fromCheck(err)
 	}
-	if len(tok.Headers) != 1 {
-		return nil, invalidf("must have exactly one signature")
+	if t.Claims.Issuer == "" {
+		return nil, invalidf("no iss")
 	}
-	h := tok.Headers[0]
-	if err := checkRawHeader(token); err != nil {
-		return nil, err
-	}
-	if v, present := h.ExtraHeaders[jose.HeaderType]; present {
-		typ, ok := v.(string)
-		if !ok {
-			return nil, invalidf("typ is not a string")
-		}
-		if typ != Type && !strings.EqualFold(typ, "JWT") {
-			return nil, invalidf("wrong typ %q", trunc(typ, 40))
-		}
-	}
-	return tok, nil
+	return &Token{tok: t}, nil
 }
 
-// checkRawHeader rejects headers that point at keys or certificates other
-// than the ones the verifier chose (gap G-6), and critical extensions.
-func checkRawHeader(token string) error {
-	enc, _, _ := strings.Cut(token, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil {
-		return invalidf("malformed header")
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return invalidf("malformed header")
-	}
-	for _, name := range []string{"jwk", "jku", "x5u", "x5c", "crit"} {
-		if _, ok := m[name]; ok {
-			return invalidf("header %q is not accepted", name)
-		}
-	}
-	return nil
-}
-
-// PeekIssuer returns the UNVERIFIED iss of an assertion, so a verifier can
-// choose which of its own trust sources to consult. Never fetch a URL derived
-// from it without first mapping it to a trusted configuration.
-func PeekIssuer(token string) (string, error) {
-	tok, err := parse(token)
-	if err != nil {
-		return "", err
-	}
-	var c wireClaims
-	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
-		return "", invalidf("claims: %v", err)
-	}
-	if c.Issuer == "" {
-		return "", invalidf("no iss")
-	}
-	return c.Issuer, nil
-}
+// Issuer returns the UNVERIFIED iss. Never fetch a URL derived from it
+// without first mapping it to a trusted configuration.
+func (t *Token) Issuer() string { return t.tok.Claims.Issuer }
 
 // KeyFinder finds a public key by kid in the JWKS at jwksURL. The discovery
 // client implements it with caching and rate-limited refetching.
@@ -181,103 +124,109 @@ type KeyFinder interface {
 	LookupKey(ctx context.Context, jwksURL, kid string) (*jose.JSONWebKey, error)
 }
 
-// Verifier verifies assertions. The zero value is not usable: Keys is
-// required. It is safe for concurrent use.
+// Config configures [NewVerifier].
+type Config struct {
+	// Keys finds the issuer's keys. Required.
+	Keys KeyFinder
+	// Audience is this party's identifier, the aud every assertion must
+	// carry. Required.
+	Audience string
+	// Replay records (iss, jti) until exp + Skew, so an assertion is
+	// accepted once. Required. An assertion without jti (a plain v0.1
+	// peer) cannot be recorded and is accepted; ours always carry one.
+	Replay dpop.ReplayCache
+	// Skew is the clock leeway. Zero means DefaultSkew.
+	Skew time.Duration
+	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier verifies assertions. Create it with [NewVerifier]; the zero
+// value refuses every assertion. It is safe for concurrent use if its
+// KeyFinder and replay cache are.
 type Verifier struct {
-	Keys        KeyFinder
-	Skew        time.Duration    // default DefaultSkew
-	MaxLifetime time.Duration    // exp - iat bound; default DefaultMaxLifetime
-	Now         func() time.Time // default time.Now
+	keys    KeyFinder
+	aud     string
+	replay  dpop.ReplayCache
+	skew    time.Duration
+	maxLife time.Duration
+	now     func() time.Time
 }
 
-// Verify checks the assertion's signature against the key named by its kid
-// in the JWKS at jwksURL, that iss is wantIss and aud is wantAud exactly,
-// and its times. Empty expectations are an error, never "skip the check".
-func (v *Verifier) Verify(ctx context.Context, token, jwksURL, wantIss, wantAud string) (*Claims, error) {
-	if v == nil || v.Keys == nil || jwksURL == "" || wantIss == "" || wantAud == "" {
-		return nil, errors.New("assertion: Verify needs Keys, a JWKS URL, an issuer and an audience")
-	}
-	tok, err := parse(token)
-	if err != nil {
-		return nil, err
-	}
-	h := tok.Headers[0]
-	key, err := v.Keys.LookupKey(ctx, jwksURL, h.KeyID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: signing key %q not found: %w", ErrInvalid, h.KeyID, err)
-	}
-	if err := checkKey(key, h.Algorithm); err != nil {
-		return nil, err
-	}
-	var c wireClaims
-	if err := tok.Claims(key.Key, &c); err != nil {
-		return nil, invalidf("signature: %v", err)
-	}
-	if c.Issuer != wantIss {
-		return nil, invalidf("iss %q is not %q", c.Issuer, wantIss)
-	}
-	if string(c.Audience) != wantAud {
-		return nil, invalidf("aud is not %q", wantAud)
-	}
-	if c.IssuedAt == 0 || c.Expiry == 0 {
-		return nil, invalidf("iat and exp are required")
-	}
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
-	}
-	skew := v.Skew
-	if skew <= 0 {
-		skew = DefaultSkew
-	}
-	maxLife := v.MaxLifetime
-	if maxLife <= 0 {
-		maxLife = DefaultMaxLifetime
-	}
-	iat, exp := time.Unix(c.IssuedAt, 0), time.Unix(c.Expiry, 0)
+// NewVerifier validates cfg and returns a verifier.
+func NewVerifier(cfg Config) (*Verifier, error) {
 	switch {
-	case !now.Before(exp.Add(skew)):
-		return nil, invalidf("expired")
-	case iat.After(now.Add(skew)):
-		return nil, invalidf("issued in the future")
-	case exp.Sub(iat) > maxLife:
-		return nil, invalidf("lifetime exceeds %s", maxLife)
-	case !exp.After(iat):
-		return nil, invalidf("exp is not after iat")
+	case cfg.Keys == nil:
+		return nil, errors.New("assertion: Config.Keys is nil")
+	case cfg.Audience == "":
+		return nil, errors.New("assertion: Config.Audience is empty")
+	case cfg.Replay == nil:
+		return nil, errors.New("assertion: Config.Replay is nil")
+	case cfg.Skew < 0 || cfg.MaxLifetime < 0:
+		return nil, errors.New("assertion: negative Skew or MaxLifetime")
 	}
-	return &Claims{Issuer: c.Issuer, Audience: string(c.Audience), JTI: c.JTI, IssuedAt: iat, Expiry: exp}, nil
+	v := &Verifier{keys: cfg.Keys, aud: cfg.Audience, replay: cfg.Replay, skew: cfg.Skew, maxLife: cfg.MaxLifetime, now: cfg.Now}
+	if v.skew == 0 {
+		v.skew = DefaultSkew
+	}
+	if v.maxLife == 0 {
+		v.maxLife = DefaultMaxLifetime
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
 }
 
-// checkKey applies the key rules of gap G-6 to the key a KeyFinder
-// returned, before it verifies anything: a public signing key of a
-// supported type and size (P-256, P-384, Ed25519, RSA of at least
-// dpop.MinRSABits) that fits the token's algorithm and the key's own alg.
-func checkKey(key *jose.JSONWebKey, alg string) error {
-	if key == nil || !key.IsPublic() {
-		return invalidf("no public key for the token's kid")
+// Verify completes the verification of a parsed assertion: the signature
+// with the key named by its kid in the JWKS at jwksURL (a URL the caller
+// found through its own trust source), iss equal to wantIss, aud equal to
+// the verifier's Audience, the times (iat, exp, nbf, lifetime), and last
+// the jti replay step. Failures match ErrInvalid (a replay also matches
+// ErrReplay); a replay cache failure matches neither.
+func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
+	if v == nil || v.keys == nil || v.replay == nil || v.aud == "" {
+		return nil, errors.New("assertion: Verifier not made by NewVerifier")
 	}
-	if key.Use != "" && key.Use != "sig" {
-		return invalidf("key is not a signing key")
+	if t == nil || t.tok == nil {
+		return nil, invalidf("missing")
 	}
-	if key.Algorithm != "" && key.Algorithm != alg {
-		return invalidf("key does not fit the token's algorithm")
+	if jwksURL == "" || wantIss == "" {
+		return nil, errors.New("assertion: Verify needs a JWKS URL and an issuer")
 	}
-	fits := false
-	switch p := key.Key.(type) {
-	case *ecdsa.PublicKey:
-		fits = alg == string(jose.ES256) && p.Curve == elliptic.P256() || alg == string(jose.ES384) && p.Curve == elliptic.P384()
-	case ed25519.PublicKey:
-		fits = alg == string(jose.EdDSA) && len(p) == ed25519.PublicKeySize
-	case *rsa.PublicKey:
-		fits = (alg == string(jose.RS256) || alg == string(jose.PS256)) && p.N != nil && p.N.BitLen() >= dpop.MinRSABits
+	tok := t.tok
+	c := &tok.Claims
+	// Cheap checks first: a wrong issuer or audience costs no key fetch.
+	if c.Issuer != wantIss {
+		return nil, invalidf("iss %q is not %q", truncate(c.Issuer, 100), wantIss)
 	}
-	if !fits {
-		return invalidf("key type or size does not fit the token's algorithm")
+	if len(c.Audience) != 1 || c.Audience[0] != v.aud {
+		return nil, invalidf("aud is not %q", v.aud)
 	}
-	return nil
+	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxLifetime: v.maxLife}); err != nil {
+		return nil, fromCheck(err)
+	}
+	key, err := v.keys.LookupKey(ctx, jwksURL, tok.Kid)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signing key %q not found: %w", ErrInvalid, truncate(tok.Kid, 100), err)
+	}
+	if key != nil && !key.IsPublic() {
+		return nil, invalidf("no public key for the token's kid")
+	}
+	if err := tok.Verify(key); err != nil {
+		return nil, fromCheck(err)
+	}
+	if c.ID != "" {
+		if err := tok.Record(ctx, v.replay, "assertion:"+c.Issuer, c.Expiry.Time().Add(v.skew)); err != nil {
+			return nil, fromCheck(err)
+		}
+	}
+	return &Claims{Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID, IssuedAt: c.IssuedAt.Time(), Expiry: c.Expiry.Time()}, nil
 }
 
-func trunc(s string, n int) string {
+func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -45,6 +45,22 @@ const (
 	auth    = "https://ap.example.com"
 )
 
+// verifyAs verifies token as a party named aud does: one parse, then the
+// verification with the issuer's keys from keys.
+func verifyAs(t testing.TB, keys KeyFinder, aud, token, iss string) (*Claims, error) {
+	t.Helper()
+	now := func() time.Time { return t0 }
+	v, err := NewVerifier(Config{Keys: keys, Audience: aud, Replay: dpop.NewMemoryReplayCache(100, now), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Parse(token)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(context.Background(), tok, jwksURL, iss)
+}
+
 func b64(v any) string {
 	b, _ := json.Marshal(v)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -58,20 +74,20 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, _ := dpop.GenerateKey("")
-	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
+	v := jwksFinder{jwksURL, ks}
 	good, err := Sign(ks.Current(), svc, auth, 0, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v.Verify(context.Background(), good, jwksURL, svc, auth)
+	c, err := verifyAs(t, v, auth, good, svc)
 	if err != nil {
 		t.Fatalf("valid assertion rejected: %v", err)
 	}
 	if c.Issuer != svc || c.Audience != auth || c.JTI == "" || c.Expiry.Sub(c.IssuedAt) != DefaultTTL {
 		t.Errorf("claims %+v", c)
 	}
-	if iss, err := PeekIssuer(good); err != nil || iss != svc {
-		t.Errorf("PeekIssuer = %q, %v", iss, err)
+	if tok, err := Parse(good); err != nil || tok.Issuer() != svc {
+		t.Errorf("Parse = %v, %v", tok, err)
 	}
 
 	signWith := func(k *dpop.Key, claims map[string]any) string {
@@ -126,7 +142,7 @@ func TestVerify(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := v.Verify(context.Background(), c.token, jwksURL, c.iss, c.aud); !errors.Is(err, ErrInvalid) {
+			if _, err := verifyAs(t, v, c.aud, c.token, c.iss); !errors.Is(err, ErrInvalid) {
 				t.Fatalf("accepted or wrong error: %v", err)
 			}
 		})
@@ -136,14 +152,14 @@ func TestVerify(t *testing.T) {
 	for _, hdr := range []string{"jwk", "jku", "x5u"} {
 		h := map[string]any{"alg": "ES256", "kid": ks.Current().KeyID(), hdr: "x"}
 		tok := b64(h) + "." + hsBody + ".sig"
-		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+		if _, err := verifyAs(t, v, auth, tok, svc); !errors.Is(err, ErrInvalid) {
 			t.Errorf("header %s accepted: %v", hdr, err)
 		}
 	}
 	// Another kind's typ is refused (G-8); "JWT" from a plain v0.1 peer is fine.
 	for typ, ok := range map[string]bool{dpop.TypeProof: false, "JWT": true} {
 		tok, _ := dpop.SignJWT(ks.Current(), typ, claims(nil))
-		_, err := v.Verify(context.Background(), tok, jwksURL, svc, auth)
+		_, err := verifyAs(t, v, auth, tok, svc)
 		if (err == nil) != ok {
 			t.Errorf("typ %q: %v", typ, err)
 		}
@@ -151,11 +167,11 @@ func TestVerify(t *testing.T) {
 	// A one-element aud array (as many JWT libraries write it) is the same
 	// audience; plain v0.1 peers may send it.
 	arr, _ := dpop.SignJWT(ks.Current(), Type, claims(func(m map[string]any) { m["aud"] = []string{auth} }))
-	if _, err := v.Verify(context.Background(), arr, jwksURL, svc, auth); err != nil {
+	if _, err := verifyAs(t, v, auth, arr, svc); err != nil {
 		t.Errorf("one-element aud array rejected: %v", err)
 	}
 	// Empty expectations are a programming error, never "skip".
-	if _, err := v.Verify(context.Background(), good, jwksURL, "", auth); err == nil {
+	if _, err := verifyAs(t, v, auth, good, ""); err == nil {
 		t.Error("empty issuer expectation accepted")
 	}
 }
@@ -168,21 +184,20 @@ func TestRotation(t *testing.T) {
 	tok, _ := Sign(old, svc, auth, time.Minute, t0)
 	next, _ := dpop.GenerateKey("")
 	ks.Rotate(next)
-	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
-	if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); err != nil {
+	v := jwksFinder{jwksURL, ks}
+	if _, err := verifyAs(t, v, auth, tok, svc); err != nil {
 		t.Fatalf("assertion from the retiring key rejected: %v", err)
 	}
 }
 
-func FuzzPeekIssuer(f *testing.F) {
+func FuzzVerify(f *testing.F) {
 	ks, _ := dpop.GenerateKeySet()
 	tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
 	f.Add(tok)
 	f.Add("e30.e30.")
 	f.Fuzz(func(t *testing.T, s string) {
-		_, _ = PeekIssuer(s)
-		v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: func() time.Time { return t0 }}
-		if c, err := v.Verify(context.Background(), s, jwksURL, svc, auth); err == nil && (c.Issuer != svc || c.Audience != auth) {
+		v := jwksFinder{jwksURL, ks}
+		if c, err := verifyAs(t, v, auth, s, svc); err == nil && (c.Issuer != svc || c.Audience != auth) {
 			t.Fatalf("accepted wrong claims %+v", c)
 		}
 	})
@@ -227,13 +242,12 @@ func joseSign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, he
 // dpop.Algorithms.
 func TestVerifyKeyHardening(t *testing.T) {
 	claims := map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(time.Minute).Unix(), "jti": "j"}
-	now := func() time.Time { return t0 }
 
 	t.Run("nil key without error", func(t *testing.T) {
 		ks, _ := dpop.GenerateKeySet()
 		tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
-		v := &Verifier{Keys: keyFinderFunc(func(context.Context, string, string) (*jose.JSONWebKey, error) { return nil, nil }), Now: now}
-		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+		v := keyFinderFunc(func(context.Context, string, string) (*jose.JSONWebKey, error) { return nil, nil })
+		if _, err := verifyAs(t, v, auth, tok, svc); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("err = %v, want ErrInvalid", err)
 		}
 	})
@@ -244,16 +258,16 @@ func TestVerifyKeyHardening(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok := joseSign(t, jose.RS256, weak, "weak", map[string]any{"typ": Type}, claims)
-		v := &Verifier{Keys: keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
+		v := keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
 			return &jose.JSONWebKey{Key: &weak.PublicKey, KeyID: kid, Use: "sig"}, nil
-		}), Now: now}
-		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+		})
+		if _, err := verifyAs(t, v, auth, tok, svc); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("1024-bit RSA key accepted: %v", err)
 		}
 	})
 
 	ks, _ := dpop.GenerateKeySet()
-	v := &Verifier{Keys: jwksFinder{jwksURL, ks}, Now: now}
+	v := jwksFinder{jwksURL, ks}
 	signer, ok := ks.Current().Signer().(*ecdsa.PrivateKey)
 	if !ok {
 		t.Fatal("GenerateKeySet is not ECDSA")
@@ -261,7 +275,7 @@ func TestVerifyKeyHardening(t *testing.T) {
 
 	t.Run("typ not a string", func(t *testing.T) {
 		tok := joseSign(t, jose.ES256, signer, ks.Current().KeyID(), map[string]any{"typ": 7}, claims)
-		if _, err := v.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+		if _, err := verifyAs(t, v, auth, tok, svc); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("numeric typ accepted: %v", err)
 		}
 	})
@@ -274,10 +288,10 @@ func TestVerifyKeyHardening(t *testing.T) {
 		input := b64(map[string]any{"alg": "HS256", "kid": "h"}) + "." + b64(claims)
 		mac.Write([]byte(input))
 		tok := input + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-		hv := &Verifier{Keys: keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
+		hv := keyFinderFunc(func(_ context.Context, _, kid string) (*jose.JSONWebKey, error) {
 			return &jose.JSONWebKey{Key: []byte("shared"), KeyID: kid}, nil
-		}), Now: now}
-		if _, err := hv.Verify(context.Background(), tok, jwksURL, svc, auth); !errors.Is(err, ErrInvalid) {
+		})
+		if _, err := verifyAs(t, hv, auth, tok, svc); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("HS256 accepted after dpop.Algorithms was changed: %v", err)
 		}
 	})

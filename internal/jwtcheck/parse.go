@@ -1,0 +1,198 @@
+package jwtcheck
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// MaxJTIBytes bounds the jti of every kind, so a replay cache entry stays
+// small whatever the peer sends.
+const MaxJTIBytes = 256
+
+// forbiddenHeaders are never honoured: keys come from cnf or a pinned
+// JWKS, never from a URL or certificate in the token; crit names
+// extensions we do not implement; b64=false changes what is signed; enc
+// and zip belong to JWE, not to a signed token.
+var forbiddenHeaders = []string{"jku", "x5u", "x5c", "crit", "b64", "enc", "zip"}
+
+// Claims is the union of every claim a kind reads. One struct for every
+// kind makes kind-confusion checks a matter of presence.
+type Claims struct {
+	Issuer              string           `json:"iss,omitempty"`
+	Subject             string           `json:"sub,omitempty"`
+	Audience            jwt.Audience     `json:"aud,omitempty"`
+	IssuedAt            *jwt.NumericDate `json:"iat,omitempty"`
+	Expiry              *jwt.NumericDate `json:"exp,omitempty"`
+	NotBefore           *jwt.NumericDate `json:"nbf,omitempty"`
+	ID                  string           `json:"jti,omitempty"`
+	HTM                 string           `json:"htm,omitempty"`
+	HTU                 string           `json:"htu,omitempty"`
+	APH                 string           `json:"aph,omitempty"`
+	ATH                 string           `json:"ath,omitempty"`
+	Nonce               string           `json:"nonce,omitempty"`
+	TaskID              *string          `json:"task_id,omitempty"`
+	TaskDescriptionHash *string          `json:"task_description_hash,omitempty"`
+	Cnf                 *Cnf             `json:"cnf,omitempty"`
+	Events              json.RawMessage  `json:"events,omitempty"`
+}
+
+// Cnf is the confirmation claim (RFC 7800, RFC 9449).
+type Cnf struct {
+	JWK json.RawMessage `json:"jwk,omitempty"`
+	JKT string          `json:"jkt,omitempty"`
+}
+
+// Token is a compact JWS parsed once. Its header passed the profile's
+// rules; its claims are decoded but not trusted until [Token.Verify]
+// succeeds.
+type Token struct {
+	// Profile is the kind the token was parsed as.
+	Profile *Profile
+	// Alg is the allow-listed algorithm of the header.
+	Alg jose.SignatureAlgorithm
+	// Kid is the kid header, "" when absent.
+	Kid string
+	// Typ is the typ header, "" when absent.
+	Typ string
+	// JWK is the raw jwk header (profiles with EmbeddedJWK only).
+	JWK json.RawMessage
+	// Claims are the decoded claims: UNVERIFIED until Verify succeeds.
+	Claims Claims
+
+	input    string // header.payload, what the signature covers
+	sig      []byte
+	verified bool
+}
+
+// header is the part of a JWS header we read.
+type header struct {
+	Alg string          `json:"alg"`
+	Kid *string         `json:"kid"`
+	Typ *string         `json:"typ"`
+	JWK json.RawMessage `json:"jwk"`
+}
+
+// Parse decodes raw as a token of kind p and checks everything that needs
+// no key: size, compact serialisation, strict base64url in every part, the
+// header rules, the algorithm allow-list, and claims that form a JSON
+// object with a bounded jti. It never verifies the signature.
+func Parse(raw string, p *Profile) (*Token, error) {
+	p.parses.Add(1)
+	switch {
+	case raw == "":
+		return nil, fail("empty token")
+	case len(raw) > p.MaxBytes:
+		return nil, fail("token too large")
+	case strings.Count(raw, ".") != 2:
+		return nil, fail("not a compact JWS")
+	}
+	// Go's decoder skips CR and LF even in strict mode: refuse anything
+	// outside the base64url alphabet first, so one token has one encoding.
+	for i := 0; i < len(raw); i++ {
+		if !isB64URL(raw[i]) && raw[i] != '.' {
+			return nil, fail("malformed encoding")
+		}
+	}
+	h64, rest, _ := strings.Cut(raw, ".")
+	p64, s64, _ := strings.Cut(rest, ".")
+	enc := base64.RawURLEncoding.Strict()
+	hb, err := enc.DecodeString(h64)
+	if err != nil {
+		return nil, fail("malformed header encoding")
+	}
+	pb, err := enc.DecodeString(p64)
+	if err != nil {
+		return nil, fail("malformed payload encoding")
+	}
+	sig, err := enc.DecodeString(s64)
+	if err != nil {
+		return nil, fail("malformed signature encoding")
+	}
+	t := &Token{Profile: p, input: raw[:len(h64)+1+len(p64)], sig: sig}
+	if err := t.parseHeader(hb); err != nil {
+		return nil, err
+	}
+	if err := decodeClaims(pb, &t.Claims); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func isB64URL(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+}
+
+func (t *Token) parseHeader(hb []byte) error {
+	p := t.Profile
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(hb, &members); err != nil || members == nil {
+		return fail("header is not a JSON object")
+	}
+	for _, name := range forbiddenHeaders {
+		if _, ok := members[name]; ok {
+			return fail("forbidden header " + name)
+		}
+	}
+	_, hasJWK := members["jwk"]
+	switch {
+	case hasJWK && !p.EmbeddedJWK:
+		return fail("forbidden header jwk")
+	case !hasJWK && p.EmbeddedJWK:
+		return fail("missing jwk header")
+	}
+	var h header
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return fail("malformed header")
+	}
+	if h.Alg == "" {
+		return fail("missing alg")
+	}
+	t.Alg = jose.SignatureAlgorithm(h.Alg)
+	if !Allowed(t.Alg) {
+		// Covers "none" and every HMAC algorithm.
+		return fail(fmt.Sprintf("alg %q not allowed", truncate(h.Alg, 16)))
+	}
+	if h.Kid != nil {
+		t.Kid = *h.Kid
+	}
+	if h.Typ != nil {
+		t.Typ = *h.Typ
+	}
+	t.JWK = h.JWK
+	return checkTyp(t.Typ, p)
+}
+
+// checkTyp compares typ case-insensitively, as media types are (RFC 7515
+// §4.1.9).
+func checkTyp(typ string, p *Profile) error {
+	if strings.EqualFold(typ, p.Typ) {
+		return nil
+	}
+	if p.RequireTyp {
+		return fail("typ must be " + p.Typ)
+	}
+	if typ == "" || strings.EqualFold(typ, "JWT") {
+		return nil
+	}
+	return fail(fmt.Sprintf("wrong typ %q", truncate(typ, 40)))
+}
+
+func decodeClaims(payload []byte, c *Claims) error {
+	payload = bytes.TrimSpace(payload)
+	if len(payload) == 0 || payload[0] != '{' {
+		return fail("claims are not a JSON object")
+	}
+	if err := json.Unmarshal(payload, c); err != nil {
+		return fail("malformed claims")
+	}
+	if len(c.ID) > MaxJTIBytes {
+		return fail("jti too long")
+	}
+	return nil
+}

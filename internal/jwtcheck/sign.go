@@ -1,0 +1,97 @@
+package jwtcheck
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Signer is a signing key as Sign needs it. Opaque signers keep KMS and
+// HSM keys usable.
+type Signer struct {
+	Key   jose.OpaqueSigner
+	Alg   jose.SignatureAlgorithm
+	KeyID string
+}
+
+// Sign serialises claims (which must encode as a JSON object) and signs
+// them as a compact JWS. It is the one place that builds the headers we
+// send: typ always, kid unless the public key is embedded (embedJWK, DPoP)
+// and a jti claim always, added as 128 random bits when claims lack one, so
+// every token we send can be replay-checked by its receiver.
+func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
+	if s.Key == nil {
+		return "", errors.New("jwtcheck: no signing key")
+	}
+	if typ == "" {
+		return "", errors.New("jwtcheck: empty typ")
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("jwtcheck: encoding claims: %w", err)
+	}
+	var members map[string]json.RawMessage
+	if len(payload) == 0 || payload[0] != '{' || json.Unmarshal(payload, &members) != nil {
+		return "", errors.New("jwtcheck: claims must encode as a JSON object")
+	}
+	if id, ok := members["jti"]; !ok || bytes.Equal(id, []byte(`""`)) || bytes.Equal(id, []byte("null")) {
+		jti, err := NewJTI()
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			payload = appendMember(payload, "jti", jti)
+		} else {
+			members["jti"], _ = json.Marshal(jti)
+			if payload, err = json.Marshal(members); err != nil {
+				return "", fmt.Errorf("jwtcheck: encoding claims: %w", err)
+			}
+		}
+	}
+	opts := (&jose.SignerOptions{EmbedJWK: embedJWK}).WithType(jose.ContentType(typ))
+	if !embedJWK && s.KeyID != "" {
+		opts = opts.WithHeader("kid", s.KeyID)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.Alg, Key: s.Key}, opts)
+	if err != nil {
+		return "", fmt.Errorf("jwtcheck: creating signer: %w", err)
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("jwtcheck: signing: %w", err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("jwtcheck: serialising: %w", err)
+	}
+	return out, nil
+}
+
+// appendMember adds "name":"value" to the end of a JSON object.
+func appendMember(obj []byte, name, value string) []byte {
+	n, _ := json.Marshal(name)
+	v, _ := json.Marshal(value)
+	out := bytes.TrimRight(obj[:len(obj)-1], " \t\r\n")
+	out = append([]byte(nil), out...)
+	if !bytes.Equal(out, []byte("{")) {
+		out = append(out, ',')
+	}
+	out = append(out, n...)
+	out = append(out, ':')
+	out = append(out, v...)
+	return append(out, '}')
+}
+
+// NewJTI returns 128 random bits, base64url.
+func NewJTI() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("jwtcheck: random jti: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
