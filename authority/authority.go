@@ -151,21 +151,22 @@ type Config struct {
 	// system's resolvers (/etc/resolv.conf).
 	Discovery *discovery.Client
 
-	// HTTPClient calls the Services' available_scopes endpoints. It is
-	// copied, never modified; its Timeout (DefaultScopesTimeout if zero)
-	// and Transport are used, and each call is also bounded by
-	// DefaultScopesTimeout. The copy follows no redirect, keeps no cookies,
-	// requires TLS 1.2 with verified certificates (InsecureSkipVerify is
-	// refused), keeps up to 64 idle connections per host unless the
-	// Transport says otherwise, and refuses non-public destinations (see
-	// InsecureAllowPrivateNetworks). The Transport may be nil (the default
-	// transport without proxy: a library reads no environment variables),
-	// an *http.Transport (cloned), or a wrapper with the methods Unwrap()
-	// http.RoundTripper and Rewrap(http.RoundTripper) http.RoundTripper,
-	// rebuilt around a hardened copy of what it wraps. Any other
-	// RoundTripper cannot be given the address check and makes New fail
-	// unless InsecureAllowPrivateNetworks is set; instrument with
-	// WrapTransport instead.
+	// HTTPClient calls the Services' available_scopes endpoints. It is copied,
+	// never modified; its Timeout (DefaultScopesTimeout if zero) and Transport
+	// are used, and each call is also bounded by DefaultScopesTimeout. The copy
+	// follows no redirect, keeps no cookies, requires TLS 1.2 with verified
+	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
+	// connections per host unless the Transport says otherwise, and refuses
+	// non-public destinations (see InsecureAllowPrivateNetworks). The Transport
+	// may be nil (the default transport without proxy: a library reads no
+	// environment variables), an *http.Transport (cloned), or a wrapper with
+	// the methods Unwrap() http.RoundTripper and Rewrap(http.RoundTripper)
+	// http.RoundTripper, rebuilt around a hardened copy of what it wraps. Any
+	// other RoundTripper cannot be given the address check and makes New fail
+	// unless InsecureAllowPrivateNetworks is set; instrument with WrapTransport
+	// instead. A Transport with a Proxy is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
+	// unchecked.
 	HTTPClient *http.Client
 
 	// WrapTransport, when set, wraps the transport built from HTTPClient

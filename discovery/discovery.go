@@ -79,20 +79,21 @@ type Config struct {
 	// five minutes is an error (G-28).
 	MaxNegativeTTL time.Duration
 
-	// HTTPClient is copied, never modified; only its Transport is used.
-	// The Transport may be nil (http.DefaultTransport's settings, without a
-	// proxy: a library reads no environment variables), an
-	// *http.Transport, or a wrapper with the methods Unwrap()
-	// http.RoundTripper and Rewrap(http.RoundTripper) http.RoundTripper
-	// (rebuilt around a hardened copy of what it wraps). Any other
-	// RoundTripper cannot be given the address check and is refused unless
-	// InsecureAllowPrivateNetworks is set; use WrapTransport instead. The
-	// TLS configuration (RootCAs, certificates) is honoured with MinVersion
-	// raised to TLS 1.2; InsecureSkipVerify, or a MaxVersion below 1.2, is
-	// refused. Up to 64 idle connections per host are kept unless the
+	// HTTPClient is copied, never modified; only its Transport is used. The
+	// Transport may be nil (http.DefaultTransport's settings, without a proxy:
+	// a library reads no environment variables), an *http.Transport, or a
+	// wrapper with the methods Unwrap() http.RoundTripper and
+	// Rewrap(http.RoundTripper) http.RoundTripper (rebuilt around a hardened
+	// copy of what it wraps). Any other RoundTripper cannot be given the
+	// address check and is refused unless InsecureAllowPrivateNetworks is set;
+	// use WrapTransport instead. A Transport with a Proxy is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
+	// unchecked. The TLS configuration (RootCAs, certificates) is honoured with
+	// MinVersion raised to TLS 1.2; InsecureSkipVerify, or a MaxVersion below
+	// 1.2, is refused. Up to 64 idle connections per host are kept unless the
 	// Transport says otherwise. The cookie jar is dropped and redirects are
-	// followed only to the same https origin, at most 3. If nil, the
-	// default transport.
+	// followed only to the same https origin, at most 3. If nil, the default
+	// transport.
 	HTTPClient *http.Client
 
 	// WrapTransport, when set, wraps the transport built from HTTPClient,

@@ -11,7 +11,9 @@
 //
 //  1. nil: http.DefaultTransport's settings without its proxy (a library
 //     reads no environment variables);
-//  2. an *http.Transport: cloned, then hardened;
+//  2. an *http.Transport: cloned, then hardened; one with a Proxy is
+//     refused unless private networks are allowed, since the proxy, not
+//     this process, would connect to the destination;
 //  3. a wrapper implementing both Unwrap() http.RoundTripper and
 //     Rewrap(http.RoundTripper) http.RoundTripper: the wrapped transport is
 //     hardened (recursively) and the wrapper rebuilt around it with Rewrap,
@@ -170,6 +172,12 @@ func (p Policy) harden(rt http.RoundTripper, depth int) (http.RoundTripper, erro
 
 // hardenTransport hardens tr, which the caller owns.
 func (p Policy) hardenTransport(tr *http.Transport) (*http.Transport, error) {
+	if tr.Proxy != nil && !p.AllowPrivateNetworks {
+		// The dial-time check would see the proxy's address, while the
+		// proxy reaches whatever destination it is asked for.
+		return nil, fmt.Errorf("%s: Config.HTTPClient's Transport has a Proxy, which would connect to destinations "+
+			"whose addresses cannot be checked: set Proxy to nil", p.Role)
+	}
 	tlsCfg := &tls.Config{}
 	if tr.TLSClientConfig != nil {
 		tlsCfg = tr.TLSClientConfig.Clone()

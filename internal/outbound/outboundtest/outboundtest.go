@@ -55,7 +55,7 @@ func Run(t *testing.T, r Role) {
 		t.Fatalf("the role's ErrForbiddenAddress is not netguard.ErrForbiddenAddress: %v", r.Forbidden)
 	}
 	t.Run("TLS11Refused", func(t *testing.T) { testTLS11(t, r) })
-	t.Run("UnsafeTLSConfigRefused", func(t *testing.T) { testUnsafeTLSConfig(t, r) })
+	t.Run("UnsafeConfigRefused", func(t *testing.T) { testUnsafeConfig(t, r) })
 	t.Run("Redirects", func(t *testing.T) { testRedirects(t, r) })
 	t.Run("PrivateAddresses", func(t *testing.T) { testPrivate(t, r) })
 	t.Run("Wrappers", func(t *testing.T) { testWrappers(t, r) })
@@ -143,8 +143,15 @@ func testTLS11(t *testing.T, r Role) {
 	}
 }
 
-// testUnsafeTLSConfig: New refuses what it cannot make safe (X-DNS-14).
-func testUnsafeTLSConfig(t *testing.T, r Role) {
+// testUnsafeConfig: New refuses what it cannot make safe (X-DNS-14, G-27).
+func testUnsafeConfig(t *testing.T, r Role) {
+	proxied := http.DefaultTransport.(*http.Transport).Clone() // ProxyFromEnvironment
+	if _, err := r.New(Options{HTTPClient: &http.Client{Transport: proxied}}); err == nil {
+		t.Error("New accepted a Transport with a Proxy")
+	}
+	if _, err := r.New(Options{HTTPClient: &http.Client{Transport: proxied}, AllowPrivate: true}); err != nil {
+		t.Errorf("New refused a Transport with a Proxy when private networks are allowed: %v", err)
+	}
 	for name, cfg := range map[string]*tls.Config{
 		"InsecureSkipVerify":                  {InsecureSkipVerify: true},
 		"MaxVersion TLS 1.1":                  {MaxVersion: tls.VersionTLS11},
