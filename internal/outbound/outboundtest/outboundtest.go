@@ -342,14 +342,16 @@ func testKeepAlive(t *testing.T, r Role) {
 		}
 	})
 	b := build(t, r, Options{HTTPClient: s.Client(), AllowPrivate: true})
-	const sequential, bursts, width = 20, 4, 16
+	const sequential, bursts, width = 20, 6, 16
 	for range sequential {
 		if status, err := get(b.Client, s.URL+"/ok"); err != nil || status != http.StatusOK {
 			t.Fatalf("GET: %d, %v", status, err)
 		}
 	}
-	if got := conns.Load(); got != 1 {
-		t.Errorf("%d sequential calls opened %d connections, want 1", sequential, got)
+	// Usually 1; a call may dial while the previous connection is still
+	// being returned to the pool by net/http's read loop.
+	if got := conns.Load(); got > sequential/4 {
+		t.Errorf("%d sequential calls opened %d connections, want about 1", sequential, got)
 	}
 	for range bursts {
 		var wg sync.WaitGroup
@@ -367,11 +369,12 @@ func testKeepAlive(t *testing.T, r Role) {
 			t.Fatal(err)
 		}
 	}
-	// One connection per request of the widest burst, plus a few dialed
-	// while a connection was being returned to the pool; net/http's
-	// default of 2 idle per host closes most after each burst instead
-	// (about 1+16+3*14 = 59 here).
-	if got := conns.Load(); got > 2*width {
-		t.Errorf("%d calls opened %d connections over HTTP/1.1, want at most %d", sequential+bursts*width, got, 2*width)
+	// One connection per request of the widest burst, plus some that
+	// net/http drops on a loaded machine (it does not reuse a connection
+	// whose request write took over 50 ms to report); net/http's default
+	// of 2 idle per host closes most after each burst instead (about
+	// 1+16+5*14 = 87 here).
+	if got := conns.Load(); got > 3*width {
+		t.Errorf("%d calls opened %d connections over HTTP/1.1, want at most %d", sequential+bursts*width, got, 3*width)
 	}
 }
