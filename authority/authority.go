@@ -16,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -145,23 +146,43 @@ type Config struct {
 	RequireEnterpriseDomain *bool
 
 	// Discovery finds Services (issuance and assertion checks) and
-	// enterprise records. If nil, discovery.New with HTTPClient, Now and
-	// Logger and the system's resolvers (/etc/resolv.conf).
+	// enterprise records. If nil, discovery.New with HTTPClient,
+	// WrapTransport, InsecureAllowPrivateNetworks, Now and Logger and the
+	// system's resolvers (/etc/resolv.conf).
 	Discovery *discovery.Client
 
-	// HTTPClient calls the Services' available_scopes endpoints; it is
-	// copied, never modified. Its Transport must be an *http.Transport (or
-	// nil for the default transport without proxy) for the address check
-	// below to apply; any other RoundTripper is used as given. Redirects are
-	// never followed, and each call is bounded by DefaultScopesTimeout.
+	// HTTPClient calls the Services' available_scopes endpoints. It is copied,
+	// never modified; its Timeout (DefaultScopesTimeout if zero) and Transport
+	// are used, and each call is also bounded by DefaultScopesTimeout. The copy
+	// follows no redirect, keeps no cookies, requires TLS 1.2 with verified
+	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
+	// connections per host unless the Transport says otherwise, and refuses
+	// non-public destinations (see InsecureAllowPrivateNetworks). The Transport
+	// may be nil (the default transport without proxy: a library reads no
+	// environment variables), an *http.Transport (cloned), or a wrapper with
+	// the methods Unwrap() http.RoundTripper and Rewrap(http.RoundTripper)
+	// http.RoundTripper, rebuilt around a hardened copy of what it wraps. Any
+	// other RoundTripper cannot be given the address check and makes New fail
+	// unless InsecureAllowPrivateNetworks is set; instrument with WrapTransport
+	// instead. A Transport with a Proxy is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
+	// unchecked.
 	HTTPClient *http.Client
+
+	// WrapTransport, when set, wraps the transport built from HTTPClient
+	// after its checks are installed, and is also given to the default
+	// Discovery: the way to instrument calls (for example with otelhttp)
+	// without losing the checks. It must not return nil.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// InsecureAllowPrivateNetworks allows available_scopes calls to
 	// loopback, private and other non-public addresses. Without it such
-	// destinations are refused when connecting (G-27), because the URL comes
-	// from a configuration chosen by whoever controls the requested
-	// service.origin. Only tests and local development networks need it.
-	// It does not change Discovery, which has its own setting.
+	// destinations are refused after name resolution and before
+	// connecting, because the URL comes from a configuration chosen by
+	// whoever controls the requested service.origin. It also lets
+	// HTTPClient's Transport be any RoundTripper, used as given. It applies
+	// to the default Discovery too, not to a Discovery given in Config.
+	// Only tests and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
 	// RateLimits bounds the issuance and status endpoints per client and
@@ -273,8 +294,19 @@ func New(cfg Config) (*Authority, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.client = scopesClient(cfg.HTTPClient, cfg.InsecureAllowPrivateNetworks)
+	// The available_scopes URL comes from a configuration published by
+	// whoever controls the requested service.origin: the outbound policy
+	// refuses redirects and non-public destinations.
 	var err error
+	if a.client, err = outbound.New(outbound.Policy{
+		Role:                 "authority",
+		Client:               cfg.HTTPClient,
+		WrapTransport:        cfg.WrapTransport,
+		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+		Timeout:              DefaultScopesTimeout,
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, DefaultPassTTL, MaxPassTTL); err != nil {
 		return nil, err
 	}
@@ -314,7 +346,11 @@ func New(cfg Config) (*Authority, error) {
 		registered[k] = v
 	}
 	if a.disc == nil {
-		if a.disc, err = discovery.New(discovery.Config{HTTPClient: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger}); err != nil {
+		if a.disc, err = discovery.New(discovery.Config{
+			HTTPClient: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
+			InsecureAllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+			Now:                          cfg.Now, Logger: cfg.Logger,
+		}); err != nil {
 			return nil, fmt.Errorf("%w: Discovery: %w", ErrInvalidConfig, err)
 		}
 	}

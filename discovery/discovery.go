@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
 )
@@ -78,13 +79,27 @@ type Config struct {
 	// five minutes is an error (G-28).
 	MaxNegativeTTL time.Duration
 
-	// HTTPClient is cloned, never modified. Its Transport must be an
-	// *http.Transport or nil (http.DefaultTransport's settings, without a
-	// proxy); its TLS configuration (RootCAs, certificates) is honoured,
-	// with MinVersion raised to TLS 1.2; InsecureSkipVerify is refused. Its
-	// cookie jar is dropped and redirects are allowed only to the same
-	// https origin, at most 3. If nil, a client with the default transport.
+	// HTTPClient is copied, never modified; only its Transport is used. The
+	// Transport may be nil (http.DefaultTransport's settings, without a proxy:
+	// a library reads no environment variables), an *http.Transport, or a
+	// wrapper with the methods Unwrap() http.RoundTripper and
+	// Rewrap(http.RoundTripper) http.RoundTripper (rebuilt around a hardened
+	// copy of what it wraps). Any other RoundTripper cannot be given the
+	// address check and is refused unless InsecureAllowPrivateNetworks is set;
+	// use WrapTransport instead. A Transport with a Proxy is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
+	// unchecked. The TLS configuration (RootCAs, certificates) is honoured with
+	// MinVersion raised to TLS 1.2; InsecureSkipVerify, or a MaxVersion below
+	// 1.2, is refused. Up to 64 idle connections per host are kept unless the
+	// Transport says otherwise. The cookie jar is dropped and redirects are
+	// followed only to the same https origin, at most 3. If nil, the default
+	// transport.
 	HTTPClient *http.Client
+
+	// WrapTransport, when set, wraps the transport built from HTTPClient,
+	// after its checks are installed: the way to instrument fetches (for
+	// example with otelhttp) without losing them. It must not return nil.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// FetchTimeout bounds one HTTPS fetch. If zero, DefaultFetchTimeout (5 s).
 	FetchTimeout time.Duration
@@ -105,8 +120,11 @@ type Config struct {
 
 	// InsecureAllowPrivateNetworks allows fetches from loopback, private,
 	// link-local and other non-public addresses. Without it such
-	// destinations are refused when connecting (G-27). Only tests and local
-	// development networks need it.
+	// destinations are refused after name resolution and before
+	// connecting: configuration URLs are chosen by whoever controls a
+	// domain, who must not be able to point fetches at internal hosts. It
+	// also lets HTTPClient's Transport be any RoundTripper, used as given.
+	// Only tests and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
 	// KeyRefetchCooldown is the least time between two fetches of a JWKS
@@ -157,8 +175,9 @@ var (
 	// ErrInvalidName: the host, domain, origin or URL given is not valid.
 	ErrInvalidName = errors.New("discovery: invalid name")
 	// ErrForbiddenAddress: a fetch would connect to a loopback, private or
-	// otherwise non-public address (G-27).
-	ErrForbiddenAddress = errors.New("discovery: destination address not allowed")
+	// otherwise non-public address; nothing was sent. It is the same value
+	// as the ErrForbiddenAddress of the role packages.
+	ErrForbiddenAddress = netguard.ErrForbiddenAddress
 	// ErrInvalidConfig: New was given an invalid Config, or a method was
 	// called on a Client that New did not make (the zero value).
 	ErrInvalidConfig = errors.New("discovery: invalid configuration")
@@ -370,7 +389,7 @@ func New(cfg Config) (*Client, error) {
 	c.udp = &dns.Client{Net: "udp", UDPSize: ednsSize, Timeout: c.dnsTimeout}
 	c.tcp = &dns.Client{Net: "tcp", Timeout: c.dnsTimeout}
 
-	hc, err := c.newHTTPClient(cfg.HTTPClient)
+	hc, err := c.newHTTPClient(cfg)
 	if err != nil {
 		return nil, err
 	}

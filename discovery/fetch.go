@@ -13,69 +13,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentpass-go/agentpass/internal/netguard"
+	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
 // maxRedirects is the number of same-origin redirects a fetch follows.
 const maxRedirects = 3
 
-var errRedirect = errors.New("redirect refused")
-
 // newHTTPClient derives the fetching client from the caller's, without
-// modifying it (see Config.HTTPClient).
-func (c *Client) newHTTPClient(base *http.Client) (*http.Client, error) {
-	var tr *http.Transport
-	var rt http.RoundTripper
-	if base != nil {
-		rt = base.Transport
+// modifying it (see Config.HTTPClient): the SDK's one outbound policy, with
+// same-origin redirects and the fetch timeout.
+func (c *Client) newHTTPClient(cfg Config) (*http.Client, error) {
+	hc, err := outbound.New(outbound.Policy{
+		Role:                  "discovery",
+		Client:                cfg.HTTPClient,
+		WrapTransport:         cfg.WrapTransport,
+		AllowPrivateNetworks:  c.allowPrivateIP,
+		Timeout:               c.fetchTimeout,
+		ResponseHeaderTimeout: c.fetchTimeout,
+		SameOriginRedirects:   maxRedirects,
+	})
+	if err != nil {
+		return nil, err
 	}
-	switch t := rt.(type) {
-	case nil:
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil // a library reads no environment variables
-	case *http.Transport:
-		tr = t.Clone()
-	default:
-		return nil, fmt.Errorf("discovery: Config.HTTPClient.Transport is a %T; it must be an *http.Transport or nil so that TLS and address checks can be enforced", rt)
-	}
-	tlsCfg := &tls.Config{}
-	if tr.TLSClientConfig != nil {
-		tlsCfg = tr.TLSClientConfig.Clone()
-	}
-	if tlsCfg.InsecureSkipVerify {
-		return nil, errors.New("discovery: Config.HTTPClient has InsecureSkipVerify set; certificates are always verified (X-DNS-14)")
-	}
-	if tlsCfg.MinVersion < tls.VersionTLS12 {
-		tlsCfg.MinVersion = tls.VersionTLS12 // X-DNS-13
-	}
-	if tlsCfg.MaxVersion != 0 && tlsCfg.MaxVersion < tls.VersionTLS12 {
-		return nil, errors.New("discovery: Config.HTTPClient allows only TLS versions below 1.2 (X-DNS-13)")
-	}
-	tr.TLSClientConfig = tlsCfg
-	tr.ForceAttemptHTTP2 = true
-	tr.ResponseHeaderTimeout = c.fetchTimeout
-
-	if !c.allowPrivateIP {
-		// G-27: refuse non-public destinations when connecting, after name
-		// resolution, so that DNS rebinding cannot get around the check.
-		netguard.Guard{Err: ErrForbiddenAddress}.Protect(tr, c.fetchTimeout)
-	}
-
-	hc := &http.Client{Transport: tr, Timeout: c.fetchTimeout, CheckRedirect: checkRedirect}
+	hc.Timeout = c.fetchTimeout // FetchTimeout wins over the caller's client
 	return hc, nil
-}
-
-// checkRedirect follows at most maxRedirects redirects, each to the https
-// origin of the original request (G-27).
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > maxRedirects {
-		return fmt.Errorf("%w: more than %d redirects", errRedirect, maxRedirects)
-	}
-	if req.URL.Scheme != "https" || !pass.SameOrigin(req.URL.String(), via[0].URL.String()) {
-		return fmt.Errorf("%w: to another origin", errRedirect)
-	}
-	return nil
 }
 
 // mediaJSON and mediaJWKS are the accepted Content-Types.

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/internal/netguard"
+	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -166,9 +167,9 @@ func TestFetchHygiene(t *testing.T) {
 		{"no Content-Type", base + "/no-type", "fetch-failed", nil},
 		{"oversized body", base + "/big", "fetch-failed", nil},
 		{"status 404", base + "/404", "fetch-failed", nil},
-		{"cross-origin redirect", base + "/redirect-other", "fetch-failed", errRedirect},
-		{"redirect to http", base + "/redirect-http", "fetch-failed", errRedirect},
-		{"redirect loop", base + "/loop", "fetch-failed", errRedirect},
+		{"cross-origin redirect", base + "/redirect-other", "fetch-failed", outbound.ErrRedirect},
+		{"redirect to http", base + "/redirect-http", "fetch-failed", outbound.ErrRedirect},
+		{"redirect loop", base + "/loop", "fetch-failed", outbound.ErrRedirect},
 		{"version 1.0 (X-VER-1)", base + "/v10", "invalid-document", pass.ErrUnsupportedVersion},
 		{"http endpoint (X-DNS-15)", base + "/http-endpoint", "invalid-document", pass.ErrInvalidDocument},
 		{"not JSON", base + "/not-json", "invalid-document", nil},

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/netguard"
+	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -45,30 +45,46 @@ type Config struct {
 	// "claude-code" or "acme-build-bot"). Required.
 	HarnessID string
 
-	// HTTPClient sends every request to Services and Authorities. It is
-	// copied, never modified: the copy follows no redirect (a redemption
-	// body carries a pass), and when its Transport is an *http.Transport
-	// (or nil) the copy requires TLS 1.2 and refuses non-public addresses
-	// (see InsecureAllowPrivateNetworks); any other Transport is used as
-	// given. If nil, a client with http.DefaultTransport's settings
-	// (without proxy: a library reads no environment variables) and a
-	// DefaultHTTPTimeout timeout.
+	// HTTPClient sends every request to Services and Authorities. It is copied,
+	// never modified; its Timeout (DefaultHTTPTimeout if zero) and Transport
+	// are used. The copy follows no redirect (a redemption body carries a pass:
+	// a 3xx answer is an error), keeps no cookies, requires TLS 1.2 with
+	// verified certificates (InsecureSkipVerify is refused), keeps up to 64
+	// idle connections per host unless the Transport says otherwise, and
+	// refuses non-public addresses (see InsecureAllowPrivateNetworks). The
+	// Transport may be nil (http.DefaultTransport's settings without proxy: a
+	// library reads no environment variables), an *http.Transport (cloned), or
+	// a wrapper with the methods Unwrap() http.RoundTripper and
+	// Rewrap(http.RoundTripper) http.RoundTripper, rebuilt around a hardened
+	// copy of what it wraps. Any other RoundTripper cannot be given the address
+	// check and makes New fail unless InsecureAllowPrivateNetworks is set;
+	// instrument with WrapTransport instead. A Transport with a Proxy is
+	// refused too unless InsecureAllowPrivateNetworks is set: the proxy would
+	// reach destinations unchecked.
 	HTTPClient *http.Client
+
+	// WrapTransport, when set, wraps the transport built from HTTPClient
+	// after its checks are installed, and is also given to the default
+	// Discovery: the way to instrument calls (for example with otelhttp)
+	// without losing the checks. It must not return nil.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// InsecureAllowPrivateNetworks allows requests to loopback, private,
 	// link-local and other non-public addresses. Without it such
-	// destinations are refused when connecting, after name resolution
-	// (G-27): the endpoint URLs come from documents published by Services
-	// and Authorities, which must not be able to point the Harness at its
-	// own internal network. Only tests and local development networks need
-	// it. It does not apply to Token.Transport, whose destination the agent
-	// chooses.
+	// destinations are refused after name resolution and before
+	// connecting: the endpoint URLs come from documents published by
+	// Services and Authorities, which must not be able to point the Harness
+	// at its own internal network. It also lets HTTPClient's Transport be
+	// any RoundTripper, used as given. It applies to the default Discovery
+	// too, not to a Discovery given in Config, nor to Token.Transport, whose
+	// destination the agent chooses. Only tests and local development
+	// networks need it.
 	InsecureAllowPrivateNetworks bool
 
 	// Discovery finds Services (DNS TXT and configuration) and fetches
-	// Authority configurations. If nil, discovery.New with HTTPClient, Now
-	// and Logger and the system's nameservers; HTTPClient's Transport must
-	// then be an *http.Transport or nil.
+	// Authority configurations. If nil, discovery.New with HTTPClient,
+	// WrapTransport, InsecureAllowPrivateNetworks, Now and Logger and the
+	// system's nameservers.
 	Discovery *discovery.Client
 
 	// Keys returns the holder-binding key for one Acquire (harness.cnf,
@@ -205,16 +221,24 @@ func New(cfg Config) (*Client, error) {
 	if c.keys == nil {
 		c.keys = func() (*dpop.Key, error) { return dpop.GenerateKey("ES256") }
 	}
-	base := cfg.HTTPClient
-	if base == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil
-		base = &http.Client{Transport: tr, Timeout: DefaultHTTPTimeout}
+	hc, err := outbound.New(outbound.Policy{
+		Role:                 "harness",
+		Client:               cfg.HTTPClient,
+		WrapTransport:        cfg.WrapTransport,
+		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+		Timeout:              DefaultHTTPTimeout,
+	})
+	if err != nil {
+		return nil, err
 	}
-	c.http = peerClient(base, cfg.InsecureAllowPrivateNetworks)
+	c.http = hc
 	c.disc = cfg.Discovery
 	if c.disc == nil {
-		d, err := discovery.New(discovery.Config{HTTPClient: base, Now: cfg.Now, Logger: cfg.Logger})
+		d, err := discovery.New(discovery.Config{
+			HTTPClient: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
+			InsecureAllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+			Now:                          cfg.Now, Logger: cfg.Logger,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("harness: default discovery client: %w", err)
 		}
@@ -224,43 +248,11 @@ func New(cfg Config) (*Client, error) {
 }
 
 // ErrForbiddenAddress: a request to a Service or Authority endpoint would
-// connect to a loopback, private or otherwise non-public address (G-27; see
-// Config.InsecureAllowPrivateNetworks). Nothing was sent.
-var ErrForbiddenAddress = errors.New("harness: destination address not allowed")
-
-// peerClient derives the client for protocol calls from the caller's.
-func peerClient(base *http.Client, allowPrivate bool) *http.Client {
-	hc := *base
-	hc.CheckRedirect = noRedirects
-	hc.Jar = nil
-	tr, ok := hc.Transport.(*http.Transport)
-	if hc.Transport == nil {
-		tr, ok = http.DefaultTransport.(*http.Transport), true
-	}
-	if !ok {
-		return &hc
-	}
-	tr = tr.Clone()
-	if hc.Transport == nil {
-		tr.Proxy = nil // a library reads no environment variables
-	}
-	tlsCfg := &tls.Config{}
-	if tr.TLSClientConfig != nil {
-		tlsCfg = tr.TLSClientConfig.Clone()
-	}
-	tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
-	tr.TLSClientConfig = tlsCfg
-	if !allowPrivate {
-		netguard.Guard{Err: ErrForbiddenAddress}.Protect(tr, 10*time.Second)
-	}
-	hc.Transport = tr
-	return &hc
-}
-
-// noRedirects makes the HTTP client return a redirect answer as is; the
-// protocol's JSON endpoints never redirect, and following one could carry a
-// pass to another server.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+// connect to a loopback, private or otherwise non-public address (see
+// Config.InsecureAllowPrivateNetworks). Nothing was sent. It is the same
+// value as discovery.ErrForbiddenAddress, so either matches whichever layer
+// refused.
+var ErrForbiddenAddress = netguard.ErrForbiddenAddress
 
 // HarnessID returns the configured harness.id.
 func (c *Client) HarnessID() string { return c.harnessID }

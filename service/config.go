@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/netguard"
+	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -158,17 +158,34 @@ type Config struct {
 	ReplayCache dpop.ReplayCache
 
 	// Discovery performs enterprise discovery and fetches Authority
-	// configurations and keys. If nil, discovery.New with HTTPClient, Now
-	// and Logger (and the system's resolvers).
+	// configurations and keys. If nil, discovery.New with HTTPClient,
+	// WrapTransport, InsecureAllowPrivateNetworks, Now and Logger (and the
+	// system's resolvers).
 	Discovery *discovery.Client
 
-	// HTTPClient calls Authorities' validate, authorization-check and
-	// close endpoints. It is copied, never modified: redirects are
-	// disabled, TLS 1.2 is the minimum and non-public destinations are
-	// refused (see InsecureAllowPrivateNetworks) when its Transport is an
-	// *http.Transport. If nil, the default transport without proxy and a
-	// DefaultCallTimeout timeout.
+	// HTTPClient calls Authorities' validate, authorization-check and close
+	// endpoints. It is copied, never modified; its Timeout (DefaultCallTimeout
+	// if zero) and Transport are used. The copy follows no redirect (a 3xx
+	// answer is an error), keeps no cookies, requires TLS 1.2 with verified
+	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
+	// connections per host unless the Transport says otherwise, and refuses
+	// non-public destinations (see InsecureAllowPrivateNetworks). The Transport
+	// may be nil (the default transport without proxy: a library reads no
+	// environment variables), an *http.Transport (cloned), or a wrapper with
+	// the methods Unwrap() http.RoundTripper and Rewrap(http.RoundTripper)
+	// http.RoundTripper, rebuilt around a hardened copy of what it wraps. Any
+	// other RoundTripper cannot be given the address check and makes New fail
+	// unless InsecureAllowPrivateNetworks is set; instrument with WrapTransport
+	// instead. A Transport with a Proxy is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
+	// unchecked.
 	HTTPClient *http.Client
+
+	// WrapTransport, when set, wraps the transport built from HTTPClient
+	// after its checks are installed, and is also given to the default
+	// Discovery: the way to instrument calls (for example with otelhttp)
+	// without losing the checks. It must not return nil.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
@@ -207,10 +224,12 @@ type Config struct {
 
 	// InsecureAllowPrivateNetworks allows calls to Authorities at
 	// loopback, private and other non-public addresses. Without it such
-	// destinations are refused when connecting (G-27): an Enterprise
-	// Authority's endpoints are chosen by whoever controls a user's e-mail
-	// domain. Only tests and local development networks need it. It does
-	// not change Discovery, which has its own setting.
+	// destinations are refused after name resolution and before
+	// connecting: an Enterprise Authority's endpoints are chosen by
+	// whoever controls a user's e-mail domain. It also lets HTTPClient's
+	// Transport be any RoundTripper, used as given. It applies to the
+	// default Discovery too, not to a Discovery given in Config. Only tests
+	// and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
 	// RateLimits bounds resolution and browser initialization per client
@@ -367,9 +386,26 @@ func (cfg Config) validate() (*settings, error) {
 	if s.Store == nil {
 		s.Store = NewMemoryStore()
 	}
-	s.HTTPClient = authorityClient(cfg.HTTPClient, cfg.InsecureAllowPrivateNetworks)
+	// The Authorities' URLs come from configurations published by whoever
+	// controls a user's e-mail domain: the outbound policy refuses
+	// redirects and non-public destinations.
+	hc, err := outbound.New(outbound.Policy{
+		Role:                 "service",
+		Client:               cfg.HTTPClient,
+		WrapTransport:        cfg.WrapTransport,
+		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+		Timeout:              DefaultCallTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.HTTPClient = hc
 	if s.Discovery == nil {
-		d, err := discovery.New(discovery.Config{HTTPClient: cfg.HTTPClient, Now: cfg.Now, Logger: cfg.Logger})
+		d, err := discovery.New(discovery.Config{
+			HTTPClient: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
+			InsecureAllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
+			Now:                          cfg.Now, Logger: cfg.Logger,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("service: default discovery client: %w", err)
 		}
@@ -378,49 +414,11 @@ func (cfg Config) validate() (*settings, error) {
 	return s, nil
 }
 
-var errNoRedirect = errors.New("service: redirects from an Authority are not followed")
-
-// errForbiddenAddress: a call to an Authority would connect to a loopback,
-// private or otherwise non-public address (G-27).
-var errForbiddenAddress = errors.New("service: destination address not allowed")
-
-// authorityClient derives the client that calls Authorities' validate,
-// check and close endpoints. Their URLs come from configurations published
-// by whoever controls a user's e-mail domain, so redirects are refused, TLS
-// 1.2 is the minimum and, unless allowPrivate, connections to non-public
-// addresses are refused after name resolution (G-27). A Transport that is
-// not an *http.Transport is used as given.
-func authorityClient(base *http.Client, allowPrivate bool) *http.Client {
-	c := &http.Client{Timeout: DefaultCallTimeout}
-	if base != nil {
-		*c = *base
-		c.Jar = nil
-	}
-	var tr *http.Transport
-	switch t := c.Transport.(type) {
-	case nil:
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil // a library reads no environment variables
-	case *http.Transport:
-		tr = t.Clone()
-	}
-	if tr != nil {
-		tlsCfg := &tls.Config{}
-		if tr.TLSClientConfig != nil {
-			tlsCfg = tr.TLSClientConfig.Clone()
-		}
-		if tlsCfg.MinVersion < tls.VersionTLS12 {
-			tlsCfg.MinVersion = tls.VersionTLS12
-		}
-		tr.TLSClientConfig = tlsCfg
-		if !allowPrivate {
-			netguard.Guard{Err: errForbiddenAddress}.Protect(tr, DefaultCallTimeout)
-		}
-		c.Transport = tr
-	}
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirect }
-	return c
-}
+// ErrForbiddenAddress: a call to an Authority, or a fetch of its
+// configuration or keys, would connect to a loopback, private or otherwise
+// non-public address (see Config.InsecureAllowPrivateNetworks). Nothing was
+// sent. It is the same value as discovery.ErrForbiddenAddress.
+var ErrForbiddenAddress = netguard.ErrForbiddenAddress
 
 func (s *settings) validatePaths() error {
 	p := s.Paths

@@ -1,0 +1,77 @@
+package outbound
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNewDefaults(t *testing.T) {
+	hc, err := New(Policy{Role: "test", Timeout: 7 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, ok := hc.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is a %T", hc.Transport)
+	}
+	if tr.Proxy != nil {
+		t.Error("the default transport reads a proxy from the environment")
+	}
+	if tr.MaxIdleConnsPerHost != MaxIdleConnsPerHost || tr.TLSClientConfig.MinVersion < 0x0303 || tr.DialContext == nil {
+		t.Errorf("transport not hardened: idle %d, TLS min %x, guarded %v", tr.MaxIdleConnsPerHost, tr.TLSClientConfig.MinVersion, tr.DialContext != nil)
+	}
+	if hc.Timeout != 7*time.Second || hc.Jar != nil || hc.CheckRedirect == nil {
+		t.Errorf("client: timeout %v, jar %v, redirect check %v", hc.Timeout, hc.Jar != nil, hc.CheckRedirect != nil)
+	}
+	if dt := http.DefaultTransport.(*http.Transport); dt.MaxIdleConnsPerHost == MaxIdleConnsPerHost || dt.Proxy == nil {
+		t.Error("http.DefaultTransport was modified")
+	}
+
+	// The caller's timeout and idle setting win.
+	caller := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 3}}
+	hc, err = New(Policy{Role: "test", Client: caller, Timeout: 7 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc.Timeout != time.Minute || hc.Transport.(*http.Transport).MaxIdleConnsPerHost != 3 {
+		t.Errorf("caller's settings lost: timeout %v, idle %d", hc.Timeout, hc.Transport.(*http.Transport).MaxIdleConnsPerHost)
+	}
+}
+
+type badWrapper struct{ next http.RoundTripper }
+
+func (w badWrapper) RoundTrip(r *http.Request) (*http.Response, error) { return w.next.RoundTrip(r) }
+func (w badWrapper) Unwrap() http.RoundTripper                         { return w.next }
+func (w badWrapper) Rewrap(http.RoundTripper) http.RoundTripper        { return nil }
+
+type selfWrapper struct{}
+
+func (w *selfWrapper) RoundTrip(*http.Request) (*http.Response, error) { return nil, nil }
+func (w *selfWrapper) Unwrap() http.RoundTripper                       { return w }
+func (w *selfWrapper) Rewrap(rt http.RoundTripper) http.RoundTripper   { return rt }
+
+// TestNewRefuses: configurations that cannot be made safe fail in New,
+// with an error naming the role, and never panic.
+func TestNewRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		p    Policy
+		want string
+	}{
+		{"Rewrap returns nil", Policy{Client: &http.Client{Transport: badWrapper{}}}, "Rewrap returned nil"},
+		{"wrapper unwrapping to itself", Policy{Client: &http.Client{Transport: &selfWrapper{}}}, "wrappers"},
+		{"negative timeout", Policy{Timeout: -1}, "negative"},
+		{"negative redirects", Policy{SameOriginRedirects: -1}, "negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.p.Role = "rolename"
+			_, err := New(tt.p)
+			if err == nil || !strings.HasPrefix(err.Error(), "rolename: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
