@@ -164,9 +164,10 @@ type Config struct {
 	// It does not change Discovery, which has its own setting.
 	InsecureAllowPrivateNetworks bool
 
-	// RateLimits bounds the issuance and status endpoints per client and
-	// issuance per user (G-2, G-32). The zero value is on with the
-	// defaults documented on RateLimits; set Key behind a reverse proxy.
+	// RateLimits bounds the issuance and status endpoints per client, per
+	// network and overall, and issuance per user and per e-mail domain
+	// (G-2, G-32). The zero value is on with the defaults documented on
+	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
 	// ReplayCache records the holder proofs of status reads and the jti of
@@ -329,7 +330,7 @@ func New(cfg Config) (*Authority, error) {
 		a.replay = dpop.NewMemoryReplayCache(dpop.DefaultReplayCacheSize, a.now)
 	}
 	a.verifier = &assertion.Verifier{Keys: a.disc, Now: a.now}
-	if a.limits, err = newLimiters(cfg.RateLimits, a.now); err != nil {
+	if a.limits, err = newLimiters(cfg.RateLimits, a.reqTTL, a.now); err != nil {
 		return nil, err
 	}
 
