@@ -210,20 +210,23 @@ func (l *Limiter) Len() int {
 	return n
 }
 
-// addrKeys returns the Client and Network keys of a client address.
+// addrKeys returns the Client and Network keys of a client address. The
+// keys of IP addresses are their prefix bytes behind a NUL, cheaper than
+// text and apart from any printable key.
 func addrKeys(client string) (addr, network string) {
 	ip, err := netip.ParseAddr(client)
 	if err != nil {
 		return client, client
 	}
-	ip = ip.Unmap().WithZone("")
+	ip = ip.Unmap()
 	if ip.Is4() {
-		n, _ := ip.Prefix(24)
-		return ip.String(), n.String()
+		b := ip.As4()
+		k := string([]byte{0, 4, b[0], b[1], b[2], b[3]})
+		return k, k[:5]
 	}
-	a, _ := ip.Prefix(64)
-	n, _ := ip.Prefix(48)
-	return a.String(), n.String()
+	b := ip.As16()
+	k := string([]byte{0, 6, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]})
+	return k, k[:8]
 }
 
 // userKeys returns the User and Domain keys of an e-mail address: one

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -339,13 +340,32 @@ func TestConcurrent(t *testing.T) {
 
 func TestClientAddr(t *testing.T) {
 	tests := []struct{ remote, want, client, network string }{
-		{"192.0.2.1:1234", "192.0.2.1", "192.0.2.1", "192.0.2.0/24"},
+		{"192.0.2.1:1234", "192.0.2.1", "192.0.2.1/32", "192.0.2.0/24"},
 		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64", "2001:db8:1::/48"},
 		{"[2001:db8:1:2:ffff::1]:443", "2001:db8:1:2:ffff::1", "2001:db8:1:2::/64", "2001:db8:1::/48"},
-		{"[::ffff:192.0.2.1]:80", "192.0.2.1", "192.0.2.1", "192.0.2.0/24"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1", "192.0.2.1/32", "192.0.2.0/24"},
 		{"[fe80::1%eth0]:80", "fe80::1", "fe80::/64", "fe80::/48"},
-		{"192.0.2.7", "192.0.2.7", "192.0.2.7", "192.0.2.0/24"},
-		{"@", "@", "@", "@"},
+		{"192.0.2.7", "192.0.2.7", "192.0.2.7/32", "192.0.2.0/24"},
+		{"@", "@", "", ""},
+	}
+	// keyOf is the set of addresses a key stands for, from the prefix the
+	// key bytes encode.
+	keyOf := func(k string) string {
+		switch {
+		case len(k) == 6 && k[:2] == "\x00\x04":
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte([]byte(k[2:]))), 32).String()
+		case len(k) == 5 && k[:2] == "\x00\x04":
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte(append([]byte(k[2:]), 0))), 24).String()
+		case len(k) == 10 && k[:2] == "\x00\x06":
+			var b [16]byte
+			copy(b[:], k[2:])
+			return netip.PrefixFrom(netip.AddrFrom16(b), 64).String()
+		case len(k) == 8 && k[:2] == "\x00\x06":
+			var b [16]byte
+			copy(b[:], k[2:])
+			return netip.PrefixFrom(netip.AddrFrom16(b), 48).String()
+		}
+		return ""
 	}
 	for _, tt := range tests {
 		t.Run(tt.remote, func(t *testing.T) {
@@ -355,8 +375,12 @@ func TestClientAddr(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("ClientAddr(%q) = %q, want %q", tt.remote, got, tt.want)
 			}
-			if c, n := addrKeys(got); c != tt.client || n != tt.network {
-				t.Errorf("addrKeys(%q) = %q, %q; want %q, %q", got, c, n, tt.client, tt.network)
+			c, n := addrKeys(got)
+			if keyOf(c) != tt.client || keyOf(n) != tt.network {
+				t.Errorf("addrKeys(%q) stand for %q, %q; want %q, %q", got, keyOf(c), keyOf(n), tt.client, tt.network)
+			}
+			if tt.client == "" && (c != got || n != got) {
+				t.Errorf("addrKeys(%q) = %q, %q; want the key itself at both levels", got, c, n)
 			}
 		})
 	}
