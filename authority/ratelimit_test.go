@@ -255,3 +255,35 @@ func TestRateLimitConfig(t *testing.T) {
 		})
 	}
 }
+
+// Issue #14 finding 3: the default issuance rates that fill the store
+// (network, domain, overall) scale down with a longer RequestTTL, so that
+// rate × RequestTTL, the most requests they let stay pending, is what it
+// is at the default TTL. At 100 minutes (ten times the default) the
+// network level refills at 2 a second instead of 20.
+func TestRateLimitIssuanceScalesWithRequestTTL(t *testing.T) {
+	t.Parallel()
+	rl := off
+	rl.Network = authority.Rate{Burst: 5} // the default rate, a small burst
+	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}), func(c *authority.Config) { c.RequestTTL = 100 * time.Minute })
+	h := e.plainHarness()
+	post := func() response { return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")) }
+	passed := func(n int) int {
+		k := 0
+		for range n {
+			if r := post(); r.status == http.StatusAccepted {
+				k++
+			} else if r.status != http.StatusTooManyRequests {
+				t.Fatalf("issuance: %d %s", r.status, r.body)
+			}
+		}
+		return k
+	}
+	if n := passed(6); n != 5 {
+		t.Fatalf("burst: %d of 6 passed, want 5", n)
+	}
+	e.clock.Advance(time.Second)
+	if n := passed(6); n != 2 {
+		t.Errorf("a second later: %d passed, want 2 (the default 20/s scaled to 100 min)", n)
+	}
+}
