@@ -36,6 +36,7 @@ package ratelimit
 
 import (
 	"container/list"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -216,7 +217,8 @@ func (l *Limiter) Len() int {
 func addrKeys(client string) (addr, network string) {
 	ip, err := netip.ParseAddr(client)
 	if err != nil {
-		return client, client
+		k := bounded(client)
+		return k, k
 	}
 	ip = ip.Unmap()
 	if ip.Is4() {
@@ -236,11 +238,30 @@ func userKeys(email string) (user, domain string) {
 	if err != nil {
 		s := strings.ToLower(email)
 		if at := strings.LastIndexByte(s, '@'); at >= 0 {
-			return s, s[at+1:]
+			return bounded(s), bounded(s[at+1:])
 		}
-		return s, s
+		return bounded(s), bounded(s)
 	}
 	return strings.ToLower(local) + "@" + d, d
+}
+
+// maxKeyLen bounds the memory one key can hold in a table.
+const maxKeyLen = 256
+
+// longKeys hashes keys longer than maxKeyLen.
+var longKeys = maphash.MakeSeed()
+
+// bounded returns k, or a fixed-size digest of it when k is longer than
+// maxKeyLen (a custom Key may return a header of any length): MaxKeys
+// then bounds the memory of a table whatever the keys.
+func bounded(k string) string {
+	if len(k) <= maxKeyLen {
+		return k
+	}
+	var b [10]byte
+	b[0], b[1] = 0, 'h'
+	binary.BigEndian.PutUint64(b[2:], maphash.String(longKeys, k))
+	return string(b[:])
 }
 
 // shards is the number of independently locked parts of a table.

@@ -235,6 +235,31 @@ func TestUserLevels(t *testing.T) {
 	}
 }
 
+// A key of any length costs a table at most maxKeyLen bytes, and two long
+// keys still have their own buckets.
+func TestLongKeys(t *testing.T) {
+	long := strings.Repeat("k", 1<<20)
+	for _, k := range []string{long, long + "@" + long, "a@" + long} {
+		u, d := userKeys(k)
+		c, n := addrKeys(k)
+		for _, got := range []string{u, d, c, n} {
+			if len(got) > maxKeyLen {
+				t.Fatalf("a key of %d bytes kept as %d bytes", len(k), len(got))
+			}
+		}
+	}
+	l := client(t, 1, 1, 100, newClock().Now)
+	if ok, _ := l.AllowClient(long + "a"); !ok {
+		t.Fatal("first long key refused")
+	}
+	if ok, _ := l.AllowClient(long + "b"); !ok {
+		t.Fatal("a second long key shares the first one's bucket")
+	}
+	if ok, _ := l.AllowClient(long + "a"); ok {
+		t.Fatal("the first long key got a second token")
+	}
+}
+
 // Issue #14 finding 3: the table never fails open. One key with burst 100
 // sends 300 requests while 20,000 other keys churn through a 10,000-key
 // table on a frozen clock: the key gets its burst and no more (today's LRU
