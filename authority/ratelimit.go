@@ -55,8 +55,9 @@ type RateLimits struct {
 	// flood for one user also delays that user's own Harnesses (which wait
 	// out the 429): the per-user default is generous for that reason. If
 	// zero, per client 10 a second with bursts of 100, per network 20
-	// (200), per user 2 (100), per domain 10 (200), overall 50 (500), the
-	// last three lower for a RequestTTL over 10 minutes (see above).
+	// (200), per user 2 (100), per domain 10 (200), overall 50 (500); the
+	// network, domain and overall rates are lower for a RequestTTL over 10
+	// minutes (see above).
 	Issuance RateLimit
 
 	// Status limits GET issuance status. If zero, per client 50 a second
