@@ -46,7 +46,11 @@ type Rate = ratelimit.Rate
 // domain 10/s × 600 s + 200 = 6,200: far below MemoryStoreMaxRecords
 // (100,000), and dead records make room for new ones. A longer RequestTTL
 // lowers the default Overall, Network and Domain rates so that these
-// products stay the same. Explicit rates are taken as given.
+// products stay the same. Explicit rates are taken as given. An Approver
+// that approves without a person lets every request also become an
+// authorization once its pass is redeemed, which lives AuthorizationTTL:
+// there the approval policy, not the rate limit, must bound what one
+// client obtains.
 type RateLimits struct {
 	// Issuance limits POST issuance. Client, Network and Overall are
 	// charged before the body is read, User and Domain (of user.email)
