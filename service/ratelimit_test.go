@@ -176,3 +176,20 @@ func TestRateLimitConfig(t *testing.T) {
 		})
 	}
 }
+
+// Available scopes are limited (by default per client, network and
+// overall); a refused call has no effect: its assertion was not even
+// checked, so it is accepted, not a replay, once the bucket refills.
+func TestRateLimitAvailableScopes(t *testing.T) {
+	e := newEnv(t, withLimits(service.RateLimits{AvailableScopes: only(service.Rate{PerSecond: 1, Burst: 1})}))
+	body := pass.AvailableScopesRequest{User: pass.User{Email: corpUser}, Agent: pass.Agent{ID: "agent-7"}}
+	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusOK {
+		t.Fatalf("first call: %d %s", r.status, r.body)
+	}
+	tok := e.idp.sign(t, appURL, e.clock.Now())
+	wantLimited(t, e.scopesCall(tok, body), "1")
+	e.clock.Advance(time.Second)
+	if r := e.scopesCall(tok, body); r.status != http.StatusOK {
+		t.Fatalf("the refused call's assertion after refill: %d %s (was it used by the refused call?)", r.status, r.body)
+	}
+}
