@@ -287,3 +287,27 @@ func TestRateLimitIssuanceScalesWithRequestTTL(t *testing.T) {
 		t.Errorf("a second later: %d passed, want 2 (the default 20/s scaled to 100 min)", n)
 	}
 }
+
+// Issue #14 finding 3: issuance per e-mail domain. Fresh mailboxes of one
+// domain from fresh clients share the domain's budget, so choosing the
+// e-mail address no longer buys a fresh bucket.
+func TestRateLimitIssuancePerDomain(t *testing.T) {
+	t.Parallel()
+	rl := off
+	rl.Domain = authority.Rate{PerSecond: 1, Burst: 1}
+	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}))
+	h := e.newHarness()
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
+		t.Fatalf("first issuance: %d %s", r.status, r.body)
+	}
+	other := e.newHarness()
+	other.req.User.Email = "sam@CORP.test"
+	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")), "1")
+	if n := e.pendingCount(); n != 1 {
+		t.Errorf("%d pending requests, want 1", n)
+	}
+	e.clock.Advance(time.Second)
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")); r.status != http.StatusAccepted {
+		t.Fatalf("after refill: %d %s", r.status, r.body)
+	}
+}
