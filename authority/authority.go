@@ -185,9 +185,10 @@ type Config struct {
 	// Only tests and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
-	// RateLimits bounds the issuance and status endpoints per client and
-	// issuance per user (G-2, G-32). The zero value is on with the
-	// defaults documented on RateLimits; set Key behind a reverse proxy.
+	// RateLimits bounds the issuance and status endpoints per client, per
+	// network and overall, and issuance per user and per e-mail domain
+	// (G-2, G-32). The zero value is on with the defaults documented on
+	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
 	// ReplayCache records the holder proofs of status reads and the jti of
@@ -368,7 +369,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: a.id, Replay: a.replay, Now: a.now}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if a.limits, err = newLimiters(cfg.RateLimits, a.now); err != nil {
+	if a.limits, err = newLimiters(cfg.RateLimits, a.reqTTL, a.now); err != nil {
 		return nil, err
 	}
 

@@ -55,11 +55,12 @@
 // (revoked, completed, suspended, expired), gets 404.
 //
 // The unauthenticated endpoints are rate-limited ([RateLimits], on by
-// default): issuance per client and per user (G-32), status polling per
-// client (G-2). A refused request gets 429 rate_limited with Retry-After
-// and changes nothing. Clients are told apart by remote IP address: behind
-// a reverse proxy, set RateLimits.Key. Validation, authorization checks and
-// closes (authenticated Service calls) are never limited.
+// default): issuance per client, network, user, e-mail domain and overall,
+// status polling per client, network and overall. A refused request gets
+// 429 rate_limited with Retry-After and changes nothing. Clients are told
+// apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
+// Validation, authorization checks and closes (authenticated Service
+// calls) are never limited.
 //
 // State lives in a [Store]: every transition is one conditional operation,
 // so replicas sharing a store (for example PostgreSQL) stay correct. The

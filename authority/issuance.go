@@ -25,12 +25,12 @@ const (
 )
 
 // serveIssuance is POST {issuance} (§5.3.1).
-// A client over RateLimits.Issuance is refused before its body is read, a
-// user over RateLimits.IssuancePerUser before anything is verified or
-// stored (G-32, A-ISS-12).
+// A client or network over RateLimits.Issuance is refused before its body
+// is read, a user or domain over it before anything is verified or stored
+// (G-32, A-ISS-12).
 func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !a.allow(w, a.limits.issuance, "issuance", a.limits.key(r)) {
+	if ok, wait := a.limits.issuance.AllowClient(a.limits.key(r)); !a.allow(w, "issuance", ok, wait) {
 		return
 	}
 	var in pass.IssuanceRequest
@@ -38,7 +38,7 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "issuance", err, slog.String("service", "-"))
 		return
 	}
-	if !a.allow(w, a.limits.user, "issuance", userKey(in.User.Email)) {
+	if ok, wait := a.limits.issuance.AllowUser(in.User.Email); !a.allow(w, "issuance", ok, wait) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -269,7 +269,7 @@ const (
 // over RateLimits.Status is refused before the store is read (A-STAT-5).
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !a.allow(w, a.limits.status, "status", a.limits.key(r)) {
+	if ok, wait := a.limits.status.AllowClient(a.limits.key(r)); !a.allow(w, "status", ok, wait) {
 		return
 	}
 	id := r.PathValue("id")

@@ -14,18 +14,24 @@ import (
 // Bounds of a MemoryStore.
 const (
 	// MemoryStoreMaxRecords bounds the requests plus authorizations a
-	// MemoryStore holds; CreateRequest fails with ErrStoreFull beyond it.
+	// MemoryStore holds. At the bound, records that can no longer change
+	// are dropped at once, whatever their retention; only when every
+	// record is live does CreateRequest fail with ErrStoreFull.
 	MemoryStoreMaxRecords = 100_000
 	// MemoryStoreRetention is how long a MemoryStore keeps a record after
 	// it can no longer change (expired, decided and dead, closed), so that
 	// late polls and checks get a precise answer rather than "unknown".
+	// A full store gives this up first: a flood of dead records must not
+	// refuse a live request.
 	MemoryStoreRetention = time.Hour
 )
 
 // MemoryStore is the in-memory Store, the default of Config.Store. It
 // serialises every operation with one mutex, so each is atomic. Records
 // that can no longer change are pruned MemoryStoreRetention after they
-// end; the total number of records is bounded by MemoryStoreMaxRecords. It
+// end, or as soon as the store is full; the total number of records is
+// bounded by MemoryStoreMaxRecords. The Authority's default rate limits
+// keep a flood from filling it with live requests (see RateLimits). It
 // is safe for concurrent use; its state is lost when the process exits, so
 // several replicas need a shared Store instead.
 type MemoryStore struct {
@@ -35,6 +41,12 @@ type MemoryStore struct {
 	authz     map[string]*Authorization
 	children  map[string][]string // parent authorization id -> children
 	lastPrune time.Time
+
+	// No record ends before endsFirst when endsKnown: a full store looks
+	// for dead records only once one can have ended, so a store full of
+	// live ones refuses without a scan per request.
+	endsFirst time.Time
+	endsKnown bool
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -66,13 +78,17 @@ func (m *MemoryStore) CreateRequest(ctx context.Context, r *Request) error {
 		}
 	}
 	if len(m.requests)+len(m.authz) >= MemoryStoreMaxRecords {
-		return ErrStoreFull
+		m.evictDeadLocked(r.CreatedAt)
+		if len(m.requests)+len(m.authz) >= MemoryStoreMaxRecords {
+			return ErrStoreFull
+		}
 	}
 	c := r.Clone()
 	m.requests[c.ID] = c
 	if c.PassHash != "" {
 		m.passes[c.PassHash] = c.ID
 	}
+	m.noteEnd(c.EndsAt())
 	return nil
 }
 
@@ -131,6 +147,7 @@ func (m *MemoryStore) DecideRequest(ctx context.Context, id string, d Evidence, 
 	e := d.Clone()
 	r.Status = d.Status
 	r.Decision = &e
+	m.noteEnd(r.EndsAt())
 	return r.Clone(), nil
 }
 
@@ -194,8 +211,10 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	}
 	r.ConsumedAt = now
 	r.AuthorizationID = authorizationID
+	m.noteEnd(now)
 	a := r.Authorize(authorizationID, now)
 	m.authz[a.ID] = a
+	m.noteEnd(authzEnd(a))
 	if a.ParentID != "" {
 		m.children[a.ParentID] = append(m.children[a.ParentID], a.ID)
 	}
@@ -253,6 +272,7 @@ func (m *MemoryStore) UpdateAuthorization(ctx context.Context, id string, u Auth
 		return nil, err
 	}
 	m.authz[id] = c
+	m.noteEnd(authzEnd(c))
 	if u.To == pass.DelegationRevoked {
 		m.revokeDescendantsLocked(id, u, now, 0)
 	}
@@ -273,6 +293,7 @@ func (m *MemoryStore) revokeDescendantsLocked(parent string, u AuthorizationUpda
 			a.State = pass.DelegationRevoked
 			a.ClosedAt, a.UpdatedAt = now, now
 			a.StateBy, a.StateReason = u.By, "parent authorization revoked"
+			m.noteEnd(now)
 		}
 		m.revokeDescendantsLocked(id, u, now, depth+1)
 	}
@@ -299,15 +320,59 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 		}
 	}
 	for id, a := range m.authz {
-		end := a.ExpiresAt
-		if !a.ClosedAt.IsZero() {
-			end = a.ClosedAt
-		}
-		if end.Before(cutoff) {
+		if authzEnd(a).Before(cutoff) {
 			delete(m.authz, id)
 			delete(m.children, id)
 		}
 	}
+}
+
+// evictDeadLocked drops every record that can no longer change by now,
+// retention or not, and learns when the next live one ends.
+func (m *MemoryStore) evictDeadLocked(now time.Time) {
+	if now.IsZero() || m.endsKnown && now.Before(m.endsFirst) {
+		return
+	}
+	var first time.Time
+	keep := func(end time.Time) bool {
+		if !end.After(now) {
+			return false
+		}
+		if first.IsZero() || end.Before(first) {
+			first = end
+		}
+		return true
+	}
+	for id, r := range m.requests {
+		if !keep(r.EndsAt()) {
+			delete(m.requests, id)
+			if r.PassHash != "" {
+				delete(m.passes, r.PassHash)
+			}
+		}
+	}
+	for id, a := range m.authz {
+		if !keep(authzEnd(a)) {
+			delete(m.authz, id)
+			delete(m.children, id)
+		}
+	}
+	m.endsFirst, m.endsKnown = first, !first.IsZero()
+}
+
+// noteEnd records that a record ends at end.
+func (m *MemoryStore) noteEnd(end time.Time) {
+	if m.endsKnown && end.Before(m.endsFirst) {
+		m.endsFirst = end
+	}
+}
+
+// authzEnd is when a stops changing: its closing, or its expiry.
+func authzEnd(a *Authorization) time.Time {
+	if !a.ClosedAt.IsZero() {
+		return a.ClosedAt
+	}
+	return a.ExpiresAt
 }
 
 // Len returns the number of requests and authorizations held.

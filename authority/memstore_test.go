@@ -1,6 +1,8 @@
 package authority_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,5 +38,66 @@ func TestMemoryStorePrunes(t *testing.T) {
 	}
 	if n, _ := s.Len(); n != 1 {
 		t.Fatalf("Len = %d, want 1", n)
+	}
+}
+
+// Issue #14 finding 3: a store full of an attacker's dead records (expired
+// pending requests, which the retention would keep another hour, and
+// denied ones) never refuses an honest request: they are dropped at once.
+// A store full of live records still refuses (the cap holds), and keeps
+// refusing without dropping anything live until one ends.
+func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
+	s := authority.NewMemoryStore()
+	t0 := authoritytest.T0
+	fill := func(prefix string, at time.Time, n int) {
+		t.Helper()
+		for i := range n {
+			r := authoritytest.NewRequest(fmt.Sprintf("%s%d", prefix, i))
+			r.CreatedAt, r.ExpiresAt = at, at.Add(10*time.Minute)
+			if err := s.CreateRequest(ctx, r); err != nil {
+				t.Fatalf("%s %d: %v", prefix, i, err)
+			}
+		}
+	}
+	honest := func(id string, at time.Time) error {
+		r := authoritytest.NewRequest(id)
+		r.CreatedAt, r.ExpiresAt = at, at.Add(10*time.Minute)
+		return s.CreateRequest(ctx, r)
+	}
+	// Half the store is denied at once, half stays pending.
+	fill("denied", t0, authority.MemoryStoreMaxRecords/2)
+	for i := range authority.MemoryStoreMaxRecords / 2 {
+		d := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "rule:test", DecidedAt: t0, Reason: "test"}
+		if _, err := s.DecideRequest(ctx, fmt.Sprintf("denied%d", i), d, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill("pending", t0, authority.MemoryStoreMaxRecords/2)
+	// Full: the denied half is dead and makes room at once.
+	at := t0.Add(time.Second)
+	if err := honest("honest1", at); err != nil {
+		t.Fatalf("store full of denied requests refused an honest one: %v", err)
+	}
+	if n, _ := s.Len(); n != authority.MemoryStoreMaxRecords/2+1 {
+		t.Errorf("Len = %d after eviction, want %d", n, authority.MemoryStoreMaxRecords/2+1)
+	}
+	// Fill up with live ones: the cap holds for them.
+	fill("live", at, authority.MemoryStoreMaxRecords/2-1)
+	if err := honest("refused", at.Add(time.Minute)); !errors.Is(err, authority.ErrStoreFull) {
+		t.Fatalf("store full of live requests: %v, want ErrStoreFull", err)
+	}
+	if _, err := s.Request(ctx, "pending0"); err != nil {
+		t.Errorf("a live request was dropped: %v", err)
+	}
+	// The first pending half expires at t0+10m: well within the retention
+	// hour, it makes room for new requests.
+	if err := honest("honest2", t0.Add(10*time.Minute)); err != nil {
+		t.Fatalf("store full of expired requests refused an honest one: %v", err)
+	}
+	if _, err := s.Request(ctx, "pending0"); !errors.Is(err, authority.ErrNotFound) {
+		t.Errorf("expired pending0: %v, want it dropped", err)
+	}
+	if _, err := s.Request(ctx, "live0"); err != nil {
+		t.Errorf("a live request was dropped: %v", err)
 	}
 }

@@ -4,83 +4,126 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/ratelimit"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// RateLimit is how fast one client (or one user) may call an
-// unauthenticated endpoint: a token bucket holding Burst requests, refilled
-// at PerSecond requests a second. A refused request is answered 429
-// rate_limited with a Retry-After header and has no other effect. The zero
-// value means the endpoint's default; a negative PerSecond turns the limit
-// off.
-type RateLimit struct {
-	// PerSecond is the sustained rate. If zero, the endpoint's default;
-	// negative: no limit.
-	PerSecond float64
-	// Burst is how many requests may come at once after a quiet period. If
-	// zero, the endpoint's default; it must not be negative.
-	Burst int
-}
+// RateLimit is how fast an endpoint may be called, at every level a
+// request is charged to: Client (one IPv6 /64 or IPv4 address, or the
+// value of RateLimits.Key), Network (its IPv6 /48 or IPv4 /24), User (one
+// mailbox) and Domain (the user's e-mail domain) where the endpoint names
+// a user, and Overall (everyone). A request passes only if every level
+// allows it; a refused one is answered 429 rate_limited with a Retry-After
+// header and has no other effect. A zero [Rate] is the level's default, a
+// negative PerSecond turns the level off.
+//
+// It is the same type as service.RateLimit: the limiter lives once, in an
+// internal package both roles use, and the alias lets each role's Config
+// name it without one role importing the other.
+type RateLimit = ratelimit.Limit
 
-// RateLimits bounds the Authority's unauthenticated endpoints per client
-// (G-2, G-32; A-ISS-12, A-STAT-5). The endpoints the Services call with an
-// assertion (validate, authorization check and close) are never limited:
-// replicated Services and their load rightly call them at any rate. The
-// defaults are far above what a busy Harness needs (it polls at most every
-// 250 ms per request, and by default every PollAfter): they stop floods,
-// not users. Limits use Config.Now, so a frozen test clock never refills a
-// bucket: tests that send more requests than a burst configure more.
+// Rate is one level of a [RateLimit]: a token bucket holding Burst
+// requests, refilled at PerSecond requests a second.
+type Rate = ratelimit.Rate
+
+// RateLimits bounds the Authority's unauthenticated endpoints. The
+// endpoints the Services call with an assertion (validate, authorization
+// check and close) are never limited: replicated Services and their load
+// rightly call them at any rate. The defaults are far above what a busy
+// Harness needs (it polls at most every 250 ms per request, and by default
+// every PollAfter): they stop floods, not users. Limits use Config.Now, so
+// a frozen test clock never refills a bucket: tests that send more
+// requests than a burst configure more.
+//
+// # Why the defaults cannot fill a MemoryStore
+//
+// Every stored request passed the Issuance limit, and a pending request
+// lives RequestTTL. With the default RequestTTL (10 min), all networks
+// together can keep at most 50/s × 600 s + 500 = 30,500 requests pending,
+// one /48 (or /24) at most 20/s × 600 s + 200 = 12,200, and one e-mail
+// domain 10/s × 600 s + 200 = 6,200: far below MemoryStoreMaxRecords
+// (100,000), and dead records make room for new ones. A longer RequestTTL
+// lowers the default Overall, Network and Domain rates so that these
+// products stay the same. Explicit rates are taken as given. An Approver
+// that approves without a person lets every request also become an
+// authorization once its pass is redeemed, which lives AuthorizationTTL:
+// there the approval policy, not the rate limit, must bound what one
+// client obtains.
 type RateLimits struct {
-	// Issuance limits POST issuance per client (Key). If zero, 10 a second
-	// with bursts of 100.
+	// Issuance limits POST issuance. Client, Network and Overall are
+	// charged before the body is read, User and Domain (of user.email)
+	// before anything is verified or stored, so no one can flood a person
+	// or an organisation with approval requests from many addresses. A
+	// flood for one user also delays that user's own Harnesses (which wait
+	// out the 429): the per-user default is generous for that reason. If
+	// zero, per client 10 a second with bursts of 100, per network 20
+	// (200), per user 2 (100), per domain 10 (200), overall 50 (500); the
+	// network, domain and overall rates are lower for a RequestTTL over 10
+	// minutes (see above).
 	Issuance RateLimit
 
-	// IssuancePerUser limits POST issuance per user.email (G-32), whoever
-	// sends it, so no one can flood a person with approval requests from
-	// many addresses. A flood for one user also delays that user's own
-	// Harnesses (which wait out the 429): the default is generous for that
-	// reason. If zero, 2 a second with bursts of 100.
-	IssuancePerUser RateLimit
-
-	// Status limits GET issuance status per client (G-2). If zero, 50 a
-	// second with bursts of 250.
+	// Status limits GET issuance status. If zero, per client 50 a second
+	// with bursts of 250, per network 100 (500), overall 500 (2,500).
 	Status RateLimit
 
-	// Key returns the client a request counts against. If nil, the IP
-	// address of r.RemoteAddr (an IPv6 address by its /64 prefix).
-	// Deployments behind a reverse proxy or load balancer MUST set it (for
-	// example to the address the proxy puts in a header it controls):
-	// otherwise every request counts against the proxy's address and all
-	// clients share one budget. Requests with the same key, including "",
-	// share one budget.
+	// Key returns the address a request counts against. If nil, the IP
+	// address of r.RemoteAddr. An IP address is charged by its /64 (IPv6)
+	// or itself (IPv4) and by its /48 or /24; any other value is one
+	// client and its own network. Deployments behind a reverse proxy or
+	// load balancer MUST set it (for example to the address the proxy puts
+	// in a header it controls): otherwise every request counts against the
+	// proxy's address and all clients share one budget.
 	Key func(r *http.Request) string
 
-	// MaxKeys bounds how many clients (and users) each limit remembers; the
-	// least recently seen are forgotten first. If zero, 10,000; it must not
-	// be negative.
+	// MaxKeys bounds how many clients (networks, users, domains) each
+	// limit remembers. When a limit is full, only buckets that have
+	// refilled are forgotten; newcomers share one bucket until then, so a
+	// flood of fresh keys never resets an empty bucket. If zero, 10,000;
+	// it must not be negative.
 	MaxKeys int
 }
 
-// Defaults of RateLimits.
-var (
-	defaultIssuanceLimit = RateLimit{PerSecond: 10, Burst: 100}
-	defaultUserLimit     = RateLimit{PerSecond: 2, Burst: 100}
-	defaultStatusLimit   = RateLimit{PerSecond: 50, Burst: 250}
-)
-
 const defaultRateLimitKeys = 10_000
 
-// limiters are the rate limiters of an Authority; a nil limiter is off.
-type limiters struct {
-	issuance, user, status *ratelimit.Limiter
-	key                    func(*http.Request) string
+// Defaults of RateLimits, for DefaultRequestTTL.
+var (
+	defaultIssuanceLimit = RateLimit{
+		Client:  Rate{PerSecond: 10, Burst: 100},
+		Network: Rate{PerSecond: 20, Burst: 200},
+		User:    Rate{PerSecond: 2, Burst: 100},
+		Domain:  Rate{PerSecond: 10, Burst: 200},
+		Overall: Rate{PerSecond: 50, Burst: 500},
+	}
+	defaultStatusLimit = RateLimit{
+		Client:  Rate{PerSecond: 50, Burst: 250},
+		Network: Rate{PerSecond: 100, Burst: 500},
+		Overall: Rate{PerSecond: 500, Burst: 2500},
+	}
+)
+
+// issuanceDefaults returns the issuance defaults for requests pending
+// reqTTL: the rates that fill the store are scaled down so that rate ×
+// reqTTL stays what it is at DefaultRequestTTL.
+func issuanceDefaults(reqTTL time.Duration) RateLimit {
+	d := defaultIssuanceLimit
+	if reqTTL > DefaultRequestTTL {
+		f := float64(DefaultRequestTTL) / float64(reqTTL)
+		for _, r := range []*Rate{&d.Network, &d.Domain, &d.Overall} {
+			r.PerSecond = math.Max(r.PerSecond*f, 1e-3)
+		}
+	}
+	return d
 }
 
-func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
+// limiters are the rate limiters of an Authority.
+type limiters struct {
+	issuance, status *ratelimit.Limiter
+	key              func(*http.Request) string
+}
+
+func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (limiters, error) {
 	if rl.MaxKeys < 0 {
 		return limiters{}, fmt.Errorf("%w: RateLimits.MaxKeys must not be negative", ErrInvalidConfig)
 	}
@@ -90,66 +133,33 @@ func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
 	}
 	l := limiters{key: rl.Key}
 	if l.key == nil {
-		l.key = ratelimit.ClientIP
+		l.key = ratelimit.ClientAddr
 	}
-	var err error
 	for _, f := range []struct {
 		name string
 		v, d RateLimit
 		dst  **ratelimit.Limiter
 	}{
-		{"Issuance", rl.Issuance, defaultIssuanceLimit, &l.issuance},
-		{"IssuancePerUser", rl.IssuancePerUser, defaultUserLimit, &l.user},
+		{"Issuance", rl.Issuance, issuanceDefaults(reqTTL), &l.issuance},
 		{"Status", rl.Status, defaultStatusLimit, &l.status},
 	} {
-		if *f.dst, err = f.v.limiter(f.name, f.d, maxKeys, now); err != nil {
-			return limiters{}, err
+		lim, err := ratelimit.New(f.v, f.d, maxKeys, now)
+		if err != nil {
+			return limiters{}, fmt.Errorf("%w: RateLimits.%s.%w", ErrInvalidConfig, f.name, err)
 		}
+		*f.dst = lim
 	}
 	return l, nil
 }
 
-// limiter returns the limiter of r, nil when it is off.
-func (r RateLimit) limiter(name string, def RateLimit, maxKeys int, now func() time.Time) (*ratelimit.Limiter, error) {
-	switch {
-	case math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0):
-		return nil, fmt.Errorf("%w: RateLimits.%s.PerSecond must be a finite number", ErrInvalidConfig, name)
-	case r.Burst < 0:
-		return nil, fmt.Errorf("%w: RateLimits.%s.Burst must not be negative", ErrInvalidConfig, name)
-	case r.PerSecond < 0:
-		return nil, nil
-	}
-	if r.PerSecond == 0 {
-		r.PerSecond = def.PerSecond
-	}
-	if r.Burst == 0 {
-		r.Burst = def.Burst
-	}
-	return ratelimit.New(r.PerSecond, r.Burst, maxKeys, now), nil
-}
-
-// allow takes a token from l for key, or answers 429 and returns false
-// (A-ISS-12, A-STAT-5). A nil l allows everything.
-func (a *Authority) allow(w http.ResponseWriter, l *ratelimit.Limiter, endpoint, key string) bool {
-	if l == nil {
-		return true
-	}
-	ok, wait := l.Allow(key)
+// allow reports whether a request may proceed after ok, wait from a
+// Limiter, answering 429 when it may not.
+func (a *Authority) allow(w http.ResponseWriter, endpoint string, ok bool, wait time.Duration) bool {
 	if !ok {
 		// Debug only: under a flood, one log line per refusal would
-		// amplify it. The key is an address or an e-mail, never a secret.
+		// amplify it. Neither key is logged.
 		a.log.Debug("agentpass rate limited", "endpoint", endpoint, "outcome", "rejected", "code", string(pass.CodeRateLimited))
 		ratelimit.Deny(w, wait)
 	}
 	return ok
-}
-
-// userKey is the IssuancePerUser key of an e-mail address: one mailbox is
-// one key however its domain or local part is spelled (G-25).
-func userKey(email string) string {
-	local, domain, err := pass.SplitEmail(email)
-	if err != nil {
-		return strings.ToLower(email)
-	}
-	return strings.ToLower(local) + "@" + domain
 }

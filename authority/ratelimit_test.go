@@ -28,7 +28,19 @@ func limits(rl authority.RateLimits) func(*authority.Config) {
 	}
 }
 
-var off = authority.RateLimit{PerSecond: -1}
+// off turns every level of an endpoint's limit off.
+var off = authority.RateLimit{
+	Client: disabled, Network: disabled, User: disabled, Domain: disabled, Overall: disabled,
+}
+
+var disabled = authority.Rate{PerSecond: -1}
+
+// only limits an endpoint at its Client level.
+func only(r authority.Rate) authority.RateLimit {
+	l := off
+	l.Client = r
+	return l
+}
 
 // wantLimited checks a 429 answer: Retry-After in whole seconds and the
 // schema-valid rate_limited error body (A-ISS-12, A-STAT-5, G-18).
@@ -54,7 +66,7 @@ func (e *env) pendingCount() int {
 // clients are unaffected, and the bucket refills with time.
 func TestRateLimitIssuancePerClient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, limits(authority.RateLimits{Issuance: authority.RateLimit{PerSecond: 0.5, Burst: 2}, IssuancePerUser: off, Status: off}))
+	e := newEnv(t, limits(authority.RateLimits{Issuance: only(authority.Rate{PerSecond: 0.5, Burst: 2}), Status: off}))
 	h := e.newHarness()
 	post := func(who string) response {
 		return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client(who))
@@ -90,7 +102,11 @@ func TestRateLimitIssuancePerClient(t *testing.T) {
 // users are unaffected.
 func TestRateLimitIssuancePerUser(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, limits(authority.RateLimits{Issuance: off, IssuancePerUser: authority.RateLimit{PerSecond: 1, Burst: 1}, Status: off}))
+	e := newEnv(t, limits(authority.RateLimits{Issuance: func() authority.RateLimit {
+		l := off
+		l.User = authority.Rate{PerSecond: 1, Burst: 1}
+		return l
+	}(), Status: off}))
 	h := e.newHarness()
 	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
 		t.Fatalf("first issuance: %d %s", r.status, r.body)
@@ -114,7 +130,7 @@ func TestRateLimitIssuancePerUser(t *testing.T) {
 // minted for it.
 func TestRateLimitStatus(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, approveAll, limits(authority.RateLimits{Status: authority.RateLimit{PerSecond: 1, Burst: 2}}))
+	e := newEnv(t, approveAll, limits(authority.RateLimits{Status: only(authority.Rate{PerSecond: 1, Burst: 2})}))
 	h := e.newHarness()
 	r, st := e.issue(h.req)
 	if st == nil || st.Status != pass.StatusApproved {
@@ -147,8 +163,11 @@ func TestRateLimitStatus(t *testing.T) {
 // tight the limits: replicated Services and benchmarks call them at any rate.
 func TestRateLimitSparesServiceEndpoints(t *testing.T) {
 	t.Parallel()
-	tiny := authority.RateLimit{PerSecond: 0.001, Burst: 1}
-	e := newEnv(t, limits(authority.RateLimits{Issuance: tiny, IssuancePerUser: tiny, Status: tiny}))
+	tiny := authority.Rate{PerSecond: 0.001, Burst: 1}
+	e := newEnv(t, limits(authority.RateLimits{
+		Issuance: authority.RateLimit{Client: tiny, Network: tiny, User: tiny, Domain: tiny, Overall: tiny},
+		Status:   authority.RateLimit{Client: tiny, Network: tiny, Overall: tiny},
+	}))
 	for i := range 5 {
 		r, _ := e.validate(e.svc, "ap_unknown")
 		wantError(t, r, http.StatusNotFound, pass.CodeAgentPassInvalid)
@@ -167,7 +186,7 @@ func TestRateLimitSparesServiceEndpoints(t *testing.T) {
 // one user from one client on a frozen clock all pass.
 func TestRateLimitDisabled(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, limits(authority.RateLimits{Issuance: off, IssuancePerUser: off, Status: off}))
+	e := newEnv(t, limits(authority.RateLimits{Issuance: off, Status: off}))
 	h := e.plainHarness()
 	for i := range 150 {
 		if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil); r.status != http.StatusAccepted {
@@ -212,9 +231,10 @@ func TestRateLimitConfig(t *testing.T) {
 		name string
 		rl   authority.RateLimits
 	}{
-		{"NaN rate", authority.RateLimits{Status: authority.RateLimit{PerSecond: math.NaN()}}},
-		{"infinite rate", authority.RateLimits{Issuance: authority.RateLimit{PerSecond: math.Inf(1)}}},
-		{"negative burst", authority.RateLimits{IssuancePerUser: authority.RateLimit{Burst: -1}}},
+		{"NaN rate", authority.RateLimits{Status: authority.RateLimit{Client: authority.Rate{PerSecond: math.NaN()}}}},
+		{"infinite rate", authority.RateLimits{Issuance: authority.RateLimit{Overall: authority.Rate{PerSecond: math.Inf(1)}}}},
+		{"negative burst", authority.RateLimits{Issuance: authority.RateLimit{User: authority.Rate{Burst: -1}}}},
+		{"status has no user", authority.RateLimits{Status: authority.RateLimit{User: authority.Rate{PerSecond: 1}}}},
 		{"negative MaxKeys", authority.RateLimits{MaxKeys: -1}},
 	}
 	ks, err := dpop.GenerateKeySet()
@@ -233,5 +253,61 @@ func TestRateLimitConfig(t *testing.T) {
 				t.Errorf("New = %v, want ErrInvalidConfig", err)
 			}
 		})
+	}
+}
+
+// Issue #14 finding 3: the default issuance rates that fill the store
+// (network, domain, overall) scale down with a longer RequestTTL, so that
+// rate × RequestTTL, the most requests they let stay pending, is what it
+// is at the default TTL. At 100 minutes (ten times the default) the
+// network level refills at 2 a second instead of 20.
+func TestRateLimitIssuanceScalesWithRequestTTL(t *testing.T) {
+	t.Parallel()
+	rl := off
+	rl.Network = authority.Rate{Burst: 5} // the default rate, a small burst
+	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}), func(c *authority.Config) { c.RequestTTL = 100 * time.Minute })
+	h := e.plainHarness()
+	post := func() response { return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")) }
+	passed := func(n int) int {
+		k := 0
+		for range n {
+			if r := post(); r.status == http.StatusAccepted {
+				k++
+			} else if r.status != http.StatusTooManyRequests {
+				t.Fatalf("issuance: %d %s", r.status, r.body)
+			}
+		}
+		return k
+	}
+	if n := passed(6); n != 5 {
+		t.Fatalf("burst: %d of 6 passed, want 5", n)
+	}
+	e.clock.Advance(time.Second)
+	if n := passed(6); n != 2 {
+		t.Errorf("a second later: %d passed, want 2 (the default 20/s scaled to 100 min)", n)
+	}
+}
+
+// Issue #14 finding 3: issuance per e-mail domain. Fresh mailboxes of one
+// domain from fresh clients share the domain's budget, so choosing the
+// e-mail address no longer buys a fresh bucket.
+func TestRateLimitIssuancePerDomain(t *testing.T) {
+	t.Parallel()
+	rl := off
+	rl.Domain = authority.Rate{PerSecond: 1, Burst: 1}
+	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}))
+	h := e.newHarness()
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
+		t.Fatalf("first issuance: %d %s", r.status, r.body)
+	}
+	other := e.newHarness()
+	other.req.User.Email = "sam@CORP.test"
+	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")), "1")
+	if n := e.pendingCount(); n != 1 {
+		t.Errorf("%d pending requests, want 1", n)
+	}
+	e.clock.Advance(time.Second)
+	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")); r.status != http.StatusAccepted {
+		t.Fatalf("after refill: %d %s", r.status, r.body)
 	}
 }

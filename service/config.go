@@ -28,6 +28,10 @@ const (
 	// within a minute (gap G-15 of the requirements).
 	MaxCheckInterval    = 60 * time.Second
 	DefaultCheckTimeout = 5 * time.Second
+	// MaxUnreachableGrace bounds UnreachableGrace: while the Authority
+	// cannot be reached, a revocation cannot reach the Service either, so
+	// the grace is how long a revoked delegation may keep working.
+	MaxUnreachableGrace = 5 * time.Minute
 	DefaultCallTimeout  = 10 * time.Second
 	DefaultPrefix       = "/agentpass"
 	// ConfigurationMaxAge is the Cache-Control max-age of the
@@ -219,7 +223,8 @@ type Config struct {
 	// UnreachableGrace lets requests through for this long past
 	// CheckInterval while the Authority cannot be reached (S-AUTHZ-7). If
 	// zero, an unreachable Authority rejects requests at once (fail
-	// closed). A 404 from the Authority is never graced.
+	// closed); at most MaxUnreachableGrace. A 404 from the Authority is
+	// never graced.
 	UnreachableGrace time.Duration
 
 	// InsecureAllowPrivateNetworks allows calls to Authorities at
@@ -232,8 +237,8 @@ type Config struct {
 	// and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
-	// RateLimits bounds resolution and browser initialization per client
-	// (G-35), and redemption when configured. The zero value is on with
+	// RateLimits bounds every endpoint but the configuration and the
+	// JWKS, per client, per network and overall. The zero value is on with
 	// the defaults documented on [RateLimits]; set Key behind a reverse
 	// proxy.
 	RateLimits RateLimits
@@ -365,7 +370,7 @@ func (cfg Config) validate() (*settings, error) {
 		{"InitTTL", &s.InitTTL, DefaultInitTTL, MaxInitTTL},
 		{"CheckInterval", &s.CheckInterval, DefaultCheckInterval, MaxCheckInterval},
 		{"CheckTimeout", &s.CheckTimeout, DefaultCheckTimeout, 0},
-		{"UnreachableGrace", &s.UnreachableGrace, 0, 0},
+		{"UnreachableGrace", &s.UnreachableGrace, 0, MaxUnreachableGrace},
 	}
 	for _, d := range durations {
 		switch {

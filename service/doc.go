@@ -74,11 +74,11 @@
 // of its users at their next check. [Service.Close] ends a delegation on
 // behalf of the application.
 //
-// Resolution and browser initialization are rate-limited per client
-// ([Config.RateLimits], on by default; G-35): a refused request gets 429
-// rate_limited with Retry-After and has no effect (no discovery, no token
-// used). Redemption is limited only when configured. Clients are told
-// apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
+// Resolution, initialization, redemption and available scopes are
+// rate-limited per client, per network and overall ([Config.RateLimits],
+// on by default): a refused request gets 429 rate_limited with Retry-After
+// and has no effect (no discovery, no token used). Clients are told apart
+// by remote IP address: behind a reverse proxy, set RateLimits.Key.
 //
 // Every redemption, initialization and rejection is logged to
 // [Config.Logger] with the attributes user, agent, task, harness,

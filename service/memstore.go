@@ -238,7 +238,11 @@ func (s *MemoryStore) Len() (delegations, credentials, inits int) {
 }
 
 // maybePrune sweeps expired records every pruneEvery writes, or at once
-// when force is set. The caller holds s.mu.
+// when force is set. A forced sweep (a table is full) also drops what is
+// dead but kept for a precise answer: used and expired initialization
+// tokens within their retention, credentials of invalidated delegations.
+// A full store refuses only when every record can still be used. The
+// caller holds s.mu.
 func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	s.writes++
 	if !force && s.writes%pruneEvery != 0 {
@@ -247,14 +251,22 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	if now.IsZero() {
 		return
 	}
+	invalidated := func(id string) bool {
+		d, ok := s.delegations[id]
+		return ok && d.rec.Invalidated
+	}
 	for h, c := range s.creds {
-		if !c.ExpiresAt.After(now) {
+		if !c.ExpiresAt.After(now) || force && invalidated(c.AuthorizationID) {
 			delete(s.creds, h)
 			s.release(c.AuthorizationID)
 		}
 	}
 	for h, r := range s.inits {
-		if !r.ExpiresAt.Add(initRetention).After(now) {
+		dead := !r.ExpiresAt.Add(initRetention).After(now)
+		if force {
+			dead = r.Used || !r.ExpiresAt.After(now) || invalidated(r.AuthorizationID)
+		}
+		if dead {
 			delete(s.inits, h)
 			s.release(r.AuthorizationID)
 		}

@@ -46,3 +46,48 @@ func TestMemoryStoreBounded(t *testing.T) {
 		t.Errorf("after sweep: %d delegations, %d credentials; want 1, 1", d, c)
 	}
 }
+
+// A full table first drops what is dead but kept for a precise answer:
+// used initialization tokens (kept initRetention past expiry), and the
+// credentials of invalidated delegations. Only live records refuse.
+func TestMemoryStoreFullDropsDeadFirst(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := service.NewMemoryStore(service.WithLimit(3))
+	init := func(id string) error {
+		return s.Redeem(ctx,
+			&service.DelegationRecord{AuthorizationID: id, Scope: pass.Scope{"a"}, CreatedAt: now, CheckedAt: now},
+			nil, &service.InitRecord{Hash: "i-" + id, ExpiresAt: now.Add(time.Minute)})
+	}
+	bearer := func(id string) error {
+		return s.Redeem(ctx,
+			&service.DelegationRecord{AuthorizationID: id, Scope: pass.Scope{"a"}, CreatedAt: now, CheckedAt: now},
+			&service.CredentialRecord{Hash: "h-" + id, Kind: service.KindBearer, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil)
+	}
+	if err := init("used"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConsumeInit(ctx, "i-used", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := bearer("revoked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Invalidate(ctx, "revoked", now, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bearer("live"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"new1", "new2"} {
+		if err := bearer(id); err != nil {
+			t.Fatalf("%s into a table holding dead records: %v", id, err)
+		}
+	}
+	if err := bearer("over"); !errors.Is(err, service.ErrStoreFull) {
+		t.Fatalf("a table of live records: %v, want ErrStoreFull", err)
+	}
+	if _, _, err := s.Credential(ctx, "h-live", now); err != nil {
+		t.Errorf("a live credential was dropped: %v", err)
+	}
+}

@@ -1,75 +1,103 @@
 package service
 
 import (
-	"math"
 	"net/http"
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/ratelimit"
 )
 
-// RateLimit is how fast one client may call an unauthenticated endpoint: a
-// token bucket holding Burst requests, refilled at PerSecond requests a
-// second. A refused request is answered 429 rate_limited with a
-// Retry-After header and has no other effect. The zero value means the
-// endpoint's default; a negative PerSecond turns the limit off.
-type RateLimit struct {
-	// PerSecond is the sustained rate. If zero, the endpoint's default;
-	// negative: no limit.
-	PerSecond float64
-	// Burst is how many requests may come at once after a quiet period. If
-	// zero, the endpoint's default; it must not be negative.
-	Burst int
-}
+// RateLimit is how fast an endpoint may be called, at every level a
+// request is charged to: Client (one IPv6 /64 or IPv4 address, or the
+// value of RateLimits.Key), Network (its IPv6 /48 or IPv4 /24), User and
+// Domain (where an endpoint names a user) and Overall (everyone). A request
+// passes only if every level allows it; a refused one is answered 429
+// rate_limited with a Retry-After header and has no other effect. A zero
+// [Rate] is the level's default, a negative PerSecond turns the level off.
+//
+// It is the same type as authority.RateLimit: the limiter lives once, in
+// an internal package both roles use, and the alias lets each role's
+// Config name it without one role importing the other.
+type RateLimit = ratelimit.Limit
 
-// RateLimits bounds the Service's endpoints per client (G-35; S-SCOPE-7's
-// 429). Available scopes (called by Authorities with an assertion), the
-// configuration and the JWKS (static, cacheable) are never limited. The
-// defaults are far above what a busy Harness or browser needs: they stop
-// floods, not users. Limits use Config.Now, so a frozen test clock never
-// refills a bucket: tests that send more requests than a burst configure
-// more.
+// Rate is one level of a [RateLimit]: a token bucket holding Burst
+// requests, refilled at PerSecond requests a second.
+type Rate = ratelimit.Rate
+
+// RateLimits bounds the Service's endpoints. The configuration and the
+// JWKS (static, cacheable) are never limited; every other endpoint is,
+// by default. The defaults are far above what a busy Harness, browser or
+// Authority needs: they stop floods, not users. Limits use Config.Now, so
+// a frozen test clock never refills a bucket: tests that send more
+// requests than a burst configure more.
 type RateLimits struct {
 	// Resolve limits POST resolve-authorities, the unauthenticated oracle
-	// on which users have an Enterprise Authority (G-35). If zero, 10 a
-	// second with bursts of 100.
+	// on which users have an Enterprise Authority. If zero, per client 10 a
+	// second with bursts of 100, per network 20 (200), overall 100 (1,000).
 	Resolve RateLimit
 
 	// Initialize limits the browser initialization endpoint (GET, POST and
 	// HEAD). A refused request does not use its initialization token. If
-	// zero, 10 a second with bursts of 100.
+	// zero, as Resolve.
 	Initialize RateLimit
 
-	// Redeem limits both redemption endpoints. If zero, NO limit: a
-	// redemption needs a pass, a refused one would cost the Harness its
-	// pass's short lifetime, and a redeeming client (a harness fleet, a
-	// gateway, a load test) legitimately sends them back to back. Each
-	// redemption makes at most one validate call, to a trusted Authority
-	// only; set a limit (for example 20 a second, bursts of 200) to bound
-	// how fast one client can make the Service call them.
+	// Redeem limits both redemption endpoints. Each redemption may make
+	// a validate call to an Authority and verify proofs, so a flood of
+	// them is work for both. If zero, per client 20 a second with bursts of
+	// 200, per network 40 (400), overall 200 (2,000): a refused Harness
+	// waits out Retry-After, well within a pass's lifetime.
 	Redeem RateLimit
 
-	// Key returns the client a request counts against. If nil, the IP
-	// address of r.RemoteAddr (an IPv6 address by its /64 prefix).
-	// Deployments behind a reverse proxy or load balancer MUST set it (for
-	// example to the address the proxy puts in a header it controls):
-	// otherwise every request counts against the proxy's address and all
-	// clients share one budget. Requests with the same key, including "",
-	// share one budget.
+	// AvailableScopes limits POST available-scopes, called by Authorities
+	// with an assertion whose check can make the Service fetch the
+	// caller's keys. One Authority's issuances arrive at its own rate, so
+	// the defaults exceed an Authority's default issuance limits. If zero,
+	// per client 50 a second with bursts of 500, per network 100 (1,000),
+	// overall 200 (2,000).
+	AvailableScopes RateLimit
+
+	// Key returns the address a request counts against. If nil, the IP
+	// address of r.RemoteAddr. An IP address is charged by its /64 (IPv6)
+	// or itself (IPv4) and by its /48 or /24; any other value is one
+	// client and its own network. Deployments behind a reverse proxy or
+	// load balancer MUST set it (for example to the address the proxy puts
+	// in a header it controls): otherwise every request counts against the
+	// proxy's address and all clients share one budget.
 	Key func(r *http.Request) string
 
-	// MaxKeys bounds how many clients each limit remembers; the least
-	// recently seen are forgotten first. If zero, 10,000; it must not be
-	// negative.
+	// MaxKeys bounds how many clients (and networks) each limit remembers.
+	// When a limit is full, only buckets that have refilled are forgotten;
+	// newcomers share one bucket until then, so a flood of fresh addresses
+	// never resets a client's empty bucket. If zero, 10,000; it must not
+	// be negative.
 	MaxKeys int
 }
 
 const defaultRateLimitKeys = 10_000
 
-// limiters are the rate limiters of a Service; a nil limiter is off.
+// Defaults of RateLimits.
+var (
+	defaultResolveLimit = RateLimit{
+		Client:  Rate{PerSecond: 10, Burst: 100},
+		Network: Rate{PerSecond: 20, Burst: 200},
+		Overall: Rate{PerSecond: 100, Burst: 1000},
+	}
+	defaultRedeemLimit = RateLimit{
+		Client:  Rate{PerSecond: 20, Burst: 200},
+		Network: Rate{PerSecond: 40, Burst: 400},
+		Overall: Rate{PerSecond: 200, Burst: 2000},
+	}
+	defaultScopesLimit = RateLimit{
+		Client:  Rate{PerSecond: 50, Burst: 500},
+		Network: Rate{PerSecond: 100, Burst: 1000},
+		Overall: Rate{PerSecond: 200, Burst: 2000},
+	}
+)
+
+// limiters are the rate limiters of a Service.
 type limiters struct {
-	resolve, initialize, redeem *ratelimit.Limiter
-	key                         func(*http.Request) string
+	resolve, initialize, redeem, scopes *ratelimit.Limiter
+	key                                 func(*http.Request) string
 }
 
 func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
@@ -82,52 +110,33 @@ func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
 	}
 	l := limiters{key: rl.Key}
 	if l.key == nil {
-		l.key = ratelimit.ClientIP
+		l.key = ratelimit.ClientAddr
 	}
 	for _, f := range []struct {
 		name string
 		v, d RateLimit
 		dst  **ratelimit.Limiter
 	}{
-		{"Resolve", rl.Resolve, RateLimit{PerSecond: 10, Burst: 100}, &l.resolve},
-		{"Initialize", rl.Initialize, RateLimit{PerSecond: 10, Burst: 100}, &l.initialize},
-		{"Redeem", rl.Redeem, RateLimit{}, &l.redeem},
+		{"Resolve", rl.Resolve, defaultResolveLimit, &l.resolve},
+		{"Initialize", rl.Initialize, defaultResolveLimit, &l.initialize},
+		{"Redeem", rl.Redeem, defaultRedeemLimit, &l.redeem},
+		{"AvailableScopes", rl.AvailableScopes, defaultScopesLimit, &l.scopes},
 	} {
-		r := f.v
-		switch {
-		case math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0):
-			return limiters{}, errConfig("RateLimits.%s.PerSecond must be a finite number", f.name)
-		case r.Burst < 0:
-			return limiters{}, errConfig("RateLimits.%s.Burst must not be negative", f.name)
-		case r.PerSecond < 0:
-			continue
+		lim, err := ratelimit.New(f.v, f.d, maxKeys, now)
+		if err != nil {
+			return limiters{}, errConfig("RateLimits.%s.%v", f.name, err)
 		}
-		if r.PerSecond == 0 {
-			r.PerSecond = f.d.PerSecond
-		}
-		if r.PerSecond == 0 { // no default: off
-			continue
-		}
-		if r.Burst == 0 {
-			r.Burst = f.d.Burst
-		}
-		if r.Burst == 0 { // a rate without a default burst: a second's worth
-			r.Burst = max(1, int(math.Ceil(r.PerSecond)))
-		}
-		*f.dst = ratelimit.New(r.PerSecond, r.Burst, maxKeys, now)
+		*f.dst = lim
 	}
 	return l, nil
 }
 
-// limited wraps h with limiter l (nil: h itself): a client over the limit
-// gets 429 rate_limited with Retry-After before h runs, so the request has
-// no effect (G-35, S-SCOPE-7).
+// limited wraps h with limiter l: a client over the limit gets 429
+// rate_limited with Retry-After before h runs, so the request has no
+// effect.
 func (s *Service) limited(l *ratelimit.Limiter, endpoint string, h http.HandlerFunc) http.HandlerFunc {
-	if l == nil {
-		return h
-	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := l.Allow(s.limits.key(r)); !ok {
+		if ok, wait := l.AllowClient(s.limits.key(r)); !ok {
 			// Debug only: under a flood, one log line per refusal would
 			// amplify it.
 			s.cfg.Logger.Debug("agentpass rate limited", "endpoint", endpoint, "outcome", "rejected")

@@ -23,6 +23,18 @@ func withLimits(rl service.RateLimits) func(*service.Config) {
 	}
 }
 
+// off turns every level of an endpoint's limit off.
+var off = service.RateLimit{Client: disabled, Network: disabled, User: disabled, Domain: disabled, Overall: disabled}
+
+var disabled = service.Rate{PerSecond: -1}
+
+// only limits an endpoint at its Client level.
+func only(r service.Rate) service.RateLimit {
+	l := off
+	l.Client = r
+	return l
+}
+
 func as(who string) http.Header { return http.Header{clientHeader: {who}} }
 
 // wantLimited checks a 429 answer: Retry-After in whole seconds and the
@@ -46,7 +58,7 @@ func wantLimited(t *testing.T, r *response, retryAfter string) {
 // before any discovery runs; other clients are unaffected; the bucket
 // refills with time.
 func TestRateLimitResolve(t *testing.T) {
-	e := newEnv(t, withLimits(service.RateLimits{Resolve: service.RateLimit{PerSecond: 0.5, Burst: 2}}))
+	e := newEnv(t, withLimits(service.RateLimits{Resolve: only(service.Rate{PerSecond: 0.5, Burst: 2})}))
 	endpoint := e.svc.Configuration().Endpoints.ResolveAuthorities
 	resolve := func(who, email string) *response {
 		return e.postJSON(endpoint, pass.ResolutionRequest{User: pass.User{Email: email}}, as(who))
@@ -76,7 +88,7 @@ func TestRateLimitResolve(t *testing.T) {
 // G-29, G-35: initialization per client. A refused visit does not use the
 // token: the same URL works once the bucket refills.
 func TestRateLimitInitialize(t *testing.T) {
-	e := newEnv(t, withLimits(service.RateLimits{Initialize: service.RateLimit{PerSecond: 1, Burst: 1}}))
+	e := newEnv(t, withLimits(service.RateLimits{Initialize: only(service.Rate{PerSecond: 1, Burst: 1})}))
 	resp := e.browserRedeem(t, validation(corpUser, pass.BrowserSession, "tickets:read"))
 	if r := e.do(http.MethodGet, resp.InitializationURL+"x", as("a"), nil); r.status != http.StatusNotFound {
 		t.Fatalf("unknown token: %d %s", r.status, r.body)
@@ -88,20 +100,22 @@ func TestRateLimitInitialize(t *testing.T) {
 	}
 }
 
-// Redemption is not limited by default; when configured, a refused
-// redemption leaves the pass unconsumed and calls no Authority.
+// Issue #14 finding 1: redemption is limited by default (a client's burst
+// of 200 on a frozen clock); a refused redemption leaves the pass
+// unconsumed and calls no Authority.
 func TestRateLimitRedeem(t *testing.T) {
-	t.Run("default off", func(t *testing.T) {
+	t.Run("default on", func(t *testing.T) {
 		e := newEnv(t, nil)
-		for i := range 120 {
+		for i := range 200 {
 			r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, "unknown-pass"), nil)
 			if r.status == http.StatusTooManyRequests {
-				t.Fatalf("redemption %d limited by default", i)
+				t.Fatalf("redemption %d limited within the default burst", i)
 			}
 		}
+		wantLimited(t, e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, "unknown-pass"), nil), "1")
 	})
 	t.Run("configured", func(t *testing.T) {
-		e := newEnv(t, withLimits(service.RateLimits{Redeem: service.RateLimit{PerSecond: 1}}))
+		e := newEnv(t, withLimits(service.RateLimits{Redeem: only(service.Rate{PerSecond: 1, Burst: 1})}))
 		v1 := e.idp.issue(validation(corpUser, pass.BearerToken))
 		if r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, v1), as("a")); r.status != http.StatusOK {
 			t.Fatalf("first redemption: %d %s", r.status, r.body)
@@ -120,7 +134,7 @@ func TestRateLimitRedeem(t *testing.T) {
 	})
 }
 
-// A negative PerSecond turns a limit off; the defaults are on (every test
+// A negative PerSecond turns a level off; the defaults are on (every test
 // client is 127.0.0.1): on a frozen clock the resolution burst is 100.
 func TestRateLimitDefaultsAndOff(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
@@ -133,7 +147,6 @@ func TestRateLimitDefaultsAndOff(t *testing.T) {
 		wantLimited(t, e.resolve(corpUser), "1")
 	})
 	t.Run("off", func(t *testing.T) {
-		off := service.RateLimit{PerSecond: -1}
 		e := newEnv(t, func(c *service.Config) { c.RateLimits = service.RateLimits{Resolve: off, Initialize: off} })
 		for i := range 150 {
 			if r := e.resolve(corpUser); r.status != http.StatusOK {
@@ -149,10 +162,11 @@ func TestRateLimitConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, rl := range map[string]service.RateLimits{
-		"NaN rate":         {Resolve: service.RateLimit{PerSecond: math.NaN()}},
-		"infinite rate":    {Redeem: service.RateLimit{PerSecond: math.Inf(1)}},
-		"negative burst":   {Initialize: service.RateLimit{Burst: -2}},
-		"negative MaxKeys": {MaxKeys: -1},
+		"NaN rate":           {Resolve: service.RateLimit{Client: service.Rate{PerSecond: math.NaN()}}},
+		"infinite rate":      {Redeem: service.RateLimit{Overall: service.Rate{PerSecond: math.Inf(1)}}},
+		"negative burst":     {Initialize: service.RateLimit{Network: service.Rate{Burst: -2}}},
+		"redeem has no user": {Redeem: service.RateLimit{User: service.Rate{PerSecond: 5}}},
+		"negative MaxKeys":   {MaxKeys: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := service.New(service.Config{Origin: appURL, Keys: keys, Scopes: testScopes, Discovery: newEnvlessDiscovery(t), RateLimits: rl})
@@ -160,5 +174,22 @@ func TestRateLimitConfig(t *testing.T) {
 				t.Errorf("New = %v, want a RateLimits error", err)
 			}
 		})
+	}
+}
+
+// Available scopes are limited (by default per client, network and
+// overall); a refused call has no effect: its assertion was not even
+// checked, so it is accepted, not a replay, once the bucket refills.
+func TestRateLimitAvailableScopes(t *testing.T) {
+	e := newEnv(t, withLimits(service.RateLimits{AvailableScopes: only(service.Rate{PerSecond: 1, Burst: 1})}))
+	body := pass.AvailableScopesRequest{User: pass.User{Email: corpUser}, Agent: pass.Agent{ID: "agent-7"}}
+	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusOK {
+		t.Fatalf("first call: %d %s", r.status, r.body)
+	}
+	tok := e.idp.sign(t, appURL, e.clock.Now())
+	wantLimited(t, e.scopesCall(tok, body), "1")
+	e.clock.Advance(time.Second)
+	if r := e.scopesCall(tok, body); r.status != http.StatusOK {
+		t.Fatalf("the refused call's assertion after refill: %d %s (was it used by the refused call?)", r.status, r.body)
 	}
 }

@@ -109,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 	s.mux.HandleFunc(p.Configuration, s.serveConfiguration)
 	s.mux.HandleFunc(p.JWKS, s.serveJWKS)
 	s.mux.HandleFunc(p.ResolveAuthorities, s.limited(s.limits.resolve, "resolve_authorities", s.serveResolve))
-	s.mux.HandleFunc(p.AvailableScopes, s.serveAvailableScopes)
+	s.mux.HandleFunc(p.AvailableScopes, s.limited(s.limits.scopes, "available_scopes", s.serveAvailableScopes))
 	s.mux.HandleFunc(p.RedeemBearerToken, s.limited(s.limits.redeem, string(pass.BearerToken),
 		func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BearerToken) }))
 	s.mux.HandleFunc(p.RedeemBrowserSession, s.limited(s.limits.redeem, string(pass.BrowserSession),

@@ -1,23 +1,34 @@
-// Package ratelimit is a token-bucket rate limiter keyed by a string (a
-// client address, an e-mail address), with a bounded number of keys, and
-// the 429 answer the role packages send when it refuses a request (gaps
-// G-2, G-32 and G-35 of the requirements; A-STAT-5, A-ISS-12, S-SCOPE-7).
+// Package ratelimit is the one rate limiter of the role packages: token
+// buckets charged at several levels at once (a client, its network, a
+// user, the user's domain, everyone), bounded in memory, and the 429
+// answer sent when it refuses a request.
 //
 // # Overview
 //
-// Each key has a bucket of at most Burst tokens that refills at PerSecond
-// tokens a second; a request takes one token or is refused with the time
-// until one is available. The buckets live in a fixed number of shards,
-// each a map plus a least-recently-used list of bounded length: when a
-// shard is full, its least recently used bucket is dropped. A dropped
-// bucket comes back full, so under a flood of more distinct keys than
-// MaxKeys the limit weakens for the keys dropped (it fails open rather than
-// refusing clients it has not seen); memory stays bounded either way.
+// A [Limit] gives each level a [Rate]: a bucket of at most Burst tokens
+// refilled at PerSecond tokens a second. A request takes one token at every
+// level it is charged to and passes only if every level has one; when one
+// level refuses, the tokens taken at the others are given back, so a
+// refused request costs nothing but its own level's refusal.
+//
+// Client addresses are charged twice: to the address (an IPv6 /64, which
+// one host commonly holds whole, or an IPv4 address) and to its network (an
+// IPv6 /48, an IPv4 /24). Rotating addresses inside one network therefore
+// gains nothing, and the Overall level bounds what all networks together
+// can do, which is what keeps a bounded store from filling.
+//
+// Each level keeps at most MaxKeys buckets, in shards with a
+// least-recently-used order. The table never fails open: a bucket is
+// dropped only when it is full again (a full bucket is what an unknown key
+// gets anyway, so dropping it loses nothing), and a key that finds its
+// shard full of non-full buckets is charged to one shared overflow bucket
+// instead of a fresh one. A client cannot reset its own empty bucket by
+// sending many other keys: its bucket stays until it has refilled.
 //
 // # Usage
 //
-//	l := ratelimit.New(10, 50, 10000, time.Now)
-//	if ok, wait := l.Allow(ratelimit.ClientIP(r)); !ok {
+//	l, err := ratelimit.New(limit, defaults, 10000, time.Now)
+//	if ok, wait := l.AllowClient(ratelimit.ClientAddr(r)); !ok {
 //		ratelimit.Deny(w, wait)
 //		return
 //	}
@@ -25,12 +36,15 @@ package ratelimit
 
 import (
 	"container/list"
+	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,94 +52,335 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// shards is the number of independently locked parts of a Limiter.
+// Rate is one token bucket: Burst requests at once, refilled at PerSecond
+// requests a second. The zero value means the default; a negative
+// PerSecond turns the level off.
+type Rate struct {
+	// PerSecond is the sustained rate. If zero, the default; negative: no
+	// limit at this level.
+	PerSecond float64
+	// Burst is how many requests may come at once after a quiet period. If
+	// zero, the default; it must not be negative.
+	Burst int
+}
+
+// Limit is the rate of one endpoint at each level a request is charged to;
+// a request passes only if every level allows it. A level the endpoint
+// does not have (a user on an endpoint that names none) must be left zero
+// or off.
+type Limit struct {
+	// Client is one client: an IPv6 /64 or an IPv4 address (or, with a
+	// custom key that is not an IP address, the key itself).
+	Client Rate
+	// Network is the client's network: an IPv6 /48 or an IPv4 /24, so that
+	// rotating addresses inside one allocation gains nothing.
+	Network Rate
+	// User is one mailbox, however spelled, where the endpoint names a
+	// user, so no one is flooded with requests for a person.
+	User Rate
+	// Domain is the domain of the user's e-mail address: a flood naming
+	// fresh mailboxes of one domain is still one budget.
+	Domain Rate
+	// Overall is every client together: what bounds the work and the
+	// records a flood from many networks can cause.
+	Overall Rate
+}
+
+// Levels, in the order they are charged.
+const (
+	levelClient = iota
+	levelNetwork
+	levelUser
+	levelDomain
+	levelOverall
+	numLevels
+)
+
+var levelNames = [numLevels]string{"Client", "Network", "User", "Domain", "Overall"}
+
+func (l *Limit) rates() [numLevels]*Rate {
+	return [numLevels]*Rate{&l.Client, &l.Network, &l.User, &l.Domain, &l.Overall}
+}
+
+// Limiter charges requests to the levels of a Limit. It is safe for
+// concurrent use.
+type Limiter struct {
+	levels [numLevels]*table // nil: off, or not a level of this endpoint
+}
+
+// New returns the Limiter of lim, its zero fields taken from def. A level
+// whose default is zero does not exist for the endpoint: setting it is an
+// error. maxKeys bounds the buckets of each level (below 16, 16); now is
+// the clock (nil: time.Now). The error names the field, relative to the
+// Limit ("Client.Burst must not be negative").
+func New(lim, def Limit, maxKeys int, now func() time.Time) (*Limiter, error) {
+	if now == nil {
+		now = time.Now
+	}
+	l := &Limiter{}
+	got, want := lim.rates(), def.rates()
+	for i := range numLevels {
+		r, d := *got[i], *want[i]
+		switch {
+		case math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0):
+			return nil, fmt.Errorf("%s.PerSecond must be a finite number", levelNames[i])
+		case r.Burst < 0:
+			return nil, fmt.Errorf("%s.Burst must not be negative", levelNames[i])
+		case d.PerSecond == 0 && r != (Rate{}) && !(r.PerSecond < 0):
+			return nil, fmt.Errorf("%s does not apply to this endpoint", levelNames[i])
+		}
+		if r.PerSecond == 0 {
+			r.PerSecond = d.PerSecond
+		}
+		if r.PerSecond <= 0 {
+			continue
+		}
+		if r.Burst == 0 {
+			r.Burst = d.Burst
+		}
+		if r.Burst == 0 { // a rate without a burst: a second's worth
+			r.Burst = max(1, int(math.Ceil(r.PerSecond)))
+		}
+		l.levels[i] = newTable(r.PerSecond, r.Burst, maxKeys, now)
+	}
+	return l, nil
+}
+
+// AllowClient charges a request from client (an address from [ClientAddr],
+// or any other key) to its Client, Network and Overall levels. It reports
+// whether the request may proceed and, when it may not, how long until it
+// could.
+func (l *Limiter) AllowClient(client string) (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	var keys [numLevels]string
+	keys[levelClient], keys[levelNetwork] = addrKeys(client)
+	return l.allow(&keys, levelClient, levelNetwork, levelOverall)
+}
+
+// AllowUser charges a request naming the user email to its User and Domain
+// levels. An address that does not parse is charged as written, lowercased,
+// to both.
+func (l *Limiter) AllowUser(email string) (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	var keys [numLevels]string
+	keys[levelUser], keys[levelDomain] = userKeys(email)
+	return l.allow(&keys, levelUser, levelDomain)
+}
+
+// allow takes a token at every given level, or none.
+func (l *Limiter) allow(keys *[numLevels]string, levels ...int) (bool, time.Duration) {
+	var taken [numLevels]*bucketRef
+	var wait time.Duration
+	refused := false
+	for _, i := range levels {
+		t := l.levels[i]
+		if t == nil {
+			continue
+		}
+		ref, ok, w := t.take(keys[i])
+		if ok {
+			taken[i] = ref
+			continue
+		}
+		refused = true
+		wait = max(wait, w)
+	}
+	if !refused {
+		return true, 0
+	}
+	for i, ref := range taken {
+		if ref != nil {
+			l.levels[i].refund(ref)
+		}
+	}
+	return false, wait
+}
+
+// Len returns the number of buckets held, over every level.
+func (l *Limiter) Len() int {
+	n := 0
+	for _, t := range l.levels {
+		if t != nil {
+			n += t.len()
+		}
+	}
+	return n
+}
+
+// addrKeys returns the Client and Network keys of a client address. The
+// keys of IP addresses are their prefix bytes behind a NUL, cheaper than
+// text and apart from any printable key.
+func addrKeys(client string) (addr, network string) {
+	ip, err := netip.ParseAddr(client)
+	if err != nil {
+		k := bounded(client)
+		return k, k
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		k := string([]byte{0, 4, b[0], b[1], b[2], b[3]})
+		return k, k[:5]
+	}
+	b := ip.As16()
+	k := string([]byte{0, 6, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]})
+	return k, k[:8]
+}
+
+// userKeys returns the User and Domain keys of an e-mail address: one
+// mailbox is one key however its domain or local part is spelled.
+func userKeys(email string) (user, domain string) {
+	local, d, err := pass.SplitEmail(email)
+	if err != nil {
+		s := strings.ToLower(email)
+		if at := strings.LastIndexByte(s, '@'); at >= 0 {
+			return bounded(s), bounded(s[at+1:])
+		}
+		return bounded(s), bounded(s)
+	}
+	return strings.ToLower(local) + "@" + d, d
+}
+
+// maxKeyLen bounds the memory one key can hold in a table.
+const maxKeyLen = 256
+
+// longKeys hashes keys longer than maxKeyLen.
+var longKeys = maphash.MakeSeed()
+
+// bounded returns k, or a fixed-size digest of it when k is longer than
+// maxKeyLen (a custom Key may return a header of any length): MaxKeys
+// then bounds the memory of a table whatever the keys.
+func bounded(k string) string {
+	if len(k) <= maxKeyLen {
+		return k
+	}
+	var b [10]byte
+	b[0], b[1] = 0, 'h'
+	binary.BigEndian.PutUint64(b[2:], maphash.String(longKeys, k))
+	return string(b[:])
+}
+
+// shards is the number of independently locked parts of a table.
 const shards = 16
 
-// Limiter is a keyed token-bucket rate limiter holding at most a fixed
-// number of keys. It is safe for concurrent use.
-type Limiter struct {
-	rate   float64 // tokens per second, > 0
-	burst  float64 // bucket capacity, >= 1
-	now    func() time.Time
-	seed   maphash.Seed
-	shards [shards]shard
+// evictScan is how many buckets from the least recently used end a full
+// shard examines for one that has refilled.
+const evictScan = 8
+
+// table is the keyed buckets of one level.
+type table struct {
+	rate     float64 // tokens per second, > 0
+	burst    float64 // bucket capacity, >= 1
+	now      func() time.Time
+	seed     maphash.Seed
+	shards   [shards]shard
+	overflow struct {
+		mu sync.Mutex
+		b  bucketRef
+	}
 }
 
 type shard struct {
 	mu      sync.Mutex
 	max     int
-	buckets map[string]*list.Element // of *bucket
+	buckets map[string]*list.Element // of *bucketRef
 	lru     list.List                // front = most recently used
 }
 
-type bucket struct {
+// bucketRef is a bucket and the lock guarding it.
+type bucketRef struct {
+	mu     *sync.Mutex
 	key    string
 	tokens float64
 	last   time.Time
 }
 
-// New returns a Limiter allowing perSecond requests a second per key with
-// bursts of burst requests, remembering at most maxKeys keys. perSecond
-// must be positive and finite (New panics otherwise: callers validate
-// their configuration first); burst below 1 is taken as 1; maxKeys below
-// the shard count (16) is taken as 16. now is the clock; if nil, time.Now.
-func New(perSecond float64, burst, maxKeys int, now func() time.Time) *Limiter {
-	if !(perSecond > 0) || math.IsInf(perSecond, 0) {
-		panic("ratelimit: perSecond must be positive and finite")
-	}
-	if now == nil {
-		now = time.Now
-	}
-	l := &Limiter{rate: perSecond, burst: float64(max(burst, 1)), now: now, seed: maphash.MakeSeed()}
+func newTable(perSecond float64, burst, maxKeys int, now func() time.Time) *table {
+	t := &table{rate: perSecond, burst: float64(max(burst, 1)), now: now, seed: maphash.MakeSeed()}
 	maxKeys = max(maxKeys, shards)
-	for i := range l.shards {
-		l.shards[i].max = maxKeys / shards
+	for i := range t.shards {
+		t.shards[i].max = maxKeys / shards
 		if i < maxKeys%shards {
-			l.shards[i].max++
+			t.shards[i].max++
 		}
-		l.shards[i].buckets = make(map[string]*list.Element)
+		t.shards[i].buckets = make(map[string]*list.Element)
 	}
-	return l
+	t.overflow.b = bucketRef{mu: &t.overflow.mu, tokens: t.burst, last: now()}
+	return t
 }
 
-// Allow takes a token from key's bucket. It reports whether the request may
-// proceed and, when it may not, how long until a token is available.
-func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
-	now := l.now()
-	s := &l.shards[maphash.String(l.seed, key)%shards]
+// refill brings b up to now; a clock that goes back refills nothing.
+func (t *table) refill(b *bucketRef, now time.Time) {
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(t.burst, b.tokens+d.Seconds()*t.rate)
+		b.last = now
+	}
+}
+
+// take takes a token from key's bucket.
+func (t *table) take(key string) (*bucketRef, bool, time.Duration) {
+	now := t.now()
+	s := &t.shards[maphash.String(t.seed, key)%shards]
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b *bucket
+	var b *bucketRef
 	if e, found := s.buckets[key]; found {
 		s.lru.MoveToFront(e)
-		b = e.Value.(*bucket)
-		// A clock that goes back refills nothing (and keeps last).
-		if d := now.Sub(b.last); d > 0 {
-			b.tokens = min(l.burst, b.tokens+d.Seconds()*l.rate)
-			b.last = now
-		}
-	} else {
-		if s.lru.Len() >= s.max {
-			old := s.lru.Back()
-			s.lru.Remove(old)
-			delete(s.buckets, old.Value.(*bucket).key)
-		}
-		b = &bucket{key: key, tokens: l.burst, last: now}
+		b = e.Value.(*bucketRef)
+		t.refill(b, now)
+	} else if s.lru.Len() < s.max || t.evictLocked(s, now) {
+		b = &bucketRef{mu: &s.mu, key: key, tokens: t.burst, last: now}
 		s.buckets[key] = s.lru.PushFront(b)
+	} else {
+		// Every bucket in reach still carries state: rather than forget
+		// one (and hand its owner a full bucket), the newcomer shares the
+		// overflow bucket with every other key the table cannot hold.
+		s.mu.Unlock()
+		b = &t.overflow.b
+		b.mu.Lock()
+		t.refill(b, now)
 	}
+	defer b.mu.Unlock()
 	if b.tokens >= 1 {
 		b.tokens--
-		return true, 0
+		return b, true, 0
 	}
-	wait := time.Duration(math.Ceil((1 - b.tokens) / l.rate * float64(time.Second)))
-	return false, max(wait, time.Nanosecond)
+	wait := time.Duration(math.Ceil((1 - b.tokens) / t.rate * float64(time.Second)))
+	return nil, false, max(wait, time.Nanosecond)
 }
 
-// Len returns the number of keys remembered.
-func (l *Limiter) Len() int {
+// evictLocked drops one bucket that has refilled to Burst, looking at a
+// few from the least recently used end; the ones still refilling go to the
+// front so the next look sees others. It reports whether one was dropped.
+func (t *table) evictLocked(s *shard, now time.Time) bool {
+	for range min(evictScan, s.lru.Len()) {
+		e := s.lru.Back()
+		b := e.Value.(*bucketRef)
+		t.refill(b, now)
+		if b.tokens >= t.burst {
+			s.lru.Remove(e)
+			delete(s.buckets, b.key)
+			return true
+		}
+		s.lru.MoveToFront(e)
+	}
+	return false
+}
+
+// refund gives back a token taken by take.
+func (t *table) refund(b *bucketRef) {
+	b.mu.Lock()
+	b.tokens = min(t.burst, b.tokens+1)
+	b.mu.Unlock()
+}
+
+func (t *table) len() int {
 	n := 0
-	for i := range l.shards {
-		s := &l.shards[i]
+	for i := range t.shards {
+		s := &t.shards[i]
 		s.mu.Lock()
 		n += s.lru.Len()
 		s.mu.Unlock()
@@ -133,12 +388,12 @@ func (l *Limiter) Len() int {
 	return n
 }
 
-// ClientIP returns the rate-limiting key of the peer that sent r: the IP
-// address of r.RemoteAddr, an IPv6 address reduced to its /64 prefix (one
-// host commonly holds a whole /64). Behind a reverse proxy every request
-// comes from the proxy: such deployments must derive the key from what the
-// proxy forwards instead. An unparseable RemoteAddr is returned as is.
-func ClientIP(r *http.Request) string {
+// ClientAddr returns the address of the peer that sent r: the IP address
+// of r.RemoteAddr, without zone and with IPv4-mapped IPv6 addresses
+// unmapped. Behind a reverse proxy every request comes from the proxy:
+// such deployments must take the address the proxy forwards instead. An
+// unparseable RemoteAddr is returned as is.
+func ClientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -147,12 +402,7 @@ func ClientIP(r *http.Request) string {
 	if err != nil {
 		return r.RemoteAddr
 	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+	return ip.Unmap().WithZone("").String()
 }
 
 // RetryAfterSeconds is the Retry-After value for a wait: whole seconds,
@@ -162,8 +412,9 @@ func RetryAfterSeconds(wait time.Duration) int {
 }
 
 // Deny answers 429 with a Retry-After header and the structured error body
-// {"error":{"code":"rate_limited",...}} (G-18). The message is generic: it
-// names neither the key nor the limit (G-35).
+// {"error":{"code":"rate_limited",...}}. The message is generic: it names
+// neither the key nor the limit, so a refusal tells a prober nothing about
+// a user.
 func Deny(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(wait)))
 	w.Header().Set("Cache-Control", "no-store")

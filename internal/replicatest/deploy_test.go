@@ -118,6 +118,18 @@ type options struct {
 	postgres bool
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
+	// authLimits and svcLimits are the rate limits of the Authority and
+	// Service replicas. If nil, every limit is off: the replica tests and
+	// benchmarks send thousands of requests from one loopback address on a
+	// frozen clock, which the defaults rightly refuse.
+	authLimits *authority.RateLimits
+	svcLimits  *service.RateLimits
+}
+
+// noLimit turns every level of an endpoint's rate limit off.
+var noLimit = authority.RateLimit{
+	Client: authority.Rate{PerSecond: -1}, Network: authority.Rate{PerSecond: -1},
+	User: authority.Rate{PerSecond: -1}, Domain: authority.Rate{PerSecond: -1}, Overall: authority.Rate{PerSecond: -1},
 }
 
 // deployment is an Enterprise Authority for corp.test at idp.corp.test and a
@@ -198,8 +210,12 @@ func deploy(t testing.TB, o options) *deployment {
 			HTTPClient: d.client,
 			Now:        d.clock.Now,
 			PollAfter:  100 * time.Millisecond,
+			RateLimits: authority.RateLimits{Issuance: noLimit, Status: noLimit},
 			// Every party listens on loopback.
 			InsecureAllowPrivateNetworks: true,
+		}
+		if o.authLimits != nil {
+			cfg.RateLimits = *o.authLimits
 		}
 		if o.postgres {
 			st := authoritypg.New(pools[i], authoritypg.WithNow(d.clock.Now))
@@ -237,8 +253,12 @@ func deploy(t testing.TB, o options) *deployment {
 			HTTPClient:    d.client,
 			Now:           d.clock.Now,
 			CheckInterval: o.checkInterval,
+			RateLimits:    service.RateLimits{Resolve: noLimit, Initialize: noLimit, Redeem: noLimit, AvailableScopes: noLimit},
 			// Every party listens on loopback.
 			InsecureAllowPrivateNetworks: true,
+		}
+		if o.svcLimits != nil {
+			cfg.RateLimits = *o.svcLimits
 		}
 		if o.postgres {
 			st := servicepg.New(pools[o.replicas+i], servicepg.WithNow(d.clock.Now))

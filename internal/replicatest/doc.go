@@ -16,6 +16,10 @@
 // through one Authority replica is enforced by every Service replica at its
 // next authorization check. The benchmarks measure validation and
 // redemption end to end, with the in-memory stores next to PostgreSQL.
+// The flood tests (TestFlood*, one replica per role on the in-memory
+// stores, no PostgreSQL needed) send thousands of requests through the
+// rate limits and show an honest flow passing afterwards; -race skips
+// them.
 //
 // # Usage
 //
