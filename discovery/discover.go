@@ -22,8 +22,8 @@ type AuthorityInfo struct {
 // DiscoverService finds the Service at origin (an https:// origin such as a
 // Service assertion's iss): the TXT record _agentpass-service.{host}, then
 // the configuration it points to, whose service.origin must equal origin
-// after ASCII serialisation (G-9, G-24); otherwise the error is a
-// [*MismatchError].
+// after ASCII serialisation; otherwise the error is a [*MismatchError]. The
+// check stops a record for one host from vouching for another origin.
 func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceInfo, error) {
 	if err := pass.CheckOrigin(origin); err != nil {
 		return nil, fmt.Errorf("%w: origin: %w", ErrInvalidName, err)
@@ -53,10 +53,13 @@ func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceIn
 
 // DiscoverEnterprise finds the Enterprise Authority of an e-mail domain: the
 // TXT record _agentpass.{domain}, then the Authority configuration it points
-// to, whose trust_mode must be "enterprise" (G-31); otherwise the error is a
-// [*MismatchError]. A "none" record gives [ErrDelegationDisabled] and no
-// record [ErrNoRecord]; every other error is a discovery failure that must
-// not fall back to other Authorities (G-10, G-11).
+// to, whose trust_mode must be "enterprise", so a Service or federated
+// Authority's configuration cannot pose as a domain's own; otherwise the
+// error is a [*MismatchError]. A "none" record gives [ErrDelegationDisabled]
+// and no record [ErrNoRecord]; every other error (a failed lookup, an
+// unusable record) is a discovery failure that must not fall back to other
+// Authorities: an attacker who can break a lookup must not pick the
+// Authority.
 func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*AuthorityInfo, error) {
 	u, err := c.LookupEnterpriseTXT(ctx, emailDomain)
 	if err != nil {

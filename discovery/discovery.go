@@ -15,9 +15,10 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Defaults and hard limits of [Config]. The limits follow gap G-28 of the
-// requirements: positive caching never exceeds one hour, negative caching
-// never exceeds five minutes, whatever a TTL or a header says.
+// Defaults and hard limits of [Config]. Positive caching never exceeds one
+// hour and negative caching five minutes, whatever a TTL or a header says,
+// so a domain's change of Authority (or to "none") takes effect within the
+// hour, and a new record within five minutes.
 const (
 	DefaultDNSTimeout         = 2 * time.Second
 	DefaultMinTTL             = 5 * time.Second
@@ -30,9 +31,9 @@ const (
 	DefaultKeyRefetchCooldown = time.Minute
 	DefaultCacheSize          = 1024
 
-	// MaxPositiveTTL caps MaxTTL and MaxAge (G-28).
+	// MaxPositiveTTL caps MaxTTL and MaxAge.
 	MaxPositiveTTL = time.Hour
-	// MaxNegativeTTLCap caps MaxNegativeTTL (G-28).
+	// MaxNegativeTTLCap caps MaxNegativeTTL.
 	MaxNegativeTTLCap = 5 * time.Minute
 )
 
@@ -70,13 +71,13 @@ type Config struct {
 	MinTTL time.Duration
 
 	// MaxTTL caps how long a TXT answer is cached. If zero, DefaultMaxTTL
-	// (1 h); larger than one hour is an error (G-28).
+	// (1 h); larger than one hour is an error.
 	MaxTTL time.Duration
 
 	// MaxNegativeTTL caps how long "no record" (NXDOMAIN or NODATA) is
 	// cached; the answer's SOA minimum is used below that cap, MinTTL when
 	// there is no SOA. If zero, DefaultMaxNegativeTTL (5 min); larger than
-	// five minutes is an error (G-28).
+	// five minutes is an error.
 	MaxNegativeTTL time.Duration
 
 	// HTTPClient is copied, never modified; only its Transport is used. The
@@ -114,8 +115,7 @@ type Config struct {
 	DefaultMaxAge time.Duration
 
 	// MaxAge caps how long a document is cached, whatever its headers say.
-	// If zero, DefaultMaxAgeCap (1 h); larger than one hour is an error
-	// (G-28).
+	// If zero, DefaultMaxAgeCap (1 h); larger than one hour is an error.
 	MaxAge time.Duration
 
 	// InsecureAllowPrivateNetworks allows fetches from loopback, private,
@@ -152,13 +152,16 @@ var (
 	// ErrNoRecord: the name has no TXT record (NXDOMAIN, or NOERROR without
 	// TXT records). Only this outcome may fall through to other Authorities.
 	ErrNoRecord = errors.New("discovery: no record")
-	// ErrDelegationDisabled: the enterprise record is "none" (X-DNS-7).
+	// ErrDelegationDisabled: the enterprise record is "none": the domain
+	// forbids agent delegation, and no other Authority may be used.
 	ErrDelegationDisabled = errors.New("discovery: delegation disabled by the domain")
 	// ErrLookupFailed: the DNS lookup failed (SERVFAIL, REFUSED, timeout,
-	// malformed or unauthenticated answer). It never means "no record"
-	// (G-10). The error is a [*LookupError].
+	// malformed or unauthenticated answer). It never means "no record", so
+	// whoever can break a lookup cannot open the fallback to other
+	// Authorities. The error is a [*LookupError].
 	ErrLookupFailed = errors.New("discovery: DNS lookup failed")
-	// ErrInvalidRecord: the TXT record exists but is not usable (G-11).
+	// ErrInvalidRecord: the TXT record exists but is not usable. Like a
+	// failed lookup, it never means "no record".
 	ErrInvalidRecord = errors.New("discovery: invalid TXT record")
 	// ErrFetchFailed: an HTTPS fetch failed. The error is a [*FetchError].
 	ErrFetchFailed = errors.New("discovery: fetch failed")
@@ -167,7 +170,7 @@ var (
 	// pass.ErrUnsupportedVersion works.
 	ErrInvalidDocument = errors.New("discovery: invalid document")
 	// ErrMismatch: a configuration does not describe what was discovered
-	// (service.origin or trust_mode, G-9, G-31). It comes as a
+	// (service.origin or trust_mode). It comes as a
 	// [*MismatchError], which also matches ErrInvalidDocument.
 	ErrMismatch = errors.New("discovery: configuration does not match its discovery")
 	// ErrKeyNotFound: the JWKS has no key with the asked "kid".
@@ -270,8 +273,8 @@ func (e *FetchError) Unwrap() []error {
 
 // MismatchError is a configuration that does not describe what was
 // discovered: a Service configuration whose service.origin is not the origin
-// looked up (G-9), or an enterprise Authority configuration whose trust_mode
-// is not "enterprise" (G-31). It matches [ErrMismatch] and
+// looked up, or an enterprise Authority configuration whose trust_mode is
+// not "enterprise". It matches [ErrMismatch] and
 // [ErrInvalidDocument].
 type MismatchError struct {
 	URL   string // the configuration URL

@@ -30,9 +30,9 @@ type txtResult struct {
 }
 
 // LookupServiceTXT looks up the Service discovery record
-// _agentpass-service.{host} and returns the Service configuration URL
-// (X-DNS-1, X-DNS-2, X-DNS-3). host is a DNS name without scheme or port; it
-// is lower-cased and converted to punycode.
+// _agentpass-service.{host} and returns the Service configuration URL. host
+// is a DNS name without scheme or port; it is lower-cased and converted to
+// punycode.
 //
 // The error matches exactly one of [ErrNoRecord] (NXDOMAIN or NODATA),
 // [ErrInvalidRecord] (a record that does not hold exactly one https:// URL),
@@ -42,12 +42,11 @@ func (c *Client) LookupServiceTXT(ctx context.Context, host string) (configURL s
 }
 
 // LookupEnterpriseTXT looks up the enterprise discovery record
-// _agentpass.{domain} and returns the Authority configuration URL (X-DNS-4,
-// X-DNS-5, X-DNS-8). domain is the e-mail domain; it is lower-cased and
-// converted to punycode.
+// _agentpass.{domain} and returns the Authority configuration URL. domain is
+// the e-mail domain; it is lower-cased and converted to punycode.
 //
 // The error matches exactly one of [ErrDelegationDisabled] (the record is
-// "none": discovery succeeded and no other Authority may be used, X-DNS-7),
+// "none": discovery succeeded and no other Authority may be used),
 // [ErrNoRecord], [ErrInvalidRecord], [ErrLookupFailed] or [ErrInvalidName].
 // Only ErrNoRecord allows falling back to Service or federated Authorities.
 func (c *Client) LookupEnterpriseTXT(ctx context.Context, domain string) (configURL string, err error) {
@@ -166,7 +165,8 @@ func (c *Client) queryOne(ctx context.Context, m *dns.Msg, qname, ns string) (*t
 
 	// Follow a CNAME chain inside the answer, then take the TXT records of
 	// its last name. A chain of maxCNAMEs links or more (a loop, or one a
-	// resolver may have cut short) is a failure, never "no record" (G-10).
+	// resolver may have cut short) is a failure, never "no record", which
+	// would let another Authority in.
 	ans := &txtAnswer{ttl: c.maxTTL}
 	target := qname
 	for hops := 0; ; hops++ {

@@ -3,45 +3,13 @@
 //
 // # Overview
 //
-// A harness and an Authority find a Service through the TXT record
-// _agentpass-service.{service_host}; a Service and a harness find the
-// Enterprise Authority of a user through _agentpass.{user_email_domain}. The
-// record names an HTTPS URL, from which the configuration document is
-// fetched; the configuration names a JWKS. A [Client] does all of it for the
-// three roles:
-//
-//   - TXT lookups with github.com/miekg/dns against configured nameservers
-//     (default: /etc/resolv.conf), over UDP with a TCP retry on truncation,
-//     trying each nameserver in turn. The character-strings of one record
-//     are joined; names are lower-cased and converted to punycode.
-//   - The spec's parsing rules (X-DNS-2, X-DNS-5, X-DNS-8, G-11): a value is
-//     an absolute https:// URL (or "none", exactly, for enterprise records);
-//     with several values exactly one must parse.
-//   - Four outcomes told apart with errors.Is: a URL; [ErrDelegationDisabled]
-//     ("none"); [ErrNoRecord] (NXDOMAIN or NODATA); and failures:
-//     [ErrLookupFailed] (SERVFAIL, REFUSED, timeout, malformed or, with
-//     Config.RequireDNSSEC, unauthenticated answers) and [ErrInvalidRecord].
-//     Only ErrNoRecord may lead to another Authority; a failed lookup never
-//     reads as "no record" (G-10).
-//   - HTTPS fetches with the hygiene of G-27: TLS 1.2 or newer, verified
-//     certificates, same-origin redirects only, a timeout, a bounded body,
-//     application/json only, and no loopback, private or link-local
-//     destinations unless Config.InsecureAllowPrivateNetworks. Documents are
-//     decoded and validated with the pass package; a JWKS holding private key
-//     material is rejected.
-//   - Caches bounded in size and time: TXT answers by TTL, "no record" by the
-//     SOA minimum (at most five minutes), documents by Cache-Control max-age
-//     (at most one hour, G-28). Concurrent identical lookups and fetches are
-//     collapsed into one. A failed refresh is never hidden by a stale value.
-//   - [Client.LookupKey] refetches a JWKS for an unknown kid at most once per
-//     Config.KeyRefetchCooldown.
-//
-// The package discovery/dnstest runs a real DNS server on loopback for
-// tests.
+// Create one [Client] with [New] and share it. [Client.DiscoverService]
+// finds a Service from its origin, [Client.DiscoverEnterprise] finds the
+// Enterprise Authority of an e-mail domain, and [Client.LookupKey] finds a
+// signer's key in its JWKS. Errors tell apart the outcomes a caller must
+// treat differently, above all "no record" from "discovery failed".
 //
 // # Usage
-//
-// Create one Client per process and share it:
 //
 //	c, err := discovery.New(discovery.Config{Logger: logger})
 //	...
@@ -57,8 +25,50 @@
 //		// Discovery failed: reject (502/503); never fall back.
 //	}
 //
-// A Service or Authority verifying a signed assertion finds the signer's key
-// with [Client.LookupKey], which satisfies dpop.KeyFetcher.
+//	svc, err := c.DiscoverService(ctx, "https://api.example.com")
+//	key, err := c.LookupKey(ctx, svc.Configuration.JWKSURI, kid)
+//
+// [Client.LookupKey] satisfies dpop.KeyFetcher, so a Client can be given to
+// a verifier as is. The package discovery/dnstest runs a real DNS server on
+// loopback for tests.
+//
+// # How discovery works
+//
+// A Harness and an Authority find a Service through the TXT record
+// _agentpass-service.{service_host}; a Service and a Harness find the
+// Enterprise Authority of a user through _agentpass.{user_email_domain}. The
+// record names an HTTPS URL, from which the configuration document is
+// fetched; the configuration names a JWKS.
+//
+//   - TXT lookups use github.com/miekg/dns against configured nameservers
+//     (default: /etc/resolv.conf), over UDP with a TCP retry on truncation,
+//     trying each nameserver in turn. The character-strings of one record
+//     are joined; names are lower-cased and converted to punycode.
+//   - A value is an absolute https:// URL (or "none", exactly, for
+//     enterprise records); with several values exactly one must parse, so
+//     a stray or conflicting record is never guessed at.
+//   - Four outcomes are told apart with errors.Is: a URL;
+//     [ErrDelegationDisabled] ("none"); [ErrNoRecord] (NXDOMAIN or NODATA);
+//     and failures: [ErrLookupFailed] (SERVFAIL, REFUSED, timeout,
+//     malformed or, with Config.RequireDNSSEC, unauthenticated answers) and
+//     [ErrInvalidRecord]. Only ErrNoRecord may lead to another Authority: an
+//     attacker who can make a lookup fail must not be able to choose who
+//     approves a user's agents.
+//   - HTTPS fetches are fenced, because any domain's owner chooses the URLs
+//     fetched: TLS 1.2 or newer, verified certificates, same-origin
+//     redirects only, a timeout, a bounded body, application/json only, and
+//     no loopback, private or link-local destinations unless
+//     Config.InsecureAllowPrivateNetworks. Documents are decoded and
+//     validated with the pass package; a JWKS holding private key material
+//     is rejected.
+//   - Caches are bounded in size and time: TXT answers by TTL, "no record"
+//     by the SOA minimum (at most five minutes), documents by Cache-Control
+//     max-age (at most one hour), so a domain's change of Authority takes
+//     effect within the hour. Concurrent identical lookups and fetches are
+//     collapsed into one. A failed refresh is never hidden by a stale value.
+//   - [Client.LookupKey] refetches a JWKS for an unknown kid at most once
+//     per Config.KeyRefetchCooldown, so tokens with made-up kids cannot turn
+//     into a flood of fetches.
 //
 // Precedence of cache lifetimes, for documents:
 //

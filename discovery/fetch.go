@@ -52,10 +52,11 @@ type fetched struct {
 	lifetime time.Duration
 }
 
-// fetch GETs rawURL over HTTPS with the hygiene of G-27: https only, TLS 1.2
-// or newer, verified certificates, no cross-origin redirects, a timeout, a
-// bounded body, an allowed Content-Type and, unless allowed, no private
-// destinations. Only status 200 is accepted.
+// fetch GETs rawURL over HTTPS. Any domain owner chooses the URLs we fetch,
+// so the fetch is fenced: https only, TLS 1.2 or newer, verified
+// certificates, no cross-origin redirects, a timeout, a bounded body, an
+// allowed Content-Type and, unless allowed, no private destinations. Only
+// status 200 is accepted.
 func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (*fetched, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -96,7 +97,8 @@ func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (*fe
 
 // lifetime is how long a response may be cached: Cache-Control max-age minus
 // Age, DefaultMaxAge without max-age, the MinTTL floor for "no-store" and
-// "no-cache", all bounded by [MinTTL, MaxAge] (X-DNS-9, X-DNS-10, G-28).
+// "no-cache", all bounded by [MinTTL, MaxAge], so a document can neither be
+// cached past what its server said nor (whatever it said) for long.
 func (c *Client) lifetime(h http.Header) time.Duration {
 	d := c.defaultMaxAge
 	for _, line := range h.Values("Cache-Control") {
@@ -188,8 +190,8 @@ func (c *Client) cachedFetch(ctx context.Context, kind, rawURL string, media []s
 // ServiceConfiguration fetches, validates and caches the Service
 // configuration at configURL (§4.1). The document must pass
 // pass.ServiceConfiguration.Validate: version with a supported major
-// (X-VER-1; unknown members and higher minors are accepted, X-VER-2), kind
-// "service", https:// URLs. It does not check service.origin; see
+// (unknown members and higher minors are accepted), kind "service",
+// https:// URLs. It does not check service.origin; see
 // [Client.DiscoverService]. The result is a copy the caller may modify.
 func (c *Client) ServiceConfiguration(ctx context.Context, configURL string) (*pass.ServiceConfiguration, error) {
 	v, err := c.cachedFetch(ctx, "service", configURL, []string{mediaJSON}, func(b []byte) (any, error) {

@@ -11,18 +11,20 @@ import (
 type recordKind int
 
 const (
-	serviceRecord    recordKind = iota // an https:// URL (X-DNS-2)
-	enterpriseRecord                   // an https:// URL or "none" (X-DNS-5)
+	serviceRecord    recordKind = iota // an https:// URL
+	enterpriseRecord                   // an https:// URL or "none"
 )
 
-// Name prefixes of the two TXT records (X-DNS-1, X-DNS-4).
+// Name prefixes of the two TXT records: Service discovery by host,
+// enterprise discovery by e-mail domain.
 const (
 	ServicePrefix    = "_agentpass-service."
 	EnterprisePrefix = "_agentpass."
 )
 
 // valueNone is the enterprise record value that disables delegation. It is
-// compared exactly: no trimming, no case folding (G-11).
+// compared exactly: no trimming, no case folding, so a near-miss such as
+// "None " is an invalid record rather than a silent "none".
 const valueNone = "none"
 
 // parseValue reports whether one TXT value (the concatenated
@@ -48,14 +50,15 @@ func parseValue(v string, kind recordKind) (url string, none, ok bool) {
 }
 
 // selectValue applies the spec's rules to the values of all TXT records at a
-// name (X-DNS-2, X-DNS-5, X-DNS-8, G-11):
+// name:
 //
 //  1. no values: [ErrNoRecord];
 //  2. identical values count once (a DNS RRset has no duplicates, RFC 2181);
 //  3. exactly one value parses: that value, or [ErrDelegationDisabled] when
 //     it is "none";
 //  4. otherwise (none parses, or several do): [ErrInvalidRecord], a
-//     discovery failure and never "no record".
+//     discovery failure and never "no record": an ambiguous or garbled
+//     record must not open the fallback to other Authorities.
 //
 // Error texts carry counts, never the remote values.
 func selectValue(name string, values []string, kind recordKind) (string, error) {

@@ -18,7 +18,8 @@ import (
 // the Harness is.
 type Tier string
 
-// Trust tiers (ATT-11).
+// Trust tiers, from most to least known. An Authority may refuse requests
+// below the tier its policy requires.
 const (
 	// TierAttested: a trusted vendor signed an attestation binding a
 	// verified agent identity to the holder-binding key.
@@ -35,8 +36,10 @@ const (
 // HarnessAttestation when ttl is zero.
 const DefaultAttestationTTL = 5 * time.Minute
 
-// Attester is a trusted attestation issuer with its pinned keys (G-21,
-// je.pin-harness-attestation). Exactly one of Keys and JWKSURL is set.
+// Attester is a trusted attestation issuer with its pinned keys. Keys are
+// pinned by local policy, never discovered from the token's iss: otherwise
+// anyone could run an "issuer" and attest any agent. Exactly one of Keys and
+// JWKSURL is set.
 type Attester struct {
 	// Issuer is the exact iss value the attester signs with, e.g.
 	// "https://vendor.example". Compared as an exact string.
@@ -58,7 +61,7 @@ type KeyFetcher interface {
 
 // Identity is the outcome of AttestationVerifier.Verify.
 type Identity struct {
-	// AgentID is the agent identity to use as agent.id (G-23): the
+	// AgentID is the agent identity to use as agent.id: the
 	// attestation's sub (which equals harness.id) for TierAttested, the
 	// registered name for TierRegistered, harness.id for TierUnverified.
 	AgentID string
@@ -137,13 +140,15 @@ func NewAttestationVerifier(cfg AttestationVerifierConfig) (*AttestationVerifier
 //  1. With harness.attestation: harness.cnf is required; the attestation's
 //     iss must be a configured Attester (else ErrUntrustedAttester, with no
 //     network call); the header must pass the allow-list and header rules;
-//     sub must equal harness.id (G-21); cnf.jwk must be the same key as
-//     harness.cnf.jwk by thumbprint (ATT-8); it must be unexpired with
-//     exp - iat at most MaxLifetime (ATT-9, G-7); then the signature must
-//     verify with the attester's pinned key, found by kid (ATT-6, ATT-7),
-//     and never with the holder key itself (ATT-5). Success is
-//     TierAttested. A failure is an error, never a fall back to a lower
-//     tier (ATT-10).
+//     sub must equal harness.id, so the verified identity is the one the
+//     pass names; cnf.jwk must be the same key as harness.cnf.jwk by
+//     thumbprint, so the attestation cannot be lifted onto another key; it
+//     must be unexpired with exp - iat at most MaxLifetime; then the
+//     signature must verify with the attester's pinned key, found by kid,
+//     and never with the holder key itself (a Harness cannot attest
+//     itself). Success is TierAttested. A failure is an error, never a fall
+//     back to a lower tier, so a forged attestation is refused rather than
+//     treated as none.
 //  2. Without attestation, a holder key whose thumbprint is in Registered
 //     gives TierRegistered.
 //  3. Otherwise the tier is TierUnverified.

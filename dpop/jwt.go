@@ -7,7 +7,9 @@ import (
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
-// JWT "typ" header values, one per kind of token (G-8). Our senders always
+// JWT "typ" header values, one per kind of token, so that a proof cannot be
+// passed off as a task attestation signed with the same key, or the other
+// way round. Our senders always
 // set them; our verifiers accept a token without typ, or with the generic
 // "JWT", from a plain v0.1 peer, but never a token carrying another kind's
 // typ. DPoP proofs must carry [TypeDPoP] (RFC 9449 §4.2).
@@ -18,7 +20,9 @@ const (
 	TypeDPoP            = jwtcheck.TypeDPoP
 )
 
-// Defaults, applied when the matching field or argument is zero (G-7).
+// Defaults, applied when the matching field or argument is zero. The spec
+// asks for "short-lived" tokens without a number; these bound how long a
+// stolen token stays usable.
 const (
 	// DefaultSkew is the clock leeway applied to exp, iat and nbf.
 	DefaultSkew = 60 * time.Second

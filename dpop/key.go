@@ -19,8 +19,9 @@ import (
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
-// Algorithms lists the JWS algorithms this package signs with and accepts
-// (G-6): asymmetric only, never "none", never HMAC. ES256 is the default and
+// Algorithms lists the JWS algorithms this package signs with and accepts:
+// asymmetric only, never "none" (no signature) and never HMAC (a public key
+// used as a shared secret would let anyone sign). ES256 is the default and
 // the one every peer must support. It is informational: verifiers use their
 // own copy, so changing this slice cannot weaken them.
 var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256}
@@ -145,7 +146,8 @@ func (k *Key) Algorithm() string { return string(k.alg) }
 func (k *Key) Signer() crypto.Signer { return k.signer }
 
 // ParsePublicJWK parses a public JWK as found in cnf.jwk or a JWKS. It
-// rejects JWKs with private or symmetric members (G-6), unsupported key types
+// rejects JWKs with private or symmetric members (a key meant to be public
+// must not carry a secret), unsupported key types
 // and curves (only P-256, P-384, Ed25519 and RSA of at least [MinRSABits]),
 // points not on their curve, a "use" other than "sig", and an "alg" member
 // outside [Algorithms] or not fitting the key. Errors match [ErrInvalidKey].

@@ -57,11 +57,11 @@ type proofWire struct {
 	APH      string `json:"aph,omitempty"`
 }
 
-// HarnessProof creates a harness_proof JWT (§3.1.1, HB-4..HB-6, plus htm,
-// htu and aph of je.harden-holder-binding) signed with k, with typ
-// [TypeProof] and a fresh random jti. Send a new proof with every
-// redemption request. A TTL above [DefaultMaxLifetime] is refused: every
-// verifier with default settings would reject the proof (G-7).
+// HarnessProof creates a harness_proof JWT (§3.1.1) signed with k, with typ
+// [TypeProof] and a fresh random jti, plus the holder-binding draft's htm,
+// htu and aph, which tie the proof to one request and one pass. Send a new
+// proof with every redemption request. A TTL above [DefaultMaxLifetime] is
+// refused: every verifier with default settings would reject the proof.
 func (k *Key) HarnessProof(p ProofParams) (string, error) {
 	if p.HarnessID == "" {
 		return "", fmt.Errorf("dpop: harness proof: empty harness id")

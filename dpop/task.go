@@ -14,7 +14,7 @@ import (
 
 // DescriptionHash returns task_description_hash for a task description:
 // the lower-case hex SHA-256 of its exact UTF-8 bytes, with no trimming or
-// normalisation (TATT-2, G-22).
+// normalisation, so Harness and Authority hash the same bytes.
 func DescriptionHash(description string) string {
 	sum := sha256.Sum256([]byte(description))
 	return hex.EncodeToString(sum[:])
@@ -28,7 +28,7 @@ type taskWire struct {
 	Expiry   int64  `json:"exp"`
 }
 
-// TaskAttestation creates a task attestation JWT (§3.1.3, TATT-2..TATT-4)
+// TaskAttestation creates a task attestation JWT (§3.1.3)
 // signed with the holder-binding key k, with typ [TypeTaskAttestation]:
 // iss = harnessID, task_id = taskID, task_description_hash =
 // DescriptionHash(description), iat = now, exp = now + ttl. A zero ttl
@@ -54,15 +54,16 @@ func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Du
 // hold:
 //
 //  1. holder binding is present: cnf (harness.cnf.jwk) is a valid public
-//     JWK (TATT-5);
+//     JWK, since the attestation is signed with it;
 //  2. the signature verifies with cnf, under the algorithm allow-list and
-//     header rules (TATT-6, G-6; typ absent, "JWT" or TypeTaskAttestation);
-//  3. task_id equals taskID (TATT-7);
+//     header rules (typ absent, "JWT" or TypeTaskAttestation);
+//  3. task_id equals taskID;
 //  4. task_description_hash equals DescriptionHash(description), compared
-//     case-insensitively in constant time (TATT-8, G-22);
-//  5. iss equals harnessID (TATT-9);
+//     case-insensitively in constant time, so the task the User approves is
+//     the task the Harness signed;
+//  5. iss equals harnessID;
 //  6. it is not expired, iat and nbf are not beyond skew in the future, and
-//     exp - iat is at most DefaultMaxLifetime (TATT-10, G-7).
+//     exp - iat is at most DefaultMaxLifetime.
 //
 // A zero now means time.Now(); a zero skew means DefaultSkew. Errors match
 // ErrInvalidTaskAttestation.

@@ -70,7 +70,8 @@ func (c *AuthorityConfiguration) StatusURL(id string) string {
 }
 
 // Validate checks the document against the authority-configuration schema
-// and the version rule (X-VER-1, X-VER-4, A-CFG-2, X-DNS-15).
+// and the version rule: a malformed version or an unknown major version is
+// an error, since its rules may differ from the ones we implement.
 func (c *AuthorityConfiguration) Validate() error {
 	if c.Version == "" {
 		return missing("version")
@@ -178,7 +179,7 @@ type ServiceEndpoints struct {
 }
 
 // Validate checks the document against the service-configuration schema and
-// the version rule (X-VER-1, X-VER-4, S-CFG-2, S-CFG-3, H-DISC-2).
+// the version rule of [AuthorityConfiguration.Validate].
 func (c *ServiceConfiguration) Validate() error {
 	if c.Version == "" {
 		return missing("version")

@@ -12,16 +12,18 @@ type Document interface {
 	Validate() error
 }
 
-// MaxDocumentSize is the largest document Decode accepts (64 KiB, gap G-27).
+// MaxDocumentSize is the largest document Decode accepts (64 KiB): protocol
+// documents are small, and a peer must not make us buffer more.
 const MaxDocumentSize = 64 << 10
 
 // Decode parses one JSON document into doc and validates it.
 //
-// Unknown members are ignored (X-VER-3). A body whose only member is
-// "request" or "response" is unwrapped first, since the spec's schemas wrap
-// documents that peers send bare (gap G-5); a body that mixes the envelope
-// with other members is rejected. Trailing data after the document, a body
-// over [MaxDocumentSize] and a JSON null are errors. Every error matches
+// Unknown members are ignored, so newer peers and extensions interoperate. A
+// body whose only member is "request" or "response" is unwrapped first, since
+// the spec's schemas wrap documents that peers send bare; a body that mixes
+// the envelope with other members is rejected, as it is ambiguous. Trailing
+// data after the document, a body over [MaxDocumentSize] and a JSON null are
+// errors. Every error matches
 // [ErrInvalidDocument], or [ErrUnsupportedVersion] for a configuration with
 // an unknown major version.
 func Decode(data []byte, doc Document) error {

@@ -1,22 +1,13 @@
-// Package pass is the wire format of AgentPass v0.1: a Go type for every JSON
-// document of the specification, the Scope type with its wildcard rules,
-// version checks, and the structured error body {"error":{"code","message"}}
-// with its mapping to Go errors.
+// Package pass is the wire format of AgentPass: a Go type for every JSON
+// document, the [Scope] type, version checks, and the wire error
+// {"error":{"code","message"}} with its mapping to Go errors.
 //
 // # Overview
 //
-// Every other package of this module speaks to peers through these types, so
-// the rules of the wire live in one place:
-//
-//   - Decoding is tolerant of what the specification allows (unknown members
-//     are ignored, a higher minor version is accepted) and strict about what it
-//     requires (an unknown major version, a missing member, an http:// URL or a
-//     malformed e-mail address make [Decode] fail).
-//   - Each document has a Validate method whose errors name the offending JSON
-//     member (see [FieldError]), so a server can answer 400 with a precise
-//     message and a client can refuse a hostile peer's document.
-//   - [Error] is the wire error; it carries the HTTP status and matches the
-//     package's sentinel errors with [errors.Is].
+// Decode a peer's document with [Decode], which also validates it; answer
+// a peer with an [*Error]; read a peer's error with [ErrorFromResponse].
+// The package performs no I/O, and every other package of this module
+// speaks to peers through it, so the rules of the wire live in one place.
 //
 // # Usage
 //
@@ -25,10 +16,33 @@
 //
 //	var req pass.IssuanceRequest
 //	if err := pass.Decode(body, &req); err != nil {
-//		// err names the member, e.g. `pass: invalid user.email: ...`
+//		// errors.Is(err, pass.ErrInvalidDocument); a *pass.FieldError
+//		// names the member, e.g. `pass: invalid user.email: ...`
 //	}
 //
-// The package performs no I/O. It supports AgentPass specification version
-// 0.1 (see [Version]) and the unmerged hardening drafts described in the
-// module's README, whose extra members plain v0.1 peers ignore.
+// A server answers with a wire error, and a client turns a peer's error
+// back into one that matches the package's sentinels:
+//
+//	e := pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "already used")
+//	body := e.Body() // write as JSON with e.Status
+//
+//	err := pass.ErrorFromResponse(resp.StatusCode, respBody)
+//	if errors.Is(err, pass.ErrConsumed) { ... }
+//
+// # Decoding rules
+//
+// Decoding is tolerant of what the specification allows and strict about
+// what it requires:
+//
+//   - Unknown members are ignored and a higher minor version is accepted,
+//     so newer peers and extensions interoperate.
+//   - An unknown major version ([ErrUnsupportedVersion]), a missing member,
+//     an http:// URL or a malformed e-mail address make [Decode] fail, so a
+//     hostile or broken peer's document is refused before it is used.
+//   - Each document's Validate method names the offending JSON member (see
+//     [FieldError]), so a server can answer 400 with a precise message.
+//
+// The package supports AgentPass specification version 0.1 (see [Version])
+// and the unmerged hardening drafts described in the module's README, whose
+// extra members plain v0.1 peers ignore.
 package pass

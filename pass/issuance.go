@@ -111,9 +111,9 @@ type Intent struct {
 	DestinationURL string `json:"destination_url,omitempty"`
 }
 
-// Validate checks the request against the issuance-request schema (A-ISS-1,
-// A-ISS-2, HB-2, ATT-1, TATT-1), and that a task attestation comes with a
-// holder-binding key (TATT-5).
+// Validate checks the request against the issuance-request schema, and that
+// an attestation comes with a holder-binding key: both attestations are
+// bound to that key, and without it they would prove nothing.
 func (r *IssuanceRequest) Validate() error {
 	if err := checkType("type", r.Type); err != nil {
 		return err
@@ -222,8 +222,9 @@ type AgentPass struct {
 // String hides the value, so a pass printed by mistake leaks nothing.
 func (p AgentPass) String() string { return "AgentPass{" + string(p.Type) + ", value hidden}" }
 
-// Validate checks the status document (H-POLL-2, H-POLL-6, A-STAT-1): an
-// approved status carries a redeemable agentpass.
+// Validate checks the status document against the issuance-status schema:
+// an approved status must carry a redeemable agentpass, or the Harness would
+// have nothing to redeem.
 func (s *IssuanceStatus) Validate() error {
 	if s.ID == "" {
 		return missing("id")

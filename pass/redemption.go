@@ -12,12 +12,13 @@ type RedemptionRequest struct {
 	RequestedScope Scope         `json:"requested_scope,omitempty"`
 	// InitializationMethods is an extension: the browser-session
 	// constructions the Harness supports ("POST", "GET"). A Service answers
-	// with a form POST only to Harnesses that list "POST" (hardening draft
-	// je.browser-bootstrap-hardening); plain v0.1 Harnesses omit it.
+	// with a form POST, which keeps the secret out of the URL, only to
+	// Harnesses that list "POST"; plain v0.1 Harnesses omit it.
 	InitializationMethods []string `json:"initialization_methods,omitempty"`
 }
 
-// Validate checks the request shape common to both endpoints (S-RED-5, HB-3).
+// Validate checks the request shape common to both endpoints, so a Service
+// rejects a malformed redemption before it calls the Authority.
 // Use [RedemptionRequest.ValidateFor] to also check the endpoint's type.
 func (r *RedemptionRequest) Validate() error {
 	if err := checkType("agentpass.type", r.AgentPass.Type); err != nil {
@@ -63,7 +64,8 @@ type BearerTokenResponse struct {
 	TokenType string `json:"token_type,omitempty"`
 }
 
-// Validate checks bearer_token and expires_in (S-TOK-1, S-TOK-2).
+// Validate checks that bearer_token is present and expires_in is not
+// negative.
 func (r *BearerTokenResponse) Validate() error {
 	if r.BearerToken == "" {
 		return missing("bearer_token")

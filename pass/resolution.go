@@ -15,16 +15,18 @@ type User struct {
 func (r *ResolutionRequest) Validate() error { return checkEmail("user.email", r.User.Email) }
 
 // ResolutionResponse is the answer of the authority-resolution endpoint. It
-// carries exactly one of the three members, or (hardening draft
-// je.authority-resolution-followup) ServiceAuthority together with
-// TrustedFederatedAuthorities when no Enterprise Authority exists.
+// carries exactly one of the three members, or (as the upstream follow-up
+// draft allows) ServiceAuthority together with TrustedFederatedAuthorities
+// when no Enterprise Authority exists.
 type ResolutionResponse struct {
 	EnterpriseAuthority         *AuthorityRef  `json:"enterprise_authority,omitempty"`
 	ServiceAuthority            *AuthorityRef  `json:"service_authority,omitempty"`
 	TrustedFederatedAuthorities []AuthorityRef `json:"trusted_federated_authorities,omitempty"`
 }
 
-// Validate checks the shape rule (H-RES-2, S-RES-13) and every entry.
+// Validate checks the shape rule above and every entry: an answer naming
+// several kinds of Authority would leave the Harness to pick one, and
+// precedence is the Service's decision.
 func (r *ResolutionResponse) Validate() error {
 	e, s, f := r.EnterpriseAuthority != nil, r.ServiceAuthority != nil, r.TrustedFederatedAuthorities != nil
 	switch {
@@ -97,8 +99,7 @@ type ScopeInfo struct {
 	Description string `json:"description,omitempty"`
 }
 
-// Validate checks that scopes is present and every name is non-empty
-// (S-SCOPE-5).
+// Validate checks that scopes is present and every name is non-empty.
 func (r *AvailableScopesResponse) Validate() error {
 	if r.Scopes == nil {
 		return missing("scopes")

@@ -25,8 +25,9 @@ func (s Scope) MarshalJSON() ([]byte, error) {
 	return json.Marshal([]string(s))
 }
 
-// UnmarshalJSON accepts only a JSON array of strings (X-SCOPE-1): a string,
-// an object or null is an error rather than an empty scope.
+// UnmarshalJSON accepts only a JSON array of strings: a string, an object or
+// null is an error rather than an empty scope, so a malformed grant is never
+// read as some other grant.
 func (s *Scope) UnmarshalJSON(b []byte) error {
 	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
 		return invalid("scope", "must be an array of strings, not null")

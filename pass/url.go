@@ -7,8 +7,9 @@ import (
 )
 
 // CheckHTTPSURL reports whether s is an absolute https:// URL with a host and
-// without user information or fragment, as every URL of the protocol must be
-// (X-DNS-15).
+// without user information or fragment, as every URL of the protocol must be:
+// a plain http:// URL would let anyone on the path change a configuration or
+// read a pass.
 func CheckHTTPSURL(s string) error {
 	if !strings.HasPrefix(s, "https://") {
 		return invalid("url", "must be an https:// URL")
@@ -48,7 +49,8 @@ func checkOptionalURL(field, s string) error {
 
 // Origin returns the ASCII serialisation of the origin of an https:// URL:
 // lower-case scheme and host, the port only when it is not 443, no path
-// (gap G-24). Origins are compared with ==, after this serialisation.
+// (so "HTTPS://Example.com:443/x" and "https://example.com" are one origin).
+// Origins are compared with ==, after this serialisation.
 func Origin(rawURL string) (string, error) {
 	if err := CheckHTTPSURL(rawURL); err != nil {
 		return "", err
@@ -88,7 +90,7 @@ func SameOrigin(a, b string) bool {
 }
 
 // Host returns the host (without port) of an https:// URL in lower case: the
-// {service_host} of Service discovery (X-DNS-1).
+// {service_host} of Service discovery.
 func Host(rawURL string) (string, error) {
 	if err := CheckHTTPSURL(rawURL); err != nil {
 		return "", err

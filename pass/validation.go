@@ -12,7 +12,7 @@ type PassValue struct {
 	Value string `json:"value"`
 }
 
-// Validate checks agentpass.value (A-VAL-4).
+// Validate checks that agentpass.value is present.
 func (r *ValidationRequest) Validate() error {
 	if r.AgentPass.Value == "" {
 		return missing("agentpass.value")
@@ -32,10 +32,12 @@ type ValidationResponse struct {
 	Cnf             *Cnf           `json:"cnf,omitempty"`
 	Task            *ValidatedTask `json:"task,omitempty"`
 	// AuthorizationExpiresAt is the delegation's absolute end (hardening
-	// draft je.fix-expires-at); nil from a plain v0.1 Authority.
+	// draft), past which a Service must keep no token or session; nil from
+	// a plain v0.1 Authority.
 	AuthorizationExpiresAt *time.Time `json:"authorization_expires_at,omitempty"`
-	// Harness is an extension (gap G-3): the harness.id of the issuance
-	// request, which a Service compares with the proof's iss when present.
+	// Harness is an extension: the harness.id of the issuance request, which
+	// a Service compares with the proof's iss when present, since v0.1 gives
+	// it nothing to check iss against.
 	Harness *HarnessRef `json:"harness,omitempty"`
 	// Mission is an extension (ExtMission): the pass's mission.
 	Mission *MissionInfo `json:"mission,omitempty"`
@@ -57,8 +59,7 @@ type ValidatedTask struct {
 	Attested    bool   `json:"attested,omitempty"`
 }
 
-// Validate checks the response against the authority-validate schema
-// (A-VAL-9, A-VAL-10, X-SCOPE-1).
+// Validate checks the response against the authority-validate schema.
 func (r *ValidationResponse) Validate() error {
 	if r.AuthorizationID == "" {
 		return missing("authorization_id")
@@ -95,7 +96,7 @@ type AuthorizationCheckRequest struct {
 	AuthorizationID string `json:"authorization_id"`
 }
 
-// Validate checks authorization_id (A-AUTHZ-2).
+// Validate checks that authorization_id is present.
 func (r *AuthorizationCheckRequest) Validate() error {
 	if r.AuthorizationID == "" {
 		return missing("authorization_id")
@@ -113,7 +114,7 @@ type AuthorizationCheckResponse struct {
 	Mission *MissionInfo `json:"mission,omitempty"`
 }
 
-// Validate checks scope (A-AUTHZ-3).
+// Validate checks that scope is present and well formed.
 func (r *AuthorizationCheckResponse) Validate() error {
 	if r.Scope == nil {
 		return missing("scope")
@@ -124,8 +125,8 @@ func (r *AuthorizationCheckResponse) Validate() error {
 	return checkMission(r.Mission)
 }
 
-// CloseAction is how a Service ends a delegation (hardening draft
-// je.authorization-close).
+// CloseAction is how a Service ends a delegation at the Authority's close
+// endpoint (hardening draft).
 type CloseAction string
 
 // Close actions.

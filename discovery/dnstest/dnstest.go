@@ -2,15 +2,11 @@
 //
 // # Overview
 //
-// [NewServer] starts a [github.com/miekg/dns] server on 127.0.0.1, answering
-// over UDP and TCP on the same port, with a private [dns.ServeMux] (never the
-// package-global mux). A test sets TXT records, CNAMEs and empty names at run
-// time, concurrently with queries, and injects faults per name: SERVFAIL,
-// REFUSED, no answer (a timeout at the client), truncation (TC bit over UDP,
-// full answer over TCP) and malformed replies. Unknown names answer NXDOMAIN
-// and every negative answer carries an SOA record whose TTL and minimum are
-// settable, so negative caching can be tested. The server counts the queries
-// it receives per name. It is closed by t.Cleanup.
+// [NewServer] starts a server on 127.0.0.1 that a test fills with records
+// and faults at run time, and closes it with t.Cleanup; outside a test,
+// [Start] starts one and [Server.Close] stops it. Point a discovery
+// client's Nameservers at
+// [Server.Nameserver]: the client then runs its real DNS code.
 //
 // # Usage
 //
@@ -18,6 +14,20 @@
 //	srv.SetTXT("_agentpass.example.com", 300, "https://ap.example.com/config")
 //	srv.SetFault("_agentpass.broken.example", dnstest.FaultServFail)
 //	c, _ := discovery.New(discovery.Config{Nameservers: []string{srv.Nameserver()}})
+//	...
+//	if n := srv.Queries("_agentpass.example.com"); n != 1 { ... }
+//
+// # What it serves
+//
+// The server is a [github.com/miekg/dns] server answering over UDP and TCP
+// on the same port, with a private [dns.ServeMux] (never the package-global
+// mux, so parallel tests do not share records). Records may change
+// concurrently with queries. Faults are set per name: SERVFAIL, REFUSED, no
+// answer (a timeout at the client), truncation (TC bit over UDP, full
+// answer over TCP) and malformed replies. Unknown names answer NXDOMAIN and
+// every negative answer carries an SOA record whose TTL and minimum are
+// settable, so negative caching can be tested. The server counts the
+// queries it receives per name.
 //
 // Names are matched case-insensitively, with or without a trailing dot. They
 // are used as given otherwise: pass internationalised names in their punycode

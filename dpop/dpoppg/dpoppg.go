@@ -1,9 +1,26 @@
-// Package dpoppg is a dpop.ReplayCache on PostgreSQL: the one replay table
-// of every role. The replicas of a Service (harness proofs, DPoP proofs,
-// Authority assertions) and of an Authority (status-read proofs, Service
-// assertions) may all share it, so a proof or assertion accepted by one
-// replica is a replay at every other. Each role keeps its kinds apart by
-// prefixing the issuer, so one table serves them all.
+// Package dpoppg is a dpop.ReplayCache on PostgreSQL, for deployments with
+// several replicas.
+//
+// # Overview
+//
+// The in-memory dpop.MemoryReplayCache is per process: a proof accepted by
+// one replica could be replayed at another. Give every replica the same
+// [ReplayCache] instead, from [New], and a proof or assertion accepted by
+// one is a replay at every other.
+//
+// # Usage
+//
+//	rc := dpoppg.New(pool, nil, dpoppg.WithLogger(logger))
+//	if err := rc.Migrate(ctx); err != nil { ... }
+//	go rc.RunJanitor(ctx, 0) // deletes expired rows
+//	svc, err := service.New(service.Config{ReplayCache: rc, ...})
+//
+// # How it works
+//
+// It is the one replay table of every role. The replicas of a Service
+// (harness proofs, DPoP proofs, Authority assertions) and of an Authority
+// (status-read proofs, Service assertions) may all share it; each role
+// keeps its kinds apart by prefixing the issuer.
 //
 // Single use rests on the table's primary key: Seen is one INSERT ... ON
 // CONFLICT statement that either claims the (issuer, jti) pair or finds it

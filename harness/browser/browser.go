@@ -3,33 +3,44 @@
 //
 // # Overview
 //
-// A browser-session redemption (harness.Client.RedeemBrowserSession) gives
-// an initialization: a one-time request that, loaded in a browser, makes the
-// Service set a session cookie and redirect to the destination page. The
-// spec requires the Harness to load it directly in the emulated browser,
-// exactly once, never prefetching, retrying or sharing it (§3.3.2, H-RED-7).
-// Open does exactly that and returns the browser on the destination page,
-// logged in, for the agent to drive with chromedp actions.
-//
-// For the hardening draft's form POST (the secret is not in the URL), the
-// form is built inside the browser with DOM calls (never HTML text), so no
-// value can inject markup, and submitted from about:blank; for a plain v0.1
-// GET URL the browser navigates to it. Either way there is one request, and
-// a failure is returned, never retried: acquire a new pass (H-RED-8).
-//
-// Package harness does not import this package, so agents that only use
-// bearer tokens do not depend on chromedp.
+// [Open] takes the initialization that harness.Client.RedeemBrowserSession
+// returns, loads it once in a fresh headless Chromium, and returns the
+// [Session] on the destination page, logged in, for the agent to drive with
+// chromedp actions. A failure is returned, never retried: acquire a new
+// pass.
 //
 // # Usage
 //
 //	init, err := client.RedeemBrowserSession(ctx, grant, harness.RedeemOptions{})
 //	sess, err := browser.Open(ctx, init, browser.Options{})
+//	if err != nil {
+//		// errors.Is(err, browser.ErrInitializationFailed): acquire a new pass
+//	}
 //	defer sess.Close()
 //	title, err := chromedp.Run(sess.Context(), chromedp.Title())
 //
-// The browser is a fresh, headless Chromium with a throwaway profile
-// (removed by Close). Options.Hosts and Options.InsecureTrustedSPKI exist
-// for loopback test networks and development only.
+// The browser has a throwaway profile (removed by Close). Options.Hosts and
+// Options.InsecureTrustedSPKI exist for loopback test networks and
+// development only.
+//
+// # Why one load
+//
+// The initialization is a one-time request that, loaded in a browser, makes
+// the Service set a session cookie and redirect to the destination page.
+// Whoever loads it first gets the User's session, so the spec requires the
+// Harness to load it directly in the emulated browser, exactly once, never
+// prefetching, retrying or sharing it (§3.3.2). Open does exactly that.
+//
+// For the hardening draft's form POST (the secret is not in the URL), the
+// form is built inside the browser with DOM calls (never HTML text), so no
+// value can inject markup, and submitted from about:blank; for a plain v0.1
+// GET URL the browser navigates to it. Either way there is one request, and
+// a failure is returned, never retried: a used or expired initialization
+// cannot succeed again, and each extra load is one more place the secret
+// travels.
+//
+// Package harness does not import this package, so agents that only use
+// bearer tokens do not depend on chromedp.
 package browser
 
 import (
@@ -62,7 +73,8 @@ var (
 	// ErrInitializationFailed: the Service did not accept the
 	// initialization (an error page such as 404 unknown or 410 already
 	// used or expired), or the browser could not load it. The error is an
-	// [*InitializationError]. Do not retry: acquire a new pass (H-RED-8).
+	// [*InitializationError]. Do not retry: the initialization is single
+	// use, so acquire a new pass.
 	ErrInitializationFailed = errors.New("browser: initialization failed")
 	// ErrInvalidInitialization: the initialization cannot be loaded safely
 	// (not https, an unknown method). Nothing was loaded.

@@ -3,10 +3,28 @@
 // validate, authorization-check and close endpoints (§4.4, §5.4.1, §5.5.1),
 // and an Authority calling a Service's available-scopes endpoint (§4.3).
 //
-// An assertion carries iss, aud, iat, exp and jti, travels as
-// "Authorization: Bearer <jwt>", and is verified against the issuer's JWKS
-// located through a trust source the verifier already has (never through a
-// URL taken from the token, gap G-9).
+// # Overview
+//
+// The caller signs with [Sign]. The receiver verifies in two steps: [Parse]
+// gives the unverified issuer, the receiver maps it to a configuration
+// through its own trust sources, and [Verifier.Verify] checks the token
+// against that configuration's JWKS and authority.
+//
+// # Usage
+//
+//	tok, err := assertion.Sign(keys.Current(), myOrigin, authority, 0, now)
+//	req.Header.Set("Authorization", "Bearer "+tok)
+//
+//	v, err := assertion.NewVerifier(assertion.Config{Keys: discoveryClient,
+//		Audience: myOrigin, Replay: replayCache})
+//	t, err := assertion.Parse(bearer)
+//	cfg := trustedConfigFor(t.Issuer()) // never a URL taken from the token
+//	claims, err := v.Verify(ctx, t, cfg.JWKSURI, cfg.Authority)
+//
+// An assertion carries iss, aud, iat, exp and jti and travels as
+// "Authorization: Bearer <jwt>". Its keys are located only through a trust
+// source the verifier already has: a JWKS URL taken from the token would let
+// anyone sign for any issuer, and point our fetches anywhere.
 package assertion
 
 import (

@@ -1,7 +1,23 @@
-// Package expiryset is a set of fixed-size keys that each expire at their
-// own time, with expired keys evicted first and a per-owner quota: the core
-// of dpop.MemoryReplayCache. It is not safe for concurrent use; callers
-// hold their own lock.
+// Package expiryset is a bounded set of keys that each expire at their own
+// time: the core of dpop.MemoryReplayCache.
+//
+// # Overview
+//
+// [Set.Add] records a key for an owner until its expiry and says whether it
+// was already there; expired keys are evicted first, and a per-owner quota
+// keeps one owner from filling the set. A Set is not safe for concurrent
+// use; callers hold their own lock.
+//
+// # Usage
+//
+//	set := expiryset.New()
+//	lim := expiryset.Limits{Max: 100000, PerOwner: 1000, Reserve: 25000}
+//	switch set.Add(expiryset.KeyOf(iss, jti), expiryset.KeyOf(iss), exp, now, lim) {
+//	case expiryset.Present:
+//		// a replay
+//	case expiryset.Full, expiryset.OverQuota:
+//		// refuse: forgetting an unexpired key would allow a replay
+//	}
 package expiryset
 
 import (

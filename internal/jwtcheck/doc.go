@@ -1,9 +1,22 @@
-// Package jwtcheck is the one JWT pipeline of the module. Every kind of
-// token the SDK verifies (harness proofs, task attestations, harness
-// attestations, RFC 9449 DPoP proofs, Service and Authority assertions,
-// RFC 8417 security event tokens) goes through the same steps, and every
-// token it sends is signed here, so the rules cannot drift apart between
-// kinds:
+// Package jwtcheck is the one JWT pipeline of the module.
+//
+// # Overview
+//
+// Every kind of token the SDK verifies (harness proofs, task attestations,
+// harness attestations, RFC 9449 DPoP proofs, Service and Authority
+// assertions, RFC 8417 security event tokens) goes through the same steps,
+// each kind described by a [Profile], and every token it sends is signed
+// with [Sign], so the rules cannot drift apart between kinds.
+//
+// # Usage
+//
+//	tok, err := jwtcheck.Parse(raw, jwtcheck.HarnessProof)
+//	// ... claim checks that need no key (audience, issuer) ...
+//	err = tok.Verify(key)
+//	err = jwtcheck.CheckTimes(tok, now, jwtcheck.TimeRules{Skew: skew, MaxLifetime: maxLife})
+//	err = tok.Record(ctx, replay, tok.Claims.Issuer, exp.Add(skew))
+//
+// # The steps
 //
 //  1. [Parse], once per request: size cap, compact JWS only, strict
 //     base64url, the header rules of the token's [Profile], the algorithm

@@ -1,8 +1,22 @@
 // Package netguard keeps protocol calls away from non-public addresses.
-// Services fetch configuration URLs chosen by any e-mail domain's owner, and
-// Authorities call available_scopes URLs chosen by whoever controls a service
-// origin, so every role refuses loopback, private, link-local and other
-// special-purpose destinations.
+//
+// # Overview
+//
+// [Protect] installs the guard on an http.Transport; a connection to a
+// loopback, private, link-local or other special-purpose address then fails
+// with [ErrForbiddenAddress] before it is attempted. Services fetch
+// configuration URLs chosen by any e-mail domain's owner, and Authorities
+// call available_scopes URLs chosen by whoever controls a service origin, so
+// every role needs it.
+//
+// # Usage
+//
+//	tr := base.Clone()
+//	netguard.Protect(tr, 5*time.Second)
+//	client := &http.Client{Transport: tr}
+//	_, err := client.Get(url) // errors.Is(err, netguard.ErrForbiddenAddress)
+//
+// # Why at dial time
 //
 // The check runs at dial time, after name resolution and before the TCP
 // connection is attempted, for every address tried (Happy Eyeballs

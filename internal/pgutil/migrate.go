@@ -1,6 +1,20 @@
-// Package pgutil holds what the PostgreSQL stores share: embedded, versioned
-// schema migrations applied under an advisory lock, so several replicas
-// starting at once migrate exactly once.
+// Package pgutil holds what the PostgreSQL stores share: schema migrations
+// and the janitor that deletes expired rows.
+//
+// # Overview
+//
+// [MigrateFS] applies a component's embedded, versioned migrations under an
+// advisory lock, so several replicas starting at once migrate exactly once.
+// [RunJanitor] prunes expired rows in batches, bounded by time per tick, so
+// it keeps up however many rows expire.
+//
+// # Usage
+//
+//	//go:embed migrations/*.sql
+//	var Migrations embed.FS
+//
+//	err := pgutil.MigrateFS(ctx, pool, "my_component", Migrations, "migrations")
+//	go pgutil.RunJanitor(ctx, 0, logger, "my_component", store.Prune)
 package pgutil
 
 import (

@@ -5,6 +5,21 @@
 //
 // # Overview
 //
+// Build one [Limiter] per endpoint with [New] and ask it before reading a
+// request's body; when it refuses, answer with [Deny], which sends 429 with
+// Retry-After. It never fails open: when its tables are full, newcomers share
+// one bucket rather than get a fresh one.
+//
+// # Usage
+//
+//	l, err := ratelimit.New(limit, defaults, 10000, time.Now)
+//	if ok, wait := l.AllowClient(ratelimit.ClientAddr(r)); !ok {
+//		ratelimit.Deny(w, wait)
+//		return
+//	}
+//
+// # How it works
+//
 // A [Limit] gives each level a [Rate]: a bucket of at most Burst tokens
 // refilled at PerSecond tokens a second. A request takes one token at every
 // level it is charged to and passes only if every level has one; when one
@@ -24,14 +39,6 @@
 // shard full of non-full buckets is charged to one shared overflow bucket
 // instead of a fresh one. A client cannot reset its own empty bucket by
 // sending many other keys: its bucket stays until it has refilled.
-//
-// # Usage
-//
-//	l, err := ratelimit.New(limit, defaults, 10000, time.Now)
-//	if ok, wait := l.AllowClient(ratelimit.ClientAddr(r)); !ok {
-//		ratelimit.Deny(w, wait)
-//		return
-//	}
 package ratelimit
 
 import (

@@ -1,9 +1,19 @@
 // Package secret makes and handles the opaque secrets of the protocol:
 // AgentPass values, request ids, bearer tokens, initialization tokens.
 //
-// Secrets come from crypto/rand; stores keep only their SHA-256 digest, so a
-// leaked database does not leak usable credentials; comparisons are constant
-// time.
+// # Overview
+//
+// [Token] and [ID] mint secrets from crypto/rand; stores keep only their
+// [Hash], so a leaked database does not leak usable credentials; [Equal]
+// compares in constant time, so response timing reveals nothing of a
+// secret.
+//
+// # Usage
+//
+//	value := secret.Token("ap_")      // give to the peer once
+//	rec.ValueHash = secret.Hash(value) // store only this
+//	...
+//	rec, ok := store.Get(secret.Hash(presented))
 package secret
 
 import (

@@ -1,6 +1,15 @@
-// Package spectest gives tests the spec's JSON Schemas: it finds the spec
-// folder and validates documents against a schema or one of its
-// request/response sub-schemas. Only tests import it.
+// Package spectest gives tests the spec's JSON Schemas. Only tests import
+// it.
+//
+// # Overview
+//
+// [Validate] checks a document against a schema or one of its
+// request/response sub-schemas; [Example] reads one of the spec's example
+// documents; [Dir] finds the spec folder or skips the test.
+//
+// # Usage
+//
+//	spectest.Validate(t, body, "issuance-request.schema.json", "request")
 //
 // The folder is AGENTPASS_SPEC_DIR, or shared/spec beside the module's
 // root (the workspace layout); tests that need it skip with a message
