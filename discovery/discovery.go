@@ -339,11 +339,11 @@ func New(cfg Config) (*Client, error) {
 	}{
 		{"DNSTimeout", cfg.DNSTimeout, DefaultDNSTimeout, 0, &c.dnsTimeout, ""},
 		{"MinTTL", cfg.MinTTL, DefaultMinTTL, 0, &c.minTTL, ""},
-		{"MaxTTL", cfg.MaxTTL, DefaultMaxTTL, MaxPositiveTTL, &c.maxTTL, "positive caching is capped at one hour (G-28)"},
-		{"MaxNegativeTTL", cfg.MaxNegativeTTL, DefaultMaxNegativeTTL, MaxNegativeTTLCap, &c.maxNegTTL, "negative caching is capped at five minutes (G-28)"},
+		{"MaxTTL", cfg.MaxTTL, DefaultMaxTTL, MaxPositiveTTL, &c.maxTTL, "positive caching is capped at one hour"},
+		{"MaxNegativeTTL", cfg.MaxNegativeTTL, DefaultMaxNegativeTTL, MaxNegativeTTLCap, &c.maxNegTTL, "negative caching is capped at five minutes"},
 		{"FetchTimeout", cfg.FetchTimeout, DefaultFetchTimeout, 0, &c.fetchTimeout, ""},
 		{"DefaultMaxAge", cfg.DefaultMaxAge, DefaultMaxAge, 0, &c.defaultMaxAge, ""},
-		{"MaxAge", cfg.MaxAge, DefaultMaxAgeCap, MaxPositiveTTL, &c.maxAge, "positive caching is capped at one hour (G-28)"},
+		{"MaxAge", cfg.MaxAge, DefaultMaxAgeCap, MaxPositiveTTL, &c.maxAge, "positive caching is capped at one hour"},
 		{"KeyRefetchCooldown", cfg.KeyRefetchCooldown, DefaultKeyRefetchCooldown, 0, &c.keyCooldown, ""},
 	}
 	for _, d := range durations {
