@@ -28,10 +28,10 @@ func TestMemoryStorePrunes(t *testing.T) {
 	if err := s.CreateRequest(ctx, live); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Request(ctx, "old"); err == nil {
+	if _, err := s.Request(ctx, "msn_old"); err == nil {
 		t.Fatal("expired request not pruned after retention")
 	}
-	if r, err := s.Request(ctx, "live"); err != nil || r.Status != pass.StatusPending {
+	if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
 		t.Fatalf("live request: %v", err)
 	}
 	if n, _ := s.Len(); n != 1 {
