@@ -9,9 +9,9 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// decideRequest decides a pending request through TransitionMission, as
+// DecideRequest decides a pending request through TransitionMission, as
 // Authority.Decide does.
-func decideRequest(s authority.Store, id string, e authority.Evidence, now time.Time) (*authority.Request, error) {
+func DecideRequest(s authority.Store, id string, e authority.Evidence, now time.Time) (*authority.Request, error) {
 	if !strings.HasPrefix(id, pass.MissionIDPrefix) {
 		id = pass.MissionIDPrefix + id
 	}
@@ -29,9 +29,9 @@ func decideRequest(s authority.Store, id string, e authority.Evidence, now time.
 	return r, err
 }
 
-// authUpdate is a change of an authorization's mission, in the terms of
+// AuthUpdate is a change of an authorization's mission, in the terms of
 // the authorization.
-type authUpdate struct {
+type AuthUpdate struct {
 	From    []pass.DelegationState
 	To      pass.DelegationState
 	Scope   pass.Scope
@@ -40,9 +40,9 @@ type authUpdate struct {
 	Reason  string
 }
 
-// updateAuthorization applies u to the mission of authorization id, as the
+// UpdateAuthorization applies u to the mission of authorization id, as the
 // operator calls and the close endpoint do, and returns the authorization.
-func updateAuthorization(s authority.Store, id string, u authUpdate, now time.Time) (*authority.Authorization, error) {
+func UpdateAuthorization(s authority.Store, id string, u AuthUpdate, now time.Time) (*authority.Authorization, error) {
 	a, err := s.Authorization(ctx, id)
 	if err != nil {
 		return nil, err

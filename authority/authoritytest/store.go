@@ -183,7 +183,7 @@ func testDecideTransitions(t *testing.T, s authority.Store) {
 		}
 		e := Approval("tickets:read")
 		e.Status = st
-		got, err := decideRequest(s, id, e, T0.Add(time.Minute))
+		got, err := DecideRequest(s, id, e, T0.Add(time.Minute))
 		if err != nil {
 			t.Fatalf("%s: %v", st, err)
 		}
@@ -195,7 +195,7 @@ func testDecideTransitions(t *testing.T, s authority.Store) {
 			t.Errorf("%s: stored differs from returned (-returned +stored):\n%s", st, d)
 		}
 	}
-	_, err := decideRequest(s, "unknown", Approval(), T0)
+	_, err := DecideRequest(s, "unknown", Approval(), T0)
 	wantErr(t, "DecideRequest(unknown)", err, authority.ErrNotFound)
 }
 
@@ -205,13 +205,13 @@ func testDecideTerminalImmutable(t *testing.T, s authority.Store) {
 		t.Fatal(err)
 	}
 	deny := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "human:boss", DecidedAt: T0, Reason: "no"}
-	if _, err := decideRequest(s, "r1", deny, T0); err != nil {
+	if _, err := DecideRequest(s, "r1", deny, T0); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []pass.Status{pass.StatusApproved, pass.StatusDenied, pass.StatusCanceled} {
 		e := Approval("x")
 		e.Status = st
-		_, err := decideRequest(s, "r1", e, T0.Add(time.Second))
+		_, err := DecideRequest(s, "r1", e, T0.Add(time.Second))
 		wantErr(t, "decide after deny", err, authority.ErrNotPending)
 	}
 	got, _ := s.Request(ctx, "msn_r1")
@@ -225,7 +225,7 @@ func testDecideExpired(t *testing.T, s authority.Store) {
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	_, err := decideRequest(s, "r1", Approval("x"), r.ExpiresAt)
+	_, err := DecideRequest(s, "r1", Approval("x"), r.ExpiresAt)
 	wantErr(t, "decide at expiry", err, authority.ErrExpired)
 	got, _ := s.Request(ctx, "msn_r1")
 	if got.StatusAt(r.ExpiresAt) != pass.StatusExpired || got.Decision != nil {
@@ -245,7 +245,7 @@ func testPendingList(t *testing.T, s authority.Store) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := decideRequest(s, "r1", Approval("x"), T0); err != nil {
+	if _, err := DecideRequest(s, "r1", Approval("x"), T0); err != nil {
 		t.Fatal(err)
 	}
 	ids := func(rs []*authority.Request) []string {
@@ -385,7 +385,7 @@ func testAuthorizationTransitions(t *testing.T, s authority.Store) {
 		{live, pass.DelegationCompleted},
 	}
 	for i, st := range steps {
-		got, err := updateAuthorization(s, "z1", authUpdate{From: st.from, To: st.to, By: "op", Reason: fmt.Sprint(i)}, now)
+		got, err := UpdateAuthorization(s, "z1", AuthUpdate{From: st.from, To: st.to, By: "op", Reason: fmt.Sprint(i)}, now)
 		if err != nil {
 			t.Fatalf("step %d to %s: %v", i, st.to, err)
 		}
@@ -397,20 +397,20 @@ func testAuthorizationTransitions(t *testing.T, s authority.Store) {
 	if got.State != pass.DelegationCompleted || got.ClosedAt != now {
 		t.Errorf("after complete: state %s closed %v", got.State, got.ClosedAt)
 	}
-	_, err := updateAuthorization(s, "unknown", authUpdate{From: live, To: pass.DelegationRevoked}, now)
+	_, err := UpdateAuthorization(s, "unknown", AuthUpdate{From: live, To: pass.DelegationRevoked}, now)
 	wantErr(t, "update unknown", err, authority.ErrNotFound)
 	// Suspend applies only to active.
 	redeemed(t, s, "z2")
-	if _, err := updateAuthorization(s, "z2", authUpdate{From: []pass.DelegationState{active}, To: suspended}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z2", AuthUpdate{From: []pass.DelegationState{active}, To: suspended}, now); err != nil {
 		t.Fatal(err)
 	}
-	_, err = updateAuthorization(s, "z2", authUpdate{From: []pass.DelegationState{active}, To: suspended}, now)
+	_, err = UpdateAuthorization(s, "z2", AuthUpdate{From: []pass.DelegationState{active}, To: suspended}, now)
 	wantErr(t, "suspend suspended", err, authority.ErrState)
 	got, _ = s.Authorization(ctx, "z2")
 	if got.StateAt(now) != suspended {
 		t.Errorf("suspended state: %s", got.StateAt(now))
 	}
-	if got, err := updateAuthorization(s, "z2", authUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil || got.ClosedAt != now {
+	if got, err := UpdateAuthorization(s, "z2", AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil || got.ClosedAt != now {
 		t.Fatalf("revoke suspended: %v", err)
 	}
 }
@@ -421,14 +421,14 @@ func testAuthorizationTerminal(t *testing.T, s authority.Store) {
 		id := "z-" + string(end)
 		redeemed(t, s, id)
 		now := T0.Add(2 * time.Minute)
-		if _, err := updateAuthorization(s, id, authUpdate{From: live, To: end}, now); err != nil {
+		if _, err := UpdateAuthorization(s, id, AuthUpdate{From: live, To: end}, now); err != nil {
 			t.Fatal(err)
 		}
 		for _, to := range []pass.DelegationState{active, suspended, pass.DelegationRevoked, pass.DelegationCompleted} {
-			_, err := updateAuthorization(s, id, authUpdate{From: live, To: to}, now.Add(time.Second))
+			_, err := UpdateAuthorization(s, id, AuthUpdate{From: live, To: to}, now.Add(time.Second))
 			wantErr(t, fmt.Sprintf("%s -> %s", end, to), err, authority.ErrState)
 		}
-		_, err := updateAuthorization(s, id, authUpdate{From: live, Scope: pass.Scope{}}, now)
+		_, err := UpdateAuthorization(s, id, AuthUpdate{From: live, Scope: pass.Scope{}}, now)
 		wantErr(t, "narrow closed", err, authority.ErrState)
 		got, _ := s.Authorization(ctx, id)
 		if got.State != end || got.ClosedAt != now {
@@ -441,13 +441,13 @@ func testAuthorizationTerminal(t *testing.T, s authority.Store) {
 func testAuthorizationForeign(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z1")
 	now := T0.Add(2 * time.Minute)
-	_, err := updateAuthorization(s, "z1", authUpdate{From: live, To: pass.DelegationRevoked, Service: svcB}, now)
+	_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked, Service: svcB}, now)
 	wantErr(t, "foreign close", err, authority.ErrNotFound)
 	got, _ := s.Authorization(ctx, "z1")
 	if got.State != active {
 		t.Fatalf("foreign close changed the state to %s", got.State)
 	}
-	if _, err := updateAuthorization(s, "z1", authUpdate{From: live, To: pass.DelegationRevoked, Service: svcA}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked, Service: svcA}, now); err != nil {
 		t.Fatalf("own close: %v", err)
 	}
 }
@@ -457,7 +457,7 @@ func testAuthorizationExpiry(t *testing.T, s authority.Store) {
 	if a.StateAt(a.ExpiresAt.Add(-time.Nanosecond)) != active || a.StateAt(a.ExpiresAt) != pass.DelegationExpired {
 		t.Fatalf("StateAt around expiry")
 	}
-	_, err := updateAuthorization(s, "z1", authUpdate{From: live, To: pass.DelegationRevoked}, a.ExpiresAt)
+	_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked}, a.ExpiresAt)
 	wantErr(t, "revoke expired", err, authority.ErrExpired)
 	list, _ := s.Authorizations(ctx, authority.ListOptions{Now: a.ExpiresAt})
 	if len(list) != 0 {
@@ -479,7 +479,7 @@ func testNarrowScope(t *testing.T, s authority.Store) {
 		t.Fatal(err)
 	}
 	now := T0.Add(2 * time.Minute)
-	got, err := updateAuthorization(s, "z1", authUpdate{From: live, Scope: pass.Scope{"tickets:read"}}, now)
+	got, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: pass.Scope{"tickets:read"}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +490,7 @@ func testNarrowScope(t *testing.T, s authority.Store) {
 		t.Errorf("granted scope must stay (-want +got):\n%s", d)
 	}
 	for _, wider := range []pass.Scope{{"tickets:read", "tickets:write"}, {"admin"}, {"*"}} {
-		_, err := updateAuthorization(s, "z1", authUpdate{From: live, Scope: wider}, now)
+		_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: wider}, now)
 		wantErr(t, fmt.Sprintf("widen to %v", wider), err, authority.ErrScopeWiden)
 	}
 	got, _ = s.Authorization(ctx, "z1")
@@ -519,7 +519,7 @@ func testRevokeCascade(t *testing.T, s authority.Store) {
 		t.Fatalf("child MissionID %q", c.MissionID)
 	}
 	now := T0.Add(3 * time.Minute)
-	if _, err := updateAuthorization(s, parent.ID, authUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
+	if _, err := UpdateAuthorization(s, parent.ID, AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Authorization(ctx, "child")
@@ -533,10 +533,10 @@ func testAuthorizationList(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z2")
 	redeemed(t, s, "z3")
 	now := T0.Add(2 * time.Minute)
-	if _, err := updateAuthorization(s, "z2", authUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z2", AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := updateAuthorization(s, "z3", authUpdate{From: live, To: suspended}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z3", AuthUpdate{From: live, To: suspended}, now); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.Authorizations(ctx, authority.ListOptions{Now: now})
@@ -609,7 +609,7 @@ func testRaceDecide(t *testing.T, s authority.Store) {
 				e = authority.Evidence{Status: pass.StatusDenied, DecidedAt: T0}
 			}
 			e.DecidedBy = fmt.Sprintf("human:%d", i)
-			_, err := decideRequest(s, "r1", e, T0.Add(time.Second))
+			_, err := DecideRequest(s, "r1", e, T0.Add(time.Second))
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -643,7 +643,7 @@ func testRaceUpdate(t *testing.T, s authority.Store) {
 			if i%2 == 0 {
 				to = pass.DelegationCompleted
 			}
-			if _, err := updateAuthorization(s, "z1", authUpdate{From: live, To: to}, T0.Add(2*time.Minute)); err == nil {
+			if _, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: to}, T0.Add(2*time.Minute)); err == nil {
 				closed.Add(1)
 			} else if !errors.Is(err, authority.ErrState) {
 				t.Errorf("close: %v", err)
@@ -651,7 +651,7 @@ func testRaceUpdate(t *testing.T, s authority.Store) {
 		}()
 		go func() {
 			defer wg.Done()
-			_, err := updateAuthorization(s, "z1", authUpdate{From: live, Scope: pass.Scope{}}, T0.Add(2*time.Minute))
+			_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: pass.Scope{}}, T0.Add(2*time.Minute))
 			if err != nil && !errors.Is(err, authority.ErrState) {
 				t.Errorf("narrow: %v", err)
 			}
