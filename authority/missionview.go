@@ -231,8 +231,8 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	m := &pass.MissionRecord{
 		ID: r.MissionID, Authority: authority, State: state, Version: r.Version, CreatedAt: r.CreatedAt.UTC(),
 		Service: r.Service, User: pass.User{Email: r.User}, Agent: pass.Agent{ID: r.AgentID},
-		Harness: pass.MissionHarness{ID: r.HarnessID, Tier: string(r.Tier), JKT: jkt(r)},
-		Task:    pass.MissionTask{ID: r.TaskID, Description: r.TaskDescription, Attested: r.TaskAttested},
+		Harness:        pass.MissionHarness{ID: r.HarnessID, Tier: string(r.Tier), JKT: jkt(r)},
+		Task:           pass.MissionTask{ID: r.TaskID, Description: r.TaskDescription, Attested: r.TaskAttested},
 		AuthorityModel: pass.AuthorityModel{Ceiling: pass.Scope{}, Scope: pass.Scope{}},
 		Authorizations: []pass.MissionAuthorization{},
 		History:        pass.History{Head: r.HistoryHead, Count: r.HistoryCount},
