@@ -234,7 +234,7 @@ func (p *Page) apiFail(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusConflict, apiError{"not_pending", "the request was already decided"})
 	case errors.Is(err, authority.ErrExpired):
 		writeJSON(w, http.StatusConflict, apiError{"expired", "the request expired"})
-	case errors.Is(err, authority.ErrState):
+	case errors.Is(err, authority.ErrState), errors.Is(err, authority.ErrTerminal):
 		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization is no longer live"})
 	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_decision", err.Error()})
