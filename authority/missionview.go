@@ -254,7 +254,7 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	m.ExpiresAt = &exp
 	if r.Ended != nil {
 		e := *r.Ended
-		if v == viewService {
+		if v == viewService || v == viewHarness && !disclose && strings.HasPrefix(e.By, "human:") {
 			e.By = ""
 		}
 		m.Ended = &e
