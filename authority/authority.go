@@ -212,9 +212,15 @@ type Config struct {
 	OnPending func(ctx context.Context, r Request)
 
 	// ApprovalURL, if set, returns the page where a person can approve the
-	// request with the given id; it is shown to the Harness as
-	// links.approval while the request is pending.
-	ApprovalURL func(id string) string
+	// request of the mission with the given id (never the request id,
+	// which is the Harness's polling secret); it is shown to the Harness
+	// as links.approval while the request is pending.
+	ApprovalURL func(missionID string) string
+
+	// DiscloseApprover shows who approved a mission (approval.decided_by
+	// and the history's human ids) in the Harness's view of it. If false,
+	// only operators see approver identities.
+	DiscloseApprover bool
 }
 
 // Authority is an AgentPass Authority: an http.Handler serving the
@@ -248,6 +254,8 @@ type Authority struct {
 	approval   func(string) string
 	limits     limiters
 
+	discloseApprover bool
+
 	config     pass.AuthorityConfiguration
 	configJSON []byte
 	mux        *http.ServeMux
@@ -259,6 +267,7 @@ func New(cfg Config) (*Authority, error) {
 		id: cfg.Identifier, mode: cfg.TrustMode, keys: cfg.Keys, store: cfg.Store, approver: cfg.Approver,
 		wildcard: cfg.ScopeWildcardAllowed, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
 		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
+		discloseApprover: cfg.DiscloseApprover,
 	}
 	if err := checkIdentifier("Identifier", cfg.Identifier); err != nil {
 		return nil, err
@@ -386,6 +395,11 @@ func New(cfg Config) (*Authority, error) {
 			AuthorizationClose: a.base + PathAuthorizationClose,
 		},
 		Approval: &pass.ApprovalHints{Modes: []string{"poll"}, DefaultTTLSeconds: int(a.reqTTL / time.Second)},
+	}
+	// The mission record is kept for every request; its endpoints are not
+	// served yet, so only the version is advertised.
+	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("authority: advertising extensions: %w", err)
 	}
 	if cfg.AllowServiceAuthorities != nil {
 		v := *cfg.AllowServiceAuthorities

@@ -40,7 +40,10 @@ func TestAuthorizationCheck(t *testing.T) {
 			t.Fatalf("check: %d %s", r.status, r.body)
 		}
 		validateSchema(t, "authority-authorization-check.schema.json", "response", r.body)
-		want := &pass.AuthorizationCheckResponse{Scope: pass.Scope{"tickets:read", "tickets:write", "admin"}, AuthorizationExpiresAt: &exp}
+		az, _ := e.auth.Authorization(ctx, id)
+		// R2: the check answer carries the mission and still validates.
+		want := &pass.AuthorizationCheckResponse{Scope: pass.Scope{"tickets:read", "tickets:write", "admin"}, AuthorizationExpiresAt: &exp,
+			Mission: &pass.MissionInfo{ID: az.MissionID, State: pass.MissionActive, Version: 2}}
 		if d := cmp.Diff(want, c); d != "" {
 			t.Errorf("check (-want +got):\n%s", d)
 		}
@@ -77,11 +80,11 @@ func TestAuthorizationCheck(t *testing.T) {
 	}
 	// A-AUTHZ-4: revoked → 404, and it stays revoked.
 	az, err := e.auth.Revoke(ctx, id, "admin@corp.test", "employee left")
-	if err != nil || az.State != pass.DelegationRevoked || az.StateBy != "admin@corp.test" {
+	if err != nil || az.State != pass.MissionRevoked || az.Ended == nil || az.Ended.By != "admin@corp.test" || az.Ended.Cause != pass.CauseOperator {
 		t.Fatalf("Revoke: %+v %v", az, err)
 	}
 	wantError(t, toResp(e.check(e.svc, id)), 404, pass.CodeAuthorizationUnknown)
-	if _, err := e.auth.Resume(ctx, id, "admin@corp.test"); !errors.Is(err, authority.ErrState) {
+	if _, err := e.auth.Resume(ctx, id, "admin@corp.test"); !errors.Is(err, authority.ErrTerminal) {
 		t.Fatalf("resume revoked: %v", err)
 	}
 	if list, _ := e.auth.Authorizations(ctx, authority.ListOptions{}); len(list) != 0 {

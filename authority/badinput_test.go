@@ -112,7 +112,7 @@ func FuzzValidateHandler(f *testing.F) {
 		if rec.Code >= 500 || rec.Code == 200 {
 			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
 		}
-		r, err := e.auth.Request(ctx, st.ID)
+		r, err := e.auth.Request(ctx, st.Mission.ID)
 		if err != nil || !r.ConsumedAt.IsZero() {
 			t.Fatalf("the real pass was consumed: %v", err)
 		}

@@ -85,7 +85,7 @@ func Example() {
 	fmt.Println("issuance:", resp.StatusCode, st.Status)
 
 	// A person approves a narrower scope in the approval UI.
-	if _, err := a.Decide(context.Background(), st.ID, authority.Decision{
+	if _, err := a.Decide(context.Background(), st.Mission.ID, authority.Decision{
 		Outcome: authority.Approve, Scope: pass.Scope{"tickets:read"}, DecidedBy: "human:boss@corp.test",
 	}); err != nil {
 		panic(err)

@@ -45,12 +45,12 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		slog.String("user", in.User.Email), slog.String("harness", in.Harness.ID),
 		slog.String("task", in.Task.ID), slog.String("service", in.Service.Origin),
 	}
-	req, value, err := a.issue(r.Context(), &in)
+	req, reqID, value, err := a.issue(r.Context(), &in)
 	if err != nil {
 		a.reject(w, "issuance", err, attrs...)
 		return
 	}
-	attrs = append(attrs, slog.String("request_id", logID(req.ID)), slog.String("agent", req.AgentID),
+	attrs = append(attrs, slog.String("mission_id", req.MissionID), slog.String("agent", req.AgentID),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.String("outcome", string(req.Status)))
 	if req.Decision != nil {
@@ -60,12 +60,30 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 	if req.Status == pass.StatusPending && a.onPending != nil {
 		a.onPending(r.Context(), *req.Clone())
 	}
-	httpx.WriteJSON(w, http.StatusAccepted, a.statusBody(req, value, a.now()))
+	httpx.WriteJSON(w, http.StatusAccepted, a.statusBody(req, reqID, value, req.State, a.now()))
 }
 
 // issue verifies an issuance request, asks the Approver and stores the
-// request. It returns the pass value when the request was approved at once.
-func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Request, string, error) {
+// request with its mission. It returns the request id (the polling secret,
+// of which the store keeps only a hash) and the pass value when the request
+// was approved at once.
+func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Request, string, string, error) {
+	req, value, err := a.issueRequest(ctx, in)
+	if err != nil {
+		return nil, "", "", err
+	}
+	reqID := secret.ID(requestIDPrefix)
+	req.IDHash = secret.Hash(reqID)
+	if err := a.store.CreateRequest(ctx, req); err != nil {
+		if errors.Is(err, ErrStoreFull) {
+			return nil, "", "", pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "too many requests in flight").WithCause(err)
+		}
+		return nil, "", "", err
+	}
+	return req, reqID, value, nil
+}
+
+func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) (*Request, string, error) {
 	now := a.now()
 	origin, err := pass.Origin(in.Service.Origin)
 	if err != nil {
@@ -127,7 +145,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 		return nil, "", err
 	}
 	req := &Request{
-		ID: secret.ID(requestIDPrefix), Status: pass.StatusPending, CreatedAt: now, ExpiresAt: now.Add(a.reqTTL),
+		MissionID: secret.ID(pass.MissionIDPrefix), Status: pass.StatusPending, CreatedAt: now, ExpiresAt: now.Add(a.reqTTL),
 		Type: in.Type, Service: origin, User: in.User.Email, HarnessID: in.Harness.ID,
 		AgentID: ident.AgentID, Tier: ident.Tier, AttestationIssuer: ident.Issuer,
 		TaskID: in.Task.ID, TaskDescription: in.Task.Description, TaskAttested: attested,
@@ -149,7 +167,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 		e, err := a.evidence(req, d, now)
 		if err != nil {
 			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass approver decision unusable; request left pending",
-				slog.String("request_id", logID(req.ID)), slog.String("reason", err.Error()))
+				slog.String("mission_id", req.MissionID), slog.String("reason", err.Error()))
 			break
 		}
 		req.Status, req.Decision = e.Status, &e
@@ -157,12 +175,6 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 			value = secret.Token(passPrefix)
 			req.PassHash = secret.Hash(value)
 		}
-	}
-	if err := a.store.CreateRequest(ctx, req); err != nil {
-		if errors.Is(err, ErrStoreFull) {
-			return nil, "", pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "too many requests in flight").WithCause(err)
-		}
-		return nil, "", err
 	}
 	return req, value, nil
 }
@@ -176,7 +188,7 @@ func (a *Authority) decide(ctx context.Context, req *Request) Decision {
 	d, err := a.approver.Decide(ctx, req.Clone())
 	if err != nil {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass approver failed; request left pending",
-			slog.String("request_id", logID(req.ID)), slog.String("reason", err.Error()))
+			slog.String("mission_id", req.MissionID), slog.String("reason", err.Error()))
 		return Decision{Outcome: Pending}
 	}
 	if d.Outcome == Cancel {
@@ -278,7 +290,7 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	req, err := a.store.Request(ctx, id)
+	req, err := a.store.RequestByIDHash(ctx, secret.Hash(id))
 	if errors.Is(err, ErrNotFound) {
 		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
 		return
@@ -286,43 +298,60 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "status", err)
 		return
 	}
+	// The first reader after a deadline commits the expiry.
+	req, state, err := a.missionState(ctx, req)
+	if err != nil {
+		a.reject(w, "status", err)
+		return
+	}
 	now := a.now()
 	value := ""
-	if req.StatusAt(now) == pass.StatusApproved {
+	if req.StatusAt(now) == pass.StatusApproved && req.ConsumedAt.IsZero() {
+		attrs := []slog.Attr{slog.String("mission_id", req.MissionID), slog.String("harness", req.HarnessID)}
+		if state != pass.MissionActive {
+			// A mission that ended or is held before redemption gets no
+			// new pass: validation would refuse it anyway.
+			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request is no longer valid"), attrs...)
+			return
+		}
 		if req.Cnf != nil {
-			if err := a.checkStatusProof(ctx, r, req); err != nil {
-				a.reject(w, "status", err, slog.String("request_id", logID(id)), slog.String("harness", req.HarnessID))
+			if err := a.checkStatusProof(ctx, r, req, id); err != nil {
+				a.reject(w, "status", err, attrs...)
 				return
 			}
 		}
 		value = secret.Token(passPrefix)
-		req, err = a.store.RotatePass(ctx, id, secret.Hash(value), now)
+		req, err = a.store.RotatePass(ctx, req.MissionID, secret.Hash(value), now)
 		switch {
 		case errors.Is(err, ErrConsumed):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"))
+			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"), attrs...)
 			return
 		case errors.Is(err, ErrExpired):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request has expired"))
+			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request has expired"), attrs...)
 			return
 		case err != nil:
-			a.reject(w, "status", err)
+			a.reject(w, "status", err, attrs...)
 			return
 		}
-		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delivered", slog.String("request_id", logID(id)),
+		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delivered", slog.String("mission_id", req.MissionID),
 			slog.String("user", req.User), slog.String("agent", req.AgentID), slog.String("service", req.Service),
 			slog.String("task", req.TaskID), slog.String("outcome", "ok"))
+	} else if req.StatusAt(now) == pass.StatusApproved {
+		a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"),
+			slog.String("mission_id", req.MissionID))
+		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, value, now))
+	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, id, value, state, now))
 }
 
 // checkStatusProof requires the holder proof of ProofHeader (G-2).
-func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request) error {
+func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request, reqID string) error {
 	proof := r.Header.Get(ProofHeader)
 	if proof == "" {
 		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
-		Method: http.MethodGet, URL: a.StatusURL(req.ID), AgentPass: req.ID, HarnessID: req.HarnessID,
+		Method: http.MethodGet, URL: a.StatusURL(reqID), AgentPass: reqID, HarnessID: req.HarnessID,
 		RequireBinding: true,
 	})
 	if err != nil {
@@ -331,10 +360,14 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 	return nil
 }
 
-// statusBody renders the issuance-status document of req at now; value is
-// the pass value to deliver (approved only).
-func (a *Authority) statusBody(req *Request, value string, now time.Time) *pass.IssuanceStatus {
-	st := &pass.IssuanceStatus{ID: req.ID, Status: req.StatusAt(now), Type: req.Type, Links: &pass.Links{Self: a.StatusURL(req.ID)}}
+// statusBody renders the issuance-status document of req at now; reqID is
+// the request id the Harness holds, value the pass value to deliver
+// (approved only) and state the mission's state as every surface reports
+// it. The v0.1 status stays approved once approved; the mission member
+// carries the live state.
+func (a *Authority) statusBody(req *Request, reqID, value string, state pass.MissionState, now time.Time) *pass.IssuanceStatus {
+	st := &pass.IssuanceStatus{ID: reqID, Status: req.StatusAt(now), Type: req.Type, Links: &pass.Links{Self: a.StatusURL(reqID)},
+		Mission: &pass.MissionInfo{ID: req.MissionID, State: state, Version: req.Version}}
 	switch st.Status {
 	case pass.StatusPending:
 		ms := a.pollAfter.Milliseconds()
@@ -342,7 +375,7 @@ func (a *Authority) statusBody(req *Request, value string, now time.Time) *pass.
 		exp := req.ExpiresAt.UTC()
 		st.ExpiresAt = &exp
 		if a.approval != nil {
-			st.Links.Approval = a.approval(req.ID)
+			st.Links.Approval = a.approval(req.MissionID)
 		}
 	case pass.StatusApproved:
 		exp := req.Decision.PassExpiresAt.UTC()
@@ -376,8 +409,8 @@ func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs
 	httpx.WriteError(w, nil, err)
 }
 
-// logID shortens a request id for logs: enough to correlate, not enough to
-// poll the status (the id is a bearer secret for polling).
+// logID shortens a secret id for logs and pages: enough to correlate, not
+// enough to poll the status (a request id is a bearer secret for polling).
 func logID(id string) string {
 	if len(id) > 12 {
 		return id[:12] + "…"

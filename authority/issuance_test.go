@@ -41,6 +41,10 @@ func TestIssueApproveValidate(t *testing.T) {
 	if st.Status != pass.StatusApproved || st.AgentPass == nil || st.AgentPass.Type != pass.BrowserSession {
 		t.Fatalf("status: %+v", st)
 	}
+	// R2: the status carries the mission from the first answer on.
+	if m := st.Mission; m == nil || m.Validate() != nil || m.State != pass.MissionActive || m.Version != 2 {
+		t.Fatalf("status mission: %+v", st.Mission)
+	}
 	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("issuance Cache-Control %q", cc)
 	}
@@ -74,6 +78,8 @@ func TestIssueApproveValidate(t *testing.T) {
 		Cnf:                    &pass.Cnf{JWK: h.key.PublicJSON()},
 		Task:                   &pass.ValidatedTask{ID: "task-1", Description: taskDesc, Attested: true},
 		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID},
+		// R2: the mission member, approved at once: pending v1, active v2.
+		Mission: &pass.MissionInfo{ID: st.Mission.ID, State: pass.MissionActive, Version: 2},
 	}
 	if d := cmp.Diff(want, v); d != "" {
 		t.Errorf("validation (-want +got):\n%s", d)
@@ -90,7 +96,7 @@ func TestIssueApproveValidate(t *testing.T) {
 	if az.Approval.DecidedBy != "rule:attested-read" || az.Tier != dpop.TierAttested || !az.TaskAttested || az.Approval.DecidedAt != authoritytest.T0 {
 		t.Errorf("evidence: %+v", az)
 	}
-	req, err := e.auth.Request(ctx, az.RequestID)
+	req, err := e.auth.Request(ctx, az.MissionID)
 	if err != nil || len(req.AvailableScope) != 3 || req.AttestationIssuer != vendorIss {
 		t.Errorf("request evidence: %+v %v", req, err)
 	}
@@ -423,7 +429,7 @@ func TestRulesDeny(t *testing.T) {
 			t.Fatalf("poll after deny: %+v", p)
 		}
 	}
-	if _, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Approve}); err == nil {
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve}); err == nil {
 		t.Fatal("a denied request was approved later")
 	}
 }

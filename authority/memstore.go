@@ -21,25 +21,23 @@ const (
 	// MemoryStoreRetention is how long a MemoryStore keeps a record after
 	// it can no longer change (expired, decided and dead, closed), so that
 	// late polls and checks get a precise answer rather than "unknown".
-	// A full store gives this up first: a flood of dead records must not
-	// refuse a live request.
 	MemoryStoreRetention = time.Hour
 )
 
 // MemoryStore is the in-memory Store, the default of Config.Store. It
 // serialises every operation with one mutex, so each is atomic. Records
 // that can no longer change are pruned MemoryStoreRetention after they
-// end, or as soon as the store is full; the total number of records is
-// bounded by MemoryStoreMaxRecords. The Authority's default rate limits
-// keep a flood from filling it with live requests (see RateLimits). It
+// end; the total number of records is bounded by MemoryStoreMaxRecords. It
 // is safe for concurrent use; its state is lost when the process exits, so
 // several replicas need a shared Store instead.
 type MemoryStore struct {
 	mu        sync.Mutex
-	requests  map[string]*Request
-	passes    map[string]string // pass hash -> request id
+	requests  map[string]*Request // by mission id
+	byHash    map[string]string   // request id hash -> mission id
+	passes    map[string]string   // pass hash -> mission id
 	authz     map[string]*Authorization
-	children  map[string][]string // parent authorization id -> children
+	children  map[string][]string // parent mission id -> child mission ids
+	history   map[string][]HistoryRecord
 	lastPrune time.Time
 
 	// No record ends before endsFirst when endsKnown: a full store looks
@@ -53,9 +51,11 @@ type MemoryStore struct {
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		requests: map[string]*Request{},
+		byHash:   map[string]string{},
 		passes:   map[string]string{},
 		authz:    map[string]*Authorization{},
 		children: map[string][]string{},
+		history:  map[string][]HistoryRecord{},
 	}
 }
 
@@ -63,13 +63,21 @@ var _ Store = (*MemoryStore)(nil)
 
 // CreateRequest implements Store.
 func (m *MemoryStore) CreateRequest(ctx context.Context, r *Request) error {
-	if r == nil || r.ID == "" {
-		return fmt.Errorf("authority: CreateRequest: empty request id")
+	if r == nil {
+		return fmt.Errorf("authority: CreateRequest: nil request")
+	}
+	c := r.Clone()
+	recs, err := c.StartMission()
+	if err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pruneLocked(r.CreatedAt)
-	if _, ok := m.requests[r.ID]; ok {
+	if _, ok := m.requests[c.MissionID]; ok {
+		return ErrConflict
+	}
+	if _, ok := m.byHash[c.IDHash]; ok {
 		return ErrConflict
 	}
 	if r.PassHash != "" {
@@ -83,13 +91,146 @@ func (m *MemoryStore) CreateRequest(ctx context.Context, r *Request) error {
 			return ErrStoreFull
 		}
 	}
-	c := r.Clone()
-	m.requests[c.ID] = c
+	m.requests[c.MissionID] = c
+	m.byHash[c.IDHash] = c.MissionID
+	m.history[c.MissionID] = recs
 	if c.PassHash != "" {
-		m.passes[c.PassHash] = c.ID
+		m.passes[c.PassHash] = c.MissionID
+	}
+	if c.ParentMissionID != "" {
+		m.children[c.ParentMissionID] = append(m.children[c.ParentMissionID], c.MissionID)
 	}
 	m.noteEnd(c.EndsAt())
+	*r = *c.Clone()
 	return nil
+}
+
+// RequestByIDHash implements Store.
+func (m *MemoryStore) RequestByIDHash(ctx context.Context, idHash string) (*Request, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.requests[m.byHash[idHash]]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return r.Clone(), nil
+}
+
+// Missions implements Store.
+func (m *MemoryStore) Missions(ctx context.Context, opts MissionListOptions) ([]*Request, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Request
+	for _, r := range m.requests {
+		if !opts.Matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
+			continue
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Request) int { return compareCursor(a, MissionCursor{b.CreatedAt, b.MissionID}) })
+	if len(out) > opts.EffectiveLimit() {
+		out = out[:opts.EffectiveLimit()]
+	}
+	for i, r := range out {
+		out[i] = r.Clone()
+	}
+	return out, nil
+}
+
+func compareCursor(r *Request, c MissionCursor) int {
+	if x := r.CreatedAt.Compare(c.CreatedAt); x != 0 {
+		return x
+	}
+	return strings.Compare(r.MissionID, c.MissionID)
+}
+
+// History implements Store.
+func (m *MemoryStore) History(ctx context.Context, missionID string) ([]HistoryRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.history[missionID]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	out := make([]HistoryRecord, len(h))
+	for i, rec := range h {
+		out[i] = HistoryRecord{Seq: rec.Seq, Body: slices.Clone(rec.Body), Hash: rec.Hash}
+	}
+	return out, nil
+}
+
+// TransitionMission implements Store: the change, its history record, the
+// authorization's state and the cascade to descendants happen under the
+// store's one lock, on copies that replace the stored records only when
+// every step succeeded.
+func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c MissionChange, now time.Time) (*Request, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.requests[missionID]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	root := cur.Clone()
+	rec, err := c.Apply(root, now)
+	if err != nil {
+		return nil, err
+	}
+	type staged struct {
+		r          *Request
+		rec        HistoryRecord
+		by, reason string
+	}
+	changes := []staged{{root, rec, c.By, c.Reason}}
+	seen := map[string]bool{missionID: true}
+	queue := slices.Clone(m.children[missionID])
+	for depth := 0; len(queue) > 0 && depth < maxMissionDepth; depth++ {
+		var next []string
+		for _, id := range queue {
+			d, ok := m.requests[id]
+			if !ok || seen[id] {
+				continue
+			}
+			seen[id] = true
+			dc := d.Clone()
+			drec, changed, err := c.Cascade(root, dc, now)
+			if err != nil {
+				return nil, err
+			}
+			if changed {
+				changes = append(changes, staged{dc, drec, c.By, "an ancestor mission changed"})
+			}
+			next = append(next, m.children[id]...)
+		}
+		queue = next
+	}
+	for _, ch := range changes {
+		m.requests[ch.r.MissionID] = ch.r
+		m.history[ch.r.MissionID] = append(m.history[ch.r.MissionID], ch.rec)
+		m.noteEnd(ch.r.EndsAt())
+		if a, ok := m.authz[ch.r.AuthorizationID]; ok {
+			ac := a.Clone()
+			if ch.r.SyncAuthorization(ac, ch.by, ch.reason, now) {
+				m.authz[ac.ID] = ac
+				m.noteEnd(authzEnd(ac))
+			}
+		}
+	}
+	return root.Clone(), nil
+}
+
+// blockedLocked reports whether r's mission may not be used at now: not
+// active itself, or an ancestor suspended or ended.
+func (m *MemoryStore) blockedLocked(r *Request, now time.Time) bool {
+	var ancestors []*Request
+	for p, depth := r.ParentMissionID, 0; p != "" && depth < maxMissionDepth; depth++ {
+		a, ok := m.requests[p]
+		if !ok {
+			return true
+		}
+		ancestors = append(ancestors, a)
+		p = a.ParentMissionID
+	}
+	return EffectiveMissionState(r, ancestors, now) != pass.MissionActive
 }
 
 // Request implements Store.
@@ -118,37 +259,12 @@ func (m *MemoryStore) PendingRequests(ctx context.Context, opts ListOptions) ([]
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
-		return strings.Compare(a.ID, b.ID)
+		return strings.Compare(a.MissionID, b.MissionID)
 	})
 	if len(out) > opts.EffectiveLimit() {
 		out = out[:opts.EffectiveLimit()]
 	}
 	return out, nil
-}
-
-// DecideRequest implements Store.
-func (m *MemoryStore) DecideRequest(ctx context.Context, id string, d Evidence, now time.Time) (*Request, error) {
-	if !d.Status.Terminal() || d.Status == pass.StatusExpired {
-		return nil, fmt.Errorf("authority: DecideRequest: status %q is not a decision", d.Status)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.requests[id]
-	if !ok {
-		return nil, ErrNotFound
-	}
-	switch r.StatusAt(now) {
-	case pass.StatusPending:
-	case pass.StatusExpired:
-		return nil, ErrExpired
-	default:
-		return nil, ErrNotPending
-	}
-	e := d.Clone()
-	r.Status = d.Status
-	r.Decision = &e
-	m.noteEnd(r.EndsAt())
-	return r.Clone(), nil
 }
 
 // RotatePass implements Store.
@@ -206,18 +322,26 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	if !now.Before(r.Decision.PassExpiresAt) {
 		return nil, ErrExpired
 	}
+	if m.blockedLocked(r, now) {
+		return nil, ErrNotFound
+	}
 	if _, taken := m.authz[authorizationID]; taken {
 		return nil, ErrConflict
 	}
-	r.ConsumedAt = now
-	r.AuthorizationID = authorizationID
-	m.noteEnd(now)
-	a := r.Authorize(authorizationID, now)
-	m.authz[a.ID] = a
-	m.noteEnd(authzEnd(a))
-	if a.ParentID != "" {
-		m.children[a.ParentID] = append(m.children[a.ParentID], a.ID)
+	c := r.Clone()
+	c.ConsumedAt = now
+	c.AuthorizationID = authorizationID
+	rec, err := c.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,
+		Details: map[string]any{"authorization_id": authorizationID}}, now)
+	if err != nil {
+		return nil, err
 	}
+	a := c.Authorize(authorizationID, now)
+	m.requests[id] = c
+	m.history[id] = append(m.history[id], rec)
+	m.authz[a.ID] = a
+	m.noteEnd(c.EndsAt())
+	m.noteEnd(authzEnd(a))
 	return a.Clone(), nil
 }
 
@@ -256,49 +380,6 @@ func (m *MemoryStore) Authorizations(ctx context.Context, opts ListOptions) ([]*
 	return out, nil
 }
 
-// UpdateAuthorization implements Store.
-func (m *MemoryStore) UpdateAuthorization(ctx context.Context, id string, u AuthorizationUpdate, now time.Time) (*Authorization, error) {
-	if len(u.From) == 0 {
-		return nil, fmt.Errorf("authority: UpdateAuthorization: empty From")
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a, ok := m.authz[id]
-	if !ok {
-		return nil, ErrNotFound
-	}
-	c := a.Clone()
-	if err := u.Apply(c, now); err != nil {
-		return nil, err
-	}
-	m.authz[id] = c
-	m.noteEnd(authzEnd(c))
-	if u.To == pass.DelegationRevoked {
-		m.revokeDescendantsLocked(id, u, now, 0)
-	}
-	return c.Clone(), nil
-}
-
-// revokeDescendantsLocked revokes every live descendant of parent.
-func (m *MemoryStore) revokeDescendantsLocked(parent string, u AuthorizationUpdate, now time.Time, depth int) {
-	if depth > 32 {
-		return
-	}
-	for _, id := range m.children[parent] {
-		a, ok := m.authz[id]
-		if !ok {
-			continue
-		}
-		if s := a.StateAt(now); s == pass.DelegationActive || s == pass.DelegationSuspended {
-			a.State = pass.DelegationRevoked
-			a.ClosedAt, a.UpdatedAt = now, now
-			a.StateBy, a.StateReason = u.By, "parent authorization revoked"
-			m.noteEnd(now)
-		}
-		m.revokeDescendantsLocked(id, u, now, depth+1)
-	}
-}
-
 func matches(o ListOptions, user, service string) bool {
 	return (o.User == "" || strings.EqualFold(o.User, user)) && (o.Service == "" || o.Service == service)
 }
@@ -313,16 +394,12 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 	cutoff := now.Add(-MemoryStoreRetention)
 	for id, r := range m.requests {
 		if r.EndsAt().Before(cutoff) {
-			delete(m.requests, id)
-			if r.PassHash != "" {
-				delete(m.passes, r.PassHash)
-			}
+			m.deleteRequestLocked(id, r)
 		}
 	}
 	for id, a := range m.authz {
 		if authzEnd(a).Before(cutoff) {
 			delete(m.authz, id)
-			delete(m.children, id)
 		}
 	}
 }
@@ -345,19 +422,26 @@ func (m *MemoryStore) evictDeadLocked(now time.Time) {
 	}
 	for id, r := range m.requests {
 		if !keep(r.EndsAt()) {
-			delete(m.requests, id)
-			if r.PassHash != "" {
-				delete(m.passes, r.PassHash)
-			}
+			m.deleteRequestLocked(id, r)
 		}
 	}
 	for id, a := range m.authz {
 		if !keep(authzEnd(a)) {
 			delete(m.authz, id)
-			delete(m.children, id)
 		}
 	}
 	m.endsFirst, m.endsKnown = first, !first.IsZero()
+}
+
+// deleteRequestLocked removes a mission's request and everything keyed by it.
+func (m *MemoryStore) deleteRequestLocked(id string, r *Request) {
+	delete(m.requests, id)
+	delete(m.byHash, r.IDHash)
+	delete(m.history, id)
+	delete(m.children, id)
+	if r.PassHash != "" {
+		delete(m.passes, r.PassHash)
+	}
 }
 
 // noteEnd records that a record ends at end.

@@ -30,10 +30,10 @@ func TestMemoryStorePrunes(t *testing.T) {
 	if err := s.CreateRequest(ctx, live); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Request(ctx, "old"); err == nil {
+	if _, err := s.Request(ctx, "msn_old"); err == nil {
 		t.Fatal("expired request not pruned after retention")
 	}
-	if r, err := s.Request(ctx, "live"); err != nil || r.Status != pass.StatusPending {
+	if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
 		t.Fatalf("live request: %v", err)
 	}
 	if n, _ := s.Len(); n != 1 {
@@ -68,7 +68,7 @@ func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
 	fill("denied", t0, authority.MemoryStoreMaxRecords/2)
 	for i := range authority.MemoryStoreMaxRecords / 2 {
 		d := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "rule:test", DecidedAt: t0, Reason: "test"}
-		if _, err := s.DecideRequest(ctx, fmt.Sprintf("denied%d", i), d, t0); err != nil {
+		if _, err := authoritytest.DecideRequest(s, fmt.Sprintf("denied%d", i), d, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
 	if err := honest("refused", at.Add(time.Minute)); !errors.Is(err, authority.ErrStoreFull) {
 		t.Fatalf("store full of live requests: %v, want ErrStoreFull", err)
 	}
-	if _, err := s.Request(ctx, "pending0"); err != nil {
+	if _, err := s.Request(ctx, "msn_pending0"); err != nil {
 		t.Errorf("a live request was dropped: %v", err)
 	}
 	// The first pending half expires at t0+10m: well within the retention
@@ -94,10 +94,10 @@ func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
 	if err := honest("honest2", t0.Add(10*time.Minute)); err != nil {
 		t.Fatalf("store full of expired requests refused an honest one: %v", err)
 	}
-	if _, err := s.Request(ctx, "pending0"); !errors.Is(err, authority.ErrNotFound) {
+	if _, err := s.Request(ctx, "msn_pending0"); !errors.Is(err, authority.ErrNotFound) {
 		t.Errorf("expired pending0: %v, want it dropped", err)
 	}
-	if _, err := s.Request(ctx, "live0"); err != nil {
+	if _, err := s.Request(ctx, "msn_live0"); err != nil {
 		t.Errorf("a live request was dropped: %v", err)
 	}
 }

@@ -2,8 +2,10 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -24,12 +26,14 @@ func (a *Authority) ready() error {
 	return nil
 }
 
-// Request returns the issuance request with the given id (ErrNotFound).
-func (a *Authority) Request(ctx context.Context, id string) (*Request, error) {
+// Request returns the issuance request of the mission with the given id
+// (ErrNotFound). Requests are known to operators by their mission id; the
+// request id is the Harness's polling secret and is not kept.
+func (a *Authority) Request(ctx context.Context, missionID string) (*Request, error) {
 	if err := a.ready(); err != nil {
 		return nil, err
 	}
-	return a.store.Request(ctx, id)
+	return a.store.Request(ctx, missionID)
 }
 
 // Pending lists the requests waiting for a decision, oldest first. A zero
@@ -65,13 +69,13 @@ func (a *Authority) Authorization(ctx context.Context, id string) (*Authorizatio
 	return a.store.Authorization(ctx, id)
 }
 
-// Decide records a person's decision on a pending request: Approve (with
-// d.Scope narrowing the proposal or the available scopes; nil grants the
-// proposal, or everything available), Deny or Cancel. The Harness sees it at
-// its next poll. Errors: ErrNotFound, ErrNotPending (already decided;
-// terminal states never change), ErrExpired, ErrInvalidDecision,
-// ErrScopeNotAvailable.
-func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request, error) {
+// Decide records a person's decision on the pending request of the mission
+// with the given id: Approve (with d.Scope narrowing the proposal or the
+// available scopes; nil grants the proposal, or everything available), Deny
+// or Cancel. The Harness sees it at its next poll. Errors: ErrNotFound,
+// ErrNotPending (already decided; terminal states never change),
+// ErrExpired, ErrInvalidDecision, ErrScopeNotAvailable.
+func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*Request, error) {
 	if err := a.ready(); err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request
 	if d.DecidedBy == "" {
 		d.DecidedBy = "operator"
 	}
-	req, err := a.store.Request(ctx, id)
+	req, err := a.store.Request(ctx, missionID)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +93,7 @@ func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request
 	switch req.StatusAt(now) {
 	case pass.StatusPending:
 	case pass.StatusExpired:
+		a.expire(ctx, req.MissionID)
 		return nil, ErrExpired
 	default:
 		return nil, ErrNotPending
@@ -97,9 +102,22 @@ func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request
 	if err != nil {
 		return nil, err
 	}
-	out, err := a.store.DecideRequest(ctx, id, e, now)
+	c := MissionChange{From: []pass.MissionState{pass.MissionPending}, To: pass.MissionActive, By: d.DecidedBy, Reason: d.Reason, Decision: &e}
+	switch e.Status {
+	case pass.StatusDenied:
+		c.To, c.Cause = pass.MissionRevoked, pass.CauseDenied
+	case pass.StatusCanceled:
+		c.To, c.Cause = pass.MissionRevoked, pass.CauseCanceled
+	}
+	out, err := a.store.TransitionMission(ctx, missionID, c, now)
+	switch {
+	case errors.Is(err, ErrState) || errors.Is(err, ErrTerminal):
+		err = ErrNotPending
+	case errors.Is(err, ErrExpired):
+		a.expire(ctx, missionID)
+	}
 	attrs := []slog.Attr{
-		slog.String("request_id", logID(id)), slog.String("user", req.User), slog.String("agent", req.AgentID),
+		slog.String("mission_id", missionID), slog.String("user", req.User), slog.String("agent", req.AgentID),
 		slog.String("task", req.TaskID), slog.String("service", req.Service), slog.String("decided_by", d.DecidedBy),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.Any("available", req.AvailableScope), slog.Any("scope", e.Scope),
@@ -108,61 +126,88 @@ func (a *Authority) Decide(ctx context.Context, id string, d Decision) (*Request
 		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass decision", append(attrs, slog.String("outcome", "rejected"), slog.String("reason", err.Error()))...)
 		return nil, err
 	}
-	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass decision", append(attrs, slog.String("outcome", string(out.Status)), slog.String("reason", d.Reason))...)
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass decision", append(attrs, slog.String("outcome", string(out.Status)),
+		slog.Int64("version", out.Version), slog.String("reason", d.Reason))...)
 	return out, nil
 }
 
-// Revoke ends a live delegation (and its sub-delegations) at once; every
-// Service sees 404 at its next authorization check (A-AUTHZ-4). by names
-// the operator for the evidence.
-func (a *Authority) Revoke(ctx context.Context, id, by, reason string) (*Authorization, error) {
-	if err := a.ready(); err != nil {
-		return nil, err
-	}
-	return a.update(ctx, "revoke", id, AuthorizationUpdate{From: liveStates, To: pass.DelegationRevoked, By: by, Reason: reason})
+// The lifecycle calls below take an authorization id (they act on that
+// authorization's mission) or a mission id (starting with msn_). Each
+// change is one atomic step of the store with its history entry; ending a
+// mission ends its descendants, and suspending, resuming or narrowing it
+// is recorded in theirs. by names the operator for the evidence.
+
+// Revoke ends a live mission (and its descendants) at once; every Service
+// sees 404 at its next authorization check.
+func (a *Authority) Revoke(ctx context.Context, id, by, reason string) (*pass.MissionRecord, error) {
+	return a.change(ctx, "revoke", id, MissionChange{From: liveMission, To: pass.MissionRevoked, Cause: pass.CauseOperator, By: by, Reason: reason})
 }
 
-// Suspend pauses an active delegation: authorization checks answer 404
-// until Resume.
-func (a *Authority) Suspend(ctx context.Context, id, by, reason string) (*Authorization, error) {
-	if err := a.ready(); err != nil {
-		return nil, err
-	}
-	return a.update(ctx, "suspend", id, AuthorizationUpdate{From: []pass.DelegationState{pass.DelegationActive}, To: pass.DelegationSuspended, By: by, Reason: reason})
+// Complete ends a live mission (and its descendants) as done.
+func (a *Authority) Complete(ctx context.Context, id, by, reason string) (*pass.MissionRecord, error) {
+	return a.change(ctx, "complete", id, MissionChange{From: liveMission, To: pass.MissionCompleted, Cause: pass.CauseOperator, By: by, Reason: reason})
 }
 
-// Resume reactivates a suspended delegation that has not expired.
-func (a *Authority) Resume(ctx context.Context, id, by string) (*Authorization, error) {
-	if err := a.ready(); err != nil {
-		return nil, err
-	}
-	return a.update(ctx, "resume", id, AuthorizationUpdate{From: []pass.DelegationState{pass.DelegationSuspended}, To: pass.DelegationActive, By: by})
+// Suspend pauses an active mission: authorization checks of it and of its
+// descendants answer 404 until Resume.
+func (a *Authority) Suspend(ctx context.Context, id, by, reason string) (*pass.MissionRecord, error) {
+	return a.change(ctx, "suspend", id, MissionChange{From: []pass.MissionState{pass.MissionActive}, To: pass.MissionSuspended, By: by, Reason: reason})
 }
 
-// NarrowScope replaces a live delegation's scope by a subset of it; a wider
-// scope is refused with ErrScopeWiden. Services see it at their next check.
-func (a *Authority) NarrowScope(ctx context.Context, id, by string, scope pass.Scope) (*Authorization, error) {
-	if err := a.ready(); err != nil {
-		return nil, err
-	}
+// Resume reactivates a suspended mission that has not expired; ErrState
+// when it is not suspended.
+func (a *Authority) Resume(ctx context.Context, id, by string) (*pass.MissionRecord, error) {
+	return a.change(ctx, "resume", id, MissionChange{From: []pass.MissionState{pass.MissionSuspended}, To: pass.MissionActive, By: by})
+}
+
+// NarrowScope replaces a live mission's scope by a subset of it (its
+// descendants keep at most the new scope); a wider scope is refused with
+// ErrScopeWiden. Services see it at their next check.
+func (a *Authority) NarrowScope(ctx context.Context, id, by string, scope pass.Scope) (*pass.MissionRecord, error) {
 	if scope == nil {
 		scope = pass.Scope{}
 	}
-	return a.update(ctx, "narrow scope", id, AuthorizationUpdate{From: liveStates, Scope: scope.Dedupe(), By: by})
+	return a.change(ctx, "narrow scope", id, MissionChange{From: liveMission, Scope: scope.Dedupe(), By: by})
 }
 
-func (a *Authority) update(ctx context.Context, op, id string, u AuthorizationUpdate) (*Authorization, error) {
-	if u.By == "" {
-		u.By = "operator"
+var liveMission = []pass.MissionState{pass.MissionActive, pass.MissionSuspended}
+
+// missionID resolves an operator's id: a mission id as such, an
+// authorization id to its mission.
+func (a *Authority) missionID(ctx context.Context, id string) (string, error) {
+	if strings.HasPrefix(id, pass.MissionIDPrefix) {
+		return id, nil
 	}
-	az, err := a.store.UpdateAuthorization(ctx, id, u, a.now())
-	attrs := []slog.Attr{slog.String("authorization_id", id), slog.String("by", u.By), slog.String("reason", u.Reason)}
+	az, err := a.store.Authorization(ctx, id)
 	if err != nil {
-		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "rejected"), slog.String("code", err.Error()))...)
+		return "", err
+	}
+	return az.MissionID, nil
+}
+
+func (a *Authority) change(ctx context.Context, op, id string, c MissionChange) (*pass.MissionRecord, error) {
+	if err := a.ready(); err != nil {
 		return nil, err
 	}
-	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "ok"),
-		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),
-		slog.String("service", az.Service), slog.String("state", string(az.State)), slog.Any("scope", az.Scope))...)
-	return az, nil
+	if c.By == "" {
+		c.By = "operator"
+	}
+	mid, err := a.missionID(ctx, id)
+	attrs := []slog.Attr{slog.String("id", logID(id)), slog.String("mission_id", mid), slog.String("by", c.By), slog.String("reason", c.Reason)}
+	if err == nil {
+		var r *Request
+		r, err = a.store.TransitionMission(ctx, mid, c, a.now())
+		if errors.Is(err, ErrExpired) {
+			a.expire(ctx, mid)
+		}
+		if err == nil {
+			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "ok"),
+				slog.String("user", r.User), slog.String("agent", r.AgentID), slog.String("task", r.TaskID),
+				slog.String("service", r.Service), slog.String("state", string(r.State)), slog.Int64("version", r.Version),
+				slog.Any("scope", r.Scope))...)
+			return a.Mission(ctx, mid)
+		}
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "rejected"), slog.String("code", err.Error()))...)
+	return nil, err
 }

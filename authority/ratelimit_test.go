@@ -1,6 +1,7 @@
 package authority_test
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -208,14 +209,19 @@ func TestRateLimitDefaults(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := e.plainHarness()
+	var id string
 	for i := range 100 {
-		if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil); r.status != http.StatusAccepted {
+		r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil)
+		if r.status != http.StatusAccepted {
 			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
 		}
+		var st pass.IssuanceStatus
+		if err := json.Unmarshal(r.body, &st); err != nil || st.ID == "" {
+			t.Fatalf("issuance %d: %v %s", i, err, r.body)
+		}
+		id = st.ID
 	}
 	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil), "1")
-	list, _ := e.auth.Pending(ctx, authority.ListOptions{Limit: 1})
-	id := list[0].ID
 	for i := range 250 {
 		if r, _ := e.poll(id, ""); r.status != http.StatusOK {
 			t.Fatalf("poll %d: %d %s", i, r.status, r.body)

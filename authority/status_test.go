@@ -31,7 +31,7 @@ func TestHumanFlow(t *testing.T) {
 	if st.PollAfterMS == nil || *st.PollAfterMS != 2000 || st.AgentPass != nil {
 		t.Errorf("pending body: %s", r.body)
 	}
-	if st.Links == nil || st.Links.Self != e.auth.StatusURL(st.ID) || st.Links.Approval != authID+"/approve/"+st.ID {
+	if st.Links == nil || st.Links.Self != e.auth.StatusURL(st.ID) || st.Links.Approval != authID+"/approve/"+st.Mission.ID {
 		t.Errorf("links: %+v", st.Links)
 	}
 	// Request ids carry at least 128 random bits.
@@ -39,7 +39,7 @@ func TestHumanFlow(t *testing.T) {
 		t.Errorf("short request id %q", st.ID)
 	}
 	e.mu.Lock()
-	if len(e.pended) != 1 || e.pended[0].ID != st.ID || e.pended[0].User != userEmail {
+	if len(e.pended) != 1 || e.pended[0].MissionID != st.Mission.ID || e.pended[0].User != userEmail {
 		t.Errorf("OnPending: %+v", e.pended)
 	}
 	e.mu.Unlock()
@@ -52,26 +52,26 @@ func TestHumanFlow(t *testing.T) {
 		t.Errorf("status Cache-Control %q", cc)
 	}
 	list, err := e.auth.Pending(ctx, authority.ListOptions{})
-	if err != nil || len(list) != 1 || list[0].ID != st.ID {
+	if err != nil || len(list) != 1 || list[0].MissionID != st.Mission.ID {
 		t.Fatalf("Pending: %v %+v", err, list)
 	}
 
 	// Deciding something not available is refused; a narrowed scope works.
-	if _, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"payroll:read"}}); !errors.Is(err, authority.ErrScopeNotAvailable) {
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"payroll:read"}}); !errors.Is(err, authority.ErrScopeNotAvailable) {
 		t.Fatalf("Decide unavailable scope: %v", err)
 	}
-	if _, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Pending}); !errors.Is(err, authority.ErrInvalidDecision) {
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Pending}); !errors.Is(err, authority.ErrInvalidDecision) {
 		t.Fatalf("Decide pending: %v", err)
 	}
 	e.clock.Advance(30 * time.Second)
-	got, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"tickets:read"}, DecidedBy: "human:boss@corp.test", Reason: "ok for triage"})
+	got, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"tickets:read"}, DecidedBy: "human:boss@corp.test", Reason: "ok for triage"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Decision.DecidedBy != "human:boss@corp.test" || !got.Decision.DecidedAt.Equal(e.clock.Now()) {
 		t.Errorf("evidence: %+v", got.Decision)
 	}
-	if _, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Deny}); !errors.Is(err, authority.ErrNotPending) {
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Deny}); !errors.Is(err, authority.ErrNotPending) {
 		t.Fatalf("second Decide: %v", err)
 	}
 
@@ -120,7 +120,7 @@ func TestPlainHarnessStatus(t *testing.T) {
 	if st == nil || st.Status != pass.StatusPending {
 		t.Fatalf("issuance: %+v", st)
 	}
-	if _, err := e.auth.Decide(ctx, st.ID, authority.Decision{Outcome: authority.Approve}); err != nil {
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve}); err != nil {
 		t.Fatal(err)
 	}
 	r, a := e.poll(st.ID, "")
@@ -146,11 +146,11 @@ func TestStatusLifecycle(t *testing.T) {
 
 	_, expiring := e.issue(e.plainHarness().req)
 	_, proposed := e.issue(e.plainHarness().req)
-	req, err := e.auth.Request(ctx, proposed.ID)
+	req, err := e.auth.Request(ctx, proposed.Mission.ID)
 	if err != nil || req.ProposedBy != "rule:propose-read" {
 		t.Fatalf("proposal: %+v %v", req, err)
 	}
-	got, err := e.auth.Decide(ctx, proposed.ID, authority.Decision{Outcome: authority.Approve})
+	got, err := e.auth.Decide(ctx, proposed.Mission.ID, authority.Decision{Outcome: authority.Approve})
 	if err != nil || !got.Decision.Scope.Equal(pass.Scope{"tickets:read"}) {
 		t.Fatalf("approve proposal: %+v %v", got, err)
 	}
@@ -161,7 +161,7 @@ func TestStatusLifecycle(t *testing.T) {
 			t.Fatalf("expired poll: %+v", p)
 		}
 	}
-	if _, err := e.auth.Decide(ctx, expiring.ID, authority.Decision{Outcome: authority.Approve}); !errors.Is(err, authority.ErrExpired) {
+	if _, err := e.auth.Decide(ctx, expiring.Mission.ID, authority.Decision{Outcome: authority.Approve}); !errors.Is(err, authority.ErrExpired) {
 		t.Fatalf("Decide after expiry: %v", err)
 	}
 	if p, _ := e.auth.Pending(ctx, authority.ListOptions{}); len(p) != 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -38,7 +37,8 @@ var (
 	ErrStoreFull = errors.New("authority: store full")
 )
 
-// Store keeps issuance requests, passes (as hashes) and authorizations.
+// Store keeps issuance requests with their missions, passes (as hashes),
+// authorizations and mission histories.
 //
 // Every state transition is ONE conditional operation, so that several
 // Authority replicas sharing a store (for example PostgreSQL, where each
@@ -48,37 +48,59 @@ var (
 // what they get), must compare times only with the now they are given, and
 // must pass the conformance suite authoritytest.TestStore.
 type Store interface {
-	// CreateRequest stores a new request, pending or already decided (an
-	// immediate decision), with its pass hash when approved. A request with
-	// the same id gives ErrConflict.
+	// CreateRequest stores a new request and opens its mission (see
+	// Request.StartMission, which it calls and whose history records it
+	// stores in the same step), pending or already decided, with its pass
+	// hash when approved. A request with the same mission id or request id
+	// hash gives ErrConflict. On success r carries the mission's state,
+	// version and history head.
 	CreateRequest(ctx context.Context, r *Request) error
 
-	// Request returns the request with the given id, or ErrNotFound.
-	Request(ctx context.Context, id string) (*Request, error)
+	// Request returns the request whose mission has the given id, or
+	// ErrNotFound.
+	Request(ctx context.Context, missionID string) (*Request, error)
+
+	// RequestByIDHash returns the request whose request id has the given
+	// secret.Hash, or ErrNotFound. Only the issuance status endpoint,
+	// which holds the request id, looks requests up this way.
+	RequestByIDHash(ctx context.Context, idHash string) (*Request, error)
 
 	// PendingRequests lists requests that are pending and unexpired at
 	// opts.Now, oldest first.
 	PendingRequests(ctx context.Context, opts ListOptions) ([]*Request, error)
 
-	// DecideRequest records a terminal decision on a request that is
-	// pending and unexpired at now, and returns the updated request. The
-	// decision's Status must be approved, denied or canceled. Errors:
-	// ErrNotFound, ErrNotPending (already terminal; nothing changes),
-	// ErrExpired (the pending request expired).
-	DecideRequest(ctx context.Context, id string, d Evidence, now time.Time) (*Request, error)
+	// Missions lists requests (missions) in (CreatedAt, MissionID) order,
+	// starting after opts.After, filtered by opts.
+	Missions(ctx context.Context, opts MissionListOptions) ([]*Request, error)
+
+	// TransitionMission applies c to the mission with the given id in one
+	// atomic step: c.Apply decides and changes the record, its history
+	// record is appended, the mission's authorizations follow its state
+	// and scope (Request.SyncAuthorization), and c.Cascade is applied to
+	// every descendant (ParentMissionID), each with its own history
+	// record. Errors are those of MissionChange.Apply, and ErrNotFound.
+	TransitionMission(ctx context.Context, missionID string, c MissionChange, now time.Time) (*Request, error)
+
+	// History returns the mission's stored history records in seq order
+	// (ErrNotFound for an unknown mission).
+	History(ctx context.Context, missionID string) ([]HistoryRecord, error)
 
 	// RotatePass replaces the pass hash of an approved request whose pass
 	// is unconsumed and unexpired at now; the previous pass stops working.
 	// Errors: ErrNotFound, ErrNotPending (the request is not approved),
 	// ErrConsumed, ErrExpired.
-	RotatePass(ctx context.Context, id, passHash string, now time.Time) (*Request, error)
+	RotatePass(ctx context.Context, missionID, passHash string, now time.Time) (*Request, error)
 
 	// ConsumePass atomically looks up the pass by hash, checks that the
 	// request's Service is audience, that the pass is unconsumed and
-	// unexpired at now, marks it consumed, and creates the authorization
-	// (see Request.Authorize) with the given id. Errors, in this order:
-	// ErrNotFound, ErrWrongAudience (nothing changes), ErrConsumed,
-	// ErrExpired.
+	// unexpired at now, and that its mission is active with no suspended
+	// or ended ancestor (MissionBlocked), marks it consumed, creates the
+	// authorization (see Request.Authorize) with the given id and appends
+	// the mission's "redeemed" history record (Request.Record). The
+	// mission check happens under the same lock or statement as the
+	// consumption. Errors, in this order: ErrNotFound (also for a mission
+	// that is not active), ErrWrongAudience (nothing changes),
+	// ErrConsumed, ErrExpired.
 	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error)
 
 	// Authorization returns the authorization with the given id, whatever
@@ -88,13 +110,6 @@ type Store interface {
 	// Authorizations lists authorizations that are active or suspended and
 	// unexpired at opts.Now, newest first.
 	Authorizations(ctx context.Context, opts ListOptions) ([]*Authorization, error)
-
-	// UpdateAuthorization applies u to the authorization if it exists (and
-	// belongs to u.Service when set), is unexpired at now and its state is
-	// one of u.From, and returns the updated authorization. Revoking also
-	// revokes every live descendant (ParentID). Errors, in this order:
-	// ErrNotFound, ErrExpired, ErrState, ErrScopeWiden.
-	UpdateAuthorization(ctx context.Context, id string, u AuthorizationUpdate, now time.Time) (*Authorization, error)
 }
 
 // ListOptions filter the listings of a Store.
@@ -126,11 +141,17 @@ func (o ListOptions) EffectiveLimit() int {
 // Request is an issuance request and everything the Authority learned and
 // decided about it.
 type Request struct {
-	// ID is the request id, 128 random bits; it is the {id} of the status
-	// URL and acts as a bearer secret for polling.
-	ID string
-	// Status is the stored status. A pending request past ExpiresAt is
-	// expired: use StatusAt.
+	// MissionID is the id of the request's mission (pass.MissionIDPrefix
+	// and 128 random bits): the non-secret handle operators, approval
+	// links and logs use.
+	MissionID string
+	// IDHash is secret.Hash of the request id. The request id itself is the
+	// {id} of the status URL and the polling secret of unbound passes, so
+	// only its hash is kept.
+	IDHash string
+	// Status is the stored v0.1 status. A pending request past ExpiresAt
+	// is expired: use StatusAt. It stays approved once approved, whatever
+	// happens to the mission later.
 	Status    pass.Status
 	CreatedAt time.Time
 	// ExpiresAt is when a pending request expires (Config.RequestTTL).
@@ -168,9 +189,10 @@ type Request struct {
 	ProposedScope pass.Scope
 	// ProposedBy names who proposed it (a rule name).
 	ProposedBy string
-	// ParentAuthorizationID is reserved for sub-delegation: the
-	// authorization this request derives from.
-	ParentAuthorizationID string
+	// ParentMissionID is the mission this one was delegated from, if any:
+	// ending the parent ends this mission, and a suspended parent makes it
+	// answer as suspended.
+	ParentMissionID string
 
 	// Decision is the evidence of the terminal decision, nil while pending.
 	Decision *Evidence
@@ -181,6 +203,23 @@ type Request struct {
 	ConsumedAt time.Time
 	// AuthorizationID is the authorization created at consumption.
 	AuthorizationID string
+
+	// Mission lifecycle (stored state; see MissionStateAt for the state
+	// at a time).
+	State pass.MissionState
+	// Version rises by one with every committed change that affects
+	// enforcement (state, scope, expiry), so observers can order them.
+	Version     int64
+	ActivatedAt time.Time
+	// Scope is the mission's current scope, set at approval and only ever
+	// narrowed.
+	Scope pass.Scope
+	// Ended says how the mission ended; nil while it lives.
+	Ended *pass.MissionEnd
+	// HistoryHead is the hash of the last history entry and HistoryCount
+	// the number of entries.
+	HistoryHead  string
+	HistoryCount int64
 }
 
 // StatusAt returns the status at now: a pending request past its expiry is
@@ -192,17 +231,25 @@ func (r *Request) StatusAt(now time.Time) pass.Status {
 	return r.Status
 }
 
-// EndsAt returns when r stopped (or will stop) changing: its expiry while
-// pending, its consumption or pass expiry when approved, its decision time
-// otherwise. Stores count their retention of finished records from it.
+// EndsAt returns when r's mission stopped (or will stop) changing: when it
+// ended, if it has; its expiry while pending; once approved, the end of its
+// delegation if the pass was redeemed (the mission lives as long as its
+// authorization), else the pass's expiry; its decision time otherwise.
+// Stores count their retention of finished records from it, so a mission
+// is never dropped while its authorization can still be revoked.
 func (r *Request) EndsAt() time.Time {
 	switch {
+	case r.Ended != nil && !r.Ended.At.IsZero():
+		return r.Ended.At
 	case r.Status == pass.StatusPending:
 		return r.ExpiresAt
 	case r.Decision == nil:
 		return r.CreatedAt
 	case r.Status == pass.StatusApproved:
 		if !r.ConsumedAt.IsZero() {
+			if end := r.Decision.AuthorizationExpiresAt; end.After(r.ConsumedAt) {
+				return end
+			}
 			return r.ConsumedAt
 		}
 		return r.Decision.PassExpiresAt
@@ -217,6 +264,11 @@ func (r *Request) Clone() *Request {
 	c.Cnf = cloneRaw(r.Cnf)
 	c.AvailableScope = cloneScope(r.AvailableScope)
 	c.ProposedScope = cloneScope(r.ProposedScope)
+	c.Scope = cloneScope(r.Scope)
+	if r.Ended != nil {
+		e := *r.Ended
+		c.Ended = &e
+	}
 	if r.Decision != nil {
 		d := r.Decision.Clone()
 		c.Decision = &d
@@ -229,8 +281,7 @@ func (r *Request) Clone() *Request {
 func (r *Request) Authorize(id string, now time.Time) *Authorization {
 	a := &Authorization{
 		ID:              id,
-		RequestID:       r.ID,
-		ParentID:        r.ParentAuthorizationID,
+		MissionID:       r.MissionID,
 		State:           pass.DelegationActive,
 		Service:         r.Service,
 		Type:            r.Type,
@@ -249,7 +300,7 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 	if r.Decision != nil {
 		a.Approval = r.Decision.Clone()
 		a.GrantedScope = cloneScope(r.Decision.Scope)
-		a.Scope = cloneScope(r.Decision.Scope)
+		a.Scope = cloneScope(r.Scope)
 		a.ExpiresAt = r.Decision.AuthorizationExpiresAt
 	}
 	return a
@@ -283,13 +334,12 @@ func (e Evidence) Clone() Evidence {
 // Authorization is a delegation created when a pass was consumed: the
 // durable handle behind authorization_id.
 type Authorization struct {
-	ID        string
-	RequestID string
-	// ParentID is reserved for sub-delegation: revoking the parent revokes
-	// this authorization.
-	ParentID string
-	// State is the stored state; an active or suspended authorization past
-	// ExpiresAt is expired: use StateAt.
+	ID string
+	// MissionID is the mission whose pass was redeemed: its lifecycle and
+	// delegation graph govern this authorization.
+	MissionID string
+	// State is the stored state, which follows the mission's; an active or
+	// suspended authorization past ExpiresAt is expired: use StateAt.
 	State pass.DelegationState
 	// Service is the origin of the Service that redeemed the pass; only it
 	// may check or close the authorization.
@@ -338,53 +388,6 @@ func (a *Authorization) Clone() *Authorization {
 	c.Scope = cloneScope(a.Scope)
 	c.Approval = a.Approval.Clone()
 	return &c
-}
-
-// AuthorizationUpdate is one conditional change of an authorization.
-type AuthorizationUpdate struct {
-	// From lists the states the change applies to. Required.
-	From []pass.DelegationState
-	// To is the new state; empty keeps the state.
-	To pass.DelegationState
-	// Scope, when not nil, is the new scope; it must be a subset of the
-	// current scope (ErrScopeWiden otherwise).
-	Scope pass.Scope
-	// Service, when set, must be the authorization's Service (ErrNotFound
-	// otherwise, G-16).
-	Service string
-	// By and Reason are recorded as StateBy and StateReason.
-	By     string
-	Reason string
-}
-
-// Apply checks u against a at now and applies it in place. Store
-// implementations may use it inside their atomic section; it returns the
-// errors listed at Store.UpdateAuthorization.
-func (u AuthorizationUpdate) Apply(a *Authorization, now time.Time) error {
-	if u.Service != "" && a.Service != u.Service {
-		return ErrNotFound
-	}
-	if a.StateAt(now) == pass.DelegationExpired {
-		return ErrExpired
-	}
-	if !slices.Contains(u.From, a.State) {
-		return ErrState
-	}
-	if u.Scope != nil && !u.Scope.SubsetOf(a.Scope) {
-		return ErrScopeWiden
-	}
-	if u.Scope != nil {
-		a.Scope = cloneScope(u.Scope)
-	}
-	if u.To != "" {
-		a.State = u.To
-		if u.To == pass.DelegationCompleted || u.To == pass.DelegationRevoked {
-			a.ClosedAt = now
-		}
-	}
-	a.UpdatedAt = now
-	a.StateBy, a.StateReason = u.By, u.Reason
-	return nil
 }
 
 func cloneRaw(b json.RawMessage) json.RawMessage {

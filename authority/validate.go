@@ -81,8 +81,16 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass validation",
 		slog.String("outcome", "ok"), slog.String("service", svc), slog.String("authorization_id", az.ID),
 		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),
-		slog.String("harness", az.HarnessID), slog.String("request_id", logID(az.RequestID)), slog.Any("scope", az.Scope))
-	httpx.WriteJSON(w, http.StatusOK, validationBody(az))
+		slog.String("harness", az.HarnessID), slog.String("mission_id", az.MissionID), slog.Any("scope", az.Scope))
+	out := validationBody(az)
+	// The consumption checked the mission under the same lock; this read
+	// only adds its version and parent to the answer.
+	if m, err := a.store.Request(ctx, az.MissionID); err == nil {
+		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID}
+	} else {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: mission unreadable", slog.String("mission_id", az.MissionID), slog.String("reason", err.Error()))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 func consumeError(err error) error {
@@ -143,10 +151,10 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID)}
-	az, err := a.store.Authorization(ctx, in.AuthorizationID)
-	if errors.Is(err, ErrNotFound) || err == nil && (az.Service != svc || az.StateAt(a.now()) != pass.DelegationActive) {
-		if err == nil && az.Service == svc {
-			attrs = append(attrs, slog.String("state", string(az.StateAt(a.now()))))
+	az, m, state, err := a.checkAuthorization(ctx, in.AuthorizationID, svc)
+	if errors.Is(err, ErrNotFound) {
+		if az != nil {
+			attrs = append(attrs, slog.String("state", string(az.StateAt(a.now()))), slog.String("mission_state", string(state)))
 		}
 		a.reject(w, "authorization check", errUnknownAuthorization, attrs...)
 		return
@@ -155,16 +163,41 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass authorization check", append(attrs, slog.String("outcome", "ok"),
-		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID))...)
+		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),
+		slog.String("mission_id", m.MissionID), slog.Int64("version", m.Version))...)
 	exp := az.ExpiresAt.UTC()
 	scope := cloneScope(az.Scope)
 	if scope == nil {
 		scope = pass.Scope{}
 	}
-	httpx.WriteJSON(w, http.StatusOK, &pass.AuthorizationCheckResponse{Scope: scope, AuthorizationExpiresAt: &exp})
+	httpx.WriteJSON(w, http.StatusOK, &pass.AuthorizationCheckResponse{Scope: scope, AuthorizationExpiresAt: &exp,
+		Mission: &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version}})
 }
 
-var liveStates = []pass.DelegationState{pass.DelegationActive, pass.DelegationSuspended}
+// checkAuthorization returns the authorization id of Service svc with its
+// mission when both are active (the mission with no suspended or ended
+// ancestor), and ErrNotFound otherwise (with what was found, for the log).
+func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Authorization, *Request, pass.MissionState, error) {
+	az, err := a.store.Authorization(ctx, id)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if az.Service != svc {
+		return nil, nil, "", ErrNotFound
+	}
+	m, err := a.store.Request(ctx, az.MissionID)
+	if err != nil {
+		return az, nil, "", err
+	}
+	m, state, err := a.missionState(ctx, m)
+	if err != nil {
+		return az, nil, "", err
+	}
+	if state != pass.MissionActive || az.StateAt(a.now()) != pass.DelegationActive {
+		return az, m, state, ErrNotFound
+	}
+	return az, m, state, nil
+}
 
 // serveClose is POST {authorization_close} (hardening draft
 // je.authorization-close): the redeeming Service completes or revokes the
@@ -186,23 +219,39 @@ func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization close", err)
 		return
 	}
-	to := pass.DelegationCompleted
+	c := MissionChange{From: liveMission, To: pass.MissionCompleted, Cause: pass.CauseService, Service: svc,
+		By: "service:" + svc, Reason: in.Reason, Details: map[string]any{"authorization_id": in.AuthorizationID}}
 	if in.Action == pass.CloseRevoke {
-		to = pass.DelegationRevoked
+		c.To = pass.MissionRevoked
 	}
 	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID), slog.String("action", string(in.Action))}
-	az, err := a.store.UpdateAuthorization(ctx, in.AuthorizationID, AuthorizationUpdate{
-		From: liveStates, To: to, Service: svc, By: "service:" + svc, Reason: in.Reason,
-	}, a.now())
-	if errors.Is(err, ErrState) {
-		// Idempotent: an already closed delegation answers how it ended.
-		cur, gerr := a.store.Authorization(ctx, in.AuthorizationID)
-		if gerr == nil && cur.Service == svc && (cur.State == pass.DelegationCompleted || cur.State == pass.DelegationRevoked) {
-			az, err = cur, nil
+	// One authorization per mission: closing it ends the mission, and
+	// with it every descendant.
+	az, err := a.store.Authorization(ctx, in.AuthorizationID)
+	if err == nil && az.Service != svc {
+		err = ErrNotFound
+	}
+	if err == nil {
+		_, err = a.store.TransitionMission(ctx, az.MissionID, c, a.now())
+		if errors.Is(err, ErrExpired) {
+			a.expire(ctx, az.MissionID)
+		}
+		if err == nil || errors.Is(err, ErrTerminal) {
+			// Idempotent: an already closed delegation answers how it
+			// ended.
+			cur, gerr := a.store.Authorization(ctx, in.AuthorizationID)
+			switch {
+			case gerr != nil:
+				err = gerr
+			case cur.State == pass.DelegationCompleted || cur.State == pass.DelegationRevoked:
+				az, err = cur, nil
+			default:
+				err = ErrState
+			}
 		}
 	}
 	switch {
-	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrExpired) || errors.Is(err, ErrState):
+	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrExpired) || errors.Is(err, ErrState) || errors.Is(err, ErrTerminal):
 		a.reject(w, "authorization close", errUnknownAuthorization, attrs...)
 		return
 	case err != nil:

@@ -219,7 +219,7 @@ func TestE2EPendingThenHumanApproval(t *testing.T) {
 			case harness.EventPending:
 				polls++
 				if polls == 2 { // a person approves while the Harness waits
-					if _, err := e.Enterprise.Decide(context.Background(), p.RequestID, authority.Decision{
+					if _, err := e.Enterprise.Decide(context.Background(), pendingMission(e.Enterprise), authority.Decision{
 						Outcome: authority.Approve, Scope: pass.Scope{"tickets:read"}, DecidedBy: "human:manager@corp.test",
 					}); err != nil {
 						t.Errorf("Decide: %v", err)
@@ -260,7 +260,7 @@ func TestE2EExpired(t *testing.T) {
 // Canceling at the Authority: ErrCanceled.
 func TestE2ECanceled(t *testing.T) {
 	_, c := manual(t, func(e *e2e.Env, p harness.Progress) {
-		_, _ = e.Enterprise.Decide(context.Background(), p.RequestID, authority.Decision{Outcome: authority.Cancel})
+		_, _ = e.Enterprise.Decide(context.Background(), pendingMission(e.Enterprise), authority.Decision{Outcome: authority.Cancel})
 	})
 	_, err := c.Acquire(context.Background(), task(e2e.EnterpriseUser))
 	if !errors.Is(err, harness.ErrCanceled) {
@@ -431,4 +431,14 @@ func TestE2EResolve(t *testing.T) {
 			t.Fatalf("Resolve created a request at %s", id)
 		}
 	}
+}
+
+// pendingMission returns the mission id of the oldest pending request at a:
+// operators decide by mission id, never by the Harness's request id.
+func pendingMission(a *authority.Authority) string {
+	l, err := a.Pending(context.Background(), authority.ListOptions{Limit: 1})
+	if err != nil || len(l) == 0 {
+		return ""
+	}
+	return l[0].MissionID
 }

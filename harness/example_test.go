@@ -153,10 +153,12 @@ func ExampleConfig_progress() {
 	cfg.Progress = func(p harness.Progress) {
 		switch p.Event {
 		case harness.EventRequestCreated:
-			fmt.Println("approve at", strings.TrimSuffix(p.ApprovalURL, p.RequestID)+"…")
+			// The link names the mission, never the request id (the
+			// polling secret).
+			fmt.Println("approve at", p.ApprovalURL[:strings.LastIndex(p.ApprovalURL, "/")+1]+"…")
 		case harness.EventPending:
 			// Meanwhile, the User's manager refuses on the Authority's page.
-			_, _ = n.Enterprise.Decide(context.Background(), p.RequestID, authority.Decision{
+			_, _ = n.Enterprise.Decide(context.Background(), pendingMission(n.Enterprise), authority.Decision{
 				Outcome: authority.Deny, Reason: "use the staging tracker",
 			})
 		case harness.EventDenied:

@@ -60,7 +60,7 @@ func TestE2EPollingWithinDefaultRateLimits(t *testing.T) {
 			case harness.EventPending:
 				polls++
 				if e.Clock.Now().Sub(start) >= waitFor {
-					if _, err := e.Enterprise.Decide(context.Background(), p.RequestID, authority.Decision{Outcome: authority.Approve, DecidedBy: "human:manager@corp.test"}); err != nil {
+					if _, err := e.Enterprise.Decide(context.Background(), pendingMission(e.Enterprise), authority.Decision{Outcome: authority.Approve, DecidedBy: "human:manager@corp.test"}); err != nil {
 						t.Errorf("Decide: %v", err)
 					}
 				}

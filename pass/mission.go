@@ -141,7 +141,7 @@ type Pending struct {
 
 // Approval is the evidence of a mission's approval decision.
 type Approval struct {
-	Outcome          string     `json:"outcome"`
+	Outcome          string     `json:"outcome,omitempty"`
 	Method           string     `json:"method,omitempty"`
 	DecidedBy        string     `json:"decided_by,omitempty"`
 	DecidedAt        *time.Time `json:"decided_at,omitempty"`
@@ -170,7 +170,7 @@ type MissionDelegation struct {
 	MaxDepth    int      `json:"max_depth"`
 	MaxChildren int      `json:"max_children"`
 	Parent      *string  `json:"parent"`
-	Children    []string `json:"children"`
+	Children    []string `json:"children,omitempty"`
 	Act         *Actor   `json:"act"`
 }
 

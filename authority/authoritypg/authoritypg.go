@@ -116,10 +116,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 const (
 	requestColumns = `id, status, created_at, expires_at, type, service, user_email, harness_id, cnf,
 		agent_id, tier, attestation_issuer, task_id, task_description, task_attested, destination_url,
-		available_scope, proposed_scope, proposed_by, parent_authorization_id,
+		available_scope, proposed_scope, proposed_by, parent_mission_id,
 		decision_status, decided_by, decided_at, decision_reason, decision_scope, pass_expires_at,
-		authorization_expires_at, pass_hash, consumed_at, authorization_id`
-	authorizationColumns = `id, request_id, parent_id, state, service, type, user_email, agent_id,
+		authorization_expires_at, pass_hash, consumed_at, authorization_id,
+		id_hash, state, version, activated_at, scope, ended_at, ended_by, ended_cause, ended_reason,
+		history_head, history_count`
+	authorizationColumns = `id, mission_id, state, service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
 		approval_status, approval_by, approval_at, approval_reason, approval_scope,
@@ -127,11 +129,34 @@ const (
 		updated_at, state_by, state_reason, closed_at`
 )
 
-// CreateRequest implements authority.Store.
+// CreateRequest implements authority.Store in one transaction: the row and
+// the mission's first history records.
 func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
-	if r == nil || r.ID == "" {
-		return errors.New("authoritypg: CreateRequest: empty request id")
+	if r == nil {
+		return errors.New("authoritypg: CreateRequest: nil request")
 	}
+	c := r.Clone()
+	recs, err := c.StartMission()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := insertRequest(ctx, tx, c); err != nil {
+			return err
+		}
+		return insertHistory(ctx, tx, c.MissionID, recs...)
+	})
+	if isUniqueViolation(err) {
+		return authority.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("authoritypg: CreateRequest: %w", err)
+	}
+	*r = *c
+	return nil
+}
+
+func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	var (
 		decStatus                    pgtype.Text
 		decidedBy, decReason         string
@@ -144,22 +169,259 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 		decidedAt, passExp, authzExp = ts(d.DecidedAt), ts(d.PassExpiresAt), ts(d.AuthorizationExpiresAt)
 		decScope = scopeArg(d.Scope)
 	}
-	_, err := s.pool.Exec(ctx, `
+	e := endOf(r)
+	_, err := tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`,
-		r.ID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
+			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
+			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)`,
+		r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
-		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentAuthorizationID,
+		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentMissionID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
-		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt())
-	if isUniqueViolation(err) {
-		return authority.ErrConflict
+		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
+		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
+		r.HistoryHead, r.HistoryCount, r.EndsAt())
+	return err
+}
+
+type ending struct {
+	at                pgtype.Timestamptz
+	by, cause, reason string
+}
+
+func endOf(r *authority.Request) ending {
+	if r.Ended == nil {
+		return ending{}
 	}
-	if err != nil {
-		return fmt.Errorf("authoritypg: CreateRequest: %w", err)
+	return ending{ts(r.Ended.At), r.Ended.By, r.Ended.Cause, r.Ended.Reason}
+}
+
+// writeMission writes back everything a mission transition may change.
+func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
+	var (
+		decStatus                    pgtype.Text
+		decidedBy, decReason         string
+		decidedAt, passExp, authzExp pgtype.Timestamptz
+		decScope                     []string
+	)
+	if d := r.Decision; d != nil {
+		decStatus = pgtype.Text{String: string(d.Status), Valid: true}
+		decidedBy, decReason = d.DecidedBy, d.Reason
+		decidedAt, passExp, authzExp = ts(d.DecidedAt), ts(d.PassExpiresAt), ts(d.AuthorizationExpiresAt)
+		decScope = scopeArg(d.Scope)
+	}
+	e := endOf(r)
+	_, err := tx.Exec(ctx, `
+		UPDATE agentpass_authority_requests
+		SET status = $2, decision_status = $3, decided_by = $4, decided_at = $5, decision_reason = $6,
+			decision_scope = $7, pass_expires_at = $8, authorization_expires_at = $9,
+			state = $10, version = $11, activated_at = $12, scope = $13, ended_at = $14, ended_by = $15,
+			ended_cause = $16, ended_reason = $17, history_head = $18, history_count = $19,
+			consumed_at = $20, authorization_id = $21, ends_at = $22
+		WHERE id = $1`,
+		r.MissionID, string(r.Status), decStatus, decidedBy, decidedAt, decReason, decScope, passExp, authzExp,
+		string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
+		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt())
+	return err
+}
+
+func insertHistory(ctx context.Context, tx pgx.Tx, missionID string, recs ...authority.HistoryRecord) error {
+	for _, rec := range recs {
+		if _, err := tx.Exec(ctx, `INSERT INTO agentpass_authority_mission_history (mission_id, seq, body, hash)
+			VALUES ($1, $2, $3, $4)`, missionID, rec.Seq, rec.Body, rec.Hash); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// RequestByIDHash implements authority.Store.
+func (s *Store) RequestByIDHash(ctx context.Context, idHash string) (*authority.Request, error) {
+	r, err := scanRequest(s.pool.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests WHERE id_hash = $1`, idHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, authority.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authoritypg: RequestByIDHash: %w", err)
+	}
+	return r, nil
+}
+
+// Missions implements authority.Store with a keyset page on
+// (created_at, id).
+func (s *Store) Missions(ctx context.Context, opts authority.MissionListOptions) ([]*authority.Request, error) {
+	where := []string{"true"}
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if opts.User != "" {
+		where = append(where, "lower(user_email) = lower("+arg(opts.User)+")")
+	}
+	if opts.Service != "" {
+		where = append(where, "service = "+arg(opts.Service))
+	}
+	if opts.Parent != "" {
+		where = append(where, "parent_mission_id = "+arg(opts.Parent))
+	}
+	if len(opts.States) > 0 {
+		states := make([]string, len(opts.States))
+		for i, st := range opts.States {
+			states[i] = string(st)
+		}
+		where = append(where, "state = ANY("+arg(states)+")")
+	}
+	if opts.After != nil {
+		where = append(where, "(created_at, id) > ("+arg(opts.After.CreatedAt)+", "+arg(opts.After.MissionID)+")")
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id LIMIT `+strconv.Itoa(opts.EffectiveLimit()), args...)
+	if err != nil {
+		return nil, fmt.Errorf("authoritypg: Missions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Request, error) { return scanRequest(row) })
+	if err != nil {
+		return nil, fmt.Errorf("authoritypg: Missions: %w", err)
+	}
+	return out, nil
+}
+
+// History implements authority.Store.
+func (s *Store) History(ctx context.Context, missionID string) ([]authority.HistoryRecord, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM agentpass_authority_requests WHERE id = $1`, missionID).Scan(&n); err != nil {
+		return nil, fmt.Errorf("authoritypg: History: %w", err)
+	}
+	if n == 0 {
+		return nil, authority.ErrNotFound
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, body, hash FROM agentpass_authority_mission_history
+		WHERE mission_id = $1 ORDER BY seq`, missionID)
+	if err != nil {
+		return nil, fmt.Errorf("authoritypg: History: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (authority.HistoryRecord, error) {
+		var h authority.HistoryRecord
+		err := row.Scan(&h.Seq, &h.Body, &h.Hash)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authoritypg: History: %w", err)
+	}
+	return out, nil
+}
+
+// lockMission reads a mission's row FOR UPDATE inside tx.
+func lockMission(ctx context.Context, tx pgx.Tx, id string) (*authority.Request, error) {
+	r, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests WHERE id = $1 FOR UPDATE`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, authority.ErrNotFound
+	}
+	return r, err
+}
+
+// syncAuthorization makes the mission's authorization follow it.
+func syncAuthorization(ctx context.Context, tx pgx.Tx, r *authority.Request, by, reason string, now time.Time) error {
+	if r.AuthorizationID == "" {
+		return nil
+	}
+	a, err := scanAuthorization(tx.QueryRow(ctx, `SELECT `+authorizationColumns+`
+		FROM agentpass_authority_authorizations WHERE id = $1 FOR UPDATE`, r.AuthorizationID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil || !r.SyncAuthorization(a, by, reason, now) {
+		return err
+	}
+	end := a.ExpiresAt
+	if !a.ClosedAt.IsZero() {
+		end = a.ClosedAt
+	}
+	_, err = tx.Exec(ctx, `
+		UPDATE agentpass_authority_authorizations
+		SET state = $2, scope = $3, updated_at = $4, state_by = $5, state_reason = $6, closed_at = $7, ends_at = $8
+		WHERE id = $1`,
+		a.ID, string(a.State), scopeArg(a.Scope), ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), end)
+	return err
+}
+
+// TransitionMission implements authority.Store in one transaction: the
+// mission's row is locked, c.Apply decides, the row, its history record
+// and its authorization are written, and every descendant (locked in turn,
+// parents before children) gets c.Cascade, before the commit. Two replicas
+// racing on one mission serialise on the row lock, so each committed
+// change has exactly one version.
+func (s *Store) TransitionMission(ctx context.Context, missionID string, c authority.MissionChange, now time.Time) (*authority.Request, error) {
+	var out *authority.Request
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		root, err := lockMission(ctx, tx, missionID)
+		if err != nil {
+			return err
+		}
+		rec, err := c.Apply(root, now)
+		if err != nil {
+			return err
+		}
+		if err := writeMission(ctx, tx, root); err != nil {
+			return err
+		}
+		if err := insertHistory(ctx, tx, root.MissionID, rec); err != nil {
+			return err
+		}
+		if err := syncAuthorization(ctx, tx, root, c.By, c.Reason, now); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			WITH RECURSIVE descendants(id, depth) AS (
+				SELECT id, 1 FROM agentpass_authority_requests WHERE parent_mission_id = $1
+				UNION
+				SELECT c.id, d.depth + 1 FROM agentpass_authority_requests c JOIN descendants d ON c.parent_mission_id = d.id
+				WHERE d.depth < 32
+			)
+			SELECT id FROM descendants GROUP BY id ORDER BY min(depth), id`, missionID)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if id == missionID {
+				continue
+			}
+			d, err := lockMission(ctx, tx, id)
+			if errors.Is(err, authority.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			drec, changed, err := c.Cascade(root, d, now)
+			if err != nil || !changed {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if err := writeMission(ctx, tx, d); err != nil {
+				return err
+			}
+			if err := insertHistory(ctx, tx, d.MissionID, drec); err != nil {
+				return err
+			}
+			if err := syncAuthorization(ctx, tx, d, c.By, "an ancestor mission changed", now); err != nil {
+				return err
+			}
+		}
+		out = root
+		return nil
+	})
+	if err != nil {
+		if isStoreError(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("authoritypg: TransitionMission: %w", err)
+	}
+	return out, nil
 }
 
 // Request implements authority.Store.
@@ -187,49 +449,6 @@ func (s *Store) PendingRequests(ctx context.Context, opts authority.ListOptions)
 		return nil, fmt.Errorf("authoritypg: PendingRequests: %w", err)
 	}
 	return out, nil
-}
-
-// DecideRequest implements authority.Store with one conditional UPDATE:
-// only a request that is pending and unexpired at now changes. When no row
-// changes, a read (which changes nothing) says why.
-func (s *Store) DecideRequest(ctx context.Context, id string, d authority.Evidence, now time.Time) (*authority.Request, error) {
-	if !d.Status.Terminal() || d.Status == pass.StatusExpired {
-		return nil, fmt.Errorf("authoritypg: DecideRequest: status %q is not a decision", d.Status)
-	}
-	end := d.DecidedAt
-	if d.Status == pass.StatusApproved {
-		end = d.PassExpiresAt
-	}
-	r, err := scanRequest(s.pool.QueryRow(ctx, `
-		UPDATE agentpass_authority_requests
-		SET status = $2, decision_status = $2, decided_by = $3, decided_at = $4, decision_reason = $5,
-			decision_scope = $6, pass_expires_at = $7, authorization_expires_at = $8, ends_at = $9
-		WHERE id = $1 AND status = 'pending' AND expires_at > $10
-		RETURNING `+requestColumns,
-		id, string(d.Status), d.DecidedBy, ts(d.DecidedAt), d.Reason,
-		scopeArg(d.Scope), ts(d.PassExpiresAt), ts(d.AuthorizationExpiresAt), end, now))
-	if err == nil {
-		return r, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("authoritypg: DecideRequest: %w", err)
-	}
-	var status string
-	var expires pgtype.Timestamptz
-	err = s.pool.QueryRow(ctx, `SELECT status, expires_at FROM agentpass_authority_requests WHERE id = $1`, id).Scan(&status, &expires)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, authority.ErrNotFound
-	case err != nil:
-		return nil, fmt.Errorf("authoritypg: DecideRequest: %w", err)
-	case pass.Status(status) != pass.StatusPending:
-		return nil, authority.ErrNotPending
-	case !now.Before(tm(expires)):
-		return nil, authority.ErrExpired
-	}
-	// Pending and unexpired, yet the UPDATE matched nothing: only a clock
-	// finer than the database's (nanoseconds truncated) gets here.
-	return nil, authority.ErrExpired
 }
 
 // RotatePass implements authority.Store with one conditional UPDATE.
@@ -265,65 +484,91 @@ func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Ti
 	return nil, authority.ErrExpired
 }
 
-// consumeSQL consumes a pass and creates its authorization in ONE
-// statement: the UPDATE claims the pass only if the audience matches and
-// it is approved, unconsumed and unexpired at $4; the INSERT builds the
-// authorization from the claimed row exactly as authority.Request.Authorize
-// does (the conformance suite compares the two). A taken authorization id
-// fails the whole statement, so nothing is consumed then.
-const consumeSQL = `
-	WITH claimed AS (
-		UPDATE agentpass_authority_requests
-		SET consumed_at = $4, authorization_id = $3, ends_at = $4
-		WHERE pass_hash = $1 AND service = $2 AND status = 'approved' AND decision_status IS NOT NULL
-			AND consumed_at IS NULL AND pass_expires_at > $4
-		RETURNING *
-	)
-	INSERT INTO agentpass_authority_authorizations (
-		id, request_id, parent_id, state, service, type, user_email, agent_id,
-		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
-		granted_scope, scope, created_at, expires_at,
-		approval_status, approval_by, approval_at, approval_reason, approval_scope,
-		approval_pass_expires_at, approval_authorization_expires_at, updated_at, ends_at)
-	SELECT $3, id, parent_authorization_id, 'active', service, type, user_email, agent_id,
-		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
-		decision_scope, decision_scope, $4, authorization_expires_at,
-		decision_status, decided_by, decided_at, decision_reason, decision_scope,
-		pass_expires_at, authorization_expires_at, $4, coalesce(authorization_expires_at, $4)
-	FROM claimed
-	RETURNING ` + authorizationColumns
-
-// ConsumePass implements authority.Store. The consumption is one
-// conditional UPDATE (with the authorization's INSERT in the same
-// statement); when it claims nothing, a read that changes nothing decides
-// between ErrNotFound, ErrWrongAudience, ErrConsumed and ErrExpired.
+// ConsumePass implements authority.Store in one transaction: the request
+// row holding the pass is locked, the audience, consumption and expiry are
+// checked, the mission's ancestors are read FOR SHARE (so a concurrent
+// suspension or end of an ancestor either commits first and is seen, or
+// waits for this consumption), the mission must be active, and the
+// authorization and the "redeemed" history record are written.
 func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Authorization, error) {
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
 	}
-	a, err := scanAuthorization(s.pool.QueryRow(ctx, consumeSQL, passHash, audience, authorizationID, now))
+	var out *authority.Authorization
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		r, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
+			WHERE pass_hash = $1 FOR UPDATE`, passHash))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return authority.ErrNotFound
+		case err != nil:
+			return err
+		case r.Status != pass.StatusApproved || r.Decision == nil:
+			return authority.ErrNotFound
+		case r.Service != audience:
+			return authority.ErrWrongAudience
+		case !r.ConsumedAt.IsZero():
+			return authority.ErrConsumed
+		case !now.Before(r.Decision.PassExpiresAt):
+			return authority.ErrExpired
+		}
+		var ancestors []*authority.Request
+		for p, depth := r.ParentMissionID, 0; p != "" && depth < 32; depth++ {
+			a, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
+				WHERE id = $1 FOR SHARE`, p))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return authority.ErrNotFound
+			} else if err != nil {
+				return err
+			}
+			ancestors = append(ancestors, a)
+			p = a.ParentMissionID
+		}
+		if authority.EffectiveMissionState(r, ancestors, now) != pass.MissionActive {
+			return authority.ErrNotFound
+		}
+		r.ConsumedAt, r.AuthorizationID = now, authorizationID
+		rec, err := r.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,
+			Details: map[string]any{"authorization_id": authorizationID}}, now)
+		if err != nil {
+			return err
+		}
+		a := r.Authorize(authorizationID, now)
+		if err := insertAuthorization(ctx, tx, a); err != nil {
+			return err
+		}
+		if err := writeMission(ctx, tx, r); err != nil {
+			return err
+		}
+		if err := insertHistory(ctx, tx, r.MissionID, rec); err != nil {
+			return err
+		}
+		out = a
+		return nil
+	})
 	switch {
 	case err == nil:
-		return a, nil
+		return out, nil
 	case isUniqueViolation(err):
 		return nil, authority.ErrConflict
-	case !errors.Is(err, pgx.ErrNoRows):
-		return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
+	case isStoreError(err):
+		return nil, err
 	}
-	st, err := s.passState(ctx, `pass_hash = $1`, passHash)
-	if err != nil {
-		return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
-	}
-	switch {
-	case !st.found || !st.approved:
-		return nil, authority.ErrNotFound
-	case st.service != audience:
-		return nil, authority.ErrWrongAudience
-	case st.consumed:
-		return nil, authority.ErrConsumed
-	}
-	// Unconsumed, so the pass expired (or its microsecond has come).
-	return nil, authority.ErrExpired
+	return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
+}
+
+func insertAuthorization(ctx context.Context, tx pgx.Tx, a *authority.Authorization) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO agentpass_authority_authorizations (`+authorizationColumns+`, ends_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)`,
+		a.ID, a.MissionID, string(a.State), a.Service, string(a.Type), a.User, a.AgentID,
+		a.HarnessID, jsonArg(a.Cnf), string(a.Tier), a.TaskID, a.TaskDescription, a.TaskAttested, a.DestinationURL,
+		scopeArg(a.GrantedScope), scopeArg(a.Scope), ts(a.CreatedAt), ts(a.ExpiresAt),
+		string(a.Approval.Status), a.Approval.DecidedBy, ts(a.Approval.DecidedAt), a.Approval.Reason, scopeArg(a.Approval.Scope),
+		ts(a.Approval.PassExpiresAt), ts(a.Approval.AuthorizationExpiresAt),
+		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.ExpiresAt)
+	return err
 }
 
 type passState struct {
@@ -367,66 +612,6 @@ func (s *Store) Authorizations(ctx context.Context, opts authority.ListOptions) 
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Authorization, error) { return scanAuthorization(row) })
 	if err != nil {
 		return nil, fmt.Errorf("authoritypg: Authorizations: %w", err)
-	}
-	return out, nil
-}
-
-// UpdateAuthorization implements authority.Store in one short transaction:
-// the row is locked (SELECT ... FOR UPDATE), u.Apply decides, the row is
-// written back, and a revocation revokes every live descendant before the
-// commit.
-func (s *Store) UpdateAuthorization(ctx context.Context, id string, u authority.AuthorizationUpdate, now time.Time) (*authority.Authorization, error) {
-	if len(u.From) == 0 {
-		return nil, errors.New("authoritypg: UpdateAuthorization: empty From")
-	}
-	var out *authority.Authorization
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		a, err := scanAuthorization(tx.QueryRow(ctx, `SELECT `+authorizationColumns+`
-			FROM agentpass_authority_authorizations WHERE id = $1 FOR UPDATE`, id))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return authority.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if err := u.Apply(a, now); err != nil {
-			return err
-		}
-		end := a.ExpiresAt
-		if !a.ClosedAt.IsZero() {
-			end = a.ClosedAt
-		}
-		if _, err := tx.Exec(ctx, `
-			UPDATE agentpass_authority_authorizations
-			SET state = $2, scope = $3, updated_at = $4, state_by = $5, state_reason = $6, closed_at = $7, ends_at = $8
-			WHERE id = $1`,
-			id, string(a.State), scopeArg(a.Scope), ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), end); err != nil {
-			return err
-		}
-		if u.To == pass.DelegationRevoked {
-			if _, err := tx.Exec(ctx, `
-				WITH RECURSIVE descendants(id) AS (
-					SELECT id FROM agentpass_authority_authorizations WHERE parent_id = $1
-					UNION
-					SELECT c.id FROM agentpass_authority_authorizations c JOIN descendants d ON c.parent_id = d.id
-				)
-				UPDATE agentpass_authority_authorizations
-				SET state = 'revoked', closed_at = $2, updated_at = $2, ends_at = $2,
-					state_by = $3, state_reason = 'parent authorization revoked'
-				WHERE id IN (SELECT id FROM descendants) AND id <> $1
-					AND state IN ('active', 'suspended') AND expires_at > $2`,
-				id, now, u.By); err != nil {
-				return err
-			}
-		}
-		out = a
-		return nil
-	})
-	if err != nil {
-		if isStoreError(err) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("authoritypg: UpdateAuthorization: %w", err)
 	}
 	return out, nil
 }
@@ -500,13 +685,24 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		decStatus, decidedBy, decReason, passHash pgtype.Text
 		authzID                                   pgtype.Text
 	)
-	err := row.Scan(&r.ID, &status, &created, &expires, &typ, &r.Service, &r.User, &r.HarnessID, &cnf,
+	var (
+		state, endedBy, endedCause, endedReason string
+		activated, endedAt                      pgtype.Timestamptz
+		scope                                   []string
+	)
+	err := row.Scan(&r.MissionID, &status, &created, &expires, &typ, &r.Service, &r.User, &r.HarnessID, &cnf,
 		&r.AgentID, &tier, &r.AttestationIssuer, &r.TaskID, &r.TaskDescription, &r.TaskAttested, &r.DestinationURL,
-		&avail, &proposed, &r.ProposedBy, &r.ParentAuthorizationID,
+		&avail, &proposed, &r.ProposedBy, &r.ParentMissionID,
 		&decStatus, &decidedBy, &decidedAt, &decReason, &decScope, &passExp,
-		&authzExp, &passHash, &consumed, &authzID)
+		&authzExp, &passHash, &consumed, &authzID,
+		&r.IDHash, &state, &r.Version, &activated, &scope, &endedAt, &endedBy, &endedCause, &endedReason,
+		&r.HistoryHead, &r.HistoryCount)
 	if err != nil {
 		return nil, err
+	}
+	r.State, r.ActivatedAt, r.Scope = pass.MissionState(state), tm(activated), scopeOf(scope)
+	if endedAt.Valid {
+		r.Ended = &pass.MissionEnd{At: tm(endedAt), By: endedBy, Cause: endedCause, Reason: endedReason}
 	}
 	r.Status, r.Type, r.Tier = pass.Status(status), pass.PassType(typ), tierOf(tier)
 	r.CreatedAt, r.ExpiresAt, r.ConsumedAt = tm(created), tm(expires), tm(consumed)
@@ -532,7 +728,7 @@ func scanAuthorization(row pgx.Row) (*authority.Authorization, error) {
 		created, expires, apAt, apPass, apAz pgtype.Timestamptz
 		updated, closed                      pgtype.Timestamptz
 	)
-	err := row.Scan(&a.ID, &a.RequestID, &a.ParentID, &state, &a.Service, &typ, &a.User, &a.AgentID,
+	err := row.Scan(&a.ID, &a.MissionID, &state, &a.Service, &typ, &a.User, &a.AgentID,
 		&a.HarnessID, &cnf, &tier, &a.TaskID, &a.TaskDescription, &a.TaskAttested, &a.DestinationURL,
 		&granted, &scope, &created, &expires,
 		&apStatus, &a.Approval.DecidedBy, &apAt, &a.Approval.Reason, &apScope,
@@ -553,7 +749,7 @@ func scanAuthorization(row pgx.Row) (*authority.Authorization, error) {
 // isStoreError reports whether err is one of the authority sentinels, which
 // are returned unwrapped.
 func isStoreError(err error) bool {
-	for _, e := range []error{authority.ErrNotFound, authority.ErrConflict, authority.ErrNotPending, authority.ErrExpired,
+	for _, e := range []error{authority.ErrNotFound, authority.ErrConflict, authority.ErrNotPending, authority.ErrExpired, authority.ErrTerminal,
 		authority.ErrConsumed, authority.ErrWrongAudience, authority.ErrState, authority.ErrScopeWiden} {
 		if errors.Is(err, e) {
 			return true

@@ -80,12 +80,12 @@ func TestMigrate(t *testing.T) {
 	if err := stores[1].Migrate(ctx); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
-	if _, err := stores[1].Request(ctx, "r1"); err != nil {
+	if _, err := stores[1].Request(ctx, "msn_r1"); err != nil {
 		t.Fatalf("row lost by a second Migrate: %v", err)
 	}
 	var versions int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM agentpass_schema_migrations WHERE component = 'authority'`).Scan(&versions); err != nil || versions != 1 {
-		t.Fatalf("recorded migrations: %d, %v; want 1", versions, err)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM agentpass_schema_migrations WHERE component = 'authority'`).Scan(&versions); err != nil || versions != 2 {
+		t.Fatalf("recorded migrations: %d, %v; want 2", versions, err)
 	}
 }
 
@@ -100,7 +100,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Request(ctx, "r1")
+	got, err := s.Request(ctx, "msn_r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestConsumeConflictingAuthorizationID(t *testing.T) {
 	if !errors.Is(err, authority.ErrConflict) {
 		t.Fatalf("consume with a taken authorization id = %v, want ErrConflict", err)
 	}
-	if r, _ := s.Request(ctx, "r2"); !r.ConsumedAt.IsZero() {
+	if r, _ := s.Request(ctx, "msn_r2"); !r.ConsumedAt.IsZero() {
 		t.Fatal("refused consumption consumed the pass")
 	}
 	if _, err := s.ConsumePass(ctx, "h2", svcA, "z2", t0); err != nil {
@@ -160,7 +160,7 @@ func TestConsumeConflictingAuthorizationID(t *testing.T) {
 		t.Fatalf("CreateRequest with a taken pass hash = %v, want ErrConflict", err)
 	}
 	approved(t, s, "r4", "h4")
-	if _, err := s.RotatePass(ctx, "r4", "h1", t0); !errors.Is(err, authority.ErrConflict) {
+	if _, err := s.RotatePass(ctx, "msn_r4", "h1", t0); !errors.Is(err, authority.ErrConflict) {
 		t.Fatalf("RotatePass to a taken hash = %v, want ErrConflict", err)
 	}
 }
@@ -209,7 +209,7 @@ func TestReplicasConsumeOnce(t *testing.T) {
 			<-start
 			e := authoritytest.Approval("tickets:read")
 			e.DecidedBy = fmt.Sprintf("human:%d", i)
-			_, err := stores[(i+1)%2].DecideRequest(ctx, "p1", e, t0.Add(time.Minute))
+			_, err := authoritytest.DecideRequest(stores[(i+1)%2], "p1", e, t0.Add(time.Minute))
 			switch {
 			case err == nil:
 				decided.Add(1)
@@ -246,7 +246,7 @@ func TestReplicasRevoke(t *testing.T) {
 	e := authoritytest.Approval("tickets:read")
 	child.Decision = &e
 	child.PassHash = "h2"
-	child.ParentAuthorizationID = parent.ID
+	child.ParentMissionID = parent.MissionID
 	if err := s2.CreateRequest(ctx, child); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestReplicasRevoke(t *testing.T) {
 	grand.Status = pass.StatusApproved
 	grand.Decision = &e
 	grand.PassHash = "h3"
-	grand.ParentAuthorizationID = "child"
+	grand.ParentMissionID = child.MissionID
 	if err := s2.CreateRequest(ctx, grand); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestReplicasRevoke(t *testing.T) {
 	}
 	now := t0.Add(2 * time.Minute)
 	live := []pass.DelegationState{pass.DelegationActive, pass.DelegationSuspended}
-	if _, err := s1.UpdateAuthorization(ctx, "parent", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked, By: "op"}, now); err != nil {
+	if _, err := authoritytest.UpdateAuthorization(s1, "parent", authoritytest.AuthUpdate{From: live, To: pass.DelegationRevoked, By: "op"}, now); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"parent", "child", "grandchild"} {
@@ -335,7 +335,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("third Prune deleted %d", n)
 	}
 	for _, id := range []string{"fresh", "recent"} {
-		if _, err := s.Request(ctx, id); err != nil {
+		if _, err := s.Request(ctx, "msn_"+id); err != nil {
 			t.Errorf("request %s pruned: %v", id, err)
 		}
 	}
@@ -353,7 +353,7 @@ func TestPrune(t *testing.T) {
 	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := s.Request(ctx, "recent"); errors.Is(err, authority.ErrNotFound) {
+		if _, err := s.Request(ctx, "msn_recent"); errors.Is(err, authority.ErrNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -9,17 +9,26 @@
 // Each state transition is one conditional statement, never a read
 // followed by a write:
 //
-//   - ConsumePass is one UPDATE ... WHERE pass_hash = $1 AND service = $2
-//     AND status = 'approved' AND consumed_at IS NULL AND pass_expires_at
-//     > $now RETURNING, with the INSERT of the authorization in the same
-//     statement (a data-modifying CTE). When it claims nothing, a read
-//     that changes nothing says why: ErrNotFound, ErrWrongAudience (the
-//     pass is not burnt, G-1), ErrConsumed or ErrExpired.
-//   - DecideRequest is UPDATE ... WHERE status = 'pending' AND expires_at >
-//     $now RETURNING; RotatePass likewise.
-//   - UpdateAuthorization locks the row (SELECT ... FOR UPDATE), applies
-//     [authority.AuthorizationUpdate.Apply] and, for a revocation, revokes
-//     every live descendant in the same short transaction.
+//   - ConsumePass is one short transaction: the request row holding the
+//     pass is locked (SELECT ... FOR UPDATE), its mission's ancestors are
+//     read FOR SHARE, and only a pass of an active mission whose audience
+//     matches, unconsumed and unexpired, becomes an authorization, with the
+//     mission's "redeemed" history entry. Otherwise nothing changes and the
+//     error says why: ErrNotFound (also for a mission that is not active),
+//     ErrWrongAudience (the pass is not burnt), ErrConsumed or ErrExpired.
+//   - RotatePass is UPDATE ... WHERE ... RETURNING.
+//   - TransitionMission locks the mission's row, applies
+//     [authority.MissionChange.Apply], writes the row, its history entry and
+//     its authorization, then locks and updates each descendant
+//     ([authority.MissionChange.Cascade]) in the same transaction. Replicas
+//     racing on one mission serialise on the row lock, so each committed
+//     change gets exactly one version.
+//
+// A mission lives on its request's row (id is the mission id; the request
+// id, the Harness's polling secret, is kept only as its SHA-256). The
+// history is a table of (mission_id, seq, body, hash) where body is the
+// exact canonical bytes that were hashed (bytea, never jsonb, which would
+// re-normalise them).
 //
 // Passes are stored only as their hash (unique index). Scopes are text[],
 // the holder key (cnf) is a json column (its exact bytes), times are

@@ -99,7 +99,7 @@ func TestRestartMidRun(t *testing.T) {
 						e.Status = pass.StatusDenied
 					}
 					e.DecidedBy = fmt.Sprintf("w%d-%d", w, n)
-					_, err = s.DecideRequest(cctx, fmt.Sprintf("p%d", i), e, now)
+					_, err = authoritytest.DecideRequest(s, fmt.Sprintf("p%d", i), e, now)
 					if err == nil {
 						mu.Lock()
 						decidedBy[i] = append(decidedBy[i], e.Status)
@@ -152,7 +152,7 @@ func TestRestartMidRun(t *testing.T) {
 			t.Errorf("pass %d consumed %d times: %v", i, len(ids), ids)
 			continue
 		}
-		r, err := s2.Request(ctx, fmt.Sprintf("r%d", i))
+		r, err := s2.Request(ctx, fmt.Sprintf("msn_r%d", i))
 		if err != nil || r.AuthorizationID != ids[0] || r.ConsumedAt.IsZero() {
 			t.Errorf("pass %d reported consumed as %s; stored: %+v, %v", i, ids[0], r, err)
 		}
@@ -161,13 +161,13 @@ func TestRestartMidRun(t *testing.T) {
 		}
 	}
 	for i := range refusedAt {
-		if r, err := s1.Request(ctx, fmt.Sprintf("r%d", i)); err != nil || r.ConsumedAt.IsZero() {
+		if r, err := s1.Request(ctx, fmt.Sprintf("msn_r%d", i)); err != nil || r.ConsumedAt.IsZero() {
 			t.Errorf("pass %d refused as consumed but is not: %v", i, err)
 		}
 	}
 	var perRequest int
 	if err := pool.QueryRow(ctx, `SELECT coalesce(max(n), 0) FROM (
-		SELECT count(*) AS n FROM agentpass_authority_authorizations GROUP BY request_id) c`).Scan(&perRequest); err != nil || perRequest > 1 {
+		SELECT count(*) AS n FROM agentpass_authority_authorizations GROUP BY mission_id) c`).Scan(&perRequest); err != nil || perRequest > 1 {
 		t.Errorf("authorizations per request: %d, %v; want at most 1", perRequest, err)
 	}
 	for i, ds := range decidedBy {
@@ -175,7 +175,7 @@ func TestRestartMidRun(t *testing.T) {
 			t.Errorf("request p%d decided %d times", i, len(ds))
 			continue
 		}
-		r, err := s2.Request(ctx, fmt.Sprintf("p%d", i))
+		r, err := s2.Request(ctx, fmt.Sprintf("msn_p%d", i))
 		if err != nil || r.Status != ds[0] || r.Decision == nil || r.Decision.DecidedBy != winner[i] {
 			t.Errorf("request p%d reported %s by %s; stored %+v, %v", i, ds[0], winner[i], r, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,6 +77,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 			tc.fn(t, newStore(t))
 		})
 	}
+	for _, tc := range missionTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
 }
 
 var ctx = context.Background()
@@ -84,7 +91,7 @@ var ctx = context.Background()
 // ten minutes later.
 func NewRequest(id string) *authority.Request {
 	return &authority.Request{
-		ID: id, Status: pass.StatusPending, CreatedAt: T0, ExpiresAt: T0.Add(10 * time.Minute),
+		MissionID: "msn_" + id, IDHash: "idhash-" + id, Status: pass.StatusPending, CreatedAt: T0, ExpiresAt: T0.Add(10 * time.Minute),
 		Type: pass.BrowserSession, Service: svcA, User: "alex@corp.example", HarnessID: "claude-code",
 		Cnf:     json.RawMessage(`{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`),
 		AgentID: "claude-code", Tier: dpop.TierAttested, AttestationIssuer: "https://vendor.example",
@@ -140,11 +147,11 @@ func testCreateAndGet(t *testing.T, s authority.Store) {
 	r := NewRequest("r1")
 	r.ProposedScope = pass.Scope{"tickets:read"}
 	r.ProposedBy = "rule:x"
-	r.ParentAuthorizationID = "parent"
+	r.ParentMissionID = "msn_parent"
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Request(ctx, "r1")
+	got, err := s.Request(ctx, "msn_r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,16 +161,16 @@ func testCreateAndGet(t *testing.T, s authority.Store) {
 	// Callers own what they get: changing it changes nothing stored.
 	got.Status = pass.StatusApproved
 	got.AvailableScope[0] = "mutated"
-	again, _ := s.Request(ctx, "r1")
+	again, _ := s.Request(ctx, "msn_r1")
 	if again.Status != pass.StatusPending || again.AvailableScope[0] != "tickets:read" {
 		t.Errorf("store shares memory with callers: %+v", again)
 	}
 	r.AvailableScope[1] = "mutated-after-create"
-	again, _ = s.Request(ctx, "r1")
+	again, _ = s.Request(ctx, "msn_r1")
 	if again.AvailableScope[1] != "tickets:write" {
 		t.Errorf("store keeps the caller's slice")
 	}
-	_, err = s.Request(ctx, "unknown")
+	_, err = s.Request(ctx, "msn_unknown")
 	wantErr(t, "Request(unknown)", err, authority.ErrNotFound)
 }
 
@@ -182,19 +189,19 @@ func testDecideTransitions(t *testing.T, s authority.Store) {
 		}
 		e := Approval("tickets:read")
 		e.Status = st
-		got, err := s.DecideRequest(ctx, id, e, T0.Add(time.Minute))
+		got, err := DecideRequest(s, id, e, T0.Add(time.Minute))
 		if err != nil {
 			t.Fatalf("%s: %v", st, err)
 		}
 		if got.Status != st || got.Decision == nil || got.Decision.DecidedBy != "rule:test" {
 			t.Errorf("%s: got %+v", st, got)
 		}
-		stored, _ := s.Request(ctx, id)
+		stored, _ := s.Request(ctx, "msn_"+id)
 		if d := cmp.Diff(got, stored, cmpOpts...); d != "" {
 			t.Errorf("%s: stored differs from returned (-returned +stored):\n%s", st, d)
 		}
 	}
-	_, err := s.DecideRequest(ctx, "unknown", Approval(), T0)
+	_, err := DecideRequest(s, "unknown", Approval(), T0)
 	wantErr(t, "DecideRequest(unknown)", err, authority.ErrNotFound)
 }
 
@@ -204,16 +211,16 @@ func testDecideTerminalImmutable(t *testing.T, s authority.Store) {
 		t.Fatal(err)
 	}
 	deny := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "human:boss", DecidedAt: T0, Reason: "no"}
-	if _, err := s.DecideRequest(ctx, "r1", deny, T0); err != nil {
+	if _, err := DecideRequest(s, "r1", deny, T0); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []pass.Status{pass.StatusApproved, pass.StatusDenied, pass.StatusCanceled} {
 		e := Approval("x")
 		e.Status = st
-		_, err := s.DecideRequest(ctx, "r1", e, T0.Add(time.Second))
+		_, err := DecideRequest(s, "r1", e, T0.Add(time.Second))
 		wantErr(t, "decide after deny", err, authority.ErrNotPending)
 	}
-	got, _ := s.Request(ctx, "r1")
+	got, _ := s.Request(ctx, "msn_r1")
 	if got.Status != pass.StatusDenied || got.Decision.DecidedBy != "human:boss" {
 		t.Errorf("terminal request changed: %+v", got.Decision)
 	}
@@ -224,9 +231,9 @@ func testDecideExpired(t *testing.T, s authority.Store) {
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.DecideRequest(ctx, "r1", Approval("x"), r.ExpiresAt)
+	_, err := DecideRequest(s, "r1", Approval("x"), r.ExpiresAt)
 	wantErr(t, "decide at expiry", err, authority.ErrExpired)
-	got, _ := s.Request(ctx, "r1")
+	got, _ := s.Request(ctx, "msn_r1")
 	if got.StatusAt(r.ExpiresAt) != pass.StatusExpired || got.Decision != nil {
 		t.Errorf("expired request: status %s decision %+v", got.StatusAt(r.ExpiresAt), got.Decision)
 	}
@@ -244,13 +251,13 @@ func testPendingList(t *testing.T, s authority.Store) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.DecideRequest(ctx, "r1", Approval("x"), T0); err != nil {
+	if _, err := DecideRequest(s, "r1", Approval("x"), T0); err != nil {
 		t.Fatal(err)
 	}
 	ids := func(rs []*authority.Request) []string {
 		var out []string
 		for _, r := range rs {
-			out = append(out, r.ID)
+			out = append(out, strings.TrimPrefix(r.MissionID, "msn_"))
 		}
 		return out
 	}
@@ -276,13 +283,13 @@ func testRotatePass(t *testing.T, s authority.Store) {
 	if err := s.CreateRequest(ctx, NewRequest("pending")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.RotatePass(ctx, "pending", "h0", T0)
+	_, err := s.RotatePass(ctx, "msn_pending", "h0", T0)
 	wantErr(t, "rotate pending", err, authority.ErrNotPending)
-	_, err = s.RotatePass(ctx, "unknown", "h0", T0)
+	_, err = s.RotatePass(ctx, "msn_unknown", "h0", T0)
 	wantErr(t, "rotate unknown", err, authority.ErrNotFound)
 
 	approvedRequest(t, s, "r1", "h1")
-	got, err := s.RotatePass(ctx, "r1", "h2", T0.Add(time.Second))
+	got, err := s.RotatePass(ctx, "msn_r1", "h2", T0.Add(time.Second))
 	if err != nil || got.PassHash != "h2" {
 		t.Fatalf("rotate: %v %+v", err, got)
 	}
@@ -291,11 +298,11 @@ func testRotatePass(t *testing.T, s authority.Store) {
 	if _, err := s.ConsumePass(ctx, "h2", svcA, "z2", T0.Add(2*time.Second)); err != nil {
 		t.Fatalf("consume current pass: %v", err)
 	}
-	_, err = s.RotatePass(ctx, "r1", "h3", T0.Add(3*time.Second))
+	_, err = s.RotatePass(ctx, "msn_r1", "h3", T0.Add(3*time.Second))
 	wantErr(t, "rotate consumed", err, authority.ErrConsumed)
 
 	approvedRequest(t, s, "r2", "h4")
-	_, err = s.RotatePass(ctx, "r2", "h5", T0.Add(5*time.Minute))
+	_, err = s.RotatePass(ctx, "msn_r2", "h5", T0.Add(5*time.Minute))
 	wantErr(t, "rotate expired", err, authority.ErrExpired)
 }
 
@@ -307,7 +314,7 @@ func testConsumePass(t *testing.T, s authority.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := s.Request(ctx, "r1")
+	stored, _ := s.Request(ctx, "msn_r1")
 	want := r.Authorize("authz-1", now)
 	if d := cmp.Diff(want, a, cmpOpts...); d != "" {
 		t.Errorf("authorization (-want +got):\n%s", d)
@@ -350,7 +357,7 @@ func testConsumeWrongAudience(t *testing.T, s authority.Store) {
 		_, err := s.ConsumePass(ctx, "h1", svcB, fmt.Sprintf("bad-%d", i), now)
 		wantErr(t, "wrong audience", err, authority.ErrWrongAudience)
 	}
-	r, _ := s.Request(ctx, "r1")
+	r, _ := s.Request(ctx, "msn_r1")
 	if !r.ConsumedAt.IsZero() {
 		t.Fatal("wrong audience consumed the pass")
 	}
@@ -384,7 +391,7 @@ func testAuthorizationTransitions(t *testing.T, s authority.Store) {
 		{live, pass.DelegationCompleted},
 	}
 	for i, st := range steps {
-		got, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: st.from, To: st.to, By: "op", Reason: fmt.Sprint(i)}, now)
+		got, err := UpdateAuthorization(s, "z1", AuthUpdate{From: st.from, To: st.to, By: "op", Reason: fmt.Sprint(i)}, now)
 		if err != nil {
 			t.Fatalf("step %d to %s: %v", i, st.to, err)
 		}
@@ -396,20 +403,20 @@ func testAuthorizationTransitions(t *testing.T, s authority.Store) {
 	if got.State != pass.DelegationCompleted || got.ClosedAt != now {
 		t.Errorf("after complete: state %s closed %v", got.State, got.ClosedAt)
 	}
-	_, err := s.UpdateAuthorization(ctx, "unknown", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked}, now)
+	_, err := UpdateAuthorization(s, "unknown", AuthUpdate{From: live, To: pass.DelegationRevoked}, now)
 	wantErr(t, "update unknown", err, authority.ErrNotFound)
 	// Suspend applies only to active.
 	redeemed(t, s, "z2")
-	if _, err := s.UpdateAuthorization(ctx, "z2", authority.AuthorizationUpdate{From: []pass.DelegationState{active}, To: suspended}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z2", AuthUpdate{From: []pass.DelegationState{active}, To: suspended}, now); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.UpdateAuthorization(ctx, "z2", authority.AuthorizationUpdate{From: []pass.DelegationState{active}, To: suspended}, now)
+	_, err = UpdateAuthorization(s, "z2", AuthUpdate{From: []pass.DelegationState{active}, To: suspended}, now)
 	wantErr(t, "suspend suspended", err, authority.ErrState)
 	got, _ = s.Authorization(ctx, "z2")
 	if got.StateAt(now) != suspended {
 		t.Errorf("suspended state: %s", got.StateAt(now))
 	}
-	if got, err := s.UpdateAuthorization(ctx, "z2", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil || got.ClosedAt != now {
+	if got, err := UpdateAuthorization(s, "z2", AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil || got.ClosedAt != now {
 		t.Fatalf("revoke suspended: %v", err)
 	}
 }
@@ -420,14 +427,14 @@ func testAuthorizationTerminal(t *testing.T, s authority.Store) {
 		id := "z-" + string(end)
 		redeemed(t, s, id)
 		now := T0.Add(2 * time.Minute)
-		if _, err := s.UpdateAuthorization(ctx, id, authority.AuthorizationUpdate{From: live, To: end}, now); err != nil {
+		if _, err := UpdateAuthorization(s, id, AuthUpdate{From: live, To: end}, now); err != nil {
 			t.Fatal(err)
 		}
 		for _, to := range []pass.DelegationState{active, suspended, pass.DelegationRevoked, pass.DelegationCompleted} {
-			_, err := s.UpdateAuthorization(ctx, id, authority.AuthorizationUpdate{From: live, To: to}, now.Add(time.Second))
+			_, err := UpdateAuthorization(s, id, AuthUpdate{From: live, To: to}, now.Add(time.Second))
 			wantErr(t, fmt.Sprintf("%s -> %s", end, to), err, authority.ErrState)
 		}
-		_, err := s.UpdateAuthorization(ctx, id, authority.AuthorizationUpdate{From: live, Scope: pass.Scope{}}, now)
+		_, err := UpdateAuthorization(s, id, AuthUpdate{From: live, Scope: pass.Scope{}}, now)
 		wantErr(t, "narrow closed", err, authority.ErrState)
 		got, _ := s.Authorization(ctx, id)
 		if got.State != end || got.ClosedAt != now {
@@ -440,13 +447,13 @@ func testAuthorizationTerminal(t *testing.T, s authority.Store) {
 func testAuthorizationForeign(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z1")
 	now := T0.Add(2 * time.Minute)
-	_, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked, Service: svcB}, now)
+	_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked, Service: svcB}, now)
 	wantErr(t, "foreign close", err, authority.ErrNotFound)
 	got, _ := s.Authorization(ctx, "z1")
 	if got.State != active {
 		t.Fatalf("foreign close changed the state to %s", got.State)
 	}
-	if _, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked, Service: svcA}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked, Service: svcA}, now); err != nil {
 		t.Fatalf("own close: %v", err)
 	}
 }
@@ -456,7 +463,7 @@ func testAuthorizationExpiry(t *testing.T, s authority.Store) {
 	if a.StateAt(a.ExpiresAt.Add(-time.Nanosecond)) != active || a.StateAt(a.ExpiresAt) != pass.DelegationExpired {
 		t.Fatalf("StateAt around expiry")
 	}
-	_, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked}, a.ExpiresAt)
+	_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: pass.DelegationRevoked}, a.ExpiresAt)
 	wantErr(t, "revoke expired", err, authority.ErrExpired)
 	list, _ := s.Authorizations(ctx, authority.ListOptions{Now: a.ExpiresAt})
 	if len(list) != 0 {
@@ -478,7 +485,7 @@ func testNarrowScope(t *testing.T, s authority.Store) {
 		t.Fatal(err)
 	}
 	now := T0.Add(2 * time.Minute)
-	got, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, Scope: pass.Scope{"tickets:read"}}, now)
+	got, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: pass.Scope{"tickets:read"}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +496,7 @@ func testNarrowScope(t *testing.T, s authority.Store) {
 		t.Errorf("granted scope must stay (-want +got):\n%s", d)
 	}
 	for _, wider := range []pass.Scope{{"tickets:read", "tickets:write"}, {"admin"}, {"*"}} {
-		_, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, Scope: wider}, now)
+		_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: wider}, now)
 		wantErr(t, fmt.Sprintf("widen to %v", wider), err, authority.ErrScopeWiden)
 	}
 	got, _ = s.Authorization(ctx, "z1")
@@ -503,7 +510,7 @@ func testRevokeCascade(t *testing.T, s authority.Store) {
 	parent := redeemed(t, s, "parent")
 	child := NewRequest("child-req")
 	child.Status = pass.StatusApproved
-	child.ParentAuthorizationID = parent.ID
+	child.ParentMissionID = parent.MissionID
 	e := Approval("tickets:read")
 	child.Decision = &e
 	child.PassHash = "hc"
@@ -514,11 +521,11 @@ func testRevokeCascade(t *testing.T, s authority.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ParentID != parent.ID {
-		t.Fatalf("child ParentID %q", c.ParentID)
+	if c.MissionID != child.MissionID {
+		t.Fatalf("child MissionID %q", c.MissionID)
 	}
 	now := T0.Add(3 * time.Minute)
-	if _, err := s.UpdateAuthorization(ctx, parent.ID, authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
+	if _, err := UpdateAuthorization(s, parent.ID, AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Authorization(ctx, "child")
@@ -532,10 +539,10 @@ func testAuthorizationList(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z2")
 	redeemed(t, s, "z3")
 	now := T0.Add(2 * time.Minute)
-	if _, err := s.UpdateAuthorization(ctx, "z2", authority.AuthorizationUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z2", AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UpdateAuthorization(ctx, "z3", authority.AuthorizationUpdate{From: live, To: suspended}, now); err != nil {
+	if _, err := UpdateAuthorization(s, "z3", AuthUpdate{From: live, To: suspended}, now); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.Authorizations(ctx, authority.ListOptions{Now: now})
@@ -608,7 +615,7 @@ func testRaceDecide(t *testing.T, s authority.Store) {
 				e = authority.Evidence{Status: pass.StatusDenied, DecidedAt: T0}
 			}
 			e.DecidedBy = fmt.Sprintf("human:%d", i)
-			_, err := s.DecideRequest(ctx, "r1", e, T0.Add(time.Second))
+			_, err := DecideRequest(s, "r1", e, T0.Add(time.Second))
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -622,7 +629,7 @@ func testRaceDecide(t *testing.T, s authority.Store) {
 	if ok.Load() != 1 {
 		t.Fatalf("%d decisions won, want 1", ok.Load())
 	}
-	r, _ := s.Request(ctx, "r1")
+	r, _ := s.Request(ctx, "msn_r1")
 	if r.Decision == nil || r.Decision.DecidedBy != winner.Load() {
 		t.Fatalf("stored decision %+v, winner %v", r.Decision, winner.Load())
 	}
@@ -642,7 +649,7 @@ func testRaceUpdate(t *testing.T, s authority.Store) {
 			if i%2 == 0 {
 				to = pass.DelegationCompleted
 			}
-			if _, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, To: to}, T0.Add(2*time.Minute)); err == nil {
+			if _, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, To: to}, T0.Add(2*time.Minute)); err == nil {
 				closed.Add(1)
 			} else if !errors.Is(err, authority.ErrState) {
 				t.Errorf("close: %v", err)
@@ -650,7 +657,7 @@ func testRaceUpdate(t *testing.T, s authority.Store) {
 		}()
 		go func() {
 			defer wg.Done()
-			_, err := s.UpdateAuthorization(ctx, "z1", authority.AuthorizationUpdate{From: live, Scope: pass.Scope{}}, T0.Add(2*time.Minute))
+			_, err := UpdateAuthorization(s, "z1", AuthUpdate{From: live, Scope: pass.Scope{}}, T0.Add(2*time.Minute))
 			if err != nil && !errors.Is(err, authority.ErrState) {
 				t.Errorf("narrow: %v", err)
 			}

@@ -175,7 +175,7 @@ func TestTokenWaitsForApproval(t *testing.T) {
 	e := newEnv(t, func(a *authority.Authority, r authority.Request) {
 		go func() {
 			time.Sleep(300 * time.Millisecond)
-			_, _ = a.Decide(context.Background(), r.ID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"todos:read", "todos:write"}, DecidedBy: "human:test"})
+			_, _ = a.Decide(context.Background(), r.MissionID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"todos:read", "todos:write"}, DecidedBy: "human:test"})
 		}()
 	})
 	code, out, stderr := e.run(nil, "-json", "-harness-id", "ci-bot", "token", e.sb.TodoOrigin, sandbox.UserEnterprise, "-task", "Add milk to my list", "-scope", "todos:write,todos:delete")

@@ -92,7 +92,7 @@ func run(out io.Writer, verbose bool) error {
 			time.Sleep(300 * time.Millisecond)
 			scope := pass.Scope{"todos:read", "todos:write"}
 			d.say("   [person at %s] reviews %q and approves %v (not todos:delete)", a.Identifier(), r.TaskDescription, scope)
-			if _, err := a.Decide(context.Background(), r.ID, authority.Decision{Outcome: authority.Approve, Scope: scope, DecidedBy: "human:manager@corp.test"}); err != nil {
+			if _, err := a.Decide(context.Background(), r.MissionID, authority.Decision{Outcome: authority.Approve, Scope: scope, DecidedBy: "human:manager@corp.test"}); err != nil {
 				d.say("   [person] decision failed: %v", err)
 			}
 		}()

@@ -49,7 +49,7 @@ func (d *deployment) storePasses(tb testing.TB, n int, key *dpop.Key) []string {
 	for i := range values {
 		values[i] = secret.Token("ap_")
 		r := &authority.Request{
-			ID: secret.ID("req_"), Status: pass.StatusApproved, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+			MissionID: secret.ID("msn_"), IDHash: secret.Hash(secret.ID("req_")), Status: pass.StatusApproved, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
 			Type: pass.BearerToken, Service: appOrigin, User: user, HarnessID: harnessID, Cnf: key.PublicJSON(),
 			AgentID: harnessID, Tier: dpop.TierUnverified, TaskID: fmt.Sprintf("task-%d", i),
 			TaskDescription: "Triage my open tickets", AvailableScope: pass.Scope{"tickets:read", "tickets:write"},

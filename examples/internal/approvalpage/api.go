@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
@@ -95,10 +96,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (p *Page) apiRequest(r *authority.Request) APIRequest {
 	now := p.now()
 	out := APIRequest{
-		ID: r.ID, Status: r.StatusAt(now), User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID, Tier: r.Tier,
+		ID: r.MissionID, Status: r.StatusAt(now), User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID, Tier: r.Tier,
 		TaskID: r.TaskID, Task: r.TaskDescription, TaskAttested: r.TaskAttested, Type: r.Type, Service: r.Service,
 		DestinationURL: r.DestinationURL, AvailableScope: r.AvailableScope, ProposedScope: r.ProposedScope,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, ApprovalURL: RequestURL(p.baseURL, r.ID),
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, ApprovalURL: RequestURL(p.baseURL, r.MissionID),
 	}
 	if d := r.Decision; d != nil {
 		out.Decision = &APIDecision{Status: d.Status, DecidedBy: d.DecidedBy, DecidedAt: d.DecidedAt, Reason: d.Reason, Scope: d.Scope}
@@ -108,7 +109,7 @@ func (p *Page) apiRequest(r *authority.Request) APIRequest {
 
 func apiAuthorization(a *authority.Authorization, now time.Time) APIAuthorization {
 	return APIAuthorization{
-		ID: a.ID, RequestID: a.RequestID, State: a.StateAt(now), User: a.User, HarnessID: a.HarnessID, AgentID: a.AgentID,
+		ID: a.ID, RequestID: a.MissionID, State: a.StateAt(now), User: a.User, HarnessID: a.HarnessID, AgentID: a.AgentID,
 		Tier: a.Tier, Service: a.Service, Type: a.Type, Task: a.TaskDescription, Scope: a.Scope, GrantedScope: a.GrantedScope,
 		ApprovedBy: a.Approval.DecidedBy, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, StateBy: a.StateBy, StateReason: a.StateReason,
 	}
@@ -205,12 +206,21 @@ func (p *Page) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	if in.Reason == "" {
 		in.Reason = "revoked through the admin API"
 	}
-	a, err := p.a.Revoke(r.Context(), in.ID, by, in.Reason)
+	m, err := p.a.Revoke(r.Context(), in.ID, by, in.Reason)
 	if err != nil {
 		p.apiFail(w, err)
 		return
 	}
-	p.log.Info("admin API: revoked", "authorization_id", short(in.ID), "user", a.User, "by", by)
+	p.log.Info("admin API: revoked", "id", short(in.ID), "mission_id", m.ID, "user", m.User.Email, "by", by)
+	if strings.HasPrefix(in.ID, pass.MissionIDPrefix) {
+		writeJSON(w, http.StatusOK, pass.MissionResponse{Mission: *m})
+		return
+	}
+	a, err := p.a.Authorization(r.Context(), in.ID)
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Authorization APIAuthorization `json:"authorization"`
 	}{apiAuthorization(a, p.now())})
@@ -224,7 +234,7 @@ func (p *Page) apiFail(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusConflict, apiError{"not_pending", "the request was already decided"})
 	case errors.Is(err, authority.ErrExpired):
 		writeJSON(w, http.StatusConflict, apiError{"expired", "the request expired"})
-	case errors.Is(err, authority.ErrState):
+	case errors.Is(err, authority.ErrState), errors.Is(err, authority.ErrTerminal):
 		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization is no longer live"})
 	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_decision", err.Error()})

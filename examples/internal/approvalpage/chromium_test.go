@@ -42,7 +42,7 @@ func TestApproveInChromium(t *testing.T) {
 	exe := testnet.Chromium(t)
 	e := newEnv(t, true) // origins with explicit ports, as in the devnet
 	req, done := e.pending("Add 'Water the plants' to my list")
-	link := e.approvalURL(req.ID)
+	link := e.approvalURL(req.MissionID)
 	if !strings.HasPrefix(link, e.sb.Origins[sandbox.EnterpriseHost]+"/corp/approvals/requests/") {
 		t.Fatalf("approval link %q is not on the Enterprise Authority's page", link)
 	}
@@ -74,7 +74,7 @@ func TestApproveInChromium(t *testing.T) {
 	tab, cancelTab := context.WithTimeout(sess.Context(), 45*time.Second)
 	defer cancelTab()
 
-	form := `form[data-request="` + req.ID + `"]`
+	form := `form[data-request="` + req.MissionID + `"]`
 	shoot := func(name string) {
 		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -132,7 +132,7 @@ func TestApproveInChromium(t *testing.T) {
 	if diff := cmp.Diff(pass.Scope{"todos:read", "todos:write"}, tok.Scope); diff != "" {
 		t.Errorf("the Harness's token scope (-want +got):\n%s", diff)
 	}
-	r, _ := e.sb.Enterprise.Request(context.Background(), req.ID)
+	r, _ := e.sb.Enterprise.Request(context.Background(), req.MissionID)
 	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin" {
 		t.Errorf("evidence %+v, want DecidedBy human:Robin", r.Decision)
 	}

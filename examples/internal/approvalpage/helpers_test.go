@@ -109,11 +109,11 @@ func (e *env) wait(done <-chan acquired) acquired {
 // approvalURL returns the approval link the Harness reported for the
 // request. The Authority stores a request before its 202 reaches the
 // Harness, so the Progress event may trail what pending saw: wait for it.
-func (e *env) approvalURL(requestID string) string {
+func (e *env) approvalURL(missionID string) string {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		e.mu.Lock()
 		for _, p := range e.progress {
-			if p.Event == harness.EventRequestCreated && p.RequestID == requestID {
+			if p.Event == harness.EventRequestCreated && strings.HasSuffix(p.ApprovalURL, "/"+missionID) {
 				e.mu.Unlock()
 				return p.ApprovalURL
 			}

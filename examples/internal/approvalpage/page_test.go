@@ -30,20 +30,20 @@ func TestPageShowsPendingRequest(t *testing.T) {
 	for _, want := range []string{
 		"alex@corp.test", "test-agent", "unverified", "Add &#39;Water the plants&#39; to my list", "API token",
 		`value="todos:read" checked`, `value="todos:write" checked`, `value="todos:delete" checked`,
-		`data-request="` + req.ID + `"`,
+		`data-request="` + req.MissionID + `"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if got, want := e.approvalURL(req.ID), e.sb.ApprovalPage(e.sb.Enterprise).URL()+"requests/"+req.ID; got != want {
+	if got, want := e.approvalURL(req.MissionID), e.sb.ApprovalPage(e.sb.Enterprise).URL()+"requests/"+req.MissionID; got != want {
 		t.Errorf("Progress ApprovalURL = %q, want %q", got, want)
 	}
-	status, body, _ = b.get(e.approvalURL(req.ID))
-	if status != http.StatusOK || !strings.Contains(body, `name="from" value="detail"`) || !strings.Contains(body, req.ID) {
+	status, body, _ = b.get(e.approvalURL(req.MissionID))
+	if status != http.StatusOK || !strings.Contains(body, `name="from" value="detail"`) || !strings.Contains(body, req.MissionID) {
 		t.Errorf("request page = %d", status)
 	}
-	if _, err := e.sb.Enterprise.Decide(context.Background(), req.ID, authority.Decision{Outcome: authority.Cancel}); err != nil {
+	if _, err := e.sb.Enterprise.Decide(context.Background(), req.MissionID, authority.Decision{Outcome: authority.Cancel}); err != nil {
 		t.Fatal(err)
 	}
 	e.wait(done)
@@ -59,7 +59,7 @@ func TestCSRF(t *testing.T) {
 	_, _, tok := b.get(e.page())
 	decide := e.page() + "decide"
 	form := func(token string) url.Values {
-		return url.Values{"csrf": {token}, "id": {req.ID}, "action": {"approve"}, "scope": {"todos:read"}}
+		return url.Values{"csrf": {token}, "id": {req.MissionID}, "action": {"approve"}, "scope": {"todos:read"}}
 	}
 	other := e.web()
 	_, _, otherTok := other.get(e.page()) // a token bound to another browser's cookie
@@ -81,7 +81,7 @@ func TestCSRF(t *testing.T) {
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("status = %d, want 403", resp.StatusCode)
 			}
-			r, err := e.sb.Enterprise.Request(context.Background(), req.ID)
+			r, err := e.sb.Enterprise.Request(context.Background(), req.MissionID)
 			if err != nil || r.Status != pass.StatusPending {
 				t.Errorf("request after a refused POST: %v, %v; want still pending", r.Status, err)
 			}
@@ -111,7 +111,7 @@ func TestDenyWithReason(t *testing.T) {
 	if !strings.Contains(body, `value="Robin &lt;script&gt;"`) {
 		t.Errorf("the page does not show the approver's (escaped) name")
 	}
-	resp := b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.ID}, "action": {"deny"}, "reason": {"Not before Friday"}}, nil)
+	resp := b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.MissionID}, "action": {"deny"}, "reason": {"Not before Friday"}}, nil)
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "decided=") {
 		t.Fatalf("deny = %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -120,16 +120,16 @@ func TestDenyWithReason(t *testing.T) {
 	if !errors.As(a.err, &denied) || denied.Reason != "Not before Friday" {
 		t.Fatalf("Acquire error = %v, want a DeniedError with the reason", a.err)
 	}
-	r, _ := e.sb.Enterprise.Request(context.Background(), req.ID)
+	r, _ := e.sb.Enterprise.Request(context.Background(), req.MissionID)
 	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin <script>" {
 		t.Errorf("evidence = %+v, want DecidedBy human:Robin <script>", r.Decision)
 	}
-	_, body, _ = b.get(e.page() + "?decided=" + req.ID)
+	_, body, _ = b.get(e.page() + "?decided=" + req.MissionID)
 	if !strings.Contains(body, "Denied") {
 		t.Errorf("no notice after denying")
 	}
 	// Deciding again is refused with a notice, not an error page.
-	resp = b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.ID}, "action": {"approve"}, "scope": {"todos:read"}}, nil)
+	resp = b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.MissionID}, "action": {"approve"}, "scope": {"todos:read"}}, nil)
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "error=notpending") {
 		t.Errorf("second decision redirected to %q, want error=notpending", loc)
 	}
@@ -141,15 +141,15 @@ func TestApproveNeedsAScope(t *testing.T) {
 	req, done := e.pending("Add 'Buy bread' to my list")
 	b := e.web()
 	_, _, tok := b.get(e.page())
-	resp := b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.ID}, "action": {"approve"}}, nil)
+	resp := b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.MissionID}, "action": {"approve"}}, nil)
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "error=noscope") {
 		t.Errorf("approve without scope redirected to %q", loc)
 	}
-	r, _ := e.sb.Enterprise.Request(context.Background(), req.ID)
+	r, _ := e.sb.Enterprise.Request(context.Background(), req.MissionID)
 	if r.Status != pass.StatusPending {
 		t.Errorf("status = %s, want pending", r.Status)
 	}
-	_, _ = e.sb.Enterprise.Decide(context.Background(), req.ID, authority.Decision{Outcome: authority.Cancel})
+	_, _ = e.sb.Enterprise.Decide(context.Background(), req.MissionID, authority.Decision{Outcome: authority.Cancel})
 	e.wait(done)
 }
 
@@ -228,10 +228,10 @@ func TestAdminAPI(t *testing.T) {
 
 	req, done := e.pending("Add 'Pay rent' to my list")
 	status, body := e.api("GET", base+"pending", adminToken, "")
-	if status != 200 || !strings.Contains(body, req.ID) || !strings.Contains(body, `"harness_id": "test-agent"`) {
+	if status != 200 || !strings.Contains(body, req.MissionID) || !strings.Contains(body, `"harness_id": "test-agent"`) {
 		t.Fatalf("GET pending = %d %s", status, body)
 	}
-	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.ID+`","outcome":"approve","scope":["todos:write"],"by":"script"}`)
+	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","scope":["todos:write"],"by":"script"}`)
 	if status != 200 || !strings.Contains(body, `"status": "approved"`) {
 		t.Fatalf("POST decide = %d %s", status, body)
 	}
@@ -246,7 +246,7 @@ func TestAdminAPI(t *testing.T) {
 	if diff := cmp.Diff(pass.Scope{"todos:write"}, tok.Scope); diff != "" {
 		t.Errorf("token scope (-want +got):\n%s", diff)
 	}
-	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.ID+`","outcome":"deny"}`)
+	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"deny"}`)
 	if status != http.StatusConflict {
 		t.Errorf("deciding twice = %d %s, want 409", status, body)
 	}

@@ -156,11 +156,11 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 		}
 		switch req.Decision.Status {
 		case pass.StatusApproved:
-			v.Notice = &notice{"ok", fmt.Sprintf("Approved %s for %s with %s. The agent receives its pass at its next poll.", short(req.ID), req.User, strings.Join(req.Decision.Scope, ", "))}
+			v.Notice = &notice{"ok", fmt.Sprintf("Approved %s for %s with %s. The agent receives its pass at its next poll.", req.MissionID, req.User, strings.Join(req.Decision.Scope, ", "))}
 		case pass.StatusDenied:
-			v.Notice = &notice{"warn", fmt.Sprintf("Denied %s for %s.", short(req.ID), req.User)}
+			v.Notice = &notice{"warn", fmt.Sprintf("Denied %s for %s.", req.MissionID, req.User)}
 		default:
-			v.Notice = &notice{"warn", fmt.Sprintf("Request %s is %s.", short(req.ID), req.Decision.Status)}
+			v.Notice = &notice{"warn", fmt.Sprintf("Request %s is %s.", req.MissionID, req.Decision.Status)}
 		}
 	case q.Get("revoked") != "":
 		a, err := p.a.Authorization(ctx, q.Get("revoked"))
@@ -271,7 +271,7 @@ func errorCode(err error) string {
 func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
 	status := r.StatusAt(now)
 	v := requestView{
-		ID: r.ID, Short: short(r.ID),
+		ID: r.MissionID, Short: r.MissionID,
 		User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID,
 		Tier: string(r.Tier), TierClass: tierClass(r.Tier), TierNote: tierNote(r.Tier),
 		Task: r.TaskDescription, TaskID: r.TaskID, TaskAttested: r.TaskAttested,

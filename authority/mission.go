@@ -1,0 +1,380 @@
+package authority
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentpass-go/agentpass/internal/missionlog"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// ErrTerminal: the mission has ended (completed, revoked or expired); a
+// terminal state never changes.
+var ErrTerminal = errors.New("authority: mission has ended")
+
+// maxMissionDepth bounds walks of the delegation graph, so a corrupt store
+// with a cycle cannot loop forever.
+const maxMissionDepth = 32
+
+// HistoryRecord is one stored entry of a mission's hash-chained history:
+// Body is the canonical JSON (RFC 8785) of the entry without its hash,
+// exactly the bytes Hash was computed over. Stores keep Body as bytes or
+// text, never as a JSON type that a database may re-normalise.
+type HistoryRecord struct {
+	Seq  int64
+	Body []byte
+	Hash string
+}
+
+// MissionListOptions filter and page Store.Missions.
+type MissionListOptions struct {
+	// User, when set, keeps missions of this user e-mail
+	// (case-insensitive).
+	User string
+	// Service, when set, keeps missions for this Service origin.
+	Service string
+	// States, when not empty, keeps missions whose stored state is one of
+	// them.
+	States []pass.MissionState
+	// Parent, when set, keeps the missions delegated from this mission.
+	Parent string
+	// After, when set, starts the page after this mission in
+	// (CreatedAt, MissionID) order.
+	After *MissionCursor
+	// Limit bounds the page; zero means 100, at most 1000.
+	Limit int
+}
+
+// MissionCursor is a position in the (CreatedAt, MissionID) order of
+// missions.
+type MissionCursor struct {
+	CreatedAt time.Time
+	MissionID string
+}
+
+// EffectiveLimit returns the page size: Limit, or 100 when zero, capped at
+// 1000.
+func (o MissionListOptions) EffectiveLimit() int { return ListOptions{Limit: o.Limit}.EffectiveLimit() }
+
+// Matches reports whether r passes the filters of o (not the cursor).
+// Store implementations may use it.
+func (o MissionListOptions) Matches(r *Request) bool {
+	return (o.User == "" || strings.EqualFold(o.User, r.User)) && (o.Service == "" || o.Service == r.Service) &&
+		(len(o.States) == 0 || slices.Contains(o.States, r.State)) && (o.Parent == "" || o.Parent == r.ParentMissionID)
+}
+
+// MissionChange is one conditional change of a mission, applied by
+// Store.TransitionMission under one lock or transaction together with its
+// history entry.
+type MissionChange struct {
+	// From lists the stored states the change applies to. Required,
+	// except for an expiry (To expired), which applies to any state that
+	// has not ended once a deadline has passed.
+	From []pass.MissionState
+	// To is the new state; empty keeps it (a scope narrowing).
+	To pass.MissionState
+	// Cause is ended.cause when To is terminal; an expiry's cause is the
+	// deadline that passed.
+	Cause string
+	// By names who acts ("human:…", "rule:…", "service:…", "harness:…",
+	// "system"); Reason is free text. Both go to the history and, at the
+	// end, to ended.
+	By     string
+	Reason string
+	// Decision records the decision when leaving pending (approved with
+	// To active, denied or canceled with To revoked). Required then.
+	Decision *Evidence
+	// Scope, when not nil, is the new scope: a subset of the current one
+	// (ErrScopeWiden otherwise).
+	Scope pass.Scope
+	// Service, when set, must be the mission's Service (ErrNotFound
+	// otherwise), so a Service can only act on its own delegations.
+	Service string
+	// Details are extra members of the history entry's details.
+	Details map[string]any
+}
+
+// Apply checks c against r at now, applies it in place, bumps the version
+// and returns the history record of the change. Errors, in this order:
+// ErrNotFound (another Service), ErrTerminal, ErrExpired (a deadline has
+// passed: commit the expiry instead), ErrState (From does not hold the
+// state, or an expiry before any deadline), ErrScopeWiden. Store
+// implementations call it inside their atomic section.
+func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
+	if c.Service != "" && r.Service != c.Service {
+		return HistoryRecord{}, ErrNotFound
+	}
+	if r.State.Terminal() {
+		return HistoryRecord{}, ErrTerminal
+	}
+	cause, due := r.dueExpiry(now)
+	from := r.State
+	switch {
+	case c.To == pass.MissionExpired:
+		if !due {
+			return HistoryRecord{}, ErrState
+		}
+		c.Cause = cause
+	case due:
+		return HistoryRecord{}, ErrExpired
+	case !slices.Contains(c.From, from):
+		return HistoryRecord{}, ErrState
+	}
+	if c.Scope != nil && !c.Scope.SubsetOf(r.Scope) {
+		return HistoryRecord{}, ErrScopeWiden
+	}
+	leaving := from == pass.MissionPending && c.To != pass.MissionExpired && c.To != ""
+	if leaving != (c.Decision != nil) || c.Decision != nil && (c.Decision.Status == pass.StatusApproved) != (c.To == pass.MissionActive) {
+		return HistoryRecord{}, fmt.Errorf("authority: MissionChange: a decision goes with leaving pending (approved to active, otherwise revoked)")
+	}
+	if c.To == "" && c.Scope == nil {
+		return HistoryRecord{}, fmt.Errorf("authority: MissionChange: no change")
+	}
+	details := maps.Clone(c.Details)
+	if details == nil {
+		details = map[string]any{}
+	}
+	typ := string(c.To)
+	if c.Decision != nil {
+		d := c.Decision.Clone()
+		r.Status, r.Decision = d.Status, &d
+		typ = string(d.Status)
+		if d.Status == pass.StatusApproved {
+			r.ActivatedAt = now
+			r.Scope = cloneScope(d.Scope)
+			details["scope"] = scopeDetail(d.Scope)
+			details["expires_at"] = d.AuthorizationExpiresAt.UTC().Format(time.RFC3339)
+		}
+	}
+	if from == pass.MissionPending && c.To == pass.MissionExpired {
+		r.Status = pass.StatusExpired
+	}
+	if c.Scope != nil {
+		r.Scope = cloneScope(c.Scope)
+		details["scope"] = scopeDetail(c.Scope)
+		if c.To == "" {
+			typ = "scope_narrowed"
+		}
+	}
+	switch c.To {
+	case "":
+	case pass.MissionActive:
+		if from == pass.MissionSuspended {
+			typ = "resumed"
+		}
+		r.State = c.To
+	default:
+		r.State = c.To
+	}
+	if r.State.Terminal() {
+		r.Ended = &pass.MissionEnd{At: now.UTC(), By: c.By, Cause: c.Cause, Reason: c.Reason}
+		details["cause"] = c.Cause
+	}
+	if c.Reason != "" {
+		details["reason"] = c.Reason
+	}
+	r.Version++
+	return r.Record(pass.HistoryEntry{Type: typ, By: c.By, Details: details}, now)
+}
+
+// Cascade applies the effect of the change c, already applied to root, to
+// its descendant d: a mission that ended ends its descendants (revoked with
+// cause cascade, or expired when their own deadline has passed), and a
+// suspension, resumption or narrowing of root bumps the descendants'
+// version so observers see it. It reports whether d changed, with the
+// history record to append. Store implementations call it, inside the same
+// atomic section, for every descendant of root.
+func (c MissionChange) Cascade(root, d *Request, now time.Time) (HistoryRecord, bool, error) {
+	if d.State.Terminal() {
+		return HistoryRecord{}, false, nil
+	}
+	details := map[string]any{"ancestor": root.MissionID}
+	var typ string
+	switch {
+	case root.State.Terminal():
+		cause, due := d.dueExpiry(now)
+		typ = string(pass.MissionRevoked)
+		if due {
+			typ = string(pass.MissionExpired)
+		} else {
+			cause = pass.CauseCascade
+		}
+		if d.State == pass.MissionPending && !due {
+			d.Status = pass.StatusCanceled
+			d.Decision = &Evidence{Status: pass.StatusCanceled, DecidedBy: c.By, DecidedAt: now, Reason: "an ancestor mission ended"}
+		} else if d.State == pass.MissionPending {
+			d.Status = pass.StatusExpired
+		}
+		d.State = pass.MissionState(typ)
+		d.Ended = &pass.MissionEnd{At: now.UTC(), By: c.By, Cause: cause, Reason: "an ancestor mission ended"}
+		details["cause"] = cause
+	case c.To == pass.MissionSuspended:
+		typ = "suspended"
+	case c.To == pass.MissionActive && slices.Contains(c.From, pass.MissionSuspended):
+		typ = "resumed"
+	case c.Scope != nil:
+		s := d.Scope.Intersect(root.Scope)
+		if len(s) == len(d.Scope) {
+			return HistoryRecord{}, false, nil
+		}
+		d.Scope = s
+		typ = "scope_narrowed"
+		details["scope"] = scopeDetail(s)
+	default:
+		return HistoryRecord{}, false, nil
+	}
+	d.Version++
+	rec, err := d.Record(pass.HistoryEntry{Type: typ, By: c.By, Details: details}, now)
+	return rec, err == nil, err
+}
+
+func scopeDetail(s pass.Scope) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone([]string(s))
+}
+
+// Record appends an entry at the mission's current version to r's history
+// (filling seq, at, version, prev and hash) and returns what to store.
+func (r *Request) Record(e pass.HistoryEntry, now time.Time) (HistoryRecord, error) {
+	e.Seq, e.At, e.Version = r.HistoryCount+1, now, r.Version
+	if e.By == "" {
+		e.By = "system"
+	}
+	body, err := missionlog.Seal(&e, r.HistoryHead)
+	if err != nil {
+		return HistoryRecord{}, fmt.Errorf("authority: history entry: %w", err)
+	}
+	r.HistoryHead, r.HistoryCount = e.Hash, e.Seq
+	return HistoryRecord{Seq: e.Seq, Body: body, Hash: e.Hash}, nil
+}
+
+// StartMission opens the mission of a new request: state and version from
+// its status (pending is version 1; a request decided at once was pending
+// first, so it starts at version 2), and the history records of its
+// creation and decision. Store implementations call it in CreateRequest
+// and store the records with the request.
+func (r *Request) StartMission() ([]HistoryRecord, error) {
+	if !strings.HasPrefix(r.MissionID, pass.MissionIDPrefix) || len(r.MissionID) > maxIDLength {
+		return nil, fmt.Errorf("authority: CreateRequest: mission id must start with %s", pass.MissionIDPrefix)
+	}
+	if r.IDHash == "" {
+		return nil, fmt.Errorf("authority: CreateRequest: empty request id hash")
+	}
+	r.State, r.Version, r.HistoryHead, r.HistoryCount, r.Ended = pass.MissionPending, 1, "", 0, nil
+	details := map[string]any{"service": r.Service, "task_id": r.TaskID, "type": string(r.Type), "available": scopeDetail(r.AvailableScope)}
+	if r.ParentMissionID != "" {
+		details["parent"] = r.ParentMissionID
+	}
+	first, err := r.Record(pass.HistoryEntry{Type: "requested", By: "harness:" + r.HarnessID, Details: details}, r.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	out := []HistoryRecord{first}
+	if r.Status == pass.StatusPending {
+		return out, nil
+	}
+	d := r.Decision
+	if d == nil {
+		return nil, fmt.Errorf("authority: CreateRequest: status %q without a decision", r.Status)
+	}
+	c := MissionChange{From: []pass.MissionState{pass.MissionPending}, To: pass.MissionRevoked, By: d.DecidedBy, Reason: d.Reason, Decision: d}
+	switch d.Status {
+	case pass.StatusApproved:
+		c.To = pass.MissionActive
+	case pass.StatusDenied:
+		c.Cause = pass.CauseDenied
+	case pass.StatusCanceled:
+		c.Cause = pass.CauseCanceled
+	default:
+		return nil, fmt.Errorf("authority: CreateRequest: status %q is not a decision", d.Status)
+	}
+	// The decision was taken at creation: judge deadlines at DecidedAt.
+	rec, err := c.Apply(r, d.DecidedAt)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, rec), nil
+}
+
+// dueExpiry reports whether a deadline of the (not ended) mission has
+// passed at now, and which: the request TTL while pending, the
+// delegation's end, or a pass that expired unredeemed.
+func (r *Request) dueExpiry(now time.Time) (cause string, due bool) {
+	switch r.State {
+	case pass.MissionPending:
+		if !now.Before(r.ExpiresAt) {
+			return pass.CauseRequestExpired, true
+		}
+	case pass.MissionActive, pass.MissionSuspended:
+		if r.Decision == nil {
+			return "", false
+		}
+		if !now.Before(r.Decision.AuthorizationExpiresAt) {
+			return pass.CauseClock, true
+		}
+		if r.ConsumedAt.IsZero() && !now.Before(r.Decision.PassExpiresAt) {
+			return pass.CausePassExpired, true
+		}
+	}
+	return "", false
+}
+
+// MissionStateAt returns the mission's own state at now: a mission past a
+// deadline is expired even before the expiry is committed.
+func (r *Request) MissionStateAt(now time.Time) pass.MissionState {
+	if _, due := r.dueExpiry(now); due {
+		return pass.MissionExpired
+	}
+	return r.State
+}
+
+// EffectiveMissionState returns the state every surface reports for r at
+// now, given its ancestors (parent first): an ended ancestor makes it
+// revoked (the cascade may not be committed yet), a suspended one
+// suspended, and its own expiry wins over both.
+func EffectiveMissionState(r *Request, ancestors []*Request, now time.Time) pass.MissionState {
+	own := r.MissionStateAt(now)
+	if own.Terminal() || own == pass.MissionPending {
+		return own
+	}
+	state := own
+	for _, a := range ancestors {
+		switch a.MissionStateAt(now) {
+		case pass.MissionCompleted, pass.MissionRevoked, pass.MissionExpired:
+			return pass.MissionRevoked
+		case pass.MissionSuspended:
+			state = pass.MissionSuspended
+		}
+	}
+	return state
+}
+
+// SyncAuthorization makes a live authorization of r follow the mission's
+// state and scope after a change by whom and why, and reports whether it
+// changed. Store implementations call it for the authorizations of every
+// mission TransitionMission changes.
+func (r *Request) SyncAuthorization(a *Authorization, by, reason string, now time.Time) bool {
+	if a.State != pass.DelegationActive && a.State != pass.DelegationSuspended {
+		return false
+	}
+	to := pass.DelegationState(r.State)
+	if r.State == pass.MissionPending {
+		return false
+	}
+	changed := a.State != to || !slices.Equal(a.Scope, r.Scope)
+	if !changed {
+		return false
+	}
+	a.State, a.Scope, a.UpdatedAt = to, cloneScope(r.Scope), now
+	a.StateBy, a.StateReason = by, reason
+	if r.Ended != nil && to != pass.DelegationExpired {
+		a.ClosedAt = now
+	}
+	return true
+}

@@ -1,0 +1,268 @@
+// Package jcs writes the RFC 8785 (JSON Canonicalization Scheme) form of
+// the values a mission history hashes, and canonicalises JSON text.
+//
+// It deliberately supports a subset of JSON: objects, arrays, strings,
+// booleans, null and integers within ±2^53. Floating-point numbers are
+// refused rather than formatted, because ECMAScript number formatting is
+// the part of RFC 8785 implementations most often get wrong, and a hash
+// that two implementations compute differently is worse than none. Invalid
+// UTF-8 and duplicate object members are refused too: silently repairing
+// them would hash something other than what was stored.
+package jcs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// ErrUnsupported: the value or text holds something outside the subset
+// (a float, an integer beyond ±2^53, invalid UTF-8, a duplicate member, a
+// Go type with no JSON counterpart).
+var ErrUnsupported = errors.New("jcs: unsupported value")
+
+// maxSafe is 2^53: integers within ±maxSafe round-trip through every JSON
+// implementation, including ECMAScript's.
+const maxSafe = 1 << 53
+
+// maxDepth bounds nesting, so hostile input cannot exhaust the stack.
+const maxDepth = 64
+
+// Marshal returns the canonical form of v, which may be nil, bool, string,
+// any Go integer type, json.Number holding an integer, a map with string
+// keys, or a slice or array of those.
+func Marshal(v any) ([]byte, error) {
+	return appendValue(nil, reflect.ValueOf(v), 0)
+}
+
+// Canonicalize parses JSON text b and returns its canonical form. Text
+// outside the subset is refused with ErrUnsupported; malformed JSON with a
+// syntax error.
+func Canonicalize(b []byte) ([]byte, error) {
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("%w: invalid UTF-8", ErrUnsupported)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	out, err := appendToken(nil, d, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, fmt.Errorf("jcs: trailing data after the value")
+	}
+	return out, nil
+}
+
+func appendToken(dst []byte, d *json.Decoder, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d", ErrUnsupported, maxDepth)
+	}
+	tok, err := d.Token()
+	if err != nil {
+		return nil, fmt.Errorf("jcs: %w", err)
+	}
+	switch t := tok.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		return strconv.AppendBool(dst, t), nil
+	case string:
+		return appendString(dst, t)
+	case json.Number:
+		return appendNumber(dst, t)
+	case json.Delim:
+		if t == '[' {
+			dst = append(dst, '[')
+			for i := 0; d.More(); i++ {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				if dst, err = appendToken(dst, d, depth+1); err != nil {
+					return nil, err
+				}
+			}
+			if _, err := d.Token(); err != nil {
+				return nil, fmt.Errorf("jcs: %w", err)
+			}
+			return append(dst, ']'), nil
+		}
+		// An object: collect members, then write them sorted.
+		type member struct {
+			key string
+			val []byte
+		}
+		var ms []member
+		for d.More() {
+			kt, err := d.Token()
+			if err != nil {
+				return nil, fmt.Errorf("jcs: %w", err)
+			}
+			k, _ := kt.(string)
+			v, err := appendToken(nil, d, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			ms = append(ms, member{k, v})
+		}
+		if _, err := d.Token(); err != nil {
+			return nil, fmt.Errorf("jcs: %w", err)
+		}
+		slices.SortFunc(ms, func(a, b member) int { return compareUTF16(a.key, b.key) })
+		dst = append(dst, '{')
+		for i, m := range ms {
+			if i > 0 {
+				if ms[i-1].key == m.key {
+					return nil, fmt.Errorf("%w: duplicate member %q", ErrUnsupported, m.key)
+				}
+				dst = append(dst, ',')
+			}
+			if dst, err = appendString(dst, m.key); err != nil {
+				return nil, err
+			}
+			dst = append(dst, ':')
+			dst = append(dst, m.val...)
+		}
+		return append(dst, '}'), nil
+	}
+	return nil, fmt.Errorf("%w: token %v", ErrUnsupported, tok)
+}
+
+func appendNumber(dst []byte, n json.Number) ([]byte, error) {
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: number %s is not an integer", ErrUnsupported, n)
+	}
+	return appendInt(dst, i)
+}
+
+func appendInt(dst []byte, i int64) ([]byte, error) {
+	if i > maxSafe || i < -maxSafe {
+		return nil, fmt.Errorf("%w: integer %d beyond ±2^53", ErrUnsupported, i)
+	}
+	return strconv.AppendInt(dst, i, 10), nil
+}
+
+func appendValue(dst []byte, v reflect.Value, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d", ErrUnsupported, maxDepth)
+	}
+	if !v.IsValid() {
+		return append(dst, "null"...), nil
+	}
+	if n, ok := v.Interface().(json.Number); ok {
+		return appendNumber(dst, n)
+	}
+	switch v.Kind() {
+	case reflect.Interface, reflect.Pointer:
+		if v.IsNil() {
+			return append(dst, "null"...), nil
+		}
+		return appendValue(dst, v.Elem(), depth+1)
+	case reflect.Bool:
+		return strconv.AppendBool(dst, v.Bool()), nil
+	case reflect.String:
+		return appendString(dst, v.String())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return appendInt(dst, v.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		u := v.Uint()
+		if u > maxSafe {
+			return nil, fmt.Errorf("%w: integer %d beyond ±2^53", ErrUnsupported, u)
+		}
+		return strconv.AppendUint(dst, u, 10), nil
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return append(dst, "null"...), nil
+		}
+		dst = append(dst, '[')
+		for i := range v.Len() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendValue(dst, v.Index(i), depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, ']'), nil
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			return nil, fmt.Errorf("%w: map key type %s", ErrUnsupported, v.Type().Key())
+		}
+		if v.IsNil() {
+			return append(dst, "null"...), nil
+		}
+		keys := make([]string, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			keys = append(keys, k.String())
+		}
+		slices.SortFunc(keys, compareUTF16)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendString(dst, k); err != nil {
+				return nil, err
+			}
+			dst = append(dst, ':')
+			if dst, err = appendValue(dst, v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key())), depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, '}'), nil
+	}
+	return nil, fmt.Errorf("%w: Go type %s", ErrUnsupported, v.Type())
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as ECMAScript's JSON.stringify does (RFC 8785
+// §3.2.2.2): only '"', '\\' and control characters are escaped, with the
+// short forms where they exist and lowercase \u00xx otherwise.
+func appendString(dst []byte, s string) ([]byte, error) {
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("%w: invalid UTF-8 in a string", ErrUnsupported)
+	}
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			dst = append(dst, '\\', '"')
+		case c == '\\':
+			dst = append(dst, '\\', '\\')
+		case c == '\b':
+			dst = append(dst, '\\', 'b')
+		case c == '\f':
+			dst = append(dst, '\\', 'f')
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"'), nil
+}
+
+// compareUTF16 orders member names by their UTF-16 code units (RFC 8785
+// §3.2.3), which differs from byte order for characters beyond U+FFFF.
+func compareUTF16(a, b string) int {
+	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
+	return slices.Compare(ua, ub)
+}

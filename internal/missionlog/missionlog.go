@@ -1,0 +1,95 @@
+// Package missionlog seals and verifies the hash chain of a mission's
+// history: each entry's hash is "sha256:" and the hex SHA-256 of the RFC
+// 8785 form of the entry without its hash, and each entry names the
+// previous entry's hash, so the last hash commits to the whole log.
+//
+// Stores keep the canonical bytes that were hashed, not a re-encoding of
+// them: a database that normalises JSON (PostgreSQL's jsonb) would
+// otherwise make an intact log fail verification.
+package missionlog
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentpass-go/agentpass/internal/jcs"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// ErrBroken: the chain does not verify; the error names the first bad seq.
+var ErrBroken = errors.New("missionlog: history chain broken")
+
+// Seal fills e.Prev with prev, computes e.Hash and returns the canonical
+// bytes that were hashed. e.At is truncated to microseconds (the precision
+// stores keep) and made UTC.
+func Seal(e *pass.HistoryEntry, prev string) ([]byte, error) {
+	e.Prev = prev
+	e.At = e.At.UTC().Truncate(time.Microsecond)
+	m := map[string]any{
+		"seq": e.Seq, "at": e.At.Format(time.RFC3339Nano), "type": e.Type, "by": e.By,
+		"version": e.Version, "prev": e.Prev,
+	}
+	if len(e.Details) > 0 {
+		m["details"] = e.Details
+	}
+	body, err := jcs.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("missionlog: %w", err)
+	}
+	e.Hash = Hash(body)
+	return body, nil
+}
+
+// Hash returns the chain hash of canonical bytes.
+func Hash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Decode parses the stored bytes of an entry and attaches its stored hash.
+// Detail numbers decode as json.Number.
+func Decode(body []byte, hash string) (pass.HistoryEntry, error) {
+	var e pass.HistoryEntry
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&e); err != nil {
+		return e, fmt.Errorf("missionlog: %w", err)
+	}
+	e.Hash = hash
+	return e, nil
+}
+
+// Verify checks a mission's stored entries, in seq order: every body is
+// canonical, hashes to its stored hash, has the next seq and names the
+// previous hash. It returns nil, or an error wrapping ErrBroken with the
+// first bad seq (1-based position in the log when the body cannot be read).
+func Verify(bodies [][]byte, hashes []string) (badSeq int64, err error) {
+	if len(bodies) != len(hashes) {
+		return 1, fmt.Errorf("%w: %d bodies, %d hashes", ErrBroken, len(bodies), len(hashes))
+	}
+	prev := ""
+	for i, body := range bodies {
+		seq := int64(i + 1)
+		canon, err := jcs.Canonicalize(body)
+		if err != nil || !bytes.Equal(canon, body) {
+			return seq, fmt.Errorf("%w at seq %d: entry is not canonical JSON", ErrBroken, seq)
+		}
+		if Hash(body) != hashes[i] {
+			return seq, fmt.Errorf("%w at seq %d: hash mismatch", ErrBroken, seq)
+		}
+		e, err := Decode(body, hashes[i])
+		if err != nil {
+			return seq, fmt.Errorf("%w at seq %d: %w", ErrBroken, seq, err)
+		}
+		if e.Seq != seq || e.Prev != prev {
+			return seq, fmt.Errorf("%w at seq %d: out of sequence or wrong prev", ErrBroken, seq)
+		}
+		prev = hashes[i]
+	}
+	return 0, nil
+}
