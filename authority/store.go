@@ -78,7 +78,10 @@ type Store interface {
 	// unexpired at now, marks it consumed, and creates the authorization
 	// (see Request.Authorize) with the given id. Errors, in this order:
 	// ErrNotFound, ErrWrongAudience (nothing changes), ErrConsumed,
-	// ErrExpired.
+	// ErrExpired. A call for a pass already consumed under the same
+	// authorizationID returns that authorization (in its current state)
+	// instead of ErrConsumed: a caller that lost the answer with its
+	// connection retries with the same id and learns that it won.
 	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error)
 
 	// Authorization returns the authorization with the given id, whatever

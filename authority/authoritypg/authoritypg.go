@@ -296,7 +296,9 @@ const consumeSQL = `
 // ConsumePass implements authority.Store. The consumption is one
 // conditional UPDATE (with the authorization's INSERT in the same
 // statement); when it claims nothing, a read that changes nothing decides
-// between ErrNotFound, ErrWrongAudience, ErrConsumed and ErrExpired.
+// between ErrNotFound, ErrWrongAudience, ErrConsumed and ErrExpired. A pass
+// already consumed under authorizationID is a retry whose first answer was
+// lost with its connection: it returns that authorization.
 func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Authorization, error) {
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
@@ -319,6 +321,12 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 		return nil, authority.ErrNotFound
 	case st.service != audience:
 		return nil, authority.ErrWrongAudience
+	case st.consumed && st.authorizationID == authorizationID:
+		a, err := s.Authorization(ctx, authorizationID)
+		if err != nil {
+			return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
+		}
+		return a, nil
 	case st.consumed:
 		return nil, authority.ErrConsumed
 	}
@@ -328,15 +336,16 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 
 type passState struct {
 	found, approved, consumed bool
-	service                   string
+	service, authorizationID  string
 }
 
 // passState reads what decides a refused consumption or rotation.
 func (s *Store) passState(ctx context.Context, where string, arg string) (passState, error) {
 	var st passState
 	err := s.pool.QueryRow(ctx, `
-		SELECT status = 'approved' AND decision_status IS NOT NULL, consumed_at IS NOT NULL, service
-		FROM agentpass_authority_requests WHERE `+where, arg).Scan(&st.approved, &st.consumed, &st.service)
+		SELECT status = 'approved' AND decision_status IS NOT NULL, consumed_at IS NOT NULL, service,
+			coalesce(authorization_id, '')
+		FROM agentpass_authority_requests WHERE `+where, arg).Scan(&st.approved, &st.consumed, &st.service, &st.authorizationID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}
