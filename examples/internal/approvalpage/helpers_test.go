@@ -27,27 +27,52 @@ type env struct {
 	sb    *sandbox.Sandbox
 	agent *harness.Client
 
+	clock *offsetClock
+
 	mu       sync.Mutex
 	progress []harness.Progress
+	changed  chan struct{} // closed and replaced when progress grows
+}
+
+// offsetClock is the real time plus an offset a test can advance, so a
+// test can jump past an interval (the Service's re-check) without waiting.
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
 }
 
 func newEnv(t *testing.T, explicitPorts bool) *env {
 	t.Helper()
 	n := testnet.New(t)
+	clock := &offsetClock{}
 	sb, err := sandbox.Build(n, sandbox.Options{
 		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
-		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond,
+		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, Now: clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, n: n, sb: sb}
+	e := &env{t: t, n: n, sb: sb, clock: clock, changed: make(chan struct{})}
 	e.agent, err = harness.New(harness.Config{
 		HarnessID: "test-agent", HTTPClient: n.Client(), Discovery: n.Discovery(), MinPoll: 100 * time.Millisecond,
 		InsecureAllowPrivateNetworks: true, // the sandbox lives on loopback
 		Progress: func(p harness.Progress) {
 			e.mu.Lock()
 			e.progress = append(e.progress, p)
+			close(e.changed)
+			e.changed = make(chan struct{})
 			e.mu.Unlock()
 		},
 	})
@@ -110,7 +135,9 @@ func (e *env) wait(done <-chan acquired) acquired {
 // request. The Authority stores a request before its 202 reaches the
 // Harness, so the Progress event may trail what pending saw: wait for it.
 func (e *env) approvalURL(requestID string) string {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
 		e.mu.Lock()
 		for _, p := range e.progress {
 			if p.Event == harness.EventRequestCreated && p.RequestID == requestID {
@@ -118,9 +145,14 @@ func (e *env) approvalURL(requestID string) string {
 				return p.ApprovalURL
 			}
 		}
+		changed := e.changed
 		e.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return ""
+		}
 	}
-	return ""
 }
 
 // browser is a cookie-keeping HTTP client that does not follow redirects.
