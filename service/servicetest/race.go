@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -66,26 +66,18 @@ func testRedeemRetry(t *testing.T, s service.Store) {
 func testTwoServices(t *testing.T, s service.Store) {
 	n := testnet.New(t)
 	now := func() time.Time { return base.Add(time.Second) }
-	keys, err := dpop.GenerateKeySet()
+	replicas, err := deploy.Services(n, service.Config{
+		Origin: "https://app.test", Name: "Tickets", Store: s, Now: now,
+		Scopes:           []pass.ScopeInfo{{Name: "tickets:read"}, {Name: "tickets:write"}},
+		TrustedFederated: []pass.AuthorityRef{{Authority: "https://fed.test", AuthorityConfigurationURL: "https://fed.test/agentpass"}},
+		RateLimits:       service.RateLimits{Initialize: deploy.Unlimited()},
+	}, deploy.Stores{}, deploy.Stores{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := service.Rate{PerSecond: -1}
-	noLimit := service.RateLimit{Client: off, Network: off, User: off, Domain: off, Overall: off}
-	const origin = "https://app.test"
-	var initURLs []string
-	for _, host := range []string{"app.test", "app-replica.test"} {
-		svc, err := service.New(service.Config{
-			Origin: origin, Name: "Tickets", Keys: keys, Store: s, Now: now,
-			Scopes:           []pass.ScopeInfo{{Name: "tickets:read"}, {Name: "tickets:write"}},
-			TrustedFederated: []pass.AuthorityRef{{Authority: "https://fed.test", AuthorityConfigurationURL: "https://fed.test/agentpass"}},
-			Discovery:        n.Discovery(), HTTPClient: n.Client(), InsecureAllowPrivateNetworks: true,
-			RateLimits: service.RateLimits{Initialize: noLimit},
-		})
-		if err != nil {
-			t.Fatalf("service.New: %v", err)
-		}
-		initURLs = append(initURLs, n.Serve(host, svc)+service.DefaultPrefix+"/initialize")
+	initURLs := []string{
+		n.Serve("app.test", replicas[0]) + service.DefaultPrefix + "/initialize",
+		n.Serve("app-replica.test", replicas[1]) + service.DefaultPrefix + "/initialize",
 	}
 	d := delegation(uniq("authz"))
 	tok := secret.Token("init_")
