@@ -169,6 +169,10 @@ func (e *env) web() *webClient {
 	}}
 }
 
+// in returns the client failing t (a subtest) instead of the env's test;
+// it shares the cookies.
+func (b *webClient) in(t *testing.T) *webClient { return &webClient{t: t, client: b.client} }
+
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // get loads a page and returns its status, body and form token.
@@ -215,6 +219,12 @@ func (b *webClient) post(u string, form url.Values, headers map[string]string) *
 // api calls the admin API.
 func (e *env) api(method, u, token, body string) (int, string) {
 	e.t.Helper()
+	return e.apiIn(e.t, method, u, token, body)
+}
+
+// apiIn is api failing t (a subtest) instead of the env's test.
+func (e *env) apiIn(t testing.TB, method, u, token, body string) (int, string) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -228,7 +238,7 @@ func (e *env) api(method, u, token, body string) (int, string) {
 	}
 	resp, err := e.n.Client().Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -77,7 +77,7 @@ func TestCSRF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := b.post(decide, tt.form, tt.headers)
+			resp := b.in(t).post(decide, tt.form, tt.headers)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("status = %d, want 403", resp.StatusCode)
 			}
@@ -214,7 +214,7 @@ func TestAdminAPI(t *testing.T) {
 		{"revoke with wrong token", "POST", "revoke", adminToken + "x"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			status, _ := e.api(tt.method, base+tt.path, tt.token, "")
+			status, _ := e.apiIn(t, tt.method, base+tt.path, tt.token, "")
 			if status != http.StatusUnauthorized {
 				t.Errorf("status = %d, want 401", status)
 			}
