@@ -271,6 +271,7 @@ func TestIssuanceRejects(t *testing.T) {
 		{name: "G-32 user domain without enterprise record", mod: func(e *env, h *harness) { h.req.User.Email = "alex@elsewhere.test" }, status: 403, code: pass.CodeUntrustedAuthority, noScopes: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			defer e.bind(t)()
 			h := e.newHarness()
 			if tc.mod != nil {
 				tc.mod(e, h)
