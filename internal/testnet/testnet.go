@@ -7,6 +7,10 @@
 // JSON over the wire. Only name resolution of the served hosts is local: the
 // network's HTTP client dials "host:443" to the loopback port the host's
 // server listens on, and refuses every other destination.
+//
+// This package builds the network itself (hosts, CA, DNS records, clients,
+// discovery clients, a shared [Clock]); package deploy builds the parties
+// on it (Authorities, Services, Harnesses, replicas behind a balancer).
 package testnet
 
 import (
