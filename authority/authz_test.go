@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -29,7 +30,7 @@ func (e *env) redeem() string {
 func TestAuthorizationCheck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, approveAll)
-	other := authoritytest.NewService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
+	other := deploy.NewTestService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
 	id := e.redeem()
 	exp := authoritytest.T0.Add(authority.DefaultAuthorizationTTL).UTC()
 
@@ -103,7 +104,7 @@ func TestAuthorizationCheck(t *testing.T) {
 func TestAuthorizationClose(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, approveAll)
-	other := authoritytest.NewService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
+	other := deploy.NewTestService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
 	id := e.redeem()
 	wantError(t, toResp(e.closeAuthz(other, id, pass.CloseRevoke)), 404, pass.CodeAuthorizationUnknown)
 	if _, c := e.check(e.svc, id); c == nil {

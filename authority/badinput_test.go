@@ -21,6 +21,7 @@ func TestBadInput(t *testing.T) {
 	for _, p := range posts {
 		url := e.base + p
 		t.Run(p, func(t *testing.T) {
+			defer e.bind(t)()
 			r := e.do(http.MethodGet, url, nil, bearer)
 			wantError(t, r, 405, pass.CodeMethodNotAllowed)
 			if r.header.Get("Allow") != "POST" {

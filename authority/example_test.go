@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
-	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -67,7 +67,7 @@ func Example() {
 	}
 	n.Serve("idp.corp.test", a)
 	n.PublishEnterprise("corp.test", a.ConfigurationURL())
-	svc := authoritytest.NewService(n, "todo.test", a.ConfigurationURL(), nil)
+	svc := deploy.NewTestService(n, "todo.test", a.ConfigurationURL(), nil)
 
 	// The Harness asks for a pass (no holder key: a plain v0.1 harness).
 	body, _ := json.Marshal(pass.IssuanceRequest{

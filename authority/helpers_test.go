@@ -20,6 +20,7 @@ import (
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -63,7 +64,7 @@ type env struct {
 	clock  *clock
 	auth   *authority.Authority
 	base   string
-	svc    *authoritytest.Service
+	svc    *deploy.TestService
 	vendor *dpop.Key
 	logs   *syncBuffer
 	pended []authority.Request
@@ -131,7 +132,7 @@ func newEnv(t testing.TB, opts ...func(*authority.Config)) *env {
 	host := strings.TrimPrefix(authID, "https://")
 	e.net.Serve(host, e.auth)
 	e.net.PublishEnterprise(corpDomain, e.auth.ConfigurationURL())
-	e.svc = authoritytest.NewService(e.net, svcHost, e.auth.ConfigurationURL(), e.clock.Now)
+	e.svc = deploy.NewTestService(e.net, svcHost, e.auth.ConfigurationURL(), e.clock.Now)
 	return e
 }
 
@@ -276,7 +277,7 @@ func (e *env) poll(id, proof string) (response, *pass.IssuanceStatus) {
 }
 
 // validate posts a validation as svc.
-func (e *env) validate(svc *authoritytest.Service, value string) (response, *pass.ValidationResponse) {
+func (e *env) validate(svc *deploy.TestService, value string) (response, *pass.ValidationResponse) {
 	e.t.Helper()
 	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathValidate, authID, pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}})
 	if err != nil {
@@ -293,7 +294,7 @@ func (e *env) validate(svc *authoritytest.Service, value string) (response, *pas
 	return r, &v
 }
 
-func (e *env) check(svc *authoritytest.Service, id string) (response, *pass.AuthorizationCheckResponse) {
+func (e *env) check(svc *deploy.TestService, id string) (response, *pass.AuthorizationCheckResponse) {
 	e.t.Helper()
 	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathAuthorizationCheck, authID, pass.AuthorizationCheckRequest{AuthorizationID: id})
 	if err != nil {
@@ -310,7 +311,7 @@ func (e *env) check(svc *authoritytest.Service, id string) (response, *pass.Auth
 	return r, &v
 }
 
-func (e *env) closeAuthz(svc *authoritytest.Service, id string, action pass.CloseAction) (response, *pass.AuthorizationCloseResponse) {
+func (e *env) closeAuthz(svc *deploy.TestService, id string, action pass.CloseAction) (response, *pass.AuthorizationCloseResponse) {
 	e.t.Helper()
 	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathAuthorizationClose, authID, pass.AuthorizationCloseRequest{AuthorizationID: id, Action: action})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -173,7 +174,7 @@ func TestIssuanceRejects(t *testing.T) {
 	// A Service whose configuration claims another origin (G-32), and a
 	// second real Service.
 	e.net.PublishService("liar.test", e.svc.ConfigURL)
-	_ = authoritytest.NewService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
+	_ = deploy.NewTestService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
 	attClaims := func(mod func(m map[string]any)) func(e *env, h *harness) {
 		return func(e *env, h *harness) {
 			m := map[string]any{"iss": vendorIss, "sub": harnessID, "cnf": map[string]json.RawMessage{"jwk": h.key.PublicJSON()},
@@ -276,6 +277,7 @@ func TestIssuanceRejects(t *testing.T) {
 		{name: "G-32 user domain without enterprise record", mod: func(e *env, h *harness) { h.req.User.Email = "alex@elsewhere.test" }, status: 403, code: pass.CodeUntrustedAuthority, noScopes: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			defer e.bind(t)()
 			h := e.newHarness()
 			if tc.mod != nil {
 				tc.mod(e, h)

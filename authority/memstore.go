@@ -317,6 +317,9 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 		return nil, ErrWrongAudience
 	}
 	if !r.ConsumedAt.IsZero() {
+		if a, ok := m.authz[authorizationID]; ok && r.AuthorizationID == authorizationID {
+			return a.Clone(), nil // a retry of this consumption
+		}
 		return nil, ErrConsumed
 	}
 	if !now.Before(r.Decision.PassExpiresAt) {

@@ -100,7 +100,10 @@ type Store interface {
 	// mission check happens under the same lock or statement as the
 	// consumption. Errors, in this order: ErrNotFound (also for a mission
 	// that is not active), ErrWrongAudience (nothing changes),
-	// ErrConsumed, ErrExpired.
+	// ErrConsumed, ErrExpired. A call for a pass already consumed under the
+	// same authorizationID returns that authorization (in its current
+	// state) instead of ErrConsumed: a caller that lost the answer with its
+	// connection retries with the same id and learns that it won.
 	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error)
 
 	// Authorization returns the authorization with the given id, whatever

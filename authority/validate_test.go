@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
-	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestValidateRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, approveAll)
-	other := authoritytest.NewService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
+	other := deploy.NewTestService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
 	value, _ := e.approvedPass(e.newHarness())
 	body := pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}
 	url := e.base + authority.PathValidate

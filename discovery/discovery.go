@@ -309,6 +309,7 @@ type Client struct {
 	http           *http.Client
 	udp, tcp       *dns.Client
 	group          singleflight.Group
+	joined         func(key string) // tests: a caller joined flight key
 	txtCache       *cache[txtResult]
 	docCache       *cache[any]
 	jwksCache      *cache[*jwksEntry]

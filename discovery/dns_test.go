@@ -323,20 +323,23 @@ func TestTXTCacheBounded(t *testing.T) {
 	}
 }
 
-// 100 goroutines asking at once cause one upstream query.
+// 100 concurrent lookups of one name cause one query: the query is held at
+// the server until every caller has joined the lookup.
 func TestConcurrentLookupsCollapse(t *testing.T) {
 	srv := dnstest.NewServer(t)
-	c, _ := newTestClient(t, srv, nil)
+	c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.DNSTimeout = time.Minute })
 	const name = "_agentpass.herd.example"
 	srv.SetTXT(name, 60, cfgURL)
-	srv.SetDelay(name, 100*time.Millisecond)
+	arrived, release := srv.Hold(name)
+	defer release()
+	const callers = 100
+	joined := make(chan struct{}, callers)
+	c.joined = func(string) { joined <- struct{}{} }
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	start := make(chan struct{})
-	for range 100 {
+	errs := make(chan error, callers)
+	for range callers {
 		wg.Go(func() {
-			<-start
 			u, err := c.LookupEnterpriseTXT(bg(), "herd.example")
 			if err == nil && u != cfgURL {
 				err = fmt.Errorf("URL %q", u)
@@ -344,7 +347,11 @@ func TestConcurrentLookupsCollapse(t *testing.T) {
 			errs <- err
 		})
 	}
-	close(start)
+	for range callers {
+		<-joined
+	}
+	<-arrived
+	release()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -358,23 +365,38 @@ func TestConcurrentLookupsCollapse(t *testing.T) {
 }
 
 // One caller's cancellation does not fail the others sharing the lookup, and
-// the cancelled caller sees a lookup failure, never "no record".
+// the cancelled caller sees a lookup failure, never "no record". The query
+// is held at the server until the short caller has given up.
 func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
 	srv := dnstest.NewServer(t)
-	c, _ := newTestClient(t, srv, nil)
+	c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.DNSTimeout = time.Minute })
 	const name = "_agentpass.shared.example"
 	srv.SetTXT(name, 60, cfgURL)
-	srv.SetDelay(name, 150*time.Millisecond)
+	arrived, release := srv.Hold(name)
+	defer release()
+	joined := make(chan struct{}, 2)
+	c.joined = func(string) { joined <- struct{}{} }
 
 	ctx, cancel := context.WithTimeout(bg(), 20*time.Millisecond)
 	defer cancel()
-	var wg sync.WaitGroup
-	var shortErr error
-	wg.Go(func() { _, shortErr = c.LookupEnterpriseTXT(ctx, "shared.example") })
-	time.Sleep(5 * time.Millisecond)
-	u, err := c.LookupEnterpriseTXT(bg(), "shared.example")
-	wg.Wait()
-	if err != nil || u != cfgURL {
+	short := make(chan error, 1)
+	go func() {
+		_, err := c.LookupEnterpriseTXT(ctx, "shared.example")
+		short <- err
+	}()
+	<-arrived // the short caller's lookup is at the server
+	patient := make(chan error, 1)
+	var u string
+	go func() {
+		var err error
+		u, err = c.LookupEnterpriseTXT(bg(), "shared.example")
+		patient <- err
+	}()
+	<-joined
+	<-joined // both callers share the lookup
+	shortErr := <-short
+	release()
+	if err := <-patient; err != nil || u != cfgURL {
 		t.Errorf("patient caller: %q, %v", u, err)
 	}
 	var le *LookupError

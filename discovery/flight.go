@@ -16,6 +16,9 @@ func (c *Client) flight(ctx context.Context, key string, timeout time.Duration, 
 		defer cancel()
 		return fn(wctx)
 	})
+	if c.joined != nil {
+		c.joined(key) // registered with the flight: tests count waiters
+	}
 	select {
 	case r := <-ch:
 		return r.Val, r.Err

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/agentpass-go/agentpass/discovery/dnstest"
 )
@@ -20,7 +19,9 @@ type route struct {
 	age          string
 	location     string
 	body         string
-	delay        time.Duration
+	// gate, when set, holds the answer until it is closed or the client
+	// gives up, so a test can keep a fetch in flight without a delay.
+	gate chan struct{}
 }
 
 // docServer is an HTTPS server (httptest's certificate, valid for
@@ -49,8 +50,12 @@ func (ds *docServer) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if rt.delay > 0 {
-		time.Sleep(rt.delay)
+	if rt.gate != nil {
+		select {
+		case <-rt.gate:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if rt.contentType != "-" {
 		ct := rt.contentType

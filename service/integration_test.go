@@ -128,6 +128,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	const user = "alex@real.test"
 
 	t.Run("enterprise bearer, narrowed then revoked", func(t *testing.T) {
+		defer rn.bind(t)()
 		value := rn.acquire(t, rn.ent, h, pass.BearerToken, user, "")
 		r := rn.redeemReal(t, rn.ent, h, pass.BearerToken, user, value)
 		if r.status != http.StatusOK {
@@ -175,6 +176,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	})
 
 	t.Run("service authority browser session, then closed", func(t *testing.T) {
+		defer rn.bind(t)()
 		const free = "sam@free.test"
 		value := rn.acquire(t, rn.sa, h, pass.BrowserSession, free, appURL+"/tickets")
 		r := rn.redeemReal(t, rn.sa, h, pass.BrowserSession, free, value, "POST")
@@ -211,6 +213,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	})
 
 	t.Run("federated for a domain without an Enterprise Authority", func(t *testing.T) {
+		defer rn.bind(t)()
 		const free = "kim@free.test"
 		value := rn.acquire(t, rn.fed, h, pass.BearerToken, free, "")
 		if r := rn.redeemReal(t, rn.fed, h, pass.BearerToken, free, value); r.status != http.StatusOK {
@@ -219,6 +222,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	})
 
 	t.Run("federated Authority for an enterprise user", func(t *testing.T) { // S-SCOPE-4, S-RED-7, G-9
+		defer rn.bind(t)()
 		// The Service refuses the Federated Authority's available-scopes
 		// call for a user whose domain has an Enterprise Authority, so no
 		// pass is ever issued.
@@ -238,6 +242,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	})
 
 	t.Run("holder proof from another key", func(t *testing.T) { // HB-7
+		defer rn.bind(t)()
 		value := rn.acquire(t, rn.ent, h, pass.BearerToken, user, "")
 		thief := newHarness(t)
 		thief.id = h.id
@@ -248,6 +253,7 @@ func TestWithRealAuthorities(t *testing.T) {
 	})
 
 	t.Run("Authority down", func(t *testing.T) { // S-AUTHZ-7
+		defer rn.bind(t)()
 		value := rn.acquire(t, rn.ent, h, pass.BearerToken, user, "")
 		r := rn.redeemReal(t, rn.ent, h, pass.BearerToken, user, value)
 		var resp pass.BearerTokenResponse

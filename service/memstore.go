@@ -83,6 +83,9 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	defer s.mu.Unlock()
 	s.maybePrune(d.CreatedAt, len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit)
 	if _, ok := s.delegations[d.AuthorizationID]; ok {
+		if s.redeemedWith(d.AuthorizationID, cred, init) {
+			return nil // a retry of this Redeem
+		}
 		return fmt.Errorf("service: delegation %w", ErrConflict)
 	}
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
@@ -105,6 +108,16 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	}
 	s.delegations[d.AuthorizationID] = &memDelegation{rec: *d.clone(), refs: 1}
 	return nil
+}
+
+// redeemedWith reports whether the delegation id holds cred or init.
+func (s *MemoryStore) redeemedWith(id string, cred *CredentialRecord, init *InitRecord) bool {
+	if cred != nil {
+		c, ok := s.creds[cred.Hash]
+		return ok && c.AuthorizationID == id
+	}
+	r, ok := s.inits[init.Hash]
+	return ok && r.AuthorizationID == id
 }
 
 // ConsumeInit implements Store.

@@ -32,7 +32,10 @@ type Store interface {
 	// bearer token) or init (an initialization token), atomically: either
 	// both records exist afterwards or neither does. A delegation with the
 	// same AuthorizationID that already exists (even invalidated) makes it
-	// return ErrConflict and store nothing.
+	// return ErrConflict and store nothing, unless that delegation holds
+	// the credential or initialization token of this call (same hash): the
+	// call is then a retry of a Redeem whose answer was lost with its
+	// connection, and it returns nil.
 	Redeem(ctx context.Context, d *DelegationRecord, cred *CredentialRecord, init *InitRecord) error
 
 	// ConsumeInit atomically marks the initialization token with the given

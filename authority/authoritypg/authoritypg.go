@@ -489,7 +489,9 @@ func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Ti
 // checked, the mission's ancestors are read FOR SHARE (so a concurrent
 // suspension or end of an ancestor either commits first and is seen, or
 // waits for this consumption), the mission must be active, and the
-// authorization and the "redeemed" history record are written.
+// authorization and the "redeemed" history record are written. A pass
+// already consumed under authorizationID is a retry whose first answer was
+// lost with its connection: it returns that authorization.
 func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Authorization, error) {
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
@@ -507,6 +509,14 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 			return authority.ErrNotFound
 		case r.Service != audience:
 			return authority.ErrWrongAudience
+		case !r.ConsumedAt.IsZero() && r.AuthorizationID == authorizationID:
+			a, err := scanAuthorization(tx.QueryRow(ctx, `SELECT `+authorizationColumns+`
+				FROM agentpass_authority_authorizations WHERE id = $1`, authorizationID))
+			if err != nil {
+				return err
+			}
+			out = a
+			return nil
 		case !r.ConsumedAt.IsZero():
 			return authority.ErrConsumed
 		case !now.Before(r.Decision.PassExpiresAt):
@@ -573,15 +583,16 @@ func insertAuthorization(ctx context.Context, tx pgx.Tx, a *authority.Authorizat
 
 type passState struct {
 	found, approved, consumed bool
-	service                   string
+	service, authorizationID  string
 }
 
 // passState reads what decides a refused consumption or rotation.
 func (s *Store) passState(ctx context.Context, where string, arg string) (passState, error) {
 	var st passState
 	err := s.pool.QueryRow(ctx, `
-		SELECT status = 'approved' AND decision_status IS NOT NULL, consumed_at IS NOT NULL, service
-		FROM agentpass_authority_requests WHERE `+where, arg).Scan(&st.approved, &st.consumed, &st.service)
+		SELECT status = 'approved' AND decision_status IS NOT NULL, consumed_at IS NOT NULL, service,
+			coalesce(authorization_id, '')
+		FROM agentpass_authority_requests WHERE `+where, arg).Scan(&st.approved, &st.consumed, &st.service, &st.authorizationID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}

@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
-	"github.com/agentpass-go/agentpass/discovery"
-	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -21,29 +20,15 @@ import (
 func testTwoAuthorities(t *testing.T, s authority.Store) {
 	n := testnet.New(t)
 	now := func() time.Time { return T0.Add(time.Minute) }
-	ks, err := dpop.GenerateKeySet()
+	const id = "https://idp.test"
+	replicas, err := deploy.Authorities(n, authority.Config{
+		Identifier: id, TrustMode: pass.TrustFederated, Store: s, Now: now,
+	}, deploy.Stores{}, deploy.Stores{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const id = "https://idp.test"
-	var origins []string
-	for _, host := range []string{"idp.test", "idp-replica.test"} {
-		dc := n.DiscoveryConfig()
-		dc.Now = now
-		disc, err := discovery.New(dc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := authority.New(authority.Config{
-			Identifier: id, TrustMode: pass.TrustFederated, Keys: ks, Store: s, Discovery: disc,
-			HTTPClient: n.Client(), InsecureAllowPrivateNetworks: true, Now: now,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		origins = append(origins, n.Serve(host, a))
-	}
-	svc := NewService(n, "todo.test", id+authority.PathConfiguration, now)
+	origins := []string{n.Serve("idp.test", replicas[0]), n.Serve("idp-replica.test", replicas[1])}
+	svc := deploy.NewTestService(n, "todo.test", id+authority.PathConfiguration, now)
 	value := secret.Token("ap_")
 	r := NewRequest("req-race")
 	r.Service = svc.Origin

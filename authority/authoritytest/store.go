@@ -60,6 +60,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 		{"ConsumePass", testConsumePass},
 		{"ConsumeWrongAudienceDoesNotConsume", testConsumeWrongAudience},
 		{"ConsumeExpired", testConsumeExpired},
+		{"ConsumeRetrySameAuthorization", testConsumeRetry},
 		{"AuthorizationTransitions", testAuthorizationTransitions},
 		{"AuthorizationTerminalImmutable", testAuthorizationTerminal},
 		{"AuthorizationForeignService", testAuthorizationForeign},

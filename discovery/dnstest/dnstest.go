@@ -113,6 +113,7 @@ type Server struct {
 	nodes      map[string]*node
 	faults     map[string]Fault
 	delays     map[string]time.Duration
+	holds      map[string]*hold
 	queries    map[string]int
 	tcpQueries map[string]int
 	negTTL     uint32
@@ -144,6 +145,7 @@ func StartAt(addr string) (*Server, error) {
 		nodes:      map[string]*node{},
 		faults:     map[string]Fault{},
 		delays:     map[string]time.Duration{},
+		holds:      map[string]*hold{},
 		queries:    map[string]int{},
 		tcpQueries: map[string]int{},
 		negTTL:     60,
@@ -327,6 +329,36 @@ func (s *Server) SetDelay(name string, d time.Duration) {
 	s.delays[Key(name)] = d
 }
 
+// hold keeps the queries about one name unanswered until released.
+type hold struct {
+	arrived chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// Hold keeps every query about name unanswered until release is called
+// (or the server closes), so a test can act while a lookup is in flight
+// without guessing a delay. arrived receives once per query as it
+// arrives (it holds up to 1,024 unread arrivals; more are dropped).
+// release answers the held queries and ends the hold; calling it again
+// does nothing.
+func (s *Server) Hold(name string) (arrived <-chan struct{}, release func()) {
+	h := &hold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
+	s.mu.Lock()
+	s.holds[Key(name)] = h
+	s.mu.Unlock()
+	return h.arrived, func() {
+		h.once.Do(func() {
+			s.mu.Lock()
+			if s.holds[Key(name)] == h {
+				delete(s.holds, Key(name))
+			}
+			s.mu.Unlock()
+			close(h.release)
+		})
+	}
+}
+
 // SetNegativeTTL sets the TTL and the minimum field of the SOA record sent in
 // NXDOMAIN and NODATA answers (default 60 seconds).
 func (s *Server) SetNegativeTTL(ttl uint32) {
@@ -385,6 +417,7 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	fault := s.faults[name]
 	delay := s.delays[name]
+	held := s.holds[name]
 	ad := s.ad
 	negTTL := s.negTTL
 	s.mu.Unlock()
@@ -392,6 +425,17 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg) {
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
+		case <-s.closed:
+			return
+		}
+	}
+	if held != nil {
+		select {
+		case held.arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-held.release:
 		case <-s.closed:
 			return
 		}

@@ -199,3 +199,35 @@ func TestDelay(t *testing.T) {
 		t.Errorf("answered after %v, want >= 100ms", d)
 	}
 }
+
+// A held query is answered only after release, and its arrival is signalled.
+func TestHold(t *testing.T) {
+	srv := dnstest.NewServer(t)
+	srv.SetTXT("held.example.com", 60, "v")
+	arrived, release := srv.Hold("held.example.com")
+	answered := make(chan *dns.Msg, 1)
+	go func() {
+		c := &dns.Client{Net: "tcp", Timeout: time.Minute}
+		m := new(dns.Msg)
+		m.SetQuestion("held.example.com.", dns.TypeTXT)
+		r, _, err := c.Exchange(m, srv.Addr())
+		if err != nil {
+			t.Errorf("query: %v", err)
+		}
+		answered <- r
+	}()
+	<-arrived
+	select {
+	case <-answered:
+		t.Fatal("a held query was answered before release")
+	default:
+	}
+	release()
+	release() // a second call does nothing
+	if r := <-answered; r == nil || len(txts(r)) != 1 {
+		t.Fatalf("answer after release: %v", r)
+	}
+	if _, err := query(t, srv, "udp", "held.example.com"); err != nil {
+		t.Errorf("after release, queries are answered at once: %v", err)
+	}
+}

@@ -26,6 +26,8 @@ type env struct {
 	t      *testing.T
 	sb     *sandbox.Sandbox
 	global []string
+	// onStderr, when set, sees the CLI's whole stderr after each write.
+	onStderr func(string)
 }
 
 func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request)) *env {
@@ -47,14 +49,20 @@ func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	onWrite func(string) // sees the whole buffer after each write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	all := s.b.String()
+	s.mu.Unlock()
+	if s.onWrite != nil {
+		s.onWrite(all)
+	}
+	return n, err
 }
 
 func (s *syncBuffer) String() string {
@@ -67,7 +75,8 @@ func (s *syncBuffer) String() string {
 // and stderr.
 func (e *env) run(envVars map[string]string, args ...string) (int, string, string) {
 	e.t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout syncBuffer
+	stderr := syncBuffer{onWrite: e.onStderr}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	code := runContext(ctx, append(append([]string{}, e.global...), args...), &stdout, &stderr, func(k string) string { return envVars[k] })
@@ -172,12 +181,19 @@ func TestTokenAndCall(t *testing.T) {
 // the CLI shows the approval page's link, and prints exactly the scope the
 // person granted narrowed by -scope.
 func TestTokenWaitsForApproval(t *testing.T) {
+	// The person decides once the CLI shows that it waits.
+	decide := make(chan func(), 1)
 	e := newEnv(t, func(a *authority.Authority, r authority.Request) {
-		go func() {
-			time.Sleep(300 * time.Millisecond)
+		decide <- func() {
 			_, _ = a.Decide(context.Background(), r.MissionID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"todos:read", "todos:write"}, DecidedBy: "human:test"})
-		}()
+		}
 	})
+	var once sync.Once
+	e.onStderr = func(s string) {
+		if strings.Contains(s, "waiting for approval") {
+			once.Do(func() { go (<-decide)() })
+		}
+	}
 	code, out, stderr := e.run(nil, "-json", "-harness-id", "ci-bot", "token", e.sb.TodoOrigin, sandbox.UserEnterprise, "-task", "Add milk to my list", "-scope", "todos:write,todos:delete")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)

@@ -6,26 +6,21 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpass-go/agentpass/authority"
-	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
-	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	build "github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
-	"github.com/agentpass-go/agentpass/service/servicepg"
 )
 
 // Names of the deployment.
@@ -39,73 +34,12 @@ const (
 
 	// pinHeader makes the load balancer send a request to one replica
 	// (its index); requests without it are spread round-robin.
-	pinHeader = "X-Test-Replica"
-	// servedByHeader names the replica that answered.
-	servedByHeader = "X-Test-Served-By"
+	pinHeader = build.PinHeader
 )
 
 var scopes = []pass.ScopeInfo{
 	{Name: "tickets:read", Description: "Read tickets"},
 	{Name: "tickets:write", Description: "Create and edit tickets"},
-}
-
-// clock is the controllable time of every party. It starts at the real time
-// (the network's certificates are valid now).
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// balancer is the load balancer in front of the replicas of one role: it
-// sends each request to the next replica (round-robin), or to the replica
-// named by pinHeader, and counts what each replica served, by path.
-type balancer struct {
-	backends []http.Handler
-	next     atomic.Uint64
-
-	mu   sync.Mutex
-	hits map[string][]int
-}
-
-func newBalancer(backends []http.Handler) *balancer {
-	return &balancer{backends: backends, hits: map[string][]int{}}
-}
-
-func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	i := int((b.next.Add(1) - 1) % uint64(len(b.backends)))
-	if v := r.Header.Get(pinHeader); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n >= len(b.backends) {
-			http.Error(w, "no such replica", http.StatusBadRequest)
-			return
-		}
-		i = n
-	}
-	b.mu.Lock()
-	h := b.hits[r.URL.Path]
-	if h == nil {
-		h = make([]int, len(b.backends))
-		b.hits[r.URL.Path] = h
-	}
-	h[i]++
-	b.mu.Unlock()
-	w.Header().Set(servedByHeader, strconv.Itoa(i))
-	b.backends[i].ServeHTTP(w, r)
-}
-
-// Hits returns how many requests for path each replica served.
-func (b *balancer) Hits(path string) []int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]int, len(b.backends))
-	copy(out, b.hits[path])
-	return out
 }
 
 // options shape a deployment.
@@ -126,26 +60,20 @@ type options struct {
 	svcLimits  *service.RateLimits
 }
 
-// noLimit turns every level of an endpoint's rate limit off.
-var noLimit = authority.RateLimit{
-	Client: authority.Rate{PerSecond: -1}, Network: authority.Rate{PerSecond: -1},
-	User: authority.Rate{PerSecond: -1}, Domain: authority.Rate{PerSecond: -1}, Overall: authority.Rate{PerSecond: -1},
-}
-
 // deployment is an Enterprise Authority for corp.test at idp.corp.test and a
 // Service at app.test, each run as opts.replicas replicas behind a
 // balancer, on a loopback network with DNS and TLS, and a Harness.
 type deployment struct {
 	t           testing.TB
 	net         *testnet.Network
-	clock       *clock
+	clock       *testnet.Clock
 	client      *http.Client
 	serviceKeys *dpop.KeySet
 
 	authorities     []*authority.Authority
 	authorityStores []authority.Store
 	services        []*service.Service
-	authLB, svcLB   *balancer
+	authLB, svcLB   *build.Balancer
 	harness         *harness.Client
 }
 
@@ -169,19 +97,33 @@ func deploy(t testing.TB, o options) *deployment {
 	}
 	ctx := context.Background()
 	// The pools come first, so that their cleanup (close, drop the schema)
-	// runs after the network has stopped.
-	var pools []*pgxpool.Pool // Authority replicas, then Service replicas
+	// runs after the network has stopped. Each replica has a pool of its
+	// own on one schema; every replica of both roles records its proofs
+	// and assertions in the one replay table.
+	authReplicas := make([]build.Stores, o.replicas) // zero: in memory
+	svcReplicas := make([]build.Stores, o.replicas)
+	d := &deployment{t: t}
 	switch {
 	case o.postgres:
-		first := pgtest.Pool(t)
-		pools = append(pools, first)
-		for range 2*o.replicas - 1 {
-			pools = append(pools, pgtest.SharedPool(t, first))
+		pools := pgtest.Replicas(t, 2*o.replicas, false)
+		d.clock = testnet.NewClock(time.Now())
+		for i := range o.replicas {
+			var err error
+			if authReplicas[i], err = build.Postgres(ctx, pools[i], d.clock.Now); err != nil {
+				t.Fatalf("authority replica %d: %v", i, err)
+			}
+			if svcReplicas[i], err = build.Postgres(ctx, pools[o.replicas+i], d.clock.Now); err != nil {
+				t.Fatalf("service replica %d: %v", i, err)
+			}
+			authReplicas[i].Service, svcReplicas[i].Authority = nil, nil
 		}
 	case o.replicas > 1:
 		t.Fatal("replicas need a shared store: set postgres")
+	default:
+		d.clock = testnet.NewClock(time.Now())
+		authReplicas[0].Authority = authority.NewMemoryStore()
 	}
-	d := &deployment{t: t, net: testnet.New(t), clock: newClock()}
+	d.net = testnet.New(t)
 	// The network's client, with room for a loaded machine: in the
 	// concurrent tests every request waits for most of the others.
 	c := *d.net.Client()
@@ -189,112 +131,67 @@ func deploy(t testing.TB, o options) *deployment {
 	d.client = &c
 	t.Cleanup(d.client.CloseIdleConnections)
 
-	authKeys, err := dpop.GenerateKeySet()
-	if err != nil {
+	acfg := authority.Config{
+		Identifier: authorityID,
+		TrustMode:  pass.TrustEnterprise,
+		Approver:   build.ApproveAll("policy:replicatest"),
+		HTTPClient: d.client,
+		Now:        d.clock.Now,
+		PollAfter:  100 * time.Millisecond,
+		RateLimits: authority.RateLimits{Issuance: build.Unlimited(), Status: build.Unlimited()},
+	}
+	if o.authLimits != nil {
+		acfg.RateLimits = *o.authLimits
+	}
+	var err error
+	if d.authorities, err = build.Authorities(d.net, acfg, authReplicas...); err != nil {
 		t.Fatal(err)
 	}
-	if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
-		t.Fatal(err)
-	}
-	approveAll := authority.ApproverFunc(func(context.Context, *authority.Request) (authority.Decision, error) {
-		return authority.Decision{Outcome: authority.Approve, DecidedBy: "policy:replicatest"}, nil
-	})
 	var handlers []http.Handler
-	for i := range o.replicas {
-		cfg := authority.Config{
-			Identifier: authorityID,
-			TrustMode:  pass.TrustEnterprise,
-			Keys:       authKeys,
-			Approver:   approveAll,
-			Discovery:  d.discovery(),
-			HTTPClient: d.client,
-			Now:        d.clock.Now,
-			PollAfter:  100 * time.Millisecond,
-			RateLimits: authority.RateLimits{Issuance: noLimit, Status: noLimit},
-			// Every party listens on loopback.
-			InsecureAllowPrivateNetworks: true,
-		}
-		if o.authLimits != nil {
-			cfg.RateLimits = *o.authLimits
-		}
-		if o.postgres {
-			st := authoritypg.New(pools[i], authoritypg.WithNow(d.clock.Now))
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatalf("authority replica %d: migrate: %v", i, err)
-			}
-			rc := dpoppg.New(pools[i], d.clock.Now)
-			if err := rc.Migrate(ctx); err != nil {
-				t.Fatalf("authority replica %d: migrate replay cache: %v", i, err)
-			}
-			cfg.Store, cfg.ReplayCache = st, rc
-		} else {
-			cfg.Store = authority.NewMemoryStore()
-		}
-		a, err := authority.New(cfg)
-		if err != nil {
-			t.Fatalf("authority replica %d: %v", i, err)
-		}
-		d.authorities = append(d.authorities, a)
-		d.authorityStores = append(d.authorityStores, cfg.Store)
+	for i, a := range d.authorities {
+		d.authorityStores = append(d.authorityStores, authReplicas[i].Authority)
 		handlers = append(handlers, a)
 	}
-	d.authLB = newBalancer(handlers)
+	d.authLB = build.NewBalancer(handlers...)
 	d.net.Serve(idpHost, d.authLB)
 	d.net.PublishEnterprise("corp.test", d.authorities[0].ConfigurationURL())
 
+	if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
+		t.Fatal(err)
+	}
+	scfg := service.Config{
+		Origin:        appOrigin,
+		Name:          "Tickets",
+		Keys:          d.serviceKeys,
+		Scopes:        scopes,
+		HTTPClient:    d.client,
+		Now:           d.clock.Now,
+		CheckInterval: o.checkInterval,
+		RateLimits: service.RateLimits{Resolve: build.Unlimited(), Initialize: build.Unlimited(),
+			Redeem: build.Unlimited(), AvailableScopes: build.Unlimited()},
+	}
+	if o.svcLimits != nil {
+		scfg.RateLimits = *o.svcLimits
+	}
+	if d.services, err = build.Services(d.net, scfg, svcReplicas...); err != nil {
+		t.Fatal(err)
+	}
 	handlers = nil
-	for i := range o.replicas {
-		cfg := service.Config{
-			Origin:        appOrigin,
-			Name:          "Tickets",
-			Keys:          d.serviceKeys,
-			Scopes:        scopes,
-			Discovery:     d.discovery(),
-			HTTPClient:    d.client,
-			Now:           d.clock.Now,
-			CheckInterval: o.checkInterval,
-			RateLimits:    service.RateLimits{Resolve: noLimit, Initialize: noLimit, Redeem: noLimit, AvailableScopes: noLimit},
-			// Every party listens on loopback.
-			InsecureAllowPrivateNetworks: true,
-		}
-		if o.svcLimits != nil {
-			cfg.RateLimits = *o.svcLimits
-		}
-		if o.postgres {
-			st := servicepg.New(pools[o.replicas+i], servicepg.WithNow(d.clock.Now))
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatalf("service replica %d: migrate: %v", i, err)
-			}
-			// The same replay table as the Authority replicas: one for
-			// every role.
-			rc := dpoppg.New(pools[o.replicas+i], d.clock.Now)
-			if err := rc.Migrate(ctx); err != nil {
-				t.Fatalf("service replica %d: migrate replay cache: %v", i, err)
-			}
-			cfg.Store, cfg.ReplayCache = st, rc
-		}
-		svc, err := service.New(cfg)
-		if err != nil {
-			t.Fatalf("service replica %d: %v", i, err)
-		}
-		d.services = append(d.services, svc)
+	for i, svc := range d.services {
 		mux := http.NewServeMux()
 		mux.Handle("/agentpass/", svc)
 		mux.Handle("GET /api/whoami", svc.Middleware(service.RequireScope("tickets:read")(whoamiHandler(i))))
 		handlers = append(handlers, mux)
 	}
-	d.svcLB = newBalancer(handlers)
+	d.svcLB = build.NewBalancer(handlers...)
 	d.net.Serve(appHost, d.svcLB)
 	d.net.PublishService(appHost, d.services[0].ConfigurationURL())
 
-	d.harness, err = harness.New(harness.Config{
+	d.harness, err = build.Harness(d.net, harness.Config{
 		HarnessID:  harnessID,
 		HTTPClient: d.client,
-		Discovery:  d.discovery(),
 		Now:        d.clock.Now,
 		MinPoll:    harness.MinPollFloor,
-		// Every party listens on loopback.
-		InsecureAllowPrivateNetworks: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -314,15 +211,7 @@ func whoamiHandler(replica int) http.Handler {
 
 // discovery returns a new discovery client (each replica has its own
 // caches, as separate processes would).
-func (d *deployment) discovery() *discovery.Client {
-	cfg := d.net.DiscoveryConfig()
-	cfg.Now = d.clock.Now
-	c, err := discovery.New(cfg)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	return c
-}
+func (d *deployment) discovery() *discovery.Client { return d.net.DiscoveryAt(d.clock.Now) }
 
 // acquire obtains n approved passes of type typ through the Harness
 // (resolution at the Service, issuance and status at the Authority, all

@@ -4,7 +4,7 @@
 // # Overview
 //
 // The tests build, on a loopback network (package internal/testnet, real
-// DNS and TLS), two Authority replicas (package authority, same Identifier
+// DNS and TLS, parties wired by internal/testnet/deploy), two Authority replicas (package authority, same Identifier
 // and KeySet, each on its own authoritypg.Store and pool) and two Service
 // replicas (package service, same Origin and KeySet, each on its own
 // servicepg.Store and pool), all on one schema, where every replica of both

@@ -7,6 +7,10 @@
 // JSON over the wire. Only name resolution of the served hosts is local: the
 // network's HTTP client dials "host:443" to the loopback port the host's
 // server listens on, and refuses every other destination.
+//
+// This package builds the network itself (hosts, CA, DNS records, clients,
+// discovery clients, a shared [Clock]); package deploy builds the parties
+// on it (Authorities, Services, Harnesses, replicas behind a balancer).
 package testnet
 
 import (
@@ -322,10 +326,17 @@ func (n *Network) DiscoveryConfig() discovery.Config {
 }
 
 // Discovery returns a new discovery client for this network.
-func (n *Network) Discovery() *discovery.Client {
-	c, err := discovery.New(n.DiscoveryConfig())
+func (n *Network) Discovery() *discovery.Client { return n.DiscoveryAt(nil) }
+
+// DiscoveryAt returns a new discovery client for this network on the clock
+// now (nil: time.Now). Each party gets its own, with caches of its own, as
+// separate processes would.
+func (n *Network) DiscoveryAt(now func() time.Time) *discovery.Client {
+	cfg := n.DiscoveryConfig()
+	cfg.Now = now
+	c, err := discovery.New(cfg)
 	if err != nil {
-		panic("testnet: " + err.Error())
+		panic("testnet: " + err.Error()) // the configuration is fixed: a bug
 	}
 	return c
 }

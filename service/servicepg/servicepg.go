@@ -139,6 +139,22 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 	}
 	_, err := s.pool.Exec(ctx, sql, args...)
 	if isUniqueViolation(err) {
+		// A retry of a Redeem that committed finds its own record.
+		table, hash := "agentpass_service_credentials", ""
+		if cred != nil {
+			hash = cred.Hash
+		} else {
+			table, hash = "agentpass_service_init_tokens", init.Hash
+		}
+		var mine bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE hash = $1 AND authorization_id = $2)`,
+			hash, d.AuthorizationID).Scan(&mine)
+		switch {
+		case err != nil:
+			return fmt.Errorf("servicepg: Redeem: %w", err)
+		case mine:
+			return nil
+		}
 		return fmt.Errorf("servicepg: Redeem: %w", service.ErrConflict)
 	}
 	if err != nil {

@@ -61,8 +61,8 @@ func initToken(id, hash string, exp time.Time) *service.InitRecord {
 // twoReplicas returns two stores on two pools sharing one schema: two
 // Service replicas.
 func twoReplicas(t *testing.T) (*servicepg.Store, *servicepg.Store) {
-	pool := pgtest.Pool(t)
-	s1, s2 := servicepg.New(pool), servicepg.New(pgtest.SharedPool(t, pool))
+	pools := pgtest.Replicas(t, 2, false)
+	s1, s2 := servicepg.New(pools[0]), servicepg.New(pools[1])
 	if err := s1.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,8 @@ func TestReplicas(t *testing.T) {
 func TestPrune(t *testing.T) {
 	pool := pgtest.Pool(t)
 	now := base.Add(3 * time.Hour)
-	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return now }))
+	ticks := pgtest.NewTicks() // the janitor's ticks, from its log
+	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return now }), servicepg.WithLogger(ticks.Logger()))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -266,16 +267,11 @@ func TestPrune(t *testing.T) {
 	now = now.Add(time.Hour)
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	mark := ticks.Mark()
 	go func() { done <- s.RunJanitor(jctx, 10*time.Millisecond) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := s.Delegation(ctx, "i1"); errors.Is(err, service.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("janitor did not prune within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	ticks.WaitCaughtUp(t, mark)
+	if _, err := s.Delegation(ctx, "i1"); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("janitor caught up but did not prune: %v", err)
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

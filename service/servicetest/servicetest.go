@@ -78,299 +78,314 @@ func initToken(id string) *service.InitRecord {
 	}
 }
 
-// TestStore runs the conformance suite against stores made by newStore.
-// newStore may return the same store for every call (a shared database):
-// the suite uses fresh ids everywhere.
+// TestStore runs the conformance suite against stores made by newStore,
+// one named subtest each. newStore may return the same store for every
+// call (a shared database): the suite uses fresh ids everywhere.
 func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
-	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, s service.Store)
+	}{
+		{"RedeemTokenThenCredential", testRedeemTokenThenCredential},
+		{"UnknownRecords", testUnknownRecords},
+		{"RedeemConflictStoresNothing", testRedeemConflictStoresNothing},
+		{"CredentialExpiry", testCredentialExpiry},
+		{"InitSingleUse", testInitSingleUse},
+		{"InitExpiry", testInitExpiry},
+		{"InitConcurrentConsume", testInitConcurrentConsume},
+		{"AddCredentialAndInvalidate", testAddCredentialAndInvalidate},
+		{"RecordCheck", testRecordCheck},
+		{"ConcurrentRedeemOneAuthorization", testConcurrentRedeemOneAuthorization},
+		{"RedeemRetrySameRecords", testRedeemRetry},
+		{"TwoServicesInitializeRaceHTTPS", testTwoServices},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
 
-	t.Run("RedeemTokenThenCredential", func(t *testing.T) {
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		c := credential(d.AuthorizationID, service.KindDPoP)
-		c.JKT = "thumbprint"
-		if err := s.Redeem(ctx, d, c, nil); err != nil {
-			t.Fatalf("Redeem: %v", err)
+var ctx = context.Background()
+
+func testRedeemTokenThenCredential(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	c := credential(d.AuthorizationID, service.KindDPoP)
+	c.JKT = "thumbprint"
+	if err := s.Redeem(ctx, d, c, nil); err != nil {
+		t.Fatalf("Redeem: %v", err)
+	}
+	gotC, gotD, err := s.Credential(ctx, c.Hash, base)
+	if err != nil {
+		t.Fatalf("Credential: %v", err)
+	}
+	if diff := cmp.Diff(c, gotC, timeEqual); diff != "" {
+		t.Errorf("credential (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(d, gotD, timeEqual); diff != "" {
+		t.Errorf("delegation (-want +got):\n%s", diff)
+	}
+	// Returned records are copies.
+	gotD.Scope[0] = "mutated"
+	gotC.Scope[0] = "mutated"
+	_, again, err := s.Credential(ctx, c.Hash, base)
+	if err != nil || again.Scope[0] != "tickets:read" {
+		t.Errorf("store shares memory with its callers: %v %v", again, err)
+	}
+	byID, err := s.Delegation(ctx, d.AuthorizationID)
+	if err != nil {
+		t.Fatalf("Delegation: %v", err)
+	}
+	if diff := cmp.Diff(d, byID, timeEqual); diff != "" {
+		t.Errorf("Delegation (-want +got):\n%s", diff)
+	}
+}
+
+func testUnknownRecords(t *testing.T, s service.Store) {
+	if _, _, err := s.Credential(ctx, uniq("nope"), base); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("Credential(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Delegation(ctx, uniq("nope")); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("Delegation(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.ConsumeInit(ctx, uniq("nope"), base); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("ConsumeInit(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := s.Invalidate(ctx, uniq("nope"), base, "x"); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("Invalidate(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := s.RecordCheck(ctx, uniq("nope"), base, pass.Scope{"a"}, time.Time{}); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("RecordCheck(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := s.AddCredential(ctx, credential(uniq("nope"), service.KindSession)); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("AddCredential(unknown delegation) = %v, want ErrNotFound", err)
+	}
+}
+
+func testRedeemConflictStoresNothing(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
+		t.Fatal(err)
+	}
+	c2 := credential(d.AuthorizationID, service.KindBearer)
+	if err := s.Redeem(ctx, d, c2, nil); !errors.Is(err, service.ErrConflict) {
+		t.Fatalf("second Redeem of one authorization id = %v, want ErrConflict", err)
+	}
+	if _, _, err := s.Credential(ctx, c2.Hash, base); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("credential of a refused Redeem exists: %v", err)
+	}
+	in := initToken(d.AuthorizationID)
+	if err := s.Redeem(ctx, d, nil, in); !errors.Is(err, service.ErrConflict) {
+		t.Fatalf("Redeem with init of a taken id = %v, want ErrConflict", err)
+	}
+	if _, err := s.ConsumeInit(ctx, in.Hash, base); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("init token of a refused Redeem exists: %v", err)
+	}
+}
+
+func testCredentialExpiry(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	c := credential(d.AuthorizationID, service.KindBearer)
+	if err := s.Redeem(ctx, d, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Credential(ctx, c.Hash, c.ExpiresAt.Add(-time.Second)); err != nil {
+		t.Errorf("credential before expiry: %v", err)
+	}
+	if _, _, err := s.Credential(ctx, c.Hash, c.ExpiresAt); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("credential at expiry = %v, want ErrNotFound", err)
+	}
+}
+
+// S-BRW-3, S-BRW-11, S-BRW-12
+func testInitSingleUse(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	in := initToken(d.AuthorizationID)
+	if err := s.Redeem(ctx, d, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ConsumeInit(ctx, in.Hash, base.Add(time.Second))
+	if err != nil {
+		t.Fatalf("first ConsumeInit: %v", err)
+	}
+	want := *in
+	want.Used = true
+	if diff := cmp.Diff(&want, got, timeEqual, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Used" }, cmp.Ignore())); diff != "" {
+		t.Errorf("ConsumeInit (-want +got):\n%s", diff)
+	}
+	if _, err := s.ConsumeInit(ctx, in.Hash, base.Add(2*time.Second)); !errors.Is(err, service.ErrInitUsed) {
+		t.Errorf("second ConsumeInit = %v, want ErrInitUsed", err)
+	}
+}
+
+// S-BRW-4
+func testInitExpiry(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	in := initToken(d.AuthorizationID)
+	if err := s.Redeem(ctx, d, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConsumeInit(ctx, in.Hash, in.ExpiresAt); !errors.Is(err, service.ErrInitExpired) {
+		t.Errorf("ConsumeInit at expiry = %v, want ErrInitExpired", err)
+	}
+	if _, err := s.ConsumeInit(ctx, in.Hash, in.ExpiresAt.Add(-time.Second)); err == nil {
+		t.Errorf("an expired, refused init token was accepted later")
+	}
+}
+
+// S-BRW-8
+func testInitConcurrentConsume(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	in := initToken(d.AuthorizationID)
+	if err := s.Redeem(ctx, d, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := s.ConsumeInit(ctx, in.Hash, base.Add(time.Second))
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	ok, used := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, service.ErrInitUsed):
+			used++
+		default:
+			t.Errorf("concurrent ConsumeInit: unexpected error %v", err)
 		}
-		gotC, gotD, err := s.Credential(ctx, c.Hash, base)
+	}
+	if ok != 1 || used != n-1 {
+		t.Errorf("%d concurrent consumes: %d succeeded, %d used; want 1 and %d", n, ok, used, n-1)
+	}
+}
+
+// S-AUTHZ-6
+func testAddCredentialAndInvalidate(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	other := delegation(uniq("authz"))
+	tok := credential(d.AuthorizationID, service.KindBearer)
+	if err := s.Redeem(ctx, d, tok, nil); err != nil {
+		t.Fatal(err)
+	}
+	otherTok := credential(other.AuthorizationID, service.KindBearer)
+	if err := s.Redeem(ctx, other, otherTok, nil); err != nil {
+		t.Fatal(err)
+	}
+	sess := credential(d.AuthorizationID, service.KindSession)
+	if err := s.AddCredential(ctx, sess); err != nil {
+		t.Fatalf("AddCredential: %v", err)
+	}
+	if err := s.AddCredential(ctx, sess); !errors.Is(err, service.ErrConflict) {
+		t.Errorf("AddCredential with a taken hash = %v, want ErrConflict", err)
+	}
+	if err := s.Invalidate(ctx, d.AuthorizationID, base.Add(time.Minute), "revoked"); err != nil {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	if err := s.Invalidate(ctx, d.AuthorizationID, base.Add(2*time.Minute), "again"); err != nil {
+		t.Fatalf("second Invalidate: %v", err)
+	}
+	for _, h := range []string{tok.Hash, sess.Hash} {
+		_, gd, err := s.Credential(ctx, h, base.Add(3*time.Minute))
 		if err != nil {
-			t.Fatalf("Credential: %v", err)
+			t.Fatalf("Credential after invalidation: %v (want the invalidated delegation)", err)
 		}
-		if diff := cmp.Diff(c, gotC, timeEqual); diff != "" {
-			t.Errorf("credential (-want +got):\n%s", diff)
+		if !gd.Invalidated || gd.InvalidReason != "revoked" || !gd.InvalidatedAt.Equal(base.Add(time.Minute)) {
+			t.Errorf("delegation after Invalidate = {Invalidated:%v Reason:%q At:%v}, want first invalidation kept",
+				gd.Invalidated, gd.InvalidReason, gd.InvalidatedAt)
 		}
-		if diff := cmp.Diff(d, gotD, timeEqual); diff != "" {
-			t.Errorf("delegation (-want +got):\n%s", diff)
-		}
-		// Returned records are copies.
-		gotD.Scope[0] = "mutated"
-		gotC.Scope[0] = "mutated"
-		_, again, err := s.Credential(ctx, c.Hash, base)
-		if err != nil || again.Scope[0] != "tickets:read" {
-			t.Errorf("store shares memory with its callers: %v %v", again, err)
-		}
-		byID, err := s.Delegation(ctx, d.AuthorizationID)
-		if err != nil {
-			t.Fatalf("Delegation: %v", err)
-		}
-		if diff := cmp.Diff(d, byID, timeEqual); diff != "" {
-			t.Errorf("Delegation (-want +got):\n%s", diff)
-		}
-	})
+	}
+	if _, od, err := s.Credential(ctx, otherTok.Hash, base.Add(3*time.Minute)); err != nil || od.Invalidated {
+		t.Errorf("another delegation was affected: %v, %v", od, err)
+	}
+	if err := s.AddCredential(ctx, credential(d.AuthorizationID, service.KindSession)); !errors.Is(err, service.ErrConflict) {
+		t.Errorf("AddCredential to an invalidated delegation = %v, want ErrConflict", err)
+	}
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); !errors.Is(err, service.ErrConflict) {
+		t.Errorf("Redeem resurrected an invalidated delegation: %v", err)
+	}
+}
 
-	t.Run("UnknownRecords", func(t *testing.T) {
-		s := newStore(t)
-		if _, _, err := s.Credential(ctx, uniq("nope"), base); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("Credential(unknown) = %v, want ErrNotFound", err)
-		}
-		if _, err := s.Delegation(ctx, uniq("nope")); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("Delegation(unknown) = %v, want ErrNotFound", err)
-		}
-		if _, err := s.ConsumeInit(ctx, uniq("nope"), base); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("ConsumeInit(unknown) = %v, want ErrNotFound", err)
-		}
-		if err := s.Invalidate(ctx, uniq("nope"), base, "x"); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("Invalidate(unknown) = %v, want ErrNotFound", err)
-		}
-		if err := s.RecordCheck(ctx, uniq("nope"), base, pass.Scope{"a"}, time.Time{}); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("RecordCheck(unknown) = %v, want ErrNotFound", err)
-		}
-		if err := s.AddCredential(ctx, credential(uniq("nope"), service.KindSession)); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("AddCredential(unknown delegation) = %v, want ErrNotFound", err)
-		}
-	})
+// S-AUTHZ-5, S-AUTHZ-8, G-15
+func testRecordCheck(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
+		t.Fatal(err)
+	}
+	at := base.Add(40 * time.Second)
+	if err := s.RecordCheck(ctx, d.AuthorizationID, at, pass.Scope{"tickets:read"}, base.Add(time.Hour)); err != nil {
+		t.Fatalf("RecordCheck: %v", err)
+	}
+	got, err := s.Delegation(ctx, d.AuthorizationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.CheckedAt.Equal(at) || !cmp.Equal(got.CurrentScope, pass.Scope{"tickets:read"}) || !got.ExpiresAt.Equal(base.Add(time.Hour)) {
+		t.Errorf("after RecordCheck: CheckedAt=%v CurrentScope=%v ExpiresAt=%v", got.CheckedAt, got.CurrentScope, got.ExpiresAt)
+	}
+	if !cmp.Equal(got.Scope, d.Scope) {
+		t.Errorf("RecordCheck changed the redemption-time Scope to %v", got.Scope)
+	}
+	// An expiry only moves earlier; a zero expiry changes nothing.
+	if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(time.Second), pass.Scope{"tickets:read"}, base.Add(5*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(2*time.Second), pass.Scope{"tickets:read"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Delegation(ctx, d.AuthorizationID)
+	if !got.ExpiresAt.Equal(base.Add(time.Hour)) {
+		t.Errorf("ExpiresAt moved later: %v", got.ExpiresAt)
+	}
+	// No effect once invalidated.
+	if err := s.Invalidate(ctx, d.AuthorizationID, at, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(time.Minute), pass.Scope{"tickets:write"}, time.Time{}); err != nil {
+		t.Fatalf("RecordCheck on an invalidated delegation: %v", err)
+	}
+	got, _ = s.Delegation(ctx, d.AuthorizationID)
+	if !got.Invalidated || !cmp.Equal(got.CurrentScope, pass.Scope{"tickets:read"}) {
+		t.Errorf("RecordCheck revived or changed an invalidated delegation: %+v", got)
+	}
+}
 
-	t.Run("RedeemConflictStoresNothing", func(t *testing.T) {
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
-			t.Fatal(err)
-		}
-		c2 := credential(d.AuthorizationID, service.KindBearer)
-		if err := s.Redeem(ctx, d, c2, nil); !errors.Is(err, service.ErrConflict) {
-			t.Fatalf("second Redeem of one authorization id = %v, want ErrConflict", err)
-		}
-		if _, _, err := s.Credential(ctx, c2.Hash, base); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("credential of a refused Redeem exists: %v", err)
-		}
-		in := initToken(d.AuthorizationID)
-		if err := s.Redeem(ctx, d, nil, in); !errors.Is(err, service.ErrConflict) {
-			t.Fatalf("Redeem with init of a taken id = %v, want ErrConflict", err)
-		}
-		if _, err := s.ConsumeInit(ctx, in.Hash, base); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("init token of a refused Redeem exists: %v", err)
-		}
-	})
-
-	t.Run("CredentialExpiry", func(t *testing.T) {
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		c := credential(d.AuthorizationID, service.KindBearer)
-		if err := s.Redeem(ctx, d, c, nil); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := s.Credential(ctx, c.Hash, c.ExpiresAt.Add(-time.Second)); err != nil {
-			t.Errorf("credential before expiry: %v", err)
-		}
-		if _, _, err := s.Credential(ctx, c.Hash, c.ExpiresAt); !errors.Is(err, service.ErrNotFound) {
-			t.Errorf("credential at expiry = %v, want ErrNotFound", err)
-		}
-	})
-
-	t.Run("InitSingleUse", func(t *testing.T) { // S-BRW-3, S-BRW-11, S-BRW-12
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		in := initToken(d.AuthorizationID)
-		if err := s.Redeem(ctx, d, nil, in); err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.ConsumeInit(ctx, in.Hash, base.Add(time.Second))
-		if err != nil {
-			t.Fatalf("first ConsumeInit: %v", err)
-		}
-		want := *in
-		want.Used = true
-		if diff := cmp.Diff(&want, got, timeEqual, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Used" }, cmp.Ignore())); diff != "" {
-			t.Errorf("ConsumeInit (-want +got):\n%s", diff)
-		}
-		if _, err := s.ConsumeInit(ctx, in.Hash, base.Add(2*time.Second)); !errors.Is(err, service.ErrInitUsed) {
-			t.Errorf("second ConsumeInit = %v, want ErrInitUsed", err)
-		}
-	})
-
-	t.Run("InitExpiry", func(t *testing.T) { // S-BRW-4
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		in := initToken(d.AuthorizationID)
-		if err := s.Redeem(ctx, d, nil, in); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.ConsumeInit(ctx, in.Hash, in.ExpiresAt); !errors.Is(err, service.ErrInitExpired) {
-			t.Errorf("ConsumeInit at expiry = %v, want ErrInitExpired", err)
-		}
-		if _, err := s.ConsumeInit(ctx, in.Hash, in.ExpiresAt.Add(-time.Second)); err == nil {
-			t.Errorf("an expired, refused init token was accepted later")
-		}
-	})
-
-	t.Run("InitConcurrentConsume", func(t *testing.T) { // S-BRW-8
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		in := initToken(d.AuthorizationID)
-		if err := s.Redeem(ctx, d, nil, in); err != nil {
-			t.Fatal(err)
-		}
-		const n = 20
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		start := make(chan struct{})
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, err := s.ConsumeInit(ctx, in.Hash, base.Add(time.Second))
-				errs <- err
-			}()
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		ok, used := 0, 0
-		for err := range errs {
-			switch {
-			case err == nil:
+func testConcurrentRedeemOneAuthorization(t *testing.T, s service.Store) {
+	id := uniq("authz")
+	const n = 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			err := s.Redeem(ctx, delegation(id), credential(id, service.KindBearer), nil)
+			if err == nil {
+				mu.Lock()
 				ok++
-			case errors.Is(err, service.ErrInitUsed):
-				used++
-			default:
-				t.Errorf("concurrent ConsumeInit: unexpected error %v", err)
+				mu.Unlock()
+			} else if !errors.Is(err, service.ErrConflict) {
+				t.Errorf("Redeem: %v", err)
 			}
-		}
-		if ok != 1 || used != n-1 {
-			t.Errorf("%d concurrent consumes: %d succeeded, %d used; want 1 and %d", n, ok, used, n-1)
-		}
-	})
-
-	t.Run("AddCredentialAndInvalidate", func(t *testing.T) { // S-AUTHZ-6
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		other := delegation(uniq("authz"))
-		tok := credential(d.AuthorizationID, service.KindBearer)
-		if err := s.Redeem(ctx, d, tok, nil); err != nil {
-			t.Fatal(err)
-		}
-		otherTok := credential(other.AuthorizationID, service.KindBearer)
-		if err := s.Redeem(ctx, other, otherTok, nil); err != nil {
-			t.Fatal(err)
-		}
-		sess := credential(d.AuthorizationID, service.KindSession)
-		if err := s.AddCredential(ctx, sess); err != nil {
-			t.Fatalf("AddCredential: %v", err)
-		}
-		if err := s.AddCredential(ctx, sess); !errors.Is(err, service.ErrConflict) {
-			t.Errorf("AddCredential with a taken hash = %v, want ErrConflict", err)
-		}
-		if err := s.Invalidate(ctx, d.AuthorizationID, base.Add(time.Minute), "revoked"); err != nil {
-			t.Fatalf("Invalidate: %v", err)
-		}
-		if err := s.Invalidate(ctx, d.AuthorizationID, base.Add(2*time.Minute), "again"); err != nil {
-			t.Fatalf("second Invalidate: %v", err)
-		}
-		for _, h := range []string{tok.Hash, sess.Hash} {
-			_, gd, err := s.Credential(ctx, h, base.Add(3*time.Minute))
-			if err != nil {
-				t.Fatalf("Credential after invalidation: %v (want the invalidated delegation)", err)
-			}
-			if !gd.Invalidated || gd.InvalidReason != "revoked" || !gd.InvalidatedAt.Equal(base.Add(time.Minute)) {
-				t.Errorf("delegation after Invalidate = {Invalidated:%v Reason:%q At:%v}, want first invalidation kept",
-					gd.Invalidated, gd.InvalidReason, gd.InvalidatedAt)
-			}
-		}
-		if _, od, err := s.Credential(ctx, otherTok.Hash, base.Add(3*time.Minute)); err != nil || od.Invalidated {
-			t.Errorf("another delegation was affected: %v, %v", od, err)
-		}
-		if err := s.AddCredential(ctx, credential(d.AuthorizationID, service.KindSession)); !errors.Is(err, service.ErrConflict) {
-			t.Errorf("AddCredential to an invalidated delegation = %v, want ErrConflict", err)
-		}
-		if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); !errors.Is(err, service.ErrConflict) {
-			t.Errorf("Redeem resurrected an invalidated delegation: %v", err)
-		}
-	})
-
-	t.Run("RecordCheck", func(t *testing.T) { // S-AUTHZ-5, S-AUTHZ-8, G-15
-		s := newStore(t)
-		d := delegation(uniq("authz"))
-		if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
-			t.Fatal(err)
-		}
-		at := base.Add(40 * time.Second)
-		if err := s.RecordCheck(ctx, d.AuthorizationID, at, pass.Scope{"tickets:read"}, base.Add(time.Hour)); err != nil {
-			t.Fatalf("RecordCheck: %v", err)
-		}
-		got, err := s.Delegation(ctx, d.AuthorizationID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !got.CheckedAt.Equal(at) || !cmp.Equal(got.CurrentScope, pass.Scope{"tickets:read"}) || !got.ExpiresAt.Equal(base.Add(time.Hour)) {
-			t.Errorf("after RecordCheck: CheckedAt=%v CurrentScope=%v ExpiresAt=%v", got.CheckedAt, got.CurrentScope, got.ExpiresAt)
-		}
-		if !cmp.Equal(got.Scope, d.Scope) {
-			t.Errorf("RecordCheck changed the redemption-time Scope to %v", got.Scope)
-		}
-		// An expiry only moves earlier; a zero expiry changes nothing.
-		if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(time.Second), pass.Scope{"tickets:read"}, base.Add(5*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(2*time.Second), pass.Scope{"tickets:read"}, time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-		got, _ = s.Delegation(ctx, d.AuthorizationID)
-		if !got.ExpiresAt.Equal(base.Add(time.Hour)) {
-			t.Errorf("ExpiresAt moved later: %v", got.ExpiresAt)
-		}
-		// No effect once invalidated.
-		if err := s.Invalidate(ctx, d.AuthorizationID, at, "revoked"); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.RecordCheck(ctx, d.AuthorizationID, at.Add(time.Minute), pass.Scope{"tickets:write"}, time.Time{}); err != nil {
-			t.Fatalf("RecordCheck on an invalidated delegation: %v", err)
-		}
-		got, _ = s.Delegation(ctx, d.AuthorizationID)
-		if !got.Invalidated || !cmp.Equal(got.CurrentScope, pass.Scope{"tickets:read"}) {
-			t.Errorf("RecordCheck revived or changed an invalidated delegation: %+v", got)
-		}
-	})
-
-	t.Run("ConcurrentRedeemOneAuthorization", func(t *testing.T) {
-		s := newStore(t)
-		id := uniq("authz")
-		const n = 20
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		ok := 0
-		start := make(chan struct{})
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				err := s.Redeem(ctx, delegation(id), credential(id, service.KindBearer), nil)
-				if err == nil {
-					mu.Lock()
-					ok++
-					mu.Unlock()
-				} else if !errors.Is(err, service.ErrConflict) {
-					t.Errorf("Redeem: %v", err)
-				}
-			}()
-		}
-		close(start)
-		wg.Wait()
-		if ok != 1 {
-			t.Errorf("%d concurrent Redeem of one authorization id: %d succeeded, want 1", n, ok)
-		}
-	})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if ok != 1 {
+		t.Errorf("%d concurrent Redeem of one authorization id: %d succeeded, want 1", n, ok)
+	}
 }
 
 // timeEqual compares times by instant, so stores may return them in

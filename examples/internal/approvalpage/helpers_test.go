@@ -27,27 +27,52 @@ type env struct {
 	sb    *sandbox.Sandbox
 	agent *harness.Client
 
+	clock *offsetClock
+
 	mu       sync.Mutex
 	progress []harness.Progress
+	changed  chan struct{} // closed and replaced when progress grows
+}
+
+// offsetClock is the real time plus an offset a test can advance, so a
+// test can jump past an interval (the Service's re-check) without waiting.
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
 }
 
 func newEnv(t *testing.T, explicitPorts bool) *env {
 	t.Helper()
 	n := testnet.New(t)
+	clock := &offsetClock{}
 	sb, err := sandbox.Build(n, sandbox.Options{
 		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
-		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond,
+		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, Now: clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, n: n, sb: sb}
+	e := &env{t: t, n: n, sb: sb, clock: clock, changed: make(chan struct{})}
 	e.agent, err = harness.New(harness.Config{
 		HarnessID: "test-agent", HTTPClient: n.Client(), Discovery: n.Discovery(), MinPoll: 100 * time.Millisecond,
 		InsecureAllowPrivateNetworks: true, // the sandbox lives on loopback
 		Progress: func(p harness.Progress) {
 			e.mu.Lock()
 			e.progress = append(e.progress, p)
+			close(e.changed)
+			e.changed = make(chan struct{})
 			e.mu.Unlock()
 		},
 	})
@@ -110,7 +135,9 @@ func (e *env) wait(done <-chan acquired) acquired {
 // request. The Authority stores a request before its 202 reaches the
 // Harness, so the Progress event may trail what pending saw: wait for it.
 func (e *env) approvalURL(missionID string) string {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
 		e.mu.Lock()
 		for _, p := range e.progress {
 			if p.Event == harness.EventRequestCreated && strings.HasSuffix(p.ApprovalURL, "/"+missionID) {
@@ -118,9 +145,14 @@ func (e *env) approvalURL(missionID string) string {
 				return p.ApprovalURL
 			}
 		}
+		changed := e.changed
 		e.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return ""
+		}
 	}
-	return ""
 }
 
 // browser is a cookie-keeping HTTP client that does not follow redirects.
@@ -136,6 +168,10 @@ func (e *env) web() *webClient {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
+
+// in returns the client failing t (a subtest) instead of the env's test;
+// it shares the cookies.
+func (b *webClient) in(t *testing.T) *webClient { return &webClient{t: t, client: b.client} }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
@@ -183,6 +219,12 @@ func (b *webClient) post(u string, form url.Values, headers map[string]string) *
 // api calls the admin API.
 func (e *env) api(method, u, token, body string) (int, string) {
 	e.t.Helper()
+	return e.apiIn(e.t, method, u, token, body)
+}
+
+// apiIn is api failing t (a subtest) instead of the env's test.
+func (e *env) apiIn(t testing.TB, method, u, token, body string) (int, string) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -196,7 +238,7 @@ func (e *env) api(method, u, token, body string) (int, string) {
 	}
 	resp, err := e.n.Client().Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -2,7 +2,9 @@
 // Enterprise Authority for two domains (one allowing Service Authorities, one
 // forbidding them), a Federated Authority, a Service Authority, and the
 // to-do Service trusting them, plus DNS records for every resolution branch.
-// The demo drives it once; the devnet keeps it running.
+// The demo drives it once; the devnet keeps it running. Its parties are
+// built by internal/testnet/deploy, like every test network's; this package
+// only chooses the topology and the example policy.
 package sandbox
 
 import (
@@ -15,11 +17,11 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
-	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/examples/internal/approvalpage"
 	"github.com/agentpass-go/agentpass/examples/internal/todoapp"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -162,12 +164,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	dcfg := n.DiscoveryConfig()
-	dcfg.Now = now
-	disc, err := discovery.New(dcfg)
-	if err != nil {
-		return nil, err
-	}
+	disc := n.DiscoveryAt(now)
 	s := &Sandbox{Net: n, Origins: map[string]string{}, Pages: map[string]*approvalpage.Page{}}
 	// Serve every host first (with a placeholder), so its origin is known
 	// before the parties that name it are built; the real handlers replace
@@ -202,35 +199,28 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		}
 	}
 	newAuthority := func(target **authority.Authority, id string, mode pass.TrustMode, allowSA *bool, store authority.Store) error {
-		keys, err := dpop.GenerateKeySet()
-		if err != nil {
-			return err
-		}
 		var approvalURL func(string) string
 		if opts.ApprovalPages {
 			approvalURL = func(rid string) string { return approvalpage.RequestURL(approvalBase(id), rid) }
 		}
-		a, err := authority.New(authority.Config{
+		as, err := deploy.Authorities(n, authority.Config{
 			ApprovalURL:             approvalURL,
 			PollAfter:               opts.PollAfter,
 			Identifier:              id,
 			TrustMode:               mode,
-			Keys:                    keys,
 			Store:                   store,
 			ReplayCache:             opts.ReplayCache,
 			Approver:                Rules(),
 			AllowServiceAuthorities: allowSA,
 			Discovery:               disc,
-			HTTPClient:              n.Client(),
-			// Every party of the sandbox listens on loopback.
-			InsecureAllowPrivateNetworks: true,
-			Now:                          now,
-			Logger:                       logger.With("party", id),
-			OnPending:                    onPending(target),
+			Now:                     now,
+			Logger:                  logger.With("party", id),
+			OnPending:               onPending(target),
 		})
 		if err != nil {
-			return fmt.Errorf("sandbox: authority %s: %w", id, err)
+			return fmt.Errorf("sandbox: %w", err)
 		}
+		a := as[0]
 		*target = a
 		if opts.ApprovalPages {
 			page, err := approvalpage.New(approvalpage.Config{
@@ -259,19 +249,14 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	}
 
 	// The to-do Service trusts its own Authority and the Federated one.
-	keys, err := dpop.GenerateKeySet()
-	if err != nil {
-		return nil, err
-	}
 	scopes := []pass.ScopeInfo{
 		{Name: todoapp.ScopeRead, Description: "Read your to-do items"},
 		{Name: todoapp.ScopeWrite, Description: "Add and change to-do items"},
 		{Name: todoapp.ScopeDelete, Description: "Delete to-do items"},
 	}
-	svc, err := service.New(service.Config{
+	svcs, err := deploy.Services(n, service.Config{
 		Origin:                   s.Origins[TodoHost],
 		Name:                     "To-do (AgentPass sandbox)",
-		Keys:                     keys,
 		ServiceAuthority:         &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
 		TrustedFederated:         []pass.AuthorityRef{{Authority: s.Federated.Identifier(), AuthorityConfigurationURL: s.Federated.ConfigurationURL()}},
 		PreferServiceAuthority:   opts.PreferServiceAuthority,
@@ -281,16 +266,14 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Store:                    opts.ServiceStore,
 		ReplayCache:              opts.ReplayCache,
 		Discovery:                disc,
-		HTTPClient:               n.Client(),
-		// The Authorities of the sandbox listen on loopback.
-		InsecureAllowPrivateNetworks: true,
-		Now:                          now,
-		Logger:                       logger.With("party", s.Origins[TodoHost]),
-		CheckInterval:                opts.CheckInterval,
+		Now:                      now,
+		Logger:                   logger.With("party", s.Origins[TodoHost]),
+		CheckInterval:            opts.CheckInterval,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: service: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	svc := svcs[0]
 	s.Service = svc
 	s.Todos = todoapp.New(func(r *http.Request) (todoapp.Caller, bool) {
 		d, ok := service.DelegationFrom(r.Context())

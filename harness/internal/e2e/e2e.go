@@ -2,23 +2,23 @@
 // loopback with real parties: a Service (package service) wrapping a small
 // ticket application, an Enterprise Authority, a Service Authority and two
 // Federated Authorities (package authority), DNS records for every
-// resolution branch, and one clock shared by everyone.
+// resolution branch, and one clock shared by everyone. The parties are
+// built by internal/testnet/deploy; this package only chooses the
+// topology.
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"html"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/discovery"
-	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -48,16 +48,7 @@ var Scopes = []pass.ScopeInfo{
 
 // Clock is the controllable time of every party. It starts at the real time
 // (the network's certificates are valid now).
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+type Clock = testnet.Clock
 
 // Options adjust the network.
 type Options struct {
@@ -126,7 +117,7 @@ func Start(opts Options) (e *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e = &Env{Net: n, Clock: &Clock{t: time.Now().Truncate(time.Second)}}
+	e = &Env{Net: n, Clock: testnet.NewClock(time.Now().Truncate(time.Second))}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -158,32 +149,27 @@ func Start(opts Options) (e *Env, err error) {
 	}))
 	e.Net.PublishEnterprise("broken.test", "https://broken-idp.test/config")
 
-	keys, err := dpop.GenerateKeySet()
-	if err != nil {
-		return nil, err
-	}
 	cfg := service.Config{
 		Origin:           AppOrigin,
 		Name:             "Tickets",
-		Keys:             keys,
 		ServiceAuthority: &pass.AuthorityRef{Authority: ServiceAuthID, AuthorityConfigurationURL: e.ServiceAuthority.ConfigurationURL()},
 		TrustedFederated: []pass.AuthorityRef{
 			{Authority: FederatedID, AuthorityConfigurationURL: e.Federated.ConfigurationURL()},
 			{Authority: Federated2ID, AuthorityConfigurationURL: e.Federated2.ConfigurationURL()},
 		},
-		Scopes: Scopes,
-		// The network is on loopback.
-		InsecureAllowPrivateNetworks: true,
-		Discovery:                    e.NewDiscovery(),
-		HTTPClient:                   e.Client,
-		Now:                          e.Clock.Now,
+		Scopes:     Scopes,
+		Discovery:  e.NewDiscovery(),
+		HTTPClient: e.Client,
+		Now:        e.Clock.Now,
 	}
 	if opts.Service != nil {
 		opts.Service(&cfg)
 	}
-	if e.Service, err = service.New(cfg); err != nil {
-		return nil, fmt.Errorf("service.New: %w", err)
+	svcs, err := deploy.Services(e.Net, cfg)
+	if err != nil {
+		return nil, err
 	}
+	e.Service = svcs[0]
 	mux := http.NewServeMux()
 	mux.Handle("/agentpass/", e.Service)
 	whoami := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,37 +189,24 @@ func Start(opts Options) (e *Env, err error) {
 }
 
 func (e *Env) newAuthority(opts Options, id string, mode pass.TrustMode) (*authority.Authority, error) {
-	ks, err := dpop.GenerateKeySet()
-	if err != nil {
-		return nil, err
-	}
-	approver := opts.Approver
-	if approver == nil {
-		approver = authority.ApproverFunc(func(context.Context, *authority.Request) (authority.Decision, error) {
-			return authority.Decision{Outcome: authority.Approve, DecidedBy: "policy:test"}, nil
-		})
-	}
 	cfg := authority.Config{
-		Identifier: id,
-		TrustMode:  mode,
-		Keys:       ks,
-		Approver:   approver,
-		Discovery:  e.NewDiscovery(),
-		HTTPClient: e.Client,
-		Now:        e.Clock.Now,
-		PollAfter:  100 * time.Millisecond,
-		// The network is on loopback.
-		InsecureAllowPrivateNetworks: true,
-		ApprovalURL:                  func(rid string) string { return id + "/approve/" + rid },
+		Identifier:  id,
+		TrustMode:   mode,
+		Approver:    opts.Approver, // nil: deploy approves everything
+		Discovery:   e.NewDiscovery(),
+		HTTPClient:  e.Client,
+		Now:         e.Clock.Now,
+		PollAfter:   100 * time.Millisecond,
+		ApprovalURL: func(rid string) string { return id + "/approve/" + rid },
 	}
 	if opts.Authority != nil {
 		opts.Authority(&cfg)
 	}
-	a, err := authority.New(cfg)
+	as, err := deploy.Authorities(e.Net, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("authority.New(%s): %w", id, err)
+		return nil, err
 	}
 	host, _ := pass.Host(id)
-	e.Net.Serve(host, a)
-	return a, nil
+	e.Net.Serve(host, as[0])
+	return as[0], nil
 }

@@ -1,4 +1,4 @@
-package authoritytest
+package deploy
 
 import (
 	"bytes"
@@ -17,12 +17,13 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// Service is a minimal real AgentPass Service for Authority tests: it
+// TestService is a minimal real AgentPass Service for Authority tests: it
 // serves a Service configuration, its JWKS and an available_scopes endpoint
 // that verifies the Authority's assertion (§4.3) against the JWKS of the one
 // Authority it trusts, and signs Service assertions for validation calls.
-// It is served on a testnet host and published in the network's DNS.
-type Service struct {
+// It is served on a testnet host and published in the network's DNS. Unlike
+// a service.Service it can fail on demand and reports what it verified.
+type TestService struct {
 	Origin     string
 	ConfigURL  string
 	Keys       *dpop.KeySet
@@ -40,24 +41,19 @@ type Service struct {
 	lastErr error
 }
 
-// NewService serves a Service on host (e.g. "todo.test") in n, publishes
+// NewTestService serves a TestService on host (e.g. "todo.test") in n, publishes
 // _agentpass-service.{host}, and trusts the Authority whose configuration
 // is at authorityConfigURL. now is the clock (nil: time.Now).
-func NewService(n *testnet.Network, host, authorityConfigURL string, now func() time.Time) *Service {
+func NewTestService(n *testnet.Network, host, authorityConfigURL string, now func() time.Time) *TestService {
 	ks, err := dpop.GenerateKeySet()
 	if err != nil {
 		panic(err)
 	}
-	dc := n.DiscoveryConfig()
-	dc.Now = now
-	disc, err := discovery.New(dc)
-	if err != nil {
-		panic(err)
-	}
+	disc := n.DiscoveryAt(now)
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{
+	s := &TestService{
 		Origin: "https://" + host, ConfigURL: "https://" + host + "/agentpass-service.json", Keys: ks, disc: disc,
 		trustedCfg: authorityConfigURL, now: now,
 		scopes: []pass.ScopeInfo{{Name: "tickets:read", Description: "Read tickets"}, {Name: "tickets:write"}, {Name: "admin"}},
@@ -74,7 +70,7 @@ func NewService(n *testnet.Network, host, authorityConfigURL string, now func() 
 }
 
 // SetScopes sets the scopes the available_scopes endpoint offers.
-func (s *Service) SetScopes(names ...string) {
+func (s *TestService) SetScopes(names ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.scopes = nil
@@ -84,7 +80,7 @@ func (s *Service) SetScopes(names ...string) {
 }
 
 // FailScopes makes available_scopes answer status (0 restores it).
-func (s *Service) FailScopes(status int) {
+func (s *TestService) FailScopes(status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = status
@@ -92,21 +88,21 @@ func (s *Service) FailScopes(status int) {
 
 // ScopeCalls returns how many authenticated available_scopes calls
 // arrived, the last body and the last verified assertion claims.
-func (s *Service) ScopeCalls() (int, pass.AvailableScopesRequest, *assertion.Claims) {
+func (s *TestService) ScopeCalls() (int, pass.AvailableScopesRequest, *assertion.Claims) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls, s.last, s.claims
 }
 
 // LastError returns the last assertion verification failure.
-func (s *Service) LastError() error {
+func (s *TestService) LastError() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastErr
 }
 
 // Assertion returns a Service assertion for aud (an Authority identifier).
-func (s *Service) Assertion(aud string) string {
+func (s *TestService) Assertion(aud string) string {
 	tok, err := assertion.Sign(s.Keys.Current(), s.Origin, aud, 0, s.now())
 	if err != nil {
 		panic(err)
@@ -115,7 +111,7 @@ func (s *Service) Assertion(aud string) string {
 }
 
 // Configuration returns the Service configuration document.
-func (s *Service) Configuration() pass.ServiceConfiguration {
+func (s *TestService) Configuration() pass.ServiceConfiguration {
 	return pass.ServiceConfiguration{
 		Version: "0.1", Kind: pass.KindService,
 		Service: pass.ServiceInfo{Origin: s.Origin, Name: "Test Service"},
@@ -129,7 +125,7 @@ func (s *Service) Configuration() pass.ServiceConfiguration {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *TestService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/agentpass-service.json":
 		httpx.WriteJSON(w, http.StatusOK, s.Configuration())
@@ -142,7 +138,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Service) serveScopes(w http.ResponseWriter, r *http.Request) {
+func (s *TestService) serveScopes(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		httpx.MethodNotAllowed(w, http.MethodPost)
 		return
@@ -174,7 +170,7 @@ func (s *Service) serveScopes(w http.ResponseWriter, r *http.Request) {
 
 // verify checks an Authority assertion: iss must be the trusted
 // Authority's identifier, keys from its jwks_uri, aud this Service.
-func (s *Service) verify(ctx context.Context, tok string) (*assertion.Claims, error) {
+func (s *TestService) verify(ctx context.Context, tok string) (*assertion.Claims, error) {
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
 		return nil, err
@@ -191,7 +187,7 @@ func (s *Service) verify(ctx context.Context, tok string) (*assertion.Claims, er
 
 // Post sends a JSON body with the Service's assertion for aud to url and
 // returns the status and body.
-func (s *Service) Post(client *http.Client, url, aud string, body any) (int, []byte, error) {
+func (s *TestService) Post(client *http.Client, url, aud string, body any) (int, []byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return 0, nil, err
