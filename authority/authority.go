@@ -460,7 +460,7 @@ func (a *Authority) StatusURL(id string) string { return a.config.StatusURL(id) 
 // ServeHTTP serves the Authority's endpoints.
 func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.ready() != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "authority not configured"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInternal, "authority not configured"))
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -484,7 +484,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathAuthorizationCheck, a.serveCheck)
 	route(http.MethodPost, PathAuthorizationClose, a.serveClose)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})
 	return mux
 }

@@ -74,9 +74,9 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	// Bound what one unauthenticated request can make the store keep.
 	switch {
 	case len(in.Task.Description) > MaxTaskDescription:
-		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
 	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
-		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	}
 	// TATT-5..11: a task attestation must verify before anything else.
 	attested := false
@@ -86,7 +86,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 			cnf = in.Harness.Cnf.JWK
 		}
 		if err := dpop.VerifyTaskAttestation(in.Task.Attestation.JWT, cnf, in.Harness.ID, in.Task.ID, in.Task.Description, now, 0); err != nil {
-			return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidTaskAttest, "task attestation failed verification").WithCause(err)
+			return nil, "", pass.Fail(pass.CodeInvalidTaskAttest, "task attestation failed verification").WithCause(err)
 		}
 		attested = true
 	}
@@ -94,14 +94,14 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	ident, err := a.attest.Verify(ctx, in.Harness)
 	switch {
 	case errors.Is(err, dpop.ErrUntrustedAttester):
-		return nil, "", pass.NewError(http.StatusForbidden, pass.CodeInvalidAttestation, "the attestation issuer is not trusted by this Authority").WithCause(err)
+		return nil, "", pass.Fail(pass.CodeInvalidAttestation, "the attestation issuer is not trusted by this Authority").WithStatus(http.StatusForbidden).WithCause(err)
 	case errors.Is(err, dpop.ErrInvalidConfig):
 		return nil, "", err
 	case err != nil:
-		return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAttestation, "harness attestation failed verification").WithCause(err)
+		return nil, "", pass.Fail(pass.CodeInvalidAttestation, "harness attestation failed verification").WithCause(err)
 	}
 	if !slices.Contains(a.tiers, ident.Tier) {
-		return nil, "", pass.Errorf(http.StatusForbidden, pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
+		return nil, "", pass.Failf(pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
 	}
 	// G-32: an Enterprise Authority serves only the domains that name it.
 	if a.domainGate {
@@ -117,7 +117,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	dest := ""
 	if in.Type == pass.BrowserSession && in.Intent != nil && in.Intent.DestinationURL != "" {
 		if !pass.SameOrigin(in.Intent.DestinationURL, origin) {
-			return nil, "", pass.NewError(http.StatusForbidden, pass.CodeDestinationNotAllowed, "intent.destination_url must be same-origin with service.origin")
+			return nil, "", pass.Fail(pass.CodeDestinationNotAllowed, "intent.destination_url must be same-origin with service.origin")
 		}
 		dest = in.Intent.DestinationURL
 	}
@@ -159,9 +159,6 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 		}
 	}
 	if err := a.store.CreateRequest(ctx, req); err != nil {
-		if errors.Is(err, ErrStoreFull) {
-			return nil, "", pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "too many requests in flight").WithCause(err)
-		}
 		return nil, "", err
 	}
 	return req, value, nil
@@ -198,13 +195,13 @@ func (a *Authority) checkDomain(ctx context.Context, email string) error {
 	u, err := a.disc.LookupEnterpriseTXT(ctx, domain)
 	switch {
 	case errors.Is(err, discovery.ErrDelegationDisabled):
-		return pass.NewError(http.StatusForbidden, pass.CodeDelegationDisabled, "the user's domain has disabled agent delegation").WithCause(err)
+		return pass.Fail(pass.CodeDelegationDisabled, "the user's domain has disabled agent delegation").WithCause(err)
 	case errors.Is(err, discovery.ErrNoRecord) || errors.Is(err, discovery.ErrInvalidRecord):
-		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain").WithCause(err)
+		return pass.Fail(pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain").WithCause(err)
 	case err != nil:
-		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, "enterprise discovery for the user's domain failed").WithCause(err)
+		return pass.Fail(pass.CodeDiscoveryFailed, "enterprise discovery for the user's domain failed").WithCause(err)
 	case u != a.ConfigurationURL():
-		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain")
+		return pass.Fail(pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain")
 	}
 	return nil
 }
@@ -213,9 +210,9 @@ func (a *Authority) checkDomain(ctx context.Context, email string) error {
 // 502, a Service that does not exist or misdescribes itself is 422.
 func discoveryError(err error, msg string) *pass.Error {
 	if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, msg).WithCause(err)
+		return pass.Fail(pass.CodeDiscoveryFailed, msg).WithCause(err)
 	}
-	return pass.NewError(http.StatusUnprocessableEntity, pass.CodeServiceUnverified, msg).WithCause(err)
+	return pass.Fail(pass.CodeServiceUnverified, msg).WithStatus(http.StatusUnprocessableEntity).WithCause(err)
 }
 
 // availableScopes calls the Service's available_scopes endpoint with a
@@ -233,21 +230,21 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 		Task: &pass.TaskInfo{ID: task.ID, Description: task.Description},
 	}
 	var out pass.AvailableScopesResponse
-	_, err = httpx.Do(ctx, a.client, httpx.Call{URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
+	_, err = httpx.Do(ctx, a.client, httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
 	if err != nil {
-		var pe *pass.Error
+		var pe *pass.PeerError
 		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "the Service does not accept this Authority").WithCause(err)
+			return nil, pass.Fail(pass.CodeUntrustedAuthority, "the Service does not accept this Authority").WithCause(err)
 		}
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
+		return nil, pass.Fail(pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
 	}
 	names := out.Names()
 	if len(names) > MaxAvailableScopes {
-		return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
+		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
 	}
 	for _, n := range names {
 		if len(n) > maxScopeName {
-			return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
+			return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
 		}
 	}
 	return names, nil
@@ -274,13 +271,13 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if id == "" || len(id) > maxIDLength {
-		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		a.reject(w, "status", pass.Fail(pass.CodeRequestUnknown, "unknown request"))
 		return
 	}
 	ctx := r.Context()
 	req, err := a.store.Request(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		a.reject(w, "status", pass.Fail(pass.CodeRequestUnknown, "unknown request"))
 		return
 	} else if err != nil {
 		a.reject(w, "status", err)
@@ -299,10 +296,10 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 		req, err = a.store.RotatePass(ctx, id, secret.Hash(value), now)
 		switch {
 		case errors.Is(err, ErrConsumed):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"))
+			a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request was already redeemed"))
 			return
 		case errors.Is(err, ErrExpired):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request has expired"))
+			a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request has expired"))
 			return
 		case err != nil:
 			a.reject(w, "status", err)
@@ -319,14 +316,14 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request) error {
 	proof := r.Header.Get(ProofHeader)
 	if proof == "" {
-		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(req.ID), AgentPass: req.ID, HarnessID: req.HarnessID,
 		RequireBinding: true,
 	})
 	if err != nil {
-		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)
+		return pass.Fail(pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)
 	}
 	return nil
 }
@@ -358,8 +355,12 @@ func (a *Authority) statusBody(req *Request, value string, now time.Time) *pass.
 	return st
 }
 
-// reject answers err as a structured error and logs it.
+// reject answers err as a structured error and logs it: the one place the
+// Authority writes an error, through wireError.
 func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs ...slog.Attr) {
+	if pe := wireError(err); pe.Code != pass.CodeInternal {
+		err = pe
+	}
 	var pe *pass.Error
 	if errors.As(err, &pe) {
 		attrs = append(attrs, slog.String("outcome", "rejected"), slog.String("code", string(pe.Code)), slog.Int("status", pe.Status))
@@ -374,6 +375,30 @@ func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs
 		a.log.LogAttrs(context.Background(), slog.LevelError, "agentpass "+event, attrs...)
 	}
 	httpx.WriteError(w, nil, err)
+}
+
+// wireError maps any error of an Authority handler to what the peer sees.
+// A *pass.Error passes through; a full store is 503
+// temporarily_unavailable (retry later, the caller did nothing wrong); a
+// Service or discovery that failed is 502; the rest is 500 with the cause
+// kept only for the log.
+func wireError(err error) *pass.Error {
+	var (
+		pe *pass.Error
+		pr *pass.PeerError
+		ue *pass.UnreachableError
+	)
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, ErrStoreFull), errors.Is(err, dpop.ErrReplayCacheFull):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, "the Authority is busy; retry later").WithCause(err)
+	case errors.As(err, &ue), errors.As(err, &pr):
+		return pass.Fail(pass.CodeServiceUnverified, "the Service failed").WithCause(err)
+	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
+		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
+	}
+	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
 }
 
 // logID shortens a request id for logs: enough to correlate, not enough to

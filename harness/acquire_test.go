@@ -422,7 +422,7 @@ func TestResolutionRefused(t *testing.T) {
 			f.resolve = func(w http.ResponseWriter, _ []byte) { writeErr(w, tt.status, tt.code) }
 			c, _ := f.client(Config{})
 			_, err := c.Acquire(context.Background(), bearerRequest())
-			var pe *pass.Error
+			var pe *pass.PeerError
 			if !errors.Is(err, ErrResolution) || !errors.Is(err, tt.is) || !errors.As(err, &pe) || pe.Code != tt.code {
 				t.Fatalf("err = %v, want ErrResolution with %s", err, tt.code)
 			}
@@ -769,7 +769,7 @@ func TestG37_PollRetryAfterBeyondMaxRetryWait(t *testing.T) {
 		}
 	}
 	g, err := c.Acquire(ctx, bearerRequest())
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if g != nil || !errors.As(err, &pe) || pe.Code != pass.CodeRateLimited {
 		t.Fatalf("Acquire = %v, %v; want the 429 rate_limited error", g, err)
 	}

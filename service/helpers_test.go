@@ -299,20 +299,20 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if down {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusServiceUnavailable, pass.CodeAuthorityUnavailable, "down"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorityUnavailable, "down").WithStatus(http.StatusServiceUnavailable))
 		return
 	}
 	// Authenticate the Service like a real Authority (A-VAL-1..3, S-RED-2).
 	tok := httpx.BearerToken(r)
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "no assertion"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, "no assertion"))
 		return
 	}
 	iss := parsed.Issuer()
 	info, err := a.e.authorityDiscovery().DiscoverService(r.Context(), iss)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "unknown service"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, "unknown service"))
 		return
 	}
 	v, err := assertion.NewVerifier(assertion.Config{
@@ -324,7 +324,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	claims, err := v.Verify(r.Context(), parsed, info.Configuration.JWKSURI, iss)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, err.Error()))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, err.Error()))
 		return
 	}
 	a.lastAssertion.Store(claims)
@@ -342,7 +342,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var req pass.ValidationRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
 		}
 		a.mu.Lock()
@@ -354,9 +354,9 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mu.Unlock()
 		switch {
 		case !ok:
-			httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAgentPassInvalid, "unknown"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAgentPassInvalid, "unknown").WithStatus(http.StatusNotFound))
 		case consumed:
-			httpx.WriteError(w, nil, pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "consumed"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAgentPassConsumed, "consumed"))
 		default:
 			httpx.WriteJSON(w, http.StatusOK, p.resp)
 		}
@@ -364,14 +364,14 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.checkCalls.Add(1)
 		var req pass.AuthorizationCheckRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
 		}
 		a.mu.Lock()
 		resp, ok := a.authz[req.AuthorizationID]
 		a.mu.Unlock()
 		if !ok {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorizationUnknown, "unknown"))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, resp)
@@ -379,7 +379,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.closeCalls.Add(1)
 		var req pass.AuthorizationCloseRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
 		}
 		a.closed.Store(req.AuthorizationID, req.Action)

@@ -308,7 +308,7 @@ func TestRedeemRejections(t *testing.T) {
 		}, setup: bearerFrom(idp, corpUser, nil), status: 403, code: pass.CodeDelegationRejected, validateCall: true},
 		{name: "application answers its own error", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error {
-				return pass.NewError(http.StatusPaymentRequired, "plan_required", "upgrade")
+				return pass.Fail("plan_required", "upgrade").WithStatus(http.StatusPaymentRequired)
 			}
 		}, setup: bearerFrom(idp, corpUser, nil), status: 402, code: "plan_required", validateCall: true},
 		{name: "invalid DPoP proof", ids: "RFC 9449", setup: func(t *testing.T, e *env, s *scenarios) (pass.PassType, pass.RedemptionRequest, http.Header) {

@@ -124,12 +124,12 @@ func New(cfg Config) (*Service, error) {
 // mux.Handle("/agentpass/", svc).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s == nil || s.mux == nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "service not configured"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInternal, "service not configured"))
 		return
 	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 		return
 	}
 	h.ServeHTTP(w, r)
@@ -177,7 +177,7 @@ func (s *Service) serveDocument(w http.ResponseWriter, r *http.Request, body []b
 		return
 	}
 	if !acceptsJSON(r.Header.Values("Accept")) {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotAcceptable, pass.CodeNotAcceptable, "only application/json is available"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotAcceptable, "only application/json is available"))
 		return
 	}
 	h := w.Header()

@@ -261,18 +261,18 @@ func (d *devnet) addExternals(cfg config) error {
 
 // resolution asks the Service which Authority governs user, as a Harness
 // does (POST resolve_authorities), and names the branch or the refusal.
-func resolution(ctx context.Context, d *devnet, user string) (branch string, refs []pass.AuthorityRef, refusal *pass.Error) {
+func resolution(ctx context.Context, d *devnet, user string) (branch string, refs []pass.AuthorityRef, refusal *pass.PeerError) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cfg := d.sb.Service.Configuration()
 	var out pass.ResolutionResponse
-	_, err := httpx.Do(ctx, d.net.Client(), httpx.Call{URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &out)
+	_, err := httpx.Do(ctx, d.net.Client(), httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &out)
 	if err != nil {
-		var pe *pass.Error
+		var pe *pass.PeerError
 		if errors.As(err, &pe) {
 			return "refused", nil, pe
 		}
-		return "refused", nil, &pass.Error{Message: err.Error()}
+		return "refused", nil, &pass.PeerError{Peer: pass.PeerService, Message: err.Error()}
 	}
 	switch {
 	case out.EnterpriseAuthority != nil:
