@@ -191,6 +191,15 @@ type Config struct {
 	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
+	// RequireHardenedProofs refuses issuance requests whose Harness does not
+	// list the holder-binding extension (pass.ExtHolderBinding) in
+	// harness.extensions, and so refuses plain v0.1 Harnesses. If false
+	// (the default), such a request gets v0.1 behaviour: its approved status
+	// is served to whoever polls its unguessable status URL, and its pass
+	// is redeemable with a plain v0.1 proof; a request that lists the
+	// extension is always held to it, so no one can downgrade it.
+	RequireHardenedProofs bool
+
 	// ReplayCache records the holder proofs of status reads and the jti of
 	// every Service assertion, so neither can be used twice. If nil, a
 	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries;
@@ -237,6 +246,7 @@ type Authority struct {
 	pollAfter  time.Duration
 	wildcard   bool
 	domainGate bool
+	hardened   bool // RequireHardenedProofs
 	disc       *discovery.Client
 	client     *http.Client
 	replay     dpop.ReplayCache
@@ -257,7 +267,7 @@ type Authority struct {
 func New(cfg Config) (*Authority, error) {
 	a := &Authority{
 		id: cfg.Identifier, mode: cfg.TrustMode, keys: cfg.Keys, store: cfg.Store, approver: cfg.Approver,
-		wildcard: cfg.ScopeWildcardAllowed, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
+		wildcard: cfg.ScopeWildcardAllowed, hardened: cfg.RequireHardenedProofs, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
 		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
 	}
 	if err := checkIdentifier("Identifier", cfg.Identifier); err != nil {
@@ -386,6 +396,12 @@ func New(cfg Config) (*Authority, error) {
 			AuthorizationClose: a.base + PathAuthorizationClose,
 		},
 		Approval: &pass.ApprovalHints{Modes: []string{"poll"}, DefaultTTLSeconds: int(a.reqTTL / time.Second)},
+	}
+	// Harnesses learn here that this Authority releases approved passes to
+	// status holder proofs and tells Services which passes need hardened
+	// proofs.
+	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("authority: holder-binding extension: %w", err)
 	}
 	if cfg.AllowServiceAuthorities != nil {
 		v := *cfg.AllowServiceAuthorities

@@ -78,6 +78,13 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
 		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	}
+	hardened := in.Harness.Extensions.Has(pass.ExtHolderBinding)
+	switch {
+	case hardened && in.Harness.Cnf == nil:
+		return nil, "", pass.Fail(pass.CodeInvalidRequest, "harness.extensions lists holder-binding: harness.cnf is required")
+	case a.hardened && !hardened:
+		return nil, "", pass.Fail(pass.CodeInvalidRequest, "this Authority requires the holder-binding extension in harness.extensions")
+	}
 	// TATT-5..11: a task attestation must verify before anything else.
 	attested := false
 	if in.Task.Attestation != nil {
@@ -135,6 +142,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	}
 	if in.Harness.Cnf != nil {
 		req.Cnf = cloneRaw(in.Harness.Cnf.JWK)
+		req.HardenedBinding = hardened
 	}
 	d := a.decide(ctx, req)
 	value := ""
@@ -286,7 +294,11 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
 	value := ""
 	if req.StatusAt(now) == pass.StatusApproved {
-		if req.Cnf != nil {
+		// Only a Harness that opted into the hardening proves its key here;
+		// for any other request the unguessable, rate-limited, no-store
+		// status URL is the credential, as v0.1 defines it, and holder
+		// binding at redemption makes a leaked pass useless.
+		if req.HardenedBinding {
 			if err := a.checkStatusProof(ctx, r, req); err != nil {
 				a.reject(w, "status", err, slog.String("request_id", logID(id)), slog.String("harness", req.HarnessID))
 				return
@@ -312,18 +324,25 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, value, now))
 }
 
-// checkStatusProof requires the holder proof of ProofHeader (G-2).
+// checkStatusProof requires the holder proof of ProofHeader; a refusal
+// names the failed check from the fixed set of proof reasons.
 func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request) error {
 	proof := r.Header.Get(ProofHeader)
 	if proof == "" {
 		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+	}
+	if req.Cnf == nil {
+		return pass.FailProof(pass.CodeProofRequired, pass.ProofBadKey).WithStatus(http.StatusUnauthorized)
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(req.ID), AgentPass: req.ID, HarnessID: req.HarnessID,
 		RequireBinding: true,
 	})
 	if err != nil {
-		return pass.Fail(pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)
+		if !errors.Is(err, dpop.ErrInvalidProof) {
+			return err // the replay cache failed: wireError answers 503
+		}
+		return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
 	}
 	return nil
 }

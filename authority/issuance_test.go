@@ -73,7 +73,7 @@ func TestIssueApproveValidate(t *testing.T) {
 		Scope: pass.Scope{"tickets:read"}, Type: pass.BrowserSession, DestinationURL: e.svc.Origin + "/inbox",
 		Cnf:                    &pass.Cnf{JWK: h.key.PublicJSON()},
 		Task:                   &pass.ValidatedTask{ID: "task-1", Description: taskDesc, Attested: true},
-		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID},
+		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 	}
 	if d := cmp.Diff(want, v); d != "" {
 		t.Errorf("validation (-want +got):\n%s", d)

@@ -110,6 +110,10 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 		AuthorizationExpiresAt: &exp,
 		Harness:                &pass.HarnessRef{ID: az.HarnessID},
 	}
+	if az.HardenedBinding {
+		// The Service then requires htm, htu and aph for this pass only.
+		out.Harness.Extensions = pass.HarnessExtensions{pass.ExtHolderBinding}
+	}
 	if out.Scope == nil {
 		out.Scope = pass.Scope{}
 	}

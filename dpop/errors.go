@@ -123,6 +123,7 @@ var proofReasons = []struct {
 	{"forbidden header", pass.ProofBadHeader},
 	{"kid header", pass.ProofBadHeader},
 	{"jwk header", pass.ProofBadHeader},
+	{"malformed header encoding", pass.ProofMalformed},
 	{"malformed header", pass.ProofBadHeader},
 	{"header is not", pass.ProofBadHeader},
 	{"cnf.jwk", pass.ProofBadKey},

@@ -457,7 +457,11 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 		Type:    g.Type,
 		Service: pass.ServiceRef{Origin: g.Service},
 		User:    pass.User{Email: g.User},
-		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}},
+		// The holder-binding signal: this Harness proves its key at the
+		// status endpoint and sends htm, htu and aph, so an Authority that
+		// knows the extension holds the pass to both and a leaked v0.1
+		// style proof can never redeem it. v0.1 Authorities ignore it.
+		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		Task:    pass.Task{ID: g.Task.ID, Description: g.Task.Description},
 	}
 	a.statusOK = true

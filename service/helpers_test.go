@@ -212,6 +212,7 @@ type fakeAuthority struct {
 	down bool
 
 	validateCalls, checkCalls, closeCalls atomic.Int32
+	validateOK                            atomic.Int32 // validations answered 200 (the pass consumed)
 	lastValidateBody                      atomic.Value // string
 	lastAssertion                         atomic.Value // *assertion.Claims
 	closed                                sync.Map     // authorization id -> action
@@ -358,6 +359,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case consumed:
 			httpx.WriteError(w, nil, pass.Fail(pass.CodeAgentPassConsumed, "consumed"))
 		default:
+			a.validateOK.Add(1)
 			httpx.WriteJSON(w, http.StatusOK, p.resp)
 		}
 	case "/check":
@@ -446,6 +448,14 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+}
+
+func (r *response) errorMessage() string {
+	var er pass.ErrorResponse
+	if json.Unmarshal(r.body, &er) != nil {
+		return ""
+	}
+	return er.Error.Message
 }
 
 func (r *response) errorCode() pass.Code {

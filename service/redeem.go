@@ -108,17 +108,23 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, err
 	}
 
-	// A proof whose claims can never verify (wrong htu, htm, aud or aph,
-	// bad times) is refused before the Authority consumes the pass, so an
-	// honest but misconfigured Harness keeps its pass. Presence rules and
-	// the signature wait for cnf, in step 7, which completes this parse.
+	// Everything about the harness proof that needs no cnf (structure,
+	// alg, typ, times, aud, htm/htu/aph when present or required, and a jti
+	// not yet seen) is checked before the Authority consumes the pass, so a
+	// Harness whose proof can never pass keeps its pass. Only the signature,
+	// and the binding a pass turns out to require, wait for validation.
 	var proof *dpop.Proof
 	if req.HarnessProof != nil {
-		p, err := s.proofs.Precheck(req.HarnessProof.JWT, dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value})
+		p, err := s.proofs.Precheck(ctx, req.HarnessProof.JWT, dpop.ProofRequest{
+			Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value,
+			RequireBinding: s.cfg.RequireHardenedProofs,
+		})
 		if err != nil {
 			return nil, proofError(err, pass.CodeInvalidHarnessProof, nil)
 		}
 		proof = p
+	} else if s.cfg.RequireHardenedProofs {
+		return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 	}
 
 	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
@@ -126,6 +132,21 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.redeemValidated(ctx, typ, req, a, endpoint, src, vr, proof, dpopProof, jkt)
+	if err != nil {
+		// The pass is consumed: a refusal now would leave a live delegation
+		// without a credential at the Authority, so it is revoked.
+		s.closeRefused(ctx, src, vr, err)
+		return nil, err
+	}
+	return out, nil
+}
+
+// redeemValidated finishes a redemption whose pass the Authority has
+// consumed: every check on the validation response, the holder proof's
+// signature, the application's consent, then the credential.
+func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *pass.RedemptionRequest, a *audit,
+	endpoint string, src *source, vr *pass.ValidationResponse, proof *dpop.Proof, dpopProof *dpop.DPoPProof, jkt string) (*redemption, error) {
 	a.user, a.agent, a.authorizationID = vr.User.Email, vr.Agent.ID, vr.AuthorizationID
 	if vr.Task != nil {
 		a.task = vr.Task.ID
@@ -174,12 +195,14 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	// Step 7: holder binding (HB-7, HB-8, HB-9, G-3, G-4).
 	if vr.Cnf != nil {
 		if req.HarnessProof == nil {
-			return nil, pass.Fail(pass.CodeInvalidHarnessProof,
-				"the AgentPass is holder-bound: harness_proof is required")
+			return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 		}
+		// A pass whose Harness asked for the hardening is never redeemed
+		// with a proof lacking htm, htu or aph, whatever the redeemer
+		// sends: the requirement follows the pass, not the request.
 		preq := dpop.ProofRequest{
 			Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value,
-			RequireBinding: !s.cfg.AllowUnboundProofs,
+			RequireBinding: s.cfg.RequireHardenedProofs || vr.Harness != nil && vr.Harness.Extensions.Has(pass.ExtHolderBinding),
 		}
 		if vr.Harness != nil {
 			preq.HarnessID = vr.Harness.ID

@@ -72,6 +72,11 @@ func New(cfg Config) (*Service, error) {
 	if len(st.TrustedFederated) > 0 {
 		doc.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), st.TrustedFederated...)
 	}
+	// This Service verifies htm, htu and aph for every pass the Authority
+	// marks as requested with the holder-binding extension.
+	if doc.Extensions, err = doc.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("service: holder-binding extension: %w", err)
+	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}

@@ -118,13 +118,13 @@ const (
 		agent_id, tier, attestation_issuer, task_id, task_description, task_attested, destination_url,
 		available_scope, proposed_scope, proposed_by, parent_authorization_id,
 		decision_status, decided_by, decided_at, decision_reason, decision_scope, pass_expires_at,
-		authorization_expires_at, pass_hash, consumed_at, authorization_id`
+		authorization_expires_at, pass_hash, consumed_at, authorization_id, hardened_binding`
 	authorizationColumns = `id, request_id, parent_id, state, service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
 		approval_status, approval_by, approval_at, approval_reason, approval_scope,
 		approval_pass_expires_at, approval_authorization_expires_at,
-		updated_at, state_by, state_reason, closed_at`
+		updated_at, state_by, state_reason, closed_at, hardened_binding`
 )
 
 // CreateRequest implements authority.Store.
@@ -147,12 +147,12 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`,
+			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)`,
 		r.ID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentAuthorizationID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
-		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt())
+		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID), r.HardenedBinding, r.EndsAt())
 	if isUniqueViolation(err) {
 		return authority.ErrConflict
 	}
@@ -284,12 +284,12 @@ const consumeSQL = `
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
 		approval_status, approval_by, approval_at, approval_reason, approval_scope,
-		approval_pass_expires_at, approval_authorization_expires_at, updated_at, ends_at)
+		approval_pass_expires_at, approval_authorization_expires_at, updated_at, ends_at, hardened_binding)
 	SELECT $3, id, parent_authorization_id, 'active', service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		decision_scope, decision_scope, $4, authorization_expires_at,
 		decision_status, decided_by, decided_at, decision_reason, decision_scope,
-		pass_expires_at, authorization_expires_at, $4, coalesce(authorization_expires_at, $4)
+		pass_expires_at, authorization_expires_at, $4, coalesce(authorization_expires_at, $4), hardened_binding
 	FROM claimed
 	RETURNING ` + authorizationColumns
 
@@ -504,7 +504,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		&r.AgentID, &tier, &r.AttestationIssuer, &r.TaskID, &r.TaskDescription, &r.TaskAttested, &r.DestinationURL,
 		&avail, &proposed, &r.ProposedBy, &r.ParentAuthorizationID,
 		&decStatus, &decidedBy, &decidedAt, &decReason, &decScope, &passExp,
-		&authzExp, &passHash, &consumed, &authzID)
+		&authzExp, &passHash, &consumed, &authzID, &r.HardenedBinding)
 	if err != nil {
 		return nil, err
 	}
@@ -537,7 +537,7 @@ func scanAuthorization(row pgx.Row) (*authority.Authorization, error) {
 		&granted, &scope, &created, &expires,
 		&apStatus, &a.Approval.DecidedBy, &apAt, &a.Approval.Reason, &apScope,
 		&apPass, &apAz,
-		&updated, &a.StateBy, &a.StateReason, &closed)
+		&updated, &a.StateBy, &a.StateReason, &closed, &a.HardenedBinding)
 	if err != nil {
 		return nil, err
 	}
