@@ -92,7 +92,7 @@ func (s *Service) tryClose(ctx context.Context, pc *PendingClose, now time.Time)
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelError, eventClose, append(attrs, slog.String("outcome", "abandoned"), slog.String("error", err.Error()))...)
 			break
 		}
-		if serr := s.cfg.Store.SavePendingClose(ctx, pc); serr != nil {
+		if serr := s.cfg.Store.SavePendingClose(context.WithoutCancel(ctx), pc); serr != nil {
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelError, eventClose, append(attrs, slog.String("outcome", "lost"),
 				slog.String("error", err.Error()), slog.String("store_error", serr.Error()))...)
 			return
@@ -102,7 +102,7 @@ func (s *Service) tryClose(ctx context.Context, pc *PendingClose, now time.Time)
 		return
 	}
 	if pc.Attempts > 0 {
-		if err := s.cfg.Store.DeletePendingClose(ctx, pc.AuthorizationID); err != nil {
+		if err := s.cfg.Store.DeletePendingClose(context.WithoutCancel(ctx), pc.AuthorizationID); err != nil {
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, eventClose, append(attrs, slog.String("store_error", err.Error()))...)
 		}
 	}
@@ -162,10 +162,11 @@ func (s *Service) retryCloses(ctx context.Context) {
 			return
 		}
 		if !pc.ExpiresAt.After(now) {
-			_ = s.cfg.Store.DeletePendingClose(ctx, pc.AuthorizationID)
+			_ = s.cfg.Store.DeletePendingClose(context.WithoutCancel(ctx), pc.AuthorizationID)
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+		// A close in flight is finished, not abandoned, when ctx ends.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CheckTimeout)
 		s.tryClose(cctx, pc, now)
 		cancel()
 	}

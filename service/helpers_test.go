@@ -213,6 +213,10 @@ type fakeAuthority struct {
 
 	validateCalls, checkCalls, closeCalls atomic.Int32
 	validateOK                            atomic.Int32 // validations answered 200 (the pass consumed)
+	// failCloses makes that many close calls answer 503 first.
+	failCloses atomic.Int32
+	// closes, when set, receives the id of every successful close.
+	closes chan string
 	lastValidateBody                      atomic.Value // string
 	lastAssertion                         atomic.Value // *assertion.Claims
 	closed                                sync.Map     // authorization id -> action
@@ -379,10 +383,17 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, resp)
 	case "/close":
 		a.closeCalls.Add(1)
+		if a.failCloses.Add(-1) >= 0 {
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeTemporarilyUnavailable, "down"))
+			return
+		}
 		var req pass.AuthorizationCloseRequest
 		if err := pass.Decode(body, &req); err != nil {
 			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
+		}
+		if a.closes != nil {
+			defer func() { a.closes <- req.AuthorizationID }()
 		}
 		a.closed.Store(req.AuthorizationID, req.Action)
 		a.setAuthz(req.AuthorizationID, nil)
