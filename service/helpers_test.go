@@ -216,10 +216,10 @@ type fakeAuthority struct {
 	// failCloses makes that many close calls answer 503 first.
 	failCloses atomic.Int32
 	// closes, when set, receives the id of every successful close.
-	closes chan string
-	lastValidateBody                      atomic.Value // string
-	lastAssertion                         atomic.Value // *assertion.Claims
-	closed                                sync.Map     // authorization id -> action
+	closes           chan string
+	lastValidateBody atomic.Value // string
+	lastAssertion    atomic.Value // *assertion.Claims
+	closed           sync.Map     // authorization id -> action
 }
 
 type fakePass struct {
