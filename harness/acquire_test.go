@@ -114,6 +114,11 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	if diff := cmp.Diff([]time.Duration{DefaultMinPoll, 2 * time.Second}, rec.all()); diff != "" {
 		t.Errorf("poll waits (-want +got):\n%s", diff)
 	}
+	// Issue #13: the request signals the hardening, so no one can redeem
+	// its pass with a proof lacking htm, htu and aph.
+	if !ir.Harness.Extensions.Has(pass.ExtHolderBinding) {
+		t.Errorf("harness.extensions = %v, want the holder-binding signal", ir.Harness.Extensions)
+	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
 	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
