@@ -40,9 +40,9 @@ func TestRefusalAfterConsumptionRevokedByRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.svc.Run(ctx) }()
 	select {
-	case id := <-e.idp.closes:
-		if id != id {
-			t.Errorf("closed %q, want %q", id, id)
+	case got := <-e.idp.closes:
+		if got != id {
+			t.Errorf("closed %q, want %q", got, id)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not retry the close")
