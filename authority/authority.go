@@ -191,6 +191,15 @@ type Config struct {
 	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
+	// RequireHardenedProofs refuses issuance requests whose Harness does not
+	// list the holder-binding extension (pass.ExtHolderBinding) in
+	// harness.extensions, and so refuses plain v0.1 Harnesses. If false
+	// (the default), such a request gets v0.1 behaviour: its approved status
+	// is served to whoever polls its unguessable status URL, and its pass
+	// is redeemable with a plain v0.1 proof; a request that lists the
+	// extension is always held to it, so no one can downgrade it.
+	RequireHardenedProofs bool
+
 	// ReplayCache records the holder proofs of status reads and the jti of
 	// every Service assertion, so neither can be used twice. If nil, a
 	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries;
@@ -243,6 +252,7 @@ type Authority struct {
 	pollAfter  time.Duration
 	wildcard   bool
 	domainGate bool
+	hardened   bool // RequireHardenedProofs
 	disc       *discovery.Client
 	client     *http.Client
 	replay     dpop.ReplayCache
@@ -265,7 +275,7 @@ type Authority struct {
 func New(cfg Config) (*Authority, error) {
 	a := &Authority{
 		id: cfg.Identifier, mode: cfg.TrustMode, keys: cfg.Keys, store: cfg.Store, approver: cfg.Approver,
-		wildcard: cfg.ScopeWildcardAllowed, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
+		wildcard: cfg.ScopeWildcardAllowed, hardened: cfg.RequireHardenedProofs, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
 		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
 		discloseApprover: cfg.DiscloseApprover,
 	}
@@ -396,6 +406,12 @@ func New(cfg Config) (*Authority, error) {
 		},
 		Approval: &pass.ApprovalHints{Modes: []string{"poll"}, DefaultTTLSeconds: int(a.reqTTL / time.Second)},
 	}
+	// Harnesses learn here that this Authority releases approved passes to
+	// status holder proofs and tells Services which passes need hardened
+	// proofs.
+	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("authority: holder-binding extension: %w", err)
+	}
 	// The mission record is kept for every request; its endpoints are not
 	// served yet, so only the version is advertised.
 	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0"}); err != nil {
@@ -474,7 +490,7 @@ func (a *Authority) StatusURL(id string) string { return a.config.StatusURL(id) 
 // ServeHTTP serves the Authority's endpoints.
 func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.ready() != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "authority not configured"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInternal, "authority not configured"))
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -498,7 +514,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathAuthorizationCheck, a.serveCheck)
 	route(http.MethodPost, PathAuthorizationClose, a.serveClose)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})
 	return mux
 }

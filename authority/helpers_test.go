@@ -151,7 +151,7 @@ func (e *env) newHarness() *harness {
 	}
 	h := &harness{key: k, req: pass.IssuanceRequest{
 		Type: pass.BrowserSession, Service: pass.ServiceRef{Origin: e.svc.Origin}, User: pass.User{Email: userEmail},
-		Harness: pass.HarnessInfo{ID: harnessID, Cnf: &pass.Cnf{JWK: k.PublicJSON()}},
+		Harness: pass.HarnessInfo{ID: harnessID, Cnf: &pass.Cnf{JWK: k.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		Task:    pass.Task{ID: "task-1", Description: taskDesc},
 		Intent:  &pass.Intent{DestinationURL: e.svc.Origin + "/inbox"},
 	}}
@@ -163,7 +163,15 @@ func (e *env) newHarness() *harness {
 // plainHarness is a v0.1 harness without holder binding.
 func (e *env) plainHarness() *harness {
 	h := e.newHarness()
-	h.req.Harness.Cnf, h.req.Harness.Attestation, h.req.Task.Attestation = nil, nil, nil
+	h.req.Harness.Cnf, h.req.Harness.Attestation, h.req.Task.Attestation, h.req.Harness.Extensions = nil, nil, nil, nil
+	return h
+}
+
+// v01Harness is a v0.1 harness with holder binding but without the
+// holder-binding extension: it sends harness.cnf and no signal.
+func (e *env) v01Harness() *harness {
+	h := e.newHarness()
+	h.req.Harness.Extensions = nil
 	return h
 }
 

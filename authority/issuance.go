@@ -75,10 +75,7 @@ func (a *Authority) issue(ctx context.Context, in *pass.IssuanceRequest) (*Reque
 	reqID := secret.ID(requestIDPrefix)
 	req.IDHash = secret.Hash(reqID)
 	if err := a.store.CreateRequest(ctx, req); err != nil {
-		if errors.Is(err, ErrStoreFull) {
-			return nil, "", "", pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "too many requests in flight").WithCause(err)
-		}
-		return nil, "", "", err
+		return nil, "", "", err // a full store is 503 temporarily_unavailable (wireError)
 	}
 	return req, reqID, value, nil
 }
@@ -92,9 +89,16 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	// Bound what one unauthenticated request can make the store keep.
 	switch {
 	case len(in.Task.Description) > MaxTaskDescription:
-		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
 	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
-		return nil, "", pass.Errorf(http.StatusBadRequest, pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
+	}
+	hardened := in.Harness.Extensions.Has(pass.ExtHolderBinding)
+	switch {
+	case hardened && in.Harness.Cnf == nil:
+		return nil, "", pass.Fail(pass.CodeInvalidRequest, "harness.extensions lists holder-binding: harness.cnf is required")
+	case a.hardened && !hardened:
+		return nil, "", pass.Fail(pass.CodeInvalidRequest, "this Authority requires the holder-binding extension in harness.extensions")
 	}
 	// TATT-5..11: a task attestation must verify before anything else.
 	attested := false
@@ -104,7 +108,7 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 			cnf = in.Harness.Cnf.JWK
 		}
 		if err := dpop.VerifyTaskAttestation(in.Task.Attestation.JWT, cnf, in.Harness.ID, in.Task.ID, in.Task.Description, now, 0); err != nil {
-			return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidTaskAttest, "task attestation failed verification").WithCause(err)
+			return nil, "", pass.Fail(pass.CodeInvalidTaskAttest, "task attestation failed verification").WithCause(err)
 		}
 		attested = true
 	}
@@ -112,14 +116,14 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	ident, err := a.attest.Verify(ctx, in.Harness)
 	switch {
 	case errors.Is(err, dpop.ErrUntrustedAttester):
-		return nil, "", pass.NewError(http.StatusForbidden, pass.CodeInvalidAttestation, "the attestation issuer is not trusted by this Authority").WithCause(err)
+		return nil, "", pass.Fail(pass.CodeInvalidAttestation, "the attestation issuer is not trusted by this Authority").WithStatus(http.StatusForbidden).WithCause(err)
 	case errors.Is(err, dpop.ErrInvalidConfig):
 		return nil, "", err
 	case err != nil:
-		return nil, "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAttestation, "harness attestation failed verification").WithCause(err)
+		return nil, "", pass.Fail(pass.CodeInvalidAttestation, "harness attestation failed verification").WithCause(err)
 	}
 	if !slices.Contains(a.tiers, ident.Tier) {
-		return nil, "", pass.Errorf(http.StatusForbidden, pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
+		return nil, "", pass.Failf(pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
 	}
 	// G-32: an Enterprise Authority serves only the domains that name it.
 	if a.domainGate {
@@ -135,7 +139,7 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	dest := ""
 	if in.Type == pass.BrowserSession && in.Intent != nil && in.Intent.DestinationURL != "" {
 		if !pass.SameOrigin(in.Intent.DestinationURL, origin) {
-			return nil, "", pass.NewError(http.StatusForbidden, pass.CodeDestinationNotAllowed, "intent.destination_url must be same-origin with service.origin")
+			return nil, "", pass.Fail(pass.CodeDestinationNotAllowed, "intent.destination_url must be same-origin with service.origin")
 		}
 		dest = in.Intent.DestinationURL
 	}
@@ -153,6 +157,7 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	}
 	if in.Harness.Cnf != nil {
 		req.Cnf = cloneRaw(in.Harness.Cnf.JWK)
+		req.HardenedBinding = hardened
 	}
 	d := a.decide(ctx, req)
 	value := ""
@@ -210,13 +215,13 @@ func (a *Authority) checkDomain(ctx context.Context, email string) error {
 	u, err := a.disc.LookupEnterpriseTXT(ctx, domain)
 	switch {
 	case errors.Is(err, discovery.ErrDelegationDisabled):
-		return pass.NewError(http.StatusForbidden, pass.CodeDelegationDisabled, "the user's domain has disabled agent delegation").WithCause(err)
+		return pass.Fail(pass.CodeDelegationDisabled, "the user's domain has disabled agent delegation").WithCause(err)
 	case errors.Is(err, discovery.ErrNoRecord) || errors.Is(err, discovery.ErrInvalidRecord):
-		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain").WithCause(err)
+		return pass.Fail(pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain").WithCause(err)
 	case err != nil:
-		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, "enterprise discovery for the user's domain failed").WithCause(err)
+		return pass.Fail(pass.CodeDiscoveryFailed, "enterprise discovery for the user's domain failed").WithCause(err)
 	case u != a.ConfigurationURL():
-		return pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain")
+		return pass.Fail(pass.CodeUntrustedAuthority, "this Authority does not serve the user's domain")
 	}
 	return nil
 }
@@ -225,9 +230,9 @@ func (a *Authority) checkDomain(ctx context.Context, email string) error {
 // 502, a Service that does not exist or misdescribes itself is 422.
 func discoveryError(err error, msg string) *pass.Error {
 	if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-		return pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, msg).WithCause(err)
+		return pass.Fail(pass.CodeDiscoveryFailed, msg).WithCause(err)
 	}
-	return pass.NewError(http.StatusUnprocessableEntity, pass.CodeServiceUnverified, msg).WithCause(err)
+	return pass.Fail(pass.CodeServiceUnverified, msg).WithStatus(http.StatusUnprocessableEntity).WithCause(err)
 }
 
 // availableScopes calls the Service's available_scopes endpoint with a
@@ -245,21 +250,21 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 		Task: &pass.TaskInfo{ID: task.ID, Description: task.Description},
 	}
 	var out pass.AvailableScopesResponse
-	_, err = httpx.Do(ctx, a.client, httpx.Call{URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
+	_, err = httpx.Do(ctx, a.client, httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
 	if err != nil {
-		var pe *pass.Error
+		var pe *pass.PeerError
 		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority, "the Service does not accept this Authority").WithCause(err)
+			return nil, pass.Fail(pass.CodeUntrustedAuthority, "the Service does not accept this Authority").WithCause(err)
 		}
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
+		return nil, pass.Fail(pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
 	}
 	names := out.Names()
 	if len(names) > MaxAvailableScopes {
-		return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
+		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
 	}
 	for _, n := range names {
 		if len(n) > maxScopeName {
-			return nil, pass.Errorf(http.StatusBadGateway, pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
+			return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
 		}
 	}
 	return names, nil
@@ -286,13 +291,13 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if id == "" || len(id) > maxIDLength {
-		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		a.reject(w, "status", pass.Fail(pass.CodeRequestUnknown, "unknown request"))
 		return
 	}
 	ctx := r.Context()
 	req, err := a.store.RequestByIDHash(ctx, secret.Hash(id))
 	if errors.Is(err, ErrNotFound) {
-		a.reject(w, "status", pass.NewError(http.StatusNotFound, pass.CodeRequestUnknown, "unknown request"))
+		a.reject(w, "status", pass.Fail(pass.CodeRequestUnknown, "unknown request"))
 		return
 	} else if err != nil {
 		a.reject(w, "status", err)
@@ -311,10 +316,14 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 		if state != pass.MissionActive {
 			// A mission that ended or is held before redemption gets no
 			// new pass: validation would refuse it anyway.
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request is no longer valid"), attrs...)
+			a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request is no longer valid"), attrs...)
 			return
 		}
-		if req.Cnf != nil {
+		// Only a Harness that opted into the hardening proves its key here;
+		// for any other request the unguessable, rate-limited, no-store
+		// status URL is the credential, as v0.1 defines it, and holder
+		// binding at redemption makes a leaked pass useless.
+		if req.HardenedBinding {
 			if err := a.checkStatusProof(ctx, r, req, id); err != nil {
 				a.reject(w, "status", err, attrs...)
 				return
@@ -324,10 +333,10 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 		req, err = a.store.RotatePass(ctx, req.MissionID, secret.Hash(value), now)
 		switch {
 		case errors.Is(err, ErrConsumed):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"), attrs...)
+			a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request was already redeemed"), attrs...)
 			return
 		case errors.Is(err, ErrExpired):
-			a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request has expired"), attrs...)
+			a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request has expired"), attrs...)
 			return
 		case err != nil:
 			a.reject(w, "status", err, attrs...)
@@ -337,25 +346,32 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 			slog.String("user", req.User), slog.String("agent", req.AgentID), slog.String("service", req.Service),
 			slog.String("task", req.TaskID), slog.String("outcome", "ok"))
 	} else if req.StatusAt(now) == pass.StatusApproved {
-		a.reject(w, "status", pass.NewError(http.StatusGone, pass.CodeRequestGone, "the AgentPass of this request was already redeemed"),
+		a.reject(w, "status", pass.Fail(pass.CodeRequestGone, "the AgentPass of this request was already redeemed"),
 			slog.String("mission_id", req.MissionID))
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, id, value, state, now))
 }
 
-// checkStatusProof requires the holder proof of ProofHeader (G-2).
+// checkStatusProof requires the holder proof of ProofHeader; a refusal
+// names the failed check from the fixed set of proof reasons.
 func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request, reqID string) error {
 	proof := r.Header.Get(ProofHeader)
 	if proof == "" {
-		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+	}
+	if req.Cnf == nil {
+		return pass.FailProof(pass.CodeProofRequired, pass.ProofBadKey).WithStatus(http.StatusUnauthorized)
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(reqID), AgentPass: reqID, HarnessID: req.HarnessID,
 		RequireBinding: true,
 	})
 	if err != nil {
-		return pass.NewError(http.StatusUnauthorized, pass.CodeProofRequired, "the holder proof is not valid for this request").WithCause(err)
+		if !errors.Is(err, dpop.ErrInvalidProof) {
+			return err // the replay cache failed: wireError answers 503
+		}
+		return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
 	}
 	return nil
 }
@@ -391,8 +407,12 @@ func (a *Authority) statusBody(req *Request, reqID, value string, state pass.Mis
 	return st
 }
 
-// reject answers err as a structured error and logs it.
+// reject answers err as a structured error and logs it: the one place the
+// Authority writes an error, through wireError.
 func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs ...slog.Attr) {
+	if pe := wireError(err); pe.Code != pass.CodeInternal {
+		err = pe
+	}
 	var pe *pass.Error
 	if errors.As(err, &pe) {
 		attrs = append(attrs, slog.String("outcome", "rejected"), slog.String("code", string(pe.Code)), slog.Int("status", pe.Status))
@@ -407,6 +427,30 @@ func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs
 		a.log.LogAttrs(context.Background(), slog.LevelError, "agentpass "+event, attrs...)
 	}
 	httpx.WriteError(w, nil, err)
+}
+
+// wireError maps any error of an Authority handler to what the peer sees.
+// A *pass.Error passes through; a full store is 503
+// temporarily_unavailable (retry later, the caller did nothing wrong); a
+// Service or discovery that failed is 502; the rest is 500 with the cause
+// kept only for the log.
+func wireError(err error) *pass.Error {
+	var (
+		pe *pass.Error
+		pr *pass.PeerError
+		ue *pass.UnreachableError
+	)
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, ErrStoreFull), errors.Is(err, dpop.ErrReplayCacheFull):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, "the Authority is busy; retry later").WithCause(err)
+	case errors.As(err, &ue), errors.As(err, &pr):
+		return pass.Fail(pass.CodeServiceUnverified, "the Service failed").WithCause(err)
+	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
+		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
+	}
+	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
 }
 
 // logID shortens a secret id for logs and pages: enough to correlate, not

@@ -78,7 +78,7 @@ func TestIssueApproveValidate(t *testing.T) {
 		Scope: pass.Scope{"tickets:read"}, Type: pass.BrowserSession, DestinationURL: e.svc.Origin + "/inbox",
 		Cnf:                    &pass.Cnf{JWK: h.key.PublicJSON()},
 		Task:                   &pass.ValidatedTask{ID: "task-1", Description: taskDesc, Attested: true},
-		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID},
+		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		// R2: the mission member, approved at once: pending v1, active v2.
 		Mission: &pass.MissionInfo{ID: st.Mission.ID, State: pass.MissionActive, Version: 2},
 	}

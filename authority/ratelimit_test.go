@@ -1,10 +1,12 @@
 package authority_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,5 +317,25 @@ func TestRateLimitIssuancePerDomain(t *testing.T) {
 	e.clock.Advance(time.Second)
 	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")); r.status != http.StatusAccepted {
 		t.Fatalf("after refill: %d %s", r.status, r.body)
+	}
+}
+
+// fullStore refuses every new request, as a bounded store that reached its
+// bound does.
+type fullStore struct{ authority.Store }
+
+func (fullStore) CreateRequest(context.Context, *authority.Request) error {
+	return authority.ErrStoreFull
+}
+
+// TestStoreFullIsNotRateLimited: a full store answers 503
+// temporarily_unavailable, never rate_limited (issue #12 item 4): the
+// caller sent too little to be limited, and may retry.
+func TestStoreFullIsNotRateLimited(t *testing.T) {
+	e := newEnv(t, approveAll, func(c *authority.Config) { c.Store = fullStore{authority.NewMemoryStore()} })
+	r, _ := e.issue(e.newHarness().req)
+	wantError(t, r, http.StatusServiceUnavailable, pass.CodeTemporarilyUnavailable)
+	if strings.Contains(string(r.body), "store full") {
+		t.Errorf("internal cause on the wire: %s", r.body)
 	}
 }

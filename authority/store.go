@@ -169,6 +169,11 @@ type Request struct {
 	HarnessID string
 	// Cnf is harness.cnf.jwk, nil without holder binding.
 	Cnf json.RawMessage
+	// HardenedBinding is true when the Harness listed the holder-binding
+	// extension in harness.extensions: its approved status is released only
+	// to a holder proof, and its pass is redeemable only with a proof
+	// carrying htm, htu and aph.
+	HardenedBinding bool
 	// AgentID is the agent identity the Authority vouches for (G-23).
 	AgentID string
 	// Tier is the trust tier reached (§3.1.4).
@@ -292,6 +297,7 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 		AgentID:         r.AgentID,
 		HarnessID:       r.HarnessID,
 		Cnf:             cloneRaw(r.Cnf),
+		HardenedBinding: r.HardenedBinding,
 		Tier:            r.Tier,
 		TaskID:          r.TaskID,
 		TaskDescription: r.TaskDescription,
@@ -352,6 +358,7 @@ type Authorization struct {
 	AgentID         string
 	HarnessID       string
 	Cnf             json.RawMessage
+	HardenedBinding bool // see Request.HardenedBinding
 	Tier            dpop.Tier
 	TaskID          string
 	TaskDescription string

@@ -13,7 +13,7 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-var errNoAssertion = pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "missing Authorization: Bearer assertion")
+var errNoAssertion = pass.Fail(pass.CodeInvalidAssertion, "missing Authorization: Bearer assertion")
 
 // authenticate verifies a Service assertion (§5.4.1, A-VAL-1..3, G-9) and
 // returns the Service origin. The keys come only from the configuration
@@ -26,19 +26,19 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 	}
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	iss := parsed.Issuer()
 	if err := pass.CheckOrigin(iss); err != nil {
-		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+		return "", pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
 	}
 	origin, _ := pass.Origin(iss)
 	info, err := a.disc.DiscoverService(ctx, origin)
 	if err != nil {
 		if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-			return "", pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
+			return "", pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
 		}
-		return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
+		return "", pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
 	// The verifier ends with the jti replay step: our Services put a fresh
 	// jti in every assertion, so a repeated one is a replay; a plain v0.1
@@ -46,11 +46,11 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 	if _, err := a.verifier.Verify(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
 		switch {
 		case errors.Is(err, assertion.ErrReplay):
-			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed").WithCause(err)
+			return "", pass.Fail(pass.CodeInvalidAssertion, "assertion replayed").WithCause(err)
 		case errors.Is(err, assertion.ErrInvalid):
-			return "", pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+			return "", pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 		}
-		return "", pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err)
+		return "", pass.Fail(pass.CodeTemporarilyUnavailable, "try again later").WithCause(err)
 	}
 	return origin, nil
 }
@@ -96,13 +96,13 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 func consumeError(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return pass.NewError(http.StatusNotFound, pass.CodeAgentPassInvalid, "unknown AgentPass")
+		return pass.Fail(pass.CodeAgentPassInvalid, "unknown AgentPass").WithStatus(http.StatusNotFound)
 	case errors.Is(err, ErrWrongAudience):
-		return pass.NewError(http.StatusForbidden, pass.CodeAudienceMismatch, "the AgentPass was issued for another Service")
+		return pass.Fail(pass.CodeAudienceMismatch, "the AgentPass was issued for another Service")
 	case errors.Is(err, ErrConsumed):
-		return pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "the AgentPass was already used")
+		return pass.Fail(pass.CodeAgentPassConsumed, "the AgentPass was already used")
 	case errors.Is(err, ErrExpired):
-		return pass.NewError(http.StatusGone, pass.CodeAgentPassExpired, "the AgentPass has expired")
+		return pass.Fail(pass.CodeAgentPassExpired, "the AgentPass has expired")
 	}
 	return err
 }
@@ -118,6 +118,10 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 		AuthorizationExpiresAt: &exp,
 		Harness:                &pass.HarnessRef{ID: az.HarnessID},
 	}
+	if az.HardenedBinding {
+		// The Service then requires htm, htu and aph for this pass only.
+		out.Harness.Extensions = pass.HarnessExtensions{pass.ExtHolderBinding}
+	}
 	if out.Scope == nil {
 		out.Scope = pass.Scope{}
 	}
@@ -130,7 +134,7 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 	return out
 }
 
-var errUnknownAuthorization = pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown or inactive authorization")
+var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown or inactive authorization")
 
 // serveCheck is POST {authorization_check} (§5.5.1, A-AUTHZ-*, G-16).
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {

@@ -92,7 +92,7 @@ func BenchmarkServiceHarnessProof(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		p, err := v.Precheck(tok, proofReq)
+		p, err := v.Precheck(context.Background(), tok, proofReq)
 		if err != nil {
 			b.Fatal(err)
 		}

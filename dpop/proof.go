@@ -184,7 +184,7 @@ type Proof struct {
 // verifier not made by NewProofVerifier returns ErrInvalidConfig; a replay
 // cache failure is returned wrapped and matches neither.
 func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
-	p, err := v.Precheck(jwt, req)
+	p, err := v.Precheck(ctx, jwt, req)
 	if err != nil {
 		return nil, err
 	}
@@ -192,13 +192,14 @@ func (v *ProofVerifier) Verify(ctx context.Context, jwt string, cnf json.RawMess
 }
 
 // Precheck parses a harness proof and runs, on its UNVERIFIED claims,
-// every check that needs neither the holder key nor the replay cache:
-// header rules, claim presence and kind, times and lifetime, aud, iss
-// (when req.HarnessID is set) and htm/htu/aph. A Service calls it before it
-// asks the Authority to validate (and so consume) the pass, so that a
-// proof that can never succeed does not cost the pass. It records nothing;
-// pass the returned Proof to Complete once cnf is known.
-func (v *ProofVerifier) Precheck(jwt string, req ProofRequest) (*Proof, error) {
+// every check that needs no holder key: header rules, claim presence and
+// kind, times and lifetime, aud, iss (when req.HarnessID is set),
+// htm/htu/aph, and, when the replay cache implements [ReplayLookup], that
+// the jti is not yet recorded. A Service calls it before it asks the
+// Authority to validate (and so consume) the pass, so that a proof that can
+// never succeed does not cost the pass. It records nothing; pass the
+// returned Proof to Complete once cnf is known.
+func (v *ProofVerifier) Precheck(ctx context.Context, jwt string, req ProofRequest) (*Proof, error) {
 	if err := v.check(); err != nil {
 		return nil, err
 	}
@@ -208,6 +209,15 @@ func (v *ProofVerifier) Precheck(jwt string, req ProofRequest) (*Proof, error) {
 	}
 	if err := v.checkClaims(tok, req); err != nil {
 		return nil, err
+	}
+	if l, ok := v.replay.(ReplayLookup); ok {
+		seen, err := l.Contains(ctx, tok.Claims.Issuer, tok.Claims.ID)
+		if err != nil {
+			return nil, fmt.Errorf("dpop: replay lookup: %w", err)
+		}
+		if seen {
+			return nil, wrapErr(ErrInvalidProof, "jti replayed", ErrReplay)
+		}
 	}
 	return &Proof{tok: tok}, nil
 }

@@ -2,6 +2,7 @@ package dpop
 
 import (
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
+	"github.com/agentpass-go/agentpass/pass"
 
 	"context"
 	"encoding/json"
@@ -283,7 +284,7 @@ func TestProofVerifierConfig(t *testing.T) {
 	var zero ProofVerifier
 	_, err := zero.Verify(context.Background(), tok, k.PublicJSON(), proofReq)
 	wantReason(t, err, ErrInvalidConfig, "")
-	if _, err := zero.Precheck(tok, proofReq); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := zero.Precheck(context.Background(), tok, proofReq); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("zero Precheck: err = %v", err)
 	}
 }
@@ -379,7 +380,7 @@ func TestProofPrecheck(t *testing.T) {
 		return s
 	}
 	good := mk(ProofParams{Method: "POST", URL: url, AgentPass: ap})
-	if _, err := v.Precheck(good, req); err != nil {
+	if _, err := v.Precheck(context.Background(), good, req); err != nil {
 		t.Fatalf("good proof refused: %v", err)
 	}
 	if replay.Len() != 0 {
@@ -387,6 +388,15 @@ func TestProofPrecheck(t *testing.T) {
 	}
 	if _, err := v.Verify(context.Background(), good, k.PublicJSON(), req); err != nil {
 		t.Fatalf("Verify after Precheck: %v", err)
+	}
+	// G-3: a recorded jti is refused before any irreversible step, with
+	// the fixed reason the wire error carries.
+	if _, err := v.Precheck(context.Background(), good, req); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrInvalidProof) || RefusalReason(err) != pass.ProofReplayed {
+		t.Errorf("replayed proof at Precheck: %v, want ErrReplay", err)
+	}
+	reasons := map[string]pass.ProofReason{
+		"wrong htu": pass.ProofWrongHTU, "wrong htm": pass.ProofWrongHTM, "wrong aph": pass.ProofWrongAPH,
+		"wrong aud": pass.ProofWrongAudience, "strict missing": pass.ProofMissingHTU, "garbage": pass.ProofMalformed,
 	}
 	for name, bad := range map[string]string{
 		"wrong htu":      mk(ProofParams{Method: "POST", URL: svc + "/other", AgentPass: ap}),
@@ -396,8 +406,12 @@ func TestProofPrecheck(t *testing.T) {
 		"strict missing": mk(ProofParams{Method: "POST"}),
 		"garbage":        "a.b.c",
 	} {
-		if _, err := v.Precheck(bad, req); !errors.Is(err, ErrInvalidProof) {
+		_, err := v.Precheck(context.Background(), bad, req)
+		if !errors.Is(err, ErrInvalidProof) {
 			t.Errorf("%s: Precheck = %v, want ErrInvalidProof", name, err)
+		}
+		if got := RefusalReason(err); got != reasons[name] {
+			t.Errorf("%s: reason %q, want %q (%v)", name, got, reasons[name], err)
 		}
 	}
 	if _, err := k.HarnessProof(ProofParams{HarnessID: "h1", Audience: svc, TTL: 10 * time.Minute, Now: now}); err == nil {

@@ -291,7 +291,7 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 func (c *Client) askService(ctx context.Context, scfg *pass.ServiceConfiguration, user string) (*pass.ResolutionResponse, []pass.AuthorityRef, Branch, error) {
 	endpoint := scfg.Endpoints.ResolveAuthorities
 	var res pass.ResolutionResponse
-	_, err := httpx.Do(ctx, c.http, httpx.Call{
+	_, err := httpx.Do(ctx, c.http, httpx.Call{Peer: pass.PeerService,
 		URL:  endpoint,
 		Body: pass.ResolutionRequest{User: pass.User{Email: user}},
 	}, &res)
@@ -457,7 +457,11 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 		Type:    g.Type,
 		Service: pass.ServiceRef{Origin: g.Service},
 		User:    pass.User{Email: g.User},
-		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}},
+		// The holder-binding signal: this Harness proves its key at the
+		// status endpoint and sends htm, htu and aph, so an Authority that
+		// knows the extension holds the pass to both and a leaked v0.1
+		// style proof can never redeem it. v0.1 Authorities ignore it.
+		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		Task:    pass.Task{ID: g.Task.ID, Description: g.Task.Description},
 	}
 	a.statusOK = true
@@ -482,7 +486,7 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 	}
 	endpoint := g.AuthorityConfiguration.Endpoints.Issuance
 	var st pass.IssuanceStatus
-	if _, err := httpx.Do(ctx, c.http, httpx.Call{URL: endpoint, Body: body}, &st); err != nil {
+	if _, err := httpx.Do(ctx, c.http, httpx.Call{Peer: pass.PeerAuthority, URL: endpoint, Body: body}, &st); err != nil {
 		return nil, c.peerError(ctx, "authority", endpoint, ErrIssuance, err)
 	}
 	g.RequestID = st.ID
@@ -534,7 +538,15 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("harness: waiting for approval at %s: %w", g.Authority, ctx.Err())
 		}
-		var pe *pass.Error
+		var ue *pass.UnreachableError
+		if errors.As(err, &ue) {
+			failures++
+			if failures >= maxPollFailures {
+				return nil, fmt.Errorf("harness: polling %s failed %d times: %w", g.Authority, failures, ue)
+			}
+			continue
+		}
+		var pe *pass.PeerError
 		if !errors.As(err, &pe) {
 			return nil, c.peerError(ctx, "authority", acfg.Endpoints.IssuanceStatus, nil, err)
 		}
@@ -589,7 +601,7 @@ func (c *Client) terminal(g *Grant, s pass.Status, err error) error {
 // getStatus polls once, with a fresh holder proof (the G-2 extension).
 func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string) (*pass.IssuanceStatus, http.Header, error) {
 	g := a.grant
-	call := httpx.Call{Method: http.MethodGet, URL: statusURL}
+	call := httpx.Call{Peer: pass.PeerAuthority, Method: http.MethodGet, URL: statusURL}
 	if a.statusOK {
 		proof, err := g.Key.HarnessProof(dpop.ProofParams{
 			HarnessID: c.harnessID,
@@ -622,8 +634,9 @@ func redactStatusURL(err error, template string) error {
 	if errors.As(err, &ue) {
 		ue.URL = template
 	}
-	var pe *pass.Error
-	if errors.As(err, &pe) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var pe *pass.PeerError
+	var unreachable *pass.UnreachableError
+	if errors.As(err, &pe) || errors.As(err, &unreachable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	var fe *pass.FieldError
@@ -642,12 +655,13 @@ func (c *Client) peerError(ctx context.Context, peer, endpoint string, kind erro
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return fmt.Errorf("harness: %s %s: %w", peer, endpoint, err)
 	}
-	var pe *pass.Error
-	if errors.As(err, &pe) {
+	var pe *pass.PeerError
+	var ue *pass.UnreachableError
+	if errors.As(err, &pe) || errors.As(err, &ue) {
 		if kind == nil {
-			return fmt.Errorf("harness: %s %s: %w", peer, endpoint, pe)
+			return fmt.Errorf("harness: %s %s: %w", peer, endpoint, err)
 		}
-		return fmt.Errorf("%w: %s %s: %w", kind, peer, endpoint, pe)
+		return fmt.Errorf("%w: %s %s: %w", kind, peer, endpoint, err)
 	}
 	if errors.Is(err, pass.ErrInvalidDocument) {
 		return &ProtocolError{Peer: peer, URL: endpoint, Reason: "invalid answer", Err: err}

@@ -114,6 +114,11 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	if diff := cmp.Diff([]time.Duration{DefaultMinPoll, 2 * time.Second}, rec.all()); diff != "" {
 		t.Errorf("poll waits (-want +got):\n%s", diff)
 	}
+	// Issue #13: the request signals the hardening, so no one can redeem
+	// its pass with a proof lacking htm, htu and aph.
+	if !ir.Harness.Extensions.Has(pass.ExtHolderBinding) {
+		t.Errorf("harness.extensions = %v, want the holder-binding signal", ir.Harness.Extensions)
+	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
 	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
@@ -422,7 +427,7 @@ func TestResolutionRefused(t *testing.T) {
 			f.resolve = func(w http.ResponseWriter, _ []byte) { writeErr(w, tt.status, tt.code) }
 			c, _ := f.client(Config{})
 			_, err := c.Acquire(context.Background(), bearerRequest())
-			var pe *pass.Error
+			var pe *pass.PeerError
 			if !errors.Is(err, ErrResolution) || !errors.Is(err, tt.is) || !errors.As(err, &pe) || pe.Code != tt.code {
 				t.Fatalf("err = %v, want ErrResolution with %s", err, tt.code)
 			}
@@ -769,7 +774,7 @@ func TestG37_PollRetryAfterBeyondMaxRetryWait(t *testing.T) {
 		}
 	}
 	g, err := c.Acquire(ctx, bearerRequest())
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if g != nil || !errors.As(err, &pe) || pe.Code != pass.CodeRateLimited {
 		t.Fatalf("Acquire = %v, %v; want the 429 rate_limited error", g, err)
 	}

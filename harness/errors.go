@@ -11,8 +11,8 @@ import (
 
 // Sentinel errors. Every error the Client returns for a protocol outcome
 // matches one of them with errors.Is; the typed errors below carry the data.
-// Errors a peer sent also match the *pass.Error they came as (errors.As), and
-// therefore the pass sentinels (pass.ErrConsumed, pass.ErrForbidden, ...).
+// Errors a peer sent also match the *pass.PeerError they came as (errors.As),
+// and therefore the pass sentinels (pass.ErrConsumed, pass.ErrForbidden, ...).
 var (
 	// ErrProtocol: a peer broke the protocol (an approved status without a
 	// pass, a resolution answer with no or several choices, an Authority
@@ -24,13 +24,13 @@ var (
 	ErrInvalidConfig = errors.New("harness: invalid configuration")
 	// ErrResolution: the Service refused to resolve an Authority for the
 	// User (no Authority, delegation disabled by the domain with "none",
-	// enterprise discovery failed). The *pass.Error is wrapped.
+	// enterprise discovery failed). The *pass.PeerError is wrapped.
 	ErrResolution = errors.New("harness: authority resolution refused")
 	// ErrChoiceRequired: several Authorities (or a federated one) were
 	// offered and nobody chose. The error is a [*ChoiceRequiredError].
 	ErrChoiceRequired = errors.New("harness: an authority must be chosen")
 	// ErrIssuance: the Authority refused the issuance request. The
-	// *pass.Error is wrapped.
+	// *pass.PeerError is wrapped.
 	ErrIssuance = errors.New("harness: issuance request refused")
 	// ErrDenied: the issuance request was denied. The error is a
 	// [*DeniedError] with the reason.
@@ -153,7 +153,7 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 // RedemptionError is a redemption the Service rejected with a 4xx answer, or
 // that kept failing (429 beyond the wait bound, a second 5xx). The pass is
 // spent as far as the Harness is concerned: start a new Acquire (§3.2.3,
-// H-POLL-7). It matches ErrRedemption, and the *pass.Error it wraps (so
+// H-POLL-7). It matches ErrRedemption, and the *pass.PeerError it wraps (so
 // errors.Is(err, pass.ErrConsumed) tells a replay).
 type RedemptionError struct {
 	URL string // the redemption endpoint
@@ -161,7 +161,7 @@ type RedemptionError struct {
 	// timeout: a 409 then usually means the first attempt consumed the pass
 	// (G-37).
 	Retried bool
-	Err     *pass.Error
+	Err     *pass.PeerError
 }
 
 func (e *RedemptionError) Error() string {
@@ -200,7 +200,7 @@ type APIError struct {
 	Code            pass.Code // from the error body or WWW-Authenticate, may be empty
 	Message         string    // the Service's message, truncated
 	WWWAuthenticate string    // the WWW-Authenticate header, if any
-	Err             *pass.Error
+	Err             *pass.PeerError
 }
 
 func (e *APIError) Error() string {

@@ -88,7 +88,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, code pass.Code) {
-	writeJSON(w, status, pass.NewError(status, code, "crafted").Body())
+	writeJSON(w, status, pass.Fail(code, "crafted").WithStatus(status).Body())
 }
 
 func defaultServiceConfig() map[string]any {

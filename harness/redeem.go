@@ -281,7 +281,7 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 		if err != nil {
 			return time.Time{}, fmt.Errorf("harness: harness proof: %w", err)
 		}
-		call := httpx.Call{URL: endpoint, Body: pass.RedemptionRequest{
+		call := httpx.Call{Peer: pass.PeerService, URL: endpoint, Body: pass.RedemptionRequest{
 			AgentPass:             g.pass,
 			Authority:             g.Authority,
 			User:                  pass.User{Email: g.User},
@@ -302,7 +302,19 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 		if ctx.Err() != nil {
 			return time.Time{}, fmt.Errorf("harness: redeeming at %s: %w", endpoint, ctx.Err())
 		}
-		var pe *pass.Error
+		var ue *pass.UnreachableError
+		if errors.As(err, &ue) {
+			if retried {
+				log.Warn("agentpass redemption failed", "outcome", "failed", "error", err)
+				return time.Time{}, fmt.Errorf("%w: %w", ErrRedemption, ue)
+			}
+			retried = true
+			if err := c.sleep(ctx, retry5xxDelay); err != nil {
+				return time.Time{}, fmt.Errorf("harness: redeeming at %s: %w", endpoint, err)
+			}
+			continue
+		}
+		var pe *pass.PeerError
 		if !errors.As(err, &pe) {
 			log.Warn("agentpass redemption answer invalid", "outcome", "failed", "error", err)
 			return time.Time{}, &ProtocolError{Peer: "service", URL: endpoint, Reason: "invalid redemption answer", Err: err}

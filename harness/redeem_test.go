@@ -275,11 +275,11 @@ func TestCheckResponse(t *testing.T) {
 		want   APIError
 		is     []error
 	}{
-		{name: "401 with error body", status: 401, body: mustJSON(pass.NewError(401, pass.CodeDelegationRevoked, "revoked").Body()),
+		{name: "401 with error body", status: 401, body: mustJSON(pass.Fail(pass.CodeDelegationRevoked, "revoked").WithStatus(401).Body()),
 			want: APIError{StatusCode: 401, Code: pass.CodeDelegationRevoked, Message: "revoked"}, is: []error{ErrTokenRejected, pass.ErrRevoked}},
 		{name: "401 with WWW-Authenticate only", status: 401, header: `Bearer realm="todo", error="invalid_token", error_description="expired"`, body: "nope",
 			want: APIError{StatusCode: 401, Code: pass.CodeInvalidToken, WWWAuthenticate: `Bearer realm="todo", error="invalid_token", error_description="expired"`}, is: []error{ErrTokenRejected}},
-		{name: "403 insufficient scope", status: 403, body: mustJSON(pass.NewError(403, pass.CodeInsufficientScope, "needs tickets:write").Body()),
+		{name: "403 insufficient scope", status: 403, body: mustJSON(pass.Fail(pass.CodeInsufficientScope, "needs tickets:write").WithStatus(403).Body()),
 			want: APIError{StatusCode: 403, Code: pass.CodeInsufficientScope, Message: "needs tickets:write"}, is: []error{ErrForbidden, pass.ErrScope}},
 		{name: "500", status: 500, body: "boom", want: APIError{StatusCode: 500}},
 	}

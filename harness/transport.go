@@ -147,7 +147,7 @@ func CheckResponse(resp *http.Response) error {
 		if pass.Decode(body, &er) == nil {
 			e.Code = er.Error.Code
 			e.Message = truncate(er.Error.Message, maxReasonLen)
-			e.Err = &pass.Error{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+			e.Err = &pass.PeerError{Peer: pass.PeerService, Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 		}
 	}
 	if e.Code == "" {

@@ -23,7 +23,7 @@
 // A server answers with a wire error, and a client turns a peer's error
 // back into one that matches the package's sentinels:
 //
-//	e := pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "already used")
+//	e := pass.Fail(pass.CodeAgentPassConsumed, "already used") // 409, from the code table
 //	body := e.Body() // write as JSON with e.Status
 //
 //	err := pass.ErrorFromResponse(resp.StatusCode, respBody)

@@ -4,59 +4,62 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
-// Code is a stable, machine-readable error code carried in the wire error body.
-// Every code this module sends is one of the constants below (gap G-18 of the
-// requirements: the spec has no registry, so the set is fixed here).
+// Code is a stable, machine-readable error code carried in the wire error
+// body. The spec has no registry of codes, so every code this module sends is
+// one of the constants below, and [Fail] takes its HTTP status from one table
+// so that a code never drifts to another status in some handler.
 type Code string
 
-// Error codes.
+// Error codes, with the status each travels with.
 const (
-	CodeInvalidRequest        Code = "invalid_request"          // 400: malformed body or member
-	CodeRequestTooLarge       Code = "request_too_large"        // 413
-	CodeUnsupportedMediaType  Code = "unsupported_media_type"   // 415
-	CodeMethodNotAllowed      Code = "method_not_allowed"       // 405
-	CodeNotAcceptable         Code = "not_acceptable"           // 406
-	CodeNotFound              Code = "not_found"                // 404: no such endpoint or resource
-	CodeRateLimited           Code = "rate_limited"             // 429
-	CodeInternal              Code = "internal_error"           // 500: details only in the server log
-	CodeUnsupportedVersion    Code = "unsupported_version"      // a peer's configuration has an unknown major version
-	CodeInvalidAssertion      Code = "invalid_assertion"        // 401: Service/Authority assertion missing or invalid
-	CodeUntrustedAuthority    Code = "untrusted_authority"      // 403: the Authority is not trusted by the Service
-	CodePrecedenceViolation   Code = "precedence_violation"     // 403: an Enterprise Authority governs this user
-	CodeDelegationDisabled    Code = "delegation_disabled"      // 403: the domain's record is "none"
-	CodeAgentsUnsupported     Code = "agents_unsupported"       // 403: the Service requires its own Authority but policy forbids it
-	CodeNoAuthority           Code = "no_authority"             // 404: no Authority is available for this user
-	CodeAuthorityUnavailable  Code = "authority_unavailable"    // 502/503: discovery or the Authority failed
-	CodeDiscoveryFailed       Code = "discovery_failed"         // 502: DNS lookup failed or a configuration is invalid
-	CodeAgentPassInvalid      Code = "agentpass_invalid"        // 422 at a Service, 404 at an Authority: unknown pass
-	CodeAgentPassConsumed     Code = "agentpass_consumed"       // 409: the pass was already used
-	CodeAgentPassExpired      Code = "agentpass_expired"        // 410: the pass expired
-	CodeAudienceMismatch      Code = "audience_mismatch"        // 403: the pass was issued for another Service
-	CodeTypeMismatch          Code = "type_mismatch"            // 422: pass type differs from the endpoint (G-13)
-	CodeUserMismatch          Code = "user_mismatch"            // 403: validated user differs from the request (G-12)
-	CodeInvalidHarnessProof   Code = "invalid_harness_proof"    // 401: harness proof missing or invalid
-	CodeInvalidAttestation    Code = "invalid_attestation"      // 401: harness attestation failed verification
-	CodeInvalidTaskAttest     Code = "invalid_task_attestation" // 401: task attestation failed verification
-	CodeTrustTierRejected     Code = "trust_tier_rejected"      // 403: the harness does not meet the required trust tier
-	CodeServiceUnverified     Code = "service_unverified"       // 422/502: the Service could not be discovered or verified
-	CodeScopeUnsupported      Code = "scope_unsupported"        // 422: approved scope has values the Service does not define
-	CodeScopeEmpty            Code = "scope_empty"              // 403: requested ∩ approved is empty
-	CodeInsufficientScope     Code = "insufficient_scope"       // 403: the credential lacks a required scope
-	CodeDestinationNotAllowed Code = "destination_not_allowed"  // 403: browser destination outside the allow-policy
-	CodeInitTokenUnknown      Code = "init_token_unknown"       // 404
-	CodeInitTokenUsed         Code = "init_token_used"          // 410
-	CodeInitTokenExpired      Code = "init_token_expired"       // 410
-	CodeRequestUnknown        Code = "request_unknown"          // 404: unknown issuance request id
-	CodeRequestGone           Code = "request_gone"             // 410: issuance request purged
-	CodeRequestTerminal       Code = "request_terminal"         // 409: a decision on a request that is no longer pending
-	CodeProofRequired         Code = "proof_required"           // 401: reading an approved status needs a holder proof
-	CodeAuthorizationUnknown  Code = "authorization_unknown"    // 404: unknown, inactive or foreign authorization_id
-	CodeInvalidToken          Code = "invalid_token"            // 401: bearer token or session unknown or expired
-	CodeDelegationRevoked     Code = "delegation_revoked"       // 401: the Authority no longer vouches for the delegation
-	CodeDelegationRejected    Code = "delegation_rejected"      // 403: the Service application refused the delegation
-	CodeInvalidDPoPProof      Code = "invalid_dpop_proof"       // 401: DPoP proof missing or invalid (RFC 9449 §7.1)
+	CodeInvalidRequest         Code = "invalid_request"          // 400: malformed body or member
+	CodeRequestTooLarge        Code = "request_too_large"        // 413
+	CodeUnsupportedMediaType   Code = "unsupported_media_type"   // 415
+	CodeMethodNotAllowed       Code = "method_not_allowed"       // 405
+	CodeNotAcceptable          Code = "not_acceptable"           // 406
+	CodeNotFound               Code = "not_found"                // 404: no such endpoint or resource
+	CodeRateLimited            Code = "rate_limited"             // 429: this caller sends too much
+	CodeTemporarilyUnavailable Code = "temporarily_unavailable"  // 503: a store or cache is full or failing; retry later
+	CodeInternal               Code = "internal_error"           // 500: details only in the server log
+	CodeUnsupportedVersion     Code = "unsupported_version"      // 502: a peer's configuration has an unknown major version
+	CodeInvalidAssertion       Code = "invalid_assertion"        // 401: Service/Authority assertion missing or invalid
+	CodeUntrustedAuthority     Code = "untrusted_authority"      // 403: the Authority is not trusted by the Service
+	CodePrecedenceViolation    Code = "precedence_violation"     // 403: an Enterprise Authority governs this user
+	CodeDelegationDisabled     Code = "delegation_disabled"      // 403: the domain's record is "none"
+	CodeAgentsUnsupported      Code = "agents_unsupported"       // 403: the Service requires its own Authority but policy forbids it
+	CodeNoAuthority            Code = "no_authority"             // 404: no Authority is available for this user
+	CodeAuthorityUnavailable   Code = "authority_unavailable"    // 502 (503 when a delegation cannot be re-checked): the Authority failed
+	CodeDiscoveryFailed        Code = "discovery_failed"         // 502: DNS lookup failed or a configuration is invalid
+	CodeAgentPassInvalid       Code = "agentpass_invalid"        // 422 at a Service, 404 at an Authority: unknown pass
+	CodeAgentPassConsumed      Code = "agentpass_consumed"       // 409: the pass was already used
+	CodeAgentPassExpired       Code = "agentpass_expired"        // 410 (422 at a Service for an expired delegation)
+	CodeAudienceMismatch       Code = "audience_mismatch"        // 403: the pass was issued for another Service
+	CodeTypeMismatch           Code = "type_mismatch"            // 422: pass type differs from the endpoint
+	CodeUserMismatch           Code = "user_mismatch"            // 403: validated user differs from the request
+	CodeInvalidHarnessProof    Code = "invalid_harness_proof"    // 401 (409 for a replayed jti): harness proof missing or invalid
+	CodeInvalidAttestation     Code = "invalid_attestation"      // 401 (403 for an untrusted issuer): harness attestation failed
+	CodeInvalidTaskAttest      Code = "invalid_task_attestation" // 401: task attestation failed verification
+	CodeTrustTierRejected      Code = "trust_tier_rejected"      // 403: the harness does not meet the required trust tier
+	CodeServiceUnverified      Code = "service_unverified"       // 502 (422 when the Service does not exist or misdescribes itself)
+	CodeScopeUnsupported       Code = "scope_unsupported"        // 422: approved scope has values the Service does not define
+	CodeScopeEmpty             Code = "scope_empty"              // 403: requested ∩ approved is empty
+	CodeInsufficientScope      Code = "insufficient_scope"       // 403: the credential lacks a required scope
+	CodeDestinationNotAllowed  Code = "destination_not_allowed"  // 403: browser destination outside the allow-policy
+	CodeInitTokenUnknown       Code = "init_token_unknown"       // 404
+	CodeInitTokenUsed          Code = "init_token_used"          // 410
+	CodeInitTokenExpired       Code = "init_token_expired"       // 410
+	CodeRequestUnknown         Code = "request_unknown"          // 404: unknown issuance request id
+	CodeRequestGone            Code = "request_gone"             // 410: issuance request purged
+	CodeRequestTerminal        Code = "request_terminal"         // 409: a decision on a request that is no longer pending
+	CodeProofRequired          Code = "proof_required"           // 401: reading an approved status needs a holder proof
+	CodeAuthorizationUnknown   Code = "authorization_unknown"    // 404: unknown, inactive or foreign authorization_id
+	CodeInvalidToken           Code = "invalid_token"            // 401: bearer token or session unknown or expired
+	CodeDelegationRevoked      Code = "delegation_revoked"       // 401: the Authority no longer vouches for the delegation
+	CodeDelegationRejected     Code = "delegation_rejected"      // 403: the Service application refused the delegation
+	CodeInvalidDPoPProof       Code = "invalid_dpop_proof"       // 401: DPoP proof missing or invalid (RFC 9449 §7.1)
 
 	// Mission extension (ExtMission).
 	CodeMissionUnknown   Code = "mission_unknown"    // 404: unknown, foreign or wrong-key mission id
@@ -66,8 +69,8 @@ const (
 	CodeMissionSuspended Code = "mission_suspended"  // 403: the mission (or an ancestor) is suspended
 )
 
-// Sentinel errors. An [*Error] matches the sentinel of its code with
-// errors.Is, so callers need not compare code strings.
+// Sentinel errors. An [*Error] or a [*PeerError] matches the sentinels of
+// its code with errors.Is, so callers need not compare code strings.
 var (
 	ErrInvalidDocument    = errors.New("pass: invalid document")
 	ErrUnsupportedVersion = errors.New("pass: unsupported version")
@@ -81,43 +84,79 @@ var (
 	ErrScope              = errors.New("pass: scope not granted")
 )
 
-var codeSentinels = map[Code][]error{
-	CodeInvalidRequest:        {ErrInvalidDocument},
-	CodeUnsupportedVersion:    {ErrUnsupportedVersion},
-	CodeAgentPassConsumed:     {ErrConsumed},
-	CodeAgentPassExpired:      {ErrExpired},
-	CodeInitTokenExpired:      {ErrExpired},
-	CodeInitTokenUsed:         {ErrConsumed},
-	CodeRequestGone:           {ErrExpired},
-	CodeDelegationRevoked:     {ErrRevoked},
-	CodeAuthorizationUnknown:  {ErrRevoked, ErrUnknown},
-	CodeAgentPassInvalid:      {ErrUnknown},
-	CodeInitTokenUnknown:      {ErrUnknown},
-	CodeRequestUnknown:        {ErrUnknown},
-	CodeInvalidAssertion:      {ErrUnauthenticated},
-	CodeInvalidHarnessProof:   {ErrUnauthenticated},
-	CodeInvalidAttestation:    {ErrUnauthenticated},
-	CodeInvalidTaskAttest:     {ErrUnauthenticated},
-	CodeProofRequired:         {ErrUnauthenticated},
-	CodeInvalidToken:          {ErrUnauthenticated},
-	CodeInvalidDPoPProof:      {ErrUnauthenticated},
-	CodeDelegationRejected:    {ErrForbidden},
-	CodeUntrustedAuthority:    {ErrForbidden},
-	CodePrecedenceViolation:   {ErrForbidden},
-	CodeDelegationDisabled:    {ErrForbidden},
-	CodeAgentsUnsupported:     {ErrForbidden},
-	CodeAudienceMismatch:      {ErrForbidden},
-	CodeUserMismatch:          {ErrForbidden},
-	CodeTrustTierRejected:     {ErrForbidden},
-	CodeDestinationNotAllowed: {ErrForbidden},
-	CodeAuthorityUnavailable:  {ErrUnavailable},
-	CodeDiscoveryFailed:       {ErrUnavailable},
-	CodeInsufficientScope:     {ErrScope},
-	CodeScopeEmpty:            {ErrScope},
-	CodeScopeUnsupported:      {ErrScope},
-	CodeMissionUnknown:        {ErrUnknown},
-	CodeMissionTerminal:       {ErrRevoked},
-	CodeMissionSuspended:      {ErrRevoked},
+// codeInfo is one row of the wire-error table.
+type codeInfo struct {
+	status    int
+	sentinels []error
+}
+
+// codes is the one wire-error table: every code's usual HTTP status and the
+// sentinels its errors match. A code absent from it is answered as 500.
+var codes = map[Code]codeInfo{
+	CodeInvalidRequest:         {http.StatusBadRequest, []error{ErrInvalidDocument}},
+	CodeRequestTooLarge:        {http.StatusRequestEntityTooLarge, nil},
+	CodeUnsupportedMediaType:   {http.StatusUnsupportedMediaType, nil},
+	CodeMethodNotAllowed:       {http.StatusMethodNotAllowed, nil},
+	CodeNotAcceptable:          {http.StatusNotAcceptable, nil},
+	CodeNotFound:               {http.StatusNotFound, nil},
+	CodeRateLimited:            {http.StatusTooManyRequests, nil},
+	CodeTemporarilyUnavailable: {http.StatusServiceUnavailable, []error{ErrUnavailable}},
+	CodeInternal:               {http.StatusInternalServerError, nil},
+	CodeUnsupportedVersion:     {http.StatusBadGateway, []error{ErrUnsupportedVersion}},
+	CodeInvalidAssertion:       {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeUntrustedAuthority:     {http.StatusForbidden, []error{ErrForbidden}},
+	CodePrecedenceViolation:    {http.StatusForbidden, []error{ErrForbidden}},
+	CodeDelegationDisabled:     {http.StatusForbidden, []error{ErrForbidden}},
+	CodeAgentsUnsupported:      {http.StatusForbidden, []error{ErrForbidden}},
+	CodeNoAuthority:            {http.StatusNotFound, nil},
+	CodeAuthorityUnavailable:   {http.StatusBadGateway, []error{ErrUnavailable}},
+	CodeDiscoveryFailed:        {http.StatusBadGateway, []error{ErrUnavailable}},
+	CodeAgentPassInvalid:       {http.StatusUnprocessableEntity, []error{ErrUnknown}},
+	CodeAgentPassConsumed:      {http.StatusConflict, []error{ErrConsumed}},
+	CodeAgentPassExpired:       {http.StatusGone, []error{ErrExpired}},
+	CodeAudienceMismatch:       {http.StatusForbidden, []error{ErrForbidden}},
+	CodeTypeMismatch:           {http.StatusUnprocessableEntity, nil},
+	CodeUserMismatch:           {http.StatusForbidden, []error{ErrForbidden}},
+	CodeInvalidHarnessProof:    {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeInvalidAttestation:     {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeInvalidTaskAttest:      {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeTrustTierRejected:      {http.StatusForbidden, []error{ErrForbidden}},
+	CodeServiceUnverified:      {http.StatusBadGateway, nil},
+	CodeScopeUnsupported:       {http.StatusUnprocessableEntity, []error{ErrScope}},
+	CodeScopeEmpty:             {http.StatusForbidden, []error{ErrScope}},
+	CodeInsufficientScope:      {http.StatusForbidden, []error{ErrScope}},
+	CodeDestinationNotAllowed:  {http.StatusForbidden, []error{ErrForbidden}},
+	CodeInitTokenUnknown:       {http.StatusNotFound, []error{ErrUnknown}},
+	CodeInitTokenUsed:          {http.StatusGone, []error{ErrConsumed}},
+	CodeInitTokenExpired:       {http.StatusGone, []error{ErrExpired}},
+	CodeRequestUnknown:         {http.StatusNotFound, []error{ErrUnknown}},
+	CodeRequestGone:            {http.StatusGone, []error{ErrExpired}},
+	CodeRequestTerminal:        {http.StatusConflict, nil},
+	CodeProofRequired:          {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeAuthorizationUnknown:   {http.StatusNotFound, []error{ErrRevoked, ErrUnknown}},
+	CodeInvalidToken:           {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeDelegationRevoked:      {http.StatusUnauthorized, []error{ErrRevoked}},
+	CodeDelegationRejected:     {http.StatusForbidden, []error{ErrForbidden}},
+	CodeInvalidDPoPProof:       {http.StatusUnauthorized, []error{ErrUnauthenticated}},
+	CodeMissionUnknown:         {http.StatusNotFound, []error{ErrUnknown}},
+	CodeMissionTerminal:        {http.StatusConflict, []error{ErrRevoked}},
+	CodeMissionNotActive:       {http.StatusConflict, nil},
+	CodeStaleVersion:           {http.StatusConflict, nil},
+	CodeMissionSuspended:       {http.StatusForbidden, []error{ErrRevoked}},
+}
+
+// Status returns the HTTP status c travels with, or 500 for a code outside
+// the table.
+func (c Code) Status() int {
+	if ci, ok := codes[c]; ok {
+		return ci.status
+	}
+	return http.StatusInternalServerError
+}
+
+// matchCode reports whether target is one of code's sentinels.
+func matchCode(code Code, target error) bool {
+	return slices.Contains(codes[code].sentinels, target)
 }
 
 // ErrorResponse is the wire error body: {"error":{"code","message"}}.
@@ -143,11 +182,10 @@ func (r *ErrorResponse) Validate() error {
 	return nil
 }
 
-// Error is a wire error together with the HTTP status it travels with. Servers
-// return it to describe what the client sees; clients receive it when a peer
-// answers with an error body. Message is the text shown to the peer, so it
-// never holds internal detail; Err, when set, is the cause kept for logs and
-// errors.Is and is never sent.
+// Error is a wire error this module sends: what the peer sees (Status, Code,
+// Message) together with the cause kept for logs (Err), in the manner of an
+// HTTP error whose client message and logged cause are separate. Message
+// never holds internal detail; Err is never sent. Build it with [Fail].
 type Error struct {
 	Status  int    // HTTP status code
 	Code    Code   // machine-readable code
@@ -155,14 +193,25 @@ type Error struct {
 	Err     error  // optional cause, never sent on the wire
 }
 
-// NewError returns an *Error with the given status, code and message.
-func NewError(status int, code Code, message string) *Error {
-	return &Error{Status: status, Code: code, Message: message}
+// Fail returns the wire error code with message, at the status the table
+// gives code.
+func Fail(code Code, message string) *Error {
+	return &Error{Status: code.Status(), Code: code, Message: message}
 }
 
-// Errorf is NewError with a formatted message.
-func Errorf(status int, code Code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+// Failf is Fail with a formatted message. Format only values that are safe
+// to show a peer (bounds, names of members), never a secret or a cause.
+func Failf(code Code, format string, args ...any) *Error {
+	return Fail(code, fmt.Sprintf(format, args...))
+}
+
+// WithStatus returns a copy of e sent with status instead of its code's
+// usual one, for the few codes that legitimately travel with two statuses
+// (an unknown pass is 404 at an Authority and 422 at a Service).
+func (e *Error) WithStatus(status int) *Error {
+	c := *e
+	c.Status = status
+	return &c
 }
 
 // WithCause returns a copy of e that also carries cause (for logs and
@@ -184,18 +233,13 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is reports whether target is the sentinel error of e's code, or an *Error
-// with the same code (a target with an empty code matches any *Error).
+// Is reports whether target is a sentinel of e's code, or an *Error with the
+// same non-empty code.
 func (e *Error) Is(target error) bool {
 	if t, ok := target.(*Error); ok {
-		return t.Code == "" || t.Code == e.Code
+		return t.Code != "" && t.Code == e.Code
 	}
-	for _, s := range codeSentinels[e.Code] {
-		if s == target {
-			return true
-		}
-	}
-	return false
+	return matchCode(e.Code, target)
 }
 
 // Body returns the wire representation of e.
@@ -207,16 +251,72 @@ func (e *Error) Body() ErrorResponse {
 	return ErrorResponse{Error: ErrorBody{Code: e.Code, Message: msg}}
 }
 
-// ErrorFromResponse builds an *Error from a peer's HTTP status and body. A body
-// that is not a valid error document still yields an *Error, with a code
-// derived from the status, so a hostile peer cannot make the client read
-// success into a failure. The remote message is kept but truncated.
-func ErrorFromResponse(status int, body []byte) *Error {
+// Peer names the role of a party called over HTTP, so that errors say whom
+// a failure concerns.
+type Peer string
+
+// Peers.
+const (
+	PeerAuthority Peer = "authority"
+	PeerService   Peer = "service"
+)
+
+// PeerError is an error answer received from a peer: its HTTP status and,
+// when the body was a valid error document, its code and message. It matches
+// the sentinels of its code with errors.Is. Message is the peer's text,
+// truncated; show it, never trust it.
+type PeerError struct {
+	Peer    Peer   // whom we called
+	Origin  string // the peer's origin (never a path: status URLs are secrets)
+	Status  int
+	Code    Code
+	Message string
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("agentpass: %s %s answered %d %s: %s", e.Peer, e.Origin, e.Status, e.Code, e.Message)
+}
+
+// Is reports whether target is a sentinel of e's code, or a *PeerError with
+// the same non-empty code. Any 5xx answer also matches [ErrUnavailable].
+func (e *PeerError) Is(target error) bool {
+	if t, ok := target.(*PeerError); ok {
+		return t.Code != "" && t.Code == e.Code
+	}
+	if target == ErrUnavailable && e.Status >= 500 {
+		return true
+	}
+	return matchCode(e.Code, target)
+}
+
+// UnreachableError is a call that failed before any answer from the peer
+// (dial, TLS, timeout, a truncated body). It matches [ErrUnavailable].
+type UnreachableError struct {
+	Peer   Peer
+	Origin string
+	Err    error // the transport failure, without the URL
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("agentpass: %s %s unreachable: %v", e.Peer, e.Origin, e.Err)
+}
+
+// Unwrap returns the transport failure.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrUnavailable.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnavailable }
+
+// ErrorFromResponse reads a peer's error answer. A body that is not a valid
+// error document still yields a *PeerError, with a code derived from the
+// status, so a hostile peer cannot make the client read a failure as
+// success. The peer's message is truncated to 512 bytes.
+func ErrorFromResponse(status int, body []byte) *PeerError {
 	var r ErrorResponse
 	if err := Decode(body, &r); err == nil {
-		return &Error{Status: status, Code: r.Error.Code, Message: truncate(r.Error.Message, 512)}
+		return &PeerError{Status: status, Code: r.Error.Code, Message: truncate(r.Error.Message, 512)}
 	}
-	return &Error{Status: status, Code: codeForStatus(status), Message: http.StatusText(status)}
+	return &PeerError{Status: status, Code: codeForStatus(status), Message: http.StatusText(status)}
 }
 
 func codeForStatus(status int) Code {
@@ -235,11 +335,58 @@ func codeForStatus(status int) Code {
 		return CodeAgentPassExpired
 	case http.StatusTooManyRequests:
 		return CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return CodeTemporarilyUnavailable
 	}
 	if status >= 500 {
-		return CodeAuthorityUnavailable
+		return CodeInternal
 	}
 	return CodeInvalidRequest
+}
+
+// ProofReason says why a holder proof (a harness proof at a Service or at
+// an Authority's status endpoint, or a DPoP proof) was refused. It is sent as
+// the wire message, so a Harness developer learns which check failed; the
+// set is fixed so that no token, key or internal detail can reach the wire.
+type ProofReason string
+
+// Proof refusal reasons.
+const (
+	ProofMissing       ProofReason = "proof missing"
+	ProofMalformed     ProofReason = "malformed JWT"
+	ProofBadHeader     ProofReason = "forbidden or missing header member"
+	ProofBadAlg        ProofReason = "algorithm not allowed"
+	ProofBadTyp        ProofReason = "wrong typ"
+	ProofMissingClaim  ProofReason = "missing iss, aud, iat, exp or jti"
+	ProofWrongKind     ProofReason = "not a proof"
+	ProofExpired       ProofReason = "expired"
+	ProofNotYetValid   ProofReason = "issued in the future"
+	ProofLifetime      ProofReason = "lifetime too long"
+	ProofWrongAudience ProofReason = "wrong aud"
+	ProofWrongIssuer   ProofReason = "wrong iss"
+	ProofMissingHTM    ProofReason = "missing htm"
+	ProofMissingHTU    ProofReason = "missing htu"
+	ProofMissingAPH    ProofReason = "missing aph"
+	ProofWrongHTM      ProofReason = "wrong htm"
+	ProofWrongHTU      ProofReason = "wrong htu"
+	ProofWrongAPH      ProofReason = "wrong aph"
+	ProofWrongNonce    ProofReason = "wrong or missing nonce"
+	ProofWrongATH      ProofReason = "wrong ath"
+	ProofBadKey        ProofReason = "unusable key"
+	ProofBadSignature  ProofReason = "bad signature"
+	ProofReplayed      ProofReason = "jti replayed"
+	ProofInvalid       ProofReason = "invalid"
+)
+
+// FailProof returns the wire error refusing a proof: code (for example
+// [CodeInvalidHarnessProof]) with a message naming reason. A replayed proof
+// is 409, every other refusal takes code's status.
+func FailProof(code Code, reason ProofReason) *Error {
+	e := Fail(code, "proof refused: "+string(reason))
+	if reason == ProofReplayed {
+		e.Status = http.StatusConflict
+	}
+	return e
 }
 
 func truncate(s string, n int) string {

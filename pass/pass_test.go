@@ -3,7 +3,6 @@ package pass_test
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -532,7 +531,7 @@ func TestScope(t *testing.T) {
 
 // TestWireErrors: X-ERR-2, X-ERR-3 and the errors.Is mapping.
 func TestWireErrors(t *testing.T) {
-	e := pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "already used")
+	e := pass.Fail(pass.CodeAgentPassConsumed, "already used")
 	if !errors.Is(e, pass.ErrConsumed) || errors.Is(e, pass.ErrExpired) {
 		t.Error("sentinel mapping")
 	}
@@ -546,11 +545,11 @@ func TestWireErrors(t *testing.T) {
 	}
 	// A hostile or broken body still yields a failure with a status-derived code.
 	junk := pass.ErrorFromResponse(502, []byte("<html>"))
-	if junk.Code != pass.CodeAuthorityUnavailable || !errors.Is(junk, pass.ErrUnavailable) {
+	if junk.Code != pass.CodeInternal || !errors.Is(junk, pass.ErrUnavailable) {
 		t.Errorf("junk body: %+v", junk)
 	}
 	cause := errors.New("db down")
-	wrapped := pass.NewError(500, pass.CodeInternal, "internal error").WithCause(cause)
+	wrapped := pass.Fail(pass.CodeInternal, "internal error").WithStatus(500).WithCause(cause)
 	if !errors.Is(wrapped, cause) {
 		t.Error("cause lost")
 	}
@@ -558,11 +557,11 @@ func TestWireErrors(t *testing.T) {
 		t.Error("cause leaked to the wire")
 	}
 	for _, c := range []pass.Code{pass.CodeAgentPassExpired, pass.CodeInitTokenExpired} {
-		if !errors.Is(pass.NewError(410, c, ""), pass.ErrExpired) {
+		if !errors.Is(pass.Fail(c, "").WithStatus(410), pass.ErrExpired) {
 			t.Errorf("%s is not ErrExpired", c)
 		}
 	}
-	if !errors.Is(pass.NewError(404, pass.CodeAuthorizationUnknown, ""), pass.ErrRevoked) {
+	if !errors.Is(pass.Fail(pass.CodeAuthorizationUnknown, "").WithStatus(404), pass.ErrRevoked) {
 		t.Error("authorization_unknown is not ErrRevoked")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -64,15 +66,39 @@ func (s *Service) auditOK(ctx context.Context, a *audit, extra ...slog.Attr) {
 	s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("ok"), extra...)...)
 }
 
-// fail logs a rejection and answers it. err is a *pass.Error or an internal
-// error (answered as 500 without detail).
+// fail logs a rejection and answers it: the one place the Service writes
+// an error, through wireError.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, a *audit, err error) {
-	s.auditReject(r.Context(), a, err)
-	var pe *pass.Error
-	if !errors.As(err, &pe) {
-		err = pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "internal error").WithCause(err)
+	pe := wireError(err)
+	s.auditReject(r.Context(), a, pe)
+	httpx.WriteError(w, nil, pe)
+}
+
+// wireError maps any error of a Service handler to what the peer sees.
+// A *pass.Error passes through; a full store or replay cache is 503
+// temporarily_unavailable (the caller did nothing wrong and may retry); an
+// Authority that failed or could not be reached is 502; a discovery
+// failure is 502 discovery_failed; the rest is 500 with the cause kept
+// only for the log.
+func wireError(err error) *pass.Error {
+	var (
+		pe *pass.Error
+		pr *pass.PeerError
+		ue *pass.UnreachableError
+	)
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, ErrStoreFull), errors.Is(err, dpop.ErrReplayCacheFull):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, "the Service is busy; retry later").WithCause(err)
+	case errors.As(err, &ue), errors.As(err, &pr):
+		return pass.Fail(pass.CodeAuthorityUnavailable, "the Authority failed").WithCause(err)
+	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
+		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, "timed out; retry later").WithCause(err)
 	}
-	httpx.WriteError(w, nil, err)
+	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
 }
 
 func (s *Service) auditReject(ctx context.Context, a *audit, err error) {

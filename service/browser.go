@@ -38,7 +38,7 @@ func (s *Service) serveInitialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if isPrefetch(r) {
-		s.fail(w, r, a, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest,
+		s.fail(w, r, a, pass.Fail(pass.CodeInvalidRequest,
 			"prefetch requests do not initialize sessions"))
 		return
 	}
@@ -53,13 +53,13 @@ func (s *Service) serveInitialize(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
-		s.fail(w, r, a, pass.NewError(http.StatusNotFound, pass.CodeInitTokenUnknown, "unknown initialization token"))
+		s.fail(w, r, a, pass.Fail(pass.CodeInitTokenUnknown, "unknown initialization token"))
 		return
 	case errors.Is(err, ErrInitUsed):
-		s.fail(w, r, a, pass.NewError(http.StatusGone, pass.CodeInitTokenUsed, "the initialization token was already used"))
+		s.fail(w, r, a, pass.Fail(pass.CodeInitTokenUsed, "the initialization token was already used"))
 		return
 	case errors.Is(err, ErrInitExpired):
-		s.fail(w, r, a, pass.NewError(http.StatusGone, pass.CodeInitTokenExpired, "the initialization token expired"))
+		s.fail(w, r, a, pass.Fail(pass.CodeInitTokenExpired, "the initialization token expired"))
 		return
 	default:
 		s.fail(w, r, a, err)
@@ -115,26 +115,26 @@ func initToken(w http.ResponseWriter, r *http.Request) (string, error) {
 	if r.Method == http.MethodGet {
 		q := r.URL.Query()
 		if len(q["token"]) > 1 {
-			return "", pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "one initialization token at a time")
+			return "", pass.Fail(pass.CodeInvalidRequest, "one initialization token at a time")
 		}
 		tok = q.Get("token")
 	} else {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/x-www-form-urlencoded" {
-			return "", pass.NewError(http.StatusUnsupportedMediaType, pass.CodeUnsupportedMediaType,
+			return "", pass.Fail(pass.CodeUnsupportedMediaType,
 				"Content-Type must be application/x-www-form-urlencoded")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 		if err := r.ParseForm(); err != nil {
-			return "", pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "malformed form").WithCause(err)
+			return "", pass.Fail(pass.CodeInvalidRequest, "malformed form").WithCause(err)
 		}
 		if len(r.PostForm[InitTokenField]) > 1 {
-			return "", pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "one initialization token at a time")
+			return "", pass.Fail(pass.CodeInvalidRequest, "one initialization token at a time")
 		}
 		tok = r.PostForm.Get(InitTokenField)
 	}
 	if tok == "" || len(tok) > maxInitToken {
-		return "", pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "an initialization token is required")
+		return "", pass.Fail(pass.CodeInvalidRequest, "an initialization token is required")
 	}
 	return tok, nil
 }

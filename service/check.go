@@ -17,7 +17,7 @@ import (
 var errRevoked = errors.New("service: delegation revoked or expired")
 
 func errDelegationRevoked(msg string) error {
-	return pass.NewError(http.StatusUnauthorized, pass.CodeDelegationRevoked, msg).WithCause(errRevoked)
+	return pass.Fail(pass.CodeDelegationRevoked, msg).WithCause(errRevoked)
 }
 
 // fresh returns rec if it may be used at now: not invalidated, not past
@@ -85,7 +85,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	var resp pass.AuthorizationCheckResponse
 	err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationCheck },
 		pass.AuthorizationCheckRequest{AuthorizationID: rec.AuthorizationID}, &resp)
-	var pe *pass.Error
+	var pe *pass.PeerError
 	switch {
 	case err == nil:
 		scope := rec.Scope.Intersect(resp.Scope)
@@ -126,8 +126,8 @@ func (s *Service) unverifiable(ctx context.Context, a *audit, rec *DelegationRec
 		return rec, nil
 	}
 	s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("unreachable"), slog.String("reason", err.Error()))...)
-	return nil, pass.NewError(http.StatusServiceUnavailable, pass.CodeAuthorityUnavailable,
-		"the delegation cannot be verified now").WithCause(err)
+	return nil, pass.Fail(pass.CodeAuthorityUnavailable,
+		"the delegation cannot be verified now").WithStatus(http.StatusServiceUnavailable).WithCause(err)
 }
 
 // stillTrusted re-applies the precedence rules of redemption to a live
@@ -174,7 +174,7 @@ func (s *Service) callAuthority(ctx context.Context, rec *DelegationRecord, endp
 	if err != nil {
 		return err
 	}
-	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{URL: u, Bearer: tok, Body: body}, out)
+	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{Peer: pass.PeerAuthority, URL: u, Bearer: tok, Body: body}, out)
 	return err
 }
 
@@ -206,7 +206,7 @@ func (s *Service) Close(ctx context.Context, authorizationID string, action pass
 	a.fromDelegation(rec)
 	var resp pass.AuthorizationCloseResponse
 	err = s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
-	var pe *pass.Error
+	var pe *pass.PeerError
 	switch {
 	case err == nil, errors.Is(err, errNotAdvertised):
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("ok"), slog.String("action", string(action)))...)

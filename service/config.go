@@ -33,7 +33,9 @@ const (
 	// the grace is how long a revoked delegation may keep working.
 	MaxUnreachableGrace = 5 * time.Minute
 	DefaultCallTimeout  = 10 * time.Second
-	DefaultPrefix       = "/agentpass"
+
+	defaultCloseRetryInterval = 30 * time.Second
+	DefaultPrefix             = "/agentpass"
 	// ConfigurationMaxAge is the Cache-Control max-age of the
 	// configuration and JWKS documents (X-DNS-11).
 	ConfigurationMaxAge = 5 * time.Minute
@@ -243,10 +245,18 @@ type Config struct {
 	// proxy.
 	RateLimits RateLimits
 
-	// AllowUnboundProofs accepts harness proofs without htm, htu and aph
-	// (plain v0.1 Harnesses); they are still checked when present. If
-	// false, they are required (je.harden-holder-binding).
-	AllowUnboundProofs bool
+	// RequireHardenedProofs refuses every redemption whose harness proof
+	// lacks htm, htu or aph, and every redemption without a harness proof,
+	// before the pass is sent to the Authority: plain v0.1 Harnesses are
+	// then refused and keep their passes. If false (the default), a pass
+	// is held to the hardened proof exactly when its Authority says its
+	// Harness asked for it (the holder-binding extension), and a plain
+	// v0.1 Harness redeems with a v0.1 proof.
+	RequireHardenedProofs bool
+
+	// CloseRetryInterval is how often Run retries closing delegations the
+	// Service refused after their pass was consumed. If zero, 30 s.
+	CloseRetryInterval time.Duration
 }
 
 // Paths are the endpoint paths the Service handler serves, each
@@ -371,6 +381,7 @@ func (cfg Config) validate() (*settings, error) {
 		{"CheckInterval", &s.CheckInterval, DefaultCheckInterval, MaxCheckInterval},
 		{"CheckTimeout", &s.CheckTimeout, DefaultCheckTimeout, 0},
 		{"UnreachableGrace", &s.UnreachableGrace, 0, MaxUnreachableGrace},
+		{"CloseRetryInterval", &s.CloseRetryInterval, defaultCloseRetryInterval, 0},
 	}
 	for _, d := range durations {
 		switch {

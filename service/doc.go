@@ -50,10 +50,15 @@
 // scope is empty or holds scopes the Service does not define ("*" expands
 // to [Config.UserScopes]); requested_scope leaves nothing; the validation
 // returned cnf and the harness proof is missing, invalid, for another
-// request or replayed (proofs carry htm, htu and aph unless
-// [Config.AllowUnboundProofs]); the browser destination is not allowed
+// request or replayed (proofs must carry htm, htu and aph when the
+// validation response says the Harness asked for the hardening, or with
+// [Config.RequireHardenedProofs]); the browser destination is not allowed
 // ([Config.AllowedDestinations], default same origin); or the application's
-// [Config.OnDelegation] refuses.
+// [Config.OnDelegation] refuses. Every proof check that needs no cnf runs
+// before validate, so a proof that can never pass does not cost the pass; a
+// refusal after validate revokes the delegation at the Authority at once,
+// and [Service.Run], which the application starts, retries a revoke that
+// failed.
 //
 // Credentials are opaque 256-bit secrets stored only as SHA-256 hashes in
 // the [Store]. Bearer tokens last [Config.TokenTTL] and are DPoP-bound (RFC

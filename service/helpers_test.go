@@ -212,9 +212,14 @@ type fakeAuthority struct {
 	down bool
 
 	validateCalls, checkCalls, closeCalls atomic.Int32
-	lastValidateBody                      atomic.Value // string
-	lastAssertion                         atomic.Value // *assertion.Claims
-	closed                                sync.Map     // authorization id -> action
+	validateOK                            atomic.Int32 // validations answered 200 (the pass consumed)
+	// failCloses makes that many close calls answer 503 first.
+	failCloses atomic.Int32
+	// closes, when set, receives the id of every successful close.
+	closes           chan string
+	lastValidateBody atomic.Value // string
+	lastAssertion    atomic.Value // *assertion.Claims
+	closed           sync.Map     // authorization id -> action
 }
 
 type fakePass struct {
@@ -299,20 +304,20 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if down {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusServiceUnavailable, pass.CodeAuthorityUnavailable, "down"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorityUnavailable, "down").WithStatus(http.StatusServiceUnavailable))
 		return
 	}
 	// Authenticate the Service like a real Authority (A-VAL-1..3, S-RED-2).
 	tok := httpx.BearerToken(r)
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "no assertion"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, "no assertion"))
 		return
 	}
 	iss := parsed.Issuer()
 	info, err := a.e.authorityDiscovery().DiscoverService(r.Context(), iss)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "unknown service"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, "unknown service"))
 		return
 	}
 	v, err := assertion.NewVerifier(assertion.Config{
@@ -324,7 +329,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	claims, err := v.Verify(r.Context(), parsed, info.Configuration.JWKSURI, iss)
 	if err != nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, err.Error()))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, err.Error()))
 		return
 	}
 	a.lastAssertion.Store(claims)
@@ -342,7 +347,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		var req pass.ValidationRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
 		}
 		a.mu.Lock()
@@ -354,33 +359,41 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mu.Unlock()
 		switch {
 		case !ok:
-			httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAgentPassInvalid, "unknown"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAgentPassInvalid, "unknown").WithStatus(http.StatusNotFound))
 		case consumed:
-			httpx.WriteError(w, nil, pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "consumed"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAgentPassConsumed, "consumed"))
 		default:
+			a.validateOK.Add(1)
 			httpx.WriteJSON(w, http.StatusOK, p.resp)
 		}
 	case "/check":
 		a.checkCalls.Add(1)
 		var req pass.AuthorizationCheckRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
 		}
 		a.mu.Lock()
 		resp, ok := a.authz[req.AuthorizationID]
 		a.mu.Unlock()
 		if !ok {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorizationUnknown, "unknown"))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, resp)
 	case "/close":
 		a.closeCalls.Add(1)
+		if a.failCloses.Add(-1) >= 0 {
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeTemporarilyUnavailable, "down"))
+			return
+		}
 		var req pass.AuthorizationCloseRequest
 		if err := pass.Decode(body, &req); err != nil {
-			httpx.WriteError(w, nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "bad body"))
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
 			return
+		}
+		if a.closes != nil {
+			defer func() { a.closes <- req.AuthorizationID }()
 		}
 		a.closed.Store(req.AuthorizationID, req.Action)
 		a.setAuthz(req.AuthorizationID, nil)
@@ -446,6 +459,14 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+}
+
+func (r *response) errorMessage() string {
+	var er pass.ErrorResponse
+	if json.Unmarshal(r.body, &er) != nil {
+		return ""
+	}
+	return er.Error.Message
 }
 
 func (r *response) errorCode() pass.Code {

@@ -232,7 +232,7 @@ func TestWithRealAuthorities(t *testing.T) {
 		}
 		var st pass.IssuanceStatus
 		_, err := httpx.Do(t.Context(), rn.client, httpx.Call{URL: rn.fed.Configuration().Endpoints.Issuance, Body: in}, &st)
-		var pe *pass.Error
+		var pe *pass.PeerError
 		if !errors.As(err, &pe) || pe.Status != http.StatusForbidden {
 			t.Errorf("issuance at a federated Authority for an enterprise user: %v, want 403", err)
 		}

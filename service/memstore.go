@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,7 @@ type MemoryStore struct {
 	delegations map[string]*memDelegation
 	creds       map[string]*CredentialRecord
 	inits       map[string]*InitRecord
+	closes      map[string]PendingClose
 	writes      int
 }
 
@@ -62,6 +65,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		delegations: make(map[string]*memDelegation),
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),
+		closes:      make(map[string]PendingClose),
 	}
 	for _, o := range opts {
 		o(s)
@@ -297,4 +301,61 @@ func (s *MemoryStore) release(id string) {
 	if d.refs <= 0 {
 		delete(s.delegations, id)
 	}
+}
+
+// SavePendingClose implements Store.
+func (s *MemoryStore) SavePendingClose(ctx context.Context, p *PendingClose) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.closes[p.AuthorizationID]; !ok && len(s.closes) >= s.limit {
+		for id, c := range s.closes {
+			if !c.ExpiresAt.After(p.NextAttempt) {
+				delete(s.closes, id)
+			}
+		}
+		if len(s.closes) >= s.limit {
+			return ErrStoreFull
+		}
+	}
+	s.closes[p.AuthorizationID] = *p
+	return nil
+}
+
+// DuePendingCloses implements Store.
+func (s *MemoryStore) DuePendingCloses(ctx context.Context, now time.Time, limit int) ([]*PendingClose, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*PendingClose
+	for _, c := range s.closes {
+		if !c.NextAttempt.After(now) {
+			out = append(out, &c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *PendingClose) int {
+		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.AuthorizationID, b.AuthorizationID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// DeletePendingClose implements Store.
+func (s *MemoryStore) DeletePendingClose(ctx context.Context, authorizationID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.closes, authorizationID)
+	return nil
 }

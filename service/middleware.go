@@ -137,7 +137,7 @@ func (s *Service) Check(r *http.Request) (*Delegation, error) {
 // found, for the audit of a rejection.
 func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
-		return nil, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "service not configured").WithCause(errNotNew)
+		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
 	}
 	ctx := r.Context()
 	kind, tok, err := credentialOf(r)
@@ -174,7 +174,7 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 	if d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing (G-15): no authority
 		// is left, as an empty scope is refused at redemption (G-14).
-		return nil, fresh, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty, "the delegation grants no scope now")
+		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
 	return d, fresh, nil
 }
@@ -210,11 +210,10 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 func (s *Service) checkDPoP(r *http.Request, tok, jkt string) error {
 	proofs := r.Header.Values("DPoP")
 	if len(proofs) != 1 {
-		return pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "exactly one DPoP proof is required").WithCause(errDPoP)
+		return pass.Fail(pass.CodeInvalidToken, "exactly one DPoP proof is required").WithCause(errDPoP)
 	}
 	if _, err := s.dpop.Verify(r.Context(), proofs[0], r.Method, s.requestURL(r), tok, jkt); err != nil {
-		pe := proofError(err, pass.CodeInvalidToken, "invalid DPoP proof", errDPoP)
-		return pe
+		return wireError(proofError(err, pass.CodeInvalidToken, errDPoP))
 	}
 	return nil
 }
@@ -230,7 +229,7 @@ func (s *Service) requestURL(r *http.Request) string {
 }
 
 func errInvalidToken(msg string) error {
-	return pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, msg)
+	return pass.Fail(pass.CodeInvalidToken, msg)
 }
 
 // deny answers a failed Check; rec, when known, names the delegation in
@@ -246,23 +245,21 @@ func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRe
 		a.fromDelegation(rec)
 	}
 	if errors.Is(err, ErrNoCredential) {
-		err = pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "an AgentPass credential is required").WithCause(err)
+		err = pass.Fail(pass.CodeInvalidToken, "an AgentPass credential is required").WithCause(err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
 		httpx.WriteError(w, nil, err)
 		return
 	}
-	var pe *pass.Error
-	if errors.As(err, &pe) {
-		scheme := "Bearer"
-		if errors.Is(err, errDPoP) {
-			scheme = "DPoP"
-		}
-		switch pe.Status {
-		case http.StatusUnauthorized, http.StatusConflict:
-			w.Header().Set("WWW-Authenticate", scheme+` realm="agentpass", error="invalid_token", error_description="`+string(pe.Code)+`"`)
-		case http.StatusServiceUnavailable:
-			w.Header().Set("Retry-After", strconv.Itoa(5))
-		}
+	pe := wireError(err)
+	scheme := "Bearer"
+	if errors.Is(err, errDPoP) {
+		scheme = "DPoP"
+	}
+	switch pe.Status {
+	case http.StatusUnauthorized, http.StatusConflict:
+		w.Header().Set("WWW-Authenticate", scheme+` realm="agentpass", error="invalid_token", error_description="`+string(pe.Code)+`"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(5))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.fail(w, r, a, err)
@@ -279,12 +276,12 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 			d, ok := DelegationFrom(r.Context())
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
-				httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidToken, "an AgentPass credential is required"))
+				httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidToken, "an AgentPass credential is required"))
 				return
 			}
 			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
-				httpx.WriteError(w, nil, pass.Errorf(http.StatusForbidden, pass.CodeInsufficientScope,
+				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,
 					"the delegation lacks scope %q", missing[0]))
 				return
 			}

@@ -88,11 +88,11 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	if typ == pass.BearerToken {
 		if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
 			if len(proofs) > 1 {
-				return nil, pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "more than one DPoP header")
+				return nil, pass.Fail(pass.CodeInvalidRequest, "more than one DPoP header")
 			}
 			p, err := s.dpop.Check(proofs[0], http.MethodPost, endpoint, "", "")
 			if err != nil {
-				return nil, proofError(err, pass.CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
+				return nil, proofError(err, pass.CodeInvalidDPoPProof, errDPoP)
 			}
 			dpopProof, jkt = p, p.Claims().JKT
 		}
@@ -108,17 +108,23 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, err
 	}
 
-	// A proof whose claims can never verify (wrong htu, htm, aud or aph,
-	// bad times) is refused before the Authority consumes the pass, so an
-	// honest but misconfigured Harness keeps its pass. Presence rules and
-	// the signature wait for cnf, in step 7, which completes this parse.
+	// Everything about the harness proof that needs no cnf (structure,
+	// alg, typ, times, aud, htm/htu/aph when present or required, and a jti
+	// not yet seen) is checked before the Authority consumes the pass, so a
+	// Harness whose proof can never pass keeps its pass. Only the signature,
+	// and the binding a pass turns out to require, wait for validation.
 	var proof *dpop.Proof
 	if req.HarnessProof != nil {
-		p, err := s.proofs.Precheck(req.HarnessProof.JWT, dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value})
+		p, err := s.proofs.Precheck(ctx, req.HarnessProof.JWT, dpop.ProofRequest{
+			Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value,
+			RequireBinding: s.cfg.RequireHardenedProofs,
+		})
 		if err != nil {
-			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
+			return nil, proofError(err, pass.CodeInvalidHarnessProof, nil)
 		}
 		proof = p
+	} else if s.cfg.RequireHardenedProofs {
+		return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 	}
 
 	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
@@ -126,6 +132,21 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.redeemValidated(ctx, typ, req, a, endpoint, src, vr, proof, dpopProof, jkt)
+	if err != nil {
+		// The pass is consumed: a refusal now would leave a live delegation
+		// without a credential at the Authority, so it is revoked.
+		s.closeRefused(ctx, src, vr, err)
+		return nil, err
+	}
+	return out, nil
+}
+
+// redeemValidated finishes a redemption whose pass the Authority has
+// consumed: every check on the validation response, the holder proof's
+// signature, the application's consent, then the credential.
+func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *pass.RedemptionRequest, a *audit,
+	endpoint string, src *source, vr *pass.ValidationResponse, proof *dpop.Proof, dpopProof *dpop.DPoPProof, jkt string) (*redemption, error) {
 	a.user, a.agent, a.authorizationID = vr.User.Email, vr.Agent.ID, vr.AuthorizationID
 	if vr.Task != nil {
 		a.task = vr.Task.ID
@@ -137,13 +158,13 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 
 	// G-13: the pass must be of the endpoint's type.
 	if vr.Type != typ {
-		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeTypeMismatch,
+		return nil, pass.Fail(pass.CodeTypeMismatch,
 			"the AgentPass is not a "+string(typ)+" pass")
 	}
 	// G-12: the validated user is the request's user, and precedence holds
 	// for the validated user's domain too.
 	if !pass.SameEmail(vr.User.Email, req.User.Email) {
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeUserMismatch,
+		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
 	set2, err := s.trustFor(ctx, vr.User.Email)
@@ -155,7 +176,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	// two spellings of one mailbox. SameEmail above proved it parses.
 	user, err := pass.CanonicalEmail(vr.User.Email)
 	if err != nil {
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeUserMismatch,
+		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
 	src2, err := s.accept(ctx, set2, req.Authority)
@@ -163,30 +184,32 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, err
 	}
 	if src2.ref != src.ref || src2.mode != src.mode {
-		return nil, pass.NewError(http.StatusForbidden, pass.CodePrecedenceViolation,
+		return nil, pass.Fail(pass.CodePrecedenceViolation,
 			"the Authority is not the one governing the validated user")
 	}
 	if vr.AuthorizationExpiresAt != nil && !vr.AuthorizationExpiresAt.After(now) {
-		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeAgentPassExpired,
-			"the delegation has already expired")
+		return nil, pass.Fail(pass.CodeAgentPassExpired,
+			"the delegation has already expired").WithStatus(http.StatusUnprocessableEntity)
 	}
 
 	// Step 7: holder binding (HB-7, HB-8, HB-9, G-3, G-4).
 	if vr.Cnf != nil {
 		if req.HarnessProof == nil {
-			return nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidHarnessProof,
-				"the AgentPass is holder-bound: harness_proof is required")
+			return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 		}
+		// A pass whose Harness asked for the hardening is never redeemed
+		// with a proof lacking htm, htu or aph, whatever the redeemer
+		// sends: the requirement follows the pass, not the request.
 		preq := dpop.ProofRequest{
 			Method: http.MethodPost, URL: endpoint, AgentPass: req.AgentPass.Value,
-			RequireBinding: !s.cfg.AllowUnboundProofs,
+			RequireBinding: s.cfg.RequireHardenedProofs || vr.Harness != nil && vr.Harness.Extensions.Has(pass.ExtHolderBinding),
 		}
 		if vr.Harness != nil {
 			preq.HarnessID = vr.Harness.ID
 		}
 		claims, err := s.proofs.Complete(ctx, proof, vr.Cnf.JWK, preq)
 		if err != nil {
-			return nil, proofError(err, pass.CodeInvalidHarnessProof, "invalid harness proof", nil)
+			return nil, proofError(err, pass.CodeInvalidHarnessProof, nil)
 		}
 		if a.harness == "" {
 			a.harness = claims.Issuer
@@ -207,7 +230,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		dest = s.cfg.defDest
 		if vr.DestinationURL != "" {
 			if !s.destinationAllowed(vr.DestinationURL) {
-				return nil, pass.NewError(http.StatusForbidden, pass.CodeDestinationNotAllowed,
+				return nil, pass.Fail(pass.CodeDestinationNotAllowed,
 					"the approved destination is not allowed by this Service")
 			}
 			dest = vr.DestinationURL
@@ -245,7 +268,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 	// has passed, so its jti may now take space in the replay store.
 	if dpopProof != nil {
 		if err := s.dpop.Record(ctx, dpopProof); err != nil {
-			return nil, proofError(err, pass.CodeInvalidDPoPProof, "invalid DPoP proof", errDPoP)
+			return nil, proofError(err, pass.CodeInvalidDPoPProof, errDPoP)
 		}
 	}
 	if typ == pass.BearerToken {
@@ -262,7 +285,7 @@ func (s *Service) validatePass(ctx context.Context, src *source, value string) (
 		return nil, err
 	}
 	var vr pass.ValidationResponse
-	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{
+	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{Peer: pass.PeerAuthority,
 		URL:    src.cfg.Endpoints.Validate,
 		Bearer: tok,
 		Body:   pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
@@ -273,25 +296,29 @@ func (s *Service) validatePass(ctx context.Context, src *source, value string) (
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if !errors.As(err, &pe) {
+		var ue *pass.UnreachableError
+		if errors.As(err, &ue) {
+			return nil, pass.Fail(pass.CodeAuthorityUnavailable, "the Authority could not validate the AgentPass").WithCause(err)
+		}
 		// A 2xx answer that is not a valid validation response (wrong
 		// types, a scope string, X-SCOPE-1): the pass may be consumed, but
 		// nothing is minted.
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable,
+		return nil, pass.Fail(pass.CodeAuthorityUnavailable,
 			"the Authority's validation response is invalid").WithCause(err)
 	}
 	switch {
 	case pe.Status == http.StatusConflict:
-		return nil, pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed, "the AgentPass was already used").WithCause(err)
+		return nil, pass.Fail(pass.CodeAgentPassConsumed, "the AgentPass was already used").WithCause(err)
 	case pe.Status == http.StatusGone:
-		return nil, pass.NewError(http.StatusGone, pass.CodeAgentPassExpired, "the AgentPass expired").WithCause(err)
+		return nil, pass.Fail(pass.CodeAgentPassExpired, "the AgentPass expired").WithCause(err)
 	case pe.Status == http.StatusForbidden:
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeAudienceMismatch, "the Authority refused this Service for the AgentPass").WithCause(err)
+		return nil, pass.Fail(pass.CodeAudienceMismatch, "the Authority refused this Service for the AgentPass").WithCause(err)
 	case pe.Status == http.StatusNotFound, pe.Status == http.StatusBadRequest, pe.Status == http.StatusUnprocessableEntity:
-		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(err)
+		return nil, pass.Fail(pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(err)
 	default: // 401 (our assertion refused), 429, 5xx, transport failures
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "the Authority could not validate the AgentPass").WithCause(err)
+		return nil, pass.Fail(pass.CodeAuthorityUnavailable, "the Authority could not validate the AgentPass").WithCause(err)
 	}
 }
 
@@ -302,11 +329,11 @@ func (s *Service) validatePass(ctx context.Context, src *source, value string) (
 // empty result is refused.
 func (s *Service) grantScope(ctx context.Context, approved, requested pass.Scope, email string) (pass.Scope, error) {
 	if len(approved) == 0 {
-		return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeScopeUnsupported, "the approved scope is empty")
+		return nil, pass.Fail(pass.CodeScopeUnsupported, "the approved scope is empty")
 	}
 	for _, v := range approved {
 		if v != pass.Wildcard && !s.cfg.supported[v] {
-			return nil, pass.NewError(http.StatusUnprocessableEntity, pass.CodeScopeUnsupported,
+			return nil, pass.Fail(pass.CodeScopeUnsupported,
 				"the approved scope contains a scope this Service does not define")
 		}
 	}
@@ -316,12 +343,12 @@ func (s *Service) grantScope(ctx context.Context, approved, requested pass.Scope
 	}
 	eff := approved.Expand(user).Intersect(user)
 	if eff.IsEmpty() {
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty, "the user holds none of the approved scopes")
+		return nil, pass.Fail(pass.CodeScopeEmpty, "the user holds none of the approved scopes")
 	}
 	if requested != nil && !requested.HasWildcard() {
 		eff = eff.Intersect(requested)
 		if eff.IsEmpty() {
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeScopeEmpty,
+			return nil, pass.Fail(pass.CodeScopeEmpty,
 				"requested_scope and the approved scope have nothing in common")
 		}
 	}
@@ -421,30 +448,24 @@ func capAt(t, limit time.Time) time.Time {
 	return t
 }
 
-// storeError maps a store failure at minting time.
+// storeError maps a store failure at minting time: a delegation redeemed
+// twice is a consumed pass; anything else goes to wireError.
 func storeError(err error) error {
-	switch {
-	case errors.Is(err, ErrConflict):
-		return pass.NewError(http.StatusConflict, pass.CodeAgentPassConsumed,
-			"this delegation was already redeemed").WithCause(err)
-	case errors.Is(err, ErrStoreFull):
-		return pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "the Service is busy").WithCause(err)
+	if errors.Is(err, ErrConflict) {
+		return pass.Fail(pass.CodeAgentPassConsumed, "this delegation was already redeemed").WithCause(err)
 	}
 	return err
 }
 
-// proofError maps a harness-proof or DPoP verification failure: a replay
-// is 409, any other failure 401, a replay-cache failure 503 (fail closed).
-func proofError(err error, code pass.Code, msg string, mark error) error {
-	var pe *pass.Error
-	switch {
-	case errors.Is(err, dpop.ErrReplay):
-		pe = pass.NewError(http.StatusConflict, code, msg+": replayed")
-	case errors.Is(err, dpop.ErrInvalidProof), errors.Is(err, dpop.ErrInvalidDPoP):
-		pe = pass.NewError(http.StatusUnauthorized, code, msg)
-	default:
-		return pass.NewError(http.StatusServiceUnavailable, pass.CodeRateLimited, "the Service cannot check proofs now").WithCause(err)
+// proofError maps a harness-proof or DPoP verification failure to code
+// with the fixed reason of the check that failed (a replay is 409); a
+// replay-cache failure is not the proof's fault and is answered 503 by
+// wireError (fail closed).
+func proofError(err error, code pass.Code, mark error) error {
+	if !errors.Is(err, dpop.ErrReplay) && !errors.Is(err, dpop.ErrInvalidProof) && !errors.Is(err, dpop.ErrInvalidDPoP) {
+		return err
 	}
+	pe := pass.FailProof(code, dpop.RefusalReason(err))
 	if mark != nil {
 		return pe.WithCause(errors.Join(mark, err))
 	}
@@ -458,5 +479,5 @@ func appError(err error, status int, code pass.Code, msg string) error {
 	if errors.As(err, &pe) {
 		return pe
 	}
-	return pass.NewError(status, code, msg).WithCause(err)
+	return pass.Fail(code, msg).WithStatus(status).WithCause(err)
 }

@@ -116,7 +116,8 @@ type rejection struct {
 	setup        func(t *testing.T, e *env, s *scenarios) (pass.PassType, pass.RedemptionRequest, http.Header)
 	status       int
 	code         pass.Code
-	validateCall bool // whether the Authority's validate endpoint is reached
+	message      string // when set, the wire message (a proof refusal's fixed reason)
+	validateCall bool   // whether the Authority's validate endpoint is reached
 }
 
 func TestRedeemRejections(t *testing.T) {
@@ -144,7 +145,7 @@ func TestRedeemRejections(t *testing.T) {
 			h := newHarness(t)
 			vr := validation(corpUser, pass.BearerToken)
 			vr.Cnf = h.cnf()
-			vr.Harness = &pass.HarnessRef{ID: h.id}
+			vr.Harness = &pass.HarnessRef{ID: h.id, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}}
 			value := e.idp.issue(vr)
 			req := redemption(e.idp, pass.BearerToken, corpUser, value)
 			req.HarnessProof = h.proof(t, e, e.endpoint(pass.BearerToken), value)
@@ -278,7 +279,7 @@ func TestRedeemRejections(t *testing.T) {
 			p := baseProof(e, h, v)
 			p.Audience = "https://other.test"
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, message: "proof refused: wrong aud", validateCall: false},
 		{name: "proof for another endpoint", ids: "je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			p := baseProof(e, h, v)
 			p.URL = e.endpoint(pass.BrowserSession)
@@ -289,9 +290,17 @@ func TestRedeemRejections(t *testing.T) {
 			p.AgentPass = "another-pass"
 			return p
 		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
-		{name: "proof without htm/htu/aph (strict)", ids: "je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
+		// A signalled pass redeemed with a v0.1 proof: known only after
+		// validation, so the delegation is then revoked (issue #13).
+		{name: "v0.1 proof for a signalled pass (downgrade)", ids: "HB-7 G-3 je.harden-holder-binding", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			return dpop.ProofParams{HarnessID: h.id, Audience: appURL, Now: e.clock.Now()}
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: true},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, message: "proof refused: missing htm", validateCall: true},
+		{name: "v0.1 proof under RequireHardenedProofs", ids: "je.harden-holder-binding", mutate: func(c *service.Config) { c.RequireHardenedProofs = true },
+			setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
+				return dpop.ProofParams{HarnessID: h.id, Audience: appURL, Now: e.clock.Now()}
+			})), status: 401, code: pass.CodeInvalidHarnessProof, message: "proof refused: missing htm", validateCall: false},
+		{name: "no proof under RequireHardenedProofs", ids: "HB-8", mutate: func(c *service.Config) { c.RequireHardenedProofs = true },
+			setup: bearerFrom(idp, corpUser, nil), status: 401, code: pass.CodeInvalidHarnessProof, message: "proof refused: proof missing", validateCall: false},
 		{name: "proof from another harness id", ids: "G-3", setup: holderBound(proofWith(func(e *env, h *harness, v string) dpop.ProofParams {
 			p := baseProof(e, h, v)
 			p.HarnessID = "someone-else"
@@ -301,14 +310,14 @@ func TestRedeemRejections(t *testing.T) {
 			p := baseProof(e, h, v)
 			p.Now = e.clock.Now().Add(-10 * time.Minute)
 			return p
-		})), status: 401, code: pass.CodeInvalidHarnessProof, validateCall: false},
+		})), status: 401, code: pass.CodeInvalidHarnessProof, message: "proof refused: expired", validateCall: false},
 		// Step 8 and the application.
 		{name: "application refuses the delegation", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error { return errors.New("signups closed") }
 		}, setup: bearerFrom(idp, corpUser, nil), status: 403, code: pass.CodeDelegationRejected, validateCall: true},
 		{name: "application answers its own error", ids: "OnDelegation", mutate: func(c *service.Config) {
 			c.OnDelegation = func(context.Context, *service.Delegation) error {
-				return pass.NewError(http.StatusPaymentRequired, "plan_required", "upgrade")
+				return pass.Fail("plan_required", "upgrade").WithStatus(http.StatusPaymentRequired)
 			}
 		}, setup: bearerFrom(idp, corpUser, nil), status: 402, code: "plan_required", validateCall: true},
 		{name: "invalid DPoP proof", ids: "RFC 9449", setup: func(t *testing.T, e *env, s *scenarios) (pass.PassType, pass.RedemptionRequest, http.Header) {
@@ -324,9 +333,31 @@ func TestRedeemRejections(t *testing.T) {
 			s := e.scenarios()
 			typ, req, h := tt.setup(t, e, s)
 			before := e.idp.validateCalls.Load() + e.fed.validateCalls.Load() + e.sa.validateCalls.Load() + e.rogue.validateCalls.Load()
+			fakes := []*fakeAuthority{e.idp, e.fed, e.sa, e.rogue}
+			consumed := func() (n int32) {
+				for _, f := range fakes {
+					n += f.validateOK.Load()
+				}
+				return n
+			}
+			closes := func() (n int32) {
+				for _, f := range fakes {
+					n += f.closeCalls.Load()
+				}
+				return n
+			}
+			consumedBefore, closesBefore := consumed(), closes()
 			r := e.redeem(typ, req, h)
 			if r.status != tt.status || r.errorCode() != tt.code {
 				t.Fatalf("%s: got %d %s, want %d %s: %s", tt.ids, r.status, r.errorCode(), tt.status, tt.code, r.body)
+			}
+			if tt.message != "" && r.errorMessage() != tt.message {
+				t.Errorf("%s: message %q, want %q", tt.ids, r.errorMessage(), tt.message)
+			}
+			// Issue #13 item 4: a refusal after the pass was consumed
+			// revokes the delegation at once; nothing else is closed.
+			if got, want := closes()-closesBefore, consumed()-consumedBefore; got != want {
+				t.Errorf("%s: %d closes for %d consumed passes", tt.ids, got, want)
 			}
 			validError(t, r)
 			if strings.Contains(string(r.body), `"bearer_token":`) || strings.Contains(string(r.body), `"initialization_url":`) {
@@ -448,9 +479,11 @@ func TestInvalidProofKeepsThePass(t *testing.T) {
 }
 
 // A replayed harness proof is refused even when it is not bound to the
-// pass (a plain v0.1 proof under AllowUnboundProofs): jti replay (G-3).
+// pass (a plain v0.1 proof for an unsignalled pass): jti replay (G-3).
+// The replay is seen before validate, so the second pass is not burned
+// (issue #13 item 3).
 func TestReplayedProof(t *testing.T) {
-	e := newEnv(t, func(c *service.Config) { c.AllowUnboundProofs = true })
+	e := newEnv(t, nil)
 	h := newHarness(t)
 	jwt, err := h.key.HarnessProof(dpop.ProofParams{HarnessID: h.id, Audience: appURL, Now: e.clock.Now()})
 	if err != nil {
@@ -474,6 +507,9 @@ func TestReplayedProof(t *testing.T) {
 	}
 	if c, _ := e.minted(); c != 1 {
 		t.Errorf("%d credentials minted, want 1", c)
+	}
+	if n := e.idp.validateCalls.Load(); n != 1 {
+		t.Errorf("validate called %d times: the replayed proof burned a pass", n)
 	}
 }
 

@@ -85,7 +85,7 @@ func TestReplayCacheFull(t *testing.T) {
 	shared := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(100, e.clock.Now), full: true}
 	e.start(func(c *service.Config) { c.ReplayCache = shared })
 	body := pass.AvailableScopesRequest{User: pass.User{Email: corpUser}, Agent: pass.Agent{ID: "agent-7"}}
-	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusServiceUnavailable {
+	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusServiceUnavailable || r.errorCode() != pass.CodeTemporarilyUnavailable {
 		t.Errorf("available scopes with a full cache: %d %s, want 503", r.status, r.body)
 	}
 	h := newHarness(t)
@@ -95,7 +95,25 @@ func TestReplayCacheFull(t *testing.T) {
 	value := e.idp.issue(vr)
 	req := redemption(e.idp, pass.BearerToken, corpUser, value)
 	req.HarnessProof = h.proof(t, e, e.endpoint(pass.BearerToken), value)
-	if r := e.redeem(pass.BearerToken, req, nil); r.status != http.StatusServiceUnavailable || strings.Contains(string(r.body), value) {
-		t.Errorf("redeem with a full cache: %d %s, want 503", r.status, r.body)
+	if r := e.redeem(pass.BearerToken, req, nil); r.status != http.StatusServiceUnavailable || r.errorCode() != pass.CodeTemporarilyUnavailable || strings.Contains(string(r.body), value) {
+		t.Errorf("redeem with a full cache: %d %s, want 503 temporarily_unavailable", r.status, r.body)
+	}
+}
+
+// TestStoreFullIsNotRateLimited: a full store answers 503
+// temporarily_unavailable (the caller did nothing wrong), never 429's
+// rate_limited (issue #12 item 4).
+func TestStoreFullIsNotRateLimited(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start(func(c *service.Config) { c.Store = service.NewMemoryStore(service.WithLimit(1)) })
+	for i, want := range []int{http.StatusOK, http.StatusServiceUnavailable} {
+		value := e.idp.issue(validation(corpUser, pass.BearerToken))
+		r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, value), nil)
+		if r.status != want {
+			t.Fatalf("redemption %d: %d %s, want %d", i, r.status, r.body, want)
+		}
+		if want == http.StatusServiceUnavailable && r.errorCode() != pass.CodeTemporarilyUnavailable {
+			t.Errorf("full store: %s, want temporarily_unavailable", r.body)
+		}
 	}
 }

@@ -75,14 +75,14 @@ func (s *Service) trustFor(ctx context.Context, email string) (*trustSet, error)
 		set.federated = s.federatedFor(ctx, email)
 		return set, nil
 	case errors.Is(err, discovery.ErrDelegationDisabled):
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeDelegationDisabled,
+		return nil, pass.Fail(pass.CodeDelegationDisabled,
 			"the user's domain has disabled agent delegation").WithCause(err)
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	default:
 		// Lookup failure, invalid record, unfetchable or invalid
 		// configuration, trust_mode other than "enterprise": fail closed.
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeDiscoveryFailed,
+		return nil, pass.Fail(pass.CodeDiscoveryFailed,
 			"enterprise discovery for the user's domain failed").WithCause(err)
 	}
 }
@@ -115,7 +115,7 @@ func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
 		case set.service != nil && (cfg.PreferServiceAuthority || cfg.RequireServiceAuthority):
 			return &pass.ResolutionResponse{ServiceAuthority: ref(set.service.ref)}, nil
 		case cfg.RequireServiceAuthority:
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeAgentsUnsupported,
+			return nil, pass.Fail(pass.CodeAgentsUnsupported,
 				"the user's Enterprise Authority does not allow this Service's own Authority")
 		default:
 			return &pass.ResolutionResponse{EnterpriseAuthority: ref(set.enterprise.ref)}, nil
@@ -133,7 +133,7 @@ func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
 	case len(fed) > 0:
 		return &pass.ResolutionResponse{TrustedFederatedAuthorities: fed}, nil
 	}
-	return nil, pass.NewError(http.StatusNotFound, pass.CodeNoAuthority, "no Authority is available for this user")
+	return nil, pass.Fail(pass.CodeNoAuthority, "no Authority is available for this user")
 }
 
 func ref(r pass.AuthorityRef) *pass.AuthorityRef { return &r }
@@ -149,20 +149,20 @@ func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (
 	switch {
 	case set.enterprise != nil && set.enterprise.ref.Authority == authority:
 		if s.cfg.RequireServiceAuthority {
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeAgentsUnsupported,
+			return nil, pass.Fail(pass.CodeAgentsUnsupported,
 				"this Service accepts only its own Authority")
 		}
 		src = set.enterprise
 	case set.service != nil && set.service.ref.Authority == authority:
 		src = &source{ref: set.service.ref, mode: pass.TrustService}
 	case set.serviceForbidden && s.cfg.ServiceAuthority.Authority == authority:
-		return nil, pass.NewError(http.StatusForbidden, pass.CodePrecedenceViolation,
+		return nil, pass.Fail(pass.CodePrecedenceViolation,
 			"the user's Enterprise Authority does not allow Service Authorities")
 	default:
 		for _, f := range set.federated {
 			if f.Authority == authority {
 				if s.cfg.RequireServiceAuthority {
-					return nil, pass.NewError(http.StatusForbidden, pass.CodeAgentsUnsupported,
+					return nil, pass.Fail(pass.CodeAgentsUnsupported,
 						"this Service accepts only its own Authority")
 				}
 				src = &source{ref: f, mode: pass.TrustFederated}
@@ -171,10 +171,10 @@ func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (
 		}
 		if src == nil {
 			if set.enterprise != nil && s.isTrustedFederated(authority) {
-				return nil, pass.NewError(http.StatusForbidden, pass.CodePrecedenceViolation,
+				return nil, pass.Fail(pass.CodePrecedenceViolation,
 					"an Enterprise Authority governs this user")
 			}
-			return nil, pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority,
+			return nil, pass.Fail(pass.CodeUntrustedAuthority,
 				"the Authority is not trusted for this user")
 		}
 	}
@@ -184,17 +184,17 @@ func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable,
+			return nil, pass.Fail(pass.CodeAuthorityUnavailable,
 				"the Authority's configuration is unavailable").WithCause(err)
 		}
 		src.cfg = cfg
 	}
 	if src.cfg.TrustMode != src.mode {
-		return nil, pass.Errorf(http.StatusForbidden, pass.CodeUntrustedAuthority,
+		return nil, pass.Failf(pass.CodeUntrustedAuthority,
 			"the Authority's trust_mode does not match how this Service trusts it")
 	}
 	if src.cfg.Authority != src.ref.Authority {
-		return nil, pass.NewError(http.StatusForbidden, pass.CodeUntrustedAuthority,
+		return nil, pass.Fail(pass.CodeUntrustedAuthority,
 			"the Authority's configuration names another authority")
 	}
 	return src, nil

@@ -23,7 +23,7 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 	token := httpx.BearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request"`)
-		s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "an Authority assertion is required"))
+		s.fail(w, r, a, pass.Fail(pass.CodeInvalidAssertion, "an Authority assertion is required"))
 		return
 	}
 	var req pass.AvailableScopesRequest
@@ -38,7 +38,7 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 	tok, err := assertion.Parse(token)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
+		s.fail(w, r, a, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
 		return
 	}
 	iss := tok.Issuer()
@@ -63,12 +63,12 @@ func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, a, ctx.Err())
 		case errors.Is(err, assertion.ErrReplay):
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "assertion replayed").WithCause(err))
+			s.fail(w, r, a, pass.Fail(pass.CodeInvalidAssertion, "assertion replayed").WithCause(err))
 		case errors.Is(err, assertion.ErrInvalid):
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			s.fail(w, r, a, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
+			s.fail(w, r, a, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err))
 		default:
-			s.fail(w, r, a, pass.NewError(http.StatusServiceUnavailable, pass.CodeInternal, "try again later").WithCause(err))
+			s.fail(w, r, a, pass.Fail(pass.CodeTemporarilyUnavailable, "try again later").WithCause(err))
 		}
 		return
 	}

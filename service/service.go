@@ -72,6 +72,11 @@ func New(cfg Config) (*Service, error) {
 	if len(st.TrustedFederated) > 0 {
 		doc.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), st.TrustedFederated...)
 	}
+	// This Service verifies htm, htu and aph for every pass the Authority
+	// marks as requested with the holder-binding extension.
+	if doc.Extensions, err = doc.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("service: holder-binding extension: %w", err)
+	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}
@@ -124,12 +129,12 @@ func New(cfg Config) (*Service, error) {
 // mux.Handle("/agentpass/", svc).
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s == nil || s.mux == nil {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "service not configured"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInternal, "service not configured"))
 		return
 	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 		return
 	}
 	h.ServeHTTP(w, r)
@@ -177,7 +182,7 @@ func (s *Service) serveDocument(w http.ResponseWriter, r *http.Request, body []b
 		return
 	}
 	if !acceptsJSON(r.Header.Values("Accept")) {
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotAcceptable, pass.CodeNotAcceptable, "only application/json is available"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotAcceptable, "only application/json is available"))
 		return
 	}
 	h := w.Header()

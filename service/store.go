@@ -76,6 +76,18 @@ type Store interface {
 	// idempotent (the first reason and time are kept) and returns
 	// ErrNotFound for an unknown id.
 	Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error
+
+	// SavePendingClose stores p, replacing the record with the same
+	// AuthorizationID. A bounded store that is full returns ErrStoreFull.
+	SavePendingClose(ctx context.Context, p *PendingClose) error
+
+	// DuePendingCloses returns at most limit pending closes whose
+	// NextAttempt is not after now, earliest first.
+	DuePendingCloses(ctx context.Context, now time.Time, limit int) ([]*PendingClose, error)
+
+	// DeletePendingClose forgets the pending close of authorizationID. It
+	// is idempotent: an unknown id is not an error.
+	DeletePendingClose(ctx context.Context, authorizationID string) error
 }
 
 // Store errors.

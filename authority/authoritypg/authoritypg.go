@@ -120,13 +120,13 @@ const (
 		decision_status, decided_by, decided_at, decision_reason, decision_scope, pass_expires_at,
 		authorization_expires_at, pass_hash, consumed_at, authorization_id,
 		id_hash, state, version, activated_at, scope, ended_at, ended_by, ended_cause, ended_reason,
-		history_head, history_count`
+		history_head, history_count, hardened_binding`
 	authorizationColumns = `id, mission_id, state, service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
 		approval_status, approval_by, approval_at, approval_reason, approval_scope,
 		approval_pass_expires_at, approval_authorization_expires_at,
-		updated_at, state_by, state_reason, closed_at`
+		updated_at, state_by, state_reason, closed_at, hardened_binding`
 )
 
 // CreateRequest implements authority.Store in one transaction: the row and
@@ -174,14 +174,14 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)`,
+			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43)`,
 		r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentMissionID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
 		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
 		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, r.EndsAt())
+		r.HistoryHead, r.HistoryCount, r.HardenedBinding, r.EndsAt())
 	return err
 }
 
@@ -571,13 +571,13 @@ func insertAuthorization(ctx context.Context, tx pgx.Tx, a *authority.Authorizat
 	_, err := tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_authorizations (`+authorizationColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)`,
+			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`,
 		a.ID, a.MissionID, string(a.State), a.Service, string(a.Type), a.User, a.AgentID,
 		a.HarnessID, jsonArg(a.Cnf), string(a.Tier), a.TaskID, a.TaskDescription, a.TaskAttested, a.DestinationURL,
 		scopeArg(a.GrantedScope), scopeArg(a.Scope), ts(a.CreatedAt), ts(a.ExpiresAt),
 		string(a.Approval.Status), a.Approval.DecidedBy, ts(a.Approval.DecidedAt), a.Approval.Reason, scopeArg(a.Approval.Scope),
 		ts(a.Approval.PassExpiresAt), ts(a.Approval.AuthorizationExpiresAt),
-		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.ExpiresAt)
+		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.HardenedBinding, a.ExpiresAt)
 	return err
 }
 
@@ -707,7 +707,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		&decStatus, &decidedBy, &decidedAt, &decReason, &decScope, &passExp,
 		&authzExp, &passHash, &consumed, &authzID,
 		&r.IDHash, &state, &r.Version, &activated, &scope, &endedAt, &endedBy, &endedCause, &endedReason,
-		&r.HistoryHead, &r.HistoryCount)
+		&r.HistoryHead, &r.HistoryCount, &r.HardenedBinding)
 	if err != nil {
 		return nil, err
 	}
@@ -744,7 +744,7 @@ func scanAuthorization(row pgx.Row) (*authority.Authorization, error) {
 		&granted, &scope, &created, &expires,
 		&apStatus, &a.Approval.DecidedBy, &apAt, &a.Approval.Reason, &apScope,
 		&apPass, &apAz,
-		&updated, &a.StateBy, &a.StateReason, &closed)
+		&updated, &a.StateBy, &a.StateReason, &closed, &a.HardenedBinding)
 	if err != nil {
 		return nil, err
 	}

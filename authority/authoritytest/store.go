@@ -94,8 +94,9 @@ func NewRequest(id string) *authority.Request {
 	return &authority.Request{
 		MissionID: "msn_" + id, IDHash: "idhash-" + id, Status: pass.StatusPending, CreatedAt: T0, ExpiresAt: T0.Add(10 * time.Minute),
 		Type: pass.BrowserSession, Service: svcA, User: "alex@corp.example", HarnessID: "claude-code",
-		Cnf:     json.RawMessage(`{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`),
-		AgentID: "claude-code", Tier: dpop.TierAttested, AttestationIssuer: "https://vendor.example",
+		Cnf:             json.RawMessage(`{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`),
+		HardenedBinding: true,
+		AgentID:         "claude-code", Tier: dpop.TierAttested, AttestationIssuer: "https://vendor.example",
 		TaskID: "t1", TaskDescription: "Triage tickets", TaskAttested: true,
 		DestinationURL: svcA + "/inbox", AvailableScope: pass.Scope{"tickets:read", "tickets:write"},
 	}

@@ -240,7 +240,7 @@ func (c *cli) printJSON(v any) {
 // errorJSON describes an error for -json output.
 func errorJSON(err error) map[string]any {
 	out := map[string]any{"message": err.Error()}
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if errors.As(err, &pe) {
 		out["status"], out["code"] = pe.Status, pe.Code
 	}

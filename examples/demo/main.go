@@ -334,7 +334,7 @@ func (d *demo) federated(ctx context.Context) error {
 func (d *demo) refusals(ctx context.Context) error {
 	d.step("Domains that refuse: \"none\", and a broken Enterprise configuration")
 	_, err := d.acquire(ctx, sandbox.UserNone, "Summarise my to-do list", pass.BearerToken)
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if err := d.expect(errors.As(err, &pe) && pe.Code == pass.CodeDelegationDisabled, "%s: the Service refuses (%v); no federated fallback", sandbox.UserNone, codeOf(err)); err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ func (d *demo) refusals(ctx context.Context) error {
 }
 
 func codeOf(err error) string {
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if errors.As(err, &pe) {
 		return fmt.Sprintf("%d %s", pe.Status, pe.Code)
 	}

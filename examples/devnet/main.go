@@ -48,6 +48,7 @@ type config struct {
 	postgres   string
 	verbose    bool
 	preferSA   bool
+	hardened   bool
 	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
 	pgSchemaPrefix string
 	externals      listFlag // host=127.0.0.1:port
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.preferSA, "prefer-service-authority", false, "make the Service name its own Authority wherever policy allows it\n(alex@corp.test and kim@gmail.test then resolve to the Service Authority)")
 	fs.Var(&c.externals, "external", "host=127.0.0.1:PORT: make your own server a host of the devnet (repeatable): the devnet's parties\nreach it, its DNS answers A queries for it, and DIR/HOST.pem and DIR/HOST-key.pem hold its certificate from the devnet's CA")
 	fs.Var(&c.txts, "txt", "name=value: publish a TXT record (repeatable), e.g. _agentpass-service.mine.test=https://mine.test:9443/agentpass/configuration")
+	fs.BoolVar(&c.hardened, "require-hardened-proofs", false, "make every Authority and the Service refuse Harnesses that do not list the holder-binding\nextension (plain v0.1 Harnesses); off by default so other implementations can test here")
 	fs.BoolVar(&c.verbose, "v", false, "print every party's structured audit log to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./examples/devnet [flags]\n\nA local AgentPass network that stays up until Ctrl-C. Flags:")
@@ -193,6 +195,7 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
 		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
+		RequireHardenedProofs: cfg.hardened,
 	}
 	store := "memory"
 	if cfg.postgres != "" {
@@ -205,6 +208,12 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	if err != nil {
 		return nil, err
 	}
+	// The Service's background work (revoking refused redemptions whose
+	// close failed) runs for as long as the devnet does.
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = d.sb.Service.Run(runCtx) }()
+	d.closers = append(d.closers, func() { stop(); <-ran })
 	d.manifest, err = d.buildManifest(ctx, cfg, store)
 	if err != nil {
 		return nil, err
@@ -261,18 +270,18 @@ func (d *devnet) addExternals(cfg config) error {
 
 // resolution asks the Service which Authority governs user, as a Harness
 // does (POST resolve_authorities), and names the branch or the refusal.
-func resolution(ctx context.Context, d *devnet, user string) (branch string, refs []pass.AuthorityRef, refusal *pass.Error) {
+func resolution(ctx context.Context, d *devnet, user string) (branch string, refs []pass.AuthorityRef, refusal *pass.PeerError) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cfg := d.sb.Service.Configuration()
 	var out pass.ResolutionResponse
-	_, err := httpx.Do(ctx, d.net.Client(), httpx.Call{URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &out)
+	_, err := httpx.Do(ctx, d.net.Client(), httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.ResolveAuthorities, Body: pass.ResolutionRequest{User: pass.User{Email: user}}}, &out)
 	if err != nil {
-		var pe *pass.Error
+		var pe *pass.PeerError
 		if errors.As(err, &pe) {
 			return "refused", nil, pe
 		}
-		return "refused", nil, &pass.Error{Message: err.Error()}
+		return "refused", nil, &pass.PeerError{Peer: pass.PeerService, Message: err.Error()}
 	}
 	switch {
 	case out.EnterpriseAuthority != nil:

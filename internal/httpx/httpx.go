@@ -27,15 +27,15 @@ const MaxBody = pass.MaxDocumentSize
 // body over 64 KiB (413), malformed or invalid document (400).
 func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) error {
 	if !IsJSON(r.Header.Get("Content-Type")) {
-		return pass.NewError(http.StatusUnsupportedMediaType, pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
+		return pass.Fail(pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return pass.NewError(http.StatusRequestEntityTooLarge, pass.CodeRequestTooLarge, "request body exceeds 64 KiB")
+			return pass.Fail(pass.CodeRequestTooLarge, "request body exceeds 64 KiB")
 		}
-		return pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, "could not read request body").WithCause(err)
+		return pass.Fail(pass.CodeInvalidRequest, "could not read request body").WithCause(err)
 	}
 	if err := pass.Decode(body, doc); err != nil {
 		return InvalidRequest(err)
@@ -52,7 +52,7 @@ func InvalidRequest(err error) *pass.Error {
 	if errors.As(err, &fe) {
 		msg = "invalid " + fe.Field + ": " + fe.Reason
 	}
-	return pass.NewError(http.StatusBadRequest, pass.CodeInvalidRequest, msg).WithCause(err)
+	return pass.Fail(pass.CodeInvalidRequest, msg).WithCause(err)
 }
 
 // IsJSON reports whether a Content-Type header names application/json (with
@@ -67,7 +67,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(pass.NewError(status, pass.CodeInternal, "internal error").Body())
+		b, _ = json.Marshal(pass.Fail(pass.CodeInternal, "internal error").Body())
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -85,7 +85,7 @@ func WriteError(w http.ResponseWriter, logger *slog.Logger, err error) {
 		if logger != nil {
 			logger.Error("internal error", "error", err)
 		}
-		pe = pass.NewError(http.StatusInternalServerError, pass.CodeInternal, "internal error")
+		pe = pass.Fail(pass.CodeInternal, "internal error")
 	}
 	if pe.Status == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
 		w.Header().Set("Allow", http.MethodPost)
@@ -96,7 +96,7 @@ func WriteError(w http.ResponseWriter, logger *slog.Logger, err error) {
 // MethodNotAllowed is the 405 answer; allow lists the accepted methods.
 func MethodNotAllowed(w http.ResponseWriter, allow ...string) {
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	WriteError(w, nil, pass.NewError(http.StatusMethodNotAllowed, pass.CodeMethodNotAllowed, "method not allowed"))
+	WriteError(w, nil, pass.Fail(pass.CodeMethodNotAllowed, "method not allowed"))
 }
 
 // BearerToken returns the token of an "Authorization: Bearer" header, or "".
@@ -110,7 +110,8 @@ func BearerToken(r *http.Request) string {
 
 // Call describes one JSON request to a peer.
 type Call struct {
-	Method string // default POST when Body is set, GET otherwise
+	Peer   pass.Peer // whom we call, named in the errors; required
+	Method string    // default POST when Body is set, GET otherwise
 	URL    string
 	Bearer string      // sent as Authorization: Bearer when set
 	Header http.Header // extra headers
@@ -118,10 +119,12 @@ type Call struct {
 }
 
 // Do performs the call and decodes a 2xx answer into out (validated). A
-// non-2xx answer returns a *pass.Error built from the peer's error body; a
-// transport failure returns a *pass.Error with code authority_unavailable
-// wrapping the cause (it matches pass.ErrUnavailable). The answer's headers
-// are returned for callers that read them. Bodies are read up to 64 KiB.
+// non-2xx answer returns a *pass.PeerError read from the peer's error body; a
+// failure before any answer (dial, TLS, timeout, a body cut short) returns a
+// *pass.UnreachableError (it matches pass.ErrUnavailable); both name
+// c.Peer. A 2xx answer that is not a valid document matches
+// pass.ErrInvalidDocument. The answer's headers are returned for callers
+// that read them. Bodies are read up to 64 KiB.
 //
 // Errors name the peer by origin only, never by the URL's path or query: a
 // status URL carries the request id, a bearer secret for polling (G-2), and
@@ -146,6 +149,7 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		method = http.MethodGet
 	}
 	where := method + " " + redactURL(c.URL)
+	origin := redactOrigin(c.URL)
 	req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
 	if err != nil {
 		return nil, fmt.Errorf("httpx: %s: invalid URL", where)
@@ -167,17 +171,17 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "peer unreachable").
-			WithCause(fmt.Errorf("httpx: %s: %w", where, stripURLError(err)))
+		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: %w", where, stripURLError(err))}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
-		return resp.Header, pass.NewError(http.StatusBadGateway, pass.CodeAuthorityUnavailable, "reading peer response failed").
-			WithCause(fmt.Errorf("httpx: %s: %w", where, stripURLError(err)))
+		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: reading the answer: %w", where, stripURLError(err))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.Header, pass.ErrorFromResponse(resp.StatusCode, raw)
+		pe := pass.ErrorFromResponse(resp.StatusCode, raw)
+		pe.Peer, pe.Origin = c.Peer, origin
+		return resp.Header, pe
 	}
 	if len(raw) > MaxBody {
 		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where, pass.ErrInvalidDocument)
@@ -206,6 +210,15 @@ func redactURL(raw string) string {
 		out += "/…"
 	}
 	return out
+}
+
+// redactOrigin returns the origin of raw, or "<invalid URL>".
+func redactOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "<invalid URL>"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // stripURLError removes the *url.Error layer, whose text repeats the full

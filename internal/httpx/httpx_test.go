@@ -27,7 +27,7 @@ func echoServer(t *testing.T) *httptest.Server {
 			return
 		}
 		if req.AuthorizationID == "gone" {
-			WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeAuthorizationUnknown, "unknown"))
+			WriteError(w, nil, pass.Fail(pass.CodeAuthorizationUnknown, "unknown"))
 			return
 		}
 		WriteJSON(w, http.StatusOK, pass.AuthorizationCheckResponse{Scope: pass.Scope{"a"}})
@@ -98,17 +98,24 @@ func TestDo(t *testing.T) {
 	if _, err := Do(ctx, srv.Client(), Call{URL: srv.URL, Body: pass.AuthorizationCheckRequest{AuthorizationID: "x"}}, &out); err != nil || !out.Scope.Has("a") {
 		t.Fatalf("Do: %v %+v", err, out)
 	}
-	_, err := Do(ctx, srv.Client(), Call{URL: srv.URL, Body: pass.AuthorizationCheckRequest{AuthorizationID: "gone"}}, &out)
-	var pe *pass.Error
-	if !errors.As(err, &pe) || pe.Status != 404 || !errors.Is(err, pass.ErrRevoked) {
-		t.Fatalf("404 answer: %v", err)
+	_, err := Do(ctx, srv.Client(), Call{Peer: pass.PeerAuthority, URL: srv.URL + "/status/secret-id", Body: pass.AuthorizationCheckRequest{AuthorizationID: "gone"}}, &out)
+	var pe *pass.PeerError
+	if !errors.As(err, &pe) || pe.Status != 404 || !errors.Is(err, pass.ErrRevoked) || pe.Peer != pass.PeerAuthority || pe.Origin != srv.URL {
+		t.Fatalf("404 answer: %#v", err)
 	}
-	// Transport failure: matches ErrUnavailable.
+	var sent *pass.Error
+	if errors.As(err, &sent) || strings.Contains(err.Error(), "secret-id") {
+		t.Fatalf("a peer's answer must not read as an error we send, nor name the path: %v", err)
+	}
+	// Transport failure: an *UnreachableError naming the peer we called
+	// (a Service here), matching ErrUnavailable and no peer answer.
 	dead := httptest.NewTLSServer(http.NotFoundHandler())
 	client := dead.Client()
 	dead.Close()
-	if _, err := Do(ctx, client, Call{URL: dead.URL, Body: struct{}{}}, &out); !errors.Is(err, pass.ErrUnavailable) {
-		t.Fatalf("dead peer: %v", err)
+	_, err = Do(ctx, client, Call{Peer: pass.PeerService, URL: dead.URL + "/x", Body: struct{}{}}, &out)
+	var ue *pass.UnreachableError
+	if !errors.As(err, &ue) || ue.Peer != pass.PeerService || !errors.Is(err, pass.ErrUnavailable) || errors.As(err, &pe) {
+		t.Fatalf("dead peer: %#v", err)
 	}
 	// 2xx with an invalid document is an error, not a success.
 	bad := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -425,5 +425,5 @@ func RetryAfterSeconds(wait time.Duration) int {
 func Deny(w http.ResponseWriter, wait time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(wait)))
 	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteError(w, nil, pass.NewError(http.StatusTooManyRequests, pass.CodeRateLimited, "too many requests; retry later"))
+	httpx.WriteError(w, nil, pass.Fail(pass.CodeRateLimited, "too many requests; retry later"))
 }

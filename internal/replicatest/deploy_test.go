@@ -304,9 +304,9 @@ func pin(replica int) http.Header {
 	return h
 }
 
-// errorCode returns the status and code of a *pass.Error, or 0 and "".
+// errorCode returns the status and code of a peer's error answer, or 0 and "".
 func errorCode(err error) (int, pass.Code) {
-	var pe *pass.Error
+	var pe *pass.PeerError
 	if errors.As(err, &pe) {
 		return pe.Status, pe.Code
 	}

@@ -317,6 +317,62 @@ func (s *Store) Invalidate(ctx context.Context, authorizationID string, at time.
 	return nil
 }
 
+// SavePendingClose implements service.Store.
+func (s *Store) SavePendingClose(ctx context.Context, p *service.PendingClose) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO agentpass_service_pending_closes
+			(authorization_id, authority, configuration_url, trust_mode, reason, attempts, next_attempt, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (authorization_id) DO UPDATE SET
+			authority = EXCLUDED.authority, configuration_url = EXCLUDED.configuration_url,
+			trust_mode = EXCLUDED.trust_mode, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts,
+			next_attempt = EXCLUDED.next_attempt, expires_at = EXCLUDED.expires_at`,
+		p.AuthorizationID, p.Authority, p.ConfigurationURL, string(p.TrustMode), p.Reason, p.Attempts,
+		ts(p.NextAttempt), ts(p.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("servicepg: SavePendingClose: %w", err)
+	}
+	return nil
+}
+
+// DuePendingCloses implements service.Store.
+func (s *Store) DuePendingCloses(ctx context.Context, now time.Time, limit int) ([]*service.PendingClose, error) {
+	if limit <= 0 {
+		limit = DefaultPruneLimit
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT authorization_id, authority, configuration_url, trust_mode, reason, attempts, next_attempt, expires_at
+		FROM agentpass_service_pending_closes WHERE next_attempt <= $1
+		ORDER BY next_attempt, authorization_id LIMIT $2`, ts(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("servicepg: DuePendingCloses: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*service.PendingClose, error) {
+		var (
+			p         service.PendingClose
+			mode      string
+			next, exp pgtype.Timestamptz
+		)
+		if err := row.Scan(&p.AuthorizationID, &p.Authority, &p.ConfigurationURL, &mode, &p.Reason, &p.Attempts, &next, &exp); err != nil {
+			return nil, err
+		}
+		p.TrustMode, p.NextAttempt, p.ExpiresAt = pass.TrustMode(mode), tm(next), tm(exp)
+		return &p, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("servicepg: DuePendingCloses: %w", err)
+	}
+	return out, nil
+}
+
+// DeletePendingClose implements service.Store.
+func (s *Store) DeletePendingClose(ctx context.Context, authorizationID string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM agentpass_service_pending_closes WHERE authorization_id = $1`, authorizationID); err != nil {
+		return fmt.Errorf("servicepg: DeletePendingClose: %w", err)
+	}
+	return nil
+}
+
 // Prune deletes, at most limit rows per table per call (zero means
 // DefaultPruneLimit), so each statement's work is bounded: credentials
 // expired at now, initialization tokens expired more than InitRetention

@@ -98,6 +98,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"ConcurrentRedeemOneAuthorization", testConcurrentRedeemOneAuthorization},
 		{"RedeemRetrySameRecords", testRedeemRetry},
 		{"TwoServicesInitializeRaceHTTPS", testTwoServices},
+		{"PendingCloses", testPendingCloses},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
@@ -391,3 +392,62 @@ func testConcurrentRedeemOneAuthorization(t *testing.T, s service.Store) {
 // timeEqual compares times by instant, so stores may return them in
 // another location or with monotonic readings stripped.
 var timeEqual = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
+
+// testPendingCloses: refused redemptions are revoked later, so a Store keeps
+// the closes still to retry (issue #13).
+func testPendingCloses(t *testing.T, s service.Store) {
+	a, b := uniq("authz"), uniq("authz")
+	mine := func(got []*service.PendingClose) []*service.PendingClose {
+		var out []*service.PendingClose
+		for _, p := range got {
+			if p.AuthorizationID == a || p.AuthorizationID == b {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	pa := &service.PendingClose{AuthorizationID: a, Authority: "https://idp.example", ConfigurationURL: "https://idp.example/.well-known/agentpass",
+		TrustMode: pass.TrustEnterprise, Reason: "redemption refused: scope_empty", Attempts: 1,
+		NextAttempt: base.Add(time.Minute), ExpiresAt: base.Add(time.Hour)}
+	pb := *pa
+	pb.AuthorizationID, pb.NextAttempt = b, base.Add(2*time.Minute)
+	for _, p := range []*service.PendingClose{pa, &pb} {
+		if err := s.SavePendingClose(ctx, p); err != nil {
+			t.Fatalf("SavePendingClose: %v", err)
+		}
+	}
+	got, err := s.DuePendingCloses(ctx, base, 10)
+	if err != nil || len(mine(got)) != 0 {
+		t.Fatalf("nothing is due before NextAttempt: %v %v", got, err)
+	}
+	got, err = s.DuePendingCloses(ctx, base.Add(90*time.Second), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]*service.PendingClose{pa}, mine(got), timeEqual); diff != "" {
+		t.Errorf("due at +90s (-want +got):\n%s", diff)
+	}
+	// Saving again replaces the record (the next attempt moves on).
+	pa.Attempts, pa.NextAttempt = 2, base.Add(3*time.Minute)
+	if err := s.SavePendingClose(ctx, pa); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.DuePendingCloses(ctx, base.Add(5*time.Minute), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]*service.PendingClose{&pb, pa}, mine(got), timeEqual); diff != "" {
+		t.Errorf("due at +5m, earliest first (-want +got):\n%s", diff)
+	}
+	// Returned records are copies.
+	mine(got)[0].Reason = "mutated"
+	for _, id := range []string{a, a, b} { // idempotent
+		if err := s.DeletePendingClose(ctx, id); err != nil {
+			t.Fatalf("DeletePendingClose: %v", err)
+		}
+	}
+	got, err = s.DuePendingCloses(ctx, base.Add(time.Hour), 1000)
+	if err != nil || len(mine(got)) != 0 {
+		t.Errorf("after delete: %v %v", mine(got), err)
+	}
+}

@@ -70,6 +70,11 @@ type Options struct {
 	// Service alike (the devnet's -postgres: one dpoppg table); nil means
 	// each party's in-memory default.
 	ReplayCache dpop.ReplayCache
+	// RequireHardenedProofs makes every Authority and the Service refuse
+	// Harnesses that do not list the holder-binding extension (the
+	// devnet's -require-hardened-proofs); false lets plain v0.1 Harnesses
+	// in, as other implementations need.
+	RequireHardenedProofs bool
 	// OnPending is called for every request left to a person, by any
 	// Authority of the sandbox.
 	OnPending func(a *authority.Authority, r authority.Request)
@@ -212,6 +217,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			ReplayCache:             opts.ReplayCache,
 			Approver:                Rules(),
 			AllowServiceAuthorities: allowSA,
+			RequireHardenedProofs:   opts.RequireHardenedProofs,
 			Discovery:               disc,
 			Now:                     now,
 			Logger:                  logger.With("party", id),
@@ -269,6 +275,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Now:                      now,
 		Logger:                   logger.With("party", s.Origins[TodoHost]),
 		CheckInterval:            opts.CheckInterval,
+		RequireHardenedProofs:    opts.RequireHardenedProofs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -134,7 +134,7 @@ func (s *TestService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/available-scopes":
 		s.serveScopes(w, r)
 	default:
-		httpx.WriteError(w, nil, pass.NewError(http.StatusNotFound, pass.CodeNotFound, "no such endpoint"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	}
 }
 
@@ -148,7 +148,7 @@ func (s *TestService) serveScopes(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.lastErr = err
 		s.mu.Unlock()
-		httpx.WriteError(w, nil, pass.NewError(http.StatusUnauthorized, pass.CodeInvalidAssertion, "invalid assertion"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion"))
 		return
 	}
 	var in pass.AvailableScopesRequest
@@ -162,7 +162,7 @@ func (s *TestService) serveScopes(w http.ResponseWriter, r *http.Request) {
 	fail, scopes := s.fail, append([]pass.ScopeInfo{}, s.scopes...)
 	s.mu.Unlock()
 	if fail != 0 {
-		httpx.WriteError(w, nil, pass.NewError(fail, pass.CodeInternal, "failing on purpose"))
+		httpx.WriteError(w, nil, pass.Fail(pass.CodeInternal, "failing on purpose").WithStatus(fail))
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, pass.AvailableScopesResponse{Scopes: scopes})
