@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/outbound"
+	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -201,10 +202,12 @@ type Config struct {
 	RequireHardenedProofs bool
 
 	// ReplayCache records the holder proofs of status reads and the jti of
-	// every Service assertion, so neither can be used twice. If nil, a
-	// dpop.NewMemoryReplayCache of dpop.DefaultReplayCacheSize entries;
-	// replicas should share one (dpop/dpoppg), or a proof or assertion
-	// replayed at another replica goes unnoticed.
+	// every Service assertion whose request succeeded, so neither can be
+	// used twice; each kind under its own "authority:" prefix. If nil, one
+	// in-memory cache per kind, each sized for 10,000 verifications a
+	// second over the longest lifetime; replicas should share one
+	// (dpop/dpoppg), or a proof or assertion replayed at another replica
+	// goes unnoticed.
 	ReplayCache dpop.ReplayCache
 
 	// Now is the clock. If nil, time.Now.
@@ -231,6 +234,15 @@ type Config struct {
 	// only operators see approver identities.
 	DiscloseApprover bool
 }
+
+// Default sizes of the per-kind replay caches: 10,000 a second for the
+// longest a verifier keeps a pair (a lifetime of dpop.DefaultMaxLifetime
+// plus the skew on each side).
+const (
+	replayLifetime           = dpop.DefaultMaxLifetime + 2*dpop.DefaultSkew
+	statusProofReplayEntries = 10_000 * int(replayLifetime/time.Second)
+	assertionReplayEntries   = 10_000 * int(replayLifetime/time.Second)
+)
 
 // Authority is an AgentPass Authority: an http.Handler serving the
 // configuration, JWKS, issuance, issuance status, validation, authorization
@@ -379,13 +391,15 @@ func New(cfg Config) (*Authority, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("%w: Attesters: %w", ErrInvalidConfig, err)
 	}
-	if a.replay == nil {
-		a.replay = dpop.NewMemoryReplayCache(dpop.DefaultReplayCacheSize, a.now)
-	}
-	if a.verifier, err = assertion.NewVerifier(assertion.Config{Keys: a.disc, Audience: a.id, Replay: a.replay, Now: a.now}); err != nil {
+	// Each kind of jti has its own prefix and, by default, its own cache:
+	// no Harness id can name another kind's key, and a flood of one kind
+	// cannot fill the other. (The assertion verifier adds "assertion:".)
+	caches := replayns.New(a.replay, "authority:", a.now, map[string]int{
+		"harness-proof:": statusProofReplayEntries, "": assertionReplayEntries})
+	if a.verifier, err = assertion.NewVerifier(assertion.Config{Keys: a.disc, Audience: a.id, Replay: caches[""], Now: a.now}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if a.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: a.id, Replay: a.replay, Now: a.now}); err != nil {
+	if a.proofs, err = dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: a.id, Replay: caches["harness-proof:"], Now: a.now}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if a.limits, err = newLimiters(cfg.RateLimits, a.reqTTL, a.now); err != nil {

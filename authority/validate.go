@@ -15,44 +15,64 @@ import (
 
 var errNoAssertion = pass.Fail(pass.CodeInvalidAssertion, "missing Authorization: Bearer assertion")
 
-// authenticate verifies a Service assertion (§5.4.1, A-VAL-1..3, G-9) and
-// returns the Service origin. The keys come only from the configuration
-// found by Service discovery on the assertion's iss; no URL is taken from
-// the token.
-func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, error) {
+// authenticate verifies a Service assertion and returns the Service origin
+// and the verified token. The keys come only from the configuration found
+// by Service discovery on the assertion's iss; no URL is taken from the
+// token. Everything that needs no network (audience, times, kid) is checked
+// before discovery, so junk tokens naming fresh issuers cost no DNS query.
+//
+// The assertion's jti is not recorded here: the caller calls [Authority.spend]
+// once its request succeeded, so a Service (anyone who publishes a
+// configuration is one) cannot fill the replay cache with assertions spent
+// on unknown passes or authorizations. A jti already recorded is refused.
+func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, *assertion.Token, error) {
 	tok := httpx.BearerToken(r)
 	if tok == "" {
-		return "", errNoAssertion
+		return "", nil, errNoAssertion
 	}
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		return "", pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	iss := parsed.Issuer()
 	if err := pass.CheckOrigin(iss); err != nil {
-		return "", pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+	}
+	if err := a.verifier.Precheck(parsed); err != nil {
+		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	origin, _ := pass.Origin(iss)
 	info, err := a.disc.DiscoverService(ctx, origin)
 	if err != nil {
 		if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-			return "", pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
+			return "", nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
 		}
-		return "", pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
+		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
-	// The verifier ends with the jti replay step: our Services put a fresh
-	// jti in every assertion, so a repeated one is a replay; a plain v0.1
-	// Service without jti cannot be checked.
-	if _, err := a.verifier.Verify(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
-		switch {
-		case errors.Is(err, assertion.ErrReplay):
-			return "", pass.Fail(pass.CodeInvalidAssertion, "assertion replayed").WithCause(err)
-		case errors.Is(err, assertion.ErrInvalid):
-			return "", pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
-		}
-		return "", pass.Fail(pass.CodeTemporarilyUnavailable, "try again later").WithCause(err)
+	if _, err := a.verifier.Check(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
+		return "", nil, assertionError(err)
 	}
-	return origin, nil
+	return origin, parsed, nil
+}
+
+// spend records the jti of an assertion whose request succeeded: our
+// Services put a fresh jti in every assertion, so a repeated one is a
+// replay; a plain v0.1 Service without jti cannot be checked.
+func (a *Authority) spend(ctx context.Context, tok *assertion.Token) error {
+	if err := a.verifier.Record(ctx, tok); err != nil {
+		return assertionError(err)
+	}
+	return nil
+}
+
+func assertionError(err error) error {
+	switch {
+	case errors.Is(err, assertion.ErrReplay):
+		return pass.Fail(pass.CodeInvalidAssertion, "assertion replayed").WithCause(err)
+	case errors.Is(err, assertion.ErrInvalid):
+		return pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+	}
+	return pass.Fail(pass.CodeTemporarilyUnavailable, "try again later").WithCause(err)
 }
 
 // serveValidate is POST {validate} (§5.4.1, A-VAL-*, G-1, G-20, G-33).
@@ -68,7 +88,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", err)
 		return
 	}
-	svc, err := a.authenticate(ctx, r)
+	svc, tok, err := a.authenticate(ctx, r)
 	if err != nil {
 		a.reject(w, "validation", err)
 		return
@@ -77,6 +97,13 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
 		return
+	}
+	// The pass is consumed: the answer is the Service's now. A replay that
+	// raced this request got the same pass consumed only once, so a failed
+	// record is logged, not answered.
+	if err := a.spend(ctx, tok); err != nil {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: assertion not recorded",
+			slog.String("service", svc), slog.String("authorization_id", az.ID), slog.String("reason", err.Error()))
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass validation",
 		slog.String("outcome", "ok"), slog.String("service", svc), slog.String("authorization_id", az.ID),
@@ -149,7 +176,7 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization check", err)
 		return
 	}
-	svc, err := a.authenticate(ctx, r)
+	svc, tok, err := a.authenticate(ctx, r)
 	if err != nil {
 		a.reject(w, "authorization check", err)
 		return
@@ -163,6 +190,10 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization check", errUnknownAuthorization, attrs...)
 		return
 	} else if err != nil {
+		a.reject(w, "authorization check", err, attrs...)
+		return
+	}
+	if err := a.spend(ctx, tok); err != nil {
 		a.reject(w, "authorization check", err, attrs...)
 		return
 	}
@@ -218,7 +249,7 @@ func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization close", err)
 		return
 	}
-	svc, err := a.authenticate(ctx, r)
+	svc, tok, err := a.authenticate(ctx, r)
 	if err != nil {
 		a.reject(w, "authorization close", err)
 		return
@@ -236,6 +267,12 @@ func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 		err = ErrNotFound
 	}
 	if err == nil {
+		// The Service's own authorization: the assertion is spent before
+		// anything changes.
+		if err := a.spend(ctx, tok); err != nil {
+			a.reject(w, "authorization close", err, attrs...)
+			return
+		}
 		_, err = a.store.TransitionMission(ctx, az.MissionID, c, a.now())
 		if errors.Is(err, ErrExpired) {
 			a.expire(ctx, az.MissionID)

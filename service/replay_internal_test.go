@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/replayns"
 )
 
 // seenOnly is a replay cache without dpop.ReplayLookup.
@@ -32,7 +33,7 @@ func TestReplayCachesPerKind(t *testing.T) {
 		if held, err := l.Contains(ctx, "iss", "jti"); err != nil || !held {
 			t.Errorf("%s: Contains = %v, %v", name, held, err)
 		}
-		m := c.(prefixedLookup).c.(*dpop.MemoryReplayCache)
+		m := replayns.Underlying(c).(*dpop.MemoryReplayCache)
 		if other, dup := under[m]; dup {
 			t.Fatalf("%s and %s share a cache", name, other)
 		}

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -248,44 +248,8 @@ type replayCaches struct {
 }
 
 func newReplayCaches(shared dpop.ReplayCache, now func() time.Time) replayCaches {
-	cache := func(size int) dpop.ReplayCache {
-		if shared != nil {
-			return shared
-		}
-		return dpop.NewMemoryReplayCache(size, now)
-	}
-	return replayCaches{
-		harness: namespaced(cache(harnessReplayEntries), "service:harness-proof:"),
-		dpop:    namespaced(cache(dpopReplayEntries), "service:dpop:"),
-		// The assertion verifier prefixes its issuers with "assertion:".
-		assertion: namespaced(cache(assertReplayEntries), "service:"),
-	}
-}
-
-// namespaced prefixes every issuer with ns. The result implements
-// dpop.ReplayLookup when c does.
-func namespaced(c dpop.ReplayCache, ns string) dpop.ReplayCache {
-	p := prefixed{c: c, ns: ns}
-	if l, ok := c.(dpop.ReplayLookup); ok {
-		return prefixedLookup{p, l}
-	}
-	return p
-}
-
-type prefixed struct {
-	c  dpop.ReplayCache
-	ns string
-}
-
-func (p prefixed) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
-	return p.c.Seen(ctx, p.ns+issuer, jti, exp)
-}
-
-type prefixedLookup struct {
-	prefixed
-	l dpop.ReplayLookup
-}
-
-func (p prefixedLookup) Contains(ctx context.Context, issuer, jti string) (bool, error) {
-	return p.l.Contains(ctx, p.ns+issuer, jti)
+	// The assertion verifier prefixes its issuers with "assertion:".
+	c := replayns.New(shared, "service:", now, map[string]int{
+		"harness-proof:": harnessReplayEntries, "dpop:": dpopReplayEntries, "": assertReplayEntries})
+	return replayCaches{harness: c["harness-proof:"], dpop: c["dpop:"], assertion: c[""]}
 }

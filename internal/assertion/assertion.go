@@ -66,6 +66,8 @@ func invalidf(format string, args ...any) error {
 func fromCheck(err error) error {
 	var e *jwtcheck.Error
 	switch {
+	case err == nil:
+		return nil
 	case !errors.As(err, &e):
 		return fmt.Errorf("assertion: %w", err)
 	case errors.Is(err, jwtcheck.ErrReplay):
@@ -198,6 +200,27 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
+// Precheck runs the checks of Verify that need neither a key nor the
+// network: the audience and the times. A caller that must discover the
+// issuer before it can verify (an Authority finding a Service's keys) calls
+// it first, so a junk or expired token costs no DNS query or fetch.
+func (v *Verifier) Precheck(t *Token) error {
+	if v == nil || v.aud == "" {
+		return errors.New("assertion: Verifier not made by NewVerifier")
+	}
+	if t == nil || t.tok == nil {
+		return invalidf("missing")
+	}
+	c := &t.tok.Claims
+	if len(c.Audience) != 1 || c.Audience[0] != v.aud {
+		return invalidf("aud is not %q", v.aud)
+	}
+	if t.tok.Kid == "" {
+		return invalidf("no kid")
+	}
+	return fromCheck(jwtcheck.CheckTimes(t.tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxLifetime: v.maxLife}))
+}
+
 // Verify completes the verification of a parsed assertion: the signature
 // with the key named by its kid in the JWKS at jwksURL (a URL the caller
 // found through its own trust source), iss equal to wantIss, aud equal to
@@ -205,6 +228,24 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 // the jti replay step. Failures match ErrInvalid (a replay also matches
 // ErrReplay); a replay cache failure matches neither.
 func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
+	c, err := v.Check(ctx, t, jwksURL, wantIss)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Record(ctx, t); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Check is Verify without recording the jti: it refuses a jti already
+// recorded (when the replay cache can look one up, see dpop.ReplayLookup)
+// but records nothing. A caller whose request may fail for reasons of the
+// request itself (an unknown pass, an unknown authorization) calls Record
+// only once the request succeeded, so assertions spent on failing requests
+// take no room in the cache: a party that can sign assertions (any
+// discoverable Service) cannot fill it with them.
+func (v *Verifier) Check(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
 	if v == nil || v.keys == nil || v.replay == nil || v.aud == "" {
 		return nil, errors.New("assertion: Verifier not made by NewVerifier")
 	}
@@ -220,11 +261,8 @@ func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string
 	if c.Issuer != wantIss {
 		return nil, invalidf("iss %q is not %q", truncate(c.Issuer, 100), wantIss)
 	}
-	if len(c.Audience) != 1 || c.Audience[0] != v.aud {
-		return nil, invalidf("aud is not %q", v.aud)
-	}
-	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxLifetime: v.maxLife}); err != nil {
-		return nil, fromCheck(err)
+	if err := v.Precheck(t); err != nil {
+		return nil, err
 	}
 	key, err := v.keys.LookupKey(ctx, jwksURL, tok.Kid)
 	if err != nil {
@@ -236,12 +274,33 @@ func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string
 	if err := tok.Verify(key); err != nil {
 		return nil, fromCheck(err)
 	}
-	if c.ID != "" {
-		if err := tok.Record(ctx, v.replay, "assertion:"+c.Issuer, c.Expiry.Time().Add(v.skew)); err != nil {
-			return nil, fromCheck(err)
+	if l, ok := v.replay.(dpop.ReplayLookup); ok && c.ID != "" {
+		seen, err := l.Contains(ctx, "assertion:"+c.Issuer, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		if seen {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, ErrReplay)
 		}
 	}
 	return &Claims{Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID, IssuedAt: c.IssuedAt.Time(), Expiry: c.Expiry.Time()}, nil
+}
+
+// Record is the replay step of a token that Check accepted: it records
+// (iss, jti) and refuses a jti recorded meanwhile. A token without jti
+// (a plain v0.1 peer) records nothing.
+func (v *Verifier) Record(ctx context.Context, t *Token) error {
+	if v == nil || v.replay == nil {
+		return errors.New("assertion: Verifier not made by NewVerifier")
+	}
+	if t == nil || t.tok == nil {
+		return invalidf("missing")
+	}
+	c := &t.tok.Claims
+	if c.ID == "" {
+		return nil
+	}
+	return fromCheck(t.tok.Record(ctx, v.replay, "assertion:"+c.Issuer, c.Expiry.Time().Add(v.skew)))
 }
 
 func truncate(s string, n int) string {

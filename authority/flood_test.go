@@ -1,0 +1,74 @@
+package authority_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Security review, Medium 1 (#14 finding 2): any party that publishes a
+// Service configuration can sign assertions. Assertions spent on made-up
+// passes must take no room in the Authority's replay cache, or 17
+// subdomains fill it and every honest Service's validation gets 503. The
+// cache here is tiny (64 entries) so that the flood needs few requests.
+func TestAssertionFloodCannotFillReplayCache(t *testing.T) {
+	var e *env
+	cache := dpop.NewMemoryReplayCache(64, func() time.Time { return e.clock.Now() })
+	e = newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = cache })
+	h := e.newHarness()
+	value, _ := e.approvedPass(h)
+	refused := 0
+	for i := range 17 {
+		evil := deploy.NewTestService(e.net, fmt.Sprintf("s%d.evil.test", i), e.auth.ConfigurationURL(), e.clock.Now)
+		for range 64 {
+			if r, _ := e.validate(evil, "ap_made-up"); r.status == http.StatusNotFound {
+				refused++
+			}
+		}
+	}
+	if refused != 17*64 {
+		t.Errorf("%d of %d made-up passes answered 404", refused, 17*64)
+	}
+	if n := cache.Len(); n != 0 {
+		t.Errorf("the replay cache holds %d entries from assertions spent on made-up passes, want 0", n)
+	}
+	r, vr := e.validate(e.svc, value)
+	if r.status != http.StatusOK || vr == nil {
+		t.Fatalf("honest Service's validation after the flood: %d %s", r.status, r.body)
+	}
+	if n := cache.Len(); n != 1 {
+		t.Errorf("the honest validation recorded %d entries, want 1", n)
+	}
+}
+
+// Security review, Medium 2: an unsigned junk assertion naming a fresh
+// issuer must not make the Authority look the issuer up: everything that
+// needs no network (aud, times, kid) is checked before discovery.
+func TestJunkAssertionCostsNoDiscovery(t *testing.T) {
+	e := newEnv(t)
+	b := base64.RawURLEncoding.EncodeToString
+	for i := range 50 {
+		hdr := b([]byte(`{"alg":"ES256","kid":"x","typ":"agentpass-assertion+jwt"}`))
+		pl := b([]byte(fmt.Sprintf(`{"iss":"https://r%d.victim.test","aud":%q,"iat":1,"exp":2,"jti":"j"}`, i, authID)))
+		tok := hdr + "." + pl + "." + b(make([]byte, 64))
+		r := e.do(http.MethodPost, e.base+authority.PathValidate,
+			pass.ValidationRequest{AgentPass: pass.PassValue{Value: "ap_x"}}, http.Header{"Authorization": {"Bearer " + tok}})
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("junk assertion %d: %d %s", i, r.status, r.body)
+		}
+	}
+	q := 0
+	for i := range 50 {
+		q += e.net.DNS.Queries(fmt.Sprintf("_agentpass-service.r%d.victim.test.", i))
+	}
+	if q != 0 {
+		t.Errorf("the Authority sent %d DNS queries for 50 expired, unsigned assertions, want 0", q)
+	}
+}
