@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -252,6 +253,12 @@ func TestCheckKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// KeyFits looks at the modulus size and exponent only: odd moduli of
+	// the given size stand in for real keys.
+	rsaPub := func(bits, e int) *rsa.PublicKey {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+		return &rsa.PublicKey{N: n.SetBit(n, 0, 1), E: e}
+	}
 	tests := []struct {
 		name   string
 		key    *jose.JSONWebKey
@@ -268,6 +275,14 @@ func TestCheckKey(t *testing.T) {
 		{"P-521", &jose.JSONWebKey{Key: &p521.PublicKey}, jose.ES256, "does not fit"},
 		{"Ed25519 with ES256", &jose.JSONWebKey{Key: edPub}, jose.ES256, "does not fit"},
 		{"RSA 1024", &jose.JSONWebKey{Key: &rsa1024.PublicKey}, jose.RS256, "does not fit"},
+		{"RSA 2048", &jose.JSONWebKey{Key: rsaPub(2048, 65537)}, jose.RS256, ""},
+		{"RSA 4096", &jose.JSONWebKey{Key: rsaPub(4096, 65537)}, jose.PS256, ""},
+		// Review Info 2: an attacker-chosen DPoP key must not make
+		// verification expensive.
+		{"RSA 4097", &jose.JSONWebKey{Key: rsaPub(4097, 65537)}, jose.RS256, "does not fit"},
+		{"RSA 8192", &jose.JSONWebKey{Key: rsaPub(8192, 65537)}, jose.RS256, "does not fit"},
+		{"RSA exponent 2^31-1", &jose.JSONWebKey{Key: rsaPub(4096, 1<<31-1)}, jose.RS256, "does not fit"},
+		{"RSA exponent 3", &jose.JSONWebKey{Key: rsaPub(2048, 3)}, jose.RS256, "does not fit"},
 		{"HMAC secret", &jose.JSONWebKey{Key: []byte("secret")}, jose.ES256, "does not fit"},
 		{"private key", &jose.JSONWebKey{Key: p256}, jose.ES256, "does not fit"},
 		{"HS256", &jose.JSONWebKey{Key: []byte("secret")}, jose.HS256, "not allowed"},
