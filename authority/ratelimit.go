@@ -16,8 +16,10 @@ import (
 // mailbox) and Domain (the user's e-mail domain) where the endpoint names
 // a user, and Overall (everyone). A request passes only if every level
 // allows it; a refused one is answered 429 rate_limited with a Retry-After
-// header and has no other effect. A zero [Rate] is the level's default, a
-// negative PerSecond turns the level off.
+// header and has no other effect, except that one refused at Overall still
+// counts against its Client and Network, so retrying in a loop gains
+// nothing. A zero [Rate] is the level's default, a negative PerSecond turns
+// the level off.
 //
 // It is the same type as service.RateLimit: the limiter lives once, in an
 // internal package both roles use, and the alias lets each role's Config
@@ -41,7 +43,7 @@ type Rate = ratelimit.Rate
 //
 // Every stored request passed the Issuance limit, and a pending request
 // lives RequestTTL. With the default RequestTTL (10 min), all networks
-// together can keep at most 50/s × 600 s + 500 = 30,500 requests pending,
+// together can keep at most 100/s × 600 s + 1,000 = 61,000 requests pending,
 // one /48 (or /24) at most 20/s × 600 s + 200 = 12,200, and one e-mail
 // domain 10/s × 600 s + 200 = 6,200: far below MemoryStoreMaxRecords
 // (100,000), and dead records make room for new ones. A longer RequestTTL
@@ -59,13 +61,15 @@ type RateLimits struct {
 	// flood for one user also delays that user's own Harnesses (which wait
 	// out the 429): the per-user default is generous for that reason. If
 	// zero, per client 10 a second with bursts of 100, per network 20
-	// (200), per user 2 (100), per domain 10 (200), overall 50 (500); the
+	// (200), per user 2 (100), per domain 10 (200), overall 100 (1,000):
+	// ten clients' worth, and each network's share of it is an eighth while
+	// others wait, so a few flooding networks cannot lock everyone out. The
 	// network, domain and overall rates are lower for a RequestTTL over 10
 	// minutes (see above).
 	Issuance RateLimit
 
 	// Status limits GET issuance status. If zero, per client 50 a second
-	// with bursts of 250, per network 100 (500), overall 500 (2,500).
+	// with bursts of 250, per network 100 (500), overall 1,000 (5,000).
 	Status RateLimit
 
 	// Key returns the address a request counts against. If nil, the IP
@@ -94,12 +98,12 @@ var (
 		Network: Rate{PerSecond: 20, Burst: 200},
 		User:    Rate{PerSecond: 2, Burst: 100},
 		Domain:  Rate{PerSecond: 10, Burst: 200},
-		Overall: Rate{PerSecond: 50, Burst: 500},
+		Overall: Rate{PerSecond: 100, Burst: 1000},
 	}
 	defaultStatusLimit = RateLimit{
 		Client:  Rate{PerSecond: 50, Burst: 250},
 		Network: Rate{PerSecond: 100, Burst: 500},
-		Overall: Rate{PerSecond: 500, Burst: 2500},
+		Overall: Rate{PerSecond: 1000, Burst: 5000},
 	}
 )
 

@@ -87,10 +87,13 @@ type Config struct {
 	// Rewrap(http.RoundTripper) http.RoundTripper (rebuilt around a hardened
 	// copy of what it wraps). Any other RoundTripper cannot be given the
 	// address check and is refused unless InsecureAllowPrivateNetworks is set;
-	// use WrapTransport instead. A Transport with a Proxy is refused too unless
-	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
-	// unchecked. The TLS configuration (RootCAs, certificates) is honoured with
-	// MinVersion raised to TLS 1.2; InsecureSkipVerify, or a MaxVersion below
+	// use WrapTransport instead. A Transport with a Proxy, or with its own
+	// dialer (DialContext, DialTLSContext, Dial, DialTLS), is refused too
+	// unless InsecureAllowPrivateNetworks is set: the proxy, or a tunnelling
+	// dialer (SOCKS5, CONNECT, SSH), would reach destinations unchecked while
+	// its connections show a public address. The TLS configuration (RootCAs,
+	// certificates) is honoured with MinVersion raised to TLS 1.2;
+	// InsecureSkipVerify, or a MaxVersion below
 	// 1.2, is refused. Up to 64 idle connections per host are kept unless the
 	// Transport says otherwise. The cookie jar is dropped and redirects are
 	// followed only to the same https origin, at most 3. If nil, the default

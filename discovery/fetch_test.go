@@ -264,17 +264,22 @@ type roundTripperFunc func(*http.Request) (*http.Response, error)
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // G-27: loopback and private destinations are refused unless the insecure
-// option allows them, with the default dialer and with a caller's dialer.
+// option allows them; a caller's dialer, which may tunnel to an internal
+// name behind a public address, is refused in New (review Low 1b).
 func TestFetchRefusesPrivateAddresses(t *testing.T) {
 	web := newDocServer(t)
 	web.set("/ok", route{body: authorityConfigJSON})
+	if _, err := New(Config{Nameservers: []string{"127.0.0.1:53"}, HTTPClient: web.mappedClient()}); err == nil || !strings.Contains(err.Error(), "WrapTransport") {
+		t.Errorf("caller's dialer: New err = %v, want a refusal naming WrapTransport", err)
+	}
+	guarded := web.Client().Transport.(*http.Transport).Clone()
+	guarded.DialContext = nil // httptest's maps example.com
 	for _, tt := range []struct {
 		name   string
 		client *http.Client
 		url    string
 	}{
-		{"default dialer", web.Client(), web.URL + "/ok"},
-		{"caller's dialer", web.mappedClient(), "https://agentpass.example.com/ok"},
+		{"default dialer", &http.Client{Transport: guarded}, web.URL + "/ok"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := New(Config{Nameservers: []string{"127.0.0.1:53"}, HTTPClient: tt.client})

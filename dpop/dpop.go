@@ -64,7 +64,8 @@ type DPoPVerifierConfig struct {
 	Replay ReplayCache
 	// Skew is the clock leeway for iat. Zero means DefaultSkew (60 s).
 	Skew time.Duration
-	// MaxAge is how old iat may be. Zero means DefaultMaxLifetime (300 s).
+	// MaxAge is how old iat may be. Zero means DefaultMaxLifetime (300 s);
+	// at most 24 h, as is Skew.
 	MaxAge time.Duration
 	// Nonce, when set, is called with the proof's nonce claim ("" when
 	// absent) and returns an error if the server does not accept it; the
@@ -95,6 +96,9 @@ func NewDPoPVerifier(cfg DPoPVerifierConfig) (*DPoPVerifier, error) {
 	}
 	if cfg.Skew < 0 || cfg.MaxAge < 0 {
 		return nil, newErr(ErrInvalidConfig, "negative Skew or MaxAge")
+	}
+	if cfg.Skew > maxConfigLifetime || cfg.MaxAge > maxConfigLifetime {
+		return nil, newErr(ErrInvalidConfig, "Skew or MaxAge above 24h")
 	}
 	return &DPoPVerifier{
 		replay: cfg.Replay,

@@ -245,6 +245,13 @@ func TestDPoPVerifierConfig(t *testing.T) {
 	if _, err := NewDPoPVerifier(DPoPVerifierConfig{Now: fixed(t0)}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("nil Replay: err = %v", err)
 	}
+	// Review Low 5: a MaxAge of centuries overflowed the replay record.
+	for _, cfg := range []DPoPVerifierConfig{{MaxAge: 24*time.Hour + 1}, {Skew: 200 * 365 * 24 * time.Hour}} {
+		cfg.Replay, cfg.Now = NewMemoryReplayCache(1, nil), fixed(t0)
+		if v, err := NewDPoPVerifier(cfg); !errors.Is(err, ErrInvalidConfig) || v != nil {
+			t.Errorf("MaxAge %v, Skew %v: NewDPoPVerifier = %v, %v; want ErrInvalidConfig", cfg.MaxAge, cfg.Skew, v, err)
+		}
+	}
 	var zero DPoPVerifier
 	if _, err := zero.Verify(context.Background(), proof, "GET", apiURL, "", ""); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("zero value: err = %v", err)

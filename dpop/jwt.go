@@ -36,6 +36,11 @@ const (
 	DefaultAttestationMaxLifetime = time.Hour
 )
 
+// maxConfigLifetime caps the configurable lifetimes and skews: a replay
+// record lives as long as a token is acceptable, so a lifetime of years
+// would let one verifier's records outlive any cache bound.
+const maxConfigLifetime = 24 * time.Hour
+
 // sign signs claims with k through the module's one signing path, which
 // always sets typ and a jti.
 func (k *Key) sign(typ string, embedJWK bool, claims any) (string, error) {

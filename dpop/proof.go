@@ -123,7 +123,8 @@ type ProofVerifierConfig struct {
 	// Skew is the clock leeway for exp and iat. Zero means DefaultSkew
 	// (60 s).
 	Skew time.Duration
-	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime (300 s).
+	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime (300 s);
+	// at most 24 h, as is Skew.
 	MaxLifetime time.Duration
 	// Replay records (iss, jti) until exp + Skew. Required: use
 	// NewMemoryReplayCache for one process, a shared store for replicas.
@@ -159,6 +160,9 @@ func NewProofVerifier(cfg ProofVerifierConfig) (*ProofVerifier, error) {
 	}
 	if cfg.Skew < 0 || cfg.MaxLifetime < 0 {
 		return nil, newErr(ErrInvalidConfig, "negative Skew or MaxLifetime")
+	}
+	if cfg.Skew > maxConfigLifetime || cfg.MaxLifetime > maxConfigLifetime {
+		return nil, newErr(ErrInvalidConfig, "Skew or MaxLifetime above 24h")
 	}
 	return &ProofVerifier{
 		aud:     aud,

@@ -269,6 +269,9 @@ func TestProofVerifierConfig(t *testing.T) {
 		{"audience not an origin", ProofVerifierConfig{Audience: "service.example", Replay: NewMemoryReplayCache(1, nil)}},
 		{"no replay cache", ProofVerifierConfig{Audience: svcOrigin}},
 		{"negative skew", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), Skew: -time.Second}},
+		// Review Low 5: a lifetime of centuries overflowed the replay record.
+		{"MaxLifetime over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), MaxLifetime: 24*time.Hour + 1}},
+		{"skew over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), Skew: 200 * 365 * 24 * time.Hour}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

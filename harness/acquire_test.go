@@ -743,7 +743,14 @@ func TestPrivateAddressesRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{HarnessID: harnessID, HTTPClient: f.httpClient(), Discovery: d})
+	// The test network's client maps names with its own dialer, which is
+	// refused without the switch (review Low 1b), since a tunnel's looks
+	// the same; a guarded client is sent to the hosts' loopback addresses
+	// as DNS would.
+	if _, err := New(Config{HarnessID: harnessID, HTTPClient: f.httpClient(), Discovery: d}); err == nil || !strings.Contains(err.Error(), "WrapTransport") {
+		t.Fatalf("New with the test network's dialer: err = %v, want a refusal naming WrapTransport", err)
+	}
+	c, err := New(Config{HarnessID: harnessID, HTTPClient: f.net.GuardedClient(), WrapTransport: f.net.RouteToLoopback, Discovery: d})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // dnsProfile converts a domain to the A-label form used in DNS queries
@@ -82,25 +83,35 @@ func mayBeIPv4(d string) bool {
 }
 
 // plainLDH reports whether d is already in canonical form: lower-case ASCII
-// letters, digits, hyphens and dots, with no A-label ("xn--") that IDNA would
-// have to check. Such names skip the IDNA conversion, which dominates the
-// cost of a cached DNS lookup.
+// letters, digits, hyphens and dots, with no label that IDNA would have to
+// check: an A-label ("xn--"), or any label with hyphens in its third and
+// fourth positions, which IDNA refuses (reserved for other encodings). Such
+// names skip the IDNA conversion, which dominates the cost of a cached DNS
+// lookup, and the IDNA path refuses what the fast path leaves to it, so
+// "ab--cd" and "AB--CD" get one answer.
 func plainLDH(d string) bool {
+	start := 0 // of the current label
 	for i := 0; i < len(d); i++ {
 		c := d[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+		switch {
+		case c == '.':
+			start = i + 1
+		case c == '-' && i == start+3 && d[i-1] == '-':
+			return false
+		case !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'):
 			return false
 		}
 	}
-	return !strings.Contains(d, "xn--")
+	return true
 }
 
 // SplitEmail validates an e-mail address and returns its local part and its
 // domain in canonical DNS form (see [CanonicalDomain]). It splits at the last
 // "@" and rejects empty parts, IP-literal domains, and any white space,
 // control, format (invisible, such as U+200B or U+00AD), private-use or
-// unassigned code point anywhere in the address: two addresses that look
-// alike must not silently name one mailbox, nor two different ones.
+// unassigned code point anywhere in the address, and a local part not in
+// Unicode NFC: two addresses that look alike must not silently name one
+// mailbox, nor two different ones.
 func SplitEmail(email string) (local, domain string, err error) {
 	if email == "" {
 		return "", "", invalid("email", "empty")
@@ -123,6 +134,11 @@ func SplitEmail(email string) (local, domain string, err error) {
 	local = email[:at]
 	if len(local) > 64 || strings.ContainsAny(local, "@<>()[]\\,;:\"") {
 		return "", "", invalid("email", "invalid local part")
+	}
+	if !norm.NFC.IsNormalString(local) {
+		// "josé" composed and decomposed display alike but differ in
+		// bytes: accepting both would give one mailbox two canonical forms.
+		return "", "", invalid("email", "local part is not in Unicode NFC")
 	}
 	raw := email[at+1:]
 	domain, err = CanonicalDomain(raw)
@@ -196,7 +212,10 @@ func EmailDomain(email string) (string, error) {
 // compared and shown to an application: the local part with its ASCII
 // letters lower-cased (other characters unchanged) and the domain in
 // canonical DNS form. Two addresses name the same mailbox exactly when
-// their canonical forms are equal (see [SameEmail]).
+// their canonical forms are equal (see [SameEmail]). A local part that is
+// not in Unicode NFC is refused rather than normalised: its composed and
+// decomposed spellings display alike, and the address must reach the
+// mailbox as the user wrote it.
 func CanonicalEmail(email string) (string, error) {
 	local, domain, err := SplitEmail(email)
 	if err != nil {

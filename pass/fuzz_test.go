@@ -93,7 +93,8 @@ func FuzzValidationResponse(f *testing.F) {
 }
 
 func FuzzEmailDomain(f *testing.F) {
-	for _, s := range []string{"alex@example.com", "x@bücher.example", "a@[::1]", "a@@b.c", "\u00ad@xn--.com", "K@\u212a.example", "x@\uff43.example", "A@XN--BCHER-KVA.example"} {
+	for _, s := range []string{"alex@example.com", "x@bücher.example", "a@[::1]", "a@@b.c", "\u00ad@xn--.com", "K@\u212a.example", "x@\uff43.example", "A@XN--BCHER-KVA.example",
+		"jose\u0301@corp.example", "jos\u00e9@corp.example", "alex@ab--cd.example", "alex@AB--CD.example"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -380,7 +380,10 @@ func TestEmail(t *testing.T) {
 			t.Errorf("EmailDomain(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "nope", "@example.com", "alex@", "alex@localhost", "alex@[127.0.0.1]", "alex@127.0.0.1", "al ex@example.com", "alex@exa mple.com", "alex@example..com", "alex@example.com..", "alex@.example.com", "alex@192.168.1.1", "alex@-bad.example", "a\x00@example.com", "alex@exa_mple.com"} {
+	for _, in := range []string{"", "nope", "@example.com", "alex@", "alex@localhost", "alex@[127.0.0.1]", "alex@127.0.0.1", "al ex@example.com", "alex@exa mple.com", "alex@example..com", "alex@example.com..", "alex@.example.com", "alex@192.168.1.1", "alex@-bad.example", "a\x00@example.com", "alex@exa_mple.com",
+		// Review Low 4b: hyphens in the third and fourth positions of a
+		// label that is not an A-label, whatever the case.
+		"alex@ab--cd.example", "alex@AB--CD.example", "alex@corp.ab--cd", "alex@xy--.example"} {
 		if _, err := pass.EmailDomain(in); err == nil {
 			t.Errorf("EmailDomain(%q) accepted", in)
 		}
@@ -408,6 +411,8 @@ func TestEmailLookalikes(t *testing.T) {
 		"alex@corp.example\u200e",               // left-to-right mark
 		"\ue000@corp.example",                   // private use
 		"alex@corp.ex\xffample",                 // invalid UTF-8
+		"jose\u0301@corp.example",               // NFD "josé" (review Low 4a)
+		"\u212b@corp.example",                   // ANGSTROM SIGN, NFC is U+00C5
 	} {
 		if got, err := pass.EmailDomain(in); err == nil {
 			t.Errorf("EmailDomain(%+q) = %q, want an error", in, got)
@@ -421,6 +426,8 @@ func TestEmailLookalikes(t *testing.T) {
 		"ALEX@BÜCHER.example":    "alex@xn--bcher-kva.example",
 		"Ünïcode@bücher.example": "Ünïcode@xn--bcher-kva.example",
 		"a.b+C@corp.example.":    "a.b+c@corp.example",
+		"Jos\u00e9@corp.example": "jos\u00e9@corp.example", // NFC "José"
+		"a--b@ab-cd.example":     "a--b@ab-cd.example",
 	}
 	for in, want := range canon {
 		if got, err := pass.CanonicalEmail(in); err != nil || got != want {

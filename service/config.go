@@ -182,9 +182,11 @@ type Config struct {
 	// http.RoundTripper, rebuilt around a hardened copy of what it wraps. Any
 	// other RoundTripper cannot be given the address check and makes New fail
 	// unless InsecureAllowPrivateNetworks is set; instrument with WrapTransport
-	// instead. A Transport with a Proxy is refused too unless
-	// InsecureAllowPrivateNetworks is set: the proxy would reach destinations
-	// unchecked.
+	// instead. A Transport with a Proxy, or with its own dialer (DialContext,
+	// DialTLSContext, Dial, DialTLS), is refused too unless
+	// InsecureAllowPrivateNetworks is set: the proxy, or a tunnelling dialer
+	// (SOCKS5, CONNECT, SSH), would reach destinations unchecked while its
+	// connections show a public address.
 	HTTPClient *http.Client
 
 	// WrapTransport, when set, wraps the transport built from HTTPClient

@@ -12,8 +12,10 @@ import (
 // value of RateLimits.Key), Network (its IPv6 /48 or IPv4 /24), User and
 // Domain (where an endpoint names a user) and Overall (everyone). A request
 // passes only if every level allows it; a refused one is answered 429
-// rate_limited with a Retry-After header and has no other effect. A zero
-// [Rate] is the level's default, a negative PerSecond turns the level off.
+// rate_limited with a Retry-After header and has no other effect, except
+// that one refused at Overall still counts against its Client and Network,
+// so retrying in a loop gains nothing. A zero [Rate] is the level's
+// default, a negative PerSecond turns the level off.
 //
 // It is the same type as authority.RateLimit: the limiter lives once, in
 // an internal package both roles use, and the alias lets each role's
@@ -27,13 +29,15 @@ type Rate = ratelimit.Rate
 // RateLimits bounds the Service's endpoints. The configuration and the
 // JWKS (static, cacheable) are never limited; every other endpoint is,
 // by default. The defaults are far above what a busy Harness, browser or
-// Authority needs: they stop floods, not users. Limits use Config.Now, so
+// Authority needs: they stop floods, not users. Overall is at least ten
+// clients' worth, and while others wait each network gets an eighth of it,
+// so a few flooding networks cannot lock everyone out. Limits use Config.Now, so
 // a frozen test clock never refills a bucket: tests that send more
 // requests than a burst configure more.
 type RateLimits struct {
 	// Resolve limits POST resolve-authorities, the unauthenticated oracle
 	// on which users have an Enterprise Authority. If zero, per client 10 a
-	// second with bursts of 100, per network 20 (200), overall 100 (1,000).
+	// second with bursts of 100, per network 20 (200), overall 200 (2,000).
 	Resolve RateLimit
 
 	// Initialize limits the browser initialization endpoint (GET, POST and
@@ -44,7 +48,7 @@ type RateLimits struct {
 	// Redeem limits both redemption endpoints. Each redemption may make
 	// a validate call to an Authority and verify proofs, so a flood of
 	// them is work for both. If zero, per client 20 a second with bursts of
-	// 200, per network 40 (400), overall 200 (2,000): a refused Harness
+	// 200, per network 40 (400), overall 400 (4,000): a refused Harness
 	// waits out Retry-After, well within a pass's lifetime.
 	Redeem RateLimit
 
@@ -53,7 +57,7 @@ type RateLimits struct {
 	// caller's keys. One Authority's issuances arrive at its own rate, so
 	// the defaults exceed an Authority's default issuance limits. If zero,
 	// per client 50 a second with bursts of 500, per network 100 (1,000),
-	// overall 200 (2,000).
+	// overall 500 (5,000).
 	AvailableScopes RateLimit
 
 	// Key returns the address a request counts against. If nil, the IP
@@ -80,17 +84,17 @@ var (
 	defaultResolveLimit = RateLimit{
 		Client:  Rate{PerSecond: 10, Burst: 100},
 		Network: Rate{PerSecond: 20, Burst: 200},
-		Overall: Rate{PerSecond: 100, Burst: 1000},
+		Overall: Rate{PerSecond: 200, Burst: 2000},
 	}
 	defaultRedeemLimit = RateLimit{
 		Client:  Rate{PerSecond: 20, Burst: 200},
 		Network: Rate{PerSecond: 40, Burst: 400},
-		Overall: Rate{PerSecond: 200, Burst: 2000},
+		Overall: Rate{PerSecond: 400, Burst: 4000},
 	}
 	defaultScopesLimit = RateLimit{
 		Client:  Rate{PerSecond: 50, Burst: 500},
 		Network: Rate{PerSecond: 100, Burst: 1000},
-		Overall: Rate{PerSecond: 200, Burst: 2000},
+		Overall: Rate{PerSecond: 500, Burst: 5000},
 	}
 )
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -696,11 +697,34 @@ func TestMiddlewareUnauthenticated(t *testing.T) {
 	}
 }
 
+// loopbackRoute is a RoundTripper built before the test network exists.
+type loopbackRoute func(*http.Request) (*http.Response, error)
+
+func (f loopbackRoute) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // G-27: without InsecureAllowPrivateNetworks, the Service refuses to call an
 // Authority whose endpoints resolve to a loopback address; nothing is
 // minted and the pass is not even sent.
 func TestAuthorityOnPrivateAddressRefused(t *testing.T) {
-	e := newEnv(t, func(c *service.Config) { c.InsecureAllowPrivateNetworks = false })
+	var e *env
+	var refused atomic.Int64 // calls the guard refused
+	e = newEnv(t, func(c *service.Config) {
+		// The test network's client maps names with its own dialer, which
+		// is refused without the switch (review Low 1b): the default one
+		// is guarded, and its requests are sent to the hosts' loopback
+		// addresses as DNS would.
+		c.InsecureAllowPrivateNetworks = false
+		c.HTTPClient = nil
+		c.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+			return loopbackRoute(func(r *http.Request) (*http.Response, error) {
+				resp, err := e.net.RouteToLoopback(next).RoundTrip(r)
+				if errors.Is(err, service.ErrForbiddenAddress) {
+					refused.Add(1)
+				}
+				return resp, err
+			})
+		}
+	})
 	value := e.idp.issue(validation(corpUser, pass.BearerToken))
 	r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, value), nil)
 	if r.status != http.StatusBadGateway || r.errorCode() != pass.CodeAuthorityUnavailable {
@@ -708,6 +732,9 @@ func TestAuthorityOnPrivateAddressRefused(t *testing.T) {
 	}
 	if n := e.idp.validateCalls.Load(); n != 0 {
 		t.Errorf("%d validate calls reached a loopback Authority", n)
+	}
+	if refused.Load() == 0 {
+		t.Error("no call was refused with ErrForbiddenAddress")
 	}
 	if c, _ := e.minted(); c != 0 {
 		t.Errorf("%d credentials minted", c)

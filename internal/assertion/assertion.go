@@ -48,6 +48,8 @@ const (
 	DefaultTTL         = 60 * time.Second
 	DefaultSkew        = 60 * time.Second
 	DefaultMaxLifetime = 300 * time.Second
+
+	maxConfigLifetime = 24 * time.Hour // cap of Config.Skew and MaxLifetime
 )
 
 // ErrInvalid is matched by every verification failure.
@@ -157,7 +159,8 @@ type Config struct {
 	Replay dpop.ReplayCache
 	// Skew is the clock leeway. Zero means DefaultSkew.
 	Skew time.Duration
-	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime.
+	// MaxLifetime bounds exp - iat. Zero means DefaultMaxLifetime; at
+	// most 24 h, as is Skew.
 	MaxLifetime time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -186,6 +189,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, errors.New("assertion: Config.Replay is nil")
 	case cfg.Skew < 0 || cfg.MaxLifetime < 0:
 		return nil, errors.New("assertion: negative Skew or MaxLifetime")
+	case cfg.Skew > maxConfigLifetime || cfg.MaxLifetime > maxConfigLifetime:
+		// A replay record lives as long as an assertion is acceptable.
+		return nil, errors.New("assertion: Skew or MaxLifetime above 24h")
 	}
 	v := &Verifier{keys: cfg.Keys, aud: cfg.Audience, replay: cfg.Replay, skew: cfg.Skew, maxLife: cfg.MaxLifetime, now: cfg.Now}
 	if v.skew == 0 {

@@ -136,6 +136,9 @@ func TestNewVerifierConfig(t *testing.T) {
 		"no audience":   {Keys: keys, Replay: replay},
 		"no replay":     {Keys: keys, Audience: auth},
 		"negative skew": {Keys: keys, Audience: auth, Replay: replay, Skew: -time.Second},
+		// Review Low 5: lifetimes of centuries overflowed the replay record.
+		"MaxLifetime over 24h": {Keys: keys, Audience: auth, Replay: replay, MaxLifetime: 24*time.Hour + 1},
+		"skew over 24h":        {Keys: keys, Audience: auth, Replay: replay, Skew: 200 * 365 * 24 * time.Hour},
 	} {
 		if v, err := NewVerifier(cfg); err == nil || v != nil {
 			t.Errorf("%s: NewVerifier = %v, %v", name, v, err)

@@ -24,6 +24,7 @@ import (
 	"container/heap"
 	"crypto/sha256"
 	"encoding/binary"
+	"math"
 	"time"
 )
 
@@ -89,12 +90,12 @@ const (
 // Add evicts the keys expired at now, then records k for owner until exp
 // unless it is already held, already expired, or the limits refuse it.
 func (s *Set) Add(k, owner Key, exp, now time.Time, lim Limits) Outcome {
-	n := now.UnixNano()
+	n := nanos(now)
 	s.evict(n)
 	if e, ok := s.entries[k]; ok && e.exp > n {
 		return Present
 	}
-	e := exp.UnixNano()
+	e := nanos(exp)
 	if e <= n {
 		return Expired
 	}
@@ -115,7 +116,26 @@ func (s *Set) Add(k, owner Key, exp, now time.Time, lim Limits) Outcome {
 // nothing.
 func (s *Set) Contains(k Key, now time.Time) bool {
 	e, ok := s.entries[k]
-	return ok && e.exp > now.UnixNano()
+	return ok && e.exp > nanos(now)
+}
+
+// Bounds of the times UnixNano can represent (years 1677 to 2262).
+var (
+	maxNanos = time.Unix(0, math.MaxInt64)
+	minNanos = time.Unix(0, math.MinInt64)
+)
+
+// nanos is t in Unix nanoseconds, clamped to the int64 range: UnixNano is
+// undefined outside it, and a far expiry that wrapped negative would look
+// expired, leaving a replayed key unrecorded.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.After(maxNanos):
+		return math.MaxInt64
+	case t.Before(minNanos):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 // evict removes every key whose expiry is not after n, earliest first.

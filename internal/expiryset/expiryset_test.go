@@ -98,3 +98,27 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("after expiry of all: Len = %d, owners = %d; want 1, 1", s.Len(), len(s.owners))
 	}
 }
+
+// TestFarExpiry (review Low 5): an expiry past 2262, where UnixNano is
+// undefined, is recorded (clamped), so the key is a replay the second time
+// instead of "expired" and unrecorded each time.
+func TestFarExpiry(t *testing.T) {
+	s := New()
+	o, k := KeyOf("iss"), KeyOf("iss", "far")
+	lim := Limits{Max: 10, PerOwner: 10}
+	for _, exp := range []time.Time{time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if got := s.Add(k, o, exp, t0, lim); got != Added && got != Present {
+			t.Fatalf("exp %v: first Add = %d, want Added", exp, got)
+		}
+		if got := s.Add(k, o, exp, t0.Add(time.Hour), lim); got != Present {
+			t.Fatalf("exp %v: second Add = %d, want Present", exp, got)
+		}
+		if !s.Contains(k, t0) {
+			t.Fatalf("exp %v: Contains = false", exp)
+		}
+	}
+	// A clock before 1677 does not wrap either.
+	if got := s.Add(KeyOf("iss", "old"), o, t0, time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC), lim); got != Added {
+		t.Fatalf("clock before 1677: Add = %d, want Added", got)
+	}
+}

@@ -80,6 +80,7 @@ func FuzzHeaderClaims(f *testing.F) {
 	}
 	f.Add([]byte(`{"alg":"ES256","crit":["exp"]}`), []byte(`{"exp":1e400}`))
 	f.Add([]byte(`{"alg":"ES256","typ":"JWT","kid":null}`), []byte(`{"aud":["a","b"],"iat":-1,"jti":""}`))
+	f.Add([]byte(`{"alg":"ES256","ALG":"none","\u0061lg":"ES384"}`), []byte(`{"jti":"a","JTI":"b","cnf":{"jkt":"x","jkt":"y"}}`))
 	f.Fuzz(func(t *testing.T, header, claims []byte) {
 		raw := k.signRaw(t, header, claims)
 		for _, p := range profiles {

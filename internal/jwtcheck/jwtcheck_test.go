@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -252,6 +253,12 @@ func TestCheckKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// KeyFits looks at the modulus size and exponent only: odd moduli of
+	// the given size stand in for real keys.
+	rsaPub := func(bits, e int) *rsa.PublicKey {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+		return &rsa.PublicKey{N: n.SetBit(n, 0, 1), E: e}
+	}
 	tests := []struct {
 		name   string
 		key    *jose.JSONWebKey
@@ -268,6 +275,14 @@ func TestCheckKey(t *testing.T) {
 		{"P-521", &jose.JSONWebKey{Key: &p521.PublicKey}, jose.ES256, "does not fit"},
 		{"Ed25519 with ES256", &jose.JSONWebKey{Key: edPub}, jose.ES256, "does not fit"},
 		{"RSA 1024", &jose.JSONWebKey{Key: &rsa1024.PublicKey}, jose.RS256, "does not fit"},
+		{"RSA 2048", &jose.JSONWebKey{Key: rsaPub(2048, 65537)}, jose.RS256, ""},
+		{"RSA 4096", &jose.JSONWebKey{Key: rsaPub(4096, 65537)}, jose.PS256, ""},
+		// Review Info 2: an attacker-chosen DPoP key must not make
+		// verification expensive.
+		{"RSA 4097", &jose.JSONWebKey{Key: rsaPub(4097, 65537)}, jose.RS256, "does not fit"},
+		{"RSA 8192", &jose.JSONWebKey{Key: rsaPub(8192, 65537)}, jose.RS256, "does not fit"},
+		{"RSA exponent 2^31-1", &jose.JSONWebKey{Key: rsaPub(4096, 1<<31-1)}, jose.RS256, "does not fit"},
+		{"RSA exponent 3", &jose.JSONWebKey{Key: rsaPub(2048, 3)}, jose.RS256, "does not fit"},
 		{"HMAC secret", &jose.JSONWebKey{Key: []byte("secret")}, jose.ES256, "does not fit"},
 		{"private key", &jose.JSONWebKey{Key: p256}, jose.ES256, "does not fit"},
 		{"HS256", &jose.JSONWebKey{Key: []byte("secret")}, jose.HS256, "not allowed"},
@@ -418,5 +433,71 @@ func TestParses(t *testing.T) {
 	_, _ = jwtcheck.Parse("garbage", p)
 	if n := p.Parses() - before; n != 2 {
 		t.Errorf("Parses grew by %d, want 2", n)
+	}
+}
+
+// BenchmarkParse is the cost of one Parse, the step every token pays
+// before its signature is checked.
+func BenchmarkParse(b *testing.B) {
+	k := newTestKey(b)
+	for _, p := range []*jwtcheck.Profile{jwtcheck.DPoP, jwtcheck.Assertion} {
+		raw := k.token(b, p, nil, map[string]any{"htm": "POST", "htu": "https://b.example/x", "ath": "abc"})
+		b.Run(p.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := jwtcheck.Parse(raw, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestMemberNamesExactAndUnique (review Info 1): header and claim names are
+// matched exactly, as JOSE requires, and a name given twice is refused,
+// so no reader can see another token than ours (encoding/json matched
+// "ALG" to alg and let the last duplicate win).
+func TestMemberNamesExactAndUnique(t *testing.T) {
+	k := newTestKey(t)
+	p := jwtcheck.Assertion
+	goodClaims := mustJSON(t, claims(p, nil))
+	refused := []struct {
+		name, header, claims, reason string
+	}{
+		{"upper-case header names", `{"ALG":"ES256","KID":"k1","TYP":"` + p.Typ + `"}`, "", "missing alg"},
+		{"alg twice", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + `","alg":"ES384"}`, "", "duplicate header member"},
+		{"alg twice, escaped", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + `","\u0061lg":"none"}`, "", "duplicate header member"},
+		{"upper-case forbidden header", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + `","JKU":"https://evil.example/k"}`, "", "forbidden header jku"},
+		{"jti twice", "", `{"iss":"https://a.example","aud":"https://b.example","iat":1772366400,"exp":1772366460,"jti":"a","jti":"b"}`, "duplicate claim"},
+		{"cnf member twice", "", `{"iss":"https://a.example","jti":"a","cnf":{"jkt":"a","jkt":"b"}}`, "malformed claims"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			h, c := []byte(tt.header), []byte(tt.claims)
+			if tt.header == "" {
+				h = mustJSON(t, k.header(t, p, nil))
+			}
+			if tt.claims == "" {
+				c = goodClaims
+			}
+			_, err := jwtcheck.Parse(k.signRaw(t, h, c), p)
+			wantReason(t, err, tt.reason)
+		})
+	}
+
+	// Names in another case are other members: they neither set nor
+	// override ours.
+	c := `{"iss":"https://a.example","ISS":"https://evil.example","aud":"https://b.example","iat":1772366400,` +
+		`"exp":1772366460,"jti":"a","JTI":"b","cnf":{"jkt":"t","JKT":"u"}}`
+	tok, err := jwtcheck.Parse(k.signRaw(t, mustJSON(t, k.header(t, p, nil)), []byte(c)), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Claims; got.Issuer != "https://a.example" || got.ID != "a" || got.Cnf == nil || got.Cnf.JKT != "t" {
+		t.Errorf("claims = iss %q, jti %q, cnf %+v; want the lower-case members", got.Issuer, got.ID, got.Cnf)
+	}
+	tok, err = jwtcheck.Parse(k.signRaw(t, mustJSON(t, k.header(t, p, nil)), []byte(`{"ISS":"x","JTI":"y"}`)), p)
+	if err == nil && (tok.Claims.Issuer != "" || tok.Claims.ID != "") {
+		t.Errorf("upper-case claims were read: iss %q, jti %q", tok.Claims.Issuer, tok.Claims.ID)
 	}
 }

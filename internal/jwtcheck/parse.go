@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -70,18 +72,11 @@ type Token struct {
 	verified bool
 }
 
-// header is the part of a JWS header we read.
-type header struct {
-	Alg string          `json:"alg"`
-	Kid *string         `json:"kid"`
-	Typ *string         `json:"typ"`
-	JWK json.RawMessage `json:"jwk"`
-}
-
 // Parse decodes raw as a token of kind p and checks everything that needs
 // no key: size, compact serialisation, strict base64url in every part, the
 // header rules, the algorithm allow-list, and claims that form a JSON
-// object with a bounded jti. It never verifies the signature.
+// object with a bounded jti. Member names of the header and claims are
+// matched exactly and must be unique. It never verifies the signature.
 func Parse(raw string, p *Profile) (*Token, error) {
 	p.parses.Add(1)
 	switch {
@@ -130,41 +125,51 @@ func isB64URL(c byte) bool {
 
 func (t *Token) parseHeader(hb []byte) error {
 	p := t.Profile
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(hb, &members); err != nil || members == nil {
-		return fail("header is not a JSON object")
-	}
-	for _, name := range forbiddenHeaders {
-		if _, ok := members[name]; ok {
-			return fail("forbidden header " + name)
+	var alg string
+	hasJWK := false
+	err := members(hb, func(name string, raw []byte) error {
+		var err error
+		switch name {
+		case "alg":
+			err = json.Unmarshal(raw, &alg)
+		case "kid":
+			err = json.Unmarshal(raw, &t.Kid)
+		case "typ":
+			err = json.Unmarshal(raw, &t.Typ)
+		case "jwk":
+			if !p.EmbeddedJWK {
+				return fail("forbidden header jwk")
+			}
+			hasJWK, t.JWK = true, raw
+		default:
+			// Any case: names are case-sensitive, but a peer library that
+			// matched them loosely must not find one of these either.
+			if i := slices.IndexFunc(forbiddenHeaders, func(f string) bool { return strings.EqualFold(f, name) }); i >= 0 {
+				return fail("forbidden header " + forbiddenHeaders[i])
+			}
 		}
-	}
-	_, hasJWK := members["jwk"]
+		if err != nil {
+			return fail("malformed header")
+		}
+		return nil
+	})
 	switch {
-	case hasJWK && !p.EmbeddedJWK:
-		return fail("forbidden header jwk")
+	case errors.Is(err, errNotObject) || errors.Is(err, errSyntax):
+		return fail("header is not a JSON object")
+	case errors.Is(err, errDuplicate):
+		return fail("duplicate header member")
+	case err != nil:
+		return err
 	case !hasJWK && p.EmbeddedJWK:
 		return fail("missing jwk header")
-	}
-	var h header
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return fail("malformed header")
-	}
-	if h.Alg == "" {
+	case alg == "":
 		return fail("missing alg")
 	}
-	t.Alg = jose.SignatureAlgorithm(h.Alg)
+	t.Alg = jose.SignatureAlgorithm(alg)
 	if !Allowed(t.Alg) {
 		// Covers "none" and every HMAC algorithm.
-		return fail(fmt.Sprintf("alg %q not allowed", truncate(h.Alg, 16)))
+		return fail(fmt.Sprintf("alg %q not allowed", truncate(alg, 16)))
 	}
-	if h.Kid != nil {
-		t.Kid = *h.Kid
-	}
-	if h.Typ != nil {
-		t.Typ = *h.Typ
-	}
-	t.JWK = h.JWK
 	return checkTyp(t.Typ, p)
 }
 
@@ -184,15 +189,87 @@ func checkTyp(typ string, p *Profile) error {
 }
 
 func decodeClaims(payload []byte, c *Claims) error {
-	payload = bytes.TrimSpace(payload)
-	if len(payload) == 0 || payload[0] != '{' {
+	err := members(payload, func(name string, raw []byte) error {
+		var v any
+		switch name {
+		case "iss":
+			v = &c.Issuer
+		case "sub":
+			v = &c.Subject
+		case "aud":
+			v = &c.Audience
+		case "iat":
+			v = &c.IssuedAt
+		case "exp":
+			v = &c.Expiry
+		case "nbf":
+			v = &c.NotBefore
+		case "jti":
+			v = &c.ID
+		case "htm":
+			v = &c.HTM
+		case "htu":
+			v = &c.HTU
+		case "aph":
+			v = &c.APH
+		case "ath":
+			v = &c.ATH
+		case "nonce":
+			v = &c.Nonce
+		case "task_id":
+			v = &c.TaskID
+		case "task_description_hash":
+			v = &c.TaskDescriptionHash
+		case "cnf":
+			return decodeCnf(raw, &c.Cnf)
+		case "events":
+			c.Events = raw
+			return nil
+		default:
+			return nil
+		}
+		if json.Unmarshal(raw, v) != nil {
+			return errMalformed
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotObject):
 		return fail("claims are not a JSON object")
-	}
-	if err := json.Unmarshal(payload, c); err != nil {
+	case errors.Is(err, errDuplicate):
+		return fail("duplicate claim")
+	case err != nil:
 		return fail("malformed claims")
-	}
-	if len(c.ID) > MaxJTIBytes {
+	case len(c.ID) > MaxJTIBytes:
 		return fail("jti too long")
 	}
+	return nil
+}
+
+var errMalformed = errors.New("malformed")
+
+// decodeCnf decodes the confirmation claim with the rules of the claims
+// themselves: exact member names, no duplicates.
+func decodeCnf(raw []byte, dst **Cnf) error {
+	if bytes.Equal(raw, []byte("null")) {
+		*dst = nil
+		return nil
+	}
+	cnf := &Cnf{}
+	err := members(raw, func(name string, raw []byte) error {
+		switch name {
+		case "jwk":
+			cnf.JWK = raw
+		case "jkt":
+			if json.Unmarshal(raw, &cnf.JKT) != nil {
+				return errMalformed
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return errMalformed
+	}
+	*dst = cnf
 	return nil
 }

@@ -24,6 +24,15 @@ var algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, j
 // MinRSABits is the smallest RSA modulus accepted.
 const MinRSABits = 2048
 
+// maxRSABits is the largest RSA modulus accepted: a DPoP key is chosen by
+// the caller, and verification cost grows with the modulus.
+const maxRSABits = 4096
+
+// rsaExponent is the only public exponent accepted, for the same reason:
+// verification cost grows with the exponent's size (2^31-1 costs 2.5 times
+// as much as 65537 on a 4096-bit key).
+const rsaExponent = 65537
+
 // Algorithms returns the allow-list (a copy: callers cannot widen it).
 func Algorithms() []jose.SignatureAlgorithm { return slices.Clone(algorithms) }
 
@@ -31,8 +40,9 @@ func Algorithms() []jose.SignatureAlgorithm { return slices.Clone(algorithms) }
 func Allowed(alg jose.SignatureAlgorithm) bool { return slices.Contains(algorithms, alg) }
 
 // KeyFits reports whether pub is a supported public key (P-256, P-384,
-// Ed25519, RSA of at least MinRSABits) that alg can verify with: the curve
-// must be the algorithm's, so a token cannot pick a weaker pairing.
+// Ed25519, RSA of 2048 to 4096 bits with exponent 65537) that alg can
+// verify with: the curve must be the algorithm's, so a token cannot pick a
+// weaker pairing, and an RSA key cannot make verification expensive.
 func KeyFits(pub crypto.PublicKey, alg jose.SignatureAlgorithm) bool {
 	switch p := pub.(type) {
 	case *ecdsa.PublicKey:
@@ -40,7 +50,8 @@ func KeyFits(pub crypto.PublicKey, alg jose.SignatureAlgorithm) bool {
 	case ed25519.PublicKey:
 		return alg == jose.EdDSA && len(p) == ed25519.PublicKeySize
 	case *rsa.PublicKey:
-		return (alg == jose.RS256 || alg == jose.PS256) && p.N != nil && p.N.BitLen() >= MinRSABits
+		return (alg == jose.RS256 || alg == jose.PS256) && p.N != nil &&
+			p.N.BitLen() >= MinRSABits && p.N.BitLen() <= maxRSABits && p.E == rsaExponent
 	}
 	return false
 }

@@ -137,8 +137,14 @@ type DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error
 // Dial wraps a caller's dialer, whose name resolution and connection this
 // package cannot hook. An IP literal is checked before dialing; otherwise
 // the connection is closed, before anything is sent on it, unless its remote
-// address is public. Only a caller who replaced the dialer (for example to
-// map host names in tests) is exposed to the timing of refused connects.
+// address is an IP address and public. Only a caller who replaced the
+// dialer (for example to map host names in tests) is exposed to the timing
+// of refused connects.
+//
+// A tunnelling dialer (SOCKS5, HTTP CONNECT, SSH) returns a connection
+// whose remote address is the tunnel's while the tunnel reaches any
+// destination, so this check cannot protect it: internal/outbound refuses
+// such dialers instead.
 func Dial(inner DialFunc) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if host, _, err := net.SplitHostPort(addr); err == nil {
@@ -150,12 +156,33 @@ func Dial(inner DialFunc) DialFunc {
 		if err != nil {
 			return nil, err
 		}
-		if err := CheckAddr(conn.RemoteAddr().String()); err != nil {
+		if err := checkRemote(conn.RemoteAddr()); err != nil {
 			conn.Close()
 			return nil, err
 		}
 		return conn, nil
 	}
+}
+
+// checkRemote is CheckAddr for a connection's remote address, which a
+// caller's connection may report as nil (an interface or a pointer) or as
+// something other than an IP address: both are refused.
+func checkRemote(a net.Addr) error {
+	switch a := a.(type) {
+	case nil:
+		return fmt.Errorf("%w: connection without a remote address", ErrForbiddenAddress)
+	case *net.TCPAddr:
+		if a == nil {
+			return fmt.Errorf("%w: connection without a remote address", ErrForbiddenAddress)
+		}
+		return CheckAddr(a.AddrPort().String())
+	case *net.UDPAddr:
+		if a == nil {
+			return fmt.Errorf("%w: connection without a remote address", ErrForbiddenAddress)
+		}
+		return CheckAddr(a.AddrPort().String())
+	}
+	return CheckAddr(a.String())
 }
 
 // Protect installs the guard on tr, which the caller owns (typically a

@@ -181,3 +181,44 @@ func TestCheckAddrMalformed(t *testing.T) {
 		}
 	}
 }
+
+// addrConn is a caller's connection reporting the remote address it likes.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestDialRemoteAddrNotIP (review Low 1a): a caller's dialer returning a
+// connection without an IP remote address is refused and the connection
+// closed; it never panics.
+func TestDialRemoteAddrNotIP(t *testing.T) {
+	tests := []struct {
+		name   string
+		remote func(net.Conn) net.Addr
+	}{
+		{"nil interface", func(net.Conn) net.Addr { return nil }},
+		{"nil *net.TCPAddr", func(net.Conn) net.Addr { return (*net.TCPAddr)(nil) }},
+		{"nil *net.UDPAddr", func(net.Conn) net.Addr { return (*net.UDPAddr)(nil) }},
+		{"net.Pipe's address", func(c net.Conn) net.Addr { return c.RemoteAddr() }},
+		{"Unix socket", func(net.Conn) net.Addr { return &net.UnixAddr{Name: "/run/x.sock", Net: "unix"} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			dial := Dial(func(context.Context, string, string) (net.Conn, error) {
+				return addrConn{client, tt.remote(client)}, nil
+			})
+			conn, err := dial(context.Background(), "tcp", "example.com:443")
+			if !errors.Is(err, ErrForbiddenAddress) || conn != nil {
+				t.Fatalf("Dial = %v, %v; want ErrForbiddenAddress", conn, err)
+			}
+			// The refused connection was closed: the peer reads EOF.
+			if _, err := server.Read(make([]byte, 1)); err == nil {
+				t.Error("the refused connection is still open")
+			}
+		})
+	}
+}

@@ -11,9 +11,11 @@
 //
 //  1. nil: http.DefaultTransport's settings without its proxy (a library
 //     reads no environment variables);
-//  2. an *http.Transport: cloned, then hardened; one with a Proxy is
-//     refused unless private networks are allowed, since the proxy, not
-//     this process, would connect to the destination;
+//  2. an *http.Transport: cloned, then hardened; one with a Proxy or its
+//     own dialer (DialContext, DialTLSContext, Dial, DialTLS) is refused
+//     unless private networks are allowed, since the proxy or a tunnelling
+//     dialer (SOCKS5, CONNECT, SSH), not this process, would connect to
+//     the destination while the connection shows the tunnel's address;
 //  3. a wrapper implementing both Unwrap() http.RoundTripper and
 //     Rewrap(http.RoundTripper) http.RoundTripper: the wrapped transport is
 //     hardened (recursively) and the wrapper rebuilt around it with Rewrap,
@@ -145,7 +147,8 @@ func (p Policy) harden(rt http.RoundTripper, depth int) (http.RoundTripper, erro
 	switch t := rt.(type) {
 	case nil:
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil // a library reads no environment variables
+		tr.Proxy = nil       // a library reads no environment variables
+		tr.DialContext = nil // the guarded dialer replaces net/http's
 		return p.hardenTransport(tr)
 	case *http.Transport:
 		return p.hardenTransport(t.Clone())
@@ -177,6 +180,14 @@ func (p Policy) hardenTransport(tr *http.Transport) (*http.Transport, error) {
 		// proxy reaches whatever destination it is asked for.
 		return nil, fmt.Errorf("%s: Config.HTTPClient's Transport has a Proxy, which would connect to destinations "+
 			"whose addresses cannot be checked: set Proxy to nil", p.Role)
+	}
+	//lint:ignore SA1019 a deprecated dialer is refused like the others.
+	if (tr.DialContext != nil || tr.DialTLSContext != nil || tr.Dial != nil || tr.DialTLS != nil) && !p.AllowPrivateNetworks {
+		// A tunnelling dialer returns a connection whose remote address
+		// is the tunnel's, while the tunnel reaches an internal name.
+		return nil, fmt.Errorf("%s: Config.HTTPClient's Transport has its own dialer (DialContext, DialTLSContext, Dial or DialTLS), "+
+			"which may tunnel to destinations whose addresses cannot be checked: leave them nil and instrument calls with "+
+			"Config.WrapTransport", p.Role)
 	}
 	tlsCfg := &tls.Config{}
 	if tr.TLSClientConfig != nil {

@@ -1,7 +1,11 @@
 package outbound
 
 import (
+	"context"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -75,3 +79,69 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+// spoofedConn is what a tunnelling dialer returns: a connection whose
+// remote address is the tunnel's public one.
+type spoofedConn struct{ net.Conn }
+
+func (spoofedConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(8, 8, 8, 8), Port: 1080} }
+
+// TestNewRefusesTunnellingDialer (review Low 1b): a Transport with its own
+// dialer is refused, pointing to WrapTransport, unless private networks are
+// allowed: a tunnel reporting a public address reached a loopback server
+// ("internal secret") through the dial-time check.
+func TestNewRefusesTunnellingDialer(t *testing.T) {
+	secret := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "internal secret")
+	}))
+	defer secret.Close()
+	tunnel := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, secret.Listener.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		return spoofedConn{c}, nil
+	}
+	tests := []struct {
+		name string
+		tr   *http.Transport
+	}{
+		{"DialContext", &http.Transport{DialContext: tunnel}},
+		{"DialTLSContext", &http.Transport{DialTLSContext: tunnel}},
+		//lint:ignore SA1019 the deprecated fields are what is tested.
+		{"Dial", &http.Transport{Dial: func(n, a string) (net.Conn, error) { return tunnel(context.Background(), n, a) }}},
+		//lint:ignore SA1019 the deprecated fields are what is tested.
+		{"DialTLS", &http.Transport{DialTLS: func(n, a string) (net.Conn, error) { return tunnel(context.Background(), n, a) }}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hc, err := New(Policy{Role: "rolename", Client: &http.Client{Transport: tt.tr}})
+			if err == nil {
+				resp, err := hc.Get("http://internal.example/")
+				if err == nil {
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					t.Fatalf("New accepted a tunnelling dialer, which reached %q", body)
+				}
+				t.Fatalf("New accepted a tunnelling dialer (the request failed: %v)", err)
+			}
+			if !strings.HasPrefix(err.Error(), "rolename: ") || !strings.Contains(err.Error(), "WrapTransport") {
+				t.Errorf("err = %v, want the role and a pointer to WrapTransport", err)
+			}
+			// Behind a wrapper that exposes it, too.
+			if _, err := New(Policy{Role: "rolename", Client: &http.Client{Transport: rewrapper{tt.tr}}}); err == nil {
+				t.Error("New accepted a tunnelling dialer behind a wrapper")
+			}
+			if _, err := New(Policy{Role: "rolename", Client: &http.Client{Transport: tt.tr}, AllowPrivateNetworks: true}); err != nil {
+				t.Errorf("with private networks allowed: %v", err)
+			}
+		})
+	}
+}
+
+type rewrapper struct{ next http.RoundTripper }
+
+func (w rewrapper) RoundTrip(r *http.Request) (*http.Response, error) { return w.next.RoundTrip(r) }
+func (w rewrapper) Unwrap() http.RoundTripper                         { return w.next }
+func (w rewrapper) Rewrap(rt http.RoundTripper) http.RoundTripper     { return rewrapper{rt} }

@@ -22,15 +22,31 @@
 //
 // A [Limit] gives each level a [Rate]: a bucket of at most Burst tokens
 // refilled at PerSecond tokens a second. A request takes one token at every
-// level it is charged to and passes only if every level has one; when one
-// level refuses, the tokens taken at the others are given back, so a
-// refused request costs nothing but its own level's refusal.
+// level it is charged to and passes only if every level has one. When a
+// client's own level (Client, Network, User, Domain) refuses, the tokens
+// taken at the others are given back; when the Overall level refuses, they
+// are not: a refused attempt costs its sender, so retrying in a loop while
+// everyone is refused gains nothing.
 //
 // Client addresses are charged twice: to the address (an IPv6 /64, which
 // one host commonly holds whole, or an IPv4 address) and to its network (an
 // IPv6 /48, an IPv4 /24). Rotating addresses inside one network therefore
 // gains nothing, and the Overall level bounds what all networks together
 // can do, which is what keeps a bounded store from filling.
+//
+// # Fair share of the Overall level
+//
+// Without more, a few networks retrying as fast as they may could take
+// every Overall token as it refills and lock everyone else out. So each
+// network also has a share bucket at the Overall level, refilled at 1/8 of
+// the Overall rate and holding 1/16 of its burst, from which it takes a
+// token whenever it can. While the Overall bucket is less than half full
+// and requests come from more than one network, a network passes only with
+// a share token. Eight networks together then take at most the Overall
+// rate, and their share bursts at most half the burst: however hard up to
+// eight networks push, the Overall bucket never runs dry once it is half
+// empty, so a network within its share (1/8 of the rate) is never refused
+// at that level. A network alone is not held to its share.
 //
 // Each level keeps at most MaxKeys buckets, in shards with a
 // least-recently-used order. The table never fails open: a bucket is
@@ -112,7 +128,8 @@ func (l *Limit) rates() [numLevels]*Rate {
 // Limiter charges requests to the levels of a Limit. It is safe for
 // concurrent use.
 type Limiter struct {
-	levels [numLevels]*table // nil: off, or not a level of this endpoint
+	levels  [numLevels]*table // nil: off, or not a level of this endpoint; levelOverall is always nil
+	overall *overallLevel     // nil: off
 }
 
 // New returns the Limiter of lim, its zero fields taken from def. A level
@@ -148,6 +165,10 @@ func New(lim, def Limit, maxKeys int, now func() time.Time) (*Limiter, error) {
 		if r.Burst == 0 { // a rate without a burst: a second's worth
 			r.Burst = max(1, int(math.Ceil(r.PerSecond)))
 		}
+		if i == levelOverall {
+			l.overall = newOverall(r.PerSecond, r.Burst, maxKeys, now)
+			continue
+		}
 		l.levels[i] = newTable(r.PerSecond, r.Burst, maxKeys, now)
 	}
 	return l, nil
@@ -163,7 +184,16 @@ func (l *Limiter) AllowClient(client string) (ok bool, retryAfter time.Duration)
 	}
 	var keys [numLevels]string
 	keys[levelClient], keys[levelNetwork] = addrKeys(client)
-	return l.allow(&keys, levelClient, levelNetwork, levelOverall)
+	ok, wait := l.allow(&keys, levelClient, levelNetwork)
+	if !ok {
+		return false, wait
+	}
+	if l.overall == nil {
+		return true, 0
+	}
+	// Charged last, so an attempt a client's own levels refuse never
+	// touches it; refused here, the attempt keeps its cost below.
+	return l.overall.take(keys[levelNetwork])
 }
 
 // AllowUser charges a request naming the user email to its User and Domain
@@ -178,7 +208,8 @@ func (l *Limiter) AllowUser(email string) (ok bool, retryAfter time.Duration) {
 	return l.allow(&keys, levelUser, levelDomain)
 }
 
-// allow takes a token at every given level, or none.
+// allow takes a token at every given level, or none: when one refuses, the
+// others get theirs back.
 func (l *Limiter) allow(keys *[numLevels]string, levels ...int) (bool, time.Duration) {
 	var taken [numLevels]*bucketRef
 	var wait time.Duration
@@ -207,7 +238,8 @@ func (l *Limiter) allow(keys *[numLevels]string, levels ...int) (bool, time.Dura
 	return false, wait
 }
 
-// Len returns the number of buckets held, over every level.
+// Len returns the number of keyed buckets held, over every level (the
+// Overall level's shares included).
 func (l *Limiter) Len() int {
 	n := 0
 	for _, t := range l.levels {
@@ -215,7 +247,71 @@ func (l *Limiter) Len() int {
 			n += t.len()
 		}
 	}
+	if l.overall != nil {
+		n += l.overall.shares.len()
+	}
 	return n
+}
+
+// fairShares is how many networks share the Overall level fairly: each
+// network's share is 1/fairShares of the Overall rate.
+const fairShares = 8
+
+// overallLevel is the Overall bucket and each network's share of it (see
+// the package documentation).
+type overallLevel struct {
+	now    func() time.Time
+	rate   float64
+	burst  float64
+	window time.Duration // how long a request from another network counts as others waiting
+	shares *table        // per network: rate/fairShares, burst/(2*fairShares)
+
+	mu      sync.Mutex
+	b       bucketRef
+	lastNet string    // network of the last attempt
+	seen    bool      // whether lastNet is set
+	mixedAt time.Time // when an attempt last came from another network than the one before
+}
+
+func newOverall(perSecond float64, burst, maxKeys int, now func() time.Time) *overallLevel {
+	o := &overallLevel{now: now, rate: perSecond, burst: float64(max(burst, 1))}
+	o.b = bucketRef{mu: &o.mu, tokens: o.burst, last: now()}
+	// Others count as waiting for as long as half the bucket takes to
+	// refill, at least a second.
+	o.window = max(time.Second, time.Duration(o.burst/2/o.rate*float64(time.Second)))
+	o.shares = newTable(perSecond/fairShares, max(1, int(o.burst/(2*fairShares))), maxKeys, now)
+	return o
+}
+
+// take takes an Overall token for a request from network.
+func (o *overallLevel) take(network string) (bool, time.Duration) {
+	now := o.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := &o.b
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(o.burst, b.tokens+d.Seconds()*o.rate)
+		b.last = now
+	}
+	if network != o.lastNet || !o.seen {
+		if o.seen {
+			o.mixedAt = now
+		}
+		o.lastNet, o.seen = network, true
+	}
+	if b.tokens < 1 {
+		wait := time.Duration(math.Ceil((1 - b.tokens) / o.rate * float64(time.Second)))
+		return false, max(wait, time.Nanosecond)
+	}
+	// The share is taken whenever it can be, so a network that used the
+	// bucket alone starts from its share when others arrive.
+	_, shared, wait := o.shares.take(network)
+	contended := b.tokens-1 < o.burst/2 && now.Sub(o.mixedAt) < o.window
+	if !shared && contended {
+		return false, wait
+	}
+	b.tokens--
+	return true, 0
 }
 
 // addrKeys returns the Client and Network keys of a client address. The

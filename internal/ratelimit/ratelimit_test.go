@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -194,9 +193,8 @@ func TestNetworkLevel(t *testing.T) {
 	if got := allowed(l, "192.0.2.1", 10); got != 10 {
 		t.Errorf("fresh network: %d of 10 allowed", got)
 	}
-	overall := l.levels[levelOverall]
-	if b := overall.shards[maphash.String(overall.seed, "")%shards].buckets[""].Value.(*bucketRef); b.tokens != 1000-80 {
-		t.Errorf("Overall bucket holds %v tokens, want %d: refused requests were charged", b.tokens, 1000-80)
+	if got := l.overall.b.tokens; got != 1000-80 {
+		t.Errorf("Overall bucket holds %v tokens, want %d: refused requests were charged", got, 1000-80)
 	}
 }
 
@@ -474,4 +472,96 @@ func BenchmarkAllow(b *testing.B) {
 			}
 		})
 	})
+}
+
+// floodMinute simulates the review's scenario for a minute: five attackers
+// in three /24s retry every 2 ms, while an honest client in a fourth /24
+// polls every 100 ms, last in each round. It returns how many of the
+// honest client's 600 requests passed and how many of the attackers'.
+func floodMinute(t *testing.T, lim Limit) (honest, attackers int) {
+	t.Helper()
+	c := newClock()
+	l, err := New(lim, lim, 10_000, c.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attack := []string{"203.0.113.1", "203.0.113.2", "198.51.100.1", "198.51.100.2", "192.0.2.1"}
+	const step = 2 * time.Millisecond
+	for i := range int(time.Minute / step) {
+		for _, a := range attack {
+			if ok, _ := l.AllowClient(a); ok {
+				attackers++
+			}
+		}
+		if i%int(100*time.Millisecond/step) == 0 {
+			if ok, _ := l.AllowClient("100.64.7.1"); ok {
+				honest++
+			}
+		}
+		c.Advance(step)
+	}
+	return honest, attackers
+}
+
+// TestOverallFairShare (review Low 2): five addresses retrying at Overall
+// (where a refusal used to be free) took the whole Overall level, and an
+// honest client polling every 100 ms passed 1 of 600 times a minute.
+// Refused attempts now cost their sender, and each network's share of the
+// Overall level is 1/8 of its rate while others wait.
+func TestOverallFairShare(t *testing.T) {
+	old := Limit{ // the issuance defaults of the review: Overall = 5 × Client
+		Client:  Rate{PerSecond: 10, Burst: 100},
+		Network: Rate{PerSecond: 20, Burst: 200},
+		Overall: Rate{PerSecond: 50, Burst: 500},
+	}
+	honest, attackers := floodMinute(t, old)
+	t.Logf("Overall 50/s: honest %d of 600, attackers %d", honest, attackers)
+	// Four networks are within the eight the share protects: the honest
+	// one gets at least its share, 50/8 a second, over the minute.
+	if want := int(60 * 50.0 / fairShares); honest < want {
+		t.Errorf("Overall 50/s: the honest client passed %d of 600 times, want at least its share of %d", honest, want)
+	}
+	if total := honest + attackers; total > 60*50+500 {
+		t.Errorf("%d passed in a minute, more than the Overall level allows", total)
+	}
+
+	// With Overall at ten clients' worth (the issuance default now), the
+	// honest client's 10 a second is within its share: it is refused only
+	// while the attackers' bursts drain the bucket at the start.
+	now := old
+	now.Overall = Rate{PerSecond: 100, Burst: 1000}
+	honest, attackers = floodMinute(t, now)
+	t.Logf("Overall 100/s: honest %d of 600, attackers %d", honest, attackers)
+	if honest < 590 {
+		t.Errorf("Overall 100/s: the honest client passed %d of 600 times, want at least 590", honest)
+	}
+}
+
+// TestOverallAloneNotShared: a network alone may use the whole Overall
+// level; its share applies only while another network is waiting.
+func TestOverallAloneNotShared(t *testing.T) {
+	c := newClock()
+	lim := Limit{Client: Rate{PerSecond: -1}, Network: Rate{PerSecond: -1}, Overall: Rate{PerSecond: 1, Burst: 160}}
+	l, err := New(lim, lim, 100, c.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(l, "192.0.2.1", 200); got != 160 {
+		t.Errorf("one network alone: %d of 200 allowed, want the Overall burst of 160", got)
+	}
+	c.Advance(time.Hour) // refilled, and nobody else has been seen for long
+	// Two networks alternating: past half the bucket, each gets only its
+	// share burst (160/16 = 10) besides what it took before.
+	a, b := 0, 0
+	for range 200 {
+		if ok, _ := l.AllowClient("192.0.2.1"); ok {
+			a++
+		}
+		if ok, _ := l.AllowClient("198.51.100.1"); ok {
+			b++
+		}
+	}
+	if a != b || a+b > 80+2*10 || a+b < 80 {
+		t.Errorf("two networks: %d and %d allowed, want an equal split of at most half the burst plus two shares", a, b)
+	}
 }

@@ -304,8 +304,44 @@ func (n *Network) dial(ctx context.Context, network, addr string) (net.Conn, err
 }
 
 // Client returns an HTTP client that trusts only the network's CA and
-// reaches only the network's hosts.
+// reaches only the network's hosts. Its dialer maps the hosts' names, so a
+// role accepts it only with InsecureAllowPrivateNetworks set.
 func (n *Network) Client() *http.Client { return n.client }
+
+// GuardedClient returns a client for tests of the address check, which
+// the roles refuse to skip: it trusts the network's CA and has no dialer
+// of its own, so the role installs its guarded one. Pair it with
+// [Network.RouteToLoopback] as the role's WrapTransport.
+func (n *Network) GuardedClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12},
+	}}
+}
+
+// RouteToLoopback is a WrapTransport for tests of the address check: it
+// sends each request for a host of the network to that host's loopback
+// address, as a DNS answer pointing there would, so that a guarded
+// transport must refuse it before connecting.
+func (n *Network) RouteToLoopback(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		port := req.URL.Port()
+		if port == "" {
+			port = "443"
+		}
+		n.mu.Lock()
+		h := n.hosts[strings.ToLower(req.URL.Hostname())]
+		n.mu.Unlock()
+		if h != nil && port == h.port {
+			req = req.Clone(req.Context())
+			req.URL.Host = h.addr
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // CAPEM returns the CA certificate in PEM form (the devnet writes it to a
 // file for users' own tools).

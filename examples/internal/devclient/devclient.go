@@ -65,24 +65,24 @@ func HTTPClient(cfg Config) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if cfg.DNS != "" {
-		d.Resolver = Resolver(cfg.DNS)
-	}
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DialContext:         d.DialContext,
-			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-			ForceAttemptHTTP2:   true,
-			TLSHandshakeTimeout: 10 * time.Second,
-			IdleConnTimeout:     30 * time.Second,
-		},
-	}, nil
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	if cfg.DNS != "" {
+		// Only with a development nameserver, where the roles are told to
+		// allow private networks: a transport with its own dialer is
+		// otherwise refused, and the roles dial through their guard.
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Resolver: Resolver(cfg.DNS)}
+		tr.DialContext = d.DialContext
+	}
+	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }
 
 // DiscoveryConfig returns a discovery configuration using client and the

@@ -96,6 +96,16 @@ func newServer(t *testing.T, configure func(*httptest.Server)) *server {
 	return s
 }
 
+// guardable returns a client trusting s whose Transport has no dialer of
+// its own (httptest's maps example.com), so the address check can be
+// installed in it.
+func (s *server) guardable(t *testing.T) *http.Client {
+	tr := s.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = nil
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
 func (s *server) hitCount(path string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,6 +162,20 @@ func testUnsafeConfig(t *testing.T, r Role) {
 	if _, err := r.New(Options{HTTPClient: &http.Client{Transport: proxied}, AllowPrivate: true}); err != nil {
 		t.Errorf("New refused a Transport with a Proxy when private networks are allowed: %v", err)
 	}
+	// Review Low 1b: a caller's dialer may tunnel (SOCKS5, CONNECT, SSH)
+	// while its connections show the tunnel's public address.
+	var d net.Dialer
+	for name, tr := range map[string]*http.Transport{
+		"DialContext":    {DialContext: d.DialContext},
+		"DialTLSContext": {DialTLSContext: d.DialContext},
+	} {
+		if _, err := r.New(Options{HTTPClient: &http.Client{Transport: tr}}); err == nil {
+			t.Errorf("New accepted a Transport with its own %s", name)
+		}
+		if _, err := r.New(Options{HTTPClient: &http.Client{Transport: tr}, AllowPrivate: true}); err != nil {
+			t.Errorf("New refused a Transport with its own %s when private networks are allowed: %v", name, err)
+		}
+	}
 	for name, cfg := range map[string]*tls.Config{
 		"InsecureSkipVerify":                  {InsecureSkipVerify: true},
 		"MaxVersion TLS 1.1":                  {MaxVersion: tls.VersionTLS11},
@@ -206,7 +230,7 @@ func testRedirects(t *testing.T, r Role) {
 // switch is set (G-27).
 func testPrivate(t *testing.T, r Role) {
 	s := newServer(t, nil)
-	for _, client := range []*http.Client{nil, s.Client()} {
+	for _, client := range []*http.Client{nil, s.guardable(t)} {
 		b := build(t, r, Options{HTTPClient: client})
 		_, err := get(b.Client, s.URL+"/ok")
 		if !errors.Is(err, r.Forbidden) || !errors.Is(err, netguard.ErrForbiddenAddress) {
@@ -257,9 +281,7 @@ func (rt unwrapOnly) Unwrap() http.RoundTripper { return rt.next }
 // inside (its own copy); one hiding it is refused unless the switch is set.
 func testWrappers(t *testing.T, r Role) {
 	s := newServer(t, nil)
-	inner := s.Client().Transport.(*http.Transport).Clone()
-	inner.DialContext = nil // httptest's maps example.com; this one dials as is
-	t.Cleanup(inner.CloseIdleConnections)
+	inner := s.guardable(t).Transport.(*http.Transport)
 
 	var n atomic.Int64
 	w := unwrappable{recorder{next: inner, n: &n}}
@@ -300,7 +322,7 @@ func testWrapTransport(t *testing.T, r Role) {
 	var n atomic.Int64
 	hook := func(next http.RoundTripper) http.RoundTripper { return recorder{next: next, n: &n} }
 
-	b := build(t, r, Options{HTTPClient: s.Client(), WrapTransport: hook})
+	b := build(t, r, Options{HTTPClient: s.guardable(t), WrapTransport: hook})
 	if _, err := get(b.Client, s.URL+"/ok"); !errors.Is(err, r.Forbidden) || n.Load() != 1 {
 		t.Errorf("guarded: err = %v, %d requests seen; want ErrForbiddenAddress from inside the hook", err, n.Load())
 	}

@@ -1,0 +1,134 @@
+package jwtcheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// maxLinearMembers is how many member names are compared one by one for
+// duplicates before a map takes over, so a large object stays linear.
+const maxLinearMembers = 32
+
+// members calls f with the name and raw value of each top-level member of
+// the JSON object b, in order. Names are matched exactly, as JOSE requires
+// (encoding/json would match "ALG" to alg), and an object naming a member
+// twice is refused: with encoding/json the last one wins while another
+// library may read the first, so two parties would see two tokens.
+func members(b []byte, f func(name string, raw []byte) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return errNotObject
+	}
+	if !json.Valid(b) {
+		return errSyntax
+	}
+	var buf [16][]byte
+	seen := buf[:0]
+	var seenMap map[string]struct{}
+	i = skipSpace(b, i+1)
+	if b[i] == '}' {
+		return nil
+	}
+	for {
+		// b is valid JSON: a member is a string, a colon, a value, then a
+		// comma or the closing brace.
+		end := stringEnd(b, i)
+		name := b[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			var s string
+			if err := json.Unmarshal(b[i:end], &s); err != nil {
+				return errSyntax
+			}
+			name = []byte(s)
+		}
+		if seenMap != nil {
+			if _, dup := seenMap[string(name)]; dup {
+				return errDuplicate
+			}
+			seenMap[string(name)] = struct{}{}
+		} else {
+			for _, s := range seen {
+				if bytes.Equal(s, name) {
+					return errDuplicate
+				}
+			}
+			if seen = append(seen, name); len(seen) > maxLinearMembers {
+				seenMap = make(map[string]struct{}, 2*len(seen))
+				for _, s := range seen {
+					seenMap[string(s)] = struct{}{}
+				}
+			}
+		}
+		i = skipSpace(b, end)
+		i = skipSpace(b, i+1) // the colon
+		vend := valueEnd(b, i)
+		if err := f(string(name), b[i:vend]); err != nil {
+			return err
+		}
+		i = skipSpace(b, vend)
+		if b[i] == '}' {
+			return nil
+		}
+		i = skipSpace(b, i+1) // the comma
+	}
+}
+
+// Errors of members, which each caller names for its part of the token.
+var (
+	errNotObject = errors.New("not a JSON object")
+	errSyntax    = errors.New("malformed JSON")
+	errDuplicate = errors.New("duplicate member")
+)
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the closing quote of the valid JSON
+// string starting at b[i].
+func stringEnd(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// valueEnd returns the index after the valid JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			i = stringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing object
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		case ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
