@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -314,6 +315,14 @@ type settings struct {
 }
 
 func (cfg Config) validate() (*settings, error) {
+	// The Service keeps copies: a caller that changes its slices after New
+	// must not change what the running Service trusts or offers.
+	cfg.TrustedFederated = slices.Clone(cfg.TrustedFederated)
+	cfg.Scopes = slices.Clone(cfg.Scopes)
+	if cfg.ServiceAuthority != nil {
+		sa := *cfg.ServiceAuthority
+		cfg.ServiceAuthority = &sa
+	}
 	s := &settings{Config: cfg}
 	if cfg.Origin == "" {
 		return nil, errConfig("Origin is required")

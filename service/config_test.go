@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -153,5 +154,26 @@ func TestPathsAndBaseURL(t *testing.T) {
 	}
 	if got, want := svc.Configuration().JWKSURI, "https://app.example.com/api/keys"; got != want {
 		t.Errorf("jwks_uri = %s, want %s", got, want)
+	}
+}
+
+// New keeps its own copies of Config's slices and pointers (#12 item 5): a
+// caller that reuses or changes them afterwards changes nothing in the
+// running Service, which resolves federated users as configured at New.
+func TestNewClonesConfig(t *testing.T) {
+	var fed []pass.AuthorityRef
+	e := newEnv(t, func(c *service.Config) {
+		c.ServiceAuthority = nil
+		fed = c.TrustedFederated
+	})
+	want := fed[0].Authority
+	fed[0].Authority = "https://rogue.test"
+	r := e.resolve("alex@free.test")
+	var got pass.ResolutionResponse
+	if r.status != 200 || json.Unmarshal(r.body, &got) != nil || len(got.TrustedFederatedAuthorities) == 0 {
+		t.Fatalf("resolve: %d %s", r.status, r.body)
+	}
+	if a := got.TrustedFederatedAuthorities[0].Authority; a != want {
+		t.Errorf("federated Authority offered = %s, want %s as configured at New", a, want)
 	}
 }
