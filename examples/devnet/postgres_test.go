@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
-	"os"
 	"testing"
 	"time"
 
@@ -14,16 +13,16 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
 )
 
 // TestDevnetPostgres runs the devnet on the PostgreSQL stores (issue 9):
 // a read-only task is approved, redeemed and used, and the delegation is
 // in the Enterprise Authority's schema. Needs AGENTPASS_TEST_POSTGRES.
 func TestDevnetPostgres(t *testing.T) {
-	dsn := os.Getenv("AGENTPASS_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("needs AGENTPASS_TEST_POSTGRES; run: eval \"$(.ci/postgres.sh start)\" (CI does)")
-	}
+	// The shared lock keeps the restart tests of other packages, which
+	// run in parallel processes, from restarting the server meanwhile.
+	dsn := pgtest.SharedDSN(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	prefix := "devnet_test_" + hex.EncodeToString(b)

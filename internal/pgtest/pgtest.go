@@ -46,6 +46,19 @@ func DSN(t testing.TB) string {
 	return dsn
 }
 
+// SharedDSN returns the test server's connection string for a test that
+// opens its own connections (a whole devnet, say), after taking the shared
+// lock, so that no restart test of another package takes the server away
+// while it runs.
+func SharedDSN(t testing.TB) string {
+	t.Helper()
+	dsn := DSN(t)
+	if !holdsExclusive(t) {
+		lockShared(t, dsn)
+	}
+	return dsn
+}
+
 // Pool returns a pool whose connections use a fresh schema, dropped when the
 // test ends, so tests never see each other's rows.
 func Pool(t testing.TB) *pgxpool.Pool {
