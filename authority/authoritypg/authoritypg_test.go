@@ -327,20 +327,21 @@ func TestPrune(t *testing.T) {
 	if _, err := s.ConsumePass(ctx, "hl", svcA, "live-authz", t0); err != nil {
 		t.Fatal(err)
 	}
-	// Ended: 5 old pending requests and 2 consumed ones (a request ends
-	// when its pass is consumed), 1 authorization. At most 3 per table.
+	// Ended: 5 old pending requests and the consumed one whose delegation
+	// expired (a redeemed mission lives as long as its authorization, so
+	// "long-authz" stays), 1 authorization. At most 3 per table.
 	n, err := s.Prune(ctx, now, 3)
 	if err != nil || n != 4 {
 		t.Fatalf("Prune(limit 3) = %d, %v; want 3 requests + 1 authorization", n, err)
 	}
 	n, err = s.Prune(ctx, now, 100)
-	if err != nil || n != 4 {
-		t.Fatalf("second Prune = %d, %v; want the 4 remaining ended requests", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("second Prune = %d, %v; want the 3 remaining ended requests", n, err)
 	}
 	if n, _ := s.Prune(ctx, now, 100); n != 0 {
 		t.Fatalf("third Prune deleted %d", n)
 	}
-	for _, id := range []string{"fresh", "recent"} {
+	for _, id := range []string{"fresh", "recent", "long-authz"} {
 		if _, err := s.Request(ctx, "msn_"+id); err != nil {
 			t.Errorf("request %s pruned: %v", id, err)
 		}
@@ -381,7 +382,7 @@ func TestJanitorCatchesUp(t *testing.T) {
 	}
 	const n = 5000
 	for _, q := range []string{
-		`INSERT INTO agentpass_authority_requests (id, status, ends_at) SELECT 'r-' || i, 'expired', $2 FROM generate_series(1, $1) AS i`,
+		`INSERT INTO agentpass_authority_requests (id, id_hash, status, ends_at) SELECT 'r-' || i, 'h-' || i, 'expired', $2 FROM generate_series(1, $1) AS i`,
 		`INSERT INTO agentpass_authority_authorizations (id, state, ends_at) SELECT 'a-' || i, 'expired', $2 FROM generate_series(1, $1) AS i`,
 	} {
 		if _, err := pool.Exec(ctx, q, n, t0); err != nil {
