@@ -47,6 +47,14 @@ type Delegation struct {
 	Credential CredentialKind
 	// ExpiresAt is when the credential expires. Zero in OnDelegation.
 	ExpiresAt time.Time
+	// MissionID is the delegation's mission at its Authority, empty when
+	// the Authority does not speak the mission extension. It is unique per
+	// Authority only: compare (Authority, MissionID).
+	MissionID string
+
+	// observe reports a refusal of a request of this delegation to its
+	// Authority (nil: nothing is reported).
+	observe func(kind, scope, stage string)
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -61,6 +69,7 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		Agent:                  r.Agent,
 		HarnessID:              r.HarnessID,
 		AuthorizationExpiresAt: r.ExpiresAt,
+		MissionID:              r.MissionID,
 	}
 	if r.Task != (pass.ValidatedTask{}) {
 		t := r.Task
@@ -171,6 +180,7 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 		return nil, rec, err
 	}
 	d := fresh.delegation(c)
+	d.observe = s.observer(fresh)
 	if d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing (G-15): no authority
 		// is left, as an empty scope is refused at redemption (G-14).
@@ -269,7 +279,11 @@ func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRe
 // the delegation in its context (set by [Service.Middleware]) grants every
 // given scope; otherwise it answers 403 insufficient_scope naming the first
 // missing scope, or 401 when no delegation is present (the scope middleware
-// was mounted without the authentication middleware).
+// was mounted without the authentication middleware). When the
+// delegation's Authority speaks the mission extension, each refusal is
+// also reported to it (batched by [Service.Run]), so that an agent trying
+// to step outside its mission becomes visible to the people who approved
+// it.
 func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -280,6 +294,9 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
+				if d.observe != nil {
+					d.observe(pass.ObservationScopeDenied, missing[0], "")
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
 				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,
 					"the delegation lacks scope %q", missing[0]))
