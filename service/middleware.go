@@ -51,10 +51,6 @@ type Delegation struct {
 	// the Authority does not speak the mission extension. It is unique per
 	// Authority only: compare (Authority, MissionID).
 	MissionID string
-
-	// observe reports a refusal of a request of this delegation to its
-	// Authority (nil: nothing is reported).
-	observe func(kind, scope, stage string)
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -86,6 +82,10 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 }
 
 type ctxKey struct{}
+
+// observerKey carries, next to the Delegation, the function that reports
+// the request's refusals to the delegation's Authority.
+type observerKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
 // the request whose context is ctx.
@@ -128,7 +128,11 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
+		ctx := context.WithValue(r.Context(), ctxKey{}, d)
+		if obs := s.observer(rec); obs != nil {
+			ctx = context.WithValue(ctx, observerKey{}, obs)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -180,7 +184,6 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 		return nil, rec, err
 	}
 	d := fresh.delegation(c)
-	d.observe = s.observer(fresh)
 	if d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing (G-15): no authority
 		// is left, as an empty scope is refused at redemption (G-14).
@@ -294,8 +297,8 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
-				if d.observe != nil {
-					d.observe(pass.ObservationScopeDenied, missing[0], "")
+				if obs, ok := r.Context().Value(observerKey{}).(*observer); ok && obs.authorizationID == d.AuthorizationID {
+					obs.observe(pass.ObservationScopeDenied, missing[0], "")
 				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
 				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,

@@ -62,17 +62,23 @@ func newReporter() *reporter {
 	return &reporter{entries: map[string]*reportEntry{}, age: list.New(), wake: make(chan struct{}, 1)}
 }
 
-// observer returns the function that records refusals of requests of rec,
-// or nil when its Authority does not speak the mission extension.
-func (s *Service) observer(rec *DelegationRecord) func(kind, scope, stage string) {
-	if rec.MissionID == "" || s.reports == nil {
+// observer reports the refusals of requests of one delegation.
+type observer struct {
+	authorizationID string
+	observe         func(kind, scope, stage string)
+}
+
+// observer returns the observer of rec, or nil when its Authority does not
+// speak the mission extension.
+func (s *Service) observer(rec *DelegationRecord) *observer {
+	if rec == nil || rec.MissionID == "" || s.reports == nil {
 		return nil
 	}
 	where := DelegationRecord{AuthorizationID: rec.AuthorizationID, Authority: rec.Authority,
 		ConfigurationURL: rec.ConfigurationURL, TrustMode: rec.TrustMode, MissionID: rec.MissionID}
-	return func(kind, scope, stage string) {
+	return &observer{authorizationID: rec.AuthorizationID, observe: func(kind, scope, stage string) {
 		s.reports.observe(&where, kind, scope, stage, s.cfg.Now())
-	}
+	}}
 }
 
 // observe records one refusal at now.
