@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
@@ -427,5 +428,74 @@ func TestMissionOnDelegation(t *testing.T) {
 	e.missionToken(t, mission("msn_app", pass.MissionActive, 7))
 	if seen == nil || seen.MissionID != "msn_app" {
 		t.Errorf("OnDelegation saw %+v, want mission msn_app", seen)
+	}
+}
+
+// Against a real Authority of the mission layer: the redemption keeps the
+// mission as the Authority's record has it, checks keep it current, and a
+// suspension refuses the next request after CheckInterval. An Authority
+// that sends the suspended-404 body to Services advertising the extension
+// gets the delegation held, and Resume releases it with the same token; one
+// that answers a plain 404 gets it invalidated, as in v0.1.
+func TestMissionWithRealAuthority(t *testing.T) {
+	rn := newRealNet(t, func(c *service.Config) {
+		c.UserScopes = func(context.Context, string) ([]string, error) { return []string{"tickets:read"}, nil }
+	})
+	h := newHarness(t)
+	const user = "alex@real.test"
+	value := rn.acquire(t, rn.ent, h, pass.BearerToken, user, "")
+	r := rn.redeemReal(t, rn.ent, h, pass.BearerToken, user, value)
+	if r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	var resp pass.BearerTokenResponse
+	r.decode(t, &resp)
+	tok := resp.BearerToken
+	auths, err := rn.ent.Authorizations(t.Context(), authority.ListOptions{})
+	if err != nil || len(auths) != 1 {
+		t.Fatalf("authorizations: %v %v", auths, err)
+	}
+	id := auths[0].ID
+	m, err := rn.ent.Mission(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := rn.store.Delegation(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MissionID != m.ID || d.MissionVersion != m.Version || d.MissionState != pass.MissionActive {
+		t.Fatalf("delegation mission %s v%d %s, want %s v%d active", d.MissionID, d.MissionVersion, d.MissionState, m.ID, m.Version)
+	}
+	rn.clock.Advance(31 * time.Second)
+	rn.wantStatus(t, "checked", "/api/tickets", tok, http.StatusOK, "")
+
+	if _, err := rn.ent.Suspend(t.Context(), id, "admin@real.test", "review"); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	rn.clock.Advance(31 * time.Second)
+	r = rn.get("/api/tickets", bearer(tok))
+	d, err = rn.store.Delegation(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case r.status == http.StatusForbidden && r.errorCode() == pass.CodeMissionSuspended:
+		if d.Invalidated || d.MissionState != pass.MissionSuspended {
+			t.Fatalf("403 mission_suspended but the delegation is %+v", d)
+		}
+		m, err := rn.ent.Resume(t.Context(), id, "admin@real.test")
+		if err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+		rn.clock.Advance(31 * time.Second)
+		rn.wantStatus(t, "resumed", "/api/tickets", tok, http.StatusOK, "")
+		rn.wantMission(t, id, pass.MissionActive, m.Version)
+	case r.status == http.StatusUnauthorized && r.errorCode() == pass.CodeDelegationRevoked:
+		if !d.Invalidated {
+			t.Fatalf("401 but the delegation is not invalidated: %+v", d)
+		}
+	default:
+		t.Fatalf("after Suspend: %d %s, want 403 mission_suspended or 401 delegation_revoked", r.status, r.body)
 	}
 }
