@@ -113,8 +113,10 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 // CheckInterval (S-AUTHZ-1..8), puts the [Delegation] in the request
 // context and calls next. Otherwise it answers 401 invalid_token or
 // delegation_revoked, 403 scope_empty when an authorization check narrowed
-// the delegation to no scope at all, or 503 authority_unavailable when the Authority
-// cannot be reached (fail closed), with a WWW-Authenticate header.
+// the delegation to no scope at all, 403 mission_suspended while the
+// delegation's mission is suspended, or 503 authority_unavailable when the
+// Authority cannot be reached (fail closed), with a WWW-Authenticate
+// header.
 //
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
 // against cross-site requests (for example with http.CrossOriginProtection).
@@ -139,8 +141,9 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 // Check authenticates r as Middleware does and returns its delegation, or
 // an error: ErrNoCredential when r carries no AgentPass credential, a
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
-// pass.ErrUnavailable, or a 403 scope_empty when an authorization check
-// left the delegation no scope) otherwise. It is safe for concurrent use.
+// pass.ErrUnavailable, a 403 scope_empty when an authorization check left
+// the delegation no scope, or a 403 mission_suspended while its mission is
+// suspended) otherwise. It is safe for concurrent use.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
 	d, _, err := s.check(r)
 	return d, err
