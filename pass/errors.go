@@ -271,6 +271,10 @@ type PeerError struct {
 	Status  int
 	Code    Code
 	Message string
+	// Mission is the mission member of the error body (ExtMission: a
+	// suspended mission's state next to a 404), nil when absent. It is the
+	// peer's claim, not yet validated: check it before relying on it.
+	Mission *MissionInfo
 }
 
 func (e *PeerError) Error() string {
@@ -314,7 +318,7 @@ func (e *UnreachableError) Is(target error) bool { return target == ErrUnavailab
 func ErrorFromResponse(status int, body []byte) *PeerError {
 	var r ErrorResponse
 	if err := Decode(body, &r); err == nil {
-		return &PeerError{Status: status, Code: r.Error.Code, Message: truncate(r.Error.Message, 512)}
+		return &PeerError{Status: status, Code: r.Error.Code, Message: truncate(r.Error.Message, 512), Mission: r.Mission}
 	}
 	return &PeerError{Status: status, Code: codeForStatus(status), Message: http.StatusText(status)}
 }

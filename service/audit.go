@@ -35,11 +35,17 @@ type audit struct {
 	authority       string
 	authorizationID string
 	requestID       string
+	// missionID and missionVersion name the delegation's mission and the
+	// version last seen: the point in the Authority's hash-chained mission
+	// history an auditor can look up.
+	missionID      string
+	missionVersion int64
 }
 
 func (a *audit) fromDelegation(d *DelegationRecord) {
 	a.user, a.agent, a.task, a.harness = d.User, d.Agent, d.Task.ID, d.HarnessID
 	a.authority, a.authorizationID = d.Authority, d.AuthorizationID
+	a.missionID, a.missionVersion = d.MissionID, d.MissionVersion
 }
 
 func (a *audit) attrs(outcome string) []slog.Attr {
@@ -57,6 +63,10 @@ func (a *audit) attrs(outcome string) []slog.Attr {
 	add("authority", a.authority)
 	add("authorization_id", a.authorizationID)
 	add("request_id", a.requestID)
+	add("mission_id", a.missionID)
+	if a.missionVersion > 0 {
+		attrs = append(attrs, slog.Int64("mission_version", a.missionVersion))
+	}
 	add("outcome", outcome)
 	return attrs
 }

@@ -21,8 +21,10 @@ func errDelegationRevoked(msg string) error {
 }
 
 // fresh returns rec if it may be used at now: not invalidated, not past
-// authorization_expires_at, and checked with the Authority within
-// CheckInterval, running the check when it is older (S-AUTHZ-1..8, G-15).
+// authorization_expires_at, not held for a suspended mission, and checked
+// with the Authority within CheckInterval, running the check when it is
+// older (S-AUTHZ-1..8, G-15). A held delegation is checked at the same
+// interval, so it is released soon after its mission resumes.
 func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Time) (*DelegationRecord, error) {
 	if rec.Invalidated {
 		return nil, errDelegationRevoked("the delegation is no longer active")
@@ -31,6 +33,9 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 		return nil, errDelegationRevoked("the delegation has expired")
 	}
 	if checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval) {
+		if rec.held() {
+			return nil, errMissionSuspended
+		}
 		return rec, nil
 	}
 	// Concurrent requests of one delegation share one check; the check
@@ -83,7 +88,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 		return nil, errDelegationRevoked("the user's domain no longer permits this delegation")
 	}
 	var resp pass.AuthorizationCheckResponse
-	err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationCheck },
+	acfg, err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationCheck },
 		pass.AuthorizationCheckRequest{AuthorizationID: rec.AuthorizationID}, &resp)
 	var pe *pass.PeerError
 	switch {
@@ -93,20 +98,36 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 		if resp.AuthorizationExpiresAt != nil {
 			exp = *resp.AuthorizationExpiresAt
 		}
-		if err := s.cfg.Store.RecordCheck(ctx, rec.AuthorizationID, now, scope, exp); err != nil {
-			return nil, fmt.Errorf("service: record authorization check: %w", err)
-		}
 		out := rec.clone()
-		out.CheckedAt, out.CurrentScope = now, scope
+		if rec.MissionID == "" {
+			if err := s.cfg.Store.RecordCheck(ctx, rec.AuthorizationID, now, scope, exp); err != nil {
+				return nil, fmt.Errorf("service: record authorization check: %w", err)
+			}
+			out.CurrentScope = scope
+		} else if out, err = s.recordMission(ctx, a, rec, now, scope, exp, resp.Mission); err != nil {
+			return nil, err
+		}
+		out.CheckedAt = now
 		if !exp.IsZero() && (out.ExpiresAt.IsZero() || exp.Before(out.ExpiresAt)) {
 			out.ExpiresAt = exp // an expiry only moves earlier
 		}
 		if !out.ExpiresAt.IsZero() && !out.ExpiresAt.After(now) {
 			return nil, errDelegationRevoked("the delegation has expired")
 		}
+		if out.held() {
+			return nil, errMissionSuspended
+		}
 		s.cfg.Logger.LogAttrs(ctx, levelDebug, a.event, a.attrs("ok")...)
 		return out, nil
 	case errors.As(err, &pe) && pe.Status == http.StatusNotFound:
+		if m := suspendedMission(acfg, rec, pe); m != nil {
+			if _, err := s.recordMission(ctx, a, rec, now, nil, time.Time{}, m); err != nil {
+				return nil, err
+			}
+			// Held, whatever the version: a stale suspension changes
+			// nothing stored, but this one request is still refused.
+			return nil, errMissionSuspended
+		}
 		if err := s.cfg.Store.Invalidate(ctx, rec.AuthorizationID, now, "authorization check: not found"); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("service: invalidate delegation: %w", err)
 		}
@@ -117,10 +138,80 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	}
 }
 
+// errMissionSuspended refuses requests of a held delegation.
+var errMissionSuspended = pass.Fail(pass.CodeMissionSuspended, "the delegation's mission is suspended")
+
+// recordMission stores a check answer of a delegation that has a mission
+// and returns the delegation as it now stands. An answer that names
+// another mission, or none, cannot be ordered and counts as older than
+// anything held: a stale answer only narrows, so a lagging Authority
+// replica can neither release a hold nor give back a scope a newer version
+// took away.
+func (s *Service) recordMission(ctx context.Context, a *audit, rec *DelegationRecord, now time.Time, scope pass.Scope, exp time.Time, m *pass.MissionInfo) (*DelegationRecord, error) {
+	c := MissionCheck{At: now, Scope: scope, ExpiresAt: exp}
+	if m != nil && m.ID == rec.MissionID {
+		c.State, c.Version = m.State, m.Version
+	}
+	// A 200 whose mission is not active is read as the Authority's word
+	// that it is suspended: fail closed.
+	if scope != nil && c.State != pass.MissionActive {
+		c.State = pass.MissionSuspended
+	}
+	applied, err := s.cfg.Store.RecordMissionCheck(ctx, rec.AuthorizationID, c)
+	if err != nil {
+		return nil, fmt.Errorf("service: record authorization check: %w", err)
+	}
+	out := rec.clone()
+	if applied {
+		if scope != nil {
+			out.CurrentScope = scope
+		}
+		out.MissionState, out.MissionVersion = c.State, c.Version
+	} else if scope != nil {
+		out.CurrentScope = rec.CurrentScope.Intersect(scope)
+	}
+	outcome := "ok"
+	switch {
+	case !applied:
+		outcome = "stale"
+	case c.State == pass.MissionSuspended && !rec.held():
+		outcome = "held"
+	case c.State == pass.MissionActive && rec.held():
+		outcome = "released"
+	}
+	if outcome != "ok" {
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs(outcome),
+			slog.String("mission_id", rec.MissionID), slog.Int64("mission_version", c.Version),
+			slog.Int64("held_version", rec.MissionVersion))...)
+	}
+	return out, nil
+}
+
+// suspendedMission returns the mission of a 404 that says the delegation's
+// mission is suspended, or nil when the 404 is to be read as in v0.1 (the
+// delegation is no longer active). Only an Authority that advertises the
+// mission extension is believed, and only about the delegation's own
+// mission: the body is the Authority's claim, and holding instead of
+// invalidating keeps credentials alive.
+func suspendedMission(acfg *pass.AuthorityConfiguration, rec *DelegationRecord, pe *pass.PeerError) *pass.MissionInfo {
+	m := pe.Mission
+	switch {
+	case acfg == nil || !acfg.Extensions.Has(pass.ExtMission), rec.MissionID == "", m == nil,
+		pe.Code != pass.CodeMissionSuspended, m.Validate() != nil, m.ID != rec.MissionID, m.State != pass.MissionSuspended:
+		return nil
+	}
+	return m
+}
+
 // unverifiable answers a check that could not be made (Authority or DNS
 // unreachable): the request is refused unless UnreachableGrace allows the
 // last result; the delegation itself is kept (G-15).
 func (s *Service) unverifiable(ctx context.Context, a *audit, rec *DelegationRecord, now time.Time, err error) (*DelegationRecord, error) {
+	if rec.held() {
+		// Nothing newer is known than the suspension: keep refusing.
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("unreachable"), slog.String("reason", err.Error()))...)
+		return nil, errMissionSuspended
+	}
 	if g := s.cfg.UnreachableGrace; g > 0 && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval+g) {
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, a.event, append(a.attrs("grace"), slog.String("reason", err.Error()))...)
 		return rec, nil
@@ -157,25 +248,27 @@ func (s *Service) stillTrusted(ctx context.Context, rec *DelegationRecord) (stri
 // callAuthority POSTs body to an endpoint of the delegation's Authority
 // with a signed Service assertion. The Authority configuration is fetched
 // again (through the discovery cache) from where it was found at
-// redemption, and must still name the same authority and trust mode.
-func (s *Service) callAuthority(ctx context.Context, rec *DelegationRecord, endpoint func(*pass.AuthorityConfiguration) string, body any, out pass.Document) error {
+// redemption, and must still name the same authority and trust mode; it is
+// returned (when it could be used) so the caller knows what the Authority
+// advertised.
+func (s *Service) callAuthority(ctx context.Context, rec *DelegationRecord, endpoint func(*pass.AuthorityConfiguration) string, body any, out pass.Document) (*pass.AuthorityConfiguration, error) {
 	cfg, err := s.cfg.Discovery.AuthorityConfiguration(ctx, rec.ConfigurationURL)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.Authority != rec.Authority || cfg.TrustMode != rec.TrustMode {
-		return fmt.Errorf("service: the configuration at %s no longer describes %s as %s", rec.ConfigurationURL, rec.Authority, rec.TrustMode)
+		return nil, fmt.Errorf("service: the configuration at %s no longer describes %s as %s", rec.ConfigurationURL, rec.Authority, rec.TrustMode)
 	}
 	u := endpoint(cfg)
 	if u == "" {
-		return errNotAdvertised
+		return cfg, errNotAdvertised
 	}
 	tok, err := assertion.Sign(s.cfg.Keys.Current(), s.cfg.origin, cfg.Authority, 0, s.cfg.Now())
 	if err != nil {
-		return err
+		return cfg, err
 	}
 	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{Peer: pass.PeerAuthority, URL: u, Bearer: tok, Body: body}, out)
-	return err
+	return cfg, err
 }
 
 var errNotAdvertised = errors.New("service: the Authority does not advertise this endpoint")
@@ -205,7 +298,7 @@ func (s *Service) Close(ctx context.Context, authorizationID string, action pass
 	a := &audit{event: eventClose}
 	a.fromDelegation(rec)
 	var resp pass.AuthorizationCloseResponse
-	err = s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
+	_, err = s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
 	var pe *pass.PeerError
 	switch {
 	case err == nil, errors.Is(err, errNotAdvertised):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/agentpass-go/agentpass/pass"
@@ -77,7 +78,7 @@ func (s *Service) tryClose(ctx context.Context, pc *PendingClose, now time.Time)
 	rec := &DelegationRecord{AuthorizationID: pc.AuthorizationID, Authority: pc.Authority, ConfigurationURL: pc.ConfigurationURL, TrustMode: pc.TrustMode}
 	req := pass.AuthorizationCloseRequest{AuthorizationID: pc.AuthorizationID, Action: pass.CloseRevoke, Reason: pc.Reason}
 	var resp pass.AuthorizationCloseResponse
-	err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
+	_, err := s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
 	var pe *pass.PeerError
 	switch {
 	case err == nil, errors.As(err, &pe) && pe.Status == 404:
@@ -119,29 +120,52 @@ func closeBackoff(interval time.Duration, attempts int) time.Duration {
 }
 
 // Run does the Service's background work until ctx is done, then returns
-// ctx's error: today, it retries revoking the delegations that the
-// Service refused after their pass was consumed and that the Authority
-// could not be told about at once (every Config.CloseRetryInterval).
+// ctx's error. Its tasks:
+//
+//   - It retries revoking the delegations that the Service refused after
+//     their pass was consumed and that the Authority could not be told
+//     about at once (every Config.CloseRetryInterval). Without Run, such
+//     delegations stay live at the Authority until they expire, though no
+//     credential of them exists.
+//   - It sends the mission reports: what the middleware refused for each
+//     delegation whose Authority speaks the mission extension, aggregated,
+//     at most one report per delegation per 10 s. Without Run, refusals
+//     are not reported (they are kept in a bounded buffer, then dropped).
 //
 // The Service starts no goroutine of its own; start Run once per process:
 //
 //	go func() { _ = svc.Run(ctx) }()
 //
-// Any number of replicas sharing a Store may run it; a close is
-// idempotent at the Authority. Without Run, refused delegations that
-// could not be revoked at once stay live at the Authority until they
-// expire, though no credential of them exists.
+// Any number of replicas sharing a Store may run it: a close is
+// idempotent at the Authority, and each replica reports what its own
+// middleware refused. Pending closes survive a restart (they are in the
+// Store); unsent reports do not.
 func (s *Service) Run(ctx context.Context) error {
 	if s == nil || s.cfg == nil {
 		return errNotNew
 	}
+	var wg sync.WaitGroup
+	for _, task := range []func(context.Context){s.runCloses, s.runReports} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			task(ctx)
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// runCloses retries the pending closes at once and then every
+// CloseRetryInterval, until ctx is done.
+func (s *Service) runCloses(ctx context.Context) {
 	t := time.NewTicker(s.cfg.CloseRetryInterval)
 	defer t.Stop()
 	for {
 		s.retryCloses(ctx)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return
 		case <-t.C:
 		}
 	}

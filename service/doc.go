@@ -79,6 +79,18 @@
 // of its users at their next check. [Service.Close] ends a delegation on
 // behalf of the application.
 //
+// The Service advertises the mission extension. With an Authority that
+// advertises it too, each delegation keeps its mission's id, version and
+// state; a check answering that the mission is suspended holds the
+// delegation instead of invalidating it (its credentials are kept,
+// requests get 403 mission_suspended, checks go on at CheckInterval) until
+// a check answers 200 again. Answers are ordered by the mission version:
+// an older one never releases a hold or widens the scope. Requests that
+// [RequireScope] refuses are reported to the Authority, aggregated, at
+// most once per delegation per 10 s, by [Service.Run]. With an Authority
+// that does not advertise the extension (or whose extensions object is
+// broken) everything is as in v0.1.
+//
 // Resolution, initialization, redemption and available scopes are
 // rate-limited per client, per network and overall ([Config.RateLimits],
 // on by default): a refused request gets 429 rate_limited with Retry-After
@@ -87,8 +99,9 @@
 //
 // Every redemption, initialization and rejection is logged to
 // [Config.Logger] with the attributes user, agent, task, harness,
-// authority, authorization_id, request_id, outcome and, for rejections,
-// code and reason. Pass values, tokens, proofs and cookies are never
+// authority, authorization_id, request_id, mission_id and mission_version
+// (when the delegation has a mission), outcome and, for rejections, code
+// and reason. Pass values, tokens, proofs and cookies are never
 // logged.
 //
 // # Usage
@@ -136,6 +149,11 @@
 // When the agent's task is done, end the delegation:
 //
 //	err := svc.Close(ctx, d.AuthorizationID, pass.CloseComplete, "task finished")
+//
+// Start the background work (close retries, mission reports) once per
+// process; the Service starts no goroutine of its own:
+//
+//	go func() { _ = svc.Run(ctx) }()
 //
 // Browser sessions ride on a SameSite=Lax cookie: protect state-changing
 // routes against cross-site requests, for example with

@@ -216,10 +216,53 @@ type fakeAuthority struct {
 	// failCloses makes that many close calls answer 503 first.
 	failCloses atomic.Int32
 	// closes, when set, receives the id of every successful close.
-	closes           chan string
+	closes chan string
+	// suspended maps authorization ids whose check answers the 404 of a
+	// suspended mission, with the mission member (mission extension).
+	suspended map[string]*pass.MissionInfo
+	// reports receives every valid mission report (mission extension);
+	// onReport, when set, sees each one first.
+	reports     chan reportCall
+	onReport    func(pass.MissionReportRequest)
+	reportCalls atomic.Int32
+	// configPatch replaces top-level members of the configuration document
+	// with raw JSON (to serve broken extensions).
+	configPatch      map[string]string
 	lastValidateBody atomic.Value // string
 	lastAssertion    atomic.Value // *assertion.Claims
 	closed           sync.Map     // authorization id -> action
+}
+
+// reportCall is a mission report the fake Authority received, and when
+// (on the test's clock).
+type reportCall struct {
+	req pass.MissionReportRequest
+	at  time.Time
+}
+
+// speakMission makes a advertise the mission extension with its report
+// endpoint, as an Authority of the mission layer does.
+func (a *fakeAuthority) speakMission() {
+	a.setConfig(func(c *pass.AuthorityConfiguration) {
+		var err error
+		c.Extensions, err = c.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0", Endpoints: map[string]string{
+			"mission": a.origin + "/mission", "mission_complete": a.origin + "/mission/complete", "mission_report": a.origin + "/mission/report",
+		}})
+		if err != nil {
+			panic(err)
+		}
+	})
+}
+
+// suspend makes the check of id answer the suspended-404 with m.
+func (a *fakeAuthority) suspend(id string, m *pass.MissionInfo) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if m == nil {
+		delete(a.suspended, id)
+		return
+	}
+	a.suspended[id] = m
 }
 
 type fakePass struct {
@@ -233,7 +276,8 @@ func (e *env) newAuthority(host string, mode pass.TrustMode) *fakeAuthority {
 		e.t.Fatal(err)
 	}
 	a := &fakeAuthority{e: e, host: host, origin: "https://" + host, keys: keys,
-		passes: map[string]*fakePass{}, authz: map[string]*pass.AuthorizationCheckResponse{}}
+		passes: map[string]*fakePass{}, authz: map[string]*pass.AuthorizationCheckResponse{},
+		suspended: map[string]*pass.MissionInfo{}, reports: make(chan reportCall, 64)}
 	a.configURL = a.origin + "/ap"
 	a.config = pass.AuthorityConfiguration{
 		Version: "0.1", Authority: a.origin, TrustMode: mode, JWKSURI: a.origin + "/jwks",
@@ -276,6 +320,9 @@ func (a *fakeAuthority) issue(resp pass.ValidationResponse) string {
 	defer a.mu.Unlock()
 	a.passes[value] = &fakePass{resp: resp}
 	a.authz[resp.AuthorizationID] = &pass.AuthorizationCheckResponse{Scope: resp.Scope, AuthorizationExpiresAt: resp.AuthorizationExpiresAt}
+	if m := resp.Mission; m != nil {
+		a.authz[resp.AuthorizationID].Mission = &pass.MissionInfo{ID: m.ID, State: m.State, Version: m.Version}
+	}
 	return value
 }
 
@@ -292,11 +339,21 @@ func itoa(n int64) string {
 
 func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
-	cfg, down := a.config, a.down
+	cfg, down, patch := a.config, a.down, a.configPatch
 	a.mu.Unlock()
 	switch r.URL.Path {
 	case "/ap":
 		w.Header().Set("Cache-Control", "max-age=60")
+		if patch != nil {
+			b, _ := json.Marshal(cfg)
+			var m map[string]json.RawMessage
+			_ = json.Unmarshal(b, &m)
+			for k, v := range patch {
+				m[k] = json.RawMessage(v)
+			}
+			httpx.WriteJSON(w, http.StatusOK, m)
+			return
+		}
 		httpx.WriteJSON(w, http.StatusOK, cfg)
 		return
 	case "/jwks":
@@ -375,12 +432,31 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		a.mu.Lock()
 		resp, ok := a.authz[req.AuthorizationID]
+		sus := a.suspended[req.AuthorizationID]
 		a.mu.Unlock()
+		if sus != nil {
+			body := pass.Fail(pass.CodeMissionSuspended, "suspended").Body()
+			body.Mission = sus
+			httpx.WriteJSON(w, http.StatusNotFound, body)
+			return
+		}
 		if !ok {
 			httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorizationUnknown, "unknown"))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, resp)
+	case "/mission/report":
+		a.reportCalls.Add(1)
+		var req pass.MissionReportRequest
+		if err := pass.Decode(body, &req); err != nil {
+			httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidRequest, "bad body"))
+			return
+		}
+		if a.onReport != nil {
+			a.onReport(req)
+		}
+		a.reports <- reportCall{req: req, at: a.e.clock.Now()}
+		w.WriteHeader(http.StatusNoContent)
 	case "/close":
 		a.closeCalls.Add(1)
 		if a.failCloses.Add(-1) >= 0 {

@@ -227,6 +227,39 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 	return nil
 }
 
+// RecordMissionCheck implements Store.
+func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID string, c MissionCheck) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[authorizationID]
+	if !ok {
+		return false, ErrNotFound
+	}
+	if d.rec.Invalidated {
+		return false, nil
+	}
+	fresh := c.Version >= d.rec.MissionVersion
+	if c.At.After(d.rec.CheckedAt) {
+		d.rec.CheckedAt = c.At
+	}
+	if !c.ExpiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || c.ExpiresAt.Before(d.rec.ExpiresAt)) {
+		d.rec.ExpiresAt = c.ExpiresAt
+	}
+	switch {
+	case fresh:
+		if c.Scope != nil {
+			d.rec.CurrentScope = cloneScope(c.Scope)
+		}
+		d.rec.MissionVersion, d.rec.MissionState = c.Version, c.State
+	case c.Scope != nil:
+		d.rec.CurrentScope = d.rec.CurrentScope.Intersect(c.Scope)
+	}
+	return fresh, nil
+}
+
 // Invalidate implements Store.
 func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error {
 	if err := ctx.Err(); err != nil {

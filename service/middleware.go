@@ -47,6 +47,10 @@ type Delegation struct {
 	Credential CredentialKind
 	// ExpiresAt is when the credential expires. Zero in OnDelegation.
 	ExpiresAt time.Time
+	// MissionID is the delegation's mission at its Authority, empty when
+	// the Authority does not speak the mission extension. It is unique per
+	// Authority only: compare (Authority, MissionID).
+	MissionID string
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -61,6 +65,7 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		Agent:                  r.Agent,
 		HarnessID:              r.HarnessID,
 		AuthorizationExpiresAt: r.ExpiresAt,
+		MissionID:              r.MissionID,
 	}
 	if r.Task != (pass.ValidatedTask{}) {
 		t := r.Task
@@ -77,6 +82,10 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 }
 
 type ctxKey struct{}
+
+// observerKey carries, next to the Delegation, the function that reports
+// the request's refusals to the delegation's Authority.
+type observerKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
 // the request whose context is ctx.
@@ -104,8 +113,10 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 // CheckInterval (S-AUTHZ-1..8), puts the [Delegation] in the request
 // context and calls next. Otherwise it answers 401 invalid_token or
 // delegation_revoked, 403 scope_empty when an authorization check narrowed
-// the delegation to no scope at all, or 503 authority_unavailable when the Authority
-// cannot be reached (fail closed), with a WWW-Authenticate header.
+// the delegation to no scope at all, 403 mission_suspended while the
+// delegation's mission is suspended, or 503 authority_unavailable when the
+// Authority cannot be reached (fail closed), with a WWW-Authenticate
+// header.
 //
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
 // against cross-site requests (for example with http.CrossOriginProtection).
@@ -119,15 +130,20 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
+		ctx := context.WithValue(r.Context(), ctxKey{}, d)
+		if obs := s.observer(rec); obs != nil {
+			ctx = context.WithValue(ctx, observerKey{}, obs)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // Check authenticates r as Middleware does and returns its delegation, or
 // an error: ErrNoCredential when r carries no AgentPass credential, a
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
-// pass.ErrUnavailable, or a 403 scope_empty when an authorization check
-// left the delegation no scope) otherwise. It is safe for concurrent use.
+// pass.ErrUnavailable, a 403 scope_empty when an authorization check left
+// the delegation no scope, or a 403 mission_suspended while its mission is
+// suspended) otherwise. It is safe for concurrent use.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
 	d, _, err := s.check(r)
 	return d, err
@@ -269,7 +285,11 @@ func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRe
 // the delegation in its context (set by [Service.Middleware]) grants every
 // given scope; otherwise it answers 403 insufficient_scope naming the first
 // missing scope, or 401 when no delegation is present (the scope middleware
-// was mounted without the authentication middleware).
+// was mounted without the authentication middleware). When the
+// delegation's Authority speaks the mission extension, each refusal is
+// also reported to it (batched by [Service.Run]), so that an agent trying
+// to step outside its mission becomes visible to the people who approved
+// it.
 func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -280,6 +300,9 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
+				if obs, ok := r.Context().Value(observerKey{}).(*observer); ok && obs.authorizationID == d.AuthorizationID {
+					obs.observe(pass.ObservationScopeDenied, missing[0], "")
+				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
 				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,
 					"the delegation lacks scope %q", missing[0]))

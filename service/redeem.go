@@ -3,9 +3,12 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -155,6 +158,13 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		a.harness = vr.Harness.ID
 	}
 	now := s.cfg.Now()
+	mission, err := s.missionOf(ctx, src, vr)
+	if err != nil {
+		return nil, err
+	}
+	if mission != nil {
+		a.missionID, a.missionVersion = mission.ID, mission.Version
+	}
 
 	// G-13: the pass must be of the endpoint's type.
 	if vr.Type != typ {
@@ -252,6 +262,9 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	if vr.Harness != nil {
 		rec.HarnessID = vr.Harness.ID
 	}
+	if mission != nil {
+		rec.MissionID, rec.MissionVersion, rec.MissionState = mission.ID, mission.Version, mission.State
+	}
 	if vr.Task != nil {
 		rec.Task = *vr.Task
 	}
@@ -275,6 +288,35 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return s.mintToken(ctx, rec, jkt, now)
 	}
 	return s.mintInit(ctx, rec, dest, req.InitializationMethods, now)
+}
+
+// missionOf returns the mission of a validated pass, or nil when the
+// Authority does not advertise the mission extension (its mission member,
+// if any, is then ignored, as a plain v0.1 Service would). Validation
+// answers only for an active mission, so any other state is refused like
+// an unknown pass.
+//
+// The redemption's audit record names the mission id and version rather
+// than history.head: the head is only in the mission record, and reading
+// it would put a second call to the Authority on every redemption, while
+// the version names the entry of the Authority's hash-chained history the
+// delegation was created under.
+func (s *Service) missionOf(ctx context.Context, src *source, vr *pass.ValidationResponse) (*pass.MissionInfo, error) {
+	x := src.cfg.Extensions
+	if ignored := x.Ignored(); len(ignored) > 0 {
+		attrs := []slog.Attr{slog.String("authority", src.cfg.Authority)}
+		for i, ig := range ignored[:min(len(ignored), 8)] {
+			attrs = append(attrs, slog.String("ignored_"+strconv.Itoa(i), ig.URI+": "+ig.Reason))
+		}
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "agentpass authority extensions ignored", attrs...)
+	}
+	if !x.Has(pass.ExtMission) || vr.Mission == nil {
+		return nil, nil
+	}
+	if err := vr.Mission.Validate(); err != nil || vr.Mission.State != pass.MissionActive {
+		return nil, pass.Fail(pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(fmt.Errorf("service: validation answered mission state %q", vr.Mission.State))
+	}
+	return vr.Mission, nil
 }
 
 // validatePass calls the Authority's validate endpoint with a signed Service

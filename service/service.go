@@ -31,6 +31,7 @@ type Service struct {
 	replay    replayCaches
 	checks    singleflight.Group
 	limits    limiters
+	reports   *reporter
 }
 
 type endpointURLs struct {
@@ -43,7 +44,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: st}
+	s := &Service{cfg: st, reports: newReporter()}
 	p := st.paths
 	s.urls = endpointURLs{
 		configuration: st.base + p.Configuration,
@@ -76,6 +77,13 @@ func New(cfg Config) (*Service, error) {
 	// marks as requested with the holder-binding extension.
 	if doc.Extensions, err = doc.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
 		return nil, fmt.Errorf("service: holder-binding extension: %w", err)
+	}
+	// This Service keeps each delegation's mission, holds (rather than
+	// drops) a delegation whose mission is suspended, and reports what its
+	// middleware refuses; advertising it asks Authorities for the
+	// suspended-404 body.
+	if doc.Extensions, err = doc.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("service: mission extension: %w", err)
 	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)

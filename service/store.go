@@ -70,6 +70,25 @@ type Store interface {
 	// invalidated delegation and returns ErrNotFound for an unknown one.
 	RecordCheck(ctx context.Context, authorizationID string, at time.Time, scope pass.Scope, expiresAt time.Time) error
 
+	// RecordMissionCheck stores the result of an authorization check of a
+	// delegation that has a mission (MissionID set), atomically. Answers
+	// from replicas of an Authority may arrive out of order, so the
+	// mission version orders them:
+	//
+	//   - When c.Version is not older than the stored MissionVersion, it
+	//     does what RecordCheck does (a nil c.Scope leaves CurrentScope
+	//     unchanged) and sets MissionVersion and MissionState from c: this
+	//     holds (suspended) or releases (active) the delegation. It
+	//     returns true.
+	//   - Otherwise the answer is stale and may only narrow: CheckedAt
+	//     moves as in RecordCheck, CurrentScope becomes its intersection
+	//     with c.Scope (when not nil), ExpiresAt only moves earlier; the
+	//     mission state and version stay. It returns false.
+	//
+	// It does nothing to an invalidated delegation (false, nil) and
+	// returns ErrNotFound for an unknown one.
+	RecordMissionCheck(ctx context.Context, authorizationID string, c MissionCheck) (bool, error)
+
 	// Invalidate marks the delegation invalid, which at once invalidates
 	// every credential and initialization token of it: Credential reports
 	// the delegation as Invalidated from then on, for every replica. It is
@@ -105,6 +124,27 @@ var (
 	// live state.
 	ErrStoreFull = errors.New("service: store full")
 )
+
+// MissionCheck is what an authorization check learned about a delegation
+// whose Authority speaks the mission extension (see
+// Store.RecordMissionCheck).
+type MissionCheck struct {
+	// At is the time of the check.
+	At time.Time
+	// Scope is the delegation's scope now (already intersected with the
+	// redemption-time Scope), or nil when the answer carried none (a
+	// suspended mission's 404).
+	Scope pass.Scope
+	// ExpiresAt is authorization_expires_at of the answer, zero when
+	// absent.
+	ExpiresAt time.Time
+	// State and Version are the mission's, as the answer reported them.
+	// Version 0 is older than every stored version: the answer could not
+	// be ordered (it named no mission, or another one), so it only
+	// narrows.
+	State   pass.MissionState
+	Version int64
+}
 
 // CredentialKind says what a credential is.
 type CredentialKind string
@@ -157,7 +197,26 @@ type DelegationRecord struct {
 	Invalidated   bool
 	InvalidatedAt time.Time
 	InvalidReason string
+	// MissionID is the delegation's mission at its Authority, empty when
+	// the Authority does not advertise the mission extension. Mission ids
+	// are chosen by Authorities, so a mission is named by (Authority,
+	// MissionID), never by the id alone: one Authority must not be able to
+	// act on another's delegations by naming an id.
+	MissionID string
+	// MissionVersion is the newest mission version the Service has seen;
+	// answers carrying an older one never release a hold or widen the
+	// scope.
+	MissionVersion int64
+	// MissionState is the mission's state as last learned: active, or
+	// suspended while the delegation is held (its credentials are kept,
+	// requests are refused with 403 mission_suspended, and checks go on
+	// until the Authority answers that the mission is active again).
+	MissionState pass.MissionState
 }
+
+// held reports whether the delegation is held because its mission is
+// suspended.
+func (d *DelegationRecord) held() bool { return d.MissionState == pass.MissionSuspended }
 
 // CredentialRecord is a bearer token or a browser session, stored by the
 // hash of its secret (the secret itself is never stored).

@@ -21,8 +21,11 @@
 //   - Invalidate flips the delegation row; Credential reads a credential
 //     JOINed with its delegation, so an invalidation is seen at once by
 //     every replica for every credential and session of the delegation.
-//   - AddCredential, RecordCheck and Invalidate each test their condition
-//     and report whether the delegation exists in the same statement.
+//   - AddCredential, RecordCheck, RecordMissionCheck and Invalidate each
+//     test their condition and report whether the delegation exists in the
+//     same statement; RecordMissionCheck compares the mission version in
+//     that statement too, so answers applied out of order by two replicas
+//     never leave the older one in force.
 //
 // Secrets are stored only as the hashes the Service computes. Scopes are
 // text[]; times are timestamptz, kept to the microsecond (truncation errs

@@ -100,16 +100,18 @@ func (s *Store) Migrate(ctx context.Context) error {
 const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
-		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason`
+		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
+		d.mission_id, d.mission_version, d.mission_state`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$18.
+	// insertDelegation is the first half of Redeem: $1..$21.
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
-				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
+				mission_id, mission_version, mission_state)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 			RETURNING authorization_id
 		)`
 )
@@ -124,17 +126,18 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 	}
 	args := []any{d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
 		d.User, d.Agent, d.HarnessID, d.Task.ID, d.Task.Description, d.Task.Attested, scopeArg(d.Scope), scopeArg(d.CurrentScope),
-		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason}
+		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason,
+		d.MissionID, d.MissionVersion, string(d.MissionState)}
 	var sql string
 	if cred != nil {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
-			SELECT $19::text, $20::text, d.authorization_id, $21::text[], $22::text, $23::timestamptz, $24::timestamptz FROM d`
+			SELECT $22::text, $23::text, d.authorization_id, $24::text[], $25::text, $26::timestamptz, $27::timestamptz FROM d`
 		args = append(args, cred.Hash, string(cred.Kind), scopeArg(cred.Scope), cred.JKT, cred.CreatedAt, cred.ExpiresAt)
 	} else {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
-			SELECT $19::text, d.authorization_id, $20::text[], $21::text, $22::timestamptz, $23::timestamptz, $24::boolean FROM d`
+			SELECT $22::text, d.authorization_id, $23::text[], $24::text, $25::timestamptz, $26::timestamptz, $27::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
 	_, err := s.pool.Exec(ctx, sql, args...)
@@ -291,6 +294,42 @@ func (s *Store) RecordCheck(ctx context.Context, authorizationID string, at time
 		return service.ErrNotFound
 	}
 	return nil
+}
+
+// RecordMissionCheck implements service.Store in one statement: the
+// version comparison and both outcomes (apply, or only narrow) are one
+// conditional UPDATE, so two replicas applying answers of different
+// versions end with the newer one whatever their order.
+func (s *Store) RecordMissionCheck(ctx context.Context, authorizationID string, c service.MissionCheck) (bool, error) {
+	var exists, applied bool
+	err := s.pool.QueryRow(ctx, `
+		WITH u AS (
+			UPDATE agentpass_service_delegations
+			SET checked_at = greatest(checked_at, $2::timestamptz),
+				current_scope = CASE
+					WHEN $3::text[] IS NULL THEN current_scope
+					WHEN $6::bigint >= mission_version THEN $3::text[]
+					ELSE ARRAY(SELECT v FROM unnest(current_scope) WITH ORDINALITY AS t(v, i)
+						WHERE v = ANY($3::text[]) ORDER BY i) END,
+				expires_at = CASE
+					WHEN $4::timestamptz IS NULL THEN expires_at
+					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
+					ELSE expires_at END,
+				mission_state = CASE WHEN $6::bigint >= mission_version THEN $5::text ELSE mission_state END,
+				mission_version = greatest(mission_version, $6::bigint)
+			WHERE authorization_id = $1 AND NOT invalidated
+			RETURNING ($6::bigint >= mission_version) AS applied
+		)
+		SELECT COALESCE((SELECT applied FROM u), false),
+			EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $1)`,
+		authorizationID, ts(c.At), scopeArg(c.Scope), ts(c.ExpiresAt), string(c.State), c.Version).Scan(&applied, &exists)
+	if err != nil {
+		return false, fmt.Errorf("servicepg: RecordMissionCheck: %w", err)
+	}
+	if !exists {
+		return false, service.ErrNotFound
+	}
+	return applied, nil
 }
 
 // Invalidate implements service.Store: one statement flips the delegation
@@ -450,14 +489,16 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 		trust                                  string
 		scope, current                         []string
 		expires, created, checked, invalidated pgtype.Timestamptz
+		missionState                           string
 	)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
-		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason)
+		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
+		&d.MissionID, &d.MissionVersion, &missionState)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	d.TrustMode = pass.TrustMode(trust)
+	d.TrustMode, d.MissionState = pass.TrustMode(trust), pass.MissionState(missionState)
 	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
 	d.ExpiresAt, d.CreatedAt, d.CheckedAt, d.InvalidatedAt = tm(expires), tm(created), tm(checked), tm(invalidated)
 	return &d, nil

@@ -292,11 +292,19 @@ func TestMigrateDropsProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := servicepg.New(pool)
-	if err := s.Redeem(ctx, delegation("a1"), bearer("a1", "c1", base.Add(time.Hour)), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Redeem(ctx, delegation("a2"), nil, initToken("a2", "i1", base.Add(time.Minute))); err != nil {
-		t.Fatal(err)
+	// Rows as the code of schema version 1 wrote them (today's Redeem
+	// writes columns of later migrations).
+	for _, q := range []string{
+		`INSERT INTO agentpass_service_delegations (authorization_id, authority, scope, current_scope, created_at, checked_at)
+			VALUES ('a1', 'https://idp.example', '{x}', '{x}', $1, $1), ('a2', 'https://idp.example', '{x}', '{x}', $1, $1)`,
+		`INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, created_at, expires_at)
+			VALUES ('c1', 'bearer', 'a1', '{x}', $1, $1::timestamptz + interval '1 hour')`,
+		`INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, created_at, expires_at)
+			VALUES ('i1', 'a2', '{x}', $1, $1::timestamptz + interval '1 minute')`,
+	} {
+		if _, err := pool.Exec(ctx, q, base); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := pool.Exec(ctx, `INSERT INTO agentpass_service_proofs (key, expires_at) VALUES ('\x01', $1)`, base); err != nil {
 		t.Fatal(err)
@@ -308,7 +316,7 @@ func TestMigrateDropsProofs(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('agentpass_service_proofs') IS NULL`).Scan(&gone); err != nil || !gone {
 		t.Fatalf("proofs table still there: %v, %v", gone, err)
 	}
-	if _, d, err := s.Credential(ctx, "c1", base); err != nil || d.AuthorizationID != "a1" {
+	if _, d, err := s.Credential(ctx, "c1", base); err != nil || d.AuthorizationID != "a1" || d.MissionID != "" || d.MissionVersion != 0 {
 		t.Errorf("credential after the upgrade: %+v, %v", d, err)
 	}
 	if r, err := s.ConsumeInit(ctx, "i1", base); err != nil || r.AuthorizationID != "a2" {

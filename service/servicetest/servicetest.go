@@ -53,6 +53,9 @@ func delegation(id string) *service.DelegationRecord {
 		ExpiresAt:        base.Add(2 * time.Hour),
 		CreatedAt:        base,
 		CheckedAt:        base,
+		MissionID:        "msn_" + id,
+		MissionVersion:   3,
+		MissionState:     pass.MissionActive,
 	}
 }
 
@@ -99,6 +102,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"RedeemRetrySameRecords", testRedeemRetry},
 		{"TwoServicesInitializeRaceHTTPS", testTwoServices},
 		{"PendingCloses", testPendingCloses},
+		{"MissionCheck", testMissionCheck},
+		{"MissionCheckRace", testMissionCheckRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
@@ -449,5 +454,112 @@ func testPendingCloses(t *testing.T, s service.Store) {
 	got, err = s.DuePendingCloses(ctx, base.Add(time.Hour), 1000)
 	if err != nil || len(mine(got)) != 0 {
 		t.Errorf("after delete: %v %v", mine(got), err)
+	}
+}
+
+// testMissionCheck: answers about a delegation's mission are ordered by
+// version; an older one never releases a hold nor widens the scope (issue
+// #20, design §9 item 6).
+func testMissionCheck(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		applied bool
+		state   pass.MissionState
+		version int64
+		scope   pass.Scope
+	}
+	for _, step := range []struct {
+		name string
+		c    service.MissionCheck
+		want want
+	}{
+		{"hold at v4", service.MissionCheck{At: base.Add(time.Minute), State: pass.MissionSuspended, Version: 4},
+			want{true, pass.MissionSuspended, 4, pass.Scope{"tickets:read", "tickets:write"}}},
+		{"stale release at v3 only narrows", service.MissionCheck{At: base.Add(2 * time.Minute), Scope: pass.Scope{"tickets:write", "other"}, State: pass.MissionActive, Version: 3},
+			want{false, pass.MissionSuspended, 4, pass.Scope{"tickets:write"}}},
+		{"unordered answer (version 0) only narrows", service.MissionCheck{At: base.Add(3 * time.Minute), Scope: pass.Scope{"tickets:read", "tickets:write"}, State: pass.MissionActive},
+			want{false, pass.MissionSuspended, 4, pass.Scope{"tickets:write"}}},
+		{"release at v5 sets the scope", service.MissionCheck{At: base.Add(4 * time.Minute), Scope: pass.Scope{"tickets:read"}, State: pass.MissionActive, Version: 5, ExpiresAt: base.Add(time.Hour)},
+			want{true, pass.MissionActive, 5, pass.Scope{"tickets:read"}}},
+		{"equal version applies", service.MissionCheck{At: base.Add(5 * time.Minute), Scope: pass.Scope{"tickets:read", "tickets:write"}, State: pass.MissionActive, Version: 5},
+			want{true, pass.MissionActive, 5, pass.Scope{"tickets:read", "tickets:write"}}},
+		{"stale hold at v4 changes no state", service.MissionCheck{At: base.Add(6 * time.Minute), State: pass.MissionSuspended, Version: 4, ExpiresAt: base.Add(3 * time.Hour)},
+			want{false, pass.MissionActive, 5, pass.Scope{"tickets:read", "tickets:write"}}},
+	} {
+		applied, err := s.RecordMissionCheck(ctx, d.AuthorizationID, step.c)
+		if err != nil {
+			t.Fatalf("%s: RecordMissionCheck: %v", step.name, err)
+		}
+		got, err := s.Delegation(ctx, d.AuthorizationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(step.want, want{applied, got.MissionState, got.MissionVersion, got.CurrentScope}, cmp.AllowUnexported(want{})); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", step.name, diff)
+		}
+		if !got.CheckedAt.Equal(step.c.At) {
+			t.Errorf("%s: CheckedAt = %v, want %v (stale answers count as checks)", step.name, got.CheckedAt, step.c.At)
+		}
+		if !cmp.Equal(got.Scope, d.Scope) {
+			t.Errorf("%s: the redemption-time Scope changed to %v", step.name, got.Scope)
+		}
+	}
+	got, _ := s.Delegation(ctx, d.AuthorizationID)
+	if !got.ExpiresAt.Equal(base.Add(time.Hour)) {
+		t.Errorf("ExpiresAt = %v, want it moved earlier only (%v)", got.ExpiresAt, base.Add(time.Hour))
+	}
+	if _, err := s.RecordMissionCheck(ctx, uniq("nope"), service.MissionCheck{At: base, Version: 9}); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("RecordMissionCheck(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := s.Invalidate(ctx, d.AuthorizationID, base.Add(time.Hour), "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := s.RecordMissionCheck(ctx, d.AuthorizationID, service.MissionCheck{At: base.Add(2 * time.Hour), State: pass.MissionSuspended, Version: 9})
+	got, _ = s.Delegation(ctx, d.AuthorizationID)
+	if err != nil || applied || got.MissionVersion != 5 || got.MissionState != pass.MissionActive {
+		t.Errorf("RecordMissionCheck on an invalidated delegation = %v, %v; mission %s v%d", applied, err, got.MissionState, got.MissionVersion)
+	}
+}
+
+// testMissionCheckRace: answers of many versions applied concurrently (two
+// replicas, each with answers from lagging Authority replicas) end with
+// the newest one, and exactly the answers not older than what was stored
+// were applied.
+func testMissionCheckRace(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	d.MissionVersion = 1
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			state := pass.MissionActive
+			if i%2 == 1 {
+				state = pass.MissionSuspended
+			}
+			if _, err := s.RecordMissionCheck(ctx, d.AuthorizationID, service.MissionCheck{At: base.Add(time.Duration(i) * time.Second),
+				State: state, Version: int64(2 + i)}); err != nil {
+				t.Errorf("RecordMissionCheck: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	got, err := s.Delegation(ctx, d.AuthorizationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newest answer (version n+1, i = n-1, odd: suspended) wins.
+	if got.MissionVersion != n+1 || got.MissionState != pass.MissionSuspended {
+		t.Errorf("after the race: mission %s v%d, want suspended v%d", got.MissionState, got.MissionVersion, n+1)
 	}
 }
