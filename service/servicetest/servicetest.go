@@ -1,6 +1,15 @@
 // Package servicetest holds the conformance suite for implementations of
-// service.Store. Every Store, in memory or in a database, must pass
-// [TestStore]:
+// service.Store.
+//
+// # Overview
+//
+// Every Store, in memory or in a database, must pass [TestStore]: the
+// Service relies on the Store for single use and for revocation, so a
+// Store that loses a race lets a token or a one-time URL work twice. The
+// suite checks each operation's contract, concurrent consumption and
+// redemption, and two Service replicas sharing the Store over real HTTPS.
+//
+// # Usage
 //
 //	func TestPostgresStore(t *testing.T) {
 //		servicetest.TestStore(t, func(t *testing.T) service.Store { return newTestStore(t) })
