@@ -131,8 +131,8 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 	}
 
-	// Step 4: the Authority validates and consumes the pass; only it can
-	// read one, so its contents are never trusted here.
+	// Step 4: the Authority validates and consumes the pass. Only it can
+	// interpret a pass, so the Service never reads one itself.
 	vr, err := s.validatePass(ctx, src, req.AgentPass.Value)
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	}
 
 	// Step 7: holder binding. With cnf, a missing or foreign proof is
-	// refused, or a stolen pass would be redeemable by anyone.
+	// refused, or a stolen pass would work for whoever holds it.
 	if vr.Cnf != nil {
 		if req.HarnessProof == nil {
 			return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
