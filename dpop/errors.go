@@ -11,19 +11,23 @@ import (
 // them with [errors.Is]; most are an [*Error] that also carries the reason.
 var (
 	// ErrInvalidProof: a harness proof (harness_proof.jwt) failed
-	// verification (HB-7, G-3).
+	// verification: its signature, audience, lifetime or request binding
+	// does not show that the pass's holder made this request.
 	ErrInvalidProof = errors.New("dpop: invalid harness proof")
 	// ErrReplay: a proof's (iss, jti) or a DPoP proof's (key, jti) was
 	// already seen before it expired.
 	ErrReplay = errors.New("dpop: replayed jti")
 	// ErrInvalidAttestation: a harness attestation failed verification
-	// (ATT-5..ATT-10).
+	// (signature, key binding, expiry or subject), so the Harness's claimed
+	// identity is not vouched for.
 	ErrInvalidAttestation = errors.New("dpop: invalid harness attestation")
 	// ErrUntrustedAttester: a harness attestation names an issuer that is
-	// not in the configured trust list (G-21). No network call was made.
+	// not in the configured trust list. No network call was made: keys are
+	// never fetched from an issuer the token itself names.
 	ErrUntrustedAttester = errors.New("dpop: untrusted attestation issuer")
 	// ErrInvalidTaskAttestation: a task attestation failed verification
-	// (TATT-5..TATT-11).
+	// (no holder key, wrong key, task id, description hash, issuer or
+	// expiry), so the task it describes is not the one the Harness signed.
 	ErrInvalidTaskAttestation = errors.New("dpop: invalid task attestation")
 	// ErrInvalidKey: a key or JWK is unusable: private members in a public
 	// JWK, a symmetric or unsupported key type, a too small RSA modulus, an

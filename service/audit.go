@@ -23,8 +23,10 @@ const (
 	eventClose      = "agentpass authorization close"
 )
 
-// audit collects the attributes of one audit record (S-AUD-1, S-AUD-2).
-// It never holds a secret: no pass value, token, proof or cookie.
+// audit collects the attributes of one audit record, so every action an
+// agent took can be traced to the user, agent and task the Authority
+// vouched for. It never holds a secret: no pass value, token, proof or
+// cookie.
 type audit struct {
 	event           string
 	endpoint        string

@@ -15,10 +15,11 @@ import (
 // maxInitToken bounds the token read from the query or form.
 const maxInitToken = 256
 
-// serveInitialize is the browser-session initialization endpoint (§4.5,
-// S-BRW-3..17, G-29): GET ?token=... (plain v0.1) or a form POST with
-// initialization_token (je.browser-bootstrap-hardening). HEAD and prefetch
-// requests never consume the token. The token is consumed atomically
+// serveInitialize is the browser-session initialization endpoint: GET
+// ?token=... (plain v0.1) or a form POST with initialization_token, which
+// keeps the secret out of URLs, histories and logs. HEAD and prefetch
+// requests never consume the token, so a browser's speculation cannot burn
+// it. The token is consumed atomically
 // before the session exists; the answer is a 303 to the destination
 // approved at redemption, never to one taken from the request.
 func (s *Service) serveInitialize(w http.ResponseWriter, r *http.Request) {
@@ -139,8 +140,8 @@ func initToken(w http.ResponseWriter, r *http.Request) (string, error) {
 	return tok, nil
 }
 
-// isPrefetch reports a speculative request that must not consume the token
-// (G-29).
+// isPrefetch reports a speculative request that must not consume the token:
+// the real visit would then find it used.
 func isPrefetch(r *http.Request) bool {
 	for _, h := range []string{"Sec-Purpose", "Purpose", "X-Purpose", "X-Moz"} {
 		if strings.Contains(strings.ToLower(r.Header.Get(h)), "prefetch") {

@@ -23,8 +23,9 @@ func errDelegationRevoked(msg string) error {
 // fresh returns rec if it may be used at now: not invalidated, not past
 // authorization_expires_at, not held for a suspended mission, and checked
 // with the Authority within CheckInterval, running the check when it is
-// older (S-AUTHZ-1..8, G-15). A held delegation is checked at the same
-// interval, so it is released soon after its mission resumes.
+// older, so a revocation at the Authority takes effect within
+// CheckInterval. A held delegation is checked at the same interval, so it
+// is released soon after its mission resumes.
 func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Time) (*DelegationRecord, error) {
 	if rec.Invalidated {
 		return nil, errDelegationRevoked("the delegation is no longer active")
@@ -61,7 +62,7 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 // old at now. A check time in the future (a replica whose clock runs ahead
 // wrote it to the shared store, or the clock was stepped back) is never
 // fresh: otherwise the cached result would be used for as long as the skew,
-// past CheckInterval (S-AUTHZ-5).
+// past CheckInterval.
 func checkedWithin(checkedAt, now time.Time, d time.Duration) bool {
 	age := now.Sub(checkedAt)
 	return age >= 0 && age < d
@@ -71,13 +72,13 @@ func checkedWithin(checkedAt, now time.Time, d time.Duration) bool {
 // the answer: 200 narrows the scope and records the time; 404 invalidates
 // every credential of the delegation at once; anything else is
 // "unreachable", which rejects unless UnreachableGrace allows the last
-// result (S-AUTHZ-6, S-AUTHZ-7).
+// result: an Authority we cannot ask may have revoked the delegation.
 func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*DelegationRecord, error) {
 	a := &audit{event: eventCheck}
 	a.fromDelegation(rec)
 	now := s.cfg.Now()
-	// S-RED-7 at every check: the user's domain may have published "none",
-	// or an Enterprise Authority, since the redemption.
+	// Precedence again at every check: the user's domain may have published
+	// "none", or an Enterprise Authority, since the redemption.
 	if reason, err := s.stillTrusted(ctx, rec); err != nil {
 		return s.unverifiable(ctx, a, rec, now, err)
 	} else if reason != "" {
@@ -205,7 +206,8 @@ func suspendedMission(acfg *pass.AuthorityConfiguration, rec *DelegationRecord, 
 
 // unverifiable answers a check that could not be made (Authority or DNS
 // unreachable): the request is refused unless UnreachableGrace allows the
-// last result; the delegation itself is kept (G-15).
+// last result; the delegation itself is kept, as an outage says nothing
+// about whether it was revoked.
 func (s *Service) unverifiable(ctx context.Context, a *audit, rec *DelegationRecord, now time.Time, err error) (*DelegationRecord, error) {
 	if rec.held() {
 		// Nothing newer is known than the suspension: keep refusing.
@@ -277,8 +279,9 @@ var errNotAdvertised = errors.New("service: the Authority does not advertise thi
 // the agent's task is done (complete) or the user withdraws it (revoke).
 // Every token and session of the delegation stops working at once, on
 // every replica sharing the Store. When the Authority advertises
-// endpoints.authorization_close (je.authorization-close) it is told too;
-// a plain v0.1 Authority is not. The local invalidation happens even when
+// endpoints.authorization_close (an extension of v0.1) it is told too, so
+// it can end the delegation in its own records; a plain v0.1 Authority is
+// not. The local invalidation happens even when
 // the call to the Authority fails, whose error is then returned.
 func (s *Service) Close(ctx context.Context, authorizationID string, action pass.CloseAction, reason string) error {
 	if s == nil || s.cfg == nil {

@@ -25,8 +25,8 @@ const (
 	DefaultInitTTL       = 60 * time.Second
 	MaxInitTTL           = 5 * time.Minute
 	DefaultCheckInterval = 30 * time.Second
-	// MaxCheckInterval bounds CheckInterval: revocation must take effect
-	// within a minute (gap G-15 of the requirements).
+	// MaxCheckInterval bounds CheckInterval: a revocation at the Authority
+	// must take effect within a minute.
 	MaxCheckInterval    = 60 * time.Second
 	DefaultCheckTimeout = 5 * time.Second
 	// MaxUnreachableGrace bounds UnreachableGrace: while the Authority
@@ -38,7 +38,8 @@ const (
 	defaultCloseRetryInterval = 30 * time.Second
 	DefaultPrefix             = "/agentpass"
 	// ConfigurationMaxAge is the Cache-Control max-age of the
-	// configuration and JWKS documents (X-DNS-11).
+	// configuration and JWKS documents: clients may cache them, but only
+	// briefly, so a key rotation or trust change reaches them soon.
 	ConfigurationMaxAge = 5 * time.Minute
 	// SessionCookie is the name of the browser-session cookie. The
 	// __Host- prefix makes browsers require Secure, Path=/ and no Domain.
@@ -83,12 +84,14 @@ type Config struct {
 
 	// TrustedFederated lists the Federated Authorities the Service trusts,
 	// published as trust.trusted_federated_authorities. Only these are
-	// ever returned or accepted (S-RES-14). Optional.
+	// ever returned or accepted: a Federated Authority approves for every
+	// user without an Enterprise Authority, so it is trusted only when
+	// named here. Optional.
 	TrustedFederated []pass.AuthorityRef
 
 	// PreferServiceAuthority selects the Service Authority whenever it is
 	// permitted and another choice exists: when an Enterprise Authority
-	// allows Service Authorities (S-RES-6), and when the user's domain has
+	// allows Service Authorities, and when the user's domain has
 	// no Enterprise Authority but Federated Authorities are available. When
 	// the Service Authority is the only choice it is selected anyway. If
 	// false, the Enterprise or Federated Authorities are returned instead.
@@ -96,15 +99,16 @@ type Config struct {
 
 	// OfferServiceAndFederated answers resolution with service_authority
 	// and trusted_federated_authorities together when the user's domain
-	// has no Enterprise Authority and both exist (the two-field shape of
-	// je.authority-resolution-followup; plain v0.1 Harnesses expect one
-	// field). If false, one field.
+	// has no Enterprise Authority and both exist, so the Harness can choose
+	// (a shape from a draft after v0.1; plain v0.1 Harnesses expect one
+	// field and fail on two). If false, one field.
 	OfferServiceAndFederated bool
 
 	// RequireServiceAuthority accepts only passes from the Service
 	// Authority. When a user's Enterprise Authority forbids Service
-	// Authorities, resolution and redemption answer 403 agents_unsupported
-	// (je.authority-resolution-followup). Requires ServiceAuthority.
+	// Authorities, resolution and redemption answer 403 agents_unsupported,
+	// so the Harness learns this Service cannot serve that user through
+	// any Authority. Requires ServiceAuthority.
 	RequireServiceAuthority bool
 
 	// FederatedPolicy narrows the trusted Federated Authorities for one
@@ -116,8 +120,9 @@ type Config struct {
 	FederatedPolicy func(ctx context.Context, email string, options []pass.AuthorityRef) []pass.AuthorityRef
 
 	// Scopes are the scopes the Service defines. Approved scopes outside
-	// this list are refused at redemption (G-14). Required, non-empty,
-	// names unique and not "*".
+	// this list are refused at redemption, not ignored: they show that the
+	// Authority and the Service disagree about what was approved. Required,
+	// non-empty, names unique and not "*".
 	Scopes []pass.ScopeInfo
 
 	// AvailableScopes answers the available-scopes endpoint for a user,
@@ -127,7 +132,7 @@ type Config struct {
 	AvailableScopes func(ctx context.Context, q ScopeQuery) ([]pass.ScopeInfo, error)
 
 	// UserScopes returns the scopes the user holds at the Service. An
-	// approved "*" is expanded to them (X-SCOPE-2), and no credential ever
+	// approved "*" is expanded to them, and no credential ever
 	// carries a scope outside them. If nil, every scope of Scopes.
 	UserScopes func(ctx context.Context, email string) ([]string, error)
 
@@ -141,8 +146,9 @@ type Config struct {
 
 	// AllowedDestinations reports whether a browser session may be
 	// redirected to dest, an absolute https URL from the Authority's
-	// validation response (G-30). If nil, only URLs with the same origin
-	// as Origin are allowed.
+	// validation response (never from the request, which would make the
+	// Service an open redirect). If nil, only URLs with the same origin as
+	// Origin are allowed.
 	AllowedDestinations func(dest string) bool
 
 	// DefaultDestination is the path (on Origin) a new browser session is
@@ -212,12 +218,14 @@ type Config struct {
 	// authorization_expires_at. If zero, DefaultSessionTTL (1 h).
 	SessionTTL time.Duration
 
-	// InitTTL is the lifetime of an initialization token (G-29). If zero,
-	// DefaultInitTTL (60 s); at most MaxInitTTL.
+	// InitTTL is the lifetime of an initialization token; keep it short,
+	// as anyone holding the URL can open the agent's session in another
+	// browser. If zero, DefaultInitTTL (60 s); at most MaxInitTTL.
 	InitTTL time.Duration
 
 	// CheckInterval is how old a successful authorization check may be
-	// before a request triggers a new one (S-AUTHZ-5). If zero,
+	// before a request triggers a new one: the longest a revocation at the
+	// Authority goes unnoticed. If zero,
 	// DefaultCheckInterval (30 s); at most MaxCheckInterval.
 	CheckInterval time.Duration
 
@@ -226,7 +234,8 @@ type Config struct {
 	CheckTimeout time.Duration
 
 	// UnreachableGrace lets requests through for this long past
-	// CheckInterval while the Authority cannot be reached (S-AUTHZ-7). If
+	// CheckInterval while the Authority cannot be reached, and so while a
+	// revocation cannot reach the Service. If
 	// zero, an unreachable Authority rejects requests at once (fail
 	// closed); at most MaxUnreachableGrace. A 404 from the Authority is
 	// never graced.

@@ -37,7 +37,8 @@ type Delegation struct {
 	// Task is the validated task context, nil when the Authority sent none.
 	Task *pass.ValidatedTask
 	// Scope is the effective scope now: what the credential was granted,
-	// narrowed by the latest authorization check (never widened, G-15).
+	// narrowed by the latest authorization check (never widened: the user
+	// approved no more than the redemption granted).
 	Scope pass.Scope
 	// AuthorizationExpiresAt is the delegation's end, zero when the
 	// Authority does not say.
@@ -110,7 +111,8 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 // ("Authorization: Bearer"), a DPoP-bound token ("Authorization: DPoP"
 // with a DPoP proof) or the browser-session cookie. It re-checks the
 // delegation with its Authority when the last check is older than
-// CheckInterval (S-AUTHZ-1..8), puts the [Delegation] in the request
+// CheckInterval, so a revocation stops the agent within that time, puts
+// the [Delegation] in the request
 // context and calls next. Otherwise it answers 401 invalid_token or
 // delegation_revoked, 403 scope_empty when an authorization check narrowed
 // the delegation to no scope at all, 403 mission_suspended while the
@@ -188,8 +190,8 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 	}
 	d := fresh.delegation(c)
 	if d.Scope.IsEmpty() {
-		// A check narrowed the delegation to nothing (G-15): no authority
-		// is left, as an empty scope is refused at redemption (G-14).
+		// A check narrowed the delegation to nothing: no authority is
+		// left, just as an empty scope is refused at redemption.
 		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
 	return d, fresh, nil

@@ -71,9 +71,9 @@ func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.P
 
 var errDPoP = errors.New("service: invalid DPoP proof")
 
-// redeem runs the validation algorithm of §4.4 (steps 1–8 with the gaps
-// and hardening drafts) and mints the credential. Nothing is minted unless
-// every check passed (S-RED-13, S-RED-15, S-RED-16).
+// redeem runs the validation algorithm of §4.4 (steps 1–8, tightened where
+// the spec leaves a gap) and mints the credential. Nothing is minted unless
+// every check passed, so a refused redemption leaves no usable state.
 func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType, req *pass.RedemptionRequest, a *audit) (*redemption, error) {
 	endpoint := s.urls.bearer
 	if typ == pass.BrowserSession {
@@ -101,7 +101,8 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		}
 	}
 
-	// Steps 2–3: trust and precedence for the request's user (S-RED-6..8).
+	// Steps 2–3: trust and precedence for the request's user, before the
+	// Authority is called, so an untrusted Authority never sees the pass.
 	set, err := s.trustFor(ctx, req.User.Email)
 	if err != nil {
 		return nil, err
@@ -130,7 +131,8 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
 	}
 
-	// Step 4: the Authority validates and consumes the pass (S-RED-1..4, S-RED-9).
+	// Step 4: the Authority validates and consumes the pass. Only it can
+	// interpret a pass, so the Service never reads one itself.
 	vr, err := s.validatePass(ctx, src, req.AgentPass.Value)
 	if err != nil {
 		return nil, err
@@ -166,13 +168,16 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		a.missionID, a.missionVersion = mission.ID, mission.Version
 	}
 
-	// G-13: the pass must be of the endpoint's type.
+	// The pass must be of the endpoint's type: the Authority cannot know
+	// which endpoint the Harness used.
 	if vr.Type != typ {
 		return nil, pass.Fail(pass.CodeTypeMismatch,
 			"the AgentPass is not a "+string(typ)+" pass")
 	}
-	// G-12: the validated user is the request's user, and precedence holds
-	// for the validated user's domain too.
+	// The validated user is the request's user, and precedence holds for
+	// the validated user's domain too: precedence ran on the Harness's
+	// claim, and a lax Authority could have issued the pass for someone
+	// an Enterprise Authority governs.
 	if !pass.SameEmail(vr.User.Email, req.User.Email) {
 		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
@@ -202,7 +207,8 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 			"the delegation has already expired").WithStatus(http.StatusUnprocessableEntity)
 	}
 
-	// Step 7: holder binding (HB-7, HB-8, HB-9, G-3, G-4).
+	// Step 7: holder binding. With cnf, a missing or foreign proof is
+	// refused, or a stolen pass would work for whoever holds it.
 	if vr.Cnf != nil {
 		if req.HarnessProof == nil {
 			return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
@@ -228,13 +234,14 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		s.cfg.Logger.LogAttrs(ctx, levelDebug, "agentpass: harness_proof ignored: the Authority returned no cnf", a.attrs("ignored")...)
 	}
 
-	// Steps 5–6: supported scopes, "*" expansion, requested_scope (G-14).
+	// Steps 5–6: supported scopes, "*" expansion, requested_scope.
 	scope, err := s.grantScope(ctx, vr.Scope, req.RequestedScope, vr.User.Email)
 	if err != nil {
 		return nil, err
 	}
 
-	// Step 8: destination (browser sessions only, G-30).
+	// Step 8: destination (browser sessions only), from the Authority and
+	// never from the request, so the Service is no open redirect.
 	dest := ""
 	if typ == pass.BrowserSession {
 		dest = s.cfg.defDest
@@ -320,7 +327,8 @@ func (s *Service) missionOf(ctx context.Context, src *source, vr *pass.Validatio
 }
 
 // validatePass calls the Authority's validate endpoint with a signed Service
-// assertion (S-RED-2..4) and maps its refusals (S-RED-9, G-20).
+// assertion, so the Authority knows which Service consumes the pass, and
+// maps its refusals to our codes (any refusal rejects the redemption).
 func (s *Service) validatePass(ctx context.Context, src *source, value string) (*pass.ValidationResponse, error) {
 	tok, err := assertion.Sign(s.cfg.Keys.Current(), s.cfg.origin, src.cfg.Authority, 0, s.cfg.Now())
 	if err != nil {
@@ -345,8 +353,8 @@ func (s *Service) validatePass(ctx context.Context, src *source, value string) (
 			return nil, pass.Fail(pass.CodeAuthorityUnavailable, "the Authority could not validate the AgentPass").WithCause(err)
 		}
 		// A 2xx answer that is not a valid validation response (wrong
-		// types, a scope string, X-SCOPE-1): the pass may be consumed, but
-		// nothing is minted.
+		// types, a scope string instead of an array): the pass may be
+		// consumed, but nothing is minted.
 		return nil, pass.Fail(pass.CodeAuthorityUnavailable,
 			"the Authority's validation response is invalid").WithCause(err)
 	}
@@ -364,11 +372,11 @@ func (s *Service) validatePass(ctx context.Context, src *source, value string) (
 	}
 }
 
-// grantScope computes the effective scope (§4.4 steps 5–6, G-14,
-// X-SCOPE-2): approved must be non-empty and made of defined scopes or
-// "*"; "*" expands to the user's scopes; nothing outside the user's scopes
-// is granted; requested_scope narrows ("*" in it means all approved); an
-// empty result is refused.
+// grantScope computes the effective scope (§4.4 steps 5–6): approved must
+// be non-empty and made of defined scopes or "*"; "*" expands to the
+// user's scopes; nothing outside the user's scopes is granted, so an agent
+// never holds more than its user; requested_scope narrows ("*" in it means
+// all approved); an empty result is refused.
 func (s *Service) grantScope(ctx context.Context, approved, requested pass.Scope, email string) (pass.Scope, error) {
 	if len(approved) == 0 {
 		return nil, pass.Fail(pass.CodeScopeUnsupported, "the approved scope is empty")
@@ -420,8 +428,8 @@ func (s *Service) userScopes(ctx context.Context, email string) (pass.Scope, err
 	return out, nil
 }
 
-// destinationAllowed applies the allow-policy to an absolute destination
-// (S-RED-14, G-30).
+// destinationAllowed applies the allow-policy to an absolute destination,
+// so a session is never sent to a site the Service did not choose.
 func (s *Service) destinationAllowed(dest string) bool {
 	if pass.CheckHTTPSURL(dest) != nil || hasControl(dest) {
 		return false
@@ -432,7 +440,7 @@ func (s *Service) destinationAllowed(dest string) bool {
 	return pass.SameOrigin(dest, s.cfg.origin)
 }
 
-// mintToken stores and returns a bearer token (S-TOK-1..3).
+// mintToken stores and returns a bearer token with the granted scope.
 func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt string, now time.Time) (*redemption, error) {
 	tok := secret.Token(prefixToken)
 	exp := capAt(now.Add(s.cfg.TokenTTL), rec.ExpiresAt)
@@ -454,9 +462,10 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 }
 
 // mintInit stores an initialization token together with the delegation, in
-// one atomic step (S-BRW-6), and returns how to use it: a form POST for
-// Harnesses that list "POST" (je.browser-bootstrap-hardening), else a GET
-// URL carrying the token (plain v0.1).
+// one atomic step, so concurrent redemptions cannot both get one, and
+// returns how to use it: a form POST for Harnesses that list "POST" (the
+// secret then stays out of URLs and logs), else a GET URL carrying the
+// token (plain v0.1).
 func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest string, methods []string, now time.Time) (*redemption, error) {
 	tok := secret.Token(prefixInit)
 	exp := capAt(now.Add(s.cfg.InitTTL), rec.ExpiresAt)

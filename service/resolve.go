@@ -14,7 +14,8 @@ import (
 // trustSet is the outcome of the precedence rules of §4.2 for one user:
 // the Authorities this Service accepts for that user. One function,
 // [Service.trustFor], computes it for resolution, available scopes and
-// redemption alike (S-RED-7, S-RED-8, G-9, G-12).
+// redemption alike, so no endpoint accepts an Authority that resolution
+// would not have offered.
 type trustSet struct {
 	email string
 	// enterprise is the usable Enterprise Authority of the user's domain,
@@ -28,7 +29,8 @@ type trustSet struct {
 	// Enterprise Authority's policy forbids it.
 	serviceForbidden bool
 	// federated are the trusted Federated Authorities offered to this
-	// user: empty when an Enterprise Authority exists (S-RES-12).
+	// user: empty when an Enterprise Authority exists, which alone speaks
+	// for its domain's users.
 	federated []pass.AuthorityRef
 }
 
@@ -42,10 +44,11 @@ type source struct {
 }
 
 // trustFor runs enterprise discovery for the user's domain and applies the
-// precedence table (S-RES-2..S-RES-14, G-10, G-11, G-31). Errors are
-// *pass.Error: 400 invalid email, 403 delegation_disabled for "none", 502
-// discovery_failed for any DNS failure or an unusable enterprise
-// configuration, which never fall back to other Authorities.
+// precedence table. Errors are *pass.Error: 400 invalid email, 403
+// delegation_disabled for "none", 502 discovery_failed for any DNS failure,
+// invalid record or unusable enterprise configuration. These never fall
+// back to other Authorities: otherwise whoever can break a domain's DNS
+// could hand its users to another Authority.
 func (s *Service) trustFor(ctx context.Context, email string) (*trustSet, error) {
 	domain, err := pass.EmailDomain(email)
 	if err != nil {
@@ -106,8 +109,8 @@ func (s *Service) federatedFor(ctx context.Context, email string) []pass.Authori
 	return out
 }
 
-// response shapes the resolution answer from a trust set (S-RES-4..13,
-// G-36).
+// response shapes the resolution answer from a trust set, following the
+// preferences of the Config (the spec allows several answers).
 func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
 	cfg := s.cfg
 	if set.enterprise != nil {
@@ -139,9 +142,10 @@ func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
 func ref(r pass.AuthorityRef) *pass.AuthorityRef { return &r }
 
 // accept returns the trust source of authority (an Authority identifier,
-// compared exactly, G-24) for the user of set, with its configuration
-// fetched and checked: trust_mode must match how it is trusted (G-31) and
-// its authority member must equal the identifier. Errors are *pass.Error:
+// compared exactly, as it may carry a path) for the user of set, with its
+// configuration fetched and checked: trust_mode must match how it is
+// trusted, so an Authority cannot act in a role it was not trusted for,
+// and its authority member must equal the identifier. Errors are *pass.Error:
 // 403 untrusted_authority, precedence_violation or agents_unsupported;
 // 502 when the configuration cannot be fetched.
 func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (*source, error) {

@@ -11,9 +11,9 @@ import (
 
 // serveAvailableScopes answers POST available-scopes (§4.3): the caller
 // must be an Authority this Service accepts for the body's user, proven by
-// an assertion signed with a key of that Authority's jwks_uri (S-SCOPE-1..7,
-// G-9). The assertion's iss only selects among the trusted sources; no URL
-// is ever taken from the token.
+// an assertion signed with a key of that Authority's jwks_uri. The
+// assertion's iss only selects among the trusted sources; no URL is ever
+// taken from the token, which anyone can sign.
 func (s *Service) serveAvailableScopes(w http.ResponseWriter, r *http.Request) {
 	a := &audit{event: eventScopes, endpoint: "available_scopes", requestID: requestID(r)}
 	if r.Method != http.MethodPost {

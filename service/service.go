@@ -149,7 +149,8 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // ConfigurationURL returns the URL of the Service configuration document:
-// the value to publish in the _agentpass-service.{host} TXT record (S-CFG-1).
+// the value to publish in the _agentpass-service.{host} TXT record, where
+// Harnesses and Authorities discover the Service.
 func (s *Service) ConfigurationURL() string { return s.urls.configuration }
 
 // Origin returns the Service origin in its serialised form.
@@ -167,14 +168,15 @@ func (s *Service) Configuration() *pass.ServiceConfiguration {
 	return &doc
 }
 
-// serveConfiguration answers GET with the configuration document
-// (S-CFG-2, X-DNS-11, S-CFG-5).
+// serveConfiguration answers GET with the configuration document, with a
+// bounded Cache-Control so clients see changes within minutes.
 func (s *Service) serveConfiguration(w http.ResponseWriter, r *http.Request) {
 	s.serveDocument(w, r, s.configDoc)
 }
 
-// serveJWKS answers GET with the public signing keys (S-CFG-4). Rotated
-// keys stay published while they are retiring.
+// serveJWKS answers GET with the public signing keys, which verify every
+// assertion the Service signs. Rotated keys stay published while they are
+// retiring, so assertions signed just before a rotation still verify.
 func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	b, err := json.Marshal(s.cfg.Keys.JWKS())
 	if err != nil {

@@ -1,6 +1,22 @@
-// Package httpx is the JSON-over-HTTPS plumbing shared by the role packages:
-// bounded, validated request decoding and structured error answers on the
-// server side, and bounded, validated calls on the client side.
+// Package httpx is the JSON-over-HTTPS plumbing shared by the role packages.
+//
+// # Overview
+//
+// On the server side, [ReadRequest] decodes a bounded, validated request and
+// [WriteError] answers any error as the wire error body, keeping internal
+// causes off the wire. On the client side, [Do] makes one bounded,
+// validated call to a peer and maps its answer to the pass error types.
+//
+// # Usage
+//
+//	var req pass.ResolutionRequest
+//	if err := httpx.ReadRequest(w, r, &req); err != nil {
+//		httpx.WriteError(w, logger, err)
+//		return
+//	}
+//
+//	var cfg pass.AuthorityConfiguration
+//	_, err := httpx.Do(ctx, client, httpx.Call{Peer: pass.PeerAuthority, URL: u}, &cfg)
 package httpx
 
 import (
@@ -127,8 +143,8 @@ type Call struct {
 // that read them. Bodies are read up to 64 KiB.
 //
 // Errors name the peer by origin only, never by the URL's path or query: a
-// status URL carries the request id, a bearer secret for polling (G-2), and
-// callers log these errors.
+// status URL carries the request id, which is all anyone needs to poll for
+// the pass, and callers log these errors.
 func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (http.Header, error) {
 	if client == nil {
 		client = http.DefaultClient

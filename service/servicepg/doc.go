@@ -1,46 +1,16 @@
 // Package servicepg is a [service.Store] on PostgreSQL (driver
 // github.com/jackc/pgx/v5), so that several Service replicas behind a load
 // balancer share delegations, bearer tokens, browser sessions and one-time
-// initialization tokens. (Their replay cache of proof and assertion jtis is
-// package dpop/dpoppg, on the same database.) Applications that do not
-// want PostgreSQL do not import this package, and so not pgx.
+// initialization tokens.
 //
 // # Overview
 //
-// Every operation that must be atomic across replicas is one statement:
-//
-//   - Redeem inserts the delegation and its credential (or initialization
-//     token) in one statement (a data-modifying CTE); the unique key on
-//     authorization_id makes a second redemption fail with
-//     service.ErrConflict and store nothing.
-//   - ConsumeInit is UPDATE ... SET used = true WHERE hash = $1 AND NOT
-//     used RETURNING: of any number of concurrent visits one gets the
-//     token. Its expiry is judged from the returned row (an expired token
-//     is used up too, service.ErrInitExpired); when nothing is returned, a
-//     read tells service.ErrNotFound from service.ErrInitUsed.
-//   - Invalidate flips the delegation row; Credential reads a credential
-//     JOINed with its delegation, so an invalidation is seen at once by
-//     every replica for every credential and session of the delegation.
-//   - AddCredential, RecordCheck, RecordMissionCheck and Invalidate each
-//     test their condition and report whether the delegation exists in the
-//     same statement; RecordMissionCheck compares the mission version in
-//     that statement too, so answers applied out of order by two replicas
-//     never leave the older one in force.
-//
-// Secrets are stored only as the hashes the Service computes. Scopes are
-// text[]; times are timestamptz, kept to the microsecond (truncation errs
-// on the side of expired). Every time comes from the caller (the Service's
-// Config.Now), never from the database's clock.
-//
-// [Store.Prune] deletes, in bounded batches, expired credentials,
-// initialization tokens InitRetention after their expiry, and the
-// delegations nothing refers to any more; [Store.RunJanitor] calls it on a
-// ticker, batch after batch until the backlog is gone.
-//
-// The schema is created by [Store.Migrate] from migrations embedded in the
-// package (versioned, applied once under an advisory lock, recorded in
-// agentpass_schema_migrations); the tables are named agentpass_service_*.
-// Operators with their own migration tool apply [Migrations] instead.
+// [New] makes a Store from a pgxpool; [Store.Migrate] creates its tables and
+// [Store.RunJanitor] deletes what has expired. Pass the Store as
+// service.Config.Store, together with a replay cache from package
+// dpop/dpoppg on the same database, which keeps the proofs and assertions
+// the replicas have seen. Applications that do not want PostgreSQL do not
+// import this package, and so not pgx.
 //
 // # Usage
 //
@@ -73,4 +43,46 @@
 // request rather than accept a token it could not check. pgxpool replaces
 // broken connections by itself, so after a PostgreSQL restart the same
 // Store works again.
+//
+// # Atomicity
+//
+// Every operation that must be atomic across replicas is one statement:
+//
+//   - Redeem inserts the delegation and its credential (or initialization
+//     token) in one statement (a data-modifying CTE); the unique key on
+//     authorization_id makes a second redemption fail with
+//     service.ErrConflict and store nothing.
+//   - ConsumeInit is UPDATE ... SET used = true WHERE hash = $1 AND NOT
+//     used RETURNING: of any number of concurrent visits one gets the
+//     token. Its expiry is judged from the returned row (an expired token
+//     is used up too, service.ErrInitExpired); when nothing is returned, a
+//     read tells service.ErrNotFound from service.ErrInitUsed.
+//   - Invalidate flips the delegation row; Credential reads a credential
+//     JOINed with its delegation, so an invalidation is seen at once by
+//     every replica for every credential and session of the delegation.
+//   - AddCredential, RecordCheck, RecordMissionCheck and Invalidate each
+//     test their condition and report whether the delegation exists in the
+//     same statement; RecordMissionCheck compares the mission version in
+//     that statement too, so answers applied out of order by two replicas
+//     never leave the older one in force.
+//
+// # Storage
+//
+// Secrets are stored only as the hashes the Service computes. Scopes are
+// text[]; times are timestamptz, kept to the microsecond (truncation errs
+// on the side of expired). Every time comes from the caller (the Service's
+// Config.Now), never from the database's clock, so expiry is judged by the
+// same clock as the Service's own checks.
+//
+// # Pruning and schema
+//
+// [Store.Prune] deletes, in bounded batches, expired credentials,
+// initialization tokens InitRetention after their expiry, and the
+// delegations nothing refers to any more; [Store.RunJanitor] calls it on a
+// ticker, batch after batch until the backlog is gone.
+//
+// The schema is created by [Store.Migrate] from migrations embedded in the
+// package (versioned, applied once under an advisory lock, recorded in
+// agentpass_schema_migrations); the tables are named agentpass_service_*.
+// Operators with their own migration tool apply [Migrations] instead.
 package servicepg

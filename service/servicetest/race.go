@@ -19,7 +19,7 @@ import (
 // testRedeemRetry: a Redeem retried with the same records (its first
 // answer lost with the connection) succeeds without storing anything
 // twice, while the same delegation with another credential or token is
-// still refused (issue 14 item 12).
+// still refused.
 func testRedeemRetry(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	c := credential(d.AuthorizationID, service.KindBearer)
@@ -62,7 +62,8 @@ func testRedeemRetry(t *testing.T, s service.Store) {
 // testTwoServices: two Service instances (replicas, same Origin and keys)
 // sharing the store under test serve 100 concurrent browser
 // initializations with one token over loopback HTTPS; exactly one starts
-// a session (303 with a cookie), the others get 410 (S-BRW-8).
+// a session (303 with a cookie), the others get 410: the token is marked
+// used atomically, so one leaked URL never opens two sessions.
 func testTwoServices(t *testing.T, s service.Store) {
 	n := testnet.New(t)
 	now := func() time.Time { return base.Add(time.Second) }

@@ -1,6 +1,15 @@
 // Package servicetest holds the conformance suite for implementations of
-// service.Store. Every Store, in memory or in a database, must pass
-// [TestStore]:
+// service.Store.
+//
+// # Overview
+//
+// Every Store, in memory or in a database, must pass [TestStore]: the
+// Service relies on the Store for single use and for revocation, so a
+// Store that loses a race lets a token or a one-time URL work twice. The
+// suite checks each operation's contract, concurrent consumption and
+// redemption, and two Service replicas sharing the Store over real HTTPS.
+//
+// # Usage
 //
 //	func TestPostgresStore(t *testing.T) {
 //		servicetest.TestStore(t, func(t *testing.T) service.Store { return newTestStore(t) })
@@ -200,7 +209,8 @@ func testCredentialExpiry(t *testing.T, s service.Store) {
 	}
 }
 
-// S-BRW-3, S-BRW-11, S-BRW-12
+// testInitSingleUse: an initialization token works once; a second
+// consumption gets ErrInitUsed.
 func testInitSingleUse(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	in := initToken(d.AuthorizationID)
@@ -221,7 +231,8 @@ func testInitSingleUse(t *testing.T, s service.Store) {
 	}
 }
 
-// S-BRW-4
+// testInitExpiry: a token is refused from its expiry on, and once refused
+// as expired it is used up (a clock stepped back cannot revive it).
 func testInitExpiry(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	in := initToken(d.AuthorizationID)
@@ -236,7 +247,8 @@ func testInitExpiry(t *testing.T, s service.Store) {
 	}
 }
 
-// S-BRW-8
+// testInitConcurrentConsume: of concurrent consumptions of one token,
+// exactly one succeeds.
 func testInitConcurrentConsume(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	in := initToken(d.AuthorizationID)
@@ -275,7 +287,9 @@ func testInitConcurrentConsume(t *testing.T, s service.Store) {
 	}
 }
 
-// S-AUTHZ-6
+// testAddCredentialAndInvalidate: invalidating a delegation reaches every
+// credential of it and no other delegation, keeps the first reason, and
+// lets no credential or redemption revive it.
 func testAddCredentialAndInvalidate(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	other := delegation(uniq("authz"))
@@ -321,7 +335,9 @@ func testAddCredentialAndInvalidate(t *testing.T, s service.Store) {
 	}
 }
 
-// S-AUTHZ-5, S-AUTHZ-8, G-15
+// testRecordCheck: a check records its time, narrows CurrentScope (never
+// the redemption-time Scope), only moves the expiry earlier, and changes
+// nothing once the delegation is invalidated.
 func testRecordCheck(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
@@ -399,7 +415,7 @@ func testConcurrentRedeemOneAuthorization(t *testing.T, s service.Store) {
 var timeEqual = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })
 
 // testPendingCloses: refused redemptions are revoked later, so a Store keeps
-// the closes still to retry (issue #13).
+// the closes still to retry.
 func testPendingCloses(t *testing.T, s service.Store) {
 	a, b := uniq("authz"), uniq("authz")
 	mine := func(got []*service.PendingClose) []*service.PendingClose {
@@ -458,8 +474,8 @@ func testPendingCloses(t *testing.T, s service.Store) {
 }
 
 // testMissionCheck: answers about a delegation's mission are ordered by
-// version; an older one never releases a hold nor widens the scope (issue
-// #20, design §9 item 6).
+// version; an older one never releases a hold nor widens the scope, even
+// when two replicas apply answers out of order.
 func testMissionCheck(t *testing.T, s service.Store) {
 	d := delegation(uniq("authz"))
 	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {

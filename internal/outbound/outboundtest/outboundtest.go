@@ -1,6 +1,29 @@
 // Package outboundtest is the conformance suite of the outbound HTTP client
-// policy: each role runs it against the client it really uses for its
-// protocol calls, over real TLS servers from httptest on loopback.
+// policy.
+//
+// # Overview
+//
+// Each role runs [Run] against the client it really uses for its protocol
+// calls, so a role that builds its client differently cannot quietly lose
+// a protection. The suite uses real TLS servers from httptest on loopback
+// and checks TLS versions, refused configurations, redirects, private
+// addresses, transport wrappers and connection reuse.
+//
+// # Usage
+//
+// From an internal test of the role's package:
+//
+//	outboundtest.Run(t, outboundtest.Role{
+//		New: func(o outboundtest.Options) (outboundtest.Built, error) {
+//			c, err := New(Config{HTTPClient: o.HTTPClient, WrapTransport: o.WrapTransport,
+//				InsecureAllowPrivateNetworks: o.AllowPrivate /* , the role's required fields */})
+//			if err != nil {
+//				return outboundtest.Built{}, err
+//			}
+//			return outboundtest.Built{Client: c.http}, nil
+//		},
+//		Forbidden: ErrForbiddenAddress,
+//	})
 package outboundtest
 
 import (
@@ -133,7 +156,8 @@ func get(c *http.Client, url string) (int, error) {
 }
 
 // testTLS11: a server offering only TLS 1.1 is refused, even when the
-// caller's own TLS configuration allowed TLS 1.0 (X-DNS-13).
+// caller's own TLS configuration allowed TLS 1.0: older versions have
+// known breaks, and the protocol requires TLS 1.2 or newer.
 func testTLS11(t *testing.T, r Role) {
 	old := newServer(t, func(s *httptest.Server) {
 		s.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
@@ -153,7 +177,9 @@ func testTLS11(t *testing.T, r Role) {
 	}
 }
 
-// testUnsafeConfig: New refuses what it cannot make safe (X-DNS-14, G-27).
+// testUnsafeConfig: New refuses at startup what it cannot make safe (no
+// certificate check, old TLS, a proxy or dialer that could reach internal
+// hosts), rather than fail open on every call.
 func testUnsafeConfig(t *testing.T, r Role) {
 	proxied := http.DefaultTransport.(*http.Transport).Clone() // ProxyFromEnvironment
 	if _, err := r.New(Options{HTTPClient: &http.Client{Transport: proxied}}); err == nil {
@@ -162,7 +188,7 @@ func testUnsafeConfig(t *testing.T, r Role) {
 	if _, err := r.New(Options{HTTPClient: &http.Client{Transport: proxied}, AllowPrivate: true}); err != nil {
 		t.Errorf("New refused a Transport with a Proxy when private networks are allowed: %v", err)
 	}
-	// Review Low 1b: a caller's dialer may tunnel (SOCKS5, CONNECT, SSH)
+	// A caller's dialer may tunnel (SOCKS5, CONNECT, SSH)
 	// while its connections show the tunnel's public address.
 	var d net.Dialer
 	for name, tr := range map[string]*http.Transport{
@@ -190,7 +216,8 @@ func testUnsafeConfig(t *testing.T, r Role) {
 }
 
 // testRedirects: none are followed, or (discovery) only same-origin ones,
-// at most SameOriginRedirects (G-27).
+// at most SameOriginRedirects: a redirect could carry a call to a host
+// nobody vetted.
 func testRedirects(t *testing.T, r Role) {
 	s := newServer(t, nil)
 	other := newServer(t, nil)
@@ -227,7 +254,8 @@ func testRedirects(t *testing.T, r Role) {
 }
 
 // testPrivate: loopback is refused, with the role's sentinel, unless the
-// switch is set (G-27).
+// switch is set: peers' URLs come from anyone's DNS and must not reach
+// internal services.
 func testPrivate(t *testing.T, r Role) {
 	s := newServer(t, nil)
 	for _, client := range []*http.Client{nil, s.guardable(t)} {
