@@ -188,9 +188,10 @@ type Config struct {
 	// Only tests and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
-	// RateLimits bounds the issuance and status endpoints per client, per
-	// network and overall, and issuance per user and per e-mail domain
-	// (G-2, G-32). The zero value is on with the defaults documented on
+	// RateLimits bounds the issuance and status endpoints, and the
+	// endpoints Services and Harnesses call with an assertion or proof, per
+	// client, per network and overall, and issuance per user and per e-mail
+	// domain. The zero value is on with the defaults documented on
 	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 

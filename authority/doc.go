@@ -59,8 +59,9 @@
 // status polling per client, network and overall. A refused request gets
 // 429 rate_limited with Retry-After and changes nothing. Clients are told
 // apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
-// Validation, authorization checks and closes (authenticated Service
-// calls) are never limited.
+// Validation, authorization checks and closes, and the mission endpoints,
+// are limited per client, network and overall before their assertion or
+// proof is parsed, with defaults sized for replicated Services.
 //
 // State lives in a [Store]: every transition is one conditional operation,
 // so replicas sharing a store (for example PostgreSQL) stay correct. The

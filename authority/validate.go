@@ -78,6 +78,9 @@ func assertionError(err error) error {
 // serveValidate is POST {validate} (§5.4.1, A-VAL-*, G-1, G-20, G-33).
 func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "validation") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "validation", errNoAssertion)
@@ -166,6 +169,9 @@ var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown 
 // serveCheck is POST {authorization_check} (§5.5.1, A-AUTHZ-*, G-16).
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "authorization check") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "authorization check", errNoAssertion)
@@ -239,6 +245,9 @@ func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Au
 // delegation. Closing a closed delegation answers its current state again.
 func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "authorization close") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "authorization close", errNoAssertion)
