@@ -140,7 +140,7 @@ func issuanceDefaults(reqTTL time.Duration) RateLimit {
 // limiters are the rate limiters of an Authority.
 type limiters struct {
 	issuance, status, services *ratelimit.Limiter
-	key              func(*http.Request) string
+	key                        func(*http.Request) string
 }
 
 func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (limiters, error) {

@@ -193,6 +193,19 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		if az != nil {
 			attrs = append(attrs, slog.String("state", string(az.StateAt(a.now()))), slog.String("mission_state", string(state)))
 		}
+		if az != nil && m != nil && state == pass.MissionSuspended && az.StateAt(a.now()) != pass.DelegationExpired &&
+			a.serviceSpeaksMission(ctx, svc) {
+			// The Service's own delegation, held rather than ended: the
+			// answer is about it, so the assertion is spent.
+			if err := a.spend(ctx, tok); err != nil {
+				a.reject(w, "authorization check", err, attrs...)
+				return
+			}
+			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass authorization check", append(attrs, slog.String("outcome", "suspended"),
+				slog.String("mission_id", m.MissionID), slog.Int64("version", m.Version))...)
+			a.writeSuspended(w, m)
+			return
+		}
 		a.reject(w, "authorization check", errUnknownAuthorization, attrs...)
 		return
 	} else if err != nil {
