@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -431,4 +432,56 @@ func TestMissionReportRevokes(t *testing.T) {
 	if m.State != pass.MissionRevoked || types[len(types)-2] != "observation" || types[len(types)-1] != "revoked" {
 		t.Errorf("after a revoking observation: state %s history %v", m.State, types)
 	}
+}
+
+// FuzzMissionHandlers posts arbitrary bodies to the mission endpoints,
+// each with a valid Service assertion and a valid holder proof for the real
+// mission: never a panic or a 5xx, every refusal a structured error, and
+// garbage never changes the real mission.
+func FuzzMissionHandlers(f *testing.F) {
+	e := newEnv(f, approveAll, func(c *authority.Config) { c.RateLimits.Services = deploy.Unlimited() })
+	h := e.newHarness()
+	mid, azID := e.redeemed(h, e.svc)
+	before, err := e.auth.Mission(ctx, mid)
+	if err != nil {
+		f.Fatal(err)
+	}
+	paths := []string{authority.PathMission, authority.PathMissionComplete, authority.PathMissionReport}
+	for i, seed := range []string{
+		`{"authorization_id":"` + azID + `"}`, `{"mission_id":"msn_x"}`, `{}`, `null`, `[]`,
+		`{"mission_id":"msn_x","outcome":"succeeded","reason":"r"}`, `{"mission_id":"msn_x","outcome":"abandoned"}`,
+		`{"authorization_id":"` + azID + `","observations":[{"kind":"scope_denied","scope":"a","count":1,"first_at":"2026-01-01T00:00:00Z","last_at":"2026-01-01T00:00:00Z"}]}`,
+		`{"authorization_id":"x","observations":[{"kind":"scope_denied","count":9007199254740993,"first_at":"2026-01-01T00:00:00Z","last_at":"2026-01-01T00:00:00Z"}]}`,
+		`{"authorization_id":"a","mission_id":"msn_b"}`,
+	} {
+		f.Add(uint8(i), []byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		path := paths[int(which)%len(paths)]
+		if path == authority.PathMissionComplete && bytes.Contains(body, []byte(mid)) {
+			return
+		}
+		req, _ := http.NewRequest(http.MethodPost, authID+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+e.svc.Assertion(authID))
+		proof, err := h.key.HarnessProof(dpop.ProofParams{HarnessID: harnessID, Audience: authID, Method: http.MethodPost,
+			URL: authID + path, AgentPass: mid, Now: e.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(authority.ProofHeader, proof)
+		rec := httptest.NewRecorder()
+		e.auth.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
+		}
+		var er pass.ErrorResponse
+		if rec.Code >= 400 && pass.Decode(rec.Body.Bytes(), &er) != nil {
+			t.Fatalf("unstructured error %d: %s", rec.Code, rec.Body)
+		}
+		m, err := e.auth.Request(ctx, mid)
+		if err != nil || m.Version != before.Version || m.State != pass.MissionActive {
+			t.Fatalf("garbage changed the mission: %v %+v", err, m)
+		}
+	})
 }
