@@ -34,6 +34,23 @@ const (
 	ObserveRevoke
 )
 
+// maxViewEvents bounds the history entries a Harness view carries over
+// HTTP (the latest ones; head and count still commit to all), so the
+// answer stays within the 64 KiB every peer reads.
+const maxViewEvents = 64
+
+// harnessView renders the Harness view of m for the wire.
+func (a *Authority) harnessView(ctx context.Context, m *Request) (*pass.MissionResponse, error) {
+	v, err := a.view(ctx, m, viewHarness, "", true)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(v.History.Events); n > maxViewEvents {
+		v.History.Events = v.History.Events[n-maxViewEvents:]
+	}
+	return &pass.MissionResponse{Mission: *v}, nil
+}
+
 // observationRule names the actor of changes OnObservation asks for in the
 // history.
 const observationRule = "rule:on-observation"
@@ -63,14 +80,14 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 			a.reject(w, event, err, slog.String("mission_id", in.MissionID))
 			return
 		}
-		v, err := a.view(ctx, m, viewHarness, "", true)
+		v, err := a.harnessView(ctx, m)
 		if err != nil {
 			a.reject(w, event, err, slog.String("mission_id", in.MissionID))
 			return
 		}
 		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+event, slog.String("outcome", "ok"), slog.String("mission_id", m.MissionID),
-			slog.String("harness", signer.HarnessID), slog.String("by_mission", signer.MissionID), slog.Int64("version", v.Version))
-		httpx.WriteJSON(w, http.StatusOK, &pass.MissionResponse{Mission: *v})
+			slog.String("harness", signer.HarnessID), slog.String("by_mission", signer.MissionID), slog.Int64("version", v.Mission.Version))
+		httpx.WriteJSON(w, http.StatusOK, v)
 		return
 	}
 	svc, az, err := a.serviceAuthorization(ctx, r, in.AuthorizationID)
@@ -163,14 +180,14 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 		a.reject(w, event, notFoundAs(err, errMissionUnknown), attrs...)
 		return
 	}
-	v, err := a.view(ctx, m, viewHarness, "", true)
+	v, err := a.harnessView(ctx, m)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+event, append(attrs, slog.String("outcome", "ok"),
-		slog.String("state", string(v.State)), slog.Int64("version", v.Version), slog.String("reason", in.Reason))...)
-	httpx.WriteJSON(w, http.StatusOK, &pass.MissionResponse{Mission: *v})
+		slog.String("state", string(v.Mission.State)), slog.Int64("version", v.Mission.Version), slog.String("reason", in.Reason))...)
+	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
 // serveMissionReport is POST {mission_report}: the redeeming Service

@@ -485,3 +485,33 @@ func FuzzMissionHandlers(f *testing.F) {
 		}
 	})
 }
+
+// A long history reaches the Harness as its latest entries, within the
+// body bound every peer reads; head and count still cover all of it.
+func TestMissionHarnessViewBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveAll)
+	h := e.newHarness()
+	mid, azID := e.redeemed(h, e.svc)
+	at := e.clock.Now()
+	obs := make([]pass.Observation, pass.MaxObservations)
+	for i := range obs {
+		obs[i] = pass.Observation{Kind: pass.ObservationScopeDenied, Scope: "admin", Count: 1, FirstAt: at, LastAt: at}
+	}
+	for range 2 {
+		if r := e.report(e.svc, azID, obs...); r.status != http.StatusNoContent {
+			t.Fatalf("report: %d %s", r.status, r.body)
+		}
+	}
+	r, m := e.readAsHarness(h, mid)
+	if m == nil {
+		t.Fatalf("read: %d %s", r.status, r.body)
+	}
+	n := len(m.History.Events)
+	if n != 64 || m.History.Count < 100 || m.History.Events[n-1].Seq != m.History.Count || m.History.Events[n-1].Hash != m.History.Head {
+		t.Errorf("Harness view: %d events, count %d, last seq %d", n, m.History.Count, m.History.Events[n-1].Seq)
+	}
+	if len(r.body) > pass.MaxDocumentSize {
+		t.Errorf("Harness view is %d bytes", len(r.body))
+	}
+}
