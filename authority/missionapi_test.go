@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
@@ -513,5 +514,54 @@ func TestMissionHarnessViewBounded(t *testing.T) {
 	}
 	if len(r.body) > pass.MaxDocumentSize {
 		t.Errorf("Harness view is %d bytes", len(r.body))
+	}
+}
+
+// An ancestor's holder key may read and complete a descendant (an
+// orchestrator ends its sub-agents); completing the parent revokes the
+// child in the same step, with cause cascade.
+func TestMissionAncestorKey(t *testing.T) {
+	t.Parallel()
+	store := authority.NewMemoryStore()
+	e := newEnv(t, approveAll, func(c *authority.Config) { c.Store = store })
+	h := e.newHarness()
+	parent, _ := e.redeemed(h, e.svc)
+	childKey, err := dpop.GenerateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := authoritytest.NewRequest("child-1")
+	child.ParentMissionID, child.Cnf, child.HarnessID, child.Service = parent, childKey.PublicJSON(), harnessID+"/sub", e.svc.Origin
+	child.CreatedAt, child.ExpiresAt = e.clock.Now(), e.clock.Now().Add(time.Minute)
+	child.Status = pass.StatusApproved
+	ev := authoritytest.Approval("tickets:read")
+	ev.DecidedAt, ev.PassExpiresAt, ev.AuthorizationExpiresAt = e.clock.Now(), e.clock.Now().Add(time.Minute), e.clock.Now().Add(time.Hour)
+	child.Decision = &ev
+	if err := store.CreateRequest(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	// The child's own key, and the parent's, read the child.
+	r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: child.MissionID},
+		e.missionProof(childKey, harnessID+"/sub", authority.PathMission, child.MissionID, 0))
+	if m := decodeMission(t, r); m == nil || m.ID != child.MissionID {
+		t.Fatalf("child read with its own key: %d %s", r.status, r.body)
+	}
+	if r, m := e.readAsHarness(h, child.MissionID); m == nil || m.ID != child.MissionID || m.Delegation == nil || m.Delegation.Parent == nil {
+		t.Fatalf("child read with the parent's key: %d %s", r.status, r.body)
+	}
+	// The child's key does not reach the parent.
+	r = e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: parent},
+		e.missionProof(childKey, harnessID+"/sub", authority.PathMission, parent, 0))
+	wantError(t, r, http.StatusNotFound, pass.CodeMissionUnknown)
+
+	if r, m := e.complete(h, parent, pass.OutcomeSucceeded, "done"); m == nil || m.State != pass.MissionCompleted {
+		t.Fatalf("complete parent: %d %s", r.status, r.body)
+	}
+	c, err := e.auth.Mission(ctx, child.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != pass.MissionRevoked || c.Ended == nil || c.Ended.Cause != pass.CauseCascade {
+		t.Errorf("child after the parent completed: %s %+v", c.State, c.Ended)
 	}
 }
