@@ -188,9 +188,10 @@ type Config struct {
 	// Only tests and local development networks need it.
 	InsecureAllowPrivateNetworks bool
 
-	// RateLimits bounds the issuance and status endpoints per client, per
-	// network and overall, and issuance per user and per e-mail domain
-	// (G-2, G-32). The zero value is on with the defaults documented on
+	// RateLimits bounds the issuance and status endpoints, and the
+	// endpoints Services and Harnesses call with an assertion or proof, per
+	// client, per network and overall, and issuance per user and per e-mail
+	// domain. The zero value is on with the defaults documented on
 	// RateLimits; set Key behind a reverse proxy.
 	RateLimits RateLimits
 
@@ -235,6 +236,14 @@ type Config struct {
 	// and the history's human ids) in the Harness's view of it. If false,
 	// only operators see approver identities.
 	DiscloseApprover bool
+
+	// OnObservation, if set, is called after each observation a Service
+	// reports about one of its delegations was recorded in the mission's
+	// history, with the operator view of the mission (without history
+	// entries; History.Count counts them). Its answer may suspend or revoke
+	// the mission; ObserveRecord (the default when nil) only records. It
+	// runs synchronously in the report request: keep it fast.
+	OnObservation func(ctx context.Context, m *pass.MissionRecord, o pass.Observation) ObservationAction
 }
 
 // Default sizes of the per-kind replay caches: 10,000 a second for the
@@ -248,7 +257,8 @@ const (
 
 // Authority is an AgentPass Authority: an http.Handler serving the
 // configuration, JWKS, issuance, issuance status, validation, authorization
-// check and authorization close endpoints, plus the operator API (Decide,
+// check and authorization close endpoints and the mission extension's read,
+// complete and report endpoints, plus the operator API (Decide,
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {
@@ -279,6 +289,7 @@ type Authority struct {
 	limits     limiters
 
 	discloseApprover bool
+	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
 
 	config     pass.AuthorityConfiguration
 	configJSON []byte
@@ -291,7 +302,7 @@ func New(cfg Config) (*Authority, error) {
 		id: cfg.Identifier, mode: cfg.TrustMode, keys: cfg.Keys, store: cfg.Store, approver: cfg.Approver,
 		wildcard: cfg.ScopeWildcardAllowed, hardened: cfg.RequireHardenedProofs, disc: cfg.Discovery, client: cfg.HTTPClient, replay: cfg.ReplayCache,
 		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
-		discloseApprover: cfg.DiscloseApprover,
+		discloseApprover: cfg.DiscloseApprover, onObservation: cfg.OnObservation,
 	}
 	if err := checkIdentifier("Identifier", cfg.Identifier); err != nil {
 		return nil, err
@@ -428,9 +439,11 @@ func New(cfg Config) (*Authority, error) {
 	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtHolderBinding, pass.Extension{Version: "1.0"}); err != nil {
 		return nil, fmt.Errorf("authority: holder-binding extension: %w", err)
 	}
-	// The mission record is kept for every request; its endpoints are not
-	// served yet, so only the version is advertised.
-	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0"}); err != nil {
+	// Services and Harnesses learn here where to read, complete and report
+	// on missions.
+	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0", Endpoints: map[string]string{
+		"mission": a.base + PathMission, "mission_complete": a.base + PathMissionComplete, "mission_report": a.base + PathMissionReport,
+	}}); err != nil {
 		return nil, fmt.Errorf("authority: advertising extensions: %w", err)
 	}
 	if cfg.AllowServiceAuthorities != nil {
@@ -529,6 +542,9 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathValidate, a.serveValidate)
 	route(http.MethodPost, PathAuthorizationCheck, a.serveCheck)
 	route(http.MethodPost, PathAuthorizationClose, a.serveClose)
+	route(http.MethodPost, PathMission, a.serveMission)
+	route(http.MethodPost, PathMissionComplete, a.serveMissionComplete)
+	route(http.MethodPost, PathMissionReport, a.serveMissionReport)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -36,7 +37,7 @@ func storePasses(tb testing.TB, s authority.Store, service string, n int) []stri
 // after the first call), assertion verification, atomic consume, response.
 func BenchmarkValidateHTTPS(b *testing.B) {
 	store := authority.NewMemoryStore()
-	e := newEnv(b, func(c *authority.Config) { c.Store = store })
+	e := newEnv(b, func(c *authority.Config) { c.Store = store; c.RateLimits.Services = deploy.Unlimited() })
 	values := storePasses(b, store, e.svc.Origin, b.N)
 	body := func(v string) pass.ValidationRequest {
 		return pass.ValidationRequest{AgentPass: pass.PassValue{Value: v}}
@@ -55,7 +56,7 @@ func BenchmarkValidateHTTPS(b *testing.B) {
 // goroutines.
 func BenchmarkValidateHTTPSParallel(b *testing.B) {
 	store := authority.NewMemoryStore()
-	e := newEnv(b, func(c *authority.Config) { c.Store = store })
+	e := newEnv(b, func(c *authority.Config) { c.Store = store; c.RateLimits.Services = deploy.Unlimited() })
 	values := storePasses(b, store, e.svc.Origin, b.N)
 	var next atomic.Int64
 	b.ReportAllocs()

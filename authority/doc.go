@@ -15,6 +15,18 @@
 //	POST /validate               a Service redeems a pass: one atomic consume
 //	POST /authorization-check    a Service re-checks a delegation
 //	POST /authorization-close    a Service completes or revokes a delegation
+//	POST /missions/read          the mission record: Service view (assertion) or Harness view (holder proof)
+//	POST /missions/complete      the Harness ends its mission (holder proof); descendants are revoked
+//	POST /missions/report        a Service reports what it refused (Config.OnObservation may act)
+//
+// The mission endpoints are advertised in the configuration's extensions
+// (pass.ExtMission). A Harness proves the mission's holder key, or an
+// ancestor's, in the [ProofHeader] header with htm POST, htu the endpoint
+// and aph the hash of the mission id; unknown ids, other Services'
+// authorizations and wrong keys all get the same 404. A Service that
+// advertises the extension gets, for its suspended delegation's check, a
+// 404 that also names the mission's state and version, so it can hold the
+// delegation instead of ending it.
 //
 // Issuance runs in this order, and any failure is a structured error with
 // nothing stored: the request document is validated; a task attestation is
@@ -59,8 +71,9 @@
 // status polling per client, network and overall. A refused request gets
 // 429 rate_limited with Retry-After and changes nothing. Clients are told
 // apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
-// Validation, authorization checks and closes (authenticated Service
-// calls) are never limited.
+// Validation, authorization checks and closes, and the mission endpoints,
+// are limited per client, network and overall before their assertion or
+// proof is parsed, with defaults sized for replicated Services.
 //
 // State lives in a [Store]: every transition is one conditional operation,
 // so replicas sharing a store (for example PostgreSQL) stay correct. The

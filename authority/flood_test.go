@@ -72,3 +72,49 @@ func TestJunkAssertionCostsNoDiscovery(t *testing.T) {
 		t.Errorf("the Authority sent %d DNS queries for 50 expired, unsigned assertions, want 0", q)
 	}
 }
+
+// Security review: the Service-facing endpoints are charged to
+// RateLimits.Services before the assertion is parsed, so a flood of
+// well-formed but unsigned assertions naming fresh issuers from one client
+// stops costing DNS queries once the client's burst is spent.
+func TestServiceEndpointFloodStopsDiscovery(t *testing.T) {
+	const burst = 5
+	e := newEnv(t, limits(authority.RateLimits{Services: authority.RateLimit{
+		Client: authority.Rate{PerSecond: 1, Burst: burst}, Network: disabled, Overall: disabled}}))
+	b := base64.RawURLEncoding.EncodeToString
+	now := e.clock.Now().Unix()
+	paths := []string{authority.PathValidate, authority.PathAuthorizationCheck, authority.PathAuthorizationClose}
+	bodies := []any{pass.ValidationRequest{AgentPass: pass.PassValue{Value: "ap_x"}},
+		pass.AuthorizationCheckRequest{AuthorizationID: "authz_x"},
+		pass.AuthorizationCloseRequest{AuthorizationID: "authz_x", Action: pass.CloseRevoke}}
+	const n = 30
+	limited := 0
+	for i := range n {
+		hdr := b([]byte(`{"alg":"ES256","kid":"k1","typ":"agentpass-assertion+jwt"}`))
+		pl := b(fmt.Appendf(nil, `{"iss":"https://f%d.victim.test","aud":%q,"iat":%d,"exp":%d,"jti":"j%d"}`, i, authID, now, now+60, i))
+		tok := hdr + "." + pl + "." + b(make([]byte, 64))
+		r := e.do(http.MethodPost, e.base+paths[i%len(paths)], bodies[i%len(paths)],
+			http.Header{"Authorization": {"Bearer " + tok}, clientHeader: {"flooder"}})
+		switch r.status {
+		case http.StatusTooManyRequests:
+			limited++
+			wantLimited(t, r, "1")
+		case http.StatusUnauthorized, http.StatusBadGateway:
+		default:
+			t.Fatalf("assertion %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if limited != n-burst {
+		t.Errorf("%d of %d requests were rate limited, want %d", limited, n, n-burst)
+	}
+	q := 0
+	for i := range n {
+		q += e.net.DNS.Queries(fmt.Sprintf("_agentpass-service.f%d.victim.test.", i))
+	}
+	if q == 0 || q > burst {
+		t.Errorf("the flood sent %d DNS queries, want between 1 and %d (the burst)", q, burst)
+	}
+	// Another client is not affected.
+	r := e.do(http.MethodPost, e.base+authority.PathValidate, map[string]string{}, client("honest"))
+	wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
+}

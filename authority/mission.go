@@ -96,7 +96,18 @@ type MissionChange struct {
 	Service string
 	// Details are extra members of the history entry's details.
 	Details map[string]any
+	// Note, when set with no To and no Scope, only appends a history entry
+	// of this type (an observation): it changes neither the state nor the
+	// version, which order what affects enforcement. A mission whose
+	// history holds MaxNotedHistory entries or more refuses notes with
+	// ErrStoreFull, so reports cannot grow a record without bound.
+	Note string
 }
+
+// MaxNotedHistory is the history length from which a mission takes no
+// more notes (observations); changes of state or scope are always
+// recorded.
+const MaxNotedHistory = 2000
 
 // Apply checks c against r at now, applies it in place, bumps the version
 // and returns the history record of the change. Errors, in this order:
@@ -126,6 +137,19 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 	}
 	if c.Scope != nil && !c.Scope.SubsetOf(r.Scope) {
 		return HistoryRecord{}, ErrScopeWiden
+	}
+	if c.Note != "" && c.To == "" && c.Scope == nil && c.Decision == nil {
+		if r.HistoryCount >= MaxNotedHistory {
+			return HistoryRecord{}, ErrStoreFull
+		}
+		details := maps.Clone(c.Details)
+		if details == nil {
+			details = map[string]any{}
+		}
+		if c.Reason != "" {
+			details["reason"] = c.Reason
+		}
+		return r.Record(pass.HistoryEntry{Type: c.Note, By: c.By, Details: details}, now)
 	}
 	leaving := from == pass.MissionPending && c.To != pass.MissionExpired && c.To != ""
 	if leaving != (c.Decision != nil) || c.Decision != nil && (c.Decision.Status == pass.StatusApproved) != (c.To == pass.MissionActive) {

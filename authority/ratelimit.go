@@ -30,14 +30,13 @@ type RateLimit = ratelimit.Limit
 // requests, refilled at PerSecond requests a second.
 type Rate = ratelimit.Rate
 
-// RateLimits bounds the Authority's unauthenticated endpoints. The
-// endpoints the Services call with an assertion (validate, authorization
-// check and close) are never limited: replicated Services and their load
-// rightly call them at any rate. The defaults are far above what a busy
+// RateLimits bounds the Authority's endpoints before anyone is
+// authenticated. The issuance and status defaults are far above what a busy
 // Harness needs (it polls at most every 250 ms per request, and by default
-// every PollAfter): they stop floods, not users. Limits use Config.Now, so
-// a frozen test clock never refills a bucket: tests that send more
-// requests than a burst configure more.
+// every PollAfter); the Services defaults are far above what replicated
+// Services need from a few addresses. They stop floods, not users. Limits
+// use Config.Now, so a frozen test clock never refills a bucket: tests that
+// send more requests than a burst configure more.
 //
 // # Why the defaults cannot fill a MemoryStore
 //
@@ -72,6 +71,18 @@ type RateLimits struct {
 	// with bursts of 250, per network 100 (500), overall 1,000 (5,000).
 	Status RateLimit
 
+	// Services limits the endpoints Services call with an assertion
+	// (validate, authorization check and close, mission read and report)
+	// and the Harness's mission calls, charged per client, per network and
+	// overall before the assertion or proof is parsed: an unsigned token
+	// naming a fresh issuer would otherwise cost a DNS query and a fetch
+	// each. Replicated Services rightly call these at thousands a second
+	// from a few addresses, so the defaults are generous: if zero, per
+	// client 2,000 a second with bursts of 4,000, per network 4,000
+	// (8,000), overall 20,000 (40,000). Behind a proxy set Key, or every
+	// Service shares one client budget.
+	Services RateLimit
+
 	// Key returns the address a request counts against. If nil, the IP
 	// address of r.RemoteAddr. An IP address is charged by its /64 (IPv6)
 	// or itself (IPv4) and by its /48 or /24; any other value is one
@@ -105,6 +116,11 @@ var (
 		Network: Rate{PerSecond: 100, Burst: 500},
 		Overall: Rate{PerSecond: 1000, Burst: 5000},
 	}
+	defaultServicesLimit = RateLimit{
+		Client:  Rate{PerSecond: 2000, Burst: 4000},
+		Network: Rate{PerSecond: 4000, Burst: 8000},
+		Overall: Rate{PerSecond: 20000, Burst: 40000},
+	}
 )
 
 // issuanceDefaults returns the issuance defaults for requests pending
@@ -123,8 +139,8 @@ func issuanceDefaults(reqTTL time.Duration) RateLimit {
 
 // limiters are the rate limiters of an Authority.
 type limiters struct {
-	issuance, status *ratelimit.Limiter
-	key              func(*http.Request) string
+	issuance, status, services *ratelimit.Limiter
+	key                        func(*http.Request) string
 }
 
 func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (limiters, error) {
@@ -146,6 +162,7 @@ func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (lim
 	}{
 		{"Issuance", rl.Issuance, issuanceDefaults(reqTTL), &l.issuance},
 		{"Status", rl.Status, defaultStatusLimit, &l.status},
+		{"Services", rl.Services, defaultServicesLimit, &l.services},
 	} {
 		lim, err := ratelimit.New(f.v, f.d, maxKeys, now)
 		if err != nil {
@@ -154,6 +171,14 @@ func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (lim
 		*f.dst = lim
 	}
 	return l, nil
+}
+
+// allowService charges a call of a Service-facing or mission endpoint to
+// RateLimits.Services, answering 429 when it is over; callers ask before
+// reading the body or parsing any credential.
+func (a *Authority) allowService(w http.ResponseWriter, r *http.Request, endpoint string) bool {
+	ok, wait := a.limits.services.AllowClient(a.limits.key(r))
+	return a.allow(w, endpoint, ok, wait)
 }
 
 // allow reports whether a request may proceed after ok, wait from a

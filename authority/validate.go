@@ -78,6 +78,9 @@ func assertionError(err error) error {
 // serveValidate is POST {validate} (§5.4.1, A-VAL-*, G-1, G-20, G-33).
 func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "validation") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "validation", errNoAssertion)
@@ -166,6 +169,9 @@ var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown 
 // serveCheck is POST {authorization_check} (§5.5.1, A-AUTHZ-*, G-16).
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "authorization check") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "authorization check", errNoAssertion)
@@ -186,6 +192,19 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, ErrNotFound) {
 		if az != nil {
 			attrs = append(attrs, slog.String("state", string(az.StateAt(a.now()))), slog.String("mission_state", string(state)))
+		}
+		if az != nil && m != nil && state == pass.MissionSuspended && az.StateAt(a.now()) != pass.DelegationExpired &&
+			a.serviceSpeaksMission(ctx, svc) {
+			// The Service's own delegation, held rather than ended: the
+			// answer is about it, so the assertion is spent.
+			if err := a.spend(ctx, tok); err != nil {
+				a.reject(w, "authorization check", err, attrs...)
+				return
+			}
+			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass authorization check", append(attrs, slog.String("outcome", "suspended"),
+				slog.String("mission_id", m.MissionID), slog.Int64("version", m.Version))...)
+			a.writeSuspended(w, m)
+			return
 		}
 		a.reject(w, "authorization check", errUnknownAuthorization, attrs...)
 		return
@@ -239,6 +258,9 @@ func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Au
 // delegation. Closing a closed delegation answers its current state again.
 func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "authorization close") {
+		return
+	}
 	ctx := r.Context()
 	if httpx.BearerToken(r) == "" {
 		a.reject(w, "authorization close", errNoAssertion)

@@ -86,10 +86,18 @@ type Grant struct {
 	// Key is the holder-binding key whose public half was sent as
 	// harness.cnf; redemption proofs are signed with it.
 	Key *dpop.Key
+	// MissionID is the id of the request's mission, when the Authority
+	// speaks the mission extension (see Client.Mission); a non-secret
+	// handle.
+	MissionID string
 
-	pass pass.AgentPass
-	used atomic.Bool
+	pass    pass.AgentPass
+	used    atomic.Bool
+	mission missionState
 }
+
+// missionState returns the state shared by g's mission handle and tokens.
+func (g *Grant) missionState() *missionState { return &g.mission }
 
 // AgentPass returns the pass. Its value is a secret.
 func (g *Grant) AgentPass() pass.AgentPass { return g.pass }
@@ -178,6 +186,9 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	st, err = c.poll(ctx, a, st, created)
 	if err != nil {
 		log.Info("agentpass issuance ended", "outcome", outcome(err), "error", err)
+		if ctx.Err() != nil {
+			c.abandonPending(ctx, g)
+		}
 		return nil, err
 	}
 	g.pass = *st.AgentPass
@@ -187,6 +198,19 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	c.emit(Progress{Event: EventApproved, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: pass.StatusApproved, Elapsed: c.now().Sub(created)})
 	log.Info("agentpass approved", "outcome", "ok")
 	return g, nil
+}
+
+// abandonPending tells the Authority that a request whose Acquire was
+// cancelled while pending is abandoned, so no one approves a task the
+// agent gave up; a failure is retried by Run.
+func (c *Client) abandonPending(ctx context.Context, g *Grant) {
+	m, ok := c.missionOf(g)
+	if !ok {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
+	defer cancel()
+	_, _ = m.Abandon(actx, "the Harness stopped waiting for approval")
 }
 
 func outcome(err error) string {
@@ -460,8 +484,9 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 		// The holder-binding signal: this Harness proves its key at the
 		// status endpoint and sends htm, htu and aph, so an Authority that
 		// knows the extension holds the pass to both and a leaked v0.1
-		// style proof can never redeem it. v0.1 Authorities ignore it.
-		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
+		// style proof can never redeem it. It also speaks the mission
+		// extension (Client.Mission). v0.1 Authorities ignore both.
+		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding, pass.ExtMission}},
 		Task:    pass.Task{ID: g.Task.ID, Description: g.Task.Description},
 	}
 	a.statusOK = true
@@ -492,6 +517,9 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 	g.RequestID = st.ID
 	if err := checkStatus(&st, g, endpoint); err != nil {
 		return nil, err
+	}
+	if st.Mission != nil {
+		g.MissionID = st.Mission.ID
 	}
 	return &st, nil
 }

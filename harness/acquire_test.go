@@ -119,6 +119,9 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	if !ir.Harness.Extensions.Has(pass.ExtHolderBinding) {
 		t.Errorf("harness.extensions = %v, want the holder-binding signal", ir.Harness.Extensions)
 	}
+	if !ir.Harness.Extensions.Has(pass.ExtMission) {
+		t.Errorf("harness.extensions = %v, want the mission extension", ir.Harness.Extensions)
+	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
 	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})

@@ -75,4 +75,15 @@
 // A grant, like the pass in it, is single-use: the first redemption spends
 // it, whatever the outcome. After any terminal failure, call Acquire again
 // (with a new task id if the task changed).
+//
+// When the Authority speaks the mission extension, end the delegation as
+// soon as the task is done, so its token does not outlive the work:
+//
+//	go func() { _ = c.Run(ctx) }() // retries completions the Authority missed
+//	m, err := c.Mission(g)
+//	rec, err := m.Complete(ctx, pass.OutcomeSucceeded, "release 1.4 tickets closed")
+//
+// From then on the grant's tokens are refused locally (ErrMissionClosed),
+// even if the Authority could not be told yet. Cancelling an Acquire while
+// its request is pending abandons the request at the Authority.
 package harness

@@ -12,3 +12,6 @@ func ForgetUse(g *Grant) { g.used.Store(false) }
 // SetSleep replaces how c waits between polls and before retries, so an
 // end-to-end test can advance a fake clock instead of sleeping.
 func SetSleep(c *Client, sleep func(ctx context.Context, d time.Duration) error) { c.sleep = sleep }
+
+// PendingCompletions returns how many mission completions wait for Run.
+func PendingCompletions(c *Client) int { return c.pendingCompletions() }

@@ -165,6 +165,9 @@ type Client struct {
 	log          *slog.Logger
 	progress     func(Progress)
 
+	// completions are the mission completions Run retries.
+	completions completionQueue
+
 	// sleep waits d or until ctx ends; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	// jitter returns a number in [0, 1); tests replace it.
@@ -190,6 +193,7 @@ func New(cfg Config) (*Client, error) {
 		progress:     cfg.Progress,
 		sleep:        sleepCtx,
 		jitter:       randFloat,
+		completions:  completionQueue{wake: make(chan struct{}, 1)},
 	}
 	if c.minPoll == 0 {
 		c.minPoll = DefaultMinPoll

@@ -49,10 +49,11 @@ type Token struct {
 	// Service is the origin the token is for; it is never sent elsewhere.
 	Service string
 
-	value string
-	key   *dpop.Key
-	now   func() time.Time
-	nonce atomic.Pointer[string] // the last DPoP-Nonce the Service sent
+	value   string
+	key     *dpop.Key
+	now     func() time.Time
+	nonce   atomic.Pointer[string] // the last DPoP-Nonce the Service sent
+	mission *missionState          // nil for tokens from NewToken
 }
 
 // NewToken returns a Token for a bearer token obtained by other means, for
@@ -108,8 +109,9 @@ type Initialization struct {
 	// Destination is the destination the pass was requested for, if any.
 	Destination string
 
-	req  InitRequest
-	used atomic.Bool
+	req     InitRequest
+	used    atomic.Bool
+	mission *missionState
 }
 
 // InitRequest is the request a browser makes to initialize the session.
@@ -140,6 +142,9 @@ func (r InitRequest) String() string {
 // second call fails with ErrInitializationUsed (H-RED-7: the URL is
 // single-use; after a failure, acquire a new pass, H-RED-8).
 func (i *Initialization) Take() (InitRequest, error) {
+	if i.mission != nil && i.mission.closed.Load() {
+		return InitRequest{}, ErrMissionClosed
+	}
 	if !i.used.CompareAndSwap(false, true) {
 		return InitRequest{}, ErrInitializationUsed
 	}
@@ -189,7 +194,7 @@ func (c *Client) RedeemBearerToken(ctx context.Context, g *Grant, opts RedeemOpt
 	if err != nil {
 		return nil, err
 	}
-	tok := &Token{Type: "Bearer", Scope: resp.Scope, Service: g.Service, value: resp.BearerToken, now: c.now}
+	tok := &Token{Type: "Bearer", Scope: resp.Scope, Service: g.Service, value: resp.BearerToken, now: c.now, mission: g.missionState()}
 	switch {
 	case resp.TokenType == "" || strings.EqualFold(resp.TokenType, "Bearer"):
 	case strings.EqualFold(resp.TokenType, "DPoP") && opts.DPoP:
@@ -227,7 +232,7 @@ func (c *Client) RedeemBrowserSession(ctx context.Context, g *Grant, opts Redeem
 	if _, err := c.redeem(ctx, g, endpoint, opts, []string{http.MethodPost, http.MethodGet}, nil, &resp); err != nil {
 		return nil, err
 	}
-	init := &Initialization{Method: http.MethodGet, Service: g.Service, Destination: g.Destination}
+	init := &Initialization{Method: http.MethodGet, Service: g.Service, Destination: g.Destination, mission: g.missionState()}
 	init.req = InitRequest{Method: http.MethodGet, URL: resp.InitializationURL}
 	if ir := resp.InitializationRequest; ir != nil && ir.Method == http.MethodPost {
 		init.Method = http.MethodPost
@@ -248,6 +253,8 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 		return fmt.Errorf("%w: the grant does not come from Acquire", ErrInvalidRequest)
 	case g.Type != t:
 		return fmt.Errorf("%w: grant is for %s, not %s (H-RED-1)", ErrWrongType, g.Type, t)
+	case g.mission.closed.Load():
+		return ErrMissionClosed
 	case opts.RequestedScope != nil && len(opts.RequestedScope) == 0:
 		return fmt.Errorf("%w: RequestedScope is empty; use nil for the whole approved scope", ErrInvalidRequest)
 	}

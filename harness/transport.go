@@ -26,8 +26,13 @@ func dpopProof(k *dpop.Key, method, rawURL, token, nonce string, now time.Time) 
 
 // SetAuthHeader sets the Authorization header of r for the token (and, for a
 // DPoP token, a fresh DPoP proof for r's method and URL). It refuses, with
-// ErrCrossOrigin, a request to any origin other than the token's Service.
+// ErrCrossOrigin, a request to any origin other than the token's Service,
+// and with ErrMissionClosed any request once its mission was completed or
+// abandoned.
 func (t *Token) SetAuthHeader(r *http.Request) error {
+	if t.mission != nil && t.mission.closed.Load() {
+		return ErrMissionClosed
+	}
 	if !pass.SameOrigin(r.URL.String(), t.Service) {
 		return fmt.Errorf("%w: %s is not %s", ErrCrossOrigin, originOf(r), t.Service)
 	}

@@ -335,12 +335,17 @@ func (r *MissionReportRequest) Validate() error {
 		if o.Kind != ObservationScopeDenied && o.Kind != ObservationStageScopeExceeded {
 			return invalid("observations.kind", "unknown kind")
 		}
-		if o.Count < 1 || o.LastAt.Before(o.FirstAt) || len(o.Scope) > maxScopeValue || len(o.Stage) > maxScopeValue {
+		if o.Count < 1 || o.Count > maxObservationCount || o.LastAt.Before(o.FirstAt) || len(o.Scope) > maxScopeValue || len(o.Stage) > maxScopeValue {
 			return invalid("observations", "invalid count, times or size")
 		}
 	}
 	return nil
 }
+
+// maxObservationCount bounds an observation's count to integers that
+// JSON and the canonical form of hashed history entries (RFC 8785) carry
+// exactly.
+const maxObservationCount = 1<<53 - 1
 
 // maxScopeValue bounds a scope or stage name in an observation.
 const maxScopeValue = 256

@@ -28,6 +28,7 @@ var missionTests = []struct {
 	{"MissionConsumeNeedsActive", testMissionConsume},
 	{"MissionCascade", testMissionCascade},
 	{"MissionList", testMissionList},
+	{"MissionNotes", testMissionNotes},
 	{"MissionRace", func(t *testing.T, s authority.Store) { RaceMission(t, s, s) }},
 }
 
@@ -454,4 +455,35 @@ func RaceMission(t *testing.T, stores ...authority.Store) {
 	if d := cmp.Diff(want, versions); d != "" {
 		t.Errorf("history versions (-want +got):\n%s\ntypes %v", d, types)
 	}
+}
+
+// A note (an observation) appends a history entry and changes neither the
+// state nor the version; a pending or ended mission takes none.
+func testMissionNotes(t *testing.T, s authority.Store) {
+	now := T0.Add(time.Minute)
+	approvedRequest(t, s, "noted", "h-noted")
+	note := authority.MissionChange{From: []pass.MissionState{pass.MissionActive, pass.MissionSuspended}, Note: "observation",
+		By: "service:" + svcA, Service: svcA, Details: map[string]any{"kind": "scope_denied", "count": int64(3)}}
+	for range 2 {
+		r, err := s.TransitionMission(ctx, "msn_noted", note, now)
+		if err != nil {
+			t.Fatalf("note: %v", err)
+		}
+		if r.Version != 2 || r.State != pass.MissionActive {
+			t.Errorf("after a note: state %s v%d, want active v2", r.State, r.Version)
+		}
+	}
+	wantMission(t, s, "msn_noted", pass.MissionActive, 2, "", "requested", "approved", "observation", "observation")
+	other := note
+	other.Service = "https://other.example"
+	if _, err := s.TransitionMission(ctx, "msn_noted", other, now); !errors.Is(err, authority.ErrNotFound) {
+		t.Errorf("note by another Service: %v, want ErrNotFound", err)
+	}
+	if err := s.CreateRequest(ctx, NewRequest("noted-pending")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TransitionMission(ctx, "msn_noted-pending", note, now); !errors.Is(err, authority.ErrState) {
+		t.Errorf("note on a pending mission: %v, want ErrState", err)
+	}
+	wantMission(t, s, "msn_noted-pending", pass.MissionPending, 1, "", "requested")
 }

@@ -119,6 +119,10 @@ func run(out io.Writer, verbose bool) error {
 		return err
 	}
 
+	// The Harness's background work (retrying a mission completion the
+	// Authority missed) runs only where the application starts it.
+	go func() { _ = d.agent.Run(ctx) }()
+
 	d.say("AgentPass v%s demo: a Harness, a to-do Service and four Authorities on loopback", pass.Version)
 	d.say("(TLS with a throwaway CA, a real DNS server on %s, in-memory stores)", n.DNS.Addr())
 
@@ -127,6 +131,7 @@ func run(out io.Writer, verbose bool) error {
 		d.humanApproval,
 		d.browserSession,
 		d.revocation,
+		d.missionComplete,
 		d.federated,
 		d.refusals,
 	}
@@ -309,6 +314,52 @@ func (d *demo) revocation(ctx context.Context) error {
 		return err
 	}
 	return d.expect(status == 401 && strings.Contains(body, string(pass.CodeDelegationRevoked)), "the next GET /api/todos with that token → %d %s", status, pass.CodeDelegationRevoked)
+}
+
+func (d *demo) missionComplete(ctx context.Context) error {
+	d.step("Mission complete: the agent finishes its task and ends its delegation, so its token cannot outlive the work")
+	g, err := d.acquire(ctx, sandbox.UserEnterprise, "Count the items on my list", pass.BearerToken)
+	if err != nil {
+		return err
+	}
+	tok, err := d.agent.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
+	if err != nil {
+		return err
+	}
+	status, _, err := d.call(ctx, tok, http.MethodGet, "/api/todos", "")
+	if err != nil {
+		return err
+	}
+	if err := d.expect(status == 200, "GET /api/todos → %d: the agent does its task", status); err != nil {
+		return err
+	}
+	m, err := d.agent.Mission(g)
+	if err != nil {
+		return err
+	}
+	rec, err := m.Complete(ctx, pass.OutcomeSucceeded, "counted the items")
+	if err != nil {
+		return err
+	}
+	if err := d.expect(rec.State == pass.MissionCompleted, "the Harness completed mission %s… (version %d, %d history entries)", m.ID()[:12], rec.Version, rec.History.Count); err != nil {
+		return err
+	}
+	_, _, err = d.call(ctx, tok, http.MethodGet, "/api/todos", "")
+	if err := d.expect(errors.Is(err, harness.ErrMissionClosed), "the next GET /api/todos with its token is refused by the Harness itself: %v", err); err != nil {
+		return err
+	}
+	// The same token sent by anything else is refused by the Service once
+	// it re-checks the delegation with the Authority.
+	raw, err := harness.NewToken(tok.Service, tok.Value(), tok.Type, nil, nil)
+	if err != nil {
+		return err
+	}
+	time.Sleep(1100 * time.Millisecond) // the Service re-checks every second in this demo
+	status, _, err = d.call(ctx, raw, http.MethodGet, "/api/todos", "")
+	if err != nil {
+		return err
+	}
+	return d.expect(status == 401, "the same token sent around the Harness → %d at the Service's next check", status)
 }
 
 func (d *demo) federated(ctx context.Context) error {

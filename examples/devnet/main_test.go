@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/examples/internal/devclient"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // TestDevnet starts the devnet in-process and uses it as an outside tool
@@ -88,6 +89,24 @@ func TestDevnet(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), m.Service.Origin) {
 		t.Errorf("GET %s = %d %s", m.Service.ConfigurationURL, resp.StatusCode, body)
+	}
+	// Every Authority advertises the mission extension with its endpoints.
+	for _, a := range m.Authorities {
+		resp, err := client.Get(a.ConfigurationURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var cfg pass.AuthorityConfiguration
+		if err := pass.Decode(raw, &cfg); err != nil {
+			t.Fatalf("%s: %v", a.ConfigurationURL, err)
+		}
+		for _, ep := range []string{"mission", "mission_complete", "mission_report"} {
+			if u := cfg.Extensions.Endpoint(pass.ExtMission, ep); !strings.HasPrefix(u, a.Identifier+"/") {
+				t.Errorf("%s advertises mission endpoint %s = %q", a.Name, ep, u)
+			}
+		}
 	}
 	admin := m.Authorities[0].AdminAPI + "pending"
 	for token, wantStatus := range map[string]int{"": 401, "wrong": 401, "tok-123": 200} {

@@ -80,6 +80,14 @@ type RevokeRequest struct {
 	By     string `json:"by,omitempty"`
 }
 
+// SuspendRequest is the body of POST {base}/api/suspend and
+// {base}/api/resume: an authorization id or a mission id.
+type SuspendRequest struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
 type apiError struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
@@ -226,6 +234,38 @@ func (p *Page) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	}{apiAuthorization(a, p.now())})
 }
 
+// apiSuspend suspends (resume false) or resumes the mission of an
+// authorization id or a mission id and answers its operator record.
+func (p *Page) apiSuspend(resume bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in SuspendRequest
+		if !decodeJSON(w, r, &in) {
+			return
+		}
+		by := in.By
+		if by == "" {
+			by = "admin-api"
+		}
+		var m *pass.MissionRecord
+		var err error
+		if resume {
+			m, err = p.a.Resume(r.Context(), in.ID, by)
+		} else {
+			if in.Reason == "" {
+				in.Reason = "suspended through the admin API"
+			}
+			m, err = p.a.Suspend(r.Context(), in.ID, by, in.Reason)
+		}
+		if err != nil {
+			p.apiFail(w, err)
+			return
+		}
+		p.log.Info("admin API: mission "+map[bool]string{false: "suspended", true: "resumed"}[resume], "id", short(in.ID),
+			"mission_id", m.ID, "state", string(m.State), "version", m.Version, "by", by)
+		writeJSON(w, http.StatusOK, pass.MissionResponse{Mission: *m})
+	}
+}
+
 func (p *Page) apiFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, authority.ErrNotFound):
@@ -235,7 +275,7 @@ func (p *Page) apiFail(w http.ResponseWriter, err error) {
 	case errors.Is(err, authority.ErrExpired):
 		writeJSON(w, http.StatusConflict, apiError{"expired", "the request expired"})
 	case errors.Is(err, authority.ErrState), errors.Is(err, authority.ErrTerminal):
-		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization is no longer live"})
+		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization or mission is not in a state that allows this"})
 	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_decision", err.Error()})
 	default:

@@ -2,7 +2,10 @@
 // server-rendered page where a person sees the pending issuance requests
 // (user, harness and trust tier, task, type, destination, and the available
 // scopes as checkboxes to narrow), approves or denies them, and revokes
-// live delegations; plus an admin JSON API that does the same for scripts.
+// live delegations; each request's page shows its mission record (state,
+// version, the history with its hash chain verified); plus an admin JSON
+// API that does the same for scripts and also suspends and resumes
+// missions.
 //
 // # Overview
 //
@@ -21,6 +24,8 @@
 //	POST {base}/api/decide           {"id", "outcome": "approve"|"deny"|"cancel", "scope": [...], "reason", "by"}
 //	GET  {base}/api/authorizations   {"authorizations": [authorization...]}
 //	POST {base}/api/revoke           {"id", "reason", "by"}
+//	POST {base}/api/suspend          {"id", "reason", "by"}  (an authorization or mission id)
+//	POST {base}/api/resume           {"id", "by"}            (an authorization or mission id)
 //
 // # Usage
 //
@@ -183,6 +188,8 @@ func New(cfg Config) (*Page, error) {
 	mux.Handle("POST "+b+"/api/decide", p.admin(p.apiDecide))
 	mux.Handle("GET "+b+"/api/authorizations", p.admin(p.apiAuthorizations))
 	mux.Handle("POST "+b+"/api/revoke", p.admin(p.apiRevoke))
+	mux.Handle("POST "+b+"/api/suspend", p.admin(p.apiSuspend(false)))
+	mux.Handle("POST "+b+"/api/resume", p.admin(p.apiSuspend(true)))
 	if b != "" {
 		mux.HandleFunc("GET "+b, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, b+"/", http.StatusSeeOther)

@@ -136,4 +136,33 @@ func TestApproveInChromium(t *testing.T) {
 	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin" {
 		t.Errorf("evidence %+v, want DecidedBy human:Robin", r.Decision)
 	}
+
+	// A script suspends the mission through the admin API; the request's
+	// page then shows the mission record with its verified hash chain.
+	if status, body := e.api("POST", e.page()+"api/suspend", adminToken, `{"id":"`+req.MissionID+`","reason":"checking"}`); status != 200 {
+		t.Fatalf("POST api/suspend = %d %s", status, body)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(`#mission-history`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-mission.png")
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]any](`({
+		state: document.querySelector('#mission-state').textContent,
+		version: document.querySelector('#mission-version').textContent,
+		chain: document.querySelector('#mission-chain').textContent,
+		types: [...document.querySelectorAll('#mission-history tbody tr')].map(r => r.dataset.type),
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"state": "suspended", "version": "3", "types": []any{"requested", "approved", "redeemed", "suspended"}}
+	if diff := cmp.Diff(want["types"], got["types"]); diff != "" || got["state"] != want["state"] || got["version"] != want["version"] {
+		t.Errorf("mission on the page: state %v version %v, history (-want +got):\n%s", got["state"], got["version"], diff)
+	}
+	if chain, _ := got["chain"].(string); !strings.Contains(chain, "verified") {
+		t.Errorf("hash chain verdict %q", got["chain"])
+	}
 }

@@ -250,6 +250,29 @@ func TestAdminAPI(t *testing.T) {
 	if status != 200 || len(auths) != 1 || !strings.Contains(body, auths[0].ID) {
 		t.Fatalf("GET authorizations = %d %s", status, body)
 	}
+	// Suspend by authorization id, resume by mission id: the Service
+	// refuses the token while suspended and accepts it again after.
+	status, body = e.api("POST", base+"suspend", adminToken, `{"id":"`+auths[0].ID+`","reason":"look","by":"script"}`)
+	if status != 200 || !strings.Contains(body, `"state": "suspended"`) || !strings.Contains(body, req.MissionID) {
+		t.Fatalf("POST suspend = %d %s", status, body)
+	}
+	if status, _ = e.api("POST", base+"suspend", adminToken, `{"id":"`+req.MissionID+`"}`); status != http.StatusConflict {
+		t.Errorf("suspending twice = %d, want 409", status)
+	}
+	e.clock.Advance(time.Second) // past the Service's CheckInterval
+	if _, err := callAPI(e, tok); !errors.Is(err, harness.ErrTokenRejected) && !errors.Is(err, harness.ErrForbidden) {
+		t.Errorf("API call while suspended: %v, want a refusal", err)
+	}
+	status, body = e.api("POST", base+"resume", adminToken, `{"id":"`+req.MissionID+`"}`)
+	if status != 200 || !strings.Contains(body, `"state": "active"`) {
+		t.Fatalf("POST resume = %d %s", status, body)
+	}
+	if status, _ = e.api("POST", base+"resume", adminToken, `{"id":"`+req.MissionID+`"}`); status != http.StatusConflict {
+		t.Errorf("resuming an active mission = %d, want 409", status)
+	}
+	if status, _ = e.api("POST", base+"suspend", adminToken, `{"id":"msn_unknown"}`); status != http.StatusNotFound {
+		t.Errorf("suspending an unknown mission = %d, want 404", status)
+	}
 	status, _ = e.api("POST", base+"revoke", adminToken, `{"id":"`+auths[0].ID+`","reason":"test"}`)
 	if status != 200 {
 		t.Fatalf("POST revoke = %d", status)
@@ -262,5 +285,51 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if status, _ = e.api("POST", base+"decide", adminToken, `{"id":"nope","outcome":"deny"}`); status != http.StatusNotFound {
 		t.Errorf("unknown id = %d, want 404", status)
+	}
+}
+
+// callAPI calls the todo Service's API with tok and returns the answer as
+// an error from harness.CheckResponse.
+func callAPI(e *env, tok *harness.Token) (int, error) {
+	resp, err := tok.HTTPClient(e.n.Client()).Get(e.sb.TodoOrigin + "/api/todos")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, harness.CheckResponse(resp)
+}
+
+// TestPageShowsMission: a request's page shows its mission record (state,
+// version, the history with its hash chain verified), and follows the
+// lifecycle: approved, redeemed, suspended.
+func TestPageShowsMission(t *testing.T) {
+	e := newEnv(t, false)
+	req, done := e.pending("Add 'Call mum' to my list")
+	b := e.web()
+	_, body, _ := b.get(e.approvalURL(req.MissionID))
+	for _, want := range []string{`data-mission="` + req.MissionID + `"`, `id="mission-state">pending<`, `id="mission-version">1<`, "✓ verified", `data-type="requested"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("pending request's page lacks %q", want)
+		}
+	}
+	if _, err := e.sb.Enterprise.Decide(context.Background(), req.MissionID, authority.Decision{Outcome: authority.Approve, DecidedBy: "human:Robin"}); err != nil {
+		t.Fatal(err)
+	}
+	a := e.wait(done)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if _, err := e.agent.RedeemBearerToken(context.Background(), a.grant, harness.RedeemOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sb.Enterprise.Suspend(context.Background(), req.MissionID, "human:Robin", "look"); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ = b.get(e.approvalURL(req.MissionID))
+	for _, want := range []string{`id="mission-state">suspended<`, `id="mission-version">3<`, "✓ verified",
+		`data-type="approved"`, `data-type="redeemed"`, `data-type="suspended"`, "human:Robin"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("suspended mission's page lacks %q", want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package approvalpage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ type view struct {
 	CSRF      string
 	Notice    *notice
 	Detail    *requestView // the request page; nil on the list
+	Mission   *missionView // the request page's mission record
 	Pending   []requestView
 	Active    []authzView
 	Refresh   bool // nothing pending: refresh every few seconds
@@ -56,6 +58,28 @@ type requestView struct {
 	DecidedBy, Decided        string
 	Reason                    string
 	Granted                   pass.Scope
+}
+
+// missionView is the mission record on a request's page: its state,
+// version and history, with the verdict of VerifyHistory on its chain.
+type missionView struct {
+	ID, State, StateClass string
+	Version               int64
+	Ended                 string
+	Head                  string
+	Count                 int64
+	Verified              bool
+	VerifyError           string
+	Events                []eventView
+}
+
+type eventView struct {
+	Seq, Version   int64
+	At, AtAbs      string
+	Type, By       string
+	Details        string
+	Prev, Hash     string
+	PrevOK, LinkOK bool
 }
 
 type authzView struct {
@@ -125,8 +149,62 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 	v := p.newView(w, r)
 	rv := p.requestView(req, now)
 	v.Detail = &rv
+	if v.Mission, err = p.missionView(r.Context(), req.MissionID, now); err != nil {
+		p.fail(w, err)
+		return
+	}
 	p.notice(r.Context(), r, v)
 	p.render(w, v)
+}
+
+// missionView renders the operator view of a mission with its history, and
+// whether the history's hash chain verifies.
+func (p *Page) missionView(ctx context.Context, id string, now time.Time) (*missionView, error) {
+	m, err := p.a.Mission(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	mv := &missionView{ID: m.ID, State: string(m.State), StateClass: "status-" + string(m.State), Version: m.Version,
+		Head: m.History.Head, Count: m.History.Count, Verified: true}
+	if e := m.Ended; e != nil {
+		mv.Ended = fmt.Sprintf("%s by %s (%s)", ago(e.At, now), e.By, e.Cause)
+		if e.Cause == pass.CauseCanceled && strings.HasPrefix(e.By, "harness:") {
+			mv.Ended = fmt.Sprintf("abandoned by the agent %s", ago(e.At, now))
+		}
+		if e.Reason != "" {
+			mv.Ended += " — “" + e.Reason + "”"
+		}
+	}
+	if err := p.a.VerifyHistory(ctx, id); err != nil {
+		mv.Verified = false
+		var he *authority.HistoryError
+		if errors.As(err, &he) {
+			mv.VerifyError = fmt.Sprintf("the chain breaks at entry %d", he.Seq)
+		} else {
+			return nil, err
+		}
+	}
+	prev := ""
+	for _, e := range m.History.Events {
+		ev := eventView{Seq: e.Seq, Version: e.Version, At: ago(e.At, now), AtAbs: abs(e.At), Type: e.Type, By: e.By,
+			Prev: shortHash(e.Prev), Hash: shortHash(e.Hash), LinkOK: e.Prev == prev}
+		if len(e.Details) > 0 {
+			if b, err := json.Marshal(e.Details); err == nil {
+				ev.Details = string(b)
+			}
+		}
+		prev = e.Hash
+		mv.Events = append(mv.Events, ev)
+	}
+	return mv, nil
+}
+
+// shortHash shortens "sha256:<hex>" for display.
+func shortHash(h string) string {
+	if len(h) > 19 {
+		return h[:19] + "…"
+	}
+	return h
 }
 
 func (p *Page) newView(w http.ResponseWriter, r *http.Request) *view {

@@ -39,6 +39,16 @@ type TestService struct {
 	last    pass.AvailableScopesRequest
 	claims  *assertion.Claims
 	lastErr error
+	ext     pass.Extensions
+}
+
+// SetExtensions sets the extensions the Service's configuration
+// advertises. Set them before the Authority first discovers the Service:
+// discovery caches the configuration.
+func (s *TestService) SetExtensions(x pass.Extensions) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ext = x
 }
 
 // NewTestService serves a TestService on host (e.g. "todo.test") in n, publishes
@@ -112,8 +122,12 @@ func (s *TestService) Assertion(aud string) string {
 
 // Configuration returns the Service configuration document.
 func (s *TestService) Configuration() pass.ServiceConfiguration {
+	s.mu.Lock()
+	ext := s.ext
+	s.mu.Unlock()
 	return pass.ServiceConfiguration{
-		Version: "0.1", Kind: pass.KindService,
+		Extensions: ext,
+		Version:    "0.1", Kind: pass.KindService,
 		Service: pass.ServiceInfo{Origin: s.Origin, Name: "Test Service"},
 		JWKSURI: s.Origin + "/jwks.json",
 		Trust:   pass.ServiceTrust{TrustedFederatedAuthorities: []pass.AuthorityRef{{Authority: "https://placeholder.test", AuthorityConfigurationURL: s.trustedCfg}}},
