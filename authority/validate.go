@@ -116,7 +116,8 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	// The consumption checked the mission under the same lock; this read
 	// only adds its version and parent to the answer.
 	if m, err := a.store.Request(ctx, az.MissionID); err == nil {
-		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID}
+		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
+			HistoryHead: m.HistoryHead}
 	} else {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: mission unreadable", slog.String("mission_id", az.MissionID), slog.String("reason", err.Error()))
 	}

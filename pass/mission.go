@@ -53,6 +53,11 @@ type MissionInfo struct {
 	Ceiling Scope        `json:"ceiling,omitempty"`
 	Parent  string       `json:"parent,omitempty"`
 	Act     *Actor       `json:"act,omitempty"`
+	// HistoryHead is the head of the mission's hash-chained history when
+	// the answer was made (validation responses). A Service logs it at
+	// redemption, so an auditor can later show that the Authority's log was
+	// not rewritten before that point.
+	HistoryHead string `json:"history_head,omitempty"`
 }
 
 // Validate checks the members every mission member must carry.
@@ -66,8 +71,14 @@ func (m *MissionInfo) Validate() error {
 	if m.Version < 1 {
 		return invalid("mission.version", "must be a positive integer")
 	}
+	if h := m.HistoryHead; h != "" && (len(h) != len(historyHashPrefix)+64 || !strings.HasPrefix(h, historyHashPrefix)) {
+		return invalid("mission.history_head", "not a sha256: history hash")
+	}
 	return nil
 }
+
+// historyHashPrefix starts every history hash.
+const historyHashPrefix = "sha256:"
 
 // maxMissionID bounds a mission id (prefix plus a base64url encoding of at
 // least 128 random bits, with room to spare).

@@ -42,6 +42,10 @@ type audit struct {
 	// history an auditor can look up.
 	missionID      string
 	missionVersion int64
+	// historyHead is the mission history's head the Authority reported at
+	// validation (redemption records only): logged so an auditor can show
+	// the Authority's log was not rewritten before this point.
+	historyHead string
 }
 
 func (a *audit) fromDelegation(d *DelegationRecord) {
@@ -66,6 +70,7 @@ func (a *audit) attrs(outcome string) []slog.Attr {
 	add("authorization_id", a.authorizationID)
 	add("request_id", a.requestID)
 	add("mission_id", a.missionID)
+	add("history_head", a.historyHead)
 	if a.missionVersion > 0 {
 		attrs = append(attrs, slog.Int64("mission_version", a.missionVersion))
 	}

@@ -467,6 +467,12 @@ func TestMissionWithRealAuthority(t *testing.T) {
 	if d.MissionID != m.ID || d.MissionVersion != m.Version || d.MissionState != pass.MissionActive {
 		t.Fatalf("delegation mission %s v%d %s, want %s v%d active", d.MissionID, d.MissionVersion, d.MissionState, m.ID, m.Version)
 	}
+	// The redemption's audit record carries the history head the Authority
+	// reported at validation: the redemption was the last entry then.
+	recs := rn.logs.records("agentpass redemption")
+	if last := recs[len(recs)-1]; last["history_head"] != m.History.Head {
+		t.Errorf("redemption audit history_head = %v, want the mission's head %s", last["history_head"], m.History.Head)
+	}
 	rn.clock.Advance(31 * time.Second)
 	rn.wantStatus(t, "checked", "/api/tickets", tok, http.StatusOK, "")
 

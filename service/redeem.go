@@ -165,7 +165,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return nil, err
 	}
 	if mission != nil {
-		a.missionID, a.missionVersion = mission.ID, mission.Version
+		a.missionID, a.missionVersion, a.historyHead = mission.ID, mission.Version, mission.HistoryHead
 	}
 
 	// The pass must be of the endpoint's type: the Authority cannot know
