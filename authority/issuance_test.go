@@ -84,6 +84,12 @@ func TestIssueApproveValidate(t *testing.T) {
 		// R2: the mission member, approved at once: pending v1, active v2.
 		Mission: &pass.MissionInfo{ID: st.Mission.ID, State: pass.MissionActive, Version: 2},
 	}
+	// The history head after the redemption's entry, for the Service to log.
+	rec, err := e.auth.Mission(ctx, st.Mission.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Mission.HistoryHead = rec.History.Head
 	if d := cmp.Diff(want, v); d != "" {
 		t.Errorf("validation (-want +got):\n%s", d)
 	}
