@@ -23,8 +23,10 @@ import (
 
 // Defaults and limits of Config.
 const (
+	// A pass without holder binding works for whoever holds it, so its
+	// lifetime stays short.
 	DefaultPassTTL          = 5 * time.Minute
-	MaxPassTTL              = 5 * time.Minute // G-7
+	MaxPassTTL              = 5 * time.Minute
 	DefaultRequestTTL       = 10 * time.Minute
 	MaxRequestTTL           = 24 * time.Hour
 	DefaultAuthorizationTTL = 8 * time.Hour
@@ -46,11 +48,12 @@ const (
 	PathAuthorizationClose = "/authorization-close"
 )
 
-// ProofHeader is the request header carrying the holder proof needed to read
-// an approved issuance status when the request carried harness.cnf (G-2
-// extension): a dpop harness proof with aud = the Authority identifier's
-// origin, htm "GET", htu = the status URL and aph = base64url(SHA-256(request
-// id)), signed with the harness.cnf key.
+// ProofHeader is the request header carrying a holder proof, signed with
+// the harness.cnf key. A Harness that listed the holder-binding extension
+// must send one to read its approved issuance status, so whoever learns
+// the status URL still cannot take the pass: a dpop harness proof with aud
+// = the Authority identifier's origin, htm "GET", htu = the status URL and
+// aph = base64url(SHA-256(request id)). The mission endpoints take one too.
 const ProofHeader = "AgentPass-Proof"
 
 // ErrInvalidConfig: Config is not valid; the error says which field.
@@ -63,7 +66,7 @@ type Config struct {
 	// "authority" and the iss of the Authority's assertions: an https:// URL
 	// without query or fragment; it may have a path
 	// ("https://idp.corp.example/agentpass"). It is compared as an exact
-	// string (G-24). Required.
+	// string, never normalised. Required.
 	Identifier string
 
 	// BaseURL is the https:// URL under which the endpoints are served; its
@@ -93,15 +96,16 @@ type Config struct {
 	// and ApprovalURL).
 	Approver Approver
 
-	// AcceptedTiers are the harness trust tiers accepted (ATT-11, ATT-12);
-	// a request below them is refused with 403 trust_tier_rejected. If
+	// AcceptedTiers are the harness trust tiers accepted; a request from
+	// any other tier is refused with 403 trust_tier_rejected. If
 	// empty, all three tiers (attested, registered, unverified) are
 	// accepted, and Rules can still tell them apart.
 	AcceptedTiers []dpop.Tier
 
 	// Attesters are the trusted harness attestation issuers with pinned
-	// keys or a pinned JWKS URL (G-21). An attestation from any other
-	// issuer is refused without a network call. If empty, every
+	// keys or a pinned JWKS URL. An attestation from any other issuer is
+	// refused without a network call: fetching keys from a URL the
+	// attestation names would let anyone attest themselves. If empty, every
 	// attestation is refused, and harnesses reach at most the registered
 	// tier.
 	Attesters []dpop.Attester
@@ -141,9 +145,10 @@ type Config struct {
 	ScopeWildcardAllowed bool
 
 	// RequireEnterpriseDomain makes issuance refuse a user whose e-mail
-	// domain's _agentpass TXT record does not point to ConfigurationURL
-	// (G-32). If nil, true for TrustEnterprise and false otherwise; true
-	// is an error for other trust modes.
+	// domain's _agentpass TXT record does not point to ConfigurationURL,
+	// so an Enterprise Authority cannot approve for users of domains it
+	// does not serve. If nil, true for TrustEnterprise and false
+	// otherwise; true is an error for other trust modes.
 	RequireEnterpriseDomain *bool
 
 	// Discovery finds Services (issuance and assertion checks) and
@@ -551,7 +556,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	return mux
 }
 
-// serveConfiguration serves the configuration document (A-CFG-1..4).
+// serveConfiguration serves the configuration document.
 func (a *Authority) serveConfiguration(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Content-Type", "application/json")
@@ -559,8 +564,8 @@ func (a *Authority) serveConfiguration(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(a.configJSON)
 }
 
-// serveJWKS serves the public keys of Keys (A-CFG-5): the current signing
-// key and the retiring ones.
+// serveJWKS serves the public keys of Keys: the current signing key and
+// the retiring ones, so assertions signed just before a rotation verify.
 func (a *Authority) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	httpx.WriteJSON(w, http.StatusOK, a.keys.JWKS())

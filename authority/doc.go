@@ -1,84 +1,17 @@
-// Package authority provides the primitives to run an AgentPass Authority:
-// the party that decides whether an agent may act for a user at a Service,
-// issues the single-use AgentPass, validates it for the Service, and keeps
-// the delegation revocable afterwards (AgentPass v0.1 §5).
+// Package authority runs an AgentPass Authority: the party that decides
+// whether an agent may act for a user at a Service, issues the single-use
+// AgentPass, validates it for the Service, and keeps the delegation
+// revocable afterwards.
 //
 // # Overview
 //
-// An [Authority] is an [net/http.Handler] built from a [Config]. It serves,
-// under the path of Config.BaseURL:
-//
-//	GET  /configuration          the Authority configuration (Cache-Control: max-age=300)
-//	GET  /jwks.json              public keys of Config.Keys (current and retiring)
-//	POST /requests               issuance: verify, ask the Service, decide, 202 + status
-//	GET  /requests/{id}          issuance status (no-store; poll_after_ms while pending)
-//	POST /validate               a Service redeems a pass: one atomic consume
-//	POST /authorization-check    a Service re-checks a delegation
-//	POST /authorization-close    a Service completes or revokes a delegation
-//	POST /missions/read          the mission record: Service view (assertion) or Harness view (holder proof)
-//	POST /missions/complete      the Harness ends its mission (holder proof); descendants are revoked
-//	POST /missions/report        a Service reports what it refused (Config.OnObservation may act)
-//
-// The mission endpoints are advertised in the configuration's extensions
-// (pass.ExtMission). A Harness proves the mission's holder key, or an
-// ancestor's, in the [ProofHeader] header with htm POST, htu the endpoint
-// and aph the hash of the mission id; unknown ids, other Services'
-// authorizations and wrong keys all get the same 404. A Service that
-// advertises the extension gets, for its suspended delegation's check, a
-// 404 that also names the mission's state and version, so it can hold the
-// delegation instead of ending it.
-//
-// Issuance runs in this order, and any failure is a structured error with
-// nothing stored: the request document is validated; a task attestation is
-// verified against harness.cnf (TATT); a harness attestation is verified
-// against the pinned Config.Attesters (an unknown issuer is refused without
-// a network call), giving the trust tier and the agent id (attested sub,
-// registered name, or harness.id); the tier must be in
-// Config.AcceptedTiers; an Enterprise Authority checks that the user's
-// domain names it in DNS; the Service is discovered through
-// _agentpass-service.{host} and must describe service.origin;
-// intent.destination_url must be on that origin; the Service's
-// available_scopes endpoint is called with a signed Authority assertion.
-// Then the [Approver] decides: approve (a subset of the available scopes),
-// deny, or pending for a person.
-//
-// The pass is 256 random bits and only its hash is stored. It is handed
-// out in the issuance answer when approved at once, otherwise at the first
-// status poll after approval. Every approved poll mints a fresh value and
-// retires the previous one, so only the latest value works; a pass lives
-// Config.PassTTL (at most five minutes) from the approval. When the request
-// carried harness.cnf, an approved status is only served with a holder
-// proof in the [ProofHeader] header: a dpop harness proof with aud = the
-// Authority, htm GET, htu = the status URL and aph = hash of the request id
-// (dpop.Key.HarnessProof with AgentPass set to the request id). A plain
-// v0.1 harness without cnf needs no proof. After the pass was redeemed or
-// has expired, the status answers 410.
-//
-// Validation authenticates the Service by its assertion (keys found only
-// through Service discovery of the assertion's iss), then makes ONE store
-// call that checks the pass exists, belongs to that Service, is unconsumed
-// and unexpired, marks it consumed and creates the authorization. A wrong
-// Service gets 403 and does not burn the pass; unknown is 404, consumed
-// 409, expired 410. The answer always echoes cnf when the request carried
-// harness.cnf, plus authorization_expires_at and harness.id.
-//
-// Authorization checks and closes answer only the Service that redeemed
-// the delegation; every other caller, and every inactive delegation
-// (revoked, completed, suspended, expired), gets 404.
-//
-// The unauthenticated endpoints are rate-limited ([RateLimits], on by
-// default): issuance per client, network, user, e-mail domain and overall,
-// status polling per client, network and overall. A refused request gets
-// 429 rate_limited with Retry-After and changes nothing. Clients are told
-// apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
-// Validation, authorization checks and closes, and the mission endpoints,
-// are limited per client, network and overall before their assertion or
-// proof is parsed, with defaults sized for replicated Services.
-//
-// State lives in a [Store]: every transition is one conditional operation,
-// so replicas sharing a store (for example PostgreSQL) stay correct. The
-// default is [NewMemoryStore]. Any store must pass the conformance suite
-// authoritytest.TestStore.
+// [New] builds an [Authority] from a [Config] naming its identifier, trust
+// mode and signing keys; the Authority is an http.Handler for the protocol
+// endpoints. An [Approver] such as [Rules] decides requests as they arrive,
+// a person decides the rest with [Authority.Decide], and operators end,
+// suspend or narrow live delegations with the Authority's other methods.
+// State lives in a [Store]: [NewMemoryStore] for one process, package
+// authoritypg for replicas.
 //
 // # Usage
 //
@@ -103,6 +36,55 @@
 //	mux.Handle("/", a)
 //	// TXT _agentpass.corp.example = a.ConfigurationURL()
 //
+// The approval UI and the admin console, behind the application's own
+// login, call the operator methods; none of them is reachable over HTTP:
+//
+//	reqs, err := a.Pending(ctx, authority.ListOptions{})
+//	_, err = a.Decide(ctx, reqs[0].MissionID, authority.Decision{
+//		Outcome: authority.Approve, Scope: pass.Scope{"tickets:read"}, DecidedBy: "human:" + operator,
+//	})
+//	_, err = a.Revoke(ctx, authorizationID, "human:"+operator, "laptop lost")
+//
+// # Endpoints
+//
+// The Authority serves, under the path of Config.BaseURL:
+//
+//	GET  /configuration          the Authority configuration (Cache-Control: max-age=300)
+//	GET  /jwks.json              public keys of Config.Keys (current and retiring)
+//	POST /requests               issuance: verify, ask the Service, decide, 202 + status
+//	GET  /requests/{id}          issuance status (no-store; poll_after_ms while pending)
+//	POST /validate               a Service redeems a pass: one atomic consume
+//	POST /authorization-check    a Service re-checks a delegation
+//	POST /authorization-close    a Service completes or revokes a delegation
+//	POST /missions/read          the mission record: Service view (assertion) or Harness view (holder proof)
+//	POST /missions/complete      the Harness ends its mission (holder proof); descendants are revoked
+//	POST /missions/report        a Service reports what it refused (Config.OnObservation may act)
+//
+// The mission endpoints are advertised in the configuration's extensions
+// (pass.ExtMission). A Harness proves the mission's holder key, or an
+// ancestor's, in the [ProofHeader] header with htm POST, htu the endpoint
+// and aph the hash of the mission id; unknown ids, other Services'
+// authorizations and wrong keys all get the same 404, so nobody learns
+// which missions exist. A Service that advertises the extension gets, for
+// its suspended delegation's check, a 404 that also names the mission's
+// state and version, so it can hold the delegation instead of ending it.
+//
+// # Issuance
+//
+// Issuance runs in this order, and any failure is a structured error with
+// nothing stored: the request document is validated; a task attestation is
+// verified against harness.cnf; a harness attestation is verified against
+// the pinned Config.Attesters (an unknown issuer is refused without a
+// network call), giving the trust tier and the agent id (attested sub,
+// registered name, or harness.id); the tier must be in
+// Config.AcceptedTiers; an Enterprise Authority checks that the user's
+// domain names it in DNS; the Service is discovered through
+// _agentpass-service.{host} and must describe service.origin;
+// intent.destination_url must be on that origin; the Service's
+// available_scopes endpoint is called with a signed Authority assertion.
+// Then the [Approver] decides: approve (a subset of the available scopes),
+// deny, or pending for a person.
+//
 // Decisions are made in this order of precedence:
 //
 //  1. Checks no policy can override: attestation, tier, domain, Service
@@ -114,6 +96,39 @@
 //  3. A person, through [Authority.Decide], while the request is pending and
 //     unexpired: Approve (optionally narrowing the scope), Deny or Cancel.
 //     Terminal states never change.
+//
+// Wildcards: an approval of "*" is replaced by the explicit list of
+// available scopes unless Config.ScopeWildcardAllowed is set.
+//
+// # The pass
+//
+// The pass is 256 random bits and only its hash is stored. It is handed
+// out in the issuance answer when approved at once, otherwise at the first
+// status poll after approval. Every approved poll mints a fresh value and
+// retires the previous one, so only the latest value works; a pass lives
+// Config.PassTTL (at most five minutes) from the approval. When the
+// Harness listed the holder-binding extension (pass.ExtHolderBinding), an
+// approved status is only served with a holder proof in the [ProofHeader]
+// header: a dpop harness proof with aud = the Authority, htm GET, htu =
+// the status URL and aph = hash of the request id (dpop.Key.HarnessProof
+// with AgentPass set to the request id). Any other Harness gets the pass
+// from the unguessable status URL, as v0.1 defines it, and holder binding
+// at redemption makes a leaked pass useless. After the pass was redeemed
+// or has expired, the status answers 410.
+//
+// Validation authenticates the Service by its assertion (keys found only
+// through Service discovery of the assertion's iss), then makes ONE store
+// call that checks the pass exists, belongs to that Service, is unconsumed
+// and unexpired, marks it consumed and creates the authorization. A wrong
+// Service gets 403 and does not burn the pass; unknown is 404, consumed
+// 409, expired 410. The answer always echoes cnf when the request carried
+// harness.cnf, plus authorization_expires_at and harness.id.
+//
+// Authorization checks and closes answer only the Service that redeemed
+// the delegation; every other caller, and every inactive delegation
+// (revoked, completed, suspended, expired), gets 404.
+//
+// # Operators
 //
 // The approval UI lists [Authority.Pending] and calls [Authority.Decide];
 // an admin console lists [Authority.Authorizations] and calls
@@ -127,10 +142,23 @@
 // and granted scopes, the trust tier and whether the task was attested. The
 // audit log (Config.Logger) records every issuance, decision, delivery,
 // validation, check, close and operator action with the attribute keys
-// user, agent, task, harness, service, authorization_id, request_id
-// (shortened), outcome, reason and code; it never contains a pass value,
+// user, agent, task, harness, service, authorization_id, mission_id,
+// outcome, reason and code; it never contains a pass value, a request id,
 // an assertion, a proof or a key.
 //
-// Wildcards: an approval of "*" is replaced by the explicit list of
-// available scopes unless Config.ScopeWildcardAllowed is set.
+// # Rate limits and storage
+//
+// The unauthenticated endpoints are rate-limited ([RateLimits], on by
+// default): issuance per client, network, user, e-mail domain and overall,
+// status polling per client, network and overall. A refused request gets
+// 429 rate_limited with Retry-After and changes nothing. Clients are told
+// apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
+// Validation, authorization checks and closes, and the mission endpoints,
+// are limited per client, network and overall before their assertion or
+// proof is parsed, with defaults sized for replicated Services.
+//
+// State lives in a [Store]: every transition is one conditional operation,
+// so replicas sharing a store (for example PostgreSQL) stay correct. The
+// default is [NewMemoryStore]. Any store must pass the conformance suite
+// authoritytest.TestStore.
 package authority

@@ -26,8 +26,8 @@ const (
 
 // serveIssuance is POST {issuance} (§5.3.1).
 // A client or network over RateLimits.Issuance is refused before its body
-// is read, a user or domain over it before anything is verified or stored
-// (G-32, A-ISS-12).
+// is read, a user or domain over it before anything is verified or stored,
+// so a flood costs little and cannot fill the store.
 func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if ok, wait := a.limits.issuance.AllowClient(a.limits.key(r)); !a.allow(w, "issuance", ok, wait) {
@@ -100,7 +100,8 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	case a.hardened && !hardened:
 		return nil, "", pass.Fail(pass.CodeInvalidRequest, "this Authority requires the holder-binding extension in harness.extensions")
 	}
-	// TATT-5..11: a task attestation must verify before anything else.
+	// A task attestation must verify before anything else: one that fails
+	// refuses the request, it is never just ignored.
 	attested := false
 	if in.Task.Attestation != nil {
 		var cnf []byte
@@ -112,7 +113,8 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		}
 		attested = true
 	}
-	// ATT-*, G-21, G-23: harness identity and trust tier.
+	// Harness identity and trust tier: the agent id is the attested sub,
+	// the registered name, or else harness.id.
 	ident, err := a.attest.Verify(ctx, in.Harness)
 	switch {
 	case errors.Is(err, dpop.ErrUntrustedAttester):
@@ -125,13 +127,14 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	if !slices.Contains(a.tiers, ident.Tier) {
 		return nil, "", pass.Failf(pass.CodeTrustTierRejected, "harness trust tier %q is not accepted by this Authority", ident.Tier)
 	}
-	// G-32: an Enterprise Authority serves only the domains that name it.
+	// An Enterprise Authority serves only the domains that name it.
 	if a.domainGate {
 		if err := a.checkDomain(ctx, in.User.Email); err != nil {
 			return nil, "", err
 		}
 	}
-	// G-32: the Service must be discoverable and describe itself.
+	// The Service must be discoverable and describe service.origin, so no
+	// pass is issued for an origin that does not run AgentPass.
 	svc, err := a.disc.DiscoverService(ctx, origin)
 	if err != nil {
 		return nil, "", discoveryError(err, "the Service could not be discovered")
@@ -143,7 +146,8 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		}
 		dest = in.Intent.DestinationURL
 	}
-	// A-ISS-4, A-SCOPE-*: ask the Service which scopes it offers.
+	// Ask the Service which scopes it offers: an approval can grant only
+	// those.
 	avail, err := a.availableScopes(ctx, svc.Configuration, origin, in.User.Email, ident.AgentID, in.Task)
 	if err != nil {
 		return nil, "", err
@@ -206,7 +210,7 @@ func (a *Authority) decide(ctx context.Context, req *Request) Decision {
 }
 
 // checkDomain refuses a user whose domain's _agentpass record does not
-// point to this Authority (G-32).
+// point to this Authority, so it approves only for domains it serves.
 func (a *Authority) checkDomain(ctx context.Context, email string) error {
 	domain, err := pass.EmailDomain(email)
 	if err != nil {
@@ -236,7 +240,7 @@ func discoveryError(err error, msg string) *pass.Error {
 }
 
 // availableScopes calls the Service's available_scopes endpoint with a
-// signed assertion (§4.3, A-SCOPE-1..5).
+// signed assertion (§4.3).
 func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfiguration, origin, email, agentID string, task pass.Task) (pass.Scope, error) {
 	now := a.now()
 	tok, err := assertion.Sign(a.keys.Current(), a.id, origin, assertion.DefaultTTL, now)
@@ -282,8 +286,11 @@ const (
 	maxScopeName       = 256
 )
 
-// serveStatus is GET {issuance_status} (§5.3.2, G-2, G-20, G-34); a client
-// over RateLimits.Status is refused before the store is read (A-STAT-5).
+// serveStatus is GET {issuance_status} (§5.3.2). The endpoint is
+// unauthenticated and its URL is the Harness's secret: answers are
+// no-store, a client over RateLimits.Status is refused before the store is
+// read, and once the pass was redeemed or expired the answer is 410, so an
+// old status URL never yields a pass again.
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if ok, wait := a.limits.status.AllowClient(a.limits.key(r)); !a.allow(w, "status", ok, wait) {

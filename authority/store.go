@@ -15,7 +15,8 @@ import (
 // 410, 403) in one place.
 var (
 	// ErrNotFound: no such request, pass or authorization, or an
-	// authorization that belongs to another Service (G-16).
+	// authorization that belongs to another Service (which must not learn
+	// that it exists).
 	ErrNotFound = errors.New("authority: not found")
 	// ErrConflict: a record with the same id exists.
 	ErrConflict = errors.New("authority: record already exists")
@@ -27,7 +28,8 @@ var (
 	// ErrConsumed: the pass was already consumed.
 	ErrConsumed = errors.New("authority: agentpass already consumed")
 	// ErrWrongAudience: the Service presenting the pass is not the one it
-	// was issued for. The pass is not consumed (G-1).
+	// was issued for. The pass is not consumed, so a wrong Service cannot
+	// burn it.
 	ErrWrongAudience = errors.New("authority: agentpass issued for another service")
 	// ErrState: the authorization's state does not allow the change.
 	ErrState = errors.New("authority: authorization state does not allow this change")
@@ -174,7 +176,8 @@ type Request struct {
 	// to a holder proof, and its pass is redeemable only with a proof
 	// carrying htm, htu and aph.
 	HardenedBinding bool
-	// AgentID is the agent identity the Authority vouches for (G-23).
+	// AgentID is the agent identity the Authority vouches for: the
+	// attested sub, the registered name, or else harness.id.
 	AgentID string
 	// Tier is the trust tier reached (§3.1.4).
 	Tier dpop.Tier

@@ -75,7 +75,10 @@ func assertionError(err error) error {
 	return pass.Fail(pass.CodeTemporarilyUnavailable, "try again later").WithCause(err)
 }
 
-// serveValidate is POST {validate} (§5.4.1, A-VAL-*, G-1, G-20, G-33).
+// serveValidate is POST {validate} (§5.4.1). The pass is checked and
+// consumed in one store call, so of concurrent validations only one
+// succeeds, and a Service that is not its audience gets 403 without
+// burning it.
 func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !a.allowService(w, r, "validation") {
@@ -138,8 +141,9 @@ func consumeError(err error) error {
 	return err
 }
 
-// validationBody renders the validation response (A-VAL-9, A-VAL-10,
-// TATT-12, G-3, G-33).
+// validationBody renders the validation response. It always echoes the
+// holder key (cnf) the request carried: without it the Service could not
+// tell that a proof is required, and holder binding would silently vanish.
 func validationBody(az *Authorization) *pass.ValidationResponse {
 	exp := az.ExpiresAt.UTC()
 	out := &pass.ValidationResponse{
@@ -167,7 +171,9 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 
 var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown or inactive authorization")
 
-// serveCheck is POST {authorization_check} (§5.5.1, A-AUTHZ-*, G-16).
+// serveCheck is POST {authorization_check} (§5.5.1). Only the Service that
+// redeemed the delegation gets an answer; any other gets 404, as for an
+// unknown id, so Services cannot probe each other's authorizations.
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !a.allowService(w, r, "authorization check") {
@@ -254,8 +260,8 @@ func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Au
 	return az, m, state, nil
 }
 
-// serveClose is POST {authorization_close} (hardening draft
-// je.authorization-close): the redeeming Service completes or revokes the
+// serveClose is POST {authorization_close}, an addition to v0.1 that the
+// configuration advertises: the redeeming Service completes or revokes the
 // delegation. Closing a closed delegation answers its current state again.
 func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")

@@ -6,46 +6,9 @@
 //
 // # Overview
 //
-// Each state transition is one conditional statement, never a read
-// followed by a write:
-//
-//   - ConsumePass is one short transaction: the request row holding the
-//     pass is locked (SELECT ... FOR UPDATE), its mission's ancestors are
-//     read FOR SHARE, and only a pass of an active mission whose audience
-//     matches, unconsumed and unexpired, becomes an authorization, with the
-//     mission's "redeemed" history entry. Otherwise nothing changes and the
-//     error says why: ErrNotFound (also for a mission that is not active),
-//     ErrWrongAudience (the pass is not burnt), ErrConsumed or ErrExpired.
-//   - RotatePass is UPDATE ... WHERE ... RETURNING.
-//   - TransitionMission locks the mission's row, applies
-//     [authority.MissionChange.Apply], writes the row, its history entry and
-//     its authorization, then locks and updates each descendant
-//     ([authority.MissionChange.Cascade]) in the same transaction. Replicas
-//     racing on one mission serialise on the row lock, so each committed
-//     change gets exactly one version.
-//
-// A mission lives on its request's row (id is the mission id; the request
-// id, the Harness's polling secret, is kept only as its SHA-256). The
-// history is a table of (mission_id, seq, body, hash) where body is the
-// exact canonical bytes that were hashed (bytea, never jsonb, which would
-// re-normalise them).
-//
-// Passes are stored only as their hash (unique index). Scopes are text[],
-// the holder key (cnf) is a json column (its exact bytes), times are
-// timestamptz: PostgreSQL keeps microseconds, and truncation errs on the
-// side of expired. Listings filter users case-insensitively through an
-// index on lower(user_email). Every time comes from the caller (the
-// Authority's Config.Now), never from the database's clock.
-//
-// Records that can no longer change are deleted by [Store.Prune] once
-// they ended more than the retention ago (WithRetention, default one
-// hour, as the in-memory store), in bounded batches; [Store.RunJanitor]
-// calls it on a ticker, batch after batch until the backlog is gone.
-//
-// The schema is created by [Store.Migrate] from migrations embedded in the
-// package (versioned, applied once under an advisory lock, recorded in
-// agentpass_schema_migrations); the tables are named agentpass_authority_*.
-// Operators with their own migration tool apply [Migrations] instead.
+// [New] wraps a pgxpool; [Store.Migrate] creates the schema; the Store goes
+// into authority.Config.Store; [Store.RunJanitor] deletes records that can
+// no longer change. Every replica uses its own pool on the same database.
 //
 // # Usage
 //
@@ -73,4 +36,49 @@
 // an error, never with a success it did not store. pgxpool replaces broken
 // connections by itself, so after a PostgreSQL restart the same Store
 // works again.
+//
+// # Atomicity
+//
+// Each state transition is one conditional statement, never a read
+// followed by a write, so replicas racing on one record cannot both win:
+//
+//   - ConsumePass is one short transaction: the request row holding the
+//     pass is locked (SELECT ... FOR UPDATE), its mission's ancestors are
+//     read FOR SHARE, and only a pass of an active mission whose audience
+//     matches, unconsumed and unexpired, becomes an authorization, with the
+//     mission's "redeemed" history entry. Otherwise nothing changes and the
+//     error says why: ErrNotFound (also for a mission that is not active),
+//     ErrWrongAudience (the pass is not burnt), ErrConsumed or ErrExpired.
+//   - RotatePass is UPDATE ... WHERE ... RETURNING.
+//   - TransitionMission locks the mission's row, applies
+//     [authority.MissionChange.Apply], writes the row, its history entry and
+//     its authorization, then locks and updates each descendant
+//     ([authority.MissionChange.Cascade]) in the same transaction. Replicas
+//     racing on one mission serialise on the row lock, so each committed
+//     change gets exactly one version.
+//
+// # Storage
+//
+// A mission lives on its request's row (id is the mission id; the request
+// id, the Harness's polling secret, is kept only as its SHA-256). The
+// history is a table of (mission_id, seq, body, hash) where body is the
+// exact canonical bytes that were hashed (bytea, never jsonb, which would
+// re-normalise them).
+//
+// Passes are stored only as their hash (unique index). Scopes are text[],
+// the holder key (cnf) is a json column (its exact bytes), times are
+// timestamptz: PostgreSQL keeps microseconds, and truncation errs on the
+// side of expired. Listings filter users case-insensitively through an
+// index on lower(user_email). Every time comes from the caller (the
+// Authority's Config.Now), never from the database's clock.
+//
+// Records that can no longer change are deleted by [Store.Prune] once
+// they ended more than the retention ago (WithRetention, default one
+// hour, as the in-memory store), in bounded batches; [Store.RunJanitor]
+// calls it on a ticker, batch after batch until the backlog is gone.
+//
+// The schema is created by [Store.Migrate] from migrations embedded in the
+// package (versioned, applied once under an advisory lock, recorded in
+// agentpass_schema_migrations); the tables are named agentpass_authority_*.
+// Operators with their own migration tool apply [Migrations] instead.
 package authoritypg

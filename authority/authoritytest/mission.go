@@ -16,7 +16,7 @@ import (
 )
 
 // The mission part of the conformance suite: the lifecycle table of the
-// mission record (R1), consumption gated by the mission, the cascade, the
+// mission record, consumption gated by the mission, the cascade, the
 // listing, and races.
 
 var missionTests = []struct {
@@ -84,7 +84,7 @@ func change(to pass.MissionState, cause string, from ...pass.MissionState) autho
 	return authority.MissionChange{From: from, To: to, Cause: cause, By: "human:op", Reason: "test"}
 }
 
-// R1: every row of the lifecycle table with its trigger.
+// Every row of the lifecycle table with its trigger.
 func testMissionLifecycle(t *testing.T, s authority.Store) {
 	now := T0.Add(time.Minute)
 	act, sus, pen := pass.MissionActive, pass.MissionSuspended, pass.MissionPending
@@ -174,7 +174,7 @@ func testMissionLifecycle(t *testing.T, s authority.Store) {
 	}
 }
 
-// R1: every illegal transition is refused with no change.
+// Every illegal transition is refused with no change.
 func testMissionIllegal(t *testing.T, s authority.Store) {
 	now := T0.Add(time.Minute)
 	act, sus, pen := pass.MissionActive, pass.MissionSuspended, pass.MissionPending

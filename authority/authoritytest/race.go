@@ -16,7 +16,8 @@ import (
 
 // testTwoAuthorities: two Authority instances (replicas) sharing the store
 // under test serve 100 concurrent validations of one pass over loopback
-// HTTPS; exactly one answers 200, the others 409 (A-VAL-8).
+// HTTPS; exactly one answers 200, the others 409: a pass stays single-use
+// whichever replica validates it.
 func testTwoAuthorities(t *testing.T, s authority.Store) {
 	n := testnet.New(t)
 	now := func() time.Time { return T0.Add(time.Minute) }

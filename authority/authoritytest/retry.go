@@ -12,7 +12,7 @@ import (
 // testConsumeRetry: a consumption retried with the same authorization id
 // (its first answer lost with the connection) returns the authorization it
 // created, even after the pass's expiry, while any other id is refused; a
-// retry for the wrong audience learns nothing (issue 14 item 12).
+// retry for the wrong audience learns nothing.
 func testConsumeRetry(t *testing.T, s authority.Store) {
 	approvedRequest(t, s, "r1", "h1")
 	now := T0.Add(time.Minute)

@@ -1,5 +1,16 @@
 // Package authoritytest is the conformance suite every authority.Store must
-// pass. A store implementation runs it from its own tests:
+// pass, so an Authority behaves the same whatever store keeps its state.
+//
+// # Overview
+//
+// [TestStore] runs the suite against stores its argument makes, each
+// subtest in parallel on its own empty store; [RaceMission] races
+// transitions of one mission across several stores sharing one database.
+// [NewRequest], [Approval] and [T0] build records for a store's own tests.
+//
+// # Usage
+//
+// A store implementation runs the suite from its own tests:
 //
 //	func TestConformance(t *testing.T) {
 //		authoritytest.TestStore(t, func(t *testing.T) authority.Store {
@@ -7,8 +18,7 @@
 //		})
 //	}
 //
-// newStore must return an empty store on every call; the suite runs
-// subtests in parallel, each with its own store.
+// The function must return an empty store on every call.
 package authoritytest
 
 import (
@@ -207,7 +217,7 @@ func testDecideTransitions(t *testing.T, s authority.Store) {
 	wantErr(t, "DecideRequest(unknown)", err, authority.ErrNotFound)
 }
 
-// A-STAT-2: terminal states never change.
+// Terminal states never change.
 func testDecideTerminalImmutable(t *testing.T, s authority.Store) {
 	if err := s.CreateRequest(ctx, NewRequest("r1")); err != nil {
 		t.Fatal(err)
@@ -308,7 +318,8 @@ func testRotatePass(t *testing.T, s authority.Store) {
 	wantErr(t, "rotate expired", err, authority.ErrExpired)
 }
 
-// A-VAL-5, A-VAL-6, A-ISS-5, TATT-12.
+// A pass is consumed once, into an authorization that carries the approved
+// scope and the task attestation; a pending request has no pass.
 func testConsumePass(t *testing.T, s authority.Store) {
 	r := approvedRequest(t, s, "r1", "h1")
 	now := T0.Add(time.Minute)
@@ -351,7 +362,7 @@ func testConsumePass(t *testing.T, s authority.Store) {
 	wantErr(t, "consume pending", err, authority.ErrNotFound)
 }
 
-// G-1, A-VAL-7: a wrong Service cannot burn the pass.
+// A wrong Service cannot burn the pass.
 func testConsumeWrongAudience(t *testing.T, s authority.Store) {
 	approvedRequest(t, s, "r1", "h1")
 	now := T0.Add(time.Minute)
@@ -380,7 +391,8 @@ func testConsumeExpired(t *testing.T, s authority.Store) {
 	}
 }
 
-// A-AUTHZ-3, A-AUTHZ-4, HARDENING close.
+// A delegation is suspended, resumed, completed and revoked only from the
+// states that allow it.
 func testAuthorizationTransitions(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z1")
 	now := T0.Add(2 * time.Minute)
@@ -445,7 +457,8 @@ func testAuthorizationTerminal(t *testing.T, s authority.Store) {
 	}
 }
 
-// G-16: only the redeeming Service may change it.
+// Only the redeeming Service may change or list its authorization; to any
+// other it does not exist.
 func testAuthorizationForeign(t *testing.T, s authority.Store) {
 	redeemed(t, s, "z1")
 	now := T0.Add(2 * time.Minute)
@@ -564,7 +577,7 @@ func testAuthorizationList(t *testing.T, s authority.Store) {
 	}
 }
 
-// A-VAL-8: of 100 concurrent consumptions of one pass exactly one succeeds,
+// Of 100 concurrent consumptions of one pass exactly one succeeds,
 // the others see ErrConsumed.
 func testRaceConsume(t *testing.T, s authority.Store) {
 	approvedRequest(t, s, "r1", "h1")

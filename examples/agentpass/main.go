@@ -1,7 +1,14 @@
-// Command agentpass is a small developer tool for AgentPass: discover a
-// Service and a user's resolution, acquire and redeem a token (waiting for
-// a person's approval, with the approval page's link), call an API with
-// it, or open a browser session in Chromium.
+// Command agentpass is a small developer tool for AgentPass, acting as a
+// Harness from the command line.
+//
+// # Overview
+//
+// It discovers a Service and a user's resolution, acquires and redeems a
+// token (waiting for a person's approval, with the approval page's link),
+// calls an API with it, or opens a browser session in Chromium. Pointed at
+// the devnet (-ca and -dns from its manifest), it reaches every party there.
+//
+// # Usage
 //
 //	go run ./examples/agentpass [global flags] <command> [arguments] [flags]
 //

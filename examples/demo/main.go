@@ -1,11 +1,17 @@
-// Command demo runs the whole AgentPass flow in one process: an Enterprise
-// Authority, a Federated Authority, a Service Authority and a to-do Service
-// on loopback (real TLS with a throwaway CA, a real DNS server, in-memory
-// stores), and a Harness acting for users of each resolution branch. It
-// narrates every step and exits non-zero if any step does not behave as the
-// protocol says it must.
+// Command demo runs the whole AgentPass flow in one process and narrates
+// it.
 //
-//	go run ./examples/demo
+// # Overview
+//
+// It starts an Enterprise Authority, a Federated Authority, a Service
+// Authority and a to-do Service on loopback (real TLS with a throwaway CA,
+// a real DNS server, in-memory stores), and a Harness acting for users of
+// each resolution branch. It exits non-zero if any step does not behave as
+// the protocol says it must, so it doubles as an end-to-end check.
+//
+// # Usage
+//
+//	go run ./examples/demo      # -v also prints every party's audit log
 package main
 
 import (

@@ -1,12 +1,22 @@
-// Command devnet runs a local AgentPass network that stays up until Ctrl-C:
-// a DNS server, an Enterprise Authority for two domains (corp.test allows
-// Service Authorities, strict.test forbids them), a Federated Authority, a
-// Service Authority, the to-do Service, a domain whose record is "none" and
-// one whose enterprise configuration is broken. Every Authority serves an
-// approval page. It writes manifest.json and ca.pem so your own harness,
-// service or tools can use it; see README.md.
+// Command devnet runs a local AgentPass network that stays up until Ctrl-C,
+// for trying your own harness, service or tools against every party.
+//
+// # Overview
+//
+// It serves a DNS server, an Enterprise Authority for two domains
+// (corp.test allows Service Authorities, strict.test forbids them), a
+// Federated Authority, a Service Authority, the to-do Service, a domain
+// whose record is "none" and one whose enterprise configuration is broken.
+// Every Authority serves an approval page. It writes manifest.json and
+// ca.pem, which tell your programs where everything is and which CA to
+// trust; see README.md.
+//
+// # Usage
 //
 //	go run ./examples/devnet [-dir DIR] [-dns-addr 127.0.0.1:5353] [-port 8443] [-admin-token T] [-postgres DSN] [-v]
+//
+// -help lists every flag, including -external (serve your own host in the
+// network), -txt (publish a record) and -require-hardened-proofs.
 package main
 
 import (

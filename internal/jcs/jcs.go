@@ -1,5 +1,20 @@
 // Package jcs writes the RFC 8785 (JSON Canonicalization Scheme) form of
-// the values a mission history hashes, and canonicalises JSON text.
+// the values a mission history hashes, and canonicalises JSON text, so
+// that every implementation hashes the same bytes for the same entry.
+//
+// # Overview
+//
+// [Marshal] encodes Go values (maps, slices, strings, integers, bools,
+// nil); [Canonicalize] re-encodes JSON text. Both refuse input outside the
+// supported subset with [ErrUnsupported].
+//
+// # Usage
+//
+//	body, err := jcs.Marshal(map[string]any{"seq": 1, "type": "created"})
+//	// body == []byte(`{"seq":1,"type":"created"}`)
+//	canon, err := jcs.Canonicalize(stored) // stored text, checked against its hash
+//
+// # Subset
 //
 // It deliberately supports a subset of JSON: objects, arrays, strings,
 // booleans, null and integers within ±2^53. Floating-point numbers are

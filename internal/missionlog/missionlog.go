@@ -1,7 +1,23 @@
 // Package missionlog seals and verifies the hash chain of a mission's
-// history: each entry's hash is "sha256:" and the hex SHA-256 of the RFC
-// 8785 form of the entry without its hash, and each entry names the
-// previous entry's hash, so the last hash commits to the whole log.
+// history, so that an entry changed, removed or reordered in the store is
+// detected.
+//
+// # Overview
+//
+// [Seal] links a new entry to the previous hash and returns the canonical
+// bytes to store with its hash; [Verify] checks a stored log; [Decode]
+// reads an entry back. Each entry's hash is "sha256:" and the hex SHA-256
+// of the RFC 8785 form of the entry without its hash, and each entry names
+// the previous entry's hash, so the last hash commits to the whole log.
+//
+// # Usage
+//
+//	body, err := missionlog.Seal(&entry, head) // head: the previous entry's hash, "" for the first
+//	// store body and entry.Hash, then the new head is entry.Hash
+//	...
+//	if seq, err := missionlog.Verify(bodies, hashes); err != nil {
+//		// errors.Is(err, missionlog.ErrBroken); seq is the first bad entry
+//	}
 //
 // Stores keep the canonical bytes that were hashed, not a re-encoding of
 // them: a database that normalises JSON (PostgreSQL's jsonb) would

@@ -1,5 +1,31 @@
 // Package pgtest gives tests an isolated PostgreSQL schema on the server
-// named by AGENTPASS_TEST_POSTGRES (".ci/postgres.sh start" prints it).
+// named by AGENTPASS_TEST_POSTGRES (".ci/postgres.sh start" prints it), so
+// store tests run against a real database without seeing each other's rows.
+//
+// # Overview
+//
+// [Pool] returns a pool on a fresh schema, dropped when the test ends;
+// [SharedPool] and [Replicas] add independent pools on the same schema, as
+// replicas would have; [ExclusivePool] and [Restart] serve fault tests that
+// restart the server. Without a server the tests skip.
+//
+// # Usage
+//
+//	func TestStore(t *testing.T) {
+//		pool := pgtest.Pool(t)
+//		store := authoritypg.New(pool)
+//		if err := store.Migrate(context.Background()); err != nil {
+//			t.Fatal(err)
+//		}
+//		// ...
+//	}
+//
+// Run them with the server started in the same shell:
+//
+//	eval "$(bash .ci/postgres.sh start)"
+//	go test -race ./authority/authoritypg/
+//
+// # Restarts
 //
 // Tests of several packages share one server and `go test ./...` runs the
 // packages in parallel processes, so a test that restarts the server must

@@ -2,15 +2,30 @@
 // server, a throwaway certificate authority, and TLS servers reachable under
 // real host names ("https://todo.test") with full certificate verification.
 //
-// Tests, the demo and the devnet use it so every party talks to every other
-// exactly as in production: DNS TXT discovery, HTTPS with hostname checks,
-// JSON over the wire. Only name resolution of the served hosts is local: the
-// network's HTTP client dials "host:443" to the loopback port the host's
-// server listens on, and refuses every other destination.
+// # Overview
 //
-// This package builds the network itself (hosts, CA, DNS records, clients,
-// discovery clients, a shared [Clock]); package deploy builds the parties
-// on it (Authorities, Services, Harnesses, replicas behind a balancer).
+// [New] (in tests) or [Start] (in the demo and the devnet) starts the
+// network; [Network.Serve] puts a handler behind a host name,
+// [Network.PublishEnterprise] and [Network.PublishService] write the
+// discovery records, and [Network.Client] and [Network.Discovery] reach
+// the hosts the way production code would. Package deploy builds the
+// parties (Authorities, Services, Harnesses, replicas behind a balancer)
+// on it.
+//
+// # Usage
+//
+//	n := testnet.New(t) // closed when the test ends
+//	n.Serve("idp.corp.test", authorityHandler)
+//	n.PublishEnterprise("corp.test", "https://idp.corp.test/configuration")
+//	svc, err := service.New(service.Config{..., Discovery: n.Discovery(), HTTPClient: n.Client(),
+//		InsecureAllowPrivateNetworks: true})
+//
+// Every party talks to every other exactly as in production: DNS TXT
+// discovery, HTTPS with hostname checks, JSON over the wire. Only name
+// resolution of the served hosts is local: the network's HTTP client dials
+// "host:443" to the loopback port the host's server listens on, and refuses
+// every other destination. A [Clock], passed as every party's Config.Now,
+// moves time for all of them at once.
 package testnet
 
 import (

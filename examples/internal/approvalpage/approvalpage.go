@@ -1,13 +1,25 @@
-// Package approvalpage is the devnet's approval page for one Authority: a
-// server-rendered page where a person sees the pending issuance requests
-// (user, harness and trust tier, task, type, destination, and the available
-// scopes as checkboxes to narrow), approves or denies them, and revokes
-// live delegations; each request's page shows its mission record (state,
-// version, the history with its hash chain verified); plus an admin JSON
-// API that does the same for scripts and also suspends and resumes
-// missions.
+// Package approvalpage is the devnet's approval page for one Authority,
+// where a person decides the requests that wait for them.
 //
 // # Overview
+//
+// [New] returns a [Page], an http.Handler: a server-rendered page listing
+// the pending issuance requests (user, harness and trust tier, task, type,
+// destination, and the available scopes as checkboxes to narrow), to
+// approve or deny, and the live delegations, to revoke; each request's
+// page shows its mission record (state, version, the history with its
+// hash chain verified). An admin JSON API does the same for scripts and
+// also suspends and resumes missions.
+//
+// # Usage
+//
+//	base := "https://idp.corp.test:8444/corp/approvals"
+//	a, _ := authority.New(authority.Config{..., ApprovalURL: func(id string) string { return approvalpage.RequestURL(base, id) }})
+//	page, _ := approvalpage.New(approvalpage.Config{Authority: a, BaseURL: base, AdminToken: token})
+//	mux.Handle("/corp/approvals/", page)
+//	mux.Handle("/corp/approvals", page)
+//
+// # Security
 //
 // The page works without JavaScript. Every form POST passes two CSRF
 // checks: [net/http.CrossOriginProtection] (Sec-Fetch-Site / Origin) and a
@@ -16,6 +28,8 @@
 // themself in a "You are" form; the name is kept in a cookie and recorded
 // as the decision's DecidedBy ("human:<name>"). There is no login: this
 // page is for development networks only.
+//
+// # Admin API
 //
 // The admin API answers only requests carrying "Authorization: Bearer
 // <Config.AdminToken>" (compared in constant time):
@@ -26,14 +40,6 @@
 //	POST {base}/api/revoke           {"id", "reason", "by"}
 //	POST {base}/api/suspend          {"id", "reason", "by"}  (an authorization or mission id)
 //	POST {base}/api/resume           {"id", "by"}            (an authorization or mission id)
-//
-// # Usage
-//
-//	base := "https://idp.corp.test:8444/corp/approvals"
-//	a, _ := authority.New(authority.Config{..., ApprovalURL: func(id string) string { return approvalpage.RequestURL(base, id) }})
-//	page, _ := approvalpage.New(approvalpage.Config{Authority: a, BaseURL: base, AdminToken: token})
-//	mux.Handle("/corp/approvals/", page)
-//	mux.Handle("/corp/approvals", page)
 package approvalpage
 
 import (

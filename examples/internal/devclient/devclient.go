@@ -1,7 +1,18 @@
 // Package devclient builds HTTP clients and discovery configurations for
-// tools that reach a development network from outside its process: trust
-// the network's CA file, and resolve host names through its DNS server,
-// both for discovery's TXT lookups and when dialing.
+// tools that reach a development network from outside its process.
+//
+// # Overview
+//
+// [HTTPClient] trusts the network's CA file and resolves host names through
+// its DNS server when dialing; [DiscoveryConfig] sends discovery's TXT
+// lookups to the same server. A [Config] with neither set uses the
+// system's roots and resolver.
+//
+// # Usage
+//
+//	cfg := devclient.Config{CAFile: "devnet/ca.pem", DNS: "127.0.0.1:5353"}
+//	client, err := devclient.HTTPClient(cfg)
+//	disc, err := discovery.New(devclient.DiscoveryConfig(cfg, client))
 package devclient
 
 import (

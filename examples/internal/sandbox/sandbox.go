@@ -1,10 +1,23 @@
-// Package sandbox builds the example AgentPass network on a testnet: an
-// Enterprise Authority for two domains (one allowing Service Authorities, one
-// forbidding them), a Federated Authority, a Service Authority, and the
-// to-do Service trusting them, plus DNS records for every resolution branch.
-// The demo drives it once; the devnet keeps it running. Its parties are
-// built by internal/testnet/deploy, like every test network's; this package
-// only chooses the topology and the example policy.
+// Package sandbox builds the example AgentPass network on a testnet, with a
+// party for every resolution branch; the demo drives it once, the devnet
+// keeps it running.
+//
+// # Overview
+//
+// [Build] starts an Enterprise Authority for two domains (one allowing
+// Service Authorities, one forbidding them), a Federated Authority, a
+// Service Authority, and the to-do Service trusting them, plus the DNS
+// records of every branch: one test user per branch ([UserEnterprise],
+// [UserStrict], [UserNoRecord], [UserNone], [UserBroken]). Its parties are
+// built by internal/testnet/deploy, like every test network's; this
+// package only chooses the topology and the example policy ([Rules]).
+//
+// # Usage
+//
+//	n, err := testnet.Start()
+//	sb, err := sandbox.Build(n, sandbox.Options{Logger: logger, ApprovalPages: true})
+//	// a Harness on n.Client() and n.Discovery() now acts for sandbox.UserEnterprise
+//	// at sb.TodoOrigin; sb.Enterprise.Pending lists what waits for a person
 package sandbox
 
 import (

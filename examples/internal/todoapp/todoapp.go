@@ -1,7 +1,25 @@
 // Package todoapp is the sample Service application of the examples: a small
-// to-do API and web page. It knows nothing of AgentPass: the caller tells it
-// who the request is for (the service middleware's delegation) and which
-// scopes guard which routes.
+// to-do API and web page.
+//
+// # Overview
+//
+// It knows nothing of AgentPass, as a real application would not: [New]
+// takes a function that says who a request acts for (the service
+// middleware's delegation), and [App.Routes] takes the middleware and the
+// scope check that guard each route.
+//
+// # Usage
+//
+//	app := todoapp.New(func(r *http.Request) (todoapp.Caller, bool) {
+//		d, ok := service.DelegationFrom(r.Context())
+//		if !ok {
+//			return todoapp.Caller{}, false
+//		}
+//		return todoapp.Caller{User: d.User, Agent: d.Agent}, true
+//	}, "alex@corp.test")
+//	app.Routes(mux, svc.Middleware, func(scopes ...string) func(http.Handler) http.Handler {
+//		return service.RequireScope(scopes...)
+//	})
 package todoapp
 
 import (
