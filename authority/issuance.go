@@ -436,29 +436,12 @@ func (a *Authority) reject(w http.ResponseWriter, event string, err error, attrs
 	httpx.WriteError(w, nil, err)
 }
 
-// wireError maps any error of an Authority handler to what the peer sees.
-// A *pass.Error passes through; a full store is 503
-// temporarily_unavailable (retry later, the caller did nothing wrong); a
-// Service or discovery that failed is 502; the rest is 500 with the cause
-// kept only for the log.
-func wireError(err error) *pass.Error {
-	var (
-		pe *pass.Error
-		pr *pass.PeerError
-		ue *pass.UnreachableError
-	)
-	switch {
-	case errors.As(err, &pe):
-		return pe
-	case errors.Is(err, ErrStoreFull), errors.Is(err, dpop.ErrReplayCacheFull):
-		return pass.Fail(pass.CodeTemporarilyUnavailable, "the Authority is busy; retry later").WithCause(err)
-	case errors.As(err, &ue), errors.As(err, &pr):
-		return pass.Fail(pass.CodeServiceUnverified, "the Service failed").WithCause(err)
-	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
-		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
-	}
-	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
-}
+// answers maps any error of an Authority handler to what the peer sees
+// (the one mapping of internal/httpx, with the Authority's own sentinels).
+var answers = httpx.Answers{Busy: []error{ErrStoreFull}, Self: "the Authority",
+	PeerCode: pass.CodeServiceUnverified, Peer: "the Service"}
+
+func wireError(err error) *pass.Error { return answers.Wire(err) }
 
 // logID shortens a secret id for logs and pages: enough to correlate, not
 // enough to poll the status (a request id is a bearer secret for polling).

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/agentpass-go/agentpass/discovery"
-	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -91,32 +89,12 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, a *audit, err err
 	httpx.WriteError(w, nil, pe)
 }
 
-// wireError maps any error of a Service handler to what the peer sees.
-// A *pass.Error passes through; a full store or replay cache is 503
-// temporarily_unavailable (the caller did nothing wrong and may retry); an
-// Authority that failed or could not be reached is 502; a discovery
-// failure is 502 discovery_failed; the rest is 500 with the cause kept
-// only for the log.
-func wireError(err error) *pass.Error {
-	var (
-		pe *pass.Error
-		pr *pass.PeerError
-		ue *pass.UnreachableError
-	)
-	switch {
-	case errors.As(err, &pe):
-		return pe
-	case errors.Is(err, ErrStoreFull), errors.Is(err, dpop.ErrReplayCacheFull):
-		return pass.Fail(pass.CodeTemporarilyUnavailable, "the Service is busy; retry later").WithCause(err)
-	case errors.As(err, &ue), errors.As(err, &pr):
-		return pass.Fail(pass.CodeAuthorityUnavailable, "the Authority failed").WithCause(err)
-	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
-		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return pass.Fail(pass.CodeTemporarilyUnavailable, "timed out; retry later").WithCause(err)
-	}
-	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
-}
+// answers maps any error of a Service handler to what the peer sees (the
+// one mapping of internal/httpx, with the Service's own sentinels).
+var answers = httpx.Answers{Busy: []error{ErrStoreFull}, Self: "the Service",
+	PeerCode: pass.CodeAuthorityUnavailable, Peer: "the Authority"}
+
+func wireError(err error) *pass.Error { return answers.Wire(err) }
 
 func (s *Service) auditReject(ctx context.Context, a *audit, err error) {
 	attrs := a.attrs("rejected")

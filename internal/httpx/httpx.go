@@ -30,8 +30,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -245,4 +248,43 @@ func stripURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// Answers is one role's table from Go errors to the wire errors it answers
+// with: the one mapping both roles use, with the few parts that differ by
+// role. A *pass.Error passes through; a full store or replay cache, or a
+// deadline, is 503 temporarily_unavailable (the caller did nothing wrong
+// and may retry); a peer that failed or could not be reached is PeerCode; a
+// failed discovery is 502 discovery_failed; anything else is 500 with the
+// cause kept for the log only.
+type Answers struct {
+	// Busy are the sentinels of this role's full stores.
+	Busy []error
+	// Self names the role in messages ("the Service", "the Authority").
+	Self string
+	// PeerCode and Peer describe a failed peer ("the Authority failed").
+	PeerCode pass.Code
+	Peer     string
+}
+
+// Wire maps err to the wire error to answer with.
+func (t Answers) Wire(err error) *pass.Error {
+	var (
+		pe *pass.Error
+		pr *pass.PeerError
+		ue *pass.UnreachableError
+	)
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, dpop.ErrReplayCacheFull) || slices.ContainsFunc(t.Busy, func(b error) bool { return errors.Is(err, b) }):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, t.Self+" is busy; retry later").WithCause(err)
+	case errors.As(err, &ue), errors.As(err, &pr):
+		return pass.Fail(t.PeerCode, t.Peer+" failed").WithCause(err)
+	case errors.Is(err, discovery.ErrLookupFailed), errors.Is(err, discovery.ErrFetchFailed):
+		return pass.Fail(pass.CodeDiscoveryFailed, "discovery failed").WithCause(err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return pass.Fail(pass.CodeTemporarilyUnavailable, "timed out; retry later").WithCause(err)
+	}
+	return pass.Fail(pass.CodeInternal, "internal error").WithCause(err)
 }

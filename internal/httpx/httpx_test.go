@@ -3,11 +3,14 @@ package httpx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/agentpass-go/agentpass/discovery"
+	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -183,6 +186,43 @@ func TestDoErrorsHideURLPath(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), id) {
 				t.Fatalf("error reveals the request id: %v", err)
+			}
+		})
+	}
+}
+
+// TestAnswers: the one answering table maps each class of Go error to the
+// wire error a peer sees, and keeps the cause out of the message.
+func TestAnswers(t *testing.T) {
+	errFull := errors.New("role: store full")
+	tab := Answers{Busy: []error{errFull}, Self: "the Role", PeerCode: pass.CodeAuthorityUnavailable, Peer: "the Peer"}
+	secret := errors.New("db password in text")
+	cases := []struct {
+		name   string
+		err    error
+		status int
+		code   pass.Code
+	}{
+		{"wire error passes through", pass.Fail(pass.CodeAgentPassConsumed, "used"), 409, pass.CodeAgentPassConsumed},
+		{"full store", fmt.Errorf("x: %w", errFull), 503, pass.CodeTemporarilyUnavailable},
+		{"full replay cache", fmt.Errorf("x: %w", dpop.ErrReplayCacheFull), 503, pass.CodeTemporarilyUnavailable},
+		{"peer answered an error", &pass.PeerError{Status: 500, Code: pass.CodeInternal}, 502, pass.CodeAuthorityUnavailable},
+		{"peer unreachable", &pass.UnreachableError{Err: secret}, 502, pass.CodeAuthorityUnavailable},
+		{"discovery", fmt.Errorf("x: %w", discovery.ErrLookupFailed), 502, pass.CodeDiscoveryFailed},
+		{"deadline", context.DeadlineExceeded, 503, pass.CodeTemporarilyUnavailable},
+		{"anything else", secret, 500, pass.CodeInternal},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := tab.Wire(c.err)
+			if got.Status != c.status || got.Code != c.code {
+				t.Errorf("Wire = %d %s, want %d %s", got.Status, got.Code, c.status, c.code)
+			}
+			if strings.Contains(got.Body().Error.Message, "password") {
+				t.Errorf("the cause reached the wire: %q", got.Body().Error.Message)
+			}
+			if c.err != nil && !errors.Is(got, c.err) && got != c.err {
+				t.Errorf("the cause is not kept for the log")
 			}
 		})
 	}
