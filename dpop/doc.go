@@ -85,7 +85,7 @@
 //
 // These hold for every verifier in the package:
 //
-//  1. Only the asymmetric algorithms in [Algorithms] are signed or accepted;
+//  1. Only the asymmetric algorithms ES256, ES384, EdDSA, RS256 and PS256 are signed or accepted;
 //     "none" and HMAC never are: "none" has no signature, and HMAC would
 //     turn a public key into a shared secret anyone can sign with.
 //  2. Keys come only from cnf, a pinned key set or a pinned JWKS URL: a

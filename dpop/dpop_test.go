@@ -47,7 +47,7 @@ func TestDPoPRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jws, err := jose.ParseSignedCompact(proof, Algorithms)
+			jws, err := jose.ParseSignedCompact(proof, algorithms)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,15 +19,15 @@ import (
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
-// Algorithms lists the JWS algorithms this package signs with and accepts:
+// algorithms lists the JWS algorithms this package signs with and accepts:
 // asymmetric only, never "none" (no signature) and never HMAC (a public key
 // used as a shared secret would let anyone sign). ES256 is the default and
 // the one every peer must support. It is informational: verifiers use their
 // own copy, so changing this slice cannot weaken them.
-var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256}
+var algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256, jose.PS256}
 
-// MinRSABits is the smallest RSA modulus accepted for signing or verifying.
-const MinRSABits = 2048
+// minRSABits is the smallest RSA modulus accepted for signing or verifying.
+const minRSABits = 2048
 
 // maxJWKBytes bounds the size of a JWK we parse (a 4096-bit RSA key is
 // about 800 bytes).
@@ -70,7 +70,7 @@ func GenerateKey(alg string) (*Key, error) {
 	case jose.EdDSA:
 		_, signer, err = ed25519.GenerateKey(rand.Reader)
 	case jose.RS256, jose.PS256:
-		signer, err = rsa.GenerateKey(rand.Reader, MinRSABits)
+		signer, err = rsa.GenerateKey(rand.Reader, minRSABits)
 	default:
 		return nil, newErr(ErrInvalidKey, fmt.Sprintf("unsupported algorithm %q", alg))
 	}
@@ -84,7 +84,7 @@ func GenerateKey(alg string) (*Key, error) {
 // *rsa.PrivateKey, or a KMS/HSM handle whose Public method returns one of
 // their public keys). alg may be empty to pick the natural algorithm of the
 // key (ES256 for P-256, ES384 for P-384, EdDSA for Ed25519, RS256 for RSA);
-// otherwise it must be in [Algorithms] and fit the key. kid may be empty to
+// otherwise it must be one of ES256, ES384, EdDSA, RS256 and PS256 and fit the key. kid may be empty to
 // use the key's RFC 7638 thumbprint.
 func NewKey(signer crypto.Signer, alg, kid string) (*Key, error) {
 	if signer == nil {
@@ -148,9 +148,9 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 // ParsePublicJWK parses a public JWK as found in cnf.jwk or a JWKS. It
 // rejects JWKs with private or symmetric members (a key meant to be public
 // must not carry a secret), unsupported key types
-// and curves (only P-256, P-384, Ed25519 and RSA of at least [MinRSABits]),
+// and curves (only P-256, P-384, Ed25519 and RSA of at least 2048 bits),
 // points not on their curve, a "use" other than "sig", and an "alg" member
-// outside [Algorithms] or not fitting the key. Errors match [ErrInvalidKey].
+// outside ES256, ES384, EdDSA, RS256 and PS256 or not fitting the key. Errors match [ErrInvalidKey].
 func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
@@ -256,8 +256,8 @@ func checkKeyType(pub any) error {
 			return newErr(ErrInvalidKey, "bad Ed25519 key size")
 		}
 	case *rsa.PublicKey:
-		if p.N == nil || p.N.BitLen() < MinRSABits {
-			return newErr(ErrInvalidKey, fmt.Sprintf("RSA key shorter than %d bits", MinRSABits))
+		if p.N == nil || p.N.BitLen() < minRSABits {
+			return newErr(ErrInvalidKey, fmt.Sprintf("RSA key shorter than %d bits", minRSABits))
 		}
 	default:
 		return newErr(ErrInvalidKey, fmt.Sprintf("unsupported key type %T", pub))

@@ -268,7 +268,7 @@ func TestSignJWT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jws, err := jose.ParseSignedCompact(tok, Algorithms)
+			jws, err := jose.ParseSignedCompact(tok, algorithms)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -301,7 +301,7 @@ func TestSignJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSignedCompact(tok, Algorithms)
+	jws, err := jose.ParseSignedCompact(tok, algorithms)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestKeySetRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, _ := jose.ParseSignedCompact(tok, Algorithms)
+	jws, _ := jose.ParseSignedCompact(tok, algorithms)
 	pub, ok := s.PublicKey(k1.KeyID())
 	if !ok {
 		t.Fatal("retiring key not found by kid")

@@ -225,9 +225,9 @@ func (s *Server) Close() {
 	})
 }
 
-// Key returns the canonical form of name used by the server: lower case with
+// key returns the canonical form of name used by the server: lower case with
 // a trailing dot.
-func Key(name string) string { return dns.CanonicalName(name) }
+func key(name string) string { return dns.CanonicalName(name) }
 
 // SetTXT publishes one TXT record per value at name, replacing whatever the
 // name held (TXT records or CNAME). Values are raw bytes; a value longer than
@@ -257,10 +257,10 @@ func (s *Server) SetTXTStrings(name string, ttl uint32, rrs [][]string) {
 		n.txt = append(n.txt, strs)
 	}
 	s.mu.Lock()
-	if old := s.nodes[Key(name)]; old != nil && old.cname == "" {
+	if old := s.nodes[key(name)]; old != nil && old.cname == "" {
 		n.a = old.a // A records are kept (see SetA)
 	}
-	s.nodes[Key(name)] = n
+	s.nodes[key(name)] = n
 	s.mu.Unlock()
 }
 
@@ -277,10 +277,10 @@ func (s *Server) SetA(name string, ttl uint32, ips ...net.IP) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes[Key(name)]
+	n := s.nodes[key(name)]
 	if n == nil || n.cname != "" {
 		n = &node{ttl: ttl}
-		s.nodes[Key(name)] = n
+		s.nodes[key(name)] = n
 	}
 	n.a = v4
 }
@@ -294,7 +294,7 @@ func (s *Server) SetNoData(name string) { s.SetTXTStrings(name, 0, nil) }
 // recursive resolver would).
 func (s *Server) SetCNAME(name string, ttl uint32, target string) {
 	s.mu.Lock()
-	s.nodes[Key(name)] = &node{ttl: ttl, cname: Key(target)}
+	s.nodes[key(name)] = &node{ttl: ttl, cname: key(target)}
 	s.mu.Unlock()
 }
 
@@ -302,7 +302,7 @@ func (s *Server) SetCNAME(name string, ttl uint32, target string) {
 // name are kept.
 func (s *Server) Remove(name string) {
 	s.mu.Lock()
-	delete(s.nodes, Key(name))
+	delete(s.nodes, key(name))
 	s.mu.Unlock()
 }
 
@@ -311,10 +311,10 @@ func (s *Server) SetFault(name string, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f == FaultNone {
-		delete(s.faults, Key(name))
+		delete(s.faults, key(name))
 		return
 	}
-	s.faults[Key(name)] = f
+	s.faults[key(name)] = f
 }
 
 // SetDelay delays the answers about name by d (zero removes the delay), so a
@@ -323,10 +323,10 @@ func (s *Server) SetDelay(name string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d <= 0 {
-		delete(s.delays, Key(name))
+		delete(s.delays, key(name))
 		return
 	}
-	s.delays[Key(name)] = d
+	s.delays[key(name)] = d
 }
 
 // hold keeps the queries about one name unanswered until released.
@@ -345,13 +345,13 @@ type hold struct {
 func (s *Server) Hold(name string) (arrived <-chan struct{}, release func()) {
 	h := &hold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
 	s.mu.Lock()
-	s.holds[Key(name)] = h
+	s.holds[key(name)] = h
 	s.mu.Unlock()
 	return h.arrived, func() {
 		h.once.Do(func() {
 			s.mu.Lock()
-			if s.holds[Key(name)] == h {
-				delete(s.holds, Key(name))
+			if s.holds[key(name)] == h {
+				delete(s.holds, key(name))
 			}
 			s.mu.Unlock()
 			close(h.release)
@@ -381,14 +381,14 @@ func (s *Server) SetAuthenticated(ad bool) {
 func (s *Server) Queries(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.queries[Key(name)]
+	return s.queries[key(name)]
 }
 
 // TCPQueries returns how many queries for name the server received over TCP.
 func (s *Server) TCPQueries(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tcpQueries[Key(name)]
+	return s.tcpQueries[key(name)]
 }
 
 // ResetQueries sets every query counter to zero.
@@ -407,7 +407,7 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	q := r.Question[0]
-	name := Key(q.Name)
+	name := key(q.Name)
 	isTCP := w.LocalAddr().Network() == "tcp"
 
 	s.mu.Lock()
