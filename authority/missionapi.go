@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -48,8 +49,25 @@ func (a *Authority) harnessView(ctx context.Context, m *Request) (*pass.MissionR
 	if n := len(v.History.Events); n > maxViewEvents {
 		v.History.Events = v.History.Events[n-maxViewEvents:]
 	}
-	return &pass.MissionResponse{Mission: *v}, nil
+	// Entries carry what Services reported, escaped on encoding: drop the
+	// oldest until the answer fits what a peer reads (head and count
+	// still commit to the whole history).
+	resp := &pass.MissionResponse{Mission: *v}
+	for len(resp.Mission.History.Events) > 0 {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= maxViewBytes {
+			break
+		}
+		resp.Mission.History.Events = resp.Mission.History.Events[1:]
+	}
+	return resp, nil
 }
+
+// maxViewBytes leaves room below the 64 KiB body bound.
+const maxViewBytes = pass.MaxDocumentSize - 1024
 
 // observationRule names the actor of changes OnObservation asks for in the
 // history.
@@ -244,19 +262,32 @@ func (a *Authority) observe(ctx context.Context, az *Authorization, svc string, 
 	}
 	_, err := a.store.TransitionMission(ctx, az.MissionID, MissionChange{From: liveMission, Note: "observation",
 		By: "service:" + svc, Service: svc, Details: details}, a.now())
+	recorded := err == nil
 	switch {
 	case errors.Is(err, ErrExpired):
 		a.expire(ctx, az.MissionID)
 		return false, nil
-	case errors.Is(err, ErrTerminal), errors.Is(err, ErrState), errors.Is(err, ErrNotFound), errors.Is(err, ErrStoreFull):
+	case errors.Is(err, ErrTerminal), errors.Is(err, ErrState), errors.Is(err, ErrNotFound):
 		return false, nil
+	case errors.Is(err, ErrStoreFull):
+		// The history takes no more notes, but the policy must still see
+		// the observation: a full history must not switch OnObservation
+		// off for the rest of the mission's life. Its Suspend or Revoke is
+		// a state change, which is always recorded.
 	case err != nil:
 		return false, err
 	}
 	if a.onObservation == nil {
-		return true, nil
+		return recorded, nil
 	}
-	rec, err := a.Mission(ctx, az.MissionID)
+	// The record without its history entries, as OnObservation documents:
+	// reading the whole history per observation would make a report cost
+	// grow with the square of the history's length.
+	r, err := a.store.Request(ctx, az.MissionID)
+	if err != nil {
+		return false, err
+	}
+	rec, err := a.view(ctx, r, viewOperator, "", false)
 	if err != nil {
 		return false, err
 	}
@@ -270,12 +301,12 @@ func (a *Authority) observe(ctx context.Context, az *Authorization, svc string, 
 		op, c = "revoke", MissionChange{From: liveMission, To: pass.MissionRevoked, Cause: pass.CauseOperator, By: observationRule,
 			Reason: "revoked after a Service's observation"}
 	default:
-		return true, nil
+		return recorded, nil
 	}
 	if _, err := a.change(ctx, op, az.MissionID, c); err != nil && !errors.Is(err, ErrState) && !errors.Is(err, ErrTerminal) {
 		return false, err
 	}
-	return true, nil
+	return recorded, nil
 }
 
 // serviceAuthorization authenticates a Service call about an authorization

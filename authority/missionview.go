@@ -254,7 +254,7 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	m.ExpiresAt = &exp
 	if r.Ended != nil {
 		e := *r.Ended
-		if v == viewService || v == viewHarness && !disclose && strings.HasPrefix(e.By, "human:") {
+		if v == viewService || v == viewHarness && !disclose && personal(e.By) {
 			e.By = ""
 		}
 		m.Ended = &e
@@ -293,7 +293,7 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	if v != viewService && hist != nil {
 		m.History.Events = make([]pass.HistoryEntry, 0, len(hist))
 		for _, e := range hist {
-			if v == viewHarness && !disclose && strings.HasPrefix(e.By, "human:") {
+			if v == viewHarness && !disclose && personal(e.By) {
 				e.By = "human"
 			}
 			m.History.Events = append(m.History.Events, e)
@@ -325,4 +325,17 @@ func jkt(r *Request) string {
 		return ""
 	}
 	return t
+}
+
+// personal reports whether by may name a person: anything but the parties
+// and rules the SDK itself writes. The operator API takes free text ("lee",
+// "lee@corp.example"), so the Harness view redacts by an allow-list of the
+// impersonal forms, not by looking for "human:".
+func personal(by string) bool {
+	for _, p := range []string{"harness:", "service:", "rule:", "policy:"} {
+		if strings.HasPrefix(by, p) {
+			return false
+		}
+	}
+	return by != "system" && by != ""
 }

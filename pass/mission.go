@@ -349,6 +349,9 @@ func (r *MissionReportRequest) Validate() error {
 		if o.Count < 1 || o.Count > maxObservationCount || o.LastAt.Before(o.FirstAt) || len(o.Scope) > maxScopeValue || len(o.Stage) > maxScopeValue {
 			return invalid("observations", "invalid count, times or size")
 		}
+		if !scopeToken(o.Scope) || !scopeToken(o.Stage) {
+			return invalid("observations", "scope and stage must be scope tokens")
+		}
 	}
 	return nil
 }
@@ -360,3 +363,14 @@ const maxObservationCount = 1<<53 - 1
 
 // maxScopeValue bounds a scope or stage name in an observation.
 const maxScopeValue = 256
+
+// scopeToken reports whether s uses only the characters of an OAuth scope
+// token (RFC 6749's NQCHAR: printable ASCII without space, '"' and '\\').
+func scopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -287,6 +288,11 @@ func (s *Service) sendReport(ctx context.Context, b reportBatchOf) {
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	// Cut on a character boundary: half a character would be re-encoded
+	// as U+FFFD and could push the value past the Authority's bound.
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }
