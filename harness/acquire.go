@@ -548,9 +548,16 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 	statusURL := acfg.StatusURL(g.RequestID)
 	var bo backoff
 	failures := 0
+	if st.Status == pass.StatusPending {
+		// Once: events report changes of state, not polls.
+		p := Progress{Event: EventPending, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status, Elapsed: c.now().Sub(created)}
+		if st.Links != nil && pass.CheckHTTPSURL(st.Links.Approval) == nil {
+			p.ApprovalURL = st.Links.Approval
+		}
+		c.emit(p)
+	}
 	for st.Status == pass.StatusPending {
 		wait := c.pollDelay(st.PollAfterMS, &bo)
-		c.emit(Progress{Event: EventPending, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status, Elapsed: c.now().Sub(created)})
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("harness: waiting for approval at %s: %w", g.Authority, err)
 		}

@@ -24,8 +24,8 @@ const (
 	// EventRequestCreated: the Authority accepted the issuance request
 	// (RequestID, and ApprovalURL when the Authority offers one).
 	EventRequestCreated Event = "request_created"
-	// EventPending: a poll found the request still pending (Elapsed since
-	// the request was created).
+	// EventPending: the request waits for a decision (ApprovalURL when
+	// the Authority offers one). Reported once per request, not per poll.
 	EventPending Event = "pending"
 	// EventApproved, EventDenied, EventExpired, EventCanceled: the request
 	// reached a terminal status (Reason for denied).
