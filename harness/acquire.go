@@ -16,7 +16,8 @@ import (
 )
 
 // ProofHeader is the request header carrying a holder proof when polling an
-// issuance status (the G-2 extension agreed between this module's roles): a
+// issuance status (an extension agreed between this module's roles, so that
+// only the key holder can read an approved status and its pass): a
 // harness proof with aud = the Authority identifier, htm = "GET", htu = the
 // status URL and aph = the hash of the request id.
 const ProofHeader = "AgentPass-Proof"
@@ -48,7 +49,8 @@ type Request struct {
 	// Type is the redemption flow. If empty, pass.BearerToken.
 	Type pass.PassType
 	// Destination is the page a browser session should land on
-	// (intent.destination_url, H-ISS-4). Only for pass.BrowserSession.
+	// (intent.destination_url). Only for pass.BrowserSession: a bearer
+	// token has no landing page.
 	Destination string
 	// Authority is the identifier of the Authority to use when the Service
 	// offers a choice, overriding Config.PreferredAuthority for this
@@ -56,7 +58,8 @@ type Request struct {
 	// [*ChoiceRequiredError]). It is never used when not on offer.
 	Authority string
 	// NoTaskAttestation omits task.attestation. By default every request
-	// carries one, signed with the holder key (TATT-13).
+	// carries one, signed with the holder key, so the Authority can check
+	// that the task shown to the approver comes from the key holder.
 	NoTaskAttestation bool
 }
 
@@ -69,7 +72,8 @@ type Grant struct {
 	// ServiceConfiguration is the Service's configuration, as discovered.
 	ServiceConfiguration *pass.ServiceConfiguration
 	// Authority is the Authority identifier (its configuration's
-	// "authority" member), sent as "authority" at redemption (H-RED-4).
+	// "authority" member, not its URL), sent as "authority" at
+	// redemption.
 	Authority              string
 	AuthorityConfiguration *pass.AuthorityConfiguration
 	// Branch is the kind of Authority the grant came from: enterprise,
@@ -119,15 +123,15 @@ type acquisition struct {
 }
 
 // Acquire runs §3.2 for one task: Service discovery (DNS TXT and
-// configuration, H-DISC-1), authority resolution through the Service
-// (H-RES-*), the chosen Authority's configuration (its version is checked
-// before anything is sent to it, X-VER-1), the issuance request with holder
-// binding and a task attestation (H-ISS-*, HB-1, TATT-13), and polling until
-// a terminal status (H-POLL-*). It returns the approved pass as a Grant.
+// configuration), authority resolution through the Service, the chosen
+// Authority's configuration (its version is checked before anything is sent
+// to it, so a peer speaking an unknown major version learns nothing), the
+// issuance request with holder binding and a task attestation, and polling
+// until a terminal status. It returns the approved pass as a Grant.
 //
 // Terminal outcomes are errors: a *DeniedError (ErrDenied), ErrExpired,
 // ErrCanceled, and a *ProtocolError (ErrProtocol) for a peer that breaks
-// the protocol, such as an approved status without a pass (H-POLL-6).
+// the protocol, such as an approved status without a pass.
 // Cancelling ctx stops polling; the error then matches ctx.Err().
 func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err := c.ready(); err != nil {
@@ -250,7 +254,7 @@ func (c *Client) newAcquisition(req Request) (*acquisition, error) {
 	}
 	if req.Destination != "" {
 		if req.Type != pass.BrowserSession {
-			return nil, bad("Destination is only for browser sessions (H-ISS-4)")
+			return nil, bad("Destination is only for browser sessions")
 		}
 		if err := pass.CheckHTTPSURL(req.Destination); err != nil {
 			return nil, bad("Destination is not an https URL")
@@ -289,7 +293,8 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 	g.Branch = branch
 	c.emit(Progress{Event: EventAuthorityResolved, Service: g.Service, User: g.User, TaskID: g.Task.ID, Branch: branch, Options: append([]pass.AuthorityRef(nil), options...)})
 	if branch == BranchEnterprise || branch == BranchService {
-		// H-RES-3, H-RES-4: the only answer; preferences do not apply.
+		// The only answer: a preference never overrides the Authority
+		// that governs the User.
 		return options[0], nil
 	}
 	preferred := a.req.Authority
@@ -311,7 +316,8 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 }
 
 // askService POSTs the user to the Service's resolve_authorities endpoint
-// and checks the answer (H-RES-1, H-RES-2, §4.1 subset rule).
+// and checks the answer (exactly one kind of Authority, and only those the
+// Service's configuration declares, §4.1).
 func (c *Client) askService(ctx context.Context, scfg *pass.ServiceConfiguration, user string) (*pass.ResolutionResponse, []pass.AuthorityRef, Branch, error) {
 	endpoint := scfg.Endpoints.ResolveAuthorities
 	var res pass.ResolutionResponse
@@ -369,8 +375,7 @@ func (c *Client) Resolve(ctx context.Context, service, user string) (*Resolution
 
 // offered lists the Authorities of a validated resolution answer, with the
 // branch it represents. pass.ResolutionResponse.Validate has already refused
-// an empty answer and an enterprise Authority beside anything else
-// (H-RES-2).
+// an empty answer and an enterprise Authority beside anything else.
 func offered(res *pass.ResolutionResponse) ([]pass.AuthorityRef, Branch) {
 	switch {
 	case res.EnterpriseAuthority != nil:
@@ -413,8 +418,9 @@ func checkOffered(res *pass.ResolutionResponse, scfg *pass.ServiceConfiguration,
 
 // choose picks one of several offered Authorities: the preferred one when it
 // is on offer, otherwise the chooser's pick, which must be on offer too
-// (H-RES-5, H-RES-6). The entry returned is always the listed one, so its
-// configuration URL comes from the Service's answer.
+// (an Authority the Service did not offer is never used: it has no standing
+// for this User at this Service). The entry returned is always the listed
+// one, so its configuration URL comes from the Service's answer.
 func (c *Client) choose(ctx context.Context, options []pass.AuthorityRef, preferred string) (pass.AuthorityRef, error) {
 	find := func(id string) (pass.AuthorityRef, bool) {
 		for _, o := range options {
@@ -444,8 +450,9 @@ func (c *Client) choose(ctx context.Context, options []pass.AuthorityRef, prefer
 }
 
 // checkAuthorityConfig requires the fetched configuration to describe the
-// resolved Authority: the same identifier (G-9) and the trust mode of the
-// branch it was found through (G-31).
+// resolved Authority: the same identifier, and the trust mode of the branch
+// it was found through, so a configuration cannot pass for another
+// Authority or another kind of Authority.
 func checkAuthorityConfig(acfg *pass.AuthorityConfiguration, ref pass.AuthorityRef, b Branch, scfg *pass.ServiceConfiguration) error {
 	perr := func(reason string) error {
 		return &ProtocolError{Peer: "authority", URL: ref.AuthorityConfigurationURL, Reason: reason}
@@ -540,8 +547,8 @@ func checkStatus(st *pass.IssuanceStatus, g *Grant, endpoint string) error {
 	return nil
 }
 
-// poll follows the request until a terminal status (§3.2.3, H-POLL-1..7)
-// and returns the approved status.
+// poll follows the request until a terminal status (§3.2.3) and returns
+// the approved status.
 func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStatus, created time.Time) (*pass.IssuanceStatus, error) {
 	g := a.grant
 	acfg := g.AuthorityConfiguration
@@ -587,7 +594,8 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 		}
 		switch {
 		case pe.Status == http.StatusNotFound || pe.Status == http.StatusGone:
-			// The Authority no longer knows the request (G-20, G-34).
+			// The Authority no longer knows the request (unknown, or
+			// purged after its expiry).
 			return nil, c.terminal(g, pass.StatusExpired, fmt.Errorf("harness: issuance request unknown at %s: %w: %w", g.Authority, ErrExpired, pe))
 		case pe.Status == http.StatusTooManyRequests:
 			extra := retryAfter(hdr, c.now())
@@ -617,7 +625,7 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 		return nil, c.terminal(g, st.Status, &DeniedError{Authority: g.Authority, Reason: truncate(st.Reason, maxReasonLen)})
 	case pass.StatusExpired:
 		return nil, c.terminal(g, st.Status, fmt.Errorf("harness: issuance request at %s: %w", g.Authority, ErrExpired))
-	default: // canceled; Validate refused unknown statuses (H-POLL-2)
+	default: // canceled; Validate refused unknown statuses
 		return nil, c.terminal(g, st.Status, fmt.Errorf("harness: issuance request at %s: %w", g.Authority, ErrCanceled))
 	}
 }
@@ -633,7 +641,8 @@ func (c *Client) terminal(g *Grant, s pass.Status, err error) error {
 	return err
 }
 
-// getStatus polls once, with a fresh holder proof (the G-2 extension).
+// getStatus polls once, with a fresh holder proof, so that only the key
+// holder can read the pass from an Authority that knows the extension.
 func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string) (*pass.IssuanceStatus, http.Header, error) {
 	g := a.grant
 	call := httpx.Call{Peer: pass.PeerAuthority, Method: http.MethodGet, URL: statusURL}
@@ -661,7 +670,8 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 }
 
 // redactStatusURL keeps the status URL, which holds the request id (a
-// bearer secret at a plain v0.1 Authority, G-2), out of error texts: a
+// bearer secret at a plain v0.1 Authority, whose status endpoint hands the
+// pass to anyone), out of error texts: a
 // transport error names the URL template instead, and an invalid answer
 // keeps only the document error.
 func redactStatusURL(err error, template string) error {

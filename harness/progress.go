@@ -63,7 +63,7 @@ type Progress struct {
 	Authority string              // the chosen Authority identifier
 	// RequestID identifies the issuance request. With a plain v0.1
 	// Authority anyone holding it can read the approved pass from the
-	// status endpoint (G-2), so do not publish it.
+	// status endpoint, so do not publish it.
 	RequestID string
 	// ApprovalURL is a page where a person can approve the request (the
 	// links.approval extension), when the Authority gives one: show it to

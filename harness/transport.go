@@ -35,7 +35,7 @@ func (t *Token) SetAuthHeader(r *http.Request) error {
 		return fmt.Errorf("%w: %s is not %s", ErrCrossOrigin, originOf(r), t.Service)
 	}
 	if t.Type != "DPoP" {
-		r.Header.Set("Authorization", "Bearer "+t.value) // H-RED-10
+		r.Header.Set("Authorization", "Bearer "+t.value)
 		return nil
 	}
 	nonce := ""
@@ -60,7 +60,7 @@ func originOf(r *http.Request) string {
 
 // Transport returns an http.RoundTripper that adds the token to every
 // request sent through base (http.DefaultTransport when nil): an
-// "Authorization: Bearer" header (H-RED-10), or for a DPoP token
+// "Authorization: Bearer" header, or for a DPoP token
 // "Authorization: DPoP" and a fresh DPoP proof bound to the token (ath).
 // A request to another origin, or over plain http, fails with
 // ErrCrossOrigin and is not sent, so redirects cannot carry the token away.
