@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -116,10 +117,11 @@ func (g *Grant) String() string {
 
 // acquisition is the state of one Acquire.
 type acquisition struct {
-	req      Request
-	origin   string
-	grant    *Grant
-	statusOK bool // the request carried harness.cnf, so polls send a proof
+	req       Request
+	origin    string
+	grant     *Grant
+	statusOK  bool   // the request carried harness.cnf, so polls send a proof
+	configURL string // the Authority's configuration URL, as the Service listed it
 }
 
 // Acquire runs §3.2 for one task: Service discovery (DNS TXT and
@@ -141,14 +143,36 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := a.grant
+	st, created, err := c.begin(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	g, err := c.finish(ctx, a, st, created)
+	if err != nil && ctx.Err() != nil {
+		c.abandonPending(ctx, a.grant)
+	}
+	return g, err
+}
+
+func (c *Client) logger(g *Grant) *slog.Logger {
 	log := c.log.With("harness", c.harnessID, "service", g.Service, "user", g.User, "task", g.Task.ID)
+	if g.Authority != "" {
+		log = log.With("authority", g.Authority)
+	}
+	return log
+}
+
+// begin runs an acquisition up to the Authority's first answer to the
+// issuance request (§3.2.1 to §3.2.3).
+func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatus, time.Time, error) {
+	g := a.grant
+	log := c.logger(g)
 
 	// §3.2.1: discover the Service.
 	info, err := c.disc.DiscoverService(ctx, a.origin)
 	if err != nil {
 		log.Warn("agentpass service discovery failed", "outcome", "failed", "error", err)
-		return nil, fmt.Errorf("harness: discovering %s: %w", a.origin, err)
+		return nil, time.Time{}, fmt.Errorf("harness: discovering %s: %w", a.origin, err)
 	}
 	g.ServiceConfiguration = info.Configuration
 	c.emit(Progress{Event: EventServiceDiscovered, Service: g.Service, User: g.User, TaskID: g.Task.ID})
@@ -157,7 +181,7 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	ref, err := c.resolve(ctx, a)
 	if err != nil {
 		log.Warn("agentpass authority resolution failed", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	log = log.With("authority", ref.Authority)
 
@@ -165,20 +189,21 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	acfg, err := c.disc.AuthorityConfiguration(ctx, ref.AuthorityConfigurationURL)
 	if err != nil {
 		log.Warn("agentpass authority configuration failed", "outcome", "failed", "error", err)
-		return nil, fmt.Errorf("harness: authority configuration of %s: %w", ref.Authority, err)
+		return nil, time.Time{}, fmt.Errorf("harness: authority configuration of %s: %w", ref.Authority, err)
 	}
 	if err := checkAuthorityConfig(acfg, ref, g.Branch, g.ServiceConfiguration); err != nil {
 		log.Warn("agentpass authority configuration rejected", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	g.Authority = acfg.Authority
 	g.AuthorityConfiguration = acfg
+	a.configURL = ref.AuthorityConfigurationURL
 	c.emit(Progress{Event: EventAuthorityChosen, Service: g.Service, User: g.User, TaskID: g.Task.ID, Branch: g.Branch, Authority: g.Authority})
 
 	st, err := c.requestIssuance(ctx, a)
 	if err != nil {
 		log.Warn("agentpass issuance request failed", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	created := c.now()
 	p := Progress{Event: EventRequestCreated, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status}
@@ -186,13 +211,17 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		p.ApprovalURL = st.Links.Approval
 	}
 	c.emit(p)
+	return st, created, nil
+}
 
-	st, err = c.poll(ctx, a, st, created)
+// finish polls a created request until a terminal status and returns the
+// approved grant.
+func (c *Client) finish(ctx context.Context, a *acquisition, st *pass.IssuanceStatus, created time.Time) (*Grant, error) {
+	g := a.grant
+	log := c.logger(g)
+	st, err := c.poll(ctx, a, st, created)
 	if err != nil {
 		log.Info("agentpass issuance ended", "outcome", outcome(err), "error", err)
-		if ctx.Err() != nil {
-			c.abandonPending(ctx, g)
-		}
 		return nil, err
 	}
 	g.pass = *st.AgentPass

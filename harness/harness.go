@@ -144,6 +144,12 @@ type Config struct {
 	// nil, nothing is logged.
 	Logger *slog.Logger
 
+	// KeyStore keeps the holder keys of requests made with Start, so that
+	// Wait can resume them, possibly after a restart (see
+	// NewFileKeyStore). If nil, keys live in the Client's memory: Wait
+	// then works within the same process only. Acquire never uses it.
+	KeyStore KeyStore
+
 	// Progress, when set, is called synchronously at each step of Acquire
 	// and redemption, for example to tell the User where to approve the
 	// request. It must return quickly.
@@ -169,6 +175,9 @@ type Client struct {
 
 	// completions are the mission completions Run retries.
 	completions completionQueue
+	// keyStore keeps the keys of started requests; pending tracks them.
+	keyStore KeyStore
+	pending  pendingSet
 
 	// sleep waits d or until ctx ends; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -196,6 +205,10 @@ func New(cfg Config) (*Client, error) {
 		sleep:        sleepCtx,
 		jitter:       randFloat,
 		completions:  completionQueue{wake: make(chan struct{}, 1)},
+		keyStore:     cfg.KeyStore,
+	}
+	if c.keyStore == nil {
+		c.keyStore = &memoryKeyStore{}
 	}
 	if c.minPoll == 0 {
 		c.minPoll = DefaultMinPoll

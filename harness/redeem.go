@@ -270,7 +270,8 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 }
 
 // redeem posts the redemption with its retry policy (429: wait and retry;
-// 5xx or timeout: retry once) and decodes the answer into out. It returns when the answer was received.
+// 5xx or timeout: retry once) and decodes the answer into out. It returns
+// when the answer was received.
 func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts RedeemOptions, initMethods []string, extra func(time.Time) (http.Header, error), out pass.Document) (time.Time, error) {
 	if err := c.ready(); err != nil {
 		return time.Time{}, err

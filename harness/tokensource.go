@@ -179,6 +179,9 @@ func (s *TokenSource) start(ctx context.Context) *flight {
 		tok, err := s.acquire(wctx)
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if err != nil && s.closed {
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
 		f.tok, f.err = tok, err
 		s.flight = nil
 		switch {
