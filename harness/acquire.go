@@ -134,7 +134,9 @@ type acquisition struct {
 // Terminal outcomes are errors: a *DeniedError (ErrDenied), ErrExpired,
 // ErrCanceled, and a *ProtocolError (ErrProtocol) for a peer that breaks
 // the protocol, such as an approved status without a pass.
-// Cancelling ctx stops polling; the error then matches ctx.Err().
+// Cancelling ctx stops polling and abandons the request; the error then
+// matches ctx.Err(). Acquire is Start and Wait in one call, with the key
+// kept in memory.
 func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err := c.ready(); err != nil {
 		return nil, err

@@ -30,6 +30,12 @@
 //	defer ts.Close() // abandons a request still pending
 //	api := &http.Client{Transport: ts.Transport(nil)}
 //
+// A program that may stop while a person decides splits Acquire in two,
+// persisting the Pending (and keeping holder keys in a FileKeyStore):
+//
+//	p, err := c.Start(ctx, req) // show p.ApprovalURL; save p as JSON, mode 0600
+//	g, err := c.Wait(ctx, p)    // after a restart too, with the same KeyStore
+//
 // # How a pass is acquired
 //
 //  1. Discover the Service: DNS TXT _agentpass-service.{host}, then its
