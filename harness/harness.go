@@ -152,7 +152,8 @@ type Config struct {
 
 	// Progress, when set, is called synchronously at each step of Acquire
 	// and redemption, for example to tell the User where to approve the
-	// request. It must return quickly.
+	// request; Progress.String is a line a CLI can print as is. Events
+	// report changes of state, not polls. It must return quickly.
 	Progress func(Progress)
 }
 

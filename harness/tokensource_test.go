@@ -356,3 +356,26 @@ func TestPeekAPIError(t *testing.T) {
 		}
 	}
 }
+
+// Progress lines a CLI prints as is: no request id, no control characters
+// from a peer.
+func TestProgressString(t *testing.T) {
+	for _, tt := range []struct {
+		p    Progress
+		want string
+	}{
+		{Progress{Event: EventPending, ApprovalURL: "https://idp.test/approve/m1", RequestID: requestID}, "waiting for approval at https://idp.test/approve/m1"},
+		{Progress{Event: EventPending, Authority: authSvc}, "waiting for approval by " + authSvc},
+		{Progress{Event: EventDenied, Authority: authSvc, Reason: "no\x1b[2J\nway"}, "denied by " + authSvc + ": no?[2J?way"},
+		{Progress{Event: EventApproved, Authority: authSvc, RequestID: requestID}, "approved by " + authSvc},
+		{Progress{Event: EventRedeemed, Service: svcOrigin, Scope: pass.Scope{"tickets:read"}}, "redeemed at " + svcOrigin + " for [tickets:read]"},
+		{Progress{Event: "odd\x07"}, "odd?"},
+	} {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("%s: String() = %q, want %q", tt.p.Event, got, tt.want)
+		}
+		if strings.Contains(tt.p.String(), requestID) {
+			t.Errorf("%s: String() shows the request id", tt.p.Event)
+		}
+	}
+}
