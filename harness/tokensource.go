@@ -232,7 +232,8 @@ func (s *TokenSource) mayReacquire() bool {
 // Close stops the source: a pending acquisition is cancelled, which
 // abandons its request at the Authority when the Authority speaks the
 // mission extension (a plain Authority lets it expire). Close waits for
-// that to finish; later Token calls fail with ErrClosed.
+// that to finish (so never call it from a Config.Progress callback, which
+// runs inside the acquisition); later Token calls fail with ErrClosed.
 func (s *TokenSource) Close() error {
 	s.mu.Lock()
 	s.closed = true
