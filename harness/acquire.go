@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -16,7 +17,8 @@ import (
 )
 
 // ProofHeader is the request header carrying a holder proof when polling an
-// issuance status (the G-2 extension agreed between this module's roles): a
+// issuance status (an extension agreed between this module's roles, so that
+// only the key holder can read an approved status and its pass): a
 // harness proof with aud = the Authority identifier, htm = "GET", htu = the
 // status URL and aph = the hash of the request id.
 const ProofHeader = "AgentPass-Proof"
@@ -48,7 +50,8 @@ type Request struct {
 	// Type is the redemption flow. If empty, pass.BearerToken.
 	Type pass.PassType
 	// Destination is the page a browser session should land on
-	// (intent.destination_url, H-ISS-4). Only for pass.BrowserSession.
+	// (intent.destination_url). Only for pass.BrowserSession: a bearer
+	// token has no landing page.
 	Destination string
 	// Authority is the identifier of the Authority to use when the Service
 	// offers a choice, overriding Config.PreferredAuthority for this
@@ -56,7 +59,8 @@ type Request struct {
 	// [*ChoiceRequiredError]). It is never used when not on offer.
 	Authority string
 	// NoTaskAttestation omits task.attestation. By default every request
-	// carries one, signed with the holder key (TATT-13).
+	// carries one, signed with the holder key, so the Authority can check
+	// that the task shown to the approver comes from the key holder.
 	NoTaskAttestation bool
 }
 
@@ -69,7 +73,8 @@ type Grant struct {
 	// ServiceConfiguration is the Service's configuration, as discovered.
 	ServiceConfiguration *pass.ServiceConfiguration
 	// Authority is the Authority identifier (its configuration's
-	// "authority" member), sent as "authority" at redemption (H-RED-4).
+	// "authority" member, not its URL), sent as "authority" at
+	// redemption.
 	Authority              string
 	AuthorityConfiguration *pass.AuthorityConfiguration
 	// Branch is the kind of Authority the grant came from: enterprise,
@@ -112,23 +117,26 @@ func (g *Grant) String() string {
 
 // acquisition is the state of one Acquire.
 type acquisition struct {
-	req      Request
-	origin   string
-	grant    *Grant
-	statusOK bool // the request carried harness.cnf, so polls send a proof
+	req       Request
+	origin    string
+	grant     *Grant
+	statusOK  bool   // the request carried harness.cnf, so polls send a proof
+	configURL string // the Authority's configuration URL, as the Service listed it
 }
 
 // Acquire runs §3.2 for one task: Service discovery (DNS TXT and
-// configuration, H-DISC-1), authority resolution through the Service
-// (H-RES-*), the chosen Authority's configuration (its version is checked
-// before anything is sent to it, X-VER-1), the issuance request with holder
-// binding and a task attestation (H-ISS-*, HB-1, TATT-13), and polling until
-// a terminal status (H-POLL-*). It returns the approved pass as a Grant.
+// configuration), authority resolution through the Service, the chosen
+// Authority's configuration (its version is checked before anything is sent
+// to it, so a peer speaking an unknown major version learns nothing), the
+// issuance request with holder binding and a task attestation, and polling
+// until a terminal status. It returns the approved pass as a Grant.
 //
 // Terminal outcomes are errors: a *DeniedError (ErrDenied), ErrExpired,
 // ErrCanceled, and a *ProtocolError (ErrProtocol) for a peer that breaks
-// the protocol, such as an approved status without a pass (H-POLL-6).
-// Cancelling ctx stops polling; the error then matches ctx.Err().
+// the protocol, such as an approved status without a pass.
+// Cancelling ctx stops polling and abandons the request; the error then
+// matches ctx.Err(). Acquire is Start and Wait in one call, with the key
+// kept in memory.
 func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err := c.ready(); err != nil {
 		return nil, err
@@ -137,14 +145,36 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := a.grant
+	st, created, err := c.begin(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	g, err := c.finish(ctx, a, st, created)
+	if err != nil && ctx.Err() != nil {
+		c.abandonPending(ctx, a.grant)
+	}
+	return g, err
+}
+
+func (c *Client) logger(g *Grant) *slog.Logger {
 	log := c.log.With("harness", c.harnessID, "service", g.Service, "user", g.User, "task", g.Task.ID)
+	if g.Authority != "" {
+		log = log.With("authority", g.Authority)
+	}
+	return log
+}
+
+// begin runs an acquisition up to the Authority's first answer to the
+// issuance request (§3.2.1 to §3.2.3).
+func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatus, time.Time, error) {
+	g := a.grant
+	log := c.logger(g)
 
 	// §3.2.1: discover the Service.
 	info, err := c.disc.DiscoverService(ctx, a.origin)
 	if err != nil {
 		log.Warn("agentpass service discovery failed", "outcome", "failed", "error", err)
-		return nil, fmt.Errorf("harness: discovering %s: %w", a.origin, err)
+		return nil, time.Time{}, fmt.Errorf("harness: discovering %s: %w", a.origin, err)
 	}
 	g.ServiceConfiguration = info.Configuration
 	c.emit(Progress{Event: EventServiceDiscovered, Service: g.Service, User: g.User, TaskID: g.Task.ID})
@@ -153,7 +183,7 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	ref, err := c.resolve(ctx, a)
 	if err != nil {
 		log.Warn("agentpass authority resolution failed", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	log = log.With("authority", ref.Authority)
 
@@ -161,20 +191,21 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	acfg, err := c.disc.AuthorityConfiguration(ctx, ref.AuthorityConfigurationURL)
 	if err != nil {
 		log.Warn("agentpass authority configuration failed", "outcome", "failed", "error", err)
-		return nil, fmt.Errorf("harness: authority configuration of %s: %w", ref.Authority, err)
+		return nil, time.Time{}, fmt.Errorf("harness: authority configuration of %s: %w", ref.Authority, err)
 	}
 	if err := checkAuthorityConfig(acfg, ref, g.Branch, g.ServiceConfiguration); err != nil {
 		log.Warn("agentpass authority configuration rejected", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	g.Authority = acfg.Authority
 	g.AuthorityConfiguration = acfg
+	a.configURL = ref.AuthorityConfigurationURL
 	c.emit(Progress{Event: EventAuthorityChosen, Service: g.Service, User: g.User, TaskID: g.Task.ID, Branch: g.Branch, Authority: g.Authority})
 
 	st, err := c.requestIssuance(ctx, a)
 	if err != nil {
 		log.Warn("agentpass issuance request failed", "outcome", "failed", "error", err)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	created := c.now()
 	p := Progress{Event: EventRequestCreated, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status}
@@ -182,13 +213,17 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 		p.ApprovalURL = st.Links.Approval
 	}
 	c.emit(p)
+	return st, created, nil
+}
 
-	st, err = c.poll(ctx, a, st, created)
+// finish polls a created request until a terminal status and returns the
+// approved grant.
+func (c *Client) finish(ctx context.Context, a *acquisition, st *pass.IssuanceStatus, created time.Time) (*Grant, error) {
+	g := a.grant
+	log := c.logger(g)
+	st, err := c.poll(ctx, a, st, created)
 	if err != nil {
 		log.Info("agentpass issuance ended", "outcome", outcome(err), "error", err)
-		if ctx.Err() != nil {
-			c.abandonPending(ctx, g)
-		}
 		return nil, err
 	}
 	g.pass = *st.AgentPass
@@ -250,7 +285,7 @@ func (c *Client) newAcquisition(req Request) (*acquisition, error) {
 	}
 	if req.Destination != "" {
 		if req.Type != pass.BrowserSession {
-			return nil, bad("Destination is only for browser sessions (H-ISS-4)")
+			return nil, bad("Destination is only for browser sessions")
 		}
 		if err := pass.CheckHTTPSURL(req.Destination); err != nil {
 			return nil, bad("Destination is not an https URL")
@@ -289,7 +324,8 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 	g.Branch = branch
 	c.emit(Progress{Event: EventAuthorityResolved, Service: g.Service, User: g.User, TaskID: g.Task.ID, Branch: branch, Options: append([]pass.AuthorityRef(nil), options...)})
 	if branch == BranchEnterprise || branch == BranchService {
-		// H-RES-3, H-RES-4: the only answer; preferences do not apply.
+		// The only answer: a preference never overrides the Authority
+		// that governs the User.
 		return options[0], nil
 	}
 	preferred := a.req.Authority
@@ -311,7 +347,8 @@ func (c *Client) resolve(ctx context.Context, a *acquisition) (pass.AuthorityRef
 }
 
 // askService POSTs the user to the Service's resolve_authorities endpoint
-// and checks the answer (H-RES-1, H-RES-2, §4.1 subset rule).
+// and checks the answer (exactly one kind of Authority, and only those the
+// Service's configuration declares, §4.1).
 func (c *Client) askService(ctx context.Context, scfg *pass.ServiceConfiguration, user string) (*pass.ResolutionResponse, []pass.AuthorityRef, Branch, error) {
 	endpoint := scfg.Endpoints.ResolveAuthorities
 	var res pass.ResolutionResponse
@@ -369,8 +406,7 @@ func (c *Client) Resolve(ctx context.Context, service, user string) (*Resolution
 
 // offered lists the Authorities of a validated resolution answer, with the
 // branch it represents. pass.ResolutionResponse.Validate has already refused
-// an empty answer and an enterprise Authority beside anything else
-// (H-RES-2).
+// an empty answer and an enterprise Authority beside anything else.
 func offered(res *pass.ResolutionResponse) ([]pass.AuthorityRef, Branch) {
 	switch {
 	case res.EnterpriseAuthority != nil:
@@ -413,8 +449,9 @@ func checkOffered(res *pass.ResolutionResponse, scfg *pass.ServiceConfiguration,
 
 // choose picks one of several offered Authorities: the preferred one when it
 // is on offer, otherwise the chooser's pick, which must be on offer too
-// (H-RES-5, H-RES-6). The entry returned is always the listed one, so its
-// configuration URL comes from the Service's answer.
+// (an Authority the Service did not offer is never used: it has no standing
+// for this User at this Service). The entry returned is always the listed
+// one, so its configuration URL comes from the Service's answer.
 func (c *Client) choose(ctx context.Context, options []pass.AuthorityRef, preferred string) (pass.AuthorityRef, error) {
 	find := func(id string) (pass.AuthorityRef, bool) {
 		for _, o := range options {
@@ -444,8 +481,9 @@ func (c *Client) choose(ctx context.Context, options []pass.AuthorityRef, prefer
 }
 
 // checkAuthorityConfig requires the fetched configuration to describe the
-// resolved Authority: the same identifier (G-9) and the trust mode of the
-// branch it was found through (G-31).
+// resolved Authority: the same identifier, and the trust mode of the branch
+// it was found through, so a configuration cannot pass for another
+// Authority or another kind of Authority.
 func checkAuthorityConfig(acfg *pass.AuthorityConfiguration, ref pass.AuthorityRef, b Branch, scfg *pass.ServiceConfiguration) error {
 	perr := func(reason string) error {
 		return &ProtocolError{Peer: "authority", URL: ref.AuthorityConfigurationURL, Reason: reason}
@@ -540,17 +578,24 @@ func checkStatus(st *pass.IssuanceStatus, g *Grant, endpoint string) error {
 	return nil
 }
 
-// poll follows the request until a terminal status (§3.2.3, H-POLL-1..7)
-// and returns the approved status.
+// poll follows the request until a terminal status (§3.2.3) and returns
+// the approved status.
 func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStatus, created time.Time) (*pass.IssuanceStatus, error) {
 	g := a.grant
 	acfg := g.AuthorityConfiguration
 	statusURL := acfg.StatusURL(g.RequestID)
 	var bo backoff
 	failures := 0
+	if st.Status == pass.StatusPending {
+		// Once: events report changes of state, not polls.
+		p := Progress{Event: EventPending, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status, Elapsed: c.now().Sub(created)}
+		if st.Links != nil && pass.CheckHTTPSURL(st.Links.Approval) == nil {
+			p.ApprovalURL = st.Links.Approval
+		}
+		c.emit(p)
+	}
 	for st.Status == pass.StatusPending {
 		wait := c.pollDelay(st.PollAfterMS, &bo)
-		c.emit(Progress{Event: EventPending, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: st.Status, Elapsed: c.now().Sub(created)})
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("harness: waiting for approval at %s: %w", g.Authority, err)
 		}
@@ -580,7 +625,8 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 		}
 		switch {
 		case pe.Status == http.StatusNotFound || pe.Status == http.StatusGone:
-			// The Authority no longer knows the request (G-20, G-34).
+			// The Authority no longer knows the request (unknown, or
+			// purged after its expiry).
 			return nil, c.terminal(g, pass.StatusExpired, fmt.Errorf("harness: issuance request unknown at %s: %w: %w", g.Authority, ErrExpired, pe))
 		case pe.Status == http.StatusTooManyRequests:
 			extra := retryAfter(hdr, c.now())
@@ -610,7 +656,7 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 		return nil, c.terminal(g, st.Status, &DeniedError{Authority: g.Authority, Reason: truncate(st.Reason, maxReasonLen)})
 	case pass.StatusExpired:
 		return nil, c.terminal(g, st.Status, fmt.Errorf("harness: issuance request at %s: %w", g.Authority, ErrExpired))
-	default: // canceled; Validate refused unknown statuses (H-POLL-2)
+	default: // canceled; Validate refused unknown statuses
 		return nil, c.terminal(g, st.Status, fmt.Errorf("harness: issuance request at %s: %w", g.Authority, ErrCanceled))
 	}
 }
@@ -626,7 +672,8 @@ func (c *Client) terminal(g *Grant, s pass.Status, err error) error {
 	return err
 }
 
-// getStatus polls once, with a fresh holder proof (the G-2 extension).
+// getStatus polls once, with a fresh holder proof, so that only the key
+// holder can read the pass from an Authority that knows the extension.
 func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string) (*pass.IssuanceStatus, http.Header, error) {
 	g := a.grant
 	call := httpx.Call{Peer: pass.PeerAuthority, Method: http.MethodGet, URL: statusURL}
@@ -654,7 +701,8 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 }
 
 // redactStatusURL keeps the status URL, which holds the request id (a
-// bearer secret at a plain v0.1 Authority, G-2), out of error texts: a
+// bearer secret at a plain v0.1 Authority, whose status endpoint hands the
+// pass to anyone), out of error texts: a
 // transport error names the URL template instead, and an invalid answer
 // keeps only the document error.
 func redactStatusURL(err error, template string) error {

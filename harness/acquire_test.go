@@ -190,7 +190,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Errorf("proof lifetime %v s (HB-5)", life)
 	}
 
-	wantEvents := []Event{EventServiceDiscovered, EventAuthorityResolved, EventAuthorityChosen, EventRequestCreated, EventPending, EventPending, EventApproved, EventRedeemed}
+	wantEvents := []Event{EventServiceDiscovered, EventAuthorityResolved, EventAuthorityChosen, EventRequestCreated, EventPending, EventApproved, EventRedeemed}
 	if diff := cmp.Diff(wantEvents, events); diff != "" {
 		t.Errorf("progress events (-want +got):\n%s", diff)
 	}

@@ -16,10 +16,10 @@ type backoff struct {
 
 // pollDelay returns how long to wait before the next poll. With
 // poll_after_ms it is that hint, raised to MinPoll and capped at
-// MaxPollAfter (H-POLL-4). Without, it is an exponential backoff from
+// MaxPollAfter. Without, it is an exponential backoff from
 // MinPoll, doubling, capped at MaxPoll, with up to 25 % of jitter taken off
 // each step; the delays never decrease and never go below MinPoll, so there
-// is no tight loop (H-POLL-5).
+// is no tight loop.
 func (c *Client) pollDelay(pollAfterMS *int64, b *backoff) time.Duration {
 	if pollAfterMS != nil {
 		ms := min(max(*pollAfterMS, 0), MaxPollAfter.Milliseconds())

@@ -114,7 +114,7 @@ type ChoiceRequiredError struct {
 	// when there is one.
 	Options []pass.AuthorityRef
 	// Preferred is the preferred Authority that was configured but is not
-	// on offer (H-RES-6), or "".
+	// on offer (and so was not used), or "".
 	Preferred string
 }
 
@@ -152,14 +152,14 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 
 // RedemptionError is a redemption the Service rejected with a 4xx answer, or
 // that kept failing (429 beyond the wait bound, a second 5xx). The pass is
-// spent as far as the Harness is concerned: start a new Acquire (§3.2.3,
-// H-POLL-7). It matches ErrRedemption, and the *pass.PeerError it wraps (so
+// spent as far as the Harness is concerned: start a new Acquire (§3.2.3).
+// It matches ErrRedemption, and the *pass.PeerError it wraps (so
 // errors.Is(err, pass.ErrConsumed) tells a replay).
 type RedemptionError struct {
 	URL string // the redemption endpoint
 	// Retried is true when the answer came to a retry after a 5xx or a
 	// timeout: a 409 then usually means the first attempt consumed the pass
-	// (G-37).
+	// (the Service may have consumed the pass before failing).
 	Retried bool
 	Err     *pass.PeerError
 }

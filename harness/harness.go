@@ -20,7 +20,7 @@ const (
 	// DefaultMinPoll is the default floor between two status polls.
 	DefaultMinPoll = 250 * time.Millisecond
 	// MinPollFloor is the smallest MinPoll accepted: the Harness never polls
-	// in a tight loop (H-POLL-5), whatever the Authority's poll_after_ms.
+	// in a tight loop, whatever the Authority's poll_after_ms.
 	MinPollFloor = 100 * time.Millisecond
 	// DefaultMaxPoll caps the backoff between polls when the Authority gives
 	// no poll_after_ms.
@@ -34,7 +34,8 @@ const (
 	// DefaultHTTPTimeout is the timeout of the default HTTP client.
 	DefaultHTTPTimeout = 30 * time.Second
 	// DefaultTaskAttestationTTL is the lifetime of task attestations and of
-	// harness proofs the Client makes (G-7 recommends at most 300 s).
+	// harness proofs the Client makes: short, since a leaked proof is
+	// replayable until it expires; verifiers accept at most 300 s.
 	DefaultTaskAttestationTTL = 60 * time.Second
 )
 
@@ -91,7 +92,7 @@ type Config struct {
 
 	// Keys returns the holder-binding key for one Acquire (harness.cnf,
 	// §3.1.1). It is called once per Acquire and should return a fresh key
-	// each time, so that two tasks never share a key (HB-2). If nil, a new
+	// each time, so that two tasks never share a key and a leaked key exposes one task only. If nil, a new
 	// ES256 key per Acquire.
 	Keys func() (*dpop.Key, error)
 
@@ -103,7 +104,7 @@ type Config struct {
 	// ChooseAuthority chooses one Authority when the Service offers trusted
 	// federated Authorities (with or without its own Service Authority),
 	// typically by asking a person. It must return one of options; anything
-	// else fails the Acquire (H-RES-6). If nil, and no preferred Authority
+	// else fails the Acquire. If nil, and no preferred Authority
 	// on offer is configured, Acquire fails with a [*ChoiceRequiredError]
 	// listing the options: the Client never picks silently, not even the
 	// only federated Authority on offer, since a federated Authority is a
@@ -111,10 +112,11 @@ type Config struct {
 	ChooseAuthority func(ctx context.Context, options []pass.AuthorityRef) (pass.AuthorityRef, error)
 
 	// PreferredAuthority is the Authority identifier (the "authority"
-	// member, compared exactly, G-24) to use when the Service offers a
+	// member, compared as an exact string, since identifiers may carry a
+	// path) to use when the Service offers a
 	// choice and it is on offer. A preferred Authority that is not on offer
-	// is never used (H-RES-6); when the Service names a single Enterprise
-	// or Service Authority it is ignored (H-RES-3, H-RES-4).
+	// is never used; when the Service names a single Enterprise or Service
+	// Authority it is ignored, as that Authority governs the User.
 	// Request.Authority overrides it for one Acquire.
 	PreferredAuthority string
 
@@ -142,9 +144,16 @@ type Config struct {
 	// nil, nothing is logged.
 	Logger *slog.Logger
 
+	// KeyStore keeps the holder keys of requests made with Start, so that
+	// Wait can resume them, possibly after a restart (see
+	// NewFileKeyStore). If nil, keys live in the Client's memory: Wait
+	// then works within the same process only. Acquire never uses it.
+	KeyStore KeyStore
+
 	// Progress, when set, is called synchronously at each step of Acquire
 	// and redemption, for example to tell the User where to approve the
-	// request. It must return quickly.
+	// request; Progress.String is a line a CLI can print as is. Events
+	// report changes of state, not polls. It must return quickly.
 	Progress func(Progress)
 }
 
@@ -167,6 +176,9 @@ type Client struct {
 
 	// completions are the mission completions Run retries.
 	completions completionQueue
+	// keyStore keeps the keys of started requests; pending tracks them.
+	keyStore KeyStore
+	pending  pendingSet
 
 	// sleep waits d or until ctx ends; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -194,12 +206,16 @@ func New(cfg Config) (*Client, error) {
 		sleep:        sleepCtx,
 		jitter:       randFloat,
 		completions:  completionQueue{wake: make(chan struct{}, 1)},
+		keyStore:     cfg.KeyStore,
+	}
+	if c.keyStore == nil {
+		c.keyStore = &memoryKeyStore{}
 	}
 	if c.minPoll == 0 {
 		c.minPoll = DefaultMinPoll
 	}
 	if c.minPoll < MinPollFloor {
-		return nil, fmt.Errorf("harness: Config.MinPoll %v is below %v (H-POLL-5)", c.minPoll, MinPollFloor)
+		return nil, fmt.Errorf("harness: Config.MinPoll %v is below %v (the Harness never polls in a tight loop)", c.minPoll, MinPollFloor)
 	}
 	if c.maxPoll == 0 {
 		c.maxPoll = max(DefaultMaxPoll, c.minPoll)

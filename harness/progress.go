@@ -1,8 +1,11 @@
 package harness
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -24,8 +27,8 @@ const (
 	// EventRequestCreated: the Authority accepted the issuance request
 	// (RequestID, and ApprovalURL when the Authority offers one).
 	EventRequestCreated Event = "request_created"
-	// EventPending: a poll found the request still pending (Elapsed since
-	// the request was created).
+	// EventPending: the request waits for a decision (ApprovalURL when
+	// the Authority offers one). Reported once per request, not per poll.
 	EventPending Event = "pending"
 	// EventApproved, EventDenied, EventExpired, EventCanceled: the request
 	// reached a terminal status (Reason for denied).
@@ -63,7 +66,7 @@ type Progress struct {
 	Authority string              // the chosen Authority identifier
 	// RequestID identifies the issuance request. With a plain v0.1
 	// Authority anyone holding it can read the approved pass from the
-	// status endpoint (G-2), so do not publish it.
+	// status endpoint, so do not publish it.
 	RequestID string
 	// ApprovalURL is a page where a person can approve the request (the
 	// links.approval extension), when the Authority gives one: show it to
@@ -73,6 +76,55 @@ type Progress struct {
 	Status      pass.Status
 	Reason      string
 	Scope       pass.Scope
+}
+
+// String describes the step in one line a CLI can print as is, for
+// example "waiting for approval at https://idp.example/approve/m_1". It
+// never contains the request id, and text from a peer (a denial reason)
+// has its control characters replaced, so it cannot rewrite a terminal.
+func (p Progress) String() string {
+	switch p.Event {
+	case EventServiceDiscovered:
+		return "found the AgentPass Service " + p.Service
+	case EventAuthorityResolved:
+		return fmt.Sprintf("%s offers %d %s authority option(s)", p.Service, len(p.Options), p.Branch)
+	case EventAuthorityChosen:
+		return "asking " + p.Authority
+	case EventRequestCreated:
+		return "request sent to " + p.Authority
+	case EventPending:
+		if p.ApprovalURL != "" {
+			return "waiting for approval at " + printable(p.ApprovalURL)
+		}
+		return "waiting for approval by " + p.Authority
+	case EventApproved:
+		return "approved by " + p.Authority
+	case EventDenied:
+		if p.Reason != "" {
+			return "denied by " + p.Authority + ": " + printable(p.Reason)
+		}
+		return "denied by " + p.Authority
+	case EventExpired:
+		return "the request expired at " + p.Authority
+	case EventCanceled:
+		return "the request was canceled at " + p.Authority
+	case EventRedeemed:
+		if len(p.Scope) > 0 {
+			return fmt.Sprintf("redeemed at %s for %v", p.Service, p.Scope)
+		}
+		return "redeemed at " + p.Service
+	}
+	return printable(string(p.Event))
+}
+
+// printable replaces control and other non-printing characters.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }
 
 func randFloat() float64 { return rand.Float64() }

@@ -57,20 +57,21 @@ func TestE2EPollingWithinDefaultRateLimits(t *testing.T) {
 			switch p.Event {
 			case harness.EventRequestCreated:
 				start = e.Clock.Now()
-			case harness.EventPending:
-				polls++
-				if e.Clock.Now().Sub(start) >= waitFor {
-					if _, err := e.Enterprise.Decide(context.Background(), pendingMission(e.Enterprise), authority.Decision{Outcome: authority.Approve, DecidedBy: "human:manager@corp.test"}); err != nil {
-						t.Errorf("Decide: %v", err)
-					}
-				}
 			}
 		}
 	})
 	var waited []time.Duration
+	decided := false
 	harness.SetSleep(c, func(ctx context.Context, d time.Duration) error {
 		waited = append(waited, d)
 		e.Clock.Advance(d)
+		polls++ // each wait is followed by a poll
+		if !decided && e.Clock.Now().Sub(start) >= waitFor {
+			decided = true
+			if _, err := e.Enterprise.Decide(context.Background(), pendingMission(e.Enterprise), authority.Decision{Outcome: authority.Approve, DecidedBy: "human:manager@corp.test"}); err != nil {
+				t.Errorf("Decide: %v", err)
+			}
+		}
 		return ctx.Err()
 	})
 	g, err := c.Acquire(context.Background(), task(e2e.EnterpriseUser))

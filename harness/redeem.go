@@ -26,9 +26,10 @@ const retry5xxDelay = 500 * time.Millisecond
 // RedeemOptions are the optional members of a redemption.
 type RedeemOptions struct {
 	// RequestedScope asks the Service for only these scopes; it grants the
-	// intersection with the approved scope (requested_scope, H-RED-6). Nil
-	// means the whole approved scope; an empty, non-nil scope is refused
-	// (the intersection would be empty, G-14).
+	// intersection with the approved scope (requested_scope), so the
+	// token carries only what the task needs. Nil means the whole
+	// approved scope; an empty, non-nil scope is refused (the
+	// intersection would be empty, and the Service refuses it).
 	RequestedScope pass.Scope
 	// DPoP asks for a sender-constrained token (RFC 9449): the redemption
 	// carries a DPoP proof of the grant's key, and the Service binds the
@@ -41,7 +42,7 @@ type RedeemOptions struct {
 type Token struct {
 	// Type is "Bearer", or "DPoP" for a token bound to Key.
 	Type string
-	// Scope is the granted scope, when the Service said (H-RED-9).
+	// Scope is the granted scope, when the Service said.
 	Scope pass.Scope
 	// ExpiresAt is when the token expires, or zero when the Service did not
 	// say.
@@ -84,7 +85,8 @@ func NewToken(service, value, tokenType string, key *dpop.Key, now func() time.T
 	return &Token{Type: tokenType, Service: origin, value: value, key: key, now: now}, nil
 }
 
-// Value returns the token. Treat it as opaque (H-RED-11) and secret.
+// Value returns the token. Treat it as opaque (its format is the
+// Service's business) and secret.
 func (t *Token) Value() string { return t.value }
 
 // Expired reports whether the token's expiry, when known, has passed.
@@ -139,8 +141,8 @@ func (r InitRequest) String() string {
 }
 
 // Take returns the request to load and marks the initialization used; a
-// second call fails with ErrInitializationUsed (H-RED-7: the URL is
-// single-use; after a failure, acquire a new pass, H-RED-8).
+// second call fails with ErrInitializationUsed (the URL is
+// single-use; after a failure, acquire a new pass, never reuse the URL).
 func (i *Initialization) Take() (InitRequest, error) {
 	if i.mission != nil && i.mission.closed.Load() {
 		return InitRequest{}, ErrMissionClosed
@@ -163,14 +165,15 @@ func (i *Initialization) String() string {
 
 // RedeemBearerToken redeems a bearer-token grant at the Service (§3.4.1):
 // a POST to endpoints.redeem_bearer_token with the pass, the Authority
-// identifier, user.email, a fresh harness proof (htm, htu, aph; HB-4..6,
-// H-RED-5) and opts.RequestedScope. With opts.DPoP the request also carries
+// identifier, user.email, a fresh harness proof (htm, htu, aph, binding it to
+// this request) and opts.RequestedScope. With opts.DPoP the request also carries
 // a DPoP proof so the token is bound to the grant's key.
 //
 // The grant is marked used before anything is sent. A 4xx answer is a
 // terminal *RedemptionError; a 429 is waited out (Retry-After, at most
 // Config.MaxRetryWait) and retried with the same pass; a 5xx or a timeout
-// is retried once, and a 409 after that retry is terminal (G-37).
+// is retried once, and a 409 after that retry is terminal (the first
+// attempt probably consumed the pass).
 func (c *Client) RedeemBearerToken(ctx context.Context, g *Grant, opts RedeemOptions) (*Token, error) {
 	if err := c.checkRedeem(g, pass.BearerToken, opts); err != nil {
 		return nil, err
@@ -252,7 +255,7 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 	case g == nil || g.pass.Value == "" || g.ServiceConfiguration == nil || g.Key == nil:
 		return fmt.Errorf("%w: the grant does not come from Acquire", ErrInvalidRequest)
 	case g.Type != t:
-		return fmt.Errorf("%w: grant is for %s, not %s (H-RED-1)", ErrWrongType, g.Type, t)
+		return fmt.Errorf("%w: grant is for %s, not %s", ErrWrongType, g.Type, t)
 	case g.mission.closed.Load():
 		return ErrMissionClosed
 	case opts.RequestedScope != nil && len(opts.RequestedScope) == 0:
@@ -266,8 +269,9 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 	return nil
 }
 
-// redeem posts the redemption with the G-37 retry policy and decodes the
-// answer into out. It returns when the answer was received.
+// redeem posts the redemption with its retry policy (429: wait and retry;
+// 5xx or timeout: retry once) and decodes the answer into out. It returns
+// when the answer was received.
 func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts RedeemOptions, initMethods []string, extra func(time.Time) (http.Header, error), out pass.Document) (time.Time, error) {
 	if err := c.ready(); err != nil {
 		return time.Time{}, err

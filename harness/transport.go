@@ -1,13 +1,11 @@
 package harness
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -37,7 +35,7 @@ func (t *Token) SetAuthHeader(r *http.Request) error {
 		return fmt.Errorf("%w: %s is not %s", ErrCrossOrigin, originOf(r), t.Service)
 	}
 	if t.Type != "DPoP" {
-		r.Header.Set("Authorization", "Bearer "+t.value) // H-RED-10
+		r.Header.Set("Authorization", "Bearer "+t.value)
 		return nil
 	}
 	nonce := ""
@@ -62,7 +60,7 @@ func originOf(r *http.Request) string {
 
 // Transport returns an http.RoundTripper that adds the token to every
 // request sent through base (http.DefaultTransport when nil): an
-// "Authorization: Bearer" header (H-RED-10), or for a DPoP token
+// "Authorization: Bearer" header, or for a DPoP token
 // "Authorization: DPoP" and a fresh DPoP proof bound to the token (ath).
 // A request to another origin, or over plain http, fails with
 // ErrCrossOrigin and is not sent, so redirects cannot carry the token away.
@@ -201,96 +199,6 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// TokenSourceOptions configure a [TokenSource].
-type TokenSourceOptions struct {
-	// Redeem are the redemption options.
-	Redeem RedeemOptions
-	// Reacquire allows the source to run a new Acquire (possibly waiting
-	// for a person's approval again) when its token has expired or was
-	// invalidated. Off by default: the source then fails with
-	// ErrTokenExpired, and re-acquiring stays an explicit decision.
-	Reacquire bool
-	// EarlyExpiry treats a token as expired this long before its
-	// ExpiresAt. If zero, 10 s.
-	EarlyExpiry time.Duration
-}
-
-// TokenSource acquires and redeems a bearer token for one Request on first
-// use and hands it out until it expires. It is safe for concurrent use.
-type TokenSource struct {
-	c    *Client
-	req  Request
-	opts TokenSourceOptions
-
-	mu  sync.Mutex
-	tok *Token
-	n   int // Acquires made
-}
-
-// TokenSource returns a source of bearer tokens for req (whose Type must be
-// empty or pass.BearerToken). Nothing is sent before the first Token call.
-func (c *Client) TokenSource(req Request, opts TokenSourceOptions) *TokenSource {
-	if opts.EarlyExpiry == 0 {
-		opts.EarlyExpiry = 10 * time.Second
-	}
-	return &TokenSource{c: c, req: req, opts: opts}
-}
-
-// Token returns the current token, acquiring and redeeming a pass on the
-// first call. Once the token has expired (or after Invalidate), it fails
-// with ErrTokenExpired unless Reacquire is set.
-func (s *TokenSource) Token(ctx context.Context) (*Token, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tok != nil && (s.tok.ExpiresAt.IsZero() || s.c.now().Before(s.tok.ExpiresAt.Add(-s.opts.EarlyExpiry))) {
-		return s.tok, nil
-	}
-	if s.n > 0 && !s.opts.Reacquire {
-		return nil, ErrTokenExpired
-	}
-	if s.req.Type != "" && s.req.Type != pass.BearerToken {
-		return nil, fmt.Errorf("%w: a TokenSource is for bearer tokens", ErrInvalidRequest)
-	}
-	s.n++
-	g, err := s.c.Acquire(ctx, s.req)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := s.c.RedeemBearerToken(ctx, g, s.opts.Redeem)
-	if err != nil {
-		return nil, err
-	}
-	s.tok = tok
-	return tok, nil
-}
-
-// Invalidate drops the current token, for example after the Service
-// answered 401; the next Token call re-acquires only if Reacquire is set.
-func (s *TokenSource) Invalidate() {
-	s.mu.Lock()
-	s.tok = nil
-	s.mu.Unlock()
-}
-
-// Transport returns an http.RoundTripper that gets its token from the
-// source for every request (so the first request may wait for an Acquire
-// and a person's approval) and sends it as Token.Transport does.
-func (s *TokenSource) Transport(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		tok, err := s.Token(req.Context())
-		if err != nil {
-			if req.Body != nil {
-				req.Body.Close()
-			}
-			return nil, err
-		}
-		return tok.Transport(base).RoundTrip(req)
-	})
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

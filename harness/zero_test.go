@@ -23,4 +23,20 @@ func TestZeroClient(t *testing.T) {
 	if _, err := c.RedeemBrowserSession(ctx, &harness.Grant{}, harness.RedeemOptions{}); err == nil {
 		t.Error("RedeemBrowserSession on a zero Client succeeded")
 	}
+	if _, err := c.Start(ctx, harness.Request{Service: "https://svc.example", User: "alex@corp.example", Task: harness.Task{Description: "x"}}); err == nil {
+		t.Error("Start on a zero Client succeeded")
+	}
+	if _, err := c.Wait(ctx, &harness.Pending{}); err == nil {
+		t.Error("Wait on a zero Client succeeded")
+	}
+	if err := c.Cancel(ctx, &harness.Pending{}); err == nil {
+		t.Error("Cancel on a zero Client succeeded")
+	}
+	var ts harness.TokenSource
+	if _, err := ts.Token(ctx); err == nil {
+		t.Error("Token of a zero TokenSource succeeded")
+	}
+	if err := ts.Close(); err != nil {
+		t.Errorf("Close of a zero TokenSource: %v", err)
+	}
 }
