@@ -101,8 +101,9 @@ func (t *Token) String() string {
 // browser must make exactly once, directly, without prefetching or
 // retrying. Take hands it out once. String hides the secret.
 type Initialization struct {
-	// Method is "POST" (the secret is in form fields, hardening draft
-	// je.browser-bootstrap-hardening) or "GET" (the secret is in the URL).
+	// Method is "POST" (the secret is in form fields, so it stays out of
+	// URLs, histories and logs) or "GET" (a plain v0.1 Service: the secret
+	// is in the URL).
 	Method string
 	// ExpiresAt is when the initialization expires, or zero.
 	ExpiresAt time.Time
