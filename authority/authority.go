@@ -48,13 +48,6 @@ const (
 	PathAuthorizationClose = "/authorization-close"
 )
 
-// ProofHeader is the request header carrying a holder proof, signed with
-// the harness.cnf key. A Harness that listed the holder-binding extension
-// must send one to read its approved issuance status, so whoever learns
-// the status URL still cannot take the pass: a dpop harness proof with aud
-// = the Authority identifier's origin, htm "GET", htu = the status URL and
-// aph = base64url(SHA-256(request id)). The mission endpoints take one too.
-const ProofHeader = "AgentPass-Proof"
 
 // ErrInvalidConfig: Config is not valid; the error says which field.
 var ErrInvalidConfig = errors.New("authority: invalid configuration")

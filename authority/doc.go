@@ -62,7 +62,7 @@
 //
 // The mission endpoints are advertised in the configuration's extensions
 // (pass.ExtMission). A Harness proves the mission's holder key, or an
-// ancestor's, in the [ProofHeader] header with htm POST, htu the endpoint
+// ancestor's, in the [pass.ProofHeader] header with htm POST, htu the endpoint
 // and aph the hash of the mission id; unknown ids, other Services'
 // authorizations and wrong keys all get the same 404, so nobody learns
 // which missions exist. A Service that advertises the extension gets, for
@@ -108,7 +108,7 @@
 // retires the previous one, so only the latest value works; a pass lives
 // Config.PassTTL (at most five minutes) from the approval. When the
 // Harness listed the holder-binding extension (pass.ExtHolderBinding), an
-// approved status is only served with a holder proof in the [ProofHeader]
+// approved status is only served with a holder proof in the [pass.ProofHeader]
 // header: a dpop harness proof with aud = the Authority, htm GET, htu =
 // the status URL and aph = hash of the request id (dpop.Key.HarnessProof
 // with AgentPass set to the request id). Any other Harness gets the pass

@@ -271,7 +271,7 @@ func (e *env) poll(id, proof string) (response, *pass.IssuanceStatus) {
 	e.t.Helper()
 	h := http.Header{}
 	if proof != "" {
-		h.Set(authority.ProofHeader, proof)
+		h.Set(pass.ProofHeader, proof)
 	}
 	r := e.do(http.MethodGet, e.auth.StatusURL(id), nil, h)
 	if r.status != http.StatusOK {

@@ -55,7 +55,7 @@ func TestSignalledRequestHeldToTheProof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{authority.ProofHeader: {stale}})
+	r := e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{pass.ProofHeader: {stale}})
 	wantError(t, r, 401, pass.CodeProofRequired)
 	var er pass.ErrorResponse
 	if err := pass.Decode(r.body, &er); err != nil || er.Error.Message != "proof refused: expired" {

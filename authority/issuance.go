@@ -360,12 +360,12 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, id, value, state, now))
 }
 
-// checkStatusProof requires the holder proof of ProofHeader; a refusal
+// checkStatusProof requires the holder proof of pass.ProofHeader; a refusal
 // names the failed check from the fixed set of proof reasons.
 func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *Request, reqID string) error {
-	proof := r.Header.Get(ProofHeader)
+	proof := r.Header.Get(pass.ProofHeader)
 	if proof == "" {
-		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+ProofHeader+" header")
+		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+pass.ProofHeader+" header")
 	}
 	if req.Cnf == nil {
 		return pass.FailProof(pass.CodeProofRequired, pass.ProofBadKey).WithStatus(http.StatusUnauthorized)

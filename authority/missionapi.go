@@ -335,16 +335,16 @@ func (a *Authority) serviceAuthorization(ctx context.Context, r *http.Request, i
 }
 
 // holderProof authenticates a Harness call about missionID: the proof in
-// ProofHeader must be bound to this endpoint and this mission id (aph), be
+// pass.ProofHeader must be bound to this endpoint and this mission id (aph), be
 // fresh and unused, and be signed by the holder key of the mission or of
 // one of its ancestors, with iss that mission's harness.id. It returns the
 // mission and the mission whose key signed. A proof that fails on its own
 // (times, audience, binding, replay) is 401; an unknown mission, or one
 // the key does not hold, is the same 404.
 func (a *Authority) holderProof(ctx context.Context, r *http.Request, endpoint, missionID string) (*Request, *Request, error) {
-	proof := r.Header.Get(ProofHeader)
+	proof := r.Header.Get(pass.ProofHeader)
 	if proof == "" {
-		return nil, nil, pass.Fail(pass.CodeProofRequired, "mission calls need a proof of the holder key in the "+ProofHeader+" header")
+		return nil, nil, pass.Fail(pass.CodeProofRequired, "mission calls need a proof of the holder key in the "+pass.ProofHeader+" header")
 	}
 	req := dpop.ProofRequest{Method: http.MethodPost, URL: endpoint, AgentPass: missionID, RequireBinding: true}
 	p, err := a.proofs.Precheck(ctx, proof, req)

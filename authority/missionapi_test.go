@@ -32,7 +32,7 @@ func (e *env) postProof(path string, body any, proof string) response {
 	e.t.Helper()
 	h := http.Header{}
 	if proof != "" {
-		h.Set(authority.ProofHeader, proof)
+		h.Set(pass.ProofHeader, proof)
 	}
 	return e.do(http.MethodPost, e.base+path, body, h)
 }
@@ -470,7 +470,7 @@ func FuzzMissionHandlers(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Header.Set(authority.ProofHeader, proof)
+		req.Header.Set(pass.ProofHeader, proof)
 		rec := httptest.NewRecorder()
 		e.auth.ServeHTTP(rec, req)
 		if rec.Code >= 500 {

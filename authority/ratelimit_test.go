@@ -141,7 +141,7 @@ func TestRateLimitStatus(t *testing.T) {
 	}
 	get := func(who, proof string) response {
 		hd := client(who)
-		hd.Set(authority.ProofHeader, proof)
+		hd.Set(pass.ProofHeader, proof)
 		return e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, hd)
 	}
 	for i := range 2 {

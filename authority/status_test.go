@@ -79,9 +79,9 @@ func TestHumanFlow(t *testing.T) {
 	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, nil), 401, pass.CodeProofRequired)
 	other, _ := dpop.GenerateKey("ES256")
 	bad, _ := other.HarnessProof(dpop.ProofParams{HarnessID: harnessID, Audience: authID, Method: "GET", URL: e.auth.StatusURL(st.ID), AgentPass: st.ID, Now: e.clock.Now()})
-	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{authority.ProofHeader: {bad}}), 401, pass.CodeProofRequired)
+	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{pass.ProofHeader: {bad}}), 401, pass.CodeProofRequired)
 	wrongID, _ := h.key.HarnessProof(dpop.ProofParams{HarnessID: harnessID, Audience: authID, Method: "GET", URL: e.auth.StatusURL(st.ID), AgentPass: "req_other", Now: e.clock.Now()})
-	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{authority.ProofHeader: {wrongID}}), 401, pass.CodeProofRequired)
+	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{pass.ProofHeader: {wrongID}}), 401, pass.CodeProofRequired)
 
 	proof := h.statusProof(e, st.ID)
 	ar, a := e.poll(st.ID, proof)
@@ -90,7 +90,7 @@ func TestHumanFlow(t *testing.T) {
 	}
 	validateSchema(t, "issuance-status.schema.json", "", ar.body)
 	// A replayed proof is refused.
-	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{authority.ProofHeader: {proof}}), 401, pass.CodeProofRequired)
+	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{pass.ProofHeader: {proof}}), 401, pass.CodeProofRequired)
 	// A fresh proof yields a fresh pass; the previous one stops working.
 	_, a2 := e.poll(st.ID, h.statusProof(e, st.ID))
 	if a2 == nil || a2.AgentPass.Value == a.AgentPass.Value {
@@ -106,7 +106,7 @@ func TestHumanFlow(t *testing.T) {
 	}
 	wantError(t, toResp(e.validate(e.svc, a2.AgentPass.Value)), 409, pass.CodeAgentPassConsumed)
 	// G-34: once redeemed, the status is gone.
-	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{authority.ProofHeader: {h.statusProof(e, st.ID)}}), 410, pass.CodeRequestGone)
+	wantError(t, e.do(http.MethodGet, e.auth.StatusURL(st.ID), nil, http.Header{pass.ProofHeader: {h.statusProof(e, st.ID)}}), 410, pass.CodeRequestGone)
 }
 
 func toResp[T any](r response, _ T) response { return r }

@@ -16,13 +16,6 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// ProofHeader is the request header carrying a holder proof when polling an
-// issuance status (an extension agreed between this module's roles, so that
-// only the key holder can read an approved status and its pass): a
-// harness proof with aud = the Authority identifier, htm = "GET", htu = the
-// status URL and aph = the hash of the request id.
-const ProofHeader = "AgentPass-Proof"
-
 // maxPollFailures is how many polls in a row may fail with a 5xx or a
 // network error before Acquire gives up.
 const maxPollFailures = 5
@@ -690,7 +683,7 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 		if err != nil {
 			return nil, nil, fmt.Errorf("harness: status proof: %w", err)
 		}
-		call.Header = http.Header{ProofHeader: {proof}}
+		call.Header = http.Header{pass.ProofHeader: {proof}}
 	}
 	var st pass.IssuanceStatus
 	hdr, err := httpx.Do(ctx, c.http, call, &st)

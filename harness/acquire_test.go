@@ -129,7 +129,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cl := range f.callsTo(statusURL) {
-		if _, err := pv.Verify(ctx, cl.Header.Get(ProofHeader), ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "GET", URL: statusURL, AgentPass: requestID, HarnessID: harnessID, RequireBinding: true}); err != nil {
+		if _, err := pv.Verify(ctx, cl.Header.Get(pass.ProofHeader), ir.Harness.Cnf.JWK, dpop.ProofRequest{Method: "GET", URL: statusURL, AgentPass: requestID, HarnessID: harnessID, RequireBinding: true}); err != nil {
 			t.Errorf("status proof: %v", err)
 		}
 	}

@@ -150,7 +150,7 @@ func (m *Mission) call(ctx context.Context, endpoint string, body any, out pass.
 		return fmt.Errorf("harness: mission proof: %w", err)
 	}
 	_, err = httpx.Do(ctx, m.c.http, httpx.Call{Peer: pass.PeerAuthority, URL: endpoint, Body: body,
-		Header: http.Header{ProofHeader: {proof}}}, out)
+		Header: http.Header{pass.ProofHeader: {proof}}}, out)
 	if err != nil {
 		return fmt.Errorf("harness: mission %s at %s: %w", m.id, m.authority, err)
 	}

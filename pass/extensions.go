@@ -35,6 +35,15 @@ const (
 	ExtEvents = ExtensionPrefix + "events"
 )
 
+// ProofHeader is the request header carrying a holder proof signed with the
+// harness.cnf key: a harness proof with aud = the Authority identifier, htm
+// and htu the request's method and URL, and aph the hash of what the
+// request names (the request id for an issuance status, the mission id for
+// a mission call). A Harness that lists ExtHolderBinding sends it to read
+// its approved status, so whoever learns the status URL still cannot take
+// the pass; the mission endpoints take one too.
+const ProofHeader = "AgentPass-Proof"
+
 // ExtensionMajor is the major version of the extensions this SDK
 // implements; an entry with another major is ignored.
 const ExtensionMajor = 1

@@ -98,7 +98,7 @@ func (e *env) acquire(t *testing.T, a *authority.Authority, h *harness, typ pass
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := httpx.Do(t.Context(), e.client, httpx.Call{URL: statusURL, Header: http.Header{authority.ProofHeader: {proof}}}, &st); err != nil {
+	if _, err := httpx.Do(t.Context(), e.client, httpx.Call{URL: statusURL, Header: http.Header{pass.ProofHeader: {proof}}}, &st); err != nil {
 		t.Fatalf("status: %v", err)
 	}
 	if st.AgentPass == nil {
