@@ -167,33 +167,33 @@ func sanitize(in *CompileInput, cands, extra []Rationale, compiler, version stri
 		}
 	}
 	p := &Proposal{Compiler: compiler, Version: version}
-	exclude := func(name, why string) {
+	exclude := func(e Rationale) {
 		if len(p.Excluded) >= maxExcluded {
 			p.Omitted++
 			return
 		}
-		p.Excluded = append(p.Excluded, Rationale{Scope: name, Why: why})
+		p.Excluded = append(p.Excluded, e)
 	}
 	seen := make(map[string]struct{}, min(len(cands), maxProposalScopes))
 	for _, c := range cands {
 		switch {
 		case c.Scope == pass.Wildcard:
-			exclude(c.Scope, whyWildcard)
+			exclude(Rationale{Scope: c.Scope, Why: whyWildcard})
 			continue
 		case !validScopeName(c.Scope):
-			exclude(printableName(c.Scope), whyBadName)
+			exclude(Rationale{Scope: printableName(c.Scope), Why: whyBadName})
 			continue
 		}
 		if _, ok := offered[c.Scope]; !ok {
-			exclude(c.Scope, whyNotOffered)
+			exclude(Rationale{Scope: c.Scope, Why: whyNotOffered})
 			continue
 		}
 		if _, dup := seen[c.Scope]; dup {
-			exclude(c.Scope, whyDuplicate)
+			exclude(Rationale{Scope: c.Scope, Why: whyDuplicate})
 			continue
 		}
 		if len(p.Scopes) >= maxProposalScopes {
-			exclude(c.Scope, whyTooMany)
+			exclude(Rationale{Scope: c.Scope, Why: whyTooMany})
 			continue
 		}
 		seen[c.Scope] = struct{}{}
@@ -218,7 +218,7 @@ func sanitize(in *CompileInput, cands, extra []Rationale, compiler, version stri
 			continue
 		}
 		listed[name] = struct{}{}
-		exclude(name, cleanWhy(e.Why))
+		exclude(Rationale{Scope: name, Basis: e.Basis, Source: e.Source, Why: cleanWhy(e.Why)})
 	}
 	slices.SortFunc(p.Scopes, func(a, b Rationale) int { return strings.Compare(a.Scope, b.Scope) })
 	p.InputSHA256 = inputDigest(in)

@@ -97,10 +97,7 @@ func (m *ModelCompiler) Compile(ctx context.Context, in CompileInput) (*Proposal
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
-	answer, err := m.cfg.Model(ctx, modelInstructions+string(data))
-	if err == nil {
-		err = ctx.Err() // a model that ignores its context still fails at the deadline
-	}
+	answer, err := m.ask(ctx, modelInstructions+string(data))
 	if err != nil {
 		return nil, fmt.Errorf("authority: model %s: %w", m.cfg.ID, err)
 	}
@@ -109,6 +106,30 @@ func (m *ModelCompiler) Compile(ctx context.Context, in CompileInput) (*Proposal
 		return nil, err
 	}
 	return sanitize(&in, cands, nil, m.cfg.ID, m.cfg.Version)
+}
+
+// ask calls the model and returns by the deadline even if the model
+// ignores its context; such a call finishes in the background and its
+// answer is discarded.
+func (m *ModelCompiler) ask(ctx context.Context, prompt string) (string, error) {
+	type result struct {
+		answer string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := m.cfg.Model(ctx, prompt)
+		done <- result{a, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			r.err = ctx.Err() // an answer after the deadline is not used
+		}
+		return r.answer, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 // parseModelAnswer reads a model's answer strictly: one JSON object of at
