@@ -121,24 +121,54 @@ func checkInput(in *CompileInput) error {
 	if len(in.Task) > MaxTaskDescription {
 		return fmt.Errorf("authority: task description longer than %d bytes", MaxTaskDescription)
 	}
-	if !utf8.ValidString(in.Task) || !utf8.ValidString(in.TaskClass) || !utf8.ValidString(in.Service) {
+	// Invalid UTF-8 would be replaced when hashing, so two different inputs
+	// could share a digest; refuse it instead.
+	valid := utf8.ValidString(in.Task) && utf8.ValidString(in.TaskClass) && utf8.ValidString(in.Service) && utf8.ValidString(string(in.Tier))
+	for _, a := range in.Available {
+		valid = valid && utf8.ValidString(a.Name) && utf8.ValidString(a.Description) && utf8.ValidString(string(a.Effect))
+	}
+	for _, r := range in.Requested {
+		valid = valid && utf8.ValidString(r)
+	}
+	if !valid {
 		return errors.New("authority: compile input is not valid UTF-8")
 	}
 	return nil
 }
 
-// inputDigest is the hex SHA-256 of the canonical JSON of in. Strings that
-// are not valid UTF-8 cannot be canonicalised; they are replaced first, so
-// the digest never fails and still differs from the valid input's.
-func inputDigest(in *CompileInput) string {
-	b, err := jcs.Marshal(in)
+// inputDigest is the hex SHA-256 of the canonical JSON (RFC 8785) of in,
+// members named and omitted as in its JSON encoding.
+func inputDigest(in *CompileInput) (string, error) {
+	avail := make([]any, len(in.Available))
+	for i, a := range in.Available {
+		m := map[string]any{"name": a.Name}
+		if a.Description != "" {
+			m["description"] = a.Description
+		}
+		if a.Effect != "" {
+			m["effect"] = string(a.Effect)
+		}
+		avail[i] = m
+	}
+	doc := map[string]any{"service": in.Service, "task": in.Task, "available": avail}
+	if in.Available == nil {
+		doc["available"] = nil
+	}
+	if in.TaskClass != "" {
+		doc["task_class"] = in.TaskClass
+	}
+	if len(in.Requested) > 0 {
+		doc["requested"] = []string(in.Requested)
+	}
+	if in.Tier != "" {
+		doc["tier"] = string(in.Tier)
+	}
+	b, err := jcs.Marshal(doc)
 	if err != nil {
-		// Only invalid UTF-8 in a scope list gets here; hash the Go
-		// representation instead, which is deterministic too.
-		b = []byte(strconv.Quote(fmt.Sprintf("%#v", *in)))
+		return "", fmt.Errorf("authority: hashing the compile input: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // Reasons the sanitizer gives for a drop. Stable text: operators filter on it.
@@ -221,7 +251,10 @@ func sanitize(in *CompileInput, cands, extra []Rationale, compiler, version stri
 		exclude(Rationale{Scope: name, Basis: e.Basis, Source: e.Source, Why: cleanWhy(e.Why)})
 	}
 	slices.SortFunc(p.Scopes, func(a, b Rationale) int { return strings.Compare(a.Scope, b.Scope) })
-	p.InputSHA256 = inputDigest(in)
+	var err error
+	if p.InputSHA256, err = inputDigest(in); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
