@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentpass-go/agentpass/dpop"
-	"github.com/agentpass-go/agentpass/internal/jcs"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -137,38 +136,84 @@ func checkInput(in *CompileInput) error {
 }
 
 // inputDigest is the hex SHA-256 of the canonical JSON (RFC 8785) of in,
-// members named and omitted as in its JSON encoding.
-func inputDigest(in *CompileInput) (string, error) {
-	avail := make([]any, len(in.Available))
-	for i, a := range in.Available {
-		m := map[string]any{"name": a.Name}
-		if a.Description != "" {
-			m["description"] = a.Description
-		}
-		if a.Effect != "" {
-			m["effect"] = string(a.Effect)
-		}
-		avail[i] = m
-	}
-	doc := map[string]any{"service": in.Service, "task": in.Task, "available": avail}
+// members named and omitted as in its JSON encoding. The canonical text is
+// written directly, members in sorted order, because this runs on every
+// compilation; a test checks it against the general canonicaliser.
+func inputDigest(in *CompileInput) string {
+	b := make([]byte, 0, 256+len(in.Task)+64*len(in.Available))
+	b = append(b, `{"available":`...)
 	if in.Available == nil {
-		doc["available"] = nil
-	}
-	if in.TaskClass != "" {
-		doc["task_class"] = in.TaskClass
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, a := range in.Available {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			if a.Description != "" {
+				b = appendJCSString(append(b, `"description":`...), a.Description)
+				b = append(b, ',')
+			}
+			if a.Effect != "" {
+				b = appendJCSString(append(b, `"effect":`...), string(a.Effect))
+				b = append(b, ',')
+			}
+			b = appendJCSString(append(b, `"name":`...), a.Name)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
 	}
 	if len(in.Requested) > 0 {
-		doc["requested"] = []string(in.Requested)
+		b = append(b, `,"requested":[`...)
+		for i, r := range in.Requested {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJCSString(b, r)
+		}
+		b = append(b, ']')
+	}
+	b = appendJCSString(append(b, `,"service":`...), in.Service)
+	b = appendJCSString(append(b, `,"task":`...), in.Task)
+	if in.TaskClass != "" {
+		b = appendJCSString(append(b, `,"task_class":`...), in.TaskClass)
 	}
 	if in.Tier != "" {
-		doc["tier"] = string(in.Tier)
+		b = appendJCSString(append(b, `,"tier":`...), string(in.Tier))
 	}
-	b, err := jcs.Marshal(doc)
-	if err != nil {
-		return "", fmt.Errorf("authority: hashing the compile input: %w", err)
-	}
+	b = append(b, '}')
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(sum[:])
+}
+
+// appendJCSString appends s (valid UTF-8) as an RFC 8785 string: only the
+// quote, the backslash and control characters are escaped.
+func appendJCSString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // Reasons the sanitizer gives for a drop. Stable text: operators filter on it.
@@ -251,10 +296,7 @@ func sanitize(in *CompileInput, cands, extra []Rationale, compiler, version stri
 		exclude(Rationale{Scope: name, Basis: e.Basis, Source: e.Source, Why: cleanWhy(e.Why)})
 	}
 	slices.SortFunc(p.Scopes, func(a, b Rationale) int { return strings.Compare(a.Scope, b.Scope) })
-	var err error
-	if p.InputSHA256, err = inputDigest(in); err != nil {
-		return nil, err
-	}
+	p.InputSHA256 = inputDigest(in)
 	return p, nil
 }
 

@@ -16,7 +16,8 @@ import (
 func TestInputDigestIsJCSOfJSON(t *testing.T) {
 	inputs := []CompileInput{
 		{},
-		{Service: "https://a.example", Task: "Ünïcode <tag> & \"quotes\"\n\u2028", Available: []AvailableScope{{Name: "a:read"}}},
+		{Service: "https://a.example", Task: "Ünïcode <tag> & \"quotes\"\n\u2028 \\ \b\f\r\t\x00\x1f\x7f", Available: []AvailableScope{{Name: "a:read"}}},
+		{Available: []AvailableScope{}, Requested: []string{}},
 		{Service: "https://a.example", Task: "t", TaskClass: "bugfix", Requested: []string{"b", "a"}, Tier: dpop.TierAttested,
 			Available: []AvailableScope{{Name: "z", Description: "d", Effect: EffectWrite}, {Name: "a", Effect: "odd"}}},
 	}
@@ -30,12 +31,32 @@ func TestInputDigestIsJCSOfJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(canon)
-		got, err := inputDigest(&in)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := inputDigest(&in)
 		if want := hex.EncodeToString(sum[:]); got != want {
 			t.Errorf("input %d: digest %s, want %s of %s", i, got, want, canon)
 		}
 	}
+}
+
+func FuzzInputDigest(f *testing.F) {
+	f.Add("Summarize tickets \"now\"\n", "tickets:read", "desc\u2028")
+	f.Add("\x00\x1f\x7f\\", "", "")
+	f.Fuzz(func(t *testing.T, task, name, desc string) {
+		in := CompileInput{Task: task, Available: []AvailableScope{{Name: name, Description: desc}}, Requested: []string{desc}}
+		if checkInput(&in) != nil {
+			return
+		}
+		raw, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		canon, err := jcs.Canonicalize(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(canon)
+		if got, want := inputDigest(&in), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("digest %s, want %s of %s", got, want, canon)
+		}
+	})
 }
