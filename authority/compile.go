@@ -350,8 +350,11 @@ func cleanWhy(s string) string {
 // FirstOf returns a Compiler that asks each compiler in order and returns
 // the first proposal. A compiler with nothing to propose (ErrNoProposal)
 // passes to the next; any other error stops the chain and is returned, so a
-// failure is never hidden behind a weaker compiler's answer.
-func FirstOf(compilers ...Compiler) Compiler { return firstOf(slices.Clone(compilers)) }
+// failure is never hidden behind a weaker compiler's answer. Nil compilers
+// are skipped.
+func FirstOf(compilers ...Compiler) Compiler {
+	return firstOf(slices.DeleteFunc(slices.Clone(compilers), func(c Compiler) bool { return c == nil }))
+}
 
 type firstOf []Compiler
 

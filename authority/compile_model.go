@@ -88,6 +88,9 @@ DATA:
 
 // Compile implements Compiler.
 func (m *ModelCompiler) Compile(ctx context.Context, in CompileInput) (*Proposal, error) {
+	if m == nil || m.cfg.Model == nil {
+		return nil, errors.New("authority: ModelCompiler not made by NewModelCompiler")
+	}
 	if err := checkInput(&in); err != nil {
 		return nil, err
 	}

@@ -291,6 +291,9 @@ func (c *compiledTemplate) matches(in *CompileInput, words map[string]struct{}) 
 
 // Compile implements Compiler.
 func (t *Templates) Compile(ctx context.Context, in CompileInput) (*Proposal, error) {
+	if t == nil {
+		return nil, ErrNoProposal
+	}
 	if err := checkInput(&in); err != nil {
 		return nil, err
 	}

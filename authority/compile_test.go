@@ -683,3 +683,20 @@ func BenchmarkCompileTemplates(b *testing.B) {
 		}
 	}
 }
+
+func TestCompilerZeroValuesFailClosed(t *testing.T) {
+	in := authority.CompileInput{Task: "read", Available: []authority.AvailableScope{{Name: "a:read"}}}
+	var nilTemplates *authority.Templates
+	if _, err := nilTemplates.Compile(t.Context(), in); !errors.Is(err, authority.ErrNoProposal) {
+		t.Errorf("nil Templates: %v", err)
+	}
+	if _, err := (&authority.Templates{}).Compile(t.Context(), in); !errors.Is(err, authority.ErrNoProposal) {
+		t.Errorf("zero Templates: %v", err)
+	}
+	if p, err := (&authority.ModelCompiler{}).Compile(t.Context(), in); err == nil || p != nil {
+		t.Errorf("zero ModelCompiler: %v, %v; want an error", p, err)
+	}
+	if _, err := authority.FirstOf(nil, nilTemplates).Compile(t.Context(), in); !errors.Is(err, authority.ErrNoProposal) {
+		t.Errorf("FirstOf(nil...): %v", err)
+	}
+}
