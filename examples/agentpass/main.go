@@ -37,7 +37,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/examples/internal/devclient"
@@ -124,6 +123,7 @@ func (e *usageError) Error() string { return e.msg }
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, harnessID: "agentpass-cli"}
 	fs := c.flags("agentpass")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -131,6 +131,10 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		fmt.Fprintf(stderr, "agentpass: %v\n\n%s", err, usage)
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version())
+		return 0
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -143,6 +147,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		err = c.discover(ctx, rest[1:])
 	case "token":
 		err = c.token(ctx, rest[1:])
+	case "wait":
+		err = c.wait(ctx, rest[1:])
 	case "call":
 		err = c.call(ctx, rest[1:])
 	case "browser":
@@ -186,8 +192,11 @@ func (c *cli) setup() error {
 	return err
 }
 
-func (c *cli) harness() (*harness.Client, error) {
+// harness builds the Harness client; keys, when not nil, keeps the holder
+// keys of started requests beyond this process.
+func (c *cli) harness(keys harness.KeyStore) (*harness.Client, error) {
 	return harness.New(harness.Config{
+		KeyStore:                     keys,
 		HarnessID:                    c.harnessID,
 		HTTPClient:                   c.client,
 		Discovery:                    c.disc,
@@ -196,11 +205,11 @@ func (c *cli) harness() (*harness.Client, error) {
 	})
 }
 
-// progress reports the steps of an Acquire on stderr: the approval page and
-// how long the request has been waiting.
+// progress reports the steps of an acquisition on stderr, the approval
+// page once: events are changes of state, so nothing repeats while a
+// person decides.
 func (c *cli) progress() func(harness.Progress) {
-	var last time.Duration
-	var link string
+	shown := false
 	return func(p harness.Progress) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -212,28 +221,20 @@ func (c *cli) progress() func(harness.Progress) {
 			fmt.Fprintf(w, "· resolution for %s: %s\n", p.User, p.Branch)
 		case harness.EventAuthorityChosen:
 			fmt.Fprintf(w, "· asking %s\n", p.Authority)
-		case harness.EventRequestCreated:
-			link = p.ApprovalURL
-			if p.Status == pass.StatusPending {
-				if link != "" {
-					fmt.Fprintf(w, "· waiting for approval: %s\n", link)
-				} else {
-					fmt.Fprintf(w, "· waiting for approval (the Authority gave no approval page)\n")
-				}
+		case harness.EventRequestCreated, harness.EventPending:
+			if p.Status != pass.StatusPending || shown {
+				return
 			}
-		case harness.EventPending:
-			if p.Elapsed-last >= 5*time.Second {
-				last = p.Elapsed
-				fmt.Fprintf(w, "  … still pending after %s  %s\n", p.Elapsed.Round(time.Second), link)
+			shown = true
+			if p.ApprovalURL != "" {
+				fmt.Fprintf(w, "· waiting for approval: %s\n", p.ApprovalURL)
+			} else {
+				fmt.Fprintf(w, "· waiting for approval by %s (it gave no approval page)\n", p.Authority)
 			}
 		case harness.EventApproved:
 			fmt.Fprintf(w, "· approved\n")
-		case harness.EventDenied:
-			fmt.Fprintf(w, "· denied: %s\n", p.Reason)
-		case harness.EventExpired, harness.EventCanceled:
-			fmt.Fprintf(w, "· %s\n", p.Event)
-		case harness.EventRedeemed:
-			fmt.Fprintf(w, "· redeemed at %s\n", p.Service)
+		case harness.EventDenied, harness.EventExpired, harness.EventCanceled, harness.EventRedeemed:
+			fmt.Fprintf(w, "· %s\n", p)
 		}
 	}
 }
