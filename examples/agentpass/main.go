@@ -13,7 +13,8 @@
 //	go run ./examples/agentpass [global flags] <command> [arguments] [flags]
 //
 //	discover <service-origin> [email]            the Service's configuration; with an email, its resolution answer
-//	token    <service-origin> <email>            acquire and redeem a bearer token  [-task T] [-scope a,b] [-authority ID]
+//	token    <service-origin> <email>            acquire and redeem a bearer token  [-task T] [-scope a,b] [-authority ID] [-pending FILE]
+//	wait     [pending-file]                      resume a token interrupted while pending, print the token as token does
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
 //
@@ -21,7 +22,20 @@
 // e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
 // for resolving every host name when dialing; loopback and private
 // addresses are then allowed), -json (machine-readable output on stdout),
-// -harness-id ID.
+// -harness-id ID, -version (the module version, "(devel)" when built from a
+// checkout).
+//
+// # Interrupt and resume
+//
+// While a person decides, token saves the request to the -pending file
+// (default agentpass/pending.json in the user's cache directory, e.g.
+// ~/.cache; agentpass-pending.json in the current directory when there is
+// none) with mode 0600, and the holder key to agentpass-keys/ next to it
+// (0700). Ctrl-C (or -timeout) then stops waiting but leaves the request
+// open at the Authority; `agentpass wait FILE` resumes it, in this or a
+// later process, and removes both once the request is decided. token
+// refuses to overwrite a saved request. The file reads the pass at an
+// Authority without holder binding: treat it as a credential.
 package main
 
 import (
@@ -62,6 +76,10 @@ const usage = `usage: agentpass [-ca FILE] [-dns HOST:PORT] [-json] [-harness-id
 commands:
   discover <service-origin> [email]   show the Service's configuration and, with an email, the resolution answer
   token <service-origin> <email>      acquire and redeem a bearer token   [-task T] [-scope a,b] [-authority ID] [-timeout D]
+                                      [-pending FILE] (saved while pending; default agentpass/pending.json
+                                      in the user's cache directory)
+  wait [pending-file]                 resume a token interrupted while pending (Ctrl-C); prints the token
+                                      [-timeout D]
   call <URL>                          call an API with a token             [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
                                       (the token comes from -token or $AGENTPASS_TOKEN)
   browser <service-origin> <email>    acquire, redeem a browser session and open it in Chromium
@@ -73,6 +91,7 @@ global flags (accepted before or after the command):
                     (loopback and private addresses are then allowed, as on the devnet)
   -json             machine-readable output on stdout
   -harness-id ID    harness.id to send (default agentpass-cli)
+  -version          print the module version and exit
 `
 
 // cli is one invocation.
