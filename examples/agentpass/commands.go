@@ -86,7 +86,7 @@ func (c *cli) discover(ctx context.Context, args []string) error {
 // harness.Client.Resolve, and fetches each Authority's configuration.
 func (c *cli) resolve(ctx context.Context, service, user string) *resolutionOutput {
 	out := &resolutionOutput{User: user}
-	agent, err := c.harness()
+	agent, err := c.harness(nil)
 	if err != nil {
 		out.Error = errorJSON(err)
 		return out
@@ -173,9 +173,10 @@ func (c *cli) acquireFlagSet(name string, a *acquireFlags, defaultTask string) *
 
 func (c *cli) token(ctx context.Context, args []string) error {
 	var af acquireFlags
-	var scope string
+	var scope, pendingPath string
 	fs := c.acquireFlagSet("token", &af, "Read my data with the agentpass CLI")
 	fs.StringVar(&scope, "scope", "", "")
+	fs.StringVar(&pendingPath, "pending", "", "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return &usageError{err.Error()}
@@ -183,23 +184,81 @@ func (c *cli) token(ctx context.Context, args []string) error {
 	if len(pos) != 2 {
 		return &usageError{"token needs <service-origin> <email>"}
 	}
+	if pendingPath == "" {
+		pendingPath = defaultPendingPath(c.getenv)
+	}
+	// One saved request at a time per file: overwriting it would orphan a
+	// request a person may still approve.
+	if _, err := os.Stat(pendingPath); err == nil {
+		return fmt.Errorf("a pending request is already saved in %s: resume it with `agentpass wait %s`, or remove the file (or use -pending)", pendingPath, pendingPath)
+	}
 	if err := c.setup(); err != nil {
 		return err
 	}
-	h, err := c.harness()
+	keys, err := keyStore(pendingPath)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, af.timeout)
+	h, err := c.harness(keys)
+	if err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
-	g, err := h.Acquire(ctx, harness.Request{Service: pos[0], User: pos[1], Task: harness.Task{Description: af.task}, Authority: af.authority})
+	p, err := h.Start(waitCtx, harness.Request{Service: pos[0], User: pos[1], Task: harness.Task{Description: af.task}, Authority: af.authority})
 	if err != nil {
 		return explain(err)
 	}
-	tok, err := h.RedeemBearerToken(ctx, g, harness.RedeemOptions{RequestedScope: splitScopes(scope)})
+	f := pendingFile{Pending: p, Scope: scope}
+	if err := writePending(pendingPath, f); err != nil {
+		_ = h.Cancel(context.WithoutCancel(ctx), p)
+		return fmt.Errorf("saving the pending request: %w", err)
+	}
+	c.mu.Lock()
+	fmt.Fprintf(c.stderr, "· saved to %s (Ctrl-C stops waiting; `agentpass wait %s` resumes)\n", pendingPath, pendingPath)
+	c.mu.Unlock()
+	return c.waitAndRedeem(ctx, waitCtx, h, pendingPath, f)
+}
+
+// wait resumes a request saved by token, in this or another process.
+func (c *cli) wait(ctx context.Context, args []string) error {
+	var timeout time.Duration
+	fs := c.flags("wait")
+	fs.DurationVar(&timeout, "timeout", 15*time.Minute, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	if len(pos) > 1 {
+		return &usageError{"wait takes at most one <pending-file>"}
+	}
+	path := defaultPendingPath(c.getenv)
+	if len(pos) == 1 {
+		path = pos[0]
+	}
+	f, err := readPending(path)
 	if err != nil {
 		return err
 	}
+	if err := c.setup(); err != nil {
+		return err
+	}
+	keys, err := keyStore(path)
+	if err != nil {
+		return err
+	}
+	c.harnessID = f.Pending.HarnessID // the request is bound to it
+	h, err := c.harness(keys)
+	if err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.waitAndRedeem(ctx, waitCtx, h, path, f)
+}
+
+// printToken prints a redeemed token as token and wait report it.
+func (c *cli) printToken(g *harness.Grant, tok *harness.Token) {
 	out := tokenOutput{Token: tok.Value(), TokenType: tok.Type, Scope: tok.Scope, Service: tok.Service,
 		Authority: g.Authority, Branch: string(g.Branch), User: g.User, TaskID: g.Task.ID}
 	if !tok.ExpiresAt.IsZero() {
@@ -208,7 +267,7 @@ func (c *cli) token(ctx context.Context, args []string) error {
 	}
 	if c.json {
 		c.printJSON(out)
-		return nil
+		return
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "token       %s\ntype        %s\nscope       %s\n", out.Token, out.TokenType, strings.Join(out.Scope, " "))
@@ -216,7 +275,6 @@ func (c *cli) token(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "expires     %s (in %s)\n", out.ExpiresAt.Format(time.RFC3339), time.Until(*out.ExpiresAt).Round(time.Second))
 	}
 	fmt.Fprintf(w, "service     %s\nauthority   %s (%s)\n\nexport AGENTPASS_TOKEN=%s\n", out.Service, out.Authority, out.Branch, out.Token)
-	return nil
 }
 
 // headerList is a repeatable -H flag.
@@ -351,7 +409,7 @@ func (c *cli) browser(ctx context.Context, args []string) error {
 	if err := c.setup(); err != nil {
 		return err
 	}
-	h, err := c.harness()
+	h, err := c.harness(nil)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,8 @@
 //	go run ./examples/agentpass [global flags] <command> [arguments] [flags]
 //
 //	discover <service-origin> [email]            the Service's configuration; with an email, its resolution answer
-//	token    <service-origin> <email>            acquire and redeem a bearer token  [-task T] [-scope a,b] [-authority ID]
+//	token    <service-origin> <email>            acquire and redeem a bearer token  [-task T] [-scope a,b] [-authority ID] [-pending FILE]
+//	wait     [pending-file]                      resume a token interrupted while pending, print the token as token does
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
 //
@@ -21,7 +22,20 @@
 // e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
 // for resolving every host name when dialing; loopback and private
 // addresses are then allowed), -json (machine-readable output on stdout),
-// -harness-id ID.
+// -harness-id ID, -version (the module version, "(devel)" when built from a
+// checkout).
+//
+// # Interrupt and resume
+//
+// While a person decides, token saves the request to the -pending file
+// (default agentpass/pending.json in the user's cache directory, e.g.
+// ~/.cache; agentpass-pending.json in the current directory when there is
+// none) with mode 0600, and the holder key to agentpass-keys/ next to it
+// (0700). Ctrl-C (or -timeout) then stops waiting but leaves the request
+// open at the Authority; `agentpass wait FILE` resumes it, in this or a
+// later process, and removes both once the request is decided. token
+// refuses to overwrite a saved request. The file reads the pass at an
+// Authority without holder binding: treat it as a credential.
 package main
 
 import (
@@ -37,7 +51,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/examples/internal/devclient"
@@ -63,6 +76,10 @@ const usage = `usage: agentpass [-ca FILE] [-dns HOST:PORT] [-json] [-harness-id
 commands:
   discover <service-origin> [email]   show the Service's configuration and, with an email, the resolution answer
   token <service-origin> <email>      acquire and redeem a bearer token   [-task T] [-scope a,b] [-authority ID] [-timeout D]
+                                      [-pending FILE] (saved while pending; default agentpass/pending.json
+                                      in the user's cache directory)
+  wait [pending-file]                 resume a token interrupted while pending (Ctrl-C); prints the token
+                                      [-timeout D]
   call <URL>                          call an API with a token             [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
                                       (the token comes from -token or $AGENTPASS_TOKEN)
   browser <service-origin> <email>    acquire, redeem a browser session and open it in Chromium
@@ -74,6 +91,7 @@ global flags (accepted before or after the command):
                     (loopback and private addresses are then allowed, as on the devnet)
   -json             machine-readable output on stdout
   -harness-id ID    harness.id to send (default agentpass-cli)
+  -version          print the module version and exit
 `
 
 // cli is one invocation.
@@ -124,6 +142,7 @@ func (e *usageError) Error() string { return e.msg }
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, harnessID: "agentpass-cli"}
 	fs := c.flags("agentpass")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -131,6 +150,10 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		fmt.Fprintf(stderr, "agentpass: %v\n\n%s", err, usage)
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version())
+		return 0
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -143,6 +166,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		err = c.discover(ctx, rest[1:])
 	case "token":
 		err = c.token(ctx, rest[1:])
+	case "wait":
+		err = c.wait(ctx, rest[1:])
 	case "call":
 		err = c.call(ctx, rest[1:])
 	case "browser":
@@ -186,8 +211,11 @@ func (c *cli) setup() error {
 	return err
 }
 
-func (c *cli) harness() (*harness.Client, error) {
+// harness builds the Harness client; keys, when not nil, keeps the holder
+// keys of started requests beyond this process.
+func (c *cli) harness(keys harness.KeyStore) (*harness.Client, error) {
 	return harness.New(harness.Config{
+		KeyStore:                     keys,
 		HarnessID:                    c.harnessID,
 		HTTPClient:                   c.client,
 		Discovery:                    c.disc,
@@ -196,11 +224,11 @@ func (c *cli) harness() (*harness.Client, error) {
 	})
 }
 
-// progress reports the steps of an Acquire on stderr: the approval page and
-// how long the request has been waiting.
+// progress reports the steps of an acquisition on stderr, the approval
+// page once: events are changes of state, so nothing repeats while a
+// person decides.
 func (c *cli) progress() func(harness.Progress) {
-	var last time.Duration
-	var link string
+	shown := false
 	return func(p harness.Progress) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -212,28 +240,20 @@ func (c *cli) progress() func(harness.Progress) {
 			fmt.Fprintf(w, "· resolution for %s: %s\n", p.User, p.Branch)
 		case harness.EventAuthorityChosen:
 			fmt.Fprintf(w, "· asking %s\n", p.Authority)
-		case harness.EventRequestCreated:
-			link = p.ApprovalURL
-			if p.Status == pass.StatusPending {
-				if link != "" {
-					fmt.Fprintf(w, "· waiting for approval: %s\n", link)
-				} else {
-					fmt.Fprintf(w, "· waiting for approval (the Authority gave no approval page)\n")
-				}
+		case harness.EventRequestCreated, harness.EventPending:
+			if p.Status != pass.StatusPending || shown {
+				return
 			}
-		case harness.EventPending:
-			if p.Elapsed-last >= 5*time.Second {
-				last = p.Elapsed
-				fmt.Fprintf(w, "  … still pending after %s  %s\n", p.Elapsed.Round(time.Second), link)
+			shown = true
+			if p.ApprovalURL != "" {
+				fmt.Fprintf(w, "· waiting for approval: %s\n", p.ApprovalURL)
+			} else {
+				fmt.Fprintf(w, "· waiting for approval by %s (it gave no approval page)\n", p.Authority)
 			}
 		case harness.EventApproved:
 			fmt.Fprintf(w, "· approved\n")
-		case harness.EventDenied:
-			fmt.Fprintf(w, "· denied: %s\n", p.Reason)
-		case harness.EventExpired, harness.EventCanceled:
-			fmt.Fprintf(w, "· %s\n", p.Event)
-		case harness.EventRedeemed:
-			fmt.Fprintf(w, "· redeemed at %s\n", p.Service)
+		case harness.EventDenied, harness.EventExpired, harness.EventCanceled, harness.EventRedeemed:
+			fmt.Fprintf(w, "· %s\n", p)
 		}
 	}
 }

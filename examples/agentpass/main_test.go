@@ -28,6 +28,9 @@ type env struct {
 	global []string
 	// onStderr, when set, sees the CLI's whole stderr after each write.
 	onStderr func(string)
+	// cache is the user's cache directory the CLI sees (XDG_CACHE_HOME),
+	// where token saves pending requests by default.
+	cache string
 }
 
 func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request)) *env {
@@ -44,7 +47,7 @@ func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request
 	if err := os.WriteFile(ca, n.CAPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, sb: sb, global: []string{"-ca", ca, "-dns", n.DNS.Addr()}}
+	return &env{t: t, sb: sb, global: []string{"-ca", ca, "-dns", n.DNS.Addr()}, cache: t.TempDir()}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
@@ -75,11 +78,23 @@ func (s *syncBuffer) String() string {
 // and stderr.
 func (e *env) run(envVars map[string]string, args ...string) (int, string, string) {
 	e.t.Helper()
+	return e.runContext(context.Background(), envVars, args...)
+}
+
+// runContext is run under ctx, which may end the CLI like a Ctrl-C.
+func (e *env) runContext(ctx context.Context, envVars map[string]string, args ...string) (int, string, string) {
+	e.t.Helper()
 	var stdout syncBuffer
 	stderr := syncBuffer{onWrite: e.onStderr}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	code := runContext(ctx, append(append([]string{}, e.global...), args...), &stdout, &stderr, func(k string) string { return envVars[k] })
+	getenv := func(k string) string {
+		if k == "XDG_CACHE_HOME" && envVars[k] == "" {
+			return e.cache
+		}
+		return envVars[k]
+	}
+	code := runContext(ctx, append(append([]string{}, e.global...), args...), &stdout, &stderr, getenv)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -234,6 +249,90 @@ func TestTokenChoice(t *testing.T) {
 	code, _, stderr = e.run(nil, "token", e.sb.TodoOrigin, sandbox.UserNoRecord)
 	if code != 1 || !strings.Contains(stderr, "-authority") || !strings.Contains(stderr, e.sb.ServiceAuthority.Identifier()) {
 		t.Errorf("text: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestTokenInterruptedThenWait: token saves the pending request (0600, its
+// key in a 0700 directory next to it) and prints the approval page; a
+// Ctrl-C while a person decides leaves the request open, another token
+// refuses to overwrite it, and `wait <file>` in a new run gets the token
+// once the person approves, with the scope token asked for. The Authority
+// sees exactly one request (#15 item 6).
+func TestTokenInterruptedThenWait(t *testing.T) {
+	decide := make(chan func(), 1)
+	e := newEnv(t, func(a *authority.Authority, r authority.Request) {
+		decide <- func() {
+			if _, err := a.Decide(context.Background(), r.MissionID, authority.Decision{Outcome: authority.Approve, Scope: pass.Scope{"todos:read", "todos:write"}, DecidedBy: "human:test"}); err != nil {
+				t.Errorf("Decide: %v", err)
+			}
+		}
+	})
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	e.onStderr = func(s string) {
+		if strings.Contains(s, "· saved to ") {
+			interrupt() // Ctrl-C once the request is saved
+		}
+	}
+	code, _, stderr := e.runContext(ctx, nil, "token", e.sb.TodoOrigin, sandbox.UserEnterprise, "-task", "Add eggs to my list", "-scope", "todos:write")
+	e.onStderr = nil
+	path := filepath.Join(e.cache, "agentpass", "pending.json")
+	if code != 1 || !strings.Contains(stderr, "agentpass wait "+path) || !strings.Contains(stderr, "waiting for approval: "+e.sb.ApprovalPage(e.sb.Enterprise).URL()) {
+		t.Fatalf("interrupted token: exit %d, want 1 with the approval page and a resume hint:\n%s", code, stderr)
+	}
+	for _, c := range []struct {
+		path string
+		perm os.FileMode
+	}{{path, 0o600}, {filepath.Join(e.cache, "agentpass", "agentpass-keys"), 0o700 | os.ModeDir}} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() & (os.ModePerm | os.ModeDir); got != c.perm {
+			t.Errorf("%s: mode %v, want %v", c.path, got, c.perm)
+		}
+	}
+	keys, _ := filepath.Glob(filepath.Join(e.cache, "agentpass", "agentpass-keys", "*"))
+	if len(keys) != 1 {
+		t.Errorf("key files %v, want one", keys)
+	}
+	if code, _, stderr := e.run(nil, "token", e.sb.TodoOrigin, sandbox.UserEnterprise); code != 1 || !strings.Contains(stderr, "already saved") {
+		t.Errorf("second token over a saved request: exit %d\n%s", code, stderr)
+	}
+
+	(<-decide)() // the person approves while no process waits
+	code, out, stderr := e.run(nil, "-json", "wait", path)
+	if code != 0 {
+		t.Fatalf("wait: exit %d\n%s", code, stderr)
+	}
+	tok := decode[tokenOutput](t, out)
+	if tok.Token == "" || tok.Authority != e.sb.Enterprise.Identifier() || tok.User != sandbox.UserEnterprise {
+		t.Errorf("wait output %+v", tok)
+	}
+	if diff := cmp.Diff(pass.Scope{"todos:write"}, tok.Scope); diff != "" {
+		t.Errorf("scope (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("pending file after wait: %v, want it removed", err)
+	}
+	if keys, _ := filepath.Glob(filepath.Join(e.cache, "agentpass", "agentpass-keys", "*")); len(keys) != 0 {
+		t.Errorf("key files after wait: %v, want none", keys)
+	}
+	auths, _ := e.sb.Enterprise.Authorizations(context.Background(), authority.ListOptions{})
+	pending, _ := e.sb.Enterprise.Pending(context.Background(), authority.ListOptions{})
+	if len(auths) != 1 || auths[0].HarnessID != "agentpass-cli" || len(pending) != 0 {
+		t.Errorf("%d authorizations (harness %v), %d pending; want one by agentpass-cli, none pending", len(auths), auths, len(pending))
+	}
+	if code, _, _ := e.run(nil, "wait", path); code != 1 {
+		t.Errorf("wait on a removed file: exit %d, want 1", code)
+	}
+}
+
+// TestVersion: -version prints the module version ("(devel)" in a test).
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "agentpass github.com/agentpass-go/agentpass ") {
+		t.Errorf("-version: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -330,6 +331,60 @@ func TestPageShowsMission(t *testing.T) {
 		`data-type="approved"`, `data-type="redeemed"`, `data-type="suspended"`, "human:Robin"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("suspended mission's page lacks %q", want)
+		}
+	}
+}
+
+// TestPageShowsAbandonedAndCanceled: a request its agent gave up (Cancel,
+// which sends mission_complete with outcome abandoned) reads "abandoned by
+// the agent" on its page, and one an operator canceled reads "canceled", so
+// a person never takes the agent's retreat for someone's decision (#15).
+func TestPageShowsAbandonedAndCanceled(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	start := func(task string) *harness.Pending {
+		t.Helper()
+		p, err := e.agent.Start(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.MissionID == "" || p.ApprovalURL == "" {
+			t.Fatalf("Pending without a mission id or approval URL: %+v", p)
+		}
+		return p
+	}
+	b := e.web()
+
+	abandoned := start("Add 'Buy stamps' to my list")
+	if err := e.agent.Cancel(ctx, abandoned); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	_, body, _ := b.get(abandoned.ApprovalURL)
+	badge := `id="status-` + abandoned.MissionID + `">`
+	for _, want := range []string{badge + "abandoned by the agent<", "abandoned by harness:test-agent", `id="mission-state">revoked<`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("abandoned request's page lacks %q", want)
+		}
+	}
+
+	canceled := start("Add 'Post the letter' to my list")
+	if status, out := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+canceled.MissionID+`","outcome":"cancel","by":"human:Robin"}`); status != 200 {
+		t.Fatalf("POST api/decide cancel = %d %s", status, out)
+	}
+	_, body, _ = b.get(canceled.ApprovalURL)
+	badge = `id="status-` + canceled.MissionID + `">`
+	if !strings.Contains(body, badge+"canceled<") || !strings.Contains(body, "canceled by human:Robin") || strings.Contains(body, "abandoned") {
+		t.Errorf("operator-canceled request's page does not read canceled by human:Robin:\n%s", body)
+	}
+	if _, err := e.agent.Wait(ctx, canceled); err == nil {
+		t.Error("Wait on a canceled request succeeded")
+	}
+
+	// Neither waits in the listing any more.
+	_, body, _ = b.get(e.page())
+	for _, p := range []*harness.Pending{abandoned, canceled} {
+		if strings.Contains(body, `id="request-`+p.MissionID+`"`) {
+			t.Errorf("the listing still shows %s as waiting", p.MissionID)
 		}
 	}
 }

@@ -54,6 +54,7 @@ type requestView struct {
 	Expires, ExpiresAbs       string
 	Scopes                    []scopeView
 	Status, StatusClass       string
+	StatusLabel               string // the badge: Status, or "abandoned by the agent"
 	Pending                   bool
 	DecidedBy, Decided        string
 	Reason                    string
@@ -168,7 +169,7 @@ func (p *Page) missionView(ctx context.Context, id string, now time.Time) (*miss
 		Head: m.History.Head, Count: m.History.Count, Verified: true}
 	if e := m.Ended; e != nil {
 		mv.Ended = fmt.Sprintf("%s by %s (%s)", ago(e.At, now), e.By, e.Cause)
-		if e.Cause == pass.CauseCanceled && strings.HasPrefix(e.By, "harness:") {
+		if abandoned(e) {
 			mv.Ended = fmt.Sprintf("abandoned by the agent %s", ago(e.At, now))
 		}
 		if e.Reason != "" {
@@ -197,6 +198,13 @@ func (p *Page) missionView(ctx context.Context, id string, now time.Time) (*miss
 		mv.Events = append(mv.Events, ev)
 	}
 	return mv, nil
+}
+
+// abandoned tells a request the agent gave up (its Harness ended the
+// pending mission) from one an operator canceled, so that a person does
+// not read the agent's retreat as someone else's decision.
+func abandoned(e *pass.MissionEnd) bool {
+	return e != nil && e.Cause == pass.CauseCanceled && strings.HasPrefix(e.By, "harness:")
 }
 
 // shortHash shortens "sha256:<hex>" for display.
@@ -357,7 +365,10 @@ func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
 		Created: ago(r.CreatedAt, now), CreatedAbs: abs(r.CreatedAt),
 		Expires: ago(r.ExpiresAt, now), ExpiresAbs: abs(r.ExpiresAt),
 		Status: string(status), StatusClass: "status-" + string(status),
-		Pending: status == pass.StatusPending,
+		StatusLabel: string(status), Pending: status == pass.StatusPending,
+	}
+	if status == pass.StatusCanceled && abandoned(r.Ended) {
+		v.Status, v.StatusLabel = "abandoned", "abandoned by the agent"
 	}
 	if v.AgentID == v.HarnessID {
 		v.AgentID = ""
