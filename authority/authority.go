@@ -48,7 +48,6 @@ const (
 	PathAuthorizationClose = "/authorization-close"
 )
 
-
 // ErrInvalidConfig: Config is not valid; the error says which field.
 var ErrInvalidConfig = errors.New("authority: invalid configuration")
 
