@@ -157,18 +157,9 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 }
 
 func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
-	var (
-		decStatus                    pgtype.Text
-		decidedBy, decReason         string
-		decidedAt, passExp, authzExp pgtype.Timestamptz
-		decScope                     []string
-	)
-	if d := r.Decision; d != nil {
-		decStatus = pgtype.Text{String: string(d.Status), Valid: true}
-		decidedBy, decReason = d.DecidedBy, d.Reason
-		decidedAt, passExp, authzExp = ts(d.DecidedAt), ts(d.PassExpiresAt), ts(d.AuthorizationExpiresAt)
-		decScope = scopeArg(d.Scope)
-	}
+	dec := decisionOf(r)
+	decStatus, decidedBy, decReason := dec.status, dec.by, dec.reason
+	decidedAt, passExp, authzExp, decScope := dec.at, dec.passExp, dec.authzExp, dec.scope
 	e := endOf(r)
 	_, err := tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
@@ -185,6 +176,26 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	return err
 }
 
+// decision is a request's decision as column values (all NULL or empty
+// while pending).
+type decision struct {
+	status                pgtype.Text
+	by, reason            string
+	at, passExp, authzExp pgtype.Timestamptz
+	scope                 []string
+}
+
+func decisionOf(r *authority.Request) decision {
+	d := r.Decision
+	if d == nil {
+		return decision{}
+	}
+	return decision{
+		status: pgtype.Text{String: string(d.Status), Valid: true}, by: d.DecidedBy, reason: d.Reason,
+		at: ts(d.DecidedAt), passExp: ts(d.PassExpiresAt), authzExp: ts(d.AuthorizationExpiresAt), scope: scopeArg(d.Scope),
+	}
+}
+
 type ending struct {
 	at                pgtype.Timestamptz
 	by, cause, reason string
@@ -199,18 +210,9 @@ func endOf(r *authority.Request) ending {
 
 // writeMission writes back everything a mission transition may change.
 func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
-	var (
-		decStatus                    pgtype.Text
-		decidedBy, decReason         string
-		decidedAt, passExp, authzExp pgtype.Timestamptz
-		decScope                     []string
-	)
-	if d := r.Decision; d != nil {
-		decStatus = pgtype.Text{String: string(d.Status), Valid: true}
-		decidedBy, decReason = d.DecidedBy, d.Reason
-		decidedAt, passExp, authzExp = ts(d.DecidedAt), ts(d.PassExpiresAt), ts(d.AuthorizationExpiresAt)
-		decScope = scopeArg(d.Scope)
-	}
+	dec := decisionOf(r)
+	decStatus, decidedBy, decReason := dec.status, dec.by, dec.reason
+	decidedAt, passExp, authzExp, decScope := dec.at, dec.passExp, dec.authzExp, dec.scope
 	e := endOf(r)
 	_, err := tx.Exec(ctx, `
 		UPDATE agentpass_authority_requests
