@@ -56,7 +56,6 @@ const (
 	PathAuthorizationClose = "/authorization-close"
 )
 
-
 // ErrInvalidConfig: Config is not valid; the error says which field.
 var ErrInvalidConfig = errors.New("authority: invalid configuration")
 
@@ -283,35 +282,35 @@ const (
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {
-	id         string
-	base       string // BaseURL without trailing slash
-	mode       pass.TrustMode
-	keys       *dpop.KeySet
-	store      Store
-	approver   Approver
-	tiers      []dpop.Tier
-	attest     *dpop.AttestationVerifier
-	passTTL    time.Duration
-	reqTTL     time.Duration
-	authzTTL   time.Duration
-	pollAfter  time.Duration
-	childTTL   time.Duration
+	id        string
+	base      string // BaseURL without trailing slash
+	mode      pass.TrustMode
+	keys      *dpop.KeySet
+	store     Store
+	approver  Approver
+	tiers     []dpop.Tier
+	attest    *dpop.AttestationVerifier
+	passTTL   time.Duration
+	reqTTL    time.Duration
+	authzTTL  time.Duration
+	pollAfter time.Duration
+	childTTL  time.Duration
 
 	maxDepth    int // MaxDelegationDepth
 	maxChildren int // MaxChildren
-	wildcard   bool
-	domainGate bool
-	hardened   bool // RequireHardenedProofs
-	disc       *discovery.Client
-	client     *http.Client
-	replay     dpop.ReplayCache
-	verifier   *assertion.Verifier
-	proofs     *dpop.ProofVerifier // holder proofs of the status endpoint
-	now        func() time.Time
-	log        *slog.Logger
-	onPending  func(context.Context, Request)
-	approval   func(string) string
-	limits     limiters
+	wildcard    bool
+	domainGate  bool
+	hardened    bool // RequireHardenedProofs
+	disc        *discovery.Client
+	client      *http.Client
+	replay      dpop.ReplayCache
+	verifier    *assertion.Verifier
+	proofs      *dpop.ProofVerifier // holder proofs of the status endpoint
+	now         func() time.Time
+	log         *slog.Logger
+	onPending   func(context.Context, Request)
+	approval    func(string) string
+	limits      limiters
 
 	discloseApprover bool
 	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
