@@ -93,7 +93,7 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	case len(in.Task.Description) > MaxTaskDescription:
 		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
-	case !in.Scope.SubsetOf(parent.Scope):
+	case in.Scope.HasWildcard() || !in.Scope.SubsetOf(parent.Scope):
 		return nil, "", "", pass.Fail(pass.CodeNotAttenuated, "the scope asked for is not within the parent's current scope")
 	}
 	end := pd.AuthorizationExpiresAt

@@ -49,8 +49,10 @@ const maxDelegationDepth = 32
 
 // Validate checks the request's shape: a mission id, a pass type, a child
 // harness id of the form "<parent id>/<suffix>" (the Authority checks the
-// parent part), a holder key, a task with its attestation, a concrete
-// non-empty scope and the child's proof.
+// parent part), a holder key, a task with its attestation, a non-empty
+// scope and the child's proof. Whether the scope is within the parent's,
+// and concrete, is the Authority's answer (not_attenuated), not a
+// malformed request.
 func (r *DelegationRequest) Validate() error {
 	if !strings.HasPrefix(r.Parent.MissionID, MissionIDPrefix) || len(r.Parent.MissionID) > maxMissionID {
 		return invalid("parent.mission_id", "not a mission id")
@@ -90,9 +92,6 @@ func (r *DelegationRequest) Validate() error {
 	}
 	if err := r.Scope.validate("scope"); err != nil {
 		return err
-	}
-	if r.Scope.HasWildcard() {
-		return invalid("scope", "a child's scope must be concrete")
 	}
 	if r.ExpiresIn < 0 {
 		return invalid("expires_in", "must not be negative")

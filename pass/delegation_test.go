@@ -37,7 +37,7 @@ func TestDelegationRequestValidate(t *testing.T) {
 		}, "harness.cnf.jwk"},
 		{"no task attestation", func(m map[string]any) { delete(m["task"].(map[string]any), "attestation") }, "task.attestation"},
 		{"empty scope", func(m map[string]any) { m["scope"] = []string{} }, "scope"},
-		{"wildcard scope", func(m map[string]any) { m["scope"] = []string{"*"} }, "scope"},
+		{"wildcard scope is the Authority's refusal", func(m map[string]any) { m["scope"] = []string{"*"} }, ""},
 		{"negative expiry", func(m map[string]any) { m["expires_in"] = -1 }, "expires_in"},
 		{"depth out of range", func(m map[string]any) { m["delegation"] = map[string]any{"max_depth": 99} }, "delegation.max_depth"},
 		{"no harness proof", func(m map[string]any) { delete(m, "harness_proof") }, "harness_proof.jwt"},
