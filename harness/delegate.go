@@ -197,4 +197,3 @@ func (m *Mission) DelegateNewKey(ctx context.Context, suffix string, task Task, 
 	g.Key = key
 	return g, nil
 }
-
