@@ -278,7 +278,8 @@ const (
 // Authority is an AgentPass Authority: an http.Handler serving the
 // configuration, JWKS, issuance, issuance status, validation, authorization
 // check and authorization close endpoints and the mission extension's read,
-// complete and report endpoints, plus the operator API (Decide,
+// complete and report endpoints and the delegation extension's delegate
+// endpoint, plus the operator API (Decide,
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {

@@ -364,3 +364,40 @@ func TestDelegateD7Cascade(t *testing.T) {
 	r, _ = e.delegate(c1.key, c1.id, e.delegation(s1.Mission.ID, e.newSub(c1.id, "late"), "tickets:read"))
 	wantError(t, r, http.StatusConflict, pass.CodeMissionNotActive)
 }
+
+// BenchmarkDelegate measures one delegation round trip over loopback TLS
+// with the memory store: the parent's proof, the child's proof and task
+// attestation verified, the child stored and its pass minted.
+func BenchmarkDelegate(b *testing.B) {
+	e := newEnv(b, approveDepth(1), func(c *authority.Config) { c.MaxChildren = authority.MaxChildren })
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	c := e.newSub(harnessID, "bench")
+	var done []string
+	for b.Loop() {
+		b.StopTimer()
+		req := e.delegation(root.Mission.ID, c, "tickets:read")
+		proof := e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0)
+		b.StartTimer()
+		r := e.postProof(authority.PathDelegate, req, proof)
+		if r.status != http.StatusOK {
+			b.Fatalf("delegate: %d %s", r.status, r.body)
+		}
+		b.StopTimer()
+		var st pass.IssuanceStatus
+		if err := pass.Decode(r.body, &st); err != nil {
+			b.Fatal(err)
+		}
+		done = append(done, st.Mission.ID)
+		if len(done) == authority.MaxChildren {
+			// Free the slots: the parent may hold only so many.
+			for _, id := range done {
+				if _, err := e.auth.Revoke(ctx, id, "system", "bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done = done[:0]
+		}
+		b.StartTimer()
+	}
+}
