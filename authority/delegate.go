@@ -80,6 +80,12 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 		return nil, "", "", pass.Fail(pass.CodeMissionNotActive, "only an active mission can delegate")
 	}
 	pd := parent.Decision
+	// A parent granted "*" hands down only scopes its Service listed for
+	// it, never names the Service has not defined.
+	bound := parent.Scope
+	if bound.HasWildcard() {
+		bound = parent.AvailableScope
+	}
 	switch {
 	case pd.MaxDepth < 1 && parent.ParentMissionID == "":
 		return nil, "", "", pass.Fail(pass.CodeDelegationNotPermitted, "the mission was approved without delegation rights")
@@ -93,7 +99,7 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	case len(in.Task.Description) > MaxTaskDescription:
 		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
-	case in.Scope.HasWildcard() || !in.Scope.SubsetOf(parent.Scope):
+	case in.Scope.HasWildcard() || !in.Scope.SubsetOf(bound):
 		return nil, "", "", pass.Fail(pass.CodeNotAttenuated, "the scope asked for is not within the parent's current scope")
 	}
 	end := pd.AuthorizationExpiresAt
