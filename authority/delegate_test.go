@@ -401,3 +401,22 @@ func BenchmarkDelegate(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// A1: a parent granted "*" delegates only scopes its Service listed.
+func TestDelegateWildcardParent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *authority.Config) {
+		c.ScopeWildcardAllowed = true
+		c.Approver = authority.Rules(authority.Rule{Name: "all", Outcome: authority.Approve, MaxDepth: 1,
+			Grant: func(pass.Scope) pass.Scope { return pass.Scope{"*"} }})
+	})
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	if m, err := e.auth.Mission(ctx, root.Mission.ID); err != nil || !m.AuthorityModel.Scope.HasWildcard() {
+		t.Fatalf("root not granted '*': %v %v", m, err)
+	}
+	c := e.newSub(harnessID, "sub")
+	r, _ := e.delegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "billing:read"))
+	wantError(t, r, http.StatusForbidden, pass.CodeNotAttenuated)
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:write"))
+}
