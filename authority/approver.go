@@ -62,6 +62,11 @@ type Decision struct {
 	// AuthorizationTTL, if set, shortens the delegation lifetime below
 	// Config.AuthorizationTTL; it never lengthens it.
 	AuthorizationTTL time.Duration
+	// MaxDepth, for Approve, lets the mission delegate to sub-agents this
+	// many generations deep, capped by Config.MaxDelegationDepth. Zero,
+	// the default, allows no delegation: an approval that did not think
+	// about sub-agents does not grant them.
+	MaxDepth int
 }
 
 // Approver decides issuance requests. Decide is called once per request,
@@ -169,6 +174,9 @@ type Rule struct {
 	Reason string
 	// AuthorizationTTL is passed on in the Decision.
 	AuthorizationTTL time.Duration
+	// MaxDepth is passed on in the Decision: the sub-agent generations
+	// an approval by this rule allows.
+	MaxDepth int
 }
 
 func (ru *Rule) matches(r *Request) bool {
@@ -228,7 +236,7 @@ func (s *RuleSet) Decide(ctx context.Context, r *Request) (Decision, error) {
 		if !ru.matches(r) {
 			continue
 		}
-		d := Decision{Outcome: ru.Outcome, Reason: ru.Reason, DecidedBy: "rule:" + ru.Name, AuthorizationTTL: ru.AuthorizationTTL}
+		d := Decision{Outcome: ru.Outcome, Reason: ru.Reason, DecidedBy: "rule:" + ru.Name, AuthorizationTTL: ru.AuthorizationTTL, MaxDepth: ru.MaxDepth}
 		if ru.Outcome == Approve || ru.Outcome == Pending {
 			grant := ru.Grant
 			if grant == nil {
@@ -306,6 +314,10 @@ func (a *Authority) evidence(r *Request, d Decision, now time.Time) (Evidence, e
 		e.Scope = scope
 		e.PassExpiresAt = now.Add(a.passTTL)
 		e.AuthorizationExpiresAt = now.Add(ttl)
+		e.MaxDepth = min(max(d.MaxDepth, 0), a.maxDepth)
+		if e.MaxDepth > 0 {
+			e.MaxChildren = a.maxChildren
+		}
 	case Deny:
 		e.Status = pass.StatusDenied
 	case Cancel:

@@ -32,6 +32,14 @@ const (
 	DefaultAuthorizationTTL = 8 * time.Hour
 	MaxAuthorizationTTL     = 90 * 24 * time.Hour
 	DefaultPollAfter        = 2 * time.Second
+	// A sub-agent's mission is a narrower copy of its parent's: a few
+	// generations and a handful of siblings cover real orchestrators, and
+	// a short default life limits what a leaked child key can do.
+	DefaultMaxDelegationDepth = 3
+	MaxDelegationDepth        = 16
+	DefaultMaxChildren        = 8
+	MaxChildren               = 1000
+	DefaultChildTTL           = time.Hour
 	// DefaultScopesTimeout bounds the call to a Service's available_scopes
 	// endpoint.
 	DefaultScopesTimeout = 10 * time.Second
@@ -121,6 +129,21 @@ type Config struct {
 	// authorization-check answers. A Decision may ask for less, never more.
 	// If zero, DefaultAuthorizationTTL (8 h); at most MaxAuthorizationTTL.
 	AuthorizationTTL time.Duration
+
+	// MaxDelegationDepth caps the sub-agent generations an approval may
+	// grant (Decision.MaxDepth). If zero, DefaultMaxDelegationDepth (3); at
+	// most MaxDelegationDepth. A mission approved without a MaxDepth
+	// cannot delegate at all.
+	MaxDelegationDepth int
+
+	// MaxChildren bounds the live child missions of one mission. If zero,
+	// DefaultMaxChildren (8); at most MaxChildren.
+	MaxChildren int
+
+	// ChildTTL is the life of a child mission whose parent did not ask
+	// for one (expires_in), never beyond the parent's. If zero,
+	// DefaultChildTTL (1 h); at most MaxAuthorizationTTL.
+	ChildTTL time.Duration
 
 	// PollAfter is the poll_after_ms hint of pending answers. If zero,
 	// DefaultPollAfter (2 s).
@@ -255,35 +278,40 @@ const (
 // Authority is an AgentPass Authority: an http.Handler serving the
 // configuration, JWKS, issuance, issuance status, validation, authorization
 // check and authorization close endpoints and the mission extension's read,
-// complete and report endpoints, plus the operator API (Decide,
+// complete and report endpoints and the delegation extension's delegate
+// endpoint, plus the operator API (Decide,
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {
-	id         string
-	base       string // BaseURL without trailing slash
-	mode       pass.TrustMode
-	keys       *dpop.KeySet
-	store      Store
-	approver   Approver
-	tiers      []dpop.Tier
-	attest     *dpop.AttestationVerifier
-	passTTL    time.Duration
-	reqTTL     time.Duration
-	authzTTL   time.Duration
-	pollAfter  time.Duration
-	wildcard   bool
-	domainGate bool
-	hardened   bool // RequireHardenedProofs
-	disc       *discovery.Client
-	client     *http.Client
-	replay     dpop.ReplayCache
-	verifier   *assertion.Verifier
-	proofs     *dpop.ProofVerifier // holder proofs of the status endpoint
-	now        func() time.Time
-	log        *slog.Logger
-	onPending  func(context.Context, Request)
-	approval   func(string) string
-	limits     limiters
+	id        string
+	base      string // BaseURL without trailing slash
+	mode      pass.TrustMode
+	keys      *dpop.KeySet
+	store     Store
+	approver  Approver
+	tiers     []dpop.Tier
+	attest    *dpop.AttestationVerifier
+	passTTL   time.Duration
+	reqTTL    time.Duration
+	authzTTL  time.Duration
+	pollAfter time.Duration
+	childTTL  time.Duration
+
+	maxDepth    int // MaxDelegationDepth
+	maxChildren int // MaxChildren
+	wildcard    bool
+	domainGate  bool
+	hardened    bool // RequireHardenedProofs
+	disc        *discovery.Client
+	client      *http.Client
+	replay      dpop.ReplayCache
+	verifier    *assertion.Verifier
+	proofs      *dpop.ProofVerifier // holder proofs of the status endpoint
+	now         func() time.Time
+	log         *slog.Logger
+	onPending   func(context.Context, Request)
+	approval    func(string) string
+	limits      limiters
 
 	discloseApprover bool
 	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
@@ -359,6 +387,15 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, DefaultPollAfter, time.Hour); err != nil {
+		return nil, err
+	}
+	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, DefaultChildTTL, MaxAuthorizationTTL); err != nil {
+		return nil, err
+	}
+	if a.maxDepth, err = count("MaxDelegationDepth", cfg.MaxDelegationDepth, DefaultMaxDelegationDepth, MaxDelegationDepth); err != nil {
+		return nil, err
+	}
+	if a.maxChildren, err = count("MaxChildren", cfg.MaxChildren, DefaultMaxChildren, MaxChildren); err != nil {
 		return nil, err
 	}
 	a.tiers = slices.Clone(cfg.AcceptedTiers)
@@ -442,6 +479,18 @@ func New(cfg Config) (*Authority, error) {
 		"mission": a.base + PathMission, "mission_complete": a.base + PathMissionComplete, "mission_report": a.base + PathMissionReport,
 	}}); err != nil {
 		return nil, fmt.Errorf("authority: advertising extensions: %w", err)
+	}
+	// Harnesses learn here where to delegate to sub-agents, and how deep
+	// and wide a delegation tree may grow.
+	del, err := pass.Extension{Version: "1.0", Endpoints: map[string]string{"delegate": a.base + PathDelegate}}.WithMember("max_depth", a.maxDepth)
+	if err == nil {
+		del, err = del.WithMember("max_children", a.maxChildren)
+	}
+	if err == nil {
+		a.config.Extensions, err = a.config.Extensions.With(pass.ExtDelegation, del)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authority: delegation extension: %w", err)
 	}
 	if cfg.AllowServiceAuthorities != nil {
 		v := *cfg.AllowServiceAuthorities
@@ -542,6 +591,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathMission, a.serveMission)
 	route(http.MethodPost, PathMissionComplete, a.serveMissionComplete)
 	route(http.MethodPost, PathMissionReport, a.serveMissionReport)
+	route(http.MethodPost, PathDelegate, a.serveDelegate)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})
@@ -561,4 +611,18 @@ func (a *Authority) serveConfiguration(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	httpx.WriteJSON(w, http.StatusOK, a.keys.JWKS())
+}
+
+// count validates an integer field of Config: zero means def, negative or
+// above maxV is an error.
+func count(field string, v, def, maxV int) (int, error) {
+	switch {
+	case v < 0:
+		return 0, fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, field)
+	case v == 0:
+		return def, nil
+	case v > maxV:
+		return 0, fmt.Errorf("%w: %s must be at most %d", ErrInvalidConfig, field, maxV)
+	}
+	return v, nil
 }

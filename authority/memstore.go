@@ -73,6 +73,50 @@ func (m *MemoryStore) CreateRequest(ctx context.Context, r *Request) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.insertLocked(r, c, recs)
+}
+
+// CreateChild implements Store: the parent's state, its live children and
+// the insertion are judged and done under the store's one lock.
+func (m *MemoryStore) CreateChild(ctx context.Context, r *Request, now time.Time) error {
+	if r == nil || r.ParentMissionID == "" {
+		return fmt.Errorf("authority: CreateChild: no parent")
+	}
+	c := r.Clone()
+	recs, err := c.StartMission()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	parent, ok := m.requests[c.ParentMissionID]
+	if !ok {
+		return ErrNotFound
+	}
+	var ancestors []*Request
+	for p, depth := parent.ParentMissionID, 0; p != ""; depth++ {
+		a, ok := m.requests[p]
+		if !ok || depth >= maxMissionDepth {
+			return ErrState // a pruned or cyclic chain cannot be confirmed active
+		}
+		ancestors = append(ancestors, a)
+		p = a.ParentMissionID
+	}
+	live := 0
+	for _, id := range m.children[parent.MissionID] {
+		if k, ok := m.requests[id]; ok && k.LiveChild() {
+			live++
+		}
+	}
+	if err := c.CheckParent(parent, ancestors, live, now); err != nil {
+		return err
+	}
+	return m.insertLocked(r, c, recs)
+}
+
+// insertLocked stores c (the started copy of r) with its history records
+// and copies the stored state back into r.
+func (m *MemoryStore) insertLocked(r, c *Request, recs []HistoryRecord) error {
 	m.pruneLocked(r.CreatedAt)
 	if _, ok := m.requests[c.MissionID]; ok {
 		return ErrConflict

@@ -402,3 +402,33 @@ func (r *Request) SyncAuthorization(a *Authorization, by, reason string, now tim
 	}
 	return true
 }
+
+// CheckParent reports whether r may be stored as a child of parent at now,
+// given parent's ancestors (its parent first) and the number of its live
+// children (stored state pending, active or suspended). The parent must be
+// active with no suspended or ended ancestor (ErrState), have fewer live
+// children than its approval allows (ErrTooManyChildren), and hold at
+// least what r is granted: r's scope within parent's current scope and
+// r's delegation ending no later than parent's (ErrScopeWiden). Store
+// implementations call it in CreateChild, inside the atomic section that
+// inserts r, so a parent narrowed, revoked or filled up meanwhile is seen.
+func (r *Request) CheckParent(parent *Request, ancestors []*Request, liveChildren int, now time.Time) error {
+	switch {
+	case r.ParentMissionID != parent.MissionID:
+		return fmt.Errorf("authority: CheckParent: %s is not the parent of %s", parent.MissionID, r.MissionID)
+	case r.Decision == nil || r.Decision.Status != pass.StatusApproved || parent.Decision == nil:
+		return fmt.Errorf("authority: CheckParent: a child is created approved, under an approved parent")
+	case EffectiveMissionState(parent, ancestors, now) != pass.MissionActive:
+		return ErrState
+	case liveChildren >= parent.Decision.MaxChildren:
+		return ErrTooManyChildren
+	case !r.Decision.Scope.SubsetOf(parent.Scope) || r.Decision.Scope.HasWildcard(),
+		r.Decision.AuthorizationExpiresAt.After(parent.Decision.AuthorizationExpiresAt):
+		return ErrScopeWiden
+	}
+	return nil
+}
+
+// LiveChild reports whether r counts against its parent's child slots:
+// its stored state has not ended.
+func (r *Request) LiveChild() bool { return !r.State.Terminal() }

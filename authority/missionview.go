@@ -262,6 +262,9 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	if d := r.Decision; d != nil {
 		at := d.DecidedAt.UTC()
 		ap := &pass.Approval{Method: approvalMethod(d.DecidedBy), DecidedAt: &at}
+		if root, ok := strings.CutPrefix(d.DecidedBy, delegatedBy); ok {
+			ap.Root = &root
+		}
 		if v != viewService {
 			ap.Outcome, ap.Reason = string(d.Status), d.Reason
 			if name, ok := strings.CutPrefix(d.DecidedBy, "rule:"); ok {
@@ -279,6 +282,9 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 		parent = &p
 	}
 	m.Delegation = &pass.MissionDelegation{Depth: depth, Parent: parent}
+	if r.Decision != nil {
+		m.Delegation.MaxDepth, m.Delegation.MaxChildren = r.Decision.MaxDepth, r.Decision.MaxChildren
+	}
 	if v != viewService {
 		m.Delegation.Children = append([]string{}, children...)
 	}
@@ -305,6 +311,9 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 // approvalMethod classifies a decider: rules and approvers are policy,
 // anyone else acting through the operator API is a person.
 func approvalMethod(by string) string {
+	if strings.HasPrefix(by, delegatedBy) {
+		return pass.ApprovalDelegation
+	}
 	if strings.HasPrefix(by, "rule:") || strings.HasPrefix(by, "policy:") || by == "approver" || by == "authority" {
 		return pass.ApprovalPolicy
 	}
@@ -332,7 +341,7 @@ func jkt(r *Request) string {
 // "lee@corp.example"), so the Harness view redacts by an allow-list of the
 // impersonal forms, not by looking for "human:".
 func personal(by string) bool {
-	for _, p := range []string{"harness:", "service:", "rule:", "policy:"} {
+	for _, p := range []string{"harness:", "service:", "rule:", "policy:", delegatedBy} {
 		if strings.HasPrefix(by, p) {
 			return false
 		}

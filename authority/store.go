@@ -37,6 +37,9 @@ var (
 	ErrScopeWiden = errors.New("authority: scope can only be narrowed")
 	// ErrStoreFull: the store refuses new records (a bound was reached).
 	ErrStoreFull = errors.New("authority: store full")
+	// ErrTooManyChildren: the parent mission has as many live children
+	// as its approval allows.
+	ErrTooManyChildren = errors.New("authority: too many live child missions")
 )
 
 // Store keeps issuance requests with their missions, passes (as hashes),
@@ -57,6 +60,16 @@ type Store interface {
 	// hash gives ErrConflict. On success r carries the mission's state,
 	// version and history head.
 	CreateRequest(ctx context.Context, r *Request) error
+
+	// CreateChild stores r, an approved child of the mission
+	// r.ParentMissionID, like CreateRequest, after Request.CheckParent
+	// accepted it against the parent and its ancestors as they are in the
+	// same lock or transaction, serialised with the parent's transitions:
+	// a concurrent revocation either fails the creation or cascades over
+	// the new child, and two creations racing for the last child slot
+	// cannot both win. Errors: ErrNotFound (no such parent), those of
+	// CheckParent, and those of CreateRequest.
+	CreateChild(ctx context.Context, r *Request, now time.Time) error
 
 	// Request returns the request whose mission has the given id, or
 	// ErrNotFound.
@@ -335,6 +348,11 @@ type Evidence struct {
 	PassExpiresAt time.Time
 	// AuthorizationExpiresAt is the delegation's end (approved only).
 	AuthorizationExpiresAt time.Time
+	// MaxDepth is how many generations of sub-agent missions may be
+	// delegated below this one (approved only); zero allows none.
+	MaxDepth int
+	// MaxChildren bounds the live child missions at once (approved only).
+	MaxChildren int
 }
 
 // Clone returns a deep copy of e.

@@ -121,6 +121,13 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	if m, err := a.store.Request(ctx, az.MissionID); err == nil {
 		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
 			HistoryHead: m.HistoryHead}
+		// A sub-agent's pass names who it acts for, up to the root, for
+		// the Service's audit and local cascade.
+		if m.ParentMissionID != "" {
+			if anc, err := a.ancestors(ctx, m); err == nil {
+				out.Mission.Act = actChain(m, anc)
+			}
+		}
 	} else {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: mission unreadable", slog.String("mission_id", az.MissionID), slog.String("reason", err.Error()))
 	}

@@ -54,6 +54,7 @@ type Mission struct {
 	read      string
 	complete  string
 	state     *missionState
+	grant     *Grant // the mission's grant, whose Service its children share
 }
 
 // Mission returns the handle of g's mission. It needs an Authority that
@@ -80,7 +81,7 @@ func (c *Client) missionOf(g *Grant) (*Mission, bool) {
 		return nil, false
 	}
 	return &Mission{c: c, id: g.MissionID, authority: g.Authority, harnessID: g.HarnessID, key: g.Key,
-		read: read, complete: complete, state: g.missionState()}, true
+		read: read, complete: complete, state: g.missionState(), grant: g}, true
 }
 
 // ID returns the mission id: a non-secret handle, safe to log.

@@ -67,6 +67,13 @@ const (
 	CodeMissionNotActive Code = "mission_not_active" // 409: the transition needs another state
 	CodeStaleVersion     Code = "stale_version"      // 409: expected_version is not the current one
 	CodeMissionSuspended Code = "mission_suspended"  // 403: the mission (or an ancestor) is suspended
+
+	// Sub-agent delegation extension (ExtDelegation).
+	CodeDelegationNotPermitted Code = "delegation_not_permitted" // 403: the mission was approved without delegation rights
+	CodeNotAttenuated          Code = "not_attenuated"           // 403: the child asks for more than its parent holds
+	CodeDepthExceeded          Code = "depth_exceeded"           // 403: no generation left below the parent
+	CodeFanoutExceeded         Code = "fanout_exceeded"          // 429: the parent has as many live children as it may
+	CodeHolderKeyReused        Code = "holder_key_reused"        // 422: the child key is an ancestor's
 )
 
 // Sentinel errors. An [*Error] or a [*PeerError] matches the sentinels of
@@ -143,6 +150,11 @@ var codes = map[Code]codeInfo{
 	CodeMissionNotActive:       {http.StatusConflict, nil},
 	CodeStaleVersion:           {http.StatusConflict, nil},
 	CodeMissionSuspended:       {http.StatusForbidden, []error{ErrRevoked}},
+	CodeDelegationNotPermitted: {http.StatusForbidden, []error{ErrForbidden}},
+	CodeNotAttenuated:          {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
+	CodeDepthExceeded:          {http.StatusForbidden, []error{ErrForbidden}},
+	CodeFanoutExceeded:         {http.StatusTooManyRequests, nil},
+	CodeHolderKeyReused:        {http.StatusUnprocessableEntity, nil},
 }
 
 // Status returns the HTTP status c travels with, or 500 for a code outside

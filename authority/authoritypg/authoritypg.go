@@ -120,7 +120,7 @@ const (
 		decision_status, decided_by, decided_at, decision_reason, decision_scope, pass_expires_at,
 		authorization_expires_at, pass_hash, consumed_at, authorization_id,
 		id_hash, state, version, activated_at, scope, ended_at, ended_by, ended_cause, ended_reason,
-		history_head, history_count, hardened_binding`
+		history_head, history_count, hardened_binding, decision_max_depth, decision_max_children`
 	authorizationColumns = `id, mission_id, state, service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
@@ -160,19 +160,20 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	dec := decisionOf(r)
 	decStatus, decidedBy, decReason := dec.status, dec.by, dec.reason
 	decidedAt, passExp, authzExp, decScope := dec.at, dec.passExp, dec.authzExp, dec.scope
+	maxDepth, maxChildren := dec.maxDepth, dec.maxChildren
 	e := endOf(r)
 	_, err := tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43)`,
+			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)`,
 		r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentMissionID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
 		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
 		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, r.HardenedBinding, r.EndsAt())
+		r.HistoryHead, r.HistoryCount, r.HardenedBinding, maxDepth, maxChildren, r.EndsAt())
 	return err
 }
 
@@ -183,6 +184,7 @@ type decision struct {
 	by, reason            string
 	at, passExp, authzExp pgtype.Timestamptz
 	scope                 []string
+	maxDepth, maxChildren int
 }
 
 func decisionOf(r *authority.Request) decision {
@@ -193,6 +195,7 @@ func decisionOf(r *authority.Request) decision {
 	return decision{
 		status: pgtype.Text{String: string(d.Status), Valid: true}, by: d.DecidedBy, reason: d.Reason,
 		at: ts(d.DecidedAt), passExp: ts(d.PassExpiresAt), authzExp: ts(d.AuthorizationExpiresAt), scope: scopeArg(d.Scope),
+		maxDepth: d.MaxDepth, maxChildren: d.MaxChildren,
 	}
 }
 
@@ -213,6 +216,7 @@ func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	dec := decisionOf(r)
 	decStatus, decidedBy, decReason := dec.status, dec.by, dec.reason
 	decidedAt, passExp, authzExp, decScope := dec.at, dec.passExp, dec.authzExp, dec.scope
+	maxDepth, maxChildren := dec.maxDepth, dec.maxChildren
 	e := endOf(r)
 	_, err := tx.Exec(ctx, `
 		UPDATE agentpass_authority_requests
@@ -220,11 +224,12 @@ func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 			decision_scope = $7, pass_expires_at = $8, authorization_expires_at = $9,
 			state = $10, version = $11, activated_at = $12, scope = $13, ended_at = $14, ended_by = $15,
 			ended_cause = $16, ended_reason = $17, history_head = $18, history_count = $19,
-			consumed_at = $20, authorization_id = $21, ends_at = $22
+			consumed_at = $20, authorization_id = $21, ends_at = $22,
+			decision_max_depth = $23, decision_max_children = $24
 		WHERE id = $1`,
 		r.MissionID, string(r.Status), decStatus, decidedBy, decidedAt, decReason, decScope, passExp, authzExp,
 		string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt())
+		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt(), maxDepth, maxChildren)
 	return err
 }
 
@@ -235,6 +240,87 @@ func insertHistory(ctx context.Context, tx pgx.Tx, missionID string, recs ...aut
 			return err
 		}
 	}
+	return nil
+}
+
+// CreateChild implements authority.Store in one transaction. It locks the
+// chain from the root down, as TransitionMission does (the mission, then
+// its descendants), so the two never deadlock: ancestors FOR SHARE, the
+// parent FOR UPDATE. A revocation of any of them either commits first (and
+// the creation sees it) or waits for the child to commit (and its cascade
+// finds the child). The parent's lock also serialises creations under it,
+// so the live-children count cannot change before the insert commits.
+func (s *Store) CreateChild(ctx context.Context, r *authority.Request, now time.Time) error {
+	if r == nil || r.ParentMissionID == "" {
+		return errors.New("authoritypg: CreateChild: no parent")
+	}
+	c := r.Clone()
+	recs, err := c.StartMission()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			WITH RECURSIVE up(id, parent, depth) AS (
+				SELECT id, parent_mission_id, 0 FROM agentpass_authority_requests WHERE id = $1
+				UNION ALL
+				SELECT r.id, r.parent_mission_id, u.depth + 1 FROM agentpass_authority_requests r JOIN up u ON r.id = u.parent
+				WHERE u.parent <> '' AND u.depth < 32
+			)
+			SELECT id FROM up ORDER BY depth DESC`, c.ParentMissionID)
+		if err != nil {
+			return err
+		}
+		chain, err := pgx.CollectRows(rows, pgx.RowTo[string]) // root first, parent last
+		if err != nil {
+			return err
+		}
+		if len(chain) == 0 {
+			return authority.ErrNotFound
+		}
+		var ancestors []*authority.Request // parent's parent first
+		for _, id := range chain[:len(chain)-1] {
+			a, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests WHERE id = $1 FOR SHARE`, id))
+			if err != nil {
+				return err
+			}
+			ancestors = append([]*authority.Request{a}, ancestors...)
+		}
+		parent, err := lockMission(ctx, tx, chain[len(chain)-1])
+		if err != nil {
+			return err
+		}
+		if top := parent; len(ancestors) > 0 {
+			top = ancestors[len(ancestors)-1]
+			if top.ParentMissionID != "" {
+				return authority.ErrState // a pruned or too deep chain cannot be confirmed active
+			}
+		} else if top.ParentMissionID != "" {
+			return authority.ErrState
+		}
+		var live int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM agentpass_authority_requests
+			WHERE parent_mission_id = $1 AND state IN ('pending', 'active', 'suspended')`, parent.MissionID).Scan(&live); err != nil {
+			return err
+		}
+		if err := c.CheckParent(parent, ancestors, live, now); err != nil {
+			return err
+		}
+		if err := insertRequest(ctx, tx, c); err != nil {
+			return err
+		}
+		return insertHistory(ctx, tx, c.MissionID, recs...)
+	})
+	switch {
+	case isUniqueViolation(err):
+		return authority.ErrConflict
+	case err == nil:
+	case isStoreError(err):
+		return err
+	default:
+		return fmt.Errorf("authoritypg: CreateChild: %w", err)
+	}
+	*r = *c
 	return nil
 }
 
@@ -697,6 +783,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		avail, proposed, decScope                 []string
 		decStatus, decidedBy, decReason, passHash pgtype.Text
 		authzID                                   pgtype.Text
+		maxDepth, maxChildren                     int
 	)
 	var (
 		state, endedBy, endedCause, endedReason string
@@ -709,7 +796,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		&decStatus, &decidedBy, &decidedAt, &decReason, &decScope, &passExp,
 		&authzExp, &passHash, &consumed, &authzID,
 		&r.IDHash, &state, &r.Version, &activated, &scope, &endedAt, &endedBy, &endedCause, &endedReason,
-		&r.HistoryHead, &r.HistoryCount, &r.HardenedBinding)
+		&r.HistoryHead, &r.HistoryCount, &r.HardenedBinding, &maxDepth, &maxChildren)
 	if err != nil {
 		return nil, err
 	}
@@ -726,6 +813,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 			Status: pass.Status(decStatus.String), DecidedBy: decidedBy.String, DecidedAt: tm(decidedAt),
 			Reason: decReason.String, Scope: scopeOf(decScope),
 			PassExpiresAt: tm(passExp), AuthorizationExpiresAt: tm(authzExp),
+			MaxDepth: maxDepth, MaxChildren: maxChildren,
 		}
 	}
 	r.PassHash, r.AuthorizationID = passHash.String, authzID.String
@@ -763,7 +851,7 @@ func scanAuthorization(row pgx.Row) (*authority.Authorization, error) {
 // are returned unwrapped.
 func isStoreError(err error) bool {
 	for _, e := range []error{authority.ErrNotFound, authority.ErrConflict, authority.ErrNotPending, authority.ErrExpired, authority.ErrTerminal,
-		authority.ErrConsumed, authority.ErrWrongAudience, authority.ErrState, authority.ErrScopeWiden} {
+		authority.ErrConsumed, authority.ErrWrongAudience, authority.ErrState, authority.ErrScopeWiden, authority.ErrTooManyChildren} {
 		if errors.Is(err, e) {
 			return true
 		}

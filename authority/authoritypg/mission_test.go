@@ -72,3 +72,16 @@ func TestVerifyHistoryTampered(t *testing.T) {
 		t.Fatalf("VerifyHistory after tampering: %v, want seq 3", err)
 	}
 }
+
+// D8 (store part) and the last child slot: creations from two replicas,
+// each with its own pool on one database, race for the slots and race a
+// revocation of their parent.
+func TestCreateChildRaceTwoReplicas(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s1 := authoritypg.New(pool)
+	if err := s1.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2 := authoritypg.New(pgtest.SharedPool(t, pool))
+	authoritytest.RaceChildren(t, s1, s2)
+}

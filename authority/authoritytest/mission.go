@@ -30,6 +30,8 @@ var missionTests = []struct {
 	{"MissionList", testMissionList},
 	{"MissionNotes", testMissionNotes},
 	{"MissionRace", func(t *testing.T, s authority.Store) { RaceMission(t, s, s) }},
+	{"CreateChild", testCreateChild},
+	{"CreateChildRace", func(t *testing.T, s authority.Store) { RaceChildren(t, s, s) }},
 }
 
 // history returns the types and versions of a mission's stored history,
