@@ -207,3 +207,14 @@ func actChain(m *Request, ancestors []*Request) *pass.Actor {
 	}
 	return out
 }
+
+// attenuate bounds a child's scope by the current scope of each of its
+// ancestors: a sub-agent never holds what one of those it acts for no
+// longer holds, and an ancestor that widens never widens it past its own
+// grant.
+func attenuate(scope pass.Scope, ancestors []*Request) pass.Scope {
+	for _, p := range ancestors {
+		scope = scope.Intersect(p.Scope)
+	}
+	return scope
+}

@@ -420,3 +420,36 @@ func TestDelegateWildcardParent(t *testing.T) {
 	wantError(t, r, http.StatusForbidden, pass.CodeNotAttenuated)
 	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:write"))
 }
+
+// D9 (A2): narrowing a parent narrows its child's next check at once, and
+// the grandchild's too.
+func TestDelegateD9DynamicAttenuation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveDepth(2))
+	e.svc.SetScopes("tickets:read", "tickets:comment")
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	c1, c2 := e.newSub(harnessID, "c1"), e.newSub(harnessID+"/c1", "c2")
+	s1 := e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c1, "tickets:read", "tickets:comment"))
+	s2 := e.mustDelegate(c1.key, c1.id, e.delegation(s1.Mission.ID, c2, "tickets:comment"))
+	var ids []string
+	for _, s := range []*pass.IssuanceStatus{s1, s2} {
+		r, v := e.validate(e.svc, s.AgentPass.Value)
+		if v == nil {
+			t.Fatalf("validate: %d %s", r.status, r.body)
+		}
+		ids = append(ids, v.AuthorizationID)
+	}
+	if r, c := e.check(e.svc, ids[0]); c == nil || !c.Scope.Equal(pass.Scope{"tickets:read", "tickets:comment"}) {
+		t.Fatalf("child check before narrowing: %d %s", r.status, r.body)
+	}
+	if _, err := e.auth.NarrowScope(ctx, root.Mission.ID, "human:lee", pass.Scope{"tickets:read"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, c := e.check(e.svc, ids[0]); c == nil || !c.Scope.Equal(pass.Scope{"tickets:read"}) {
+		t.Errorf("child check after narrowing: %d %s", r.status, r.body)
+	}
+	if r, c := e.check(e.svc, ids[1]); c == nil || len(c.Scope) != 0 {
+		t.Errorf("grandchild check after narrowing: %d %s", r.status, r.body)
+	}
+}
