@@ -145,6 +145,13 @@ type Config struct {
 	// DefaultChildTTL (1 h); at most MaxAuthorizationTTL.
 	ChildTTL time.Duration
 
+	// DelegationPolicy, when set, is asked about every child that is
+	// within its parent's bounds; false leaves the child pending for a
+	// person to Decide by its mission id, as any request. Nil approves
+	// every such child, since it can hold no more than its parent. It is
+	// called with copies and must not block for long.
+	DelegationPolicy func(ctx context.Context, parent, child *Request) bool
+
 	// PollAfter is the poll_after_ms hint of pending answers. If zero,
 	// DefaultPollAfter (2 s).
 	PollAfter time.Duration
@@ -283,19 +290,20 @@ const (
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {
-	id        string
-	base      string // BaseURL without trailing slash
-	mode      pass.TrustMode
-	keys      *dpop.KeySet
-	store     Store
-	approver  Approver
-	tiers     []dpop.Tier
-	attest    *dpop.AttestationVerifier
-	passTTL   time.Duration
-	reqTTL    time.Duration
-	authzTTL  time.Duration
-	pollAfter time.Duration
-	childTTL  time.Duration
+	id               string
+	base             string // BaseURL without trailing slash
+	mode             pass.TrustMode
+	keys             *dpop.KeySet
+	store            Store
+	approver         Approver
+	tiers            []dpop.Tier
+	attest           *dpop.AttestationVerifier
+	passTTL          time.Duration
+	reqTTL           time.Duration
+	authzTTL         time.Duration
+	pollAfter        time.Duration
+	childTTL         time.Duration
+	delegationPolicy func(ctx context.Context, parent, child *Request) bool
 
 	maxDepth    int // MaxDelegationDepth
 	maxChildren int // MaxChildren
@@ -389,6 +397,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, DefaultPollAfter, time.Hour); err != nil {
 		return nil, err
 	}
+	a.delegationPolicy = cfg.DelegationPolicy
 	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, DefaultChildTTL, MaxAuthorizationTTL); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package authority_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -451,5 +452,70 @@ func TestDelegateD9DynamicAttenuation(t *testing.T) {
 	}
 	if r, c := e.check(e.svc, ids[1]); c == nil || len(c.Scope) != 0 {
 		t.Errorf("grandchild check after narrowing: %d %s", r.status, r.body)
+	}
+}
+
+// D10 (A10): a policy that routes write children to a person leaves the
+// child pending; the child's own key polls it, and a person's approval is
+// recorded as human, bounded by the parent.
+func TestDelegateD10PolicyPending(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) {
+		c.DelegationPolicy = func(_ context.Context, parent, child *authority.Request) bool {
+			asked = append(asked, parent.MissionID)
+			return !child.Decision.Scope.Has("tickets:write")
+		}
+	})
+	e.svc.SetScopes("tickets:read", "tickets:write")
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	// Within policy: approved at once.
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, e.newSub(harnessID, "reader"), "tickets:read"))
+	c := e.newSub(harnessID, "writer")
+	req := e.delegation(root.Mission.ID, c, "tickets:write")
+	r := e.postProof(authority.PathDelegate, req, e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0))
+	var st pass.IssuanceStatus
+	if r.status != http.StatusAccepted || pass.Decode(r.body, &st) != nil || st.Status != pass.StatusPending || st.AgentPass != nil ||
+		st.PollAfterMS == nil || st.Mission == nil || st.Mission.Parent != root.Mission.ID {
+		t.Fatalf("delegate outside policy: %d %s", r.status, r.body)
+	}
+	if len(asked) != 2 || asked[0] != root.Mission.ID {
+		t.Errorf("policy asked %v", asked)
+	}
+	childPoll := func() *pass.IssuanceStatus {
+		t.Helper()
+		proof, err := c.key.HarnessProof(dpop.ProofParams{HarnessID: c.id, Audience: authID, Method: http.MethodGet,
+			URL: e.auth.StatusURL(st.ID), AgentPass: st.ID, Now: e.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, polled := e.poll(st.ID, proof)
+		if polled == nil {
+			t.Fatalf("child poll: %d %s", r.status, r.body)
+		}
+		return polled
+	}
+	if p := childPoll(); p.Status != pass.StatusPending {
+		t.Fatalf("child poll before the decision: %+v", p)
+	}
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve, DecidedBy: "human:lee", MaxDepth: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p := childPoll()
+	if p.Status != pass.StatusApproved || p.AgentPass == nil {
+		t.Fatalf("child poll after approval: %+v", p)
+	}
+	r, v := e.validate(e.svc, p.AgentPass.Value)
+	if v == nil || !v.Scope.Equal(pass.Scope{"tickets:write"}) || v.Mission == nil || v.Mission.Parent != root.Mission.ID {
+		t.Fatalf("validate: %d %s", r.status, r.body)
+	}
+	m, err := e.auth.Mission(ctx, st.Mission.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The root may delegate one generation: its child may not delegate.
+	if m.Approval == nil || m.Approval.Method != pass.ApprovalHuman || m.Delegation == nil || m.Delegation.MaxDepth != 0 {
+		t.Errorf("child approval %+v delegation %+v", m.Approval, m.Delegation)
 	}
 }
