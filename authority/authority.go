@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/outbound"
+	"github.com/agentpass-go/agentpass/internal/ratelimit"
 	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -307,19 +308,21 @@ type Authority struct {
 
 	maxDepth    int // MaxDelegationDepth
 	maxChildren int // MaxChildren
-	wildcard    bool
-	domainGate  bool
-	hardened    bool // RequireHardenedProofs
-	disc        *discovery.Client
-	client      *http.Client
-	replay      dpop.ReplayCache
-	verifier    *assertion.Verifier
-	proofs      *dpop.ProofVerifier // holder proofs of the status endpoint
-	now         func() time.Time
-	log         *slog.Logger
-	onPending   func(context.Context, Request)
-	approval    func(string) string
-	limits      limiters
+	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
+	spawns     *ratelimit.Limiter
+	wildcard   bool
+	domainGate bool
+	hardened   bool // RequireHardenedProofs
+	disc       *discovery.Client
+	client     *http.Client
+	replay     dpop.ReplayCache
+	verifier   *assertion.Verifier
+	proofs     *dpop.ProofVerifier // holder proofs of the status endpoint
+	now        func() time.Time
+	log        *slog.Logger
+	onPending  func(context.Context, Request)
+	approval   func(string) string
+	limits     limiters
 
 	discloseApprover bool
 	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
@@ -405,6 +408,10 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	if a.maxChildren, err = count("MaxChildren", cfg.MaxChildren, DefaultMaxChildren, MaxChildren); err != nil {
+		return nil, err
+	}
+	spawn := ratelimit.Limit{Client: ratelimit.Rate{PerSecond: MaxSpawnsPerMinute / 60.0, Burst: MaxSpawnsPerMinute}, Network: ratelimit.Rate{PerSecond: -1}}
+	if a.spawns, err = ratelimit.New(spawn, spawn, maxSpawnRoots, a.now); err != nil {
 		return nil, err
 	}
 	a.tiers = slices.Clone(cfg.AcceptedTiers)

@@ -24,6 +24,15 @@ import (
 // of Config.BaseURL.
 const PathDelegate = "/missions/delegate"
 
+// MaxSpawnsPerMinute bounds the child missions created under one root
+// mission, at any depth: a runaway orchestrator cannot flood the store or
+// the approvers. The count is kept in memory by each replica (at most
+// maxSpawnRoots roots, beyond which new roots share one budget), so n
+// replicas allow up to n times as many.
+const MaxSpawnsPerMinute = 60
+
+const maxSpawnRoots = 10000
+
 // delegatedBy prefixes the DecidedBy of a child approved within its
 // parent's bounds; the rest is the mission whose approval, by a person or
 // a rule, it rests on.
@@ -195,6 +204,9 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 	}
 	reqID := secret.ID(requestIDPrefix)
 	child.IDHash = secret.Hash(reqID)
+	if ok, _ := a.spawns.AllowClient(root); !ok {
+		return nil, "", "", pass.Fail(pass.CodeFanoutExceeded, "the mission tree has created as many children as it may this minute")
+	}
 	switch err := a.store.CreateChild(ctx, child, now); {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):

@@ -377,6 +377,8 @@ func BenchmarkDelegate(b *testing.B) {
 	var done []string
 	for b.Loop() {
 		b.StopTimer()
+		// A second a spawn keeps within the root's creation rate.
+		e.clock.Advance(time.Second)
 		req := e.delegation(root.Mission.ID, c, "tickets:read")
 		proof := e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0)
 		b.StartTimer()
@@ -518,4 +520,26 @@ func TestDelegateD10PolicyPending(t *testing.T) {
 	if m.Approval == nil || m.Approval.Method != pass.ApprovalHuman || m.Delegation == nil || m.Delegation.MaxDepth != 0 {
 		t.Errorf("child approval %+v delegation %+v", m.Approval, m.Delegation)
 	}
+}
+
+// A5: a root's tree may create at most MaxSpawnsPerMinute children a
+// minute, whatever its slots; the budget refills with time and is the
+// root's own.
+func TestDelegateSpawnRate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) { c.MaxChildren = authority.MaxChildren })
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	c := e.newSub(harnessID, "c")
+	for range authority.MaxSpawnsPerMinute {
+		e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
+	}
+	r, _ := e.delegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
+	wantError(t, r, http.StatusTooManyRequests, pass.CodeFanoutExceeded)
+	// Another root has its own budget.
+	h2 := e.newHarness()
+	_, root2 := e.approvedPass(h2)
+	e.mustDelegate(h2.key, harnessID, e.delegation(root2.Mission.ID, e.newSub(harnessID, "other"), "tickets:read"))
+	e.clock.Advance(time.Second)
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
 }
