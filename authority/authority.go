@@ -291,41 +291,41 @@ const (
 // Revoke, Suspend, Resume, NarrowScope, listings). It is safe for
 // concurrent use.
 type Authority struct {
-	id               string
-	base             string // BaseURL without trailing slash
-	mode             pass.TrustMode
-	keys             *dpop.KeySet
-	store            Store
-	approver         Approver
-	tiers            []dpop.Tier
-	attest           *dpop.AttestationVerifier
-	passTTL          time.Duration
-	reqTTL           time.Duration
-	authzTTL         time.Duration
-	pollAfter        time.Duration
-	childTTL         time.Duration
-	delegationPolicy func(ctx context.Context, parent, child *Request) bool
+	id        string
+	base      string // BaseURL without trailing slash
+	mode      pass.TrustMode
+	keys      *dpop.KeySet
+	store     Store
+	approver  Approver
+	tiers     []dpop.Tier
+	attest    *dpop.AttestationVerifier
+	passTTL   time.Duration
+	reqTTL    time.Duration
+	authzTTL  time.Duration
+	pollAfter time.Duration
+	childTTL  time.Duration
 
 	maxDepth    int // MaxDelegationDepth
 	maxChildren int // MaxChildren
-	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
-	spawns     *ratelimit.Limiter
-	wildcard   bool
-	domainGate bool
-	hardened   bool // RequireHardenedProofs
-	disc       *discovery.Client
-	client     *http.Client
-	replay     dpop.ReplayCache
-	verifier   *assertion.Verifier
-	proofs     *dpop.ProofVerifier // holder proofs of the status endpoint
-	now        func() time.Time
-	log        *slog.Logger
-	onPending  func(context.Context, Request)
-	approval   func(string) string
-	limits     limiters
+	wildcard    bool
+	domainGate  bool
+	hardened    bool // RequireHardenedProofs
+	disc        *discovery.Client
+	client      *http.Client
+	replay      dpop.ReplayCache
+	verifier    *assertion.Verifier
+	proofs      *dpop.ProofVerifier // holder proofs of the status endpoint
+	now         func() time.Time
+	log         *slog.Logger
+	onPending   func(context.Context, Request)
+	approval    func(string) string
+	limits      limiters
 
 	discloseApprover bool
-	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
+	delegationPolicy func(ctx context.Context, parent, child *Request) bool
+	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
+	spawns        *ratelimit.Limiter
+	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
 
 	config     pass.AuthorityConfiguration
 	configJSON []byte
