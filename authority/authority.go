@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/outbound"
+	"github.com/agentpass-go/agentpass/internal/ratelimit"
 	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -144,6 +145,13 @@ type Config struct {
 	// for one (expires_in), never beyond the parent's. If zero,
 	// DefaultChildTTL (1 h); at most MaxAuthorizationTTL.
 	ChildTTL time.Duration
+
+	// DelegationPolicy, when set, is asked about every child that is
+	// within its parent's bounds; false leaves the child pending for a
+	// person to Decide by its mission id, as any request. Nil approves
+	// every such child, since it can hold no more than its parent. It is
+	// called with copies and must not block for long.
+	DelegationPolicy func(ctx context.Context, parent, child *Request) bool
 
 	// PollAfter is the poll_after_ms hint of pending answers. If zero,
 	// DefaultPollAfter (2 s).
@@ -314,7 +322,10 @@ type Authority struct {
 	limits      limiters
 
 	discloseApprover bool
-	onObservation    func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
+	delegationPolicy func(ctx context.Context, parent, child *Request) bool
+	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
+	spawns        *ratelimit.Limiter
+	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
 
 	config     pass.AuthorityConfiguration
 	configJSON []byte
@@ -389,6 +400,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, DefaultPollAfter, time.Hour); err != nil {
 		return nil, err
 	}
+	a.delegationPolicy = cfg.DelegationPolicy
 	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, DefaultChildTTL, MaxAuthorizationTTL); err != nil {
 		return nil, err
 	}
@@ -396,6 +408,10 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	if a.maxChildren, err = count("MaxChildren", cfg.MaxChildren, DefaultMaxChildren, MaxChildren); err != nil {
+		return nil, err
+	}
+	spawn := ratelimit.Limit{Client: ratelimit.Rate{PerSecond: MaxSpawnsPerMinute / 60.0, Burst: MaxSpawnsPerMinute}, Network: ratelimit.Rate{PerSecond: -1}}
+	if a.spawns, err = ratelimit.New(spawn, spawn, maxSpawnRoots, a.now); err != nil {
 		return nil, err
 	}
 	a.tiers = slices.Clone(cfg.AcceptedTiers)

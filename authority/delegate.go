@@ -24,6 +24,15 @@ import (
 // of Config.BaseURL.
 const PathDelegate = "/missions/delegate"
 
+// MaxSpawnsPerMinute bounds the child missions created under one root
+// mission, at any depth: a runaway orchestrator cannot flood the store or
+// the approvers. The count is kept in memory by each replica (at most
+// maxSpawnRoots roots, beyond which new roots share one budget), so n
+// replicas allow up to n times as many.
+const MaxSpawnsPerMinute = 60
+
+const maxSpawnRoots = 10000
+
 // delegatedBy prefixes the DecidedBy of a child approved within its
 // parent's bounds; the rest is the mission whose approval, by a person or
 // a rule, it rests on.
@@ -49,12 +58,23 @@ func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
-	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+event, append(attrs, slog.String("outcome", "ok"),
-		slog.String("mission_id", child.MissionID), slog.String("user", child.User), slog.String("service", child.Service),
-		slog.String("decided_by", child.Decision.DecidedBy), slog.Any("scope", child.Scope),
-		slog.Int("max_depth", child.Decision.MaxDepth))...)
+	attrs = append(attrs, slog.String("outcome", string(child.Status)), slog.String("mission_id", child.MissionID),
+		slog.String("user", child.User), slog.String("service", child.Service))
+	if d := child.Decision; d != nil {
+		attrs = append(attrs, slog.String("decided_by", d.DecidedBy), slog.Any("scope", d.Scope), slog.Int("max_depth", d.MaxDepth))
+	} else {
+		attrs = append(attrs, slog.Any("scope", child.ProposedScope))
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+event, attrs...)
 	st := a.statusBody(child, reqID, value, child.State, now)
 	st.Mission.Parent = child.ParentMissionID
+	if child.Status == pass.StatusPending {
+		if a.onPending != nil {
+			a.onPending(ctx, *child.Clone())
+		}
+		httpx.WriteJSON(w, http.StatusAccepted, st)
+		return
+	}
 	httpx.WriteJSON(w, http.StatusOK, st)
 }
 
@@ -173,10 +193,20 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 			Reason: "within the parent mission's grant", Scope: scope, PassExpiresAt: passEnd,
 			AuthorizationExpiresAt: end, MaxDepth: maxDepth, MaxChildren: maxChildren},
 	}
-	value := secret.Token(passPrefix)
-	child.PassHash = secret.Hash(value)
+	value := ""
+	if a.delegationPolicy != nil && !a.delegationPolicy(ctx, parent.Clone(), child.Clone()) {
+		// A person decides, as for any request; the asked scope is what
+		// an approval without a scope grants.
+		child.Status, child.Decision, child.ProposedScope, child.ProposedBy = pass.StatusPending, nil, scope, "delegation_policy"
+	} else {
+		value = secret.Token(passPrefix)
+		child.PassHash = secret.Hash(value)
+	}
 	reqID := secret.ID(requestIDPrefix)
 	child.IDHash = secret.Hash(reqID)
+	if ok, _ := a.spawns.AllowClient(root); !ok {
+		return nil, "", "", pass.Fail(pass.CodeFanoutExceeded, "the mission tree has created as many children as it may this minute")
+	}
 	switch err := a.store.CreateChild(ctx, child, now); {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
@@ -206,4 +236,51 @@ func actChain(m *Request, ancestors []*Request) *pass.Actor {
 		cur = cur.Act
 	}
 	return out
+}
+
+// attenuate bounds a child's scope by the current scope of each of its
+// ancestors: a sub-agent never holds what one of those it acts for no
+// longer holds, and an ancestor that widens never widens it past its own
+// grant.
+func attenuate(scope pass.Scope, ancestors []*Request) pass.Scope {
+	for _, p := range ancestors {
+		scope = scope.Intersect(p.Scope)
+	}
+	return scope
+}
+
+// boundChild keeps a person's approval of a pending child within what its
+// parent holds now: the parent may have narrowed, or be nearer its end,
+// since the child was asked for.
+func (a *Authority) boundChild(ctx context.Context, r *Request, e *Evidence) error {
+	parent, err := a.store.Request(ctx, r.ParentMissionID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrState
+	} else if err != nil {
+		return err
+	}
+	pd := parent.Decision
+	if pd == nil || parent.State.Terminal() {
+		return ErrState
+	}
+	if e.Scope.HasWildcard() {
+		e.Scope = cloneScope(r.ProposedScope)
+	}
+	e.Scope = e.Scope.Intersect(parent.Scope)
+	if e.Scope.HasWildcard() {
+		e.Scope = pass.Scope{}
+	}
+	if e.AuthorizationExpiresAt.After(pd.AuthorizationExpiresAt) {
+		e.AuthorizationExpiresAt = pd.AuthorizationExpiresAt
+	}
+	if e.PassExpiresAt.After(e.AuthorizationExpiresAt) {
+		e.PassExpiresAt = e.AuthorizationExpiresAt
+	}
+	e.MaxDepth = min(e.MaxDepth, max(pd.MaxDepth-1, 0))
+	if e.MaxDepth == 0 {
+		e.MaxChildren = 0
+	} else {
+		e.MaxChildren = min(e.MaxChildren, pd.MaxChildren)
+	}
+	return nil
 }

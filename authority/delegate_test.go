@@ -1,6 +1,7 @@
 package authority_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -376,6 +377,8 @@ func BenchmarkDelegate(b *testing.B) {
 	var done []string
 	for b.Loop() {
 		b.StopTimer()
+		// A second a spawn keeps within the root's creation rate.
+		e.clock.Advance(time.Second)
 		req := e.delegation(root.Mission.ID, c, "tickets:read")
 		proof := e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0)
 		b.StartTimer()
@@ -419,4 +422,124 @@ func TestDelegateWildcardParent(t *testing.T) {
 	r, _ := e.delegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "billing:read"))
 	wantError(t, r, http.StatusForbidden, pass.CodeNotAttenuated)
 	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:write"))
+}
+
+// D9 (A2): narrowing a parent narrows its child's next check at once, and
+// the grandchild's too.
+func TestDelegateD9DynamicAttenuation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveDepth(2))
+	e.svc.SetScopes("tickets:read", "tickets:comment")
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	c1, c2 := e.newSub(harnessID, "c1"), e.newSub(harnessID+"/c1", "c2")
+	s1 := e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c1, "tickets:read", "tickets:comment"))
+	s2 := e.mustDelegate(c1.key, c1.id, e.delegation(s1.Mission.ID, c2, "tickets:comment"))
+	var ids []string
+	for _, s := range []*pass.IssuanceStatus{s1, s2} {
+		r, v := e.validate(e.svc, s.AgentPass.Value)
+		if v == nil {
+			t.Fatalf("validate: %d %s", r.status, r.body)
+		}
+		ids = append(ids, v.AuthorizationID)
+	}
+	if r, c := e.check(e.svc, ids[0]); c == nil || !c.Scope.Equal(pass.Scope{"tickets:read", "tickets:comment"}) {
+		t.Fatalf("child check before narrowing: %d %s", r.status, r.body)
+	}
+	if _, err := e.auth.NarrowScope(ctx, root.Mission.ID, "human:lee", pass.Scope{"tickets:read"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, c := e.check(e.svc, ids[0]); c == nil || !c.Scope.Equal(pass.Scope{"tickets:read"}) {
+		t.Errorf("child check after narrowing: %d %s", r.status, r.body)
+	}
+	if r, c := e.check(e.svc, ids[1]); c == nil || len(c.Scope) != 0 {
+		t.Errorf("grandchild check after narrowing: %d %s", r.status, r.body)
+	}
+}
+
+// D10 (A10): a policy that routes write children to a person leaves the
+// child pending; the child's own key polls it, and a person's approval is
+// recorded as human, bounded by the parent.
+func TestDelegateD10PolicyPending(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) {
+		c.DelegationPolicy = func(_ context.Context, parent, child *authority.Request) bool {
+			asked = append(asked, parent.MissionID)
+			return !child.Decision.Scope.Has("tickets:write")
+		}
+	})
+	e.svc.SetScopes("tickets:read", "tickets:write")
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	// Within policy: approved at once.
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, e.newSub(harnessID, "reader"), "tickets:read"))
+	c := e.newSub(harnessID, "writer")
+	req := e.delegation(root.Mission.ID, c, "tickets:write")
+	r := e.postProof(authority.PathDelegate, req, e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0))
+	var st pass.IssuanceStatus
+	if r.status != http.StatusAccepted || pass.Decode(r.body, &st) != nil || st.Status != pass.StatusPending || st.AgentPass != nil ||
+		st.PollAfterMS == nil || st.Mission == nil || st.Mission.Parent != root.Mission.ID {
+		t.Fatalf("delegate outside policy: %d %s", r.status, r.body)
+	}
+	if len(asked) != 2 || asked[0] != root.Mission.ID {
+		t.Errorf("policy asked %v", asked)
+	}
+	childPoll := func() *pass.IssuanceStatus {
+		t.Helper()
+		proof, err := c.key.HarnessProof(dpop.ProofParams{HarnessID: c.id, Audience: authID, Method: http.MethodGet,
+			URL: e.auth.StatusURL(st.ID), AgentPass: st.ID, Now: e.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, polled := e.poll(st.ID, proof)
+		if polled == nil {
+			t.Fatalf("child poll: %d %s", r.status, r.body)
+		}
+		return polled
+	}
+	if p := childPoll(); p.Status != pass.StatusPending {
+		t.Fatalf("child poll before the decision: %+v", p)
+	}
+	if _, err := e.auth.Decide(ctx, st.Mission.ID, authority.Decision{Outcome: authority.Approve, DecidedBy: "human:lee", MaxDepth: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p := childPoll()
+	if p.Status != pass.StatusApproved || p.AgentPass == nil {
+		t.Fatalf("child poll after approval: %+v", p)
+	}
+	r, v := e.validate(e.svc, p.AgentPass.Value)
+	if v == nil || !v.Scope.Equal(pass.Scope{"tickets:write"}) || v.Mission == nil || v.Mission.Parent != root.Mission.ID {
+		t.Fatalf("validate: %d %s", r.status, r.body)
+	}
+	m, err := e.auth.Mission(ctx, st.Mission.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The root may delegate one generation: its child may not delegate.
+	if m.Approval == nil || m.Approval.Method != pass.ApprovalHuman || m.Delegation == nil || m.Delegation.MaxDepth != 0 {
+		t.Errorf("child approval %+v delegation %+v", m.Approval, m.Delegation)
+	}
+}
+
+// A5: a root's tree may create at most MaxSpawnsPerMinute children a
+// minute, whatever its slots; the budget refills with time and is the
+// root's own.
+func TestDelegateSpawnRate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) { c.MaxChildren = authority.MaxChildren })
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	c := e.newSub(harnessID, "c")
+	for range authority.MaxSpawnsPerMinute {
+		e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
+	}
+	r, _ := e.delegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
+	wantError(t, r, http.StatusTooManyRequests, pass.CodeFanoutExceeded)
+	// Another root has its own budget.
+	h2 := e.newHarness()
+	_, root2 := e.approvedPass(h2)
+	e.mustDelegate(h2.key, harnessID, e.delegation(root2.Mission.ID, e.newSub(harnessID, "other"), "tickets:read"))
+	e.clock.Advance(time.Second)
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
 }

@@ -416,14 +416,25 @@ func (r *Request) CheckParent(parent *Request, ancestors []*Request, liveChildre
 	switch {
 	case r.ParentMissionID != parent.MissionID:
 		return fmt.Errorf("authority: CheckParent: %s is not the parent of %s", parent.MissionID, r.MissionID)
-	case r.Decision == nil || r.Decision.Status != pass.StatusApproved || parent.Decision == nil:
-		return fmt.Errorf("authority: CheckParent: a child is created approved, under an approved parent")
+	case parent.Decision == nil:
+		return fmt.Errorf("authority: CheckParent: a child is created under an approved parent")
+	case r.Status == pass.StatusPending && r.Decision == nil:
+		// Left to a person: what it asks for is bounded now, and again
+		// by the approval.
+	case r.Decision == nil || r.Decision.Status != pass.StatusApproved:
+		return fmt.Errorf("authority: CheckParent: a child is created approved or pending")
+	}
+	asked := r.ProposedScope
+	if r.Decision != nil {
+		asked = r.Decision.Scope
+	}
+	switch {
 	case EffectiveMissionState(parent, ancestors, now) != pass.MissionActive:
 		return ErrState
 	case liveChildren >= parent.Decision.MaxChildren:
 		return ErrTooManyChildren
-	case !r.Decision.Scope.SubsetOf(parent.Scope) || r.Decision.Scope.HasWildcard(),
-		r.Decision.AuthorizationExpiresAt.After(parent.Decision.AuthorizationExpiresAt):
+	case !asked.SubsetOf(parent.Scope) || asked.HasWildcard(),
+		r.Decision != nil && r.Decision.AuthorizationExpiresAt.After(parent.Decision.AuthorizationExpiresAt):
 		return ErrScopeWiden
 	}
 	return nil

@@ -102,6 +102,11 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 	if err != nil {
 		return nil, err
 	}
+	if req.ParentMissionID != "" && e.Status == pass.StatusApproved {
+		if err := a.boundChild(ctx, req, &e); err != nil {
+			return nil, err
+		}
+	}
 	c := MissionChange{From: []pass.MissionState{pass.MissionPending}, To: pass.MissionActive, By: d.DecidedBy, Reason: d.Reason, Decision: &e}
 	switch e.Status {
 	case pass.StatusDenied:

@@ -124,9 +124,15 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		// A sub-agent's pass names who it acts for, up to the root, for
 		// the Service's audit and local cascade.
 		if m.ParentMissionID != "" {
-			if anc, err := a.ancestors(ctx, m); err == nil {
-				out.Mission.Act = actChain(m, anc)
+			anc, err := a.ancestors(ctx, m)
+			if err != nil {
+				// The pass is spent; an answer without the chain's bound
+				// could grant more than an ancestor now holds.
+				a.reject(w, "validation", err, slog.String("service", svc))
+				return
 			}
+			out.Mission.Act = actChain(m, anc)
+			out.Scope = attenuate(out.Scope, anc)
 		}
 	} else {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: mission unreadable", slog.String("mission_id", az.MissionID), slog.String("reason", err.Error()))
@@ -235,6 +241,18 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		slog.String("mission_id", m.MissionID), slog.Int64("version", m.Version))...)
 	exp := az.ExpiresAt.UTC()
 	scope := cloneScope(az.Scope)
+	if m.ParentMissionID != "" {
+		// The store narrows descendants with their ancestors, but an
+		// ancestor's scope can also change by other paths (a stage step);
+		// bounding the answer here keeps a child within every ancestor's
+		// current scope whatever changed it.
+		anc, err := a.ancestors(ctx, m)
+		if err != nil {
+			a.reject(w, "authorization check", err, attrs...)
+			return
+		}
+		scope = attenuate(scope, anc)
+	}
 	if scope == nil {
 		scope = pass.Scope{}
 	}
