@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/jcs"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -187,33 +188,14 @@ func inputDigest(in *CompileInput) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// appendJCSString appends s (valid UTF-8) as an RFC 8785 string: only the
-// quote, the backslash and control characters are escaped.
+// appendJCSString appends s (valid UTF-8: the inputs were checked) as an
+// RFC 8785 string, through the module's one canonicaliser.
 func appendJCSString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '\b':
-			b = append(b, '\\', 'b')
-		case c == '\t':
-			b = append(b, '\\', 't')
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '\f':
-			b = append(b, '\\', 'f')
-		case c == '\r':
-			b = append(b, '\\', 'r')
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
-		}
+	out, err := jcs.AppendString(b, s)
+	if err != nil {
+		return append(b, `"\ufffd"`...) // unreachable for checked input; never a silent collision with valid text
 	}
-	return append(b, '"')
+	return out
 }
 
 // Reasons the sanitizer gives for a drop. Stable text: operators filter on it.

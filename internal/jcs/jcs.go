@@ -241,6 +241,11 @@ func appendValue(dst []byte, v reflect.Value, depth int) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends s as an RFC 8785 string, for callers that write a
+// canonical document by hand on a hot path (the compiler's input digest).
+// It refuses invalid UTF-8.
+func AppendString(dst []byte, s string) ([]byte, error) { return appendString(dst, s) }
+
 // appendString writes s as ECMAScript's JSON.stringify does (RFC 8785
 // §3.2.2.2): only '"', '\\' and control characters are escaped, with the
 // short forms where they exist and lowercase \u00xx otherwise.
