@@ -92,6 +92,7 @@ type Grant struct {
 	pass    pass.AgentPass
 	used    atomic.Bool
 	mission missionState
+	pending bool // a delegation a person has yet to decide (Client.WaitDelegation)
 }
 
 // missionState returns the state shared by g's mission handle and tokens.
@@ -99,6 +100,10 @@ func (g *Grant) missionState() *missionState { return &g.mission }
 
 // AgentPass returns the pass. Its value is a secret.
 func (g *Grant) AgentPass() pass.AgentPass { return g.pass }
+
+// Pending reports whether g is a delegation left for a person to decide: it
+// holds no pass until the sub-agent's Client.WaitDelegation returns one.
+func (g *Grant) Pending() bool { return g.pending }
 
 // Used reports whether the grant was already presented for redemption.
 func (g *Grant) Used() bool { return g.used.Load() }

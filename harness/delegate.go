@@ -111,7 +111,10 @@ func ProveChild(key *dpop.Key, offer ChildOffer, delegateURL string, now time.Ti
 
 // Delegate asks the Authority for a child mission described by c, proving
 // this mission's key, and returns the child's Grant without a Key: the
-// sub-agent sets Grant.Key to its own key before redeeming it. Refusals
+// sub-agent sets Grant.Key to its own key before redeeming it. When the
+// Authority's policy leaves the child for a person, the Grant is Pending
+// and holds no pass: the sub-agent sets Grant.Key and calls
+// Client.WaitDelegation, since only its key may read the decision. Refusals
 // are *pass.PeerError matching the codes pass.CodeNotAttenuated,
 // CodeDepthExceeded, CodeDelegationNotPermitted, CodeFanoutExceeded and
 // CodeHolderKeyReused. An Authority without the delegation extension gives
@@ -150,19 +153,27 @@ func (m *Mission) Delegate(ctx context.Context, c Child) (*Grant, error) {
 			slog.String("child", c.Offer.HarnessID), slog.String("outcome", "failed"), slog.String("error", err.Error()))
 		return nil, err
 	}
-	if st.Status != pass.StatusApproved || st.AgentPass == nil || st.Mission == nil || st.Mission.Parent != m.id || st.AgentPass.Type != g.Type {
-		// A child left pending for a person is not supported yet: its
-		// status would have to be polled with the child's key.
-		return nil, &ProtocolError{Peer: "authority", URL: endpoint, Reason: "the delegation was not approved at once"}
+	pending := st.Status == pass.StatusPending && st.AgentPass == nil
+	if (!pending && (st.Status != pass.StatusApproved || st.AgentPass == nil || st.AgentPass.Type != g.Type)) ||
+		st.Mission == nil || st.Mission.Parent != m.id || st.Mission.ID == "" || st.ID == "" {
+		return nil, &ProtocolError{Peer: "authority", URL: endpoint, Reason: "the delegation answer is neither an approved child pass nor a pending child"}
 	}
 	child := &Grant{
 		Type: g.Type, Service: g.Service, ServiceConfiguration: g.ServiceConfiguration,
 		Authority: g.Authority, AuthorityConfiguration: g.AuthorityConfiguration, Branch: g.Branch,
 		HarnessID: c.Offer.HarnessID, User: g.User, Task: c.Offer.Task, RequestID: st.ID, Destination: g.Destination,
-		MissionID: st.Mission.ID, pass: *st.AgentPass,
+		MissionID: st.Mission.ID, pending: pending,
+	}
+	if !pending {
+		child.pass = *st.AgentPass
 	}
 	if st.ExpiresAt != nil {
 		child.ExpiresAt = *st.ExpiresAt
+	}
+	if pending {
+		m.c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delegate", slog.String("mission_id", m.id),
+			slog.String("child", c.Offer.HarnessID), slog.String("child_mission_id", st.Mission.ID), slog.String("outcome", "pending"))
+		return child, nil
 	}
 	m.c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delegate", slog.String("mission_id", m.id),
 		slog.String("child", c.Offer.HarnessID), slog.String("child_mission_id", st.Mission.ID), slog.String("outcome", "ok"))
@@ -196,4 +207,49 @@ func (m *Mission) DelegateNewKey(ctx context.Context, suffix string, task Task, 
 	}
 	g.Key = key
 	return g, nil
+}
+
+// WaitDelegation polls a Pending child Grant (from Mission.Delegate, with
+// Key set to the sub-agent's key) until a person decides, and returns the
+// approved Grant. It runs in the sub-agent, whose Client has the child's
+// harness id: each poll proves the child's key, so the parent, which never
+// holds that key, cannot read the child's pass. Refusals are as for Wait:
+// a *DeniedError, ErrExpired or ErrCanceled. If ctx ends first, the child
+// stays pending and WaitDelegation can be called again.
+func (c *Client) WaitDelegation(ctx context.Context, g *Grant) (*Grant, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	switch {
+	case g == nil || !g.pending:
+		return nil, fmt.Errorf("%w: the grant is not a pending delegation", ErrInvalidRequest)
+	case g.Key == nil:
+		return nil, fmt.Errorf("%w: set the pending grant's Key to the sub-agent's key", ErrInvalidRequest)
+	case g.HarnessID != c.harnessID:
+		return nil, fmt.Errorf("%w: the pending delegation is for harness %q, this Client is %q", ErrInvalidRequest, g.HarnessID, c.harnessID)
+	case g.AuthorityConfiguration == nil || g.RequestID == "":
+		return nil, fmt.Errorf("%w: the grant does not come from Mission.Delegate", ErrInvalidRequest)
+	}
+	child := &Grant{
+		Type: g.Type, Service: g.Service, ServiceConfiguration: g.ServiceConfiguration,
+		Authority: g.Authority, AuthorityConfiguration: g.AuthorityConfiguration, Branch: g.Branch,
+		HarnessID: g.HarnessID, User: g.User, Task: g.Task, RequestID: g.RequestID, Destination: g.Destination,
+		Key: g.Key, MissionID: g.MissionID,
+	}
+	a := &acquisition{grant: child, statusOK: true}
+	st, err := c.poll(ctx, a, &pass.IssuanceStatus{ID: g.RequestID, Status: pass.StatusPending}, c.now())
+	if err != nil {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delegation ended", slog.String("child_mission_id", g.MissionID),
+			slog.String("outcome", outcome(err)), slog.String("error", err.Error()))
+		return nil, err
+	}
+	if st.Mission != nil && st.Mission.ID != "" && st.Mission.ID != g.MissionID {
+		return nil, &ProtocolError{Peer: "authority", URL: g.AuthorityConfiguration.Endpoints.IssuanceStatus, Reason: "the status is for another mission"}
+	}
+	child.pass = *st.AgentPass
+	if st.ExpiresAt != nil {
+		child.ExpiresAt = *st.ExpiresAt
+	}
+	c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass delegation approved", slog.String("child_mission_id", g.MissionID), slog.String("outcome", "ok"))
+	return child, nil
 }

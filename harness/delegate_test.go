@@ -106,3 +106,101 @@ func TestMissionDelegateNotPermitted(t *testing.T) {
 		t.Errorf("Offer with a bad suffix: %v", err)
 	}
 }
+
+// D10 through the Harness: a policy that sends write children to a person
+// leaves the delegation pending; only the sub-agent's key reads the
+// decision, the sub-agent waits until a person approves, then redeems.
+func TestMissionDelegatePendingChildWaits(t *testing.T) {
+	e := e2e.New(t, e2e.Options{
+		Approver: authority.Rules(authority.Rule{Name: "all", Outcome: authority.Approve, MaxDepth: 1}),
+		Authority: func(cfg *authority.Config) {
+			cfg.DelegationPolicy = func(_ context.Context, _, child *authority.Request) bool {
+				return !child.Decision.Scope.Has("tickets:write")
+			}
+		},
+	})
+	c := newClient(t, e, nil)
+	ctx := context.Background()
+	g, err := c.Acquire(ctx, task(e2e.EnterpriseUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Mission(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := m.Offer("writer", harness.Task{ID: "t-writer", Description: "Comment on ticket 4411"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := dpop.GenerateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofs, err := harness.ProveChild(key, offer, "", e.Clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := m.Delegate(ctx, harness.Child{Offer: offer, Proofs: proofs, Scope: pass.Scope{"tickets:read", "tickets:write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cg.Pending() || cg.MissionID == "" || cg.MissionID == g.MissionID || cg.AgentPass().Value != "" {
+		t.Fatalf("child grant %v: pending %v mission %s", cg, cg.Pending(), cg.MissionID)
+	}
+	pending := make(chan struct{}, 1)
+	sub := newClient(t, e, func(cfg *harness.Config) {
+		cfg.HarnessID = cg.HarnessID
+		cfg.Progress = func(p harness.Progress) {
+			if p.Event == harness.EventPending {
+				select {
+				case pending <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	// A pending grant is not redeemable, and the parent's Client cannot
+	// wait for it.
+	cg.Key = key
+	if _, err := sub.RedeemBearerToken(ctx, cg, harness.RedeemOptions{}); !errors.Is(err, harness.ErrInvalidRequest) {
+		t.Errorf("redeeming a pending grant: %v, want ErrInvalidRequest", err)
+	}
+	if _, err := c.WaitDelegation(ctx, cg); !errors.Is(err, harness.ErrInvalidRequest) {
+		t.Errorf("the parent waiting for the child: %v, want ErrInvalidRequest", err)
+	}
+	cg.Key = key
+	type result struct {
+		g   *harness.Grant
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		cg, err := sub.WaitDelegation(wctx, cg)
+		done <- result{cg, err}
+	}()
+	<-pending
+	mm, err := e.Enterprise.Mission(ctx, cg.MissionID)
+	if err != nil || mm.State != pass.MissionPending {
+		t.Fatalf("child mission while the sub-agent waits: %v, %v; want pending", mm, err)
+	}
+	if _, err := e.Enterprise.Decide(ctx, cg.MissionID, authority.Decision{Outcome: authority.Approve, DecidedBy: "human:lee"}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("WaitDelegation: %v", r.err)
+	}
+	if r.g.Pending() || r.g.Key != key || r.g.MissionID != cg.MissionID || r.g.HarnessID != cg.HarnessID {
+		t.Fatalf("approved child grant %v", r.g)
+	}
+	tok, err := sub.RedeemBearerToken(ctx, r.g, harness.RedeemOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := whoami(t, e, tok, http.MethodPost); err != nil {
+		t.Errorf("the approved writer child could not write: %v", err)
+	}
+}

@@ -253,6 +253,8 @@ func (c *Client) RedeemBrowserSession(ctx context.Context, g *Grant, opts Redeem
 // checkRedeem refuses, without spending the grant, what cannot be sent.
 func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) error {
 	switch {
+	case g != nil && g.pending:
+		return fmt.Errorf("%w: the delegation is pending; the sub-agent calls WaitDelegation first", ErrInvalidRequest)
 	case g == nil || g.pass.Value == "" || g.ServiceConfiguration == nil || g.Key == nil:
 		return fmt.Errorf("%w: the grant does not come from Acquire", ErrInvalidRequest)
 	case g.Type != t:
