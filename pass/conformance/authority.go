@@ -137,7 +137,7 @@ func (r *runner) authorityChecks() []def {
 			"§5.4.1: the assertion is verified with the Service's JWKS found by Service discovery on iss, and expired or invalid assertions are refused; G-6: never alg none, never HMAC, never keys from jku/x5u/jwk headers, unknown crit refused. Judged against the answer for a good assertion on the same unknown pass, so nothing is consumed.",
 			r.assertionHygiene),
 		au("jwt hygiene", "G-7", "validation refuses assertions with excessive lifetime or a reused jti", Recommended,
-			"G-7: exp − iat ≤ 300 s; G-8 and the hardening draft: a jti is accepted once.",
+			"G-7: exp − iat ≤ 300 s; G-8 and the hardening draft: a jti is accepted once (replayed here on an authorization check that succeeded).",
 			r.assertionLifetimeReplay),
 		au("available scopes", "A-SCOPE-1", "the Authority's call to available_scopes carries a valid assertion", Required,
 			"§4.3: Authorization: Bearer with a JWS signed by a key of the Authority's jwks_uri, iss = its authority, aud = the Service origin, iat and exp (A-SCOPE-2); the body holds user.email and agent.id (A-SCOPE-4).",
@@ -557,11 +557,22 @@ func (r *runner) assertionLifetimeReplay(ctx context.Context, c *check) {
 	if a.status == base.status && a.errorCode() == base.errorCode() {
 		c.failf("an assertion living one hour was accepted")
 	}
+	// A jti is spent by a request that succeeds: replay one on the
+	// authorization check of the delegation A-VAL-1 created.
+	v := r.lastValidated
+	if v == nil {
+		r.note(c, "replay not checked: no validated delegation")
+		return
+	}
 	once := r.assertionFor(0)
-	body := pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}
-	first := c.send(ctx, http.MethodPost, r.auth.cfg.Endpoints.Validate, bearer(once), body)
-	second := c.send(ctx, http.MethodPost, r.auth.cfg.Endpoints.Validate, bearer(once), body)
-	if first.status == second.status && first.errorCode() == second.errorCode() {
+	body := pass.AuthorizationCheckRequest{AuthorizationID: v.res.AuthorizationID}
+	first := c.send(ctx, http.MethodPost, r.auth.cfg.Endpoints.AuthorizationCheck, bearer(once), body)
+	if !first.ok() {
+		r.note(c, "replay not checked: the authorization check failed")
+		return
+	}
+	second := c.send(ctx, http.MethodPost, r.auth.cfg.Endpoints.AuthorizationCheck, bearer(once), body)
+	if second.ok() {
 		c.failf("an assertion with the same jti was accepted twice")
 	}
 }
