@@ -85,6 +85,11 @@ type Config struct {
 	// ApprovalTimeout bounds the wait for one decision. If zero, 2 min.
 	ApprovalTimeout time.Duration
 
+	// Only, when not empty, limits the run to checks whose requirement ID
+	// starts with one of its entries ("A-VAL", "HB-7"); the discovery
+	// checks the others depend on always run.
+	Only []string
+
 	// Progress, when set, receives each result as soon as it is known.
 	Progress func(Result)
 }

@@ -51,7 +51,12 @@ func (p approver) Revoke(ctx context.Context, r conformance.Pending) error {
 	return err
 }
 
-func newOurs(t *testing.T, approve authority.Approver) *ours {
+// wrap lets a test break a party: nil keeps the handler.
+type wrap func(http.Handler) http.Handler
+
+func keep(h http.Handler) http.Handler { return h }
+
+func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *ours {
 	t.Helper()
 	n := testnet.New(t)
 	acfg := authority.Config{
@@ -62,7 +67,7 @@ func newOurs(t *testing.T, approve authority.Approver) *ours {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Serve("idp.corp.test", auths[0])
+	n.Serve("idp.corp.test", wrapAuth(auths[0]))
 	n.PublishEnterprise("corp.test", auths[0].ConfigurationURL())
 	svcs, err := deploy.Services(n, service.Config{
 		Origin: appOrigin, Name: "App", Scopes: []pass.ScopeInfo{{Name: "items:read"}},
@@ -76,8 +81,10 @@ func newOurs(t *testing.T, approve authority.Approver) *ours {
 	mux := http.NewServeMux()
 	mux.Handle("/agentpass/", svcs[0])
 	mux.Handle("GET /api/items", svcs[0].Middleware(service.RequireScope("items:read")(http.HandlerFunc(
-		func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": []string{}}) }))))
-	n.Serve("app.test", mux)
+		func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": []string{}})
+		}))))
+	n.Serve("app.test", wrapSvc(mux))
 	n.PublishService("app.test", svcs[0].ConfigurationURL())
 	kit, err := conformance.NewKitService(kitOrigin1, kitOrigin2)
 	if err != nil {
@@ -103,7 +110,7 @@ func (o *ours) config() conformance.Config {
 // Against our own parties every check passes or skips for a stated reason;
 // none fails.
 func TestOurPartiesConform(t *testing.T) {
-	o := newOurs(t, deploy.ApproveAll("policy:conformance"))
+	o := newOurs(t, deploy.ApproveAll("policy:conformance"), keep, keep)
 	rep, err := conformance.Run(t.Context(), o.config())
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -34,7 +35,6 @@ func newForge(typ string, claims map[string]any) *forge {
 
 func (f *forge) with(k string, v any) *forge  { f.header[k] = v; return f }
 func (f *forge) claim(k string, v any) *forge { f.claims[k] = v; return f }
-func (f *forge) without(k string) *forge      { delete(f.header, k); return f }
 func (f *forge) withoutClaim(k string) *forge { delete(f.claims, k); return f }
 func b64(b []byte) string                     { return base64.RawURLEncoding.EncodeToString(b) }
 func (f *forge) parts() (string, error)       { return encodeParts(f.header, f.claims) }
@@ -95,7 +95,7 @@ func es256(k *dpop.Key, in string) string {
 		return ""
 	}
 	var sig struct{ R, S *big.Int }
-	if _, err := asn1Unmarshal(der, &sig); err != nil {
+	if _, err := asn1.Unmarshal(der, &sig); err != nil {
 		return ""
 	}
 	out := make([]byte, 64)
