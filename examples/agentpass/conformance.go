@@ -258,4 +258,3 @@ func (a *promptApprover) Revoke(ctx context.Context, p conformance.Pending) erro
 	_, err := a.in.ReadString('\n')
 	return err
 }
-

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -260,6 +261,9 @@ func (r *runner) send(ctx context.Context, c *check, method, url string, hdr htt
 		case <-t.C:
 		}
 	}
+	if a.err == nil {
+		r.learnSecrets(a.body)
+	}
 	if c != nil {
 		x := Exchange{Method: method, URL: r.secrets.redact(url), Request: r.secrets.redact(string(raw)), Status: a.status}
 		if a.err != nil {
@@ -304,6 +308,54 @@ func (r *runner) roundTrip(ctx context.Context, method, url string, hdr http.Hea
 		return &answer{err: err}
 	}
 	return &answer{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// learnSecrets registers the secrets a target hands out in body (a pass,
+// a bearer token, an initialization URL and its form fields) before the
+// answer is recorded, so no report ever holds them.
+func (r *runner) learnSecrets(body []byte) {
+	var doc struct {
+		AgentPass *struct {
+			Value string `json:"value"`
+		} `json:"agentpass"`
+		// An issuance status's id makes its status URL, which serves
+		// the pass to anyone holding it.
+		ID                string `json:"id"`
+		Status            string `json:"status"`
+		BearerToken       string `json:"bearer_token"`
+		InitializationURL string `json:"initialization_url"`
+		InitRequest       *struct {
+			FormFields map[string]string `json:"form_fields"`
+		} `json:"initialization_request"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return
+	}
+	if doc.AgentPass != nil {
+		r.secrets.add(doc.AgentPass.Value)
+	}
+	r.secrets.add(doc.BearerToken)
+	if doc.ID != "" && doc.Status != "" {
+		r.secrets.add(doc.ID)
+	}
+	if doc.InitRequest != nil {
+		for _, v := range doc.InitRequest.FormFields {
+			r.secrets.add(v)
+		}
+	}
+	if doc.InitializationURL != "" {
+		r.secrets.add(doc.InitializationURL)
+		if u, err := url.Parse(doc.InitializationURL); err == nil {
+			for _, vs := range u.Query() {
+				for _, v := range vs {
+					r.secrets.add(v)
+				}
+			}
+			if i := strings.LastIndex(u.Path, "/"); i >= 0 {
+				r.secrets.add(u.Path[i+1:])
+			}
+		}
+	}
 }
 
 // secretSet redacts values that must never appear in a report: passes,

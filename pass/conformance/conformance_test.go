@@ -123,6 +123,22 @@ func TestOurPartiesConform(t *testing.T) {
 			t.Errorf("%s %s %q: %s: %s", r.Outcome, r.ID, r.Name, r.Got, exchanges(r))
 		}
 	}
+	var js strings.Builder
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, member := range []string{`bearer_token\":\"`, `value\":\"`, `initialization_url\":\"`} {
+		for rest := js.String(); ; {
+			i := strings.Index(rest, member)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(member):]
+			if !strings.HasPrefix(rest, "[redacted]") && !strings.HasPrefix(rest, "conformance-unknown-") {
+				t.Errorf("the report shows a secret: %s%.40s", member, rest)
+			}
+		}
+	}
 	if rep.Count(conformance.Pass) < 30 {
 		t.Errorf("only %d checks passed", rep.Count(conformance.Pass))
 	}
