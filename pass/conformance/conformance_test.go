@@ -127,7 +127,7 @@ func TestOurPartiesConform(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, member := range []string{`bearer_token\":\"`, `value\":\"`, `initialization_url\":\"`} {
+	for _, member := range []string{`\"bearer_token\":\"`, `\"value\":\"`, `\"initialization_url\":\"`} {
 		for rest := js.String(); ; {
 			i := strings.Index(rest, member)
 			if i < 0 {
