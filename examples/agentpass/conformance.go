@@ -35,6 +35,8 @@ func (c *cli) conformance(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.AuthorityConfigURL, "authority-config", "", "")
 	fs.StringVar(&cfg.AuthorityID, "authority", "", "")
 	fs.StringVar(&cfg.ServiceAPI, "api", "", "")
+	fs.StringVar(&cfg.DisabledUser, "user-none", "", "")
+	fs.StringVar(&cfg.BrokenUser, "user-broken", "", "")
 	fs.StringVar(&adminAPI, "admin-api", "", "")
 	fs.StringVar(&adminToken, "admin-token", "", "")
 	fs.BoolVar(&prompt, "prompt", false, "")

@@ -64,7 +64,7 @@ func TestConformanceAgainstTheDevnet(t *testing.T) {
 	e := &env{t: t, sb: sb, global: []string{"-ca", ca, "-dns", n.DNS.Addr()}, cache: t.TempDir()}
 	html := filepath.Join(dir, "report.html")
 	args := append([]string{"-json", "conformance", sb.TodoOrigin, "-user", sandbox.UserEnterprise,
-		"-admin-token", "devtoken", "-api", sb.TodoOrigin + "/api/todos", "-html", html}, kits...)
+		"-admin-token", "devtoken", "-user-none", sandbox.UserNone, "-user-broken", sandbox.UserBroken, "-api", sb.TodoOrigin + "/api/todos", "-html", html}, kits...)
 	code, out, stderr := e.run(nil, args...)
 	rep := decode[conformance.Report](t, out)
 	for _, r := range rep.Results {

@@ -91,6 +91,8 @@ commands:
                                       [-service-config URL] [-authority-config URL] [-authority ID]
                                       [-admin-token T [-admin-api URL] | -prompt] (approve and revoke)
                                       [-api URL] (a Service API taking its bearer tokens: revocation check)
+                                      [-user-none EMAIL] [-user-broken EMAIL] (users whose domain says
+                                      "none", or points at an unusable configuration)
                                       [-kit origin,cert.pem,key.pem,listen-addr] (repeatable, at most 2:
                                       the kit's own Service, needed to call an Authority's validation)
                                       [-only ID,ID] [-html FILE] [-schemas DIR] [-approval-timeout D]

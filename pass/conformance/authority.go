@@ -83,6 +83,12 @@ func (r *runner) authorityChecks() []def {
 		au("configuration", "A-CFG-2", "configuration validates against authority-configuration.schema.json", Required,
 			"§5.2, App. A: version, authority, trust_mode (enterprise, federated or service), jwks_uri and the four endpoints, https, issuance_status a template with {id}.",
 			r.findAuthority),
+		r.tlsCheck(roleAuthority, func() string {
+			if r.auth == nil {
+				return ""
+			}
+			return r.auth.configURL
+		}),
 		au("configuration", "X-DNS-11", "configuration carries Cache-Control with a bounded lifetime", Recommended,
 			"§5.2.1: configuration endpoints SHOULD send an appropriate Cache-Control.",
 			func(ctx context.Context, c *check) {

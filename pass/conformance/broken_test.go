@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -98,6 +99,27 @@ func bearerOf(r *http.Request) string {
 	return s
 }
 
+// A target still speaking TLS 1.1 fails X-DNS-13.
+func TestOldTLSIsCaught(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+	}))
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	srv.StartTLS()
+	defer srv.Close()
+	rep, err := conformance.Run(t.Context(), conformance.Config{
+		ServiceConfigURL: srv.URL + "/configuration", User: user, HTTPClient: srv.Client(),
+		InsecureAllowPrivateNetworks: true, Only: []string{"X-DNS-13"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := rep.Find("X-DNS-13", "")
+	if !ok || got.Outcome != conformance.Fail {
+		t.Errorf("X-DNS-13 = %+v, want fail", got)
+	}
+}
+
 // Each broken party makes the check that guards against its flaw fail
 // (or warn, for a recommendation), so a green run means something.
 func TestBrokenPartiesAreCaught(t *testing.T) {
@@ -112,6 +134,16 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 		want      []want
 		cfg       func(*conformance.Config)
 	}{
+		{name: "Service falls back when the domain says none", only: []string{"S-RES-7"},
+			svc: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
+				if str(b, "user", "email") != "eve@locked.test" {
+					return false
+				}
+				httpx.WriteJSON(w, http.StatusOK, map[string]any{"trusted_federated_authorities": []map[string]string{
+					{"authority": idpID, "authority_configuration_url": idpID + "/configuration"}}})
+				return true
+			},
+			want: []want{{"S-RES-7", "", conformance.Fail}}},
 		{name: "Service accepts a proof with alg none", only: []string{"HB-7"},
 			svc: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
 				return isRedeem(r) && jwtHeader(str(b, "harness_proof", "jwt"))["alg"] == "none" && issueToken(w)

@@ -41,6 +41,12 @@ type Config struct {
 	// User is the test user's e-mail address. Required.
 	User string
 
+	// DisabledUser and BrokenUser are optional test users: one whose e-mail
+	// domain publishes "none", one whose domain's record points at an
+	// unusable Authority configuration. The Service must refuse both
+	// without naming any Authority.
+	DisabledUser, BrokenUser string
+
 	// HarnessID is the harness.id the kit sends. If empty,
 	// "agentpass-conformance".
 	HarnessID string

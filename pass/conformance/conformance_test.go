@@ -69,6 +69,8 @@ func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *
 	}
 	n.Serve("idp.corp.test", wrapAuth(auths[0]))
 	n.PublishEnterprise("corp.test", auths[0].ConfigurationURL())
+	n.PublishEnterprise("locked.test", "none")
+	n.PublishEnterprise("broken.test", "https://idp.corp.test/no-such-configuration")
 	svcs, err := deploy.Services(n, service.Config{
 		Origin: appOrigin, Name: "App", Scopes: []pass.ScopeInfo{{Name: "items:read"}},
 		CheckInterval: 100 * time.Millisecond,
@@ -101,6 +103,7 @@ func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *
 func (o *ours) config() conformance.Config {
 	return conformance.Config{
 		ServiceOrigin: appOrigin, User: user, Approver: approver{o.auth},
+		DisabledUser: "eve@locked.test", BrokenUser: "lee@broken.test",
 		ServiceAPI: appOrigin + "/api/items", RevocationWait: 10 * time.Second,
 		KitService: o.kit, HTTPClient: o.n.Client(), Discovery: o.n.Discovery(),
 		InsecureAllowPrivateNetworks: true, ApprovalTimeout: 10 * time.Second,

@@ -97,6 +97,18 @@ func (r *runner) serviceChecks() []def {
 					c.failf("%v", r.svc.err)
 				}
 			}),
+		r.tlsCheck(roleService, func() string {
+			if r.svc == nil {
+				return ""
+			}
+			return r.svc.configURL
+		}),
+		svc("resolution", "S-RES-7", "a domain whose record is \"none\" gets no Authority", Required,
+			"§4.2 step 4, §5.2.1: TXT none means delegation is disabled: the Service rejects (403 suggested) and names no Authority of any kind.",
+			func(ctx context.Context, c *check) { r.refusedResolution(ctx, c, r.cfg.DisabledUser, 403) }),
+		svc("resolution", "S-RES-8", "an unusable enterprise configuration gets no fallback", Required,
+			"§4.2 step 4: an enterprise record whose configuration cannot be fetched or fails validation rejects the resolution (502 suggested), with no Service Authority or federated fallback (G-10, G-11).",
+			func(ctx context.Context, c *check) { r.refusedResolution(ctx, c, r.cfg.BrokenUser, 502) }),
 		svc("configuration", "X-DNS-11", "configuration carries Cache-Control with a bounded lifetime", Recommended,
 			"§5.2.1: configuration endpoints SHOULD send an appropriate Cache-Control (finite max-age or no-cache).",
 			func(ctx context.Context, c *check) {
@@ -339,6 +351,34 @@ func (r *runner) resolve(ctx context.Context, c *check) {
 		c.failf("the configuration at %s names authority %q, the resolution %q (G-31)", pick.AuthorityConfigurationURL, r.svcAuth.cfg.Authority, pick.Authority)
 	}
 	c.got("%s resolves to %s", r.cfg.User, pick.Authority)
+}
+
+// refusedResolution asks for the Authority of user, which must be refused
+// without naming any.
+func (r *runner) refusedResolution(ctx context.Context, c *check, user string, suggested int) {
+	if !r.needService(c) {
+		return
+	}
+	if user == "" {
+		c.skipf("no test user for this branch in the configuration")
+		return
+	}
+	a := c.send(ctx, http.MethodPost, r.svc.cfg.Endpoints.ResolveAuthorities, nil, pass.ResolutionRequest{User: pass.User{Email: user}})
+	if a.err != nil || a.ok() {
+		c.failf("want a refusal, got %s", a)
+		return
+	}
+	if err := r.sch.validate(a.body, "error-response.schema.json", ""); err != nil {
+		c.failf("%d with a body that is not an error document: %v", a.status, err)
+	}
+	for _, m := range []string{"enterprise_authority", "service_authority", "trusted_federated_authorities"} {
+		if strings.Contains(string(a.body), `"`+m+`"`) {
+			c.failf("the refusal names %s", m)
+		}
+	}
+	if a.status != suggested {
+		r.note(c, fmt.Sprintf("%d (suggested %d)", a.status, suggested))
+	}
 }
 
 // fetchAuthority fetches and decodes an Authority configuration.
