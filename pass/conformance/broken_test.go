@@ -332,6 +332,27 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 				return true
 			},
 			want: []want{{"A-CFG-5", "", conformance.Fail}}},
+		{name: "Authority releases a hardened pass without a proof", only: []string{"ext:holder"},
+			auth: func() fault {
+				var mu sync.Mutex
+				withPass := map[string]*httptest.ResponseRecorder{}
+				return func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
+					if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "status") && !strings.Contains(r.URL.Path, "requests") {
+						return false
+					}
+					rec := record(next, r)
+					mu.Lock()
+					defer mu.Unlock()
+					if strings.Contains(rec.Body.String(), `"agentpass"`) {
+						withPass[r.URL.Path] = rec
+					} else if old := withPass[r.URL.Path]; old != nil {
+						rec = old
+					}
+					replay(w, rec)
+					return true
+				}
+			}(),
+			want: []want{{"ext:holder-binding", "Authority", conformance.Fail}}},
 		{name: "Authority shows a mission without a holder proof", only: []string{"ext:mission"},
 			auth: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
 				if b["mission_id"] == nil || r.Header.Get(pass.ProofHeader) != "" {
@@ -367,7 +388,7 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 					t.Fatalf("no result %s %q", w.id, w.name)
 				}
 				if got.Outcome != w.outcome {
-					t.Errorf("%s %q = %s (%s), want %s", w.id, got.Name, got.Outcome, got.Got, w.outcome)
+					t.Errorf("%s %q = %s (%s), want %s%s", w.id, got.Name, got.Outcome, got.Got, w.outcome, exchanges(got))
 				}
 			}
 			if w := tt.want[0]; w.outcome == conformance.Fail && !rep.Failed() {

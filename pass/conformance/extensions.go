@@ -26,6 +26,14 @@ func (r *runner) needExtension(c *check, uri, endpoint string) string {
 
 func (r *runner) extensionChecks() []def {
 	return []def{
+		{role: roleExtension, group: "holder binding", id: "ext:holder-binding", level: Choice,
+			name:     "Authority: a hardened request's pass is released only to its key",
+			expected: "Holder-binding extension: when harness.extensions lists it, an approved status carries agentpass only for a poller sending AgentPass-Proof signed by harness.cnf (G-2).",
+			fn:       r.hardenedStatus},
+		{role: roleExtension, group: "holder binding", id: "ext:holder-binding", level: Choice,
+			name:     "Service: a hardened pass is not redeemable with a plain v0.1 proof",
+			expected: "Holder-binding extension: a pass requested with the extension is redeemable only with a proof carrying htm, htu and aph; a v0.1 proof is refused.",
+			fn:       r.hardenedRedemption},
 		{role: roleExtension, group: "mission", id: "ext:mission", level: Choice,
 			name:     "a mission is read with its holder proof, and only with it",
 			expected: "Mission extension: POST {mission} with mission_id answers the Harness's view when the AgentPass-Proof header is a proof by the pass's holder key (aud = authority, htm, htu, aph = hash of the mission id); without a proof, or with another key's, it is refused.",
@@ -119,4 +127,66 @@ func (r *runner) delegationWider(ctx context.Context, c *check) {
 	if code := a.errorCode(); a.refused() && code != string(pass.CodeNotAttenuated) && code != string(pass.CodeDelegationNotPermitted) {
 		c.failf("refused with %q, not for the scope (want not_attenuated or delegation_not_permitted)", code)
 	}
+}
+
+func (r *runner) hardenedStatus(ctx context.Context, c *check) {
+	if !r.needAuthority(c) {
+		return
+	}
+	if !r.auth.cfg.Extensions.Has(pass.ExtHolderBinding) {
+		c.skipf("the Authority does not advertise %s (plain v0.1 is fine)", pass.ExtHolderBinding)
+		return
+	}
+	svc := r.issuanceService()
+	if svc == "" {
+		c.skipf("needs a Service the Authority issues for")
+		return
+	}
+	g, err := r.acquireWith(ctx, c, r.auth, svc, pass.BearerToken, true)
+	if err != nil {
+		c.failf("a hardened Harness proving its key got no pass: %v", err)
+		return
+	}
+	with := c.send(ctx, http.MethodGet, g.statusURL, http.Header{pass.ProofHeader: {g.statusProof()}}, nil)
+	var own pass.IssuanceStatus
+	if !with.ok() || with.json(&own) != nil || own.AgentPass == nil {
+		c.failf("a status read with the holder key's proof did not carry the pass: %s", with)
+	}
+	a := c.send(ctx, http.MethodGet, g.statusURL, nil, nil)
+	var st pass.IssuanceStatus
+	if a.ok() && a.json(&st) == nil && st.AgentPass != nil {
+		c.failf("the approved status released the pass without a proof")
+	}
+	other, _ := es256Key()
+	if other != nil {
+		h := &grant{key: other, harnessID: g.harnessID, auth: g.auth, statusURL: g.statusURL, status: g.status}
+		b := c.send(ctx, http.MethodGet, g.statusURL, http.Header{pass.ProofHeader: {h.statusProof()}}, nil)
+		var st2 pass.IssuanceStatus
+		if b.ok() && b.json(&st2) == nil && st2.AgentPass != nil {
+			c.failf("the approved status released the pass to a proof by another key")
+		}
+	}
+}
+
+func (r *runner) hardenedRedemption(ctx context.Context, c *check) {
+	if !r.needResolved(c) {
+		return
+	}
+	if !r.svc.cfg.Extensions.Has(pass.ExtHolderBinding) || !r.svcAuth.cfg.Extensions.Has(pass.ExtHolderBinding) {
+		c.skipf("the Service or its Authority does not advertise %s (plain v0.1 is fine)", pass.ExtHolderBinding)
+		return
+	}
+	g, err := r.acquireWith(ctx, c, r.svcAuth, r.svc.cfg.Service.Origin, pass.BearerToken, true)
+	if err != nil {
+		c.skipf("could not obtain a pass: %v", err)
+		return
+	}
+	body, err := g.redemption(r.svc.cfg.Service.Origin) // a plain v0.1 proof
+	if err != nil {
+		c.failf("%v", err)
+		return
+	}
+	a := r.redeem(ctx, c, pass.BearerToken, body)
+	c.expectRefusal(a, "hardened pass with a v0.1 proof", 401)
+	noCredential(c, a, "hardened pass with a v0.1 proof")
 }

@@ -96,12 +96,21 @@ var errNoPass = errors.New("no pass")
 // Approver when the request stays pending). Exchanges go to c when it is
 // not nil (the first status poll and the last only).
 func (r *runner) acquire(ctx context.Context, c *check, auth *authorityTarget, service string, typ pass.PassType) (*grant, error) {
+	return r.acquireWith(ctx, c, auth, service, typ, false)
+}
+
+// acquireWith is acquire; hardened lists the holder-binding extension in
+// harness.extensions and proves the key on every status read.
+func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarget, service string, typ pass.PassType, hardened bool) (*grant, error) {
 	if !auth.usable() {
 		return nil, fmt.Errorf("%w: no usable Authority", errNoPass)
 	}
 	key, req, err := r.issuanceRequest(typ, service)
 	if err != nil {
 		return nil, err
+	}
+	if hardened {
+		req.Harness.Extensions = pass.HarnessExtensions{pass.ExtHolderBinding}
 	}
 	g := &grant{key: key, harnessID: r.cfg.HarnessID, typ: typ, service: service, auth: auth, req: req}
 	a := r.send(ctx, c, http.MethodPost, auth.cfg.Endpoints.Issuance, nil, req)
@@ -123,8 +132,8 @@ func (r *runner) acquire(ctx context.Context, c *check, auth *authorityTarget, s
 	}
 	deadline := time.Now().Add(r.cfg.ApprovalTimeout)
 	polls := 0
-	for g.status.Status == pass.StatusPending {
-		if !g.approverCalled {
+	for g.status.Status == pass.StatusPending || (hardened && g.status.Status == pass.StatusApproved && g.status.AgentPass == nil && polls == 0) {
+		if g.status.Status == pass.StatusPending && !g.approverCalled {
 			if r.cfg.Approver == nil {
 				return g, fmt.Errorf("%w: the request is pending and no Approver is configured", errNoPass)
 			}
@@ -152,7 +161,11 @@ func (r *runner) acquire(ctx context.Context, c *check, auth *authorityTarget, s
 			cc = nil
 		}
 		polls++
-		a := r.send(ctx, cc, http.MethodGet, g.statusURL, nil, nil)
+		var hdr http.Header
+		if hardened {
+			hdr = http.Header{pass.ProofHeader: {g.statusProof()}}
+		}
+		a := r.send(ctx, cc, http.MethodGet, g.statusURL, hdr, nil)
 		if !a.ok() {
 			return g, fmt.Errorf("%w: status answered %s", errNoPass, a)
 		}
@@ -169,6 +182,15 @@ func (r *runner) acquire(ctx context.Context, c *check, auth *authorityTarget, s
 	g.value = g.status.AgentPass.Value
 	r.secrets.add(g.value)
 	return g, nil
+}
+
+// statusProof proves g's key to read its status (holder-binding
+// extension): aud the Authority, htm GET, htu the status URL, aph the hash
+// of the request id.
+func (g *grant) statusProof() string {
+	p, _ := g.key.HarnessProof(dpop.ProofParams{HarnessID: g.harnessID, Audience: g.auth.cfg.Authority,
+		Method: http.MethodGet, URL: g.statusURL, AgentPass: g.status.ID, TTL: time.Minute})
+	return p
 }
 
 // proof returns a plain v0.1 harness proof (iss, aud, iat, exp, jti) signed
