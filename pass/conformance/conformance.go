@@ -188,9 +188,13 @@ func newRunner(cfg Config) (*runner, error) {
 			return nil, err
 		}
 	}
+	sch := newSchemas(cfg.SchemaDir)
+	if sch.err != nil {
+		return nil, sch.err
+	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return &runner{cfg: cfg, client: client, disc: disc, sch: newSchemas(cfg.SchemaDir), runID: hex.EncodeToString(b)}, nil
+	return &runner{cfg: cfg, client: client, disc: disc, sch: sch, runID: hex.EncodeToString(b)}, nil
 }
 
 // answer is a response as a check sees it.

@@ -432,6 +432,9 @@ func (r *runner) scopeAssertionHygiene(ctx context.Context, c *check) {
 		{"signed by a key not in the Authority's JWKS", signedByKit(mk())},
 		{"jwk header carrying the signer's own key", signedByKit(mk().with("jwk", publicJWK(kit)))},
 		{"jku header pointing elsewhere", signedByKit(mk().with("jku", "https://attacker.invalid/jwks"))},
+		{"x5u header pointing elsewhere", signedByKit(mk().with("x5u", "https://attacker.invalid/c.pem"))},
+		{"unknown crit header", signedByKit(mk().with("crit", []string{"x-conformance"}).with("x-conformance", true))},
+		{"expired, signed by a key not in the JWKS", signedByKit(mk().claim("exp", time.Now().Add(-time.Hour).Unix()).claim("iat", time.Now().Add(-2*time.Hour).Unix()))},
 	}
 	body := map[string]any{"user": map[string]any{"email": r.cfg.User}, "agent": map[string]any{"id": r.cfg.HarnessID}}
 	for _, tc := range cases {
