@@ -144,6 +144,11 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 				return true
 			},
 			want: []want{{"S-RES-7", "", conformance.Fail}}},
+		{name: "Service trusts the pass without asking the Authority", only: []string{"S-RED-9"},
+			svc: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
+				return isRedeem(r) && strings.HasPrefix(str(b, "agentpass", "value"), "conformance-unknown-") && issueToken(w)
+			},
+			want: []want{{"S-RED-9", "", conformance.Fail}}},
 		{name: "Service accepts a proof with alg none", only: []string{"HB-7"},
 			svc: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
 				return isRedeem(r) && jwtHeader(str(b, "harness_proof", "jwt"))["alg"] == "none" && issueToken(w)

@@ -175,7 +175,7 @@ func (r *runner) errorBodiesCheck() def {
 			n := 0
 			for _, res := range r.report.Results {
 				for _, x := range res.Exchanges {
-					if x.Status < 400 || x.Status >= 600 || strings.HasPrefix(x.URL, "[") {
+					if x.Status < 400 || x.Status >= 600 {
 						continue
 					}
 					if strings.Contains(x.URL, "/init") || strings.Contains(x.URL, "initialization") || res.Group == "browser" {

@@ -167,6 +167,28 @@ func (r *runner) serviceChecks() []def {
 		svc("redemption", "S-RED-5", "malformed redemptions are refused before the pass is used", Required,
 			"§4.4 step 1: JSON parses, agentpass.type/value, authority and user.email present and type equals the endpoint's, else reject before calling the Authority; §4.4 step 2: an untrusted authority is refused (S-RED-6); HB-3: harness_proof carries jwt. The same pass must still redeem afterwards.",
 			r.malformedRedemptions),
+		svc("redemption", "S-RED-9", "a pass the Authority does not know is refused", Required,
+			"§4.4 step 4: the Service asks the Authority's validate endpoint; any refusal (unknown, consumed, expired, wrong audience) rejects the redemption with no credential.",
+			func(ctx context.Context, c *check) {
+				if !r.needResolved(c) {
+					return
+				}
+				key, err := es256Key()
+				if err != nil {
+					c.failf("%v", err)
+					return
+				}
+				g := &grant{key: key, harnessID: r.cfg.HarnessID, typ: pass.BearerToken, auth: r.svcAuth,
+					value: "conformance-unknown-" + r.runID, pending: Pending{User: r.cfg.User}}
+				body, err := g.redemption(r.svc.cfg.Service.Origin)
+				if err != nil {
+					c.failf("%v", err)
+					return
+				}
+				a := r.redeem(ctx, c, pass.BearerToken, body)
+				c.expectRefusal(a, "unknown pass", 422)
+				noCredential(c, a, "unknown pass")
+			}),
 		svc("redemption", "S-TOK-1", "a bearer redemption succeeds and is single use", Required,
 			"§4.6: a successful bearer redemption returns bearer_token (schema service-redeem-bearer-token); §2.1: a pass is single use, so redeeming it again is refused (409 suggested).",
 			r.bearerRedemption),
@@ -650,9 +672,9 @@ func (r *runner) proofReplay(ctx context.Context, c *check) {
 	if g2 == nil {
 		return
 	}
-	// One key for both passes is what a replay needs: re-issue g2 would
-	// need the same key, so sign g2's proof with g1's proof claims instead
-	// of reusing the token: the jti is what is replayed.
+	// The replayed part is (iss, jti): the second proof repeats the
+	// first's claims, signed with the second pass's key, so only the jti
+	// can make the Service refuse it.
 	cl := claimsAt(time.Now(), time.Minute)
 	cl["iss"], cl["aud"] = g1.harnessID, r.svc.cfg.Service.Origin
 	p1, err := newForge("", cl).sign(g1.key, false)
