@@ -17,6 +17,7 @@
 //	wait     [pending-file]                      resume a token interrupted while pending, print the token as token does
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
+//	conformance [service-origin] -user EMAIL     check a Service and/or Authority (see pass/conformance)  [-html FILE] [-json]
 //
 // Global flags (also accepted after the command): -ca FILE (extra PEM roots,
 // e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
@@ -84,6 +85,17 @@ commands:
                                       (the token comes from -token or $AGENTPASS_TOKEN)
   browser <service-origin> <email>    acquire, redeem a browser session and open it in Chromium
                                       [-dest URL] [-headless] [-chromium PATH] [-task T] [-authority ID]
+  conformance [service-origin] -user EMAIL
+                                      check a Service and/or an Authority against v0.1 and this SDK's
+                                      documented choices; exit status 1 when a check fails
+                                      [-service-config URL] [-authority-config URL] [-authority ID]
+                                      [-admin-token T [-admin-api URL] | -prompt] (approve and revoke)
+                                      [-api URL] (a Service API taking its bearer tokens: revocation check)
+                                      [-user-none EMAIL] [-user-broken EMAIL] (users whose domain says
+                                      "none", or points at an unusable configuration)
+                                      [-kit origin,cert.pem,key.pem,listen-addr] (repeatable, at most 2:
+                                      the kit's own Service, needed to call an Authority's validation)
+                                      [-only ID,ID] [-html FILE] [-schemas DIR] [-approval-timeout D]
 
 global flags (accepted before or after the command):
   -ca FILE          extra root certificates (PEM), e.g. the devnet's ca.pem
@@ -172,6 +184,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		err = c.call(ctx, rest[1:])
 	case "browser":
 		err = c.browser(ctx, rest[1:])
+	case "conformance":
+		err = c.conformance(ctx, rest[1:])
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
