@@ -111,7 +111,7 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	tr := n.Client().Transport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
 	k.Client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	k.Discovery = k.newDiscovery()
+	k.Discovery = k.NewDiscovery()
 
 	var stores Stores
 	if o.Pool != nil {
@@ -137,7 +137,7 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 		acfg.HTTPClient = k.Client
 	}
 	if acfg.Discovery == nil {
-		acfg.Discovery = k.newDiscovery()
+		acfg.Discovery = k.NewDiscovery()
 	}
 	if acfg.ApprovalURL == nil {
 		id := acfg.Identifier
@@ -161,7 +161,7 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	}
 	scfg := service.Config{
 		Origin: k.ServiceURL, Name: "Test application", Scopes: scopes,
-		Discovery: k.newDiscovery(), HTTPClient: k.Client, Now: k.Clock.Now,
+		Discovery: k.NewDiscovery(), HTTPClient: k.Client, Now: k.Clock.Now,
 	}
 	switch acfg.TrustMode {
 	case pass.TrustEnterprise:
@@ -189,7 +189,7 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	n.Serve(KitServiceHost, mux)
 	n.PublishService(KitServiceHost, k.Service.ConfigurationURL())
 
-	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.newDiscovery(), Now: k.Clock.Now, MinPoll: harness.MinPollFloor}
+	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.NewDiscovery(), Now: k.Clock.Now, MinPoll: harness.MinPollFloor}
 	if o.Harness != nil {
 		o.Harness(&hcfg)
 	}
@@ -197,7 +197,8 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	return err
 }
 
-func (k *Kit) newDiscovery() *discovery.Client {
+// NewDiscovery returns a new discovery client for the network, on its clock.
+func (k *Kit) NewDiscovery() *discovery.Client {
 	cfg := k.Net.DiscoveryConfig()
 	cfg.HTTPClient = k.Client
 	cfg.Now = k.Clock.Now
