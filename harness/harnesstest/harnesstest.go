@@ -124,6 +124,7 @@ func (n *Network) Config() harness.Config {
 		Discovery:                    n.kit.NewDiscovery(),
 		Now:                          n.kit.Clock.Now,
 		MinPoll:                      harness.MinPollFloor,
+		PreferredAuthority:           n.Authority.Identifier(),
 		InsecureAllowPrivateNetworks: true,
 	}
 }

@@ -46,7 +46,7 @@ type KitOptions struct {
 	// Service adjusts the Service configuration before service.New.
 	Service func(*service.Config)
 	// Authority is the user's Authority configuration. If nil, an
-	// Enterprise Authority at KitAuthority for KitDomain.
+	// Enterprise Authority at KitAuthority for the domain of User.
 	Authority *authority.Config
 	// Manual leaves every request of the default Authority for a person
 	// (Authority.Decide from the test).
@@ -56,6 +56,9 @@ type KitOptions struct {
 	Pool *pgxpool.Pool
 	// Harness adjusts the Harness configuration before harness.New.
 	Harness func(*harness.Config)
+	// User is the e-mail address agents act for; an Enterprise
+	// Authority is published for its domain. If empty, KitUser.
+	User string
 }
 
 // Kit is a running network: one Authority, one Service around a handler,
@@ -107,6 +110,14 @@ func (k *Kit) Close() { k.Net.Close() }
 
 func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	n := k.Net
+	if o.User != "" {
+		at := strings.LastIndexByte(o.User, '@')
+		if at <= 0 || at == len(o.User)-1 {
+			return fmt.Errorf("deploy: user %q is not an e-mail address", o.User)
+		}
+		k.User = o.User
+	}
+	domain := k.User[strings.LastIndexByte(k.User, '@')+1:]
 	// Without keep-alives the network stops at once when the test ends.
 	tr := n.Client().Transport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
@@ -147,7 +158,15 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	if err != nil {
 		return err
 	}
-	auths, err := Authorities(n, acfg, Stores{Authority: stores.Authority, ReplayCache: stores.ReplayCache})
+	// A store of the user's configuration wins over the pool.
+	ast := Stores{Authority: stores.Authority, ReplayCache: stores.ReplayCache}
+	if acfg.Store != nil {
+		ast.Authority = nil
+	}
+	if acfg.ReplayCache != nil {
+		ast.ReplayCache = nil
+	}
+	auths, err := Authorities(n, acfg, ast)
 	if err != nil {
 		return err
 	}
@@ -165,7 +184,7 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	}
 	switch acfg.TrustMode {
 	case pass.TrustEnterprise:
-		n.PublishEnterprise(KitDomain, ref.AuthorityConfigurationURL)
+		n.PublishEnterprise(domain, ref.AuthorityConfigurationURL)
 	case pass.TrustFederated:
 		scfg.TrustedFederated = []pass.AuthorityRef{ref}
 	case pass.TrustService:
@@ -189,7 +208,8 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	n.Serve(KitServiceHost, mux)
 	n.PublishService(KitServiceHost, k.Service.ConfigurationURL())
 
-	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.NewDiscovery(), Now: k.Clock.Now, MinPoll: harness.MinPollFloor}
+	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.NewDiscovery(), Now: k.Clock.Now, MinPoll: harness.MinPollFloor,
+		PreferredAuthority: k.Authority.Identifier()}
 	if o.Harness != nil {
 		o.Harness(&hcfg)
 	}
