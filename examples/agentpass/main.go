@@ -18,7 +18,9 @@
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
 //
-// Global flags (also accepted after the command): -ca FILE (extra PEM roots,
+// Global flags (also accepted after the command): -devnet FILE (the
+// devnet's manifest.json, read with package devnetclient: its CA file
+// and DNS server), -ca FILE (extra PEM roots,
 // e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
 // for resolving every host name when dialing; loopback and private
 // addresses are then allowed), -json (machine-readable output on stdout),
@@ -53,7 +55,7 @@ import (
 	"syscall"
 
 	"github.com/agentpass-go/agentpass/discovery"
-	"github.com/agentpass-go/agentpass/examples/internal/devclient"
+	"github.com/agentpass-go/agentpass/examples/devnet/devnetclient"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -71,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return runContext(context.Background(), args, stdout, stderr, os.Getenv)
 }
 
-const usage = `usage: agentpass [-ca FILE] [-dns HOST:PORT] [-json] [-harness-id ID] <command> [arguments] [flags]
+const usage = `usage: agentpass [-devnet MANIFEST | -ca FILE -dns HOST:PORT] [-json] [-harness-id ID] <command> [arguments] [flags]
 
 commands:
   discover <service-origin> [email]   show the Service's configuration and, with an email, the resolution answer
@@ -86,6 +88,7 @@ commands:
                                       [-dest URL] [-headless] [-chromium PATH] [-task T] [-authority ID]
 
 global flags (accepted before or after the command):
+  -devnet FILE      the devnet's manifest.json: its CA file and DNS server (as -ca and -dns)
   -ca FILE          extra root certificates (PEM), e.g. the devnet's ca.pem
   -dns HOST:PORT    nameserver for discovery and for resolving host names when dialing
                     (loopback and private addresses are then allowed, as on the devnet)
@@ -102,8 +105,10 @@ type cli struct {
 	ca, dns, harnessID string
 	json               bool
 
-	client *http.Client
-	disc   *discovery.Client
+	manifest string
+	dev      *devnetclient.Client
+	client   *http.Client
+	disc     *discovery.Client
 
 	mu sync.Mutex // progress is reported from the harness
 }
@@ -114,6 +119,7 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.ca, "ca", c.ca, "")
 	fs.StringVar(&c.dns, "dns", c.dns, "")
+	fs.StringVar(&c.manifest, "devnet", c.manifest, "")
 	fs.BoolVar(&c.json, "json", c.json, "")
 	fs.StringVar(&c.harnessID, "harness-id", c.harnessID, "")
 	return fs
@@ -201,14 +207,25 @@ var errReported = errors.New("reported")
 
 // setup builds the HTTP client and the discovery client from the flags.
 func (c *cli) setup() error {
-	cfg := devclient.Config{CAFile: c.ca, DNS: c.dns}
-	client, err := devclient.HTTPClient(cfg)
+	if c.manifest != "" {
+		dev, err := devnetclient.Load(c.manifest)
+		if err != nil {
+			return err
+		}
+		// Explicit -ca and -dns win over the manifest's.
+		if c.ca == "" {
+			c.ca = dev.Manifest.CAFile
+		}
+		if c.dns == "" {
+			c.dns = dev.Manifest.DNS
+		}
+	}
+	dev, err := devnetclient.New(devnetclient.Config{CAFile: c.ca, DNS: c.dns})
 	if err != nil {
 		return err
 	}
-	c.client = client
-	c.disc, err = discovery.New(devclient.DiscoveryConfig(cfg, client))
-	return err
+	c.dev, c.client, c.disc = dev, dev.HTTPClient, dev.Discovery
+	return nil
 }
 
 // harness builds the Harness client; keys, when not nil, keeps the holder
@@ -219,7 +236,7 @@ func (c *cli) harness(keys harness.KeyStore) (*harness.Client, error) {
 		HarnessID:                    c.harnessID,
 		HTTPClient:                   c.client,
 		Discovery:                    c.disc,
-		InsecureAllowPrivateNetworks: c.dns != "",
+		InsecureAllowPrivateNetworks: c.dev.InsecureAllowPrivateNetworks,
 		Progress:                     c.progress(),
 	})
 }

@@ -366,3 +366,29 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("browser output %+v", got)
 	}
 }
+
+// TestDevnetManifest: -devnet reads the CA file and the DNS server from a
+// devnet manifest (through devnetclient), and a manifest naming neither
+// is refused.
+func TestDevnetManifest(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "manifest.json")
+	raw, _ := json.Marshal(map[string]string{"ca_file": e.global[1], "dns": e.global[3]})
+	if err := os.WriteFile(manifest, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.global = []string{"-devnet", manifest}
+	code, out, stderr := e.run(nil, "-json", "discover", e.sb.TodoOrigin)
+	if code != 0 || decode[discoverOutput](t, out).Service.Origin != e.sb.TodoOrigin {
+		t.Fatalf("discover with -devnet: exit %d, %s %s", code, out, stderr)
+	}
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.global = []string{"-devnet", empty}
+	if code, _, stderr := e.run(nil, "discover", e.sb.TodoOrigin); code != 1 || !strings.Contains(stderr, "not a devnet manifest") {
+		t.Errorf("discover with an empty manifest: exit %d, %s", code, stderr)
+	}
+}
