@@ -17,6 +17,7 @@
 //	wait     [pending-file]                      resume a token interrupted while pending, print the token as token does
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
+//	keygen   <file>                              write a signing key (PKCS#8 PEM, 0600), print its JWK and thumbprint  [-alg ES256|Ed25519]
 //
 // Global flags (also accepted after the command): -devnet FILE (the
 // devnet's manifest.json, read with package devnetclient: its CA file
@@ -86,6 +87,8 @@ commands:
                                       (the token comes from -token or $AGENTPASS_TOKEN)
   browser <service-origin> <email>    acquire, redeem a browser session and open it in Chromium
                                       [-dest URL] [-headless] [-chromium PATH] [-task T] [-authority ID]
+  keygen <file>                       write a new signing key for a Service or an Authority (PKCS#8 PEM, mode 0600)
+                                      and print its public JWK and RFC 7638 thumbprint  [-alg ES256|Ed25519]
 
 global flags (accepted before or after the command):
   -devnet FILE      the devnet's manifest.json: its CA file and DNS server (as -ca and -dns)
@@ -178,6 +181,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		err = c.call(ctx, rest[1:])
 	case "browser":
 		err = c.browser(ctx, rest[1:])
+	case "keygen":
+		err = c.keygen(rest[1:])
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
