@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -351,13 +350,9 @@ func TestUsage(t *testing.T) {
 // TestBrowser: a browser session opened in headless Chromium lands on the
 // to-do page signed in. Skipped only when Chromium is not installed.
 func TestBrowser(t *testing.T) {
-	if findChromium(os.Getenv) == "" {
-		if _, err := exec.LookPath("chromium"); err != nil {
-			t.Skip("Chromium is not installed (apt-get install chromium): skipping the browser command")
-		}
-	}
+	exe := testnet.Chromium(t)
 	e := newEnv(t, nil)
-	code, out, stderr := e.run(nil, "-json", "browser", e.sb.TodoOrigin, sandbox.UserEnterprise, "-headless", "-task", "Show my to-do list", "-dest", e.sb.TodoOrigin+"/app")
+	code, out, stderr := e.run(nil, "-json", "browser", e.sb.TodoOrigin, sandbox.UserEnterprise, "-headless", "-chromium", exe, "-task", "Show my to-do list", "-dest", e.sb.TodoOrigin+"/app")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
