@@ -80,11 +80,16 @@ func TestNetworkManualDeny(t *testing.T) {
 	}
 }
 
-// With a pool the stores are in PostgreSQL.
+// With a pool the stores are in PostgreSQL; Options.Harness configures
+// the network's Harness.
 func TestNetworkPostgres(t *testing.T) {
 	pool := pgtest.Pool(t)
-	n := harnesstest.NewNetwork(t, &harnesstest.Options{Pool: pool})
+	n := harnesstest.NewNetwork(t, &harnesstest.Options{Pool: pool, Harness: func(c *harness.Config) { c.HarnessID = "hooked" }})
 	acquire(t, n, n.Harness)
+	auths, err := n.Authority.Authorizations(t.Context(), authority.ListOptions{Now: n.Now()})
+	if err != nil || len(auths) != 1 || auths[0].HarnessID != "hooked" {
+		t.Errorf("authorizations: %+v, %v; want one of harness \"hooked\" (Options.Harness)", auths, err)
+	}
 	var count int
 	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM agentpass_service_credentials`).Scan(&count); err != nil || count != 1 {
 		t.Errorf("credentials in PostgreSQL: %d, %v; want 1", count, err)
