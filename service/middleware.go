@@ -129,6 +129,9 @@ const TokenPrefix = prefixToken
 // Authority cannot be reached (fail closed), with a WWW-Authenticate
 // header.
 //
+// A request whose credential is not one this Service issued (see
+// ErrNoCredential) goes to Config.Fallback when it is set.
+//
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
 // against cross-site requests (for example with http.CrossOriginProtection).
 // DPoP proofs are checked against Origin plus r.URL.Path: mount the
