@@ -156,10 +156,11 @@ type Config struct {
 	DefaultDestination string
 
 	// Fallback serves the requests the middleware does not claim: those
-	// whose Authorization header is not a token this Service issued (every
-	// such token starts with "apt_", so another scheme or another bearer
-	// token, such as the application's own API key, is not ours) and those
-	// with no credential at all. It lets one route accept agents and the
+	// without the browser-session cookie whose Authorization header is
+	// not a token this Service issued (every such token starts with
+	// "apt_", so another scheme or another bearer token, such as the
+	// application's own API key, is not ours), and those with no
+	// credential at all. It lets one route accept agents and the
 	// application's own authentication; it must authenticate the request
 	// itself. A token with the prefix is always decided here: an unknown,
 	// expired or revoked one is refused, never handed on. If nil, such
