@@ -158,6 +158,9 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 	if err != nil {
 		return err
 	}
+	if host == KitServiceHost {
+		return fmt.Errorf("deploy: the Authority cannot be served on %s, the Service's host", host)
+	}
 	// A store of the user's configuration wins over the pool.
 	ast := Stores{Authority: stores.Authority, ReplayCache: stores.ReplayCache}
 	if acfg.Store != nil {
