@@ -155,6 +155,18 @@ type Config struct {
 	// redirected to when the Authority names no destination. If empty, "/".
 	DefaultDestination string
 
+	// Fallback serves the requests the middleware does not claim: those
+	// without the browser-session cookie whose Authorization header is
+	// not a token this Service issued (every such token starts with
+	// "apt_", so another scheme or another bearer token, such as the
+	// application's own API key, is not ours), and those with no
+	// credential at all. It lets one route accept agents and the
+	// application's own authentication; it must authenticate the request
+	// itself. A token with the prefix is always decided here: an unknown,
+	// expired or revoked one is refused, never handed on. If nil, such
+	// requests are answered 401.
+	Fallback http.Handler
+
 	// Store keeps tokens, sessions, initialization tokens and the
 	// delegation records. If nil, a new [MemoryStore].
 	Store Store

@@ -102,10 +102,19 @@ func WithDelegation(ctx context.Context, d *Delegation) context.Context {
 }
 
 // ErrNoCredential is returned by Check for a request that carries no
-// AgentPass credential at all (no Bearer or DPoP authorization, no session
-// cookie). Applications that serve humans and agents on the same routes
-// can pass such requests on to their own authentication.
+// AgentPass credential: no session cookie, and no Authorization header
+// with a token this Service issued. Whether a token is ours is decided by
+// its prefix (TokenPrefix), never by a store lookup, so another token
+// reaches the application's own authentication and is never checked
+// against ours. Applications that serve humans and agents on the same
+// routes pass such requests on to their own authentication
+// (Config.Fallback).
 var ErrNoCredential = errors.New("service: no AgentPass credential")
+
+// TokenPrefix starts every access token the Service issues, so that the
+// middleware tells its own tokens from others without a lookup and secret
+// scanners recognise a leaked one.
+const TokenPrefix = prefixToken
 
 // Middleware authenticates agent requests before next: a bearer token
 // ("Authorization: Bearer"), a DPoP-bound token ("Authorization: DPoP"
@@ -120,6 +129,9 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 // Authority cannot be reached (fail closed), with a WWW-Authenticate
 // header.
 //
+// A request whose credential is not one this Service issued (see
+// ErrNoCredential) goes to Config.Fallback when it is set.
+//
 // Sessions ride on a SameSite=Lax cookie: protect state-changing routes
 // against cross-site requests (for example with http.CrossOriginProtection).
 // DPoP proofs are checked against Origin plus r.URL.Path: mount the
@@ -128,6 +140,10 @@ var ErrNoCredential = errors.New("service: no AgentPass credential")
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, rec, err := s.check(r)
+		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
+			s.cfg.Fallback.ServeHTTP(w, r)
+			return
+		}
 		if err != nil {
 			s.deny(w, r, rec, err)
 			return
@@ -202,16 +218,20 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
 		tok = strings.TrimSpace(tok)
-		if tok == "" || len(tok) > 512 {
-			return "", "", errInvalidToken("malformed Authorization header")
+		// Only the prefix decides whether a token is ours: another scheme
+		// or token (the application's own API key) is not, and a session
+		// cookie may still be present.
+		if strings.HasPrefix(tok, prefixToken) {
+			if len(tok) > 512 {
+				return "", "", errInvalidToken("malformed Authorization header")
+			}
+			switch {
+			case strings.EqualFold(scheme, "Bearer"):
+				return KindBearer, tok, nil
+			case strings.EqualFold(scheme, "DPoP"):
+				return KindDPoP, tok, nil
+			}
 		}
-		switch {
-		case strings.EqualFold(scheme, "Bearer"):
-			return KindBearer, tok, nil
-		case strings.EqualFold(scheme, "DPoP"):
-			return KindDPoP, tok, nil
-		}
-		// Another scheme: not ours; a session cookie may still be present.
 	}
 	if ck, err := r.Cookie(SessionCookie); err == nil && ck.Value != "" {
 		if len(ck.Value) > 512 {

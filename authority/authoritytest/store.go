@@ -1,14 +1,29 @@
-// Package authoritytest is the conformance suite every authority.Store must
-// pass, so an Authority behaves the same whatever store keeps its state.
+// Package authoritytest tests Authorities and Authority stores.
 //
 // # Overview
 //
-// [TestStore] runs the suite against stores its argument makes, each
-// subtest in parallel on its own empty store; [RaceMission] races
-// transitions of one mission across several stores sharing one database.
-// [NewRequest], [Approval] and [T0] build records for a store's own tests.
+// [NewServer], in the spirit of net/http/httptest, serves an Authority
+// built from the test's own configuration (its Approver, its Store) on a
+// network with a real Service and a DNS server, over TLS on loopback, and
+// returns clients already configured for it: a Harness that acquires
+// passes as an agent would, an HTTP client and a discovery client.
+//
+// Every authority.Store must pass the conformance suite: [TestStore] runs
+// it against stores its argument makes, each subtest in parallel on its
+// own empty store; [RaceMission] races transitions of one mission across
+// several stores sharing one database. [NewRequest], [Approval] and [T0]
+// build records for a store's own tests.
 //
 // # Usage
+//
+//	func TestMyApprover(t *testing.T) {
+//		srv := authoritytest.NewServer(t, authority.Config{
+//			Identifier: "https://agents.example.test", TrustMode: pass.TrustEnterprise,
+//			Approver: myApprover,
+//		}, nil)
+//		agent, err := srv.Agent(t.Context(), "read")
+//		// ...
+//	}
 //
 // A store implementation runs the suite from its own tests:
 //

@@ -17,7 +17,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/agentpass-go/agentpass/examples/internal/devclient"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/browser"
 	"github.com/agentpass-go/agentpass/pass"
@@ -464,7 +463,7 @@ func (c *cli) browserOptions(ctx context.Context, origin string) (browser.Option
 	}
 	ip := host
 	if c.dns != "" {
-		addrs, err := devclient.Resolver(c.dns).LookupHost(ctx, host)
+		addrs, err := c.dev.Resolver.LookupHost(ctx, host)
 		if err != nil || len(addrs) == 0 {
 			return opts, fmt.Errorf("resolving %s through %s: %w", host, c.dns, err)
 		}
@@ -472,11 +471,7 @@ func (c *cli) browserOptions(ctx context.Context, origin string) (browser.Option
 		opts.Flags = map[string]any{"host-resolver-rules": "MAP " + host + " " + ip}
 	}
 	if c.ca != "" {
-		roots, err := devclient.Roots(c.ca)
-		if err != nil {
-			return opts, err
-		}
-		d := tls.Dialer{Config: &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}}
+		d := tls.Dialer{Config: &tls.Config{ServerName: host, RootCAs: c.dev.Roots, MinVersion: tls.VersionTLS12}}
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, port))
 		if err != nil {
 			return opts, fmt.Errorf("checking %s's certificate with -ca: %w", host, err)

@@ -18,8 +18,11 @@
 //	call     <URL>                               call an API with a token            [-X METHOD] [-d BODY] [-H 'K: V'] [-token T]
 //	browser  <service-origin> <email>            acquire, redeem a browser session and open it in Chromium  [-dest URL] [-headless]
 //	conformance [service-origin] -user EMAIL     check a Service and/or Authority (see pass/conformance)  [-html FILE] [-json]
+//	keygen   <file>                              write a signing key (PKCS#8 PEM, 0600), print its JWK and thumbprint  [-alg ES256|Ed25519]
 //
-// Global flags (also accepted after the command): -ca FILE (extra PEM roots,
+// Global flags (also accepted after the command): -devnet FILE (the
+// devnet's manifest.json, read with package devnetclient: its CA file
+// and DNS server), -ca FILE (extra PEM roots,
 // e.g. the devnet's ca.pem), -dns HOST:PORT (nameserver for discovery and
 // for resolving every host name when dialing; loopback and private
 // addresses are then allowed), -json (machine-readable output on stdout),
@@ -54,7 +57,7 @@ import (
 	"syscall"
 
 	"github.com/agentpass-go/agentpass/discovery"
-	"github.com/agentpass-go/agentpass/examples/internal/devclient"
+	"github.com/agentpass-go/agentpass/examples/devnet/devnetclient"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -72,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return runContext(context.Background(), args, stdout, stderr, os.Getenv)
 }
 
-const usage = `usage: agentpass [-ca FILE] [-dns HOST:PORT] [-json] [-harness-id ID] <command> [arguments] [flags]
+const usage = `usage: agentpass [-devnet MANIFEST | -ca FILE -dns HOST:PORT] [-json] [-harness-id ID] <command> [arguments] [flags]
 
 commands:
   discover <service-origin> [email]   show the Service's configuration and, with an email, the resolution answer
@@ -96,8 +99,11 @@ commands:
                                       [-kit origin,cert.pem,key.pem,listen-addr] (repeatable, at most 2:
                                       the kit's own Service, needed to call an Authority's validation)
                                       [-only ID,ID] [-html FILE] [-schemas DIR] [-approval-timeout D]
+  keygen <file>                       write a new signing key for a Service or an Authority (PKCS#8 PEM, mode 0600)
+                                      and print its public JWK and RFC 7638 thumbprint  [-alg ES256|Ed25519]
 
 global flags (accepted before or after the command):
+  -devnet FILE      the devnet's manifest.json: its CA file and DNS server (as -ca and -dns)
   -ca FILE          extra root certificates (PEM), e.g. the devnet's ca.pem
   -dns HOST:PORT    nameserver for discovery and for resolving host names when dialing
                     (loopback and private addresses are then allowed, as on the devnet)
@@ -114,8 +120,10 @@ type cli struct {
 	ca, dns, harnessID string
 	json               bool
 
-	client *http.Client
-	disc   *discovery.Client
+	manifest string
+	dev      *devnetclient.Client
+	client   *http.Client
+	disc     *discovery.Client
 
 	mu sync.Mutex // progress is reported from the harness
 }
@@ -126,6 +134,7 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.ca, "ca", c.ca, "")
 	fs.StringVar(&c.dns, "dns", c.dns, "")
+	fs.StringVar(&c.manifest, "devnet", c.manifest, "")
 	fs.BoolVar(&c.json, "json", c.json, "")
 	fs.StringVar(&c.harnessID, "harness-id", c.harnessID, "")
 	return fs
@@ -186,6 +195,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		err = c.browser(ctx, rest[1:])
 	case "conformance":
 		err = c.conformance(ctx, rest[1:])
+	case "keygen":
+		err = c.keygen(rest[1:])
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -215,14 +226,25 @@ var errReported = errors.New("reported")
 
 // setup builds the HTTP client and the discovery client from the flags.
 func (c *cli) setup() error {
-	cfg := devclient.Config{CAFile: c.ca, DNS: c.dns}
-	client, err := devclient.HTTPClient(cfg)
+	if c.manifest != "" {
+		dev, err := devnetclient.Load(c.manifest)
+		if err != nil {
+			return err
+		}
+		// Explicit -ca and -dns win over the manifest's.
+		if c.ca == "" {
+			c.ca = dev.Manifest.CAFile
+		}
+		if c.dns == "" {
+			c.dns = dev.Manifest.DNS
+		}
+	}
+	dev, err := devnetclient.New(devnetclient.Config{CAFile: c.ca, DNS: c.dns})
 	if err != nil {
 		return err
 	}
-	c.client = client
-	c.disc, err = discovery.New(devclient.DiscoveryConfig(cfg, client))
-	return err
+	c.dev, c.client, c.disc = dev, dev.HTTPClient, dev.Discovery
+	return nil
 }
 
 // harness builds the Harness client; keys, when not nil, keeps the holder
@@ -233,7 +255,7 @@ func (c *cli) harness(keys harness.KeyStore) (*harness.Client, error) {
 		HarnessID:                    c.harnessID,
 		HTTPClient:                   c.client,
 		Discovery:                    c.disc,
-		InsecureAllowPrivateNetworks: c.dns != "",
+		InsecureAllowPrivateNetworks: c.dev.InsecureAllowPrivateNetworks,
 		Progress:                     c.progress(),
 	})
 }

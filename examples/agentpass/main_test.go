@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -351,18 +350,40 @@ func TestUsage(t *testing.T) {
 // TestBrowser: a browser session opened in headless Chromium lands on the
 // to-do page signed in. Skipped only when Chromium is not installed.
 func TestBrowser(t *testing.T) {
-	if findChromium(os.Getenv) == "" {
-		if _, err := exec.LookPath("chromium"); err != nil {
-			t.Skip("Chromium is not installed (apt-get install chromium): skipping the browser command")
-		}
-	}
+	exe := testnet.Chromium(t)
 	e := newEnv(t, nil)
-	code, out, stderr := e.run(nil, "-json", "browser", e.sb.TodoOrigin, sandbox.UserEnterprise, "-headless", "-task", "Show my to-do list", "-dest", e.sb.TodoOrigin+"/app")
+	code, out, stderr := e.run(nil, "-json", "browser", e.sb.TodoOrigin, sandbox.UserEnterprise, "-headless", "-chromium", exe, "-task", "Show my to-do list", "-dest", e.sb.TodoOrigin+"/app")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	got := decode[browserOutput](t, out)
 	if got.URL != e.sb.TodoOrigin+"/app" || got.Status != 200 || !strings.Contains(got.Title, sandbox.UserEnterprise) {
 		t.Errorf("browser output %+v", got)
+	}
+}
+
+// TestDevnetManifest: -devnet reads the CA file and the DNS server from a
+// devnet manifest (through devnetclient), and a manifest naming neither
+// is refused.
+func TestDevnetManifest(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "manifest.json")
+	raw, _ := json.Marshal(map[string]string{"ca_file": e.global[1], "dns": e.global[3]})
+	if err := os.WriteFile(manifest, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.global = []string{"-devnet", manifest}
+	code, out, stderr := e.run(nil, "-json", "discover", e.sb.TodoOrigin)
+	if code != 0 || decode[discoverOutput](t, out).Service.Origin != e.sb.TodoOrigin {
+		t.Fatalf("discover with -devnet: exit %d, %s %s", code, out, stderr)
+	}
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.global = []string{"-devnet", empty}
+	if code, _, stderr := e.run(nil, "discover", e.sb.TodoOrigin); code != 1 || !strings.Contains(stderr, "not a devnet manifest") {
+		t.Errorf("discover with an empty manifest: exit %d, %s", code, stderr)
 	}
 }

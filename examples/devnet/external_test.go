@@ -6,9 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
-	"github.com/agentpass-go/agentpass/examples/internal/devclient"
+	"github.com/agentpass-go/agentpass/examples/devnet/devnetclient"
 )
 
 // TestExternal: -external makes a server of the user's a host the devnet's
@@ -46,14 +47,30 @@ func TestExternal(t *testing.T) {
 	if string(b) != "my service" {
 		t.Errorf("body %q", b)
 	}
-	txt, err := devclient.Resolver(d.manifest.DNS).LookupTXT(context.Background(), "_agentpass-service.mine.test")
+	dev, err := devnetclient.New(devnetclient.Config{DNS: d.manifest.DNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err := dev.Resolver.LookupTXT(context.Background(), "_agentpass-service.mine.test")
 	if err != nil || len(txt) != 1 || txt[0] != "https://mine.test/agentpass/configuration" {
 		t.Errorf("TXT = %q, %v", txt, err)
 	}
 	if d.manifest.Hosts["mine.test"] != ln.Addr().String() {
 		t.Errorf("manifest hosts: %v", d.manifest.Hosts)
 	}
-	if _, err := start(context.Background(), config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", externals: listFlag{"bad"}}, io.Discard); err == nil {
-		t.Error("-external bad: no error")
+	for _, bad := range []string{"bad", "mine.example.com=127.0.0.1:9"} {
+		if _, err := start(context.Background(), config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", externals: listFlag{bad}}, io.Discard); err == nil {
+			t.Errorf("-external %s: no error", bad)
+		}
+	}
+	// The banner names the external host with its certificate files, and
+	// every TXT record.
+	var banner strings.Builder
+	d.printSummary(&banner)
+	for _, want := range []string{"mine.test", x.CertFile, x.KeyFile, "_agentpass-service.mine.test", "https://mine.test/agentpass/configuration",
+		"_agentpass.corp.test", "_agentpass.locked.test"} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner lacks %q", want)
+		}
 	}
 }

@@ -22,13 +22,16 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -191,7 +194,11 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		logger = slog.New(slog.NewTextHandler(logw, nil))
 	}
 
-	n, err := testnet.StartAt(cfg.dnsAddr)
+	caCert, caKey, err := loadCA(cfg.dir, logw)
+	if err != nil {
+		return nil, err
+	}
+	n, err := testnet.StartWithCA(cfg.dnsAddr, caCert, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("DNS server on %s: %w", cfg.dnsAddr, err)
 	}
@@ -231,9 +238,6 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	if err := d.addExternals(cfg); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(d.manifest.CAFile, n.CAPEM(), 0o644); err != nil {
-		return nil, err
-	}
 	b, _ := json.MarshalIndent(d.manifest, "", "  ")
 	// The manifest holds the admin token: readable by its owner only.
 	if err := os.WriteFile(d.manifest.ManifestFile, append(b, '\n'), 0o600); err != nil {
@@ -242,12 +246,73 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	return d, nil
 }
 
+// caDomain is the one domain the devnet's CA may vouch for: .test is
+// reserved (RFC 2606) and never public, so trusting the CA on a
+// developer's machine exposes no real name.
+const caDomain = "test"
+
+// caValidity is the devnet CA's lifetime; a CA within caRenew of its end
+// is replaced at start.
+const (
+	caValidity = 365 * 24 * time.Hour
+	caRenew    = 8 * 24 * time.Hour
+)
+
+// loadCA returns the CA kept in dir (ca.pem, ca-key.pem), creating it on
+// the first start, so that tools and external servers that trust it keep
+// working across restarts.
+func loadCA(dir string, logw io.Writer) (certPEM, keyPEM []byte, err error) {
+	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	certPEM, cerr := os.ReadFile(certFile)
+	keyPEM, kerr := os.ReadFile(keyFile)
+	if cerr == nil && kerr == nil {
+		if fi, err := os.Stat(keyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, nil, fmt.Errorf("%s is readable by others (mode %v): chmod 600 it, or delete both CA files for a new CA", keyFile, fi.Mode().Perm())
+		}
+		if caUsable(certPEM) {
+			return certPEM, keyPEM, nil
+		}
+		fmt.Fprintf(logw, "devnet: the CA in %s expires soon or is not the devnet's; making a new one (trust the new ca.pem)\n", dir)
+	} else if !errors.Is(cerr, os.ErrNotExist) || !errors.Is(kerr, os.ErrNotExist) {
+		if cerr == nil || kerr == nil {
+			return nil, nil, fmt.Errorf("%s and %s must both exist or both be absent", certFile, keyFile)
+		}
+		return nil, nil, errors.Join(cerr, kerr)
+	}
+	certPEM, keyPEM, err = testnet.NewCA("AgentPass devnet CA (.test only)", []string{caDomain}, caValidity)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// caUsable reports whether a kept CA is the devnet's (limited to .test)
+// and valid for a while yet.
+func caUsable(certPEM []byte) bool {
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return false
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	return err == nil && c.IsCA && time.Now().Add(caRenew).Before(c.NotAfter) &&
+		slices.Equal(c.PermittedDNSDomains, []string{caDomain})
+}
+
 // addExternals serves the -external and -txt flags.
 func (d *devnet) addExternals(cfg config) error {
 	for _, e := range cfg.externals {
 		host, addr, ok := strings.Cut(e, "=")
 		if !ok || host == "" || strings.ContainsAny(host, "/\\ :") {
 			return fmt.Errorf("-external %q: want host=127.0.0.1:PORT", e)
+		}
+		if !strings.HasSuffix(strings.ToLower(host), "."+caDomain) {
+			return fmt.Errorf("-external %q: the host must end in .%s, the only domain the devnet's CA vouches for", e, caDomain)
 		}
 		origin, certPEM, keyPEM, err := d.net.AddExternal(host, addr)
 		if err != nil {
@@ -307,16 +372,24 @@ func resolution(ctx context.Context, d *devnet, user string) (branch string, ref
 func (d *devnet) printSummary(w io.Writer) {
 	m := d.manifest
 	fmt.Fprintf(w, "AgentPass devnet is up. Ctrl-C stops it.\n\n")
-	fmt.Fprintf(w, "  manifest     %s\n  CA file      %s\n  DNS server   %s  (TXT discovery records; A records: every host → 127.0.0.1)\n  admin token  %s\n  store        %s\n\n",
+	fmt.Fprintf(w, "  manifest     %s\n  CA file      %s  (kept in this directory across restarts; valid for *.test only)\n  DNS server   %s  (TXT discovery records; A records: every host → 127.0.0.1)\n  admin token  %s\n  store        %s\n\n",
 		m.ManifestFile, m.CAFile, m.DNS, m.AdminToken, m.Store)
 	fmt.Fprintf(w, "Hosts (for /etc/hosts, curl --resolve, or resolve through the DNS server):\n")
 	for _, h := range sandbox.Hosts {
 		fmt.Fprintf(w, "  %-16s %s\n", h, m.Hosts[h])
 	}
-	fmt.Fprintf(w, "\nService  %s\n  app %s   API %s   configuration %s\n", m.Service.Origin, m.Service.App, m.Service.API, m.Service.ConfigurationURL)
-	fmt.Fprintf(w, "\nAuthorities and their approval pages:\n")
+	for _, x := range m.External {
+		fmt.Fprintf(w, "  %-16s %s  (yours: serve %s with %s and %s)\n", x.Host, x.Addr, x.Origin, x.CertFile, x.KeyFile)
+	}
+	fmt.Fprintf(w, "\nDNS TXT records:\n")
+	names := slices.Sorted(maps.Keys(m.DNSRecords))
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-34s %s\n", name, m.DNSRecords[name])
+	}
+	fmt.Fprintf(w, "\nService  %s\n  app %s   API %s\n  configuration %s\n", m.Service.Origin, m.Service.App, m.Service.API, m.Service.ConfigurationURL)
+	fmt.Fprintf(w, "\nAuthorities (identifier, configuration, approval page):\n")
 	for _, a := range m.Authorities {
-		fmt.Fprintf(w, "  %-28s %s\n  %-28s %s\n", a.Name, a.Identifier, "", a.ApprovalPage)
+		fmt.Fprintf(w, "  %-28s %s\n  %-28s %s\n  %-28s %s\n", a.Name, a.Identifier, "", a.ConfigurationURL, "", a.ApprovalPage)
 	}
 	fmt.Fprintf(w, "\nTest users (one per resolution branch):\n")
 	for _, u := range m.Users {
@@ -326,8 +399,8 @@ func (d *devnet) printSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-17s %-30s %s\n", u.Email, b, u.Expect)
 	}
-	fmt.Fprintf(w, "\nTry:\n  go run ./examples/agentpass -ca %s -dns %s token %s %s -task 'Add milk to my list'\n",
-		m.CAFile, m.DNS, m.Service.Origin, sandbox.UserEnterprise)
+	fmt.Fprintf(w, "\nTry:\n  go run ./examples/agentpass -devnet %s token %s %s -task 'Add milk to my list'\n",
+		m.ManifestFile, m.Service.Origin, sandbox.UserEnterprise)
 	fmt.Fprintf(w, "  (then approve it at %s)\n", m.Authorities[0].ApprovalPage)
 	fmt.Fprintf(w, "  curl --cacert %s --resolve %s %s\n", m.CAFile, m.Curl[sandbox.TodoHost], m.Service.ConfigurationURL)
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/agentpass-go/agentpass/examples/internal/devclient"
+	"github.com/agentpass-go/agentpass/examples/devnet/devnetclient"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -77,10 +77,14 @@ func TestDevnet(t *testing.T) {
 	}
 
 	// An outside tool: only the manifest's DNS server and CA file.
-	client, err := devclient.HTTPClient(devclient.Config{CAFile: m.CAFile, DNS: m.DNS, Timeout: 10 * time.Second})
+	dev, err := devnetclient.Load(filepath.Join(dir, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if dev.Manifest.Service.Origin != m.Service.Origin || !dev.InsecureAllowPrivateNetworks {
+		t.Errorf("devnetclient: manifest %+v, private networks %v", dev.Manifest.Service, dev.InsecureAllowPrivateNetworks)
+	}
+	client := dev.HTTPClient
 	resp, err := client.Get(m.Service.ConfigurationURL)
 	if err != nil {
 		t.Fatal(err)

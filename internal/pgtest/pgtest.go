@@ -7,7 +7,9 @@
 // [Pool] returns a pool on a fresh schema, dropped when the test ends;
 // [SharedPool] and [Replicas] add independent pools on the same schema, as
 // replicas would have; [ExclusivePool] and [Restart] serve fault tests that
-// restart the server. Without a server the tests skip.
+// restart the server. Without AGENTPASS_TEST_POSTGRES a test binary starts
+// a throwaway cluster of its own when PostgreSQL is installed; only
+// without one do the tests skip.
 //
 // # Usage
 //
@@ -61,13 +63,19 @@ const EnvDSN = "AGENTPASS_TEST_POSTGRES"
 // server (for fault tests).
 const EnvRestart = "AGENTPASS_TEST_PG_RESTART"
 
-// DSN returns the test server's connection string, or skips the test with a
-// message saying how to get one.
+// DSN returns the test server's connection string: $AGENTPASS_TEST_POSTGRES
+// when set, else that of a throwaway cluster the test binary starts once
+// for itself when PostgreSQL is installed (removed when the binary exits).
+// Otherwise it skips the test with one line saying why and how to enable
+// it.
 func DSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv(EnvDSN)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests need %s; run: eval \"$(.ci/postgres.sh start)\" (CI does)", EnvDSN)
+	if dsn := os.Getenv(EnvDSN); dsn != "" {
+		return dsn
+	}
+	dsn, err := autoDSN()
+	if err != nil {
+		t.Skipf("PostgreSQL tests skipped: %s is unset and %v; install PostgreSQL or run: eval \"$(bash .ci/postgres.sh start)\"", EnvDSN, err)
 	}
 	return dsn
 }

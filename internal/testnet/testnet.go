@@ -118,9 +118,34 @@ func StartAt(dnsAddr string) (*Network, error) {
 	return n, nil
 }
 
-func newNetwork(dns *dnstest.Server) (*Network, error) {
+// StartWithCA is StartAt with the certificate authority of certPEM and
+// keyPEM (see [NewCA]) instead of a throwaway one, so that a development
+// network keeps its CA, and whoever trusts it, across restarts.
+func StartWithCA(dnsAddr string, certPEM, keyPEM []byte) (*Network, error) {
+	cert, key, err := parseCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	dns, err := dnstest.StartAt(dnsAddr)
+	if err != nil {
+		return nil, err
+	}
+	n, err := newNetworkCA(dns, cert, key)
+	if err != nil {
+		dns.Close()
+		return nil, err
+	}
+	n.closers = append(n.closers, dns.Close)
+	return n, nil
+}
+
+func newNetwork(dns *dnstest.Server) (*Network, error) { return newNetworkCA(dns, nil, nil) }
+
+func newNetworkCA(dns *dnstest.Server, caCert *x509.Certificate, caKey *ecdsa.PrivateKey) (*Network, error) {
 	n := &Network{DNS: dns, hosts: map[string]*host{}}
-	if err := n.makeCA(); err != nil {
+	if caCert != nil {
+		n.useCA(caCert, caKey)
+	} else if err := n.makeCA(); err != nil {
 		return nil, err
 	}
 	n.client = &http.Client{
@@ -154,12 +179,74 @@ func (n *Network) makeCA() error {
 	if err != nil {
 		return err
 	}
-	n.caCert, _ = x509.ParseCertificate(der)
-	n.caKey = key
-	n.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	n.pool = x509.NewCertPool()
-	n.pool.AddCert(n.caCert)
+	cert, _ := x509.ParseCertificate(der)
+	n.useCA(cert, key)
 	return nil
+}
+
+func (n *Network) useCA(cert *x509.Certificate, key *ecdsa.PrivateKey) {
+	n.caCert, n.caKey = cert, key
+	n.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	n.pool = x509.NewCertPool()
+	n.pool.AddCert(cert)
+}
+
+// NewCA returns a new certificate authority for [StartWithCA], valid for
+// validity from now, in PEM form (certificate, PKCS#8 key). X.509 name
+// constraints limit it to domains and their subdomains, so that a CA a
+// developer trusts on their machine cannot vouch for any other name.
+func NewCA(name string, domains []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if len(domains) == 0 {
+		return nil, nil, fmt.Errorf("testnet: a CA needs the domains it is limited to")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:                serial(),
+		Subject:                     pkix.Name{CommonName: name},
+		NotBefore:                   time.Now().Add(-time.Hour),
+		NotAfter:                    time.Now().Add(validity),
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid:       true,
+		IsCA:                        true,
+		MaxPathLenZero:              true,
+		PermittedDNSDomainsCritical: true,
+		PermittedDNSDomains:         domains,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+}
+
+// parseCA reads a CA of NewCA.
+func parseCA(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" || kb == nil || kb.Type != "PRIVATE KEY" {
+		return nil, nil, fmt.Errorf("testnet: the CA is not a PEM certificate and a PEM PKCS#8 key")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testnet: CA certificate: %w", err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testnet: CA key: %w", err)
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok || !cert.IsCA || !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, fmt.Errorf("testnet: the CA key does not belong to a CA certificate")
+	}
+	return cert, key, nil
 }
 
 func serial() *big.Int {

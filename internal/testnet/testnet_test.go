@@ -3,9 +3,11 @@ package testnet
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/internal/httpx"
@@ -71,5 +73,37 @@ func TestStartOutsideTests(t *testing.T) {
 	n.Close()
 	if _, err := n.Client().Get(origin); err == nil {
 		t.Error("host still served after Close")
+	}
+}
+
+// A network on a CA of NewCA serves its hosts with certificates that
+// verify, and the CA's name constraints make any other name fail even
+// when the CA is trusted.
+func TestStartWithCA(t *testing.T) {
+	certPEM, keyPEM, err := NewCA("devnet test CA", []string{"test"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := StartWithCA("127.0.0.1:0", certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if string(n.CAPEM()) != string(certPEM) {
+		t.Error("the network does not present the given CA")
+	}
+	n.Serve("app.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	resp, err := n.Client().Get("https://app.test/")
+	if err != nil {
+		t.Fatalf("a host under the permitted domain: %v", err)
+	}
+	resp.Body.Close()
+	n.Serve("app.example.com", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	var cie x509.CertificateInvalidError
+	if _, err := n.Client().Get("https://app.example.com/"); !errors.As(err, &cie) || cie.Reason != x509.CANotAuthorizedForThisName {
+		t.Errorf("a host outside the permitted domain: %v, want CANotAuthorizedForThisName", err)
+	}
+	if _, err := StartWithCA("127.0.0.1:0", certPEM, certPEM); err == nil {
+		t.Error("a CA without its key was accepted")
 	}
 }

@@ -1,7 +1,12 @@
-// Package servicetest holds the conformance suite for implementations of
-// service.Store.
+// Package servicetest tests Service applications and Service stores.
 //
 // # Overview
+//
+// [NewServer], in the spirit of net/http/httptest, starts a real Service
+// around an application's handler, with a real Authority and a DNS
+// server, over TLS on loopback, and returns clients already configured
+// for them: a Harness that acquires passes as an agent would, an HTTP
+// client and a discovery client. Every party runs on one fake clock.
 //
 // Every Store, in memory or in a database, must pass [TestStore]: the
 // Service relies on the Store for single use and for revocation, so a
@@ -10,6 +15,12 @@
 // redemption, and two Service replicas sharing the Store over real HTTPS.
 //
 // # Usage
+//
+//	func TestTickets(t *testing.T) {
+//		srv := servicetest.NewServer(t, myApp, nil)
+//		agent, err := srv.Agent(t.Context(), "tickets:read")
+//		// ... agent.Get(srv.URL + "/api/tickets")
+//	}
 //
 //	func TestPostgresStore(t *testing.T) {
 //		servicetest.TestStore(t, func(t *testing.T) service.Store { return newTestStore(t) })
