@@ -186,6 +186,9 @@ func (p *Page) tree(ctx context.Context, now time.Time) ([]authzView, error) {
 		v.Depth = depth
 		if from >= 0 {
 			v.ParentID, v.ParentAgent = views[from].ID, views[from].HarnessID
+			if strings.HasPrefix(v.ApprovedBy, "delegation:") { // no person: the parent's grant bounds it
+				v.ApprovedBy = "delegation"
+			}
 		}
 		at := len(out)
 		out = append(out, v)
