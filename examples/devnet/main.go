@@ -61,6 +61,8 @@ type config struct {
 	hardened   bool
 	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
 	pgSchemaPrefix string
+	// now is every party's clock (tests); nil means time.Now.
+	now func() time.Time
 	externals      listFlag // host=127.0.0.1:port
 	txts           listFlag // name=value
 }
@@ -205,7 +207,7 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
 		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
-		RequireHardenedProofs: cfg.hardened,
+		RequireHardenedProofs: cfg.hardened, Now: cfg.now,
 	}
 	store := "memory"
 	if cfg.postgres != "" {
