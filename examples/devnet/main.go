@@ -62,9 +62,9 @@ type config struct {
 	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
 	pgSchemaPrefix string
 	// now is every party's clock (tests); nil means time.Now.
-	now func() time.Time
-	externals      listFlag // host=127.0.0.1:port
-	txts           listFlag // name=value
+	now       func() time.Time
+	externals listFlag // host=127.0.0.1:port
+	txts      listFlag // name=value
 }
 
 // listFlag is a repeatable flag.
