@@ -61,10 +61,11 @@ type config struct {
 	hardened   bool
 	// pgSchemaPrefix names the PostgreSQL schemas; default agentpass_devnet.
 	pgSchemaPrefix string
+	externals      listFlag // host=127.0.0.1:port
+	txts           listFlag // name=value
+
 	// now is every party's clock (tests); nil means time.Now.
-	now       func() time.Time
-	externals listFlag // host=127.0.0.1:port
-	txts      listFlag // name=value
+	now func() time.Time
 }
 
 // listFlag is a repeatable flag.
