@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"path"
@@ -10,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -41,10 +46,36 @@ func (c *testClock) Advance(d time.Duration) {
 // page lists them under it; revoking the orchestrator revokes them, and
 // the Service refuses all three at its next check.
 func TestDevnetDelegation(t *testing.T) {
+	testDelegation(t, config{})
+}
+
+// The same on the PostgreSQL stores (the child's slot taken in the
+// Authority's transaction, the cascade in the Service's one statement).
+// Needs AGENTPASS_TEST_POSTGRES.
+func TestDevnetDelegationPostgres(t *testing.T) {
+	dsn := pgtest.SharedDSN(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "devnet_deleg_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		pool, err := pgxpool.New(context.Background(), dsn)
+		if err != nil {
+			return
+		}
+		defer pool.Close()
+		for _, s := range []string{"corp", "strict", "federated", "service_authority", "service", "replay"} {
+			_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+prefix+"_"+s+" CASCADE")
+		}
+	})
+	testDelegation(t, config{postgres: dsn, pgSchemaPrefix: prefix})
+}
+
+func testDelegation(t *testing.T, cfg0 config) {
 	clock := &testClock{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	d, err := start(ctx, config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", adminToken: "tok-123", now: clock.Now}, io.Discard)
+	cfg0.dir, cfg0.dnsAddr, cfg0.adminToken, cfg0.now = t.TempDir(), "127.0.0.1:0", "tok-123", clock.Now
+	d, err := start(ctx, cfg0, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
