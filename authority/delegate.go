@@ -224,15 +224,16 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 }
 
 // actChain returns the RFC 8693 actor chain of m given its ancestors
-// (parent first): m's agent outermost, then each ancestor's.
+// (parent first): m's agent outermost, then each ancestor's, each with its
+// mission so a Service can end the descendants of a mission it ends.
 func actChain(m *Request, ancestors []*Request) *pass.Actor {
 	if m.ParentMissionID == "" {
 		return nil
 	}
-	out := &pass.Actor{Sub: m.AgentID}
+	out := &pass.Actor{Sub: m.AgentID, MissionID: m.MissionID}
 	cur := out
 	for _, p := range ancestors {
-		cur.Act = &pass.Actor{Sub: p.AgentID}
+		cur.Act = &pass.Actor{Sub: p.AgentID, MissionID: p.MissionID}
 		cur = cur.Act
 	}
 	return out

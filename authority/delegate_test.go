@@ -149,7 +149,7 @@ func TestDelegateD1(t *testing.T) {
 	if v == nil {
 		t.Fatalf("validate: %d %s", r.status, r.body)
 	}
-	want := &pass.Actor{Sub: c.id, Act: &pass.Actor{Sub: harnessID}}
+	want := &pass.Actor{Sub: c.id, MissionID: st.Mission.ID, Act: &pass.Actor{Sub: harnessID, MissionID: root.Mission.ID}}
 	if v.Agent.ID != c.id || v.Mission == nil || v.Mission.Parent != root.Mission.ID {
 		t.Fatalf("validation %+v mission %+v", v, v.Mission)
 	}

@@ -74,7 +74,10 @@ func (m *MissionInfo) Validate() error {
 	if h := m.HistoryHead; h != "" && (len(h) != len(historyHashPrefix)+64 || !strings.HasPrefix(h, historyHashPrefix)) {
 		return invalid("mission.history_head", "not a sha256: history hash")
 	}
-	return nil
+	if p := m.Parent; p != "" && (!strings.HasPrefix(p, MissionIDPrefix) || len(p) > maxMissionID) {
+		return invalid("mission.parent", "not a mission id")
+	}
+	return checkAct(m.Act, m.Parent)
 }
 
 // historyHashPrefix starts every history hash.
@@ -92,10 +95,39 @@ type Stage struct {
 }
 
 // Actor is an RFC 8693 style actor chain: Sub acts, on behalf of whoever
-// Act names, outermost first.
+// Act names, outermost first. MissionID names each actor's mission, so a
+// Service holding an ancestor's delegation can end its descendants with it.
 type Actor struct {
-	Sub string `json:"sub"`
-	Act *Actor `json:"act,omitempty"`
+	Sub       string `json:"sub"`
+	MissionID string `json:"mission_id,omitempty"`
+	Act       *Actor `json:"act,omitempty"`
+}
+
+// maxActors bounds an actor chain: the child, and an ancestor per
+// generation an Authority may allow.
+const maxActors = maxDelegationDepth + 1
+
+// maxActorSub bounds an actor's sub (an agent or harness id).
+const maxActorSub = 512
+
+// checkAct validates an actor chain: bounded, every sub present, every
+// mission id well formed, and the second actor's mission the parent's.
+func checkAct(a *Actor, parent string) error {
+	for i := 0; a != nil; i, a = i+1, a.Act {
+		if i >= maxActors {
+			return invalid("mission.act", "too many actors")
+		}
+		if a.Sub == "" || len(a.Sub) > maxActorSub {
+			return invalid("mission.act.sub", "must be a non-empty id")
+		}
+		if id := a.MissionID; id != "" && (!strings.HasPrefix(id, MissionIDPrefix) || len(id) > maxMissionID) {
+			return invalid("mission.act.mission_id", "not a mission id")
+		}
+		if i == 1 && a.MissionID != "" && parent != "" && a.MissionID != parent {
+			return invalid("mission.act", "the second actor's mission is not the parent")
+		}
+	}
+	return nil
 }
 
 // MissionEnd records how a mission reached a terminal state.

@@ -16,7 +16,7 @@ func TestMissionMembersValidateAgainstSchemas(t *testing.T) {
 	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	m := &pass.MissionInfo{ID: "msn_4vQ9sT2kP8xL1mN6", State: pass.MissionActive, Version: 4, Stage: "discover",
 		Stages: []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}, Gate: "auto"}}, Ceiling: pass.Scope{"tickets:read"},
-		Parent: "msn_parent", Act: &pass.Actor{Sub: "child", Act: &pass.Actor{Sub: "parent"}}}
+		Parent: "msn_parent", Act: &pass.Actor{Sub: "child", MissionID: "msn_4vQ9sT2kP8xL1mN6", Act: &pass.Actor{Sub: "parent", MissionID: "msn_parent"}}}
 	docs := []struct {
 		schema, sub string
 		doc         pass.Document
@@ -38,12 +38,25 @@ func TestMissionMembersValidateAgainstSchemas(t *testing.T) {
 	}
 }
 
+// deepAct is an actor chain n deep.
+func deepAct(n int) string {
+	return strings.Repeat(`{"sub":"a","act":`, n-1) + `{"sub":"a"}` + strings.Repeat("}", n-1)
+}
+
 func TestMissionMemberChecked(t *testing.T) {
 	for _, body := range []string{
 		`{"id":"r","status":"pending","mission":{"id":"nope","state":"pending","version":1}}`,
 		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"dormant","version":1}}`,
 		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":0}}`,
 		`{"id":"r","status":"pending","mission":{"id":"msn_` + strings.Repeat("x", 200) + `","state":"pending","version":1}}`,
+		// The delegation chain (act): a sub, well-formed mission ids, the
+		// parent second, and a bounded length.
+		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"parent":"p1"}}`,
+		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"act":{"sub":""}}}`,
+		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"act":{"sub":"c","mission_id":"x"}}}`,
+		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"parent":"msn_p",
+			"act":{"sub":"c","mission_id":"msn_x","act":{"sub":"p","mission_id":"msn_other"}}}}`,
+		`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"act":` + deepAct(40) + `}}`,
 	} {
 		var s pass.IssuanceStatus
 		if err := pass.Decode([]byte(body), &s); err == nil {
@@ -53,6 +66,9 @@ func TestMissionMemberChecked(t *testing.T) {
 	var s pass.IssuanceStatus
 	if err := pass.Decode([]byte(`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1}}`), &s); err != nil || s.Mission.ID != "msn_x" {
 		t.Errorf("valid mission member refused: %v", err)
+	}
+	if err := pass.Decode([]byte(`{"id":"r","status":"pending","mission":{"id":"msn_x","state":"pending","version":1,"act":`+deepAct(33)+`}}`), &s); err != nil {
+		t.Errorf("a chain as deep as the wire allows refused: %v", err)
 	}
 	for state, terminal := range map[pass.MissionState]bool{pass.MissionPending: false, pass.MissionActive: false, pass.MissionSuspended: false,
 		pass.MissionCompleted: true, pass.MissionRevoked: true, pass.MissionExpired: true} {

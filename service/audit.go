@@ -40,6 +40,8 @@ type audit struct {
 	// history an auditor can look up.
 	missionID      string
 	missionVersion int64
+	// parentMissionID names the parent mission of a sub-agent's delegation.
+	parentMissionID string
 	// historyHead is the mission history's head the Authority reported at
 	// validation (redemption records only): logged so an auditor can show
 	// the Authority's log was not rewritten before this point.
@@ -50,6 +52,9 @@ func (a *audit) fromDelegation(d *DelegationRecord) {
 	a.user, a.agent, a.task, a.harness = d.User, d.Agent, d.Task.ID, d.HarnessID
 	a.authority, a.authorizationID = d.Authority, d.AuthorizationID
 	a.missionID, a.missionVersion = d.MissionID, d.MissionVersion
+	if len(d.Ancestors) > 0 {
+		a.parentMissionID = d.Ancestors[0]
+	}
 }
 
 func (a *audit) attrs(outcome string) []slog.Attr {
@@ -68,6 +73,7 @@ func (a *audit) attrs(outcome string) []slog.Attr {
 	add("authorization_id", a.authorizationID)
 	add("request_id", a.requestID)
 	add("mission_id", a.missionID)
+	add("parent_mission_id", a.parentMissionID)
 	add("history_head", a.historyHead)
 	if a.missionVersion > 0 {
 		attrs = append(attrs, slog.Int64("mission_version", a.missionVersion))

@@ -82,7 +82,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	if reason, err := s.stillTrusted(ctx, rec); err != nil {
 		return s.unverifiable(ctx, a, rec, now, err)
 	} else if reason != "" {
-		if err := s.cfg.Store.Invalidate(ctx, rec.AuthorizationID, now, "precedence: "+reason); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := s.invalidateTree(ctx, a, rec, now, "precedence: "+reason); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("service: invalidate delegation: %w", err)
 		}
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("revoked"), slog.String("reason", "precedence: "+reason))...)
@@ -129,7 +129,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 			// nothing stored, but this one request is still refused.
 			return nil, errMissionSuspended
 		}
-		if err := s.cfg.Store.Invalidate(ctx, rec.AuthorizationID, now, "authorization check: not found"); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := s.invalidateTree(ctx, a, rec, now, "authorization check: not found"); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("service: invalidate delegation: %w", err)
 		}
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, a.attrs("revoked")...)
@@ -137,6 +137,21 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	default:
 		return s.unverifiable(ctx, a, rec, now, err)
 	}
+}
+
+// invalidateTree invalidates rec and, in the same store operation, the
+// delegations of its sub-agents held here (the local cascade): a child
+// whose own revocation is late or lost stops with its parent. Whatever
+// ends a delegation at this Service goes through it.
+func (s *Service) invalidateTree(ctx context.Context, a *audit, rec *DelegationRecord, now time.Time, reason string) error {
+	n, err := s.cfg.Store.InvalidateTree(ctx, rec.AuthorizationID, now, reason)
+	if err != nil {
+		return err
+	}
+	if rec.MissionID != "" && n > 1 {
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("cascade"), slog.Int("invalidated", n))...)
+	}
+	return nil
 }
 
 // errMissionSuspended refuses requests of a held delegation.
@@ -278,7 +293,8 @@ var errNotAdvertised = errors.New("service: the Authority does not advertise thi
 // Close ends a delegation on behalf of the application, for example when
 // the agent's task is done (complete) or the user withdraws it (revoke).
 // Every token and session of the delegation stops working at once, on
-// every replica sharing the Store. When the Authority advertises
+// every replica sharing the Store, and so do those of the sub-agents'
+// delegations derived from it that this Service holds. When the Authority advertises
 // endpoints.authorization_close (an extension of v0.1) it is told too, so
 // it can end the delegation in its own records; a plain v0.1 Authority is
 // not. The local invalidation happens even when
@@ -295,11 +311,11 @@ func (s *Service) Close(ctx context.Context, authorizationID string, action pass
 	if err != nil {
 		return fmt.Errorf("service: Close: %w", err)
 	}
-	if err := s.cfg.Store.Invalidate(ctx, authorizationID, s.cfg.Now(), "closed by the Service: "+string(action)); err != nil {
-		return fmt.Errorf("service: Close: %w", err)
-	}
 	a := &audit{event: eventClose}
 	a.fromDelegation(rec)
+	if err := s.invalidateTree(ctx, a, rec, s.cfg.Now(), "closed by the Service: "+string(action)); err != nil {
+		return fmt.Errorf("service: Close: %w", err)
+	}
 	var resp pass.AuthorizationCloseResponse
 	_, err = s.callAuthority(ctx, rec, func(cfg *pass.AuthorityConfiguration) string { return cfg.Endpoints.AuthorizationClose }, req, &resp)
 	var pe *pass.PeerError

@@ -170,6 +170,13 @@
 // that does not advertise the extension (or whose extensions object is
 // broken) everything is as in v0.1.
 //
+// A sub-agent's delegation (one an orchestrating agent derived from its
+// own) names who acts for whom in [Delegation.Chain]. The Service also
+// advertises the delegation extension: whatever ends a delegation here (a
+// check answering 404, [Service.Close]) ends in the same store operation
+// the delegations of its sub-agents it holds from the same Authority, so a
+// sub-agent whose own revocation is late or lost stops with its parent.
+//
 // # Rate limits and audit log
 //
 // Resolution, initialization, redemption and available scopes are

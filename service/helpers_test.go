@@ -169,7 +169,8 @@ func (e *env) start(mutate func(*service.Config)) {
 	mux.Handle("/agentpass/", e.svc)
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, _ := service.DelegationFrom(r.Context())
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"user": d.User, "agent": d.Agent, "scope": d.Scope, "credential": d.Credential})
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"user": d.User, "agent": d.Agent, "scope": d.Scope, "credential": d.Credential,
+			"chain": d.Chain})
 	})
 	mux.Handle("/api/tickets", e.svc.Middleware(service.RequireScope("tickets:read")(api)))
 	mux.Handle("/api/admin", e.svc.Middleware(service.RequireScope("admin")(api)))

@@ -37,7 +37,14 @@ type MemoryStore struct {
 	inits       map[string]*InitRecord
 	closes      map[string]PendingClose
 	writes      int
+	// descendants indexes the delegations of sub-agents by each of their
+	// ancestor missions, for InvalidateTree.
+	descendants map[missionKey]map[string]struct{}
 }
+
+// missionKey names a mission: ids are chosen by Authorities, so only the
+// pair is unique.
+type missionKey struct{ authority, id string }
 
 type memDelegation struct {
 	rec  DelegationRecord
@@ -66,6 +73,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),
 		closes:      make(map[string]PendingClose),
+		descendants: make(map[missionKey]map[string]struct{}),
 	}
 	for _, o := range opts {
 		o(s)
@@ -111,6 +119,13 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		s.inits[r.Hash] = r
 	}
 	s.delegations[d.AuthorizationID] = &memDelegation{rec: *d.clone(), refs: 1}
+	for _, a := range d.Ancestors {
+		k := missionKey{d.Authority, a}
+		if s.descendants[k] == nil {
+			s.descendants[k] = make(map[string]struct{})
+		}
+		s.descendants[k][d.AuthorizationID] = struct{}{}
+	}
 	return nil
 }
 
@@ -271,12 +286,45 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 	if !ok {
 		return ErrNotFound
 	}
-	if !d.rec.Invalidated {
-		d.rec.Invalidated = true
-		d.rec.InvalidatedAt = at
-		d.rec.InvalidReason = reason
-	}
+	d.invalidate(at, reason)
 	return nil
+}
+
+// invalidate marks d invalid unless it was already, and reports whether it
+// did.
+func (d *memDelegation) invalidate(at time.Time, reason string) bool {
+	if d.rec.Invalidated {
+		return false
+	}
+	d.rec.Invalidated, d.rec.InvalidatedAt, d.rec.InvalidReason = true, at, reason
+	return true
+}
+
+// InvalidateTree implements Store: the delegation and the descendants
+// indexed under its mission, under one lock.
+func (s *MemoryStore) InvalidateTree(ctx context.Context, authorizationID string, at time.Time, reason string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[authorizationID]
+	if !ok {
+		return 0, ErrNotFound
+	}
+	n := 0
+	if d.invalidate(at, reason) {
+		n++
+	}
+	if d.rec.MissionID == "" {
+		return n, nil
+	}
+	for id := range s.descendants[missionKey{d.rec.Authority, d.rec.MissionID}] {
+		if c, ok := s.delegations[id]; ok && c.invalidate(at, "cascade: "+reason) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Len reports the number of delegations, credentials and initialization
@@ -333,6 +381,13 @@ func (s *MemoryStore) release(id string) {
 	d.refs--
 	if d.refs <= 0 {
 		delete(s.delegations, id)
+		for _, a := range d.rec.Ancestors {
+			k := missionKey{d.rec.Authority, a}
+			delete(s.descendants[k], id)
+			if len(s.descendants[k]) == 0 {
+				delete(s.descendants, k)
+			}
+		}
 	}
 }
 

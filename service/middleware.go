@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,12 @@ type Delegation struct {
 	// the Authority does not speak the mission extension. It is unique per
 	// Authority only: compare (Authority, MissionID).
 	MissionID string
+	// Chain is, for a sub-agent, who acts for whom, outermost first: this
+	// agent (Chain[0].Sub is Agent), then the agent it acts for, up to the
+	// root, each with its mission id (Act nil). Empty for an agent acting
+	// directly for the User. Only Agent and Scope should drive access
+	// decisions; the chain is for audit and display.
+	Chain []pass.Actor
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -67,6 +74,7 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		HarnessID:              r.HarnessID,
 		AuthorizationExpiresAt: r.ExpiresAt,
 		MissionID:              r.MissionID,
+		Chain:                  slices.Clone(r.Chain),
 	}
 	if r.Task != (pass.ValidatedTask{}) {
 		t := r.Task

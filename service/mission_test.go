@@ -61,9 +61,9 @@ func mission(id string, state pass.MissionState, version int64) *pass.MissionInf
 	return &pass.MissionInfo{ID: id, State: state, Version: version}
 }
 
-// X1 and issue #20 item 3: the Service advertises the mission extension
-// next to holder binding, and its configuration still validates against
-// the v0.1 schema.
+// X1, issue #20 item 3 and #22 item 2: the Service advertises the mission
+// and delegation extensions next to holder binding, and its configuration
+// still validates against the v0.1 schema.
 func TestConfigurationAdvertisesMission(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.do(http.MethodGet, e.svc.ConfigurationURL(), nil, nil)
@@ -75,7 +75,7 @@ func TestConfigurationAdvertisesMission(t *testing.T) {
 	if err := pass.Decode(r.body, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{pass.ExtHolderBinding, pass.ExtMission}, cfg.Extensions.URIs()); diff != "" {
+	if diff := cmp.Diff([]string{pass.ExtDelegation, pass.ExtHolderBinding, pass.ExtMission}, cfg.Extensions.URIs()); diff != "" {
 		t.Errorf("extensions (-want +got):\n%s", diff)
 	}
 	if x, _ := cfg.Extensions.Get(pass.ExtMission); x.Version != "1.0" {

@@ -164,8 +164,16 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	if err != nil {
 		return nil, err
 	}
+	var chain []pass.Actor
+	var ancestors []string
 	if mission != nil {
 		a.missionID, a.missionVersion, a.historyHead = mission.ID, mission.Version, mission.HistoryHead
+		if chain, ancestors, err = lineage(mission, vr.Agent.ID); err != nil {
+			return nil, err
+		}
+		if len(ancestors) > 0 {
+			a.parentMissionID = ancestors[0]
+		}
 	}
 
 	// The pass must be of the endpoint's type: the Authority cannot know
@@ -271,6 +279,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	}
 	if mission != nil {
 		rec.MissionID, rec.MissionVersion, rec.MissionState = mission.ID, mission.Version, mission.State
+		rec.Chain, rec.Ancestors = chain, ancestors
 	}
 	if vr.Task != nil {
 		rec.Task = *vr.Task
@@ -324,6 +333,46 @@ func (s *Service) missionOf(ctx context.Context, src *source, vr *pass.Validatio
 		return nil, pass.Fail(pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(fmt.Errorf("service: validation answered mission state %q", vr.Mission.State))
 	}
 	return vr.Mission, nil
+}
+
+// lineage returns the delegation chain of a sub-agent's validated mission
+// (outermost first, flattened) and its ancestor mission ids (parent first),
+// both empty for a root mission. The chain must begin with the validated
+// agent and its own mission, as the Authority derived them: a chain that
+// names someone else as the current actor is an answer the Service cannot
+// attribute, so the redemption is refused. Earlier actors are the
+// Authority's word, used only to end delegations (the local cascade),
+// never to grant anything.
+func lineage(m *pass.MissionInfo, agent string) ([]pass.Actor, []string, error) {
+	var chain []pass.Actor
+	for a := m.Act; a != nil; a = a.Act {
+		chain = append(chain, pass.Actor{Sub: a.Sub, MissionID: a.MissionID})
+	}
+	if m.Parent == "" && len(chain) == 0 {
+		return nil, nil, nil
+	}
+	bad := func(why string) error {
+		return pass.Fail(pass.CodeAgentPassInvalid, "the AgentPass is not valid").WithCause(errors.New("service: validation answered a delegation chain " + why))
+	}
+	switch {
+	case m.Parent == "" || len(chain) == 1:
+		return nil, nil, bad("without its parent")
+	case len(chain) > 0 && chain[0].Sub != agent:
+		return nil, nil, bad("whose current actor is not the validated agent")
+	case len(chain) > 0 && chain[0].MissionID != "" && chain[0].MissionID != m.ID:
+		return nil, nil, bad("whose current actor's mission is another")
+	}
+	ancestors := []string{m.Parent}
+	for _, a := range chain[min(len(chain), 2):] {
+		if a.MissionID == "" {
+			continue
+		}
+		if a.MissionID == m.ID || slices.Contains(ancestors, a.MissionID) {
+			return nil, nil, bad("with a cycle")
+		}
+		ancestors = append(ancestors, a.MissionID)
+	}
+	return chain, ancestors, nil
 }
 
 // validatePass calls the Authority's validate endpoint with a signed Service

@@ -85,6 +85,11 @@ func New(cfg Config) (*Service, error) {
 	if doc.Extensions, err = doc.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0"}); err != nil {
 		return nil, fmt.Errorf("service: mission extension: %w", err)
 	}
+	// It also ends the delegations of sub-agents it holds with their
+	// parent's (the local cascade), which the delegation extension says.
+	if doc.Extensions, err = doc.Extensions.With(pass.ExtDelegation, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("service: delegation extension: %w", err)
+	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/agentpass-go/agentpass/pass"
@@ -95,6 +96,17 @@ type Store interface {
 	// idempotent (the first reason and time are kept) and returns
 	// ErrNotFound for an unknown id.
 	Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error
+
+	// InvalidateTree does what Invalidate does and, in the same atomic
+	// operation, invalidates every delegation from the same Authority whose
+	// Ancestors include the delegation's MissionID (its sub-agents, at any
+	// depth), with the reason "cascade: " + reason: a sub-agent never
+	// outlives at this Service the delegation it derives from, even when
+	// its own revocation is lost. Delegations of other Authorities are
+	// never touched, whatever their ancestors say. It reports how many
+	// delegations it invalidated that were not invalidated before, and
+	// returns ErrNotFound for an unknown id.
+	InvalidateTree(ctx context.Context, authorizationID string, at time.Time, reason string) (int, error)
 
 	// SavePendingClose stores p, replacing the record with the same
 	// AuthorizationID. A bounded store that is full returns ErrStoreFull.
@@ -212,6 +224,14 @@ type DelegationRecord struct {
 	// requests are refused with 403 mission_suspended, and checks go on
 	// until the Authority answers that the mission is active again).
 	MissionState pass.MissionState
+	// Chain is the delegation chain of a sub-agent's delegation, outermost
+	// first: this agent, then the agent it acts for, up to the root, each
+	// with its mission id (Act nil). Empty for a root delegation.
+	Chain []pass.Actor
+	// Ancestors are the mission ids of the delegation's ancestor missions
+	// at its Authority, parent first; InvalidateTree ends the delegation
+	// with any of them.
+	Ancestors []string
 }
 
 // held reports whether the delegation is held because its mission is
@@ -267,6 +287,8 @@ func (d *DelegationRecord) clone() *DelegationRecord {
 	c := *d
 	c.Scope = cloneScope(d.Scope)
 	c.CurrentScope = cloneScope(d.CurrentScope)
+	c.Chain = slices.Clone(d.Chain)
+	c.Ancestors = slices.Clone(d.Ancestors)
 	return &c
 }
 

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/testnet"
@@ -52,6 +53,7 @@ type demo struct {
 	net   *testnet.Network
 	sb    *sandbox.Sandbox
 	agent *harness.Client
+	cfg   harness.Config // the agent's, for the sub-agents of step 6
 	steps int
 	first *harness.Token // the token of step 1, revoked in step 4
 }
@@ -97,8 +99,13 @@ func run(out io.Writer, verbose bool) error {
 		go func() {
 			time.Sleep(300 * time.Millisecond)
 			scope := pass.Scope{"todos:read", "todos:write"}
+			dec := authority.Decision{Outcome: authority.Approve, Scope: scope, DecidedBy: "human:manager@corp.test"}
 			d.say("   [person at %s] reviews %q and approves %v (not todos:delete)", a.Identifier(), r.TaskDescription, scope)
-			if _, err := a.Decide(context.Background(), r.MissionID, authority.Decision{Outcome: authority.Approve, Scope: scope, DecidedBy: "human:manager@corp.test"}); err != nil {
+			if strings.Contains(r.TaskDescription, "sub-agents") {
+				dec.MaxDepth = 1
+				d.say("   [person] also lets it hand parts of the task to sub-agents, one generation deep")
+			}
+			if _, err := a.Decide(context.Background(), r.MissionID, dec); err != nil {
 				d.say("   [person] decision failed: %v", err)
 			}
 		}()
@@ -108,7 +115,7 @@ func run(out io.Writer, verbose bool) error {
 		return err
 	}
 	d.sb = sb
-	d.agent, err = harness.New(harness.Config{
+	d.cfg = harness.Config{
 		HarnessID:  "demo-agent",
 		HTTPClient: n.Client(),
 		// Every party of the demo listens on loopback.
@@ -120,8 +127,8 @@ func run(out io.Writer, verbose bool) error {
 			d.say("   [operator] is offered %d federated Authorit%s and picks %s", len(options), plural(len(options)), options[0].Authority)
 			return options[0], nil
 		},
-	})
-	if err != nil {
+	}
+	if d.agent, err = harness.New(d.cfg); err != nil {
 		return err
 	}
 
@@ -138,6 +145,7 @@ func run(out io.Writer, verbose bool) error {
 		d.browserSession,
 		d.revocation,
 		d.missionComplete,
+		d.subAgents,
 		d.federated,
 		d.refusals,
 	}
@@ -366,6 +374,126 @@ func (d *demo) missionComplete(ctx context.Context) error {
 		return err
 	}
 	return d.expect(status == 401, "the same token sent around the Harness → %d at the Service's next check", status)
+}
+
+// subAgents: an orchestrator delegates narrower parts of its task to two
+// sub-agents, each holding its own key; revoking the orchestrator revokes
+// them with it.
+func (d *demo) subAgents(ctx context.Context) error {
+	d.step("Sub-agents: an orchestrator hands narrower tasks to two sub-agents; revoking it revokes them")
+	g, err := d.acquire(ctx, sandbox.UserEnterprise, "Plan my week: update my list with two sub-agents", pass.BearerToken)
+	if err != nil {
+		return err
+	}
+	own, err := d.agent.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
+	if err != nil {
+		return err
+	}
+	m, err := d.agent.Mission(g)
+	if err != nil {
+		return err
+	}
+	spawn := func(suffix, task string, scope pass.Scope) (*harness.Token, *harness.Grant, error) {
+		offer, err := m.Offer(suffix, harness.Task{ID: "week." + suffix, Description: task})
+		if err != nil {
+			return nil, nil, err
+		}
+		// The sub-agent makes its own key and proves it; the key never
+		// leaves it, so the pass the orchestrator obtains is useless to
+		// anyone else.
+		key, err := dpop.GenerateKey("ES256")
+		if err != nil {
+			return nil, nil, err
+		}
+		proofs, err := harness.ProveChild(key, offer, "", time.Now())
+		if err != nil {
+			return nil, nil, err
+		}
+		child, err := m.Delegate(ctx, harness.Child{Offer: offer, Proofs: proofs, Scope: scope})
+		if err != nil {
+			return nil, nil, err
+		}
+		child.Key = key
+		cfg := d.cfg
+		cfg.HarnessID, cfg.Progress = child.HarnessID, nil
+		sub, err := harness.New(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		tok, err := sub.RedeemBearerToken(ctx, child, harness.RedeemOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		d.say("   %s holds its own pass for %v: one round trip, no person asked", child.HarnessID, tok.Scope)
+		return tok, child, nil
+	}
+	reader, rg, err := spawn("reader", "Read my list", pass.Scope{"todos:read"})
+	if err != nil {
+		return err
+	}
+	writer, _, err := spawn("writer", "Add this week's chores", pass.Scope{"todos:write"})
+	if err != nil {
+		return err
+	}
+	status, _, err := d.call(ctx, reader, http.MethodGet, "/api/todos", "")
+	if err != nil {
+		return err
+	}
+	if err := d.expect(status == 200, "the reader: GET /api/todos → %d", status); err != nil {
+		return err
+	}
+	status, _, err = d.call(ctx, reader, http.MethodPost, "/api/todos", `{"title":"Sneak in"}`)
+	if err != nil {
+		return err
+	}
+	if err := d.expect(status == 403, "the reader: POST /api/todos → %d: its scope is narrower than the orchestrator's", status); err != nil {
+		return err
+	}
+	status, _, err = d.call(ctx, writer, http.MethodPost, "/api/todos", `{"title":"Take out the bins"}`)
+	if err != nil {
+		return err
+	}
+	if err := d.expect(status == 201, "the writer: POST /api/todos → %d", status); err != nil {
+		return err
+	}
+	_, _, err = spawn("cleaner", "Delete old items", pass.Scope{"todos:delete"})
+	if err := d.expect(errors.Is(err, pass.ErrScope), "a sub-agent asking for todos:delete, which the orchestrator lacks, is refused (%v)", codeOf(err)); err != nil {
+		return err
+	}
+
+	if _, err := d.sb.Enterprise.Revoke(ctx, g.MissionID, "human:security@corp.test", "demo"); err != nil {
+		return err
+	}
+	d.say("   the Enterprise Authority revoked the orchestrator's mission %s…", g.MissionID[:12])
+	rec, err := d.sb.Enterprise.Mission(ctx, rg.MissionID)
+	if err != nil {
+		return err
+	}
+	if err := d.expect(rec.State == pass.MissionRevoked && rec.Ended != nil && rec.Ended.Cause == pass.CauseCascade,
+		"the Authority ended the sub-agents' missions with it (the reader's: %s, cause %s)", rec.State, causeOf(rec.Ended)); err != nil {
+		return err
+	}
+	time.Sleep(1100 * time.Millisecond) // the Service re-checks every second in this demo
+	for _, c := range []struct {
+		who string
+		tok *harness.Token
+	}{{"orchestrator", own}, {"reader", reader}, {"writer", writer}} {
+		status, _, err := d.call(ctx, c.tok, http.MethodGet, "/api/todos", "")
+		if err != nil {
+			return err
+		}
+		if err := d.expect(status == 401, "the %s's next call → %d", c.who, status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func causeOf(e *pass.MissionEnd) string {
+	if e == nil {
+		return "none"
+	}
+	return e.Cause
 }
 
 func (d *demo) federated(ctx context.Context) error {

@@ -16,7 +16,7 @@ func TestDemo(t *testing.T) {
 	if err := run(&out, false); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "All 7 steps behaved") {
+	if !strings.Contains(out.String(), "All 8 steps behaved") {
 		t.Fatalf("unexpected narration:\n%s", out.String())
 	}
 }

@@ -66,6 +66,9 @@ type config struct {
 	pgSchemaPrefix string
 	externals      listFlag // host=127.0.0.1:port
 	txts           listFlag // name=value
+
+	// now is every party's clock (tests); nil means time.Now.
+	now func() time.Time
 }
 
 // listFlag is a repeatable flag.
@@ -212,7 +215,7 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
 		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
-		RequireHardenedProofs: cfg.hardened,
+		RequireHardenedProofs: cfg.hardened, Now: cfg.now,
 	}
 	store := "memory"
 	if cfg.postgres != "" {

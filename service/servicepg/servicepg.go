@@ -3,6 +3,7 @@ package servicepg
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,17 +102,18 @@ const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
 		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
-		d.mission_id, d.mission_version, d.mission_state`
+		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$21.
+	// insertDelegation is the first half of Redeem: $1..$23.
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+				mission_id, mission_version, mission_state, chain, ancestors)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+				$22::jsonb, $23::text[])
 			RETURNING authorization_id
 		)`
 )
@@ -127,17 +129,17 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 	args := []any{d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
 		d.User, d.Agent, d.HarnessID, d.Task.ID, d.Task.Description, d.Task.Attested, scopeArg(d.Scope), scopeArg(d.CurrentScope),
 		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason,
-		d.MissionID, d.MissionVersion, string(d.MissionState)}
+		d.MissionID, d.MissionVersion, string(d.MissionState), chainArg(d.Chain), ancestorsArg(d.Ancestors)}
 	var sql string
 	if cred != nil {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
-			SELECT $22::text, $23::text, d.authorization_id, $24::text[], $25::text, $26::timestamptz, $27::timestamptz FROM d`
+			SELECT $24::text, $25::text, d.authorization_id, $26::text[], $27::text, $28::timestamptz, $29::timestamptz FROM d`
 		args = append(args, cred.Hash, string(cred.Kind), scopeArg(cred.Scope), cred.JKT, cred.CreatedAt, cred.ExpiresAt)
 	} else {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
-			SELECT $22::text, d.authorization_id, $23::text[], $24::text, $25::timestamptz, $26::timestamptz, $27::boolean FROM d`
+			SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
 	_, err := s.pool.Exec(ctx, sql, args...)
@@ -356,6 +358,40 @@ func (s *Store) Invalidate(ctx context.Context, authorizationID string, at time.
 	return nil
 }
 
+// InvalidateTree implements service.Store in one statement: the UPDATE
+// flips the delegation and every not yet invalidated delegation of the same
+// authority whose ancestors contain its mission (found through the GIN
+// index on ancestors), so no replica ever sees the parent ended and a
+// child alive.
+func (s *Store) InvalidateTree(ctx context.Context, authorizationID string, at time.Time, reason string) (int, error) {
+	var (
+		n      int
+		exists bool
+	)
+	err := s.pool.QueryRow(ctx, `
+		WITH root AS (
+			SELECT authorization_id, authority, mission_id FROM agentpass_service_delegations WHERE authorization_id = $1
+		), u AS (
+			UPDATE agentpass_service_delegations d
+			SET invalidated = true, invalidated_at = $2,
+				invalid_reason = CASE WHEN d.authorization_id = r.authorization_id THEN $3 ELSE 'cascade: ' || $3 END
+			FROM root r
+			WHERE NOT d.invalidated AND (d.authorization_id = r.authorization_id
+				OR r.mission_id <> '' AND d.authority = r.authority AND d.ancestors @> ARRAY[r.mission_id]
+					AND cardinality(d.ancestors) > 0)
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM root)`,
+		authorizationID, ts(at), reason).Scan(&n, &exists)
+	if err != nil {
+		return 0, fmt.Errorf("servicepg: InvalidateTree: %w", err)
+	}
+	if !exists {
+		return 0, service.ErrNotFound
+	}
+	return n, nil
+}
+
 // SavePendingClose implements service.Store.
 func (s *Store) SavePendingClose(ctx context.Context, p *service.PendingClose) error {
 	_, err := s.pool.Exec(ctx, `
@@ -490,13 +526,23 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 		scope, current                         []string
 		expires, created, checked, invalidated pgtype.Timestamptz
 		missionState                           string
+		chain                                  []byte
+		ancestors                              []string
 	)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
 		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
-		&d.MissionID, &d.MissionVersion, &missionState)
+		&d.MissionID, &d.MissionVersion, &missionState, &chain, &ancestors)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
+	}
+	if len(chain) > 0 {
+		if err := json.Unmarshal(chain, &d.Chain); err != nil {
+			return nil, fmt.Errorf("servicepg: delegation chain: %w", err)
+		}
+	}
+	if len(ancestors) > 0 {
+		d.Ancestors = ancestors
 	}
 	d.TrustMode, d.MissionState = pass.TrustMode(trust), pass.MissionState(missionState)
 	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
@@ -520,6 +566,25 @@ func scopeArg(s pass.Scope) []string {
 		return nil
 	}
 	return append([]string{}, s...)
+}
+
+// chainArg is the chain as jsonb, NULL when empty.
+func chainArg(c []pass.Actor) []byte {
+	if len(c) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil // a []pass.Actor always marshals
+	}
+	return b
+}
+
+func ancestorsArg(a []string) []string {
+	if a == nil {
+		return []string{}
+	}
+	return a
 }
 
 func scopeOf(s []string) pass.Scope {

@@ -124,6 +124,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"PendingCloses", testPendingCloses},
 		{"MissionCheck", testMissionCheck},
 		{"MissionCheckRace", testMissionCheckRace},
+		{"InvalidateTree", testInvalidateTree},
+		{"InvalidateTreeRace", testInvalidateTreeRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}

@@ -71,6 +71,9 @@ type DecideRequest struct {
 	Scope   pass.Scope `json:"scope,omitempty"`
 	Reason  string     `json:"reason,omitempty"`
 	By      string     `json:"by,omitempty"` // recorded as DecidedBy; default "admin-api"
+	// MaxDepth lets an approved mission delegate to sub-agents this many
+	// generations deep (capped by the Authority); zero allows none.
+	MaxDepth int `json:"max_depth,omitempty"`
 }
 
 // RevokeRequest is the body of POST {base}/api/revoke.
@@ -175,7 +178,7 @@ func (p *Page) apiDecide(w http.ResponseWriter, r *http.Request) {
 	if by == "" {
 		by = "admin-api"
 	}
-	d := authority.Decision{Scope: in.Scope, Reason: in.Reason, DecidedBy: by}
+	d := authority.Decision{Scope: in.Scope, Reason: in.Reason, DecidedBy: by, MaxDepth: in.MaxDepth}
 	switch in.Outcome {
 	case "approve":
 		d.Outcome = authority.Approve

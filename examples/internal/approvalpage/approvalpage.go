@@ -6,7 +6,9 @@
 // [New] returns a [Page], an http.Handler: a server-rendered page listing
 // the pending issuance requests (user, harness and trust tier, task, type,
 // destination, and the available scopes as checkboxes to narrow), to
-// approve or deny, and the live delegations, to revoke; each request's
+// approve (optionally letting the agent delegate to sub-agents) or deny,
+// and the live delegations as a tree, each sub-agent's under its parent's,
+// to revoke (a parent's revoke ends its sub-agents' too); each request's
 // page shows its mission record (state, version, the history with its
 // hash chain verified). An admin JSON API does the same for scripts and
 // also suspends and resumes missions.
@@ -35,7 +37,7 @@
 // <Config.AdminToken>" (compared in constant time):
 //
 //	GET  {base}/api/pending          {"pending": [request...]}
-//	POST {base}/api/decide           {"id", "outcome": "approve"|"deny"|"cancel", "scope": [...], "reason", "by"}
+//	POST {base}/api/decide           {"id", "outcome": "approve"|"deny"|"cancel", "scope": [...], "reason", "by", "max_depth"}
 //	GET  {base}/api/authorizations   {"authorizations": [authorization...]}
 //	POST {base}/api/revoke           {"id", "reason", "by"}
 //	POST {base}/api/suspend          {"id", "reason", "by"}  (an authorization or mission id)

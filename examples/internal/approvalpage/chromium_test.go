@@ -47,46 +47,8 @@ func TestApproveInChromium(t *testing.T) {
 		t.Fatalf("approval link %q is not on the Enterprise Authority's page", link)
 	}
 
-	// Chromium reaches idp.corp.test on its real port and accepts exactly
-	// that server's throwaway certificate.
-	addr := e.n.Addr(sandbox.EnterpriseHost)
-	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sandbox.EnterpriseHost, RootCAs: e.n.CertPool()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki := browser.SPKIHash(conn.ConnectionState().PeerCertificates[0])
-	conn.Close()
-	host, _, _ := net.SplitHostPort(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sess, err := browser.Launch(ctx, browser.Options{
-		ExecPath:            exe,
-		InsecureTrustedSPKI: []string{spki},
-		Flags: map[string]any{
-			"host-resolver-rules": "MAP " + sandbox.EnterpriseHost + " " + host + ", MAP * ~NOTFOUND",
-			"window-size":         "1100,900",
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	tab, cancelTab := context.WithTimeout(sess.Context(), 45*time.Second)
-	defer cancelTab()
-
+	tab, shoot := e.chromium(exe)
 	form := `form[data-request="` + req.MissionID + `"]`
-	shoot := func(name string) {
-		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Errorf("screenshot: %v", err)
-			return
-		}
-		p := filepath.Join(artifactDir(t), name)
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Error(err)
-		}
-		t.Logf("screenshot: %s", p)
-	}
 	if err := chromedp.Do(tab,
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(form),
@@ -165,4 +127,119 @@ func TestApproveInChromium(t *testing.T) {
 	if chain, _ := got["chain"].(string); !strings.Contains(chain, "verified") {
 		t.Errorf("hash chain verdict %q", got["chain"])
 	}
+}
+
+// D7 on the approval page in real Chromium: the live delegations show the
+// orchestrator's with its two sub-agents' under it; a click on the
+// orchestrator's Revoke ends all three, the notice names the sub-agents
+// ended with it, and none of the three is listed any more.
+func TestDelegationTreeInChromium(t *testing.T) {
+	exe := testnet.Chromium(t)
+	e := newEnv(t, true)
+	tr := e.orchestrate(func(id string) {
+		if status, body := e.api("POST", e.page()+"api/decide", adminToken,
+			`{"id":"`+id+`","outcome":"approve","scope":["todos:read","todos:write"],"max_depth":1}`); status != 200 {
+			t.Fatalf("api/decide = %d %s", status, body)
+		}
+	})
+	tab, shoot := e.chromium(exe)
+	root := `tr[data-authorization="` + tr.rootID + `"]`
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(e.page()),
+		chromedp.WaitVisible(root),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-delegation-tree.png")
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]any](`({
+		rows: [...document.querySelectorAll('tr[data-authorization]')].map(r => r.dataset.authorization),
+		children: [...document.querySelectorAll('tr[data-parent="`+tr.rootID+`"]')].map(r => r.dataset.authorization).sort(),
+		childIndent: getComputedStyle(document.querySelector('tr[data-parent] td')).paddingLeft,
+		rootIndent: getComputedStyle(document.querySelector('`+root+` td')).paddingLeft,
+		cascade: document.querySelector('`+root+` .cascade').textContent,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantChildren := []any{tr.readerID, tr.writerID}
+	if tr.writerID < tr.readerID {
+		wantChildren = []any{tr.writerID, tr.readerID}
+	}
+	rows, _ := got["rows"].([]any)
+	if len(rows) != 3 || rows[0] != tr.rootID {
+		t.Errorf("rows %v, want the orchestrator's first, then its sub-agents'", rows)
+	}
+	if diff := cmp.Diff(wantChildren, got["children"]); diff != "" {
+		t.Errorf("rows under the orchestrator's (-want +got):\n%s", diff)
+	}
+	if got["childIndent"] == got["rootIndent"] || !strings.Contains(got["cascade"].(string), "also ends 2 sub-agent delegations") {
+		t.Errorf("tree not visible: indent %v vs %v, cascade note %q", got["childIndent"], got["rootIndent"], got["cascade"])
+	}
+
+	if err := chromedp.Do(tab,
+		chromedp.SetValue(root+` input[name=reason]`, "done planning"),
+		chromedp.Click(root+` button`),
+		chromedp.WaitVisible(`.notice-warn`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-delegation-revoked.png")
+	after, err := chromedp.Run(tab, chromedp.Evaluate[map[string]any](`({
+		notice: document.querySelector('.notice-warn').textContent,
+		rows: document.querySelectorAll('tr[data-authorization]').length,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice, _ := after["notice"].(string)
+	if !strings.Contains(notice, "sub-agents' delegations ended with it") || !strings.Contains(notice, "test-agent/reader") ||
+		!strings.Contains(notice, "test-agent/writer") || after["rows"] != float64(0) {
+		t.Errorf("after revoking the orchestrator: notice %q, %v rows listed", notice, after["rows"])
+	}
+}
+
+// chromium opens a headless Chromium tab that reaches idp.corp.test on its
+// real port and accepts exactly that server's throwaway certificate, and
+// returns it with a function saving a screenshot as an artifact.
+func (e *env) chromium(exe string) (context.Context, func(name string)) {
+	t := e.t
+	t.Helper()
+	addr := e.n.Addr(sandbox.EnterpriseHost)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sandbox.EnterpriseHost, RootCAs: e.n.CertPool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := browser.SPKIHash(conn.ConnectionState().PeerCertificates[0])
+	conn.Close()
+	host, _, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	sess, err := browser.Launch(ctx, browser.Options{
+		ExecPath:            exe,
+		InsecureTrustedSPKI: []string{spki},
+		Flags: map[string]any{
+			"host-resolver-rules": "MAP " + sandbox.EnterpriseHost + " " + host + ", MAP * ~NOTFOUND",
+			"window-size":         "1100,900",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	tab, cancelTab := context.WithTimeout(sess.Context(), 45*time.Second)
+	t.Cleanup(cancelTab)
+
+	shoot := func(name string) {
+		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Errorf("screenshot: %v", err)
+			return
+		}
+		p := filepath.Join(artifactDir(t), name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Error(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+	return tab, shoot
 }

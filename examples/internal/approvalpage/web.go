@@ -94,6 +94,12 @@ type authzView struct {
 	Created, CreatedAbs string
 	Expires, ExpiresAbs string
 	ApprovedBy          string
+	// The delegation tree: Depth 0 for a delegation approved for its own
+	// sake; a sub-agent's names its parent's authorization and agent, and
+	// Descendants counts the live delegations a revoke ends with it.
+	Depth                 int
+	ParentID, ParentAgent string
+	Descendants           int
 }
 
 // Error codes of the ?error= notice: fixed texts, never echoed input.
@@ -120,17 +126,104 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 	for _, req := range pending {
 		v.Pending = append(v.Pending, p.requestView(req, now))
 	}
-	auths, err := p.a.Authorizations(ctx, authority.ListOptions{Now: now})
-	if err != nil {
+	if v.Active, err = p.tree(ctx, now); err != nil {
 		p.fail(w, err)
 		return
-	}
-	for _, a := range auths {
-		v.Active = append(v.Active, authzViewOf(a, now))
 	}
 	v.Refresh = len(v.Pending) == 0
 	p.notice(ctx, r, v)
 	p.render(w, v)
+}
+
+// tree lists the live delegations as a forest: each sub-agent's delegation
+// right under its parent's, so a person sees what a revoke ends with it.
+// A delegation whose parent is no longer live is shown as a root.
+func (p *Page) tree(ctx context.Context, now time.Time) ([]authzView, error) {
+	auths, err := p.a.Authorizations(ctx, authority.ListOptions{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	views := make([]authzView, len(auths))
+	byMission := make(map[string]int, len(auths))
+	parent := make([]string, len(auths)) // the parent mission of each
+	for i, a := range auths {
+		views[i] = authzViewOf(a, now)
+		if a.MissionID == "" {
+			continue
+		}
+		if _, ok := byMission[a.MissionID]; !ok {
+			byMission[a.MissionID] = i
+		}
+		m, err := p.a.Mission(ctx, a.MissionID)
+		switch {
+		case errors.Is(err, authority.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if d := m.Delegation; d != nil && d.Parent != nil {
+			parent[i] = *d.Parent
+		}
+	}
+	children := make(map[int][]int)
+	var roots []int
+	for i := range auths {
+		if pi, ok := byMission[parent[i]]; ok && parent[i] != "" && pi != i {
+			children[pi] = append(children[pi], i)
+		} else {
+			roots = append(roots, i)
+		}
+	}
+	out := make([]authzView, 0, len(views))
+	seen := make([]bool, len(views))
+	var walk func(i, from, depth int) int
+	walk = func(i, from, depth int) int {
+		if seen[i] {
+			return 0
+		}
+		seen[i] = true
+		v := views[i]
+		v.Depth = depth
+		if from >= 0 {
+			v.ParentID, v.ParentAgent = views[from].ID, views[from].HarnessID
+			if strings.HasPrefix(v.ApprovedBy, "delegation:") { // no person: the parent's grant bounds it
+				v.ApprovedBy = "delegation"
+			}
+		}
+		at := len(out)
+		out = append(out, v)
+		n := 0
+		for _, c := range children[i] {
+			if !seen[c] {
+				n += 1 + walk(c, i, depth+1)
+			}
+		}
+		out[at].Descendants = n
+		return n
+	}
+	for _, r := range roots {
+		walk(r, -1, 0)
+	}
+	for i := range views { // a cycle the store should never hold: still list it
+		walk(i, -1, 0)
+	}
+	return out, nil
+}
+
+// descendants returns the authorization ids of the live delegations below
+// id in the tree.
+func descendants(tree []authzView, id string) []string {
+	for i, v := range tree {
+		if v.ID != id {
+			continue
+		}
+		var out []string
+		for _, c := range tree[i+1 : i+1+v.Descendants] {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	return nil
 }
 
 func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
@@ -252,6 +345,16 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 		a, err := p.a.Authorization(ctx, q.Get("revoked"))
 		if err == nil {
 			v.Notice = &notice{"warn", fmt.Sprintf("Revoked %s: %s's agent at %s is refused at the Service's next check.", short(a.ID), a.User, a.Service)}
+			// The sub-agents it ended with it, as the store has them now.
+			var ended []string
+			for _, id := range q["ended"][:min(len(q["ended"]), maxEndedNotice)] {
+				if c, err := p.a.Authorization(ctx, id); err == nil && c.StateAt(p.now()) == pass.DelegationRevoked {
+					ended = append(ended, c.HarnessID)
+				}
+			}
+			if len(ended) > 0 {
+				v.Notice.Text += fmt.Sprintf(" Its sub-agents' delegations ended with it: %s.", strings.Join(ended, ", "))
+			}
 		}
 	case q.Get("named") != "":
 		v.Notice = &notice{"ok", "Your decisions are now recorded as human:" + v.Approver + "."}
@@ -293,6 +396,9 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d = authority.Decision{Outcome: authority.Approve, Scope: scope, Reason: reason, DecidedBy: by}
+		if r.PostFormValue("delegate") == "1" {
+			d.MaxDepth = 1 // sub-agents may get a part of what is granted here
+		}
 	case "deny":
 		if reason == "" {
 			reason = "denied by " + by
@@ -318,14 +424,27 @@ func (p *Page) revoke(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "revoked on the approval page"
 	}
+	// Revoking a mission ends its sub-agents' missions too (at the
+	// Authority, in the same step): note which, to show it.
+	tree, err := p.tree(r.Context(), p.now())
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	ended := descendants(tree, id)
 	a, err := p.a.Revoke(r.Context(), id, by, reason)
 	if err != nil {
 		p.back(w, r, "", "error", errorCode(err))
 		return
 	}
-	p.log.Info("approval page: revoked", "authorization_id", short(id), "user", a.User, "by", by, slog.String("reason", reason))
-	p.back(w, r, "", "revoked", id)
+	p.log.Info("approval page: revoked", "authorization_id", short(id), "user", a.User, "by", by, slog.String("reason", reason),
+		slog.Int("sub_agents", len(ended)))
+	q := url.Values{"revoked": {id}, "ended": ended[:min(len(ended), maxEndedNotice)]}
+	http.Redirect(w, r, p.base+"/?"+q.Encode(), http.StatusSeeOther)
 }
+
+// maxEndedNotice bounds the sub-agents the revoke notice names.
+const maxEndedNotice = 20
 
 func (p *Page) whoami(w http.ResponseWriter, r *http.Request) {
 	name := cleanName(r.PostFormValue("name"))

@@ -174,7 +174,15 @@ func Start(opts Options) (e *Env, err error) {
 	mux.Handle("/agentpass/", e.Service)
 	whoami := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, _ := service.DelegationFrom(r.Context())
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"user": d.User, "agent": d.Agent, "scope": d.Scope})
+		out := map[string]any{"user": d.User, "agent": d.Agent, "scope": d.Scope}
+		if len(d.Chain) > 0 { // a sub-agent: who acts for whom
+			var chain []string
+			for _, a := range d.Chain {
+				chain = append(chain, a.Sub)
+			}
+			out["chain"] = chain
+		}
+		httpx.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.Handle("GET /api/tickets", e.Service.Middleware(service.RequireScope("tickets:read")(whoami)))
 	mux.Handle("POST /api/tickets", e.Service.Middleware(service.RequireScope("tickets:write")(whoami)))
