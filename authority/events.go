@@ -209,4 +209,3 @@ func (s eventStore) TransitionMission(ctx context.Context, missionID string, c M
 	}
 	return s.Store.TransitionMission(ctx, missionID, c, now)
 }
-
