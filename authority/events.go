@@ -155,7 +155,7 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 			return nil, nil // the delegation was ended instead
 		}
 		ev.Type = secevent.MissionResumed
-	case c.Scope != nil && state == pass.MissionActive:
+	case c.Scope != nil && c.To == "":
 		ev.Type = secevent.TokenClaimsChange
 		ev.Claims = &secevent.Claims{Scope: strings.Join(m.Scope, " ")}
 	default:
