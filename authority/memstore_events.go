@@ -222,3 +222,16 @@ func (m *MemoryStore) WaitEvents(ctx context.Context, after int64) (int64, error
 		}
 	}
 }
+
+// pruneEventsLocked drops the SETs older than OutboxRetention, pushed or
+// not (a push is given up long before).
+func (m *MemoryStore) pruneEventsLocked(now time.Time) {
+	cutoff := now.Add(-OutboxRetention)
+	for _, q := range m.events.queue {
+		for _, e := range slices.Clone(q) {
+			if e.CreatedAt.Before(cutoff) {
+				m.deleteEventLocked(e)
+			}
+		}
+	}
+}

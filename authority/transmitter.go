@@ -39,14 +39,19 @@ type transmitter struct {
 
 	mu    sync.Mutex
 	known map[string]string // Service -> what was last recorded, to skip rewrites
+	// polls bounds the long polls waiting at once (each may hold a
+	// database connection); beyond it a poll returns at once.
+	polls chan struct{}
 }
+
+const maxLongPolls = 64
 
 func newTransmitter(s EventStore, client *http.Client) (*transmitter, error) {
 	owner, err := jwtcheck.NewJTI()
 	if err != nil {
 		return nil, err
 	}
-	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{},
+	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{}, polls: make(chan struct{}, maxLongPolls),
 		jitter: func() float64 { return 0.8 + 0.4*rand.Float64() }}, nil
 }
 
@@ -304,6 +309,14 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, MaxLongPoll)
 	defer cancel()
+	if !in.ReturnImmediately {
+		select {
+		case a.tx.polls <- struct{}{}:
+			defer func() { <-a.tx.polls }()
+		default:
+			in.ReturnImmediately = true
+		}
+	}
 	for {
 		gen, err := a.tx.store.WaitEvents(wctx, -1)
 		if err != nil {

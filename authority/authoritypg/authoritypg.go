@@ -752,7 +752,15 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 		}
 		total += tag.RowsAffected()
 	}
-	return total, nil
+	// SETs nobody polled or pushed within a day.
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM agentpass_authority_events WHERE seq = ANY (ARRAY (
+			SELECT seq FROM agentpass_authority_events WHERE created_at < $1 AND owner = '' ORDER BY seq LIMIT $2))`,
+		now.Add(-authority.OutboxRetention), limit)
+	if err != nil {
+		return total, fmt.Errorf("authoritypg: Prune: %w", err)
+	}
+	return total + tag.RowsAffected(), nil
 }
 
 // RunJanitor prunes at once and then every interval (zero means one
