@@ -182,7 +182,7 @@ func (a *Authority) push(ctx context.Context, ev *OutboxEvent) (time.Duration, e
 	if !ev.Push || !pass.SameOrigin(ev.Receiver, ev.Service) {
 		return 0, &permanentError{code: "receiver_not_on_service_origin"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, PushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.Receiver, bytes.NewReader([]byte(ev.SET)))
 	if err != nil {
@@ -228,7 +228,7 @@ func (a *Authority) noteReceiver(ctx context.Context, origin string) {
 	if err != nil {
 		return
 	}
-	var rcv *EventReceiver
+	var rcv *pass.ServiceEvents
 	key := ""
 	if e, err := pass.ServiceEventsFrom(info.Configuration.Extensions, origin); err == nil {
 		rcv = &e
@@ -257,7 +257,7 @@ const maxKnownReceivers = 10_000
 
 // servePoll is POST {poll} (RFC 8936): a Service, authenticated by its
 // assertion, acknowledges SETs and receives those queued for it, waiting
-// up to MaxLongPoll for one unless it asks to return at once.
+// up to maxLongPoll for one unless it asks to return at once.
 func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !a.allowService(w, r, "events poll") {
@@ -307,7 +307,7 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, out)
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, MaxLongPoll)
+	wctx, cancel := context.WithTimeout(ctx, maxLongPoll)
 	defer cancel()
 	if !in.ReturnImmediately {
 		select {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // eventsChannel is the LISTEN/NOTIFY channel on which an enqueue wakes
@@ -18,7 +19,7 @@ const eventsChannel = "agentpass_authority_events"
 var _ authority.EventStore = (*Store)(nil)
 
 // SetEventReceiver implements authority.EventStore.
-func (s *Store) SetEventReceiver(ctx context.Context, service string, r *authority.EventReceiver) error {
+func (s *Store) SetEventReceiver(ctx context.Context, service string, r *pass.ServiceEvents) error {
 	var err error
 	if r == nil {
 		_, err = s.pool.Exec(ctx, `DELETE FROM agentpass_authority_event_receivers WHERE service = $1`, service)
@@ -44,7 +45,7 @@ func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, roo
 	if c.Events == nil || a == nil || r.Version == prior.Version {
 		return nil
 	}
-	var rcv authority.EventReceiver
+	var rcv pass.ServiceEvents
 	err := tx.QueryRow(ctx, `SELECT delivery_method, receiver, events_accepted FROM agentpass_authority_event_receivers WHERE service = $1`,
 		a.Service).Scan(&rcv.DeliveryMethod, &rcv.Receiver, &rcv.EventsAccepted)
 	if errors.Is(err, pgx.ErrNoRows) {

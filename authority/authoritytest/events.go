@@ -58,8 +58,8 @@ func (b *events) change(to pass.MissionState, cause string, from ...pass.Mission
 	return c
 }
 
-func pushTo(svc string) *authority.EventReceiver {
-	return &authority.EventReceiver{DeliveryMethod: pass.DeliveryPush, Receiver: svc + "/events", EventsAccepted: []string{"x"}}
+func pushTo(svc string) *pass.ServiceEvents {
+	return &pass.ServiceEvents{DeliveryMethod: pass.DeliveryPush, Receiver: svc + "/events", EventsAccepted: []string{"x"}}
 }
 
 // family stores a redeemed root mission for svcA and a redeemed child and
@@ -281,7 +281,7 @@ func testEventsClaim(t *testing.T, s authority.Store, es authority.EventStore) {
 func testEventsPoll(t *testing.T, s authority.Store, es authority.EventStore) {
 	now := T0.Add(2 * time.Minute)
 	act, sus := pass.MissionActive, pass.MissionSuspended
-	if err := es.SetEventReceiver(ctx, svcA, &authority.EventReceiver{DeliveryMethod: pass.DeliveryPoll}); err != nil {
+	if err := es.SetEventReceiver(ctx, svcA, &pass.ServiceEvents{DeliveryMethod: pass.DeliveryPoll}); err != nil {
 		t.Fatal(err)
 	}
 	redeemed(t, s, "p")
