@@ -65,13 +65,24 @@ func (a *Authority) RunEventTransmitter(ctx context.Context) error {
 	if a.tx == nil {
 		return ErrNoEventStore
 	}
-	gen := int64(-1)
 	for {
-		g, err := a.tx.store.WaitEvents(ctx, -1)
+		gen, err := a.tx.store.WaitEvents(ctx, -1)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// A store that is down now may be back in a moment; the SETs
+			// wait in it meanwhile.
+			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			continue
 		}
-		gen = g
 		next, err := a.deliverDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
