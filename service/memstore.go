@@ -221,6 +221,7 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 		d.rec.CheckedAt = at
 	}
 	d.rec.CurrentScope = cloneScope(scope)
+	d.rec.Stale = false
 	if !expiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || expiresAt.Before(d.rec.ExpiresAt)) {
 		d.rec.ExpiresAt = expiresAt
 	}
@@ -254,6 +255,7 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 			d.rec.CurrentScope = cloneScope(c.Scope)
 		}
 		d.rec.MissionVersion, d.rec.MissionState = c.Version, c.State
+		d.rec.Stale = false
 	case c.Scope != nil:
 		d.rec.CurrentScope = d.rec.CurrentScope.Intersect(c.Scope)
 	}
@@ -277,6 +279,74 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 		d.rec.InvalidReason = reason
 	}
 	return nil
+}
+
+// ApplyEvent implements Store.
+func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[e.AuthorizationID]
+	if !ok || d.rec.Authority != e.Authority {
+		return false, ErrNotFound
+	}
+	r := &d.rec
+	if r.Invalidated || !e.versionOK(r.MissionVersion) || e.MissionID != "" && r.MissionID != "" && e.MissionID != r.MissionID {
+		return false, nil
+	}
+	if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
+		r.Stale = true
+	}
+	if e.Version > 0 && e.Action != EventRecheck {
+		r.MissionVersion = e.Version
+	}
+	switch e.Action {
+	case EventRevoke:
+		r.invalidate(e.At, e.Reason)
+	case EventEnd:
+		r.invalidate(e.At, e.Reason)
+		if mission := r.MissionID; mission != "" {
+			s.endMission(e.Authority, mission, e.At, e.Reason)
+		}
+	case EventHold:
+		r.MissionState = pass.MissionSuspended
+	case EventNarrow:
+		if !e.Scope.SubsetOf(r.CurrentScope) {
+			r.Stale = true
+		}
+		r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
+	case EventRecheck:
+		r.Stale = true
+	}
+	return true, nil
+}
+
+// endMission invalidates every delegation of authority whose mission is
+// mission or one of its descendants. The caller holds s.mu.
+func (s *MemoryStore) endMission(authority, mission string, at time.Time, reason string) {
+	ended := map[string]bool{mission: true}
+	for grew := true; grew; {
+		grew = false
+		for _, d := range s.delegations {
+			r := &d.rec
+			if r.Authority != authority || r.MissionID == "" || !(ended[r.MissionID] || ended[r.MissionParent]) {
+				continue
+			}
+			r.invalidate(at, reason)
+			if !ended[r.MissionID] {
+				ended[r.MissionID], grew = true, true
+			}
+		}
+	}
+}
+
+// invalidate marks r invalid, keeping the first reason and time.
+func (r *DelegationRecord) invalidate(at time.Time, reason string) {
+	if !r.Invalidated {
+		r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
+	}
 }
 
 // Len reports the number of delegations, credentials and initialization

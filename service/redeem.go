@@ -271,6 +271,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	}
 	if mission != nil {
 		rec.MissionID, rec.MissionVersion, rec.MissionState = mission.ID, mission.Version, mission.State
+		rec.MissionParent = mission.Parent
 	}
 	if vr.Task != nil {
 		rec.Task = *vr.Task

@@ -101,17 +101,18 @@ const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
 		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
-		d.mission_id, d.mission_version, d.mission_state`
+		d.mission_id, d.mission_version, d.mission_state, d.mission_parent, d.stale`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$21.
+	// insertDelegation is the first half of Redeem: $1..$21, $28, $29 (the
+	// events columns came after the credential's $22..$27).
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+				mission_id, mission_version, mission_state, mission_parent, stale)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $28, $29)
 			RETURNING authorization_id
 		)`
 )
@@ -140,6 +141,7 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 			SELECT $22::text, d.authorization_id, $23::text[], $24::text, $25::timestamptz, $26::timestamptz, $27::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
+	args = append(args, d.MissionParent, d.Stale)
 	_, err := s.pool.Exec(ctx, sql, args...)
 	if isUniqueViolation(err) {
 		// A retry of a Redeem that committed finds its own record.
@@ -278,6 +280,7 @@ func (s *Store) RecordCheck(ctx context.Context, authorizationID string, at time
 			UPDATE agentpass_service_delegations
 			SET checked_at = greatest(checked_at, $2::timestamptz),
 				current_scope = $3::text[],
+				stale = false,
 				expires_at = CASE
 					WHEN $4::timestamptz IS NULL THEN expires_at
 					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
@@ -316,6 +319,7 @@ func (s *Store) RecordMissionCheck(ctx context.Context, authorizationID string, 
 					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
 					ELSE expires_at END,
 				mission_state = CASE WHEN $6::bigint >= mission_version THEN $5::text ELSE mission_state END,
+				stale = stale AND $6::bigint < mission_version,
 				mission_version = greatest(mission_version, $6::bigint)
 			WHERE authorization_id = $1 AND NOT invalidated
 			RETURNING ($6::bigint >= mission_version) AS applied
@@ -354,6 +358,80 @@ func (s *Store) Invalidate(ctx context.Context, authorizationID string, at time.
 		return service.ErrNotFound
 	}
 	return nil
+}
+
+// ApplyEvent implements service.Store in one transaction: one conditional
+// UPDATE decides and applies the event (the version guard and the mission
+// match are in its WHERE clause, so concurrent deliveries to several
+// replicas apply it at most once), then, for a mission's end, one
+// recursive UPDATE invalidates the mission's other delegations and its
+// descendants'. Every replica reads the delegation row with each request,
+// so all of them refuse as soon as the transaction commits.
+func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, error) {
+	if e.Action < service.EventRevoke || e.Action > service.EventRecheck {
+		return false, fmt.Errorf("servicepg: ApplyEvent: unknown action %d", e.Action)
+	}
+	var applied bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		applied = false
+		var mission string
+		err := tx.QueryRow(ctx, `
+			UPDATE agentpass_service_delegations SET
+				invalidated = invalidated OR $5::int IN (1, 2),
+				invalidated_at = CASE WHEN $5::int IN (1, 2) THEN $7::timestamptz ELSE invalidated_at END,
+				invalid_reason = CASE WHEN $5::int IN (1, 2) THEN $8::text ELSE invalid_reason END,
+				mission_state = CASE WHEN $5::int = 3 THEN 'suspended' ELSE mission_state END,
+				current_scope = CASE WHEN $5::int = 4 THEN
+					ARRAY(SELECT v FROM unnest(current_scope) WITH ORDINALITY AS t(v, i)
+						WHERE v = ANY($6::text[]) ORDER BY i)
+					ELSE current_scope END,
+				stale = stale OR $5::int = 5
+					OR (mission_version > 0 AND $4::bigint > mission_version + 1)
+					OR ($5::int = 4 AND NOT COALESCE($6::text[] <@ current_scope, false)),
+				mission_version = CASE WHEN $4::bigint > 0 AND $5::int <> 5 THEN $4::bigint ELSE mission_version END
+			WHERE authorization_id = $1 AND authority = $2 AND NOT invalidated
+				AND ($3::text = '' OR mission_id = '' OR mission_id = $3::text)
+				AND CASE WHEN $4::bigint = 0 THEN $5::int IN (1, 2, 4) ELSE $4::bigint > mission_version END
+			RETURNING mission_id`,
+			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason).Scan(&mission)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agentpass_service_delegations
+				WHERE authorization_id = $1 AND authority = $2)`, e.AuthorizationID, e.Authority).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return service.ErrNotFound
+			}
+			return nil
+		case err != nil:
+			return err
+		}
+		applied = true
+		if e.Action != service.EventEnd || mission == "" {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `
+			WITH RECURSIVE tree(mission_id) AS (
+				SELECT $2::text
+				UNION
+				SELECT d.mission_id FROM agentpass_service_delegations d JOIN tree t ON d.mission_parent = t.mission_id
+				WHERE d.authority = $1 AND d.mission_id <> ''
+			)
+			UPDATE agentpass_service_delegations
+			SET invalidated = true, invalidated_at = $3, invalid_reason = $4
+			WHERE authority = $1 AND mission_id IN (SELECT mission_id FROM tree) AND NOT invalidated`,
+			e.Authority, mission, ts(e.At), e.Reason)
+		return err
+	})
+	switch {
+	case errors.Is(err, service.ErrNotFound):
+		return false, service.ErrNotFound
+	case err != nil:
+		return false, fmt.Errorf("servicepg: ApplyEvent: %w", err)
+	}
+	return applied, nil
 }
 
 // SavePendingClose implements service.Store.
@@ -494,7 +572,7 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
 		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
-		&d.MissionID, &d.MissionVersion, &missionState)
+		&d.MissionID, &d.MissionVersion, &missionState, &d.MissionParent, &d.Stale)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}

@@ -113,6 +113,10 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"PendingCloses", testPendingCloses},
 		{"MissionCheck", testMissionCheck},
 		{"MissionCheckRace", testMissionCheckRace},
+		{"ApplyEvent", testApplyEvent},
+		{"ApplyEventKeys", testApplyEventKeys},
+		{"ApplyEventCascade", testApplyEventCascade},
+		{"ApplyEventRace", testApplyEventRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
