@@ -501,3 +501,48 @@ func TestMemberNamesExactAndUnique(t *testing.T) {
 		t.Errorf("upper-case claims were read: iss %q, jti %q", tok.Claims.Issuer, tok.Claims.ID)
 	}
 }
+
+// A security event token's typ is compared case-insensitively and may carry
+// the application/ prefix (RFC 7515 §4.1.9, RFC 8417 §2.3); no other kind
+// takes the prefix, and each kind refuses the others' typ (V7).
+func TestSecurityEventTyp(t *testing.T) {
+	k := newTestKey(t)
+	p := jwtcheck.SecurityEvent
+	for _, typ := range []string{"secevent+jwt", "SecEvent+JWT", "application/secevent+jwt", "Application/SECEVENT+jwt"} {
+		if _, err := jwtcheck.Parse(k.token(t, p, map[string]any{"typ": typ}, nil), p); err != nil {
+			t.Errorf("typ %q refused: %v", typ, err)
+		}
+	}
+	for _, typ := range []string{"", "JWT", "application/", "application/jwt", "text/secevent+jwt", "application/application/secevent+jwt", jwtcheck.TypeAssertion} {
+		_, err := jwtcheck.Parse(k.token(t, p, map[string]any{"typ": typ}, nil), p)
+		wantReason(t, err, "typ")
+	}
+	for _, other := range profiles {
+		if other == p {
+			continue
+		}
+		for _, typ := range []string{"secevent+jwt", "application/secevent+jwt", "application/" + other.Typ} {
+			_, err := jwtcheck.Parse(k.token(t, other, map[string]any{"typ": typ}, nil), other)
+			wantReason(t, err, "typ")
+		}
+		if _, err := jwtcheck.Parse(k.token(t, other, nil, nil), p); err == nil {
+			t.Errorf("a %s parsed as a security event token", other.Name)
+		}
+	}
+}
+
+// txn and sub_id, the claims a security event token adds, are decoded with
+// the same exact-name rules as the others.
+func TestSecurityEventClaims(t *testing.T) {
+	k := newTestKey(t)
+	p := jwtcheck.SecurityEvent
+	tok, err := jwtcheck.Parse(k.token(t, p, nil, map[string]any{"txn": "msn_1:4", "sub_id": map[string]any{"format": "opaque", "id": "authz_1"}}), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Claims.Txn != "msn_1:4" || string(tok.Claims.SubID) != `{"format":"opaque","id":"authz_1"}` {
+		t.Errorf("txn %q sub_id %s", tok.Claims.Txn, tok.Claims.SubID)
+	}
+	_, err = jwtcheck.Parse(k.token(t, p, nil, map[string]any{"txn": 7}), p)
+	wantReason(t, err, "malformed claims")
+}

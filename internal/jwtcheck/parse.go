@@ -42,6 +42,8 @@ type Claims struct {
 	TaskDescriptionHash *string          `json:"task_description_hash,omitempty"`
 	Cnf                 *Cnf             `json:"cnf,omitempty"`
 	Events              json.RawMessage  `json:"events,omitempty"`
+	Txn                 string           `json:"txn,omitempty"`
+	SubID               json.RawMessage  `json:"sub_id,omitempty"`
 }
 
 // Cnf is the confirmation claim (RFC 7800, RFC 9449).
@@ -176,6 +178,9 @@ func (t *Token) parseHeader(hb []byte) error {
 // checkTyp compares typ case-insensitively, as media types are (RFC 7515
 // §4.1.9).
 func checkTyp(typ string, p *Profile) error {
+	if p.mediaPrefix && len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
 	if strings.EqualFold(typ, p.Typ) {
 		return nil
 	}
@@ -225,6 +230,11 @@ func decodeClaims(payload []byte, c *Claims) error {
 		case "events":
 			c.Events = raw
 			return nil
+		case "sub_id":
+			c.SubID = raw
+			return nil
+		case "txn":
+			v = &c.Txn
 		default:
 			return nil
 		}

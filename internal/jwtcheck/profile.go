@@ -48,6 +48,10 @@ type Profile struct {
 	// Exp is the exp rule.
 	Exp ExpRule
 
+	// mediaPrefix also accepts typ with the "application/" prefix that
+	// RFC 7515 §4.1.9 lets senders omit (RFC 8417 SETs are sent both ways).
+	mediaPrefix bool
+
 	parses atomic.Uint64
 }
 
@@ -62,5 +66,5 @@ var (
 	HarnessAttestation = &Profile{Name: "harness attestation", Typ: TypeAttestation, MaxBytes: 16 << 10}
 	DPoP               = &Profile{Name: "DPoP proof", Typ: TypeDPoP, RequireTyp: true, EmbeddedJWK: true, MaxBytes: 16 << 10, Exp: ExpOptional}
 	Assertion          = &Profile{Name: "assertion", Typ: TypeAssertion, MaxBytes: 8 << 10}
-	SecurityEvent      = &Profile{Name: "security event token", Typ: TypeSecurityEvent, RequireTyp: true, MaxBytes: 16 << 10, Exp: ExpForbidden}
+	SecurityEvent      = &Profile{Name: "security event token", Typ: TypeSecurityEvent, RequireTyp: true, MaxBytes: 16 << 10, Exp: ExpForbidden, mediaPrefix: true}
 )
