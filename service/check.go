@@ -96,6 +96,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	var pe *pass.PeerError
 	switch {
 	case err == nil:
+		s.events.remember(rec.Authority, rec.ConfigurationURL)
 		scope := rec.Scope.Intersect(resp.Scope)
 		var exp time.Time
 		if resp.AuthorizationExpiresAt != nil {
