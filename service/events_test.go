@@ -149,7 +149,9 @@ func TestEventRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoke := func() secevent.SET { return e.idp.set(id, secevent.SessionRevoked, msn("msn_r", pass.MissionRevoked, 2)) }
+	revoke := func() secevent.SET {
+		return e.idp.set(id, secevent.SessionRevoked, msn("msn_r", pass.MissionRevoked, 2))
+	}
 	wrongIss := revoke()
 	wrongIss.Issuer = e.fed.origin
 	wrongAud := revoke()
