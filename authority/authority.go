@@ -327,6 +327,7 @@ type Authority struct {
 	spawns        *ratelimit.Limiter
 	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
 
+	tx         *transmitter // nil when the Store keeps no outbox
 	config     pass.AuthorityConfiguration
 	configJSON []byte
 	mux        *http.ServeMux
@@ -387,6 +388,23 @@ func New(cfg Config) (*Authority, error) {
 		Timeout:              DefaultScopesTimeout,
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	// SETs go to receivers each Service names on its own origin: the same
+	// outbound policy, with no redirect and a short timeout.
+	if es, ok := a.store.(EventStore); ok {
+		push, err := outbound.New(outbound.Policy{
+			Role: "authority", Client: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
+			AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks, Timeout: PushTimeout,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if a.tx, err = newTransmitter(es, push); err != nil {
+			return nil, err
+		}
+		// Every transition, whichever code path commits it, queues its
+		// SETs in the same step.
+		a.store = eventStore{Store: a.store, build: a.eventFor}
 	}
 	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, DefaultPassTTL, MaxPassTTL); err != nil {
 		return nil, err
@@ -508,6 +526,17 @@ func New(cfg Config) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority: delegation extension: %w", err)
 	}
+	// Services learn here how to receive SETs about the missions they
+	// redeemed.
+	if a.tx != nil {
+		ev, err := a.eventsExtension()
+		if err == nil {
+			a.config.Extensions, err = a.config.Extensions.With(pass.ExtEvents, ev)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("authority: events extension: %w", err)
+		}
+	}
 	if cfg.AllowServiceAuthorities != nil {
 		v := *cfg.AllowServiceAuthorities
 		a.config.Policy = &pass.AuthorityPolicy{AllowServiceAuthorities: &v}
@@ -608,6 +637,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathMissionComplete, a.serveMissionComplete)
 	route(http.MethodPost, PathMissionReport, a.serveMissionReport)
 	route(http.MethodPost, PathDelegate, a.serveDelegate)
+	route(http.MethodPost, PathEventsPoll, a.servePoll)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})

@@ -39,6 +39,7 @@ type MemoryStore struct {
 	children  map[string][]string // parent mission id -> child mission ids
 	history   map[string][]HistoryRecord
 	lastPrune time.Time
+	events    memoryOutbox
 
 	// No record ends before endsFirst when endsKnown: a full store looks
 	// for dead records only once one can have ended, so a store full of
@@ -223,8 +224,9 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 		r          *Request
 		rec        HistoryRecord
 		by, reason string
+		prior      *Request
 	}
-	changes := []staged{{root, rec, c.By, c.Reason}}
+	changes := []staged{{root, rec, c.By, c.Reason, cur}}
 	seen := map[string]bool{missionID: true}
 	queue := slices.Clone(m.children[missionID])
 	for depth := 0; len(queue) > 0 && depth < maxMissionDepth; depth++ {
@@ -241,23 +243,42 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 				return nil, err
 			}
 			if changed {
-				changes = append(changes, staged{dc, drec, c.By, "an ancestor mission changed"})
+				changes = append(changes, staged{dc, drec, c.By, "an ancestor mission changed", d})
 			}
 			next = append(next, m.children[id]...)
 		}
 		queue = next
 	}
-	for _, ch := range changes {
+	synced := make([]*Authorization, len(changes))
+	var events []*OutboxEvent
+	for i, ch := range changes {
+		a, ok := m.authz[ch.r.AuthorizationID]
+		if !ok {
+			continue
+		}
+		ac := a.Clone()
+		if ch.r.SyncAuthorization(ac, ch.by, ch.reason, now) {
+			synced[i] = ac
+		}
+		ev, err := m.eventLocked(c, root, ch.r, ch.prior, ac)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			events = append(events, ev)
+		}
+	}
+	for i, ch := range changes {
 		m.requests[ch.r.MissionID] = ch.r
 		m.history[ch.r.MissionID] = append(m.history[ch.r.MissionID], ch.rec)
 		m.noteEnd(ch.r.EndsAt())
-		if a, ok := m.authz[ch.r.AuthorizationID]; ok {
-			ac := a.Clone()
-			if ch.r.SyncAuthorization(ac, ch.by, ch.reason, now) {
-				m.authz[ac.ID] = ac
-				m.noteEnd(authzEnd(ac))
-			}
+		if ac := synced[i]; ac != nil {
+			m.authz[ac.ID] = ac
+			m.noteEnd(authzEnd(ac))
 		}
+	}
+	for _, ev := range events {
+		m.enqueueLocked(ev, now)
 	}
 	return root.Clone(), nil
 }

@@ -102,6 +102,14 @@ type MissionChange struct {
 	// history holds MaxNotedHistory entries or more refuses notes with
 	// ErrStoreFull, so reports cannot grow a record without bound.
 	Note string
+	// Events, when set, builds the SET to queue about one mission the
+	// change affects. A Store that implements EventStore calls it inside
+	// the atomic section of TransitionMission, for the root and every
+	// descendant whose version moved and whose authorization's Service
+	// has a recorded EventReceiver, and stores what it returns (nil:
+	// nothing) in the same step, so no committed change goes untold. The
+	// Authority sets it on every transition.
+	Events func(MissionEvent) (*OutboxEvent, error)
 }
 
 // MaxNotedHistory is the history length from which a mission takes no

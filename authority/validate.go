@@ -99,6 +99,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", err)
 		return
 	}
+	a.noteReceiver(ctx, svc)
 	az, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
 	if err != nil {
 		a.reject(w, "validation", consumeError(err), slog.String("service", svc))

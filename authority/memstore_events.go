@@ -1,0 +1,224 @@
+package authority
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// memoryOutbox is the EventStore part of a MemoryStore, guarded by its
+// mutex.
+type memoryOutbox struct {
+	receivers map[string]EventReceiver
+	queue     map[string][]*memoryEvent // by Service, in Seq order
+	byJTI     map[string]*memoryEvent
+	seq       int64
+	// changed is closed and replaced whenever an event is enqueued.
+	changed chan struct{}
+}
+
+type memoryEvent struct {
+	OutboxEvent
+	owner string
+	until time.Time // lease
+}
+
+var _ EventStore = (*MemoryStore)(nil)
+
+// SetEventReceiver implements EventStore.
+func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *EventReceiver) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := &m.events
+	if r == nil {
+		delete(o.receivers, service)
+		return nil
+	}
+	if o.receivers == nil {
+		o.receivers = map[string]EventReceiver{}
+	}
+	if _, ok := o.receivers[service]; !ok && len(o.receivers) >= MemoryStoreMaxRecords {
+		return ErrStoreFull
+	}
+	c := *r
+	c.EventsAccepted = slices.Clone(r.EventsAccepted)
+	o.receivers[service] = c
+	return nil
+}
+
+// eventLocked asks c.Events for the event of one changed mission whose
+// authorization (after the change) is a.
+func (m *MemoryStore) eventLocked(c MissionChange, root, r, prior *Request, a *Authorization) (*OutboxEvent, error) {
+	if c.Events == nil || r.Version == prior.Version {
+		return nil, nil
+	}
+	rcv, ok := m.events.receivers[a.Service]
+	if !ok {
+		return nil, nil
+	}
+	return c.Events(MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv})
+}
+
+// enqueueLocked appends ev: a terminal event first drops the pending
+// events of its subject, and the per-Service bound drops the oldest
+// events that may go.
+func (m *MemoryStore) enqueueLocked(ev *OutboxEvent, now time.Time) {
+	o := &m.events
+	if o.queue == nil {
+		o.queue = map[string][]*memoryEvent{}
+		o.byJTI = map[string]*memoryEvent{}
+	}
+	q := o.queue[ev.Service]
+	if ev.Terminal {
+		q = slices.DeleteFunc(q, func(e *memoryEvent) bool {
+			drop := e.Subject == ev.Subject && e.owner == ""
+			if drop {
+				delete(o.byJTI, e.JTI)
+			}
+			return drop
+		})
+	}
+	if len(q) >= MaxOutboxPerService {
+		i := slices.IndexFunc(q, func(e *memoryEvent) bool { return !e.Keep && e.owner == "" })
+		switch {
+		case i >= 0:
+			delete(o.byJTI, q[i].JTI)
+			q = slices.Delete(q, i, i+1)
+		case !ev.Keep:
+			o.queue[ev.Service] = q
+			return
+		}
+	}
+	o.seq++
+	e := &memoryEvent{OutboxEvent: *ev}
+	e.Seq = o.seq
+	q = append(q, e)
+	o.queue[ev.Service] = q
+	o.byJTI[e.JTI] = e
+	if o.changed != nil {
+		close(o.changed)
+		o.changed = nil
+	}
+}
+
+// ClaimEvents implements EventStore.
+func (m *MemoryStore) ClaimEvents(ctx context.Context, owner string, now, leaseUntil time.Time, limit, perService int) ([]*OutboxEvent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*OutboxEvent
+	for _, q := range m.events.queue {
+		busy := map[string]bool{}
+		leased := 0
+		for _, e := range q {
+			if e.owner != "" && now.Before(e.until) {
+				busy[e.Subject] = true
+				leased++
+			}
+		}
+		for _, e := range q {
+			if len(out) >= limit || leased >= perService {
+				break
+			}
+			if !e.Push || busy[e.Subject] {
+				continue
+			}
+			// Oldest of its subject: later ones wait behind it.
+			busy[e.Subject] = true
+			if now.Before(e.NextAt) {
+				continue
+			}
+			e.owner, e.until = owner, leaseUntil
+			leased++
+			c := e.OutboxEvent
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+// FinishEvent implements EventStore.
+func (m *MemoryStore) FinishEvent(ctx context.Context, owner, jti string, next time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.events.byJTI[jti]
+	if !ok || e.owner != owner {
+		return ErrNotFound
+	}
+	if next.IsZero() {
+		m.deleteEventLocked(e)
+		return nil
+	}
+	e.owner, e.until, e.NextAt = "", time.Time{}, next
+	e.Attempts++
+	return nil
+}
+
+func (m *MemoryStore) deleteEventLocked(e *memoryEvent) {
+	o := &m.events
+	delete(o.byJTI, e.JTI)
+	q := slices.DeleteFunc(o.queue[e.Service], func(x *memoryEvent) bool { return x == e })
+	if len(q) == 0 {
+		delete(o.queue, e.Service)
+	} else {
+		o.queue[e.Service] = q
+	}
+}
+
+// PollEvents implements EventStore.
+func (m *MemoryStore) PollEvents(ctx context.Context, service string, max int, now time.Time) ([]*OutboxEvent, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cutoff := now.Add(-OutboxRetention)
+	var out []*OutboxEvent
+	more := false
+	for _, e := range slices.Clone(m.events.queue[service]) {
+		if e.Push {
+			continue
+		}
+		if e.CreatedAt.Before(cutoff) {
+			m.deleteEventLocked(e)
+			continue
+		}
+		if len(out) >= max {
+			more = true
+			break
+		}
+		c := e.OutboxEvent
+		out = append(out, &c)
+	}
+	return out, more, nil
+}
+
+// AckEvents implements EventStore.
+func (m *MemoryStore) AckEvents(ctx context.Context, service string, jtis []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range jtis {
+		if e, ok := m.events.byJTI[j]; ok && e.Service == service {
+			m.deleteEventLocked(e)
+		}
+	}
+	return nil
+}
+
+// WaitEvents implements EventStore.
+func (m *MemoryStore) WaitEvents(ctx context.Context, after int64) (int64, error) {
+	for {
+		m.mu.Lock()
+		if m.events.seq > after {
+			g := m.events.seq
+			m.mu.Unlock()
+			return g, nil
+		}
+		if m.events.changed == nil {
+			m.events.changed = make(chan struct{})
+		}
+		ch := m.events.changed
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return after, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
+	"github.com/agentpass-go/agentpass/internal/secevent"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// PathEventsPoll is the RFC 8936 poll endpoint, relative to BaseURL.
+const PathEventsPoll = "/events/poll"
+
+// ErrNoEventStore: the Store does not implement EventStore, so there is
+// no outbox to transmit from.
+var ErrNoEventStore = errors.New("authority: the Store keeps no event outbox")
+
+// maxPushAnswer bounds what is read of a receiver's answer.
+const maxPushAnswer = 4 << 10
+
+// transmitter is the delivery state of one Authority.
+type transmitter struct {
+	store  EventStore
+	client *http.Client
+	owner  string
+	// retry picks the jitter of a backoff, in [0.8, 1.2).
+	jitter func() float64
+
+	mu    sync.Mutex
+	known map[string]string // Service -> what was last recorded, to skip rewrites
+}
+
+func newTransmitter(s EventStore, client *http.Client) (*transmitter, error) {
+	owner, err := jwtcheck.NewJTI()
+	if err != nil {
+		return nil, err
+	}
+	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{},
+		jitter: func() float64 { return 0.8 + 0.4*rand.Float64() }}, nil
+}
+
+// RunEventTransmitter pushes the queued SETs to the Services that take
+// pushes, until ctx ends, and returns ctx's error. The library starts no
+// goroutine of its own: an application that wants events pushed runs it
+// (on every replica; replicas sharing a store split the work, one SET in
+// flight per subject). Without it, SETs wait in the outbox, and polling
+// Services are served by the poll endpoint regardless.
+func (a *Authority) RunEventTransmitter(ctx context.Context) error {
+	if a.tx == nil {
+		return ErrNoEventStore
+	}
+	gen := int64(-1)
+	for {
+		g, err := a.tx.store.WaitEvents(ctx, -1)
+		if err != nil {
+			return err
+		}
+		gen = g
+		next, err := a.deliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
+		}
+		// Sleep until a new SET is enqueued, a retry is due, or a lease of
+		// a replica that died may have lapsed.
+		wait := pushLease
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(a.now()), time.Millisecond))
+		}
+		if err := a.waitEvents(ctx, gen, wait); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// waitEvents waits for the generation to move past gen, at most d.
+func (a *Authority) waitEvents(ctx context.Context, gen int64, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, err := a.tx.store.WaitEvents(ctx, gen)
+	return err
+}
+
+// deliverDue pushes every SET due now (claimed from the store), at most
+// pushPerService at once per Service and one per subject, and returns when
+// the earliest retry it scheduled is due.
+func (a *Authority) deliverDue(ctx context.Context) (next time.Time, err error) {
+	for {
+		now := a.now()
+		evs, err := a.tx.store.ClaimEvents(ctx, a.tx.owner, now, now.Add(pushLease), 64, pushPerService)
+		if err != nil || len(evs) == 0 {
+			return next, err
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, ev := range evs {
+			wg.Go(func() {
+				at := a.pushOne(ctx, ev)
+				mu.Lock()
+				if !at.IsZero() && (next.IsZero() || at.Before(next)) {
+					next = at
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return next, ctx.Err()
+		}
+	}
+}
+
+// pushOne pushes ev once and records the outcome: delivered or refused
+// for good (deleted), or due again at the returned time.
+func (a *Authority) pushOne(ctx context.Context, ev *OutboxEvent) time.Time {
+	retryAfter, err := a.push(ctx, ev)
+	var next time.Time
+	attrs := []slog.Attr{slog.String("service", ev.Service), slog.String("authorization_id", ev.Subject), slog.String("jti", ev.JTI)}
+	var perm *permanentError
+	switch {
+	case err == nil:
+		a.log.LogAttrs(ctx, slog.LevelDebug, "agentpass events: delivered", attrs...)
+	case errors.As(err, &perm):
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: refused by the receiver", append(attrs, slog.String("code", perm.code))...)
+	default:
+		next = a.retryAt(ev, retryAfter)
+		if next.IsZero() {
+			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: given up after the retry horizon",
+				append(attrs, slog.String("reason", err.Error()))...)
+		}
+	}
+	// A lease lost to another replica (ours lapsed) is theirs to finish.
+	if ferr := a.tx.store.FinishEvent(context.WithoutCancel(ctx), a.tx.owner, ev.JTI, next); ferr != nil && !errors.Is(ferr, ErrNotFound) {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", append(attrs, slog.String("reason", ferr.Error()))...)
+	}
+	return next
+}
+
+// retryAt returns when ev is next pushed after a failed attempt: 100 ms
+// doubling per attempt with ±20 % jitter, at most 30 s, later if the
+// receiver asked (Retry-After), or zero once the push horizon is passed.
+func (a *Authority) retryAt(ev *OutboxEvent, retryAfter time.Duration) time.Time {
+	d := pushMaxRetry
+	if ev.Attempts < 20 {
+		d = min(pushFirstRetry<<ev.Attempts, pushMaxRetry)
+	}
+	d = time.Duration(float64(d) * a.tx.jitter())
+	d = max(d, min(retryAfter, pushMaxRetry))
+	at := a.now().Add(d)
+	if at.After(ev.CreatedAt.Add(PushHorizon)) {
+		return time.Time{}
+	}
+	return at
+}
+
+// permanentError is a receiver's refusal of a SET: retrying cannot help.
+type permanentError struct{ code string }
+
+func (e *permanentError) Error() string { return "authority: receiver refused the SET: " + e.code }
+
+// push POSTs ev's SET to its receiver (RFC 8935). It returns nil when the
+// receiver took it, a *permanentError when it refused it, and otherwise
+// an error to retry after, with the receiver's Retry-After if any.
+func (a *Authority) push(ctx context.Context, ev *OutboxEvent) (time.Duration, error) {
+	// The receiver was checked when recorded; check again, since a store
+	// is shared and an Authority must never be a reflector.
+	if !ev.Push || !pass.SameOrigin(ev.Receiver, ev.Service) {
+		return 0, &permanentError{code: "receiver_not_on_service_origin"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, PushTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.Receiver, bytes.NewReader([]byte(ev.SET)))
+	if err != nil {
+		return 0, &permanentError{code: "bad_receiver"}
+	}
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	resp, err := a.tx.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxPushAnswer))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return 0, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		var ra time.Duration
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			ra = time.Duration(min(s, 3600)) * time.Second
+		}
+		return ra, errors.New("authority: receiver answered " + strconv.Itoa(resp.StatusCode))
+	case resp.StatusCode == http.StatusBadRequest:
+		var e pass.SETError
+		code := "invalid_request"
+		if json.Unmarshal(body, &e) == nil && e.Err != "" && len(e.Err) <= 64 {
+			code = e.Err
+		}
+		return 0, &permanentError{code: code}
+	}
+	return 0, &permanentError{code: "status_" + strconv.Itoa(resp.StatusCode)}
+}
+
+// noteReceiver records how the Service at origin takes events, from its
+// configuration as discovered (and cached) for the assertion just checked.
+// It runs before a redemption commits, so the outbox knows the Service of
+// every authorization it creates.
+func (a *Authority) noteReceiver(ctx context.Context, origin string) {
+	if a.tx == nil {
+		return
+	}
+	info, err := a.disc.DiscoverService(ctx, origin)
+	if err != nil {
+		return
+	}
+	var rcv *EventReceiver
+	key := ""
+	if e, err := pass.ServiceEventsFrom(info.Configuration.Extensions, origin); err == nil {
+		rcv = &e
+		b, _ := json.Marshal(e)
+		key = string(b)
+	}
+	a.tx.mu.Lock()
+	prev, seen := a.tx.known[origin]
+	a.tx.mu.Unlock()
+	if seen && prev == key {
+		return
+	}
+	if err := a.tx.store.SetEventReceiver(ctx, origin, rcv); err != nil {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: recording the receiver", slog.String("service", origin), slog.String("reason", err.Error()))
+		return
+	}
+	a.tx.mu.Lock()
+	if len(a.tx.known) >= maxKnownReceivers {
+		clear(a.tx.known)
+	}
+	a.tx.known[origin] = key
+	a.tx.mu.Unlock()
+}
+
+const maxKnownReceivers = 10_000
+
+// servePoll is POST {poll} (RFC 8936): a Service, authenticated by its
+// assertion, acknowledges SETs and receives those queued for it, waiting
+// up to MaxLongPoll for one unless it asks to return at once.
+func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowService(w, r, "events poll") {
+		return
+	}
+	ctx := r.Context()
+	if httpx.BearerToken(r) == "" {
+		a.reject(w, "events poll", errNoAssertion)
+		return
+	}
+	var in pass.PollRequest
+	if err := httpx.ReadRequest(w, r, &in); err != nil {
+		a.reject(w, "events poll", err)
+		return
+	}
+	svc, tok, err := a.authenticate(ctx, r)
+	if err != nil {
+		a.reject(w, "events poll", err)
+		return
+	}
+	if err := a.spend(ctx, tok); err != nil {
+		a.reject(w, "events poll", err)
+		return
+	}
+	if a.tx == nil {
+		httpx.WriteJSON(w, http.StatusOK, pass.PollResponse{Sets: map[string]string{}})
+		return
+	}
+	done := append([]string(nil), in.Ack...)
+	for jti, e := range in.SetErrs {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: refused by the poller",
+			slog.String("service", svc), slog.String("jti", jti), slog.String("code", e.Err))
+		done = append(done, jti)
+	}
+	if len(done) > 0 {
+		if err := a.tx.store.AckEvents(ctx, svc, done); err != nil {
+			a.reject(w, "events poll", err)
+			return
+		}
+	}
+	max := defaultPollSize
+	if in.MaxEvents != nil {
+		max = *in.MaxEvents
+	}
+	out := pass.PollResponse{Sets: map[string]string{}}
+	if max == 0 {
+		httpx.WriteJSON(w, http.StatusOK, out)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, MaxLongPoll)
+	defer cancel()
+	for {
+		gen, err := a.tx.store.WaitEvents(wctx, -1)
+		if err != nil {
+			break
+		}
+		evs, more, err := a.tx.store.PollEvents(ctx, svc, max, a.now())
+		if err != nil {
+			a.reject(w, "events poll", err)
+			return
+		}
+		if len(evs) > 0 || in.ReturnImmediately {
+			for _, e := range evs {
+				out.Sets[e.JTI] = e.SET
+			}
+			out.MoreAvailable = more
+			break
+		}
+		if _, err := a.tx.store.WaitEvents(wctx, gen); err != nil {
+			break
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// eventsExtension is the events extension this Authority advertises.
+func (a *Authority) eventsExtension() (pass.Extension, error) {
+	return pass.AuthorityEvents{
+		DeliveryMethods: []string{pass.DeliveryPush, pass.DeliveryPoll},
+		Poll:            a.base + PathEventsPoll,
+		EventTypes:      secevent.Types(),
+	}.Extension()
+}
