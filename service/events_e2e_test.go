@@ -1,0 +1,225 @@
+package service_test
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
+)
+
+// appliedStore tells, through applied, every event the Service's store
+// applied: a test waits for it instead of sleeping.
+type appliedStore struct {
+	service.Store
+	applied chan string
+}
+
+func (s *appliedStore) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, error) {
+	ok, err := s.Store.ApplyEvent(ctx, e)
+	if ok && err == nil {
+		select {
+		case s.applied <- e.AuthorizationID:
+		default:
+		}
+	}
+	return ok, err
+}
+
+// eventNet is a Service taking events by method from a real Enterprise
+// Authority (memory store, so with an outbox) whose authorization checks
+// are counted.
+type eventNet struct {
+	*env
+	ent     *authority.Authority
+	checks  atomic.Int32
+	applied chan string
+	user    string
+	cancel  context.CancelFunc
+}
+
+func newEventNet(tb testing.TB, method string) *eventNet {
+	tb.Helper()
+	e := newNet(tb)
+	n := &eventNet{env: e, applied: make(chan string, 1024), user: "alex@real.test"}
+	keys, err := dpop.GenerateKeySet()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.ent, err = authority.New(authority.Config{
+		Identifier: "https://idp.real.test",
+		TrustMode:  pass.TrustEnterprise,
+		Keys:       keys,
+		Approver: authority.ApproverFunc(func(ctx context.Context, r *authority.Request) (authority.Decision, error) {
+			return authority.Decision{Outcome: authority.Approve, DecidedBy: "test"}, nil
+		}),
+		Discovery:                    e.authorityDiscovery(),
+		HTTPClient:                   e.client,
+		InsecureAllowPrivateNetworks: true,
+		Now:                          e.clock.Now,
+		// The clock is frozen: buckets never refill.
+		RateLimits: authority.RateLimits{Issuance: unlimited, Status: unlimited, Services: unlimited},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.net.Serve("idp.real.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, authority.PathAuthorizationCheck) {
+			n.checks.Add(1)
+		}
+		n.ent.ServeHTTP(w, r)
+	}))
+	e.net.PublishEnterprise("real.test", n.ent.ConfigurationURL())
+	e.start(func(c *service.Config) {
+		c.EventDelivery = method
+		c.CheckInterval = service.MaxCheckInterval
+		c.Store = &appliedStore{Store: e.store, applied: n.applied}
+		c.RateLimits.Redeem = unlimited
+		c.Logger = nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if method == pass.DeliveryPush {
+			_ = n.ent.RunEventTransmitter(ctx)
+		} else {
+			_ = e.svc.RunEventPoller(ctx)
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
+	return n
+}
+
+// unlimited turns every level of a rate limit off.
+var unlimited = service.RateLimit{Client: service.Rate{PerSecond: -1}, Network: service.Rate{PerSecond: -1},
+	User: service.Rate{PerSecond: -1}, Domain: service.Rate{PerSecond: -1}, Overall: service.Rate{PerSecond: -1}}
+
+// delegation acquires and redeems a pass and returns its token and the
+// mission id the Service recorded.
+func (n *eventNet) delegation(t testing.TB) (tok, missionID string) {
+	t.Helper()
+	h := newHarness(t)
+	value := n.acquire(t, n.ent, h, pass.BearerToken, n.user, "")
+	req := pass.RedemptionRequest{
+		AgentPass: pass.AgentPass{Type: pass.BearerToken, Value: value}, Authority: n.ent.Identifier(), User: pass.User{Email: n.user},
+		HarnessProof: h.proof(t, n.env, n.endpoint(pass.BearerToken), value),
+	}
+	r := n.redeem(pass.BearerToken, req, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	var resp pass.BearerTokenResponse
+	r.decode(t, &resp)
+	_, d, err := n.store.Credential(context.Background(), secret.Hash(resp.BearerToken), n.clock.Now())
+	if err != nil || d.MissionID == "" {
+		t.Fatalf("delegation %+v, %v: no mission", d, err)
+	}
+	return resp.BearerToken, d.MissionID
+}
+
+// call makes one API call and returns its status.
+func (n *eventNet) call(tb testing.TB, tok string) int {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// revokeAndWait revokes the mission and returns how long after Revoke
+// returned the first API call was refused: a call at once, and then one
+// after each event the store applied.
+func (n *eventNet) revokeAndWait(tb testing.TB, tok, missionID string) time.Duration {
+	tb.Helper()
+	for len(n.applied) > 0 {
+		<-n.applied
+	}
+	if _, err := n.ent.Revoke(context.Background(), missionID, "admin@real.test", "test"); err != nil {
+		tb.Fatalf("Revoke: %v", err)
+	}
+	start := time.Now()
+	timeout := time.NewTimer(40 * time.Second)
+	defer timeout.Stop()
+	for {
+		if st := n.call(tb, tok); st == http.StatusUnauthorized {
+			return time.Since(start)
+		} else if st != http.StatusOK {
+			tb.Fatalf("API call: %d", st)
+		}
+		select {
+		case <-n.applied:
+		case <-timeout.C:
+			tb.Fatal("the revocation never reached the Service")
+		}
+	}
+}
+
+// E1 functional twin: Authority.Revoke pushes a SET; the next API call is
+// refused with no authorization check made.
+func TestRevocationPushEndToEnd(t *testing.T) {
+	n := newEventNet(t, pass.DeliveryPush)
+	tok, mid := n.delegation(t)
+	// The counter sees checks: one past the interval.
+	n.clock.Advance(service.MaxCheckInterval + time.Second)
+	if st := n.call(t, tok); st != http.StatusOK || n.checks.Load() != 1 {
+		t.Fatalf("before: %d, %d checks", st, n.checks.Load())
+	}
+	n.checks.Store(0)
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+// E8 functional twin: the same by long poll, acknowledged.
+func TestRevocationPollEndToEnd(t *testing.T) {
+	n := newEventNet(t, pass.DeliveryPoll)
+	tok, mid := n.delegation(t)
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+func benchRevocation(b *testing.B, method string) {
+	n := newEventNet(b, method)
+	var lat []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		tok, mid := n.delegation(b)
+		b.StartTimer()
+		lat = append(lat, n.revokeAndWait(b, tok, mid))
+	}
+	reportP99(b, lat)
+}
+
+func reportP99(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p := func(q float64) float64 { return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / 1e6 }
+	b.ReportMetric(p(0.5), "p50-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
+}
+
+// BenchmarkRevocationPush (E1): from Authority.Revoke returning to the
+// first refused API call, pushed over loopback TLS, memory stores.
+func BenchmarkRevocationPush(b *testing.B) { benchRevocation(b, pass.DeliveryPush) }
+
+// BenchmarkRevocationPoll (E8): the same by RFC 8936 long poll.
+func BenchmarkRevocationPoll(b *testing.B) { benchRevocation(b, pass.DeliveryPoll) }
