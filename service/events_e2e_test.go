@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -11,9 +12,11 @@ import (
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
+	"github.com/agentpass-go/agentpass/service/servicepg"
 )
 
 // appliedStore tells, through applied, every event the Service's store
@@ -40,13 +43,21 @@ func (s *appliedStore) ApplyEvent(ctx context.Context, e service.MissionEvent) (
 type eventNet struct {
 	*env
 	ent     *authority.Authority
+	// shared is the Service's store; replicaB, when set, is a second
+	// replica of the Service on its own pool of the same database.
+	shared   service.Store
+	replicaB http.Handler
 	checks  atomic.Int32
 	applied chan string
 	user    string
 	cancel  context.CancelFunc
 }
 
-func newEventNet(tb testing.TB, method string) *eventNet {
+func newEventNet(tb testing.TB, method string) *eventNet { return newEventNetOn(tb, method, false) }
+
+// newEventNetOn is newEventNet, with two Service replicas on PostgreSQL
+// when pg is set (the test is skipped without a database).
+func newEventNetOn(tb testing.TB, method string, pg bool) *eventNet {
 	tb.Helper()
 	e := newNet(tb)
 	n := &eventNet{env: e, applied: make(chan string, 1024), user: "alex@real.test"}
@@ -78,13 +89,34 @@ func newEventNet(tb testing.TB, method string) *eventNet {
 		n.ent.ServeHTTP(w, r)
 	}))
 	e.net.PublishEnterprise("real.test", n.ent.ConfigurationURL())
+	var storeB service.Store
+	if pg {
+		pools := pgtest.Replicas(tb, 2, false)
+		a, b := servicepg.New(pools[0]), servicepg.New(pools[1])
+		if err := a.Migrate(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+		n.shared, storeB = a, b
+	}
 	e.start(func(c *service.Config) {
 		c.EventDelivery = method
 		c.CheckInterval = service.MaxCheckInterval
-		c.Store = &appliedStore{Store: e.store, applied: n.applied}
+		if n.shared == nil {
+			n.shared = e.store
+		}
+		c.Store = &appliedStore{Store: n.shared, applied: n.applied}
 		c.RateLimits.Redeem = unlimited
 		c.Logger = nil
 	})
+	if storeB != nil {
+		cfg := e.cfg
+		cfg.Store = storeB
+		b, err := service.New(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n.replicaB = b.Middleware(service.RequireScope("tickets:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	done := make(chan struct{})
@@ -120,16 +152,24 @@ func (n *eventNet) delegation(t testing.TB) (tok, missionID string) {
 	}
 	var resp pass.BearerTokenResponse
 	r.decode(t, &resp)
-	_, d, err := n.store.Credential(context.Background(), secret.Hash(resp.BearerToken), n.clock.Now())
+	_, d, err := n.shared.Credential(context.Background(), secret.Hash(resp.BearerToken), n.clock.Now())
 	if err != nil || d.MissionID == "" {
 		t.Fatalf("delegation %+v, %v: no mission", d, err)
 	}
 	return resp.BearerToken, d.MissionID
 }
 
-// call makes one API call and returns its status.
+// call makes one API call and returns its status: over the network to
+// the Service (replica A), or in process to replica B when there is one.
 func (n *eventNet) call(tb testing.TB, tok string) int {
 	tb.Helper()
+	if n.replicaB != nil {
+		req := httptest.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		n.replicaB.ServeHTTP(w, req)
+		return w.Code
+	}
 	req, _ := http.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := n.client.Do(req)
@@ -195,8 +235,22 @@ func TestRevocationPollEndToEnd(t *testing.T) {
 	}
 }
 
-func benchRevocation(b *testing.B, method string) {
-	n := newEventNet(b, method)
+// E10: pushed to replica A, refused at once by replica B (PostgreSQL),
+// with no check made.
+func TestRevocationPushReplicas(t *testing.T) {
+	n := newEventNetOn(t, pass.DeliveryPush, true)
+	tok, mid := n.delegation(t)
+	if st := n.call(t, tok); st != http.StatusOK {
+		t.Fatalf("replica B before: %d", st)
+	}
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+func benchRevocation(b *testing.B, method string, pg bool) {
+	n := newEventNetOn(b, method, pg)
 	var lat []time.Duration
 	for b.Loop() {
 		b.StopTimer()
@@ -219,7 +273,11 @@ func reportP99(b *testing.B, lat []time.Duration) {
 
 // BenchmarkRevocationPush (E1): from Authority.Revoke returning to the
 // first refused API call, pushed over loopback TLS, memory stores.
-func BenchmarkRevocationPush(b *testing.B) { benchRevocation(b, pass.DeliveryPush) }
+func BenchmarkRevocationPush(b *testing.B) { benchRevocation(b, pass.DeliveryPush, false) }
 
 // BenchmarkRevocationPoll (E8): the same by RFC 8936 long poll.
-func BenchmarkRevocationPoll(b *testing.B) { benchRevocation(b, pass.DeliveryPoll) }
+func BenchmarkRevocationPoll(b *testing.B) { benchRevocation(b, pass.DeliveryPoll, false) }
+
+// BenchmarkRevocationPushReplicas (E10): pushed to replica A, measured at
+// replica B; two Service replicas on PostgreSQL.
+func BenchmarkRevocationPushReplicas(b *testing.B) { benchRevocation(b, pass.DeliveryPush, true) }
