@@ -106,7 +106,7 @@ func newEventNetOn(tb testing.TB, method string, pg bool) *eventNet {
 			n.shared = e.store
 		}
 		c.Store = &appliedStore{Store: n.shared, applied: n.applied}
-		c.RateLimits.Redeem = unlimited
+		c.RateLimits.Redeem, c.RateLimits.AvailableScopes = unlimited, unlimited
 		c.Logger = nil
 	})
 	if storeB != nil {
