@@ -1,16 +1,20 @@
 package service_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/secevent"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
@@ -380,4 +384,77 @@ func FuzzReceiver(f *testing.F) {
 			t.Fatalf("the canary delegation changed: %+v, %v", d, err)
 		}
 	})
+}
+
+// RunEventPoller long-polls the Authority with a Service assertion,
+// applies what it gets, acknowledges what it applied or ignored, reports
+// what it refused in setErrs, and refuses to run without poll delivery.
+func TestEventPoller(t *testing.T) {
+	e := newEnv(t, func(c *service.Config) { c.EventDelivery = pass.DeliveryPoll })
+	e.idp.speakMission()
+	e.idp.setConfig(func(c *pass.AuthorityConfiguration) {
+		x, err := pass.AuthorityEvents{DeliveryMethods: []string{pass.DeliveryPoll}, Poll: e.idp.origin + "/events/poll"}.Extension()
+		if err == nil {
+			c.Extensions, err = c.Extensions.With(pass.ExtEvents, x)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	tok, id := e.missionToken(t, mission("msn_poll", pass.MissionActive, 1), "tickets:read")
+	other, _ := dpop.GenerateKeySet()
+	good := e.idp.set(id, secevent.MissionSuspended, msn("msn_poll", pass.MissionSuspended, 2))
+	good.JTI = "set-good"
+	bad := e.idp.set(id, secevent.SessionRevoked, msn("msn_poll", pass.MissionRevoked, 3))
+	bad.JTI = "set-bad"
+	first := pass.PollResponse{Sets: map[string]string{"set-good": e.idp.signSET(t, good, nil), "set-bad": e.idp.signSET(t, bad, other.Current())}}
+	requests := make(chan pass.PollRequest, 4)
+	var served atomic.Int32
+	e.idp.mu.Lock()
+	e.idp.poll = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			http.Error(w, "no assertion", http.StatusUnauthorized)
+			return
+		}
+		var req pass.PollRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		select {
+		case requests <- req:
+		default:
+		}
+		if served.Add(1) == 1 {
+			httpx.WriteJSON(w, http.StatusOK, first)
+			return
+		}
+		// Later polls: hold until the test ends, as a long poll would.
+		<-r.Context().Done()
+	})
+	e.idp.mu.Unlock()
+
+	cfg := e.cfg
+	cfg.EventDelivery = pass.DeliveryPush
+	pushing, err := service.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pushing.RunEventPoller(t.Context()); err == nil {
+		t.Fatal("RunEventPoller ran on a pushing Service")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.svc.RunEventPoller(ctx) }()
+	<-requests
+	second := <-requests
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("RunEventPoller returned %v", err)
+	}
+	if !cmp.Equal(second.Ack, []string{"set-good"}) || len(second.SetErrs) != 1 || second.SetErrs["set-bad"].Err != "invalid_key" {
+		t.Errorf("second poll acked %v, setErrs %v", second.Ack, second.SetErrs)
+	}
+	e.wantMission(t, id, pass.MissionSuspended, 2)
+	e.wantStatus(t, "held by a polled SET", "/api/tickets", tok, http.StatusForbidden, pass.CodeMissionSuspended)
 }
