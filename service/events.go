@@ -282,7 +282,9 @@ func (s *Service) receiveSET(ctx context.Context, raw string, push bool) setAnsw
 // and nothing else, unless its issuer is an Authority this Service already
 // trusts; then it is verified with that Authority's keys and kept until the
 // redemption of its subject commits (a revocation can overtake the
-// redemption it revokes).
+// redemption it revokes). The buffer is per process: with replicas, a SET
+// buffered by one is applied when that replica serves the redemption, and
+// otherwise found by the delegation's first authorization check.
 func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool) setAnswer {
 	subject := tok.Subject()
 	cfgURL, ok := s.events.configURL(tok.Issuer())
@@ -301,6 +303,11 @@ func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool)
 		return s.setLog(ctx, setAccepted, subject, "ignored", nil)
 	case !s.events.hold(*e, s.cfg.Now()):
 		return s.setLog(ctx, setAccepted, subject, "buffer_full", nil)
+	}
+	// The redemption may have committed (and looked in the buffer) since
+	// the lookup above: look again, so the event is applied either way.
+	if rec, err := s.cfg.Store.Delegation(ctx, subject); err == nil && rec.Authority == set.Issuer {
+		s.redeemed(ctx, rec)
 	}
 	return s.setLog(ctx, setAccepted, subject, "buffered", nil)
 }

@@ -95,6 +95,9 @@ func TestEventsConfiguration(t *testing.T) {
 		{pass.DeliveryPoll, ""},
 	} {
 		e := newEnv(t, func(c *service.Config) { c.EventDelivery = tc.method })
+		// X1: still a valid v0.1 configuration.
+		r := e.do(http.MethodGet, e.svc.ConfigurationURL(), nil, nil)
+		validJSON(t, r.body, "service-configuration.schema.json", "")
 		ev, err := pass.ServiceEventsFrom(e.svc.Configuration().Extensions, appURL)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.method, err)
