@@ -394,7 +394,7 @@ func New(cfg Config) (*Authority, error) {
 	if es, ok := a.store.(EventStore); ok {
 		push, err := outbound.New(outbound.Policy{
 			Role: "authority", Client: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
-			AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks, Timeout: PushTimeout,
+			AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks, Timeout: pushTimeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

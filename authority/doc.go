@@ -146,6 +146,21 @@
 // outcome, reason and code; it never contains a pass value, a request id,
 // an assertion, a proof or a key.
 //
+// # Events
+//
+// A Service that advertises the events extension (pass.ExtEvents) learns
+// of every change that affects its delegations (revoked, completed,
+// suspended, resumed, narrowed, and the same for their descendants) as an
+// RFC 8417 security event token, without waiting for its next check. The
+// Service names one delivery method: push (RFC 8935, POST to a receiver on
+// its own origin) or poll (RFC 8936, at the poll endpoint with its
+// assertion). Each SET is signed and stored in the same store operation
+// as the change (the Store must implement [EventStore], as both stores of
+// the module do), so a crash loses none. Pushes are made by
+// [Authority.RunEventTransmitter], which the application runs (the
+// library starts no goroutine); they are retried with backoff for 15
+// minutes, one per subject at a time in order, across replicas.
+//
 // # Rate limits and storage
 //
 // The unauthenticated endpoints are rate-limited ([RateLimits], on by

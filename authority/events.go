@@ -22,10 +22,10 @@ const (
 	// PushHorizon is how long a pushed SET is retried before it is given
 	// up (the Service's next authorization check refuses anyway).
 	PushHorizon = 15 * time.Minute
-	// PushTimeout bounds one push.
-	PushTimeout = 2 * time.Second
-	// MaxLongPoll bounds how long a poll waits for a SET.
-	MaxLongPoll = 30 * time.Second
+	// pushTimeout bounds one push.
+	pushTimeout = 2 * time.Second
+	// maxLongPoll bounds how long a poll waits for a SET.
+	maxLongPoll = 30 * time.Second
 
 	pushFirstRetry  = 100 * time.Millisecond
 	pushMaxRetry    = 30 * time.Second
@@ -65,10 +65,6 @@ type OutboxEvent struct {
 	Attempts int
 }
 
-// EventReceiver is how a Service takes events, as read from its
-// configuration and recorded with SetEventReceiver.
-type EventReceiver = pass.ServiceEvents
-
 // MissionEvent describes one committed change of a mission that holds an
 // authorization, for MissionChange.Events.
 type MissionEvent struct {
@@ -82,7 +78,7 @@ type MissionEvent struct {
 	// Authorization is Mission's authorization after the change.
 	Authorization *Authorization
 	// Receiver is what the authorization's Service advertised.
-	Receiver EventReceiver
+	Receiver pass.ServiceEvents
 }
 
 // EventStore is the outbox of SETs that a Store implements to deliver
@@ -93,7 +89,7 @@ type EventStore interface {
 	// SetEventReceiver records how the Service at origin takes events;
 	// nil forgets it. TransitionMission enqueues events only for Services
 	// recorded here.
-	SetEventReceiver(ctx context.Context, service string, r *EventReceiver) error
+	SetEventReceiver(ctx context.Context, service string, r *pass.ServiceEvents) error
 
 	// ClaimEvents leases, for owner until leaseUntil, at most limit push
 	// events due at now, each the oldest of its subject with no other of
@@ -155,7 +151,7 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 			return nil, nil // the delegation was ended instead
 		}
 		ev.Type = secevent.MissionResumed
-	case c.Scope != nil && state == pass.MissionActive:
+	case c.Scope != nil && c.To == "":
 		ev.Type = secevent.TokenClaimsChange
 		ev.Claims = &secevent.Claims{Scope: strings.Join(m.Scope, " ")}
 	default:

@@ -470,6 +470,7 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 			delete(m.authz, id)
 		}
 	}
+	m.pruneEventsLocked(now)
 }
 
 // evictDeadLocked drops every record that can no longer change by now,

@@ -4,12 +4,14 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // memoryOutbox is the EventStore part of a MemoryStore, guarded by its
 // mutex.
 type memoryOutbox struct {
-	receivers map[string]EventReceiver
+	receivers map[string]pass.ServiceEvents
 	queue     map[string][]*memoryEvent // by Service, in Seq order
 	byJTI     map[string]*memoryEvent
 	seq       int64
@@ -26,7 +28,7 @@ type memoryEvent struct {
 var _ EventStore = (*MemoryStore)(nil)
 
 // SetEventReceiver implements EventStore.
-func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *EventReceiver) error {
+func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *pass.ServiceEvents) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o := &m.events
@@ -35,7 +37,7 @@ func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *E
 		return nil
 	}
 	if o.receivers == nil {
-		o.receivers = map[string]EventReceiver{}
+		o.receivers = map[string]pass.ServiceEvents{}
 	}
 	if _, ok := o.receivers[service]; !ok && len(o.receivers) >= MemoryStoreMaxRecords {
 		return ErrStoreFull
@@ -219,6 +221,19 @@ func (m *MemoryStore) WaitEvents(ctx context.Context, after int64) (int64, error
 		case <-ch:
 		case <-ctx.Done():
 			return after, ctx.Err()
+		}
+	}
+}
+
+// pruneEventsLocked drops the SETs older than OutboxRetention, pushed or
+// not (a push is given up long before).
+func (m *MemoryStore) pruneEventsLocked(now time.Time) {
+	cutoff := now.Add(-OutboxRetention)
+	for _, q := range m.events.queue {
+		for _, e := range slices.Clone(q) {
+			if e.CreatedAt.Before(cutoff) {
+				m.deleteEventLocked(e)
+			}
 		}
 	}
 }

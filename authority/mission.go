@@ -106,7 +106,7 @@ type MissionChange struct {
 	// change affects. A Store that implements EventStore calls it inside
 	// the atomic section of TransitionMission, for the root and every
 	// descendant whose version moved and whose authorization's Service
-	// has a recorded EventReceiver, and stores what it returns (nil:
+	// has a recorded pass.ServiceEvents, and stores what it returns (nil:
 	// nothing) in the same step, so no committed change goes untold. The
 	// Authority sets it on every transition.
 	Events func(MissionEvent) (*OutboxEvent, error)

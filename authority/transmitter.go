@@ -39,14 +39,19 @@ type transmitter struct {
 
 	mu    sync.Mutex
 	known map[string]string // Service -> what was last recorded, to skip rewrites
+	// polls bounds the long polls waiting at once (each may hold a
+	// database connection); beyond it a poll returns at once.
+	polls chan struct{}
 }
+
+const maxLongPolls = 64
 
 func newTransmitter(s EventStore, client *http.Client) (*transmitter, error) {
 	owner, err := jwtcheck.NewJTI()
 	if err != nil {
 		return nil, err
 	}
-	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{},
+	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{}, polls: make(chan struct{}, maxLongPolls),
 		jitter: func() float64 { return 0.8 + 0.4*rand.Float64() }}, nil
 }
 
@@ -177,7 +182,7 @@ func (a *Authority) push(ctx context.Context, ev *OutboxEvent) (time.Duration, e
 	if !ev.Push || !pass.SameOrigin(ev.Receiver, ev.Service) {
 		return 0, &permanentError{code: "receiver_not_on_service_origin"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, PushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.Receiver, bytes.NewReader([]byte(ev.SET)))
 	if err != nil {
@@ -223,7 +228,7 @@ func (a *Authority) noteReceiver(ctx context.Context, origin string) {
 	if err != nil {
 		return
 	}
-	var rcv *EventReceiver
+	var rcv *pass.ServiceEvents
 	key := ""
 	if e, err := pass.ServiceEventsFrom(info.Configuration.Extensions, origin); err == nil {
 		rcv = &e
@@ -252,7 +257,7 @@ const maxKnownReceivers = 10_000
 
 // servePoll is POST {poll} (RFC 8936): a Service, authenticated by its
 // assertion, acknowledges SETs and receives those queued for it, waiting
-// up to MaxLongPoll for one unless it asks to return at once.
+// up to maxLongPoll for one unless it asks to return at once.
 func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if !a.allowService(w, r, "events poll") {
@@ -302,8 +307,16 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, out)
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, MaxLongPoll)
+	wctx, cancel := context.WithTimeout(ctx, maxLongPoll)
 	defer cancel()
+	if !in.ReturnImmediately {
+		select {
+		case a.tx.polls <- struct{}{}:
+			defer func() { <-a.tx.polls }()
+		default:
+			in.ReturnImmediately = true
+		}
+	}
 	for {
 		gen, err := a.tx.store.WaitEvents(wctx, -1)
 		if err != nil {

@@ -208,6 +208,9 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization check", err)
 		return
 	}
+	// A Service that starts taking events after its redemptions is
+	// learned here.
+	a.noteReceiver(ctx, svc)
 	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID)}
 	az, m, state, err := a.checkAuthorization(ctx, in.AuthorizationID, svc)
 	if errors.Is(err, ErrNotFound) {

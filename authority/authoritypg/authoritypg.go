@@ -408,17 +408,21 @@ func lockMission(ctx context.Context, tx pgx.Tx, id string) (*authority.Request,
 }
 
 // syncAuthorization makes the mission's authorization follow it.
-func syncAuthorization(ctx context.Context, tx pgx.Tx, r *authority.Request, by, reason string, now time.Time) error {
+// It returns the authorization after the change (nil when there is none).
+func syncAuthorization(ctx context.Context, tx pgx.Tx, r *authority.Request, by, reason string, now time.Time) (*authority.Authorization, error) {
 	if r.AuthorizationID == "" {
-		return nil
+		return nil, nil
 	}
 	a, err := scanAuthorization(tx.QueryRow(ctx, `SELECT `+authorizationColumns+`
 		FROM agentpass_authority_authorizations WHERE id = $1 FOR UPDATE`, r.AuthorizationID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return nil, nil
 	}
-	if err != nil || !r.SyncAuthorization(a, by, reason, now) {
-		return err
+	if err != nil {
+		return nil, err
+	}
+	if !r.SyncAuthorization(a, by, reason, now) {
+		return a, nil
 	}
 	end := a.ExpiresAt
 	if !a.ClosedAt.IsZero() {
@@ -429,7 +433,7 @@ func syncAuthorization(ctx context.Context, tx pgx.Tx, r *authority.Request, by,
 		SET state = $2, scope = $3, updated_at = $4, state_by = $5, state_reason = $6, closed_at = $7, ends_at = $8
 		WHERE id = $1`,
 		a.ID, string(a.State), scopeArg(a.Scope), ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), end)
-	return err
+	return a, err
 }
 
 // TransitionMission implements authority.Store in one transaction: the
@@ -445,6 +449,7 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		if err != nil {
 			return err
 		}
+		prior := root.Clone()
 		rec, err := c.Apply(root, now)
 		if err != nil {
 			return err
@@ -455,7 +460,11 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		if err := insertHistory(ctx, tx, root.MissionID, rec); err != nil {
 			return err
 		}
-		if err := syncAuthorization(ctx, tx, root, c.By, c.Reason, now); err != nil {
+		a, err := syncAuthorization(ctx, tx, root, c.By, c.Reason, now)
+		if err != nil {
+			return err
+		}
+		if err := enqueueEvent(ctx, tx, c, root, root, prior, a); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
@@ -483,6 +492,7 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 			} else if err != nil {
 				return err
 			}
+			dprior := d.Clone()
 			drec, changed, err := c.Cascade(root, d, now)
 			if err != nil || !changed {
 				if err != nil {
@@ -496,7 +506,11 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 			if err := insertHistory(ctx, tx, d.MissionID, drec); err != nil {
 				return err
 			}
-			if err := syncAuthorization(ctx, tx, d, c.By, "an ancestor mission changed", now); err != nil {
+			da, err := syncAuthorization(ctx, tx, d, c.By, "an ancestor mission changed", now)
+			if err != nil {
+				return err
+			}
+			if err := enqueueEvent(ctx, tx, c, root, d, dprior, da); err != nil {
 				return err
 			}
 		}
@@ -738,7 +752,15 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 		}
 		total += tag.RowsAffected()
 	}
-	return total, nil
+	// SETs nobody polled or pushed within a day.
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM agentpass_authority_events WHERE seq = ANY (ARRAY (
+			SELECT seq FROM agentpass_authority_events WHERE created_at < $1 AND owner = '' ORDER BY seq LIMIT $2))`,
+		now.Add(-authority.OutboxRetention), limit)
+	if err != nil {
+		return total, fmt.Errorf("authoritypg: Prune: %w", err)
+	}
+	return total + tag.RowsAffected(), nil
 }
 
 // RunJanitor prunes at once and then every interval (zero means one

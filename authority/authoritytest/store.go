@@ -94,6 +94,17 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 			tc.fn(t, newStore(t))
 		})
 	}
+	for _, tc := range eventTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			es, ok := s.(authority.EventStore)
+			if !ok {
+				t.Skip("the store keeps no event outbox")
+			}
+			tc.fn(t, s, es)
+		})
+	}
 }
 
 var ctx = context.Background()
