@@ -293,12 +293,17 @@ func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool)
 	}
 	set, ans, err := s.verifySET(ctx, tok, tok.Issuer(), cfgURL, "", push)
 	if err != nil {
+		if ans.status == http.StatusBadRequest {
+			// Answered as for any unknown subject, so a sender learns
+			// nothing about which issuers this Service trusts.
+			ans = setAccepted
+		}
 		return s.setLog(ctx, ans, subject, "refused", err)
 	}
 	e, err := missionEvent(set, &DelegationRecord{AuthorizationID: subject, Authority: set.Issuer})
 	switch {
 	case err != nil:
-		return s.setLog(ctx, setRefused(err), subject, "refused", err)
+		return s.setLog(ctx, setAccepted, subject, "refused", err)
 	case e == nil:
 		return s.setLog(ctx, setAccepted, subject, "ignored", nil)
 	case !s.events.hold(*e, s.cfg.Now()):

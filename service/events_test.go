@@ -311,6 +311,10 @@ func TestEventBeforeRedemption(t *testing.T) {
 	id := "authz-" + randomID()
 	e.wantPush(t, "early revocation", e.idp.signSET(t, e.idp.set(id, secevent.SessionRevoked, msn("msn_2", pass.MissionRevoked, 2)), nil), http.StatusAccepted, "")
 	e.wantPush(t, "rogue", e.rogue.signSET(t, e.rogue.set("authz-x", secevent.SessionRevoked, nil), nil), http.StatusAccepted, "")
+	// A forged SET in a trusted Authority's name is answered as for any
+	// unknown subject, and not kept.
+	other, _ := dpop.GenerateKeySet()
+	e.wantPush(t, "forged early revocation", e.idp.signSET(t, e.idp.set("authz-forged", secevent.SessionRevoked, nil), other.Current()), http.StatusAccepted, "")
 	if n := e.rogue.jwksCalls.Load(); n != 0 {
 		t.Errorf("%d JWKS fetches at an untrusted Authority", n)
 	}
@@ -323,6 +327,15 @@ func TestEventBeforeRedemption(t *testing.T) {
 	var resp pass.BearerTokenResponse
 	r.decode(t, &resp)
 	e.wantStatus(t, "revoked before redemption", "/api/tickets", resp.BearerToken, http.StatusUnauthorized, pass.CodeDelegationRevoked)
+
+	vr = validation(corpUser, pass.BearerToken, "tickets:read")
+	vr.AuthorizationID, vr.Mission = "authz-forged", mission("msn_3", pass.MissionActive, 1)
+	r = e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, e.idp.issue(vr)), nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	r.decode(t, &resp)
+	e.wantStatus(t, "the forged revocation was not kept", "/api/tickets", resp.BearerToken, http.StatusOK, "")
 }
 
 // D11: the end of a parent mission ends the child delegations this
