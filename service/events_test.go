@@ -474,3 +474,25 @@ func TestEventPoller(t *testing.T) {
 	e.wantMission(t, id, pass.MissionSuspended, 2)
 	e.wantStatus(t, "held by a polled SET", "/api/tickets", tok, http.StatusForbidden, pass.CodeMissionSuspended)
 }
+
+// Keys come from the delegation's Authority through the discovery cache:
+// the first SET fetches its JWKS once; an unknown kid refetches once, and a
+// flood of unknown kids within the cooldown refetches nothing more.
+func TestEventKeyFetches(t *testing.T) {
+	e := pushEnv(t, nil)
+	_, id := e.missionToken(t, mission("msn_k", pass.MissionActive, 1), "tickets:read")
+	other, _ := dpop.GenerateKeySet()
+	e.wantPush(t, "hold", e.idp.signSET(t, e.idp.set(id, secevent.MissionSuspended, msn("msn_k", pass.MissionSuspended, 2)), nil), http.StatusAccepted, "")
+	base := e.idp.jwksCalls.Load()
+	if base < 1 || base > 2 {
+		t.Fatalf("%d JWKS fetches after the first SET, want 1 (2 if redemption fetched it)", base)
+	}
+	forged := e.idp.signSET(t, e.idp.set(id, secevent.SessionRevoked, msn("msn_k", pass.MissionRevoked, 3)), other.Current())
+	for range 5 {
+		e.wantPush(t, "unknown kid", forged, http.StatusBadRequest, "invalid_key")
+	}
+	if n := e.idp.jwksCalls.Load() - base; n > 1 {
+		t.Errorf("%d JWKS refetches for 5 unknown kids, want at most 1", n)
+	}
+	e.wantMission(t, id, pass.MissionSuspended, 2)
+}
