@@ -30,6 +30,7 @@ const (
 	pushFirstRetry  = 100 * time.Millisecond
 	pushMaxRetry    = 30 * time.Second
 	pushPerService  = 4
+	pushInFlight    = 64               // pushes in flight per transmitter, all Services together
 	pushLease       = 30 * time.Second // a claim outlives a push and its timeout
 	defaultPollSize = 100
 )

@@ -24,10 +24,11 @@ import (
 // it answers the statuses queued with fail, then 202, and hands every SET
 // it received to got.
 type receiver struct {
-	mu     sync.Mutex
-	fail   []int
-	always int
-	got    chan string
+	mu         sync.Mutex
+	fail       []int
+	always     int
+	retryAfter string
+	got        chan string
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +53,9 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, rc.fail = rc.fail[0], rc.fail[1:]
 	case rc.always != 0:
 		status = rc.always
+	}
+	if rc.retryAfter != "" {
+		w.Header().Set("Retry-After", rc.retryAfter)
 	}
 	rc.mu.Unlock()
 	if status == http.StatusBadRequest {
@@ -422,7 +426,15 @@ func TestEventsPoll(t *testing.T) {
 	}
 	// A long poll returns the resumption once it is committed.
 	polled := make(chan pass.PollResponse, 1)
-	go func() { polled <- e.pollEvents(e.svc, pass.PollRequest{}) }()
+	go func() {
+		// Not e.pollEvents: a goroutine may not end the test.
+		var out pass.PollResponse
+		status, body, err := e.svc.Post(e.net.Client(), e.base+authority.PathEventsPoll, authID, pass.PollRequest{})
+		if err != nil || status != http.StatusOK || json.Unmarshal(body, &out) != nil {
+			t.Errorf("long poll: %d %s %v", status, body, err)
+		}
+		polled <- out
+	}()
 	if _, err := e.auth.Resume(ctx, mission, "human:op"); err != nil {
 		t.Fatal(err)
 	}
@@ -459,4 +471,32 @@ func authoritytestChild(t *testing.T, s authority.Store, parent, svc string, now
 		t.Fatal(err)
 	}
 	return "authz_child"
+}
+
+// A 429 with Retry-After waits as asked (within the 30-second cap), and
+// the SET is then delivered.
+func TestEventsRetryAfter(t *testing.T) {
+	e := newEnv(t, approveAll)
+	e.auth.FixJitter(1)
+	rc := withEvents(e, e.svc, pass.DeliveryPush, e.svc.Origin+"/events")
+	_, mission := e.redeemedMission()
+	rc.fail, rc.retryAfter = []int{http.StatusTooManyRequests}, "7"
+	if _, err := e.auth.Revoke(ctx, mission, "human:op", ""); err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.auth.DeliverDue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := claims(t, receive(t, rc))["jti"]
+	if d := next.Sub(e.clock.Now()); d != 7*time.Second {
+		t.Errorf("retry in %v, want the 7s asked", d)
+	}
+	e.clock.Advance(7 * time.Second)
+	if _, err := e.auth.DeliverDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again := claims(t, receive(t, rc))["jti"]; again != first {
+		t.Errorf("retry jti %v, want %v", again, first)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -65,35 +66,99 @@ func (a *Authority) RunEventTransmitter(ctx context.Context) error {
 	if a.tx == nil {
 		return ErrNoEventStore
 	}
-	gen := int64(-1)
+	// One waiter follows the store's generation for the whole run (on
+	// PostgreSQL it holds one LISTEN connection) and signals new SETs.
+	wctx, stop := context.WithCancel(ctx)
+	wake := make(chan struct{}, 1)
+	waiter := make(chan struct{})
+	go func() {
+		defer close(waiter)
+		gen := int64(-1)
+		for {
+			g, err := a.tx.store.WaitEvents(wctx, gen)
+			if err != nil {
+				if wctx.Err() != nil {
+					return
+				}
+				// A store that is down now may be back in a moment; the
+				// SETs wait in it meanwhile.
+				a.log.LogAttrs(wctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
+				if !sleepCtx(wctx, time.Second) {
+					return
+				}
+				continue
+			}
+			gen = g
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	done := make(chan time.Time, pushInFlight)
+	inflight := 0
+	// retries holds when the retries this loop scheduled are due.
+	var retries []time.Time
+	defer func() {
+		stop()
+		<-waiter
+		for ; inflight > 0; inflight-- {
+			<-done
+		}
+	}()
 	for {
-		g, err := a.tx.store.WaitEvents(ctx, -1)
-		if err != nil {
-			return err
+		// Claim as many due SETs as there are free slots; each push
+		// reports when its retry is due.
+		if free := pushInFlight - inflight; free > 0 {
+			now := a.now()
+			evs, err := a.tx.store.ClaimEvents(ctx, a.tx.owner, now, now.Add(pushLease), free, pushPerService)
+			if err != nil && ctx.Err() == nil {
+				a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
+			}
+			for _, ev := range evs {
+				inflight++
+				go func() { done <- a.pushOne(ctx, ev) }()
+			}
 		}
-		gen = g
-		next, err := a.deliverDue(ctx)
-		if err != nil && ctx.Err() == nil {
-			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: outbox", slog.String("reason", err.Error()))
-		}
-		// Sleep until a new SET is enqueued, a retry is due, or a lease of
-		// a replica that died may have lapsed.
+		// Sleep until a push ends, a new SET is queued, a retry is due,
+		// or a lease of a replica that died may have lapsed.
 		wait := pushLease
-		if !next.IsZero() {
-			wait = min(wait, max(next.Sub(a.now()), time.Millisecond))
+		if len(retries) > 0 {
+			wait = min(wait, max(slices.MinFunc(retries, time.Time.Compare).Sub(a.now()), time.Millisecond))
 		}
-		if err := a.waitEvents(ctx, gen, wait); err != nil && ctx.Err() != nil {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
+		case at := <-done:
+			inflight--
+			if !at.IsZero() && len(retries) < maxRetryTimes {
+				retries = append(retries, at)
+			}
+		case <-wake:
+		case <-t.C:
+			now := a.now()
+			retries = slices.DeleteFunc(retries, func(at time.Time) bool { return !at.After(now) })
 		}
+		t.Stop()
 	}
 }
 
-// waitEvents waits for the generation to move past gen, at most d.
-func (a *Authority) waitEvents(ctx context.Context, gen int64, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	_, err := a.tx.store.WaitEvents(ctx, gen)
-	return err
+// maxRetryTimes bounds the retry times a transmitter remembers; beyond
+// it, retries wait for the next lease tick.
+const maxRetryTimes = 1024
+
+// sleepCtx waits d or until ctx ends, and reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // deliverDue pushes every SET due now (claimed from the store), at most

@@ -129,3 +129,11 @@ func TestPollRequestValidate(t *testing.T) {
 		t.Errorf("poll request %+v: %v", r, err)
 	}
 }
+
+// FuzzPollRequest: whatever a poller sends, decoding never panics, and an
+// accepted request re-encodes to the same accepted request.
+func FuzzPollRequest(f *testing.F) {
+	fuzzDocument[pass.PollRequest](f,
+		`{"maxEvents":100,"returnImmediately":false,"ack":["set_1"],"setErrs":{"set_2":{"err":"invalid_request","description":"bad"}}}`,
+		`{"maxEvents":0,"ack":[]}`, `{"maxEvents":-1}`, `{"setErrs":{"":{"err":""}}}`)
+}
