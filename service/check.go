@@ -33,7 +33,9 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 	if !rec.ExpiresAt.IsZero() && !rec.ExpiresAt.After(now) {
 		return nil, errDelegationRevoked("the delegation has expired")
 	}
-	if checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval) {
+	// A Stale delegation was told by an event of a change that only the
+	// Authority's answer may confirm: check now, whatever the interval.
+	if !rec.Stale && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval) {
 		if rec.held() {
 			return nil, errMissionSuspended
 		}
@@ -94,6 +96,7 @@ func (s *Service) checkNow(ctx context.Context, rec *DelegationRecord) (*Delegat
 	var pe *pass.PeerError
 	switch {
 	case err == nil:
+		s.events.remember(rec.Authority, rec.ConfigurationURL)
 		scope := rec.Scope.Intersect(resp.Scope)
 		var exp time.Time
 		if resp.AuthorizationExpiresAt != nil {

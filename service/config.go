@@ -281,6 +281,16 @@ type Config struct {
 	// CloseRetryInterval is how often Run retries closing delegations the
 	// Service refused after their pass was consumed. If zero, 30 s.
 	CloseRetryInterval time.Duration
+
+	// EventDelivery turns on event-driven revocation (the events
+	// extension): Authorities then tell the Service at once when a
+	// delegation is revoked, suspended or narrowed, instead of at the next
+	// check. pass.DeliveryPush serves the receiver at Paths.Events and
+	// advertises it; pass.DeliveryPoll advertises polling, and the
+	// application runs [Service.RunEventPoller]. One method only, so every
+	// event has one path. If empty, no events: revocations arrive with the
+	// next check, as they also do when events are on.
+	EventDelivery string
 }
 
 // Paths are the endpoint paths the Service handler serves, each
@@ -298,6 +308,7 @@ type Paths struct {
 	RedeemBearerToken    string // Prefix + "/redeem-bearer-token"
 	RedeemBrowserSession string // Prefix + "/redeem-browser-session"
 	Initialize           string // Prefix + "/initialize"
+	Events               string // Prefix + "/events" (EventDelivery push)
 }
 
 // ScopeQuery is what the available-scopes endpoint knows about a request.
@@ -378,6 +389,11 @@ func (cfg Config) validate() (*settings, error) {
 	}
 	if err := s.validateTrust(); err != nil {
 		return nil, err
+	}
+	switch cfg.EventDelivery {
+	case "", pass.DeliveryPush, pass.DeliveryPoll:
+	default:
+		return nil, errConfig("EventDelivery must be empty, %s or %s", pass.DeliveryPush, pass.DeliveryPoll)
 	}
 	if len(cfg.Scopes) == 0 {
 		return nil, errConfig("Scopes must name at least one scope")
@@ -488,6 +504,7 @@ func (s *settings) validatePaths() error {
 		{"RedeemBearerToken", &p.RedeemBearerToken, "/redeem-bearer-token"},
 		{"RedeemBrowserSession", &p.RedeemBrowserSession, "/redeem-browser-session"},
 		{"Initialize", &p.Initialize, "/initialize"},
+		{"Events", &p.Events, "/events"},
 	}
 	seen := map[string]bool{}
 	for _, f := range fields {

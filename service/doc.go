@@ -177,6 +177,25 @@
 // the delegations of its sub-agents it holds from the same Authority, so a
 // sub-agent whose own revocation is late or lost stops with its parent.
 //
+// # Events
+//
+// With [Config.EventDelivery] set, the Service advertises the events
+// extension with one delivery method, and an Authority that speaks it tells
+// the Service at once when a mission is revoked, completed, suspended,
+// resumed or narrowed, in signed security event tokens (RFC 8417): pushed
+// to the receiver at Paths.Events (RFC 8935), or fetched by
+// [Service.RunEventPoller] (RFC 8936). The receiver is rate-limited before
+// it reads anything; it verifies a SET only with the keys of the
+// delegation's own Authority, reached through the configuration recorded
+// at redemption, and answers 202 without fetching anything for a subject
+// it does not hold. Events only narrow: an end invalidates the delegation
+// (and, locally, its mission's descendants), a suspension holds it, a
+// narrower scope applies at once; a resumption or a wider scope only makes
+// the next request run an authorization check, whose answer decides. The
+// mission version orders events and checks alike, so an old or replayed
+// event never undoes a newer state. The periodic check stays the safety
+// net for lost events.
+//
 // # Rate limits and audit log
 //
 // Resolution, initialization, redemption and available scopes are

@@ -232,6 +232,10 @@ type fakeAuthority struct {
 	lastValidateBody atomic.Value // string
 	lastAssertion    atomic.Value // *assertion.Claims
 	closed           sync.Map     // authorization id -> action
+	// jwksCalls counts JWKS fetches; poll, when set, serves /events/poll
+	// (events extension).
+	jwksCalls atomic.Int32
+	poll      http.Handler
 }
 
 // reportCall is a mission report the fake Authority received, and when
@@ -358,8 +362,17 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, cfg)
 		return
 	case "/jwks":
+		a.jwksCalls.Add(1)
 		httpx.WriteJSON(w, http.StatusOK, a.keys.JWKS())
 		return
+	case "/events/poll":
+		a.mu.Lock()
+		poll := a.poll
+		a.mu.Unlock()
+		if poll != nil {
+			poll.ServeHTTP(w, r)
+			return
+		}
 	}
 	if down {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeAuthorityUnavailable, "down").WithStatus(http.StatusServiceUnavailable))

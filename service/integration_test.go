@@ -70,7 +70,7 @@ func (e *env) realAuthority(host string, mode pass.TrustMode) *authority.Authori
 
 // acquire runs issuance at a like a Harness: POST the request, then read the
 // approved status with the holder proof.
-func (e *env) acquire(t *testing.T, a *authority.Authority, h *harness, typ pass.PassType, user, dest string) string {
+func (e *env) acquire(t testing.TB, a *authority.Authority, h *harness, typ pass.PassType, user, dest string) string {
 	t.Helper()
 	cfg := a.Configuration()
 	in := pass.IssuanceRequest{

@@ -37,9 +37,10 @@ type MemoryStore struct {
 	inits       map[string]*InitRecord
 	closes      map[string]PendingClose
 	writes      int
-	// descendants indexes the delegations of sub-agents by each of their
-	// ancestor missions, for InvalidateTree.
-	descendants map[missionKey]map[string]struct{}
+	// missions indexes the delegations by their own mission (true) and by
+	// each of their ancestor missions (false), for InvalidateTree and
+	// ApplyEvent.
+	missions map[missionKey]map[string]bool
 }
 
 // missionKey names a mission: ids are chosen by Authorities, so only the
@@ -73,7 +74,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),
 		closes:      make(map[string]PendingClose),
-		descendants: make(map[missionKey]map[string]struct{}),
+		missions:    make(map[missionKey]map[string]bool),
 	}
 	for _, o := range opts {
 		o(s)
@@ -119,12 +120,11 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		s.inits[r.Hash] = r
 	}
 	s.delegations[d.AuthorizationID] = &memDelegation{rec: *d.clone(), refs: 1}
-	for _, a := range d.Ancestors {
-		k := missionKey{d.Authority, a}
-		if s.descendants[k] == nil {
-			s.descendants[k] = make(map[string]struct{})
+	for k, own := range indexKeys(d) {
+		if s.missions[k] == nil {
+			s.missions[k] = make(map[string]bool)
 		}
-		s.descendants[k][d.AuthorizationID] = struct{}{}
+		s.missions[k][d.AuthorizationID] = own
 	}
 	return nil
 }
@@ -236,6 +236,7 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 		d.rec.CheckedAt = at
 	}
 	d.rec.CurrentScope = cloneScope(scope)
+	d.rec.Stale = false
 	if !expiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || expiresAt.Before(d.rec.ExpiresAt)) {
 		d.rec.ExpiresAt = expiresAt
 	}
@@ -269,6 +270,7 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 			d.rec.CurrentScope = cloneScope(c.Scope)
 		}
 		d.rec.MissionVersion, d.rec.MissionState = c.Version, c.State
+		d.rec.Stale = false
 	case c.Scope != nil:
 		d.rec.CurrentScope = d.rec.CurrentScope.Intersect(c.Scope)
 	}
@@ -316,15 +318,82 @@ func (s *MemoryStore) InvalidateTree(ctx context.Context, authorizationID string
 	if d.invalidate(at, reason) {
 		n++
 	}
-	if d.rec.MissionID == "" {
-		return n, nil
+	return n + s.invalidateDescendants(d, at, reason, false), nil
+}
+
+// indexKeys are the keys d is indexed under in MemoryStore.missions: its
+// own mission (true) and its ancestors (false).
+func indexKeys(d *DelegationRecord) map[missionKey]bool {
+	keys := make(map[missionKey]bool, len(d.Ancestors)+1)
+	for _, a := range d.Ancestors {
+		keys[missionKey{d.Authority, a}] = false
 	}
-	for id := range s.descendants[missionKey{d.rec.Authority, d.rec.MissionID}] {
+	if d.MissionID != "" {
+		keys[missionKey{d.Authority, d.MissionID}] = true
+	}
+	return keys
+}
+
+// invalidateDescendants invalidates the delegations this store holds of
+// d's mission's descendants at d's Authority (and, with siblings, the
+// other delegations of d's own mission), and counts those it changed. The
+// caller holds s.mu.
+func (s *MemoryStore) invalidateDescendants(d *memDelegation, at time.Time, reason string, siblings bool) int {
+	if d.rec.MissionID == "" {
+		return 0
+	}
+	n := 0
+	for id, own := range s.missions[missionKey{d.rec.Authority, d.rec.MissionID}] {
+		if own && !siblings {
+			continue
+		}
 		if c, ok := s.delegations[id]; ok && c.invalidate(at, "cascade: "+reason) {
 			n++
 		}
 	}
-	return n, nil
+	return n
+}
+
+// ApplyEvent implements Store.
+func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.delegations[e.AuthorizationID]
+	if !ok || d.rec.Authority != e.Authority {
+		return false, ErrNotFound
+	}
+	r := &d.rec
+	if r.Invalidated || !e.versionOK(r.MissionVersion) || e.MissionID != "" && r.MissionID != "" && e.MissionID != r.MissionID {
+		return false, nil
+	}
+	if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
+		r.Stale = true
+	}
+	if e.Version > 0 && e.Action != EventRecheck {
+		r.MissionVersion = e.Version
+	}
+	switch e.Action {
+	case EventRevoke:
+		d.invalidate(e.At, e.Reason)
+	case EventEnd:
+		// The mission ended: its other delegations here and every
+		// mission below it end with it.
+		d.invalidate(e.At, e.Reason)
+		s.invalidateDescendants(d, e.At, e.Reason, true)
+	case EventHold:
+		r.MissionState = pass.MissionSuspended
+	case EventNarrow:
+		if !e.Scope.SubsetOf(r.CurrentScope) {
+			r.Stale = true
+		}
+		r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
+	case EventRecheck:
+		r.Stale = true
+	}
+	return true, nil
 }
 
 // Len reports the number of delegations, credentials and initialization
@@ -381,11 +450,10 @@ func (s *MemoryStore) release(id string) {
 	d.refs--
 	if d.refs <= 0 {
 		delete(s.delegations, id)
-		for _, a := range d.rec.Ancestors {
-			k := missionKey{d.rec.Authority, a}
-			delete(s.descendants[k], id)
-			if len(s.descendants[k]) == 0 {
-				delete(s.descendants, k)
+		for k := range indexKeys(&d.rec) {
+			delete(s.missions[k], id)
+			if len(s.missions[k]) == 0 {
+				delete(s.missions, k)
 			}
 		}
 	}

@@ -60,6 +60,14 @@ type RateLimits struct {
 	// overall 500 (5,000).
 	AvailableScopes RateLimit
 
+	// Events limits the event receiver (EventDelivery push), before the
+	// body is read: an unauthenticated sender must not make the Service
+	// parse or fetch keys at will. An Authority ending a large mission
+	// pushes one SET per delegation at once. If zero, per client 100 a
+	// second with bursts of 1,000, per network 200 (2,000), overall 1,000
+	// (10,000).
+	Events RateLimit
+
 	// Key returns the address a request counts against. If nil, the IP
 	// address of r.RemoteAddr. An IP address is charged by its /64 (IPv6)
 	// or itself (IPv4) and by its /48 or /24; any other value is one
@@ -91,6 +99,11 @@ var (
 		Network: Rate{PerSecond: 40, Burst: 400},
 		Overall: Rate{PerSecond: 400, Burst: 4000},
 	}
+	defaultEventsLimit = RateLimit{
+		Client:  Rate{PerSecond: 100, Burst: 1000},
+		Network: Rate{PerSecond: 200, Burst: 2000},
+		Overall: Rate{PerSecond: 1000, Burst: 10000},
+	}
 	defaultScopesLimit = RateLimit{
 		Client:  Rate{PerSecond: 50, Burst: 500},
 		Network: Rate{PerSecond: 100, Burst: 1000},
@@ -100,8 +113,8 @@ var (
 
 // limiters are the rate limiters of a Service.
 type limiters struct {
-	resolve, initialize, redeem, scopes *ratelimit.Limiter
-	key                                 func(*http.Request) string
+	resolve, initialize, redeem, scopes, events *ratelimit.Limiter
+	key                                         func(*http.Request) string
 }
 
 func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
@@ -125,6 +138,7 @@ func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
 		{"Initialize", rl.Initialize, defaultResolveLimit, &l.initialize},
 		{"Redeem", rl.Redeem, defaultRedeemLimit, &l.redeem},
 		{"AvailableScopes", rl.AvailableScopes, defaultScopesLimit, &l.scopes},
+		{"Events", rl.Events, defaultEventsLimit, &l.events},
 	} {
 		lim, err := ratelimit.New(f.v, f.d, maxKeys, now)
 		if err != nil {

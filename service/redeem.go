@@ -504,6 +504,7 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 	if err := s.cfg.Store.Redeem(ctx, rec, c, nil); err != nil {
 		return nil, storeError(err)
 	}
+	s.redeemed(ctx, rec)
 	secs := int64(exp.Sub(now) / time.Second)
 	return &redemption{rec: rec, bearer: &pass.BearerTokenResponse{
 		BearerToken: tok, Scope: rec.Scope, ExpiresIn: &secs, TokenType: tokenType,
@@ -525,6 +526,7 @@ func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest stri
 	if err := s.cfg.Store.Redeem(ctx, rec, nil, in); err != nil {
 		return nil, storeError(err)
 	}
+	s.redeemed(ctx, rec)
 	oneTime := true
 	expUTC := exp.UTC()
 	resp := &pass.BrowserSessionResponse{ExpiresAt: &expUTC, OneTime: &oneTime}

@@ -14,6 +14,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/replayns"
+	"github.com/agentpass-go/agentpass/internal/secevent"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -32,10 +33,11 @@ type Service struct {
 	checks    singleflight.Group
 	limits    limiters
 	reports   *reporter
+	events    *events
 }
 
 type endpointURLs struct {
-	configuration, jwks, resolve, scopes, bearer, browser, initialize string
+	configuration, jwks, resolve, scopes, bearer, browser, initialize, events string
 }
 
 // New validates cfg and returns a Service.
@@ -54,6 +56,7 @@ func New(cfg Config) (*Service, error) {
 		bearer:        st.base + p.RedeemBearerToken,
 		browser:       st.base + p.RedeemBrowserSession,
 		initialize:    st.base + p.Initialize,
+		events:        st.base + p.Events,
 	}
 	doc := pass.ServiceConfiguration{
 		Version: pass.Version,
@@ -89,6 +92,21 @@ func New(cfg Config) (*Service, error) {
 	// parent's (the local cascade), which the delegation extension says.
 	if doc.Extensions, err = doc.Extensions.With(pass.ExtDelegation, pass.Extension{Version: "1.0"}); err != nil {
 		return nil, fmt.Errorf("service: delegation extension: %w", err)
+	}
+	if st.EventDelivery != "" {
+		// One delivery method: a pushing Service names its receiver, on
+		// its own origin; a polling one names none.
+		ev := pass.ServiceEvents{DeliveryMethod: st.EventDelivery, EventsAccepted: secevent.Types()}
+		if ev.DeliveryMethod == pass.DeliveryPush {
+			ev.Receiver = s.urls.events
+		}
+		x, err := ev.Extension(st.origin)
+		if err != nil {
+			return nil, fmt.Errorf("service: events extension: %w", err)
+		}
+		if doc.Extensions, err = doc.Extensions.With(pass.ExtEvents, x); err != nil {
+			return nil, fmt.Errorf("service: events extension: %w", err)
+		}
 	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
@@ -133,6 +151,10 @@ func New(cfg Config) (*Service, error) {
 	s.mux.HandleFunc(p.RedeemBrowserSession, s.limited(s.limits.redeem, string(pass.BrowserSession),
 		func(w http.ResponseWriter, r *http.Request) { s.serveRedeem(w, r, pass.BrowserSession) }))
 	s.mux.HandleFunc(p.Initialize, s.limited(s.limits.initialize, "initialize", s.serveInitialize))
+	s.events = newEvents(st)
+	if st.EventDelivery == pass.DeliveryPush {
+		s.mux.HandleFunc(p.Events, s.limited(s.limits.events, "events", s.serveEvents))
+	}
 	return s, nil
 }
 
@@ -251,6 +273,9 @@ const (
 	harnessReplayEntries = 1_000 * int(replayLifetime/time.Second)
 	dpopReplayEntries    = 10_000 * int(replayLifetime/time.Second)
 	assertReplayEntries  = 1_000 * int(replayLifetime/time.Second)
+	// SETs are remembered for secevent.ReplayLifetime (30 minutes, they
+	// carry no exp): 100 events a second.
+	eventReplayEntries = 100 * 30 * 60
 )
 
 // replayCaches are the replay caches of the three kinds of jti the Service
@@ -259,12 +284,13 @@ const (
 // kind also has its own cache, so a flood of one kind (self-signed DPoP
 // proofs, say) cannot fill the others.
 type replayCaches struct {
-	harness, dpop, assertion dpop.ReplayCache
+	harness, dpop, assertion, events dpop.ReplayCache
 }
 
 func newReplayCaches(shared dpop.ReplayCache, now func() time.Time) replayCaches {
 	// The assertion verifier prefixes its issuers with "assertion:".
 	c := replayns.New(shared, "service:", now, map[string]int{
-		"harness-proof:": harnessReplayEntries, "dpop:": dpopReplayEntries, "": assertReplayEntries})
-	return replayCaches{harness: c["harness-proof:"], dpop: c["dpop:"], assertion: c[""]}
+		"harness-proof:": harnessReplayEntries, "dpop:": dpopReplayEntries, "": assertReplayEntries,
+		"set:": eventReplayEntries})
+	return replayCaches{harness: c["harness-proof:"], dpop: c["dpop:"], assertion: c[""], events: c["set:"]}
 }

@@ -67,8 +67,9 @@ type Store interface {
 	// CheckedAt = at, CurrentScope = scope (the caller has already
 	// intersected it with the redemption-time Scope), and ExpiresAt =
 	// expiresAt when expiresAt is not zero and earlier than the stored
-	// value (an expiry only ever moves earlier). It does nothing to an
-	// invalidated delegation and returns ErrNotFound for an unknown one.
+	// value (an expiry only ever moves earlier), and clears Stale. It does
+	// nothing to an invalidated delegation and returns ErrNotFound for an
+	// unknown one.
 	RecordCheck(ctx context.Context, authorizationID string, at time.Time, scope pass.Scope, expiresAt time.Time) error
 
 	// RecordMissionCheck stores the result of an authorization check of a
@@ -79,8 +80,8 @@ type Store interface {
 	//   - When c.Version is not older than the stored MissionVersion, it
 	//     does what RecordCheck does (a nil c.Scope leaves CurrentScope
 	//     unchanged) and sets MissionVersion and MissionState from c: this
-	//     holds (suspended) or releases (active) the delegation. It
-	//     returns true.
+	//     holds (suspended) or releases (active) the delegation, and
+	//     clears Stale. It returns true.
 	//   - Otherwise the answer is stale and may only narrow: CheckedAt
 	//     moves as in RecordCheck, CurrentScope becomes its intersection
 	//     with c.Scope (when not nil), ExpiresAt only moves earlier; the
@@ -119,6 +120,80 @@ type Store interface {
 	// DeletePendingClose forgets the pending close of authorizationID. It
 	// is idempotent: an unknown id is not an error.
 	DeletePendingClose(ctx context.Context, authorizationID string) error
+
+	// ApplyEvent applies a verified security event to the delegation
+	// (e.Authority, e.AuthorizationID), atomically, and reports whether it
+	// changed anything. Events may arrive late, twice or out of order, so
+	// the mission version orders them:
+	//
+	//   - An event with a Version not newer than the stored MissionVersion
+	//     changes nothing (false). An event without a Version (0) is
+	//     applied only for EventRevoke, EventEnd and EventNarrow.
+	//   - EventRevoke invalidates the delegation; EventEnd does too, and
+	//     with it every delegation of the same Authority whose mission is
+	//     e.MissionID or descends from it (Ancestors).
+	//   - EventHold sets MissionState to suspended.
+	//   - EventNarrow sets CurrentScope to its intersection with e.Scope,
+	//     and sets Stale when e.Scope is not within the old CurrentScope.
+	//   - EventRecheck only sets Stale.
+	//   - A Version more than one above the stored one also sets Stale;
+	//     every applied Version except EventRecheck's becomes the stored
+	//     MissionVersion.
+	//
+	// An event naming another mission than the delegation's changes
+	// nothing, and an invalidated delegation is left alone (false, nil). It
+	// returns ErrNotFound when no delegation of e.Authority has that id.
+	ApplyEvent(ctx context.Context, e MissionEvent) (bool, error)
+}
+
+// EventAction is what a security event asks of a delegation (see
+// Store.ApplyEvent).
+type EventAction uint8
+
+// Event actions, from the event's type and mission state.
+const (
+	// EventRevoke ends this delegation only.
+	EventRevoke EventAction = iota + 1
+	// EventEnd ends the mission: the delegation, the mission's other
+	// delegations and its descendants'.
+	EventEnd
+	// EventHold holds the delegation while its mission is suspended.
+	EventHold
+	// EventNarrow narrows the delegation's current scope.
+	EventNarrow
+	// EventRecheck asks for an authorization check before the next
+	// request: events may narrow, but only the Authority's answer to a
+	// check may widen.
+	EventRecheck
+)
+
+// MissionEvent is a verified security event about one delegation, as a
+// Store applies it.
+type MissionEvent struct {
+	// Authority is the event's issuer: only a delegation of this Authority
+	// is touched, since authorization and mission ids are chosen by
+	// Authorities and one must not reach another's delegations.
+	Authority       string
+	AuthorizationID string
+	// MissionID and Version are the event's mission and its version
+	// after the change; empty and 0 when the event carried none.
+	MissionID string
+	Version   int64
+	Action    EventAction
+	// Scope is the mission's scope after the change (EventNarrow).
+	Scope pass.Scope
+	// At and Reason are recorded with an invalidation.
+	At     time.Time
+	Reason string
+}
+
+// versionOK reports whether e may be applied over a stored version:
+// never regress, and an unversioned event only ends or narrows.
+func (e *MissionEvent) versionOK(stored int64) bool {
+	if e.Version == 0 {
+		return e.Action == EventRevoke || e.Action == EventEnd || e.Action == EventNarrow
+	}
+	return e.Version > stored
 }
 
 // Store errors.
@@ -232,6 +307,11 @@ type DelegationRecord struct {
 	// at its Authority, parent first; InvalidateTree ends the delegation
 	// with any of them.
 	Ancestors []string
+	// Stale is set when an event announced a change that only an
+	// authorization check may confirm (a widening, or a skipped version):
+	// the next request runs a check whatever CheckInterval says. A check
+	// whose answer is recorded clears it.
+	Stale bool
 }
 
 // held reports whether the delegation is held because its mission is

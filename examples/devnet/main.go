@@ -39,6 +39,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -216,6 +217,8 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
 		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
 		RequireHardenedProofs: cfg.hardened, Now: cfg.now,
+		// Revocations reach the to-do Service at once (RFC 8935 push).
+		EventDelivery: pass.DeliveryPush,
 	}
 	store := "memory"
 	if cfg.postgres != "" {
@@ -230,10 +233,15 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	}
 	// The Service's background work (revoking refused redemptions whose
 	// close failed) runs for as long as the devnet does.
+	// So do the Authorities' event transmitters, which push revocations
+	// to it.
 	runCtx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); _ = d.sb.Service.Run(runCtx) }()
-	d.closers = append(d.closers, func() { stop(); <-ran })
+	var ran sync.WaitGroup
+	ran.Go(func() { _ = d.sb.Service.Run(runCtx) })
+	for _, a := range d.sb.Authorities() {
+		ran.Go(func() { _ = a.RunEventTransmitter(runCtx) })
+	}
+	d.closers = append(d.closers, func() { stop(); ran.Wait() })
 	d.manifest, err = d.buildManifest(ctx, cfg, store)
 	if err != nil {
 		return nil, err

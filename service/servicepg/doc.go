@@ -65,6 +65,12 @@
 //     same statement; RecordMissionCheck compares the mission version in
 //     that statement too, so answers applied out of order by two replicas
 //     never leave the older one in force.
+//   - ApplyEvent applies a security event with one conditional UPDATE
+//     (version guard and mission match in its WHERE clause) and, for a
+//     mission's end, one recursive UPDATE of its descendants, in one
+//     transaction. The middleware reads the delegation row with every
+//     request, so an event applied through one replica refuses the next
+//     request at every replica; there is no per-process cache to notify.
 //
 // # Storage
 //

@@ -102,18 +102,19 @@ const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
 		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
-		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors`
+		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors, d.stale`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$23.
+	// insertDelegation is the first half of Redeem: $1..$23 and $30 (stale
+	// came after the credential's $24..$29).
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state, chain, ancestors)
+				mission_id, mission_version, mission_state, chain, ancestors, stale)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-				$22::jsonb, $23::text[])
+				$22::jsonb, $23::text[], $30::boolean)
 			RETURNING authorization_id
 		)`
 )
@@ -142,6 +143,7 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 			SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
+	args = append(args, d.Stale)
 	_, err := s.pool.Exec(ctx, sql, args...)
 	if isUniqueViolation(err) {
 		// A retry of a Redeem that committed finds its own record.
@@ -280,6 +282,7 @@ func (s *Store) RecordCheck(ctx context.Context, authorizationID string, at time
 			UPDATE agentpass_service_delegations
 			SET checked_at = greatest(checked_at, $2::timestamptz),
 				current_scope = $3::text[],
+				stale = false,
 				expires_at = CASE
 					WHEN $4::timestamptz IS NULL THEN expires_at
 					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
@@ -318,6 +321,7 @@ func (s *Store) RecordMissionCheck(ctx context.Context, authorizationID string, 
 					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
 					ELSE expires_at END,
 				mission_state = CASE WHEN $6::bigint >= mission_version THEN $5::text ELSE mission_state END,
+				stale = stale AND $6::bigint < mission_version,
 				mission_version = greatest(mission_version, $6::bigint)
 			WHERE authorization_id = $1 AND NOT invalidated
 			RETURNING ($6::bigint >= mission_version) AS applied
@@ -390,6 +394,76 @@ func (s *Store) InvalidateTree(ctx context.Context, authorizationID string, at t
 		return 0, service.ErrNotFound
 	}
 	return n, nil
+}
+
+// ApplyEvent implements service.Store in one transaction: one conditional
+// UPDATE decides and applies the event (the version guard and the mission
+// match are in its WHERE clause, so concurrent deliveries to several
+// replicas apply it at most once), then, for a mission's end, one
+// UPDATE invalidates its other delegations and its descendants'. Every replica reads the delegation row with each request,
+// so all of them refuse as soon as the transaction commits.
+func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, error) {
+	if e.Action < service.EventRevoke || e.Action > service.EventRecheck {
+		return false, fmt.Errorf("servicepg: ApplyEvent: unknown action %d", e.Action)
+	}
+	var applied bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		applied = false
+		var mission string
+		err := tx.QueryRow(ctx, `
+			UPDATE agentpass_service_delegations SET
+				invalidated = invalidated OR $5::int IN (1, 2),
+				invalidated_at = CASE WHEN $5::int IN (1, 2) THEN $7::timestamptz ELSE invalidated_at END,
+				invalid_reason = CASE WHEN $5::int IN (1, 2) THEN $8::text ELSE invalid_reason END,
+				mission_state = CASE WHEN $5::int = 3 THEN 'suspended' ELSE mission_state END,
+				current_scope = CASE WHEN $5::int = 4 THEN
+					ARRAY(SELECT v FROM unnest(current_scope) WITH ORDINALITY AS t(v, i)
+						WHERE v = ANY($6::text[]) ORDER BY i)
+					ELSE current_scope END,
+				stale = stale OR $5::int = 5
+					OR (mission_version > 0 AND $4::bigint > mission_version + 1)
+					OR ($5::int = 4 AND NOT COALESCE($6::text[] <@ current_scope, false)),
+				mission_version = CASE WHEN $4::bigint > 0 AND $5::int <> 5 THEN $4::bigint ELSE mission_version END
+			WHERE authorization_id = $1 AND authority = $2 AND NOT invalidated
+				AND ($3::text = '' OR mission_id = '' OR mission_id = $3::text)
+				AND CASE WHEN $4::bigint = 0 THEN $5::int IN (1, 2, 4) ELSE $4::bigint > mission_version END
+			RETURNING mission_id`,
+			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason).Scan(&mission)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agentpass_service_delegations
+				WHERE authorization_id = $1 AND authority = $2)`, e.AuthorizationID, e.Authority).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return service.ErrNotFound
+			}
+			return nil
+		case err != nil:
+			return err
+		}
+		applied = true
+		if e.Action != service.EventEnd || mission == "" {
+			return nil
+		}
+		// The mission's other delegations here and its descendants' (the
+		// GIN index on ancestors finds them) end with it.
+		_, err = tx.Exec(ctx, `
+			UPDATE agentpass_service_delegations
+			SET invalidated = true, invalidated_at = $3, invalid_reason = 'cascade: ' || $4
+			WHERE authority = $1 AND NOT invalidated
+				AND (mission_id = $2 OR ancestors @> ARRAY[$2::text] AND cardinality(ancestors) > 0)`,
+			e.Authority, mission, ts(e.At), e.Reason)
+		return err
+	})
+	switch {
+	case errors.Is(err, service.ErrNotFound):
+		return false, service.ErrNotFound
+	case err != nil:
+		return false, fmt.Errorf("servicepg: ApplyEvent: %w", err)
+	}
+	return applied, nil
 }
 
 // SavePendingClose implements service.Store.
@@ -532,7 +606,7 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
 		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
-		&d.MissionID, &d.MissionVersion, &missionState, &chain, &ancestors)
+		&d.MissionID, &d.MissionVersion, &missionState, &chain, &ancestors, &d.Stale)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}

@@ -126,6 +126,10 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"MissionCheckRace", testMissionCheckRace},
 		{"InvalidateTree", testInvalidateTree},
 		{"InvalidateTreeRace", testInvalidateTreeRace},
+		{"ApplyEvent", testApplyEvent},
+		{"ApplyEventKeys", testApplyEventKeys},
+		{"ApplyEventCascade", testApplyEventCascade},
+		{"ApplyEventRace", testApplyEventRace},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}

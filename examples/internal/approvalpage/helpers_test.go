@@ -53,14 +53,21 @@ func (c *offsetClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newEnv(t *testing.T, explicitPorts bool) *env {
+func newEnv(t *testing.T, explicitPorts bool) *env { return newEnvWith(t, explicitPorts, nil) }
+
+// newEnvWith is newEnv with the sandbox options adjusted by mutate.
+func newEnvWith(t *testing.T, explicitPorts bool, mutate func(*sandbox.Options)) *env {
 	t.Helper()
 	n := testnet.New(t)
 	clock := &offsetClock{}
-	sb, err := sandbox.Build(n, sandbox.Options{
+	opts := sandbox.Options{
 		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
 		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, Now: clock.Now,
-	})
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	sb, err := sandbox.Build(n, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,11 @@ type Options struct {
 	// devnet's -require-hardened-proofs); false lets plain v0.1 Harnesses
 	// in, as other implementations need.
 	RequireHardenedProofs bool
+	// EventDelivery is the to-do Service's service.Config.EventDelivery:
+	// with pass.DeliveryPush its Authorities push revocations to it at
+	// once, provided the application runs each Authority's
+	// RunEventTransmitter.
+	EventDelivery string
 	// OnPending is called for every request left to a person, by any
 	// Authority of the sandbox.
 	OnPending func(a *authority.Authority, r authority.Request)
@@ -289,6 +294,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Logger:                   logger.With("party", s.Origins[TodoHost]),
 		CheckInterval:            opts.CheckInterval,
 		RequireHardenedProofs:    opts.RequireHardenedProofs,
+		EventDelivery:            opts.EventDelivery,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -1,0 +1,358 @@
+package service_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
+	"github.com/agentpass-go/agentpass/service/servicepg"
+)
+
+// appliedStore tells, through applied, every event the Service's store
+// applied: a test waits for it instead of sleeping.
+type appliedStore struct {
+	service.Store
+	applied chan string
+}
+
+func (s *appliedStore) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, error) {
+	ok, err := s.Store.ApplyEvent(ctx, e)
+	if ok && err == nil {
+		select {
+		case s.applied <- e.AuthorizationID:
+		default:
+		}
+	}
+	return ok, err
+}
+
+// eventNet is a Service taking events by method from a real Enterprise
+// Authority (memory store, so with an outbox) whose authorization checks
+// are counted.
+type eventNet struct {
+	*env
+	ent *authority.Authority
+	// shared is the Service's store; replicaB, when set, is a second
+	// replica of the Service on its own pool of the same database.
+	shared   service.Store
+	replicaB http.Handler
+	checks   atomic.Int32
+	applied  chan string
+	user     string
+	cancel   context.CancelFunc
+}
+
+func newEventNet(tb testing.TB, method string) *eventNet { return newEventNetOn(tb, method, false) }
+
+// newEventNetOn is newEventNet, with two Service replicas on PostgreSQL
+// when pg is set (the test is skipped without a database).
+func newEventNetOn(tb testing.TB, method string, pg bool) *eventNet {
+	tb.Helper()
+	e := newNet(tb)
+	n := &eventNet{env: e, applied: make(chan string, 1024), user: "alex@real.test"}
+	keys, err := dpop.GenerateKeySet()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n.ent, err = authority.New(authority.Config{
+		Identifier: "https://idp.real.test",
+		TrustMode:  pass.TrustEnterprise,
+		Keys:       keys,
+		Approver: authority.ApproverFunc(func(ctx context.Context, r *authority.Request) (authority.Decision, error) {
+			return authority.Decision{Outcome: authority.Approve, DecidedBy: "test"}, nil
+		}),
+		Discovery:                    e.authorityDiscovery(),
+		HTTPClient:                   e.client,
+		InsecureAllowPrivateNetworks: true,
+		Now:                          e.clock.Now,
+		// The clock is frozen: buckets never refill.
+		RateLimits: authority.RateLimits{Issuance: unlimited, Status: unlimited, Services: unlimited},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.net.Serve("idp.real.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, authority.PathAuthorizationCheck) {
+			n.checks.Add(1)
+		}
+		n.ent.ServeHTTP(w, r)
+	}))
+	e.net.PublishEnterprise("real.test", n.ent.ConfigurationURL())
+	var storeB service.Store
+	if pg {
+		pools := pgtest.Replicas(tb, 2, false)
+		a, b := servicepg.New(pools[0]), servicepg.New(pools[1])
+		if err := a.Migrate(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+		n.shared, storeB = a, b
+	}
+	e.start(func(c *service.Config) {
+		c.EventDelivery = method
+		c.CheckInterval = service.MaxCheckInterval
+		if n.shared == nil {
+			n.shared = e.store
+		}
+		c.Store = &appliedStore{Store: n.shared, applied: n.applied}
+		c.RateLimits.Redeem, c.RateLimits.AvailableScopes = unlimited, unlimited
+		c.Logger = nil
+	})
+	if storeB != nil {
+		cfg := e.cfg
+		cfg.Store = storeB
+		b, err := service.New(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n.replicaB = b.Middleware(service.RequireScope("tickets:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if method == pass.DeliveryPush {
+			_ = n.ent.RunEventTransmitter(ctx)
+		} else {
+			_ = e.svc.RunEventPoller(ctx)
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
+	return n
+}
+
+// unlimited turns every level of a rate limit off.
+var unlimited = service.RateLimit{Client: service.Rate{PerSecond: -1}, Network: service.Rate{PerSecond: -1},
+	User: service.Rate{PerSecond: -1}, Domain: service.Rate{PerSecond: -1}, Overall: service.Rate{PerSecond: -1}}
+
+// delegation acquires and redeems a pass and returns its token and the
+// mission id the Service recorded.
+func (n *eventNet) delegation(t testing.TB) (tok, missionID string) {
+	t.Helper()
+	h := newHarness(t)
+	value := n.acquire(t, n.ent, h, pass.BearerToken, n.user, "")
+	req := pass.RedemptionRequest{
+		AgentPass: pass.AgentPass{Type: pass.BearerToken, Value: value}, Authority: n.ent.Identifier(), User: pass.User{Email: n.user},
+		HarnessProof: h.proof(t, n.env, n.endpoint(pass.BearerToken), value),
+	}
+	r := n.redeem(pass.BearerToken, req, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	var resp pass.BearerTokenResponse
+	r.decode(t, &resp)
+	_, d, err := n.shared.Credential(context.Background(), secret.Hash(resp.BearerToken), n.clock.Now())
+	if err != nil || d.MissionID == "" {
+		t.Fatalf("delegation %+v, %v: no mission", d, err)
+	}
+	return resp.BearerToken, d.MissionID
+}
+
+// call makes one API call and returns its status: over the network to
+// the Service (replica A), or in process to replica B when there is one.
+func (n *eventNet) call(tb testing.TB, tok string) int {
+	tb.Helper()
+	if n.replicaB != nil {
+		req := httptest.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		n.replicaB.ServeHTTP(w, req)
+		return w.Code
+	}
+	req, _ := http.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// revokeAndWait revokes the mission and returns how long after Revoke
+// returned the first API call was refused: a call at once, and then one
+// after each event the store applied.
+func (n *eventNet) revokeAndWait(tb testing.TB, tok, missionID string) time.Duration {
+	tb.Helper()
+	for len(n.applied) > 0 {
+		<-n.applied
+	}
+	if _, err := n.ent.Revoke(context.Background(), missionID, "admin@real.test", "test"); err != nil {
+		tb.Fatalf("Revoke: %v", err)
+	}
+	start := time.Now()
+	timeout := time.NewTimer(40 * time.Second)
+	defer timeout.Stop()
+	for {
+		if st := n.call(tb, tok); st == http.StatusUnauthorized {
+			return time.Since(start)
+		} else if st != http.StatusOK {
+			tb.Fatalf("API call: %d", st)
+		}
+		select {
+		case <-n.applied:
+		case <-timeout.C:
+			tb.Fatal("the revocation never reached the Service")
+		}
+	}
+}
+
+// E1 functional twin: Authority.Revoke pushes a SET; the next API call is
+// refused with no authorization check made.
+func TestRevocationPushEndToEnd(t *testing.T) {
+	n := newEventNet(t, pass.DeliveryPush)
+	tok, mid := n.delegation(t)
+	// The counter sees checks: one past the interval.
+	n.clock.Advance(service.MaxCheckInterval + time.Second)
+	if st := n.call(t, tok); st != http.StatusOK || n.checks.Load() != 1 {
+		t.Fatalf("before: %d, %d checks", st, n.checks.Load())
+	}
+	n.checks.Store(0)
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+// E8 functional twin: the same by long poll, acknowledged.
+func TestRevocationPollEndToEnd(t *testing.T) {
+	n := newEventNet(t, pass.DeliveryPoll)
+	tok, mid := n.delegation(t)
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+// E10: pushed to replica A, refused at once by replica B (PostgreSQL),
+// with no check made.
+func TestRevocationPushReplicas(t *testing.T) {
+	n := newEventNetOn(t, pass.DeliveryPush, true)
+	tok, mid := n.delegation(t)
+	if st := n.call(t, tok); st != http.StatusOK {
+		t.Fatalf("replica B before: %d", st)
+	}
+	n.revokeAndWait(t, tok, mid)
+	if c := n.checks.Load(); c != 0 {
+		t.Errorf("%d authorization checks, want 0", c)
+	}
+}
+
+func benchRevocation(b *testing.B, method string, pg bool) {
+	n := newEventNetOn(b, method, pg)
+	var lat []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		tok, mid := n.delegation(b)
+		b.StartTimer()
+		lat = append(lat, n.revokeAndWait(b, tok, mid))
+	}
+	reportP99(b, lat)
+}
+
+func reportP99(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p := func(q float64) float64 { return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / 1e6 }
+	b.ReportMetric(p(0.5), "p50-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
+}
+
+// BenchmarkRevocationPush (E1): from Authority.Revoke returning to the
+// first refused API call, pushed over loopback TLS, memory stores.
+func BenchmarkRevocationPush(b *testing.B) { benchRevocation(b, pass.DeliveryPush, false) }
+
+// BenchmarkRevocationPoll (E8): the same by RFC 8936 long poll.
+func BenchmarkRevocationPoll(b *testing.B) { benchRevocation(b, pass.DeliveryPoll, false) }
+
+// BenchmarkRevocationPushReplicas (E10): pushed to replica A, measured at
+// replica B; two Service replicas on PostgreSQL.
+func BenchmarkRevocationPushReplicas(b *testing.B) { benchRevocation(b, pass.DeliveryPush, true) }
+
+// BenchmarkMiddlewareReceiverFlood reports the middleware's p99 over TLS
+// on loopback, quiet and while two senders flood the receiver with SETs
+// signed by an unknown key for a delegation the Service holds (each either
+// refused by the rate limit before parsing, or parsed, looked up and
+// refused invalid_key).
+func BenchmarkMiddlewareReceiverFlood(b *testing.B) {
+	for _, flood := range []bool{false, true} {
+		name := "quiet"
+		if flood {
+			name = "flood"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newNet(b)
+			e.client = e.net.Client()
+			e.start(func(c *service.Config) { c.EventDelivery = pass.DeliveryPush })
+			e.idp.speakMission()
+			vr := validation(corpUser, pass.BearerToken, "tickets:read")
+			vr.AuthorizationID, vr.Mission = "authz-bench", mission("msn_bench", pass.MissionActive, 1)
+			r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, e.idp.issue(vr)), nil)
+			if r.status != http.StatusOK {
+				b.Fatalf("redeem: %d", r.status)
+			}
+			var resp pass.BearerTokenResponse
+			r.decode(b, &resp)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			var flooded atomic.Int64
+			if flood {
+				other, _ := dpop.GenerateKeySet()
+				raw := e.idp.signSET(b, e.idp.set("authz-bench", "https://schemas.openid.net/secevent/caep/event-type/session-revoked", nil), other.Current())
+				var running sync.WaitGroup
+				for range 2 {
+					running.Add(1)
+					go func() {
+						defer running.Done()
+						for ctx.Err() == nil {
+							req, _ := http.NewRequestWithContext(ctx, http.MethodPost, appURL+eventsPath, strings.NewReader(raw))
+							req.Header.Set("Content-Type", "application/secevent+jwt")
+							if resp, err := e.client.Do(req); err == nil {
+								resp.Body.Close()
+								flooded.Add(1)
+							}
+						}
+					}()
+				}
+				go func() { running.Wait(); close(done) }()
+			} else {
+				close(done)
+			}
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				req, _ := http.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+				req.Header.Set("Authorization", "Bearer "+resp.BearerToken)
+				res, err := e.client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res.Body.Close()
+				lat = append(lat, time.Since(start))
+				if res.StatusCode != http.StatusOK {
+					b.Fatalf("API call: %d", res.StatusCode)
+				}
+			}
+			cancel()
+			<-done
+			reportP99(b, lat)
+			if flood {
+				b.ReportMetric(float64(flooded.Load()), "flood-SETs")
+			}
+		})
+	}
+}
