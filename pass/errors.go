@@ -190,6 +190,10 @@ type ErrorResponse struct {
 	// sent next to the error of an authorization check only to the
 	// redeeming Service when it advertises the extension.
 	Mission *MissionInfo `json:"mission,omitempty"`
+	// RequiredStage is an extension (ExtStages): next to a
+	// stage_scope_exceeded refusal, the stage of the mission that would
+	// allow the request.
+	RequiredStage string `json:"required_stage,omitempty"`
 }
 
 // ErrorBody is the inner object of [ErrorResponse].

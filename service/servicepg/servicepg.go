@@ -3,6 +3,7 @@ package servicepg
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,17 +102,17 @@ const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
 		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
-		d.mission_id, d.mission_version, d.mission_state`
+		d.mission_id, d.mission_version, d.mission_state, d.mission_stage, d.mission_stages`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$21.
+	// insertDelegation is the first half of Redeem: $1..$23.
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+				mission_id, mission_version, mission_state, mission_stage, mission_stages)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 			RETURNING authorization_id
 		)`
 )
@@ -127,17 +128,17 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 	args := []any{d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
 		d.User, d.Agent, d.HarnessID, d.Task.ID, d.Task.Description, d.Task.Attested, scopeArg(d.Scope), scopeArg(d.CurrentScope),
 		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason,
-		d.MissionID, d.MissionVersion, string(d.MissionState)}
+		d.MissionID, d.MissionVersion, string(d.MissionState), d.Stage, stagesArg(d.Stages)}
 	var sql string
 	if cred != nil {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
-			SELECT $22::text, $23::text, d.authorization_id, $24::text[], $25::text, $26::timestamptz, $27::timestamptz FROM d`
+			SELECT $24::text, $25::text, d.authorization_id, $26::text[], $27::text, $28::timestamptz, $29::timestamptz FROM d`
 		args = append(args, cred.Hash, string(cred.Kind), scopeArg(cred.Scope), cred.JKT, cred.CreatedAt, cred.ExpiresAt)
 	} else {
 		sql = insertDelegation + `
 			INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
-			SELECT $22::text, d.authorization_id, $23::text[], $24::text, $25::timestamptz, $26::timestamptz, $27::boolean FROM d`
+			SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
 	_, err := s.pool.Exec(ctx, sql, args...)
@@ -316,13 +317,14 @@ func (s *Store) RecordMissionCheck(ctx context.Context, authorizationID string, 
 					WHEN expires_at IS NULL OR $4::timestamptz < expires_at THEN $4::timestamptz
 					ELSE expires_at END,
 				mission_state = CASE WHEN $6::bigint >= mission_version THEN $5::text ELSE mission_state END,
+				mission_stage = CASE WHEN $6::bigint >= mission_version AND $7::text <> '' THEN $7::text ELSE mission_stage END,
 				mission_version = greatest(mission_version, $6::bigint)
 			WHERE authorization_id = $1 AND NOT invalidated
 			RETURNING ($6::bigint >= mission_version) AS applied
 		)
 		SELECT COALESCE((SELECT applied FROM u), false),
 			EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $1)`,
-		authorizationID, ts(c.At), scopeArg(c.Scope), ts(c.ExpiresAt), string(c.State), c.Version).Scan(&applied, &exists)
+		authorizationID, ts(c.At), scopeArg(c.Scope), ts(c.ExpiresAt), string(c.State), c.Version, c.Stage).Scan(&applied, &exists)
 	if err != nil {
 		return false, fmt.Errorf("servicepg: RecordMissionCheck: %w", err)
 	}
@@ -490,18 +492,37 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 		scope, current                         []string
 		expires, created, checked, invalidated pgtype.Timestamptz
 		missionState                           string
+		stages                                 pgtype.Text
 	)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
 		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
-		&d.MissionID, &d.MissionVersion, &missionState)
+		&d.MissionID, &d.MissionVersion, &missionState, &d.Stage, &stages)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
+	}
+	if stages.Valid {
+		if err := json.Unmarshal([]byte(stages.String), &d.Stages); err != nil {
+			return nil, fmt.Errorf("servicepg: mission_stages: %w", err)
+		}
 	}
 	d.TrustMode, d.MissionState = pass.TrustMode(trust), pass.MissionState(missionState)
 	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
 	d.ExpiresAt, d.CreatedAt, d.CheckedAt, d.InvalidatedAt = tm(expires), tm(created), tm(checked), tm(invalidated)
 	return &d, nil
+}
+
+// stagesArg is the mission_stages column: the plan as JSON text, NULL
+// without one.
+func stagesArg(st []pass.Stage) pgtype.Text {
+	if len(st) == 0 {
+		return pgtype.Text{}
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return pgtype.Text{} // a plan of strings always encodes
+	}
+	return pgtype.Text{String: string(b), Valid: true}
 }
 
 func ts(t time.Time) pgtype.Timestamptz {

@@ -113,6 +113,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"PendingCloses", testPendingCloses},
 		{"MissionCheck", testMissionCheck},
 		{"MissionCheckRace", testMissionCheckRace},
+		{"StagedDelegation", testStagedDelegation},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
