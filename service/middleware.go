@@ -61,6 +61,12 @@ type Delegation struct {
 	stage            string
 	stages           []pass.Stage
 	missionVersion   int64
+
+	// reporter reports refusals to the delegation's Authority (set by the
+	// middleware when that Authority speaks the mission extension), with
+	// the configuration URL the report endpoint is found through.
+	reporter         *Service
+	configurationURL string
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -96,10 +102,6 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 }
 
 type ctxKey struct{}
-
-// observerKey carries, next to the Delegation, the function that reports
-// the request's refusals to the delegation's Authority.
-type observerKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
 // the request whose context is ctx.
@@ -145,11 +147,10 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		ctx := context.WithValue(r.Context(), ctxKey{}, d)
-		if obs := s.observer(rec); obs != nil {
-			ctx = context.WithValue(ctx, observerKey{}, obs)
+		if rec.MissionID != "" && s.reports != nil {
+			d.reporter, d.configurationURL = s, rec.ConfigurationURL
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 	})
 }
 
@@ -326,9 +327,7 @@ func (d *Delegation) laterStage(scopes, missing []string) string {
 // mission) and the stage that would allow the request; the refusal is
 // reported like any other.
 func denyStage(w http.ResponseWriter, r *http.Request, d *Delegation, scopes []string, missing, later string) {
-	if obs, ok := r.Context().Value(observerKey{}).(*observer); ok && obs.authorizationID == d.AuthorizationID {
-		obs.observe(pass.ObservationStageScopeExceeded, missing, d.stage)
-	}
+	d.observe(pass.ObservationStageScopeExceeded, missing, d.stage)
 	body := pass.Failf(pass.CodeStageScopeExceeded, "scope %q needs stage %q; the mission is at stage %q", missing, later, d.stage).Body()
 	body.Mission = &pass.MissionInfo{ID: d.MissionID, State: pass.MissionActive, Version: d.missionVersion, Stage: d.stage}
 	body.RequiredStage = later
@@ -362,9 +361,7 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 					denyStage(w, r, d, scopes, missing[0], later)
 					return
 				}
-				if obs, ok := r.Context().Value(observerKey{}).(*observer); ok && obs.authorizationID == d.AuthorizationID {
-					obs.observe(pass.ObservationScopeDenied, missing[0], "")
-				}
+				d.observe(pass.ObservationScopeDenied, missing[0], "")
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
 				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,
 					"the delegation lacks scope %q", missing[0]))
