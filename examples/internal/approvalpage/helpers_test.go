@@ -15,8 +15,8 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
-	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 const adminToken = "test-admin-token-0123456789"
