@@ -2,6 +2,7 @@ package authority_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -119,14 +120,22 @@ func TestStageValidationAndCheck(t *testing.T) {
 	if v == nil {
 		t.Fatalf("validate: %d %s", r.status, r.body)
 	}
-	validateSchema(t, "validation-response.schema.json", "", r.body)
+	validateSchema(t, "authority-validate.schema.json", "response", r.body)
 	if !sameScope(v.Scope, discover.Scope) || v.Mission == nil || v.Mission.Stage != "discover" || len(v.Mission.Stages) != 2 ||
 		!sameScope(v.Mission.Ceiling, respond.Scope) {
 		t.Fatalf("validation: scope %v mission %+v", v.Scope, v.Mission)
 	}
-	if _, c := e.check(e.svc, v.AuthorizationID); c == nil || !sameScope(c.Scope, discover.Scope) || c.Mission.Stage != "discover" {
+	r, c := e.check(e.svc, v.AuthorizationID)
+	if c == nil || !sameScope(c.Scope, discover.Scope) || c.Mission.Stage != "discover" {
 		t.Fatalf("check: %+v", c)
 	}
+	validateSchema(t, "authority-authorization-check.schema.json", "response", r.body)
+	// The issuance request with a plan still validates as v0.1.
+	b, err := json.Marshal(h.req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validateSchema(t, "issuance-request.schema.json", "", b)
 }
 
 // S2, S4, S5 at the Authority: every answer of the stage endpoint, and the

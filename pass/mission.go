@@ -112,7 +112,7 @@ func ValidateStages(stages []Stage) error {
 		return invalid("stages", "a plan has 1 to 8 stages")
 	}
 	for i, st := range stages {
-		if !ValidStageName(st.Name) {
+		if !validStageName(st.Name) {
 			return invalid("stages.name", "1 to 32 characters of a-z, 0-9, _ and -")
 		}
 		for _, o := range stages[:i] {
@@ -137,8 +137,8 @@ func ValidateStages(stages []Stage) error {
 	return nil
 }
 
-// ValidStageName reports whether name is a well-formed stage name.
-func ValidStageName(name string) bool {
+// validStageName reports whether name is a well-formed stage name.
+func validStageName(name string) bool {
 	if name == "" || len(name) > 32 {
 		return false
 	}
@@ -165,7 +165,7 @@ func (r *MissionStageRequest) Validate() error {
 	switch {
 	case !strings.HasPrefix(r.MissionID, MissionIDPrefix) || len(r.MissionID) > maxMissionID:
 		return invalid("mission_id", "not a mission id")
-	case !ValidStageName(r.To):
+	case !validStageName(r.To):
 		return invalid("to", "not a stage name")
 	case r.ExpectedVersion < 0:
 		return invalid("expected_version", "must not be negative")

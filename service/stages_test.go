@@ -65,6 +65,7 @@ func TestStageScopeExceeded(t *testing.T) {
 	if h := r.header.Get("WWW-Authenticate"); !strings.Contains(h, `error="insufficient_scope"`) {
 		t.Errorf("WWW-Authenticate %q", h)
 	}
+	validJSON(t, r.body, "error-response.schema.json", "")
 	var body pass.ErrorResponse
 	r.decode(t, &body)
 	if body.RequiredStage != "respond" || body.Mission == nil || body.Mission.Stage != "discover" || body.Mission.ID != mid {
