@@ -165,7 +165,7 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	}
 	// Transitions need the holder key's proof, so a Harness without one
 	// gets any plan collapsed, like one that does not speak stages.
-	req.Stages = a.planFor(ctx, req, in.Stages, svc.Configuration.Extensions.Has(pass.ExtStages),
+	req.Stages = a.planFor(ctx, req, in.Stages, nil, svc.Configuration.Extensions.Has(pass.ExtStages),
 		in.Harness.Extensions.Has(pass.ExtStages) && in.Harness.Cnf != nil)
 	d := a.decide(ctx, req)
 	if d.Outcome == Approve && len(req.Stages) > 0 && req.Stages[0].Gate == pass.GateHuman {

@@ -263,7 +263,7 @@ func gateFloor(effects []Effect) string {
 }
 
 // planFor chooses the stage plan of a new request: the Harness's plan when
-// it sent one (a compiler's proposed plan will be the fallback). Stages are
+// it sent one, else the proposed one (a compiler's), else none. Stages are
 // narrowed to what the Service offers (stages left empty dropped), each
 // gate is raised to the floor of the effects the stage adds over the one
 // before it (with a warning, so an operator sees a plan that asked for
@@ -271,8 +271,11 @@ func gateFloor(effects []Effect) string {
 // when the Service does not advertise staged execution or the Harness
 // cannot request transitions: the approver then sees the whole authority
 // up front. It returns nil when there is no plan.
-func (a *Authority) planFor(ctx context.Context, req *Request, requested []pass.Stage, serviceStages, harnessStages bool) []pass.Stage {
+func (a *Authority) planFor(ctx context.Context, req *Request, requested, proposed []pass.Stage, serviceStages, harnessStages bool) []pass.Stage {
 	source := requested
+	if len(source) == 0 {
+		source = proposed
+	}
 	if len(source) == 0 {
 		return nil
 	}

@@ -126,7 +126,9 @@ func (m *Mission) RequestStage(ctx context.Context, to, reason string) (*pass.Mi
 			m.c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass mission stage", slog.String("mission_id", m.id),
 				slog.String("stage", to), slog.String("outcome", "applied"), slog.Int64("version", rec.Version))
 			return rec, nil
-		case p == nil || p.To != to:
+		case p == nil || p.To != to || !p.ExpiresAt.IsZero() && m.c.now().After(p.ExpiresAt.Add(maxStagePoll)):
+			// Refused, or lapsed: an Authority still showing a move well
+			// past its own deadline is not waited for.
 			m.c.log.LogAttrs(ctx, slog.LevelInfo, "agentpass mission stage", slog.String("mission_id", m.id),
 				slog.String("stage", to), slog.String("outcome", "refused"), slog.String("current", model.Stage))
 			return rec, &pass.PeerError{Peer: pass.PeerAuthority, Origin: m.authority, Status: http.StatusForbidden,
