@@ -74,6 +74,12 @@ type Decision struct {
 // scopes) and before it is stored; r is a copy with ID, AvailableScope, Tier,
 // AgentID and TaskAttested filled in. An error leaves the request pending
 // (and is logged). Implementations must be safe for concurrent use.
+//
+// Decide is also asked whether an active mission may enter a stage whose
+// gate is policy: r is then a copy of the mission's request whose
+// AvailableScope is the stage's scope and whose Stage names the current
+// stage (empty at issuance). Approve lets the move happen, Deny refuses
+// it, and anything else leaves it to a person.
 type Approver interface {
 	Decide(ctx context.Context, r *Request) (Decision, error)
 }

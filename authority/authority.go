@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -272,6 +273,18 @@ type Config struct {
 	// the mission; ObserveRecord (the default when nil) only records. It
 	// runs synchronously in the report request: keep it fast.
 	OnObservation func(ctx context.Context, m *pass.MissionRecord, o pass.Observation) ObservationAction
+
+	// Effects classifies scopes by name suffix (such as ":read") for the
+	// gates of stage plans: a stage adding only reads may be entered
+	// automatically, a write needs at least policy, anything else a
+	// person. If nil, every scope is unclassified and every stage that
+	// adds one needs a person.
+	Effects EffectRules
+
+	// TransitionTTL is how long a forward stage move waits for a person
+	// (Authority.DecideStage) before it lapses and the stage stays. If
+	// zero, DefaultTransitionTTL (10 min); at most MaxTransitionTTL.
+	TransitionTTL time.Duration
 }
 
 // Default sizes of the per-kind replay caches: 10,000 a second for the
@@ -326,6 +339,8 @@ type Authority struct {
 	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
 	spawns        *ratelimit.Limiter
 	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
+	effects       EffectRules   // Config.Effects
+	transitionTTL time.Duration // Config.TransitionTTL
 
 	tx         *transmitter // nil when the Store keeps no outbox
 	config     pass.AuthorityConfiguration
@@ -412,6 +427,10 @@ func New(cfg Config) (*Authority, error) {
 	if a.reqTTL, err = duration("RequestTTL", cfg.RequestTTL, DefaultRequestTTL, MaxRequestTTL); err != nil {
 		return nil, err
 	}
+	if a.transitionTTL, err = duration("TransitionTTL", cfg.TransitionTTL, DefaultTransitionTTL, MaxTransitionTTL); err != nil {
+		return nil, err
+	}
+	a.effects = maps.Clone(cfg.Effects)
 	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, DefaultAuthorizationTTL, MaxAuthorizationTTL); err != nil {
 		return nil, err
 	}
@@ -513,6 +532,12 @@ func New(cfg Config) (*Authority, error) {
 		"mission": a.base + PathMission, "mission_complete": a.base + PathMissionComplete, "mission_report": a.base + PathMissionReport,
 	}}); err != nil {
 		return nil, fmt.Errorf("authority: advertising extensions: %w", err)
+	}
+	// Harnesses learn here where to ask for the next stage of a mission.
+	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtStages, pass.Extension{Version: "1.0", Endpoints: map[string]string{
+		"mission_stage": a.base + PathMissionStage,
+	}}); err != nil {
+		return nil, fmt.Errorf("authority: stages extension: %w", err)
 	}
 	// Harnesses learn here where to delegate to sub-agents, and how deep
 	// and wide a delegation tree may grow.
@@ -636,6 +661,7 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, PathMission, a.serveMission)
 	route(http.MethodPost, PathMissionComplete, a.serveMissionComplete)
 	route(http.MethodPost, PathMissionReport, a.serveMissionReport)
+	route(http.MethodPost, PathMissionStage, a.serveMissionStage)
 	route(http.MethodPost, PathDelegate, a.serveDelegate)
 	route(http.MethodPost, PathEventsPoll, a.servePoll)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {

@@ -59,6 +59,7 @@
 //	POST /missions/read          the mission record: Service view (assertion) or Harness view (holder proof)
 //	POST /missions/complete      the Harness ends its mission (holder proof); descendants are revoked
 //	POST /missions/report        a Service reports what it refused (Config.OnObservation may act)
+//	POST /missions/stage         the Harness moves its mission to another stage (holder proof)
 //
 // The mission endpoints are advertised in the configuration's extensions
 // (pass.ExtMission). A Harness proves the mission's holder key, or an
@@ -68,6 +69,17 @@
 // which missions exist. A Service that advertises the extension gets, for
 // its suspended delegation's check, a 404 that also names the mission's
 // state and version, so it can hold the delegation instead of ending it.
+//
+// A request may carry a stage plan (pass.ExtStages): the grant is the union
+// of its stages, of which the mission holds one at a time. Each stage's
+// gate (auto, policy or human) is raised to the floor of the effects it
+// adds over the stage before it ([Config.Effects]): only reads enter by
+// themselves, a write needs at least policy, anything else a person. A
+// move back applies at once; a move forward goes one stage at a time
+// through its gate, and a person decides with [Authority.DecideStage]
+// within [Config.TransitionTTL]. For a Service or Harness that does not
+// speak stages, the plan is collapsed into one stage, the whole grant
+// behind the strictest gate, before anyone approves it.
 //
 // # Issuance
 //

@@ -163,7 +163,16 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		req.Cnf = cloneRaw(in.Harness.Cnf.JWK)
 		req.HardenedBinding = hardened
 	}
+	// Transitions need the holder key's proof, so a Harness without one
+	// gets any plan collapsed, like one that does not speak stages.
+	req.Stages = a.planFor(ctx, req, in.Stages, nil, svc.Configuration.Extensions.Has(pass.ExtStages),
+		in.Harness.Extensions.Has(pass.ExtStages) && in.Harness.Cnf != nil)
 	d := a.decide(ctx, req)
+	if d.Outcome == Approve && len(req.Stages) > 0 && req.Stages[0].Gate == pass.GateHuman {
+		// The first stage is gated by its effects like any later one: no
+		// policy enters it on a person's behalf.
+		d = Decision{Outcome: Pending, Scope: d.Scope, DecidedBy: d.DecidedBy}
+	}
 	value := ""
 	switch d.Outcome {
 	case Pending:

@@ -110,6 +110,9 @@ type MissionChange struct {
 	// nothing) in the same step, so no committed change goes untold. The
 	// Authority sets it on every transition.
 	Events func(MissionEvent) (*OutboxEvent, error)
+	// Stage, when set, moves the current stage of an active mission (see
+	// StageMove); From must then hold active only.
+	Stage *StageMove
 }
 
 // MaxNotedHistory is the history length from which a mission takes no
@@ -143,8 +146,11 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 	case !slices.Contains(c.From, from):
 		return HistoryRecord{}, ErrState
 	}
-	if c.Scope != nil && !c.Scope.SubsetOf(r.Scope) {
+	if c.Scope != nil && !c.Scope.SubsetOf(r.Ceiling()) {
 		return HistoryRecord{}, ErrScopeWiden
+	}
+	if c.Stage != nil {
+		return c.applyStage(r, now)
 	}
 	if c.Note != "" && c.To == "" && c.Scope == nil && c.Decision == nil {
 		if r.HistoryCount >= MaxNotedHistory {
@@ -177,7 +183,16 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 		typ = string(d.Status)
 		if d.Status == pass.StatusApproved {
 			r.ActivatedAt = now
+			if len(r.Stages) > 0 {
+				// The approved plan bounds the grant: its union is the
+				// ceiling, and only the first stage is held at first.
+				d.Scope = r.startPlan(d.Scope)
+				details["stage"] = r.Stage
+			}
 			r.Scope = cloneScope(d.Scope)
+			if len(r.Stages) > 0 {
+				r.Scope = cloneScope(r.Stages[0].Scope)
+			}
 			details["scope"] = scopeDetail(d.Scope)
 			details["expires_at"] = d.AuthorizationExpiresAt.UTC().Format(time.RFC3339)
 		}
@@ -185,7 +200,18 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 	if from == pass.MissionPending && c.To == pass.MissionExpired {
 		r.Status = pass.StatusExpired
 	}
-	if c.Scope != nil {
+	if c.To == pass.MissionSuspended || c.Scope != nil {
+		// A suspension or a narrowing cancels a move waiting for a person:
+		// it was asked for under what no longer holds.
+		r.PendingStage = nil
+	}
+	if c.Scope != nil && len(r.Stages) > 0 {
+		r.Scope = r.narrowPlan(c.Scope)
+		details["scope"] = scopeDetail(c.Scope)
+		if c.To == "" {
+			typ = "scope_narrowed"
+		}
+	} else if c.Scope != nil {
 		r.Scope = cloneScope(c.Scope)
 		details["scope"] = scopeDetail(c.Scope)
 		if c.To == "" {

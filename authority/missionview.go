@@ -213,7 +213,9 @@ func (a *Authority) view(ctx context.Context, r *Request, v missionView, service
 			hist = append(hist, e)
 		}
 	}
-	return renderMission(a.id, r, state, len(ancestors), children, auths, hist, v, service, a.discloseApprover), nil
+	m := renderMission(a.id, r, state, len(ancestors), children, auths, hist, v, service, a.discloseApprover)
+	stageModel(&m.AuthorityModel, r, a.now())
+	return m, nil
 }
 
 // renderMission builds one view of a mission record. The member table:

@@ -244,6 +244,15 @@ type Request struct {
 	// the number of entries.
 	HistoryHead  string
 	HistoryCount int64
+
+	// Stages is the mission's stage plan, nil without one: while pending
+	// the plan asked for, from approval on the approved plan (its union is
+	// the ceiling). Stage is the current stage's name and PendingStage a
+	// forward move waiting for a person (nil when none). Stages is
+	// replaced as a whole, never changed in place.
+	Stages       []pass.Stage
+	Stage        string
+	PendingStage *pass.Pending
 }
 
 // StatusAt returns the status at now: a pending request past its expiry is
@@ -289,6 +298,11 @@ func (r *Request) Clone() *Request {
 	c.AvailableScope = cloneScope(r.AvailableScope)
 	c.ProposedScope = cloneScope(r.ProposedScope)
 	c.Scope = cloneScope(r.Scope)
+	c.Stages = cloneStages(r.Stages)
+	if r.PendingStage != nil {
+		p := *r.PendingStage
+		c.PendingStage = &p
+	}
 	if r.Ended != nil {
 		e := *r.Ended
 		c.Ended = &e

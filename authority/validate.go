@@ -122,6 +122,12 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	if m, err := a.store.Request(ctx, az.MissionID); err == nil {
 		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
 			HistoryHead: m.HistoryHead}
+		if len(m.Stages) > 0 {
+			// A Service that stages in place keeps the ceiling as its
+			// bound and the current stage's scope (out.Scope) as what it
+			// allows now; one that does not sees only the current scope.
+			out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, cloneStages(m.Stages), m.Ceiling()
+		}
 		// A sub-agent's pass names who it acts for, up to the root, for
 		// the Service's audit and local cascade.
 		if m.ParentMissionID != "" {
@@ -261,7 +267,7 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		scope = pass.Scope{}
 	}
 	httpx.WriteJSON(w, http.StatusOK, &pass.AuthorizationCheckResponse{Scope: scope, AuthorizationExpiresAt: &exp,
-		Mission: &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version}})
+		Mission: &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Stage: m.Stage}})
 }
 
 // checkAuthorization returns the authorization id of Service svc with its

@@ -55,6 +55,12 @@ type Request struct {
 	// carries one, signed with the holder key, so the Authority can check
 	// that the task shown to the approver comes from the key holder.
 	NoTaskAttestation bool
+	// Stages is an optional stage plan: the Authority approves the union
+	// of the stages' scopes, of which the mission holds the first
+	// stage's at first; later ones are asked for with
+	// Mission.RequestStage. An Authority or Service without staged
+	// execution approves the whole plan at once.
+	Stages []pass.Stage
 }
 
 // Grant is an approved AgentPass with everything needed to redeem it. It is
@@ -274,6 +280,11 @@ func (c *Client) newAcquisition(req Request) (*acquisition, error) {
 	}
 	if req.Task.Description == "" {
 		return nil, bad("Task.Description is required (§3.2.3)")
+	}
+	if req.Stages != nil {
+		if err := pass.ValidateStages(req.Stages); err != nil {
+			return nil, bad("Stages: %v", err)
+		}
 	}
 	if req.Type == "" {
 		req.Type = pass.BearerToken
@@ -521,9 +532,12 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 		// status endpoint and sends htm, htu and aph, so an Authority that
 		// knows the extension holds the pass to both and a leaked v0.1
 		// style proof can never redeem it. It also speaks the mission
-		// extension (Client.Mission). v0.1 Authorities ignore both.
-		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()}, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding, pass.ExtMission}},
-		Task:    pass.Task{ID: g.Task.ID, Description: g.Task.Description},
+		// extension (Client.Mission) and asks for stage moves
+		// (Mission.RequestStage). v0.1 Authorities ignore all three.
+		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()},
+			Extensions: pass.HarnessExtensions{pass.ExtHolderBinding, pass.ExtMission, pass.ExtStages}},
+		Task:   pass.Task{ID: g.Task.ID, Description: g.Task.Description},
+		Stages: a.req.Stages,
 	}
 	a.statusOK = true
 	if !a.req.NoTaskAttestation {

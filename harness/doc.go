@@ -114,4 +114,9 @@
 // From then on the grant's tokens are refused locally (ErrMissionClosed),
 // even if the Authority could not be told yet. Cancelling an Acquire while
 // its request is pending abandons the request at the Authority.
+//
+// A Request may carry a stage plan (Request.Stages): the mission then holds
+// one stage's scope at a time. Before a tool runs, [Mission.Gate] says
+// whether the current stage allows its scopes, or which stage would;
+// [Mission.RequestStage] moves there, waiting while a person decides.
 package harness

@@ -55,6 +55,10 @@ type Mission struct {
 	complete  string
 	state     *missionState
 	grant     *Grant // the mission's grant, whose Service its children share
+	stage     string // the mission_stage endpoint, "" when not advertised
+
+	mu    sync.Mutex
+	model *pass.AuthorityModel // as last read, nil before
 }
 
 // Mission returns the handle of g's mission. It needs an Authority that
@@ -81,7 +85,7 @@ func (c *Client) missionOf(g *Grant) (*Mission, bool) {
 		return nil, false
 	}
 	return &Mission{c: c, id: g.MissionID, authority: g.Authority, harnessID: g.HarnessID, key: g.Key,
-		read: read, complete: complete, state: g.missionState(), grant: g}, true
+		read: read, complete: complete, state: g.missionState(), grant: g, stage: x.Endpoint(pass.ExtStages, "mission_stage")}, true
 }
 
 // ID returns the mission id: a non-secret handle, safe to log.
@@ -104,6 +108,7 @@ func (m *Mission) Refresh(ctx context.Context) (*pass.MissionRecord, error) {
 	if out.Mission.ID != m.id {
 		return nil, &ProtocolError{Peer: "authority", URL: m.read, Reason: "mission record of another mission"}
 	}
+	m.remember(&out.Mission)
 	return &out.Mission, nil
 }
 

@@ -68,6 +68,13 @@ const (
 	CodeStaleVersion     Code = "stale_version"      // 409: expected_version is not the current one
 	CodeMissionSuspended Code = "mission_suspended"  // 403: the mission (or an ancestor) is suspended
 
+	// Staged execution extension (ExtStages).
+	CodeStageUnknown       Code = "stage_unknown"        // 422: the mission's plan has no such stage
+	CodeStageNotNext       Code = "stage_not_next"       // 409: a forward move skips a stage
+	CodeTransitionPending  Code = "transition_pending"   // 409: another transition waits for its gate
+	CodeTransitionDenied   Code = "transition_denied"    // 403: the gate refused the transition
+	CodeStageScopeExceeded Code = "stage_scope_exceeded" // 403: the scope belongs to a later stage of the mission
+
 	// Sub-agent delegation extension (ExtDelegation).
 	CodeDelegationNotPermitted Code = "delegation_not_permitted" // 403: the mission was approved without delegation rights
 	CodeNotAttenuated          Code = "not_attenuated"           // 403: the child asks for more than its parent holds
@@ -150,6 +157,11 @@ var codes = map[Code]codeInfo{
 	CodeMissionNotActive:       {http.StatusConflict, nil},
 	CodeStaleVersion:           {http.StatusConflict, nil},
 	CodeMissionSuspended:       {http.StatusForbidden, []error{ErrRevoked}},
+	CodeStageUnknown:           {http.StatusUnprocessableEntity, nil},
+	CodeStageNotNext:           {http.StatusConflict, nil},
+	CodeTransitionPending:      {http.StatusConflict, nil},
+	CodeTransitionDenied:       {http.StatusForbidden, []error{ErrForbidden}},
+	CodeStageScopeExceeded:     {http.StatusForbidden, []error{ErrScope}},
 	CodeDelegationNotPermitted: {http.StatusForbidden, []error{ErrForbidden}},
 	CodeNotAttenuated:          {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
 	CodeDepthExceeded:          {http.StatusForbidden, []error{ErrForbidden}},
@@ -178,6 +190,10 @@ type ErrorResponse struct {
 	// sent next to the error of an authorization check only to the
 	// redeeming Service when it advertises the extension.
 	Mission *MissionInfo `json:"mission,omitempty"`
+	// RequiredStage is an extension (ExtStages): next to a
+	// stage_scope_exceeded refusal, the stage of the mission that would
+	// allow the request.
+	RequiredStage string `json:"required_stage,omitempty"`
 }
 
 // ErrorBody is the inner object of [ErrorResponse].

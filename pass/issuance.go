@@ -80,6 +80,11 @@ type IssuanceRequest struct {
 	Harness HarnessInfo `json:"harness"`
 	Task    Task        `json:"task"`
 	Intent  *Intent     `json:"intent,omitempty"`
+	// Stages is an optional stage plan (an extension member, ExtStages;
+	// plain v0.1 Authorities ignore it): the Authority approves the union
+	// of the stages' scopes and lets the Harness hold only the current
+	// stage's.
+	Stages []Stage `json:"stages,omitempty"`
 }
 
 // ServiceRef names the Service a pass is for by its origin.
@@ -156,6 +161,11 @@ func (r *IssuanceRequest) Validate() error {
 	}
 	if r.Intent != nil {
 		if err := checkOptionalURL("intent.destination_url", r.Intent.DestinationURL); err != nil {
+			return err
+		}
+	}
+	if r.Stages != nil {
+		if err := ValidateStages(r.Stages); err != nil {
 			return err
 		}
 	}

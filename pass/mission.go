@@ -94,6 +94,103 @@ type Stage struct {
 	Gate  string `json:"gate,omitempty"`
 }
 
+// Gates of a stage: what entering it needs. The Authority raises a gate to
+// the floor the effects of the stage's new scopes demand.
+const (
+	GateAuto   = "auto"   // no further decision
+	GatePolicy = "policy" // the Authority's policy decides at transition time
+	GateHuman  = "human"  // a person decides
+)
+
+// MaxStages bounds a stage plan: a plan is shown whole to the person who
+// approves it, so it stays short.
+const MaxStages = 8
+
+// ValidateStages checks the shape of a stage plan: 1 to MaxStages stages
+// with unique names of 1 to 32 characters from [a-z0-9_-], each with a
+// non-empty scope of concrete values (no "*": a stage is approved as
+// listed) and a known gate or none.
+func ValidateStages(stages []Stage) error {
+	if len(stages) == 0 || len(stages) > MaxStages {
+		return invalid("stages", "a plan has 1 to 8 stages")
+	}
+	for i, st := range stages {
+		if !validStageName(st.Name) {
+			return invalid("stages.name", "1 to 32 characters of a-z, 0-9, _ and -")
+		}
+		for _, o := range stages[:i] {
+			if o.Name == st.Name {
+				return invalid("stages.name", "stage names must be unique")
+			}
+		}
+		if len(st.Scope) == 0 || len(st.Scope) > 256 || st.Scope.HasWildcard() {
+			return invalid("stages.scope", "each stage needs 1 to 256 concrete scopes")
+		}
+		for _, v := range st.Scope {
+			if !scopeToken(v) || v == "" || len(v) > maxScopeValue {
+				return invalid("stages.scope", "not a scope value")
+			}
+		}
+		switch st.Gate {
+		case "", GateAuto, GatePolicy, GateHuman:
+		default:
+			return invalid("stages.gate", "must be auto, policy or human")
+		}
+	}
+	return nil
+}
+
+// validStageName reports whether name is a well-formed stage name.
+func validStageName(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// MissionStageRequest asks to move a mission to another stage of its plan
+// (POST {mission_stage}, with a holder proof). ExpectedVersion, when not
+// zero, must be the mission's current version.
+type MissionStageRequest struct {
+	MissionID       string `json:"mission_id"`
+	To              string `json:"to"`
+	ExpectedVersion int64  `json:"expected_version,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+}
+
+// Validate checks the ids, the version and the reason's size.
+func (r *MissionStageRequest) Validate() error {
+	switch {
+	case !strings.HasPrefix(r.MissionID, MissionIDPrefix) || len(r.MissionID) > maxMissionID:
+		return invalid("mission_id", "not a mission id")
+	case !validStageName(r.To):
+		return invalid("to", "not a stage name")
+	case r.ExpectedVersion < 0:
+		return invalid("expected_version", "must not be negative")
+	case len(r.Reason) > MaxReason:
+		return invalid("reason", "longer than 1024 bytes")
+	}
+	return nil
+}
+
+// MissionStageResponse answers a stage request: the Harness view of the
+// mission, and, when a person must decide (202), how long to wait before
+// reading the mission again.
+type MissionStageResponse struct {
+	Mission     MissionRecord `json:"mission"`
+	PollAfterMs int           `json:"poll_after_ms,omitempty"`
+}
+
+// Validate checks the members every view carries.
+func (r *MissionStageResponse) Validate() error {
+	return (&MissionResponse{Mission: r.Mission}).Validate()
+}
+
 // Actor is an RFC 8693 style actor chain: Sub acts, on behalf of whoever
 // Act names, outermost first. MissionID names each actor's mission, so a
 // Service holding an ancestor's delegation can end its descendants with it.
@@ -176,10 +273,13 @@ type AuthorityModel struct {
 	PendingTransition *Pending `json:"pending_transition"`
 }
 
-// Pending is a stage transition waiting for its gate.
+// Pending is a stage transition waiting for its gate. Reason is the
+// Harness's own text, shown to the person who decides.
 type Pending struct {
 	To          string    `json:"to"`
 	RequestedAt time.Time `json:"requested_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Reason      string    `json:"reason,omitempty"`
 }
 
 // Approval is the evidence of a mission's approval decision.

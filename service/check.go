@@ -170,6 +170,9 @@ func (s *Service) recordMission(ctx context.Context, a *audit, rec *DelegationRe
 	c := MissionCheck{At: now, Scope: scope, ExpiresAt: exp}
 	if m != nil && m.ID == rec.MissionID {
 		c.State, c.Version = m.State, m.Version
+		if rec.staged() && stageOf(rec.Stages, m.Stage) {
+			c.Stage = m.Stage
+		}
 	}
 	// A 200 whose mission is not active is read as the Authority's word
 	// that it is suspended: fail closed.
@@ -186,6 +189,9 @@ func (s *Service) recordMission(ctx context.Context, a *audit, rec *DelegationRe
 			out.CurrentScope = scope
 		}
 		out.MissionState, out.MissionVersion = c.State, c.Version
+		if c.Stage != "" {
+			out.Stage = c.Stage
+		}
 	} else if scope != nil {
 		out.CurrentScope = rec.CurrentScope.Intersect(scope)
 	}
@@ -204,6 +210,16 @@ func (s *Service) recordMission(ctx context.Context, a *audit, rec *DelegationRe
 			slog.Int64("held_version", rec.MissionVersion))...)
 	}
 	return out, nil
+}
+
+// stageOf reports whether name is a stage of the plan.
+func stageOf(stages []pass.Stage, name string) bool {
+	for _, st := range stages {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // suspendedMission returns the mission of a 404 that says the delegation's

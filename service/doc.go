@@ -196,6 +196,13 @@
 // event never undoes a newer state. The periodic check stays the safety
 // net for lost events.
 //
+// The Service also stages in place (pass.ExtStages): a delegation whose
+// mission has a stage plan keeps the plan's ceiling (narrowed by
+// requested_scope and the user's scopes) as its bound and the current
+// stage's scope as what it allows now. [RequireScope] refuses a scope of a
+// later stage with 403 stage_scope_exceeded, naming the stage that would
+// allow it; a check moves the current stage, never beyond the bound.
+//
 // # Rate limits and audit log
 //
 // Resolution, initialization, redemption and available scopes are

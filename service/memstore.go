@@ -271,6 +271,9 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 		}
 		d.rec.MissionVersion, d.rec.MissionState = c.Version, c.State
 		d.rec.Stale = false
+		if c.Stage != "" {
+			d.rec.Stage = c.Stage
+		}
 	case c.Scope != nil:
 		d.rec.CurrentScope = d.rec.CurrentScope.Intersect(c.Scope)
 	}

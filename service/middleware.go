@@ -59,6 +59,21 @@ type Delegation struct {
 	// directly for the User. Only Agent and Scope should drive access
 	// decisions; the chain is for audit and display.
 	Chain []pass.Actor
+
+	// A delegation staged in place: the bound every stage stays within
+	// (the redemption-time scope and the credential's), the current stage
+	// and the plan. They are read only when a scope is refused, so the
+	// allowed path copies slice headers and allocates nothing more.
+	bound, credScope pass.Scope
+	stage            string
+	stages           []pass.Stage
+	missionVersion   int64
+
+	// reporter reports refusals to the delegation's Authority (set by the
+	// middleware when that Authority speaks the mission extension), with
+	// the configuration URL the report endpoint is found through.
+	reporter         *Service
+	configurationURL string
 }
 
 // Allows reports whether the delegation's scope grants every given scope.
@@ -80,7 +95,11 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		t := r.Task
 		d.Task = &t
 	}
+	if r.staged() {
+		d.bound, d.stage, d.stages, d.missionVersion = r.Scope, r.Stage, r.Stages, r.MissionVersion
+	}
 	if c != nil {
+		d.credScope = c.Scope
 		d.Scope = c.Scope.Intersect(r.CurrentScope)
 		d.Credential = c.Kind
 		d.ExpiresAt = c.ExpiresAt
@@ -91,10 +110,6 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 }
 
 type ctxKey struct{}
-
-// observerKey carries, next to the Delegation, the function that reports
-// the request's refusals to the delegation's Authority.
-type observerKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
 // the request whose context is ctx.
@@ -156,11 +171,10 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		ctx := context.WithValue(r.Context(), ctxKey{}, d)
-		if obs := s.observer(rec); obs != nil {
-			ctx = context.WithValue(ctx, observerKey{}, obs)
+		if rec.MissionID != "" && s.reports != nil {
+			d.reporter, d.configurationURL = s, rec.ConfigurationURL
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 	})
 }
 
@@ -311,10 +325,51 @@ func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRe
 	s.fail(w, r, a, err)
 }
 
+// laterStage returns the stage of a delegation staged in place that would
+// allow scopes, when every missing one is within the delegation's bound
+// (so a stage move, not a new delegation, would allow the request), or "".
+func (d *Delegation) laterStage(scopes, missing []string) string {
+	if len(d.stages) == 0 {
+		return ""
+	}
+	for _, m := range missing {
+		if !d.bound.Allows(m) || d.credScope != nil && !d.credScope.Allows(m) {
+			return ""
+		}
+	}
+	for _, st := range d.stages {
+		if st.Scope.AllowsAll(scopes...) {
+			return st.Name
+		}
+	}
+	for _, st := range d.stages {
+		if st.Scope.Allows(missing[0]) {
+			return st.Name
+		}
+	}
+	return ""
+}
+
+// denyStage answers 403 stage_scope_exceeded: the scope belongs to a later
+// stage of the delegation's mission. The body names the current stage (in
+// mission) and the stage that would allow the request; the refusal is
+// reported like any other.
+func denyStage(w http.ResponseWriter, r *http.Request, d *Delegation, scopes []string, missing, later string) {
+	d.observe(pass.ObservationStageScopeExceeded, missing, d.stage)
+	body := pass.Failf(pass.CodeStageScopeExceeded, "scope %q needs stage %q; the mission is at stage %q", missing, later, d.stage).Body()
+	body.Mission = &pass.MissionInfo{ID: d.MissionID, State: pass.MissionActive, Version: d.missionVersion, Stage: d.stage}
+	body.RequiredStage = later
+	w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	httpx.WriteJSON(w, http.StatusForbidden, &body)
+}
+
 // RequireScope returns middleware that lets a request through only when
 // the delegation in its context (set by [Service.Middleware]) grants every
 // given scope; otherwise it answers 403 insufficient_scope naming the first
-// missing scope, or 401 when no delegation is present (the scope middleware
+// missing scope (403 stage_scope_exceeded, naming the stage that would
+// allow it, when the scope belongs to a later stage of the delegation's
+// mission), or 401 when no delegation is present (the scope middleware
 // was mounted without the authentication middleware). When the
 // delegation's Authority speaks the mission extension, each refusal is
 // also reported to it (batched by [Service.Run]), so that an agent trying
@@ -330,9 +385,11 @@ func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			if missing := d.Scope.Missing(scopes...); len(missing) > 0 {
-				if obs, ok := r.Context().Value(observerKey{}).(*observer); ok && obs.authorizationID == d.AuthorizationID {
-					obs.observe(pass.ObservationScopeDenied, missing[0], "")
+				if later := d.laterStage(scopes, missing); later != "" {
+					denyStage(w, r, d, scopes, missing[0], later)
+					return
 				}
+				d.observe(pass.ObservationScopeDenied, missing[0], "")
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
 				httpx.WriteError(w, nil, pass.Failf(pass.CodeInsufficientScope,
 					"the delegation lacks scope %q", missing[0]))

@@ -75,7 +75,7 @@ func TestConfigurationAdvertisesMission(t *testing.T) {
 	if err := pass.Decode(r.body, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{pass.ExtDelegation, pass.ExtHolderBinding, pass.ExtMission}, cfg.Extensions.URIs()); diff != "" {
+	if diff := cmp.Diff([]string{pass.ExtDelegation, pass.ExtHolderBinding, pass.ExtMission, pass.ExtStages}, cfg.Extensions.URIs()); diff != "" {
 		t.Errorf("extensions (-want +got):\n%s", diff)
 	}
 	if x, _ := cfg.Extensions.Get(pass.ExtMission); x.Version != "1.0" {

@@ -243,9 +243,23 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	}
 
 	// Steps 5–6: supported scopes, "*" expansion, requested_scope.
-	scope, err := s.grantScope(ctx, vr.Scope, req.RequestedScope, vr.User.Email)
+	// A mission staged in place is bounded by its ceiling, of which only
+	// the current stage's scope is allowed now: later stages then work
+	// without a new pass, and a check moves the current stage inside the
+	// bound only.
+	approved, staged := vr.Scope, stagedMission(src.cfg, mission)
+	if staged {
+		approved = mission.Ceiling
+	}
+	scope, err := s.grantScope(ctx, approved, req.RequestedScope, vr.User.Email)
 	if err != nil {
 		return nil, err
+	}
+	current := scope
+	if staged {
+		if current = scope.Intersect(vr.Scope); current.IsEmpty() {
+			return nil, pass.Fail(pass.CodeScopeEmpty, "requested_scope and the mission's current stage have nothing in common")
+		}
 	}
 
 	// Step 8: destination (browser sessions only), from the Authority and
@@ -270,7 +284,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		User:             user,
 		Agent:            vr.Agent.ID,
 		Scope:            scope,
-		CurrentScope:     scope,
+		CurrentScope:     current,
 		CreatedAt:        now,
 		CheckedAt:        now,
 	}
@@ -280,6 +294,9 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	if mission != nil {
 		rec.MissionID, rec.MissionVersion, rec.MissionState = mission.ID, mission.Version, mission.State
 		rec.Chain, rec.Ancestors = chain, ancestors
+	}
+	if staged {
+		rec.Stage, rec.Stages = mission.Stage, slices.Clone(mission.Stages)
 	}
 	if vr.Task != nil {
 		rec.Task = *vr.Task
@@ -373,6 +390,20 @@ func lineage(m *pass.MissionInfo, agent string) ([]pass.Actor, []string, error) 
 		ancestors = append(ancestors, a.MissionID)
 	}
 	return chain, ancestors, nil
+}
+
+// stagedMission reports whether a validated mission is staged in place:
+// the Authority advertises the stages extension (this Service always does)
+// and sent a well-formed plan whose current stage and ceiling hold
+// together. Anything less is read as a plain mission, bounded by the
+// validated scope, which never allows more than v0.1 would.
+func stagedMission(acfg *pass.AuthorityConfiguration, m *pass.MissionInfo) bool {
+	if m == nil || !acfg.Extensions.Has(pass.ExtStages) || len(m.Ceiling) == 0 || m.Ceiling.HasWildcard() ||
+		pass.ValidateStages(m.Stages) != nil {
+		return false
+	}
+	i := slices.IndexFunc(m.Stages, func(st pass.Stage) bool { return st.Name == m.Stage })
+	return i >= 0
 }
 
 // validatePass calls the Authority's validate endpoint with a signed Service
@@ -507,7 +538,7 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 	s.redeemed(ctx, rec)
 	secs := int64(exp.Sub(now) / time.Second)
 	return &redemption{rec: rec, bearer: &pass.BearerTokenResponse{
-		BearerToken: tok, Scope: rec.Scope, ExpiresIn: &secs, TokenType: tokenType,
+		BearerToken: tok, Scope: rec.CurrentScope, ExpiresIn: &secs, TokenType: tokenType,
 	}}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
@@ -593,7 +594,7 @@ func TestOnDelegation(t *testing.T) {
 		User: corpUser, Agent: "agent-7", Task: &pass.ValidatedTask{ID: "task-1", Description: "triage tickets"},
 		Scope: pass.Scope{"admin"},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreUnexported(service.Delegation{})); diff != "" {
 		t.Errorf("delegation (-want +got):\n%s", diff)
 	}
 	if credsAtCall != 0 {

@@ -63,23 +63,18 @@ func newReporter() *reporter {
 	return &reporter{entries: map[string]*reportEntry{}, age: list.New(), wake: make(chan struct{}, 1)}
 }
 
-// observer reports the refusals of requests of one delegation.
-type observer struct {
-	authorizationID string
-	observe         func(kind, scope, stage string)
-}
-
-// observer returns the observer of rec, or nil when its Authority does not
-// speak the mission extension.
-func (s *Service) observer(rec *DelegationRecord) *observer {
-	if rec == nil || rec.MissionID == "" || s.reports == nil {
-		return nil
+// observe reports one refusal of a request of d, when the middleware
+// authenticated d for a delegation whose Authority speaks the mission
+// extension. The delegation carries what a report needs, so an allowed
+// request pays nothing for reporting.
+func (d *Delegation) observe(kind, scope, stage string) {
+	s := d.reporter
+	if s == nil || s.reports == nil {
+		return
 	}
-	where := DelegationRecord{AuthorizationID: rec.AuthorizationID, Authority: rec.Authority,
-		ConfigurationURL: rec.ConfigurationURL, TrustMode: rec.TrustMode, MissionID: rec.MissionID}
-	return &observer{authorizationID: rec.AuthorizationID, observe: func(kind, scope, stage string) {
-		s.reports.observe(&where, kind, scope, stage, s.cfg.Now())
-	}}
+	where := DelegationRecord{AuthorizationID: d.AuthorizationID, Authority: d.Authority,
+		ConfigurationURL: d.configurationURL, TrustMode: d.TrustMode, MissionID: d.MissionID}
+	s.reports.observe(&where, kind, scope, stage, s.cfg.Now())
 }
 
 // observe records one refusal at now.

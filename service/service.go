@@ -108,6 +108,12 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("service: events extension: %w", err)
 		}
 	}
+	// This Service stages in place: it keeps a staged mission's ceiling as
+	// each delegation's bound and lets through only the current stage's
+	// scope, so a stage move needs no new pass.
+	if doc.Extensions, err = doc.Extensions.With(pass.ExtStages, pass.Extension{Version: "1.0"}); err != nil {
+		return nil, fmt.Errorf("service: stages extension: %w", err)
+	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("service: configuration document: %w", err)
 	}

@@ -231,6 +231,9 @@ type MissionCheck struct {
 	// narrows.
 	State   pass.MissionState
 	Version int64
+	// Stage is the mission's current stage as the answer reported it,
+	// empty when it named none; stored with the scope when applied.
+	Stage string
 }
 
 // CredentialKind says what a credential is.
@@ -312,7 +315,18 @@ type DelegationRecord struct {
 	// the next request runs a check whatever CheckInterval says. A check
 	// whose answer is recorded clears it.
 	Stale bool
+	// Stage is the mission's current stage and Stages its plan, when the
+	// delegation is staged in place (this Service and the Authority both
+	// speak the stages extension): Scope is then the upper bound of every
+	// stage and CurrentScope the current stage's, and a request needing a
+	// scope of a later stage is refused as stage_scope_exceeded. Stages
+	// is replaced as a whole, never changed in place, so copies share it.
+	Stage  string
+	Stages []pass.Stage
 }
+
+// staged reports whether the delegation is staged in place.
+func (d *DelegationRecord) staged() bool { return len(d.Stages) > 0 }
 
 // held reports whether the delegation is held because its mission is
 // suspended.

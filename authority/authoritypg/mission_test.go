@@ -85,3 +85,15 @@ func TestCreateChildRaceTwoReplicas(t *testing.T) {
 	s2 := authoritypg.New(pgtest.SharedPool(t, pool))
 	authoritytest.RaceChildren(t, s1, s2)
 }
+
+// Two replicas race stage moves of one mission, all expecting the same
+// version: exactly one wins.
+func TestStageRaceTwoReplicas(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s1 := authoritypg.New(pool)
+	if err := s1.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2 := authoritypg.New(pgtest.SharedPool(t, pool))
+	authoritytest.RaceStages(t, s1, s2)
+}

@@ -2,10 +2,12 @@ package authoritypg
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -60,3 +62,34 @@ func textArg(s string) pgtype.Text {
 }
 
 func tierOf(s string) dpop.Tier { return dpop.Tier(s) }
+
+// stagePlan is the stage_plan column: a mission's plan, current stage and
+// waiting move.
+type stagePlan struct {
+	Stages  []pass.Stage  `json:"stages"`
+	Stage   string        `json:"stage,omitempty"`
+	Pending *pass.Pending `json:"pending,omitempty"`
+}
+
+func stagePlanArg(r *authority.Request) (pgtype.Text, error) {
+	if len(r.Stages) == 0 {
+		return pgtype.Text{}, nil
+	}
+	b, err := json.Marshal(stagePlan{Stages: r.Stages, Stage: r.Stage, Pending: r.PendingStage})
+	if err != nil {
+		return pgtype.Text{}, fmt.Errorf("authoritypg: stage plan: %w", err)
+	}
+	return pgtype.Text{String: string(b), Valid: true}, nil
+}
+
+func scanStagePlan(t pgtype.Text, r *authority.Request) error {
+	if !t.Valid {
+		return nil
+	}
+	var p stagePlan
+	if err := json.Unmarshal([]byte(t.String), &p); err != nil {
+		return fmt.Errorf("authoritypg: stage plan: %w", err)
+	}
+	r.Stages, r.Stage, r.PendingStage = p.Stages, p.Stage, p.Pending
+	return nil
+}

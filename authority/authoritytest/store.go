@@ -120,6 +120,12 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 			tc.fn(t, s, es)
 		})
 	}
+	for _, tc := range stageTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
 }
 
 var ctx = context.Background()

@@ -102,19 +102,19 @@ const (
 	delegationColumns = `d.authorization_id, d.authority, d.configuration_url, d.trust_mode, d.user_email, d.agent,
 		d.harness_id, d.task_id, d.task_description, d.task_attested, d.scope, d.current_scope,
 		d.expires_at, d.created_at, d.checked_at, d.invalidated, d.invalidated_at, d.invalid_reason,
-		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors, d.stale`
+		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors, d.stale, d.mission_stage, d.mission_stages`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$23 and $30 (stale
-	// came after the credential's $24..$29).
+	// insertDelegation is the first half of Redeem: $1..$23 and $30..$32
+	// (stale and the stage came after the credential's $24..$29).
 	insertDelegation = `
 		WITH d AS (
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state, chain, ancestors, stale)
+				mission_id, mission_version, mission_state, chain, ancestors, stale, mission_stage, mission_stages)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-				$22::jsonb, $23::text[], $30::boolean)
+				$22::jsonb, $23::text[], $30::boolean, $31::text, $32::text)
 			RETURNING authorization_id
 		)`
 )
@@ -143,7 +143,7 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 			SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
-	args = append(args, d.Stale)
+	args = append(args, d.Stale, d.Stage, stagesArg(d.Stages))
 	_, err := s.pool.Exec(ctx, sql, args...)
 	if isUniqueViolation(err) {
 		// A retry of a Redeem that committed finds its own record.
@@ -322,13 +322,14 @@ func (s *Store) RecordMissionCheck(ctx context.Context, authorizationID string, 
 					ELSE expires_at END,
 				mission_state = CASE WHEN $6::bigint >= mission_version THEN $5::text ELSE mission_state END,
 				stale = stale AND $6::bigint < mission_version,
+				mission_stage = CASE WHEN $6::bigint >= mission_version AND $7::text <> '' THEN $7::text ELSE mission_stage END,
 				mission_version = greatest(mission_version, $6::bigint)
 			WHERE authorization_id = $1 AND NOT invalidated
 			RETURNING ($6::bigint >= mission_version) AS applied
 		)
 		SELECT COALESCE((SELECT applied FROM u), false),
 			EXISTS (SELECT 1 FROM agentpass_service_delegations WHERE authorization_id = $1)`,
-		authorizationID, ts(c.At), scopeArg(c.Scope), ts(c.ExpiresAt), string(c.State), c.Version).Scan(&applied, &exists)
+		authorizationID, ts(c.At), scopeArg(c.Scope), ts(c.ExpiresAt), string(c.State), c.Version, c.Stage).Scan(&applied, &exists)
 	if err != nil {
 		return false, fmt.Errorf("servicepg: RecordMissionCheck: %w", err)
 	}
@@ -602,11 +603,12 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 		missionState                           string
 		chain                                  []byte
 		ancestors                              []string
+		stages                                 pgtype.Text
 	)
 	dest := append(lead, &d.AuthorizationID, &d.Authority, &d.ConfigurationURL, &trust, &d.User, &d.Agent,
 		&d.HarnessID, &d.Task.ID, &d.Task.Description, &d.Task.Attested, &scope, &current,
 		&expires, &created, &checked, &d.Invalidated, &invalidated, &d.InvalidReason,
-		&d.MissionID, &d.MissionVersion, &missionState, &chain, &ancestors, &d.Stale)
+		&d.MissionID, &d.MissionVersion, &missionState, &chain, &ancestors, &d.Stale, &d.Stage, &stages)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -618,10 +620,28 @@ func scanDelegation(row pgx.Row, lead ...any) (*service.DelegationRecord, error)
 	if len(ancestors) > 0 {
 		d.Ancestors = ancestors
 	}
+	if stages.Valid {
+		if err := json.Unmarshal([]byte(stages.String), &d.Stages); err != nil {
+			return nil, fmt.Errorf("servicepg: mission_stages: %w", err)
+		}
+	}
 	d.TrustMode, d.MissionState = pass.TrustMode(trust), pass.MissionState(missionState)
 	d.Scope, d.CurrentScope = scopeOf(scope), scopeOf(current)
 	d.ExpiresAt, d.CreatedAt, d.CheckedAt, d.InvalidatedAt = tm(expires), tm(created), tm(checked), tm(invalidated)
 	return &d, nil
+}
+
+// stagesArg is the mission_stages column: the plan as JSON text, NULL
+// without one.
+func stagesArg(st []pass.Stage) pgtype.Text {
+	if len(st) == 0 {
+		return pgtype.Text{}
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return pgtype.Text{} // a plan of strings always encodes
+	}
+	return pgtype.Text{String: string(b), Valid: true}
 }
 
 func ts(t time.Time) pgtype.Timestamptz {

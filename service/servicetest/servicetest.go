@@ -130,6 +130,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"ApplyEventKeys", testApplyEventKeys},
 		{"ApplyEventCascade", testApplyEventCascade},
 		{"ApplyEventRace", testApplyEventRace},
+		{"StagedDelegation", testStagedDelegation},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}

@@ -134,9 +134,24 @@ func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Pending []APIRequest `json:"pending"`
-	}{Pending: []APIRequest{}}
+		// Transitions are the stage moves waiting for a person
+		// (decide them with POST {base}/api/decide-stage).
+		Transitions []APITransition `json:"transitions"`
+	}{Pending: []APIRequest{}, Transitions: []APITransition{}}
 	for _, req := range list {
 		out.Pending = append(out.Pending, p.apiRequest(req))
+	}
+	moves, err := p.pendingTransitions(r.Context())
+	if err != nil {
+		p.apiFail(w, err)
+		return
+	}
+	for i := range moves {
+		m := &moves[i]
+		pt, to := m.AuthorityModel.PendingTransition, targetStage(m)
+		out.Transitions = append(out.Transitions, APITransition{MissionID: m.ID, User: m.User.Email, HarnessID: m.Harness.ID,
+			Service: m.Service, Task: m.Task.Description, From: m.AuthorityModel.Stage, To: pt.To, Gate: to.Gate, Scope: to.Scope,
+			Reason: pt.Reason, RequestedAt: pt.RequestedAt, ExpiresAt: pt.ExpiresAt})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -42,6 +42,7 @@
 //	POST {base}/api/revoke           {"id", "reason", "by"}
 //	POST {base}/api/suspend          {"id", "reason", "by"}  (an authorization or mission id)
 //	POST {base}/api/resume           {"id", "by"}            (an authorization or mission id)
+//	POST {base}/api/decide-stage     {"id", "outcome": "approve"|"deny", "reason", "by"}  (a mission id)
 package approvalpage
 
 import (
@@ -123,6 +124,9 @@ var assets embed.FS
 
 var tmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"join": func(s pass.Scope) string { return strings.Join(s, " ") },
+	"moveDict": func(m transitionView, csrf, base, from string) moveCard {
+		return moveCard{M: m, CSRF: csrf, Base: base, From: from}
+	},
 	"dict": func(r any, csrf, base, from string) cardView {
 		c := cardView{CSRF: csrf, Base: base, From: from}
 		switch v := r.(type) {
@@ -136,6 +140,12 @@ var tmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 }).ParseFS(assets, "page.html"))
 
 var styleCSS, _ = assets.ReadFile("style.css")
+
+// moveCard is what the "move" template renders.
+type moveCard struct {
+	M                transitionView
+	CSRF, Base, From string
+}
 
 // cardView is what the "request" template renders.
 type cardView struct {
@@ -192,12 +202,14 @@ func New(cfg Config) (*Page, error) {
 	mux.Handle("POST "+b+"/decide", form(p.decide))
 	mux.Handle("POST "+b+"/revoke", form(p.revoke))
 	mux.Handle("POST "+b+"/whoami", form(p.whoami))
+	mux.Handle("POST "+b+"/decide-stage", form(p.decideStage))
 	mux.Handle("GET "+b+"/api/pending", p.admin(p.apiPending))
 	mux.Handle("POST "+b+"/api/decide", p.admin(p.apiDecide))
 	mux.Handle("GET "+b+"/api/authorizations", p.admin(p.apiAuthorizations))
 	mux.Handle("POST "+b+"/api/revoke", p.admin(p.apiRevoke))
 	mux.Handle("POST "+b+"/api/suspend", p.admin(p.apiSuspend(false)))
 	mux.Handle("POST "+b+"/api/resume", p.admin(p.apiSuspend(true)))
+	mux.Handle("POST "+b+"/api/decide-stage", p.admin(p.apiDecideStage))
 	if b != "" {
 		mux.HandleFunc("GET "+b, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, b+"/", http.StatusSeeOther)

@@ -243,3 +243,63 @@ func (e *env) chromium(exe string) (context.Context, func(name string)) {
 	}
 	return tab, shoot
 }
+
+// TestStageMoveInChromium: an agent's staged mission asks for its next
+// stage, behind a human gate; a person opens the approval page in real
+// headless Chromium, sees the move with the stage's scope and the agent's
+// reason, and approves it; the agent's RequestStage returns at the new
+// stage, and the mission's page shows the plan with the current stage.
+func TestStageMoveInChromium(t *testing.T) {
+	e := newEnv(t, true)
+	tab, shoot := e.chromium(testnet.Chromium(t))
+	m, id := e.stagedMission("Add 'Book the dentist' to my list")
+	moved := e.requestStage(m, "add")
+	move := `article[data-mission="` + id + `"]`
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(e.page()),
+		chromedp.WaitVisible(move),
+	); err != nil {
+		t.Fatal(err)
+	}
+	text, err := chromedp.Run(tab, chromedp.Text(move))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"look", "add", "todos:write", "the user asked me to add an item", "human gate"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the move's card lacks %q:\n%s", want, text)
+		}
+	}
+	shoot("approval-page-stage-move.png")
+	if err := chromedp.Do(tab,
+		chromedp.Click(move+` button[value="approve"]`),
+		chromedp.WaitVisible(`.notice-ok`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-moved; err != nil {
+		t.Fatalf("RequestStage after the approval: %v", err)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(e.page()+"requests/"+id),
+		chromedp.WaitVisible(`#mission .stages`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-stage-plan.png")
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]any](`({
+		stages: [...document.querySelectorAll('#mission .stage')].map(s => s.dataset.stage + ":" + s.dataset.gate),
+		current: document.querySelector('#mission .stage.current').dataset.stage,
+		types: [...document.querySelectorAll('#mission-history tbody tr')].map(r => r.dataset.type),
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]any{"look:auto", "add:human"}, got["stages"]); diff != "" || got["current"] != "add" {
+		t.Errorf("plan on the page: current %v, stages (-want +got):\n%s", got["current"], diff)
+	}
+	types, _ := got["types"].([]any)
+	if len(types) < 2 || types[len(types)-1] != "stage_changed" || types[len(types)-2] != "stage_requested" {
+		t.Errorf("history on the page: %v", types)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 const adminToken = "test-admin-token-0123456789"
@@ -99,11 +100,18 @@ type acquired struct {
 // (the task adds an item) and waits until the Enterprise Authority lists it.
 func (e *env) pending(task string) (*authority.Request, <-chan acquired) {
 	e.t.Helper()
+	return e.pendingStaged(task, nil)
+}
+
+// pendingStaged is pending for a request with a stage plan.
+func (e *env) pendingStaged(task string, stages []pass.Stage) (*authority.Request, <-chan acquired) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	e.t.Cleanup(cancel)
 	done := make(chan acquired, 1)
 	go func() {
-		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task},
+			Stages: stages})
 		done <- acquired{g, err}
 	}()
 	deadline := time.Now().Add(20 * time.Second)

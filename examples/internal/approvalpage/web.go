@@ -28,6 +28,7 @@ type view struct {
 	Detail    *requestView // the request page; nil on the list
 	Mission   *missionView // the request page's mission record
 	Pending   []requestView
+	Moves     []transitionView // stage moves waiting for a person
 	Active    []authzView
 	Refresh   bool // nothing pending: refresh every few seconds
 	Generated string
@@ -59,6 +60,7 @@ type requestView struct {
 	DecidedBy, Decided        string
 	Reason                    string
 	Granted                   pass.Scope
+	Stages                    []stageView // the plan asked for, with its gates
 }
 
 // missionView is the mission record on a request's page: its state,
@@ -72,6 +74,8 @@ type missionView struct {
 	Verified              bool
 	VerifyError           string
 	Events                []eventView
+	Stages                []stageView     // the plan, the current stage marked
+	Move                  *transitionView // a stage move waiting for a person
 }
 
 type eventView struct {
@@ -111,6 +115,7 @@ var errorTexts = map[string]string{
 	"scope":      "A chosen scope is not one the Service offered.",
 	"action":     "Unknown action.",
 	"state":      "That authorization is no longer live.",
+	"nostage":    "No stage move of that mission waits for a decision any more.",
 	"internal":   "Something went wrong; see the devnet's log.",
 }
 
@@ -126,11 +131,19 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 	for _, req := range pending {
 		v.Pending = append(v.Pending, p.requestView(req, now))
 	}
+	moves, err := p.pendingTransitions(ctx)
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	for i := range moves {
+		v.Moves = append(v.Moves, transitionViewOf(&moves[i], now))
+	}
 	if v.Active, err = p.tree(ctx, now); err != nil {
 		p.fail(w, err)
 		return
 	}
-	v.Refresh = len(v.Pending) == 0
+	v.Refresh = len(v.Pending) == 0 && len(v.Moves) == 0
 	p.notice(ctx, r, v)
 	p.render(w, v)
 }
@@ -259,7 +272,12 @@ func (p *Page) missionView(ctx context.Context, id string, now time.Time) (*miss
 		return nil, err
 	}
 	mv := &missionView{ID: m.ID, State: string(m.State), StateClass: "status-" + string(m.State), Version: m.Version,
-		Head: m.History.Head, Count: m.History.Count, Verified: true}
+		Head: m.History.Head, Count: m.History.Count, Verified: true,
+		Stages: planView(m.AuthorityModel.Stages, m.AuthorityModel.Stage)}
+	if m.AuthorityModel.PendingTransition != nil {
+		t := transitionViewOf(m, now)
+		mv.Move = &t
+	}
 	if e := m.Ended; e != nil {
 		mv.Ended = fmt.Sprintf("%s by %s (%s)", ago(e.At, now), e.By, e.Cause)
 		if abandoned(e) {
@@ -356,6 +374,8 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 				v.Notice.Text += fmt.Sprintf(" Its sub-agents' delegations ended with it: %s.", strings.Join(ended, ", "))
 			}
 		}
+	case q.Get("staged") != "":
+		v.Notice = p.stageNotice(ctx, q.Get("staged"))
 	case q.Get("named") != "":
 		v.Notice = &notice{"ok", "Your decisions are now recorded as human:" + v.Approver + "."}
 	}
@@ -502,6 +522,7 @@ func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
 	if d := r.Decision; d != nil {
 		v.DecidedBy, v.Decided, v.Reason, v.Granted = d.DecidedBy, ago(d.DecidedAt, now), d.Reason, d.Scope
 	}
+	v.Stages = planView(r.Stages, "")
 	return v
 }
 

@@ -227,13 +227,15 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			approvalURL = func(rid string) string { return approvalpage.RequestURL(approvalBase(id), rid) }
 		}
 		as, err := deploy.Authorities(n, authority.Config{
-			ApprovalURL:             approvalURL,
-			PollAfter:               opts.PollAfter,
-			Identifier:              id,
-			TrustMode:               mode,
-			Store:                   store,
-			ReplayCache:             opts.ReplayCache,
-			Approver:                Rules(),
+			ApprovalURL: approvalURL,
+			PollAfter:   opts.PollAfter,
+			Identifier:  id,
+			TrustMode:   mode,
+			Store:       store,
+			ReplayCache: opts.ReplayCache,
+			Approver:    Rules(),
+			// Stage gates follow the to-do scopes' suffixes.
+			Effects:                 authority.EffectRules{":read": authority.EffectRead, ":write": authority.EffectWrite, ":delete": authority.EffectDelete},
 			AllowServiceAuthorities: allowSA,
 			RequireHardenedProofs:   opts.RequireHardenedProofs,
 			Discovery:               disc,
