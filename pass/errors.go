@@ -68,6 +68,10 @@ const (
 	CodeStaleVersion     Code = "stale_version"      // 409: expected_version is not the current one
 	CodeMissionSuspended Code = "mission_suspended"  // 403: the mission (or an ancestor) is suspended
 
+	// Scope compilation extension (ExtCompile).
+	CodeScopeWildcardRefused Code = "scope_wildcard_refused" // 403: the Authority's policy refuses "*"
+	CodeScopeOverProposal    Code = "scope_over_proposal"    // 403: the request asks beyond the proposal and policy denies it
+
 	// Sub-agent delegation extension (ExtDelegation).
 	CodeDelegationNotPermitted Code = "delegation_not_permitted" // 403: the mission was approved without delegation rights
 	CodeNotAttenuated          Code = "not_attenuated"           // 403: the child asks for more than its parent holds
@@ -155,6 +159,8 @@ var codes = map[Code]codeInfo{
 	CodeDepthExceeded:          {http.StatusForbidden, []error{ErrForbidden}},
 	CodeFanoutExceeded:         {http.StatusTooManyRequests, nil},
 	CodeHolderKeyReused:        {http.StatusUnprocessableEntity, nil},
+	CodeScopeWildcardRefused:   {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
+	CodeScopeOverProposal:      {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
 }
 
 // Status returns the HTTP status c travels with, or 500 for a code outside

@@ -2,10 +2,12 @@ package authoritypg
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -60,3 +62,37 @@ func textArg(s string) pgtype.Text {
 }
 
 func tierOf(s string) dpop.Tier { return dpop.Tier(s) }
+
+// scopePlan is the scope_plan column: the parts of a request's scope
+// compilation that do not change after it is stored.
+type scopePlan struct {
+	Proposal      *authority.Proposal         `json:"proposal,omitempty"`
+	CompileFailed bool                        `json:"compile_failed,omitempty"`
+	Decision      string                      `json:"decision,omitempty"`
+	Effects       map[string]authority.Effect `json:"effects,omitempty"`
+}
+
+// scopePlanOf encodes r's plan, or "" when it has none.
+func scopePlanOf(r *authority.Request) (string, error) {
+	if r.Proposal == nil && !r.CompileFailed && r.ScopeDecision == "" && r.Effects == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(scopePlan{Proposal: r.Proposal, CompileFailed: r.CompileFailed, Decision: r.ScopeDecision, Effects: r.Effects})
+	if err != nil {
+		return "", fmt.Errorf("authoritypg: encoding the scope plan: %w", err)
+	}
+	return string(b), nil
+}
+
+// readScopePlan decodes the scope_plan column into r.
+func readScopePlan(s string, r *authority.Request) error {
+	if s == "" {
+		return nil
+	}
+	var p scopePlan
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return fmt.Errorf("authoritypg: decoding the scope plan of %s: %w", r.MissionID, err)
+	}
+	r.Proposal, r.CompileFailed, r.ScopeDecision, r.Effects = p.Proposal, p.CompileFailed, p.Decision, p.Effects
+	return nil
+}
