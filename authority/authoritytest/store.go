@@ -700,7 +700,7 @@ func testScopePlan(t *testing.T, s authority.Store) {
 		Scopes:   []authority.Rationale{{Scope: "tickets:read", Basis: authority.BasisTemplate, Source: "triage@3", Why: "lists tickets"}},
 		Excluded: []authority.Rationale{{Scope: "tickets:delete", Why: "not selected by template triage@3"}},
 		Compiler: "templates", Version: "v1", InputSHA256: strings.Repeat("ab", 32),
-		Stages:   []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}, Gate: "auto"}},
+		Stages: []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}, Gate: "auto"}},
 	}
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
