@@ -167,11 +167,10 @@ type Rule struct {
 	RequireTaskAttestation bool
 	// Match, if set, is an extra condition.
 	Match func(r *Request) bool
-	// WithinProposal matches only requests that ask for nothing beyond
-	// the Authority's proposal (Request.Diff().Over is empty) and whose
-	// scope to grant was proposed by a template or a rule: a scope only a
-	// model proposed never counts, because text in the task description
-	// can steer a model.
+	// WithinProposal matches only when every scope the rule would grant
+	// (the request, or the proposal standing for it) was proposed by a
+	// template or a rule: a scope only a model proposed never counts,
+	// because text in the task description can steer a model.
 	WithinProposal bool
 	// MaxEffect, if set, is the highest effect this rule may grant: a rule
 	// whose grant holds a scope of a higher effect does not match. Whatever

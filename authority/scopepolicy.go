@@ -120,10 +120,10 @@ func minus(a, b pass.Scope) pass.Scope {
 func sameScope(a, b pass.Scope) bool { return a.SubsetOf(b) && b.SubsetOf(a) }
 
 // withinProposal reports whether granting s stays inside the part of r's
-// proposal an operator authored: nothing requested beyond the proposal,
-// and every scope of s proposed by a template or a rule.
+// proposal an operator authored: every scope of s proposed by a template or
+// a rule (so none of Diff().Over).
 func withinProposal(r *Request, s pass.Scope) bool {
-	if r.Proposal == nil || r.CompileFailed || len(s) == 0 || s.HasWildcard() || len(r.Diff().Over) > 0 {
+	if r.Proposal == nil || r.CompileFailed || len(s) == 0 || s.HasWildcard() {
 		return false
 	}
 	authored := make(map[string]bool, len(r.Proposal.Scopes))

@@ -20,17 +20,17 @@ const (
 // checkScopeRequest checks Request.Scope and Task.Class.
 func checkScopeRequest(scope pass.Scope, class string) error {
 	if len(scope) > maxRequestedScope {
-		return errors.New("Scope has more than 256 values")
+		return errors.New("request scope has more than 256 values")
 	}
 	for _, s := range scope {
 		if s == "" || len(s) > maxScopeValue || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) >= 0 {
-			return errors.New("Scope values must be scope tokens of 1 to 256 bytes")
+			return errors.New("request scope values must be scope tokens of 1 to 256 bytes")
 		}
 	}
 	if class != "" && (len(class) > 64 || strings.IndexFunc(class, func(r rune) bool {
 		return !(r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) || r == '.' || r == '_' || r == '-')
 	}) >= 0) {
-		return errors.New("Task.Class must be 1 to 64 letters, digits, '.', '_' or '-'")
+		return errors.New("task class must be 1 to 64 letters, digits, '.', '_' or '-'")
 	}
 	return nil
 }
