@@ -468,9 +468,12 @@ func proposedDetails(r *Request) map[string]any {
 	if p == nil || r.CompileFailed {
 		return map[string]any{"outcome": pass.ProposalNone, "compiler_failed": r.CompileFailed}
 	}
-	return map[string]any{
+	d := map[string]any{
 		"outcome": pass.ProposalProposed, "compiler": p.Compiler, "compiler_version": p.Version,
 		"input_sha256": p.InputSHA256, "scope": scopeDetail(p.Names()), "excluded": int64(len(p.Excluded) + p.Omitted),
-		"decision": r.ScopeDecision,
 	}
+	if r.ScopeDecision != "" {
+		d["decision"] = r.ScopeDecision
+	}
+	return d
 }

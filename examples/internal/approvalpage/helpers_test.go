@@ -16,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 const adminToken = "test-admin-token-0123456789"
@@ -53,14 +54,18 @@ func (c *offsetClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newEnv(t *testing.T, explicitPorts bool) *env {
+func newEnv(t *testing.T, explicitPorts bool, mods ...func(*sandbox.Options)) *env {
 	t.Helper()
 	n := testnet.New(t)
 	clock := &offsetClock{}
-	sb, err := sandbox.Build(n, sandbox.Options{
+	opts := sandbox.Options{
 		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
 		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, Now: clock.Now,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	sb, err := sandbox.Build(n, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +97,17 @@ type acquired struct {
 // (the task adds an item) and waits until the Enterprise Authority lists it.
 func (e *env) pending(task string) (*authority.Request, <-chan acquired) {
 	e.t.Helper()
+	return e.pendingScope(task, nil)
+}
+
+// pendingScope is pending for a request asking for scope.
+func (e *env) pendingScope(task string, scope pass.Scope) (*authority.Request, <-chan acquired) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	e.t.Cleanup(cancel)
 	done := make(chan acquired, 1)
 	go func() {
-		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}, Scope: scope})
 		done <- acquired{g, err}
 	}()
 	deadline := time.Now().Add(20 * time.Second)
