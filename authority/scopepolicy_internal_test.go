@@ -27,7 +27,7 @@ func TestScopeBasisViews(t *testing.T) {
 				{Scope: "tickets:delete", Basis: BasisTemplate, Source: "triage@3", Why: "removes nothing"},
 			},
 			Compiler: "templates", Version: "v1", InputSHA256: "abc",
-			Stages:   []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}}},
+			Stages: []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}}},
 		},
 		Decision: &Evidence{Status: pass.StatusApproved, Scope: pass.Scope{"tickets:read"}, ScopeDecision: pass.ScopeNarrowed},
 	}
