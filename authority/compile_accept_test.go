@@ -435,7 +435,7 @@ func TestC7PendingStatusProposal(t *testing.T) {
 	if got == nil || got.Proposal == nil {
 		t.Fatalf("poll with proof: %d %s, want a proposal", raw.status, raw.body)
 	}
-	validateSchema(t, "authority-issuance-status.schema.json", "", raw.body)
+	validateSchema(t, "issuance-status.schema.json", "", raw.body)
 	want := &pass.ScopeProposal{Outcome: pass.ProposalProposed, Scope: pass.Scope{"tickets:read"},
 		Rationale: []pass.ScopeRationale{{Scope: "tickets:read", Basis: "template", Source: "triage@3", Why: "triage reads the open tickets"}},
 		Excluded:  []pass.ScopeRationale{{Scope: "tickets:delete", Basis: "template", Source: "triage@3", Why: "no step of the task removes tickets"}},
