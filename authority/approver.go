@@ -273,7 +273,8 @@ func (s *RuleSet) Decide(ctx context.Context, r *Request) (Decision, error) {
 		if ru.WithinProposal && !withinProposal(r, judged) {
 			continue
 		}
-		if ru.MaxEffect != "" && r.maxEffect(judged).Compare(ru.MaxEffect) > 0 {
+		// An unrecognised MaxEffect (a typo) matches nothing.
+		if ru.MaxEffect != "" && (normalEffect(ru.MaxEffect) != ru.MaxEffect || r.maxEffect(judged).Compare(ru.MaxEffect) > 0) {
 			continue
 		}
 		return d, nil

@@ -298,6 +298,13 @@ func TestC4WithinProposal(t *testing.T) {
 		r, st = e.issueScope(e.newHarness(), "tickets:read")
 		wantStatus(t, r, st, pass.StatusApproved)
 	})
+	t.Run("a MaxEffect typo matches nothing", func(t *testing.T) {
+		typo := withinProposal
+		typo.MaxEffect = "raed"
+		e := compileEnv(t, func(c *authority.Config) { c.Approver = authority.Rules(typo) })
+		r, st := e.issueScope(e.newHarness(), "tickets:read")
+		wantStatus(t, r, st, pass.StatusPending)
+	})
 	t.Run("no rule grants delete, the Service's lower effect notwithstanding", func(t *testing.T) {
 		all := authority.Rule{Name: "everything", MaxEffect: authority.EffectAdmin, Outcome: authority.Approve}
 		e := compileEnv(t, func(c *authority.Config) { c.Approver = authority.Rules(all) })
@@ -391,6 +398,9 @@ func TestC6CompilerFailure(t *testing.T) {
 			req := e.request(st)
 			if !req.CompileFailed || req.Proposal != nil {
 				t.Fatalf("CompileFailed=%v proposal=%+v, want a failed compilation", req.CompileFailed, req.Proposal)
+			}
+			if !sameSet(req.ProposedScope, pass.Scope{"tickets:read"}) {
+				t.Errorf("preselected %v, want what the Harness named", req.ProposedScope)
 			}
 			_, polled := e.poll(st.ID, h.statusProof(e, st.ID))
 			if polled == nil || polled.Proposal == nil || polled.Proposal.Outcome != pass.ProposalNone {

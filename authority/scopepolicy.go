@@ -209,7 +209,11 @@ func (a *Authority) planScope(ctx context.Context, req *Request, in *pass.Issuan
 	target, decision := pass.Scope(nil), ""
 	switch {
 	case req.CompileFailed:
+		// A person decides; a plain approval grants what was named.
 		person = true
+		if req.RequestedScope != nil && !wild {
+			target = req.RequestedScope.Intersect(req.AvailableScope)
+		}
 	case req.RequestedScope == nil:
 		if proposed != nil {
 			target, decision = proposed, pass.ScopeProposalAdopted
@@ -250,7 +254,7 @@ func (a *Authority) planScope(ctx context.Context, req *Request, in *pass.Issuan
 			target, person = req.RequestedScope.Intersect(req.AvailableScope), true
 		}
 	}
-	if target != nil {
+	if len(target) > 0 {
 		req.ProposedScope, req.ScopeDecision = cloneScope(target), decision
 		req.ProposedBy = "harness:" + req.HarnessID
 		if req.Proposal != nil && decision != pass.ScopeAsRequested {
@@ -305,6 +309,7 @@ func (a *Authority) compile(ctx context.Context, in *CompileInput) (*Proposal, e
 	if err != nil {
 		return nil, err
 	}
+	p.Omitted += max(r.p.Omitted, 0)
 	p.Stages = clampStages(r.p.Stages, p.Names())
 	return p, nil
 }
