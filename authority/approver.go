@@ -173,9 +173,11 @@ type Rule struct {
 	// because text in the task description can steer a model.
 	WithinProposal bool
 	// MaxEffect, if set, is the highest effect this rule may grant: a rule
-	// whose grant holds a scope of a higher effect does not match. Whatever
-	// it says, no rule grants delete, external, admin or unknown scopes
-	// without a person when the Authority classifies effects.
+	// whose grant holds a scope of a higher effect does not match, and a
+	// scope the Authority does not classify counts as unknown (above
+	// admin). Whatever it says, no rule grants delete, external, admin or
+	// unknown scopes without a person when the Authority classifies
+	// effects.
 	MaxEffect Effect
 
 	// Outcome is what the rule decides when it matches.
