@@ -1,7 +1,12 @@
 package authority
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -84,3 +89,66 @@ func TestRequestDiff(t *testing.T) {
 		})
 	}
 }
+
+type waitCompiler struct{}
+
+func (waitCompiler) Compile(ctx context.Context, _ CompileInput) (*Proposal, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+type ignoreCompiler struct{ release chan struct{} }
+
+func (c ignoreCompiler) Compile(context.Context, CompileInput) (*Proposal, error) {
+	<-c.release // ignores its context
+	return &Proposal{Scopes: []Rationale{{Scope: "a", Basis: BasisRule, Why: "late"}}}, nil
+}
+
+// C6 on a fake clock: compilation ends at exactly CompileTimeout, also
+// when the compiler ignores its context, and its late answer is dropped.
+func TestCompileTimeoutFakeClock(t *testing.T) {
+	in := CompileInput{Service: "https://svc.example", Task: "t", Available: []AvailableScope{{Name: "a"}}}
+	for _, ignores := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			var c Compiler = waitCompiler{}
+			if ignores {
+				c = ignoreCompiler{release: make(chan struct{})} // made in the bubble, so blocking on it is durable
+			}
+			a := &Authority{compiler: c, compileTimeout: 2 * time.Second, log: slog.New(slog.DiscardHandler)}
+			start := time.Now()
+			p, err := a.compile(t.Context(), &in)
+			if p != nil || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("compile = %+v, %v; want the deadline", p, err)
+			}
+			if d := time.Since(start); d != 2*time.Second {
+				t.Errorf("compile took %v, want exactly 2s", d)
+			}
+			if ic, ok := c.(ignoreCompiler); ok {
+				close(ic.release)
+			}
+			synctest.Wait()
+		})
+	}
+}
+
+type panicCompiler struct{}
+
+func (panicCompiler) Compile(context.Context, CompileInput) (*Proposal, error) { panic("boom") }
+
+// A compiler that panics, or answers nothing, is a failed compilation,
+// never a crash of the issuance endpoint.
+func TestCompileMisbehaving(t *testing.T) {
+	in := CompileInput{Service: "https://svc.example", Task: "t", Available: []AvailableScope{{Name: "a"}}}
+	for _, c := range []Compiler{panicCompiler{}, compilerOf(nil, nil)} {
+		a := &Authority{compiler: c, compileTimeout: time.Second, log: slog.New(slog.DiscardHandler)}
+		if p, err := a.compile(t.Context(), &in); p != nil || err == nil || errors.Is(err, ErrNoProposal) {
+			t.Errorf("compile with %T = %+v, %v; want a failure", c, p, err)
+		}
+	}
+}
+
+type compilerFunc func() (*Proposal, error)
+
+func (f compilerFunc) Compile(context.Context, CompileInput) (*Proposal, error) { return f() }
+
+func compilerOf(p *Proposal, err error) Compiler { return compilerFunc(func() (*Proposal, error) { return p, err }) }
