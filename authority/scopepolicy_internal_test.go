@@ -151,4 +151,6 @@ type compilerFunc func() (*Proposal, error)
 
 func (f compilerFunc) Compile(context.Context, CompileInput) (*Proposal, error) { return f() }
 
-func compilerOf(p *Proposal, err error) Compiler { return compilerFunc(func() (*Proposal, error) { return p, err }) }
+func compilerOf(p *Proposal, err error) Compiler {
+	return compilerFunc(func() (*Proposal, error) { return p, err })
+}
