@@ -67,6 +67,10 @@ type Decision struct {
 	// the default, allows no delegation: an approval that did not think
 	// about sub-agents does not grant them.
 	MaxDepth int
+	// DisclosureSHA256, for a person's decision, is the hex SHA-256 of the
+	// canonical JSON (RFC 8785) of what the approval page showed: the
+	// evidence that the person saw the proposal and its diff.
+	DisclosureSHA256 string
 }
 
 // Approver decides issuance requests. Decide is called once per request,
@@ -169,6 +173,18 @@ type Rule struct {
 	RequireTaskAttestation bool
 	// Match, if set, is an extra condition.
 	Match func(r *Request) bool
+	// WithinProposal matches only when every scope the rule would grant
+	// (the request, or the proposal standing for it) was proposed by a
+	// template or a rule: a scope only a model proposed never counts,
+	// because text in the task description can steer a model.
+	WithinProposal bool
+	// MaxEffect, if set, is the highest effect this rule may grant: a rule
+	// whose grant holds a scope of a higher effect does not match, and a
+	// scope the Authority does not classify counts as unknown (above
+	// admin). Whatever it says, no rule grants delete, external, admin or
+	// unknown scopes without a person when the Authority classifies
+	// effects.
+	MaxEffect Effect
 
 	// Outcome is what the rule decides when it matches.
 	Outcome Outcome
@@ -249,9 +265,25 @@ func (s *RuleSet) Decide(ctx context.Context, r *Request) (Decision, error) {
 				grant = AllScopes()
 			}
 			d.Scope = grant(r.AvailableScope)
+			if r.ProposedScope != nil {
+				// What the Harness asked for (or the proposal standing
+				// for it) bounds what a rule grants.
+				d.Scope = d.Scope.Intersect(r.ProposedScope)
+			}
 			if ru.Outcome == Approve && len(d.Scope) == 0 {
 				continue
 			}
+		}
+		judged := d.Scope
+		if judged == nil {
+			judged = r.ProposedScope
+		}
+		if ru.WithinProposal && !withinProposal(r, judged) {
+			continue
+		}
+		// An unrecognised MaxEffect (a typo) matches nothing.
+		if ru.MaxEffect != "" && (normalEffect(ru.MaxEffect) != ru.MaxEffect || r.maxEffect(judged).Compare(ru.MaxEffect) > 0) {
+			continue
 		}
 		return d, nil
 	}
@@ -305,7 +337,10 @@ func (a *Authority) grantScope(r *Request, want pass.Scope) (pass.Scope, error) 
 // evidence builds the evidence of a decision made at now.
 func (a *Authority) evidence(r *Request, d Decision, now time.Time) (Evidence, error) {
 	by := d.DecidedBy
-	e := Evidence{DecidedBy: by, DecidedAt: now, Reason: d.Reason}
+	e := Evidence{DecidedBy: by, DecidedAt: now, Reason: d.Reason, DisclosureSHA256: d.DisclosureSHA256}
+	if e.DisclosureSHA256 != "" && !sha256Hex(e.DisclosureSHA256) {
+		return Evidence{}, fmt.Errorf("%w: DisclosureSHA256 must be 64 lowercase hex digits", ErrInvalidDecision)
+	}
 	switch d.Outcome {
 	case Approve:
 		scope, err := a.grantScope(r, d.Scope)
@@ -332,4 +367,17 @@ func (a *Authority) evidence(r *Request, d Decision, now time.Time) (Evidence, e
 		return Evidence{}, fmt.Errorf("%w: outcome %s is not a decision", ErrInvalidDecision, d.Outcome)
 	}
 	return e, nil
+}
+
+// sha256Hex reports whether s is a hex SHA-256 digest in lowercase.
+func sha256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

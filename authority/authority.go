@@ -168,6 +168,34 @@ type Config struct {
 	// available scopes.
 	ScopeWildcardAllowed bool
 
+	// Compiler, if set, proposes a minimal scope for each new request's
+	// task, from the scopes the Service offers. The proposal only informs
+	// the decision: ScopePolicy and the Approver decide, and a compiler
+	// error or timeout leaves the request to a person. If nil, requests
+	// are decided without a proposal, as in v0.1.
+	Compiler Compiler
+
+	// CompileTimeout bounds one compilation. If zero,
+	// DefaultCompileTimeout (2 s); at most 30 s.
+	CompileTimeout time.Duration
+
+	// Effects classifies the Services' scopes by name suffix. A scope's
+	// effect is the higher of the Service's declared effect and this
+	// classification, so a Service cannot lower its own gate. When effects
+	// are classified (Effects or Compiler set, or a Service declares one),
+	// no automatic approval grants a scope above write: delete, external,
+	// admin and unclassified scopes need a person. The same effects set the
+	// floors of stage gates: a stage adding only reads may be entered
+	// automatically, a write needs at least policy, anything else a
+	// person (with Effects nil and nothing declared, every stage that adds
+	// a scope needs a person). May be nil.
+	Effects EffectRules
+
+	// ScopePolicy weighs requested scopes against the proposal; the zero
+	// value replaces "*" with the proposal and leaves requests beyond it
+	// to a person.
+	ScopePolicy ScopePolicy
+
 	// RequireEnterpriseDomain makes issuance refuse a user whose e-mail
 	// domain's _agentpass TXT record does not point to ConfigurationURL,
 	// so an Enterprise Authority cannot approve for users of domains it
@@ -274,13 +302,6 @@ type Config struct {
 	// runs synchronously in the report request: keep it fast.
 	OnObservation func(ctx context.Context, m *pass.MissionRecord, o pass.Observation) ObservationAction
 
-	// Effects classifies scopes by name suffix (such as ":read") for the
-	// gates of stage plans: a stage adding only reads may be entered
-	// automatically, a write needs at least policy, anything else a
-	// person. If nil, every scope is unclassified and every stage that
-	// adds one needs a person.
-	Effects EffectRules
-
 	// TransitionTTL is how long a forward stage move waits for a person
 	// (Authority.DecideStage) before it lapses and the stage stays. If
 	// zero, DefaultTransitionTTL (10 min); at most MaxTransitionTTL.
@@ -318,6 +339,11 @@ type Authority struct {
 	pollAfter time.Duration
 	childTTL  time.Duration
 
+	compiler       Compiler
+	compileTimeout time.Duration
+	effects        EffectRules
+	policy         ScopePolicy
+
 	maxDepth    int // MaxDelegationDepth
 	maxChildren int // MaxChildren
 	wildcard    bool
@@ -339,7 +365,6 @@ type Authority struct {
 	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
 	spawns        *ratelimit.Limiter
 	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
-	effects       EffectRules   // Config.Effects
 	transitionTTL time.Duration // Config.TransitionTTL
 
 	tx         *transmitter // nil when the Store keeps no outbox
@@ -430,7 +455,6 @@ func New(cfg Config) (*Authority, error) {
 	if a.transitionTTL, err = duration("TransitionTTL", cfg.TransitionTTL, DefaultTransitionTTL, MaxTransitionTTL); err != nil {
 		return nil, err
 	}
-	a.effects = maps.Clone(cfg.Effects)
 	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, DefaultAuthorizationTTL, MaxAuthorizationTTL); err != nil {
 		return nil, err
 	}
@@ -438,6 +462,25 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	a.delegationPolicy = cfg.DelegationPolicy
+	if a.compileTimeout, err = duration("CompileTimeout", cfg.CompileTimeout, DefaultCompileTimeout, 30*time.Second); err != nil {
+		return nil, err
+	}
+	if err := cfg.ScopePolicy.check(); err != nil {
+		return nil, err
+	}
+	for suffix, e := range cfg.Effects {
+		// A typo would classify scopes as unknown without a word.
+		if normalEffect(e) != e {
+			return nil, fmt.Errorf("%w: Effects[%q] is %q, not read, write, delete, external or admin", ErrInvalidConfig, suffix, e)
+		}
+	}
+	a.compiler, a.effects, a.policy = cfg.Compiler, maps.Clone(cfg.Effects), cfg.ScopePolicy
+	if a.policy.Wildcard == "" {
+		a.policy.Wildcard = WildcardReplace
+	}
+	if a.policy.OverScope == "" {
+		a.policy.OverScope = OverScopeHuman
+	}
 	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, DefaultChildTTL, MaxAuthorizationTTL); err != nil {
 		return nil, err
 	}
@@ -560,6 +603,17 @@ func New(cfg Config) (*Authority, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("authority: events extension: %w", err)
+		}
+	}
+	// Harnesses learn here whether "*" is replaced, refused or sent to a
+	// person, before deciding what to request.
+	if a.compiler != nil {
+		comp, err := pass.Extension{Version: "1.0"}.WithMember("wildcard", string(a.policy.Wildcard))
+		if err == nil {
+			a.config.Extensions, err = a.config.Extensions.With(pass.ExtCompile, comp)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("authority: compile extension: %w", err)
 		}
 	}
 	if cfg.AllowServiceAuthorities != nil {

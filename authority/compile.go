@@ -101,9 +101,100 @@ type Proposal struct {
 	// Compiler and Version identify the compiler that made the proposal.
 	Compiler string `json:"compiler"`
 	Version  string `json:"version"`
+	// Stages is an optional plan of 1 to 8 stages over the proposed scopes
+	// (from a template), each stage's scope clamped to Scopes; nil for none.
+	Stages []pass.Stage `json:"stages,omitempty"`
 	// InputSHA256 is the hex SHA-256 of the canonical JSON (RFC 8785) of the
 	// CompileInput, so a recorded proposal can be tied to what it was made from.
 	InputSHA256 string `json:"input_sha256"`
+}
+
+// clone returns a deep copy of p (nil for nil).
+func (p *Proposal) clone() *Proposal {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Scopes = slices.Clone(p.Scopes)
+	c.Excluded = slices.Clone(p.Excluded)
+	c.Stages = cloneStages(p.Stages)
+	return &c
+}
+
+func cloneStages(in []pass.Stage) []pass.Stage {
+	if in == nil {
+		return nil
+	}
+	out := make([]pass.Stage, len(in))
+	for i, s := range in {
+		out[i] = pass.Stage{Name: s.Name, Scope: cloneScope(s.Scope), Gate: s.Gate}
+	}
+	return out
+}
+
+// Bounds of a stage plan: a person reads it, and stage names travel in
+// tokens and URLs.
+const (
+	maxStages    = 8
+	maxStageName = 32
+)
+
+// checkStages validates a stage plan: 1 to 8 stages, each with a unique
+// name of 1 to 32 characters [a-z0-9_-], at least one valid scope name
+// and no wildcard, and a gate of the same characters (or none).
+func checkStages(stages []pass.Stage) error {
+	if len(stages) == 0 || len(stages) > maxStages {
+		return fmt.Errorf("a stage plan has 1 to %d stages", maxStages)
+	}
+	names := make(map[string]bool, len(stages))
+	for _, st := range stages {
+		if !stageName(st.Name) || names[st.Name] {
+			return fmt.Errorf("stage name %q is not unique or not 1-%d characters [a-z0-9_-]", st.Name, maxStageName)
+		}
+		names[st.Name] = true
+		if st.Gate != "" && !stageName(st.Gate) {
+			return fmt.Errorf("stage %q: gate %q is not 1-%d characters [a-z0-9_-]", st.Name, st.Gate, maxStageName)
+		}
+		if len(st.Scope) == 0 || len(st.Scope) > maxSelectors {
+			return fmt.Errorf("stage %q needs 1 to %d scopes", st.Name, maxSelectors)
+		}
+		for _, s := range st.Scope {
+			if s == pass.Wildcard || !validScopeName(s) {
+				return fmt.Errorf("stage %q: invalid scope %q", st.Name, s)
+			}
+		}
+	}
+	return nil
+}
+
+func stageName(s string) bool {
+	if s == "" || len(s) > maxStageName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// clampStages keeps of each stage the scopes in kept, dropping stages left
+// empty; nil when nothing remains or the plan is invalid, so a plan never
+// carries a scope the proposal does not.
+func clampStages(stages []pass.Stage, kept pass.Scope) []pass.Stage {
+	if len(stages) == 0 || checkStages(stages) != nil {
+		return nil
+	}
+	var out []pass.Stage
+	for _, st := range stages {
+		s := st.Scope.Dedupe().Intersect(kept)
+		if len(s) > 0 {
+			out = append(out, pass.Stage{Name: st.Name, Scope: s, Gate: st.Gate})
+		}
+	}
+	return out
 }
 
 // Names returns the proposed scope names.

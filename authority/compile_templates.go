@@ -62,6 +62,10 @@ type Template struct {
 	Scopes []ScopeSelector `json:"scopes"`
 	// Exclude names offered scopes to list as deliberately left out, with why.
 	Exclude []ScopeSelector `json:"exclude,omitempty"`
+	// Stages is an optional plan of 1 to 8 stages (names [a-z0-9_-]{1,32})
+	// carried on the proposal, each stage's scope clamped to what the
+	// template selected.
+	Stages []pass.Stage `json:"stages,omitempty"`
 }
 
 // ScopeSelector selects offered scopes: by exact Name, or by Prefix and/or
@@ -150,6 +154,7 @@ func compileTemplate(tp Template) (compiledTemplate, error) {
 	c.Tiers = slices.Clone(tp.Tiers)
 	c.Scopes = slices.Clone(tp.Scopes)
 	c.Exclude = slices.Clone(tp.Exclude)
+	c.Stages = cloneStages(tp.Stages)
 	if !validID(tp.ID) || !validID(tp.Version) {
 		return c, fmt.Errorf("id and version must be 1-%d letters, digits, '.', '_' or '-'", maxTemplateID)
 	}
@@ -198,6 +203,11 @@ func compileTemplate(tp Template) (compiledTemplate, error) {
 	}
 	for _, sel := range slices.Concat(tp.Scopes, tp.Exclude) {
 		if err := checkSelector(sel); err != nil {
+			return c, err
+		}
+	}
+	if tp.Stages != nil {
+		if err := checkStages(tp.Stages); err != nil {
 			return c, err
 		}
 	}
@@ -324,6 +334,9 @@ func (t *Templates) Compile(ctx context.Context, in CompileInput) (*Proposal, er
 		p, err := sanitize(&in, cands, extra, "templates", t.version)
 		if errors.Is(err, ErrNoProposal) {
 			continue
+		}
+		if p != nil {
+			p.Stages = clampStages(c.Stages, p.Names())
 		}
 		return p, err
 	}

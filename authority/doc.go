@@ -101,16 +101,34 @@
 //
 //  1. Checks no policy can override: attestation, tier, domain, Service
 //     discovery, destination origin. A Service offering no scope is denied.
-//  2. The Approver, once, when the request arrives. [Rules] applies the
+//  2. Scope compilation, when Config.Compiler is set: the compiler proposes
+//     a minimal scope for the task from the scopes the Service offers, and
+//     Config.ScopePolicy compares it with the scope the Harness requested
+//     (see [Request.Diff]). A request for "*" is replaced by the proposal,
+//     refused or sent to a person; a request beyond the proposal is sent to
+//     a person, narrowed or refused. A compiler error or timeout sends the
+//     request to a person. The proposal is advice: it never grants.
+//  3. The Approver, once, when the request arrives. [Rules] applies the
 //     first matching [Rule]; when none matches the request stays pending. An
 //     Approver error leaves the request pending; an approval of a scope the
 //     Service did not offer is unusable and leaves it pending too.
-//  3. A person, through [Authority.Decide], while the request is pending and
+//  4. Gates no Approver can lift: an automatic approval never grants a
+//     scope beyond the proposal, and, when effects are classified
+//     (Config.Effects, Config.Compiler, or a Service declaring effects),
+//     never a scope whose effect is delete, external, admin or unknown.
+//  5. A person, through [Authority.Decide], while the request is pending and
 //     unexpired: Approve (optionally narrowing the scope), Deny or Cancel.
 //     Terminal states never change.
 //
 // Wildcards: an approval of "*" is replaced by the explicit list of
 // available scopes unless Config.ScopeWildcardAllowed is set.
+//
+// The proposal, its reasons and the diff appear in the pending issuance
+// status only to a poller presenting a fresh holder proof in the
+// AgentPass-Proof header, and only about the scopes the Harness requested,
+// so the status is no oracle on the user's other entitlements. The
+// mission record keeps the basis of the granted scope (scope_basis) and
+// the history commits to the proposal's digest.
 //
 // # The pass
 //

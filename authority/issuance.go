@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
@@ -148,9 +150,13 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	}
 	// Ask the Service which scopes it offers: an approval can grant only
 	// those.
-	avail, err := a.availableScopes(ctx, svc.Configuration, origin, in.User.Email, ident.AgentID, in.Task)
+	offered, err := a.availableScopes(ctx, svc.Configuration, origin, in.User.Email, ident.AgentID, in.Task)
 	if err != nil {
 		return nil, "", err
+	}
+	avail := make(pass.Scope, len(offered))
+	for i, s := range offered {
+		avail[i] = s.Name
 	}
 	req := &Request{
 		MissionID: secret.ID(pass.MissionIDPrefix), Status: pass.StatusPending, CreatedAt: now, ExpiresAt: now.Add(a.reqTTL),
@@ -163,11 +169,24 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		req.Cnf = cloneRaw(in.Harness.Cnf.JWK)
 		req.HardenedBinding = hardened
 	}
-	// Transitions need the holder key's proof, so a Harness without one
-	// gets any plan collapsed, like one that does not speak stages.
-	req.Stages = a.planFor(ctx, req, in.Stages, nil, svc.Configuration.Extensions.Has(pass.ExtStages),
+	req.Effects = a.effectsOf(offered)
+	person, err := a.planScope(ctx, req, in, offered)
+	if err != nil {
+		return nil, "", err
+	}
+	// The plan comes from the request, else from the proposal. Transitions
+	// need the holder key's proof, so a Harness without one gets any plan
+	// collapsed, like one that does not speak stages.
+	var proposed []pass.Stage
+	if req.Proposal != nil {
+		proposed = req.Proposal.Stages
+	}
+	req.Stages = a.planFor(ctx, req, in.Stages, proposed, svc.Configuration.Extensions.Has(pass.ExtStages),
 		in.Harness.Extensions.Has(pass.ExtStages) && in.Harness.Cnf != nil)
 	d := a.decide(ctx, req)
+	if len(req.AvailableScope) > 0 {
+		d = a.gate(ctx, req, person, d)
+	}
 	if d.Outcome == Approve && len(req.Stages) > 0 && req.Stages[0].Gate == pass.GateHuman {
 		// The first stage is gated by its effects like any later one: no
 		// policy enters it on a person's behalf.
@@ -176,7 +195,7 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	value := ""
 	switch d.Outcome {
 	case Pending:
-		if d.Scope != nil {
+		if d.Scope != nil && req.ProposedScope == nil {
 			if s, err := a.grantScope(req, d.Scope); err == nil {
 				req.ProposedScope, req.ProposedBy = s, d.DecidedBy
 			}
@@ -187,6 +206,9 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass approver decision unusable; request left pending",
 				slog.String("mission_id", req.MissionID), slog.String("reason", err.Error()))
 			break
+		}
+		if e.Status == pass.StatusApproved {
+			e.ScopeDecision = scopeDecision(req, e.Scope, false)
 		}
 		req.Status, req.Decision = e.Status, &e
 		if e.Status == pass.StatusApproved {
@@ -250,7 +272,7 @@ func discoveryError(err error, msg string) *pass.Error {
 
 // availableScopes calls the Service's available_scopes endpoint with a
 // signed assertion (§4.3).
-func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfiguration, origin, email, agentID string, task pass.Task) (pass.Scope, error) {
+func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfiguration, origin, email, agentID string, task pass.Task) ([]AvailableScope, error) {
 	now := a.now()
 	tok, err := assertion.Sign(a.keys.Current(), a.id, origin, assertion.DefaultTTL, now)
 	if err != nil {
@@ -275,12 +297,50 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 	if len(names) > MaxAvailableScopes {
 		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
 	}
-	for _, n := range names {
-		if len(n) > maxScopeName {
+	// One entry per name; a name listed twice keeps its first description
+	// and the highest effect it was declared with.
+	scopes := make([]AvailableScope, 0, len(names))
+	at := make(map[string]int, len(names))
+	for _, s := range out.Scopes {
+		if len(s.Name) > maxScopeName {
 			return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered a scope name longer than %d bytes", maxScopeName)
 		}
+		e := declaredEffect(s.Effect)
+		if i, dup := at[s.Name]; dup {
+			if e.Compare(scopes[i].Effect) > 0 || scopes[i].Effect == "" {
+				scopes[i].Effect = e
+			}
+			continue
+		}
+		at[s.Name] = len(scopes)
+		scopes = append(scopes, AvailableScope{Name: s.Name, Description: truncateUTF8(s.Description, maxScopeDescription), Effect: e})
 	}
-	return names, nil
+	return scopes, nil
+}
+
+// maxScopeDescription bounds a scope description kept for a compiler.
+const maxScopeDescription = 512
+
+// declaredEffect reads a Service's effect member: empty stays empty (not
+// declared), a known effect is kept, anything else is unknown.
+func declaredEffect(s string) Effect {
+	if s == "" {
+		return ""
+	}
+	return normalEffect(Effect(s))
+}
+
+// truncateUTF8 cuts s to at most n bytes at a rune boundary and replaces
+// invalid UTF-8, so a Service's text can be hashed and shown.
+func truncateUTF8(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Bounds on what an issuance request and a Service's scope list may make an
@@ -366,7 +426,18 @@ func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 			slog.String("mission_id", req.MissionID))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, a.statusBody(req, id, value, state, now))
+	st := a.statusBody(req, id, value, state, now)
+	if st.Status == pass.StatusPending && a.compiler != nil && req.Cnf != nil && r.Header.Get(pass.ProofHeader) != "" {
+		// The proposal goes only to the holder of the request's key; any
+		// other poller, or a bad proof, gets the plain pending status.
+		if err := a.checkStatusProof(ctx, r, req, id); err == nil {
+			st.Proposal = a.statusProposal(req)
+		} else {
+			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass status proposal withheld", slog.String("mission_id", req.MissionID),
+				slog.String("reason", err.Error()))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, st)
 }
 
 // checkStatusProof requires the holder proof of pass.ProofHeader; a refusal

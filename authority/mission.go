@@ -195,6 +195,12 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 			}
 			details["scope"] = scopeDetail(d.Scope)
 			details["expires_at"] = d.AuthorizationExpiresAt.UTC().Format(time.RFC3339)
+			if d.ScopeDecision != "" {
+				details["scope_basis"] = d.ScopeDecision
+			}
+		}
+		if d.DisclosureSHA256 != "" {
+			details["disclosure_sha256"] = d.DisclosureSHA256
 		}
 	}
 	if from == pass.MissionPending && c.To == pass.MissionExpired {
@@ -329,11 +335,21 @@ func (r *Request) StartMission() ([]HistoryRecord, error) {
 	if r.ParentMissionID != "" {
 		details["parent"] = r.ParentMissionID
 	}
+	if r.RequestedScope != nil {
+		details["requested"] = scopeDetail(r.RequestedScope)
+	}
 	first, err := r.Record(pass.HistoryEntry{Type: "requested", By: "harness:" + r.HarnessID, Details: details}, r.CreatedAt)
 	if err != nil {
 		return nil, err
 	}
 	out := []HistoryRecord{first}
+	if r.Proposal != nil || r.CompileFailed {
+		rec, err := r.Record(pass.HistoryEntry{Type: "proposed", By: "system", Details: proposedDetails(r)}, r.CreatedAt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
 	if r.Status == pass.StatusPending {
 		return out, nil
 	}
@@ -477,3 +493,21 @@ func (r *Request) CheckParent(parent *Request, ancestors []*Request, liveChildre
 // LiveChild reports whether r counts against its parent's child slots:
 // its stored state has not ended.
 func (r *Request) LiveChild() bool { return !r.State.Terminal() }
+
+// proposedDetails are the details of a mission's "proposed" history entry:
+// the proposal's digest and outcome, so the chain commits to the basis of
+// the scope without repeating the reasons.
+func proposedDetails(r *Request) map[string]any {
+	p := r.Proposal
+	if p == nil || r.CompileFailed {
+		return map[string]any{"outcome": pass.ProposalNone, "compiler_failed": r.CompileFailed}
+	}
+	d := map[string]any{
+		"outcome": pass.ProposalProposed, "compiler": p.Compiler, "compiler_version": p.Version,
+		"input_sha256": p.InputSHA256, "scope": scopeDetail(p.Names()), "excluded": int64(len(p.Excluded) + p.Omitted),
+	}
+	if r.ScopeDecision != "" {
+		d["decision"] = r.ScopeDecision
+	}
+	return d
+}

@@ -264,6 +264,9 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 	if d := r.Decision; d != nil {
 		at := d.DecidedAt.UTC()
 		ap := &pass.Approval{Method: approvalMethod(d.DecidedBy), DecidedAt: &at}
+		if v != viewService {
+			ap.DisclosureSHA256 = d.DisclosureSHA256
+		}
 		if root, ok := strings.CutPrefix(d.DecidedBy, delegatedBy); ok {
 			ap.Root = &root
 		}
@@ -278,6 +281,7 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 		}
 		m.Approval = ap
 	}
+	m.ScopeBasis = scopeBasis(r, v)
 	var parent *string
 	if r.ParentMissionID != "" {
 		p := r.ParentMissionID

@@ -102,6 +102,9 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 	if err != nil {
 		return nil, err
 	}
+	if e.Status == pass.StatusApproved {
+		e.ScopeDecision = scopeDecision(req, e.Scope, true)
+	}
 	if req.ParentMissionID != "" && e.Status == pass.StatusApproved {
 		if err := a.boundChild(ctx, req, &e); err != nil {
 			return nil, err

@@ -220,17 +220,6 @@ func (r *Request) narrowPlan(scope pass.Scope) pass.Scope {
 	return current
 }
 
-func cloneStages(st []pass.Stage) []pass.Stage {
-	if st == nil {
-		return nil
-	}
-	out := make([]pass.Stage, len(st))
-	for i, s := range st {
-		out[i] = pass.Stage{Name: s.Name, Scope: cloneScope(s.Scope), Gate: s.Gate}
-	}
-	return out
-}
-
 // gateRank orders gates; an unknown gate ranks as human.
 func gateRank(g string) int {
 	switch g {
@@ -272,20 +261,32 @@ func gateFloor(effects []Effect) string {
 // cannot request transitions: the approver then sees the whole authority
 // up front. It returns nil when there is no plan.
 func (a *Authority) planFor(ctx context.Context, req *Request, requested, proposed []pass.Stage, serviceStages, harnessStages bool) []pass.Stage {
-	source := requested
+	source, bound := requested, req.AvailableScope
 	if len(source) == 0 {
+		// A proposed plan covers the task; the mission gets the part of
+		// it a plain approval grants (the request's scope within the
+		// proposal), so that stages beyond it do not gate the request.
 		source = proposed
+		if req.ProposedScope != nil {
+			bound = bound.Intersect(req.ProposedScope)
+		}
 	}
 	if len(source) == 0 {
 		return nil
 	}
 	var plan []pass.Stage
-	var before pass.Scope
+	var before, seen pass.Scope
 	for _, st := range source {
-		s := st.Scope.Intersect(req.AvailableScope)
+		s := st.Scope.Intersect(bound)
 		if len(s) == 0 || st.Scope.HasWildcard() {
 			continue
 		}
+		if len(source) == len(proposed) && len(requested) == 0 && len(plan) > 0 && s.SubsetOf(seen) {
+			// A proposed stage left with nothing new once bounded by the
+			// request would only add a gate to cross for nothing.
+			continue
+		}
+		seen = append(seen, s...)
 		var effects []Effect
 		for _, v := range s {
 			if !before.Allows(v) {
@@ -310,6 +311,11 @@ func (a *Authority) planFor(ctx context.Context, req *Request, requested, propos
 	if len(plan) == 0 {
 		return nil
 	}
+	if len(requested) == 0 && req.ProposedScope != nil && !req.ProposedScope.Intersect(req.AvailableScope).SubsetOf(seen) {
+		// The request reaches beyond the proposed plan: a person decides
+		// on the request itself, without a plan that would cut it short.
+		return nil
+	}
 	if !serviceStages || !harnessStages {
 		one := pass.Stage{Name: collapsedStage, Gate: pass.GateAuto}
 		for _, st := range plan {
@@ -327,7 +333,10 @@ func (a *Authority) planFor(ctx context.Context, req *Request, requested, propos
 // effectOf classifies a scope of req for its gate by the Authority's
 // configured rules (Config.Effects); a scope they do not classify is
 // unknown, gated as the most dangerous.
-func (a *Authority) effectOf(_ *Request, scope string) Effect {
+func (a *Authority) effectOf(req *Request, scope string) Effect {
+	if e, ok := req.Effects[scope]; ok {
+		return e // the higher of the Service's declared effect and Config.Effects
+	}
 	return a.effects.Of(scope, "")
 }
 

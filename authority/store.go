@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -211,8 +212,25 @@ type Request struct {
 	// ProposedScope is a scope an Approver suggested while leaving the
 	// request pending; a human approval without a scope grants it.
 	ProposedScope pass.Scope
-	// ProposedBy names who proposed it (a rule name).
+	// ProposedBy names who proposed it (a rule name, or
+	// "compiler:<id>@<version>").
 	ProposedBy string
+	// RequestedScope is the scope the Harness asked for (the issuance
+	// request's scope member); nil when it asked for none.
+	RequestedScope pass.Scope
+	// Proposal is the sanitized proposal of Config.Compiler; nil when
+	// there is none (no compiler, no template matched, or CompileFailed).
+	Proposal *Proposal
+	// CompileFailed is true when the compiler failed or timed out: only a
+	// person may then decide.
+	CompileFailed bool
+	// ScopeDecision is how ProposedScope was derived from the request and
+	// the proposal (pass.ScopeAsRequested, ...); empty without either.
+	ScopeDecision string
+	// Effects holds the effect of each available scope: the higher of the
+	// Service's declared effect and Config.Effects. Nil when the Authority
+	// does not classify effects.
+	Effects map[string]Effect
 	// ParentMissionID is the mission this one was delegated from, if any:
 	// ending the parent ends this mission, and a suspended parent makes it
 	// answer as suspended.
@@ -297,6 +315,9 @@ func (r *Request) Clone() *Request {
 	c.Cnf = cloneRaw(r.Cnf)
 	c.AvailableScope = cloneScope(r.AvailableScope)
 	c.ProposedScope = cloneScope(r.ProposedScope)
+	c.RequestedScope = cloneScope(r.RequestedScope)
+	c.Proposal = r.Proposal.clone()
+	c.Effects = maps.Clone(r.Effects)
 	c.Scope = cloneScope(r.Scope)
 	c.Stages = cloneStages(r.Stages)
 	if r.PendingStage != nil {
@@ -367,6 +388,13 @@ type Evidence struct {
 	MaxDepth int
 	// MaxChildren bounds the live child missions at once (approved only).
 	MaxChildren int
+	// ScopeDecision records how the granted scope was derived
+	// (pass.ScopeAsRequested, pass.ScopeHumanEdited, ...; approved only);
+	// empty when neither a requested scope nor a proposal existed.
+	ScopeDecision string
+	// DisclosureSHA256 is the hex SHA-256 of the canonical JSON of what a
+	// person was shown when deciding (Decision.DisclosureSHA256).
+	DisclosureSHA256 string
 }
 
 // Clone returns a deep copy of e.

@@ -30,6 +30,9 @@ type Task struct {
 	// Description is task.description, the natural-language description
 	// of what the agent intends to do, shown to the approver. Required.
 	Description string
+	// Class is an optional task-class tag (task.class) an Authority's
+	// templates may match: 1 to 64 letters, digits, '.', '_' or '-'.
+	Class string
 }
 
 // Request describes the pass to acquire.
@@ -51,6 +54,11 @@ type Request struct {
 	// request (typically what a person picked from a
 	// [*ChoiceRequiredError]). It is never used when not on offer.
 	Authority string
+	// Scope is the scope to ask for (the issuance request's scope
+	// extension member). If nil, the Authority's proposal for the task is
+	// the request; "*" asks for what the task needs, which an Authority
+	// may refuse. A v0.1 Authority ignores it.
+	Scope pass.Scope
 	// NoTaskAttestation omits task.attestation. By default every request
 	// carries one, signed with the holder key, so the Authority can check
 	// that the task shown to the approver comes from the key holder.
@@ -94,6 +102,10 @@ type Grant struct {
 	// speaks the mission extension (see Client.Mission); a non-secret
 	// handle.
 	MissionID string
+	// Proposal is the Authority's scope proposal as last read while the
+	// request was pending, about the requested scopes only; nil when the
+	// Authority gave none.
+	Proposal *pass.ScopeProposal
 
 	pass    pass.AgentPass
 	used    atomic.Bool
@@ -307,6 +319,12 @@ func (c *Client) newAcquisition(req Request) (*acquisition, error) {
 	}
 	if req.Task.ID == "" {
 		req.Task.ID = secret.ID("task_")
+	}
+	if err := checkScopeRequest(req.Scope, req.Task.Class); err != nil {
+		return nil, bad("%v", err)
+	}
+	if req.Scope != nil {
+		req.Scope = req.Scope.Dedupe()
 	}
 	return &acquisition{
 		req:    req,
@@ -536,8 +554,9 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 		// (Mission.RequestStage). v0.1 Authorities ignore all three.
 		Harness: pass.HarnessInfo{ID: c.harnessID, Cnf: &pass.Cnf{JWK: key.PublicJSON()},
 			Extensions: pass.HarnessExtensions{pass.ExtHolderBinding, pass.ExtMission, pass.ExtStages}},
-		Task:   pass.Task{ID: g.Task.ID, Description: g.Task.Description},
+		Task:   pass.Task{ID: g.Task.ID, Description: g.Task.Description, Class: g.Task.Class},
 		Stages: a.req.Stages,
+		Scope:  a.req.Scope,
 	}
 	a.statusOK = true
 	if !a.req.NoTaskAttestation {
@@ -618,6 +637,7 @@ func (c *Client) poll(ctx context.Context, a *acquisition, st *pass.IssuanceStat
 				return nil, err
 			}
 			st = next
+			c.noteProposal(a, st)
 			continue
 		}
 		if ctx.Err() != nil {

@@ -36,6 +36,12 @@
 //	p, err := c.Start(ctx, req) // show p.ApprovalURL; save p as JSON, mode 0600
 //	g, err := c.Wait(ctx, p)    // after a restart too, with the same KeyStore
 //
+// Request.Scope asks for a scope. An Authority that compiles tasks into
+// scopes answers with its proposal (Pending.Proposal, Grant.Proposal,
+// EventProposal): which of the requested scopes it thinks the task needs,
+// why, and which it does not. It never says anything about scopes the
+// request did not name, so ask for what you need rather than for "*".
+//
 // # How a pass is acquired
 //
 //  1. Discover the Service: DNS TXT _agentpass-service.{host}, then its

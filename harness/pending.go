@@ -48,6 +48,13 @@ type Pending struct {
 	// MissionID names the request's mission, when the Authority speaks
 	// the mission extension.
 	MissionID string `json:"mission_id,omitempty"`
+	// Scope is the scope requested (Request.Scope), nil for none.
+	Scope pass.Scope `json:"scope,omitempty"`
+	// Proposal is the Authority's scope proposal, read with the holder
+	// proof right after the request was created, when the Authority
+	// speaks the compile extension: about the requested scopes only. Show
+	// it to the User with ApprovalURL.
+	Proposal *pass.ScopeProposal `json:"proposal,omitempty"`
 	// KeyRef names the holder key in the Client's KeyStore.
 	KeyRef    string    `json:"key_ref"`
 	CreatedAt time.Time `json:"created_at"`
@@ -159,7 +166,25 @@ func (c *Client) startOne(ctx context.Context, a *acquisition) (*Pending, error)
 	if st.Links != nil && pass.CheckHTTPSURL(st.Links.Approval) == nil {
 		p.ApprovalURL = st.Links.Approval
 	}
+	p.Scope = cloneScope(a.req.Scope)
+	if st.Status == pass.StatusPending && g.AuthorityConfiguration.Extensions.Has(pass.ExtCompile) {
+		// One read with the holder proof: the proposal is never in the
+		// answer to the issuance request itself. A failure here is not the
+		// request's failure; Wait reads the status again.
+		statusURL := g.AuthorityConfiguration.StatusURL(g.RequestID)
+		if next, _, err := c.getStatus(ctx, a, statusURL); err == nil && checkStatus(next, g, statusURL) == nil {
+			c.noteProposal(a, next)
+			p.Proposal = g.Proposal
+		}
+	}
 	return p, nil
+}
+
+func cloneScope(s pass.Scope) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	return append(pass.Scope{}, s...)
 }
 
 // Wait polls a request returned by Start (possibly by another process that
@@ -224,12 +249,13 @@ func (c *Client) resume(ctx context.Context, p *Pending) (*acquisition, error) {
 		return nil, bad("has no https authority configuration URL")
 	}
 	a, err := c.newAcquisition(Request{Service: p.Service, User: p.User, Task: Task{ID: p.TaskID, Description: p.TaskDescription},
-		Type: p.Type, Destination: p.Destination})
+		Type: p.Type, Destination: p.Destination, Scope: p.Scope})
 	if err != nil {
 		return nil, err
 	}
 	g := a.grant
 	g.RequestID, g.MissionID, g.Branch = p.RequestID, p.MissionID, p.Branch
+	g.Proposal = keepProposal(p.Proposal, p.Scope)
 	g.Key, err = c.keyStore.Load(ctx, p.KeyRef)
 	if err != nil {
 		return nil, fmt.Errorf("harness: loading the holder key: %w", err)

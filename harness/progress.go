@@ -30,6 +30,10 @@ const (
 	// EventPending: the request waits for a decision (ApprovalURL when
 	// the Authority offers one). Reported once per request, not per poll.
 	EventPending Event = "pending"
+	// EventProposal: the Authority's scope proposal for the pending
+	// request arrived (Proposal is set; it speaks only of the scopes
+	// Request.Scope named). Reported once per request.
+	EventProposal Event = "proposal"
 	// EventApproved, EventDenied, EventExpired, EventCanceled: the request
 	// reached a terminal status (Reason for denied).
 	EventApproved Event = "approved"
@@ -76,6 +80,8 @@ type Progress struct {
 	Status      pass.Status
 	Reason      string
 	Scope       pass.Scope
+	// Proposal is the Authority's scope proposal (EventProposal).
+	Proposal *pass.ScopeProposal
 }
 
 // String describes the step in one line a CLI can print as is, for

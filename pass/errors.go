@@ -74,6 +74,9 @@ const (
 	CodeTransitionPending  Code = "transition_pending"   // 409: another transition waits for its gate
 	CodeTransitionDenied   Code = "transition_denied"    // 403: the gate refused the transition
 	CodeStageScopeExceeded Code = "stage_scope_exceeded" // 403: the scope belongs to a later stage of the mission
+	// Scope compilation extension (ExtCompile).
+	CodeScopeWildcardRefused Code = "scope_wildcard_refused" // 403: the Authority's policy refuses "*"
+	CodeScopeOverProposal    Code = "scope_over_proposal"    // 403: the request asks beyond the proposal and policy denies it
 
 	// Sub-agent delegation extension (ExtDelegation).
 	CodeDelegationNotPermitted Code = "delegation_not_permitted" // 403: the mission was approved without delegation rights
@@ -167,6 +170,8 @@ var codes = map[Code]codeInfo{
 	CodeDepthExceeded:          {http.StatusForbidden, []error{ErrForbidden}},
 	CodeFanoutExceeded:         {http.StatusTooManyRequests, nil},
 	CodeHolderKeyReused:        {http.StatusUnprocessableEntity, nil},
+	CodeScopeWildcardRefused:   {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
+	CodeScopeOverProposal:      {http.StatusForbidden, []error{ErrForbidden, ErrScope}},
 }
 
 // Status returns the HTTP status c travels with, or 500 for a code outside

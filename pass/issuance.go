@@ -85,6 +85,11 @@ type IssuanceRequest struct {
 	// of the stages' scopes and lets the Harness hold only the current
 	// stage's.
 	Stages []Stage `json:"stages,omitempty"`
+	// Scope is an extension member (ExtCompile): the scope the Harness
+	// asks for. Absent, the Authority's proposal for the task is the
+	// request; "*" asks for "what the task needs". A v0.1 Authority
+	// ignores it.
+	Scope Scope `json:"scope,omitempty"`
 }
 
 // ServiceRef names the Service a pass is for by its origin.
@@ -109,6 +114,10 @@ type Task struct {
 	ID          string        `json:"id"`
 	Description string        `json:"description"`
 	Attestation *JWTContainer `json:"attestation,omitempty"`
+	// Class is an extension member (ExtCompile): a task-class tag an
+	// Authority's templates may match, 1 to 64 letters, digits, '.', '_'
+	// or '-'.
+	Class string `json:"class,omitempty"`
 }
 
 // Intent carries what the Harness intends to do with a browser session.
@@ -169,7 +178,10 @@ func (r *IssuanceRequest) Validate() error {
 			return err
 		}
 	}
-	return nil
+	if r.Task.Class != "" && !taskClass(r.Task.Class) {
+		return invalid("task.class", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+	}
+	return checkRequestedScope("scope", r.Scope)
 }
 
 // Status is the state of an issuance request.
@@ -207,6 +219,10 @@ type IssuanceStatus struct {
 	Links       *Links     `json:"links,omitempty"`
 	Reason      string     `json:"reason,omitempty"`
 	AgentPass   *AgentPass `json:"agentpass,omitempty"`
+	// Proposal is an extension (ExtCompile): the Authority's scope
+	// proposal for a pending request, given only to a poller proving the
+	// holder key, and only about the scopes the Harness requested.
+	Proposal *ScopeProposal `json:"proposal,omitempty"`
 	// Mission is an extension (ExtMission): the request's mission, from
 	// the first answer on. Status freezes at approved once approved, while
 	// Mission.State carries the live state.

@@ -365,6 +365,7 @@ type MissionRecord struct {
 	Harness        MissionHarness         `json:"harness"`
 	Task           MissionTask            `json:"task"`
 	AuthorityModel AuthorityModel         `json:"authority_model"`
+	ScopeBasis     *ScopeBasis            `json:"scope_basis,omitempty"`
 	Approval       *Approval              `json:"approval,omitempty"`
 	Delegation     *MissionDelegation     `json:"delegation,omitempty"`
 	Authorizations []MissionAuthorization `json:"authorizations"`

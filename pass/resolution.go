@@ -97,6 +97,11 @@ type AvailableScopesResponse struct {
 type ScopeInfo struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	// Effect is an extension member (ExtCompile): what granting the scope
+	// lets the holder do (read, write, delete, external or admin). An
+	// Authority reads any other value as unknown, and never lets a
+	// Service's effect lower its own classification.
+	Effect string `json:"effect,omitempty"`
 }
 
 // Validate checks that scopes is present and every name is non-empty.

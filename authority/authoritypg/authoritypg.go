@@ -121,7 +121,7 @@ const (
 		authorization_expires_at, pass_hash, consumed_at, authorization_id,
 		id_hash, state, version, activated_at, scope, ended_at, ended_by, ended_cause, ended_reason,
 		history_head, history_count, hardened_binding, decision_max_depth, decision_max_children,
-		stage_plan`
+		stage_plan, requested_scope, scope_plan, decision_scope_basis, decision_disclosure`
 	authorizationColumns = `id, mission_id, state, service, type, user_email, agent_id,
 		harness_id, cnf, tier, task_id, task_description, task_attested, destination_url,
 		granted_scope, scope, created_at, expires_at,
@@ -167,18 +167,23 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	if err != nil {
 		return err
 	}
+	splan, err := scopePlanOf(r)
+	if err != nil {
+		return err
+	}
 	_, err = tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46)`,
+			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50)`,
 		r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentMissionID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
 		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
 		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, r.HardenedBinding, maxDepth, maxChildren, plan, r.EndsAt())
+		r.HistoryHead, r.HistoryCount, r.HardenedBinding, maxDepth, maxChildren, plan,
+		scopeArg(r.RequestedScope), splan, dec.scopeBasis, dec.disclosure, r.EndsAt())
 	return err
 }
 
@@ -190,6 +195,8 @@ type decision struct {
 	at, passExp, authzExp pgtype.Timestamptz
 	scope                 []string
 	maxDepth, maxChildren int
+	scopeBasis            string
+	disclosure            string
 }
 
 func decisionOf(r *authority.Request) decision {
@@ -200,7 +207,7 @@ func decisionOf(r *authority.Request) decision {
 	return decision{
 		status: pgtype.Text{String: string(d.Status), Valid: true}, by: d.DecidedBy, reason: d.Reason,
 		at: ts(d.DecidedAt), passExp: ts(d.PassExpiresAt), authzExp: ts(d.AuthorizationExpiresAt), scope: scopeArg(d.Scope),
-		maxDepth: d.MaxDepth, maxChildren: d.MaxChildren,
+		maxDepth: d.MaxDepth, maxChildren: d.MaxChildren, scopeBasis: d.ScopeDecision, disclosure: d.DisclosureSHA256,
 	}
 }
 
@@ -234,11 +241,13 @@ func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 			state = $10, version = $11, activated_at = $12, scope = $13, ended_at = $14, ended_by = $15,
 			ended_cause = $16, ended_reason = $17, history_head = $18, history_count = $19,
 			consumed_at = $20, authorization_id = $21, ends_at = $22,
-			decision_max_depth = $23, decision_max_children = $24, stage_plan = $25
+			decision_max_depth = $23, decision_max_children = $24, stage_plan = $25,
+			decision_scope_basis = $26, decision_disclosure = $27
 		WHERE id = $1`,
 		r.MissionID, string(r.Status), decStatus, decidedBy, decidedAt, decReason, decScope, passExp, authzExp,
 		string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt(), maxDepth, maxChildren, plan)
+		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt(), maxDepth, maxChildren, plan,
+		dec.scopeBasis, dec.disclosure)
 	return err
 }
 
@@ -816,6 +825,8 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		authzID                                   pgtype.Text
 		maxDepth, maxChildren                     int
 		plan                                      pgtype.Text
+		requested                                 []string
+		splan, scopeBasis, disclosure             string
 	)
 	var (
 		state, endedBy, endedCause, endedReason string
@@ -828,11 +839,16 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 		&decStatus, &decidedBy, &decidedAt, &decReason, &decScope, &passExp,
 		&authzExp, &passHash, &consumed, &authzID,
 		&r.IDHash, &state, &r.Version, &activated, &scope, &endedAt, &endedBy, &endedCause, &endedReason,
-		&r.HistoryHead, &r.HistoryCount, &r.HardenedBinding, &maxDepth, &maxChildren, &plan)
+		&r.HistoryHead, &r.HistoryCount, &r.HardenedBinding, &maxDepth, &maxChildren, &plan,
+		&requested, &splan, &scopeBasis, &disclosure)
 	if err != nil {
 		return nil, err
 	}
 	if err := scanStagePlan(plan, &r); err != nil {
+		return nil, err
+	}
+	r.RequestedScope = scopeOf(requested)
+	if err := readScopePlan(splan, &r); err != nil {
 		return nil, err
 	}
 	r.State, r.ActivatedAt, r.Scope = pass.MissionState(state), tm(activated), scopeOf(scope)
@@ -848,7 +864,7 @@ func scanRequest(row pgx.Row) (*authority.Request, error) {
 			Status: pass.Status(decStatus.String), DecidedBy: decidedBy.String, DecidedAt: tm(decidedAt),
 			Reason: decReason.String, Scope: scopeOf(decScope),
 			PassExpiresAt: tm(passExp), AuthorizationExpiresAt: tm(authzExp),
-			MaxDepth: maxDepth, MaxChildren: maxChildren,
+			MaxDepth: maxDepth, MaxChildren: maxChildren, ScopeDecision: scopeBasis, DisclosureSHA256: disclosure,
 		}
 	}
 	r.PassHash, r.AuthorizationID = passHash.String, authzID.String

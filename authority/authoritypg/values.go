@@ -93,3 +93,37 @@ func scanStagePlan(t pgtype.Text, r *authority.Request) error {
 	r.Stages, r.Stage, r.PendingStage = p.Stages, p.Stage, p.Pending
 	return nil
 }
+
+// scopePlan is the scope_plan column: the parts of a request's scope
+// compilation that do not change after it is stored.
+type scopePlan struct {
+	Proposal      *authority.Proposal         `json:"proposal,omitempty"`
+	CompileFailed bool                        `json:"compile_failed,omitempty"`
+	Decision      string                      `json:"decision,omitempty"`
+	Effects       map[string]authority.Effect `json:"effects,omitempty"`
+}
+
+// scopePlanOf encodes r's plan, or "" when it has none.
+func scopePlanOf(r *authority.Request) (string, error) {
+	if r.Proposal == nil && !r.CompileFailed && r.ScopeDecision == "" && r.Effects == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(scopePlan{Proposal: r.Proposal, CompileFailed: r.CompileFailed, Decision: r.ScopeDecision, Effects: r.Effects})
+	if err != nil {
+		return "", fmt.Errorf("authoritypg: encoding the scope plan: %w", err)
+	}
+	return string(b), nil
+}
+
+// readScopePlan decodes the scope_plan column into r.
+func readScopePlan(s string, r *authority.Request) error {
+	if s == "" {
+		return nil
+	}
+	var p scopePlan
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return fmt.Errorf("authoritypg: decoding the scope plan of %s: %w", r.MissionID, err)
+	}
+	r.Proposal, r.CompileFailed, r.ScopeDecision, r.Effects = p.Proposal, p.CompileFailed, p.Decision, p.Effects
+	return nil
+}

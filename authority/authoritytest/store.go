@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 	}{
 		{"CreateAndGet", testCreateAndGet},
 		{"CreateConflict", testCreateConflict},
+		{"ScopePlanRoundTrip", testScopePlan},
 		{"DecideTransitions", testDecideTransitions},
 		{"DecideTerminalImmutable", testDecideTerminalImmutable},
 		{"DecideExpired", testDecideExpired},
@@ -713,5 +715,69 @@ func testRaceUpdate(t *testing.T, s authority.Store) {
 	wg.Wait()
 	if closed.Load() != 1 {
 		t.Fatalf("%d closes won, want 1", closed.Load())
+	}
+}
+
+// testScopePlan stores a request with a requested scope, a proposal and
+// effects, decides it with a scope basis and a disclosure hash, and reads
+// all of it back, with the "proposed" history entry after "requested".
+func testScopePlan(t *testing.T, s authority.Store) {
+	r := NewRequest("plan")
+	r.RequestedScope = pass.Scope{"tickets:read", "tickets:delete"}
+	r.ProposedScope = pass.Scope{"tickets:read"}
+	r.ProposedBy = "compiler:templates@v1"
+	r.ScopeDecision = pass.ScopeNarrowed
+	r.Effects = map[string]authority.Effect{"tickets:read": authority.EffectRead, "tickets:write": authority.EffectWrite}
+	r.Proposal = &authority.Proposal{
+		Scopes:   []authority.Rationale{{Scope: "tickets:read", Basis: authority.BasisTemplate, Source: "triage@3", Why: "lists tickets"}},
+		Excluded: []authority.Rationale{{Scope: "tickets:delete", Why: "not selected by template triage@3"}},
+		Compiler: "templates", Version: "v1", InputSHA256: strings.Repeat("ab", 32),
+		Stages: []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}, Gate: "auto"}},
+	}
+	if err := s.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Request(ctx, r.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(r, got, cmpOpts...); d != "" {
+		t.Errorf("Request (-want +got):\n%s", d)
+	}
+	got.Proposal.Scopes[0].Why = "mutated"
+	if again, _ := s.Request(ctx, r.MissionID); again.Proposal.Scopes[0].Why != "lists tickets" {
+		t.Errorf("store shares the proposal with callers")
+	}
+	e := Approval("tickets:read")
+	e.DecidedBy, e.ScopeDecision, e.DisclosureSHA256 = "human:lee", pass.ScopeHumanEdited, strings.Repeat("0f", 32)
+	out, err := s.TransitionMission(ctx, r.MissionID, authority.MissionChange{From: []pass.MissionState{pass.MissionPending},
+		To: pass.MissionActive, By: e.DecidedBy, Decision: &e}, T0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Request(ctx, r.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Decision == nil || got.Decision.ScopeDecision != pass.ScopeHumanEdited || got.Decision.DisclosureSHA256 != e.DisclosureSHA256 {
+		t.Errorf("decision after approval = %+v, want scope basis and disclosure hash kept", got.Decision)
+	}
+	if d := cmp.Diff(out, got, cmpOpts...); d != "" {
+		t.Errorf("TransitionMission answer and stored request differ (-answer +stored):\n%s", d)
+	}
+	recs, err := s.History(ctx, r.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, rec := range recs {
+		var e struct{ Type string }
+		if err := json.Unmarshal(rec.Body, &e); err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, e.Type)
+	}
+	if want := []string{"requested", "proposed", "approved"}; !slices.Equal(types, want) {
+		t.Errorf("history types = %v, want %v", types, want)
 	}
 }

@@ -28,10 +28,15 @@ type APIRequest struct {
 	DestinationURL string        `json:"destination_url,omitempty"`
 	AvailableScope pass.Scope    `json:"available_scope"`
 	ProposedScope  pass.Scope    `json:"proposed_scope,omitempty"`
-	CreatedAt      time.Time     `json:"created_at"`
-	ExpiresAt      time.Time     `json:"expires_at"`
-	ApprovalURL    string        `json:"approval_url"`
-	Decision       *APIDecision  `json:"decision,omitempty"`
+	// RequestedScope, Proposal and Diff compare what the agent asked for
+	// with the Authority's proposal; model reasons are marked untrusted.
+	RequestedScope pass.Scope            `json:"requested_scope,omitempty"`
+	Proposal       []pass.ScopeRationale `json:"proposal,omitempty"`
+	Diff           *pass.ScopeDiff       `json:"diff,omitempty"`
+	CreatedAt      time.Time             `json:"created_at"`
+	ExpiresAt      time.Time             `json:"expires_at"`
+	ApprovalURL    string                `json:"approval_url"`
+	Decision       *APIDecision          `json:"decision,omitempty"`
 }
 
 // APIDecision is the evidence of a decision.
@@ -111,6 +116,16 @@ func (p *Page) apiRequest(r *authority.Request) APIRequest {
 		TaskID: r.TaskID, Task: r.TaskDescription, TaskAttested: r.TaskAttested, Type: r.Type, Service: r.Service,
 		DestinationURL: r.DestinationURL, AvailableScope: r.AvailableScope, ProposedScope: r.ProposedScope,
 		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, ApprovalURL: RequestURL(p.baseURL, r.MissionID),
+	}
+	out.RequestedScope = r.RequestedScope
+	if r.Proposal != nil {
+		for _, ra := range r.Proposal.Scopes {
+			out.Proposal = append(out.Proposal, pass.ScopeRationale{Scope: ra.Scope, Basis: string(ra.Basis), Source: ra.Source, Why: ra.Why, Untrusted: ra.Untrusted()})
+		}
+	}
+	if r.Proposal != nil || r.RequestedScope != nil {
+		d := r.Diff()
+		out.Diff = &pass.ScopeDiff{Over: d.Over, Under: d.Under}
 	}
 	if d := r.Decision; d != nil {
 		out.Decision = &APIDecision{Status: d.Status, DecidedBy: d.DecidedBy, DecidedAt: d.DecidedAt, Reason: d.Reason, Scope: d.Scope}

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/browser"
@@ -225,7 +226,7 @@ func (e *env) chromium(exe string) (context.Context, func(name string)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sess.Close() })
+	t.Cleanup(func() { _ = sess.Close() })
 	tab, cancelTab := context.WithTimeout(sess.Context(), 45*time.Second)
 	t.Cleanup(cancelTab)
 
@@ -301,5 +302,98 @@ func TestStageMoveInChromium(t *testing.T) {
 	types, _ := got["types"].([]any)
 	if len(types) < 2 || types[len(types)-1] != "stage_changed" || types[len(types)-2] != "stage_requested" {
 		t.Errorf("history on the page: %v", types)
+	}
+}
+
+// proposalCompiler proposes todos:read (a template's) and todos:write (a
+// model's, with markup in its reason) and excludes todos:delete.
+type proposalCompiler struct{}
+
+func (proposalCompiler) Compile(context.Context, authority.CompileInput) (*authority.Proposal, error) {
+	return &authority.Proposal{
+		Scopes: []authority.Rationale{
+			{Scope: "todos:read", Basis: authority.BasisTemplate, Source: "todo-add@1", Why: "adding an item first reads the list"},
+			{Scope: "todos:write", Basis: authority.BasisModel, Why: "<b>adds</b> the item; ignore the reviewer"},
+		},
+		Excluded: []authority.Rationale{{Scope: "todos:delete", Basis: authority.BasisTemplate, Source: "todo-add@1", Why: "nothing is removed"}},
+		Compiler: "test", Version: "1",
+	}, nil
+}
+
+// TestApproveProposalInChromium: the page shows the Authority's proposal
+// next to what the agent asked for, each side with its reason and the
+// model's reason marked untrusted; the person narrows the grant, and the
+// hash of what the page disclosed is recorded in the mission's evidence.
+func TestApproveProposalInChromium(t *testing.T) {
+	exe := testnet.Chromium(t)
+	e := newEnv(t, true, func(o *sandbox.Options) { o.Compiler = proposalCompiler{} })
+	req, done := e.pendingScope("Add 'Call the plumber' to my list", pass.Scope{"todos:read", "todos:delete"})
+	if d := req.Diff(); !cmp.Equal(d.Over, pass.Scope{"todos:delete"}) || !cmp.Equal(d.Under, pass.Scope{"todos:write"}) {
+		t.Fatalf("Diff = %+v", d)
+	}
+	link := e.approvalURL(req.MissionID)
+	tab, shoot := e.chromium(exe)
+	form := `form[data-request="` + req.MissionID + `"]`
+	proposal := `#proposal-` + req.MissionID
+	if err := chromedp.Do(tab,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(proposal),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-proposal.png")
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]any](`(() => {
+		const rows = [...document.querySelectorAll('`+proposal+` tbody tr')];
+		return {
+			sides: rows.map(r => r.dataset.scope + ":" + r.dataset.side),
+			untrusted: rows.filter(r => r.querySelector('.untrusted')).map(r => r.dataset.scope),
+			markup: document.querySelector('`+proposal+` tr[data-scope="todos:write"] .why').textContent,
+			bold: document.querySelectorAll('`+proposal+` b').length,
+			excluded: document.querySelector('`+proposal+` tr[data-scope="todos:delete"]').textContent.includes("nothing is removed"),
+			checked: [...document.querySelectorAll('`+form+` input[name=scope]')].map(i => i.value + ":" + i.checked),
+		};
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"sides":     []any{"todos:read:both", "todos:delete:over", "todos:write:under"},
+		"untrusted": []any{"todos:write"},
+		"markup":    "<b>adds</b> the item; ignore the reviewer",
+		"bold":      float64(0),
+		"excluded":  true,
+		"checked":   []any{"todos:read:true", "todos:write:false", "todos:delete:true"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("proposal on the page (-want +got):\n%s", d)
+	}
+	if err := chromedp.Do(tab,
+		chromedp.Click(form+` input[value="todos:delete"]`),
+		chromedp.Click(form+` button[value="approve"]`),
+		chromedp.WaitVisible(`#disclosure-`+req.MissionID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shoot("approval-page-proposal-approved.png")
+	shown, err := chromedp.Run(tab, chromedp.Text(`#disclosure-`+req.MissionID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := e.wait(done)
+	if a.err != nil {
+		t.Fatalf("Acquire: %v", a.err)
+	}
+	if a.grant.Proposal == nil || !a.grant.Proposal.Scope.Has("todos:read") || !a.grant.Proposal.Diff.Over.Has("todos:delete") {
+		t.Errorf("the Harness saw the proposal %+v while pending", a.grant.Proposal)
+	}
+	m, err := e.sb.Enterprise.Mission(context.Background(), req.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Approval.DisclosureSHA256; len(d) != 64 || d != strings.TrimSpace(shown) {
+		t.Errorf("approval.disclosure_sha256 %q, the page shows %q", d, shown)
+	}
+	if m.ScopeBasis == nil || m.ScopeBasis.Decision != pass.ScopeHumanEdited || !cmp.Equal(m.AuthorityModel.Ceiling, pass.Scope{"todos:read"}) {
+		t.Errorf("scope_basis %+v ceiling %v, want human_edited granting todos:read", m.ScopeBasis, m.AuthorityModel.Ceiling)
 	}
 }

@@ -54,10 +54,12 @@ func (c *offsetClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newEnv(t *testing.T, explicitPorts bool) *env { return newEnvWith(t, explicitPorts, nil) }
-
 // newEnvWith is newEnv with the sandbox options adjusted by mutate.
 func newEnvWith(t *testing.T, explicitPorts bool, mutate func(*sandbox.Options)) *env {
+	return newEnv(t, explicitPorts, mutate)
+}
+
+func newEnv(t *testing.T, explicitPorts bool, mods ...func(*sandbox.Options)) *env {
 	t.Helper()
 	n := testnet.New(t)
 	clock := &offsetClock{}
@@ -65,8 +67,10 @@ func newEnvWith(t *testing.T, explicitPorts bool, mutate func(*sandbox.Options))
 		ApprovalPages: true, AdminToken: adminToken, ExplicitPorts: explicitPorts,
 		PollAfter: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, Now: clock.Now,
 	}
-	if mutate != nil {
-		mutate(&opts)
+	for _, m := range mods {
+		if m != nil {
+			m(&opts)
+		}
 	}
 	sb, err := sandbox.Build(n, opts)
 	if err != nil {
@@ -100,18 +104,28 @@ type acquired struct {
 // (the task adds an item) and waits until the Enterprise Authority lists it.
 func (e *env) pending(task string) (*authority.Request, <-chan acquired) {
 	e.t.Helper()
-	return e.pendingStaged(task, nil)
+	return e.pendingWith(task, nil, nil)
 }
 
 // pendingStaged is pending for a request with a stage plan.
 func (e *env) pendingStaged(task string, stages []pass.Stage) (*authority.Request, <-chan acquired) {
+	return e.pendingWith(task, stages, nil)
+}
+
+// pendingScope is pending for a request asking for scope.
+func (e *env) pendingScope(task string, scope pass.Scope) (*authority.Request, <-chan acquired) {
+	return e.pendingWith(task, nil, scope)
+}
+
+// pendingWith is pending for a request with a stage plan and scope.
+func (e *env) pendingWith(task string, stages []pass.Stage, scope pass.Scope) (*authority.Request, <-chan acquired) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	e.t.Cleanup(cancel)
 	done := make(chan acquired, 1)
 	go func() {
 		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task},
-			Stages: stages})
+			Stages: stages, Scope: scope})
 		done <- acquired{g, err}
 	}()
 	deadline := time.Now().Add(20 * time.Second)

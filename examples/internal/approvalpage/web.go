@@ -60,7 +60,11 @@ type requestView struct {
 	DecidedBy, Decided        string
 	Reason                    string
 	Granted                   pass.Scope
-	Stages                    []stageView // the plan asked for, with its gates
+	Stages                    []stageView   // the plan asked for, with its gates
+	Proposal                  *proposalView // nil for a request without requested scope or proposal
+	Shown                     string        // hash of what the page shows, posted back with a decision
+	Disclosure                string        // the disclosure hash recorded with the decision
+	ScopeBasis                string        // the recorded scope decision
 }
 
 // missionView is the mission record on a request's page: its state,
@@ -113,6 +117,7 @@ var errorTexts = map[string]string{
 	"expired":    "That request expired before your decision.",
 	"notfound":   "That request or authorization no longer exists.",
 	"scope":      "A chosen scope is not one the Service offered.",
+	"stale":      "The request changed since this page was shown; look at it again before deciding.",
 	"action":     "Unknown action.",
 	"state":      "That authorization is no longer live.",
 	"nostage":    "No stage move of that mission waits for a decision any more.",
@@ -407,6 +412,19 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("id")
 	by := "human:" + approver(r)
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	// What the person saw is recorded with the decision: the page posts
+	// back the hash of what it showed, and the decision records the hash
+	// of that disclosure with the granted scope.
+	stored, err := p.a.Request(r.Context(), id)
+	if err != nil {
+		p.back(w, r, id, "error", errorCode(err))
+		return
+	}
+	shown := proposalOf(stored)
+	if seen := r.PostFormValue("shown"); seen != disclosureHash(stored, shown, nil) && (seen != "" || shown != nil) {
+		p.back(w, r, id, "error", "stale")
+		return
+	}
 	var d authority.Decision
 	switch r.PostFormValue("action") {
 	case "approve":
@@ -415,7 +433,8 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
 			p.back(w, r, id, "error", "noscope")
 			return
 		}
-		d = authority.Decision{Outcome: authority.Approve, Scope: scope, Reason: reason, DecidedBy: by}
+		d = authority.Decision{Outcome: authority.Approve, Scope: scope, Reason: reason, DecidedBy: by,
+			DisclosureSHA256: disclosureHash(stored, shown, scope)}
 		if r.PostFormValue("delegate") == "1" {
 			d.MaxDepth = 1 // sub-agents may get a part of what is granted here
 		}
@@ -423,7 +442,7 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
 		if reason == "" {
 			reason = "denied by " + by
 		}
-		d = authority.Decision{Outcome: authority.Deny, Reason: reason, DecidedBy: by}
+		d = authority.Decision{Outcome: authority.Deny, Reason: reason, DecidedBy: by, DisclosureSHA256: disclosureHash(stored, shown, nil)}
 	default:
 		p.back(w, r, id, "error", "action")
 		return
@@ -521,8 +540,11 @@ func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
 	}
 	if d := r.Decision; d != nil {
 		v.DecidedBy, v.Decided, v.Reason, v.Granted = d.DecidedBy, ago(d.DecidedAt, now), d.Reason, d.Scope
+		v.Disclosure, v.ScopeBasis = d.DisclosureSHA256, d.ScopeDecision
 	}
 	v.Stages = planView(r.Stages, "")
+	v.Proposal = proposalOf(r)
+	v.Shown = disclosureHash(r, v.Proposal, nil)
 	return v
 }
 

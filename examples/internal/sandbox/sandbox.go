@@ -116,6 +116,9 @@ type Options struct {
 	// PollAfter is the Authorities' poll_after_ms hint; zero means
 	// authority.DefaultPollAfter. Tests shorten it.
 	PollAfter time.Duration
+	// Compiler, when set, is every Authority's scope compiler: requests
+	// get a proposal, and the approval pages show it with its diff.
+	Compiler authority.Compiler
 }
 
 // Hosts lists the host names the sandbox serves.
@@ -242,6 +245,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			Now:                     now,
 			Logger:                  logger.With("party", id),
 			OnPending:               onPending(target),
+			Compiler:                opts.Compiler,
 		})
 		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)

@@ -89,6 +89,14 @@ func (s *TestService) SetScopes(names ...string) {
 	}
 }
 
+// SetScopeInfos sets the scopes the available_scopes endpoint offers,
+// with their descriptions and declared effects.
+func (s *TestService) SetScopeInfos(scopes ...pass.ScopeInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = append([]pass.ScopeInfo(nil), scopes...)
+}
+
 // FailScopes makes available_scopes answer status (0 restores it).
 func (s *TestService) FailScopes(status int) {
 	s.mu.Lock()
