@@ -251,7 +251,7 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 	defer cancel()
 	body := pass.AvailableScopesRequest{
 		User: pass.User{Email: email}, Agent: pass.Agent{ID: agentID},
-		Task: &pass.TaskInfo{ID: task.ID, Description: task.Description},
+		Task: &pass.Task{ID: task.ID, Description: task.Description},
 	}
 	var out pass.AvailableScopesResponse
 	_, err = httpx.Do(ctx, a.client, httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)

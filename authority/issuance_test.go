@@ -61,7 +61,7 @@ func TestIssueApproveValidate(t *testing.T) {
 		t.Fatalf("available_scopes calls: %d (last error %v)", calls, e.svc.LastError())
 	}
 	wantBody := pass.AvailableScopesRequest{User: pass.User{Email: userEmail}, Agent: pass.Agent{ID: harnessID},
-		Task: &pass.TaskInfo{ID: "task-1", Description: taskDesc}}
+		Task: &pass.Task{ID: "task-1", Description: taskDesc}}
 	if d := cmp.Diff(wantBody, body); d != "" {
 		t.Errorf("available_scopes body (-want +got):\n%s", d)
 	}
@@ -79,7 +79,7 @@ func TestIssueApproveValidate(t *testing.T) {
 		AuthorizationID: v.AuthorizationID, User: pass.User{Email: userEmail}, Agent: pass.Agent{ID: harnessID},
 		Scope: pass.Scope{"tickets:read"}, Type: pass.BrowserSession, DestinationURL: e.svc.Origin + "/inbox",
 		Cnf:                    &pass.Cnf{JWK: h.key.PublicJSON()},
-		Task:                   &pass.ValidatedTask{ID: "task-1", Description: taskDesc, Attested: true},
+		Task:                   &pass.Task{ID: "task-1", Description: taskDesc, Attested: true},
 		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		// R2: the mission member, approved at once: pending v1, active v2.
 		Mission: &pass.MissionInfo{ID: st.Mission.ID, State: pass.MissionActive, Version: 2},

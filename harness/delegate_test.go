@@ -31,7 +31,7 @@ func TestMissionDelegate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer, err := m.Offer("reader", harness.Task{ID: "t-reader", Description: "Read ticket 4411"})
+	offer, err := m.Offer("reader", pass.Task{ID: "t-reader", Description: "Read ticket 4411"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestMissionDelegate(t *testing.T) {
 		t.Error("the read-only child wrote")
 	}
 	// A scope the parent does not hold is refused.
-	offer2, _ := m.Offer("admin", harness.Task{ID: "t-admin", Description: "Administer"})
+	offer2, _ := m.Offer("admin", pass.Task{ID: "t-admin", Description: "Administer"})
 	key2, _ := dpop.GenerateKey("ES256")
 	proofs2, _ := harness.ProveChild(key2, offer2, "", e.Clock.Now())
 	_, err = m.Delegate(ctx, harness.Child{Offer: offer2, Proofs: proofs2, Scope: pass.Scope{"admin"}})
@@ -97,12 +97,12 @@ func TestMissionDelegateNotPermitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.DelegateNewKey(ctx, "sub", harness.Task{ID: "t", Description: "d"}, pass.Scope{"tickets:read"}, 0)
+	_, err = m.DelegateNewKey(ctx, "sub", pass.Task{ID: "t", Description: "d"}, pass.Scope{"tickets:read"}, 0)
 	var pe *pass.PeerError
 	if !errors.As(err, &pe) || pe.Code != pass.CodeDelegationNotPermitted {
 		t.Fatalf("DelegateNewKey: %v, want delegation_not_permitted", err)
 	}
-	if _, err := m.Offer("Bad Suffix", harness.Task{ID: "t", Description: "d"}); !errors.Is(err, harness.ErrInvalidRequest) {
+	if _, err := m.Offer("Bad Suffix", pass.Task{ID: "t", Description: "d"}); !errors.Is(err, harness.ErrInvalidRequest) {
 		t.Errorf("Offer with a bad suffix: %v", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestMissionDelegatePendingChildWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer, err := m.Offer("writer", harness.Task{ID: "t-writer", Description: "Comment on ticket 4411"})
+	offer, err := m.Offer("writer", pass.Task{ID: "t-writer", Description: "Comment on ticket 4411"})
 	if err != nil {
 		t.Fatal(err)
 	}

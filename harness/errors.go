@@ -36,8 +36,9 @@ var (
 	// [*DeniedError] with the reason.
 	ErrDenied = errors.New("harness: issuance denied")
 	// ErrExpired: the issuance request expired, or the Authority no longer
-	// knows it (404/410 while polling).
-	ErrExpired = errors.New("harness: issuance request expired")
+	// knows it (404/410 while polling). It is [pass.ErrExpired], so one
+	// errors.Is test serves every package.
+	ErrExpired = pass.ErrExpired
 	// ErrCanceled: the issuance request was canceled at the Authority.
 	ErrCanceled = errors.New("harness: issuance request canceled")
 	// ErrRedemption: the Service rejected the redemption. The error is a

@@ -39,7 +39,7 @@ func ExampleTokenSource_toolLoop() {
 	ts := c.TokenSource(harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{Description: "Triage my open tickets"},
+		Task:    pass.Task{Description: "Triage my open tickets"},
 	}, harness.TokenSourceOptions{RetryInvalidToken: true, Reacquire: true})
 	defer ts.Close()
 	api := &http.Client{Transport: ts.Transport(n.Client.Transport)}

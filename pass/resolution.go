@@ -63,7 +63,7 @@ func (r *ResolutionResponse) Validate() error {
 type AvailableScopesRequest struct {
 	User  User      `json:"user"`
 	Agent Agent     `json:"agent"`
-	Task  *TaskInfo `json:"task,omitempty"`
+	Task  *Task `json:"task,omitempty"`
 }
 
 // Agent identifies the agent, as vouched for by an Authority.
@@ -71,11 +71,6 @@ type Agent struct {
 	ID string `json:"id"`
 }
 
-// TaskInfo is task context sent to a Service.
-type TaskInfo struct {
-	ID          string `json:"id,omitempty"`
-	Description string `json:"description,omitempty"`
-}
 
 // Validate checks user.email and agent.id.
 func (r *AvailableScopesRequest) Validate() error {

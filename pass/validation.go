@@ -30,7 +30,7 @@ type ValidationResponse struct {
 	Type            PassType       `json:"type"`
 	DestinationURL  string         `json:"destination_url,omitempty"`
 	Cnf             *Cnf           `json:"cnf,omitempty"`
-	Task            *ValidatedTask `json:"task,omitempty"`
+	Task            *Task `json:"task,omitempty"`
 	// AuthorizationExpiresAt is the delegation's absolute end (hardening
 	// draft), past which a Service must keep no token or session; nil from
 	// a plain v0.1 Authority.
@@ -52,12 +52,6 @@ type HarnessRef struct {
 	Extensions HarnessExtensions `json:"extensions,omitempty"`
 }
 
-// ValidatedTask is the task context an Authority returns at validation.
-type ValidatedTask struct {
-	ID          string `json:"id,omitempty"`
-	Description string `json:"description,omitempty"`
-	Attested    bool   `json:"attested,omitempty"`
-}
 
 // Validate checks the response against the authority-validate schema.
 func (r *ValidationResponse) Validate() error {

@@ -626,7 +626,7 @@ func validation(user string, typ pass.PassType, scope ...string) pass.Validation
 	}
 	return pass.ValidationResponse{
 		User: pass.User{Email: user}, Agent: pass.Agent{ID: "agent-7"}, Scope: scope, Type: typ,
-		Task: &pass.ValidatedTask{ID: "task-1", Description: "triage tickets"},
+		Task: &pass.Task{ID: "task-1", Description: "triage tickets"},
 	}
 }
 

@@ -34,7 +34,7 @@ func browserInit(t *testing.T, e *e2e.Env) *harness.Initialization {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service:     e2e.AppOrigin,
 		User:        e2e.EnterpriseUser,
-		Task:        harness.Task{Description: "Look at my tickets in the web app"},
+		Task:        pass.Task{Description: "Look at my tickets in the web app"},
 		Type:        pass.BrowserSession,
 		Destination: e2e.AppOrigin + "/tickets",
 	})

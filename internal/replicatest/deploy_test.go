@@ -224,7 +224,7 @@ func (d *deployment) acquire(ctx context.Context, n int, typ pass.PassType) ([]*
 		g.Go(func() error {
 			req := harness.Request{
 				Service: appOrigin, User: user, Type: typ,
-				Task: harness.Task{Description: fmt.Sprintf("Triage my open tickets (%d)", i)},
+				Task: pass.Task{Description: fmt.Sprintf("Triage my open tickets (%d)", i)},
 			}
 			if typ == pass.BrowserSession {
 				req.Destination = appOrigin + "/inbox"

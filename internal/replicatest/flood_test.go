@@ -158,7 +158,7 @@ func (d *deployment) honestFlow(t *testing.T, addr string) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	g, err := h.Acquire(ctx, harness.Request{Service: appOrigin, User: user, Type: pass.BearerToken, Task: harness.Task{Description: "Triage my open tickets"}})
+	g, err := h.Acquire(ctx, harness.Request{Service: appOrigin, User: user, Type: pass.BearerToken, Task: pass.Task{Description: "Triage my open tickets"}})
 	if err != nil {
 		t.Fatalf("honest issuance after the flood: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 const adminToken = "test-admin-token-0123456789"
@@ -96,7 +97,7 @@ func (e *env) pending(task string) (*authority.Request, <-chan acquired) {
 	e.t.Cleanup(cancel)
 	done := make(chan acquired, 1)
 	go func() {
-		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: pass.Task{Description: task}})
 		done <- acquired{g, err}
 	}()
 	deadline := time.Now().Add(20 * time.Second)
