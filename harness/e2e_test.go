@@ -50,7 +50,7 @@ func task(user string) harness.Request {
 	return harness.Request{
 		Service: e2e.AppOrigin,
 		User:    user,
-		Task:    harness.Task{Description: "Triage my open tickets"},
+		Task:    pass.Task{Description: "Triage my open tickets"},
 	}
 }
 
@@ -85,9 +85,9 @@ func TestE2EBranches(t *testing.T) {
 		wantTrust pass.TrustMode
 	}{
 		{name: "enterprise", user: e2e.EnterpriseUser, wantAuth: e2e.EnterpriseID},
-		{name: "service authority", user: e2e.SoloUser, service: func(c *service.Config) { c.PreferServiceAuthority = true }, wantAuth: e2e.ServiceAuthID},
+		{name: "service authority", user: e2e.SoloUser, service: func(c *service.Config) { c.AuthorityChoice = service.PreferServiceAuthority }, wantAuth: e2e.ServiceAuthID},
 		{name: "federated with chooser", user: e2e.SoloUser, service: func(c *service.Config) { c.ServiceAuthority = nil }, chooser: true, wantAuth: e2e.Federated2ID},
-		{name: "service and federated offered together G-36", user: e2e.SoloUser, service: func(c *service.Config) { c.OfferServiceAndFederated = true }, chooser: true, wantAuth: e2e.Federated2ID},
+		{name: "service and federated offered together G-36", user: e2e.SoloUser, service: func(c *service.Config) { c.AuthorityChoice = service.OfferServiceAndFederated }, chooser: true, wantAuth: e2e.Federated2ID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,27 +89,11 @@ type Config struct {
 	// named here. Optional.
 	TrustedFederated []pass.AuthorityRef
 
-	// PreferServiceAuthority selects the Service Authority whenever it is
-	// permitted and another choice exists: when an Enterprise Authority
-	// allows Service Authorities, and when the user's domain has
-	// no Enterprise Authority but Federated Authorities are available. When
-	// the Service Authority is the only choice it is selected anyway. If
-	// false, the Enterprise or Federated Authorities are returned instead.
-	PreferServiceAuthority bool
-
-	// OfferServiceAndFederated answers resolution with service_authority
-	// and trusted_federated_authorities together when the user's domain
-	// has no Enterprise Authority and both exist, so the Harness can choose
-	// (a shape from a draft after v0.1; plain v0.1 Harnesses expect one
-	// field and fail on two). If false, one field.
-	OfferServiceAndFederated bool
-
-	// RequireServiceAuthority accepts only passes from the Service
-	// Authority. When a user's Enterprise Authority forbids Service
-	// Authorities, resolution and redemption answer 403 agents_unsupported,
-	// so the Harness learns this Service cannot serve that user through
-	// any Authority. Requires ServiceAuthority.
-	RequireServiceAuthority bool
+	// AuthorityChoice says which Authority resolution names when policy
+	// allows more than one. The zero value names the Enterprise or
+	// Federated Authorities, and the Service Authority only when it is the
+	// only choice.
+	AuthorityChoice AuthorityChoice
 
 	// FederatedPolicy narrows the trusted Federated Authorities for one
 	// user (for example by plan or by tenant). It receives a copy of
@@ -271,6 +255,33 @@ type Config struct {
 	CloseRetryInterval time.Duration
 }
 
+// AuthorityChoice is how resolution picks among the Authorities policy
+// permits for a user: one choice instead of interacting switches.
+type AuthorityChoice uint8
+
+const (
+	// PreferOtherAuthorities (the zero value) names the user's Enterprise
+	// Authority, or else the trusted Federated Authorities; the Service
+	// Authority only when it is the only choice.
+	PreferOtherAuthorities AuthorityChoice = iota
+	// PreferServiceAuthority names the Service Authority whenever it is
+	// permitted: when the user's Enterprise Authority allows Service
+	// Authorities, and when the domain has none.
+	PreferServiceAuthority
+	// OfferServiceAndFederated answers a user without an Enterprise
+	// Authority with service_authority and trusted_federated_authorities
+	// together, so the Harness can choose (a shape from a draft after
+	// v0.1; plain v0.1 Harnesses expect one field and fail on two).
+	// Otherwise as PreferOtherAuthorities.
+	OfferServiceAndFederated
+	// RequireServiceAuthority accepts only passes from the Service
+	// Authority. When a user's Enterprise Authority forbids Service
+	// Authorities, resolution and redemption answer 403
+	// agents_unsupported, so the Harness learns this Service cannot serve
+	// that user through any Authority. Requires ServiceAuthority.
+	RequireServiceAuthority
+)
+
 // Paths are the endpoint paths the Service handler serves, each
 // absolute ("/..."). An empty field is Prefix followed by the default
 // name shown.
@@ -293,7 +304,7 @@ type ScopeQuery struct {
 	// User is user.email; Agent is agent.id, vouched for by the Authority.
 	User, Agent string
 	// Task is the task context, when the Authority sent it.
-	Task *pass.TaskInfo
+	Task *pass.Task
 	// Authority is the authenticated Authority identifier and TrustMode
 	// how it is trusted for this user.
 	Authority string
@@ -515,7 +526,10 @@ func (s *settings) validateTrust() error {
 		}
 		seen[r.Authority] = true
 	}
-	if s.RequireServiceAuthority && s.ServiceAuthority == nil {
+	if s.AuthorityChoice > RequireServiceAuthority {
+		return errConfig("unknown AuthorityChoice")
+	}
+	if s.AuthorityChoice == RequireServiceAuthority && s.ServiceAuthority == nil {
 		return errConfig("RequireServiceAuthority needs a ServiceAuthority")
 	}
 	return nil

@@ -43,6 +43,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
 )
 
 func main() {
@@ -204,8 +205,11 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	opts := sandbox.Options{
 		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
-		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
+		AuthorityChoice:       service.OfferServiceAndFederated,
 		RequireHardenedProofs: cfg.hardened,
+	}
+	if cfg.preferSA {
+		opts.AuthorityChoice = service.PreferServiceAuthority
 	}
 	store := "memory"
 	if cfg.postgres != "" {
