@@ -61,8 +61,8 @@ func (r *ResolutionResponse) Validate() error {
 // AvailableScopesRequest is the body an Authority sends to a Service's
 // available-scopes endpoint (§4.3).
 type AvailableScopesRequest struct {
-	User  User      `json:"user"`
-	Agent Agent     `json:"agent"`
+	User  User  `json:"user"`
+	Agent Agent `json:"agent"`
 	Task  *Task `json:"task,omitempty"`
 }
 
@@ -70,7 +70,6 @@ type AvailableScopesRequest struct {
 type Agent struct {
 	ID string `json:"id"`
 }
-
 
 // Validate checks user.email and agent.id.
 func (r *AvailableScopesRequest) Validate() error {
