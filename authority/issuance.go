@@ -12,6 +12,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -368,7 +369,7 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+pass.ProofHeader+" header")
 	}
 	if req.Cnf == nil {
-		return pass.FailProof(pass.CodeProofRequired, pass.ProofBadKey).WithStatus(http.StatusUnauthorized)
+		return proofwire.FailReason(pass.CodeProofRequired, proofwire.BadKey).WithStatus(http.StatusUnauthorized)
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(reqID), AgentPass: reqID, HarnessID: req.HarnessID,
@@ -378,7 +379,7 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 		if !errors.Is(err, dpop.ErrInvalidProof) {
 			return err // the replay cache failed: wireError answers 503
 		}
-		return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
+		return proofwire.Fail(pass.CodeProofRequired, err).WithStatus(http.StatusUnauthorized).WithCause(err)
 	}
 	return nil
 }

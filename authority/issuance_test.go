@@ -19,6 +19,7 @@ import (
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -188,7 +189,7 @@ func TestIssuanceRejects(t *testing.T) {
 			m := map[string]any{"iss": vendorIss, "sub": harnessID, "cnf": map[string]json.RawMessage{"jwk": h.key.PublicJSON()},
 				"iat": e.clock.Now().Unix(), "exp": e.clock.Now().Add(time.Minute).Unix()}
 			mod(m)
-			jwt, err := dpop.SignJWT(e.vendor, dpop.TypeAttestation, m)
+			jwt, err := jwtcheck.SignKey(e.vendor, dpop.TypeAttestation, m)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -381,7 +382,7 @@ func proofError(err error) error {
 	if !errors.Is(err, dpop.ErrInvalidProof) {
 		return err
 	}
-	return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
+	return proofwire.Fail(pass.CodeProofRequired, err).WithStatus(http.StatusUnauthorized).WithCause(err)
 }
 
 // notFoundAs answers ErrNotFound as wire, and passes other errors on.

@@ -77,7 +77,7 @@
 //   - DPoP ([Key.DPoPProof], [DPoPVerifier]): RFC 9449 proofs, so a Service
 //     can issue bearer tokens bound to the Harness key (cnf.jkt) and a
 //     leaked token is as useless as a leaked pass.
-//   - Signing keys ([KeySet], [SignJWT]): a current key plus retiring keys,
+//   - Signing keys ([KeySet]): a current key plus retiring keys,
 //     all published in the JWKS, so rotation never breaks an assertion in
 //     flight.
 //

@@ -50,17 +50,3 @@ func (k *Key) sign(typ string, embedJWK bool, claims any) (string, error) {
 	}
 	return s, nil
 }
-
-// SignJWT signs claims (anything that encodes as a JSON object) as a compact
-// JWT with k, with the kid and typ headers ("JWT" when typ is empty) and a
-// random jti claim unless claims carry one. It is the building block for
-// Service and Authority assertions; callers choose and check the claims.
-func SignJWT(k *Key, typ string, claims any) (string, error) {
-	if k == nil {
-		return "", newErr(ErrInvalidKey, "nil key")
-	}
-	if typ == "" {
-		typ = "JWT"
-	}
-	return k.sign(typ, false, claims)
-}

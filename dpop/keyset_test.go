@@ -45,7 +45,7 @@ func TestKeySetRotation(t *testing.T) {
 		t.Errorf("JWKS kids (-want +got):\n%s", diff)
 	}
 	// A token signed by a retiring key still verifies with the published key.
-	tok, err := SignJWT(k1, "", map[string]string{"iss": "x"})
+	tok, err := signJWT(k1, "", map[string]string{"iss": "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestKeySetConcurrent(t *testing.T) {
 					if len(s.JWKS().Keys) == 0 {
 						t.Error("empty JWKS")
 					}
-					if _, err := SignJWT(s.Current(), "", map[string]int{"n": j}); err != nil {
+					if _, err := signJWT(s.Current(), "", map[string]int{"n": j}); err != nil {
 						t.Error(err)
 					}
 				}

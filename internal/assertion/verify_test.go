@@ -50,7 +50,7 @@ func TestVerifyReplay(t *testing.T) {
 		t.Errorf("replay entries = %d, want 2 (the assertion and the probe)", replay.Len())
 	}
 
-	// SignJWT always adds a jti; build a v0.1-style token without one.
+	// SignKey always adds a jti; build a v0.1-style token without one.
 	noJTI := signNoJTI(t, ks)
 	for range 2 {
 		c, err := parseAndVerify(v, noJTI)
@@ -111,7 +111,7 @@ func TestVerifyNotBefore(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
 	v := newTestVerifier(t, ks, dpop.NewMemoryReplayCache(10, nil))
 	mk := func(nbf time.Time) string {
-		tok, err := dpop.SignJWT(ks.Current(), Type, map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(2 * time.Minute).Unix(), "nbf": nbf.Unix()})
+		tok, err := jwtcheck.SignKey(ks.Current(), Type, map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(2 * time.Minute).Unix(), "nbf": nbf.Unix()})
 		if err != nil {
 			t.Fatal(err)
 		}
