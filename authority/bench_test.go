@@ -75,7 +75,7 @@ func BenchmarkValidateHTTPSParallel(b *testing.B) {
 
 // BenchmarkMemoryStoreConsume: the store's atomic consume-and-authorize.
 func BenchmarkMemoryStoreConsume(b *testing.B) {
-	const batch = 40_000 // stay below MemoryStoreMaxRecords
+	const batch = 40_000 // stay below the default MemoryStore bound
 	now := authoritytest.T0.Add(time.Minute)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -20,7 +20,7 @@ import (
 // cache here is tiny (64 entries) so that the flood needs few requests.
 func TestAssertionFloodCannotFillReplayCache(t *testing.T) {
 	var e *env
-	cache := dpop.NewMemoryReplayCache(64, func() time.Time { return e.clock.Now() })
+	cache := dpop.NewMemoryReplayCache(dpop.WithLimit(64), dpop.WithClock(func() time.Time { return e.clock.Now() }))
 	e = newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = cache })
 	h := e.newHarness()
 	value, _ := e.approvedPass(h)

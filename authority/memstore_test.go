@@ -47,7 +47,8 @@ func TestMemoryStorePrunes(t *testing.T) {
 // A store full of live records still refuses (the cap holds), and keeps
 // refusing without dropping anything live until one ends.
 func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
-	s := authority.NewMemoryStore()
+	const limit = 2_000
+	s := authority.NewMemoryStore(authority.WithLimit(limit))
 	t0 := authoritytest.T0
 	fill := func(prefix string, at time.Time, n int) {
 		t.Helper()
@@ -65,24 +66,24 @@ func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
 		return s.CreateRequest(ctx, r)
 	}
 	// Half the store is denied at once, half stays pending.
-	fill("denied", t0, authority.MemoryStoreMaxRecords/2)
-	for i := range authority.MemoryStoreMaxRecords / 2 {
+	fill("denied", t0, limit/2)
+	for i := range limit / 2 {
 		d := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "rule:test", DecidedAt: t0, Reason: "test"}
 		if _, err := authoritytest.DecideRequest(s, fmt.Sprintf("denied%d", i), d, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fill("pending", t0, authority.MemoryStoreMaxRecords/2)
+	fill("pending", t0, limit/2)
 	// Full: the denied half is dead and makes room at once.
 	at := t0.Add(time.Second)
 	if err := honest("honest1", at); err != nil {
 		t.Fatalf("store full of denied requests refused an honest one: %v", err)
 	}
-	if n, _ := s.Len(); n != authority.MemoryStoreMaxRecords/2+1 {
-		t.Errorf("Len = %d after eviction, want %d", n, authority.MemoryStoreMaxRecords/2+1)
+	if n, _ := s.Len(); n != limit/2+1 {
+		t.Errorf("Len = %d after eviction, want %d", n, limit/2+1)
 	}
 	// Fill up with live ones: the cap holds for them.
-	fill("live", at, authority.MemoryStoreMaxRecords/2-1)
+	fill("live", at, limit/2-1)
 	if err := honest("refused", at.Add(time.Minute)); !errors.Is(err, authority.ErrStoreFull) {
 		t.Fatalf("store full of live requests: %v, want ErrStoreFull", err)
 	}

@@ -44,7 +44,7 @@ type Rate = ratelimit.Rate
 // lives RequestTTL. With the default RequestTTL (10 min), all networks
 // together can keep at most 100/s × 600 s + 1,000 = 61,000 requests pending,
 // one /48 (or /24) at most 20/s × 600 s + 200 = 12,200, and one e-mail
-// domain 10/s × 600 s + 200 = 6,200: far below MemoryStoreMaxRecords
+// domain 10/s × 600 s + 200 = 6,200: far below the MemoryStore bound of 100,000
 // (100,000), and dead records make room for new ones. A longer RequestTTL
 // lowers the default Overall, Network and Domain rates so that these
 // products stay the same. Explicit rates are taken as given. An Approver

@@ -38,7 +38,7 @@
 // A Service verifies the proof against the cnf of the validation response:
 //
 //	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: origin,
-//		Replay: dpop.NewMemoryReplayCache(0, nil)}) // or dpoppg for replicas
+//		Replay: dpop.NewMemoryReplayCache()}) // or dpoppg for replicas
 //	claims, err := v.Verify(ctx, redemption.HarnessProof.JWT, validation.Cnf.JWK,
 //		dpop.ProofRequest{Method: r.Method, URL: redeemURL, AgentPass: passValue,
 //			RequireBinding: true})

@@ -34,7 +34,7 @@ func baseDPoPClaims() map[string]any {
 }
 
 func newDPoPVerifier(t testing.TB, now time.Time) *DPoPVerifier {
-	return mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now)})
+	return mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(now))), Now: fixed(now)})
 }
 
 // RFC 9449 §4.2: the proof DPoPProof makes verifies, and binds to the
@@ -56,7 +56,7 @@ func TestDPoPRoundTrip(t *testing.T) {
 				t.Errorf("header = %+v", h)
 			}
 			at := t0.Add(2 * time.Second)
-			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(at)), Now: fixed(at), Nonce: func(n string) error {
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(at))), Now: fixed(at), Nonce: func(n string) error {
 				if n != "n-1" {
 					return errors.New("stale")
 				}
@@ -196,7 +196,7 @@ func TestDPoPVerify(t *testing.T) {
 			if now.IsZero() {
 				now = t0
 			}
-			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now), Nonce: tt.nonce})
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(now))), Now: fixed(now), Nonce: tt.nonce})
 			method, url, jkt, at := "GET", apiURL, k.Thumbprint(), accessToken
 			if tt.method != "" {
 				method = tt.method
@@ -247,7 +247,7 @@ func TestDPoPVerifierConfig(t *testing.T) {
 	}
 	// Review Low 5: a MaxAge of centuries overflowed the replay record.
 	for _, cfg := range []DPoPVerifierConfig{{MaxAge: 24*time.Hour + 1}, {Skew: 200 * 365 * 24 * time.Hour}} {
-		cfg.Replay, cfg.Now = NewMemoryReplayCache(1, nil), fixed(t0)
+		cfg.Replay, cfg.Now = NewMemoryReplayCache(WithLimit(1)), fixed(t0)
 		if v, err := NewDPoPVerifier(cfg); !errors.Is(err, ErrInvalidConfig) || v != nil {
 			t.Errorf("MaxAge %v, Skew %v: NewDPoPVerifier = %v, %v; want ErrInvalidConfig", cfg.MaxAge, cfg.Skew, v, err)
 		}

@@ -26,7 +26,7 @@ var proofHeader = map[string]any{"typ": TypeProof}
 func newProofVerifier(t testing.TB, now time.Time) *ProofVerifier {
 	return mustProofVerifier(t, ProofVerifierConfig{
 		Audience: svcOrigin,
-		Replay:   NewMemoryReplayCache(100, fixed(now)),
+		Replay:   NewMemoryReplayCache(WithLimit(100), WithClock(fixed(now))),
 		Now:      fixed(now),
 	})
 }
@@ -264,13 +264,13 @@ func TestProofVerifierConfig(t *testing.T) {
 		name string
 		cfg  ProofVerifierConfig
 	}{
-		{"empty audience", ProofVerifierConfig{Replay: NewMemoryReplayCache(1, nil)}},
-		{"audience not an origin", ProofVerifierConfig{Audience: "service.example", Replay: NewMemoryReplayCache(1, nil)}},
+		{"empty audience", ProofVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(1))}},
+		{"audience not an origin", ProofVerifierConfig{Audience: "service.example", Replay: NewMemoryReplayCache(WithLimit(1))}},
 		{"no replay cache", ProofVerifierConfig{Audience: svcOrigin}},
-		{"negative skew", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), Skew: -time.Second}},
+		{"negative skew", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(WithLimit(1)), Skew: -time.Second}},
 		// Review Low 5: a lifetime of centuries overflowed the replay record.
-		{"MaxLifetime over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), MaxLifetime: 24*time.Hour + 1}},
-		{"skew over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, nil), Skew: 200 * 365 * 24 * time.Hour}},
+		{"MaxLifetime over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(WithLimit(1)), MaxLifetime: 24*time.Hour + 1}},
+		{"skew over 24h", ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(WithLimit(1)), Skew: 200 * 365 * 24 * time.Hour}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,7 +295,7 @@ func TestProofVerifierConfig(t *testing.T) {
 // invalid proof (fail closed, answer 503).
 func TestProofReplayCacheFull(t *testing.T) {
 	k := mustKey(t, "")
-	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(1, fixed(t0)), Now: fixed(t0)})
+	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svcOrigin, Replay: NewMemoryReplayCache(WithLimit(1), WithClock(fixed(t0))), Now: fixed(t0)})
 	first := craft(t, k, proofHeader, baseProofClaims(), nil)
 	second := craft(t, k, proofHeader, with(baseProofClaims(), "jti", "jti-2"), nil)
 	if _, err := v.Verify(context.Background(), first, k.PublicJSON(), proofReq); err != nil {
@@ -367,7 +367,7 @@ func TestProofPrecheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	const svc, url, ap = "https://svc.example.com", "https://svc.example.com/agentpass/redeem-bearer-token", "ap_value"
-	replay := NewMemoryReplayCache(10, func() time.Time { return now })
+	replay := NewMemoryReplayCache(WithLimit(10), WithClock(func() time.Time { return now }))
 	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svc, Replay: replay, Now: func() time.Time { return now }})
 	req := ProofRequest{Method: "POST", URL: url, AgentPass: ap, RequireBinding: true}
 	mk := func(p ProofParams) string {

@@ -124,7 +124,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
-	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(fixedNow)), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Fatal("no harness_proof (H-RED-5)")
 	}
 	// HB-4..6 with the holder-binding extension (htm, htu, aph).
-	sv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svcOrigin, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	sv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svcOrigin, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(fixedNow)), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}

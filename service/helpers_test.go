@@ -138,7 +138,7 @@ func (e *env) start(mutate func(*service.Config)) {
 		t.Fatal(err)
 	}
 	e.store = service.NewMemoryStore()
-	e.replay = dpop.NewMemoryReplayCache(0, e.clock.Now)
+	e.replay = dpop.NewMemoryReplayCache(dpop.WithClock(e.clock.Now))
 	e.cfg = service.Config{
 		ReplayCache:      e.replay,
 		Origin:           appURL,
@@ -379,7 +379,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := assertion.NewVerifier(assertion.Config{
 		Keys: a.e.authorityDiscovery(), Audience: cfg.Authority,
-		Replay: dpop.NewMemoryReplayCache(0, a.e.clock.Now), Now: a.e.clock.Now,
+		Replay: dpop.NewMemoryReplayCache(dpop.WithClock(a.e.clock.Now)), Now: a.e.clock.Now,
 	})
 	if err != nil {
 		panic(err)

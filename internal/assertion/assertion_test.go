@@ -51,7 +51,7 @@ const (
 func verifyAs(t testing.TB, keys KeyFinder, aud, token, iss string) (*Claims, error) {
 	t.Helper()
 	now := func() time.Time { return t0 }
-	v, err := NewVerifier(Config{Keys: keys, Audience: aud, Replay: dpop.NewMemoryReplayCache(100, now), Now: now})
+	v, err := NewVerifier(Config{Keys: keys, Audience: aud, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(now)), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func TestOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	const svc, url, ap = "https://svc.example.com", "https://svc.example.com/agentpass/redeem-bearer-token", "ap_value"
-	replay := dpop.NewMemoryReplayCache(10, clock)
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(10), dpop.WithClock(clock))
 	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svc, Replay: replay, Now: clock})
 	if err != nil {
 		t.Fatal(err)
