@@ -89,8 +89,8 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	}
 	// Bound what one unauthenticated request can make the store keep.
 	switch {
-	case len(in.Task.Description) > MaxTaskDescription:
-		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+	case len(in.Task.Description) > maxTaskDescription:
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", maxTaskDescription)
 	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
 		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	}
@@ -248,7 +248,7 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultScopesTimeout)
+	ctx, cancel := context.WithTimeout(ctx, defaultScopesTimeout)
 	defer cancel()
 	body := pass.AvailableScopesRequest{
 		User: pass.User{Email: email}, Agent: pass.Agent{ID: agentID},
@@ -264,8 +264,8 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 		return nil, pass.Fail(pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
 	}
 	names := out.Names()
-	if len(names) > MaxAvailableScopes {
-		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
+	if len(names) > maxAvailableScopes {
+		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", maxAvailableScopes)
 	}
 	for _, n := range names {
 		if len(n) > maxScopeName {
@@ -279,11 +279,11 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 // Authority store, so the memory a record costs stays small whatever a
 // caller or a Service sends.
 const (
-	// MaxTaskDescription is the longest task.description accepted (bytes).
-	MaxTaskDescription = 4096
-	// MaxAvailableScopes is the most scopes kept from available_scopes;
+	// maxTaskDescription is the longest task.description accepted (bytes).
+	maxTaskDescription = 4096
+	// maxAvailableScopes is the most scopes kept from available_scopes;
 	// a Service offering more fails the issuance (502).
-	MaxAvailableScopes = 256
+	maxAvailableScopes = 256
 	maxScopeName       = 256
 )
 

@@ -24,7 +24,7 @@ func TestValidateAssertionOnce(t *testing.T) {
 	replay := &countingReplay{ReplayCache: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(func() time.Time { return authoritytest.T0 }))}
 	e := newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = replay })
 	value, _ := e.approvedPass(e.newHarness())
-	url := e.base + authority.PathValidate
+	url := e.base + "/validate"
 	body := pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}
 	post := func(tok string) response {
 		return e.do(http.MethodPost, url, body, http.Header{"Authorization": {"Bearer " + tok}})

@@ -99,15 +99,15 @@ type MissionChange struct {
 	// Note, when set with no To and no Scope, only appends a history entry
 	// of this type (an observation): it changes neither the state nor the
 	// version, which order what affects enforcement. A mission whose
-	// history holds MaxNotedHistory entries or more refuses notes with
+	// history holds 2,000 entries or more refuses notes with
 	// ErrStoreFull, so reports cannot grow a record without bound.
 	Note string
 }
 
-// MaxNotedHistory is the history length from which a mission takes no
+// maxNotedHistory is the history length from which a mission takes no
 // more notes (observations); changes of state or scope are always
 // recorded.
-const MaxNotedHistory = 2000
+const maxNotedHistory = 2000
 
 // Apply checks c against r at now, applies it in place, bumps the version
 // and returns the history record of the change. Errors, in this order:
@@ -139,7 +139,7 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 		return HistoryRecord{}, ErrScopeWiden
 	}
 	if c.Note != "" && c.To == "" && c.Scope == nil && c.Decision == nil {
-		if r.HistoryCount >= MaxNotedHistory {
+		if r.HistoryCount >= maxNotedHistory {
 			return HistoryRecord{}, ErrStoreFull
 		}
 		details := maps.Clone(c.Details)

@@ -20,9 +20,9 @@ import (
 
 // Paths of the mission endpoints, relative to the path of Config.BaseURL.
 const (
-	PathMission         = "/missions/read"
-	PathMissionComplete = "/missions/complete"
-	PathMissionReport   = "/missions/report"
+	pathMission         = "/missions/read"
+	pathMissionComplete = "/missions/complete"
+	pathMissionReport   = "/missions/report"
 )
 
 // ObservationAction is what Config.OnObservation asks the Authority to do
@@ -94,7 +94,7 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if in.MissionID != "" {
-		m, signer, err := a.holderProof(ctx, r, a.base+PathMission, in.MissionID)
+		m, signer, err := a.holderProof(ctx, r, a.base+pathMission, in.MissionID)
 		if err != nil {
 			a.reject(w, event, err, slog.String("mission_id", in.MissionID))
 			return
@@ -148,7 +148,7 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 	}
 	ctx := r.Context()
 	attrs := []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("outcome_requested", in.Outcome)}
-	m, signer, err := a.holderProof(ctx, r, a.base+PathMissionComplete, in.MissionID)
+	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionComplete, in.MissionID)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return

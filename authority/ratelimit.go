@@ -102,7 +102,7 @@ type RateLimits struct {
 
 const defaultRateLimitKeys = 10_000
 
-// Defaults of RateLimits, for DefaultRequestTTL.
+// Defaults of RateLimits, for 10 minutes.
 var (
 	defaultIssuanceLimit = RateLimit{
 		Client:  Rate{PerSecond: 10, Burst: 100},
@@ -125,11 +125,11 @@ var (
 
 // issuanceDefaults returns the issuance defaults for requests pending
 // reqTTL: the rates that fill the store are scaled down so that rate ×
-// reqTTL stays what it is at DefaultRequestTTL.
+// reqTTL stays what it is at 10 minutes.
 func issuanceDefaults(reqTTL time.Duration) RateLimit {
 	d := defaultIssuanceLimit
-	if reqTTL > DefaultRequestTTL {
-		f := float64(DefaultRequestTTL) / float64(reqTTL)
+	if reqTTL > defaultRequestTTL {
+		f := float64(defaultRequestTTL) / float64(reqTTL)
 		for _, r := range []*Rate{&d.Network, &d.Domain, &d.Overall} {
 			r.PerSecond = math.Max(r.PerSecond*f, 1e-3)
 		}

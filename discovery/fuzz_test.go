@@ -148,7 +148,7 @@ func FuzzLifetime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cc, age string) {
 		h := http.Header{"Cache-Control": {cc}, "Age": {age}}
 		d := c.lifetime(h)
-		if d < DefaultMinTTL || d > time.Hour {
+		if d < defaultMinTTL || d > time.Hour {
 			t.Fatalf("lifetime(%q, age %q) = %v", cc, age, d)
 		}
 	})

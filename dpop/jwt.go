@@ -26,14 +26,14 @@ const (
 const (
 	// DefaultSkew is the clock leeway applied to exp, iat and nbf.
 	DefaultSkew = 60 * time.Second
-	// DefaultProofTTL is the lifetime of proofs and task attestations we
+	// defaultProofTTL is the lifetime of proofs and task attestations we
 	// create.
-	DefaultProofTTL = 60 * time.Second
+	defaultProofTTL = 60 * time.Second
 	// DefaultMaxLifetime bounds exp - iat of harness proofs and task
 	// attestations, and the age of DPoP proofs.
 	DefaultMaxLifetime = 300 * time.Second
-	// DefaultAttestationMaxLifetime bounds exp - iat of harness attestations.
-	DefaultAttestationMaxLifetime = time.Hour
+	// defaultAttestationMaxLifetime bounds exp - iat of harness attestations.
+	defaultAttestationMaxLifetime = time.Hour
 )
 
 // maxConfigLifetime caps the configurable lifetimes and skews: a replay

@@ -89,11 +89,11 @@ func TestKeySetBoundsRetiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range MaxRetiringKeys + 3 {
+	for range maxRetiringKeys + 3 {
 		s.Rotate(mustKey(t, ""))
 	}
-	if got := len(s.JWKS().Keys); got != MaxRetiringKeys+1 {
-		t.Errorf("JWKS has %d keys, want %d", got, MaxRetiringKeys+1)
+	if got := len(s.JWKS().Keys); got != maxRetiringKeys+1 {
+		t.Errorf("JWKS has %d keys, want %d", got, maxRetiringKeys+1)
 	}
 }
 

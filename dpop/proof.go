@@ -33,7 +33,7 @@ type ProofParams struct {
 	// AgentPass is the pass value being redeemed; the proof carries its
 	// hash (aph), never the value. Optional, but our Harness always sets it.
 	AgentPass string
-	// TTL is exp - iat. Zero means DefaultProofTTL (60 s).
+	// TTL is exp - iat. Zero means 60 seconds.
 	TTL time.Duration
 	// Now is the proof's iat. Zero means time.Now().
 	Now time.Time
@@ -87,7 +87,7 @@ func (k *Key) HarnessProof(p ProofParams) (string, error) {
 		now = time.Now()
 	}
 	w.IssuedAt = now.Unix()
-	w.Expiry = now.Add(orDefault(p.TTL, DefaultProofTTL)).Unix()
+	w.Expiry = now.Add(orDefault(p.TTL, defaultProofTTL)).Unix()
 	if w.JTI, err = newJTI(); err != nil {
 		return "", err
 	}

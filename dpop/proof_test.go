@@ -59,7 +59,7 @@ func TestHarnessProofRoundTrip(t *testing.T) {
 			want := &ProofClaims{
 				Issuer: harnessID, Audience: svcOrigin, JTI: got.JTI,
 				HTM: "POST", HTU: redeemURL, APH: PassHash(passValue),
-				IssuedAt: t0, Expiry: t0.Add(DefaultProofTTL),
+				IssuedAt: t0, Expiry: t0.Add(defaultProofTTL),
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("claims (-want +got):\n%s", diff)

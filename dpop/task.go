@@ -32,7 +32,7 @@ type taskWire struct {
 // signed with the holder-binding key k, with typ [TypeTaskAttestation]:
 // iss = harnessID, task_id = taskID, task_description_hash =
 // DescriptionHash(description), iat = now, exp = now + ttl. A zero ttl
-// means DefaultProofTTL (60 s); a zero now means time.Now().
+// means 60 seconds; a zero now means time.Now().
 func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Duration, now time.Time) (string, error) {
 	if harnessID == "" || taskID == "" {
 		return "", fmt.Errorf("dpop: task attestation: empty harness id or task id")
@@ -45,7 +45,7 @@ func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Du
 		TaskID:   taskID,
 		Hash:     DescriptionHash(description),
 		IssuedAt: now.Unix(),
-		Expiry:   now.Add(orDefault(ttl, DefaultProofTTL)).Unix(),
+		Expiry:   now.Add(orDefault(ttl, defaultProofTTL)).Unix(),
 	})
 }
 

@@ -519,7 +519,7 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 	}
 	a.statusOK = true
 	if !a.req.NoTaskAttestation {
-		jwt, err := key.TaskAttestation(c.harnessID, g.Task.ID, g.Task.Description, DefaultTaskAttestationTTL, now)
+		jwt, err := key.TaskAttestation(c.harnessID, g.Task.ID, g.Task.Description, defaultTaskAttestationTTL, now)
 		if err != nil {
 			return nil, fmt.Errorf("harness: task attestation: %w", err)
 		}
@@ -674,7 +674,7 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 			Method:    http.MethodGet,
 			URL:       statusURL,
 			AgentPass: g.RequestID,
-			TTL:       DefaultTaskAttestationTTL,
+			TTL:       defaultTaskAttestationTTL,
 			Now:       c.now(),
 		})
 		if err != nil {

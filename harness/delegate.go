@@ -45,7 +45,7 @@ type ChildOffer struct {
 
 // ChildProofs are what a sub-agent hands its parent: its public key, a
 // fresh proof of that key bound to the parent mission, and its attestation
-// of the sub-task. They are valid for DefaultTaskAttestationTTL.
+// of the sub-task. They are valid for 60 seconds.
 type ChildProofs struct {
 	PublicKey       json.RawMessage
 	Proof           string
@@ -94,7 +94,7 @@ func ProveChild(key *dpop.Key, offer ChildOffer, delegateURL string, now time.Ti
 		return ChildProofs{}, fmt.Errorf("%w: no child key", ErrInvalidRequest)
 	}
 	p := dpop.ProofParams{HarnessID: offer.HarnessID, Audience: offer.Authority, AgentPass: pass.ChildKeyBinding(offer.ParentMissionID, key.Thumbprint()),
-		TTL: DefaultTaskAttestationTTL, Now: now}
+		TTL: defaultTaskAttestationTTL, Now: now}
 	if delegateURL != "" {
 		p.Method, p.URL = http.MethodPost, delegateURL
 	}
@@ -102,7 +102,7 @@ func ProveChild(key *dpop.Key, offer ChildOffer, delegateURL string, now time.Ti
 	if err != nil {
 		return ChildProofs{}, fmt.Errorf("harness: child proof: %w", err)
 	}
-	att, err := key.TaskAttestation(offer.HarnessID, offer.Task.ID, offer.Task.Description, DefaultTaskAttestationTTL, now)
+	att, err := key.TaskAttestation(offer.HarnessID, offer.Task.ID, offer.Task.Description, defaultTaskAttestationTTL, now)
 	if err != nil {
 		return ChildProofs{}, fmt.Errorf("harness: child task attestation: %w", err)
 	}

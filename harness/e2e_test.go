@@ -32,7 +32,7 @@ func newClient(t *testing.T, e *e2e.Env, mod func(*harness.Config)) *harness.Cli
 		HTTPClient: e.Client,
 		Discovery:  e.Discovery(t),
 		Now:        e.Clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	}
@@ -250,7 +250,7 @@ func TestE2EPendingThenHumanApproval(t *testing.T) {
 
 // A pending request that nobody decides expires: ErrExpired.
 func TestE2EExpired(t *testing.T) {
-	_, c := manual(t, func(e *e2e.Env, p harness.Progress) { e.Clock.Advance(authority.DefaultRequestTTL + time.Second) })
+	_, c := manual(t, func(e *e2e.Env, p harness.Progress) { e.Clock.Advance((10 * time.Minute) + time.Second) })
 	_, err := c.Acquire(context.Background(), task(e2e.EnterpriseUser))
 	if !errors.Is(err, harness.ErrExpired) {
 		t.Fatalf("err = %v, want ErrExpired", err)
@@ -395,7 +395,7 @@ func TestE2EDPoPAndRevocation(t *testing.T) {
 	if _, err := e.Enterprise.Revoke(ctx, auths[0].ID, "admin@corp.test", "laptop lost"); err != nil {
 		t.Fatal(err)
 	}
-	e.Clock.Advance(service.DefaultCheckInterval + time.Second)
+	e.Clock.Advance((30 * time.Second) + time.Second)
 	_, err = whoami(t, e, tok, http.MethodGet)
 	if !errors.Is(err, harness.ErrTokenRejected) || !errors.Is(err, pass.ErrRevoked) {
 		t.Fatalf("after revocation: %v, want ErrTokenRejected / delegation_revoked", err)

@@ -14,7 +14,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // An agent's tool-calling loop. A model picks the next tool; every tool
@@ -113,7 +112,7 @@ func revokeAll(n *e2e.Env) {
 			log.Fatal(err)
 		}
 	}
-	n.Clock.Advance(service.DefaultCheckInterval + time.Second)
+	n.Clock.Advance((30 * time.Second) + time.Second)
 }
 
 // approve stands in for the person who opens the approval page.

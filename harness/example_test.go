@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/harness"
@@ -31,7 +32,7 @@ func network(opts e2e.Options) (*e2e.Env, harness.Config) {
 		HarnessID:  "acme-build-bot",
 		HTTPClient: n.Client,
 		Discovery:  n.NewDiscovery(),
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The example network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	}

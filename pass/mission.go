@@ -282,8 +282,8 @@ const (
 	OutcomeAbandoned = "abandoned"
 )
 
-// MaxReason bounds free-text reasons in mission calls.
-const MaxReason = 1024
+// maxReason bounds free-text reasons in mission calls.
+const maxReason = 1024
 
 // MissionCompleteRequest ends a mission from its Harness.
 type MissionCompleteRequest struct {
@@ -302,7 +302,7 @@ func (r *MissionCompleteRequest) Validate() error {
 	default:
 		return invalid("outcome", "must be succeeded, failed or abandoned")
 	}
-	if len(r.Reason) > MaxReason {
+	if len(r.Reason) > maxReason {
 		return invalid("reason", "longer than 1024 bytes")
 	}
 	return nil

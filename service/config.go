@@ -20,27 +20,27 @@ import (
 
 // Defaults and limits of [Config].
 const (
-	DefaultTokenTTL      = time.Hour
-	DefaultSessionTTL    = time.Hour
-	DefaultInitTTL       = 60 * time.Second
-	MaxInitTTL           = 5 * time.Minute
-	DefaultCheckInterval = 30 * time.Second
-	// MaxCheckInterval bounds CheckInterval: a revocation at the Authority
+	defaultTokenTTL      = time.Hour
+	defaultSessionTTL    = time.Hour
+	defaultInitTTL       = 60 * time.Second
+	maxInitTTL           = 5 * time.Minute
+	defaultCheckInterval = 30 * time.Second
+	// maxCheckInterval bounds CheckInterval: a revocation at the Authority
 	// must take effect within a minute.
-	MaxCheckInterval    = 60 * time.Second
-	DefaultCheckTimeout = 5 * time.Second
-	// MaxUnreachableGrace bounds UnreachableGrace: while the Authority
+	maxCheckInterval    = 60 * time.Second
+	defaultCheckTimeout = 5 * time.Second
+	// maxUnreachableGrace bounds UnreachableGrace: while the Authority
 	// cannot be reached, a revocation cannot reach the Service either, so
 	// the grace is how long a revoked delegation may keep working.
-	MaxUnreachableGrace = 5 * time.Minute
-	DefaultCallTimeout  = 10 * time.Second
+	maxUnreachableGrace = 5 * time.Minute
+	defaultCallTimeout  = 10 * time.Second
 
 	defaultCloseRetryInterval = 30 * time.Second
-	DefaultPrefix             = "/agentpass"
-	// ConfigurationMaxAge is the Cache-Control max-age of the
+	defaultPrefix             = "/agentpass"
+	// configurationMaxAge is the Cache-Control max-age of the
 	// configuration and JWKS documents: clients may cache them, but only
 	// briefly, so a key rotation or trust change reaches them soon.
-	ConfigurationMaxAge = 5 * time.Minute
+	configurationMaxAge = 5 * time.Minute
 	// SessionCookie is the name of the browser-session cookie. The
 	// __Host- prefix makes browsers require Secure, Path=/ and no Domain.
 	SessionCookie = "__Host-agentpass_session"
@@ -161,7 +161,7 @@ type Config struct {
 	Discovery *discovery.Client
 
 	// HTTPClient calls Authorities' validate, authorization-check and close
-	// endpoints. It is copied, never modified; its Timeout (DefaultCallTimeout
+	// endpoints. It is copied, never modified; its Timeout (10 seconds
 	// if zero) and Transport are used. The copy follows no redirect (a 3xx
 	// answer is an error), keeps no cookies, requires TLS 1.2 with verified
 	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
@@ -195,33 +195,33 @@ type Config struct {
 	Logger *slog.Logger
 
 	// TokenTTL is the lifetime of a bearer token; a token never outlives
-	// authorization_expires_at. If zero, DefaultTokenTTL (1 h).
+	// authorization_expires_at. If zero, one hour.
 	TokenTTL time.Duration
 
 	// SessionTTL is the lifetime of a browser session, also bounded by
-	// authorization_expires_at. If zero, DefaultSessionTTL (1 h).
+	// authorization_expires_at. If zero, one hour.
 	SessionTTL time.Duration
 
 	// InitTTL is the lifetime of an initialization token; keep it short,
 	// as anyone holding the URL can open the agent's session in another
-	// browser. If zero, DefaultInitTTL (60 s); at most MaxInitTTL.
+	// browser. If zero, 60 seconds; at most 5 minutes.
 	InitTTL time.Duration
 
 	// CheckInterval is how old a successful authorization check may be
 	// before a request triggers a new one: the longest a revocation at the
 	// Authority goes unnoticed. If zero,
-	// DefaultCheckInterval (30 s); at most MaxCheckInterval.
+	// 30 seconds; at most 60 seconds.
 	CheckInterval time.Duration
 
 	// CheckTimeout bounds one authorization check call. If zero,
-	// DefaultCheckTimeout (5 s).
+	// 5 seconds.
 	CheckTimeout time.Duration
 
 	// UnreachableGrace lets requests through for this long past
 	// CheckInterval while the Authority cannot be reached, and so while a
 	// revocation cannot reach the Service. If
 	// zero, an unreachable Authority rejects requests at once (fail
-	// closed); at most MaxUnreachableGrace. A 404 from the Authority is
+	// closed); at most 5 minutes. A 404 from the Authority is
 	// never graced.
 	UnreachableGrace time.Duration
 
@@ -286,7 +286,7 @@ const (
 // absolute ("/..."). An empty field is Prefix followed by the default
 // name shown.
 type Paths struct {
-	// Prefix is prepended to the default names. If empty, DefaultPrefix
+	// Prefix is prepended to the default names. If empty, "/agentpass"
 	// ("/agentpass").
 	Prefix string
 
@@ -406,12 +406,12 @@ func (cfg Config) validate() (*settings, error) {
 		v        *time.Duration
 		def, max time.Duration
 	}{
-		{"TokenTTL", &s.TokenTTL, DefaultTokenTTL, 0},
-		{"SessionTTL", &s.SessionTTL, DefaultSessionTTL, 0},
-		{"InitTTL", &s.InitTTL, DefaultInitTTL, MaxInitTTL},
-		{"CheckInterval", &s.CheckInterval, DefaultCheckInterval, MaxCheckInterval},
-		{"CheckTimeout", &s.CheckTimeout, DefaultCheckTimeout, 0},
-		{"UnreachableGrace", &s.UnreachableGrace, 0, MaxUnreachableGrace},
+		{"TokenTTL", &s.TokenTTL, defaultTokenTTL, 0},
+		{"SessionTTL", &s.SessionTTL, defaultSessionTTL, 0},
+		{"InitTTL", &s.InitTTL, defaultInitTTL, maxInitTTL},
+		{"CheckInterval", &s.CheckInterval, defaultCheckInterval, maxCheckInterval},
+		{"CheckTimeout", &s.CheckTimeout, defaultCheckTimeout, 0},
+		{"UnreachableGrace", &s.UnreachableGrace, 0, maxUnreachableGrace},
 		{"CloseRetryInterval", &s.CloseRetryInterval, defaultCloseRetryInterval, 0},
 	}
 	for _, d := range durations {
@@ -441,7 +441,7 @@ func (cfg Config) validate() (*settings, error) {
 		Client:               cfg.HTTPClient,
 		WrapTransport:        cfg.WrapTransport,
 		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
-		Timeout:              DefaultCallTimeout,
+		Timeout:              defaultCallTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -470,7 +470,7 @@ var ErrForbiddenAddress = netguard.ErrForbiddenAddress
 func (s *settings) validatePaths() error {
 	p := s.Paths
 	if p.Prefix == "" {
-		p.Prefix = DefaultPrefix
+		p.Prefix = defaultPrefix
 	}
 	if !strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") {
 		return errConfig("Paths.Prefix must start and not end with \"/\"")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -23,7 +24,7 @@ func browserInit(t *testing.T, e *e2e.Env) *harness.Initialization {
 		HTTPClient: e.Client,
 		Discovery:  e.Discovery(t),
 		Now:        e.Clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	})

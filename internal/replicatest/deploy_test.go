@@ -191,7 +191,7 @@ func deploy(t testing.TB, o options) *deployment {
 		HarnessID:  harnessID,
 		HTTPClient: d.client,
 		Now:        d.clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ type Options struct {
 	// AdminToken enables the approval pages' admin JSON API.
 	AdminToken string
 	// PollAfter is the Authorities' poll_after_ms hint; zero means
-	// authority.DefaultPollAfter. Tests shorten it.
+	// 2 seconds. Tests shorten it.
 	PollAfter time.Duration
 }
 
