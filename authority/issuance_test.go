@@ -189,7 +189,7 @@ func TestIssuanceRejects(t *testing.T) {
 			m := map[string]any{"iss": vendorIss, "sub": harnessID, "cnf": map[string]json.RawMessage{"jwk": h.key.PublicJSON()},
 				"iat": e.clock.Now().Unix(), "exp": e.clock.Now().Add(time.Minute).Unix()}
 			mod(m)
-			jwt, err := jwtcheck.SignKey(e.vendor, dpop.TypeAttestation, m)
+			jwt, err := jwtcheck.SignKey(e.vendor, jwtcheck.TypeAttestation, m)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -133,7 +133,7 @@ func (m *MemoryStore) CreateChild(ctx context.Context, r *Request, now time.Time
 	}
 	live := 0
 	for _, id := range m.children[parent.MissionID] {
-		if k, ok := m.requests[id]; ok && k.LiveChild() {
+		if k, ok := m.requests[id]; ok && k.liveChild() {
 			live++
 		}
 	}
@@ -195,7 +195,7 @@ func (m *MemoryStore) Missions(ctx context.Context, opts MissionListOptions) ([]
 	defer m.mu.Unlock()
 	var out []*Request
 	for _, r := range m.requests {
-		if !opts.Matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
+		if !opts.matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
 			continue
 		}
 		out = append(out, r)

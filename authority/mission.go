@@ -60,9 +60,9 @@ type MissionCursor struct {
 // 1000.
 func (o MissionListOptions) EffectiveLimit() int { return ListOptions{Limit: o.Limit}.EffectiveLimit() }
 
-// Matches reports whether r passes the filters of o (not the cursor).
+// matches reports whether r passes the filters of o (not the cursor).
 // Store implementations may use it.
-func (o MissionListOptions) Matches(r *Request) bool {
+func (o MissionListOptions) matches(r *Request) bool {
 	return (o.User == "" || strings.EqualFold(o.User, r.User)) && (o.Service == "" || o.Service == r.Service) &&
 		(len(o.States) == 0 || slices.Contains(o.States, r.State)) && (o.Parent == "" || o.Parent == r.ParentMissionID)
 }
@@ -349,9 +349,9 @@ func (r *Request) dueExpiry(now time.Time) (cause string, due bool) {
 	return "", false
 }
 
-// MissionStateAt returns the mission's own state at now: a mission past a
+// missionStateAt returns the mission's own state at now: a mission past a
 // deadline is expired even before the expiry is committed.
-func (r *Request) MissionStateAt(now time.Time) pass.MissionState {
+func (r *Request) missionStateAt(now time.Time) pass.MissionState {
 	if _, due := r.dueExpiry(now); due {
 		return pass.MissionExpired
 	}
@@ -363,13 +363,13 @@ func (r *Request) MissionStateAt(now time.Time) pass.MissionState {
 // revoked (the cascade may not be committed yet), a suspended one
 // suspended, and its own expiry wins over both.
 func EffectiveMissionState(r *Request, ancestors []*Request, now time.Time) pass.MissionState {
-	own := r.MissionStateAt(now)
+	own := r.missionStateAt(now)
 	if own.Terminal() || own == pass.MissionPending {
 		return own
 	}
 	state := own
 	for _, a := range ancestors {
-		switch a.MissionStateAt(now) {
+		switch a.missionStateAt(now) {
 		case pass.MissionCompleted, pass.MissionRevoked, pass.MissionExpired:
 			return pass.MissionRevoked
 		case pass.MissionSuspended:
@@ -440,6 +440,6 @@ func (r *Request) CheckParent(parent *Request, ancestors []*Request, liveChildre
 	return nil
 }
 
-// LiveChild reports whether r counts against its parent's child slots:
+// liveChild reports whether r counts against its parent's child slots:
 // its stored state has not ended.
-func (r *Request) LiveChild() bool { return !r.State.Terminal() }
+func (r *Request) liveChild() bool { return !r.State.Terminal() }

@@ -325,7 +325,7 @@ type attestationWire struct {
 // HarnessAttestation creates a harness attestation (§3.1.2) signed by k,
 // the vendor's key: iss = issuer, sub = the verified agent identity (which
 // must be the harness.id the Harness will send), cnf.jwk = the Harness's
-// public holder key, typ [TypeAttestation]. It is the vendor side, used by
+// public holder key, typ "agentpass-attestation+jwt". It is the vendor side, used by
 // attestation services and the devnet. A zero ttl means
 // 5 minutes; a zero now means time.Now().
 func (k *Key) HarnessAttestation(issuer, subject string, holderJWK json.RawMessage, ttl time.Duration, now time.Time) (string, error) {
@@ -343,7 +343,7 @@ func (k *Key) HarnessAttestation(issuer, subject string, holderJWK json.RawMessa
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return k.sign(TypeAttestation, false, attestationWire{
+	return k.sign(typeAttestation, false, attestationWire{
 		Issuer: issuer, Subject: subject, Cnf: cnfClaim{JWK: raw},
 		IssuedAt: now.Unix(), Expiry: now.Add(orDefault(ttl, defaultAttestationTTL)).Unix(),
 	})

@@ -97,8 +97,8 @@
 //  4. Clock skew defaults to 60 s; proofs and task attestations live at most
 //     300 s, harness attestations at most 1 h, so a stolen token is soon
 //     useless.
-//  5. Each kind of token has its own typ ([TypeProof],
-//     [TypeTaskAttestation], [TypeAttestation], [TypeDPoP]) and claim set;
+//  5. Each kind of token has its own typ ("agentpass-proof+jwt",
+//     "agentpass-task+jwt", "agentpass-attestation+jwt", "dpop+jwt") and claim set;
 //     a token of one kind is never accepted as another, although proofs
 //     and task attestations are signed with the same key. A token
 //     without typ, or with the generic "JWT", is accepted from a plain v0.1

@@ -12,12 +12,12 @@ import (
 // way round. Our senders always
 // set them; our verifiers accept a token without typ, or with the generic
 // "JWT", from a plain v0.1 peer, but never a token carrying another kind's
-// typ. DPoP proofs must carry [TypeDPoP] (RFC 9449 §4.2).
+// typ. DPoP proofs must carry "dpop+jwt" (RFC 9449 §4.2).
 const (
-	TypeProof           = jwtcheck.TypeProof
-	TypeTaskAttestation = jwtcheck.TypeTaskAttestation
-	TypeAttestation     = jwtcheck.TypeAttestation
-	TypeDPoP            = jwtcheck.TypeDPoP
+	typeProof           = jwtcheck.TypeProof
+	typeTaskAttestation = jwtcheck.TypeTaskAttestation
+	typeAttestation     = jwtcheck.TypeAttestation
+	typeDPoP            = jwtcheck.TypeDPoP
 )
 
 // Defaults, applied when the matching field or argument is zero. The spec

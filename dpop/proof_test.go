@@ -21,7 +21,7 @@ func baseProofClaims() map[string]any {
 	}
 }
 
-var proofHeader = map[string]any{"typ": TypeProof}
+var proofHeader = map[string]any{"typ": typeProof}
 
 func newProofVerifier(t testing.TB, now time.Time) *ProofVerifier {
 	return mustProofVerifier(t, ProofVerifierConfig{
@@ -175,10 +175,10 @@ func TestProofVerify(t *testing.T) {
 			return craft(t, k, proofHeader, with(baseProofClaims(), "task_id", "t1"), nil)
 		}, reason: "task attestation claims"},
 		{name: "kind confusion: task attestation typ", token: func(t *testing.T) string {
-			return craft(t, k, map[string]any{"typ": TypeTaskAttestation}, baseProofClaims(), nil)
+			return craft(t, k, map[string]any{"typ": typeTaskAttestation}, baseProofClaims(), nil)
 		}, reason: "wrong typ"},
 		{name: "kind confusion: DPoP typ", token: func(t *testing.T) string {
-			return craft(t, k, map[string]any{"typ": TypeDPoP}, baseProofClaims(), nil)
+			return craft(t, k, map[string]any{"typ": typeDPoP}, baseProofClaims(), nil)
 		}, reason: "wrong typ"},
 		{name: "jku header", token: func(t *testing.T) string {
 			return craft(t, k, map[string]any{"jku": "https://evil.example/jwks"}, baseProofClaims(), nil)
@@ -337,22 +337,22 @@ func TestNormalizeHTU(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := NormalizeHTU(tt.in)
+			got, err := normalizeHTU(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tt.want {
-				t.Errorf("NormalizeHTU(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Errorf("normalizeHTU(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
 	for _, bad := range []string{"", "/relative", "mailto:a@b", "ftp://h/x", "https://", "::"} {
-		if _, err := NormalizeHTU(bad); err == nil {
-			t.Errorf("NormalizeHTU(%q) accepted", bad)
+		if _, err := normalizeHTU(bad); err == nil {
+			t.Errorf("normalizeHTU(%q) accepted", bad)
 		}
 	}
-	if SameHTU("https://a.example/x", "https://a.example/y") || !SameHTU("https://A.example/x?1", "https://a.example/x") {
-		t.Error("SameHTU")
+	if sameHTU("https://a.example/x", "https://a.example/y") || !sameHTU("https://A.example/x?1", "https://a.example/x") {
+		t.Error("sameHTU")
 	}
 }
 

@@ -158,7 +158,7 @@ func TestVerify(t *testing.T) {
 		}
 	}
 	// Another kind's typ is refused (G-8); "JWT" from a plain v0.1 peer is fine.
-	for typ, ok := range map[string]bool{dpop.TypeProof: false, "JWT": true} {
+	for typ, ok := range map[string]bool{jwtcheck.TypeProof: false, "JWT": true} {
 		tok, _ := jwtcheck.SignKey(ks.Current(), typ, claims(nil))
 		_, err := verifyAs(t, v, auth, tok, svc)
 		if (err == nil) != ok {
