@@ -325,7 +325,7 @@ func TestE2EReplayedPassRejected(t *testing.T) {
 	harness.ForgetUse(g) // present the same pass again, as a replaying attacker would
 	_, err = c.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
 	var re *harness.RedemptionError
-	if !errors.As(err, &re) || !errors.Is(err, pass.ErrConsumed) || re.StatusCode() != http.StatusConflict {
+	if !errors.As(err, &re) || !errors.Is(err, pass.ErrConsumed) || re.Err.Status != http.StatusConflict {
 		t.Fatalf("replay: %v, want a 409 RedemptionError", err)
 	}
 }
@@ -347,7 +347,7 @@ func TestE2EWrongKeyRejected(t *testing.T) {
 	g.Key = other
 	_, err = c.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
 	var re *harness.RedemptionError
-	if !errors.As(err, &re) || !errors.Is(err, pass.ErrUnauthenticated) || re.StatusCode() != http.StatusUnauthorized {
+	if !errors.As(err, &re) || !errors.Is(err, pass.ErrUnauthenticated) || re.Err.Status != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %v, want a 401 RedemptionError", err)
 	}
 }

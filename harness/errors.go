@@ -184,14 +184,6 @@ func (e *RedemptionError) Unwrap() []error {
 	return []error{ErrRedemption, e.Err}
 }
 
-// StatusCode returns the HTTP status of the Service's answer.
-func (e *RedemptionError) StatusCode() int {
-	if e.Err == nil {
-		return 0
-	}
-	return e.Err.Status
-}
-
 // APIError is an error answer of a Service API called with a token (see
 // [CheckResponse]). A 401 matches ErrTokenRejected and a 403 ErrForbidden;
 // the wire error, when the body was one, is wrapped too (errors.Is(err,

@@ -276,9 +276,6 @@ func New(cfg Config) (*Client, error) {
 // refused.
 var ErrForbiddenAddress = netguard.ErrForbiddenAddress
 
-// HarnessID returns the configured harness.id.
-func (c *Client) HarnessID() string { return c.harnessID }
-
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
