@@ -16,28 +16,47 @@ func TestMemoryStoreConformance(t *testing.T) {
 }
 
 // TestMemoryStorePrunes: records that can no longer change are dropped after
-// the retention period, so the store's growth is bounded.
+// the retention period (one hour, or WithRetention), so the store's growth
+// is bounded, and kept before it, so late polls get a precise answer.
 func TestMemoryStorePrunes(t *testing.T) {
-	s := authority.NewMemoryStore()
 	t0 := authoritytest.T0
-	old := authoritytest.NewRequest("old")
-	if err := s.CreateRequest(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	live := authoritytest.NewRequest("live")
-	live.CreatedAt = t0.Add(2 * time.Hour)
-	live.ExpiresAt = live.CreatedAt.Add(10 * time.Minute)
-	if err := s.CreateRequest(ctx, live); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Request(ctx, "msn_old"); err == nil {
-		t.Fatal("expired request not pruned after retention")
-	}
-	if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
-		t.Fatalf("live request: %v", err)
-	}
-	if n, _ := s.Len(); n != 1 {
-		t.Fatalf("Len = %d, want 1", n)
+	for _, tt := range []struct {
+		name      string
+		opts      []authority.MemoryOption
+		after     time.Duration // when the next write comes, after t0
+		wantOldOK bool
+	}{
+		{name: "default retention passed", after: 2 * time.Hour},
+		{name: "default retention not passed", after: 30 * time.Minute, wantOldOK: true},
+		{name: "short retention passed", opts: []authority.MemoryOption{authority.WithRetention(5 * time.Minute)}, after: 30 * time.Minute},
+		{name: "long retention not passed", opts: []authority.MemoryOption{authority.WithRetention(3 * time.Hour)}, after: 2 * time.Hour, wantOldOK: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := authority.NewMemoryStore(tt.opts...)
+			old := authoritytest.NewRequest("old") // expires at t0+10m
+			if err := s.CreateRequest(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			live := authoritytest.NewRequest("live")
+			live.CreatedAt = t0.Add(tt.after)
+			live.ExpiresAt = live.CreatedAt.Add(10 * time.Minute)
+			if err := s.CreateRequest(ctx, live); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Request(ctx, "msn_old"); (err == nil) != tt.wantOldOK {
+				t.Fatalf("expired request kept = %v, want %v", err == nil, tt.wantOldOK)
+			}
+			if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
+				t.Fatalf("live request: %v", err)
+			}
+			want := 1
+			if tt.wantOldOK {
+				want = 2
+			}
+			if n, _ := s.Len(); n != want {
+				t.Fatalf("Len = %d, want %d", n, want)
+			}
+		})
 	}
 }
 
