@@ -27,35 +27,35 @@ import (
 const (
 	// A pass without holder binding works for whoever holds it, so its
 	// lifetime stays short.
-	DefaultPassTTL          = 5 * time.Minute
-	MaxPassTTL              = 5 * time.Minute
-	DefaultRequestTTL       = 10 * time.Minute
-	MaxRequestTTL           = 24 * time.Hour
-	DefaultAuthorizationTTL = 8 * time.Hour
-	MaxAuthorizationTTL     = 90 * 24 * time.Hour
-	DefaultPollAfter        = 2 * time.Second
+	defaultPassTTL          = 5 * time.Minute
+	maxPassTTL              = 5 * time.Minute
+	defaultRequestTTL       = 10 * time.Minute
+	maxRequestTTL           = 24 * time.Hour
+	defaultAuthorizationTTL = 8 * time.Hour
+	maxAuthorizationTTL     = 90 * 24 * time.Hour
+	defaultPollAfter        = 2 * time.Second
 	// A sub-agent's mission is a narrower copy of its parent's: a few
 	// generations and a handful of siblings cover real orchestrators, and
 	// a short default life limits what a leaked child key can do.
-	DefaultMaxDelegationDepth = 3
-	MaxDelegationDepth        = 16
-	DefaultMaxChildren        = 8
-	MaxChildren               = 1000
-	DefaultChildTTL           = time.Hour
-	// DefaultScopesTimeout bounds the call to a Service's available_scopes
+	defaultMaxDelegationDepth = 3
+	maxDelegationDepth        = 16
+	defaultMaxChildren        = 8
+	maxChildren               = 1000
+	defaultChildTTL           = time.Hour
+	// defaultScopesTimeout bounds the call to a Service's available_scopes
 	// endpoint.
-	DefaultScopesTimeout = 10 * time.Second
+	defaultScopesTimeout = 10 * time.Second
 )
 
 // Paths of the endpoints, relative to the path of Config.BaseURL.
 const (
-	PathConfiguration      = "/configuration"
-	PathJWKS               = "/jwks.json"
-	PathIssuance           = "/requests"
-	PathIssuanceStatus     = "/requests/{id}"
-	PathValidate           = "/validate"
-	PathAuthorizationCheck = "/authorization-check"
-	PathAuthorizationClose = "/authorization-close"
+	pathConfiguration      = "/configuration"
+	pathJWKS               = "/jwks.json"
+	pathIssuance           = "/requests"
+	pathIssuanceStatus     = "/requests/{id}"
+	pathValidate           = "/validate"
+	pathAuthorizationCheck = "/authorization-check"
+	pathAuthorizationClose = "/authorization-close"
 )
 
 // ErrInvalidConfig: Config is not valid; the error says which field.
@@ -118,33 +118,33 @@ type Config struct {
 	RegisteredHarnessKeys map[string]string
 
 	// PassTTL is how long an approved pass can be redeemed, counted from
-	// the approval. If zero, DefaultPassTTL (5 min); at most MaxPassTTL.
+	// the approval. If zero, 5 minutes; at most 5 minutes.
 	PassTTL time.Duration
 
 	// RequestTTL is how long a request may stay pending before it expires.
-	// If zero, DefaultRequestTTL (10 min); at most MaxRequestTTL. It is
+	// If zero, 10 minutes; at most 24 hours. It is
 	// published as approval.default_ttl_seconds.
 	RequestTTL time.Duration
 
 	// AuthorizationTTL is the delegation lifetime, counted from the
 	// approval: the authorization_expires_at of validation and
 	// authorization-check answers. A Decision may ask for less, never more.
-	// If zero, DefaultAuthorizationTTL (8 h); at most MaxAuthorizationTTL.
+	// If zero, 8 hours; at most 90 days.
 	AuthorizationTTL time.Duration
 
 	// MaxDelegationDepth caps the sub-agent generations an approval may
-	// grant (Decision.MaxDepth). If zero, DefaultMaxDelegationDepth (3); at
-	// most MaxDelegationDepth. A mission approved without a MaxDepth
+	// grant (Decision.MaxDepth). If zero, 3; at
+	// most 16. A mission approved without a MaxDepth
 	// cannot delegate at all.
 	MaxDelegationDepth int
 
 	// MaxChildren bounds the live child missions of one mission. If zero,
-	// DefaultMaxChildren (8); at most MaxChildren.
+	// 8; at most 1,000.
 	MaxChildren int
 
 	// ChildTTL is the life of a child mission whose parent did not ask
 	// for one (expires_in), never beyond the parent's. If zero,
-	// DefaultChildTTL (1 h); at most MaxAuthorizationTTL.
+	// one hour; at most 90 days.
 	ChildTTL time.Duration
 
 	// DelegationPolicy, when set, is asked about every child that is
@@ -155,7 +155,7 @@ type Config struct {
 	DelegationPolicy func(ctx context.Context, parent, child *Request) bool
 
 	// PollAfter is the poll_after_ms hint of pending answers. If zero,
-	// DefaultPollAfter (2 s).
+	// 2 seconds.
 	PollAfter time.Duration
 
 	// AllowServiceAuthorities is the published
@@ -210,8 +210,8 @@ type Config struct {
 	Discovery *discovery.Client
 
 	// HTTPClient calls the Services' available_scopes endpoints. It is copied,
-	// never modified; its Timeout (DefaultScopesTimeout if zero) and Transport
-	// are used, and each call is also bounded by DefaultScopesTimeout. The copy
+	// never modified; its Timeout (10 seconds if zero) and Transport
+	// are used, and each call is also bounded by 10 seconds. The copy
 	// follows no redirect, keeps no cookies, requires TLS 1.2 with verified
 	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
 	// connections per host unless the Transport says otherwise, and refuses
@@ -344,8 +344,8 @@ type Authority struct {
 	effects        EffectRules
 	policy         ScopePolicy
 
-	maxDepth    int // MaxDelegationDepth
-	maxChildren int // MaxChildren
+	maxDepth    int // maxDelegationDepth
+	maxChildren int // maxChildren
 	wildcard    bool
 	domainGate  bool
 	hardened    bool // RequireHardenedProofs
@@ -362,7 +362,7 @@ type Authority struct {
 
 	discloseApprover bool
 	delegationPolicy func(ctx context.Context, parent, child *Request) bool
-	// spawns counts child creations per root mission (see MaxSpawnsPerMinute).
+	// spawns counts child creations per root mission (see 60).
 	spawns        *ratelimit.Limiter
 	onObservation func(context.Context, *pass.MissionRecord, pass.Observation) ObservationAction
 	transitionTTL time.Duration // Config.TransitionTTL
@@ -425,7 +425,7 @@ func New(cfg Config) (*Authority, error) {
 		Client:               cfg.HTTPClient,
 		WrapTransport:        cfg.WrapTransport,
 		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
-		Timeout:              DefaultScopesTimeout,
+		Timeout:              defaultScopesTimeout,
 	}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -446,19 +446,19 @@ func New(cfg Config) (*Authority, error) {
 		// SETs in the same step.
 		a.store = eventStore{Store: a.store, build: a.eventFor}
 	}
-	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, DefaultPassTTL, MaxPassTTL); err != nil {
+	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, defaultPassTTL, maxPassTTL); err != nil {
 		return nil, err
 	}
-	if a.reqTTL, err = duration("RequestTTL", cfg.RequestTTL, DefaultRequestTTL, MaxRequestTTL); err != nil {
+	if a.reqTTL, err = duration("RequestTTL", cfg.RequestTTL, defaultRequestTTL, maxRequestTTL); err != nil {
 		return nil, err
 	}
 	if a.transitionTTL, err = duration("TransitionTTL", cfg.TransitionTTL, DefaultTransitionTTL, MaxTransitionTTL); err != nil {
 		return nil, err
 	}
-	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, DefaultAuthorizationTTL, MaxAuthorizationTTL); err != nil {
+	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, defaultAuthorizationTTL, maxAuthorizationTTL); err != nil {
 		return nil, err
 	}
-	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, DefaultPollAfter, time.Hour); err != nil {
+	if a.pollAfter, err = duration("PollAfter", cfg.PollAfter, defaultPollAfter, time.Hour); err != nil {
 		return nil, err
 	}
 	a.delegationPolicy = cfg.DelegationPolicy
@@ -481,16 +481,16 @@ func New(cfg Config) (*Authority, error) {
 	if a.policy.OverScope == "" {
 		a.policy.OverScope = OverScopeHuman
 	}
-	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, DefaultChildTTL, MaxAuthorizationTTL); err != nil {
+	if a.childTTL, err = duration("ChildTTL", cfg.ChildTTL, defaultChildTTL, maxAuthorizationTTL); err != nil {
 		return nil, err
 	}
-	if a.maxDepth, err = count("MaxDelegationDepth", cfg.MaxDelegationDepth, DefaultMaxDelegationDepth, MaxDelegationDepth); err != nil {
+	if a.maxDepth, err = count("maxDelegationDepth", cfg.MaxDelegationDepth, defaultMaxDelegationDepth, maxDelegationDepth); err != nil {
 		return nil, err
 	}
-	if a.maxChildren, err = count("MaxChildren", cfg.MaxChildren, DefaultMaxChildren, MaxChildren); err != nil {
+	if a.maxChildren, err = count("maxChildren", cfg.MaxChildren, defaultMaxChildren, maxChildren); err != nil {
 		return nil, err
 	}
-	spawn := ratelimit.Limit{Client: ratelimit.Rate{PerSecond: MaxSpawnsPerMinute / 60.0, Burst: MaxSpawnsPerMinute}, Network: ratelimit.Rate{PerSecond: -1}}
+	spawn := ratelimit.Limit{Client: ratelimit.Rate{PerSecond: maxSpawnsPerMinute / 60.0, Burst: maxSpawnsPerMinute}, Network: ratelimit.Rate{PerSecond: -1}}
 	if a.spawns, err = ratelimit.New(spawn, spawn, maxSpawnRoots, a.now); err != nil {
 		return nil, err
 	}
@@ -553,13 +553,13 @@ func New(cfg Config) (*Authority, error) {
 		Version:   "0.1",
 		Authority: a.id,
 		TrustMode: a.mode,
-		JWKSURI:   a.base + PathJWKS,
+		JWKSURI:   a.base + pathJWKS,
 		Endpoints: pass.AuthorityEndpoints{
-			Issuance:           a.base + PathIssuance,
-			IssuanceStatus:     a.base + PathIssuanceStatus,
-			Validate:           a.base + PathValidate,
-			AuthorizationCheck: a.base + PathAuthorizationCheck,
-			AuthorizationClose: a.base + PathAuthorizationClose,
+			Issuance:           a.base + pathIssuance,
+			IssuanceStatus:     a.base + pathIssuanceStatus,
+			Validate:           a.base + pathValidate,
+			AuthorizationCheck: a.base + pathAuthorizationCheck,
+			AuthorizationClose: a.base + pathAuthorizationClose,
 		},
 		Approval: &pass.ApprovalHints{Modes: []string{"poll"}, DefaultTTLSeconds: int(a.reqTTL / time.Second)},
 	}
@@ -572,7 +572,7 @@ func New(cfg Config) (*Authority, error) {
 	// Services and Harnesses learn here where to read, complete and report
 	// on missions.
 	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtMission, pass.Extension{Version: "1.0", Endpoints: map[string]string{
-		"mission": a.base + PathMission, "mission_complete": a.base + PathMissionComplete, "mission_report": a.base + PathMissionReport,
+		"mission": a.base + pathMission, "mission_complete": a.base + pathMissionComplete, "mission_report": a.base + pathMissionReport,
 	}}); err != nil {
 		return nil, fmt.Errorf("authority: advertising extensions: %w", err)
 	}
@@ -584,7 +584,7 @@ func New(cfg Config) (*Authority, error) {
 	}
 	// Harnesses learn here where to delegate to sub-agents, and how deep
 	// and wide a delegation tree may grow.
-	del, err := pass.Extension{Version: "1.0", Endpoints: map[string]string{"delegate": a.base + PathDelegate}}.WithMember("max_depth", a.maxDepth)
+	del, err := pass.Extension{Version: "1.0", Endpoints: map[string]string{"delegate": a.base + pathDelegate}}.WithMember("max_depth", a.maxDepth)
 	if err == nil {
 		del, err = del.WithMember("max_children", a.maxChildren)
 	}
@@ -663,7 +663,7 @@ func duration(field string, v, def, maxV time.Duration) (time.Duration, error) {
 // ConfigurationURL returns the Authority Configuration URL, where the
 // configuration document is served: the value for an enterprise _agentpass
 // TXT record or a Service's trust configuration.
-func (a *Authority) ConfigurationURL() string { return a.base + PathConfiguration }
+func (a *Authority) ConfigurationURL() string { return a.base + pathConfiguration }
 
 // Identifier returns the authority identifier.
 func (a *Authority) Identifier() string { return a.id }
@@ -705,18 +705,18 @@ func (a *Authority) routes(p string) *http.ServeMux {
 		}
 		mux.HandleFunc(p+path, func(w http.ResponseWriter, r *http.Request) { httpx.MethodNotAllowed(w, allow) })
 	}
-	route(http.MethodGet, PathConfiguration, a.serveConfiguration)
-	route(http.MethodGet, PathJWKS, a.serveJWKS)
-	route(http.MethodPost, PathIssuance, a.serveIssuance)
-	route(http.MethodGet, PathIssuanceStatus, a.serveStatus)
-	route(http.MethodPost, PathValidate, a.serveValidate)
-	route(http.MethodPost, PathAuthorizationCheck, a.serveCheck)
-	route(http.MethodPost, PathAuthorizationClose, a.serveClose)
-	route(http.MethodPost, PathMission, a.serveMission)
-	route(http.MethodPost, PathMissionComplete, a.serveMissionComplete)
-	route(http.MethodPost, PathMissionReport, a.serveMissionReport)
+	route(http.MethodGet, pathConfiguration, a.serveConfiguration)
+	route(http.MethodGet, pathJWKS, a.serveJWKS)
+	route(http.MethodPost, pathIssuance, a.serveIssuance)
+	route(http.MethodGet, pathIssuanceStatus, a.serveStatus)
+	route(http.MethodPost, pathValidate, a.serveValidate)
+	route(http.MethodPost, pathAuthorizationCheck, a.serveCheck)
+	route(http.MethodPost, pathAuthorizationClose, a.serveClose)
+	route(http.MethodPost, pathMission, a.serveMission)
+	route(http.MethodPost, pathMissionComplete, a.serveMissionComplete)
+	route(http.MethodPost, pathMissionReport, a.serveMissionReport)
 	route(http.MethodPost, PathMissionStage, a.serveMissionStage)
-	route(http.MethodPost, PathDelegate, a.serveDelegate)
+	route(http.MethodPost, pathDelegate, a.serveDelegate)
 	route(http.MethodPost, PathEventsPoll, a.servePoll)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))

@@ -32,7 +32,7 @@ func TestAuthorizationCheck(t *testing.T) {
 	e := newEnv(t, approveAll)
 	other := deploy.NewTestService(e.net, otherHost, e.auth.ConfigurationURL(), e.clock.Now)
 	id := e.redeem()
-	exp := authoritytest.T0.Add(authority.DefaultAuthorizationTTL).UTC()
+	exp := authoritytest.T0.Add((8 * time.Hour)).UTC()
 
 	// A-AUTHZ-3: active → 200 with scope and expiry, repeatedly.
 	for range 3 {
@@ -50,8 +50,8 @@ func TestAuthorizationCheck(t *testing.T) {
 		}
 	}
 	// A-AUTHZ-1, A-AUTHZ-2.
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathAuthorizationCheck, pass.AuthorizationCheckRequest{AuthorizationID: id}, nil), 401, pass.CodeInvalidAssertion)
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathAuthorizationCheck, map[string]any{}, http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}}), 400, pass.CodeInvalidRequest)
+	wantError(t, e.do(http.MethodPost, e.base+"/authorization-check", pass.AuthorizationCheckRequest{AuthorizationID: id}, nil), 401, pass.CodeInvalidAssertion)
+	wantError(t, e.do(http.MethodPost, e.base+"/authorization-check", map[string]any{}, http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}}), 400, pass.CodeInvalidRequest)
 	// A-AUTHZ-5, G-16: unknown and foreign ids are both 404.
 	wantError(t, toResp(e.check(e.svc, "authz_unknown")), 404, pass.CodeAuthorizationUnknown)
 	wantError(t, toResp(e.check(other, id)), 404, pass.CodeAuthorizationUnknown)
@@ -94,7 +94,7 @@ func TestAuthorizationCheck(t *testing.T) {
 
 	// A-AUTHZ-5: expired → 404.
 	id2 := e.redeem()
-	e.clock.Advance(authority.DefaultAuthorizationTTL)
+	e.clock.Advance((8 * time.Hour))
 	wantError(t, toResp(e.check(e.svc, id2)), 404, pass.CodeAuthorizationUnknown)
 	wantError(t, toResp(e.closeAuthz(e.svc, id2, pass.CloseComplete)), 404, pass.CodeAuthorizationUnknown)
 }
@@ -135,6 +135,6 @@ func TestAuthorizationClose(t *testing.T) {
 		t.Fatalf("revoke: %+v", c)
 	}
 	wantError(t, toResp(e.closeAuthz(e.svc, "authz_unknown", pass.CloseRevoke)), 404, pass.CodeAuthorizationUnknown)
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathAuthorizationClose,
+	wantError(t, e.do(http.MethodPost, e.base+"/authorization-close",
 		map[string]any{"authorization_id": id2, "action": "pause"}, http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}}), 400, pass.CodeInvalidRequest)
 }

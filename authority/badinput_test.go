@@ -17,7 +17,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	bearer := http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}}
-	posts := []string{authority.PathIssuance, authority.PathValidate, authority.PathAuthorizationCheck, authority.PathAuthorizationClose}
+	posts := []string{"/requests", "/validate", "/authorization-check", "/authorization-close"}
 	for _, p := range posts {
 		url := e.base + p
 		t.Run(p, func(t *testing.T) {
@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 			wantError(t, e.do(http.MethodPost, url, `[]`, bearer), 400, pass.CodeInvalidRequest)
 		})
 	}
-	for _, p := range []string{authority.PathConfiguration, authority.PathJWKS, "/requests/req_x"} {
+	for _, p := range []string{"/configuration", "/jwks.json", "/requests/req_x"} {
 		r := e.do(http.MethodPost, e.base+p, "{}", nil)
 		wantError(t, r, 405, pass.CodeMethodNotAllowed)
 		if r.header.Get("Allow") != "GET, HEAD" {
@@ -74,7 +74,7 @@ func FuzzIssuanceHandler(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before, _ := e.auth.Pending(ctx, authority.ListOptions{Limit: 1000})
-		req := httptest.NewRequest(http.MethodPost, authID+authority.PathIssuance, strings.NewReader(string(body)))
+		req := httptest.NewRequest(http.MethodPost, authID+"/requests", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		e.auth.ServeHTTP(rec, req)
@@ -105,7 +105,7 @@ func FuzzValidateHandler(f *testing.F) {
 		if strings.Contains(string(body), value) {
 			return
 		}
-		req := httptest.NewRequest(http.MethodPost, authID+authority.PathValidate, strings.NewReader(string(body)))
+		req := httptest.NewRequest(http.MethodPost, authID+"/validate", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+e.svc.Assertion(authID))
 		rec := httptest.NewRecorder()

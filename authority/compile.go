@@ -209,8 +209,8 @@ func (p *Proposal) Names() pass.Scope {
 // checkInput refuses input no compiler should see; it is cheap and runs
 // before any work.
 func checkInput(in *CompileInput) error {
-	if len(in.Task) > MaxTaskDescription {
-		return fmt.Errorf("authority: task description longer than %d bytes", MaxTaskDescription)
+	if len(in.Task) > maxTaskDescription {
+		return fmt.Errorf("authority: task description longer than %d bytes", maxTaskDescription)
 	}
 	// Invalid UTF-8 would be replaced when hashing, so two different inputs
 	// could share a digest; refuse it instead.

@@ -20,16 +20,16 @@ import (
 // depth), so within those bounds it is approved without a person and a
 // spawn costs one round trip.
 
-// PathDelegate is the path of the delegate endpoint, relative to the path
+// pathDelegate is the path of the delegate endpoint, relative to the path
 // of Config.BaseURL.
-const PathDelegate = "/missions/delegate"
+const pathDelegate = "/missions/delegate"
 
-// MaxSpawnsPerMinute bounds the child missions created under one root
+// maxSpawnsPerMinute bounds the child missions created under one root
 // mission, at any depth: a runaway orchestrator cannot flood the store or
 // the approvers. The count is kept in memory by each replica (at most
 // maxSpawnRoots roots, beyond which new roots share one budget), so n
 // replicas allow up to n times as many.
-const MaxSpawnsPerMinute = 60
+const maxSpawnsPerMinute = 60
 
 const maxSpawnRoots = 10000
 
@@ -81,7 +81,7 @@ func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 // delegate checks a delegate request against its parent and stores the
 // child. It returns the child, its request id and its pass value.
 func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.DelegationRequest) (*Request, string, string, error) {
-	endpoint := a.base + PathDelegate
+	endpoint := a.base + pathDelegate
 	parent, signer, err := a.holderProof(ctx, r, endpoint, in.Parent.MissionID)
 	if err != nil {
 		return nil, "", "", err
@@ -117,14 +117,14 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 		return nil, "", "", pass.Fail(pass.CodeInvalidRequest, "harness.id must be the parent's harness id, '/' and a suffix")
 	case len(in.Harness.ID) > maxIDLength || len(in.Task.ID) > maxIDLength:
 		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
-	case len(in.Task.Description) > MaxTaskDescription:
-		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+	case len(in.Task.Description) > maxTaskDescription:
+		return nil, "", "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", maxTaskDescription)
 	case in.Scope.HasWildcard() || !in.Scope.SubsetOf(bound):
 		return nil, "", "", pass.Fail(pass.CodeNotAttenuated, "the scope asked for is not within the parent's current scope")
 	}
 	end := pd.AuthorizationExpiresAt
 	if in.ExpiresIn > 0 {
-		if in.ExpiresIn > int64(MaxAuthorizationTTL/time.Second) || now.Add(time.Duration(in.ExpiresIn)*time.Second).After(end) {
+		if in.ExpiresIn > int64(maxAuthorizationTTL/time.Second) || now.Add(time.Duration(in.ExpiresIn)*time.Second).After(end) {
 			return nil, "", "", pass.Fail(pass.CodeNotAttenuated, "expires_in reaches beyond the parent's expiry")
 		}
 		end = now.Add(time.Duration(in.ExpiresIn) * time.Second)

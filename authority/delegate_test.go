@@ -42,7 +42,7 @@ func (e *env) delegation(pid string, c *subAgent, scope ...string) pass.Delegati
 	e.t.Helper()
 	now := e.clock.Now()
 	proof, err := c.key.HarnessProof(dpop.ProofParams{HarnessID: c.id, Audience: authID, Method: http.MethodPost,
-		URL: e.base + authority.PathDelegate, AgentPass: pass.ChildKeyBinding(pid, c.key.Thumbprint()), Now: now})
+		URL: e.base + "/missions/delegate", AgentPass: pass.ChildKeyBinding(pid, c.key.Thumbprint()), Now: now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func (e *env) delegation(pid string, c *subAgent, scope ...string) pass.Delegati
 // delegate posts req with a holder proof by the parent's key (issuer iss).
 func (e *env) delegate(key *dpop.Key, iss string, req pass.DelegationRequest) (response, *pass.IssuanceStatus) {
 	e.t.Helper()
-	r := e.postProof(authority.PathDelegate, req, e.missionProof(key, iss, authority.PathDelegate, req.Parent.MissionID, 0))
+	r := e.postProof("/missions/delegate", req, e.missionProof(key, iss, "/missions/delegate", req.Parent.MissionID, 0))
 	if r.status != http.StatusOK {
 		return r, nil
 	}
@@ -93,12 +93,12 @@ func TestDelegationAdvertised(t *testing.T) {
 	}
 	x, ok := cfg.Extensions.Get(pass.ExtDelegation)
 	var depth, children int
-	if !ok || x.Endpoints["delegate"] != e.base+authority.PathDelegate || !x.Member("max_depth", &depth) || depth != 2 ||
+	if !ok || x.Endpoints["delegate"] != e.base+"/missions/delegate" || !x.Member("max_depth", &depth) || depth != 2 ||
 		!x.Member("max_children", &children) || children != 4 {
 		t.Fatalf("delegation extension %+v (depth %d, children %d)", x, depth, children)
 	}
-	for _, bad := range []authority.Config{{MaxDelegationDepth: -1}, {MaxDelegationDepth: authority.MaxDelegationDepth + 1},
-		{MaxChildren: authority.MaxChildren + 1}, {ChildTTL: -time.Second}} {
+	for _, bad := range []authority.Config{{MaxDelegationDepth: -1}, {MaxDelegationDepth: 16 + 1},
+		{MaxChildren: 1000 + 1}, {ChildTTL: -time.Second}} {
 		cfg := bad
 		cfg.Identifier, cfg.TrustMode, cfg.Keys = authID, pass.TrustEnterprise, mustKeys(t)
 		if _, err := authority.New(cfg); err == nil {
@@ -184,7 +184,7 @@ func TestDelegateD2NotAttenuated(t *testing.T) {
 		"wildcard":               e.delegation(root.Mission.ID, c, "*"),
 		"expiry beyond the parent": func() pass.DelegationRequest {
 			d := e.delegation(root.Mission.ID, c, "tickets:read")
-			d.ExpiresIn = int64((authority.DefaultAuthorizationTTL + time.Minute) / time.Second)
+			d.ExpiresIn = int64(((8 * time.Hour) + time.Minute) / time.Second)
 			return d
 		}(),
 		"other pass type": func() pass.DelegationRequest {
@@ -252,7 +252,7 @@ func TestDelegateD4Fanout(t *testing.T) {
 	_, root := e.approvedPass(h)
 	var first *subAgent
 	var firstID string
-	for i := range authority.DefaultMaxChildren {
+	for i := range 8 {
 		c := e.newSub(harnessID, "c"+string(rune('a'+i)))
 		st := e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
 		if i == 0 {
@@ -319,7 +319,7 @@ func TestDelegateD6Authentication(t *testing.T) {
 	h := e.newHarness()
 	_, root := e.approvedPass(h)
 	c := e.newSub(harnessID, "c1")
-	r := e.postProof(authority.PathDelegate, e.delegation(root.Mission.ID, c, "tickets:read"), "")
+	r := e.postProof("/missions/delegate", e.delegation(root.Mission.ID, c, "tickets:read"), "")
 	wantError(t, r, http.StatusUnauthorized, pass.CodeProofRequired)
 
 	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
@@ -370,7 +370,7 @@ func TestDelegateD7Cascade(t *testing.T) {
 // with the memory store: the parent's proof, the child's proof and task
 // attestation verified, the child stored and its pass minted.
 func BenchmarkDelegate(b *testing.B) {
-	e := newEnv(b, approveDepth(1), func(c *authority.Config) { c.MaxChildren = authority.MaxChildren })
+	e := newEnv(b, approveDepth(1), func(c *authority.Config) { c.MaxChildren = 1000 })
 	h := e.newHarness()
 	_, root := e.approvedPass(h)
 	c := e.newSub(harnessID, "bench")
@@ -380,9 +380,9 @@ func BenchmarkDelegate(b *testing.B) {
 		// A second a spawn keeps within the root's creation rate.
 		e.clock.Advance(time.Second)
 		req := e.delegation(root.Mission.ID, c, "tickets:read")
-		proof := e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0)
+		proof := e.missionProof(h.key, harnessID, "/missions/delegate", root.Mission.ID, 0)
 		b.StartTimer()
-		r := e.postProof(authority.PathDelegate, req, proof)
+		r := e.postProof("/missions/delegate", req, proof)
 		if r.status != http.StatusOK {
 			b.Fatalf("delegate: %d %s", r.status, r.body)
 		}
@@ -392,7 +392,7 @@ func BenchmarkDelegate(b *testing.B) {
 			b.Fatal(err)
 		}
 		done = append(done, st.Mission.ID)
-		if len(done) == authority.MaxChildren {
+		if len(done) == 1000 {
 			// Free the slots: the parent may hold only so many.
 			for _, id := range done {
 				if _, err := e.auth.Revoke(ctx, id, "system", "bench"); err != nil {
@@ -476,7 +476,7 @@ func TestDelegateD10PolicyPending(t *testing.T) {
 	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, e.newSub(harnessID, "reader"), "tickets:read"))
 	c := e.newSub(harnessID, "writer")
 	req := e.delegation(root.Mission.ID, c, "tickets:write")
-	r := e.postProof(authority.PathDelegate, req, e.missionProof(h.key, harnessID, authority.PathDelegate, root.Mission.ID, 0))
+	r := e.postProof("/missions/delegate", req, e.missionProof(h.key, harnessID, "/missions/delegate", root.Mission.ID, 0))
 	var st pass.IssuanceStatus
 	if r.status != http.StatusAccepted || pass.Decode(r.body, &st) != nil || st.Status != pass.StatusPending || st.AgentPass != nil ||
 		st.PollAfterMS == nil || st.Mission == nil || st.Mission.Parent != root.Mission.ID {
@@ -527,11 +527,11 @@ func TestDelegateD10PolicyPending(t *testing.T) {
 // root's own.
 func TestDelegateSpawnRate(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, approveDepth(1), func(c *authority.Config) { c.MaxChildren = authority.MaxChildren })
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) { c.MaxChildren = 1000 })
 	h := e.newHarness()
 	_, root := e.approvedPass(h)
 	c := e.newSub(harnessID, "c")
-	for range authority.MaxSpawnsPerMinute {
+	for range 60 {
 		e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))
 	}
 	r, _ := e.delegate(h.key, harnessID, e.delegation(root.Mission.ID, c, "tickets:read"))

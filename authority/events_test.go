@@ -129,7 +129,7 @@ func (e *env) verifySET(raw string) *secevent.SET {
 }
 
 func (e *env) authKeys() []jose.JSONWebKey {
-	r := e.do(http.MethodGet, e.base+authority.PathJWKS, nil, nil)
+	r := e.do(http.MethodGet, e.base+"/jwks.json", nil, nil)
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(r.body, &set); err != nil {
 		e.t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // cache here is tiny (64 entries) so that the flood needs few requests.
 func TestAssertionFloodCannotFillReplayCache(t *testing.T) {
 	var e *env
-	cache := dpop.NewMemoryReplayCache(64, func() time.Time { return e.clock.Now() })
+	cache := dpop.NewMemoryReplayCache(dpop.WithLimit(64), dpop.WithClock(func() time.Time { return e.clock.Now() }))
 	e = newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = cache })
 	h := e.newHarness()
 	value, _ := e.approvedPass(h)
@@ -58,7 +58,7 @@ func TestJunkAssertionCostsNoDiscovery(t *testing.T) {
 		hdr := b([]byte(`{"alg":"ES256","kid":"x","typ":"agentpass-assertion+jwt"}`))
 		pl := b([]byte(fmt.Sprintf(`{"iss":"https://r%d.victim.test","aud":%q,"iat":1,"exp":2,"jti":"j"}`, i, authID)))
 		tok := hdr + "." + pl + "." + b(make([]byte, 64))
-		r := e.do(http.MethodPost, e.base+authority.PathValidate,
+		r := e.do(http.MethodPost, e.base+"/validate",
 			pass.ValidationRequest{AgentPass: pass.PassValue{Value: "ap_x"}}, http.Header{"Authorization": {"Bearer " + tok}})
 		if r.status != http.StatusUnauthorized {
 			t.Fatalf("junk assertion %d: %d %s", i, r.status, r.body)
@@ -83,7 +83,7 @@ func TestServiceEndpointFloodStopsDiscovery(t *testing.T) {
 		Client: authority.Rate{PerSecond: 1, Burst: burst}, Network: disabled, Overall: disabled}}))
 	b := base64.RawURLEncoding.EncodeToString
 	now := e.clock.Now().Unix()
-	paths := []string{authority.PathValidate, authority.PathAuthorizationCheck, authority.PathAuthorizationClose}
+	paths := []string{"/validate", "/authorization-check", "/authorization-close"}
 	bodies := []any{pass.ValidationRequest{AgentPass: pass.PassValue{Value: "ap_x"}},
 		pass.AuthorizationCheckRequest{AuthorizationID: "authz_x"},
 		pass.AuthorizationCloseRequest{AuthorizationID: "authz_x", Action: pass.CloseRevoke}}
@@ -115,6 +115,6 @@ func TestServiceEndpointFloodStopsDiscovery(t *testing.T) {
 		t.Errorf("the flood sent %d DNS queries, want between 1 and %d (the burst)", q, burst)
 	}
 	// Another client is not affected.
-	r := e.do(http.MethodPost, e.base+authority.PathValidate, map[string]string{}, client("honest"))
+	r := e.do(http.MethodPost, e.base+"/validate", map[string]string{}, client("honest"))
 	wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
 }

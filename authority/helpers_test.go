@@ -255,7 +255,7 @@ func (e *env) do(method, url string, body any, header http.Header) response {
 // issue posts an issuance request and decodes the status.
 func (e *env) issue(req pass.IssuanceRequest) (response, *pass.IssuanceStatus) {
 	e.t.Helper()
-	r := e.do(http.MethodPost, e.base+authority.PathIssuance, req, nil)
+	r := e.do(http.MethodPost, e.base+"/requests", req, nil)
 	if r.status != http.StatusAccepted {
 		return r, nil
 	}
@@ -287,7 +287,7 @@ func (e *env) poll(id, proof string) (response, *pass.IssuanceStatus) {
 // validate posts a validation as svc.
 func (e *env) validate(svc *deploy.TestService, value string) (response, *pass.ValidationResponse) {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathValidate, authID, pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}})
+	status, body, err := svc.Post(e.net.Client(), e.base+"/validate", authID, pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func (e *env) validate(svc *deploy.TestService, value string) (response, *pass.V
 
 func (e *env) check(svc *deploy.TestService, id string) (response, *pass.AuthorizationCheckResponse) {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathAuthorizationCheck, authID, pass.AuthorizationCheckRequest{AuthorizationID: id})
+	status, body, err := svc.Post(e.net.Client(), e.base+"/authorization-check", authID, pass.AuthorizationCheckRequest{AuthorizationID: id})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func (e *env) check(svc *deploy.TestService, id string) (response, *pass.Authori
 
 func (e *env) closeAuthz(svc *deploy.TestService, id string, action pass.CloseAction) (response, *pass.AuthorizationCloseResponse) {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathAuthorizationClose, authID, pass.AuthorizationCloseRequest{AuthorizationID: id, Action: action})
+	status, body, err := svc.Post(e.net.Client(), e.base+"/authorization-close", authID, pass.AuthorizationCloseRequest{AuthorizationID: id, Action: action})
 	if err != nil {
 		e.t.Fatal(err)
 	}

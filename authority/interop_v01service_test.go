@@ -15,7 +15,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -97,7 +96,7 @@ func TestPlainV01ServiceInteroperates(t *testing.T) {
 	}
 	validateSchema(t, "issuance-status.schema.json", "", r.body)
 
-	r = s.post(t, e, authority.PathValidate, fmt.Sprintf(`{"agentpass":{"type":"browser_session","value":%q}}`, st.AgentPass.Value))
+	r = s.post(t, e, "/validate", fmt.Sprintf(`{"agentpass":{"type":"browser_session","value":%q}}`, st.AgentPass.Value))
 	if r.status != http.StatusOK {
 		t.Fatalf("validate: %d %s", r.status, r.body)
 	}
@@ -111,7 +110,7 @@ func TestPlainV01ServiceInteroperates(t *testing.T) {
 	}
 	check := func(want int) response {
 		t.Helper()
-		r := s.post(t, e, authority.PathAuthorizationCheck, fmt.Sprintf(`{"authorization_id":%q}`, v.AuthorizationID))
+		r := s.post(t, e, "/authorization-check", fmt.Sprintf(`{"authorization_id":%q}`, v.AuthorizationID))
 		if r.status != want {
 			t.Fatalf("check: %d %s, want %d", r.status, r.body, want)
 		}
@@ -133,14 +132,14 @@ func TestPlainV01ServiceInteroperates(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(http.StatusOK)
-	r = s.post(t, e, authority.PathAuthorizationClose, fmt.Sprintf(`{"authorization_id":%q,"action":"complete"}`, v.AuthorizationID))
+	r = s.post(t, e, "/authorization-close", fmt.Sprintf(`{"authorization_id":%q,"action":"complete"}`, v.AuthorizationID))
 	if r.status != http.StatusOK {
 		t.Fatalf("close: %d %s", r.status, r.body)
 	}
 	check(http.StatusNotFound)
 	// The plain Service may read the mission record too (it is just
 	// another endpoint), and nothing there depends on its extensions.
-	r = s.post(t, e, authority.PathMission, fmt.Sprintf(`{"authorization_id":%q}`, v.AuthorizationID))
+	r = s.post(t, e, "/missions/read", fmt.Sprintf(`{"authorization_id":%q}`, v.AuthorizationID))
 	if m := decodeMission(t, r); m == nil || m.State != pass.MissionCompleted {
 		t.Errorf("mission read by a plain Service: %d %s", r.status, r.body)
 	}

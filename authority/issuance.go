@@ -14,6 +14,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -90,8 +91,8 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 	}
 	// Bound what one unauthenticated request can make the store keep.
 	switch {
-	case len(in.Task.Description) > MaxTaskDescription:
-		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", MaxTaskDescription)
+	case len(in.Task.Description) > maxTaskDescription:
+		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.description is longer than %d bytes", maxTaskDescription)
 	case len(in.Task.ID) > maxIDLength, len(in.Harness.ID) > maxIDLength:
 		return nil, "", pass.Failf(pass.CodeInvalidRequest, "task.id and harness.id must be at most %d bytes", maxIDLength)
 	}
@@ -278,11 +279,11 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultScopesTimeout)
+	ctx, cancel := context.WithTimeout(ctx, defaultScopesTimeout)
 	defer cancel()
 	body := pass.AvailableScopesRequest{
 		User: pass.User{Email: email}, Agent: pass.Agent{ID: agentID},
-		Task: &pass.TaskInfo{ID: task.ID, Description: task.Description},
+		Task: &pass.Task{ID: task.ID, Description: task.Description},
 	}
 	var out pass.AvailableScopesResponse
 	_, err = httpx.Do(ctx, a.client, httpx.Call{Peer: pass.PeerService, URL: cfg.Endpoints.AvailableScopes, Bearer: tok, Body: body}, &out)
@@ -294,8 +295,8 @@ func (a *Authority) availableScopes(ctx context.Context, cfg *pass.ServiceConfig
 		return nil, pass.Fail(pass.CodeServiceUnverified, "the Service's available_scopes endpoint failed").WithCause(err)
 	}
 	names := out.Names()
-	if len(names) > MaxAvailableScopes {
-		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", MaxAvailableScopes)
+	if len(names) > maxAvailableScopes {
+		return nil, pass.Failf(pass.CodeServiceUnverified, "the Service offered more than %d scopes", maxAvailableScopes)
 	}
 	// One entry per name; a name listed twice keeps its first description
 	// and the highest effect it was declared with.
@@ -347,11 +348,11 @@ func truncateUTF8(s string, n int) string {
 // Authority store, so the memory a record costs stays small whatever a
 // caller or a Service sends.
 const (
-	// MaxTaskDescription is the longest task.description accepted (bytes).
-	MaxTaskDescription = 4096
-	// MaxAvailableScopes is the most scopes kept from available_scopes;
+	// maxTaskDescription is the longest task.description accepted (bytes).
+	maxTaskDescription = 4096
+	// maxAvailableScopes is the most scopes kept from available_scopes;
 	// a Service offering more fails the issuance (502).
-	MaxAvailableScopes = 256
+	maxAvailableScopes = 256
 	maxScopeName       = 256
 )
 
@@ -448,7 +449,7 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 		return pass.Fail(pass.CodeProofRequired, "reading an approved request needs a proof of the holder key in the "+pass.ProofHeader+" header")
 	}
 	if req.Cnf == nil {
-		return pass.FailProof(pass.CodeProofRequired, pass.ProofBadKey).WithStatus(http.StatusUnauthorized)
+		return proofwire.FailReason(pass.CodeProofRequired, proofwire.BadKey).WithStatus(http.StatusUnauthorized)
 	}
 	_, err := a.proofs.Verify(ctx, proof, req.Cnf, dpop.ProofRequest{
 		Method: http.MethodGet, URL: a.StatusURL(reqID), AgentPass: reqID, HarnessID: req.HarnessID,
@@ -458,7 +459,7 @@ func (a *Authority) checkStatusProof(ctx context.Context, r *http.Request, req *
 		if !errors.Is(err, dpop.ErrInvalidProof) {
 			return err // the replay cache failed: wireError answers 503
 		}
-		return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
+		return proofwire.Fail(pass.CodeProofRequired, err).WithStatus(http.StatusUnauthorized).WithCause(err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/discovery/dnstest"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -61,7 +62,7 @@ func TestIssueApproveValidate(t *testing.T) {
 		t.Fatalf("available_scopes calls: %d (last error %v)", calls, e.svc.LastError())
 	}
 	wantBody := pass.AvailableScopesRequest{User: pass.User{Email: userEmail}, Agent: pass.Agent{ID: harnessID},
-		Task: &pass.TaskInfo{ID: "task-1", Description: taskDesc}}
+		Task: &pass.Task{ID: "task-1", Description: taskDesc}}
 	if d := cmp.Diff(wantBody, body); d != "" {
 		t.Errorf("available_scopes body (-want +got):\n%s", d)
 	}
@@ -74,12 +75,12 @@ func TestIssueApproveValidate(t *testing.T) {
 		t.Fatalf("validate: %d %s", vr.status, vr.body)
 	}
 	validateSchema(t, "authority-validate.schema.json", "response", vr.body)
-	exp := authoritytest.T0.Add(authority.DefaultAuthorizationTTL).UTC()
+	exp := authoritytest.T0.Add((8 * time.Hour)).UTC()
 	want := &pass.ValidationResponse{
 		AuthorizationID: v.AuthorizationID, User: pass.User{Email: userEmail}, Agent: pass.Agent{ID: harnessID},
 		Scope: pass.Scope{"tickets:read"}, Type: pass.BrowserSession, DestinationURL: e.svc.Origin + "/inbox",
 		Cnf:                    &pass.Cnf{JWK: h.key.PublicJSON()},
-		Task:                   &pass.ValidatedTask{ID: "task-1", Description: taskDesc, Attested: true},
+		Task:                   &pass.Task{ID: "task-1", Description: taskDesc, Attested: true},
 		AuthorizationExpiresAt: &exp, Harness: &pass.HarnessRef{ID: harnessID, Extensions: pass.HarnessExtensions{pass.ExtHolderBinding}},
 		// R2: the mission member, approved at once: pending v1, active v2.
 		Mission: &pass.MissionInfo{ID: st.Mission.ID, State: pass.MissionActive, Version: 2},
@@ -188,7 +189,7 @@ func TestIssuanceRejects(t *testing.T) {
 			m := map[string]any{"iss": vendorIss, "sub": harnessID, "cnf": map[string]json.RawMessage{"jwk": h.key.PublicJSON()},
 				"iat": e.clock.Now().Unix(), "exp": e.clock.Now().Add(time.Minute).Unix()}
 			mod(m)
-			jwt, err := dpop.SignJWT(e.vendor, dpop.TypeAttestation, m)
+			jwt, err := jwtcheck.SignKey(e.vendor, jwtcheck.TypeAttestation, m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,9 +294,9 @@ func TestIssuanceRejects(t *testing.T) {
 			before, _, _ := e.svc.ScopeCalls()
 			var r response
 			if tc.body != nil {
-				r = e.do(http.MethodPost, e.base+authority.PathIssuance, tc.body(e, h), nil)
+				r = e.do(http.MethodPost, e.base+"/requests", tc.body(e, h), nil)
 			} else {
-				r = e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil)
+				r = e.do(http.MethodPost, e.base+"/requests", h.req, nil)
 			}
 			wantError(t, r, tc.status, tc.code)
 			after, _, _ := e.svc.ScopeCalls()
@@ -341,7 +342,7 @@ func TestEnterpriseDomainGate(t *testing.T) {
 	} {
 		h := e.newHarness()
 		h.req.User.Email = tc.email
-		wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil), tc.status, tc.code)
+		wantError(t, e.do(http.MethodPost, e.base+"/requests", h.req, nil), tc.status, tc.code)
 	}
 	off := false
 	e2 := newEnv(t, approveAll, func(c *authority.Config) { c.RequireEnterpriseDomain = &off })
@@ -358,7 +359,7 @@ func TestTierPolicy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, approveAll, func(c *authority.Config) { c.AcceptedTiers = []dpop.Tier{dpop.TierAttested} })
 	h := e.plainHarness()
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil), 403, pass.CodeTrustTierRejected)
+	wantError(t, e.do(http.MethodPost, e.base+"/requests", h.req, nil), 403, pass.CodeTrustTierRejected)
 	if n, _, _ := e.svc.ScopeCalls(); n != 0 {
 		t.Errorf("the Service was called for a refused tier")
 	}
@@ -395,7 +396,7 @@ func TestAttesterPinnedJWKSURL(t *testing.T) {
 	// A new key id is unknown; with the JWKS down, the attestation fails.
 	e.vendor, _ = dpop.GenerateKey("ES256")
 	e.net.Stop("vendor.test")
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.newHarness().req, nil), 401, pass.CodeInvalidAttestation)
+	wantError(t, e.do(http.MethodPost, e.base+"/requests", e.newHarness().req, nil), 401, pass.CodeInvalidAttestation)
 }
 
 // TestServiceScopesFailures: the Service refusing the Authority is 403, a
@@ -405,9 +406,9 @@ func TestServiceScopesFailures(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, approveAll)
 	e.svc.FailScopes(http.StatusForbidden)
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.newHarness().req, nil), 403, pass.CodeUntrustedAuthority)
+	wantError(t, e.do(http.MethodPost, e.base+"/requests", e.newHarness().req, nil), 403, pass.CodeUntrustedAuthority)
 	e.svc.FailScopes(http.StatusInternalServerError)
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.newHarness().req, nil), 502, pass.CodeServiceUnverified)
+	wantError(t, e.do(http.MethodPost, e.base+"/requests", e.newHarness().req, nil), 502, pass.CodeServiceUnverified)
 	e.svc.FailScopes(0)
 	e.svc.SetScopes()
 	_, st := e.issue(e.newHarness().req)
@@ -516,7 +517,7 @@ func TestScopesCallRefusesPrivateAddresses(t *testing.T) {
 			})
 		}
 	})
-	wantError(t, e.do(http.MethodPost, e.base+authority.PathIssuance, e.plainHarness().req, nil), 502, pass.CodeServiceUnverified)
+	wantError(t, e.do(http.MethodPost, e.base+"/requests", e.plainHarness().req, nil), 502, pass.CodeServiceUnverified)
 	if n, _, _ := e.svc.ScopeCalls(); n != 0 {
 		t.Fatalf("the Service on loopback was reached %d times", n)
 	}
@@ -536,7 +537,7 @@ func TestIssuanceBounds(t *testing.T) {
 	e := newEnv(t, approveAll)
 	h := e.newHarness()
 	h.req.Task.Attestation = nil
-	h.req.Task.Description = strings.Repeat("x", authority.MaxTaskDescription+1)
+	h.req.Task.Description = strings.Repeat("x", 4096+1)
 	r, _ := e.issue(h.req)
 	wantError(t, r, 400, pass.CodeInvalidRequest)
 
@@ -546,7 +547,7 @@ func TestIssuanceBounds(t *testing.T) {
 	r, _ = e.issue(h.req)
 	wantError(t, r, 400, pass.CodeInvalidRequest)
 
-	many := make([]string, authority.MaxAvailableScopes+1)
+	many := make([]string, 256+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("s%d:read", i)
 	}

@@ -21,10 +21,10 @@ import (
 // after the signature verified (#14 finding 1). Not parallel: it counts
 // parses process-wide.
 func TestValidateAssertionOnce(t *testing.T) {
-	replay := &countingReplay{ReplayCache: dpop.NewMemoryReplayCache(100, func() time.Time { return authoritytest.T0 })}
+	replay := &countingReplay{ReplayCache: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(func() time.Time { return authoritytest.T0 }))}
 	e := newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = replay })
 	value, _ := e.approvedPass(e.newHarness())
-	url := e.base + authority.PathValidate
+	url := e.base + "/validate"
 	body := pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}
 	post := func(tok string) response {
 		return e.do(http.MethodPost, url, body, http.Header{"Authorization": {"Bearer " + tok}})

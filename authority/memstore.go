@@ -11,26 +11,22 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// Bounds of a MemoryStore.
+// Defaults of a MemoryStore.
 const (
-	// MemoryStoreMaxRecords bounds the requests plus authorizations a
-	// MemoryStore holds. At the bound, records that can no longer change
-	// are dropped at once, whatever their retention; only when every
-	// record is live does CreateRequest fail with ErrStoreFull.
-	MemoryStoreMaxRecords = 100_000
-	// MemoryStoreRetention is how long a MemoryStore keeps a record after
-	// it can no longer change (expired, decided and dead, closed), so that
-	// late polls and checks get a precise answer rather than "unknown".
-	MemoryStoreRetention = time.Hour
+	defaultMemoryStoreLimit     = 100_000
+	defaultMemoryStoreRetention = time.Hour
 )
 
 // MemoryStore is the in-memory Store, the default of Config.Store. It
 // serialises every operation with one mutex, so each is atomic. Records
-// that can no longer change are pruned MemoryStoreRetention after they
-// end; the total number of records is bounded by MemoryStoreMaxRecords. It
+// that can no longer change are pruned a retention period after they end
+// (WithRetention); the number of records is bounded (WithLimit). It
 // is safe for concurrent use; its state is lost when the process exits, so
 // several replicas need a shared Store instead.
 type MemoryStore struct {
+	limit     int
+	retention time.Duration
+
 	mu        sync.Mutex
 	requests  map[string]*Request // by mission id
 	byHash    map[string]string   // request id hash -> mission id
@@ -48,16 +44,49 @@ type MemoryStore struct {
 	endsKnown bool
 }
 
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{
-		requests: map[string]*Request{},
-		byHash:   map[string]string{},
-		passes:   map[string]string{},
-		authz:    map[string]*Authorization{},
-		children: map[string][]string{},
-		history:  map[string][]HistoryRecord{},
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*MemoryStore)
+
+// WithLimit bounds the requests plus authorizations the store holds to n
+// (n <= 0 keeps the default, 100,000). At the bound, records that can no
+// longer change are dropped at once, whatever their retention; only when
+// every record is live does CreateRequest fail with ErrStoreFull.
+func WithLimit(n int) MemoryOption {
+	return func(m *MemoryStore) {
+		if n > 0 {
+			m.limit = n
+		}
 	}
+}
+
+// WithRetention sets how long the store keeps a record after it can no
+// longer change (expired, decided and dead, closed), so that late polls and
+// checks get a precise answer rather than "unknown" (d <= 0 keeps the
+// default, one hour).
+func WithRetention(d time.Duration) MemoryOption {
+	return func(m *MemoryStore) {
+		if d > 0 {
+			m.retention = d
+		}
+	}
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	m := &MemoryStore{
+		limit:     defaultMemoryStoreLimit,
+		retention: defaultMemoryStoreRetention,
+		requests:  map[string]*Request{},
+		byHash:    map[string]string{},
+		passes:    map[string]string{},
+		authz:     map[string]*Authorization{},
+		children:  map[string][]string{},
+		history:   map[string][]HistoryRecord{},
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -105,7 +134,7 @@ func (m *MemoryStore) CreateChild(ctx context.Context, r *Request, now time.Time
 	}
 	live := 0
 	for _, id := range m.children[parent.MissionID] {
-		if k, ok := m.requests[id]; ok && k.LiveChild() {
+		if k, ok := m.requests[id]; ok && k.liveChild() {
 			live++
 		}
 	}
@@ -130,9 +159,9 @@ func (m *MemoryStore) insertLocked(r, c *Request, recs []HistoryRecord) error {
 			return ErrConflict
 		}
 	}
-	if len(m.requests)+len(m.authz) >= MemoryStoreMaxRecords {
+	if len(m.requests)+len(m.authz) >= m.limit {
 		m.evictDeadLocked(r.CreatedAt)
-		if len(m.requests)+len(m.authz) >= MemoryStoreMaxRecords {
+		if len(m.requests)+len(m.authz) >= m.limit {
 			return ErrStoreFull
 		}
 	}
@@ -167,7 +196,7 @@ func (m *MemoryStore) Missions(ctx context.Context, opts MissionListOptions) ([]
 	defer m.mu.Unlock()
 	var out []*Request
 	for _, r := range m.requests {
-		if !opts.Matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
+		if !opts.matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
 			continue
 		}
 		out = append(out, r)
@@ -453,13 +482,13 @@ func matches(o ListOptions, user, service string) bool {
 }
 
 // pruneLocked drops records that can no longer change and ended more than
-// MemoryStoreRetention before now. It runs at most once a minute.
+// the retention before now. It runs at most once a minute.
 func (m *MemoryStore) pruneLocked(now time.Time) {
 	if now.IsZero() || now.Sub(m.lastPrune) < time.Minute {
 		return
 	}
 	m.lastPrune = now
-	cutoff := now.Add(-MemoryStoreRetention)
+	cutoff := now.Add(-m.retention)
 	for id, r := range m.requests {
 		if r.EndsAt().Before(cutoff) {
 			m.deleteRequestLocked(id, r)

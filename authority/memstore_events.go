@@ -39,7 +39,7 @@ func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *p
 	if o.receivers == nil {
 		o.receivers = map[string]pass.ServiceEvents{}
 	}
-	if _, ok := o.receivers[service]; !ok && len(o.receivers) >= MemoryStoreMaxRecords {
+	if _, ok := o.receivers[service]; !ok && len(o.receivers) >= m.limit {
 		return ErrStoreFull
 	}
 	c := *r

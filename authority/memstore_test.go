@@ -16,28 +16,47 @@ func TestMemoryStoreConformance(t *testing.T) {
 }
 
 // TestMemoryStorePrunes: records that can no longer change are dropped after
-// the retention period, so the store's growth is bounded.
+// the retention period (one hour, or WithRetention), so the store's growth
+// is bounded, and kept before it, so late polls get a precise answer.
 func TestMemoryStorePrunes(t *testing.T) {
-	s := authority.NewMemoryStore()
 	t0 := authoritytest.T0
-	old := authoritytest.NewRequest("old")
-	if err := s.CreateRequest(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	live := authoritytest.NewRequest("live")
-	live.CreatedAt = t0.Add(2 * time.Hour)
-	live.ExpiresAt = live.CreatedAt.Add(10 * time.Minute)
-	if err := s.CreateRequest(ctx, live); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Request(ctx, "msn_old"); err == nil {
-		t.Fatal("expired request not pruned after retention")
-	}
-	if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
-		t.Fatalf("live request: %v", err)
-	}
-	if n, _ := s.Len(); n != 1 {
-		t.Fatalf("Len = %d, want 1", n)
+	for _, tt := range []struct {
+		name      string
+		opts      []authority.MemoryOption
+		after     time.Duration // when the next write comes, after t0
+		wantOldOK bool
+	}{
+		{name: "default retention passed", after: 2 * time.Hour},
+		{name: "default retention not passed", after: 30 * time.Minute, wantOldOK: true},
+		{name: "short retention passed", opts: []authority.MemoryOption{authority.WithRetention(5 * time.Minute)}, after: 30 * time.Minute},
+		{name: "long retention not passed", opts: []authority.MemoryOption{authority.WithRetention(3 * time.Hour)}, after: 2 * time.Hour, wantOldOK: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := authority.NewMemoryStore(tt.opts...)
+			old := authoritytest.NewRequest("old") // expires at t0+10m
+			if err := s.CreateRequest(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			live := authoritytest.NewRequest("live")
+			live.CreatedAt = t0.Add(tt.after)
+			live.ExpiresAt = live.CreatedAt.Add(10 * time.Minute)
+			if err := s.CreateRequest(ctx, live); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Request(ctx, "msn_old"); (err == nil) != tt.wantOldOK {
+				t.Fatalf("expired request kept = %v, want %v", err == nil, tt.wantOldOK)
+			}
+			if r, err := s.Request(ctx, "msn_live"); err != nil || r.Status != pass.StatusPending {
+				t.Fatalf("live request: %v", err)
+			}
+			want := 1
+			if tt.wantOldOK {
+				want = 2
+			}
+			if n, _ := s.Len(); n != want {
+				t.Fatalf("Len = %d, want %d", n, want)
+			}
+		})
 	}
 }
 
@@ -47,7 +66,8 @@ func TestMemoryStorePrunes(t *testing.T) {
 // A store full of live records still refuses (the cap holds), and keeps
 // refusing without dropping anything live until one ends.
 func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
-	s := authority.NewMemoryStore()
+	const limit = 2_000
+	s := authority.NewMemoryStore(authority.WithLimit(limit))
 	t0 := authoritytest.T0
 	fill := func(prefix string, at time.Time, n int) {
 		t.Helper()
@@ -65,24 +85,24 @@ func TestMemoryStoreFullEvictsDeadFirst(t *testing.T) {
 		return s.CreateRequest(ctx, r)
 	}
 	// Half the store is denied at once, half stays pending.
-	fill("denied", t0, authority.MemoryStoreMaxRecords/2)
-	for i := range authority.MemoryStoreMaxRecords / 2 {
+	fill("denied", t0, limit/2)
+	for i := range limit / 2 {
 		d := authority.Evidence{Status: pass.StatusDenied, DecidedBy: "rule:test", DecidedAt: t0, Reason: "test"}
 		if _, err := authoritytest.DecideRequest(s, fmt.Sprintf("denied%d", i), d, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	fill("pending", t0, authority.MemoryStoreMaxRecords/2)
+	fill("pending", t0, limit/2)
 	// Full: the denied half is dead and makes room at once.
 	at := t0.Add(time.Second)
 	if err := honest("honest1", at); err != nil {
 		t.Fatalf("store full of denied requests refused an honest one: %v", err)
 	}
-	if n, _ := s.Len(); n != authority.MemoryStoreMaxRecords/2+1 {
-		t.Errorf("Len = %d after eviction, want %d", n, authority.MemoryStoreMaxRecords/2+1)
+	if n, _ := s.Len(); n != limit/2+1 {
+		t.Errorf("Len = %d after eviction, want %d", n, limit/2+1)
 	}
 	// Fill up with live ones: the cap holds for them.
-	fill("live", at, authority.MemoryStoreMaxRecords/2-1)
+	fill("live", at, limit/2-1)
 	if err := honest("refused", at.Add(time.Minute)); !errors.Is(err, authority.ErrStoreFull) {
 		t.Fatalf("store full of live requests: %v, want ErrStoreFull", err)
 	}

@@ -60,9 +60,9 @@ type MissionCursor struct {
 // 1000.
 func (o MissionListOptions) EffectiveLimit() int { return ListOptions{Limit: o.Limit}.EffectiveLimit() }
 
-// Matches reports whether r passes the filters of o (not the cursor).
+// matches reports whether r passes the filters of o (not the cursor).
 // Store implementations may use it.
-func (o MissionListOptions) Matches(r *Request) bool {
+func (o MissionListOptions) matches(r *Request) bool {
 	return (o.User == "" || strings.EqualFold(o.User, r.User)) && (o.Service == "" || o.Service == r.Service) &&
 		(len(o.States) == 0 || slices.Contains(o.States, r.State)) && (o.Parent == "" || o.Parent == r.ParentMissionID)
 }
@@ -99,7 +99,7 @@ type MissionChange struct {
 	// Note, when set with no To and no Scope, only appends a history entry
 	// of this type (an observation): it changes neither the state nor the
 	// version, which order what affects enforcement. A mission whose
-	// history holds MaxNotedHistory entries or more refuses notes with
+	// history holds 2,000 entries or more refuses notes with
 	// ErrStoreFull, so reports cannot grow a record without bound.
 	Note string
 	// Events, when set, builds the SET to queue about one mission the
@@ -115,10 +115,10 @@ type MissionChange struct {
 	Stage *StageMove
 }
 
-// MaxNotedHistory is the history length from which a mission takes no
+// maxNotedHistory is the history length from which a mission takes no
 // more notes (observations); changes of state or scope are always
 // recorded.
-const MaxNotedHistory = 2000
+const maxNotedHistory = 2000
 
 // Apply checks c against r at now, applies it in place, bumps the version
 // and returns the history record of the change. Errors, in this order:
@@ -153,7 +153,7 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 		return c.applyStage(r, now)
 	}
 	if c.Note != "" && c.To == "" && c.Scope == nil && c.Decision == nil {
-		if r.HistoryCount >= MaxNotedHistory {
+		if r.HistoryCount >= maxNotedHistory {
 			return HistoryRecord{}, ErrStoreFull
 		}
 		details := maps.Clone(c.Details)
@@ -399,9 +399,9 @@ func (r *Request) dueExpiry(now time.Time) (cause string, due bool) {
 	return "", false
 }
 
-// MissionStateAt returns the mission's own state at now: a mission past a
+// missionStateAt returns the mission's own state at now: a mission past a
 // deadline is expired even before the expiry is committed.
-func (r *Request) MissionStateAt(now time.Time) pass.MissionState {
+func (r *Request) missionStateAt(now time.Time) pass.MissionState {
 	if _, due := r.dueExpiry(now); due {
 		return pass.MissionExpired
 	}
@@ -413,13 +413,13 @@ func (r *Request) MissionStateAt(now time.Time) pass.MissionState {
 // revoked (the cascade may not be committed yet), a suspended one
 // suspended, and its own expiry wins over both.
 func EffectiveMissionState(r *Request, ancestors []*Request, now time.Time) pass.MissionState {
-	own := r.MissionStateAt(now)
+	own := r.missionStateAt(now)
 	if own.Terminal() || own == pass.MissionPending {
 		return own
 	}
 	state := own
 	for _, a := range ancestors {
-		switch a.MissionStateAt(now) {
+		switch a.missionStateAt(now) {
 		case pass.MissionCompleted, pass.MissionRevoked, pass.MissionExpired:
 			return pass.MissionRevoked
 		case pass.MissionSuspended:
@@ -490,9 +490,9 @@ func (r *Request) CheckParent(parent *Request, ancestors []*Request, liveChildre
 	return nil
 }
 
-// LiveChild reports whether r counts against its parent's child slots:
+// liveChild reports whether r counts against its parent's child slots:
 // its stored state has not ended.
-func (r *Request) LiveChild() bool { return !r.State.Terminal() }
+func (r *Request) liveChild() bool { return !r.State.Terminal() }
 
 // proposedDetails are the details of a mission's "proposed" history entry:
 // the proposal's digest and outcome, so the chain commits to the basis of

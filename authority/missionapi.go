@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -19,9 +20,9 @@ import (
 
 // Paths of the mission endpoints, relative to the path of Config.BaseURL.
 const (
-	PathMission         = "/missions/read"
-	PathMissionComplete = "/missions/complete"
-	PathMissionReport   = "/missions/report"
+	pathMission         = "/missions/read"
+	pathMissionComplete = "/missions/complete"
+	pathMissionReport   = "/missions/report"
 )
 
 // ObservationAction is what Config.OnObservation asks the Authority to do
@@ -93,7 +94,7 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if in.MissionID != "" {
-		m, signer, err := a.holderProof(ctx, r, a.base+PathMission, in.MissionID)
+		m, signer, err := a.holderProof(ctx, r, a.base+pathMission, in.MissionID)
 		if err != nil {
 			a.reject(w, event, err, slog.String("mission_id", in.MissionID))
 			return
@@ -147,7 +148,7 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 	}
 	ctx := r.Context()
 	attrs := []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("outcome_requested", in.Outcome)}
-	m, signer, err := a.holderProof(ctx, r, a.base+PathMissionComplete, in.MissionID)
+	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionComplete, in.MissionID)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return
@@ -381,7 +382,7 @@ func proofError(err error) error {
 	if !errors.Is(err, dpop.ErrInvalidProof) {
 		return err
 	}
-	return pass.FailProof(pass.CodeProofRequired, dpop.RefusalReason(err)).WithStatus(http.StatusUnauthorized).WithCause(err)
+	return proofwire.Fail(pass.CodeProofRequired, err).WithStatus(http.StatusUnauthorized).WithCause(err)
 }
 
 // notFoundAs answers ErrNotFound as wire, and passes other errors on.

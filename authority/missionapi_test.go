@@ -40,14 +40,14 @@ func (e *env) postProof(path string, body any, proof string) response {
 // readAsHarness reads mission id with a fresh proof by h's key.
 func (e *env) readAsHarness(h *harness, id string) (response, *pass.MissionRecord) {
 	e.t.Helper()
-	r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: id},
-		e.missionProof(h.key, h.req.Harness.ID, authority.PathMission, id, 0))
+	r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: id},
+		e.missionProof(h.key, h.req.Harness.ID, "/missions/read", id, 0))
 	return r, decodeMission(e.t, r)
 }
 
 func (e *env) readAsService(svc *deploy.TestService, authzID string) (response, *pass.MissionRecord) {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathMission, authID, pass.MissionReadRequest{AuthorizationID: authzID})
+	status, body, err := svc.Post(e.net.Client(), e.base+"/missions/read", authID, pass.MissionReadRequest{AuthorizationID: authzID})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -57,14 +57,14 @@ func (e *env) readAsService(svc *deploy.TestService, authzID string) (response, 
 
 func (e *env) complete(h *harness, id, outcome, reason string) (response, *pass.MissionRecord) {
 	e.t.Helper()
-	r := e.postProof(authority.PathMissionComplete, pass.MissionCompleteRequest{MissionID: id, Outcome: outcome, Reason: reason},
-		e.missionProof(h.key, h.req.Harness.ID, authority.PathMissionComplete, id, 0))
+	r := e.postProof("/missions/complete", pass.MissionCompleteRequest{MissionID: id, Outcome: outcome, Reason: reason},
+		e.missionProof(h.key, h.req.Harness.ID, "/missions/complete", id, 0))
 	return r, decodeMission(e.t, r)
 }
 
 func (e *env) report(svc *deploy.TestService, authzID string, obs ...pass.Observation) response {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathMissionReport, authID,
+	status, body, err := svc.Post(e.net.Client(), e.base+"/missions/report", authID,
 		pass.MissionReportRequest{AuthorizationID: authzID, Observations: obs})
 	if err != nil {
 		e.t.Fatal(err)
@@ -115,8 +115,8 @@ func TestMissionExtensionAdvertised(t *testing.T) {
 	if err := pass.Decode(r.body, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	for name, path := range map[string]string{"mission": authority.PathMission, "mission_complete": authority.PathMissionComplete,
-		"mission_report": authority.PathMissionReport} {
+	for name, path := range map[string]string{"mission": "/missions/read", "mission_complete": "/missions/complete",
+		"mission_report": "/missions/report"} {
 		if got := cfg.Extensions.Endpoint(pass.ExtMission, name); got != e.base+path {
 			t.Errorf("endpoint %s = %q, want %q", name, got, e.base+path)
 		}
@@ -158,23 +158,23 @@ func TestMissionReadByService(t *testing.T) {
 		}
 	})
 	t.Run("no assertion", func(t *testing.T) {
-		r := e.do(http.MethodPost, e.base+authority.PathMission, pass.MissionReadRequest{AuthorizationID: azID}, nil)
+		r := e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{AuthorizationID: azID}, nil)
 		wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
 	})
 	t.Run("replayed assertion", func(t *testing.T) {
 		hdr := http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}}
-		first := e.do(http.MethodPost, e.base+authority.PathMission, pass.MissionReadRequest{AuthorizationID: azID}, hdr)
+		first := e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{AuthorizationID: azID}, hdr)
 		if first.status != http.StatusOK {
 			t.Fatalf("first use: %d %s", first.status, first.body)
 		}
 		if cc := first.header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("Cache-Control %q, want no-store", cc)
 		}
-		r := e.do(http.MethodPost, e.base+authority.PathMission, pass.MissionReadRequest{AuthorizationID: azID}, hdr)
+		r := e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{AuthorizationID: azID}, hdr)
 		wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
 	})
 	t.Run("both ids", func(t *testing.T) {
-		r := e.do(http.MethodPost, e.base+authority.PathMission, pass.MissionReadRequest{AuthorizationID: azID, MissionID: mid}, nil)
+		r := e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{AuthorizationID: azID, MissionID: mid}, nil)
 		wantError(t, r, http.StatusBadRequest, pass.CodeInvalidRequest)
 	})
 }
@@ -198,8 +198,8 @@ func TestMissionReadByHarness(t *testing.T) {
 	}
 
 	unknownID := "msn_unknown0000000000000000"
-	unknown := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: unknownID},
-		e.missionProof(h.key, harnessID, authority.PathMission, unknownID, 0))
+	unknown := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: unknownID},
+		e.missionProof(h.key, harnessID, "/missions/read", unknownID, 0))
 	wantError(t, unknown, http.StatusNotFound, pass.CodeMissionUnknown)
 
 	t.Run("another key", func(t *testing.T) {
@@ -207,41 +207,41 @@ func TestMissionReadByHarness(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, e.missionProof(k, harnessID, authority.PathMission, mid, 0))
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, e.missionProof(k, harnessID, "/missions/read", mid, 0))
 		if r.status != http.StatusNotFound || !bytes.Equal(r.body, unknown.body) {
 			t.Errorf("wrong key: %d %s, want the bytes of an unknown id: %s", r.status, r.body, unknown.body)
 		}
 	})
 	t.Run("expired proof", func(t *testing.T) {
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, e.missionProof(h.key, harnessID, authority.PathMission, mid, -10*time.Minute))
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, e.missionProof(h.key, harnessID, "/missions/read", mid, -10*time.Minute))
 		wantError(t, r, http.StatusUnauthorized, pass.CodeProofRequired)
 	})
 	t.Run("replayed jti", func(t *testing.T) {
-		p := e.missionProof(h.key, harnessID, authority.PathMission, mid, 0)
-		if r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, p); r.status != http.StatusOK {
+		p := e.missionProof(h.key, harnessID, "/missions/read", mid, 0)
+		if r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, p); r.status != http.StatusOK {
 			t.Fatalf("first use: %d %s", r.status, r.body)
 		}
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, p)
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, p)
 		wantError(t, r, http.StatusUnauthorized, pass.CodeProofRequired)
 	})
 	t.Run("proof for another endpoint", func(t *testing.T) {
-		p := e.missionProof(h.key, harnessID, authority.PathMissionComplete, mid, 0)
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, p)
+		p := e.missionProof(h.key, harnessID, "/missions/complete", mid, 0)
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, p)
 		wantError(t, r, http.StatusUnauthorized, pass.CodeProofRequired)
 	})
 	t.Run("proof for another mission", func(t *testing.T) {
-		p := e.missionProof(h.key, harnessID, authority.PathMission, unknownID, 0)
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, p)
+		p := e.missionProof(h.key, harnessID, "/missions/read", unknownID, 0)
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, p)
 		wantError(t, r, http.StatusUnauthorized, pass.CodeProofRequired)
 	})
 	t.Run("no proof", func(t *testing.T) {
-		wantError(t, e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid}, ""), http.StatusUnauthorized, pass.CodeProofRequired)
+		wantError(t, e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid}, ""), http.StatusUnauthorized, pass.CodeProofRequired)
 	})
 	t.Run("unbound mission has no Harness calls", func(t *testing.T) {
 		p := e.plainHarness()
 		_, st := e.approvedPass(p)
-		r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: st.Mission.ID},
-			e.missionProof(h.key, harnessID, authority.PathMission, st.Mission.ID, 0))
+		r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: st.Mission.ID},
+			e.missionProof(h.key, harnessID, "/missions/read", st.Mission.ID, 0))
 		if r.status != http.StatusNotFound || !bytes.Equal(r.body, unknown.body) {
 			t.Errorf("unbound mission: %d %s", r.status, r.body)
 		}
@@ -311,8 +311,8 @@ func TestMissionComplete(t *testing.T) {
 		validateSchema(t, "issuance-status.schema.json", "", pr.body)
 	})
 	t.Run("unknown outcome", func(t *testing.T) {
-		r := e.postProof(authority.PathMissionComplete, map[string]string{"mission_id": mid, "outcome": "done"},
-			e.missionProof(h.key, harnessID, authority.PathMissionComplete, mid, 0))
+		r := e.postProof("/missions/complete", map[string]string{"mission_id": mid, "outcome": "done"},
+			e.missionProof(h.key, harnessID, "/missions/complete", mid, 0))
 		wantError(t, r, http.StatusBadRequest, pass.CodeInvalidRequest)
 	})
 }
@@ -447,7 +447,7 @@ func FuzzMissionHandlers(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	paths := []string{authority.PathMission, authority.PathMissionComplete, authority.PathMissionReport}
+	paths := []string{"/missions/read", "/missions/complete", "/missions/report"}
 	for i, seed := range []string{
 		`{"authorization_id":"` + azID + `"}`, `{"mission_id":"msn_x"}`, `{}`, `null`, `[]`,
 		`{"mission_id":"msn_x","outcome":"succeeded","reason":"r"}`, `{"mission_id":"msn_x","outcome":"abandoned"}`,
@@ -459,7 +459,7 @@ func FuzzMissionHandlers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		path := paths[int(which)%len(paths)]
-		if path == authority.PathMissionComplete && bytes.Contains(body, []byte(mid)) {
+		if path == "/missions/complete" && bytes.Contains(body, []byte(mid)) {
 			return
 		}
 		req, _ := http.NewRequest(http.MethodPost, authID+path, bytes.NewReader(body))
@@ -541,8 +541,8 @@ func TestMissionAncestorKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The child's own key, and the parent's, read the child.
-	r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: child.MissionID},
-		e.missionProof(childKey, harnessID+"/sub", authority.PathMission, child.MissionID, 0))
+	r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: child.MissionID},
+		e.missionProof(childKey, harnessID+"/sub", "/missions/read", child.MissionID, 0))
 	if m := decodeMission(t, r); m == nil || m.ID != child.MissionID {
 		t.Fatalf("child read with its own key: %d %s", r.status, r.body)
 	}
@@ -550,8 +550,8 @@ func TestMissionAncestorKey(t *testing.T) {
 		t.Fatalf("child read with the parent's key: %d %s", r.status, r.body)
 	}
 	// The child's key does not reach the parent.
-	r = e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: parent},
-		e.missionProof(childKey, harnessID+"/sub", authority.PathMission, parent, 0))
+	r = e.postProof("/missions/read", pass.MissionReadRequest{MissionID: parent},
+		e.missionProof(childKey, harnessID+"/sub", "/missions/read", parent, 0))
 	wantError(t, r, http.StatusNotFound, pass.CodeMissionUnknown)
 
 	if r, m := e.complete(h, parent, pass.OutcomeSucceeded, "done"); m == nil || m.State != pass.MissionCompleted {

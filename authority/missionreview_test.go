@@ -42,7 +42,7 @@ func TestObservationPolicyWhenHistoryFull(t *testing.T) {
 	for i := range pass.MaxObservations {
 		batch = append(batch, pass.Observation{Kind: pass.ObservationScopeDenied, Scope: fmt.Sprintf("s%d", i), Count: 1, FirstAt: at, LastAt: at})
 	}
-	for i := 0; i < authority.MaxNotedHistory/pass.MaxObservations+1; i++ {
+	for i := 0; i < 2000/pass.MaxObservations+1; i++ {
 		if r := e.report(e.svc, azID, batch...); r.status != http.StatusNoContent {
 			t.Fatalf("report %d: %d %s", i, r.status, r.body)
 		}
@@ -109,8 +109,8 @@ func TestHarnessViewFitsBodyBound(t *testing.T) {
 			t.Fatalf("report: %d %s", r.status, r.body)
 		}
 	}
-	r := e.postProof(authority.PathMission, pass.MissionReadRequest{MissionID: mid},
-		e.missionProof(h.key, h.req.Harness.ID, authority.PathMission, mid, 0))
+	r := e.postProof("/missions/read", pass.MissionReadRequest{MissionID: mid},
+		e.missionProof(h.key, h.req.Harness.ID, "/missions/read", mid, 0))
 	if r.status != http.StatusOK || len(r.body) > pass.MaxDocumentSize {
 		t.Fatalf("Harness view: %d, %d bytes (limit %d)", r.status, len(r.body), pass.MaxDocumentSize)
 	}

@@ -122,7 +122,7 @@ func (a *Authority) expire(ctx context.Context, missionID string) {
 // because of an ancestor.
 func (a *Authority) missionState(ctx context.Context, r *Request) (*Request, pass.MissionState, error) {
 	now := a.now()
-	if !r.State.Terminal() && r.MissionStateAt(now) == pass.MissionExpired {
+	if !r.State.Terminal() && r.missionStateAt(now) == pass.MissionExpired {
 		a.expire(ctx, r.MissionID)
 		fresh, err := a.store.Request(ctx, r.MissionID)
 		if err != nil {

@@ -44,7 +44,7 @@ type Rate = ratelimit.Rate
 // lives RequestTTL. With the default RequestTTL (10 min), all networks
 // together can keep at most 100/s × 600 s + 1,000 = 61,000 requests pending,
 // one /48 (or /24) at most 20/s × 600 s + 200 = 12,200, and one e-mail
-// domain 10/s × 600 s + 200 = 6,200: far below MemoryStoreMaxRecords
+// domain 10/s × 600 s + 200 = 6,200: far below the MemoryStore bound of 100,000
 // (100,000), and dead records make room for new ones. A longer RequestTTL
 // lowers the default Overall, Network and Domain rates so that these
 // products stay the same. Explicit rates are taken as given. An Approver
@@ -102,7 +102,7 @@ type RateLimits struct {
 
 const defaultRateLimitKeys = 10_000
 
-// Defaults of RateLimits, for DefaultRequestTTL.
+// Defaults of RateLimits, for 10 minutes.
 var (
 	defaultIssuanceLimit = RateLimit{
 		Client:  Rate{PerSecond: 10, Burst: 100},
@@ -125,11 +125,11 @@ var (
 
 // issuanceDefaults returns the issuance defaults for requests pending
 // reqTTL: the rates that fill the store are scaled down so that rate ×
-// reqTTL stays what it is at DefaultRequestTTL.
+// reqTTL stays what it is at 10 minutes.
 func issuanceDefaults(reqTTL time.Duration) RateLimit {
 	d := defaultIssuanceLimit
-	if reqTTL > DefaultRequestTTL {
-		f := float64(DefaultRequestTTL) / float64(reqTTL)
+	if reqTTL > defaultRequestTTL {
+		f := float64(defaultRequestTTL) / float64(reqTTL)
 		for _, r := range []*Rate{&d.Network, &d.Domain, &d.Overall} {
 			r.PerSecond = math.Max(r.PerSecond*f, 1e-3)
 		}

@@ -72,7 +72,7 @@ func TestRateLimitIssuancePerClient(t *testing.T) {
 	e := newEnv(t, limits(authority.RateLimits{Issuance: only(authority.Rate{PerSecond: 0.5, Burst: 2}), Status: off}))
 	h := e.newHarness()
 	post := func(who string) response {
-		return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client(who))
+		return e.do(http.MethodPost, e.base+"/requests", h.req, client(who))
 	}
 	for i := range 2 {
 		if r := post("a"); r.status != http.StatusAccepted {
@@ -81,7 +81,7 @@ func TestRateLimitIssuancePerClient(t *testing.T) {
 	}
 	wantLimited(t, post("a"), "2")
 	// Even a malformed body is refused the same way: the limit comes first.
-	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, "{", client("a")), "2")
+	wantLimited(t, e.do(http.MethodPost, e.base+"/requests", "{", client("a")), "2")
 	if n := e.pendingCount(); n != 2 {
 		t.Errorf("%d pending requests after the refusals, want 2", n)
 	}
@@ -111,18 +111,18 @@ func TestRateLimitIssuancePerUser(t *testing.T) {
 		return l
 	}(), Status: off}))
 	h := e.newHarness()
-	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
+	if r := e.do(http.MethodPost, e.base+"/requests", h.req, client("a")); r.status != http.StatusAccepted {
 		t.Fatalf("first issuance: %d %s", r.status, r.body)
 	}
 	again := h.req
 	again.User.Email = "ALEX@Corp.Test"
-	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, again, client("b")), "1")
+	wantLimited(t, e.do(http.MethodPost, e.base+"/requests", again, client("b")), "1")
 	if n := e.pendingCount(); n != 1 {
 		t.Errorf("%d pending requests, want 1", n)
 	}
 	other := e.newHarness()
 	other.req.User.Email = "sam@corp.test"
-	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("a")); r.status != http.StatusAccepted {
+	if r := e.do(http.MethodPost, e.base+"/requests", other.req, client("a")); r.status != http.StatusAccepted {
 		t.Fatalf("another user: %d %s", r.status, r.body)
 	}
 }
@@ -192,7 +192,7 @@ func TestRateLimitDisabled(t *testing.T) {
 	e := newEnv(t, limits(authority.RateLimits{Issuance: off, Status: off}))
 	h := e.plainHarness()
 	for i := range 150 {
-		if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil); r.status != http.StatusAccepted {
+		if r := e.do(http.MethodPost, e.base+"/requests", h.req, nil); r.status != http.StatusAccepted {
 			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
 		}
 	}
@@ -213,7 +213,7 @@ func TestRateLimitDefaults(t *testing.T) {
 	h := e.plainHarness()
 	var id string
 	for i := range 100 {
-		r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil)
+		r := e.do(http.MethodPost, e.base+"/requests", h.req, nil)
 		if r.status != http.StatusAccepted {
 			t.Fatalf("issuance %d: %d %s", i, r.status, r.body)
 		}
@@ -223,7 +223,7 @@ func TestRateLimitDefaults(t *testing.T) {
 		}
 		id = st.ID
 	}
-	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, nil), "1")
+	wantLimited(t, e.do(http.MethodPost, e.base+"/requests", h.req, nil), "1")
 	for i := range 250 {
 		if r, _ := e.poll(id, ""); r.status != http.StatusOK {
 			t.Fatalf("poll %d: %d %s", i, r.status, r.body)
@@ -275,7 +275,7 @@ func TestRateLimitIssuanceScalesWithRequestTTL(t *testing.T) {
 	rl.Network = authority.Rate{Burst: 5} // the default rate, a small burst
 	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}), func(c *authority.Config) { c.RequestTTL = 100 * time.Minute })
 	h := e.plainHarness()
-	post := func() response { return e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")) }
+	post := func() response { return e.do(http.MethodPost, e.base+"/requests", h.req, client("a")) }
 	passed := func(n int) int {
 		k := 0
 		for range n {
@@ -305,17 +305,17 @@ func TestRateLimitIssuancePerDomain(t *testing.T) {
 	rl.Domain = authority.Rate{PerSecond: 1, Burst: 1}
 	e := newEnv(t, limits(authority.RateLimits{Issuance: rl, Status: off}))
 	h := e.newHarness()
-	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, h.req, client("a")); r.status != http.StatusAccepted {
+	if r := e.do(http.MethodPost, e.base+"/requests", h.req, client("a")); r.status != http.StatusAccepted {
 		t.Fatalf("first issuance: %d %s", r.status, r.body)
 	}
 	other := e.newHarness()
 	other.req.User.Email = "sam@CORP.test"
-	wantLimited(t, e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")), "1")
+	wantLimited(t, e.do(http.MethodPost, e.base+"/requests", other.req, client("b")), "1")
 	if n := e.pendingCount(); n != 1 {
 		t.Errorf("%d pending requests, want 1", n)
 	}
 	e.clock.Advance(time.Second)
-	if r := e.do(http.MethodPost, e.base+authority.PathIssuance, other.req, client("b")); r.status != http.StatusAccepted {
+	if r := e.do(http.MethodPost, e.base+"/requests", other.req, client("b")); r.status != http.StatusAccepted {
 		t.Fatalf("after refill: %d %s", r.status, r.body)
 	}
 }

@@ -100,7 +100,7 @@ func (c MissionChange) applyStage(r *Request, now time.Time) (HistoryRecord, err
 		details["reason"] = c.Reason
 	}
 	note := func(typ string) (HistoryRecord, error) {
-		if r.HistoryCount >= MaxNotedHistory {
+		if r.HistoryCount >= maxNotedHistory {
 			return HistoryRecord{}, ErrStoreFull
 		}
 		return r.Record(pass.HistoryEntry{Type: typ, By: c.By, Details: details}, now)

@@ -154,7 +154,7 @@ func TestStatusLifecycle(t *testing.T) {
 	if err != nil || !got.Decision.Scope.Equal(pass.Scope{"tickets:read"}) {
 		t.Fatalf("approve proposal: %+v %v", got, err)
 	}
-	e.clock.Advance(authority.DefaultRequestTTL)
+	e.clock.Advance((10 * time.Minute))
 	for range 3 {
 		_, p := e.poll(expiring.ID, "")
 		if p == nil || p.Status != pass.StatusExpired {

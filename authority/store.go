@@ -25,7 +25,8 @@ var (
 	// terminal states never change.
 	ErrNotPending = errors.New("authority: request is not pending")
 	// ErrExpired: the request, the pass or the authorization has expired.
-	ErrExpired = errors.New("authority: expired")
+	// It is [pass.ErrExpired], so one errors.Is test serves every package.
+	ErrExpired = pass.ErrExpired
 	// ErrConsumed: the pass was already consumed.
 	ErrConsumed = errors.New("authority: agentpass already consumed")
 	// ErrWrongAudience: the Service presenting the pass is not the one it

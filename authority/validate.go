@@ -169,7 +169,7 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 	out := &pass.ValidationResponse{
 		AuthorizationID: az.ID, User: pass.User{Email: az.User}, Agent: pass.Agent{ID: az.AgentID},
 		Scope: cloneScope(az.Scope), Type: az.Type,
-		Task:                   &pass.ValidatedTask{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
+		Task:                   &pass.Task{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
 		AuthorizationExpiresAt: &exp,
 		Harness:                &pass.HarnessRef{ID: az.HarnessID},
 	}

@@ -7,16 +7,11 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// ServiceInfo is a discovered Service.
-type ServiceInfo struct {
+// Discovered is a discovered Service or Authority: its configuration and
+// the URL the TXT record pointed to.
+type Discovered[C pass.ServiceConfiguration | pass.AuthorityConfiguration] struct {
 	ConfigurationURL string
-	Configuration    *pass.ServiceConfiguration
-}
-
-// AuthorityInfo is a discovered Enterprise Authority.
-type AuthorityInfo struct {
-	ConfigurationURL string
-	Configuration    *pass.AuthorityConfiguration
+	Configuration    *C
 }
 
 // DiscoverService finds the Service at origin (an https:// origin such as a
@@ -24,7 +19,7 @@ type AuthorityInfo struct {
 // the configuration it points to, whose service.origin must equal origin
 // after ASCII serialisation; otherwise the error is a [*MismatchError]. The
 // check stops a record for one host from vouching for another origin.
-func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceInfo, error) {
+func (c *Client) DiscoverService(ctx context.Context, origin string) (*Discovered[pass.ServiceConfiguration], error) {
 	if err := pass.CheckOrigin(origin); err != nil {
 		return nil, fmt.Errorf("%w: origin: %w", ErrInvalidName, err)
 	}
@@ -48,7 +43,7 @@ func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceIn
 	if got != want {
 		return nil, &MismatchError{URL: u, Field: "service.origin", Got: cfg.Service.Origin, Want: want}
 	}
-	return &ServiceInfo{ConfigurationURL: u, Configuration: cfg}, nil
+	return &Discovered[pass.ServiceConfiguration]{ConfigurationURL: u, Configuration: cfg}, nil
 }
 
 // DiscoverEnterprise finds the Enterprise Authority of an e-mail domain: the
@@ -60,7 +55,7 @@ func (c *Client) DiscoverService(ctx context.Context, origin string) (*ServiceIn
 // unusable record) is a discovery failure that must not fall back to other
 // Authorities: an attacker who can break a lookup must not pick the
 // Authority.
-func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*AuthorityInfo, error) {
+func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*Discovered[pass.AuthorityConfiguration], error) {
 	u, err := c.LookupEnterpriseTXT(ctx, emailDomain)
 	if err != nil {
 		return nil, err
@@ -72,5 +67,5 @@ func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*A
 	if cfg.TrustMode != pass.TrustEnterprise {
 		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(cfg.TrustMode), Want: string(pass.TrustEnterprise)}
 	}
-	return &AuthorityInfo{ConfigurationURL: u, Configuration: cfg}, nil
+	return &Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: cfg}, nil
 }

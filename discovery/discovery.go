@@ -20,26 +20,26 @@ import (
 // so a domain's change of Authority (or to "none") takes effect within the
 // hour, and a new record within five minutes.
 const (
-	DefaultDNSTimeout         = 2 * time.Second
-	DefaultMinTTL             = 5 * time.Second
-	DefaultMaxTTL             = time.Hour
-	DefaultMaxNegativeTTL     = 5 * time.Minute
-	DefaultFetchTimeout       = 5 * time.Second
-	DefaultMaxBodyBytes       = 64 << 10
-	DefaultMaxAge             = 5 * time.Minute
-	DefaultMaxAgeCap          = time.Hour
-	DefaultKeyRefetchCooldown = time.Minute
-	DefaultCacheSize          = 1024
+	defaultDNSTimeout         = 2 * time.Second
+	defaultMinTTL             = 5 * time.Second
+	defaultMaxTTL             = time.Hour
+	defaultMaxNegativeTTL     = 5 * time.Minute
+	defaultFetchTimeout       = 5 * time.Second
+	defaultMaxBodyBytes       = 64 << 10
+	defaultMaxAge             = 5 * time.Minute
+	defaultMaxAgeCap          = time.Hour
+	defaultKeyRefetchCooldown = time.Minute
+	defaultCacheSize          = 1024
 
-	// MaxPositiveTTL caps MaxTTL and MaxAge.
-	MaxPositiveTTL = time.Hour
-	// MaxNegativeTTLCap caps MaxNegativeTTL.
-	MaxNegativeTTLCap = 5 * time.Minute
+	// maxPositiveTTL caps MaxTTL and MaxAge.
+	maxPositiveTTL = time.Hour
+	// maxNegativeTTLCap caps MaxNegativeTTL.
+	maxNegativeTTLCap = 5 * time.Minute
 )
 
-// DefaultResolvConf is the file read for nameservers when
+// defaultResolvConf is the file read for nameservers when
 // Config.Nameservers is empty.
-const DefaultResolvConf = "/etc/resolv.conf"
+const defaultResolvConf = "/etc/resolv.conf"
 
 // Config configures a [Client]. The zero value is usable: it reads the
 // nameservers from /etc/resolv.conf and fetches over HTTPS with verified
@@ -55,7 +55,7 @@ type Config struct {
 
 	// DNSTimeout bounds one query to one nameserver, including the TCP
 	// retry after a truncated UDP answer. The caller's context bounds the
-	// whole lookup. If zero, DefaultDNSTimeout (2 s).
+	// whole lookup. If zero, 2 seconds.
 	DNSTimeout time.Duration
 
 	// RequireDNSSEC makes every answer, positive or negative, carry the AD
@@ -67,16 +67,16 @@ type Config struct {
 
 	// MinTTL is the floor applied to DNS TTLs and to HTTP cache lifetimes
 	// (including "no-store"), so that a flood of requests does not become a
-	// flood of lookups. If zero, DefaultMinTTL (5 s).
+	// flood of lookups. If zero, 5 seconds.
 	MinTTL time.Duration
 
-	// MaxTTL caps how long a TXT answer is cached. If zero, DefaultMaxTTL
+	// MaxTTL caps how long a TXT answer is cached. If zero, one hour
 	// (1 h); larger than one hour is an error.
 	MaxTTL time.Duration
 
 	// MaxNegativeTTL caps how long "no record" (NXDOMAIN or NODATA) is
 	// cached; the answer's SOA minimum is used below that cap, MinTTL when
-	// there is no SOA. If zero, DefaultMaxNegativeTTL (5 min); larger than
+	// there is no SOA. If zero, 5 minutes; larger than
 	// five minutes is an error.
 	MaxNegativeTTL time.Duration
 
@@ -105,20 +105,20 @@ type Config struct {
 	// example with otelhttp) without losing them. It must not return nil.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 
-	// FetchTimeout bounds one HTTPS fetch. If zero, DefaultFetchTimeout (5 s).
+	// FetchTimeout bounds one HTTPS fetch. If zero, 5 seconds.
 	FetchTimeout time.Duration
 
-	// MaxBodyBytes bounds a fetched body. If zero, DefaultMaxBodyBytes
+	// MaxBodyBytes bounds a fetched body. If zero, 64 KiB
 	// (64 KiB). Configuration documents are also bounded by
 	// pass.MaxDocumentSize.
 	MaxBodyBytes int64
 
 	// DefaultMaxAge is how long a document without Cache-Control max-age is
-	// cached. If zero, DefaultMaxAge (5 min).
+	// cached. If zero, 5 minutes.
 	DefaultMaxAge time.Duration
 
 	// MaxAge caps how long a document is cached, whatever its headers say.
-	// If zero, DefaultMaxAgeCap (1 h); larger than one hour is an error.
+	// If zero, one hour; larger than one hour is an error.
 	MaxAge time.Duration
 
 	// InsecureAllowPrivateNetworks allows fetches from loopback, private,
@@ -132,12 +132,12 @@ type Config struct {
 
 	// KeyRefetchCooldown is the least time between two fetches of a JWKS
 	// caused by an unknown "kid" (see [Client.LookupKey]). If zero,
-	// DefaultKeyRefetchCooldown (1 min).
+	// one minute.
 	KeyRefetchCooldown time.Duration
 
 	// CacheSize bounds each cache (TXT answers, configurations, JWKS) in
 	// entries; the least recently used entry is evicted. If zero,
-	// DefaultCacheSize (1024).
+	// 1,024.
 	CacheSize int
 
 	// Now is the clock for every expiry decision. If nil, time.Now.
@@ -341,14 +341,14 @@ func New(cfg Config) (*Client, error) {
 		dst       *time.Duration
 		maxReason string
 	}{
-		{"DNSTimeout", cfg.DNSTimeout, DefaultDNSTimeout, 0, &c.dnsTimeout, ""},
-		{"MinTTL", cfg.MinTTL, DefaultMinTTL, 0, &c.minTTL, ""},
-		{"MaxTTL", cfg.MaxTTL, DefaultMaxTTL, MaxPositiveTTL, &c.maxTTL, "positive caching is capped at one hour"},
-		{"MaxNegativeTTL", cfg.MaxNegativeTTL, DefaultMaxNegativeTTL, MaxNegativeTTLCap, &c.maxNegTTL, "negative caching is capped at five minutes"},
-		{"FetchTimeout", cfg.FetchTimeout, DefaultFetchTimeout, 0, &c.fetchTimeout, ""},
-		{"DefaultMaxAge", cfg.DefaultMaxAge, DefaultMaxAge, 0, &c.defaultMaxAge, ""},
-		{"MaxAge", cfg.MaxAge, DefaultMaxAgeCap, MaxPositiveTTL, &c.maxAge, "positive caching is capped at one hour"},
-		{"KeyRefetchCooldown", cfg.KeyRefetchCooldown, DefaultKeyRefetchCooldown, 0, &c.keyCooldown, ""},
+		{"DNSTimeout", cfg.DNSTimeout, defaultDNSTimeout, 0, &c.dnsTimeout, ""},
+		{"MinTTL", cfg.MinTTL, defaultMinTTL, 0, &c.minTTL, ""},
+		{"MaxTTL", cfg.MaxTTL, defaultMaxTTL, maxPositiveTTL, &c.maxTTL, "positive caching is capped at one hour"},
+		{"MaxNegativeTTL", cfg.MaxNegativeTTL, defaultMaxNegativeTTL, maxNegativeTTLCap, &c.maxNegTTL, "negative caching is capped at five minutes"},
+		{"FetchTimeout", cfg.FetchTimeout, defaultFetchTimeout, 0, &c.fetchTimeout, ""},
+		{"defaultMaxAge", cfg.DefaultMaxAge, defaultMaxAge, 0, &c.defaultMaxAge, ""},
+		{"MaxAge", cfg.MaxAge, defaultMaxAgeCap, maxPositiveTTL, &c.maxAge, "positive caching is capped at one hour"},
+		{"KeyRefetchCooldown", cfg.KeyRefetchCooldown, defaultKeyRefetchCooldown, 0, &c.keyCooldown, ""},
 	}
 	for _, d := range durations {
 		switch {
@@ -373,7 +373,7 @@ func New(cfg Config) (*Client, error) {
 	case cfg.MaxBodyBytes < 0:
 		return nil, errors.New("discovery: Config.MaxBodyBytes is negative")
 	case cfg.MaxBodyBytes == 0:
-		c.maxBody = DefaultMaxBodyBytes
+		c.maxBody = defaultMaxBodyBytes
 	default:
 		c.maxBody = cfg.MaxBodyBytes
 	}
@@ -382,7 +382,7 @@ func New(cfg Config) (*Client, error) {
 	case size < 0:
 		return nil, errors.New("discovery: Config.CacheSize is negative")
 	case size == 0:
-		size = DefaultCacheSize
+		size = defaultCacheSize
 	}
 	c.txtCache = newCache[txtResult](size)
 	c.docCache = newCache[any](size)
@@ -406,15 +406,15 @@ func New(cfg Config) (*Client, error) {
 
 func nameservers(list []string) ([]string, error) {
 	if len(list) == 0 {
-		rc, err := dns.ClientConfigFromFile(DefaultResolvConf)
+		rc, err := dns.ClientConfigFromFile(defaultResolvConf)
 		if err != nil {
-			return nil, fmt.Errorf("discovery: no Config.Nameservers and cannot read %s: %w", DefaultResolvConf, err)
+			return nil, fmt.Errorf("discovery: no Config.Nameservers and cannot read %s: %w", defaultResolvConf, err)
 		}
 		for _, s := range rc.Servers {
 			list = append(list, net.JoinHostPort(s, rc.Port))
 		}
 		if len(list) == 0 {
-			return nil, fmt.Errorf("discovery: no Config.Nameservers and none in %s", DefaultResolvConf)
+			return nil, fmt.Errorf("discovery: no Config.Nameservers and none in %s", defaultResolvConf)
 		}
 		return list, nil
 	}

@@ -38,7 +38,7 @@ type txtResult struct {
 // [ErrInvalidRecord] (a record that does not hold exactly one https:// URL),
 // [ErrLookupFailed] (SERVFAIL, timeout, ...) or [ErrInvalidName].
 func (c *Client) LookupServiceTXT(ctx context.Context, host string) (configURL string, err error) {
-	return c.lookup(ctx, ServicePrefix, host, serviceRecord)
+	return c.lookup(ctx, servicePrefix, host, serviceRecord)
 }
 
 // LookupEnterpriseTXT looks up the enterprise discovery record
@@ -50,7 +50,7 @@ func (c *Client) LookupServiceTXT(ctx context.Context, host string) (configURL s
 // [ErrNoRecord], [ErrInvalidRecord], [ErrLookupFailed] or [ErrInvalidName].
 // Only ErrNoRecord allows falling back to Service or federated Authorities.
 func (c *Client) LookupEnterpriseTXT(ctx context.Context, domain string) (configURL string, err error) {
-	return c.lookup(ctx, EnterprisePrefix, domain, enterpriseRecord)
+	return c.lookup(ctx, enterprisePrefix, domain, enterpriseRecord)
 }
 
 func (c *Client) lookup(ctx context.Context, prefix, domain string, kind recordKind) (string, error) {

@@ -74,8 +74,8 @@ func TestLookupOutcomes(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			domain := fmt.Sprintf("case%d.example", i)
-			tt.setup(EnterprisePrefix + domain)
-			tt.setup(ServicePrefix + domain)
+			tt.setup(enterprisePrefix + domain)
+			tt.setup(servicePrefix + domain)
 
 			u, err := c.LookupEnterpriseTXT(bg(), domain)
 			if got := outcome(t, err); got != tt.enterprise {
@@ -260,7 +260,7 @@ func TestTXTCacheExpiry(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			domain := fmt.Sprintf("ttl%d.example", i)
-			name := EnterprisePrefix + domain
+			name := enterprisePrefix + domain
 			srv.SetNegativeTTL(tt.negTTL)
 			if tt.set {
 				srv.SetTXT(name, tt.ttl, cfgURL)
@@ -306,7 +306,7 @@ func TestTXTCacheBounded(t *testing.T) {
 	c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.CacheSize = 3 })
 	for i := range 10 {
 		d := fmt.Sprintf("b%d.example", i)
-		srv.SetTXT(EnterprisePrefix+d, 300, cfgURL)
+		srv.SetTXT(enterprisePrefix+d, 300, cfgURL)
 		if _, err := c.LookupEnterpriseTXT(bg(), d); err != nil {
 			t.Fatal(err)
 		}
@@ -315,10 +315,10 @@ func TestTXTCacheBounded(t *testing.T) {
 		t.Errorf("cache holds %d entries, want 3", n)
 	}
 	// The most recent entries stayed.
-	if _, err := c.LookupEnterpriseTXT(bg(), "b9.example"); err != nil || srv.Queries(EnterprisePrefix+"b9.example") != 1 {
+	if _, err := c.LookupEnterpriseTXT(bg(), "b9.example"); err != nil || srv.Queries(enterprisePrefix+"b9.example") != 1 {
 		t.Errorf("b9 evicted")
 	}
-	if _, err := c.LookupEnterpriseTXT(bg(), "b0.example"); err != nil || srv.Queries(EnterprisePrefix+"b0.example") != 2 {
+	if _, err := c.LookupEnterpriseTXT(bg(), "b0.example"); err != nil || srv.Queries(enterprisePrefix+"b0.example") != 2 {
 		t.Errorf("b0 not evicted")
 	}
 }
@@ -479,10 +479,10 @@ func TestNewValidation(t *testing.T) {
 func TestLookupCNAMELoopIsFailure(t *testing.T) {
 	srv := dnstest.NewServer(t)
 	c, _ := newTestClient(t, srv, nil)
-	loop := EnterprisePrefix + "loop.example"
+	loop := enterprisePrefix + "loop.example"
 	srv.SetCNAME(loop, 60, "a.loop.example")
 	srv.SetCNAME("a.loop.example", 60, loop)
-	long := EnterprisePrefix + "long.example"
+	long := enterprisePrefix + "long.example"
 	prev := long
 	for i := range maxCNAMEs + 1 {
 		next := fmt.Sprintf("hop%d.long.example", i)

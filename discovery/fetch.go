@@ -96,7 +96,7 @@ func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (*fe
 }
 
 // lifetime is how long a response may be cached: Cache-Control max-age minus
-// Age, DefaultMaxAge without max-age, the MinTTL floor for "no-store" and
+// Age, 5 minutes without max-age, the MinTTL floor for "no-store" and
 // "no-cache", all bounded by [MinTTL, MaxAge], so a document can neither be
 // cached past what its server said nor (whatever it said) for long.
 func (c *Client) lifetime(h http.Header) time.Duration {

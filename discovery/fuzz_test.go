@@ -10,7 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/agentpass-go/agentpass/discovery/dnstest"
+	"github.com/agentpass-go/agentpass/internal/dnstxt"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -92,7 +92,7 @@ func FuzzUnescapeTXT(f *testing.F) {
 		if len(raw) > 255 {
 			raw = raw[:255]
 		}
-		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{dnstest.Escape(raw)}}
+		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{dnstxt.Escape(raw)}}
 		buf := make([]byte, 2048)
 		off, err := dns.PackRR(rr, buf, 0, nil, false)
 		if err != nil {
@@ -148,7 +148,7 @@ func FuzzLifetime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cc, age string) {
 		h := http.Header{"Cache-Control": {cc}, "Age": {age}}
 		d := c.lifetime(h)
-		if d < DefaultMinTTL || d > time.Hour {
+		if d < defaultMinTTL || d > time.Hour {
 			t.Fatalf("lifetime(%q, age %q) = %v", cc, age, d)
 		}
 	})

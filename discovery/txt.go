@@ -18,8 +18,8 @@ const (
 // Name prefixes of the two TXT records: Service discovery by host,
 // enterprise discovery by e-mail domain.
 const (
-	ServicePrefix    = "_agentpass-service."
-	EnterprisePrefix = "_agentpass."
+	servicePrefix    = "_agentpass-service."
+	enterprisePrefix = "_agentpass."
 )
 
 // valueNone is the enterprise record value that disables delegation. It is

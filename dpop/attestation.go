@@ -32,9 +32,9 @@ const (
 	TierUnverified Tier = "unverified"
 )
 
-// DefaultAttestationTTL is the lifetime of attestations created by
+// defaultAttestationTTL is the lifetime of attestations created by
 // HarnessAttestation when ttl is zero.
-const DefaultAttestationTTL = 5 * time.Minute
+const defaultAttestationTTL = 5 * time.Minute
 
 // Attester is a trusted attestation issuer with its pinned keys. Keys are
 // pinned by local policy, never discovered from the token's iss: otherwise
@@ -86,7 +86,7 @@ type AttestationVerifierConfig struct {
 	// agent ids (the Registered tier). May be nil.
 	Registered map[string]string
 	// MaxLifetime bounds exp - iat of attestations. Zero means
-	// DefaultAttestationMaxLifetime (1 h).
+	// one hour.
 	MaxLifetime time.Duration
 	// Skew is the clock leeway. Zero means DefaultSkew (60 s).
 	Skew time.Duration
@@ -129,7 +129,7 @@ func NewAttestationVerifier(cfg AttestationVerifierConfig) (*AttestationVerifier
 		attesters:  slices.Clone(cfg.Attesters),
 		fetcher:    cfg.Fetcher,
 		registered: registered,
-		maxLife:    orDefault(cfg.MaxLifetime, DefaultAttestationMaxLifetime),
+		maxLife:    orDefault(cfg.MaxLifetime, defaultAttestationMaxLifetime),
 		skew:       orDefault(cfg.Skew, DefaultSkew),
 		now:        nowOr(cfg.Now),
 	}, nil
@@ -230,7 +230,7 @@ func (v *AttestationVerifier) checkClaims(tok *jwtcheck.Token, harnessID, thumb 
 	}
 	// Defaults again here, so that a zero value can never accept a token
 	// with unbounded times.
-	rules := jwtcheck.TimeRules{Skew: orDefault(v.skew, DefaultSkew), MaxLifetime: orDefault(v.maxLife, DefaultAttestationMaxLifetime)}
+	rules := jwtcheck.TimeRules{Skew: orDefault(v.skew, DefaultSkew), MaxLifetime: orDefault(v.maxLife, defaultAttestationMaxLifetime)}
 	if err := jwtcheck.CheckTimes(tok, nowOr(v.now)(), rules); err != nil {
 		return checkErr(ErrInvalidAttestation, err)
 	}
@@ -325,9 +325,9 @@ type attestationWire struct {
 // HarnessAttestation creates a harness attestation (§3.1.2) signed by k,
 // the vendor's key: iss = issuer, sub = the verified agent identity (which
 // must be the harness.id the Harness will send), cnf.jwk = the Harness's
-// public holder key, typ [TypeAttestation]. It is the vendor side, used by
+// public holder key, typ "agentpass-attestation+jwt". It is the vendor side, used by
 // attestation services and the devnet. A zero ttl means
-// DefaultAttestationTTL; a zero now means time.Now().
+// 5 minutes; a zero now means time.Now().
 func (k *Key) HarnessAttestation(issuer, subject string, holderJWK json.RawMessage, ttl time.Duration, now time.Time) (string, error) {
 	if issuer == "" || subject == "" {
 		return "", fmt.Errorf("dpop: harness attestation: empty issuer or subject")
@@ -343,8 +343,8 @@ func (k *Key) HarnessAttestation(issuer, subject string, holderJWK json.RawMessa
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return k.sign(TypeAttestation, false, attestationWire{
+	return k.sign(typeAttestation, false, attestationWire{
 		Issuer: issuer, Subject: subject, Cnf: cnfClaim{JWK: raw},
-		IssuedAt: now.Unix(), Expiry: now.Add(orDefault(ttl, DefaultAttestationTTL)).Unix(),
+		IssuedAt: now.Unix(), Expiry: now.Add(orDefault(ttl, defaultAttestationTTL)).Unix(),
 	})
 }

@@ -133,7 +133,7 @@ func TestAttestationVerify(t *testing.T) {
 			Now:        fixed(now),
 		})
 	}
-	kidHeader := func(k *Key) map[string]any { return map[string]any{"kid": k.KeyID(), "typ": TypeAttestation} }
+	kidHeader := func(k *Key) map[string]any { return map[string]any{"kid": k.KeyID(), "typ": typeAttestation} }
 	good := func(t *testing.T) string { return craft(t, vendor, kidHeader(vendor), baseAttClaims(t, holder), nil) }
 	tests := []struct {
 		name     string
@@ -217,7 +217,7 @@ func TestAttestationVerify(t *testing.T) {
 			return craft(t, nil, map[string]any{"alg": "HS256", "kid": vendor.KeyID()}, baseAttClaims(t, holder), vendor.PublicJSON())
 		}},
 		{name: "kind confusion: proof typ", reason: "wrong typ", token: func(t *testing.T) string {
-			return craft(t, vendor, map[string]any{"typ": TypeProof}, baseAttClaims(t, holder), nil)
+			return craft(t, vendor, map[string]any{"typ": typeProof}, baseAttClaims(t, holder), nil)
 		}},
 		{name: "attestation without harness.cnf (G-21)", reason: "without harness.cnf", token: good,
 			harness: func(tok string) pass.HarnessInfo {

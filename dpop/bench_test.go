@@ -166,7 +166,7 @@ func BenchmarkAttestationVerify(b *testing.B) {
 }
 
 func BenchmarkMemoryReplayCacheSeen(b *testing.B) {
-	c := NewMemoryReplayCache(1<<20, fixed(t0))
+	c := NewMemoryReplayCache(WithLimit(1<<20), WithClock(fixed(t0)))
 	ctx := context.Background()
 	jtis := make([]string, 1<<16)
 	for i := range jtis {

@@ -38,7 +38,7 @@
 // A Service verifies the proof against the cnf of the validation response:
 //
 //	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: origin,
-//		Replay: dpop.NewMemoryReplayCache(0, nil)}) // or dpoppg for replicas
+//		Replay: dpop.NewMemoryReplayCache()}) // or dpoppg for replicas
 //	claims, err := v.Verify(ctx, redemption.HarnessProof.JWT, validation.Cnf.JWK,
 //		dpop.ProofRequest{Method: r.Method, URL: redeemURL, AgentPass: passValue,
 //			RequireBinding: true})
@@ -77,7 +77,7 @@
 //   - DPoP ([Key.DPoPProof], [DPoPVerifier]): RFC 9449 proofs, so a Service
 //     can issue bearer tokens bound to the Harness key (cnf.jkt) and a
 //     leaked token is as useless as a leaked pass.
-//   - Signing keys ([KeySet], [SignJWT]): a current key plus retiring keys,
+//   - Signing keys ([KeySet]): a current key plus retiring keys,
 //     all published in the JWKS, so rotation never breaks an assertion in
 //     flight.
 //
@@ -97,8 +97,8 @@
 //  4. Clock skew defaults to 60 s; proofs and task attestations live at most
 //     300 s, harness attestations at most 1 h, so a stolen token is soon
 //     useless.
-//  5. Each kind of token has its own typ ([TypeProof],
-//     [TypeTaskAttestation], [TypeAttestation], [TypeDPoP]) and claim set;
+//  5. Each kind of token has its own typ ("agentpass-proof+jwt",
+//     "agentpass-task+jwt", "agentpass-attestation+jwt", "dpop+jwt") and claim set;
 //     a token of one kind is never accepted as another, although proofs
 //     and task attestations are signed with the same key. A token
 //     without typ, or with the generic "JWT", is accepted from a plain v0.1

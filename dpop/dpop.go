@@ -18,9 +18,9 @@ type dpopWire struct {
 	Nonce    string `json:"nonce,omitempty"`
 }
 
-// TokenHash returns the ath value for an access token: base64url (no
+// tokenHash returns the ath value for an access token: base64url (no
 // padding) of the SHA-256 of its ASCII bytes (RFC 9449 §4.2).
-func TokenHash(accessToken string) string { return PassHash(accessToken) }
+func tokenHash(accessToken string) string { return PassHash(accessToken) }
 
 // DPoPProof creates an RFC 9449 DPoP proof JWT signed with k: typ
 // dpop+jwt, the public key in the jwk header, a fresh jti, htm = method,
@@ -31,7 +31,7 @@ func (k *Key) DPoPProof(method, url, accessToken, nonce string, now time.Time) (
 	if method == "" {
 		return "", fmt.Errorf("dpop: DPoP proof: empty method")
 	}
-	htu, err := NormalizeHTU(url)
+	htu, err := normalizeHTU(url)
 	if err != nil {
 		return "", fmt.Errorf("dpop: DPoP proof: %w", err)
 	}
@@ -40,12 +40,12 @@ func (k *Key) DPoPProof(method, url, accessToken, nonce string, now time.Time) (
 	}
 	w := dpopWire{HTM: method, HTU: htu, IssuedAt: now.Unix(), Nonce: nonce}
 	if accessToken != "" {
-		w.ATH = TokenHash(accessToken)
+		w.ATH = tokenHash(accessToken)
 	}
 	if w.JTI, err = newJTI(); err != nil {
 		return "", err
 	}
-	return k.sign(TypeDPoP, true, w)
+	return k.sign(typeDPoP, true, w)
 }
 
 // DPoPClaims are the verified claims of a DPoP proof.
@@ -144,9 +144,9 @@ func (v *DPoPVerifier) Verify(ctx context.Context, proof, method, url, accessTok
 // compact JWS with typ dpop+jwt and an allow-listed algorithm; a public
 // asymmetric jwk header (no kid, jku, x5u or x5c) that verifies the
 // signature; jti, htm, htu and iat present; htm equal to method; htu equal
-// to url after NormalizeHTU; iat no more than Skew in the future and no
+// to url after normalisation; iat no more than Skew in the future and no
 // older than MaxAge + Skew; when accessToken is not empty, ath equal to
-// TokenHash(accessToken) and the key's thumbprint equal to wantJKT (the
+// tokenHash(accessToken) and the key's thumbprint equal to wantJKT (the
 // token's cnf.jkt, required with a token); and the nonce accepted when the
 // verifier has a Nonce function. It records nothing: call Record once
 // every other check of the request has passed, so that proofs which fail
@@ -179,7 +179,7 @@ func (v *DPoPVerifier) Check(proof, method, url, accessToken, wantJKT string) (*
 		return nil, newErr(ErrInvalidDPoP, "missing iat")
 	case c.HTM != method:
 		return nil, newErr(ErrInvalidDPoP, "htm mismatch")
-	case !SameHTU(c.HTU, url):
+	case !sameHTU(c.HTU, url):
 		return nil, newErr(ErrInvalidDPoP, "htu mismatch")
 	}
 	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxAge: v.maxAge}); err != nil {
@@ -200,7 +200,7 @@ func (v *DPoPVerifier) Check(proof, method, url, accessToken, wantJKT string) (*
 		if c.ATH == "" {
 			return nil, newErr(ErrInvalidDPoP, "missing ath")
 		}
-		if subtle.ConstantTimeCompare([]byte(c.ATH), []byte(TokenHash(accessToken))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(c.ATH), []byte(tokenHash(accessToken))) != 1 {
 			return nil, newErr(ErrInvalidDPoP, "ath mismatch")
 		}
 	}

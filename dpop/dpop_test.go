@@ -29,12 +29,12 @@ func jwkMap(t testing.TB, k *Key) map[string]any {
 
 func baseDPoPClaims() map[string]any {
 	return map[string]any{
-		"jti": "dpop-jti-1", "htm": "GET", "htu": apiURL, "iat": t0.Unix(), "ath": TokenHash(accessToken),
+		"jti": "dpop-jti-1", "htm": "GET", "htu": apiURL, "iat": t0.Unix(), "ath": tokenHash(accessToken),
 	}
 }
 
 func newDPoPVerifier(t testing.TB, now time.Time) *DPoPVerifier {
-	return mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now)})
+	return mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(now))), Now: fixed(now)})
 }
 
 // RFC 9449 §4.2: the proof DPoPProof makes verifies, and binds to the
@@ -52,11 +52,11 @@ func TestDPoPRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := jws.Signatures[0].Header
-			if h.ExtraHeaders["typ"] != TypeDPoP || h.JSONWebKey == nil || h.KeyID != "" {
+			if h.ExtraHeaders["typ"] != typeDPoP || h.JSONWebKey == nil || h.KeyID != "" {
 				t.Errorf("header = %+v", h)
 			}
 			at := t0.Add(2 * time.Second)
-			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(at)), Now: fixed(at), Nonce: func(n string) error {
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(at))), Now: fixed(at), Nonce: func(n string) error {
 				if n != "n-1" {
 					return errors.New("stale")
 				}
@@ -66,7 +66,7 @@ func TestDPoPRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := &DPoPClaims{JTI: got.JTI, HTM: "GET", HTU: apiURL, ATH: TokenHash(accessToken),
+			want := &DPoPClaims{JTI: got.JTI, HTM: "GET", HTU: apiURL, ATH: tokenHash(accessToken),
 				Nonce: "n-1", IssuedAt: t0, JKT: k.Thumbprint()}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("claims (-want +got):\n%s", diff)
@@ -99,7 +99,7 @@ func TestDPoPRoundTrip(t *testing.T) {
 func TestDPoPVerify(t *testing.T) {
 	k := mustKey(t, "ES256")
 	other := mustKey(t, "ES256")
-	hdr := func(k *Key) map[string]any { return map[string]any{"typ": TypeDPoP, "jwk": jwkMap(t, k)} }
+	hdr := func(k *Key) map[string]any { return map[string]any{"typ": typeDPoP, "jwk": jwkMap(t, k)} }
 	good := func(t *testing.T) string { return craft(t, k, hdr(k), baseDPoPClaims(), nil) }
 	privJWK := func() map[string]any {
 		priv := jose.JSONWebKey{Key: k.Signer()}
@@ -132,7 +132,7 @@ func TestDPoPVerify(t *testing.T) {
 			return craft(t, k, with(hdr(k), "typ", "JWT"), baseDPoPClaims(), nil)
 		}, reason: "typ must be"},
 		{name: "harness proof typ", token: func(t *testing.T) string {
-			return craft(t, k, with(hdr(k), "typ", TypeProof), baseDPoPClaims(), nil)
+			return craft(t, k, with(hdr(k), "typ", typeProof), baseDPoPClaims(), nil)
 		}, reason: "typ must be"},
 		{name: "no jwk header", token: func(t *testing.T) string {
 			return craft(t, k, with(hdr(k), "jwk", nil), baseDPoPClaims(), nil)
@@ -180,7 +180,7 @@ func TestDPoPVerify(t *testing.T) {
 		}, reason: "expired"},
 		{name: "replayed jti", twice: true, token: good, reason: "replayed", also: ErrReplay},
 		{name: "wrong ath", token: func(t *testing.T) string {
-			return craft(t, k, hdr(k), with(baseDPoPClaims(), "ath", TokenHash("other")), nil)
+			return craft(t, k, hdr(k), with(baseDPoPClaims(), "ath", tokenHash("other")), nil)
 		}, reason: "ath mismatch"},
 		{name: "missing ath", token: func(t *testing.T) string {
 			return craft(t, k, hdr(k), with(baseDPoPClaims(), "ath", nil), nil)
@@ -196,7 +196,7 @@ func TestDPoPVerify(t *testing.T) {
 			if now.IsZero() {
 				now = t0
 			}
-			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(100, fixed(now)), Now: fixed(now), Nonce: tt.nonce})
+			v := mustDPoPVerifier(t, DPoPVerifierConfig{Replay: NewMemoryReplayCache(WithLimit(100), WithClock(fixed(now))), Now: fixed(now), Nonce: tt.nonce})
 			method, url, jkt, at := "GET", apiURL, k.Thumbprint(), accessToken
 			if tt.method != "" {
 				method = tt.method
@@ -247,7 +247,7 @@ func TestDPoPVerifierConfig(t *testing.T) {
 	}
 	// Review Low 5: a MaxAge of centuries overflowed the replay record.
 	for _, cfg := range []DPoPVerifierConfig{{MaxAge: 24*time.Hour + 1}, {Skew: 200 * 365 * 24 * time.Hour}} {
-		cfg.Replay, cfg.Now = NewMemoryReplayCache(1, nil), fixed(t0)
+		cfg.Replay, cfg.Now = NewMemoryReplayCache(WithLimit(1)), fixed(t0)
 		if v, err := NewDPoPVerifier(cfg); !errors.Is(err, ErrInvalidConfig) || v != nil {
 			t.Errorf("MaxAge %v, Skew %v: NewDPoPVerifier = %v, %v; want ErrInvalidConfig", cfg.MaxAge, cfg.Skew, v, err)
 		}

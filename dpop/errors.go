@@ -2,9 +2,6 @@ package dpop
 
 import (
 	"errors"
-	"strings"
-
-	"github.com/agentpass-go/agentpass/pass"
 )
 
 // Sentinel errors. Every error this package returns matches exactly one of
@@ -84,83 +81,4 @@ func newErr(kind error, reason string) error { return &Error{Kind: kind, Reason:
 
 func wrapErr(kind error, reason string, err error) error {
 	return &Error{Kind: kind, Reason: reason, Err: err}
-}
-
-// proofReasons maps the reason of a failed proof check to the fixed wire
-// reason a peer may see. Keys are matched as prefixes of [Error.Reason],
-// longest first; jwtcheck's reasons pass through checkErr unchanged.
-var proofReasons = []struct {
-	prefix string
-	reason pass.ProofReason
-}{
-	{"missing htm", pass.ProofMissingHTM},
-	{"missing htu", pass.ProofMissingHTU},
-	{"missing aph", pass.ProofMissingAPH},
-	{"missing ath", pass.ProofWrongATH},
-	{"missing iss", pass.ProofMissingClaim},
-	{"missing aud", pass.ProofMissingClaim},
-	{"missing jti", pass.ProofMissingClaim},
-	{"missing iat", pass.ProofMissingClaim},
-	{"missing exp", pass.ProofMissingClaim},
-	{"missing alg", pass.ProofBadHeader},
-	{"missing jwk", pass.ProofBadHeader},
-	{"htm mismatch", pass.ProofWrongHTM},
-	{"htu mismatch", pass.ProofWrongHTU},
-	{"aph mismatch", pass.ProofWrongAPH},
-	{"ath mismatch", pass.ProofWrongATH},
-	{"aud", pass.ProofWrongAudience},
-	{"iss mismatch", pass.ProofWrongIssuer},
-	{"task attestation claims", pass.ProofWrongKind},
-	{"exp not allowed", pass.ProofWrongKind},
-	{"expired", pass.ProofExpired},
-	{"too old", pass.ProofExpired},
-	{"iat in the future", pass.ProofNotYetValid},
-	{"not yet valid", pass.ProofNotYetValid},
-	{"lifetime exceeds", pass.ProofLifetime},
-	{"exp not after iat", pass.ProofLifetime},
-	{"jti replayed", pass.ProofReplayed},
-	{"jti too long", pass.ProofMalformed},
-	{"bad signature", pass.ProofBadSignature},
-	{"alg", pass.ProofBadAlg},
-	{"typ", pass.ProofBadTyp},
-	{"wrong typ", pass.ProofBadTyp},
-	{"forbidden header", pass.ProofBadHeader},
-	{"kid header", pass.ProofBadHeader},
-	{"jwk header", pass.ProofBadHeader},
-	{"malformed header encoding", pass.ProofMalformed},
-	{"malformed header", pass.ProofBadHeader},
-	{"header is not", pass.ProofBadHeader},
-	{"cnf.jwk", pass.ProofBadKey},
-	{"key", pass.ProofBadKey},
-	{"nonce", pass.ProofWrongNonce},
-	{"stale nonce", pass.ProofWrongNonce},
-	{"empty token", pass.ProofMalformed},
-	{"token too large", pass.ProofMalformed},
-	{"not a compact JWS", pass.ProofMalformed},
-	{"malformed", pass.ProofMalformed},
-	{"claims are not", pass.ProofMalformed},
-}
-
-// RefusalReason returns why a proof verification failed, as one of the
-// fixed reasons a Service or Authority may send to the proof's sender
-// (never the token or the detail of the check, which belong in logs). A
-// replay gives [pass.ProofReplayed]; an error of no known check gives
-// [pass.ProofInvalid].
-func RefusalReason(err error) pass.ProofReason {
-	if errors.Is(err, ErrReplay) {
-		return pass.ProofReplayed
-	}
-	var e *Error
-	if !errors.As(err, &e) {
-		return pass.ProofInvalid
-	}
-	if errors.Is(e.Kind, ErrInvalidKey) {
-		return pass.ProofBadKey
-	}
-	for _, r := range proofReasons {
-		if strings.HasPrefix(e.Reason, r.prefix) {
-			return r.reason
-		}
-	}
-	return pass.ProofInvalid
 }

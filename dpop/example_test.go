@@ -41,7 +41,7 @@ func Example() {
 	clock := func() time.Time { return now.Add(2 * time.Second) }
 	v, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{
 		Audience: "https://api.example.com",
-		Replay:   dpop.NewMemoryReplayCache(0, clock), // same clock as the verifier
+		Replay:   dpop.NewMemoryReplayCache(dpop.WithClock(clock)), // same clock as the verifier
 		Now:      clock,
 	})
 	if err != nil {
@@ -132,7 +132,7 @@ func ExampleDPoPVerifier_Verify() {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	key, _ := dpop.GenerateKey("")
 	clock := func() time.Time { return now }
-	v, err := dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{Replay: dpop.NewMemoryReplayCache(0, clock), Now: clock})
+	v, err := dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{Replay: dpop.NewMemoryReplayCache(dpop.WithClock(clock)), Now: clock})
 	if err != nil {
 		panic(err)
 	}

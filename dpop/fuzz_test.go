@@ -67,11 +67,11 @@ func FuzzNormalizeHTU(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := NormalizeHTU(s)
+		n, err := normalizeHTU(s)
 		if err != nil {
 			return
 		}
-		n2, err := NormalizeHTU(n)
+		n2, err := normalizeHTU(n)
 		if err != nil || n2 != n {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", s, n, n2, err)
 		}
@@ -169,14 +169,14 @@ func FuzzDPoPVerify(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(tok)
-	addTokenSeeds(f, fk.holder, map[string]any{"typ": TypeDPoP, "jwk": jwkMap(f, fk.holder)}, baseDPoPClaims())
+	addTokenSeeds(f, fk.holder, map[string]any{"typ": typeDPoP, "jwk": jwkMap(f, fk.holder)}, baseDPoPClaims())
 	f.Fuzz(func(t *testing.T, tok string) {
 		v := newDPoPVerifier(t, t0.Add(time.Second))
 		c, err := v.Verify(context.Background(), tok, "GET", apiURL, accessToken, fk.holder.Thumbprint())
 		if err != nil {
 			return
 		}
-		if c.JKT != fk.holder.Thumbprint() || c.ATH != TokenHash(accessToken) {
+		if c.JKT != fk.holder.Thumbprint() || c.ATH != tokenHash(accessToken) {
 			t.Fatalf("accepted DPoP proof with claims %+v", c)
 		}
 	})

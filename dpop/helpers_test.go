@@ -139,3 +139,15 @@ func tamper(tok string) string {
 	parts[1] = string(p)
 	return strings.Join(parts, ".")
 }
+
+// signJWT signs arbitrary claims with k (typ "JWT" when empty), for tests
+// that need a token no public signer makes.
+func signJWT(k *Key, typ string, claims any) (string, error) {
+	if k == nil {
+		return "", newErr(ErrInvalidKey, "nil key")
+	}
+	if typ == "" {
+		typ = "JWT"
+	}
+	return k.sign(typ, false, claims)
+}

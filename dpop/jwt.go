@@ -12,12 +12,12 @@ import (
 // way round. Our senders always
 // set them; our verifiers accept a token without typ, or with the generic
 // "JWT", from a plain v0.1 peer, but never a token carrying another kind's
-// typ. DPoP proofs must carry [TypeDPoP] (RFC 9449 §4.2).
+// typ. DPoP proofs must carry "dpop+jwt" (RFC 9449 §4.2).
 const (
-	TypeProof           = jwtcheck.TypeProof
-	TypeTaskAttestation = jwtcheck.TypeTaskAttestation
-	TypeAttestation     = jwtcheck.TypeAttestation
-	TypeDPoP            = jwtcheck.TypeDPoP
+	typeProof           = jwtcheck.TypeProof
+	typeTaskAttestation = jwtcheck.TypeTaskAttestation
+	typeAttestation     = jwtcheck.TypeAttestation
+	typeDPoP            = jwtcheck.TypeDPoP
 )
 
 // Defaults, applied when the matching field or argument is zero. The spec
@@ -26,14 +26,14 @@ const (
 const (
 	// DefaultSkew is the clock leeway applied to exp, iat and nbf.
 	DefaultSkew = 60 * time.Second
-	// DefaultProofTTL is the lifetime of proofs and task attestations we
+	// defaultProofTTL is the lifetime of proofs and task attestations we
 	// create.
-	DefaultProofTTL = 60 * time.Second
+	defaultProofTTL = 60 * time.Second
 	// DefaultMaxLifetime bounds exp - iat of harness proofs and task
 	// attestations, and the age of DPoP proofs.
 	DefaultMaxLifetime = 300 * time.Second
-	// DefaultAttestationMaxLifetime bounds exp - iat of harness attestations.
-	DefaultAttestationMaxLifetime = time.Hour
+	// defaultAttestationMaxLifetime bounds exp - iat of harness attestations.
+	defaultAttestationMaxLifetime = time.Hour
 )
 
 // maxConfigLifetime caps the configurable lifetimes and skews: a replay
@@ -49,18 +49,4 @@ func (k *Key) sign(typ string, embedJWK bool, claims any) (string, error) {
 		return "", fmt.Errorf("dpop: %w", err)
 	}
 	return s, nil
-}
-
-// SignJWT signs claims (anything that encodes as a JSON object) as a compact
-// JWT with k, with the kid and typ headers ("JWT" when typ is empty) and a
-// random jti claim unless claims carry one. It is the building block for
-// Service and Authority assertions; callers choose and check the claims.
-func SignJWT(k *Key, typ string, claims any) (string, error) {
-	if k == nil {
-		return "", newErr(ErrInvalidKey, "nil key")
-	}
-	if typ == "" {
-		typ = "JWT"
-	}
-	return k.sign(typ, false, claims)
 }

@@ -260,11 +260,11 @@ func TestNewKey(t *testing.T) {
 	}
 }
 
-func TestSignJWT(t *testing.T) {
+func TestSign(t *testing.T) {
 	for _, alg := range []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"} {
 		t.Run(alg, func(t *testing.T) {
 			k := mustKey(t, alg)
-			tok, err := SignJWT(k, "example+jwt", map[string]any{"iss": "https://a.example", "n": 1})
+			tok, err := signJWT(k, "example+jwt", map[string]any{"iss": "https://a.example", "n": 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +297,7 @@ func TestSignJWT(t *testing.T) {
 		})
 	}
 	// A jti the caller chose is kept; no typ means "JWT".
-	tok, err := SignJWT(mustKey(t, ""), "", map[string]any{"jti": "mine"})
+	tok, err := signJWT(mustKey(t, ""), "", map[string]any{"jti": "mine"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +312,10 @@ func TestSignJWT(t *testing.T) {
 		t.Errorf("payload = %s", p)
 	}
 	k := mustKey(t, "")
-	if _, err := SignJWT(k, "", []string{"not", "an", "object"}); err == nil {
-		t.Error("SignJWT accepted claims that are not an object")
+	if _, err := signJWT(k, "", []string{"not", "an", "object"}); err == nil {
+		t.Error("signJWT accepted claims that are not an object")
 	}
-	if _, err := SignJWT(nil, "", map[string]any{}); !errors.Is(err, ErrInvalidKey) {
-		t.Errorf("SignJWT(nil) = %v, want ErrInvalidKey", err)
+	if _, err := signJWT(nil, "", map[string]any{}); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("signJWT(nil) = %v, want ErrInvalidKey", err)
 	}
 }

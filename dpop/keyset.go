@@ -16,9 +16,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// MaxRetiringKeys bounds how many retiring public keys a KeySet keeps; when
+// maxRetiringKeys bounds how many retiring public keys a KeySet keeps; when
 // a rotation exceeds it, the oldest retiring key is dropped.
-const MaxRetiringKeys = 8
+const maxRetiringKeys = 8
 
 // maxKeyFileBytes bounds a key file read by LoadKeySet.
 const maxKeyFileBytes = 1 << 20
@@ -44,8 +44,8 @@ func NewKeySet(current *Key, retiring ...jose.JSONWebKey) (*KeySet, error) {
 	if current == nil {
 		return nil, newErr(ErrInvalidKey, "nil current key")
 	}
-	if len(retiring) > MaxRetiringKeys {
-		return nil, newErr(ErrInvalidKey, fmt.Sprintf("more than %d retiring keys", MaxRetiringKeys))
+	if len(retiring) > maxRetiringKeys {
+		return nil, newErr(ErrInvalidKey, fmt.Sprintf("more than %d retiring keys", maxRetiringKeys))
 	}
 	s := &KeySet{current: current}
 	seen := map[string]bool{current.kid: true}
@@ -137,7 +137,7 @@ func (s *KeySet) PublicKey(kid string) (jose.JSONWebKey, bool) {
 
 // Rotate makes next the current key and keeps the previous current key's
 // public half as the newest retiring key, so tokens it signed keep
-// verifying. At most [MaxRetiringKeys] retiring keys are kept (the oldest is
+// verifying. At most 8 retiring keys are kept (the oldest is
 // dropped). A nil next is ignored; rotating to a key already in the set
 // promotes it.
 func (s *KeySet) Rotate(next *Key) {
@@ -158,8 +158,8 @@ func (s *KeySet) Rotate(next *Key) {
 			kept = append(kept, k)
 		}
 	}
-	if len(kept) > MaxRetiringKeys {
-		kept = kept[:MaxRetiringKeys]
+	if len(kept) > maxRetiringKeys {
+		kept = kept[:maxRetiringKeys]
 	}
 	s.current, s.retiring = next, kept
 }

@@ -45,7 +45,7 @@ func TestKeySetRotation(t *testing.T) {
 		t.Errorf("JWKS kids (-want +got):\n%s", diff)
 	}
 	// A token signed by a retiring key still verifies with the published key.
-	tok, err := SignJWT(k1, "", map[string]string{"iss": "x"})
+	tok, err := signJWT(k1, "", map[string]string{"iss": "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +89,11 @@ func TestKeySetBoundsRetiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range MaxRetiringKeys + 3 {
+	for range maxRetiringKeys + 3 {
 		s.Rotate(mustKey(t, ""))
 	}
-	if got := len(s.JWKS().Keys); got != MaxRetiringKeys+1 {
-		t.Errorf("JWKS has %d keys, want %d", got, MaxRetiringKeys+1)
+	if got := len(s.JWKS().Keys); got != maxRetiringKeys+1 {
+		t.Errorf("JWKS has %d keys, want %d", got, maxRetiringKeys+1)
 	}
 }
 
@@ -148,7 +148,7 @@ func TestKeySetConcurrent(t *testing.T) {
 					if len(s.JWKS().Keys) == 0 {
 						t.Error("empty JWKS")
 					}
-					if _, err := SignJWT(s.Current(), "", map[string]int{"n": j}); err != nil {
+					if _, err := signJWT(s.Current(), "", map[string]int{"n": j}); err != nil {
 						t.Error(err)
 					}
 				}

@@ -33,7 +33,7 @@ type ProofParams struct {
 	// AgentPass is the pass value being redeemed; the proof carries its
 	// hash (aph), never the value. Optional, but our Harness always sets it.
 	AgentPass string
-	// TTL is exp - iat. Zero means DefaultProofTTL (60 s).
+	// TTL is exp - iat. Zero means 60 seconds.
 	TTL time.Duration
 	// Now is the proof's iat. Zero means time.Now().
 	Now time.Time
@@ -58,7 +58,7 @@ type proofWire struct {
 }
 
 // HarnessProof creates a harness_proof JWT (§3.1.1) signed with k, with typ
-// [TypeProof] and a fresh random jti, plus the holder-binding draft's htm,
+// "agentpass-proof+jwt" and a fresh random jti, plus the holder-binding draft's htm,
 // htu and aph, which tie the proof to one request and one pass. Send a new
 // proof with every redemption request. A TTL above [DefaultMaxLifetime] is
 // refused: every verifier with default settings would reject the proof.
@@ -75,7 +75,7 @@ func (k *Key) HarnessProof(p ProofParams) (string, error) {
 	}
 	w := proofWire{Issuer: p.HarnessID, Audience: aud, HTM: p.Method}
 	if p.URL != "" {
-		if w.HTU, err = NormalizeHTU(p.URL); err != nil {
+		if w.HTU, err = normalizeHTU(p.URL); err != nil {
 			return "", fmt.Errorf("dpop: harness proof: %w", err)
 		}
 	}
@@ -87,11 +87,11 @@ func (k *Key) HarnessProof(p ProofParams) (string, error) {
 		now = time.Now()
 	}
 	w.IssuedAt = now.Unix()
-	w.Expiry = now.Add(orDefault(p.TTL, DefaultProofTTL)).Unix()
+	w.Expiry = now.Add(orDefault(p.TTL, defaultProofTTL)).Unix()
 	if w.JTI, err = newJTI(); err != nil {
 		return "", err
 	}
-	return k.sign(TypeProof, false, w)
+	return k.sign(typeProof, false, w)
 }
 
 // ProofRequest is what the Service knows about the redemption request a
@@ -311,7 +311,7 @@ func checkBinding(c *claims, req ProofRequest) error {
 	if c.HTM != "" && (req.Method == "" || c.HTM != req.Method) {
 		return newErr(ErrInvalidProof, "htm mismatch")
 	}
-	if c.HTU != "" && !SameHTU(c.HTU, req.URL) {
+	if c.HTU != "" && !sameHTU(c.HTU, req.URL) {
 		return newErr(ErrInvalidProof, "htu mismatch")
 	}
 	if c.APH != "" {
@@ -329,11 +329,11 @@ func PassHash(agentPass string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// NormalizeHTU returns the form of an http(s) URL used for htu: lower-case
+// normalizeHTU returns the form of an http(s) URL used for htu: lower-case
 // scheme and host, no default port, no user information, query or
 // fragment, an empty path written "/", and percent-encoding normalised
 // (RFC 9449 §4.3, RFC 3986 §6.2.2). Dot segments are not removed.
-func NormalizeHTU(raw string) (string, error) {
+func normalizeHTU(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("htu: not a URL")
@@ -360,14 +360,14 @@ func NormalizeHTU(raw string) (string, error) {
 	return norm.String(), nil
 }
 
-// SameHTU reports whether two URLs are equal after NormalizeHTU. Invalid
+// sameHTU reports whether two URLs are equal after normalizeHTU. Invalid
 // URLs are never equal.
-func SameHTU(a, b string) bool {
-	na, err := NormalizeHTU(a)
+func sameHTU(a, b string) bool {
+	na, err := normalizeHTU(a)
 	if err != nil {
 		return false
 	}
-	nb, err := NormalizeHTU(b)
+	nb, err := normalizeHTU(b)
 	if err != nil {
 		return false
 	}

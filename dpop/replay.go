@@ -44,17 +44,11 @@ type ReplayLookup interface {
 // ErrInvalidProof): a Service should answer 503.
 var ErrReplayCacheFull = errors.New("dpop: replay cache full")
 
-// DefaultReplayCacheSize is the capacity of a MemoryReplayCache created
-// with maxEntries <= 0: 10,000 verifications a second, each remembered for
-// the longest a verifier with default settings keeps a pair (a lifetime of
+// defaultReplayCacheSize is the capacity of a MemoryReplayCache without
+// WithLimit: 10,000 verifications a second, each remembered for the longest
+// a verifier with default settings keeps a pair (a lifetime of
 // DefaultMaxLifetime plus DefaultSkew on each side, 7 minutes).
-//
-// Size a cache as rate × lifetime. A smaller bound refuses honest traffic
-// once the rate is reached (every proof then fails with
-// ErrReplayCacheFull); no bound at all lets a flood exhaust memory. An
-// entry costs about 130 bytes, so a full default cache holds about 550 MB;
-// memory grows with the entries actually held, not with the bound.
-const DefaultReplayCacheSize = 10_000 * 420
+const defaultReplayCacheSize = 10_000 * 420
 
 // issuerShare and reserveShare set the per-issuer quota: once fewer than
 // capacity/reserveShare places are free, an issuer holding
@@ -94,19 +88,48 @@ var (
 	_ ReplayLookup = (*MemoryReplayCache)(nil)
 )
 
-// NewMemoryReplayCache returns a cache holding at most maxEntries unexpired
-// pairs (DefaultReplayCacheSize if maxEntries <= 0; see there for sizing).
-// now is the clock; nil means time.Now. Give it the same clock as the
-// verifiers that use it: the cache forgets a pair once its own clock passes
-// exp, so a cache clock running ahead of the verifier's would let replays
-// through.
-func NewMemoryReplayCache(maxEntries int, now func() time.Time) *MemoryReplayCache {
-	if maxEntries <= 0 {
-		maxEntries = DefaultReplayCacheSize
+// MemoryOption configures a MemoryReplayCache.
+type MemoryOption func(*memoryOptions)
+
+type memoryOptions struct {
+	limit int
+	now   func() time.Time
+}
+
+// WithLimit bounds the cache to n unexpired pairs (n <= 0 keeps the
+// default, 4,200,000: 10,000 verifications a second for the 7 minutes a
+// default verifier remembers a pair). Size a cache as rate × lifetime: a
+// smaller bound refuses honest traffic once the rate is reached (every
+// proof then fails with ErrReplayCacheFull); no bound at all lets a flood
+// exhaust memory. An entry costs about 130 bytes, so a full default cache
+// holds about 550 MB; memory grows with the entries held, not the bound.
+func WithLimit(n int) MemoryOption {
+	return func(o *memoryOptions) {
+		if n > 0 {
+			o.limit = n
+		}
 	}
-	if now == nil {
-		now = time.Now
+}
+
+// WithClock sets the cache's clock (nil keeps time.Now). Give it the same
+// clock as the verifiers that use it: the cache forgets a pair once its own
+// clock passes exp, so a cache clock running ahead of the verifier's would
+// let replays through.
+func WithClock(now func() time.Time) MemoryOption {
+	return func(o *memoryOptions) {
+		if now != nil {
+			o.now = now
+		}
 	}
+}
+
+// NewMemoryReplayCache returns an empty cache.
+func NewMemoryReplayCache(opts ...MemoryOption) *MemoryReplayCache {
+	o := memoryOptions{limit: defaultReplayCacheSize, now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	maxEntries, now := o.limit, o.now
 	lim := expiryset.Limits{
 		Max:      maxEntries,
 		PerOwner: max(1, maxEntries/issuerShare),

@@ -25,7 +25,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestMemoryReplayCache(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: t0}
-	c := NewMemoryReplayCache(2, clk.Now)
+	c := NewMemoryReplayCache(WithLimit(2), WithClock(clk.Now))
 	seen := func(iss, jti string, exp time.Time) bool {
 		t.Helper()
 		r, err := c.Seen(ctx, iss, jti, exp)
@@ -80,7 +80,7 @@ func TestMemoryReplayCache(t *testing.T) {
 // Seen is an atomic check-and-insert: of many concurrent callers with the
 // same pair exactly one wins.
 func TestMemoryReplayCacheConcurrent(t *testing.T) {
-	c := NewMemoryReplayCache(1000, fixed(t0))
+	c := NewMemoryReplayCache(WithLimit(1000), WithClock(fixed(t0)))
 	var fresh atomic.Int32
 	var wg sync.WaitGroup
 	for range 64 {
@@ -103,8 +103,8 @@ func TestMemoryReplayCacheConcurrent(t *testing.T) {
 }
 
 func TestMemoryReplayCacheDefaults(t *testing.T) {
-	c := NewMemoryReplayCache(0, nil)
-	if c.lim.Max != DefaultReplayCacheSize {
+	c := NewMemoryReplayCache()
+	if c.lim.Max != defaultReplayCacheSize {
 		t.Errorf("max = %d", c.lim.Max)
 	}
 	if r, err := c.Seen(context.Background(), "i", "j", time.Now().Add(time.Minute)); r || err != nil {
@@ -118,7 +118,7 @@ func TestMemoryReplayCacheDefaults(t *testing.T) {
 // full; B, under its share, still gets in; only a full cache refuses B.
 func TestMemoryReplayCacheIssuerQuota(t *testing.T) {
 	ctx := context.Background()
-	c := NewMemoryReplayCache(1024, fixed(t0)) // share 16, reserve 256
+	c := NewMemoryReplayCache(WithLimit(1024), WithClock(fixed(t0))) // share 16, reserve 256
 	exp := t0.Add(time.Minute)
 	var accepted int
 	for i := range 2000 {
@@ -154,7 +154,7 @@ func TestMemoryReplayCacheIssuerQuota(t *testing.T) {
 func TestMemoryReplayCacheEvictsExpiredFirst(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: t0}
-	c := NewMemoryReplayCache(4, clk.Now)
+	c := NewMemoryReplayCache(WithLimit(4), WithClock(clk.Now))
 	for i, ttl := range []time.Duration{10, 20, 30, 40} {
 		if _, err := c.Seen(ctx, fmt.Sprint("iss-", i), "j", t0.Add(ttl*time.Second)); err != nil {
 			t.Fatal(err)
@@ -187,7 +187,7 @@ func TestMemoryReplayCacheEvictsExpiredFirst(t *testing.T) {
 func TestMemoryReplayCacheContains(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: t0}
-	c := NewMemoryReplayCache(10, clk.Now)
+	c := NewMemoryReplayCache(WithLimit(10), WithClock(clk.Now))
 	var lookup ReplayLookup = c
 	if ok, err := lookup.Contains(ctx, "h", "j"); err != nil || ok {
 		t.Fatalf("Contains before Seen = %v, %v", ok, err)
@@ -218,7 +218,7 @@ func TestMemoryReplayCacheContains(t *testing.T) {
 // The default bound serves 10,000 verifications a second from one issuer
 // for five minutes (the sizing rule: rate × lifetime), yet is a bound.
 func TestMemoryReplayCacheDefaultSizing(t *testing.T) {
-	c := NewMemoryReplayCache(0, nil)
+	c := NewMemoryReplayCache()
 	if lone := c.lim.Max - c.lim.Reserve; lone < 10_000*300 {
 		t.Errorf("a lone issuer may hold %d entries, fewer than 10,000/s × 300 s", lone)
 	}

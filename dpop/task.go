@@ -29,10 +29,10 @@ type taskWire struct {
 }
 
 // TaskAttestation creates a task attestation JWT (§3.1.3)
-// signed with the holder-binding key k, with typ [TypeTaskAttestation]:
+// signed with the holder-binding key k, with typ "agentpass-task+jwt":
 // iss = harnessID, task_id = taskID, task_description_hash =
 // DescriptionHash(description), iat = now, exp = now + ttl. A zero ttl
-// means DefaultProofTTL (60 s); a zero now means time.Now().
+// means 60 seconds; a zero now means time.Now().
 func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Duration, now time.Time) (string, error) {
 	if harnessID == "" || taskID == "" {
 		return "", fmt.Errorf("dpop: task attestation: empty harness id or task id")
@@ -40,12 +40,12 @@ func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Du
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return k.sign(TypeTaskAttestation, false, taskWire{
+	return k.sign(typeTaskAttestation, false, taskWire{
 		Issuer:   harnessID,
 		TaskID:   taskID,
 		Hash:     DescriptionHash(description),
 		IssuedAt: now.Unix(),
-		Expiry:   now.Add(orDefault(ttl, DefaultProofTTL)).Unix(),
+		Expiry:   now.Add(orDefault(ttl, defaultProofTTL)).Unix(),
 	})
 }
 
@@ -56,7 +56,7 @@ func (k *Key) TaskAttestation(harnessID, taskID, description string, ttl time.Du
 //  1. holder binding is present: cnf (harness.cnf.jwk) is a valid public
 //     JWK, since the attestation is signed with it;
 //  2. the signature verifies with cnf, under the algorithm allow-list and
-//     header rules (typ absent, "JWT" or TypeTaskAttestation);
+//     header rules (typ absent, "JWT" or "agentpass-task+jwt");
 //  3. task_id equals taskID;
 //  4. task_description_hash equals DescriptionHash(description), compared
 //     case-insensitively in constant time, so the task the User approves is

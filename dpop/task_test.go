@@ -37,7 +37,7 @@ func baseTaskClaims() map[string]any {
 	}
 }
 
-var taskHeader = map[string]any{"typ": TypeTaskAttestation}
+var taskHeader = map[string]any{"typ": typeTaskAttestation}
 
 // TATT-2, TATT-4: a Harness-built attestation carries every claim and
 // verifies with harness.cnf.jwk.
@@ -58,7 +58,7 @@ func TestTaskAttestationRoundTrip(t *testing.T) {
 			}
 			c := &tt.Claims
 			if c.Issuer != harnessID || *c.TaskID != taskID || len(*c.TaskDescriptionHash) != 64 ||
-				c.Expiry.Time().Sub(c.IssuedAt.Time()) > 300*time.Second || tt.Typ != TypeTaskAttestation {
+				c.Expiry.Time().Sub(c.IssuedAt.Time()) > 300*time.Second || tt.Typ != typeTaskAttestation {
 				t.Errorf("claims = %+v, typ %q", c, tt.Typ)
 			}
 		})

@@ -23,26 +23,15 @@ const maxPollFailures = 5
 // maxReasonLen bounds the denial reason kept from an Authority.
 const maxReasonLen = 512
 
-// Task is the unit of work a pass is requested for (§2.1).
-type Task struct {
-	// ID is task.id. If empty, Acquire assigns a random one.
-	ID string
-	// Description is task.description, the natural-language description
-	// of what the agent intends to do, shown to the approver. Required.
-	Description string
-	// Class is an optional task-class tag (task.class) an Authority's
-	// templates may match: 1 to 64 letters, digits, '.', '_' or '-'.
-	Class string
-}
-
 // Request describes the pass to acquire.
 type Request struct {
 	// Service is the Service origin, e.g. "https://todo.example". Required.
 	Service string
 	// User is the e-mail address of the User the agent acts for. Required.
 	User string
-	// Task is the task the pass is for. Task.Description is required.
-	Task Task
+	// Task is the task the pass is for. Task.Description is required; an
+	// empty Task.ID gets a random one; Attestation is set by the Harness.
+	Task pass.Task
 	// Type is the redemption flow. If empty, pass.BearerToken.
 	Type pass.PassType
 	// Destination is the page a browser session should land on
@@ -90,7 +79,7 @@ type Grant struct {
 	Branch      Branch
 	HarnessID   string
 	User        string
-	Task        Task
+	Task        pass.Task
 	RequestID   string
 	Destination string
 	// ExpiresAt is the status document's expires_at, or zero.
@@ -560,7 +549,7 @@ func (c *Client) requestIssuance(ctx context.Context, a *acquisition) (*pass.Iss
 	}
 	a.statusOK = true
 	if !a.req.NoTaskAttestation {
-		jwt, err := key.TaskAttestation(c.harnessID, g.Task.ID, g.Task.Description, DefaultTaskAttestationTTL, now)
+		jwt, err := key.TaskAttestation(c.harnessID, g.Task.ID, g.Task.Description, defaultTaskAttestationTTL, now)
 		if err != nil {
 			return nil, fmt.Errorf("harness: task attestation: %w", err)
 		}
@@ -716,7 +705,7 @@ func (c *Client) getStatus(ctx context.Context, a *acquisition, statusURL string
 			Method:    http.MethodGet,
 			URL:       statusURL,
 			AgentPass: g.RequestID,
-			TTL:       DefaultTaskAttestationTTL,
+			TTL:       defaultTaskAttestationTTL,
 			Now:       c.now(),
 		})
 		if err != nil {

@@ -111,7 +111,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Errorf("task attestation lifetime %v s (TATT-3)", life)
 	}
 	// H-POLL-4: poll_after_ms 2000 is honoured; the first wait is the issuance hint (100 ms raised to MinPoll).
-	if diff := cmp.Diff([]time.Duration{DefaultMinPoll, 2 * time.Second}, rec.all()); diff != "" {
+	if diff := cmp.Diff([]time.Duration{defaultMinPoll, 2 * time.Second}, rec.all()); diff != "" {
 		t.Errorf("poll waits (-want +got):\n%s", diff)
 	}
 	// Issue #13: the request signals the hardening, so no one can redeem
@@ -124,7 +124,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 	}
 	// G-2 extension: every poll carries a holder proof for the status URL.
 	statusURL := authSvc + "/status/" + requestID
-	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	pv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: authSvc, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(fixedNow)), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestAcquireAndRedeemBearer(t *testing.T) {
 		t.Fatal("no harness_proof (H-RED-5)")
 	}
 	// HB-4..6 with the holder-binding extension (htm, htu, aph).
-	sv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svcOrigin, Replay: dpop.NewMemoryReplayCache(100, fixedNow), Now: fixedNow})
+	sv, err := dpop.NewProofVerifier(dpop.ProofVerifierConfig{Audience: svcOrigin, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(fixedNow)), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +612,7 @@ func TestPollingBackoff(t *testing.T) {
 		t.Fatalf("waits = %d, want 21", len(d))
 	}
 	for k, v := range d {
-		if v < 200*time.Millisecond || v < MinPollFloor || v > 5*time.Second {
+		if v < 200*time.Millisecond || v < minPollFloor || v > 5*time.Second {
 			t.Errorf("wait %d = %v outside [MinPoll, MaxPoll]", k, v)
 		}
 		if k > 0 && v < d[k-1] {
@@ -629,8 +629,8 @@ func TestPollAfterFloor(t *testing.T) {
 	for _, tt := range []struct {
 		ms   int64
 		want time.Duration
-	}{{0, DefaultMinPoll}, {10, DefaultMinPoll}, {1500, 1500 * time.Millisecond}, {1 << 60, MaxPollAfter}} {
-		c := &Client{minPoll: DefaultMinPoll, maxPoll: DefaultMaxPoll, jitter: func() float64 { return 0 }}
+	}{{0, defaultMinPoll}, {10, defaultMinPoll}, {1500, 1500 * time.Millisecond}, {1 << 60, maxPollAfter}} {
+		c := &Client{minPoll: defaultMinPoll, maxPoll: defaultMaxPoll, jitter: func() float64 { return 0 }}
 		if got := c.pollDelay(&tt.ms, &backoff{}); got != tt.want {
 			t.Errorf("poll_after_ms %d: wait %v, want %v", tt.ms, got, tt.want)
 		}
@@ -768,7 +768,7 @@ func TestPrivateAddressesRefused(t *testing.T) {
 
 // G-37, H-POLL-4: a 429 whose Retry-After asks for more than
 // Config.MaxRetryWait ends the polling with the error, as documented, instead
-// of waiting up to MaxPollAfter and polling again, forever.
+// of waiting up to 5 minutes and polling again, forever.
 func TestG37_PollRetryAfterBeyondMaxRetryWait(t *testing.T) {
 	f := newFake(t)
 	f.status = func(w http.ResponseWriter, n int, _ *http.Request) {

@@ -16,14 +16,14 @@ type backoff struct {
 
 // pollDelay returns how long to wait before the next poll. With
 // poll_after_ms it is that hint, raised to MinPoll and capped at
-// MaxPollAfter. Without, it is an exponential backoff from
+// 5 minutes. Without, it is an exponential backoff from
 // MinPoll, doubling, capped at MaxPoll, with up to 25 % of jitter taken off
 // each step; the delays never decrease and never go below MinPoll, so there
 // is no tight loop.
 func (c *Client) pollDelay(pollAfterMS *int64, b *backoff) time.Duration {
 	if pollAfterMS != nil {
-		ms := min(max(*pollAfterMS, 0), MaxPollAfter.Milliseconds())
-		return min(max(time.Duration(ms)*time.Millisecond, c.minPoll), MaxPollAfter)
+		ms := min(max(*pollAfterMS, 0), maxPollAfter.Milliseconds())
+		return min(max(time.Duration(ms)*time.Millisecond, c.minPoll), maxPollAfter)
 	}
 	if b.base == 0 {
 		b.base = c.minPoll

@@ -40,12 +40,12 @@ type ChildOffer struct {
 	// Authority is the Authority identifier, the proof's audience.
 	Authority string
 	// Task is the sub-task.
-	Task Task
+	Task pass.Task
 }
 
 // ChildProofs are what a sub-agent hands its parent: its public key, a
 // fresh proof of that key bound to the parent mission, and its attestation
-// of the sub-task. They are valid for DefaultTaskAttestationTTL.
+// of the sub-task. They are valid for 60 seconds.
 type ChildProofs struct {
 	PublicKey       json.RawMessage
 	Proof           string
@@ -73,7 +73,7 @@ type Child struct {
 
 // Offer returns the offer for a sub-agent named suffix ([a-z0-9_-], at
 // most 32 characters) that is to do task.
-func (m *Mission) Offer(suffix string, task Task) (ChildOffer, error) {
+func (m *Mission) Offer(suffix string, task pass.Task) (ChildOffer, error) {
 	id := m.harnessID + "/" + suffix
 	if _, ok := pass.ChildSuffix(id); !ok {
 		return ChildOffer{}, fmt.Errorf("%w: child suffix %q is not 1 to 32 characters [a-z0-9_-]", ErrInvalidRequest, suffix)
@@ -94,7 +94,7 @@ func ProveChild(key *dpop.Key, offer ChildOffer, delegateURL string, now time.Ti
 		return ChildProofs{}, fmt.Errorf("%w: no child key", ErrInvalidRequest)
 	}
 	p := dpop.ProofParams{HarnessID: offer.HarnessID, Audience: offer.Authority, AgentPass: pass.ChildKeyBinding(offer.ParentMissionID, key.Thumbprint()),
-		TTL: DefaultTaskAttestationTTL, Now: now}
+		TTL: defaultTaskAttestationTTL, Now: now}
 	if delegateURL != "" {
 		p.Method, p.URL = http.MethodPost, delegateURL
 	}
@@ -102,7 +102,7 @@ func ProveChild(key *dpop.Key, offer ChildOffer, delegateURL string, now time.Ti
 	if err != nil {
 		return ChildProofs{}, fmt.Errorf("harness: child proof: %w", err)
 	}
-	att, err := key.TaskAttestation(offer.HarnessID, offer.Task.ID, offer.Task.Description, DefaultTaskAttestationTTL, now)
+	att, err := key.TaskAttestation(offer.HarnessID, offer.Task.ID, offer.Task.Description, defaultTaskAttestationTTL, now)
 	if err != nil {
 		return ChildProofs{}, fmt.Errorf("harness: child task attestation: %w", err)
 	}
@@ -188,7 +188,7 @@ func (m *Mission) Delegate(ctx context.Context, c Child) (*Grant, error) {
 // nothing about which of the two acts, and the Authority cannot tell. Hand
 // the Grant over and drop every other reference to it. Prefer Offer,
 // ProveChild (in the sub-agent) and Delegate.
-func (m *Mission) DelegateNewKey(ctx context.Context, suffix string, task Task, scope pass.Scope, expiresIn time.Duration) (*Grant, error) {
+func (m *Mission) DelegateNewKey(ctx context.Context, suffix string, task pass.Task, scope pass.Scope, expiresIn time.Duration) (*Grant, error) {
 	offer, err := m.Offer(suffix, task)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@
 //	g, err := c.Acquire(ctx, harness.Request{
 //		Service: "https://todo.example",
 //		User:    "alex@corp.example",
-//		Task:    harness.Task{Description: "Close the tickets fixed by release 1.4"},
+//		Task:    pass.Task{Description: "Close the tickets fixed by release 1.4"},
 //	})
 //	tok, err := c.RedeemBearerToken(ctx, g, harness.RedeemOptions{RequestedScope: pass.Scope{"tickets:write"}})
 //	resp, err := tok.HTTPClient(nil).Get("https://todo.example/api/tickets")

@@ -32,7 +32,7 @@ func newClient(t *testing.T, e *e2e.Env, mod func(*harness.Config)) *harness.Cli
 		HTTPClient: e.Client,
 		Discovery:  e.Discovery(t),
 		Now:        e.Clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	}
@@ -50,7 +50,7 @@ func task(user string) harness.Request {
 	return harness.Request{
 		Service: e2e.AppOrigin,
 		User:    user,
-		Task:    harness.Task{Description: "Triage my open tickets"},
+		Task:    pass.Task{Description: "Triage my open tickets"},
 	}
 }
 
@@ -85,9 +85,9 @@ func TestE2EBranches(t *testing.T) {
 		wantTrust pass.TrustMode
 	}{
 		{name: "enterprise", user: e2e.EnterpriseUser, wantAuth: e2e.EnterpriseID},
-		{name: "service authority", user: e2e.SoloUser, service: func(c *service.Config) { c.PreferServiceAuthority = true }, wantAuth: e2e.ServiceAuthID},
+		{name: "service authority", user: e2e.SoloUser, service: func(c *service.Config) { c.AuthorityChoice = service.PreferServiceAuthority }, wantAuth: e2e.ServiceAuthID},
 		{name: "federated with chooser", user: e2e.SoloUser, service: func(c *service.Config) { c.ServiceAuthority = nil }, chooser: true, wantAuth: e2e.Federated2ID},
-		{name: "service and federated offered together G-36", user: e2e.SoloUser, service: func(c *service.Config) { c.OfferServiceAndFederated = true }, chooser: true, wantAuth: e2e.Federated2ID},
+		{name: "service and federated offered together G-36", user: e2e.SoloUser, service: func(c *service.Config) { c.AuthorityChoice = service.OfferServiceAndFederated }, chooser: true, wantAuth: e2e.Federated2ID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestE2EPendingThenHumanApproval(t *testing.T) {
 
 // A pending request that nobody decides expires: ErrExpired.
 func TestE2EExpired(t *testing.T) {
-	_, c := manual(t, func(e *e2e.Env, p harness.Progress) { e.Clock.Advance(authority.DefaultRequestTTL + time.Second) })
+	_, c := manual(t, func(e *e2e.Env, p harness.Progress) { e.Clock.Advance((10 * time.Minute) + time.Second) })
 	_, err := c.Acquire(context.Background(), task(e2e.EnterpriseUser))
 	if !errors.Is(err, harness.ErrExpired) {
 		t.Fatalf("err = %v, want ErrExpired", err)
@@ -325,7 +325,7 @@ func TestE2EReplayedPassRejected(t *testing.T) {
 	harness.ForgetUse(g) // present the same pass again, as a replaying attacker would
 	_, err = c.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
 	var re *harness.RedemptionError
-	if !errors.As(err, &re) || !errors.Is(err, pass.ErrConsumed) || re.StatusCode() != http.StatusConflict {
+	if !errors.As(err, &re) || !errors.Is(err, pass.ErrConsumed) || re.Err.Status != http.StatusConflict {
 		t.Fatalf("replay: %v, want a 409 RedemptionError", err)
 	}
 }
@@ -347,7 +347,7 @@ func TestE2EWrongKeyRejected(t *testing.T) {
 	g.Key = other
 	_, err = c.RedeemBearerToken(ctx, g, harness.RedeemOptions{})
 	var re *harness.RedemptionError
-	if !errors.As(err, &re) || !errors.Is(err, pass.ErrUnauthenticated) || re.StatusCode() != http.StatusUnauthorized {
+	if !errors.As(err, &re) || !errors.Is(err, pass.ErrUnauthenticated) || re.Err.Status != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %v, want a 401 RedemptionError", err)
 	}
 }
@@ -395,7 +395,7 @@ func TestE2EDPoPAndRevocation(t *testing.T) {
 	if _, err := e.Enterprise.Revoke(ctx, auths[0].ID, "admin@corp.test", "laptop lost"); err != nil {
 		t.Fatal(err)
 	}
-	e.Clock.Advance(service.DefaultCheckInterval + time.Second)
+	e.Clock.Advance((30 * time.Second) + time.Second)
 	_, err = whoami(t, e, tok, http.MethodGet)
 	if !errors.Is(err, harness.ErrTokenRejected) || !errors.Is(err, pass.ErrRevoked) {
 		t.Fatalf("after revocation: %v, want ErrTokenRejected / delegation_revoked", err)

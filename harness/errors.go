@@ -36,8 +36,9 @@ var (
 	// [*DeniedError] with the reason.
 	ErrDenied = errors.New("harness: issuance denied")
 	// ErrExpired: the issuance request expired, or the Authority no longer
-	// knows it (404/410 while polling).
-	ErrExpired = errors.New("harness: issuance request expired")
+	// knows it (404/410 while polling). It is [pass.ErrExpired], so one
+	// errors.Is test serves every package.
+	ErrExpired = pass.ErrExpired
 	// ErrCanceled: the issuance request was canceled at the Authority.
 	ErrCanceled = errors.New("harness: issuance request canceled")
 	// ErrRedemption: the Service rejected the redemption. The error is a
@@ -181,14 +182,6 @@ func (e *RedemptionError) Unwrap() []error {
 		return []error{ErrRedemption}
 	}
 	return []error{ErrRedemption, e.Err}
-}
-
-// StatusCode returns the HTTP status of the Service's answer.
-func (e *RedemptionError) StatusCode() int {
-	if e.Err == nil {
-		return 0
-	}
-	return e.Err.Status
 }
 
 // APIError is an error answer of a Service API called with a token (see

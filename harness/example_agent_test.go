@@ -14,7 +14,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // An agent's tool-calling loop. A model picks the next tool; every tool
@@ -39,7 +38,7 @@ func ExampleTokenSource_toolLoop() {
 	ts := c.TokenSource(harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{Description: "Triage my open tickets"},
+		Task:    pass.Task{Description: "Triage my open tickets"},
 	}, harness.TokenSourceOptions{RetryInvalidToken: true, Reacquire: true})
 	defer ts.Close()
 	api := &http.Client{Transport: ts.Transport(n.Client.Transport)}
@@ -113,7 +112,7 @@ func revokeAll(n *e2e.Env) {
 			log.Fatal(err)
 		}
 	}
-	n.Clock.Advance(service.DefaultCheckInterval + time.Second)
+	n.Clock.Advance((30 * time.Second) + time.Second)
 }
 
 // approve stands in for the person who opens the approval page.

@@ -15,7 +15,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // An orchestrator splits its task between two sub-agents, each with its
@@ -36,7 +35,7 @@ func ExampleMission_Delegate() {
 	g, err := orchestrator.Acquire(ctx, harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{ID: "task-7", Description: "Triage the support queue"},
+		Task:    pass.Task{ID: "task-7", Description: "Triage the support queue"},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -49,7 +48,7 @@ func ExampleMission_Delegate() {
 	// spawn hands a sub-task to a new sub-agent and returns the sub-agent's
 	// token and mission id.
 	spawn := func(suffix, what string, scope pass.Scope) (*harness.Token, string) {
-		offer, err := m.Offer(suffix, harness.Task{ID: "task-7." + suffix, Description: what})
+		offer, err := m.Offer(suffix, pass.Task{ID: "task-7." + suffix, Description: what})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -115,7 +114,7 @@ func ExampleMission_Delegate() {
 	if _, err := n.Enterprise.Revoke(ctx, writerMission, "alex@corp.test", "not needed"); err != nil {
 		log.Fatal(err)
 	}
-	n.Clock.Advance(service.DefaultCheckInterval + time.Second)
+	n.Clock.Advance((30 * time.Second) + time.Second)
 	call("writer", writer, http.MethodPost)
 	call("reader", reader, http.MethodGet)
 	call("orchestrator", own, http.MethodGet)

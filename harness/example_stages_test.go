@@ -13,7 +13,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // A staged tool-calling loop. The agent asks for a plan: read first, write
@@ -34,7 +33,7 @@ func ExampleMission_Gate() {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{Description: "Find duplicate tickets and file a summary"},
+		Task:    pass.Task{Description: "Find duplicate tickets and file a summary"},
 		Stages: []pass.Stage{
 			{Name: "discover", Scope: pass.Scope{"tickets:read"}},
 			{Name: "report", Scope: pass.Scope{"tickets:read", "tickets:write"}, Gate: pass.GatePolicy},
@@ -73,7 +72,7 @@ func ExampleMission_Gate() {
 			fmt.Println(t.name+": moved to stage", rec.AuthorityModel.Stage)
 			// The Service learns the new stage at its next authorization
 			// check; the example's clock moves there.
-			n.Clock.Advance(service.DefaultCheckInterval + time.Second)
+			n.Clock.Advance((30 * time.Second) + time.Second)
 		case errors.Is(err, harness.ErrOutsideMission):
 			fmt.Println(t.name + ": outside the mission, not run")
 			continue

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/harness"
@@ -31,7 +32,7 @@ func network(opts e2e.Options) (*e2e.Env, harness.Config) {
 		HarnessID:  "acme-build-bot",
 		HTTPClient: n.Client,
 		Discovery:  n.NewDiscovery(),
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The example network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	}
@@ -51,7 +52,7 @@ func Example() {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{ID: "task-42", Description: "List my open tickets"},
+		Task:    pass.Task{ID: "task-42", Description: "List my open tickets"},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -105,7 +106,7 @@ func ExampleConfig_chooseAuthority() {
 	g, err := c.Acquire(context.Background(), harness.Request{
 		Service: "https://app.test",
 		User:    "sam@solo.test", // a domain without an Enterprise Authority
-		Task:    harness.Task{Description: "List my open tickets"},
+		Task:    pass.Task{Description: "List my open tickets"},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -126,7 +127,7 @@ func ExampleChoiceRequiredError() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	req := harness.Request{Service: "https://app.test", User: "sam@solo.test", Task: harness.Task{Description: "List my open tickets"}}
+	req := harness.Request{Service: "https://app.test", User: "sam@solo.test", Task: pass.Task{Description: "List my open tickets"}}
 
 	_, err = c.Acquire(context.Background(), req)
 	var choice *harness.ChoiceRequiredError
@@ -172,7 +173,7 @@ func ExampleConfig_progress() {
 	_, err = c.Acquire(context.Background(), harness.Request{
 		Service: "https://app.test",
 		User:    "alex@corp.test",
-		Task:    harness.Task{Description: "Close stale tickets"},
+		Task:    pass.Task{Description: "Close stale tickets"},
 	})
 	var denied *harness.DeniedError
 	fmt.Println(errors.As(err, &denied), errors.Is(err, harness.ErrDenied))
@@ -195,7 +196,7 @@ func ExampleClient_RedeemBrowserSession() {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service:     "https://app.test",
 		User:        "alex@corp.test",
-		Task:        harness.Task{Description: "Look at my tickets"},
+		Task:        pass.Task{Description: "Look at my tickets"},
 		Type:        pass.BrowserSession,
 		Destination: "https://app.test/tickets",
 	})
@@ -245,7 +246,7 @@ func ExampleCheckResponse() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	g, err := c.Acquire(ctx, harness.Request{Service: "https://app.test", User: "alex@corp.test", Task: harness.Task{Description: "Read tickets"}})
+	g, err := c.Acquire(ctx, harness.Request{Service: "https://app.test", User: "alex@corp.test", Task: pass.Task{Description: "Read tickets"}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -330,7 +330,7 @@ func (f *fake) client(cfg Config) (*Client, *recorder) {
 }
 
 func bearerRequest() Request {
-	return Request{Service: svcOrigin, User: userEmail, Task: Task{ID: "task-1", Description: "Read my open tickets"}}
+	return Request{Service: svcOrigin, User: userEmail, Task: pass.Task{ID: "task-1", Description: "Read my open tickets"}}
 }
 
 func mustJSON(v any) string {

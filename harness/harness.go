@@ -17,26 +17,26 @@ import (
 
 // Defaults of [Config].
 const (
-	// DefaultMinPoll is the default floor between two status polls.
-	DefaultMinPoll = 250 * time.Millisecond
-	// MinPollFloor is the smallest MinPoll accepted: the Harness never polls
+	// defaultMinPoll is the default floor between two status polls.
+	defaultMinPoll = 250 * time.Millisecond
+	// minPollFloor is the smallest MinPoll accepted: the Harness never polls
 	// in a tight loop, whatever the Authority's poll_after_ms.
-	MinPollFloor = 100 * time.Millisecond
-	// DefaultMaxPoll caps the backoff between polls when the Authority gives
+	minPollFloor = 100 * time.Millisecond
+	// defaultMaxPoll caps the backoff between polls when the Authority gives
 	// no poll_after_ms.
-	DefaultMaxPoll = 10 * time.Second
-	// MaxPollAfter caps how long an Authority's poll_after_ms can make the
+	defaultMaxPoll = 10 * time.Second
+	// maxPollAfter caps how long an Authority's poll_after_ms can make the
 	// Harness wait between two polls.
-	MaxPollAfter = 5 * time.Minute
-	// DefaultMaxRetryWait bounds how long a 429 answer's Retry-After makes
+	maxPollAfter = 5 * time.Minute
+	// defaultMaxRetryWait bounds how long a 429 answer's Retry-After makes
 	// the Harness wait before retrying a redemption or a poll.
-	DefaultMaxRetryWait = 30 * time.Second
-	// DefaultHTTPTimeout is the timeout of the default HTTP client.
-	DefaultHTTPTimeout = 30 * time.Second
-	// DefaultTaskAttestationTTL is the lifetime of task attestations and of
+	defaultMaxRetryWait = 30 * time.Second
+	// defaultHTTPTimeout is the timeout of the default HTTP client.
+	defaultHTTPTimeout = 30 * time.Second
+	// defaultTaskAttestationTTL is the lifetime of task attestations and of
 	// harness proofs the Client makes: short, since a leaked proof is
 	// replayable until it expires; verifiers accept at most 300 s.
-	DefaultTaskAttestationTTL = 60 * time.Second
+	defaultTaskAttestationTTL = 60 * time.Second
 )
 
 // Config configures a [Client]. Only HarnessID is required; every other
@@ -47,7 +47,7 @@ type Config struct {
 	HarnessID string
 
 	// HTTPClient sends every request to Services and Authorities. It is copied,
-	// never modified; its Timeout (DefaultHTTPTimeout if zero) and Transport
+	// never modified; its Timeout (30 seconds if zero) and Transport
 	// are used. The copy follows no redirect (a redemption body carries a pass:
 	// a 3xx answer is an error), keeps no cookies, requires TLS 1.2 with
 	// verified certificates (InsecureSkipVerify is refused), keeps up to 64
@@ -121,18 +121,18 @@ type Config struct {
 	PreferredAuthority string
 
 	// MinPoll is the least time between two status polls; an Authority's
-	// poll_after_ms below it is raised to it. If zero, DefaultMinPoll; below
-	// MinPollFloor is an error.
+	// poll_after_ms below it is raised to it. If zero, 250 ms; below
+	// 100 ms is an error.
 	MinPoll time.Duration
 
 	// MaxPoll caps the exponential backoff (with jitter) used between polls
-	// when the Authority gives no poll_after_ms. If zero, DefaultMaxPoll;
+	// when the Authority gives no poll_after_ms. If zero, 10 seconds;
 	// it must not be below MinPoll.
 	MaxPoll time.Duration
 
 	// MaxRetryWait bounds the wait a 429 answer's Retry-After asks for; an
 	// answer asking for longer ends the redemption (or the polling) with
-	// the error. If zero, DefaultMaxRetryWait.
+	// the error. If zero, 30 seconds.
 	MaxRetryWait time.Duration
 
 	// Now is the clock for proofs, attestations and expiry. If nil,
@@ -212,19 +212,19 @@ func New(cfg Config) (*Client, error) {
 		c.keyStore = &memoryKeyStore{}
 	}
 	if c.minPoll == 0 {
-		c.minPoll = DefaultMinPoll
+		c.minPoll = defaultMinPoll
 	}
-	if c.minPoll < MinPollFloor {
-		return nil, fmt.Errorf("harness: Config.MinPoll %v is below %v (the Harness never polls in a tight loop)", c.minPoll, MinPollFloor)
+	if c.minPoll < minPollFloor {
+		return nil, fmt.Errorf("harness: Config.MinPoll %v is below %v (the Harness never polls in a tight loop)", c.minPoll, minPollFloor)
 	}
 	if c.maxPoll == 0 {
-		c.maxPoll = max(DefaultMaxPoll, c.minPoll)
+		c.maxPoll = max(defaultMaxPoll, c.minPoll)
 	}
 	if c.maxPoll < c.minPoll {
 		return nil, fmt.Errorf("harness: Config.MaxPoll %v is below MinPoll %v", c.maxPoll, c.minPoll)
 	}
 	if c.maxRetryWait == 0 {
-		c.maxRetryWait = DefaultMaxRetryWait
+		c.maxRetryWait = defaultMaxRetryWait
 	}
 	if c.maxRetryWait < 0 {
 		return nil, errors.New("harness: Config.MaxRetryWait is negative")
@@ -248,7 +248,7 @@ func New(cfg Config) (*Client, error) {
 		Client:               cfg.HTTPClient,
 		WrapTransport:        cfg.WrapTransport,
 		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
-		Timeout:              DefaultHTTPTimeout,
+		Timeout:              defaultHTTPTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -275,9 +275,6 @@ func New(cfg Config) (*Client, error) {
 // value as discovery.ErrForbiddenAddress, so either matches whichever layer
 // refused.
 var ErrForbiddenAddress = netguard.ErrForbiddenAddress
-
-// HarnessID returns the configured harness.id.
-func (c *Client) HarnessID() string { return c.harnessID }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

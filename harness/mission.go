@@ -151,7 +151,7 @@ func (m *Mission) Abandon(ctx context.Context, reason string) (*pass.MissionReco
 // to the mission id.
 func (m *Mission) call(ctx context.Context, endpoint string, body any, out pass.Document) error {
 	proof, err := m.key.HarnessProof(dpop.ProofParams{HarnessID: m.harnessID, Audience: m.authority, Method: http.MethodPost,
-		URL: endpoint, AgentPass: m.id, TTL: DefaultTaskAttestationTTL, Now: m.c.now()})
+		URL: endpoint, AgentPass: m.id, TTL: defaultTaskAttestationTTL, Now: m.c.now()})
 	if err != nil {
 		return fmt.Errorf("harness: mission proof: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // R6 (Harness part): the agent finishes, completes its mission, and its
@@ -63,7 +62,7 @@ func TestMissionCompleteEndsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Clock.Advance(service.MaxCheckInterval + time.Second)
+	e.Clock.Advance((60 * time.Second) + time.Second)
 	if _, err := whoami(t, e, raw, http.MethodGet); !errors.Is(err, harness.ErrTokenRejected) {
 		t.Errorf("API call after completion, at the next check: %v, want ErrTokenRejected", err)
 	}

@@ -248,7 +248,7 @@ func (c *Client) resume(ctx context.Context, p *Pending) (*acquisition, error) {
 	case pass.CheckHTTPSURL(p.AuthorityConfigurationURL) != nil:
 		return nil, bad("has no https authority configuration URL")
 	}
-	a, err := c.newAcquisition(Request{Service: p.Service, User: p.User, Task: Task{ID: p.TaskID, Description: p.TaskDescription},
+	a, err := c.newAcquisition(Request{Service: p.Service, User: p.User, Task: pass.Task{ID: p.TaskID, Description: p.TaskDescription},
 		Type: p.Type, Destination: p.Destination, Scope: p.Scope})
 	if err != nil {
 		return nil, err

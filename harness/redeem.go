@@ -289,7 +289,7 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 			Method:    http.MethodPost,
 			URL:       endpoint,
 			AgentPass: g.pass.Value,
-			TTL:       DefaultTaskAttestationTTL,
+			TTL:       defaultTaskAttestationTTL,
 			Now:       now,
 		})
 		if err != nil {

@@ -167,7 +167,7 @@ func TestRedeemRefusesBadOptions(t *testing.T) {
 func TestDPoPToken(t *testing.T) {
 	f := newFake(t)
 	ctx := context.Background()
-	replay := dpop.NewMemoryReplayCache(100, fixedNow)
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(fixedNow))
 	dv, err := dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{Replay: replay, Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)

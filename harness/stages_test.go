@@ -11,7 +11,6 @@ import (
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/internal/e2e"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 // classify lets the e2e Authorities gate stages by effect.
@@ -105,7 +104,7 @@ func TestStagesEndToEnd(t *testing.T) {
 	if err := m.Gate("tickets:write"); err != nil {
 		t.Errorf("Gate(write) after the move = %v", err)
 	}
-	e.Clock.Advance(service.MaxCheckInterval + time.Second)
+	e.Clock.Advance((60 * time.Second) + time.Second)
 	if _, err := whoami(t, e, tok, http.MethodPost); err != nil {
 		t.Fatalf("write after the move: %v", err)
 	}
@@ -114,7 +113,7 @@ func TestStagesEndToEnd(t *testing.T) {
 	if _, err := m.RequestStage(ctx, "discover", "done writing"); err != nil {
 		t.Fatal(err)
 	}
-	e.Clock.Advance(service.MaxCheckInterval + time.Second)
+	e.Clock.Advance((60 * time.Second) + time.Second)
 	if _, err := whoami(t, e, tok, http.MethodPost); !stageScopeExceeded(err) {
 		t.Fatalf("write after the back move: %v", err)
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// DefaultMaxWait bounds one acquisition of a [TokenSource], including the
+// defaultMaxWait bounds one acquisition of a [TokenSource], including the
 // wait for a person's approval, when TokenSourceOptions.MaxWait is zero.
-const DefaultMaxWait = 15 * time.Minute
+const defaultMaxWait = 15 * time.Minute
 
 // ErrPending: the caller's context ended while the TokenSource's
 // acquisition (usually a person's approval) goes on. The request stays
@@ -46,7 +46,7 @@ type TokenSourceOptions struct {
 	// ExpiresAt. If zero, 10 s.
 	EarlyExpiry time.Duration
 	// MaxWait bounds one acquisition, approval included. If zero,
-	// DefaultMaxWait. The Authority usually expires the request first.
+	// 15 minutes. The Authority usually expires the request first.
 	MaxWait time.Duration
 }
 
@@ -93,7 +93,7 @@ func (c *Client) TokenSource(req Request, opts TokenSourceOptions) *TokenSource 
 		opts.EarlyExpiry = 10 * time.Second
 	}
 	if opts.MaxWait <= 0 {
-		opts.MaxWait = DefaultMaxWait
+		opts.MaxWait = defaultMaxWait
 	}
 	if req.Task.ID == "" {
 		req.Task.ID = secret.ID("task_")

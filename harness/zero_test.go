@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/agentpass-go/agentpass/harness"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // A zero Client never panics: each call fails with an error (#14 finding 8).
@@ -14,7 +15,7 @@ func TestZeroClient(t *testing.T) {
 	if _, err := c.Resolve(ctx, "https://svc.example", "alex@corp.example"); err == nil {
 		t.Error("Resolve on a zero Client succeeded")
 	}
-	if _, err := c.Acquire(ctx, harness.Request{Service: "https://svc.example", User: "alex@corp.example", Task: harness.Task{Description: "x"}}); err == nil {
+	if _, err := c.Acquire(ctx, harness.Request{Service: "https://svc.example", User: "alex@corp.example", Task: pass.Task{Description: "x"}}); err == nil {
 		t.Error("Acquire on a zero Client succeeded")
 	}
 	if _, err := c.RedeemBearerToken(ctx, &harness.Grant{}, harness.RedeemOptions{}); err == nil {
@@ -23,7 +24,7 @@ func TestZeroClient(t *testing.T) {
 	if _, err := c.RedeemBrowserSession(ctx, &harness.Grant{}, harness.RedeemOptions{}); err == nil {
 		t.Error("RedeemBrowserSession on a zero Client succeeded")
 	}
-	if _, err := c.Start(ctx, harness.Request{Service: "https://svc.example", User: "alex@corp.example", Task: harness.Task{Description: "x"}}); err == nil {
+	if _, err := c.Start(ctx, harness.Request{Service: "https://svc.example", User: "alex@corp.example", Task: pass.Task{Description: "x"}}); err == nil {
 		t.Error("Start on a zero Client succeeded")
 	}
 	if _, err := c.Wait(ctx, &harness.Pending{}); err == nil {

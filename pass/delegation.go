@@ -39,9 +39,9 @@ type DelegationLimits struct {
 	MaxDepth int `json:"max_depth"`
 }
 
-// MaxChildSuffix is the longest suffix a parent may append to its own
+// maxChildSuffix is the longest suffix a parent may append to its own
 // harness id to name a child.
-const MaxChildSuffix = 32
+const maxChildSuffix = 32
 
 // maxDelegationDepth bounds max_depth on the wire; Authorities cap it far
 // lower.
@@ -103,7 +103,7 @@ func (r *DelegationRequest) Validate() error {
 }
 
 // ChildSuffix splits a child harness id "<parent id>/<suffix>" at its last
-// '/' and reports whether the suffix is 1 to MaxChildSuffix characters of
+// '/' and reports whether the suffix is 1 to 32 characters of
 // [a-z0-9_-] after a non-empty parent id.
 func ChildSuffix(id string) (string, bool) {
 	i := strings.LastIndexByte(id, '/')
@@ -111,7 +111,7 @@ func ChildSuffix(id string) (string, bool) {
 		return "", false
 	}
 	s := id[i+1:]
-	if len(s) == 0 || len(s) > MaxChildSuffix {
+	if len(s) == 0 || len(s) > maxChildSuffix {
 		return "", false
 	}
 	for _, c := range []byte(s) {

@@ -381,51 +381,6 @@ func codeForStatus(status int) Code {
 	return CodeInvalidRequest
 }
 
-// ProofReason says why a holder proof (a harness proof at a Service or at
-// an Authority's status endpoint, or a DPoP proof) was refused. It is sent as
-// the wire message, so a Harness developer learns which check failed; the
-// set is fixed so that no token, key or internal detail can reach the wire.
-type ProofReason string
-
-// Proof refusal reasons.
-const (
-	ProofMissing       ProofReason = "proof missing"
-	ProofMalformed     ProofReason = "malformed JWT"
-	ProofBadHeader     ProofReason = "forbidden or missing header member"
-	ProofBadAlg        ProofReason = "algorithm not allowed"
-	ProofBadTyp        ProofReason = "wrong typ"
-	ProofMissingClaim  ProofReason = "missing iss, aud, iat, exp or jti"
-	ProofWrongKind     ProofReason = "not a proof"
-	ProofExpired       ProofReason = "expired"
-	ProofNotYetValid   ProofReason = "issued in the future"
-	ProofLifetime      ProofReason = "lifetime too long"
-	ProofWrongAudience ProofReason = "wrong aud"
-	ProofWrongIssuer   ProofReason = "wrong iss"
-	ProofMissingHTM    ProofReason = "missing htm"
-	ProofMissingHTU    ProofReason = "missing htu"
-	ProofMissingAPH    ProofReason = "missing aph"
-	ProofWrongHTM      ProofReason = "wrong htm"
-	ProofWrongHTU      ProofReason = "wrong htu"
-	ProofWrongAPH      ProofReason = "wrong aph"
-	ProofWrongNonce    ProofReason = "wrong or missing nonce"
-	ProofWrongATH      ProofReason = "wrong ath"
-	ProofBadKey        ProofReason = "unusable key"
-	ProofBadSignature  ProofReason = "bad signature"
-	ProofReplayed      ProofReason = "jti replayed"
-	ProofInvalid       ProofReason = "invalid"
-)
-
-// FailProof returns the wire error refusing a proof: code (for example
-// [CodeInvalidHarnessProof]) with a message naming reason. A replayed proof
-// is 409, every other refusal takes code's status.
-func FailProof(code Code, reason ProofReason) *Error {
-	e := Fail(code, "proof refused: "+string(reason))
-	if reason == ProofReplayed {
-		e.Status = http.StatusConflict
-	}
-	return e
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -130,18 +130,6 @@ func TestUnreachableError(t *testing.T) {
 	}
 }
 
-// TestFailProofReasons: a refused proof says which check failed, from the
-// fixed set, never more; a replay is 409.
-func TestFailProofReasons(t *testing.T) {
-	e := pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissingHTM)
-	if e.Status != 401 || e.Message != "proof refused: missing htm" {
-		t.Errorf("%+v", e)
-	}
-	if e := pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofReplayed); e.Status != http.StatusConflict || !errors.Is(e, pass.ErrUnauthenticated) {
-		t.Errorf("replay: %+v", e)
-	}
-}
-
 // FuzzErrorFromResponse: reading any error body never panics, always
 // yields a failure with a code, and bounds the peer's message.
 func FuzzErrorFromResponse(f *testing.F) {

@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// ExtensionPrefix is the namespace of this SDK's protocol extensions. The
+// extensionPrefix is the namespace of this SDK's protocol extensions. The
 // URIs are identifiers, compared as exact strings and never dereferenced.
-const ExtensionPrefix = "https://agentpass-go.github.io/ext/"
+const extensionPrefix = "https://agentpass-go.github.io/ext/"
 
 // The extensions this SDK defines. Each is advertised in a configuration's
 // extensions object (Authorities and Services) or in harness.extensions of
@@ -22,17 +22,17 @@ const (
 	// proves its key when reading an approved status and sends proofs with
 	// htm, htu and aph; a pass requested that way is never redeemable with
 	// a plain v0.1 proof.
-	ExtHolderBinding = ExtensionPrefix + "holder-binding"
+	ExtHolderBinding = extensionPrefix + "holder-binding"
 	// ExtMission: the mission record behind authorization_id.
-	ExtMission = ExtensionPrefix + "mission"
+	ExtMission = extensionPrefix + "mission"
 	// ExtCompile: task to scope compilation.
-	ExtCompile = ExtensionPrefix + "compile"
+	ExtCompile = extensionPrefix + "compile"
 	// ExtStages: staged execution.
-	ExtStages = ExtensionPrefix + "stages"
+	ExtStages = extensionPrefix + "stages"
 	// ExtDelegation: sub-agent delegation.
-	ExtDelegation = ExtensionPrefix + "delegation"
+	ExtDelegation = extensionPrefix + "delegation"
 	// ExtEvents: event-driven revocation with Security Event Tokens.
-	ExtEvents = ExtensionPrefix + "events"
+	ExtEvents = extensionPrefix + "events"
 )
 
 // ProofHeader is the request header carrying a holder proof signed with the
@@ -44,9 +44,9 @@ const (
 // the pass; the mission endpoints take one too.
 const ProofHeader = "AgentPass-Proof"
 
-// ExtensionMajor is the major version of the extensions this SDK
+// extensionMajor is the major version of the extensions this SDK
 // implements; an entry with another major is ignored.
-const ExtensionMajor = 1
+const extensionMajor = 1
 
 // maxExtensions bounds how many entries an extensions object may carry
 // before the rest are ignored, and maxExtensionURI the length of a URI.
@@ -249,11 +249,11 @@ func checkExtension(uri string, e Extension) string {
 	if uri == "" || len(uri) > maxExtensionURI || !strings.Contains(uri, ":") {
 		return "the key is not a URI"
 	}
-	major, _, err := ParseVersion(e.Version)
+	major, _, err := parseVersion(e.Version)
 	if err != nil {
 		return "invalid version"
 	}
-	if major != ExtensionMajor {
+	if major != extensionMajor {
 		return fmt.Sprintf("major version %d is not implemented", major)
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.Endpoints)) {

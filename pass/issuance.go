@@ -109,15 +109,21 @@ type HarnessInfo struct {
 	Extensions HarnessExtensions `json:"extensions,omitempty"`
 }
 
-// Task is the task a pass is requested for.
+// Task is the task a pass is for, in every document that names one: the
+// issuance and delegation requests (with Attestation), the available-scopes
+// request, and the validation response (with Attested). One type, so a
+// task read from one document can be handed on in the next.
 type Task struct {
-	ID          string        `json:"id"`
-	Description string        `json:"description"`
+	ID          string        `json:"id,omitempty"`
+	Description string        `json:"description,omitempty"`
 	Attestation *JWTContainer `json:"attestation,omitempty"`
 	// Class is an extension member (ExtCompile): a task-class tag an
 	// Authority's templates may match, 1 to 64 letters, digits, '.', '_'
 	// or '-'.
 	Class string `json:"class,omitempty"`
+	// Attested says the Authority verified a task attestation; set only in
+	// validation responses.
+	Attested bool `json:"attested,omitempty"`
 }
 
 // Intent carries what the Harness intends to do with a browser session.

@@ -172,7 +172,7 @@ func (r *MissionStageRequest) Validate() error {
 		return invalid("to", "not a stage name")
 	case r.ExpectedVersion < 0:
 		return invalid("expected_version", "must not be negative")
-	case len(r.Reason) > MaxReason:
+	case len(r.Reason) > maxReason:
 		return invalid("reason", "longer than 1024 bytes")
 	}
 	return nil
@@ -415,8 +415,8 @@ const (
 	OutcomeAbandoned = "abandoned"
 )
 
-// MaxReason bounds free-text reasons in mission calls.
-const MaxReason = 1024
+// maxReason bounds free-text reasons in mission calls.
+const maxReason = 1024
 
 // MissionCompleteRequest ends a mission from its Harness.
 type MissionCompleteRequest struct {
@@ -435,7 +435,7 @@ func (r *MissionCompleteRequest) Validate() error {
 	default:
 		return invalid("outcome", "must be succeeded, failed or abandoned")
 	}
-	if len(r.Reason) > MaxReason {
+	if len(r.Reason) > maxReason {
 		return invalid("reason", "longer than 1024 bytes")
 	}
 	return nil

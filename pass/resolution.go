@@ -61,20 +61,14 @@ func (r *ResolutionResponse) Validate() error {
 // AvailableScopesRequest is the body an Authority sends to a Service's
 // available-scopes endpoint (§4.3).
 type AvailableScopesRequest struct {
-	User  User      `json:"user"`
-	Agent Agent     `json:"agent"`
-	Task  *TaskInfo `json:"task,omitempty"`
+	User  User  `json:"user"`
+	Agent Agent `json:"agent"`
+	Task  *Task `json:"task,omitempty"`
 }
 
 // Agent identifies the agent, as vouched for by an Authority.
 type Agent struct {
 	ID string `json:"id"`
-}
-
-// TaskInfo is task context sent to a Service.
-type TaskInfo struct {
-	ID          string `json:"id,omitempty"`
-	Description string `json:"description,omitempty"`
 }
 
 // Validate checks user.email and agent.id.

@@ -23,14 +23,14 @@ func (r *ValidationRequest) Validate() error {
 // ValidationResponse is an Authority's answer to a successful validation: the
 // delegation details (§5.4.1).
 type ValidationResponse struct {
-	AuthorizationID string         `json:"authorization_id"`
-	User            User           `json:"user"`
-	Agent           Agent          `json:"agent"`
-	Scope           Scope          `json:"scope"`
-	Type            PassType       `json:"type"`
-	DestinationURL  string         `json:"destination_url,omitempty"`
-	Cnf             *Cnf           `json:"cnf,omitempty"`
-	Task            *ValidatedTask `json:"task,omitempty"`
+	AuthorizationID string   `json:"authorization_id"`
+	User            User     `json:"user"`
+	Agent           Agent    `json:"agent"`
+	Scope           Scope    `json:"scope"`
+	Type            PassType `json:"type"`
+	DestinationURL  string   `json:"destination_url,omitempty"`
+	Cnf             *Cnf     `json:"cnf,omitempty"`
+	Task            *Task    `json:"task,omitempty"`
 	// AuthorizationExpiresAt is the delegation's absolute end (hardening
 	// draft), past which a Service must keep no token or session; nil from
 	// a plain v0.1 Authority.
@@ -50,13 +50,6 @@ type HarnessRef struct {
 	// Service knows which hardening the Harness opted into: with
 	// ExtHolderBinding the pass is redeemable only with a hardened proof.
 	Extensions HarnessExtensions `json:"extensions,omitempty"`
-}
-
-// ValidatedTask is the task context an Authority returns at validation.
-type ValidatedTask struct {
-	ID          string `json:"id,omitempty"`
-	Description string `json:"description,omitempty"`
-	Attested    bool   `json:"attested,omitempty"`
 }
 
 // Validate checks the response against the authority-validate schema.

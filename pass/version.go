@@ -10,9 +10,9 @@ import (
 // writes into the configuration documents it publishes.
 const Version = "0.1"
 
-// SupportedMajor is the only major version this module accepts. Any minor
+// supportedMajor is the only major version this module accepts. Any minor
 // version of it is accepted (forward compatibility, §2.2 of the spec).
-const SupportedMajor = 0
+const supportedMajor = 0
 
 // VersionError reports a configuration document whose version is malformed or
 // whose major version this module does not implement. It matches
@@ -29,8 +29,8 @@ func (e *VersionError) Error() string {
 // Is reports whether target is ErrUnsupportedVersion.
 func (e *VersionError) Is(target error) bool { return target == ErrUnsupportedVersion }
 
-// ParseVersion parses a "major.minor" version string.
-func ParseVersion(v string) (major, minor int, err error) {
+// parseVersion parses a "major.minor" version string.
+func parseVersion(v string) (major, minor int, err error) {
 	a, b, ok := strings.Cut(v, ".")
 	if !ok || !allDigits(a) || !allDigits(b) {
 		return 0, 0, &VersionError{Version: v, Reason: `not of the form "major.minor"`}
@@ -46,11 +46,11 @@ func ParseVersion(v string) (major, minor int, err error) {
 // CheckVersion accepts any "0.x" version and rejects a malformed version or
 // another major version.
 func CheckVersion(v string) error {
-	major, _, err := ParseVersion(v)
+	major, _, err := parseVersion(v)
 	if err != nil {
 		return err
 	}
-	if major != SupportedMajor {
+	if major != supportedMajor {
 		return &VersionError{Version: v, Reason: fmt.Sprintf("major version %d is not implemented", major)}
 	}
 	return nil

@@ -187,7 +187,7 @@ func TestInitializationRejections(t *testing.T) {
 	vr := validation(corpUser, pass.BrowserSession)
 	vr.AuthorizationID = "authz-revoked-early"
 	resp = e.browserRedeem(t, vr)
-	if err := e.svc.Close(t.Context(), vr.AuthorizationID, pass.CloseRevoke, "test"); err != nil {
+	if err := e.svc.CloseAuthorization(t.Context(), vr.AuthorizationID, pass.CloseRevoke, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do(http.MethodGet, resp.InitializationURL, nil, nil); r.status == http.StatusSeeOther {

@@ -309,7 +309,7 @@ func (s *Service) callAuthority(ctx context.Context, rec *DelegationRecord, endp
 
 var errNotAdvertised = errors.New("service: the Authority does not advertise this endpoint")
 
-// Close ends a delegation on behalf of the application, for example when
+// CloseAuthorization ends a delegation on behalf of the application, for example when
 // the agent's task is done (complete) or the user withdraws it (revoke).
 // Every token and session of the delegation stops working at once, on
 // every replica sharing the Store, and so do those of the sub-agents'
@@ -318,7 +318,7 @@ var errNotAdvertised = errors.New("service: the Authority does not advertise thi
 // it can end the delegation in its own records; a plain v0.1 Authority is
 // not. The local invalidation happens even when
 // the call to the Authority fails, whose error is then returned.
-func (s *Service) Close(ctx context.Context, authorizationID string, action pass.CloseAction, reason string) error {
+func (s *Service) CloseAuthorization(ctx context.Context, authorizationID string, action pass.CloseAction, reason string) error {
 	if s == nil || s.cfg == nil {
 		return errNotNew
 	}

@@ -189,7 +189,7 @@ func TestChecksCollapse(t *testing.T) {
 func TestClose(t *testing.T) {
 	e := newEnv(t, nil)
 	tok, id := e.issueToken(t)
-	if err := e.svc.Close(t.Context(), id, pass.CloseComplete, "task done"); err != nil {
+	if err := e.svc.CloseAuthorization(t.Context(), id, pass.CloseComplete, "task done"); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if a, ok := e.idp.closed.Load(id); !ok || a != pass.CloseComplete {
@@ -198,10 +198,10 @@ func TestClose(t *testing.T) {
 	if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeDelegationRevoked {
 		t.Errorf("after Close: %d %s, want 401 delegation_revoked", r.status, r.body)
 	}
-	if err := e.svc.Close(t.Context(), "authz-unknown", pass.CloseRevoke, ""); err == nil {
+	if err := e.svc.CloseAuthorization(t.Context(), "authz-unknown", pass.CloseRevoke, ""); err == nil {
 		t.Error("Close of an unknown authorization succeeded")
 	}
-	if err := e.svc.Close(t.Context(), id, "explode", ""); err == nil {
+	if err := e.svc.CloseAuthorization(t.Context(), id, "explode", ""); err == nil {
 		t.Error("Close with an invalid action succeeded")
 	}
 	// A plain v0.1 Authority without the close endpoint: local only.
@@ -209,7 +209,7 @@ func TestClose(t *testing.T) {
 	e.clock.Advance(2 * time.Minute) // let the discovery cache expire
 	tok2, id2 := e.issueToken(t)
 	calls := e.idp.closeCalls.Load()
-	if err := e.svc.Close(t.Context(), id2, pass.CloseRevoke, ""); err != nil {
+	if err := e.svc.CloseAuthorization(t.Context(), id2, pass.CloseRevoke, ""); err != nil {
 		t.Fatalf("Close without the endpoint: %v", err)
 	}
 	if e.idp.closeCalls.Load() != calls {

@@ -20,27 +20,27 @@ import (
 
 // Defaults and limits of [Config].
 const (
-	DefaultTokenTTL      = time.Hour
-	DefaultSessionTTL    = time.Hour
-	DefaultInitTTL       = 60 * time.Second
-	MaxInitTTL           = 5 * time.Minute
-	DefaultCheckInterval = 30 * time.Second
-	// MaxCheckInterval bounds CheckInterval: a revocation at the Authority
+	defaultTokenTTL      = time.Hour
+	defaultSessionTTL    = time.Hour
+	defaultInitTTL       = 60 * time.Second
+	maxInitTTL           = 5 * time.Minute
+	defaultCheckInterval = 30 * time.Second
+	// maxCheckInterval bounds CheckInterval: a revocation at the Authority
 	// must take effect within a minute.
-	MaxCheckInterval    = 60 * time.Second
-	DefaultCheckTimeout = 5 * time.Second
-	// MaxUnreachableGrace bounds UnreachableGrace: while the Authority
+	maxCheckInterval    = 60 * time.Second
+	defaultCheckTimeout = 5 * time.Second
+	// maxUnreachableGrace bounds UnreachableGrace: while the Authority
 	// cannot be reached, a revocation cannot reach the Service either, so
 	// the grace is how long a revoked delegation may keep working.
-	MaxUnreachableGrace = 5 * time.Minute
-	DefaultCallTimeout  = 10 * time.Second
+	maxUnreachableGrace = 5 * time.Minute
+	defaultCallTimeout  = 10 * time.Second
 
 	defaultCloseRetryInterval = 30 * time.Second
-	DefaultPrefix             = "/agentpass"
-	// ConfigurationMaxAge is the Cache-Control max-age of the
+	defaultPrefix             = "/agentpass"
+	// configurationMaxAge is the Cache-Control max-age of the
 	// configuration and JWKS documents: clients may cache them, but only
 	// briefly, so a key rotation or trust change reaches them soon.
-	ConfigurationMaxAge = 5 * time.Minute
+	configurationMaxAge = 5 * time.Minute
 	// SessionCookie is the name of the browser-session cookie. The
 	// __Host- prefix makes browsers require Secure, Path=/ and no Domain.
 	SessionCookie = "__Host-agentpass_session"
@@ -89,27 +89,11 @@ type Config struct {
 	// named here. Optional.
 	TrustedFederated []pass.AuthorityRef
 
-	// PreferServiceAuthority selects the Service Authority whenever it is
-	// permitted and another choice exists: when an Enterprise Authority
-	// allows Service Authorities, and when the user's domain has
-	// no Enterprise Authority but Federated Authorities are available. When
-	// the Service Authority is the only choice it is selected anyway. If
-	// false, the Enterprise or Federated Authorities are returned instead.
-	PreferServiceAuthority bool
-
-	// OfferServiceAndFederated answers resolution with service_authority
-	// and trusted_federated_authorities together when the user's domain
-	// has no Enterprise Authority and both exist, so the Harness can choose
-	// (a shape from a draft after v0.1; plain v0.1 Harnesses expect one
-	// field and fail on two). If false, one field.
-	OfferServiceAndFederated bool
-
-	// RequireServiceAuthority accepts only passes from the Service
-	// Authority. When a user's Enterprise Authority forbids Service
-	// Authorities, resolution and redemption answer 403 agents_unsupported,
-	// so the Harness learns this Service cannot serve that user through
-	// any Authority. Requires ServiceAuthority.
-	RequireServiceAuthority bool
+	// AuthorityChoice says which Authority resolution names when policy
+	// allows more than one. The zero value names the Enterprise or
+	// Federated Authorities, and the Service Authority only when it is the
+	// only choice.
+	AuthorityChoice AuthorityChoice
 
 	// FederatedPolicy narrows the trusted Federated Authorities for one
 	// user (for example by plan or by tenant). It receives a copy of
@@ -189,7 +173,7 @@ type Config struct {
 	Discovery *discovery.Client
 
 	// HTTPClient calls Authorities' validate, authorization-check and close
-	// endpoints. It is copied, never modified; its Timeout (DefaultCallTimeout
+	// endpoints. It is copied, never modified; its Timeout (10 seconds
 	// if zero) and Transport are used. The copy follows no redirect (a 3xx
 	// answer is an error), keeps no cookies, requires TLS 1.2 with verified
 	// certificates (InsecureSkipVerify is refused), keeps up to 64 idle
@@ -223,33 +207,33 @@ type Config struct {
 	Logger *slog.Logger
 
 	// TokenTTL is the lifetime of a bearer token; a token never outlives
-	// authorization_expires_at. If zero, DefaultTokenTTL (1 h).
+	// authorization_expires_at. If zero, one hour.
 	TokenTTL time.Duration
 
 	// SessionTTL is the lifetime of a browser session, also bounded by
-	// authorization_expires_at. If zero, DefaultSessionTTL (1 h).
+	// authorization_expires_at. If zero, one hour.
 	SessionTTL time.Duration
 
 	// InitTTL is the lifetime of an initialization token; keep it short,
 	// as anyone holding the URL can open the agent's session in another
-	// browser. If zero, DefaultInitTTL (60 s); at most MaxInitTTL.
+	// browser. If zero, 60 seconds; at most 5 minutes.
 	InitTTL time.Duration
 
 	// CheckInterval is how old a successful authorization check may be
 	// before a request triggers a new one: the longest a revocation at the
 	// Authority goes unnoticed. If zero,
-	// DefaultCheckInterval (30 s); at most MaxCheckInterval.
+	// 30 seconds; at most 60 seconds.
 	CheckInterval time.Duration
 
 	// CheckTimeout bounds one authorization check call. If zero,
-	// DefaultCheckTimeout (5 s).
+	// 5 seconds.
 	CheckTimeout time.Duration
 
 	// UnreachableGrace lets requests through for this long past
 	// CheckInterval while the Authority cannot be reached, and so while a
 	// revocation cannot reach the Service. If
 	// zero, an unreachable Authority rejects requests at once (fail
-	// closed); at most MaxUnreachableGrace. A 404 from the Authority is
+	// closed); at most 5 minutes. A 404 from the Authority is
 	// never graced.
 	UnreachableGrace time.Duration
 
@@ -293,11 +277,38 @@ type Config struct {
 	EventDelivery string
 }
 
+// AuthorityChoice is how resolution picks among the Authorities policy
+// permits for a user: one choice instead of interacting switches.
+type AuthorityChoice uint8
+
+const (
+	// PreferOtherAuthorities (the zero value) names the user's Enterprise
+	// Authority, or else the trusted Federated Authorities; the Service
+	// Authority only when it is the only choice.
+	PreferOtherAuthorities AuthorityChoice = iota
+	// PreferServiceAuthority names the Service Authority whenever it is
+	// permitted: when the user's Enterprise Authority allows Service
+	// Authorities, and when the domain has none.
+	PreferServiceAuthority
+	// OfferServiceAndFederated answers a user without an Enterprise
+	// Authority with service_authority and trusted_federated_authorities
+	// together, so the Harness can choose (a shape from a draft after
+	// v0.1; plain v0.1 Harnesses expect one field and fail on two).
+	// Otherwise as PreferOtherAuthorities.
+	OfferServiceAndFederated
+	// RequireServiceAuthority accepts only passes from the Service
+	// Authority. When a user's Enterprise Authority forbids Service
+	// Authorities, resolution and redemption answer 403
+	// agents_unsupported, so the Harness learns this Service cannot serve
+	// that user through any Authority. Requires ServiceAuthority.
+	RequireServiceAuthority
+)
+
 // Paths are the endpoint paths the Service handler serves, each
 // absolute ("/..."). An empty field is Prefix followed by the default
 // name shown.
 type Paths struct {
-	// Prefix is prepended to the default names. If empty, DefaultPrefix
+	// Prefix is prepended to the default names. If empty, "/agentpass"
 	// ("/agentpass").
 	Prefix string
 
@@ -316,7 +327,7 @@ type ScopeQuery struct {
 	// User is user.email; Agent is agent.id, vouched for by the Authority.
 	User, Agent string
 	// Task is the task context, when the Authority sent it.
-	Task *pass.TaskInfo
+	Task *pass.Task
 	// Authority is the authenticated Authority identifier and TrustMode
 	// how it is trusted for this user.
 	Authority string
@@ -423,12 +434,12 @@ func (cfg Config) validate() (*settings, error) {
 		v        *time.Duration
 		def, max time.Duration
 	}{
-		{"TokenTTL", &s.TokenTTL, DefaultTokenTTL, 0},
-		{"SessionTTL", &s.SessionTTL, DefaultSessionTTL, 0},
-		{"InitTTL", &s.InitTTL, DefaultInitTTL, MaxInitTTL},
-		{"CheckInterval", &s.CheckInterval, DefaultCheckInterval, MaxCheckInterval},
-		{"CheckTimeout", &s.CheckTimeout, DefaultCheckTimeout, 0},
-		{"UnreachableGrace", &s.UnreachableGrace, 0, MaxUnreachableGrace},
+		{"TokenTTL", &s.TokenTTL, defaultTokenTTL, 0},
+		{"SessionTTL", &s.SessionTTL, defaultSessionTTL, 0},
+		{"InitTTL", &s.InitTTL, defaultInitTTL, maxInitTTL},
+		{"CheckInterval", &s.CheckInterval, defaultCheckInterval, maxCheckInterval},
+		{"CheckTimeout", &s.CheckTimeout, defaultCheckTimeout, 0},
+		{"UnreachableGrace", &s.UnreachableGrace, 0, maxUnreachableGrace},
 		{"CloseRetryInterval", &s.CloseRetryInterval, defaultCloseRetryInterval, 0},
 	}
 	for _, d := range durations {
@@ -458,7 +469,7 @@ func (cfg Config) validate() (*settings, error) {
 		Client:               cfg.HTTPClient,
 		WrapTransport:        cfg.WrapTransport,
 		AllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
-		Timeout:              DefaultCallTimeout,
+		Timeout:              defaultCallTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -487,7 +498,7 @@ var ErrForbiddenAddress = netguard.ErrForbiddenAddress
 func (s *settings) validatePaths() error {
 	p := s.Paths
 	if p.Prefix == "" {
-		p.Prefix = DefaultPrefix
+		p.Prefix = defaultPrefix
 	}
 	if !strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") {
 		return errConfig("Paths.Prefix must start and not end with \"/\"")
@@ -544,7 +555,10 @@ func (s *settings) validateTrust() error {
 		}
 		seen[r.Authority] = true
 	}
-	if s.RequireServiceAuthority && s.ServiceAuthority == nil {
+	if s.AuthorityChoice > RequireServiceAuthority {
+		return errConfig("unknown AuthorityChoice")
+	}
+	if s.AuthorityChoice == RequireServiceAuthority && s.ServiceAuthority == nil {
 		return errConfig("RequireServiceAuthority needs a ServiceAuthority")
 	}
 	return nil

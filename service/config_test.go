@@ -115,7 +115,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"duplicate federated", func(c *service.Config) {
 			c.TrustedFederated = []pass.AuthorityRef{*sa, *sa}
 		}},
-		{"require without service authority", func(c *service.Config) { c.RequireServiceAuthority = true }},
+		{"require without service authority", func(c *service.Config) { c.AuthorityChoice = service.RequireServiceAuthority }},
+		{"unknown authority choice", func(c *service.Config) { c.AuthorityChoice = service.RequireServiceAuthority + 1 }},
 		{"init ttl too long", func(c *service.Config) { c.InitTTL = 10 * 60e9 }},
 		{"check interval too long", func(c *service.Config) { c.CheckInterval = 120e9 }},
 		{"negative token ttl", func(c *service.Config) { c.TokenTTL = -1 }},

@@ -239,7 +239,7 @@ func TestDelegationParentRevokedD7(t *testing.T) {
 	if _, err := n.ent.Revoke(t.Context(), root.msnID, "admin@deleg.test", "laptop lost"); err != nil {
 		t.Fatal(err)
 	}
-	n.clock.Advance(service.DefaultCheckInterval + time.Second)
+	n.clock.Advance((30 * time.Second) + time.Second)
 	// The parent's check answers 404: the parent, its child and grandchild
 	// end in one store operation.
 	if r, _ := n.whoami(t, root); r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeDelegationRevoked {
@@ -268,7 +268,7 @@ func TestDelegationParentRevokedD7(t *testing.T) {
 	if _, err := n2.ent.Revoke(t.Context(), root2.msnID, "admin@deleg.test", "laptop lost"); err != nil {
 		t.Fatal(err)
 	}
-	n2.clock.Advance(service.DefaultCheckInterval + time.Second)
+	n2.clock.Advance((30 * time.Second) + time.Second)
 	if r, _ := n2.whoami(t, child2); r.status != http.StatusUnauthorized || r.errorCode() != pass.CodeDelegationRevoked {
 		t.Fatalf("child after its parent was revoked at the Authority: %d %s", r.status, r.body)
 	}
@@ -283,7 +283,7 @@ func TestDelegationCloseCascades(t *testing.T) {
 	root := n.root(t)
 	c1 := n.spawn(t, root, "reader", "tickets:read")
 	c2 := n.spawn(t, root, "writer", "tickets:write", "tickets:read")
-	if err := n.svc.Close(t.Context(), c2.authz, pass.CloseRevoke, "done"); err != nil {
+	if err := n.svc.CloseAuthorization(t.Context(), c2.authz, pass.CloseRevoke, "done"); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []*agent{root, c1} {
@@ -291,7 +291,7 @@ func TestDelegationCloseCascades(t *testing.T) {
 			t.Fatalf("%s after a sibling was closed: %d %s", a.h.id, r.status, r.body)
 		}
 	}
-	if err := n.svc.Close(t.Context(), root.authz, pass.CloseRevoke, "operator"); err != nil {
+	if err := n.svc.CloseAuthorization(t.Context(), root.authz, pass.CloseRevoke, "operator"); err != nil {
 		t.Fatal(err)
 	}
 	n.wantInvalidated(t, c1, "cascade: closed by the Service: revoke")

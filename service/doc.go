@@ -29,7 +29,7 @@
 //
 //	d, _ := service.DelegationFrom(r.Context())
 //	log.Printf("%s acting for %s on task %v", d.Agent, d.User, d.Task)
-//	err := svc.Close(ctx, d.AuthorizationID, pass.CloseComplete, "task finished")
+//	err := svc.CloseAuthorization(ctx, d.AuthorizationID, pass.CloseComplete, "task finished")
 //
 // Publish [Service.ConfigurationURL] in DNS, where Harnesses and
 // Authorities find the Service:
@@ -106,8 +106,8 @@
 //     another Authority.
 //  4. An Enterprise Authority: only it, or the Service's own Authority when
 //     the Enterprise Authority's policy.allow_service_authorities is true
-//     or absent ([Config.PreferServiceAuthority] picks which one resolution
-//     returns; [Config.RequireServiceAuthority] accepts only the Service
+//     or absent ([Config.AuthorityChoice] picks which one resolution
+//     returns; [RequireServiceAuthority] accepts only the Service
 //     Authority).
 //  5. No record: the Service Authority ([Config.ServiceAuthority]) and the
 //     configured Federated Authorities ([Config.TrustedFederated], narrowed
@@ -153,7 +153,7 @@
 // [Config.UnreachableGrace] says otherwise. Each check also re-applies the
 // precedence rules to the delegation's user, so a domain that starts
 // publishing "none" or an Enterprise Authority ends the other delegations
-// of its users at their next check. [Service.Close] ends a delegation on
+// of its users at their next check. [Service.CloseAuthorization] ends a delegation on
 // behalf of the application.
 //
 // # Missions
@@ -173,7 +173,7 @@
 // A sub-agent's delegation (one an orchestrating agent derived from its
 // own) names who acts for whom in [Delegation.Chain]. The Service also
 // advertises the delegation extension: whatever ends a delegation here (a
-// check answering 404, [Service.Close]) ends in the same store operation
+// check answering 404, [Service.CloseAuthorization]) ends in the same store operation
 // the delegations of its sub-agents it holds from the same Authority, so a
 // sub-agent whose own revocation is late or lost stops with its parent.
 //

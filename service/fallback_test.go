@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/pass"
@@ -93,7 +94,7 @@ func TestMiddlewareFallback(t *testing.T) {
 	if _, err := srv.Authority.Revoke(t.Context(), auths[0].MissionID, "human:admin@corp.test", "test"); err != nil {
 		t.Fatal(err)
 	}
-	srv.Advance(service.DefaultCheckInterval + 1)
+	srv.Advance((30 * time.Second) + 1)
 	if code, wire := call(agent, ""); code != http.StatusUnauthorized || wire != pass.CodeDelegationRevoked {
 		t.Errorf("revoked: %d %q, want 401 delegation_revoked", code, wire)
 	}
@@ -101,7 +102,7 @@ func TestMiddlewareFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Advance(service.DefaultTokenTTL + 1)
+	srv.Advance(time.Hour + 1)
 	if code, wire := call(expiring, ""); code != http.StatusUnauthorized || wire != pass.CodeInvalidToken {
 		t.Errorf("expired: %d %q, want 401 invalid_token", code, wire)
 	}

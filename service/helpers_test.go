@@ -138,7 +138,7 @@ func (e *env) start(mutate func(*service.Config)) {
 		t.Fatal(err)
 	}
 	e.store = service.NewMemoryStore()
-	e.replay = dpop.NewMemoryReplayCache(0, e.clock.Now)
+	e.replay = dpop.NewMemoryReplayCache(dpop.WithClock(e.clock.Now))
 	e.cfg = service.Config{
 		ReplayCache:      e.replay,
 		Origin:           appURL,
@@ -393,7 +393,7 @@ func (a *fakeAuthority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := assertion.NewVerifier(assertion.Config{
 		Keys: a.e.authorityDiscovery(), Audience: cfg.Authority,
-		Replay: dpop.NewMemoryReplayCache(0, a.e.clock.Now), Now: a.e.clock.Now,
+		Replay: dpop.NewMemoryReplayCache(dpop.WithClock(a.e.clock.Now)), Now: a.e.clock.Now,
 	})
 	if err != nil {
 		panic(err)
@@ -640,7 +640,7 @@ func validation(user string, typ pass.PassType, scope ...string) pass.Validation
 	}
 	return pass.ValidationResponse{
 		User: pass.User{Email: user}, Agent: pass.Agent{ID: "agent-7"}, Scope: scope, Type: typ,
-		Task: &pass.ValidatedTask{ID: "task-1", Description: "triage tickets"},
+		Task: &pass.Task{ID: "task-1", Description: "triage tickets"},
 	}
 }
 

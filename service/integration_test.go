@@ -200,7 +200,7 @@ func TestWithRealAuthorities(t *testing.T) {
 		if len(auths) != 1 {
 			t.Fatalf("%d authorizations at the Service Authority", len(auths))
 		}
-		if err := rn.svc.Close(t.Context(), auths[0].ID, pass.CloseComplete, "task done"); err != nil {
+		if err := rn.svc.CloseAuthorization(t.Context(), auths[0].ID, pass.CloseComplete, "task done"); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 		az, err := rn.sa.Authorization(t.Context(), auths[0].ID)

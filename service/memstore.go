@@ -11,10 +11,10 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// DefaultMemoryStoreLimit is the default bound of a [MemoryStore]: the most
+// defaultMemoryStoreLimit is the default bound of a [MemoryStore]: the most
 // unexpired credentials plus initialization tokens, and the most
 // delegations, each.
-const DefaultMemoryStoreLimit = 100_000
+const defaultMemoryStoreLimit = 100_000
 
 // initRetention is how long a used or expired initialization token is
 // remembered after its expiry, so that a late visit answers 410 (used or
@@ -55,8 +55,8 @@ type memDelegation struct {
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*MemoryStore)
 
-// WithLimit bounds each table of the store to n records (n <= 0 means
-// DefaultMemoryStoreLimit). A full table makes writes fail with
+// WithLimit bounds each table of the store to n records (n <= 0 keeps the
+// default, 100,000). A full table makes writes fail with
 // ErrStoreFull rather than drop live state.
 func WithLimit(n int) MemoryOption {
 	return func(s *MemoryStore) {
@@ -69,7 +69,7 @@ func WithLimit(n int) MemoryOption {
 // NewMemoryStore returns an empty in-memory store.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	s := &MemoryStore{
-		limit:       DefaultMemoryStoreLimit,
+		limit:       defaultMemoryStoreLimit,
 		delegations: make(map[string]*memDelegation),
 		creds:       make(map[string]*CredentialRecord),
 		inits:       make(map[string]*InitRecord),

@@ -20,7 +20,7 @@ import (
 // OnDelegation callback receives it before the first credential exists.
 type Delegation struct {
 	// AuthorizationID is the Authority's handle of the delegation; pass it
-	// to [Service.Close].
+	// to [Service.CloseAuthorization].
 	AuthorizationID string
 	// Authority is the Authority identifier and TrustMode how it is
 	// trusted (enterprise, federated or service).
@@ -36,7 +36,7 @@ type Delegation struct {
 	// the harness proof, when known.
 	HarnessID string
 	// Task is the validated task context, nil when the Authority sent none.
-	Task *pass.ValidatedTask
+	Task *pass.Task
 	// Scope is the effective scope now: what the credential was granted,
 	// narrowed by the latest authorization check (never widened: the user
 	// approved no more than the redemption granted).
@@ -91,7 +91,7 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		MissionID:              r.MissionID,
 		Chain:                  slices.Clone(r.Chain),
 	}
-	if r.Task != (pass.ValidatedTask{}) {
+	if r.Task != (pass.Task{}) {
 		t := r.Task
 		d.Task = &t
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -128,7 +129,7 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 		}
 		proof = p
 	} else if s.cfg.RequireHardenedProofs {
-		return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
+		return nil, proofwire.FailReason(pass.CodeInvalidHarnessProof, proofwire.Missing)
 	}
 
 	// Step 4: the Authority validates and consumes the pass. Only it can
@@ -219,7 +220,7 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 	// refused, or a stolen pass would work for whoever holds it.
 	if vr.Cnf != nil {
 		if req.HarnessProof == nil {
-			return nil, pass.FailProof(pass.CodeInvalidHarnessProof, pass.ProofMissing)
+			return nil, proofwire.FailReason(pass.CodeInvalidHarnessProof, proofwire.Missing)
 		}
 		// A pass whose Harness asked for the hardening is never redeemed
 		// with a proof lacking htm, htu or aph, whatever the redeemer
@@ -598,7 +599,7 @@ func proofError(err error, code pass.Code, mark error) error {
 	if !errors.Is(err, dpop.ErrReplay) && !errors.Is(err, dpop.ErrInvalidProof) && !errors.Is(err, dpop.ErrInvalidDPoP) {
 		return err
 	}
-	pe := pass.FailProof(code, dpop.RefusalReason(err))
+	pe := proofwire.Fail(code, err)
 	if mark != nil {
 		return pe.WithCause(errors.Join(mark, err))
 	}

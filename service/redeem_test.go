@@ -204,7 +204,7 @@ func TestRedeemRejections(t *testing.T) {
 		{name: "federated pass, domain none", ids: "S-RED-7 X-DNS-7", setup: bearerFrom(fed, "alex@none.test", nil), status: 403, code: pass.CodeDelegationDisabled},
 		{name: "federated pass, enterprise config broken", ids: "S-RED-7 S-RES-8", setup: bearerFrom(fed, "alex@broken.test", nil), status: 502, code: pass.CodeDiscoveryFailed},
 		{name: "federated pass, DNS failure", ids: "G-10", setup: bearerFrom(fed, "alex@servfail.test", nil), status: 502, code: pass.CodeDiscoveryFailed},
-		{name: "enterprise pass, service requires its own", ids: "G-36", mutate: func(c *service.Config) { c.RequireServiceAuthority = true },
+		{name: "enterprise pass, service requires its own", ids: "G-36", mutate: func(c *service.Config) { c.AuthorityChoice = service.RequireServiceAuthority },
 			setup: bearerFrom(idp, corpUser, nil), status: 403, code: pass.CodeAgentsUnsupported},
 		// G-31: configuration does not match how the Authority is trusted.
 		{name: "service authority with trust_mode federated", ids: "G-31", setup: func(t *testing.T, e *env, s *scenarios) (pass.PassType, pass.RedemptionRequest, http.Header) {
@@ -591,7 +591,7 @@ func TestOnDelegation(t *testing.T) {
 	}
 	want := &service.Delegation{
 		AuthorizationID: got.AuthorizationID, Authority: e.idp.origin, TrustMode: pass.TrustEnterprise,
-		User: corpUser, Agent: "agent-7", Task: &pass.ValidatedTask{ID: "task-1", Description: "triage tickets"},
+		User: corpUser, Agent: "agent-7", Task: &pass.Task{ID: "task-1", Description: "triage tickets"},
 		Scope: pass.Scope{"admin"},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreUnexported(service.Delegation{})); diff != "" {

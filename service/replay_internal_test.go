@@ -43,7 +43,7 @@ func TestReplayCachesPerKind(t *testing.T) {
 		}
 	}
 	// A shared cache without Contains stays without it.
-	shared := newReplayCaches(seenOnly{dpop.NewMemoryReplayCache(10, now)}, now)
+	shared := newReplayCaches(seenOnly{dpop.NewMemoryReplayCache(dpop.WithLimit(10), dpop.WithClock(now))}, now)
 	if _, ok := shared.dpop.(dpop.ReplayLookup); ok {
 		t.Error("Contains offered over a cache that lacks it")
 	}

@@ -47,7 +47,7 @@ func (c *recordingCache) seen() []string {
 // refuses an assertion the first accepted.
 func TestSharedReplayCache(t *testing.T) {
 	e := newEnv(t, nil)
-	shared := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(100, e.clock.Now)}
+	shared := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(e.clock.Now))}
 	e.start(func(c *service.Config) { c.ReplayCache = shared })
 
 	h := newHarness(t)
@@ -82,7 +82,7 @@ func TestSharedReplayCache(t *testing.T) {
 // accepted unrecorded.
 func TestReplayCacheFull(t *testing.T) {
 	e := newEnv(t, nil)
-	shared := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(100, e.clock.Now), full: true}
+	shared := &recordingCache{MemoryReplayCache: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(e.clock.Now)), full: true}
 	e.start(func(c *service.Config) { c.ReplayCache = shared })
 	body := pass.AvailableScopesRequest{User: pass.User{Email: corpUser}, Agent: pass.Agent{ID: "agent-7"}}
 	if r := e.scopesCall(e.idp.sign(t, appURL, e.clock.Now()), body); r.status != http.StatusServiceUnavailable || r.errorCode() != pass.CodeTemporarilyUnavailable {

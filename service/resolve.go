@@ -112,12 +112,14 @@ func (s *Service) federatedFor(ctx context.Context, email string) []pass.Authori
 // response shapes the resolution answer from a trust set, following the
 // preferences of the Config (the spec allows several answers).
 func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
-	cfg := s.cfg
+	prefer := s.cfg.AuthorityChoice == PreferServiceAuthority
+	require := s.cfg.AuthorityChoice == RequireServiceAuthority
+	offer := s.cfg.AuthorityChoice == OfferServiceAndFederated
 	if set.enterprise != nil {
 		switch {
-		case set.service != nil && (cfg.PreferServiceAuthority || cfg.RequireServiceAuthority):
+		case set.service != nil && (prefer || require):
 			return &pass.ResolutionResponse{ServiceAuthority: ref(set.service.ref)}, nil
-		case cfg.RequireServiceAuthority:
+		case require:
 			return nil, pass.Fail(pass.CodeAgentsUnsupported,
 				"the user's Enterprise Authority does not allow this Service's own Authority")
 		default:
@@ -125,13 +127,13 @@ func (s *Service) response(set *trustSet) (*pass.ResolutionResponse, error) {
 		}
 	}
 	sa, fed := set.service, set.federated
-	if cfg.RequireServiceAuthority {
+	if require {
 		fed = nil
 	}
 	switch {
-	case sa != nil && len(fed) > 0 && cfg.OfferServiceAndFederated:
+	case sa != nil && len(fed) > 0 && offer:
 		return &pass.ResolutionResponse{ServiceAuthority: ref(sa.ref), TrustedFederatedAuthorities: fed}, nil
-	case sa != nil && (len(fed) == 0 || cfg.PreferServiceAuthority):
+	case sa != nil && (len(fed) == 0 || prefer):
 		return &pass.ResolutionResponse{ServiceAuthority: ref(sa.ref)}, nil
 	case len(fed) > 0:
 		return &pass.ResolutionResponse{TrustedFederatedAuthorities: fed}, nil
@@ -152,7 +154,7 @@ func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (
 	var src *source
 	switch {
 	case set.enterprise != nil && set.enterprise.ref.Authority == authority:
-		if s.cfg.RequireServiceAuthority {
+		if s.cfg.AuthorityChoice == RequireServiceAuthority {
 			return nil, pass.Fail(pass.CodeAgentsUnsupported,
 				"this Service accepts only its own Authority")
 		}
@@ -165,7 +167,7 @@ func (s *Service) accept(ctx context.Context, set *trustSet, authority string) (
 	default:
 		for _, f := range set.federated {
 			if f.Authority == authority {
-				if s.cfg.RequireServiceAuthority {
+				if s.cfg.AuthorityChoice == RequireServiceAuthority {
 					return nil, pass.Fail(pass.CodeAgentsUnsupported,
 						"this Service accepts only its own Authority")
 				}

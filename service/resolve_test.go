@@ -58,9 +58,9 @@ func (e *env) scenarios() *scenarios {
 func TestResolutionPrecedence(t *testing.T) {
 	noSA := func(c *service.Config) { c.ServiceAuthority = nil }
 	noFed := func(c *service.Config) { c.TrustedFederated = nil }
-	prefer := func(c *service.Config) { c.PreferServiceAuthority = true }
-	both := func(c *service.Config) { c.OfferServiceAndFederated = true }
-	require := func(c *service.Config) { c.RequireServiceAuthority = true; c.PreferServiceAuthority = true }
+	prefer := func(c *service.Config) { c.AuthorityChoice = service.PreferServiceAuthority }
+	both := func(c *service.Config) { c.AuthorityChoice = service.OfferServiceAndFederated }
+	require := func(c *service.Config) { c.AuthorityChoice = service.RequireServiceAuthority }
 	onlyFed2 := func(c *service.Config) {
 		c.FederatedPolicy = func(_ context.Context, email string, opts []pass.AuthorityRef) []pass.AuthorityRef {
 			// Narrow to fed2, and try to sneak in an untrusted entry.
@@ -102,7 +102,7 @@ func TestResolutionPrecedence(t *testing.T) {
 		{"no record, federated only", "S-RES-10", []func(*service.Config){noSA}, "alex@free.test", want{status: 200, fed: []string{"https://fed.test", "https://fed2.test"}}},
 		{"no record, policy narrows federated", "S-RES-10 S-RES-14", []func(*service.Config){noSA, onlyFed2}, "alex@free.test", want{status: 200, fed: []string{"https://fed2.test"}}},
 		{"no record, both offered", "je.authority-resolution-followup", []func(*service.Config){both}, "alex@free.test", want{status: 200, sa: true, fed: []string{"https://fed.test", "https://fed2.test"}}},
-		{"no record, service authority required", "G-36", []func(*service.Config){require, both}, "alex@free.test", want{status: 200, sa: true}},
+		{"no record, service authority required over an offer of both", "G-36", []func(*service.Config){both, require}, "alex@free.test", want{status: 200, sa: true}},
 		{"no record, nothing configured", "S-RES-11", []func(*service.Config){noSA, noFed}, "alex@free.test", want{status: 404, code: pass.CodeNoAuthority}},
 		{"no record, policy removes every federated", "S-RES-11", []func(*service.Config){noSA, func(c *service.Config) {
 			c.FederatedPolicy = func(context.Context, string, []pass.AuthorityRef) []pass.AuthorityRef { return nil }

@@ -47,7 +47,7 @@ func TestAvailableScopes(t *testing.T) {
 	})
 	e.scenarios()
 	body := func(user string) pass.AvailableScopesRequest {
-		return pass.AvailableScopesRequest{User: pass.User{Email: user}, Agent: pass.Agent{ID: "agent-7"}, Task: &pass.TaskInfo{ID: "t1", Description: "triage"}}
+		return pass.AvailableScopesRequest{User: pass.User{Email: user}, Agent: pass.Agent{ID: "agent-7"}, Task: &pass.Task{ID: "t1", Description: "triage"}}
 	}
 	now := e.clock.Now()
 
@@ -117,7 +117,7 @@ func TestAvailableScopes(t *testing.T) {
 	if diff := cmp.Diff(pass.Scope{"tickets:write"}, resp.Names()); diff != "" {
 		t.Errorf("callback scopes (-want +got):\n%s", diff)
 	}
-	want := service.ScopeQuery{User: corpUser, Agent: "agent-7", Task: &pass.TaskInfo{ID: "t1", Description: "triage"}, Authority: e2.idp.origin, TrustMode: pass.TrustEnterprise}
+	want := service.ScopeQuery{User: corpUser, Agent: "agent-7", Task: &pass.Task{ID: "t1", Description: "triage"}, Authority: e2.idp.origin, TrustMode: pass.TrustEnterprise}
 	if diff := cmp.Diff(want, gotQuery); diff != "" {
 		t.Errorf("query (-want +got):\n%s", diff)
 	}

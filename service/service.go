@@ -230,7 +230,7 @@ func (s *Service) serveDocument(w http.ResponseWriter, r *http.Request, body []b
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(ConfigurationMaxAge/time.Second)))
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(configurationMaxAge/time.Second)))
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)

@@ -269,7 +269,7 @@ type DelegationRecord struct {
 	// HarnessID is the harness.id reported by the Authority, if any.
 	HarnessID string
 	// Task is the validated task context; zero when absent.
-	Task pass.ValidatedTask
+	Task pass.Task
 	// Scope is the effective scope granted at redemption (approved,
 	// expanded, intersected with requested_scope). It is the upper bound
 	// of the delegation forever.

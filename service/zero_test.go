@@ -33,8 +33,8 @@ func TestZeroService(t *testing.T) {
 	if d, err := s.Check(api); err == nil || d != nil {
 		t.Errorf("Check on a zero Service = %v, %v; want an error", d, err)
 	}
-	if err := s.Close(context.Background(), "x", pass.CloseRevoke, "r"); err == nil {
-		t.Error("Close on a zero Service succeeded")
+	if err := s.CloseAuthorization(context.Background(), "x", pass.CloseRevoke, "r"); err == nil {
+		t.Error("CloseAuthorization on a zero Service succeeded")
 	}
 	_ = s.Origin()
 	_ = s.ConfigurationURL()

@@ -31,16 +31,16 @@ var Migrations embed.FS
 // component names this package's migrations in agentpass_schema_migrations.
 const component = "authority"
 
-// DefaultRetention is how long Prune keeps a record after it can no longer
+// defaultRetention is how long Prune keeps a record after it can no longer
 // change (a request expired, decided and dead, or consumed; an
 // authorization closed or expired), so that late polls and checks get a
 // precise answer rather than "unknown". It matches
-// authority.MemoryStoreRetention.
-const DefaultRetention = time.Hour
+// the MemoryStore default.
+const defaultRetention = time.Hour
 
-// DefaultPruneLimit is the per-table batch of Prune when given zero (the
+// defaultPruneLimit is the per-table batch of Prune when given zero (the
 // batch RunJanitor uses too).
-const DefaultPruneLimit = 1000
+const defaultPruneLimit = 1000
 
 // Store is an authority.Store on PostgreSQL. Every replica of an Authority
 // may hold its own Store on its own pool over the same database: each state
@@ -64,7 +64,7 @@ var _ authority.Store = (*Store)(nil)
 type Option func(*Store)
 
 // WithRetention sets how long Prune keeps records that can no longer change
-// (default DefaultRetention; d <= 0 keeps the default).
+// (default one hour; d <= 0 keeps the default).
 func WithRetention(d time.Duration) Option {
 	return func(s *Store) {
 		if d > 0 {
@@ -82,9 +82,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithNow sets the clock RunJanitor passes to Prune (default time.Now).
+// WithClock sets the clock RunJanitor passes to Prune (default time.Now).
 // Every other method takes the time from its caller.
-func WithNow(now func() time.Time) Option {
+func WithClock(now func() time.Time) Option {
 	return func(s *Store) {
 		if now != nil {
 			s.now = now
@@ -95,7 +95,7 @@ func WithNow(now func() time.Time) Option {
 // New returns a Store on pool. Call Migrate once (from any replica) before
 // use. The pool stays the caller's: Store never closes it.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, retention: DefaultRetention, now: time.Now}
+	s := &Store{pool: pool, retention: defaultRetention, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -749,11 +749,11 @@ func (s *Store) Authorizations(ctx context.Context, opts authority.ListOptions) 
 
 // Prune deletes records that can no longer change and ended more than the
 // retention (WithRetention) before now: at most limit requests and at most
-// limit authorizations per call (zero means DefaultPruneLimit), so a
+// limit authorizations per call (zero means 1,000), so a
 // janitor's work per tick is bounded. It reports how many rows it deleted.
 func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, error) {
 	if limit <= 0 {
-		limit = DefaultPruneLimit
+		limit = defaultPruneLimit
 	}
 	cutoff := now.Add(-s.retention)
 	// "= ANY (ARRAY (subquery))" makes the planner fetch the batch by

@@ -288,7 +288,7 @@ func TestPrune(t *testing.T) {
 	pool := pgtest.Pool(t)
 	now := t0.Add(3 * time.Hour)
 	ticks := pgtest.NewTicks() // the janitor's ticks, from its log
-	s := authoritypg.New(pool, authoritypg.WithRetention(30*time.Minute), authoritypg.WithNow(func() time.Time { return now }), authoritypg.WithLogger(ticks.Logger()))
+	s := authoritypg.New(pool, authoritypg.WithRetention(30*time.Minute), authoritypg.WithClock(func() time.Time { return now }), authoritypg.WithLogger(ticks.Logger()))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestJanitorCatchesUp(t *testing.T) {
 	pool := pgtest.Pool(t)
 	ticks := pgtest.NewTicks()
 	now := t0.Add(3 * time.Hour)
-	s := authoritypg.New(pool, authoritypg.WithNow(func() time.Time { return now }), authoritypg.WithLogger(ticks.Logger()))
+	s := authoritypg.New(pool, authoritypg.WithClock(func() time.Time { return now }), authoritypg.WithLogger(ticks.Logger()))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

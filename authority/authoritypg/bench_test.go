@@ -13,7 +13,7 @@ import (
 )
 
 // benchChunk bounds the passes seeded at once (the in-memory store holds
-// at most authority.MemoryStoreMaxRecords records): a longer run reseeds a
+// at most the default MemoryStore bound of 100,000 records): a longer run reseeds a
 // fresh store, with the timer stopped, every benchChunk consumptions.
 const benchChunk = 40_000
 

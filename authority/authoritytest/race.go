@@ -29,7 +29,7 @@ func testTwoAuthorities(t *testing.T, s authority.Store) {
 		t.Fatal(err)
 	}
 	origins := []string{n.Serve("idp.test", replicas[0]), n.Serve("idp-replica.test", replicas[1])}
-	svc := deploy.NewTestService(n, "todo.test", id+authority.PathConfiguration, now)
+	svc := deploy.NewTestService(n, "todo.test", id+"/configuration", now)
 	value := secret.Token("ap_")
 	r := NewRequest("req-race")
 	r.Service = svc.Origin
@@ -46,7 +46,7 @@ func testTwoAuthorities(t *testing.T, s authority.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			status, body, err := svc.Post(n.Client(), origins[i%2]+authority.PathValidate, id,
+			status, body, err := svc.Post(n.Client(), origins[i%2]+"/validate", id,
 				pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}})
 			switch {
 			case err != nil:

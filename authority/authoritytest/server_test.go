@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 )
 
 func whoami(t *testing.T, srv *authoritytest.Server) map[string]any {
@@ -59,7 +59,7 @@ func TestServerRevokeAndClock(t *testing.T) {
 	if _, err := srv.Authority.Revoke(t.Context(), auths[0].MissionID, "human:admin@corp.test", "test"); err != nil {
 		t.Fatal(err)
 	}
-	srv.Advance(service.DefaultCheckInterval + 1)
+	srv.Advance((30 * time.Second) + 1)
 	resp, err := agent.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)

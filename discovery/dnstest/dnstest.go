@@ -46,6 +46,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/dnstxt"
 	"github.com/miekg/dns"
 )
 
@@ -517,7 +518,7 @@ func (s *Server) answer(m *dns.Msg, name string, qtype uint16, negTTL uint32) {
 			for _, strs := range n.txt {
 				esc := make([]string, len(strs))
 				for i, str := range strs {
-					esc[i] = Escape(str)
+					esc[i] = dnstxt.Escape(str)
 				}
 				m.Answer = append(m.Answer, &dns.TXT{
 					Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: n.ttl},
@@ -568,28 +569,4 @@ func split255(v string) []string {
 		v = v[255:]
 	}
 	return append(out, v)
-}
-
-// Escape converts raw bytes to the presentation form miekg/dns packs in a
-// TXT character-string: a backslash before '"' and '\\', \DDD for bytes
-// outside printable ASCII. SetTXT applies it; tests that build dns.TXT
-// records themselves use it so a value reaches the wire byte for byte.
-func Escape(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < ' ' || c > '~':
-			b.WriteByte('\\')
-			b.WriteByte('0' + c/100)
-			b.WriteByte('0' + c/10%10)
-			b.WriteByte('0' + c%10)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }

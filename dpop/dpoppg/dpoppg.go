@@ -10,7 +10,7 @@
 //
 // # Usage
 //
-//	rc := dpoppg.New(pool, nil, dpoppg.WithLogger(logger))
+//	rc := dpoppg.New(pool, dpoppg.WithLogger(logger))
 //	if err := rc.Migrate(ctx); err != nil { ... }
 //	go rc.RunJanitor(ctx, 0) // deletes expired rows
 //	svc, err := service.New(service.Config{ReplayCache: rc, ...})
@@ -60,9 +60,9 @@ var Migrations embed.FS
 
 const component = "dpop_replay"
 
-// DefaultPruneLimit is the batch of Prune when given zero, and the batch
+// defaultPruneLimit is the batch of Prune when given zero, and the batch
 // RunJanitor uses.
-const DefaultPruneLimit = pgutil.JanitorBatch
+const defaultPruneLimit = pgutil.JanitorBatch
 
 // ReplayCache implements dpop.ReplayCache and dpop.ReplayLookup on a
 // PostgreSQL pool. It is safe for concurrent use by any number of
@@ -91,14 +91,20 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// New returns a cache on pool; now is the clock (nil means time.Now): give
-// it the verifiers' clock. Call Migrate once before use. The pool stays the
-// caller's: the cache never closes it.
-func New(pool *pgxpool.Pool, now func() time.Time, opts ...Option) *ReplayCache {
-	if now == nil {
-		now = time.Now
+// WithClock sets the cache's clock (default time.Now): give it the
+// verifiers' clock, since a row is a replay until the clock passes its exp.
+func WithClock(now func() time.Time) Option {
+	return func(c *ReplayCache) {
+		if now != nil {
+			c.now = now
+		}
 	}
-	c := &ReplayCache{pool: pool, now: now}
+}
+
+// New returns a cache on pool. Call Migrate once before use. The pool stays
+// the caller's: the cache never closes it.
+func New(pool *pgxpool.Pool, opts ...Option) *ReplayCache {
+	c := &ReplayCache{pool: pool, now: time.Now}
 	for _, o := range opts {
 		o(c)
 	}
@@ -160,14 +166,14 @@ func (c *ReplayCache) contains(ctx context.Context, key []byte, now time.Time) (
 }
 
 // Prune deletes at most limit expired rows (zero or less means
-// DefaultPruneLimit) and reports how many it deleted, so one statement's
+// 1,000) and reports how many it deleted, so one statement's
 // work is bounded. (The "= ANY (ARRAY (...))" form keeps the plan to one
 // batch fetched by the expiry index; "IN (SELECT ... LIMIT n)" was planned
 // as a scan of the whole table. The outer expiry test skips a row Seen
 // reclaimed meanwhile.)
 func (c *ReplayCache) Prune(ctx context.Context, limit int) (int64, error) {
 	if limit <= 0 {
-		limit = DefaultPruneLimit
+		limit = defaultPruneLimit
 	}
 	tag, err := c.pool.Exec(ctx, `
 		DELETE FROM agentpass_proof_replay WHERE expires_at <= $1 AND key = ANY (ARRAY (

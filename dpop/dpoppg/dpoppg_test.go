@@ -30,9 +30,12 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// pruneBatch is the documented batch of Prune(ctx, 0).
+const pruneBatch = 1000
+
 func newCache(t *testing.T, pool *pgxpool.Pool, now func() time.Time, opts ...dpoppg.Option) *dpoppg.ReplayCache {
 	t.Helper()
-	c := dpoppg.New(pool, now, opts...)
+	c := dpoppg.New(pool, append([]dpoppg.Option{dpoppg.WithClock(now)}, opts...)...)
 	if err := c.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +116,10 @@ func TestSeen(t *testing.T) {
 		t.Fatalf("Prune(3) = %d, %v", n, err)
 	}
 	// Zero is the default batch (it used to delete nothing).
-	if n, err := c.Prune(ctx, 0); err != nil || n != dpoppg.DefaultPruneLimit {
-		t.Fatalf("Prune(0) = %d, %v; want %d", n, err, dpoppg.DefaultPruneLimit)
+	if n, err := c.Prune(ctx, 0); err != nil || n != pruneBatch {
+		t.Fatalf("Prune(0) = %d, %v; want %d", n, err, pruneBatch)
 	}
-	if n, err := c.Prune(ctx, 0); err != nil || n != 1500+3-3-dpoppg.DefaultPruneLimit {
+	if n, err := c.Prune(ctx, 0); err != nil || n != 1500+3-3-pruneBatch {
 		t.Fatalf("second Prune(0) = %d, %v", n, err)
 	}
 }

@@ -204,7 +204,7 @@ func (c *cli) token(ctx context.Context, args []string) error {
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
-	p, err := h.Start(waitCtx, harness.Request{Service: pos[0], User: pos[1], Task: harness.Task{Description: af.task}, Authority: af.authority})
+	p, err := h.Start(waitCtx, harness.Request{Service: pos[0], User: pos[1], Task: pass.Task{Description: af.task}, Authority: af.authority})
 	if err != nil {
 		return explain(err)
 	}
@@ -415,7 +415,7 @@ func (c *cli) browser(ctx context.Context, args []string) error {
 	actx, cancel := context.WithTimeout(ctx, af.timeout)
 	defer cancel()
 	g, err := h.Acquire(actx, harness.Request{Service: pos[0], User: pos[1], Type: pass.BrowserSession, Destination: dest,
-		Task: harness.Task{Description: af.task}, Authority: af.authority})
+		Task: pass.Task{Description: af.task}, Authority: af.authority})
 	if err != nil {
 		return explain(err)
 	}

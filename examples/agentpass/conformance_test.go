@@ -11,6 +11,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass/conformance"
+	"github.com/agentpass-go/agentpass/service"
 )
 
 // freeAddr returns a loopback address with a port free a moment ago.
@@ -33,7 +34,7 @@ func freeAddr(t *testing.T) string {
 func TestConformanceAgainstTheDevnet(t *testing.T) {
 	n := testnet.New(t)
 	sb, err := sandbox.Build(n, sandbox.Options{
-		ExplicitPorts: true, ApprovalPages: true, AdminToken: "devtoken", OfferServiceAndFederated: true,
+		ExplicitPorts: true, ApprovalPages: true, AdminToken: "devtoken", AuthorityChoice: service.OfferServiceAndFederated,
 		PollAfter: 100 * time.Millisecond, CheckInterval: 200 * time.Millisecond,
 	})
 	if err != nil {

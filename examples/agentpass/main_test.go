@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
 )
 
 // env is the sandbox as the devnet serves it (explicit ports, A records),
@@ -36,7 +37,7 @@ func newEnv(t *testing.T, onPending func(*authority.Authority, authority.Request
 	t.Helper()
 	n := testnet.New(t)
 	sb, err := sandbox.Build(n, sandbox.Options{
-		ExplicitPorts: true, ApprovalPages: true, OfferServiceAndFederated: true,
+		ExplicitPorts: true, ApprovalPages: true, AuthorityChoice: service.OfferServiceAndFederated,
 		PollAfter: 100 * time.Millisecond, OnPending: onPending,
 	})
 	if err != nil {

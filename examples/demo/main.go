@@ -201,7 +201,7 @@ func (d *demo) progress(p harness.Progress) {
 func (d *demo) acquire(ctx context.Context, user, task string, typ pass.PassType) (*harness.Grant, error) {
 	return d.agent.Acquire(ctx, harness.Request{
 		Service: d.sb.TodoOrigin, User: user, Type: typ,
-		Task: harness.Task{Description: task},
+		Task: pass.Task{Description: task},
 	})
 }
 
@@ -254,7 +254,7 @@ func (d *demo) browserSession(ctx context.Context) error {
 	d.step("Browser session: the agent's browser lands signed in, once")
 	g, err := d.agent.Acquire(ctx, harness.Request{
 		Service: d.sb.TodoOrigin, User: sandbox.UserEnterprise, Type: pass.BrowserSession,
-		Task: harness.Task{Description: "Show my to-do list in the browser"}, Destination: d.sb.TodoOrigin + "/app",
+		Task: pass.Task{Description: "Show my to-do list in the browser"}, Destination: d.sb.TodoOrigin + "/app",
 	})
 	if err != nil {
 		return err
@@ -412,7 +412,7 @@ func (d *demo) subAgents(ctx context.Context) error {
 		return err
 	}
 	spawn := func(suffix, task string, scope pass.Scope) (*harness.Token, *harness.Grant, error) {
-		offer, err := m.Offer(suffix, harness.Task{ID: "week." + suffix, Description: task})
+		offer, err := m.Offer(suffix, pass.Task{ID: "week." + suffix, Description: task})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -96,7 +96,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 
 	created := make(chan string, 1)
 	cfg := harness.Config{HarnessID: "devnet-orchestrator", HTTPClient: d.net.Client(), Discovery: d.net.Discovery(),
-		InsecureAllowPrivateNetworks: true, Now: clock.Now, MinPoll: harness.MinPollFloor,
+		InsecureAllowPrivateNetworks: true, Now: clock.Now, MinPoll: (100 * time.Millisecond),
 		Progress: func(p harness.Progress) {
 			if p.Event == harness.EventRequestCreated && p.ApprovalURL != "" {
 				created <- path.Base(p.ApprovalURL)
@@ -113,7 +113,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 	done := make(chan acquired, 1)
 	go func() {
 		g, err := orch.Acquire(ctx, harness.Request{Service: d.sb.TodoOrigin, User: sandbox.UserEnterprise,
-			Task: harness.Task{Description: "Plan my week: update my list with sub-agents"}})
+			Task: pass.Task{Description: "Plan my week: update my list with sub-agents"}})
 		done <- acquired{g, err}
 	}()
 	var missionID string
@@ -138,7 +138,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 		t.Fatal(err)
 	}
 	spawn := func(suffix string, scope pass.Scope) *harness.Token {
-		offer, err := m.Offer(suffix, harness.Task{ID: "week." + suffix, Description: "Part of the week plan"})
+		offer, err := m.Offer(suffix, pass.Task{ID: "week." + suffix, Description: "Part of the week plan"})
 		if err != nil {
 			t.Fatal(err)
 		}

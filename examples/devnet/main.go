@@ -47,6 +47,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
 )
 
 func main() {
@@ -215,10 +216,13 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	opts := sandbox.Options{
 		ExplicitPorts: true, Addrs: addrs, ApprovalPages: true, AdminToken: cfg.adminToken,
 		Logger: logger, PollAfter: time.Second, CheckInterval: 5 * time.Second,
-		OfferServiceAndFederated: true, PreferServiceAuthority: cfg.preferSA,
+		AuthorityChoice:       service.OfferServiceAndFederated,
 		RequireHardenedProofs: cfg.hardened, Now: cfg.now,
 		// Revocations reach the to-do Service at once (RFC 8935 push).
 		EventDelivery: pass.DeliveryPush,
+	}
+	if cfg.preferSA {
+		opts.AuthorityChoice = service.PreferServiceAuthority
 	}
 	store := "memory"
 	if cfg.postgres != "" {

@@ -84,7 +84,7 @@ func (d *devnet) usePostgres(ctx context.Context, dsn, prefix string, logger *sl
 	if p, err = pool(prefix + "_replay"); err != nil {
 		return err
 	}
-	rc := dpoppg.New(p, opts.Now, dpoppg.WithLogger(logger))
+	rc := dpoppg.New(p, dpoppg.WithClock(opts.Now), dpoppg.WithLogger(logger))
 	if err := rc.Migrate(ctx); err != nil {
 		return fmt.Errorf("-postgres: migrating %s_replay: %w", prefix, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // TestDevnetPostgres runs the devnet on the PostgreSQL stores (issue 9):
@@ -50,7 +51,7 @@ func TestDevnetPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := agent.Acquire(ctx, harness.Request{Service: d.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: "Summarise my to-do list"}})
+	g, err := agent.Acquire(ctx, harness.Request{Service: d.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: pass.Task{Description: "Summarise my to-do list"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,9 +64,9 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// DefaultTimeout bounds loading the initialization when Options.Timeout is
+// defaultTimeout bounds loading the initialization when Options.Timeout is
 // zero.
-const DefaultTimeout = 30 * time.Second
+const defaultTimeout = 30 * time.Second
 
 // Errors.
 var (
@@ -127,7 +127,7 @@ type Options struct {
 	Headed bool
 
 	// Timeout bounds the initialization load (the form POST or GET and the
-	// redirect to the destination). If zero, DefaultTimeout.
+	// redirect to the destination). If zero, 30 seconds.
 	Timeout time.Duration
 
 	// Hosts maps host names to loopback addresses ("todo.test" ->
@@ -214,7 +214,7 @@ func Launch(ctx context.Context, opts Options) (*Session, error) {
 	tab, cancelTab := chromedp.NewContext(allocCtx)
 	s := &Session{tab: tab, cancelTab: cancelTab, cancelAlloc: cancelAlloc, timeout: opts.Timeout}
 	if s.timeout == 0 {
-		s.timeout = DefaultTimeout
+		s.timeout = defaultTimeout
 	}
 	start := make(chan error, 1)
 	go func() { start <- chromedp.Do(tab, chromedp.Navigate("about:blank")) }()

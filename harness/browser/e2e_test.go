@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -23,7 +24,7 @@ func browserInit(t *testing.T, e *e2e.Env) *harness.Initialization {
 		HTTPClient: e.Client,
 		Discovery:  e.Discovery(t),
 		Now:        e.Clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 		// The network is on loopback.
 		InsecureAllowPrivateNetworks: true,
 	})
@@ -34,7 +35,7 @@ func browserInit(t *testing.T, e *e2e.Env) *harness.Initialization {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service:     e2e.AppOrigin,
 		User:        e2e.EnterpriseUser,
-		Task:        harness.Task{Description: "Look at my tickets in the web app"},
+		Task:        pass.Task{Description: "Look at my tickets in the web app"},
 		Type:        pass.BrowserSession,
 		Destination: e2e.AppOrigin + "/tickets",
 	})

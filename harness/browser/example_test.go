@@ -25,7 +25,7 @@ func ExampleOpen() {
 	g, err := c.Acquire(ctx, harness.Request{
 		Service:     "https://todo.example",
 		User:        "alex@corp.example",
-		Task:        harness.Task{Description: "Archive last year's done items"},
+		Task:        pass.Task{Description: "Archive last year's done items"},
 		Type:        pass.BrowserSession,
 		Destination: "https://todo.example/lists",
 	})

@@ -25,7 +25,7 @@ func ExampleStart() {
 
 	g, err := n.Harness.Acquire(ctx, harness.Request{
 		Service: n.URL, User: n.User,
-		Task: harness.Task{ID: "task-1", Description: "List my open tickets"},
+		Task: pass.Task{ID: "task-1", Description: "List my open tickets"},
 	})
 	if err != nil {
 		log.Fatal(err)

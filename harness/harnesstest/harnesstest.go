@@ -17,7 +17,7 @@
 //	func TestAgent(t *testing.T) {
 //		n := harnesstest.NewNetwork(t, nil)
 //		g, err := n.Harness.Acquire(t.Context(), harness.Request{
-//			Service: n.URL, User: n.User, Task: harness.Task{Description: "list my tickets"},
+//			Service: n.URL, User: n.User, Task: pass.Task{Description: "list my tickets"},
 //		})
 //		// ... n.Harness.RedeemBearerToken(t.Context(), g, harness.RedeemOptions{})
 //	}
@@ -123,7 +123,7 @@ func (n *Network) Config() harness.Config {
 		HTTPClient:                   n.Client,
 		Discovery:                    n.kit.NewDiscovery(),
 		Now:                          n.kit.Clock.Now,
-		MinPoll:                      harness.MinPollFloor,
+		MinPoll:                      (100 * time.Millisecond),
 		PreferredAuthority:           n.Authority.Identifier(),
 		InsecureAllowPrivateNetworks: true,
 	}

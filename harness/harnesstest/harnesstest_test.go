@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/harness/harnesstest"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 )
 
@@ -25,7 +27,7 @@ func status(t *testing.T, c *http.Client, url string) int {
 
 func acquire(t *testing.T, n *harnesstest.Network, c *harness.Client) *harness.Token {
 	t.Helper()
-	g, err := c.Acquire(t.Context(), harness.Request{Service: n.URL, User: n.User, Task: harness.Task{Description: "a test"}})
+	g, err := c.Acquire(t.Context(), harness.Request{Service: n.URL, User: n.User, Task: pass.Task{Description: "a test"}})
 	if err != nil {
 		t.Fatalf("Acquire: %v", err)
 	}
@@ -59,7 +61,7 @@ func TestNetworkConfigAndClock(t *testing.T) {
 	if seen := last.Load(); seen == nil || seen.User != n.User || seen.HarnessID != "my-agent" || !seen.Allows("read", "write") {
 		t.Errorf("the handler saw %+v", last.Load())
 	}
-	n.Advance(service.DefaultTokenTTL + 1)
+	n.Advance(time.Hour + 1)
 	if got := status(t, tok.HTTPClient(n.Client), n.URL+"/x"); got != http.StatusUnauthorized {
 		t.Errorf("after the token's lifetime: %d, want 401", got)
 	}
@@ -68,7 +70,7 @@ func TestNetworkConfigAndClock(t *testing.T) {
 // With Manual the test is the person: a denial reaches the agent as one.
 func TestNetworkManualDeny(t *testing.T) {
 	n := harnesstest.NewNetwork(t, &harnesstest.Options{Manual: true})
-	p, err := n.Harness.Start(t.Context(), harness.Request{Service: n.URL, User: n.User, Task: harness.Task{Description: "delete everything"}})
+	p, err := n.Harness.Start(t.Context(), harness.Request{Service: n.URL, User: n.User, Task: pass.Task{Description: "delete everything"}})
 	if err != nil {
 		t.Fatal(err)
 	}

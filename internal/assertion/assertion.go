@@ -107,7 +107,7 @@ func Sign(key *dpop.Key, iss, aud string, ttl time.Duration, now time.Time) (str
 	if ttl > DefaultMaxLifetime {
 		ttl = DefaultMaxLifetime
 	}
-	return dpop.SignJWT(key, Type, wireClaims{
+	return jwtcheck.SignKey(key, Type, wireClaims{
 		Issuer: iss, Audience: aud, IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix(),
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
 
 // jwksFinder serves keys from a key set's published JWKS, as the discovery
@@ -50,7 +51,7 @@ const (
 func verifyAs(t testing.TB, keys KeyFinder, aud, token, iss string) (*Claims, error) {
 	t.Helper()
 	now := func() time.Time { return t0 }
-	v, err := NewVerifier(Config{Keys: keys, Audience: aud, Replay: dpop.NewMemoryReplayCache(100, now), Now: now})
+	v, err := NewVerifier(Config{Keys: keys, Audience: aud, Replay: dpop.NewMemoryReplayCache(dpop.WithLimit(100), dpop.WithClock(now)), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	signWith := func(k *dpop.Key, claims map[string]any) string {
-		s, err := dpop.SignJWT(k, Type, claims)
+		s, err := jwtcheck.SignKey(k, Type, claims)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +158,8 @@ func TestVerify(t *testing.T) {
 		}
 	}
 	// Another kind's typ is refused (G-8); "JWT" from a plain v0.1 peer is fine.
-	for typ, ok := range map[string]bool{dpop.TypeProof: false, "JWT": true} {
-		tok, _ := dpop.SignJWT(ks.Current(), typ, claims(nil))
+	for typ, ok := range map[string]bool{jwtcheck.TypeProof: false, "JWT": true} {
+		tok, _ := jwtcheck.SignKey(ks.Current(), typ, claims(nil))
 		_, err := verifyAs(t, v, auth, tok, svc)
 		if (err == nil) != ok {
 			t.Errorf("typ %q: %v", typ, err)
@@ -166,7 +167,7 @@ func TestVerify(t *testing.T) {
 	}
 	// A one-element aud array (as many JWT libraries write it) is the same
 	// audience; plain v0.1 peers may send it.
-	arr, _ := dpop.SignJWT(ks.Current(), Type, claims(func(m map[string]any) { m["aud"] = []string{auth} }))
+	arr, _ := jwtcheck.SignKey(ks.Current(), Type, claims(func(m map[string]any) { m["aud"] = []string{auth} }))
 	if _, err := verifyAs(t, v, auth, arr, svc); err != nil {
 		t.Errorf("one-element aud array rejected: %v", err)
 	}

@@ -32,7 +32,7 @@ func parseAndVerify(v *Verifier, token string) (*Claims, error) {
 // before; a plain v0.1 peer's assertion without jti is still accepted.
 func TestVerifyReplay(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
-	replay := dpop.NewMemoryReplayCache(10, func() time.Time { return t0 })
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(10), dpop.WithClock(func() time.Time { return t0 }))
 	v := newTestVerifier(t, ks, replay)
 	tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
 	if _, err := parseAndVerify(v, tok); err != nil {
@@ -50,7 +50,7 @@ func TestVerifyReplay(t *testing.T) {
 		t.Errorf("replay entries = %d, want 2 (the assertion and the probe)", replay.Len())
 	}
 
-	// SignJWT always adds a jti; build a v0.1-style token without one.
+	// SignKey always adds a jti; build a v0.1-style token without one.
 	noJTI := signNoJTI(t, ks)
 	for range 2 {
 		c, err := parseAndVerify(v, noJTI)
@@ -74,7 +74,7 @@ func TestVerifyBadSignatureNotRecorded(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
 	other, _ := dpop.GenerateKey("")
 	impostor, _ := dpop.NewKey(other.Signer(), "", ks.Current().KeyID())
-	replay := dpop.NewMemoryReplayCache(10, func() time.Time { return t0 })
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(10), dpop.WithClock(func() time.Time { return t0 }))
 	v := newTestVerifier(t, ks, replay)
 	forged, _ := Sign(impostor, svc, auth, 0, t0)
 	if _, err := parseAndVerify(v, forged); !errors.Is(err, ErrInvalid) {
@@ -109,9 +109,9 @@ func (failingReplay) Seen(context.Context, string, string, time.Time) (bool, err
 // one within the skew is accepted.
 func TestVerifyNotBefore(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
-	v := newTestVerifier(t, ks, dpop.NewMemoryReplayCache(10, nil))
+	v := newTestVerifier(t, ks, dpop.NewMemoryReplayCache(dpop.WithLimit(10)))
 	mk := func(nbf time.Time) string {
-		tok, err := dpop.SignJWT(ks.Current(), Type, map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(2 * time.Minute).Unix(), "nbf": nbf.Unix()})
+		tok, err := jwtcheck.SignKey(ks.Current(), Type, map[string]any{"iss": svc, "aud": auth, "iat": t0.Unix(), "exp": t0.Add(2 * time.Minute).Unix(), "nbf": nbf.Unix()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func TestVerifyNotBefore(t *testing.T) {
 func TestNewVerifierConfig(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
 	keys := jwksFinder{jwksURL, ks}
-	replay := dpop.NewMemoryReplayCache(1, nil)
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(1))
 	for name, cfg := range map[string]Config{
 		"no keys":       {Audience: auth, Replay: replay},
 		"no audience":   {Keys: keys, Replay: replay},
@@ -159,7 +159,7 @@ func TestNewVerifierConfig(t *testing.T) {
 // reuses it.
 func TestParseOnce(t *testing.T) {
 	ks, _ := dpop.GenerateKeySet()
-	v := newTestVerifier(t, ks, dpop.NewMemoryReplayCache(10, nil))
+	v := newTestVerifier(t, ks, dpop.NewMemoryReplayCache(dpop.WithLimit(10)))
 	tok, _ := Sign(ks.Current(), svc, auth, 0, t0)
 	before := jwtcheck.Assertion.Parses()
 	if _, err := parseAndVerify(v, tok); err != nil {

@@ -36,7 +36,7 @@ func realTokens(f *testing.F) []string {
 	add(vendor.HarnessAttestation("https://vendor.example", "h1", holder.PublicJSON(), 0, t0))
 	add(holder.DPoPProof("GET", "https://svc.example/api", "at_1", "n-1", t0))
 	add(assertion.Sign(holder, "https://svc.example", "https://ap.example", 0, t0))
-	add(dpop.SignJWT(holder, jwtcheck.TypeSecurityEvent, map[string]any{
+	add(jwtcheck.SignKey(holder, jwtcheck.TypeSecurityEvent, map[string]any{
 		"iss": "https://ap.example", "aud": "https://svc.example", "iat": t0.Unix(),
 		"events": map[string]any{"https://schemas.openid.net/secevent/risc/event-type/sessions-revoked": map[string]any{}},
 	}))

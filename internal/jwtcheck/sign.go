@@ -2,13 +2,16 @@ package jwtcheck
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 )
 
 // Signer is a signing key as Sign needs it. Opaque signers keep KMS and
@@ -94,4 +97,22 @@ func NewJTI() (string, error) {
 		return "", fmt.Errorf("jwtcheck: random jti: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// SigningKey is what SignKey needs of a key; a *dpop.Key has it.
+type SigningKey interface {
+	Signer() crypto.Signer
+	Algorithm() string
+	KeyID() string
+}
+
+// SignKey signs claims with k as a compact JWT with the typ and kid headers
+// and a jti claim: the building block of Service and Authority assertions
+// and Security Event Tokens, whose callers choose and check the claims.
+func SignKey(k SigningKey, typ string, claims any) (string, error) {
+	if k == nil || (reflect.ValueOf(k).Kind() == reflect.Pointer && reflect.ValueOf(k).IsNil()) || k.Signer() == nil {
+		return "", errors.New("jwtcheck: no signing key")
+	}
+	s := Signer{Key: cryptosigner.Opaque(k.Signer()), Alg: jose.SignatureAlgorithm(k.Algorithm()), KeyID: k.KeyID()}
+	return Sign(s, typ, false, claims)
 }

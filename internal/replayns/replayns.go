@@ -32,7 +32,7 @@ func New(shared dpop.ReplayCache, role string, now func() time.Time, sizes map[s
 	for kind, size := range sizes {
 		c := shared
 		if c == nil {
-			c = dpop.NewMemoryReplayCache(size, now)
+			c = dpop.NewMemoryReplayCache(dpop.WithLimit(size), dpop.WithClock(now))
 		}
 		out[kind] = Namespace(c, role+kind)
 	}

@@ -15,7 +15,7 @@ func TestKindsApart(t *testing.T) {
 	ctx := context.Background()
 	now := func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 	exp := now().Add(time.Minute)
-	shared := dpop.NewMemoryReplayCache(10, now)
+	shared := dpop.NewMemoryReplayCache(dpop.WithLimit(10), dpop.WithClock(now))
 	for name, caches := range map[string]map[string]dpop.ReplayCache{
 		"shared":   replayns.New(shared, "role:", now, map[string]int{"a:": 10, "b:": 10}),
 		"separate": replayns.New(nil, "role:", now, map[string]int{"a:": 10, "b:": 10}),

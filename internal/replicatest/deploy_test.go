@@ -191,7 +191,7 @@ func deploy(t testing.TB, o options) *deployment {
 		HarnessID:  harnessID,
 		HTTPClient: d.client,
 		Now:        d.clock.Now,
-		MinPoll:    harness.MinPollFloor,
+		MinPoll:    (100 * time.Millisecond),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func (d *deployment) acquire(ctx context.Context, n int, typ pass.PassType) ([]*
 		g.Go(func() error {
 			req := harness.Request{
 				Service: appOrigin, User: user, Type: typ,
-				Task: harness.Task{Description: fmt.Sprintf("Triage my open tickets (%d)", i)},
+				Task: pass.Task{Description: fmt.Sprintf("Triage my open tickets (%d)", i)},
 			}
 			if typ == pass.BrowserSession {
 				req.Destination = appOrigin + "/inbox"

@@ -170,7 +170,7 @@ func Sign(key *dpop.Key, s SET) (raw, jti string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("secevent: encoding event: %w", err)
 	}
-	raw, err = dpop.SignJWT(key, jwtcheck.TypeSecurityEvent, wireClaims{
+	raw, err = jwtcheck.SignKey(key, jwtcheck.TypeSecurityEvent, wireClaims{
 		Issuer: s.Issuer, Audience: s.Audience, IssuedAt: s.IssuedAt.Unix(), JTI: s.JTI, Txn: s.Txn,
 		SubID:  subID{Format: SubjectFormat, ID: s.Subject},
 		Events: map[string]json.RawMessage{s.Event.Type: ev},

@@ -594,7 +594,7 @@ func (r *runner) scopeCallChecks(ctx context.Context, c *check) {
 		c.skipf("the Authority never called the kit's available_scopes (it may not ask every Service)")
 		return
 	}
-	replay := dpop.NewMemoryReplayCache(0, nil)
+	replay := dpop.NewMemoryReplayCache()
 	for i, call := range calls {
 		if i >= 3 {
 			break

@@ -27,7 +27,7 @@
 //	if err := store.Migrate(ctx); err != nil {
 //		return err
 //	}
-//	replay := dpoppg.New(pool, nil, dpoppg.WithLogger(logger))
+//	replay := dpoppg.New(pool, dpoppg.WithLogger(logger))
 //	if err := replay.Migrate(ctx); err != nil {
 //		return err
 //	}
@@ -83,7 +83,7 @@
 // # Pruning and schema
 //
 // [Store.Prune] deletes, in bounded batches, expired credentials,
-// initialization tokens InitRetention after their expiry, and the
+// initialization tokens ten minutes after their expiry, and the
 // delegations nothing refers to any more; [Store.RunJanitor] calls it on a
 // ticker, batch after batch until the backlog is gone.
 //

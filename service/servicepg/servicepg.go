@@ -30,14 +30,14 @@ var Migrations embed.FS
 // component names this package's migrations in agentpass_schema_migrations.
 const component = "service"
 
-// InitRetention is how long Prune keeps an initialization token after its
+// initRetention is how long Prune keeps an initialization token after its
 // expiry, so that a late visit is told "used or expired" rather than
 // "unknown" (as service.MemoryStore does).
-const InitRetention = 10 * time.Minute
+const initRetention = 10 * time.Minute
 
-// DefaultPruneLimit is the per-table batch of Prune when given zero (the
+// defaultPruneLimit is the per-table batch of Prune when given zero (the
 // batch RunJanitor uses too).
-const DefaultPruneLimit = 1000
+const defaultPruneLimit = 1000
 
 // Store is a service.Store on PostgreSQL. Every replica of a Service may
 // hold its own Store on its own pool over the same database: single use of
@@ -68,9 +68,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithNow sets the clock RunJanitor passes to Prune (default time.Now).
+// WithClock sets the clock RunJanitor passes to Prune (default time.Now).
 // Every other method takes the time from its caller.
-func WithNow(now func() time.Time) Option {
+func WithClock(now func() time.Time) Option {
 	return func(s *Store) {
 		if now != nil {
 			s.now = now
@@ -488,7 +488,7 @@ func (s *Store) SavePendingClose(ctx context.Context, p *service.PendingClose) e
 // DuePendingCloses implements service.Store.
 func (s *Store) DuePendingCloses(ctx context.Context, now time.Time, limit int) ([]*service.PendingClose, error) {
 	if limit <= 0 {
-		limit = DefaultPruneLimit
+		limit = defaultPruneLimit
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT authorization_id, authority, configuration_url, trust_mode, reason, attempts, next_attempt, expires_at
@@ -524,14 +524,14 @@ func (s *Store) DeletePendingClose(ctx context.Context, authorizationID string) 
 }
 
 // Prune deletes, at most limit rows per table per call (zero means
-// DefaultPruneLimit), so each statement's work is bounded: credentials
-// expired at now, initialization tokens expired more than InitRetention
+// 1,000), so each statement's work is bounded: credentials
+// expired at now, initialization tokens expired more than ten minutes
 // before now, and the delegations those credentials and tokens belonged to
 // once nothing refers to them any more (as service.MemoryStore does). It
 // reports how many rows it deleted.
 func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, error) {
 	if limit <= 0 {
-		limit = DefaultPruneLimit
+		limit = defaultPruneLimit
 	}
 	// Each batch is fetched by the expiry index and deleted by primary key
 	// ("= ANY (ARRAY (subquery))"), so the work is bounded by limit however
@@ -546,7 +546,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 			cutoff time.Time
 		}{
 			{"agentpass_service_credentials", now},
-			{"agentpass_service_init_tokens", now.Add(-InitRetention)},
+			{"agentpass_service_init_tokens", now.Add(-initRetention)},
 		} {
 			rows, err := tx.Query(ctx, `
 				DELETE FROM `+q.table+` WHERE hash = ANY (ARRAY (

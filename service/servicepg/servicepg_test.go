@@ -200,13 +200,13 @@ func TestReplicas(t *testing.T) {
 }
 
 // TestPrune: expired credentials go at once, initialization
-// tokens InitRetention after their expiry, and a delegation when nothing
+// tokens ten minutes after their expiry, and a delegation when nothing
 // refers to it any more; at most limit rows per table per call.
 func TestPrune(t *testing.T) {
 	pool := pgtest.Pool(t)
 	now := base.Add(3 * time.Hour)
 	ticks := pgtest.NewTicks() // the janitor's ticks, from its log
-	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return now }), servicepg.WithLogger(ticks.Logger()))
+	s := servicepg.New(pool, servicepg.WithClock(func() time.Time { return now }), servicepg.WithLogger(ticks.Logger()))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestMigrateDropsProofs(t *testing.T) {
 func TestJanitorCatchesUp(t *testing.T) {
 	pool := pgtest.Pool(t)
 	ticks := pgtest.NewTicks()
-	s := servicepg.New(pool, servicepg.WithNow(func() time.Time { return base }), servicepg.WithLogger(ticks.Logger()))
+	s := servicepg.New(pool, servicepg.WithClock(func() time.Time { return base }), servicepg.WithLogger(ticks.Logger()))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -77,8 +77,8 @@ func testTwoServices(t *testing.T, s service.Store) {
 		t.Fatal(err)
 	}
 	initURLs := []string{
-		n.Serve("app.test", replicas[0]) + service.DefaultPrefix + "/initialize",
-		n.Serve("app-replica.test", replicas[1]) + service.DefaultPrefix + "/initialize",
+		n.Serve("app.test", replicas[0]) + "/agentpass" + "/initialize",
+		n.Serve("app-replica.test", replicas[1]) + "/agentpass" + "/initialize",
 	}
 	d := delegation(uniq("authz"))
 	tok := secret.Token("init_")

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
-	"github.com/agentpass-go/agentpass/service"
 	"github.com/agentpass-go/agentpass/service/servicetest"
 )
 
@@ -52,7 +52,7 @@ func TestServerAgentAndClock(t *testing.T) {
 	if code, _ := get(t, srv.Client, srv.URL+"/api"); code != http.StatusUnauthorized {
 		t.Errorf("without a token: %d, want 401", code)
 	}
-	srv.Advance(service.DefaultTokenTTL + 1)
+	srv.Advance(time.Hour + 1)
 	if code, _ := get(t, agent, srv.URL+"/api"); code != http.StatusUnauthorized {
 		t.Errorf("after the token's lifetime: %d, want 401", code)
 	}
@@ -63,7 +63,7 @@ func TestServerAgentAndClock(t *testing.T) {
 func TestServerManual(t *testing.T) {
 	srv := servicetest.NewServer(t, nil, &servicetest.Options{Manual: true})
 	ctx := t.Context()
-	p, err := srv.Harness.Start(ctx, harness.Request{Service: srv.URL, User: srv.User, Task: harness.Task{Description: "read my tickets"}})
+	p, err := srv.Harness.Start(ctx, harness.Request{Service: srv.URL, User: srv.User, Task: pass.Task{Description: "read my tickets"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func delegation(id string) *service.DelegationRecord {
 		User:             "alex@example.com",
 		Agent:            "agent-1",
 		HarnessID:        "harness-1",
-		Task:             pass.ValidatedTask{ID: "t1", Description: "triage", Attested: true},
+		Task:             pass.Task{ID: "t1", Description: "triage", Attested: true},
 		Scope:            pass.Scope{"tickets:read", "tickets:write"},
 		CurrentScope:     pass.Scope{"tickets:read", "tickets:write"},
 		ExpiresAt:        base.Add(2 * time.Hour),

@@ -46,7 +46,7 @@ func TestRevokeInChromiumPushes(t *testing.T) {
 	store := &appliedStore{Store: service.NewMemoryStore(), applied: make(chan string, 8)}
 	e := newEnvWith(t, true, func(o *sandbox.Options) {
 		o.EventDelivery = pass.DeliveryPush
-		o.CheckInterval = service.MaxCheckInterval
+		o.CheckInterval = (60 * time.Second)
 		o.ServiceStore = store
 	})
 	runCtx, stop := context.WithCancel(context.Background())
@@ -59,7 +59,7 @@ func TestRevokeInChromiumPushes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: "Summarise my to-do list"}})
+	g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: pass.Task{Description: "Summarise my to-do list"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func (e *env) orchestrate(approve func(missionID string)) *tree {
 		e.t.Fatal(err)
 	}
 	spawn := func(suffix string, scope pass.Scope) (*harness.Token, string) {
-		g, err := m.DelegateNewKey(ctx, suffix, harness.Task{ID: "week." + suffix, Description: "Part of the week plan"}, scope, 0)
+		g, err := m.DelegateNewKey(ctx, suffix, pass.Task{ID: "week." + suffix, Description: "Part of the week plan"}, scope, 0)
 		if err != nil {
 			e.t.Fatalf("delegate %s: %v", suffix, err)
 		}

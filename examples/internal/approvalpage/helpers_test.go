@@ -124,7 +124,7 @@ func (e *env) pendingWith(task string, stages []pass.Stage, scope pass.Scope) (*
 	e.t.Cleanup(cancel)
 	done := make(chan acquired, 1)
 	go func() {
-		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task},
+		g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: pass.Task{Description: task},
 			Stages: stages, Scope: scope})
 		done <- acquired{g, err}
 	}()

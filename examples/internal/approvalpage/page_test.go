@@ -159,7 +159,7 @@ func TestApproveNeedsAScope(t *testing.T) {
 func TestRevoke(t *testing.T) {
 	e := newEnv(t, false)
 	ctx := context.Background()
-	g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: "alex@corp.test", Task: harness.Task{Description: "Summarise my to-do list"}})
+	g, err := e.agent.Acquire(ctx, harness.Request{Service: e.sb.TodoOrigin, User: "alex@corp.test", Task: pass.Task{Description: "Summarise my to-do list"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestPageShowsAbandonedAndCanceled(t *testing.T) {
 	ctx := context.Background()
 	start := func(task string) *harness.Pending {
 		t.Helper()
-		p, err := e.agent.Start(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: harness.Task{Description: task}})
+		p, err := e.agent.Start(ctx, harness.Request{Service: e.sb.TodoOrigin, User: sandbox.UserEnterprise, Task: pass.Task{Description: task}})
 		if err != nil {
 			t.Fatal(err)
 		}

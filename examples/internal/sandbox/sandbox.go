@@ -61,13 +61,8 @@ type Options struct {
 	// CheckInterval is how often the Service re-checks a delegation; the
 	// demo shortens it so a revocation shows quickly.
 	CheckInterval time.Duration
-	// PreferServiceAuthority makes the Service offer its own Authority
-	// where policy allows it.
-	PreferServiceAuthority bool
-	// OfferServiceAndFederated makes the Service answer a user without an
-	// Enterprise Authority with both its own Authority and the Federated
-	// one, for the Harness to choose (service.Config.OfferServiceAndFederated).
-	OfferServiceAndFederated bool
+	// AuthorityChoice is the Service's service.Config.AuthorityChoice.
+	AuthorityChoice service.AuthorityChoice
 	// Logger receives every party's audit log; nil discards.
 	Logger *slog.Logger
 	// Now is the clock of every party; nil means time.Now.
@@ -114,7 +109,7 @@ type Options struct {
 	// AdminToken enables the approval pages' admin JSON API.
 	AdminToken string
 	// PollAfter is the Authorities' poll_after_ms hint; zero means
-	// authority.DefaultPollAfter. Tests shorten it.
+	// 2 seconds. Tests shorten it.
 	PollAfter time.Duration
 	// Compiler, when set, is every Authority's scope compiler: requests
 	// get a proposal, and the approval pages show it with its diff.
@@ -285,22 +280,21 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		{Name: todoapp.ScopeDelete, Description: "Delete to-do items"},
 	}
 	svcs, err := deploy.Services(n, service.Config{
-		Origin:                   s.Origins[TodoHost],
-		Name:                     "To-do (AgentPass sandbox)",
-		ServiceAuthority:         &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
-		TrustedFederated:         []pass.AuthorityRef{{Authority: s.Federated.Identifier(), AuthorityConfigurationURL: s.Federated.ConfigurationURL()}},
-		PreferServiceAuthority:   opts.PreferServiceAuthority,
-		OfferServiceAndFederated: opts.OfferServiceAndFederated,
-		Scopes:                   scopes,
-		DefaultDestination:       "/app",
-		Store:                    opts.ServiceStore,
-		ReplayCache:              opts.ReplayCache,
-		Discovery:                disc,
-		Now:                      now,
-		Logger:                   logger.With("party", s.Origins[TodoHost]),
-		CheckInterval:            opts.CheckInterval,
-		RequireHardenedProofs:    opts.RequireHardenedProofs,
-		EventDelivery:            opts.EventDelivery,
+		Origin:                s.Origins[TodoHost],
+		Name:                  "To-do (AgentPass sandbox)",
+		ServiceAuthority:      &pass.AuthorityRef{Authority: s.ServiceAuthority.Identifier(), AuthorityConfigurationURL: s.ServiceAuthority.ConfigurationURL()},
+		TrustedFederated:      []pass.AuthorityRef{{Authority: s.Federated.Identifier(), AuthorityConfigurationURL: s.Federated.ConfigurationURL()}},
+		AuthorityChoice:       opts.AuthorityChoice,
+		Scopes:                scopes,
+		DefaultDestination:    "/app",
+		Store:                 opts.ServiceStore,
+		ReplayCache:           opts.ReplayCache,
+		Discovery:             disc,
+		Now:                   now,
+		Logger:                logger.With("party", s.Origins[TodoHost]),
+		CheckInterval:         opts.CheckInterval,
+		RequireHardenedProofs: opts.RequireHardenedProofs,
+		EventDelivery:         opts.EventDelivery,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -63,10 +63,10 @@ func Postgres(ctx context.Context, pool *pgxpool.Pool, now func() time.Time) (St
 	var aopts []authoritypg.Option
 	var sopts []servicepg.Option
 	if now != nil {
-		aopts = append(aopts, authoritypg.WithNow(now))
-		sopts = append(sopts, servicepg.WithNow(now))
+		aopts = append(aopts, authoritypg.WithClock(now))
+		sopts = append(sopts, servicepg.WithClock(now))
 	}
-	as, ss, rc := authoritypg.New(pool, aopts...), servicepg.New(pool, sopts...), dpoppg.New(pool, now)
+	as, ss, rc := authoritypg.New(pool, aopts...), servicepg.New(pool, sopts...), dpoppg.New(pool, dpoppg.WithClock(now))
 	for name, m := range map[string]interface{ Migrate(context.Context) error }{"authority": as, "service": ss, "replay cache": rc} {
 		if err := m.Migrate(ctx); err != nil {
 			return Stores{}, fmt.Errorf("deploy: migrating the %s store: %w", name, err)

@@ -206,12 +206,12 @@ func (k *Kit) start(ctx context.Context, o KitOptions) error {
 		app = http.HandlerFunc(whoami)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(service.DefaultPrefix+"/", k.Service)
+	mux.Handle("/agentpass/", k.Service)
 	mux.Handle("/", k.Service.Middleware(app))
 	n.Serve(KitServiceHost, mux)
 	n.PublishService(KitServiceHost, k.Service.ConfigurationURL())
 
-	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.NewDiscovery(), Now: k.Clock.Now, MinPoll: harness.MinPollFloor,
+	hcfg := harness.Config{HarnessID: "test-harness", HTTPClient: k.Client, Discovery: k.NewDiscovery(), Now: k.Clock.Now, MinPoll: 100 * time.Millisecond,
 		PreferredAuthority: k.Authority.Identifier()}
 	if o.Harness != nil {
 		o.Harness(&hcfg)
@@ -257,7 +257,7 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 func (k *Kit) Agent(ctx context.Context, scope ...string) (*http.Client, error) {
 	g, err := k.Harness.Acquire(ctx, harness.Request{
 		Service: k.ServiceURL, User: k.User,
-		Task: harness.Task{Description: "a test of the application"},
+		Task: pass.Task{Description: "a test of the application"},
 	})
 	if err != nil {
 		return nil, err

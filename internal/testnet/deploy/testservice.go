@@ -70,7 +70,7 @@ func NewTestService(n *testnet.Network, host, authorityConfigURL string, now fun
 	}
 	// The verifier records each assertion's jti, as a Service does.
 	if s.verifier, err = assertion.NewVerifier(assertion.Config{
-		Keys: disc, Audience: s.Origin, Replay: dpop.NewMemoryReplayCache(0, now), Now: now,
+		Keys: disc, Audience: s.Origin, Replay: dpop.NewMemoryReplayCache(dpop.WithClock(now)), Now: now,
 	}); err != nil {
 		panic(err)
 	}
