@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/httpx"
-	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/pass/conformance"
 )
@@ -377,7 +376,7 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 			if tt.svc != nil {
 				ws = breaking(tt.svc)
 			}
-			o := newOurs(t, deploy.ApproveAll("policy:conformance"), wa, ws)
+			o := newOurs(t, approveAll(), wa, ws)
 			cfg := o.config()
 			cfg.Only = tt.only
 			if tt.cfg != nil {
