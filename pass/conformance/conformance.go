@@ -157,7 +157,7 @@ type runner struct {
 	// setReceiver is the Service's SET receiver, whose errors follow
 	// RFC 8935 rather than the AgentPass error document.
 	setReceiver string
-	grantMu       sync.Mutex
+	grantMu     sync.Mutex
 }
 
 func newRunner(cfg Config) (*runner, error) {

@@ -72,7 +72,7 @@ func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *
 	// Service.
 	templates, err := authority.NewTemplates("conformance-1", []authority.Template{{
 		ID: "reading", Version: "1", Any: []string{"read", "list"},
-		Scopes: []authority.ScopeSelector{{Suffix: ":read", Why: "the task reads items"}, {Suffix: ":list", Why: "the task lists items"}},
+		Scopes:  []authority.ScopeSelector{{Suffix: ":read", Why: "the task reads items"}, {Suffix: ":list", Why: "the task lists items"}},
 		Exclude: []authority.ScopeSelector{{Suffix: ":search", Why: "the task searches nothing"}},
 	}})
 	if err != nil {
