@@ -173,6 +173,7 @@ func (r *runner) delegationBounds(ctx context.Context, c *check) {
 		a, child := r.delegate(ctx, c, g, u, k, r.childRequest(g, u, fmt.Sprintf("conf-f%d", n), k, k, "", scope))
 		if child == nil {
 			c.expectCode(a, fmt.Sprintf("live child number %d", n), 429, pass.CodeFanoutExceeded)
+			c.got("depth stopped at %d, fan-out at %d live children", depth, n-1)
 			return
 		}
 		if n > maxChildren {

@@ -378,7 +378,9 @@ func (r *runner) stageMoves(ctx context.Context, c *check) {
 	b := move("conf-one", 0, g.key)
 	if b.status != http.StatusOK || pass.Decode(b.body, &back) != nil || back.Mission.AuthorityModel.Stage != "conf-one" {
 		c.failf("moving back was not applied at once: %s", b)
+		return
 	}
+	c.got("moved to conf-two (version %d) and back to conf-one (version %d)", fwd.Mission.Version, back.Mission.Version)
 }
 
 // redeemToken redeems g at the Service under test for a bearer token and
