@@ -289,7 +289,7 @@ func (r *runner) sendTries(ctx context.Context, c *check, method, url string, hd
 		r.learnSecrets(a.body)
 	}
 	if c != nil {
-		x := Exchange{Method: method, URL: r.secrets.redact(url), Request: r.secrets.redact(string(raw)), Status: a.status}
+		x := Exchange{Method: method, URL: r.secrets.redact(url), Request: oneLine(r.secrets.redact(string(raw)), 4000), Status: a.status}
 		if a.err != nil {
 			x.Error = r.secrets.redact(a.err.Error())
 		} else {
