@@ -88,6 +88,14 @@ func missionLayerBreaks() []breakCase {
 				return true
 			},
 			want: fail("ext:mission", "a mission is completed")},
+		{name: "Authority answers a suspended mission's check with a plain 404", only: []string{"ext:mission"},
+			auth: rewriteJSON(http.MethodPost, "/authorization-check", func(doc map[string]any) {
+				if e, _ := doc["error"].(map[string]any); e != nil && e["code"] == string(pass.CodeMissionSuspended) {
+					delete(doc, "mission")
+					e["code"] = string(pass.CodeNotFound)
+				}
+			}),
+			want: fail("ext:mission", "a suspended mission checks")},
 		{name: "Authority takes a mission report without a Service assertion", only: []string{"ext:mission"},
 			auth: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
 				if !strings.HasSuffix(r.URL.Path, "/missions/report") || r.Header.Get("Authorization") != "" {

@@ -112,6 +112,15 @@ type Approver interface {
 	Revoke(ctx context.Context, p Pending) error
 }
 
+// Suspender is an Approver that can also suspend and resume a mission, as
+// an operator can. With one, the kit checks what a suspended mission's
+// authorization check answers (mission extension); a Suspend or Resume
+// that cannot returns an error matching errors.ErrUnsupported.
+type Suspender interface {
+	Suspend(ctx context.Context, p Pending) error
+	Resume(ctx context.Context, p Pending) error
+}
+
 // Pending describes a request the kit made.
 type Pending struct {
 	Authority   string // Authority identifier

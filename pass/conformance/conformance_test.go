@@ -51,6 +51,16 @@ func approveAll() authority.Approver {
 	})
 }
 
+func (p approver) Suspend(ctx context.Context, r conformance.Pending) error {
+	_, err := p.a.Suspend(ctx, r.MissionID, "conformance-test", "suspension check")
+	return err
+}
+
+func (p approver) Resume(ctx context.Context, r conformance.Pending) error {
+	_, err := p.a.Resume(ctx, r.MissionID, "conformance-test")
+	return err
+}
+
 func (p approver) Revoke(ctx context.Context, r conformance.Pending) error {
 	if r.MissionID == "" {
 		return errors.ErrUnsupported

@@ -23,6 +23,9 @@ func (r *runner) missionLayerChecks() []def {
 		ext("mission", "ext:mission", "a mission is completed with its holder proof, once, and its authorization then checks as a plain 404",
 			"Mission extension: POST {mission_complete} needs an AgentPass-Proof by the holder key; it answers the record in state completed, completing again answers the same version, and the authorization check then answers 404 without the mission member (that body is for a suspended mission only).",
 			r.missionComplete),
+		ext("mission", "ext:mission", "a suspended mission checks as 404 naming the suspension, and as 200 once resumed",
+			`Mission extension: to a Service advertising it, the authorization check of a suspended mission answers 404 {"error":{"code":"mission_suspended"},"mission":{"id","state":"suspended","version"}}, so the Service holds the delegation instead of dropping it; after a resume it answers 200 again.`,
+			r.missionSuspended),
 		ext("mission", "ext:mission", "the record and reports take only the redeeming Service's assertion",
 			"Mission extension: POST {mission} with authorization_id and POST {mission_report} need a Service assertion (else 401), and answer only the Service that redeemed the authorization (another gets 404).",
 			r.missionReport),
@@ -462,4 +465,45 @@ func (r *runner) stageGate(ctx context.Context, c *check) {
 		}
 	}
 	c.skipf("the API needed none of the scopes left out of the first stage")
+}
+
+func (r *runner) missionSuspended(ctx context.Context, c *check) {
+	if r.needExtension(c, pass.ExtMission, "mission") == "" {
+		return
+	}
+	sus, ok := r.cfg.Approver.(Suspender)
+	if !ok {
+		c.skipf("needs an Approver that can suspend and resume (conformance.Suspender)")
+		return
+	}
+	g, authz := r.kitRedeemed(ctx, c)
+	if g == nil {
+		return
+	}
+	authzCheck := func() *answer {
+		return c.send(ctx, http.MethodPost, r.auth.cfg.Endpoints.AuthorizationCheck, bearer(r.assertionFor(0)), pass.AuthorizationCheckRequest{AuthorizationID: authz})
+	}
+	if err := sus.Suspend(ctx, g.pending); err != nil {
+		c.skipf("the Approver could not suspend: %v", err)
+		return
+	}
+	a := authzCheck()
+	var body struct {
+		Mission *pass.MissionInfo `json:"mission"`
+	}
+	switch {
+	case a.status != http.StatusNotFound:
+		c.failf("the check of a suspended mission answered %s, want 404", a)
+	case a.errorCode() != string(pass.CodeMissionSuspended):
+		c.failf("the 404 of a suspended mission has code %q, want mission_suspended", a.errorCode())
+	case a.json(&body) != nil || body.Mission == nil || body.Mission.ID != g.pending.MissionID || body.Mission.State != pass.MissionSuspended:
+		c.failf("the 404 of a suspended mission does not carry mission {id, state suspended, version}")
+	}
+	if err := sus.Resume(ctx, g.pending); err != nil {
+		c.failf("the Approver could not resume: %v", err)
+		return
+	}
+	if b := authzCheck(); !b.ok() {
+		c.failf("after the resume the check answered %s, want 200", b)
+	}
 }
