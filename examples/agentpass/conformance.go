@@ -240,6 +240,23 @@ func (a *adminApprover) Revoke(ctx context.Context, p conformance.Pending) error
 	return errors.New("no live authorization for the request in the admin API")
 }
 
+// Suspend and Resume act on the mission through the admin API, so the kit
+// can check a suspended mission's answers.
+func (a *adminApprover) Suspend(ctx context.Context, p conformance.Pending) error {
+	return a.suspension(ctx, p, "suspend")
+}
+
+func (a *adminApprover) Resume(ctx context.Context, p conformance.Pending) error {
+	return a.suspension(ctx, p, "resume")
+}
+
+func (a *adminApprover) suspension(ctx context.Context, p conformance.Pending, op string) error {
+	if p.MissionID == "" {
+		return errors.ErrUnsupported
+	}
+	return a.call(ctx, http.MethodPost, a.url(p, op), map[string]any{"id": p.MissionID, "by": "agentpass-conformance", "reason": "conformance check"}, nil)
+}
+
 // promptApprover asks the person running the kit.
 type promptApprover struct {
 	in  *bufio.Reader

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/examples/internal/sandbox"
 	"github.com/agentpass-go/agentpass/internal/testnet"
+	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/pass/conformance"
 	"github.com/agentpass-go/agentpass/service"
 )
@@ -33,9 +35,18 @@ func freeAddr(t *testing.T) string {
 // check passes or is skipped; the JSON and HTML reports are written.
 func TestConformanceAgainstTheDevnet(t *testing.T) {
 	n := testnet.New(t)
+	// As the devnet runs, with events pushed to the to-do Service, plus a
+	// scope compiler, so that the kit's mission-layer checks have every
+	// extension to judge.
+	compiler, err := authority.NewTemplates("cli-test", []authority.Template{{ID: "reading", Version: "1", Any: []string{"read"},
+		Scopes: []authority.ScopeSelector{{Suffix: ":read", Why: "the task reads"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sb, err := sandbox.Build(n, sandbox.Options{
 		ExplicitPorts: true, ApprovalPages: true, AdminToken: "devtoken", AuthorityChoice: service.OfferServiceAndFederated,
 		PollAfter: 100 * time.Millisecond, CheckInterval: 200 * time.Millisecond,
+		EventDelivery: pass.DeliveryPush, Compiler: compiler,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +86,11 @@ func TestConformanceAgainstTheDevnet(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("exit %d; stderr %s", code, stderr)
+	}
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.ID, "ext:") {
+			t.Logf("%s %s %q: %s", r.Outcome, r.ID, r.Name, r.Got)
+		}
 	}
 	if n := rep.Count(conformance.Pass); n < 35 {
 		var skipped []string

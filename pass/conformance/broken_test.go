@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/httpx"
-	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/pass/conformance"
 )
@@ -120,20 +119,25 @@ func TestOldTLSIsCaught(t *testing.T) {
 	}
 }
 
+type want struct {
+	id, name string
+	outcome  conformance.Outcome
+}
+
+// breakCase is a party broken in one way and the results that must show
+// it.
+type breakCase struct {
+	name      string
+	auth, svc fault
+	only      []string
+	want      []want
+	cfg       func(*conformance.Config)
+}
+
 // Each broken party makes the check that guards against its flaw fail
 // (or warn, for a recommendation), so a green run means something.
 func TestBrokenPartiesAreCaught(t *testing.T) {
-	type want struct {
-		id, name string
-		outcome  conformance.Outcome
-	}
-	tests := []struct {
-		name      string
-		auth, svc fault
-		only      []string
-		want      []want
-		cfg       func(*conformance.Config)
-	}{
+	tests := []breakCase{
 		{name: "Service falls back when the domain says none", only: []string{"S-RES-7"},
 			svc: func(w http.ResponseWriter, r *http.Request, b map[string]any, next http.Handler) bool {
 				if str(b, "user", "email") != "eve@locked.test" {
@@ -368,6 +372,7 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 			},
 			want: []want{{"ext:mission", "", conformance.Fail}}},
 	}
+	tests = append(tests, missionLayerBreaks()...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wa, ws := keep, keep
@@ -377,7 +382,7 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 			if tt.svc != nil {
 				ws = breaking(tt.svc)
 			}
-			o := newOurs(t, deploy.ApproveAll("policy:conformance"), wa, ws)
+			o := newOurs(t, approveAll(), wa, ws)
 			cfg := o.config()
 			cfg.Only = tt.only
 			if tt.cfg != nil {
@@ -392,6 +397,7 @@ func TestBrokenPartiesAreCaught(t *testing.T) {
 				if !ok {
 					t.Fatalf("no result %s %q", w.id, w.name)
 				}
+				t.Logf("%s %q: %s: %s", w.id, got.Name, got.Outcome, got.Got)
 				if got.Outcome != w.outcome {
 					t.Errorf("%s %q = %s (%s), want %s%s", w.id, got.Name, got.Outcome, got.Got, w.outcome, exchanges(got))
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -147,7 +148,7 @@ func (r *runner) run(ctx context.Context) *Report {
 	for _, d := range r.authorityChecks() {
 		r.exec(ctx, d)
 	}
-	for _, d := range r.extensionChecks() {
+	for _, d := range slices.Concat(r.extensionChecks(), r.missionLayerChecks(), r.delegationChecks(), r.eventsChecks()) {
 		r.exec(ctx, d)
 	}
 	r.exec(ctx, r.errorBodiesCheck())
@@ -180,6 +181,9 @@ func (r *runner) errorBodiesCheck() def {
 					}
 					if strings.Contains(x.URL, "/init") || strings.Contains(x.URL, "initialization") || res.Group == "browser" {
 						continue // the browser-facing endpoint may answer HTML
+					}
+					if r.setReceiver != "" && x.URL == r.setReceiver {
+						continue // a SET receiver answers in RFC 8935's shape
 					}
 					n++
 					if err := r.sch.validate([]byte(x.Response), "error-response.schema.json", ""); err != nil && x.Response != "" {

@@ -112,6 +112,15 @@ type Approver interface {
 	Revoke(ctx context.Context, p Pending) error
 }
 
+// Suspender is an Approver that can also suspend and resume a mission, as
+// an operator can. With one, the kit checks what a suspended mission's
+// authorization check answers (mission extension); a Suspend or Resume
+// that cannot returns an error matching errors.ErrUnsupported.
+type Suspender interface {
+	Suspend(ctx context.Context, p Pending) error
+	Resume(ctx context.Context, p Pending) error
+}
+
 // Pending describes a request the kit made.
 type Pending struct {
 	Authority   string // Authority identifier
@@ -154,7 +163,10 @@ type runner struct {
 	svcAuth       *authorityTarget // the Authority the Service names for User
 	auth          *authorityTarget // the Authority under test
 	lastValidated *validated
-	grantMu       sync.Mutex
+	// setReceiver is the Service's SET receiver, whose errors follow
+	// RFC 8935 rather than the AgentPass error document.
+	setReceiver string
+	grantMu     sync.Mutex
 }
 
 func newRunner(cfg Config) (*runner, error) {
@@ -242,6 +254,17 @@ func (a *answer) json(v any) error {
 // Retry-After (at most three times, each wait at most 5 s), so a rate
 // limit never passes for a refusal of the input.
 func (r *runner) send(ctx context.Context, c *check, method, url string, hdr http.Header, body any) *answer {
+	return r.sendTries(ctx, c, method, url, hdr, body, 3)
+}
+
+// sendOnce is send without the 429 retries, for a request carrying a
+// single-use proof (a resend would be refused as a replay) or one whose
+// expected answer is a 429.
+func (r *runner) sendOnce(ctx context.Context, c *check, method, url string, hdr http.Header, body any) *answer {
+	return r.sendTries(ctx, c, method, url, hdr, body, 0)
+}
+
+func (r *runner) sendTries(ctx context.Context, c *check, method, url string, hdr http.Header, body any, retries int) *answer {
 	var raw []byte
 	switch b := body.(type) {
 	case nil:
@@ -256,7 +279,7 @@ func (r *runner) send(ctx context.Context, c *check, method, url string, hdr htt
 	var a *answer
 	for attempt := 0; ; attempt++ {
 		a = r.roundTrip(ctx, method, url, hdr, raw)
-		if a.err != nil || a.status != http.StatusTooManyRequests || attempt == 3 {
+		if a.err != nil || a.status != http.StatusTooManyRequests || attempt >= retries {
 			break
 		}
 		wait := time.Second
@@ -275,7 +298,7 @@ func (r *runner) send(ctx context.Context, c *check, method, url string, hdr htt
 		r.learnSecrets(a.body)
 	}
 	if c != nil {
-		x := Exchange{Method: method, URL: r.secrets.redact(url), Request: r.secrets.redact(string(raw)), Status: a.status}
+		x := Exchange{Method: method, URL: r.secrets.redact(url), Request: oneLine(r.secrets.redact(string(raw)), 4000), Status: a.status}
 		if a.err != nil {
 			x.Error = r.secrets.redact(a.err.Error())
 		} else {

@@ -39,7 +39,25 @@ type ours struct {
 type approver struct{ a *authority.Authority }
 
 func (p approver) Approve(ctx context.Context, r conformance.Pending) error {
-	_, err := p.a.Decide(ctx, r.MissionID, authority.Decision{Outcome: authority.Approve, DecidedBy: "conformance-test"})
+	_, err := p.a.Decide(ctx, r.MissionID, authority.Decision{Outcome: authority.Approve, DecidedBy: "conformance-test", MaxDepth: 2})
+	return err
+}
+
+// approveAll approves every request at once, with the right to delegate
+// two generations deep.
+func approveAll() authority.Approver {
+	return authority.ApproverFunc(func(context.Context, *authority.Request) (authority.Decision, error) {
+		return authority.Decision{Outcome: authority.Approve, DecidedBy: "policy:conformance", MaxDepth: 2}, nil
+	})
+}
+
+func (p approver) Suspend(ctx context.Context, r conformance.Pending) error {
+	_, err := p.a.Suspend(ctx, r.MissionID, "conformance-test", "suspension check")
+	return err
+}
+
+func (p approver) Resume(ctx context.Context, r conformance.Pending) error {
+	_, err := p.a.Resume(ctx, r.MissionID, "conformance-test")
 	return err
 }
 
@@ -59,9 +77,21 @@ func keep(h http.Handler) http.Handler { return h }
 func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *ours {
 	t.Helper()
 	n := testnet.New(t)
+	// Every extension on: a template compiler (and so the compile
+	// extension), stages, delegation, missions, and events pushed to the
+	// Service.
+	templates, err := authority.NewTemplates("conformance-1", []authority.Template{{
+		ID: "reading", Version: "1", Any: []string{"read", "list"},
+		Scopes:  []authority.ScopeSelector{{Suffix: ":read", Why: "the task reads items"}, {Suffix: ":list", Why: "the task lists items"}},
+		Exclude: []authority.ScopeSelector{{Suffix: ":search", Why: "the task searches nothing"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	acfg := authority.Config{
 		Identifier: idpID, TrustMode: pass.TrustEnterprise, Approver: approve, PollAfter: 50 * time.Millisecond,
 		RateLimits: authority.RateLimits{Issuance: deploy.Unlimited(), Status: deploy.Unlimited()},
+		Compiler:   templates,
 	}
 	auths, err := deploy.Authorities(n, acfg)
 	if err != nil {
@@ -72,8 +102,8 @@ func newOurs(t *testing.T, approve authority.Approver, wrapAuth, wrapSvc wrap) *
 	n.PublishEnterprise("locked.test", "none")
 	n.PublishEnterprise("broken.test", "https://idp.corp.test/no-such-configuration")
 	svcs, err := deploy.Services(n, service.Config{
-		Origin: appOrigin, Name: "App", Scopes: []pass.ScopeInfo{{Name: "items:read"}},
-		CheckInterval: 100 * time.Millisecond,
+		Origin: appOrigin, Name: "App", Scopes: []pass.ScopeInfo{{Name: "items:read", Effect: "read"}, {Name: "items:list", Effect: "read"}},
+		CheckInterval: 100 * time.Millisecond, EventDelivery: pass.DeliveryPush,
 		RateLimits: service.RateLimits{Resolve: deploy.Unlimited(), Initialize: deploy.Unlimited(),
 			Redeem: deploy.Unlimited(), AvailableScopes: deploy.Unlimited()},
 	})
@@ -113,7 +143,7 @@ func (o *ours) config() conformance.Config {
 // Against our own parties every check passes or skips for a stated reason;
 // none fails.
 func TestOurPartiesConform(t *testing.T) {
-	o := newOurs(t, deploy.ApproveAll("policy:conformance"), keep, keep)
+	o := newOurs(t, approveAll(), keep, keep)
 	rep, err := conformance.Run(t.Context(), o.config())
 	if err != nil {
 		t.Fatal(err)

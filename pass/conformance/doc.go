@@ -38,7 +38,12 @@
 // a recommendation of the gap notes: its failure is a warning. A Choice
 // check is this SDK's behaviour beyond v0.1 and runs only where the target
 // advertises the extension that promises it, so a plain v0.1
-// implementation is never failed for lacking an extension.
+// implementation is never failed for lacking an extension. The checks of
+// the mission layer (ext:mission, ext:compile, ext:stages,
+// ext:delegation, ext:events) are all of this level; the delegation
+// checks need an approval that grants delegation rights, and the
+// Service's stage check needs Config.ServiceAPI and a Service granting at
+// least two scopes.
 //
 // # What it costs the target
 //

@@ -142,7 +142,7 @@ func (r *runner) hardenedStatus(ctx context.Context, c *check) {
 		c.skipf("needs a Service the Authority issues for")
 		return
 	}
-	g, err := r.acquireWith(ctx, c, r.auth, svc, pass.BearerToken, true)
+	g, err := r.acquireWith(ctx, c, r.auth, svc, pass.BearerToken, hardened)
 	if err != nil {
 		c.failf("a hardened Harness proving its key got no pass: %v", err)
 		return
@@ -176,7 +176,7 @@ func (r *runner) hardenedRedemption(ctx context.Context, c *check) {
 		c.skipf("the Service or its Authority does not advertise %s (plain v0.1 is fine)", pass.ExtHolderBinding)
 		return
 	}
-	g, err := r.acquireWith(ctx, c, r.svcAuth, r.svc.cfg.Service.Origin, pass.BearerToken, true)
+	g, err := r.acquireWith(ctx, c, r.svcAuth, r.svc.cfg.Service.Origin, pass.BearerToken, hardened)
 	if err != nil {
 		c.skipf("could not obtain a pass: %v", err)
 		return

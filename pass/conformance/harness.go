@@ -96,12 +96,18 @@ var errNoPass = errors.New("no pass")
 // Approver when the request stays pending). Exchanges go to c when it is
 // not nil (the first status poll and the last only).
 func (r *runner) acquire(ctx context.Context, c *check, auth *authorityTarget, service string, typ pass.PassType) (*grant, error) {
-	return r.acquireWith(ctx, c, auth, service, typ, false)
+	return r.acquireWith(ctx, c, auth, service, typ, nil)
 }
 
-// acquireWith is acquire; hardened lists the holder-binding extension in
-// harness.extensions and proves the key on every status read.
-func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarget, service string, typ pass.PassType, hardened bool) (*grant, error) {
+// hardened lists the holder-binding extension in harness.extensions.
+func hardened(req *pass.IssuanceRequest) {
+	req.Harness.Extensions = append(req.Harness.Extensions, pass.ExtHolderBinding)
+}
+
+// acquireWith is acquire with the request changed by mod (when not nil).
+// A request listing the holder-binding extension proves the key on every
+// status read.
+func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarget, service string, typ pass.PassType, mod func(*pass.IssuanceRequest)) (*grant, error) {
 	if !auth.usable() {
 		return nil, fmt.Errorf("%w: no usable Authority", errNoPass)
 	}
@@ -109,9 +115,10 @@ func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarge
 	if err != nil {
 		return nil, err
 	}
-	if hardened {
-		req.Harness.Extensions = pass.HarnessExtensions{pass.ExtHolderBinding}
+	if mod != nil {
+		mod(&req)
 	}
+	proving := req.Harness.Extensions.Has(pass.ExtHolderBinding)
 	g := &grant{key: key, harnessID: r.cfg.HarnessID, typ: typ, service: service, auth: auth, req: req}
 	a := r.send(ctx, c, http.MethodPost, auth.cfg.Endpoints.Issuance, nil, req)
 	if !a.ok() {
@@ -132,7 +139,7 @@ func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarge
 	}
 	deadline := time.Now().Add(r.cfg.ApprovalTimeout)
 	polls := 0
-	for g.status.Status == pass.StatusPending || (hardened && g.status.Status == pass.StatusApproved && g.status.AgentPass == nil && polls == 0) {
+	for g.status.Status == pass.StatusPending || (proving && g.status.Status == pass.StatusApproved && g.status.AgentPass == nil && polls == 0) {
 		if g.status.Status == pass.StatusPending && !g.approverCalled {
 			if r.cfg.Approver == nil {
 				return g, fmt.Errorf("%w: the request is pending and no Approver is configured", errNoPass)
@@ -162,7 +169,7 @@ func (r *runner) acquireWith(ctx context.Context, c *check, auth *authorityTarge
 		}
 		polls++
 		var hdr http.Header
-		if hardened {
+		if proving {
 			hdr = http.Header{pass.ProofHeader: {g.statusProof()}}
 		}
 		a := r.send(ctx, cc, http.MethodGet, g.statusURL, hdr, nil)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -24,11 +25,18 @@ import (
 // issued for the other.
 //
 // It serves a Service configuration, its JWKS, and an available-scopes
-// endpoint offering the scope "conformance:read" that records each
-// Authority call for the kit to judge. It is safe for concurrent use.
+// endpoint offering three read-only scopes ("conformance:read", "...:list"
+// and "...:search") that records each Authority call for the kit to judge.
+// Its configuration advertises the mission and stages extensions, so that
+// an Authority offering them keeps a staged plan for it. It is safe for
+// concurrent use.
 type KitService struct {
 	keys    *dpop.KeySet
 	origins []string
+
+	// served counts every request, so that a check can tell whether a
+	// target reached out to the kit.
+	served atomic.Int64
 
 	mu    sync.Mutex
 	calls []scopeCall
@@ -41,8 +49,14 @@ type scopeCall struct {
 	body   []byte
 }
 
-// kitScope is the one scope the kit's Service offers.
-const kitScope = "conformance:read"
+// The scopes the kit's Service offers, all declared read-only so that an
+// Authority's effect rules let a policy approve them and stage gates on
+// them open without a person.
+const (
+	kitScope       = "conformance:read"
+	kitScopeList   = "conformance:list"
+	kitScopeSearch = "conformance:search"
+)
 
 const kitPrefix = "/agentpass-conformance"
 
@@ -75,8 +89,13 @@ func (s *KitService) ConfigurationURL(origin string) string {
 
 func (s *KitService) configuration(origin string) pass.ServiceConfiguration {
 	base := origin + kitPrefix
+	var x pass.Extensions
+	for _, uri := range []string{pass.ExtMission, pass.ExtStages} {
+		x, _ = x.With(uri, pass.Extension{Version: "1.0"})
+	}
 	return pass.ServiceConfiguration{
-		Version: pass.Version, Kind: pass.KindService,
+		Extensions: x,
+		Version:    pass.Version, Kind: pass.KindService,
 		Service: pass.ServiceInfo{Origin: origin, Name: "AgentPass conformance kit"},
 		JWKSURI: base + "/jwks",
 		Endpoints: pass.ServiceEndpoints{
@@ -89,6 +108,7 @@ func (s *KitService) configuration(origin string) pass.ServiceConfiguration {
 // ServeHTTP serves the kit's Service for the origin the request's Host
 // names.
 func (s *KitService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.served.Add(1)
 	origin, err := pass.Origin("https://" + r.Host)
 	known := err == nil && s.has(origin)
 	path := strings.TrimPrefix(r.URL.Path, kitPrefix)
@@ -109,7 +129,9 @@ func (s *KitService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 		httpx.WriteJSON(w, http.StatusOK, pass.AvailableScopesResponse{Scopes: []pass.ScopeInfo{
-			{Name: kitScope, Description: "Read items (conformance kit)"}}})
+			{Name: kitScope, Description: "Read items (conformance kit)", Effect: "read"},
+			{Name: kitScopeList, Description: "List items (conformance kit)", Effect: "read"},
+			{Name: kitScopeSearch, Description: "Search items (conformance kit)", Effect: "read"}}})
 	default:
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "the conformance kit's Service serves no such endpoint"))
 	}
