@@ -123,8 +123,8 @@ func TestHandler(t *testing.T) {
 		t.Errorf("authorization attribute = %q, want a hash", v.AsString())
 	}
 	for _, kv := range got[0].Attributes {
-		if strings.Contains(kv.Value.Emit(), "@") {
-			t.Errorf("attribute %s = %q names an address", kv.Key, kv.Value.Emit())
+		if strings.Contains(kv.Value.String(), "@") {
+			t.Errorf("attribute %s = %q names an address", kv.Key, kv.Value.String())
 		}
 	}
 	n, sets := sum(t, reader, "agentpass.requests")
