@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
@@ -20,6 +23,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/outbound"
 	"github.com/agentpass-go/agentpass/internal/ratelimit"
 	"github.com/agentpass-go/agentpass/internal/replayns"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -277,6 +281,14 @@ type Config struct {
 	// values, assertions, proofs and keys are never logged.
 	Logger *slog.Logger
 
+	// TracerProvider and MeterProvider receive the Authority's spans and
+	// metrics (agentpass.*), which carry no pass, token, key or e-mail
+	// address. If nil, otel's global providers, which record nothing until
+	// the application installs an SDK. Outbound calls are traced by
+	// instrumenting WrapTransport.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+
 	// OnPending, if set, is called after a request was stored as pending,
 	// so an application can notify a person (mail, chat, page). It runs
 	// synchronously in the issuance request: hand slow work to a
@@ -356,6 +368,7 @@ type Authority struct {
 	proofs      *dpop.ProofVerifier // holder proofs of the status endpoint
 	now         func() time.Time
 	log         *slog.Logger
+	tel         *telemetry.T
 	onPending   func(context.Context, Request)
 	approval    func(string) string
 	limits      limiters
@@ -416,10 +429,21 @@ func New(cfg Config) (*Authority, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	var err error
+	if a.tel, err = telemetry.New("authority", cfg.TracerProvider, cfg.MeterProvider); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	// agentpass.pending counts up to one listing page (1,000 requests): a
+	// collection must stay cheap however large the backlog.
+	if err := a.tel.Pending(func(ctx context.Context) (int64, error) {
+		rs, err := a.store.PendingRequests(ctx, ListOptions{Now: a.now(), Limit: 1000})
+		return int64(len(rs)), err
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	// The available_scopes URL comes from a configuration published by
 	// whoever controls the requested service.origin: the outbound policy
 	// refuses redirects and non-public destinations.
-	var err error
 	if a.client, err = outbound.New(outbound.Policy{
 		Role:                 "authority",
 		Client:               cfg.HTTPClient,
@@ -525,6 +549,7 @@ func New(cfg Config) (*Authority, error) {
 			HTTPClient: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
 			InsecureAllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
 			Now:                          cfg.Now, Logger: cfg.Logger,
+			TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
 		}); err != nil {
 			return nil, fmt.Errorf("%w: Discovery: %w", ErrInvalidConfig, err)
 		}
@@ -698,7 +723,11 @@ func (a *Authority) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) routes(p string) *http.ServeMux {
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.HandlerFunc) {
-		mux.HandleFunc(method+" "+p+path, h)
+		lat := telemetry.NoLatency
+		if path == pathValidate {
+			lat = telemetry.ValidationLatency
+		}
+		mux.HandleFunc(method+" "+p+path, a.tel.Handler(endpointName(path), lat, h))
 		allow := method
 		if method == http.MethodGet {
 			allow = "GET, HEAD"
@@ -722,6 +751,20 @@ func (a *Authority) routes(p string) *http.ServeMux {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})
 	return mux
+}
+
+// endpointName names an endpoint in spans and metrics: its path without
+// parameters ("/missions/read" is "missions.read").
+func endpointName(path string) string {
+	switch path {
+	case pathIssuance:
+		return "issuance"
+	case pathIssuanceStatus:
+		return "issuance_status"
+	case pathJWKS:
+		return "jwks"
+	}
+	return strings.NewReplacer("/", ".", "-", "_").Replace(strings.TrimPrefix(path, "/"))
 }
 
 // serveConfiguration serves the configuration document.

@@ -16,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -33,7 +34,7 @@ const (
 // so a flood costs little and cannot fill the store.
 func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if ok, wait := a.limits.issuance.AllowClient(a.limits.key(r)); !a.allow(w, "issuance", ok, wait) {
+	if ok, wait := a.limits.issuance.AllowClient(a.limits.key(r)); !a.allow(w, r, "issuance", ok, wait) {
 		return
 	}
 	var in pass.IssuanceRequest
@@ -41,7 +42,7 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "issuance", err, slog.String("service", "-"))
 		return
 	}
-	if ok, wait := a.limits.issuance.AllowUser(in.User.Email); !a.allow(w, "issuance", ok, wait) {
+	if ok, wait := a.limits.issuance.AllowUser(in.User.Email); !a.allow(w, r, "issuance", ok, wait) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -58,6 +59,10 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		slog.String("outcome", string(req.Status)))
 	if req.Decision != nil {
 		attrs = append(attrs, slog.String("decided_by", req.Decision.DecidedBy), slog.Any("scope", req.Decision.Scope))
+	}
+	telemetry.Annotate(r.Context(), req.User, req.AgentID, req.TaskID, a.id, "")
+	if req.Status != pass.StatusPending {
+		a.tel.Decision(r.Context(), "policy", string(req.Status))
 	}
 	a.log.LogAttrs(r.Context(), slog.LevelInfo, "agentpass issuance", attrs...)
 	if req.Status == pass.StatusPending && a.onPending != nil {
@@ -363,7 +368,7 @@ const (
 // old status URL never yields a pass again.
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if ok, wait := a.limits.status.AllowClient(a.limits.key(r)); !a.allow(w, "status", ok, wait) {
+	if ok, wait := a.limits.status.AllowClient(a.limits.key(r)); !a.allow(w, r, "status", ok, wait) {
 		return
 	}
 	id := r.PathValue("id")

@@ -113,7 +113,7 @@ func (a *Authority) Missions(ctx context.Context, opts MissionListOptions) (*Mis
 func (a *Authority) expire(ctx context.Context, missionID string) {
 	_, err := a.store.TransitionMission(ctx, missionID, MissionChange{To: pass.MissionExpired, By: "system"}, a.now())
 	if err != nil && !errors.Is(err, ErrTerminal) && !errors.Is(err, ErrState) && !errors.Is(err, ErrNotFound) {
-		a.log.Warn("agentpass mission expiry failed", "mission_id", missionID, "reason", err.Error())
+		a.log.WarnContext(ctx, "agentpass mission expiry failed", "mission_id", missionID, "reason", err.Error())
 	}
 }
 

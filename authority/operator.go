@@ -134,6 +134,7 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 		a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass decision", append(attrs, slog.String("outcome", "rejected"), slog.String("reason", err.Error()))...)
 		return nil, err
 	}
+	a.tel.Decision(ctx, "operator", string(out.Status))
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass decision", append(attrs, slog.String("outcome", string(out.Status)),
 		slog.Int64("version", out.Version), slog.String("reason", d.Reason))...)
 	return out, nil

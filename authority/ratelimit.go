@@ -178,17 +178,17 @@ func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (lim
 // reading the body or parsing any credential.
 func (a *Authority) allowService(w http.ResponseWriter, r *http.Request, endpoint string) bool {
 	ok, wait := a.limits.services.AllowClient(a.limits.key(r))
-	return a.allow(w, endpoint, ok, wait)
+	return a.allow(w, r, endpoint, ok, wait)
 }
 
 // allow reports whether a request may proceed after ok, wait from a
 // Limiter, answering 429 when it may not.
-func (a *Authority) allow(w http.ResponseWriter, endpoint string, ok bool, wait time.Duration) bool {
+func (a *Authority) allow(w http.ResponseWriter, r *http.Request, endpoint string, ok bool, wait time.Duration) bool {
 	if !ok {
 		// Debug only: under a flood, one log line per refusal would
 		// amplify it. Neither key is logged.
-		a.log.Debug("agentpass rate limited", "endpoint", endpoint, "outcome", "rejected", "code", string(pass.CodeRateLimited))
-		ratelimit.Deny(w, wait)
+		a.log.DebugContext(r.Context(), "agentpass rate limited", "endpoint", endpoint, "outcome", "rejected", "code", string(pass.CodeRateLimited))
+		ratelimit.Deny(w, r, wait, a.tel, endpoint)
 	}
 	return ok
 }

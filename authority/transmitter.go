@@ -14,9 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 	"github.com/agentpass-go/agentpass/internal/secevent"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -193,7 +197,16 @@ func (a *Authority) deliverDue(ctx context.Context) (next time.Time, err error) 
 // pushOne pushes ev once and records the outcome: delivered or refused
 // for good (deleted), or due again at the returned time.
 func (a *Authority) pushOne(ctx context.Context, ev *OutboxEvent) time.Time {
+	ctx, span := a.tel.Start(ctx, "agentpass.set_delivery", trace.SpanKindClient)
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.HashID(telemetry.KeyAuthorization, ev.Subject), attribute.String("agentpass.service", ev.Service))
+	}
 	retryAfter, err := a.push(ctx, ev)
+	outcome := telemetry.OK
+	if err != nil {
+		outcome = telemetry.Failed
+	}
+	telemetry.End(span, outcome)
 	var next time.Time
 	attrs := []slog.Attr{slog.String("service", ev.Service), slog.String("authorization_id", ev.Subject), slog.String("jti", ev.JTI)}
 	var perm *permanentError

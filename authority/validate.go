@@ -10,6 +10,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -112,6 +113,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: assertion not recorded",
 			slog.String("service", svc), slog.String("authorization_id", az.ID), slog.String("reason", err.Error()))
 	}
+	telemetry.Annotate(ctx, az.User, az.AgentID, az.TaskID, a.id, az.ID)
 	a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass validation",
 		slog.String("outcome", "ok"), slog.String("service", svc), slog.String("authorization_id", az.ID),
 		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),

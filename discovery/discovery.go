@@ -10,7 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/internal/netguard"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
 )
@@ -146,6 +150,14 @@ type Config struct {
 	// Logger receives lookup and fetch failures (names and URLs, never
 	// document contents). If nil, nothing is logged.
 	Logger *slog.Logger
+
+	// TracerProvider and MeterProvider receive the client's spans and
+	// metrics (agentpass.*), which carry no pass, token, key or e-mail
+	// address. If nil, otel's global providers, which record nothing until
+	// the application installs an SDK. Outbound calls are traced by
+	// instrumenting WrapTransport.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Errors. Every error a [Client] returns matches one of these with
@@ -309,6 +321,7 @@ type Client struct {
 	keyCooldown    time.Duration
 	now            func() time.Time
 	log            *slog.Logger
+	tel            *telemetry.T
 	http           *http.Client
 	udp, tcp       *dns.Client
 	group          singleflight.Group
@@ -333,6 +346,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if c.tel, err = telemetry.New("discovery", cfg.TracerProvider, cfg.MeterProvider); err != nil {
+		return nil, err
 	}
 	durations := []struct {
 		name      string

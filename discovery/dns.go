@@ -10,6 +10,11 @@ import (
 
 	"github.com/miekg/dns"
 
+	"go.opentelemetry.io/otel/attribute"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -107,7 +112,12 @@ type txtAnswer struct {
 }
 
 // query asks each nameserver in turn until one gives a usable answer.
-func (c *Client) query(ctx context.Context, qname string) (*txtAnswer, error) {
+func (c *Client) query(ctx context.Context, qname string) (_ *txtAnswer, err error) {
+	ctx, span := c.tel.Start(ctx, "agentpass.discovery.dns", trace.SpanKindClient)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("dns.question.name", qname))
+	}
+	defer func() { telemetry.End(span, telemetry.ErrOutcome(err)) }()
 	m := new(dns.Msg)
 	m.SetQuestion(qname, dns.TypeTXT)
 	m.SetEdns0(ednsSize, c.requireDNSSEC)

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/internal/outbound"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -57,7 +60,9 @@ type fetched struct {
 // certificates, no cross-origin redirects, a timeout, a bounded body, an
 // allowed Content-Type and, unless allowed, no private destinations. Only
 // status 200 is accepted.
-func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (*fetched, error) {
+func (c *Client) fetch(ctx context.Context, rawURL string, media ...string) (_ *fetched, err error) {
+	ctx, span := c.tel.Start(ctx, "agentpass.discovery.fetch", trace.SpanKindClient)
+	defer func() { telemetry.End(span, telemetry.ErrOutcome(err)) }()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, &FetchError{URL: rawURL, Err: err}

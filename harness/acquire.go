@@ -10,9 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -150,6 +153,15 @@ func (c *Client) Acquire(ctx context.Context, req Request) (*Grant, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, span := c.tel.Start(ctx, "agentpass.acquire", trace.SpanKindClient)
+	telemetry.Annotate(ctx, a.grant.User, "", a.grant.Task.ID, "", "")
+	g, err := c.acquire(ctx, a)
+	telemetry.End(span, telemetry.ErrOutcome(err))
+	return g, err
+}
+
+// acquire is Acquire once the request is checked.
+func (c *Client) acquire(ctx context.Context, a *acquisition) (*Grant, error) {
 	st, created, err := c.begin(ctx, a)
 	if err != nil {
 		return nil, err
@@ -178,7 +190,7 @@ func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatu
 	// §3.2.1: discover the Service.
 	info, err := c.disc.DiscoverService(ctx, a.origin)
 	if err != nil {
-		log.Warn("agentpass service discovery failed", "outcome", "failed", "error", err)
+		log.WarnContext(ctx, "agentpass service discovery failed", "outcome", "failed", "error", err)
 		return nil, time.Time{}, fmt.Errorf("harness: discovering %s: %w", a.origin, err)
 	}
 	g.ServiceConfiguration = info.Configuration
@@ -187,7 +199,7 @@ func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatu
 	// §3.2.2: resolve the Authority through the Service.
 	ref, err := c.resolve(ctx, a)
 	if err != nil {
-		log.Warn("agentpass authority resolution failed", "outcome", "failed", "error", err)
+		log.WarnContext(ctx, "agentpass authority resolution failed", "outcome", "failed", "error", err)
 		return nil, time.Time{}, err
 	}
 	log = log.With("authority", ref.Authority)
@@ -195,11 +207,11 @@ func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatu
 	// §3.2.3: the Authority's configuration, checked before any request.
 	acfg, err := c.disc.AuthorityConfiguration(ctx, ref.AuthorityConfigurationURL)
 	if err != nil {
-		log.Warn("agentpass authority configuration failed", "outcome", "failed", "error", err)
+		log.WarnContext(ctx, "agentpass authority configuration failed", "outcome", "failed", "error", err)
 		return nil, time.Time{}, fmt.Errorf("harness: authority configuration of %s: %w", ref.Authority, err)
 	}
 	if err := checkAuthorityConfig(acfg, ref, g.Branch, g.ServiceConfiguration); err != nil {
-		log.Warn("agentpass authority configuration rejected", "outcome", "failed", "error", err)
+		log.WarnContext(ctx, "agentpass authority configuration rejected", "outcome", "failed", "error", err)
 		return nil, time.Time{}, err
 	}
 	g.Authority = acfg.Authority
@@ -209,7 +221,7 @@ func (c *Client) begin(ctx context.Context, a *acquisition) (*pass.IssuanceStatu
 
 	st, err := c.requestIssuance(ctx, a)
 	if err != nil {
-		log.Warn("agentpass issuance request failed", "outcome", "failed", "error", err)
+		log.WarnContext(ctx, "agentpass issuance request failed", "outcome", "failed", "error", err)
 		return nil, time.Time{}, err
 	}
 	created := c.now()
@@ -228,7 +240,7 @@ func (c *Client) finish(ctx context.Context, a *acquisition, st *pass.IssuanceSt
 	log := c.logger(g)
 	st, err := c.poll(ctx, a, st, created)
 	if err != nil {
-		log.Info("agentpass issuance ended", "outcome", outcome(err), "error", err)
+		log.InfoContext(ctx, "agentpass issuance ended", "outcome", outcome(err), "error", err)
 		return nil, err
 	}
 	g.pass = *st.AgentPass
@@ -236,7 +248,7 @@ func (c *Client) finish(ctx context.Context, a *acquisition, st *pass.IssuanceSt
 		g.ExpiresAt = *st.ExpiresAt
 	}
 	c.emit(Progress{Event: EventApproved, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, RequestID: g.RequestID, Status: pass.StatusApproved, Elapsed: c.now().Sub(created)})
-	log.Info("agentpass approved", "outcome", "ok")
+	log.InfoContext(ctx, "agentpass approved", "outcome", "ok")
 	return g, nil
 }
 

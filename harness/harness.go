@@ -8,10 +8,14 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/netguard"
 	"github.com/agentpass-go/agentpass/internal/outbound"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -144,6 +148,14 @@ type Config struct {
 	// nil, nothing is logged.
 	Logger *slog.Logger
 
+	// TracerProvider and MeterProvider receive the client's spans and
+	// metrics (agentpass.*), which carry no pass, token, key or e-mail
+	// address. If nil, otel's global providers, which record nothing until
+	// the application installs an SDK. Outbound calls are traced by
+	// instrumenting WrapTransport.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+
 	// KeyStore keeps the holder keys of requests made with Start, so that
 	// Wait can resume them, possibly after a restart (see
 	// NewFileKeyStore). If nil, keys live in the Client's memory: Wait
@@ -172,6 +184,7 @@ type Client struct {
 	maxRetryWait time.Duration
 	now          func() time.Time
 	log          *slog.Logger
+	tel          *telemetry.T
 	progress     func(Progress)
 
 	// completions are the mission completions Run retries.
@@ -240,6 +253,11 @@ func New(cfg Config) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	tel, err := telemetry.New("harness", cfg.TracerProvider, cfg.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	c.tel = tel
 	if c.keys == nil {
 		c.keys = func() (*dpop.Key, error) { return dpop.GenerateKey("ES256") }
 	}
@@ -260,6 +278,7 @@ func New(cfg Config) (*Client, error) {
 			HTTPClient: cfg.HTTPClient, WrapTransport: cfg.WrapTransport,
 			InsecureAllowPrivateNetworks: cfg.InsecureAllowPrivateNetworks,
 			Now:                          cfg.Now, Logger: cfg.Logger,
+			TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("harness: default discovery client: %w", err)

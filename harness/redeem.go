@@ -11,8 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -210,7 +213,7 @@ func (c *Client) RedeemBearerToken(ctx context.Context, g *Grant, opts RedeemOpt
 		tok.ExpiresAt = received.Add(time.Duration(min(*resp.ExpiresIn, int64(365*24*time.Hour/time.Second))) * time.Second)
 	}
 	if opts.RequestedScope != nil && resp.Scope != nil && !resp.Scope.SubsetOf(opts.RequestedScope) {
-		c.log.Warn("agentpass service granted more than the requested scope", "service", g.Service, "task", g.Task.ID)
+		c.log.WarnContext(ctx, "agentpass service granted more than the requested scope", "service", g.Service, "task", g.Task.ID)
 	}
 	c.emit(Progress{Event: EventRedeemed, Service: g.Service, User: g.User, TaskID: g.Task.ID, Authority: g.Authority, Scope: resp.Scope})
 	return tok, nil
@@ -275,11 +278,14 @@ func (c *Client) checkRedeem(g *Grant, t pass.PassType, opts RedeemOptions) erro
 // redeem posts the redemption with its retry policy (429: wait and retry;
 // 5xx or timeout: retry once) and decodes the answer into out. It returns
 // when the answer was received.
-func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts RedeemOptions, initMethods []string, extra func(time.Time) (http.Header, error), out pass.Document) (time.Time, error) {
+func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts RedeemOptions, initMethods []string, extra func(time.Time) (http.Header, error), out pass.Document) (_ time.Time, err error) {
 	if err := c.ready(); err != nil {
 		return time.Time{}, err
 	}
 	log := c.log.With("harness", g.HarnessID, "service", g.Service, "user", g.User, "task", g.Task.ID, "authority", g.Authority)
+	ctx, span := c.tel.Start(ctx, "agentpass.redeem", trace.SpanKindClient)
+	telemetry.Annotate(ctx, g.User, "", g.Task.ID, g.Authority, "")
+	defer func() { telemetry.End(span, telemetry.ErrOutcome(err)) }()
 	retried, rateWaits := false, 0
 	for {
 		now := c.now()
@@ -310,7 +316,7 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 		}
 		hdr, err := httpx.Do(ctx, c.http, call, out)
 		if err == nil {
-			log.Info("agentpass redeemed", "outcome", "ok")
+			log.InfoContext(ctx, "agentpass redeemed", "outcome", "ok")
 			return c.now(), nil
 		}
 		if ctx.Err() != nil {
@@ -319,7 +325,7 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 		var ue *pass.UnreachableError
 		if errors.As(err, &ue) {
 			if retried {
-				log.Warn("agentpass redemption failed", "outcome", "failed", "error", err)
+				log.WarnContext(ctx, "agentpass redemption failed", "outcome", "failed", "error", err)
 				return time.Time{}, fmt.Errorf("%w: %w", ErrRedemption, ue)
 			}
 			retried = true
@@ -330,7 +336,7 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 		}
 		var pe *pass.PeerError
 		if !errors.As(err, &pe) {
-			log.Warn("agentpass redemption answer invalid", "outcome", "failed", "error", err)
+			log.WarnContext(ctx, "agentpass redemption answer invalid", "outcome", "failed", "error", err)
 			return time.Time{}, &ProtocolError{Peer: "service", URL: endpoint, Reason: "invalid redemption answer", Err: err}
 		}
 		var wait time.Duration
@@ -342,13 +348,13 @@ func (c *Client) redeem(ctx context.Context, g *Grant, endpoint string, opts Red
 			}
 			rateWaits++
 			if wait > c.maxRetryWait || rateWaits > maxRateLimitWaits {
-				log.Warn("agentpass redemption rate limited", "outcome", "rejected", "code", string(pe.Code))
+				log.WarnContext(ctx, "agentpass redemption rate limited", "outcome", "rejected", "code", string(pe.Code))
 				return time.Time{}, &RedemptionError{URL: endpoint, Retried: retried, Err: pe}
 			}
 		case pe.Status >= 500 && !retried:
 			retried, wait = true, retry5xxDelay
 		default:
-			log.Warn("agentpass redemption rejected", "outcome", "rejected", "code", string(pe.Code), "status", pe.Status)
+			log.WarnContext(ctx, "agentpass redemption rejected", "outcome", "rejected", "code", string(pe.Code), "status", pe.Status)
 			return time.Time{}, &RedemptionError{URL: endpoint, Retried: retried, Err: pe}
 		}
 		if err := c.sleep(ctx, wait); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -91,6 +92,7 @@ func (s *Service) auditOK(ctx context.Context, a *audit, extra ...slog.Attr) {
 // an error, through wireError.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, a *audit, err error) {
 	pe := wireError(err)
+	telemetry.Annotate(r.Context(), a.user, a.agent, a.task, a.authority, a.authorizationID)
 	s.auditReject(r.Context(), a, pe)
 	httpx.WriteError(w, nil, pe)
 }

@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -36,6 +39,7 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 	// A Stale delegation was told by an event of a change that only the
 	// Authority's answer may confirm: check now, whatever the interval.
 	if !rec.Stale && checkedWithin(rec.CheckedAt, now, s.cfg.CheckInterval) {
+		s.tel.CheckCache(ctx, true)
 		if rec.held() {
 			return nil, errMissionSuspended
 		}
@@ -44,10 +48,15 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 	// Concurrent requests of one delegation share one check; the check
 	// runs on a context detached from any one caller, so a caller that
 	// goes away does not fail the others.
+	s.tel.CheckCache(ctx, false)
 	ch := s.checks.DoChan(rec.AuthorizationID, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CheckTimeout)
 		defer cancel()
-		return s.checkNow(cctx, rec)
+		cctx, span := s.tel.Start(cctx, "agentpass.authorization_check", trace.SpanKindClient)
+		telemetry.Annotate(cctx, rec.User, rec.Agent, rec.Task.ID, rec.Authority, rec.AuthorizationID)
+		out, err := s.checkNow(cctx, rec)
+		telemetry.End(span, telemetry.ErrOutcome(err))
+		return out, err
 	})
 	select {
 	case <-ctx.Done():

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/netguard"
@@ -205,6 +208,14 @@ type Config struct {
 	// initialization and rejection; never a secret). If nil, nothing is
 	// logged.
 	Logger *slog.Logger
+
+	// TracerProvider and MeterProvider receive the Service's spans and
+	// metrics (agentpass.*), which carry no pass, token, key or e-mail
+	// address. If nil, otel's global providers, which record nothing until
+	// the application installs an SDK. Outbound calls are traced by
+	// instrumenting WrapTransport.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 
 	// TokenTTL is the lifetime of a bearer token; a token never outlives
 	// authorization_expires_at. If zero, one hour.

@@ -9,8 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -162,7 +165,12 @@ const TokenPrefix = prefixToken
 // http.StripPrefix).
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, span := s.tel.Start(r.Context(), "agentpass.check", trace.SpanKindInternal)
+		if span.IsRecording() {
+			r = r.WithContext(ctx)
+		}
 		d, rec, err := s.check(r)
+		s.observeCheck(ctx, span, rec, err)
 		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
 			s.cfg.Fallback.ServeHTTP(w, r)
 			return
@@ -176,6 +184,23 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
 	})
+}
+
+// observeCheck ends the middleware's span and counts the request, with
+// the delegation's audit fields; with nothing recording it costs nothing.
+func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *DelegationRecord, err error) {
+	if !span.IsRecording() && !s.tel.Counting(ctx) {
+		return
+	}
+	outcome := telemetry.ErrOutcome(err)
+	if errors.Is(err, ErrNoCredential) {
+		outcome = "no_credential"
+	}
+	if rec != nil {
+		telemetry.Annotate(ctx, rec.User, rec.Agent, rec.Task.ID, rec.Authority, rec.AuthorizationID)
+	}
+	telemetry.End(span, outcome)
+	s.tel.Request(ctx, "middleware", outcome)
 }
 
 // Check authenticates r as Middleware does and returns its delegation, or

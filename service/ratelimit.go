@@ -157,8 +157,8 @@ func (s *Service) limited(l *ratelimit.Limiter, endpoint string, h http.HandlerF
 		if ok, wait := l.AllowClient(s.limits.key(r)); !ok {
 			// Debug only: under a flood, one log line per refusal would
 			// amplify it.
-			s.cfg.Logger.Debug("agentpass rate limited", "endpoint", endpoint, "outcome", "rejected")
-			ratelimit.Deny(w, wait)
+			s.cfg.Logger.DebugContext(r.Context(), "agentpass rate limited", "endpoint", endpoint, "outcome", "rejected")
+			ratelimit.Deny(w, r, wait, s.tel, endpoint)
 			return
 		}
 		h(w, r)

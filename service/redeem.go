@@ -11,11 +11,14 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/proofwire"
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -62,6 +65,7 @@ func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.P
 		s.fail(w, r, a, err)
 		return
 	}
+	telemetry.Annotate(r.Context(), a.user, a.agent, a.task, a.authority, a.authorizationID)
 	s.auditOK(r.Context(), a)
 	if out.bearer != nil {
 		httpx.WriteJSON(w, http.StatusOK, out.bearer)
@@ -411,6 +415,17 @@ func stagedMission(acfg *pass.AuthorityConfiguration, m *pass.MissionInfo) bool 
 // assertion, so the Authority knows which Service consumes the pass, and
 // maps its refusals to our codes (any refusal rejects the redemption).
 func (s *Service) validatePass(ctx context.Context, src *source, value string) (*pass.ValidationResponse, error) {
+	start := time.Now()
+	ctx, span := s.tel.Start(ctx, "agentpass.validate", trace.SpanKindClient)
+	vr, err := s.callValidate(ctx, src, value)
+	outcome := telemetry.ErrOutcome(err)
+	telemetry.End(span, outcome)
+	s.tel.Validation(ctx, start, outcome)
+	return vr, err
+}
+
+// callValidate is validatePass's call and the mapping of its answer.
+func (s *Service) callValidate(ctx context.Context, src *source, value string) (*pass.ValidationResponse, error) {
 	tok, err := assertion.Sign(s.cfg.Keys.Current(), s.cfg.origin, src.cfg.Authority, 0, s.cfg.Now())
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/internal/secevent"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -34,6 +36,7 @@ type Service struct {
 	limits    limiters
 	reports   *reporter
 	events    *events
+	tel       *telemetry.T
 }
 
 type endpointURLs struct {
@@ -47,6 +50,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: st, reports: newReporter()}
+	if s.tel, err = telemetry.New("service", st.TracerProvider, st.MeterProvider); err != nil {
+		return nil, errConfig("%v", err)
+	}
 	p := st.paths
 	s.urls = endpointURLs{
 		configuration: st.base + p.Configuration,
@@ -161,7 +167,36 @@ func New(cfg Config) (*Service, error) {
 	if st.EventDelivery == pass.DeliveryPush {
 		s.mux.HandleFunc(p.Events, s.limited(s.limits.events, "events", s.serveEvents))
 	}
+	s.instrument()
 	return s, nil
+}
+
+// instrument wraps each endpoint in a span and request counter; the
+// redemptions are timed too. Rate-limit refusals count as rejected
+// requests of their endpoint.
+func (s *Service) instrument() {
+	mux := http.NewServeMux()
+	p := s.cfg.paths
+	for _, e := range []struct {
+		path, name string
+		lat        telemetry.Latency
+	}{
+		{p.Configuration, "configuration", telemetry.NoLatency},
+		{p.JWKS, "jwks", telemetry.NoLatency},
+		{p.ResolveAuthorities, "resolve_authorities", telemetry.NoLatency},
+		{p.AvailableScopes, "available_scopes", telemetry.NoLatency},
+		{p.RedeemBearerToken, string(pass.BearerToken), telemetry.RedemptionLatency},
+		{p.RedeemBrowserSession, string(pass.BrowserSession), telemetry.RedemptionLatency},
+		{p.Initialize, "initialize", telemetry.NoLatency},
+		{p.Events, "events", telemetry.NoLatency},
+	} {
+		h, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: &url.URL{Path: e.path}})
+		if pattern == "" {
+			continue // not served (a polling Service has no receiver)
+		}
+		mux.HandleFunc(pattern, s.tel.Handler(e.name, e.lat, h.ServeHTTP))
+	}
+	s.mux = mux
 }
 
 // ServeHTTP serves the Service endpoints at their Paths and answers 404

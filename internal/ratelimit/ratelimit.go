@@ -14,7 +14,7 @@
 //
 //	l, err := ratelimit.New(limit, defaults, 10000, time.Now)
 //	if ok, wait := l.AllowClient(ratelimit.ClientAddr(r)); !ok {
-//		ratelimit.Deny(w, wait)
+//		ratelimit.Deny(w, r, wait, tel, "issuance")
 //		return
 //	}
 //
@@ -72,6 +72,7 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -517,8 +518,10 @@ func RetryAfterSeconds(wait time.Duration) int {
 // Deny answers 429 with a Retry-After header and the structured error body
 // {"error":{"code":"rate_limited",...}}. The message is generic: it names
 // neither the key nor the limit, so a refusal tells a prober nothing about
-// a user.
-func Deny(w http.ResponseWriter, wait time.Duration) {
+// a user. Every refusal is counted here, in t's agentpass.rate_limited
+// (t may be nil), so no role can refuse without it showing.
+func Deny(w http.ResponseWriter, r *http.Request, wait time.Duration, t *telemetry.T, endpoint string) {
+	t.RateLimited(r.Context(), endpoint)
 	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(wait)))
 	w.Header().Set("Cache-Control", "no-store")
 	httpx.WriteError(w, nil, pass.Fail(pass.CodeRateLimited, "too many requests; retry later"))

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -13,6 +14,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/agentpass-go/agentpass/internal/telemetry"
 )
 
 // clock is a fake clock safe for concurrent use.
@@ -423,7 +429,7 @@ func TestDeny(t *testing.T) {
 	}{{time.Nanosecond, "1"}, {time.Second, "1"}, {1500 * time.Millisecond, "2"}, {time.Minute, "60"}} {
 		t.Run(tt.wait.String(), func(t *testing.T) {
 			w := httptest.NewRecorder()
-			Deny(w, tt.wait)
+			Deny(w, httptest.NewRequest("GET", "/", nil), tt.wait, nil, "test")
 			if w.Code != http.StatusTooManyRequests {
 				t.Errorf("status %d, want 429", w.Code)
 			}
@@ -563,5 +569,37 @@ func TestOverallAloneNotShared(t *testing.T) {
 	}
 	if a != b || a+b > 80+2*10 || a+b < 80 {
 		t.Errorf("two networks: %d and %d allowed, want an equal split of at most half the burst plus two shares", a, b)
+	}
+}
+
+// Every refusal is counted in agentpass.rate_limited with its endpoint, in
+// Deny, the one place a role refuses for rate.
+func TestDenyCounts(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	tel, err := telemetry.New("service", nil, sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		Deny(httptest.NewRecorder(), httptest.NewRequest("POST", "/", nil), time.Second, tel, "redeem")
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var got int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "agentpass.rate_limited" {
+				for _, p := range d.DataPoints {
+					if v, _ := p.Attributes.Value(telemetry.KeyEndpoint); v.AsString() == "redeem" {
+						got += p.Value
+					}
+				}
+			}
+		}
+	}
+	if got != 3 {
+		t.Fatalf("agentpass.rate_limited{endpoint=redeem} = %d, want 3", got)
 	}
 }

@@ -29,6 +29,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/examples/internal/approvalpage"
@@ -67,6 +70,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of every party; nil means time.Now.
 	Now func() time.Time
+	// TracerProvider, MeterProvider and WrapTransport are given to every
+	// Authority and the Service (examples/otel); nil means otel's globals
+	// and no wrapper.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	WrapTransport  func(http.RoundTripper) http.RoundTripper
 	// EnterpriseStore (corp.test), EnterpriseStrictStore (strict.test),
 	// FederatedStore, ServiceAuthorityStore and ServiceStore replace the
 	// in-memory stores (the devnet's -postgres); nil means a new in-memory
@@ -239,6 +248,9 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 			Discovery:               disc,
 			Now:                     now,
 			Logger:                  logger.With("party", id),
+			TracerProvider:          opts.TracerProvider,
+			MeterProvider:           opts.MeterProvider,
+			WrapTransport:           opts.WrapTransport,
 			OnPending:               onPending(target),
 			Compiler:                opts.Compiler,
 		})
@@ -292,6 +304,9 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		Discovery:             disc,
 		Now:                   now,
 		Logger:                logger.With("party", s.Origins[TodoHost]),
+		TracerProvider:        opts.TracerProvider,
+		MeterProvider:         opts.MeterProvider,
+		WrapTransport:         opts.WrapTransport,
 		CheckInterval:         opts.CheckInterval,
 		RequireHardenedProofs: opts.RequireHardenedProofs,
 		EventDelivery:         opts.EventDelivery,

@@ -1,0 +1,173 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+func sum(t *testing.T, r *sdkmetric.ManualReader, name string) (int64, []attribute.Set) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	var sets []attribute.Set
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, p := range d.DataPoints {
+					n += p.Value
+					sets = append(sets, p.Attributes)
+				}
+			}
+		}
+	}
+	return n, sets
+}
+
+// TestNoProviderNoAllocation: with the no-op provider and with otel's
+// global before an SDK is installed, the calls on the hot paths allocate
+// nothing, so an uninstrumented deployment pays nothing.
+func TestNoProviderNoAllocation(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		tp   trace.TracerProvider
+	}{
+		{"noop", noop.NewTracerProvider()},
+		{"idle global", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tel, err := New("service", tt.tp, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			allocs := testing.AllocsPerRun(100, func() {
+				ctx2, span := tel.Start(ctx, "agentpass.check", trace.SpanKindInternal)
+				Annotate(ctx2, "a@example.com", "agent", "task", "https://authority", "az_1")
+				End(span, OK)
+				tel.Request(ctx2, "middleware", OK)
+				tel.CheckCache(ctx2, true)
+				tel.Validation(ctx2, time.Now(), OK)
+			})
+			if allocs != 0 {
+				t.Errorf("allocations per call = %v, want 0", allocs)
+			}
+		})
+	}
+}
+
+// TestNilSafe: a role built without New (its zero value) records nothing
+// and does not panic.
+func TestNilSafe(t *testing.T) {
+	var tel *T
+	ctx, span := tel.Start(context.Background(), "x", trace.SpanKindInternal)
+	End(span, Failed)
+	tel.Request(ctx, "e", OK)
+	tel.Decision(ctx, "policy", OK)
+	tel.Validation(ctx, time.Now(), OK)
+	tel.Redemption(ctx, time.Now(), "e", OK)
+	tel.CheckCache(ctx, false)
+	tel.RateLimited(ctx, "e")
+	if err := tel.Pending(func(context.Context) (int64, error) { return 0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if span.IsRecording() {
+		t.Fatal("a nil T recorded a span")
+	}
+}
+
+// TestHandler: an endpoint's span and request count carry its outcome from
+// the status it answered, and the audit attributes name a user by domain
+// and an authorization by hash only.
+func TestHandler(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	reader := sdkmetric.NewManualReader()
+	tel, err := New("authority", tp, sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tel.Handler("validate", ValidationLatency, func(w http.ResponseWriter, r *http.Request) {
+		Annotate(r.Context(), "Alex@Corp.Example", "agent-1", "task-1", "https://idp.example", "az_secretish")
+		w.WriteHeader(http.StatusConflict)
+	})
+	h(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/validate", nil))
+
+	got := spans.GetSpans()
+	if len(got) != 1 || got[0].Name != "agentpass.validate" {
+		t.Fatalf("spans = %v, want one agentpass.validate", got)
+	}
+	attrs := attribute.NewSet(got[0].Attributes...)
+	for k, want := range map[attribute.Key]string{
+		KeyOutcome: Rejected, KeyUserDomain: "corp.example", KeyAgent: "agent-1", KeyTaskID: "task-1", KeyRole: "authority",
+	} {
+		if v, _ := attrs.Value(k); v.AsString() != want {
+			t.Errorf("%s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+	if v, _ := attrs.Value(KeyAuthorization); v.AsString() == "" || strings.Contains(v.AsString(), "az_") {
+		t.Errorf("authorization attribute = %q, want a hash", v.AsString())
+	}
+	for _, kv := range got[0].Attributes {
+		if strings.Contains(kv.Value.String(), "@") {
+			t.Errorf("attribute %s = %q names an address", kv.Key, kv.Value.String())
+		}
+	}
+	n, sets := sum(t, reader, "agentpass.requests")
+	if n != 1 {
+		t.Fatalf("agentpass.requests = %d, want 1", n)
+	}
+	if v, _ := sets[0].Value(KeyOutcome); v.AsString() != Rejected {
+		t.Errorf("request outcome = %q, want %q", v.AsString(), Rejected)
+	}
+}
+
+// TestPendingSkipsIdleGlobal: the pending gauge is observed with a real
+// provider, and not registered with otel's idle global, which would keep
+// it for ever.
+func TestPendingSkipsIdleGlobal(t *testing.T) {
+	idle, err := New("authority", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !idle.idleMeter {
+		t.Fatal("otel's global meter provider not recognised as idle")
+	}
+	reader := sdkmetric.NewManualReader()
+	tel, err := New("authority", nil, sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.Pending(func(context.Context) (int64, error) { return 7, nil }); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var got int64 = -1
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "agentpass.pending" && len(g.DataPoints) == 1 {
+				got = g.DataPoints[0].Value
+			}
+		}
+	}
+	if got != 7 {
+		t.Fatalf("agentpass.pending = %d, want 7", got)
+	}
+}
