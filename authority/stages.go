@@ -380,7 +380,15 @@ func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, event, pass.Fail(pass.CodeMissionNotActive, "stage moves need an active mission"), attrs...)
 		return
 	}
-	move := &StageMove{Op: StageApply, To: in.To, ExpectedVersion: in.ExpectedVersion}
+	// The gate below is chosen from the mission as read here; pinning its
+	// version makes the store refuse the move if anything (a concurrent
+	// move, a narrowing) committed since, so a stage read as "not next"
+	// can never be entered ungated once another move makes it next.
+	if in.ExpectedVersion != 0 && in.ExpectedVersion != m.Version {
+		a.reject(w, event, errStaleVersion, attrs...)
+		return
+	}
+	move := &StageMove{Op: StageApply, To: in.To, ExpectedVersion: m.Version}
 	cur, next := stageIndex(m.Stages, m.Stage), stageIndex(m.Stages, in.To)
 	outcome := "applied"
 	if cur >= 0 && next == cur+1 {
