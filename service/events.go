@@ -47,8 +47,9 @@ type events struct {
 }
 
 type bufferedEvent struct {
-	e     MissionEvent
-	until time.Time
+	e         MissionEvent
+	configURL string // where the keys that verified it were found
+	until     time.Time
 }
 
 func newEvents(st *settings) *events {
@@ -62,11 +63,15 @@ func newEvents(st *settings) *events {
 	return ev
 }
 
-// remember records an Authority the Service trusted for a delegation.
+// remember records an Authority the Service trusted for a delegation. The
+// first configuration recorded for an identifier stays: any configuration
+// may claim any identifier, and replacing it would let one redemption
+// redirect where the Authority's SETs are verified and start another
+// poller per URL.
 func (ev *events) remember(authority, configURL string) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	if u, ok := ev.known[authority]; ok && u == configURL || len(ev.known) >= maxKnownAuthorities {
+	if _, ok := ev.known[authority]; ok || len(ev.known) >= maxKnownAuthorities {
 		return
 	}
 	ev.known[authority] = configURL
@@ -93,7 +98,7 @@ func (ev *events) snapshot() (map[string]string, <-chan struct{}) {
 
 // hold buffers e until its delegation is redeemed; it reports false when
 // the Authority's share is full of live entries.
-func (ev *events) hold(e MissionEvent, now time.Time) bool {
+func (ev *events) hold(e MissionEvent, configURL string, now time.Time) bool {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	list := ev.buffer[e.Authority]
@@ -107,12 +112,13 @@ func (ev *events) hold(e MissionEvent, now time.Time) bool {
 		ev.buffer[e.Authority] = live
 		return false
 	}
-	ev.buffer[e.Authority] = append(live, bufferedEvent{e: e, until: now.Add(bufferTTL)})
+	ev.buffer[e.Authority] = append(live, bufferedEvent{e: e, configURL: configURL, until: now.Add(bufferTTL)})
 	return true
 }
 
-// take removes and returns the live buffered events of a delegation.
-func (ev *events) take(authority, authorizationID string, now time.Time) []MissionEvent {
+// take removes and returns the live buffered events of a delegation, those
+// verified with the keys of its own Authority's configuration.
+func (ev *events) take(authority, configURL, authorizationID string, now time.Time) []MissionEvent {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	list := ev.buffer[authority]
@@ -122,7 +128,9 @@ func (ev *events) take(authority, authorizationID string, now time.Time) []Missi
 		switch {
 		case !b.until.After(now):
 		case b.e.AuthorizationID == authorizationID:
-			out = append(out, b.e)
+			if b.configURL == configURL {
+				out = append(out, b.e)
+			}
 		default:
 			rest = append(rest, b)
 		}
@@ -139,7 +147,7 @@ func (ev *events) take(authority, authorizationID string, now time.Time) []Missi
 // and SETs that arrived before the delegation existed are applied now.
 func (s *Service) redeemed(ctx context.Context, rec *DelegationRecord) {
 	s.events.remember(rec.Authority, rec.ConfigurationURL)
-	for _, e := range s.events.take(rec.Authority, rec.AuthorizationID, s.cfg.Now()) {
+	for _, e := range s.events.take(rec.Authority, rec.ConfigurationURL, rec.AuthorizationID, s.cfg.Now()) {
 		if _, err := s.cfg.Store.ApplyEvent(ctx, e); err != nil {
 			// The next check still finds what the event said.
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, eventSET, slog.String("outcome", "buffered_apply_failed"),
@@ -306,7 +314,7 @@ func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool)
 		return s.setLog(ctx, setAccepted, subject, "refused", err)
 	case e == nil:
 		return s.setLog(ctx, setAccepted, subject, "ignored", nil)
-	case !s.events.hold(*e, s.cfg.Now()):
+	case !s.events.hold(*e, cfgURL, s.cfg.Now()):
 		return s.setLog(ctx, setAccepted, subject, "buffer_full", nil)
 	}
 	// The redemption may have committed (and looked in the buffer) since
