@@ -1,7 +1,9 @@
 package authority_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -60,5 +62,57 @@ func TestReviewStageSkipRaceKeepsHumanGate(t *testing.T) {
 	_, m := e.readAsHarness(h, id)
 	if m.AuthorityModel.Stage != "more" {
 		t.Errorf("stage %q, want more", m.AuthorityModel.Stage)
+	}
+}
+
+// Review finding 4 (mission.md §2.5 and §9 "scope_proposal is cut": no
+// oracle on a user's entitlements): the status proposal names only the
+// scopes the Harness requested, but the Harness's own mission read showed
+// the whole available list (the "requested" history entry), the whole
+// proposal (the "proposed" entry) and, while pending, the proposed plan's
+// stages. A Harness could learn every scope the user holds at the Service
+// by filing requests it never means to use.
+func TestReviewHarnessMissionReadNoEntitlementOracle(t *testing.T) {
+	t.Parallel()
+	pending := compileEnv(t, func(c *authority.Config) { c.Approver = nil })
+	approving := compileEnv(t)
+	for _, tc := range []struct {
+		name  string
+		e     *env
+		scope []string
+		want  pass.Status
+		// never: scopes neither requested nor granted.
+		never []string
+	}{
+		{"pending over-scope", pending, []string{"tickets:delete", "billing:read"}, pass.StatusPending, []string{"tickets:read", "tickets:comment", "admin"}},
+		{"pending wildcard", pending, []string{"*"}, pass.StatusPending, []string{"tickets:read", "tickets:comment", "tickets:delete", "admin"}},
+		{"pending nothing requested", pending, nil, pass.StatusPending, []string{"tickets:read", "tickets:comment", "tickets:delete", "admin"}},
+		{"approved within proposal", approving, []string{"tickets:read"}, pass.StatusApproved, []string{"tickets:comment", "tickets:delete", "admin"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.e
+			e.t = t
+			h := e.newHarness()
+			h.req.Harness.Extensions = append(h.req.Harness.Extensions, pass.ExtStages)
+			r, st := e.issueScope(h, tc.scope...)
+			wantStatus(t, r, st, tc.want)
+			raw, m := e.readAsHarness(h, st.Mission.ID)
+			if m == nil {
+				t.Fatalf("read: %d %s", raw.status, raw.body)
+			}
+			for _, s := range tc.never {
+				if bytes.Contains(raw.body, []byte(`"`+s+`"`)) {
+					t.Errorf("the Harness view names %q, neither requested nor granted: %s", s, raw.body)
+				}
+			}
+			// The operator still sees everything.
+			full, err := e.auth.Mission(ctx, st.Mission.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := json.Marshal(full); !bytes.Contains(b, []byte(`"admin"`)) {
+				t.Errorf("the operator view lost the available list: %s", b)
+			}
+		})
 	}
 }
