@@ -147,6 +147,12 @@ func (c MissionChange) applyStage(r *Request, now time.Time) (HistoryRecord, err
 	case StageRefuse:
 		return note("stage_denied")
 	}
+	if m.Op == StageApply && r.HistoryCount >= maxNotedHistory {
+		// A Harness's own moves stop at the history bound like notes do:
+		// each adds an entry and a SET per authorization, and back and
+		// forth has no end otherwise. A person's decision still applies.
+		return HistoryRecord{}, ErrStoreFull
+	}
 	r.PendingStage = nil
 	r.Stage = to
 	r.Scope = cloneScope(r.Stages[next].Scope)
