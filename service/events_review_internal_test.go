@@ -57,3 +57,54 @@ func TestReviewBufferedSETMatchesConfiguration(t *testing.T) {
 		t.Errorf("the SET of the delegation's own configuration: %d taken, want 1", len(got))
 	}
 }
+
+// Review finding 6 (§9 fix 7, bounds): the table of Authorities was capped
+// and never evicted, so whoever got passes of maxKnownAuthorities
+// Authorities redeemed locked every later Authority out of polling and of
+// the early-SET buffer for the life of the process. Now the learned
+// Authority least recently used by a redemption or check makes room
+// (configured ones stay), and its poller stops.
+func TestReviewKnownAuthoritiesEvictLeastUsed(t *testing.T) {
+	const configured, configuredURL = "https://idp.example.com", "https://idp.example.com/ap"
+	ev := newEvents(&settings{Config: Config{ServiceAuthority: &pass.AuthorityRef{Authority: configured, AuthorityConfigurationURL: configuredURL}}})
+	const inUse, inUseURL = "https://in-use.example.org", "https://in-use.example.org/ap"
+	ev.remember(inUse, inUseURL)
+	flood := func(i int) (string, string) {
+		id := "https://a" + strconv.Itoa(i) + ".example.net"
+		return id, id + "/ap"
+	}
+	for i := 0; len(ev.known) < maxKnownAuthorities; i++ {
+		ev.remember(flood(i))
+	}
+	ev.remember(inUse, inUseURL) // a check of one of its delegations
+	first, firstURL := flood(0)
+	gone, ok := ev.watch(first, firstURL)
+	if !ok {
+		t.Fatal("the first flooding Authority is not in the table")
+	}
+	const later, laterURL = "https://later.example.org", "https://later.example.org/ap"
+	ev.remember(later, laterURL)
+	if _, ok := ev.configURL(later); !ok {
+		t.Fatal("a full table still refuses a new Authority")
+	}
+	for _, id := range []string{configured, inUse} {
+		if _, ok := ev.configURL(id); !ok {
+			t.Errorf("%s was evicted", id)
+		}
+	}
+	if _, ok := ev.configURL(first); ok {
+		t.Error("the least recently used Authority stayed")
+	}
+	select {
+	case <-gone:
+	default:
+		t.Error("the evicted Authority's poller was not told to stop")
+	}
+	if n := len(ev.known); n != maxKnownAuthorities {
+		t.Errorf("%d Authorities known, want the cap %d", n, maxKnownAuthorities)
+	}
+	// A poller of an Authority no longer in the table returns at once,
+	// touching nothing (this Service has no configuration to use).
+	s := &Service{events: ev}
+	s.pollAuthority(t.Context(), first, firstURL)
+}
