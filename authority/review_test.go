@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,5 +115,48 @@ func TestReviewHarnessMissionReadNoEntitlementOracle(t *testing.T) {
 				t.Errorf("the operator view lost the available list: %s", b)
 			}
 		})
+	}
+}
+
+// inflatingStore reports every mission's history as full once inflate is
+// set, as after a long run of moves.
+type inflatingStore struct {
+	authority.Store
+	inflate atomic.Bool
+}
+
+func (s *inflatingStore) Request(ctx context.Context, id string) (*authority.Request, error) {
+	r, err := s.Store.Request(ctx, id)
+	if err == nil && s.inflate.Load() {
+		r.HistoryCount = 2000 // the history bound of missions
+	}
+	return r, err
+}
+
+// Review finding 7 (follows 5): at the history bound the store refuses a
+// move, but the endpoint asked the Approver first, so a Harness could keep
+// driving Approver calls (possibly a remote policy engine) with moves
+// that can never apply.
+func TestReviewStagePolicyNotAskedAtHistoryBound(t *testing.T) {
+	t.Parallel()
+	st := &inflatingStore{Store: authority.NewMemoryStore()}
+	var asked atomic.Int32
+	e := stagedEnv(t, func(c *authority.Config) {
+		c.Store = st
+		c.Approver = authority.ApproverFunc(func(_ context.Context, r *authority.Request) (authority.Decision, error) {
+			if r.Stage != "" && r.Decision == nil && r.AvailableScope.Allows("tickets:write") {
+				asked.Add(1)
+			}
+			return authority.Decision{Outcome: authority.Approve}, nil
+		})
+	})
+	h := e.stagedHarness(discover, pass.Stage{Name: "respond", Scope: respond.Scope, Gate: pass.GatePolicy})
+	id, _ := e.redeemed(h, e.svc)
+	st.inflate.Store(true)
+	if r, _ := e.stage(h, id, "respond", 0); r.status == http.StatusOK || r.status == http.StatusAccepted {
+		t.Fatalf("a move at the history bound: %d %s", r.status, r.body)
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the Approver was asked %d times for a move that cannot apply", n)
 	}
 }

@@ -386,6 +386,11 @@ func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, event, pass.Fail(pass.CodeMissionNotActive, "stage moves need an active mission"), attrs...)
 		return
 	}
+	if m.HistoryCount >= maxNotedHistory {
+		// The store would refuse the move: do not ask a policy first.
+		a.reject(w, event, ErrStoreFull, attrs...)
+		return
+	}
 	// The gate below is chosen from the mission as read here; pinning its
 	// version makes the store refuse the move if anything (a concurrent
 	// move, a narrowing) committed since, so a stage read as "not next"
