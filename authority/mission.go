@@ -116,8 +116,8 @@ type MissionChange struct {
 }
 
 // maxNotedHistory is the history length from which a mission takes no
-// more notes (observations); changes of state or scope are always
-// recorded.
+// more notes (observations) and no more stage moves of its Harness;
+// changes of state or scope by operators are always recorded.
 const maxNotedHistory = 2000
 
 // Apply checks c against r at now, applies it in place, bumps the version

@@ -215,7 +215,66 @@ func (a *Authority) view(ctx context.Context, r *Request, v missionView, service
 	}
 	m := renderMission(a.id, r, state, len(ancestors), children, auths, hist, v, service, a.discloseApprover)
 	stageModel(&m.AuthorityModel, r, a.now())
+	if v == viewHarness && (r.Decision == nil || r.Decision.Status != pass.StatusApproved) {
+		// Before approval the plan may come from the proposal: the Harness
+		// sees only the scopes it named.
+		m.AuthorityModel.Stages = namedStages(m.AuthorityModel.Stages, r.RequestedScope)
+	}
 	return m, nil
+}
+
+// harnessDetails is what the Harness view shows of a history entry's
+// details: never the available list or the proposal's scopes beyond what
+// the Harness requested or was granted, so reading its own mission is no
+// oracle on the user's entitlements at the Service.
+func harnessDetails(r *Request, typ string, d map[string]any) map[string]any {
+	switch typ {
+	case "requested", "proposed":
+	default:
+		return d
+	}
+	out := make(map[string]any, len(d))
+	for k, v := range d {
+		out[k] = v
+	}
+	delete(out, "available")
+	if typ == "proposed" {
+		delete(out, "excluded")
+		if listed, ok := out["scope"].([]any); ok {
+			var granted pass.Scope
+			if r.Decision != nil {
+				granted = r.Decision.Scope
+			}
+			shown := []any{}
+			for _, v := range listed {
+				if s, ok := v.(string); ok && (r.RequestedScope.Has(s) || granted.Has(s)) {
+					shown = append(shown, s)
+				}
+			}
+			out["scope"] = shown
+		} else {
+			delete(out, "scope")
+		}
+	}
+	return out
+}
+
+// namedStages keeps of stages the scopes in named, dropping stages left
+// empty.
+func namedStages(stages []pass.Stage, named pass.Scope) []pass.Stage {
+	var out []pass.Stage
+	for _, st := range stages {
+		var s pass.Scope
+		for _, v := range st.Scope {
+			if named.Has(v) {
+				s = append(s, v)
+			}
+		}
+		if len(s) > 0 {
+			out = append(out, pass.Stage{Name: st.Name, Scope: s, Gate: st.Gate})
+		}
+	}
+	return out
 }
 
 // renderMission builds one view of a mission record. The member table:
@@ -307,6 +366,9 @@ func renderMission(authority string, r *Request, state pass.MissionState, depth 
 		for _, e := range hist {
 			if v == viewHarness && !disclose && personal(e.By) {
 				e.By = "human"
+			}
+			if v == viewHarness {
+				e.Details = harnessDetails(r, e.Type, e.Details)
 			}
 			m.History.Events = append(m.History.Events, e)
 		}

@@ -147,6 +147,12 @@ func (c MissionChange) applyStage(r *Request, now time.Time) (HistoryRecord, err
 	case StageRefuse:
 		return note("stage_denied")
 	}
+	if m.Op == StageApply && r.HistoryCount >= maxNotedHistory {
+		// A Harness's own moves stop at the history bound like notes do:
+		// each adds an entry and a SET per authorization, and back and
+		// forth has no end otherwise. A person's decision still applies.
+		return HistoryRecord{}, ErrStoreFull
+	}
 	r.PendingStage = nil
 	r.Stage = to
 	r.Scope = cloneScope(r.Stages[next].Scope)
@@ -380,7 +386,20 @@ func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, event, pass.Fail(pass.CodeMissionNotActive, "stage moves need an active mission"), attrs...)
 		return
 	}
-	move := &StageMove{Op: StageApply, To: in.To, ExpectedVersion: in.ExpectedVersion}
+	if m.HistoryCount >= maxNotedHistory {
+		// The store would refuse the move: do not ask a policy first.
+		a.reject(w, event, ErrStoreFull, attrs...)
+		return
+	}
+	// The gate below is chosen from the mission as read here; pinning its
+	// version makes the store refuse the move if anything (a concurrent
+	// move, a narrowing) committed since, so a stage read as "not next"
+	// can never be entered ungated once another move makes it next.
+	if in.ExpectedVersion != 0 && in.ExpectedVersion != m.Version {
+		a.reject(w, event, errStaleVersion, attrs...)
+		return
+	}
+	move := &StageMove{Op: StageApply, To: in.To, ExpectedVersion: m.Version}
 	cur, next := stageIndex(m.Stages, m.Stage), stageIndex(m.Stages, in.To)
 	outcome := "applied"
 	if cur >= 0 && next == cur+1 {

@@ -41,35 +41,73 @@ const (
 // SETs waiting for their delegation's redemption.
 type events struct {
 	mu     sync.Mutex
-	known  map[string]string // Authority identifier -> configuration URL
+	known  map[string]knownAuthority // by Authority identifier
+	seq    uint64                    // use counter for knownAuthority.used
 	buffer map[string][]bufferedEvent
 	wake   chan struct{} // closed and replaced when known grows
 }
 
+// knownAuthority is an Authority the receiver and poller serve: its
+// configuration URL, whether it is configured (never evicted), and when a
+// redemption or check last used it.
+type knownAuthority struct {
+	configURL  string
+	configured bool
+	used       uint64
+	gone       chan struct{} // closed when evicted: its poller stops
+}
+
 type bufferedEvent struct {
-	e     MissionEvent
-	until time.Time
+	e         MissionEvent
+	configURL string // where the keys that verified it were found
+	until     time.Time
 }
 
 func newEvents(st *settings) *events {
-	ev := &events{known: map[string]string{}, buffer: map[string][]bufferedEvent{}, wake: make(chan struct{})}
+	ev := &events{known: map[string]knownAuthority{}, buffer: map[string][]bufferedEvent{}, wake: make(chan struct{})}
 	if sa := st.ServiceAuthority; sa != nil {
-		ev.known[sa.Authority] = sa.AuthorityConfigurationURL
+		ev.known[sa.Authority] = knownAuthority{configURL: sa.AuthorityConfigurationURL, configured: true, gone: make(chan struct{})}
 	}
 	for _, f := range st.TrustedFederated {
-		ev.known[f.Authority] = f.AuthorityConfigurationURL
+		if _, ok := ev.known[f.Authority]; !ok {
+			ev.known[f.Authority] = knownAuthority{configURL: f.AuthorityConfigurationURL, configured: true, gone: make(chan struct{})}
+		}
 	}
 	return ev
 }
 
-// remember records an Authority the Service trusted for a delegation.
+// remember records an Authority the Service trusted for a delegation. The
+// first configuration recorded for an identifier stays: any configuration
+// may claim any identifier, and replacing it would let one redemption
+// redirect where the Authority's SETs are verified and start another
+// poller per URL. When the table is full, the learned Authority least
+// recently used by a redemption or check makes room, so Authorities that
+// only passed by once cannot lock out the ones in use.
 func (ev *events) remember(authority, configURL string) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	if u, ok := ev.known[authority]; ok && u == configURL || len(ev.known) >= maxKnownAuthorities {
+	ev.seq++
+	if k, ok := ev.known[authority]; ok {
+		if k.configURL == configURL {
+			k.used = ev.seq
+			ev.known[authority] = k
+		}
 		return
 	}
-	ev.known[authority] = configURL
+	if len(ev.known) >= maxKnownAuthorities {
+		oldest, found := "", false
+		for id, k := range ev.known {
+			if !k.configured && (!found || k.used < ev.known[oldest].used) {
+				oldest, found = id, true
+			}
+		}
+		if !found {
+			return
+		}
+		close(ev.known[oldest].gone)
+		delete(ev.known, oldest)
+	}
+	ev.known[authority] = knownAuthority{configURL: configURL, used: ev.seq, gone: make(chan struct{})}
 	close(ev.wake)
 	ev.wake = make(chan struct{})
 }
@@ -77,23 +115,35 @@ func (ev *events) remember(authority, configURL string) {
 func (ev *events) configURL(authority string) (string, bool) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	u, ok := ev.known[authority]
-	return u, ok
+	k, ok := ev.known[authority]
+	return k.configURL, ok
 }
 
 func (ev *events) snapshot() (map[string]string, <-chan struct{}) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	out := make(map[string]string, len(ev.known))
-	for k, v := range ev.known {
-		out[k] = v
+	for id, k := range ev.known {
+		out[id] = k.configURL
 	}
 	return out, ev.wake
 }
 
+// watch returns a channel closed when authority at configURL leaves the
+// table, or false when it is not in it.
+func (ev *events) watch(authority, configURL string) (<-chan struct{}, bool) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	k, ok := ev.known[authority]
+	if !ok || k.configURL != configURL {
+		return nil, false
+	}
+	return k.gone, true
+}
+
 // hold buffers e until its delegation is redeemed; it reports false when
 // the Authority's share is full of live entries.
-func (ev *events) hold(e MissionEvent, now time.Time) bool {
+func (ev *events) hold(e MissionEvent, configURL string, now time.Time) bool {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	list := ev.buffer[e.Authority]
@@ -107,12 +157,13 @@ func (ev *events) hold(e MissionEvent, now time.Time) bool {
 		ev.buffer[e.Authority] = live
 		return false
 	}
-	ev.buffer[e.Authority] = append(live, bufferedEvent{e: e, until: now.Add(bufferTTL)})
+	ev.buffer[e.Authority] = append(live, bufferedEvent{e: e, configURL: configURL, until: now.Add(bufferTTL)})
 	return true
 }
 
-// take removes and returns the live buffered events of a delegation.
-func (ev *events) take(authority, authorizationID string, now time.Time) []MissionEvent {
+// take removes and returns the live buffered events of a delegation, those
+// verified with the keys of its own Authority's configuration.
+func (ev *events) take(authority, configURL, authorizationID string, now time.Time) []MissionEvent {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	list := ev.buffer[authority]
@@ -122,7 +173,9 @@ func (ev *events) take(authority, authorizationID string, now time.Time) []Missi
 		switch {
 		case !b.until.After(now):
 		case b.e.AuthorizationID == authorizationID:
-			out = append(out, b.e)
+			if b.configURL == configURL {
+				out = append(out, b.e)
+			}
 		default:
 			rest = append(rest, b)
 		}
@@ -139,7 +192,7 @@ func (ev *events) take(authority, authorizationID string, now time.Time) []Missi
 // and SETs that arrived before the delegation existed are applied now.
 func (s *Service) redeemed(ctx context.Context, rec *DelegationRecord) {
 	s.events.remember(rec.Authority, rec.ConfigurationURL)
-	for _, e := range s.events.take(rec.Authority, rec.AuthorizationID, s.cfg.Now()) {
+	for _, e := range s.events.take(rec.Authority, rec.ConfigurationURL, rec.AuthorizationID, s.cfg.Now()) {
 		if _, err := s.cfg.Store.ApplyEvent(ctx, e); err != nil {
 			// The next check still finds what the event said.
 			s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, eventSET, slog.String("outcome", "buffered_apply_failed"),
@@ -306,7 +359,7 @@ func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool)
 		return s.setLog(ctx, setAccepted, subject, "refused", err)
 	case e == nil:
 		return s.setLog(ctx, setAccepted, subject, "ignored", nil)
-	case !s.events.hold(*e, s.cfg.Now()):
+	case !s.events.hold(*e, cfgURL, s.cfg.Now()):
 		return s.setLog(ctx, setAccepted, subject, "buffer_full", nil)
 	}
 	// The redemption may have committed (and looked in the buffer) since
@@ -458,6 +511,9 @@ func (s *Service) RunEventPoller(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	running := map[string]bool{}
+	// A poller whose Authority left the table ends; its key is freed so
+	// that it starts again if the Authority comes back.
+	ended := make(chan string)
 	for {
 		known, wake := s.events.snapshot()
 		for authority, cfgURL := range known {
@@ -467,12 +523,18 @@ func (s *Service) RunEventPoller(ctx context.Context) error {
 				go func() {
 					defer wg.Done()
 					s.pollAuthority(ctx, authority, cfgURL)
+					select {
+					case ended <- key:
+					case <-ctx.Done():
+					}
 				}()
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case key := <-ended:
+			delete(running, key)
 		case <-wake:
 		}
 	}
@@ -491,6 +553,21 @@ func (p *pollAnswer) Validate() error {
 // pollAuthority long-polls one Authority until ctx is done, backing off
 // after failures.
 func (s *Service) pollAuthority(ctx context.Context, authority, cfgURL string) {
+	gone, ok := s.events.watch(authority, cfgURL)
+	if !ok {
+		return
+	}
+	// An Authority evicted from the table stops being polled at once,
+	// even in the middle of a long poll or a wait.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	client := *s.cfg.HTTPClient
 	client.Timeout = pollTimeout
 	var (

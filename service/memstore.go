@@ -43,9 +43,12 @@ type MemoryStore struct {
 	missions map[missionKey]map[string]bool
 }
 
-// missionKey names a mission: ids are chosen by Authorities, so only the
-// pair is unique.
-type missionKey struct{ authority, id string }
+// missionKey names a mission: ids are chosen by Authorities, and an
+// Authority's identifier is whatever its configuration states, so a
+// mission is named by the Authority as this Service found it (identifier
+// and configuration URL) and its id; another configuration claiming the
+// same identifier can never reach it.
+type missionKey struct{ authority, configURL, id string }
 
 type memDelegation struct {
 	rec  DelegationRecord
@@ -329,10 +332,10 @@ func (s *MemoryStore) InvalidateTree(ctx context.Context, authorizationID string
 func indexKeys(d *DelegationRecord) map[missionKey]bool {
 	keys := make(map[missionKey]bool, len(d.Ancestors)+1)
 	for _, a := range d.Ancestors {
-		keys[missionKey{d.Authority, a}] = false
+		keys[missionKey{d.Authority, d.ConfigurationURL, a}] = false
 	}
 	if d.MissionID != "" {
-		keys[missionKey{d.Authority, d.MissionID}] = true
+		keys[missionKey{d.Authority, d.ConfigurationURL, d.MissionID}] = true
 	}
 	return keys
 }
@@ -346,7 +349,7 @@ func (s *MemoryStore) invalidateDescendants(d *memDelegation, at time.Time, reas
 		return 0
 	}
 	n := 0
-	for id, own := range s.missions[missionKey{d.rec.Authority, d.rec.MissionID}] {
+	for id, own := range s.missions[missionKey{d.rec.Authority, d.rec.ConfigurationURL, d.rec.MissionID}] {
 		if own && !siblings {
 			continue
 		}

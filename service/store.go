@@ -99,12 +99,14 @@ type Store interface {
 	Invalidate(ctx context.Context, authorizationID string, at time.Time, reason string) error
 
 	// InvalidateTree does what Invalidate does and, in the same atomic
-	// operation, invalidates every delegation from the same Authority whose
-	// Ancestors include the delegation's MissionID (its sub-agents, at any
-	// depth), with the reason "cascade: " + reason: a sub-agent never
-	// outlives at this Service the delegation it derives from, even when
-	// its own revocation is lost. Delegations of other Authorities are
-	// never touched, whatever their ancestors say. It reports how many
+	// operation, invalidates every delegation from the same Authority
+	// (same Authority and ConfigurationURL: a configuration may claim any
+	// identifier) whose Ancestors include the delegation's MissionID (its
+	// sub-agents, at any depth), with the reason "cascade: " + reason: a
+	// sub-agent never outlives at this Service the delegation it derives
+	// from, even when its own revocation is lost. Delegations of other
+	// Authorities are never touched, whatever their ancestors say. It
+	// reports how many
 	// delegations it invalidated that were not invalidated before, and
 	// returns ErrNotFound for an unknown id.
 	InvalidateTree(ctx context.Context, authorizationID string, at time.Time, reason string) (int, error)
@@ -130,8 +132,9 @@ type Store interface {
 	//     changes nothing (false). An event without a Version (0) is
 	//     applied only for EventRevoke, EventEnd and EventNarrow.
 	//   - EventRevoke invalidates the delegation; EventEnd does too, and
-	//     with it every delegation of the same Authority whose mission is
-	//     e.MissionID or descends from it (Ancestors).
+	//     with it every delegation of the same Authority (and
+	//     ConfigurationURL) whose mission is e.MissionID or descends from
+	//     it (Ancestors).
 	//   - EventHold sets MissionState to suspended.
 	//   - EventNarrow sets CurrentScope to its intersection with e.Scope,
 	//     and sets Stale when e.Scope is not within the old CurrentScope.

@@ -375,14 +375,15 @@ func (s *Store) InvalidateTree(ctx context.Context, authorizationID string, at t
 	)
 	err := s.pool.QueryRow(ctx, `
 		WITH root AS (
-			SELECT authorization_id, authority, mission_id FROM agentpass_service_delegations WHERE authorization_id = $1
+			SELECT authorization_id, authority, configuration_url, mission_id FROM agentpass_service_delegations WHERE authorization_id = $1
 		), u AS (
 			UPDATE agentpass_service_delegations d
 			SET invalidated = true, invalidated_at = $2,
 				invalid_reason = CASE WHEN d.authorization_id = r.authorization_id THEN $3 ELSE 'cascade: ' || $3 END
 			FROM root r
 			WHERE NOT d.invalidated AND (d.authorization_id = r.authorization_id
-				OR r.mission_id <> '' AND d.authority = r.authority AND d.ancestors @> ARRAY[r.mission_id]
+				OR r.mission_id <> '' AND d.authority = r.authority AND d.configuration_url = r.configuration_url
+					AND d.ancestors @> ARRAY[r.mission_id]
 					AND cardinality(d.ancestors) > 0)
 			RETURNING 1
 		)
@@ -410,7 +411,7 @@ func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, e
 	var applied bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		applied = false
-		var mission string
+		var mission, cfgURL string
 		err := tx.QueryRow(ctx, `
 			UPDATE agentpass_service_delegations SET
 				invalidated = invalidated OR $5::int IN (1, 2),
@@ -428,8 +429,8 @@ func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, e
 			WHERE authorization_id = $1 AND authority = $2 AND NOT invalidated
 				AND ($3::text = '' OR mission_id = '' OR mission_id = $3::text)
 				AND CASE WHEN $4::bigint = 0 THEN $5::int IN (1, 2, 4) ELSE $4::bigint > mission_version END
-			RETURNING mission_id`,
-			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason).Scan(&mission)
+			RETURNING mission_id, configuration_url`,
+			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason).Scan(&mission, &cfgURL)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			var exists bool
@@ -449,13 +450,15 @@ func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, e
 			return nil
 		}
 		// The mission's other delegations here and its descendants' (the
-		// GIN index on ancestors finds them) end with it.
+		// GIN index on ancestors finds them) end with it: those of the
+		// same Authority as found (identifier and configuration URL),
+		// since another configuration may claim the same identifier.
 		_, err = tx.Exec(ctx, `
 			UPDATE agentpass_service_delegations
 			SET invalidated = true, invalidated_at = $3, invalid_reason = 'cascade: ' || $4
-			WHERE authority = $1 AND NOT invalidated
+			WHERE authority = $1 AND configuration_url = $5 AND NOT invalidated
 				AND (mission_id = $2 OR ancestors @> ARRAY[$2::text] AND cardinality(ancestors) > 0)`,
-			e.Authority, mission, ts(e.At), e.Reason)
+			e.Authority, mission, ts(e.At), e.Reason, cfgURL)
 		return err
 	})
 	switch {

@@ -183,3 +183,43 @@ func testInvalidateTreeRace(t *testing.T, s service.Store) {
 		}
 	}
 }
+
+// testCascadeSameIdentifierOtherConfiguration (review finding 2, §9 fix
+// 4): an enterprise Authority's identifier is whatever its configuration
+// says, so a hostile domain can publish a configuration claiming an honest
+// Authority's identifier. Its delegations, naming the honest mission as
+// their own or as an ancestor, must never let it end the honest
+// Authority's delegations: a cascade stays within one Authority as the
+// Service found it (identifier and configuration URL).
+func testCascadeSameIdentifierOtherConfiguration(t *testing.T, s service.Store) {
+	honest := delegation(uniq("authz"))
+	honestChild := child(honest, "")
+	posing := delegation(uniq("authz"))
+	posing.ConfigurationURL = "https://evil.example.net/ap"
+	posing.MissionID = honest.MissionID
+	posingChild := delegation(uniq("authz"))
+	posingChild.ConfigurationURL = posing.ConfigurationURL
+	posingChild.Ancestors = []string{honest.MissionID}
+	posingSibling := delegation(uniq("authz"))
+	posingSibling.ConfigurationURL, posingSibling.MissionID = posing.ConfigurationURL, honest.MissionID
+	redeemAll(t, s, honest, honestChild, posing, posingChild, posingSibling)
+
+	if _, err := s.InvalidateTree(ctx, posing.AuthorizationID, base, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := s.ApplyEvent(ctx, service.MissionEvent{Authority: posingSibling.Authority, AuthorizationID: posingSibling.AuthorizationID,
+		MissionID: posingSibling.MissionID, Version: 9, Action: service.EventEnd, At: base, Reason: "mission revoked"})
+	if err != nil || !applied {
+		t.Fatalf("ApplyEvent(end) = %v, %v", applied, err)
+	}
+	for _, d := range []*service.DelegationRecord{honest, honestChild} {
+		if inv, reason := invalidated(t, s, d.AuthorizationID); inv {
+			t.Errorf("%s of the honest configuration ended by another one's cascade: %q", d.AuthorizationID, reason)
+		}
+	}
+	for _, d := range []*service.DelegationRecord{posing, posingChild, posingSibling} {
+		if inv, _ := invalidated(t, s, d.AuthorizationID); !inv {
+			t.Errorf("%s of the posing configuration was not ended", d.AuthorizationID)
+		}
+	}
+}

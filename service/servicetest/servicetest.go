@@ -126,6 +126,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"MissionCheckRace", testMissionCheckRace},
 		{"InvalidateTree", testInvalidateTree},
 		{"InvalidateTreeRace", testInvalidateTreeRace},
+		{"CascadeSameIdentifierOtherConfiguration", testCascadeSameIdentifierOtherConfiguration},
 		{"ApplyEvent", testApplyEvent},
 		{"ApplyEventKeys", testApplyEventKeys},
 		{"ApplyEventCascade", testApplyEventCascade},
