@@ -24,6 +24,7 @@ type view struct {
 	Authority string
 	Base      string
 	Who       string // the signed-in person's name
+	Logout    bool   // the Authenticator serves {base}/auth/logout
 	History   *historyView
 	CSRF      string
 	Notice    *notice
@@ -357,6 +358,7 @@ func (p *Console) newView(w http.ResponseWriter, r *http.Request) *view {
 		Authority: p.a.Identifier(),
 		Base:      p.base,
 		Who:       cmp.Or(who(r).Name, who(r).Subject),
+		Logout:    p.login,
 		CSRF:      p.csrfToken(w, r),
 		Generated: p.now().UTC().Format("15:04:05 UTC"),
 	}
