@@ -197,3 +197,7 @@ func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
 func ioCopy(w io.Writer, resp *http.Response) (int64, error) {
 	return io.Copy(w, io.LimitReader(resp.Body, 1<<20))
 }
+
+func authorityListNow(e *env) authority.ListOptions {
+	return authority.ListOptions{Now: e.k.Clock.Now()}
+}

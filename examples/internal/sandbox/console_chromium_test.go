@@ -36,9 +36,9 @@ func artifactDir(t *testing.T) string {
 }
 
 // TestApproveInChromium: a person opens the approval link the Harness was
-// given, in real headless Chromium, names themself, unticks todos:delete and
-// clicks Approve; the Harness's token carries exactly the narrowed scope,
-// and the evidence names the person. Screenshots are saved as artifacts.
+// given, in real headless Chromium, finds todos:delete unticked (it is
+// destructive) and clicks Approve; the Harness's token carries exactly the
+// narrowed scope, and the evidence names the signed-in identity. Screenshots are saved as artifacts.
 func TestApproveInChromium(t *testing.T) {
 	exe := testnet.Chromium(t)
 	e := newEnv(t, true) // origins with explicit ports, as in the devnet
