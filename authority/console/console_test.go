@@ -139,3 +139,72 @@ func (denyAll) Authenticate(*http.Request) (console.Identity, error) {
 	return console.Identity{}, console.ErrUnauthenticated
 }
 func (denyAll) MayDecide(console.Identity, string) bool { return false }
+
+// TestSuspendResumeNarrow: the forms next to Revoke change the live
+// delegation's mission, recorded as the signed-in person; a narrowing to
+// nothing is refused.
+func TestSuspendResumeNarrow(t *testing.T) {
+	e := newEnv(t)
+	req, done := e.pending("Tidy my notes")
+	if _, err := e.k.Authority.Decide(context.Background(), req.MissionID, authorityApprove("notes:read", "notes:write")); err != nil {
+		t.Fatal(err)
+	}
+	a := e.wait(done)
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if _, err := e.k.Harness.RedeemBearerToken(context.Background(), a.grant, harnessRedeem()); err != nil {
+		t.Fatal(err)
+	}
+	p := e.person()
+	_, body := e.signIn(p, "boss", e.base+"/")
+	auths, _ := e.k.Authority.Authorizations(context.Background(), authorityListNow(e))
+	if len(auths) != 1 || !strings.Contains(body, `action="/approvals/suspend"`) || !strings.Contains(body, `action="/approvals/narrow"`) {
+		t.Fatalf("%d authorizations; the page lacks Suspend or Narrow", len(auths))
+	}
+	id := auths[0].ID
+	_, _, tok := p.get(e.base + "/")
+	steps := []struct {
+		name, path string
+		form       url.Values
+		wantState  string
+		wantScope  string
+		wantNotice string
+	}{
+		{"suspend", "/suspend", url.Values{"id": {id}, "reason": {"checking"}}, "suspended", "notes:read notes:write", "is now suspended"},
+		{"resume", "/resume", url.Values{"id": {id}}, "active", "notes:read notes:write", "is now active"},
+		{"narrow to nothing", "/narrow", url.Values{"id": {id}}, "active", "notes:read notes:write", "Keep at least one scope"},
+		{"narrow", "/narrow", url.Values{"id": {id}, "scope": {"notes:read"}}, "active", "notes:read", "is now active"},
+	}
+	for _, s := range steps {
+		s.form.Set("csrf", tok)
+		status, body := p.post(e.base+s.path, e.origin(), s.form)
+		if status != http.StatusOK || !strings.Contains(body, s.wantNotice) {
+			t.Errorf("%s: %d, notice %q missing", s.name, status, s.wantNotice)
+		}
+		az, err := e.k.Authority.Authorization(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(az.StateAt(e.k.Clock.Now())); got != s.wantState || strings.Join(az.Scope, " ") != s.wantScope {
+			t.Errorf("%s: state %s scope %v, want %s %s", s.name, got, az.Scope, s.wantState, s.wantScope)
+		}
+	}
+	m, err := e.k.Authority.Mission(context.Background(), req.MissionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var by []string
+	for _, ev := range m.History.Events {
+		if ev.Type != "requested" && ev.Type != "approved" && ev.Type != "redeemed" {
+			by = append(by, ev.Type+" by "+ev.By)
+		}
+	}
+	if len(by) != 3 || !strings.HasSuffix(by[0], "human:boss@corp.test") || !strings.HasSuffix(by[2], "human:boss@corp.test") {
+		t.Errorf("history: %v, want three changes by human:boss@corp.test", by)
+	}
+	// A form without its CSRF token is refused.
+	if status, _ := p.post(e.base+"/suspend", e.origin(), url.Values{"id": {id}}); status != http.StatusForbidden {
+		t.Errorf("suspend without a form token = %d, want 403", status)
+	}
+}

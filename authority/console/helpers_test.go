@@ -201,3 +201,9 @@ func ioCopy(w io.Writer, resp *http.Response) (int64, error) {
 func authorityListNow(e *env) authority.ListOptions {
 	return authority.ListOptions{Now: e.k.Clock.Now()}
 }
+
+func authorityApprove(scope ...string) authority.Decision {
+	return authority.Decision{Outcome: authority.Approve, Scope: scope, DecidedBy: "human:test"}
+}
+
+func harnessRedeem() harness.RedeemOptions { return harness.RedeemOptions{} }
