@@ -50,9 +50,9 @@ type session struct {
 	auth Authenticator
 }
 
-// IdentityFrom returns the identity the console authenticated for the
-// request of ctx, to handlers the operator wraps around the console.
-func IdentityFrom(ctx context.Context) (Identity, bool) {
+// identityFrom returns the identity the console authenticated for the
+// request of ctx.
+func identityFrom(ctx context.Context) (Identity, bool) {
 	s, ok := ctx.Value(sessionKey{}).(session)
 	return s.id, ok
 }

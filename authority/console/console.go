@@ -314,7 +314,7 @@ func (p *Console) person(next http.Handler) http.Handler {
 
 // who returns the identity person established.
 func who(r *http.Request) Identity {
-	id, _ := IdentityFrom(r.Context())
+	id, _ := identityFrom(r.Context())
 	return id
 }
 

@@ -70,6 +70,17 @@ func TestDecisionRecordsIdentity(t *testing.T) {
 	if r.Decision == nil || r.Decision.DecidedBy != "human:boss@corp.test" || r.Decision.Reason != "Not before Friday" {
 		t.Errorf("evidence %+v, want human:boss@corp.test with the reason", r.Decision)
 	}
+	// Nor does a notice link tell an outsider about another domain's request.
+	out := e.person()
+	e.signIn(out, "outsider", e.base+"/")
+	for _, q := range []string{"decided", "changed", "staged"} {
+		if _, body, _ := out.get(e.base + "/?" + q + "=" + req.MissionID); strings.Contains(body, "alex@corp.test") {
+			t.Errorf("?%s= shows another domain's request to an outsider", q)
+		}
+	}
+	if _, body, _ := out.get(e.base + "/history"); strings.Contains(body, req.MissionID) {
+		t.Error("the history shows another domain's request to an outsider")
+	}
 }
 
 var shownRE = regexpMust(`name="shown" value="([^"]*)"`)

@@ -145,9 +145,9 @@ func stageErrorCode(err error) string {
 }
 
 // stageNotice is the banner after a stage decision, from the store.
-func (p *Console) stageNotice(ctx context.Context, id string) *notice {
-	m, err := p.a.Mission(ctx, id)
-	if err != nil {
+func (p *Console) stageNotice(r *http.Request, id string) *notice {
+	m, err := p.a.Mission(r.Context(), id)
+	if err != nil || !p.may(r, m.User.Email) {
 		return nil
 	}
 	return &notice{"ok", fmt.Sprintf("Recorded. Mission %s of %s is at stage %s; the Service applies it at its next check.",

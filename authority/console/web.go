@@ -375,7 +375,7 @@ func (p *Console) notice(ctx context.Context, r *http.Request, v *view) {
 		}
 	case q.Get("decided") != "":
 		req, err := p.a.Request(ctx, q.Get("decided"))
-		if err != nil || req.Decision == nil {
+		if err != nil || req.Decision == nil || !p.may(r, req.User) {
 			return
 		}
 		switch req.Decision.Status {
@@ -388,7 +388,7 @@ func (p *Console) notice(ctx context.Context, r *http.Request, v *view) {
 		}
 	case q.Get("revoked") != "":
 		a, err := p.a.Authorization(ctx, q.Get("revoked"))
-		if err == nil {
+		if err == nil && p.may(r, a.User) {
 			v.Notice = &notice{"warn", fmt.Sprintf("Revoked %s: %s's agent at %s is refused at the Service's next check.", short(a.ID), a.User, a.Service)}
 			// The sub-agents it ended with it, as the store has them now.
 			var ended []string
@@ -402,9 +402,9 @@ func (p *Console) notice(ctx context.Context, r *http.Request, v *view) {
 			}
 		}
 	case q.Get("staged") != "":
-		v.Notice = p.stageNotice(ctx, q.Get("staged"))
+		v.Notice = p.stageNotice(r, q.Get("staged"))
 	case q.Get("changed") != "":
-		if m, err := p.a.Mission(ctx, q.Get("changed")); err == nil {
+		if m, err := p.a.Mission(ctx, q.Get("changed")); err == nil && p.may(r, m.User.Email) {
 			v.Notice = &notice{"ok", fmt.Sprintf("Mission %s of %s is now %s.", short(m.ID), m.User.Email, m.State)}
 		}
 	}
