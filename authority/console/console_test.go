@@ -53,6 +53,10 @@ func TestDecisionRecordsIdentity(t *testing.T) {
 	if !strings.Contains(body, req.MissionID) || strings.Contains(body, `name="name"`) {
 		t.Fatalf("boss's page lacks the request, or offers a typed name")
 	}
+	// The kit's harness is unverified: said plainly, with nothing green.
+	if !strings.Contains(body, "unverified harness") || strings.Contains(body, "✓ unverified") || strings.Contains(body, `<span class="ok-text">signed`) {
+		t.Errorf("the unverified harness is not stated plainly, or gets a check mark")
+	}
 	_, body, tok := p.get(e.base + "/requests/" + req.MissionID)
 	shown := shownRE.FindStringSubmatch(body)
 	if shown == nil {
