@@ -215,7 +215,7 @@ func (a *adminApprover) Approve(ctx context.Context, p conformance.Pending) erro
 	}
 	for _, r := range list.Pending {
 		if r.Task == p.Task || (p.MissionID != "" && r.ID == p.MissionID) {
-			return a.call(ctx, http.MethodPost, a.url(p, "decide"), map[string]any{"id": r.ID, "outcome": "approve", "by": "agentpass-conformance"}, nil)
+			return a.call(ctx, http.MethodPost, a.url(p, "decide"), map[string]any{"id": r.ID, "outcome": "approve"}, nil)
 		}
 	}
 	return errors.New("the request is not among the admin API's pending requests")
@@ -234,7 +234,7 @@ func (a *adminApprover) Revoke(ctx context.Context, p conformance.Pending) error
 	}
 	for _, z := range list.Authorizations {
 		if z.Task == p.Task || (p.MissionID != "" && z.RequestID == p.MissionID) {
-			return a.call(ctx, http.MethodPost, a.url(p, "revoke"), map[string]any{"id": z.ID, "by": "agentpass-conformance", "reason": "conformance check"}, nil)
+			return a.call(ctx, http.MethodPost, a.url(p, "revoke"), map[string]any{"id": z.ID, "reason": "conformance check"}, nil)
 		}
 	}
 	return errors.New("no live authorization for the request in the admin API")

@@ -74,7 +74,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 	clock := &testClock{}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg0.dir, cfg0.dnsAddr, cfg0.adminToken, cfg0.now = t.TempDir(), "127.0.0.1:0", "tok-123", clock.Now
+	cfg0.dir, cfg0.dnsAddr, cfg0.adminToken, cfg0.now = t.TempDir(), "127.0.0.1:0", "tok-1234", clock.Now
 	d, err := start(ctx, cfg0, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 	api := func(method, u, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok-123")
+		req.Header.Set("Authorization", "Bearer tok-1234")
 		resp, err := d.net.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +122,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 	case <-ctx.Done():
 		t.Fatal("no issuance request")
 	}
-	if status, body := api("POST", admin+"decide", `{"id":"`+missionID+`","outcome":"approve","scope":["todos:read","todos:write"],"max_depth":1,"by":"alex"}`); status != 200 {
+	if status, body := api("POST", admin+"decide", `{"id":"`+missionID+`","outcome":"approve","scope":["todos:read","todos:write"],"max_depth":1}`); status != 200 {
 		t.Fatalf("admin API decide = %d %s", status, body)
 	}
 	a := <-done
@@ -206,7 +206,7 @@ func testDelegation(t *testing.T, cfg0 config) {
 	if body := page(); strings.Count(body, `data-parent="`+rootID+`"`) != 2 || !strings.Contains(body, "also ends 2 sub-agent delegations") {
 		t.Errorf("the approval page does not show the two sub-agents under the orchestrator %s", rootID)
 	}
-	if status, body := api("POST", admin+"revoke", `{"id":"`+rootID+`","reason":"done planning","by":"alex"}`); status != 200 {
+	if status, body := api("POST", admin+"revoke", `{"id":"`+rootID+`","reason":"done planning"}`); status != 200 {
 		t.Fatalf("admin API revoke = %d %s", status, body)
 	}
 	if body := page(); strings.Contains(body, "data-authorization=") {

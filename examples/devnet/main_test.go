@@ -27,7 +27,7 @@ func TestDevnet(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d, err := start(ctx, config{dir: dir, dnsAddr: "127.0.0.1:0", adminToken: "tok-123"}, io.Discard)
+	d, err := start(ctx, config{dir: dir, dnsAddr: "127.0.0.1:0", adminToken: "tok-1234"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestDevnet(t *testing.T) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.AdminToken != "tok-123" || m.DNS == "" || m.CAFile != filepath.Join(dir, "ca.pem") || m.Store != "memory" {
+	if m.AdminToken != "tok-1234" || m.DNS == "" || m.CAFile != filepath.Join(dir, "ca.pem") || m.Store != "memory" {
 		t.Errorf("manifest: token %q dns %q ca %q store %q", m.AdminToken, m.DNS, m.CAFile, m.Store)
 	}
 	for _, h := range sandbox.Hosts {
@@ -113,7 +113,7 @@ func TestDevnet(t *testing.T) {
 		}
 	}
 	admin := m.Authorities[0].AdminAPI + "pending"
-	for token, wantStatus := range map[string]int{"": 401, "wrong": 401, "tok-123": 200} {
+	for token, wantStatus := range map[string]int{"": 401, "wrong": 401, "tok-1234": 200} {
 		req, _ := http.NewRequest("GET", admin, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)

@@ -33,8 +33,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/console"
 	"github.com/agentpass-go/agentpass/dpop"
-	"github.com/agentpass-go/agentpass/examples/internal/approvalpage"
 	"github.com/agentpass-go/agentpass/examples/internal/todoapp"
 	"github.com/agentpass-go/agentpass/internal/testnet"
 	"github.com/agentpass-go/agentpass/internal/testnet/deploy"
@@ -111,11 +111,13 @@ type Options struct {
 	// ExplicitPorts is set; a host missing from it gets "127.0.0.1:0".
 	Addrs map[string]string
 
-	// ApprovalPages mounts an approval page (package approvalpage) for
+	// ApprovalPages mounts an approval console (package console, signed in
+	// through InsecureLoopback) for
 	// every Authority at {identifier}/approvals and sets the Authority's
 	// ApprovalURL, so Harnesses show its link while a request is pending.
 	ApprovalPages bool
-	// AdminToken enables the approval pages' admin JSON API.
+	// AdminToken enables the approval consoles' admin JSON API for this
+	// bearer token (at least 8 bytes), recorded as "api:devnet-admin".
 	AdminToken string
 	// PollAfter is the Authorities' poll_after_ms hint; zero means
 	// 2 seconds. Tests shorten it.
@@ -145,11 +147,11 @@ type Sandbox struct {
 	Origins map[string]string
 	// Pages maps an Authority identifier to its approval page
 	// (Options.ApprovalPages).
-	Pages map[string]*approvalpage.Page
+	Pages map[string]*console.Console
 }
 
 // ApprovalPage returns a's approval page, or nil.
-func (s *Sandbox) ApprovalPage(a *authority.Authority) *approvalpage.Page {
+func (s *Sandbox) ApprovalPage(a *authority.Authority) *console.Console {
 	return s.Pages[a.Identifier()]
 }
 
@@ -195,7 +197,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	disc := n.DiscoveryAt(now)
-	s := &Sandbox{Net: n, Origins: map[string]string{}, Pages: map[string]*approvalpage.Page{}}
+	s := &Sandbox{Net: n, Origins: map[string]string{}, Pages: map[string]*console.Console{}}
 	// Serve every host first (with a placeholder), so its origin is known
 	// before the parties that name it are built; the real handlers replace
 	// the placeholders below.
@@ -231,7 +233,7 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 	newAuthority := func(target **authority.Authority, id string, mode pass.TrustMode, allowSA *bool, store authority.Store) error {
 		var approvalURL func(string) string
 		if opts.ApprovalPages {
-			approvalURL = func(rid string) string { return approvalpage.RequestURL(approvalBase(id), rid) }
+			approvalURL = func(rid string) string { return console.RequestURL(approvalBase(id), rid) }
 		}
 		as, err := deploy.Authorities(n, authority.Config{
 			ApprovalURL: approvalURL,
@@ -260,10 +262,17 @@ func Build(n *testnet.Network, opts Options) (*Sandbox, error) {
 		a := as[0]
 		*target = a
 		if opts.ApprovalPages {
-			page, err := approvalpage.New(approvalpage.Config{
+			cfg := console.Config{
 				Authority: a, BaseURL: approvalBase(id), Title: "Approvals · " + strings.TrimPrefix(id, "https://"),
-				AdminToken: opts.AdminToken, Now: now, Logger: logger.With("party", id, "component", "approvals"),
-			})
+				Authenticator: InsecureLoopback{}, Now: now, Logger: logger.With("party", id, "component", "approvals"),
+			}
+			if opts.AdminToken != "" {
+				if cfg.APIAuthenticator, err = console.NewTokenAuthenticator(console.Token{
+					Secret: opts.AdminToken, Subject: "api:devnet-admin", Domains: []string{"*"}}); err != nil {
+					return fmt.Errorf("sandbox: approval page of %s: %w", id, err)
+				}
+			}
+			page, err := console.New(cfg)
 			if err != nil {
 				return fmt.Errorf("sandbox: approval page of %s: %w", id, err)
 			}

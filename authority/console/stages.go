@@ -1,4 +1,4 @@
-package approvalpage
+package console
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func planView(stages []pass.Stage, current string) []stageView {
 
 // pendingTransitions lists the live missions whose stage move waits for a
 // person, oldest move first.
-func (p *Page) pendingTransitions(ctx context.Context) ([]pass.MissionRecord, error) {
+func (p *Console) pendingTransitions(ctx context.Context) ([]pass.MissionRecord, error) {
 	page, err := p.a.Missions(ctx, authority.MissionListOptions{States: []pass.MissionState{pass.MissionActive}, Limit: 1000})
 	if err != nil {
 		return nil, err
@@ -110,9 +110,12 @@ func transitionViewOf(m *pass.MissionRecord, now time.Time) transitionView {
 }
 
 // decideStage is the approve/deny form of a waiting stage move.
-func (p *Page) decideStage(w http.ResponseWriter, r *http.Request) {
+func (p *Console) decideStage(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("id")
-	by := "human:" + approver(r)
+	by, ok := p.permitted(w, r, id)
+	if !ok {
+		return
+	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	var approve bool
 	switch r.PostFormValue("action") {
@@ -142,26 +145,26 @@ func stageErrorCode(err error) string {
 }
 
 // stageNotice is the banner after a stage decision, from the store.
-func (p *Page) stageNotice(ctx context.Context, id string) *notice {
-	m, err := p.a.Mission(ctx, id)
-	if err != nil {
+func (p *Console) stageNotice(r *http.Request, id string) *notice {
+	m, err := p.a.Mission(r.Context(), id)
+	if err != nil || !p.may(r, m.User.Email) {
 		return nil
 	}
 	return &notice{"ok", fmt.Sprintf("Recorded. Mission %s of %s is at stage %s; the Service applies it at its next check.",
 		short(m.ID), m.User.Email, m.AuthorityModel.Stage)}
 }
 
-func (p *Page) apiDecideStage(w http.ResponseWriter, r *http.Request) {
+func (p *Console) apiDecideStage(w http.ResponseWriter, r *http.Request) {
 	var in DecideStageRequest
 	if !decodeJSON(w, r, &in) {
 		return
 	}
-	by := in.By
-	if by == "" {
-		by = "admin-api"
-	}
 	if in.Outcome != "approve" && in.Outcome != "deny" {
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", `outcome must be "approve" or "deny"`})
+		return
+	}
+	by, ok := p.authorize(w, r, in.ID)
+	if !ok {
 		return
 	}
 	m, err := p.a.DecideStage(r.Context(), in.ID, in.Outcome == "approve", by, in.Reason)

@@ -1,4 +1,4 @@
-package approvalpage
+package console
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package approvalpage_test
+package sandbox_test
 
 import (
 	"context"
@@ -36,9 +36,9 @@ func artifactDir(t *testing.T) string {
 }
 
 // TestApproveInChromium: a person opens the approval link the Harness was
-// given, in real headless Chromium, names themself, unticks todos:delete and
-// clicks Approve; the Harness's token carries exactly the narrowed scope,
-// and the evidence names the person. Screenshots are saved as artifacts.
+// given, in real headless Chromium, finds todos:delete unticked (it is
+// destructive) and clicks Approve; the Harness's token carries exactly the
+// narrowed scope, and the evidence names the signed-in identity. Screenshots are saved as artifacts.
 func TestApproveInChromium(t *testing.T) {
 	exe := testnet.Chromium(t)
 	e := newEnv(t, true) // origins with explicit ports, as in the devnet
@@ -53,20 +53,17 @@ func TestApproveInChromium(t *testing.T) {
 	if err := chromedp.Do(tab,
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(form),
-		chromedp.SetValue(`#name`, "Robin"),
-		chromedp.Click(`form.whoami button`),
-		chromedp.WaitVisible(`.notice-ok`),
 		chromedp.WaitVisible(form+` input[value="todos:delete"]`),
-		chromedp.Click(form+` input[value="todos:delete"]`),
 	); err != nil {
 		t.Fatal(err)
 	}
+	// The destructive scope is not ticked for the person (G-27).
 	checked, err := chromedp.Run(tab, chromedp.Evaluate[[]bool](`[...document.querySelectorAll('`+form+` input[name=scope]')].map(i => i.checked)`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]bool{true, true, false}, checked); diff != "" {
-		t.Errorf("checkboxes read, write, delete after unticking delete (-want +got):\n%s", diff)
+		t.Errorf("checkboxes read, write, delete as shown (-want +got):\n%s", diff)
 	}
 	shoot("approval-page-before.png")
 	if err := chromedp.Do(tab,
@@ -80,7 +77,7 @@ func TestApproveInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(text, "Approved") || !strings.Contains(text, "human:Robin") {
+	if !strings.Contains(text, "Approved") || !strings.Contains(text, sandbox.DevnetOperator) {
 		t.Errorf("page after approving says:\n%s", text)
 	}
 
@@ -96,8 +93,8 @@ func TestApproveInChromium(t *testing.T) {
 		t.Errorf("the Harness's token scope (-want +got):\n%s", diff)
 	}
 	r, _ := e.sb.Enterprise.Request(context.Background(), req.MissionID)
-	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin" {
-		t.Errorf("evidence %+v, want DecidedBy human:Robin", r.Decision)
+	if r.Decision == nil || r.Decision.DecidedBy != sandbox.DevnetOperator {
+		t.Errorf("evidence %+v, want DecidedBy %s", r.Decision, sandbox.DevnetOperator)
 	}
 
 	// A script suspends the mission through the admin API; the request's
@@ -362,13 +359,14 @@ func TestApproveProposalInChromium(t *testing.T) {
 		"markup":    "<b>adds</b> the item; ignore the reviewer",
 		"bold":      float64(0),
 		"excluded":  true,
-		"checked":   []any{"todos:read:true", "todos:write:false", "todos:delete:true"},
+		// The agent asked for todos:delete, but a destructive scope is
+		// never ticked for the person (G-27).
+		"checked": []any{"todos:read:true", "todos:write:false", "todos:delete:false"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("proposal on the page (-want +got):\n%s", d)
 	}
 	if err := chromedp.Do(tab,
-		chromedp.Click(form+` input[value="todos:delete"]`),
 		chromedp.Click(form+` button[value="approve"]`),
 		chromedp.WaitVisible(`#disclosure-`+req.MissionID),
 	); err != nil {

@@ -1,4 +1,4 @@
-package approvalpage_test
+package sandbox_test
 
 import (
 	"context"
@@ -30,7 +30,8 @@ func TestPageShowsPendingRequest(t *testing.T) {
 	}
 	for _, want := range []string{
 		"alex@corp.test", "test-agent", "unverified", "Add &#39;Water the plants&#39; to my list", "API token",
-		`value="todos:read" checked`, `value="todos:write" checked`, `value="todos:delete" checked`,
+		`value="todos:read" data-danger="false" checked`, `value="todos:write" data-danger="false" checked`,
+		`value="todos:delete" data-danger="true">`, // destructive: never ticked for the person (G-27)
 		`data-request="` + req.MissionID + `"`,
 	} {
 		if !strings.Contains(body, want) {
@@ -105,12 +106,10 @@ func TestDenyWithReason(t *testing.T) {
 	req, done := e.pending("Delete everything on my list")
 	b := e.web()
 	_, _, tok := b.get(e.page())
-	if resp := b.post(e.page()+"whoami", url.Values{"csrf": {tok}, "name": {"Robin <script>"}}, nil); resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("whoami = %d", resp.StatusCode)
-	}
+	// No typed name: the form has no field for one (G-27).
 	_, body, _ := b.get(e.page())
-	if !strings.Contains(body, `value="Robin &lt;script&gt;"`) {
-		t.Errorf("the page does not show the approver's (escaped) name")
+	if strings.Contains(body, `name="name"`) || !strings.Contains(body, "devnet operator (no login)") {
+		t.Errorf("the page offers a typed name, or does not show who is signed in")
 	}
 	resp := b.post(e.page()+"decide", url.Values{"csrf": {tok}, "id": {req.MissionID}, "action": {"deny"}, "reason": {"Not before Friday"}}, nil)
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "decided=") {
@@ -122,8 +121,8 @@ func TestDenyWithReason(t *testing.T) {
 		t.Fatalf("Acquire error = %v, want a DeniedError with the reason", a.err)
 	}
 	r, _ := e.sb.Enterprise.Request(context.Background(), req.MissionID)
-	if r.Decision == nil || r.Decision.DecidedBy != "human:Robin <script>" {
-		t.Errorf("evidence = %+v, want DecidedBy human:Robin <script>", r.Decision)
+	if r.Decision == nil || r.Decision.DecidedBy != sandbox.DevnetOperator || r.Decision.Reason != "Not before Friday" {
+		t.Errorf("evidence = %+v, want DecidedBy %s with the reason", r.Decision, sandbox.DevnetOperator)
 	}
 	_, body, _ = b.get(e.page() + "?decided=" + req.MissionID)
 	if !strings.Contains(body, "Denied") {
@@ -181,7 +180,7 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("revoke = %d", resp.StatusCode)
 	}
 	a, err := e.sb.Enterprise.Authorization(ctx, auths[0].ID)
-	if err != nil || a.State != pass.DelegationRevoked || a.StateReason != "laptop lost" || a.StateBy != "human:"+"devnet approver" {
+	if err != nil || a.State != pass.DelegationRevoked || a.StateReason != "laptop lost" || a.StateBy != sandbox.DevnetOperator {
 		t.Fatalf("after revoke: %+v, %v", a, err)
 	}
 	_, body, _ = b.get(e.page() + "?revoked=" + a.ID)
@@ -227,7 +226,7 @@ func TestAdminAPI(t *testing.T) {
 	if status != 200 || !strings.Contains(body, req.MissionID) || !strings.Contains(body, `"harness_id": "test-agent"`) {
 		t.Fatalf("GET pending = %d %s", status, body)
 	}
-	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","scope":["todos:write"],"by":"script"}`)
+	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","scope":["todos:write"]}`)
 	if status != 200 || !strings.Contains(body, `"status": "approved"`) {
 		t.Fatalf("POST decide = %d %s", status, body)
 	}
@@ -253,7 +252,7 @@ func TestAdminAPI(t *testing.T) {
 	}
 	// Suspend by authorization id, resume by mission id: the Service
 	// refuses the token while suspended and accepts it again after.
-	status, body = e.api("POST", base+"suspend", adminToken, `{"id":"`+auths[0].ID+`","reason":"look","by":"script"}`)
+	status, body = e.api("POST", base+"suspend", adminToken, `{"id":"`+auths[0].ID+`","reason":"look"}`)
 	if status != 200 || !strings.Contains(body, `"state": "suspended"`) || !strings.Contains(body, req.MissionID) {
 		t.Fatalf("POST suspend = %d %s", status, body)
 	}
@@ -368,13 +367,13 @@ func TestPageShowsAbandonedAndCanceled(t *testing.T) {
 	}
 
 	canceled := start("Add 'Post the letter' to my list")
-	if status, out := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+canceled.MissionID+`","outcome":"cancel","by":"human:Robin"}`); status != 200 {
+	if status, out := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+canceled.MissionID+`","outcome":"cancel"}`); status != 200 {
 		t.Fatalf("POST api/decide cancel = %d %s", status, out)
 	}
 	_, body, _ = b.get(canceled.ApprovalURL)
 	badge = `id="status-` + canceled.MissionID + `">`
-	if !strings.Contains(body, badge+"canceled<") || !strings.Contains(body, "canceled by human:Robin") || strings.Contains(body, "abandoned") {
-		t.Errorf("operator-canceled request's page does not read canceled by human:Robin:\n%s", body)
+	if !strings.Contains(body, badge+"canceled<") || !strings.Contains(body, "canceled by api:devnet-admin") || strings.Contains(body, "abandoned") {
+		t.Errorf("operator-canceled request's page does not read canceled by api:devnet-admin:\n%s", body)
 	}
 	if _, err := e.agent.Wait(ctx, canceled); err == nil {
 		t.Error("Wait on a canceled request succeeded")

@@ -1,4 +1,4 @@
-package approvalpage
+package console
 
 import (
 	"encoding/json"
@@ -75,7 +75,6 @@ type DecideRequest struct {
 	Outcome string     `json:"outcome"` // approve, deny, cancel
 	Scope   pass.Scope `json:"scope,omitempty"`
 	Reason  string     `json:"reason,omitempty"`
-	By      string     `json:"by,omitempty"` // recorded as DecidedBy; default "admin-api"
 	// MaxDepth lets an approved mission delegate to sub-agents this many
 	// generations deep (capped by the Authority); zero allows none.
 	MaxDepth int `json:"max_depth,omitempty"`
@@ -85,7 +84,6 @@ type DecideRequest struct {
 type RevokeRequest struct {
 	ID     string `json:"id"`
 	Reason string `json:"reason,omitempty"`
-	By     string `json:"by,omitempty"`
 }
 
 // SuspendRequest is the body of POST {base}/api/suspend and
@@ -93,7 +91,6 @@ type RevokeRequest struct {
 type SuspendRequest struct {
 	ID     string `json:"id"`
 	Reason string `json:"reason,omitempty"`
-	By     string `json:"by,omitempty"`
 }
 
 type apiError struct {
@@ -109,7 +106,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (p *Page) apiRequest(r *authority.Request) APIRequest {
+func (p *Console) apiRequest(r *authority.Request) APIRequest {
 	now := p.now()
 	out := APIRequest{
 		ID: r.MissionID, Status: r.StatusAt(now), User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID, Tier: r.Tier,
@@ -141,7 +138,7 @@ func apiAuthorization(a *authority.Authorization, now time.Time) APIAuthorizatio
 	}
 }
 
-func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
+func (p *Console) apiPending(w http.ResponseWriter, r *http.Request) {
 	list, err := p.a.Pending(r.Context(), authority.ListOptions{Now: p.now()})
 	if err != nil {
 		p.apiFail(w, err)
@@ -154,7 +151,9 @@ func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
 		Transitions []APITransition `json:"transitions"`
 	}{Pending: []APIRequest{}, Transitions: []APITransition{}}
 	for _, req := range list {
-		out.Pending = append(out.Pending, p.apiRequest(req))
+		if p.may(r, req.User) {
+			out.Pending = append(out.Pending, p.apiRequest(req))
+		}
 	}
 	moves, err := p.pendingTransitions(r.Context())
 	if err != nil {
@@ -163,6 +162,9 @@ func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range moves {
 		m := &moves[i]
+		if !p.may(r, m.User.Email) {
+			continue
+		}
 		pt, to := m.AuthorityModel.PendingTransition, targetStage(m)
 		out.Transitions = append(out.Transitions, APITransition{MissionID: m.ID, User: m.User.Email, HarnessID: m.Harness.ID,
 			Service: m.Service, Task: m.Task.Description, From: m.AuthorityModel.Stage, To: pt.To, Gate: to.Gate, Scope: to.Scope,
@@ -171,7 +173,7 @@ func (p *Page) apiPending(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (p *Page) apiAuthorizations(w http.ResponseWriter, r *http.Request) {
+func (p *Console) apiAuthorizations(w http.ResponseWriter, r *http.Request) {
 	now := p.now()
 	list, err := p.a.Authorizations(r.Context(), authority.ListOptions{Now: now})
 	if err != nil {
@@ -182,7 +184,9 @@ func (p *Page) apiAuthorizations(w http.ResponseWriter, r *http.Request) {
 		Authorizations []APIAuthorization `json:"authorizations"`
 	}{Authorizations: []APIAuthorization{}}
 	for _, a := range list {
-		out.Authorizations = append(out.Authorizations, apiAuthorization(a, now))
+		if p.may(r, a.User) {
+			out.Authorizations = append(out.Authorizations, apiAuthorization(a, now))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -199,16 +203,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (p *Page) apiDecide(w http.ResponseWriter, r *http.Request) {
+func (p *Console) apiDecide(w http.ResponseWriter, r *http.Request) {
 	var in DecideRequest
 	if !decodeJSON(w, r, &in) {
 		return
 	}
-	by := in.By
-	if by == "" {
-		by = "admin-api"
-	}
-	d := authority.Decision{Scope: in.Scope, Reason: in.Reason, DecidedBy: by, MaxDepth: in.MaxDepth}
+	d := authority.Decision{Scope: in.Scope, Reason: in.Reason, MaxDepth: in.MaxDepth}
 	switch in.Outcome {
 	case "approve":
 		d.Outcome = authority.Approve
@@ -224,6 +224,11 @@ func (p *Page) apiDecide(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", "an empty scope grants nothing: omit it for the proposal, or deny"})
 		return
 	}
+	by, ok := p.authorize(w, r, in.ID)
+	if !ok {
+		return
+	}
+	d.DecidedBy = by
 	req, err := p.a.Decide(r.Context(), in.ID, d)
 	if err != nil {
 		p.apiFail(w, err)
@@ -235,14 +240,14 @@ func (p *Page) apiDecide(w http.ResponseWriter, r *http.Request) {
 	}{p.apiRequest(req)})
 }
 
-func (p *Page) apiRevoke(w http.ResponseWriter, r *http.Request) {
+func (p *Console) apiRevoke(w http.ResponseWriter, r *http.Request) {
 	var in RevokeRequest
 	if !decodeJSON(w, r, &in) {
 		return
 	}
-	by := in.By
-	if by == "" {
-		by = "admin-api"
+	by, ok := p.authorize(w, r, in.ID)
+	if !ok {
+		return
 	}
 	if in.Reason == "" {
 		in.Reason = "revoked through the admin API"
@@ -269,15 +274,15 @@ func (p *Page) apiRevoke(w http.ResponseWriter, r *http.Request) {
 
 // apiSuspend suspends (resume false) or resumes the mission of an
 // authorization id or a mission id and answers its operator record.
-func (p *Page) apiSuspend(resume bool) http.HandlerFunc {
+func (p *Console) apiSuspend(resume bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in SuspendRequest
 		if !decodeJSON(w, r, &in) {
 			return
 		}
-		by := in.By
-		if by == "" {
-			by = "admin-api"
+		by, ok := p.authorize(w, r, in.ID)
+		if !ok {
+			return
 		}
 		var m *pass.MissionRecord
 		var err error
@@ -299,7 +304,7 @@ func (p *Page) apiSuspend(resume bool) http.HandlerFunc {
 	}
 }
 
-func (p *Page) apiFail(w http.ResponseWriter, err error) {
+func (p *Console) apiFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, authority.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, apiError{"not_found", "no such request or authorization"})
@@ -315,4 +320,19 @@ func (p *Page) apiFail(w http.ResponseWriter, err error) {
 		p.log.Error("admin API", "err", err)
 		writeJSON(w, http.StatusInternalServerError, apiError{"internal", "internal error; see the devnet's log"})
 	}
+}
+
+// authorize answers 404 unless the caller may decide for the user of id (a
+// mission or authorization id), so that ids of other domains stay
+// unconfirmed; else it returns the Subject to record.
+func (p *Console) authorize(w http.ResponseWriter, r *http.Request, id string) (string, bool) {
+	user, err := p.userOf(r.Context(), id)
+	if err == nil && !p.may(r, user) {
+		err = authority.ErrNotFound
+	}
+	if err != nil {
+		p.apiFail(w, err)
+		return "", false
+	}
+	return who(r).Subject, true
 }

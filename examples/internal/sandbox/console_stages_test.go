@@ -1,4 +1,4 @@
-package approvalpage_test
+package sandbox_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentpass-go/agentpass/examples/internal/approvalpage"
+	"github.com/agentpass-go/agentpass/authority/console"
 	"github.com/agentpass-go/agentpass/harness"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -25,7 +25,7 @@ var todoPlan = []pass.Stage{
 func (e *env) stagedMission(task string) (*harness.Mission, string) {
 	e.t.Helper()
 	req, done := e.pendingStaged(task, todoPlan)
-	if status, body := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","by":"script"}`); status != 200 {
+	if status, body := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve"}`); status != 200 {
 		e.t.Fatalf("POST decide = %d %s", status, body)
 	}
 	a := e.wait(done)
@@ -51,7 +51,7 @@ func (e *env) requestStage(m *harness.Mission, to string) <-chan error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		_, body := e.api("GET", e.page()+"api/pending", adminToken, "")
-		var out struct{ Transitions []approvalpage.APITransition }
+		var out struct{ Transitions []console.APITransition }
 		if err := json.Unmarshal([]byte(body), &out); err != nil {
 			e.t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestStageMovesAdminAPI(t *testing.T) {
 			t.Errorf("request page lacks %s", want)
 		}
 	}
-	if status, body := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","by":"script"}`); status != 200 {
+	if status, body := e.api("POST", e.page()+"api/decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve"}`); status != 200 {
 		t.Fatalf("POST decide = %d %s", status, body)
 	}
 	a := e.wait(done)
@@ -118,7 +118,7 @@ func TestStageMovesAdminAPI(t *testing.T) {
 	if status, _ := e.api("POST", e.page()+"api/decide-stage", "", `{"id":"`+id+`","outcome":"approve"}`); status != http.StatusUnauthorized {
 		t.Errorf("decide-stage without the token: %d", status)
 	}
-	status, body := e.api("POST", e.page()+"api/decide-stage", adminToken, `{"id":"`+id+`","outcome":"approve","by":"script"}`)
+	status, body := e.api("POST", e.page()+"api/decide-stage", adminToken, `{"id":"`+id+`","outcome":"approve"}`)
 	if status != 200 || !strings.Contains(body, `"stage": "add"`) {
 		t.Fatalf("POST decide-stage = %d %s", status, body)
 	}

@@ -1,6 +1,7 @@
-package approvalpage
+package console
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +23,9 @@ type view struct {
 	Title     string
 	Authority string
 	Base      string
-	Approver  string
+	Who       string // the signed-in person's name
+	Logout    bool   // the Authenticator serves {base}/auth/logout
+	History   *historyView
 	CSRF      string
 	Notice    *notice
 	Detail    *requestView // the request page; nil on the list
@@ -41,13 +44,16 @@ type notice struct {
 
 type scopeView struct {
 	Name    string
+	Effect  string // empty when the Authority does not classify effects
 	Checked bool
+	Danger  bool // deletes, acts outside the Service, administers, or unclassified
 }
 
 type requestView struct {
 	ID, Short                 string
 	User, HarnessID, AgentID  string
 	Tier, TierClass, TierNote string
+	Verified                  bool // the tier is attested or registered
 	Task, TaskID              string
 	TaskAttested              bool
 	Type, Service, Dest       string
@@ -58,6 +64,7 @@ type requestView struct {
 	StatusLabel               string // the badge: Status, or "abandoned by the agent"
 	Pending                   bool
 	DecidedBy, Decided        string
+	DecidedAbs                string
 	Reason                    string
 	Granted                   pass.Scope
 	Stages                    []stageView   // the plan asked for, with its gates
@@ -112,19 +119,20 @@ type authzView struct {
 
 // Error codes of the ?error= notice: fixed texts, never echoed input.
 var errorTexts = map[string]string{
-	"noscope":    "Choose at least one scope to approve, or deny the request.",
-	"notpending": "That request was already decided.",
-	"expired":    "That request expired before your decision.",
-	"notfound":   "That request or authorization no longer exists.",
-	"scope":      "A chosen scope is not one the Service offered.",
-	"stale":      "The request changed since this page was shown; look at it again before deciding.",
-	"action":     "Unknown action.",
-	"state":      "That authorization is no longer live.",
-	"nostage":    "No stage move of that mission waits for a decision any more.",
-	"internal":   "Something went wrong; see the devnet's log.",
+	"noscope":        "Choose at least one scope to approve, or deny the request.",
+	"notpending":     "That request was already decided.",
+	"expired":        "That request expired before your decision.",
+	"notfound":       "That request or authorization no longer exists.",
+	"scope":          "A chosen scope is not one the Service offered.",
+	"stale":          "The request changed since this page was shown; look at it again before deciding.",
+	"noscope-narrow": "Keep at least one scope when narrowing, or revoke the delegation.",
+	"action":         "Unknown action.",
+	"state":          "That authorization is no longer live.",
+	"nostage":        "No stage move of that mission waits for a decision any more.",
+	"internal":       "Something went wrong; see the server's log.",
 }
 
-func (p *Page) index(w http.ResponseWriter, r *http.Request) {
+func (p *Console) index(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := p.now()
 	v := p.newView(w, r)
@@ -134,7 +142,9 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, req := range pending {
-		v.Pending = append(v.Pending, p.requestView(req, now))
+		if p.may(r, req.User) {
+			v.Pending = append(v.Pending, p.requestView(req, now))
+		}
 	}
 	moves, err := p.pendingTransitions(ctx)
 	if err != nil {
@@ -142,11 +152,19 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i := range moves {
-		v.Moves = append(v.Moves, transitionViewOf(&moves[i], now))
+		if p.may(r, moves[i].User.Email) {
+			v.Moves = append(v.Moves, transitionViewOf(&moves[i], now))
+		}
 	}
-	if v.Active, err = p.tree(ctx, now); err != nil {
+	tree, err := p.tree(ctx, now)
+	if err != nil {
 		p.fail(w, err)
 		return
+	}
+	for _, a := range tree {
+		if p.may(r, a.User) {
+			v.Active = append(v.Active, a)
+		}
 	}
 	v.Refresh = len(v.Pending) == 0 && len(v.Moves) == 0
 	p.notice(ctx, r, v)
@@ -156,7 +174,7 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 // tree lists the live delegations as a forest: each sub-agent's delegation
 // right under its parent's, so a person sees what a revoke ends with it.
 // A delegation whose parent is no longer live is shown as a root.
-func (p *Page) tree(ctx context.Context, now time.Time) ([]authzView, error) {
+func (p *Console) tree(ctx context.Context, now time.Time) ([]authzView, error) {
 	auths, err := p.a.Authorizations(ctx, authority.ListOptions{Now: now})
 	if err != nil {
 		return nil, err
@@ -244,9 +262,12 @@ func descendants(tree []authzView, id string) []string {
 	return nil
 }
 
-func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
+func (p *Console) detail(w http.ResponseWriter, r *http.Request) {
 	now := p.now()
 	req, err := p.a.Request(r.Context(), r.PathValue("id"))
+	if err == nil && !p.may(r, req.User) {
+		err = authority.ErrNotFound // another domain's request: not confirmed to exist
+	}
 	if errors.Is(err, authority.ErrNotFound) {
 		v := p.newView(w, r)
 		v.Notice = &notice{"warn", "This request is unknown here: it may have expired and been removed."}
@@ -271,7 +292,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 
 // missionView renders the operator view of a mission with its history, and
 // whether the history's hash chain verifies.
-func (p *Page) missionView(ctx context.Context, id string, now time.Time) (*missionView, error) {
+func (p *Console) missionView(ctx context.Context, id string, now time.Time) (*missionView, error) {
 	m, err := p.a.Mission(ctx, id)
 	if err != nil {
 		return nil, err
@@ -331,12 +352,13 @@ func shortHash(h string) string {
 	return h
 }
 
-func (p *Page) newView(w http.ResponseWriter, r *http.Request) *view {
+func (p *Console) newView(w http.ResponseWriter, r *http.Request) *view {
 	return &view{
 		Title:     p.title,
 		Authority: p.a.Identifier(),
 		Base:      p.base,
-		Approver:  approver(r),
+		Who:       cmp.Or(who(r).Name, who(r).Subject),
+		Logout:    p.login,
 		CSRF:      p.csrfToken(w, r),
 		Generated: p.now().UTC().Format("15:04:05 UTC"),
 	}
@@ -344,7 +366,7 @@ func (p *Page) newView(w http.ResponseWriter, r *http.Request) *view {
 
 // notice fills the banner from ?decided=, ?revoked=, ?named= or ?error=,
 // always from the store or fixed texts.
-func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
+func (p *Console) notice(ctx context.Context, r *http.Request, v *view) {
 	q := r.URL.Query()
 	switch {
 	case q.Get("error") != "":
@@ -353,7 +375,7 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 		}
 	case q.Get("decided") != "":
 		req, err := p.a.Request(ctx, q.Get("decided"))
-		if err != nil || req.Decision == nil {
+		if err != nil || req.Decision == nil || !p.may(r, req.User) {
 			return
 		}
 		switch req.Decision.Status {
@@ -366,7 +388,7 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 		}
 	case q.Get("revoked") != "":
 		a, err := p.a.Authorization(ctx, q.Get("revoked"))
-		if err == nil {
+		if err == nil && p.may(r, a.User) {
 			v.Notice = &notice{"warn", fmt.Sprintf("Revoked %s: %s's agent at %s is refused at the Service's next check.", short(a.ID), a.User, a.Service)}
 			// The sub-agents it ended with it, as the store has them now.
 			var ended []string
@@ -380,27 +402,29 @@ func (p *Page) notice(ctx context.Context, r *http.Request, v *view) {
 			}
 		}
 	case q.Get("staged") != "":
-		v.Notice = p.stageNotice(ctx, q.Get("staged"))
-	case q.Get("named") != "":
-		v.Notice = &notice{"ok", "Your decisions are now recorded as human:" + v.Approver + "."}
+		v.Notice = p.stageNotice(r, q.Get("staged"))
+	case q.Get("changed") != "":
+		if m, err := p.a.Mission(ctx, q.Get("changed")); err == nil && p.may(r, m.User.Email) {
+			v.Notice = &notice{"ok", fmt.Sprintf("Mission %s of %s is now %s.", short(m.ID), m.User.Email, m.State)}
+		}
 	}
 }
 
-func (p *Page) render(w http.ResponseWriter, v *view) {
+func (p *Console) render(w http.ResponseWriter, v *view) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := tmpl.Execute(w, v); err != nil {
 		p.log.Error("approval page: render", "err", err)
 	}
 }
 
-func (p *Page) fail(w http.ResponseWriter, err error) {
+func (p *Console) fail(w http.ResponseWriter, err error) {
 	p.log.Error("approval page", "err", err)
 	http.Error(w, "Internal error; see the devnet's log.", http.StatusInternalServerError)
 }
 
 // back redirects after a form: to the request page when the form came from
 // it, else to the list; with a query naming the outcome.
-func (p *Page) back(w http.ResponseWriter, r *http.Request, id, key, val string) {
+func (p *Console) back(w http.ResponseWriter, r *http.Request, id, key, val string) {
 	target := p.base + "/"
 	if r.PostFormValue("from") == "detail" && id != "" {
 		target = p.base + "/requests/" + url.PathEscape(id)
@@ -408,9 +432,12 @@ func (p *Page) back(w http.ResponseWriter, r *http.Request, id, key, val string)
 	http.Redirect(w, r, target+"?"+url.Values{key: {val}}.Encode(), http.StatusSeeOther)
 }
 
-func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
+func (p *Console) decide(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("id")
-	by := "human:" + approver(r)
+	by, ok := p.permitted(w, r, id)
+	if !ok {
+		return
+	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	// What the person saw is recorded with the decision: the page posts
 	// back the hash of what it showed, and the decision records the hash
@@ -456,12 +483,15 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request) {
 	p.back(w, r, id, "decided", id)
 }
 
-func (p *Page) revoke(w http.ResponseWriter, r *http.Request) {
+func (p *Console) revoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PostFormValue("id")
-	by := "human:" + approver(r)
+	by, ok := p.permitted(w, r, id)
+	if !ok {
+		return
+	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	if reason == "" {
-		reason = "revoked on the approval page"
+		reason = "revoked on the approval console"
 	}
 	// Revoking a mission ends its sub-agents' missions too (at the
 	// Authority, in the same step): note which, to show it.
@@ -485,15 +515,56 @@ func (p *Page) revoke(w http.ResponseWriter, r *http.Request) {
 // maxEndedNotice bounds the sub-agents the revoke notice names.
 const maxEndedNotice = 20
 
-func (p *Page) whoami(w http.ResponseWriter, r *http.Request) {
-	name := cleanName(r.PostFormValue("name"))
-	if name == "" {
-		name = DefaultApprover
+// permitted checks that the signed-in person may decide for the user of id
+// (a mission or authorization id) and returns the Subject to record; else
+// it sends them back with an error, as if id did not exist.
+func (p *Console) permitted(w http.ResponseWriter, r *http.Request, id string) (string, bool) {
+	user, err := p.userOf(r.Context(), id)
+	if err == nil && !p.may(r, user) {
+		err = authority.ErrNotFound
 	}
-	http.SetCookie(w, &http.Cookie{Name: ApproverCookie, Value: url.QueryEscape(name), Path: "/", Secure: true, HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+	if err != nil {
+		p.back(w, r, "", "error", errorCode(err))
+		return "", false
+	}
+	return who(r).Subject, true
+}
+
+// suspend, resume and narrow change a live delegation's mission; the
+// Authority applies the change to its sub-agents' missions too.
+func (p *Console) suspend(w http.ResponseWriter, r *http.Request) {
+	p.change(w, r, func(id, by string) (*pass.MissionRecord, error) {
+		reason := cmp.Or(strings.TrimSpace(r.PostFormValue("reason")), "suspended on the approval console")
+		return p.a.Suspend(r.Context(), id, by, reason)
+	})
+}
+
+func (p *Console) resume(w http.ResponseWriter, r *http.Request) {
+	p.change(w, r, func(id, by string) (*pass.MissionRecord, error) { return p.a.Resume(r.Context(), id, by) })
+}
+
+func (p *Console) narrow(w http.ResponseWriter, r *http.Request) {
+	scope := pass.Scope(r.PostForm["scope"]).Dedupe()
+	if len(scope) == 0 {
+		p.back(w, r, "", "error", "noscope-narrow")
+		return
+	}
+	p.change(w, r, func(id, by string) (*pass.MissionRecord, error) { return p.a.NarrowScope(r.Context(), id, by, scope) })
+}
+
+func (p *Console) change(w http.ResponseWriter, r *http.Request, op func(id, by string) (*pass.MissionRecord, error)) {
 	id := r.PostFormValue("id")
-	p.back(w, r, id, "named", "1")
+	by, ok := p.permitted(w, r, id)
+	if !ok {
+		return
+	}
+	m, err := op(id, by)
+	if err != nil {
+		p.back(w, r, "", "error", errorCode(err))
+		return
+	}
+	p.log.Info("approval console: mission changed", "mission_id", m.ID, "state", string(m.State), "version", m.Version, "by", by)
+	http.Redirect(w, r, p.base+"/?"+url.Values{"changed": {m.ID}}.Encode(), http.StatusSeeOther)
 }
 
 func errorCode(err error) string {
@@ -512,12 +583,12 @@ func errorCode(err error) string {
 	return "internal"
 }
 
-func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
+func (p *Console) requestView(r *authority.Request, now time.Time) requestView {
 	status := r.StatusAt(now)
 	v := requestView{
 		ID: r.MissionID, Short: r.MissionID,
 		User: r.User, HarnessID: r.HarnessID, AgentID: r.AgentID,
-		Tier: string(r.Tier), TierClass: tierClass(r.Tier), TierNote: tierNote(r.Tier),
+		Tier: tierLabel(r.Tier), TierClass: tierClass(r.Tier), TierNote: tierNote(r.Tier), Verified: verified(r.Tier),
 		Task: r.TaskDescription, TaskID: r.TaskID, TaskAttested: r.TaskAttested,
 		Type: typeLabel(r.Type), Service: r.Service, Dest: r.DestinationURL,
 		Created: ago(r.CreatedAt, now), CreatedAbs: abs(r.CreatedAt),
@@ -536,10 +607,17 @@ func (p *Page) requestView(r *authority.Request, now time.Time) requestView {
 		checked = r.AvailableScope
 	}
 	for _, s := range r.AvailableScope.Dedupe() {
-		v.Scopes = append(v.Scopes, scopeView{Name: s, Checked: slices.Contains(checked, s)})
+		sv := scopeView{Name: s, Danger: destructive(r, s)}
+		if e, ok := r.Effects[s]; ok {
+			sv.Effect = string(e)
+		}
+		// A destructive scope is granted by a person's own tick, never
+		// by leaving a box as it was.
+		sv.Checked = slices.Contains(checked, s) && !sv.Danger
+		v.Scopes = append(v.Scopes, sv)
 	}
 	if d := r.Decision; d != nil {
-		v.DecidedBy, v.Decided, v.Reason, v.Granted = d.DecidedBy, ago(d.DecidedAt, now), d.Reason, d.Scope
+		v.DecidedBy, v.Decided, v.DecidedAbs, v.Reason, v.Granted = d.DecidedBy, ago(d.DecidedAt, now), abs(d.DecidedAt), d.Reason, d.Scope
 		v.Disclosure, v.ScopeBasis = d.DisclosureSHA256, d.ScopeDecision
 	}
 	v.Stages = planView(r.Stages, "")
@@ -552,7 +630,7 @@ func authzViewOf(a *authority.Authorization, now time.Time) authzView {
 	state := a.StateAt(now)
 	v := authzView{
 		ID: a.ID, Short: short(a.ID), User: a.User, AgentID: a.AgentID, HarnessID: a.HarnessID,
-		Tier: string(a.Tier), TierClass: tierClass(a.Tier),
+		Tier: tierLabel(a.Tier), TierClass: tierClass(a.Tier),
 		Service: a.Service, Type: typeLabel(a.Type), Task: a.TaskDescription, Scope: a.Scope,
 		State: string(state), StateClass: "status-" + string(state),
 		Created: ago(a.CreatedAt, now), CreatedAbs: abs(a.CreatedAt),
@@ -563,6 +641,37 @@ func authzViewOf(a *authority.Authorization, now time.Time) authzView {
 		v.AgentID = ""
 	}
 	return v
+}
+
+// destructive reports whether granting scope deletes, acts outside the
+// Service, administers, or does what nobody classified. When the Authority
+// does not classify effects at all, the scope's name decides: a name ending
+// in delete or admin is destructive.
+func destructive(r *authority.Request, scope string) bool {
+	e, ok := r.Effects[scope]
+	switch {
+	case !ok && r.Effects != nil: // the Authority classifies, but not this one
+		e = authority.EffectUnknown
+	case !ok:
+		e = authority.EffectRules{":read": authority.EffectRead, ".read": authority.EffectRead, "": authority.EffectWrite,
+			":delete": authority.EffectDelete, ".delete": authority.EffectDelete, ":admin": authority.EffectAdmin,
+			".admin": authority.EffectAdmin}.Of(scope, "")
+	}
+	return e.Compare(authority.EffectDelete) >= 0
+}
+
+func verified(t dpop.Tier) bool { return t == dpop.TierAttested || t == dpop.TierRegistered }
+
+// tierLabel says the tier plainly, so "unverified" is never mistaken for a
+// credential.
+func tierLabel(t dpop.Tier) string {
+	switch t {
+	case dpop.TierAttested:
+		return "verified: attested"
+	case dpop.TierRegistered:
+		return "verified: registered"
+	}
+	return "unverified harness"
 }
 
 func tierClass(t dpop.Tier) string {
@@ -607,7 +716,7 @@ func abs(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	return t.UTC().Format("2006-01-02 15:04 UTC")
 }
 
 // ago says how far t is from now: "just now", "2 min ago", "in 9 min".

@@ -1,4 +1,4 @@
-package approvalpage_test
+package sandbox_test
 
 import (
 	"context"
