@@ -211,6 +211,11 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		if e.Status == pass.StatusApproved {
 			e.ScopeDecision = scopeDecision(req, e.Scope, false)
 		}
+		granted := d
+		granted.Scope = e.Scope
+		if a.validateDecision(ctx, req, granted) != nil {
+			break // left to a person; validateDecision logged why
+		}
 		req.Status, req.Decision = e.Status, &e
 		if e.Status == pass.StatusApproved {
 			value = secret.Token(passPrefix)

@@ -110,6 +110,11 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 			return nil, err
 		}
 	}
+	granted := d
+	granted.Scope = e.Scope
+	if err := a.validateDecision(ctx, req, granted); err != nil {
+		return nil, err
+	}
 	c := MissionChange{From: []pass.MissionState{pass.MissionPending}, To: pass.MissionActive, By: d.DecidedBy, Reason: d.Reason, Decision: &e}
 	switch e.Status {
 	case pass.StatusDenied:
@@ -125,7 +130,7 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 		a.expire(ctx, missionID)
 	}
 	attrs := []slog.Attr{
-		slog.String("mission_id", missionID), slog.String("user", req.User), slog.String("agent", req.AgentID),
+		slog.String("mission_id", missionID), slog.String("request_id_hash", req.IDHash), slog.String("user", req.User), slog.String("agent", req.AgentID),
 		slog.String("task", req.TaskID), slog.String("service", req.Service), slog.String("decided_by", d.DecidedBy),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.Any("available", req.AvailableScope), slog.Any("scope", e.Scope),
