@@ -197,13 +197,18 @@ func (a *Authority) deliverHooks(ctx context.Context, ls LogStore, h Hooks, owne
 	save := func(ctx context.Context, until time.Time) error {
 		return ls.SaveConsumer(ctx, h.Name, owner, pos, until)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			// Let another replica take over at once.
+	defer func() {
+		if ctx.Err() != nil {
+			// Stopped: let another replica take over at once, whatever
+			// step the cancellation interrupted.
 			rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_ = save(rel, a.now())
 			cancel()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
 		case <-renew.C:
 			if err := save(ctx, a.now().Add(hookLease)); err != nil {
