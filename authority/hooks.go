@@ -159,7 +159,12 @@ func (a *Authority) RunHooks(ctx context.Context, h Hooks) error {
 	owner := secret.ID("hook_")
 	for {
 		now := a.now()
-		pos, ok, err := ls.ClaimConsumer(ctx, h.Name, owner, now, now.Add(hookLease))
+		var pos string
+		var ok bool
+		err := detached(ctx, func(ctx context.Context) (err error) {
+			pos, ok, err = ls.ClaimConsumer(ctx, h.Name, owner, now, now.Add(hookLease))
+			return err
+		})
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -195,15 +200,13 @@ func (a *Authority) deliverHooks(ctx context.Context, ls LogStore, h Hooks, owne
 	renew := time.NewTicker(hookLease / 3)
 	defer renew.Stop()
 	save := func(ctx context.Context, until time.Time) error {
-		return ls.SaveConsumer(ctx, h.Name, owner, pos, until)
+		return detached(ctx, func(ctx context.Context) error { return ls.SaveConsumer(ctx, h.Name, owner, pos, until) })
 	}
 	defer func() {
 		if ctx.Err() != nil {
 			// Stopped: let another replica take over at once, whatever
 			// step the cancellation interrupted.
-			rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = save(rel, a.now())
-			cancel()
+			_ = save(ctx, a.now())
 		}
 	}()
 	for {
@@ -320,4 +323,13 @@ func (a *Authority) readHooks(ctx context.Context, ls LogStore, h Hooks, pos str
 		case <-time.After(h.Poll):
 		}
 	}
+}
+
+// detached runs a lease operation to its end even when ctx is cancelled
+// meanwhile: a statement abandoned by its client may still commit after
+// the release that follows it, and leave a lease held by nobody.
+func detached(ctx context.Context, f func(context.Context) error) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return f(dctx)
 }
