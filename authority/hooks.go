@@ -22,7 +22,8 @@ type LogStore interface {
 	// after ("" for the beginning), in commit order, which within one
 	// mission is seq order. A record is returned only once no record
 	// before it in that order can still commit, so a reader that moves
-	// past it never misses one.
+	// past it never misses one. (On PostgreSQL a transaction left open
+	// on the server so delays every hook until it ends; nothing is lost.)
 	ReadLog(ctx context.Context, after string, limit int) ([]LogRecord, error)
 
 	// ClaimConsumer leases the consumer name to owner until leaseUntil

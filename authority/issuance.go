@@ -53,7 +53,7 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "issuance", err, attrs...)
 		return
 	}
-	attrs = append(attrs, slog.String("mission_id", req.MissionID), slog.String("agent", req.AgentID),
+	attrs = append(attrs, slog.String("mission_id", req.MissionID), slog.String("request_id_hash", req.IDHash), slog.String("agent", req.AgentID),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.String("outcome", string(req.Status)))
 	if req.Decision != nil {

@@ -215,7 +215,7 @@ func (a *Authority) change(ctx context.Context, op, id string, c MissionChange) 
 		}
 		if err == nil {
 			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "ok"),
-				slog.String("user", r.User), slog.String("agent", r.AgentID), slog.String("task", r.TaskID),
+				slog.String("request_id_hash", r.IDHash), slog.String("user", r.User), slog.String("agent", r.AgentID), slog.String("task", r.TaskID),
 				slog.String("service", r.Service), slog.String("state", string(r.State)), slog.Int64("version", r.Version),
 				slog.Any("scope", r.Scope))...)
 			return a.Mission(ctx, mid)
