@@ -239,7 +239,12 @@ func TestExportAuditAndRetention(t *testing.T) {
 		t.Fatalf("export has %d lines, want 3 (requested, approved; requested):\n%s", len(lines), buf.String())
 	}
 	req, _ := e.auth.Request(ctx, decided.Mission.ID)
-	l := lines[1]
+	var l map[string]any
+	for _, x := range lines {
+		if x["event"] == "approved" {
+			l = x
+		}
+	}
 	dec, _ := l["decision"].(map[string]any)
 	task, _ := l["task"].(map[string]any)
 	if l["event"] != "approved" || l["request_id_hash"] != req.IDHash || len(req.IDHash) < 64 || task["id"] != "task-1" ||
