@@ -495,7 +495,7 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 	m.lastPrune = now
 	keep := m.keep.Fill(m.retention)
 	for id, r := range m.requests {
-		if expired(r.EndsAt(), keep.For(r), now) {
+		if expired(r.EndsAt(), keep.forRequest(r), now) {
 			m.deleteRequestLocked(id, r)
 		}
 	}
@@ -531,7 +531,7 @@ func (m *MemoryStore) evictDeadLocked(now time.Time) {
 		return true
 	}
 	for id, r := range m.requests {
-		if !keep(r.EndsAt(), forever.For(r)) {
+		if !keep(r.EndsAt(), forever.forRequest(r)) {
 			m.deleteRequestLocked(id, r)
 		}
 	}

@@ -24,8 +24,8 @@ type Retention struct {
 	// requests, and a flood of them must not fill a store for good.
 	Undecided time.Duration
 	// Decided is for requests a person or a policy decided after they
-	// were made, and every approved one, with their missions and
-	// histories.
+	// were made (after their creation instant), and every approved one,
+	// with their missions and histories.
 	Decided time.Duration
 	// Authorizations is for closed or expired authorizations.
 	Authorizations time.Duration
@@ -46,10 +46,10 @@ func (k Retention) Fill(def time.Duration) Retention {
 	return k
 }
 
-// For returns the retention of r's kind: Decided when r was approved or
-// decided after it was made, Undecided otherwise. Store implementations
-// use it, or its SQL equivalent.
-func (k Retention) For(r *Request) time.Duration {
+// forRequest returns the retention of r's kind: Decided when r was
+// approved or decided after it was made, Undecided otherwise (authoritypg
+// has the same rule in SQL).
+func (k Retention) forRequest(r *Request) time.Duration {
 	if d := r.Decision; d != nil && (d.Status == pass.StatusApproved || d.DecidedAt.After(r.CreatedAt)) {
 		return k.Decided
 	}
