@@ -268,3 +268,73 @@ func TestExportAuditAndRetention(t *testing.T) {
 	}
 	_ = authoritytest.T0
 }
+
+// A delegation approved within its parent's grant passes
+// ValidateDecision too: refused, the child waits for a person, and the
+// hooks tell its "requested" entry with its parent.
+func TestValidateDecisionDelegation(t *testing.T) {
+	var mu sync.Mutex
+	var asked []authority.Decision
+	e := newEnv(t, approveDepth(1), func(c *authority.Config) {
+		c.ValidateDecision = func(_ context.Context, r *authority.Request, d authority.Decision) error {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, d)
+			if r.ParentMissionID != "" && slices.Contains(d.Scope, "tickets:write") {
+				return errors.New("sub-agents never write unattended")
+			}
+			return nil
+		}
+	})
+	sink := newHookSink()
+	runHooks(t, e.auth, authority.Hooks{Handle: sink.handle})
+	e.svc.SetScopes("tickets:read", "tickets:write")
+	h := e.newHarness()
+	_, root := e.approvedPass(h)
+	e.mustDelegate(h.key, harnessID, e.delegation(root.Mission.ID, e.newSub(harnessID, "reader"), "tickets:read"))
+	req := e.delegation(root.Mission.ID, e.newSub(harnessID, "writer"), "tickets:write")
+	r := e.postProof("/missions/delegate", req, e.missionProof(h.key, harnessID, "/missions/delegate", root.Mission.ID, 0))
+	var st pass.IssuanceStatus
+	if r.status != http.StatusAccepted || pass.Decode(r.body, &st) != nil || st.Status != pass.StatusPending || st.AgentPass != nil {
+		t.Fatalf("refused delegation: %d %s", r.status, r.body)
+	}
+	evs := sink.waitTypes(t, st.Mission.ID, "requested")
+	if evs[0].Entry.Details["parent"] != root.Mission.ID {
+		t.Errorf("requested entry: %v", evs[0].Entry.Details)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 3 { // the root's approval, and the two children
+		t.Errorf("validator asked %d times: %+v", len(asked), asked)
+	}
+}
+
+// The MemoryStore's consumer leases: one owner at a time, taken over when
+// released or lapsed; a bad position is an error, not a panic.
+func TestMemoryLogStoreLeases(t *testing.T) {
+	s := authority.NewMemoryStore()
+	t0 := authoritytest.T0
+	if _, ok, err := s.ClaimConsumer(ctx, "c", "a", t0, t0.Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if _, ok, _ := s.ClaimConsumer(ctx, "c", "b", t0, t0.Add(time.Minute)); ok {
+		t.Fatal("a held lease was taken")
+	}
+	if err := s.SaveConsumer(ctx, "c", "b", "7", t0); !errors.Is(err, authority.ErrState) {
+		t.Fatalf("save by a non-owner: %v", err)
+	}
+	if err := s.SaveConsumer(ctx, "c", "a", "7", t0); err != nil {
+		t.Fatal(err)
+	}
+	if pos, ok, err := s.ClaimConsumer(ctx, "c", "b", t0, t0.Add(time.Minute)); !ok || err != nil || pos != "7" {
+		t.Fatalf("claim after release: %q %v %v", pos, ok, err)
+	}
+	if pos, ok, _ := s.ClaimConsumer(ctx, "c", "a", t0.Add(time.Minute), t0.Add(2*time.Minute)); !ok || pos != "7" {
+		t.Fatalf("claim after the lease lapsed: %q %v", pos, ok)
+	}
+	for _, bad := range []string{"x", "-1", "1/2"} {
+		if _, err := s.ReadLog(ctx, bad, 10); err == nil {
+			t.Errorf("ReadLog(%q) accepted", bad)
+		}
+	}
+}
