@@ -295,6 +295,18 @@ type Config struct {
 	// goroutine.
 	OnPending func(ctx context.Context, r Request)
 
+	// ValidateDecision, if set, is asked about every decision before it is
+	// recorded, whichever UI, API or policy made it: Decide, DecideStage,
+	// an Approver's automatic decision at issuance or at a stage gate, and
+	// a delegation approved within its parent's grant. r is a copy of the
+	// request (for a stage move, PendingStage names the stage and d.Scope
+	// is its scope); d carries the scope that would be granted. An error
+	// refuses the decision: the request (or the stage move) stays pending
+	// for a person, and Decide and DecideStage return an error matching
+	// ErrDecisionRefused that wraps it. It runs in the request path: keep
+	// it fast. OnPending and the hooks see the request as it is stored.
+	ValidateDecision func(ctx context.Context, r *Request, d Decision) error
+
 	// ApprovalURL, if set, returns the page where a person can approve the
 	// request of the mission with the given id (never the request id,
 	// which is the Harness's polling secret); it is shown to the Harness
@@ -370,6 +382,8 @@ type Authority struct {
 	log         *slog.Logger
 	tel         *telemetry.T
 	onPending   func(context.Context, Request)
+	validateDec func(context.Context, *Request, Decision) error
+	hooks       hookState
 	approval    func(string) string
 	limits      limiters
 
@@ -394,6 +408,7 @@ func New(cfg Config) (*Authority, error) {
 		now: cfg.Now, log: cfg.Logger, onPending: cfg.OnPending, approval: cfg.ApprovalURL,
 		discloseApprover: cfg.DiscloseApprover, onObservation: cfg.OnObservation,
 	}
+	a.validateDec = cfg.ValidateDecision
 	if err := checkIdentifier("Identifier", cfg.Identifier); err != nil {
 		return nil, err
 	}

@@ -194,7 +194,9 @@ func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.Dele
 			AuthorizationExpiresAt: end, MaxDepth: maxDepth, MaxChildren: maxChildren},
 	}
 	value := ""
-	if a.delegationPolicy != nil && !a.delegationPolicy(ctx, parent.Clone(), child.Clone()) {
+	within := Decision{Outcome: Approve, Scope: scope, DecidedBy: child.Decision.DecidedBy, Reason: child.Decision.Reason, MaxDepth: maxDepth}
+	if a.delegationPolicy != nil && !a.delegationPolicy(ctx, parent.Clone(), child.Clone()) ||
+		a.validateDecision(ctx, child, within) != nil {
 		// A person decides, as for any request; the asked scope is what
 		// an approval without a scope grants.
 		child.Status, child.Decision, child.ProposedScope, child.ProposedBy = pass.StatusPending, nil, scope, "delegation_policy"

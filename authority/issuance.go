@@ -54,7 +54,7 @@ func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "issuance", err, attrs...)
 		return
 	}
-	attrs = append(attrs, slog.String("mission_id", req.MissionID), slog.String("agent", req.AgentID),
+	attrs = append(attrs, slog.String("mission_id", req.MissionID), slog.String("request_id_hash", req.IDHash), slog.String("agent", req.AgentID),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.String("outcome", string(req.Status)))
 	if req.Decision != nil {
@@ -215,6 +215,11 @@ func (a *Authority) issueRequest(ctx context.Context, in *pass.IssuanceRequest) 
 		}
 		if e.Status == pass.StatusApproved {
 			e.ScopeDecision = scopeDecision(req, e.Scope, false)
+		}
+		granted := d
+		granted.Scope = e.Scope
+		if a.validateDecision(ctx, req, granted) != nil {
+			break // left to a person; validateDecision logged why
 		}
 		req.Status, req.Decision = e.Status, &e
 		if e.Status == pass.StatusApproved {

@@ -36,6 +36,8 @@ type MemoryStore struct {
 	history   map[string][]HistoryRecord
 	lastPrune time.Time
 	events    memoryOutbox
+	log       memoryLog
+	keep      Retention
 
 	// No record ends before endsFirst when endsKnown: a full store looks
 	// for dead records only once one can have ended, so a store full of
@@ -168,6 +170,7 @@ func (m *MemoryStore) insertLocked(r, c *Request, recs []HistoryRecord) error {
 	m.requests[c.MissionID] = c
 	m.byHash[c.IDHash] = c.MissionID
 	m.history[c.MissionID] = recs
+	m.appendLogLocked(c.MissionID, recs...)
 	if c.PassHash != "" {
 		m.passes[c.PassHash] = c.MissionID
 	}
@@ -300,6 +303,7 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 	for i, ch := range changes {
 		m.requests[ch.r.MissionID] = ch.r
 		m.history[ch.r.MissionID] = append(m.history[ch.r.MissionID], ch.rec)
+		m.appendLogLocked(ch.r.MissionID, ch.rec)
 		m.noteEnd(ch.r.EndsAt())
 		if ac := synced[i]; ac != nil {
 			m.authz[ac.ID] = ac
@@ -436,6 +440,7 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	a := c.Authorize(authorizationID, now)
 	m.requests[id] = c
 	m.history[id] = append(m.history[id], rec)
+	m.appendLogLocked(id, rec)
 	m.authz[a.ID] = a
 	m.noteEnd(c.EndsAt())
 	m.noteEnd(authzEnd(a))
@@ -488,17 +493,18 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 		return
 	}
 	m.lastPrune = now
-	cutoff := now.Add(-m.retention)
+	keep := m.keep.Fill(m.retention)
 	for id, r := range m.requests {
-		if r.EndsAt().Before(cutoff) {
+		if expired(r.EndsAt(), keep.forRequest(r), now) {
 			m.deleteRequestLocked(id, r)
 		}
 	}
 	for id, a := range m.authz {
-		if authzEnd(a).Before(cutoff) {
+		if expired(authzEnd(a), keep.Authorizations, now) {
 			delete(m.authz, id)
 		}
 	}
+	m.compactLogLocked()
 	m.pruneEventsLocked(now)
 }
 
@@ -509,7 +515,13 @@ func (m *MemoryStore) evictDeadLocked(now time.Time) {
 		return
 	}
 	var first time.Time
-	keep := func(end time.Time) bool {
+	forever := m.keep.Fill(m.retention)
+	keep := func(end time.Time, d time.Duration) bool {
+		if d >= Forever {
+			// Kept by policy, whatever the bound; look again in a minute
+			// rather than at every request.
+			end = now.Add(time.Minute)
+		}
 		if !end.After(now) {
 			return false
 		}
@@ -519,15 +531,16 @@ func (m *MemoryStore) evictDeadLocked(now time.Time) {
 		return true
 	}
 	for id, r := range m.requests {
-		if !keep(r.EndsAt()) {
+		if !keep(r.EndsAt(), forever.forRequest(r)) {
 			m.deleteRequestLocked(id, r)
 		}
 	}
 	for id, a := range m.authz {
-		if !keep(authzEnd(a)) {
+		if !keep(authzEnd(a), forever.Authorizations) {
 			delete(m.authz, id)
 		}
 	}
+	m.compactLogLocked()
 	m.endsFirst, m.endsKnown = first, !first.IsZero()
 }
 

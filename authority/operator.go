@@ -110,6 +110,11 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 			return nil, err
 		}
 	}
+	granted := d
+	granted.Scope = e.Scope
+	if err := a.validateDecision(ctx, req, granted); err != nil {
+		return nil, err
+	}
 	c := MissionChange{From: []pass.MissionState{pass.MissionPending}, To: pass.MissionActive, By: d.DecidedBy, Reason: d.Reason, Decision: &e}
 	switch e.Status {
 	case pass.StatusDenied:
@@ -125,7 +130,7 @@ func (a *Authority) Decide(ctx context.Context, missionID string, d Decision) (*
 		a.expire(ctx, missionID)
 	}
 	attrs := []slog.Attr{
-		slog.String("mission_id", missionID), slog.String("user", req.User), slog.String("agent", req.AgentID),
+		slog.String("mission_id", missionID), slog.String("request_id_hash", req.IDHash), slog.String("user", req.User), slog.String("agent", req.AgentID),
 		slog.String("task", req.TaskID), slog.String("service", req.Service), slog.String("decided_by", d.DecidedBy),
 		slog.String("tier", string(req.Tier)), slog.Bool("task_attested", req.TaskAttested),
 		slog.Any("available", req.AvailableScope), slog.Any("scope", e.Scope),
@@ -211,7 +216,7 @@ func (a *Authority) change(ctx context.Context, op, id string, c MissionChange) 
 		}
 		if err == nil {
 			a.log.LogAttrs(ctx, slog.LevelInfo, "agentpass "+op, append(attrs, slog.String("outcome", "ok"),
-				slog.String("user", r.User), slog.String("agent", r.AgentID), slog.String("task", r.TaskID),
+				slog.String("request_id_hash", r.IDHash), slog.String("user", r.User), slog.String("agent", r.AgentID), slog.String("task", r.TaskID),
 				slog.String("service", r.Service), slog.String("state", string(r.State)), slog.Int64("version", r.Version),
 				slog.Any("scope", r.Scope))...)
 			return a.Mission(ctx, mid)

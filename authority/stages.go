@@ -466,8 +466,14 @@ func (a *Authority) stagePolicy(ctx context.Context, m *Request, st pass.Stage) 
 			slog.String("mission_id", m.MissionID), slog.String("reason", err.Error()))
 		return StagePend, "pending"
 	case d.Outcome == Approve && (d.Scope == nil || st.Scope.SubsetOf(d.Scope)):
+		if a.validateStage(ctx, m, st.Name, true, d.DecidedBy, d.Reason) != nil {
+			return StagePend, "pending"
+		}
 		return StageApply, "applied"
 	case d.Outcome == Deny || d.Outcome == Cancel:
+		if a.validateStage(ctx, m, st.Name, false, d.DecidedBy, d.Reason) != nil {
+			return StagePend, "pending"
+		}
 		return StageRefuse, "refused"
 	}
 	return StagePend, "pending"
@@ -499,6 +505,17 @@ func (a *Authority) DecideStage(ctx context.Context, missionID string, approve b
 	op := StageDeny
 	if approve {
 		op = StageApprove
+	}
+	if a.validateDec != nil {
+		m, err := a.store.Request(ctx, missionID)
+		if err != nil {
+			return nil, err
+		}
+		if m.PendingStage != nil {
+			if err := a.validateStage(ctx, m, m.PendingStage.To, approve, by, reason); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return a.change(ctx, "stage decision", missionID, MissionChange{From: []pass.MissionState{pass.MissionActive}, By: by,
 		Reason: reason, Stage: &StageMove{Op: op}})

@@ -3,6 +3,7 @@ package authority_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -283,5 +284,34 @@ func TestStagePlanCollapsed(t *testing.T) {
 	h2.req.Harness.Extensions = pass.HarnessExtensions{pass.ExtHolderBinding}
 	if _, st := e2.issue(h2.req); st == nil || st.Status != pass.StatusPending {
 		t.Fatalf("collapsed plan with a human stage: %+v", st)
+	}
+}
+
+// DecideStage passes ValidateDecision: a refused approval leaves the move
+// pending (issue #16 item 3).
+func TestStageDecisionValidated(t *testing.T) {
+	t.Parallel()
+	e := stagedEnv(t, func(c *authority.Config) {
+		c.ValidateDecision = func(_ context.Context, r *authority.Request, d authority.Decision) error {
+			if r.PendingStage != nil && d.DecidedBy != "human:lee" {
+				return errors.New("only lee moves stages")
+			}
+			return nil
+		}
+	})
+	h := e.stagedHarness(discover, respond, cleanup)
+	id, _ := e.redeemed(h, e.svc)
+	_, m0 := e.readAsHarness(h, id)
+	if r, _ := e.stage(h, id, "respond", m0.Version); r.status != http.StatusAccepted {
+		t.Fatalf("pend: %d %s", r.status, r.body)
+	}
+	if _, err := e.auth.DecideStage(context.Background(), id, true, "human:mallory", ""); !errors.Is(err, authority.ErrDecisionRefused) {
+		t.Fatalf("DecideStage by mallory: %v", err)
+	}
+	if _, m := e.readAsHarness(h, id); m.AuthorityModel.PendingTransition == nil || m.AuthorityModel.Stage != "discover" {
+		t.Fatalf("after the refusal: %+v", m.AuthorityModel)
+	}
+	if _, err := e.auth.DecideStage(context.Background(), id, true, "human:lee", "ok"); err != nil {
+		t.Fatal(err)
 	}
 }

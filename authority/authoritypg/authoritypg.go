@@ -54,6 +54,7 @@ const defaultPruneLimit = 1000
 type Store struct {
 	pool      *pgxpool.Pool
 	retention time.Duration
+	keep      authority.Retention
 	logger    *slog.Logger
 	now       func() time.Time
 }
@@ -71,6 +72,14 @@ func WithRetention(d time.Duration) Option {
 			s.retention = d
 		}
 	}
+}
+
+// WithRetentionPolicy sets the retention per kind of record (see
+// authority.Retention: decided requests with their missions and histories
+// may be kept Forever, undecided ones never are); it overrides
+// WithRetention for the fields it sets.
+func WithRetentionPolicy(k authority.Retention) Option {
+	return func(s *Store) { s.keep = k }
 }
 
 // WithLogger sets where RunJanitor reports failed prunes (default: nowhere).
@@ -755,20 +764,37 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	if limit <= 0 {
 		limit = defaultPruneLimit
 	}
-	cutoff := now.Add(-s.retention)
+	keep := s.keep.Fill(s.retention)
 	// "= ANY (ARRAY (subquery))" makes the planner fetch the batch by
 	// the ends_at index and delete it by primary key: the work is bounded
 	// by limit, however large the backlog. (A row that ended cannot
-	// change any more, so it needs no re-check.)
+	// change any more, so it needs no re-check.) A request's mission
+	// history goes with it (ON DELETE CASCADE), never before it.
+	const decided = `COALESCE(decision_status = 'approved' OR decided_at > created_at, false)`
 	var total int64
-	for _, table := range []string{"agentpass_authority_requests", "agentpass_authority_authorizations"} {
+	del := func(table, where string, keep time.Duration, n int64) (int64, error) {
+		if keep >= authority.Forever || n <= 0 {
+			return 0, nil
+		}
 		tag, err := s.pool.Exec(ctx, `
 			DELETE FROM `+table+` WHERE id = ANY (ARRAY (
-				SELECT id FROM `+table+` WHERE ends_at < $1 ORDER BY ends_at LIMIT $2))`, cutoff, limit)
+				SELECT id FROM `+table+` WHERE ends_at < $1 AND `+where+` ORDER BY ends_at LIMIT $2))`, now.Add(-keep), n)
 		if err != nil {
-			return total, fmt.Errorf("authoritypg: Prune: %w", err)
+			return 0, fmt.Errorf("authoritypg: Prune: %w", err)
 		}
 		total += tag.RowsAffected()
+		return tag.RowsAffected(), nil
+	}
+	// Requests of both kinds share one batch; authorizations have theirs.
+	n, err := del("agentpass_authority_requests", "NOT "+decided, keep.Undecided, int64(limit))
+	if err != nil {
+		return total, err
+	}
+	if _, err := del("agentpass_authority_requests", decided, keep.Decided, int64(limit)-n); err != nil {
+		return total, err
+	}
+	if _, err := del("agentpass_authority_authorizations", "true", keep.Authorizations, int64(limit)); err != nil {
+		return total, err
 	}
 	// SETs nobody polled or pushed within a day.
 	tag, err := s.pool.Exec(ctx, `
