@@ -128,6 +128,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"InvalidateTreeRace", testInvalidateTreeRace},
 		{"ApplyEvent", testApplyEvent},
 		{"ApplyEventKeys", testApplyEventKeys},
+		{"ApplyStageEvent", testApplyStageEvent},
 		{"ApplyEventCascade", testApplyEventCascade},
 		{"ApplyEventRace", testApplyEventRace},
 		{"StagedDelegation", testStagedDelegation},
