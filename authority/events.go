@@ -152,6 +152,14 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 			return nil, nil // the delegation was ended instead
 		}
 		ev.Type = secevent.MissionResumed
+	case c.Stage != nil && !descendant:
+		// A stage move may widen as well as narrow; only our own type says
+		// which stage, so a receiver narrows at once and confirms a wider
+		// stage by a check. A Service without it learns at its next check.
+		if !rcv.Accepts(secevent.MissionStageChanged) {
+			return nil, nil
+		}
+		ev.Type, ev.Scope = secevent.MissionStageChanged, strings.Join(m.Scope, " ")
 	case c.Scope != nil && c.To == "":
 		ev.Type = secevent.TokenClaimsChange
 		ev.Claims = &secevent.Claims{Scope: strings.Join(m.Scope, " ")}
@@ -159,6 +167,9 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 		return nil, nil
 	}
 	mission := &secevent.Mission{ID: m.MissionID, Version: m.Version, State: string(state), PriorState: string(e.Prior)}
+	if ev.Type == secevent.MissionStageChanged {
+		mission.Stage = m.Stage
+	}
 	if m.Ended != nil {
 		mission.Cause = m.Ended.Cause
 		if m.Ended.Reason != "" && c.By != "" && strings.HasPrefix(c.By, "human:") && !descendant {

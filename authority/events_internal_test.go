@@ -12,8 +12,9 @@ import (
 // Which SET each change becomes, with and without the Service accepting
 // our own event types (§5.2's table): a completion or suspension falls
 // back to session-revoked, a resumption to nothing, an expiry is never
-// sent, and a narrowing is a token-claims-change with a space-delimited
-// scope.
+// sent, a narrowing is a token-claims-change with a space-delimited
+// scope, and a stage move is a mission-stage-changed (S1/E5) only for a
+// Service that accepts it.
 func TestEventMapping(t *testing.T) {
 	keys, err := dpop.GenerateKeySet()
 	if err != nil {
@@ -29,6 +30,11 @@ func TestEventMapping(t *testing.T) {
 	act, sus := pass.MissionActive, pass.MissionSuspended
 	mission := func(id string, state pass.MissionState, scope ...string) *Request {
 		return &Request{MissionID: id, State: state, Version: 5, HistoryCount: 9, Scope: scope}
+	}
+	staged := func(id, stage string, scope ...string) *Request {
+		r := mission(id, pass.MissionActive, scope...)
+		r.Stage = stage
+		return r
 	}
 	tests := []struct {
 		name           string
@@ -49,6 +55,9 @@ func TestEventMapping(t *testing.T) {
 		{"resumed, CAEP only", MissionChange{From: []pass.MissionState{sus}, To: act}, nil, mission("msn_r", act), sus, caep, "", "", false, false},
 		{"expired", MissionChange{To: pass.MissionExpired}, nil, mission("msn_r", pass.MissionExpired), act, all, "", "", false, false},
 		{"narrowed", MissionChange{Scope: pass.Scope{"a:read"}}, nil, mission("msn_r", act, "a:read", "b:read"), act, caep, secevent.TokenClaimsChange, "active", false, false},
+		{"stage changed", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, nil, staged("msn_r", "respond", "a:read", "a:write"), act, all, secevent.MissionStageChanged, "active", false, false},
+		{"stage changed, CAEP only", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, nil, staged("msn_r", "respond", "a:read", "a:write"), act, caep, "", "", false, false},
+		{"descendant of a staged root", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, staged("msn_root", "respond", "a:read"), mission("msn_c", act, "a:read"), act, all, "", "", false, false},
 		{"descendant of a suspended root", MissionChange{To: sus}, mission("msn_root", sus), mission("msn_c", act), act, all, secevent.MissionSuspended, "suspended", false, true},
 		{"descendant of a resumed root", MissionChange{From: []pass.MissionState{sus}, To: act}, mission("msn_root", act), mission("msn_c", act), act, all, secevent.MissionResumed, "active", false, false},
 		{"descendant ended by cascade", MissionChange{To: pass.MissionCompleted}, mission("msn_root", pass.MissionCompleted), mission("msn_c", pass.MissionRevoked), act, all, secevent.SessionRevoked, "revoked", true, true},
@@ -87,6 +96,12 @@ func TestEventMapping(t *testing.T) {
 			}
 			if set.Txn != root.MissionID+":9" || set.Subject != "authz_1" || ev.JTI != set.JTI || ev.Terminal != tt.terminal || ev.Keep != tt.keep {
 				t.Errorf("txn %s subject %s terminal %v keep %v", set.Txn, set.Subject, ev.Terminal, ev.Keep)
+			}
+			// S1/E5: a stage move names the stage and carries its whole
+			// scope, space-delimited, so the receiver can tell narrower
+			// from wider.
+			if tt.want == secevent.MissionStageChanged && (set.Event.Scope != "a:read a:write" || set.Event.Mission.Stage != "respond" || set.Event.Mission.Version != 5) {
+				t.Errorf("stage event scope %q stage %q version %d", set.Event.Scope, set.Event.Mission.Stage, set.Event.Mission.Version)
 			}
 			if tt.want == secevent.TokenClaimsChange && (set.Event.Claims == nil || set.Event.Claims.Scope != "a:read b:read") {
 				t.Errorf("claims %+v", set.Event.Claims)

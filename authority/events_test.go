@@ -500,3 +500,59 @@ func TestEventsRetryAfter(t *testing.T) {
 		t.Errorf("retry jti %v, want %v", again, first)
 	}
 }
+
+// X2 at the Authority: a Service whose extensions member is a string, or
+// whose events extension has an unknown major or an http:// receiver, is
+// a v0.1 Service to the Authority: its redemption and checks work, no SET
+// is queued for it, and the ignored extension is logged. An unknown URI is
+// kept for whoever knows it and is no reason to log.
+func TestEventsBrokenServiceExtensions(t *testing.T) {
+	for _, tc := range []struct {
+		name, extensions string
+		logged           bool
+	}{
+		{"a string", `"events"`, true},
+		{"unknown major", `{"` + pass.ExtEvents + `":{"version":"2.0","delivery_methods":["urn:ietf:rfc:8935"],"endpoints":{"receiver":"https://` + svcHost + `/events"}}}`, true},
+		{"http receiver", `{"` + pass.ExtEvents + `":{"version":"1.0","delivery_methods":["urn:ietf:rfc:8935"],"endpoints":{"receiver":"http://` + svcHost + `/events"}}}`, true},
+		{"unknown URI only", `{"https://example.com/ext/other":{"version":"1.0"}}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := authority.NewMemoryStore()
+			e := newEnv(t, approveAll, func(c *authority.Config) { c.Store = store })
+			rc := &receiver{got: make(chan string, 1)}
+			mux := http.NewServeMux()
+			mux.HandleFunc("/agentpass-service.json", func(w http.ResponseWriter, r *http.Request) {
+				var doc map[string]json.RawMessage
+				b, _ := json.Marshal(e.svc.Configuration())
+				_ = json.Unmarshal(b, &doc)
+				doc["extensions"] = json.RawMessage(tc.extensions)
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(doc)
+			})
+			mux.Handle("/events", rc)
+			mux.Handle("/", e.svc)
+			e.net.Serve(svcHost, mux)
+
+			authz, mission := e.redeemedMission()
+			if r, _ := e.check(e.svc, authz); r.status != http.StatusOK {
+				t.Fatalf("check: %d %s", r.status, r.body)
+			}
+			if _, err := e.auth.Revoke(ctx, mission, "human:op", ""); err != nil {
+				t.Fatal(err)
+			}
+			if r, _ := e.check(e.svc, authz); r.status != http.StatusNotFound {
+				t.Fatalf("check after Revoke: %d %s, want 404", r.status, r.body)
+			}
+			now := e.clock.Now()
+			if evs, _ := store.ClaimEvents(ctx, "probe", now, now.Add(time.Minute), 10, 10); len(evs) != 0 {
+				t.Errorf("%d SETs queued for push", len(evs))
+			}
+			if evs, _, _ := store.PollEvents(ctx, e.svc.Origin, 10, now); len(evs) != 0 {
+				t.Errorf("%d SETs queued for polling", len(evs))
+			}
+			if got := strings.Contains(e.logs.String(), "agentpass service extensions ignored"); got != tc.logged {
+				t.Errorf("ignored extension logged = %v, want %v", got, tc.logged)
+			}
+		})
+	}
+}

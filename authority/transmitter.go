@@ -306,9 +306,11 @@ func (a *Authority) noteReceiver(ctx context.Context, origin string) {
 	if err != nil {
 		return
 	}
+	x := info.Configuration.Extensions
 	var rcv *pass.ServiceEvents
 	key := ""
-	if e, err := pass.ServiceEventsFrom(info.Configuration.Extensions, origin); err == nil {
+	e, evErr := pass.ServiceEventsFrom(x, origin)
+	if evErr == nil {
 		rcv = &e
 		b, _ := json.Marshal(e)
 		key = string(b)
@@ -318,6 +320,18 @@ func (a *Authority) noteReceiver(ctx context.Context, origin string) {
 	a.tx.mu.Unlock()
 	if seen && prev == key {
 		return
+	}
+	// Said once per Service (and change), so an operator sees why a
+	// Service that meant to take events gets none: the v0.1 flow goes on.
+	if ig := x.Ignored(); len(ig) > 0 {
+		reasons := make([]string, len(ig))
+		for i, e := range ig {
+			reasons[i] = e.URI + ": " + e.Reason
+		}
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass service extensions ignored", slog.String("service", origin), slog.Any("ignored", reasons))
+	}
+	if x.Has(pass.ExtEvents) && evErr != nil {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: the Service's events extension is unusable", slog.String("service", origin), slog.String("reason", evErr.Error()))
 	}
 	if err := a.tx.store.SetEventReceiver(ctx, origin, rcv); err != nil {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass events: recording the receiver", slog.String("service", origin), slog.String("reason", err.Error()))

@@ -423,9 +423,15 @@ func missionEvent(set *secevent.SET, rec *DelegationRecord) (*MissionEvent, erro
 	case secevent.MissionResumed:
 		e.Action = EventRecheck
 	case secevent.MissionStageChanged:
+		// Only the narrowing part applies now (the store intersects with
+		// the current scope, never leaving the redemption-time bound); a
+		// wider stage marks the delegation stale for a confirming check.
 		e.Action, e.Scope = EventNarrow, pass.Scope(strings.Fields(ev.Scope))
+		if m := ev.Mission; m != nil {
+			e.Stage = m.Stage
+		}
 		if len(e.Scope) == 0 {
-			e.Action, e.Scope = EventRecheck, nil
+			e.Action, e.Scope, e.Stage = EventRecheck, nil, ""
 		}
 	case secevent.TokenClaimsChange:
 		if ev.Claims == nil {

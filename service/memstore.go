@@ -394,6 +394,8 @@ func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, err
 	case EventNarrow:
 		if !e.Scope.SubsetOf(r.CurrentScope) {
 			r.Stale = true
+		} else if e.Stage != "" {
+			r.Stage = e.Stage
 		}
 		r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
 	case EventRecheck:

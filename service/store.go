@@ -137,7 +137,8 @@ type Store interface {
 	//     it (Ancestors).
 	//   - EventHold sets MissionState to suspended.
 	//   - EventNarrow sets CurrentScope to its intersection with e.Scope,
-	//     and sets Stale when e.Scope is not within the old CurrentScope.
+	//     and sets Stale when e.Scope is not within the old CurrentScope;
+	//     otherwise a non-empty e.Stage becomes the record's Stage.
 	//   - EventRecheck only sets Stale.
 	//   - A Version more than one above the stored one also sets Stale;
 	//     every applied Version except EventRecheck's becomes the stored
@@ -185,6 +186,10 @@ type MissionEvent struct {
 	Action    EventAction
 	// Scope is the mission's scope after the change (EventNarrow).
 	Scope pass.Scope
+	// Stage is the mission's stage after a stage move (EventNarrow). It is
+	// recorded only when Scope is within the current scope: a wider stage
+	// waits for the check that confirms it.
+	Stage string
 	// At and Reason are recorded with an invalidation.
 	At     time.Time
 	Reason string

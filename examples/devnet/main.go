@@ -71,6 +71,9 @@ type config struct {
 
 	// now is every party's clock (tests); nil means time.Now.
 	now func() time.Time
+	// wrapServiceStore, when set, wraps the to-do Service's store (tests
+	// observe the events it applies); it is not applied with -postgres.
+	wrapServiceStore func(service.Store) service.Store
 }
 
 // listFlag is a repeatable flag.
@@ -224,12 +227,17 @@ func start(ctx context.Context, cfg config, logw io.Writer) (_ *devnet, err erro
 	if cfg.preferSA {
 		opts.AuthorityChoice = service.PreferServiceAuthority
 	}
+	if opts.Compiler, err = compiler(); err != nil {
+		return nil, err
+	}
 	store := "memory"
 	if cfg.postgres != "" {
 		if err := d.usePostgres(ctx, cfg.postgres, cfg.pgSchemaPrefix, logger, &opts); err != nil {
 			return nil, err
 		}
 		store = "postgres"
+	} else if cfg.wrapServiceStore != nil {
+		opts.ServiceStore = cfg.wrapServiceStore(service.NewMemoryStore())
 	}
 	d.sb, err = sandbox.Build(n, opts)
 	if err != nil {

@@ -422,6 +422,8 @@ func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, e
 					ARRAY(SELECT v FROM unnest(current_scope) WITH ORDINALITY AS t(v, i)
 						WHERE v = ANY($6::text[]) ORDER BY i)
 					ELSE current_scope END,
+				mission_stage = CASE WHEN $5::int = 4 AND $9::text <> '' AND COALESCE($6::text[] <@ current_scope, false)
+					THEN $9::text ELSE mission_stage END,
 				stale = stale OR $5::int = 5
 					OR (mission_version > 0 AND $4::bigint > mission_version + 1)
 					OR ($5::int = 4 AND NOT COALESCE($6::text[] <@ current_scope, false)),
@@ -430,7 +432,7 @@ func (s *Store) ApplyEvent(ctx context.Context, e service.MissionEvent) (bool, e
 				AND ($3::text = '' OR mission_id = '' OR mission_id = $3::text)
 				AND CASE WHEN $4::bigint = 0 THEN $5::int IN (1, 2, 4) ELSE $4::bigint > mission_version END
 			RETURNING mission_id, configuration_url`,
-			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason).Scan(&mission, &cfgURL)
+			e.AuthorizationID, e.Authority, e.MissionID, e.Version, int(e.Action), scopeArg(e.Scope), ts(e.At), e.Reason, e.Stage).Scan(&mission, &cfgURL)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			var exists bool

@@ -110,6 +110,66 @@ func testApplyEvent(t *testing.T, s service.Store) {
 	}
 }
 
+// testApplyStageEvent: a stage move narrower than the current scope
+// applies at once, scope and stage; a wider one changes neither and marks
+// Stale, and the confirming check moves both, never beyond the
+// redemption-time bound.
+func testApplyStageEvent(t *testing.T, s service.Store) {
+	d := delegation(uniq("authz"))
+	d.Stages = []pass.Stage{{Name: "discover", Scope: pass.Scope{"tickets:read"}}, {Name: "respond", Scope: pass.Scope{"tickets:read", "tickets:write"}}}
+	d.Stage = "respond"
+	if err := s.Redeem(ctx, d, credential(d.AuthorizationID, service.KindBearer), nil); err != nil {
+		t.Fatal(err)
+	}
+	type state struct {
+		Applied      bool
+		Stage        string
+		CurrentScope pass.Scope
+		Stale        bool
+		Version      int64
+	}
+	ev := func(v int64, stage string, scope ...string) service.MissionEvent {
+		return service.MissionEvent{Authority: d.Authority, AuthorizationID: d.AuthorizationID, MissionID: d.MissionID,
+			Version: v, Action: service.EventNarrow, Scope: scope, Stage: stage, At: base.Add(time.Minute), Reason: "event"}
+	}
+	for _, step := range []struct {
+		name  string
+		e     service.MissionEvent
+		check *service.MissionCheck
+		want  state
+	}{
+		{name: "back to discover applies at once", e: ev(4, "discover", "tickets:read"),
+			want: state{true, "discover", pass.Scope{"tickets:read"}, false, 4}},
+		{name: "forward to respond only marks Stale", e: ev(5, "respond", "tickets:read", "tickets:write"),
+			want: state{true, "discover", pass.Scope{"tickets:read"}, true, 5}},
+		{name: "the check confirms the wider stage",
+			check: &service.MissionCheck{At: base.Add(2 * time.Minute), Scope: pass.Scope{"tickets:read", "tickets:write"}, State: pass.MissionActive, Version: 5, Stage: "respond"},
+			want:  state{true, "respond", pass.Scope{"tickets:read", "tickets:write"}, false, 5}},
+		{name: "an old stage move changes nothing", e: ev(5, "discover", "tickets:read"),
+			want: state{false, "respond", pass.Scope{"tickets:read", "tickets:write"}, false, 5}},
+		{name: "a stage scope outside the bound stays inside it", e: ev(6, "discover", "tickets:read", "admin"),
+			want: state{true, "respond", pass.Scope{"tickets:read"}, true, 6}},
+	} {
+		var applied bool
+		var err error
+		if step.check != nil {
+			applied, err = s.RecordMissionCheck(ctx, d.AuthorizationID, *step.check)
+		} else {
+			applied, err = s.ApplyEvent(ctx, step.e)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		got, err := s.Delegation(ctx, d.AuthorizationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(step.want, state{applied, got.Stage, got.CurrentScope, got.Stale, got.MissionVersion}); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", step.name, diff)
+		}
+	}
+}
+
 // testApplyEventKeys: a delegation is named by (Authority, id); another
 // Authority naming the id, or an event about another mission, reaches
 // nothing, and an unknown id is ErrNotFound.

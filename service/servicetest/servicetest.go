@@ -129,6 +129,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"CascadeSameIdentifierOtherConfiguration", testCascadeSameIdentifierOtherConfiguration},
 		{"ApplyEvent", testApplyEvent},
 		{"ApplyEventKeys", testApplyEventKeys},
+		{"ApplyStageEvent", testApplyStageEvent},
 		{"ApplyEventCascade", testApplyEventCascade},
 		{"ApplyEventRace", testApplyEventRace},
 		{"StagedDelegation", testStagedDelegation},
