@@ -93,9 +93,10 @@ type SuspendRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-type apiError struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+// apiError is an admin API refusal in the shape of every AgentPass error
+// document ({"error": {"code", "message"}}), so one client parses both.
+func apiError(code, message string) pass.ErrorResponse {
+	return pass.ErrorResponse{Error: pass.ErrorBody{Code: pass.Code(code), Message: message}}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -197,7 +198,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", "invalid JSON body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError("invalid_request", "invalid JSON body: "+err.Error()))
 		return false
 	}
 	return true
@@ -217,11 +218,11 @@ func (p *Console) apiDecide(w http.ResponseWriter, r *http.Request) {
 	case "cancel":
 		d.Outcome = authority.Cancel
 	default:
-		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", `outcome must be "approve", "deny" or "cancel"`})
+		writeJSON(w, http.StatusBadRequest, apiError("invalid_request", `outcome must be "approve", "deny" or "cancel"`))
 		return
 	}
 	if in.Scope != nil && len(in.Scope) == 0 {
-		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", "an empty scope grants nothing: omit it for the proposal, or deny"})
+		writeJSON(w, http.StatusBadRequest, apiError("invalid_request", "an empty scope grants nothing: omit it for the proposal, or deny"))
 		return
 	}
 	by, ok := p.authorize(w, r, in.ID)
@@ -307,18 +308,18 @@ func (p *Console) apiSuspend(resume bool) http.HandlerFunc {
 func (p *Console) apiFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, authority.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, apiError{"not_found", "no such request or authorization"})
+		writeJSON(w, http.StatusNotFound, apiError("not_found", "no such request or authorization"))
 	case errors.Is(err, authority.ErrNotPending):
-		writeJSON(w, http.StatusConflict, apiError{"not_pending", "the request was already decided"})
+		writeJSON(w, http.StatusConflict, apiError("not_pending", "the request was already decided"))
 	case errors.Is(err, authority.ErrExpired):
-		writeJSON(w, http.StatusConflict, apiError{"expired", "the request expired"})
+		writeJSON(w, http.StatusConflict, apiError("expired", "the request expired"))
 	case errors.Is(err, authority.ErrState), errors.Is(err, authority.ErrTerminal):
-		writeJSON(w, http.StatusConflict, apiError{"not_live", "the authorization or mission is not in a state that allows this"})
+		writeJSON(w, http.StatusConflict, apiError("not_live", "the authorization or mission is not in a state that allows this"))
 	case errors.Is(err, authority.ErrScopeNotAvailable), errors.Is(err, authority.ErrInvalidDecision):
-		writeJSON(w, http.StatusBadRequest, apiError{"invalid_decision", err.Error()})
+		writeJSON(w, http.StatusBadRequest, apiError("invalid_decision", err.Error()))
 	default:
 		p.log.Error("admin API", "err", err)
-		writeJSON(w, http.StatusInternalServerError, apiError{"internal", "internal error; see the devnet's log"})
+		writeJSON(w, http.StatusInternalServerError, apiError("internal", "internal error; see the Authority's log"))
 	}
 }
 

@@ -322,13 +322,13 @@ func who(r *http.Request) Identity {
 func (p *Console) admin(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.api == nil {
-			writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "the admin API is disabled"})
+			writeJSON(w, http.StatusNotFound, apiError("not_found", "the admin API is disabled"))
 			return
 		}
 		id, err := p.api.Authenticate(r)
 		if err != nil || id.Subject == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass-console"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: "unauthorized", Message: "missing or wrong credential"})
+			writeJSON(w, http.StatusUnauthorized, apiError("unauthorized", "missing or wrong credential"))
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, session{id, p.api})))

@@ -2,12 +2,14 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/agentpass-go/agentpass/authority/console"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 func (e *env) origin() string { return strings.TrimSuffix(e.base, "/approvals") }
@@ -109,13 +111,21 @@ func TestAdminAPIAuthenticator(t *testing.T) {
 		return resp.StatusCode, b.String()
 	}
 	body := `{"id":"` + req.MissionID + `","outcome":"approve","scope":["notes:read"]}`
+	// Refusals are AgentPass error documents: {"error": {"code", "message"}}.
+	code := func(out string) pass.Code {
+		var doc pass.ErrorResponse
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Error.Message == "" {
+			t.Errorf("refusal %q is not an error document: %v", out, err)
+		}
+		return doc.Error.Code
+	}
 	for _, tok := range []string{"", "wrong-token-0123456789", apiToken[:10]} {
-		if status, _ := call(tok, body); status != http.StatusUnauthorized {
-			t.Errorf("token %q: %d, want 401", tok, status)
+		if status, out := call(tok, body); status != http.StatusUnauthorized || code(out) != "unauthorized" {
+			t.Errorf("token %q: %d %s, want 401 unauthorized", tok, status, out)
 		}
 	}
-	if status, _ := call(apiToken, `{"id":"`+req.MissionID+`","outcome":"approve","by":"someone else"}`); status != http.StatusBadRequest {
-		t.Errorf("a typed by: %d, want 400", status)
+	if status, out := call(apiToken, `{"id":"`+req.MissionID+`","outcome":"approve","by":"someone else"}`); status != http.StatusBadRequest || code(out) != "invalid_request" {
+		t.Errorf("a typed by: %d %s, want 400 invalid_request", status, out)
 	}
 	if status, out := call(apiToken, body); status != http.StatusOK {
 		t.Fatalf("decide = %d %s", status, out)

@@ -160,7 +160,7 @@ func (p *Console) apiDecideStage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.Outcome != "approve" && in.Outcome != "deny" {
-		writeJSON(w, http.StatusBadRequest, apiError{"invalid_request", `outcome must be "approve" or "deny"`})
+		writeJSON(w, http.StatusBadRequest, apiError("invalid_request", `outcome must be "approve" or "deny"`))
 		return
 	}
 	by, ok := p.authorize(w, r, in.ID)
@@ -171,7 +171,7 @@ func (p *Console) apiDecideStage(w http.ResponseWriter, r *http.Request) {
 	var pe *pass.Error
 	switch {
 	case errors.Is(err, authority.ErrState), errors.As(err, &pe):
-		writeJSON(w, http.StatusConflict, apiError{"no_transition", "no stage move of this mission waits for a decision"})
+		writeJSON(w, http.StatusConflict, apiError("no_transition", "no stage move of this mission waits for a decision"))
 		return
 	case err != nil:
 		p.apiFail(w, err)

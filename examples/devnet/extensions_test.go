@@ -54,7 +54,7 @@ func TestDevnetAllExtensions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	applied := make(chan service.MissionEvent, 64)
-	cfg0 := config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", adminToken: "tok-123", now: clock.Now,
+	cfg0 := config{dir: t.TempDir(), dnsAddr: "127.0.0.1:0", adminToken: "tok-1234", now: clock.Now,
 		wrapServiceStore: func(s service.Store) service.Store { return &appliedStore{Store: s, applied: applied} }}
 	d, err := start(ctx, cfg0, io.Discard)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestDevnetAllExtensions(t *testing.T) {
 	api := func(method, u, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok-123")
+		req.Header.Set("Authorization", "Bearer tok-1234")
 		resp, err := d.net.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +145,7 @@ func TestDevnetAllExtensions(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no issuance request")
 	}
-	if status, body := api("POST", admin+"decide", `{"id":"`+missionID+`","outcome":"approve","scope":["todos:read","todos:write"],"max_depth":1,"by":"alex"}`); status != 200 {
+	if status, body := api("POST", admin+"decide", `{"id":"`+missionID+`","outcome":"approve","scope":["todos:read","todos:write"],"max_depth":1}`); status != 200 {
 		t.Fatalf("admin API decide = %d %s", status, body)
 	}
 	a := <-done
@@ -193,7 +193,7 @@ func TestDevnetAllExtensions(t *testing.T) {
 	case err := <-moved:
 		t.Fatalf("RequestStage returned before the decision: %v", err)
 	}
-	if status, body := api("POST", admin+"decide-stage", `{"id":"`+g.MissionID+`","outcome":"approve","by":"alex"}`); status != 200 {
+	if status, body := api("POST", admin+"decide-stage", `{"id":"`+g.MissionID+`","outcome":"approve"}`); status != 200 {
 		t.Fatalf("admin API decide-stage = %d %s", status, body)
 	}
 	if err := <-moved; err != nil {
@@ -248,7 +248,7 @@ func TestDevnetAllExtensions(t *testing.T) {
 			rootID = az.ID
 		}
 	}
-	if status, body := api("POST", admin+"revoke", `{"id":"`+rootID+`","reason":"done","by":"alex"}`); status != 200 {
+	if status, body := api("POST", admin+"revoke", `{"id":"`+rootID+`","reason":"done"}`); status != 200 {
 		t.Fatalf("admin API revoke = %d %s", status, body)
 	}
 	waitEvent("revocation", func(ev service.MissionEvent) bool {
