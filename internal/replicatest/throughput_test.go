@@ -55,21 +55,27 @@ func BenchmarkThroughput(b *testing.B) {
 	bound := func(signs, verifies int) float64 {
 		return float64(runtime.GOMAXPROCS(0)) / (float64(signs)*sign.Seconds() + float64(verifies)*verify.Seconds())
 	}
-	d := deploy(b, opts)
-	key, err := dpop.GenerateKey("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Warm the caches (discovery, JWKS, TLS connections) of both roles.
-	for _, req := range d.redemptions(b, key, d.storePasses(b, 4, key)) {
-		if _, err := d.redeem(b.Context(), -1, req); err != nil {
+	// Each run gets a fresh deployment, warmed (discovery, JWKS, TLS
+	// connections of both roles), so that the passes of earlier runs
+	// neither fill the stores nor load the garbage collector.
+	fresh := func(b *testing.B) (*deployment, *dpop.Key) {
+		d := deploy(b, opts)
+		key, err := dpop.GenerateKey("")
+		if err != nil {
 			b.Fatal(err)
 		}
+		for _, req := range d.redemptions(b, key, d.storePasses(b, 4, key)) {
+			if _, err := d.redeem(b.Context(), -1, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return d, key
 	}
 
 	b.Run("validate", func(b *testing.B) {
 		for _, n := range inflight {
 			b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+				d, key := fresh(b)
 				values := d.storePasses(b, b.N, key)
 				runInflight(b, n, bound(1, 1), func(i int) error { return d.validate(b.Context(), values[i]) })
 			})
@@ -78,6 +84,7 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Run("redeem", func(b *testing.B) {
 		for _, n := range inflight {
 			b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+				d, key := fresh(b)
 				reqs := d.redemptions(b, key, d.storePasses(b, b.N, key))
 				runInflight(b, n, bound(1, 2), func(i int) error {
 					_, err := d.redeem(b.Context(), -1, reqs[i])
