@@ -75,6 +75,9 @@ type deployment struct {
 	services        []*service.Service
 	authLB, svcLB   *build.Balancer
 	harness         *harness.Client
+	// redeemURL is the bearer redemption endpoint, read once: a Harness
+	// keeps the configuration it discovered.
+	redeemURL string
 }
 
 // whoami is what the application route answers: who the middleware
@@ -176,6 +179,7 @@ func deploy(t testing.TB, o options) *deployment {
 	if d.services, err = build.Services(d.net, scfg, svcReplicas...); err != nil {
 		t.Fatal(err)
 	}
+	d.redeemURL = d.services[0].Configuration().Endpoints.RedeemBearerToken
 	handlers = nil
 	for i, svc := range d.services {
 		mux := http.NewServeMux()
@@ -269,7 +273,7 @@ func (d *deployment) redemption(g *harness.Grant) (pass.RedemptionRequest, error
 func (d *deployment) redeem(ctx context.Context, replica int, req pass.RedemptionRequest) (*pass.BearerTokenResponse, error) {
 	var out pass.BearerTokenResponse
 	_, err := httpx.Do(ctx, d.client, httpx.Call{
-		URL: d.services[0].Configuration().Endpoints.RedeemBearerToken, Header: pin(replica), Body: req,
+		URL: d.redeemURL, Header: pin(replica), Body: req,
 	}, &out)
 	if err != nil {
 		return nil, err
