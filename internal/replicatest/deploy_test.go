@@ -50,6 +50,9 @@ type options struct {
 	// postgres puts every replica on its own pool over one shared schema;
 	// otherwise the stores are in memory.
 	postgres bool
+	// alg is the algorithm of the Service's and the Authority's signing
+	// keys ("": ES256, the default of dpop.GenerateKeySet).
+	alg string
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -77,7 +80,7 @@ type deployment struct {
 	harness         *harness.Client
 	// redeemURL is the bearer redemption endpoint, read once: a Harness
 	// keeps the configuration it discovered.
-	redeemURL string
+	redeemURL, validateURL string
 }
 
 // whoami is what the application route answers: who the middleware
@@ -146,6 +149,9 @@ func deploy(t testing.TB, o options) *deployment {
 	if o.authLimits != nil {
 		acfg.RateLimits = *o.authLimits
 	}
+	if o.alg != "" {
+		acfg.Keys = keySet(t, o.alg)
+	}
 	var err error
 	if d.authorities, err = build.Authorities(d.net, acfg, authReplicas...); err != nil {
 		t.Fatal(err)
@@ -155,11 +161,14 @@ func deploy(t testing.TB, o options) *deployment {
 		d.authorityStores = append(d.authorityStores, authReplicas[i].Authority)
 		handlers = append(handlers, a)
 	}
+	d.validateURL = d.authorities[0].Configuration().Endpoints.Validate
 	d.authLB = build.NewBalancer(handlers...)
 	d.net.Serve(idpHost, d.authLB)
 	d.net.PublishEnterprise("corp.test", d.authorities[0].ConfigurationURL())
 
-	if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
+	if o.alg != "" {
+		d.serviceKeys = keySet(t, o.alg)
+	} else if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
 		t.Fatal(err)
 	}
 	scfg := service.Config{
@@ -315,4 +324,18 @@ func errorCode(err error) (int, pass.Code) {
 		return pe.Status, pe.Code
 	}
 	return 0, ""
+}
+
+// keySet is a key set of one new key of alg.
+func keySet(t testing.TB, alg string) *dpop.KeySet {
+	t.Helper()
+	k, err := dpop.GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := dpop.NewKeySet(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
 }
