@@ -2,6 +2,7 @@ package authority_test
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,4 +97,23 @@ func BenchmarkMemoryStoreConsume(b *testing.B) {
 		}
 		done += n
 	}
+}
+
+// BenchmarkMemoryStoreLiveBytes reports the heap a MemoryStore keeps per
+// live (approved, unconsumed) pass (#19 item 4: bytes per live pass).
+func BenchmarkMemoryStoreLiveBytes(b *testing.B) {
+	const n = 20_000
+	var total float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := authority.NewMemoryStore()
+		storePasses(b, s, "https://a.example.com", n) // the values are dropped: not the store's
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		total += float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(total/float64(b.N), "B/pass")
 }

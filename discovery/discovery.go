@@ -331,6 +331,7 @@ type Client struct {
 	jwksCache      *cache[*jwksEntry]
 	refetchMu      sync.Mutex // guards jwksEntry.refetched
 	allowPrivateIP bool
+	fetchKeys      fetchKeys
 }
 
 // New validates cfg and returns a Client.

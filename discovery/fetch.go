@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -151,6 +152,44 @@ func checkFetchURL(rawURL string) (string, error) {
 	return u.String(), nil
 }
 
+// maxFetchKeys bounds the memo of checked URLs; past it the memo starts
+// again empty (a peer cannot grow it: only URLs that passed the checks,
+// which are few per deployment, are kept).
+const maxFetchKeys = 4096
+
+// fetchKeys memoises checkFetchURL: every cached call would otherwise parse
+// and re-serialise the same few URLs.
+type fetchKeys struct {
+	mu sync.Mutex
+	m  map[[2]string]string
+}
+
+// key returns the cache key of kind at rawURL (kind "" for the bare
+// normalised URL), checking rawURL the first time it is seen.
+func (f *fetchKeys) key(kind, rawURL string) (string, error) {
+	mk := [2]string{kind, rawURL}
+	f.mu.Lock()
+	k, ok := f.m[mk]
+	f.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := checkFetchURL(rawURL)
+	if err != nil {
+		return "", err
+	}
+	if kind != "" {
+		k = kind + " " + k
+	}
+	f.mu.Lock()
+	if f.m == nil || len(f.m) >= maxFetchKeys {
+		f.m = make(map[[2]string]string)
+	}
+	f.m[mk] = k
+	f.mu.Unlock()
+	return k, nil
+}
+
 // cachedFetch returns the decoded document at rawURL from the cache, or
 // fetches, decodes and caches it. Concurrent calls share one fetch. A failed
 // fetch is not cached, and an expired document is never served.
@@ -158,11 +197,10 @@ func (c *Client) cachedFetch(ctx context.Context, kind, rawURL string, media []s
 	if err := c.ready(); err != nil {
 		return nil, err
 	}
-	key, err := checkFetchURL(rawURL)
+	key, err := c.fetchKeys.key(kind, rawURL)
 	if err != nil {
 		return nil, err
 	}
-	key = kind + " " + key
 	if v, ok := c.docCache.get(key, c.now()); ok {
 		return v, nil
 	}

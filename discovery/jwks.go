@@ -134,7 +134,7 @@ func (c *Client) jwks(ctx context.Context, jwksURL string, force bool) (*jwksEnt
 	if err := c.ready(); err != nil {
 		return nil, err
 	}
-	key, err := checkFetchURL(jwksURL)
+	key, err := c.fetchKeys.key("", jwksURL)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ const maxConfigLifetime = 24 * time.Hour
 // sign signs claims with k through the module's one signing path, which
 // always sets typ and a jti.
 func (k *Key) sign(typ string, embedJWK bool, claims any) (string, error) {
-	s, err := jwtcheck.Sign(jwtcheck.Signer{Key: k.opaque, Alg: k.alg, KeyID: k.kid}, typ, embedJWK, claims)
+	s, err := jwtcheck.Sign(jwtcheck.Signer{Key: k.opaque, Alg: k.alg, KeyID: k.kid, Raw: k.signer}, typ, embedJWK, claims)
 	if err != nil {
 		return "", fmt.Errorf("dpop: %w", err)
 	}

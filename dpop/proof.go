@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
@@ -363,15 +364,59 @@ func normalizeHTU(raw string) (string, error) {
 // sameHTU reports whether two URLs are equal after normalizeHTU. Invalid
 // URLs are never equal.
 func sameHTU(a, b string) bool {
+	nb, fixed, ok := expectedHTUs.normalized(b)
+	if !ok {
+		return false
+	}
+	if fixed && a == nb {
+		return true // the usual case: the peer sent the normalised form
+	}
 	na, err := normalizeHTU(a)
 	if err != nil {
 		return false
 	}
-	nb, err := normalizeHTU(b)
-	if err != nil {
-		return false
-	}
 	return na == nb
+}
+
+// maxExpectedHTUs bounds the memo of normalised expected URLs; past it the
+// memo starts again empty. Expected URLs are the verifier's own endpoints,
+// a handful per deployment.
+const maxExpectedHTUs = 1024
+
+// htuMemo memoises normalizeHTU for the expected side of sameHTU, which
+// would otherwise parse the same few URLs on every proof. Only URLs whose
+// normal form is its own normal form are kept, so comparing a token's htu
+// with it byte for byte is the same as comparing their normal forms.
+type htuMemo struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+var expectedHTUs htuMemo
+
+// normalized returns normalizeHTU(raw), whether that form is its own
+// normal form (fixed), and false when raw is not a valid htu.
+func (h *htuMemo) normalized(raw string) (n string, fixed, ok bool) {
+	h.mu.Lock()
+	n, ok = h.m[raw]
+	h.mu.Unlock()
+	if ok {
+		return n, true, true
+	}
+	n, err := normalizeHTU(raw)
+	if err != nil {
+		return "", false, false
+	}
+	if again, err := normalizeHTU(n); err != nil || again != n {
+		return n, false, true // not a fixed point: not kept
+	}
+	h.mu.Lock()
+	if h.m == nil || len(h.m) >= maxExpectedHTUs {
+		h.m = make(map[string]string)
+	}
+	h.m[raw] = n
+	h.mu.Unlock()
+	return n, true, true
 }
 
 // newJTI returns 128 random bits, base64url.

@@ -413,3 +413,35 @@ func TestProofPrecheck(t *testing.T) {
 		t.Error("HarnessProof made a proof no default verifier accepts")
 	}
 }
+
+// sameHTU with the memo of expected URLs answers as comparing both normal
+// forms does, whether the expected URL is seen for the first time or not.
+func TestSameHTUMemo(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want bool
+	}{
+		{"https://svc.example/agentpass/redeem", "https://svc.example/agentpass/redeem", true},
+		{"https://SVC.example:443/agentpass/redeem", "https://svc.example/agentpass/redeem", true},
+		{"https://svc.example/agentpass/redeem", "https://SVC.example:443/agentpass/redeem", true},
+		{"https://svc.example/agentpass/redeem?x", "https://svc.example/agentpass/redeem", true},
+		{"https://svc.example/other", "https://svc.example/agentpass/redeem", false},
+		{"http://svc.example/agentpass/redeem", "https://svc.example/agentpass/redeem", false},
+		{"https://svc.example/a%2Fb", "https://svc.example/a%2Fb", true},
+		{"https://svc.example/a%2Fb", "https://svc.example/a/b", true},
+		{"not a url", "https://svc.example/", false},
+		{"https://svc.example/", "not a url", false},
+	}
+	for range 2 { // cold memo, then warm
+		for _, c := range cases {
+			if got := sameHTU(c.a, c.b); got != c.want {
+				t.Errorf("sameHTU(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+			}
+			na, ea := normalizeHTU(c.a)
+			nb, eb := normalizeHTU(c.b)
+			if ref := ea == nil && eb == nil && na == nb; ref != c.want {
+				t.Errorf("normal forms of %q and %q: equal=%v, test expects %v", c.a, c.b, ref, c.want)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,9 +51,21 @@ type MemoryStore struct {
 // same identifier can never reach it.
 type missionKey struct{ authority, configURL, id string }
 
+// memDelegation holds an immutable snapshot of a delegation: writers
+// replace rec (edit) instead of changing it, so the middleware reads it
+// without a copy while a check updates it.
 type memDelegation struct {
-	rec  DelegationRecord
+	rec  *DelegationRecord
 	refs int // credentials and init tokens that name it
+}
+
+// edit replaces d's snapshot by a shallow copy and returns it for
+// changing. Slices are replaced, never written in place. The caller holds
+// the store's write lock.
+func (d *memDelegation) edit() *DelegationRecord {
+	r := *d.rec
+	d.rec = &r
+	return d.rec
 }
 
 // MemoryOption configures a MemoryStore.
@@ -122,7 +135,7 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		r.AuthorizationID = d.AuthorizationID
 		s.inits[r.Hash] = r
 	}
-	s.delegations[d.AuthorizationID] = &memDelegation{rec: *d.clone(), refs: 1}
+	s.delegations[d.AuthorizationID] = &memDelegation{rec: d.clone(), refs: 1}
 	for k, own := range indexKeys(d) {
 		if s.missions[k] == nil {
 			s.missions[k] = make(map[string]bool)
@@ -207,6 +220,29 @@ func (s *MemoryStore) Credential(ctx context.Context, hash string, now time.Time
 	return c.clone(), d.rec.clone(), nil
 }
 
+// credentialSnapshot is Credential for the middleware: it takes the
+// SHA-256 of the token and returns the stored snapshots themselves, which
+// are never changed in place, so the hot path neither encodes a key nor
+// copies records. The caller must not modify them.
+func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var key [64]byte
+	hex.Encode(key[:], sum[:])
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.creds[string(key[:])]
+	if !ok || !c.ExpiresAt.After(now) {
+		return nil, nil, ErrNotFound
+	}
+	d, ok := s.delegations[c.AuthorizationID]
+	if !ok {
+		return nil, nil, ErrNotFound
+	}
+	return c, d.rec, nil
+}
+
 // Delegation implements Store.
 func (s *MemoryStore) Delegation(ctx context.Context, authorizationID string) (*DelegationRecord, error) {
 	if err := ctx.Err(); err != nil {
@@ -235,13 +271,14 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 	if d.rec.Invalidated {
 		return nil
 	}
-	if at.After(d.rec.CheckedAt) {
-		d.rec.CheckedAt = at
+	r := d.edit()
+	if at.After(r.CheckedAt) {
+		r.CheckedAt = at
 	}
-	d.rec.CurrentScope = cloneScope(scope)
-	d.rec.Stale = false
-	if !expiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || expiresAt.Before(d.rec.ExpiresAt)) {
-		d.rec.ExpiresAt = expiresAt
+	r.CurrentScope = cloneScope(scope)
+	r.Stale = false
+	if !expiresAt.IsZero() && (r.ExpiresAt.IsZero() || expiresAt.Before(r.ExpiresAt)) {
+		r.ExpiresAt = expiresAt
 	}
 	return nil
 }
@@ -260,25 +297,26 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 	if d.rec.Invalidated {
 		return false, nil
 	}
-	fresh := c.Version >= d.rec.MissionVersion
-	if c.At.After(d.rec.CheckedAt) {
-		d.rec.CheckedAt = c.At
+	r := d.edit()
+	fresh := c.Version >= r.MissionVersion
+	if c.At.After(r.CheckedAt) {
+		r.CheckedAt = c.At
 	}
-	if !c.ExpiresAt.IsZero() && (d.rec.ExpiresAt.IsZero() || c.ExpiresAt.Before(d.rec.ExpiresAt)) {
-		d.rec.ExpiresAt = c.ExpiresAt
+	if !c.ExpiresAt.IsZero() && (r.ExpiresAt.IsZero() || c.ExpiresAt.Before(r.ExpiresAt)) {
+		r.ExpiresAt = c.ExpiresAt
 	}
 	switch {
 	case fresh:
 		if c.Scope != nil {
-			d.rec.CurrentScope = cloneScope(c.Scope)
+			r.CurrentScope = cloneScope(c.Scope)
 		}
-		d.rec.MissionVersion, d.rec.MissionState = c.Version, c.State
-		d.rec.Stale = false
+		r.MissionVersion, r.MissionState = c.Version, c.State
+		r.Stale = false
 		if c.Stage != "" {
-			d.rec.Stage = c.Stage
+			r.Stage = c.Stage
 		}
 	case c.Scope != nil:
-		d.rec.CurrentScope = d.rec.CurrentScope.Intersect(c.Scope)
+		r.CurrentScope = r.CurrentScope.Intersect(c.Scope)
 	}
 	return fresh, nil
 }
@@ -304,7 +342,8 @@ func (d *memDelegation) invalidate(at time.Time, reason string) bool {
 	if d.rec.Invalidated {
 		return false
 	}
-	d.rec.Invalidated, d.rec.InvalidatedAt, d.rec.InvalidReason = true, at, reason
+	r := d.edit()
+	r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
 	return true
 }
 
@@ -371,10 +410,10 @@ func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, err
 	if !ok || d.rec.Authority != e.Authority {
 		return false, ErrNotFound
 	}
-	r := &d.rec
-	if r.Invalidated || !e.versionOK(r.MissionVersion) || e.MissionID != "" && r.MissionID != "" && e.MissionID != r.MissionID {
+	if d.rec.Invalidated || !e.versionOK(d.rec.MissionVersion) || e.MissionID != "" && d.rec.MissionID != "" && e.MissionID != d.rec.MissionID {
 		return false, nil
 	}
+	r := d.edit() // invalidate below edits again, from r
 	if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
 		r.Stale = true
 	}
@@ -458,7 +497,7 @@ func (s *MemoryStore) release(id string) {
 	d.refs--
 	if d.refs <= 0 {
 		delete(s.delegations, id)
-		for k := range indexKeys(&d.rec) {
+		for k := range indexKeys(d.rec) {
 			delete(s.missions[k], id)
 			if len(s.missions[k]) == 0 {
 				delete(s.missions, k)

@@ -3,9 +3,12 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
 	"github.com/agentpass-go/agentpass/service/servicetest"
@@ -90,4 +93,44 @@ func TestMemoryStoreFullDropsDeadFirst(t *testing.T) {
 	if _, _, err := s.Credential(ctx, "h-live", now); err != nil {
 		t.Errorf("a live credential was dropped: %v", err)
 	}
+}
+
+// BenchmarkMemoryStoreLiveBytes reports the heap a MemoryStore keeps per
+// live delegation with one bearer credential, shaped as a redemption
+// stores them (#19 item 4: bytes per live delegation).
+func BenchmarkMemoryStoreLiveBytes(b *testing.B) {
+	ctx := context.Background()
+	now := time.Now()
+	const n = 20_000
+	var total float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := service.NewMemoryStore()
+		for i := range n {
+			id := fmt.Sprintf("authz_%022d", i)
+			d := &service.DelegationRecord{
+				AuthorizationID: id, Authority: "https://idp.corp.example", TrustMode: pass.TrustEnterprise,
+				ConfigurationURL: "https://idp.corp.example/.well-known/agentpass-authority",
+				User:             "alice@corp.example", Agent: "agent://assistant.example/agents/ops",
+				HarnessID: "https://harness.example", Task: pass.Task{ID: "task-" + id, Description: "Triage the open tickets"},
+				Scope: pass.Scope{"tickets:read", "tickets:write"}, CurrentScope: pass.Scope{"tickets:read", "tickets:write"},
+				CreatedAt: now, CheckedAt: now, ExpiresAt: now.Add(time.Hour),
+			}
+			c := &service.CredentialRecord{Hash: secret.Hash(id), Kind: service.KindBearer, Scope: d.Scope,
+				CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if err := s.Redeem(ctx, d, c, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got, _, _ := s.Len(); got != n {
+			b.Fatalf("%d delegations, want %d", got, n)
+		}
+		total += float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(total/float64(b.N), "B/delegation")
 }

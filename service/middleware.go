@@ -21,6 +21,8 @@ import (
 // the agent acts for, which agent, for which task, with which scope. The
 // middleware puts it in the request context ([DelegationFrom]); the
 // OnDelegation callback receives it before the first credential exists.
+// Its slices may be shared with the store's records: read them, never
+// write into them.
 type Delegation struct {
 	// AuthorizationID is the Authority's handle of the delegation; pass it
 	// to [Service.CloseAuthorization].
@@ -83,7 +85,17 @@ type Delegation struct {
 func (d *Delegation) Allows(scopes ...string) bool { return d.Scope.AllowsAll(scopes...) }
 
 func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
-	d := &Delegation{
+	d := new(Delegation)
+	r.fill(d, c, new(pass.Task))
+	return d
+}
+
+// fill sets d from the delegation and, when c is not nil, the credential
+// of a request; task is where d.Task points when the record has one. The
+// scope is shared with c when the delegation's current scope grants all of
+// it (the usual case), so the allowed path copies no slice.
+func (r *DelegationRecord) fill(d *Delegation, c *CredentialRecord, task *pass.Task) {
+	*d = Delegation{
 		AuthorizationID:        r.AuthorizationID,
 		Authority:              r.Authority,
 		TrustMode:              r.TrustMode,
@@ -95,21 +107,52 @@ func (r *DelegationRecord) delegation(c *CredentialRecord) *Delegation {
 		Chain:                  slices.Clone(r.Chain),
 	}
 	if r.Task != (pass.Task{}) {
-		t := r.Task
-		d.Task = &t
+		*task = r.Task
+		d.Task = task
 	}
 	if r.staged() {
 		d.bound, d.stage, d.stages, d.missionVersion = r.Scope, r.Stage, r.Stages, r.MissionVersion
 	}
 	if c != nil {
 		d.credScope = c.Scope
-		d.Scope = c.Scope.Intersect(r.CurrentScope)
+		d.Scope = narrowed(c.Scope, r.CurrentScope)
 		d.Credential = c.Kind
 		d.ExpiresAt = c.ExpiresAt
 	} else {
 		d.Scope = cloneScope(r.CurrentScope)
 	}
-	return d
+}
+
+// narrowed is cred.Intersect(current) without a copy when the result is
+// cred itself: cred holds neither the wildcard nor a repeated value and
+// current grants every value of it.
+func narrowed(cred, current pass.Scope) pass.Scope {
+	if len(cred) == 0 || len(cred) > 16 || cred.HasWildcard() {
+		return cred.Intersect(current)
+	}
+	for i, v := range cred {
+		if !current.Allows(v) || slices.Contains(cred[:i], v) {
+			return cred.Intersect(current)
+		}
+	}
+	return cred
+}
+
+// requestDelegation is the context the middleware hands to the next
+// handler and the delegation it carries, in one allocation.
+type requestDelegation struct {
+	context.Context
+	d    Delegation
+	task pass.Task
+}
+
+// Value returns the delegation for DelegationFrom and asks the parent
+// context for any other key.
+func (c *requestDelegation) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return &c.d
+	}
+	return c.Context.Value(key)
 }
 
 type ctxKey struct{}
@@ -169,7 +212,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		if span.IsRecording() {
 			r = r.WithContext(ctx)
 		}
-		d, rec, err := s.check(r)
+		rd, rec, err := s.check(r)
 		s.observeCheck(ctx, span, rec, err)
 		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
 			s.cfg.Fallback.ServeHTTP(w, r)
@@ -180,9 +223,10 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if rec.MissionID != "" && s.reports != nil {
-			d.reporter, d.configurationURL = s, rec.ConfigurationURL
+			rd.d.reporter, rd.d.configurationURL = s, rec.ConfigurationURL
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, d)))
+		rd.Context = r.Context()
+		next.ServeHTTP(w, r.WithContext(rd))
 	})
 }
 
@@ -210,13 +254,16 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // the delegation no scope, or a 403 mission_suspended while its mission is
 // suspended) otherwise. It is safe for concurrent use.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
-	d, _, err := s.check(r)
-	return d, err
+	rd, _, err := s.check(r)
+	if err != nil {
+		return nil, err
+	}
+	return &rd.d, nil
 }
 
 // check is Check that also returns the delegation record, when one was
 // found, for the audit of a rejection.
-func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
+func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
 		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
 	}
@@ -226,7 +273,7 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 		return nil, nil, err
 	}
 	now := s.cfg.Now()
-	c, rec, err := s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	c, rec, err := s.credential(ctx, tok, now)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil, errInvalidToken("unknown or expired credential")
@@ -251,13 +298,24 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 	if err != nil {
 		return nil, rec, err
 	}
-	d := fresh.delegation(c)
-	if d.Scope.IsEmpty() {
+	rd := new(requestDelegation)
+	fresh.fill(&rd.d, c, &rd.task)
+	if rd.d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing: no authority is
 		// left, just as an empty scope is refused at redemption.
 		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
-	return d, fresh, nil
+	return rd, fresh, nil
+}
+
+// credential looks the token up: in a MemoryStore by its SHA-256, reading
+// the snapshots in place; in any other Store by its hex hash.
+func (s *Service) credential(ctx context.Context, tok string, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+	if m, ok := s.cfg.Store.(*MemoryStore); ok {
+		sum := secret.Sum(tok)
+		return m.credentialSnapshot(ctx, &sum, now)
+	}
+	return s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
 }
 
 // credentialOf extracts the credential of a request.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -133,11 +134,11 @@ func (t *Token) parseHeader(hb []byte) error {
 		var err error
 		switch name {
 		case "alg":
-			err = json.Unmarshal(raw, &alg)
+			err = jsonString(raw, &alg)
 		case "kid":
-			err = json.Unmarshal(raw, &t.Kid)
+			err = jsonString(raw, &t.Kid)
 		case "typ":
-			err = json.Unmarshal(raw, &t.Typ)
+			err = jsonString(raw, &t.Typ)
 		case "jwk":
 			if !p.EmbeddedJWK {
 				return fail("forbidden header jwk")
@@ -238,6 +239,12 @@ func decodeClaims(payload []byte, c *Claims) error {
 		default:
 			return nil
 		}
+		if sp, ok := v.(*string); ok {
+			if jsonString(raw, sp) != nil {
+				return errMalformed
+			}
+			return nil
+		}
 		if json.Unmarshal(raw, v) != nil {
 			return errMalformed
 		}
@@ -258,6 +265,32 @@ func decodeClaims(payload []byte, c *Claims) error {
 
 var errMalformed = errors.New("malformed")
 
+// jsonString decodes a JSON string. A plain one (no escape, no control
+// character, valid UTF-8: every string our peers send) is taken as it is,
+// without encoding/json's reflection; anything else goes through
+// encoding/json, so both paths accept the same inputs and yield the same
+// value (FuzzJSONString).
+func jsonString(raw []byte, dst *string) error {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && plainString(raw[1:n-1]) {
+		*dst = string(raw[1 : n-1])
+		return nil
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+func plainString(b []byte) bool {
+	ascii := true
+	for _, c := range b {
+		switch {
+		case c < 0x20, c == '"', c == '\\':
+			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return ascii || utf8.Valid(b)
+}
+
 // decodeCnf decodes the confirmation claim with the rules of the claims
 // themselves: exact member names, no duplicates.
 func decodeCnf(raw []byte, dst **Cnf) error {
@@ -271,7 +304,7 @@ func decodeCnf(raw []byte, dst **Cnf) error {
 		case "jwk":
 			cnf.JWK = raw
 		case "jkt":
-			if json.Unmarshal(raw, &cnf.JKT) != nil {
+			if jsonString(raw, &cnf.JKT) != nil {
 				return errMalformed
 			}
 		}

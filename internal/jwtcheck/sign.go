@@ -20,6 +20,9 @@ type Signer struct {
 	Key   jose.OpaqueSigner
 	Alg   jose.SignatureAlgorithm
 	KeyID string
+	// Raw is the key behind Key, when known: ES256 tokens with a kid are
+	// then signed with it directly (the same bytes, less work).
+	Raw crypto.Signer
 }
 
 // Sign serialises claims (which must encode as a JSON object) and signs
@@ -54,6 +57,15 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 			if payload, err = json.Marshal(members); err != nil {
 				return "", fmt.Errorf("jwtcheck: encoding claims: %w", err)
 			}
+		}
+	}
+	if s.Raw != nil && s.Alg == jose.ES256 && !embedJWK && s.KeyID != "" {
+		tok, ok, err := signES256(s.Raw, s.KeyID, typ, payload)
+		if err != nil {
+			return "", fmt.Errorf("jwtcheck: signing: %w", err)
+		}
+		if ok {
+			return tok, nil
 		}
 	}
 	opts := (&jose.SignerOptions{EmbedJWK: embedJWK}).WithType(jose.ContentType(typ))
@@ -113,6 +125,6 @@ func SignKey(k SigningKey, typ string, claims any) (string, error) {
 	if k == nil || (reflect.ValueOf(k).Kind() == reflect.Pointer && reflect.ValueOf(k).IsNil()) || k.Signer() == nil {
 		return "", errors.New("jwtcheck: no signing key")
 	}
-	s := Signer{Key: cryptosigner.Opaque(k.Signer()), Alg: jose.SignatureAlgorithm(k.Algorithm()), KeyID: k.KeyID()}
+	s := Signer{Key: cryptosigner.Opaque(k.Signer()), Alg: jose.SignatureAlgorithm(k.Algorithm()), KeyID: k.KeyID(), Raw: k.Signer()}
 	return Sign(s, typ, false, claims)
 }

@@ -76,7 +76,7 @@ func (d *deployment) validate(ctx context.Context, value string) error {
 	}
 	var vr pass.ValidationResponse
 	_, err = httpx.Do(ctx, d.client, httpx.Call{
-		URL: d.authorities[0].Configuration().Endpoints.Validate, Bearer: tok,
+		URL: d.validateURL, Bearer: tok,
 		Body: pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
 	}, &vr)
 	return err

@@ -50,6 +50,9 @@ type options struct {
 	// postgres puts every replica on its own pool over one shared schema;
 	// otherwise the stores are in memory.
 	postgres bool
+	// alg is the algorithm of the Service's and the Authority's signing
+	// keys ("": ES256, the default of dpop.GenerateKeySet).
+	alg string
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -75,6 +78,9 @@ type deployment struct {
 	services        []*service.Service
 	authLB, svcLB   *build.Balancer
 	harness         *harness.Client
+	// redeemURL is the bearer redemption endpoint, read once: a Harness
+	// keeps the configuration it discovered.
+	redeemURL, validateURL string
 }
 
 // whoami is what the application route answers: who the middleware
@@ -143,6 +149,9 @@ func deploy(t testing.TB, o options) *deployment {
 	if o.authLimits != nil {
 		acfg.RateLimits = *o.authLimits
 	}
+	if o.alg != "" {
+		acfg.Keys = keySet(t, o.alg)
+	}
 	var err error
 	if d.authorities, err = build.Authorities(d.net, acfg, authReplicas...); err != nil {
 		t.Fatal(err)
@@ -152,11 +161,14 @@ func deploy(t testing.TB, o options) *deployment {
 		d.authorityStores = append(d.authorityStores, authReplicas[i].Authority)
 		handlers = append(handlers, a)
 	}
+	d.validateURL = d.authorities[0].Configuration().Endpoints.Validate
 	d.authLB = build.NewBalancer(handlers...)
 	d.net.Serve(idpHost, d.authLB)
 	d.net.PublishEnterprise("corp.test", d.authorities[0].ConfigurationURL())
 
-	if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
+	if o.alg != "" {
+		d.serviceKeys = keySet(t, o.alg)
+	} else if d.serviceKeys, err = dpop.GenerateKeySet(); err != nil {
 		t.Fatal(err)
 	}
 	scfg := service.Config{
@@ -176,6 +188,7 @@ func deploy(t testing.TB, o options) *deployment {
 	if d.services, err = build.Services(d.net, scfg, svcReplicas...); err != nil {
 		t.Fatal(err)
 	}
+	d.redeemURL = d.services[0].Configuration().Endpoints.RedeemBearerToken
 	handlers = nil
 	for i, svc := range d.services {
 		mux := http.NewServeMux()
@@ -269,7 +282,7 @@ func (d *deployment) redemption(g *harness.Grant) (pass.RedemptionRequest, error
 func (d *deployment) redeem(ctx context.Context, replica int, req pass.RedemptionRequest) (*pass.BearerTokenResponse, error) {
 	var out pass.BearerTokenResponse
 	_, err := httpx.Do(ctx, d.client, httpx.Call{
-		URL: d.services[0].Configuration().Endpoints.RedeemBearerToken, Header: pin(replica), Body: req,
+		URL: d.redeemURL, Header: pin(replica), Body: req,
 	}, &out)
 	if err != nil {
 		return nil, err
@@ -311,4 +324,18 @@ func errorCode(err error) (int, pass.Code) {
 		return pe.Status, pe.Code
 	}
 	return 0, ""
+}
+
+// keySet is a key set of one new key of alg.
+func keySet(t testing.TB, alg string) *dpop.KeySet {
+	t.Helper()
+	k, err := dpop.GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := dpop.NewKeySet(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
 }

@@ -48,8 +48,19 @@ func ID(prefix string) string { return New(prefix, IDBytes) }
 
 // Hash returns the lowercase hex SHA-256 of a secret: the form stores keep.
 func Hash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
+	sum := Sum(secret)
 	return hex.EncodeToString(sum[:])
+}
+
+// Sum returns the SHA-256 of a secret. Secrets of up to 512 bytes (every
+// token the middleware accepts) are hashed from a stack buffer, so a
+// lookup on the request path allocates nothing.
+func Sum(secret string) [32]byte {
+	if len(secret) > 512 {
+		return sha256.Sum256([]byte(secret))
+	}
+	var buf [512]byte
+	return sha256.Sum256(append(buf[:0], secret...))
 }
 
 // Equal compares two secrets in constant time (for equal lengths).

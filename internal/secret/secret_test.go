@@ -1,6 +1,8 @@
 package secret
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -28,5 +30,22 @@ func TestHashAndEqual(t *testing.T) {
 	}
 	if !Equal("abc", "abc") || Equal("abc", "abd") || Equal("abc", "ab") {
 		t.Error("Equal")
+	}
+}
+
+func TestSumMatchesHash(t *testing.T) {
+	for _, n := range []int{0, 1, 46, 512, 513, 4096} {
+		s := strings.Repeat("x", n)
+		sum := Sum(s)
+		if got, want := Hash(s), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("len %d: Hash %s, Sum %s", n, got, want)
+		}
+		if want := sha256.Sum256([]byte(s)); sum != want {
+			t.Errorf("len %d: Sum is not SHA-256", n)
+		}
+	}
+	tok := Token("ap_")
+	if n := testing.AllocsPerRun(100, func() { _ = Sum(tok) }); n != 0 {
+		t.Errorf("Sum of a token allocates %v times", n)
 	}
 }

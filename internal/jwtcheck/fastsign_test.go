@@ -1,0 +1,113 @@
+package jwtcheck
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/asn1"
+	"math/big"
+	"strings"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
+)
+
+// signBoth signs payload once through the ES256 fast path and once through
+// go-jose, and returns both tokens ("" for the fast one when it declined).
+func signBoth(t testing.TB, k *ecdsa.PrivateKey, kid, typ string, claims any) (fast, slow string) {
+	t.Helper()
+	s := Signer{Key: cryptosigner.Opaque(k), Alg: jose.ES256, KeyID: kid}
+	slow, err := Sign(s, typ, false, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Raw = k
+	fast, err = Sign(s, typ, false, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fast, slow
+}
+
+// The fast path writes what go-jose writes (ES256, signing-input bytes) and
+// go-jose verifies it with the key (G-ONE-PIPELINE: one token format).
+func TestSignES256MatchesGoJose(t *testing.T) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ kid, typ string }{
+		{"k1", "service-assertion+jwt"},
+		{"Qh2kZ-_x", "secevent+jwt"},
+		{"kid with space/and:colon", "JWT"},
+		{`kid"quote`, "JWT"},  // escaped: go-jose path
+		{"kid<html>&", "JWT"}, // escaped for HTML: go-jose path
+		{"ünïcode", "JWT"},    // not ASCII: go-jose path
+		{strings.Repeat("k", 300), "JWT"},
+	} {
+		claims := map[string]any{"iss": "https://a.example", "aud": "https://b.example", "jti": "j1", "n": 1}
+		fast, slow := signBoth(t, k, c.kid, c.typ, claims)
+		fi, si := fast[:strings.LastIndexByte(fast, '.')], slow[:strings.LastIndexByte(slow, '.')]
+		if fi != si {
+			t.Errorf("kid %q: signing input\nfast %s\nslow %s", c.kid, fi, si)
+		}
+		obj, err := jose.ParseSignedCompact(fast, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatalf("kid %q: go-jose cannot parse the fast token: %v", c.kid, err)
+		}
+		if _, err := obj.Verify(&k.PublicKey); err != nil {
+			t.Errorf("kid %q: go-jose does not verify the fast token: %v", c.kid, err)
+		}
+	}
+}
+
+// derToRaw accepts exactly the DER encodings encoding/asn1 reads as two
+// integers in [0, 2^256), and yields the same numbers.
+func FuzzDERToRaw(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for range 4 {
+		der, _ := ecdsa.SignASN1(rand.Reader, k, make([]byte, 32))
+		f.Add(der)
+	}
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+	f.Add([]byte{0x30, 0x08, 0x02, 0x02, 0x00, 0x01, 0x02, 0x02, 0x00, 0x80})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		var raw [64]byte
+		ok := derToRaw(der, raw[:])
+		var v struct{ R, S *big.Int }
+		rest, err := asn1.Unmarshal(der, &v)
+		want := err == nil && len(rest) == 0 && v.R.Sign() >= 0 && v.S.Sign() >= 0 && v.R.BitLen() <= 256 && v.S.BitLen() <= 256
+		if ok && !want {
+			t.Fatalf("derToRaw accepts %x, encoding/asn1 does not", der)
+		}
+		if !ok {
+			return // refusing more is safe: Sign falls back to go-jose
+		}
+		if new(big.Int).SetBytes(raw[:32]).Cmp(v.R) != 0 || new(big.Int).SetBytes(raw[32:]).Cmp(v.S) != 0 {
+			t.Fatalf("derToRaw(%x) = %x", der, raw)
+		}
+	})
+}
+
+func BenchmarkSignES256(b *testing.B) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	claims := map[string]any{"iss": "https://a.example", "aud": "https://b.example", "iat": 1, "exp": 2}
+	for _, c := range []struct {
+		name string
+		raw  bool
+	}{{"gojose", false}, {"fast", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := Signer{Key: cryptosigner.Opaque(k), Alg: jose.ES256, KeyID: "k1"}
+			if c.raw {
+				s.Raw = k
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Sign(s, "service-assertion+jwt", false, claims); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
