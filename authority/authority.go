@@ -180,7 +180,7 @@ type Config struct {
 	Compiler Compiler
 
 	// CompileTimeout bounds one compilation. If zero,
-	// DefaultCompileTimeout (2 s); at most 30 s.
+	// 2 s; at most 30 s.
 	CompileTimeout time.Duration
 
 	// Effects classifies the Services' scopes by name suffix. A scope's
@@ -328,7 +328,7 @@ type Config struct {
 
 	// TransitionTTL is how long a forward stage move waits for a person
 	// (Authority.DecideStage) before it lapses and the stage stays. If
-	// zero, DefaultTransitionTTL (10 min); at most MaxTransitionTTL.
+	// zero, 10 minutes; at most 24 hours.
 	TransitionTTL time.Duration
 }
 
@@ -491,7 +491,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.reqTTL, err = duration("RequestTTL", cfg.RequestTTL, defaultRequestTTL, maxRequestTTL); err != nil {
 		return nil, err
 	}
-	if a.transitionTTL, err = duration("TransitionTTL", cfg.TransitionTTL, DefaultTransitionTTL, MaxTransitionTTL); err != nil {
+	if a.transitionTTL, err = duration("TransitionTTL", cfg.TransitionTTL, defaultTransitionTTL, maxTransitionTTL); err != nil {
 		return nil, err
 	}
 	if a.authzTTL, err = duration("AuthorizationTTL", cfg.AuthorizationTTL, defaultAuthorizationTTL, maxAuthorizationTTL); err != nil {
@@ -501,7 +501,7 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	a.delegationPolicy = cfg.DelegationPolicy
-	if a.compileTimeout, err = duration("CompileTimeout", cfg.CompileTimeout, DefaultCompileTimeout, 30*time.Second); err != nil {
+	if a.compileTimeout, err = duration("CompileTimeout", cfg.CompileTimeout, defaultCompileTimeout, 30*time.Second); err != nil {
 		return nil, err
 	}
 	if err := cfg.ScopePolicy.check(); err != nil {
@@ -618,7 +618,7 @@ func New(cfg Config) (*Authority, error) {
 	}
 	// Harnesses learn here where to ask for the next stage of a mission.
 	if a.config.Extensions, err = a.config.Extensions.With(pass.ExtStages, pass.Extension{Version: "1.0", Endpoints: map[string]string{
-		"mission_stage": a.base + PathMissionStage,
+		"mission_stage": a.base + pathMissionStage,
 	}}); err != nil {
 		return nil, fmt.Errorf("authority: stages extension: %w", err)
 	}
@@ -759,9 +759,9 @@ func (a *Authority) routes(p string) *http.ServeMux {
 	route(http.MethodPost, pathMission, a.serveMission)
 	route(http.MethodPost, pathMissionComplete, a.serveMissionComplete)
 	route(http.MethodPost, pathMissionReport, a.serveMissionReport)
-	route(http.MethodPost, PathMissionStage, a.serveMissionStage)
+	route(http.MethodPost, pathMissionStage, a.serveMissionStage)
 	route(http.MethodPost, pathDelegate, a.serveDelegate)
-	route(http.MethodPost, PathEventsPoll, a.servePoll)
+	route(http.MethodPost, pathEventsPoll, a.servePoll)
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, nil, pass.Fail(pass.CodeNotFound, "no such endpoint"))
 	})

@@ -182,7 +182,7 @@ func TestEventsAdvertised(t *testing.T) {
 	if !ok {
 		t.Fatal("no events extension")
 	}
-	want := pass.AuthorityEvents{DeliveryMethods: []string{pass.DeliveryPush, pass.DeliveryPoll}, Poll: authID + authority.PathEventsPoll, EventTypes: secevent.Types()}
+	want := pass.AuthorityEvents{DeliveryMethods: []string{pass.DeliveryPush, pass.DeliveryPoll}, Poll: authID + "/events/poll", EventTypes: secevent.Types()}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events extension (-want +got):\n%s", diff)
 	}
@@ -370,7 +370,7 @@ func TestEventsRefusedByReceiver(t *testing.T) {
 // poll posts an RFC 8936 poll as svc.
 func (e *env) pollEvents(svc *deploy.TestService, req pass.PollRequest) pass.PollResponse {
 	e.t.Helper()
-	status, body, err := svc.Post(e.net.Client(), e.base+authority.PathEventsPoll, authID, req)
+	status, body, err := svc.Post(e.net.Client(), e.base+"/events/poll", authID, req)
 	if err != nil || status != http.StatusOK {
 		e.t.Fatalf("poll: %d %s %v", status, body, err)
 	}
@@ -429,7 +429,7 @@ func TestEventsPoll(t *testing.T) {
 	go func() {
 		// Not e.pollEvents: a goroutine may not end the test.
 		var out pass.PollResponse
-		status, body, err := e.svc.Post(e.net.Client(), e.base+authority.PathEventsPoll, authID, pass.PollRequest{})
+		status, body, err := e.svc.Post(e.net.Client(), e.base+"/events/poll", authID, pass.PollRequest{})
 		if err != nil || status != http.StatusOK || json.Unmarshal(body, &out) != nil {
 			t.Errorf("long poll: %d %s %v", status, body, err)
 		}

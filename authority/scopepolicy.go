@@ -10,8 +10,8 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// DefaultCompileTimeout bounds one compilation at issuance.
-const DefaultCompileTimeout = 2 * time.Second
+// defaultCompileTimeout bounds one compilation at issuance.
+const defaultCompileTimeout = 2 * time.Second
 
 // WildcardPolicy says what a request for "*" gets.
 type WildcardPolicy string

@@ -18,17 +18,17 @@ import (
 // enforced. Moving forward is one step at a time and passes the target's
 // gate; moving back only narrows and happens at once.
 
-// PathMissionStage is the path of the stage endpoint, relative to the path
+// pathMissionStage is the path of the stage endpoint, relative to the path
 // of Config.BaseURL.
-const PathMissionStage = "/missions/stage"
+const pathMissionStage = "/missions/stage"
 
 // Limits of stage transitions.
 const (
-	// DefaultTransitionTTL is how long a forward move waits for a person
+	// defaultTransitionTTL is how long a forward move waits for a person
 	// when Config.TransitionTTL is zero.
-	DefaultTransitionTTL = 10 * time.Minute
-	// MaxTransitionTTL bounds Config.TransitionTTL.
-	MaxTransitionTTL = 24 * time.Hour
+	defaultTransitionTTL = 10 * time.Minute
+	// maxTransitionTTL bounds Config.TransitionTTL.
+	maxTransitionTTL = 24 * time.Hour
 )
 
 // collapsedStage names the single stage of a collapsed plan, as the
@@ -365,7 +365,7 @@ func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	attrs := []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("to", in.To)}
-	m, signer, err := a.holderProof(ctx, r, a.base+PathMissionStage, in.MissionID)
+	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionStage, in.MissionID)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return

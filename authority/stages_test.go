@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/pass"
@@ -45,8 +46,8 @@ var (
 
 func (e *env) stage(h *harness, id, to string, version int64) (response, *pass.MissionStageResponse) {
 	e.t.Helper()
-	r := e.postProof(authority.PathMissionStage, pass.MissionStageRequest{MissionID: id, To: to, ExpectedVersion: version, Reason: "next step"},
-		e.missionProof(h.key, h.req.Harness.ID, authority.PathMissionStage, id, 0))
+	r := e.postProof("/missions/stage", pass.MissionStageRequest{MissionID: id, To: to, ExpectedVersion: version, Reason: "next step"},
+		e.missionProof(h.key, h.req.Harness.ID, "/missions/stage", id, 0))
 	if r.status != http.StatusOK && r.status != http.StatusAccepted {
 		return r, nil
 	}
@@ -68,7 +69,7 @@ func TestStagesExtensionAdvertised(t *testing.T) {
 	if err := pass.Decode(r.body, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Extensions.Endpoint(pass.ExtStages, "mission_stage"); got != e.base+authority.PathMissionStage {
+	if got := cfg.Extensions.Endpoint(pass.ExtStages, "mission_stage"); got != e.base+"/missions/stage" {
 		t.Errorf("mission_stage endpoint %q", got)
 	}
 }
@@ -162,8 +163,8 @@ func TestStageMoves(t *testing.T) {
 	wantError(t, r, http.StatusConflict, pass.CodeStageNotNext)
 	r, _ = e.stage(h, id, "deploy", v)
 	wantError(t, r, http.StatusUnprocessableEntity, pass.CodeStageUnknown)
-	r = e.postProof(authority.PathMissionStage, pass.MissionStageRequest{MissionID: id, To: "respond"},
-		e.missionProof(e.newHarness().key, harnessID, authority.PathMissionStage, id, 0))
+	r = e.postProof("/missions/stage", pass.MissionStageRequest{MissionID: id, To: "respond"},
+		e.missionProof(e.newHarness().key, harnessID, "/missions/stage", id, 0))
 	wantError(t, r, http.StatusNotFound, pass.CodeMissionUnknown)
 
 	// Human gate: 202 with the pending move, the check unchanged; a
@@ -209,7 +210,7 @@ func TestStageMoves(t *testing.T) {
 	if r, _ := e.stage(h, id, "respond", 0); r.status != http.StatusAccepted {
 		t.Fatalf("pend: %d %s", r.status, r.body)
 	}
-	e.clock.Advance(authority.DefaultTransitionTTL)
+	e.clock.Advance((10 * time.Minute))
 	if _, m := e.readAsHarness(h, id); m.AuthorityModel.PendingTransition != nil {
 		t.Errorf("a lapsed move still shows: %+v", m.AuthorityModel.PendingTransition)
 	}

@@ -24,8 +24,8 @@ import (
 	"github.com/agentpass-go/agentpass/pass"
 )
 
-// PathEventsPoll is the RFC 8936 poll endpoint, relative to BaseURL.
-const PathEventsPoll = "/events/poll"
+// pathEventsPoll is the RFC 8936 poll endpoint, relative to BaseURL.
+const pathEventsPoll = "/events/poll"
 
 // ErrNoEventStore: the Store does not implement EventStore, so there is
 // no outbox to transmit from.
@@ -437,7 +437,7 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) eventsExtension() (pass.Extension, error) {
 	return pass.AuthorityEvents{
 		DeliveryMethods: []string{pass.DeliveryPush, pass.DeliveryPoll},
-		Poll:            a.base + PathEventsPoll,
+		Poll:            a.base + pathEventsPoll,
 		EventTypes:      secevent.Types(),
 	}.Extension()
 }
