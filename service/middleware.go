@@ -124,18 +124,33 @@ func (r *DelegationRecord) fill(d *Delegation, c *CredentialRecord, task *pass.T
 }
 
 // narrowed is cred.Intersect(current) without a copy when the result is
-// cred itself: cred holds neither the wildcard nor a repeated value and
-// current grants every value of it.
+// one of the two itself: cred when current grants every value of it (the
+// usual case), or current when cred grants every value of current (a
+// delegation staged in place, whose credential holds the bound and whose
+// current scope is one stage's). Either side must hold neither the
+// wildcard nor a repeated value to be shared.
 func narrowed(cred, current pass.Scope) pass.Scope {
-	if len(cred) == 0 || len(cred) > 16 || cred.HasWildcard() {
-		return cred.Intersect(current)
+	if within(cred, current) {
+		return cred
 	}
-	for i, v := range cred {
-		if !current.Allows(v) || slices.Contains(cred[:i], v) {
-			return cred.Intersect(current)
+	if within(current, cred) {
+		return current
+	}
+	return cred.Intersect(current)
+}
+
+// within reports whether s, a short list without the wildcard or a
+// repeated value, is granted entirely by by.
+func within(s, by pass.Scope) bool {
+	if len(s) == 0 || len(s) > 16 || s.HasWildcard() {
+		return false
+	}
+	for i, v := range s {
+		if !by.Allows(v) || slices.Contains(s[:i], v) {
+			return false
 		}
 	}
-	return cred
+	return true
 }
 
 // requestDelegation is the context the middleware hands to the next
