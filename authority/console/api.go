@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -99,13 +100,9 @@ func apiError(code, message string) pass.ErrorResponse {
 	return pass.ErrorResponse{Error: pass.ErrorBody{Code: pass.Code(code), Message: message}}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+// writeJSON answers v as the protocol endpoints do (one writer, with
+// nosniff).
+func writeJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
 
 func (p *Console) apiRequest(r *authority.Request) APIRequest {
 	now := p.now()

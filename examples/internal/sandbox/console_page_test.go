@@ -223,11 +223,11 @@ func TestAdminAPI(t *testing.T) {
 
 	req, done := e.pending("Add 'Pay rent' to my list")
 	status, body := e.api("GET", base+"pending", adminToken, "")
-	if status != 200 || !strings.Contains(body, req.MissionID) || !strings.Contains(body, `"harness_id": "test-agent"`) {
+	if status != 200 || !strings.Contains(body, req.MissionID) || !strings.Contains(body, `"harness_id":"test-agent"`) {
 		t.Fatalf("GET pending = %d %s", status, body)
 	}
 	status, body = e.api("POST", base+"decide", adminToken, `{"id":"`+req.MissionID+`","outcome":"approve","scope":["todos:write"]}`)
-	if status != 200 || !strings.Contains(body, `"status": "approved"`) {
+	if status != 200 || !strings.Contains(body, `"status":"approved"`) {
 		t.Fatalf("POST decide = %d %s", status, body)
 	}
 	a := e.wait(done)
@@ -253,7 +253,7 @@ func TestAdminAPI(t *testing.T) {
 	// Suspend by authorization id, resume by mission id: the Service
 	// refuses the token while suspended and accepts it again after.
 	status, body = e.api("POST", base+"suspend", adminToken, `{"id":"`+auths[0].ID+`","reason":"look"}`)
-	if status != 200 || !strings.Contains(body, `"state": "suspended"`) || !strings.Contains(body, req.MissionID) {
+	if status != 200 || !strings.Contains(body, `"state":"suspended"`) || !strings.Contains(body, req.MissionID) {
 		t.Fatalf("POST suspend = %d %s", status, body)
 	}
 	if status, _ = e.api("POST", base+"suspend", adminToken, `{"id":"`+req.MissionID+`"}`); status != http.StatusConflict {
@@ -264,7 +264,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("API call while suspended: %v, want a refusal", err)
 	}
 	status, body = e.api("POST", base+"resume", adminToken, `{"id":"`+req.MissionID+`"}`)
-	if status != 200 || !strings.Contains(body, `"state": "active"`) {
+	if status != 200 || !strings.Contains(body, `"state":"active"`) {
 		t.Fatalf("POST resume = %d %s", status, body)
 	}
 	if status, _ = e.api("POST", base+"resume", adminToken, `{"id":"`+req.MissionID+`"}`); status != http.StatusConflict {

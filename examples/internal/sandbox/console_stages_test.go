@@ -119,7 +119,7 @@ func TestStageMovesAdminAPI(t *testing.T) {
 		t.Errorf("decide-stage without the token: %d", status)
 	}
 	status, body := e.api("POST", e.page()+"api/decide-stage", adminToken, `{"id":"`+id+`","outcome":"approve"}`)
-	if status != 200 || !strings.Contains(body, `"stage": "add"`) {
+	if status != 200 || !strings.Contains(body, `"stage":"add"`) {
 		t.Fatalf("POST decide-stage = %d %s", status, body)
 	}
 	if err := <-moved; err != nil {
