@@ -42,7 +42,7 @@ const delegatedBy = "delegation:"
 func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 	const event = "delegate"
 	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowService(w, r, event) {
+	if !a.allowHarness(w, r, event) {
 		return
 	}
 	var in pass.DelegationRequest
@@ -52,7 +52,15 @@ func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	attrs := []slog.Attr{slog.String("parent", in.Parent.MissionID), slog.String("harness", in.Harness.ID), slog.String("task", in.Task.ID)}
-	child, reqID, value, err := a.delegate(ctx, r, &in)
+	parent, signer, err := a.holderProof(ctx, r, a.base+pathDelegate, in.Parent.MissionID)
+	if err != nil {
+		a.reject(w, event, err, attrs...)
+		return
+	}
+	if !a.allowMission(w, r, event, parent.MissionID) {
+		return
+	}
+	child, reqID, value, err := a.delegate(ctx, &in, parent, signer)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return
@@ -78,14 +86,11 @@ func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, st)
 }
 
-// delegate checks a delegate request against its parent and stores the
+// delegate checks a delegate request against its parent (whose holder
+// proof, signed by signer's key, the caller verified) and stores the
 // child. It returns the child, its request id and its pass value.
-func (a *Authority) delegate(ctx context.Context, r *http.Request, in *pass.DelegationRequest) (*Request, string, string, error) {
+func (a *Authority) delegate(ctx context.Context, in *pass.DelegationRequest, parent, signer *Request) (*Request, string, string, error) {
 	endpoint := a.base + pathDelegate
-	parent, signer, err := a.holderProof(ctx, r, endpoint, in.Parent.MissionID)
-	if err != nil {
-		return nil, "", "", err
-	}
 	// Only the parent's own key delegates: an ancestor that wants a child
 	// delegates from its own mission.
 	if signer.MissionID != parent.MissionID {

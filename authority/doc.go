@@ -198,9 +198,11 @@
 // status polling per client, network and overall. A refused request gets
 // 429 rate_limited with Retry-After and changes nothing. Clients are told
 // apart by remote IP address: behind a reverse proxy, set RateLimits.Key.
-// Validation, authorization checks and closes, and the mission endpoints,
-// are limited per client, network and overall before their assertion or
-// proof is parsed, with defaults sized for replicated Services.
+// Validation, authorization checks and closes, and a Service's mission
+// read and report, are limited per client, network and overall before
+// their assertion is parsed, with defaults sized for replicated Services;
+// a Harness's mission calls (read, complete, stage, delegate) have
+// Harness-sized limits per client, network, overall and mission.
 //
 // State lives in a [Store]: every transition is one conditional operation,
 // so replicas sharing a store (for example PostgreSQL) stay correct. The

@@ -94,9 +94,15 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if in.MissionID != "" {
+		if !a.allowHarness(w, r, event) {
+			return
+		}
 		m, signer, err := a.holderProof(ctx, r, a.base+pathMission, in.MissionID)
 		if err != nil {
 			a.reject(w, event, err, slog.String("mission_id", in.MissionID))
+			return
+		}
+		if !a.allowMission(w, r, event, m.MissionID) {
 			return
 		}
 		v, err := a.harnessView(ctx, m)
@@ -138,7 +144,7 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request) {
 	const event = "mission complete"
 	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowService(w, r, event) {
+	if !a.allowHarness(w, r, event) {
 		return
 	}
 	var in pass.MissionCompleteRequest
@@ -151,6 +157,9 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionComplete, in.MissionID)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
+		return
+	}
+	if !a.allowMission(w, r, event, m.MissionID) {
 		return
 	}
 	attrs = append(attrs, slog.String("harness", signer.HarnessID), slog.String("by_mission", signer.MissionID))

@@ -440,7 +440,9 @@ func TestMissionReportRevokes(t *testing.T) {
 // mission: never a panic or a 5xx, every refusal a structured error, and
 // garbage never changes the real mission.
 func FuzzMissionHandlers(f *testing.F) {
-	e := newEnv(f, approveAll, func(c *authority.Config) { c.RateLimits.Services = deploy.Unlimited() })
+	e := newEnv(f, approveAll, func(c *authority.Config) {
+		c.RateLimits.Services, c.RateLimits.Missions = deploy.Unlimited(), deploy.Unlimited()
+	})
 	h := e.newHarness()
 	mid, azID := e.redeemed(h, e.svc)
 	before, err := e.auth.Mission(ctx, mid)

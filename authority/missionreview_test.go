@@ -23,7 +23,7 @@ func TestObservationPolicyWhenHistoryFull(t *testing.T) {
 	var calls atomic.Int32
 	var maxEvents atomic.Int32
 	e := newEnv(t, approveAll, func(c *authority.Config) {
-		c.RateLimits.Services = deploy.Unlimited()
+		c.RateLimits.Services, c.RateLimits.Missions = deploy.Unlimited(), deploy.Unlimited()
 		c.OnObservation = func(_ context.Context, m *pass.MissionRecord, o pass.Observation) authority.ObservationAction {
 			calls.Add(1)
 			if n := int32(len(m.History.Events)); n > maxEvents.Load() {
@@ -91,7 +91,9 @@ func TestHarnessViewHidesOperatorNames(t *testing.T) {
 // and stage names must be scope tokens, and the view drops its oldest
 // history entries until it fits.
 func TestHarnessViewFitsBodyBound(t *testing.T) {
-	e := newEnv(t, approveAll, func(c *authority.Config) { c.RateLimits.Services = deploy.Unlimited() })
+	e := newEnv(t, approveAll, func(c *authority.Config) {
+		c.RateLimits.Services, c.RateLimits.Missions = deploy.Unlimited(), deploy.Unlimited()
+	})
 	h := e.newHarness()
 	mid, azID := e.redeemed(h, e.svc)
 	at := e.clock.Now()

@@ -72,9 +72,9 @@ type RateLimits struct {
 	Status RateLimit
 
 	// Services limits the endpoints Services call with an assertion
-	// (validate, authorization check and close, mission read and report)
-	// and the Harness's mission calls, charged per client, per network and
-	// overall before the assertion or proof is parsed: an unsigned token
+	// (validate, authorization check and close, mission read and report),
+	// charged per client, per network and overall before the assertion or
+	// proof is parsed: an unsigned token
 	// naming a fresh issuer would otherwise cost a DNS query and a fetch
 	// each. Replicated Services rightly call these at thousands a second
 	// from a few addresses, so the defaults are generous: if zero, per
@@ -82,6 +82,19 @@ type RateLimits struct {
 	// (8,000), overall 20,000 (40,000). Behind a proxy set Key, or every
 	// Service shares one client budget.
 	Services RateLimit
+
+	// Missions limits the Harness's mission calls (mission read by
+	// mission id, complete, stage, delegate): one Harness needs a few a
+	// second, and each stage move can queue events for every Service, so
+	// these are not given the Services budget. Client, Network and Overall
+	// are charged before any proof is parsed (for a mission read, once the
+	// body shows the Harness is calling); the Client rate is also charged
+	// to the mission, once its holder proof is verified, so a Harness
+	// spreading calls over many addresses gains nothing and no one else
+	// can spend a mission's budget. If zero, per client and per mission 20
+	// a second with bursts of 200, per network 40 (400), overall 1,000
+	// (5,000).
+	Missions RateLimit
 
 	// Key returns the address a request counts against. If nil, the IP
 	// address of r.RemoteAddr. An IP address is charged by its /64 (IPv6)
@@ -116,6 +129,11 @@ var (
 		Network: Rate{PerSecond: 100, Burst: 500},
 		Overall: Rate{PerSecond: 1000, Burst: 5000},
 	}
+	defaultMissionsLimit = RateLimit{
+		Client:  Rate{PerSecond: 20, Burst: 200},
+		Network: Rate{PerSecond: 40, Burst: 400},
+		Overall: Rate{PerSecond: 1000, Burst: 5000},
+	}
 	defaultServicesLimit = RateLimit{
 		Client:  Rate{PerSecond: 2000, Burst: 4000},
 		Network: Rate{PerSecond: 4000, Burst: 8000},
@@ -139,8 +157,10 @@ func issuanceDefaults(reqTTL time.Duration) RateLimit {
 
 // limiters are the rate limiters of an Authority.
 type limiters struct {
-	issuance, status, services *ratelimit.Limiter
-	key                        func(*http.Request) string
+	issuance, status, services, missions *ratelimit.Limiter
+	// mission charges Missions.Client to a mission id.
+	mission *ratelimit.Limiter
+	key     func(*http.Request) string
 }
 
 func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (limiters, error) {
@@ -163,6 +183,8 @@ func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (lim
 		{"Issuance", rl.Issuance, issuanceDefaults(reqTTL), &l.issuance},
 		{"Status", rl.Status, defaultStatusLimit, &l.status},
 		{"Services", rl.Services, defaultServicesLimit, &l.services},
+		{"Missions", rl.Missions, defaultMissionsLimit, &l.missions},
+		{"Missions", RateLimit{Client: rl.Missions.Client}, RateLimit{Client: defaultMissionsLimit.Client}, &l.mission},
 	} {
 		lim, err := ratelimit.New(f.v, f.d, maxKeys, now)
 		if err != nil {
@@ -173,13 +195,32 @@ func newLimiters(rl RateLimits, reqTTL time.Duration, now func() time.Time) (lim
 	return l, nil
 }
 
-// allowService charges a call of a Service-facing or mission endpoint to
+// allowService charges a call of a Service-facing endpoint to
 // RateLimits.Services, answering 429 when it is over; callers ask before
 // reading the body or parsing any credential.
 func (a *Authority) allowService(w http.ResponseWriter, r *http.Request, endpoint string) bool {
 	ok, wait := a.limits.services.AllowClient(a.limits.key(r))
 	return a.allow(w, r, endpoint, ok, wait)
 }
+
+// allowHarness charges a Harness's mission call to RateLimits.Missions by
+// client, answering 429 when it is over; callers ask before parsing any
+// proof.
+func (a *Authority) allowHarness(w http.ResponseWriter, r *http.Request, endpoint string) bool {
+	ok, wait := a.limits.missions.AllowClient(a.limits.key(r))
+	return a.allow(w, r, endpoint, ok, wait)
+}
+
+// allowMission charges an authenticated call about missionID to the
+// mission's own budget. Only after the holder proof: charged earlier,
+// anyone who learnt a mission id could spend its Harness's budget.
+func (a *Authority) allowMission(w http.ResponseWriter, r *http.Request, endpoint, missionID string) bool {
+	ok, wait := a.limits.mission.AllowClient(missionKeyPrefix + missionID)
+	return a.allow(w, r, endpoint, ok, wait)
+}
+
+// missionKeyPrefix keeps a mission id from ever reading as an IP address.
+const missionKeyPrefix = "mission:"
 
 // allow reports whether a request may proceed after ok, wait from a
 // Limiter, answering 429 when it may not.

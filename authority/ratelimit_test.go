@@ -339,3 +339,42 @@ func TestStoreFullIsNotRateLimited(t *testing.T) {
 		t.Errorf("internal cause on the wire: %s", r.body)
 	}
 }
+
+// Review O3: the Harness's mission calls (read with a mission id,
+// complete, stage, delegate) are charged to RateLimits.Missions, sized for
+// Harnesses: a flood from one client gets 429 (before any proof is parsed
+// for the Harness-only endpoints) while another client's call passes; and
+// a mission's budget is spent by its authenticated calls from any client.
+func TestReviewHarnessMissionCallsLimited(t *testing.T) {
+	t.Parallel()
+	const burst = 3
+	e := newEnv(t, approveAll, limits(authority.RateLimits{Missions: authority.RateLimit{
+		Client: authority.Rate{PerSecond: 1, Burst: burst}, Network: disabled, Overall: disabled}}))
+	h1, h2 := e.newHarness(), e.newHarness()
+	_, st1 := e.approvedPass(h1)
+	_, st2 := e.approvedPass(h2)
+	read := func(h *harness, id, who string) response {
+		hdr := client(who)
+		hdr.Set(pass.ProofHeader, e.missionProof(h.key, h.req.Harness.ID, "/missions/read", id, 0))
+		return e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{MissionID: id}, hdr)
+	}
+	for i := range burst {
+		if r := read(h1, st1.Mission.ID, "flooder"); r.status != http.StatusOK {
+			t.Fatalf("read %d: %d %s", i, r.status, r.body)
+		}
+	}
+	wantLimited(t, read(h1, st1.Mission.ID, "flooder"), "1")
+	for _, p := range []string{"/missions/complete", "/missions/stage", "/missions/delegate"} {
+		wantLimited(t, e.do(http.MethodPost, e.base+p, map[string]string{}, client("flooder")), "1")
+	}
+	// Another client, another mission: unaffected.
+	if r := read(h2, st2.Mission.ID, "honest"); r.status != http.StatusOK {
+		t.Errorf("another client's read: %d %s", r.status, r.body)
+	}
+	// The first mission's own budget is spent, whichever client calls.
+	wantLimited(t, read(h1, st1.Mission.ID, "elsewhere"), "1")
+	// A Service's mission read is not charged to the Harness limits.
+	if r := e.do(http.MethodPost, e.base+"/missions/read", pass.MissionReadRequest{AuthorizationID: "authz_x"}, client("flooder")); r.status == http.StatusTooManyRequests {
+		t.Errorf("a Service's read was charged to the Harness limits: %d %s", r.status, r.body)
+	}
+}

@@ -355,7 +355,7 @@ func (a *Authority) effectOf(req *Request, scope string) Effect {
 func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 	const event = "mission stage"
 	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowService(w, r, event) {
+	if !a.allowHarness(w, r, event) {
 		return
 	}
 	var in pass.MissionStageRequest
@@ -368,6 +368,9 @@ func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionStage, in.MissionID)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
+		return
+	}
+	if !a.allowMission(w, r, event, m.MissionID) {
 		return
 	}
 	by := "harness:" + signer.HarnessID

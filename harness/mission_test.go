@@ -80,9 +80,9 @@ func TestMissionCompleteEndsTokens(t *testing.T) {
 // error, closes the handle at once, and is retried by Run until it lands.
 func TestMissionCompleteRetriedByRun(t *testing.T) {
 	e := e2e.New(t, e2e.Options{Authority: func(c *authority.Config) {
-		// One Service-facing call in the bucket: the validation takes it.
+		// One Harness mission call in the bucket: the Refresh takes it.
 		off := authority.Rate{PerSecond: -1}
-		c.RateLimits.Services = authority.RateLimit{Client: authority.Rate{PerSecond: 1, Burst: 1}, Network: off, Overall: off}
+		c.RateLimits.Missions = authority.RateLimit{Client: authority.Rate{PerSecond: 1, Burst: 1}, Network: off, Overall: off}
 	}})
 	retried := make(chan slog.Record, 4)
 	c := newClient(t, e, func(cfg *harness.Config) {
@@ -103,6 +103,9 @@ func TestMissionCompleteRetriedByRun(t *testing.T) {
 	}
 	m, err := c.Mission(g)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var pe *pass.PeerError

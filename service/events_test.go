@@ -227,6 +227,37 @@ func TestEventReplay(t *testing.T) {
 	}
 }
 
+// Review O4: a pushed SET whose iat is the full skew ahead is accepted
+// until iat + PushMaxAge + Skew; its jti is remembered at least as long, so
+// a replay one second before the age check refuses it is a duplicate, and
+// at that instant the age check takes over.
+func TestReviewPushedSETReplayWindow(t *testing.T) {
+	e := pushEnv(t, nil)
+	_, id := e.missionToken(t, mission("msn_w", pass.MissionActive, 5), "tickets:read")
+	s := e.idp.set(id, secevent.MissionSuspended, msn("msn_w", pass.MissionSuspended, 6))
+	s.IssuedAt = e.clock.Now().Add(secevent.Skew)
+	raw := e.idp.signSET(t, s, nil)
+	e.wantPush(t, "first", raw, http.StatusAccepted, "")
+	last := func() any {
+		r := e.logs.records("agentpass event")
+		if len(r) == 0 {
+			t.Fatal("no event record")
+		}
+		return r[len(r)-1]["outcome"]
+	}
+	if o := last(); o != "applied" {
+		t.Fatalf("first push: outcome %v, want applied", o)
+	}
+	end := s.IssuedAt.Add(secevent.PushMaxAge + secevent.Skew)
+	e.clock.Advance(end.Add(-time.Second).Sub(e.clock.Now()))
+	e.wantPush(t, "replay just inside the window", raw, http.StatusAccepted, "")
+	if o := last(); o != "duplicate" {
+		t.Errorf("replay 1 s before the window ends: outcome %v, want duplicate", o)
+	}
+	e.clock.Advance(time.Second)
+	e.wantPush(t, "replay at the window's end", raw, http.StatusBadRequest, "invalid_request")
+}
+
 // E5: v7 after v5 narrows at once and makes the next request run exactly
 // one check; E4: an older event after it changes nothing.
 func TestEventGap(t *testing.T) {

@@ -314,9 +314,9 @@ const (
 	harnessReplayEntries = 1_000 * int(replayLifetime/time.Second)
 	dpopReplayEntries    = 10_000 * int(replayLifetime/time.Second)
 	assertReplayEntries  = 1_000 * int(replayLifetime/time.Second)
-	// SETs are remembered for secevent.ReplayLifetime (30 minutes, they
-	// carry no exp): 100 events a second.
-	eventReplayEntries = 100 * 30 * 60
+	// SETs are remembered for secevent.ReplayLifetime (they carry no
+	// exp): 100 events a second.
+	eventReplayEntries = 100 * int(secevent.ReplayLifetime/time.Second)
 )
 
 // replayCaches are the replay caches of the three kinds of jti the Service

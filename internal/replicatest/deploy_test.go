@@ -144,7 +144,7 @@ func deploy(t testing.TB, o options) *deployment {
 		HTTPClient: d.client,
 		Now:        d.clock.Now,
 		PollAfter:  100 * time.Millisecond,
-		RateLimits: authority.RateLimits{Issuance: build.Unlimited(), Status: build.Unlimited(), Services: build.Unlimited()},
+		RateLimits: authority.RateLimits{Issuance: build.Unlimited(), Status: build.Unlimited(), Services: build.Unlimited(), Missions: build.Unlimited()},
 	}
 	if o.authLimits != nil {
 		acfg.RateLimits = *o.authLimits

@@ -71,15 +71,18 @@ const (
 
 // Limits.
 const (
-	// ReplayLifetime is how long a receiver remembers a jti: longer than
-	// the push retry horizon, since a SET carries no exp.
-	ReplayLifetime = 30 * time.Minute
 	// PushMaxAge bounds now - iat of a pushed SET. It exceeds the 15-minute
 	// retry horizon of the transmitter, so a SET retried to the end is
 	// still accepted.
 	PushMaxAge = 30 * time.Minute
 	// Skew is the clock leeway on iat.
 	Skew = 60 * time.Second
+	// ReplayLifetime is how long a receiver remembers a jti from the
+	// moment it accepts the SET. A SET carries no exp, so this must cover
+	// the whole push acceptance window: iat may be up to Skew ahead when
+	// the SET is first accepted, and it is accepted until iat + PushMaxAge
+	// + Skew.
+	ReplayLifetime = PushMaxAge + 2*Skew
 )
 
 // SubjectFormat is the only sub_id format SETs carry (RFC 9493 opaque).
