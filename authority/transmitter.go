@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -47,6 +48,8 @@ type transmitter struct {
 	// polls bounds the long polls waiting at once (each may hold a
 	// database connection); beyond it a poll returns at once.
 	polls chan struct{}
+	// refused counts the SETs the outbox bound refused.
+	refused atomic.Int64
 }
 
 const maxLongPolls = 64
