@@ -483,7 +483,7 @@ func New(cfg Config) (*Authority, error) {
 		}
 		// Every transition, whichever code path commits it, queues its
 		// SETs in the same step.
-		a.store = eventStore{Store: a.store, build: a.eventFor}
+		a.store = eventStore{Store: a.store, build: a.eventFor, refused: a.eventRefused}
 	}
 	if a.passTTL, err = duration("PassTTL", cfg.PassTTL, defaultPassTTL, maxPassTTL); err != nil {
 		return nil, err

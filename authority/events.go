@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,9 +14,11 @@ import (
 
 // Bounds and timings of event delivery.
 const (
-	// MaxOutboxPerService bounds the SETs queued for one Service. Beyond
-	// it, the oldest SETs that neither end nor suspend a delegation are
-	// dropped (the Service's periodic checks still catch what they said).
+	// MaxOutboxPerService bounds the SETs queued for one Service. A newer
+	// SET of a delegation replaces its older pending ones that neither end
+	// nor suspend it; when the bound is still reached, a new SET of that
+	// kind is refused (and logged), never another delegation's pending
+	// one: the Service's next check catches what it said.
 	MaxOutboxPerService = 10_000
 	// OutboxRetention is how long an unacknowledged SET stays pollable.
 	OutboxRetention = 24 * time.Hour
@@ -208,12 +211,24 @@ func initiator(by string) string {
 // any code path, carries the Authority's event builder.
 type eventStore struct {
 	Store
-	build func(MissionEvent) (*OutboxEvent, error)
+	build   func(MissionEvent) (*OutboxEvent, error)
+	refused func(*OutboxEvent)
 }
 
 func (s eventStore) TransitionMission(ctx context.Context, missionID string, c MissionChange, now time.Time) (*Request, error) {
 	if c.Events == nil {
 		c.Events = s.build
 	}
+	if c.EventRefused == nil {
+		c.EventRefused = s.refused
+	}
 	return s.Store.TransitionMission(ctx, missionID, c, now)
+}
+
+// eventRefused logs a SET the outbox bound refused, with the running
+// count; never the SET itself.
+func (a *Authority) eventRefused(ev *OutboxEvent) {
+	n := a.tx.refused.Add(1)
+	a.log.LogAttrs(context.Background(), slog.LevelWarn, "agentpass events: outbox full, SET not queued",
+		slog.String("service", ev.Service), slog.String("subject", ev.Subject), slog.String("jti", ev.JTI), slog.Int64("refused_total", n))
 }

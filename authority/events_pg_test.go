@@ -88,7 +88,9 @@ func TestEventsSurviveRestart(t *testing.T) {
 }
 
 // Two replicas transmitting from one outbox while both commit changes:
-// every SET arrives once, and each subject's SETs arrive in version order.
+// every SET arrives once, each subject's SETs arrive in version order
+// (a resumption may be superseded by a later suspension before it is
+// claimed), and each subject's last SET arrives.
 func TestEventsReplicasOrder(t *testing.T) {
 	e, b, _ := pgReplicas(t)
 	rc := withEvents(e, e.svc, pass.DeliveryPush, e.svc.Origin+"/events")
@@ -102,6 +104,7 @@ func TestEventsReplicasOrder(t *testing.T) {
 	runTransmitter(t, e.auth)
 	runTransmitter(t, b)
 	var wg sync.WaitGroup
+	final := make([]int64, len(ids))
 	for i, m := range ids {
 		wg.Go(func() {
 			replicas := []*authority.Authority{e.auth, b}
@@ -111,17 +114,31 @@ func TestEventsReplicasOrder(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, err := replicas[(i+c+1)%2].Resume(ctx, m, "human:op"); err != nil {
+				rec, err := replicas[(i+c+1)%2].Resume(ctx, m, "human:op")
+				if err != nil {
 					t.Error(err)
 					return
 				}
+				final[i] = rec.Version
 			}
 		})
 	}
 	wg.Wait()
 	seen := map[string]bool{}
 	last := map[string]int64{}
-	for range missions * cycles * 2 {
+	got := map[string]int64{} // by mission
+	done := func() bool {
+		for i, m := range ids {
+			if got[m] != final[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 0; !done(); n++ {
+		if n > missions*cycles*2 {
+			t.Fatalf("more SETs than changes; last versions %v, want %v", got, final)
+		}
 		set := e.verifySET(receive(t, rc))
 		if seen[set.JTI] {
 			t.Fatalf("SET %s delivered twice", set.JTI)
@@ -132,6 +149,7 @@ func TestEventsReplicasOrder(t *testing.T) {
 			t.Errorf("subject %s: version %d after %d", set.Subject, v, last[set.Subject])
 		}
 		last[set.Subject] = v
+		got[set.Event.Mission.ID] = v
 	}
 	if len(last) != missions {
 		t.Errorf("%d subjects, want %d", len(last), missions)

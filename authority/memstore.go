@@ -311,7 +311,9 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 		}
 	}
 	for _, ev := range events {
-		m.enqueueLocked(ev, now)
+		if !m.enqueueLocked(ev, now) && c.EventRefused != nil {
+			c.EventRefused(ev)
+		}
 	}
 	return root.Clone(), nil
 }

@@ -61,35 +61,28 @@ func (m *MemoryStore) eventLocked(c MissionChange, root, r, prior *Request, a *A
 	return c.Events(MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv})
 }
 
-// enqueueLocked appends ev: a terminal event first drops the pending
-// events of its subject, and the per-Service bound drops the oldest
-// events that may go.
-func (m *MemoryStore) enqueueLocked(ev *OutboxEvent, now time.Time) {
+// enqueueLocked appends ev and reports whether it did. ev supersedes the
+// pending events of its subject that a newer one may replace: all of them
+// when it is terminal, otherwise those that are not Keep (the receiver
+// narrows to the newest and confirms a version gap by a check). At the
+// per-Service bound a non-Keep ev is refused rather than dropping another
+// subject's event, which nothing has superseded.
+func (m *MemoryStore) enqueueLocked(ev *OutboxEvent, now time.Time) bool {
 	o := &m.events
 	if o.queue == nil {
 		o.queue = map[string][]*memoryEvent{}
 		o.byJTI = map[string]*memoryEvent{}
 	}
-	q := o.queue[ev.Service]
-	if ev.Terminal {
-		q = slices.DeleteFunc(q, func(e *memoryEvent) bool {
-			drop := e.Subject == ev.Subject && e.owner == ""
-			if drop {
-				delete(o.byJTI, e.JTI)
-			}
-			return drop
-		})
-	}
-	if len(q) >= MaxOutboxPerService {
-		i := slices.IndexFunc(q, func(e *memoryEvent) bool { return !e.Keep && e.owner == "" })
-		switch {
-		case i >= 0:
-			delete(o.byJTI, q[i].JTI)
-			q = slices.Delete(q, i, i+1)
-		case !ev.Keep:
-			o.queue[ev.Service] = q
-			return
+	q := slices.DeleteFunc(o.queue[ev.Service], func(e *memoryEvent) bool {
+		drop := e.Subject == ev.Subject && e.owner == "" && (ev.Terminal || !e.Keep)
+		if drop {
+			delete(o.byJTI, e.JTI)
 		}
+		return drop
+	})
+	o.queue[ev.Service] = q
+	if len(q) >= MaxOutboxPerService && !ev.Keep {
+		return false
 	}
 	o.seq++
 	e := &memoryEvent{OutboxEvent: *ev}
@@ -101,6 +94,7 @@ func (m *MemoryStore) enqueueLocked(ev *OutboxEvent, now time.Time) {
 		close(o.changed)
 		o.changed = nil
 	}
+	return true
 }
 
 // ClaimEvents implements EventStore.

@@ -6,48 +6,45 @@ import (
 	"time"
 )
 
-// The per-Service bound drops the oldest SET that neither ends nor
-// suspends a delegation, and never one that does (§9 fix 9).
-func TestOutboxBound(t *testing.T) {
+// Review O2: at the per-Service bound, a new SET that neither ends nor
+// suspends a delegation is refused; no pending SET of another subject is
+// ever dropped for it (only a newer SET of the same subject supersedes
+// one), and a kept SET is queued beyond the bound.
+func TestReviewOutboxBoundRefusesNewNotOthers(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	m := NewMemoryStore()
-	ev := func(i int, keep bool) *OutboxEvent {
-		return &OutboxEvent{JTI: fmt.Sprintf("j%d", i), Service: "https://a.example", Subject: fmt.Sprintf("s%d", i), Keep: keep, CreatedAt: now}
+	ev := func(jti, subject string, keep bool) *OutboxEvent {
+		return &OutboxEvent{JTI: jti, Service: "https://a.example", Subject: subject, Keep: keep, CreatedAt: now}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range MaxOutboxPerService {
-		m.enqueueLocked(ev(i, i%2 == 0), now)
+		if !m.enqueueLocked(ev(fmt.Sprintf("j%d", i), fmt.Sprintf("s%d", i), i%2 == 0), now) {
+			t.Fatalf("j%d refused below the bound", i)
+		}
 	}
-	m.enqueueLocked(ev(-1, false), now)
+	if m.enqueueLocked(ev("new", "other", false), now) {
+		t.Error("a droppable SET of a new subject was queued over a full bound")
+	}
 	q := m.events.queue["https://a.example"]
-	if len(q) != MaxOutboxPerService {
-		t.Fatalf("%d queued, want the bound %d", len(q), MaxOutboxPerService)
+	if len(q) != MaxOutboxPerService || q[0].JTI != "j0" || q[1].JTI != "j1" {
+		t.Fatalf("%d queued, first %s %s: another subject's SET was dropped", len(q), q[0].JTI, q[1].JTI)
+	}
+	// A newer SET of s1 supersedes j1 and takes its place.
+	if !m.enqueueLocked(ev("j1b", "s1", false), now) {
+		t.Error("a SET superseding its subject's pending one was refused")
 	}
 	if _, ok := m.events.byJTI["j1"]; ok {
-		t.Error("the oldest droppable SET (j1) was kept")
+		t.Error("the superseded j1 is still queued")
+	}
+	// A newer SET of s0 leaves the kept j0 and is refused.
+	if m.enqueueLocked(ev("j0b", "s0", false), now) {
+		t.Error("a droppable SET was queued over a full bound of another subject's kept one")
 	}
 	if _, ok := m.events.byJTI["j0"]; !ok {
 		t.Error("a kept SET (j0) was dropped")
 	}
-	// Once only kept SETs remain, a droppable one is refused and a kept
-	// one queued beyond the bound.
-	for i := range MaxOutboxPerService {
-		m.enqueueLocked(ev(MaxOutboxPerService+i, true), now)
-	}
-	q = m.events.queue["https://a.example"]
-	for _, e := range q {
-		if !e.Keep {
-			t.Fatalf("droppable %s survived", e.JTI)
-		}
-	}
-	n := len(q)
-	m.enqueueLocked(ev(-2, false), now)
-	if _, ok := m.events.byJTI["j-2"]; ok || len(m.events.queue["https://a.example"]) != n {
-		t.Error("a droppable SET was queued over a full bound of kept ones")
-	}
-	m.enqueueLocked(ev(-3, true), now)
-	if _, ok := m.events.byJTI["j-3"]; !ok {
+	if !m.enqueueLocked(ev("kept", "other", true), now) || len(m.events.queue["https://a.example"]) != MaxOutboxPerService+1 {
 		t.Error("a kept SET was refused at the bound")
 	}
 }

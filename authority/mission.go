@@ -110,6 +110,11 @@ type MissionChange struct {
 	// nothing) in the same step, so no committed change goes untold. The
 	// Authority sets it on every transition.
 	Events func(MissionEvent) (*OutboxEvent, error)
+	// EventRefused, when set, is told of each event built by Events that
+	// the per-Service outbox bound refused, once the change is stored
+	// (the Service learns of it at its next check). It must not call the
+	// Store. The Authority sets it to log and count.
+	EventRefused func(*OutboxEvent)
 	// Stage, when set, moves the current stage of an active mission (see
 	// StageMove); From must then hold active only.
 	Stage *StageMove

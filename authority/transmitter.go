@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -44,19 +45,28 @@ type transmitter struct {
 
 	mu    sync.Mutex
 	known map[string]string // Service -> what was last recorded, to skip rewrites
+	// polling counts each Service's long polls waiting, so that one
+	// Service cannot hold every slot of polls.
+	polling map[string]int
 	// polls bounds the long polls waiting at once (each may hold a
 	// database connection); beyond it a poll returns at once.
 	polls chan struct{}
+	// refused counts the SETs the outbox bound refused.
+	refused atomic.Int64
 }
 
-const maxLongPolls = 64
+const (
+	maxLongPolls           = 64
+	maxLongPollsPerService = 2 // a Service needs one; two cover a restart
+)
 
 func newTransmitter(s EventStore, client *http.Client) (*transmitter, error) {
 	owner, err := jwtcheck.NewJTI()
 	if err != nil {
 		return nil, err
 	}
-	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{}, polls: make(chan struct{}, maxLongPolls),
+	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{}, polling: map[string]int{},
+		polls:  make(chan struct{}, maxLongPolls),
 		jitter: func() float64 { return 0.8 + 0.4*rand.Float64() }}, nil
 }
 
@@ -402,10 +412,9 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 	wctx, cancel := context.WithTimeout(ctx, maxLongPoll)
 	defer cancel()
 	if !in.ReturnImmediately {
-		select {
-		case a.tx.polls <- struct{}{}:
-			defer func() { <-a.tx.polls }()
-		default:
+		if release, ok := a.tx.longPoll(svc); ok {
+			defer release()
+		} else {
 			in.ReturnImmediately = true
 		}
 	}
@@ -431,6 +440,30 @@ func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// longPoll takes a long-poll slot for svc, if one is free and svc holds
+// fewer than maxLongPollsPerService, and returns its release.
+func (t *transmitter) longPoll(svc string) (release func(), ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.polling[svc] >= maxLongPollsPerService {
+		return nil, false
+	}
+	select {
+	case t.polls <- struct{}{}:
+	default:
+		return nil, false
+	}
+	t.polling[svc]++
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.polling[svc]--; t.polling[svc] <= 0 {
+			delete(t.polling, svc)
+		}
+		<-t.polls
+	}, true
 }
 
 // eventsExtension is the events extension this Authority advertises.

@@ -471,7 +471,9 @@ func syncAuthorization(ctx context.Context, tx pgx.Tx, r *authority.Request, by,
 // change has exactly one version.
 func (s *Store) TransitionMission(ctx context.Context, missionID string, c authority.MissionChange, now time.Time) (*authority.Request, error) {
 	var out *authority.Request
+	var refused []*authority.OutboxEvent
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		refused = nil
 		root, err := lockMission(ctx, tx, missionID)
 		if err != nil {
 			return err
@@ -491,8 +493,10 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		if err != nil {
 			return err
 		}
-		if err := enqueueEvent(ctx, tx, c, root, root, prior, a); err != nil {
+		if ev, err := enqueueEvent(ctx, tx, c, root, root, prior, a); err != nil {
 			return err
+		} else if ev != nil {
+			refused = append(refused, ev)
 		}
 		rows, err := tx.Query(ctx, `
 			WITH RECURSIVE descendants(id, depth) AS (
@@ -537,8 +541,10 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 			if err != nil {
 				return err
 			}
-			if err := enqueueEvent(ctx, tx, c, root, d, dprior, da); err != nil {
+			if ev, err := enqueueEvent(ctx, tx, c, root, d, dprior, da); err != nil {
 				return err
+			} else if ev != nil {
+				refused = append(refused, ev)
 			}
 		}
 		out = root
@@ -549,6 +555,11 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 			return nil, err
 		}
 		return nil, fmt.Errorf("authoritypg: TransitionMission: %w", err)
+	}
+	if c.EventRefused != nil {
+		for _, ev := range refused {
+			c.EventRefused(ev)
+		}
 	}
 	return out, nil
 }

@@ -38,53 +38,54 @@ func (s *Store) SetEventReceiver(ctx context.Context, service string, r *pass.Se
 }
 
 // enqueueEvent asks c.Events for the SET of one changed mission whose
-// authorization (after the change) is a, and stores it inside tx: a
-// terminal SET first deletes the unleased SETs of its subject, and the
-// per-Service bound drops the oldest SET that may go.
-func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, root, r *authority.Request, prior *authority.Request, a *authority.Authorization) error {
+// authorization (after the change) is a, and stores it inside tx. The SET
+// supersedes the unleased SETs of its subject that a newer one may
+// replace: all of them when it is terminal, otherwise those that are not
+// Keep (the receiver narrows to the newest and confirms a version gap by
+// a check). At the per-Service bound a SET that is not Keep is refused and
+// returned, rather than dropping another subject's SET, which nothing has
+// superseded.
+func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, root, r *authority.Request, prior *authority.Request, a *authority.Authorization) (refused *authority.OutboxEvent, err error) {
 	if c.Events == nil || a == nil || r.Version == prior.Version {
-		return nil
+		return nil, nil
 	}
 	var rcv pass.ServiceEvents
-	err := tx.QueryRow(ctx, `SELECT delivery_method, receiver, events_accepted FROM agentpass_authority_event_receivers WHERE service = $1`,
+	err = tx.QueryRow(ctx, `SELECT delivery_method, receiver, events_accepted FROM agentpass_authority_event_receivers WHERE service = $1`,
 		a.Service).Scan(&rcv.DeliveryMethod, &rcv.Receiver, &rcv.EventsAccepted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ev, err := c.Events(authority.MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv})
 	if err != nil || ev == nil {
-		return err
+		return nil, err
 	}
-	if ev.Terminal {
-		if _, err := tx.Exec(ctx, `DELETE FROM agentpass_authority_events WHERE subject = $1 AND owner = ''`, ev.Subject); err != nil {
-			return err
+	if _, err := tx.Exec(ctx, `DELETE FROM agentpass_authority_events WHERE subject = $1 AND owner = '' AND ($2 OR NOT keep)`,
+		ev.Subject, ev.Terminal); err != nil {
+		return nil, err
+	}
+	if !ev.Keep {
+		// Counts up to the bound only, so a full outbox costs no more.
+		var full bool
+		if err := tx.QueryRow(ctx, `SELECT count(*) >= $2 FROM (
+			SELECT 1 FROM agentpass_authority_events WHERE service = $1 LIMIT $2) b`,
+			ev.Service, authority.MaxOutboxPerService).Scan(&full); err != nil {
+			return nil, err
 		}
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM agentpass_authority_events WHERE service = $1`, ev.Service).Scan(&n); err != nil {
-		return err
-	}
-	if n >= authority.MaxOutboxPerService {
-		tag, err := tx.Exec(ctx, `DELETE FROM agentpass_authority_events WHERE seq = (
-			SELECT seq FROM agentpass_authority_events WHERE service = $1 AND NOT keep AND owner = '' ORDER BY seq LIMIT 1)`, ev.Service)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 && !ev.Keep {
-			return nil
+		if full {
+			return ev, nil
 		}
 	}
 	if _, err := tx.Exec(ctx, `
 		INSERT INTO agentpass_authority_events (jti, service, subject, push, receiver, terminal, keep, set_jwt, created_at, next_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		ev.JTI, ev.Service, ev.Subject, ev.Push, ev.Receiver, ev.Terminal, ev.Keep, ev.SET, ev.CreatedAt, ev.NextAt); err != nil {
-		return err
+		return nil, err
 	}
 	_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, eventsChannel)
-	return err
+	return nil, err
 }
 
 const eventColumns = `seq, jti, service, subject, push, receiver, terminal, keep, set_jwt, created_at, next_at, attempts`

@@ -27,6 +27,8 @@ var eventTests = []struct {
 	{"EventsClaimPerSubject", testEventsClaim},
 	{"EventsPollAndAck", testEventsPoll},
 	{"EventsWait", testEventsWait},
+	{"EventsNewerSupersedesUnclaimed", testEventsSupersede},
+	{"EventsBoundKeepsOtherSubjects", testEventsBound},
 }
 
 // events records what a MissionChange.Events builder was called with and
@@ -35,6 +37,9 @@ type events struct {
 	mu    sync.Mutex
 	calls []authority.MissionEvent
 	fail  error
+	// plain makes only terminal events Keep, so a suspension counts as a
+	// narrowing that may be superseded.
+	plain bool
 }
 
 func (b *events) build(e authority.MissionEvent) (*authority.OutboxEvent, error) {
@@ -48,7 +53,7 @@ func (b *events) build(e authority.MissionEvent) (*authority.OutboxEvent, error)
 	return &authority.OutboxEvent{
 		JTI: fmt.Sprintf("%s-v%d", e.Mission.MissionID, e.Mission.Version), Service: e.Authorization.Service, Subject: e.Authorization.ID,
 		Push: e.Receiver.DeliveryMethod == pass.DeliveryPush, Receiver: e.Receiver.Receiver, Terminal: terminal,
-		Keep: terminal || e.Change.To == pass.MissionSuspended, SET: "set." + e.Mission.MissionID, CreatedAt: T0, NextAt: T0,
+		Keep: terminal || !b.plain && e.Change.To == pass.MissionSuspended, SET: "set." + e.Mission.MissionID, CreatedAt: T0, NextAt: T0,
 	}, nil
 }
 
@@ -287,7 +292,8 @@ func testEventsPoll(t *testing.T, s authority.Store, es authority.EventStore) {
 	redeemed(t, s, "p")
 	id := "msn_req-p"
 	b := &events{}
-	for _, c := range []authority.MissionChange{b.change(sus, "", act), b.change(act, "", sus), b.change(sus, "", act)} {
+	// v4 (not Keep) is superseded by v5; v3 and v5 (suspensions) stay.
+	for _, c := range []authority.MissionChange{b.change(sus, "", act), b.change(act, "", sus), b.change(sus, "", act), b.change(act, "", sus)} {
 		if _, err := s.TransitionMission(ctx, id, c, now); err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +302,7 @@ func testEventsPoll(t *testing.T, s authority.Store, es authority.EventStore) {
 		t.Errorf("poll events claimed for push: %v", jtis(got))
 	}
 	got, more, err := es.PollEvents(ctx, svcA, 2, now)
-	if err != nil || !more || len(got) != 2 || got[0].JTI != id+"-v3" || got[1].JTI != id+"-v4" {
+	if err != nil || !more || len(got) != 2 || got[0].JTI != id+"-v3" || got[1].JTI != id+"-v5" {
 		t.Fatalf("poll: %v more=%v err=%v", jtis(got), more, err)
 	}
 	if other, _, _ := es.PollEvents(ctx, svcB, 10, now); len(other) != 0 {
@@ -305,11 +311,11 @@ func testEventsPoll(t *testing.T, s authority.Store, es authority.EventStore) {
 	if err := es.AckEvents(ctx, svcB, []string{id + "-v3"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := es.AckEvents(ctx, svcA, []string{id + "-v3", id + "-v4", "unknown"}); err != nil {
+	if err := es.AckEvents(ctx, svcA, []string{id + "-v3", id + "-v5", "unknown"}); err != nil {
 		t.Fatal(err)
 	}
 	got, more, _ = es.PollEvents(ctx, svcA, 10, now)
-	if more || len(got) != 1 || got[0].JTI != id+"-v5" {
+	if more || len(got) != 1 || got[0].JTI != id+"-v6" {
 		t.Errorf("after the acks: %v more=%v", jtis(got), more)
 	}
 	if got, _, _ = es.PollEvents(ctx, svcA, 10, T0.Add(authority.OutboxRetention+time.Second)); len(got) != 0 {
@@ -349,5 +355,104 @@ func testEventsWait(t *testing.T, s authority.Store, es authority.EventStore) {
 	g, _ := es.WaitEvents(ctx, -1)
 	if _, err := es.WaitEvents(cctx, g); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled wait: %v", err)
+	}
+}
+
+// A newer event of a subject supersedes its older events that are neither
+// Keep nor in flight (the receiver narrows to the newer one and marks the
+// version gap stale, so nothing is lost); Keep events and a leased one
+// stay, and other subjects are untouched.
+func testEventsSupersede(t *testing.T, s authority.Store, es authority.EventStore) {
+	now := T0.Add(2 * time.Minute)
+	act, sus := pass.MissionActive, pass.MissionSuspended
+	if err := es.SetEventReceiver(ctx, svcA, pushTo(svcA)); err != nil {
+		t.Fatal(err)
+	}
+	redeemed(t, s, "s1")
+	redeemed(t, s, "s2")
+	id1, id2 := "msn_req-s1", "msn_req-s2"
+	b := &events{}
+	// s2: one resumption (not Keep) that s1's flood must not touch.
+	for _, c := range []authority.MissionChange{b.change(sus, "", act), b.change(act, "", sus)} {
+		if _, err := s.TransitionMission(ctx, id2, c, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// s1: v3 suspended (Keep), leased; then v4 resumed, v5 suspended
+	// (Keep), v6 resumed, v7 suspended, v8 resumed.
+	if _, err := s.TransitionMission(ctx, id1, b.change(sus, "", act), now); err != nil {
+		t.Fatal(err)
+	}
+	first, err := es.ClaimEvents(ctx, "o", now, now.Add(time.Minute), 100, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := jtis(first); !slices.Equal(got, []string{id1 + "-v3", id2 + "-v3"}) {
+		t.Fatalf("claimed %v", got)
+	}
+	for range 2 {
+		for _, c := range []authority.MissionChange{b.change(act, "", sus), b.change(sus, "", act)} {
+			if _, err := s.TransitionMission(ctx, id1, c, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.TransitionMission(ctx, id1, b.change(act, "", sus), now); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range first {
+		if err := es.FinishEvent(ctx, "o", e.JTI, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		evs := claimAll(t, es, "o", now)
+		if len(evs) == 0 {
+			break
+		}
+		for _, e := range evs {
+			got = append(got, e.JTI)
+			if err := es.FinishEvent(ctx, "o", e.JTI, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Sort(got)
+	want := []string{id1 + "-v5", id1 + "-v7", id1 + "-v8", id2 + "-v4"}
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered after the leased ones %v, want %v (v4 and v6 superseded)", got, want)
+	}
+}
+
+// The per-Service bound never drops another subject's event that nothing
+// superseded: one mission's flood of narrowing events coalesces to its
+// newest, and another mission's narrowing survives it.
+func testEventsBound(t *testing.T, s authority.Store, es authority.EventStore) {
+	now := T0.Add(2 * time.Minute)
+	act, sus := pass.MissionActive, pass.MissionSuspended
+	if err := es.SetEventReceiver(ctx, svcA, &pass.ServiceEvents{DeliveryMethod: pass.DeliveryPoll}); err != nil {
+		t.Fatal(err)
+	}
+	redeemed(t, s, "victim")
+	redeemed(t, s, "flood")
+	b := &events{plain: true}
+	if _, err := s.TransitionMission(ctx, "msn_req-victim", b.change(sus, "", act), now); err != nil {
+		t.Fatal(err)
+	}
+	from, to := act, sus
+	for range authority.MaxOutboxPerService + 1 {
+		if _, err := s.TransitionMission(ctx, "msn_req-flood", b.change(to, "", from), now); err != nil {
+			t.Fatal(err)
+		}
+		from, to = to, from
+	}
+	got, more, err := es.PollEvents(ctx, svcA, 10, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("msn_req-flood-v%d", 2+authority.MaxOutboxPerService+1)
+	if want := []string{last, "msn_req-victim-v3"}; more || !slices.Equal(jtis(got), want) {
+		t.Errorf("after the flood, queued %v more=%v, want %v", jtis(got), more, want)
 	}
 }
