@@ -41,26 +41,17 @@ const delegatedBy = "delegation:"
 // serveDelegate is POST {delegate}.
 func (a *Authority) serveDelegate(w http.ResponseWriter, r *http.Request) {
 	const event = "delegate"
-	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowHarness(w, r, event) {
-		return
+	logged := func(in *pass.DelegationRequest) []slog.Attr {
+		return []slog.Attr{slog.String("parent", in.Parent.MissionID), slog.String("harness", in.Harness.ID), slog.String("task", in.Task.ID)}
 	}
-	var in pass.DelegationRequest
-	if err := httpx.ReadRequest(w, r, &in); err != nil {
-		a.reject(w, event, err)
+	in, parent, signer, ok := harnessCall(a, w, r, event, a.base+pathDelegate,
+		func(in *pass.DelegationRequest) string { return in.Parent.MissionID }, logged)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	attrs := []slog.Attr{slog.String("parent", in.Parent.MissionID), slog.String("harness", in.Harness.ID), slog.String("task", in.Task.ID)}
-	parent, signer, err := a.holderProof(ctx, r, a.base+pathDelegate, in.Parent.MissionID)
-	if err != nil {
-		a.reject(w, event, err, attrs...)
-		return
-	}
-	if !a.allowMission(w, r, event, parent.MissionID) {
-		return
-	}
-	child, reqID, value, err := a.delegate(ctx, &in, parent, signer)
+	attrs := logged(in)
+	child, reqID, value, err := a.delegate(ctx, in, parent, signer)
 	if err != nil {
 		a.reject(w, event, err, attrs...)
 		return

@@ -143,25 +143,16 @@ func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 // answers it again, unchanged.
 func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request) {
 	const event = "mission complete"
-	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowHarness(w, r, event) {
-		return
+	logged := func(in *pass.MissionCompleteRequest) []slog.Attr {
+		return []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("outcome_requested", in.Outcome)}
 	}
-	var in pass.MissionCompleteRequest
-	if err := httpx.ReadRequest(w, r, &in); err != nil {
-		a.reject(w, event, err)
+	in, m, signer, ok := harnessCall(a, w, r, event, a.base+pathMissionComplete,
+		func(in *pass.MissionCompleteRequest) string { return in.MissionID }, logged)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	attrs := []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("outcome_requested", in.Outcome)}
-	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionComplete, in.MissionID)
-	if err != nil {
-		a.reject(w, event, err, attrs...)
-		return
-	}
-	if !a.allowMission(w, r, event, m.MissionID) {
-		return
-	}
+	attrs := logged(in)
 	attrs = append(attrs, slog.String("harness", signer.HarnessID), slog.String("by_mission", signer.MissionID))
 	now := a.now()
 	by := "harness:" + signer.HarnessID
@@ -172,7 +163,7 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 			By: by, Reason: in.Reason, Details: map[string]any{"outcome": in.Outcome},
 			Decision: &Evidence{Status: pass.StatusCanceled, DecidedBy: by, DecidedAt: now, Reason: in.Reason}}
 	}
-	_, err = a.store.TransitionMission(ctx, m.MissionID, c, now)
+	_, err := a.store.TransitionMission(ctx, m.MissionID, c, now)
 	if errors.Is(err, ErrExpired) {
 		a.expire(ctx, m.MissionID)
 		err = ErrTerminal
@@ -342,6 +333,37 @@ func (a *Authority) serviceAuthorization(ctx context.Context, r *http.Request, i
 		return svc, nil, err
 	}
 	return svc, az, nil
+}
+
+// harnessCall is the prologue every mission call a Harness alone makes
+// shares: no caching, the Harness rate limits, the body read into a new T,
+// the holder proof for the mission the body names (signed for endpoint),
+// and that mission's own budget, charged only after the proof so that
+// knowing a mission id cannot spend it. On a refusal it has answered (logged
+// with attrs) and ok is false.
+func harnessCall[T any, PT interface {
+	*T
+	pass.Document
+}](a *Authority, w http.ResponseWriter, r *http.Request, event, endpoint string,
+	mission func(PT) string, attrs func(PT) []slog.Attr) (in PT, m, signer *Request, ok bool) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !a.allowHarness(w, r, event) {
+		return nil, nil, nil, false
+	}
+	in = PT(new(T))
+	if err := httpx.ReadRequest(w, r, in); err != nil {
+		a.reject(w, event, err)
+		return nil, nil, nil, false
+	}
+	m, signer, err := a.holderProof(r.Context(), r, endpoint, mission(in))
+	if err != nil {
+		a.reject(w, event, err, attrs(in)...)
+		return nil, nil, nil, false
+	}
+	if !a.allowMission(w, r, event, m.MissionID) {
+		return nil, nil, nil, false
+	}
+	return in, m, signer, true
 }
 
 // holderProof authenticates a Harness call about missionID: the proof in

@@ -354,25 +354,16 @@ func (a *Authority) effectOf(req *Request, scope string) Effect {
 // or TransitionTTL.
 func (a *Authority) serveMissionStage(w http.ResponseWriter, r *http.Request) {
 	const event = "mission stage"
-	w.Header().Set("Cache-Control", "no-store")
-	if !a.allowHarness(w, r, event) {
-		return
+	logged := func(in *pass.MissionStageRequest) []slog.Attr {
+		return []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("to", in.To)}
 	}
-	var in pass.MissionStageRequest
-	if err := httpx.ReadRequest(w, r, &in); err != nil {
-		a.reject(w, event, err)
+	in, m, signer, ok := harnessCall(a, w, r, event, a.base+pathMissionStage,
+		func(in *pass.MissionStageRequest) string { return in.MissionID }, logged)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	attrs := []slog.Attr{slog.String("mission_id", in.MissionID), slog.String("to", in.To)}
-	m, signer, err := a.holderProof(ctx, r, a.base+pathMissionStage, in.MissionID)
-	if err != nil {
-		a.reject(w, event, err, attrs...)
-		return
-	}
-	if !a.allowMission(w, r, event, m.MissionID) {
-		return
-	}
+	attrs := logged(in)
 	by := "harness:" + signer.HarnessID
 	attrs = append(attrs, slog.String("harness", signer.HarnessID), slog.String("by_mission", signer.MissionID), slog.String("from", m.Stage))
 	ancestors, err := a.ancestors(ctx, m)
