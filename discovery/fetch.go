@@ -153,8 +153,9 @@ func checkFetchURL(rawURL string) (string, error) {
 }
 
 // maxFetchKeys bounds the memo of checked URLs; past it the memo starts
-// again empty (a peer cannot grow it: only URLs that passed the checks,
-// which are few per deployment, are kept).
+// again empty. Peers can name new URLs (an issuance request's e-mail domain
+// leads to its own configuration URL), but filling the memo only makes
+// later calls parse their URL once more: nothing is refused.
 const maxFetchKeys = 4096
 
 // fetchKeys memoises checkFetchURL: every cached call would otherwise parse
