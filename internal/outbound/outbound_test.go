@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -145,3 +146,41 @@ type rewrapper struct{ next http.RoundTripper }
 func (w rewrapper) RoundTrip(r *http.Request) (*http.Response, error) { return w.next.RoundTrip(r) }
 func (w rewrapper) Unwrap() http.RoundTripper                         { return w.next }
 func (w rewrapper) Rewrap(rt http.RoundTripper) http.RoundTripper     { return rewrapper{rt} }
+
+// TestProtocols: the policy speaks HTTP/1.1 to a server that offers HTTP/2
+// as well, unless the caller's Transport.Protocols asks for HTTP/2, which
+// is kept (#19: HTTP/2 costs more CPU per small call in Go).
+func TestProtocols(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+
+	proto := func(tr *http.Transport) string {
+		t.Helper()
+		hc, err := New(Policy{Role: "test", Client: &http.Client{Transport: tr}, AllowPrivateNetworks: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	// ForceAttemptHTTP2, as in a clone of http.DefaultTransport, is not a choice.
+	if got := proto(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}); got != "HTTP/1.1" {
+		t.Errorf("default: server saw %s, want HTTP/1.1", got)
+	}
+	var h2 http.Protocols
+	h2.SetHTTP1(true)
+	h2.SetHTTP2(true)
+	if got := proto(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: &h2}); got != "HTTP/2.0" {
+		t.Errorf("caller chose HTTP/2: server saw %s", got)
+	}
+}

@@ -43,6 +43,10 @@ var benchCallers = []int{1, 16}
 func (d *deployment) storePasses(tb testing.TB, n int, key *dpop.Key) []string {
 	tb.Helper()
 	now := d.clock.Now()
+	life := time.Hour
+	if d.authorizationLife > 0 {
+		life = d.authorizationLife
+	}
 	values := make([]string, n)
 	g, ctx := errgroup.WithContext(context.Background())
 	g.SetLimit(8)
@@ -55,7 +59,7 @@ func (d *deployment) storePasses(tb testing.TB, n int, key *dpop.Key) []string {
 			TaskDescription: "Triage my open tickets", AvailableScope: pass.Scope{"tickets:read", "tickets:write"},
 			Decision: &authority.Evidence{
 				Status: pass.StatusApproved, DecidedBy: "policy:bench", DecidedAt: now, Scope: pass.Scope{"tickets:read"},
-				PassExpiresAt: now.Add(10 * time.Minute), AuthorizationExpiresAt: now.Add(time.Hour),
+				PassExpiresAt: now.Add(min(10*time.Minute, life)), AuthorizationExpiresAt: now.Add(life),
 			},
 			PassHash: secret.Hash(values[i]),
 		}

@@ -53,6 +53,17 @@ type options struct {
 	// alg is the algorithm of the Service's and the Authority's signing
 	// keys ("": ES256, the default of dpop.GenerateKeySet).
 	alg string
+	// liveClock runs every party on the wall clock instead of a frozen
+	// one, so that replay records, passes and delegations expire during a
+	// long benchmark as they would in production.
+	liveClock bool
+	// authorizationLife, when positive, is how long the delegations of
+	// storePasses live (default an hour): short lives keep a sustained
+	// benchmark's in-memory Authority store at a steady size.
+	authorizationLife time.Duration
+	// memoryLimit, when positive, bounds the in-memory Authority store
+	// (authority.WithLimit).
+	memoryLimit int
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -72,6 +83,8 @@ type deployment struct {
 	clock       *testnet.Clock
 	client      *http.Client
 	serviceKeys *dpop.KeySet
+	// authorizationLife is options.authorizationLife.
+	authorizationLife time.Duration
 
 	authorities     []*authority.Authority
 	authorityStores []authority.Store
@@ -108,11 +121,17 @@ func deploy(t testing.TB, o options) *deployment {
 	// and assertions in the one replay table.
 	authReplicas := make([]build.Stores, o.replicas) // zero: in memory
 	svcReplicas := make([]build.Stores, o.replicas)
-	d := &deployment{t: t}
+	d := &deployment{t: t, authorizationLife: o.authorizationLife}
+	newClock := func() *testnet.Clock {
+		if o.liveClock {
+			return testnet.NewLiveClock()
+		}
+		return testnet.NewClock(time.Now())
+	}
 	switch {
 	case o.postgres:
 		pools := pgtest.Replicas(t, 2*o.replicas, false)
-		d.clock = testnet.NewClock(time.Now())
+		d.clock = newClock()
 		for i := range o.replicas {
 			var err error
 			if authReplicas[i], err = build.Postgres(ctx, pools[i], d.clock.Now); err != nil {
@@ -126,8 +145,8 @@ func deploy(t testing.TB, o options) *deployment {
 	case o.replicas > 1:
 		t.Fatal("replicas need a shared store: set postgres")
 	default:
-		d.clock = testnet.NewClock(time.Now())
-		authReplicas[0].Authority = authority.NewMemoryStore()
+		d.clock = newClock()
+		authReplicas[0].Authority = authority.NewMemoryStore(authority.WithLimit(o.memoryLimit))
 	}
 	d.net = testnet.New(t)
 	// The network's client, with room for a loaded machine: in the

@@ -151,9 +151,11 @@ func newNetworkCA(dns *dnstest.Server, caCert *x509.Certificate, caKey *ecdsa.Pr
 	n.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12},
-			DialContext:         n.dial,
-			ForceAttemptHTTP2:   true,
+			TLSClientConfig: &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12},
+			DialContext:     n.dial,
+			// HTTP/1.1, as the roles' own clients speak (internal/outbound),
+			// so that benchmarks calling through this client measure the
+			// same protocol.
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     30 * time.Second,
 		},
