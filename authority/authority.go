@@ -193,6 +193,14 @@ type Config struct {
 	// automatically, a write needs at least policy, anything else a
 	// person (with Effects nil and nothing declared, every stage that adds
 	// a scope needs a person). May be nil.
+	//
+	// A scope these rules do not classify takes the Service's declared
+	// effect: the Service knows what its API does. To classify by your
+	// rules alone, add the catch-all {"": EffectUnknown}; a declaration
+	// then raises a scope your rules classify and never lowers one they
+	// do not. With no rules, no Compiler and no declared effect, the
+	// effect gate is off and rules approve as in v0.1, since nothing
+	// tells one scope from another.
 	Effects EffectRules
 
 	// ScopePolicy weighs requested scopes against the proposal; the zero

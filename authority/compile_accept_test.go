@@ -512,3 +512,43 @@ func TestScopePolicyConfig(t *testing.T) {
 func sameSet(a, b pass.Scope) bool {
 	return a.SubsetOf(b) && b.SubsetOf(a) && len(a.Dedupe()) == len(b.Dedupe())
 }
+
+// TestO5CatchAllEffect: security review item O5. By default a scope the
+// Authority's rules do not classify takes the Service's declared effect;
+// with the catch-all {"": unknown} the Authority classifies alone, so a
+// Service declaring "read" for a scope the rules do not know leaves it to
+// a person. With no effects anywhere, rules approve as in v0.1. Without a
+// compiler the request bounds the grant: a rule approving what the Harness
+// named is not "beyond the proposal" (there is none).
+func TestO5CatchAllEffect(t *testing.T) {
+	upToWrite := authority.Rule{Name: "up-to-write", MaxEffect: authority.EffectWrite, Outcome: authority.Approve}
+	approveAll := authority.Rule{Name: "all", Outcome: authority.Approve}
+	for _, tt := range []struct {
+		name     string
+		rules    authority.EffectRules
+		rule     authority.Rule
+		declared string
+		want     pass.Status
+		eff      authority.Effect
+	}{
+		{"declared effect decides", authority.EffectRules{":read": authority.EffectRead}, upToWrite, "read", pass.StatusApproved, authority.EffectRead},
+		{"catch-all keeps it unknown", authority.EffectRules{"": authority.EffectUnknown, ":read": authority.EffectRead}, upToWrite, "read", pass.StatusPending, authority.EffectUnknown},
+		{"v0.1: no effects anywhere", nil, approveAll, "", pass.StatusApproved, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *authority.Config) {
+				c.Effects = tt.rules
+				c.Approver = authority.Rules(tt.rule)
+			})
+			e.svc.SetScopeInfos(
+				pass.ScopeInfo{Name: "tickets:read", Description: "Read tickets", Effect: tt.declared},
+				pass.ScopeInfo{Name: "tickets:archive", Description: "Archive tickets", Effect: tt.declared},
+			)
+			r, st := e.issueScope(e.newHarness(), "tickets:archive")
+			wantStatus(t, r, st, tt.want)
+			if got := e.request(st).Effects["tickets:archive"]; got != tt.eff {
+				t.Errorf("tickets:archive has effect %q, want %q", got, tt.eff)
+			}
+		})
+	}
+}

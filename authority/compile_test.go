@@ -214,6 +214,24 @@ func TestEffectRules(t *testing.T) {
 	if got := authority.EffectRules(nil).Of("x:read", ""); got != authority.EffectUnknown {
 		t.Errorf("nil rules: %q, want unknown", got)
 	}
+
+	// Review item O5: an Authority that classifies by its own rules alone
+	// adds the catch-all; a Service's declaration then raises a scope the
+	// rules classify but never lowers one they do not.
+	strict := authority.EffectRules{"": authority.EffectUnknown, ":read": authority.EffectRead}
+	for _, tt := range []struct {
+		scope          string
+		declared, want authority.Effect
+	}{
+		{"tickets:purge", authority.EffectRead, authority.EffectUnknown},
+		{"tickets:purge", "", authority.EffectUnknown},
+		{"tickets:read", authority.EffectRead, authority.EffectRead},
+		{"tickets:read", authority.EffectDelete, authority.EffectDelete},
+	} {
+		if got := strict.Of(tt.scope, tt.declared); got != tt.want {
+			t.Errorf("catch-all: Of(%q, %q) = %q, want %q", tt.scope, tt.declared, got, tt.want)
+		}
+	}
 }
 
 func cmpInt(a, b int) int {

@@ -339,7 +339,9 @@ func (a *Authority) gate(ctx context.Context, req *Request, person bool, d Decis
 		why = "the scope needs a person (policy, or no usable proposal)"
 	case len(scope) == 0:
 		why = "the approval grants nothing the Harness asked for"
-	case len(scope.Intersect(req.Diff().Over)) > 0:
+	case req.Proposal != nil && len(scope.Intersect(req.Diff().Over)) > 0:
+		// Without a proposal (no compiler) the request itself bounds the
+		// grant, as planScope set it; nothing is "beyond" a proposal.
 		why = "the approval grants scopes beyond the proposal"
 	case req.Effects != nil && req.maxEffect(entered(req, scope)).Compare(EffectWrite) > 0:
 		why = "the approval grants a scope whose effect needs a person"
