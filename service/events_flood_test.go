@@ -1,0 +1,209 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/agentpass-go/agentpass/internal/telemetry"
+	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
+)
+
+// refusalWriter is a ResponseWriter reused across requests, so that what a
+// refusal allocates is the receiver's own doing, not a recorder's.
+type refusalWriter struct {
+	h      http.Header
+	status int
+	body   []byte
+}
+
+func (w *refusalWriter) Header() http.Header { return w.h }
+func (w *refusalWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *refusalWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.body = append(w.body[:0], b...)
+	return len(b), nil
+}
+func (w *refusalWriter) reset() { clear(w.h); w.status = 0; w.body = w.body[:0] }
+
+// readCounter counts the reads of a request body.
+type readCounter struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *readCounter) Read(p []byte) (int, error) { c.reads++; return c.r.Read(p) }
+
+// refusalEnv is a pushing Service whose receiver has spent its budget (a
+// frozen clock never refills it), and a SET request to send it again and
+// again from one address.
+// The logger is the test's, at Debug: a refusal must not log even then.
+func refusalEnv(tb testing.TB, mutate func(*service.Config)) (*env, *http.Request, *readCounter) {
+	tb.Helper()
+	e := newNet(tb)
+	e.start(func(c *service.Config) {
+		c.EventDelivery = pass.DeliveryPush
+		c.RateLimits.Events = service.RateLimit{Client: service.Rate{PerSecond: 1, Burst: 1}}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	body := &readCounter{r: strings.NewReader("")}
+	req := httptest.NewRequest(http.MethodPost, appURL+eventsPath, body)
+	req.RemoteAddr = "192.0.2.7:40000"
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	// The one request of the burst: parsed, refused as malformed.
+	first := httptest.NewRequest(http.MethodPost, appURL+eventsPath, strings.NewReader("x"))
+	first.RemoteAddr, first.Header = req.RemoteAddr, req.Header
+	w := &refusalWriter{h: http.Header{}}
+	e.svc.ServeHTTP(w, first)
+	if w.status != http.StatusBadRequest {
+		tb.Fatalf("first SET: %d %s, want 400", w.status, w.body)
+	}
+	return e, req, body
+}
+
+// BenchmarkReceiverRefusal is the receiver's cost per SET refused by its
+// rate limit, from Service.ServeHTTP to the 429 written, without the
+// network or net/http's own per-request work (a reused ResponseWriter):
+//
+//	go test -run '^$' -bench ReceiverRefusal -benchmem ./service/
+func BenchmarkReceiverRefusal(b *testing.B) {
+	e, req, _ := refusalEnv(b, nil)
+	w := &refusalWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.reset()
+		e.svc.ServeHTTP(w, req)
+		if w.status != http.StatusTooManyRequests {
+			b.Fatalf("status %d, want 429", w.status)
+		}
+	}
+}
+
+// Issue #23 item 5: a SET over the rate limit is refused with the prepared
+// 429 (Retry-After, no-store, rate_limited) before its body is read, and
+// the refusal allocates nothing: no parsing, no key lookup, no log record.
+// An allocation added to the path fails this test.
+func TestReceiverRefusalAllocs(t *testing.T) {
+	e, req, body := refusalEnv(t, nil)
+	w := &refusalWriter{h: http.Header{}}
+	allocs := testing.AllocsPerRun(200, func() {
+		w.reset()
+		e.svc.ServeHTTP(w, req)
+	})
+	if allocs != 0 {
+		t.Errorf("a refused SET allocates %v times, want 0", allocs)
+	}
+	if w.status != http.StatusTooManyRequests {
+		t.Fatalf("status %d %s, want 429", w.status, w.body)
+	}
+	if body.reads != 0 {
+		t.Errorf("the body of a refused SET was read %d times, want never", body.reads)
+	}
+	h := w.h
+	if h.Get("Retry-After") != "1" || h.Get("Cache-Control") != "no-store" || h.Get("Content-Type") != "application/json" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers %v", h)
+	}
+	var got pass.ErrorResponse
+	if err := json.Unmarshal(w.body, &got); err != nil || got.Error.Code != pass.CodeRateLimited {
+		t.Errorf("body %s (%v), want rate_limited", w.body, err)
+	}
+	// A SET that passes the limit afterwards is still parsed: the refusal
+	// path shares nothing with it that the test could have broken.
+	e.clock.Advance(time.Second)
+	w.reset()
+	first := httptest.NewRequest(http.MethodPost, appURL+eventsPath, strings.NewReader("x"))
+	first.RemoteAddr, first.Header = req.RemoteAddr, req.Header
+	e.svc.ServeHTTP(w, first)
+	if w.status != http.StatusBadRequest {
+		t.Errorf("after a second: %d %s, want the malformed SET parsed and refused 400", w.status, w.body)
+	}
+}
+
+// Refusals are logged in aggregate: one Warn line at the first, then at
+// most one a minute with the count since the line before, never the
+// address or the SET; each is counted in agentpass.rate_limited.
+func TestReceiverRefusalLog(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	e, req, _ := refusalEnv(t, func(c *service.Config) {
+		c.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	})
+	w := &refusalWriter{h: http.Header{}}
+	refuse := func(n int) {
+		t.Helper()
+		for range n {
+			w.reset()
+			e.svc.ServeHTTP(w, req)
+			if w.status != http.StatusTooManyRequests {
+				t.Fatalf("status %d, want 429", w.status)
+			}
+		}
+	}
+	lines := func() []float64 {
+		var out []float64
+		for _, r := range e.logs.records("agentpass rate limited") {
+			if r["level"] != "WARN" || r["endpoint"] != "events" {
+				t.Errorf("record %v, want a Warn of the events endpoint", r)
+			}
+			n, _ := r["refused"].(float64)
+			out = append(out, n)
+		}
+		return out
+	}
+	refuse(50)
+	if got := lines(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("after 50 refusals: lines with counts %v, want one line counting the first", got)
+	}
+	e.clock.Advance(30 * time.Second)
+	w.reset()
+	e.svc.ServeHTTP(w, req) // the bucket refilled one SET: parsed
+	refuse(10)
+	if got := lines(); len(got) != 1 {
+		t.Fatalf("within the minute: lines with counts %v, want still one", got)
+	}
+	e.clock.Advance(31 * time.Second)
+	w.reset()
+	e.svc.ServeHTTP(w, req) // the bucket refilled one SET: parsed
+	refuse(1)
+	if got := lines(); len(got) != 2 || got[1] != 60 {
+		t.Fatalf("a minute later: lines with counts %v, want a second line counting 60", got)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "192.0.2.7") {
+		t.Errorf("the log names the refused address: %s", logs)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var counted int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "agentpass.rate_limited" {
+				for _, p := range d.DataPoints {
+					if v, _ := p.Attributes.Value(telemetry.KeyEndpoint); v.AsString() == "events" {
+						counted += p.Value
+					}
+				}
+			}
+		}
+	}
+	if counted != 61 {
+		t.Errorf("agentpass.rate_limited{endpoint=events} = %d, want 61", counted)
+	}
+}
