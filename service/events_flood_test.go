@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -205,5 +206,61 @@ func TestReceiverRefusalLog(t *testing.T) {
 	}
 	if counted != 61 {
 		t.Errorf("agentpass.rate_limited{endpoint=events} = %d, want 61", counted)
+	}
+}
+
+// Issue #23 item 5: a flood of SETs from other networks, enough to drain
+// the receiver's Overall level (six networks of two addresses, 2,400 SETs a
+// second against the default 1,000), does not refuse the honest
+// Authority's SETs from its own network: ten a second are within its share
+// of the Overall level, which holds while up to eight networks push.
+func TestReceiverFloodSparesHonestAuthority(t *testing.T) {
+	e := newNet(t)
+	e.start(func(c *service.Config) {
+		c.EventDelivery = pass.DeliveryPush
+		c.Logger = nil
+	})
+	send := func(addr string) int {
+		r := httptest.NewRequest(http.MethodPost, appURL+eventsPath, strings.NewReader("x"))
+		r.RemoteAddr = addr + ":40000"
+		r.Header.Set("Content-Type", "application/secevent+jwt")
+		w := httptest.NewRecorder()
+		e.svc.ServeHTTP(w, r)
+		return w.Code
+	}
+	var attackers []string
+	for n := range 6 {
+		for a := range 2 {
+			attackers = append(attackers, fmt.Sprintf("203.0.%d.%d", 100+n, 1+a))
+		}
+	}
+	const step = 5 * time.Millisecond
+	var honest, honestRefused, sent, refused int
+	for i := range int(20 * time.Second / step) {
+		for _, a := range attackers {
+			sent++
+			if send(a) == http.StatusTooManyRequests {
+				refused++
+			}
+		}
+		if i%int(100*time.Millisecond/step) == 0 {
+			honest++
+			if st := send("198.51.100.7"); st == http.StatusTooManyRequests {
+				honestRefused++
+			} else if st != http.StatusBadRequest {
+				t.Fatalf("honest SET: %d, want it parsed (400 malformed)", st)
+			}
+		}
+		e.clock.Advance(step)
+	}
+	t.Logf("flood: %d sent, %d refused; honest: %d of %d refused", sent, refused, honestRefused, honest)
+	if passed := sent - refused; passed > 20*1000+10_000 {
+		t.Errorf("%d flood SETs passed in 20 s, more than the Overall level allows", passed)
+	}
+	if refused < sent/3 {
+		t.Errorf("only %d of %d flood SETs refused: the flood did not reach the limit", refused, sent)
+	}
+	if honestRefused != 0 {
+		t.Errorf("%d of the honest Authority's %d SETs refused, want none", honestRefused, honest)
 	}
 }

@@ -69,6 +69,18 @@ type RateLimits struct {
 	// pushes one SET per delegation at once. If zero, per client 100 a
 	// second with bursts of 1,000, per network 200 (2,000), overall 1,000
 	// (10,000).
+	//
+	// A SET is charged to its sender's address (or Key), the only thing
+	// known of it before it is verified. A flood from other networks
+	// costs the honest Authority nothing while at most eight networks
+	// flood and it pushes within its share of Overall (an eighth: 125 SETs
+	// a second by default). A flood from its own address or network, or
+	// from anywhere behind a proxy when Key is unset, shares its budget:
+	// its SETs pass only when a token is free as the bucket refills. The
+	// Authority retries a refused SET with backoff for a quarter of an
+	// hour, and the authorization check, at least every CheckInterval,
+	// still ends a revoked delegation: a flood can delay a revocation to
+	// the next check, never cancel it.
 	Events RateLimit
 
 	// Key returns the address a request counts against. If nil, the IP
