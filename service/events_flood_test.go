@@ -1,13 +1,25 @@
 package service_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,4 +275,237 @@ func TestReceiverFloodSparesHonestAuthority(t *testing.T) {
 	if honestRefused != 0 {
 		t.Errorf("%d of the honest Authority's %d SETs refused, want none", honestRefused, honest)
 	}
+}
+
+// The flood sender of BenchmarkMiddlewareReceiverFlood runs in a child
+// process: this test binary again, running only TestReceiverFloodSender
+// with floodSenderEnv set, so that the attacker's TLS and HTTP work is on
+// neither the Service's goroutines nor its heap, and GOMAXPROCS=1 caps it
+// at one core. The parent passes the target in the environment and drives
+// it over stdin: a line "on" starts the flood, "off" stops it, "reset"
+// stops it and zeroes the counts (each is acknowledged on stdout once
+// done); end of input ends the process, which prints its report as one
+// JSON line.
+const (
+	floodSenderEnv = "AGENTPASS_FLOOD_SENDER" // "1" in the child
+	floodAddrEnv   = "AGENTPASS_FLOOD_ADDR"   // the Service's loopback address
+	floodCAEnv     = "AGENTPASS_FLOOD_CA"     // file of the test network's CA
+	floodSETEnv    = "AGENTPASS_FLOOD_SET"    // the SET sent
+	floodRateEnv   = "AGENTPASS_FLOOD_RATE"   // SETs a second offered, over all connections
+	floodConnsEnv  = "AGENTPASS_FLOOD_CONNS"  // keep-alive connections
+	floodReport    = "flood-report "          // prefix of the report line
+	floodAck       = "flood-ack "             // prefix of an acknowledgement
+)
+
+var (
+	floodRate  = flag.Int("flood.rate", 5000, "SETs a second the flood of BenchmarkMiddlewareReceiverFlood offers")
+	floodConns = flag.Int("flood.conns", 8, "keep-alive connections the flood of BenchmarkMiddlewareReceiverFlood uses")
+)
+
+// floodStats is the child's report.
+type floodStats struct {
+	Sent     int64   // requests answered
+	Refused  int64   // answered 429 by the rate limit
+	Parsed   int64   // answered anything else: read, parsed and refused or taken
+	Errors   int64   // requests that failed (connection errors)
+	Seconds  float64 // time spent flooding
+	Offered  float64 // SETs a second asked for
+	Achieved float64 // Sent / Seconds
+}
+
+// TestReceiverFloodSender is the child process of
+// BenchmarkMiddlewareReceiverFlood; run alone, it does nothing.
+func TestReceiverFloodSender(t *testing.T) {
+	if os.Getenv(floodSenderEnv) != "1" {
+		t.Skip("the flood sender of BenchmarkMiddlewareReceiverFlood (a child process)")
+	}
+	rate, err1 := strconv.Atoi(os.Getenv(floodRateEnv))
+	conns, err2 := strconv.Atoi(os.Getenv(floodConnsEnv))
+	caPEM, err3 := os.ReadFile(os.Getenv(floodCAEnv))
+	if err := errors.Join(err1, err2, err3); err != nil || rate <= 0 || conns <= 0 {
+		t.Fatalf("flood sender: bad parameters (%v)", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	addr, raw := os.Getenv(floodAddrEnv), os.Getenv(floodSETEnv)
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: appHost, MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxConnsPerHost:     conns,
+		MaxIdleConnsPerHost: conns,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var (
+		st         floodStats
+		sent       atomic.Int64
+		refused    atomic.Int64
+		parsed     atomic.Int64
+		failed     atomic.Int64
+		firstLimit = make(chan struct{})
+		limited    sync.Once
+	)
+	// Each connection sends at rate/conns, paced by a ticker: a tick missed
+	// while the answer is late is dropped, so the rate achieved shows how
+	// far the receiver kept up.
+	worker := func(stop <-chan struct{}) {
+		tick := time.NewTicker(time.Duration(float64(conns) * float64(time.Second) / float64(rate)))
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			req, _ := http.NewRequest(http.MethodPost, "https://"+appHost+eventsPath, strings.NewReader(raw))
+			req.Header.Set("Content-Type", "application/secevent+jwt")
+			resp, err := client.Do(req)
+			if err != nil {
+				failed.Add(1)
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			sent.Add(1)
+			if resp.StatusCode == http.StatusTooManyRequests {
+				refused.Add(1)
+				limited.Do(func() { close(firstLimit) })
+			} else {
+				parsed.Add(1)
+			}
+		}
+	}
+	var (
+		stop    chan struct{}
+		running sync.WaitGroup
+		since   time.Time
+	)
+	halt := func() {
+		if stop != nil {
+			close(stop)
+			running.Wait()
+			st.Seconds += time.Since(since).Seconds()
+			stop = nil
+		}
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "on":
+			if stop == nil {
+				stop, since = make(chan struct{}), time.Now()
+				for range conns {
+					running.Go(func() { worker(stop) })
+				}
+			}
+			// The first start is acknowledged once the limit refuses, so
+			// the parent measures past the receiver's burst.
+			select {
+			case <-firstLimit:
+			case <-time.After(10 * time.Second):
+			}
+		case "off":
+			halt()
+		case "reset": // after the warm-up: count only what is measured
+			halt()
+			sent.Store(0)
+			refused.Store(0)
+			parsed.Store(0)
+			failed.Store(0)
+			st.Seconds = 0
+		}
+		fmt.Printf("%s%s\n", floodAck, in.Text())
+	}
+	halt()
+	st.Sent, st.Refused, st.Parsed, st.Errors = sent.Load(), refused.Load(), parsed.Load(), failed.Load()
+	st.Offered = float64(rate)
+	if st.Seconds > 0 {
+		st.Achieved = float64(st.Sent) / st.Seconds
+	}
+	out, _ := json.Marshal(st)
+	fmt.Printf("%s%s\n", floodReport, out)
+}
+
+// floodSender is the parent's handle on the child process.
+type floodSender struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+// startFloodSender starts the child flooding e's receiver with raw.
+func startFloodSender(tb testing.TB, e *env, raw string) *floodSender {
+	tb.Helper()
+	ca := filepath.Join(tb.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, e.net.CAPEM(), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReceiverFloodSender$", "-test.count=1", "-test.timeout=0", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", floodSenderEnv+"=1",
+		floodAddrEnv+"="+e.net.Addr(appHost), floodCAEnv+"="+ca, floodSETEnv+"="+raw,
+		floodRateEnv+"="+strconv.Itoa(*floodRate), floodConnsEnv+"="+strconv.Itoa(*floodConns))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	f := &floodSender{cmd: cmd, stdin: stdin, lines: make(chan string, 16)}
+	go func() {
+		defer close(f.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, floodAck) || strings.HasPrefix(l, floodReport) {
+				f.lines <- l
+			}
+		}
+	}()
+	tb.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	return f
+}
+
+// set turns the flood on or off and returns once the child has done so.
+func (f *floodSender) set(tb testing.TB, on bool) {
+	cmd := "off"
+	if on {
+		cmd = "on"
+	}
+	f.send(tb, cmd)
+}
+
+// send sends the child one command and waits for its acknowledgement.
+func (f *floodSender) send(tb testing.TB, cmd string) {
+	tb.Helper()
+	if _, err := io.WriteString(f.stdin, cmd+"\n"); err != nil {
+		tb.Fatalf("flood sender: %v", err)
+	}
+	if l, ok := <-f.lines; !ok || l != floodAck+cmd {
+		tb.Fatalf("flood sender answered %q to %q", l, cmd)
+	}
+}
+
+// stop ends the child and returns its report.
+func (f *floodSender) stop(tb testing.TB) floodStats {
+	_ = f.stdin.Close()
+	var st floodStats
+	for l := range f.lines {
+		if r, ok := strings.CutPrefix(l, floodReport); ok {
+			if err := json.Unmarshal([]byte(r), &st); err != nil {
+				tb.Fatalf("flood report %q: %v", r, err)
+			}
+		}
+	}
+	if err := f.cmd.Wait(); err != nil {
+		tb.Fatalf("flood sender: %v", err)
+	}
+	return st
 }
