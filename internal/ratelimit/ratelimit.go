@@ -302,7 +302,7 @@ type overallLevel struct {
 
 	mu      sync.Mutex
 	b       bucketRef
-	lastNet uint64    // hash of the network of the last attempt
+	lastNet uint64    // hash of the network of the last attempt (a collision only hides one alternation)
 	seen    bool      // whether lastNet is set
 	mixedAt time.Time // when an attempt last came from another network than the one before
 }
