@@ -349,7 +349,7 @@ func BenchmarkMiddlewareReceiverFlood(b *testing.B) {
 	}
 	other, _ := dpop.GenerateKeySet()
 	raw := e.idp.signSET(b, e.idp.set("authz-bench", "https://schemas.openid.net/secevent/caep/event-type/session-revoked", nil), other.Current())
-	flood := startFloodSender(b, e, raw)
+	flood := startFloodSender(b, e, raw, *floodRate, *floodConns)
 	// Past the receiver's burst and the connections' handshakes before
 	// measuring.
 	flood.set(b, true)
