@@ -413,9 +413,10 @@ func TestReceiverFloodSender(t *testing.T) {
 		switch in.Text() {
 		case "on":
 			if stop == nil {
-				stop, since = make(chan struct{}), time.Now()
+				ch := make(chan struct{})
+				stop, since = ch, time.Now()
 				for range conns {
-					running.Go(func() { worker(stop) })
+					running.Go(func() { worker(ch) })
 				}
 			}
 			// The first start is acknowledged once the limit refuses, so
