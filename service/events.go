@@ -236,8 +236,9 @@ func describe(err error) string {
 	return msg
 }
 
-// serveEvents is the RFC 8935 receiver. The rate limit (a wrapper) comes
-// first; then media type and size, before anything is parsed.
+// serveEvents is the RFC 8935 receiver. The rate limit (a wrapper, see
+// RateLimits.Events) comes first and refuses from the request line and
+// headers alone; then media type and size, before anything is parsed.
 func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		httpx.MethodNotAllowed(w, http.MethodPost)

@@ -1,7 +1,10 @@
 package service
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/ratelimit"
@@ -66,6 +69,18 @@ type RateLimits struct {
 	// pushes one SET per delegation at once. If zero, per client 100 a
 	// second with bursts of 1,000, per network 200 (2,000), overall 1,000
 	// (10,000).
+	//
+	// A SET is charged to its sender's address (or Key), the only thing
+	// known of it before it is verified. A flood from other networks
+	// costs the honest Authority nothing while at most eight networks
+	// flood and it pushes within its share of Overall (an eighth: 125 SETs
+	// a second by default). A flood from its own address or network, or
+	// from anywhere behind a proxy when Key is unset, shares its budget:
+	// its SETs pass only when a token is free as the bucket refills. The
+	// Authority retries a refused SET with backoff for a quarter of an
+	// hour, and the authorization check, at least every CheckInterval,
+	// still ends a revoked delegation: a flood can delay a revocation to
+	// the next check, never cancel it.
 	Events RateLimit
 
 	// Key returns the address a request counts against. If nil, the IP
@@ -114,7 +129,15 @@ var (
 // limiters are the rate limiters of a Service.
 type limiters struct {
 	resolve, initialize, redeem, scopes, events *ratelimit.Limiter
-	key                                         func(*http.Request) string
+	key                                         func(*http.Request) string // nil: the peer address
+}
+
+// allow charges r to l, by RateLimits.Key or by the peer address.
+func (ls *limiters) allow(l *ratelimit.Limiter, r *http.Request) (bool, time.Duration) {
+	if ls.key == nil {
+		return l.AllowPeer(r)
+	}
+	return l.AllowClient(ls.key(r))
 }
 
 func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
@@ -126,9 +149,6 @@ func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
 		maxKeys = defaultRateLimitKeys
 	}
 	l := limiters{key: rl.Key}
-	if l.key == nil {
-		l.key = ratelimit.ClientAddr
-	}
 	for _, f := range []struct {
 		name string
 		v, d RateLimit
@@ -151,16 +171,40 @@ func newLimiters(rl RateLimits, now func() time.Time) (limiters, error) {
 
 // limited wraps h with limiter l: a client over the limit gets 429
 // rate_limited with Retry-After before h runs, so the request has no
-// effect.
+// effect: its body is not read, and the refusal allocates nothing of its
+// own.
 func (s *Service) limited(l *ratelimit.Limiter, endpoint string, h http.HandlerFunc) http.HandlerFunc {
+	var log refusalLog
 	return func(w http.ResponseWriter, r *http.Request) {
-		if ok, wait := l.AllowClient(s.limits.key(r)); !ok {
-			// Debug only: under a flood, one log line per refusal would
-			// amplify it.
-			s.cfg.Logger.DebugContext(r.Context(), "agentpass rate limited", "endpoint", endpoint, "outcome", "rejected")
+		if ok, wait := s.limits.allow(l, r); !ok {
+			log.refused(r.Context(), s.cfg.Logger, s.cfg.Now(), endpoint)
 			ratelimit.Deny(w, r, wait, s.tel, endpoint)
 			return
 		}
 		h(w, r)
 	}
+}
+
+// refusalLogEvery is the least time between two log lines of one
+// endpoint's refusals.
+const refusalLogEvery = time.Minute
+
+// refusalLog logs an endpoint's rate-limit refusals in aggregate: a Warn
+// line at the first refusal, then at most one a minute, with how many were
+// refused since the line before. One line per refusal would let a flood
+// amplify itself into the logs; the exact count is the agentpass.rate_limited
+// metric. Refusals after the last line are reported with the next one.
+type refusalLog struct {
+	count atomic.Int64
+	next  atomic.Int64 // Unix nanoseconds before which no line is written
+}
+
+func (l *refusalLog) refused(ctx context.Context, logger *slog.Logger, now time.Time, endpoint string) {
+	l.count.Add(1)
+	next := l.next.Load()
+	if now.UnixNano() < next || !l.next.CompareAndSwap(next, now.Add(refusalLogEvery).UnixNano()) {
+		return
+	}
+	logger.LogAttrs(ctx, slog.LevelWarn, "agentpass rate limited", slog.String("endpoint", endpoint),
+		slog.Int64("refused", l.count.Swap(0)))
 }

@@ -178,13 +178,45 @@ func New(lim, def Limit, maxKeys int, now func() time.Time) (*Limiter, error) {
 // AllowClient charges a request from client (an address from [ClientAddr],
 // or any other key) to its Client, Network and Overall levels. It reports
 // whether the request may proceed and, when it may not, how long until it
-// could.
+// could. An IP address costs no allocation.
 func (l *Limiter) AllowClient(client string) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	var keys [numLevels]string
-	keys[levelClient], keys[levelNetwork] = addrKeys(client)
+	if ip, err := netip.ParseAddr(client); err == nil {
+		return l.allowAddr(ip)
+	}
+	k := bucketKey{s: bounded(client)}
+	return l.allowClient(k, k)
+}
+
+// AllowPeer is AllowClient(ClientAddr(r)) without the allocation of the
+// address's text: the path a flood of requests from one peer takes, each
+// refused before anything else of it is read.
+func (l *Limiter) AllowPeer(r *http.Request) (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return l.allowAddr(ip)
+	}
+	return l.AllowClient(r.RemoteAddr)
+}
+
+// allowAddr charges the address ip, its key bytes on the stack.
+func (l *Limiter) allowAddr(ip netip.Addr) (bool, time.Duration) {
+	var buf [10]byte
+	c, n := addrKeys(ip, &buf)
+	return l.allowClient(bucketKey{b: c}, bucketKey{b: n})
+}
+
+func (l *Limiter) allowClient(client, network bucketKey) (bool, time.Duration) {
+	var keys [numLevels]bucketKey
+	keys[levelClient], keys[levelNetwork] = client, network
 	ok, wait := l.allow(&keys, levelClient, levelNetwork)
 	if !ok {
 		return false, wait
@@ -194,7 +226,7 @@ func (l *Limiter) AllowClient(client string) (ok bool, retryAfter time.Duration)
 	}
 	// Charged last, so an attempt a client's own levels refuse never
 	// touches it; refused here, the attempt keeps its cost below.
-	return l.overall.take(keys[levelNetwork])
+	return l.overall.take(network)
 }
 
 // AllowUser charges a request naming the user email to its User and Domain
@@ -204,14 +236,15 @@ func (l *Limiter) AllowUser(email string) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	var keys [numLevels]string
-	keys[levelUser], keys[levelDomain] = userKeys(email)
+	var keys [numLevels]bucketKey
+	u, d := userKeys(email)
+	keys[levelUser], keys[levelDomain] = bucketKey{s: u}, bucketKey{s: d}
 	return l.allow(&keys, levelUser, levelDomain)
 }
 
 // allow takes a token at every given level, or none: when one refuses, the
 // others get theirs back.
-func (l *Limiter) allow(keys *[numLevels]string, levels ...int) (bool, time.Duration) {
+func (l *Limiter) allow(keys *[numLevels]bucketKey, levels ...int) (bool, time.Duration) {
 	var taken [numLevels]*bucketRef
 	var wait time.Duration
 	refused := false
@@ -269,7 +302,7 @@ type overallLevel struct {
 
 	mu      sync.Mutex
 	b       bucketRef
-	lastNet string    // network of the last attempt
+	lastNet uint64    // hash of the network of the last attempt (a collision only hides one alternation)
 	seen    bool      // whether lastNet is set
 	mixedAt time.Time // when an attempt last came from another network than the one before
 }
@@ -285,7 +318,7 @@ func newOverall(perSecond float64, burst, maxKeys int, now func() time.Time) *ov
 }
 
 // take takes an Overall token for a request from network.
-func (o *overallLevel) take(network string) (bool, time.Duration) {
+func (o *overallLevel) take(network bucketKey) (bool, time.Duration) {
 	now := o.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -294,11 +327,11 @@ func (o *overallLevel) take(network string) (bool, time.Duration) {
 		b.tokens = min(o.burst, b.tokens+d.Seconds()*o.rate)
 		b.last = now
 	}
-	if network != o.lastNet || !o.seen {
+	if h := network.hash(o.shares.seed); !o.seen || h != o.lastNet {
 		if o.seen {
 			o.mixedAt = now
 		}
-		o.lastNet, o.seen = network, true
+		o.lastNet, o.seen = h, true
 	}
 	if b.tokens < 1 {
 		wait := time.Duration(math.Ceil((1 - b.tokens) / o.rate * float64(time.Second)))
@@ -315,24 +348,42 @@ func (o *overallLevel) take(network string) (bool, time.Duration) {
 	return true, 0
 }
 
-// addrKeys returns the Client and Network keys of a client address. The
-// keys of IP addresses are their prefix bytes behind a NUL, cheaper than
-// text and apart from any printable key.
-func addrKeys(client string) (addr, network string) {
-	ip, err := netip.ParseAddr(client)
-	if err != nil {
-		k := bounded(client)
-		return k, k
-	}
+// addrKeys returns the Client and Network keys of an IP address, in buf:
+// its prefix bytes behind a NUL and the version, cheaper than text and
+// apart from any printable key.
+func addrKeys(ip netip.Addr, buf *[10]byte) (addr, network []byte) {
 	ip = ip.Unmap()
 	if ip.Is4() {
 		b := ip.As4()
-		k := string([]byte{0, 4, b[0], b[1], b[2], b[3]})
-		return k, k[:5]
+		*buf = [10]byte{0, 4, b[0], b[1], b[2], b[3]}
+		return buf[:6], buf[:5]
 	}
 	b := ip.As16()
-	k := string([]byte{0, 6, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]})
-	return k, k[:8]
+	*buf = [10]byte{0, 6, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]}
+	return buf[:10], buf[:8]
+}
+
+// bucketKey is the key of a bucket: text, or bytes the caller keeps on its
+// stack (an address's); the table copies it only to create a bucket.
+type bucketKey struct {
+	s string
+	b []byte // when not nil, the key
+}
+
+func (k bucketKey) hash(seed maphash.Seed) uint64 {
+	if k.b != nil {
+		return maphash.Bytes(seed, k.b)
+	}
+	return maphash.String(seed, k.s)
+}
+
+// copy returns the key as a string of its own, so that neither the
+// caller's bytes nor its string are kept (and may stay on its stack).
+func (k bucketKey) copy() string {
+	if k.b != nil {
+		return string(k.b)
+	}
+	return strings.Clone(k.s)
 }
 
 // userKeys returns the User and Domain keys of an e-mail address: one
@@ -426,18 +477,27 @@ func (t *table) refill(b *bucketRef, now time.Time) {
 }
 
 // take takes a token from key's bucket.
-func (t *table) take(key string) (*bucketRef, bool, time.Duration) {
+func (t *table) take(key bucketKey) (*bucketRef, bool, time.Duration) {
 	now := t.now()
-	s := &t.shards[maphash.String(t.seed, key)%shards]
+	s := &t.shards[key.hash(t.seed)%shards]
 	s.mu.Lock()
-	var b *bucketRef
-	if e, found := s.buckets[key]; found {
+	var (
+		b     *bucketRef
+		e     *list.Element
+		found bool
+	)
+	if key.b != nil {
+		e, found = s.buckets[string(key.b)]
+	} else {
+		e, found = s.buckets[key.s]
+	}
+	if found {
 		s.lru.MoveToFront(e)
 		b = e.Value.(*bucketRef)
 		t.refill(b, now)
 	} else if s.lru.Len() < s.max || t.evictLocked(s, now) {
-		b = &bucketRef{mu: &s.mu, key: key, tokens: t.burst, last: now}
-		s.buckets[key] = s.lru.PushFront(b)
+		b = &bucketRef{mu: &s.mu, key: key.copy(), tokens: t.burst, last: now}
+		s.buckets[b.key] = s.lru.PushFront(b)
 	} else {
 		// Every bucket in reach still carries state: rather than forget
 		// one (and hand its owner a full bucket), the newcomer shares the
@@ -515,14 +575,38 @@ func RetryAfterSeconds(wait time.Duration) int {
 	return max(1, int(math.Ceil(wait.Seconds())))
 }
 
+// The 429 answer, prepared once: under a flood, a refusal must cost as
+// little as the request that caused it.
+var (
+	denied  = httpx.Prepare(pass.Fail(pass.CodeRateLimited, "too many requests; retry later"))
+	noStore = []string{"no-store"}
+	// retryAfter holds the Retry-After values up to maxSharedRetryAfter
+	// seconds; a longer wait (a very slow rate) formats its own.
+	retryAfter = func() (v [maxSharedRetryAfter + 1][]string) {
+		for i := range v {
+			v[i] = []string{strconv.Itoa(i)}
+		}
+		return v
+	}()
+)
+
+const maxSharedRetryAfter = 64
+
 // Deny answers 429 with a Retry-After header and the structured error body
 // {"error":{"code":"rate_limited",...}}. The message is generic: it names
 // neither the key nor the limit, so a refusal tells a prober nothing about
 // a user. Every refusal is counted here, in t's agentpass.rate_limited
-// (t may be nil), so no role can refuse without it showing.
+// (t may be nil), so no role can refuse without it showing. The answer is
+// prepared once and a refusal allocates nothing for it; the header values
+// it sets are shared, so nothing may change them in place.
 func Deny(w http.ResponseWriter, r *http.Request, wait time.Duration, t *telemetry.T, endpoint string) {
 	t.RateLimited(r.Context(), endpoint)
-	w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(wait)))
-	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteError(w, nil, pass.Fail(pass.CodeRateLimited, "too many requests; retry later"))
+	h := w.Header()
+	if s := RetryAfterSeconds(wait); s <= maxSharedRetryAfter {
+		h["Retry-After"] = retryAfter[s][:1:1]
+	} else {
+		h["Retry-After"] = []string{strconv.Itoa(s)}
+	}
+	h["Cache-Control"] = noStore[:1:1]
+	denied.Write(w)
 }

@@ -245,7 +245,7 @@ func TestLongKeys(t *testing.T) {
 	long := strings.Repeat("k", 1<<20)
 	for _, k := range []string{long, long + "@" + long, "a@" + long} {
 		u, d := userKeys(k)
-		c, n := addrKeys(k)
+		c, n := bounded(k), bounded(k) // what AllowClient charges a key that is no address
 		for _, got := range []string{u, d, c, n} {
 			if len(got) > maxKeyLen {
 				t.Fatalf("a key of %d bytes kept as %d bytes", len(k), len(got))
@@ -409,7 +409,12 @@ func TestClientAddr(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("ClientAddr(%q) = %q, want %q", tt.remote, got, tt.want)
 			}
-			c, n := addrKeys(got)
+			c, n := got, got
+			if ip, err := netip.ParseAddr(got); err == nil {
+				var buf [10]byte
+				cb, nb := addrKeys(ip, &buf)
+				c, n = string(cb), string(nb)
+			}
 			if keyOf(c) != tt.client || keyOf(n) != tt.network {
 				t.Errorf("addrKeys(%q) stand for %q, %q; want %q, %q", got, keyOf(c), keyOf(n), tt.client, tt.network)
 			}
@@ -603,3 +608,59 @@ func TestDenyCounts(t *testing.T) {
 		t.Fatalf("agentpass.rate_limited{endpoint=redeem} = %d, want 3", got)
 	}
 }
+
+// AllowPeer charges the bucket AllowClient(ClientAddr(r)) charges, at
+// every level, and allocates nothing for an address already known: it is
+// the path of every request a flood sends.
+func TestAllowPeer(t *testing.T) {
+	lim := Limit{Client: Rate{PerSecond: 1, Burst: 1}, Network: Rate{PerSecond: 1, Burst: 2}, Overall: Rate{PerSecond: 1, Burst: 100}}
+	for _, tt := range []struct{ remote, same, sameNet string }{
+		{"192.0.2.1:1234", "192.0.2.1", "192.0.2.77"},
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1", "192.0.2.77"},
+		{"[2001:db8:1:2::1]:443", "2001:db8:1:2::99", "2001:db8:1:3::1"},
+		{"[fe80::1%eth0]:80", "fe80::1", "fe80::2:0:0:0:1"},
+		{"@", "@", "@"},
+	} {
+		t.Run(tt.remote, func(t *testing.T) {
+			l, err := New(lim, lim, 100, newClock().Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodPost, "/", nil)
+			r.RemoteAddr = tt.remote
+			if ok, _ := l.AllowPeer(r); !ok {
+				t.Fatal("first request refused")
+			}
+			if ok, _ := l.AllowClient(tt.same); ok {
+				t.Errorf("AllowClient(%q) got a token AllowPeer took", tt.same)
+			}
+			if tt.same == tt.sameNet {
+				return
+			}
+			if ok, _ := l.AllowClient(tt.sameNet); !ok {
+				t.Errorf("AllowClient(%q), another client of the network, refused", tt.sameNet)
+			}
+			if ok, _ := l.AllowPeer(r); ok {
+				t.Error("AllowPeer past the network's burst allowed")
+			}
+		})
+	}
+	l := client(t, 1, 1, 100, newClock().Now)
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.RemoteAddr = "[2001:db8::1]:443"
+	l.AllowPeer(r)
+	if n := testing.AllocsPerRun(100, func() { l.AllowPeer(r) }); n != 0 {
+		t.Errorf("AllowPeer allocates %v times per refusal, want 0", n)
+	}
+	w := &headerOnly{h: http.Header{}}
+	if n := testing.AllocsPerRun(100, func() { clear(w.h); Deny(w, r, time.Second, nil, "test") }); n != 0 {
+		t.Errorf("Deny allocates %v times, want 0", n)
+	}
+}
+
+// headerOnly is a ResponseWriter that keeps nothing but its header map.
+type headerOnly struct{ h http.Header }
+
+func (w *headerOnly) Header() http.Header         { return w.h }
+func (w *headerOnly) WriteHeader(int)             {}
+func (w *headerOnly) Write(b []byte) (int, error) { return len(b), nil }
