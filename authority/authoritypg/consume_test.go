@@ -11,6 +11,7 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
+	"github.com/agentpass-go/agentpass/internal/missionlog"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -78,7 +79,8 @@ func TestConsumeRoundTrips(t *testing.T) {
 // outcome is one of the two serial ones: the consumption refused
 // (ErrNotFound), or the consumption's "redeemed" entry before the
 // cascade's in the child's history and, for a revocation, its
-// authorization revoked by the cascade. Never a deadlock or another error.
+// authorization revoked by the cascade; the child's history chain intact.
+// Never a deadlock or another error.
 func TestConsumeRacesAncestorEnd(t *testing.T) {
 	s1, s2 := twoReplicas(t)
 	live := []pass.DelegationState{pass.DelegationActive, pass.DelegationSuspended}
@@ -118,6 +120,13 @@ func TestConsumeRacesAncestorEnd(t *testing.T) {
 		hist, err := s2.History(ctx, kid.MissionID)
 		if err != nil {
 			t.Fatal(err)
+		}
+		bodies, hashes := make([][]byte, len(hist)), make([]string, len(hist))
+		for j, h := range hist {
+			bodies[j], hashes[j] = h.Body, h.Hash
+		}
+		if seq, err := missionlog.Verify(bodies, hashes); err != nil {
+			t.Errorf("round %d: the child's history chain breaks at seq %d: %v", i, seq, err)
 		}
 		redeemed, cascade := -1, -1
 		for j, h := range hist {
