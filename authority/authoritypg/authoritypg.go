@@ -673,7 +673,7 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 
 // errChanged: the row or an ancestor changed between the read and the
 // conditional write.
-var errChanged = errors.New("the mission changed during the consumption, again and again")
+var errChanged = errors.New("the mission kept changing under the consumption")
 
 // consume is one attempt of ConsumePass.
 func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Consumption, error) {
@@ -686,7 +686,8 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 	case r.Service != audience:
 		return nil, authority.ErrWrongAudience
 	case !r.ConsumedAt.IsZero() && r.AuthorizationID == authorizationID:
-		a, err := s.Authorization(ctx, authorizationID)
+		a, err := scanAuthorization(s.pool.QueryRow(ctx, `SELECT `+authorizationColumns+`
+			FROM agentpass_authority_authorizations WHERE id = $1`, authorizationID))
 		if err != nil {
 			return nil, err
 		}

@@ -160,3 +160,41 @@ func TestConsumeRacesAncestorEnd(t *testing.T) {
 	}
 	t.Logf("consumption won %d rounds, lost %d", won[true], won[false])
 }
+
+// TestConsumeGivesUp: a write whose row changed since its read is retried
+// a bounded number of times, then ConsumePass fails closed (an error that
+// is no store sentinel, nothing stored). A trigger that skips every
+// consumption stands in for a mission that keeps changing.
+func TestConsumeGivesUp(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Exec(ctx, `
+		CREATE FUNCTION skip_consumption() RETURNS trigger AS $$
+		BEGIN
+			IF NEW.consumed_at IS NOT NULL THEN RETURN NULL; END IF;
+			RETURN NEW;
+		END $$ LANGUAGE plpgsql;
+		CREATE TRIGGER skip_consumption BEFORE UPDATE ON agentpass_authority_requests
+			FOR EACH ROW EXECUTE FUNCTION skip_consumption();`); err != nil {
+		t.Fatal(err)
+	}
+	pool, trips := pgtest.CountedPool(t, base)
+	s := authoritypg.New(pool)
+	approved(t, s, "r1", "h1")
+	trips.Reset()
+	_, err := s.ConsumePass(ctx, "h1", svcA, "z1", t0)
+	if err == nil || errors.Is(err, authority.ErrConsumed) || errors.Is(err, authority.ErrNotFound) {
+		t.Fatalf("ConsumePass on a row that keeps changing: %v, want a plain error", err)
+	}
+	if n, _ := trips.Count(); n != 8 {
+		t.Errorf("%d round trips, want 8 (4 attempts of a read and a write)", n)
+	}
+	if _, err := s.Authorization(ctx, "z1"); !errors.Is(err, authority.ErrNotFound) {
+		t.Errorf("authorization after a failed consumption: %v, want ErrNotFound", err)
+	}
+	if h, err := s.History(ctx, "msn_r1"); err != nil || len(h) != 2 {
+		t.Errorf("history after a failed consumption: %d records, %v; want the 2 of its creation", len(h), err)
+	}
+}
