@@ -6,8 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // TestRoundTrips holds a validation and a bearer redemption with a holder
@@ -67,4 +72,75 @@ func TestRoundTrips(t *testing.T) {
 	}
 	count("redemption (Authority)", d.authTrips, wantValidate)
 	count("redemption (Service)", d.svcTrips, wantRedeemService)
+
+	// A sub-agent's pass: the answer names the parent and is bounded by
+	// it, from the ancestors the consumption read, with no read per
+	// ancestor (there was one, and one of the mission, before).
+	parentID := d.consumedMission(t, values[3])
+	childPass := d.storeChild(t, key, parentID)
+	d.authTrips.Reset()
+	vr, err := d.validateAnswer(ctx, childPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count("sub-agent validation (Authority)", d.authTrips, wantValidate)
+	if vr.Mission == nil || vr.Mission.Parent != parentID || vr.Mission.Act == nil || vr.Mission.Act.Act == nil ||
+		vr.Mission.Act.Act.MissionID != parentID {
+		t.Errorf("sub-agent validation answer: %+v, want its parent %s in parent and act", vr.Mission, parentID)
+	}
+}
+
+// consumedMission returns the mission id of the consumed pass value.
+func (d *deployment) consumedMission(t *testing.T, value string) string {
+	t.Helper()
+	for _, st := range d.authorityStores {
+		list, err := st.Authorizations(t.Context(), authority.ListOptions{Now: d.clock.Now(), Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			if r, err := st.Request(t.Context(), a.MissionID); err == nil && r.PassHash == secret.Hash(value) {
+				return r.MissionID
+			}
+		}
+	}
+	t.Fatal("no consumed mission for the pass")
+	return ""
+}
+
+// storeChild stores an approved sub-agent pass under the mission parentID,
+// bound to key, and returns its value.
+func (d *deployment) storeChild(t *testing.T, key *dpop.Key, parentID string) string {
+	t.Helper()
+	now := d.clock.Now()
+	value := secret.Token("ap_")
+	r := &authority.Request{
+		MissionID: secret.ID("msn_"), IDHash: secret.Hash(secret.ID("req_")), Status: pass.StatusApproved, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		Type: pass.BearerToken, Service: appOrigin, User: user, HarnessID: harnessID, Cnf: key.PublicJSON(),
+		AgentID: "sub-agent", Tier: dpop.TierUnverified, TaskID: "sub-task", ParentMissionID: parentID,
+		TaskDescription: "Triage one ticket", AvailableScope: pass.Scope{"tickets:read"},
+		Decision: &authority.Evidence{
+			Status: pass.StatusApproved, DecidedBy: "policy:test", DecidedAt: now, Scope: pass.Scope{"tickets:read"},
+			PassExpiresAt: now.Add(10 * time.Minute), AuthorizationExpiresAt: now.Add(time.Hour),
+		},
+		PassHash: secret.Hash(value),
+	}
+	if err := d.authorityStores[0].CreateRequest(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	return value
+}
+
+// validateAnswer is validate, returning the Authority's answer.
+func (d *deployment) validateAnswer(ctx context.Context, value string) (*pass.ValidationResponse, error) {
+	tok, err := assertion.Sign(d.serviceKeys.Current(), appOrigin, authorityID, 0, d.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	var vr pass.ValidationResponse
+	_, err = httpx.Do(ctx, d.client, httpx.Call{
+		URL: d.validateURL, Bearer: tok,
+		Body: pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
+	}, &vr)
+	return &vr, err
 }
