@@ -114,10 +114,12 @@ type Store interface {
 	// or ended ancestor (MissionBlocked), marks it consumed, creates the
 	// authorization (see Request.Authorize) with the given id and appends
 	// the mission's "redeemed" history record (Request.Record). The
-	// mission check happens under the same lock or statement as the
-	// consumption. Errors, in this order: ErrNotFound (also for a mission
-	// that is not active), ErrWrongAudience (nothing changes),
-	// ErrConsumed, ErrExpired. A call for a pass already consumed under the
+	// mission check must still hold when the consumption commits: made
+	// under the same lock, or by a conditional write that takes effect
+	// only if the mission and its ancestors are unchanged since read.
+	// Errors, in this order: ErrNotFound (also for a mission that is not
+	// active), ErrWrongAudience (nothing changes), ErrConsumed,
+	// ErrExpired. A call for a pass already consumed under the
 	// same authorizationID returns that authorization (in its current
 	// state) instead of ErrConsumed: a caller that lost the answer with its
 	// connection retries with the same id and learns that it won. The
@@ -136,16 +138,16 @@ type Store interface {
 }
 
 // Consumption is what [Store.ConsumePass] returns: the authorization, and
-// the mission and ancestors it was checked against, read under the same
-// lock or statement, so the validation answer needs no second read that
-// could see a later state.
+// the mission and ancestors as the consumption checked them, so the
+// validation answer needs no second read that could see a later state.
 type Consumption struct {
 	// Authorization is the authorization created (or, for a retry, found).
 	Authorization *Authorization
 	// Mission is the pass's request after the consumption.
 	Mission *Request
-	// Ancestors are the mission's ancestors, parent first; nil for a root
-	// mission.
+	// Ancestors are the mission's ancestors, parent first, at most 32;
+	// nil for a root mission. For a retry they stop before the first one
+	// that no longer exists (it ended and was pruned).
 	Ancestors []*Request
 }
 
