@@ -65,8 +65,8 @@ func (c *Trips) Prepares() int {
 	return c.prepares
 }
 
-// Label shortens a statement to its first words, for a breakdown.
-func Label(sql string) string {
+// label shortens a statement to its first words, for a breakdown.
+func label(sql string) string {
 	f := strings.Fields(sql)
 	if len(f) > 8 {
 		f = append(f[:8], "…")
@@ -83,7 +83,7 @@ func (c *Trips) add(label string, trips int) {
 
 // TraceQueryStart implements pgx.QueryTracer.
 func (c *Trips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	c.add(Label(d.SQL), 1)
+	c.add(label(d.SQL), 1)
 	return ctx
 }
 
@@ -94,7 +94,7 @@ func (c *Trips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData)
 func (c *Trips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
 	labels := make([]string, 0, d.Batch.Len())
 	for _, q := range d.Batch.QueuedQueries {
-		labels = append(labels, Label(q.SQL))
+		labels = append(labels, label(q.SQL))
 	}
 	c.add("batch["+strings.Join(labels, "; ")+"]", 1)
 	return ctx
