@@ -74,10 +74,10 @@ func label(sql string) string {
 	return strings.Join(f, " ")
 }
 
-func (c *Trips) add(label string, trips int) {
+func (c *Trips) add(what string, trips int) {
 	c.mu.Lock()
 	c.trips += trips
-	c.log = append(c.log, label)
+	c.log = append(c.log, what)
 	c.mu.Unlock()
 }
 
