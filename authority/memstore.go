@@ -399,7 +399,7 @@ func (m *MemoryStore) RotatePass(ctx context.Context, id, passHash string, now t
 }
 
 // ConsumePass implements Store.
-func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error) {
+func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Consumption, error) {
 	if authorizationID == "" {
 		return nil, fmt.Errorf("authority: ConsumePass: empty authorization id")
 	}
@@ -418,7 +418,7 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	}
 	if !r.ConsumedAt.IsZero() {
 		if a, ok := m.authz[authorizationID]; ok && r.AuthorizationID == authorizationID {
-			return a.Clone(), nil // a retry of this consumption
+			return m.consumptionLocked(a, r), nil // a retry of this consumption
 		}
 		return nil, ErrConsumed
 	}
@@ -446,7 +446,21 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	m.authz[a.ID] = a
 	m.noteEnd(c.EndsAt())
 	m.noteEnd(authzEnd(a))
-	return a.Clone(), nil
+	return m.consumptionLocked(a, c), nil
+}
+
+// consumptionLocked returns copies of a, its mission r and r's ancestors.
+func (m *MemoryStore) consumptionLocked(a *Authorization, r *Request) *Consumption {
+	out := &Consumption{Authorization: a.Clone(), Mission: r.Clone()}
+	for p, depth := r.ParentMissionID, 0; p != "" && depth < maxMissionDepth; depth++ {
+		pr, ok := m.requests[p]
+		if !ok {
+			break
+		}
+		out.Ancestors = append(out.Ancestors, pr.Clone())
+		p = pr.ParentMissionID
+	}
+	return out
 }
 
 // Authorization implements Store.

@@ -114,14 +114,19 @@ type Store interface {
 	// or ended ancestor (MissionBlocked), marks it consumed, creates the
 	// authorization (see Request.Authorize) with the given id and appends
 	// the mission's "redeemed" history record (Request.Record). The
-	// mission check happens under the same lock or statement as the
-	// consumption. Errors, in this order: ErrNotFound (also for a mission
-	// that is not active), ErrWrongAudience (nothing changes),
-	// ErrConsumed, ErrExpired. A call for a pass already consumed under the
+	// mission check must still hold when the consumption commits: made
+	// under the same lock, or by a conditional write that takes effect
+	// only if the mission and its ancestors are unchanged since read.
+	// Errors, in this order: ErrNotFound (also for a mission that is not
+	// active), ErrWrongAudience (nothing changes), ErrConsumed,
+	// ErrExpired. A call for a pass already consumed under the
 	// same authorizationID returns that authorization (in its current
 	// state) instead of ErrConsumed: a caller that lost the answer with its
-	// connection retries with the same id and learns that it won.
-	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Authorization, error)
+	// connection retries with the same id and learns that it won. The
+	// Consumption also carries the mission and its ancestors as the
+	// consumption saw them, so the Authority answers without reading them
+	// again.
+	ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*Consumption, error)
 
 	// Authorization returns the authorization with the given id, whatever
 	// its state, or ErrNotFound.
@@ -130,6 +135,20 @@ type Store interface {
 	// Authorizations lists authorizations that are active or suspended and
 	// unexpired at opts.Now, newest first.
 	Authorizations(ctx context.Context, opts ListOptions) ([]*Authorization, error)
+}
+
+// Consumption is what [Store.ConsumePass] returns: the authorization, and
+// the mission and ancestors as the consumption checked them, so the
+// validation answer needs no second read that could see a later state.
+type Consumption struct {
+	// Authorization is the authorization created (or, for a retry, found).
+	Authorization *Authorization
+	// Mission is the pass's request after the consumption.
+	Mission *Request
+	// Ancestors are the mission's ancestors, parent first, at most 32;
+	// nil for a root mission. For a retry they stop before the first one
+	// that no longer exists (it ended and was pruned).
+	Ancestors []*Request
 }
 
 // ListOptions filter the listings of a Store.

@@ -3,6 +3,7 @@ package authority
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -101,9 +102,14 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.noteReceiver(ctx, svc)
-	az, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
+	c, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
 	if err != nil {
 		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
+		return
+	}
+	az, m := c.Authorization, c.Mission
+	if az == nil || m == nil {
+		a.reject(w, "validation", errors.New("authority: the store's consumption lacks its authorization or mission"), slog.String("service", svc))
 		return
 	}
 	// The pass is consumed: the answer is the Service's now. A replay that
@@ -119,34 +125,49 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		slog.String("user", az.User), slog.String("agent", az.AgentID), slog.String("task", az.TaskID),
 		slog.String("harness", az.HarnessID), slog.String("mission_id", az.MissionID), slog.Any("scope", az.Scope))
 	out := validationBody(az)
-	// The consumption checked the mission under the same lock; this read
-	// only adds its version and parent to the answer.
-	if m, err := a.store.Request(ctx, az.MissionID); err == nil {
-		out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
-			HistoryHead: m.HistoryHead}
-		if len(m.Stages) > 0 {
-			// A Service that stages in place keeps the ceiling as its
-			// bound and the current stage's scope (out.Scope) as what it
-			// allows now; one that does not sees only the current scope.
-			out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, cloneStages(m.Stages), m.Ceiling()
+	// The mission and its ancestors come from the consumption itself,
+	// which checked them under the same lock: no second read.
+	out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
+		HistoryHead: m.HistoryHead}
+	if len(m.Stages) > 0 {
+		// A Service that stages in place keeps the ceiling as its
+		// bound and the current stage's scope (out.Scope) as what it
+		// allows now; one that does not sees only the current scope.
+		out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, cloneStages(m.Stages), m.Ceiling()
+	}
+	// A sub-agent's pass names who it acts for, up to the root, for
+	// the Service's audit and local cascade.
+	if m.ParentMissionID != "" {
+		anc, err := consumedAncestors(m, c.Ancestors)
+		if err != nil {
+			// The pass is spent; an answer without the chain's bound
+			// could grant more than an ancestor now holds.
+			a.reject(w, "validation", err, slog.String("service", svc))
+			return
 		}
-		// A sub-agent's pass names who it acts for, up to the root, for
-		// the Service's audit and local cascade.
-		if m.ParentMissionID != "" {
-			anc, err := a.ancestors(ctx, m)
-			if err != nil {
-				// The pass is spent; an answer without the chain's bound
-				// could grant more than an ancestor now holds.
-				a.reject(w, "validation", err, slog.String("service", svc))
-				return
-			}
-			out.Mission.Act = actChain(m, anc)
-			out.Scope = attenuate(out.Scope, anc)
-		}
-	} else {
-		a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: mission unreadable", slog.String("mission_id", az.MissionID), slog.String("reason", err.Error()))
+		out.Mission.Act = actChain(m, anc)
+		out.Scope = attenuate(out.Scope, anc)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// consumedAncestors completes the ancestors a consumption returned: a
+// store returns them up to the first one it could not find (pruned after
+// it ended, which only a retried consumption can meet), and that one
+// counts as ended, as in [Authority.ancestors], so its descendants hold
+// nothing.
+func consumedAncestors(m *Request, anc []*Request) ([]*Request, error) {
+	top := m.ParentMissionID
+	if n := len(anc); n > 0 {
+		top = anc[n-1].ParentMissionID
+	}
+	switch {
+	case top == "":
+		return anc, nil
+	case len(anc) >= maxMissionDepth:
+		return nil, fmt.Errorf("authority: delegation chain of %s is deeper than %d", m.MissionID, maxMissionDepth)
+	}
+	return append(anc, &Request{MissionID: top, State: pass.MissionRevoked}), nil
 }
 
 func consumeError(err error) error {

@@ -624,102 +624,178 @@ func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Ti
 	return nil, authority.ErrExpired
 }
 
-// ConsumePass implements authority.Store in one transaction: the request
-// row holding the pass is locked, the audience, consumption and expiry are
-// checked, the mission's ancestors are read FOR SHARE (so a concurrent
-// suspension or end of an ancestor either commits first and is seen, or
-// waits for this consumption), the mission must be active, and the
-// authorization and the "redeemed" history record are written. A pass
+// consumeAttempts bounds how often ConsumePass reads again after its
+// write found the row changed since its read. Only a change to the same
+// mission or an ancestor in between causes that; the next read sees it,
+// and a consumed pass then ends the loop at once.
+const consumeAttempts = 4
+
+// ConsumePass implements authority.Store in two round trips, neither in a
+// transaction that waits for the network: one statement reads the request
+// row holding the pass with its ancestors, Go decides (audience,
+// consumption, expiry, the mission's effective state) and seals the
+// "redeemed" history entry, and one statement writes the consumption, the
+// authorization and the history entry, on the condition that the row and
+// every ancestor are still as read. The write locks the ancestors FOR
+// SHARE, root first, before the mission row, in the order TransitionMission
+// and CreateChild lock them, so a concurrent suspension or end of an
+// ancestor either committed before (the condition fails) or waits for the
+// consumption (and its cascade finds the authorization). Two replicas
+// racing for one pass serialise on its row: the second's condition
+// (consumed_at IS NULL) fails, it reads again and gets ErrConsumed. A pass
 // already consumed under authorizationID is a retry whose first answer was
 // lost with its connection: it returns that authorization.
-func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Authorization, error) {
+//
+// The write cannot join the read in one statement: the history entry's
+// hash covers the mission's version, sequence number and previous hash,
+// canonical JSON that only Go writes (missionlog.Seal), and the mission's
+// state rules live in Go (authority.EffectiveMissionState).
+func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Consumption, error) {
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
 	}
-	var out *authority.Authorization
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		r, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
-			WHERE pass_hash = $1 FOR UPDATE`, passHash))
+	for range consumeAttempts {
+		c, err := s.consume(ctx, passHash, audience, authorizationID, now)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return authority.ErrNotFound
-		case err != nil:
-			return err
-		case r.Status != pass.StatusApproved || r.Decision == nil:
-			return authority.ErrNotFound
-		case r.Service != audience:
-			return authority.ErrWrongAudience
-		case !r.ConsumedAt.IsZero() && r.AuthorizationID == authorizationID:
-			a, err := scanAuthorization(tx.QueryRow(ctx, `SELECT `+authorizationColumns+`
-				FROM agentpass_authority_authorizations WHERE id = $1`, authorizationID))
-			if err != nil {
-				return err
-			}
-			out = a
-			return nil
-		case !r.ConsumedAt.IsZero():
-			return authority.ErrConsumed
-		case !now.Before(r.Decision.PassExpiresAt):
-			return authority.ErrExpired
+		case errors.Is(err, errChanged):
+			continue
+		case err == nil:
+			return c, nil
+		case isUniqueViolation(err):
+			return nil, authority.ErrConflict
+		case isStoreError(err):
+			return nil, err
 		}
-		var ancestors []*authority.Request
-		for p, depth := r.ParentMissionID, 0; p != "" && depth < 32; depth++ {
-			a, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests
-				WHERE id = $1 FOR SHARE`, p))
-			if errors.Is(err, pgx.ErrNoRows) {
-				return authority.ErrNotFound
-			} else if err != nil {
-				return err
-			}
-			ancestors = append(ancestors, a)
-			p = a.ParentMissionID
-		}
-		if authority.EffectiveMissionState(r, ancestors, now) != pass.MissionActive {
-			return authority.ErrNotFound
-		}
-		r.ConsumedAt, r.AuthorizationID = now, authorizationID
-		rec, err := r.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,
-			Details: map[string]any{"authorization_id": authorizationID}}, now)
-		if err != nil {
-			return err
-		}
-		a := r.Authorize(authorizationID, now)
-		if err := insertAuthorization(ctx, tx, a); err != nil {
-			return err
-		}
-		if err := writeMission(ctx, tx, r); err != nil {
-			return err
-		}
-		if err := insertHistory(ctx, tx, r.MissionID, rec); err != nil {
-			return err
-		}
-		out = a
-		return nil
-	})
-	switch {
-	case err == nil:
-		return out, nil
-	case isUniqueViolation(err):
-		return nil, authority.ErrConflict
-	case isStoreError(err):
-		return nil, err
+		return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
 	}
-	return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
+	return nil, fmt.Errorf("authoritypg: ConsumePass: %w", errChanged)
 }
 
-func insertAuthorization(ctx context.Context, tx pgx.Tx, a *authority.Authorization) error {
-	_, err := tx.Exec(ctx, `
-		INSERT INTO agentpass_authority_authorizations (`+authorizationColumns+`, ends_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`,
+// errChanged: the row or an ancestor changed between the read and the
+// conditional write.
+var errChanged = errors.New("the mission kept changing under the consumption")
+
+// consume is one attempt of ConsumePass.
+func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Consumption, error) {
+	r, ancestors, complete, err := s.passChain(ctx, passHash)
+	switch {
+	case err != nil:
+		return nil, err
+	case r == nil || r.Status != pass.StatusApproved || r.Decision == nil:
+		return nil, authority.ErrNotFound
+	case r.Service != audience:
+		return nil, authority.ErrWrongAudience
+	case !r.ConsumedAt.IsZero() && r.AuthorizationID == authorizationID:
+		a, err := scanAuthorization(s.pool.QueryRow(ctx, `SELECT `+authorizationColumns+`
+			FROM agentpass_authority_authorizations WHERE id = $1`, authorizationID))
+		if err != nil {
+			return nil, err
+		}
+		return &authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}, nil
+	case !r.ConsumedAt.IsZero():
+		return nil, authority.ErrConsumed
+	case !now.Before(r.Decision.PassExpiresAt):
+		return nil, authority.ErrExpired
+	case !complete: // an ancestor is gone: it ended
+		return nil, authority.ErrNotFound
+	case authority.EffectiveMissionState(r, ancestors, now) != pass.MissionActive:
+		return nil, authority.ErrNotFound
+	}
+	version, count := r.Version, r.HistoryCount
+	r.ConsumedAt, r.AuthorizationID = now, authorizationID
+	rec, err := r.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,
+		Details: map[string]any{"authorization_id": authorizationID}}, now)
+	if err != nil {
+		return nil, err
+	}
+	a := r.Authorize(authorizationID, now)
+	ids := make([]string, len(ancestors))
+	versions := make([]int64, len(ancestors))
+	counts := make([]int64, len(ancestors))
+	for i, p := range ancestors {
+		ids[i], versions[i], counts[i] = p.MissionID, p.Version, p.HistoryCount
+	}
+	var n int
+	err = s.pool.QueryRow(ctx, consumeSQL,
 		a.ID, a.MissionID, string(a.State), a.Service, string(a.Type), a.User, a.AgentID,
 		a.HarnessID, jsonArg(a.Cnf), string(a.Tier), a.TaskID, a.TaskDescription, a.TaskAttested, a.DestinationURL,
 		scopeArg(a.GrantedScope), scopeArg(a.Scope), ts(a.CreatedAt), ts(a.ExpiresAt),
 		string(a.Approval.Status), a.Approval.DecidedBy, ts(a.Approval.DecidedAt), a.Approval.Reason, scopeArg(a.Approval.Scope),
 		ts(a.Approval.PassExpiresAt), ts(a.Approval.AuthorizationExpiresAt),
-		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.HardenedBinding, a.ExpiresAt)
-	return err
+		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.HardenedBinding, a.ExpiresAt,
+		passHash, version, count, ts(r.ConsumedAt), r.HistoryHead, r.HistoryCount, r.EndsAt(),
+		rec.Seq, rec.Body, rec.Hash, ids, versions, counts).Scan(&n)
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 {
+		return nil, errChanged
+	}
+	return &authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}, nil
 }
+
+// consumeSQL writes a consumption decided on a read of the row and its
+// ancestors, if nothing changed since: $1-$31 are the authorization's
+// columns, $32-$38 the pass hash, the version and history count read, the
+// consumption, the new history head and count, and the row's end; $39-$41
+// the history record; $42-$44 the ancestors' ids (parent first), versions
+// and history counts as read. Every write to a mission adds a history
+// record, so an unchanged history count is an unchanged row. It answers
+// the number of rows consumed, 0 or 1.
+const consumeSQL = `
+	WITH ancestors AS (
+		SELECT r.id FROM agentpass_authority_requests r
+		JOIN unnest($42::text[], $43::bigint[], $44::bigint[]) WITH ORDINALITY AS a(id, version, history_count, depth)
+			ON r.id = a.id AND r.version = a.version AND r.history_count = a.history_count
+		ORDER BY a.depth DESC
+		FOR SHARE OF r
+	), consumed AS (
+		UPDATE agentpass_authority_requests
+		SET consumed_at = $35, authorization_id = $1, history_head = $36, history_count = $37, ends_at = $38
+		WHERE id = $2 AND pass_hash = $32 AND consumed_at IS NULL AND version = $33 AND history_count = $34
+			AND (SELECT count(*) FROM ancestors) = cardinality($42::text[])
+		RETURNING id
+	), authz AS (
+		INSERT INTO agentpass_authority_authorizations (` + authorizationColumns + `, ends_at)
+		SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31
+		FROM consumed
+	), history AS (
+		INSERT INTO agentpass_authority_mission_history (mission_id, seq, body, hash)
+		SELECT id, $39, $40, $41 FROM consumed
+	)
+	SELECT count(*) FROM consumed`
+
+// passChain reads, in one statement, the request holding the pass (nil if
+// none) and its ancestors, parent first, up to the depth ConsumePass
+// checks; complete is false when an ancestor is missing (pruned after it
+// ended).
+func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Request, ancestors []*authority.Request, complete bool, err error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH RECURSIVE chain(id, parent, depth) AS (
+			SELECT id, parent_mission_id, 0 FROM agentpass_authority_requests WHERE pass_hash = $1
+			UNION ALL
+			SELECT r.id, r.parent_mission_id, c.depth + 1 FROM agentpass_authority_requests r JOIN chain c ON r.id = c.parent
+			WHERE c.parent <> '' AND c.depth < $2
+		)
+		SELECT `+requestColumns+` FROM agentpass_authority_requests JOIN chain USING (id) ORDER BY chain.depth`, passHash, maxDepth)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	chain, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Request, error) { return scanRequest(row) })
+	if err != nil || len(chain) == 0 {
+		return nil, nil, false, err
+	}
+	r, ancestors = chain[0], chain[1:]
+	if len(ancestors) == 0 {
+		ancestors = nil
+	}
+	top := chain[len(chain)-1]
+	return r, ancestors, top.ParentMissionID == "" || len(ancestors) >= maxDepth, nil
+}
+
+// maxDepth is how many ancestors ConsumePass checks.
+const maxDepth = 32
 
 type passState struct {
 	found, approved, consumed bool

@@ -251,7 +251,7 @@ func TestReplicasRevoke(t *testing.T) {
 	e := authoritytest.Approval("tickets:read")
 	child.Decision = &e
 	child.PassHash = "h2"
-	child.ParentMissionID = parent.MissionID
+	child.ParentMissionID = parent.Mission.MissionID
 	if err := s2.CreateRequest(ctx, child); err != nil {
 		t.Fatal(err)
 	}

@@ -39,16 +39,23 @@
 //
 // # Atomicity
 //
-// Each state transition is one conditional statement, never a read
-// followed by a write, so replicas racing on one record cannot both win:
+// Each state transition is one conditional statement or one short
+// transaction, never a read followed by a blind write, so replicas racing
+// on one record cannot both win:
 //
-//   - ConsumePass is one short transaction: the request row holding the
-//     pass is locked (SELECT ... FOR UPDATE), its mission's ancestors are
-//     read FOR SHARE, and only a pass of an active mission whose audience
-//     matches, unconsumed and unexpired, becomes an authorization, with the
-//     mission's "redeemed" history entry. Otherwise nothing changes and the
-//     error says why: ErrNotFound (also for a mission that is not active),
-//     ErrWrongAudience (the pass is not burnt), ErrConsumed or ErrExpired.
+//   - ConsumePass is two statements and no transaction: a read of the
+//     row holding the pass with its ancestors, then one conditional
+//     write (the consumption, the authorization and the mission's
+//     "redeemed" history entry in one statement) that takes effect only
+//     if the row and every ancestor are still as read, so a pass is
+//     consumed once and never under a mission suspended or ended in
+//     between (the write locks the ancestors FOR SHARE, root first, as
+//     TransitionMission locks them). Only a pass of an active mission
+//     whose audience matches, unconsumed and unexpired, becomes an
+//     authorization. Otherwise nothing changes and the error says why:
+//     ErrNotFound (also for a mission that is not active),
+//     ErrWrongAudience (the pass is not burnt), ErrConsumed or
+//     ErrExpired.
 //   - RotatePass is UPDATE ... WHERE ... RETURNING.
 //   - TransitionMission locks the mission's row, applies
 //     [authority.MissionChange.Apply], writes the row, its history entry and
@@ -56,6 +63,22 @@
 //     ([authority.MissionChange.Cascade]) in the same transaction. Replicas
 //     racing on one mission serialise on the row lock, so each committed
 //     change gets exactly one version.
+//
+// # Pool size
+//
+// On the validation path no transaction spans a round trip and no lock is
+// held while the network or Go runs. A validation at the Authority makes
+// four round trips in sequence, each on a connection taken from the pool
+// and given back at once: the Service assertion's replay lookup and
+// record (dpop/dpoppg) and ConsumePass's read and write; the write holds
+// its row locks only while the server runs it. A connection is thus busy
+// for one round trip per statement, so size pgxpool's MaxConns to the
+// statements the database should run at once, about 2–4 × its cores, not
+// to the requests in flight: 16 validations in flight keep far fewer than
+// 16 connections busy. pgxpool's default, max(4, NumCPU of the client),
+// suits a small database. Operator and Harness calls (CreateRequest,
+// CreateChild, TransitionMission) are short transactions of a few round
+// trips on one connection; they are rare next to validations.
 //
 // # Storage
 //

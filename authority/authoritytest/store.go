@@ -173,11 +173,11 @@ func approvedRequest(t *testing.T, s authority.Store, id, hash string) *authorit
 func redeemed(t *testing.T, s authority.Store, id string) *authority.Authorization {
 	t.Helper()
 	approvedRequest(t, s, "req-"+id, "hash-"+id)
-	a, err := s.ConsumePass(ctx, "hash-"+id, svcA, id, T0.Add(time.Minute))
+	c, err := s.ConsumePass(ctx, "hash-"+id, svcA, id, T0.Add(time.Minute))
 	if err != nil {
 		t.Fatalf("ConsumePass: %v", err)
 	}
-	return a
+	return c.Authorization
 }
 
 func wantErr(t *testing.T, op string, got, want error) {
@@ -357,11 +357,20 @@ func testRotatePass(t *testing.T, s authority.Store) {
 func testConsumePass(t *testing.T, s authority.Store) {
 	r := approvedRequest(t, s, "r1", "h1")
 	now := T0.Add(time.Minute)
-	a, err := s.ConsumePass(ctx, "h1", svcA, "authz-1", now)
+	c, err := s.ConsumePass(ctx, "h1", svcA, "authz-1", now)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := c.Authorization
 	stored, _ := s.Request(ctx, "msn_r1")
+	// The consumption returns the mission as stored after it, so the
+	// Authority's answer needs no second read.
+	if d := cmp.Diff(stored, c.Mission, cmpOpts...); d != "" {
+		t.Errorf("consumed mission (-stored +returned):\n%s", d)
+	}
+	if c.Ancestors != nil {
+		t.Errorf("a root mission's consumption returned ancestors %v", c.Ancestors)
+	}
 	want := r.Authorize("authz-1", now)
 	if d := cmp.Diff(want, a, cmpOpts...); d != "" {
 		t.Errorf("authorization (-want +got):\n%s", d)
@@ -566,12 +575,17 @@ func testRevokeCascade(t *testing.T, s authority.Store) {
 	if err := s.CreateRequest(ctx, child); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.ConsumePass(ctx, "hc", svcA, "child", T0.Add(time.Minute))
+	cc, err := s.ConsumePass(ctx, "hc", svcA, "child", T0.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := cc.Authorization
 	if c.MissionID != child.MissionID {
 		t.Fatalf("child MissionID %q", c.MissionID)
+	}
+	// The ancestors checked come back with the consumption.
+	if len(cc.Ancestors) != 1 || cc.Ancestors[0].MissionID != parent.MissionID || cc.Mission.MissionID != child.MissionID {
+		t.Fatalf("child's consumption: mission %+v, ancestors %+v; want the child and its parent", cc.Mission, cc.Ancestors)
 	}
 	now := T0.Add(3 * time.Minute)
 	if _, err := UpdateAuthorization(s, parent.ID, AuthUpdate{From: live, To: pass.DelegationRevoked}, now); err != nil {

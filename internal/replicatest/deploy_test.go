@@ -72,6 +72,9 @@ type options struct {
 	// frozen clock, which the defaults rightly refuse.
 	authLimits *authority.RateLimits
 	svcLimits  *service.RateLimits
+	// countTrips counts the round trips of the first Authority and the
+	// first Service replica to PostgreSQL (postgres only).
+	countTrips bool
 }
 
 // deployment is an Enterprise Authority for corp.test at idp.corp.test and a
@@ -94,6 +97,9 @@ type deployment struct {
 	// redeemURL is the bearer redemption endpoint, read once: a Harness
 	// keeps the configuration it discovered.
 	redeemURL, validateURL string
+	// authTrips and svcTrips count the round trips of replica 0 of each
+	// role (options.countTrips).
+	authTrips, svcTrips *pgtest.Trips
 }
 
 // whoami is what the application route answers: who the middleware
@@ -131,6 +137,10 @@ func deploy(t testing.TB, o options) *deployment {
 	switch {
 	case o.postgres:
 		pools := pgtest.Replicas(t, 2*o.replicas, false)
+		if o.countTrips {
+			pools[0], d.authTrips = pgtest.CountedPool(t, pools[0])
+			pools[o.replicas], d.svcTrips = pgtest.CountedPool(t, pools[o.replicas])
+		}
 		d.clock = newClock()
 		for i := range o.replicas {
 			var err error

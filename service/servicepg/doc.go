@@ -72,6 +72,21 @@
 //     request, so an event applied through one replica refuses the next
 //     request at every replica; there is no per-process cache to notify.
 //
+// # Pool size
+//
+// No statement on the request paths runs in a transaction that spans a
+// round trip, so a request holds a connection only while the server runs
+// one statement. A bearer redemption with a holder proof makes three round
+// trips in sequence, each on a connection taken from the pool and given
+// back at once: the proof's replay lookup before the Authority is called,
+// its replay record after (both dpop/dpoppg), and Redeem; the validation
+// call to the Authority in between holds none. An authenticated API call
+// makes one (Credential), and one more when it re-checks its delegation
+// with the Authority (RecordCheck). Size pgxpool's MaxConns to the statements the
+// database should run at once, about 2–4 × its cores, not to the requests
+// in flight; pgxpool's default, max(4, NumCPU of the client), suits a
+// small database.
+//
 // # Storage
 //
 // Secrets are stored only as the hashes the Service computes. Scopes are

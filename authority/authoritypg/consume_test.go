@@ -1,0 +1,200 @@
+package authoritypg_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritypg"
+	"github.com/agentpass-go/agentpass/authority/authoritytest"
+	"github.com/agentpass-go/agentpass/internal/missionlog"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// child stores an approved child of the mission parentID with pass hash.
+func child(t testing.TB, s authority.Store, id, hash, parentID string) *authority.Request {
+	t.Helper()
+	r := authoritytest.NewRequest(id)
+	r.Status = pass.StatusApproved
+	e := authoritytest.Approval("tickets:read")
+	e.PassExpiresAt = t0.Add(time.Hour)
+	e.AuthorizationExpiresAt = t0.Add(2 * time.Hour)
+	r.Decision = &e
+	r.PassHash = hash
+	r.ParentMissionID = parentID
+	if err := s.CreateRequest(ctx, r); err != nil {
+		t.Fatalf("CreateRequest: %v", err)
+	}
+	return r
+}
+
+// TestConsumeRoundTrips holds ConsumePass to its round trips (#19 item 6):
+// two for a consumption, root or sub-agent (the read of the row with its
+// ancestors, then the conditional write), one for a refusal, and nothing
+// in a transaction that waits for the network.
+func TestConsumeRoundTrips(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pool, trips := pgtest.CountedPool(t, base)
+	s := authoritypg.New(pool)
+	approved(t, s, "warm", "hw")
+	if _, err := s.ConsumePass(ctx, "hw", svcA, "zw", t0); err != nil { // prepares the statements
+		t.Fatal(err)
+	}
+	parent := approved(t, s, "root", "h1")
+	child(t, s, "kid", "h2", parent.MissionID)
+	for _, tc := range []struct {
+		name, hash, id string
+		wantErr        error
+		want           int
+	}{
+		{"root", "h1", "z1", nil, 2},
+		{"sub-agent", "h2", "z2", nil, 2},
+		{"consumed", "h1", "z3", authority.ErrConsumed, 1},
+		{"unknown", "nope", "z4", authority.ErrNotFound, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trips.Reset()
+			_, err := s.ConsumePass(ctx, tc.hash, svcA, tc.id, t0)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("ConsumePass: %v, want %v", err, tc.wantErr)
+			}
+			if n, stmts := trips.Count(); n != tc.want {
+				t.Errorf("%d round trips, want %d (#19 item 6): %q", n, tc.want, stmts)
+			}
+		})
+	}
+}
+
+// TestConsumeRacesAncestorEnd races, round after round, the consumption
+// of a sub-agent's pass at one replica against the suspension or
+// revocation of its parent at another. Whichever commits first, the
+// outcome is one of the two serial ones: the consumption refused
+// (ErrNotFound), or the consumption's "redeemed" entry before the
+// cascade's in the child's history and, for a revocation, its
+// authorization revoked by the cascade; the child's history chain intact.
+// Never a deadlock or another error.
+func TestConsumeRacesAncestorEnd(t *testing.T) {
+	s1, s2 := twoReplicas(t)
+	live := []pass.DelegationState{pass.DelegationActive, pass.DelegationSuspended}
+	won := map[bool]int{}
+	for i := range 30 {
+		to := pass.DelegationSuspended
+		if i%2 == 1 {
+			to = pass.DelegationRevoked
+		}
+		pid, cid := fmt.Sprintf("p%d", i), fmt.Sprintf("c%d", i)
+		approved(t, s1, pid, "hp"+pid)
+		if _, err := s1.ConsumePass(ctx, "hp"+pid, svcA, "z"+pid, t0); err != nil {
+			t.Fatal(err)
+		}
+		kid := child(t, s1, cid, "hc"+cid, "msn_"+pid)
+		var (
+			wg                sync.WaitGroup
+			consumeErr, trErr error
+		)
+		start := make(chan struct{})
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, consumeErr = s1.ConsumePass(ctx, "hc"+cid, svcA, "z"+cid, t0.Add(time.Second))
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			_, trErr = authoritytest.UpdateAuthorization(s2, "z"+pid, authoritytest.AuthUpdate{From: live, To: to, By: "op"}, t0.Add(time.Second))
+		}()
+		close(start)
+		wg.Wait()
+		if trErr != nil {
+			t.Fatalf("round %d: %s the parent: %v", i, to, trErr)
+		}
+		hist, err := s2.History(ctx, kid.MissionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies, hashes := make([][]byte, len(hist)), make([]string, len(hist))
+		for j, h := range hist {
+			bodies[j], hashes[j] = h.Body, h.Hash
+		}
+		if seq, err := missionlog.Verify(bodies, hashes); err != nil {
+			t.Errorf("round %d: the child's history chain breaks at seq %d: %v", i, seq, err)
+		}
+		redeemed, cascade := -1, -1
+		for j, h := range hist {
+			switch {
+			case bytes.Contains(h.Body, []byte(`"type":"redeemed"`)):
+				redeemed = j
+			case bytes.Contains(h.Body, []byte(`"ancestor":"msn_`+pid+`"`)):
+				cascade = j
+			}
+		}
+		switch {
+		case errors.Is(consumeErr, authority.ErrNotFound):
+			if redeemed >= 0 {
+				t.Errorf("round %d: consumption refused, yet the child's history has it", i)
+			}
+			if _, err := s2.Authorization(ctx, "z"+cid); !errors.Is(err, authority.ErrNotFound) {
+				t.Errorf("round %d: consumption refused, yet its authorization exists (%v)", i, err)
+			}
+		case consumeErr != nil:
+			t.Fatalf("round %d: ConsumePass racing a %s of the parent: %v", i, to, consumeErr)
+		default:
+			if redeemed < 0 || cascade < 0 || redeemed > cascade {
+				t.Errorf("round %d: consumed while the parent was %s: redeemed at %d, cascade at %d", i, to, redeemed, cascade)
+			}
+			a, err := s2.Authorization(ctx, "z"+cid)
+			if err != nil || to == pass.DelegationRevoked && a.State != pass.DelegationRevoked {
+				t.Errorf("round %d: the cascade missed the consumption's authorization: %+v, %v", i, a, err)
+			}
+		}
+		won[consumeErr == nil]++
+	}
+	t.Logf("consumption won %d rounds, lost %d", won[true], won[false])
+}
+
+// TestConsumeGivesUp: a write whose row changed since its read is retried
+// a bounded number of times, then ConsumePass fails closed (an error that
+// is no store sentinel, nothing stored). A trigger that skips every
+// consumption stands in for a mission that keeps changing.
+func TestConsumeGivesUp(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Exec(ctx, `
+		CREATE FUNCTION skip_consumption() RETURNS trigger AS $$
+		BEGIN
+			IF NEW.consumed_at IS NOT NULL THEN RETURN NULL; END IF;
+			RETURN NEW;
+		END $$ LANGUAGE plpgsql;
+		CREATE TRIGGER skip_consumption BEFORE UPDATE ON agentpass_authority_requests
+			FOR EACH ROW EXECUTE FUNCTION skip_consumption();`); err != nil {
+		t.Fatal(err)
+	}
+	pool, trips := pgtest.CountedPool(t, base)
+	s := authoritypg.New(pool)
+	approved(t, s, "r1", "h1")
+	trips.Reset()
+	_, err := s.ConsumePass(ctx, "h1", svcA, "z1", t0)
+	if err == nil || errors.Is(err, authority.ErrConsumed) || errors.Is(err, authority.ErrNotFound) {
+		t.Fatalf("ConsumePass on a row that keeps changing: %v, want a plain error", err)
+	}
+	if n, _ := trips.Count(); n != 8 {
+		t.Errorf("%d round trips, want 8 (4 attempts of a read and a write)", n)
+	}
+	if _, err := s.Authorization(ctx, "z1"); !errors.Is(err, authority.ErrNotFound) {
+		t.Errorf("authorization after a failed consumption: %v, want ErrNotFound", err)
+	}
+	if h, err := s.History(ctx, "msn_r1"); err != nil || len(h) != 2 {
+		t.Errorf("history after a failed consumption: %d records, %v; want the 2 of its creation", len(h), err)
+	}
+}

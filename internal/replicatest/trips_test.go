@@ -1,0 +1,146 @@
+package replicatest
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// TestRoundTrips holds a validation and a bearer redemption with a holder
+// proof to their counted PostgreSQL round trips (issue #19 item 6), so a
+// change that adds one fails here. Before #19 a validation took 9 (the
+// assertion's replay lookup, BEGIN, SELECT ... FOR UPDATE, INSERT
+// authorization, UPDATE mission, INSERT history, COMMIT, the replay
+// record, and a second read of the mission for the answer); now 4. Real handlers over loopback TLS,
+// real PostgreSQL, warm caches and prepared statements.
+func TestRoundTrips(t *testing.T) {
+	const (
+		wantValidate      = 4 // Authority: assertion jti lookup, consume read, consume write, assertion jti record
+		wantRedeemService = 3 // Service: proof jti lookup, proof jti record, Redeem
+	)
+	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	key, err := dpop.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := d.storePasses(t, 4, key)
+	reqs := d.redemptions(t, key, values[2:])
+	// Warm-up: discovery and JWKS caches, TLS connections, and statements
+	// prepared on the pools' connections.
+	if err := d.validate(ctx, values[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.redeem(ctx, 0, reqs[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	count := func(name string, c *pgtest.Trips, want int) {
+		t.Helper()
+		n, stmts := c.Count()
+		t.Logf("%s: %d round trips, %d prepares", name, n, c.Prepares())
+		for i, s := range stmts {
+			t.Logf("  %d. %s", i+1, s)
+		}
+		if n != want {
+			t.Errorf("%s: %d round trips, want %d (#19 item 6):\n%s", name, n, want, slices.Concat(stmts))
+		}
+	}
+
+	d.authTrips.Reset()
+	d.svcTrips.Reset()
+	if err := d.validate(ctx, values[1]); err != nil {
+		t.Fatal(err)
+	}
+	count("validation (Authority)", d.authTrips, wantValidate)
+	count("validation (Service)", d.svcTrips, 0)
+
+	d.authTrips.Reset()
+	d.svcTrips.Reset()
+	if _, err := d.redeem(ctx, 0, reqs[1]); err != nil {
+		t.Fatal(err)
+	}
+	count("redemption (Authority)", d.authTrips, wantValidate)
+	count("redemption (Service)", d.svcTrips, wantRedeemService)
+
+	// A sub-agent's pass: the answer names the parent and is bounded by
+	// it, from the ancestors the consumption read, with no read per
+	// ancestor (there was one, and one of the mission, before).
+	parentID := d.consumedMission(t, values[3])
+	childPass := d.storeChild(t, key, parentID)
+	d.authTrips.Reset()
+	vr, err := d.validateAnswer(ctx, childPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count("sub-agent validation (Authority)", d.authTrips, wantValidate)
+	if vr.Mission == nil || vr.Mission.Parent != parentID || vr.Mission.Act == nil || vr.Mission.Act.Act == nil ||
+		vr.Mission.Act.Act.MissionID != parentID {
+		t.Errorf("sub-agent validation answer: %+v, want its parent %s in parent and act", vr.Mission, parentID)
+	}
+}
+
+// consumedMission returns the mission id of the consumed pass value.
+func (d *deployment) consumedMission(t *testing.T, value string) string {
+	t.Helper()
+	for _, st := range d.authorityStores {
+		list, err := st.Authorizations(t.Context(), authority.ListOptions{Now: d.clock.Now(), Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range list {
+			if r, err := st.Request(t.Context(), a.MissionID); err == nil && r.PassHash == secret.Hash(value) {
+				return r.MissionID
+			}
+		}
+	}
+	t.Fatal("no consumed mission for the pass")
+	return ""
+}
+
+// storeChild stores an approved sub-agent pass under the mission parentID,
+// bound to key, and returns its value.
+func (d *deployment) storeChild(t *testing.T, key *dpop.Key, parentID string) string {
+	t.Helper()
+	now := d.clock.Now()
+	value := secret.Token("ap_")
+	r := &authority.Request{
+		MissionID: secret.ID("msn_"), IDHash: secret.Hash(secret.ID("req_")), Status: pass.StatusApproved, CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute),
+		Type: pass.BearerToken, Service: appOrigin, User: user, HarnessID: harnessID, Cnf: key.PublicJSON(),
+		AgentID: "sub-agent", Tier: dpop.TierUnverified, TaskID: "sub-task", ParentMissionID: parentID,
+		TaskDescription: "Triage one ticket", AvailableScope: pass.Scope{"tickets:read"},
+		Decision: &authority.Evidence{
+			Status: pass.StatusApproved, DecidedBy: "policy:test", DecidedAt: now, Scope: pass.Scope{"tickets:read"},
+			PassExpiresAt: now.Add(10 * time.Minute), AuthorizationExpiresAt: now.Add(time.Hour),
+		},
+		PassHash: secret.Hash(value),
+	}
+	if err := d.authorityStores[0].CreateRequest(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	return value
+}
+
+// validateAnswer is validate, returning the Authority's answer.
+func (d *deployment) validateAnswer(ctx context.Context, value string) (*pass.ValidationResponse, error) {
+	tok, err := assertion.Sign(d.serviceKeys.Current(), appOrigin, authorityID, 0, d.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	var vr pass.ValidationResponse
+	_, err = httpx.Do(ctx, d.client, httpx.Call{
+		URL: d.validateURL, Bearer: tok,
+		Body: pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
+	}, &vr)
+	return &vr, err
+}
