@@ -11,7 +11,7 @@ import (
 )
 
 // benchEnv is newEnv with keep-alive connections, as in production.
-func benchEnv(b *testing.B) *env {
+func benchEnv(b testing.TB) *env {
 	e := newNet(b)
 	e.client = e.net.Client()
 	e.start(nil)

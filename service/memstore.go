@@ -2,11 +2,11 @@ package service
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpass-go/agentpass/pass"
@@ -34,7 +34,7 @@ type MemoryStore struct {
 
 	mu          sync.RWMutex
 	delegations map[string]*memDelegation
-	creds       map[string]*CredentialRecord
+	creds       map[string]*memCred // by credKey of the hash
 	inits       map[string]*InitRecord
 	closes      map[string]PendingClose
 	writes      int
@@ -68,6 +68,70 @@ func (d *memDelegation) edit() *DelegationRecord {
 	return d.rec
 }
 
+// memCred holds a credential, which is never changed once stored, with
+// its delegation's entry (so the middleware needs one map lookup, not
+// two) and the Delegation the middleware last made of it (view), so that
+// requests between two changes of the delegation share one instead of
+// building their own.
+type memCred struct {
+	rec  *CredentialRecord
+	del  *memDelegation
+	view atomic.Pointer[delegationView]
+}
+
+// credKey is the key of a credential hash in MemoryStore.creds: a hash
+// in the form secret.Hash makes (64 lowercase hex digits) is kept as its
+// 32 bytes behind a 1, so the middleware looks a token up by its SHA-256
+// without encoding it; any other string is kept as it is behind a 0. Two
+// hashes share a key only when they are equal.
+func credKey(hash string) string {
+	var buf [33]byte
+	if k, ok := sumKey(&buf, hash); ok {
+		return string(k)
+	}
+	return "\x00" + hash
+}
+
+// sumKey writes the credKey of a hash in secret.Hash's form into buf and
+// returns it, or reports false for any other string.
+func sumKey(buf *[33]byte, hash string) ([]byte, bool) {
+	if len(hash) != 64 {
+		return nil, false
+	}
+	buf[0] = 1
+	for i := range 32 {
+		hi, ok1 := lowerHex(hash[2*i])
+		lo, ok2 := lowerHex(hash[2*i+1])
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		buf[1+i] = hi<<4 | lo
+	}
+	return buf[:], true
+}
+
+// lowerHex is the value of a lowercase hex digit.
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// lookup returns the credential stored under hash. The caller holds s.mu.
+func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
+	var buf [33]byte
+	if k, ok := sumKey(&buf, hash); ok {
+		c, ok := s.creds[string(k)]
+		return c, ok
+	}
+	c, ok := s.creds["\x00"+hash]
+	return c, ok
+}
+
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*MemoryStore)
 
@@ -87,7 +151,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	s := &MemoryStore{
 		limit:       defaultMemoryStoreLimit,
 		delegations: make(map[string]*memDelegation),
-		creds:       make(map[string]*CredentialRecord),
+		creds:       make(map[string]*memCred),
 		inits:       make(map[string]*InitRecord),
 		closes:      make(map[string]PendingClose),
 		missions:    make(map[missionKey]map[string]bool),
@@ -120,13 +184,14 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
+	del := &memDelegation{rec: d.clone(), refs: 1}
 	if cred != nil {
-		if _, ok := s.creds[cred.Hash]; ok {
+		if _, ok := s.lookup(cred.Hash); ok {
 			return fmt.Errorf("service: credential %w", ErrConflict)
 		}
 		c := cred.clone()
 		c.AuthorizationID = d.AuthorizationID
-		s.creds[c.Hash] = c
+		s.creds[credKey(c.Hash)] = &memCred{rec: c, del: del}
 	} else {
 		if _, ok := s.inits[init.Hash]; ok {
 			return fmt.Errorf("service: initialization token %w", ErrConflict)
@@ -135,7 +200,7 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		r.AuthorizationID = d.AuthorizationID
 		s.inits[r.Hash] = r
 	}
-	s.delegations[d.AuthorizationID] = &memDelegation{rec: d.clone(), refs: 1}
+	s.delegations[d.AuthorizationID] = del
 	for k, own := range indexKeys(d) {
 		if s.missions[k] == nil {
 			s.missions[k] = make(map[string]bool)
@@ -148,8 +213,8 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 // redeemedWith reports whether the delegation id holds cred or init.
 func (s *MemoryStore) redeemedWith(id string, cred *CredentialRecord, init *InitRecord) bool {
 	if cred != nil {
-		c, ok := s.creds[cred.Hash]
-		return ok && c.AuthorizationID == id
+		c, ok := s.lookup(cred.Hash)
+		return ok && c.rec.AuthorizationID == id
 	}
 	r, ok := s.inits[init.Hash]
 	return ok && r.AuthorizationID == id
@@ -191,13 +256,13 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if d.rec.Invalidated {
 		return fmt.Errorf("service: delegation invalidated: %w", ErrConflict)
 	}
-	if _, ok := s.creds[c.Hash]; ok {
+	if _, ok := s.lookup(c.Hash); ok {
 		return fmt.Errorf("service: credential %w", ErrConflict)
 	}
 	if len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	s.creds[c.Hash] = c.clone()
+	s.creds[credKey(c.Hash)] = &memCred{rec: c.clone(), del: d}
 	d.refs++
 	return nil
 }
@@ -209,38 +274,36 @@ func (s *MemoryStore) Credential(ctx context.Context, hash string, now time.Time
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, ok := s.creds[hash]
-	if !ok || !c.ExpiresAt.After(now) {
+	c, ok := s.lookup(hash)
+	if !ok || !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	d, ok := s.delegations[c.AuthorizationID]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	return c.clone(), d.rec.clone(), nil
+	return c.rec.clone(), c.del.rec.clone(), nil
 }
 
 // credentialSnapshot is Credential for the middleware: it takes the
-// SHA-256 of the token and returns the stored snapshots themselves, which
-// are never changed in place, so the hot path neither encodes a key nor
-// copies records. The caller must not modify them.
-func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+// SHA-256 of the token and returns the stored entry and the delegation's
+// current snapshot themselves, which are never changed in place, so the
+// hot path neither encodes a key nor copies records. The caller must not
+// modify them.
+func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now time.Time) (*memCred, *DelegationRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	var key [64]byte
-	hex.Encode(key[:], sum[:])
+	var key [33]byte
+	key[0] = 1
+	copy(key[1:], sum[:])
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	c, ok := s.creds[string(key[:])]
-	if !ok || !c.ExpiresAt.After(now) {
+	var rec *DelegationRecord
+	if ok {
+		rec = c.del.rec
+	}
+	s.mu.RUnlock()
+	if !ok || !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	d, ok := s.delegations[c.AuthorizationID]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	return c, d.rec, nil
+	return c, rec, nil
 }
 
 // Delegation implements Store.
@@ -470,9 +533,9 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 		return ok && d.rec.Invalidated
 	}
 	for h, c := range s.creds {
-		if !c.ExpiresAt.After(now) || force && invalidated(c.AuthorizationID) {
+		if !c.rec.ExpiresAt.After(now) || force && invalidated(c.rec.AuthorizationID) {
 			delete(s.creds, h)
-			s.release(c.AuthorizationID)
+			s.release(c.rec.AuthorizationID)
 		}
 	}
 	for h, r := range s.inits {

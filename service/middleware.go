@@ -153,19 +153,53 @@ func within(s, by pass.Scope) bool {
 	return true
 }
 
-// requestDelegation is the context the middleware hands to the next
-// handler and the delegation it carries, in one allocation.
-type requestDelegation struct {
-	context.Context
+// delegationView is a Delegation made from one snapshot of a delegation
+// record and one credential, for one Service (which reports the
+// delegation's refusals). Nothing changes it once made, so the requests
+// that read the same snapshot share it.
+type delegationView struct {
+	snap *DelegationRecord
+	svc  *Service
 	d    Delegation
 	task pass.Task
+}
+
+// newView makes the view of rec and c for s.
+func newView(s *Service, rec *DelegationRecord, c *CredentialRecord) *delegationView {
+	v := &delegationView{snap: rec, svc: s}
+	rec.fill(&v.d, c, &v.task)
+	if rec.MissionID != "" && s.reports != nil {
+		v.d.reporter, v.d.configurationURL = s, rec.ConfigurationURL
+	}
+	return v
+}
+
+// delegation returns the Delegation of the credential as of rec, the
+// delegation's current snapshot, for s: the one made for an earlier
+// request when the delegation has not changed since, so the hot path
+// builds nothing. A view made from an older snapshot is never used (the
+// snapshot pointer differs), whichever request stored it last.
+func (c *memCred) delegation(s *Service, rec *DelegationRecord) *Delegation {
+	if v := c.view.Load(); v != nil && v.snap == rec && v.svc == s {
+		return &v.d
+	}
+	v := newView(s, rec, c.rec)
+	c.view.Store(v)
+	return &v.d
+}
+
+// requestDelegation is the context the middleware hands to the next
+// handler: the request's context and its delegation.
+type requestDelegation struct {
+	context.Context
+	d *Delegation
 }
 
 // Value returns the delegation for DelegationFrom and asks the parent
 // context for any other key.
 func (c *requestDelegation) Value(key any) any {
 	if _, ok := key.(ctxKey); ok {
-		return &c.d
+		return c.d
 	}
 	return c.Context.Value(key)
 }
@@ -227,7 +261,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		if span.IsRecording() {
 			r = r.WithContext(ctx)
 		}
-		rd, rec, err := s.check(r)
+		d, rec, err := s.check(r)
 		s.observeCheck(ctx, span, rec, err)
 		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
 			s.cfg.Fallback.ServeHTTP(w, r)
@@ -237,11 +271,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		if rec.MissionID != "" && s.reports != nil {
-			rd.d.reporter, rd.d.configurationURL = s, rec.ConfigurationURL
-		}
-		rd.Context = r.Context()
-		next.ServeHTTP(w, r.WithContext(rd))
+		next.ServeHTTP(w, r.WithContext(&requestDelegation{Context: r.Context(), d: d}))
 	})
 }
 
@@ -267,18 +297,19 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
 // pass.ErrUnavailable, a 403 scope_empty when an authorization check left
 // the delegation no scope, or a 403 mission_suspended while its mission is
-// suspended) otherwise. It is safe for concurrent use.
+// suspended) otherwise. It is safe for concurrent use. The Delegation may
+// be shared with other requests: read it, never write to it.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
-	rd, _, err := s.check(r)
+	d, _, err := s.check(r)
 	if err != nil {
 		return nil, err
 	}
-	return &rd.d, nil
+	return d, nil
 }
 
 // check is Check that also returns the delegation record, when one was
 // found, for the audit of a rejection.
-func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord, error) {
+func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
 		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
 	}
@@ -288,7 +319,7 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 		return nil, nil, err
 	}
 	now := s.cfg.Now()
-	c, rec, err := s.credential(ctx, tok, now)
+	c, rec, mc, err := s.credential(ctx, tok, now)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil, errInvalidToken("unknown or expired credential")
@@ -313,29 +344,42 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 	if err != nil {
 		return nil, rec, err
 	}
-	rd := new(requestDelegation)
-	fresh.fill(&rd.d, c, &rd.task)
-	if rd.d.Scope.IsEmpty() {
+	var d *Delegation
+	if mc != nil && fresh == rec {
+		d = mc.delegation(s, rec)
+	} else {
+		d = &newView(s, fresh, c).d
+	}
+	if d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing: no authority is
 		// left, just as an empty scope is refused at redemption.
 		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
-	return rd, fresh, nil
+	return d, fresh, nil
 }
 
 // credential looks the token up: in a MemoryStore by its SHA-256, reading
-// the snapshots in place; in any other Store by its hex hash.
-func (s *Service) credential(ctx context.Context, tok string, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+// the snapshots in place and returning the entry that keeps the
+// credential's Delegation; in any other Store by its hex hash.
+func (s *Service) credential(ctx context.Context, tok string, now time.Time) (*CredentialRecord, *DelegationRecord, *memCred, error) {
 	if m, ok := s.cfg.Store.(*MemoryStore); ok {
 		sum := secret.Sum(tok)
-		return m.credentialSnapshot(ctx, &sum, now)
+		mc, rec, err := m.credentialSnapshot(ctx, &sum, now)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return mc.rec, rec, mc, nil
 	}
-	return s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	c, rec, err := s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	return c, rec, nil, err
 }
 
 // credentialOf extracts the credential of a request.
 func credentialOf(r *http.Request) (CredentialKind, string, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
+	// The key is already canonical: index the header map directly rather
+	// than canonicalize it again (Header.Get) on every request.
+	if v := r.Header["Authorization"]; len(v) > 0 && v[0] != "" {
+		h := v[0]
 		scheme, tok, _ := strings.Cut(h, " ")
 		tok = strings.TrimSpace(tok)
 		// Only the prefix decides whether a token is ours: another scheme
