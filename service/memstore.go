@@ -42,7 +42,18 @@ type MemoryStore struct {
 	// each of their ancestor missions (false), for InvalidateTree and
 	// ApplyEvent.
 	missions map[missionKey]map[string]bool
+
+	// recent holds the credentials the middleware found lately, in a slot
+	// chosen by their SHA-256, so that a request of a token in use finds
+	// it without taking s.mu: on a busy Service every request would
+	// otherwise write the lock's reader count, one cache line all cores
+	// share. A credential leaves creds marked gone, so a slot never
+	// serves one the store no longer holds.
+	recent [recentSlots]atomic.Pointer[memCred]
 }
+
+// recentSlots is the size of MemoryStore.recent (a power of two).
+const recentSlots = 4096
 
 // missionKey names a mission: ids are chosen by Authorities, and an
 // Authority's identifier is whatever its configuration states, so a
@@ -52,20 +63,30 @@ type MemoryStore struct {
 type missionKey struct{ authority, configURL, id string }
 
 // memDelegation holds an immutable snapshot of a delegation: writers
-// replace rec (edit) instead of changing it, so the middleware reads it
-// without a copy while a check updates it.
+// replace it (update) instead of changing it, so the middleware reads it
+// without a copy, and without the store's lock, while a check updates it.
 type memDelegation struct {
-	rec  *DelegationRecord
-	refs int // credentials and init tokens that name it
+	rec  atomic.Pointer[DelegationRecord]
+	refs int // credentials and init tokens that name it; under s.mu
 }
 
-// edit replaces d's snapshot by a shallow copy and returns it for
-// changing. Slices are replaced, never written in place. The caller holds
-// the store's write lock.
-func (d *memDelegation) edit() *DelegationRecord {
-	r := *d.rec
-	d.rec = &r
-	return d.rec
+func newMemDelegation(r *DelegationRecord) *memDelegation {
+	d := &memDelegation{refs: 1}
+	d.rec.Store(r)
+	return d
+}
+
+// snap returns the current snapshot, which nobody changes.
+func (d *memDelegation) snap() *DelegationRecord { return d.rec.Load() }
+
+// update replaces d's snapshot by a shallow copy that change edits, and
+// publishes it only once complete: a reader sees the old snapshot or the
+// new one, never one half changed. Slices are replaced, never written in
+// place. The caller holds the store's write lock.
+func (d *memDelegation) update(change func(*DelegationRecord)) {
+	r := *d.rec.Load()
+	change(&r)
+	d.rec.Store(&r)
 }
 
 // memCred holds a credential, which is never changed once stored, with
@@ -77,6 +98,11 @@ type memCred struct {
 	rec  *CredentialRecord
 	del  *memDelegation
 	view atomic.Pointer[delegationView]
+	// sum is the SHA-256 the hash encodes, when it is in secret.Hash's
+	// form (only such credentials enter MemoryStore.recent); gone is set
+	// when the store drops the credential.
+	sum  [32]byte
+	gone atomic.Bool
 }
 
 // credKey is the key of a credential hash in MemoryStore.creds: a hash
@@ -132,6 +158,16 @@ func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
 	return c, ok
 }
 
+// putCred stores c for the delegation del. The caller holds s.mu.
+func (s *MemoryStore) putCred(c *CredentialRecord, del *memDelegation) {
+	mc := &memCred{rec: c, del: del}
+	k := credKey(c.Hash)
+	if k[0] == 1 {
+		copy(mc.sum[:], k[1:])
+	}
+	s.creds[k] = mc
+}
+
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*MemoryStore)
 
@@ -184,14 +220,14 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	del := &memDelegation{rec: d.clone(), refs: 1}
+	del := newMemDelegation(d.clone())
 	if cred != nil {
 		if _, ok := s.lookup(cred.Hash); ok {
 			return fmt.Errorf("service: credential %w", ErrConflict)
 		}
 		c := cred.clone()
 		c.AuthorizationID = d.AuthorizationID
-		s.creds[credKey(c.Hash)] = &memCred{rec: c, del: del}
+		s.putCred(c, del)
 	} else {
 		if _, ok := s.inits[init.Hash]; ok {
 			return fmt.Errorf("service: initialization token %w", ErrConflict)
@@ -253,7 +289,7 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if !ok {
 		return ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return fmt.Errorf("service: delegation invalidated: %w", ErrConflict)
 	}
 	if _, ok := s.lookup(c.Hash); ok {
@@ -262,7 +298,7 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	s.creds[credKey(c.Hash)] = &memCred{rec: c.clone(), del: d}
+	s.putCred(c.clone(), d)
 	d.refs++
 	return nil
 }
@@ -278,7 +314,7 @@ func (s *MemoryStore) Credential(ctx context.Context, hash string, now time.Time
 	if !ok || !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	return c.rec.clone(), c.del.rec.clone(), nil
+	return c.rec.clone(), c.del.snap().clone(), nil
 }
 
 // credentialSnapshot is Credential for the middleware: it takes the
@@ -290,20 +326,24 @@ func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	var key [33]byte
-	key[0] = 1
-	copy(key[1:], sum[:])
-	s.mu.RLock()
-	c, ok := s.creds[string(key[:])]
-	var rec *DelegationRecord
-	if ok {
-		rec = c.del.rec
+	slot := &s.recent[(int(sum[0])<<8|int(sum[1]))&(recentSlots-1)]
+	c := slot.Load()
+	if c == nil || c.sum != *sum || c.gone.Load() {
+		var key [33]byte
+		key[0] = 1
+		copy(key[1:], sum[:])
+		s.mu.RLock()
+		c = s.creds[string(key[:])]
+		s.mu.RUnlock()
+		if c == nil {
+			return nil, nil, ErrNotFound
+		}
+		slot.Store(c)
 	}
-	s.mu.RUnlock()
-	if !ok || !c.rec.ExpiresAt.After(now) {
+	if !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	return c, rec, nil
+	return c, c.del.snap(), nil
 }
 
 // Delegation implements Store.
@@ -317,7 +357,7 @@ func (s *MemoryStore) Delegation(ctx context.Context, authorizationID string) (*
 	if !ok {
 		return nil, ErrNotFound
 	}
-	return d.rec.clone(), nil
+	return d.snap().clone(), nil
 }
 
 // RecordCheck implements Store.
@@ -331,18 +371,19 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 	if !ok {
 		return ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return nil
 	}
-	r := d.edit()
-	if at.After(r.CheckedAt) {
-		r.CheckedAt = at
-	}
-	r.CurrentScope = cloneScope(scope)
-	r.Stale = false
-	if !expiresAt.IsZero() && (r.ExpiresAt.IsZero() || expiresAt.Before(r.ExpiresAt)) {
-		r.ExpiresAt = expiresAt
-	}
+	d.update(func(r *DelegationRecord) {
+		if at.After(r.CheckedAt) {
+			r.CheckedAt = at
+		}
+		r.CurrentScope = cloneScope(scope)
+		r.Stale = false
+		if !expiresAt.IsZero() && (r.ExpiresAt.IsZero() || expiresAt.Before(r.ExpiresAt)) {
+			r.ExpiresAt = expiresAt
+		}
+	})
 	return nil
 }
 
@@ -357,30 +398,31 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 	if !ok {
 		return false, ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return false, nil
 	}
-	r := d.edit()
-	fresh := c.Version >= r.MissionVersion
-	if c.At.After(r.CheckedAt) {
-		r.CheckedAt = c.At
-	}
-	if !c.ExpiresAt.IsZero() && (r.ExpiresAt.IsZero() || c.ExpiresAt.Before(r.ExpiresAt)) {
-		r.ExpiresAt = c.ExpiresAt
-	}
-	switch {
-	case fresh:
-		if c.Scope != nil {
-			r.CurrentScope = cloneScope(c.Scope)
+	fresh := c.Version >= d.snap().MissionVersion
+	d.update(func(r *DelegationRecord) {
+		if c.At.After(r.CheckedAt) {
+			r.CheckedAt = c.At
 		}
-		r.MissionVersion, r.MissionState = c.Version, c.State
-		r.Stale = false
-		if c.Stage != "" {
-			r.Stage = c.Stage
+		if !c.ExpiresAt.IsZero() && (r.ExpiresAt.IsZero() || c.ExpiresAt.Before(r.ExpiresAt)) {
+			r.ExpiresAt = c.ExpiresAt
 		}
-	case c.Scope != nil:
-		r.CurrentScope = r.CurrentScope.Intersect(c.Scope)
-	}
+		switch {
+		case fresh:
+			if c.Scope != nil {
+				r.CurrentScope = cloneScope(c.Scope)
+			}
+			r.MissionVersion, r.MissionState = c.Version, c.State
+			r.Stale = false
+			if c.Stage != "" {
+				r.Stage = c.Stage
+			}
+		case c.Scope != nil:
+			r.CurrentScope = r.CurrentScope.Intersect(c.Scope)
+		}
+	})
 	return fresh, nil
 }
 
@@ -402,12 +444,15 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 // invalidate marks d invalid unless it was already, and reports whether it
 // did.
 func (d *memDelegation) invalidate(at time.Time, reason string) bool {
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return false
 	}
-	r := d.edit()
-	r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
+	d.update(func(r *DelegationRecord) { markInvalid(r, at, reason) })
 	return true
+}
+
+func markInvalid(r *DelegationRecord, at time.Time, reason string) {
+	r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
 }
 
 // InvalidateTree implements Store: the delegation and the descendants
@@ -447,11 +492,12 @@ func indexKeys(d *DelegationRecord) map[missionKey]bool {
 // other delegations of d's own mission), and counts those it changed. The
 // caller holds s.mu.
 func (s *MemoryStore) invalidateDescendants(d *memDelegation, at time.Time, reason string, siblings bool) int {
-	if d.rec.MissionID == "" {
+	r := d.snap()
+	if r.MissionID == "" {
 		return 0
 	}
 	n := 0
-	for id, own := range s.missions[missionKey{d.rec.Authority, d.rec.ConfigurationURL, d.rec.MissionID}] {
+	for id, own := range s.missions[missionKey{r.Authority, r.ConfigurationURL, r.MissionID}] {
 		if own && !siblings {
 			continue
 		}
@@ -470,38 +516,39 @@ func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.delegations[e.AuthorizationID]
-	if !ok || d.rec.Authority != e.Authority {
+	if !ok || d.snap().Authority != e.Authority {
 		return false, ErrNotFound
 	}
-	if d.rec.Invalidated || !e.versionOK(d.rec.MissionVersion) || e.MissionID != "" && d.rec.MissionID != "" && e.MissionID != d.rec.MissionID {
+	if cur := d.snap(); cur.Invalidated || !e.versionOK(cur.MissionVersion) || e.MissionID != "" && cur.MissionID != "" && e.MissionID != cur.MissionID {
 		return false, nil
 	}
-	r := d.edit() // invalidate below edits again, from r
-	if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
-		r.Stale = true
-	}
-	if e.Version > 0 && e.Action != EventRecheck {
-		r.MissionVersion = e.Version
-	}
-	switch e.Action {
-	case EventRevoke:
-		d.invalidate(e.At, e.Reason)
-	case EventEnd:
+	d.update(func(r *DelegationRecord) {
+		if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
+			r.Stale = true
+		}
+		if e.Version > 0 && e.Action != EventRecheck {
+			r.MissionVersion = e.Version
+		}
+		switch e.Action {
+		case EventRevoke, EventEnd:
+			markInvalid(r, e.At, e.Reason)
+		case EventHold:
+			r.MissionState = pass.MissionSuspended
+		case EventNarrow:
+			if !e.Scope.SubsetOf(r.CurrentScope) {
+				r.Stale = true
+			} else if e.Stage != "" {
+				r.Stage = e.Stage
+			}
+			r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
+		case EventRecheck:
+			r.Stale = true
+		}
+	})
+	if e.Action == EventEnd {
 		// The mission ended: its other delegations here and every
 		// mission below it end with it.
-		d.invalidate(e.At, e.Reason)
 		s.invalidateDescendants(d, e.At, e.Reason, true)
-	case EventHold:
-		r.MissionState = pass.MissionSuspended
-	case EventNarrow:
-		if !e.Scope.SubsetOf(r.CurrentScope) {
-			r.Stale = true
-		} else if e.Stage != "" {
-			r.Stage = e.Stage
-		}
-		r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
-	case EventRecheck:
-		r.Stale = true
 	}
 	return true, nil
 }
@@ -530,10 +577,11 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	}
 	invalidated := func(id string) bool {
 		d, ok := s.delegations[id]
-		return ok && d.rec.Invalidated
+		return ok && d.snap().Invalidated
 	}
 	for h, c := range s.creds {
 		if !c.rec.ExpiresAt.After(now) || force && invalidated(c.rec.AuthorizationID) {
+			c.gone.Store(true)
 			delete(s.creds, h)
 			s.release(c.rec.AuthorizationID)
 		}
@@ -560,7 +608,7 @@ func (s *MemoryStore) release(id string) {
 	d.refs--
 	if d.refs <= 0 {
 		delete(s.delegations, id)
-		for k := range indexKeys(d.rec) {
+		for k := range indexKeys(d.snap()) {
 			delete(s.missions[k], id)
 			if len(s.missions[k]) == 0 {
 				delete(s.missions, k)

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +90,56 @@ func TestMemCredDelegationView(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { c.delegation(s1, &narrowed) }); n != 0 {
 		t.Errorf("a shared Delegation costs %v allocations", n)
+	}
+}
+
+// recentSlot is the index of a SHA-256 in MemoryStore.recent.
+func recentSlot(sum [32]byte) int { return (int(sum[0])<<8 | int(sum[1])) & (recentSlots - 1) }
+
+// The lock-free lookup serves only what the store holds: two tokens of
+// one slot each find their own credential, and a credential the store
+// dropped (a full store prunes those of invalidated delegations) is not
+// found through its slot any more.
+func TestCredentialSnapshotRecent(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	s := NewMemoryStore(WithLimit(2))
+	tok1 := prefixToken + "one"
+	sum1 := secret.Sum(tok1)
+	var tok2 string
+	for i := 0; ; i++ {
+		tok2 = prefixToken + "two" + strconv.Itoa(i)
+		if recentSlot(secret.Sum(tok2)) == recentSlot(sum1) {
+			break
+		}
+	}
+	sum2 := secret.Sum(tok2)
+	for i, tok := range []string{tok1, tok2} {
+		d := &DelegationRecord{AuthorizationID: "a" + strconv.Itoa(i), CurrentScope: pass.Scope{"r"}}
+		c := &CredentialRecord{Hash: secret.Hash(tok), Kind: KindBearer, Scope: pass.Scope{"r"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.Redeem(ctx, d, c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		for i, sum := range []*[32]byte{&sum1, &sum2} {
+			if _, rec, err := s.credentialSnapshot(ctx, sum, now); err != nil || rec.AuthorizationID != "a"+strconv.Itoa(i) {
+				t.Fatalf("token %d: %v, %v", i, rec, err)
+			}
+		}
+	}
+	if err := s.Invalidate(ctx, "a0", now, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, rec, err := s.credentialSnapshot(ctx, &sum1, now); err != nil || !rec.Invalidated {
+		t.Fatalf("after Invalidate: %v, %v, want the invalidated snapshot", rec, err)
+	}
+	d := &DelegationRecord{AuthorizationID: "a2", CreatedAt: now}
+	c := &CredentialRecord{Hash: secret.Hash("three"), Kind: KindBearer, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.Redeem(ctx, d, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.credentialSnapshot(ctx, &sum1, now); err != ErrNotFound {
+		t.Errorf("a pruned credential: %v, want ErrNotFound", err)
 	}
 }
