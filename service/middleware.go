@@ -21,8 +21,10 @@ import (
 // the agent acts for, which agent, for which task, with which scope. The
 // middleware puts it in the request context ([DelegationFrom]); the
 // OnDelegation callback receives it before the first credential exists.
-// Its slices may be shared with the store's records: read them, never
-// write into them.
+// The middleware makes one per credential and state of the delegation and
+// hands it to every request until the delegation changes, so that an
+// authorized request copies nothing: read it, never write to it or into
+// its slices.
 type Delegation struct {
 	// AuthorizationID is the Authority's handle of the delegation; pass it
 	// to [Service.CloseAuthorization].
@@ -67,8 +69,7 @@ type Delegation struct {
 
 	// A delegation staged in place: the bound every stage stays within
 	// (the redemption-time scope and the credential's), the current stage
-	// and the plan. They are read only when a scope is refused, so the
-	// allowed path copies slice headers and allocates nothing more.
+	// and the plan. They are read only when a scope is refused.
 	bound, credScope pass.Scope
 	stage            string
 	stages           []pass.Stage
@@ -207,7 +208,8 @@ func (c *requestDelegation) Value(key any) any {
 type ctxKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
-// the request whose context is ctx.
+// the request whose context is ctx. It may be shared with other requests:
+// read it, never write to it.
 func DelegationFrom(ctx context.Context) (*Delegation, bool) {
 	d, ok := ctx.Value(ctxKey{}).(*Delegation)
 	return d, ok
@@ -389,10 +391,12 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 			if len(tok) > 512 {
 				return "", "", errInvalidToken("malformed Authorization header")
 			}
+			// The schemes are case-insensitive; their usual spelling is
+			// matched first, without folding.
 			switch {
-			case strings.EqualFold(scheme, "Bearer"):
+			case scheme == "Bearer" || strings.EqualFold(scheme, "Bearer"):
 				return KindBearer, tok, nil
-			case strings.EqualFold(scheme, "DPoP"):
+			case scheme == "DPoP" || strings.EqualFold(scheme, "DPoP"):
 				return KindDPoP, tok, nil
 			}
 		}
