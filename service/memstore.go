@@ -98,10 +98,11 @@ type memCred struct {
 	rec  *CredentialRecord
 	del  *memDelegation
 	view atomic.Pointer[delegationView]
-	// sum is the SHA-256 the hash encodes, when it is in secret.Hash's
-	// form (only such credentials enter MemoryStore.recent); gone is set
-	// when the store drops the credential.
-	sum  [32]byte
+	// key is the entry's key in MemoryStore.creds (credKey), which holds
+	// the SHA-256 for a hash in secret.Hash's form (only those enter
+	// MemoryStore.recent); gone is set when the store drops the
+	// credential.
+	key  string
 	gone atomic.Bool
 }
 
@@ -160,12 +161,8 @@ func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
 
 // putCred stores c for the delegation del. The caller holds s.mu.
 func (s *MemoryStore) putCred(c *CredentialRecord, del *memDelegation) {
-	mc := &memCred{rec: c, del: del}
 	k := credKey(c.Hash)
-	if k[0] == 1 {
-		copy(mc.sum[:], k[1:])
-	}
-	s.creds[k] = mc
+	s.creds[k] = &memCred{rec: c, del: del, key: k}
 }
 
 // MemoryOption configures a MemoryStore.
@@ -328,7 +325,7 @@ func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now
 	}
 	slot := &s.recent[(int(sum[0])<<8|int(sum[1]))&(recentSlots-1)]
 	c := slot.Load()
-	if c == nil || c.sum != *sum || c.gone.Load() {
+	if c == nil || c.key[1:] != string(sum[:]) || c.gone.Load() {
 		var key [33]byte
 		key[0] = 1
 		copy(key[1:], sum[:])
