@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -55,5 +56,66 @@ func TestMiddlewareFollowsEveryChange(t *testing.T) {
 	}
 	if r := e.get("/api/tickets", bearer(tok)); r.status != http.StatusUnauthorized {
 		t.Errorf("tickets after the invalidation = %d, want 401", r.status)
+	}
+}
+
+// Requests racing with changes of their delegation each see one whole
+// state of it, and the first request after the last change sees that
+// change (run with -race: the memory store's read path takes no lock).
+func TestMiddlewareConcurrentChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	tok := e.bearerToken(t, corpUser, "tickets:read", "admin")
+	newReq := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, appURL+"/api/admin", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return r
+	}
+	d0, err := e.svc.Check(newReq())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, narrow := pass.Scope{"tickets:read", "admin"}, pass.Scope{"tickets:read"}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			r := newReq()
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				d, err := e.svc.Check(r)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(d.Scope, wide) && !slices.Equal(d.Scope, narrow) {
+					errs <- fmt.Errorf("torn scope %v", d.Scope)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		scope := wide
+		if i%2 == 1 {
+			scope = narrow
+		}
+		if err := e.store.RecordCheck(ctx, d0.AuthorizationID, e.clock.Now(), scope, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := e.svc.Check(newReq()); err != nil || !slices.Equal(d.Scope, scope) {
+			t.Fatalf("change %d: the next request sees %v (%v), want %v", i, d, err, scope)
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
