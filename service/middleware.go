@@ -165,14 +165,12 @@ type delegationView struct {
 	task pass.Task
 }
 
-// newView makes the view of rec and c for s.
-func newView(s *Service, rec *DelegationRecord, c *CredentialRecord) *delegationView {
-	v := &delegationView{snap: rec, svc: s}
-	rec.fill(&v.d, c, &v.task)
-	if rec.MissionID != "" && s.reports != nil {
-		v.d.reporter, v.d.configurationURL = s, rec.ConfigurationURL
+// init makes v's Delegation from its snapshot and the credential c.
+func (v *delegationView) init(c *CredentialRecord) {
+	v.snap.fill(&v.d, c, &v.task)
+	if v.snap.MissionID != "" && v.svc.reports != nil {
+		v.d.reporter, v.d.configurationURL = v.svc, v.snap.ConfigurationURL
 	}
-	return v
 }
 
 // delegation returns the Delegation of the credential as of rec, the
@@ -184,7 +182,8 @@ func (c *memCred) delegation(s *Service, rec *DelegationRecord) *Delegation {
 	if v := c.view.Load(); v != nil && v.snap == rec && v.svc == s {
 		return &v.d
 	}
-	v := newView(s, rec, c.rec)
+	v := &delegationView{snap: rec, svc: s}
+	v.init(c.rec)
 	c.view.Store(v)
 	return &v.d
 }
@@ -194,6 +193,14 @@ func (c *memCred) delegation(s *Service, rec *DelegationRecord) *Delegation {
 type requestDelegation struct {
 	context.Context
 	d *Delegation
+}
+
+// ownDelegation is a requestDelegation with a Delegation made for its
+// request alone (a Store other than MemoryStore, or a record the request
+// has just checked), in one allocation.
+type ownDelegation struct {
+	rd requestDelegation
+	v  delegationView
 }
 
 // Value returns the delegation for DelegationFrom and asks the parent
@@ -263,7 +270,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		if span.IsRecording() {
 			r = r.WithContext(ctx)
 		}
-		d, rec, err := s.check(r)
+		rd, rec, err := s.check(r)
 		s.observeCheck(ctx, span, rec, err)
 		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
 			s.cfg.Fallback.ServeHTTP(w, r)
@@ -273,7 +280,8 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(&requestDelegation{Context: r.Context(), d: d}))
+		rd.Context = r.Context()
+		next.ServeHTTP(w, r.WithContext(rd))
 	})
 }
 
@@ -302,16 +310,17 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // suspended) otherwise. It is safe for concurrent use. The Delegation may
 // be shared with other requests: read it, never write to it.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
-	d, _, err := s.check(r)
+	rd, _, err := s.check(r)
 	if err != nil {
 		return nil, err
 	}
-	return d, nil
+	return rd.d, nil
 }
 
-// check is Check that also returns the delegation record, when one was
-// found, for the audit of a rejection.
-func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
+// check is Check that returns the context for the next handler (its
+// parent context not set yet) and also the delegation record, when one
+// was found, for the audit of a rejection.
+func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
 		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
 	}
@@ -346,18 +355,21 @@ func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error)
 	if err != nil {
 		return nil, rec, err
 	}
-	var d *Delegation
+	var rd *requestDelegation
 	if mc != nil && fresh == rec {
-		d = mc.delegation(s, rec)
+		rd = &requestDelegation{d: mc.delegation(s, rec)}
 	} else {
-		d = &newView(s, fresh, c).d
+		o := &ownDelegation{v: delegationView{snap: fresh, svc: s}}
+		o.v.init(c)
+		o.rd.d = &o.v.d
+		rd = &o.rd
 	}
-	if d.Scope.IsEmpty() {
+	if rd.d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing: no authority is
 		// left, just as an empty scope is refused at redemption.
 		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
-	return d, fresh, nil
+	return rd, fresh, nil
 }
 
 // credential looks the token up: in a MemoryStore by its SHA-256, reading

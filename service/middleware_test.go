@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentpass-go/agentpass/pass"
+	"github.com/agentpass-go/agentpass/service"
 )
 
 // Requests of one credential share its Delegation until the delegation
@@ -117,5 +118,34 @@ func TestMiddlewareConcurrentChanges(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// otherStore is a MemoryStore the middleware cannot tell from any other
+// Store, so it takes the path of the PostgreSQL store: copies read by hex
+// hash, a Delegation per request.
+type otherStore struct{ *service.MemoryStore }
+
+// Through a Store other than MemoryStore each request gets a Delegation
+// of its own, made with its context in one allocation, and a narrowing is
+// seen at once.
+func TestMiddlewareOtherStore(t *testing.T) {
+	e := newEnv(t, func(c *service.Config) { c.Store = otherStore{c.Store.(*service.MemoryStore)} })
+	tok := e.bearerToken(t, corpUser, "tickets:read", "admin")
+	if r := e.get("/api/admin", bearer(tok)); r.status != http.StatusOK {
+		t.Fatalf("admin = %d %s", r.status, r.body)
+	}
+	req := httptest.NewRequest(http.MethodGet, appURL+"/api/admin", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	d1, err1 := e.svc.Check(req)
+	d2, err2 := e.svc.Check(req)
+	if err1 != nil || err2 != nil || d1 == d2 || !slices.Equal(d1.Scope, d2.Scope) {
+		t.Fatalf("two requests: %v %v, shared %v", err1, err2, d1 == d2)
+	}
+	if err := e.store.RecordCheck(t.Context(), d1.AuthorizationID, e.clock.Now(), pass.Scope{"tickets:read"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get("/api/admin", bearer(tok)); r.status != http.StatusForbidden {
+		t.Errorf("admin after the narrowing = %d, want 403", r.status)
 	}
 }
