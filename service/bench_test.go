@@ -11,7 +11,7 @@ import (
 )
 
 // benchEnv is newEnv with keep-alive connections, as in production.
-func benchEnv(b *testing.B) *env {
+func benchEnv(b testing.TB) *env {
 	e := newNet(b)
 	e.client = e.net.Client()
 	e.start(nil)
@@ -103,33 +103,12 @@ func BenchmarkRedeemWithProof(b *testing.B) {
 // allocation over the plain middleware (BENCHMARKS.md).
 func BenchmarkMiddlewareStaged(b *testing.B) {
 	e := benchEnv(b)
-	e.idp.speakStages()
-	token := func(m *pass.MissionInfo) string {
-		vr := validation(corpUser, pass.BearerToken, "tickets:read")
-		vr.AuthorizationID = "authz-" + randomID()
-		vr.Mission = m
-		r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, e.idp.issue(vr)), nil)
-		if r.status != http.StatusOK {
-			b.Fatalf("redeem: %d %s", r.status, r.body)
-		}
-		var resp pass.BearerTokenResponse
-		r.decode(b, &resp)
-		return resp.BearerToken
-	}
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	wrapped := e.svc.Middleware(service.RequireScope("tickets:read")(bare))
-	for _, c := range []struct {
-		name string
-		tok  string
-	}{
-		{"middleware", token(nil)},
-		{"mission", token(&pass.MissionInfo{ID: "msn_bench_plain", State: pass.MissionActive, Version: 1})},
-		{"staged", token(&pass.MissionInfo{ID: "msn_bench_staged", State: pass.MissionActive, Version: 1, Stage: "discover",
-			Stages: stagedPlan, Ceiling: pass.Scope{"tickets:read", "admin"}})},
-	} {
+	for _, c := range missionTokens(b, e) {
 		b.Run(c.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
-			req.Header.Set("Authorization", "Bearer "+c.tok)
+			req.Header.Set("Authorization", "Bearer "+c.token)
 			b.ReportAllocs()
 			for b.Loop() {
 				w := httptest.NewRecorder()
@@ -137,6 +116,67 @@ func BenchmarkMiddlewareStaged(b *testing.B) {
 				if w.Code != http.StatusNoContent {
 					b.Fatalf("status %d: %s", w.Code, w.Body)
 				}
+			}
+		})
+	}
+}
+
+// missionTokens makes e's enterprise Authority speak stages and redeems a
+// bearer token for "tickets:read" of a plain delegation, of one with a
+// mission, and of one staged in place whose current stage allows it.
+func missionTokens(t testing.TB, e *env) []struct{ name, token string } {
+	e.idp.speakStages()
+	token := func(m *pass.MissionInfo) string {
+		vr := validation(corpUser, pass.BearerToken, "tickets:read")
+		vr.AuthorizationID = "authz-" + randomID()
+		vr.Mission = m
+		r := e.redeem(pass.BearerToken, redemption(e.idp, pass.BearerToken, corpUser, e.idp.issue(vr)), nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("redeem: %d %s", r.status, r.body)
+		}
+		var resp pass.BearerTokenResponse
+		r.decode(t, &resp)
+		return resp.BearerToken
+	}
+	return []struct{ name, token string }{
+		{"middleware", token(nil)},
+		{"mission", token(&pass.MissionInfo{ID: "msn_bench_plain", State: pass.MissionActive, Version: 1})},
+		{"staged", token(&pass.MissionInfo{ID: "msn_bench_staged", State: pass.MissionActive, Version: 1, Stage: "discover",
+			Stages: stagedPlan, Ceiling: pass.Scope{"tickets:read", "admin"}})},
+	}
+}
+
+// TestMiddlewareAllocations keeps issue #19 item 3 from regressing: an
+// authorized request through Middleware and RequireScope on a warm check
+// cache allocates at most maxAllocsOverBare times more than the bare
+// handler (the issue allows 4): the request copy Request.WithContext
+// makes, and the context carrying the delegation. The Delegation itself
+// is made once per credential and delegation state, not per request. The
+// parallel benchmark runs the same code, so it is covered here too.
+func TestMiddlewareAllocations(t *testing.T) {
+	const maxAllocsOverBare = 2
+	e := benchEnv(t)
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	wrapped := e.svc.Middleware(service.RequireScope("tickets:read")(bare))
+	allocs := func(h http.Handler, token string) float64 {
+		req := httptest.NewRequest(http.MethodGet, appURL+"/api/tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		serve := func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusNoContent {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+		serve() // the first request makes the credential's Delegation
+		return testing.AllocsPerRun(200, serve)
+	}
+	tokens := missionTokens(t, e)
+	base := allocs(bare, tokens[0].token)
+	for _, c := range tokens {
+		t.Run(c.name, func(t *testing.T) {
+			if over := allocs(wrapped, c.token) - base; over > maxAllocsOverBare {
+				t.Errorf("the middleware allocates %v times over the bare handler's %v, want at most %d (#19)", over, base, maxAllocsOverBare)
 			}
 		})
 	}

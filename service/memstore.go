@@ -2,11 +2,11 @@ package service
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpass-go/agentpass/pass"
@@ -34,7 +34,7 @@ type MemoryStore struct {
 
 	mu          sync.RWMutex
 	delegations map[string]*memDelegation
-	creds       map[string]*CredentialRecord
+	creds       map[string]*memCred // by credKey of the hash
 	inits       map[string]*InitRecord
 	closes      map[string]PendingClose
 	writes      int
@@ -42,7 +42,18 @@ type MemoryStore struct {
 	// each of their ancestor missions (false), for InvalidateTree and
 	// ApplyEvent.
 	missions map[missionKey]map[string]bool
+
+	// recent holds the credentials the middleware found lately, in a slot
+	// chosen by their SHA-256, so that a request of a token in use finds
+	// it without taking s.mu: on a busy Service every request would
+	// otherwise write the lock's reader count, one cache line all cores
+	// share. A credential leaves creds marked gone, so a slot never
+	// serves one the store no longer holds.
+	recent [recentSlots]atomic.Pointer[memCred]
 }
+
+// recentSlots is the size of MemoryStore.recent (a power of two).
+const recentSlots = 4096
 
 // missionKey names a mission: ids are chosen by Authorities, and an
 // Authority's identifier is whatever its configuration states, so a
@@ -52,20 +63,106 @@ type MemoryStore struct {
 type missionKey struct{ authority, configURL, id string }
 
 // memDelegation holds an immutable snapshot of a delegation: writers
-// replace rec (edit) instead of changing it, so the middleware reads it
-// without a copy while a check updates it.
+// replace it (update) instead of changing it, so the middleware reads it
+// without a copy, and without the store's lock, while a check updates it.
 type memDelegation struct {
-	rec  *DelegationRecord
-	refs int // credentials and init tokens that name it
+	rec  atomic.Pointer[DelegationRecord]
+	refs int // credentials and init tokens that name it; under s.mu
 }
 
-// edit replaces d's snapshot by a shallow copy and returns it for
-// changing. Slices are replaced, never written in place. The caller holds
-// the store's write lock.
-func (d *memDelegation) edit() *DelegationRecord {
-	r := *d.rec
-	d.rec = &r
-	return d.rec
+func newMemDelegation(r *DelegationRecord) *memDelegation {
+	d := &memDelegation{refs: 1}
+	d.rec.Store(r)
+	return d
+}
+
+// snap returns the current snapshot, which nobody changes.
+func (d *memDelegation) snap() *DelegationRecord { return d.rec.Load() }
+
+// update replaces d's snapshot by a shallow copy that change edits, and
+// publishes it only once complete: a reader sees the old snapshot or the
+// new one, never one half changed. Slices are replaced, never written in
+// place. The caller holds the store's write lock.
+func (d *memDelegation) update(change func(*DelegationRecord)) {
+	r := *d.rec.Load()
+	change(&r)
+	d.rec.Store(&r)
+}
+
+// memCred holds a credential, which is never changed once stored, with
+// its delegation's entry (so the middleware needs one map lookup, not
+// two) and the Delegation the middleware last made of it (view), so that
+// requests between two changes of the delegation share one instead of
+// building their own.
+type memCred struct {
+	rec  *CredentialRecord
+	del  *memDelegation
+	view atomic.Pointer[delegationView]
+	// key is the entry's key in MemoryStore.creds (credKey), which holds
+	// the SHA-256 for a hash in secret.Hash's form (only those enter
+	// MemoryStore.recent); gone is set when the store drops the
+	// credential.
+	key  string
+	gone atomic.Bool
+}
+
+// credKey is the key of a credential hash in MemoryStore.creds: a hash
+// in the form secret.Hash makes (64 lowercase hex digits) is kept as its
+// 32 bytes behind a 1, so the middleware looks a token up by its SHA-256
+// without encoding it; any other string is kept as it is behind a 0. Two
+// hashes share a key only when they are equal.
+func credKey(hash string) string {
+	var buf [33]byte
+	if k, ok := sumKey(&buf, hash); ok {
+		return string(k)
+	}
+	return "\x00" + hash
+}
+
+// sumKey writes the credKey of a hash in secret.Hash's form into buf and
+// returns it, or reports false for any other string.
+func sumKey(buf *[33]byte, hash string) ([]byte, bool) {
+	if len(hash) != 64 {
+		return nil, false
+	}
+	buf[0] = 1
+	for i := range 32 {
+		hi, ok1 := lowerHex(hash[2*i])
+		lo, ok2 := lowerHex(hash[2*i+1])
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		buf[1+i] = hi<<4 | lo
+	}
+	return buf[:], true
+}
+
+// lowerHex is the value of a lowercase hex digit.
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// lookup returns the credential stored under hash. The caller holds s.mu.
+func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
+	var buf [33]byte
+	if k, ok := sumKey(&buf, hash); ok {
+		c, ok := s.creds[string(k)]
+		return c, ok
+	}
+	c, ok := s.creds["\x00"+hash]
+	return c, ok
+}
+
+// putCred stores c for the delegation del. The caller holds s.mu.
+func (s *MemoryStore) putCred(c *CredentialRecord, del *memDelegation) {
+	k := credKey(c.Hash)
+	s.creds[k] = &memCred{rec: c, del: del, key: k}
 }
 
 // MemoryOption configures a MemoryStore.
@@ -87,7 +184,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	s := &MemoryStore{
 		limit:       defaultMemoryStoreLimit,
 		delegations: make(map[string]*memDelegation),
-		creds:       make(map[string]*CredentialRecord),
+		creds:       make(map[string]*memCred),
 		inits:       make(map[string]*InitRecord),
 		closes:      make(map[string]PendingClose),
 		missions:    make(map[missionKey]map[string]bool),
@@ -120,13 +217,14 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
+	del := newMemDelegation(d.clone())
 	if cred != nil {
-		if _, ok := s.creds[cred.Hash]; ok {
+		if _, ok := s.lookup(cred.Hash); ok {
 			return fmt.Errorf("service: credential %w", ErrConflict)
 		}
 		c := cred.clone()
 		c.AuthorizationID = d.AuthorizationID
-		s.creds[c.Hash] = c
+		s.putCred(c, del)
 	} else {
 		if _, ok := s.inits[init.Hash]; ok {
 			return fmt.Errorf("service: initialization token %w", ErrConflict)
@@ -135,7 +233,7 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		r.AuthorizationID = d.AuthorizationID
 		s.inits[r.Hash] = r
 	}
-	s.delegations[d.AuthorizationID] = &memDelegation{rec: d.clone(), refs: 1}
+	s.delegations[d.AuthorizationID] = del
 	for k, own := range indexKeys(d) {
 		if s.missions[k] == nil {
 			s.missions[k] = make(map[string]bool)
@@ -148,8 +246,8 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 // redeemedWith reports whether the delegation id holds cred or init.
 func (s *MemoryStore) redeemedWith(id string, cred *CredentialRecord, init *InitRecord) bool {
 	if cred != nil {
-		c, ok := s.creds[cred.Hash]
-		return ok && c.AuthorizationID == id
+		c, ok := s.lookup(cred.Hash)
+		return ok && c.rec.AuthorizationID == id
 	}
 	r, ok := s.inits[init.Hash]
 	return ok && r.AuthorizationID == id
@@ -188,16 +286,16 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if !ok {
 		return ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return fmt.Errorf("service: delegation invalidated: %w", ErrConflict)
 	}
-	if _, ok := s.creds[c.Hash]; ok {
+	if _, ok := s.lookup(c.Hash); ok {
 		return fmt.Errorf("service: credential %w", ErrConflict)
 	}
 	if len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	s.creds[c.Hash] = c.clone()
+	s.putCred(c.clone(), d)
 	d.refs++
 	return nil
 }
@@ -209,38 +307,40 @@ func (s *MemoryStore) Credential(ctx context.Context, hash string, now time.Time
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, ok := s.creds[hash]
-	if !ok || !c.ExpiresAt.After(now) {
+	c, ok := s.lookup(hash)
+	if !ok || !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	d, ok := s.delegations[c.AuthorizationID]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	return c.clone(), d.rec.clone(), nil
+	return c.rec.clone(), c.del.snap().clone(), nil
 }
 
 // credentialSnapshot is Credential for the middleware: it takes the
-// SHA-256 of the token and returns the stored snapshots themselves, which
-// are never changed in place, so the hot path neither encodes a key nor
-// copies records. The caller must not modify them.
-func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+// SHA-256 of the token and returns the stored entry and the delegation's
+// current snapshot themselves, which are never changed in place, so the
+// hot path neither encodes a key nor copies records. The caller must not
+// modify them.
+func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now time.Time) (*memCred, *DelegationRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	var key [64]byte
-	hex.Encode(key[:], sum[:])
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c, ok := s.creds[string(key[:])]
-	if !ok || !c.ExpiresAt.After(now) {
+	slot := &s.recent[(int(sum[0])<<8|int(sum[1]))&(recentSlots-1)]
+	c := slot.Load()
+	if c == nil || c.key[1:] != string(sum[:]) || c.gone.Load() {
+		var key [33]byte
+		key[0] = 1
+		copy(key[1:], sum[:])
+		s.mu.RLock()
+		c = s.creds[string(key[:])]
+		s.mu.RUnlock()
+		if c == nil {
+			return nil, nil, ErrNotFound
+		}
+		slot.Store(c)
+	}
+	if !c.rec.ExpiresAt.After(now) {
 		return nil, nil, ErrNotFound
 	}
-	d, ok := s.delegations[c.AuthorizationID]
-	if !ok {
-		return nil, nil, ErrNotFound
-	}
-	return c, d.rec, nil
+	return c, c.del.snap(), nil
 }
 
 // Delegation implements Store.
@@ -254,7 +354,7 @@ func (s *MemoryStore) Delegation(ctx context.Context, authorizationID string) (*
 	if !ok {
 		return nil, ErrNotFound
 	}
-	return d.rec.clone(), nil
+	return d.snap().clone(), nil
 }
 
 // RecordCheck implements Store.
@@ -268,18 +368,19 @@ func (s *MemoryStore) RecordCheck(ctx context.Context, authorizationID string, a
 	if !ok {
 		return ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return nil
 	}
-	r := d.edit()
-	if at.After(r.CheckedAt) {
-		r.CheckedAt = at
-	}
-	r.CurrentScope = cloneScope(scope)
-	r.Stale = false
-	if !expiresAt.IsZero() && (r.ExpiresAt.IsZero() || expiresAt.Before(r.ExpiresAt)) {
-		r.ExpiresAt = expiresAt
-	}
+	d.update(func(r *DelegationRecord) {
+		if at.After(r.CheckedAt) {
+			r.CheckedAt = at
+		}
+		r.CurrentScope = cloneScope(scope)
+		r.Stale = false
+		if !expiresAt.IsZero() && (r.ExpiresAt.IsZero() || expiresAt.Before(r.ExpiresAt)) {
+			r.ExpiresAt = expiresAt
+		}
+	})
 	return nil
 }
 
@@ -294,30 +395,31 @@ func (s *MemoryStore) RecordMissionCheck(ctx context.Context, authorizationID st
 	if !ok {
 		return false, ErrNotFound
 	}
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return false, nil
 	}
-	r := d.edit()
-	fresh := c.Version >= r.MissionVersion
-	if c.At.After(r.CheckedAt) {
-		r.CheckedAt = c.At
-	}
-	if !c.ExpiresAt.IsZero() && (r.ExpiresAt.IsZero() || c.ExpiresAt.Before(r.ExpiresAt)) {
-		r.ExpiresAt = c.ExpiresAt
-	}
-	switch {
-	case fresh:
-		if c.Scope != nil {
-			r.CurrentScope = cloneScope(c.Scope)
+	fresh := c.Version >= d.snap().MissionVersion
+	d.update(func(r *DelegationRecord) {
+		if c.At.After(r.CheckedAt) {
+			r.CheckedAt = c.At
 		}
-		r.MissionVersion, r.MissionState = c.Version, c.State
-		r.Stale = false
-		if c.Stage != "" {
-			r.Stage = c.Stage
+		if !c.ExpiresAt.IsZero() && (r.ExpiresAt.IsZero() || c.ExpiresAt.Before(r.ExpiresAt)) {
+			r.ExpiresAt = c.ExpiresAt
 		}
-	case c.Scope != nil:
-		r.CurrentScope = r.CurrentScope.Intersect(c.Scope)
-	}
+		switch {
+		case fresh:
+			if c.Scope != nil {
+				r.CurrentScope = cloneScope(c.Scope)
+			}
+			r.MissionVersion, r.MissionState = c.Version, c.State
+			r.Stale = false
+			if c.Stage != "" {
+				r.Stage = c.Stage
+			}
+		case c.Scope != nil:
+			r.CurrentScope = r.CurrentScope.Intersect(c.Scope)
+		}
+	})
 	return fresh, nil
 }
 
@@ -339,12 +441,15 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 // invalidate marks d invalid unless it was already, and reports whether it
 // did.
 func (d *memDelegation) invalidate(at time.Time, reason string) bool {
-	if d.rec.Invalidated {
+	if d.snap().Invalidated {
 		return false
 	}
-	r := d.edit()
-	r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
+	d.update(func(r *DelegationRecord) { markInvalid(r, at, reason) })
 	return true
+}
+
+func markInvalid(r *DelegationRecord, at time.Time, reason string) {
+	r.Invalidated, r.InvalidatedAt, r.InvalidReason = true, at, reason
 }
 
 // InvalidateTree implements Store: the delegation and the descendants
@@ -384,11 +489,12 @@ func indexKeys(d *DelegationRecord) map[missionKey]bool {
 // other delegations of d's own mission), and counts those it changed. The
 // caller holds s.mu.
 func (s *MemoryStore) invalidateDescendants(d *memDelegation, at time.Time, reason string, siblings bool) int {
-	if d.rec.MissionID == "" {
+	r := d.snap()
+	if r.MissionID == "" {
 		return 0
 	}
 	n := 0
-	for id, own := range s.missions[missionKey{d.rec.Authority, d.rec.ConfigurationURL, d.rec.MissionID}] {
+	for id, own := range s.missions[missionKey{r.Authority, r.ConfigurationURL, r.MissionID}] {
 		if own && !siblings {
 			continue
 		}
@@ -407,38 +513,39 @@ func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.delegations[e.AuthorizationID]
-	if !ok || d.rec.Authority != e.Authority {
+	if !ok || d.snap().Authority != e.Authority {
 		return false, ErrNotFound
 	}
-	if d.rec.Invalidated || !e.versionOK(d.rec.MissionVersion) || e.MissionID != "" && d.rec.MissionID != "" && e.MissionID != d.rec.MissionID {
+	if cur := d.snap(); cur.Invalidated || !e.versionOK(cur.MissionVersion) || e.MissionID != "" && cur.MissionID != "" && e.MissionID != cur.MissionID {
 		return false, nil
 	}
-	r := d.edit() // invalidate below edits again, from r
-	if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
-		r.Stale = true
-	}
-	if e.Version > 0 && e.Action != EventRecheck {
-		r.MissionVersion = e.Version
-	}
-	switch e.Action {
-	case EventRevoke:
-		d.invalidate(e.At, e.Reason)
-	case EventEnd:
+	d.update(func(r *DelegationRecord) {
+		if e.Version > r.MissionVersion+1 && r.MissionVersion > 0 {
+			r.Stale = true
+		}
+		if e.Version > 0 && e.Action != EventRecheck {
+			r.MissionVersion = e.Version
+		}
+		switch e.Action {
+		case EventRevoke, EventEnd:
+			markInvalid(r, e.At, e.Reason)
+		case EventHold:
+			r.MissionState = pass.MissionSuspended
+		case EventNarrow:
+			if !e.Scope.SubsetOf(r.CurrentScope) {
+				r.Stale = true
+			} else if e.Stage != "" {
+				r.Stage = e.Stage
+			}
+			r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
+		case EventRecheck:
+			r.Stale = true
+		}
+	})
+	if e.Action == EventEnd {
 		// The mission ended: its other delegations here and every
 		// mission below it end with it.
-		d.invalidate(e.At, e.Reason)
 		s.invalidateDescendants(d, e.At, e.Reason, true)
-	case EventHold:
-		r.MissionState = pass.MissionSuspended
-	case EventNarrow:
-		if !e.Scope.SubsetOf(r.CurrentScope) {
-			r.Stale = true
-		} else if e.Stage != "" {
-			r.Stage = e.Stage
-		}
-		r.CurrentScope = r.CurrentScope.Intersect(e.Scope)
-	case EventRecheck:
-		r.Stale = true
 	}
 	return true, nil
 }
@@ -467,12 +574,13 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	}
 	invalidated := func(id string) bool {
 		d, ok := s.delegations[id]
-		return ok && d.rec.Invalidated
+		return ok && d.snap().Invalidated
 	}
 	for h, c := range s.creds {
-		if !c.ExpiresAt.After(now) || force && invalidated(c.AuthorizationID) {
+		if !c.rec.ExpiresAt.After(now) || force && invalidated(c.rec.AuthorizationID) {
+			c.gone.Store(true)
 			delete(s.creds, h)
-			s.release(c.AuthorizationID)
+			s.release(c.rec.AuthorizationID)
 		}
 	}
 	for h, r := range s.inits {
@@ -497,7 +605,7 @@ func (s *MemoryStore) release(id string) {
 	d.refs--
 	if d.refs <= 0 {
 		delete(s.delegations, id)
-		for k := range indexKeys(d.rec) {
+		for k := range indexKeys(d.snap()) {
 			delete(s.missions[k], id)
 			if len(s.missions[k]) == 0 {
 				delete(s.missions, k)

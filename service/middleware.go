@@ -21,8 +21,10 @@ import (
 // the agent acts for, which agent, for which task, with which scope. The
 // middleware puts it in the request context ([DelegationFrom]); the
 // OnDelegation callback receives it before the first credential exists.
-// Its slices may be shared with the store's records: read them, never
-// write into them.
+// The middleware makes one per credential and state of the delegation and
+// hands it to every request until the delegation changes, so that an
+// authorized request copies nothing: read it, never write to it or into
+// its slices.
 type Delegation struct {
 	// AuthorizationID is the Authority's handle of the delegation; pass it
 	// to [Service.CloseAuthorization].
@@ -67,8 +69,7 @@ type Delegation struct {
 
 	// A delegation staged in place: the bound every stage stays within
 	// (the redemption-time scope and the credential's), the current stage
-	// and the plan. They are read only when a scope is refused, so the
-	// allowed path copies slice headers and allocates nothing more.
+	// and the plan. They are read only when a scope is refused.
 	bound, credScope pass.Scope
 	stage            string
 	stages           []pass.Stage
@@ -153,19 +154,60 @@ func within(s, by pass.Scope) bool {
 	return true
 }
 
-// requestDelegation is the context the middleware hands to the next
-// handler and the delegation it carries, in one allocation.
-type requestDelegation struct {
-	context.Context
+// delegationView is a Delegation made from one snapshot of a delegation
+// record and one credential, for one Service (which reports the
+// delegation's refusals). Nothing changes it once made, so the requests
+// that read the same snapshot share it.
+type delegationView struct {
+	snap *DelegationRecord
+	svc  *Service
 	d    Delegation
 	task pass.Task
+}
+
+// init makes v's Delegation from its snapshot and the credential c.
+func (v *delegationView) init(c *CredentialRecord) {
+	v.snap.fill(&v.d, c, &v.task)
+	if v.snap.MissionID != "" && v.svc.reports != nil {
+		v.d.reporter, v.d.configurationURL = v.svc, v.snap.ConfigurationURL
+	}
+}
+
+// delegation returns the Delegation of the credential as of rec, the
+// delegation's current snapshot, for s: the one made for an earlier
+// request when the delegation has not changed since, so the hot path
+// builds nothing. A view made from an older snapshot is never used (the
+// snapshot pointer differs), whichever request stored it last.
+func (c *memCred) delegation(s *Service, rec *DelegationRecord) *Delegation {
+	if v := c.view.Load(); v != nil && v.snap == rec && v.svc == s {
+		return &v.d
+	}
+	v := &delegationView{snap: rec, svc: s}
+	v.init(c.rec)
+	c.view.Store(v)
+	return &v.d
+}
+
+// requestDelegation is the context the middleware hands to the next
+// handler: the request's context and its delegation.
+type requestDelegation struct {
+	context.Context
+	d *Delegation
+}
+
+// ownDelegation is a requestDelegation with a Delegation made for its
+// request alone (a Store other than MemoryStore, or a record the request
+// has just checked), in one allocation.
+type ownDelegation struct {
+	rd requestDelegation
+	v  delegationView
 }
 
 // Value returns the delegation for DelegationFrom and asks the parent
 // context for any other key.
 func (c *requestDelegation) Value(key any) any {
 	if _, ok := key.(ctxKey); ok {
-		return &c.d
+		return c.d
 	}
 	return c.Context.Value(key)
 }
@@ -173,7 +215,8 @@ func (c *requestDelegation) Value(key any) any {
 type ctxKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
-// the request whose context is ctx.
+// the request whose context is ctx. It may be shared with other requests:
+// read it, never write to it.
 func DelegationFrom(ctx context.Context) (*Delegation, bool) {
 	d, ok := ctx.Value(ctxKey{}).(*Delegation)
 	return d, ok
@@ -237,9 +280,6 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			s.deny(w, r, rec, err)
 			return
 		}
-		if rec.MissionID != "" && s.reports != nil {
-			rd.d.reporter, rd.d.configurationURL = s, rec.ConfigurationURL
-		}
 		rd.Context = r.Context()
 		next.ServeHTTP(w, r.WithContext(rd))
 	})
@@ -267,17 +307,19 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
 // pass.ErrUnavailable, a 403 scope_empty when an authorization check left
 // the delegation no scope, or a 403 mission_suspended while its mission is
-// suspended) otherwise. It is safe for concurrent use.
+// suspended) otherwise. It is safe for concurrent use. The Delegation may
+// be shared with other requests: read it, never write to it.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
 	rd, _, err := s.check(r)
 	if err != nil {
 		return nil, err
 	}
-	return &rd.d, nil
+	return rd.d, nil
 }
 
-// check is Check that also returns the delegation record, when one was
-// found, for the audit of a rejection.
+// check is Check that returns the context for the next handler (its
+// parent context not set yet) and also the delegation record, when one
+// was found, for the audit of a rejection.
 func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
 		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
@@ -288,7 +330,7 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 		return nil, nil, err
 	}
 	now := s.cfg.Now()
-	c, rec, err := s.credential(ctx, tok, now)
+	c, rec, mc, err := s.credential(ctx, tok, now)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil, errInvalidToken("unknown or expired credential")
@@ -313,8 +355,15 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 	if err != nil {
 		return nil, rec, err
 	}
-	rd := new(requestDelegation)
-	fresh.fill(&rd.d, c, &rd.task)
+	var rd *requestDelegation
+	if mc != nil && fresh == rec {
+		rd = &requestDelegation{d: mc.delegation(s, rec)}
+	} else {
+		o := &ownDelegation{v: delegationView{snap: fresh, svc: s}}
+		o.v.init(c)
+		o.rd.d = &o.v.d
+		rd = &o.rd
+	}
 	if rd.d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing: no authority is
 		// left, just as an empty scope is refused at redemption.
@@ -324,18 +373,27 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 }
 
 // credential looks the token up: in a MemoryStore by its SHA-256, reading
-// the snapshots in place; in any other Store by its hex hash.
-func (s *Service) credential(ctx context.Context, tok string, now time.Time) (*CredentialRecord, *DelegationRecord, error) {
+// the snapshots in place and returning the entry that keeps the
+// credential's Delegation; in any other Store by its hex hash.
+func (s *Service) credential(ctx context.Context, tok string, now time.Time) (*CredentialRecord, *DelegationRecord, *memCred, error) {
 	if m, ok := s.cfg.Store.(*MemoryStore); ok {
 		sum := secret.Sum(tok)
-		return m.credentialSnapshot(ctx, &sum, now)
+		mc, rec, err := m.credentialSnapshot(ctx, &sum, now)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return mc.rec, rec, mc, nil
 	}
-	return s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	c, rec, err := s.cfg.Store.Credential(ctx, secret.Hash(tok), now)
+	return c, rec, nil, err
 }
 
 // credentialOf extracts the credential of a request.
 func credentialOf(r *http.Request) (CredentialKind, string, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
+	// The key is already canonical: index the header map directly rather
+	// than canonicalize it again (Header.Get) on every request.
+	if v := r.Header["Authorization"]; len(v) > 0 && v[0] != "" {
+		h := v[0]
 		scheme, tok, _ := strings.Cut(h, " ")
 		tok = strings.TrimSpace(tok)
 		// Only the prefix decides whether a token is ours: another scheme
@@ -345,10 +403,12 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 			if len(tok) > 512 {
 				return "", "", errInvalidToken("malformed Authorization header")
 			}
+			// The schemes are case-insensitive; their usual spelling is
+			// matched first, without folding.
 			switch {
-			case strings.EqualFold(scheme, "Bearer"):
+			case scheme == "Bearer" || strings.EqualFold(scheme, "Bearer"):
 				return KindBearer, tok, nil
-			case strings.EqualFold(scheme, "DPoP"):
+			case scheme == "DPoP" || strings.EqualFold(scheme, "DPoP"):
 				return KindDPoP, tok, nil
 			}
 		}

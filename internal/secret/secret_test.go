@@ -34,7 +34,7 @@ func TestHashAndEqual(t *testing.T) {
 }
 
 func TestSumMatchesHash(t *testing.T) {
-	for _, n := range []int{0, 1, 46, 512, 513, 4096} {
+	for _, n := range []int{0, 1, 46, 64, 65, 512, 513, 4096} {
 		s := strings.Repeat("x", n)
 		sum := Sum(s)
 		if got, want := Hash(s), hex.EncodeToString(sum[:]); got != want {
@@ -44,8 +44,9 @@ func TestSumMatchesHash(t *testing.T) {
 			t.Errorf("len %d: Sum is not SHA-256", n)
 		}
 	}
-	tok := Token("ap_")
-	if n := testing.AllocsPerRun(100, func() { _ = Sum(tok) }); n != 0 {
-		t.Errorf("Sum of a token allocates %v times", n)
+	for _, tok := range []string{Token("ap_"), strings.Repeat("x", 512)} {
+		if n := testing.AllocsPerRun(100, func() { _ = Sum(tok) }); n != 0 {
+			t.Errorf("Sum of %d bytes allocates %v times", len(tok), n)
+		}
 	}
 }
