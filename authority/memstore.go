@@ -272,8 +272,12 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 			seen[id] = true
 			dc := d.Clone()
 			// Nothing is stored until every step succeeded: the map holds
-			// each ancestor as it was before the change.
-			ancestors := m.ancestorsLocked(d)
+			// each ancestor as it was before the change. Only a change of
+			// scope or stage reads them.
+			var ancestors []*Request
+			if c.Scope != nil || c.Stage != nil {
+				ancestors = m.ancestorsLocked(d)
+			}
 			drec, changed, err := c.Cascade(root, dc, ancestors, now)
 			if err != nil {
 				return nil, err
