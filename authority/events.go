@@ -174,7 +174,7 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 		// its effective scope, which a receiver applies at once when
 		// narrower and confirms by a check when wider.
 		ev.Type = secevent.TokenClaimsChange
-		ev.Claims = &secevent.Claims{Scope: strings.Join(effectiveScope(m.Scope, e.Ancestors, e.Root), " ")}
+		ev.Claims = &secevent.Claims{Scope: strings.Join(attenuate(m.Scope, asChanged(e.Ancestors, e.Root)), " ")}
 	case c.Scope != nil && c.To == "":
 		ev.Type = secevent.TokenClaimsChange
 		ev.Claims = &secevent.Claims{Scope: strings.Join(m.Scope, " ")}

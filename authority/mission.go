@@ -304,14 +304,14 @@ func (c MissionChange) Cascade(root, d *Request, ancestors []*Request, now time.
 		if !slices.ContainsFunc(ancestors, func(a *Request) bool { return a.MissionID == root.MissionID }) {
 			return HistoryRecord{}, false, fmt.Errorf("authority: Cascade: the ancestors of %s do not reach %s", d.MissionID, root.MissionID)
 		}
-		before := effectiveScope(d.Scope, ancestors, nil)
+		before := attenuate(d.Scope, ancestors)
 		own := d.Scope
 		if c.Scope != nil {
 			// An operator's narrowing takes from the grant for good; the
 			// ancestor's current stage bounds d only while it lasts.
 			own = d.Scope.Intersect(c.Scope)
 		}
-		after := effectiveScope(own, ancestors, root)
+		after := attenuate(own, asChanged(ancestors, root))
 		if sameScope(own, d.Scope) && sameScope(before, after) {
 			return HistoryRecord{}, false, nil
 		}
@@ -332,18 +332,16 @@ func (c MissionChange) Cascade(root, d *Request, ancestors []*Request, now time.
 	return rec, err == nil, err
 }
 
-// effectiveScope bounds scope by the current scope of each ancestor
-// (parent first), taking root, when set, in place of its stored self: a
-// descendant never holds what one of those it acts for does not hold now.
-func effectiveScope(scope pass.Scope, ancestors []*Request, root *Request) pass.Scope {
-	scope = cloneScope(scope)
-	for _, a := range ancestors {
-		if root != nil && a.MissionID == root.MissionID {
-			a = root
+// asChanged returns the ancestors with root, after the change, in place
+// of its stored self.
+func asChanged(ancestors []*Request, root *Request) []*Request {
+	out := slices.Clone(ancestors)
+	for i, a := range out {
+		if a.MissionID == root.MissionID {
+			out[i] = root
 		}
-		scope = scope.Intersect(a.Scope)
 	}
-	return scope
+	return out
 }
 
 func scopeDetail(s pass.Scope) []string {
