@@ -37,9 +37,9 @@ func TestCascadeEffectiveScopeO9(t *testing.T) {
 		// prior and after are the root before and after the change; mid,
 		// when set, sits between it and d.
 		prior, after, mid, d *Request
-		changed          bool
-		wantType         string
-		wantOwn, wantEff []string
+		changed              bool
+		wantType             string
+		wantOwn, wantEff     []string
 	}{
 		{"back move narrows a child", back, staged("respond", r, w), staged("discover", r), nil, mission("msn_c", "msn_root", r, w),
 			true, "stage_changed", []string{r, w}, []string{r}},
