@@ -180,8 +180,9 @@
 //
 // A Service that advertises the events extension (pass.ExtEvents) learns
 // of every change that affects its delegations (revoked, completed,
-// suspended, resumed, narrowed, and the same for their descendants) as an
-// RFC 8417 security event token, without waiting for its next check. The
+// suspended, resumed, narrowed, moved to another stage, and the same for
+// their descendants, whose scope an ancestor's stage bounds) as an RFC
+// 8417 security event token, without waiting for its next check. The
 // Service names one delivery method: push (RFC 8935, POST to a receiver on
 // its own origin) or poll (RFC 8936, at the poll endpoint with its
 // assertion). Each SET is signed and stored in the same store operation

@@ -83,6 +83,11 @@ type MissionEvent struct {
 	Authorization *Authorization
 	// Receiver is what the authorization's Service advertised.
 	Receiver pass.ServiceEvents
+	// Ancestors are a descendant's ancestors as the Store passed them to
+	// MissionChange.Cascade (nil for Root): with Root they give the
+	// descendant's effective scope after the change, which its SET
+	// carries.
+	Ancestors []*Request
 }
 
 // EventStore is the outbox of SETs that a Store implements to deliver
@@ -163,6 +168,13 @@ func (a *Authority) eventFor(e MissionEvent) (*OutboxEvent, error) {
 			return nil, nil
 		}
 		ev.Type, ev.Scope = secevent.MissionStageChanged, strings.Join(m.Scope, " ")
+	case descendant && (c.Stage != nil || c.Scope != nil && c.To == ""):
+		// An ancestor's stage move or narrowing changed what the
+		// descendant may do, not its own stage: the claims change carries
+		// its effective scope, which a receiver applies at once when
+		// narrower and confirms by a check when wider.
+		ev.Type = secevent.TokenClaimsChange
+		ev.Claims = &secevent.Claims{Scope: strings.Join(attenuate(m.Scope, asChanged(e.Ancestors, e.Root)), " ")}
 	case c.Scope != nil && c.To == "":
 		ev.Type = secevent.TokenClaimsChange
 		ev.Claims = &secevent.Claims{Scope: strings.Join(m.Scope, " ")}

@@ -14,7 +14,8 @@ import (
 // back to session-revoked, a resumption to nothing, an expiry is never
 // sent, a narrowing is a token-claims-change with a space-delimited
 // scope, and a stage move is a mission-stage-changed (S1/E5) only for a
-// Service that accepts it.
+// Service that accepts it; a descendant hears of its ancestor's stage move
+// or narrowing as a token-claims-change with its effective scope (O9, A2).
 func TestEventMapping(t *testing.T) {
 	keys, err := dpop.GenerateKeySet()
 	if err != nil {
@@ -57,7 +58,8 @@ func TestEventMapping(t *testing.T) {
 		{"narrowed", MissionChange{Scope: pass.Scope{"a:read"}}, nil, mission("msn_r", act, "a:read", "b:read"), act, caep, secevent.TokenClaimsChange, "active", false, false},
 		{"stage changed", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, nil, staged("msn_r", "respond", "a:read", "a:write"), act, all, secevent.MissionStageChanged, "active", false, false},
 		{"stage changed, CAEP only", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, nil, staged("msn_r", "respond", "a:read", "a:write"), act, caep, "", "", false, false},
-		{"descendant of a staged root", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "respond"}}, staged("msn_root", "respond", "a:read"), mission("msn_c", act, "a:read"), act, all, "", "", false, false},
+		{"descendant of a staged root (O9)", MissionChange{From: []pass.MissionState{act}, Stage: &StageMove{Op: StageApply, To: "discover"}}, staged("msn_root", "discover", "a:read"), mission("msn_c", act, "a:read", "b:read"), act, caep, secevent.TokenClaimsChange, "active", false, false},
+		{"descendant of a narrowed root", MissionChange{Scope: pass.Scope{"a:read"}}, mission("msn_root", act, "a:read"), mission("msn_c", act, "a:read", "b:read"), act, caep, secevent.TokenClaimsChange, "active", false, false},
 		{"descendant of a suspended root", MissionChange{To: sus}, mission("msn_root", sus), mission("msn_c", act), act, all, secevent.MissionSuspended, "suspended", false, true},
 		{"descendant of a resumed root", MissionChange{From: []pass.MissionState{sus}, To: act}, mission("msn_root", act), mission("msn_c", act), act, all, secevent.MissionResumed, "active", false, false},
 		{"descendant ended by cascade", MissionChange{To: pass.MissionCompleted}, mission("msn_root", pass.MissionCompleted), mission("msn_c", pass.MissionRevoked), act, all, secevent.SessionRevoked, "revoked", true, true},
@@ -69,7 +71,13 @@ func TestEventMapping(t *testing.T) {
 				root = tt.m
 			}
 			az := &Authorization{ID: "authz_1", Service: "https://svc.example"}
-			ev, err := a.eventFor(MissionEvent{Change: tt.change, Root: root, Mission: tt.m, Prior: tt.prior, Authorization: az, Receiver: tt.rcv})
+			var anc []*Request
+			if tt.root != nil {
+				// The root as it was: the event bounds the descendant by
+				// the root after the change.
+				anc = []*Request{mission(root.MissionID, act, "a:read", "b:read")}
+			}
+			ev, err := a.eventFor(MissionEvent{Change: tt.change, Root: root, Mission: tt.m, Prior: tt.prior, Authorization: az, Receiver: tt.rcv, Ancestors: anc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,8 +111,14 @@ func TestEventMapping(t *testing.T) {
 			if tt.want == secevent.MissionStageChanged && (set.Event.Scope != "a:read a:write" || set.Event.Mission.Stage != "respond" || set.Event.Mission.Version != 5) {
 				t.Errorf("stage event scope %q stage %q version %d", set.Event.Scope, set.Event.Mission.Stage, set.Event.Mission.Version)
 			}
-			if tt.want == secevent.TokenClaimsChange && (set.Event.Claims == nil || set.Event.Claims.Scope != "a:read b:read") {
-				t.Errorf("claims %+v", set.Event.Claims)
+			// A descendant's claims carry its effective scope: its own
+			// within the root's after the change (O9, A2).
+			wantClaims := "a:read b:read"
+			if tt.root != nil {
+				wantClaims = "a:read"
+			}
+			if tt.want == secevent.TokenClaimsChange && (set.Event.Claims == nil || set.Event.Claims.Scope != wantClaims) {
+				t.Errorf("claims %+v, want scope %q", set.Event.Claims, wantClaims)
 			}
 		})
 	}

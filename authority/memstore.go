@@ -257,8 +257,9 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 		rec        HistoryRecord
 		by, reason string
 		prior      *Request
+		ancestors  []*Request
 	}
-	changes := []staged{{root, rec, c.By, c.Reason, cur}}
+	changes := []staged{{root, rec, c.By, c.Reason, cur, nil}}
 	seen := map[string]bool{missionID: true}
 	queue := slices.Clone(m.children[missionID])
 	for depth := 0; len(queue) > 0 && depth < maxMissionDepth; depth++ {
@@ -270,12 +271,19 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 			}
 			seen[id] = true
 			dc := d.Clone()
-			drec, changed, err := c.Cascade(root, dc, now)
+			// Nothing is stored until every step succeeded: the map holds
+			// each ancestor as it was before the change. Only a change of
+			// scope or stage reads them.
+			var ancestors []*Request
+			if c.Scope != nil || c.Stage != nil {
+				ancestors = m.ancestorsLocked(d)
+			}
+			drec, changed, err := c.Cascade(root, dc, ancestors, now)
 			if err != nil {
 				return nil, err
 			}
 			if changed {
-				changes = append(changes, staged{dc, drec, c.By, "an ancestor mission changed", d})
+				changes = append(changes, staged{dc, drec, c.By, "an ancestor mission changed", d, ancestors})
 			}
 			next = append(next, m.children[id]...)
 		}
@@ -292,7 +300,7 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 		if ch.r.SyncAuthorization(ac, ch.by, ch.reason, now) {
 			synced[i] = ac
 		}
-		ev, err := m.eventLocked(c, root, ch.r, ch.prior, ac)
+		ev, err := m.eventLocked(c, root, ch.r, ch.prior, ch.ancestors, ac)
 		if err != nil {
 			return nil, err
 		}
@@ -316,6 +324,21 @@ func (m *MemoryStore) TransitionMission(ctx context.Context, missionID string, c
 		}
 	}
 	return root.Clone(), nil
+}
+
+// ancestorsLocked returns r's stored ancestors, parent first, as far as
+// they are held (at most maxMissionDepth).
+func (m *MemoryStore) ancestorsLocked(r *Request) []*Request {
+	var out []*Request
+	for p := r.ParentMissionID; p != "" && len(out) < maxMissionDepth; {
+		a, ok := m.requests[p]
+		if !ok {
+			break
+		}
+		out = append(out, a)
+		p = a.ParentMissionID
+	}
+	return out
 }
 
 // blockedLocked reports whether r's mission may not be used at now: not

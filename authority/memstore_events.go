@@ -50,7 +50,7 @@ func (m *MemoryStore) SetEventReceiver(ctx context.Context, service string, r *p
 
 // eventLocked asks c.Events for the event of one changed mission whose
 // authorization (after the change) is a.
-func (m *MemoryStore) eventLocked(c MissionChange, root, r, prior *Request, a *Authorization) (*OutboxEvent, error) {
+func (m *MemoryStore) eventLocked(c MissionChange, root, r, prior *Request, ancestors []*Request, a *Authorization) (*OutboxEvent, error) {
 	if c.Events == nil || r.Version == prior.Version {
 		return nil, nil
 	}
@@ -58,7 +58,12 @@ func (m *MemoryStore) eventLocked(c MissionChange, root, r, prior *Request, a *A
 	if !ok {
 		return nil, nil
 	}
-	return c.Events(MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv})
+	var chain []*Request
+	for _, p := range ancestors {
+		chain = append(chain, p.Clone())
+	}
+	return c.Events(MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv,
+		Ancestors: chain})
 }
 
 // enqueueLocked appends ev and reports whether it did. ev supersedes the

@@ -252,12 +252,22 @@ func (c MissionChange) Apply(r *Request, now time.Time) (HistoryRecord, error) {
 
 // Cascade applies the effect of the change c, already applied to root, to
 // its descendant d: a mission that ended ends its descendants (revoked with
-// cause cascade, or expired when their own deadline has passed), and a
-// suspension, resumption or narrowing of root bumps the descendants'
-// version so observers see it. It reports whether d changed, with the
-// history record to append. Store implementations call it, inside the same
-// atomic section, for every descendant of root.
-func (c MissionChange) Cascade(root, d *Request, now time.Time) (HistoryRecord, bool, error) {
+// cause cascade, or expired when their own deadline has passed), a
+// suspension or resumption of root bumps the descendants' version so
+// observers see it, and a narrowing or stage move of root bumps the
+// version of each descendant whose effective scope (its own scope within
+// the current scope of every ancestor) it changes, so that Services hear
+// of it at once. A stage move leaves the descendant's own scope alone: a
+// later forward move gives back what it took, never more than the
+// descendant's grant. It reports whether d changed, with the history record
+// to append.
+//
+// ancestors are d's ancestors, parent first up to the top of its tree, as
+// stored before the change (root as it was): Cascade reads them only for a
+// narrowing or a stage move, and then refuses a chain that does not reach
+// root. Store implementations call it, inside the same atomic section, for
+// every descendant of root, and pass the same ancestors to MissionEvent.
+func (c MissionChange) Cascade(root, d *Request, ancestors []*Request, now time.Time) (HistoryRecord, bool, error) {
 	if d.State.Terminal() {
 		return HistoryRecord{}, false, nil
 	}
@@ -285,20 +295,53 @@ func (c MissionChange) Cascade(root, d *Request, now time.Time) (HistoryRecord, 
 		typ = "suspended"
 	case c.To == pass.MissionActive && slices.Contains(c.From, pass.MissionSuspended):
 		typ = "resumed"
-	case c.Scope != nil:
-		s := d.Scope.Intersect(root.Scope)
-		if len(s) == len(d.Scope) {
+	case c.Scope != nil, c.Stage != nil:
+		if d.State == pass.MissionPending {
+			// Nothing is granted yet; its approval is bounded by the
+			// parent as it stands then.
 			return HistoryRecord{}, false, nil
 		}
-		d.Scope = s
-		typ = "scope_narrowed"
-		details["scope"] = scopeDetail(s)
+		if !slices.ContainsFunc(ancestors, func(a *Request) bool { return a.MissionID == root.MissionID }) {
+			return HistoryRecord{}, false, fmt.Errorf("authority: Cascade: the ancestors of %s do not reach %s", d.MissionID, root.MissionID)
+		}
+		before := attenuate(d.Scope, ancestors)
+		own := d.Scope
+		if c.Scope != nil {
+			// An operator's narrowing takes from the grant for good; the
+			// ancestor's current stage bounds d only while it lasts.
+			own = d.Scope.Intersect(c.Scope)
+		}
+		after := attenuate(own, asChanged(ancestors, root))
+		if sameScope(own, d.Scope) && sameScope(before, after) {
+			return HistoryRecord{}, false, nil
+		}
+		if c.Scope != nil {
+			d.Scope = own
+			typ = "scope_narrowed"
+			details["scope"] = scopeDetail(own)
+		} else {
+			typ = "stage_changed"
+			details["ancestor_stage"] = root.Stage
+		}
+		details["effective_scope"] = scopeDetail(after)
 	default:
 		return HistoryRecord{}, false, nil
 	}
 	d.Version++
 	rec, err := d.Record(pass.HistoryEntry{Type: typ, By: c.By, Details: details}, now)
 	return rec, err == nil, err
+}
+
+// asChanged returns the ancestors with root, after the change, in place
+// of its stored self.
+func asChanged(ancestors []*Request, root *Request) []*Request {
+	out := slices.Clone(ancestors)
+	for i, a := range out {
+		if a.MissionID == root.MissionID {
+			out[i] = root
+		}
+	}
+	return out
 }
 
 func scopeDetail(s pass.Scope) []string {

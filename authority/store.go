@@ -94,8 +94,9 @@ type Store interface {
 	// atomic step: c.Apply decides and changes the record, its history
 	// record is appended, the mission's authorizations follow its state
 	// and scope (Request.SyncAuthorization), and c.Cascade is applied to
-	// every descendant (ParentMissionID), each with its own history
-	// record. Errors are those of MissionChange.Apply, and ErrNotFound.
+	// every descendant (ParentMissionID), given its ancestors as stored
+	// before the change, each with its own history record. Errors are
+	// those of MissionChange.Apply, and ErrNotFound.
 	TransitionMission(ctx context.Context, missionID string, c MissionChange, now time.Time) (*Request, error)
 
 	// History returns the mission's stored history records in seq order

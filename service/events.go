@@ -398,10 +398,6 @@ func (s *Service) verifySET(ctx context.Context, tok *secevent.Token, authority,
 	return set, setAccepted, nil
 }
 
-// errWidening refuses a claims change that would widen a delegation: an
-// operator's scope change only ever narrows.
-var errWidening = fmt.Errorf("%w: token-claims-change widens the scope", secevent.ErrInvalidRequest)
-
 // missionEvent maps a verified SET to what the store applies, or nil for
 // an event type the Service does not act on.
 func missionEvent(set *secevent.SET, rec *DelegationRecord) (*MissionEvent, error) {
@@ -435,13 +431,16 @@ func missionEvent(set *secevent.SET, rec *DelegationRecord) (*MissionEvent, erro
 			e.Action, e.Scope, e.Stage = EventRecheck, nil, ""
 		}
 	case secevent.TokenClaimsChange:
+		// An operator's narrowing, or an ancestor's stage move or
+		// narrowing reaching a sub-agent's delegation: either way the
+		// claims are the scope now allowed. As for a stage move, only the
+		// narrowing part applies at once; a wider scope (an ancestor
+		// moved forward again) marks the delegation stale, and the check
+		// that follows decides.
 		if ev.Claims == nil {
 			return nil, nil
 		}
 		e.Action, e.Scope = EventNarrow, pass.Scope(strings.Fields(ev.Claims.Scope))
-		if rec.Scope != nil && !e.Scope.SubsetOf(rec.CurrentScope) && (e.Version == 0 || e.Version > rec.MissionVersion) {
-			return nil, errWidening
-		}
 	default:
 		return nil, nil
 	}

@@ -425,6 +425,23 @@ func (s *Store) History(ctx context.Context, missionID string) ([]authority.Hist
 	return out, nil
 }
 
+// ancestorsOf reads the mission id and its ancestors inside tx, the
+// mission first, in one statement.
+func ancestorsOf(ctx context.Context, tx pgx.Tx, id string) ([]*authority.Request, error) {
+	rows, err := tx.Query(ctx, `
+		WITH RECURSIVE up(id, depth) AS (
+			SELECT id, 0 FROM agentpass_authority_requests WHERE id = $1
+			UNION ALL
+			SELECT r.parent_mission_id, u.depth + 1 FROM agentpass_authority_requests r JOIN up u ON r.id = u.id
+			WHERE r.parent_mission_id <> '' AND u.depth < 32
+		)
+		SELECT `+requestColumns+` FROM agentpass_authority_requests JOIN up USING (id) ORDER BY depth`, id)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Request, error) { return scanRequest(row) })
+}
+
 // lockMission reads a mission's row FOR UPDATE inside tx.
 func lockMission(ctx context.Context, tx pgx.Tx, id string) (*authority.Request, error) {
 	r, err := scanRequest(tx.QueryRow(ctx, `SELECT `+requestColumns+` FROM agentpass_authority_requests WHERE id = $1 FOR UPDATE`, id))
@@ -493,7 +510,7 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		if err != nil {
 			return err
 		}
-		if ev, err := enqueueEvent(ctx, tx, c, root, root, prior, a); err != nil {
+		if ev, err := enqueueEvent(ctx, tx, c, root, root, prior, nil, a); err != nil {
 			return err
 		} else if ev != nil {
 			refused = append(refused, ev)
@@ -513,6 +530,18 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		if err != nil {
 			return err
 		}
+		// Each descendant's ancestors as they were before the change:
+		// those locked here (parents come first), then root's own, read
+		// only when the change can alter an effective scope. Any change
+		// of those locks root, a descendant of theirs, so they cannot
+		// move before this commits.
+		priors := map[string]*authority.Request{root.MissionID: prior}
+		var above []*authority.Request
+		if len(ids) > 0 && (c.Scope != nil || c.Stage != nil) && root.ParentMissionID != "" {
+			if above, err = ancestorsOf(ctx, tx, root.ParentMissionID); err != nil {
+				return err
+			}
+		}
 		for _, id := range ids {
 			if id == missionID {
 				continue
@@ -524,7 +553,17 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 				return err
 			}
 			dprior := d.Clone()
-			drec, changed, err := c.Cascade(root, d, now)
+			priors[id] = dprior
+			var ancestors []*authority.Request
+			p := d.ParentMissionID
+			for a := priors[p]; a != nil && len(ancestors) < 32; a = priors[p] {
+				ancestors = append(ancestors, a)
+				p = a.ParentMissionID
+			}
+			if p == root.ParentMissionID {
+				ancestors = append(ancestors, above...)
+			}
+			drec, changed, err := c.Cascade(root, d, ancestors, now)
 			if err != nil || !changed {
 				if err != nil {
 					return err
@@ -541,7 +580,7 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 			if err != nil {
 				return err
 			}
-			if ev, err := enqueueEvent(ctx, tx, c, root, d, dprior, da); err != nil {
+			if ev, err := enqueueEvent(ctx, tx, c, root, d, dprior, ancestors, da); err != nil {
 				return err
 			} else if ev != nil {
 				refused = append(refused, ev)

@@ -45,7 +45,7 @@ func (s *Store) SetEventReceiver(ctx context.Context, service string, r *pass.Se
 // a check). At the per-Service bound a SET that is not Keep is refused and
 // returned, rather than dropping another subject's SET, which nothing has
 // superseded.
-func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, root, r *authority.Request, prior *authority.Request, a *authority.Authorization) (refused *authority.OutboxEvent, err error) {
+func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, root, r *authority.Request, prior *authority.Request, ancestors []*authority.Request, a *authority.Authorization) (refused *authority.OutboxEvent, err error) {
 	if c.Events == nil || a == nil || r.Version == prior.Version {
 		return nil, nil
 	}
@@ -58,7 +58,12 @@ func enqueueEvent(ctx context.Context, tx pgx.Tx, c authority.MissionChange, roo
 	if err != nil {
 		return nil, err
 	}
-	ev, err := c.Events(authority.MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv})
+	var chain []*authority.Request
+	for _, p := range ancestors {
+		chain = append(chain, p.Clone())
+	}
+	ev, err := c.Events(authority.MissionEvent{Change: c, Root: root.Clone(), Mission: r.Clone(), Prior: prior.State, Authorization: a.Clone(), Receiver: rcv,
+		Ancestors: chain})
 	if err != nil || ev == nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ var eventTests = []struct {
 	{"EventsWait", testEventsWait},
 	{"EventsNewerSupersedesUnclaimed", testEventsSupersede},
 	{"EventsBoundKeepsOtherSubjects", testEventsBound},
+	{"EventsDescendantStageCascadeO9", testEventsDescendantStageCascade},
 }
 
 // events records what a MissionChange.Events builder was called with and
