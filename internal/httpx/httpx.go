@@ -48,7 +48,7 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 	if !IsJSON(r.Header.Get("Content-Type")) {
 		return pass.Fail(pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -60,6 +60,29 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 		return InvalidRequest(err)
 	}
 	return nil
+}
+
+// readBody is io.ReadAll with the buffer sized from the declared length
+// (within MaxBody), so a body is read into one allocation instead of a
+// doubling series; a wrong declaration only costs growth, as without it.
+func readBody(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > MaxBody {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, declared+1) // +1: EOF is seen without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // InvalidRequest turns a decoding or validation error into a 400 whose
@@ -167,11 +190,11 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	if method == "" {
 		method = http.MethodGet
 	}
-	where := method + " " + redactURL(c.URL)
-	origin := redactOrigin(c.URL)
+	// Only errors name the peer: the redacted forms are made when one is.
+	where := func() string { return method + " " + redactURL(c.URL) }
 	req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
 	if err != nil {
-		return nil, fmt.Errorf("httpx: %s: invalid URL", where)
+		return nil, fmt.Errorf("httpx: %s: invalid URL", where())
 	}
 	for k, vs := range c.Header {
 		for _, v := range vs {
@@ -190,29 +213,29 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: %w", where, stripURLError(err))}
+		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: %w", where(), stripURLError(err))}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	raw, err := readBody(io.LimitReader(resp.Body, MaxBody+1), resp.ContentLength)
 	if err != nil {
-		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: reading the answer: %w", where, stripURLError(err))}
+		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: reading the answer: %w", where(), stripURLError(err))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		pe := pass.ErrorFromResponse(resp.StatusCode, raw)
-		pe.Peer, pe.Origin = c.Peer, origin
+		pe.Peer, pe.Origin = c.Peer, redactOrigin(c.URL)
 		return resp.Header, pe
 	}
 	if len(raw) > MaxBody {
-		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where(), pass.ErrInvalidDocument)
 	}
 	if out == nil {
 		return resp.Header, nil
 	}
 	if !IsJSON(resp.Header.Get("Content-Type")) {
-		return resp.Header, fmt.Errorf("httpx: %s: response is not application/json: %w", where, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response is not application/json: %w", where(), pass.ErrInvalidDocument)
 	}
 	if err := pass.Decode(raw, out); err != nil {
-		return resp.Header, fmt.Errorf("httpx: %s: invalid response: %w", where, err)
+		return resp.Header, fmt.Errorf("httpx: %s: invalid response: %w", where(), err)
 	}
 	return resp.Header, nil
 }

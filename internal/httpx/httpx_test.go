@@ -227,3 +227,24 @@ func TestAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestReadBody: a body is read whole whatever its declared length says,
+// and in one allocation when the declaration is right (#19).
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 1500)
+	for _, declared := range []int64{-1, 0, 1, 1499, 1500, 1501, MaxBody + 1} {
+		got, err := readBody(strings.NewReader(body), declared)
+		if err != nil || string(got) != body {
+			t.Errorf("declared %d: read %d bytes, %v", declared, len(got), err)
+		}
+	}
+	r := strings.NewReader(body)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(body)
+		if b, err := readBody(r, int64(len(body))); err != nil || len(b) != len(body) {
+			t.Fatal(len(b), err)
+		}
+	}); n != 1 {
+		t.Errorf("%v allocations, want 1", n)
+	}
+}
