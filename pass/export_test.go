@@ -8,3 +8,7 @@ var (
 	CheckOriginSlow   = checkOriginSlow
 	HostSlow          = hostSlow
 )
+
+// DecodeSlow is Decode by the json.Decoder path only, for
+// FuzzDecodeFastPath.
+func DecodeSlow(data []byte, doc Document) error { return decode(data, doc, false) }

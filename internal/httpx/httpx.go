@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
@@ -106,17 +107,29 @@ func IsJSON(contentType string) bool {
 
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Encoded into a pooled buffer: json.Marshal would copy every answer
+	// into a new slice.
+	buf := answerBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= MaxBody {
+			answerBufs.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(pass.Fail(pass.CodeInternal, "internal error").Body())
+		buf.Reset()
+		_ = json.NewEncoder(buf).Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+var answerBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // WriteError answers with the structured error body of err. An error that is
 // not a *pass.Error becomes a 500 whose cause stays out of the response; it

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -246,5 +247,29 @@ func TestReadBody(t *testing.T) {
 		}
 	}); n != 1 {
 		t.Errorf("%v allocations, want 1", n)
+	}
+}
+
+// TestWriteJSONBytes: the pooled encoder writes exactly json.Marshal's
+// bytes (compact, HTML-escaped, no newline), and a value that cannot be
+// encoded is a 500 with the internal error body.
+func TestWriteJSONBytes(t *testing.T) {
+	for _, v := range []any{
+		map[string]any{"a": "<b>&", "n": 1, "s": []string{"x"}},
+		pass.ValidationResponse{AuthorizationID: "az_1", Scope: pass.Scope{"a:read"}},
+		strings.Repeat("x", 70<<10), // beyond what the pool keeps
+	} {
+		rec := httptest.NewRecorder()
+		WriteJSON(rec, http.StatusCreated, v)
+		want, _ := json.Marshal(v)
+		if rec.Code != http.StatusCreated || rec.Body.String() != string(want) {
+			t.Errorf("WriteJSON(%T) = %d %.80q, want %.80q", v, rec.Code, rec.Body.String(), want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	WriteJSON(rec, http.StatusOK, make(chan int))
+	want, _ := json.Marshal(pass.Fail(pass.CodeInternal, "internal error").Body())
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != string(want) {
+		t.Errorf("unencodable: %d %s", rec.Code, rec.Body.String())
 	}
 }

@@ -1,0 +1,78 @@
+package pass_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// FuzzDecodeFastPath: Decode takes one json.Unmarshal for a document that
+// decodes at once (#19); on every input it must answer as the json.Decoder
+// path does, with the same error and the same value, for the documents on
+// the validation and redemption paths.
+func FuzzDecodeFastPath(f *testing.F) {
+	for _, dir := range []string{"FuzzValidationRequest", "FuzzValidationResponse", "FuzzRedemptionRequest"} {
+		files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, name := range files {
+			if b, err := os.ReadFile(name); err == nil {
+				if s, ok := corpusBytes(string(b)); ok {
+					f.Add(s)
+				}
+			}
+		}
+	}
+	for _, s := range []string{
+		`{"agentpass":{"value":"ap_8f3a"}}`, `{"agentpass":{"value":"ap_8f3a"}} {}`, `{"agentpass":{"value":1}}`,
+		`{"request":{"agentpass":{"value":"v"}}}`, `{"agentpass":{"value":"v"},"x":[1,2}`, `{"scope":"a"}`,
+		`{"authorization_id":"a","user":{"email":"a@example.com"},"agent":{"id":"x"},"scope":["a"],"type":"bearer_token","authorization_expires_at":"2026-01-01T00:00:00Z"}`,
+		`{"agentpass":{"type":"bearer_token","value":"ap_x"},"authority":"https://a.example.com","user":{"email":"a@example.com"},"harness_proof":{"jwt":"a.b.c"},"requested_scope":["x","*"]}`,
+		`{"agentpass":{"type":"bearer_token","value":"ap_x"},"extensions":{"x":{}},"authority":"https://a.example.com"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameDecode[pass.ValidationRequest](t, data)
+		sameDecode[pass.ValidationResponse](t, data)
+		sameDecode[pass.RedemptionRequest](t, data)
+	})
+}
+
+func sameDecode[T any, P interface {
+	*T
+	pass.Document
+}](t *testing.T, data []byte) {
+	t.Helper()
+	var fast, slow T
+	errFast := pass.Decode(data, P(&fast))
+	errSlow := pass.DecodeSlow(data, P(&slow))
+	if fmt.Sprint(errFast) != fmt.Sprint(errSlow) {
+		t.Fatalf("%T: Decode = %v; json.Decoder path: %v\n%q", fast, errFast, errSlow, data)
+	}
+	if errFast == nil && !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("%T: Decode = %+v; json.Decoder path: %+v\n%q", fast, fast, slow, data)
+	}
+}
+
+// corpusBytes reads the []byte value of a "go test fuzz v1" corpus file.
+func corpusBytes(s string) ([]byte, bool) {
+	_, v, ok := strings.Cut(s, "\n")
+	if !ok {
+		return nil, false
+	}
+	v = strings.TrimSpace(v)
+	v, ok = strings.CutPrefix(v, "[]byte(")
+	if !ok {
+		return nil, false
+	}
+	v = strings.TrimSuffix(v, ")")
+	var out string
+	if _, err := fmt.Sscanf(v, "%q", &out); err != nil {
+		return nil, false
+	}
+	return []byte(out), true
+}
