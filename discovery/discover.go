@@ -69,12 +69,19 @@ func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*D
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := c.AuthorityConfiguration(ctx, u)
+	shared, err := c.authorityConfiguration(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.TrustMode != pass.TrustEnterprise {
-		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(cfg.TrustMode), Want: string(pass.TrustEnterprise)}
+	if shared.TrustMode != pass.TrustEnterprise {
+		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(shared.TrustMode), Want: string(pass.TrustEnterprise)}
 	}
-	return &Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: cfg}, nil
+	// As in DiscoverService: the answer and the copy in one allocation.
+	out := new(struct {
+		d   Discovered[pass.AuthorityConfiguration]
+		cfg pass.AuthorityConfiguration
+	})
+	copyAuthorityConfiguration(&out.cfg, shared)
+	out.d = Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: &out.cfg}
+	return &out.d, nil
 }

@@ -273,17 +273,31 @@ func decodeServiceConfiguration(b []byte) (any, error) {
 // configuration at configURL (§5.2), as [Client.ServiceConfiguration] does.
 // It does not check trust_mode; see [Client.DiscoverEnterprise].
 func (c *Client) AuthorityConfiguration(ctx context.Context, configURL string) (*pass.AuthorityConfiguration, error) {
-	v, err := c.cachedFetch(ctx, "authority", configURL, acceptJSON, func(b []byte) (any, error) {
-		doc := new(pass.AuthorityConfiguration)
-		if err := pass.Decode(b, doc); err != nil {
-			return nil, err
-		}
-		return doc, nil
-	})
+	shared, err := c.authorityConfiguration(ctx, configURL)
 	if err != nil {
 		return nil, err
 	}
-	return cloneAuthorityConfiguration(v.(*pass.AuthorityConfiguration)), nil
+	out := new(pass.AuthorityConfiguration)
+	copyAuthorityConfiguration(out, shared)
+	return out, nil
+}
+
+// authorityConfiguration is AuthorityConfiguration without the copy: the
+// cached document, which the caller must not modify.
+func (c *Client) authorityConfiguration(ctx context.Context, configURL string) (*pass.AuthorityConfiguration, error) {
+	v, err := c.cachedFetch(ctx, "authority", configURL, acceptJSON, decodeAuthorityConfiguration)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*pass.AuthorityConfiguration), nil
+}
+
+func decodeAuthorityConfiguration(b []byte) (any, error) {
+	doc := new(pass.AuthorityConfiguration)
+	if err := pass.Decode(b, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // copyServiceConfiguration makes *dst a copy of *src that shares nothing
@@ -299,22 +313,23 @@ func copyServiceConfiguration(dst, src *pass.ServiceConfiguration) {
 	}
 }
 
-func cloneAuthorityConfiguration(in *pass.AuthorityConfiguration) *pass.AuthorityConfiguration {
-	out := *in
-	if in.Policy != nil {
-		p := *in.Policy
+// copyAuthorityConfiguration makes *dst a copy of *src that shares
+// nothing the caller may modify.
+func copyAuthorityConfiguration(dst, src *pass.AuthorityConfiguration) {
+	*dst = *src
+	if src.Policy != nil {
+		p := *src.Policy
 		if p.AllowServiceAuthorities != nil {
 			b := *p.AllowServiceAuthorities
 			p.AllowServiceAuthorities = &b
 		}
-		out.Policy = &p
+		dst.Policy = &p
 	}
-	if in.Approval != nil {
-		a := *in.Approval
+	if src.Approval != nil {
+		a := *src.Approval
 		a.Modes = append([]string(nil), a.Modes...)
-		out.Approval = &a
+		dst.Approval = &a
 	}
-	return &out
 }
 
 func contains(list []string, s string) bool {

@@ -1,6 +1,7 @@
 package pass_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,4 +76,25 @@ func corpusBytes(s string) ([]byte, bool) {
 		return nil, false
 	}
 	return []byte(out), true
+}
+
+// FuzzJWKMembers: the cnf.jwk check reads member names without a map
+// (#19); on every input it answers as the map path does.
+func FuzzJWKMembers(f *testing.F) {
+	for _, s := range []string{`{"kty":"EC","crv":"P-256","x":"a","y":"b"}`, `{"kty":"EC","d":"x"}`, `{"crv":"x"}`,
+		`{"kty":"EC","k":"s","p":"q"}`, `{"\u006bty":"EC"}`, `{"kty":"EC","\u0064":"x"}`, `{ "kty" : [1,{"d":2}] , "oth" :null }`,
+		`[]`, `{"kty":"EC"} x`, `{"kty":"EC",}`, `{}`, `{"kty":1,"kty":2}`, "{\"\xff\":1,\"kty\":\"a\\\"b\"}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 || string(raw) == "null" {
+			return
+		}
+		got := pass.ValidateCnf(&pass.Cnf{JWK: raw}, "cnf")
+		want := pass.ValidateJWKSlow("cnf", raw)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("cnf check of %q = %v; map path: %v", raw, got, want)
+		}
+	})
 }

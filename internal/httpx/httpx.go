@@ -101,6 +101,10 @@ func InvalidRequest(err error) *pass.Error {
 // IsJSON reports whether a Content-Type header names application/json (with
 // optional parameters).
 func IsJSON(contentType string) bool {
+	// The forms peers send, answered without mime's map of parameters.
+	if strings.EqualFold(contentType, "application/json") || strings.EqualFold(contentType, "application/json; charset=utf-8") {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/json"
 }

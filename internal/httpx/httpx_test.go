@@ -273,3 +273,21 @@ func TestWriteJSONBytes(t *testing.T) {
 		t.Errorf("unencodable: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// TestIsJSON: the forms answered without mime.ParseMediaType agree with
+// it, and nothing else is taken for JSON.
+func TestIsJSON(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/json": true, "Application/JSON": true, "application/json; charset=utf-8": true,
+		"application/json; charset=UTF-8": true, "application/json;charset=utf-8": true, "application/json ; x=y": true,
+		"application/jsonx": false, "text/json": false, "": false, "application/json; charset=utf-8; charset=x": false,
+		"application/problem+json": false,
+	} {
+		if got := IsJSON(ct); got != want {
+			t.Errorf("IsJSON(%q) = %v, want %v", ct, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { IsJSON("application/json") }); n != 0 {
+		t.Errorf("IsJSON: %v allocations", n)
+	}
+}
