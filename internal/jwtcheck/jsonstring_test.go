@@ -1,6 +1,7 @@
 package jwtcheck
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -48,4 +49,43 @@ func FuzzClaimFastPaths(f *testing.F) {
 			t.Fatalf("decodeNumericDate(%q) = %v, %v; encoding/json: %v, %v", raw, fd, errFast, rd, errRef)
 		}
 	})
+}
+
+// FuzzJTIOf: Sign finds the jti of its claims by walking their members
+// (#19); on every input it must find what a map of the members holds, and
+// appendMember's direct writing must match encoding/json's.
+func FuzzJTIOf(f *testing.F) {
+	for _, s := range []string{`{"iss":"a","jti":"x"}`, `{"jti":"a","jti":"b"}`, `{"\u006ati":null}`, `{}`, `[]`, `{"jti":""} `,
+		`{"a":{"jti":1}}`, `{"jti":1,}`, `null`, `{"x":"\xff","jti":{"a":[1,2]}}`} {
+		f.Add([]byte(s), "jti", "AAAA")
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, name, value string) {
+		jti, ok, err := jtiOf(payload)
+		var m map[string]json.RawMessage
+		mErr := len(payload) == 0 || payload[0] != '{' || json.Unmarshal(payload, &m) != nil
+		want, wantOK := m["jti"]
+		if (err != nil) != mErr || ok != wantOK || string(jti) != string(want) {
+			t.Fatalf("jtiOf(%q) = %q, %v, %v; map: %q, %v, %v", payload, jti, ok, err, want, wantOK, mErr)
+		}
+		if mErr {
+			return
+		}
+		got := appendMember(payload, name, value)
+		n, _ := json.Marshal(name)
+		v, _ := json.Marshal(value)
+		ref := append(append(append(append(appendMemberPrefix(payload), n...), ':'), v...), '}')
+		if string(got) != string(ref) {
+			t.Fatalf("appendMember(%q, %q, %q) = %q, want %q", payload, name, value, got, ref)
+		}
+	})
+}
+
+// appendMemberPrefix is the object without its closing brace, with a comma
+// when it has members: the reference form of appendMember.
+func appendMemberPrefix(obj []byte) []byte {
+	out := append([]byte(nil), bytes.TrimRight(obj[:len(obj)-1], " \t\r\n")...)
+	if !bytes.Equal(out, []byte("{")) {
+		out = append(out, ',')
+	}
+	return out
 }
