@@ -166,11 +166,13 @@ func consumeError(err error) error {
 // validationBody renders the validation response. It always echoes the
 // holder key (cnf) the request carried: without it the Service could not
 // tell that a proof is required, and holder binding would silently vanish.
+// az is the caller's own copy (the store's answer), so its scope and key
+// are used as they are.
 func validationBody(az *Authorization) *pass.ValidationResponse {
 	exp := az.ExpiresAt.UTC()
 	out := &pass.ValidationResponse{
 		AuthorizationID: az.ID, User: pass.User{Email: az.User}, Agent: pass.Agent{ID: az.AgentID},
-		Scope: cloneScope(az.Scope), Type: az.Type,
+		Scope: az.Scope, Type: az.Type,
 		Task:                   &pass.Task{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
 		AuthorizationExpiresAt: &exp,
 		Harness:                &pass.HarnessRef{ID: az.HarnessID},
@@ -186,7 +188,7 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 		out.DestinationURL = az.DestinationURL
 	}
 	if az.Cnf != nil {
-		out.Cnf = &pass.Cnf{JWK: cloneRaw(az.Cnf)}
+		out.Cnf = &pass.Cnf{JWK: az.Cnf}
 	}
 	return out
 }
