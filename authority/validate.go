@@ -27,33 +27,40 @@ var errNoAssertion = pass.Fail(pass.CodeInvalidAssertion, "missing Authorization
 // configuration is one) cannot fill the replay cache with assertions spent
 // on unknown passes or authorizations. A jti already recorded is refused.
 func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, *assertion.Token, error) {
+	svc, tok, _, err := a.authenticateService(ctx, r)
+	return svc, tok, err
+}
+
+// authenticateService is authenticate that also returns the Service's
+// configuration the assertion was verified with.
+func (a *Authority) authenticateService(ctx context.Context, r *http.Request) (string, *assertion.Token, *pass.ServiceConfiguration, error) {
 	tok := httpx.BearerToken(r)
 	if tok == "" {
-		return "", nil, errNoAssertion
+		return "", nil, nil, errNoAssertion
 	}
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	iss := parsed.Issuer()
 	if err := pass.CheckOrigin(iss); err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
 	}
 	if err := a.verifier.Precheck(parsed); err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	origin, _ := pass.Origin(iss)
 	info, err := a.disc.DiscoverService(ctx, origin)
 	if err != nil {
 		if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-			return "", nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
+			return "", nil, nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
 		}
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
 	if _, err := a.verifier.Check(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
-		return "", nil, assertionError(err)
+		return "", nil, nil, assertionError(err)
 	}
-	return origin, parsed, nil
+	return origin, parsed, info.Configuration, nil
 }
 
 // spend records the jti of an assertion whose request succeeded: our
@@ -95,12 +102,12 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", err)
 		return
 	}
-	svc, tok, err := a.authenticate(ctx, r)
+	svc, tok, cfg, err := a.authenticateService(ctx, r)
 	if err != nil {
 		a.reject(w, "validation", err)
 		return
 	}
-	a.noteReceiver(ctx, svc)
+	a.noteReceiver(ctx, svc, cfg)
 	az, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
 	if err != nil {
 		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
@@ -213,14 +220,14 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization check", err)
 		return
 	}
-	svc, tok, err := a.authenticate(ctx, r)
+	svc, tok, cfg, err := a.authenticateService(ctx, r)
 	if err != nil {
 		a.reject(w, "authorization check", err)
 		return
 	}
 	// A Service that starts taking events after its redemptions is
 	// learned here.
-	a.noteReceiver(ctx, svc)
+	a.noteReceiver(ctx, svc, cfg)
 	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID)}
 	az, m, state, err := a.checkAuthorization(ctx, in.AuthorizationID, svc)
 	if errors.Is(err, ErrNotFound) {
