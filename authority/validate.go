@@ -135,7 +135,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 			// A Service that stages in place keeps the ceiling as its
 			// bound and the current stage's scope (out.Scope) as what it
 			// allows now; one that does not sees only the current scope.
-			out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, cloneStages(m.Stages), m.Ceiling()
+			out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, m.Stages, m.Ceiling() // m is the store's copy
 		}
 		// A sub-agent's pass names who it acts for, up to the root, for
 		// the Service's audit and local cascade.
