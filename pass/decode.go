@@ -46,10 +46,33 @@ func decode(data []byte, doc Document, fast bool) error {
 	// One valid document (nearly every body) decodes in one call, without
 	// a Decoder's copy of the body; anything else takes the Decoder path,
 	// whose errors name what is wrong (FuzzDecodeFastPath: same answers).
+	if v, ok := doc.(*ValidationRequest); ok && fast {
+		if value, ok := canonicalValidationRequest(data); ok {
+			v.AgentPass.Value = value
+			return v.Validate()
+		}
+	}
 	if fast && json.Unmarshal(data, doc) == nil {
 		return doc.Validate()
 	}
 	return decodeSlow(data, doc)
+}
+
+// canonicalValidationRequest reads the one form Services send of the
+// document every validation carries, {"agentpass":{"value":"..."}} with a
+// plain value, byte for byte; ok is false for any other form.
+func canonicalValidationRequest(data []byte) (value string, ok bool) {
+	const prefix, suffix = `{"agentpass":{"value":"`, `"}}`
+	if len(data) < len(prefix)+len(suffix) || string(data[:len(prefix)]) != prefix || string(data[len(data)-len(suffix):]) != suffix {
+		return "", false
+	}
+	v := data[len(prefix) : len(data)-len(suffix)]
+	for _, c := range v {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(v), true
 }
 
 // decodeSlow decodes data with a json.Decoder: the reference of the

@@ -28,7 +28,9 @@ func FuzzDecodeFastPath(f *testing.F) {
 		}
 	}
 	for _, s := range []string{
-		`{"agentpass":{"value":"ap_8f3a"}}`, `{"agentpass":{"value":"ap_8f3a"}} {}`, `{"agentpass":{"value":1}}`,
+		`{"agentpass":{"value":"ap_8f3a"}}`, `{"agentpass":{"value":"ap_8f3a"}} {}`, `{"agentpass":{"value":""}}`,
+		`{"agentpass":{"value":"a"}}}`, `{"agentpass":{"value":"a","value":"b"}}`, `{"agentpass":{"value":"a"},"agentpass":{"value":"b"}}`,
+		`{"agentpass":{"value":"a\"}}`, `{"agentpass":{"value":"é"}}`, `{"agentpass":{"value":"a"}"}}`, `{"agentpass":{"value":1}}`,
 		`{"request":{"agentpass":{"value":"v"}}}`, `{"agentpass":{"value":"v"},"x":[1,2}`, `{"scope":"a"}`,
 		`{"authorization_id":"a","user":{"email":"a@example.com"},"agent":{"id":"x"},"scope":["a"],"type":"bearer_token","authorization_expires_at":"2026-01-01T00:00:00Z"}`,
 		`{"agentpass":{"type":"bearer_token","value":"ap_x"},"authority":"https://a.example.com","user":{"email":"a@example.com"},"harness_proof":{"jwt":"a.b.c"},"requested_scope":["x","*"]}`,
@@ -97,4 +99,20 @@ func FuzzJWKMembers(f *testing.F) {
 			t.Fatalf("cnf check of %q = %v; map path: %v", raw, got, want)
 		}
 	})
+}
+
+// TestDecodeValidationRequestAllocs (#19): the validation request in the
+// form Services send decodes without reflection: the document (here on the
+// heap, as the caller's is) and its value.
+func TestDecodeValidationRequestAllocs(t *testing.T) {
+	body := []byte(`{"agentpass":{"value":"ap_8f3a1b2c4d5e6f7a8b9c0d1e2f3a4b5c"}}`)
+	n := testing.AllocsPerRun(100, func() {
+		var r pass.ValidationRequest
+		if err := pass.Decode(body, &r); err != nil || r.AgentPass.Value != "ap_8f3a1b2c4d5e6f7a8b9c0d1e2f3a4b5c" {
+			t.Fatal(r, err)
+		}
+	})
+	if n > 2 {
+		t.Errorf("Decode(ValidationRequest): %v allocations, want at most 2", n)
+	}
 }
