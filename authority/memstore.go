@@ -454,7 +454,12 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	if _, taken := m.authz[authorizationID]; taken {
 		return nil, ErrConflict
 	}
-	c := r.Clone()
+	// A shallow copy: the consumption changes only top-level fields, and
+	// the stored record it replaces is dropped, so the two never share
+	// nested data while both are live (writers replace stored records,
+	// never change their nested data in place).
+	cp := *r
+	c := &cp
 	c.ConsumedAt = now
 	c.AuthorizationID = authorizationID
 	rec, err := c.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,

@@ -305,18 +305,14 @@ func (a *Authority) push(ctx context.Context, ev *OutboxEvent) (time.Duration, e
 }
 
 // noteReceiver records how the Service at origin takes events, from its
-// configuration as discovered (and cached) for the assertion just checked.
+// configuration cfg as discovered for the assertion just checked.
 // It runs before a redemption commits, so the outbox knows the Service of
 // every authorization it creates.
-func (a *Authority) noteReceiver(ctx context.Context, origin string) {
+func (a *Authority) noteReceiver(ctx context.Context, origin string, cfg *pass.ServiceConfiguration) {
 	if a.tx == nil {
 		return
 	}
-	info, err := a.disc.DiscoverService(ctx, origin)
-	if err != nil {
-		return
-	}
-	x := info.Configuration.Extensions
+	x := cfg.Extensions
 	var rcv *pass.ServiceEvents
 	key := ""
 	e, evErr := pass.ServiceEventsFrom(x, origin)

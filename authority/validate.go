@@ -28,33 +28,40 @@ var errNoAssertion = pass.Fail(pass.CodeInvalidAssertion, "missing Authorization
 // configuration is one) cannot fill the replay cache with assertions spent
 // on unknown passes or authorizations. A jti already recorded is refused.
 func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, *assertion.Token, error) {
+	svc, tok, _, err := a.authenticateService(ctx, r)
+	return svc, tok, err
+}
+
+// authenticateService is authenticate that also returns the Service's
+// configuration the assertion was verified with.
+func (a *Authority) authenticateService(ctx context.Context, r *http.Request) (string, *assertion.Token, *pass.ServiceConfiguration, error) {
 	tok := httpx.BearerToken(r)
 	if tok == "" {
-		return "", nil, errNoAssertion
+		return "", nil, nil, errNoAssertion
 	}
 	parsed, err := assertion.Parse(tok)
 	if err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	iss := parsed.Issuer()
 	if err := pass.CheckOrigin(iss); err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "assertion iss must be a Service origin").WithCause(err)
 	}
 	if err := a.verifier.Precheck(parsed); err != nil {
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "invalid assertion").WithCause(err)
 	}
 	origin, _ := pass.Origin(iss)
 	info, err := a.disc.DiscoverService(ctx, origin)
 	if err != nil {
 		if errors.Is(err, discovery.ErrLookupFailed) || errors.Is(err, discovery.ErrFetchFailed) {
-			return "", nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
+			return "", nil, nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
 		}
-		return "", nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
+		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
 	}
 	if _, err := a.verifier.Check(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
-		return "", nil, assertionError(err)
+		return "", nil, nil, assertionError(err)
 	}
-	return origin, parsed, nil
+	return origin, parsed, info.Configuration, nil
 }
 
 // spend records the jti of an assertion whose request succeeded: our
@@ -96,12 +103,12 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", err)
 		return
 	}
-	svc, tok, err := a.authenticate(ctx, r)
+	svc, tok, cfg, err := a.authenticateService(ctx, r)
 	if err != nil {
 		a.reject(w, "validation", err)
 		return
 	}
-	a.noteReceiver(ctx, svc)
+	a.noteReceiver(ctx, svc, cfg)
 	c, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
 	if err != nil {
 		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
@@ -133,7 +140,8 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		// A Service that stages in place keeps the ceiling as its
 		// bound and the current stage's scope (out.Scope) as what it
 		// allows now; one that does not sees only the current scope.
-		out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, cloneStages(m.Stages), m.Ceiling()
+		// m is the consumption's own copy.
+		out.Mission.Stage, out.Mission.Stages, out.Mission.Ceiling = m.Stage, m.Stages, m.Ceiling()
 	}
 	// A sub-agent's pass names who it acts for, up to the root, for
 	// the Service's audit and local cascade.
@@ -187,11 +195,13 @@ func consumeError(err error) error {
 // validationBody renders the validation response. It always echoes the
 // holder key (cnf) the request carried: without it the Service could not
 // tell that a proof is required, and holder binding would silently vanish.
+// az is the caller's own copy (the store's answer), so its scope and key
+// are used as they are.
 func validationBody(az *Authorization) *pass.ValidationResponse {
 	exp := az.ExpiresAt.UTC()
 	out := &pass.ValidationResponse{
 		AuthorizationID: az.ID, User: pass.User{Email: az.User}, Agent: pass.Agent{ID: az.AgentID},
-		Scope: cloneScope(az.Scope), Type: az.Type,
+		Scope: az.Scope, Type: az.Type,
 		Task:                   &pass.Task{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
 		AuthorizationExpiresAt: &exp,
 		Harness:                &pass.HarnessRef{ID: az.HarnessID},
@@ -207,7 +217,7 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 		out.DestinationURL = az.DestinationURL
 	}
 	if az.Cnf != nil {
-		out.Cnf = &pass.Cnf{JWK: cloneRaw(az.Cnf)}
+		out.Cnf = &pass.Cnf{JWK: az.Cnf}
 	}
 	return out
 }
@@ -232,14 +242,14 @@ func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "authorization check", err)
 		return
 	}
-	svc, tok, err := a.authenticate(ctx, r)
+	svc, tok, cfg, err := a.authenticateService(ctx, r)
 	if err != nil {
 		a.reject(w, "authorization check", err)
 		return
 	}
 	// A Service that starts taking events after its redemptions is
 	// learned here.
-	a.noteReceiver(ctx, svc)
+	a.noteReceiver(ctx, svc, cfg)
 	attrs := []slog.Attr{slog.String("service", svc), slog.String("authorization_id", in.AuthorizationID)}
 	az, m, state, err := a.checkAuthorization(ctx, in.AuthorizationID, svc)
 	if errors.Is(err, ErrNotFound) {

@@ -115,3 +115,35 @@ func BenchmarkLookupKeyUnknownKid(b *testing.B) {
 		b.Fatalf("%d fetches", n)
 	}
 }
+
+// TestDiscoverServiceCachedAllocs (#19): a warm DiscoverService, which an
+// Authority runs for every assertion, parses no URL and builds no name: it
+// allocates only the caller's copy of the configuration (22 allocations
+// before).
+func TestDiscoverServiceCachedAllocs(t *testing.T) {
+	e := newEnv(t, nil)
+	e.dns.SetTXT("_agentpass-service.api.example.com", 3600, svcURL)
+	e.web.set("/.well-known/agentpass-service", route{body: serviceConfigJSON, cacheControl: "max-age=3600"})
+	if _, err := e.c.DiscoverService(bg(), "https://api.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's copy is its own.
+	d, _ := e.c.DiscoverService(bg(), "https://api.example.com")
+	d.Configuration.Service.Origin, d.Configuration.JWKSURI = "https://evil.example", ""
+	n := testing.AllocsPerRun(100, func() {
+		d, err := e.c.DiscoverService(bg(), "https://api.example.com")
+		if err != nil || d.Configuration.Service.Origin != "https://api.example.com" {
+			t.Fatal(d, err)
+		}
+	})
+	if n > 3 {
+		t.Errorf("warm DiscoverService: %v allocations, want at most 3", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := e.c.LookupServiceTXT(bg(), "api.example.com"); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("cached LookupServiceTXT: %v allocations, want 0", n)
+	}
+}

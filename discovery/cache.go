@@ -30,15 +30,26 @@ func newCache[V any](max int) *cache[V] {
 func (c *cache[V]) get(key string, now time.Time) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.liveLocked(c.m[key], now)
+}
+
+// getBytes is get for a key built in the caller's buffer: the lookup makes
+// no string of it.
+func (c *cache[V]) getBytes(key []byte, now time.Time) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.liveLocked(c.m[string(key)], now)
+}
+
+func (c *cache[V]) liveLocked(e *list.Element, now time.Time) (V, bool) {
 	var zero V
-	e, ok := c.m[key]
-	if !ok {
+	if e == nil {
 		return zero, false
 	}
 	it := e.Value.(*cacheItem[V])
 	if !now.Before(it.expires) {
 		c.ll.Remove(e)
-		delete(c.m, key)
+		delete(c.m, it.key)
 		return zero, false
 	}
 	c.ll.MoveToFront(e)

@@ -35,15 +35,24 @@ func (c *Client) DiscoverService(ctx context.Context, origin string) (*Discovere
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := c.ServiceConfiguration(ctx, u)
+	shared, err := c.serviceConfiguration(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	got, _ := pass.Origin(cfg.Service.Origin) // validated by Decode
+	got, _ := pass.Origin(shared.Service.Origin) // validated by Decode
 	if got != want {
-		return nil, &MismatchError{URL: u, Field: "service.origin", Got: cfg.Service.Origin, Want: want}
+		return nil, &MismatchError{URL: u, Field: "service.origin", Got: shared.Service.Origin, Want: want}
 	}
-	return &Discovered[pass.ServiceConfiguration]{ConfigurationURL: u, Configuration: cfg}, nil
+	// The answer and the caller's copy of the configuration in one
+	// allocation: a warm discovery runs on every assertion an Authority
+	// verifies.
+	out := new(struct {
+		d   Discovered[pass.ServiceConfiguration]
+		cfg pass.ServiceConfiguration
+	})
+	copyServiceConfiguration(&out.cfg, shared)
+	out.d = Discovered[pass.ServiceConfiguration]{ConfigurationURL: u, Configuration: &out.cfg}
+	return &out.d, nil
 }
 
 // DiscoverEnterprise finds the Enterprise Authority of an e-mail domain: the
@@ -60,12 +69,19 @@ func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*D
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := c.AuthorityConfiguration(ctx, u)
+	shared, err := c.authorityConfiguration(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.TrustMode != pass.TrustEnterprise {
-		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(cfg.TrustMode), Want: string(pass.TrustEnterprise)}
+	if shared.TrustMode != pass.TrustEnterprise {
+		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(shared.TrustMode), Want: string(pass.TrustEnterprise)}
 	}
-	return &Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: cfg}, nil
+	// As in DiscoverService: the answer and the copy in one allocation.
+	out := new(struct {
+		d   Discovered[pass.AuthorityConfiguration]
+		cfg pass.AuthorityConfiguration
+	})
+	copyAuthorityConfiguration(&out.cfg, shared)
+	out.d = Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: &out.cfg}
+	return &out.d, nil
 }

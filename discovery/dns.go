@@ -66,10 +66,13 @@ func (c *Client) lookup(ctx context.Context, prefix, domain string, kind recordK
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
-	qname := prefix + d + "."
-	if r, ok := c.txtCache.get(qname, c.now()); ok {
+	// The name is built on the stack: a cached answer costs no allocation.
+	var buf [128]byte
+	qb := append(append(append(buf[:0], prefix...), d...), '.')
+	if r, ok := c.txtCache.getBytes(qb, c.now()); ok {
 		return r.url, r.err
 	}
+	qname := string(qb)
 	// The work may try every nameserver, each with its own timeout.
 	budget := c.dnsTimeout*time.Duration(len(c.nameservers)) + time.Second
 	v, err := c.flight(ctx, "txt "+qname, budget, func(ctx context.Context) (any, error) {

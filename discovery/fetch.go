@@ -238,64 +238,98 @@ func (c *Client) cachedFetch(ctx context.Context, kind, rawURL string, media []s
 // https:// URLs. It does not check service.origin; see
 // [Client.DiscoverService]. The result is a copy the caller may modify.
 func (c *Client) ServiceConfiguration(ctx context.Context, configURL string) (*pass.ServiceConfiguration, error) {
-	v, err := c.cachedFetch(ctx, "service", configURL, []string{mediaJSON}, func(b []byte) (any, error) {
-		doc := new(pass.ServiceConfiguration)
-		if err := pass.Decode(b, doc); err != nil {
-			return nil, err
-		}
-		return doc, nil
-	})
+	shared, err := c.serviceConfiguration(ctx, configURL)
 	if err != nil {
 		return nil, err
 	}
-	return cloneServiceConfiguration(v.(*pass.ServiceConfiguration)), nil
+	out := new(pass.ServiceConfiguration)
+	copyServiceConfiguration(out, shared)
+	return out, nil
+}
+
+// serviceConfiguration is ServiceConfiguration without the copy: the
+// cached document, which the caller must not modify.
+func (c *Client) serviceConfiguration(ctx context.Context, configURL string) (*pass.ServiceConfiguration, error) {
+	v, err := c.cachedFetch(ctx, "service", configURL, acceptJSON, decodeServiceConfiguration)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*pass.ServiceConfiguration), nil
+}
+
+// acceptJSON is the accepted Content-Type of configurations (a variable,
+// so a cached call allocates no slice).
+var acceptJSON = []string{mediaJSON}
+
+func decodeServiceConfiguration(b []byte) (any, error) {
+	doc := new(pass.ServiceConfiguration)
+	if err := pass.Decode(b, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // AuthorityConfiguration fetches, validates and caches the Authority
 // configuration at configURL (§5.2), as [Client.ServiceConfiguration] does.
 // It does not check trust_mode; see [Client.DiscoverEnterprise].
 func (c *Client) AuthorityConfiguration(ctx context.Context, configURL string) (*pass.AuthorityConfiguration, error) {
-	v, err := c.cachedFetch(ctx, "authority", configURL, []string{mediaJSON}, func(b []byte) (any, error) {
-		doc := new(pass.AuthorityConfiguration)
-		if err := pass.Decode(b, doc); err != nil {
-			return nil, err
-		}
-		return doc, nil
-	})
+	shared, err := c.authorityConfiguration(ctx, configURL)
 	if err != nil {
 		return nil, err
 	}
-	return cloneAuthorityConfiguration(v.(*pass.AuthorityConfiguration)), nil
+	out := new(pass.AuthorityConfiguration)
+	copyAuthorityConfiguration(out, shared)
+	return out, nil
 }
 
-func cloneServiceConfiguration(in *pass.ServiceConfiguration) *pass.ServiceConfiguration {
-	out := *in
-	if in.Trust.TrustedFederatedAuthorities != nil {
-		out.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), in.Trust.TrustedFederatedAuthorities...)
+// authorityConfiguration is AuthorityConfiguration without the copy: the
+// cached document, which the caller must not modify.
+func (c *Client) authorityConfiguration(ctx context.Context, configURL string) (*pass.AuthorityConfiguration, error) {
+	v, err := c.cachedFetch(ctx, "authority", configURL, acceptJSON, decodeAuthorityConfiguration)
+	if err != nil {
+		return nil, err
 	}
-	if in.Trust.ServiceAuthority != nil {
-		sa := *in.Trust.ServiceAuthority
-		out.Trust.ServiceAuthority = &sa
-	}
-	return &out
+	return v.(*pass.AuthorityConfiguration), nil
 }
 
-func cloneAuthorityConfiguration(in *pass.AuthorityConfiguration) *pass.AuthorityConfiguration {
-	out := *in
-	if in.Policy != nil {
-		p := *in.Policy
+func decodeAuthorityConfiguration(b []byte) (any, error) {
+	doc := new(pass.AuthorityConfiguration)
+	if err := pass.Decode(b, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// copyServiceConfiguration makes *dst a copy of *src that shares nothing
+// the caller may modify.
+func copyServiceConfiguration(dst, src *pass.ServiceConfiguration) {
+	*dst = *src
+	if src.Trust.TrustedFederatedAuthorities != nil {
+		dst.Trust.TrustedFederatedAuthorities = append([]pass.AuthorityRef(nil), src.Trust.TrustedFederatedAuthorities...)
+	}
+	if src.Trust.ServiceAuthority != nil {
+		sa := *src.Trust.ServiceAuthority
+		dst.Trust.ServiceAuthority = &sa
+	}
+}
+
+// copyAuthorityConfiguration makes *dst a copy of *src that shares
+// nothing the caller may modify.
+func copyAuthorityConfiguration(dst, src *pass.AuthorityConfiguration) {
+	*dst = *src
+	if src.Policy != nil {
+		p := *src.Policy
 		if p.AllowServiceAuthorities != nil {
 			b := *p.AllowServiceAuthorities
 			p.AllowServiceAuthorities = &b
 		}
-		out.Policy = &p
+		dst.Policy = &p
 	}
-	if in.Approval != nil {
-		a := *in.Approval
+	if src.Approval != nil {
+		a := *src.Approval
 		a.Modes = append([]string(nil), a.Modes...)
-		out.Approval = &a
+		dst.Approval = &a
 	}
-	return &out
 }
 
 func contains(list []string, s string) bool {

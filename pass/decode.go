@@ -26,7 +26,11 @@ const MaxDocumentSize = 64 << 10
 // errors. Every error matches
 // [ErrInvalidDocument], or [ErrUnsupportedVersion] for a configuration with
 // an unknown major version.
-func Decode(data []byte, doc Document) error {
+func Decode(data []byte, doc Document) error { return decode(data, doc, true) }
+
+// decode is Decode; without fast, the document is read by the json.Decoder
+// path only (the reference of FuzzDecodeFastPath).
+func decode(data []byte, doc Document, fast bool) error {
 	if len(data) > MaxDocumentSize {
 		return invalid("body", "larger than 64 KiB")
 	}
@@ -39,6 +43,41 @@ func Decode(data []byte, doc Document) error {
 	} else if ok {
 		data = inner
 	}
+	// One valid document (nearly every body) decodes in one call, without
+	// a Decoder's copy of the body; anything else takes the Decoder path,
+	// whose errors name what is wrong (FuzzDecodeFastPath: same answers).
+	if v, ok := doc.(*ValidationRequest); ok && fast {
+		if value, ok := canonicalValidationRequest(data); ok {
+			v.AgentPass.Value = value
+			return v.Validate()
+		}
+	}
+	if fast && json.Unmarshal(data, doc) == nil {
+		return doc.Validate()
+	}
+	return decodeSlow(data, doc)
+}
+
+// canonicalValidationRequest reads the one form Services send of the
+// document every validation carries, {"agentpass":{"value":"..."}} with a
+// plain value, byte for byte; ok is false for any other form.
+func canonicalValidationRequest(data []byte) (value string, ok bool) {
+	const prefix, suffix = `{"agentpass":{"value":"`, `"}}`
+	if len(data) < len(prefix)+len(suffix) || string(data[:len(prefix)]) != prefix || string(data[len(data)-len(suffix):]) != suffix {
+		return "", false
+	}
+	v := data[len(prefix) : len(data)-len(suffix)]
+	for _, c := range v {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(v), true
+}
+
+// decodeSlow decodes data with a json.Decoder: the reference of the
+// answers, and the path of every body that does not decode at once.
+func decodeSlow(data []byte, doc Document) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(doc); err != nil {
 		var fe *FieldError

@@ -44,6 +44,22 @@ func (c *Cnf) validate(field string) error {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return missing(field + ".jwk")
 	}
+	if hasKty, private, ok := jwkMembers(raw); ok {
+		switch {
+		case !hasKty:
+			return invalid(field+".jwk", "has no kty member")
+		case private >= 0:
+			return invalid(field+".jwk", "must be a public key (has private member "+privateJWKMembers[private]+")")
+		}
+		return nil
+	}
+	return validateJWKSlow(field, raw)
+}
+
+// validateJWKSlow is the check of Cnf.validate through a map of the
+// members: the path of a key with escapes or of a body that is not an
+// object, and the reference of FuzzJWKMembers.
+func validateJWKSlow(field string, raw []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return invalid(field+".jwk", "must be a JSON object")
@@ -63,6 +79,98 @@ func (c *Cnf) validate(field string) error {
 // task.attestation and harness_proof do.
 type JWTContainer struct {
 	JWT string `json:"jwt"`
+}
+
+// jwkMembers reads the top-level member names of the JSON object raw
+// without decoding it: whether kty is one, and the first of
+// privateJWKMembers (in that list's order) that is, -1 if none. ok is false
+// for anything but a valid object whose names have no escapes; the caller
+// then takes the map path, which reads the same names (FuzzJWKMembers).
+// Every holder key of a validation answer passes here, and a map of its
+// members cost a dozen allocations.
+func jwkMembers(raw []byte) (hasKty bool, private int, ok bool) {
+	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+		return false, -1, false
+	}
+	var seen uint
+	for i := skipJSONSpace(raw, 1); raw[i] != '}'; {
+		end := jsonStringEnd(raw, i)
+		name := raw[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return false, -1, false
+		}
+		if string(name) == "kty" {
+			hasKty = true
+		} else {
+			for k, p := range privateJWKMembers {
+				if string(name) == p {
+					seen |= 1 << k
+				}
+			}
+		}
+		i = skipJSONSpace(raw, end)
+		i = skipJSONSpace(raw, jsonValueEnd(raw, skipJSONSpace(raw, i+1)))
+		if raw[i] == ',' {
+			i = skipJSONSpace(raw, i+1)
+		}
+	}
+	private = -1
+	for k := range privateJWKMembers {
+		if seen&(1<<k) != 0 {
+			private = k
+			break
+		}
+	}
+	return hasKty, private, true
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonStringEnd returns the index after the closing quote of the valid
+// JSON string starting at b[i].
+func jsonStringEnd(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// jsonValueEnd returns the index after the valid JSON value starting at
+// b[i].
+func jsonValueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = jsonStringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 func (j *JWTContainer) validate(field string) error {

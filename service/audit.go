@@ -85,6 +85,9 @@ func (a *audit) attrs(outcome string) []slog.Attr {
 
 // ok logs a success.
 func (s *Service) auditOK(ctx context.Context, a *audit, extra ...slog.Attr) {
+	if !s.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
+		return // no attributes built for a logger that drops them
+	}
 	s.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, a.event, append(a.attrs("ok"), extra...)...)
 }
 

@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
@@ -48,7 +49,7 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 	if !IsJSON(r.Header.Get("Content-Type")) {
 		return pass.Fail(pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -60,6 +61,29 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 		return InvalidRequest(err)
 	}
 	return nil
+}
+
+// readBody is io.ReadAll with the buffer sized from the declared length
+// (within MaxBody), so a body is read into one allocation instead of a
+// doubling series; a wrong declaration only costs growth, as without it.
+func readBody(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > MaxBody {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, declared+1) // +1: EOF is seen without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // InvalidRequest turns a decoding or validation error into a 400 whose
@@ -77,23 +101,39 @@ func InvalidRequest(err error) *pass.Error {
 // IsJSON reports whether a Content-Type header names application/json (with
 // optional parameters).
 func IsJSON(contentType string) bool {
+	// The forms peers send, answered without mime's map of parameters.
+	if strings.EqualFold(contentType, "application/json") || strings.EqualFold(contentType, "application/json; charset=utf-8") {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/json"
 }
 
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Encoded into a pooled buffer: json.Marshal would copy every answer
+	// into a new slice.
+	buf := answerBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= MaxBody {
+			answerBufs.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(pass.Fail(pass.CodeInternal, "internal error").Body())
+		buf.Reset()
+		_ = json.NewEncoder(buf).Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
 	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+var answerBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // WriteError answers with the structured error body of err. An error that is
 // not a *pass.Error becomes a 500 whose cause stays out of the response; it
@@ -167,11 +207,11 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	if method == "" {
 		method = http.MethodGet
 	}
-	where := method + " " + redactURL(c.URL)
-	origin := redactOrigin(c.URL)
+	// Only errors name the peer: the redacted forms are made when one is.
+	where := func() string { return method + " " + redactURL(c.URL) }
 	req, err := http.NewRequestWithContext(ctx, method, c.URL, body)
 	if err != nil {
-		return nil, fmt.Errorf("httpx: %s: invalid URL", where)
+		return nil, fmt.Errorf("httpx: %s: invalid URL", where())
 	}
 	for k, vs := range c.Header {
 		for _, v := range vs {
@@ -190,29 +230,29 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: %w", where, stripURLError(err))}
+		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: %w", where(), stripURLError(err))}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	raw, err := readBody(io.LimitReader(resp.Body, MaxBody+1), resp.ContentLength)
 	if err != nil {
-		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: origin, Err: fmt.Errorf("httpx: %s: reading the answer: %w", where, stripURLError(err))}
+		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: reading the answer: %w", where(), stripURLError(err))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		pe := pass.ErrorFromResponse(resp.StatusCode, raw)
-		pe.Peer, pe.Origin = c.Peer, origin
+		pe.Peer, pe.Origin = c.Peer, redactOrigin(c.URL)
 		return resp.Header, pe
 	}
 	if len(raw) > MaxBody {
-		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response larger than 64 KiB: %w", where(), pass.ErrInvalidDocument)
 	}
 	if out == nil {
 		return resp.Header, nil
 	}
 	if !IsJSON(resp.Header.Get("Content-Type")) {
-		return resp.Header, fmt.Errorf("httpx: %s: response is not application/json: %w", where, pass.ErrInvalidDocument)
+		return resp.Header, fmt.Errorf("httpx: %s: response is not application/json: %w", where(), pass.ErrInvalidDocument)
 	}
 	if err := pass.Decode(raw, out); err != nil {
-		return resp.Header, fmt.Errorf("httpx: %s: invalid response: %w", where, err)
+		return resp.Header, fmt.Errorf("httpx: %s: invalid response: %w", where(), err)
 	}
 	return resp.Header, nil
 }

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -225,5 +226,68 @@ func TestAnswers(t *testing.T) {
 				t.Errorf("the cause is not kept for the log")
 			}
 		})
+	}
+}
+
+// TestReadBody: a body is read whole whatever its declared length says,
+// and in one allocation when the declaration is right (#19).
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 1500)
+	for _, declared := range []int64{-1, 0, 1, 1499, 1500, 1501, MaxBody + 1} {
+		got, err := readBody(strings.NewReader(body), declared)
+		if err != nil || string(got) != body {
+			t.Errorf("declared %d: read %d bytes, %v", declared, len(got), err)
+		}
+	}
+	r := strings.NewReader(body)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(body)
+		if b, err := readBody(r, int64(len(body))); err != nil || len(b) != len(body) {
+			t.Fatal(len(b), err)
+		}
+	}); n != 1 {
+		t.Errorf("%v allocations, want 1", n)
+	}
+}
+
+// TestWriteJSONBytes: the pooled encoder writes exactly json.Marshal's
+// bytes (compact, HTML-escaped, no newline), and a value that cannot be
+// encoded is a 500 with the internal error body.
+func TestWriteJSONBytes(t *testing.T) {
+	for _, v := range []any{
+		map[string]any{"a": "<b>&", "n": 1, "s": []string{"x"}},
+		pass.ValidationResponse{AuthorizationID: "az_1", Scope: pass.Scope{"a:read"}},
+		strings.Repeat("x", 70<<10), // beyond what the pool keeps
+	} {
+		rec := httptest.NewRecorder()
+		WriteJSON(rec, http.StatusCreated, v)
+		want, _ := json.Marshal(v)
+		if rec.Code != http.StatusCreated || rec.Body.String() != string(want) {
+			t.Errorf("WriteJSON(%T) = %d %.80q, want %.80q", v, rec.Code, rec.Body.String(), want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	WriteJSON(rec, http.StatusOK, make(chan int))
+	want, _ := json.Marshal(pass.Fail(pass.CodeInternal, "internal error").Body())
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != string(want) {
+		t.Errorf("unencodable: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+// TestIsJSON: the forms answered without mime.ParseMediaType agree with
+// it, and nothing else is taken for JSON.
+func TestIsJSON(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/json": true, "Application/JSON": true, "application/json; charset=utf-8": true,
+		"application/json; charset=UTF-8": true, "application/json;charset=utf-8": true, "application/json ; x=y": true,
+		"application/jsonx": false, "text/json": false, "": false, "application/json; charset=utf-8; charset=x": false,
+		"application/problem+json": false,
+	} {
+		if got := IsJSON(ct); got != want {
+			t.Errorf("IsJSON(%q) = %v, want %v", ct, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { IsJSON("application/json") }); n != 0 {
+		t.Errorf("IsJSON: %v allocations", n)
 	}
 }

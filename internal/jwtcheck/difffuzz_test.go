@@ -2,10 +2,12 @@ package jwtcheck_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/agentpass-go/agentpass/internal/jwtcheck"
 )
@@ -25,6 +27,7 @@ func FuzzParseAgainstGoJose(f *testing.F) {
 	}
 	f.Add([]byte(`{"alg":"ES256","kid":"k1","typ":"JWT"}`), []byte(`{"iss":"é\u00e9","sub":"a\"b","jti":"\u0000"}`))
 	f.Add([]byte(`{"alg":"ES256","kid":"k\u0031"}`), []byte(`{"iss":"\xff","aud":"x","jti":"j"}`))
+	f.Add([]byte(`{"alg":"ES256","kid":"k1"}`), []byte(`{"aud":[ "a","b\u0063"],"iat":1700000000,"exp":1.7e9,"nbf":null}`))
 	f.Fuzz(func(t *testing.T, header, claims []byte) {
 		raw := k.signRaw(t, header, claims)
 		for _, p := range profiles {
@@ -61,6 +64,22 @@ func FuzzParseAgainstGoJose(f *testing.F) {
 				}
 				if got != want {
 					t.Fatalf("%s: %s = %q, encoding/json %q", p.Name, name, got, want)
+				}
+			}
+			var aud jwt.Audience
+			if raw, ok := m["aud"]; ok && json.Unmarshal(raw, &aud) != nil {
+				t.Fatalf("%s: Parse accepted an aud go-jose's type refuses: %s", p.Name, raw)
+			}
+			if !slices.Equal(aud, tok.Claims.Audience) {
+				t.Fatalf("%s: aud = %q, go-jose's type %q", p.Name, tok.Claims.Audience, aud)
+			}
+			for name, got := range map[string]*jwt.NumericDate{"iat": tok.Claims.IssuedAt, "exp": tok.Claims.Expiry, "nbf": tok.Claims.NotBefore} {
+				var want *jwt.NumericDate
+				if raw, ok := m[name]; ok && json.Unmarshal(raw, &want) != nil {
+					t.Fatalf("%s: Parse accepted a %s go-jose's type refuses: %s", p.Name, name, raw)
+				}
+				if (got == nil) != (want == nil) || got != nil && *got != *want {
+					t.Fatalf("%s: %s = %v, go-jose's type %v", p.Name, name, got, want)
 				}
 			}
 		}

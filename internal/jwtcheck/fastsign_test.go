@@ -4,7 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/asn1"
+	"encoding/base64"
 	"math/big"
 	"strings"
 	"testing"
@@ -111,3 +114,62 @@ func BenchmarkSignES256(b *testing.B) {
 		})
 	}
 }
+
+// FuzzRawToDER: ES256 and ES384 signatures are checked through the DER
+// that rawToDER builds on the stack (#19); it must be the DER
+// encoding/asn1 writes for the same two integers, and verification must
+// answer as ecdsa.Verify with big.Ints does, on every signature.
+func FuzzRawToDER(f *testing.F) {
+	k256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	msg := []byte("header.payload")
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.ES384} {
+		s := Signer{Key: cryptosigner.Opaque(k256), Alg: alg}
+		if alg == jose.ES384 {
+			s.Key = cryptosigner.Opaque(k384)
+		}
+		tok, err := Sign(s, TypeAssertion, false, map[string]any{"iss": "x"})
+		if err != nil {
+			f.Fatal(err)
+		}
+		parts := strings.Split(tok, ".")
+		sig, _ := decodeB64Test(parts[2])
+		f.Add(sig, []byte(parts[0]+"."+parts[1]), alg == jose.ES384)
+	}
+	f.Add(make([]byte, 64), msg, false)
+	f.Add(append(make([]byte, 63), 1), msg, false)
+	f.Add(append([]byte{0x80}, make([]byte, 95)...), msg, true)
+	f.Fuzz(func(t *testing.T, sig, input []byte, p384 bool) {
+		pub, alg := &k256.PublicKey, jose.ES256
+		if p384 {
+			pub, alg = &k384.PublicKey, jose.ES384
+		}
+		var buf [3 + 2*(2+1+66)]byte
+		der, ok := rawToDER(buf[:0], sig)
+		r, s := new(big.Int).SetBytes(sig[:len(sig)/2]), new(big.Int).SetBytes(sig[len(sig)/2:])
+		if len(sig)%2 == 0 && len(sig) <= 132 && r.Sign() > 0 && s.Sign() > 0 {
+			want, _ := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+			if !ok || string(der) != string(want) {
+				t.Fatalf("rawToDER(%x) = %x, %v; encoding/asn1 %x", sig, der, ok, want)
+			}
+		} else if ok {
+			t.Fatalf("rawToDER(%x) accepted", sig)
+		}
+		size := (pub.Curve.Params().BitSize + 7) / 8
+		ref := len(sig) == 2*size && r.Sign() > 0 && s.Sign() > 0 && ecdsaVerifyBig(pub, alg, input, r, s)
+		if got := verifySignature(pub, alg, input, sig); got != ref {
+			t.Fatalf("verifySignature(%x) = %v, ecdsa.Verify %v", sig, got, ref)
+		}
+	})
+}
+
+func ecdsaVerifyBig(pub *ecdsa.PublicKey, alg jose.SignatureAlgorithm, input []byte, r, s *big.Int) bool {
+	if alg == jose.ES256 {
+		h := sha256.Sum256(input)
+		return ecdsa.Verify(pub, h[:], r, s)
+	}
+	h := sha512.Sum384(input)
+	return ecdsa.Verify(pub, h[:], r, s)
+}
+
+func decodeB64Test(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -15,7 +15,7 @@ const maxLinearMembers = 32
 // (encoding/json would match "ALG" to alg), and an object naming a member
 // twice is refused: with encoding/json the last one wins while another
 // library may read the first, so two parties would see two tokens.
-func members(b []byte, f func(name string, raw []byte) error) error {
+func members(b []byte, f func(name, raw []byte) error) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return errNotObject
@@ -63,7 +63,7 @@ func members(b []byte, f func(name string, raw []byte) error) error {
 		i = skipSpace(b, end)
 		i = skipSpace(b, i+1) // the colon
 		vend := valueEnd(b, i)
-		if err := f(string(name), b[i:vend]); err != nil {
+		if err := f(name, b[i:vend]); err != nil {
 			return err
 		}
 		i = skipSpace(b, vend)

@@ -99,16 +99,18 @@ func Parse(raw string, p *Profile) (*Token, error) {
 	}
 	h64, rest, _ := strings.Cut(raw, ".")
 	p64, s64, _ := strings.Cut(rest, ".")
+	// One buffer for the three parts.
 	enc := base64.RawURLEncoding.Strict()
-	hb, err := enc.DecodeString(h64)
+	buf := make([]byte, enc.DecodedLen(len(h64))+enc.DecodedLen(len(p64))+enc.DecodedLen(len(s64)))
+	hb, buf, err := decodePart(enc, buf, h64)
 	if err != nil {
 		return nil, fail("malformed header encoding")
 	}
-	pb, err := enc.DecodeString(p64)
+	pb, buf, err := decodePart(enc, buf, p64)
 	if err != nil {
 		return nil, fail("malformed payload encoding")
 	}
-	sig, err := enc.DecodeString(s64)
+	sig, _, err := decodePart(enc, buf, s64)
 	if err != nil {
 		return nil, fail("malformed signature encoding")
 	}
@@ -122,6 +124,17 @@ func Parse(raw string, p *Profile) (*Token, error) {
 	return t, nil
 }
 
+// decodePart decodes s into the front of buf and returns the decoded
+// bytes (capacity cut, so nothing appends into the next part) and the rest
+// of buf.
+func decodePart(enc *base64.Encoding, buf []byte, s string) (part, rest []byte, err error) {
+	n, err := enc.Decode(buf, []byte(s))
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf[:n:n], buf[n:], nil
+}
+
 func isB64URL(c byte) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
@@ -130,9 +143,9 @@ func (t *Token) parseHeader(hb []byte) error {
 	p := t.Profile
 	var alg string
 	hasJWK := false
-	err := members(hb, func(name string, raw []byte) error {
+	err := members(hb, func(name, raw []byte) error {
 		var err error
-		switch name {
+		switch string(name) {
 		case "alg":
 			err = jsonString(raw, &alg)
 		case "kid":
@@ -147,7 +160,7 @@ func (t *Token) parseHeader(hb []byte) error {
 		default:
 			// Any case: names are case-sensitive, but a peer library that
 			// matched them loosely must not find one of these either.
-			if i := slices.IndexFunc(forbiddenHeaders, func(f string) bool { return strings.EqualFold(f, name) }); i >= 0 {
+			if i := slices.IndexFunc(forbiddenHeaders, func(f string) bool { return bytes.EqualFold([]byte(f), name) }); i >= 0 {
 				return fail("forbidden header " + forbiddenHeaders[i])
 			}
 		}
@@ -195,21 +208,21 @@ func checkTyp(typ string, p *Profile) error {
 }
 
 func decodeClaims(payload []byte, c *Claims) error {
-	err := members(payload, func(name string, raw []byte) error {
+	err := members(payload, func(name, raw []byte) error {
 		var v any
-		switch name {
+		switch string(name) {
 		case "iss":
 			v = &c.Issuer
 		case "sub":
 			v = &c.Subject
 		case "aud":
-			v = &c.Audience
+			return decodeAudience(raw, &c.Audience)
 		case "iat":
-			v = &c.IssuedAt
+			return decodeNumericDate(raw, &c.IssuedAt)
 		case "exp":
-			v = &c.Expiry
+			return decodeNumericDate(raw, &c.Expiry)
 		case "nbf":
-			v = &c.NotBefore
+			return decodeNumericDate(raw, &c.NotBefore)
 		case "jti":
 			v = &c.ID
 		case "htm":
@@ -278,6 +291,82 @@ func jsonString(raw []byte, dst *string) error {
 	return json.Unmarshal(raw, dst)
 }
 
+// decodeAudience decodes aud as go-jose's jwt.Audience does (a string or
+// an array of strings), without reflection when every string is plain;
+// anything else goes through go-jose's decoder, so both paths accept the
+// same inputs and yield the same value (FuzzClaimFastPaths).
+func decodeAudience(raw []byte, dst *jwt.Audience) error {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && plainString(raw[1:n-1]) {
+		*dst = jwt.Audience{string(raw[1 : n-1])}
+		return nil
+	}
+	if aud, ok := plainStringArray(raw); ok {
+		*dst = aud
+		return nil
+	}
+	if json.Unmarshal(raw, dst) != nil {
+		return errMalformed
+	}
+	return nil
+}
+
+// plainStringArray reads a non-empty JSON array of plain strings; ok is
+// false for anything else.
+func plainStringArray(raw []byte) (_ []string, ok bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return nil, false
+	}
+	var out []string
+	for {
+		i = skipSpace(raw, i+1)
+		if i >= len(raw) || raw[i] != '"' {
+			return nil, false
+		}
+		end := bytes.IndexByte(raw[i+1:], '"')
+		if end < 0 || !plainString(raw[i+1:i+1+end]) {
+			return nil, false
+		}
+		out = append(out, string(raw[i+1:i+1+end]))
+		i = skipSpace(raw, i+1+end+1)
+		switch {
+		case i >= len(raw):
+			return nil, false
+		case raw[i] == ']':
+			if skipSpace(raw, i+1) != len(raw) {
+				return nil, false
+			}
+			return out, true
+		case raw[i] != ',':
+			return nil, false
+		}
+	}
+}
+
+// decodeNumericDate decodes a NumericDate claim as encoding/json with
+// go-jose's jwt.NumericDate does; a plain integer of up to 15 digits (every
+// time our peers send) is read directly, anything else through
+// encoding/json (FuzzClaimFastPaths).
+func decodeNumericDate(raw []byte, dst **jwt.NumericDate) error {
+	if n := len(raw); n >= 1 && n <= 15 && (raw[0] != '0' || n == 1) {
+		var v int64
+		for _, c := range raw {
+			if c < '0' || c > '9' {
+				goto slow
+			}
+			v = v*10 + int64(c-'0')
+		}
+		d := jwt.NumericDate(v)
+		*dst = &d
+		return nil
+	}
+slow:
+	if json.Unmarshal(raw, dst) != nil {
+		return errMalformed
+	}
+	return nil
+}
+
 func plainString(b []byte) bool {
 	ascii := true
 	for _, c := range b {
@@ -299,8 +388,8 @@ func decodeCnf(raw []byte, dst **Cnf) error {
 		return nil
 	}
 	cnf := &Cnf{}
-	err := members(raw, func(name string, raw []byte) error {
-		switch name {
+	err := members(raw, func(name, raw []byte) error {
+		switch string(name) {
 		case "jwk":
 			cnf.JWK = raw
 		case "jkt":

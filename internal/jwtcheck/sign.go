@@ -41,11 +41,11 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("jwtcheck: encoding claims: %w", err)
 	}
-	var members map[string]json.RawMessage
-	if len(payload) == 0 || payload[0] != '{' || json.Unmarshal(payload, &members) != nil {
-		return "", errors.New("jwtcheck: claims must encode as a JSON object")
+	id, ok, err := jtiOf(payload)
+	if err != nil {
+		return "", err
 	}
-	if id, ok := members["jti"]; !ok || bytes.Equal(id, []byte(`""`)) || bytes.Equal(id, []byte("null")) {
+	if !ok || bytes.Equal(id, []byte(`""`)) || bytes.Equal(id, []byte("null")) {
 		jti, err := NewJTI()
 		if err != nil {
 			return "", err
@@ -53,6 +53,8 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 		if !ok {
 			payload = appendMember(payload, "jti", jti)
 		} else {
+			var members map[string]json.RawMessage
+			_ = json.Unmarshal(payload, &members) // jtiOf read it as an object
 			members["jti"], _ = json.Marshal(jti)
 			if payload, err = json.Marshal(members); err != nil {
 				return "", fmt.Errorf("jwtcheck: encoding claims: %w", err)
@@ -87,8 +89,47 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 	return out, nil
 }
 
+// jtiOf returns the raw jti member of the encoded claims, as a map of
+// their members would hold it (the last of duplicates). It walks the
+// members instead of building that map, which every signature paid for;
+// claims with a duplicate name take the map itself.
+func jtiOf(payload []byte) (jti []byte, ok bool, err error) {
+	errNotClaims := errors.New("jwtcheck: claims must encode as a JSON object")
+	if len(payload) == 0 || payload[0] != '{' {
+		return nil, false, errNotClaims
+	}
+	walkErr := members(payload, func(name, raw []byte) error {
+		if string(name) == "jti" {
+			jti, ok = raw, true
+		}
+		return nil
+	})
+	if walkErr == nil {
+		return jti, ok, nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(payload, &m) != nil {
+		return nil, false, errNotClaims
+	}
+	jti, ok = m["jti"]
+	return jti, ok, nil
+}
+
 // appendMember adds "name":"value" to the end of a JSON object.
 func appendMember(obj []byte, name, value string) []byte {
+	if plainHeaderValue(name) && plainHeaderValue(value) {
+		// Written as encoding/json writes them (a jti is base64url).
+		out := make([]byte, 0, len(obj)+len(name)+len(value)+6)
+		out = append(out, bytes.TrimRight(obj[:len(obj)-1], " \t\r\n")...)
+		if !bytes.Equal(out, []byte("{")) {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = append(out, name...)
+		out = append(out, `":"`...)
+		out = append(out, value...)
+		return append(out, '"', '}')
+	}
 	n, _ := json.Marshal(name)
 	v, _ := json.Marshal(value)
 	out := bytes.TrimRight(obj[:len(obj)-1], " \t\r\n")

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
-	"math/big"
 	"slices"
 	"time"
 
@@ -103,14 +102,19 @@ func verifySignature(pub crypto.PublicKey, alg jose.SignatureAlgorithm, input, s
 		if len(sig) != 2*size {
 			return false
 		}
-		r := new(big.Int).SetBytes(sig[:size])
-		s := new(big.Int).SetBytes(sig[size:])
+		// The DER form ecdsa.Verify would build from two big.Ints, built
+		// on the stack (FuzzRawToDER).
+		var buf [3 + 2*(2+1+66)]byte
+		der, ok := rawToDER(buf[:0], sig)
+		if !ok {
+			return false
+		}
 		if alg == jose.ES256 {
 			h := sha256.Sum256(input)
-			return ecdsa.Verify(p, h[:], r, s)
+			return ecdsa.VerifyASN1(p, h[:], der)
 		}
 		h := sha512.Sum384(input)
-		return ecdsa.Verify(p, h[:], r, s)
+		return ecdsa.VerifyASN1(p, h[:], der)
 	case jose.EdDSA:
 		p, ok := pub.(ed25519.PublicKey)
 		return ok && ed25519.Verify(p, input, sig)
@@ -129,6 +133,48 @@ func verifySignature(pub crypto.PublicKey, alg jose.SignatureAlgorithm, input, s
 		return rsa.VerifyPSS(p, crypto.SHA256, h[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil
 	}
 	return false
+}
+
+// rawToDER appends the DER ECDSA-Sig-Value of the JWS signature r||s (two
+// halves of equal length) to dst, as ecdsa.Verify encodes r and s: minimal
+// unsigned integers. A zero r or s is refused, as ecdsa.Verify refuses it.
+func rawToDER(dst, sig []byte) ([]byte, bool) {
+	half := len(sig) / 2
+	r, s := trimZeros(sig[:half]), trimZeros(sig[half:])
+	if len(sig)%2 != 0 || len(r) == 0 || len(s) == 0 || half > 66 {
+		return nil, false
+	}
+	n := intLen(r) + intLen(s)
+	if n < 0x80 {
+		dst = append(dst, 0x30, byte(n))
+	} else {
+		dst = append(dst, 0x30, 0x81, byte(n))
+	}
+	return appendInt(appendInt(dst, r), s), true
+}
+
+func trimZeros(b []byte) []byte {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return b
+}
+
+// intLen is the DER length of a positive integer's TLV.
+func intLen(b []byte) int {
+	if b[0]&0x80 != 0 {
+		return 2 + 1 + len(b)
+	}
+	return 2 + len(b)
+}
+
+func appendInt(dst, b []byte) []byte {
+	if b[0]&0x80 != 0 {
+		dst = append(dst, 0x02, byte(len(b)+1), 0)
+	} else {
+		dst = append(dst, 0x02, byte(len(b)))
+	}
+	return append(dst, b...)
 }
 
 // TimeRules bound a token's times.

@@ -31,6 +31,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/agentpass-go/agentpass/internal/jcs"
@@ -46,6 +48,22 @@ var ErrBroken = errors.New("missionlog: history chain broken")
 func Seal(e *pass.HistoryEntry, prev string) ([]byte, error) {
 	e.Prev = prev
 	e.At = e.At.UTC().Truncate(time.Microsecond)
+	body, ok := appendEntry(make([]byte, 0, 192+len(e.Type)+len(e.By)+len(e.Prev)), e)
+	if !ok {
+		// Something the direct writer does not take (an escape, a detail
+		// that is not a plain string): the general canonical encoder.
+		var err error
+		if body, err = sealGeneral(e); err != nil {
+			return nil, err
+		}
+	}
+	e.Hash = Hash(body)
+	return body, nil
+}
+
+// sealGeneral is the canonical form of e through jcs.Marshal: the
+// reference the direct writer must match byte for byte (FuzzSeal).
+func sealGeneral(e *pass.HistoryEntry) ([]byte, error) {
 	m := map[string]any{
 		"seq": e.Seq, "at": e.At.Format(time.RFC3339Nano), "type": e.Type, "by": e.By,
 		"version": e.Version, "prev": e.Prev,
@@ -57,14 +75,80 @@ func Seal(e *pass.HistoryEntry, prev string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("missionlog: %w", err)
 	}
-	e.Hash = Hash(body)
 	return body, nil
+}
+
+// maxDirectDetails bounds the details the direct writer sorts on the stack.
+const maxDirectDetails = 8
+
+// appendEntry writes the RFC 8785 form of e directly, without reflection or
+// maps: the members in their canonical order (all ASCII names), and details
+// when they are a few plain strings. Entries are sealed on every consumed
+// pass, and the general encoder allocated for every key it sorted. It
+// returns false for anything else, which then takes the general path.
+func appendEntry(b []byte, e *pass.HistoryEntry) ([]byte, bool) {
+	const maxSafe = 1 << 53
+	if e.Seq > maxSafe || e.Seq < -maxSafe || e.Version > maxSafe || e.Version < -maxSafe ||
+		!plain(e.Type) || !plain(e.By) || !plain(e.Prev) || len(e.Details) > maxDirectDetails {
+		return nil, false
+	}
+	b = append(b, `{"at":"`...)
+	b = e.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","by":"`...)
+	b = append(b, e.By...)
+	b = append(b, '"')
+	if len(e.Details) > 0 {
+		var buf [maxDirectDetails]string
+		keys := buf[:0]
+		for k, v := range e.Details {
+			if s, ok := v.(string); !ok || !plain(k) || !plain(s) {
+				return nil, false
+			}
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // ASCII: byte order is UTF-16 order
+		b = append(b, `,"details":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, k...)
+			b = append(b, `":"`...)
+			b = append(b, e.Details[k].(string)...)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"prev":"`...)
+	b = append(b, e.Prev...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"type":"`...)
+	b = append(b, e.Type...)
+	b = append(b, `","version":`...)
+	b = strconv.AppendInt(b, e.Version, 10)
+	return append(b, '}'), true
+}
+
+// plain reports whether s is printable ASCII without '"' or '\\': written
+// as it is in canonical JSON.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // Hash returns the chain hash of canonical bytes.
 func Hash(body []byte) string {
 	sum := sha256.Sum256(body)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	var out [len("sha256:") + 2*sha256.Size]byte
+	copy(out[:], "sha256:")
+	hex.Encode(out[len("sha256:"):], sum[:])
+	return string(out[:])
 }
 
 // Decode parses the stored bytes of an entry and attaches its stored hash.

@@ -79,3 +79,49 @@ func TestSealVerify(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSeal: the direct writer of Seal produces the bytes of the general
+// canonical encoder on every entry (#19: same hash chain, fewer
+// allocations), and both accept and refuse the same entries.
+func FuzzSeal(f *testing.F) {
+	f.Add(int64(1), int64(1700000000123456789), "redeemed", "service:https://svc.example", int64(3), "sha256:ab", "authorization_id", "az_1", "", "")
+	f.Add(int64(2), int64(0), "a\"b", "é", int64(-1), "", "k", "v\n", "k2", "")
+	f.Add(int64(1<<53+1), int64(-62135596800000000000/1e9), "t", "b", int64(0), "p", "", "", "", "")
+	f.Add(int64(9), int64(1), "t", "b", int64(1<<53), "p", "b", "x", "a", "y")
+	f.Fuzz(func(t *testing.T, seq, atNanos int64, typ, by string, version int64, prev, k1, v1, k2, v2 string) {
+		e := pass.HistoryEntry{Seq: seq, At: time.Unix(0, atNanos), Type: typ, By: by, Version: version}
+		if k1 != "" {
+			e.Details = map[string]any{k1: v1}
+			if k2 != "" {
+				e.Details[k2] = v2
+			}
+		}
+		ref := e
+		ref.Prev = prev
+		ref.At = ref.At.UTC().Truncate(time.Microsecond)
+		want, wantErr := sealGeneral(&ref)
+		got, err := Seal(&e, prev)
+		if (err == nil) != (wantErr == nil) || string(got) != string(want) {
+			t.Fatalf("Seal = %s, %v\ngeneral %s, %v", got, err, want, wantErr)
+		}
+		if err == nil && e.Hash != Hash(want) {
+			t.Fatalf("hash %s, want %s", e.Hash, Hash(want))
+		}
+	})
+}
+
+// TestSealAllocs (#19): an entry with a few plain string details (a
+// redemption's) is sealed in two allocations: the body and its hash.
+func TestSealAllocs(t *testing.T) {
+	at := time.Date(2026, 11, 23, 9, 0, 0, 1500, time.UTC)
+	details := map[string]any{"authorization_id": "az_0123456789abcdef"}
+	n := testing.AllocsPerRun(100, func() {
+		e := pass.HistoryEntry{Seq: 3, At: at, Type: "redeemed", By: "service:https://svc.example", Version: 2, Details: details}
+		if _, err := Seal(&e, "sha256:00"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 2 {
+		t.Errorf("Seal: %v allocations, want at most 2", n)
+	}
+}
