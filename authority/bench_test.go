@@ -120,8 +120,10 @@ func BenchmarkMemoryStoreLiveBytes(b *testing.B) {
 
 // TestMemoryStoreConsumeAllocs (#19): consuming a pass copies the stored
 // request shallowly and seals its history entry without reflection: the
-// new record, its history entry, the authorization and the caller's copy,
-// and nothing per scope or key (93 allocations before).
+// new record, its history entry, the authorization and the caller's copies
+// of it and of the mission (which the validate handler answers from instead
+// of reading the mission again), and nothing per scope or key (93
+// allocations before, plus the handler's second read).
 func TestMemoryStoreConsumeAllocs(t *testing.T) {
 	const runs = 50
 	s := authority.NewMemoryStore()
@@ -138,7 +140,7 @@ func TestMemoryStoreConsumeAllocs(t *testing.T) {
 		}
 		i++
 	})
-	if n > 20 {
-		t.Errorf("ConsumePass: %v allocations, want at most 20", n)
+	if n > 25 {
+		t.Errorf("ConsumePass: %v allocations, want at most 25", n)
 	}
 }
