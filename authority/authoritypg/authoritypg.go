@@ -783,11 +783,16 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 // the number of rows consumed, 0 or 1.
 const consumeSQL = `
 	WITH ancestors AS (
-		SELECT r.id FROM agentpass_authority_requests r
-		JOIN unnest($42::text[], $43::bigint[], $44::bigint[]) WITH ORDINALITY AS a(id, version, history_count, depth)
-			ON r.id = a.id AND r.version = a.version AND r.history_count = a.history_count
-		ORDER BY a.depth DESC
-		FOR SHARE OF r
+		-- Root first, as TransitionMission locks; each lock is an
+		-- equality lookup on the primary key behind LIMIT 1, so its plan
+		-- is an index scan whatever the table's statistics.
+		SELECT r.id FROM (
+			SELECT * FROM unnest($42::text[], $43::bigint[], $44::bigint[]) WITH ORDINALITY AS u(id, version, history_count, depth)
+			ORDER BY depth DESC) a
+		CROSS JOIN LATERAL (
+			SELECT id FROM agentpass_authority_requests
+			WHERE id = a.id AND version = a.version AND history_count = a.history_count
+			LIMIT 1 FOR SHARE) r
 	), consumed AS (
 		UPDATE agentpass_authority_requests
 		SET consumed_at = $35, authorization_id = $1, history_head = $36, history_count = $37, ends_at = $38
@@ -810,14 +815,7 @@ const consumeSQL = `
 // checks; complete is false when an ancestor is missing (pruned after it
 // ended).
 func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Request, ancestors []*authority.Request, complete bool, err error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH RECURSIVE chain(id, parent, depth) AS (
-			SELECT id, parent_mission_id, 0 FROM agentpass_authority_requests WHERE pass_hash = $1
-			UNION ALL
-			SELECT r.id, r.parent_mission_id, c.depth + 1 FROM agentpass_authority_requests r JOIN chain c ON r.id = c.parent
-			WHERE c.parent <> '' AND c.depth < $2
-		)
-		SELECT `+requestColumns+` FROM agentpass_authority_requests JOIN chain USING (id) ORDER BY chain.depth`, passHash, maxDepth)
+	rows, err := s.pool.Query(ctx, passChainSQL, passHash, maxDepth)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -832,6 +830,23 @@ func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Re
 	top := chain[len(chain)-1]
 	return r, ancestors, top.ParentMissionID == "" || len(ancestors) >= maxDepth, nil
 }
+
+// passChainSQL reads the request holding the pass $1 and its ancestors,
+// parent first, up to $2 of them. Every step is an equality lookup on a
+// unique key (the pass hash, then each parent's id, behind LIMIT 1 so the
+// planner cannot turn it into a join): its plan is an index scan whatever
+// the table's statistics. A join against the table here was planned as a
+// sequential scan while the table was new, and that generic plan stayed
+// cached as the table grew (TestConsumePlans).
+const passChainSQL = `
+	WITH RECURSIVE chain AS (
+		SELECT ` + requestColumns + `, 0 AS depth FROM agentpass_authority_requests WHERE pass_hash = $1
+		UNION ALL
+		SELECT p.*, c.depth + 1 FROM chain c CROSS JOIN LATERAL (
+			SELECT ` + requestColumns + ` FROM agentpass_authority_requests WHERE id = c.parent_mission_id LIMIT 1) p
+		WHERE c.parent_mission_id <> '' AND c.depth < $2
+	)
+	SELECT ` + requestColumns + ` FROM chain ORDER BY depth`
 
 // maxDepth is how many ancestors ConsumePass checks.
 const maxDepth = 32

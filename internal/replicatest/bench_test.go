@@ -95,7 +95,7 @@ func (d *deployment) redemptions(tb testing.TB, key *dpop.Key, values []string) 
 	for i, v := range values {
 		proof, err := key.HarnessProof(dpop.ProofParams{
 			HarnessID: harnessID, Audience: appOrigin, Method: http.MethodPost, URL: endpoint,
-			AgentPass: v, TTL: 2 * time.Minute, Now: d.clock.Now(),
+			AgentPass: v, TTL: time.Minute, Now: d.clock.Now(),
 		})
 		if err != nil {
 			tb.Fatal(err)

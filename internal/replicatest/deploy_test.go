@@ -64,6 +64,12 @@ type options struct {
 	// memoryLimit, when positive, bounds the in-memory Authority store
 	// (authority.WithLimit).
 	memoryLimit int
+	// replayLimit, when positive, gives each in-memory role one replay
+	// cache of that many entries for every kind of jti, instead of the
+	// defaults sized for the default rate limits (the Service's holder
+	// proofs: 1,000 a second), which a sustained benchmark without rate
+	// limits outruns; a full cache refuses (503), as it should.
+	replayLimit int
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -178,6 +184,9 @@ func deploy(t testing.TB, o options) *deployment {
 	if o.authLimits != nil {
 		acfg.RateLimits = *o.authLimits
 	}
+	if o.replayLimit > 0 && !o.postgres {
+		acfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithLimit(o.replayLimit), dpop.WithClock(d.clock.Now))
+	}
 	if o.alg != "" {
 		acfg.Keys = keySet(t, o.alg)
 	}
@@ -213,6 +222,9 @@ func deploy(t testing.TB, o options) *deployment {
 	}
 	if o.svcLimits != nil {
 		scfg.RateLimits = *o.svcLimits
+	}
+	if o.replayLimit > 0 && !o.postgres {
+		scfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithLimit(o.replayLimit), dpop.WithClock(d.clock.Now))
 	}
 	if d.services, err = build.Services(d.net, scfg, svcReplicas...); err != nil {
 		t.Fatal(err)

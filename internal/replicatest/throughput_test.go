@@ -75,7 +75,7 @@ func BenchmarkThroughput(b *testing.B) {
 	// run on the wall clock and the delegations live briefly, so that over
 	// a long run the replay caches and the store reach the steady size of
 	// the rate they serve, expiring as much as they record.
-	opts.liveClock, opts.authorizationLife, opts.memoryLimit = true, throughputAuthorizationLife, throughputMemoryLimit
+	opts.liveClock, opts.authorizationLife, opts.memoryLimit, opts.replayLimit = true, throughputAuthorizationLife, throughputMemoryLimit, throughputReplayLimit
 	fresh := func(b *testing.B) (*deployment, *dpop.Key) {
 		d := deploy(b, opts)
 		key, err := dpop.GenerateKey("")
@@ -130,13 +130,20 @@ const (
 // throughputAuthorizationLife is how long the benchmark's passes and
 // delegations live, and throughputMemoryLimit the bound of its in-memory
 // Authority store: the store holds about 2 × rate × life live records (a
-// request and an authorization per operation) and drops ended ones at the
-// bound, so it stays at a steady size however long the run; the life
-// leaves a loaded machine room to use a batch before its passes expire.
+// request and an authorization per operation, 70,000 at 7,000 a second)
+// and drops ended ones at the bound, so it stays at a steady size however
+// long the run; the life is five batches (a batch is about a second of
+// work), room for a loaded machine to use a batch before it expires.
 const (
-	throughputAuthorizationLife = 10 * time.Second
-	throughputMemoryLimit       = 400_000
+	throughputAuthorizationLife = 5 * time.Second
+	throughputMemoryLimit       = 150_000
 )
+
+// throughputReplayLimit sizes each role's replay cache for a sustained
+// run: at 10,000 operations a second, every jti of one kind kept for its
+// lifetime plus skew (at most 180 s) fits with room to spare, so the cache
+// never nears the fullness at which it refuses a busy issuer.
+const throughputReplayLimit = 4_000_000
 
 // replayLifetime is how long the Authority keeps an assertion's jti: the
 // assertion's lifetime (the default 60 s) plus the verifier's skew. A run
