@@ -288,12 +288,13 @@ func BenchmarkRevocationPushReplicas(b *testing.B) { benchRevocation(b, pass.Del
 // loopback TLS (one authorized API call at a time, keep-alive, warm check
 // cache) quiet and under a flood of the event receiver, and their ratio:
 //
-//	go test -run '^$' -bench MiddlewareReceiverFlood -benchtime 4s ./service/ [-args -flood.rate=5000 -flood.conns=8]
+//	go test -run '^$' -bench MiddlewareReceiverFlood -benchtime 4s ./service/ [-args -flood.rate=2000 -flood.conns=8]
 //
 // The flood is what the receiver is built to absorb: SETs sent far faster
-// than its rate limit allows (by default 5,000 a second, 50 times the
-// per-client limit of 100 a second and 5 times its Overall limit, and far
-// above any Authority's event rate), from one address over a few
+// than its rate limit allows (by default 2,000 a second, 20 times the
+// per-client limit of 100 a second, twice its Overall limit, ten times
+// what it admits under the flood, and far above any Authority's event
+// rate), from one address over a few
 // keep-alive connections, each SET signed by a key the Service does not
 // know, for a delegation it holds. Past the burst, all but about 100 a
 // second are refused 429 before their body is read; those are parsed,

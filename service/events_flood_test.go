@@ -299,7 +299,7 @@ const (
 )
 
 var (
-	floodRate  = flag.Int("flood.rate", 5000, "SETs a second the flood of BenchmarkMiddlewareReceiverFlood offers")
+	floodRate  = flag.Int("flood.rate", 2000, "SETs a second the flood of BenchmarkMiddlewareReceiverFlood offers")
 	floodConns = flag.Int("flood.conns", 8, "keep-alive connections the flood of BenchmarkMiddlewareReceiverFlood uses")
 )
 
