@@ -39,6 +39,14 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare) })
 	b.Run("middleware", func(b *testing.B) { run(b, wrapped) })
+	// A handler that reads its Delegation gets a copy of its own.
+	reading := e.svc.Middleware(service.RequireScope("tickets:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, ok := service.DelegationFrom(r.Context()); !ok || d.User != corpUser {
+			b.Fatal("no delegation in the context")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	b.Run("middleware-DelegationFrom", func(b *testing.B) { run(b, reading) })
 	b.Run("middleware-parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {

@@ -21,10 +21,11 @@ import (
 // the agent acts for, which agent, for which task, with which scope. The
 // middleware puts it in the request context ([DelegationFrom]); the
 // OnDelegation callback receives it before the first credential exists.
-// The middleware makes one per credential and state of the delegation and
-// hands it to every request until the delegation changes, so that an
-// authorized request copies nothing: read it, never write to it or into
-// its slices.
+// The middleware builds one per credential and state of the delegation and
+// reuses it for the credential's requests until the delegation changes;
+// DelegationFrom and Service.Check hand out copies, so a handler may change
+// the fields of its own. The slices (Scope, Chain and the like) are shared
+// with the middleware's records: never write into them (replace them).
 type Delegation struct {
 	// AuthorizationID is the Authority's handle of the delegation; pass it
 	// to [Service.CloseAuthorization].
@@ -215,9 +216,22 @@ func (c *requestDelegation) Value(key any) any {
 type ctxKey struct{}
 
 // DelegationFrom returns the delegation the middleware authenticated for
-// the request whose context is ctx. It may be shared with other requests:
-// read it, never write to it.
+// the request whose context is ctx, as a copy of its own: a handler may
+// change its fields without affecting other requests. Its slices are
+// shared, so never write into them (replace them instead).
 func DelegationFrom(ctx context.Context) (*Delegation, bool) {
+	d, ok := sharedDelegation(ctx)
+	if !ok {
+		return nil, false
+	}
+	cp := *d
+	return &cp, true
+}
+
+// sharedDelegation returns the middleware's own Delegation for ctx, which
+// the credential's requests share until the delegation changes: only this
+// package reads it (RequireScope), and never writes to it.
+func sharedDelegation(ctx context.Context) (*Delegation, bool) {
 	d, ok := ctx.Value(ctxKey{}).(*Delegation)
 	return d, ok
 }
@@ -307,14 +321,16 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // *pass.Error (matching pass.ErrUnauthenticated, pass.ErrRevoked or
 // pass.ErrUnavailable, a 403 scope_empty when an authorization check left
 // the delegation no scope, or a 403 mission_suspended while its mission is
-// suspended) otherwise. It is safe for concurrent use. The Delegation may
-// be shared with other requests: read it, never write to it.
+// suspended) otherwise. It is safe for concurrent use. The Delegation is
+// a copy of the caller's own; its slices are shared, so never write into
+// them.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
 	rd, _, err := s.check(r)
 	if err != nil {
 		return nil, err
 	}
-	return rd.d, nil
+	cp := *rd.d
+	return &cp, nil
 }
 
 // check is Check that returns the context for the next handler (its
@@ -536,7 +552,7 @@ func denyStage(w http.ResponseWriter, r *http.Request, d *Delegation, scopes []s
 func RequireScope(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			d, ok := DelegationFrom(r.Context())
+			d, ok := sharedDelegation(r.Context())
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass"`)
 				httpx.WriteError(w, nil, pass.Fail(pass.CodeInvalidToken, "an AgentPass credential is required"))

@@ -13,8 +13,9 @@ import (
 	"github.com/agentpass-go/agentpass/service"
 )
 
-// Requests of one credential share its Delegation until the delegation
-// changes in the store; the next request after a narrowing or an
+// Requests of one credential reuse what the middleware built for it (each
+// gets its own copy) until the delegation changes in the store; the next
+// request after a narrowing or an
 // invalidation sees it at once: S-AUTHZ-8 (a removed scope is refused on
 // the next request) and S-AUTHZ-6 (an invalidated delegation's token is
 // refused), which #19 item 3's shared Delegations must not delay.
@@ -28,8 +29,8 @@ func TestMiddlewareFollowsEveryChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d2, err := e.svc.Check(req); err != nil || d2 != d1 {
-		t.Errorf("second request: shared %v, err %v", d2 == d1, err)
+	if d2, err := e.svc.Check(req); err != nil || d2 == d1 || d2.AuthorizationID != d1.AuthorizationID || !slices.Equal(d2.Scope, d1.Scope) {
+		t.Errorf("second request: its own copy %v, same delegation %v, err %v", d2 != d1, d2 != nil && d2.AuthorizationID == d1.AuthorizationID, err)
 	}
 	if r := e.get("/api/admin", bearer(tok)); r.status != http.StatusOK {
 		t.Fatalf("admin before the narrowing = %d %s", r.status, r.body)
