@@ -3,6 +3,7 @@ package pass
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/agentpass-go/agentpass/internal/jsonscan"
 	"time"
 )
 
@@ -93,8 +94,8 @@ func jwkMembers(raw []byte) (hasKty bool, private int, ok bool) {
 		return false, -1, false
 	}
 	var seen uint
-	for i := skipJSONSpace(raw, 1); raw[i] != '}'; {
-		end := jsonStringEnd(raw, i)
+	for i := jsonscan.SkipSpace(raw, 1); raw[i] != '}'; {
+		end := jsonscan.StringEnd(raw, i)
 		name := raw[i+1 : end-1]
 		if bytes.IndexByte(name, '\\') >= 0 {
 			return false, -1, false
@@ -108,10 +109,10 @@ func jwkMembers(raw []byte) (hasKty bool, private int, ok bool) {
 				}
 			}
 		}
-		i = skipJSONSpace(raw, end)
-		i = skipJSONSpace(raw, jsonValueEnd(raw, skipJSONSpace(raw, i+1)))
+		i = jsonscan.SkipSpace(raw, end)
+		i = jsonscan.SkipSpace(raw, jsonscan.ValueEnd(raw, jsonscan.SkipSpace(raw, i+1)))
 		if raw[i] == ',' {
-			i = skipJSONSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 		}
 	}
 	private = -1
@@ -122,55 +123,6 @@ func jwkMembers(raw []byte) (hasKty bool, private int, ok bool) {
 		}
 	}
 	return hasKty, private, true
-}
-
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// jsonStringEnd returns the index after the closing quote of the valid
-// JSON string starting at b[i].
-func jsonStringEnd(b []byte, i int) int {
-	for i++; ; i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-}
-
-// jsonValueEnd returns the index after the valid JSON value starting at
-// b[i].
-func jsonValueEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			i = jsonStringEnd(b, i) - 1
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i
-			}
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		case ',', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
 }
 
 func (j *JWTContainer) validate(field string) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/agentpass-go/agentpass/internal/jsonscan"
 )
 
 // maxLinearMembers is how many member names are compared one by one for
@@ -16,7 +17,7 @@ const maxLinearMembers = 32
 // twice is refused: with encoding/json the last one wins while another
 // library may read the first, so two parties would see two tokens.
 func members(b []byte, f func(name, raw []byte) error) error {
-	i := skipSpace(b, 0)
+	i := jsonscan.SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return errNotObject
 	}
@@ -26,14 +27,14 @@ func members(b []byte, f func(name, raw []byte) error) error {
 	var buf [16][]byte
 	seen := buf[:0]
 	var seenMap map[string]struct{}
-	i = skipSpace(b, i+1)
+	i = jsonscan.SkipSpace(b, i+1)
 	if b[i] == '}' {
 		return nil
 	}
 	for {
 		// b is valid JSON: a member is a string, a colon, a value, then a
 		// comma or the closing brace.
-		end := stringEnd(b, i)
+		end := jsonscan.StringEnd(b, i)
 		name := b[i+1 : end-1]
 		if bytes.IndexByte(name, '\\') >= 0 {
 			var s string
@@ -60,17 +61,17 @@ func members(b []byte, f func(name, raw []byte) error) error {
 				}
 			}
 		}
-		i = skipSpace(b, end)
-		i = skipSpace(b, i+1) // the colon
-		vend := valueEnd(b, i)
+		i = jsonscan.SkipSpace(b, end)
+		i = jsonscan.SkipSpace(b, i+1) // the colon
+		vend := jsonscan.ValueEnd(b, i)
 		if err := f(name, b[i:vend]); err != nil {
 			return err
 		}
-		i = skipSpace(b, vend)
+		i = jsonscan.SkipSpace(b, vend)
 		if b[i] == '}' {
 			return nil
 		}
-		i = skipSpace(b, i+1) // the comma
+		i = jsonscan.SkipSpace(b, i+1) // the comma
 	}
 }
 
@@ -80,55 +81,3 @@ var (
 	errSyntax    = errors.New("malformed JSON")
 	errDuplicate = errors.New("duplicate member")
 )
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index after the closing quote of the valid JSON
-// string starting at b[i].
-func stringEnd(b []byte, i int) int {
-	for i++; ; i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-}
-
-// valueEnd returns the index after the valid JSON value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '"':
-			i = stringEnd(b, i) - 1
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i // the end of the enclosing object
-			}
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		case ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
-}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentpass-go/agentpass/internal/jsonscan"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -313,13 +314,13 @@ func decodeAudience(raw []byte, dst *jwt.Audience) error {
 // plainStringArray reads a non-empty JSON array of plain strings; ok is
 // false for anything else.
 func plainStringArray(raw []byte) (_ []string, ok bool) {
-	i := skipSpace(raw, 0)
+	i := jsonscan.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
 		return nil, false
 	}
 	var out []string
 	for {
-		i = skipSpace(raw, i+1)
+		i = jsonscan.SkipSpace(raw, i+1)
 		if i >= len(raw) || raw[i] != '"' {
 			return nil, false
 		}
@@ -328,12 +329,12 @@ func plainStringArray(raw []byte) (_ []string, ok bool) {
 			return nil, false
 		}
 		out = append(out, string(raw[i+1:i+1+end]))
-		i = skipSpace(raw, i+1+end+1)
+		i = jsonscan.SkipSpace(raw, i+1+end+1)
 		switch {
 		case i >= len(raw):
 			return nil, false
 		case raw[i] == ']':
-			if skipSpace(raw, i+1) != len(raw) {
+			if jsonscan.SkipSpace(raw, i+1) != len(raw) {
 				return nil, false
 			}
 			return out, true
