@@ -475,19 +475,30 @@ func (r *runner) authorityJWKS(ctx context.Context) []map[string]any {
 	return set.Keys
 }
 
+// freshRedemption obtains a new approved pass of type typ for the Service
+// and builds its redemption, with a v0.1 holder proof; ok is false when the
+// check cannot go on (it has then been failed or skipped).
+func (r *runner) freshRedemption(ctx context.Context, c *check, typ pass.PassType) (*grant, pass.RedemptionRequest, bool) {
+	if !r.needResolved(c) {
+		return nil, pass.RedemptionRequest{}, false
+	}
+	g := r.servicePass(ctx, c, typ)
+	if g == nil {
+		return nil, pass.RedemptionRequest{}, false
+	}
+	body, err := g.redemption(r.svc.cfg.Service.Origin)
+	if err != nil {
+		c.failf("%v", err)
+		return nil, pass.RedemptionRequest{}, false
+	}
+	return g, body, true
+}
+
 // malformedRedemptions sends broken redemptions of one pass, then the
 // right one, which must still succeed.
 func (r *runner) malformedRedemptions(ctx context.Context, c *check) {
-	if !r.needResolved(c) {
-		return
-	}
-	g := r.servicePass(ctx, c, pass.BearerToken)
-	if g == nil {
-		return
-	}
-	good, err := g.redemption(r.svc.cfg.Service.Origin)
-	if err != nil {
-		c.failf("%v", err)
+	g, good, ok := r.freshRedemption(ctx, c, pass.BearerToken)
+	if !ok {
 		return
 	}
 	raw, _ := json.Marshal(good)
@@ -535,16 +546,8 @@ func (r *runner) registerToken(a *answer) string {
 }
 
 func (r *runner) bearerRedemption(ctx context.Context, c *check) {
-	if !r.needResolved(c) {
-		return
-	}
-	g := r.servicePass(ctx, c, pass.BearerToken)
-	if g == nil {
-		return
-	}
-	body, err := g.redemption(r.svc.cfg.Service.Origin)
-	if err != nil {
-		c.failf("%v", err)
+	g, body, ok := r.freshRedemption(ctx, c, pass.BearerToken)
+	if !ok {
 		return
 	}
 	a := r.redeem(ctx, c, pass.BearerToken, body)
@@ -571,18 +574,11 @@ func (r *runner) bearerRedemption(ctx context.Context, c *check) {
 // proofCheck redeems a fresh pass with a body changed by mut, which must
 // be refused without a credential.
 func (r *runner) proofCheck(ctx context.Context, c *check, mut func(g *grant, body *pass.RedemptionRequest) error) {
-	if !r.needResolved(c) {
+	g, body, ok := r.freshRedemption(ctx, c, pass.BearerToken)
+	if !ok {
 		return
 	}
-	g := r.servicePass(ctx, c, pass.BearerToken)
-	if g == nil {
-		return
-	}
-	body, err := g.redemption(r.svc.cfg.Service.Origin)
-	if err == nil {
-		err = mut(g, &body)
-	}
-	if err != nil {
+	if err := mut(g, &body); err != nil {
 		c.failf("%v", err)
 		return
 	}
@@ -706,16 +702,8 @@ func (r *runner) proofReplay(ctx context.Context, c *check) {
 // browserFlow redeems a browser pass and opens its initialization URL the
 // way a browser would, then tries it again.
 func (r *runner) browserFlow(ctx context.Context, c *check) {
-	if !r.needResolved(c) {
-		return
-	}
-	g := r.servicePass(ctx, c, pass.BrowserSession)
-	if g == nil {
-		return
-	}
-	body, err := g.redemption(r.svc.cfg.Service.Origin)
-	if err != nil {
-		c.failf("%v", err)
+	_, body, ok := r.freshRedemption(ctx, c, pass.BrowserSession)
+	if !ok {
 		return
 	}
 	a := r.redeem(ctx, c, pass.BrowserSession, body)
@@ -804,11 +792,10 @@ func (r *runner) revocationReachesService(ctx context.Context, c *check) {
 		c.skipf("needs Config.ServiceAPI and an Approver that can revoke")
 		return
 	}
-	g := r.servicePass(ctx, c, pass.BearerToken)
-	if g == nil {
+	g, body, ok := r.freshRedemption(ctx, c, pass.BearerToken)
+	if !ok {
 		return
 	}
-	body, _ := g.redemption(r.svc.cfg.Service.Origin)
 	a := r.redeem(ctx, c, pass.BearerToken, body)
 	tok := r.registerToken(a)
 	if !a.ok() || tok == "" {
