@@ -174,13 +174,17 @@ func parseInflight(s string) ([]int, error) {
 // runInflight runs op(i) for i in [0, b.N) from n goroutines, batch by
 // batch: prepare(from, to) makes the batch's inputs with the timer stopped,
 // then the batch runs with n in flight. It reports the throughput, its
-// latency percentiles, its share of bound (ops/s) and run-s, the wall time
+// latency percentiles, its share of bound (ops/s), cpu-µs/op (the CPU
+// time of this process per operation while the batches ran: what an
+// operation costs all parties in one process, against the signatures'
+// share of it in the bound) and run-s, the wall time
 // of the whole run (preparation included, since records expire by the
 // wall clock) and replay-lives, run-s over replayLifetime: the figure is
 // sustained when that is at least 2.
 func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int), op func(i int) error) {
 	b.ReportAllocs()
 	lat := make([][]time.Duration, n)
+	var cpu time.Duration // of this process while batches run, not while they are prepared
 	began := time.Now()
 	b.ResetTimer()
 	batch := minThroughputBatch
@@ -193,6 +197,7 @@ func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int),
 		b.StopTimer()
 		prepare(from, to)
 		b.StartTimer()
+		cpuBefore := processCPU()
 		var next atomic.Int64
 		next.Store(int64(from))
 		var wg sync.WaitGroup
@@ -213,6 +218,7 @@ func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int),
 			})
 		}
 		wg.Wait()
+		cpu += processCPU() - cpuBefore
 		if b.Failed() {
 			return
 		}
@@ -228,6 +234,9 @@ func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int),
 	b.ReportMetric(ms(percentile(all, 0.50)), "p50-ms")
 	b.ReportMetric(ms(percentile(all, 0.99)), "p99-ms")
 	b.ReportMetric(100*opsPerSec/bound, "%bound")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 	run := time.Since(began)
 	b.ReportMetric(run.Seconds(), "run-s")
 	b.ReportMetric(run.Seconds()/replayLifetime.Seconds(), "replay-lives")
