@@ -1,13 +1,17 @@
 package replicatest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -36,7 +40,11 @@ import (
 // Service's assertion) and one verification (by the Authority); a
 // redemption with a holder proof adds the Service's verification of the
 // proof. The Harness's own proof is made before the timer, as a Harness
-// makes it on its own machine.
+// makes it on its own machine. cpu-µs/op is the CPU all parties spent per
+// operation; the floor sub-benchmark makes the same HTTPS call with bodies
+// of the same sizes and nothing behind it, so the CPU of an operation
+// splits into its signatures (the bound's share), its HTTPS calls (the
+// floor's, once for a validation, twice for a redemption) and the rest.
 //
 // -throughput.inflight sets the requests in flight (a comma-separated list
 // gives one sub-benchmark each, for the plot in BENCHMARKS.md) and
@@ -100,6 +108,47 @@ func BenchmarkThroughput(b *testing.B) {
 			})
 		}
 	})
+	// floor: the same loopback HTTPS round trip as a validation, with
+	// bodies and an Authorization header of the same sizes, but no
+	// signature, no JSON decoding and no store behind it: what net/http
+	// and TLS alone cost both sides of each call (validation makes one,
+	// a redemption two), to set against cpu-µs/op of the others.
+	b.Run("floor", func(b *testing.B) {
+		for _, n := range inflight {
+			b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+				d, key := fresh(b)
+				req, answer, bearer := d.floorExchange(b, key)
+				url := d.net.Serve("floor.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, 1<<16)); err != nil {
+						http.Error(w, err.Error(), http.StatusBadRequest)
+						return
+					}
+					w.Header().Set("Content-Type", "application/json")
+					w.Write(answer)
+				})) + "/validate"
+				runInflight(b, n, 0, func(int, int) {}, func(int) error {
+					r, err := http.NewRequestWithContext(b.Context(), http.MethodPost, url, bytes.NewReader(req))
+					if err != nil {
+						return err
+					}
+					r.Header.Set("Content-Type", "application/json")
+					r.Header.Set("Authorization", "Bearer "+bearer)
+					resp, err := d.client.Do(r)
+					if err != nil {
+						return err
+					}
+					defer resp.Body.Close()
+					if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+						return err
+					}
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("floor: status %d", resp.StatusCode)
+					}
+					return nil
+				})
+			})
+		}
+	})
 	b.Run("redeem", func(b *testing.B) {
 		for _, n := range inflight {
 			b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
@@ -116,6 +165,28 @@ func BenchmarkThroughput(b *testing.B) {
 			})
 		}
 	})
+}
+
+// floorExchange returns a real validation's request body, answer body
+// and assertion, for the floor sub-benchmark to send bytes of the same
+// sizes.
+func (d *deployment) floorExchange(tb testing.TB, key *dpop.Key) (req, answer []byte, bearer string) {
+	tb.Helper()
+	value := d.storePasses(tb, 1, key)[0]
+	vr, err := d.validateAnswer(tb.Context(), value)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if answer, err = json.Marshal(vr); err != nil {
+		tb.Fatal(err)
+	}
+	if req, err = json.Marshal(pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}); err != nil {
+		tb.Fatal(err)
+	}
+	if bearer, err = assertion.Sign(d.serviceKeys.Current(), appOrigin, authorityID, 0, d.clock.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	return req, answer, bearer
 }
 
 // Operations are prepared (passes stored, proofs signed) a batch at a time
@@ -174,7 +245,7 @@ func parseInflight(s string) ([]int, error) {
 // runInflight runs op(i) for i in [0, b.N) from n goroutines, batch by
 // batch: prepare(from, to) makes the batch's inputs with the timer stopped,
 // then the batch runs with n in flight. It reports the throughput, its
-// latency percentiles, its share of bound (ops/s), cpu-µs/op (the CPU
+// latency percentiles, its share of bound (ops/s; none if bound is 0), cpu-µs/op (the CPU
 // time of this process per operation while the batches ran: what an
 // operation costs all parties in one process, against the signatures'
 // share of it in the bound) and run-s, the wall time
@@ -233,7 +304,9 @@ func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int),
 	b.ReportMetric(opsPerSec, "ops/s")
 	b.ReportMetric(ms(percentile(all, 0.50)), "p50-ms")
 	b.ReportMetric(ms(percentile(all, 0.99)), "p99-ms")
-	b.ReportMetric(100*opsPerSec/bound, "%bound")
+	if bound > 0 {
+		b.ReportMetric(100*opsPerSec/bound, "%bound")
+	}
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	}
