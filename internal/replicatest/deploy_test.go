@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpass-go/agentpass/authority"
@@ -106,6 +107,8 @@ type deployment struct {
 	// authTrips and svcTrips count the round trips of replica 0 of each
 	// role (options.countTrips).
 	authTrips, svcTrips *pgtest.Trips
+	// authPool and svcPool are those counted pools.
+	authPool, svcPool *pgxpool.Pool
 }
 
 // whoami is what the application route answers: who the middleware
@@ -146,6 +149,7 @@ func deploy(t testing.TB, o options) *deployment {
 		if o.countTrips {
 			pools[0], d.authTrips = pgtest.CountedPool(t, pools[0])
 			pools[o.replicas], d.svcTrips = pgtest.CountedPool(t, pools[o.replicas])
+			d.authPool, d.svcPool = pools[0], pools[o.replicas]
 		}
 		d.clock = newClock()
 		for i := range o.replicas {
