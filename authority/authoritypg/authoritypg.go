@@ -815,14 +815,15 @@ const consumeParams = 41
 // generic plan after the first executions instead of planning each
 // execution anew (an array's unnest is estimated at 100 rows in a generic
 // plan, which then lost to every custom plan; planning cost more than
-// executing). The history record's order key (log_xid) is computed here
-// as the insert trigger of migration 008 would, which then skips its
-// call: the previous record was committed before the read this write
-// depends on, so it is in this statement's snapshot. The row's end only
-// ever grows here (GREATEST): the end
-// stored at approval already covers the consumption (see endsAt), so the
-// column keeps its value and the update can be a heap-only one that
-// touches none of the table's indexes.
+// executing).
+//
+// The history record's order key (log_xid) is computed here as the insert
+// trigger of migration 008 would, which then skips its call: the previous
+// record was committed before the read this write depends on, so it is in
+// this statement's snapshot. The row's end only ever grows here
+// (GREATEST): the end stored at approval already covers the consumption
+// (see endsAt), so the column keeps its value and the update can be a
+// heap-only one that touches none of the table's indexes.
 var consumeSQL = func() (out [maxDepth + 1]string) {
 	for n := range out {
 		var anc, check strings.Builder
