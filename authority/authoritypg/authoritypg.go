@@ -192,8 +192,32 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
 		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
 		r.HistoryHead, r.HistoryCount, r.HardenedBinding, maxDepth, maxChildren, plan,
-		scopeArg(r.RequestedScope), splan, dec.scopeBasis, dec.disclosure, r.EndsAt())
+		scopeArg(r.RequestedScope), splan, dec.scopeBasis, dec.disclosure, endsAt(r))
 	return err
+}
+
+// endsAt is the row's ends_at, from which Prune counts the retention:
+// r.EndsAt(), except that an approved mission that has not ended keeps the
+// later of its pass's and its authorization's expiry from the approval on.
+// A consumption then leaves the column as it is (the end it would set,
+// the authorization's expiry or the consumption, is never later), so the
+// update that consumes a pass changes no indexed column. An unredeemed
+// pass's row is only kept longer.
+func endsAt(r *authority.Request) time.Time {
+	end := r.EndsAt()
+	if d := r.Decision; r.Ended == nil && r.Status == pass.StatusApproved && d != nil {
+		end = maxTime(end, d.PassExpiresAt, d.AuthorizationExpiresAt)
+	}
+	return end
+}
+
+func maxTime(t time.Time, more ...time.Time) time.Time {
+	for _, u := range more {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
 }
 
 // decision is a request's decision as column values (all NULL or empty
@@ -255,7 +279,7 @@ func writeMission(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 		WHERE id = $1`,
 		r.MissionID, string(r.Status), decStatus, decidedBy, decidedAt, decReason, decScope, passExp, authzExp,
 		string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
-		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), r.EndsAt(), maxDepth, maxChildren, plan,
+		r.HistoryHead, r.HistoryCount, ts(r.ConsumedAt), textArg(r.AuthorizationID), endsAt(r), maxDepth, maxChildren, plan,
 		dec.scopeBasis, dec.disclosure)
 	return err
 }
@@ -748,23 +772,22 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 		return nil, err
 	}
 	a := r.Authorize(authorizationID, now)
-	ids := make([]string, len(ancestors))
-	versions := make([]int64, len(ancestors))
-	counts := make([]int64, len(ancestors))
-	for i, p := range ancestors {
-		ids[i], versions[i], counts[i] = p.MissionID, p.Version, p.HistoryCount
-	}
-	var n int
-	err = s.pool.QueryRow(ctx, consumeSQL,
+	args := make([]any, 0, consumeParams+3*len(ancestors))
+	args = append(args,
 		a.ID, a.MissionID, string(a.State), a.Service, string(a.Type), a.User, a.AgentID,
 		a.HarnessID, jsonArg(a.Cnf), string(a.Tier), a.TaskID, a.TaskDescription, a.TaskAttested, a.DestinationURL,
 		scopeArg(a.GrantedScope), scopeArg(a.Scope), ts(a.CreatedAt), ts(a.ExpiresAt),
 		string(a.Approval.Status), a.Approval.DecidedBy, ts(a.Approval.DecidedAt), a.Approval.Reason, scopeArg(a.Approval.Scope),
 		ts(a.Approval.PassExpiresAt), ts(a.Approval.AuthorizationExpiresAt),
 		ts(a.UpdatedAt), a.StateBy, a.StateReason, ts(a.ClosedAt), a.HardenedBinding, a.ExpiresAt,
-		passHash, version, count, ts(r.ConsumedAt), r.HistoryHead, r.HistoryCount, r.EndsAt(),
-		rec.Seq, rec.Body, rec.Hash, ids, versions, counts).Scan(&n)
-	if err != nil {
+		passHash, version, count, ts(r.ConsumedAt), r.HistoryHead, r.HistoryCount, endsAt(r),
+		rec.Seq, rec.Body, rec.Hash)
+	for i := len(ancestors) - 1; i >= 0; i-- { // root first
+		p := ancestors[i]
+		args = append(args, p.MissionID, p.Version, p.HistoryCount)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, consumeSQL[len(ancestors)], args...).Scan(&n); err != nil {
 		return nil, err
 	}
 	if n != 1 {
@@ -773,31 +796,64 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 	return &authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}, nil
 }
 
-// consumeSQL writes a consumption decided on a read of the row and its
-// ancestors, if nothing changed since: $1-$31 are the authorization's
+// consumeParams is the number of parameters of consumeSQL[0]; each
+// ancestor adds three.
+const consumeParams = 41
+
+// consumeSQL[n] writes a consumption decided on a read of the row and its
+// n ancestors, if nothing changed since: $1-$31 are the authorization's
 // columns, $32-$38 the pass hash, the version and history count read, the
 // consumption, the new history head and count, and the row's end; $39-$41
-// the history record; $42-$44 the ancestors' ids (parent first), versions
-// and history counts as read. Every write to a mission adds a history
-// record, so an unchanged history count is an unchanged row. It answers
-// the number of rows consumed, 0 or 1.
-const consumeSQL = `
-	WITH ancestors AS (
-		-- Root first, as TransitionMission locks; each lock is an
-		-- equality lookup on the primary key behind LIMIT 1, so its plan
-		-- is an index scan whatever the table's statistics.
-		SELECT r.id FROM (
-			SELECT * FROM unnest($42::text[], $43::bigint[], $44::bigint[]) WITH ORDINALITY AS u(id, version, history_count, depth)
-			ORDER BY depth DESC) a
+// the history record; then each ancestor's id, version and history count
+// as read, root first. Every write to a mission adds a history record, so
+// an unchanged history count is an unchanged row. It answers the number of
+// rows consumed, 0 or 1.
+//
+// There is one statement per depth, not one taking arrays: every estimate
+// in it is then the same whatever the parameters (a VALUES list of n rows,
+// equality lookups on unique keys), so the server's plan cache keeps its
+// generic plan after the first executions instead of planning each
+// execution anew (an array's unnest is estimated at 100 rows in a generic
+// plan, which then lost to every custom plan; planning cost more than
+// executing).
+//
+// The history record's order key (log_xid) is computed here as the insert
+// trigger of migration 008 would, which then skips its call: the previous
+// record was committed before the read this write depends on, so it is in
+// this statement's snapshot. The row's end only ever grows here
+// (GREATEST): the end stored at approval already covers the consumption
+// (see endsAt), so the column keeps its value and the update can be a
+// heap-only one that touches none of the table's indexes.
+var consumeSQL = func() (out [maxDepth + 1]string) {
+	for n := range out {
+		var anc, check strings.Builder
+		if n > 0 {
+			// Root first, as TransitionMission locks; each lock is an
+			// equality lookup on the primary key behind LIMIT 1, so its
+			// plan is an index scan whatever the table's statistics.
+			anc.WriteString(`ancestors AS (
+		SELECT r.id FROM (VALUES `)
+			for i := range n {
+				p := consumeParams + 3*i
+				if i > 0 {
+					anc.WriteString(", ")
+				}
+				fmt.Fprintf(&anc, "($%d::text, $%d::bigint, $%d::bigint)", p+1, p+2, p+3)
+			}
+			anc.WriteString(`) a(id, version, history_count)
 		CROSS JOIN LATERAL (
 			SELECT id FROM agentpass_authority_requests
 			WHERE id = a.id AND version = a.version AND history_count = a.history_count
 			LIMIT 1 FOR SHARE) r
-	), consumed AS (
+	), `)
+			fmt.Fprintf(&check, "\n\t\t\tAND (SELECT count(*) FROM ancestors) = %d", n)
+		}
+		out[n] = `
+	WITH ` + anc.String() + `consumed AS (
 		UPDATE agentpass_authority_requests
-		SET consumed_at = $35, authorization_id = $1, history_head = $36, history_count = $37, ends_at = $38
-		WHERE id = $2 AND pass_hash = $32 AND consumed_at IS NULL AND version = $33 AND history_count = $34
-			AND (SELECT count(*) FROM ancestors) = cardinality($42::text[])
+		SET consumed_at = $35, authorization_id = $1, history_head = $36, history_count = $37,
+			ends_at = GREATEST(ends_at, $38)
+		WHERE id = $2 AND pass_hash = $32 AND consumed_at IS NULL AND version = $33 AND history_count = $34` + check.String() + `
 		RETURNING id
 	), authz AS (
 		INSERT INTO agentpass_authority_authorizations (` + authorizationColumns + `, ends_at)
@@ -805,17 +861,23 @@ const consumeSQL = `
 			$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31
 		FROM consumed
 	), history AS (
-		INSERT INTO agentpass_authority_mission_history (mission_id, seq, body, hash)
-		SELECT id, $39, $40, $41 FROM consumed
+		INSERT INTO agentpass_authority_mission_history (mission_id, seq, body, hash, log_xid)
+		SELECT id, $39::bigint, $40, $41, GREATEST(pg_current_xact_id(), COALESCE((
+			SELECT log_xid FROM agentpass_authority_mission_history
+			WHERE mission_id = consumed.id AND seq = $39::bigint - 1), '0'::xid8))
+		FROM consumed
 	)
 	SELECT count(*) FROM consumed`
+	}
+	return out
+}()
 
 // passChain reads, in one statement, the request holding the pass (nil if
 // none) and its ancestors, parent first, up to the depth ConsumePass
 // checks; complete is false when an ancestor is missing (pruned after it
 // ended).
 func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Request, ancestors []*authority.Request, complete bool, err error) {
-	rows, err := s.pool.Query(ctx, passChainSQL, passHash, maxDepth)
+	rows, err := s.pool.Query(ctx, passChainSQL, passHash)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -832,7 +894,9 @@ func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Re
 }
 
 // passChainSQL reads the request holding the pass $1 and its ancestors,
-// parent first, up to $2 of them. Every step is an equality lookup on a
+// parent first, up to maxDepth of them (a constant, not a parameter, so
+// that no estimate depends on a parameter and the cached generic plan is
+// kept, as for consumeSQL). Every step is an equality lookup on a
 // unique key (the pass hash, then each parent's id, behind LIMIT 1 so the
 // planner cannot turn it into a join): its plan is an index scan whatever
 // the table's statistics. A join against the table here was planned as a
@@ -844,12 +908,15 @@ const passChainSQL = `
 		UNION ALL
 		SELECT p.*, c.depth + 1 FROM chain c CROSS JOIN LATERAL (
 			SELECT ` + requestColumns + ` FROM agentpass_authority_requests WHERE id = c.parent_mission_id LIMIT 1) p
-		WHERE c.parent_mission_id <> '' AND c.depth < $2
+		WHERE c.parent_mission_id <> '' AND c.depth < ` + maxDepthSQL + `
 	)
 	SELECT ` + requestColumns + ` FROM chain ORDER BY depth`
 
 // maxDepth is how many ancestors ConsumePass checks.
-const maxDepth = 32
+const (
+	maxDepth    = 32
+	maxDepthSQL = "32"
+)
 
 type passState struct {
 	found, approved, consumed bool

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
@@ -196,5 +198,103 @@ func TestConsumeGivesUp(t *testing.T) {
 	}
 	if h, err := s.History(ctx, "msn_r1"); err != nil || len(h) != 2 {
 		t.Errorf("history after a failed consumption: %d records, %v; want the 2 of its creation", len(h), err)
+	}
+}
+
+// TestConsumeGenericPlans (#19 item 6): a consumption's statements run on
+// the server's cached generic plans, under the default plan_cache_mode,
+// after the first executions on a connection. They were planned anew for
+// each execution (the array of ancestors made the generic plan look
+// dearer than any custom one), and the planning cost more than the
+// execution.
+func TestConsumeGenericPlans(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base.Config()
+	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, seed := authoritypg.New(pool), authoritypg.New(base)
+	const rounds = 8
+	for i := range rounds {
+		parent := approved(t, seed, fmt.Sprintf("root%d", i), fmt.Sprintf("hr%d", i))
+		child(t, seed, fmt.Sprintf("kid%d", i), fmt.Sprintf("hk%d", i), parent.MissionID)
+		for _, h := range []string{"hk", "hr"} {
+			if _, err := s.ConsumePass(ctx, fmt.Sprintf("%s%d", h, i), svcA, fmt.Sprintf("z%s%d", h, i), t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	replanned, checked := pgtest.Replanned(t, pool)
+	if len(replanned) > 0 {
+		t.Errorf("planned anew on every execution: %q", replanned)
+	}
+	if checked < 2 { // the read and the write
+		t.Errorf("%d statements ran often enough to be checked, want 2 or more", checked)
+	}
+}
+
+// TestConsumeHeapOnly (#19 item 6): consuming a pass updates its row
+// without a new entry in any of the table's indexes (a heap-only update):
+// the consumption changes no indexed column, and the table keeps room on
+// its pages for the new row version. It was the dearest part of the
+// consumption's write.
+func TestConsumeHeapOnly(t *testing.T) {
+	base := pgtest.Pool(t)
+	seed := authoritypg.New(base)
+	if err := seed.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base.Config()
+	cfg.MaxConns = 1 // the statistics below are this connection's
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	const n = 20
+	for i := range n {
+		approved(t, seed, fmt.Sprintf("r%d", i), fmt.Sprintf("h%d", i))
+	}
+	updates := func() (all, hot int64) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE relid = 'agentpass_authority_requests'::regclass`).Scan(&all, &hot); err != nil {
+			t.Fatal(err)
+		}
+		return all, hot
+	}
+	all0, hot0 := updates()
+	s := authoritypg.New(pool)
+	for i := range n {
+		if _, err := s.ConsumePass(ctx, fmt.Sprintf("h%d", i), svcA, fmt.Sprintf("z%d", i), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, hot := updates()
+	if all-all0 != n || hot-hot0 != n {
+		t.Errorf("%d consumptions: %d updates, %d of them heap-only; want all", n, all-all0, hot-hot0)
+	}
+	// The write computes the hooks log's order key of its history record
+	// itself, as the insert trigger does for every other record: set, and
+	// never behind the mission's previous record.
+	var bad, redeemed int
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE h.log_xid = '0'::xid8 OR h.log_xid < p.log_xid), count(*)
+		FROM agentpass_authority_mission_history h
+		JOIN agentpass_authority_mission_history p ON p.mission_id = h.mission_id AND p.seq = h.seq - 1
+		WHERE convert_from(h.body, 'UTF8') LIKE '%"redeemed"%'`).Scan(&bad, &redeemed); err != nil {
+		t.Fatal(err)
+	}
+	if bad != 0 || redeemed != n {
+		t.Errorf("%d of %d redeemed records without their order key (want %d records)", bad, redeemed, n)
 	}
 }

@@ -68,10 +68,10 @@
 //
 // On the validation path no transaction spans a round trip and no lock is
 // held while the network or Go runs. A validation at the Authority makes
-// four round trips in sequence, each on a connection taken from the pool
-// and given back at once: the Service assertion's replay lookup and
-// record (dpop/dpoppg) and ConsumePass's read and write; the write holds
-// its row locks only while the server runs it. A connection is thus busy
+// three round trips in sequence, each on a connection taken from the pool
+// and given back at once: the Service assertion's replay record
+// (dpop/dpoppg) and ConsumePass's read and write; the write holds its row
+// locks only while the server runs it. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not
 // to the requests in flight: 16 validations in flight keep far fewer than
@@ -79,6 +79,18 @@
 // suits a small database. Operator and Harness calls (CreateRequest,
 // CreateChild, TransitionMission) are short transactions of a few round
 // trips on one connection; they are rare next to validations.
+//
+// # Pool configuration
+//
+// None is needed beyond the size. The statements of a consumption are
+// written so that every estimate in them is the same whatever their
+// parameters, so under PostgreSQL's default plan_cache_mode (auto) each
+// connection plans them for their first five executions and then keeps
+// one generic plan: planning them every time cost more than running
+// them. Leave plan_cache_mode at auto (force_generic_plan changes nothing
+// for these statements, and a pool shared with the application's own
+// queries should not force it on them); force_custom_plan would plan every
+// execution again.
 //
 // # Storage
 //
@@ -94,6 +106,14 @@
 // side of expired. Listings filter users case-insensitively through an
 // index on lower(user_email). Every time comes from the caller (the
 // Authority's Config.Now), never from the database's clock.
+//
+// A consumption changes no indexed column of its mission's row, and the
+// requests table keeps a quarter of each page free, so the update is a
+// heap-only one that writes no index entry. For that, an approved
+// mission's end (from which the retention counts) is the later of its
+// pass's and its authorization's expiry from the approval on: an
+// unredeemed pass's row is kept until its authorization would have
+// expired.
 //
 // Records that can no longer change are deleted by [Store.Prune] once
 // they ended more than the retention ago (WithRetention, default one

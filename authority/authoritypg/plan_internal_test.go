@@ -32,8 +32,10 @@ func TestConsumePlans(t *testing.T) {
 		sql    string
 		params int
 	}{
-		"pass_chain": {passChainSQL, 2},
-		"consume":    {consumeSQL, 44},
+		"pass_chain": {passChainSQL, 1},
+		"consume":    {consumeSQL[0], consumeParams},
+		"consume_1":  {consumeSQL[1], consumeParams + 3},
+		"consume_32": {consumeSQL[maxDepth], consumeParams + 3*maxDepth},
 	} {
 		if _, err := conn.Exec(ctx, "PREPARE "+name+" AS "+tc.sql); err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -31,7 +31,10 @@
 // Unlike dpop.MemoryReplayCache the table has no per-issuer share: disk,
 // not a fixed capacity, is its bound, and one issuer's rows never refuse
 // another's. What bounds the rate is the verifiers' order (a pair is
-// recorded only after every trust check passed) and the rate limits.
+// recorded only after every trust check passed) and the rate limits. For
+// that reason an Authority on this table records a validation's assertion
+// before it consumes the pass, with Seen alone (one round trip, no
+// Contains first), where with the in-memory cache it records it after.
 package dpoppg
 
 import (

@@ -2,9 +2,13 @@ package dpoppg_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 )
 
@@ -42,5 +46,40 @@ func TestRoundTrips(t *testing.T) {
 				t.Errorf("%d round trips, want 1 (#19 item 6): %q", n, stmts)
 			}
 		})
+	}
+}
+
+// TestGenericPlans (#19 item 6): Seen and Contains run on the server's
+// cached generic plans, under the default plan_cache_mode, once a
+// connection has run them a few times, instead of being planned for each
+// execution.
+func TestGenericPlans(t *testing.T) {
+	ctx := context.Background()
+	base := pgtest.Pool(t)
+	c := &clock{t: t0}
+	newCache(t, base, c.Now)
+	cfg := base.Config()
+	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	rc := dpoppg.New(pool, dpoppg.WithClock(c.Now))
+	for i := range 8 {
+		jti := fmt.Sprintf("j%d", i)
+		if seen, err := rc.Seen(ctx, "iss", jti, t0.Add(time.Minute)); err != nil || seen {
+			t.Fatalf("Seen: %v, %v", seen, err)
+		}
+		if held, err := rc.Contains(ctx, "iss", jti); err != nil || !held {
+			t.Fatalf("Contains: %v, %v", held, err)
+		}
+	}
+	replanned, checked := pgtest.Replanned(t, pool)
+	if len(replanned) > 0 {
+		t.Errorf("planned anew on every execution: %q", replanned)
+	}
+	if checked < 2 {
+		t.Errorf("%d statements ran often enough to be checked, want 2", checked)
 	}
 }

@@ -233,8 +233,11 @@ func (v *Verifier) Precheck(t *Token) error {
 // the verifier's Audience, the times (iat, exp, nbf, lifetime), and last
 // the jti replay step. Failures match ErrInvalid (a replay also matches
 // ErrReplay); a replay cache failure matches neither.
+//
+// The replay step is the one atomic record, with no lookup before it (as
+// Check makes): a replay is refused by the record itself.
 func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
-	c, err := v.Check(ctx, t, jwksURL, wantIss)
+	c, err := v.check(ctx, t, jwksURL, wantIss, false)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +255,11 @@ func (v *Verifier) Verify(ctx context.Context, t *Token, jwksURL, wantIss string
 // take no room in the cache: a party that can sign assertions (any
 // discoverable Service) cannot fill it with them.
 func (v *Verifier) Check(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
+	return v.check(ctx, t, jwksURL, wantIss, true)
+}
+
+// check is Check, looking the jti up only when lookup is set.
+func (v *Verifier) check(ctx context.Context, t *Token, jwksURL, wantIss string, lookup bool) (*Claims, error) {
 	if v == nil || v.keys == nil || v.replay == nil || v.aud == "" {
 		return nil, errors.New("assertion: Verifier not made by NewVerifier")
 	}
@@ -280,7 +288,7 @@ func (v *Verifier) Check(ctx context.Context, t *Token, jwksURL, wantIss string)
 	if err := tok.Verify(key); err != nil {
 		return nil, fromCheck(err)
 	}
-	if l, ok := v.replay.(dpop.ReplayLookup); ok && c.ID != "" {
+	if l, ok := v.replay.(dpop.ReplayLookup); ok && lookup && c.ID != "" {
 		seen, err := l.Contains(ctx, "assertion:"+c.Issuer, c.ID)
 		if err != nil {
 			return nil, err

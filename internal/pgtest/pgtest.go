@@ -149,6 +149,9 @@ func newSchemaPool(t testing.TB, dsn string) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	// The server's default, whatever the cluster says, so that plan
+	// tests (Replanned) see what a default server does.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "auto"
 	cfg.MaxConns = 20
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpass-go/agentpass/authority"
@@ -50,6 +51,8 @@ type options struct {
 	// postgres puts every replica on its own pool over one shared schema;
 	// otherwise the stores are in memory.
 	postgres bool
+	// pgConns, when positive, is each pool's MaxConns.
+	pgConns int32
 	// alg is the algorithm of the Service's and the Authority's signing
 	// keys ("": ES256, the default of dpop.GenerateKeySet).
 	alg string
@@ -106,6 +109,8 @@ type deployment struct {
 	// authTrips and svcTrips count the round trips of replica 0 of each
 	// role (options.countTrips).
 	authTrips, svcTrips *pgtest.Trips
+	// authPool and svcPool are those counted pools.
+	authPool, svcPool *pgxpool.Pool
 }
 
 // whoami is what the application route answers: who the middleware
@@ -143,9 +148,21 @@ func deploy(t testing.TB, o options) *deployment {
 	switch {
 	case o.postgres:
 		pools := pgtest.Replicas(t, 2*o.replicas, false)
+		if o.pgConns > 0 {
+			for i, p := range pools {
+				cfg := p.Config()
+				cfg.MaxConns = o.pgConns
+				var err error
+				if pools[i], err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(pools[i].Close)
+			}
+		}
 		if o.countTrips {
 			pools[0], d.authTrips = pgtest.CountedPool(t, pools[0])
 			pools[o.replicas], d.svcTrips = pgtest.CountedPool(t, pools[o.replicas])
+			d.authPool, d.svcPool = pools[0], pools[o.replicas]
 		}
 		d.clock = newClock()
 		for i := range o.replicas {

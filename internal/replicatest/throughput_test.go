@@ -59,7 +59,7 @@ func BenchmarkThroughput(b *testing.B) {
 	switch *throughputStore {
 	case "memory":
 	case "postgres":
-		opts.postgres = true
+		opts.postgres, opts.pgConns = true, int32(*throughputPGConns)
 	default:
 		b.Fatalf("-throughput.store=%q: want memory or postgres", *throughputStore)
 	}
@@ -224,6 +224,7 @@ const replayLifetime = assertion.DefaultTTL + assertion.DefaultSkew
 var (
 	throughputInflight = flag.String("throughput.inflight", "32", "requests in flight in BenchmarkThroughput (comma-separated for several runs)")
 	throughputStore    = flag.String("throughput.store", "memory", "stores of BenchmarkThroughput: memory or postgres")
+	throughputPGConns  = flag.Int("throughput.pgconns", 0, "MaxConns of each PostgreSQL pool in BenchmarkThroughput (0: the deployment's default)")
 	throughputAlg      = flag.String("throughput.alg", "ES256", "algorithm of the Service's and Authority's keys in BenchmarkThroughput: ES256 or EdDSA")
 )
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
@@ -20,11 +22,13 @@ import (
 // change that adds one fails here. Before #19 a validation took 9 (the
 // assertion's replay lookup, BEGIN, SELECT ... FOR UPDATE, INSERT
 // authorization, UPDATE mission, INSERT history, COMMIT, the replay
-// record, and a second read of the mission for the answer); now 4. Real handlers over loopback TLS,
-// real PostgreSQL, warm caches and prepared statements.
+// record, and a second read of the mission for the answer); then 4 (the
+// replay lookup, the consumption's read and write, the replay record);
+// now 3, the assertion recorded first with no lookup. Real handlers over
+// loopback TLS, real PostgreSQL, warm caches and prepared statements.
 func TestRoundTrips(t *testing.T) {
 	const (
-		wantValidate      = 4 // Authority: assertion jti lookup, consume read, consume write, assertion jti record
+		wantValidate      = 3 // Authority: assertion jti record, consume read, consume write
 		wantRedeemService = 3 // Service: proof jti lookup, proof jti record, Redeem
 	)
 	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})
@@ -87,6 +91,34 @@ func TestRoundTrips(t *testing.T) {
 	if vr.Mission == nil || vr.Mission.Parent != parentID || vr.Mission.Act == nil || vr.Mission.Act.Act == nil ||
 		vr.Mission.Act.Act.MissionID != parentID {
 		t.Errorf("sub-agent validation answer: %+v, want its parent %s in parent and act", vr.Mission, parentID)
+	}
+
+	// Every statement of both paths runs on the server's cached generic
+	// plan once a connection has run it a few times, under the server's
+	// default plan_cache_mode: none is planned anew per execution.
+	const rounds = 8
+	more := d.storePasses(t, 2*rounds, key)
+	moreReqs := d.redemptions(t, key, more[rounds:])
+	for i := range rounds {
+		if err := d.validate(ctx, more[i]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.redeem(ctx, 0, moreReqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		pool *pgxpool.Pool
+		want int
+	}{{"Authority", d.authPool, wantValidate}, {"Service", d.svcPool, wantRedeemService}} {
+		replanned, checked := pgtest.Replanned(t, p.pool)
+		if len(replanned) > 0 {
+			t.Errorf("%s: planned anew on every execution: %q", p.name, replanned)
+		}
+		if checked < p.want {
+			t.Errorf("%s: %d statements ran often enough on one connection to be checked, want %d", p.name, checked, p.want)
+		}
 	}
 }
 

@@ -1,8 +1,11 @@
 package servicepg_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/service/servicepg"
@@ -38,5 +41,40 @@ func TestRedeemRoundTrips(t *testing.T) {
 				t.Errorf("%d round trips, want %d (#19 item 6): %q", n, tc.want, stmts)
 			}
 		})
+	}
+}
+
+// TestGenericPlans (#19 item 6): a redemption's statement and the
+// credential lookup of every request run on the server's cached generic
+// plans, under the default plan_cache_mode, once a connection has run them
+// a few times, instead of being planned for each execution.
+func TestGenericPlans(t *testing.T) {
+	base0 := pgtest.Pool(t)
+	if err := servicepg.New(base0).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base0.Config()
+	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := servicepg.New(pool)
+	for i := range 8 {
+		id, hash := fmt.Sprintf("z%d", i), fmt.Sprintf("h%d", i)
+		if err := s.Redeem(ctx, delegation(id), bearer(id, hash, base.Add(time.Hour)), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Credential(ctx, hash, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replanned, checked := pgtest.Replanned(t, pool)
+	if len(replanned) > 0 {
+		t.Errorf("planned anew on every execution: %q", replanned)
+	}
+	if checked < 2 {
+		t.Errorf("%d statements ran often enough to be checked, want 2", checked)
 	}
 }
