@@ -18,35 +18,66 @@ import (
 // passes must take no room in the Authority's replay cache, or 17
 // subdomains fill it and every honest Service's validation gets 503. The
 // cache here is tiny (64 entries) so that the flood needs few requests.
+// The same holds for a custom cache that does not say it is unbounded; one
+// that does (dpop.UnboundedReplayCache, #19 item 6) is recorded first, so
+// every assertion lands in it.
 func TestAssertionFloodCannotFillReplayCache(t *testing.T) {
-	var e *env
-	cache := dpop.NewMemoryReplayCache(dpop.WithLimit(64), dpop.WithClock(func() time.Time { return e.clock.Now() }))
-	e = newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = cache })
-	h := e.newHarness()
-	value, _ := e.approvedPass(h)
-	refused := 0
-	for i := range 17 {
-		evil := deploy.NewTestService(e.net, fmt.Sprintf("s%d.evil.test", i), e.auth.ConfigurationURL(), e.clock.Now)
-		for range 64 {
-			if r, _ := e.validate(evil, "ap_made-up"); r.status == http.StatusNotFound {
-				refused++
+	for _, tc := range []struct {
+		name string
+		wrap func(*dpop.MemoryReplayCache) dpop.ReplayCache
+	}{
+		{"memory", func(c *dpop.MemoryReplayCache) dpop.ReplayCache { return c }},
+		{"custom", func(c *dpop.MemoryReplayCache) dpop.ReplayCache { return customCache{c} }},
+		{"unbounded", func(c *dpop.MemoryReplayCache) dpop.ReplayCache { return unboundedCache{c} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *env
+			limit := 64 // tiny: filled, it would refuse the honest Service
+			if tc.name == "unbounded" {
+				limit = 1 << 16 // room for every record, as a table has
 			}
-		}
-	}
-	if refused != 17*64 {
-		t.Errorf("%d of %d made-up passes answered 404", refused, 17*64)
-	}
-	if n := cache.Len(); n != 0 {
-		t.Errorf("the replay cache holds %d entries from assertions spent on made-up passes, want 0", n)
-	}
-	r, vr := e.validate(e.svc, value)
-	if r.status != http.StatusOK || vr == nil {
-		t.Fatalf("honest Service's validation after the flood: %d %s", r.status, r.body)
-	}
-	if n := cache.Len(); n != 1 {
-		t.Errorf("the honest validation recorded %d entries, want 1", n)
+			cache := dpop.NewMemoryReplayCache(dpop.WithLimit(limit), dpop.WithClock(func() time.Time { return e.clock.Now() }))
+			e = newEnv(t, approveAll, func(c *authority.Config) { c.ReplayCache = tc.wrap(cache) })
+			h := e.newHarness()
+			value, _ := e.approvedPass(h)
+			refused := 0
+			for i := range 17 {
+				evil := deploy.NewTestService(e.net, fmt.Sprintf("s%d.evil.test", i), e.auth.ConfigurationURL(), e.clock.Now)
+				for range 64 {
+					if r, _ := e.validate(evil, "ap_made-up"); r.status == http.StatusNotFound {
+						refused++
+					}
+				}
+			}
+			if refused != 17*64 {
+				t.Errorf("%d of %d made-up passes answered 404", refused, 17*64)
+			}
+			want := 0
+			if tc.name == "unbounded" {
+				want = 17 * 64
+			}
+			if n := cache.Len(); n != want {
+				t.Errorf("the replay cache holds %d entries from assertions spent on made-up passes, want %d", n, want)
+			}
+			r, vr := e.validate(e.svc, value)
+			if r.status != http.StatusOK || vr == nil {
+				t.Fatalf("honest Service's validation after the flood: %d %s", r.status, r.body)
+			}
+			if n := cache.Len(); n != want+1 {
+				t.Errorf("the honest validation left %d entries, want %d", n, want+1)
+			}
+		})
 	}
 }
+
+// customCache is a replay cache of the application's own, with a lookup
+// but not marked unbounded.
+type customCache struct{ *dpop.MemoryReplayCache }
+
+// unboundedCache says it never refuses for lack of room.
+type unboundedCache struct{ *dpop.MemoryReplayCache }
+
+func (unboundedCache) Unbounded() {}
 
 // Security review, Medium 2: an unsigned junk assertion naming a fresh
 // issuer must not make the Authority look the issuer up: everything that

@@ -85,18 +85,19 @@ func (a *Authority) spend(ctx context.Context, tok *assertion.Token) error {
 // spendsFirst reports whether a validation records its assertion's jti
 // before it consumes the pass, in the one atomic record with no lookup
 // before it: a round trip fewer on the busiest path when the cache is a
-// shared table (dpop/dpoppg). Unlike a Harness's proof at a Service, an
-// assertion is signed by a key found through discovery and its requests
-// are rate-limited per Service, and a Service mints a fresh jti for each
-// one, so a validation that fails after the record costs the Service only
-// a new assertion, and a replayed one is still refused before any
-// consumption. An in-memory cache has a fixed capacity that such records
-// could fill (anyone who publishes a configuration is a Service), and its
-// lookup costs no round trip: with it the jti is recorded only after the
-// pass was consumed.
+// shared table. Unlike a Harness's proof at a Service, an assertion is
+// signed by a key found through discovery and its requests are
+// rate-limited per Service, and a Service mints a fresh jti for each one,
+// so a validation that fails after the record costs the Service only a
+// new assertion, and a replayed one is still refused before any
+// consumption. Only a cache that says it has no fixed capacity
+// (dpop.UnboundedReplayCache) is recorded first: the in-memory one, or a
+// custom cache that may refuse when full, could otherwise be filled by
+// anyone who publishes a configuration, so with it the jti is recorded
+// only after the pass was consumed.
 func (a *Authority) spendsFirst() bool {
-	_, memory := a.replay.(*dpop.MemoryReplayCache)
-	return a.replay != nil && !memory
+	_, unbounded := a.replay.(dpop.UnboundedReplayCache)
+	return unbounded
 }
 
 func assertionError(err error) error {

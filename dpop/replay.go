@@ -36,6 +36,22 @@ type ReplayLookup interface {
 	Contains(ctx context.Context, issuer, jti string) (bool, error)
 }
 
+// UnboundedReplayCache is implemented by replay caches that never refuse a
+// pair for lack of room, such as dpop/dpoppg's table (pruned by its
+// janitor, limited only by the database). An Authority records a
+// Service's assertion in such a cache before it consumes the pass: one
+// atomic record instead of a lookup before the consumption and a record
+// after it, a round trip fewer on a shared table. With any other cache
+// (the in-memory one has a fixed capacity that anyone who publishes a
+// Service configuration could otherwise fill with assertions spent on
+// failures) an assertion is looked up first and recorded only once its
+// validation succeeded.
+type UnboundedReplayCache interface {
+	ReplayCache
+	// Unbounded marks the cache; it does nothing.
+	Unbounded()
+}
+
 // ErrReplayCacheFull is returned by [MemoryReplayCache.Seen] when it cannot
 // record a pair: the cache holds its maximum number of unexpired entries,
 // or the pair's issuer holds more than its share while the cache is nearly

@@ -32,9 +32,10 @@
 // not a fixed capacity, is its bound, and one issuer's rows never refuse
 // another's. What bounds the rate is the verifiers' order (a pair is
 // recorded only after every trust check passed) and the rate limits. For
-// that reason an Authority on this table records a validation's assertion
-// before it consumes the pass, with Seen alone (one round trip, no
-// Contains first), where with the in-memory cache it records it after.
+// that reason the cache is a dpop.UnboundedReplayCache: an Authority on
+// this table records a validation's assertion before it consumes the pass,
+// with Seen alone (one round trip, no Contains first), where with the
+// in-memory cache it records it after.
 package dpoppg
 
 import (
@@ -152,6 +153,10 @@ func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Tim
 	}
 	return false, nil
 }
+
+// Unbounded implements dpop.UnboundedReplayCache: the table refuses no pair
+// for lack of room.
+func (c *ReplayCache) Unbounded() {}
 
 // Contains implements dpop.ReplayLookup with one read.
 func (c *ReplayCache) Contains(ctx context.Context, issuer, jti string) (bool, error) {
