@@ -289,30 +289,48 @@ const TokenPrefix = prefixToken
 // http.StripPrefix).
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, span := s.tel.Start(r.Context(), "agentpass.check", trace.SpanKindInternal)
-		if span.IsRecording() {
-			r = r.WithContext(ctx)
-		}
-		d, rec, err := s.check(r)
-		s.observeCheck(ctx, span, rec, err)
-		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
-			s.cfg.Fallback.ServeHTTP(w, r)
+		if !s.tel.Quiet(r.Context()) {
+			s.serveObserved(w, r, next)
 			return
 		}
+		d, rec, err := s.check(r)
 		if err != nil {
-			s.deny(w, r, rec, err)
+			s.refuse(w, r, rec, err)
 			return
 		}
 		next.ServeHTTP(w, serve(r, d))
 	})
 }
 
-// observeCheck ends the middleware's span and counts the request, with
-// the delegation's audit fields; with nothing recording it costs nothing.
-func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *DelegationRecord, err error) {
-	if !span.IsRecording() && !s.tel.Counting(ctx) {
+// serveObserved is the middleware when a span or a request count records
+// it.
+func (s *Service) serveObserved(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	ctx, span := s.tel.Start(r.Context(), "agentpass.check", trace.SpanKindInternal)
+	if span.IsRecording() {
+		r = r.WithContext(ctx)
+	}
+	d, rec, err := s.check(r)
+	s.observeCheck(ctx, span, rec, err)
+	if err != nil {
+		s.refuse(w, r, rec, err)
 		return
 	}
+	next.ServeHTTP(w, serve(r, d))
+}
+
+// refuse passes a request without an AgentPass credential to the
+// Fallback, when there is one, and denies any other failed check.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, rec *DelegationRecord, err error) {
+	if s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
+		s.cfg.Fallback.ServeHTTP(w, r)
+		return
+	}
+	s.deny(w, r, rec, err)
+}
+
+// observeCheck ends the middleware's span and counts the request, with
+// the delegation's audit fields.
+func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *DelegationRecord, err error) {
 	outcome := telemetry.ErrOutcome(err)
 	if errors.Is(err, ErrNoCredential) {
 		outcome = "no_credential"
@@ -419,8 +437,17 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 	// than canonicalize it again (Header.Get) on every request.
 	if v := r.Header["Authorization"]; len(v) > 0 && v[0] != "" {
 		h := v[0]
-		scheme, tok, _ := strings.Cut(h, " ")
-		tok = strings.TrimSpace(tok)
+		var scheme, tok string
+		if strings.HasPrefix(h, "Bearer ") {
+			scheme, tok = h[:6], h[7:] // the usual spelling, without a search
+		} else {
+			scheme, tok, _ = strings.Cut(h, " ")
+		}
+		// A token of ours that ends in a printable ASCII byte has no space
+		// for TrimSpace to remove.
+		if !strings.HasPrefix(tok, prefixToken) || tok[len(tok)-1] <= ' ' || tok[len(tok)-1] >= 0x7f {
+			tok = strings.TrimSpace(tok)
+		}
 		// Only the prefix decides whether a token is ours: another scheme
 		// or token (the application's own API key) is not, and a session
 		// cookie may still be present.
