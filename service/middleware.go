@@ -241,6 +241,11 @@ func DelegationFrom(ctx context.Context) (*Delegation, bool) {
 // the credential's requests share until the delegation changes: only this
 // package reads it (RequireScope), and never writes to it.
 func sharedDelegation(ctx context.Context) (*Delegation, bool) {
+	// The middleware's own context, when no other wraps it, without the
+	// dynamic call of Value.
+	if rd, ok := ctx.(*requestDelegation); ok {
+		return rd.d, rd.d != nil
+	}
 	d, ok := ctx.Value(ctxKey{}).(*Delegation)
 	return d, ok
 }

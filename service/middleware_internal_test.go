@@ -1,12 +1,15 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/agentpass-go/agentpass/internal/secret"
+	"github.com/agentpass-go/agentpass/pass"
 )
 
 // credentialOfReference is credentialOf's reading of the Authorization
@@ -75,5 +78,39 @@ func TestHeldUnder(t *testing.T) {
 		if (&memCred{key: key}).heldUnder(&sum) {
 			t.Fatalf("key %q of another form is held under the SHA-256", key)
 		}
+	}
+}
+
+// RequireScope finds the middleware's delegation whether its context is
+// the request's own or wrapped by a later one (a handler's value, a
+// span), and refuses a request with neither.
+func TestRequireScopeFindsDelegation(t *testing.T) {
+	d := &Delegation{Scope: pass.Scope{"tickets:read"}}
+	type otherKey struct{}
+	h := RequireScope("tickets:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, tt := range []struct {
+		name string
+		req  func(r *http.Request) *http.Request
+		want int
+	}{
+		{"own", func(r *http.Request) *http.Request { return serve(r, d) }, http.StatusNoContent},
+		{"wrapped", func(r *http.Request) *http.Request {
+			r = serve(r, d)
+			return r.WithContext(context.WithValue(r.Context(), otherKey{}, 1))
+		}, http.StatusNoContent},
+		{"WithDelegation", func(r *http.Request) *http.Request {
+			return r.WithContext(WithDelegation(r.Context(), d))
+		}, http.StatusNoContent},
+		{"none", func(r *http.Request) *http.Request { return r }, http.StatusUnauthorized},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, tt.req(httptest.NewRequest(http.MethodGet, "https://app.example/api", nil)))
+			if w.Code != tt.want {
+				t.Errorf("status %d, want %d", w.Code, tt.want)
+			}
+		})
 	}
 }
