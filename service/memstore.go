@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -104,6 +105,27 @@ type memCred struct {
 	// credential.
 	key  string
 	gone atomic.Bool
+}
+
+// heldUnder reports whether c's key is the SHA-256 sum, compared eight
+// bytes at a time rather than through a call to the runtime's memequal.
+func (c *memCred) heldUnder(sum *[32]byte) bool {
+	k := c.key
+	if len(k) != 33 {
+		return false
+	}
+	return le64(k[1:]) == binary.LittleEndian.Uint64(sum[0:]) &&
+		le64(k[9:]) == binary.LittleEndian.Uint64(sum[8:]) &&
+		le64(k[17:]) == binary.LittleEndian.Uint64(sum[16:]) &&
+		le64(k[25:]) == binary.LittleEndian.Uint64(sum[24:])
+}
+
+// le64 is binary.LittleEndian.Uint64 of a string's first eight bytes
+// (the compiler makes it one load).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // credKey is the key of a credential hash in MemoryStore.creds: a hash
@@ -325,7 +347,7 @@ func (s *MemoryStore) credentialSnapshot(ctx context.Context, sum *[32]byte, now
 	}
 	slot := &s.recent[(int(sum[0])<<8|int(sum[1]))&(recentSlots-1)]
 	c := slot.Load()
-	if c == nil || c.key[1:] != string(sum[:]) || c.gone.Load() {
+	if c == nil || !c.heldUnder(sum) || c.gone.Load() {
 		var key [33]byte
 		key[0] = 1
 		copy(key[1:], sum[:])

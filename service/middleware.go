@@ -196,12 +196,21 @@ type requestDelegation struct {
 	d *Delegation
 }
 
-// ownDelegation is a requestDelegation with a Delegation made for its
-// request alone (a Store other than MemoryStore, or a record the request
-// has just checked), in one allocation.
-type ownDelegation struct {
+// servedRequest is the request the middleware hands to the next handler
+// with the context in it, in one allocation: Request.WithContext's copy
+// would be one, and a context of its own another.
+type servedRequest struct {
+	r  http.Request
 	rd requestDelegation
-	v  delegationView
+}
+
+// serve returns r with a context that carries d.
+func serve(r *http.Request, d *Delegation) *http.Request {
+	sr := &servedRequest{rd: requestDelegation{Context: r.Context(), d: d}}
+	// WithContext is inlined and its copy does not escape, so the copy
+	// lives on the stack and only sr is allocated.
+	sr.r = *r.WithContext(&sr.rd)
+	return &sr.r
 }
 
 // Value returns the delegation for DelegationFrom and asks the parent
@@ -232,6 +241,11 @@ func DelegationFrom(ctx context.Context) (*Delegation, bool) {
 // the credential's requests share until the delegation changes: only this
 // package reads it (RequireScope), and never writes to it.
 func sharedDelegation(ctx context.Context) (*Delegation, bool) {
+	// The middleware's own context, when no other wraps it, without the
+	// dynamic call of Value.
+	if rd, ok := ctx.(*requestDelegation); ok {
+		return rd.d, rd.d != nil
+	}
 	d, ok := ctx.Value(ctxKey{}).(*Delegation)
 	return d, ok
 }
@@ -280,31 +294,48 @@ const TokenPrefix = prefixToken
 // http.StripPrefix).
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, span := s.tel.Start(r.Context(), "agentpass.check", trace.SpanKindInternal)
-		if span.IsRecording() {
-			r = r.WithContext(ctx)
-		}
-		rd, rec, err := s.check(r)
-		s.observeCheck(ctx, span, rec, err)
-		if err != nil && s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
-			s.cfg.Fallback.ServeHTTP(w, r)
+		if !s.tel.Quiet(r.Context()) {
+			s.serveObserved(w, r, next)
 			return
 		}
+		d, rec, err := s.check(r)
 		if err != nil {
-			s.deny(w, r, rec, err)
+			s.refuse(w, r, rec, err)
 			return
 		}
-		rd.Context = r.Context()
-		next.ServeHTTP(w, r.WithContext(rd))
+		next.ServeHTTP(w, serve(r, d))
 	})
 }
 
-// observeCheck ends the middleware's span and counts the request, with
-// the delegation's audit fields; with nothing recording it costs nothing.
-func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *DelegationRecord, err error) {
-	if !span.IsRecording() && !s.tel.Counting(ctx) {
+// serveObserved is the middleware when a span or a request count records
+// it.
+func (s *Service) serveObserved(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	ctx, span := s.tel.Start(r.Context(), "agentpass.check", trace.SpanKindInternal)
+	if span.IsRecording() {
+		r = r.WithContext(ctx)
+	}
+	d, rec, err := s.check(r)
+	s.observeCheck(ctx, span, rec, err)
+	if err != nil {
+		s.refuse(w, r, rec, err)
 		return
 	}
+	next.ServeHTTP(w, serve(r, d))
+}
+
+// refuse passes a request without an AgentPass credential to the
+// Fallback, when there is one, and denies any other failed check.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, rec *DelegationRecord, err error) {
+	if s.cfg != nil && s.cfg.Fallback != nil && errors.Is(err, ErrNoCredential) {
+		s.cfg.Fallback.ServeHTTP(w, r)
+		return
+	}
+	s.deny(w, r, rec, err)
+}
+
+// observeCheck ends the middleware's span and counts the request, with
+// the delegation's audit fields.
+func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *DelegationRecord, err error) {
 	outcome := telemetry.ErrOutcome(err)
 	if errors.Is(err, ErrNoCredential) {
 		outcome = "no_credential"
@@ -325,18 +356,18 @@ func (s *Service) observeCheck(ctx context.Context, span trace.Span, rec *Delega
 // a copy of the caller's own; its slices are shared, so never write into
 // them.
 func (s *Service) Check(r *http.Request) (*Delegation, error) {
-	rd, _, err := s.check(r)
+	d, _, err := s.check(r)
 	if err != nil {
 		return nil, err
 	}
-	cp := *rd.d
+	cp := *d
 	return &cp, nil
 }
 
-// check is Check that returns the context for the next handler (its
-// parent context not set yet) and also the delegation record, when one
+// check is Check that returns the middleware's Delegation, which requests
+// may share (never write to it), and also the delegation record, when one
 // was found, for the audit of a rejection.
-func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord, error) {
+func (s *Service) check(r *http.Request) (*Delegation, *DelegationRecord, error) {
 	if s == nil || s.cfg == nil {
 		return nil, nil, pass.Fail(pass.CodeInternal, "service not configured").WithCause(errNotNew)
 	}
@@ -371,21 +402,22 @@ func (s *Service) check(r *http.Request) (*requestDelegation, *DelegationRecord,
 	if err != nil {
 		return nil, rec, err
 	}
-	var rd *requestDelegation
+	var d *Delegation
 	if mc != nil && fresh == rec {
-		rd = &requestDelegation{d: mc.delegation(s, rec)}
+		d = mc.delegation(s, rec)
 	} else {
-		o := &ownDelegation{v: delegationView{snap: fresh, svc: s}}
-		o.v.init(c)
-		o.rd.d = &o.v.d
-		rd = &o.rd
+		// A Store other than MemoryStore, or a record this request has
+		// just checked: a Delegation for this request alone.
+		v := &delegationView{snap: fresh, svc: s}
+		v.init(c)
+		d = &v.d
 	}
-	if rd.d.Scope.IsEmpty() {
+	if d.Scope.IsEmpty() {
 		// A check narrowed the delegation to nothing: no authority is
 		// left, just as an empty scope is refused at redemption.
 		return nil, fresh, pass.Fail(pass.CodeScopeEmpty, "the delegation grants no scope now")
 	}
-	return rd, fresh, nil
+	return d, fresh, nil
 }
 
 // credential looks the token up: in a MemoryStore by its SHA-256, reading
@@ -410,8 +442,17 @@ func credentialOf(r *http.Request) (CredentialKind, string, error) {
 	// than canonicalize it again (Header.Get) on every request.
 	if v := r.Header["Authorization"]; len(v) > 0 && v[0] != "" {
 		h := v[0]
-		scheme, tok, _ := strings.Cut(h, " ")
-		tok = strings.TrimSpace(tok)
+		var scheme, tok string
+		if strings.HasPrefix(h, "Bearer ") {
+			scheme, tok = h[:6], h[7:] // the usual spelling, without a search
+		} else {
+			scheme, tok, _ = strings.Cut(h, " ")
+		}
+		// A token of ours that ends in a printable ASCII byte has no space
+		// for TrimSpace to remove.
+		if !strings.HasPrefix(tok, prefixToken) || tok[len(tok)-1] <= ' ' || tok[len(tok)-1] >= 0x7f {
+			tok = strings.TrimSpace(tok)
+		}
 		// Only the prefix decides whether a token is ours: another scheme
 		// or token (the application's own API key) is not, and a session
 		// cookie may still be present.

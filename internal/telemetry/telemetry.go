@@ -192,9 +192,12 @@ func Outcome(status int) string {
 	return OK
 }
 
-// Counting reports whether requests are counted, so a caller can skip
-// working out an outcome no one records.
-func (t *T) Counting(ctx context.Context) bool { return t != nil && t.requests.Enabled(ctx) }
+// Quiet reports whether no span would record and no request would be
+// counted now, so that a hot path tests once per request whether to start
+// a span and work out an outcome no one records.
+func (t *T) Quiet(ctx context.Context) bool {
+	return t == nil || !t.tracing() && !t.requests.Enabled(ctx)
+}
 
 // Request counts one request of endpoint.
 func (t *T) Request(ctx context.Context, endpoint, outcome string) {

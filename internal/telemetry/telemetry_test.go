@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -67,6 +68,42 @@ func TestNoProviderNoAllocation(t *testing.T) {
 				t.Errorf("allocations per call = %v, want 0", allocs)
 			}
 		})
+	}
+}
+
+// TestQuiet: the middleware skips its span and outcome only when neither
+// a span nor a request count would record: a provider of either side
+// that records makes it speak.
+func TestQuiet(t *testing.T) {
+	recording := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+	counting := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	for _, tt := range []struct {
+		name  string
+		tp    trace.TracerProvider
+		mp    *sdkmetric.MeterProvider
+		quiet bool
+	}{
+		{"idle globals", nil, nil, true},
+		{"noop tracer", noop.NewTracerProvider(), nil, true},
+		{"tracer", recording, nil, false},
+		{"meter", noop.NewTracerProvider(), counting, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var mp metric.MeterProvider
+			if tt.mp != nil {
+				mp = tt.mp
+			}
+			tel, err := New("service", tt.tp, mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tel.Quiet(context.Background()); got != tt.quiet {
+				t.Errorf("Quiet() = %v, want %v", got, tt.quiet)
+			}
+		})
+	}
+	if !(*T)(nil).Quiet(context.Background()) {
+		t.Error("a nil T is not quiet")
 	}
 }
 
