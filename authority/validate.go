@@ -89,7 +89,7 @@ func assertionError(err error) error {
 // succeeds, and a Service that is not its audience gets 403 without
 // burning it.
 func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "validation") {
 		return
 	}
@@ -228,7 +228,7 @@ var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown 
 // redeemed the delegation gets an answer; any other gets 404, as for an
 // unknown id, so Services cannot probe each other's authorizations.
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "authorization check") {
 		return
 	}
@@ -332,7 +332,7 @@ func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Au
 // configuration advertises: the redeeming Service completes or revokes the
 // delegation. Closing a closed delegation answers its current state again.
 func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "authorization close") {
 		return
 	}
