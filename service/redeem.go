@@ -200,10 +200,6 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
-	set2, err := s.trustFor(ctx, vr.User.Email)
-	if err != nil {
-		return nil, err
-	}
 	// The delegation keeps the one canonical form of the address, so that an
 	// application comparing Delegation.User with its own accounts never sees
 	// two spellings of one mailbox. SameEmail above proved it parses.
@@ -212,13 +208,22 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
-	src2, err := s.accept(ctx, set2, req.Authority)
-	if err != nil {
-		return nil, err
-	}
-	if src2.ref != src.ref || src2.mode != src.mode {
-		return nil, pass.Fail(pass.CodePrecedenceViolation,
-			"the Authority is not the one governing the validated user")
+	// Precedence already ran on the request's address; an answer naming
+	// the user byte for byte as the request did (nearly every one) has
+	// nothing new to run it on, and any other spelling runs it again.
+	if vr.User.Email != req.User.Email {
+		set2, err := s.trustFor(ctx, vr.User.Email)
+		if err != nil {
+			return nil, err
+		}
+		src2, err := s.accept(ctx, set2, req.Authority)
+		if err != nil {
+			return nil, err
+		}
+		if src2.ref != src.ref || src2.mode != src.mode {
+			return nil, pass.Fail(pass.CodePrecedenceViolation,
+				"the Authority is not the one governing the validated user")
+		}
 	}
 	if vr.AuthorizationExpiresAt != nil && !vr.AuthorizationExpiresAt.After(now) {
 		return nil, pass.Fail(pass.CodeAgentPassExpired,
@@ -557,10 +562,15 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 		return nil, storeError(err)
 	}
 	s.redeemed(ctx, rec)
-	secs := int64(exp.Sub(now) / time.Second)
-	return &redemption{rec: rec, bearer: &pass.BearerTokenResponse{
-		BearerToken: tok, Scope: rec.CurrentScope, ExpiresIn: &secs, TokenType: tokenType,
-	}}, nil
+	// The outcome, the answer and its expires_in in one allocation.
+	out := &struct {
+		redemption
+		bearer pass.BearerTokenResponse
+		secs   int64
+	}{secs: int64(exp.Sub(now) / time.Second)}
+	out.bearer = pass.BearerTokenResponse{BearerToken: tok, Scope: rec.CurrentScope, ExpiresIn: &out.secs, TokenType: tokenType}
+	out.redemption = redemption{rec: rec, bearer: &out.bearer}
+	return &out.redemption, nil
 }
 
 // mintInit stores an initialization token together with the delegation, in
