@@ -370,6 +370,47 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 	return ok
 }
 
+// decodeFast reads r from data, a valid JSON object, when it can do so
+// exactly as encoding/json would: the answer every bearer redemption gets.
+func (r *BearerTokenResponse) decodeFast(data []byte) bool {
+	if r.BearerToken != "" || r.Scope != nil || r.ExpiresIn != nil || r.TokenType != "" {
+		return false
+	}
+	d := &strs{}
+	var out BearerTokenResponse
+	var secs int64
+	ok := fastMembers(data, func(name, raw []byte) bool {
+		switch string(name) {
+		case "bearer_token":
+			return d.str(raw, &out.BearerToken)
+		case "scope":
+			return d.scope(raw, &out.Scope)
+		case "expires_in":
+			if isNull(raw) {
+				out.ExpiresIn = nil
+				return true
+			}
+			out.ExpiresIn = &secs
+			return int64Member(raw, &secs)
+		case "token_type":
+			switch string(raw) {
+			case `"DPoP"`:
+				out.TokenType = "DPoP"
+				return true
+			case `"Bearer"`:
+				out.TokenType = "Bearer"
+				return true
+			}
+			return d.str(raw, &out.TokenType)
+		}
+		return unknownMember(name, "bearer_token", "scope", "expires_in", "token_type")
+	})
+	if ok {
+		*r = out
+	}
+	return ok
+}
+
 // mission decodes a mission's scalar members; its stages, ceiling and
 // actors, present only for staged and delegated missions, are decoded by
 // encoding/json.
