@@ -117,7 +117,8 @@ func IsJSON(contentType string) bool {
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	// Encoded into a pooled buffer: json.Marshal would copy every answer
-	// into a new slice.
+	// into a new slice. The answers of validation and redemption are
+	// written without reflection (encode.go), the same bytes.
 	a := answerBufs.Get().(*answerBuf)
 	defer func() {
 		if a.buf.Cap() <= MaxBody {
@@ -125,12 +126,18 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		}
 	}()
 	a.buf.Reset()
-	if err := a.enc.Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		a.buf.Reset()
-		_ = a.enc.Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
+	b, ok := appendDocument(a.buf.AvailableBuffer(), v)
+	if !ok {
+		if err := a.enc.Encode(v); err != nil {
+			status = http.StatusInternalServerError
+			a.buf.Reset()
+			_ = a.enc.Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
+		}
+		b = bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
+	} else {
+		a.buf.Write(b) // kept with the pooled buffer's capacity
+		b = a.buf.Bytes()
 	}
-	b := bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
 	h := w.Header()
 	h["Content-Type"] = valueJSON[:1:1] // shared values, as Prepared's
 	h["X-Content-Type-Options"] = valueNosniff[:1:1]
@@ -216,9 +223,12 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	method := c.Method
 	var body io.Reader
 	if c.Body != nil {
-		b, err := json.Marshal(c.Body)
-		if err != nil {
-			return nil, fmt.Errorf("httpx: encode request: %w", err)
+		b, ok := appendDocument(make([]byte, 0, requestSize(c.Body)), c.Body)
+		if !ok {
+			var err error
+			if b, err = json.Marshal(c.Body); err != nil {
+				return nil, fmt.Errorf("httpx: encode request: %w", err)
+			}
 		}
 		body = bytes.NewReader(b)
 		if method == "" {
