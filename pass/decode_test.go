@@ -140,7 +140,7 @@ const (
 
 // TestDecodeRedemptionAllocs (#19 item 2): the redemption request, the
 // validation answer and the bearer answer decode without reflection.
-// Before: 15, 32 and 14 allocations (encoding/json).
+// Before: 14, 31 and 14 allocations (encoding/json); after: 4, 15 and 5.
 func TestDecodeRedemptionAllocs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
