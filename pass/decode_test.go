@@ -227,3 +227,43 @@ func TestScopeMarshalAllocs(t *testing.T) {
 		t.Errorf("Scope.MarshalJSON: %v allocations, want 1", n)
 	}
 }
+
+// FuzzScopeIntersect: Intersect of small scopes, taken by scanning (#19
+// item 2), is the values of a, deduplicated in order, that b holds (or the
+// wildcard rules), and allocates once.
+func FuzzScopeIntersect(f *testing.F) {
+	f.Add("a,b,a,c", "c,a,x")
+	f.Add("*,a", "b")
+	f.Add("", "a")
+	f.Add("a,a,a", "a,a")
+	f.Fuzz(func(t *testing.T, x, y string) {
+		a, b := pass.Scope(strings.Split(x, ",")), pass.Scope(strings.Split(y, ","))
+		got := a.Intersect(b)
+		var want pass.Scope
+		switch {
+		case a.HasWildcard() && b.HasWildcard():
+			want = pass.Scope{pass.Wildcard}
+		case a.HasWildcard():
+			want = b.Dedupe()
+		case b.HasWildcard():
+			want = a.Dedupe()
+		default:
+			want = pass.Scope{}
+			for _, v := range a.Dedupe() {
+				if b.Has(v) {
+					want = append(want, v)
+				}
+			}
+		}
+		if got == nil || !reflect.DeepEqual([]string(got), []string(want)) {
+			t.Fatalf("%q ∩ %q = %#v, want %#v", a, b, got, want)
+		}
+	})
+}
+
+func TestScopeIntersectAllocs(t *testing.T) {
+	a, b := pass.Scope{"tickets:read", "tickets:write", "admin"}, pass.Scope{"tickets:read", "admin", "other"}
+	if n := testing.AllocsPerRun(100, func() { _ = a.Intersect(b) }); n != 1 {
+		t.Errorf("Intersect: %v allocations, want 1 (before: 2)", n)
+	}
+}

@@ -136,6 +136,17 @@ func (s Scope) Intersect(other Scope) Scope {
 	case ow:
 		return s.Dedupe()
 	}
+	if len(s) <= smallScope && len(other) <= smallScope {
+		// The common case, one allocation: scans, no membership closure,
+		// no deduplicated copy of s.
+		out := make(Scope, 0, min(len(s), len(other)))
+		for _, v := range s {
+			if other.Has(v) && !out.Has(v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
 	inOther := other.contains()
 	out := Scope{}
 	for _, v := range s.Dedupe() {
