@@ -9,9 +9,10 @@ import (
 	"github.com/agentpass-go/agentpass/internal/jsonscan"
 )
 
-// The documents of every redemption (the request, and the Authority's
-// validation answer) are read here in one pass over already validated JSON
-// instead of by reflection, which cost them dozens of allocations each.
+// The documents of every redemption (the request, the Authority's
+// validation answer and the bearer answer) are read here in one pass over
+// already validated JSON instead of by reflection, which cost them dozens
+// of allocations each.
 // These readers only ever accept: on anything they do not handle exactly as
 // encoding/json does (an escape in a string, null where a value is
 // expected, a member name encoding/json would match case-insensitively, a
