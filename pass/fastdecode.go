@@ -208,7 +208,7 @@ func (r *RedemptionRequest) decodeFast(data []byte) bool {
 		case "authority":
 			return d.str(raw, &out.Authority)
 		case "user":
-			return object(raw, d.user(&out.User))
+			return object(raw, func(n, r []byte) bool { return d.userMember(&out.User, n, r) })
 		case "harness_proof":
 			if isNull(raw) {
 				out.HarnessProof = nil
@@ -217,7 +217,8 @@ func (r *RedemptionRequest) decodeFast(data []byte) bool {
 			if out.HarnessProof == nil {
 				out.HarnessProof = new(JWTContainer)
 			}
-			return object(raw, d.jwt(out.HarnessProof))
+			p := out.HarnessProof
+			return object(raw, func(n, r []byte) bool { return d.jwtMember(p, n, r) })
 		case "requested_scope":
 			return d.scope(raw, &out.RequestedScope)
 		case "initialization_methods":
@@ -237,22 +238,22 @@ func (r *RedemptionRequest) decodeFast(data []byte) bool {
 	return ok
 }
 
-func (d *strs) user(u *User) func(name, raw []byte) bool {
-	return func(name, raw []byte) bool {
-		if string(name) == "email" {
-			return d.str(raw, &u.Email)
-		}
-		return unknownMember(name, "email")
+// The members of the nested objects. Each is called from a function
+// literal written at its call, which stays on the stack; a method that
+// returned the literal would allocate it.
+
+func (d *strs) userMember(u *User, name, raw []byte) bool {
+	if string(name) == "email" {
+		return d.str(raw, &u.Email)
 	}
+	return unknownMember(name, "email")
 }
 
-func (d *strs) jwt(c *JWTContainer) func(name, raw []byte) bool {
-	return func(name, raw []byte) bool {
-		if string(name) == "jwt" {
-			return d.str(raw, &c.JWT)
-		}
-		return unknownMember(name, "jwt")
+func (d *strs) jwtMember(c *JWTContainer, name, raw []byte) bool {
+	if string(name) == "jwt" {
+		return d.str(raw, &c.JWT)
 	}
+	return unknownMember(name, "jwt")
 }
 
 // decodeFast reads r from data, a valid JSON object, when it can do so
@@ -281,7 +282,7 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 		case "authorization_id":
 			return d.str(raw, &out.AuthorizationID)
 		case "user":
-			return object(raw, d.user(&out.User))
+			return object(raw, func(n, r []byte) bool { return d.userMember(&out.User, n, r) })
 		case "agent":
 			return object(raw, func(name, raw []byte) bool {
 				if string(name) == "id" {
@@ -321,7 +322,8 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 				parts.task = Task{} // fresh after a null, as encoding/json's
 				out.Task = &parts.task
 			}
-			return object(raw, d.task(out.Task))
+			t := out.Task
+			return object(raw, func(n, r []byte) bool { return d.taskMember(t, n, r) })
 		case "authorization_expires_at":
 			if isNull(raw) {
 				out.AuthorizationExpiresAt = nil
@@ -360,7 +362,8 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 				parts.mission = MissionInfo{} // fresh after a null, as encoding/json's
 				out.Mission = &parts.mission
 			}
-			return object(raw, d.mission(out.Mission))
+			m := out.Mission
+			return object(raw, func(n, r []byte) bool { return d.missionMember(m, n, r) })
 		}
 		return unknownMember(name, "authorization_id", "user", "agent", "scope", "type", "destination_url", "cnf", "task",
 			"authorization_expires_at", "harness", "mission")
@@ -415,37 +418,35 @@ func (r *BearerTokenResponse) decodeFast(data []byte) bool {
 // mission decodes a mission's scalar members; its stages, ceiling and
 // actors, present only for staged and delegated missions, are decoded by
 // encoding/json.
-func (d *strs) mission(m *MissionInfo) func(name, raw []byte) bool {
-	return func(name, raw []byte) bool {
-		switch string(name) {
-		case "id":
-			return d.str(raw, &m.ID)
-		case "state":
-			if string(raw) == `"active"` {
-				m.State = MissionActive
-				return true
-			}
-			s := string(m.State)
-			ok := d.str(raw, &s)
-			m.State = MissionState(s)
-			return ok
-		case "version":
-			return int64Member(raw, &m.Version)
-		case "stage":
-			return d.str(raw, &m.Stage)
-		case "parent":
-			return d.str(raw, &m.Parent)
-		case "history_head":
-			return d.str(raw, &m.HistoryHead)
-		case "stages":
-			return json.Unmarshal(raw, &m.Stages) == nil
-		case "ceiling":
-			return json.Unmarshal(raw, &m.Ceiling) == nil
-		case "act":
-			return json.Unmarshal(raw, &m.Act) == nil
+func (d *strs) missionMember(m *MissionInfo, name, raw []byte) bool {
+	switch string(name) {
+	case "id":
+		return d.str(raw, &m.ID)
+	case "state":
+		if string(raw) == `"active"` {
+			m.State = MissionActive
+			return true
 		}
-		return unknownMember(name, "id", "state", "version", "stage", "stages", "ceiling", "parent", "act", "history_head")
+		s := string(m.State)
+		ok := d.str(raw, &s)
+		m.State = MissionState(s)
+		return ok
+	case "version":
+		return int64Member(raw, &m.Version)
+	case "stage":
+		return d.str(raw, &m.Stage)
+	case "parent":
+		return d.str(raw, &m.Parent)
+	case "history_head":
+		return d.str(raw, &m.HistoryHead)
+	case "stages":
+		return json.Unmarshal(raw, &m.Stages) == nil
+	case "ceiling":
+		return json.Unmarshal(raw, &m.Ceiling) == nil
+	case "act":
+		return json.Unmarshal(raw, &m.Act) == nil
 	}
+	return unknownMember(name, "id", "state", "version", "stage", "stages", "ceiling", "parent", "act", "history_head")
 }
 
 // int64Member decodes an integer member of up to 18 digits, the sizes a
@@ -476,38 +477,37 @@ func int64Member(raw []byte, dst *int64) bool {
 	return true
 }
 
-func (d *strs) task(t *Task) func(name, raw []byte) bool {
-	return func(name, raw []byte) bool {
-		switch string(name) {
-		case "id":
-			return d.str(raw, &t.ID)
-		case "description":
-			return d.str(raw, &t.Description)
-		case "class":
-			return d.str(raw, &t.Class)
-		case "attested":
-			switch string(raw) {
-			case "true":
-				t.Attested = true
-			case "false":
-				t.Attested = false
-			case "null":
-			default:
-				return false
-			}
-			return true
-		case "attestation":
-			if isNull(raw) {
-				t.Attestation = nil
-				return true
-			}
-			if t.Attestation == nil {
-				t.Attestation = new(JWTContainer)
-			}
-			return object(raw, d.jwt(t.Attestation))
+func (d *strs) taskMember(t *Task, name, raw []byte) bool {
+	switch string(name) {
+	case "id":
+		return d.str(raw, &t.ID)
+	case "description":
+		return d.str(raw, &t.Description)
+	case "class":
+		return d.str(raw, &t.Class)
+	case "attested":
+		switch string(raw) {
+		case "true":
+			t.Attested = true
+		case "false":
+			t.Attested = false
+		case "null":
+		default:
+			return false
 		}
-		return unknownMember(name, "id", "description", "class", "attested", "attestation")
+		return true
+	case "attestation":
+		if isNull(raw) {
+			t.Attestation = nil
+			return true
+		}
+		if t.Attestation == nil {
+			t.Attestation = new(JWTContainer)
+		}
+		a := t.Attestation
+		return object(raw, func(n, r []byte) bool { return d.jwtMember(a, n, r) })
 	}
+	return unknownMember(name, "id", "description", "class", "attested", "attestation")
 }
 
 // appendPlainString appends s as a JSON string when encoding/json writes
