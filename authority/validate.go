@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
@@ -115,7 +116,7 @@ func assertionError(err error) error {
 // succeeds, and a Service that is not its audience gets 403 without
 // burning it.
 func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "validation") {
 		return
 	}
@@ -163,7 +164,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 	out := validationBody(az)
 	// The mission and its ancestors come from the consumption itself,
 	// which checked them under the same lock: no second read.
-	out.Mission = &pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
+	*out.Mission = pass.MissionInfo{ID: m.MissionID, State: pass.MissionActive, Version: m.Version, Parent: m.ParentMissionID,
 		HistoryHead: m.HistoryHead}
 	if len(m.Stages) > 0 {
 		// A Service that stages in place keeps the ceiling as its
@@ -226,14 +227,30 @@ func consumeError(err error) error {
 // tell that a proof is required, and holder binding would silently vanish.
 // az is the caller's own copy (the store's answer), so its scope and key
 // are used as they are.
+//
+// The answer and the members it points to are one allocation; its Mission
+// points to a zero MissionInfo for the caller to fill.
 func validationBody(az *Authorization) *pass.ValidationResponse {
-	exp := az.ExpiresAt.UTC()
-	out := &pass.ValidationResponse{
+	parts := &struct {
+		out     pass.ValidationResponse
+		exp     time.Time
+		task    pass.Task
+		harness pass.HarnessRef
+		cnf     pass.Cnf
+		mission pass.MissionInfo
+	}{
+		exp:     az.ExpiresAt.UTC(),
+		task:    pass.Task{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
+		harness: pass.HarnessRef{ID: az.HarnessID},
+	}
+	out := &parts.out
+	*out = pass.ValidationResponse{
 		AuthorizationID: az.ID, User: pass.User{Email: az.User}, Agent: pass.Agent{ID: az.AgentID},
 		Scope: az.Scope, Type: az.Type,
-		Task:                   &pass.Task{ID: az.TaskID, Description: az.TaskDescription, Attested: az.TaskAttested},
-		AuthorizationExpiresAt: &exp,
-		Harness:                &pass.HarnessRef{ID: az.HarnessID},
+		Task:                   &parts.task,
+		AuthorizationExpiresAt: &parts.exp,
+		Harness:                &parts.harness,
+		Mission:                &parts.mission,
 	}
 	if az.HardenedBinding {
 		// The Service then requires htm, htu and aph for this pass only.
@@ -246,7 +263,8 @@ func validationBody(az *Authorization) *pass.ValidationResponse {
 		out.DestinationURL = az.DestinationURL
 	}
 	if az.Cnf != nil {
-		out.Cnf = &pass.Cnf{JWK: az.Cnf}
+		parts.cnf.JWK = az.Cnf
+		out.Cnf = &parts.cnf
 	}
 	return out
 }
@@ -257,7 +275,7 @@ var errUnknownAuthorization = pass.Fail(pass.CodeAuthorizationUnknown, "unknown 
 // redeemed the delegation gets an answer; any other gets 404, as for an
 // unknown id, so Services cannot probe each other's authorizations.
 func (a *Authority) serveCheck(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "authorization check") {
 		return
 	}
@@ -361,7 +379,7 @@ func (a *Authority) checkAuthorization(ctx context.Context, id, svc string) (*Au
 // configuration advertises: the redeeming Service completes or revokes the
 // delegation. Closing a closed delegation answers its current state again.
 func (a *Authority) serveClose(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "authorization close") {
 		return
 	}

@@ -3,7 +3,9 @@ package dpop
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -25,8 +27,16 @@ func FuzzParsePublicJWK(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		jwk, err := ParsePublicJWK(raw)
+		// The memo answers as the parse: the same error, the same key.
+		again, errAgain := ParsePublicJWK(raw)
+		if fmt.Sprint(err) != fmt.Sprint(errAgain) || !reflect.DeepEqual(jwk, again) {
+			t.Fatalf("ParsePublicJWK(%q) = %v, %v; then %v, %v", raw, jwk, err, again, errAgain)
+		}
 		if err != nil {
 			return
+		}
+		if jwk == again {
+			t.Fatal("two callers share one JSONWebKey")
 		}
 		if !jwk.IsPublic() {
 			t.Fatal("accepted a non-public key")

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
@@ -159,6 +160,20 @@ func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 	if len(raw) > maxJWKBytes {
 		return nil, newErr(ErrInvalidKey, "JWK too large")
 	}
+	if k := publicJWKs.get(raw); k != nil {
+		return k, nil
+	}
+	k, err := parsePublicJWK(raw)
+	if err != nil {
+		return nil, err
+	}
+	publicJWKs.put(raw, k)
+	c := *k
+	return &c, nil
+}
+
+// parsePublicJWK is ParsePublicJWK's parse of a trimmed, bounded JWK.
+func parsePublicJWK(raw []byte) (*jose.JSONWebKey, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
 		return nil, newErr(ErrInvalidKey, "JWK is not a JSON object")
@@ -176,6 +191,51 @@ func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 		return nil, err
 	}
 	return &jwk, nil
+}
+
+// Bounds of the memo of parsed public keys: past either, it starts again
+// empty. A Harness holds its holder and DPoP keys across many passes and
+// proofs, so a few keys are nearly every lookup; a flood of new keys costs
+// the parse it cost without the memo, and never more memory than this.
+const (
+	maxMemoJWKs     = 1024
+	maxMemoJWKBytes = 1 << 20
+)
+
+// jwkMemo keeps the result of ParsePublicJWK by the JWK's exact bytes (the
+// parse decodes the JSON twice by reflection, about 30 allocations). Only
+// accepted keys are kept, and callers get their own copy of the
+// JSONWebKey, whose key and certificates are never changed in place.
+type jwkMemo struct {
+	mu    sync.Mutex
+	m     map[string]*jose.JSONWebKey
+	bytes int
+}
+
+var publicJWKs jwkMemo
+
+// get returns a copy of the key parsed from raw, or nil.
+func (j *jwkMemo) get(raw []byte) *jose.JSONWebKey {
+	j.mu.Lock()
+	k := j.m[string(raw)]
+	j.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	c := *k
+	return &c
+}
+
+func (j *jwkMemo) put(raw []byte, k *jose.JSONWebKey) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.m == nil || len(j.m) >= maxMemoJWKs || j.bytes+len(raw) > maxMemoJWKBytes {
+		j.m, j.bytes = make(map[string]*jose.JSONWebKey), 0
+	}
+	if _, ok := j.m[string(raw)]; !ok {
+		j.m[string(raw)] = k
+		j.bytes += len(raw)
+	}
 }
 
 // checkPublicJWK applies the ParsePublicJWK rules to an already decoded key.

@@ -319,3 +319,45 @@ func TestSign(t *testing.T) {
 		t.Errorf("signJWT(nil) = %v, want ErrInvalidKey", err)
 	}
 }
+
+// TestParsePublicJWKMemo (#19 item 2): a key parsed before is answered
+// from the memo (before: 56 allocations per parse of an ES256 key), each
+// caller gets its own JSONWebKey, refused keys stay refused, and the memo
+// stays within its bounds however many keys arrive.
+func TestParsePublicJWKMemo(t *testing.T) {
+	raw := mustKey(t, "ES256").PublicJSON()
+	first, err := ParsePublicJWK(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		k, err := ParsePublicJWK(raw)
+		if err != nil || k == first {
+			t.Fatal(k, err)
+		}
+	}); n > 1 {
+		t.Errorf("ParsePublicJWK of a known key: %v allocations, want 1", n)
+	}
+	again, _ := ParsePublicJWK(raw)
+	again.KeyID = "changed"
+	if k, _ := ParsePublicJWK(raw); k.KeyID == "changed" || !cmp.Equal(first.Key, k.Key) {
+		t.Errorf("a caller's change reached the memo: %+v", k)
+	}
+	bad := []byte(`{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}`)
+	for range 2 {
+		if _, err := ParsePublicJWK(bad); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("private JWK: %v", err)
+		}
+	}
+	for range maxMemoJWKs + 10 {
+		if _, err := ParsePublicJWK(mustKey(t, "EdDSA").PublicJSON()); err != nil {
+			t.Fatal(err)
+		}
+		publicJWKs.mu.Lock()
+		n, b := len(publicJWKs.m), publicJWKs.bytes
+		publicJWKs.mu.Unlock()
+		if n > maxMemoJWKs || b > maxMemoJWKBytes {
+			t.Fatalf("memo holds %d keys, %d bytes", n, b)
+		}
+	}
+}

@@ -445,3 +445,23 @@ func TestSameHTUMemo(t *testing.T) {
 		}
 	}
 }
+
+// TestAPHMatches (#19 item 2): the aph check answers as a comparison with
+// PassHash does, without allocating, for short and long pass values.
+func TestAPHMatches(t *testing.T) {
+	for _, v := range []string{"ap_0123456789abcdefghijklmnopqrstuvwxyzABCDEF", "x", strings.Repeat("p", 300)} {
+		if !aphMatches(PassHash(v), v) {
+			t.Errorf("aph of %.20q does not match", v)
+		}
+		for _, bad := range []string{"", PassHash(v + "x"), PassHash(v)[:42], PassHash(v) + "A"} {
+			if aphMatches(bad, v) {
+				t.Errorf("aph %q matched %.20q", bad, v)
+			}
+		}
+	}
+	v := "ap_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+	aph := PassHash(v)
+	if n := testing.AllocsPerRun(100, func() { aphMatches(aph, v) }); n != 0 {
+		t.Errorf("aphMatches: %v allocations, want 0 (PassHash: 2)", n)
+	}
+}

@@ -22,7 +22,23 @@ func (s Scope) MarshalJSON() ([]byte, error) {
 	if s == nil {
 		return []byte("[]"), nil
 	}
-	return json.Marshal([]string(s))
+	// Scope values are nearly always plain ASCII, which encoding/json
+	// writes as it is: one allocation instead of its encoder's.
+	n := 2 + 3*len(s)
+	for _, v := range s {
+		n += len(v)
+	}
+	b := append(make([]byte, 0, n), '[')
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = appendPlainString(b, v); !ok {
+			return json.Marshal([]string(s))
+		}
+	}
+	return append(b, ']'), nil
 }
 
 // UnmarshalJSON accepts only a JSON array of strings: a string, an object or
@@ -119,6 +135,17 @@ func (s Scope) Intersect(other Scope) Scope {
 		return other.Dedupe()
 	case ow:
 		return s.Dedupe()
+	}
+	if len(s) <= smallScope && len(other) <= smallScope {
+		// The common case, one allocation: scans, no membership closure,
+		// no deduplicated copy of s.
+		out := make(Scope, 0, min(len(s), len(other)))
+		for _, v := range s {
+			if other.Has(v) && !out.Has(v) {
+				out = append(out, v)
+			}
+		}
+		return out
 	}
 	inOther := other.contains()
 	out := Scope{}

@@ -181,10 +181,18 @@ func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
 	return c, ok
 }
 
-// putCred stores c for the delegation del. The caller holds s.mu.
-func (s *MemoryStore) putCred(c *CredentialRecord, del *memDelegation) {
-	k := credKey(c.Hash)
-	s.creds[k] = &memCred{rec: c, del: del, key: k}
+// putCred stores a copy of c for the delegation del, under the delegation
+// id authorizationID. The entry and the copy are one allocation: a stored
+// credential never changes. The caller holds s.mu.
+func (s *MemoryStore) putCred(c *CredentialRecord, authorizationID string, del *memDelegation) {
+	e := &struct {
+		memCred
+		rec CredentialRecord
+	}{rec: *c}
+	e.rec.Scope = cloneScope(c.Scope)
+	e.rec.AuthorizationID = authorizationID
+	e.memCred.rec, e.memCred.del, e.memCred.key = &e.rec, del, credKey(c.Hash)
+	s.creds[e.key] = &e.memCred
 }
 
 // MemoryOption configures a MemoryStore.
@@ -244,9 +252,7 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		if _, ok := s.lookup(cred.Hash); ok {
 			return fmt.Errorf("service: credential %w", ErrConflict)
 		}
-		c := cred.clone()
-		c.AuthorizationID = d.AuthorizationID
-		s.putCred(c, del)
+		s.putCred(cred, d.AuthorizationID, del)
 	} else {
 		if _, ok := s.inits[init.Hash]; ok {
 			return fmt.Errorf("service: initialization token %w", ErrConflict)
@@ -317,7 +323,7 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	s.putCred(c.clone(), d)
+	s.putCred(c, c.AuthorizationID, d)
 	d.refs++
 	return nil
 }

@@ -41,8 +41,8 @@ type redemption struct {
 func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.PassType) {
 	a := &audit{event: eventRedeem, endpoint: string(typ), requestID: requestID(r)}
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	httpx.NoStore(h)
+	h["Pragma"] = valueNoCache[:1:1] // shared, as httpx.NoStore's
 	if r.Method != http.MethodPost {
 		httpx.MethodNotAllowed(w, http.MethodPost)
 		return
@@ -75,6 +75,11 @@ func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.P
 }
 
 var errDPoP = errors.New("service: invalid DPoP proof")
+
+// valueNoCache is the Pragma header value of redemption answers, shared by
+// all of them: a header map holds it with its capacity equal to its length,
+// so nothing can append to it in place.
+var valueNoCache = []string{"no-cache"}
 
 // redeem runs the validation algorithm of §4.4 (steps 1–8, tightened where
 // the spec leaves a gap) and mints the credential. Nothing is minted unless
@@ -195,10 +200,6 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
-	set2, err := s.trustFor(ctx, vr.User.Email)
-	if err != nil {
-		return nil, err
-	}
 	// The delegation keeps the one canonical form of the address, so that an
 	// application comparing Delegation.User with its own accounts never sees
 	// two spellings of one mailbox. SameEmail above proved it parses.
@@ -207,13 +208,22 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		return nil, pass.Fail(pass.CodeUserMismatch,
 			"the AgentPass was issued for another user")
 	}
-	src2, err := s.accept(ctx, set2, req.Authority)
-	if err != nil {
-		return nil, err
-	}
-	if src2.ref != src.ref || src2.mode != src.mode {
-		return nil, pass.Fail(pass.CodePrecedenceViolation,
-			"the Authority is not the one governing the validated user")
+	// Precedence already ran on the request's address; an answer naming
+	// the user byte for byte as the request did (nearly every one) has
+	// nothing new to run it on, and any other spelling runs it again.
+	if vr.User.Email != req.User.Email {
+		set2, err := s.trustFor(ctx, vr.User.Email)
+		if err != nil {
+			return nil, err
+		}
+		src2, err := s.accept(ctx, set2, req.Authority)
+		if err != nil {
+			return nil, err
+		}
+		if src2.ref != src.ref || src2.mode != src.mode {
+			return nil, pass.Fail(pass.CodePrecedenceViolation,
+				"the Authority is not the one governing the validated user")
+		}
 	}
 	if vr.AuthorizationExpiresAt != nil && !vr.AuthorizationExpiresAt.After(now) {
 		return nil, pass.Fail(pass.CodeAgentPassExpired,
@@ -552,10 +562,15 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 		return nil, storeError(err)
 	}
 	s.redeemed(ctx, rec)
-	secs := int64(exp.Sub(now) / time.Second)
-	return &redemption{rec: rec, bearer: &pass.BearerTokenResponse{
-		BearerToken: tok, Scope: rec.CurrentScope, ExpiresIn: &secs, TokenType: tokenType,
-	}}, nil
+	// The outcome, the answer and its expires_in in one allocation.
+	out := &struct {
+		redemption
+		bearer pass.BearerTokenResponse
+		secs   int64
+	}{secs: int64(exp.Sub(now) / time.Second)}
+	out.bearer = pass.BearerTokenResponse{BearerToken: tok, Scope: rec.CurrentScope, ExpiresIn: &out.secs, TokenType: tokenType}
+	out.redemption = redemption{rec: rec, bearer: &out.bearer}
+	return &out.redemption, nil
 }
 
 // mintInit stores an initialization token together with the delegation, in

@@ -49,7 +49,7 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 	if !IsJSON(r.Header.Get("Content-Type")) {
 		return pass.Fail(pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength, MaxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -63,16 +63,23 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 	return nil
 }
 
-// readBody is io.ReadAll with the buffer sized from the declared length
-// (within MaxBody), so a body is read into one allocation instead of a
-// doubling series; a wrong declaration only costs growth, as without it.
-func readBody(r io.Reader, declared int64) ([]byte, error) {
+// readBody is io.ReadAll(io.LimitReader(r, limit+1)) with the buffer sized
+// from the declared length (within MaxBody), so a body is read into one
+// allocation instead of a doubling series and without a LimitReader; a
+// wrong declaration only costs growth, as without it. A body longer than
+// limit is returned cut at limit+1 bytes, for the caller to refuse.
+func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
+	size := declared + 1 // +1: EOF is seen without growing
 	if declared <= 0 || declared > MaxBody {
-		return io.ReadAll(r)
+		size = 512
 	}
-	b := make([]byte, 0, declared+1) // +1: EOF is seen without growing
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
+	b := make([]byte, 0, min(size, limit+1))
+	for int64(len(b)) <= limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		room := min(int64(cap(b)-len(b)), limit+1-int64(len(b)))
+		n, err := r.Read(b[len(b) : len(b)+int(room)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			return b, nil
@@ -80,10 +87,8 @@ func readBody(r io.Reader, declared int64) ([]byte, error) {
 		if err != nil {
 			return b, err
 		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
 	}
+	return b, nil
 }
 
 // InvalidRequest turns a decoding or validation error into a 400 whose
@@ -112,28 +117,51 @@ func IsJSON(contentType string) bool {
 // WriteJSON writes v as a JSON response with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	// Encoded into a pooled buffer: json.Marshal would copy every answer
-	// into a new slice.
-	buf := answerBufs.Get().(*bytes.Buffer)
+	// into a new slice. The answers of validation and redemption are
+	// written without reflection (encode.go), the same bytes.
+	a := answerBufs.Get().(*answerBuf)
 	defer func() {
-		if buf.Cap() <= MaxBody {
-			answerBufs.Put(buf)
+		if a.buf.Cap() <= MaxBody {
+			answerBufs.Put(a)
 		}
 	}()
-	buf.Reset()
-	if err := json.NewEncoder(buf).Encode(v); err != nil {
-		status = http.StatusInternalServerError
-		buf.Reset()
-		_ = json.NewEncoder(buf).Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
+	a.buf.Reset()
+	b, ok := appendDocument(a.buf.AvailableBuffer(), v)
+	if !ok {
+		if err := a.enc.Encode(v); err != nil {
+			status = http.StatusInternalServerError
+			a.buf.Reset()
+			_ = a.enc.Encode(pass.Fail(pass.CodeInternal, "internal error").Body())
+		}
+		b = bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
+	} else {
+		a.buf.Write(b) // kept with the pooled buffer's capacity
+		b = a.buf.Bytes()
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n")) // Encode's newline: the bytes of json.Marshal
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = valueJSON[:1:1] // shared values, as Prepared's
+	h["X-Content-Type-Options"] = valueNosniff[:1:1]
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
 
-var answerBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// answerBuf is a pooled buffer with the encoder that writes to it, so an
+// answer allocates neither.
+type answerBuf struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var answerBufs = sync.Pool{New: func() any {
+	a := new(answerBuf)
+	a.enc = json.NewEncoder(&a.buf)
+	return a
+}}
+
+// NoStore marks an answer as not to be stored by caches (Cache-Control:
+// no-store), as every answer carrying a secret or a one-time result is,
+// without allocating.
+func NoStore(h http.Header) { h["Cache-Control"] = valueNoStore[:1:1] }
 
 // WriteError answers with the structured error body of err. An error that is
 // not a *pass.Error becomes a 500 whose cause stays out of the response; it
@@ -195,9 +223,12 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	method := c.Method
 	var body io.Reader
 	if c.Body != nil {
-		b, err := json.Marshal(c.Body)
-		if err != nil {
-			return nil, fmt.Errorf("httpx: encode request: %w", err)
+		b, ok := appendDocument(make([]byte, 0, requestSize(c.Body)), c.Body)
+		if !ok {
+			var err error
+			if b, err = json.Marshal(c.Body); err != nil {
+				return nil, fmt.Errorf("httpx: encode request: %w", err)
+			}
 		}
 		body = bytes.NewReader(b)
 		if method == "" {
@@ -213,17 +244,20 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	if err != nil {
 		return nil, fmt.Errorf("httpx: %s: invalid URL", where())
 	}
+	h := req.Header
 	for k, vs := range c.Header {
 		for _, v := range vs {
-			req.Header.Add(k, v)
+			h.Add(k, v)
 		}
 	}
-	req.Header.Set("Accept", "application/json")
+	// Canonical names set directly, and the constant values shared (see
+	// valueJSON): Header.Set would allocate a slice for each.
+	h["Accept"] = valueJSON[:1:1]
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = valueJSON[:1:1]
 	}
 	if c.Bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Bearer)
+		h["Authorization"] = []string{"Bearer " + c.Bearer}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -233,7 +267,7 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: %w", where(), stripURLError(err))}
 	}
 	defer resp.Body.Close()
-	raw, err := readBody(io.LimitReader(resp.Body, MaxBody+1), resp.ContentLength)
+	raw, err := readBody(resp.Body, resp.ContentLength, MaxBody)
 	if err != nil {
 		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: reading the answer: %w", where(), stripURLError(err))}
 	}

@@ -13,6 +13,7 @@ import (
 var (
 	valueJSON    = []string{"application/json"}
 	valueNosniff = []string{"nosniff"}
+	valueNoStore = []string{"no-store"}
 )
 
 // Prepared is an error answer encoded once, for an answer sent so often

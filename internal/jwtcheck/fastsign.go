@@ -21,7 +21,8 @@ func signES256(k crypto.Signer, kid, typ string, payload []byte) (tok string, ok
 		return "", false, nil
 	}
 	enc := base64.RawURLEncoding
-	header := make([]byte, 0, 48+len(kid)+len(typ))
+	var hbuf [160]byte // on the stack for the kids and typs we use
+	header := hbuf[:0]
 	header = append(header, `{"alg":"ES256"`...)
 	if kid != "" {
 		header = append(header, `,"kid":"`...)

@@ -1,6 +1,7 @@
 package jwtcheck
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -173,3 +174,44 @@ func ecdsaVerifyBig(pub *ecdsa.PublicKey, alg jose.SignatureAlgorithm, input []b
 }
 
 func decodeB64Test(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// TestSignRawOnly (#19 item 2): a Signer with only its raw key signs both
+// ways, directly for ES256 with a kid and through go-jose (the key wrapped
+// then) otherwise; SignKey no longer wraps a key it signs directly.
+func TestSignRawOnly(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	claims := map[string]any{"iss": "https://a.example", "aud": "https://b.example", "iat": 1, "exp": 2}
+	pub := &jose.JSONWebKey{Key: &k.PublicKey}
+	for _, s := range []Signer{{Alg: jose.ES256, KeyID: "k1", Raw: k}, {Alg: jose.ES256, Raw: k}} {
+		raw, err := Sign(s, "service-assertion+jwt", false, claims)
+		if err != nil {
+			t.Fatalf("kid %q: %v", s.KeyID, err)
+		}
+		obj, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := obj.Verify(pub); err != nil {
+			t.Errorf("kid %q: %v", s.KeyID, err)
+		}
+	}
+	if _, err := Sign(Signer{Alg: jose.ES256}, "x", false, claims); err == nil {
+		t.Error("signed without a key")
+	}
+	sk := testSigningKey{k}
+	signed := testing.AllocsPerRun(50, func() { _, _ = Sign(Signer{Alg: jose.ES256, KeyID: "k1", Raw: k}, "x", false, claims) })
+	viaSignKey := testing.AllocsPerRun(50, func() {
+		if _, err := SignKey(sk, "x", claims); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if viaSignKey > signed {
+		t.Errorf("SignKey: %v allocations, Sign with the raw key: %v", viaSignKey, signed)
+	}
+}
+
+type testSigningKey struct{ k *ecdsa.PrivateKey }
+
+func (k testSigningKey) Signer() crypto.Signer { return k.k }
+func (testSigningKey) Algorithm() string       { return "ES256" }
+func (testSigningKey) KeyID() string           { return "k1" }

@@ -71,7 +71,7 @@ type Token struct {
 	// Claims are the decoded claims: UNVERIFIED until Verify succeeds.
 	Claims Claims
 
-	input    string // header.payload, what the signature covers
+	input    []byte // header.payload, what the signature covers
 	sig      []byte
 	verified bool
 }
@@ -100,9 +100,13 @@ func Parse(raw string, p *Profile) (*Token, error) {
 	}
 	h64, rest, _ := strings.Cut(raw, ".")
 	p64, s64, _ := strings.Cut(rest, ".")
-	// One buffer for the three parts.
+	// One buffer for the signed input, which Verify hashes as bytes, and
+	// the three decoded parts.
 	enc := base64.RawURLEncoding.Strict()
-	buf := make([]byte, enc.DecodedLen(len(h64))+enc.DecodedLen(len(p64))+enc.DecodedLen(len(s64)))
+	inputLen := len(h64) + 1 + len(p64)
+	buf := make([]byte, inputLen+enc.DecodedLen(len(h64))+enc.DecodedLen(len(p64))+enc.DecodedLen(len(s64)))
+	input := buf[:copy(buf, raw[:inputLen]):inputLen]
+	buf = buf[inputLen:]
 	hb, buf, err := decodePart(enc, buf, h64)
 	if err != nil {
 		return nil, fail("malformed header encoding")
@@ -115,7 +119,7 @@ func Parse(raw string, p *Profile) (*Token, error) {
 	if err != nil {
 		return nil, fail("malformed signature encoding")
 	}
-	t := &Token{Profile: p, input: raw[:len(h64)+1+len(p64)], sig: sig}
+	t := &Token{Profile: p, input: input, sig: sig}
 	if err := t.parseHeader(hb); err != nil {
 		return nil, err
 	}
@@ -142,17 +146,26 @@ func isB64URL(c byte) bool {
 
 func (t *Token) parseHeader(hb []byte) error {
 	p := t.Profile
-	var alg string
 	hasJWK := false
 	err := members(hb, func(name, raw []byte) error {
 		var err error
 		switch string(name) {
 		case "alg":
-			err = jsonString(raw, &alg)
+			// Allowed algorithms and the profile's typ are the values
+			// nearly every token carries: taken without a copy.
+			if a, ok := knownString(raw, algorithms); ok {
+				t.Alg = a
+			} else {
+				err = jsonString(raw, (*string)(&t.Alg))
+			}
 		case "kid":
 			err = jsonString(raw, &t.Kid)
 		case "typ":
-			err = jsonString(raw, &t.Typ)
+			if typ, ok := knownString(raw, []string{p.Typ}); ok {
+				t.Typ = typ
+			} else {
+				err = jsonString(raw, &t.Typ)
+			}
 		case "jwk":
 			if !p.EmbeddedJWK {
 				return fail("forbidden header jwk")
@@ -179,13 +192,12 @@ func (t *Token) parseHeader(hb []byte) error {
 		return err
 	case !hasJWK && p.EmbeddedJWK:
 		return fail("missing jwk header")
-	case alg == "":
+	case t.Alg == "":
 		return fail("missing alg")
 	}
-	t.Alg = jose.SignatureAlgorithm(alg)
 	if !Allowed(t.Alg) {
 		// Covers "none" and every HMAC algorithm.
-		return fail(fmt.Sprintf("alg %q not allowed", truncate(alg, 16)))
+		return fail(fmt.Sprintf("alg %q not allowed", truncate(string(t.Alg), 16)))
 	}
 	return checkTyp(t.Typ, p)
 }
@@ -290,6 +302,20 @@ func jsonString(raw []byte, dst *string) error {
 		return nil
 	}
 	return json.Unmarshal(raw, dst)
+}
+
+// knownString returns the one of known that the JSON string raw holds
+// when raw is that value's plain form, so that jsonString's copy is not
+// made for values we already hold.
+func knownString[S ~string](raw []byte, known []S) (S, bool) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		for _, k := range known {
+			if string(raw[1:n-1]) == string(k) && k != "" {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 // decodeAudience decodes aud as go-jose's jwt.Audience does (a string or

@@ -17,6 +17,8 @@ import (
 // Signer is a signing key as Sign needs it. Opaque signers keep KMS and
 // HSM keys usable.
 type Signer struct {
+	// Key signs; nil when Raw is set, which is then wrapped only for the
+	// tokens go-jose signs.
 	Key   jose.OpaqueSigner
 	Alg   jose.SignatureAlgorithm
 	KeyID string
@@ -31,7 +33,7 @@ type Signer struct {
 // and a jti claim always, added as 128 random bits when claims lack one, so
 // every token we send can be replay-checked by its receiver.
 func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
-	if s.Key == nil {
+	if s.Key == nil && s.Raw == nil {
 		return "", errors.New("jwtcheck: no signing key")
 	}
 	if typ == "" {
@@ -74,7 +76,11 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 	if !embedJWK && s.KeyID != "" {
 		opts = opts.WithHeader("kid", s.KeyID)
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.Alg, Key: s.Key}, opts)
+	key := s.Key
+	if key == nil {
+		key = cryptosigner.Opaque(s.Raw)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: s.Alg, Key: key}, opts)
 	if err != nil {
 		return "", fmt.Errorf("jwtcheck: creating signer: %w", err)
 	}
@@ -89,12 +95,13 @@ func Sign(s Signer, typ string, embedJWK bool, claims any) (string, error) {
 	return out, nil
 }
 
+var errNotClaims = errors.New("jwtcheck: claims must encode as a JSON object")
+
 // jtiOf returns the raw jti member of the encoded claims, as a map of
 // their members would hold it (the last of duplicates). It walks the
 // members instead of building that map, which every signature paid for;
 // claims with a duplicate name take the map itself.
 func jtiOf(payload []byte) (jti []byte, ok bool, err error) {
-	errNotClaims := errors.New("jwtcheck: claims must encode as a JSON object")
 	if len(payload) == 0 || payload[0] != '{' {
 		return nil, false, errNotClaims
 	}
@@ -166,6 +173,6 @@ func SignKey(k SigningKey, typ string, claims any) (string, error) {
 	if k == nil || (reflect.ValueOf(k).Kind() == reflect.Pointer && reflect.ValueOf(k).IsNil()) || k.Signer() == nil {
 		return "", errors.New("jwtcheck: no signing key")
 	}
-	s := Signer{Key: cryptosigner.Opaque(k.Signer()), Alg: jose.SignatureAlgorithm(k.Algorithm()), KeyID: k.KeyID(), Raw: k.Signer()}
+	s := Signer{Alg: jose.SignatureAlgorithm(k.Algorithm()), KeyID: k.KeyID(), Raw: k.Signer()}
 	return Sign(s, typ, false, claims)
 }

@@ -81,7 +81,7 @@ func (t *Token) Verify(key *jose.JSONWebKey) error {
 	if err := CheckKey(key, t.Alg); err != nil {
 		return err
 	}
-	if !verifySignature(key.Key, t.Alg, []byte(t.input), t.sig) {
+	if !verifySignature(key.Key, t.Alg, t.input, t.sig) {
 		return fail("bad signature")
 	}
 	t.verified = true

@@ -2,8 +2,8 @@
 // protocol calls: verified TLS 1.2 or newer, destinations checked at dial
 // time (see internal/netguard), no redirects unless asked, no cookie jar,
 // no proxy from the environment, bounded time, HTTP/1.1 unless the caller's
-// Transport.Protocols says otherwise, and idle connections kept for
-// HTTP/1.1 peers. Bodies are bounded by the callers (internal/httpx for
+// Transport.Protocols says otherwise, no transparent compression, and idle
+// connections kept for HTTP/1.1 peers. Bodies are bounded by the callers (internal/httpx for
 // JSON calls, discovery for documents).
 //
 // # Transports
@@ -229,6 +229,10 @@ func (p Policy) hardenTransport(tr *http.Transport) (*http.Transport, error) {
 	if tr.MaxIdleConnsPerHost == 0 {
 		tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 	}
+	// No transparent gzip: protocol answers are a few hundred bytes, and
+	// asking for it costs every call a header map of its own in net/http
+	// and, for a compressed answer, a decompressor.
+	tr.DisableCompression = true
 	if p.ResponseHeaderTimeout > 0 {
 		tr.ResponseHeaderTimeout = p.ResponseHeaderTimeout
 	}

@@ -184,3 +184,26 @@ func TestProtocols(t *testing.T) {
 		t.Errorf("caller chose HTTP/2: server saw %s", got)
 	}
 }
+
+// TestNoCompression (#19 item 2): calls ask for no gzip, which cost each a
+// header map of its own, and an answer is read as sent.
+func TestNoCompression(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "accept-encoding="+r.Header.Get("Accept-Encoding"))
+	}))
+	t.Cleanup(srv.Close)
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	hc, err := New(Policy{Role: "test", Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}, AllowPrivateNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "accept-encoding=" || resp.Uncompressed {
+		t.Errorf("server saw %q, uncompressed %v", body, resp.Uncompressed)
+	}
+}
