@@ -205,7 +205,11 @@ func TestSignRawOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if viaSignKey > signed {
+	slack := 0.0
+	if raceEnabled {
+		slack = 2 // pooled buffers dropped at random
+	}
+	if viaSignKey > signed+slack {
 		t.Errorf("SignKey: %v allocations, Sign with the raw key: %v", viaSignKey, signed)
 	}
 }

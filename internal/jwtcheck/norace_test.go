@@ -1,0 +1,5 @@
+//go:build !race
+
+package jwtcheck
+
+const raceEnabled = false
