@@ -738,27 +738,36 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 // conditional write.
 var errChanged = errors.New("the mission kept changing under the consumption")
 
-// consume is one attempt of ConsumePass.
+// consume is one attempt of ConsumePass. A root pass's row is read
+// alone; a sub-agent's ancestors take a second read, made only once the
+// row is known to be worth consuming, so refusals cost one round trip.
 func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Consumption, error) {
-	r, ancestors, complete, err := s.passChain(ctx, passHash)
+	r, err := scanRequest(s.pool.QueryRow(ctx, passRowSQL, passHash))
 	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, authority.ErrNotFound
 	case err != nil:
 		return nil, err
-	case r == nil || r.Status != pass.StatusApproved || r.Decision == nil:
+	case r.Status != pass.StatusApproved || r.Decision == nil:
 		return nil, authority.ErrNotFound
 	case r.Service != audience:
 		return nil, authority.ErrWrongAudience
-	case !r.ConsumedAt.IsZero() && r.AuthorizationID == authorizationID:
+	case !r.ConsumedAt.IsZero() && r.AuthorizationID != authorizationID:
+		return nil, authority.ErrConsumed
+	case r.ConsumedAt.IsZero() && !now.Before(r.Decision.PassExpiresAt):
+		return nil, authority.ErrExpired
+	}
+	ancestors, complete, err := s.ancestors(ctx, r.ParentMissionID)
+	switch {
+	case err != nil:
+		return nil, err
+	case !r.ConsumedAt.IsZero(): // a retry whose answer was lost
 		a, err := scanAuthorization(s.pool.QueryRow(ctx, `SELECT `+authorizationColumns+`
 			FROM agentpass_authority_authorizations WHERE id = $1`, authorizationID))
 		if err != nil {
 			return nil, err
 		}
 		return &authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}, nil
-	case !r.ConsumedAt.IsZero():
-		return nil, authority.ErrConsumed
-	case !now.Before(r.Decision.PassExpiresAt):
-		return nil, authority.ErrExpired
 	case !complete: // an ancestor is gone: it ended
 		return nil, authority.ErrNotFound
 	case authority.EffectiveMissionState(r, ancestors, now) != pass.MissionActive:
@@ -872,39 +881,41 @@ var consumeSQL = func() (out [maxDepth + 1]string) {
 	return out
 }()
 
-// passChain reads, in one statement, the request holding the pass (nil if
-// none) and its ancestors, parent first, up to the depth ConsumePass
-// checks; complete is false when an ancestor is missing (pruned after it
-// ended).
-func (s *Store) passChain(ctx context.Context, passHash string) (r *authority.Request, ancestors []*authority.Request, complete bool, err error) {
-	rows, err := s.pool.Query(ctx, passChainSQL, passHash)
+// passRowSQL reads the request holding the pass $1: one lookup on the
+// unique pass_hash index.
+const passRowSQL = `SELECT ` + requestColumns + ` FROM agentpass_authority_requests WHERE pass_hash = $1`
+
+// ancestors reads, in one statement, the mission parentID and its
+// ancestors, parent first, up to the depth ConsumePass checks; complete is
+// false when one is missing (pruned after it ended). A root pass (parentID
+// empty) needs no read.
+func (s *Store) ancestors(ctx context.Context, parentID string) (ancestors []*authority.Request, complete bool, err error) {
+	if parentID == "" {
+		return nil, true, nil
+	}
+	rows, err := s.pool.Query(ctx, ancestorsSQL, parentID)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
-	chain, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Request, error) { return scanRequest(row) })
-	if err != nil || len(chain) == 0 {
-		return nil, nil, false, err
+	ancestors, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*authority.Request, error) { return scanRequest(row) })
+	if err != nil || len(ancestors) == 0 {
+		return nil, false, err
 	}
-	r, ancestors = chain[0], chain[1:]
-	if len(ancestors) == 0 {
-		ancestors = nil
-	}
-	top := chain[len(chain)-1]
-	return r, ancestors, top.ParentMissionID == "" || len(ancestors) >= maxDepth, nil
+	top := ancestors[len(ancestors)-1]
+	return ancestors, top.ParentMissionID == "" || len(ancestors) >= maxDepth, nil
 }
 
-// passChainSQL reads the request holding the pass $1 and its ancestors,
-// parent first, up to maxDepth of them (a constant, not a parameter, so
-// that no estimate depends on a parameter and the cached generic plan is
-// kept, as for consumeSQL). Every step is an equality lookup on a
-// unique key (the pass hash, then each parent's id, behind LIMIT 1 so the
-// planner cannot turn it into a join): its plan is an index scan whatever
-// the table's statistics. A join against the table here was planned as a
-// sequential scan while the table was new, and that generic plan stayed
-// cached as the table grew (TestConsumePlans).
-const passChainSQL = `
+// ancestorsSQL reads the mission $1 and its ancestors, parent first, up to
+// maxDepth of them (a constant, not a parameter, so that no estimate
+// depends on a parameter and the cached generic plan is kept, as for
+// consumeSQL). Every step is an equality lookup on the primary key behind
+// LIMIT 1, so the planner cannot turn it into a join: its plan is an index
+// scan whatever the table's statistics. A join against the table here was
+// planned as a sequential scan while the table was new, and that generic
+// plan stayed cached as the table grew (TestConsumePlans).
+const ancestorsSQL = `
 	WITH RECURSIVE chain AS (
-		SELECT ` + requestColumns + `, 0 AS depth FROM agentpass_authority_requests WHERE pass_hash = $1
+		SELECT ` + requestColumns + `, 1 AS depth FROM agentpass_authority_requests WHERE id = $1
 		UNION ALL
 		SELECT p.*, c.depth + 1 FROM chain c CROSS JOIN LATERAL (
 			SELECT ` + requestColumns + ` FROM agentpass_authority_requests WHERE id = c.parent_mission_id LIMIT 1) p

@@ -36,9 +36,10 @@ func child(t testing.TB, s authority.Store, id, hash, parentID string) *authorit
 }
 
 // TestConsumeRoundTrips holds ConsumePass to its round trips (#19 item 6):
-// two for a consumption, root or sub-agent (the read of the row with its
-// ancestors, then the conditional write), one for a refusal, and nothing
-// in a transaction that waits for the network.
+// two for a root pass's consumption (the read of its row, then the
+// conditional write), three for a sub-agent's (the read of its ancestors
+// in between, in one statement whatever their number), one for a refusal,
+// and nothing in a transaction that waits for the network.
 func TestConsumeRoundTrips(t *testing.T) {
 	base := pgtest.Pool(t)
 	if err := authoritypg.New(base).Migrate(ctx); err != nil {
@@ -58,8 +59,9 @@ func TestConsumeRoundTrips(t *testing.T) {
 		want           int
 	}{
 		{"root", "h1", "z1", nil, 2},
-		{"sub-agent", "h2", "z2", nil, 2},
+		{"sub-agent", "h2", "z2", nil, 3},
 		{"consumed", "h1", "z3", authority.ErrConsumed, 1},
+		{"sub-agent consumed", "h2", "z5", authority.ErrConsumed, 1},
 		{"unknown", "nope", "z4", authority.ErrNotFound, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
