@@ -693,9 +693,10 @@ func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Ti
 // and a consumed pass then ends the loop at once.
 const consumeAttempts = 4
 
-// ConsumePass implements authority.Store in two round trips, neither in a
-// transaction that waits for the network: one statement reads the request
-// row holding the pass with its ancestors, Go decides (audience,
+// ConsumePass implements authority.Store in two round trips (three for a
+// sub-agent's pass), none in a transaction that waits for the network: one
+// statement reads the request row holding the pass (and one more its
+// ancestors, a recursive query a root pass does not need), Go decides (audience,
 // consumption, expiry, the mission's effective state) and seals the
 // "redeemed" history entry, and one statement writes the consumption, the
 // authorization and the history entry, on the condition that the row and
