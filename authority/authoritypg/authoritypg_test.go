@@ -349,6 +349,19 @@ func TestPrune(t *testing.T) {
 	if _, err := s.Authorization(ctx, "live-authz"); err != nil {
 		t.Errorf("live authorization pruned: %v", err)
 	}
+	// A pruned mission's history goes with it (the table has no foreign
+	// key since migration 010; Prune deletes both in one statement), and
+	// a kept mission's stays.
+	var orphans, kept int
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE r.id IS NULL), count(*) FILTER (WHERE h.mission_id = 'msn_long-authz')
+		FROM agentpass_authority_mission_history h
+		LEFT JOIN agentpass_authority_requests r ON r.id = h.mission_id`).Scan(&orphans, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if orphans != 0 || kept == 0 {
+		t.Errorf("after Prune: %d history records of pruned missions, %d of a kept one; want 0 and some", orphans, kept)
+	}
 	if _, err := s.Authorization(ctx, "expired-authz"); !errors.Is(err, authority.ErrNotFound) {
 		t.Errorf("expired authorization kept: %v", err)
 	}

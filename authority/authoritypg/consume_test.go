@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/authority"
@@ -36,9 +38,10 @@ func child(t testing.TB, s authority.Store, id, hash, parentID string) *authorit
 }
 
 // TestConsumeRoundTrips holds ConsumePass to its round trips (#19 item 6):
-// two for a consumption, root or sub-agent (the read of the row with its
-// ancestors, then the conditional write), one for a refusal, and nothing
-// in a transaction that waits for the network.
+// two for a root pass's consumption (the read of its row, then the
+// conditional write), three for a sub-agent's (the read of its ancestors
+// in between, in one statement whatever their number), one for a refusal,
+// and nothing in a transaction that waits for the network.
 func TestConsumeRoundTrips(t *testing.T) {
 	base := pgtest.Pool(t)
 	if err := authoritypg.New(base).Migrate(ctx); err != nil {
@@ -58,8 +61,9 @@ func TestConsumeRoundTrips(t *testing.T) {
 		want           int
 	}{
 		{"root", "h1", "z1", nil, 2},
-		{"sub-agent", "h2", "z2", nil, 2},
+		{"sub-agent", "h2", "z2", nil, 3},
 		{"consumed", "h1", "z3", authority.ErrConsumed, 1},
+		{"sub-agent consumed", "h2", "z5", authority.ErrConsumed, 1},
 		{"unknown", "nope", "z4", authority.ErrNotFound, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,5 +300,73 @@ func TestConsumeHeapOnly(t *testing.T) {
 	}
 	if bad != 0 || redeemed != n {
 		t.Errorf("%d of %d redeemed records without their order key (want %d records)", bad, redeemed, n)
+	}
+}
+
+// TestConsumeWriteRunsNoTrigger (#19 item 6): the consumption's write runs
+// no trigger, read from the server's own EXPLAIN ANALYZE of it
+// (auto_explain, loaded for this test's connection only). The history's
+// foreign key ran its check there on every consumption (a lookup and a
+// lock of the row the statement had just updated, a sixth of the write's
+// time) until migration 010, and the hooks log's trigger before migration
+// 009.
+func TestConsumeWriteRunsNoTrigger(t *testing.T) {
+	base := pgtest.Pool(t)
+	seed := authoritypg.New(base)
+	if err := seed.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parent := approved(t, seed, "root", "hr")
+	child(t, seed, "kid", "hk", parent.MissionID)
+	cfg := base.Config()
+	cfg.MaxConns = 1
+	for k, v := range map[string]string{
+		"session_preload_libraries":     "auto_explain",
+		"auto_explain.log_min_duration": "0",
+		"auto_explain.log_analyze":      "on",
+		"auto_explain.log_triggers":     "on",
+		"auto_explain.log_timing":       "off",
+		"auto_explain.log_level":        "notice",
+		"client_min_messages":           "notice",
+	} {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	var (
+		mu     sync.Mutex
+		writes []string
+	)
+	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if strings.Contains(n.Message, "UPDATE agentpass_authority_requests") && strings.Contains(n.Message, "consumed_at = ") {
+			mu.Lock()
+			writes = append(writes, n.Message)
+			mu.Unlock()
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pool.Ping(ctx); err != nil {
+		t.Skipf("auto_explain is not available to this test's role: %v", err)
+	}
+	s := authoritypg.New(pool)
+	for _, h := range []string{"hk", "hr"} {
+		if _, err := s.ConsumePass(ctx, h, svcA, "z"+h, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(writes) != 2 {
+		t.Fatalf("%d explained consumption writes, want 2 (a sub-agent's and a root's)", len(writes))
+	}
+	for _, w := range writes {
+		if !strings.Contains(w, "Insert on agentpass_authority_mission_history") {
+			t.Fatalf("explained write without its history insert:\n%s", w)
+		}
+		if strings.Contains(w, "Trigger") {
+			t.Errorf("the consumption's write runs a trigger:\n%s", w)
+		}
 	}
 }

@@ -43,9 +43,10 @@
 // transaction, never a read followed by a blind write, so replicas racing
 // on one record cannot both win:
 //
-//   - ConsumePass is two statements and no transaction: a read of the
-//     row holding the pass with its ancestors, then one conditional
-//     write (the consumption, the authorization and the mission's
+//   - ConsumePass is two statements and no transaction (three for a
+//     sub-agent's pass): a read of the row holding the pass (and of its
+//     ancestors, in one more statement, once the row is worth
+//     consuming), then one conditional write (the consumption, the authorization and the mission's
 //     "redeemed" history entry in one statement) that takes effect only
 //     if the row and every ancestor are still as read, so a pass is
 //     consumed once and never under a mission suspended or ended in
@@ -70,8 +71,9 @@
 // held while the network or Go runs. A validation at the Authority makes
 // three round trips in sequence, each on a connection taken from the pool
 // and given back at once: the Service assertion's replay record
-// (dpop/dpoppg) and ConsumePass's read and write; the write holds its row
-// locks only while the server runs it. A connection is thus busy
+// (dpop/dpoppg) and ConsumePass's read and write (a sub-agent's pass adds
+// the read of its ancestors); the write holds its row locks only while the
+// server runs it. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not
 // to the requests in flight: 16 validations in flight keep far fewer than
@@ -98,7 +100,11 @@
 // id, the Harness's polling secret, is kept only as its SHA-256). The
 // history is a table of (mission_id, seq, body, hash) where body is the
 // exact canonical bytes that were hashed (bytea, never jsonb, which would
-// re-normalise them).
+// re-normalise them). It has no foreign key to the mission's row: every
+// insert holds or writes that row already, the check cost each
+// consumption a lookup and a lock of the row it had just updated, and
+// [Store.Prune] deletes a mission's history in the statement that deletes
+// the mission. Delete missions only through Prune, or their history too.
 //
 // Passes are stored only as their hash (unique index). Scopes are text[],
 // the holder key (cnf) is a json column (its exact bytes), times are

@@ -32,7 +32,8 @@ func TestConsumePlans(t *testing.T) {
 		sql    string
 		params int
 	}{
-		"pass_chain": {passChainSQL, 1},
+		"pass_row":   {passRowSQL, 1},
+		"ancestors":  {ancestorsSQL, 1},
 		"consume":    {consumeSQL[0], consumeParams},
 		"consume_1":  {consumeSQL[1], consumeParams + 3},
 		"consume_32": {consumeSQL[maxDepth], consumeParams + 3*maxDepth},
