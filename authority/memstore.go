@@ -478,8 +478,18 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 }
 
 // consumptionLocked returns copies of a, its mission r and r's ancestors.
+// The answer and its two copies are one allocation: it runs on every
+// validation.
 func (m *MemoryStore) consumptionLocked(a *Authorization, r *Request) *Consumption {
-	out := &Consumption{Authorization: a.Clone(), Mission: r.Clone()}
+	parts := new(struct {
+		c  Consumption
+		az Authorization
+		r  Request
+	})
+	a.cloneInto(&parts.az)
+	r.cloneInto(&parts.r)
+	out := &parts.c
+	*out = Consumption{Authorization: &parts.az, Mission: &parts.r}
 	for p, depth := r.ParentMissionID, 0; p != "" && depth < maxMissionDepth; depth++ {
 		pr, ok := m.requests[p]
 		if !ok {
