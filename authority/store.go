@@ -333,15 +333,14 @@ func (r *Request) EndsAt() time.Time {
 // Clone returns a deep copy of r.
 func (r *Request) Clone() *Request {
 	c := new(Request)
-	r.cloneInto(c)
+	p := scopePack(make([]string, 0, r.scopeLen()))
+	b := rawPack(make([]byte, 0, len(r.Cnf)))
+	r.cloneInto(c, &p, &b, nil)
 	return c
 }
 
-// cloneInto makes *c a deep copy of r. Its scopes share one new backing
-// array, each capped at its length so an append cannot reach the next:
-// stores clone on every answer, and one allocation beats six.
-func (r *Request) cloneInto(c *Request) {
-	*c = *r
+// scopeLen is the room r's scopes take in a scopePack.
+func (r *Request) scopeLen() int {
 	n := len(r.AvailableScope) + len(r.ProposedScope) + len(r.RequestedScope) + len(r.Scope)
 	if r.Decision != nil {
 		n += len(r.Decision.Scope)
@@ -349,8 +348,16 @@ func (r *Request) cloneInto(c *Request) {
 	for _, s := range r.Stages {
 		n += len(s.Scope)
 	}
-	p := scopePack(make([]string, 0, n))
-	c.Cnf = cloneRaw(r.Cnf)
+	return n
+}
+
+// cloneInto makes *c a deep copy of r, its scopes and key taken from p
+// and b (sized with scopeLen and len(Cnf)) and its decision stored in d
+// when not nil: stores clone on every answer, and a few allocations beat a
+// dozen.
+func (r *Request) cloneInto(c *Request, p *scopePack, b *rawPack, d *Evidence) {
+	*c = *r
+	c.Cnf = b.take(r.Cnf)
 	c.AvailableScope = p.take(r.AvailableScope)
 	c.ProposedScope = p.take(r.ProposedScope)
 	c.RequestedScope = p.take(r.RequestedScope)
@@ -372,10 +379,25 @@ func (r *Request) cloneInto(c *Request) {
 		c.Ended = &e
 	}
 	if r.Decision != nil {
-		d := *r.Decision
+		if d == nil {
+			d = new(Evidence)
+		}
+		*d = *r.Decision
 		d.Scope = p.take(r.Decision.Scope)
-		c.Decision = &d
+		c.Decision = d
 	}
+}
+
+// rawPack hands out copies of keys from one backing array, as scopePack.
+type rawPack []byte
+
+func (p *rawPack) take(b json.RawMessage) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	n := len(*p)
+	*p = append(*p, b...)
+	return json.RawMessage((*p)[n:len(*p):len(*p)])
 }
 
 // scopePack hands out copies of scopes from one backing array, allocated
@@ -399,6 +421,13 @@ func (p *scopePack) take(s pass.Scope) pass.Scope {
 // Authorize returns the authorization that consuming r's pass creates, with
 // the given id, at now. Store implementations call it inside ConsumePass.
 func (r *Request) Authorize(id string, now time.Time) *Authorization {
+	return r.authorize(id, now, false)
+}
+
+// authorize is Authorize; with shared set the authorization shares r's key
+// and scopes instead of copying them, for a store whose records are
+// replaced, never changed in place, so that sharing is never seen.
+func (r *Request) authorize(id string, now time.Time, shared bool) *Authorization {
 	a := &Authorization{
 		ID:              id,
 		MissionID:       r.MissionID,
@@ -408,7 +437,7 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 		User:            r.User,
 		AgentID:         r.AgentID,
 		HarnessID:       r.HarnessID,
-		Cnf:             cloneRaw(r.Cnf),
+		Cnf:             r.Cnf,
 		HardenedBinding: r.HardenedBinding,
 		Tier:            r.Tier,
 		TaskID:          r.TaskID,
@@ -419,12 +448,19 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 		UpdatedAt:       now,
 	}
 	if r.Decision != nil {
-		p := scopePack(make([]string, 0, 2*len(r.Decision.Scope)+len(r.Scope)))
 		a.Approval = *r.Decision
+		a.ExpiresAt = r.Decision.AuthorizationExpiresAt
+		if shared {
+			a.GrantedScope, a.Scope = r.Decision.Scope, r.Scope
+			return a
+		}
+		p := scopePack(make([]string, 0, 2*len(r.Decision.Scope)+len(r.Scope)))
 		a.Approval.Scope = p.take(r.Decision.Scope)
 		a.GrantedScope = p.take(r.Decision.Scope)
 		a.Scope = p.take(r.Scope)
-		a.ExpiresAt = r.Decision.AuthorizationExpiresAt
+	}
+	if !shared {
+		a.Cnf = cloneRaw(r.Cnf)
 	}
 	return a
 }
@@ -519,15 +555,21 @@ func (a *Authorization) StateAt(now time.Time) pass.DelegationState {
 // Clone returns a deep copy of a.
 func (a *Authorization) Clone() *Authorization {
 	c := new(Authorization)
-	a.cloneInto(c)
+	p := scopePack(make([]string, 0, a.scopeLen()))
+	b := rawPack(make([]byte, 0, len(a.Cnf)))
+	a.cloneInto(c, &p, &b)
 	return c
 }
 
-// cloneInto makes *c a deep copy of a, its scopes in one backing array.
-func (a *Authorization) cloneInto(c *Authorization) {
+// scopeLen is the room a's scopes take in a scopePack.
+func (a *Authorization) scopeLen() int {
+	return len(a.GrantedScope) + len(a.Scope) + len(a.Approval.Scope)
+}
+
+// cloneInto makes *c a deep copy of a, as Request.cloneInto.
+func (a *Authorization) cloneInto(c *Authorization, p *scopePack, b *rawPack) {
 	*c = *a
-	p := scopePack(make([]string, 0, len(a.GrantedScope)+len(a.Scope)+len(a.Approval.Scope)))
-	c.Cnf = cloneRaw(a.Cnf)
+	c.Cnf = b.take(a.Cnf)
 	c.GrantedScope = p.take(a.GrantedScope)
 	c.Scope = p.take(a.Scope)
 	c.Approval.Scope = p.take(a.Approval.Scope)
