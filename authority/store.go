@@ -391,8 +391,9 @@ func (r *Request) cloneInto(c *Request, p *scopePack, b *rawPack, d *Evidence) {
 // rawPack hands out copies of keys from one backing array, as scopePack.
 type rawPack []byte
 
+// take returns a copy of b, nil when b is empty (as cloneRaw).
 func (p *rawPack) take(b json.RawMessage) json.RawMessage {
-	if b == nil {
+	if len(b) == 0 {
 		return nil
 	}
 	n := len(*p)
