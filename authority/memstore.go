@@ -467,7 +467,9 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 	if err != nil {
 		return nil, err
 	}
-	a := c.Authorize(authorizationID, now)
+	// The stored authorization shares c's scopes and key: both are
+	// stored records, replaced and never changed in place.
+	a := c.authorize(authorizationID, now, true)
 	m.requests[id] = c
 	m.history[id] = append(m.history[id], rec)
 	m.appendLogLocked(id, rec)
@@ -478,8 +480,21 @@ func (m *MemoryStore) ConsumePass(ctx context.Context, passHash, audience, autho
 }
 
 // consumptionLocked returns copies of a, its mission r and r's ancestors.
+// The answer and its two copies are one allocation: it runs on every
+// validation.
 func (m *MemoryStore) consumptionLocked(a *Authorization, r *Request) *Consumption {
-	out := &Consumption{Authorization: a.Clone(), Mission: r.Clone()}
+	parts := new(struct {
+		c   Consumption
+		az  Authorization
+		r   Request
+		dec Evidence
+	})
+	p := scopePack(make([]string, 0, a.scopeLen()+r.scopeLen()))
+	b := rawPack(make([]byte, 0, len(a.Cnf)+len(r.Cnf)))
+	a.cloneInto(&parts.az, &p, &b)
+	r.cloneInto(&parts.r, &p, &b, &parts.dec)
+	out := &parts.c
+	*out = Consumption{Authorization: &parts.az, Mission: &parts.r}
 	for p, depth := r.ParentMissionID, 0; p != "" && depth < maxMissionDepth; depth++ {
 		pr, ok := m.requests[p]
 		if !ok {

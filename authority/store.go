@@ -332,15 +332,44 @@ func (r *Request) EndsAt() time.Time {
 
 // Clone returns a deep copy of r.
 func (r *Request) Clone() *Request {
-	c := *r
-	c.Cnf = cloneRaw(r.Cnf)
-	c.AvailableScope = cloneScope(r.AvailableScope)
-	c.ProposedScope = cloneScope(r.ProposedScope)
-	c.RequestedScope = cloneScope(r.RequestedScope)
+	c := new(Request)
+	p := scopePack(make([]string, 0, r.scopeLen()))
+	b := rawPack(make([]byte, 0, len(r.Cnf)))
+	r.cloneInto(c, &p, &b, nil)
+	return c
+}
+
+// scopeLen is the room r's scopes take in a scopePack.
+func (r *Request) scopeLen() int {
+	n := len(r.AvailableScope) + len(r.ProposedScope) + len(r.RequestedScope) + len(r.Scope)
+	if r.Decision != nil {
+		n += len(r.Decision.Scope)
+	}
+	for _, s := range r.Stages {
+		n += len(s.Scope)
+	}
+	return n
+}
+
+// cloneInto makes *c a deep copy of r, its scopes and key taken from p
+// and b (sized with scopeLen and len(Cnf)) and its decision stored in d
+// when not nil: stores clone on every answer, and a few allocations beat a
+// dozen.
+func (r *Request) cloneInto(c *Request, p *scopePack, b *rawPack, d *Evidence) {
+	*c = *r
+	c.Cnf = b.take(r.Cnf)
+	c.AvailableScope = p.take(r.AvailableScope)
+	c.ProposedScope = p.take(r.ProposedScope)
+	c.RequestedScope = p.take(r.RequestedScope)
 	c.Proposal = r.Proposal.clone()
 	c.Effects = maps.Clone(r.Effects)
-	c.Scope = cloneScope(r.Scope)
-	c.Stages = cloneStages(r.Stages)
+	c.Scope = p.take(r.Scope)
+	if r.Stages != nil {
+		c.Stages = make([]pass.Stage, len(r.Stages))
+		for i, s := range r.Stages {
+			c.Stages[i] = pass.Stage{Name: s.Name, Scope: p.take(s.Scope), Gate: s.Gate}
+		}
+	}
 	if r.PendingStage != nil {
 		p := *r.PendingStage
 		c.PendingStage = &p
@@ -350,15 +379,56 @@ func (r *Request) Clone() *Request {
 		c.Ended = &e
 	}
 	if r.Decision != nil {
-		d := r.Decision.Clone()
-		c.Decision = &d
+		if d == nil {
+			d = new(Evidence)
+		}
+		*d = *r.Decision
+		d.Scope = p.take(r.Decision.Scope)
+		c.Decision = d
 	}
-	return &c
+}
+
+// rawPack hands out copies of keys from one backing array, as scopePack.
+type rawPack []byte
+
+// take returns a copy of b, nil when b is empty (as cloneRaw).
+func (p *rawPack) take(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	n := len(*p)
+	*p = append(*p, b...)
+	return json.RawMessage((*p)[n:len(*p):len(*p)])
+}
+
+// scopePack hands out copies of scopes from one backing array, allocated
+// with room for all of them.
+type scopePack []string
+
+// take returns a copy of s (nil for nil) in p's backing array, capped at
+// its length.
+func (p *scopePack) take(s pass.Scope) pass.Scope {
+	if s == nil {
+		return nil
+	}
+	if len(s) == 0 {
+		return pass.Scope{}
+	}
+	n := len(*p)
+	*p = append(*p, s...)
+	return pass.Scope((*p)[n:len(*p):len(*p)])
 }
 
 // Authorize returns the authorization that consuming r's pass creates, with
 // the given id, at now. Store implementations call it inside ConsumePass.
 func (r *Request) Authorize(id string, now time.Time) *Authorization {
+	return r.authorize(id, now, false)
+}
+
+// authorize is Authorize; with shared set the authorization shares r's key
+// and scopes instead of copying them, for a store whose records are
+// replaced, never changed in place, so that sharing is never seen.
+func (r *Request) authorize(id string, now time.Time, shared bool) *Authorization {
 	a := &Authorization{
 		ID:              id,
 		MissionID:       r.MissionID,
@@ -368,7 +438,7 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 		User:            r.User,
 		AgentID:         r.AgentID,
 		HarnessID:       r.HarnessID,
-		Cnf:             cloneRaw(r.Cnf),
+		Cnf:             r.Cnf,
 		HardenedBinding: r.HardenedBinding,
 		Tier:            r.Tier,
 		TaskID:          r.TaskID,
@@ -379,10 +449,19 @@ func (r *Request) Authorize(id string, now time.Time) *Authorization {
 		UpdatedAt:       now,
 	}
 	if r.Decision != nil {
-		a.Approval = r.Decision.Clone()
-		a.GrantedScope = cloneScope(r.Decision.Scope)
-		a.Scope = cloneScope(r.Scope)
+		a.Approval = *r.Decision
 		a.ExpiresAt = r.Decision.AuthorizationExpiresAt
+		if shared {
+			a.GrantedScope, a.Scope = r.Decision.Scope, r.Scope
+			return a
+		}
+		p := scopePack(make([]string, 0, 2*len(r.Decision.Scope)+len(r.Scope)))
+		a.Approval.Scope = p.take(r.Decision.Scope)
+		a.GrantedScope = p.take(r.Decision.Scope)
+		a.Scope = p.take(r.Scope)
+	}
+	if !shared {
+		a.Cnf = cloneRaw(r.Cnf)
 	}
 	return a
 }
@@ -476,12 +555,25 @@ func (a *Authorization) StateAt(now time.Time) pass.DelegationState {
 
 // Clone returns a deep copy of a.
 func (a *Authorization) Clone() *Authorization {
-	c := *a
-	c.Cnf = cloneRaw(a.Cnf)
-	c.GrantedScope = cloneScope(a.GrantedScope)
-	c.Scope = cloneScope(a.Scope)
-	c.Approval = a.Approval.Clone()
-	return &c
+	c := new(Authorization)
+	p := scopePack(make([]string, 0, a.scopeLen()))
+	b := rawPack(make([]byte, 0, len(a.Cnf)))
+	a.cloneInto(c, &p, &b)
+	return c
+}
+
+// scopeLen is the room a's scopes take in a scopePack.
+func (a *Authorization) scopeLen() int {
+	return len(a.GrantedScope) + len(a.Scope) + len(a.Approval.Scope)
+}
+
+// cloneInto makes *c a deep copy of a, as Request.cloneInto.
+func (a *Authorization) cloneInto(c *Authorization, p *scopePack, b *rawPack) {
+	*c = *a
+	c.Cnf = b.take(a.Cnf)
+	c.GrantedScope = p.take(a.GrantedScope)
+	c.Scope = p.take(a.Scope)
+	c.Approval.Scope = p.take(a.Approval.Scope)
 }
 
 func cloneRaw(b json.RawMessage) json.RawMessage {

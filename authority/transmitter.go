@@ -44,7 +44,7 @@ type transmitter struct {
 	jitter func() float64
 
 	mu    sync.Mutex
-	known map[string]string // Service -> what was last recorded, to skip rewrites
+	known map[string]knownReceiver // Service -> what was last recorded, to skip rewrites
 	// polling counts each Service's long polls waiting, so that one
 	// Service cannot hold every slot of polls.
 	polling map[string]int
@@ -65,7 +65,7 @@ func newTransmitter(s EventStore, client *http.Client) (*transmitter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &transmitter{store: s, client: client, owner: owner, known: map[string]string{}, polling: map[string]int{},
+	return &transmitter{store: s, client: client, owner: owner, known: map[string]knownReceiver{}, polling: map[string]int{},
 		polls:  make(chan struct{}, maxLongPolls),
 		jitter: func() float64 { return 0.8 + 0.4*rand.Float64() }}, nil
 }
@@ -308,23 +308,40 @@ func (a *Authority) push(ctx context.Context, ev *OutboxEvent) (time.Duration, e
 // configuration cfg as discovered for the assertion just checked.
 // It runs before a redemption commits, so the outbox knows the Service of
 // every authorization it creates.
+// knownReceiver is the receiver last recorded for a Service, if any.
+type knownReceiver struct {
+	set bool
+	e   pass.ServiceEvents
+}
+
+func (k knownReceiver) equal(o knownReceiver) bool {
+	return k.set == o.set && k.e.DeliveryMethod == o.e.DeliveryMethod && k.e.Receiver == o.e.Receiver &&
+		slices.Equal(k.e.EventsAccepted, o.e.EventsAccepted)
+}
+
+var errNoEvents = errors.New("authority: the Service publishes no events extension")
+
 func (a *Authority) noteReceiver(ctx context.Context, origin string, cfg *pass.ServiceConfiguration) {
 	if a.tx == nil {
 		return
 	}
 	x := cfg.Extensions
 	var rcv *pass.ServiceEvents
-	key := ""
-	e, evErr := pass.ServiceEventsFrom(x, origin)
-	if evErr == nil {
-		rcv = &e
-		b, _ := json.Marshal(e)
-		key = string(b)
+	var key knownReceiver
+	evErr := errNoEvents
+	if x.Has(pass.ExtEvents) {
+		// Read only when published: most Services take no events, and
+		// this runs on every validation.
+		var e pass.ServiceEvents
+		if e, evErr = pass.ServiceEventsFrom(x, origin); evErr == nil {
+			rcv = &e
+			key = knownReceiver{set: true, e: e}
+		}
 	}
 	a.tx.mu.Lock()
 	prev, seen := a.tx.known[origin]
 	a.tx.mu.Unlock()
-	if seen && prev == key {
+	if seen && prev.equal(key) {
 		return
 	}
 	// Said once per Service (and change), so an operator sees why a

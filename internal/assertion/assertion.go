@@ -66,10 +66,13 @@ func invalidf(format string, args ...any) error {
 // fromCheck maps a failure of the shared pipeline to ErrInvalid; a replay
 // cache failure stays outside ErrInvalid (the caller answers "try again").
 func fromCheck(err error) error {
+	if err == nil {
+		// Before e is declared: errors.As moves it to the heap, which
+		// every verified assertion paid for.
+		return nil
+	}
 	var e *jwtcheck.Error
 	switch {
-	case err == nil:
-		return nil
 	case !errors.As(err, &e):
 		return fmt.Errorf("assertion: %w", err)
 	case errors.Is(err, jwtcheck.ErrReplay):
@@ -114,9 +117,21 @@ func Sign(key *dpop.Key, iss, aud string, ttl time.Duration, now time.Time) (str
 
 // Token is an assertion parsed once: its header passed the shared rules
 // and its claims are decoded, but nothing in it is trusted until
-// [Verifier.Verify] succeeds.
+// [Verifier.Verify] succeeds. A Token belongs to one request: it is not
+// safe for concurrent use.
 type Token struct {
 	tok *jwtcheck.Token
+	// ns is the issuer the replay cache records under, made once: Check
+	// looks it up and Record records it.
+	ns string
+}
+
+// replayIssuer returns the issuer t's jti is recorded under.
+func (t *Token) replayIssuer() string {
+	if t.ns == "" {
+		t.ns = "assertion:" + t.tok.Claims.Issuer
+	}
+	return t.ns
 }
 
 // Parse decodes an assertion and checks everything that needs no key. The
@@ -289,7 +304,7 @@ func (v *Verifier) check(ctx context.Context, t *Token, jwksURL, wantIss string,
 		return nil, fromCheck(err)
 	}
 	if l, ok := v.replay.(dpop.ReplayLookup); ok && lookup && c.ID != "" {
-		seen, err := l.Contains(ctx, "assertion:"+c.Issuer, c.ID)
+		seen, err := l.Contains(ctx, t.replayIssuer(), c.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -314,7 +329,7 @@ func (v *Verifier) Record(ctx context.Context, t *Token) error {
 	if c.ID == "" {
 		return nil
 	}
-	return fromCheck(t.tok.Record(ctx, v.replay, "assertion:"+c.Issuer, c.Expiry.Time().Add(v.skew)))
+	return fromCheck(t.tok.Record(ctx, v.replay, t.replayIssuer(), c.Expiry.Time().Add(v.skew)))
 }
 
 func truncate(s string, n int) string {

@@ -187,3 +187,45 @@ func BenchmarkVerify(b *testing.B) {
 type freshReplay struct{}
 
 func (freshReplay) Seen(context.Context, string, string, time.Time) (bool, error) { return false, nil }
+
+// TestCheckRecordAllocs (#19): checking a parsed assertion and recording
+// its jti, as an Authority's validation does, makes the replay issuer
+// once and no error value on success. The bound is what it costs now.
+func TestCheckRecordAllocs(t *testing.T) {
+	const runs = 100
+	ks, _ := dpop.GenerateKeySet()
+	replay := dpop.NewMemoryReplayCache(dpop.WithLimit(1000), dpop.WithClock(func() time.Time { return t0 }))
+	v := newTestVerifier(t, ks, replay)
+	toks := make([]*Token, runs+1)
+	for i := range toks {
+		s, err := Sign(ks.Current(), svc, auth, 0, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if toks[i], err = Parse(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, i := context.Background(), 0
+	n := testing.AllocsPerRun(runs, func() {
+		tok := toks[i]
+		i++
+		if _, err := v.Check(ctx, tok, jwksURL, svc); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Record(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("Check+Record: %v allocations", n)
+	if n > checkRecordAllocs {
+		t.Errorf("Check+Record: %v allocations, want at most %d", n, checkRecordAllocs)
+	}
+	if _, err := v.Check(ctx, toks[0], jwksURL, svc); !errors.Is(err, ErrReplay) {
+		t.Errorf("a recorded jti checked again: %v, want ErrReplay", err)
+	}
+}
+
+// 18 before fromCheck stopped allocating on success and the replay issuer
+// was made once per token.
+const checkRecordAllocs = 15

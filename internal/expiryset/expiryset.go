@@ -37,16 +37,18 @@ type Key [16]byte
 // KeyOf hashes the parts with each length prefixed, so ("a", "bc") and
 // ("ab", "c") give different keys, and entries have a fixed size whatever
 // the size of the parts.
+//
+// The parts are laid out in a buffer on the stack and hashed at once: a
+// replay cache computes two keys per record, and a streaming hash costs an
+// allocation each. Parts longer than the buffer take the heap, same bytes.
 func KeyOf(parts ...string) Key {
-	h := sha256.New()
-	var n [8]byte
+	var buf [256]byte
+	b := buf[:0]
 	for _, p := range parts {
-		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
-		h.Write(n[:])
-		h.Write([]byte(p))
+		b = binary.BigEndian.AppendUint64(b, uint64(len(p)))
+		b = append(b, p...)
 	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
+	sum := sha256.Sum256(b)
 	var k Key
 	copy(k[:], sum[:])
 	return k

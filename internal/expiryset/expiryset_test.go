@@ -1,7 +1,10 @@
 package expiryset
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,4 +124,51 @@ func TestFarExpiry(t *testing.T) {
 	if got := s.Add(KeyOf("iss", "old"), o, t0, time.Date(1500, 1, 1, 0, 0, 0, 0, time.UTC), lim); got != Added {
 		t.Fatalf("clock before 1677: Add = %d, want Added", got)
 	}
+}
+
+// keyOfStream is the streaming form KeyOf replaced: the same bytes.
+func keyOfStream(parts ...string) Key {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	var k Key
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// TestKeyOfSameAsStream: the one-shot hash gives the keys the streaming
+// one gave, across the stack buffer's edge, and short parts allocate
+// nothing (a replay record computes two keys).
+func TestKeyOfSameAsStream(t *testing.T) {
+	for _, parts := range [][]string{
+		nil, {""}, {"", ""}, {"a", "bc"}, {"ab", "c"},
+		{"https://svc.example.com", "Qh2kZ-_xJ1"},
+		{strings.Repeat("i", 232)}, {strings.Repeat("i", 240), strings.Repeat("j", 8)},
+		{strings.Repeat("i", 1000), "jti"},
+	} {
+		if got, want := KeyOf(parts...), keyOfStream(parts...); got != want {
+			t.Errorf("KeyOf(%d parts of %d bytes) = %x, want %x", len(parts), len(strings.Join(parts, "")), got, want)
+		}
+	}
+	if KeyOf("a", "bc") == KeyOf("ab", "c") {
+		t.Error("length prefixes lost")
+	}
+	iss, jti := "assertion:https://svc.example.com", "Qh2kZ-_xJ1kR8m3T"
+	if n := testing.AllocsPerRun(100, func() { _, _ = KeyOf(iss, jti), KeyOf(iss) }); n != 0 {
+		t.Errorf("KeyOf: %v allocations, want 0", n)
+	}
+}
+
+func FuzzKeyOf(f *testing.F) {
+	f.Add("a", "bc", 1)
+	f.Fuzz(func(t *testing.T, a, b string, n int) {
+		parts := []string{a, b, strings.Repeat(a, n&7)}
+		if KeyOf(parts...) != keyOfStream(parts...) {
+			t.Fatalf("KeyOf(%q) differs from the stream", parts)
+		}
+	})
 }
