@@ -192,12 +192,35 @@ func Outcome(status int) string {
 	return OK
 }
 
-// Quiet reports whether no span would record and no request would be
-// counted now, so that a hot path tests once per request whether to start
-// a span and work out an outcome no one records.
+// Quiet reports whether no span would record and neither a request nor a
+// check-cache result would be counted now, so that a hot path tests once
+// per request whether to start a span, work out an outcome or count a
+// cached check no one records.
 func (t *T) Quiet(ctx context.Context) bool {
-	return t == nil || !t.tracing() && !t.requests.Enabled(ctx)
+	if t == nil {
+		return true
+	}
+	if t.tracing() {
+		return false
+	}
+	// Until an SDK is installed, otel's global instruments have nothing to
+	// delegate to: one comparison answers for all of them.
+	if t.idleMeter && idleMeters != nil && otel.GetMeterProvider() == idleMeters {
+		return true
+	}
+	return !t.requests.Enabled(ctx) && !t.cacheHits.Enabled(ctx)
 }
+
+// idleMeters is otel's global MeterProvider as it is before an application
+// installs one. Installing one replaces the global value, and the global
+// instruments delegate only once that happens.
+var idleMeters = func() metric.MeterProvider {
+	mp := otel.GetMeterProvider()
+	if fmt.Sprintf("%T", mp) != "*global.meterProvider" {
+		return nil
+	}
+	return mp
+}()
 
 // Request counts one request of endpoint.
 func (t *T) Request(ctx context.Context, endpoint, outcome string) {
