@@ -197,30 +197,8 @@ func Outcome(status int) string {
 // per request whether to start a span, work out an outcome or count a
 // cached check no one records.
 func (t *T) Quiet(ctx context.Context) bool {
-	if t == nil {
-		return true
-	}
-	if t.tracing() {
-		return false
-	}
-	// Until an SDK is installed, otel's global instruments have nothing to
-	// delegate to: one comparison answers for all of them.
-	if t.idleMeter && idleMeters != nil && otel.GetMeterProvider() == idleMeters {
-		return true
-	}
-	return !t.requests.Enabled(ctx) && !t.cacheHits.Enabled(ctx)
+	return t == nil || !t.tracing() && !t.requests.Enabled(ctx) && !t.cacheHits.Enabled(ctx)
 }
-
-// idleMeters is otel's global MeterProvider as it is before an application
-// installs one. Installing one replaces the global value, and the global
-// instruments delegate only once that happens.
-var idleMeters = func() metric.MeterProvider {
-	mp := otel.GetMeterProvider()
-	if fmt.Sprintf("%T", mp) != "*global.meterProvider" {
-		return nil
-	}
-	return mp
-}()
 
 // Request counts one request of endpoint.
 func (t *T) Request(ctx context.Context, endpoint, outcome string) {
