@@ -74,9 +74,12 @@ func (s *Service) fresh(ctx context.Context, rec *DelegationRecord, now time.Tim
 // wrote it to the shared store, or the clock was stepped back) is never
 // fresh: otherwise the cached result would be used for as long as the skew,
 // past CheckInterval.
+//
+// It compares rather than subtracts: Time.Sub of two times without a
+// monotonic reading (a configured clock, a time read back from a store)
+// takes a slow path several times the cost of two comparisons.
 func checkedWithin(checkedAt, now time.Time, d time.Duration) bool {
-	age := now.Sub(checkedAt)
-	return age >= 0 && age < d
+	return !now.Before(checkedAt) && now.Before(checkedAt.Add(d))
 }
 
 // checkNow calls the Authority's authorization check endpoint and applies

@@ -37,7 +37,8 @@ func credentialOfReference(h string) (kind CredentialKind, tok string, long bool
 func FuzzCredentialOf(f *testing.F) {
 	for _, h := range []string{"Bearer apt_abc", "bearer apt_abc", "Bearer  apt_abc ", "Bearer apt_abc\u00a0",
 		"Bearer apt_abc\u0085", "DPoP apt_x", "Bearer \tapt_x\t", "Bearer apt_", "Bearer", "Bearer ", "Basic apt_x",
-		"Bearer apt_abc\x7f", "Bearer apt_" + strings.Repeat("a", 600)} {
+		"Bearer apt_abc\x7f", "Bearer apt_" + strings.Repeat("a", 600),
+		"Bearer apt_" + strings.Repeat("a", 508), "Bearer apt_" + strings.Repeat("a", 509)} {
 		f.Add(h)
 	}
 	f.Fuzz(func(t *testing.T, h string) {

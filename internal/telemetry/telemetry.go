@@ -192,11 +192,12 @@ func Outcome(status int) string {
 	return OK
 }
 
-// Quiet reports whether no span would record and no request would be
-// counted now, so that a hot path tests once per request whether to start
-// a span and work out an outcome no one records.
+// Quiet reports whether no span would record and neither a request nor a
+// check-cache result would be counted now, so that a hot path tests once
+// per request whether to start a span, work out an outcome or count a
+// cached check no one records.
 func (t *T) Quiet(ctx context.Context) bool {
-	return t == nil || !t.tracing() && !t.requests.Enabled(ctx)
+	return t == nil || !t.tracing() && !t.requests.Enabled(ctx) && !t.cacheHits.Enabled(ctx)
 }
 
 // Request counts one request of endpoint.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -87,6 +90,15 @@ func TestQuiet(t *testing.T) {
 		{"noop tracer", noop.NewTracerProvider(), nil, true},
 		{"tracer", recording, nil, false},
 		{"meter", noop.NewTracerProvider(), counting, false},
+		// The check cache counts even when requests are not counted.
+		{"meter without requests", noop.NewTracerProvider(), sdkmetric.NewMeterProvider(
+			sdkmetric.WithReader(sdkmetric.NewManualReader()),
+			sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "agentpass.requests"},
+				sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}))), false},
+		{"meter dropping both", noop.NewTracerProvider(), sdkmetric.NewMeterProvider(
+			sdkmetric.WithReader(sdkmetric.NewManualReader()),
+			sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "agentpass.*"},
+				sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}))), true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var mp metric.MeterProvider
@@ -104,6 +116,41 @@ func TestQuiet(t *testing.T) {
 	}
 	if !(*T)(nil).Quiet(context.Background()) {
 		t.Error("a nil T is not quiet")
+	}
+}
+
+// TestQuietAfterGlobalInstall: a T made on otel's idle global meter
+// provider stops being quiet once the application installs an SDK there,
+// for the check cache's counters too. It runs in a child process, as it
+// changes otel's globals for good.
+func TestQuietAfterGlobalInstall(t *testing.T) {
+	if os.Getenv("TELEMETRY_GLOBAL_CHILD") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestQuietAfterGlobalInstall$", "-test.v")
+		cmd.Env = append(os.Environ(), "TELEMETRY_GLOBAL_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestQuietAfterGlobalInstall") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	tel, err := New("service", noop.NewTracerProvider(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if !tel.Quiet(ctx) {
+		t.Fatal("quiet before an SDK is installed: got false")
+	}
+	r := sdkmetric.NewManualReader()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r),
+		sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "agentpass.requests"},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}))))
+	if tel.Quiet(ctx) {
+		t.Fatal("quiet with the check cache counted by the installed SDK")
+	}
+	tel.CheckCache(ctx, true)
+	if n, _ := sum(t, r, "agentpass.check_cache.hits"); n != 1 {
+		t.Errorf("check cache hits = %d, want 1", n)
 	}
 }
 
