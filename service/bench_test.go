@@ -221,9 +221,9 @@ func TestRedeemAllocs(t *testing.T) {
 		next++
 	})
 	t.Logf("redemption: %v allocations", n)
-	limit := 425.0
+	limit := 405.0
 	if raceEnabled {
-		limit = 475
+		limit = 455
 	}
 	if n > limit {
 		t.Errorf("redemption: %v allocations, want at most %v", n, limit)
