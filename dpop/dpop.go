@@ -185,7 +185,7 @@ func (v *DPoPVerifier) Check(proof, method, url, accessToken, wantJKT string) (*
 	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxAge: v.maxAge}); err != nil {
 		return nil, checkErr(ErrInvalidDPoP, err)
 	}
-	key, err := ParsePublicJWK(tok.JWK)
+	key, err := sharedPublicJWK(tok.JWK) // only read: thumbprint, verify
 	if err != nil {
 		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
 	}

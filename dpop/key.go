@@ -153,6 +153,18 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 // points not on their curve, a "use" other than "sig", and an "alg" member
 // outside ES256, ES384, EdDSA, RS256 and PS256 or not fitting the key. Errors match [ErrInvalidKey].
 func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
+	k, err := sharedPublicJWK(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := *k
+	return &c, nil
+}
+
+// sharedPublicJWK is ParsePublicJWK without the caller's copy: the key is
+// the memo's own, so callers only read it (verify a signature with it) and
+// never return or change it.
+func sharedPublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, newErr(ErrInvalidKey, "empty JWK")
@@ -168,8 +180,7 @@ func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 		return nil, err
 	}
 	publicJWKs.put(raw, k)
-	c := *k
-	return &c, nil
+	return k, nil
 }
 
 // parsePublicJWK is ParsePublicJWK's parse of a trimmed, bounded JWK.
@@ -204,8 +215,8 @@ const (
 
 // jwkMemo keeps the result of ParsePublicJWK by the JWK's exact bytes (the
 // parse decodes the JSON twice by reflection, about 30 allocations). Only
-// accepted keys are kept, and callers get their own copy of the
-// JSONWebKey, whose key and certificates are never changed in place.
+// accepted keys are kept; ParsePublicJWK's callers get their own copy of
+// the JSONWebKey, whose key and certificates are never changed in place.
 type jwkMemo struct {
 	mu    sync.Mutex
 	m     map[string]*jose.JSONWebKey
@@ -214,16 +225,13 @@ type jwkMemo struct {
 
 var publicJWKs jwkMemo
 
-// get returns a copy of the key parsed from raw, or nil.
+// get returns the key parsed from raw, or nil. It is shared: see
+// sharedPublicJWK.
 func (j *jwkMemo) get(raw []byte) *jose.JSONWebKey {
 	j.mu.Lock()
 	k := j.m[string(raw)]
 	j.mu.Unlock()
-	if k == nil {
-		return nil
-	}
-	c := *k
-	return &c
+	return k
 }
 
 func (j *jwkMemo) put(raw []byte, k *jose.JSONWebKey) {
