@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -246,8 +247,17 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	}
 	h := req.Header
 	for k, vs := range c.Header {
-		for _, v := range vs {
-			h.Add(k, v)
+		if len(vs) == 0 {
+			continue
+		}
+		// The caller's values are shared, capped so that an append (two
+		// spellings of one name) copies them: nothing writes a request's
+		// header values in place.
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if cur := h[ck]; cur == nil {
+			h[ck] = vs[:len(vs):len(vs)]
+		} else {
+			h[ck] = append(cur[:len(cur):len(cur)], vs...)
 		}
 	}
 	// Canonical names set directly, and the constant values shared (see
