@@ -9,7 +9,10 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
@@ -396,5 +399,57 @@ func TestDoExtraHeaders(t *testing.T) {
 	}
 	if one[:2][1] != "" || len(h["X-Pin"]) != 1 || h["X-Pin"][0] != "2" {
 		t.Errorf("the caller's header values were written: %q %q", one[:2], h["X-Pin"])
+	}
+}
+
+// TestPooledBodiesDoNotAlias: bodies are read into reused buffers, so a
+// decoded document must own its strings: every document decoded on either
+// side (ReadRequest on the server, Do on the client) is intact after many
+// later bodies went through the same buffers.
+func TestPooledBodiesDoNotAlias(t *testing.T) {
+	var mu sync.Mutex
+	var served []pass.RedemptionRequest
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in pass.RedemptionRequest
+		if err := ReadRequest(w, r, &in); err != nil {
+			WriteError(w, nil, err)
+			return
+		}
+		mu.Lock()
+		served = append(served, in)
+		mu.Unlock()
+		WriteJSON(w, http.StatusOK, &in)
+	}))
+	defer srv.Close()
+	want := func(i int) pass.RedemptionRequest {
+		c := string(rune('a' + i%26))
+		return pass.RedemptionRequest{
+			AgentPass: pass.AgentPass{Type: pass.BearerToken, Value: "ap_" + strings.Repeat(c, 40)},
+			Authority: "https://" + c + ".example.com",
+			User:      pass.User{Email: c + "@example.com"},
+			HarnessProof: &pass.JWTContainer{JWT: strings.Repeat(c, 20) + "." +
+				strings.Repeat(c, 300) + "." + strings.Repeat(c, 80)},
+			RequestedScope: pass.Scope{"read:" + c},
+		}
+	}
+	const n = 40
+	got := make([]pass.RedemptionRequest, n)
+	for i := range n {
+		if _, err := Do(t.Context(), srv.Client(), Call{URL: srv.URL, Body: want(i)}, &got[i]); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(served) != n {
+		t.Fatalf("served %d", len(served))
+	}
+	for i := range n {
+		if d := cmp.Diff(want(i), got[i]); d != "" {
+			t.Errorf("client's document %d changed (-want +got):\n%s", i, d)
+		}
+		if d := cmp.Diff(want(i), served[i]); d != "" {
+			t.Errorf("server's document %d changed (-want +got):\n%s", i, d)
+		}
 	}
 }
