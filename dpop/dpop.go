@@ -185,11 +185,12 @@ func (v *DPoPVerifier) Check(proof, method, url, accessToken, wantJKT string) (*
 	if err := jwtcheck.CheckTimes(tok, v.now(), jwtcheck.TimeRules{Skew: v.skew, MaxAge: v.maxAge}); err != nil {
 		return nil, checkErr(ErrInvalidDPoP, err)
 	}
-	key, err := ParsePublicJWK(tok.JWK)
+	mk, err := memoPublicJWK(tok.JWK)
 	if err != nil {
 		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
 	}
-	jkt, err := Thumbprint(key)
+	key := mk.key // the memo's: only read
+	jkt, err := mk.thumbprint()
 	if err != nil {
 		return nil, wrapErr(ErrInvalidDPoP, "jwk header", err)
 	}

@@ -153,6 +153,28 @@ func (k *Key) Signer() crypto.Signer { return k.signer }
 // points not on their curve, a "use" other than "sig", and an "alg" member
 // outside ES256, ES384, EdDSA, RS256 and PS256 or not fitting the key. Errors match [ErrInvalidKey].
 func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
+	k, err := sharedPublicJWK(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := *k
+	return &c, nil
+}
+
+// sharedPublicJWK is ParsePublicJWK without the caller's copy: the key is
+// the memo's own, so callers only read it (verify a signature with it) and
+// never return or change it.
+func sharedPublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
+	m, err := memoPublicJWK(raw)
+	if err != nil {
+		return nil, err
+	}
+	return m.key, nil
+}
+
+// memoPublicJWK returns the memo's entry for raw, parsing it first if it
+// is not there.
+func memoPublicJWK(raw json.RawMessage) (*memoJWK, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, newErr(ErrInvalidKey, "empty JWK")
@@ -160,16 +182,14 @@ func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 	if len(raw) > maxJWKBytes {
 		return nil, newErr(ErrInvalidKey, "JWK too large")
 	}
-	if k := publicJWKs.get(raw); k != nil {
-		return k, nil
+	if m := publicJWKs.get(raw); m != nil {
+		return m, nil
 	}
 	k, err := parsePublicJWK(raw)
 	if err != nil {
 		return nil, err
 	}
-	publicJWKs.put(raw, k)
-	c := *k
-	return &c, nil
+	return publicJWKs.put(raw, k), nil
 }
 
 // parsePublicJWK is ParsePublicJWK's parse of a trimmed, bounded JWK.
@@ -204,38 +224,56 @@ const (
 
 // jwkMemo keeps the result of ParsePublicJWK by the JWK's exact bytes (the
 // parse decodes the JSON twice by reflection, about 30 allocations). Only
-// accepted keys are kept, and callers get their own copy of the
-// JSONWebKey, whose key and certificates are never changed in place.
+// accepted keys are kept; ParsePublicJWK's callers get their own copy of
+// the JSONWebKey, whose key and certificates are never changed in place.
 type jwkMemo struct {
 	mu    sync.Mutex
-	m     map[string]*jose.JSONWebKey
+	m     map[string]*memoJWK
 	bytes int
+}
+
+// memoJWK is an accepted key and, once asked for, its RFC 7638 thumbprint:
+// a DPoP key is presented with every proof, and its thumbprint is a JSON
+// encoding and a hash each time otherwise.
+type memoJWK struct {
+	key  *jose.JSONWebKey
+	once sync.Once
+	jkt  string
+	err  error
+}
+
+// thumbprint returns Thumbprint(m.key), computed once.
+func (m *memoJWK) thumbprint() (string, error) {
+	m.once.Do(func() { m.jkt, m.err = Thumbprint(m.key) })
+	return m.jkt, m.err
 }
 
 var publicJWKs jwkMemo
 
-// get returns a copy of the key parsed from raw, or nil.
-func (j *jwkMemo) get(raw []byte) *jose.JSONWebKey {
+// get returns the entry of the key parsed from raw, or nil. Its key is
+// shared: see sharedPublicJWK.
+func (j *jwkMemo) get(raw []byte) *memoJWK {
 	j.mu.Lock()
-	k := j.m[string(raw)]
+	m := j.m[string(raw)]
 	j.mu.Unlock()
-	if k == nil {
-		return nil
-	}
-	c := *k
-	return &c
+	return m
 }
 
-func (j *jwkMemo) put(raw []byte, k *jose.JSONWebKey) {
+// put keeps k under raw and returns the entry now kept (an earlier one
+// when another caller parsed the same bytes first).
+func (j *jwkMemo) put(raw []byte, k *jose.JSONWebKey) *memoJWK {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.m == nil || len(j.m) >= maxMemoJWKs || j.bytes+len(raw) > maxMemoJWKBytes {
-		j.m, j.bytes = make(map[string]*jose.JSONWebKey), 0
+		j.m, j.bytes = make(map[string]*memoJWK), 0
 	}
-	if _, ok := j.m[string(raw)]; !ok {
-		j.m[string(raw)] = k
-		j.bytes += len(raw)
+	if m, ok := j.m[string(raw)]; ok {
+		return m
 	}
+	m := &memoJWK{key: k}
+	j.m[string(raw)] = m
+	j.bytes += len(raw)
+	return m
 }
 
 // checkPublicJWK applies the ParsePublicJWK rules to an already decoded key.

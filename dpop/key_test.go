@@ -361,3 +361,29 @@ func TestParsePublicJWKMemo(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoThumbprint: the thumbprint kept with a memoised key is the one
+// Thumbprint computes, and asking again costs nothing.
+func TestMemoThumbprint(t *testing.T) {
+	k := mustKey(t, "ES256")
+	m, err := memoPublicJWK(k.PublicJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Thumbprint(m.key)
+	if err != nil || want != k.Thumbprint() {
+		t.Fatalf("Thumbprint %q, %v; key's %q", want, err, k.Thumbprint())
+	}
+	if got, err := m.thumbprint(); got != want || err != nil {
+		t.Errorf("memo thumbprint %q, %v; want %q", got, err, want)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		m2, err := memoPublicJWK(k.PublicJSON())
+		if err != nil || m2 != m {
+			t.Fatal(m2, err)
+		}
+		_, _ = m2.thumbprint()
+	}); n > 1 {
+		t.Errorf("a known key and its thumbprint: %v allocations, want at most 1 (PublicJSON's)", n)
+	}
+}

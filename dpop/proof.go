@@ -177,7 +177,8 @@ func NewProofVerifier(cfg ProofVerifierConfig) (*ProofVerifier, error) {
 // Proof is a harness proof parsed once by [ProofVerifier.Precheck], waiting
 // for the holder key that [ProofVerifier.Complete] verifies it with.
 type Proof struct {
-	tok *jwtcheck.Token
+	tok    *jwtcheck.Token
+	claims ProofClaims // Complete's answer, in the Proof's allocation
 }
 
 // Verify checks a harness proof against cnf (the holder-binding JWK from
@@ -237,7 +238,7 @@ func (v *ProofVerifier) Complete(ctx context.Context, p *Proof, cnf json.RawMess
 	if p == nil || p.tok == nil {
 		return nil, newErr(ErrInvalidProof, "no prechecked proof")
 	}
-	key, err := ParsePublicJWK(cnf)
+	key, err := sharedPublicJWK(cnf) // only verified with
 	if err != nil {
 		return nil, wrapErr(ErrInvalidProof, "cnf.jwk", err)
 	}
@@ -253,11 +254,12 @@ func (v *ProofVerifier) Complete(ctx context.Context, p *Proof, cnf json.RawMess
 	if err := tok.Record(ctx, v.replay, c.Issuer, exp.Add(v.skew)); err != nil {
 		return nil, checkErr(ErrInvalidProof, err)
 	}
-	return &ProofClaims{
+	p.claims = ProofClaims{
 		Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID,
 		HTM: c.HTM, HTU: c.HTU, APH: c.APH,
 		IssuedAt: c.IssuedAt.Time(), Expiry: exp,
-	}, nil
+	}
+	return &p.claims, nil
 }
 
 func (v *ProofVerifier) check() error {

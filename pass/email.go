@@ -135,7 +135,7 @@ func SplitEmail(email string) (local, domain string, err error) {
 	if len(local) > 64 || strings.ContainsAny(local, "@<>()[]\\,;:\"") {
 		return "", "", invalid("email", "invalid local part")
 	}
-	if !norm.NFC.IsNormalString(local) {
+	if !isASCII(local) && !norm.NFC.IsNormalString(local) {
 		// "josé" composed and decomposed display alike but differ in
 		// bytes: accepting both would give one mailbox two canonical forms.
 		return "", "", invalid("email", "local part is not in Unicode NFC")
@@ -221,7 +221,22 @@ func CanonicalEmail(email string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return asciiLower(local) + "@" + domain, nil
+	l := asciiLower(local)
+	if l == local && domain == email[len(local)+1:] {
+		// Already canonical, as nearly every address on the wire is: no copy.
+		return email, nil
+	}
+	return l + "@" + domain, nil
+}
+
+// isASCII reports whether s is ASCII only, which is always in Unicode NFC.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // SameEmail reports whether two addresses name the same mailbox: the local

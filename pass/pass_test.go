@@ -627,3 +627,31 @@ func TestScopeLargeInputs(t *testing.T) {
 		t.Errorf("SubsetOf = %v, %v; Equal = %v", sub, notSub, eq)
 	}
 }
+
+// TestCanonicalEmailAllocs: an address already in canonical form, as nearly
+// every one on the wire is, is returned as it is, so comparing the
+// validated user with the request's costs a redemption no copies; any
+// other spelling still gets its canonical copy.
+func TestCanonicalEmailAllocs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"alice@corp.example", "alice@corp.example"},
+		{"Alice@corp.example", "alice@corp.example"},
+		{"alice@Corp.Example", "alice@corp.example"},
+		{"josé@corp.example", "josé@corp.example"},
+	} {
+		if got, err := pass.CanonicalEmail(tc.in); err != nil || got != tc.want {
+			t.Errorf("CanonicalEmail(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := pass.CanonicalEmail("jose\u0301@corp.example"); err == nil {
+		t.Error("a local part not in NFC was accepted")
+	}
+	n := testing.AllocsPerRun(100, func() {
+		if !pass.SameEmail("alice@corp.example", "alice@corp.example") {
+			t.Fatal("SameEmail")
+		}
+	})
+	if n != 0 {
+		t.Errorf("SameEmail on canonical addresses: %v allocations, want 0", n)
+	}
+}

@@ -198,7 +198,9 @@ func TestMiddlewareAllocations(t *testing.T) {
 // the memo and the second precedence run was skipped for an answer naming
 // the user as the request did, and the bearer answer decoded without
 // reflection at the client (before: 545, 594 under the race detector;
-// after: 415 and 456).
+// after: 415 and 456); then bodies read into pooled buffers, canonical
+// addresses and minted secrets without copies, one copy of the granted
+// scope in the store, the trust set in one allocation (392 and 435).
 func TestRedeemAllocs(t *testing.T) {
 	e := benchEnv(t)
 	h := newHarness(t)
@@ -221,9 +223,9 @@ func TestRedeemAllocs(t *testing.T) {
 		next++
 	})
 	t.Logf("redemption: %v allocations", n)
-	limit := 425.0
+	limit := 395.0
 	if raceEnabled {
-		limit = 475
+		limit = 440
 	}
 	if n > limit {
 		t.Errorf("redemption: %v allocations, want at most %v", n, limit)

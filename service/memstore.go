@@ -183,16 +183,39 @@ func (s *MemoryStore) lookup(hash string) (*memCred, bool) {
 
 // putCred stores a copy of c for the delegation del, under the delegation
 // id authorizationID. The entry and the copy are one allocation: a stored
-// credential never changes. The caller holds s.mu.
-func (s *MemoryStore) putCred(c *CredentialRecord, authorizationID string, del *memDelegation) {
+// credential never changes. A stored scope equal to c's (the delegation's,
+// usually) is shared rather than copied again: the store never writes a
+// stored slice in place. The caller holds s.mu.
+func (s *MemoryStore) putCred(c *CredentialRecord, authorizationID string, del *memDelegation, stored pass.Scope) {
 	e := &struct {
 		memCred
 		rec CredentialRecord
 	}{rec: *c}
-	e.rec.Scope = cloneScope(c.Scope)
+	e.rec.Scope = shareScope(c.Scope, stored)
 	e.rec.AuthorizationID = authorizationID
 	e.memCred.rec, e.memCred.del, e.memCred.key = &e.rec, del, credKey(c.Hash)
 	s.creds[e.key] = &e.memCred
+}
+
+// storedCopy is d.clone() for the store's own snapshot: the current scope,
+// equal to the granted one unless a mission is staged, shares its copy.
+// Readers get clones of snapshots, so the sharing never leaves the store.
+func storedCopy(d *DelegationRecord) *DelegationRecord {
+	c := *d
+	c.Scope = cloneScope(d.Scope)
+	c.CurrentScope = shareScope(d.CurrentScope, c.Scope)
+	c.Chain = slices.Clone(d.Chain)
+	c.Ancestors = slices.Clone(d.Ancestors)
+	return &c
+}
+
+// shareScope returns stored when it equals s (and both are nil or not),
+// else a copy of s.
+func shareScope(s, stored pass.Scope) pass.Scope {
+	if (s == nil) == (stored == nil) && slices.Equal(s, stored) {
+		return stored
+	}
+	return cloneScope(s)
 }
 
 // MemoryOption configures a MemoryStore.
@@ -247,12 +270,13 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	del := newMemDelegation(d.clone())
+	snap := storedCopy(d)
+	del := newMemDelegation(snap)
 	if cred != nil {
 		if _, ok := s.lookup(cred.Hash); ok {
 			return fmt.Errorf("service: credential %w", ErrConflict)
 		}
-		s.putCred(cred, d.AuthorizationID, del)
+		s.putCred(cred, d.AuthorizationID, del, snap.Scope)
 	} else {
 		if _, ok := s.inits[init.Hash]; ok {
 			return fmt.Errorf("service: initialization token %w", ErrConflict)
@@ -323,7 +347,7 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	if len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
-	s.putCred(c, c.AuthorizationID, d)
+	s.putCred(c, c.AuthorizationID, d, d.snap().Scope)
 	d.refs++
 	return nil
 }

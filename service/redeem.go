@@ -440,14 +440,18 @@ func (s *Service) callValidate(ctx context.Context, src *source, value string) (
 	if err != nil {
 		return nil, err
 	}
-	var vr pass.ValidationResponse
+	// The answer and the request in one allocation.
+	x := &struct {
+		vr  pass.ValidationResponse
+		req pass.ValidationRequest
+	}{req: pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}}}
 	_, err = httpx.Do(ctx, s.cfg.HTTPClient, httpx.Call{Peer: pass.PeerAuthority,
 		URL:    src.cfg.Endpoints.Validate,
 		Bearer: tok,
-		Body:   pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
-	}, &vr)
+		Body:   &x.req,
+	}, &x.vr)
 	if err == nil {
-		return &vr, nil
+		return &x.vr, nil
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()

@@ -32,6 +32,9 @@ type trustSet struct {
 	// user: empty when an Enterprise Authority exists, which alone speaks
 	// for its domain's users.
 	federated []pass.AuthorityRef
+	// srcs holds what enterprise and service point to, so a set is one
+	// allocation (one per redemption).
+	srcs [2]source
 }
 
 // source is one trusted Authority and how it is trusted.
@@ -58,14 +61,16 @@ func (s *Service) trustFor(ctx context.Context, email string) (*trustSet, error)
 	info, err := s.cfg.Discovery.DiscoverEnterprise(ctx, domain)
 	switch {
 	case err == nil:
-		set.enterprise = &source{
+		set.srcs[0] = source{
 			ref:  pass.AuthorityRef{Authority: info.Configuration.Authority, AuthorityConfigurationURL: info.ConfigurationURL},
 			mode: pass.TrustEnterprise,
 			cfg:  info.Configuration,
 		}
+		set.enterprise = &set.srcs[0]
 		if sa := s.cfg.ServiceAuthority; sa != nil {
 			if info.Configuration.AllowsServiceAuthorities() {
-				set.service = &source{ref: *sa, mode: pass.TrustService}
+				set.srcs[1] = source{ref: *sa, mode: pass.TrustService}
+				set.service = &set.srcs[1]
 			} else {
 				set.serviceForbidden = true
 			}
@@ -73,7 +78,8 @@ func (s *Service) trustFor(ctx context.Context, email string) (*trustSet, error)
 		return set, nil
 	case errors.Is(err, discovery.ErrNoRecord):
 		if sa := s.cfg.ServiceAuthority; sa != nil {
-			set.service = &source{ref: *sa, mode: pass.TrustService}
+			set.srcs[1] = source{ref: *sa, mode: pass.TrustService}
+			set.service = &set.srcs[1]
 		}
 		set.federated = s.federatedFor(ctx, email)
 		return set, nil

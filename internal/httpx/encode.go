@@ -145,6 +145,10 @@ func requestSize(v any) int {
 	const names = 192 // member names and punctuation, with room
 	n := names
 	switch d := v.(type) {
+	case *pass.ValidationRequest:
+		return requestSize(*d)
+	case *pass.RedemptionRequest:
+		return requestSize(*d)
 	case pass.ValidationRequest:
 		n += len(d.AgentPass.Value)
 	case pass.RedemptionRequest:

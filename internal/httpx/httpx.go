@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -49,7 +50,9 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 	if !IsJSON(r.Header.Get("Content-Type")) {
 		return pass.Fail(pass.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength, MaxBody)
+	buf := getBody(r.ContentLength)
+	body, err := readInto(*buf, http.MaxBytesReader(w, r.Body, MaxBody), r.ContentLength, MaxBody)
+	defer putBody(buf, body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -69,11 +72,20 @@ func ReadRequest(w http.ResponseWriter, r *http.Request, doc pass.Document) erro
 // wrong declaration only costs growth, as without it. A body longer than
 // limit is returned cut at limit+1 bytes, for the caller to refuse.
 func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
+	return readInto(nil, r, declared, limit)
+}
+
+// readInto is readBody into b's array when b has room for the declared
+// length (b may be nil).
+func readInto(b []byte, r io.Reader, declared, limit int64) ([]byte, error) {
 	size := declared + 1 // +1: EOF is seen without growing
 	if declared <= 0 || declared > MaxBody {
 		size = 512
 	}
-	b := make([]byte, 0, min(size, limit+1))
+	if int64(cap(b)) < min(size, limit+1) {
+		b = make([]byte, 0, min(size, limit+1))
+	}
+	b = b[:0]
 	for int64(len(b)) <= limit {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -89,6 +101,38 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// pooledBody is the size of the reused buffers that bodies of up to
+// pooledBody-1 declared bytes (nearly every protocol document) are read
+// into: a body is dropped once its document is decoded, and decoding copies
+// out every string it keeps, so the buffer can serve the next request.
+const pooledBody = 4 << 10
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, pooledBody); return &b }}
+
+// getBody returns a pooled buffer for a body of the declared length, or a
+// pointer to nil when the body will not fit one.
+func getBody(declared int64) *[]byte {
+	if declared >= pooledBody {
+		return new([]byte)
+	}
+	return bodyPool.Get().(*[]byte)
+}
+
+// putBody clears and returns buf to the pool once body, read into it, is
+// no longer used: what a peer sent (a pass, a proof) does not outlive its
+// request in a reused buffer.
+func putBody(buf *[]byte, body []byte) {
+	if cap(*buf) != pooledBody {
+		return
+	}
+	if cap(body) == pooledBody && len(body) > 0 && &body[:1][0] == &(*buf)[:1][0] {
+		clear(body)
+	} else {
+		clear((*buf)[:pooledBody]) // grown out of it: it holds a prefix
+	}
+	bodyPool.Put(buf)
 }
 
 // InvalidRequest turns a decoding or validation error into a 400 whose
@@ -246,8 +290,17 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 	}
 	h := req.Header
 	for k, vs := range c.Header {
-		for _, v := range vs {
-			h.Add(k, v)
+		if len(vs) == 0 {
+			continue
+		}
+		// The caller's values are shared, capped so that an append (two
+		// spellings of one name) copies them: nothing writes a request's
+		// header values in place.
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if cur := h[ck]; cur == nil {
+			h[ck] = vs[:len(vs):len(vs)]
+		} else {
+			h[ck] = append(cur[:len(cur):len(cur)], vs...)
 		}
 	}
 	// Canonical names set directly, and the constant values shared (see
@@ -267,7 +320,9 @@ func Do(ctx context.Context, client *http.Client, c Call, out pass.Document) (ht
 		return nil, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: %w", where(), stripURLError(err))}
 	}
 	defer resp.Body.Close()
-	raw, err := readBody(resp.Body, resp.ContentLength, MaxBody)
+	buf := getBody(resp.ContentLength)
+	raw, err := readInto(*buf, resp.Body, resp.ContentLength, MaxBody)
+	defer putBody(buf, raw)
 	if err != nil {
 		return resp.Header, &pass.UnreachableError{Peer: c.Peer, Origin: redactOrigin(c.URL), Err: fmt.Errorf("httpx: %s: reading the answer: %w", where(), stripURLError(err))}
 	}

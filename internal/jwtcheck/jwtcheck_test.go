@@ -558,7 +558,11 @@ func TestParseAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if n > 10 {
+	slack := 0.0
+	if jwtcheck.RaceEnabled {
+		slack = 2 // pooled buffers dropped at random
+	}
+	if n > 10+slack {
 		t.Errorf("Parse of an assertion: %v allocations, want at most 10 (34 before #19, 12 before #19 item 2)", n)
 	}
 	// Verify hashes the signed input Parse kept: nothing of its own but
@@ -577,7 +581,7 @@ func TestParseAllocs(t *testing.T) {
 	if tok.Alg != "ES256" || tok.Typ != jwtcheck.Assertion.Typ {
 		t.Errorf("alg %q typ %q", tok.Alg, tok.Typ)
 	}
-	if withVerify-n > 11 {
+	if withVerify-n > 11+slack {
 		t.Errorf("Verify: %v allocations, want at most 11 (12 before #19 item 2)", withVerify-n)
 	}
 }

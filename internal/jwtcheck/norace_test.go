@@ -3,3 +3,6 @@
 package jwtcheck
 
 const raceEnabled = false
+
+// RaceEnabled is raceEnabled for the external test package.
+const RaceEnabled = raceEnabled

@@ -22,6 +22,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 )
 
 // Sizes in bytes of the values this module mints.
@@ -33,11 +34,24 @@ const (
 // New returns prefix followed by n random bytes in unpadded base64url.
 // It panics only if the system's random source fails, as crypto/rand does.
 func New(prefix string, n int) string {
-	b := make([]byte, n)
+	// The random bytes and the result are built on the stack for the sizes
+	// this module mints, so a secret costs one allocation: its string.
+	var rb [TokenBytes]byte
+	var ob [64]byte
+	b := rb[:0]
+	if n > len(rb) {
+		b = make([]byte, 0, n)
+	}
+	b = b[:n]
 	if _, err := rand.Read(b); err != nil {
 		panic("secret: crypto/rand failed: " + err.Error())
 	}
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
+	o := append(ob[:0], prefix...)
+	m := len(o)
+	o = slices.Grow(o, base64.RawURLEncoding.EncodedLen(n))
+	o = o[:m+base64.RawURLEncoding.EncodedLen(n)]
+	base64.RawURLEncoding.Encode(o[m:], b)
+	return string(o)
 }
 
 // Token returns a new 256-bit secret with the given prefix.

@@ -2,6 +2,7 @@ package secret
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -47,6 +48,34 @@ func TestSumMatchesHash(t *testing.T) {
 	for _, tok := range []string{Token("ap_"), strings.Repeat("x", 512)} {
 		if n := testing.AllocsPerRun(100, func() { _ = Sum(tok) }); n != 0 {
 			t.Errorf("Sum of %d bytes allocates %v times", len(tok), n)
+		}
+	}
+}
+
+// TestNewShapeAndAllocs: a minted secret is its prefix and n random bytes
+// in unpadded base64url, in one allocation for the sizes this module mints.
+func TestNewShapeAndAllocs(t *testing.T) {
+	for _, n := range []int{0, 1, IDBytes, TokenBytes, 33, 100} {
+		s := New("apt_", n)
+		raw, ok := strings.CutPrefix(s, "apt_")
+		if !ok {
+			t.Fatalf("n=%d: %q lacks its prefix", n, s)
+		}
+		b, err := base64.RawURLEncoding.DecodeString(raw)
+		if err != nil || len(b) != n {
+			t.Errorf("n=%d: %q decodes to %d bytes, %v", n, raw, len(b), err)
+		}
+	}
+	if a, b := New("x", TokenBytes), New("x", TokenBytes); a == b {
+		t.Error("two secrets are equal")
+	}
+	want := 1.0
+	if raceEnabled {
+		want = 2
+	}
+	for _, n := range []int{IDBytes, TokenBytes} {
+		if got := testing.AllocsPerRun(100, func() { _ = New("apt_", n) }); got > want {
+			t.Errorf("New(%d) allocates %v times, want %v", n, got, want)
 		}
 	}
 }
