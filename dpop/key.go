@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"slices"
 	"sync"
 
 	"github.com/go-jose/go-jose/v4"
@@ -157,8 +159,33 @@ func ParsePublicJWK(raw json.RawMessage) (*jose.JSONWebKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return copyPublicJWK(k), nil
+}
+
+// copyPublicJWK is a copy of the memo's key that shares nothing a caller
+// could change with it: the key material is copied too, so wiping or
+// editing a returned key in place cannot alter what later parses of the
+// same JWK (and the proof checks verifying with the memo's key) see.
+func copyPublicJWK(k *jose.JSONWebKey) *jose.JSONWebKey {
 	c := *k
-	return &c, nil
+	switch pub := k.Key.(type) {
+	case *ecdsa.PublicKey:
+		// The key parsed and was checked on its curve, so its encoding
+		// parses again.
+		if b, err := pub.Bytes(); err == nil {
+			if cp, err := ecdsa.ParseUncompressedPublicKey(pub.Curve, b); err == nil {
+				c.Key = cp
+			}
+		}
+	case ed25519.PublicKey:
+		c.Key = slices.Clone(pub)
+	case *rsa.PublicKey:
+		c.Key = &rsa.PublicKey{N: new(big.Int).Set(pub.N), E: pub.E}
+	}
+	c.Certificates = slices.Clone(k.Certificates)
+	c.CertificateThumbprintSHA1 = slices.Clone(k.CertificateThumbprintSHA1)
+	c.CertificateThumbprintSHA256 = slices.Clone(k.CertificateThumbprintSHA256)
+	return &c
 }
 
 // sharedPublicJWK is ParsePublicJWK without the caller's copy: the key is
