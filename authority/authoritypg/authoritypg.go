@@ -989,28 +989,41 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (int64, err
 	// the ends_at index and delete it by primary key: the work is bounded
 	// by limit, however large the backlog. (A row that ended cannot
 	// change any more, so it needs no re-check.) A request's mission
-	// history goes with it in the same statement, never before it: the
+	// history goes with it in the same transaction, never before it: the
 	// history has no foreign key, whose check cost every consumption
-	// more than a sixth of its write (migration 010).
+	// more than a sixth of its write (migration 010). The history is
+	// deleted by a second statement, whose snapshot sees every record
+	// committed before the requests were deleted: a transition (a lazy
+	// expiry) that held a due row while the first statement waited for
+	// it commits its record after that statement's snapshot was taken,
+	// and one delete in the same statement would leave the record
+	// behind.
 	const decided = `COALESCE(decision_status = 'approved' OR decided_at > created_at, false)`
 	var total int64
 	del := func(table, where string, keep time.Duration, n int64) (int64, error) {
 		if keep >= authority.Forever || n <= 0 {
 			return 0, nil
 		}
-		also := ""
-		if table == "agentpass_authority_requests" {
-			also = `, history AS (
-				DELETE FROM agentpass_authority_mission_history
-				WHERE mission_id = ANY (ARRAY (SELECT id FROM gone)))`
-		}
+		deleteSQL := `DELETE FROM ` + table + ` WHERE id = ANY (ARRAY (
+			SELECT id FROM ` + table + ` WHERE ends_at < $1 AND ` + where + ` ORDER BY ends_at LIMIT $2))
+			RETURNING id`
 		var deleted int64
-		err := s.pool.QueryRow(ctx, `
-			WITH gone AS (
-				DELETE FROM `+table+` WHERE id = ANY (ARRAY (
-					SELECT id FROM `+table+` WHERE ends_at < $1 AND `+where+` ORDER BY ends_at LIMIT $2))
-				RETURNING id)`+also+`
-			SELECT count(*) FROM gone`, now.Add(-keep), n).Scan(&deleted)
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, deleteSQL, now.Add(-keep), n)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil || len(ids) == 0 || table != "agentpass_authority_requests" {
+				deleted = int64(len(ids))
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM agentpass_authority_mission_history WHERE mission_id = ANY ($1)`, ids); err != nil {
+				return err
+			}
+			deleted = int64(len(ids))
+			return nil
+		})
 		if err != nil {
 			return 0, fmt.Errorf("authoritypg: Prune: %w", err)
 		}

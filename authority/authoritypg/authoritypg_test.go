@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -282,6 +283,78 @@ func TestReplicasRevoke(t *testing.T) {
 	}
 }
 
+// TestPruneRacesTransition: a transition that holds a due mission's row
+// while Prune waits for it (a lazy expiry writing its history record)
+// commits a record Prune's first statement cannot see; the record must go
+// with the mission all the same, not outlive it with nothing to delete it
+// (the history has no foreign key since migration 010). Found by review.
+func TestPruneRacesTransition(t *testing.T) {
+	pool := pgtest.Pool(t)
+	now := t0.Add(3 * time.Hour)
+	s := authoritypg.New(pool, authoritypg.WithRetention(30*time.Minute), authoritypg.WithClock(func() time.Time { return now }))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRequest(ctx, authoritytest.NewRequest("due")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var holder uint32
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM agentpass_authority_requests WHERE id = 'msn_due' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO agentpass_authority_mission_history (mission_id, seq, body, hash)
+		VALUES ('msn_due', 1000, '\x7b7d', 'h')`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := s.Prune(ctx, now, 100)
+		done <- result{n, err}
+	}()
+	// Commit once Prune waits for the row.
+	for {
+		var waiting int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))`, holder).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("Prune returned without waiting for the held row: %d, %v", r.n, r.err)
+		default:
+		}
+		runtime.Gosched()
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.n != 1 {
+		t.Fatalf("Prune = %d, %v; want the due request", r.n, r.err)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM agentpass_authority_mission_history WHERE mission_id = 'msn_due'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d history records outlived their pruned mission", left)
+	}
+}
+
 // TestPrune: only records that ended more than the retention ago go, at
 // most limit per table per call; the janitor stops with its context.
 func TestPrune(t *testing.T) {
@@ -350,7 +423,7 @@ func TestPrune(t *testing.T) {
 		t.Errorf("live authorization pruned: %v", err)
 	}
 	// A pruned mission's history goes with it (the table has no foreign
-	// key since migration 010; Prune deletes both in one statement), and
+	// key since migration 010; Prune deletes both in one transaction), and
 	// a kept mission's stays.
 	var orphans, kept int
 	if err := pool.QueryRow(ctx, `

@@ -103,8 +103,10 @@
 // re-normalise them). It has no foreign key to the mission's row: every
 // insert holds or writes that row already, the check cost each
 // consumption a lookup and a lock of the row it had just updated, and
-// [Store.Prune] deletes a mission's history in the statement that deletes
-// the mission. Delete missions only through Prune, or their history too.
+// [Store.Prune] deletes a mission's history in the transaction that
+// deletes the mission, by a second statement that sees every record a
+// racing transition committed. Delete missions only through Prune, or
+// their history too.
 //
 // Passes are stored only as their hash (unique index). Scopes are text[],
 // the holder key (cnf) is a json column (its exact bytes), times are
