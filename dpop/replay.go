@@ -45,7 +45,8 @@ type ReplayLookup interface {
 // (the in-memory one has a fixed capacity that anyone who publishes a
 // Service configuration could otherwise fill with assertions spent on
 // failures) an assertion is looked up first and recorded only once its
-// validation succeeded.
+// validation succeeded. A wrapper that adds a bound to such a cache must
+// not implement Unbounded, which embedding the cache would forward.
 type UnboundedReplayCache interface {
 	ReplayCache
 	// Unbounded marks the cache; it does nothing.
