@@ -220,13 +220,7 @@ func TestConsumeGenericPlans(t *testing.T) {
 	if err := authoritypg.New(base).Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := base.Config()
-	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.OneConnPool(t, base) // every statement on one connection
 	s, seed := authoritypg.New(pool), authoritypg.New(base)
 	const rounds = 8
 	for i := range rounds {
@@ -261,13 +255,7 @@ func TestConsumeHeapOnly(t *testing.T) {
 	if err := seed.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := base.Config()
-	cfg.MaxConns = 1 // the statistics below are this connection's
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.OneConnPool(t, base) // every statement on one connection
 	const n = 20
 	for i := range n {
 		approved(t, seed, fmt.Sprintf("r%d", i), fmt.Sprintf("h%d", i))

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 )
@@ -58,13 +56,7 @@ func TestGenericPlans(t *testing.T) {
 	base := pgtest.Pool(t)
 	c := &clock{t: t0}
 	newCache(t, base, c.Now)
-	cfg := base.Config()
-	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.OneConnPool(t, base) // every statement on one connection
 	rc := dpoppg.New(pool, dpoppg.WithClock(c.Now))
 	for i := range 8 {
 		jti := fmt.Sprintf("j%d", i)

@@ -131,6 +131,23 @@ func SharedPool(t testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
 	return p
 }
 
+// OneConnPool is SharedPool with a single connection: every statement of
+// the test runs on it, so per-connection figures (prepared statements'
+// plan counts, statistics, round trips) add up.
+func OneConnPool(t testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := pool.Config()
+	cfg.MaxConns = 1
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: one-connection pool: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 func newSchemaPool(t testing.TB, dsn string) *pgxpool.Pool {
 	t.Helper()
 	schema := "t_" + strings.ToLower(strings.NewReplacer("-", "_").Replace(secret.New("", 8)))

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/service/servicepg"
 )
@@ -53,13 +51,7 @@ func TestGenericPlans(t *testing.T) {
 	if err := servicepg.New(base0).Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := base0.Config()
-	cfg.MaxConns = 1 // every statement on one connection, so its counts add up
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.OneConnPool(t, base0) // every statement on one connection
 	s := servicepg.New(pool)
 	for i := range 8 {
 		id, hash := fmt.Sprintf("z%d", i), fmt.Sprintf("h%d", i)
