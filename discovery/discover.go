@@ -43,16 +43,20 @@ func (c *Client) DiscoverService(ctx context.Context, origin string) (*Discovere
 	if got != want {
 		return nil, &MismatchError{URL: u, Field: "service.origin", Got: shared.Service.Origin, Want: want}
 	}
-	// The answer and the caller's copy of the configuration in one
-	// allocation: a warm discovery runs on every assertion an Authority
-	// verifies.
+	return discovered(u, shared, copyServiceConfiguration), nil
+}
+
+// discovered returns the answer for the configuration at u, holding the
+// caller's copy of the cached one, both in one allocation: a warm discovery
+// runs on every assertion an Authority verifies.
+func discovered[T pass.ServiceConfiguration | pass.AuthorityConfiguration](u string, shared *T, copyTo func(dst, src *T)) *Discovered[T] {
 	out := new(struct {
-		d   Discovered[pass.ServiceConfiguration]
-		cfg pass.ServiceConfiguration
+		d   Discovered[T]
+		cfg T
 	})
-	copyServiceConfiguration(&out.cfg, shared)
-	out.d = Discovered[pass.ServiceConfiguration]{ConfigurationURL: u, Configuration: &out.cfg}
-	return &out.d, nil
+	copyTo(&out.cfg, shared)
+	out.d = Discovered[T]{ConfigurationURL: u, Configuration: &out.cfg}
+	return &out.d
 }
 
 // DiscoverEnterprise finds the Enterprise Authority of an e-mail domain: the
@@ -76,12 +80,5 @@ func (c *Client) DiscoverEnterprise(ctx context.Context, emailDomain string) (*D
 	if shared.TrustMode != pass.TrustEnterprise {
 		return nil, &MismatchError{URL: u, Field: "trust_mode", Got: string(shared.TrustMode), Want: string(pass.TrustEnterprise)}
 	}
-	// As in DiscoverService: the answer and the copy in one allocation.
-	out := new(struct {
-		d   Discovered[pass.AuthorityConfiguration]
-		cfg pass.AuthorityConfiguration
-	})
-	copyAuthorityConfiguration(&out.cfg, shared)
-	out.d = Discovered[pass.AuthorityConfiguration]{ConfigurationURL: u, Configuration: &out.cfg}
-	return &out.d, nil
+	return discovered(u, shared, copyAuthorityConfiguration), nil
 }
