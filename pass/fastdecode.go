@@ -99,6 +99,22 @@ func plainString(raw []byte) ([]byte, bool) {
 // isNull reports whether raw is the literal null.
 func isNull(raw []byte) bool { return len(raw) == 4 && string(raw) == "null" }
 
+// member points *dst at the value a pointer member raw decodes into, as
+// encoding/json does: nil for null (and member reports false), the value
+// already there for a repeated member, else slot, cleared (fresh after a
+// null). slot is the document's own storage, so no allocation is made.
+func member[T any](raw []byte, dst **T, slot *T) bool {
+	if isNull(raw) {
+		*dst = nil
+		return false
+	}
+	if *dst == nil {
+		*slot = *new(T)
+		*dst = slot
+	}
+	return true
+}
+
 // strs makes the strings of one document. With shared set, they are
 // substrings of one copy of the document, one allocation for all of them;
 // that copy then lives as long as any of them, so only documents that are
@@ -297,13 +313,8 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 		case "destination_url":
 			return d.str(raw, &out.DestinationURL)
 		case "cnf":
-			if isNull(raw) {
-				out.Cnf = nil
-				return true
-			}
-			if out.Cnf == nil {
-				parts.cnf = Cnf{} // fresh after a null, as encoding/json's
-				out.Cnf = &parts.cnf
+			if !member(raw, &out.Cnf, &parts.cnf) {
+				return true // null
 			}
 			c := out.Cnf
 			return object(raw, func(name, raw []byte) bool {
@@ -314,34 +325,19 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 				return unknownMember(name, "jwk")
 			})
 		case "task":
-			if isNull(raw) {
-				out.Task = nil
-				return true
-			}
-			if out.Task == nil {
-				parts.task = Task{} // fresh after a null, as encoding/json's
-				out.Task = &parts.task
+			if !member(raw, &out.Task, &parts.task) {
+				return true // null
 			}
 			t := out.Task
 			return object(raw, func(n, r []byte) bool { return d.taskMember(t, n, r) })
 		case "authorization_expires_at":
-			if isNull(raw) {
-				out.AuthorizationExpiresAt = nil
-				return true
-			}
-			if out.AuthorizationExpiresAt == nil {
-				parts.exp = time.Time{} // fresh after a null, as encoding/json's
-				out.AuthorizationExpiresAt = &parts.exp
+			if !member(raw, &out.AuthorizationExpiresAt, &parts.exp) {
+				return true // null
 			}
 			return len(raw) > 0 && raw[0] == '"' && out.AuthorizationExpiresAt.UnmarshalJSON(raw) == nil
 		case "harness":
-			if isNull(raw) {
-				out.Harness = nil
-				return true
-			}
-			if out.Harness == nil {
-				parts.harness = HarnessRef{} // fresh after a null, as encoding/json's
-				out.Harness = &parts.harness
+			if !member(raw, &out.Harness, &parts.harness) {
+				return true // null
 			}
 			h := out.Harness
 			return object(raw, func(name, raw []byte) bool {
@@ -354,13 +350,8 @@ func (r *ValidationResponse) decodeFast(data []byte) bool {
 				return unknownMember(name, "id", "extensions")
 			})
 		case "mission":
-			if isNull(raw) {
-				out.Mission = nil
-				return true
-			}
-			if out.Mission == nil {
-				parts.mission = MissionInfo{} // fresh after a null, as encoding/json's
-				out.Mission = &parts.mission
+			if !member(raw, &out.Mission, &parts.mission) {
+				return true // null
 			}
 			m := out.Mission
 			return object(raw, func(n, r []byte) bool { return d.missionMember(m, n, r) })
