@@ -161,17 +161,8 @@ func TestProtocols(t *testing.T) {
 
 	proto := func(tr *http.Transport) string {
 		t.Helper()
-		hc, err := New(Policy{Role: "test", Client: &http.Client{Transport: tr}, AllowPrivateNetworks: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := hc.Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
+		body, _ := getThrough(t, tr, srv.URL)
+		return body
 	}
 	// ForceAttemptHTTP2, as in a clone of http.DefaultTransport, is not a choice.
 	if got := proto(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}); got != "HTTP/1.1" {
@@ -193,17 +184,28 @@ func TestNoCompression(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	hc, err := New(Policy{Role: "test", Client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}, AllowPrivateNetworks: true})
+	body, resp := getThrough(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, srv.URL)
+	if body != "accept-encoding=" || resp.Uncompressed {
+		t.Errorf("server saw %q, uncompressed %v", body, resp.Uncompressed)
+	}
+}
+
+// getThrough GETs url with the outbound client made around tr and returns
+// the answer's body and the answer.
+func getThrough(t *testing.T, tr *http.Transport, url string) (string, *http.Response) {
+	t.Helper()
+	hc, err := New(Policy{Role: "test", Client: &http.Client{Transport: tr}, AllowPrivateNetworks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := hc.Get(srv.URL)
+	resp, err := hc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if string(body) != "accept-encoding=" || resp.Uncompressed {
-		t.Errorf("server saw %q, uncompressed %v", body, resp.Uncompressed)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return string(body), resp
 }
