@@ -25,8 +25,7 @@ const maxInitToken = 256
 func (s *Service) serveInitialize(w http.ResponseWriter, r *http.Request) {
 	a := &audit{event: eventInitialize, endpoint: "initialize", requestID: requestID(r)}
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	httpx.NoStoreNoCache(h)
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	switch r.Method {

@@ -41,8 +41,7 @@ type redemption struct {
 func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.PassType) {
 	a := &audit{event: eventRedeem, endpoint: string(typ), requestID: requestID(r)}
 	h := w.Header()
-	httpx.NoStore(h)
-	h["Pragma"] = valueNoCache[:1:1] // shared, as httpx.NoStore's
+	httpx.NoStoreNoCache(h)
 	if r.Method != http.MethodPost {
 		httpx.MethodNotAllowed(w, http.MethodPost)
 		return
@@ -75,11 +74,6 @@ func (s *Service) serveRedeem(w http.ResponseWriter, r *http.Request, typ pass.P
 }
 
 var errDPoP = errors.New("service: invalid DPoP proof")
-
-// valueNoCache is the Pragma header value of redemption answers, shared by
-// all of them: a header map holds it with its capacity equal to its length,
-// so nothing can append to it in place.
-var valueNoCache = []string{"no-cache"}
 
 // redeem runs the validation algorithm of §4.4 (steps 1–8, tightened where
 // the spec leaves a gap) and mints the credential. Nothing is minted unless

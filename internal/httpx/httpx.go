@@ -207,6 +207,13 @@ var answerBufs = sync.Pool{New: func() any {
 // without allocating.
 func NoStore(h http.Header) { h["Cache-Control"] = valueNoStore[:1:1] }
 
+// NoStoreNoCache is NoStore with Pragma: no-cache too, for answers that
+// carry a credential to HTTP/1.0 caches as well (RFC 6749 §5.1).
+func NoStoreNoCache(h http.Header) {
+	NoStore(h)
+	h["Pragma"] = valueNoCache[:1:1]
+}
+
 // WriteError answers with the structured error body of err. An error that is
 // not a *pass.Error becomes a 500 whose cause stays out of the response; it
 // is logged to logger when one is given.

@@ -14,6 +14,7 @@ var (
 	valueJSON    = []string{"application/json"}
 	valueNosniff = []string{"nosniff"}
 	valueNoStore = []string{"no-store"}
+	valueNoCache = []string{"no-cache"}
 )
 
 // Prepared is an error answer encoded once, for an answer sent so often
