@@ -33,7 +33,7 @@ const (
 // is read, a user or domain over it before anything is verified or stored,
 // so a flood costs little and cannot fill the store.
 func (a *Authority) serveIssuance(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if ok, wait := a.limits.issuance.AllowClient(a.limits.key(r)); !a.allow(w, r, "issuance", ok, wait) {
 		return
 	}
@@ -372,7 +372,7 @@ const (
 // read, and once the pass was redeemed or expired the answer is 410, so an
 // old status URL never yields a pass again.
 func (a *Authority) serveStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if ok, wait := a.limits.status.AllowClient(a.limits.key(r)); !a.allow(w, r, "status", ok, wait) {
 		return
 	}

@@ -83,7 +83,7 @@ var errMissionUnknown = pass.Fail(pass.CodeMissionUnknown, "unknown mission")
 // ancestor's) reads the Harness view by mission_id with a holder proof.
 func (a *Authority) serveMission(w http.ResponseWriter, r *http.Request) {
 	const event = "mission read"
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, event) {
 		return
 	}
@@ -215,7 +215,7 @@ func (a *Authority) serveMissionComplete(w http.ResponseWriter, r *http.Request)
 // Reports about a mission that has ended are accepted and dropped.
 func (a *Authority) serveMissionReport(w http.ResponseWriter, r *http.Request) {
 	const event = "mission report"
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, event) {
 		return
 	}
@@ -346,7 +346,7 @@ func harnessCall[T any, PT interface {
 	pass.Document
 }](a *Authority, w http.ResponseWriter, r *http.Request, event, endpoint string,
 	mission func(PT) string, attrs func(PT) []slog.Attr) (in PT, m, signer *Request, ok bool) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowHarness(w, r, event) {
 		return nil, nil, nil, false
 	}

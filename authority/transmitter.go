@@ -374,7 +374,7 @@ const maxKnownReceivers = 10_000
 // assertion, acknowledges SETs and receives those queued for it, waiting
 // up to maxLongPoll for one unless it asks to return at once.
 func (a *Authority) servePoll(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	if !a.allowService(w, r, "events poll") {
 		return
 	}

@@ -578,7 +578,7 @@ func errInvalidToken(msg string) error {
 // the audit record.
 func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRecord, err error) {
 	if errors.Is(err, errNotNew) {
-		w.Header().Set("Cache-Control", "no-store")
+		httpx.NoStore(w.Header())
 		httpx.WriteError(w, nil, err)
 		return
 	}
@@ -603,7 +603,7 @@ func (s *Service) deny(w http.ResponseWriter, r *http.Request, rec *DelegationRe
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(5))
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	s.fail(w, r, a, err)
 }
 
@@ -642,7 +642,7 @@ func denyStage(w http.ResponseWriter, r *http.Request, d *Delegation, scopes []s
 	body.Mission = &pass.MissionInfo{ID: d.MissionID, State: pass.MissionActive, Version: d.missionVersion, Stage: d.stage}
 	body.RequiredStage = later
 	w.Header().Set("WWW-Authenticate", `Bearer realm="agentpass", error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`)
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	httpx.WriteJSON(w, http.StatusForbidden, &body)
 }
 

@@ -250,6 +250,6 @@ func (s *Service) serveResolve(w http.ResponseWriter, r *http.Request) {
 		a.authority = resp.ServiceAuthority.Authority
 	}
 	s.cfg.Logger.LogAttrs(r.Context(), levelDebug, a.event, a.attrs("ok")...)
-	w.Header().Set("Cache-Control", "no-store")
+	httpx.NoStore(w.Header())
 	httpx.WriteJSON(w, http.StatusOK, resp)
 }
