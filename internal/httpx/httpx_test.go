@@ -327,7 +327,7 @@ func TestAnswerAllocs(t *testing.T) {
 	WriteJSON(w, http.StatusOK, v) // warm the pool
 	limit := 0.0
 	if raceEnabled {
-		limit = 1
+		limit = 2 // sync.Pool drops its entries at random under the race detector
 	}
 	if n := testing.AllocsPerRun(100, func() {
 		NoStore(w.h)
