@@ -224,6 +224,7 @@ const replayLifetime = assertion.DefaultTTL + assertion.DefaultSkew
 var (
 	throughputInflight = flag.String("throughput.inflight", "32", "requests in flight in BenchmarkThroughput (comma-separated for several runs)")
 	throughputStore    = flag.String("throughput.store", "memory", "stores of BenchmarkThroughput: memory or postgres")
+	throughputSettle   = flag.Bool("throughput.settle", false, "collect the garbage of each batch's preparation before timing it")
 	throughputPGConns  = flag.Int("throughput.pgconns", 0, "MaxConns of each PostgreSQL pool in BenchmarkThroughput (0: the deployment's default)")
 	throughputAlg      = flag.String("throughput.alg", "ES256", "algorithm of the Service's and Authority's keys in BenchmarkThroughput: ES256 or EdDSA")
 )
@@ -268,6 +269,9 @@ func runInflight(b *testing.B, n int, bound float64, prepare func(from, to int),
 		to := min(from+batch, b.N)
 		b.StopTimer()
 		prepare(from, to)
+		if *throughputSettle {
+			runtime.GC()
+		}
 		b.StartTimer()
 		cpuBefore := processCPU()
 		var next atomic.Int64
