@@ -156,21 +156,12 @@ func (a *Authority) recordingStore() (RecordingStore, bool) {
 // that never called record is followed by the record, as when the jti is
 // recorded last.
 func (a *Authority) consumeRecorded(ctx context.Context, rs RecordingStore, tok *assertion.Token, passHash, svc string) (*Consumption, error) {
-	var called bool
-	var recErr error
-	c, err := rs.ConsumePassRecorded(ctx, passHash, svc, secret.ID(authorizationIDPrefix), a.now(), a.replay,
-		func(cache dpop.ReplayCache) error {
-			called = true
-			if err := a.verifier.RecordIn(ctx, tok, replayns.Namespace(cache, replayRole)); err != nil {
-				recErr = assertionError(err)
-				return recErr
-			}
-			return nil
-		})
+	rec := &assertionRecord{a: a, ctx: ctx, tok: tok}
+	c, err := rs.ConsumePassRecorded(ctx, passHash, svc, secret.ID(authorizationIDPrefix), a.now(), a.replay, rec.record)
 	switch {
-	case recErr != nil:
-		return nil, recErr
-	case !called && err == nil:
+	case rec.err != nil:
+		return nil, rec.err
+	case !rec.called && err == nil:
 		if err := a.spend(ctx, tok); err != nil {
 			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: assertion not recorded",
 				slog.String("service", svc), slog.String("reason", err.Error()))
@@ -179,6 +170,25 @@ func (a *Authority) consumeRecorded(ctx context.Context, rs RecordingStore, tok 
 		return nil, consumeError(err)
 	}
 	return c, nil
+}
+
+// assertionRecord is the record function of consumeRecorded, with what
+// it saw.
+type assertionRecord struct {
+	a      *Authority
+	ctx    context.Context
+	tok    *assertion.Token
+	called bool
+	err    error // the assertion's error, a refused or failed record
+}
+
+func (r *assertionRecord) record(cache dpop.ReplayCache) error {
+	r.called = true
+	if err := r.a.verifier.RecordIn(r.ctx, r.tok, replayns.Namespace(cache, replayRole)); err != nil {
+		r.err = assertionError(err)
+		return r.err
+	}
+	return nil
 }
 
 func assertionError(err error) error {

@@ -46,7 +46,11 @@ func (s *Store) ConsumePassRecorded(ctx context.Context, passHash, audience, aut
 	if err := record(f); err != nil {
 		return nil, err
 	}
-	return s.consumePass(ctx, passHash, audience, authorizationID, now, f.read)
+	var pre *passRead
+	if f.done {
+		pre = &f.read
+	}
+	return s.consumePass(ctx, passHash, audience, authorizationID, now, pre)
 }
 
 // foldedRecord is the cache ConsumePassRecorded hands its record
@@ -58,7 +62,10 @@ type foldedRecord struct {
 	rc       *dpoppg.ReplayCache
 	passHash string
 	sent     bool
-	read     *passRead // the row, when the first Seen read it
+	done     bool     // the first Seen read the row into read
+	read     passRead // with the batch, in the one allocation
+	batch    pgx.Batch
+	queued   [2]*pgx.QueuedQuery
 }
 
 func (f *foldedRecord) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
@@ -66,13 +73,14 @@ func (f *foldedRecord) Seen(ctx context.Context, issuer, jti string, exp time.Ti
 		return f.rc.Seen(ctx, issuer, jti, exp)
 	}
 	f.sent = true
-	var b pgx.Batch
-	readSeen := f.rc.QueueSeen(&b, f.s.pool, issuer, jti, exp)
+	b := &f.batch
+	b.QueuedQueries = f.queued[:0]
+	readSeen := f.rc.QueueSeen(b, f.s.pool, issuer, jti, exp)
 	if readSeen == nil { // not the store's pool: not the store's to fold
 		return f.rc.Seen(ctx, issuer, jti, exp)
 	}
 	b.Queue(passRowSQL, f.passHash)
-	br := f.s.pool.SendBatch(ctx, &b)
+	br := f.s.pool.SendBatch(ctx, b)
 	replayed, err := readSeen(br.QueryRow())
 	r, rerr := scanRequest(br.QueryRow())
 	if cerr := br.Close(); err == nil {
@@ -86,6 +94,6 @@ func (f *foldedRecord) Seen(ctx context.Context, issuer, jti string, exp time.Ti
 	if err != nil {
 		return false, fmt.Errorf("authoritypg: replay record: %w", err)
 	}
-	f.read = &passRead{r: r, err: rerr}
+	f.read, f.done = passRead{r: r, err: rerr}, true
 	return replayed, nil
 }
