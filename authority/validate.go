@@ -104,7 +104,8 @@ func (a *Authority) spend(ctx context.Context, tok *assertion.Token) error {
 // (dpop.UnboundedReplayCache) is recorded first: the in-memory one, or a
 // custom cache that may refuse when full, could otherwise be filled by
 // anyone who publishes a configuration, so with it the jti is recorded
-// only after the pass was consumed.
+// only after the pass was consumed. A [RecordingStore] then carries the
+// record in the round trip of the consumption's read.
 func (a *Authority) spendsFirst() bool {
 	_, unbounded := a.replay.(dpop.UnboundedReplayCache)
 	return unbounded

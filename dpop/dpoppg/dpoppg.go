@@ -34,8 +34,9 @@
 // recorded only after every trust check passed) and the rate limits. For
 // that reason the cache is a dpop.UnboundedReplayCache: an Authority on
 // this table records a validation's assertion before it consumes the pass,
-// with Seen alone (one round trip, no Contains first), where with the
-// in-memory cache it records it after.
+// with Seen alone (no Contains first), where with the in-memory cache it
+// records it after; an authority/authoritypg store on the same pool sends
+// that record in the round trip of its own first read ([ReplayCache.QueueSeen]).
 package dpoppg
 
 import (
