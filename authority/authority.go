@@ -585,7 +585,7 @@ func New(cfg Config) (*Authority, error) {
 	// Each kind of jti has its own prefix and, by default, its own cache:
 	// no Harness id can name another kind's key, and a flood of one kind
 	// cannot fill the other. (The assertion verifier adds "assertion:".)
-	caches := replayns.New(a.replay, "authority:", a.now, map[string]int{
+	caches := replayns.New(a.replay, replayRole, a.now, map[string]int{
 		"harness-proof:": statusProofReplayEntries, "": assertionReplayEntries})
 	if a.verifier, err = assertion.NewVerifier(assertion.Config{Keys: a.disc, Audience: a.id, Replay: caches[""], Now: a.now}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
+	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
@@ -40,6 +41,18 @@ func (a *Authority) authenticate(ctx context.Context, r *http.Request) (string, 
 // recorded as the last step of the verification (one atomic record, a
 // replay refused by it), and the caller does not call spend.
 func (a *Authority) authenticateService(ctx context.Context, r *http.Request, spend bool) (string, *assertion.Token, *pass.ServiceConfiguration, error) {
+	check := a.verifier.Check
+	if spend {
+		check = a.verifier.Verify
+	}
+	return a.authenticateWith(ctx, r, check)
+}
+
+// authenticateWith is authenticateService with the last step, the
+// verification against the Service's keys, made by check.
+func (a *Authority) authenticateWith(ctx context.Context, r *http.Request,
+	check func(context.Context, *assertion.Token, string, string) (*assertion.Claims, error),
+) (string, *assertion.Token, *pass.ServiceConfiguration, error) {
 	tok := httpx.BearerToken(r)
 	if tok == "" {
 		return "", nil, nil, errNoAssertion
@@ -62,10 +75,6 @@ func (a *Authority) authenticateService(ctx context.Context, r *http.Request, sp
 			return "", nil, nil, pass.Fail(pass.CodeDiscoveryFailed, "the Service could not be discovered").WithCause(err)
 		}
 		return "", nil, nil, pass.Fail(pass.CodeInvalidAssertion, "the assertion's Service could not be verified").WithCause(err)
-	}
-	check := a.verifier.Check
-	if spend {
-		check = a.verifier.Verify
 	}
 	if _, err := check(ctx, parsed, info.Configuration.JWKSURI, iss); err != nil {
 		return "", nil, nil, assertionError(err)
@@ -95,10 +104,92 @@ func (a *Authority) spend(ctx context.Context, tok *assertion.Token) error {
 // (dpop.UnboundedReplayCache) is recorded first: the in-memory one, or a
 // custom cache that may refuse when full, could otherwise be filled by
 // anyone who publishes a configuration, so with it the jti is recorded
-// only after the pass was consumed.
+// only after the pass was consumed. A [RecordingStore] then carries the
+// record in the round trip of the consumption's read.
 func (a *Authority) spendsFirst() bool {
 	_, unbounded := a.replay.(dpop.UnboundedReplayCache)
 	return unbounded
+}
+
+// replayRole prefixes the issuers of every kind of jti this Authority
+// records (the assertion verifier adds its own "assertion:").
+const replayRole = "authority:"
+
+// RecordingStore is implemented by a Store that can record a validation's
+// Service assertion in the round trip of its consumption's first read,
+// such as authoritypg's with a dpoppg replay table on the same pool: on a
+// shared database every round trip costs both sides CPU, and the record
+// and the read then travel together. The Authority uses it in place of
+// recording the assertion and then calling ConsumePass, when its replay
+// cache has no fixed capacity (dpop.UnboundedReplayCache), the case where
+// the record comes first.
+type RecordingStore interface {
+	// ConsumePassRecorded is ConsumePass preceded by the record of the
+	// request's assertion. It calls record once, before it reads or
+	// writes anything, with the cache to record into: replay itself, or,
+	// when replay is a table the store reaches on its own connections, a
+	// cache of the store whose Seen sends the record with the
+	// consumption's read and answers as replay's Seen would. If record
+	// returns an error (a replay, a failed record) the consumption stops
+	// with nothing written and returns that error. If record calls no
+	// Seen (an assertion without jti), the consumption reads as
+	// ConsumePass does.
+	ConsumePassRecorded(ctx context.Context, passHash, audience, authorizationID string, now time.Time,
+		replay dpop.ReplayCache, record func(dpop.ReplayCache) error) (*Consumption, error)
+}
+
+// recordingStore returns the store as a RecordingStore, if it is one
+// (under the events wrapper, which leaves consumptions as they are).
+func (a *Authority) recordingStore() (RecordingStore, bool) {
+	st := a.store
+	if es, ok := st.(eventStore); ok {
+		st = es.Store
+	}
+	rs, ok := st.(RecordingStore)
+	return rs, ok
+}
+
+// consumeRecorded consumes the pass of a validation whose assertion tok
+// is verified but not yet recorded, recording it first in the round trip
+// of the consumption's read when the store can (see [RecordingStore]). A
+// refused or failed record is returned as the assertion's error, before
+// anything was consumed. The store cannot skip the record: a consumption
+// that never called record is followed by the record, as when the jti is
+// recorded last.
+func (a *Authority) consumeRecorded(ctx context.Context, rs RecordingStore, tok *assertion.Token, passHash, svc string) (*Consumption, error) {
+	rec := &assertionRecord{a: a, ctx: ctx, tok: tok}
+	c, err := rs.ConsumePassRecorded(ctx, passHash, svc, secret.ID(authorizationIDPrefix), a.now(), a.replay, rec.record)
+	switch {
+	case rec.err != nil:
+		return nil, rec.err
+	case !rec.called && err == nil:
+		if err := a.spend(ctx, tok); err != nil {
+			a.log.LogAttrs(ctx, slog.LevelWarn, "agentpass validation: assertion not recorded",
+				slog.String("service", svc), slog.String("reason", err.Error()))
+		}
+	case err != nil:
+		return nil, consumeError(err)
+	}
+	return c, nil
+}
+
+// assertionRecord is the record function of consumeRecorded, with what
+// it saw.
+type assertionRecord struct {
+	a      *Authority
+	ctx    context.Context
+	tok    *assertion.Token
+	called bool
+	err    error // the assertion's error, a refused or failed record
+}
+
+func (r *assertionRecord) record(cache dpop.ReplayCache) error {
+	r.called = true
+	if err := r.a.verifier.RecordIn(r.ctx, r.tok, replayns.Namespace(cache, replayRole)); err != nil {
+		r.err = assertionError(err)
+		return r.err
+	}
+	return nil
 }
 
 func assertionError(err error) error {
@@ -131,15 +222,31 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	first := a.spendsFirst()
-	svc, tok, cfg, err := a.authenticateService(ctx, r, first)
+	rs, folds := a.recordingStore()
+	folds = folds && first
+	var svc string
+	var tok *assertion.Token
+	var cfg *pass.ServiceConfiguration
+	var err error
+	if folds {
+		// Recorded by the consumption, in the round trip of its read.
+		svc, tok, cfg, err = a.authenticateWith(ctx, r, a.verifier.VerifyUnrecorded)
+	} else {
+		svc, tok, cfg, err = a.authenticateService(ctx, r, first)
+	}
 	if err != nil {
 		a.reject(w, "validation", err)
 		return
 	}
 	a.noteReceiver(ctx, svc, cfg)
-	c, err := a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now())
+	var c *Consumption
+	if folds {
+		c, err = a.consumeRecorded(ctx, rs, tok, secret.Hash(in.AgentPass.Value), svc)
+	} else if c, err = a.store.ConsumePass(ctx, secret.Hash(in.AgentPass.Value), svc, secret.ID(authorizationIDPrefix), a.now()); err != nil {
+		err = consumeError(err)
+	}
 	if err != nil {
-		a.reject(w, "validation", consumeError(err), slog.String("service", svc))
+		a.reject(w, "validation", err, slog.String("service", svc))
 		return
 	}
 	az, m := c.Authorization, c.Mission

@@ -718,8 +718,15 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
 	}
+	return s.consumePass(ctx, passHash, audience, authorizationID, now, nil)
+}
+
+// consumePass is ConsumePass whose first attempt starts from the read
+// pre, when not nil, instead of reading the row itself.
+func (s *Store) consumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time, pre *passRead) (*authority.Consumption, error) {
 	for range consumeAttempts {
-		c, err := s.consume(ctx, passHash, audience, authorizationID, now)
+		c, err := s.consume(ctx, passHash, audience, authorizationID, now, pre)
+		pre = nil // a retry reads again
 		switch {
 		case errors.Is(err, errChanged):
 			continue
@@ -739,11 +746,24 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 // conditional write.
 var errChanged = errors.New("the mission kept changing under the consumption")
 
-// consume is one attempt of ConsumePass. A root pass's row is read
-// alone; a sub-agent's ancestors take a second read, made only once the
-// row is known to be worth consuming, so refusals cost one round trip.
-func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID string, now time.Time) (*authority.Consumption, error) {
-	r, err := scanRequest(s.pool.QueryRow(ctx, passRowSQL, passHash))
+// passRead is the outcome of a read of passRowSQL.
+type passRead struct {
+	r   *authority.Request
+	err error
+}
+
+// consume is one attempt of ConsumePass, from the read pre when it is not
+// nil. A root pass's row is read alone; a sub-agent's ancestors take a
+// second read, made only once the row is known to be worth consuming, so
+// refusals cost one round trip.
+func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID string, now time.Time, pre *passRead) (*authority.Consumption, error) {
+	var r *authority.Request
+	var err error
+	if pre != nil {
+		r, err = pre.r, pre.err
+	} else {
+		r, err = scanRequest(s.pool.QueryRow(ctx, passRowSQL, passHash))
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, authority.ErrNotFound

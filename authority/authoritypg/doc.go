@@ -69,11 +69,14 @@
 //
 // On the validation path no transaction spans a round trip and no lock is
 // held while the network or Go runs. A validation at the Authority makes
-// three round trips in sequence, each on a connection taken from the pool
-// and given back at once: the Service assertion's replay record
-// (dpop/dpoppg) and ConsumePass's read and write (a sub-agent's pass adds
-// the read of its ancestors); the write holds its row locks only while the
-// server runs it. A connection is thus busy
+// two round trips in sequence, each on a connection taken from the pool
+// and given back at once: the Service assertion's replay record with
+// ConsumePass's read, in one batch, and ConsumePass's write (a sub-agent's
+// pass adds the read of its ancestors). The batch needs the Authority's
+// replay cache to be a dpop/dpoppg table on this store's own pool (the
+// same *pgxpool.Pool); with any other cache the record is a round trip of
+// its own. The record's row lock and the write's row locks are held only
+// while the server runs the statements. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not
 // to the requests in flight: 16 validations in flight keep far fewer than

@@ -34,15 +34,14 @@
 // recorded only after every trust check passed) and the rate limits. For
 // that reason the cache is a dpop.UnboundedReplayCache: an Authority on
 // this table records a validation's assertion before it consumes the pass,
-// with Seen alone (one round trip, no Contains first), where with the
-// in-memory cache it records it after.
+// with Seen alone (no Contains first), where with the in-memory cache it
+// records it after; an authority/authoritypg store on the same pool sends
+// that record in the round trip of its own first read ([ReplayCache.QueueSeen]).
 package dpoppg
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -51,6 +50,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 )
 
@@ -124,34 +124,32 @@ func (c *ReplayCache) Migrate(ctx context.Context) error {
 	return nil
 }
 
-func replayKey(issuer, jti string) []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d:%s|%s", len(issuer), issuer, jti)
-	return h.Sum(nil)
-}
-
 // Seen implements dpop.ReplayCache with one atomic statement. On any
 // database error it returns the error, and callers reject the proof. A
 // pair whose exp is already past is only looked up, not stored.
 func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
-	now := c.now()
-	key := replayKey(issuer, jti)
-	if !exp.After(now) {
-		return c.contains(ctx, key, now)
-	}
-	var claimed int
-	err := c.pool.QueryRow(ctx, `
-		INSERT INTO agentpass_proof_replay (key, expires_at) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-			WHERE agentpass_proof_replay.expires_at <= $3
-		RETURNING 1`, key, exp, now).Scan(&claimed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return true, nil // an unexpired row holds the pair: a replay
-	}
+	replayed, err := pgreplay.Seen(ctx, c.pool, issuer, jti, exp, c.now())
 	if err != nil {
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}
-	return false, nil
+	return replayed, nil
+}
+
+// QueueSeen adds to b the statement Seen(ctx, issuer, jti, exp) would
+// send, for a store on the same pool that sends b with statements of its
+// own after it: the record then costs no round trip of its own, and, as
+// pgx sends a batch with one Sync, it commits with them in one implicit
+// transaction. After sending b, the caller passes the first result
+// (BatchResults.QueryRow) to read, which answers as Seen would (its error
+// unwrapped). When pool is not the cache's own, QueueSeen adds nothing and
+// returns nil: the caller then calls Seen.
+func (c *ReplayCache) QueueSeen(b *pgx.Batch, pool *pgxpool.Pool, issuer, jti string, exp time.Time) (read func(pgx.Row) (bool, error)) {
+	if b == nil || pool == nil || pool != c.pool {
+		return nil
+	}
+	sql, args, read := pgreplay.Statement(issuer, jti, exp, c.now())
+	b.Queue(sql, args...)
+	return read
 }
 
 // Unbounded implements dpop.UnboundedReplayCache: the table refuses no pair
@@ -160,13 +158,7 @@ func (c *ReplayCache) Unbounded() {}
 
 // Contains implements dpop.ReplayLookup with one read.
 func (c *ReplayCache) Contains(ctx context.Context, issuer, jti string) (bool, error) {
-	return c.contains(ctx, replayKey(issuer, jti), c.now())
-}
-
-func (c *ReplayCache) contains(ctx context.Context, key []byte, now time.Time) (bool, error) {
-	var held bool
-	err := c.pool.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM agentpass_proof_replay WHERE key = $1 AND expires_at > $2)`, key, now).Scan(&held)
+	held, err := pgreplay.Contains(ctx, c.pool, issuer, jti, c.now())
 	if err != nil {
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}

@@ -273,6 +273,14 @@ func (v *Verifier) Check(ctx context.Context, t *Token, jwksURL, wantIss string)
 	return v.check(ctx, t, jwksURL, wantIss, true)
 }
 
+// VerifyUnrecorded is Verify with its replay step left to the caller,
+// which must call [Verifier.RecordIn] (or Record) before it acts on the
+// request: it neither looks the jti up nor records it. It lets a store
+// carry the record in the round trip of its own first statement.
+func (v *Verifier) VerifyUnrecorded(ctx context.Context, t *Token, jwksURL, wantIss string) (*Claims, error) {
+	return v.check(ctx, t, jwksURL, wantIss, false)
+}
+
 // check is Check, looking the jti up only when lookup is set.
 func (v *Verifier) check(ctx context.Context, t *Token, jwksURL, wantIss string, lookup bool) (*Claims, error) {
 	if v == nil || v.keys == nil || v.replay == nil || v.aud == "" {
@@ -322,6 +330,21 @@ func (v *Verifier) Record(ctx context.Context, t *Token) error {
 	if v == nil || v.replay == nil {
 		return errors.New("assertion: Verifier not made by NewVerifier")
 	}
+	return v.RecordIn(ctx, t, v.replay)
+}
+
+// RecordIn is Record into cache instead of the verifier's own: a cache
+// that records into the same place (a store's, sending the record with its
+// own statements), under the same namespace. Like Record it refuses a
+// token whose signature was not verified, and records nothing for a token
+// without jti: cache.Seen is then not called.
+func (v *Verifier) RecordIn(ctx context.Context, t *Token, cache dpop.ReplayCache) error {
+	if v == nil || v.aud == "" {
+		return errors.New("assertion: Verifier not made by NewVerifier")
+	}
+	if cache == nil {
+		return errors.New("assertion: RecordIn needs a replay cache")
+	}
 	if t == nil || t.tok == nil {
 		return invalidf("missing")
 	}
@@ -329,7 +352,7 @@ func (v *Verifier) Record(ctx context.Context, t *Token) error {
 	if c.ID == "" {
 		return nil
 	}
-	return fromCheck(t.tok.Record(ctx, v.replay, t.replayIssuer(), c.Expiry.Time().Add(v.skew)))
+	return fromCheck(t.tok.Record(ctx, cache, t.replayIssuer(), c.Expiry.Time().Add(v.skew)))
 }
 
 func truncate(s string, n int) string {

@@ -24,15 +24,16 @@ import (
 // authorization, UPDATE mission, INSERT history, COMMIT, the replay
 // record, and a second read of the mission for the answer); then 4 (the
 // replay lookup, the consumption's read and write, the replay record);
-// now 3, the assertion recorded first with no lookup; a sub-agent's pass
-// 4, its ancestors read only once its own row is worth consuming (a root
-// pass's row is read by the pass_hash index alone, with no recursive
-// query). Real handlers over
+// then 3, the assertion recorded first with no lookup; now 2, the record
+// sent in one batch with the consumption's read (authoritypg on the dpoppg
+// table of its own pool); a sub-agent's pass 3, its ancestors read only
+// once its own row is worth consuming (a root pass's row is read by the
+// pass_hash index alone, with no recursive query). Real handlers over
 // loopback TLS, real PostgreSQL, warm caches and prepared statements.
 func TestRoundTrips(t *testing.T) {
 	const (
-		wantValidate      = 3 // Authority: assertion jti record, consume read, consume write
-		wantSubAgent      = 4 // the same and the read of the ancestors
+		wantValidate      = 2 // Authority: batch[assertion jti record; consume read], consume write
+		wantSubAgent      = 3 // the same and the read of the ancestors
 		wantRedeemService = 3 // Service: proof jti lookup, proof jti record, Redeem
 	)
 	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})

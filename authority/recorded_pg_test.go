@@ -1,0 +1,179 @@
+package authority_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritypg"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
+	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
+	"github.com/agentpass-go/agentpass/internal/pgtest"
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// unboundedMemory is a custom cache that says it has no fixed capacity.
+type unboundedMemory struct{ *dpop.MemoryReplayCache }
+
+func (unboundedMemory) Unbounded() {}
+
+// TestValidateRecordsAssertion (#19 item 6, G-8, A-VAL-8): a validation's
+// assertion is recorded by every configuration of an Authority on
+// PostgreSQL, whether the record travels with the consumption's read (the
+// dpoppg table on the store's pool: two round trips) or not (dpoppg on
+// another pool, the in-memory cache, a custom unbounded one). In each, a
+// replayed assertion is refused before the pass is consumed, and the pass
+// then validates with a fresh one; an unbounded cache keeps an assertion
+// spent on an unknown pass, the in-memory one does not (the flood rule).
+func TestValidateRecordsAssertion(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dpoppg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		// replay returns the Authority's cache on its clock, given the
+		// store's pool and another pool on the same database.
+		replay func(now func() time.Time, store, other *pgxpool.Pool) dpop.ReplayCache
+		// first: the assertion is recorded before the consumption.
+		first bool
+		// storeTrips and otherTrips are a validation's round trips on
+		// the store's pool and on the other pool.
+		storeTrips, otherTrips []string
+	}{
+		{"dpoppg on the store's pool", func(now func() time.Time, store, _ *pgxpool.Pool) dpop.ReplayCache {
+			return dpoppg.New(store, dpoppg.WithClock(now))
+		}, true, []string{"batch[INSERT", "WITH"}, nil},
+		{"dpoppg on another pool", func(now func() time.Time, _, other *pgxpool.Pool) dpop.ReplayCache {
+			return dpoppg.New(other, dpoppg.WithClock(now))
+		}, true, []string{"SELECT", "WITH"}, []string{"INSERT"}},
+		{"in memory", func(now func() time.Time, _, _ *pgxpool.Pool) dpop.ReplayCache {
+			return dpop.NewMemoryReplayCache(dpop.WithClock(now))
+		}, false, []string{"SELECT", "WITH"}, nil},
+		{"custom unbounded", func(now func() time.Time, _, _ *pgxpool.Pool) dpop.ReplayCache {
+			return unboundedMemory{dpop.NewMemoryReplayCache(dpop.WithClock(now))}
+		}, true, []string{"SELECT", "WITH"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storePool, storeTrips := pgtest.CountedPool(t, base)
+			otherPool, otherTrips := pgtest.CountedPool(t, base)
+			var replay dpop.ReplayCache
+			e := newEnv(t, approveAll, func(c *authority.Config) {
+				c.Store = authoritypg.New(storePool)
+				replay = tc.replay(c.Now, storePool, otherPool)
+				c.ReplayCache = replay
+			})
+			post := func(tok, value string) response {
+				t.Helper()
+				return e.do(http.MethodPost, e.base+"/validate", pass.ValidationRequest{AgentPass: pass.PassValue{Value: value}},
+					http.Header{"Authorization": {"Bearer " + tok}})
+			}
+			var values []string
+			for range 4 {
+				v, _ := e.approvedPass(e.plainHarness())
+				values = append(values, v)
+			}
+			if r := post(e.svc.Assertion(authID), values[0]); r.status != http.StatusOK { // warm-up
+				t.Fatalf("warm-up: %d %s", r.status, r.body)
+			}
+
+			tok := e.svc.Assertion(authID)
+			storeTrips.Reset()
+			otherTrips.Reset()
+			if r := post(tok, values[1]); r.status != http.StatusOK {
+				t.Fatalf("validation: %d %s", r.status, r.body)
+			}
+			for _, p := range []struct {
+				name  string
+				trips *pgtest.Trips
+				want  []string
+			}{{"store's pool", storeTrips, tc.storeTrips}, {"other pool", otherTrips, tc.otherTrips}} {
+				n, stmts := p.trips.Count()
+				var words []string
+				for _, s := range stmts {
+					words = append(words, strings.Fields(s)[0])
+				}
+				if n != len(p.want) || strings.Join(words, " ") != strings.Join(p.want, " ") {
+					t.Errorf("%s: %d round trips %q, want %q", p.name, n, stmts, p.want)
+				}
+			}
+			if rc, ok := replay.(*dpoppg.ReplayCache); ok {
+				// dpoppg's own key, in the Authority's assertion
+				// namespace, until exp + skew.
+				held, err := rc.Contains(ctx, "authority:assertion:"+e.svc.Origin, jtiOf(t, tok))
+				if err != nil || !held {
+					t.Errorf("Contains: %v, %v; want the assertion recorded", held, err)
+				}
+				var until time.Time
+				if err := base.QueryRow(ctx, `SELECT expires_at FROM agentpass_proof_replay WHERE key = $1`,
+					pgreplay.Key("authority:assertion:"+e.svc.Origin, jtiOf(t, tok))).Scan(&until); err != nil {
+					t.Fatal(err)
+				}
+				if want := expOf(t, tok).Add(assertion.DefaultSkew); !until.Equal(want) {
+					t.Errorf("recorded until %v, want exp + skew %v", until, want)
+				}
+			}
+
+			// A replay, with a good pass: refused before consumption.
+			r := post(tok, values[2])
+			wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
+			if !strings.Contains(string(r.body), "replayed") {
+				t.Errorf("replay answer %s, want \"assertion replayed\"", r.body)
+			}
+			if r := post(e.svc.Assertion(authID), values[2]); r.status != http.StatusOK {
+				t.Errorf("the replay's pass with a fresh assertion: %d %s", r.status, r.body)
+			}
+
+			// Spent on an unknown pass.
+			spent := e.svc.Assertion(authID)
+			wantError(t, post(spent, "ap_made-up"), http.StatusNotFound, pass.CodeAgentPassInvalid)
+			r = post(spent, values[3])
+			if tc.first {
+				wantError(t, r, http.StatusUnauthorized, pass.CodeInvalidAssertion)
+			} else if r.status != http.StatusOK {
+				t.Errorf("an assertion spent on an unknown pass, in memory: %d %s, want it unrecorded", r.status, r.body)
+			}
+		})
+	}
+}
+
+func claimsOf(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func jtiOf(t *testing.T, tok string) string {
+	jti, _ := claimsOf(t, tok)["jti"].(string)
+	if jti == "" {
+		t.Fatal("assertion without jti")
+	}
+	return jti
+}
+
+func expOf(t *testing.T, tok string) time.Time {
+	exp, _ := claimsOf(t, tok)["exp"].(float64)
+	return time.Unix(int64(exp), 0)
+}
