@@ -40,7 +40,6 @@ package dpoppg
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
 	"errors"
 	"fmt"
@@ -51,6 +50,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 )
 
@@ -75,7 +75,14 @@ type ReplayCache struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
 	logger *slog.Logger
+	// table tells a store on the same pool (servicepg) that it may record
+	// a pair in the same statement as its own write, one round trip fewer.
+	*table
 }
+
+// table is embedded under an unexported name: its mark method makes the
+// cache recognisable inside the module and adds nothing to its API.
+type table = pgreplay.Table
 
 var (
 	_ dpop.ReplayCache  = (*ReplayCache)(nil)
@@ -112,6 +119,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *ReplayCache {
 	for _, o := range opts {
 		o(c)
 	}
+	c.table = pgreplay.NewTable(pool, c.now)
 	return c
 }
 
@@ -124,27 +132,24 @@ func (c *ReplayCache) Migrate(ctx context.Context) error {
 	return nil
 }
 
-func replayKey(issuer, jti string) []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d:%s|%s", len(issuer), issuer, jti)
-	return h.Sum(nil)
-}
+// The statements of Seen and Contains, from the one definition a store
+// folding a record into its own statement uses too.
+var (
+	claimSQL    = pgreplay.Claim("$1", "$2", "$3")
+	containsSQL = `SELECT ` + pgreplay.Held("$1", "$2")
+)
 
 // Seen implements dpop.ReplayCache with one atomic statement. On any
 // database error it returns the error, and callers reject the proof. A
 // pair whose exp is already past is only looked up, not stored.
 func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
 	now := c.now()
-	key := replayKey(issuer, jti)
+	key := pgreplay.Key(issuer, jti)
 	if !exp.After(now) {
 		return c.contains(ctx, key, now)
 	}
 	var claimed int
-	err := c.pool.QueryRow(ctx, `
-		INSERT INTO agentpass_proof_replay (key, expires_at) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-			WHERE agentpass_proof_replay.expires_at <= $3
-		RETURNING 1`, key, exp, now).Scan(&claimed)
+	err := c.pool.QueryRow(ctx, claimSQL, key, exp, now).Scan(&claimed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil // an unexpired row holds the pair: a replay
 	}
@@ -160,13 +165,12 @@ func (c *ReplayCache) Unbounded() {}
 
 // Contains implements dpop.ReplayLookup with one read.
 func (c *ReplayCache) Contains(ctx context.Context, issuer, jti string) (bool, error) {
-	return c.contains(ctx, replayKey(issuer, jti), c.now())
+	return c.contains(ctx, pgreplay.Key(issuer, jti), c.now())
 }
 
 func (c *ReplayCache) contains(ctx context.Context, key []byte, now time.Time) (bool, error) {
 	var held bool
-	err := c.pool.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM agentpass_proof_replay WHERE key = $1 AND expires_at > $2)`, key, now).Scan(&held)
+	err := c.pool.QueryRow(ctx, containsSQL, key, now).Scan(&held)
 	if err != nil {
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}
