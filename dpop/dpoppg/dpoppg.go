@@ -41,12 +41,10 @@ package dpoppg
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -132,31 +130,15 @@ func (c *ReplayCache) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// The statements of Seen and Contains, from the one definition a store
-// folding a record into its own statement uses too.
-var (
-	claimSQL    = pgreplay.Claim("$1", "$2", "$3")
-	containsSQL = `SELECT ` + pgreplay.Held("$1", "$2")
-)
-
 // Seen implements dpop.ReplayCache with one atomic statement. On any
 // database error it returns the error, and callers reject the proof. A
 // pair whose exp is already past is only looked up, not stored.
 func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
-	now := c.now()
-	key := pgreplay.Key(issuer, jti)
-	if !exp.After(now) {
-		return c.contains(ctx, key, now)
-	}
-	var claimed int
-	err := c.pool.QueryRow(ctx, claimSQL, key, exp, now).Scan(&claimed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return true, nil // an unexpired row holds the pair: a replay
-	}
+	replayed, err := pgreplay.Seen(ctx, c.pool, issuer, jti, exp, c.now())
 	if err != nil {
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}
-	return false, nil
+	return replayed, nil
 }
 
 // Unbounded implements dpop.UnboundedReplayCache: the table refuses no pair
@@ -165,12 +147,7 @@ func (c *ReplayCache) Unbounded() {}
 
 // Contains implements dpop.ReplayLookup with one read.
 func (c *ReplayCache) Contains(ctx context.Context, issuer, jti string) (bool, error) {
-	return c.contains(ctx, pgreplay.Key(issuer, jti), c.now())
-}
-
-func (c *ReplayCache) contains(ctx context.Context, key []byte, now time.Time) (bool, error) {
-	var held bool
-	err := c.pool.QueryRow(ctx, containsSQL, key, now).Scan(&held)
+	held, err := pgreplay.Contains(ctx, c.pool, issuer, jti, c.now())
 	if err != nil {
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}

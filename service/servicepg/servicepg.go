@@ -128,17 +128,17 @@ const (
 )
 
 // The statements of Redeem and of RedeemRecorded, by what they write. A
-// recorded redemption first claims the harness proof's replay key ($33)
-// with the replay table's own statement, or, for a pair already past its
-// expiry ($34 the time of the claim), only looks it up as dpoppg does; the
-// delegation, and so the credential, is inserted only when the claim
-// succeeded, all in one statement.
+// recorded redemption first runs the replay table's own statement for the
+// harness proof's pair, from $33 on: its claim, or, for a pair already past
+// its expiry, only its lookup, as dpoppg does. The delegation, and so the
+// credential, is inserted only when that found the pair free, all in one
+// statement.
 var (
 	plainDelegation   = `WITH d AS (` + delegationInsert + ` VALUES (` + delegationValues + `) RETURNING authorization_id)`
 	claimedDelegation = `, d AS (` + delegationInsert + ` SELECT ` + delegationValues + `
 			WHERE EXISTS (SELECT 1 FROM claim) RETURNING authorization_id)`
-	claimCTE  = `WITH claim AS (` + pgreplay.Claim("$33", "$35", "$34") + `)`
-	lookupCTE = `WITH claim AS (SELECT 1 WHERE NOT ` + pgreplay.Held("$33", "$34") + `)`
+	claimCTE  = `WITH claim AS (` + pgreplay.ClaimCTE(pgreplay.SeenSQL, 33) + `)`
+	lookupCTE = `WITH claim AS (` + pgreplay.ClaimCTE(pgreplay.ContainsSQL, 33) + `)`
 
 	redeemSQL = [2]string{plainDelegation + credentialInsert, plainDelegation + initInsert}
 	// recordedSQL[past][init]
@@ -264,13 +264,9 @@ func (r *recordedRedeem) Seen(ctx context.Context, issuer, jti string, exp time.
 		return false, r.err
 	}
 	r.called = true
-	now := r.now()
-	key := pgreplay.Key(issuer, jti)
-	past := !exp.After(now) // only looked up, as dpoppg.Seen does
-	args := append(r.args, key, now)
-	if !past {
-		args = append(args, exp)
-	}
+	sql, claimArgs, _ := pgreplay.Statement(issuer, jti, exp, r.now())
+	past := sql != pgreplay.SeenSQL // only looked up, as dpoppg.Seen does
+	args := append(r.args, claimArgs...)
 	written, err := r.s.redeem(ctx, recordedSQL[b2i(past)][b2i(r.init != nil)], args, r.d, r.cred, r.init)
 	if err != nil {
 		r.err = err
