@@ -228,10 +228,25 @@ func (v *ProofVerifier) Precheck(ctx context.Context, jwt string, req ProofReque
 	return &Proof{tok: tok}, nil
 }
 
-// Complete finishes the verification of a prechecked proof: the claim
-// checks again with req (which may now name the harness and require the
-// binding), the signature by cnf, and last the replay step.
+// Complete finishes the verification of a prechecked proof: Check, then
+// Record in the verifier's replay cache.
 func (v *ProofVerifier) Complete(ctx context.Context, p *Proof, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
+	claims, err := v.Check(p, cnf, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Record(ctx, p, nil); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// Check is Complete without the replay step: the claim checks again with
+// req (which may now name the harness and require the binding) and the
+// signature by cnf. It records nothing: call Record once every later check
+// of the request has passed or failed, so that a store can record the jti
+// in the same transaction as the credential it writes.
+func (v *ProofVerifier) Check(p *Proof, cnf json.RawMessage, req ProofRequest) (*ProofClaims, error) {
 	if err := v.check(); err != nil {
 		return nil, err
 	}
@@ -250,16 +265,35 @@ func (v *ProofVerifier) Complete(ctx context.Context, p *Proof, cnf json.RawMess
 		return nil, checkErr(ErrInvalidProof, err)
 	}
 	c := &tok.Claims
-	exp := c.Expiry.Time()
-	if err := tok.Record(ctx, v.replay, c.Issuer, exp.Add(v.skew)); err != nil {
-		return nil, checkErr(ErrInvalidProof, err)
-	}
 	p.claims = ProofClaims{
 		Issuer: c.Issuer, Audience: c.Audience[0], JTI: c.ID,
 		HTM: c.HTM, HTU: c.HTU, APH: c.APH,
-		IssuedAt: c.IssuedAt.Time(), Expiry: exp,
+		IssuedAt: c.IssuedAt.Time(), Expiry: c.Expiry.Time(),
 	}
 	return &p.claims, nil
+}
+
+// Record is the replay step of a proof Check accepted: it records (iss,
+// jti) until exp + Skew and fails with ErrReplay (and ErrInvalidProof) when
+// the pair was already recorded. It records in the verifier's replay cache,
+// or in replay when that is not nil: a store's cache whose Seen records the
+// pair in the same transaction as the store's own write, given the proof's
+// iss as it is. A proof Check did not accept is refused, never recorded.
+func (v *ProofVerifier) Record(ctx context.Context, p *Proof, replay ReplayCache) error {
+	if err := v.check(); err != nil {
+		return err
+	}
+	if p == nil || p.tok == nil {
+		return newErr(ErrInvalidProof, "no prechecked proof")
+	}
+	if replay == nil {
+		replay = v.replay
+	}
+	tok := p.tok
+	if err := tok.Record(ctx, replay, tok.Claims.Issuer, tok.Claims.Expiry.Time().Add(v.skew)); err != nil {
+		return checkErr(ErrInvalidProof, err)
+	}
+	return nil
 }
 
 func (v *ProofVerifier) check() error {

@@ -465,3 +465,72 @@ func TestAPHMatches(t *testing.T) {
 		t.Errorf("aphMatches: %v allocations, want 0 (PassHash: 2)", n)
 	}
 }
+
+// TestProofCheckThenRecord: Check verifies without recording; Record
+// refuses a proof Check did not accept, records into the cache it is given
+// (a store folding the record into its write) with iss as it is and
+// exp + Skew, and a second Record of the pair is a replay (G-3).
+func TestProofCheckThenRecord(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := func() time.Time { return now }
+	k, other := mustKey(t, ""), mustKey(t, "")
+	const svc, url, ap = "https://svc.example.com", "https://svc.example.com/agentpass/redeem-bearer-token", "ap_value"
+	own := NewMemoryReplayCache(WithLimit(10), WithClock(clock))
+	v := mustProofVerifier(t, ProofVerifierConfig{Audience: svc, Replay: own, Now: clock, Skew: 30 * time.Second})
+	req := ProofRequest{Method: "POST", URL: url, AgentPass: ap, RequireBinding: true}
+	tok, err := k.HarnessProof(ProofParams{HarnessID: "h1", Audience: svc, Method: "POST", URL: url, AgentPass: ap, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := v.Precheck(ctx, tok, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded := &capture{}
+	if err := v.Record(ctx, p, folded); !errors.Is(err, ErrInvalidProof) || folded.n != 0 {
+		t.Fatalf("Record before Check: %v (%d Seen calls), want a refusal without a record", err, folded.n)
+	}
+	if _, err := v.Check(p, other.PublicJSON(), req); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("Check with a foreign cnf: %v", err)
+	}
+	if err := v.Record(ctx, p, folded); !errors.Is(err, ErrInvalidProof) || folded.n != 0 {
+		t.Fatalf("Record after a failed Check: %v (%d Seen calls)", err, folded.n)
+	}
+	claims, err := v.Check(p, k.PublicJSON(), req)
+	if err != nil || claims.Issuer != "h1" {
+		t.Fatalf("Check: %+v, %v", claims, err)
+	}
+	if own.Len() != 0 {
+		t.Fatal("Check recorded a jti")
+	}
+	if err := v.Record(ctx, p, folded); err != nil {
+		t.Fatal(err)
+	}
+	if folded.n != 1 || folded.issuer != "h1" || folded.jti != claims.JTI || !folded.exp.Equal(claims.Expiry.Add(30*time.Second)) {
+		t.Errorf("recorded %+v, want h1, %s, exp + Skew", folded, claims.JTI)
+	}
+	if own.Len() != 0 {
+		t.Error("Record into a given cache also recorded into the verifier's")
+	}
+	if err := v.Record(ctx, p, nil); err != nil || own.Len() != 1 {
+		t.Fatalf("Record into the verifier's cache: %v, %d entries", err, own.Len())
+	}
+	if err := v.Record(ctx, p, nil); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrInvalidProof) {
+		t.Errorf("second Record: %v, want ErrReplay", err)
+	}
+}
+
+// capture is a replay cache that remembers its last pair and reports a
+// replay from its second call on.
+type capture struct {
+	n           int
+	issuer, jti string
+	exp         time.Time
+}
+
+func (c *capture) Seen(_ context.Context, issuer, jti string, exp time.Time) (bool, error) {
+	c.n++
+	c.issuer, c.jti, c.exp = issuer, jti, exp
+	return c.n > 1, nil
+}

@@ -166,7 +166,10 @@ type Config struct {
 	// unnoticed. If nil, one dpop.MemoryReplayCache per kind, each sized
 	// as rate × the 7 minutes a pair is kept: 10,000 DPoP-bound requests,
 	// 1,000 redemptions and 1,000 available-scopes calls a second; a flood
-	// of one kind so never refuses the others.
+	// of one kind so never refuses the others. With a servicepg Store, the
+	// dpoppg cache on the Store's own pool saves a round trip per
+	// redemption: the harness proof's jti is recorded in the statement
+	// that stores the credential (see [ProofRecordingStore]).
 	ReplayCache dpop.ReplayCache
 
 	// Discovery performs enterprise discovery and fetches Authority

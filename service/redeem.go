@@ -17,6 +17,7 @@ import (
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/proofwire"
+	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/internal/secret"
 	"github.com/agentpass-go/agentpass/internal/telemetry"
 	"github.com/agentpass-go/agentpass/pass"
@@ -155,7 +156,17 @@ func (s *Service) redeem(ctx context.Context, r *http.Request, typ pass.PassType
 // consumed: every check on the validation response, the holder proof's
 // signature, the application's consent, then the credential.
 func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *pass.RedemptionRequest, a *audit,
-	endpoint string, src *source, vr *pass.ValidationResponse, proof *dpop.Proof, dpopProof *dpop.DPoPProof, jkt string) (*redemption, error) {
+	endpoint string, src *source, vr *pass.ValidationResponse, proof *dpop.Proof, dpopProof *dpop.DPoPProof, jkt string) (_ *redemption, err error) {
+	// With a store that records the harness proof in its Redeem statement,
+	// a verified proof waits in held; a refusal before that statement
+	// records it on its own, so every proof that passed its check is
+	// recorded whatever happens next, as with any other store.
+	held := &heldProof{}
+	defer func() {
+		if err != nil && held.p != nil {
+			err = s.recordRefused(ctx, held.p, err)
+		}
+	}()
 	a.user, a.agent, a.authorizationID = vr.User.Email, vr.Agent.ID, vr.AuthorizationID
 	if vr.Task != nil {
 		a.task = vr.Task.ID
@@ -240,7 +251,14 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		if vr.Harness != nil {
 			preq.HarnessID = vr.Harness.ID
 		}
-		claims, err := s.proofs.Complete(ctx, proof, vr.Cnf.JWK, preq)
+		var claims *dpop.ProofClaims
+		if s.recording != nil {
+			if claims, err = s.proofs.Check(proof, vr.Cnf.JWK, preq); err == nil {
+				held.p = proof
+			}
+		} else {
+			claims, err = s.proofs.Complete(ctx, proof, vr.Cnf.JWK, preq)
+		}
 		if err != nil {
 			return nil, proofError(err, pass.CodeInvalidHarnessProof, nil)
 		}
@@ -327,9 +345,9 @@ func (s *Service) redeemValidated(ctx context.Context, typ pass.PassType, req *p
 		}
 	}
 	if typ == pass.BearerToken {
-		return s.mintToken(ctx, rec, jkt, now)
+		return s.mintToken(ctx, rec, jkt, now, held)
 	}
-	return s.mintInit(ctx, rec, dest, req.InitializationMethods, now)
+	return s.mintInit(ctx, rec, dest, req.InitializationMethods, now, held)
 }
 
 // missionOf returns the mission of a validated pass, or nil when the
@@ -545,7 +563,7 @@ func (s *Service) destinationAllowed(dest string) bool {
 }
 
 // mintToken stores and returns a bearer token with the granted scope.
-func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt string, now time.Time) (*redemption, error) {
+func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt string, now time.Time, held *heldProof) (*redemption, error) {
 	tok := secret.Token(prefixToken)
 	exp := capAt(now.Add(s.cfg.TokenTTL), rec.ExpiresAt)
 	c := &CredentialRecord{
@@ -556,8 +574,8 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 	if jkt != "" {
 		c.Kind, c.JKT, tokenType = KindDPoP, jkt, "DPoP"
 	}
-	if err := s.cfg.Store.Redeem(ctx, rec, c, nil); err != nil {
-		return nil, storeError(err)
+	if err := s.store(ctx, held, rec, c, nil); err != nil {
+		return nil, err
 	}
 	s.redeemed(ctx, rec)
 	// The outcome, the answer and its expires_in in one allocation.
@@ -576,15 +594,15 @@ func (s *Service) mintToken(ctx context.Context, rec *DelegationRecord, jkt stri
 // returns how to use it: a form POST for Harnesses that list "POST" (the
 // secret then stays out of URLs and logs), else a GET URL carrying the
 // token (plain v0.1).
-func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest string, methods []string, now time.Time) (*redemption, error) {
+func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest string, methods []string, now time.Time, held *heldProof) (*redemption, error) {
 	tok := secret.Token(prefixInit)
 	exp := capAt(now.Add(s.cfg.InitTTL), rec.ExpiresAt)
 	in := &InitRecord{
 		Hash: secret.Hash(tok), AuthorizationID: rec.AuthorizationID, Scope: rec.Scope,
 		Destination: dest, CreatedAt: now, ExpiresAt: exp,
 	}
-	if err := s.cfg.Store.Redeem(ctx, rec, nil, in); err != nil {
-		return nil, storeError(err)
+	if err := s.store(ctx, held, rec, nil, in); err != nil {
+		return nil, err
 	}
 	s.redeemed(ctx, rec)
 	oneTime := true
@@ -600,6 +618,50 @@ func (s *Service) mintInit(ctx context.Context, rec *DelegationRecord, dest stri
 		resp.InitializationURL = s.urls.initialize + "?" + url.Values{"token": {tok}}.Encode()
 	}
 	return &redemption{rec: rec, init: resp}, nil
+}
+
+// heldProof is a harness proof whose signature Check verified and whose
+// jti is still to be recorded (p nil once it is, or when there is none).
+type heldProof struct{ p *dpop.Proof }
+
+// store writes the delegation and its credential or initialization token.
+// With a held proof the store records the proof's jti in the same
+// statement, under the namespace and expiry the verifier's own cache would
+// use, and writes nothing for a replayed proof, which is refused as a
+// replay is at Complete. A store failure leaves the proof held, for
+// recordRefused.
+func (s *Service) store(ctx context.Context, held *heldProof, rec *DelegationRecord, c *CredentialRecord, in *InitRecord) error {
+	if held.p == nil {
+		return storeError(s.cfg.Store.Redeem(ctx, rec, c, in))
+	}
+	var proofErr error
+	err := s.recording.RedeemRecorded(ctx, s.cfg.ReplayCache, rec, c, in, func(rc dpop.ReplayCache) error {
+		proofErr = s.proofs.Record(ctx, held.p, replayns.Namespace(rc, replayRole+kindHarnessProof))
+		return proofErr
+	})
+	switch {
+	case errors.Is(proofErr, dpop.ErrInvalidProof):
+		held.p = nil // refused: neither the pair nor the records are stored
+		return proofError(proofErr, pass.CodeInvalidHarnessProof, nil)
+	case err != nil:
+		return storeError(err)
+	case proofErr != nil: // a store that ignored record's failure
+		return proofError(proofErr, pass.CodeInvalidHarnessProof, nil)
+	}
+	held.p = nil
+	return nil
+}
+
+// recordRefused records the jti of a verified harness proof whose
+// redemption failed before its store could record it, so that such a
+// proof is not accepted again, with another pass of the same holder key if
+// it names none. A replay or a cache failure takes precedence over err, as
+// it would have had the proof been recorded before the later step.
+func (s *Service) recordRefused(ctx context.Context, p *dpop.Proof, err error) error {
+	if rerr := s.proofs.Record(ctx, p, nil); rerr != nil {
+		return proofError(rerr, pass.CodeInvalidHarnessProof, nil)
+	}
+	return err
 }
 
 // capAt returns t, or limit when limit is set and earlier.

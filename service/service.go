@@ -31,6 +31,9 @@ type Service struct {
 	verifier  *assertion.Verifier
 	proofs    *dpop.ProofVerifier
 	dpop      *dpop.DPoPVerifier
+	// recording is the Store when it records harness proofs in its Redeem
+	// statement (it shares Config.ReplayCache's table), else nil.
+	recording ProofRecordingStore
 	replay    replayCaches
 	checks    singleflight.Group
 	limits    limiters
@@ -141,6 +144,9 @@ func New(cfg Config) (*Service, error) {
 		Now:      st.Now,
 	}); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
+	}
+	if rs, ok := st.Store.(ProofRecordingStore); ok && st.ReplayCache != nil && rs.SharesReplayCache(st.ReplayCache) {
+		s.recording = rs
 	}
 	if s.dpop, err = dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{
 		Replay: s.replay.dpop,
@@ -328,10 +334,16 @@ type replayCaches struct {
 	harness, dpop, assertion, events dpop.ReplayCache
 }
 
+// The Service's replay namespace and its harness proofs' kind in it.
+const (
+	replayRole       = "service:"
+	kindHarnessProof = "harness-proof:"
+)
+
 func newReplayCaches(shared dpop.ReplayCache, now func() time.Time) replayCaches {
 	// The assertion verifier prefixes its issuers with "assertion:".
-	c := replayns.New(shared, "service:", now, map[string]int{
-		"harness-proof:": harnessReplayEntries, "dpop:": dpopReplayEntries, "": assertReplayEntries,
+	c := replayns.New(shared, replayRole, now, map[string]int{
+		kindHarnessProof: harnessReplayEntries, "dpop:": dpopReplayEntries, "": assertReplayEntries,
 		"set:": eventReplayEntries})
-	return replayCaches{harness: c["harness-proof:"], dpop: c["dpop:"], assertion: c[""], events: c["set:"]}
+	return replayCaches{harness: c[kindHarnessProof], dpop: c["dpop:"], assertion: c[""], events: c["set:"]}
 }

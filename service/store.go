@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -148,6 +149,30 @@ type Store interface {
 	// nothing, and an invalidated delegation is left alone (false, nil). It
 	// returns ErrNotFound when no delegation of e.Authority has that id.
 	ApplyEvent(ctx context.Context, e MissionEvent) (bool, error)
+}
+
+// ProofRecordingStore is a [Store] that can record a harness proof's jti
+// in the same atomic step as Redeem's write, one round trip fewer per
+// redemption with a holder proof. Package servicepg's Store is one when
+// Config.ReplayCache is the dpoppg cache on the store's own pool. The
+// Service uses it only when SharesReplayCache says so; with any other
+// store or cache it records the jti in Config.ReplayCache and then calls
+// Redeem.
+type ProofRecordingStore interface {
+	Store
+
+	// SharesReplayCache reports whether RedeemRecorded can record pairs
+	// of c (the Service's Config.ReplayCache) in its own transactions.
+	SharesReplayCache(c dpop.ReplayCache) bool
+
+	// RedeemRecorded is Redeem made conditional on a replay record: it
+	// calls record once with a cache whose Seen, in one atomic step,
+	// records the pair as c's Seen would and, unless the pair was already
+	// held, writes what Redeem writes. On a replay nothing is written.
+	// It returns record's error (a replay among them) or Redeem's, and
+	// nil only when the pair and the records are both stored.
+	RedeemRecorded(ctx context.Context, c dpop.ReplayCache, d *DelegationRecord, cred *CredentialRecord, init *InitRecord,
+		record func(dpop.ReplayCache) error) error
 }
 
 // EventAction is what a security event asks of a delegation (see

@@ -75,7 +75,14 @@ type ReplayCache struct {
 	pool   *pgxpool.Pool
 	now    func() time.Time
 	logger *slog.Logger
+	// table tells a store on the same pool (servicepg) that it may record
+	// a pair in the same statement as its own write, one round trip fewer.
+	*table
 }
+
+// table is embedded under an unexported name: its mark method makes the
+// cache recognisable inside the module and adds nothing to its API.
+type table = pgreplay.Table
 
 var (
 	_ dpop.ReplayCache  = (*ReplayCache)(nil)
@@ -112,6 +119,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *ReplayCache {
 	for _, o := range opts {
 		o(c)
 	}
+	c.table = pgreplay.NewTable(pool, c.now)
 	return c
 }
 

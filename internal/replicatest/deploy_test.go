@@ -84,6 +84,8 @@ type options struct {
 	// countTrips counts the round trips of the first Authority and the
 	// first Service replica to PostgreSQL (postgres only).
 	countTrips bool
+	// onDelegation is the Services' OnDelegation (nil: none).
+	onDelegation func(context.Context, *service.Delegation) error
 }
 
 // deployment is an Enterprise Authority for corp.test at idp.corp.test and a
@@ -234,6 +236,7 @@ func deploy(t testing.TB, o options) *deployment {
 		HTTPClient:    d.client,
 		Now:           d.clock.Now,
 		CheckInterval: o.checkInterval,
+		OnDelegation:  o.onDelegation,
 		RateLimits: service.RateLimits{Resolve: build.Unlimited(), Initialize: build.Unlimited(),
 			Redeem: build.Unlimited(), AvailableScopes: build.Unlimited()},
 	}

@@ -28,13 +28,16 @@ import (
 // sent in one batch with the consumption's read (authoritypg on the dpoppg
 // table of its own pool); a sub-agent's pass 3, its ancestors read only
 // once its own row is worth consuming (a root pass's row is read by the
-// pass_hash index alone, with no recursive query). Real handlers over
-// loopback TLS, real PostgreSQL, warm caches and prepared statements.
+// pass_hash index alone, with no recursive query). A redemption at the
+// Service took 3 (the proof's replay lookup, its record, Redeem); now 2,
+// the record folded into Redeem's statement when the replay cache is the
+// dpoppg table on the store's pool. Real handlers over loopback TLS, real
+// PostgreSQL, warm caches and prepared statements.
 func TestRoundTrips(t *testing.T) {
 	const (
 		wantValidate      = 2 // Authority: batch[assertion jti record; consume read], consume write
 		wantSubAgent      = 3 // the same and the read of the ancestors
-		wantRedeemService = 3 // Service: proof jti lookup, proof jti record, Redeem
+		wantRedeemService = 2 // Service: proof jti lookup, Redeem with the proof jti record
 	)
 	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -52,6 +52,12 @@
 //     token) in one statement (a data-modifying CTE); the unique key on
 //     authorization_id makes a second redemption fail with
 //     service.ErrConflict and store nothing.
+//   - With the dpoppg cache on the Store's own pool as the Service's
+//     replay cache, Redeem's statement also records the harness proof's
+//     jti (Store.RedeemRecorded): the replay claim comes first, and the
+//     delegation and credential are inserted only if it succeeded, so a
+//     replayed proof never yields a credential and a redemption costs one
+//     round trip fewer. A cache on another pool is used as it is.
 //   - ConsumeInit is UPDATE ... SET used = true WHERE hash = $1 AND NOT
 //     used RETURNING: of any number of concurrent visits one gets the
 //     token. Its expiry is judged from the returned row (an expired token

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 	"github.com/agentpass-go/agentpass/pass"
 	"github.com/agentpass-go/agentpass/service"
@@ -54,7 +56,7 @@ type Store struct {
 	now    func() time.Time
 }
 
-var _ service.Store = (*Store)(nil)
+var _ service.ProofRecordingStore = (*Store)(nil)
 
 // Option configures a Store.
 type Option func(*Store)
@@ -105,18 +107,45 @@ const (
 		d.mission_id, d.mission_version, d.mission_state, d.chain, d.ancestors, d.stale, d.mission_stage, d.mission_stages`
 	credentialColumns = `c.hash, c.kind, c.authorization_id, c.scope, c.jkt, c.created_at, c.expires_at`
 
-	// insertDelegation is the first half of Redeem: $1..$23 and $30..$32
-	// (stale and the stage came after the credential's $24..$29).
-	insertDelegation = `
-		WITH d AS (
+	// delegationInsert and delegationValues are the first half of
+	// Redeem: $1..$23 and $30..$32 (stale and the stage came after the
+	// credential's $24..$29).
+	delegationInsert = `
 			INSERT INTO agentpass_service_delegations (authorization_id, authority, configuration_url, trust_mode,
 				user_email, agent, harness_id, task_id, task_description, task_attested, scope, current_scope,
 				expires_at, created_at, checked_at, invalidated, invalidated_at, invalid_reason,
-				mission_id, mission_version, mission_state, chain, ancestors, stale, mission_stage, mission_stages)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-				$22::jsonb, $23::text[], $30::boolean, $31::text, $32::text)
-			RETURNING authorization_id
-		)`
+				mission_id, mission_version, mission_state, chain, ancestors, stale, mission_stage, mission_stages)`
+	delegationValues = `$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+				$22::jsonb, $23::text[], $30::boolean, $31::text, $32::text`
+	// The second half: the credential or the initialization token, written
+	// only when d wrote the delegation.
+	credentialInsert = `
+		INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
+		SELECT $24::text, $25::text, d.authorization_id, $26::text[], $27::text, $28::timestamptz, $29::timestamptz FROM d`
+	initInsert = `
+		INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
+		SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
+)
+
+// The statements of Redeem and of RedeemRecorded, by what they write. A
+// recorded redemption first runs the replay table's own statement for the
+// harness proof's pair, from $33 on: its claim, or, for a pair already past
+// its expiry, only its lookup, as dpoppg does. The delegation, and so the
+// credential, is inserted only when that found the pair free, all in one
+// statement.
+var (
+	plainDelegation   = `WITH d AS (` + delegationInsert + ` VALUES (` + delegationValues + `) RETURNING authorization_id)`
+	claimedDelegation = `, d AS (` + delegationInsert + ` SELECT ` + delegationValues + `
+			WHERE EXISTS (SELECT 1 FROM claim) RETURNING authorization_id)`
+	claimCTE  = `WITH claim AS (` + pgreplay.ClaimCTE(pgreplay.SeenSQL, 33) + `)`
+	lookupCTE = `WITH claim AS (` + pgreplay.ClaimCTE(pgreplay.ContainsSQL, 33) + `)`
+
+	redeemSQL = [2]string{plainDelegation + credentialInsert, plainDelegation + initInsert}
+	// recordedSQL[past][init]
+	recordedSQL = [2][2]string{
+		{claimCTE + claimedDelegation + credentialInsert, claimCTE + claimedDelegation + initInsert},
+		{lookupCTE + claimedDelegation + credentialInsert, lookupCTE + claimedDelegation + initInsert},
+	}
 )
 
 // Redeem implements service.Store: the delegation and its credential or
@@ -124,27 +153,36 @@ const (
 // CTE), so both exist afterwards or neither does. A taken authorization id
 // or hash violates a unique key and gives service.ErrConflict.
 func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *service.CredentialRecord, init *service.InitRecord) error {
-	if d == nil || d.AuthorizationID == "" || (cred == nil) == (init == nil) {
-		return errors.New("servicepg: Redeem: need a delegation and exactly one of credential or init token")
+	args, err := redeemArgs(d, cred, init)
+	if err != nil {
+		return err
 	}
-	args := []any{d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
+	_, err = s.redeem(ctx, redeemSQL[b2i(init != nil)], args, d, cred, init)
+	return err
+}
+
+// redeemArgs are the parameters $1..$32 of the redemption statements.
+func redeemArgs(d *service.DelegationRecord, cred *service.CredentialRecord, init *service.InitRecord) ([]any, error) {
+	if d == nil || d.AuthorizationID == "" || (cred == nil) == (init == nil) {
+		return nil, errors.New("servicepg: Redeem: need a delegation and exactly one of credential or init token")
+	}
+	args := make([]any, 0, 35)
+	args = append(args, d.AuthorizationID, d.Authority, d.ConfigurationURL, string(d.TrustMode),
 		d.User, d.Agent, d.HarnessID, d.Task.ID, d.Task.Description, d.Task.Attested, scopeArg(d.Scope), scopeArg(d.CurrentScope),
 		ts(d.ExpiresAt), ts(d.CreatedAt), ts(d.CheckedAt), d.Invalidated, ts(d.InvalidatedAt), d.InvalidReason,
-		d.MissionID, d.MissionVersion, string(d.MissionState), chainArg(d.Chain), ancestorsArg(d.Ancestors)}
-	var sql string
+		d.MissionID, d.MissionVersion, string(d.MissionState), chainArg(d.Chain), ancestorsArg(d.Ancestors))
 	if cred != nil {
-		sql = insertDelegation + `
-			INSERT INTO agentpass_service_credentials (hash, kind, authorization_id, scope, jkt, created_at, expires_at)
-			SELECT $24::text, $25::text, d.authorization_id, $26::text[], $27::text, $28::timestamptz, $29::timestamptz FROM d`
 		args = append(args, cred.Hash, string(cred.Kind), scopeArg(cred.Scope), cred.JKT, cred.CreatedAt, cred.ExpiresAt)
 	} else {
-		sql = insertDelegation + `
-			INSERT INTO agentpass_service_init_tokens (hash, authorization_id, scope, destination, created_at, expires_at, used)
-			SELECT $24::text, d.authorization_id, $25::text[], $26::text, $27::timestamptz, $28::timestamptz, $29::boolean FROM d`
 		args = append(args, init.Hash, scopeArg(init.Scope), init.Destination, init.CreatedAt, init.ExpiresAt, init.Used)
 	}
-	args = append(args, d.Stale, d.Stage, stagesArg(d.Stages))
-	_, err := s.pool.Exec(ctx, sql, args...)
+	return append(args, d.Stale, d.Stage, stagesArg(d.Stages)), nil
+}
+
+// redeem runs a redemption statement and reports whether it wrote the
+// records (a recorded one writes nothing on a replay).
+func (s *Store) redeem(ctx context.Context, sql string, args []any, d *service.DelegationRecord, cred *service.CredentialRecord, init *service.InitRecord) (bool, error) {
+	tag, err := s.pool.Exec(ctx, sql, args...)
 	if isUniqueViolation(err) {
 		// A retry of a Redeem that committed finds its own record.
 		table, hash := "agentpass_service_credentials", ""
@@ -158,16 +196,91 @@ func (s *Store) Redeem(ctx context.Context, d *service.DelegationRecord, cred *s
 			hash, d.AuthorizationID).Scan(&mine)
 		switch {
 		case err != nil:
-			return fmt.Errorf("servicepg: Redeem: %w", err)
+			return false, fmt.Errorf("servicepg: Redeem: %w", err)
 		case mine:
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("servicepg: Redeem: %w", service.ErrConflict)
+		return false, fmt.Errorf("servicepg: Redeem: %w", service.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("servicepg: Redeem: %w", err)
+		return false, fmt.Errorf("servicepg: Redeem: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SharesReplayCache implements service.ProofRecordingStore: c must be the
+// dpoppg cache on this store's own pool (a cache on another pool, even of
+// the same database, is not folded into).
+func (s *Store) SharesReplayCache(c dpop.ReplayCache) bool {
+	pool, _, ok := pgreplay.Of(c)
+	return ok && pool == s.pool
+}
+
+// RedeemRecorded implements service.ProofRecordingStore with ONE statement:
+// the replay claim (dpoppg's key, statement and clock) and Redeem's
+// inserts as data-modifying CTEs, the inserts conditional on the claim, so
+// a replayed proof never yields a credential and a redemption costs one
+// round trip instead of two.
+func (s *Store) RedeemRecorded(ctx context.Context, c dpop.ReplayCache, d *service.DelegationRecord, cred *service.CredentialRecord,
+	init *service.InitRecord, record func(dpop.ReplayCache) error) error {
+	pool, now, ok := pgreplay.Of(c)
+	if !ok || pool != s.pool {
+		return errors.New("servicepg: RedeemRecorded: the replay cache is not on this store's pool")
+	}
+	args, err := redeemArgs(d, cred, init)
+	if err != nil {
+		return err
+	}
+	r := &recordedRedeem{s: s, now: now, args: args, d: d, cred: cred, init: init}
+	err = record(r)
+	switch {
+	case r.err != nil:
+		return r.err // the statement failed: nothing was stored
+	case err != nil:
+		return err
+	case !r.written:
+		return errors.New("servicepg: RedeemRecorded: record stored no pair")
 	}
 	return nil
+}
+
+// recordedRedeem is the replay cache RedeemRecorded hands to record: its
+// one Seen runs the whole redemption.
+type recordedRedeem struct {
+	s       *Store
+	now     func() time.Time
+	args    []any
+	d       *service.DelegationRecord
+	cred    *service.CredentialRecord
+	init    *service.InitRecord
+	called  bool
+	written bool
+	err     error
+}
+
+func (r *recordedRedeem) Seen(ctx context.Context, issuer, jti string, exp time.Time) (bool, error) {
+	if r.called {
+		r.err = errors.New("servicepg: RedeemRecorded: a second pair to record")
+		return false, r.err
+	}
+	r.called = true
+	sql, claimArgs, _ := pgreplay.Statement(issuer, jti, exp, r.now())
+	past := sql != pgreplay.SeenSQL // only looked up, as dpoppg.Seen does
+	args := append(r.args, claimArgs...)
+	written, err := r.s.redeem(ctx, recordedSQL[b2i(past)][b2i(r.init != nil)], args, r.d, r.cred, r.init)
+	if err != nil {
+		r.err = err
+		return false, err
+	}
+	r.written = written
+	return !written, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ConsumeInit implements service.Store with ONE conditional UPDATE that

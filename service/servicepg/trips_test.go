@@ -1,10 +1,12 @@
 package servicepg_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/service/servicepg"
 )
@@ -68,5 +70,43 @@ func TestGenericPlans(t *testing.T) {
 	}
 	if checked < 2 {
 		t.Errorf("%d statements ran often enough to be checked, want 2", checked)
+	}
+}
+
+// TestRedeemRecordedRoundTrips (#19 item 6): the harness proof's replay
+// record folded into Redeem's statement costs no round trip of its own, a
+// replay none either, and the statement runs on a cached generic plan.
+func TestRedeemRecordedRoundTrips(t *testing.T) {
+	base0 := pgtest.Pool(t)
+	now := func() time.Time { return base }
+	recordingReplica(t, base0, now) // migrates both
+	pool := pgtest.OneConnPool(t, base0)
+	pool, trips := pgtest.CountedPool(t, pool)
+	s, rc := servicepg.New(pool), dpoppg.New(pool, dpoppg.WithClock(now))
+	exp := base.Add(time.Minute)
+	for i := range 8 { // warm: prepared, then the generic plan
+		id := fmt.Sprintf("w%d", i)
+		if err := s.RedeemRecorded(ctx, rc, delegation(id), bearer(id, "h-"+id, base.Add(time.Hour)), nil, claim("h", id, exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name, id, jti string
+		replay        bool
+	}{
+		{"redeem", "z1", "j1", false},
+		{"replay", "z2", "j1", true},
+	} {
+		trips.Reset()
+		err := s.RedeemRecorded(ctx, rc, delegation(tc.id), bearer(tc.id, "h-"+tc.id, base.Add(time.Hour)), nil, claim("h", tc.jti, exp))
+		if tc.replay != errors.Is(err, errReplayed) || !tc.replay && err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if n, stmts := trips.Count(); n != 1 {
+			t.Errorf("%s: %d round trips, want 1 (#19 item 6): %q", tc.name, n, stmts)
+		}
+	}
+	if replanned, checked := pgtest.Replanned(t, pool); len(replanned) > 0 || checked < 1 {
+		t.Errorf("planned anew on every execution: %q (%d checked)", replanned, checked)
 	}
 }
