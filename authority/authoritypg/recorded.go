@@ -10,13 +10,13 @@ import (
 
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/dpop"
-	"github.com/agentpass-go/agentpass/dpop/dpoppg"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
 )
 
 var _ authority.RecordingStore = (*Store)(nil)
 
 // ConsumePassRecorded implements authority.RecordingStore. When replay is
-// a dpoppg table on the store's own pool, the assertion's record and the
+// a dpop/dpoppg table on the store's own pool, the assertion's record and the
 // read of the pass's row go in one batch: one round trip, and one implicit
 // transaction that commits both (pgx sends a batch with one Sync), so a
 // validation costs two round trips instead of three. The record is then
@@ -35,14 +35,14 @@ func (s *Store) ConsumePassRecorded(ctx context.Context, passHash, audience, aut
 	case record == nil:
 		return nil, errors.New("authoritypg: ConsumePassRecorded: no record function")
 	}
-	rc, ok := replay.(*dpoppg.ReplayCache)
-	if !ok {
+	pool, clock, ok := pgreplay.Of(replay)
+	if !ok || pool != s.pool {
 		if err := record(replay); err != nil {
 			return nil, err
 		}
 		return s.consumePass(ctx, passHash, audience, authorizationID, now, nil)
 	}
-	f := &foldedRecord{s: s, rc: rc, passHash: passHash}
+	f := &foldedRecord{s: s, rc: replay, now: clock, passHash: passHash}
 	if err := record(f); err != nil {
 		return nil, err
 	}
@@ -54,12 +54,14 @@ func (s *Store) ConsumePassRecorded(ctx context.Context, passHash, audience, aut
 }
 
 // foldedRecord is the cache ConsumePassRecorded hands its record
-// function: its first Seen sends the replay record and the read of the
-// pass's row together, answers the record's outcome and keeps the read for
-// the consumption. Any other Seen is rc's own.
+// function: its first Seen sends the replay record (the table's own
+// statement, on the table's clock) and the read of the pass's row
+// together, answers the record's outcome and keeps the read for the
+// consumption. Any other Seen is rc's own.
 type foldedRecord struct {
 	s        *Store
-	rc       *dpoppg.ReplayCache
+	rc       dpop.ReplayCache // a dpoppg table on s's pool
+	now      func() time.Time // rc's clock
 	passHash string
 	sent     bool
 	done     bool     // the first Seen read the row into read
@@ -75,10 +77,8 @@ func (f *foldedRecord) Seen(ctx context.Context, issuer, jti string, exp time.Ti
 	f.sent = true
 	b := &f.batch
 	b.QueuedQueries = f.queued[:0]
-	readSeen := f.rc.QueueSeen(b, f.s.pool, issuer, jti, exp)
-	if readSeen == nil { // not the store's pool: not the store's to fold
-		return f.rc.Seen(ctx, issuer, jti, exp)
-	}
+	sql, args, readSeen := pgreplay.Statement(issuer, jti, exp, f.now())
+	b.Queue(sql, args...)
 	b.Queue(passRowSQL, f.passHash)
 	br := f.s.pool.SendBatch(ctx, b)
 	replayed, err := readSeen(br.QueryRow())

@@ -36,7 +36,8 @@
 // this table records a validation's assertion before it consumes the pass,
 // with Seen alone (no Contains first), where with the in-memory cache it
 // records it after; an authority/authoritypg store on the same pool sends
-// that record in the round trip of its own first read ([ReplayCache.QueueSeen]).
+// that record in the round trip of its own first read, and a
+// service/servicepg store on the same pool in the statement of its Redeem.
 package dpoppg
 
 import (
@@ -46,7 +47,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/dpop"
@@ -141,23 +141,6 @@ func (c *ReplayCache) Seen(ctx context.Context, issuer, jti string, exp time.Tim
 		return false, fmt.Errorf("dpoppg: %w", err)
 	}
 	return replayed, nil
-}
-
-// QueueSeen adds to b the statement Seen(ctx, issuer, jti, exp) would
-// send, for a store on the same pool that sends b with statements of its
-// own after it: the record then costs no round trip of its own, and, as
-// pgx sends a batch with one Sync, it commits with them in one implicit
-// transaction. After sending b, the caller passes the first result
-// (BatchResults.QueryRow) to read, which answers as Seen would (its error
-// unwrapped). When pool is not the cache's own, QueueSeen adds nothing and
-// returns nil: the caller then calls Seen.
-func (c *ReplayCache) QueueSeen(b *pgx.Batch, pool *pgxpool.Pool, issuer, jti string, exp time.Time) (read func(pgx.Row) (bool, error)) {
-	if b == nil || pool == nil || pool != c.pool {
-		return nil
-	}
-	sql, args, read := pgreplay.Statement(issuer, jti, exp, c.now())
-	b.Queue(sql, args...)
-	return read
 }
 
 // Unbounded implements dpop.UnboundedReplayCache: the table refuses no pair

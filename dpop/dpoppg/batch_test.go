@@ -12,12 +12,12 @@ import (
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 )
 
-// TestQueueSeen (#19 item 6): QueueSeen adds Seen's own statement to a
-// batch on the cache's pool, so a store's record is the same pair Seen
-// claims (a replay either way), on the cache's clock, with the "exp
-// already past: only looked up" rule; the batch is one round trip; on
-// any other pool it queues nothing.
-func TestQueueSeen(t *testing.T) {
+// TestStatementInBatch (#19 item 6): a store on the cache's pool finds the
+// cache's pool and clock (pgreplay.Of) and queues Seen's own statement
+// (pgreplay.Statement) in a batch of its own, so its record is the same
+// pair Seen claims (a replay either way), on the cache's clock, with the
+// "exp already past: only looked up" rule, and the batch is one round trip.
+func TestStatementInBatch(t *testing.T) {
 	ctx := context.Background()
 	base := pgtest.Pool(t)
 	clk := &clock{t: t0}
@@ -26,11 +26,13 @@ func TestQueueSeen(t *testing.T) {
 	rc := newCache(t, pool, clk.Now)
 	send := func(issuer, jti string, exp time.Time) (bool, error) {
 		t.Helper()
-		var b pgx.Batch
-		read := rc.QueueSeen(&b, pool, issuer, jti, exp)
-		if read == nil || b.Len() != 1 {
-			t.Fatalf("QueueSeen on the cache's pool: read %v, %d queued", read != nil, b.Len())
+		p, now, ok := pgreplay.Of(rc)
+		if !ok || p != pool {
+			t.Fatalf("pgreplay.Of(cache) = %p, %v; want the cache's pool %p", p, ok, pool)
 		}
+		var b pgx.Batch
+		sql, args, read := pgreplay.Statement(issuer, jti, exp, now())
+		b.Queue(sql, args...)
 		b.Queue(`SELECT 1`)
 		br := pool.SendBatch(ctx, &b)
 		defer br.Close()
@@ -77,13 +79,9 @@ func TestQueueSeen(t *testing.T) {
 		t.Errorf("an expired pair, queued again: %v, %v; want it reclaimed", seen, err)
 	}
 
-	// Another pool, even on the same database: nothing queued.
-	var b pgx.Batch
-	if read := rc.QueueSeen(&b, base, "iss", "j3", t0.Add(time.Hour)); read != nil || b.Len() != 0 {
-		t.Errorf("QueueSeen on another pool: read %v, %d queued; want nil and none", read != nil, b.Len())
-	}
-	if read := rc.QueueSeen(nil, pool, "iss", "j3", t0.Add(time.Hour)); read != nil {
-		t.Error("QueueSeen with a nil batch: a read function")
+	// Another cache's pool, even on the same database, is not this one.
+	if p, _, ok := pgreplay.Of(newCache(t, base, clk.Now)); !ok || p != base || p == pool {
+		t.Errorf("pgreplay.Of of a cache on another pool = %p, %v", p, ok)
 	}
 }
 
