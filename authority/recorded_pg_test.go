@@ -1,10 +1,12 @@
 package authority_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,4 +178,81 @@ func jtiOf(t *testing.T, tok string) string {
 func expOf(t *testing.T, tok string) time.Time {
 	exp, _ := claimsOf(t, tok)["exp"].(float64)
 	return time.Unix(int64(exp), 0)
+}
+
+// policyStore is an operator's wrapper around authoritypg's Store that
+// refuses every consumption: its ConsumePass must be the one called.
+type policyStore struct {
+	*authoritypg.Store
+	calls *atomic.Int32
+}
+
+func (s policyStore) ConsumePass(context.Context, string, string, string, time.Time) (*authority.Consumption, error) {
+	s.calls.Add(1)
+	return nil, authority.ErrNotFound
+}
+
+// tenantCache is an operator's wrapper around the dpoppg table with a
+// namespace of its own: its Seen must be the one that records.
+type tenantCache struct {
+	*dpoppg.ReplayCache
+	seen *atomic.Int32
+}
+
+func (c tenantCache) Seen(ctx context.Context, iss, jti string, exp time.Time) (bool, error) {
+	c.seen.Add(1)
+	return c.ReplayCache.Seen(ctx, "tenant-a:"+iss, jti, exp)
+}
+
+// TestValidateHonoursWrappers (#19 item 6; found in review): the record
+// is folded only into authoritypg's Store itself with the dpoppg table
+// itself. A value embedding either has the methods the fold would call
+// (promoted), but its own overrides must run: a store wrapper's
+// ConsumePass (an operator's policy) and a cache wrapper's Seen (a
+// namespace of its own, which a fold would skip, so that replicas with
+// and without the fold would record one assertion under two keys).
+func TestValidateHonoursWrappers(t *testing.T) {
+	base := pgtest.Pool(t)
+	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dpoppg.New(base).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("store wrapper", func(t *testing.T) {
+		var calls atomic.Int32
+		e := newEnv(t, approveAll, func(c *authority.Config) {
+			c.Store = policyStore{authoritypg.New(base), &calls}
+			c.ReplayCache = dpoppg.New(base, dpoppg.WithClock(c.Now))
+		})
+		v, _ := e.approvedPass(e.plainHarness())
+		r := e.do(http.MethodPost, e.base+"/validate", pass.ValidationRequest{AgentPass: pass.PassValue{Value: v}},
+			http.Header{"Authorization": {"Bearer " + e.svc.Assertion(authID)}})
+		if r.status == http.StatusOK || calls.Load() != 1 {
+			t.Errorf("validation through a store wrapper refusing all: %d %s, its ConsumePass called %d times, want a refusal and 1",
+				r.status, r.body, calls.Load())
+		}
+	})
+	t.Run("cache wrapper", func(t *testing.T) {
+		var seen atomic.Int32
+		e := newEnv(t, approveAll, func(c *authority.Config) {
+			c.Store = authoritypg.New(base)
+			c.ReplayCache = tenantCache{dpoppg.New(base, dpoppg.WithClock(c.Now)), &seen}
+		})
+		v, _ := e.approvedPass(e.plainHarness())
+		tok := e.svc.Assertion(authID)
+		post := func() response {
+			return e.do(http.MethodPost, e.base+"/validate", pass.ValidationRequest{AgentPass: pass.PassValue{Value: v}},
+				http.Header{"Authorization": {"Bearer " + tok}})
+		}
+		if r := post(); r.status != http.StatusOK {
+			t.Fatalf("validation: %d %s", r.status, r.body)
+		}
+		if seen.Load() == 0 {
+			t.Error("the cache wrapper's Seen was never called: the record went around it")
+		}
+		if r := post(); r.status == http.StatusOK || !strings.Contains(string(r.body), "replayed") {
+			t.Errorf("the assertion replayed: %d %s, want it refused as replayed", r.status, r.body)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/foldmark"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/internal/secret"
@@ -146,7 +147,9 @@ func (a *Authority) recordingStore() (RecordingStore, bool) {
 		st = es.Store
 	}
 	rs, ok := st.(RecordingStore)
-	return rs, ok
+	// Only the store itself: a value embedding one (an operator's policy
+	// around ConsumePass) would have its override bypassed.
+	return rs, ok && foldmark.Own(st)
 }
 
 // consumeRecorded consumes the pass of a validation whose assertion tok

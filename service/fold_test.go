@@ -1,13 +1,17 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -26,34 +30,52 @@ import (
 // with another pass of its key it is refused before the Authority is
 // called (the pass is kept, issue #13 item 3); a proof whose redemption
 // the application then refuses (OnDelegation) is recorded all the same,
-// so it cannot be spent with another pass either.
+// so it cannot be spent with another pass either, and so is the proof of
+// a redemption whose client went away while the application decided.
+// Wrappers that embed servicepg's Store or dpoppg's cache are not folded
+// around: their overrides run (found in review).
 func TestProofRecordPerConfiguration(t *testing.T) {
+	var redeems, seens atomic.Int32
 	for _, tc := range []struct {
 		name   string
 		folded bool
 		setup  func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache)
+		// overridden, if set, counts the calls of a wrapper's override.
+		overridden *atomic.Int32
 	}{
 		{"servicepg and dpoppg on its pool", true, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
 			return migrated(t, servicepg.New(pool)), migrated(t, dpoppg.New(pool, dpoppg.WithClock(e.clock.Now)))
-		}},
+		}, nil},
 		{"servicepg and dpoppg on another pool", false, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
 			return migrated(t, servicepg.New(pool)), migrated(t, dpoppg.New(pgtest.SharedPool(t, pool), dpoppg.WithClock(e.clock.Now)))
-		}},
+		}, nil},
 		{"servicepg and the memory caches", false, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
 			return migrated(t, servicepg.New(pool)), nil
-		}},
+		}, nil},
 		{"memory store and dpoppg", false, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
 			return service.NewMemoryStore(), migrated(t, dpoppg.New(pool, dpoppg.WithClock(e.clock.Now)))
-		}},
+		}, nil},
+		{"a wrapper of servicepg and dpoppg on its pool", false, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
+			return auditStore{migrated(t, servicepg.New(pool)), &redeems}, migrated(t, dpoppg.New(pool, dpoppg.WithClock(e.clock.Now)))
+		}, &redeems},
+		{"servicepg and a wrapper of dpoppg on its pool", false, func(t *testing.T, e *env, pool *pgxpool.Pool) (service.Store, dpop.ReplayCache) {
+			return migrated(t, servicepg.New(pool)), tenantCache{migrated(t, dpoppg.New(pool, dpoppg.WithClock(e.clock.Now))), &seens}
+		}, &seens},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pool, trips := pgtest.CountedPool(t, pgtest.Pool(t))
-			var refuse atomic.Bool
+			var refuse, hang atomic.Bool
+			entered := make(chan struct{})
 			e := newNet(t)
 			store, cache := tc.setup(t, e, pool)
 			e.start(func(c *service.Config) {
 				c.Store, c.ReplayCache = store, cache
-				c.OnDelegation = func(context.Context, *service.Delegation) error {
+				c.OnDelegation = func(ctx context.Context, _ *service.Delegation) error {
+					if hang.Load() { // until the client goes away
+						entered <- struct{}{}
+						<-ctx.Done()
+						return ctx.Err()
+					}
 					if refuse.Load() {
 						return errors.New("test: refused")
 					}
@@ -115,8 +137,71 @@ func TestProofRecordPerConfiguration(t *testing.T) {
 			if creds != 1 {
 				t.Errorf("%d credentials stored, want 1", creds)
 			}
+
+			// The client of the third goes away while the application
+			// decides: the request's context ends before the proof could
+			// be recorded with the credential, and it is recorded all the
+			// same. ServeHTTP returns once the handler is done.
+			hang.Store(true)
+			third := unbound()
+			vr := validation(corpUser, pass.BearerToken)
+			vr.Cnf = h.cnf()
+			req := redemption(e.idp, pass.BearerToken, corpUser, e.idp.issue(vr))
+			req.HarnessProof = third
+			body, err := json.Marshal(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			hr := httptest.NewRequestWithContext(ctx, http.MethodPost, e.endpoint(pass.BearerToken), bytes.NewReader(body))
+			hr.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				e.svc.ServeHTTP(rec, hr)
+			}()
+			<-entered
+			cancel()
+			<-done
+			hang.Store(false)
+			if rec.Code == http.StatusOK {
+				t.Fatalf("abandoned redemption: %d %s", rec.Code, rec.Body)
+			}
+			replayRefused("the proof of an abandoned redemption with another pass", redeem(third))
+			if tc.overridden != nil && tc.overridden.Load() == 0 {
+				t.Error("the wrapper's override was never called: the fold went around it")
+			}
 		})
 	}
+}
+
+// auditStore is an application's wrapper around servicepg's Store that
+// must see every Redeem.
+type auditStore struct {
+	*servicepg.Store
+	redeems *atomic.Int32
+}
+
+func (s auditStore) Redeem(ctx context.Context, d *service.DelegationRecord, c *service.CredentialRecord, i *service.InitRecord) error {
+	s.redeems.Add(1)
+	return s.Store.Redeem(ctx, d, c, i)
+}
+
+// tenantCache is an application's wrapper around the dpoppg table with a
+// namespace of its own, for lookups and records alike.
+type tenantCache struct {
+	*dpoppg.ReplayCache
+	seen *atomic.Int32
+}
+
+func (c tenantCache) Seen(ctx context.Context, iss, jti string, exp time.Time) (bool, error) {
+	c.seen.Add(1)
+	return c.ReplayCache.Seen(ctx, "tenant-a:"+iss, jti, exp)
+}
+
+func (c tenantCache) Contains(ctx context.Context, iss, jti string) (bool, error) {
+	return c.ReplayCache.Contains(ctx, "tenant-a:"+iss, jti)
 }
 
 // migrated migrates m once and returns it.

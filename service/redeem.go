@@ -635,11 +635,19 @@ func (s *Service) store(ctx context.Context, held *heldProof, rec *DelegationRec
 		return storeError(s.cfg.Store.Redeem(ctx, rec, c, in))
 	}
 	var proofErr error
+	called := false
 	err := s.recording.RedeemRecorded(ctx, s.cfg.ReplayCache, rec, c, in, func(rc dpop.ReplayCache) error {
+		called = true
 		proofErr = s.proofs.Record(ctx, held.p, replayns.Namespace(rc, replayRole+kindHarnessProof))
 		return proofErr
 	})
 	switch {
+	case !called && err == nil:
+		// A store that wrote without recording: record now, as any other
+		// store's proof is recorded; a replay found here is refused.
+		p := held.p
+		held.p = nil
+		return s.recordRefused(ctx, p, nil)
 	case errors.Is(proofErr, dpop.ErrInvalidProof):
 		held.p = nil // refused: neither the pair nor the records are stored
 		return proofError(proofErr, pass.CodeInvalidHarnessProof, nil)
@@ -658,11 +666,20 @@ func (s *Service) store(ctx context.Context, held *heldProof, rec *DelegationRec
 // it names none. A replay or a cache failure takes precedence over err, as
 // it would have had the proof been recorded before the later step.
 func (s *Service) recordRefused(ctx context.Context, p *dpop.Proof, err error) error {
+	// On a context of its own: a redemption refused because its client
+	// went away (its context cancelled) must still record the proof, or
+	// the proof, which the non-folded path recorded before any later
+	// step, could be used again with another pass of the same key.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if rerr := s.proofs.Record(ctx, p, nil); rerr != nil {
 		return proofError(rerr, pass.CodeInvalidHarnessProof, nil)
 	}
 	return err
 }
+
+// recordTimeout bounds recordRefused's record, which outlives the request.
+const recordTimeout = 5 * time.Second
 
 // capAt returns t, or limit when limit is set and earlier.
 func capAt(t, limit time.Time) time.Time {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
+	"github.com/agentpass-go/agentpass/internal/foldmark"
 	"github.com/agentpass-go/agentpass/internal/httpx"
 	"github.com/agentpass-go/agentpass/internal/replayns"
 	"github.com/agentpass-go/agentpass/internal/secevent"
@@ -145,7 +146,9 @@ func New(cfg Config) (*Service, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	if rs, ok := st.Store.(ProofRecordingStore); ok && st.ReplayCache != nil && rs.SharesReplayCache(st.ReplayCache) {
+	// Only the store itself: a value embedding one (overriding Redeem)
+	// would have its override bypassed.
+	if rs, ok := st.Store.(ProofRecordingStore); ok && foldmark.Own(st.Store) && st.ReplayCache != nil && rs.SharesReplayCache(st.ReplayCache) {
 		s.recording = rs
 	}
 	if s.dpop, err = dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/internal/foldmark"
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 	"github.com/agentpass-go/agentpass/pass"
 )
@@ -52,6 +53,9 @@ const defaultPruneLimit = 1000
 // truncated to the microsecond, which for every "unexpired" comparison errs
 // on the side of expired.
 type Store struct {
+	// mark tells the Authority this Store from a value embedding it, which
+	// may override what ConsumePassRecorded would bypass.
+	mark
 	pool      *pgxpool.Pool
 	retention time.Duration
 	keep      authority.Retention
@@ -60,6 +64,9 @@ type Store struct {
 }
 
 var _ authority.Store = (*Store)(nil)
+
+// mark is embedded under an unexported name: it adds nothing to the API.
+type mark = foldmark.Mark
 
 // Option configures a Store.
 type Option func(*Store)
@@ -108,6 +115,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.mark.Set(s)
 	return s
 }
 

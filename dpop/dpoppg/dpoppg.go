@@ -119,7 +119,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *ReplayCache {
 	for _, o := range opts {
 		o(c)
 	}
-	c.table = pgreplay.NewTable(pool, c.now)
+	c.table = pgreplay.NewTable(c, pool, c.now)
 	return c
 }
 

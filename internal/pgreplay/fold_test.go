@@ -34,7 +34,9 @@ func TestOf(t *testing.T) {
 	if _, _, ok := Of(embedder{}); ok {
 		t.Error("Of(a nil Table)")
 	}
-	if _, _, ok := Of(embedder{NewTable(nil, time.Now)}); ok {
+	e := &embedder{}
+	e.Table = NewTable(e, nil, time.Now)
+	if _, _, ok := Of(e); ok {
 		t.Error("Of(a Table without a pool)")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/internal/foldmark"
 	"github.com/agentpass-go/agentpass/internal/pgreplay"
 	"github.com/agentpass-go/agentpass/internal/pgutil"
 	"github.com/agentpass-go/agentpass/pass"
@@ -51,12 +52,18 @@ const defaultPruneLimit = 1000
 // truncated to the microsecond, which for every "unexpired" comparison errs
 // on the side of expired.
 type Store struct {
+	// mark tells the Service this Store from a value embedding it, which
+	// may override what RedeemRecorded would bypass.
+	mark
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	now    func() time.Time
 }
 
 var _ service.ProofRecordingStore = (*Store)(nil)
+
+// mark is embedded under an unexported name: it adds nothing to the API.
+type mark = foldmark.Mark
 
 // Option configures a Store.
 type Option func(*Store)
@@ -87,6 +94,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.mark.Set(s)
 	return s
 }
 
