@@ -8,10 +8,7 @@ import (
 
 type mark = foldmark.Mark
 
-type store struct {
-	mark
-	n int
-}
+type store struct{ mark }
 
 func newStore() *store {
 	s := &store{}
@@ -22,7 +19,7 @@ func newStore() *store {
 // A wrapper that overrides a method of the store it embeds.
 type wrapper struct {
 	*store
-	tenant []string // not comparable: Own must still not panic
+	_ []string // not comparable: Own must still not panic
 }
 
 type valueWrapper struct{ *store }
