@@ -147,9 +147,10 @@ func (a *Authority) recordingStore() (RecordingStore, bool) {
 		st = es.Store
 	}
 	rs, ok := st.(RecordingStore)
-	// Only the store itself: a value embedding one (an operator's policy
-	// around ConsumePass) would have its override bypassed.
-	return rs, ok && foldmark.Own(st)
+	// Never a value embedding this module's store (an operator's policy
+	// around ConsumePass): it has ConsumePassRecorded by promotion, which
+	// would bypass its override.
+	return rs, ok && !foldmark.Wraps(st)
 }
 
 // consumeRecorded consumes the pass of a validation whose assertion tok

@@ -146,9 +146,9 @@ func New(cfg Config) (*Service, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	// Only the store itself: a value embedding one (overriding Redeem)
-	// would have its override bypassed.
-	if rs, ok := st.Store.(ProofRecordingStore); ok && foldmark.Own(st.Store) && st.ReplayCache != nil && rs.SharesReplayCache(st.ReplayCache) {
+	// Never a value embedding this module's store (overriding Redeem): it
+	// has RedeemRecorded by promotion, which would bypass its override.
+	if rs, ok := st.Store.(ProofRecordingStore); ok && !foldmark.Wraps(st.Store) && st.ReplayCache != nil && rs.SharesReplayCache(st.ReplayCache) {
 		s.recording = rs
 	}
 	if s.dpop, err = dpop.NewDPoPVerifier(dpop.DPoPVerifierConfig{

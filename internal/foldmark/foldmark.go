@@ -16,6 +16,7 @@
 //	s := &Store{}; s.mark.Set(s)
 //	...
 //	if foldmark.Own(v) { /* v is a Store itself, not a wrapper */ }
+//	if foldmark.Wraps(v) { /* v embeds a marked value: use v's own methods */ }
 package foldmark
 
 // Mark is embedded by a store or cache that may fold a record into its own
@@ -35,6 +36,30 @@ type marked interface{ foldSelf() any }
 // value, and so is not its own. Comparing values of different types never
 // panics, and a wrapper is always of a type other than the value it wraps.
 func Own(v any) bool {
+	self, ok := selfOf(v)
+	return ok && self == v
+}
+
+// Wraps reports whether v carries the Mark of another value: v embeds a
+// marked value, whose promoted methods v may override. A value with no
+// Mark at all (another module's own implementation) does not wrap one.
+func Wraps(v any) bool {
+	self, ok := selfOf(v)
+	return ok && self != v
+}
+
+// selfOf returns the value v's Mark names, and whether v has a Mark. A
+// Mark reached through a nil embedded pointer (a wrapper of nothing) is
+// a Mark of no value: v is then not its own, and wraps (no fold for it).
+func selfOf(v any) (self any, ok bool) {
 	m, ok := v.(marked)
-	return ok && v != nil && m.foldSelf() == v
+	if !ok || v == nil {
+		return nil, false
+	}
+	defer func() {
+		if recover() != nil {
+			self = nil
+		}
+	}()
+	return m.foldSelf(), true
 }

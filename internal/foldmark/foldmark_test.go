@@ -44,4 +44,22 @@ func TestOwn(t *testing.T) {
 			t.Errorf("Own(%s) = true", name)
 		}
 	}
+	// Wraps: a value embedding a marked one, not the marked value itself
+	// nor a value with no mark (another module's implementation).
+	for name, want := range map[string]bool{
+		"store":                  false,
+		"wrapper":                true,
+		"comparable wrapper":     true,
+		"wrapper of a nil store": true,
+		"not marked at all":      false,
+		"nil":                    false,
+	} {
+		v := map[string]any{
+			"store": s, "wrapper": &wrapper{store: s}, "comparable wrapper": valueWrapper{s},
+			"wrapper of a nil store": valueWrapper{}, "not marked at all": 42, "nil": nil,
+		}[name]
+		if got := foldmark.Wraps(v); got != want {
+			t.Errorf("Wraps(%s) = %v, want %v", name, got, want)
+		}
+	}
 }
