@@ -42,28 +42,35 @@ func child(t testing.TB, s authority.Store, id, hash, parentID string) *authorit
 }
 
 // TestConsumeRoundTrips holds ConsumePass to its round trips (#19 item 6):
-// two for a root pass's consumption (the read of its row, then the
-// conditional write), three for a sub-agent's (the read of its ancestors
-// in between, in one statement whatever their number), one for a refusal,
-// and nothing in a transaction that waits for the network.
+// one for a root pass this store issued (its conditional write alone, on
+// the row as the store wrote it), two for a root pass issued elsewhere
+// (the read of its row, then the conditional write), three for a
+// sub-agent's (the read of its ancestors in between, in one statement
+// whatever their number), one for a refusal, and nothing in a transaction
+// that waits for the network.
 func TestConsumeRoundTrips(t *testing.T) {
 	base := pgtest.Pool(t)
-	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+	seed := authoritypg.New(base) // another replica's store
+	if err := seed.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pool, trips := pgtest.CountedPool(t, base)
 	s := authoritypg.New(pool)
-	approved(t, s, "warm", "hw")
-	if _, err := s.ConsumePass(ctx, "hw", svcA, "zw", t0); err != nil { // prepares the statements
-		t.Fatal(err)
+	for i, h := range []string{"hw", "hv"} { // a known row, then a read
+		approved(t, []authority.Store{s, seed}[i], h, h)
+		if _, err := s.ConsumePass(ctx, h, svcA, "z"+h, t0); err != nil { // prepares the statements
+			t.Fatal(err)
+		}
 	}
-	parent := approved(t, s, "root", "h1")
+	parent := approved(t, seed, "root", "h1")
 	child(t, s, "kid", "h2", parent.MissionID)
+	approved(t, s, "here", "h3")
 	for _, tc := range []struct {
 		name, hash, id string
 		wantErr        error
 		want           int
 	}{
+		{"root issued here", "h3", "z6", nil, 1},
 		{"root", "h1", "z1", nil, 2},
 		{"sub-agent", "h2", "z2", nil, 3},
 		{"consumed", "h1", "z3", authority.ErrConsumed, 1},
@@ -198,8 +205,8 @@ func TestConsumeGivesUp(t *testing.T) {
 	if err == nil || errors.Is(err, authority.ErrConsumed) || errors.Is(err, authority.ErrNotFound) {
 		t.Fatalf("ConsumePass on a row that keeps changing: %v, want a plain error", err)
 	}
-	if n, _ := trips.Count(); n != 8 {
-		t.Errorf("%d round trips, want 8 (4 attempts of a read and a write)", n)
+	if n, _ := trips.Count(); n != 9 {
+		t.Errorf("%d round trips, want 9 (the write of the row as the store wrote it, then 4 attempts of a read and a write)", n)
 	}
 	if _, err := s.Authorization(ctx, "z1"); !errors.Is(err, authority.ErrNotFound) {
 		t.Errorf("authorization after a failed consumption: %v, want ErrNotFound", err)
