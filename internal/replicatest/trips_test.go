@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
@@ -24,9 +25,12 @@ import (
 // authorization, UPDATE mission, INSERT history, COMMIT, the replay
 // record, and a second read of the mission for the answer); then 4 (the
 // replay lookup, the consumption's read and write, the replay record);
-// then 3, the assertion recorded first with no lookup; now 2, the record
+// then 3, the assertion recorded first with no lookup; then 2, the record
 // sent in one batch with the consumption's read (authoritypg on the dpoppg
-// table of its own pool); a sub-agent's pass 3, its ancestors read only
+// table of its own pool); now 1 for a pass the Authority's own store
+// issued, whose row the store remembers: the record and the conditional
+// write in one statement, with no read. A pass another replica's store
+// issued still takes 2; a sub-agent's pass 3, its ancestors read only
 // once its own row is worth consuming (a root pass's row is read by the
 // pass_hash index alone, with no recursive query). A redemption at the
 // Service took 3 (the proof's replay lookup, its record, Redeem); now 2,
@@ -35,8 +39,9 @@ import (
 // PostgreSQL, warm caches and prepared statements.
 func TestRoundTrips(t *testing.T) {
 	const (
-		wantValidate      = 2 // Authority: batch[assertion jti record; consume read], consume write
-		wantSubAgent      = 3 // the same and the read of the ancestors
+		wantValidate      = 1 // Authority: the assertion jti record and the consume write of the remembered row
+		wantElsewhere     = 2 // a pass another replica issued: batch[assertion jti record; consume read], consume write
+		wantSubAgent      = 3 // the batch, the read of the ancestors, the write
 		wantRedeemService = 2 // Service: proof jti lookup, Redeem with the proof jti record
 	)
 	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})
@@ -76,6 +81,14 @@ func TestRoundTrips(t *testing.T) {
 	}
 	count("validation (Authority)", d.authTrips, wantValidate)
 	count("validation (Service)", d.svcTrips, 0)
+
+	// A pass issued by another replica's store: the row is read first.
+	elsewhere := d.storePassesAt(t, authoritypg.New(d.authPool), 1, key)
+	d.authTrips.Reset()
+	if err := d.validate(ctx, elsewhere[0]); err != nil {
+		t.Fatal(err)
+	}
+	count("validation of a pass issued elsewhere (Authority)", d.authTrips, wantElsewhere)
 
 	d.authTrips.Reset()
 	d.svcTrips.Reset()
@@ -128,6 +141,16 @@ func TestRoundTrips(t *testing.T) {
 			t.Errorf("%s: %d statements ran often enough on one connection to be checked, want %d", p.name, checked, p.want)
 		}
 	}
+}
+
+// storePassesAt is storePasses through the store st, such as another
+// replica's.
+func (d *deployment) storePassesAt(t *testing.T, st authority.Store, n int, key *dpop.Key) []string {
+	t.Helper()
+	own := d.authorityStores[0]
+	d.authorityStores[0] = st
+	defer func() { d.authorityStores[0] = own }()
+	return d.storePasses(t, n, key)
 }
 
 // consumedMission returns the mission id of the consumed pass value.
