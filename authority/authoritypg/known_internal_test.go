@@ -52,10 +52,14 @@ func TestKnownPassesBound(t *testing.T) {
 	}
 
 	for name, r := range map[string]*authority.Request{
-		"pending":   {Status: pass.StatusPending, PassHash: "p"},
-		"no hash":   knownRow("", t0.Add(time.Hour)),
-		"sub-agent": func() *authority.Request { r := knownRow("c", t0.Add(time.Hour)); r.ParentMissionID = "msn_p"; return r }(),
-		"consumed":  func() *authority.Request { r := knownRow("d", t0.Add(time.Hour)); r.ConsumedAt = t0; return r }(),
+		"pending": {Status: pass.StatusPending, PassHash: "p"},
+		"no hash": knownRow("", t0.Add(time.Hour)),
+		"sub-agent": func() *authority.Request {
+			r := knownRow("c", t0.Add(time.Hour))
+			r.ParentMissionID = "msn_p"
+			return r
+		}(),
+		"consumed": func() *authority.Request { r := knownRow("d", t0.Add(time.Hour)); r.ConsumedAt = t0; return r }(),
 	} {
 		k := newKnownPasses(n)
 		k.put(r, t0)
