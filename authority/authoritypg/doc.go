@@ -44,9 +44,10 @@
 // on one record cannot both win:
 //
 //   - ConsumePass is two statements and no transaction (three for a
-//     sub-agent's pass): a read of the row holding the pass (and of its
-//     ancestors, in one more statement, once the row is worth
-//     consuming), then one conditional write (the consumption, the authorization and the mission's
+//     sub-agent's pass; one for a root pass this store issued, whose row
+//     it remembers and need not read): a read of the row holding the
+//     pass (and of its ancestors, in one more statement, once the row is
+//     worth consuming), then one conditional write (the consumption, the authorization and the mission's
 //     "redeemed" history entry in one statement) that takes effect only
 //     if the row and every ancestor are still as read, so a pass is
 //     consumed once and never under a mission suspended or ended in
@@ -75,7 +76,18 @@
 // pass adds the read of its ancestors). The batch needs the Authority's
 // replay cache to be a dpop/dpoppg table on this store's own pool (the
 // same *pgxpool.Pool); with any other cache the record is a round trip of
-// its own. The record's row lock and the write's row locks are held only
+// its own.
+//
+// A root pass this store issued (CreateRequest of an approved request,
+// RotatePass) takes one round trip: the store remembers the row it wrote
+// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, more with a
+// long task description) and sends the record and the conditional write
+// in one statement, the write made only if the record claimed the
+// assertion. The remembered row is never trusted: if another replica
+// changed the row in between, the write applies to nothing and the read
+// and write follow, so the outcome is the same. Passes are validated
+// where they were issued only as often as the load balancer sends both
+// to one replica; the rest take two round trips. The record's row lock and the write's row locks are held only
 // while the server runs the statements. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not

@@ -20,8 +20,8 @@ const defaultKnownPasses = 4096
 // conditional write: one round trip instead of two. Safety never rests on
 // the remembered row: the write applies only if the row is still as
 // remembered, and otherwise the consumption reads and writes as it would
-// without it. Each entry costs the row (about 1–2 KiB with a typical task
-// description, scopes and holder key). Default 4096; n <= 0 remembers
+// without it. Each entry costs the row: about 1.5 KiB with a short task
+// description, scopes and holder key. Default 4096; n <= 0 remembers
 // nothing.
 func WithKnownPasses(n int) Option {
 	return func(s *Store) { s.known = newKnownPasses(n) }
