@@ -85,9 +85,9 @@
 // in one statement, the write made only if the record claimed the
 // assertion. The remembered row is never trusted: if another replica
 // changed the row in between, the write applies to nothing and the read
-// and write follow, so the outcome is the same. Passes are validated
-// where they were issued only as often as the load balancer sends both
-// to one replica; the rest take two round trips. The record's row lock and the write's row locks are held only
+// and write follow, so the outcome is the same. With several replicas,
+// only a validation that reaches the replica which issued the pass saves
+// the read; the others take two round trips. The record's row lock and the write's row locks are held only
 // while the server runs the statements. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not
