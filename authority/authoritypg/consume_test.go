@@ -19,6 +19,8 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/internal/missionlog"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
@@ -218,7 +220,8 @@ func TestConsumeGivesUp(t *testing.T) {
 
 // TestConsumeGenericPlans (#19 item 6): a consumption's statements run on
 // the server's cached generic plans, under the default plan_cache_mode,
-// after the first executions on a connection. They were planned anew for
+// after the first executions on a connection, the claim and write of a
+// pass the store issued included. They were planned anew for
 // each execution (the array of ancestors made the generic plan look
 // dearer than any custom one), and the planning cost more than the
 // execution.
@@ -229,6 +232,10 @@ func TestConsumeGenericPlans(t *testing.T) {
 	}
 	pool := pgtest.OneConnPool(t, base) // every statement on one connection
 	s, seed := authoritypg.New(pool), authoritypg.New(base)
+	rc := dpoppg.New(pool, dpoppg.WithClock(func() time.Time { return t0 }))
+	if err := rc.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	const rounds = 8
 	for i := range rounds {
 		parent := approved(t, seed, fmt.Sprintf("root%d", i), fmt.Sprintf("hr%d", i))
@@ -238,13 +245,20 @@ func TestConsumeGenericPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A pass this store issued: the claim and the write in one.
+		approved(t, s, fmt.Sprintf("own%d", i), fmt.Sprintf("ho%d", i))
+		var got dpop.ReplayCache
+		if _, err := s.ConsumePassRecorded(ctx, fmt.Sprintf("ho%d", i), svcA, fmt.Sprintf("zo%d", i), t0, rc,
+			recordJTI(fmt.Sprintf("plan%d", i), &got)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	replanned, checked := pgtest.Replanned(t, pool)
 	if len(replanned) > 0 {
 		t.Errorf("planned anew on every execution: %q", replanned)
 	}
-	if checked < 2 { // the read and the write
-		t.Errorf("%d statements ran often enough to be checked, want 2 or more", checked)
+	if checked < 3 { // the read, the writes, the claim and write
+		t.Errorf("%d statements ran often enough to be checked, want 3 or more", checked)
 	}
 }
 
