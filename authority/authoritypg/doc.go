@@ -76,18 +76,7 @@
 // pass adds the read of its ancestors). The batch needs the Authority's
 // replay cache to be a dpop/dpoppg table on this store's own pool (the
 // same *pgxpool.Pool); with any other cache the record is a round trip of
-// its own.
-//
-// A root pass this store issued (CreateRequest of an approved request,
-// RotatePass) takes one round trip: the store remembers the row it wrote
-// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, more with a
-// long task description) and sends the record and the conditional write
-// in one statement, the write made only if the record claimed the
-// assertion. The remembered row is never trusted: if another replica
-// changed the row in between, the write applies to nothing and the read
-// and write follow, so the outcome is the same. With several replicas,
-// only a validation that reaches the replica which issued the pass saves
-// the read; the others take two round trips. The record's row lock and the write's row locks are held only
+// its own. The record's row lock and the write's row locks are held only
 // while the server runs the statements. A connection is thus busy
 // for one round trip per statement, so size pgxpool's MaxConns to the
 // statements the database should run at once, about 2–4 × its cores, not
@@ -96,6 +85,18 @@
 // suits a small database. Operator and Harness calls (CreateRequest,
 // CreateChild, TransitionMission) are short transactions of a few round
 // trips on one connection; they are rare next to validations.
+//
+// A root pass this store issued (CreateRequest of an approved request,
+// RotatePass) takes one round trip: the store remembers the row it wrote
+// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, more with a
+// long task description) and sends the record and the conditional write
+// in one statement, the write made only if the record claimed the
+// assertion (with any other cache, the write alone, after the cache's
+// record). The remembered row is never trusted: if another replica
+// changed the row in between, the write applies to nothing and the read
+// and write follow, so the outcome is the same. With several replicas,
+// only a validation that reaches the replica which issued the pass saves
+// the read; the others take two round trips.
 //
 // # Pool configuration
 //
