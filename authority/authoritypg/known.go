@@ -100,6 +100,18 @@ func (k *knownPasses) take(passHash string, now time.Time) *authority.Request {
 	return e.r
 }
 
+// drop forgets the row of passHash, if any.
+func (k *knownPasses) drop(passHash string) {
+	if k == nil || passHash == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e, ok := k.byKey[passHash]; ok {
+		k.removeLocked(e)
+	}
+}
+
 // len is the number of rows held.
 func (k *knownPasses) len() int {
 	if k == nil {

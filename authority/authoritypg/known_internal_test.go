@@ -67,6 +67,11 @@ func TestKnownPassesBound(t *testing.T) {
 			t.Errorf("%s: kept", name)
 		}
 	}
+	k.drop(fmt.Sprint("h", 3*n-2))
+	if r := k.take(fmt.Sprint("h", 3*n-2), t0); r != nil {
+		t.Errorf("a dropped row taken: %+v", r)
+	}
+
 	var off *knownPasses = newKnownPasses(0)
 	off.put(knownRow("h", t0.Add(time.Hour)), t0)
 	if off != nil || off.take("h", t0) != nil || off.len() != 0 {

@@ -356,3 +356,27 @@ func TestKnownPassNoAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestKnownPassTransitionHere (#19 item 6, A-VAL-6): a mission this store
+// itself suspends forgets its remembered row, so the refusal costs the
+// read alone, as for any pass, and not a write that applies to nothing
+// first.
+func TestKnownPassTransitionHere(t *testing.T) {
+	base := pgtest.Pool(t)
+	migrated(t, base)
+	pool, trips := pgtest.CountedPool(t, base)
+	s, _ := migrated(t, pool)
+	r := issued(t, s, "suspended-here", "h-suspended-here")
+	if _, err := s.TransitionMission(ctx, r.MissionID, authority.MissionChange{
+		From: []pass.MissionState{pass.MissionActive}, To: pass.MissionSuspended, By: "human:op",
+	}, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	trips.Reset()
+	if _, err := s.ConsumePass(ctx, r.PassHash, svcA, "z1", t0.Add(2*time.Second)); !errors.Is(err, authority.ErrNotFound) {
+		t.Fatalf("a suspended mission's pass: %v, want %v", err, authority.ErrNotFound)
+	}
+	if n, stmts := trips.Count(); n != 1 || !strings.HasPrefix(stmts[0], "SELECT") {
+		t.Errorf("%d round trips %q, want the read alone", n, stmts)
+	}
+}
