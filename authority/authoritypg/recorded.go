@@ -52,9 +52,9 @@ func (s *Store) ConsumePassRecorded(ctx context.Context, passHash, audience, aut
 	}
 	f := &foldedRecord{s: s, rc: replay, now: clock, passHash: passHash, known: known}
 	if err := record(f); err != nil {
-		// After a Seen that claimed the pair, the pass may be consumed:
-		// the Authority's record then returns nil, as the contract of
-		// RecordingStore's record (Seen's outcome) requires.
+		// A record that fails after its Seen claimed the pair may leave
+		// the pass consumed; the Authority's never does (it returns
+		// Seen's outcome).
 		return nil, err
 	}
 	if f.consumed {
