@@ -635,7 +635,7 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		return nil, fmt.Errorf("authoritypg: TransitionMission: %w", err)
 	}
 	// The remembered row is out of date: its write would apply to nothing.
-	s.known.drop(out.PassHash)
+	s.known.drop(out.MissionID)
 	if c.EventRefused != nil {
 		for _, ev := range refused {
 			c.EventRefused(ev)

@@ -29,14 +29,16 @@ func WithKnownPasses(n int) Option {
 
 // knownPasses maps a pass hash to the row this store wrote for it, bounded
 // in entries. An entry leaves when it is taken (whatever the consumption
-// then finds), when its pass expires, or, when the map is full, in favour
+// then finds), when its pass expires, when this store writes its mission
+// again (a rotation, a transition), or, when the map is full, in favour
 // of a newer one (the soonest to expire goes first). A taken row belongs
 // to the taker: no other reference to it remains.
 type knownPasses struct {
-	mu    sync.Mutex
-	max   int
-	byKey map[string]*knownEntry
-	byExp knownHeap // soonest pass expiry first
+	mu        sync.Mutex
+	max       int
+	byKey     map[string]*knownEntry // by pass hash
+	byMission map[string]*knownEntry
+	byExp     knownHeap // soonest pass expiry first
 }
 
 type knownEntry struct {
@@ -52,7 +54,7 @@ func newKnownPasses(n int) *knownPasses {
 	if n <= 0 {
 		return nil
 	}
-	return &knownPasses{max: n, byKey: make(map[string]*knownEntry)}
+	return &knownPasses{max: n, byKey: make(map[string]*knownEntry), byMission: make(map[string]*knownEntry)}
 }
 
 // knowable reports whether r is a row worth remembering: an approved,
@@ -75,11 +77,15 @@ func (k *knownPasses) put(r *authority.Request, now time.Time) {
 	if e, ok := k.byKey[r.PassHash]; ok {
 		k.removeLocked(e)
 	}
+	if e, ok := k.byMission[r.MissionID]; ok { // a rotated pass
+		k.removeLocked(e)
+	}
 	if len(k.byExp) >= k.max {
 		k.removeLocked(k.byExp[0])
 	}
 	e := &knownEntry{hash: r.PassHash, r: r, exp: r.Decision.PassExpiresAt}
 	k.byKey[e.hash] = e
+	k.byMission[r.MissionID] = e
 	heap.Push(&k.byExp, e)
 }
 
@@ -100,14 +106,14 @@ func (k *knownPasses) take(passHash string, now time.Time) *authority.Request {
 	return e.r
 }
 
-// drop forgets the row of passHash, if any.
-func (k *knownPasses) drop(passHash string) {
-	if k == nil || passHash == "" {
+// drop forgets the row of the mission missionID, if any.
+func (k *knownPasses) drop(missionID string) {
+	if k == nil {
 		return
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if e, ok := k.byKey[passHash]; ok {
+	if e, ok := k.byMission[missionID]; ok {
 		k.removeLocked(e)
 	}
 }
@@ -132,6 +138,7 @@ func (k *knownPasses) expireLocked(now time.Time) {
 func (k *knownPasses) removeLocked(e *knownEntry) {
 	heap.Remove(&k.byExp, e.i)
 	delete(k.byKey, e.hash)
+	delete(k.byMission, e.r.MissionID)
 }
 
 // knownHeap orders entries by pass expiry (container/heap).

@@ -42,10 +42,20 @@ func TestKnownPassesBound(t *testing.T) {
 	if r := k.take(last, t0); r != nil {
 		t.Errorf("a row taken twice")
 	}
+	// A rotation: the mission's new row replaces its old one.
+	rotated := knownRow(fmt.Sprint("h", 3*n-3), t0.Add(time.Duration(3*n)*time.Minute))
+	rotated.PassHash = "rotated"
+	k.put(rotated, t0)
+	if r := k.take(fmt.Sprint("h", 3*n-3), t0); r != nil {
+		t.Errorf("the rotated-away pass's row taken: %+v", r)
+	}
+	if r := k.take("rotated", t0); r != rotated {
+		t.Errorf("the rotated pass's row: %+v", r)
+	}
 	// At the expiry of h(2n), it and the rows before it are gone.
 	k.take("none", t0.Add(time.Duration(2*n+1)*time.Minute))
-	if got := k.len(); got != n-2 {
-		t.Errorf("%d rows after the expiry of two, want %d", got, n-2)
+	if got := k.len(); got != n-3 { // two taken, h(2n) expired
+		t.Errorf("%d rows after two taken and one expired, want %d", got, n-3)
 	}
 	if r := k.take(fmt.Sprint("h", 2*n+1), t0.Add(time.Duration(2*n+2)*time.Minute)); r != nil {
 		t.Errorf("a row taken at its pass's expiry: %+v", r)
@@ -67,7 +77,7 @@ func TestKnownPassesBound(t *testing.T) {
 			t.Errorf("%s: kept", name)
 		}
 	}
-	k.drop(fmt.Sprint("h", 3*n-2))
+	k.drop("msn_" + fmt.Sprint("h", 3*n-2))
 	if r := k.take(fmt.Sprint("h", 3*n-2), t0); r != nil {
 		t.Errorf("a dropped row taken: %+v", r)
 	}

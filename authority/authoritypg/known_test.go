@@ -358,9 +358,9 @@ func TestKnownPassNoAlias(t *testing.T) {
 }
 
 // TestKnownPassTransitionHere (#19 item 6, A-VAL-6): a mission this store
-// itself suspends forgets its remembered row, so the refusal costs the
-// read alone, as for any pass, and not a write that applies to nothing
-// first.
+// itself suspends, or whose pass it rotates, forgets its remembered row
+// (the rotation remembers the new one), so the refusal costs the read
+// alone, as for any pass, and not a write that applies to nothing first.
 func TestKnownPassTransitionHere(t *testing.T) {
 	base := pgtest.Pool(t)
 	migrated(t, base)
@@ -378,5 +378,24 @@ func TestKnownPassTransitionHere(t *testing.T) {
 	}
 	if n, stmts := trips.Count(); n != 1 || !strings.HasPrefix(stmts[0], "SELECT") {
 		t.Errorf("%d round trips %q, want the read alone", n, stmts)
+	}
+
+	r = issued(t, s, "rotated-here", "h-before")
+	if _, err := s.RotatePass(ctx, r.MissionID, "h-after", t0); err != nil {
+		t.Fatal(err)
+	}
+	trips.Reset()
+	if _, err := s.ConsumePass(ctx, "h-before", svcA, "z2", t0.Add(time.Second)); !errors.Is(err, authority.ErrNotFound) {
+		t.Fatalf("a rotated-away pass: %v, want %v", err, authority.ErrNotFound)
+	}
+	if n, stmts := trips.Count(); n != 1 || !strings.HasPrefix(stmts[0], "SELECT") {
+		t.Errorf("rotated-away pass: %d round trips %q, want the read alone", n, stmts)
+	}
+	trips.Reset()
+	if _, err := s.ConsumePass(ctx, "h-after", svcA, "z3", t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, stmts := trips.Count(); n != 1 || !strings.HasPrefix(stmts[0], "WITH") {
+		t.Errorf("rotated pass: %d round trips %q, want the write alone", n, stmts)
 	}
 }
