@@ -73,6 +73,10 @@ type options struct {
 	// proofs: 1,000 a second), which a sustained benchmark without rate
 	// limits outruns; a full cache refuses (503), as it should.
 	replayLimit int
+	// memoryAuthorityReplay gives the Authorities an in-memory replay
+	// cache even on postgres, so that no record travels with a
+	// consumption (it is made after it).
+	memoryAuthorityReplay bool
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -205,6 +209,9 @@ func deploy(t testing.TB, o options) *deployment {
 	}
 	if o.replayLimit > 0 && !o.postgres {
 		acfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithLimit(o.replayLimit), dpop.WithClock(d.clock.Now))
+	}
+	if o.memoryAuthorityReplay {
+		acfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithClock(d.clock.Now))
 	}
 	if o.alg != "" {
 		acfg.Keys = keySet(t, o.alg)

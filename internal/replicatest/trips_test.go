@@ -3,6 +3,7 @@ package replicatest
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,6 +152,44 @@ func (d *deployment) storePassesAt(t *testing.T, st authority.Store, n int, key 
 	d.authorityStores[0] = st
 	defer func() { d.authorityStores[0] = own }()
 	return d.storePasses(t, n, key)
+}
+
+// TestRoundTripsNoFold (#19 item 6): with a replay cache that is not the
+// dpoppg table on the store's pool (here in memory, recorded after the
+// consumption), a validation of a pass the Authority's store issued is its
+// conditional write alone, 1 round trip, and one of a pass another
+// replica's store issued the read and the write, 2.
+func TestRoundTripsNoFold(t *testing.T) {
+	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true, memoryAuthorityReplay: true})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	key, err := dpop.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	here := d.storePasses(t, 2, key)
+	elsewhere := d.storePassesAt(t, authoritypg.New(d.authPool), 2, key)
+	for _, tc := range []struct {
+		name   string
+		values []string
+		want   []string // the round trips' first words
+	}{{"issued here", here, []string{"WITH consumed"}}, {"issued elsewhere", elsewhere, []string{"SELECT id", "WITH consumed"}}} {
+		if err := d.validate(ctx, tc.values[0]); err != nil { // warm-up: prepares the statements
+			t.Fatal(err)
+		}
+		d.authTrips.Reset()
+		if err := d.validate(ctx, tc.values[1]); err != nil {
+			t.Fatal(err)
+		}
+		n, stmts := d.authTrips.Count()
+		var words []string
+		for _, s := range stmts {
+			words = append(words, strings.Join(strings.Fields(s)[:2], " "))
+		}
+		if n != len(tc.want) || !slices.Equal(words, tc.want) {
+			t.Errorf("validation of a pass %s: %d round trips %q, want %q (#19 item 6)", tc.name, n, stmts, tc.want)
+		}
+	}
 }
 
 // consumedMission returns the mission id of the consumed pass value.
