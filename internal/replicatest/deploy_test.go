@@ -180,6 +180,9 @@ func deploy(t testing.TB, o options) *deployment {
 				t.Fatalf("service replica %d: %v", i, err)
 			}
 			authReplicas[i].Service, svcReplicas[i].Authority = nil, nil
+			if o.memoryAuthorityReplay {
+				authReplicas[i].ReplayCache = dpop.NewMemoryReplayCache(dpop.WithClock(d.clock.Now))
+			}
 		}
 	case o.replicas > 1:
 		t.Fatal("replicas need a shared store: set postgres")
@@ -209,9 +212,6 @@ func deploy(t testing.TB, o options) *deployment {
 	}
 	if o.replayLimit > 0 && !o.postgres {
 		acfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithLimit(o.replayLimit), dpop.WithClock(d.clock.Now))
-	}
-	if o.memoryAuthorityReplay {
-		acfg.ReplayCache = dpop.NewMemoryReplayCache(dpop.WithClock(d.clock.Now))
 	}
 	if o.alg != "" {
 		acfg.Keys = keySet(t, o.alg)

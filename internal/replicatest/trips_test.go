@@ -184,7 +184,7 @@ func TestRoundTripsNoFold(t *testing.T) {
 		n, stmts := d.authTrips.Count()
 		var words []string
 		for _, s := range stmts {
-			words = append(words, strings.Join(strings.Fields(s)[:2], " "))
+			words = append(words, strings.TrimSuffix(strings.Join(strings.Fields(s)[:2], " "), ","))
 		}
 		if n != len(tc.want) || !slices.Equal(words, tc.want) {
 			t.Errorf("validation of a pass %s: %d round trips %q, want %q (#19 item 6)", tc.name, n, stmts, tc.want)
