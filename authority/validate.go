@@ -106,7 +106,7 @@ func (a *Authority) spend(ctx context.Context, tok *assertion.Token) error {
 // custom cache that may refuse when full, could otherwise be filled by
 // anyone who publishes a configuration, so with it the jti is recorded
 // only after the pass was consumed. A [RecordingStore] then carries the
-// record in the round trip of the consumption's read.
+// record in the round trip of the consumption's first statement.
 func (a *Authority) spendsFirst() bool {
 	_, unbounded := a.replay.(dpop.UnboundedReplayCache)
 	return unbounded
@@ -117,10 +117,11 @@ func (a *Authority) spendsFirst() bool {
 const replayRole = "authority:"
 
 // RecordingStore is implemented by a Store that can record a validation's
-// Service assertion in the round trip of its consumption's first read,
-// such as authoritypg's with a dpoppg replay table on the same pool: on a
-// shared database every round trip costs both sides CPU, and the record
-// and the read then travel together. The Authority uses it in place of
+// Service assertion in the round trip of its consumption's first
+// statement, such as authoritypg's with a dpoppg replay table on the same
+// pool: on a shared database every round trip costs both sides CPU, and
+// the record and the read (or a write that applies only if the record
+// claimed the pair) then travel together. The Authority uses it in place of
 // recording the assertion and then calling ConsumePass, when its replay
 // cache has no fixed capacity (dpop.UnboundedReplayCache), the case where
 // the record comes first.
@@ -130,7 +131,7 @@ type RecordingStore interface {
 	// writes anything, with the cache to record into: replay itself, or,
 	// when replay is a table the store reaches on its own connections, a
 	// cache of the store whose Seen sends the record with the
-	// consumption's read and answers as replay's Seen would. If record
+	// consumption's first statement and answers as replay's Seen would. If record
 	// returns an error (a replay, a failed record) the consumption stops
 	// with nothing written and returns that error. If record calls no
 	// Seen (an assertion without jti), the consumption reads as
@@ -155,7 +156,7 @@ func (a *Authority) recordingStore() (RecordingStore, bool) {
 
 // consumeRecorded consumes the pass of a validation whose assertion tok
 // is verified but not yet recorded, recording it first in the round trip
-// of the consumption's read when the store can (see [RecordingStore]). A
+// of the consumption's first statement when the store can (see [RecordingStore]). A
 // refused or failed record is returned as the assertion's error, before
 // anything was consumed. The store cannot skip the record: a consumption
 // that never called record is followed by the record, as when the jti is

@@ -61,6 +61,7 @@ type Store struct {
 	keep      authority.Retention
 	logger    *slog.Logger
 	now       func() time.Time
+	known     *knownPasses // nil: none remembered
 }
 
 var _ authority.Store = (*Store)(nil)
@@ -111,7 +112,7 @@ func WithClock(now func() time.Time) Option {
 // New returns a Store on pool. Call Migrate once (from any replica) before
 // use. The pool stays the caller's: Store never closes it.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, retention: defaultRetention, now: time.Now}
+	s := &Store{pool: pool, retention: defaultRetention, now: time.Now, known: newKnownPasses(defaultKnownPasses)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -148,7 +149,8 @@ const (
 )
 
 // CreateRequest implements authority.Store in one transaction: the row and
-// the mission's first history records.
+// the mission's first history records. The row of an approved root pass is
+// remembered as stored (see WithKnownPasses).
 func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 	if r == nil {
 		return errors.New("authoritypg: CreateRequest: nil request")
@@ -158,8 +160,10 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 	if err != nil {
 		return err
 	}
+	var stored *authority.Request
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := insertRequest(ctx, tx, c); err != nil {
+		var err error
+		if stored, err = insertRequest(ctx, tx, c, s.known != nil && knowable(c)); err != nil {
 			return err
 		}
 		return insertHistory(ctx, tx, c.MissionID, recs...)
@@ -170,11 +174,15 @@ func (s *Store) CreateRequest(ctx context.Context, r *authority.Request) error {
 	if err != nil {
 		return fmt.Errorf("authoritypg: CreateRequest: %w", err)
 	}
+	s.known.put(stored, c.CreatedAt)
 	*r = *c
 	return nil
 }
 
-func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
+// insertRequest inserts r and, when returning is set, answers the row as
+// stored (times truncated as a read would find them), in the same round
+// trip.
+func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request, returning bool) (*authority.Request, error) {
 	dec := decisionOf(r)
 	decStatus, decidedBy, decReason := dec.status, dec.by, dec.reason
 	decidedAt, passExp, authzExp, decScope := dec.at, dec.passExp, dec.authzExp, dec.scope
@@ -182,26 +190,33 @@ func insertRequest(ctx context.Context, tx pgx.Tx, r *authority.Request) error {
 	e := endOf(r)
 	plan, err := stagePlanArg(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	splan, err := scopePlanOf(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = tx.Exec(ctx, `
-		INSERT INTO agentpass_authority_requests (`+requestColumns+`, ends_at)
+	insert := `
+		INSERT INTO agentpass_authority_requests (` + requestColumns + `, ends_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
 			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50)`,
-		r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
+			$31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50)`
+	if returning {
+		insert += ` RETURNING ` + requestColumns
+	}
+	args := []any{r.MissionID, string(r.Status), ts(r.CreatedAt), ts(r.ExpiresAt), string(r.Type), r.Service, r.User, r.HarnessID, jsonArg(r.Cnf),
 		r.AgentID, string(r.Tier), r.AttestationIssuer, r.TaskID, r.TaskDescription, r.TaskAttested, r.DestinationURL,
 		scopeArg(r.AvailableScope), scopeArg(r.ProposedScope), r.ProposedBy, r.ParentMissionID,
 		decStatus, decidedBy, decidedAt, decReason, decScope, passExp,
 		authzExp, textArg(r.PassHash), ts(r.ConsumedAt), textArg(r.AuthorizationID),
 		r.IDHash, string(r.State), r.Version, ts(r.ActivatedAt), scopeArg(r.Scope), e.at, e.by, e.cause, e.reason,
 		r.HistoryHead, r.HistoryCount, r.HardenedBinding, maxDepth, maxChildren, plan,
-		scopeArg(r.RequestedScope), splan, dec.scopeBasis, dec.disclosure, endsAt(r))
-	return err
+		scopeArg(r.RequestedScope), splan, dec.scopeBasis, dec.disclosure, endsAt(r)}
+	if returning {
+		return scanRequest(tx.QueryRow(ctx, insert, args...))
+	}
+	_, err = tx.Exec(ctx, insert, args...)
+	return nil, err
 }
 
 // endsAt is the row's ends_at, from which Prune counts the retention:
@@ -365,7 +380,7 @@ func (s *Store) CreateChild(ctx context.Context, r *authority.Request, now time.
 		if err := c.CheckParent(parent, ancestors, live, now); err != nil {
 			return err
 		}
-		if err := insertRequest(ctx, tx, c); err != nil {
+		if _, err := insertRequest(ctx, tx, c, false); err != nil {
 			return err
 		}
 		return insertHistory(ctx, tx, c.MissionID, recs...)
@@ -627,6 +642,8 @@ func (s *Store) TransitionMission(ctx context.Context, missionID string, c autho
 		}
 		return nil, fmt.Errorf("authoritypg: TransitionMission: %w", err)
 	}
+	// The remembered row is out of date: its write would apply to nothing.
+	s.known.drop(out.MissionID)
 	if c.EventRefused != nil {
 		for _, ev := range refused {
 			c.EventRefused(ev)
@@ -662,7 +679,8 @@ func (s *Store) PendingRequests(ctx context.Context, opts authority.ListOptions)
 	return out, nil
 }
 
-// RotatePass implements authority.Store with one conditional UPDATE.
+// RotatePass implements authority.Store with one conditional UPDATE. The
+// row of a root pass is remembered as stored (see WithKnownPasses).
 func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Time) (*authority.Request, error) {
 	if passHash == "" {
 		return nil, errors.New("authoritypg: RotatePass: empty hash")
@@ -674,6 +692,9 @@ func (s *Store) RotatePass(ctx context.Context, id, passHash string, now time.Ti
 		RETURNING `+requestColumns, id, passHash, now))
 	switch {
 	case err == nil:
+		if s.known != nil && knowable(r) {
+			s.known.put(r.Clone(), now)
+		}
 		return r, nil
 	case isUniqueViolation(err):
 		return nil, authority.ErrConflict
@@ -718,6 +739,13 @@ const consumeAttempts = 4
 // already consumed under authorizationID is a retry whose first answer was
 // lost with its connection: it returns that authorization.
 //
+// A root pass whose row this store wrote (WithKnownPasses) skips the read:
+// the same checks run on the row as written, and its write alone is sent,
+// conditioned as always on the row being unchanged, so one round trip. If
+// the row changed (another replica consumed the pass, or the mission
+// moved), the write applies to nothing and the consumption reads and
+// writes as above.
+//
 // The write cannot join the read in one statement: the history entry's
 // hash covers the mission's version, sequence number and previous hash,
 // canonical JSON that only Go writes (missionlog.Seal), and the mission's
@@ -726,12 +754,26 @@ func (s *Store) ConsumePass(ctx context.Context, passHash, audience, authorizati
 	if authorizationID == "" {
 		return nil, errors.New("authoritypg: ConsumePass: empty authorization id")
 	}
-	return s.consumePass(ctx, passHash, audience, authorizationID, now, nil)
+	known := s.knownWrite(passHash, audience, authorizationID, now)
+	return s.consumePass(ctx, passHash, audience, authorizationID, now, nil, known)
 }
 
 // consumePass is ConsumePass whose first attempt starts from the read
-// pre, when not nil, instead of reading the row itself.
-func (s *Store) consumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time, pre *passRead) (*authority.Consumption, error) {
+// pre, when not nil, instead of reading the row itself, and is preceded,
+// when known is not nil, by known's write alone.
+func (s *Store) consumePass(ctx context.Context, passHash, audience, authorizationID string, now time.Time,
+	pre *passRead, known *consumeWrite,
+) (*authority.Consumption, error) {
+	if known != nil {
+		var n int
+		if err := s.pool.QueryRow(ctx, consumeSQL[0], known.args...).Scan(&n); err != nil {
+			return nil, consumeFailure(err)
+		}
+		if n == 1 {
+			return &known.c, nil
+		}
+		// The row changed since this store wrote it: read it.
+	}
 	for range consumeAttempts {
 		c, err := s.consume(ctx, passHash, audience, authorizationID, now, pre)
 		pre = nil // a retry reads again
@@ -740,14 +782,43 @@ func (s *Store) consumePass(ctx context.Context, passHash, audience, authorizati
 			continue
 		case err == nil:
 			return c, nil
-		case isUniqueViolation(err):
-			return nil, authority.ErrConflict
-		case isStoreError(err):
-			return nil, err
 		}
-		return nil, fmt.Errorf("authoritypg: ConsumePass: %w", err)
+		return nil, consumeFailure(err)
 	}
 	return nil, fmt.Errorf("authoritypg: ConsumePass: %w", errChanged)
+}
+
+// consumeFailure is the error ConsumePass answers for err.
+func consumeFailure(err error) error {
+	switch {
+	case isUniqueViolation(err):
+		return authority.ErrConflict
+	case isStoreError(err):
+		return err
+	}
+	return fmt.Errorf("authoritypg: ConsumePass: %w", err)
+}
+
+// knownWrite takes the row this store wrote for passHash, if it knows it,
+// and returns the write that consumes it, or nil when there is no such row
+// or the row does not show a consumable root pass (the consumption then
+// reads the row and decides on what it finds: no error is answered from a
+// remembered row).
+func (s *Store) knownWrite(passHash, audience, authorizationID string, now time.Time) *consumeWrite {
+	r := s.known.take(passHash, now)
+	switch {
+	case r == nil || r.PassHash != passHash || !knowable(r) || r.Service != audience:
+		return nil
+	case !now.Before(r.Decision.PassExpiresAt):
+		return nil
+	case authority.EffectiveMissionState(r, nil, now) != pass.MissionActive:
+		return nil
+	}
+	w, err := newConsumeWrite(r, nil, passHash, audience, authorizationID, now)
+	if err != nil {
+		return nil
+	}
+	return w
 }
 
 // errChanged: the row or an ancestor changed between the read and the
@@ -802,6 +873,31 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 	case authority.EffectiveMissionState(r, ancestors, now) != pass.MissionActive:
 		return nil, authority.ErrNotFound
 	}
+	w, err := newConsumeWrite(r, ancestors, passHash, audience, authorizationID, now)
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, consumeSQL[len(ancestors)], w.args...).Scan(&n); err != nil {
+		return nil, err
+	}
+	if n != 1 {
+		return nil, errChanged
+	}
+	return &w.c, nil
+}
+
+// consumeWrite is a consumption decided on a row: the arguments of its
+// conditional write (consumeSQL) and its answer once the write applies.
+type consumeWrite struct {
+	args []any
+	c    authority.Consumption
+}
+
+// newConsumeWrite seals the "redeemed" history record on r, which it
+// updates to consumed, and builds the authorization and the write's
+// arguments, conditioned on r and its ancestors being as they are now.
+func newConsumeWrite(r *authority.Request, ancestors []*authority.Request, passHash, audience, authorizationID string, now time.Time) (*consumeWrite, error) {
 	version, count := r.Version, r.HistoryCount
 	r.ConsumedAt, r.AuthorizationID = now, authorizationID
 	rec, err := r.Record(pass.HistoryEntry{Type: "redeemed", By: "service:" + audience,
@@ -810,7 +906,8 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 		return nil, err
 	}
 	a := r.Authorize(authorizationID, now)
-	args := make([]any, 0, consumeParams+3*len(ancestors))
+	// Room for a claim's parameters too (claimConsumeSQL).
+	args := make([]any, 0, consumeParams+max(3*len(ancestors), claimParams))
 	args = append(args,
 		a.ID, a.MissionID, string(a.State), a.Service, string(a.Type), a.User, a.AgentID,
 		a.HarnessID, jsonArg(a.Cnf), string(a.Tier), a.TaskID, a.TaskDescription, a.TaskAttested, a.DestinationURL,
@@ -824,14 +921,7 @@ func (s *Store) consume(ctx context.Context, passHash, audience, authorizationID
 		p := ancestors[i]
 		args = append(args, p.MissionID, p.Version, p.HistoryCount)
 	}
-	var n int
-	if err := s.pool.QueryRow(ctx, consumeSQL[len(ancestors)], args...).Scan(&n); err != nil {
-		return nil, err
-	}
-	if n != 1 {
-		return nil, errChanged
-	}
-	return &authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}, nil
+	return &consumeWrite{args: args, c: authority.Consumption{Authorization: a, Mission: r, Ancestors: ancestors}}, nil
 }
 
 // consumeParams is the number of parameters of consumeSQL[0]; each
@@ -864,29 +954,47 @@ const consumeParams = 41
 // heap-only one that touches none of the table's indexes.
 var consumeSQL = func() (out [maxDepth + 1]string) {
 	for n := range out {
-		var anc, check strings.Builder
-		if n > 0 {
-			// Root first, as TransitionMission locks; each lock is an
-			// equality lookup on the primary key behind LIMIT 1, so its
-			// plan is an index scan whatever the table's statistics.
-			anc.WriteString(`ancestors AS (
+		out[n] = consumeStatement(n, "")
+	}
+	return out
+}()
+
+// consumeStatement is consumeSQL[n] and, with claim (the body of a
+// common table expression whose parameters follow the write's), the
+// same write made only if claim has a row; the statement then answers
+// whether claim had one and the rows consumed.
+func consumeStatement(n int, claim string) string {
+	var anc, check strings.Builder
+	if claim != "" {
+		anc.WriteString("claim AS (" + claim + "\n\t), ")
+	}
+	if n > 0 {
+		// Root first, as TransitionMission locks; each lock is an
+		// equality lookup on the primary key behind LIMIT 1, so its
+		// plan is an index scan whatever the table's statistics.
+		anc.WriteString(`ancestors AS (
 		SELECT r.id FROM (VALUES `)
-			for i := range n {
-				p := consumeParams + 3*i
-				if i > 0 {
-					anc.WriteString(", ")
-				}
-				fmt.Fprintf(&anc, "($%d::text, $%d::bigint, $%d::bigint)", p+1, p+2, p+3)
+		for i := range n {
+			p := consumeParams + 3*i
+			if i > 0 {
+				anc.WriteString(", ")
 			}
-			anc.WriteString(`) a(id, version, history_count)
+			fmt.Fprintf(&anc, "($%d::text, $%d::bigint, $%d::bigint)", p+1, p+2, p+3)
+		}
+		anc.WriteString(`) a(id, version, history_count)
 		CROSS JOIN LATERAL (
 			SELECT id FROM agentpass_authority_requests
 			WHERE id = a.id AND version = a.version AND history_count = a.history_count
 			LIMIT 1 FOR SHARE) r
 	), `)
-			fmt.Fprintf(&check, "\n\t\t\tAND (SELECT count(*) FROM ancestors) = %d", n)
-		}
-		out[n] = `
+		fmt.Fprintf(&check, "\n\t\t\tAND (SELECT count(*) FROM ancestors) = %d", n)
+	}
+	answer := `SELECT count(*) FROM consumed`
+	if claim != "" {
+		check.WriteString("\n\t\t\tAND EXISTS (SELECT 1 FROM claim)")
+		answer = `SELECT (SELECT count(*) FROM claim), (SELECT count(*) FROM consumed)`
+	}
+	return `
 	WITH ` + anc.String() + `consumed AS (
 		UPDATE agentpass_authority_requests
 		SET consumed_at = $35, authorization_id = $1, history_head = $36, history_count = $37,
@@ -905,10 +1013,8 @@ var consumeSQL = func() (out [maxDepth + 1]string) {
 			WHERE mission_id = consumed.id AND seq = $39::bigint - 1), '0'::xid8))
 		FROM consumed
 	)
-	SELECT count(*) FROM consumed`
-	}
-	return out
-}()
+	` + answer
+}
 
 // passRowSQL reads the request holding the pass $1: one lookup on the
 // unique pass_hash index.

@@ -23,9 +23,9 @@ import (
 
 var ctx = context.Background()
 
-func newStore(t testing.TB) *authoritypg.Store {
+func newStore(t testing.TB, opts ...authoritypg.Option) *authoritypg.Store {
 	t.Helper()
-	s := authoritypg.New(pgtest.Pool(t))
+	s := authoritypg.New(pgtest.Pool(t), opts...)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/agentpass-go/agentpass/authority"
 	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/authority/authoritytest"
+	"github.com/agentpass-go/agentpass/dpop"
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
 	"github.com/agentpass-go/agentpass/internal/missionlog"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 	"github.com/agentpass-go/agentpass/pass"
@@ -42,28 +44,35 @@ func child(t testing.TB, s authority.Store, id, hash, parentID string) *authorit
 }
 
 // TestConsumeRoundTrips holds ConsumePass to its round trips (#19 item 6):
-// two for a root pass's consumption (the read of its row, then the
-// conditional write), three for a sub-agent's (the read of its ancestors
-// in between, in one statement whatever their number), one for a refusal,
-// and nothing in a transaction that waits for the network.
+// one for a root pass this store issued (its conditional write alone, on
+// the row as the store wrote it), two for a root pass issued elsewhere
+// (the read of its row, then the conditional write), three for a
+// sub-agent's (the read of its ancestors in between, in one statement
+// whatever their number), one for a refusal, and nothing in a transaction
+// that waits for the network.
 func TestConsumeRoundTrips(t *testing.T) {
 	base := pgtest.Pool(t)
-	if err := authoritypg.New(base).Migrate(ctx); err != nil {
+	seed := authoritypg.New(base) // another replica's store
+	if err := seed.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pool, trips := pgtest.CountedPool(t, base)
 	s := authoritypg.New(pool)
-	approved(t, s, "warm", "hw")
-	if _, err := s.ConsumePass(ctx, "hw", svcA, "zw", t0); err != nil { // prepares the statements
-		t.Fatal(err)
+	for i, h := range []string{"hw", "hv"} { // a known row, then a read
+		approved(t, []authority.Store{s, seed}[i], h, h)
+		if _, err := s.ConsumePass(ctx, h, svcA, "z"+h, t0); err != nil { // prepares the statements
+			t.Fatal(err)
+		}
 	}
-	parent := approved(t, s, "root", "h1")
+	parent := approved(t, seed, "root", "h1")
 	child(t, s, "kid", "h2", parent.MissionID)
+	approved(t, s, "here", "h3")
 	for _, tc := range []struct {
 		name, hash, id string
 		wantErr        error
 		want           int
 	}{
+		{"root issued here", "h3", "z6", nil, 1},
 		{"root", "h1", "z1", nil, 2},
 		{"sub-agent", "h2", "z2", nil, 3},
 		{"consumed", "h1", "z3", authority.ErrConsumed, 1},
@@ -198,8 +207,8 @@ func TestConsumeGivesUp(t *testing.T) {
 	if err == nil || errors.Is(err, authority.ErrConsumed) || errors.Is(err, authority.ErrNotFound) {
 		t.Fatalf("ConsumePass on a row that keeps changing: %v, want a plain error", err)
 	}
-	if n, _ := trips.Count(); n != 8 {
-		t.Errorf("%d round trips, want 8 (4 attempts of a read and a write)", n)
+	if n, _ := trips.Count(); n != 9 {
+		t.Errorf("%d round trips, want 9 (the write of the row as the store wrote it, then 4 attempts of a read and a write)", n)
 	}
 	if _, err := s.Authorization(ctx, "z1"); !errors.Is(err, authority.ErrNotFound) {
 		t.Errorf("authorization after a failed consumption: %v, want ErrNotFound", err)
@@ -211,7 +220,8 @@ func TestConsumeGivesUp(t *testing.T) {
 
 // TestConsumeGenericPlans (#19 item 6): a consumption's statements run on
 // the server's cached generic plans, under the default plan_cache_mode,
-// after the first executions on a connection. They were planned anew for
+// after the first executions on a connection, the claim and write of a
+// pass the store issued included. They were planned anew for
 // each execution (the array of ancestors made the generic plan look
 // dearer than any custom one), and the planning cost more than the
 // execution.
@@ -222,6 +232,10 @@ func TestConsumeGenericPlans(t *testing.T) {
 	}
 	pool := pgtest.OneConnPool(t, base) // every statement on one connection
 	s, seed := authoritypg.New(pool), authoritypg.New(base)
+	rc := dpoppg.New(pool, dpoppg.WithClock(func() time.Time { return t0 }))
+	if err := rc.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	const rounds = 8
 	for i := range rounds {
 		parent := approved(t, seed, fmt.Sprintf("root%d", i), fmt.Sprintf("hr%d", i))
@@ -231,13 +245,20 @@ func TestConsumeGenericPlans(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A pass this store issued: the claim and the write in one.
+		approved(t, s, fmt.Sprintf("own%d", i), fmt.Sprintf("ho%d", i))
+		var got dpop.ReplayCache
+		if _, err := s.ConsumePassRecorded(ctx, fmt.Sprintf("ho%d", i), svcA, fmt.Sprintf("zo%d", i), t0, rc,
+			recordJTI(fmt.Sprintf("plan%d", i), &got)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	replanned, checked := pgtest.Replanned(t, pool)
 	if len(replanned) > 0 {
 		t.Errorf("planned anew on every execution: %q", replanned)
 	}
-	if checked < 2 { // the read and the write
-		t.Errorf("%d statements ran often enough to be checked, want 2 or more", checked)
+	if checked < 3 { // the read, the writes, the claim and write
+		t.Errorf("%d statements ran often enough to be checked, want 3 or more", checked)
 	}
 }
 

@@ -44,9 +44,10 @@
 // on one record cannot both win:
 //
 //   - ConsumePass is two statements and no transaction (three for a
-//     sub-agent's pass): a read of the row holding the pass (and of its
-//     ancestors, in one more statement, once the row is worth
-//     consuming), then one conditional write (the consumption, the authorization and the mission's
+//     sub-agent's pass; one for a root pass this store issued, whose row
+//     it remembers and need not read): a read of the row holding the
+//     pass (and of its ancestors, in one more statement, once the row is
+//     worth consuming), then one conditional write (the consumption, the authorization and the mission's
 //     "redeemed" history entry in one statement) that takes effect only
 //     if the row and every ancestor are still as read, so a pass is
 //     consumed once and never under a mission suspended or ended in
@@ -84,6 +85,18 @@
 // suits a small database. Operator and Harness calls (CreateRequest,
 // CreateChild, TransitionMission) are short transactions of a few round
 // trips on one connection; they are rare next to validations.
+//
+// A root pass this store issued (CreateRequest of an approved request,
+// RotatePass) takes one round trip: the store remembers the row it wrote
+// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, more with a
+// long task description) and sends the record and the conditional write
+// in one statement, the write made only if the record claimed the
+// assertion (with any other cache, the write alone, after the cache's
+// record). The remembered row is never trusted: if another replica
+// changed the row in between, the write applies to nothing and the read
+// and write follow, so the outcome is the same. With several replicas,
+// only a validation that reaches the replica which issued the pass saves
+// the read; the others take two round trips.
 //
 // # Pool configuration
 //

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentpass-go/agentpass/dpop/dpoppg"
+	"github.com/agentpass-go/agentpass/internal/pgreplay"
 	"github.com/agentpass-go/agentpass/internal/pgtest"
 )
 
@@ -18,6 +20,9 @@ func TestConsumePlans(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	if err := New(pool).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dpoppg.New(pool).Migrate(ctx); err != nil { // the replay table the claims write
 		t.Fatal(err)
 	}
 	conn, err := pool.Acquire(ctx)
@@ -37,6 +42,8 @@ func TestConsumePlans(t *testing.T) {
 		"consume":    {consumeSQL[0], consumeParams},
 		"consume_1":  {consumeSQL[1], consumeParams + 3},
 		"consume_32": {consumeSQL[maxDepth], consumeParams + 3*maxDepth},
+		"claim":      {claimConsumeSQL[pgreplay.SeenSQL], consumeParams + 3},
+		"lookup":     {claimConsumeSQL[pgreplay.ContainsSQL], consumeParams + 2},
 	} {
 		if _, err := conn.Exec(ctx, "PREPARE "+name+" AS "+tc.sql); err != nil {
 			t.Fatalf("%s: %v", name, err)

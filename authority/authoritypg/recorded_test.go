@@ -41,10 +41,10 @@ func recordJTI(jti string, got *dpop.ReplayCache) func(dpop.ReplayCache) error {
 	}
 }
 
-// migrated returns a store and a replay table on pool, migrated.
-func migrated(t *testing.T, pool *pgxpool.Pool) (*authoritypg.Store, *dpoppg.ReplayCache) {
+// migrated returns a store with opts and a replay table on pool, migrated.
+func migrated(t *testing.T, pool *pgxpool.Pool, opts ...authoritypg.Option) (*authoritypg.Store, *dpoppg.ReplayCache) {
 	t.Helper()
-	s, rc := authoritypg.New(pool), dpoppg.New(pool, dpoppg.WithClock(func() time.Time { return t0 }))
+	s, rc := authoritypg.New(pool, opts...), dpoppg.New(pool, dpoppg.WithClock(func() time.Time { return t0 }))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +56,16 @@ func migrated(t *testing.T, pool *pgxpool.Pool) (*authoritypg.Store, *dpoppg.Rep
 
 // TestConsumePassRecordedFolds (#19 item 6, A-VAL-8, G-16): with the dpoppg
 // table on the store's own pool, the record and the consumption's read go
-// in one batch, so a consumption costs two round trips; a replay is
-// refused before anything is consumed (one round trip), and the pass then
+// in one batch, so a consumption of a pass the store does not remember
+// (WithKnownPasses(0) here) costs two round trips; a replay is refused
+// before anything is consumed (one round trip), and the pass then
 // consumes with a fresh jti; a record function that fails or records
 // nothing behaves as without the fold.
 func TestConsumePassRecordedFolds(t *testing.T) {
 	base := pgtest.Pool(t)
 	migrated(t, base)
 	pool, trips := pgtest.CountedPool(t, base)
-	s, rc := migrated(t, pool)
+	s, rc := migrated(t, pool, authoritypg.WithKnownPasses(0))
 	var got dpop.ReplayCache
 	approved(t, s, "warm", "hw")
 	if _, err := s.ConsumePassRecorded(ctx, "hw", svcA, "zw", t0, rc, recordJTI("warm", &got)); err != nil { // prepares
@@ -135,7 +136,7 @@ func TestConsumePassRecordedFallbacks(t *testing.T) {
 	base := pgtest.Pool(t)
 	migrated(t, base)
 	pool, trips := pgtest.CountedPool(t, base)
-	s, _ := migrated(t, pool)
+	s, _ := migrated(t, pool, authoritypg.WithKnownPasses(0))
 	other, otherTrips := pgtest.CountedPool(t, base)
 	elsewhere := dpoppg.New(other, dpoppg.WithClock(func() time.Time { return t0 }))
 	memory := dpop.NewMemoryReplayCache(dpop.WithClock(func() time.Time { return t0 }))

@@ -73,6 +73,10 @@ type options struct {
 	// proofs: 1,000 a second), which a sustained benchmark without rate
 	// limits outruns; a full cache refuses (503), as it should.
 	replayLimit int
+	// memoryAuthorityReplay gives the Authorities an in-memory replay
+	// cache even on postgres, so that no record travels with a
+	// consumption (it is made after it).
+	memoryAuthorityReplay bool
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -176,6 +180,9 @@ func deploy(t testing.TB, o options) *deployment {
 				t.Fatalf("service replica %d: %v", i, err)
 			}
 			authReplicas[i].Service, svcReplicas[i].Authority = nil, nil
+			if o.memoryAuthorityReplay {
+				authReplicas[i].ReplayCache = dpop.NewMemoryReplayCache(dpop.WithClock(d.clock.Now))
+			}
 		}
 	case o.replicas > 1:
 		t.Fatal("replicas need a shared store: set postgres")

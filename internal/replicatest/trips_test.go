@@ -3,12 +3,14 @@ package replicatest
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/internal/assertion"
 	"github.com/agentpass-go/agentpass/internal/httpx"
@@ -24,9 +26,12 @@ import (
 // authorization, UPDATE mission, INSERT history, COMMIT, the replay
 // record, and a second read of the mission for the answer); then 4 (the
 // replay lookup, the consumption's read and write, the replay record);
-// then 3, the assertion recorded first with no lookup; now 2, the record
+// then 3, the assertion recorded first with no lookup; then 2, the record
 // sent in one batch with the consumption's read (authoritypg on the dpoppg
-// table of its own pool); a sub-agent's pass 3, its ancestors read only
+// table of its own pool); now 1 for a pass the Authority's own store
+// issued, whose row the store remembers: the record and the conditional
+// write in one statement, with no read. A pass another replica's store
+// issued still takes 2; a sub-agent's pass 3, its ancestors read only
 // once its own row is worth consuming (a root pass's row is read by the
 // pass_hash index alone, with no recursive query). A redemption at the
 // Service took 3 (the proof's replay lookup, its record, Redeem); now 2,
@@ -35,8 +40,9 @@ import (
 // PostgreSQL, warm caches and prepared statements.
 func TestRoundTrips(t *testing.T) {
 	const (
-		wantValidate      = 2 // Authority: batch[assertion jti record; consume read], consume write
-		wantSubAgent      = 3 // the same and the read of the ancestors
+		wantValidate      = 1 // Authority: the assertion jti record and the consume write of the remembered row
+		wantElsewhere     = 2 // a pass another replica issued: batch[assertion jti record; consume read], consume write
+		wantSubAgent      = 3 // the batch, the read of the ancestors, the write
 		wantRedeemService = 2 // Service: proof jti lookup, Redeem with the proof jti record
 	)
 	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true})
@@ -76,6 +82,14 @@ func TestRoundTrips(t *testing.T) {
 	}
 	count("validation (Authority)", d.authTrips, wantValidate)
 	count("validation (Service)", d.svcTrips, 0)
+
+	// A pass issued by another replica's store: the row is read first.
+	elsewhere := d.storePassesAt(t, authoritypg.New(d.authPool), 1, key)
+	d.authTrips.Reset()
+	if err := d.validate(ctx, elsewhere[0]); err != nil {
+		t.Fatal(err)
+	}
+	count("validation of a pass issued elsewhere (Authority)", d.authTrips, wantElsewhere)
 
 	d.authTrips.Reset()
 	d.svcTrips.Reset()
@@ -126,6 +140,54 @@ func TestRoundTrips(t *testing.T) {
 		}
 		if checked < p.want {
 			t.Errorf("%s: %d statements ran often enough on one connection to be checked, want %d", p.name, checked, p.want)
+		}
+	}
+}
+
+// storePassesAt is storePasses through the store st, such as another
+// replica's.
+func (d *deployment) storePassesAt(t *testing.T, st authority.Store, n int, key *dpop.Key) []string {
+	t.Helper()
+	own := d.authorityStores[0]
+	d.authorityStores[0] = st
+	defer func() { d.authorityStores[0] = own }()
+	return d.storePasses(t, n, key)
+}
+
+// TestRoundTripsNoFold (#19 item 6): with a replay cache that is not the
+// dpoppg table on the store's pool (here in memory, recorded after the
+// consumption), a validation of a pass the Authority's store issued is its
+// conditional write alone, 1 round trip, and one of a pass another
+// replica's store issued the read and the write, 2.
+func TestRoundTripsNoFold(t *testing.T) {
+	d := deploy(t, options{replicas: 1, postgres: true, countTrips: true, memoryAuthorityReplay: true})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	key, err := dpop.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	here := d.storePasses(t, 2, key)
+	elsewhere := d.storePassesAt(t, authoritypg.New(d.authPool), 2, key)
+	for _, tc := range []struct {
+		name   string
+		values []string
+		want   []string // the round trips' first words
+	}{{"issued here", here, []string{"WITH consumed"}}, {"issued elsewhere", elsewhere, []string{"SELECT id", "WITH consumed"}}} {
+		if err := d.validate(ctx, tc.values[0]); err != nil { // warm-up: prepares the statements
+			t.Fatal(err)
+		}
+		d.authTrips.Reset()
+		if err := d.validate(ctx, tc.values[1]); err != nil {
+			t.Fatal(err)
+		}
+		n, stmts := d.authTrips.Count()
+		var words []string
+		for _, s := range stmts {
+			words = append(words, strings.TrimSuffix(strings.Join(strings.Fields(s)[:2], " "), ","))
+		}
+		if n != len(tc.want) || !slices.Equal(words, tc.want) {
+			t.Errorf("validation of a pass %s: %d round trips %q, want %q (#19 item 6)", tc.name, n, stmts, tc.want)
 		}
 	}
 }
