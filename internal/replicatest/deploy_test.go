@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpass-go/agentpass/authority"
+	"github.com/agentpass-go/agentpass/authority/authoritypg"
 	"github.com/agentpass-go/agentpass/discovery"
 	"github.com/agentpass-go/agentpass/dpop"
 	"github.com/agentpass-go/agentpass/harness"
@@ -77,6 +78,10 @@ type options struct {
 	// cache even on postgres, so that no record travels with a
 	// consumption (it is made after it).
 	memoryAuthorityReplay bool
+	// forgetPasses gives the Authorities' PostgreSQL stores no remembered
+	// rows (authoritypg.WithKnownPasses(0)): every consumption reads its
+	// row, as at a replica that did not issue the pass.
+	forgetPasses bool
 	// checkInterval is the Services' CheckInterval (zero: the default).
 	checkInterval time.Duration
 	// authLimits and svcLimits are the rate limits of the Authority and
@@ -182,6 +187,9 @@ func deploy(t testing.TB, o options) *deployment {
 			authReplicas[i].Service, svcReplicas[i].Authority = nil, nil
 			if o.memoryAuthorityReplay {
 				authReplicas[i].ReplayCache = dpop.NewMemoryReplayCache(dpop.WithClock(d.clock.Now))
+			}
+			if o.forgetPasses {
+				authReplicas[i].Authority = authoritypg.New(pools[i], authoritypg.WithClock(d.clock.Now), authoritypg.WithKnownPasses(0))
 			}
 		}
 	case o.replicas > 1:

@@ -49,7 +49,9 @@ import (
 // -throughput.inflight sets the requests in flight (a comma-separated list
 // gives one sub-benchmark each, for the plot in BENCHMARKS.md) and
 // -throughput.store=postgres runs the same on the PostgreSQL stores (the
-// cluster of .ci/postgres.sh).
+// cluster of .ci/postgres.sh); there the Authority's store issued every
+// pass and remembers it (a single replica, or the issuing one), and
+// -throughput.knownpasses=false measures a replica that did not.
 func BenchmarkThroughput(b *testing.B) {
 	inflight, err := parseInflight(*throughputInflight)
 	if err != nil {
@@ -59,7 +61,7 @@ func BenchmarkThroughput(b *testing.B) {
 	switch *throughputStore {
 	case "memory":
 	case "postgres":
-		opts.postgres, opts.pgConns = true, int32(*throughputPGConns)
+		opts.postgres, opts.pgConns, opts.forgetPasses = true, int32(*throughputPGConns), !*throughputKnown
 	default:
 		b.Fatalf("-throughput.store=%q: want memory or postgres", *throughputStore)
 	}
@@ -225,6 +227,7 @@ var (
 	throughputInflight = flag.String("throughput.inflight", "32", "requests in flight in BenchmarkThroughput (comma-separated for several runs)")
 	throughputStore    = flag.String("throughput.store", "memory", "stores of BenchmarkThroughput: memory or postgres")
 	throughputSettle   = flag.Bool("throughput.settle", false, "collect the garbage of each batch's preparation before timing it")
+	throughputKnown    = flag.Bool("throughput.knownpasses", true, "with -throughput.store=postgres: the Authority's store remembers the passes it issued (false: every consumption reads its row, as at a replica that did not issue the pass)")
 	throughputPGConns  = flag.Int("throughput.pgconns", 0, "MaxConns of each PostgreSQL pool in BenchmarkThroughput (0: the deployment's default)")
 	throughputAlg      = flag.String("throughput.alg", "ES256", "algorithm of the Service's and Authority's keys in BenchmarkThroughput: ES256 or EdDSA")
 )
