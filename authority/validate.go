@@ -131,11 +131,13 @@ type RecordingStore interface {
 	// writes anything, with the cache to record into: replay itself, or,
 	// when replay is a table the store reaches on its own connections, a
 	// cache of the store whose Seen sends the record with the
-	// consumption's first statement and answers as replay's Seen would. If record
-	// returns an error (a replay, a failed record) the consumption stops
-	// with nothing written and returns that error. If record calls no
-	// Seen (an assertion without jti), the consumption reads as
-	// ConsumePass does.
+	// consumption's first statement and answers as replay's Seen would.
+	// That statement may be the consumption's write itself, made only if
+	// the record claimed the pair, so record must return Seen's outcome
+	// and nothing after it: an error from record (a replay, a failed
+	// record) then means nothing was consumed, and the consumption stops
+	// and returns it. If record calls no Seen (an assertion without jti),
+	// the consumption reads as ConsumePass does.
 	ConsumePassRecorded(ctx context.Context, passHash, audience, authorizationID string, now time.Time,
 		replay dpop.ReplayCache, record func(dpop.ReplayCache) error) (*Consumption, error)
 }

@@ -88,8 +88,9 @@
 //
 // A root pass this store issued (CreateRequest of an approved request,
 // RotatePass) takes one round trip: the store remembers the row it wrote
-// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, more with a
-// long task description) and sends the record and the conditional write
+// ([WithKnownPasses], default 4096 rows of about 1.5 KiB each, at most
+// 16 MiB in all; a row over 8 KiB, from a long task description or many
+// scopes, is not remembered) and sends the record and the conditional write
 // in one statement, the write made only if the record claimed the
 // assertion (with any other cache, the write alone, after the cache's
 // record). The remembered row is never trusted: if another replica

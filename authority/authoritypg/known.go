@@ -2,6 +2,7 @@ package authoritypg
 
 import (
 	"container/heap"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -11,8 +12,21 @@ import (
 
 // defaultKnownPasses is how many issued rows a Store remembers unless
 // WithKnownPasses says otherwise: a few seconds of issuance at thousands
-// per second, a few MiB.
+// per second.
 const defaultKnownPasses = 4096
+
+// Whatever the number of entries, the rows held are bounded in bytes too:
+// a Service chooses its scope names and a Harness its task description,
+// so one row can be a few hundred KiB, and auto-approved issuance at the
+// rate limits could otherwise fill the map with them. A row larger than
+// maxKnownRow is not remembered (it takes the read), and the map holds at
+// most knownBytesPerEntry bytes per entry of its bound in all, measured as
+// the row's JSON encoding plus a fixed overhead.
+const (
+	maxKnownRow        = 8 << 10
+	knownBytesPerEntry = 4 << 10
+	knownRowOverhead   = 512
+)
 
 // WithKnownPasses sets how many passes this store issued (CreateRequest of
 // an approved root request, RotatePass) it remembers the row of, so that
@@ -21,8 +35,9 @@ const defaultKnownPasses = 4096
 // the remembered row: the write applies only if the row is still as
 // remembered, and otherwise the consumption reads and writes as it would
 // without it. Each entry costs the row: about 1.5 KiB with a short task
-// description, scopes and holder key. Default 4096; n <= 0 remembers
-// nothing.
+// description, a few scopes and a holder key; rows over 8 KiB are not
+// remembered, and the rows held take at most 4 KiB per entry of n in all
+// (16 MiB by default). Default 4096; n <= 0 remembers nothing.
 func WithKnownPasses(n int) Option {
 	return func(s *Store) { s.known = newKnownPasses(n) }
 }
@@ -36,6 +51,8 @@ func WithKnownPasses(n int) Option {
 type knownPasses struct {
 	mu        sync.Mutex
 	max       int
+	maxBytes  int // of the rows held, as rowSize measures them
+	bytes     int
 	byKey     map[string]*knownEntry // by pass hash
 	byMission map[string]*knownEntry
 	byExp     knownHeap // soonest pass expiry first
@@ -43,6 +60,7 @@ type knownPasses struct {
 
 type knownEntry struct {
 	hash string
+	size int // rowSize(r)
 	r    *authority.Request
 	exp  time.Time // the pass's expiry
 	i    int       // index in byExp
@@ -54,7 +72,19 @@ func newKnownPasses(n int) *knownPasses {
 	if n <= 0 {
 		return nil
 	}
-	return &knownPasses{max: n, byKey: make(map[string]*knownEntry), byMission: make(map[string]*knownEntry)}
+	return &knownPasses{max: n, maxBytes: n * knownBytesPerEntry,
+		byKey: make(map[string]*knownEntry), byMission: make(map[string]*knownEntry)}
+}
+
+// rowSize estimates the memory r holds: its JSON encoding (every string,
+// scope, stage and proposal it carries) and a fixed overhead; 0 when it
+// cannot be measured, which is then not remembered.
+func rowSize(r *authority.Request) int {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0
+	}
+	return len(b) + knownRowOverhead
 }
 
 // knowable reports whether r is a row worth remembering: an approved,
@@ -71,6 +101,10 @@ func (k *knownPasses) put(r *authority.Request, now time.Time) {
 	if k == nil || !knowable(r) {
 		return
 	}
+	size := rowSize(r)
+	if size == 0 || size > maxKnownRow {
+		return
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.expireLocked(now)
@@ -80,10 +114,11 @@ func (k *knownPasses) put(r *authority.Request, now time.Time) {
 	if e, ok := k.byMission[r.MissionID]; ok { // a rotated pass
 		k.removeLocked(e)
 	}
-	if len(k.byExp) >= k.max {
+	for len(k.byExp) > 0 && (len(k.byExp) >= k.max || k.bytes+size > k.maxBytes) {
 		k.removeLocked(k.byExp[0])
 	}
-	e := &knownEntry{hash: r.PassHash, r: r, exp: r.Decision.PassExpiresAt}
+	e := &knownEntry{hash: r.PassHash, size: size, r: r, exp: r.Decision.PassExpiresAt}
+	k.bytes += size
 	k.byKey[e.hash] = e
 	k.byMission[r.MissionID] = e
 	heap.Push(&k.byExp, e)
@@ -137,6 +172,7 @@ func (k *knownPasses) expireLocked(now time.Time) {
 
 func (k *knownPasses) removeLocked(e *knownEntry) {
 	heap.Remove(&k.byExp, e.i)
+	k.bytes -= e.size
 	delete(k.byKey, e.hash)
 	delete(k.byMission, e.r.MissionID)
 }
