@@ -10,7 +10,9 @@
 //
 // Every authority.Store must pass the conformance suite: [TestStore] runs
 // it against stores its argument makes, each subtest in parallel on its
-// own empty store; [RaceMission] races transitions of one mission across
+// own empty store (a store that also records assertions with its
+// consumptions, an authority.RecordingStore, is held to that contract
+// too); [RaceMission] races transitions of one mission across
 // several stores sharing one database. [NewRequest], [Approval] and [T0]
 // build records for a store's own tests.
 //
@@ -126,6 +128,17 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
+		})
+	}
+	for _, tc := range recordingTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			rs, ok := s.(authority.RecordingStore)
+			if !ok {
+				t.Skip("the store records no assertion with its consumption")
+			}
+			tc.fn(t, s, rs)
 		})
 	}
 }
