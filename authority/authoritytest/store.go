@@ -113,32 +113,32 @@ func TestStore(t *testing.T, newStore func(t *testing.T) authority.Store) {
 			tc.fn(t, newStore(t))
 		})
 	}
-	for _, tc := range eventTests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := newStore(t)
-			es, ok := s.(authority.EventStore)
-			if !ok {
-				t.Skip("the store keeps no event outbox")
-			}
-			tc.fn(t, s, es)
-		})
-	}
+	runOptional(t, newStore, eventTests, "the store keeps no event outbox")
 	for _, tc := range stageTests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
 		})
 	}
-	for _, tc := range recordingTests {
+	runOptional(t, newStore, recordingTests, "the store records no assertion with its consumption")
+}
+
+// runOptional runs tests of a capability C a store may have (an interface
+// beyond authority.Store), each on its own new store, skipped with why
+// when the store lacks it.
+func runOptional[C any](t *testing.T, newStore func(t *testing.T) authority.Store, tests []struct {
+	name string
+	fn   func(t *testing.T, s authority.Store, c C)
+}, why string) {
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newStore(t)
-			rs, ok := s.(authority.RecordingStore)
+			c, ok := s.(C)
 			if !ok {
-				t.Skip("the store records no assertion with its consumption")
+				t.Skip(why)
 			}
-			tc.fn(t, s, rs)
+			tc.fn(t, s, c)
 		})
 	}
 }
