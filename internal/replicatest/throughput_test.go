@@ -45,6 +45,9 @@ import (
 // of the same sizes and nothing behind it, so the CPU of an operation
 // splits into its signatures (the bound's share), its HTTPS calls (the
 // floor's, once for a validation, twice for a redemption) and the rest.
+// The ceiling sub-benchmarks make each operation's signatures and HTTPS
+// calls with nothing else (ceiling_test.go): the %bound no implementation
+// on the same net/http, crypto/tls and crypto/ecdsa exceeds here.
 //
 // -throughput.inflight sets the requests in flight (a comma-separated list
 // gives one sub-benchmark each, for the plot in BENCHMARKS.md) and
@@ -148,6 +151,27 @@ func BenchmarkThroughput(b *testing.B) {
 					}
 					return nil
 				})
+			})
+		}
+	})
+	// ceiling: the same signatures and HTTPS calls with nothing else
+	// (see ceiling), the most Go's net/http, crypto/tls and the
+	// signatures allow an operation on this machine.
+	b.Run("ceiling", func(b *testing.B) {
+		for _, op := range []string{"validate", "redeem"} {
+			b.Run(op, func(b *testing.B) {
+				for _, n := range inflight {
+					b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+						d, key := fresh(b)
+						c := d.newCeiling(b, key, *throughputAlg)
+						ctx := b.Context()
+						if op == "validate" {
+							runInflight(b, n, bound(1, 1, 0), func(int, int) {}, func(int) error { return c.validate(ctx) })
+						} else {
+							runInflight(b, n, bound(1, 1, 1), func(int, int) {}, func(int) error { return c.redeem(ctx) })
+						}
+					})
+				}
 			})
 		}
 	})
@@ -355,25 +379,54 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // input on this machine, single-threaded, the fastest of five rounds (the
 // least disturbed by other load).
 func sigCost(tb testing.TB, alg string) (sign, verify time.Duration) {
-	input := make([]byte, 330) // the size of a typical assertion's signing input
-	var signOnce func() []byte
-	var verifyOnce func(sig []byte) bool
+	s := newSigner(tb, alg)
+	sig := s.sign(s.input)
+	const rounds, per = 5, 200
+	sign, verify = time.Hour, time.Hour
+	for range rounds {
+		start := time.Now()
+		for range per {
+			s.sign(s.input)
+		}
+		sign = min(sign, time.Since(start)/per)
+		start = time.Now()
+		for range per {
+			if !s.verify(s.input, sig) {
+				tb.Fatalf("%s verification failed", alg)
+			}
+		}
+		verify = min(verify, time.Since(start)/per)
+	}
+	return sign, verify
+}
+
+// signer signs and verifies with one fresh key of its algorithm, the
+// operations the bound is made of; input is a typical assertion's
+// signing input.
+type signer struct {
+	input  []byte
+	sign   func(msg []byte) []byte
+	verify func(msg, sig []byte) bool
+}
+
+func newSigner(tb testing.TB, alg string) signer {
+	s := signer{input: make([]byte, 330)} // the size of a typical assertion's signing input
 	switch alg {
 	case "ES256":
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		signOnce = func() []byte {
-			h := sha256.Sum256(input)
+		s.sign = func(msg []byte) []byte {
+			h := sha256.Sum256(msg)
 			sig, err := ecdsa.SignASN1(rand.Reader, priv, h[:])
 			if err != nil {
-				tb.Fatal(err)
+				panic(err)
 			}
 			return sig
 		}
-		verifyOnce = func(sig []byte) bool {
-			h := sha256.Sum256(input)
+		s.verify = func(msg, sig []byte) bool {
+			h := sha256.Sum256(msg)
 			return ecdsa.VerifyASN1(&priv.PublicKey, h[:], sig)
 		}
 	case "EdDSA":
@@ -381,29 +434,12 @@ func sigCost(tb testing.TB, alg string) (sign, verify time.Duration) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		signOnce = func() []byte { return ed25519.Sign(priv, input) }
-		verifyOnce = func(sig []byte) bool { return ed25519.Verify(pub, input, sig) }
+		s.sign = func(msg []byte) []byte { return ed25519.Sign(priv, msg) }
+		s.verify = func(msg, sig []byte) bool { return ed25519.Verify(pub, msg, sig) }
 	default:
-		tb.Fatalf("sigCost: unknown alg %q", alg)
+		tb.Fatalf("newSigner: unknown alg %q", alg)
 	}
-	sig := signOnce()
-	const rounds, per = 5, 200
-	sign, verify = time.Hour, time.Hour
-	for range rounds {
-		start := time.Now()
-		for range per {
-			signOnce()
-		}
-		sign = min(sign, time.Since(start)/per)
-		start = time.Now()
-		for range per {
-			if !verifyOnce(sig) {
-				tb.Fatalf("%s verification failed", alg)
-			}
-		}
-		verify = min(verify, time.Since(start)/per)
-	}
-	return sign, verify
+	return s
 }
 
 // TestThroughputFlags: the benchmark's flags parse as documented and refuse
