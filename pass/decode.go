@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+
+	"github.com/agentpass-go/agentpass/internal/jsonscan"
 )
 
 // Document is a wire document that can check itself.
@@ -52,7 +54,7 @@ func decode(data []byte, doc Document, fast bool) error {
 			return v.Validate()
 		}
 	}
-	if fd, ok := doc.(fastDecoder); ok && fast && json.Valid(data) && fd.decodeFast(data) {
+	if fd, ok := doc.(fastDecoder); ok && fast && jsonscan.Valid(data) && fd.decodeFast(data) {
 		return doc.Validate()
 	}
 	if fast && json.Unmarshal(data, doc) == nil {

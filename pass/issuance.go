@@ -90,7 +90,7 @@ type JWTContainer struct {
 // Every holder key of a validation answer passes here, and a map of its
 // members cost a dozen allocations.
 func jwkMembers(raw []byte) (hasKty bool, private int, ok bool) {
-	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+	if len(raw) == 0 || raw[0] != '{' || !jsonscan.Valid(raw) {
 		return false, -1, false
 	}
 	var seen uint

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentpass-go/agentpass/internal/jsonscan"
 	"github.com/agentpass-go/agentpass/pass"
 )
 
@@ -65,7 +66,7 @@ func (w *jsonWriter) list(s []string) {
 // rawJSON writes a json.RawMessage that encoding/json would copy as it
 // is: valid, compact and printable ASCII without HTML characters.
 func (w *jsonWriter) rawJSON(m json.RawMessage) {
-	if len(m) == 0 || !json.Valid(m) {
+	if len(m) == 0 || !jsonscan.Valid(m) {
 		w.ok = false
 		return
 	}

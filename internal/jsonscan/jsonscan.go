@@ -1,7 +1,9 @@
-// Package jsonscan walks JSON text already known to be valid (checked with
-// json.Valid or a decoder first), so that hot paths can find members and
-// values without reflection. It never validates: on invalid input its
-// results are meaningless, though it never reads past the slice.
+// Package jsonscan checks and walks JSON text on the hot paths, without
+// reflection. [Valid] checks a document, accepting exactly what
+// encoding/json.Valid accepts; the walkers (SkipSpace, StringEnd,
+// ValueEnd) find members and values in text already known to be valid
+// and never validate: on invalid input their results are meaningless,
+// though they never read past the slice.
 package jsonscan
 
 // SkipSpace returns the index of the first byte at or after i that is not

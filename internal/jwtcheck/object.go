@@ -21,7 +21,7 @@ func members(b []byte, f func(name, raw []byte) error) error {
 	if i >= len(b) || b[i] != '{' {
 		return errNotObject
 	}
-	if !json.Valid(b) {
+	if !jsonscan.Valid(b) {
 		return errSyntax
 	}
 	var buf [16][]byte
