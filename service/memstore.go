@@ -39,6 +39,16 @@ type MemoryStore struct {
 	inits       map[string]*InitRecord
 	closes      map[string]PendingClose
 	writes      int
+	// When sweepKnown, no record expires before expireFrom, nor can a
+	// forced sweep drop one before forceFrom unless dirty (a delegation
+	// invalidated or a token used since the last forced sweep): see
+	// maybePrune. A pass over every record under the lock stalls every
+	// reader, so a store full of live records refuses writes without
+	// one, and a busy store sweeps only once something has expired.
+	// sweeps counts the passes.
+	expireFrom, forceFrom time.Time
+	sweepKnown, dirty     bool
+	sweeps                int
 	// missions indexes the delegations by their own mission (true) and by
 	// each of their ancestor missions (false), for InvalidateTree and
 	// ApplyEvent.
@@ -195,6 +205,7 @@ func (s *MemoryStore) putCred(c *CredentialRecord, authorizationID string, del *
 	e.rec.AuthorizationID = authorizationID
 	e.memCred.rec, e.memCred.del, e.memCred.key = &e.rec, del, credKey(c.Hash)
 	s.creds[e.key] = &e.memCred
+	s.noteExpiry(c.ExpiresAt, c.ExpiresAt)
 }
 
 // storedCopy is d.clone() for the store's own snapshot: the current scope,
@@ -284,6 +295,7 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 		r := init.clone()
 		r.AuthorizationID = d.AuthorizationID
 		s.inits[r.Hash] = r
+		s.noteExpiry(r.ExpiresAt.Add(initRetention), r.ExpiresAt)
 	}
 	s.delegations[d.AuthorizationID] = del
 	for k, own := range indexKeys(d) {
@@ -320,6 +332,7 @@ func (s *MemoryStore) ConsumeInit(ctx context.Context, hash string, now time.Tim
 		return nil, ErrInitUsed
 	}
 	r.Used = true
+	s.dirty = true // a full store may now drop it
 	if !r.ExpiresAt.After(now) {
 		return nil, ErrInitExpired
 	}
@@ -486,7 +499,9 @@ func (s *MemoryStore) Invalidate(ctx context.Context, authorizationID string, at
 	if !ok {
 		return ErrNotFound
 	}
-	d.invalidate(at, reason)
+	if d.invalidate(at, reason) {
+		s.dirty = true // a full store may now drop its records
+	}
 	return nil
 }
 
@@ -520,7 +535,11 @@ func (s *MemoryStore) InvalidateTree(ctx context.Context, authorizationID string
 	if d.invalidate(at, reason) {
 		n++
 	}
-	return n + s.invalidateDescendants(d, at, reason, false), nil
+	n += s.invalidateDescendants(d, at, reason, false)
+	if n > 0 {
+		s.dirty = true // a full store may now drop their records
+	}
+	return n, nil
 }
 
 // indexKeys are the keys d is indexed under in MemoryStore.missions: its
@@ -599,6 +618,9 @@ func (s *MemoryStore) ApplyEvent(ctx context.Context, e MissionEvent) (bool, err
 		// mission below it end with it.
 		s.invalidateDescendants(d, e.At, e.Reason, true)
 	}
+	if e.Action == EventRevoke || e.Action == EventEnd {
+		s.dirty = true // a full store may now drop their records
+	}
 	return true, nil
 }
 
@@ -611,29 +633,42 @@ func (s *MemoryStore) Len() (delegations, credentials, inits int) {
 }
 
 // maybePrune sweeps expired records every pruneEvery writes, or at once
-// when force is set. A forced sweep (a table is full) also drops what is
-// dead but kept for a precise answer: used and expired initialization
-// tokens within their retention, credentials of invalidated delegations.
-// A full store refuses only when every record can still be used. The
-// caller holds s.mu.
+// when force is set (a table is full): then credentials and
+// initialization tokens of invalidated delegations and used tokens go
+// too. Each pass learns when the next record can expire, so a sweep that
+// could drop nothing (nothing expired yet and, for a forced one, nothing
+// invalidated or used since the last) is skipped. The caller holds s.mu.
 func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	s.writes++
-	if !force && s.writes%pruneEvery != 0 {
+	periodic := s.writes%pruneEvery == 0
+	if !periodic && !force || now.IsZero() {
 		return
 	}
-	if now.IsZero() {
+	if s.sweepKnown && now.Before(s.expireFrom) && (!force || now.Before(s.forceFrom) && !s.dirty) {
 		return
 	}
+	s.sweeps++
 	invalidated := func(id string) bool {
 		d, ok := s.delegations[id]
 		return ok && d.snap().Invalidated
+	}
+	var expireFrom, forceFrom time.Time // over the records kept
+	keep := func(expires, forced time.Time) {
+		if expireFrom.IsZero() || expires.Before(expireFrom) {
+			expireFrom = expires
+		}
+		if forceFrom.IsZero() || forced.Before(forceFrom) {
+			forceFrom = forced
+		}
 	}
 	for h, c := range s.creds {
 		if !c.rec.ExpiresAt.After(now) || force && invalidated(c.rec.AuthorizationID) {
 			c.gone.Store(true)
 			delete(s.creds, h)
 			s.release(c.rec.AuthorizationID)
+			continue
 		}
+		keep(c.rec.ExpiresAt, c.rec.ExpiresAt)
 	}
 	for h, r := range s.inits {
 		dead := !r.ExpiresAt.Add(initRetention).After(now)
@@ -643,8 +678,31 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 		if dead {
 			delete(s.inits, h)
 			s.release(r.AuthorizationID)
+			continue
 		}
+		keep(r.ExpiresAt.Add(initRetention), r.ExpiresAt)
 	}
+	s.expireFrom, s.forceFrom, s.sweepKnown = expireFrom, forceFrom, !expireFrom.IsZero()
+	if force {
+		s.dirty = false
+	}
+}
+
+// noteExpiry lowers the sweep times for a record stored now, which a
+// periodic sweep drops from expires on and a forced one from forced on.
+// The caller holds s.mu.
+func (s *MemoryStore) noteExpiry(expires, forced time.Time) {
+	if s.sweepKnown {
+		s.expireFrom = minTime(s.expireFrom, expires)
+		s.forceFrom = minTime(s.forceFrom, forced)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // release drops one reference to a delegation and forgets the delegation

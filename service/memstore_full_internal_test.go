@@ -1,0 +1,151 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// A MemoryStore full of live records refuses further writes without a
+// pass over every record each time (which, under the lock, would stall
+// every reader at the bound); it sweeps again once a record can go: one
+// expired, a delegation invalidated (directly, by tree or by event) or an
+// initialization token used.
+func TestMemoryStoreFullSweepsOnlyWhenSomethingCanGo(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 50
+	s := NewMemoryStore(WithLimit(limit))
+	redeem := func(i int, at time.Time, life time.Duration) error {
+		id := "az-" + strconv.Itoa(i)
+		d := &DelegationRecord{AuthorizationID: id, Authority: "https://idp.test", MissionID: "m-" + strconv.Itoa(i),
+			CreatedAt: at, CurrentScope: pass.Scope{"r"}}
+		if i%2 == 1 {
+			return s.Redeem(ctx, d, nil, &InitRecord{Hash: "i-" + id, CreatedAt: at, ExpiresAt: at.Add(life)})
+		}
+		return s.Redeem(ctx, d, &CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: at, ExpiresAt: at.Add(life)}, nil)
+	}
+	for i := range limit {
+		// The first record expires after 10 minutes, the others after an hour.
+		life := time.Hour
+		if i == 0 {
+			life = 10 * time.Minute
+		}
+		if err := redeem(i, now, life); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := limit
+	full := func(step string, at time.Time) {
+		t.Helper()
+		before := s.sweeps
+		for range 20 {
+			if err := redeem(next, at, time.Hour); !errors.Is(err, ErrStoreFull) {
+				t.Fatalf("%s: Redeem in a full store = %v, want ErrStoreFull", step, err)
+			}
+			next++
+		}
+		if got := s.sweeps - before; got > 1 {
+			t.Errorf("%s: %d sweeps for 20 refused writes, want at most 1", step, got)
+		}
+	}
+	frees := func(step string, at time.Time) {
+		t.Helper()
+		before := s.sweeps
+		if err := redeem(next, at, time.Hour); err != nil {
+			t.Fatalf("%s: Redeem = %v, want room made by a sweep", step, err)
+		}
+		next++
+		if s.sweeps == before {
+			t.Errorf("%s: no sweep", step)
+		}
+	}
+
+	full("live records", now.Add(time.Minute))
+	frees("the first record expired", now.Add(11*time.Minute))
+	full("live again", now.Add(12*time.Minute))
+
+	if err := s.Invalidate(ctx, "az-2", now, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	frees("a delegation invalidated", now.Add(13*time.Minute))
+	full("live again", now.Add(14*time.Minute))
+
+	if n, err := s.InvalidateTree(ctx, "az-4", now, "revoked"); err != nil || n != 1 {
+		t.Fatalf("InvalidateTree = %d, %v", n, err)
+	}
+	frees("a tree invalidated", now.Add(15*time.Minute))
+	full("live again", now.Add(16*time.Minute))
+
+	if ok, err := s.ApplyEvent(ctx, MissionEvent{AuthorizationID: "az-6", Authority: "https://idp.test", Action: EventRevoke, At: now}); err != nil || !ok {
+		t.Fatalf("ApplyEvent = %v, %v", ok, err)
+	}
+	frees("a delegation revoked by an event", now.Add(17*time.Minute))
+	full("live again", now.Add(18*time.Minute))
+
+	if _, err := s.ConsumeInit(ctx, "i-az-1", now.Add(19*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	frees("an initialization token used", now.Add(20*time.Minute))
+	full("live again", now.Add(21*time.Minute))
+}
+
+// BenchmarkMemoryStoreRedeemFull: a write refused by a store full of
+// live records (100,000, the default bound) costs no pass over them.
+func BenchmarkMemoryStoreRedeemFull(b *testing.B) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	s := NewMemoryStore()
+	cred := func(id string) *CredentialRecord {
+		return &CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	for i := range defaultMemoryStoreLimit {
+		id := "az-" + strconv.Itoa(i)
+		if err := s.Redeem(ctx, &DelegationRecord{AuthorizationID: id, CreatedAt: now}, cred(id), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := &DelegationRecord{AuthorizationID: "az-more", CreatedAt: now.Add(time.Minute)}
+	for b.Loop() {
+		if err := s.Redeem(ctx, d, cred("more"), nil); !errors.Is(err, ErrStoreFull) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A busy store that is not full sweeps every pruneEvery writes only once
+// a record can have expired, and then drops the expired ones.
+func TestMemoryStorePeriodicSweepWaitsForExpiry(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	s := NewMemoryStore()
+	redeem := func(i int, at time.Time, life time.Duration) {
+		t.Helper()
+		id := "az-" + strconv.Itoa(i)
+		d := &DelegationRecord{AuthorizationID: id, CreatedAt: at}
+		if err := s.Redeem(ctx, d, &CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: at, ExpiresAt: at.Add(life)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 * pruneEvery {
+		redeem(i, now, time.Hour)
+	}
+	if s.sweeps > 1 {
+		t.Errorf("%d sweeps over %d writes of live records, want at most the first", s.sweeps, 3*pruneEvery)
+	}
+	before := s.sweeps
+	later := now.Add(2 * time.Hour) // every record so far has expired
+	for i := range pruneEvery {
+		redeem(3*pruneEvery+i, later, time.Hour)
+	}
+	if s.sweeps != before+1 {
+		t.Errorf("%d sweeps once records expired, want 1", s.sweeps-before)
+	}
+	if _, creds, _ := s.Len(); creds >= 3*pruneEvery {
+		t.Errorf("%d credentials held after the sweep, want the expired ones dropped", creds)
+	}
+}
