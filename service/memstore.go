@@ -49,6 +49,10 @@ type MemoryStore struct {
 	expireFrom, forceFrom time.Time
 	sweepKnown, dirty     bool
 	sweeps                int
+	// No pending close expires before closesFrom when closesKnown: a full
+	// closes table refuses without a scan until one can have.
+	closesFrom  time.Time
+	closesKnown bool
 	// missions indexes the delegations by their own mission (true) and by
 	// each of their ancestor missions (false), for InvalidateTree and
 	// ApplyEvent.
@@ -732,16 +736,26 @@ func (s *MemoryStore) SavePendingClose(ctx context.Context, p *PendingClose) err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.closes[p.AuthorizationID]; !ok && len(s.closes) >= s.limit {
+		if s.closesKnown && p.NextAttempt.Before(s.closesFrom) {
+			return ErrStoreFull // none has expired: a scan would drop nothing
+		}
+		var from time.Time // over the closes kept
 		for id, c := range s.closes {
 			if !c.ExpiresAt.After(p.NextAttempt) {
 				delete(s.closes, id)
+			} else if from.IsZero() || c.ExpiresAt.Before(from) {
+				from = c.ExpiresAt
 			}
 		}
+		s.closesFrom, s.closesKnown = from, !from.IsZero()
 		if len(s.closes) >= s.limit {
 			return ErrStoreFull
 		}
 	}
 	s.closes[p.AuthorizationID] = *p
+	if s.closesKnown {
+		s.closesFrom = minTime(s.closesFrom, p.ExpiresAt)
+	}
 	return nil
 }
 

@@ -149,3 +149,47 @@ func TestMemoryStorePeriodicSweepWaitsForExpiry(t *testing.T) {
 		t.Errorf("%d credentials held after the sweep, want the expired ones dropped", creds)
 	}
 }
+
+// A full table of pending closes refuses without a scan until one can
+// have expired, and then makes room.
+func TestMemoryStoreFullClosesScanOnlyAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 20
+	s := NewMemoryStore(WithLimit(limit))
+	save := func(id string, at time.Time, life time.Duration) error {
+		return s.SavePendingClose(ctx, &PendingClose{AuthorizationID: id, Authority: "https://idp.test",
+			NextAttempt: at, ExpiresAt: at.Add(life)})
+	}
+	for i := range limit {
+		life := time.Hour
+		if i == 0 {
+			life = 10 * time.Minute
+		}
+		if err := save("az-"+strconv.Itoa(i), now, life); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := save("az-more", now.Add(time.Minute), time.Hour); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("SavePendingClose in a full table = %v, want ErrStoreFull", err)
+	}
+	if !s.closesKnown || !s.closesFrom.Equal(now.Add(10*time.Minute)) {
+		t.Fatalf("after a scan: closesFrom %v (known %v), want the earliest expiry", s.closesFrom, s.closesKnown)
+	}
+	// A close saved again with an earlier expiry lowers the mark.
+	if err := save("az-5", now, 5*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if !s.closesFrom.Equal(now.Add(5 * time.Minute)) {
+		t.Fatalf("closesFrom %v after an earlier expiry was saved, want %v", s.closesFrom, now.Add(5*time.Minute))
+	}
+	if err := save("az-more", now.Add(4*time.Minute), time.Hour); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("before any expiry: %v, want ErrStoreFull", err)
+	}
+	if err := save("az-more", now.Add(6*time.Minute), time.Hour); err != nil {
+		t.Fatalf("once a close expired: %v, want room", err)
+	}
+	if _, ok := s.closes["az-5"]; ok {
+		t.Error("the expired close is still held")
+	}
+}
