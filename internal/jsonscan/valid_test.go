@@ -13,6 +13,7 @@ var validCases = []string{
 	`[1,]`, `{"a":1,}`, `{,}`, `[,1]`, `{"a"}`, `{"a":}`, `{"a" 1}`, `{1:2}`, `[1 2]`, `{"a":1 "b":2}`, `[}`, `{]`,
 	`[[[]]]`, `[[[]]`, `[]]`, `{} {}`, `1 2`, "\t\r\n[1]\n", `"unterminated`, `"\`, `[` + `"a"` + `,{"b":[{}]}]`,
 	"\xef\xbb\xbf{}", `{"a":{"b":{"c":[1,{"d":null}]}}}`, `[-]`, `[1e]`, `["\u"]`, `{"\u0041":1}`,
+	"{\"\x01\":1}", `fals`, `[fals]`, `{"a":nul}`,
 }
 
 func TestValid(t *testing.T) {
@@ -29,6 +30,47 @@ func TestValid(t *testing.T) {
 			doc := []byte(strings.Repeat(open, depth) + "1" + strings.Repeat(closeBy, depth))
 			if got, want := Valid(doc), json.Valid(doc); got != want || want != (depth <= maxDepth) {
 				t.Errorf("%d levels of %q: Valid = %v, encoding/json %v", depth, open, got, want)
+			}
+		}
+	}
+}
+
+// Objects and arrays mixed across the words of Valid's bit stack of
+// containers: the right closing bracket at every depth is valid, the
+// other one invalid, as encoding/json says.
+func TestValidMixedNesting(t *testing.T) {
+	for _, depth := range []int{1, 63, 64, 65, 127, 128, 129, 9999, 10000} {
+		var open, closeBy strings.Builder
+		kinds := make([]bool, depth) // true: object
+		for d := range depth {
+			kinds[d] = (d*7+depth)%3 == 0
+			if kinds[d] {
+				open.WriteString(`{"k":`)
+			} else {
+				open.WriteString("[")
+			}
+		}
+		for d := depth - 1; d >= 0; d-- {
+			if kinds[d] {
+				closeBy.WriteString("}")
+			} else {
+				closeBy.WriteString("]")
+			}
+		}
+		doc := open.String() + "0" + closeBy.String()
+		if !Valid([]byte(doc)) || !json.Valid([]byte(doc)) {
+			t.Errorf("depth %d, mixed: Valid %v, encoding/json %v, want both true", depth, Valid([]byte(doc)), json.Valid([]byte(doc)))
+		}
+		for _, at := range []int{0, depth / 2, depth - 1} {
+			wrong := []byte(doc)
+			i := len(open.String()) + 1 + at // the closing bracket of depth-1-at
+			if wrong[i] == '}' {
+				wrong[i] = ']'
+			} else {
+				wrong[i] = '}'
+			}
+			if got, want := Valid(wrong), json.Valid(wrong); got || want {
+				t.Errorf("depth %d, a wrong bracket %d from the innermost: Valid %v, encoding/json %v, want both false", depth, at, got, want)
 			}
 		}
 	}

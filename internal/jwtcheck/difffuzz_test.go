@@ -28,6 +28,9 @@ func FuzzParseAgainstGoJose(f *testing.F) {
 	f.Add([]byte(`{"alg":"ES256","kid":"k1","typ":"JWT"}`), []byte(`{"iss":"é\u00e9","sub":"a\"b","jti":"\u0000"}`))
 	f.Add([]byte(`{"alg":"ES256","kid":"k\u0031"}`), []byte(`{"iss":"\xff","aud":"x","jti":"j"}`))
 	f.Add([]byte(`{"alg":"ES256","kid":"k1"}`), []byte(`{"aud":[ "a","b\u0063"],"iat":1700000000,"exp":1.7e9,"nbf":null}`))
+	// Names equal only once invalid UTF-8 reads as U+FFFD (review 6).
+	f.Add([]byte("{\"alg\":\"ES256\",\"kid\":\"k1\",\"\x80\":1,\"\x81\":2}"), []byte(`{"iss":"a","aud":"x","jti":"j"}`))
+	f.Add([]byte(`{"alg":"ES256","kid":"k1"}`), []byte("{\"iss\":\"a\",\"\xff\":1,\"\\ufffd\":2,\"jti\":\"j\"}"))
 	f.Fuzz(func(t *testing.T, header, claims []byte) {
 		raw := k.signRaw(t, header, claims)
 		for _, p := range profiles {

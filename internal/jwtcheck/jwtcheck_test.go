@@ -469,6 +469,11 @@ func TestMemberNamesExactAndUnique(t *testing.T) {
 		{"alg twice, escaped", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + `","\u0061lg":"none"}`, "", "duplicate header member"},
 		{"upper-case forbidden header", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + `","JKU":"https://evil.example/k"}`, "", "forbidden header jku"},
 		{"jti twice", "", `{"iss":"https://a.example","aud":"https://b.example","iat":1772366400,"exp":1772366460,"jti":"a","jti":"b"}`, "duplicate claim"},
+		// Invalid UTF-8 reads as U+FFFD to encoding/json and go-jose: two
+		// such names, or one and an escaped U+FFFD, are one name twice
+		// (review 6, Low 1: found by FuzzParseAgainstGoJose).
+		{"two names of invalid UTF-8", `{"alg":"ES256","kid":"k1","typ":"` + p.Typ + "\",\"\x80\":1,\"\x81\":2}", "", "duplicate header member"},
+		{"invalid UTF-8 and an escaped U+FFFD", "", "{\"iss\":\"https://a.example\",\"jti\":\"a\",\"\xff\":1,\"\\ufffd\":2}", "duplicate claim"},
 		{"cnf member twice", "", `{"iss":"https://a.example","jti":"a","cnf":{"jkt":"a","jkt":"b"}}`, "malformed claims"},
 	}
 	for _, tt := range refused {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
+
 	"github.com/agentpass-go/agentpass/internal/jsonscan"
 )
 
@@ -36,7 +38,11 @@ func members(b []byte, f func(name, raw []byte) error) error {
 		// comma or the closing brace.
 		end := jsonscan.StringEnd(b, i)
 		name := b[i+1 : end-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
+		// A name with an escape or with invalid UTF-8 (which
+		// encoding/json, and so go-jose, reads as U+FFFD) is compared as
+		// decoded, so that "\x80" and "\x81" are the duplicate they are
+		// to other libraries.
+		if bytes.IndexByte(name, '\\') >= 0 || !utf8.Valid(name) {
 			var s string
 			if err := json.Unmarshal(b[i:end], &s); err != nil {
 				return errSyntax

@@ -166,7 +166,7 @@ func BenchmarkThroughput(b *testing.B) {
 						c := d.newCeiling(b, key, *throughputAlg)
 						ctx := b.Context()
 						if op == "validate" {
-							runInflight(b, n, bound(1, 1, 0), func(int, int) {}, func(int) error { return c.validate(ctx) })
+							runInflight(b, n, bound(1, 1, 0), func(int, int) {}, func(int) error { return c.validate(ctx, c.client) })
 						} else {
 							runInflight(b, n, bound(1, 1, 1), func(int, int) {}, func(int) error { return c.redeem(ctx) })
 						}
