@@ -27,6 +27,7 @@ package jcs
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -282,7 +283,34 @@ func appendString(dst []byte, s string) ([]byte, error) {
 
 // compareUTF16 orders member names by their UTF-16 code units (RFC 8785
 // §3.2.3), which differs from byte order for characters beyond U+FFFF.
+// It walks both names a character at a time without converting them: a
+// sort compares names n log n times, and every history record sorts its
+// members. FuzzCompareUTF16 holds it to the converting form.
 func compareUTF16(a, b string) int {
-	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
-	return slices.Compare(ua, ub)
+	for len(a) > 0 && len(b) > 0 {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if ra != rb {
+			a1, a2 := utf16Units(ra)
+			b1, b2 := utf16Units(rb)
+			if a1 != b1 {
+				return cmp.Compare(a1, b1)
+			}
+			return cmp.Compare(a2, b2)
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// utf16Units returns r's UTF-16 code units: the unit and 0 for a character
+// of the Basic Multilingual Plane, the surrogate pair beyond it. A
+// character from a decoded string is never itself a surrogate, so two
+// characters with equal first units are both pairs.
+func utf16Units(r rune) (uint16, uint16) {
+	if r < 0x10000 {
+		return uint16(r), 0
+	}
+	hi, lo := utf16.EncodeRune(r)
+	return uint16(hi), uint16(lo)
 }

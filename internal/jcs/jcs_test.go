@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
+	"unicode/utf16"
 )
 
 func TestCanonicalize(t *testing.T) {
@@ -113,6 +115,22 @@ func FuzzCanonicalize(f *testing.F) {
 		}
 		if !reflect.DeepEqual(x, y) {
 			t.Fatalf("meaning changed: %q -> %q", b, out)
+		}
+	})
+}
+
+// FuzzCompareUTF16: the walking comparison orders any two names as their
+// UTF-16 code units do (RFC 8785 §3.2.3), byte strings that are not UTF-8
+// included, so history records hash the bytes they hashed before.
+func FuzzCompareUTF16(f *testing.F) {
+	for _, p := range [][2]string{{"a", "b"}, {"", "a"}, {"ab", "a"}, {"\ufb33", "\U0001f600"}, {"\U0001f600", "\U0001f601"},
+		{"\U00010000", "\uffff"}, {"\ue000", "\U0010ffff"}, {"\xff", "\ufffd"}, {"a\xffb", "a\ufffdc"}, {"€", "\U0001d11e"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		want := slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+		if got := compareUTF16(a, b); got != want {
+			t.Fatalf("compareUTF16(%q, %q) = %d, UTF-16 order %d", a, b, got, want)
 		}
 	})
 }
