@@ -55,7 +55,101 @@ const maxDepth = 64
 // any Go integer type, json.Number holding an integer, a map with string
 // keys, or a slice or array of those.
 func Marshal(v any) ([]byte, error) {
-	return appendValue(nil, reflect.ValueOf(v), 0)
+	return appendAny(nil, v, 0)
+}
+
+// appendAny is appendValue for the types history entries are made of
+// (maps of any, slices, strings, integers, bools, nil), written without
+// reflection, which costs an allocation per map key and per value; any
+// other type takes appendValue. Nesting is counted as appendValue counts
+// it, where a value held in an interface is one level deeper than the
+// interface, so both refuse the same values (FuzzMarshalFastPath).
+func appendAny(dst []byte, x any, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d", ErrUnsupported, maxDepth)
+	}
+	var err error
+	switch x := x.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case string:
+		return appendString(dst, x)
+	case bool:
+		return strconv.AppendBool(dst, x), nil
+	case int:
+		return appendInt(dst, int64(x))
+	case int64:
+		return appendInt(dst, x)
+	case json.Number:
+		return appendNumber(dst, x)
+	case map[string]any:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, compareUTF16)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = appendString(dst, k); err != nil {
+				return nil, err
+			}
+			dst = append(dst, ':')
+			if dst, err = appendHeld(dst, x[k], depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, '}'), nil
+	case []any:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = appendHeld(dst, e, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, ']'), nil
+	case []string:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		if depth+1 > maxDepth && len(x) > 0 {
+			return nil, fmt.Errorf("%w: nested deeper than %d", ErrUnsupported, maxDepth)
+		}
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, err = appendString(dst, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	return appendValue(dst, reflect.ValueOf(x), depth)
+}
+
+// appendHeld writes a value held in an interface (a map's or a slice's
+// element) at depth, the interface's own level.
+func appendHeld(dst []byte, x any, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d", ErrUnsupported, maxDepth)
+	}
+	if x == nil {
+		return append(dst, "null"...), nil
+	}
+	return appendAny(dst, x, depth+1)
 }
 
 // Canonicalize parses JSON text b and returns its canonical form. Text

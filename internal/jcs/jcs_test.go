@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf16"
 )
@@ -133,4 +134,94 @@ func FuzzCompareUTF16(f *testing.F) {
 			t.Fatalf("compareUTF16(%q, %q) = %d, UTF-16 order %d", a, b, got, want)
 		}
 	})
+}
+
+// FuzzMarshalFastPath: Marshal, which writes the types of history entries
+// without reflection, gives the bytes and the refusals of the reflecting
+// appendValue on any value decoded from JSON (as any, with json.Number),
+// with string arrays as []string when strs is set, nested up to beyond
+// the depth limit.
+func FuzzMarshalFastPath(f *testing.F) {
+	for _, s := range []string{`{"a":[1,"x",null,true],"b":{"c":"\ud83d\ude00"}}`, `[]`, `null`, `"\u00e9"`, `[["a","b"],[]]`,
+		`{"details":{"scope":["r","w"],"n":9007199254740993}}`, `1.5`, strings.Repeat(`{"a":`, 33) + `1` + strings.Repeat(`}`, 33),
+		strings.Repeat(`[`, 32) + `"x"` + strings.Repeat(`]`, 32), strings.Repeat(`[`, 33) + `null` + strings.Repeat(`]`, 33)} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, strs bool) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		var v any
+		if d.Decode(&v) != nil {
+			return
+		}
+		if strs {
+			v = stringSlices(v)
+		}
+		got, gotErr := Marshal(v)
+		want, wantErr := appendValue(nil, reflect.ValueOf(v), 0)
+		if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("Marshal(%s) = %s, %v; reflection gives %s, %v", b, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+// stringSlices replaces every array of strings in v by a []string.
+func stringSlices(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = stringSlices(e)
+		}
+	case []any:
+		ss := make([]string, 0, len(v))
+		for i, e := range v {
+			v[i] = stringSlices(e)
+			if s, ok := v[i].(string); ok {
+				ss = append(ss, s)
+			}
+		}
+		if len(ss) == len(v) {
+			return ss
+		}
+	}
+	return v
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	entry := map[string]any{"type": "redeemed", "by": "service:https://app.example", "seq": 3, "version": 2,
+		"at": "2026-11-26T12:00:00Z", "details": map[string]any{"authorization_id": "az_0123456789", "scope": []string{"mail:read", "mail:list"}}}
+	for b.Loop() {
+		if _, err := Marshal(entry); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Marshal and the reflecting path refuse at the same depth, whatever the
+// innermost value (a nil one is checked one level less deep).
+func TestMarshalDepthAsReflection(t *testing.T) {
+	for levels := 29; levels <= 35; levels++ {
+		for _, inner := range []string{`1`, `null`, `"x"`, `[]`, `["a"]`} {
+			for _, kind := range [][2]string{{`{"a":`, `}`}, {`[`, `]`}} {
+				doc := strings.Repeat(kind[0], levels) + inner + strings.Repeat(kind[1], levels)
+				for _, strs := range []bool{false, true} {
+					d := json.NewDecoder(strings.NewReader(doc))
+					d.UseNumber()
+					var v any
+					if err := d.Decode(&v); err != nil {
+						t.Fatal(err)
+					}
+					if strs {
+						v = stringSlices(v)
+					}
+					got, gotErr := Marshal(v)
+					want, wantErr := appendValue(nil, reflect.ValueOf(v), 0)
+					if (gotErr == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+						t.Errorf("%d levels of %s around %s (strs %v): Marshal %v, reflection %v", levels, kind[0], inner, strs, gotErr, wantErr)
+					}
+				}
+			}
+		}
+	}
 }
