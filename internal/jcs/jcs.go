@@ -35,6 +35,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -55,8 +56,26 @@ const maxDepth = 64
 // any Go integer type, json.Number holding an integer, a map with string
 // keys, or a slice or array of those.
 func Marshal(v any) ([]byte, error) {
-	return appendAny(nil, v, 0)
+	bp := scratch.Get().(*[]byte)
+	b, err := appendAny((*bp)[:0], v, 0)
+	var out []byte
+	if err == nil {
+		out = bytes.Clone(b)
+	}
+	if cap(b) <= maxScratch {
+		*bp = b
+		scratch.Put(bp)
+	}
+	return out, err
 }
+
+// scratch holds the buffers Marshal writes into before copying the result
+// out at its own size: a history store keeps every body it seals, and a
+// body grown by appending keeps up to twice its length (and cost an
+// allocation per doubling). Buffers grown past maxScratch are dropped.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxScratch = 64 << 10
 
 // appendAny is appendValue for the types history entries are made of
 // (maps of any, slices, strings, integers, bools, nil), written without
