@@ -198,11 +198,24 @@ func (m *MemoryStore) Missions(ctx context.Context, opts MissionListOptions) ([]
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []*Request
-	for _, r := range m.requests {
-		if !opts.matches(r) || opts.After != nil && compareCursor(r, *opts.After) <= 0 {
-			continue
+	keep := func(r *Request) {
+		if opts.matches(r) && (opts.After == nil || compareCursor(r, *opts.After) > 0) {
+			out = append(out, r)
 		}
-		out = append(out, r)
+	}
+	if opts.Parent != "" {
+		// A mission's children are indexed: every view of a mission
+		// lists them, and a scan of the whole store under the lock per
+		// view would let anyone holding a pending mission stall it.
+		for _, id := range m.children[opts.Parent] {
+			if r, ok := m.requests[id]; ok {
+				keep(r)
+			}
+		}
+	} else {
+		for _, r := range m.requests {
+			keep(r)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Request) int { return compareCursor(a, MissionCursor{b.CreatedAt, b.MissionID}) })
 	if len(out) > opts.EffectiveLimit() {
@@ -609,6 +622,15 @@ func (m *MemoryStore) deleteRequestLocked(id string, r *Request) {
 	delete(m.byHash, r.IDHash)
 	delete(m.history, id)
 	delete(m.children, id)
+	if p := r.ParentMissionID; p != "" {
+		// The parent's list keeps its live children only, so that it
+		// never outgrows them (a parent spawning for months).
+		if kids := slices.DeleteFunc(m.children[p], func(k string) bool { return k == id }); len(kids) > 0 {
+			m.children[p] = kids
+		} else {
+			delete(m.children, p)
+		}
+	}
 	if r.PassHash != "" {
 		delete(m.passes, r.PassHash)
 	}

@@ -1,0 +1,102 @@
+package authority
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentpass-go/agentpass/pass"
+)
+
+// Review (audit 7, H1 and M3): a mission's children are listed from the
+// index, not by a scan of the whole store under its lock (every view of
+// a mission lists them, and anyone holding a pending mission may read
+// it), and a deleted child leaves its parent's index, which therefore
+// never outgrows the children still held.
+func TestMissionsByParentFromIndex(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	m := NewMemoryStore()
+	add := func(id, parent string, at time.Time) *Request {
+		t.Helper()
+		r := &Request{MissionID: id, IDHash: "h-" + id, ParentMissionID: parent, State: pass.MissionActive,
+			Status: pass.StatusApproved, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if err := m.insertLocked(r, r.Clone(), nil); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	add("msn_parent", "", now)
+	add("msn_other", "", now)
+	for i := range 500 {
+		add("msn_x"+strconv.Itoa(i), "msn_other", now.Add(time.Duration(i)*time.Second))
+	}
+	var kids []*Request
+	for i := range 5 {
+		kids = append(kids, add("msn_kid"+strconv.Itoa(i), "msn_parent", now.Add(time.Duration(5-i)*time.Minute)))
+	}
+	list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_parent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 5 || list[0].MissionID != "msn_kid4" || list[4].MissionID != "msn_kid0" {
+		t.Fatalf("children of msn_parent: %d, want the 5 oldest first", len(list))
+	}
+	after := MissionCursor{list[1].CreatedAt, list[1].MissionID}
+	page, err := m.Missions(ctx, MissionListOptions{Parent: "msn_parent", After: &after, Limit: 2})
+	if err != nil || len(page) != 2 || page[0].MissionID != list[2].MissionID {
+		t.Fatalf("a page after the second child: %d %v", len(page), err)
+	}
+
+	m.mu.Lock()
+	m.deleteRequestLocked("msn_kid2", kids[2])
+	got := len(m.children["msn_parent"])
+	m.mu.Unlock()
+	if got != 4 {
+		t.Fatalf("%d children indexed after one was deleted, want 4", got)
+	}
+	m.mu.Lock()
+	for i, k := range kids {
+		if i != 2 {
+			m.deleteRequestLocked(k.MissionID, k)
+		}
+	}
+	_, indexed := m.children["msn_parent"]
+	m.mu.Unlock()
+	if indexed {
+		t.Error("the parent is still indexed with no children left")
+	}
+	if list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_parent"}); err != nil || len(list) != 0 {
+		t.Errorf("children after all were deleted: %d %v", len(list), err)
+	}
+}
+
+// BenchmarkMissionsByParent: listing one mission's children in a store of
+// 100,000 others costs the children, not the store.
+func BenchmarkMissionsByParent(b *testing.B) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	m := NewMemoryStore()
+	m.mu.Lock()
+	for i := range 99_990 {
+		id := "msn_" + strconv.Itoa(i)
+		parent := ""
+		if i >= 99_987 {
+			parent = "msn_0"
+		}
+		r := &Request{MissionID: id, IDHash: "h-" + id, ParentMissionID: parent, State: pass.MissionActive,
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := m.insertLocked(r, r, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m.mu.Unlock()
+	for b.Loop() {
+		if list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_0"}); err != nil || len(list) != 3 {
+			b.Fatal(len(list), err)
+		}
+	}
+}
