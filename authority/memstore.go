@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -384,23 +385,47 @@ func (m *MemoryStore) Request(ctx context.Context, id string) (*Request, error) 
 func (m *MemoryStore) PendingRequests(ctx context.Context, opts ListOptions) ([]*Request, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []*Request
+	// The oldest page is kept in a max-heap as the requests are scanned,
+	// and only it is copied: an issuance flood can leave tens of
+	// thousands pending, and the pending gauge lists them on every
+	// collection, under the store's lock.
+	older := func(a, b *Request) int { return compareCursor(a, MissionCursor{b.CreatedAt, b.MissionID}) }
+	limit := opts.EffectiveLimit()
+	page := &oldestPage{cmp: older}
 	for _, r := range m.requests {
 		if r.StatusAt(opts.Now) != pass.StatusPending || !matches(opts, r.User, r.Service) {
 			continue
 		}
-		out = append(out, r.Clone())
-	}
-	slices.SortFunc(out, func(a, b *Request) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
+		if page.Len() < limit {
+			heap.Push(page, r)
+		} else if older(r, page.rs[0]) < 0 {
+			page.rs[0] = r
+			heap.Fix(page, 0)
 		}
-		return strings.Compare(a.MissionID, b.MissionID)
-	})
-	if len(out) > opts.EffectiveLimit() {
-		out = out[:opts.EffectiveLimit()]
+	}
+	out := page.rs
+	slices.SortFunc(out, older)
+	for i, r := range out {
+		out[i] = r.Clone()
 	}
 	return out, nil
+}
+
+// oldestPage is a max-heap of requests by cmp: its top is the newest of
+// the oldest kept so far.
+type oldestPage struct {
+	rs  []*Request
+	cmp func(a, b *Request) int
+}
+
+func (p *oldestPage) Len() int           { return len(p.rs) }
+func (p *oldestPage) Less(i, j int) bool { return p.cmp(p.rs[i], p.rs[j]) > 0 }
+func (p *oldestPage) Swap(i, j int)      { p.rs[i], p.rs[j] = p.rs[j], p.rs[i] }
+func (p *oldestPage) Push(x any)         { p.rs = append(p.rs, x.(*Request)) }
+func (p *oldestPage) Pop() any {
+	r := p.rs[len(p.rs)-1]
+	p.rs = p.rs[:len(p.rs)-1]
+	return r
 }
 
 // RotatePass implements Store.

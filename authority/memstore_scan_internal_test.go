@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -97,6 +98,69 @@ func BenchmarkMissionsByParent(b *testing.B) {
 	for b.Loop() {
 		if list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_0"}); err != nil || len(list) != 3 {
 			b.Fatal(len(list), err)
+		}
+	}
+}
+
+// Audit 7, H2: PendingRequests keeps the oldest page as it scans and
+// copies only that page, oldest first with ties by mission id, whatever
+// the backlog.
+func TestPendingRequestsOldestPage(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	m := NewMemoryStore()
+	var all []*Request
+	m.mu.Lock()
+	for i := range 3000 {
+		id := "msn_" + strconv.Itoa(i)
+		// Creation times repeat (ties) and come in no order.
+		at := now.Add(time.Duration((i*7919)%997) * time.Millisecond)
+		r := &Request{MissionID: id, IDHash: "h-" + id, State: pass.MissionPending, Status: pass.StatusPending,
+			CreatedAt: at, ExpiresAt: now.Add(time.Hour)}
+		if i%10 == 0 {
+			r.Status, r.State = pass.StatusApproved, pass.MissionActive // not pending: never listed
+		}
+		if err := m.insertLocked(r, r.Clone(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == pass.StatusPending {
+			all = append(all, r)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(all, func(a, b *Request) int { return compareCursor(a, MissionCursor{b.CreatedAt, b.MissionID}) })
+	for _, limit := range []int{1, 10, 1000} {
+		got, err := m.PendingRequests(ctx, ListOptions{Now: now, Limit: limit})
+		if err != nil || len(got) != limit {
+			t.Fatalf("limit %d: %d requests, %v", limit, len(got), err)
+		}
+		for i, r := range got {
+			if r.MissionID != all[i].MissionID {
+				t.Fatalf("limit %d: request %d is %s, want %s", limit, i, r.MissionID, all[i].MissionID)
+			}
+		}
+	}
+}
+
+// BenchmarkPendingRequests: the pending gauge's listing with 100,000
+// requests pending costs a scan and one page of copies.
+func BenchmarkPendingRequests(b *testing.B) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	m := NewMemoryStore()
+	m.mu.Lock()
+	for i := range 99_999 {
+		id := "msn_" + strconv.Itoa(i)
+		r := &Request{MissionID: id, IDHash: "h-" + id, State: pass.MissionPending, Status: pass.StatusPending,
+			CreatedAt: now.Add(time.Duration(i%5000) * time.Millisecond), ExpiresAt: now.Add(time.Hour)}
+		if err := m.insertLocked(r, r, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m.mu.Unlock()
+	for b.Loop() {
+		if rs, err := m.PendingRequests(ctx, ListOptions{Now: now, Limit: 1000}); err != nil || len(rs) != 1000 {
+			b.Fatal(len(rs), err)
 		}
 	}
 }
