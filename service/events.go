@@ -106,6 +106,9 @@ func (ev *events) remember(authority, configURL string) {
 		}
 		close(ev.known[oldest].gone)
 		delete(ev.known, oldest)
+		// Its early SETs go with it: the buffer holds at most a share
+		// per Authority in the table, however many pass through.
+		delete(ev.buffer, oldest)
 	}
 	ev.known[authority] = knownAuthority{configURL: configURL, used: ev.seq, gone: make(chan struct{})}
 	close(ev.wake)

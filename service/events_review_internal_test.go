@@ -82,6 +82,13 @@ func TestReviewKnownAuthoritiesEvictLeastUsed(t *testing.T) {
 	if !ok {
 		t.Fatal("the first flooding Authority is not in the table")
 	}
+	// An early SET of the Authority about to be evicted waits in the
+	// buffer; it must leave with its Authority (audit 7, M5), or the
+	// buffer would grow a share per Authority that ever passed through.
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	if !ev.hold(MissionEvent{Authority: first, AuthorizationID: "az-early"}, firstURL, now) {
+		t.Fatal("hold refused an early SET")
+	}
 	const later, laterURL = "https://later.example.org", "https://later.example.org/ap"
 	ev.remember(later, laterURL)
 	if _, ok := ev.configURL(later); !ok {
@@ -94,6 +101,9 @@ func TestReviewKnownAuthoritiesEvictLeastUsed(t *testing.T) {
 	}
 	if _, ok := ev.configURL(first); ok {
 		t.Error("the least recently used Authority stayed")
+	}
+	if n := len(ev.buffer[first]); n != 0 {
+		t.Errorf("%d early SETs of the evicted Authority still buffered", n)
 	}
 	select {
 	case <-gone:
