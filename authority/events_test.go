@@ -556,3 +556,44 @@ func TestEventsBrokenServiceExtensions(t *testing.T) {
 		})
 	}
 }
+
+// receiverCounter counts the event receivers the Authority records.
+type receiverCounter struct {
+	*authority.MemoryStore
+	mu  sync.Mutex
+	set int
+}
+
+func (c *receiverCounter) SetEventReceiver(ctx context.Context, service string, r *pass.ServiceEvents) error {
+	c.mu.Lock()
+	c.set++
+	c.mu.Unlock()
+	return c.MemoryStore.SetEventReceiver(ctx, service, r)
+}
+
+// Audit 7, M4: a Service's event receiver is recorded when one of its
+// validations consumes a pass, not for any Service that can sign an
+// assertion: the receivers' table is bounded, and origins that never
+// validate a pass must not fill it ahead of the Services that do.
+func TestEventsReceiverRecordedOnConsumption(t *testing.T) {
+	store := &receiverCounter{MemoryStore: authority.NewMemoryStore()}
+	e := newEnv(t, approveAll, func(c *authority.Config) { c.Store = store })
+	withEvents(e, e.svc, pass.DeliveryPoll, "")
+	status, raw, err := e.svc.Post(e.net.Client(), e.base+"/validate", authID, pass.ValidationRequest{AgentPass: pass.PassValue{Value: "ap_unknown"}})
+	if err != nil || status != http.StatusNotFound {
+		t.Fatalf("validation of an unknown pass: %d %s %v, want 404", status, raw, err)
+	}
+	store.mu.Lock()
+	n := store.set
+	store.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d receivers recorded for a validation that consumed nothing", n)
+	}
+	e.redeemedMission()
+	store.mu.Lock()
+	n = store.set
+	store.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d receivers recorded after a redemption, want 1", n)
+	}
+}
