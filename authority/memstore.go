@@ -45,6 +45,11 @@ type MemoryStore struct {
 	// live ones refuses without a scan per request.
 	endsFirst time.Time
 	endsKnown bool
+	// lastEvict is when a full store last scanned for ended records: at
+	// the bound, records ending a moment apart would otherwise make every
+	// write scan them all under the lock (an issuance flood supplying the
+	// writes), so a full store scans at most once per evictEvery.
+	lastEvict time.Time
 }
 
 // MemoryOption configures a MemoryStore.
@@ -53,7 +58,9 @@ type MemoryOption func(*MemoryStore)
 // WithLimit bounds the requests plus authorizations the store holds to n
 // (n <= 0 keeps the default, 100,000). At the bound, records that can no
 // longer change are dropped at once, whatever their retention; only when
-// every record is live does CreateRequest fail with ErrStoreFull.
+// every record is live does CreateRequest fail with ErrStoreFull. A full
+// store looks for such records at most once a second, so that records
+// ending a moment apart cannot make every write scan the whole store.
 func WithLimit(n int) MemoryOption {
 	return func(m *MemoryStore) {
 		if n > 0 {
@@ -605,12 +612,20 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 	m.pruneEventsLocked(now)
 }
 
+// evictEvery is the least time between two scans of a full store for
+// ended records.
+const evictEvery = time.Second
+
 // evictDeadLocked drops every record that can no longer change by now,
 // retention or not, and learns when the next live one ends.
 func (m *MemoryStore) evictDeadLocked(now time.Time) {
 	if now.IsZero() || m.endsKnown && now.Before(m.endsFirst) {
 		return
 	}
+	if !m.lastEvict.IsZero() && now.Sub(m.lastEvict) < evictEvery && now.After(m.lastEvict) {
+		return
+	}
+	m.lastEvict = now
 	var first time.Time
 	forever := m.keep.Fill(m.retention)
 	keep := func(end time.Time, d time.Duration) bool {

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -162,5 +163,47 @@ func BenchmarkPendingRequests(b *testing.B) {
 		if rs, err := m.PendingRequests(ctx, ListOptions{Now: now, Limit: 1000}); err != nil || len(rs) != 1000 {
 			b.Fatal(len(rs), err)
 		}
+	}
+}
+
+// Audit 7, M1: at its bound, with records ending a moment apart, a store
+// scanned for ended records on every write (an issuance flood supplying
+// the writes); it now scans at most once per evictEvery, refusing in
+// between, and makes room again after that.
+func TestEvictAtTheBoundAtMostOncePerInterval(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 40
+	m := NewMemoryStore(WithLimit(limit))
+	n := 0
+	create := func(at time.Time, life time.Duration) error {
+		n++
+		id := strconv.Itoa(n)
+		return m.CreateRequest(ctx, &Request{MissionID: "msn_" + id, IDHash: "h-" + id, Status: pass.StatusPending,
+			CreatedAt: at, ExpiresAt: at.Add(life), Service: "https://app.example", User: "u@corp.example"})
+	}
+	// Full of pending requests ending a millisecond apart.
+	for i := range limit {
+		if err := create(t0, time.Minute+time.Duration(i)*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := t0.Add(time.Minute + 5*time.Millisecond) // five have ended
+	if err := create(at, time.Hour); err != nil {
+		t.Fatalf("a write once records ended: %v, want room", err)
+	}
+	for { // full again
+		if reqs, authz := m.Len(); reqs+authz >= limit {
+			break
+		}
+		if err := create(at, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := create(at.Add(10*time.Millisecond), time.Hour); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("a write 10 ms after the last scan: %v, want ErrStoreFull (no second scan yet)", err)
+	}
+	if err := create(at.Add(evictEvery+10*time.Millisecond), time.Hour); err != nil {
+		t.Fatalf("a write an interval later: %v, want room", err)
 	}
 }
