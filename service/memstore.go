@@ -24,8 +24,12 @@ const defaultMemoryStoreLimit = 100_000
 const initRetention = 10 * time.Minute
 
 // pruneEvery is how many writes pass between two sweeps of expired
-// records (a sweep also runs whenever a table is full).
-const pruneEvery = 1024
+// records (a sweep also runs whenever a table is full, at most once per
+// forcedSweepEvery).
+const (
+	pruneEvery       = 1024
+	forcedSweepEvery = time.Second
+)
 
 // MemoryStore is the in-memory [Store]: one process, bounded, with expired
 // records pruned as writes happen. It is safe for concurrent use. State is
@@ -49,6 +53,10 @@ type MemoryStore struct {
 	expireFrom, forceFrom time.Time
 	sweepKnown, dirty     bool
 	sweeps                int
+	// lastForced is when a full store last swept: records expiring a
+	// moment apart would otherwise make every write at the bound sweep
+	// them all, so a full store sweeps at most once per forcedSweepEvery.
+	lastForced time.Time
 	// No pending close expires before closesFrom when closesKnown: a full
 	// closes table refuses without a scan until one can have.
 	closesFrom  time.Time
@@ -238,7 +246,9 @@ type MemoryOption func(*MemoryStore)
 
 // WithLimit bounds each table of the store to n records (n <= 0 keeps the
 // default, 100,000). A full table makes writes fail with
-// ErrStoreFull rather than drop live state.
+// ErrStoreFull rather than drop live state; it looks for records it can
+// drop at most once a second, so that records expiring a moment apart
+// cannot make every write sweep the whole store.
 func WithLimit(n int) MemoryOption {
 	return func(s *MemoryStore) {
 		if n > 0 {
@@ -650,6 +660,12 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	}
 	if s.sweepKnown && now.Before(s.expireFrom) && (!force || now.Before(s.forceFrom) && !s.dirty) {
 		return
+	}
+	if !periodic && now.After(s.lastForced) && now.Sub(s.lastForced) < forcedSweepEvery {
+		return
+	}
+	if force {
+		s.lastForced = now
 	}
 	s.sweeps++
 	invalidated := func(id string) bool {

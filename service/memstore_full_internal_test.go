@@ -193,3 +193,49 @@ func TestMemoryStoreFullClosesScanOnlyAfterExpiry(t *testing.T) {
 		t.Error("the expired close is still held")
 	}
 }
+
+// Audit 7, M1: at the bound, records expiring a moment apart made every
+// write sweep the whole store to drop one or two; a full store now sweeps
+// at most once per forcedSweepEvery and refuses in between.
+func TestMemoryStoreFullSweepsAtMostOncePerInterval(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 40
+	s := NewMemoryStore(WithLimit(limit))
+	n := 0
+	redeem := func(at time.Time, life time.Duration) error {
+		n++
+		id := "az-" + strconv.Itoa(n)
+		return s.Redeem(ctx, &DelegationRecord{AuthorizationID: id, CreatedAt: at},
+			&CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: at, ExpiresAt: at.Add(life)}, nil)
+	}
+	for i := range limit {
+		if err := redeem(t0, time.Minute+time.Duration(i)*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := t0.Add(time.Minute + 5*time.Millisecond)
+	if err := redeem(at, time.Hour); err != nil {
+		t.Fatalf("a write once records expired: %v, want room", err)
+	}
+	for {
+		if _, creds, _ := s.Len(); creds >= limit {
+			break
+		}
+		if err := redeem(at, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.sweeps
+	for i := range 20 {
+		if err := redeem(at.Add(time.Duration(10+i)*time.Millisecond), time.Hour); !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("a write %d ms after the last sweep: %v, want ErrStoreFull", 10+i, err)
+		}
+	}
+	if s.sweeps != before {
+		t.Errorf("%d sweeps within the interval, want none", s.sweeps-before)
+	}
+	if err := redeem(at.Add(forcedSweepEvery+10*time.Millisecond), time.Hour); err != nil {
+		t.Fatalf("a write an interval later: %v, want room", err)
+	}
+}
