@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -154,14 +155,38 @@ func (m *MemoryStore) FinishEvent(ctx context.Context, owner, jti string, next t
 	return nil
 }
 
+// deleteEventLocked removes e from its queue, which is in Seq order, so it
+// is found by binary search rather than by a call per event queued.
 func (m *MemoryStore) deleteEventLocked(e *memoryEvent) {
 	o := &m.events
 	delete(o.byJTI, e.JTI)
-	q := slices.DeleteFunc(o.queue[e.Service], func(x *memoryEvent) bool { return x == e })
+	q := o.queue[e.Service]
+	if i, ok := slices.BinarySearchFunc(q, e.Seq, func(x *memoryEvent, seq int64) int { return cmp.Compare(x.Seq, seq) }); ok && q[i] == e {
+		q = slices.Delete(q, i, i+1)
+	}
+	m.setQueueLocked(e.Service, q)
+}
+
+// dropEventsLocked removes from service's queue, in one pass, the events
+// drop reports: acknowledging or expiring many events one by one would
+// move the rest of the queue for each.
+func (m *MemoryStore) dropEventsLocked(service string, drop func(*memoryEvent) bool) {
+	o := &m.events
+	q := slices.DeleteFunc(o.queue[service], func(e *memoryEvent) bool {
+		if drop(e) {
+			delete(o.byJTI, e.JTI)
+			return true
+		}
+		return false
+	})
+	m.setQueueLocked(service, q)
+}
+
+func (m *MemoryStore) setQueueLocked(service string, q []*memoryEvent) {
 	if len(q) == 0 {
-		delete(o.queue, e.Service)
+		delete(m.events.queue, service)
 	} else {
-		o.queue[e.Service] = q
+		m.events.queue[service] = q
 	}
 }
 
@@ -170,14 +195,11 @@ func (m *MemoryStore) PollEvents(ctx context.Context, service string, max int, n
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cutoff := now.Add(-OutboxRetention)
+	m.dropEventsLocked(service, func(e *memoryEvent) bool { return !e.Push && e.CreatedAt.Before(cutoff) })
 	var out []*OutboxEvent
 	more := false
-	for _, e := range slices.Clone(m.events.queue[service]) {
+	for _, e := range m.events.queue[service] {
 		if e.Push {
-			continue
-		}
-		if e.CreatedAt.Before(cutoff) {
-			m.deleteEventLocked(e)
 			continue
 		}
 		if len(out) >= max {
@@ -194,10 +216,14 @@ func (m *MemoryStore) PollEvents(ctx context.Context, service string, max int, n
 func (m *MemoryStore) AckEvents(ctx context.Context, service string, jtis []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	acked := make(map[*memoryEvent]bool, len(jtis))
 	for _, j := range jtis {
 		if e, ok := m.events.byJTI[j]; ok && e.Service == service {
-			m.deleteEventLocked(e)
+			acked[e] = true
 		}
+	}
+	if len(acked) > 0 {
+		m.dropEventsLocked(service, func(e *memoryEvent) bool { return acked[e] })
 	}
 	return nil
 }
@@ -228,11 +254,7 @@ func (m *MemoryStore) WaitEvents(ctx context.Context, after int64) (int64, error
 // not (a push is given up long before).
 func (m *MemoryStore) pruneEventsLocked(now time.Time) {
 	cutoff := now.Add(-OutboxRetention)
-	for _, q := range m.events.queue {
-		for _, e := range slices.Clone(q) {
-			if e.CreatedAt.Before(cutoff) {
-				m.deleteEventLocked(e)
-			}
-		}
+	for service := range m.events.queue {
+		m.dropEventsLocked(service, func(e *memoryEvent) bool { return e.CreatedAt.Before(cutoff) })
 	}
 }

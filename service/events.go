@@ -149,6 +149,11 @@ func (ev *events) watch(authority, configURL string) (<-chan struct{}, bool) {
 func (ev *events) hold(e MissionEvent, configURL string, now time.Time) bool {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	if k, ok := ev.known[e.Authority]; !ok || k.configURL != configURL {
+		// Evicted (or replaced) while its SET was being verified: its
+		// share left with it, and nothing would ever drop a new one.
+		return false
+	}
 	list := ev.buffer[e.Authority]
 	live := list[:0]
 	for _, b := range list {

@@ -44,8 +44,12 @@ func TestReviewBufferedSETMatchesConfiguration(t *testing.T) {
 	now := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
 	ev := newEvents(&settings{})
 	e := MissionEvent{Authority: "https://idp.example.com", AuthorizationID: "authz-1", Action: EventRevoke}
-	if !ev.hold(e, "https://evil.example.net/ap", now) {
-		t.Fatal("hold refused")
+	if ev.hold(e, "https://idp.example.com/ap", now) {
+		t.Fatal("a SET of an Authority not in the table was held (review 8, L3: nothing would drop it)")
+	}
+	ev.remember(e.Authority, "https://idp.example.com/ap")
+	if ev.hold(e, "https://evil.example.net/ap", now) {
+		t.Fatal("a SET verified with another configuration's keys was held")
 	}
 	if got := ev.take(e.Authority, "https://idp.example.com/ap", e.AuthorizationID, now); len(got) != 0 {
 		t.Errorf("a SET verified with another configuration's keys was applied: %+v", got)

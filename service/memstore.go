@@ -295,6 +295,9 @@ func (s *MemoryStore) Redeem(ctx context.Context, d *DelegationRecord, cred *Cre
 	if len(s.delegations) >= s.limit || len(s.creds)+len(s.inits) >= s.limit {
 		return ErrStoreFull
 	}
+	if d.Invalidated || init != nil && init.Used {
+		s.dirty = true // droppable from the start (a caller's own records)
+	}
 	snap := storedCopy(d)
 	del := newMemDelegation(snap)
 	if cred != nil {

@@ -239,3 +239,40 @@ func TestMemoryStoreFullSweepsAtMostOncePerInterval(t *testing.T) {
 		t.Fatalf("a write an interval later: %v, want room", err)
 	}
 }
+
+// Review 8, L4: records droppable from the start (a caller storing an
+// invalidated delegation, or a used initialization token) make a full
+// store sweep again, as an invalidation after storing does.
+func TestMemoryStoreFullSweepsForRecordsStoredDroppable(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	s := NewMemoryStore(WithLimit(5))
+	redeem := func(id string, at time.Time, life time.Duration, invalid bool) error {
+		return s.Redeem(ctx, &DelegationRecord{AuthorizationID: id, CreatedAt: at, Invalidated: invalid},
+			&CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: at, ExpiresAt: at.Add(life)}, nil)
+	}
+	for _, id := range []string{"a1", "a2"} {
+		if err := redeem(id, t0, 10*time.Second, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"b", "c", "d"} {
+		if err := redeem(id, t0, time.Hour, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Full: a sweep learns that nothing can go before a1 and a2 expire.
+	if err := redeem("e", t0.Add(2*time.Second), time.Hour, false); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("full store: %v", err)
+	}
+	// They expire: a sweep makes room, and learns the hour.
+	if err := redeem("g", t0.Add(11*time.Second), time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := redeem("dead", t0.Add(12*time.Second), time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := redeem("next", t0.Add(14*time.Second), time.Hour, false); err != nil {
+		t.Fatalf("a full store holding an invalidated delegation's credential: %v, want it dropped for room", err)
+	}
+}

@@ -62,7 +62,9 @@ func Marshal(v any) ([]byte, error) {
 	if err == nil {
 		out = bytes.Clone(b)
 	}
-	if cap(b) <= maxScratch {
+	if b == nil { // refused: the buffer is as it was
+		scratch.Put(bp)
+	} else if cap(b) <= maxScratch {
 		*bp = b
 		scratch.Put(bp)
 	}
