@@ -245,6 +245,7 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", err)
 		return
 	}
+	a.noteReceiver(ctx, svc, cfg)
 	var c *Consumption
 	if folds {
 		c, err = a.consumeRecorded(ctx, rs, tok, secret.Hash(in.AgentPass.Value), svc)
@@ -260,11 +261,6 @@ func (a *Authority) serveValidate(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "validation", errors.New("authority: the store's consumption lacks its authorization or mission"), slog.String("service", svc))
 		return
 	}
-	// The Service's event receiver is recorded once it holds a
-	// delegation, not for any Service that can sign an assertion: the
-	// receivers' table is bounded, and Services that never validate a
-	// pass must not fill it ahead of those that do.
-	a.noteReceiver(ctx, svc, cfg)
 	// The pass is consumed: the answer is the Service's now. A replay that
 	// raced this request got the same pass consumed only once, so a failed
 	// record is logged, not answered.
