@@ -28,17 +28,20 @@ type MemoryStore struct {
 	limit     int
 	retention time.Duration
 
-	mu        sync.Mutex
-	requests  map[string]*Request // by mission id
-	byHash    map[string]string   // request id hash -> mission id
-	passes    map[string]string   // pass hash -> mission id
-	authz     map[string]*Authorization
-	children  map[string][]string // parent mission id -> child mission ids
-	history   map[string][]HistoryRecord
-	lastPrune time.Time
-	events    memoryOutbox
-	log       memoryLog
-	keep      Retention
+	mu       sync.Mutex
+	requests map[string]*Request // by mission id
+	byHash   map[string]string   // request id hash -> mission id
+	passes   map[string]string   // pass hash -> mission id
+	authz    map[string]*Authorization
+	children map[string][]string // parent mission id -> child mission ids
+	// staleChildren names the lists of children that may hold deleted
+	// missions (see compactChildrenLocked).
+	staleChildren map[string]struct{}
+	history       map[string][]HistoryRecord
+	lastPrune     time.Time
+	events        memoryOutbox
+	log           memoryLog
+	keep          Retention
 
 	// No record ends before endsFirst when endsKnown: a full store looks
 	// for dead records only once one can have ended, so a store full of
@@ -84,14 +87,15 @@ func WithRetention(d time.Duration) MemoryOption {
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	m := &MemoryStore{
-		limit:     defaultMemoryStoreLimit,
-		retention: defaultMemoryStoreRetention,
-		requests:  map[string]*Request{},
-		byHash:    map[string]string{},
-		passes:    map[string]string{},
-		authz:     map[string]*Authorization{},
-		children:  map[string][]string{},
-		history:   map[string][]HistoryRecord{},
+		limit:         defaultMemoryStoreLimit,
+		retention:     defaultMemoryStoreRetention,
+		requests:      map[string]*Request{},
+		byHash:        map[string]string{},
+		passes:        map[string]string{},
+		authz:         map[string]*Authorization{},
+		children:      map[string][]string{},
+		staleChildren: map[string]struct{}{},
+		history:       map[string][]HistoryRecord{},
 	}
 	for _, o := range opts {
 		o(m)
@@ -609,6 +613,7 @@ func (m *MemoryStore) pruneLocked(now time.Time) {
 		}
 	}
 	m.compactLogLocked()
+	m.compactChildrenLocked()
 	m.pruneEventsLocked(now)
 }
 
@@ -653,7 +658,27 @@ func (m *MemoryStore) evictDeadLocked(now time.Time) {
 		}
 	}
 	m.compactLogLocked()
+	m.compactChildrenLocked()
 	m.endsFirst, m.endsKnown = first, !first.IsZero()
+}
+
+// compactChildrenLocked drops deleted missions from the children lists
+// deleteRequestLocked marked, and lists left empty, so that a parent's
+// list never outgrows the children still held (a parent spawning for
+// months).
+func (m *MemoryStore) compactChildrenLocked() {
+	for p := range m.staleChildren {
+		kids := slices.DeleteFunc(m.children[p], func(k string) bool {
+			_, held := m.requests[k]
+			return !held
+		})
+		if len(kids) > 0 {
+			m.children[p] = kids
+		} else {
+			delete(m.children, p)
+		}
+		delete(m.staleChildren, p)
+	}
 }
 
 // deleteRequestLocked removes a mission's request and everything keyed by it.
@@ -661,15 +686,15 @@ func (m *MemoryStore) deleteRequestLocked(id string, r *Request) {
 	delete(m.requests, id)
 	delete(m.byHash, r.IDHash)
 	delete(m.history, id)
-	delete(m.children, id)
+	// The parent's list of children, and this mission's own (its
+	// children may outlive it), drop deleted ids in compactChildrenLocked,
+	// once per sweep: filtered here, a sweep deleting many children of
+	// one parent would walk its list once per child.
+	if _, ok := m.children[id]; ok {
+		m.staleChildren[id] = struct{}{}
+	}
 	if p := r.ParentMissionID; p != "" {
-		// The parent's list keeps its live children only, so that it
-		// never outgrows them (a parent spawning for months).
-		if kids := slices.DeleteFunc(m.children[p], func(k string) bool { return k == id }); len(kids) > 0 {
-			m.children[p] = kids
-		} else {
-			delete(m.children, p)
-		}
+		m.staleChildren[p] = struct{}{}
 	}
 	if r.PassHash != "" {
 		delete(m.passes, r.PassHash)

@@ -55,6 +55,7 @@ func TestMissionsByParentFromIndex(t *testing.T) {
 
 	m.mu.Lock()
 	m.deleteRequestLocked("msn_kid2", kids[2])
+	m.compactChildrenLocked()
 	got := len(m.children["msn_parent"])
 	m.mu.Unlock()
 	if got != 4 {
@@ -66,6 +67,7 @@ func TestMissionsByParentFromIndex(t *testing.T) {
 			m.deleteRequestLocked(k.MissionID, k)
 		}
 	}
+	m.compactChildrenLocked()
 	_, indexed := m.children["msn_parent"]
 	m.mu.Unlock()
 	if indexed {
@@ -73,6 +75,18 @@ func TestMissionsByParentFromIndex(t *testing.T) {
 	}
 	if list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_parent"}); err != nil || len(list) != 0 {
 		t.Errorf("children after all were deleted: %d %v", len(list), err)
+	}
+
+	// Review 8, L2: a child outliving its parent (a longer retention) is
+	// still listed as its child, as a scan of the store lists it.
+	parent := add("msn_p2", "", now)
+	add("msn_c2", "msn_p2", now)
+	m.mu.Lock()
+	m.deleteRequestLocked("msn_p2", parent)
+	m.compactChildrenLocked()
+	m.mu.Unlock()
+	if list, err := m.Missions(ctx, MissionListOptions{Parent: "msn_p2"}); err != nil || len(list) != 1 || list[0].MissionID != "msn_c2" {
+		t.Errorf("the child of a deleted parent: %d %v, want msn_c2", len(list), err)
 	}
 }
 
@@ -205,5 +219,34 @@ func TestEvictAtTheBoundAtMostOncePerInterval(t *testing.T) {
 	}
 	if err := create(at.Add(evictEvery+10*time.Millisecond), time.Hour); err != nil {
 		t.Fatalf("a write an interval later: %v, want room", err)
+	}
+}
+
+// BenchmarkPruneManyChildren (review 8, L1): a sweep deleting 40,000
+// children of one parent walks the parent's list once, not once per child.
+func BenchmarkPruneManyChildren(b *testing.B) {
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		b.StopTimer()
+		m := NewMemoryStore()
+		m.mu.Lock()
+		p := &Request{MissionID: "msn_p", IDHash: "h-p", State: pass.MissionActive, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := m.insertLocked(p, p, nil); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 40_000 {
+			id := "msn_" + strconv.Itoa(i)
+			r := &Request{MissionID: id, IDHash: "h-" + id, ParentMissionID: "msn_p", Status: pass.StatusPending,
+				CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+			if err := m.insertLocked(r, r, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		m.evictDeadLocked(now.Add(2 * time.Minute))
+		if len(m.children) != 0 || len(m.requests) != 0 {
+			b.Fatalf("%d lists of children left, %d requests", len(m.children), len(m.requests))
+		}
+		m.mu.Unlock()
 	}
 }
