@@ -163,6 +163,8 @@ func (m *MemoryStore) deleteEventLocked(e *memoryEvent) {
 	q := o.queue[e.Service]
 	if i, ok := slices.BinarySearchFunc(q, e.Seq, func(x *memoryEvent, seq int64) int { return cmp.Compare(x.Seq, seq) }); ok && q[i] == e {
 		q = slices.Delete(q, i, i+1)
+	} else {
+		q = slices.DeleteFunc(q, func(x *memoryEvent) bool { return x == e }) // never out of order, but never kept either
 	}
 	m.setQueueLocked(e.Service, q)
 }
@@ -216,9 +218,12 @@ func (m *MemoryStore) PollEvents(ctx context.Context, service string, max int, n
 func (m *MemoryStore) AckEvents(ctx context.Context, service string, jtis []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	acked := make(map[*memoryEvent]bool, len(jtis))
+	var acked map[*memoryEvent]bool
 	for _, j := range jtis {
 		if e, ok := m.events.byJTI[j]; ok && e.Service == service {
+			if acked == nil {
+				acked = make(map[*memoryEvent]bool)
+			}
 			acked[e] = true
 		}
 	}

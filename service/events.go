@@ -369,6 +369,13 @@ func (s *Service) bufferSET(ctx context.Context, tok *secevent.Token, push bool)
 	case e == nil:
 		return s.setLog(ctx, setAccepted, subject, "ignored", nil)
 	case !s.events.hold(*e, cfgURL, s.cfg.Now()):
+		if _, ok := s.events.watch(set.Issuer, cfgURL); !ok {
+			// Its Authority left the table while the SET was verified:
+			// asked again later, by which time the redemption it may
+			// overtake has put the Authority back, or the delegation is
+			// held and the SET applies directly.
+			return s.setLog(ctx, setUnavailable, subject, "authority_evicted", nil)
+		}
 		return s.setLog(ctx, setAccepted, subject, "buffer_full", nil)
 	}
 	// The redemption may have committed (and looked in the buffer) since

@@ -122,3 +122,36 @@ func TestReviewKnownAuthoritiesEvictLeastUsed(t *testing.T) {
 	s := &Service{events: ev}
 	s.pollAuthority(t.Context(), first, firstURL)
 }
+
+// Review 9, Low 3: a learned Authority evicted while its SET was being
+// verified gets the SET refused by hold, and bufferSET tells that refusal
+// (the Authority no longer watched at that configuration) from a full
+// share, answering it 503 so the SET comes again, by which time the
+// redemption it may overtake has put the Authority back.
+func TestReviewHoldAfterEvictionIsRetried(t *testing.T) {
+	now := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
+	ev := newEvents(&settings{})
+	const x, u = "https://x.example", "https://x.example/ap"
+	ev.remember(x, u)
+	cfg, ok := ev.configURL(x) // bufferSET's lookup
+	if !ok {
+		t.Fatal("not known")
+	}
+	for i := range maxKnownAuthorities { // churn while the SET is verified
+		ev.remember("https://a"+strconv.Itoa(i)+".example", "https://a"+strconv.Itoa(i)+".example/ap")
+	}
+	e := MissionEvent{Authority: x, AuthorizationID: "authz-1", Action: EventRevoke}
+	if ev.hold(e, cfg, now) {
+		t.Fatal("held a SET of an Authority no longer in the table")
+	}
+	if _, watched := ev.watch(x, cfg); watched {
+		t.Fatal("the evicted Authority is still watched: bufferSET would answer 202 and lose the SET")
+	}
+	ev.remember(x, u) // the redemption commits
+	if !ev.hold(e, cfg, now) {
+		t.Fatal("the SET sent again was refused")
+	}
+	if got := ev.take(x, u, "authz-1", now); len(got) != 1 {
+		t.Errorf("applied at redemption: %d, want the revocation", len(got))
+	}
+}

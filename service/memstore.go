@@ -53,10 +53,15 @@ type MemoryStore struct {
 	expireFrom, forceFrom time.Time
 	sweepKnown, dirty     bool
 	sweeps                int
-	// lastForced is when a full store last swept: records expiring a
-	// moment apart would otherwise make every write at the bound sweep
-	// them all, so a full store sweeps at most once per forcedSweepEvery.
-	lastForced time.Time
+	// lastForced is when a full store last swept, by the writes' clock
+	// and by this process's (lastForcedAt): records expiring a moment
+	// apart would otherwise make every write at the bound sweep them all,
+	// so a full store sweeps at most once per forcedSweepEvery; writes
+	// whose times do not advance (out of order, or a frozen clock) are
+	// held to the process's clock, so they can neither bypass the limit
+	// nor stall the store.
+	lastForced   time.Time
+	lastForcedAt time.Time
 	// No pending close expires before closesFrom when closesKnown: a full
 	// closes table refuses without a scan until one can have.
 	closesFrom  time.Time
@@ -91,6 +96,9 @@ type missionKey struct{ authority, configURL, id string }
 type memDelegation struct {
 	rec  atomic.Pointer[DelegationRecord]
 	refs int // credentials and init tokens that name it; under s.mu
+	// usedInit is the hash of its initialization token once used, which
+	// AddCredential drops to make room at the bound; under s.mu.
+	usedInit string
 }
 
 func newMemDelegation(r *DelegationRecord) *memDelegation {
@@ -350,6 +358,9 @@ func (s *MemoryStore) ConsumeInit(ctx context.Context, hash string, now time.Tim
 	}
 	r.Used = true
 	s.dirty = true // a full store may now drop it
+	if d, ok := s.delegations[r.AuthorizationID]; ok {
+		d.usedInit = r.Hash
+	}
 	if !r.ExpiresAt.After(now) {
 		return nil, ErrInitExpired
 	}
@@ -363,11 +374,25 @@ func (s *MemoryStore) AddCredential(ctx context.Context, c *CredentialRecord) er
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.maybePrune(c.CreatedAt, len(s.creds)+len(s.inits) >= s.limit)
 	d, ok := s.delegations[c.AuthorizationID]
 	if !ok {
 		return ErrNotFound
 	}
+	// The credential takes the place of the delegation's used
+	// initialization token: at the bound it is dropped first, and the
+	// delegation is held meanwhile, since a sweep could drop the token,
+	// its only other reference, and with it the delegation (review 9:
+	// every browser session at a full store burned its token).
+	d.refs++
+	defer s.release(c.AuthorizationID)
+	if full := len(s.creds)+len(s.inits) >= s.limit; full && d.usedInit != "" {
+		if r, ok := s.inits[d.usedInit]; ok && r.Used && r.AuthorizationID == c.AuthorizationID {
+			delete(s.inits, d.usedInit)
+			s.release(c.AuthorizationID)
+		}
+		d.usedInit = ""
+	}
+	s.maybePrune(c.CreatedAt, len(s.creds)+len(s.inits) >= s.limit)
 	if d.snap().Invalidated {
 		return fmt.Errorf("service: delegation invalidated: %w", ErrConflict)
 	}
@@ -664,11 +689,17 @@ func (s *MemoryStore) maybePrune(now time.Time, force bool) {
 	if s.sweepKnown && now.Before(s.expireFrom) && (!force || now.Before(s.forceFrom) && !s.dirty) {
 		return
 	}
-	if !periodic && now.After(s.lastForced) && now.Sub(s.lastForced) < forcedSweepEvery {
-		return
+	if !periodic && !s.lastForcedAt.IsZero() {
+		if now.After(s.lastForced) {
+			if now.Sub(s.lastForced) < forcedSweepEvery {
+				return
+			}
+		} else if time.Since(s.lastForcedAt) < forcedSweepEvery {
+			return
+		}
 	}
 	if force {
-		s.lastForced = now
+		s.lastForced, s.lastForcedAt = now, time.Now()
 	}
 	s.sweeps++
 	invalidated := func(id string) bool {

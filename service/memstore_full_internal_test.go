@@ -276,3 +276,77 @@ func TestMemoryStoreFullSweepsForRecordsStoredDroppable(t *testing.T) {
 		t.Fatalf("a full store holding an invalidated delegation's credential: %v, want it dropped for room", err)
 	}
 }
+
+// Review 9: at a full store, exchanging an initialization token for a
+// session credential makes room by dropping that used token (and holds
+// its delegation meanwhile), so each exchange works however soon after
+// another: a sweep alone could drop the token and with it the delegation,
+// burning the user's one-time token.
+func TestMemoryStoreFullInitExchanges(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 4
+	s := NewMemoryStore(WithLimit(limit))
+	for i := range limit {
+		id := "az-" + strconv.Itoa(i)
+		d := &DelegationRecord{AuthorizationID: id, Authority: "https://idp.test", CreatedAt: t0, CurrentScope: pass.Scope{"r"}}
+		if err := s.Redeem(ctx, d, nil, &InitRecord{Hash: "i-" + id, CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range limit {
+		id := "az-" + strconv.Itoa(i)
+		now := t0.Add(time.Second + time.Duration(i)*10*time.Millisecond)
+		if _, err := s.ConsumeInit(ctx, "i-"+id, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddCredential(ctx, &CredentialRecord{Hash: "s-" + id, Kind: KindSession, AuthorizationID: id,
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatalf("exchange %d at a full store: %v", i, err)
+		}
+		if _, d, err := s.Credential(ctx, "s-"+id, now); err != nil || d.AuthorizationID != id {
+			t.Fatalf("the session credential %d: %v", i, err)
+		}
+	}
+	if d, c, i := s.Len(); d != limit || c != limit || i != 0 {
+		t.Errorf("held: %d delegations, %d credentials, %d init tokens; want %d, %d, 0", d, c, i, limit, limit)
+	}
+}
+
+// Review 9: writes whose times do not advance past the last forced sweep
+// (concurrent redemptions reach the lock out of order; a frozen clock)
+// are held to the process's clock, so a store made dirty before each of
+// them still sweeps at most once per forcedSweepEvery.
+func TestMemoryStoreFullSweepsOutOfOrderTimes(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	const limit = 200
+	s := NewMemoryStore(WithLimit(limit))
+	redeem := func(id string, at time.Time) error {
+		return s.Redeem(ctx, &DelegationRecord{AuthorizationID: id, CreatedAt: at},
+			&CredentialRecord{Hash: "h-" + id, Kind: KindBearer, CreatedAt: at, ExpiresAt: at.Add(time.Hour)}, nil)
+	}
+	for i := range limit {
+		if err := redeem("az-"+strconv.Itoa(i), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := t0.Add(time.Minute)
+	// The first write after an invalidation sweeps and makes room.
+	if err := s.Invalidate(ctx, "az-0", base, "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := redeem("first", base); err != nil {
+		t.Fatal(err)
+	}
+	before := s.sweeps
+	for i := 1; i <= 100; i++ {
+		if err := s.Invalidate(ctx, "az-"+strconv.Itoa(i), base, "revoked"); err != nil {
+			t.Fatal(err)
+		}
+		_ = redeem("new-"+strconv.Itoa(i), base.Add(-time.Duration(i)*time.Millisecond))
+	}
+	if got := s.sweeps - before; got > 2 { // one, or two across a second of this process
+		t.Errorf("%d forced sweeps for 100 writes with times not after the last one's, want at most 1 per second of this process", got)
+	}
+}
